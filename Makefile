@@ -1,0 +1,59 @@
+# The two commands a newcomer needs are `make run` and `make test`; the rest serve them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
+
+.PHONY: install run migrate test test-unit test-integration test-e2e gen gen-check lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: migrate, then start the five services and the facade (Ctrl-C stops them all)
+run: install migrate
+	$(BIN)/honcho --procfile deploy/Procfile --app-root $(CURDIR) start
+
+migrate: install
+	$(PY) -m services.runtime.migrate
+
+## test: the whole suite (unit, integration, e2e) with coverage
+test: install
+	$(PY) -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+gen: install
+	$(PY) tools/genproto.py
+
+gen-check: install
+	$(PY) tools/genproto.py --check
+
+lint: install gen-check
+	$(PY) tools/genproto.py --lint
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,101 @@
+"""Generate gen/ from protos/ (python, grpc, mypy stubs), or check that gen/ is current."""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import google.api  # googleapis-common-protos ships the .proto files beside its modules
+import grpc_tools
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+GEN = ROOT / "gen"
+
+
+def include_paths() -> list[str]:
+    googleapis_root = Path(google.api.__path__[0]).parent.parent
+    well_known = Path(grpc_tools.__path__[0]) / "_proto"
+    return [str(PROTOS), str(googleapis_root), str(well_known)]
+
+
+def generate(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    args = ["grpc_tools.protoc", *(f"-I{p}" for p in include_paths())]
+    args += [f"--python_out={out}", f"--grpc_python_out={out}"]
+    args += [f"--mypy_out={out}", f"--mypy_grpc_out={out}", *sources]
+    # The mypy plugins live beside this interpreter (the virtualenv's bin/).
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if protoc.main(args) != 0:
+        sys.exit("protoc failed")
+    # Regular packages (not namespace ones) so mypy and setuptools find them the same way.
+    for folder in [out / "stockfolio", *(p for p in (out / "stockfolio").rglob("*") if p.is_dir())]:
+        (folder / "__init__.py").touch()
+
+
+def lint() -> None:
+    """Run buf lint (STANDARD) on an image built with the same include paths as the code.
+
+    buf cannot take include paths itself, and we use google/api from the installed wheel rather
+    than copying it, so protoc builds an image with source info and buf lints our files in it.
+    """
+    buf = Path(sys.executable).parent / "buf"
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "image.binpb"
+        sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+        args = ["grpc_tools.protoc", *(f"-I{p}" for p in include_paths())]
+        args += ["--include_imports", "--include_source_info", f"--descriptor_set_out={image}"]
+        if protoc.main([*args, *sources]) != 0:
+            sys.exit("protoc failed")
+        config = (ROOT / "buf.yaml").read_text()
+        result = subprocess.run(
+            [str(buf), "lint", f"{image}#format=binpb", "--path", "stockfolio", "--config", config],
+            check=False,
+        )
+    if result.returncode != 0:
+        sys.exit("buf lint failed")
+    print("buf lint: clean")
+
+
+def differences(a: Path, b: Path) -> list[str]:
+    found: list[str] = []
+    cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
+    found += [f"only in {a}: {n}" for n in cmp.left_only]
+    found += [f"only in {b}: {n}" for n in cmp.right_only]
+    found += [f"differs: {a / n}" for n in cmp.diff_files]
+    for sub in cmp.common_dirs:
+        found += differences(a / sub, b / sub)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
+    parser.add_argument("--lint", action="store_true", help="run buf lint on protos/")
+    options = parser.parse_args()
+    if options.lint:
+        lint()
+        return
+    if not options.check:
+        shutil.rmtree(GEN / "stockfolio", ignore_errors=True)
+        generate(GEN)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        stale = differences(GEN / "stockfolio", Path(tmp) / "stockfolio")
+    if stale:
+        print("gen/ is stale; run 'make gen' and commit the result:", *stale, sep="\n  ")
+        sys.exit(1)
+    print("gen/ is current")
+
+
+if __name__ == "__main__":
+    main()
