@@ -1,0 +1,26 @@
+"""Builds the portfolio service's server parts from its config."""
+
+from __future__ import annotations
+
+import contextlib
+
+import grpc
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+from services.portfolio.servicer import PortfolioServiceServicer
+from services.runtime.config import RuntimeConfig
+from services.runtime.server import ServiceParts
+from services.runtime.sessions import remote_sessions
+
+SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
+
+
+async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
+    servicer = PortfolioServiceServicer()
+
+    def register(server: grpc.aio.Server) -> None:
+        portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(servicer, server)
+
+    return ServiceParts(
+        services=[SERVICE], register=register, sessions=await remote_sessions(config, resources)
+    )

@@ -1,0 +1,198 @@
+"""Access and refresh tokens (PyJWT, HS256) and the session checks every service makes.
+
+A token proves who the caller was when it was issued; the session check proves the session has
+not been revoked since. Both happen in every service, through the auth interceptor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import grpc
+import jwt
+from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+
+from services.runtime.context import Identity
+from services.runtime.errors import Unauthenticated, Unavailable
+
+ALGORITHM = "HS256"
+ACCESS = "access"
+REFRESH = "refresh"
+
+
+@dataclass(frozen=True)
+class RefreshClaims:
+    user_id: str
+    session_id: str
+    token_id: str
+    expires_at: datetime
+
+
+class TokenCodec:
+    """Issues and reads the two kinds of token; the `typ` claim keeps them apart."""
+
+    def __init__(self, secret: str, *, issuer: str, access_ttl: int) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._access_ttl = access_ttl
+
+    def issue_access(
+        self, *, user_id: str, session_id: str, email: str, roles: list[str]
+    ) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self._access_ttl)
+        claims = {
+            "iss": self._issuer,
+            "sub": user_id,
+            "sid": session_id,
+            "email": email,
+            "roles": roles,
+            "typ": ACCESS,
+            "iat": now,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
+
+    def issue_refresh(
+        self, *, user_id: str, session_id: str, token_id: str, ttl: int
+    ) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=ttl)
+        claims = {
+            "iss": self._issuer,
+            "sub": user_id,
+            "sid": session_id,
+            "typ": REFRESH,
+            "iat": now,
+            "exp": expires,
+            "jti": token_id,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
+
+    def _decode(self, token: str, kind: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "typ", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated(f"{kind} token expired", reason="TOKEN_EXPIRED") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated(f"invalid {kind} token", reason="TOKEN_INVALID") from None
+        if claims.get("typ") != kind:
+            raise Unauthenticated(f"not an {kind} token", reason="TOKEN_INVALID")
+        return claims
+
+    def read_access(self, token: str) -> Identity:
+        claims = self._decode(token, ACCESS)
+        roles = claims.get("roles")
+        return Identity(
+            user_id=str(claims["sub"]),
+            session_id=str(claims["sid"]),
+            email=str(claims.get("email", "")),
+            roles=frozenset(str(r) for r in roles) if isinstance(roles, list) else frozenset(),
+            token=token,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
+
+    def read_refresh(self, token: str) -> RefreshClaims:
+        claims = self._decode(token, REFRESH)
+        return RefreshClaims(
+            user_id=str(claims["sub"]),
+            session_id=str(claims["sid"]),
+            token_id=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token from `authorization: Bearer <token>` metadata, if present."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+class SessionChecker(Protocol):
+    async def is_live(self, identity: Identity) -> bool:
+        """Whether the identity's session still stands (not logged out, not revoked)."""
+        ...
+
+
+class TtlMemo:
+    """Answers remembered for a short time, with one lookup in flight per key."""
+
+    def __init__(self, ttl: float, *, max_entries: int = 50_000) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._answers: dict[str, tuple[bool, float]] = {}
+        self._pending: dict[str, asyncio.Future[bool]] = {}
+
+    def forget(self, key: str) -> None:
+        self._answers.pop(key, None)
+
+    async def get(self, key: str, lookup: Any) -> bool:
+        now = time.monotonic()
+        found = self._answers.get(key)
+        if found is not None and found[1] > now:
+            return found[0]
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            answer = bool(await lookup())
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here, so an unawaited future does not warn
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(answer)
+        if len(self._answers) >= self._max_entries:
+            self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
+        self._answers[key] = (answer, time.monotonic() + self._ttl)
+        return answer
+
+
+class RemoteSessionChecker:
+    """Asks the users service (the source of truth) whether a session is live.
+
+    Answers are remembered for `ttl` seconds (2 s by default), which bounds how long a logged-out
+    session keeps working on this service. When the users service cannot be reached the check
+    fails closed.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, ttl: float, deadline: float = 3.0) -> None:
+        self._stub = users_pb2_grpc.UsersServiceStub(channel)
+        self._memo = TtlMemo(ttl)
+        self._deadline = deadline
+
+    async def is_live(self, identity: Identity) -> bool:
+        async def lookup() -> bool:
+            try:
+                reply = await self._stub.ValidateToken(
+                    users_pb2.ValidateTokenRequest(),
+                    metadata=(("authorization", f"Bearer {identity.token}"),),
+                    timeout=self._deadline,
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    return False
+                raise Unavailable("cannot verify the session right now; retry shortly") from None
+            return bool(reply.valid) and reply.session_id == identity.session_id
+
+        return await self._memo.get(identity.session_id, lookup)

@@ -1,0 +1,194 @@
+"""A small cache and pub/sub interface: Redis when REDIS_URL is set, in-process otherwise.
+
+Callers treat the cache as an accelerator, never the source of truth: when Redis fails, a read
+is a miss and a write is dropped (logged), so losing Redis loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def incr(self, key: str, ttl: float) -> tuple[int, float]:
+        """Add one to a counter that expires `ttl` seconds after its first hit.
+
+        Returns the new count and the seconds left before the counter resets.
+        """
+        ...
+
+    async def counter(self, key: str) -> int:
+        """The current count of an `incr` counter (0 when absent or expired)."""
+        ...
+
+    async def publish(self, channel: str, message: bytes) -> None: ...
+    def subscribe(self, channel: str) -> AsyncIterator[bytes]: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class InProcessCache:
+    """A dict with expiry times; pub/sub reaches subscribers in this process only."""
+
+    def __init__(self, *, max_entries: int = 100_000) -> None:
+        self._values: dict[str, tuple[bytes, float | None]] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
+        self._subscribers: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self._max_entries = max_entries
+
+    async def get(self, key: str) -> bytes | None:
+        found = self._values.get(key)
+        if found is None:
+            return None
+        value, expires = found
+        if expires is not None and expires <= time.monotonic():
+            del self._values[key]
+            return None
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if len(self._values) >= self._max_entries:
+            self._evict()
+        self._values[key] = (value, time.monotonic() + ttl if ttl else None)
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+        self._counters.pop(key, None)
+
+    async def incr(self, key: str, ttl: float) -> tuple[int, float]:
+        now = time.monotonic()
+        count, resets = self._counters.get(key, (0, 0.0))
+        if resets <= now:
+            count, resets = 0, now + ttl
+            if len(self._counters) >= self._max_entries:
+                self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        self._counters[key] = (count + 1, resets)
+        return count + 1, resets - now
+
+    async def counter(self, key: str) -> int:
+        count, resets = self._counters.get(key, (0, 0.0))
+        return count if resets > time.monotonic() else 0
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        for queue in list(self._subscribers.get(channel, ())):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self._subscribers[channel].add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers[channel].discard(queue)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._values.clear()
+        self._counters.clear()
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
+        if len(self._values) >= self._max_entries:
+            # Still full of live keys: drop the oldest half rather than grow without bound.
+            keep = list(self._values.items())[len(self._values) // 2 :]
+            self._values = dict(keep)
+
+
+class RedisCache:
+    """Redis behind the same interface; failures degrade to misses instead of errors."""
+
+    def __init__(self, url: str, *, prefix: str = "sf:") -> None:
+        self._client = redis_asyncio.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=15
+        )
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self._client.get(self._prefix + key)
+        except (RedisError, OSError) as error:
+            log.warning("redis get failed", extra={"error": str(error)})
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        try:
+            await self._client.set(self._prefix + key, value, px=int(ttl * 1000) if ttl else None)
+        except (RedisError, OSError) as error:
+            log.warning("redis set failed", extra={"error": str(error)})
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete(self._prefix + key)
+        except (RedisError, OSError) as error:
+            log.warning("redis delete failed", extra={"error": str(error)})
+
+    async def incr(self, key: str, ttl: float) -> tuple[int, float]:
+        name = self._prefix + key
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                # NX: only the first hit of a window starts its clock.
+                pipe.pexpire(name, int(ttl * 1000), nx=True)
+                pipe.pttl(name)
+                count, _, left_ms = await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.warning("redis incr failed; not counting", extra={"error": str(error)})
+            return 0, ttl
+        return int(count), max(0.0, int(left_ms) / 1000)
+
+    async def counter(self, key: str) -> int:
+        raw = await self.get(key)
+        return int(raw) if raw is not None else 0
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        try:
+            await self._client.publish(self._prefix + channel, message)
+        except (RedisError, OSError) as error:
+            log.warning("redis publish failed", extra={"error": str(error)})
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._prefix + channel)
+        try:
+            async for message in pubsub.listen():
+                data = message.get("data")
+                if isinstance(data, bytes):
+                    yield data
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def create_cache(redis_url: str | None, *, prefix: str = "sf:") -> Cache:
+    if redis_url:
+        return RedisCache(redis_url, prefix=prefix)
+    return InProcessCache()

@@ -1,0 +1,183 @@
+"""The runtime configuration every process shares, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_PORTS: Mapping[str, int] = {
+    "facade": 4110,
+    "users": 4120,
+    "assistant": 4130,
+    "terminal": 4140,
+    "workspace": 4150,
+    "portfolio": 4160,
+}
+DOMAIN_SERVICES = ("users", "assistant", "terminal", "workspace", "portfolio")
+ADMIN_PORT_OFFSET = 1000
+
+
+class ConfigError(Exception):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What the runtime needs to run one process of one service."""
+
+    service: str
+    environment: str
+    host: str
+    port: int
+    admin_port: int
+    var_dir: Path
+    database_url: str
+    redis_url: str | None
+    jwt_secret: str = field(repr=False)
+    jwt_issuer: str
+    access_token_ttl: int
+    addresses: Mapping[str, tuple[str, ...]]
+    log_level: str
+    shutdown_grace: float
+    rpc_deadline: float
+    session_check_ttl: float
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+
+class Env:
+    """Typed reads of environment variables, with errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def str(self, name: str, default: str) -> str:
+        value = self._environ.get(name, "").strip()
+        return value or default
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self._environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def service_addresses(env: Env) -> dict[str, tuple[str, ...]]:
+    """Every domain service's replicas: `USERS_ADDRS=host:port,host:port`, else its port."""
+    found: dict[str, tuple[str, ...]] = {}
+    for name in DOMAIN_SERVICES:
+        default_port = env.int(f"{name.upper()}_PORT", SERVICE_PORTS[name], minimum=1)
+        raw = env.str(f"{name.upper()}_ADDRS", f"127.0.0.1:{default_port}")
+        addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"{name.upper()}_ADDRS: {address!r} is not host:port")
+        found[name] = addresses
+    return found
+
+
+def development_secret(var_dir: Path, name: str) -> str:
+    """A secret generated once and kept under var/, so restarts keep tokens valid.
+
+    Written to a temporary file and hard-linked into place, so processes starting together
+    agree on one value.
+    """
+    folder = var_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    if not path.exists():
+        temporary = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        temporary.write_text(secrets.token_urlsafe(48))
+        temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
+def required_secret(env: Env, name: str, *, production: bool, var_dir: Path) -> str:
+    value = env.optional(name)
+    if value:
+        return value
+    if production:
+        raise ConfigError(f"{name} must be set when STOCKFOLIO_ENV=production")
+    return development_secret(var_dir, name.lower())
+
+
+def load_runtime_config(service: str, environ: Mapping[str, str] | None = None) -> RuntimeConfig:
+    env = Env(os.environ if environ is None else environ)
+    environment = env.str("STOCKFOLIO_ENV", "development")
+    if environment not in {"development", "production", "test"}:
+        raise ConfigError(
+            f"STOCKFOLIO_ENV must be development, production or test, got {environment!r}"
+        )
+    production = environment == "production"
+    var_dir = Path(env.str("STOCKFOLIO_VAR_DIR", "var")).resolve()
+    prefix = service.upper()
+    port = env.int(f"{prefix}_PORT", SERVICE_PORTS.get(service, 0), maximum=65535)
+    database_url = env.optional(f"{prefix}_DATABASE_URL") or env.optional("DATABASE_URL")
+    if database_url is None:
+        if production:
+            raise ConfigError(f"{prefix}_DATABASE_URL or DATABASE_URL must be set in production")
+        database_url = f"sqlite+aiosqlite:///{var_dir / f'{service}.db'}"
+    return RuntimeConfig(
+        service=service,
+        environment=environment,
+        host=env.str(f"{prefix}_HOST", env.str("STOCKFOLIO_HOST", "127.0.0.1")),
+        port=port,
+        admin_port=env.int(
+            f"{prefix}_ADMIN_PORT", port + ADMIN_PORT_OFFSET if port else 0, maximum=65535
+        ),
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=env.optional("REDIS_URL"),
+        jwt_secret=required_secret(env, "JWT_SECRET", production=production, var_dir=var_dir),
+        jwt_issuer=env.str("JWT_ISSUER", "stockfolio"),
+        access_token_ttl=env.int("ACCESS_TOKEN_TTL", 900, minimum=5),
+        addresses=service_addresses(env),
+        log_level=env.str("LOG_LEVEL", "INFO").upper(),
+        shutdown_grace=env.float("SHUTDOWN_GRACE", 10.0),
+        rpc_deadline=env.float("RPC_DEADLINE", 30.0, minimum=0.1),
+        session_check_ttl=env.float("SESSION_CHECK_TTL", 2.0),
+    )

@@ -1,0 +1,42 @@
+"""Per-call context carried in contextvars: the correlation id and the caller's identity."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+
+CORRELATION_HEADER = "x-correlation-id"
+
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accept_correlation_id(value: str | None) -> str:
+    """Keep a caller's id when it is sane; otherwise mint one (ids end up in every log line)."""
+    if value and len(value) <= 128 and value.isascii() and value.isprintable():
+        return value
+    return new_correlation_id()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: read from a verified access token whose session is live."""
+
+    user_id: str
+    session_id: str
+    email: str
+    roles: frozenset[str]
+    token: str
+    expires_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+current_identity: ContextVar[Identity | None] = ContextVar("current_identity", default=None)

@@ -1,0 +1,205 @@
+"""Server and client interceptors: correlation ids, auth, error mapping, metrics, access logs.
+
+Servicers never read the authorization header or log requests themselves: they read the
+caller from `current_identity` and raise domain errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+
+from services.runtime.auth import SessionChecker, TokenCodec, bearer_token
+from services.runtime.context import (
+    CORRELATION_HEADER,
+    Identity,
+    accept_correlation_id,
+    correlation_id,
+    current_identity,
+)
+from services.runtime.descriptors import MethodRule
+from services.runtime.errors import (
+    DomainError,
+    PermissionDenied,
+    Unauthenticated,
+    internal_status,
+    to_status,
+)
+from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
+
+log = logging.getLogger("stockfolio.rpc")
+
+# Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
+PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
+
+
+def _metadata_value(metadata: Any, key: str) -> str | None:
+    for k, v in metadata or ():
+        if k == key and isinstance(v, str):
+            return v
+    return None
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """One interceptor for every cross-cutting concern, so each call pays for one wrapper."""
+
+    def __init__(
+        self,
+        service: str,
+        rules: Mapping[str, MethodRule],
+        codec: TokenCodec,
+        sessions: SessionChecker,
+    ) -> None:
+        self._service = service
+        self._rules = rules
+        self._codec = codec
+        self._sessions = sessions
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        rule = self._rules.get(method, PUBLIC)
+        metadata = details.invocation_metadata
+        quiet = not method.startswith("/stockfolio.")
+        return _wrap(handler, self, method, rule, metadata, quiet)
+
+    async def authorize(self, rule: MethodRule, metadata: Any) -> Identity | None:
+        token = bearer_token(metadata)
+        if rule.public:
+            return None
+        if token is None:
+            raise Unauthenticated("missing bearer token", reason="TOKEN_MISSING")
+        identity = self._codec.read_access(token)
+        if not await self._sessions.is_live(identity):
+            raise Unauthenticated("session has ended; log in again", reason="SESSION_REVOKED")
+        if rule.required_role and rule.required_role not in identity.roles:
+            raise PermissionDenied(f"requires the {rule.required_role} role")
+        return identity
+
+    def begin(self, metadata: Any) -> tuple[Any, Any]:
+        cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
+        return correlation_id.set(cid), current_identity.set(None)
+
+    def finish(self, method: str, code: grpc.StatusCode, started: float, quiet: bool) -> None:
+        elapsed = time.perf_counter() - started
+        name = method.rsplit("/", 1)[-1]
+        RPC_HANDLED.labels(self._service, name, code.name).inc()
+        RPC_SECONDS.labels(self._service, name).observe(elapsed)
+        if not quiet:
+            level = logging.INFO if code != grpc.StatusCode.INTERNAL else logging.ERROR
+            log.log(
+                level,
+                "rpc",
+                extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)},
+            )
+
+
+def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, ...]]:
+    if isinstance(error, DomainError):
+        return to_status(error)
+    if isinstance(error, NotImplementedError):
+        # The generated base servicer raises it for RPCs a later issue fills in.
+        return grpc.StatusCode.UNIMPLEMENTED, "not implemented yet", ()
+    log.error("unhandled error", exc_info=error)
+    return internal_status()
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    owner: ServerInterceptor,
+    method: str,
+    rule: MethodRule,
+    metadata: Any,
+    quiet: bool,
+) -> grpc.RpcMethodHandler:
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            tokens = owner.begin(metadata)
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                current_identity.set(await owner.authorize(rule, metadata))
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                code, message, trailers = _status_for(error)
+                await context.abort(code, message, trailing_metadata=trailers)
+            finally:
+                owner.finish(method, code, started, quiet)
+                correlation_id.reset(tokens[0])
+                current_identity.reset(tokens[1])
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(unary_response, handler.request_deserializer, handler.response_serializer)
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        tokens = owner.begin(metadata)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            current_identity.set(await owner.authorize(rule, metadata))
+            result = inner_stream(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            elif inspect.isawaitable(result):
+                await result
+            else:
+                for item in result:
+                    yield item
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as error:
+            code, message, trailers = _status_for(error)
+            await context.abort(code, message, trailing_metadata=trailers)
+        finally:
+            owner.finish(method, code, started, quiet)
+            correlation_id.reset(tokens[0])
+            current_identity.reset(tokens[1])
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(stream_response, handler.request_deserializer, handler.response_serializer)
+
+
+def require_identity() -> Identity:
+    """The authenticated caller; servicers of protected RPCs call this."""
+    identity = current_identity.get()
+    if identity is None:
+        raise Unauthenticated("authentication required", reason="TOKEN_MISSING")
+    return identity
+
+
+def outgoing_metadata(identity: Identity | None = None) -> tuple[tuple[str, str], ...]:
+    """Metadata for a call to another service: the correlation id and, if given, the caller's
+    own token (a service acts for its caller, never with more rights)."""
+    found: list[tuple[str, str]] = [(CORRELATION_HEADER, correlation_id.get())]
+    if identity is not None:
+        found.append(("authorization", f"Bearer {identity.token}"))
+    return tuple(found)

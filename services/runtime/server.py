@@ -1,0 +1,124 @@
+"""The one way every service builds, starts and stops its gRPC server.
+
+`create_server` returns `(server, port)` ready to start, with the health servicer, reflection
+and the interceptor registered beside the service's own servicers. `run_service` is what each
+`python -m services.<name>` calls: config, logging, resources, serve, graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health_pb2_grpc
+
+from services.runtime.admin import start_admin
+from services.runtime.auth import SessionChecker, TokenCodec
+from services.runtime.config import ConfigError, RuntimeConfig, load_runtime_config
+from services.runtime.descriptors import method_rules
+from services.runtime.health import DependencyCheck, Health, watching
+from services.runtime.interceptors import ServerInterceptor
+from services.runtime.logs import configure_logging
+from services.runtime.reflection import add_reflection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceParts:
+    """What a service contributes: its servicers and what its health depends on."""
+
+    services: Sequence[ServiceDescriptor]
+    register: Callable[[grpc.aio.Server], None]
+    sessions: SessionChecker
+    checks: Mapping[str, DependencyCheck] = field(default_factory=dict)
+
+
+def token_codec(config: RuntimeConfig) -> TokenCodec:
+    return TokenCodec(
+        config.jwt_secret, issuer=config.jwt_issuer, access_ttl=config.access_token_ttl
+    )
+
+
+def create_server(
+    config: RuntimeConfig, parts: ServiceParts, *, port: int | None = None
+) -> tuple[grpc.aio.Server, int, Health]:
+    """Build the server and bind it; `port=0` (tests) picks a free port."""
+    interceptor = ServerInterceptor(
+        config.service, method_rules(parts.services), token_codec(config), parts.sessions
+    )
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        options=[
+            ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+            ("grpc.max_send_message_length", 32 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = [s.full_name for s in parts.services]
+    health = Health(names, parts.checks)
+    parts.register(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    add_reflection(server, [*names, "grpc.health.v1.Health"])
+    bound = server.add_insecure_port(f"{config.host}:{config.port if port is None else port}")
+    if bound == 0:
+        raise OSError(f"cannot bind {config.service} to {config.host}:{config.port}")
+    return server, bound, health
+
+
+async def start_server(
+    config: RuntimeConfig, parts: ServiceParts, *, port: int | None = None
+) -> tuple[grpc.aio.Server, int, Health]:
+    server, bound, health = create_server(config, parts, port=port)
+    await server.start()
+    await health.set_serving(await health.check_dependencies())
+    return server, bound, health
+
+
+async def stop_server(server: grpc.aio.Server, health: Health, grace: float) -> None:
+    """NOT_SERVING first (balancers stop sending), then drain in-flight calls."""
+    await health.shut_down()
+    await server.stop(grace)
+
+
+Builder = Callable[[RuntimeConfig, contextlib.AsyncExitStack], Awaitable[ServiceParts]]
+
+
+async def serve(config: RuntimeConfig, build: Builder) -> None:
+    async with contextlib.AsyncExitStack() as resources:
+        parts = await build(config, resources)
+        server, port, health = await start_server(config, parts)
+        admin = await start_admin(config.service, health, config.host, config.admin_port)
+        log.info("serving", extra={"port": port, "adminPort": config.admin_port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with watching(health):
+            await stop.wait()
+        log.info("shutting down", extra={"graceSeconds": config.shutdown_grace})
+        await stop_server(server, health, config.shutdown_grace)
+        await admin.cleanup()
+    log.info("stopped")
+
+
+def run_service(service: str, build: Builder) -> None:
+    """Entry point of `python -m services.<service>`."""
+    try:
+        config = load_runtime_config(service)
+    except ConfigError as error:
+        sys.exit(f"{service}: configuration error: {error}")
+    configure_logging(service, config.log_level)
+    try:
+        import uvloop  # measured 10-30% faster on gRPC paths here (FIELD-NOTES.md)
+    except ImportError:  # pragma: no cover - uvloop is a dependency; tolerate its absence
+        asyncio.run(serve(config, build))
+    else:
+        uvloop.run(serve(config, build))
