@@ -103,7 +103,7 @@ def service_addresses(env: Env) -> dict[str, tuple[str, ...]]:
     """Every domain service's replicas: `USERS_ADDRS=host:port,host:port`, else its port."""
     found: dict[str, tuple[str, ...]] = {}
     for name in DOMAIN_SERVICES:
-        default_port = env.int(f"{name.upper()}_PORT", SERVICE_PORTS[name], minimum=1)
+        default_port = env.int(f"{name.upper()}_PORT", SERVICE_PORTS[name], maximum=65535)
         raw = env.str(f"{name.upper()}_ADDRS", f"127.0.0.1:{default_port}")
         addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
         for address in addresses:

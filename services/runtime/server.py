@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -91,21 +91,41 @@ async def stop_server(server: grpc.aio.Server, health: Health, grace: float) -> 
 Builder = Callable[[RuntimeConfig, contextlib.AsyncExitStack], Awaitable[ServiceParts]]
 
 
-async def serve(config: RuntimeConfig, build: Builder) -> None:
+@dataclass
+class Running:
+    port: int
+    health: Health
+    server: grpc.aio.Server
+
+
+@contextlib.asynccontextmanager
+async def running(
+    config: RuntimeConfig, build: Builder, *, port: int | None = None, grace: float | None = None
+) -> AsyncIterator[Running]:
+    """Build a service's resources, start its server, and stop both on exit (tests: port=0)."""
     async with contextlib.AsyncExitStack() as resources:
         parts = await build(config, resources)
-        server, port, health = await start_server(config, parts)
-        admin = await start_admin(config.service, health, config.host, config.admin_port)
-        log.info("serving", extra={"port": port, "adminPort": config.admin_port})
+        server, bound, health = await start_server(config, parts, port=port)
+        try:
+            yield Running(bound, health, server)
+        finally:
+            log.info("shutting down", extra={"graceSeconds": config.shutdown_grace})
+            await stop_server(server, health, config.shutdown_grace if grace is None else grace)
+
+
+async def serve(config: RuntimeConfig, build: Builder) -> None:
+    async with running(config, build) as service:
+        admin = await start_admin(config.service, service.health, config.host, config.admin_port)
+        log.info("serving", extra={"port": service.port, "adminPort": config.admin_port})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with watching(health):
-            await stop.wait()
-        log.info("shutting down", extra={"graceSeconds": config.shutdown_grace})
-        await stop_server(server, health, config.shutdown_grace)
-        await admin.cleanup()
+        try:
+            async with watching(service.health):
+                await stop.wait()
+        finally:
+            await admin.cleanup()
     log.info("stopped")
 
 

@@ -1,0 +1,134 @@
+"""Fixtures shared by every test: real databases, real caches, test configs, real servers.
+
+PostgreSQL and Redis are used for real. When one does not answer, its tests skip with the
+reason, unless STOCKFOLIO_REQUIRE_SERVERS=1 (CI), when they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from services.runtime.cache import Cache, InProcessCache, RedisCache
+from services.runtime.config import RuntimeConfig, load_runtime_config
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "STOCKFOLIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_TEST_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVERS = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def _absent(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable: {error}"
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{message} (STOCKFOLIO_REQUIRE_SERVERS=1)")
+    pytest.skip(message)
+
+
+def postgres_available() -> Exception | None:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2):
+            return None
+    except psycopg.Error as error:
+        return error
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    problem = postgres_available()
+    if problem is not None:
+        _absent("PostgreSQL", problem)
+    name = f"sf_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage test runs on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database flushed before and after the test."""
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as error:
+        _absent("Redis", error)
+    try:
+        yield REDIS_TEST_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(params=["inprocess", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    """Every cache test runs on both backends."""
+    if request.param == "inprocess":
+        backend: Cache = InProcessCache()
+    else:
+        backend = RedisCache(str(request.getfixturevalue("redis_url")), prefix="sftest:")
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def free_port() -> int:
+    """A free port below the ephemeral range (see FIELD-NOTES.md), for subprocess servers."""
+    for _ in range(200):
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., RuntimeConfig]:
+    """Build a service's RuntimeConfig as the environment would, for a test.
+
+    Keyword arguments are environment variables (e.g. `USERS_ADDRS="127.0.0.1:5555"`).
+    """
+
+    def build(service: str, **environ: str) -> RuntimeConfig:
+        base = {
+            "STOCKFOLIO_ENV": "test",
+            "STOCKFOLIO_VAR_DIR": str(tmp_path / "var"),
+            "JWT_SECRET": TEST_SECRET,
+            "LOG_LEVEL": "WARNING",
+            f"{service.upper()}_PORT": "0",
+        }
+        return load_runtime_config(service, {**base, **environ})
+
+    return build
+
