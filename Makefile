@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## run: migrate, then start the five services and the facade (Ctrl-C stops them all)
+# honcho runs each Procfile line through a shell: the venv first on PATH makes `python` the venv's.
 run: install migrate
-	$(BIN)/honcho --procfile deploy/Procfile --app-root $(CURDIR) start
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile deploy/Procfile --app-root $(CURDIR) start
 
 migrate: install
 	$(PY) -m services.runtime.migrate

@@ -132,3 +132,29 @@ def make_config(tmp_path: Path) -> Callable[..., RuntimeConfig]:
 
     return build
 
+
+@pytest.fixture
+def users_database(database_url: str) -> str:
+    """A migrated users database, on SQLite and on PostgreSQL."""
+    from services.runtime.migrations import upgrade
+
+    upgrade("users", database_url)
+    return database_url
+
+
+@pytest.fixture
+async def users_service(
+    make_config: Callable[..., RuntimeConfig], users_database: str
+) -> AsyncIterator[RuntimeConfig]:
+    """A real users gRPC server on a free port; yields its config (addresses filled in)."""
+    from services.runtime.server import running
+    from services.users.server import build
+
+    config = make_config("users", USERS_DATABASE_URL=users_database, BCRYPT_COST="4")
+    async with running(config, build, port=0, grace=0) as service:
+        yield make_config(
+            "users",
+            USERS_DATABASE_URL=users_database,
+            BCRYPT_COST="4",
+            USERS_ADDRS=f"127.0.0.1:{service.port}",
+        )

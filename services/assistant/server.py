@@ -16,7 +16,9 @@ SERVICE = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
-    servicer = AssistantServiceServicer()
+    # The generated stubs mark every RPC abstract; at run time the base class answers
+    # UNIMPLEMENTED, which is what this service does until its issue lands.
+    servicer = AssistantServiceServicer()  # type: ignore[abstract]
 
     def register(server: grpc.aio.Server) -> None:
         assistant_pb2_grpc.add_AssistantServiceServicer_to_server(servicer, server)

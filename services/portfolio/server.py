@@ -16,7 +16,9 @@ SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
-    servicer = PortfolioServiceServicer()
+    # The generated stubs mark every RPC abstract; at run time the base class answers
+    # UNIMPLEMENTED, which is what this service does until its issue lands.
+    servicer = PortfolioServiceServicer()  # type: ignore[abstract]
 
     def register(server: grpc.aio.Server) -> None:
         portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(servicer, server)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ import grpc
 import jwt
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
-from services.runtime.context import Identity
+from services.runtime.context import CORRELATION_HEADER, Identity, correlation_id
 from services.runtime.errors import Unauthenticated, Unavailable
 
 ALGORITHM = "HS256"
@@ -89,7 +90,7 @@ class TokenCodec:
         except jwt.PyJWTError:
             raise Unauthenticated(f"invalid {kind} token", reason="TOKEN_INVALID") from None
         if claims.get("typ") != kind:
-            raise Unauthenticated(f"not an {kind} token", reason="TOKEN_INVALID")
+            raise Unauthenticated(f"expected a {kind} token", reason="TOKEN_INVALID")
         return claims
 
     def read_access(self, token: str) -> Identity:
@@ -132,40 +133,45 @@ class SessionChecker(Protocol):
 
 
 class TtlMemo:
-    """Answers remembered for a short time, with one lookup in flight per key."""
+    """Answers remembered for a short time, with one lookup in flight per key.
+
+    The lookup runs in its own task that every caller awaits through a shield, so a caller that
+    goes away (its client hung up) cancels only its own wait, never the lookup the others share.
+    """
 
     def __init__(self, ttl: float, *, max_entries: int = 50_000) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
         self._answers: dict[str, tuple[bool, float]] = {}
-        self._pending: dict[str, asyncio.Future[bool]] = {}
+        self._pending: dict[str, asyncio.Task[bool]] = {}
 
     def forget(self, key: str) -> None:
         self._answers.pop(key, None)
 
-    async def get(self, key: str, lookup: Any) -> bool:
-        now = time.monotonic()
+    async def get(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
         found = self._answers.get(key)
-        if found is not None and found[1] > now:
+        if found is not None and found[1] > time.monotonic():
             return found[0]
         pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            answer = bool(await lookup())
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved here, so an unawaited future does not warn
-            raise
-        finally:
-            self._pending.pop(key, None)
-        future.set_result(answer)
+        if pending is None:
+            pending = asyncio.ensure_future(self._look_up(key, lookup))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda done: self._settle(key, done))
+        return await asyncio.shield(pending)
+
+    async def _look_up(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
+        answer = bool(await lookup())
+        now = time.monotonic()
         if len(self._answers) >= self._max_entries:
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
-        self._answers[key] = (answer, time.monotonic() + self._ttl)
+        self._answers[key] = (answer, now + self._ttl)
         return answer
+
+    def _settle(self, key: str, done: asyncio.Task[bool]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, so a failure nobody waited for does not warn
 
 
 class RemoteSessionChecker:
@@ -186,7 +192,11 @@ class RemoteSessionChecker:
             try:
                 reply = await self._stub.ValidateToken(
                     users_pb2.ValidateTokenRequest(),
-                    metadata=(("authorization", f"Bearer {identity.token}"),),
+                    metadata=(
+                        ("authorization", f"Bearer {identity.token}"),
+                        # The check is part of the caller's request: users logs it under its id.
+                        (CORRELATION_HEADER, correlation_id.get()),
+                    ),
                     timeout=self._deadline,
                 )
             except grpc.aio.AioRpcError as error:

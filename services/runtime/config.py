@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 from collections.abc import Mapping
@@ -56,15 +57,22 @@ class Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self._environ.get(name, "").strip()
         return value or default
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         value = self._environ.get(name, "").strip()
         return value or None
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int = 0,
+        maximum: builtins.int = 2**31,
+    ) -> builtins.int:
         raw = self._environ.get(name, "").strip()
         if not raw:
             return default
@@ -76,7 +84,9 @@ class Env:
             raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def float(
+        self, name: builtins.str, default: builtins.float, *, minimum: builtins.float = 0.0
+    ) -> builtins.float:
         raw = self._environ.get(name, "").strip()
         if not raw:
             return default
@@ -88,7 +98,7 @@ class Env:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self._environ.get(name, "").strip().lower()
         if not raw:
             return default
@@ -125,8 +135,10 @@ def development_secret(var_dir: Path, name: str) -> str:
     path = folder / name
     if not path.exists():
         temporary = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
-        temporary.write_text(secrets.token_urlsafe(48))
-        temporary.chmod(0o600)
+        # Created 0600, never readable by others, not even before a chmod.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48))
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -161,14 +173,20 @@ def load_runtime_config(service: str, environ: Mapping[str, str] | None = None) 
         if production:
             raise ConfigError(f"{prefix}_DATABASE_URL or DATABASE_URL must be set in production")
         database_url = f"sqlite+aiosqlite:///{var_dir / f'{service}.db'}"
+    admin_port = env.int(
+        f"{prefix}_ADMIN_PORT", port + ADMIN_PORT_OFFSET if port else 0, maximum=65535
+    )
+    if admin_port > 65535:  # the default, port + 1000, is not range-checked by env.int
+        raise ConfigError(
+            f"{prefix}_ADMIN_PORT defaults to {prefix}_PORT + {ADMIN_PORT_OFFSET} = {admin_port},"
+            f" beyond 65535; set {prefix}_ADMIN_PORT or a lower {prefix}_PORT"
+        )
     return RuntimeConfig(
         service=service,
         environment=environment,
         host=env.str(f"{prefix}_HOST", env.str("STOCKFOLIO_HOST", "127.0.0.1")),
         port=port,
-        admin_port=env.int(
-            f"{prefix}_ADMIN_PORT", port + ADMIN_PORT_OFFSET if port else 0, maximum=65535
-        ),
+        admin_port=admin_port,
         var_dir=var_dir,
         database_url=database_url,
         redis_url=env.optional("REDIS_URL"),

@@ -40,3 +40,6 @@ class Identity:
 
 
 current_identity: ContextVar[Identity | None] = ContextVar("current_identity", default=None)
+
+# The end client's address: the facade's `x-forwarded-for`, else the gRPC peer.
+client_address: ContextVar[str] = ContextVar("client_address", default="")

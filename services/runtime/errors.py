@@ -119,9 +119,9 @@ class ResourceExhausted(DomainError):
         return found
 
 
-def status_trailers(code: grpc.StatusCode, message: str, details: list[any_pb2.Any]) -> tuple[
-    tuple[str, bytes], ...
-]:
+def status_trailers(
+    code: grpc.StatusCode, message: str, details: list[any_pb2.Any]
+) -> tuple[tuple[str, bytes], ...]:
     """The `grpc-status-details-bin` trailer that carries a google.rpc.Status."""
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return ((STATUS_DETAILS_KEY, status.SerializeToString()),)

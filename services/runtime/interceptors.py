@@ -19,6 +19,7 @@ from services.runtime.context import (
     CORRELATION_HEADER,
     Identity,
     accept_correlation_id,
+    client_address,
     correlation_id,
     current_identity,
 )
@@ -36,6 +37,15 @@ log = logging.getLogger("stockfolio.rpc")
 
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
+
+
+def _peer_host(peer: str | None) -> str:
+    """`ipv4:127.0.0.1:5555` -> `127.0.0.1`; `ipv6:[::1]:5555` -> `::1`."""
+    if not peer:
+        return ""
+    _, _, rest = peer.partition(":")
+    host = rest.rpartition(":")[0] if rest.count(":") >= 1 else rest
+    return host.strip("[]")
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -87,9 +97,21 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise PermissionDenied(f"requires the {rule.required_role} role")
         return identity
 
-    def begin(self, metadata: Any) -> tuple[Any, Any]:
+    def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
-        return correlation_id.set(cid), current_identity.set(None)
+        forwarded = _metadata_value(metadata, "x-forwarded-for")
+        address = forwarded.split(",")[0].strip() if forwarded else _peer_host(context.peer())
+        return (
+            correlation_id.set(cid),
+            current_identity.set(None),
+            client_address.set(address),
+        )
+
+    @staticmethod
+    def end(tokens: tuple[Any, Any, Any]) -> None:
+        correlation_id.reset(tokens[0])
+        current_identity.reset(tokens[1])
+        client_address.reset(tokens[2])
 
     def finish(self, method: str, code: grpc.StatusCode, started: float, quiet: bool) -> None:
         elapsed = time.perf_counter() - started
@@ -127,7 +149,7 @@ def _wrap(
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            tokens = owner.begin(metadata)
+            tokens = owner.begin(metadata, context)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -142,8 +164,7 @@ def _wrap(
                 await context.abort(code, message, trailing_metadata=trailers)
             finally:
                 owner.finish(method, code, started, quiet)
-                correlation_id.reset(tokens[0])
-                current_identity.reset(tokens[1])
+                owner.end(tokens)
 
         factory = (
             grpc.unary_unary_rpc_method_handler
@@ -154,8 +175,10 @@ def _wrap(
 
     inner_stream = handler.unary_stream or handler.stream_stream
 
-    async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        tokens = owner.begin(metadata)
+    async def stream_response(
+        request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        tokens = owner.begin(metadata, context)
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
@@ -177,8 +200,7 @@ def _wrap(
             await context.abort(code, message, trailing_metadata=trailers)
         finally:
             owner.finish(method, code, started, quiet)
-            correlation_id.reset(tokens[0])
-            current_identity.reset(tokens[1])
+            owner.end(tokens)
 
     factory = (
         grpc.unary_stream_rpc_method_handler

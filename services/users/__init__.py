@@ -1,0 +1,1 @@
+"""The users service: accounts, credentials, sessions and the tokens every service checks."""

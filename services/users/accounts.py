@@ -1,0 +1,246 @@
+"""The users service's use cases: each one transaction, domain rules in between."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.runtime.auth import TokenCodec
+from services.runtime.context import Identity
+from services.runtime.db import Database
+from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
+from services.runtime.pagination import Page
+from services.users.config import UsersConfig
+from services.users.domain import (
+    EmailTaken,
+    InvalidCredentials,
+    LastAdmin,
+    ProfileChanges,
+    User,
+    check_may_change,
+    check_may_view,
+    check_password,
+    check_roles,
+    clean_name,
+    initial_roles,
+    normalize_email,
+)
+from services.users.guard import LoginGuard
+from services.users.passwords import PasswordHasher
+from services.users.repository import SessionRepository, UserRepository
+from services.users.sessions import LocalSessionChecker
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    tokens: Tokens
+
+
+class RefreshReused(Unauthenticated):
+    reason = "REFRESH_TOKEN_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__("refresh token already used; the session has been revoked")
+
+
+class Accounts:
+    def __init__(
+        self,
+        config: UsersConfig,
+        db: Database,
+        codec: TokenCodec,
+        hasher: PasswordHasher,
+        guard: LoginGuard,
+        sessions: LocalSessionChecker,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._codec = codec
+        self._hasher = hasher
+        self._guard = guard
+        self._sessions = sessions
+
+    async def register(self, email: str, password: str, name: str, address: str) -> SignedIn:
+        email = normalize_email(email)
+        check_password(password, email=email)
+        name = clean_name(name, email=email)
+        hashed = await self._hasher.hash(password)
+        now = datetime.now(UTC)
+        async with self._db.transaction() as tx:
+            repo = UserRepository(tx)
+            if await repo.by_email(email) is not None:
+                raise EmailTaken()
+            user_id = str(uuid.uuid4())
+            first = await repo.claim("first_user", user_id)
+            roles = initial_roles(email, first_user=first, admin_email=self._config.admin_email)
+            user = User(user_id, email, name, hashed, roles, now, now, last_login=now)
+            await repo.add(user)
+            tokens = await self._open_session(tx, user, now, address)
+        return SignedIn(user, tokens)
+
+    async def login(self, email: str, password: str, address: str) -> SignedIn:
+        try:
+            email = normalize_email(email)
+        except InvalidArgument:
+            # A malformed email is just a wrong one: same answer, nothing to probe.
+            raise InvalidCredentials() from None
+        await self._guard.check(email, address)
+        async with self._db.reading() as tx:
+            user = await UserRepository(tx).by_email(email)
+        if not await self._hasher.verify(password, user.password_hash if user else None):
+            await self._guard.failed(email, address)
+            raise InvalidCredentials()
+        assert user is not None
+        await self._guard.succeeded(email)
+        now = datetime.now(UTC)
+        async with self._db.transaction() as tx:
+            user = replace(user, last_login=now)
+            await UserRepository(tx).save(user)
+            tokens = await self._open_session(tx, user, now, address)
+        return SignedIn(user, tokens)
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        claims = self._codec.read_refresh(refresh_token)
+        now = datetime.now(UTC)
+        reused = False
+        async with self._db.transaction() as tx:
+            sessions = SessionRepository(tx)
+            if not await sessions.is_live(claims.session_id, now):
+                raise Unauthenticated("session has ended; log in again", reason="SESSION_REVOKED")
+            if not await sessions.spend_refresh(claims.token_id, claims.session_id, now):
+                # A spent token came back: it was stolen or replayed. End the whole session.
+                await sessions.revoke(claims.session_id, now, "refresh-reuse")
+                reused = True
+            else:
+                user = await UserRepository(tx).get(claims.user_id)
+                if user is None:
+                    raise Unauthenticated("account no longer exists", reason="SESSION_REVOKED")
+                tokens = await self._issue(tx, user, claims.session_id, now)
+        if reused:
+            await self._sessions.revoked([claims.session_id])
+            raise RefreshReused()
+        return tokens
+
+    async def logout(self, identity: Identity, *, all_sessions: bool) -> int:
+        now = datetime.now(UTC)
+        async with self._db.transaction() as tx:
+            sessions = SessionRepository(tx)
+            if all_sessions:
+                revoked = await sessions.revoke_all(identity.user_id, now, "logout-all")
+            else:
+                revoked = (
+                    [identity.session_id]
+                    if await sessions.revoke(identity.session_id, now, "logout")
+                    else []
+                )
+        await self._sessions.revoked(revoked)
+        return len(revoked)
+
+    async def get(self, actor: Identity, user_id: str) -> User:
+        check_may_view(actor.user_id, actor.is_admin, user_id)
+        async with self._db.reading() as tx:
+            user = await UserRepository(tx).get(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} not found")
+        return user
+
+    async def list(self, page: Page, q: str) -> tuple[list[User], int]:
+        async with self._db.reading() as tx:
+            return await UserRepository(tx).page(offset=page.offset, limit=page.limit, q=q.strip())
+
+    async def update(self, actor: Identity, user_id: str, changes: ProfileChanges) -> User:
+        check_may_change(actor.user_id, actor.is_admin, user_id, changes)
+        roles = check_roles(changes.roles) if changes.roles else None
+        new_hash: bytes | None = None
+        revoked: list[str] = []
+        async with self._db.reading() as tx:
+            current = await UserRepository(tx).get(user_id)
+        if current is None:
+            raise NotFound(f"user {user_id} not found")
+        if changes.new_password is not None:
+            check_password(changes.new_password, email=current.email, field_name="newPassword")
+            # An admin resetting someone else's password needs no current one; everyone else does.
+            needs_current = actor.user_id == user_id or not actor.is_admin
+            if needs_current and not await self._hasher.verify(
+                changes.current_password or "", current.password_hash
+            ):
+                raise InvalidCredentials()
+            new_hash = await self._hasher.hash(changes.new_password)
+        now = datetime.now(UTC)
+        async with self._db.transaction() as tx:
+            repo = UserRepository(tx)
+            user = await repo.get(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            if changes.name is not None:
+                user.name = clean_name(changes.name, email=user.email)
+            if changes.email is not None:
+                user.email = normalize_email(changes.email)
+            if roles is not None and roles != user.roles:
+                if user.is_admin and "admin" not in roles and await repo.count_admins() <= 1:
+                    raise LastAdmin()
+                user.roles = roles
+                # Tokens carry roles: end the sessions so new roles take effect at once.
+                revoked += await SessionRepository(tx).revoke_all(user.id, now, "roles-changed")
+            if new_hash is not None:
+                user.password_hash = new_hash
+                keep = actor.session_id if actor.user_id == user_id else None
+                revoked += await SessionRepository(tx).revoke_all(
+                    user.id, now, "password-changed", keep=keep
+                )
+            user.updated_at = now
+            await repo.save(user)
+        await self._sessions.revoked(revoked)
+        return user
+
+    async def delete(self, actor: Identity, user_id: str) -> None:
+        check_may_change(actor.user_id, actor.is_admin, user_id, ProfileChanges())
+        now = datetime.now(UTC)
+        async with self._db.transaction() as tx:
+            repo = UserRepository(tx)
+            user = await repo.get(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            if user.is_admin and await repo.count_admins() <= 1:
+                raise LastAdmin()
+            revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")
+            await repo.remove(user_id)
+        await self._sessions.revoked(revoked)
+
+    async def _open_session(
+        self, tx: AsyncSession, user: User, now: datetime, address: str
+    ) -> Tokens:
+        session_id = str(uuid.uuid4())
+        expires = now + timedelta(seconds=self._config.refresh_token_ttl)
+        await SessionRepository(tx).open(
+            session_id=session_id, user_id=user.id, now=now, expires=expires, address=address
+        )
+        return await self._issue(tx, user, session_id, now)
+
+    async def _issue(self, tx: AsyncSession, user: User, session_id: str, now: datetime) -> Tokens:
+        token_id = uuid.uuid4().hex
+        refresh, refresh_expires = self._codec.issue_refresh(
+            user_id=user.id,
+            session_id=session_id,
+            token_id=token_id,
+            ttl=self._config.refresh_token_ttl,
+        )
+        await SessionRepository(tx).issue_refresh(
+            token_id=token_id, session_id=session_id, now=now, expires=refresh_expires
+        )
+        access, access_expires = self._codec.issue_access(
+            user_id=user.id, session_id=session_id, email=user.email, roles=user.roles
+        )
+        return Tokens(access, refresh, access_expires, refresh_expires)

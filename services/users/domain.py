@@ -1,0 +1,142 @@
+"""Accounts and their rules: email normalization, password policy, roles, who may do what.
+
+Plain Python: no I/O, no framework.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
+
+USER = "user"
+ADMIN = "admin"
+ROLES = (USER, ADMIN)
+
+MAX_EMAIL = 254
+MAX_NAME = 100
+MIN_PASSWORD = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; longer input would be silently cut
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    name: str
+    password_hash: bytes
+    roles: list[str]
+    created_at: datetime
+    updated_at: datetime
+    last_login: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+
+@dataclass(frozen=True)
+class ProfileChanges:
+    name: str | None = None
+    email: str | None = None
+    roles: list[str] = field(default_factory=list)
+    new_password: str | None = None
+    current_password: str | None = None
+
+
+class EmailTaken(AlreadyExists):
+    reason = "EMAIL_TAKEN"
+
+    def __init__(self) -> None:
+        super().__init__("an account with this email already exists")
+
+
+class InvalidCredentials(Unauthenticated):
+    """The same error for an unknown email and a wrong password: nothing to probe."""
+
+    reason = "INVALID_CREDENTIALS"
+
+    def __init__(self) -> None:
+        super().__init__("invalid email or password")
+
+
+class LastAdmin(FailedPrecondition):
+    reason = "LAST_ADMIN"
+
+    def __init__(self) -> None:
+        super().__init__("the last admin cannot give up the admin role or be deleted")
+
+
+def normalize_email(raw: str) -> str:
+    """Emails compare case-insensitively and without surrounding space."""
+    email = raw.strip().lower()
+    if not email:
+        raise InvalidArgument.field("email", "is required")
+    if len(email) > MAX_EMAIL or not _EMAIL.match(email):
+        raise InvalidArgument.field("email", "is not a valid email address")
+    return email
+
+
+def check_password(password: str, *, email: str, field_name: str = "password") -> None:
+    if not password:
+        raise InvalidArgument.field(field_name, "is required")
+    problems: list[str] = []
+    if len(password) < MIN_PASSWORD:
+        problems.append(f"must be at least {MIN_PASSWORD} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        problems.append(f"must be at most {MAX_PASSWORD_BYTES} bytes")
+    if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
+        problems.append("must contain a letter and a digit")
+    if password.strip().lower() == email:
+        problems.append("must not be the email address")
+    if problems:
+        raise InvalidArgument(
+            f"{field_name}: {'; '.join(problems)}",
+            fields=[(field_name, p) for p in problems],
+            reason="WEAK_PASSWORD",
+        )
+
+
+def clean_name(raw: str, *, email: str) -> str:
+    name = " ".join(raw.split())
+    if len(name) > MAX_NAME:
+        raise InvalidArgument.field("name", f"must be at most {MAX_NAME} characters")
+    return name or email.split("@", 1)[0]
+
+
+def check_roles(roles: list[str]) -> list[str]:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise InvalidArgument.field("roles", f"unknown role(s): {', '.join(unknown)}")
+    # Every account is a user; admin is granted on top.
+    return [r for r in ROLES if r in roles or r == USER]
+
+
+def check_may_view(actor_id: str, actor_is_admin: bool, target_id: str) -> None:
+    if actor_id != target_id and not actor_is_admin:
+        raise PermissionDenied("only admins can see other accounts")
+
+
+def check_may_change(
+    actor_id: str, actor_is_admin: bool, target_id: str, c: ProfileChanges
+) -> None:
+    if actor_id != target_id and not actor_is_admin:
+        raise PermissionDenied("only admins can change other accounts")
+    if c.roles and not actor_is_admin:
+        raise PermissionDenied("only admins can change roles")
+
+
+def initial_roles(email: str, *, first_user: bool, admin_email: str | None) -> list[str]:
+    """The first account, or the one whose email is STOCKFOLIO_ADMIN_EMAIL, is an admin."""
+    if email == admin_email or (first_user and admin_email is None):
+        return [USER, ADMIN]
+    return [USER]

@@ -1,0 +1,158 @@
+"""gRPC servicer of UsersService: request -> use case -> response. Thin by design."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+
+from services.runtime.context import client_address
+from services.runtime.errors import InvalidArgument
+from services.runtime.interceptors import require_identity
+from services.runtime.pagination import page_of
+from services.users.accounts import Accounts, Tokens
+from services.users.domain import ADMIN, USER, ProfileChanges, User
+
+_ROLE_TO_PROTO = {USER: users_pb2.ROLE_USER, ADMIN: users_pb2.ROLE_ADMIN}
+_PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
+
+
+def _timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def user_message(user: User) -> users_pb2.User:
+    return users_pb2.User(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=[_ROLE_TO_PROTO[r] for r in user.roles if r in _ROLE_TO_PROTO],
+        created_at=_timestamp(user.created_at),
+        updated_at=_timestamp(user.updated_at),
+        last_login=_timestamp(user.last_login),
+    )
+
+
+def tokens_message(tokens: Tokens) -> users_pb2.AuthTokens:
+    return users_pb2.AuthTokens(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
+        access_token_expires_at=_timestamp(tokens.access_expires_at),
+        refresh_token_expires_at=_timestamp(tokens.refresh_expires_at),
+    )
+
+
+def _roles(values: list[users_pb2.Role.ValueType]) -> list[str]:
+    unknown = [v for v in values if v not in _PROTO_TO_ROLE]
+    if unknown:
+        raise InvalidArgument.field("roles", "must be user or admin")
+    return [_PROTO_TO_ROLE[v] for v in values]
+
+
+def _required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    return value
+
+
+class UsersServicer(users_pb2_grpc.UsersServiceServicer):
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    async def Register(
+        self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.RegisterResponse:
+        signed_in = await self._accounts.register(
+            request.email, request.password, request.name, client_address.get()
+        )
+        return users_pb2.RegisterResponse(
+            user=user_message(signed_in.user), tokens=tokens_message(signed_in.tokens)
+        )
+
+    async def Login(
+        self, request: users_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.LoginResponse:
+        _required(request.email, "email")
+        _required(request.password, "password")
+        signed_in = await self._accounts.login(
+            request.email, request.password, client_address.get()
+        )
+        return users_pb2.LoginResponse(
+            user=user_message(signed_in.user), tokens=tokens_message(signed_in.tokens)
+        )
+
+    async def Refresh(
+        self, request: users_pb2.RefreshRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.RefreshResponse:
+        tokens = await self._accounts.refresh(_required(request.refresh_token, "refreshToken"))
+        return users_pb2.RefreshResponse(tokens=tokens_message(tokens))
+
+    async def Logout(
+        self, request: users_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.LogoutResponse:
+        revoked = await self._accounts.logout(require_identity(), all_sessions=request.all_sessions)
+        return users_pb2.LogoutResponse(revoked_sessions=revoked)
+
+    async def ValidateToken(
+        self, request: users_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.ValidateTokenResponse:
+        # The interceptor has verified the token and the session already.
+        identity = require_identity()
+        return users_pb2.ValidateTokenResponse(
+            valid=True,
+            user_id=identity.user_id,
+            session_id=identity.session_id,
+            roles=[_ROLE_TO_PROTO[r] for r in sorted(identity.roles) if r in _ROLE_TO_PROTO],
+            expires_at=_timestamp(identity.expires_at),
+            email=identity.email,
+        )
+
+    async def GetMe(
+        self, request: users_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.GetMeResponse:
+        identity = require_identity()
+        user = await self._accounts.get(identity, identity.user_id)
+        return users_pb2.GetMeResponse(user=user_message(user))
+
+    async def ListUsers(
+        self, request: users_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.ListUsersResponse:
+        page = page_of(request.page, request.limit)
+        found, total = await self._accounts.list(page, request.q)
+        return users_pb2.ListUsersResponse(
+            users=[user_message(u) for u in found], pagination=page.describe(total)
+        )
+
+    async def GetUser(
+        self, request: users_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.GetUserResponse:
+        user = await self._accounts.get(require_identity(), _required(request.id, "id"))
+        return users_pb2.GetUserResponse(user=user_message(user))
+
+    async def UpdateUser(
+        self, request: users_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.UpdateUserResponse:
+        changes = ProfileChanges(
+            name=request.name if request.HasField("name") else None,
+            email=request.email if request.HasField("email") else None,
+            roles=_roles(list(request.roles)),
+            new_password=request.new_password if request.HasField("new_password") else None,
+            current_password=(
+                request.current_password if request.HasField("current_password") else None
+            ),
+        )
+        user = await self._accounts.update(require_identity(), _required(request.id, "id"), changes)
+        return users_pb2.UpdateUserResponse(user=user_message(user))
+
+    async def DeleteUser(
+        self, request: users_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.DeleteUserResponse:
+        await self._accounts.delete(require_identity(), _required(request.id, "id"))
+        return users_pb2.DeleteUserResponse()
