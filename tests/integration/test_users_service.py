@@ -411,3 +411,41 @@ async def test_protected_rpcs_need_a_token_over_grpc(
         grpc.StatusCode.UNAUTHENTICATED,
     )
     assert reason(forged) == "TOKEN_INVALID"
+
+
+async def test_failed_logins_from_one_address_across_accounts_lock_that_address(
+    users_service: RuntimeConfig,
+) -> None:
+    address = users_service.addresses["users"][0]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = users_pb2_grpc.UsersServiceStub(channel)
+        await register(stub, "victim@example.com")
+        attacker = (("x-forwarded-for", "203.0.113.9"),)
+        for i in range(20):
+            await expect_error(
+                stub.Login(
+                    users_pb2.LoginRequest(email=f"guess{i}@example.com", password="bad-guess-1"),
+                    metadata=attacker,
+                ),
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
+        locked = await expect_error(
+            stub.Login(
+                users_pb2.LoginRequest(email="victim@example.com", password=PASSWORD),
+                metadata=attacker,
+            ),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
+        assert "this address" in (locked.details() or "")
+        # Another address is unaffected.
+        fine = await stub.Login(
+            users_pb2.LoginRequest(email="victim@example.com", password=PASSWORD),
+            metadata=(("x-forwarded-for", "198.51.100.7"),),
+        )
+        assert fine.user.email == "victim@example.com"
+
+
+def test_no_user_message_can_carry_a_password_hash() -> None:
+    for message in (users_pb2.User, users_pb2.RegisterResponse, users_pb2.LoginResponse):
+        names = {f.name for f in message.DESCRIPTOR.fields}
+        assert not any("hash" in n or "password" in n for n in names), names
