@@ -1,0 +1,638 @@
+"""The portfolio book's rules: parsing, trades, FIFO and average-cost lots, cash, totals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.portfolio.domain import (
+    Book,
+    CashPolicy,
+    CostMethod,
+    InsufficientCash,
+    InsufficientShares,
+    Side,
+    Split,
+    Trade,
+    new_trade,
+    normalize_symbol,
+    parse_decimal,
+    parse_trade,
+    present_money,
+    present_percent,
+    present_price,
+    present_quantity,
+    present_ratio,
+)
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+
+D = Decimal
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
+DAY0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
+
+
+def at(days: int) -> datetime:
+    return DAY0 + timedelta(days=days)
+
+
+def trade(
+    side: Side, symbol: str, quantity: str, price: str = "", fees: str = "", *, day: int = 0
+) -> Trade:
+    return parse_trade(side, symbol, quantity, price, fees, at(day), now=NOW, sequence=day)
+
+
+def buy(symbol: str, quantity: str, price: str, fees: str = "0", *, day: int = 0) -> Trade:
+    return trade(Side.BUY, symbol, quantity, price, fees, day=day)
+
+
+def sell(symbol: str, quantity: str, price: str, fees: str = "0", *, day: int = 0) -> Trade:
+    return trade(Side.SELL, symbol, quantity, price, fees, day=day)
+
+
+def deposit(amount: str, *, day: int = 0) -> Trade:
+    return trade(Side.DEPOSIT, "", amount, day=day)
+
+
+def withdraw(amount: str, *, day: int = 0) -> Trade:
+    return trade(Side.WITHDRAWAL, "", amount, day=day)
+
+
+def dividend(symbol: str, shares: str, per_share: str, *, day: int = 0) -> Trade:
+    return trade(Side.DIVIDEND, symbol, shares, per_share, day=day)
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as the wire writes it: plain notation, never an exponent."""
+    return format(value, "f")
+
+
+def state(book: Book) -> object:
+    """Everything a refused trade must leave as it was."""
+    return (
+        book.trades,
+        book.flows,
+        book.cash,
+        book.fees,
+        book.dividends,
+        {s: (book.quantity(s), book.lots(s)) for s in book.symbols()},
+        book.totals({}),
+    )
+
+
+# --- decimals from the wire ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("187.42", "187.42"),
+        (" 0.5 ", "0.5"),
+        (".5", "0.5"),
+        ("-3", "-3"),
+        ("000123", "123"),
+        ("1.000000000", "1"),  # trailing zeros are not precision
+        ("999999999999.99999999", "999999999999.99999999"),
+    ],
+)
+def test_plain_decimal_strings_parse_exactly(raw: str, expected: str) -> None:
+    assert parse_decimal("quantity", raw) == D(expected)
+
+
+@pytest.mark.parametrize("raw", ["abc", "1,000", "1e3", "0x10", "1.2.3", "١٢", "12 34", "$5"])
+def test_non_numeric_input_is_rejected_naming_the_field(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="must be a decimal number") as caught:
+        parse_decimal("quantity", raw)
+    assert [f for f, _ in caught.value.fields] == ["quantity"]
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_an_empty_decimal_is_reported_as_required(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="price: is required"):
+        parse_decimal("price", raw)
+
+
+@pytest.mark.parametrize("raw", ["NaN", "-Infinity", "inf", "sNaN", "+nan"])
+def test_nan_and_infinity_are_rejected(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="must be a finite number") as caught:
+        parse_decimal("price", raw)
+    assert caught.value.fields[0][0] == "price"
+
+
+@pytest.mark.parametrize(
+    ("raw", "places", "problem"),
+    [
+        ("1234567890123", 8, "at most 12 before the decimal point"),
+        ("0.123456789", 8, "at most 8"),
+        ("1.1234567", 6, "at most 6"),
+        ("1" * 70, 8, "at most 64"),
+    ],
+)
+def test_too_many_digits_are_rejected_not_rounded(raw: str, places: int, problem: str) -> None:
+    with pytest.raises(InvalidArgument, match=problem) as caught:
+        parse_decimal("fees", raw, places=places)
+    assert caught.value.fields[0][0] == "fees"
+
+
+# --- presenting: rounded once, half-even, at the edge ------------------------------------------
+
+
+def test_money_is_presented_to_cents_with_bankers_rounding() -> None:
+    assert present_money(D("0.125")) == "0.12"  # half to even: 2 stays
+    assert present_money(D("0.135")) == "0.14"  # half to even: 3 goes up to 4
+    assert present_money(D("1234.5")) == "1234.50"
+    assert present_money(D("-0.001")) == "0.00"  # never "-0.00"
+
+
+def test_quantities_prices_and_ratios_have_their_own_places() -> None:
+    assert present_quantity(D("10.00000000")) == "10"
+    assert present_quantity(D("1E+2")) == "100"
+    assert present_quantity(D("0.123456785")) == "0.12345678"  # half to even
+    assert present_price(D("187.4")) == "187.40"
+    assert present_price(D("0.0001234")) == "0.000123"
+    assert present_price(D("2.5000005")) == "2.50"
+    assert present_ratio(D("0.1")) == "0.100000"
+    assert present_percent(D("0.12345")) == "12.34"  # 12.345 -> half to even
+    assert present_ratio(None) == present_percent(None) == ""
+
+
+# --- trades ------------------------------------------------------------------------------------
+
+
+def test_symbols_are_normalized_to_upper_case() -> None:
+    assert normalize_symbol(" brk.b ") == "BRK.B"
+    assert normalize_symbol("^gspc") == "^GSPC"
+    assert buy("aapl", "1", "100").symbol == "AAPL"
+    with pytest.raises(InvalidArgument, match="symbol"):
+        normalize_symbol("AA PL")
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "fees", "bad_field"),
+    [
+        ("0", "100", "0", "quantity"),
+        ("-5", "100", "0", "quantity"),
+        ("5", "0", "0", "price"),
+        ("5", "-1", "0", "price"),
+        ("5", "abc", "0", "price"),
+        ("5", "100", "-1", "fees"),
+    ],
+)
+def test_buys_need_a_positive_quantity_and_price_and_fees_of_zero_or_more(
+    quantity: str, price: str, fees: str, bad_field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_trade(Side.BUY, "AAPL", quantity, price, fees, DAY0, now=NOW)
+    assert [f for f, _ in caught.value.fields] == [bad_field]
+
+
+def test_a_buy_or_sell_at_market_price_must_have_its_price_filled_in_by_the_caller() -> None:
+    with pytest.raises(InvalidArgument, match="price is required"):
+        parse_trade(Side.SELL, "AAPL", "1", "", "", DAY0, now=NOW)
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL, Side.DIVIDEND])
+def test_share_and_dividend_trades_name_a_symbol(side: Side) -> None:
+    with pytest.raises(InvalidArgument, match=f"symbol is required for a {side.value}"):
+        parse_trade(side, " ", "1", "1", "", DAY0, now=NOW)
+
+
+@pytest.mark.parametrize("side", [Side.DEPOSIT, Side.WITHDRAWAL])
+def test_cash_sides_name_no_symbol(side: Side) -> None:
+    with pytest.raises(InvalidArgument, match=f"symbol must be empty for a {side.value}"):
+        parse_trade(side, "AAPL", "100", "", "", DAY0, now=NOW)
+
+
+def test_a_cash_side_amount_is_quantity_times_price_and_an_empty_price_means_one() -> None:
+    assert deposit("1500.25").amount == D("1500.25")
+    assert dividend("AAPL", "40", "0.24").amount == D("9.60")  # 40 shares * 0.24 per share
+
+
+def test_trades_dated_in_the_future_are_rejected_beyond_a_little_clock_skew() -> None:
+    tomorrow = NOW + timedelta(days=1)
+    with pytest.raises(InvalidArgument, match="executed_at must not be in the future"):
+        parse_trade(Side.BUY, "AAPL", "1", "100", "", tomorrow, now=NOW)
+    slightly_ahead = NOW + timedelta(minutes=1)
+    assert parse_trade(Side.BUY, "AAPL", "1", "100", "", slightly_ahead, now=NOW).quantity == 1
+
+
+def test_trade_times_must_carry_a_time_zone() -> None:
+    with pytest.raises(InvalidArgument, match="executed_at must include a time zone"):
+        parse_trade(Side.BUY, "AAPL", "1", "100", "", datetime(2024, 1, 2), now=NOW)
+
+
+def test_every_broken_rule_of_a_trade_is_reported_at_once() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_trade(Side.BUY, "", "-1", "x", "-2", NOW + timedelta(days=3), now=NOW)
+    assert [f for f, _ in caught.value.fields] == [
+        "symbol",
+        "quantity",
+        "price",
+        "fees",
+        "executed_at",
+    ]
+    assert caught.value.message.startswith("invalid trade: symbol is required for a buy;")
+
+
+def test_new_trade_checks_the_same_rules_on_decimals() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        new_trade(Side.SELL, "AAPL", D("NaN"), D(0), D(-1), DAY0, now=NOW)
+    assert [f for f, _ in caught.value.fields] == ["quantity", "price", "fees"]
+
+
+# --- lots: FIFO and average cost ---------------------------------------------------------------
+
+
+def test_each_buy_opens_a_lot_whose_cost_includes_its_fees() -> None:
+    book = Book.replay([buy("AAPL", "10", "100", "10")])
+    (lot,) = book.lots("AAPL")
+    assert (lot.quantity, lot.cost, lot.unit_cost) == (10, 1010, 101)  # (10*100 + 10) / 10
+
+
+def test_fifo_and_average_cost_on_the_same_trades() -> None:
+    # BUY 10 @ 100, fees 10  -> lot 1: 10 shares costing 1010 (101 each)
+    # BUY 10 @ 120, fees 10  -> lot 2: 10 shares costing 1210 (121 each)
+    # SELL 15 @ 130, fees 15 -> proceeds 15*130 - 15 = 1935
+    book = Book.replay(
+        [
+            buy("AAPL", "10", "100", "10", day=0),
+            buy("AAPL", "10", "120", "10", day=1),
+            sell("AAPL", "15", "130", "15", day=2),
+        ]
+    )
+    fifo = book.position("AAPL", D(140), method=CostMethod.FIFO)
+    average = book.position("AAPL", D(140), method=CostMethod.AVERAGE)
+    # FIFO: the sold 15 are lot 1 (1010) and 5 of lot 2 (5*121 = 605): cost 1615.
+    #       realized 1935 - 1615 = 320; left: 5 shares costing 605 (121 each).
+    assert (fifo.realized_gain, fifo.cost_basis, fifo.average_cost) == (320, 605, 121)
+    # Average: 2220 for 20 shares = 111 each; the sold 15 cost 1665.
+    #       realized 1935 - 1665 = 270; left: 5 shares costing 555 (111 each).
+    assert (average.realized_gain, average.cost_basis, average.average_cost) == (270, 555, 111)
+    # At 140 the 5 shares are worth 700: unrealized FIFO 700-605 = 95, average 700-555 = 145.
+    assert (fifo.unrealized_gain, average.unrealized_gain) == (95, 145)
+    # Either way realized + unrealized = 700 + 1935 - 2220 = 415.
+    assert fifo.realized_gain + fifo.unrealized_gain == 415
+    assert average.realized_gain + average.unrealized_gain == 415
+    assert fifo.quantity == average.quantity == 5
+    assert [(lot.quantity, lot.cost) for lot in fifo.lots] == [(5, 605)]
+
+
+def test_partial_sells_consume_lots_oldest_first_across_several_lots() -> None:
+    book = Book.replay(
+        [
+            buy("MSFT", "5", "10", day=0),  # lot A: 5 costing 50
+            buy("MSFT", "5", "20", day=1),  # lot B: 5 costing 100
+            buy("MSFT", "5", "30", day=2),  # lot C: 5 costing 150
+            sell("MSFT", "7", "25", day=3),  # all of A (50) + 2 of B (40): cost 90
+        ]
+    )
+    assert [(lot.quantity, lot.cost) for lot in book.lots("MSFT")] == [(3, 60), (5, 150)]
+    assert book.realized_gain() == 7 * 25 - 90  # 85
+    book.record(sell("MSFT", "4", "25", day=4))  # 3 of B (60) + 1 of C (30): cost 90
+    assert [(lot.quantity, lot.cost) for lot in book.lots("MSFT")] == [(4, 120)]
+    assert book.realized_gain() == 85 + 4 * 25 - 90  # 95
+
+
+def test_fractional_shares_are_bought_and_sold() -> None:
+    book = Book.replay(
+        [
+            buy("NVDA", "0.5", "200", day=0),  # cost 100
+            buy("NVDA", "0.25", "240", day=1),  # cost 60
+            sell("NVDA", "0.6", "250", "0.50", day=2),  # proceeds 150 - 0.50 = 149.50
+        ]
+    )
+    # FIFO cost of 0.6: all of the 0.5 lot (100) + 0.1 of the second (0.1 * 240 = 24) = 124.
+    position = book.position("NVDA", D(250))
+    assert position.realized_gain == D("25.50")  # 149.50 - 124
+    assert position.quantity == D("0.15")
+    assert position.cost_basis == 36  # 0.15 * 240
+    assert position.market_value == D("37.50")
+
+
+def test_trades_replay_in_time_order_with_ties_broken_by_sequence() -> None:
+    same_time = at(0)
+    first = new_trade(Side.BUY, "AAPL", D(1), D(100), D(0), same_time, now=NOW, sequence=1)
+    second = new_trade(Side.SELL, "AAPL", D(1), D(110), D(0), same_time, now=NOW, sequence=2)
+    later = new_trade(Side.BUY, "AAPL", D(1), D(90), D(0), at(1), now=NOW, sequence=0)
+    book = Book.replay([later, second, first])
+    assert book.trades == (first, second, later)
+    assert book.realized_gain() == 10
+    assert book.lots("AAPL")[0].cost == 90
+
+
+# --- oversell ----------------------------------------------------------------------------------
+
+
+def test_selling_more_than_held_is_rejected_and_records_nothing() -> None:
+    book = Book.replay([deposit("5000"), buy("AAPL", "10", "150", "1", day=1)])
+    before = state(book)
+    with pytest.raises(InsufficientShares) as caught:
+        book.record(sell("AAPL", "12", "160", day=2))
+    error = caught.value
+    assert error.message == "cannot sell 12 AAPL: only 10 held (short by 2)"
+    assert (error.symbol, error.held, error.requested, error.shortfall) == ("AAPL", 10, 12, 2)
+    assert isinstance(error, FailedPrecondition)
+    assert error.reason == "INSUFFICIENT_SHARES"
+    assert state(book) == before
+
+
+def test_selling_a_symbol_never_held_names_zero_held() -> None:
+    with pytest.raises(InsufficientShares, match=r"cannot sell 0.5 TSLA: only 0 held \(short"):
+        Book().record(sell("TSLA", "0.5", "200"))
+
+
+def test_a_backdated_sell_that_leaves_a_later_sell_short_is_rejected_and_records_nothing() -> None:
+    book = Book.replay([buy("AAPL", "10", "100", day=0), sell("AAPL", "10", "120", day=8)])
+    before = state(book)
+    with pytest.raises(InsufficientShares, match="cannot sell 10 AAPL: only 5 held"):
+        book.record(sell("AAPL", "5", "110", day=3))
+    assert state(book) == before
+
+
+def test_a_backdated_trade_is_replayed_into_its_place() -> None:
+    book = Book.replay([buy("AAPL", "10", "100", day=0), sell("AAPL", "10", "120", day=8)])
+    book.record(buy("AAPL", "5", "80", day=3))
+    assert [t.sequence for t in book.trades] == [0, 3, 8]
+    # The day-8 sell now takes the 10 @ 100 first: realized 10*120 - 1000 = 200.
+    assert book.realized_gain() == 200
+    assert [(lot.quantity, lot.cost) for lot in book.lots("AAPL")] == [(5, 400)]
+
+
+# --- cash --------------------------------------------------------------------------------------
+
+
+def test_cash_follows_deposits_buys_sells_dividends_and_withdrawals() -> None:
+    book = Book.replay(
+        [
+            deposit("1000", day=0),  # 1000
+            buy("AAPL", "5", "100", "1", day=1),  # - (500 + 1)      = 499
+            sell("AAPL", "2", "110", "1", day=2),  # + (220 - 1)      = 718
+            dividend("AAPL", "3", "0.5", day=3),  # + 1.50           = 719.50
+            withdraw("200", day=4),  # - 200            = 519.50
+        ]
+    )
+    assert book.cash == D("519.50")
+    assert (book.dividends, book.fees) == (D("1.5"), 2)
+    assert (book.deposits, book.withdrawals, book.funded) == (1000, 200, 0)
+
+
+def test_withdrawing_more_than_the_cash_balance_is_rejected_and_records_nothing() -> None:
+    book = Book.replay([deposit("100")])
+    before = state(book)
+    with pytest.raises(InsufficientCash) as caught:
+        book.record(withdraw("150", day=1))
+    assert caught.value.message == (
+        "cannot withdraw 150.00: needs 150.00 in cash, only 100.00 available (short by 50.00)"
+    )
+    assert caught.value.reason == "INSUFFICIENT_CASH"
+    assert state(book) == before
+
+
+def test_recording_real_trades_without_deposits_funds_the_shortfall_as_money_brought_in() -> None:
+    book = Book.replay([deposit("100", day=0), buy("AAPL", "2", "100", "1", day=1)])
+    # The buy costs 201; cash covers 100, the other 101 came from outside.
+    assert book.cash == 0
+    assert [(f.amount, f.implicit) for f in book.flows] == [(100, False), (101, True)]
+    assert book.totals({}).total_cost == 201
+
+
+def test_paper_trading_refuses_a_buy_that_cash_does_not_cover() -> None:
+    book = Book.replay([deposit("100")], policy=CashPolicy.REQUIRE_CASH)
+    before = state(book)
+    with pytest.raises(InsufficientCash, match=r"cannot buy 2 AAPL: needs 201.00 in cash"):
+        book.record(buy("AAPL", "2", "100", "1", day=1))
+    assert state(book) == before
+
+
+# --- positions and totals ----------------------------------------------------------------------
+
+
+def test_portfolio_totals_reconcile_by_hand() -> None:
+    book = Book.replay(
+        [
+            deposit("10000", day=0),
+            buy("AAPL", "50", "100", "5", day=1),  # cost 5005
+            buy("MSFT", "10", "300", "5", day=2),  # cost 3005
+            sell("AAPL", "20", "110", "5", day=3),  # proceeds 2195, FIFO cost 20*100.1 = 2002
+            dividend("MSFT", "10", "0.75", day=4),  # 7.50
+            withdraw("1000", day=5),
+        ]
+    )
+    totals = book.totals({"AAPL": D(120), "MSFT": D(310)})
+    # cash: 10000 - 5005 - 3005 + 2195 + 7.50 - 1000 = 3192.50
+    assert totals.cash == D("3192.50")
+    # market: AAPL 30*120 = 3600, MSFT 10*310 = 3100
+    assert totals.market_value == 6700
+    assert totals.total_value == D("9892.50")
+    # cost basis of what is held: AAPL 30*100.1 = 3003, MSFT 3005
+    assert totals.cost_basis == 6008
+    # money in, net: 10000 deposited - 1000 withdrawn
+    assert totals.total_cost == 9000
+    assert totals.total_gain_loss == D("892.50")  # 9892.50 - 9000
+    assert totals.total_return == D("892.50") / 9000
+    assert present_percent(totals.total_return) == "9.92"
+    # the same gain, by source: realized 193 + unrealized (597 + 95) + dividends 7.50
+    assert totals.realized_gain == 193
+    assert totals.unrealized_gain == 692
+    assert totals.total_gain_loss == totals.realized_gain + totals.unrealized_gain + D("7.50")
+    assert (totals.dividends, totals.fees) == (D("7.5"), 15)
+
+
+def test_position_weights_and_cash_make_up_the_whole_portfolio() -> None:
+    book = Book.replay([deposit("1000"), buy("AAPL", "3", "100", day=1), buy("MSFT", "1", "200")])
+    positions = book.positions({"AAPL": D(100), "MSFT": D(200)})
+    # total value: 300 + 200 + cash 500 = 1000
+    assert [(p.symbol, p.weight) for p in positions] == [("AAPL", D("0.3")), ("MSFT", D("0.2"))]
+    assert sum((p.weight or D(0) for p in positions), book.cash / 1000) == 1
+
+
+def test_a_symbol_without_a_quote_is_valued_at_its_last_trade_price() -> None:
+    book = Book.replay([buy("AAPL", "10", "100"), buy("AAPL", "5", "104", day=1)])
+    assert book.totals({}).market_value == 15 * 104
+    assert book.position("AAPL").price == 104
+
+
+def test_closed_positions_keep_their_realized_gain_but_leave_the_list() -> None:
+    book = Book.replay([buy("AAPL", "10", "100"), sell("AAPL", "10", "90", "2", day=1)])
+    assert book.positions({}) == []
+    (closed,) = book.positions({}, include_closed=True)
+    assert (closed.quantity, closed.cost_basis, closed.average_cost) == (0, 0, None)
+    assert closed.realized_gain == -102  # 900 - 2 - 1000
+
+
+def test_the_total_return_is_undefined_when_no_money_is_in() -> None:
+    totals = Book.replay([deposit("100"), withdraw("100", day=1)]).totals({})
+    assert (totals.total_cost, totals.total_return) == (0, None)
+    assert present_percent(totals.total_return) == ""
+
+
+def test_an_unknown_position_is_not_found() -> None:
+    with pytest.raises(NotFound, match="no trades in AAPL"):
+        Book().position("AAPL")
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+
+def test_a_split_multiplies_lot_quantities_and_keeps_their_cost() -> None:
+    book = Book.replay(
+        [buy("NVDA", "10", "300", day=0), sell("NVDA", "30", "100", day=40)],
+        splits=[Split("NVDA", D(3), at(20))],
+    )
+    # 10 shares costing 3000 become 30 costing 3000 (100 each); selling 30 at 100 gains 0.
+    assert book.realized_gain() == 0
+    assert book.quantity("NVDA") == 0
+
+
+def test_a_reverse_split_is_a_ratio_below_one() -> None:
+    book = Book.replay([buy("GE", "80", "10", day=0)])
+    book.record(Split("GE", D("0.125"), at(5)))  # 1-for-8
+    assert [(lot.quantity, lot.cost, lot.unit_cost) for lot in book.lots("GE")] == [(10, 800, 80)]
+    assert book.position("GE").price == 80  # the last trade price, split-adjusted
+
+
+def test_a_split_ratio_must_be_positive() -> None:
+    with pytest.raises(InvalidArgument, match="ratio"):
+        Split("GE", D(0), at(0))
+
+
+# --- properties --------------------------------------------------------------------------------
+
+quantities = st.decimals(min_value=D("0.00000001"), max_value=D(10_000), places=8)
+prices = st.decimals(min_value=D("0.01"), max_value=D(5_000), places=6)
+fee_amounts = st.decimals(min_value=D(0), max_value=D(50), places=2)
+fractions = st.decimals(min_value=D("0.01"), max_value=D(1), places=2)
+buy_steps = st.tuples(st.just("buy"), quantities, prices, fee_amounts)
+sell_steps = st.tuples(st.just("sell"), fractions, prices, fee_amounts)
+cash_steps = st.tuples(st.sampled_from(["deposit", "withdraw", "dividend"]), fractions, prices)
+
+
+def valid_trades(steps: list[tuple[object, ...]]) -> list[Trade]:
+    """Turn drawn steps into trades that a book accepts: sells and withdrawals are fractions of
+    what is held at that moment."""
+    held = D(0)
+    cash = D(0)
+    trades: list[Trade] = []
+    for day, step in enumerate(steps):
+        kind = step[0]
+        made: Trade | None = None
+        if kind == "buy":
+            _, quantity, price, fees = step
+            assert isinstance(quantity, Decimal)
+            assert isinstance(price, Decimal)
+            assert isinstance(fees, Decimal)
+            made = buy("AAPL", plain(quantity), plain(price), plain(fees), day=day)
+        elif kind == "sell":
+            _, fraction, price, fees = step
+            assert isinstance(fraction, Decimal)
+            quantity = (held * fraction).quantize(D("0.00000001"), rounding=ROUND_DOWN)
+            if quantity > 0:
+                made = sell("AAPL", plain(quantity), plain(price), plain(fees), day=day)
+        else:
+            _, fraction, amount = step
+            assert isinstance(fraction, Decimal)
+            assert isinstance(amount, Decimal)
+            if kind == "deposit":
+                made = deposit(plain(amount), day=day)
+            elif kind == "dividend":
+                made = dividend("AAPL", "1", plain(amount), day=day)
+            elif (share := (cash * fraction).quantize(D("0.01"), rounding=ROUND_DOWN)) > 0:
+                made = withdraw(plain(share), day=day)
+        if made is not None:
+            trades.append(made)
+            held += made.quantity if made.side is Side.BUY else 0
+            held -= made.quantity if made.side is Side.SELL else 0
+            cash = max(D(0), cash + made.cash_change)
+    return trades
+
+
+# Every history opens with a buy, so the position exists whatever follows.
+share_histories = st.tuples(buy_steps, st.lists(st.one_of(buy_steps, sell_steps), max_size=25)).map(
+    lambda drawn: [drawn[0], *drawn[1]]
+)
+mixed_histories = st.tuples(
+    buy_steps, st.lists(st.one_of(buy_steps, sell_steps, cash_steps), max_size=25)
+).map(lambda drawn: [drawn[0], *drawn[1]])
+
+
+@settings(deadline=None)
+@given(share_histories)
+def test_lots_always_sum_to_the_position_quantity(steps: list[tuple[object, ...]]) -> None:
+    trades = valid_trades(steps)
+    book = Book.replay(trades)
+    bought = sum((t.quantity for t in trades if t.side is Side.BUY), D(0))
+    sold = sum((t.quantity for t in trades if t.side is Side.SELL), D(0))
+    assert sum((lot.quantity for lot in book.lots("AAPL")), D(0)) == book.quantity("AAPL")
+    assert book.quantity("AAPL") == bought - sold
+
+
+@given(st.lists(quantities, min_size=1, max_size=5), prices)
+def test_buying_then_selling_everything_at_the_same_price_without_fees_gains_nothing(
+    lots: list[Decimal], price: Decimal
+) -> None:
+    total = sum(lots, D(0))
+    trades = [buy("AAPL", plain(q), plain(price), day=i) for i, q in enumerate(lots)]
+    book = Book.replay([*trades, sell("AAPL", plain(total), plain(price), day=len(lots))])
+    assert book.realized_gain(CostMethod.FIFO) == 0
+    assert book.realized_gain(CostMethod.AVERAGE) == 0
+    assert book.lots("AAPL") == ()
+
+
+@settings(deadline=None)
+@given(share_histories)
+def test_cost_basis_is_never_negative(steps: list[tuple[object, ...]]) -> None:
+    book = Book()
+    for t in valid_trades(steps):
+        book.record(t)
+        for method in CostMethod:
+            assert book.position("AAPL", method=method).cost_basis >= 0
+        assert all(lot.cost >= 0 and lot.quantity > 0 for lot in book.lots("AAPL"))
+
+
+@settings(deadline=None)
+@given(share_histories, prices)
+def test_realized_plus_unrealized_is_value_plus_proceeds_minus_cost_paid(
+    steps: list[tuple[object, ...]], price: Decimal
+) -> None:
+    # For one symbol, whatever the cost method:
+    #   realized + unrealized == quantity * price + sum(sell amount - sell fees)
+    #                                             - sum(buy amount + buy fees)
+    trades = valid_trades(steps)
+    book = Book.replay(trades)
+    proceeds = sum((t.amount - t.fees for t in trades if t.side is Side.SELL), D(0))
+    paid = sum((t.amount + t.fees for t in trades if t.side is Side.BUY), D(0))
+    for method in CostMethod:
+        p = book.position("AAPL", price, method=method)
+        identity = p.market_value + proceeds - paid
+        assert abs(p.realized_gain + p.unrealized_gain - identity) < D("1e-12")
+
+
+@settings(deadline=None)
+@given(mixed_histories, prices)
+def test_total_gain_is_realized_plus_unrealized_plus_dividends_less_cash_side_fees(
+    steps: list[tuple[object, ...]], price: Decimal
+) -> None:
+    book = Book.replay(valid_trades(steps))
+    totals = book.totals({"AAPL": price})
+    assert totals.cash >= 0
+    assert totals.total_value - totals.total_cost == totals.total_gain_loss
+    by_source = (
+        totals.realized_gain + totals.unrealized_gain + totals.dividends - book.cash_side_fees
+    )
+    assert abs(totals.total_gain_loss - by_source) < D("1e-12")
+
+
+@settings(deadline=None)
+@given(share_histories, quantities)
+def test_a_refused_sell_never_changes_the_book(
+    steps: list[tuple[object, ...]], extra: Decimal
+) -> None:
+    book = Book.replay(valid_trades(steps))
+    before = state(book)
+    too_many = book.quantity("AAPL") + extra
+    with pytest.raises(InsufficientShares):
+        book.record(sell("AAPL", plain(too_many), "100", day=len(steps)))
+    assert state(book) == before

@@ -1,0 +1,435 @@
+"""Performance: value series, time-weighted return, XIRR, allocation, ranges, the report.
+
+Reference cases are computed by hand in the comments; the code must agree with the arithmetic.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.portfolio.domain import Side, Trade, parse_trade
+from services.portfolio.performance import (
+    CASH,
+    ValuePoint,
+    allocation,
+    money_weighted_flows,
+    money_weighted_return,
+    performance_report,
+    range_start,
+    sub_period_return,
+    time_weighted_return,
+    value_series,
+    xirr,
+    xnpv,
+)
+from services.runtime.errors import InvalidArgument
+
+D = Decimal
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def point(day: date, value: str, inflow: str = "0", outflow: str = "0") -> ValuePoint:
+    return ValuePoint(day, D(value), D(0), D(inflow), D(outflow))
+
+
+def on(day: date, side: Side, symbol: str, quantity: str, price: str = "", fees: str = "") -> Trade:
+    executed_at = datetime(day.year, day.month, day.day, 15, tzinfo=UTC)
+    return parse_trade(side, symbol, quantity, price, fees, executed_at, now=NOW)
+
+
+def close_to(value: Decimal | None, expected: Decimal, within: str = "1e-20") -> bool:
+    return value is not None and abs(value - expected) < D(within)
+
+
+# --- time-weighted return ----------------------------------------------------------------------
+
+
+def test_twr_chains_two_sub_periods_around_a_deposit() -> None:
+    d0, d1, d2 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+    points = [
+        point(d0, "1000"),  # baseline: V0 = 1000
+        point(d1, "1100"),  # r1 = 1100 / 1000 - 1 = 0.10
+        point(d2, "1760", inflow="500"),  # r2 = 1760 / (1100 + 500) - 1 = 1760 / 1600 - 1 = 0.10
+    ]
+    # TWR = (1 + 0.10) * (1 + 0.10) - 1 = 0.21. The 500 deposited is not return: a naive
+    # "gain over money in" would say (1760 - 1000 - 500) / 1500 = 17.3%.
+    assert time_weighted_return(points) == D("0.21")
+
+
+def test_twr_counts_a_withdrawal_at_the_end_of_its_day() -> None:
+    d0, d1 = date(2024, 1, 1), date(2024, 1, 2)
+    # r = (V1 + out) / V0 - 1 = (900 + 200) / 1000 - 1 = 0.10
+    assert time_weighted_return([point(d0, "1000"), point(d1, "900", outflow="200")]) == D("0.1")
+
+
+def test_twr_counts_a_deposit_at_the_start_of_its_day() -> None:
+    # r = V1 / (V0 + in) - 1 = 1650 / (1000 + 500) - 1 = 0.10
+    assert sub_period_return(D(1000), D(1650), D(500), D(0)) == D("0.1")
+
+
+def test_twr_is_undefined_until_something_is_invested() -> None:
+    days = [date(2024, 1, d) for d in (1, 2, 3)]
+    assert time_weighted_return([]) is None
+    assert time_weighted_return([point(days[0], "0")]) is None
+    assert time_weighted_return([point(d, "0") for d in days]) is None
+    assert sub_period_return(D(0), D(0), D(0), D(0)) is None
+
+
+def test_days_with_nothing_invested_are_skipped_not_counted_as_zero() -> None:
+    days = [date(2024, 1, d) for d in (1, 2, 3)]
+    # Day 2 starts empty (0 + 0): skipped. Day 3: 1100 / (0 + 1000) - 1 = 0.10.
+    points = [point(days[0], "0"), point(days[1], "0"), point(days[2], "1100", inflow="1000")]
+    assert time_weighted_return(points) == D("0.1")
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.decimals(min_value=D("-0.2"), max_value=D("0.2"), places=4), min_size=1),
+    st.lists(st.decimals(min_value=D(0), max_value=D(100_000), places=2), min_size=1),
+)
+def test_twr_does_not_depend_on_the_size_or_timing_of_deposits(
+    returns: list[Decimal], deposits: list[Decimal]
+) -> None:
+    # Deposits at the start of each day, then the day's return on everything invested:
+    # the chained TWR is the product of the daily returns whatever was deposited.
+    start = date(2024, 1, 1)
+    points = [point(start, "1000")]
+    for i, r in enumerate(returns):
+        flow = deposits[i % len(deposits)]
+        value = (points[-1].value + flow) * (1 + r)
+        points.append(ValuePoint(start + timedelta(days=i + 1), value, D(0), flow, D(0)))
+    expected = D(1)
+    for r in returns:
+        expected *= 1 + r
+    assert close_to(time_weighted_return(points), expected - 1, within="1e-18")
+
+
+# --- XIRR --------------------------------------------------------------------------------------
+
+
+def test_xirr_of_ten_percent_over_exactly_one_year() -> None:
+    # -1000 on 2023-01-01, +1100 on 2024-01-01 (365 days): 1100 / (1 + r) ** (365/365) = 1000
+    # so 1 + r = 1.1 and r = 10%.
+    result = xirr([(date(2023, 1, 1), D(-1000)), (date(2024, 1, 1), D(1100))])
+    assert result.converged
+    assert result.rate == D("0.1")
+    assert result.method == "newton"
+
+
+def test_xirr_with_two_deposits_a_year_apart() -> None:
+    # -1000 on day 0, -1000 on day 365, +2310 on day 730. At r = 10%:
+    #   -1000 - 1000 / 1.1 + 2310 / 1.21 = -1000 - 909.0909... + 1909.0909... = 0
+    flows = [
+        (date(2021, 1, 1), D(-1000)),
+        (date(2022, 1, 1), D(-1000)),
+        (date(2023, 1, 1), D(2310)),
+    ]
+    result = xirr(flows)
+    assert result.converged
+    assert result.rate == D("0.1")
+    assert abs(xnpv(D("0.1"), flows)) < D("1e-20")
+
+
+def test_xirr_with_irregular_flows_sets_the_net_present_value_to_zero() -> None:
+    flows = [
+        (date(2024, 1, 15), D(-10_000)),
+        (date(2024, 4, 3), D(-2_500)),
+        (date(2024, 9, 30), D(1_000)),
+        (date(2025, 1, 15), D(13_000)),
+    ]
+    result = xirr(flows)
+    assert result.converged and result.rate is not None
+    # 12,500 in, 14,000 out within about a year: a positive rate, well under the 12% simple gain.
+    assert D("0.05") < result.rate < D("0.15")
+    assert abs(xnpv(result.rate, flows)) < D("1e-6")
+
+
+def test_xirr_falls_back_to_bisection_when_newton_leaves_the_domain() -> None:
+    # -100 then +1 a year later: r = 1/100 - 1 = -0.99. Newton from 10% steps to
+    # 0.1 - (-99.09 / -0.826) = -119.8 < -1, outside the domain; bisection finds the root.
+    result = xirr([(date(2023, 1, 1), D(-100)), (date(2024, 1, 1), D(1))])
+    assert result.converged
+    assert result.method == "bisection"
+    assert close_to(result.rate, D("-0.99"), within="1e-9")
+
+
+@pytest.mark.parametrize(
+    "flows",
+    [
+        [],
+        [(date(2024, 1, 1), D(-100)), (date(2024, 6, 1), D(-50))],
+        [(date(2024, 1, 1), D(100))],
+        # Same day: the flows net to +10 and no time passes.
+        [(date(2024, 1, 1), D(-100)), (date(2024, 1, 1), D(110))],
+    ],
+)
+def test_xirr_without_a_sign_change_says_so(flows: list[tuple[date, Decimal]]) -> None:
+    result = xirr(flows)
+    assert (result.converged, result.rate) == (False, None)
+    assert "no sign change" in result.reason
+
+
+def test_xirr_says_so_when_no_rate_exists() -> None:
+    # +100, -100, +100 a year apart: with y = 1/(1+r), 100 - 100y + 100y^2 > 0 for every y.
+    flows = [(date(2021, 1, 1), D(100)), (date(2022, 1, 1), D(-100)), (date(2023, 1, 1), D(100))]
+    result = xirr(flows)
+    assert (result.converged, result.rate) == (False, None)
+    assert result.reason == "no rate sets the net present value to zero"
+
+
+def test_xirr_declines_to_state_a_rate_too_close_to_minus_one_hundred_percent() -> None:
+    # 2 put in over two days, 1 back a day later: half lost in days. With y = (1+r)^(-1/365):
+    # -1 - y + y^2 = 0, y = 1.618..., so 1 + r = 1.618^-365 = 1e-76: no float can state it.
+    flows = [(date(2020, 1, 1), D(-1)), (date(2020, 1, 2), D(-1)), (date(2020, 1, 3), D(1))]
+    result = xirr(flows)
+    assert (result.converged, result.rate) == (False, None)
+    assert "too extreme to state" in result.reason
+
+
+amounts = st.decimals(min_value=D(1), max_value=D(1_000_000), places=2)
+offsets = st.integers(min_value=0, max_value=5 * 365)
+flow_lists = st.lists(st.tuples(offsets, amounts.map(lambda a: -a) | amounts), max_size=6)
+
+
+@settings(deadline=None)
+@given(amounts, flow_lists, offsets, amounts)
+def test_xirr_rate_makes_the_net_present_value_zero_when_converged(
+    first: Decimal, others: list[tuple[int, Decimal]], final_day: int, final: Decimal
+) -> None:
+    start = date(2020, 1, 1)
+    flows = [(start, -first)]
+    flows += [(start + timedelta(days=d), a) for d, a in others]
+    flows.append((start + timedelta(days=final_day), final))
+    result = xirr(flows)
+    if not result.converged:
+        assert result.rate is None and result.reason
+        return
+    assert result.rate is not None
+    scale = first + final + sum((abs(a) for _, a in others), D(0))
+    assert abs(xnpv(result.rate, flows)) <= scale * D("1e-6")
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.tuples(offsets, amounts), min_size=1, max_size=6),
+    st.integers(min_value=365, max_value=3 * 365),
+    st.decimals(min_value=D("0.5"), max_value=D(2), places=4),
+)
+def test_xirr_converges_for_deposits_held_at_least_a_year(
+    deposits: list[tuple[int, Decimal]], held: int, multiple: Decimal
+) -> None:
+    # Money put in, then valued at least a year after the last deposit at 0.5x to 2x what went
+    # in: the rate lies between about -50% and +100%, and must be found.
+    start = date(2020, 1, 1)
+    flows = [(start + timedelta(days=d), -a) for d, a in deposits]
+    put_in = sum((a for _, a in deposits), D(0))
+    end = start + timedelta(days=max(d for d, _ in deposits) + held)
+    flows.append((end, put_in * multiple))
+    result = xirr(flows)
+    assert result.converged and result.rate is not None
+    assert D("-0.51") < result.rate < D("1.01")
+    assert abs(xnpv(result.rate, flows)) <= put_in * D("1e-6")
+
+
+# --- the value series --------------------------------------------------------------------------
+
+
+def test_the_value_series_carries_the_last_close_over_gaps() -> None:
+    trades = [on(date(2024, 1, 1), Side.BUY, "AAPL", "10", "100")]
+    history = {
+        "AAPL": {date(2024, 1, 1): D(101), date(2024, 1, 2): D(102), date(2024, 1, 5): D(105)}
+    }
+    series = value_series(trades, history, start=date(2023, 12, 31), end=date(2024, 1, 6))
+    assert [p.value for p in series] == [0, 1010, 1020, 1020, 1020, 1050, 1050]
+    # Recorded without a deposit, the 1000 the buy cost came in at the start of 2024-01-01.
+    assert [p.inflow for p in series] == [0, 1000, 0, 0, 0, 0, 0]
+    # TWR telescopes without further flows: 1050 / 1000 - 1 = 0.05.
+    assert time_weighted_return(series) == D("0.05")
+
+
+def test_before_any_close_is_known_a_holding_is_valued_at_its_trade_price() -> None:
+    trades = [on(date(2024, 1, 1), Side.BUY, "AAPL", "10", "100")]
+    history = {"AAPL": {date(2024, 1, 3): D(103)}}
+    series = value_series(trades, history, start=date(2024, 1, 1), end=date(2024, 1, 3))
+    assert [p.value for p in series] == [1000, 1000, 1030]
+
+
+def test_a_trade_more_recent_than_the_last_close_prices_the_holding() -> None:
+    trades = [
+        on(date(2024, 1, 1), Side.BUY, "AAPL", "10", "100"),
+        on(date(2024, 1, 3), Side.BUY, "AAPL", "10", "110"),
+    ]
+    history = {"AAPL": {date(2024, 1, 1): D(100)}}
+    series = value_series(trades, history, start=date(2024, 1, 1), end=date(2024, 1, 3))
+    assert [p.value for p in series] == [1000, 1000, 2200]  # 20 * 110, not 20 * 100
+
+
+def test_twr_of_a_series_excludes_deposits_and_withdrawals() -> None:
+    d = [date(2024, 3, n) for n in range(1, 6)]
+    trades = [
+        on(d[1], Side.DEPOSIT, "", "1000"),
+        on(d[1], Side.BUY, "AAPL", "10", "100"),
+        on(d[3], Side.DEPOSIT, "", "1100"),
+        on(d[3], Side.BUY, "AAPL", "10", "110"),
+        on(d[4], Side.SELL, "AAPL", "1", "121"),
+        on(d[4], Side.WITHDRAWAL, "", "121"),  # leaves at the end of the day: r unaffected
+    ]
+    history = {"AAPL": {d[1]: D(100), d[2]: D(110), d[3]: D(110), d[4]: D(121)}}
+    series = value_series(trades, history, start=d[0], end=d[4])
+    # baseline 0
+    # day 1: in 1000, V = 10 * 100         = 1000 -> r = 1000 / (0 + 1000) - 1      = 0
+    # day 2:          V = 10 * 110         = 1100 -> r = 1100 / 1000 - 1            = 0.10
+    # day 3: in 1100, V = 20 * 110         = 2200 -> r = 2200 / (1100 + 1100) - 1   = 0
+    # day 4: out 121, V = 19 * 121         = 2299 -> r = (2299 + 121) / 2200 - 1    = 0.10
+    assert [p.value for p in series] == [0, 1000, 1100, 2200, 2299]
+    assert [(p.inflow, p.outflow) for p in series] == [
+        (0, 0),
+        (1000, 0),
+        (0, 0),
+        (1100, 0),
+        (0, 121),
+    ]
+    # TWR = 1.0 * 1.1 * 1.0 * 1.1 - 1 = 0.21
+    assert time_weighted_return(series) == D("0.21")
+
+
+def test_money_weighted_return_of_a_year_held() -> None:
+    trades = [
+        on(date(2023, 1, 1), Side.DEPOSIT, "", "1000"),
+        on(date(2023, 1, 1), Side.BUY, "AAPL", "10", "100"),
+    ]
+    history = {"AAPL": {date(2024, 1, 1): D(110)}}
+    series = value_series(trades, history, start=date(2022, 12, 31), end=date(2024, 1, 1))
+    # investor's flows: -1000 on 2023-01-01, +1100 (the final value) on 2024-01-01 -> 10%
+    assert money_weighted_flows(series) == [
+        (date(2022, 12, 31), 0),
+        (date(2023, 1, 1), -1000),
+        (date(2024, 1, 1), 1100),
+    ]
+    assert money_weighted_return(series).rate == D("0.1")
+
+
+# --- allocation --------------------------------------------------------------------------------
+
+
+def test_allocation_lists_symbols_biggest_first_then_cash() -> None:
+    slices = allocation({"MSFT": D(300), "AAPL": D(600), "GONE": D(0)}, D(100))
+    assert [(s.name, s.weight, s.is_cash) for s in slices] == [
+        ("AAPL", D("0.6"), False),
+        ("MSFT", D("0.3"), False),
+        (CASH, D("0.1"), True),
+    ]
+
+
+def test_rounded_weights_still_sum_to_exactly_one() -> None:
+    # Thirds round to 0.333333 each (sum 0.999999); the largest remainder gets the missing unit.
+    slices = allocation({"A": D(1), "B": D(1), "C": D(1)}, D(0))
+    assert [s.weight for s in slices] == [D("0.333334"), D("0.333333"), D("0.333333"), D(0)]
+    assert sum(s.weight for s in slices) == 1
+
+
+def test_an_empty_portfolio_has_no_allocation() -> None:
+    assert allocation({}, D(0)) == []
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["AAPL", "MSFT", "NVDA", "GE", "KO"]),
+        st.decimals(min_value=D(0), max_value=D(10**9), places=2),
+    ),
+    st.decimals(min_value=D(0), max_value=D(10**9), places=2),
+)
+def test_allocation_weights_sum_to_one(values: dict[str, Decimal], cash: Decimal) -> None:
+    slices = allocation(values, cash)
+    if slices:
+        assert sum(s.weight for s in slices) == 1
+        assert all(s.weight >= 0 for s in slices)
+
+
+# --- ranges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("range_", "today", "expected"),
+    [
+        ("1m", date(2024, 3, 31), date(2024, 2, 29)),  # clamped to the shorter month
+        ("3m", date(2024, 5, 31), date(2024, 2, 29)),
+        ("6m", date(2024, 8, 15), date(2024, 2, 15)),
+        ("1y", date(2024, 2, 29), date(2023, 2, 28)),
+        ("1Y", date(2024, 6, 10), date(2023, 6, 10)),
+        ("1m", date(2024, 1, 15), date(2023, 12, 15)),
+        ("ytd", date(2024, 6, 10), date(2023, 12, 31)),
+    ],
+)
+def test_a_range_starts_from_the_close_it_is_measured_against(
+    range_: str, today: date, expected: date
+) -> None:
+    assert range_start(range_, today) == expected
+
+
+def test_all_starts_the_day_before_the_first_trade() -> None:
+    assert range_start("all", date(2024, 6, 10), inception=date(2024, 1, 5)) == date(2024, 1, 4)
+    assert range_start("", date(2024, 6, 10), inception=date(2024, 1, 5)) == date(2024, 1, 4)
+    assert range_start("all", date(2024, 6, 10)) == date(2024, 6, 10)
+
+
+def test_a_range_longer_than_the_portfolio_starts_at_its_inception() -> None:
+    assert range_start("1y", date(2024, 6, 10), inception=date(2024, 3, 1)) == date(2024, 2, 29)
+
+
+def test_an_unknown_range_is_rejected_naming_the_field() -> None:
+    with pytest.raises(InvalidArgument, match="1m, 3m, 6m, 1y, ytd, all") as caught:
+        range_start("2w", date(2024, 6, 10))
+    assert [f for f, _ in caught.value.fields] == ["range"]
+
+
+# --- the report --------------------------------------------------------------------------------
+
+REPORT_TRADES = [
+    on(date(2024, 1, 2), Side.DEPOSIT, "", "10000"),
+    on(date(2024, 1, 2), Side.BUY, "AAPL", "100", "50", "1"),  # cost 5001
+    on(date(2024, 3, 1), Side.SELL, "AAPL", "50", "60", "1"),  # 2999 in; FIFO cost 2500.50
+    on(date(2024, 5, 1), Side.DIVIDEND, "AAPL", "50", "0.2"),  # 10
+]
+REPORT_PRICES = {
+    "AAPL": {
+        date(2024, 1, 2): D(50),
+        date(2024, 3, 1): D(60),
+        date(2024, 5, 31): D(70),
+        date(2024, 6, 28): D(72),
+    }
+}
+TODAY = date(2024, 6, 30)
+
+
+def test_a_report_over_all_time_reconciles_gain_with_its_sources() -> None:
+    report = performance_report(REPORT_TRADES, REPORT_PRICES, range_="all", today=TODAY)
+    # end: cash 10000 - 5001 + 2999 + 10 = 8008; 50 shares at 72 = 3600; value 11608
+    assert (report.start, report.start_value, report.end_value) == (date(2024, 1, 1), 0, 11608)
+    assert (report.inflows, report.outflows) == (10000, 0)
+    assert report.gain == 1608  # 11608 - 0 - 10000
+    # realized 2999 - 2500.50 = 498.50; unrealized 3600 - 2500.50 = 1099.50; dividends 10
+    assert report.realized_gain == D("498.5")
+    assert report.unrealized_gain == D("1099.5")
+    assert (report.dividends, report.fees) == (10, 2)
+    assert report.gain == report.realized_gain + report.unrealized_gain + report.dividends
+    assert [(s.name, s.value) for s in report.allocation] == [("AAPL", 3600), (CASH, 8008)]
+    assert report.money_weighted_return.converged
+    assert len(report.series) == (TODAY - date(2024, 1, 1)).days + 1
+
+
+def test_a_report_over_a_range_counts_only_what_happened_after_its_baseline() -> None:
+    report = performance_report(REPORT_TRADES, REPORT_PRICES, range_="3m", today=TODAY)
+    # baseline: the close of 2024-03-30: cash 7998, 50 shares at the 60 carried from 03-01
+    assert (report.start, report.start_value) == (date(2024, 3, 30), 10998)
+    assert (report.realized_gain, report.dividends, report.fees) == (0, 10, 0)
+    # gain 11608 - 10998 = 610 = 50 * (72 - 60) + the 10 dividend
+    assert report.gain == 610
+    # No external flows in range, so the chained TWR telescopes to 11608 / 10998 - 1.
+    assert close_to(report.time_weighted_return, D(11608) / D(10998) - 1)
+    assert report.range == "3m"
