@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 run: install migrate
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile deploy/Procfile --app-root $(CURDIR) start
 
+# Through honcho so a developer's .env reaches the migrations exactly as it reaches the services.
 migrate: install
-	$(PY) -m services.runtime.migrate
+	$(BIN)/honcho --app-root $(CURDIR) run $(PY) -m services.runtime.migrate
 
 ## test: the whole suite (unit, integration, e2e) with coverage
 test: install

@@ -19,6 +19,9 @@ SERVICE_PORTS: Mapping[str, int] = {
 }
 DOMAIN_SERVICES = ("users", "assistant", "terminal", "workspace", "portfolio")
 ADMIN_PORT_OFFSET = 1000
+# grpcio (1.85, aio) starts a service-config timeout's clock about 1-1.6 s early
+# (grpc/grpc#34547, #40633): a 1 s RPC_DEADLINE failed every call at once. Stay well clear.
+MIN_RPC_DEADLINE = 5.0
 
 
 class ConfigError(Exception):
@@ -157,7 +160,11 @@ def required_secret(env: Env, name: str, *, production: bool, var_dir: Path) -> 
     return development_secret(var_dir, name.lower())
 
 
-def load_runtime_config(service: str, environ: Mapping[str, str] | None = None) -> RuntimeConfig:
+def load_runtime_config(
+    service: str, environ: Mapping[str, str] | None = None, *, database: bool = True
+) -> RuntimeConfig:
+    """Read the runtime settings of `service`; `database=False` for processes without one
+    (the facade), which then need no database URL in production."""
     env = Env(os.environ if environ is None else environ)
     environment = env.str("STOCKFOLIO_ENV", "development")
     if environment not in {"development", "production", "test"}:
@@ -170,7 +177,7 @@ def load_runtime_config(service: str, environ: Mapping[str, str] | None = None) 
     port = env.int(f"{prefix}_PORT", SERVICE_PORTS.get(service, 0), maximum=65535)
     database_url = env.optional(f"{prefix}_DATABASE_URL") or env.optional("DATABASE_URL")
     if database_url is None:
-        if production:
+        if production and database:
             raise ConfigError(f"{prefix}_DATABASE_URL or DATABASE_URL must be set in production")
         database_url = f"sqlite+aiosqlite:///{var_dir / f'{service}.db'}"
     admin_port = env.int(
@@ -196,6 +203,6 @@ def load_runtime_config(service: str, environ: Mapping[str, str] | None = None) 
         addresses=service_addresses(env),
         log_level=env.str("LOG_LEVEL", "INFO").upper(),
         shutdown_grace=env.float("SHUTDOWN_GRACE", 10.0),
-        rpc_deadline=env.float("RPC_DEADLINE", 30.0, minimum=0.1),
+        rpc_deadline=env.float("RPC_DEADLINE", 30.0, minimum=MIN_RPC_DEADLINE),
         session_check_ttl=env.float("SESSION_CHECK_TTL", 2.0),
     )
