@@ -146,7 +146,9 @@ class TtlMemo:
         self._pending: dict[str, asyncio.Task[bool]] = {}
 
     def forget(self, key: str) -> None:
+        """Drop the answer, and any lookup in flight: it may have read the state just replaced."""
         self._answers.pop(key, None)
+        self._pending.pop(key, None)
 
     async def get(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
         found = self._answers.get(key)
@@ -161,6 +163,8 @@ class TtlMemo:
 
     async def _look_up(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
         answer = bool(await lookup())
+        if self._pending.get(key) is not asyncio.current_task():
+            return answer  # forgotten meanwhile: answer the callers waiting, remember nothing
         now = time.monotonic()
         if len(self._answers) >= self._max_entries:
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}

@@ -95,7 +95,11 @@ class InProcessCache:
             while True:
                 yield await queue.get()
         finally:
-            self._subscribers[channel].discard(queue)
+            listeners = self._subscribers.get(channel)
+            if listeners is not None:
+                listeners.discard(queue)
+                if not listeners:  # channels are often per user or portfolio: do not keep them
+                    del self._subscribers[channel]
 
     async def ping(self) -> bool:
         return True

@@ -47,9 +47,16 @@ def channel_target(addresses: Sequence[str]) -> str:
     return f"ipv{versions.pop()}:{','.join(addresses)}"
 
 
-def service_config(services: Iterable[ServiceDescriptor], *, deadline: float) -> str:
+def service_config(
+    services: Iterable[ServiceDescriptor], *, deadline: float, probe: bool = False
+) -> str:
     timeout = f"{deadline:.3f}s"
     services = list(services)
+    if probe:
+        # A health probe must see NOT_SERVING itself (health-checked subchannels would hide the
+        # replica) and report what it sees at once (no retries). Its deadline is per call: in
+        # grpcio 1.85 (aio) a service-config timeout under ~1.5 s fails every call at once.
+        return json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
     retried: list[dict[str, str]] = [{"service": HEALTH_SERVICE}]
     for service in services:
         for method in service.methods:
@@ -73,10 +80,13 @@ def create_channel(
     *,
     deadline: float = 30.0,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    probe: bool = False,
 ) -> grpc.aio.Channel:
+    """A channel to every replica in `addresses`; `probe=True` for health probes of one replica
+    (no health-checked subchannels, no retries)."""
     options = [
-        ("grpc.service_config", service_config(services, deadline=deadline)),
-        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config(services, deadline=deadline, probe=probe)),
+        ("grpc.enable_retries", 0 if probe else 1),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         # Reconnect quickly when a replica comes back, rather than after gRPC's default 20 s.

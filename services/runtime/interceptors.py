@@ -6,6 +6,7 @@ caller from `current_identity` and raise domain errors.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -127,6 +128,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
 
 
+def _cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Why a handler was cancelled: its deadline passed, or the client went away."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, ...]]:
     if isinstance(error, DomainError):
         return to_status(error)
@@ -158,6 +167,9 @@ def _wrap(
                 return await result if inspect.isawaitable(result) else result
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = _cancelled_code(context)
                 raise
             except Exception as error:
                 code, message, trailers = _status_for(error)
@@ -194,6 +206,9 @@ def _wrap(
                     yield item
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            code = _cancelled_code(context)
             raise
         except Exception as error:
             code, message, trailers = _status_for(error)

@@ -32,7 +32,10 @@ def parse_rate(name: str, text: str) -> Rate:
     if not match:
         raise ConfigError(f"{name} must look like 500/15minutes or 0, got {text!r}")
     count, multiple, unit = match.groups()
-    return Rate(int(count), float(int(multiple or "1") * _UNITS[unit]))
+    window = int(multiple or "1") * _UNITS[unit]
+    if window == 0:  # every hit would open a fresh window: a limit that never limits
+        raise ConfigError(f"{name} needs a window longer than zero, got {text!r}")
+    return Rate(int(count), float(window))
 
 
 @dataclass(frozen=True)

@@ -67,9 +67,14 @@ def create_server(
     parts.register(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     add_reflection(server, [*names, "grpc.health.v1.Health"])
-    bound = server.add_insecure_port(f"{config.host}:{config.port if port is None else port}")
+    address = f"{config.host}:{config.port if port is None else port}"
+    try:
+        # grpcio raises RuntimeError here (older versions returned 0): name what failed.
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind {config.service} to {config.host}:{config.port}")
+        raise OSError(f"cannot bind {config.service} to {address} (is the port in use?)")
     return server, bound, health
 
 
