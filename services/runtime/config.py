@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ class RuntimeConfig:
     shutdown_grace: float
     rpc_deadline: float
     session_check_ttl: float
+    # Peers allowed to name the end client's address in `x-forwarded-for` (the facade).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -160,6 +163,14 @@ def required_secret(env: Env, name: str, *, production: bool, var_dir: Path) -> 
     return development_secret(var_dir, name.lower())
 
 
+def trusted_networks(env: Env) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = env.str("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
+    try:
+        return tuple(ipaddress.ip_network(n.strip()) for n in raw.split(",") if n.strip())
+    except ValueError as error:
+        raise ConfigError(f"TRUSTED_PROXIES must list IP networks: {error}") from None
+
+
 def load_runtime_config(
     service: str, environ: Mapping[str, str] | None = None, *, database: bool = True
 ) -> RuntimeConfig:
@@ -205,4 +216,5 @@ def load_runtime_config(
         shutdown_grace=env.float("SHUTDOWN_GRACE", 10.0),
         rpc_deadline=env.float("RPC_DEADLINE", 30.0, minimum=MIN_RPC_DEADLINE),
         session_check_ttl=env.float("SESSION_CHECK_TTL", 2.0),
+        trusted_proxies=trusted_networks(env),
     )

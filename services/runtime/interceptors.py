@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -36,6 +37,8 @@ from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
 
 log = logging.getLogger("stockfolio.rpc")
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
 
@@ -47,6 +50,14 @@ def _peer_host(peer: str | None) -> str:
     _, _, rest = peer.partition(":")
     host = rest.rpartition(":")[0] if rest.count(":") >= 1 else rest
     return host.strip("[]")
+
+
+def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -65,7 +76,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         rules: Mapping[str, MethodRule],
         codec: TokenCodec,
         sessions: SessionChecker,
+        trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:
+        self._trusted_proxies = tuple(trusted_proxies)
         self._service = service
         self._rules = rules
         self._codec = codec
@@ -100,8 +113,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
+        address = _peer_host(context.peer())
         forwarded = _metadata_value(metadata, "x-forwarded-for")
-        address = forwarded.split(",")[0].strip() if forwarded else _peer_host(context.peer())
+        # Only a trusted proxy (the facade) may speak for the client's address; anyone else
+        # could dodge per-address limits by inventing one.
+        if forwarded and _trusted(address, self._trusted_proxies):
+            address = forwarded.split(",")[0].strip()
         return (
             correlation_id.set(cid),
             current_identity.set(None),

@@ -52,7 +52,11 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, Health]:
     """Build the server and bind it; `port=0` (tests) picks a free port."""
     interceptor = ServerInterceptor(
-        config.service, method_rules(parts.services), token_codec(config), parts.sessions
+        config.service,
+        method_rules(parts.services),
+        token_codec(config),
+        parts.sessions,
+        config.trusted_proxies,
     )
     server = grpc.aio.server(
         interceptors=[interceptor],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
@@ -12,6 +12,8 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.config import RuntimeConfig
 from services.runtime.errors import parse_status
+from services.runtime.server import running
+from services.users.server import build as build_users
 
 PASSWORD = "correct-horse-9"
 
@@ -449,3 +451,34 @@ def test_no_user_message_can_carry_a_password_hash() -> None:
     for message in (users_pb2.User, users_pb2.RegisterResponse, users_pb2.LoginResponse):
         names = {f.name for f in message.DESCRIPTOR.fields}
         assert not any("hash" in n or "password" in n for n in names), names
+
+
+async def test_an_untrusted_caller_cannot_dodge_the_address_guard_by_forging_its_address(
+    make_config: Callable[..., RuntimeConfig], users_database: str
+) -> None:
+    # Only the listed proxies may name the client's address; loopback callers here are not one.
+    config = make_config(
+        "users", USERS_DATABASE_URL=users_database, BCRYPT_COST="4", TRUSTED_PROXIES="10.0.0.0/8"
+    )
+    async with (
+        running(config, build_users, port=0, grace=0) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+    ):
+        stub = users_pb2_grpc.UsersServiceStub(channel)
+        await register(stub, "target@example.com")
+        for i in range(20):
+            await expect_error(
+                stub.Login(
+                    users_pb2.LoginRequest(email=f"probe{i}@example.com", password="bad-guess-1"),
+                    metadata=(("x-forwarded-for", f"192.0.2.{i}"),),
+                ),
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
+        locked = await expect_error(
+            stub.Login(
+                users_pb2.LoginRequest(email="target@example.com", password=PASSWORD),
+                metadata=(("x-forwarded-for", "192.0.2.250"),),
+            ),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
+        assert "this address" in (locked.details() or "")
