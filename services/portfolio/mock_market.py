@@ -1,0 +1,321 @@
+"""A simulated market: a few dozen real-looking US listings whose prices follow a seeded random
+walk, one step per tick, and a daily history generated backwards from the opening prices.
+
+The walk depends only on the seed and the number of steps taken, never on wall-clock timing:
+the same seed gives the same sequence of prices however fast or late the ticks come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from services.portfolio.domain import normalize_symbol
+from services.portfolio.market_data import (
+    Quote,
+    StockInfo,
+    TickFanout,
+    TickStream,
+    check_range,
+    search_terms,
+)
+from services.runtime.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+SOURCE = "mock"
+CURRENCY = "USD"
+# Each step is one simulated trading minute, whatever the tick interval: per-step volatility is
+# the annual one scaled by sqrt(1 / (252 days * 390 minutes)).
+STEP_YEARS = 1 / (252 * 390)
+# A pull back towards the open, per step. Prices wander about a day's range around the open
+# (a standard deviation near 2.5% at 25% volatility) instead of drifting off to nothing or to
+# absurd prices over weeks of ticks.
+REVERSION = 1 / (390 * 5)
+# The history trends gently upwards into today, as equity prices tend to.
+HISTORY_DRIFT = 0.07
+TRADING_DAYS = 252
+MIN_CENTS = 1
+PERCENT_STEP = Decimal("0.0001")  # as Alpha Vantage quotes change percent
+HISTORY_DAYS = 5 * 365
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A simulated instrument: its opening price (in cents precision) and annual volatility."""
+
+    symbol: str
+    name: str
+    exchange: str
+    open_price: Decimal
+    volatility: float
+
+
+def _listing(symbol: str, name: str, exchange: str, price: str, volatility: float) -> Listing:
+    return Listing(symbol, name, exchange, Decimal(price), volatility)
+
+
+LISTINGS: tuple[Listing, ...] = (
+    _listing("AAPL", "Apple Inc.", "NASDAQ", "189.50", 0.25),
+    _listing("MSFT", "Microsoft Corporation", "NASDAQ", "415.30", 0.24),
+    _listing("GOOGL", "Alphabet Inc. Class A", "NASDAQ", "172.40", 0.28),
+    _listing("AMZN", "Amazon.com, Inc.", "NASDAQ", "185.20", 0.32),
+    _listing("NVDA", "NVIDIA Corporation", "NASDAQ", "120.80", 0.50),
+    _listing("META", "Meta Platforms, Inc.", "NASDAQ", "505.10", 0.38),
+    _listing("TSLA", "Tesla, Inc.", "NASDAQ", "215.60", 0.55),
+    _listing("JPM", "JPMorgan Chase & Co.", "NYSE", "198.40", 0.22),
+    _listing("V", "Visa Inc.", "NYSE", "275.30", 0.20),
+    _listing("MA", "Mastercard Incorporated", "NYSE", "452.70", 0.21),
+    _listing("BAC", "Bank of America Corporation", "NYSE", "39.80", 0.27),
+    _listing("JNJ", "Johnson & Johnson", "NYSE", "155.20", 0.16),
+    _listing("UNH", "UnitedHealth Group Incorporated", "NYSE", "512.60", 0.24),
+    _listing("PFE", "Pfizer Inc.", "NYSE", "28.70", 0.25),
+    _listing("WMT", "Walmart Inc.", "NYSE", "68.50", 0.18),
+    _listing("COST", "Costco Wholesale Corporation", "NASDAQ", "812.40", 0.20),
+    _listing("HD", "The Home Depot, Inc.", "NYSE", "348.90", 0.22),
+    _listing("PG", "The Procter & Gamble Company", "NYSE", "166.90", 0.15),
+    _listing("KO", "The Coca-Cola Company", "NYSE", "62.40", 0.14),
+    _listing("PEP", "PepsiCo, Inc.", "NASDAQ", "170.10", 0.15),
+    _listing("MCD", "McDonald's Corporation", "NYSE", "258.30", 0.17),
+    _listing("XOM", "Exxon Mobil Corporation", "NYSE", "117.80", 0.26),
+    _listing("CVX", "Chevron Corporation", "NYSE", "156.20", 0.25),
+    _listing("DIS", "The Walt Disney Company", "NYSE", "101.20", 0.28),
+    _listing("NFLX", "Netflix, Inc.", "NASDAQ", "640.50", 0.40),
+    _listing("INTC", "Intel Corporation", "NASDAQ", "31.40", 0.40),
+    _listing("AMD", "Advanced Micro Devices, Inc.", "NASDAQ", "158.30", 0.50),
+    _listing("IBM", "International Business Machines Corporation", "NYSE", "182.60", 0.20),
+    _listing("ORCL", "Oracle Corporation", "NYSE", "138.70", 0.30),
+    _listing("CSCO", "Cisco Systems, Inc.", "NASDAQ", "48.90", 0.21),
+    _listing("CRM", "Salesforce, Inc.", "NYSE", "265.40", 0.33),
+    _listing("ADBE", "Adobe Inc.", "NASDAQ", "520.80", 0.33),
+    _listing("BA", "The Boeing Company", "NYSE", "178.20", 0.35),
+    _listing("GE", "GE Aerospace", "NYSE", "162.40", 0.30),
+    _listing("NKE", "NIKE, Inc.", "NYSE", "92.80", 0.30),
+    _listing("SBUX", "Starbucks Corporation", "NASDAQ", "78.60", 0.28),
+    _listing("T", "AT&T Inc.", "NYSE", "18.20", 0.20),
+    _listing("VZ", "Verizon Communications Inc.", "NYSE", "40.60", 0.19),
+    _listing("BRK.B", "Berkshire Hathaway Inc. Class B", "NYSE", "412.30", 0.17),
+    _listing("SPY", "SPDR S&P 500 ETF Trust", "NYSE Arca", "545.20", 0.15),
+    _listing("QQQ", "Invesco QQQ Trust", "NASDAQ", "470.80", 0.20),
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _cents(price: Decimal) -> int:
+    return int(price.scaleb(2).to_integral_value())
+
+
+def _price(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+class PriceWalk:
+    """One symbol's walk: geometric (log-space Gaussian steps, so it never crosses zero), pulled
+    gently back towards its open, quoted in whole cents and never below one cent."""
+
+    def __init__(self, open_price: Decimal, volatility: float, rng: random.Random) -> None:
+        self._anchor = math.log(open_price)
+        self._log_price = self._anchor
+        self._sigma = volatility * math.sqrt(STEP_YEARS)
+        self._rng = rng
+        self.cents = _cents(open_price)
+
+    def step(self) -> Decimal:
+        pull = REVERSION * (self._anchor - self._log_price)
+        self._log_price += pull + self._sigma * self._rng.gauss()
+        self.cents = max(MIN_CENTS, round(math.exp(self._log_price) * 100))
+        return _price(self.cents)
+
+
+def backfill_closes(
+    open_price: Decimal, volatility: float, rng: random.Random, *, before: date, since: date
+) -> dict[date, Decimal]:
+    """Weekday closes from the last weekday before `before` back to `since`, walking backwards
+    from `open_price` (which is the last close: a day opens at the previous day's close)."""
+    sigma = volatility / math.sqrt(TRADING_DAYS)
+    drift = HISTORY_DRIFT / TRADING_DAYS
+    log_price = math.log(open_price)
+    closes: dict[date, Decimal] = {}
+    day = _previous_weekday(before)
+    while day >= since:
+        closes[day] = _price(max(MIN_CENTS, round(math.exp(log_price) * 100)))
+        log_price -= drift + sigma * rng.gauss()
+        day = _previous_weekday(day)
+    return closes
+
+
+def _previous_weekday(day: date) -> date:
+    day -= timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+_WORD = re.compile(r"[^\w&']+")
+
+
+def _match_rank(listing: Listing, needle: str) -> int | None:
+    """How well `needle` (case-folded) names `listing`: lower is better, None is no match."""
+    symbol = listing.symbol.casefold()
+    name = listing.name.casefold()
+    if symbol == needle:
+        return 0
+    if symbol.startswith(needle):
+        return 1
+    if any(word.startswith(needle) for word in _WORD.split(name)):
+        return 2
+    if needle in name:
+        return 3
+    if needle in symbol:
+        return 4
+    return None
+
+
+class MockMarket:
+    """The simulated market. `step()` moves every price one tick (the background task calls it
+    every `interval` seconds once started; tests call it directly)."""
+
+    source = SOURCE
+
+    def __init__(
+        self,
+        *,
+        seed: int = 42,
+        interval: float = 1.0,
+        listings: Sequence[Listing] = LISTINGS,
+        history_days: int = HISTORY_DAYS,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._seed = seed
+        self._interval = interval
+        self._history_days = history_days
+        self._clock = clock
+        self._listings = {listing.symbol: listing for listing in listings}
+        self._walks = {
+            listing.symbol: PriceWalk(
+                listing.open_price, listing.volatility, random.Random(f"{seed}:{listing.symbol}")
+            )
+            for listing in listings
+        }
+        opened = clock()
+        self.opening_day = opened.date()
+        self._quotes = {
+            listing.symbol: self._quote_at(listing, listing.open_price, opened)
+            for listing in listings
+        }
+        self._histories: dict[str, dict[date, Decimal]] = {}
+        self._fanout = TickFanout()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.steps = 0
+
+    # --- the walk ----------------------------------------------------------------------------
+
+    def step(self) -> list[Quote]:
+        """Move every price one tick; publish and return the quotes whose price changed."""
+        self.steps += 1
+        now = self._clock()
+        changed: list[Quote] = []
+        for symbol, walk in self._walks.items():
+            before = walk.cents
+            price = walk.step()
+            if walk.cents != before:
+                quote = self._quote_at(self._listings[symbol], price, now)
+                self._quotes[symbol] = quote
+                changed.append(quote)
+        self._fanout.publish(changed)
+        return changed
+
+    def _quote_at(self, listing: Listing, price: Decimal, time: datetime) -> Quote:
+        change = price - listing.open_price
+        percent = (change * 100 / listing.open_price).quantize(PERCENT_STEP)
+        return Quote(listing.symbol, price, change, percent, time, SOURCE)
+
+    # --- MarketData ----------------------------------------------------------------------------
+
+    async def quote(self, symbol: str) -> Quote:
+        return self._quotes[self._listing(symbol).symbol]
+
+    async def stock(self, symbol: str) -> StockInfo:
+        listing = self._listing(symbol)
+        return StockInfo(listing.symbol, listing.name, listing.exchange, CURRENCY)
+
+    async def search(self, q: str, limit: int = 10) -> list[StockInfo]:
+        """Exact symbol, then symbol prefix, then a word of the name, then any part of the name
+        or symbol; shorter symbols first within a rank. An empty `q` lists every symbol A-Z."""
+        needle = search_terms(q, limit).casefold()
+        ranked: list[tuple[int, int, str, Listing]] = []
+        for listing in self._listings.values():
+            if not needle:
+                ranked.append((0, 0, listing.symbol, listing))
+            elif (rank := _match_rank(listing, needle)) is not None:
+                ranked.append((rank, len(listing.symbol), listing.symbol, listing))
+        ranked.sort(key=lambda found: found[:3])
+        return [
+            StockInfo(listing.symbol, listing.name, listing.exchange, CURRENCY)
+            for *_, listing in ranked[:limit]
+        ]
+
+    async def daily_history(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
+        """Weekday closes before the opening day, and the opening day at the current price."""
+        listing = self._listing(symbol)
+        check_range(start, end)
+        closes = {day: close for day, close in self._closes(listing).items() if start <= day <= end}
+        if start <= self.opening_day <= end:
+            closes[self.opening_day] = self._quotes[listing.symbol].price
+        return closes
+
+    def ticks(self) -> TickStream:
+        return self._fanout.subscribe()
+
+    async def start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._walk_forever(), name="mock-market-walk")
+            log.info("mock market started", extra={"intervalMs": round(self._interval * 1000)})
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fanout.end()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _walk_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.step()
+
+    def _listing(self, symbol: str) -> Listing:
+        clean = normalize_symbol(symbol)
+        listing = self._listings.get(clean)
+        if listing is None:
+            raise NotFound(f"unknown symbol {clean}", reason="UNKNOWN_SYMBOL")
+        return listing
+
+    def _closes(self, listing: Listing) -> dict[date, Decimal]:
+        closes = self._histories.get(listing.symbol)
+        if closes is None:
+            closes = backfill_closes(
+                listing.open_price,
+                listing.volatility,
+                random.Random(f"{self._seed}:{listing.symbol}:history"),
+                before=self.opening_day,
+                since=self.opening_day - timedelta(days=self._history_days),
+            )
+            self._histories[listing.symbol] = closes
+        return closes

@@ -1,0 +1,238 @@
+"""A local Alpha Vantage: its real JSON wire format and error shapes, on 127.0.0.1 port 0.
+
+    async with FakeAlphaVantage() as fake:
+        config = load_market_config({"ALPHA_VANTAGE_URL": fake.url, ...})
+
+`mode` switches what every request gets: "ok" (real answers), "note" and "information" (the
+provider's limit notices), "error_message", "http_500", "slow" (answers after `slow_seconds`).
+`requests` logs every request received, with its query parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from aiohttp import web
+
+Mode = Literal["ok", "note", "information", "error_message", "http_500", "slow"]
+
+API_KEY = "FAKE-AV-KEY-7Q3X9"
+NOTE = (
+    "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute"
+    " and 500 calls per day. Please visit https://www.alphavantage.co/premium/ if you would like"
+    " to target a higher API call frequency."
+)
+INFORMATION = (
+    "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day."
+    " Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to"
+    " instantly remove all daily rate limits."
+)
+INVALID_KEY = (
+    "the parameter apikey is invalid or missing. Please claim your free API key on"
+    " (https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."
+)
+COMPACT = 100  # points in a `compact` daily series
+
+
+def invalid_call(function: str) -> str:
+    return (
+        "Invalid API call. Please retry or visit the documentation"
+        f" (https://www.alphavantage.co/documentation/) for {function}."
+    )
+
+
+@dataclass
+class FakeListing:
+    """What the fake knows of one symbol. `closes` maps ISO days to close prices."""
+
+    symbol: str
+    name: str
+    kind: str
+    region: str
+    currency: str
+    price: str = ""
+    previous_close: str = ""
+    latest_day: str = "2024-01-08"
+    closes: dict[str, str] = field(default_factory=dict)
+
+    def global_quote(self) -> dict[str, str]:
+        price, previous = float(self.price), float(self.previous_close)
+        change = price - previous
+        return {
+            "01. symbol": self.symbol,
+            "02. open": self.previous_close,
+            "03. high": f"{max(price, previous):.4f}",
+            "04. low": f"{min(price, previous):.4f}",
+            "05. price": f"{price:.4f}",
+            "06. volume": "48291756",
+            "07. latest trading day": self.latest_day,
+            "08. previous close": f"{previous:.4f}",
+            "09. change": f"{change:.4f}",
+            "10. change percent": f"{change / previous * 100:.4f}%",
+        }
+
+
+def us_equity(symbol: str, name: str, price: str, previous_close: str) -> FakeListing:
+    return FakeListing(symbol, name, "Equity", "United States", "USD", price, previous_close)
+
+
+def default_universe() -> dict[str, FakeListing]:
+    """A handful of listings. APLE comes before AAPL on purpose: the fake answers searches in
+    this order, and the client must rank by match score itself."""
+    aapl = us_equity("AAPL", "Apple Inc", "185.5600", "181.1800")
+    aapl.closes = {
+        "2024-01-02": "185.6400",
+        "2024-01-03": "184.2500",
+        "2024-01-04": "181.9100",
+        "2024-01-05": "181.1800",
+        "2024-01-08": "185.5600",
+    }
+    listings = [
+        us_equity("APLE", "Apple Hospitality REIT Inc", "14.5800", "14.6100"),
+        aapl,
+        us_equity("MSFT", "Microsoft Corporation", "374.6900", "367.7500"),
+        us_equity("IBM", "International Business Machines Corp", "161.1400", "159.1600"),
+        us_equity("TSLA", "Tesla Inc", "240.4500", "237.4900"),
+        FakeListing("TSCO.LON", "Tesco PLC", "Equity", "United Kingdom", "GBX"),  # search only
+    ]
+    return {listing.symbol: listing for listing in listings}
+
+
+@dataclass(frozen=True)
+class FakeRequest:
+    function: str
+    params: dict[str, str]
+
+
+class FakeAlphaVantage:
+    def __init__(self, *, api_key: str = API_KEY, slow_seconds: float = 5.0) -> None:
+        self.api_key = api_key
+        self.slow_seconds = slow_seconds
+        self.mode: Mode = "ok"
+        self.listings = default_universe()
+        self.requests: list[FakeRequest] = []
+        self.url = ""
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def calls(self, function: str | None = None) -> list[FakeRequest]:
+        return [r for r in self.requests if function is None or r.function == function]
+
+    def set_price(self, symbol: str, price: str) -> None:
+        self.listings[symbol].price = price
+
+    async def __aenter__(self) -> FakeAlphaVantage:
+        app = web.Application()
+        app.router.add_get("/query", self._handle)
+        # No access log: it would print every query string, key included.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/query"
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        params = dict(request.query)
+        function = params.get("function", "")
+        self.requests.append(FakeRequest(function, params))
+        if self.mode == "http_500":
+            return web.Response(status=500, text="Internal Server Error")
+        if self.mode == "slow":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), self.slow_seconds)
+        if self.mode == "note":
+            return web.json_response({"Note": NOTE})
+        if self.mode == "information":
+            return web.json_response({"Information": INFORMATION})
+        if self.mode == "error_message":
+            return web.json_response({"Error Message": invalid_call(function)})
+        if params.get("apikey") != self.api_key:
+            return web.json_response({"Error Message": INVALID_KEY})
+        return web.json_response(self._answer(function, params))
+
+    def _answer(self, function: str, params: dict[str, str]) -> dict[str, Any]:
+        if function == "GLOBAL_QUOTE":
+            return self._global_quote(params.get("symbol", ""))
+        if function == "SYMBOL_SEARCH":
+            return self._symbol_search(params.get("keywords", ""))
+        if function == "TIME_SERIES_DAILY":
+            return self._daily(params.get("symbol", ""), params.get("outputsize", "compact"))
+        return {"Error Message": f"This API function ({function}) does not exist."}
+
+    def _global_quote(self, symbol: str) -> dict[str, Any]:
+        listing = self.listings.get(symbol.upper())
+        if listing is None or not listing.price:
+            return {"Global Quote": {}}
+        return {"Global Quote": listing.global_quote()}
+
+    def _symbol_search(self, keywords: str) -> dict[str, Any]:
+        if not keywords:
+            return {"Error Message": invalid_call("SYMBOL_SEARCH")}
+        needle = keywords.casefold()
+        matches = []
+        for listing in self.listings.values():
+            symbol, name = listing.symbol.casefold(), listing.name.casefold()
+            if symbol.startswith(needle):
+                score = len(needle) / len(symbol)
+            elif needle in name:
+                score = len(needle) / len(name)
+            else:
+                continue
+            matches.append(
+                {
+                    "1. symbol": listing.symbol,
+                    "2. name": listing.name,
+                    "3. type": listing.kind,
+                    "4. region": listing.region,
+                    "5. marketOpen": "09:30",
+                    "6. marketClose": "16:00",
+                    "7. timezone": "UTC-04",
+                    "8. currency": listing.currency,
+                    "9. matchScore": f"{score:.4f}",
+                }
+            )
+        return {"bestMatches": matches}
+
+    def _daily(self, symbol: str, size: str) -> dict[str, Any]:
+        listing = self.listings.get(symbol.upper())
+        if listing is None or not listing.closes:
+            return {"Error Message": invalid_call("TIME_SERIES_DAILY")}
+        days = sorted(listing.closes, reverse=True)
+        if size == "compact":
+            days = days[:COMPACT]
+        series = {
+            day: {
+                "1. open": listing.closes[day],
+                "2. high": listing.closes[day],
+                "3. low": listing.closes[day],
+                "4. close": listing.closes[day],
+                "5. volume": "52164535",
+            }
+            for day in days
+        }
+        return {
+            "Meta Data": {
+                "1. Information": "Daily Prices (open, high, low, close) and Volumes",
+                "2. Symbol": listing.symbol,
+                "3. Last Refreshed": days[0],
+                "4. Output Size": "Compact" if size == "compact" else "Full size",
+                "5. Time Zone": "US/Eastern",
+            },
+            "Time Series (Daily)": series,
+        }
