@@ -34,6 +34,8 @@ class Identity:
     roles: frozenset[str]
     token: str
     expires_at: datetime
+    # One of our own services (a service token), not a person.
+    service: bool = False
 
     @property
     def is_admin(self) -> bool:

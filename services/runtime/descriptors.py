@@ -23,6 +23,7 @@ class MethodRule:
     public: bool
     required_role: str
     idempotent: bool
+    internal: bool = False
 
 
 def method_path(method: MethodDescriptor) -> str:
@@ -37,6 +38,7 @@ def method_rule(method: MethodDescriptor) -> MethodRule:
         public=auth.public,
         required_role=auth.required_role,
         idempotent=options.idempotency_level in _RETRY_SAFE,
+        internal=auth.internal,
     )
 
 

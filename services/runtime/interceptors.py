@@ -104,7 +104,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         if token is None:
             raise Unauthenticated("missing bearer token", reason="TOKEN_MISSING")
-        identity = self._codec.read_access(token)
+        identity = self._codec.read_access(token, allow_service=rule.internal)
+        if identity.service:
+            # Services act for no user: they reach internal RPCs and nothing else.
+            return identity
+        if rule.internal:
+            raise PermissionDenied("only Stockfolio services may call this")
         if not await self._sessions.is_live(identity):
             raise Unauthenticated("session has ended; log in again", reason="SESSION_REVOKED")
         if rule.required_role and rule.required_role not in identity.roles:

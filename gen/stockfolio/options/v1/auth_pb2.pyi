@@ -29,19 +29,25 @@ class MethodAuth(_message.Message):
 
     PUBLIC_FIELD_NUMBER: _builtins.int
     REQUIRED_ROLE_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """No token needed (register, login, refresh)."""
     required_role: _builtins.str
     """The caller must hold this role (for example "admin")."""
+    internal: _builtins.bool
+    """Only other Stockfolio services may call it, with a service token (for example the facade's
+    one upstream stream per replica that it fans out to many WebSocket clients).
+    """
     def __init__(
         self,
         *,
         public: _builtins.bool = ...,
         required_role: _builtins.str = ...,
+        internal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["public", b"public", "required_role", b"required_role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["internal", b"internal", "public", b"public", "required_role", b"required_role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,46 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PortfolioKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PortfolioKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PortfolioKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PORTFOLIO_KIND_UNSPECIFIED: _PortfolioKind.ValueType  # 0
+    PORTFOLIO_KIND_TRACKING: _PortfolioKind.ValueType  # 1
+    """Records real trades: a buy that cash does not cover counts as money brought in."""
+    PORTFOLIO_KIND_PAPER: _PortfolioKind.ValueType  # 2
+    """Paper trading: a buy needs the cash for it."""
+
+class PortfolioKind(_PortfolioKind, metaclass=_PortfolioKindEnumTypeWrapper):
+    """PortfolioKind decides what a trade may do with cash."""
+
+PORTFOLIO_KIND_UNSPECIFIED: PortfolioKind.ValueType  # 0
+PORTFOLIO_KIND_TRACKING: PortfolioKind.ValueType  # 1
+"""Records real trades: a buy that cash does not cover counts as money brought in."""
+PORTFOLIO_KIND_PAPER: PortfolioKind.ValueType  # 2
+"""Paper trading: a buy needs the cash for it."""
+Global___PortfolioKind: _TypeAlias = PortfolioKind  # noqa: Y015
+
+class _CostMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CostMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CostMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COST_METHOD_UNSPECIFIED: _CostMethod.ValueType  # 0
+    COST_METHOD_FIFO: _CostMethod.ValueType  # 1
+    COST_METHOD_AVERAGE: _CostMethod.ValueType  # 2
+
+class CostMethod(_CostMethod, metaclass=_CostMethodEnumTypeWrapper):
+    """CostMethod is how the cost of sold shares is measured."""
+
+COST_METHOD_UNSPECIFIED: CostMethod.ValueType  # 0
+COST_METHOD_FIFO: CostMethod.ValueType  # 1
+COST_METHOD_AVERAGE: CostMethod.ValueType  # 2
+Global___CostMethod: _TypeAlias = CostMethod  # noqa: Y015
+
 class _TradeSide:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -60,6 +100,12 @@ class Portfolio(_message.Message):
     POSITIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    REALIZED_GAIN_FIELD_NUMBER: _builtins.int
+    UNREALIZED_GAIN_FIELD_NUMBER: _builtins.int
+    DIVIDENDS_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -69,6 +115,13 @@ class Portfolio(_message.Message):
     total_gain_loss: _builtins.str
     total_gain_loss_percent: _builtins.str
     cash: _builtins.str
+    kind: Global___PortfolioKind.ValueType
+    cost_basis: _builtins.str
+    """Cost of the shares held (total_cost is the money put in, net of money taken out)."""
+    realized_gain: _builtins.str
+    unrealized_gain: _builtins.str
+    dividends: _builtins.str
+    fees: _builtins.str
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Position]: ...
     @_builtins.property
@@ -90,14 +143,49 @@ class Portfolio(_message.Message):
         positions: _abc.Iterable[Global___Position] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___PortfolioKind.ValueType = ...,
+        cost_basis: _builtins.str = ...,
+        realized_gain: _builtins.str = ...,
+        unrealized_gain: _builtins.str = ...,
+        dividends: _builtins.str = ...,
+        fees: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "cash", b"cash", "created_at", b"created_at", "description", b"description", "id", b"id", "name", b"name", "positions", b"positions", "total_cost", b"total_cost", "total_gain_loss", b"total_gain_loss", "total_gain_loss_percent", b"total_gain_loss_percent", "total_value", b"total_value", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "cash", b"cash", "cost_basis", b"cost_basis", "created_at", b"created_at", "description", b"description", "dividends", b"dividends", "fees", b"fees", "id", b"id", "kind", b"kind", "name", b"name", "positions", b"positions", "realized_gain", b"realized_gain", "total_cost", b"total_cost", "total_gain_loss", b"total_gain_loss", "total_gain_loss_percent", b"total_gain_loss_percent", "total_value", b"total_value", "unrealized_gain", b"unrealized_gain", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Portfolio: _TypeAlias = Portfolio  # noqa: Y015
+
+@_typing.final
+class Lot(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNIT_COST_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    quantity: _builtins.str
+    unit_cost: _builtins.str
+    cost: _builtins.str
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        quantity: _builtins.str = ...,
+        unit_cost: _builtins.str = ...,
+        cost: _builtins.str = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "opened_at", b"opened_at", "quantity", b"quantity", "unit_cost", b"unit_cost"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lot: _TypeAlias = Lot  # noqa: Y015
 
 @_typing.final
 class Position(_message.Message):
@@ -112,6 +200,11 @@ class Position(_message.Message):
     UNREALIZED_GAIN_FIELD_NUMBER: _builtins.int
     REALIZED_GAIN_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    UNREALIZED_GAIN_PERCENT_FIELD_NUMBER: _builtins.int
+    DIVIDENDS_FIELD_NUMBER: _builtins.int
+    LOTS_FIELD_NUMBER: _builtins.int
+    COST_METHOD_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     symbol: _builtins.str
     quantity: _builtins.str
@@ -121,6 +214,12 @@ class Position(_message.Message):
     unrealized_gain: _builtins.str
     realized_gain: _builtins.str
     weight: _builtins.str
+    price: _builtins.str
+    unrealized_gain_percent: _builtins.str
+    dividends: _builtins.str
+    cost_method: Global___CostMethod.ValueType
+    @_builtins.property
+    def lots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lot]: ...
     def __init__(
         self,
         *,
@@ -133,10 +232,15 @@ class Position(_message.Message):
         unrealized_gain: _builtins.str = ...,
         realized_gain: _builtins.str = ...,
         weight: _builtins.str = ...,
+        price: _builtins.str = ...,
+        unrealized_gain_percent: _builtins.str = ...,
+        dividends: _builtins.str = ...,
+        lots: _abc.Iterable[Global___Lot] | None = ...,
+        cost_method: Global___CostMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost", b"average_cost", "cost_basis", b"cost_basis", "market_value", b"market_value", "portfolio_id", b"portfolio_id", "quantity", b"quantity", "realized_gain", b"realized_gain", "symbol", b"symbol", "unrealized_gain", b"unrealized_gain", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost", b"average_cost", "cost_basis", b"cost_basis", "cost_method", b"cost_method", "dividends", b"dividends", "lots", b"lots", "market_value", b"market_value", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "realized_gain", b"realized_gain", "symbol", b"symbol", "unrealized_gain", b"unrealized_gain", "unrealized_gain_percent", b"unrealized_gain_percent", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,6 +259,9 @@ class Trade(_message.Message):
     FEES_FIELD_NUMBER: _builtins.int
     EXECUTED_AT_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    PRICE_SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     portfolio_id: _builtins.str
     symbol: _builtins.str
@@ -163,8 +270,14 @@ class Trade(_message.Message):
     price: _builtins.str
     fees: _builtins.str
     notes: _builtins.str
+    amount: _builtins.str
+    """quantity x price."""
+    price_source: _builtins.str
+    """Where the price came from when none was given ("mock", "alphavantage"); empty otherwise."""
     @_builtins.property
     def executed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -177,10 +290,13 @@ class Trade(_message.Message):
         fees: _builtins.str = ...,
         executed_at: _timestamp_pb2.Timestamp | None = ...,
         notes: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        price_source: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["executed_at", b"executed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "executed_at", b"executed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executed_at", b"executed_at", "fees", b"fees", "id", b"id", "notes", b"notes", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "executed_at", b"executed_at", "fees", b"fees", "id", b"id", "notes", b"notes", "portfolio_id", b"portfolio_id", "price", b"price", "price_source", b"price_source", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,19 +421,26 @@ class CreatePortfolioRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     BASE_CURRENCY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    INITIAL_CASH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     base_currency: _builtins.str
+    kind: Global___PortfolioKind.ValueType
+    initial_cash: _builtins.str
+    """A first deposit (paper portfolios start with cash to trade with)."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         base_currency: _builtins.str = ...,
+        kind: Global___PortfolioKind.ValueType = ...,
+        initial_cash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "description", b"description", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "description", b"description", "initial_cash", b"initial_cash", "kind", b"kind", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -604,19 +727,25 @@ class ListPositionsRequest(_message.Message):
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    COST_METHOD_FIELD_NUMBER: _builtins.int
+    INCLUDE_CLOSED_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     page: _builtins.int
     limit: _builtins.int
+    cost_method: Global___CostMethod.ValueType
+    include_closed: _builtins.bool
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
         page: _builtins.int = ...,
         limit: _builtins.int = ...,
+        cost_method: Global___CostMethod.ValueType = ...,
+        include_closed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_method", b"cost_method", "include_closed", b"include_closed", "limit", b"limit", "page", b"page", "portfolio_id", b"portfolio_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -858,13 +987,41 @@ class GetPerformanceResponse(_message.Message):
     UNREALIZED_GAIN_FIELD_NUMBER: _builtins.int
     DIVIDENDS_FIELD_NUMBER: _builtins.int
     FEES_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    START_VALUE_FIELD_NUMBER: _builtins.int
+    END_VALUE_FIELD_NUMBER: _builtins.int
+    INFLOWS_FIELD_NUMBER: _builtins.int
+    OUTFLOWS_FIELD_NUMBER: _builtins.int
+    GAIN_FIELD_NUMBER: _builtins.int
+    MONEY_WEIGHTED_NOTE_FIELD_NUMBER: _builtins.int
+    ALLOCATION_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     time_weighted_return: _builtins.str
+    """Returns are fractions: "0.1" is 10%. Empty when undefined."""
     money_weighted_return: _builtins.str
     realized_gain: _builtins.str
     unrealized_gain: _builtins.str
     dividends: _builtins.str
     fees: _builtins.str
+    range: _builtins.str
+    start_date: _builtins.str
+    """The baseline day (its close) and the last day of the range, YYYY-MM-DD."""
+    end_date: _builtins.str
+    start_value: _builtins.str
+    end_value: _builtins.str
+    inflows: _builtins.str
+    outflows: _builtins.str
+    gain: _builtins.str
+    """end_value - start_value - (inflows - outflows)."""
+    money_weighted_note: _builtins.str
+    """Why money_weighted_return is empty, when it is."""
+    @_builtins.property
+    def allocation(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationSlice]: ...
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValuePoint]: ...
     def __init__(
         self,
         *,
@@ -875,14 +1032,126 @@ class GetPerformanceResponse(_message.Message):
         unrealized_gain: _builtins.str = ...,
         dividends: _builtins.str = ...,
         fees: _builtins.str = ...,
+        range: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        start_value: _builtins.str = ...,
+        end_value: _builtins.str = ...,
+        inflows: _builtins.str = ...,
+        outflows: _builtins.str = ...,
+        gain: _builtins.str = ...,
+        money_weighted_note: _builtins.str = ...,
+        allocation: _abc.Iterable[Global___AllocationSlice] | None = ...,
+        series: _abc.Iterable[Global___ValuePoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dividends", b"dividends", "fees", b"fees", "money_weighted_return", b"money_weighted_return", "portfolio_id", b"portfolio_id", "realized_gain", b"realized_gain", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "dividends", b"dividends", "end_date", b"end_date", "end_value", b"end_value", "fees", b"fees", "gain", b"gain", "inflows", b"inflows", "money_weighted_note", b"money_weighted_note", "money_weighted_return", b"money_weighted_return", "outflows", b"outflows", "portfolio_id", b"portfolio_id", "range", b"range", "realized_gain", b"realized_gain", "series", b"series", "start_date", b"start_date", "start_value", b"start_value", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPerformanceResponse: _TypeAlias = GetPerformanceResponse  # noqa: Y015
+
+@_typing.final
+class AllocationSlice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """A symbol, or "cash"."""
+    value: _builtins.str
+    weight: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        weight: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationSlice: _TypeAlias = AllocationSlice  # noqa: Y015
+
+@_typing.final
+class ValuePoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD."""
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValuePoint: _TypeAlias = ValuePoint  # noqa: Y015
+
+@_typing.final
+class ImportTradesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    CSV_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    csv: _builtins.str
+    """The CSV text: a header row naming columns (date, side, symbol, quantity, price, fees,
+    notes), then one trade per row.
+    """
+    dry_run: _builtins.bool
+    """Check every row and report, but record nothing."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        csv: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv", "dry_run", b"dry_run", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportTradesRequest: _TypeAlias = ImportTradesRequest  # noqa: Y015
+
+@_typing.final
+class ImportTradesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORTED_FIELD_NUMBER: _builtins.int
+    TRADES_FIELD_NUMBER: _builtins.int
+    imported: _builtins.int
+    @_builtins.property
+    def trades(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]: ...
+    def __init__(
+        self,
+        *,
+        imported: _builtins.int = ...,
+        trades: _abc.Iterable[Global___Trade] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["imported", b"imported", "trades", b"trades"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportTradesResponse: _TypeAlias = ImportTradesResponse  # noqa: Y015
 
 @_typing.final
 class ExportPortfolioRequest(_message.Message):
@@ -908,23 +1177,109 @@ class ExportPortfolioRequest(_message.Message):
 Global___ExportPortfolioRequest: _TypeAlias = ExportPortfolioRequest  # noqa: Y015
 
 @_typing.final
-class ExportPortfolioResponse(_message.Message):
+class StreamMarketRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
-    CONTENT_FIELD_NUMBER: _builtins.int
-    content_type: _builtins.str
-    content: _builtins.str
     def __init__(
         self,
-        *,
-        content_type: _builtins.str = ...,
-        content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExportPortfolioResponse: _TypeAlias = ExportPortfolioResponse  # noqa: Y015
+Global___StreamMarketRequest: _TypeAlias = StreamMarketRequest  # noqa: Y015
+
+@_typing.final
+class StreamMarketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quote(self) -> Global___Quote: ...
+    def __init__(
+        self,
+        *,
+        quote: Global___Quote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamMarketResponse: _TypeAlias = StreamMarketResponse  # noqa: Y015
+
+@_typing.final
+class StreamPortfolioEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPortfolioEventsRequest: _TypeAlias = StreamPortfolioEventsRequest  # noqa: Y015
+
+@_typing.final
+class PortfolioValue(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    TOTAL_VALUE_FIELD_NUMBER: _builtins.int
+    TOTAL_GAIN_LOSS_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    total_value: _builtins.str
+    total_gain_loss: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        total_value: _builtins.str = ...,
+        total_gain_loss: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "time", b"time", "total_gain_loss", b"total_gain_loss", "total_value", b"total_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortfolioValue: _TypeAlias = PortfolioValue  # noqa: Y015
+
+@_typing.final
+class StreamPortfolioEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TRADE_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_VALUE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def trade(self) -> Global___Trade: ...
+    @_builtins.property
+    def portfolio_value(self) -> Global___PortfolioValue: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        trade: Global___Trade | None = ...,
+        portfolio_value: Global___PortfolioValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "portfolio_value", b"portfolio_value", "trade", b"trade"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___StreamPortfolioEventsResponse: _TypeAlias = StreamPortfolioEventsResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from stockfolio.portfolio.v1 import portfolio_pb2 as stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -71,6 +72,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeResponse.FromString,
                 _registered_method=True)
+        self.ImportTrades = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ImportTrades',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesResponse.FromString,
+                _registered_method=True)
         self.ListPositions = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/ListPositions',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPositionsRequest.SerializeToString,
@@ -101,10 +107,20 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceResponse.FromString,
                 _registered_method=True)
-        self.ExportPortfolio = channel.unary_unary(
+        self.ExportPortfolio = channel.unary_stream(
                 '/stockfolio.portfolio.v1.PortfolioService/ExportPortfolio',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.SerializeToString,
-                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.StreamMarket = channel.unary_stream(
+                '/stockfolio.portfolio.v1.PortfolioService/StreamMarket',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketResponse.FromString,
+                _registered_method=True)
+        self.StreamPortfolioEvents = channel.unary_stream(
+                '/stockfolio.portfolio.v1.PortfolioService/StreamPortfolioEvents',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -155,6 +171,14 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportTrades(self, request, context):
+        """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
+        its row number and nothing is imported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPositions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -192,7 +216,26 @@ class PortfolioServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportPortfolio(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
+        google.api.HttpBody is the transcoding convention for a raw response body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMarket(self, request, context):
+        """StreamMarket streams every price tick. The facade holds one per replica and fans it out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamPortfolioEvents(self, request, context):
+        """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
+        naming its owner; the facade delivers each only to its owner's sockets.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -235,6 +278,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeResponse.SerializeToString,
             ),
+            'ImportTrades': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportTrades,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesResponse.SerializeToString,
+            ),
             'ListPositions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPositions,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPositionsRequest.FromString,
@@ -265,10 +313,20 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceResponse.SerializeToString,
             ),
-            'ExportPortfolio': grpc.unary_unary_rpc_method_handler(
+            'ExportPortfolio': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportPortfolio,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.FromString,
-                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'StreamMarket': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMarket,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketResponse.SerializeToString,
+            ),
+            'StreamPortfolioEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPortfolioEvents,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +531,33 @@ class PortfolioService:
             _registered_method=True)
 
     @staticmethod
+    def ImportTrades(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ImportTrades',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListPositions(request,
             target,
             options=(),
@@ -645,12 +730,66 @@ class PortfolioService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/stockfolio.portfolio.v1.PortfolioService/ExportPortfolio',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.SerializeToString,
-            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMarket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/StreamMarket',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPortfolioEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/StreamPortfolioEvents',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from stockfolio.portfolio.v1 import portfolio_pb2 as _portfolio_pb2
 import abc as _abc_1
@@ -42,13 +43,28 @@ class PortfolioServiceStub:
     DeletePortfolio: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePortfolioRequest, _portfolio_pb2.DeletePortfolioResponse]
     ListTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListTradesRequest, _portfolio_pb2.ListTradesResponse]
     CreateTrade: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateTradeRequest, _portfolio_pb2.CreateTradeResponse]
+    ImportTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]
+    """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
+    its row number and nothing is imported.
+    """
     ListPositions: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListPositionsRequest, _portfolio_pb2.ListPositionsResponse]
     CreatePosition: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePositionRequest, _portfolio_pb2.CreatePositionResponse]
     SearchStocks: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]
     GetStock: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]
     GetQuote: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]
     GetPerformance: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]
-    ExportPortfolio: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _portfolio_pb2.ExportPortfolioResponse]
+    ExportPortfolio: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]
+    """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
+    google.api.HttpBody is the transcoding convention for a raw response body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    StreamMarket: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.StreamMarketRequest, _portfolio_pb2.StreamMarketResponse]
+    """StreamMarket streams every price tick. The facade holds one per replica and fans it out."""
+    StreamPortfolioEvents: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.StreamPortfolioEventsRequest, _portfolio_pb2.StreamPortfolioEventsResponse]
+    """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
+    naming its owner; the facade delivers each only to its owner's sockets.
+    """
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -64,13 +80,28 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     DeletePortfolio: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePortfolioRequest, _portfolio_pb2.DeletePortfolioResponse]  # type: ignore[assignment]
     ListTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListTradesRequest, _portfolio_pb2.ListTradesResponse]  # type: ignore[assignment]
     CreateTrade: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateTradeRequest, _portfolio_pb2.CreateTradeResponse]  # type: ignore[assignment]
+    ImportTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]  # type: ignore[assignment]
+    """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
+    its row number and nothing is imported.
+    """
     ListPositions: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListPositionsRequest, _portfolio_pb2.ListPositionsResponse]  # type: ignore[assignment]
     CreatePosition: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePositionRequest, _portfolio_pb2.CreatePositionResponse]  # type: ignore[assignment]
     SearchStocks: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]  # type: ignore[assignment]
     GetStock: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]  # type: ignore[assignment]
     GetQuote: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]  # type: ignore[assignment]
     GetPerformance: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]  # type: ignore[assignment]
-    ExportPortfolio: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _portfolio_pb2.ExportPortfolioResponse]  # type: ignore[assignment]
+    ExportPortfolio: _aio.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
+    google.api.HttpBody is the transcoding convention for a raw response body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    StreamMarket: _aio.UnaryStreamMultiCallable[_portfolio_pb2.StreamMarketRequest, _portfolio_pb2.StreamMarketResponse]  # type: ignore[assignment]
+    """StreamMarket streams every price tick. The facade holds one per replica and fans it out."""
+    StreamPortfolioEvents: _aio.UnaryStreamMultiCallable[_portfolio_pb2.StreamPortfolioEventsRequest, _portfolio_pb2.StreamPortfolioEventsResponse]  # type: ignore[assignment]
+    """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
+    naming its owner; the facade delivers each only to its owner's sockets.
+    """
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     """PortfolioService keeps portfolios, trades and positions, and serves market data and
@@ -127,6 +158,16 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_portfolio_pb2.CreateTradeResponse, _abc.Awaitable[_portfolio_pb2.CreateTradeResponse]]: ...
 
     @_abc_1.abstractmethod
+    def ImportTrades(
+        self,
+        request: _portfolio_pb2.ImportTradesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ImportTradesResponse, _abc.Awaitable[_portfolio_pb2.ImportTradesResponse]]:
+        """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
+        its row number and nothing is imported.
+        """
+
+    @_abc_1.abstractmethod
     def ListPositions(
         self,
         request: _portfolio_pb2.ListPositionsRequest,
@@ -173,6 +214,29 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _portfolio_pb2.ExportPortfolioRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_portfolio_pb2.ExportPortfolioResponse, _abc.Awaitable[_portfolio_pb2.ExportPortfolioResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
+        google.api.HttpBody is the transcoding convention for a raw response body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def StreamMarket(
+        self,
+        request: _portfolio_pb2.StreamMarketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_portfolio_pb2.StreamMarketResponse], _abc.AsyncIterator[_portfolio_pb2.StreamMarketResponse]]:
+        """StreamMarket streams every price tick. The facade holds one per replica and fans it out."""
+
+    @_abc_1.abstractmethod
+    def StreamPortfolioEvents(
+        self,
+        request: _portfolio_pb2.StreamPortfolioEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_portfolio_pb2.StreamPortfolioEventsResponse], _abc.AsyncIterator[_portfolio_pb2.StreamPortfolioEventsResponse]]:
+        """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
+        naming its owner; the facade delivers each only to its owner's sockets.
+        """
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
