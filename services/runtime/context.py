@@ -46,3 +46,6 @@ current_identity: ContextVar[Identity | None] = ContextVar("current_identity", d
 
 # The end client's address: the facade's `x-forwarded-for`, else the gRPC peer.
 client_address: ContextVar[str] = ContextVar("client_address", default="")
+
+# The caller's `Idempotency-Key` (forwarded by the facade as `idempotency-key` metadata).
+idempotency_key: ContextVar[str] = ContextVar("idempotency_key", default="")

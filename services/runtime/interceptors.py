@@ -24,6 +24,7 @@ from services.runtime.context import (
     client_address,
     correlation_id,
     current_identity,
+    idempotency_key,
 )
 from services.runtime.descriptors import MethodRule
 from services.runtime.errors import (
@@ -116,7 +117,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise PermissionDenied(f"requires the {rule.required_role} role")
         return identity
 
-    def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any]:
+    def begin(
+        self, metadata: Any, context: grpc.aio.ServicerContext
+    ) -> tuple[Any, Any, Any, Any]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
         address = _peer_host(context.peer())
         forwarded = _metadata_value(metadata, "x-forwarded-for")
@@ -128,13 +131,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             correlation_id.set(cid),
             current_identity.set(None),
             client_address.set(address),
+            idempotency_key.set(_metadata_value(metadata, "idempotency-key") or ""),
         )
 
     @staticmethod
-    def end(tokens: tuple[Any, Any, Any]) -> None:
+    def end(tokens: tuple[Any, Any, Any, Any]) -> None:
         correlation_id.reset(tokens[0])
         current_identity.reset(tokens[1])
         client_address.reset(tokens[2])
+        idempotency_key.reset(tokens[3])
 
     def finish(self, method: str, code: grpc.StatusCode, started: float, quiet: bool) -> None:
         elapsed = time.perf_counter() - started
