@@ -1,0 +1,56 @@
+"""python -m facade: read the config, serve the REST facade on FACADE_PORT (4110) with uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+
+import uvloop
+from aiohttp import web
+
+from facade.app import create_app
+from facade.config import FacadeConfig, load_facade_config
+from services.runtime.config import ConfigError
+from services.runtime.logs import configure_logging
+
+log = logging.getLogger("stockfolio.facade")
+
+
+async def serve(config: FacadeConfig) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain in-flight requests."""
+    runner = web.AppRunner(
+        create_app(config), access_log=None, shutdown_timeout=config.runtime.shutdown_grace
+    )
+    await runner.setup()
+    # Everything built so far (descriptors, routes, codecs, the OpenAPI document) lives as long
+    # as the process: keep it out of the collector's way, which shortens latency spikes.
+    gc.collect()
+    gc.freeze()
+    try:
+        await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+        log.info("serving", extra={"host": config.host, "port": config.port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down", extra={"graceSeconds": config.runtime.shutdown_grace})
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def main() -> None:
+    try:
+        config = load_facade_config()
+    except ConfigError as error:
+        sys.exit(f"facade: configuration error: {error}")
+    configure_logging("facade", config.runtime.log_level)
+    uvloop.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

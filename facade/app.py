@@ -1,0 +1,156 @@
+"""The facade's app factory: routes from the protos, each wrapped by the edge, and one cleanup
+context per resource (the cache, each domain service's channel, the health probes)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+from itertools import groupby
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from facade import health, openapi
+from facade.breaker import CircuitBreaker
+from facade.codec import Plans, RouteCodec
+from facade.config import FacadeConfig
+from facade.keys import (
+    BREAKERS,
+    CACHE,
+    CHANNELS,
+    CONFIG,
+    DOCS,
+    ENDPOINTS,
+    LIMITS,
+    OPENAPI,
+    PROBES,
+    ROUTES,
+    STARTED_AT,
+)
+from facade.limits import Budget, RateLimits
+from facade.middleware import Edge
+from facade.probes import HealthProbes
+from facade.routes import DOMAIN_APIS, build_routes
+from facade.transcoding import Endpoint, transcode
+from services.runtime.auth import TokenCodec
+from services.runtime.cache import create_cache
+from services.runtime.channels import create_channel
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def cache_context(app: web.Application) -> AsyncIterator[None]:
+    cache = create_cache(app[CONFIG].redis_url, prefix="sf:")
+    app[CACHE] = cache
+    app[LIMITS].bind(cache)
+    yield
+    app[LIMITS].bind(None)
+    await cache.close()
+
+
+def channel_context(service: str) -> CleanupContext:
+    """One domain service's channel (every replica, round robin), bound to its endpoints."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        channel = create_channel(
+            config.addresses[service], [DOMAIN_APIS[service]], deadline=config.rpc_deadline
+        )
+        channel.get_state(try_to_connect=True)
+        app[CHANNELS][service] = channel
+        for endpoint in app[ENDPOINTS]:
+            if endpoint.route.service == service:
+                endpoint.bind(channel)
+        yield
+        await channel.close()
+
+    return context
+
+
+async def probes_context(app: web.Application) -> AsyncIterator[None]:
+    probes = app[PROBES]
+    probes.open()
+    yield
+    await probes.close()
+
+
+def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
+    limits = app[LIMITS]
+
+    def path_of(endpoint: Endpoint) -> str:
+        return endpoint.route.aiohttp_path
+
+    # One aiohttp resource per path, holding every verb bound to it, then a route for any
+    # other method (a CORS preflight or a 405).
+    every: tuple[Endpoint, ...] = app[ENDPOINTS]
+    for path, group in groupby(sorted(every, key=path_of), key=path_of):
+        resource = app.router.add_resource(path)
+        endpoints = list(group)
+        template = endpoints[0].route.template
+        for endpoint in endpoints:
+            route = endpoint.route
+            handler = functools.partial(transcode, endpoint)
+            budget = limits.budget(public=route.public)
+            resource.add_route(route.verb, edge.wrap(handler, route.template, budget))
+        resource.add_route("*", edge.refuse([e.route.verb for e in endpoints], template))
+
+
+def _add_facade_routes(app: web.Application, edge: Edge) -> None:
+    api_budget = app[LIMITS].budget(public=False)
+    own: list[tuple[str, Handler, Budget | None]] = [
+        ("/health", health.health, None),
+        ("/health/all", health.health_all, None),
+        ("/health/{service}", health.health_one, None),
+        ("/services", health.registry, None),
+        ("/metrics", health.metrics, None),
+        (openapi.OPENAPI_PATH, openapi.openapi_json, api_budget),
+        ("/docs", openapi.docs, None),
+    ]
+    for path, handler, budget in own:
+        resource = app.router.add_resource(path)
+        resource.add_route("GET", edge.wrap(handler, path, budget))
+        resource.add_route("*", edge.refuse(["GET"], path))
+
+
+def create_app(config: FacadeConfig) -> web.Application:
+    routes = build_routes(DOMAIN_APIS)
+    codec = TokenCodec(
+        config.runtime.jwt_secret,
+        issuer=config.runtime.jwt_issuer,
+        access_ttl=config.runtime.access_token_ttl,
+    )
+    limits = RateLimits(config, codec)
+    edge = Edge(config, limits)
+    app = web.Application(client_max_size=config.max_body_bytes)
+    breakers = {name: CircuitBreaker(name) for name in DOMAIN_APIS}
+    plans = Plans()
+    endpoints = tuple(
+        Endpoint(
+            route,
+            RouteCodec(route, plans),
+            breakers[route.service],
+            deadline=config.rpc_deadline,
+            trust_proxy=config.trust_proxy,
+        )
+        for route in routes
+    )
+    app[CONFIG] = config
+    app[ROUTES] = routes
+    app[ENDPOINTS] = endpoints
+    app[BREAKERS] = breakers
+    app[CHANNELS] = {}
+    app[LIMITS] = limits
+    app[PROBES] = HealthProbes(
+        config.addresses, {name: api.full_name for name, api in DOMAIN_APIS.items()}
+    )
+    app[STARTED_AT] = time.monotonic()
+    app[OPENAPI], app[DOCS] = openapi.render(routes)
+    _add_facade_routes(app, edge)
+    _add_transcoded_routes(app, edge)
+    # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
+    app.router.add_route("*", "/{tail:.*}", edge.no_route())
+    app.cleanup_ctx.append(cache_context)
+    app.cleanup_ctx.extend(channel_context(name) for name in DOMAIN_APIS)
+    app.cleanup_ctx.append(probes_context)
+    return app

@@ -1,0 +1,532 @@
+"""JSON <-> protobuf for the transcoded routes: the proto3 JSON mapping plus our wire details.
+
+google.protobuf.json_format does the conversion. Around it: enums travel in their short
+lowercase form (TRADE_SIDE_BUY <-> "buy"; either form is accepted on input), path variables and
+query parameters fill request fields, and bad input is answered 400/422 naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+from multidict import MultiMapping
+
+from facade.envelope import ApiError
+from facade.routes import STRING_WKTS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
+
+JsonObject = dict[str, Any]
+MAX_DEPTH = 32
+
+_INT_RANGES: Mapping[int, tuple[int, int]] = {
+    FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.CPPTYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1),
+}
+_FLOATS = {FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE}
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def invalid(name: str, description: str) -> ApiError:
+    return ApiError.validation(name, description)
+
+
+# --- enums -----------------------------------------------------------------------------------
+
+
+def _upper_snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).upper()
+
+
+def enum_prefix(enum: EnumDescriptor) -> str:
+    """The prefix every value repeats (buf's ENUM_VALUE_PREFIX), e.g. TRADE_SIDE_."""
+    names = [v.name for v in enum.values]
+    expected = _upper_snake(enum.name) + "_"
+    if all(n.startswith(expected) and len(n) > len(expected) for n in names):
+        return expected
+    if len(names) < 2:
+        return ""
+    common = names[0]
+    for name in names[1:]:
+        while not name.startswith(common):
+            common = common[:-1]
+    return common[: common.rfind("_") + 1]
+
+
+class EnumNames:
+    """Short and long names of one enum: TRADE_SIDE_BUY <-> "buy"."""
+
+    def __init__(self, enum: EnumDescriptor) -> None:
+        prefix = enum_prefix(enum)
+        self.full_name = enum.full_name
+        self.short: dict[str, str] = {}
+        self.by_alias: dict[str, str] = {}
+        self.numbers: dict[int, str] = {}
+        self.number_by_name: dict[str, int] = {}
+        for value in enum.values:
+            short = value.name[len(prefix) :].lower() if prefix else value.name.lower()
+            self.short[value.name] = short
+            self.by_alias[short] = value.name
+            self.by_alias[value.name.lower()] = value.name
+            self.numbers.setdefault(value.number, value.name)
+            self.number_by_name[value.name] = value.number
+        self.choices = tuple(self.short[v.name] for v in enum.values)
+
+    def resolve(self, value: object) -> str | None:
+        """The full value name for `buy`, `BUY`, `trade_side_buy`, `TRADE_SIDE_BUY` or 1."""
+        if isinstance(value, str):
+            found = self.by_alias.get(value.lower())
+            if found is None and value.strip().lstrip("-").isdigit():
+                return self.numbers.get(int(value))
+            return found
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self.numbers.get(value)
+        return None
+
+    def expected(self) -> str:
+        return "must be one of: " + ", ".join(self.choices)
+
+
+# --- message plans ---------------------------------------------------------------------------
+
+SCALAR, ENUM, MESSAGE, WKT = range(4)
+
+
+@dataclass(eq=False)
+class FieldSpec:
+    field: FieldDescriptor
+    kind: int
+    repeated: bool
+    enum: EnumNames | None = None
+    message: MessagePlan | None = None
+    map_value: FieldSpec | None = None
+
+
+@dataclass(eq=False)
+class MessagePlan:
+    """How to check and rewrite one message type's JSON, computed once per type."""
+
+    descriptor: Descriptor
+    by_key: dict[str, FieldSpec] = field(default_factory=dict)
+    # Output: the fields (by JSON name) whose values hold enums somewhere below.
+    enum_fields: list[tuple[str, FieldSpec]] = field(default_factory=list)
+
+    @property
+    def known(self) -> str:
+        return ", ".join(f.json_name for f in self.descriptor.fields)
+
+
+class Plans:
+    """Every message type's plan, built on first use and shared by all routes."""
+
+    def __init__(self) -> None:
+        self._plans: dict[str, MessagePlan] = {}
+        self._enums: dict[str, EnumNames] = {}
+
+    def enum(self, enum: EnumDescriptor) -> EnumNames:
+        found = self._enums.get(enum.full_name)
+        if found is None:
+            found = self._enums[enum.full_name] = EnumNames(enum)
+        return found
+
+    def plan(self, descriptor: Descriptor) -> MessagePlan:
+        found = self._plans.get(descriptor.full_name)
+        if found is not None:
+            return found
+        plan = self._build(descriptor)
+        self._mark_enum_fields()
+        return plan
+
+    def _build(self, descriptor: Descriptor) -> MessagePlan:
+        found = self._plans.get(descriptor.full_name)
+        if found is not None:
+            return found
+        plan = self._plans[descriptor.full_name] = MessagePlan(descriptor)
+        for fd in descriptor.fields:
+            spec = self._spec(fd)
+            plan.by_key[fd.json_name] = spec
+            plan.by_key[fd.name] = spec
+        return plan
+
+    def _spec(self, fd: FieldDescriptor) -> FieldSpec:
+        if is_map(fd):
+            value = self._spec(map_value(fd))
+            return FieldSpec(fd, MESSAGE, False, map_value=value)
+        if fd.enum_type is not None:
+            return FieldSpec(fd, ENUM, fd.is_repeated, enum=self.enum(fd.enum_type))
+        if fd.message_type is not None:
+            if fd.message_type.full_name.startswith("google.protobuf."):
+                return FieldSpec(fd, WKT, fd.is_repeated)
+            return FieldSpec(fd, MESSAGE, fd.is_repeated, message=self._build(fd.message_type))
+        return FieldSpec(fd, SCALAR, fd.is_repeated)
+
+    def _mark_enum_fields(self) -> None:
+        """Which fields lead to enums: a fixed point, so recursive types come out right."""
+        carriers: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, plan in self._plans.items():
+                if name not in carriers and any(
+                    self._carries(spec, carriers) for spec in plan.by_key.values()
+                ):
+                    carriers.add(name)
+                    changed = True
+        for plan in self._plans.values():
+            plan.enum_fields = [
+                (spec.field.json_name, spec)
+                for key, spec in plan.by_key.items()
+                if key == spec.field.json_name and self._carries(spec, carriers)
+            ]
+
+    def _carries(self, spec: FieldSpec, carriers: set[str]) -> bool:
+        if spec.map_value is not None:
+            return self._carries(spec.map_value, carriers)
+        if spec.kind == ENUM:
+            return True
+        return spec.message is not None and spec.message.descriptor.full_name in carriers
+
+
+# --- request JSON: shape checks and enum aliases ------------------------------------------
+
+
+def _scalar_error(fd: FieldDescriptor, value: object) -> str | None:
+    """What is wrong with a JSON value for a scalar field, if anything (ParseDict does ranges)."""
+    cpp = fd.cpp_type
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        return None if isinstance(value, str) else "must be a string"
+    if cpp == FieldDescriptor.CPPTYPE_BOOL:
+        return None if isinstance(value, bool) else "must be true or false"
+    if cpp in _INT_RANGES:
+        ok = isinstance(value, int | str) and not isinstance(value, bool)
+        return None if ok or isinstance(value, float) else "must be an integer"
+    if cpp in _FLOATS:
+        ok = isinstance(value, int | float | str) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    return None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def check_object(value: JsonObject, plan: MessagePlan, path: str = "", depth: int = 0) -> None:
+    """Reject unknown fields and wrong shapes by name; rewrite enum aliases to full names."""
+    if depth > MAX_DEPTH:
+        raise invalid(path, "is nested too deeply")
+    for key, item in value.items():
+        spec = plan.by_key.get(key)
+        where = _join(path, key)
+        if spec is None:
+            raise invalid(where, f"is not a field of {plan.descriptor.name} (known: {plan.known})")
+        if item is None:
+            continue
+        if spec.map_value is not None:
+            if not isinstance(item, dict):
+                raise invalid(where, "must be an object")
+            for map_key, map_item in item.items():
+                if map_item is not None:
+                    item[map_key] = _check_value(
+                        map_item, spec.map_value, f"{where}.{map_key}", depth
+                    )
+        elif spec.repeated:
+            if not isinstance(item, list):
+                raise invalid(where, "must be a list")
+            for index, element in enumerate(item):
+                if element is None:
+                    raise invalid(f"{where}[{index}]", "must not be null")
+                item[index] = _check_value(element, spec, f"{where}[{index}]", depth)
+        else:
+            value[key] = _check_value(item, spec, where, depth)
+
+
+def _check_value(value: Any, spec: FieldSpec, where: str, depth: int) -> Any:
+    kind = spec.kind
+    if kind == ENUM:
+        assert spec.enum is not None
+        name = spec.enum.resolve(value)
+        if name is None:
+            raise invalid(where, f"{value!r} is not allowed; {spec.enum.expected()}")
+        return name
+    if kind == MESSAGE:
+        if not isinstance(value, dict):
+            raise invalid(where, "must be an object")
+        assert spec.message is not None
+        check_object(value, spec.message, where, depth + 1)
+        return value
+    if kind == SCALAR:
+        problem = _scalar_error(spec.field, value)
+        if problem is not None:
+            raise invalid(where, problem)
+    return value
+
+
+# --- ParseDict errors, named -------------------------------------------------------------
+
+_AT = re.compile(r" at \"?([A-Za-z_]\w*((?:\.\w+|\[\d+\])*))\"?")
+_FAILED = re.compile(r"Failed to parse (\S+) field: ")
+_DESCRIPTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"out of range", re.I), "is out of range"),
+    (re.compile(r"integer|int\(\)", re.I), "must be an integer"),
+    (re.compile(r"float|NaN", re.I), "must be a number"),
+    (
+        re.compile(r"timestamp|timezone", re.I),
+        "must be an RFC 3339 time such as 2024-01-31T09:30:00Z",
+    ),
+    (re.compile(r"duration", re.I), "must be a duration such as 1.5s"),
+    (re.compile(r"surrogate|utf-?8|unicode", re.I), "must be valid Unicode text"),
+    (re.compile(r"base64|padding", re.I), "must be base64"),
+)
+
+
+def describe_parse_error(error: Exception) -> ApiError:
+    """Name the field a json_format.ParseError is about, with a plain description."""
+    text = str(error)
+    located = [m.group(2).lstrip(".") for m in _AT.finditer(text)]
+    names = _FAILED.findall(text)
+    where = max(located, key=len) if located and any(located) else ".".join(names)
+    deepest: BaseException = error
+    while deepest.__cause__ is not None:
+        deepest = deepest.__cause__
+    detail = _AT.split(str(deepest), maxsplit=1)[0].strip().rstrip(".")
+    description = next((d for p, d in _DESCRIPTIONS if p.search(detail)), f"is invalid: {detail}")
+    return invalid(where or "body", description)
+
+
+# --- query strings and path variables ----------------------------------------------------
+
+
+def parse_text(fd: FieldDescriptor, text: str, name: str, enums: Plans) -> Any:
+    """A path or query value for a scalar, enum or string-valued well-known type field."""
+    cpp = fd.cpp_type
+    if fd.enum_type is not None:
+        names = enums.enum(fd.enum_type)
+        found = names.resolve(text)
+        if found is None:
+            raise invalid(name, f"{text!r} is not allowed; {names.expected()}")
+        return names.number_by_name[found]
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        if fd.type == FieldDescriptor.TYPE_BYTES:
+            try:
+                return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            except (binascii.Error, ValueError):
+                raise invalid(name, "must be base64") from None
+        return text
+    if cpp == FieldDescriptor.CPPTYPE_BOOL:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise invalid(name, "must be true or false")
+    if cpp in _INT_RANGES:
+        low, high = _INT_RANGES[cpp]
+        try:
+            number = int(text)
+        except ValueError:
+            raise invalid(name, "must be an integer") from None
+        if not low <= number <= high:
+            raise invalid(name, "is out of range")
+        return number
+    if cpp in _FLOATS:
+        try:
+            return float(text)
+        except ValueError:
+            raise invalid(name, "must be a number") from None
+    raise invalid(name, "cannot be given here")
+
+
+def _set_well_known(target: Message, text: str, name: str, enums: Plans) -> None:
+    full_name = target.DESCRIPTOR.full_name
+    if full_name in WRAPPER_WKTS:
+        value_field = cast(FieldDescriptor, target.DESCRIPTOR.fields_by_name["value"])
+        setattr(target, "value", parse_text(value_field, text, name, enums))  # noqa: B010
+        return
+    if full_name == "google.protobuf.Timestamp" and _DATE_ONLY.match(text):
+        text += "T00:00:00Z"  # a plain date means its start, in UTC
+    try:
+        getattr(target, "FromJsonString")(text)  # noqa: B009 - not on the Message base type
+    except ValueError:
+        if full_name == "google.protobuf.Timestamp":
+            raise invalid(name, "must be an RFC 3339 time such as 2024-01-31T09:30:00Z") from None
+        raise invalid(name, "is malformed") from None
+
+
+def assign(message: Message, path: FieldPath, text: str, name: str, enums: Plans) -> None:
+    """Set (or, for repeated fields, append) one field from one text value."""
+    holder: Any = message
+    for fd in path.fields[:-1]:
+        holder = getattr(holder, fd.name)
+    leaf = path.leaf
+    if leaf.message_type is not None:
+        target = (
+            getattr(holder, leaf.name).add() if leaf.is_repeated else getattr(holder, leaf.name)
+        )
+        _set_well_known(target, text, name, enums)
+        return
+    value = parse_text(leaf, text, name, enums)
+    if leaf.is_repeated:
+        getattr(holder, leaf.name).append(value)
+    else:
+        setattr(holder, leaf.name, value)
+
+
+# --- one route's codec -------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as error:
+        detail = str(error) if isinstance(error, json.JSONDecodeError) else "not valid UTF-8 JSON"
+        raise ApiError(400, "BAD_REQUEST", f"malformed JSON: {detail}") from None
+
+
+def _pop_path(value: JsonObject, path: FieldPath) -> None:
+    """Drop a path-bound field from the body (the path wins), by either of its names."""
+    holder: Any = value
+    for fd in path.fields[:-1]:
+        holder = holder.get(fd.json_name, holder.get(fd.name)) if isinstance(holder, dict) else None
+    if isinstance(holder, dict):
+        holder.pop(path.leaf.json_name, None)
+        holder.pop(path.leaf.name, None)
+
+
+class RouteCodec:
+    """Builds one route's request from path, query and body, and shapes its response."""
+
+    def __init__(self, route: Route, plans: Plans) -> None:
+        self.route = route
+        self._plans = plans
+        self.request_class: type[Message] = message_factory.GetMessageClass(route.method.input_type)
+        self.response_class: type[Message] = message_factory.GetMessageClass(
+            route.method.output_type
+        )
+        self._request_plan = plans.plan(route.method.input_type)
+        self._response_plan = plans.plan(route.method.output_type)
+        self._variables = tuple((v.placeholder, v.field) for v in route.variables)
+        body_field = route.body_field
+        self._body_key = body_field.json_name if body_field is not None else ""
+        self._body_is_object = route.body == "*" or (
+            body_field is not None
+            and body_field.message_type is not None
+            and not body_field.is_repeated
+            and body_field.message_type.full_name not in STRING_WKTS | WRAPPER_WKTS
+        )
+        response_field = route.response_field
+        self._data_key = response_field.json_name if response_field is not None else ""
+        self._query_names = sorted(
+            name
+            for name, path in route.query.items()
+            if name == ".".join(f.json_name for f in path.fields)
+        )
+        self._singular: frozenset[str] = frozenset(
+            name for name, path in route.query.items() if not path.leaf.is_repeated
+        )
+
+    # request
+
+    def decode(
+        self, match_info: Mapping[str, str], query: MultiMapping[str], body: bytes
+    ) -> Message:
+        message = self.request_class()
+        if self.route.body and body.strip():
+            self._read_body(message, parse_json(body))
+        if query:
+            self._read_query(message, query)
+        for placeholder, path in self._variables:
+            assign(message, path, match_info[placeholder], path.name, self._plans)
+        return message
+
+    def _read_body(self, message: Message, value: Any) -> None:
+        if self._body_is_object and not isinstance(value, dict):
+            raise ApiError(400, "BAD_REQUEST", "the request body must be a JSON object")
+        if self._body_key:
+            value = {self._body_key: value}
+        else:
+            for _, path in self._variables:
+                _pop_path(value, path)
+        check_object(value, self._request_plan)
+        try:
+            json_format.ParseDict(value, message)
+        except json_format.ParseError as error:
+            raise describe_parse_error(error) from None
+
+    def _read_query(self, message: Message, query: MultiMapping[str]) -> None:
+        unknown: list[str] = []
+        seen: set[str] = set()
+        for name, text in query.items():
+            path = self.route.query.get(name)
+            if path is None:
+                unknown.append(name)
+                continue
+            if name in self._singular:
+                if name in seen:
+                    raise invalid(name, "is given more than once")
+                seen.add(name)
+            assign(message, path, text, name, self._plans)
+        if unknown:
+            names = sorted(set(unknown))
+            known = self._query_names
+            hint = f" (known: {', '.join(known)})" if known else " (this route takes none)"
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"unknown query parameter{'s' if len(names) > 1 else ''}: {', '.join(names)}{hint}",
+                fields=[(n, "is not a parameter of this route") for n in names],
+            )
+
+    # response
+
+    def encode(self, reply: Message) -> tuple[Any, dict[str, int] | None]:
+        """The envelope's data (the response, or its response_body field) and pagination."""
+        data = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
+        if self._response_plan.enum_fields:
+            shorten_enums(data, self._response_plan)
+        pagination = None
+        if self.route.paginated and data.pop("pagination", None) is not None:
+            page: Any = getattr(reply, "pagination")  # noqa: B009
+            pagination = {
+                "page": page.page,
+                "limit": page.limit,
+                "total": page.total,
+                "totalPages": page.total_pages,
+            }
+        if self._data_key:
+            return data.get(self._data_key), pagination
+        return data, pagination
+
+
+def shorten_enums(value: JsonObject, plan: MessagePlan) -> None:
+    """Rewrite enum names in MessageToDict output to their short lowercase form, in place."""
+    for key, spec in plan.enum_fields:
+        item = value.get(key)
+        if item is None:
+            continue
+        if spec.map_value is not None:
+            for map_key, map_item in item.items():
+                item[map_key] = _shorten(map_item, spec.map_value)
+        elif spec.repeated:
+            for index, element in enumerate(item):
+                item[index] = _shorten(element, spec)
+        else:
+            value[key] = _shorten(item, spec)
+
+
+def _shorten(value: Any, spec: FieldSpec) -> Any:
+    if spec.enum is not None:
+        return spec.enum.short.get(value, value) if isinstance(value, str) else value
+    if spec.message is not None and isinstance(value, dict):
+        shorten_enums(value, spec.message)
+    return value

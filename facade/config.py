@@ -1,0 +1,94 @@
+"""The facade's configuration: the runtime's, plus CORS origins, rate limits and body limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from yarl import URL
+
+from services.runtime.config import ConfigError, Env, RuntimeConfig, load_runtime_config
+from services.runtime.ratelimit import Rate, parse_rate
+
+DEFAULT_FRONTEND_URL = "http://localhost:4100"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FacadeConfig:
+    runtime: RuntimeConfig
+    # Browser origins allowed to call the API with credentials (CORS).
+    frontend_origins: tuple[str, ...]
+    # Per client IP on the public auth RPCs (register, login, refresh).
+    rate_limit_auth: Rate
+    # Per user (per IP when anonymous) on everything else under /api/.
+    rate_limit_api: Rate
+    max_body_bytes: int
+    # Take the client IP from X-Forwarded-For (only behind a proxy that sets it).
+    trust_proxy: bool
+
+    @property
+    def host(self) -> str:
+        return self.runtime.host
+
+    @property
+    def port(self) -> int:
+        return self.runtime.port
+
+    @property
+    def addresses(self) -> Mapping[str, tuple[str, ...]]:
+        return self.runtime.addresses
+
+    @property
+    def rpc_deadline(self) -> float:
+        return self.runtime.rpc_deadline
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.runtime.redis_url
+
+    @property
+    def production(self) -> bool:
+        return self.runtime.production
+
+
+def parse_origins(name: str, raw: str) -> tuple[str, ...]:
+    """`https://app.example.com,http://localhost:4100` -> normalised origins; errors name `name`."""
+    origins: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            raise ConfigError(f"{name} must list origins, not '*' (credentials are allowed)")
+        url = URL(item)
+        if url.scheme not in {"http", "https"} or not url.host or url.path not in {"", "/"}:
+            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+        if url.query_string or url.fragment:
+            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+        origin = str(url.origin())
+        if origin not in origins:
+            origins.append(origin)
+    if not origins:
+        raise ConfigError(f"{name} must name at least one origin")
+    return tuple(origins)
+
+
+def load_facade_config(
+    environ: Mapping[str, str] | None = None, *, runtime: RuntimeConfig | None = None
+) -> FacadeConfig:
+    """Read the facade's settings once; `runtime` lets tests pass a RuntimeConfig they built."""
+    source = os.environ if environ is None else environ
+    env = Env(source)
+    return FacadeConfig(
+        runtime=runtime or load_runtime_config("facade", source),
+        frontend_origins=parse_origins(
+            "FRONTEND_URL", env.str("FRONTEND_URL", DEFAULT_FRONTEND_URL)
+        ),
+        rate_limit_auth=parse_rate("RATE_LIMIT_AUTH", env.str("RATE_LIMIT_AUTH", "500/15minutes")),
+        rate_limit_api=parse_rate("RATE_LIMIT_API", env.str("RATE_LIMIT_API", "6000/minute")),
+        max_body_bytes=env.int(
+            "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024, maximum=1024 * 1024 * 1024
+        ),
+        trust_proxy=env.bool("TRUST_PROXY", False),
+    )

@@ -1,0 +1,26 @@
+"""Typed keys for what the facade application holds."""
+
+from __future__ import annotations
+
+import grpc
+from aiohttp import web
+
+from facade.breaker import CircuitBreaker
+from facade.config import FacadeConfig
+from facade.limits import RateLimits
+from facade.probes import HealthProbes
+from facade.routes import Route
+from facade.transcoding import Endpoint
+from services.runtime.cache import Cache
+
+CONFIG: web.AppKey[FacadeConfig] = web.AppKey("config")
+ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("routes")
+ENDPOINTS: web.AppKey[tuple[Endpoint, ...]] = web.AppKey("endpoints")
+BREAKERS: web.AppKey[dict[str, CircuitBreaker]] = web.AppKey("breakers")
+CHANNELS: web.AppKey[dict[str, grpc.aio.Channel]] = web.AppKey("channels")
+PROBES: web.AppKey[HealthProbes] = web.AppKey("probes")
+CACHE: web.AppKey[Cache] = web.AppKey("cache")
+LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
+STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
+DOCS: web.AppKey[bytes] = web.AppKey("docs")

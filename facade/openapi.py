@@ -1,0 +1,482 @@
+"""The OpenAPI 3.1 document, generated from the same route table the facade serves, and /docs.
+
+One source: a route added in the protos appears here as it appears in the router. Schemas come
+from the message descriptors with the wire details of codec.py (lowerCamelCase names, int64 as
+strings, enums as their short lowercase values).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiohttp import web
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from facade.codec import EnumNames
+from facade.keys import DOCS, OPENAPI
+from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
+
+Schema = dict[str, Any]
+OPENAPI_PATH = "/api/v1/openapi.json"
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+_INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
+_UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64}
+_UINT64 = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64}
+_WELL_KNOWN: dict[str, Schema] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?\d+(\.\d+)?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "required": ["@type"],
+    },
+}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def humanize(name: str) -> str:
+    """ListUsers -> "List users"."""
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z]|\b)|[A-Z]?[a-z0-9]+|[A-Z]+", name)
+    return " ".join([words[0], *(w.lower() for w in words[1:])]) if words else name
+
+
+class Schemas:
+    """components/schemas, filled as messages and enums are referenced."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Schema] = {}
+
+    def enum(self, enum: EnumDescriptor) -> Schema:
+        if enum.full_name not in self.components:
+            self.components[enum.full_name] = {
+                "type": "string",
+                "enum": list(EnumNames(enum).choices),
+                "description": "Also accepted on input: the full value name "
+                f"(e.g. {enum.values[-1].name}), in any case.",
+            }
+        return ref(enum.full_name)
+
+    def message(self, message: Descriptor) -> Schema:
+        if message.full_name in _WELL_KNOWN:
+            return dict(_WELL_KNOWN[message.full_name])
+        if message.full_name in WRAPPER_WKTS:
+            inner = self.field(message.fields_by_name["value"])
+            return {
+                "type": [inner.get("type", "string"), "null"],
+                **{k: v for k, v in inner.items() if k != "type"},
+            }
+        if message.full_name not in self.components:
+            self.components[message.full_name] = {}  # placeholder: recursive types end here
+            self.components[message.full_name] = self.object(message)
+        return ref(message.full_name)
+
+    def object(self, message: Descriptor, *, without: Iterable[str] = ()) -> Schema:
+        skipped = set(without)
+        properties = {f.json_name: self.field(f) for f in message.fields if f.name not in skipped}
+        return {"type": "object", "properties": properties}
+
+    def field(self, fd: FieldDescriptor) -> Schema:
+        if is_map(fd):
+            value = self.field(map_value(fd))
+            return {"type": "object", "additionalProperties": value}
+        single = self.single(fd)
+        return {"type": "array", "items": single} if fd.is_repeated else single
+
+    def single(self, fd: FieldDescriptor) -> Schema:
+        if fd.enum_type is not None:
+            return self.enum(fd.enum_type)
+        if fd.message_type is not None:
+            return self.message(fd.message_type)
+        kind = fd.type
+        if kind in _INT32:
+            return {"type": "integer", "format": "int32"}
+        if kind in _UINT32:
+            return {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+        if kind in _INT64:
+            return {"type": "string", "format": "int64", "pattern": r"^-?\d+$"}
+        if kind in _UINT64:
+            return {"type": "string", "format": "uint64", "pattern": r"^\d+$"}
+        if kind == FieldDescriptor.TYPE_DOUBLE:
+            return {"type": "number", "format": "double"}
+        if kind == FieldDescriptor.TYPE_FLOAT:
+            return {"type": "number", "format": "float"}
+        if kind == FieldDescriptor.TYPE_BOOL:
+            return {"type": "boolean"}
+        if kind == FieldDescriptor.TYPE_BYTES:
+            return {"type": "string", "contentEncoding": "base64"}
+        return {"type": "string"}
+
+
+def openapi_path(route: Route) -> str:
+    """`/api/v1/files/{path=**}` -> `/api/v1/files/{path}`."""
+    return re.sub(r"\{([^}=]+)(=[^}]*)?\}", r"{\1}", route.template)
+
+
+def _parameter(name: str, where: str, path: FieldPath, schemas: Schemas, **extra: Any) -> Schema:
+    leaf = path.leaf
+    schema = schemas.field(leaf)
+    parameter: Schema = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    if leaf.is_repeated:
+        parameter.update(style="form", explode=True)
+        parameter["description"] = f"Repeat the parameter for several values ({name}=a&{name}=b)."
+    parameter.update(extra)
+    return parameter
+
+
+def _parameters(route: Route, schemas: Schemas) -> list[Schema]:
+    found = []
+    for variable in route.variables:
+        extra: dict[str, Any] = {}
+        if variable.multi_segment:
+            extra["description"] = "May contain '/' (several path segments)."
+        found.append(_parameter(variable.field.name, "path", variable.field, schemas, **extra))
+    for name, path in sorted(route.query.items()):
+        if name == ".".join(f.json_name for f in path.fields):
+            found.append(_parameter(name, "query", path, schemas))
+    return found
+
+
+def _request_body(route: Route, schemas: Schemas) -> Schema | None:
+    if not route.body:
+        return None
+    message = route.method.input_type
+    if route.body == "*":
+        bound = {v.field.fields[0].name for v in route.variables if len(v.field.fields) == 1}
+        schema = schemas.object(message, without=bound) if bound else schemas.message(message)
+    else:
+        schema = schemas.field(message.fields_by_name[route.body])
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _data_schema(route: Route, schemas: Schemas) -> Schema:
+    response_field = route.response_field
+    if response_field is not None:
+        return schemas.field(response_field)
+    if route.paginated:
+        return schemas.object(route.method.output_type, without=["pagination"])
+    return schemas.message(route.method.output_type)
+
+
+def _success(data: Schema, description: str, *, paginated: bool = False) -> Schema:
+    properties: Schema = {"data": data}
+    required = ["data"]
+    if paginated:
+        properties["pagination"] = ref("Pagination")
+        required.append("pagination")
+    schema = {
+        "allOf": [
+            ref("SuccessEnvelope"),
+            {"type": "object", "properties": properties, "required": required},
+        ]
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _auth_text(route: Route) -> str:
+    if route.public:
+        return "Public: no token needed."
+    text = "Needs `Authorization: Bearer <access token>`."
+    if route.rule.required_role:
+        text += f" Requires the `{route.rule.required_role}` role."
+    return text
+
+
+def operation(route: Route, schemas: Schemas) -> Schema:
+    op: Schema = {
+        "operationId": route.operation_id,
+        "summary": humanize(route.method.name),
+        "description": f"{_auth_text(route)} gRPC: `{route.method.full_name}`.",
+        "tags": [route.service],
+        "parameters": _parameters(route, schemas),
+    }
+    body = _request_body(route, schemas)
+    if body is not None:
+        op["requestBody"] = body
+    op["responses"] = {
+        str(route.success_status): _success(
+            _data_schema(route, schemas), "Success, in the envelope", paginated=route.paginated
+        ),
+        "default": {"$ref": "#/components/responses/Error"},
+    }
+    if not route.public:
+        op["security"] = BEARER
+    if route.rule.required_role:
+        op["x-required-role"] = route.rule.required_role
+    op["x-grpc-method"] = route.method.full_name
+    return op
+
+
+def _facade_operation(
+    operation_id: str, summary: str, data: Schema, *, parameters: Sequence[Schema] = ()
+) -> Schema:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["facade"],
+        "parameters": list(parameters),
+        "responses": {
+            "200": _success(data, "Success, in the envelope"),
+            "default": {"$ref": "#/components/responses/Error"},
+        },
+    }
+
+
+def _plain(operation_id: str, summary: str, media: str, schema: Schema) -> Schema:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["facade"],
+        "responses": {"200": {"description": summary, "content": {media: {"schema": schema}}}},
+    }
+
+
+def _facade_paths() -> dict[str, Schema]:
+    service_param = {
+        "name": "service",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(DOMAIN_APIS)},
+    }
+    facade_health = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "const": "ok"},
+            "service": {"type": "string"},
+            "uptime": {"type": "number", "description": "seconds since the facade started"},
+        },
+    }
+    return {
+        "/health": {
+            "get": _facade_operation("Facade_Health", "The facade's health", facade_health)
+        },
+        "/health/all": {
+            "get": _facade_operation(
+                "Facade_HealthAll",
+                "Every domain service's health (503 when any is down)",
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "degraded"]},
+                        "services": {"type": "array", "items": ref("ServiceHealth")},
+                    },
+                },
+            )
+        },
+        "/health/{service}": {
+            "get": _facade_operation(
+                "Facade_HealthOne",
+                "One domain service's health (503 when down)",
+                ref("ServiceHealth"),
+                parameters=[service_param],
+            )
+        },
+        "/services": {
+            "get": _facade_operation(
+                "Facade_Services",
+                "The service registry: addresses, route prefixes and health",
+                {
+                    "type": "object",
+                    "properties": {"services": {"type": "array", "items": ref("ServiceEntry")}},
+                },
+            )
+        },
+        "/metrics": {
+            "get": _plain("Facade_Metrics", "Prometheus metrics", "text/plain", {"type": "string"})
+        },
+        OPENAPI_PATH: {
+            "get": _plain(
+                "Facade_OpenApi", "This OpenAPI document", "application/json", {"type": "object"}
+            )
+        },
+        "/docs": {
+            "get": _plain(
+                "Facade_Docs", "A page listing every route", "text/html", {"type": "string"}
+            )
+        },
+    }
+
+
+def _shared_schemas() -> dict[str, Schema]:
+    common = {
+        "timestamp": {"type": "string", "format": "date-time"},
+        "correlationId": {"type": "string"},
+        "service": {"type": "string", "description": "the service that answered, or facade"},
+    }
+    replica = {
+        "type": "object",
+        "properties": {
+            "address": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["SERVING", "NOT_SERVING", "SERVICE_UNKNOWN", "UNKNOWN", "UNREACHABLE"],
+            },
+            "latencyMs": {"type": "number"},
+            "error": {"type": "string"},
+        },
+    }
+    return {
+        "SuccessEnvelope": {
+            "type": "object",
+            "required": ["success", "timestamp", "correlationId", "service"],
+            "properties": {"success": {"const": True}, "data": {}, **common},
+        },
+        "ErrorEnvelope": {
+            "type": "object",
+            "required": ["success", "error", "message", "timestamp", "correlationId", "service"],
+            "properties": {
+                "success": {"const": False},
+                "error": ref("Error"),
+                "message": {"type": "string"},
+                "data": {},
+                **common,
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "The service's reason (e.g. VALIDATION_ERROR, TOKEN_EXPIRED) "
+                    "or the status (NOT_FOUND, UNAUTHENTICATED, ...).",
+                },
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "description"],
+                        "properties": {
+                            "field": {"type": "string"},
+                            "description": {"type": "string"},
+                        },
+                    },
+                },
+                "retryAfter": {"type": "integer", "description": "seconds"},
+            },
+        },
+        "Pagination": {
+            "type": "object",
+            "required": ["page", "limit", "total", "totalPages"],
+            "properties": {
+                "page": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "total": {"type": "integer"},
+                "totalPages": {"type": "integer"},
+            },
+        },
+        "ServiceHealth": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]},
+                "latencyMs": {"type": "number"},
+                "addresses": {"type": "array", "items": replica},
+            },
+        },
+        "ServiceEntry": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "grpcService": {"type": "string"},
+                "addresses": {"type": "array", "items": {"type": "string"}},
+                "routePrefixes": {"type": "array", "items": {"type": "string"}},
+                "routes": {"type": "integer"},
+                "health": ref("ServiceHealth"),
+            },
+        },
+    }
+
+
+def build_openapi(routes: Sequence[Route], *, version: str = "0.1.0") -> Schema:
+    schemas = Schemas()
+    paths: dict[str, Schema] = {}
+    for route in routes:
+        paths.setdefault(openapi_path(route), {})[route.verb.lower()] = operation(route, schemas)
+    paths.update(_facade_paths())
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Stockfolio API",
+            "version": version,
+            "description": "REST facade over Stockfolio's gRPC services. Every JSON response "
+            "is an envelope: {success, data?, error?, message?, timestamp, correlationId, "
+            "service}; lists add pagination.",
+        },
+        "tags": [{"name": name} for name in [*DOMAIN_APIS, "facade"]],
+        "paths": paths,
+        "components": {
+            "schemas": {**_shared_schemas(), **schemas.components},
+            "responses": {
+                "Error": {
+                    "description": "An error, in the envelope",
+                    "content": {"application/json": {"schema": ref("ErrorEnvelope")}},
+                }
+            },
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def docs_page(spec: Schema) -> str:
+    """A self-contained page (no CDN: the machines may be offline) listing every route."""
+    rows = []
+    for path, operations in spec["paths"].items():
+        for verb, op in operations.items():
+            lock = "bearer" if op.get("security") else "public"
+            rows.append(
+                f"<tr><td class=v>{html.escape(verb.upper())}</td>"
+                f"<td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(op.get('summary', ''))}</td>"
+                f"<td>{html.escape(', '.join(op.get('tags', [])))}</td>"
+                f"<td>{lock}</td></tr>"
+            )
+    title = html.escape(spec["info"]["title"])
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{title}</title><style>"
+        "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}"
+        "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;"
+        "text-align:left}td.v{font-weight:600;font-family:monospace}"
+        "</style></head><body>"
+        f"<h1>{title}</h1><p>The machine-readable document: "
+        f'<a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a> (OpenAPI 3.1).</p>'
+        "<table><tr><th>Method</th><th>Path</th><th>Summary</th><th>Service</th><th>Auth</th>"
+        f"</tr>{''.join(rows)}</table></body></html>"
+    )
+
+
+def render(routes: Sequence[Route]) -> tuple[bytes, bytes]:
+    """The OpenAPI JSON and the docs page, built once at start."""
+    spec = build_openapi(routes)
+    return json.dumps(spec, separators=(",", ":")).encode(), docs_page(spec).encode()
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[DOCS],
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": DOCS_CSP},
+    )

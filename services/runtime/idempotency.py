@@ -1,0 +1,231 @@
+"""Idempotency keys as Stripe keeps them, for any service's creating RPCs.
+
+A key is scoped to the user who sent it. The first request with a key claims it (status
+`in_flight`) together with a hash of the method and the request bytes; when the request
+succeeds its response bytes are stored (status `done`) for `ttl` seconds (24 h). Then:
+
+* the same key and the same request again: the stored response, and nothing runs twice;
+* the same key with another request: InvalidArgument, reason IDEMPOTENCY_KEY_REUSED (422);
+* the same key while the first request still runs: Conflict, reason IDEMPOTENCY_IN_PROGRESS
+  (409);
+* a first request that fails (any error, or the caller hanging up) releases the key, so a
+  retry runs afresh; an expired key is free again.
+
+A claim whose process died mid-request stays locked for `in_flight_timeout` seconds (far
+longer than any request's deadline), then counts as abandoned and can be claimed again.
+
+Each service adds the table to its own metadata (`idempotency_table(metadata)`) and creates it
+in its own migration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.runtime.context import idempotency_key
+from services.runtime.db import Database
+from services.runtime.errors import Conflict, InvalidArgument
+from services.runtime.sqltypes import UtcDateTime
+
+log = logging.getLogger(__name__)
+
+TABLE = "idempotency_keys"
+IN_FLIGHT = "in_flight"
+DONE = "done"
+DEFAULT_TTL = 24 * 3600.0
+DEFAULT_IN_FLIGHT_TIMEOUT = 600.0
+MAX_KEY_LENGTH = 255
+# Expired keys are swept by the requests themselves, at most this often per process.
+PURGE_EVERY = 3600.0
+
+M = TypeVar("M", bound=Message)
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """The keys table, added to a service's metadata."""
+    return Table(
+        TABLE,
+        metadata,
+        Column("user_id", String(64), primary_key=True),
+        Column("key", String(MAX_KEY_LENGTH), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("response", LargeBinary, nullable=True),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("locked_until", UtcDateTime(), nullable=True),
+        Column("expires_at", UtcDateTime(), nullable=False),
+        Index(f"ix_{TABLE}_expires_at", "expires_at"),
+    )
+
+
+class KeyReused(InvalidArgument):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used with a different request;"
+            " use a new key for a new request",
+            fields=[("idempotencyKey", "was already used with a different request")],
+        )
+
+
+class KeyInProgress(Conflict):
+    reason = "IDEMPOTENCY_IN_PROGRESS"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still in progress; retry shortly"
+        )
+
+
+def fingerprint(method: str, request: Message) -> str:
+    """What makes two requests "the same": the method and the request's canonical bytes."""
+    digest = hashlib.sha256(method.encode())
+    digest.update(b"\0")
+    digest.update(request.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IdempotencyStore:
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        *,
+        ttl: float = DEFAULT_TTL,
+        in_flight_timeout: float = DEFAULT_IN_FLIGHT_TIMEOUT,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = db
+        self._table = table
+        self._ttl = timedelta(seconds=ttl)
+        self._in_flight_timeout = timedelta(seconds=in_flight_timeout)
+        self._clock = clock
+        self._purged_at = -PURGE_EVERY
+
+    async def run(
+        self,
+        user_id: str,
+        method: str,
+        request: Message,
+        response_type: type[M],
+        handler: Callable[[], Awaitable[M]],
+    ) -> M:
+        """Run `handler` once per key: with the caller's `Idempotency-Key`, a repeat gets the
+        first response; without one, `handler` simply runs."""
+        key = idempotency_key.get()
+        if not key:
+            return await handler()
+        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise InvalidArgument.field(
+                "idempotencyKey", f"must be at most {MAX_KEY_LENGTH} printable characters"
+            )
+        await self._maybe_purge()
+        request_hash = fingerprint(method, request)
+        stored = await self._claim(user_id, key, request_hash)
+        if stored is not None:
+            return response_type.FromString(stored)
+        try:
+            response = await handler()
+        except BaseException:
+            await asyncio.shield(self._release(user_id, key, request_hash))
+            raise
+        await self._finish(user_id, key, request_hash, response.SerializeToString(deterministic=True))
+        return response
+
+    async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | None:
+        """Claim the key (None) or return the stored response; raise when neither can be."""
+        now = self._clock()
+        claim = {
+            "request_hash": request_hash,
+            "status": IN_FLIGHT,
+            "response": None,
+            "created_at": now,
+            "locked_until": now + self._in_flight_timeout,
+            "expires_at": now + self._ttl,
+        }
+        t = self._table
+        async with self._db.transaction() as tx:
+            # Two tries: a row seen by the insert may be released before the select reads it.
+            for _ in range(2):
+                if await self._insert(tx, {"user_id": user_id, "key": key, **claim}):
+                    return None
+                query = select(t).where(t.c.user_id == user_id, t.c.key == key).with_for_update()
+                row = (await tx.execute(query)).first()
+                if row is None:
+                    continue
+                abandoned = row.status == IN_FLIGHT and (row.locked_until or now) <= now
+                if row.expires_at <= now or (abandoned and row.request_hash == request_hash):
+                    await tx.execute(
+                        update(t).where(t.c.user_id == user_id, t.c.key == key).values(claim)
+                    )
+                    return None
+                if row.request_hash != request_hash:
+                    raise KeyReused()
+                if row.status == DONE and row.response is not None:
+                    return bytes(row.response)
+                raise KeyInProgress()
+        raise KeyInProgress()
+
+    async def _insert(self, tx: AsyncSession, values: dict[str, Any]) -> bool:
+        module: Any = postgresql if self._db.dialect == "postgresql" else sqlite
+        statement = (
+            module.insert(self._table)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(self._table.c.key)
+        )
+        return (await tx.execute(statement)).first() is not None
+
+    async def _finish(self, user_id: str, key: str, request_hash: str, response: bytes) -> None:
+        t = self._table
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                update(t)
+                .where(
+                    t.c.user_id == user_id,
+                    t.c.key == key,
+                    t.c.request_hash == request_hash,
+                    t.c.status == IN_FLIGHT,
+                )
+                .values(status=DONE, response=response, locked_until=None)
+            )
+
+    async def _release(self, user_id: str, key: str, request_hash: str) -> None:
+        t = self._table
+        try:
+            async with self._db.transaction() as tx:
+                await tx.execute(
+                    delete(t).where(
+                        t.c.user_id == user_id,
+                        t.c.key == key,
+                        t.c.request_hash == request_hash,
+                        t.c.status == IN_FLIGHT,
+                    )
+                )
+        except Exception:
+            # The key stays locked until in_flight_timeout: a retry meanwhile gets 409.
+            log.exception("could not release an idempotency key")
+
+    async def _maybe_purge(self) -> None:
+        if time.monotonic() - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = time.monotonic()
+        t = self._table
+        async with self._db.transaction() as tx:
+            await tx.execute(delete(t).where(t.c.expires_at <= self._clock()))
