@@ -1,0 +1,400 @@
+"""`make bench`: the figures of issue 3, each a ratio to baselines measured in the same run.
+
+Order: start the system as `make run` does (five services and the facade, each its own
+process, temporary var/ folder, limits off), read each process's idle RSS, start the baselines,
+then measure in rounds that interleave each baseline with the path compared to it (the machine
+is shared and noisy; the best round of each counts), then /health/all one at a time, then the
+raw bcrypt rate and logins last (bcrypt keeps the users service busy after the load stops).
+Misses are printed, not raised: the exit code is non-zero only when the harness itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+
+from bench.report import (
+    Load,
+    Report,
+    Row,
+    Settings,
+    build_rows,
+    print_table,
+    write_results,
+)
+from bench.system import (
+    HOST,
+    REPO,
+    Fleet,
+    HarnessError,
+    Ports,
+    Process,
+    System,
+    cpu_seconds,
+    facade_available,
+    free_ports,
+    http_request,
+    migrate,
+    rss_mb,
+    start_system,
+    stopping_on_signals,
+    system_environment,
+    wait_for_port,
+    wait_until_idle,
+)
+
+LOADGEN_SLACK = 30.0
+
+
+def run_load(
+    port: int,
+    path: str,
+    *,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    method: str = "GET",
+    headers: Sequence[str] = (),
+    body: str = "",
+    max_requests: int = 2_000_000,
+) -> Load:
+    """One run of the load generator, in its own process; its JSON summary."""
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        f"--port={port}",
+        f"--path={path}",
+        f"--method={method}",
+        f"--concurrency={concurrency}",
+        f"--warmup={warmup}",
+        f"--duration={duration}",
+        f"--max-requests={max_requests}",
+        *(f"--header={h}" for h in headers),
+    ]
+    if body:
+        argv.append(f"--body={body}")
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=warmup + duration + LOADGEN_SLACK,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"load generator on {path} did not finish in time") from None
+    if done.returncode != 0:
+        raise HarnessError(f"load generator on {path} failed:\n{done.stderr[-2000:]}")
+    result: Load = json.loads(done.stdout)
+    return result
+
+
+def with_cpu(pids: Mapping[str, int], measure: Callable[[], Load]) -> Load:
+    """Run `measure`, adding each process's CPU time per completed request, in microseconds:
+    unlike a rate, it hardly moves when other tenants of the machine take a core."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    load = measure()
+    count = max(1, load["completed_total"])
+    load["cpu_us_per_request"] = {
+        name: round((cpu_seconds(pid) - before[name]) / count * 1e6) for name, pid in pids.items()
+    }
+    return load
+
+
+def raw_bcrypt_rate(cost: int, threads: int, seconds: float, max_checks: int = 200) -> Load:
+    """`bcrypt.checkpw` per second at `cost`, on `threads` threads (bcrypt releases the GIL)."""
+    hashed = bcrypt.hashpw(b"bench-password-0", bcrypt.gensalt(cost))
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def check_until_deadline(slot: int) -> None:
+        while counts[slot] < max_checks and (counts[slot] == 0 or time.perf_counter() < deadline):
+            bcrypt.checkpw(b"bench-password-0", hashed)
+            counts[slot] += 1
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    workers = [threading.Thread(target=check_until_deadline, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    return {
+        "threads": threads,
+        "checks": sum(counts),
+        "seconds": round(elapsed, 3),
+        "rate": round(sum(counts) / elapsed, 3),
+        "cpu_ms_per_check": round(cpu / sum(counts) * 1000, 1),
+    }
+
+
+def bcrypt_pool_width() -> int:
+    """How many checks the users service runs at once: its pool (max(2, cpus), as in
+    services/users/passwords.py), capped by the cores there are."""
+    cpus = os.cpu_count() or 1
+    return min(max(2, cpus), cpus)
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+
+def read_idle_rss(system: System, settings: Settings, report: Report) -> None:
+    pids = [p.pid for p in system.processes.values()]
+    time.sleep(settings.idle_seconds)
+    waited = wait_until_idle(pids, timeout=10.0)
+    report.facts["rss_idle_mb"] = {
+        name: round(rss_mb(p.pid), 1) for name, p in system.processes.items()
+    }
+    report.facts["idle_wait_seconds"] = round(settings.idle_seconds + waited, 1)
+
+
+def start_baselines(
+    fleet: Fleet, template: Mapping[str, Any] | None
+) -> tuple[dict[str, int], list[Process]]:
+    """A and B, each in its own process(es); their ports and their processes."""
+    json_port, grpc_port, hop_port = free_ports(3)
+    argv = ["-m", "bench.baselines", "json", f"--port={json_port}"]
+    if template is not None:
+        argv.append(f"--template={json.dumps(template)}")
+    a = fleet.start("baseline-a", argv)
+    g = fleet.start("baseline-b-grpc", ["-m", "bench.baselines", "grpc", f"--port={grpc_port}"])
+    wait_for_port(g, grpc_port)
+    hop = fleet.start(
+        "baseline-b-http",
+        ["-m", "bench.baselines", "hop", f"--port={hop_port}", f"--grpc-port={grpc_port}"],
+    )
+    wait_for_port(a, json_port)
+    wait_for_port(hop, hop_port)
+    for port, path in ((json_port, "/health"), (hop_port, "/hop")):
+        answer = http_request(port, "GET", path)
+        if answer.status != 200:
+            raise HarnessError(f"baseline {path} answered {answer.status}: {answer.body}")
+    return {"a": json_port, "b": hop_port}, [a, g, hop]
+
+
+def register_user(facade_port: int) -> tuple[str, str, str]:
+    """A fresh account through the facade: (email, password, access token)."""
+    tag = uuid.uuid4().hex[:12]
+    email, password = f"bench-{tag}@example.test", f"Bench-{tag}-long-enough"
+    answer = http_request(
+        facade_port,
+        "POST",
+        "/api/v1/auth/register",
+        body={"email": email, "password": password, "name": f"Bench {tag}"},
+        timeout=30.0,
+    )
+    if answer.status not in (200, 201):
+        raise HarnessError(f"register answered {answer.status}: {answer.body}")
+    token = str(answer.body["data"]["tokens"]["accessToken"])
+    me = http_request(facade_port, "GET", "/api/v1/users/me", token=token)
+    if me.status != 200:
+        raise HarnessError(f"/api/v1/users/me answered {me.status}: {me.body}")
+    return email, password, token
+
+
+def measure_rounds(
+    settings: Settings,
+    report: Report,
+    targets: Mapping[str, Callable[[], Load]],
+    pids: Mapping[str, int],
+) -> None:
+    for round_number in range(1, settings.rounds + 1):
+        for name, measure in targets.items():
+            print(f"  round {round_number}/{settings.rounds}: {name} ...", flush=True)
+            report.runs.setdefault(name, []).append(with_cpu(pids, measure))
+
+
+def round_targets(
+    system: System, settings: Settings, baselines: Mapping[str, int], token: str | None
+) -> dict[str, Callable[[], Load]]:
+    """What each round measures, each baseline next to the path compared with it."""
+    c, w, d = settings.concurrency, settings.warmup, settings.duration
+
+    def at(port: int, path: str, headers: Sequence[str] = ()) -> Callable[[], Load]:
+        return lambda: run_load(port, path, concurrency=c, warmup=w, duration=d, headers=headers)
+
+    facade = system.ports.facade
+    targets = {"A": at(baselines["a"], "/health")}
+    if system.has_facade:
+        targets["GET /health"] = at(facade, "/health")
+    targets["B"] = at(baselines["b"], "/hop")
+    if system.has_facade and token is not None:
+        auth = [f"Authorization: Bearer {token}"]
+        targets["GET /api/v1/users/me"] = at(facade, "/api/v1/users/me", auth)
+        targets["GET /health/all (c64)"] = at(facade, "/health/all")
+    return targets
+
+
+def measure_health_all_sequentially(system: System, settings: Settings, report: Report) -> None:
+    print("  /health/all one at a time ...", flush=True)
+    report.runs["GET /health/all (sequential)"] = [
+        run_load(
+            system.ports.facade,
+            "/health/all",
+            concurrency=1,
+            warmup=settings.sequential_warmup,
+            duration=settings.sequential_duration,
+            max_requests=settings.sequential_requests,
+        )
+    ]
+
+
+def measure_logins(
+    system: System, settings: Settings, report: Report, email: str, password: str
+) -> None:
+    """Rounds of: the raw bcrypt rate, then logins through the facade, then a wait until the
+    users service has worked off the logins still queued (they keep bcrypt busy after the load
+    stops)."""
+    cost = settings.bcrypt_cost
+    raw: dict[int, list[Load]] = {1: [], 2: []}
+    pids = [p.pid for p in system.processes.values()]
+    for round_number in range(1, settings.rounds + 1):
+        print(f"  round {round_number}/{settings.rounds}: raw bcrypt.checkpw ...", flush=True)
+        for threads in raw:
+            raw[threads].append(raw_bcrypt_rate(cost, threads, settings.bcrypt_seconds))
+        if not system.has_facade:
+            continue
+        print(f"  round {round_number}/{settings.rounds}: POST /api/v1/auth/login ...", flush=True)
+        login = with_cpu(
+            {name: p.pid for name, p in system.processes.items()},
+            lambda: run_load(
+                system.ports.facade,
+                "/api/v1/auth/login",
+                method="POST",
+                headers=["Content-Type: application/json"],
+                body=json.dumps({"email": email, "password": password}),
+                concurrency=settings.concurrency,
+                warmup=settings.login_warmup,
+                duration=settings.login_duration,
+            ),
+        )
+        report.runs.setdefault("POST /api/v1/auth/login", []).append(login)
+        wait_until_idle(pids, timeout=30.0)
+    report.facts["bcrypt"] = {
+        "cost": cost,
+        "one_thread": max(raw[1], key=lambda r: r["rate"]),
+        "two_threads": max(raw[2], key=lambda r: r["rate"]),
+        "runs": raw,
+        "service_pool_width": bcrypt_pool_width(),
+    }
+
+
+# -- orchestration --------------------------------------------------------------------------
+
+
+def run(settings: Settings) -> Report:
+    report = Report(settings)
+    has_facade = facade_available()
+    with tempfile.TemporaryDirectory(prefix="stockfolio-bench-") as temporary:
+        root = Path(temporary)
+        (root / "logs").mkdir()
+        ports = Ports.pick()
+        environ = system_environment(root / "var", ports, settings.bcrypt_cost)
+        with Fleet(root / "logs", environ) as fleet:
+            with_or_without = "with" if has_facade else "without"
+            print(f"starting the system ({with_or_without} the facade) ...", flush=True)
+            migrate(environ)
+            system = start_system(fleet, ports, with_facade=has_facade)
+            read_idle_rss(system, settings, report)
+            template = None
+            if has_facade:
+                template = http_request(ports.facade, "GET", "/health").body
+                report.facts["health_body"] = template
+            baselines, baseline_processes = start_baselines(
+                fleet, template if isinstance(template, dict) else None
+            )
+            email = password = ""
+            token = None
+            if has_facade:
+                email, password, token = register_user(ports.facade)
+            pids = {name: p.pid for name, p in system.processes.items()}
+            pids.update((p.name, p.pid) for p in baseline_processes)
+            targets = round_targets(system, settings, baselines, token)
+            measure_rounds(settings, report, targets, pids)
+            if has_facade:
+                measure_health_all_sequentially(system, settings, report)
+            fleet.stop(baseline_processes)
+            wait_until_idle([p.pid for p in system.processes.values()], timeout=10.0)
+            measure_logins(system, settings, report, email, password)
+            report.facts["rss_after_mb"] = {
+                name: round(rss_mb(p.pid), 1) for name, p in system.processes.items()
+            }
+            for process in system.processes.values():
+                process.check_alive()
+    build_rows(report, has_facade)
+    if not has_facade:
+        report.rows.append(Row("facade paths", verdict="SKIP", note="facade/app.py not there yet"))
+    return report
+
+
+def parse_args(argv: Sequence[str]) -> Settings:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    parser.add_argument("--login-duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+    cost = os.environ.get("BCRYPT_COST", "12").strip() or "12"
+    if not cost.isdigit() or not 4 <= int(cost) <= 16:
+        parser.error(f"BCRYPT_COST must be an integer from 4 to 16, got {cost!r}")
+    return Settings(
+        rounds=max(1, min(args.rounds, 5)),
+        warmup=max(0.5, min(args.warmup, 10.0)),
+        duration=max(1.0, min(args.duration, 30.0)),
+        login_warmup=3.0,
+        login_duration=max(3.0, min(args.login_duration, 30.0)),
+        concurrency=max(1, min(args.concurrency, 256)),
+        sequential_warmup=0.5,
+        sequential_duration=3.0,
+        sequential_requests=5000,
+        bcrypt_seconds=4.0,
+        bcrypt_cost=int(cost),
+        idle_seconds=3.0,
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    settings = parse_args(argv)
+    print(
+        f"Stockfolio bench: {os.cpu_count()} CPUs, concurrency {settings.concurrency},"
+        f" {settings.rounds} rounds of {settings.warmup:g} s warm-up + {settings.duration:g} s,"
+        f" BCRYPT_COST={settings.bcrypt_cost}, only {HOST} targeted",
+        flush=True,
+    )
+    started = time.monotonic()
+    try:
+        with stopping_on_signals():
+            report = run(settings)
+    except HarnessError as error:
+        print(f"bench: the harness failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
+    except SystemExit:
+        print("bench: stopped by SIGTERM; every process it started was stopped", file=sys.stderr)
+        raise
+    print_table(report)
+    path = write_results(report)
+    print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

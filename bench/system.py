@@ -1,0 +1,324 @@
+"""Starting and stopping the processes a benchmark measures, waiting for health, reading RSS.
+
+Every process is started directly (`python -m ...`, no shell in between, in a session of its
+own), so its pid is the pid whose memory is read and the one signalled. `Fleet` stops them all
+when it exits, SIGTERM first and SIGKILL after a grace period, whatever went wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from services.runtime.config import DOMAIN_SERVICES
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+PROCESSES = (*DOMAIN_SERVICES, "facade")
+STOP_GRACE = 15.0
+# Variables of ours that a developer's shell may hold and that would point the system elsewhere.
+_OURS = re.compile(
+    r"^(STOCKFOLIO_|JWT_|DATABASE_URL$|REDIS_URL$|RATE_LIMIT_|BCRYPT_|LOG_LEVEL$|"
+    r"(USERS|ASSISTANT|TERMINAL|WORKSPACE|PORTFOLIO|FACADE)_)"
+)
+
+
+class HarnessError(Exception):
+    """The benchmark could not run (a process did not start, a request could not be made)."""
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise HarnessError(
+                f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}"
+            )
+
+
+@dataclass
+class Fleet:
+    """Owns started processes; stops every one of them on exit."""
+
+    log_dir: Path
+    environ: Mapping[str, str]
+    processes: list[Process] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], **extra_env: str) -> Process:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=REPO,
+                env={**self.environ, **extra_env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        process = Process(name, popen, log_path)
+        self.processes.append(process)
+        return process
+
+    def stop(self, processes: Sequence[Process] | None = None) -> None:
+        chosen = list(self.processes if processes is None else processes)
+        for process in chosen:
+            if process.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for process in chosen:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for process in chosen:
+            if process.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.popen.kill()
+                process.popen.wait()
+        self.processes = [p for p in self.processes if p not in chosen]
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> Answer:
+    """One request to 127.0.0.1; a JSON answer is parsed, anything else kept as text."""
+    headers = {"Accept": "application/json"}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request(method, path, data, headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    text = raw.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        parsed = text
+    return Answer(response.status, parsed, dict(response.headers))
+
+
+def wait_for_http(process: Process, port: int, path: str, *, timeout: float = 60.0) -> Answer:
+    """Poll until `path` answers 200 (or the process dies, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            answer = http_request(port, "GET", path, timeout=2.0)
+        except OSError as error:
+            last = f"{type(error).__name__}: {error}"
+        else:
+            if answer.status == 200:
+                return answer
+            last = f"HTTP {answer.status}: {answer.body}"
+        time.sleep(0.2)
+    raise HarnessError(f"{process.name}: {path} did not answer 200 in {timeout:.0f} s ({last})")
+
+
+def wait_for_port(process: Process, port: int, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1.0):
+            return
+        time.sleep(0.1)
+    raise HarnessError(f"{process.name}: port {port} did not open in {timeout:.0f} s")
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports below the ephemeral range (FIELD-NOTES.md: keep servers < 32768)."""
+    found: list[int] = []
+    for _ in range(200 * count):
+        if len(found) == count:
+            return found
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
+        if port in found:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+        found.append(port)
+    raise HarnessError("not enough free ports below 32768")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process, from /proc/<pid>/status (VmRSS, in kB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise HarnessError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (to see when it has gone idle)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pids: Sequence[int], *, timeout: float, below: float = 0.05) -> float:
+    """Wait until the processes together use under `below` CPU-seconds per 0.5 s."""
+    started = time.monotonic()
+    before = sum(cpu_seconds(p) for p in pids)
+    while time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        after = sum(cpu_seconds(p) for p in pids)
+        if after - before < below:
+            break
+        before = after
+    return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class Ports:
+    grpc: Mapping[str, int]
+    admin: Mapping[str, int]
+    facade: int
+    facade_admin: int
+
+    @classmethod
+    def pick(cls) -> Ports:
+        names = DOMAIN_SERVICES
+        ports = free_ports(2 * len(names) + 2)
+        return cls(
+            grpc=dict(zip(names, ports[: len(names)], strict=True)),
+            admin=dict(zip(names, ports[len(names) : 2 * len(names)], strict=True)),
+            facade=ports[-2],
+            facade_admin=ports[-1],
+        )
+
+
+def system_environment(var_dir: Path, ports: Ports, bcrypt_cost: int) -> dict[str, str]:
+    """The environment `make run` would give every process, with the benchmark's settings."""
+    environ = {k: v for k, v in os.environ.items() if not _OURS.match(k)}
+    environ.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}",
+            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'gen'}",
+            "PYTHONUNBUFFERED": "1",
+            "STOCKFOLIO_ENV": "development",
+            "STOCKFOLIO_VAR_DIR": str(var_dir),
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_API": "0",
+            "RATE_LIMIT_AUTH": "0",
+            "BCRYPT_COST": str(bcrypt_cost),
+            "SHUTDOWN_GRACE": "5",
+            "FACADE_PORT": str(ports.facade),
+            "FACADE_ADMIN_PORT": str(ports.facade_admin),
+        }
+    )
+    for name in DOMAIN_SERVICES:
+        prefix = name.upper()
+        environ[f"{prefix}_PORT"] = str(ports.grpc[name])
+        environ[f"{prefix}_ADMIN_PORT"] = str(ports.admin[name])
+        environ[f"{prefix}_ADDRS"] = f"{HOST}:{ports.grpc[name]}"
+    return environ
+
+
+def migrate(environ: Mapping[str, str], services: Sequence[str] = ("users",)) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime.migrate", *services],
+        cwd=REPO,
+        env=dict(environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise HarnessError(f"migrations failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def facade_available() -> bool:
+    return (REPO / "facade" / "app.py").is_file() and (REPO / "facade" / "__main__.py").is_file()
+
+
+@dataclass(frozen=True)
+class System:
+    ports: Ports
+    processes: Mapping[str, Process]
+    has_facade: bool
+
+
+def start_system(fleet: Fleet, ports: Ports, *, with_facade: bool) -> System:
+    """The five services, then the facade, each its own process; returns once all are healthy."""
+    started = {name: fleet.start(name, ["-m", f"services.{name}"]) for name in DOMAIN_SERVICES}
+    for name, process in started.items():
+        wait_for_http(process, ports.admin[name], "/health")
+    if with_facade:
+        facade = fleet.start("facade", ["-m", "facade"])
+        started["facade"] = facade
+        wait_for_http(facade, ports.facade, "/health/all")
+    return System(ports, started, with_facade)
+
+
+@contextlib.contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """SIGTERM raises SystemExit (as Ctrl-C raises KeyboardInterrupt), so cleanup still runs."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
