@@ -403,6 +403,11 @@ def _pop_path(value: JsonObject, path: FieldPath) -> None:
         holder.pop(path.leaf.name, None)
 
 
+# Replies up to this size, this many per route, have their JSON remembered (see encode_raw).
+_MEMO_MAX_BYTES = 4096
+_MEMO_ENTRIES = 1024
+
+
 class RouteCodec:
     """Builds one route's request from path, query and body, and shapes its response."""
 
@@ -415,6 +420,7 @@ class RouteCodec:
         )
         self._request_plan = plans.plan(route.method.input_type)
         self._response_plan = plans.plan(route.method.output_type)
+        self._memo: dict[bytes, tuple[Any, dict[str, int] | None]] = {}
         self._variables = tuple((v.placeholder, v.field) for v in route.variables)
         body_field = route.body_field
         self._body_key = body_field.json_name if body_field is not None else ""
@@ -488,6 +494,24 @@ class RouteCodec:
             )
 
     # response
+
+    def encode_raw(self, raw: bytes) -> tuple[Any, dict[str, int] | None]:
+        """`encode` for a reply still in wire form, remembering recent small replies.
+
+        Reading a profile or a quote returns the same bytes again and again, and protobuf's
+        JSON conversion is the facade's largest share of CPU on such routes (measured ~70 us of
+        ~300 us per call). The JSON is a pure function of the bytes, so a bounded memo keyed by
+        them is exact; callers only serialize what they get, never mutate it.
+        """
+        if len(raw) > _MEMO_MAX_BYTES:
+            return self.encode(self.response_class.FromString(raw))
+        found = self._memo.get(raw)
+        if found is None:
+            found = self.encode(self.response_class.FromString(raw))
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[raw] = found
+        return found
 
     def encode(self, reply: Message) -> tuple[Any, dict[str, int] | None]:
         """The envelope's data (the response, or its response_body field) and pagination."""

@@ -81,7 +81,7 @@ def load_facade_config(
     source = os.environ if environ is None else environ
     env = Env(source)
     return FacadeConfig(
-        runtime=runtime or load_runtime_config("facade", source),
+        runtime=runtime or load_runtime_config("facade", source, database=False),
         frontend_origins=parse_origins(
             "FRONTEND_URL", env.str("FRONTEND_URL", DEFAULT_FRONTEND_URL)
         ),

@@ -46,7 +46,8 @@ class Endpoint:
         self.call = channel.unary_unary(
             method_path(method),
             request_serializer=self.codec.request_class.SerializeToString,
-            response_deserializer=self.codec.response_class.FromString,
+            # Raw bytes: the codec parses them, or finds their JSON already made (see encode_raw).
+            response_deserializer=None,
             _registered_method=True,
         )
 
@@ -91,5 +92,5 @@ async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:
         breaker.abandon()
         raise
     breaker.record(reached=True)
-    data, pagination = endpoint.codec.encode(reply)
+    data, pagination = endpoint.codec.encode_raw(reply)
     return success(data, service=route.service, status=route.success_status, pagination=pagination)

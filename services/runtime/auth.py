@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 import jwt
@@ -21,11 +21,14 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.runtime.context import CORRELATION_HEADER, Identity, correlation_id
 from services.runtime.errors import Unauthenticated, Unavailable
 
+T = TypeVar("T")
+
 ALGORITHM = "HS256"
 ACCESS = "access"
 REFRESH = "refresh"
 SERVICE = "service"
 SERVICE_TOKEN_TTL = 600
+VERIFIED_TOKENS = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class TokenCodec:
         self._secret = secret
         self._issuer = issuer
         self._access_ttl = access_ttl
+        self._verified: dict[str, Identity] = {}
 
     def issue_access(
         self, *, user_id: str, session_id: str, email: str, roles: list[str]
@@ -112,6 +116,23 @@ class TokenCodec:
         return claims
 
     def read_access(self, token: str, *, allow_service: bool = False) -> Identity:
+        # Verifying a signature costs ~100 us; a token already verified is looked up instead.
+        # Expiry is still checked on every use, and revocation is the session check's job.
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at.timestamp() <= time.time():
+                self._verified.pop(token, None)
+                raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED")
+            if known.service and not allow_service:
+                raise Unauthenticated("expected a access token", reason="TOKEN_INVALID")
+            return known
+        identity = self._read_access(token, allow_service=allow_service)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = identity
+        return identity
+
+    def _read_access(self, token: str, *, allow_service: bool) -> Identity:
         claims = self._decode(token, ACCESS, also=SERVICE if allow_service else None)
         roles = claims.get("roles")
         return Identity(
@@ -167,7 +188,7 @@ class SessionChecker(Protocol):
         ...
 
 
-class TtlMemo:
+class TtlMemo(Generic[T]):
     """Answers remembered for a short time, with one lookup in flight per key.
 
     The lookup runs in its own task that every caller awaits through a shield, so a caller that
@@ -177,15 +198,15 @@ class TtlMemo:
     def __init__(self, ttl: float, *, max_entries: int = 50_000) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
-        self._answers: dict[str, tuple[bool, float]] = {}
-        self._pending: dict[str, asyncio.Task[bool]] = {}
+        self._answers: dict[str, tuple[T, float]] = {}
+        self._pending: dict[str, asyncio.Task[T]] = {}
 
     def forget(self, key: str) -> None:
         """Drop the answer, and any lookup in flight: it may have read the state just replaced."""
         self._answers.pop(key, None)
         self._pending.pop(key, None)
 
-    async def get(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
+    async def get(self, key: str, lookup: Callable[[], Awaitable[T]]) -> T:
         found = self._answers.get(key)
         if found is not None and found[1] > time.monotonic():
             return found[0]
@@ -196,8 +217,8 @@ class TtlMemo:
             pending.add_done_callback(lambda done: self._settle(key, done))
         return await asyncio.shield(pending)
 
-    async def _look_up(self, key: str, lookup: Callable[[], Awaitable[bool]]) -> bool:
-        answer = bool(await lookup())
+    async def _look_up(self, key: str, lookup: Callable[[], Awaitable[T]]) -> T:
+        answer = await lookup()
         if self._pending.get(key) is not asyncio.current_task():
             return answer  # forgotten meanwhile: answer the callers waiting, remember nothing
         now = time.monotonic()
@@ -206,7 +227,7 @@ class TtlMemo:
         self._answers[key] = (answer, now + self._ttl)
         return answer
 
-    def _settle(self, key: str, done: asyncio.Task[bool]) -> None:
+    def _settle(self, key: str, done: asyncio.Task[T]) -> None:
         if self._pending.get(key) is done:
             del self._pending[key]
         if not done.cancelled():
@@ -223,7 +244,7 @@ class RemoteSessionChecker:
 
     def __init__(self, channel: grpc.aio.Channel, *, ttl: float, deadline: float = 3.0) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
-        self._memo = TtlMemo(ttl)
+        self._memo: TtlMemo[bool] = TtlMemo(ttl)
         self._deadline = deadline
 
     async def is_live(self, identity: Identity) -> bool:

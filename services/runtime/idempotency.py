@@ -84,9 +84,7 @@ class KeyInProgress(Conflict):
     reason = "IDEMPOTENCY_IN_PROGRESS"
 
     def __init__(self) -> None:
-        super().__init__(
-            "a request with this Idempotency-Key is still in progress; retry shortly"
-        )
+        super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
 
 
 def fingerprint(method: str, request: Message) -> str:
@@ -145,7 +143,9 @@ class IdempotencyStore:
         except BaseException:
             await asyncio.shield(self._release(user_id, key, request_hash))
             raise
-        await self._finish(user_id, key, request_hash, response.SerializeToString(deterministic=True))
+        await self._finish(
+            user_id, key, request_hash, response.SerializeToString(deterministic=True)
+        )
         return response
 
     async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | None:

@@ -80,6 +80,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:
         self._trusted_proxies = tuple(trusted_proxies)
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._counters: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._timers: dict[str, Any] = {}
         self._service = service
         self._rules = rules
         self._codec = codec
@@ -90,14 +93,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method: str = details.method
+        # The wrapper depends only on the method, so it is built once per method, not per call.
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(details)
         if handler is None:
             return None
-        method: str = details.method
         rule = self._rules.get(method, PUBLIC)
-        metadata = details.invocation_metadata
         quiet = not method.startswith("/stockfolio.")
-        return _wrap(handler, self, method, rule, metadata, quiet)
+        wrapped = _wrap(handler, self, method, rule, quiet)
+        self._wrapped[method] = wrapped
+        return wrapped
 
     async def authorize(self, rule: MethodRule, metadata: Any) -> Identity | None:
         token = bearer_token(metadata)
@@ -117,9 +125,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise PermissionDenied(f"requires the {rule.required_role} role")
         return identity
 
-    def begin(
-        self, metadata: Any, context: grpc.aio.ServicerContext
-    ) -> tuple[Any, Any, Any, Any]:
+    def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any, Any]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
         address = _peer_host(context.peer())
         forwarded = _metadata_value(metadata, "x-forwarded-for")
@@ -143,9 +149,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def finish(self, method: str, code: grpc.StatusCode, started: float, quiet: bool) -> None:
         elapsed = time.perf_counter() - started
-        name = method.rsplit("/", 1)[-1]
-        RPC_HANDLED.labels(self._service, name, code.name).inc()
-        RPC_SECONDS.labels(self._service, name).observe(elapsed)
+        counter = self._counters.get((method, code))
+        if counter is None:
+            name = method.rsplit("/", 1)[-1]
+            counter = RPC_HANDLED.labels(self._service, name, code.name)
+            self._counters[(method, code)] = counter
+            self._timers.setdefault(method, RPC_SECONDS.labels(self._service, name))
+        counter.inc()
+        self._timers[method].observe(elapsed)
         if not quiet:
             level = logging.INFO if code != grpc.StatusCode.INTERNAL else logging.ERROR
             log.log(
@@ -178,13 +189,13 @@ def _wrap(
     owner: ServerInterceptor,
     method: str,
     rule: MethodRule,
-    metadata: Any,
     quiet: bool,
 ) -> grpc.RpcMethodHandler:
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = context.invocation_metadata()
             tokens = owner.begin(metadata, context)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -217,6 +228,7 @@ def _wrap(
     async def stream_response(
         request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
+        metadata = context.invocation_metadata()
         tokens = owner.begin(metadata, context)
         started = time.perf_counter()
         code = grpc.StatusCode.OK

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -124,6 +125,9 @@ async def running(
 
 async def serve(config: RuntimeConfig, build: Builder) -> None:
     async with running(config, build) as service:
+        # What start-up allocated lives as long as the process: keep the collector off it
+        # (measured: a shorter p99 tail under load).
+        gc.freeze()
         admin = await start_admin(config.service, service.health, config.host, config.admin_port)
         log.info("serving", extra={"port": service.port, "adminPort": config.admin_port})
         stop = asyncio.Event()

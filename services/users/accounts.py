@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.auth import TokenCodec
+from services.runtime.auth import TokenCodec, TtlMemo
 from services.runtime.context import Identity
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
@@ -71,6 +71,9 @@ class Accounts:
         self._hasher = hasher
         self._guard = guard
         self._sessions = sessions
+        # Profiles read on every GetMe are remembered as briefly as session answers are
+        # (SESSION_CHECK_TTL); this replica forgets one at once when it changes it.
+        self._profiles: TtlMemo[User | None] = TtlMemo(config.runtime.session_check_ttl)
 
     async def register(self, email: str, password: str, name: str, address: str) -> SignedIn:
         email = normalize_email(email)
@@ -109,6 +112,7 @@ class Accounts:
             user = replace(user, last_login=now)
             await UserRepository(tx).save(user)
             tokens = await self._open_session(tx, user, now, address)
+        self._profiles.forget(user.id)
         return SignedIn(user, tokens)
 
     async def refresh(self, refresh_token: str) -> Tokens:
@@ -150,11 +154,14 @@ class Accounts:
 
     async def get(self, actor: Identity, user_id: str) -> User:
         check_may_view(actor.user_id, actor.is_admin, user_id)
-        async with self._db.reading() as tx:
-            user = await UserRepository(tx).get(user_id)
+        user = await self._profiles.get(user_id, lambda: self._load(user_id))
         if user is None:
             raise NotFound(f"user {user_id} not found")
         return user
+
+    async def _load(self, user_id: str) -> User | None:
+        async with self._db.reading() as tx:
+            return await UserRepository(tx).get(user_id)
 
     async def list(self, page: Page, q: str) -> tuple[list[User], int]:
         async with self._db.reading() as tx:
@@ -202,6 +209,7 @@ class Accounts:
                 )
             user.updated_at = now
             await repo.save(user)
+        self._profiles.forget(user_id)
         await self._sessions.revoked(revoked)
         return user
 
@@ -217,6 +225,7 @@ class Accounts:
                 raise LastAdmin()
             revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")
             await repo.remove(user_id)
+        self._profiles.forget(user_id)
         await self._sessions.revoked(revoked)
 
     async def _open_session(

@@ -65,6 +65,17 @@ def _required(value: str, field: str) -> str:
 class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
+        # GetMe answers the same profile over and over; its message is built once per version.
+        self._messages: dict[tuple[str, datetime, datetime | None], users_pb2.User] = {}
+
+    def _message(self, user: User) -> users_pb2.User:
+        version = (user.id, user.updated_at, user.last_login)
+        message = self._messages.get(version)
+        if message is None:
+            if len(self._messages) >= 10_000:
+                self._messages.clear()
+            message = self._messages[version] = user_message(user)
+        return message
 
     async def Register(
         self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -119,7 +130,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     ) -> users_pb2.GetMeResponse:
         identity = require_identity()
         user = await self._accounts.get(identity, identity.user_id)
-        return users_pb2.GetMeResponse(user=user_message(user))
+        return users_pb2.GetMeResponse(user=self._message(user))
 
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: grpc.aio.ServicerContext

@@ -23,7 +23,7 @@ class LocalSessionChecker:
     def __init__(self, db: Database, cache: Cache, *, ttl: float) -> None:
         self._db = db
         self._cache = cache
-        self._memo = TtlMemo(ttl)
+        self._memo: TtlMemo[bool] = TtlMemo(ttl)
         self._ttl = ttl
 
     async def is_live(self, identity: Identity) -> bool:

@@ -264,3 +264,24 @@ async def test_ttl_memo_forget_during_a_lookup_keeps_its_answer_from_being_remem
     release.set()
     assert await in_flight is True, "its own callers still get an answer"
     assert await memo.get("s-1", read_after_revocation) is False, "but it is not remembered"
+
+
+def test_a_remembered_token_still_expires_on_time() -> None:
+    import time as clock
+
+    codec = TokenCodec("k" * 48, issuer="stockfolio", access_ttl=1)
+    token, _ = codec.issue_access(user_id="u", session_id="s", email="u@x.io", roles=["user"])
+    assert codec.read_access(token).user_id == "u"
+    assert codec.read_access(token).user_id == "u"  # the second read is the remembered one
+    clock.sleep(1.1)
+    with pytest.raises(Unauthenticated) as caught:
+        codec.read_access(token)
+    assert caught.value.reason == "TOKEN_EXPIRED"
+
+
+def test_a_remembered_service_token_still_reaches_only_internal_rpcs() -> None:
+    codec = TokenCodec("k" * 48, issuer="stockfolio", access_ttl=60)
+    token, _ = codec.issue_service("facade")
+    assert codec.read_access(token, allow_service=True).service
+    with pytest.raises(Unauthenticated):
+        codec.read_access(token)

@@ -551,3 +551,13 @@ def test_timestamps_are_rfc3339_and_int64_are_strings() -> None:
     assert data[0]["size"] == str(2**40)
     assert data[0]["modifiedAt"] == "2024-05-01T10:00:00Z"
     assert data[0]["type"] == "unspecified"
+
+
+def test_replies_in_wire_form_encode_exactly_as_parsed_ones_and_are_not_confused() -> None:
+    target = route("UsersService_GetMe")
+    codec = RouteCodec(target, Plans())
+    ada = users_pb2.GetMeResponse(user=users_pb2.User(id="u1", email="ada@example.com"))
+    bob = users_pb2.GetMeResponse(user=users_pb2.User(id="u2", email="bob@example.com"))
+    for reply in (ada, bob, ada):
+        assert codec.encode_raw(reply.SerializeToString()) == codec.encode(reply)
+    assert codec.encode_raw(bob.SerializeToString())[0]["email"] == "bob@example.com"
