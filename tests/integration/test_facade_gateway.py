@@ -556,12 +556,12 @@ async def test_a_user_registers_through_the_facade_and_gets_tokens(live_client: 
 async def test_an_unimplemented_rpc_with_a_valid_token_is_a_501(live_client: Client) -> None:
     token = (await register(live_client, "bob@example.com"))["data"]["tokens"]["accessToken"]
     response = await live_client.get(
-        "/api/v1/portfolios", headers={"Authorization": f"Bearer {token}"}
+        "/api/v1/workspace/projects", headers={"Authorization": f"Bearer {token}"}
     )
     body = await read(response)
     assert response.status == 501
     assert body["error"]["code"] == "UNIMPLEMENTED"
-    assert body["service"] == "portfolio"
+    assert body["service"] == "workspace"
 
 
 async def test_me_returns_the_user_as_the_envelope_data(live_client: Client) -> None:
@@ -614,3 +614,40 @@ async def test_health_all_is_200_when_all_five_serve(live_client: Client) -> Non
     assert response.status == 200
     assert body["data"]["status"] == "ok"
     assert [s["status"] for s in body["data"]["services"]] == ["SERVING"] * 5
+
+
+async def test_a_token_signed_with_another_key_is_a_401_token_invalid(client: Any) -> None:
+    forged, _ = TokenCodec(
+        "another-key-" + "y" * 40, issuer="stockfolio", access_ttl=900
+    ).issue_access(user_id="u1", session_id="s-u1", email="", roles=["user", "admin"])
+    response = await client.get(
+        "/api/v1/chat/sessions", headers={"Authorization": f"Bearer {forged}"}
+    )
+    body = await read(response)
+    assert response.status == 401
+    assert body["error"]["code"] == "TOKEN_INVALID"
+
+
+async def test_a_wrong_json_type_is_a_422_naming_the_field(live_client: Client) -> None:
+    response = await live_client.post(
+        "/api/v1/auth/login", json={"email": ["not", "a", "string"], "password": "x"}
+    )
+    body = await read(response)
+    assert response.status == 422
+    assert body["error"]["code"] == "VALIDATION_ERROR"
+    assert [f["field"] for f in body["error"]["fields"]] == ["email"]
+
+
+async def test_a_missing_field_is_a_422_naming_it(live_client: Client) -> None:
+    response = await live_client.post("/api/v1/auth/login", json={"email": "gil@example.com"})
+    body = await read(response)
+    assert response.status == 422
+    assert body["error"]["fields"] == [{"field": "password", "description": "is required"}]
+    assert body["service"] == "users"
+
+
+async def test_a_non_object_body_is_a_400(live_client: Client) -> None:
+    response = await live_client.post("/api/v1/auth/login", json=["email", "password"])
+    body = await read(response)
+    assert response.status == 400
+    assert body["error"]["code"] == "BAD_REQUEST"
