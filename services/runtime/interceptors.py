@@ -184,6 +184,55 @@ def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, 
     return internal_status()
 
 
+class _Call:
+    """What every wrapped call does around its handler, whatever its shape: context in,
+    authorize, map any failure to its status once, count and log, context out."""
+
+    __slots__ = ("code", "context", "method", "owner", "quiet", "rule", "started", "tokens")
+
+    def __init__(
+        self,
+        owner: ServerInterceptor,
+        method: str,
+        rule: MethodRule,
+        quiet: bool,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        self.owner, self.method, self.rule, self.quiet = owner, method, rule, quiet
+        self.context = context
+        self.code = grpc.StatusCode.OK
+
+    async def __aenter__(self) -> None:
+        metadata = self.context.invocation_metadata()
+        self.tokens = self.owner.begin(metadata, self.context)
+        self.started = time.perf_counter()
+        # Entered: a failure to authorize is mapped by __aexit__ like any other.
+        try:
+            current_identity.set(await self.owner.authorize(self.rule, metadata))
+        except BaseException as error:
+            if not await self.__aexit__(type(error), error, None):
+                raise
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, _trace: Any) -> bool:
+        try:
+            if error is None:
+                return False
+            if isinstance(error, grpc.aio.AbortError):
+                self.code = self.context.code() or grpc.StatusCode.UNKNOWN
+                return False
+            if isinstance(error, asyncio.CancelledError):
+                self.code = _cancelled_code(self.context)
+                return False
+            if not isinstance(error, Exception):
+                return False
+            self.code, message, trailers = _status_for(error)
+            await self.context.abort(self.code, message, trailing_metadata=trailers)
+            return False  # unreachable: abort raises
+        finally:
+            self.owner.finish(self.method, self.code, self.started, self.quiet)
+            self.owner.end(self.tokens)
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
     owner: ServerInterceptor,
@@ -195,26 +244,9 @@ def _wrap(
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = context.invocation_metadata()
-            tokens = owner.begin(metadata, context)
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                current_identity.set(await owner.authorize(rule, metadata))
+            async with _Call(owner, method, rule, quiet, context):
                 result = inner(request, context)
                 return await result if inspect.isawaitable(result) else result
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:
-                code = _cancelled_code(context)
-                raise
-            except Exception as error:
-                code, message, trailers = _status_for(error)
-                await context.abort(code, message, trailing_metadata=trailers)
-            finally:
-                owner.finish(method, code, started, quiet)
-                owner.end(tokens)
 
         factory = (
             grpc.unary_unary_rpc_method_handler
@@ -228,12 +260,7 @@ def _wrap(
     async def stream_response(
         request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
-        metadata = context.invocation_metadata()
-        tokens = owner.begin(metadata, context)
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            current_identity.set(await owner.authorize(rule, metadata))
+        async with _Call(owner, method, rule, quiet, context):
             result = inner_stream(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:
@@ -243,18 +270,6 @@ def _wrap(
             else:
                 for item in result:
                     yield item
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except asyncio.CancelledError:
-            code = _cancelled_code(context)
-            raise
-        except Exception as error:
-            code, message, trailers = _status_for(error)
-            await context.abort(code, message, trailing_metadata=trailers)
-        finally:
-            owner.finish(method, code, started, quiet)
-            owner.end(tokens)
 
     factory = (
         grpc.unary_stream_rpc_method_handler
