@@ -238,11 +238,13 @@ def load_market_config(environ: Mapping[str, str] | None = None) -> MarketConfig
             "ALPHA_VANTAGE_URL must not carry a query string or credentials;"
             " put the key in ALPHA_VANTAGE_API_KEY"
         )
+    api_key = env.optional("ALPHA_VANTAGE_API_KEY")
     return MarketConfig(
-        use_mock_prices=env.bool("USE_MOCK_PRICES", True),
+        # A key alone selects Alpha Vantage; USE_MOCK_PRICES=true keeps the simulation anyway.
+        use_mock_prices=env.bool("USE_MOCK_PRICES", api_key is None),
         mock_update_interval_ms=env.int("MOCK_UPDATE_INTERVAL", 1000, minimum=10),
         mock_seed=env.int("MOCK_SEED", 42),
-        alpha_vantage_api_key=env.optional("ALPHA_VANTAGE_API_KEY"),
+        alpha_vantage_api_key=api_key,
         alpha_vantage_url=url,
         alpha_vantage_per_minute=env.int("ALPHA_VANTAGE_PER_MINUTE", 5),
         alpha_vantage_per_day=env.int("ALPHA_VANTAGE_PER_DAY", 25),
@@ -251,7 +253,8 @@ def load_market_config(environ: Mapping[str, str] | None = None) -> MarketConfig
 
 
 def create_market_data(config: MarketConfig, cache: Cache) -> MarketData:
-    """The simulated market unless USE_MOCK_PRICES is false and a key is set; says which."""
+    """Alpha Vantage when a key is set and USE_MOCK_PRICES is not true, else the simulated
+    market; says which."""
     # Imported here: both sources import this module's types.
     from services.portfolio.alpha_vantage import AlphaVantage
     from services.portfolio.mock_market import MockMarket
@@ -271,7 +274,7 @@ def create_market_data(config: MarketConfig, cache: Cache) -> MarketData:
     if config.use_mock_prices:
         reason = "USE_MOCK_PRICES=true"
         if config.alpha_vantage_api_key is not None:
-            reason += " (set USE_MOCK_PRICES=false to use the Alpha Vantage key)"
+            reason += " (unset USE_MOCK_PRICES to use the Alpha Vantage key)"
         log.info(
             "market data simulated",
             extra={

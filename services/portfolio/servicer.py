@@ -1,13 +1,315 @@
-"""gRPC servicer of PortfolioService.
+"""gRPC servicer of PortfolioService: request -> use case -> response. Thin by design.
 
-Its RPCs are declared and routed; until the portfolio issue fills them in, the generated base class
-answers UNIMPLEMENTED (the facade maps it to 501).
+Creating RPCs (CreatePortfolio, CreateTrade, CreatePosition, ImportTrades) run through the
+idempotency store: a retry with the same `Idempotency-Key` gets the first response.
 """
 
 from __future__ import annotations
 
-from stockfolio.portfolio.v1 import portfolio_pb2_grpc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+from google.api import httpbody_pb2
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+from services.portfolio.domain import CostMethod, Side
+from services.portfolio.events import EventHub
+from services.portfolio.exports import Exports
+from services.portfolio.imports import Imports
+from services.portfolio.market_data import MarketData
+from services.portfolio.messages import (
+    PROTO_TO_KIND,
+    PROTO_TO_METHOD,
+    PROTO_TO_SIDE,
+    performance_message,
+    portfolio_message,
+    position_message,
+    quote_message,
+    stock_message,
+    trade_message,
+)
+from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
+from services.portfolio.reports import Reports
+from services.portfolio.repository import TradeFilter
+from services.portfolio.trades import TradeDraft, Trades
+from services.runtime.errors import InvalidArgument
+from services.runtime.idempotency import IdempotencyStore
+from services.runtime.interceptors import require_identity
+from services.runtime.pagination import page_of
+
+M = TypeVar("M", bound=Message)
+# Enough for every match a market gives; SearchStocks pages through them.
+MAX_SEARCH_RESULTS = 500
 
 
-class PortfolioServiceServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
-    pass
+@dataclass(frozen=True)
+class UseCases:
+    portfolios: Portfolios
+    trades: Trades
+    imports: Imports
+    exports: Exports
+    reports: Reports
+    market: MarketData
+    hub: EventHub
+    idempotency: IdempotencyStore
+
+
+def _when(stamp: Timestamp, present: bool) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=UTC) if present else None
+
+
+def _side(value: portfolio_pb2.TradeSide.ValueType) -> Side | None:
+    return PROTO_TO_SIDE.get(value)
+
+
+def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
+    return portfolio_message(valued.portfolio, valued.totals, valued.positions)
+
+
+class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
+    def __init__(self, cases: UseCases) -> None:
+        self._cases = cases
+
+    async def _once(
+        self, method: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
+    ) -> M:
+        identity = require_identity()
+        return await self._cases.idempotency.run(
+            identity.user_id, method, request, response_type, run
+        )
+
+    # --- portfolios ----------------------------------------------------------------------------
+
+    async def ListPortfolios(
+        self, request: portfolio_pb2.ListPortfoliosRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListPortfoliosResponse:
+        page = page_of(request.page, request.limit)
+        found, total = await self._cases.portfolios.page(require_identity().user_id, page)
+        return portfolio_pb2.ListPortfoliosResponse(
+            portfolios=[_valued(v) for v in found], pagination=page.describe(total)
+        )
+
+    async def CreatePortfolio(
+        self, request: portfolio_pb2.CreatePortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.CreatePortfolioResponse:
+        if request.kind not in (portfolio_pb2.PORTFOLIO_KIND_UNSPECIFIED, *PROTO_TO_KIND):
+            raise InvalidArgument.field("kind", "must be tracking or paper")
+        draft = PortfolioDraft(
+            name=request.name,
+            description=request.description,
+            base_currency=request.base_currency,
+            kind=PROTO_TO_KIND.get(request.kind),
+            initial_cash=request.initial_cash,
+        )
+        user_id = require_identity().user_id
+
+        async def create() -> portfolio_pb2.CreatePortfolioResponse:
+            valued = await self._cases.portfolios.create(user_id, draft)
+            return portfolio_pb2.CreatePortfolioResponse(portfolio=_valued(valued))
+
+        return await self._once(
+            "CreatePortfolio", request, portfolio_pb2.CreatePortfolioResponse, create
+        )
+
+    async def GetPortfolio(
+        self, request: portfolio_pb2.GetPortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetPortfolioResponse:
+        valued = await self._cases.portfolios.get(require_identity().user_id, request.id)
+        return portfolio_pb2.GetPortfolioResponse(portfolio=_valued(valued))
+
+    async def UpdatePortfolio(
+        self, request: portfolio_pb2.UpdatePortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.UpdatePortfolioResponse:
+        changes = PortfolioChanges(
+            name=request.name if request.HasField("name") else None,
+            description=request.description if request.HasField("description") else None,
+            base_currency=request.base_currency if request.HasField("base_currency") else None,
+        )
+        valued = await self._cases.portfolios.update(
+            require_identity().user_id, request.id, changes
+        )
+        return portfolio_pb2.UpdatePortfolioResponse(portfolio=_valued(valued))
+
+    async def DeletePortfolio(
+        self, request: portfolio_pb2.DeletePortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.DeletePortfolioResponse:
+        await self._cases.portfolios.delete(require_identity().user_id, request.id)
+        return portfolio_pb2.DeletePortfolioResponse()
+
+    # --- trades and positions ------------------------------------------------------------------
+
+    async def ListTrades(
+        self, request: portfolio_pb2.ListTradesRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListTradesResponse:
+        page = page_of(request.page, request.limit)
+        if request.side and request.side not in PROTO_TO_SIDE:
+            raise InvalidArgument.field(
+                "side", "must be buy, sell, dividend, deposit or withdrawal"
+            )
+        wanted = TradeFilter(
+            user_id=require_identity().user_id,
+            portfolio_id=request.portfolio_id.strip(),
+            symbol=request.symbol.strip(),
+            side=_side(request.side),
+            start=_when(getattr(request, "from"), request.HasField("from")),
+            end=_when(request.to, request.HasField("to")),
+        )
+        found, total = await self._cases.trades.search(wanted, page)
+        return portfolio_pb2.ListTradesResponse(
+            trades=[trade_message(t) for t in found], pagination=page.describe(total)
+        )
+
+    async def CreateTrade(
+        self, request: portfolio_pb2.CreateTradeRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.CreateTradeResponse:
+        draft = TradeDraft(
+            side=_side(request.side),
+            symbol=request.symbol,
+            quantity=request.quantity,
+            price=request.price,
+            fees=request.fees,
+            executed_at=_when(request.executed_at, request.HasField("executed_at")),
+            notes=request.notes,
+        )
+        user_id = require_identity().user_id
+
+        async def create() -> portfolio_pb2.CreateTradeResponse:
+            recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
+            return portfolio_pb2.CreateTradeResponse(trade=trade_message(recorded))
+
+        return await self._once("CreateTrade", request, portfolio_pb2.CreateTradeResponse, create)
+
+    async def ImportTrades(
+        self, request: portfolio_pb2.ImportTradesRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ImportTradesResponse:
+        user_id = require_identity().user_id
+
+        async def run() -> portfolio_pb2.ImportTradesResponse:
+            recorded = await self._cases.imports.run(
+                user_id, request.portfolio_id, request.csv, dry_run=request.dry_run
+            )
+            return portfolio_pb2.ImportTradesResponse(
+                imported=0 if request.dry_run else len(recorded),
+                trades=[trade_message(t) for t in recorded],
+            )
+
+        return await self._once("ImportTrades", request, portfolio_pb2.ImportTradesResponse, run)
+
+    async def ListPositions(
+        self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListPositionsResponse:
+        page = page_of(request.page, request.limit)
+        if request.cost_method and request.cost_method not in PROTO_TO_METHOD:
+            raise InvalidArgument.field("costMethod", "must be fifo or average")
+        positions = await self._cases.trades.positions(
+            require_identity().user_id,
+            request.portfolio_id,
+            method=PROTO_TO_METHOD.get(request.cost_method, CostMethod.FIFO),
+            include_closed=request.include_closed,
+        )
+        shown = positions[page.offset : page.offset + page.limit]
+        return portfolio_pb2.ListPositionsResponse(
+            positions=[position_message(request.portfolio_id.strip(), p) for p in shown],
+            pagination=page.describe(len(positions)),
+        )
+
+    async def CreatePosition(
+        self, request: portfolio_pb2.CreatePositionRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.CreatePositionResponse:
+        # A BUY by another name: the same path as CreateTrade.
+        draft = TradeDraft(
+            side=Side.BUY,
+            symbol=request.symbol,
+            quantity=request.quantity,
+            price=request.price,
+            fees=request.fees,
+        )
+        user_id = require_identity().user_id
+
+        async def create() -> portfolio_pb2.CreatePositionResponse:
+            recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
+            position = await self._cases.trades.position(
+                user_id, recorded.portfolio_id, recorded.trade.symbol
+            )
+            return portfolio_pb2.CreatePositionResponse(
+                position=position_message(recorded.portfolio_id, position)
+            )
+
+        return await self._once(
+            "CreatePosition", request, portfolio_pb2.CreatePositionResponse, create
+        )
+
+    # --- market data ---------------------------------------------------------------------------
+
+    async def SearchStocks(
+        self, request: portfolio_pb2.SearchStocksRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.SearchStocksResponse:
+        page = page_of(request.page, request.limit)
+        found = await self._cases.market.search(request.q, MAX_SEARCH_RESULTS)
+        shown = found[page.offset : page.offset + page.limit]
+        return portfolio_pb2.SearchStocksResponse(
+            stocks=[stock_message(s) for s in shown], pagination=page.describe(len(found))
+        )
+
+    async def GetStock(
+        self, request: portfolio_pb2.GetStockRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetStockResponse:
+        info = await self._cases.market.stock(request.symbol)
+        return portfolio_pb2.GetStockResponse(stock=stock_message(info))
+
+    async def GetQuote(
+        self, request: portfolio_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetQuoteResponse:
+        quote = await self._cases.market.quote(request.symbol)
+        return portfolio_pb2.GetQuoteResponse(quote=quote_message(quote))
+
+    async def GetPerformance(
+        self, request: portfolio_pb2.GetPerformanceRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetPerformanceResponse:
+        report = await self._cases.reports.performance(
+            require_identity().user_id, request.portfolio_id, request.range
+        )
+        return performance_message(request.portfolio_id.strip(), report)
+
+    async def ExportPortfolio(
+        self, request: portfolio_pb2.ExportPortfolioRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        chunks = await self._cases.exports.open(
+            require_identity().user_id, request.portfolio_id, request.format
+        )
+        async for chunk in chunks:
+            yield chunk
+
+    # --- internal streams (service tokens only; the interceptor enforces it) -------------------
+
+    async def StreamMarket(
+        self, request: portfolio_pb2.StreamMarketRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[portfolio_pb2.StreamMarketResponse]:
+        ticks = self._cases.market.ticks()
+        try:
+            # Headers go out once subscribed: a caller that waits for them misses no tick.
+            await context.send_initial_metadata(())
+            async for quote in ticks:
+                yield portfolio_pb2.StreamMarketResponse(quote=quote_message(quote))
+        finally:
+            close = getattr(ticks, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def StreamPortfolioEvents(
+        self,
+        request: portfolio_pb2.StreamPortfolioEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[portfolio_pb2.StreamPortfolioEventsResponse]:
+        subscription = self._cases.hub.subscribe()
+        try:
+            await context.send_initial_metadata(())
+            async for event in subscription:
+                yield event
+        finally:
+            self._cases.hub.unsubscribe(subscription)

@@ -243,3 +243,13 @@ def spawn(tmp_path: Path) -> Spawn:
                 await process.wait()
 
     return start
+
+
+# The portfolio service's fixtures live beside its tests' helpers.
+from tests.integration.portfolio_harness import (  # noqa: E402
+    portfolio_database_url,
+    portfolio_service,
+    start_portfolio,
+)
+
+__all__ = ["portfolio_database_url", "portfolio_service", "start_portfolio"]

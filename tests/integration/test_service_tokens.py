@@ -7,7 +7,6 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
-from services.portfolio.servicer import PortfolioServiceServicer
 from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.descriptors import method_rules
 from tests.integration.conftest import Issue, Serve, SessionBook
@@ -15,7 +14,7 @@ from tests.integration.conftest import Issue, Serve, SessionBook
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 
 
-class MarketStub(PortfolioServiceServicer):  # type: ignore[misc]
+class MarketStub(portfolio_pb2_grpc.PortfolioServiceServicer):  # type: ignore[misc]
     """Answers the internal stream with one tick, so a test sees who got through."""
 
     async def StreamMarket(self, request, context):  # type: ignore[no-untyped-def]

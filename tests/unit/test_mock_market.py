@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.market_data import (
     MarketConfig,
     Quote,
@@ -316,18 +317,29 @@ async def test_the_factory_picks_the_mock_by_default_and_says_so(
         await source.close()
 
 
-async def test_a_key_alone_keeps_the_mock_while_use_mock_prices_is_true(
+async def test_a_key_alone_selects_alpha_vantage() -> None:
+    source = create_market_data(
+        load_market_config({"ALPHA_VANTAGE_API_KEY": "SOME-KEY"}), InProcessCache()
+    )
+    try:
+        assert isinstance(source, AlphaVantage)
+    finally:
+        await source.close()
+
+
+async def test_use_mock_prices_true_keeps_the_mock_beside_a_key_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     key = "KEY-THAT-MUST-NOT-BE-LOGGED"
     source = create_market_data(
-        load_market_config({"ALPHA_VANTAGE_API_KEY": key}), InProcessCache()
+        load_market_config({"ALPHA_VANTAGE_API_KEY": key, "USE_MOCK_PRICES": "true"}),
+        InProcessCache(),
     )
     try:
         assert isinstance(source, MockMarket)
         record = next(r for r in caplog.records if r.getMessage() == "market data simulated")
-        assert "set USE_MOCK_PRICES=false" in record.reason  # type: ignore[attr-defined]
+        assert "unset USE_MOCK_PRICES" in record.reason  # type: ignore[attr-defined]
         assert key not in caplog.text
         assert all(key not in str(r.__dict__) for r in caplog.records)
     finally:

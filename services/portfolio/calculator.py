@@ -1,0 +1,123 @@
+"""The portfolio calculator: every `interval` seconds, revalue every portfolio that holds
+positions at current prices, publish a `portfolio_value` event for each, and record each held
+symbol's latest price as today's close in the price history.
+
+Replicas share the work through the cache: each interval is claimed by the first replica to
+count it (with Redis, one replica per interval; alone, always this one), and its events reach
+the other replicas' subscribers through the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from services.portfolio.domain import Book
+from services.portfolio.events import EventHub
+from services.portfolio.market_data import Quote
+from services.portfolio.prices import Prices
+from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.cache import Cache
+from services.runtime.db import Database
+from services.runtime.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Calculator:
+    def __init__(
+        self,
+        db: Database,
+        prices: Prices,
+        hub: EventHub,
+        cache: Cache,
+        *,
+        interval: float,
+        clock: Callable[[], datetime] = _utc_now,
+        batch: int = BATCH,
+    ) -> None:
+        self._db = db
+        self._prices = prices
+        self._hub = hub
+        self._cache = cache
+        self._interval = interval
+        self._clock = clock
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run_forever(), name="portfolio-calculator")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def revalue_all(self) -> int:
+        """One revaluation of every portfolio with positions; returns how many were valued."""
+        now = self._clock()
+        quotes: dict[str, Quote] = {}
+        prices: dict[str, Decimal] = {}
+        valued = 0
+        after = ""
+        while True:
+            async with self._db.reading() as session:
+                batch = await PortfolioRepository(session).after(after, self._batch)
+                trades = await TradeRepository(session).of_many([p.id for p in batch])
+            if not batch:
+                break
+            after = batch[-1].id
+            books: list[tuple[str, str, Book]] = []
+            for portfolio in batch:
+                try:
+                    book = Book.replay(
+                        [r.trade for r in trades[portfolio.id]], policy=portfolio.kind.policy
+                    )
+                except DomainError as problem:  # stored trades that no longer replay
+                    log.error(
+                        "portfolio does not replay",
+                        extra={"portfolioId": portfolio.id, "why": problem.message},
+                    )
+                    continue
+                if book.open_symbols():
+                    books.append((portfolio.user_id, portfolio.id, book))
+            held = {s for _, _, book in books for s in book.open_symbols()}
+            found = await self._prices.quotes(held - quotes.keys())
+            quotes.update(found)
+            prices.update((symbol, quote.price) for symbol, quote in found.items())
+            for user_id, portfolio_id, book in books:
+                await self._hub.portfolio_valued(user_id, portfolio_id, book.totals(prices), now)
+                valued += 1
+        await self._prices.record_latest(quotes.values())
+        return valued
+
+    async def _run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                if await self._claim():
+                    await self.revalue_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one failed round (database down) must not end the job
+                log.exception("portfolio revaluation failed")
+
+    async def _claim(self) -> bool:
+        window = int(time.time() // self._interval)
+        count, _ = await self._cache.incr(f"calculator:{window}", self._interval * 2)
+        # 0: the cache could not count (Redis down); revaluing twice beats not at all.
+        return count <= 1

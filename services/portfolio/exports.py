@@ -1,0 +1,260 @@
+"""A portfolio's trades and positions, streamed as CSV or JSON in chunks of bounded size.
+
+Trades are read a page at a time in ledger order (oldest first) and written as they come, so a
+large portfolio is never held as text in memory; the book replays alongside, and its positions
+(valued at current prices) close the export.
+
+CSV: the trades table (its first columns are the import's), a blank line, then the positions
+table, each with its header row. Notes that a spreadsheet would run as a formula (starting
+with = + - @) are prefixed with an apostrophe. JSON: one object,
+`{"portfolio": {...}, "exportedAt": ..., "trades": [...], "positions": [...]}`, with the wire's
+lowerCamelCase names and decimal strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from google.api import httpbody_pb2
+
+from services.portfolio.domain import (
+    Book,
+    Position,
+    present_money,
+    present_price,
+    present_quantity,
+    present_ratio,
+)
+from services.portfolio.prices import Prices
+from services.portfolio.records import (
+    Portfolio,
+    RecordedTrade,
+    portfolio_not_found,
+    require_portfolio_id,
+)
+from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.db import Database
+from services.runtime.errors import InvalidArgument
+
+CHUNK_BYTES = 64 * 1024
+PAGE_SIZE = 500
+CSV_TYPE = "text/csv; charset=utf-8"
+JSON_TYPE = "application/json"
+
+TRADE_COLUMNS = (
+    "date",
+    "side",
+    "symbol",
+    "quantity",
+    "price",
+    "fees",
+    "notes",
+    "amount",
+    "id",
+    "price_source",
+    "created_at",
+)
+POSITION_COLUMNS = (
+    "symbol",
+    "quantity",
+    "average_cost",
+    "cost_basis",
+    "price",
+    "market_value",
+    "unrealized_gain",
+    "realized_gain",
+    "dividends",
+    "weight",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _trade_fields(recorded: RecordedTrade) -> dict[str, str]:
+    trade = recorded.trade
+    return {
+        "date": iso(trade.executed_at),
+        "side": trade.side.value,
+        "symbol": trade.symbol,
+        "quantity": present_quantity(trade.quantity),
+        "price": present_price(trade.price),
+        "fees": present_price(trade.fees),
+        "notes": trade.notes,
+        "amount": present_money(trade.amount),
+        "id": trade.id,
+        "price_source": recorded.price_source,
+        "created_at": iso(recorded.created_at),
+    }
+
+
+def _position_fields(position: Position) -> dict[str, str]:
+    average = position.average_cost
+    return {
+        "symbol": position.symbol,
+        "quantity": present_quantity(position.quantity),
+        "average_cost": present_price(average) if average is not None else "",
+        "cost_basis": present_money(position.cost_basis),
+        "price": present_price(position.price),
+        "market_value": present_money(position.market_value),
+        "unrealized_gain": present_money(position.unrealized_gain),
+        "realized_gain": present_money(position.realized_gain),
+        "dividends": present_money(position.dividends),
+        "weight": present_ratio(position.weight),
+    }
+
+
+def _camel(name: str) -> str:
+    if name == "date":
+        return "executedAt"  # as the Trade message names it
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class Writer(Protocol):
+    content_type: str
+
+    def begin(self, portfolio: Portfolio, at: datetime) -> str: ...
+    def trade(self, recorded: RecordedTrade) -> str: ...
+    def positions(self, positions: list[Position]) -> str: ...
+
+
+class CsvWriter:
+    content_type = CSV_TYPE
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def begin(self, portfolio: Portfolio, at: datetime) -> str:
+        return self._line(TRADE_COLUMNS)
+
+    def trade(self, recorded: RecordedTrade) -> str:
+        fields = _trade_fields(recorded)
+        if fields["notes"].startswith(_FORMULA_START):
+            fields["notes"] = "'" + fields["notes"]
+        return self._line([fields[c] for c in TRADE_COLUMNS])
+
+    def positions(self, positions: list[Position]) -> str:
+        lines = ["\r\n", self._line(POSITION_COLUMNS)]
+        for position in positions:
+            fields = _position_fields(position)
+            lines.append(self._line([fields[c] for c in POSITION_COLUMNS]))
+        return "".join(lines)
+
+    def _line(self, cells: Any) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(cells)
+        return self._buffer.getvalue()
+
+
+class JsonWriter:
+    content_type = JSON_TYPE
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def begin(self, portfolio: Portfolio, at: datetime) -> str:
+        head = {
+            "id": portfolio.id,
+            "name": portfolio.name,
+            "description": portfolio.description,
+            "baseCurrency": portfolio.base_currency,
+            "kind": portfolio.kind.value,
+        }
+        return f'{{"portfolio": {json.dumps(head)}, "exportedAt": "{iso(at)}", "trades": ['
+
+    def trade(self, recorded: RecordedTrade) -> str:
+        fields = {_camel(k): v for k, v in _trade_fields(recorded).items()}
+        separator = "" if self._first else ", "
+        self._first = False
+        return separator + json.dumps(fields)
+
+    def positions(self, positions: list[Position]) -> str:
+        items = [{_camel(k): v for k, v in _position_fields(p).items()} for p in positions]
+        return f'], "positions": {json.dumps(items)}}}\n'
+
+
+WRITERS: dict[str, Callable[[], Writer]] = {"csv": CsvWriter, "json": JsonWriter}
+
+
+class Exports:
+    def __init__(
+        self,
+        db: Database,
+        prices: Prices,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        chunk_bytes: int = CHUNK_BYTES,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self._db = db
+        self._prices = prices
+        self._clock = clock
+        self._chunk_bytes = chunk_bytes
+        self._page_size = page_size
+
+    async def open(
+        self, user_id: str, portfolio_id: str, format_: str
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """Check the request, then return the stream: a bad request fails before any chunk."""
+        portfolio_id = require_portfolio_id(portfolio_id)
+        key = (format_ or "csv").strip().lower()
+        if key not in WRITERS:
+            raise InvalidArgument.field("format", "must be csv or json")
+        async with self._db.reading() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+        if portfolio is None:
+            raise portfolio_not_found(portfolio_id)
+        return self._stream(portfolio, WRITERS[key]())
+
+    async def _stream(
+        self, portfolio: Portfolio, writer: Writer
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        pending = [writer.begin(portfolio, self._clock())]
+        size = len(pending[0])
+        book = Book(portfolio.kind.policy)
+        async for recorded in self._trades(portfolio.id):
+            book.record(recorded.trade)
+            text = writer.trade(recorded)
+            pending.append(text)
+            size += len(text)
+            if size >= self._chunk_bytes:
+                yield self._chunk(writer, pending)
+                pending, size = [], 0
+        prices = await self._prices.current(book.open_symbols())
+        pending.append(writer.positions(book.positions(prices)))
+        yield self._chunk(writer, pending)
+
+    async def _trades(self, portfolio_id: str) -> AsyncIterator[RecordedTrade]:
+        after: tuple[datetime, int] | None = None
+        while True:
+            # A short read transaction per page: none stays open while a slow client reads.
+            async with self._db.reading() as session:
+                page = await TradeRepository(session).batch_after(
+                    portfolio_id, after, self._page_size
+                )
+            for recorded in page:
+                yield recorded
+            if len(page) < self._page_size:
+                return
+            last = page[-1].trade
+            after = (last.executed_at, last.sequence)
+
+    @staticmethod
+    def _chunk(writer: Writer, pending: list[str]) -> httpbody_pb2.HttpBody:
+        return httpbody_pb2.HttpBody(
+            content_type=writer.content_type, data="".join(pending).encode("utf-8")
+        )

@@ -1,0 +1,179 @@
+"""Wire shapes: the service's records as protobuf messages, with numbers presented once by the
+domain's `present_*` rules, and the proto enums mapped to the domain's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from stockfolio.portfolio.v1 import portfolio_pb2
+
+from services.portfolio.domain import (
+    CostMethod,
+    Lot,
+    Position,
+    Side,
+    Totals,
+    present_money,
+    present_percent,
+    present_price,
+    present_quantity,
+    present_ratio,
+    ratio,
+)
+from services.portfolio.market_data import Quote, StockInfo
+from services.portfolio.performance import PerformanceReport
+from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+
+SIDE_TO_PROTO = {
+    Side.BUY: portfolio_pb2.TRADE_SIDE_BUY,
+    Side.SELL: portfolio_pb2.TRADE_SIDE_SELL,
+    Side.DIVIDEND: portfolio_pb2.TRADE_SIDE_DIVIDEND,
+    Side.DEPOSIT: portfolio_pb2.TRADE_SIDE_DEPOSIT,
+    Side.WITHDRAWAL: portfolio_pb2.TRADE_SIDE_WITHDRAWAL,
+}
+PROTO_TO_SIDE = {v: k for k, v in SIDE_TO_PROTO.items()}
+KIND_TO_PROTO = {
+    PortfolioKind.TRACKING: portfolio_pb2.PORTFOLIO_KIND_TRACKING,
+    PortfolioKind.PAPER: portfolio_pb2.PORTFOLIO_KIND_PAPER,
+}
+PROTO_TO_KIND = {v: k for k, v in KIND_TO_PROTO.items()}
+METHOD_TO_PROTO = {
+    CostMethod.FIFO: portfolio_pb2.COST_METHOD_FIFO,
+    CostMethod.AVERAGE: portfolio_pb2.COST_METHOD_AVERAGE,
+}
+PROTO_TO_METHOD = {v: k for k, v in METHOD_TO_PROTO.items()}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
+    trade = recorded.trade
+    return portfolio_pb2.Trade(
+        id=trade.id,
+        portfolio_id=recorded.portfolio_id,
+        symbol=trade.symbol,
+        side=SIDE_TO_PROTO[trade.side],
+        quantity=present_quantity(trade.quantity),
+        price=present_price(trade.price),
+        # Fees are kept as given (up to 6 places: per-share commissions add up to sub-cents).
+        fees=present_price(trade.fees),
+        executed_at=timestamp(trade.executed_at),
+        notes=trade.notes,
+        amount=present_money(trade.amount),
+        created_at=timestamp(recorded.created_at),
+        price_source=recorded.price_source,
+    )
+
+
+def lot_message(lot: Lot) -> portfolio_pb2.Lot:
+    return portfolio_pb2.Lot(
+        quantity=present_quantity(lot.quantity),
+        unit_cost=present_price(lot.unit_cost),
+        cost=present_money(lot.cost),
+        opened_at=timestamp(lot.opened_at),
+    )
+
+
+def position_message(portfolio_id: str, position: Position) -> portfolio_pb2.Position:
+    average = position.average_cost
+    return portfolio_pb2.Position(
+        portfolio_id=portfolio_id,
+        symbol=position.symbol,
+        quantity=present_quantity(position.quantity),
+        average_cost=present_price(average) if average is not None else "",
+        cost_basis=present_money(position.cost_basis),
+        market_value=present_money(position.market_value),
+        unrealized_gain=present_money(position.unrealized_gain),
+        realized_gain=present_money(position.realized_gain),
+        weight=present_ratio(position.weight),
+        price=present_price(position.price),
+        unrealized_gain_percent=present_percent(
+            ratio(position.unrealized_gain, position.cost_basis)
+        ),
+        dividends=present_money(position.dividends),
+        lots=[lot_message(lot) for lot in position.lots],
+        cost_method=METHOD_TO_PROTO[position.method],
+    )
+
+
+def portfolio_message(
+    portfolio: Portfolio, totals: Totals, positions: list[Position]
+) -> portfolio_pb2.Portfolio:
+    return portfolio_pb2.Portfolio(
+        id=portfolio.id,
+        name=portfolio.name,
+        description=portfolio.description,
+        base_currency=portfolio.base_currency,
+        total_value=present_money(totals.total_value),
+        total_cost=present_money(totals.total_cost),
+        total_gain_loss=present_money(totals.total_gain_loss),
+        total_gain_loss_percent=present_percent(totals.total_return),
+        cash=present_money(totals.cash),
+        positions=[position_message(portfolio.id, p) for p in positions],
+        created_at=timestamp(portfolio.created_at),
+        updated_at=timestamp(portfolio.updated_at),
+        kind=KIND_TO_PROTO[portfolio.kind],
+        cost_basis=present_money(totals.cost_basis),
+        realized_gain=present_money(totals.realized_gain),
+        unrealized_gain=present_money(totals.unrealized_gain),
+        dividends=present_money(totals.dividends),
+        fees=present_money(totals.fees),
+    )
+
+
+def quote_message(quote: Quote) -> portfolio_pb2.Quote:
+    return portfolio_pb2.Quote(
+        symbol=quote.symbol,
+        price=present_price(quote.price),
+        change=present_price(quote.change),
+        # The market's change_percent is in percent units already ("1.23" is 1.23%).
+        change_percent=present_percent(quote.change_percent / 100),
+        time=timestamp(quote.time),
+        source=quote.source,
+        stale=quote.stale,
+    )
+
+
+def stock_message(info: StockInfo) -> portfolio_pb2.Stock:
+    return portfolio_pb2.Stock(
+        symbol=info.symbol, name=info.name, exchange=info.exchange, currency=info.currency
+    )
+
+
+def performance_message(
+    portfolio_id: str, report: PerformanceReport
+) -> portfolio_pb2.GetPerformanceResponse:
+    xirr = report.money_weighted_return
+    return portfolio_pb2.GetPerformanceResponse(
+        portfolio_id=portfolio_id,
+        time_weighted_return=present_ratio(report.time_weighted_return),
+        money_weighted_return=present_ratio(xirr.rate),
+        money_weighted_note="" if xirr.converged else xirr.reason,
+        realized_gain=present_money(report.realized_gain),
+        unrealized_gain=present_money(report.unrealized_gain),
+        dividends=present_money(report.dividends),
+        fees=present_money(report.fees),
+        range=report.range,
+        start_date=report.start.isoformat(),
+        end_date=report.end.isoformat(),
+        start_value=present_money(report.start_value),
+        end_value=present_money(report.end_value),
+        inflows=present_money(report.inflows),
+        outflows=present_money(report.outflows),
+        gain=present_money(report.gain),
+        allocation=[
+            portfolio_pb2.AllocationSlice(
+                name=s.name, value=present_money(s.value), weight=present_ratio(s.weight)
+            )
+            for s in report.allocation
+        ],
+        series=[
+            portfolio_pb2.ValuePoint(date=p.day.isoformat(), value=present_money(p.value))
+            for p in report.series
+        ],
+    )

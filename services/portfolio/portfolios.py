@@ -1,0 +1,169 @@
+"""Portfolios: create, read, update and delete a user's own, each read valued at the market's
+current prices. Another user's portfolio is as absent as one that never existed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.portfolio.domain import (
+    ONE,
+    QUANTITY_PLACES,
+    ZERO,
+    Book,
+    Position,
+    Side,
+    Totals,
+    Trade,
+    new_trade,
+    parse_decimal,
+)
+from services.portfolio.events import EventHub
+from services.portfolio.prices import Prices
+from services.portfolio.records import (
+    Portfolio,
+    PortfolioKind,
+    RecordedTrade,
+    clean_currency,
+    clean_description,
+    clean_name,
+    portfolio_not_found,
+    require_portfolio_id,
+)
+from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.db import Database
+from services.runtime.errors import InvalidArgument
+from services.runtime.pagination import Page
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Valued:
+    """A portfolio with its totals and open positions at current prices."""
+
+    portfolio: Portfolio
+    totals: Totals
+    positions: list[Position]
+
+
+@dataclass(frozen=True)
+class PortfolioDraft:
+    name: str
+    description: str = ""
+    base_currency: str = ""
+    kind: PortfolioKind | None = None
+    initial_cash: str = ""
+
+
+@dataclass(frozen=True)
+class PortfolioChanges:
+    """Fields to change; None leaves one as it is."""
+
+    name: str | None = None
+    description: str | None = None
+    base_currency: str | None = None
+
+
+def _initial_deposit(raw: str, now: datetime) -> Trade | None:
+    if not raw.strip():
+        return None
+    amount = parse_decimal("initialCash", raw, places=QUANTITY_PLACES)
+    if amount < 0:
+        raise InvalidArgument.field("initialCash", "must not be negative")
+    if amount == 0:
+        return None
+    return new_trade(
+        Side.DEPOSIT, "", amount, ONE, ZERO, now, now=now, sequence=1, id=str(uuid.uuid4())
+    )
+
+
+class Portfolios:
+    def __init__(
+        self,
+        db: Database,
+        prices: Prices,
+        hub: EventHub,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = db
+        self._prices = prices
+        self._hub = hub
+        self._clock = clock
+
+    async def create(self, user_id: str, draft: PortfolioDraft) -> Valued:
+        now = self._clock()
+        portfolio = Portfolio(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            name=clean_name(draft.name),
+            description=clean_description(draft.description),
+            base_currency=clean_currency(draft.base_currency),
+            kind=draft.kind or PortfolioKind.TRACKING,
+            created_at=now,
+            updated_at=now,
+        )
+        deposit = _initial_deposit(draft.initial_cash, now)
+        recorded = [RecordedTrade(portfolio.id, deposit, now)] if deposit else []
+        async with self._db.transaction() as session:
+            await PortfolioRepository(session).add(portfolio)
+            await TradeRepository(session).add(recorded)
+        await self._hub.trades_recorded(user_id, recorded)
+        return (await self._value([(portfolio, [r.trade for r in recorded])]))[0]
+
+    async def get(self, user_id: str, portfolio_id: str) -> Valued:
+        portfolio_id = require_portfolio_id(portfolio_id, "id")
+        async with self._db.reading() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+            if portfolio is None:
+                raise portfolio_not_found(portfolio_id)
+            trades = await TradeRepository(session).of(portfolio_id)
+        return (await self._value([(portfolio, [r.trade for r in trades])]))[0]
+
+    async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:
+        async with self._db.reading() as session:
+            found, total = await PortfolioRepository(session).page(
+                user_id, offset=page.offset, limit=page.limit
+            )
+            trades = await TradeRepository(session).of_many([p.id for p in found])
+        valued = await self._value([(p, [r.trade for r in trades[p.id]]) for p in found])
+        return valued, total
+
+    async def update(self, user_id: str, portfolio_id: str, changes: PortfolioChanges) -> Valued:
+        portfolio_id = require_portfolio_id(portfolio_id, "id")
+        name = clean_name(changes.name) if changes.name is not None else None
+        description = (
+            clean_description(changes.description) if changes.description is not None else None
+        )
+        currency = clean_currency(changes.base_currency) if changes.base_currency else None
+        async with self._db.transaction() as session:
+            repository = PortfolioRepository(session)
+            portfolio = await repository.lock(portfolio_id, user_id)
+            if portfolio is None:
+                raise portfolio_not_found(portfolio_id)
+            portfolio.name = name if name is not None else portfolio.name
+            if description is not None:
+                portfolio.description = description
+            portfolio.base_currency = currency or portfolio.base_currency
+            portfolio.updated_at = self._clock()
+            await repository.save(portfolio)
+            trades = await TradeRepository(session).of(portfolio_id)
+        return (await self._value([(portfolio, [r.trade for r in trades])]))[0]
+
+    async def delete(self, user_id: str, portfolio_id: str) -> None:
+        """The portfolio and its trades."""
+        portfolio_id = require_portfolio_id(portfolio_id, "id")
+        async with self._db.transaction() as session:
+            if not await PortfolioRepository(session).remove(portfolio_id, user_id):
+                raise portfolio_not_found(portfolio_id)
+
+    async def _value(self, found: Sequence[tuple[Portfolio, list[Trade]]]) -> list[Valued]:
+        """Replay each book and price every open position with one quote per symbol."""
+        books = [(p, Book.replay(trades, policy=p.kind.policy)) for p, trades in found]
+        prices = await self._prices.current({s for _, book in books for s in book.open_symbols()})
+        return [Valued(p, book.totals(prices), book.positions(prices)) for p, book in books]

@@ -1,0 +1,92 @@
+"""Prices for valuing portfolios: current quotes from the market, and daily closes kept in
+`price_history` (fetched from the market on demand, today's latest recorded by the calculator).
+
+Stored closes win over fetched ones for the same day: what the service recorded (or an operator
+corrected) is not overwritten by a provider's later answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+
+from services.portfolio.market_data import MarketData, Quote
+from services.portfolio.repository import PriceRepository
+from services.runtime.db import Database
+from services.runtime.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# Closes from this many days before a range's baseline, so the baseline has a last close to
+# carry forward over weekends and holidays.
+LOOKBACK = timedelta(days=14)
+
+
+class Prices:
+    def __init__(self, db: Database, market: MarketData) -> None:
+        self._db = db
+        self._market = market
+
+    async def quotes(self, symbols: Iterable[str]) -> dict[str, Quote]:
+        """The market's quote of each symbol it can price now; the others are left out (a
+        book values them at their last trade price)."""
+        wanted = sorted(set(symbols))
+        found = await asyncio.gather(*(self._quote(s) for s in wanted))
+        return {q.symbol: q for q in found if q is not None}
+
+    async def current(self, symbols: Iterable[str]) -> dict[str, Decimal]:
+        return {s: q.price for s, q in (await self.quotes(symbols)).items()}
+
+    async def _quote(self, symbol: str) -> Quote | None:
+        try:
+            return await self._market.quote(symbol)
+        except DomainError as problem:
+            log.info("no quote", extra={"symbol": symbol, "why": problem.reason})
+            return None
+
+    async def history(
+        self, symbols: Iterable[str], start: date, end: date
+    ) -> dict[str, dict[date, Decimal]]:
+        """Daily closes of `symbols` from `start - LOOKBACK` to `end`: the market's, with the
+        stored ones on top; what the market gave and was not stored yet is stored."""
+        wanted = sorted(set(symbols))
+        first = start - LOOKBACK
+        fetched = await asyncio.gather(*(self._daily(s, first, end) for s in wanted))
+        async with self._db.reading() as session:
+            stored = await PriceRepository(session).closes(wanted, first, end)
+        missing = {
+            symbol: {d: c for d, c in closes.items() if d not in stored[symbol]}
+            for symbol, closes in zip(wanted, fetched, strict=True)
+        }
+        if any(missing.values()):
+            async with self._db.transaction() as session:
+                repository = PriceRepository(session)
+                for symbol, closes in missing.items():
+                    await repository.add_missing(symbol, closes)
+        return {
+            symbol: {**closes, **stored[symbol]}
+            for symbol, closes in zip(wanted, fetched, strict=True)
+        }
+
+    async def _daily(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
+        try:
+            return await self._market.daily_history(symbol, start, end)
+        except DomainError as problem:
+            log.info("no daily history", extra={"symbol": symbol, "why": problem.reason})
+            return {}
+
+    async def record_latest(self, quotes: Iterable[Quote]) -> None:
+        """Keep each fresh quote as its symbol's close of the day it was observed, replacing an
+        earlier one of that day (a stale copy, served from cache, says nothing new)."""
+        fresh = sorted((q for q in quotes if not q.stale), key=lambda q: q.symbol)
+        if not fresh:
+            return
+        async with self._db.transaction() as session:
+            repository = PriceRepository(session)
+            for quote in fresh:
+                await repository.record(
+                    quote.symbol, quote.time.astimezone(UTC).date(), quote.price
+                )

@@ -1,0 +1,92 @@
+"""What the service keeps beside the pure book: a portfolio's own record and the rules for its
+fields, and a trade as recorded (its portfolio, when it was recorded, where its price came from).
+
+Plain Python: no I/O, no framework.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from services.portfolio.domain import CashPolicy, Trade
+from services.runtime.errors import InvalidArgument, NotFound
+
+MAX_NAME = 100
+MAX_DESCRIPTION = 1000
+DEFAULT_CURRENCY = "USD"
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+class PortfolioKind(StrEnum):
+    """Values are the wire's short enum names."""
+
+    TRACKING = "tracking"
+    PAPER = "paper"
+
+    @property
+    def policy(self) -> CashPolicy:
+        """Paper trading spends only the cash it has; tracking records what really happened."""
+        return CashPolicy.REQUIRE_CASH if self is PortfolioKind.PAPER else CashPolicy.FUND_SHORTFALL
+
+
+@dataclass
+class Portfolio:
+    id: str
+    user_id: str
+    name: str
+    description: str
+    base_currency: str
+    kind: PortfolioKind
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordedTrade:
+    """A trade as stored. `price_source` names the market that priced it ("mock",
+    "alphavantage") when the caller gave no price; it is "" otherwise."""
+
+    portfolio_id: str
+    trade: Trade
+    created_at: datetime
+    price_source: str = ""
+
+
+def clean_name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise InvalidArgument.field("name", "is required")
+    if len(name) > MAX_NAME:
+        raise InvalidArgument.field("name", f"must be at most {MAX_NAME} characters")
+    return name
+
+
+def clean_description(raw: str) -> str:
+    description = raw.strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidArgument.field("description", f"must be at most {MAX_DESCRIPTION} characters")
+    return description
+
+
+def clean_currency(raw: str) -> str:
+    """A three-letter ISO 4217 code in upper case; empty means USD."""
+    code = raw.strip().upper()
+    if not code:
+        return DEFAULT_CURRENCY
+    if not _CURRENCY.fullmatch(code):
+        raise InvalidArgument.field("baseCurrency", "must be a three-letter code such as USD")
+    return code
+
+
+def require_portfolio_id(portfolio_id: str, field: str = "portfolioId") -> str:
+    if not portfolio_id.strip():
+        raise InvalidArgument.field(field, "is required")
+    return portfolio_id.strip()
+
+
+def portfolio_not_found(portfolio_id: str) -> NotFound:
+    """Also the answer for another user's portfolio: its existence is not disclosed."""
+    return NotFound(f"portfolio {portfolio_id} not found", reason="PORTFOLIO_NOT_FOUND")

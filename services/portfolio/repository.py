@@ -1,0 +1,268 @@
+"""Loads and saves portfolios, trades and price history; hides SQLAlchemy from the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+
+from services.portfolio.domain import Side, Trade
+from services.portfolio.orm import portfolios, price_history, trades
+from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+
+# SQLite allows at most 32766 bound parameters per statement; stay far below.
+_IN_BATCH = 500
+
+
+def _dialect_module(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind else ""
+    return postgresql if dialect == "postgresql" else sqlite
+
+
+def _portfolio(row: Any) -> Portfolio:
+    return Portfolio(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        description=row.description,
+        base_currency=row.base_currency,
+        kind=PortfolioKind(row.kind),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _recorded(row: Any) -> RecordedTrade:
+    trade = Trade(
+        side=Side(row.side),
+        symbol=row.symbol,
+        quantity=row.quantity,
+        price=row.price,
+        fees=row.fees,
+        executed_at=row.executed_at,
+        sequence=row.sequence,
+        id=row.id,
+        notes=row.notes,
+    )
+    return RecordedTrade(row.portfolio_id, trade, row.created_at, row.price_source)
+
+
+def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
+    trade = recorded.trade
+    return {
+        "id": trade.id,
+        "portfolio_id": recorded.portfolio_id,
+        "symbol": trade.symbol,
+        "side": trade.side.value,
+        "quantity": trade.quantity,
+        "price": trade.price,
+        "fees": trade.fees,
+        "executed_at": trade.executed_at,
+        "sequence": trade.sequence,
+        "notes": trade.notes,
+        "created_at": recorded.created_at,
+        "price_source": recorded.price_source,
+    }
+
+
+class PortfolioRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, portfolio: Portfolio) -> None:
+        await self._session.execute(
+            insert(portfolios).values(
+                id=portfolio.id,
+                user_id=portfolio.user_id,
+                name=portfolio.name,
+                description=portfolio.description,
+                base_currency=portfolio.base_currency,
+                kind=portfolio.kind.value,
+                created_at=portfolio.created_at,
+                updated_at=portfolio.updated_at,
+            )
+        )
+
+    async def get(self, portfolio_id: str, user_id: str) -> Portfolio | None:
+        """The user's portfolio; another user's is as absent as one that never existed."""
+        row = (await self._session.execute(self._owned(portfolio_id, user_id))).first()
+        return _portfolio(row) if row else None
+
+    async def lock(self, portfolio_id: str, user_id: str) -> Portfolio | None:
+        """The user's portfolio, locked until the transaction ends (SELECT ... FOR UPDATE on
+        PostgreSQL; SQLite's writing transactions are serialized already): whoever records a
+        trade reads the trades only after the previous writer committed."""
+        query = self._owned(portfolio_id, user_id).with_for_update()
+        row = (await self._session.execute(query)).first()
+        return _portfolio(row) if row else None
+
+    async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[Portfolio], int]:
+        count = select(func.count()).select_from(portfolios).where(portfolios.c.user_id == user_id)
+        rows = (
+            select(portfolios)
+            .where(portfolios.c.user_id == user_id)
+            .order_by(portfolios.c.created_at, portfolios.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        total = int((await self._session.execute(count)).scalar_one())
+        return [_portfolio(r) for r in (await self._session.execute(rows)).all()], total
+
+    async def after(self, portfolio_id: str, limit: int) -> list[Portfolio]:
+        """Every user's portfolios in id order, `limit` at a time (the calculator's walk)."""
+        query = (
+            select(portfolios)
+            .where(portfolios.c.id > portfolio_id)
+            .order_by(portfolios.c.id)
+            .limit(limit)
+        )
+        return [_portfolio(r) for r in (await self._session.execute(query)).all()]
+
+    async def save(self, portfolio: Portfolio) -> None:
+        await self._session.execute(
+            update(portfolios)
+            .where(portfolios.c.id == portfolio.id)
+            .values(
+                name=portfolio.name,
+                description=portfolio.description,
+                base_currency=portfolio.base_currency,
+                updated_at=portfolio.updated_at,
+            )
+        )
+
+    async def remove(self, portfolio_id: str, user_id: str) -> bool:
+        result = await self._session.execute(
+            delete(portfolios).where(
+                portfolios.c.id == portfolio_id, portfolios.c.user_id == user_id
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    @staticmethod
+    def _owned(portfolio_id: str, user_id: str) -> Select[Any]:
+        return select(portfolios).where(
+            portfolios.c.id == portfolio_id, portfolios.c.user_id == user_id
+        )
+
+
+@dataclass(frozen=True)
+class TradeFilter:
+    """Which of a user's trades to list; empty fields do not filter."""
+
+    user_id: str
+    portfolio_id: str = ""
+    symbol: str = ""
+    side: Side | None = None
+    start: datetime | None = None  # executed at or after
+    end: datetime | None = None  # executed at or before
+
+
+class TradeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def of(self, portfolio_id: str) -> list[RecordedTrade]:
+        """A portfolio's trades in replay order."""
+        return (await self.of_many([portfolio_id])).get(portfolio_id, [])
+
+    async def of_many(self, portfolio_ids: Sequence[str]) -> dict[str, list[RecordedTrade]]:
+        found: dict[str, list[RecordedTrade]] = {pid: [] for pid in portfolio_ids}
+        for start in range(0, len(portfolio_ids), _IN_BATCH):
+            batch = portfolio_ids[start : start + _IN_BATCH]
+            query = (
+                select(trades)
+                .where(trades.c.portfolio_id.in_(batch))
+                .order_by(trades.c.portfolio_id, trades.c.executed_at, trades.c.sequence)
+            )
+            for row in (await self._session.execute(query)).all():
+                found[row.portfolio_id].append(_recorded(row))
+        return found
+
+    async def add(self, recorded: Iterable[RecordedTrade]) -> None:
+        rows = [_trade_columns(r) for r in recorded]
+        for start in range(0, len(rows), _IN_BATCH):
+            await self._session.execute(insert(trades), rows[start : start + _IN_BATCH])
+
+    async def page(
+        self, wanted: TradeFilter, *, offset: int, limit: int
+    ) -> tuple[list[RecordedTrade], int]:
+        """Newest first."""
+        conditions: list[Any] = [portfolios.c.user_id == wanted.user_id]
+        if wanted.portfolio_id:
+            conditions.append(trades.c.portfolio_id == wanted.portfolio_id)
+        if wanted.symbol:
+            conditions.append(trades.c.symbol == wanted.symbol)
+        if wanted.side is not None:
+            conditions.append(trades.c.side == wanted.side.value)
+        if wanted.start is not None:
+            conditions.append(trades.c.executed_at >= wanted.start)
+        if wanted.end is not None:
+            conditions.append(trades.c.executed_at <= wanted.end)
+        joined = trades.join(portfolios, portfolios.c.id == trades.c.portfolio_id)
+        count = select(func.count()).select_from(joined).where(*conditions)
+        rows = (
+            select(trades)
+            .select_from(joined)
+            .where(*conditions)
+            .order_by(trades.c.executed_at.desc(), trades.c.sequence.desc(), trades.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        total = int((await self._session.execute(count)).scalar_one())
+        return [_recorded(r) for r in (await self._session.execute(rows)).all()], total
+
+    async def batch_after(
+        self, portfolio_id: str, after: tuple[datetime, int] | None, limit: int
+    ) -> list[RecordedTrade]:
+        """The next `limit` trades in replay order after `after` (executed_at, sequence)."""
+        query = select(trades).where(trades.c.portfolio_id == portfolio_id)
+        if after is not None:
+            query = query.where(tuple_(trades.c.executed_at, trades.c.sequence) > after)
+        query = query.order_by(trades.c.executed_at, trades.c.sequence).limit(limit)
+        return [_recorded(r) for r in (await self._session.execute(query)).all()]
+
+
+class PriceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def closes(
+        self, symbols: Sequence[str], start: date, end: date
+    ) -> dict[str, dict[date, Decimal]]:
+        found: dict[str, dict[date, Decimal]] = {s: {} for s in symbols}
+        for first in range(0, len(symbols), _IN_BATCH):
+            query = select(price_history).where(
+                price_history.c.symbol.in_(symbols[first : first + _IN_BATCH]),
+                price_history.c.day >= start,
+                price_history.c.day <= end,
+            )
+            for row in (await self._session.execute(query)).all():
+                found[row.symbol][row.day] = row.close
+        return found
+
+    async def add_missing(self, symbol: str, closes: dict[date, Decimal]) -> None:
+        """Store closes for days that have none yet; days already stored keep theirs."""
+        if not closes:
+            return
+        rows = [{"symbol": symbol, "day": d, "close": c} for d, c in sorted(closes.items())]
+        module = _dialect_module(self._session)
+        for start in range(0, len(rows), _IN_BATCH):
+            statement = module.insert(price_history).on_conflict_do_nothing()
+            await self._session.execute(statement, rows[start : start + _IN_BATCH])
+
+    async def record(self, symbol: str, day: date, close: Decimal) -> None:
+        """The latest price of `day`, replacing an earlier one of the same day."""
+        module = _dialect_module(self._session)
+        statement = module.insert(price_history).values(symbol=symbol, day=day, close=close)
+        statement = statement.on_conflict_do_update(
+            index_elements=[price_history.c.symbol, price_history.c.day],
+            set_={"close": statement.excluded.close},
+        )
+        await self._session.execute(statement)

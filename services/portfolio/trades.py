@@ -1,0 +1,216 @@
+"""Trades and positions: recording a trade (one transaction that locks its portfolio, replays
+the whole book and refuses what breaks a rule), listing trades, and positions at market prices.
+
+Concurrency, stated once: every write of a portfolio's trades first locks the portfolio row
+(`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every writing transaction holds the database's
+write lock from BEGIN IMMEDIATE), then reads the trades, replays them with the new ones and
+inserts only if the replay holds. Two sells of one position therefore never both see the shares.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from services.portfolio.domain import (
+    Book,
+    CashPolicy,
+    CostMethod,
+    Position,
+    Side,
+    Trade,
+    normalize_symbol,
+    parse_trade,
+)
+from services.portfolio.events import EventHub
+from services.portfolio.market_data import MarketData
+from services.portfolio.prices import Prices
+from services.portfolio.records import (
+    Portfolio,
+    RecordedTrade,
+    portfolio_not_found,
+    require_portfolio_id,
+)
+from services.portfolio.repository import PortfolioRepository, TradeFilter, TradeRepository
+from services.runtime.db import Database
+from services.runtime.errors import DomainError, InvalidArgument, NotFound
+from services.runtime.pagination import Page
+
+log = logging.getLogger(__name__)
+
+# Field names as REST clients send them (lowerCamelCase).
+_WIRE_NAMES = {"executed_at": "executedAt"}
+
+# Checks a portfolio's existing trades plus new ones under its cash policy; raises if they break.
+BookCheck = Callable[[Sequence[Trade], Sequence[Trade], CashPolicy], None]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wire_names(error: InvalidArgument) -> InvalidArgument:
+    """The same error with the domain's field names as the wire spells them."""
+    fields = [(_WIRE_NAMES.get(f, f), d) for f, d in error.fields]
+    message = (
+        "invalid trade: " + "; ".join(f"{f} {d}" for f, d in fields) if fields else error.message
+    )
+    return InvalidArgument(message, fields=fields, reason=error.reason)
+
+
+def replay_check(existing: Sequence[Trade], new: Sequence[Trade], policy: CashPolicy) -> None:
+    """The whole history with the new trades must replay: a back-dated sell is checked against
+    the shares held at its date, and every later trade against what it leaves."""
+    book = Book.replay(existing, policy=policy)
+    for trade in new:
+        book.record(trade)
+
+
+@dataclass(frozen=True)
+class TradeDraft:
+    """A trade as the caller sent it: wire strings, checked by `Trades.record`."""
+
+    side: Side | None
+    symbol: str
+    quantity: str
+    price: str = ""
+    fees: str = ""
+    executed_at: datetime | None = None
+    notes: str = ""
+
+
+class Trades:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        prices: Prices,
+        hub: EventHub,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = db
+        self._market = market
+        self._prices = prices
+        self._hub = hub
+        self._clock = clock
+
+    async def record(self, user_id: str, portfolio_id: str, draft: TradeDraft) -> RecordedTrade:
+        """One trade, at the given price or, when none is given, at the market's current one."""
+        portfolio_id = require_portfolio_id(portfolio_id)
+        if draft.side is None:
+            raise InvalidArgument.field(
+                "side", "must be buy, sell, dividend, deposit or withdrawal"
+            )
+        now = self._clock()
+        at_market = draft.side.trades_shares and not draft.price.strip()
+        try:
+            trade = parse_trade(
+                draft.side,
+                draft.symbol,
+                draft.quantity,
+                "1" if at_market else draft.price,  # checked first, priced below
+                draft.fees,
+                draft.executed_at or now,
+                now=now,
+                notes=draft.notes,
+            )
+        except InvalidArgument as problem:
+            raise wire_names(problem) from None
+        source = ""
+        if at_market:
+            quote = await self._market.quote(trade.symbol)
+            trade, source = replace(trade, price=quote.price), quote.source
+        elif trade.symbol:
+            await self.check_symbol(trade.symbol)
+        _, (recorded,) = await self.append(user_id, portfolio_id, [trade], source=source)
+        await self._hub.trades_recorded(user_id, [recorded])
+        return recorded
+
+    async def check_symbol(self, symbol: str) -> None:
+        """NotFound for a symbol the market does not list. A market that cannot answer now
+        (down, or out of calls) does not stop a trade whose price the caller gave."""
+        try:
+            await self._market.stock(symbol)
+        except NotFound:
+            raise
+        except DomainError as problem:
+            log.info("symbol not checked", extra={"symbol": symbol, "why": problem.reason})
+
+    async def append(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        new: Sequence[Trade],
+        *,
+        source: str = "",
+        check: BookCheck = replay_check,
+        dry_run: bool = False,
+    ) -> tuple[Portfolio, list[RecordedTrade]]:
+        """Record `new` after the portfolio's trades if `check` passes; all or nothing.
+
+        A dry run checks the same way and records nothing (its trades have no ids).
+        """
+        now = self._clock()
+        transaction = self._db.reading() if dry_run else self._db.transaction()
+        async with transaction as session:
+            portfolios = PortfolioRepository(session)
+            if dry_run:
+                portfolio = await portfolios.get(portfolio_id, user_id)
+            else:
+                portfolio = await portfolios.lock(portfolio_id, user_id)
+            if portfolio is None:
+                raise portfolio_not_found(portfolio_id)
+            repository = TradeRepository(session)
+            existing = [r.trade for r in await repository.of(portfolio_id)]
+            first = max((t.sequence for t in existing), default=0) + 1
+            numbered = [
+                replace(t, sequence=first + i, id="" if dry_run else str(uuid.uuid4()))
+                for i, t in enumerate(new)
+            ]
+            check(existing, numbered, portfolio.kind.policy)
+            recorded = [RecordedTrade(portfolio_id, t, now, source) for t in numbered]
+            if not dry_run:
+                await repository.add(recorded)
+        return portfolio, recorded
+
+    async def search(self, wanted: TradeFilter, page: Page) -> tuple[list[RecordedTrade], int]:
+        if wanted.symbol:
+            wanted = replace(wanted, symbol=normalize_symbol(wanted.symbol))
+        if wanted.start and wanted.end and wanted.start > wanted.end:
+            raise InvalidArgument.field("from", "must not be after to")
+        async with self._db.reading() as session:
+            if wanted.portfolio_id:
+                found = await PortfolioRepository(session).get(wanted.portfolio_id, wanted.user_id)
+                if found is None:
+                    raise portfolio_not_found(wanted.portfolio_id)
+            return await TradeRepository(session).page(wanted, offset=page.offset, limit=page.limit)
+
+    async def positions(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        *,
+        method: CostMethod = CostMethod.FIFO,
+        include_closed: bool = False,
+    ) -> list[Position]:
+        """Positions at the market's current prices (a symbol it cannot price now: its last
+        trade price), weighted within the portfolio's total value, sorted by symbol."""
+        portfolio_id = require_portfolio_id(portfolio_id)
+        async with self._db.reading() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+            if portfolio is None:
+                raise portfolio_not_found(portfolio_id)
+            trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
+        book = Book.replay(trades, policy=portfolio.kind.policy)
+        prices = await self._prices.current(book.open_symbols())
+        return book.positions(prices, method=method, include_closed=include_closed)
+
+    async def position(self, user_id: str, portfolio_id: str, symbol: str) -> Position:
+        for position in await self.positions(user_id, portfolio_id, include_closed=True):
+            if position.symbol == symbol:
+                return position
+        raise NotFound(f"no position in {symbol}")

@@ -1,0 +1,192 @@
+"""Fixtures for the portfolio service's integration tests (registered in conftest.py): a
+migrated portfolio database of its own beside the users one, a real users service for tokens,
+and a real portfolio server on port 0 over the simulated market, held still unless asked."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from google.rpc import error_details_pb2
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+
+from services.portfolio.server import build as build_portfolio
+from services.runtime.auth import ServiceCredentials, TokenCodec
+from services.runtime.config import RuntimeConfig
+from services.runtime.db import Database
+from services.runtime.errors import parse_status
+from services.runtime.migrations import upgrade
+from services.runtime.server import running
+from tests.conftest import POSTGRES_ADMIN_URL, TEST_SECRET
+
+PASSWORD = "correct-horse-9"
+Metadata = tuple[tuple[str, str], ...]
+
+
+@pytest.fixture
+def portfolio_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated portfolio database on the same engine as `database_url` (users keeps that
+    one: each service owns its own database and its own migration history)."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'portfolio.db'}"
+        upgrade("portfolio", url)
+        yield url
+        return
+    name = f"{database_url.rsplit('/', 1)[1]}_portfolio"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade("portfolio", url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class PortfolioService:
+    """A running portfolio service and what a test needs to talk to it."""
+
+    stub: portfolio_pb2_grpc.PortfolioServiceStub
+    users: users_pb2_grpc.UsersServiceStub
+    database_url: str
+    config: RuntimeConfig
+
+    async def account(self, email: str | None = None) -> tuple[Metadata, str]:
+        """Register a new user: their bearer metadata and user id."""
+        reply = await self.users.Register(
+            users_pb2.RegisterRequest(
+                email=email or f"u{uuid.uuid4().hex[:10]}@example.com", password=PASSWORD
+            )
+        )
+        return (("authorization", f"Bearer {reply.tokens.access_token}"),), reply.user.id
+
+    async def user(self) -> Metadata:
+        """Register a new user; their bearer metadata."""
+        return (await self.account())[0]
+
+    def service_token(self) -> Metadata:
+        codec = TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900)
+        return ServiceCredentials(codec, "facade").metadata()
+
+    async def portfolio(
+        self, who: Metadata, name: str = "Main", **fields: object
+    ) -> portfolio_pb2.Portfolio:
+        request = portfolio_pb2.CreatePortfolioRequest(name=name, **fields)  # type: ignore[arg-type]
+        return (await self.stub.CreatePortfolio(request, metadata=who)).portfolio
+
+    async def trade(
+        self,
+        who: Metadata,
+        portfolio_id: str,
+        side: str,
+        quantity: str,
+        price: str = "",
+        symbol: str = "",
+        **fields: object,
+    ) -> portfolio_pb2.Trade:
+        request = portfolio_pb2.CreateTradeRequest(
+            portfolio_id=portfolio_id,
+            side=portfolio_pb2.TradeSide.Value(f"TRADE_SIDE_{side.upper()}"),
+            symbol=symbol,
+            quantity=quantity,
+            price=price,
+            **fields,  # type: ignore[arg-type]
+        )
+        return (await self.stub.CreateTrade(request, metadata=who)).trade
+
+    def database(self) -> Database:
+        return Database(self.database_url)
+
+
+StartPortfolio = Callable[..., contextlib.AbstractAsyncContextManager[PortfolioService]]
+
+
+@pytest.fixture
+def start_portfolio(
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    portfolio_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> StartPortfolio:
+    """`start_portfolio(**env)` runs a portfolio server; keyword arguments are environment
+    variables. Prices are the simulated market's opening prices (it does not move) and the
+    calculator waits an hour, unless the test says otherwise."""
+
+    @contextlib.asynccontextmanager
+    async def start(**environ: str) -> AsyncIterator[PortfolioService]:
+        settings = {
+            "USE_MOCK_PRICES": "true",
+            "MOCK_SEED": "7",
+            "MOCK_UPDATE_INTERVAL": "3600000",
+            "PORTFOLIO_REVALUE_INTERVAL": "3600",
+            **environ,
+        }
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)  # the portfolio config reads its own variables
+        users_address = users_service.addresses["users"][0]
+        config = make_config(
+            "portfolio",
+            PORTFOLIO_DATABASE_URL=portfolio_database_url,
+            USERS_ADDRS=users_address,
+            **{k: v for k, v in environ.items() if k == "REDIS_URL"},
+        )
+        async with (
+            running(config, build_portfolio, port=0, grace=0) as service,
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+            grpc.aio.insecure_channel(users_address) as users_channel,
+        ):
+            yield PortfolioService(
+                portfolio_pb2_grpc.PortfolioServiceStub(channel),
+                users_pb2_grpc.UsersServiceStub(users_channel),
+                portfolio_database_url,
+                config,
+            )
+
+    return start
+
+
+@pytest.fixture
+async def portfolio_service(start_portfolio: StartPortfolio) -> AsyncIterator[PortfolioService]:
+    async with start_portfolio() as service:
+        yield service
+
+
+# --- reading errors ---------------------------------------------------------------------------
+
+
+async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == code, (error.code(), error.details())
+        return error
+    raise AssertionError(f"expected {code}")
+
+
+def reason(error: grpc.aio.AioRpcError) -> str:
+    status = parse_status(error.trailing_metadata())
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    status = parse_status(error.trailing_metadata())
+    assert status is not None
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            return [(v.field, v.description) for v in bad.field_violations]
+    return []

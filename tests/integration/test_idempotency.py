@@ -1,0 +1,147 @@
+"""The runtime's idempotency store on real databases, with a clock the test moves: stored
+responses, reuse with another request, keys in flight, released, abandoned and expired."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+from sqlalchemy import MetaData
+
+from services.runtime.context import idempotency_key
+from services.runtime.db import Database
+from services.runtime.errors import Conflict, InvalidArgument
+from services.runtime.idempotency import IdempotencyStore, idempotency_table
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(database_url: str, clock: Clock) -> AsyncIterator[IdempotencyStore]:
+    metadata = MetaData()
+    table = idempotency_table(metadata)
+    db = Database(database_url)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    try:
+        yield IdempotencyStore(db, table, ttl=3600, in_flight_timeout=60, clock=clock)
+    finally:
+        await db.close()
+
+
+class Handler:
+    """Counts its runs; answers the request's value with the run number."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def __call__(self) -> StringValue:
+        self.runs += 1
+        return StringValue(value=f"run {self.runs}")
+
+
+async def call(
+    store: IdempotencyStore, key: str, body: str, handler: Handler, user: str = "u-1"
+) -> StringValue:
+    token = idempotency_key.set(key)
+    try:
+        return await store.run(user, "Create", StringValue(value=body), StringValue, handler)
+    finally:
+        idempotency_key.reset(token)
+
+
+async def test_a_repeat_gets_the_stored_response_until_the_key_expires(
+    store: IdempotencyStore, clock: Clock
+) -> None:
+    handler = Handler()
+    assert (await call(store, "k", "a", handler)).value == "run 1"
+    clock.now += timedelta(minutes=59)
+    assert (await call(store, "k", "a", handler)).value == "run 1"
+    clock.now += timedelta(minutes=2)  # past the hour: the key is free again, even for "b"
+    assert (await call(store, "k", "b", handler)).value == "run 2"
+    assert handler.runs == 2
+
+
+async def test_without_a_key_every_request_runs(store: IdempotencyStore) -> None:
+    handler = Handler()
+    await call(store, "", "a", handler)
+    await call(store, "", "a", handler)
+    assert handler.runs == 2
+
+
+async def test_another_request_with_the_key_is_refused(store: IdempotencyStore) -> None:
+    handler = Handler()
+    await call(store, "k", "a", handler)
+    with pytest.raises(InvalidArgument) as raised:
+        await call(store, "k", "b", handler)
+    assert raised.value.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert (await call(store, "k", "a", handler, user="u-2")).value == "run 2"
+
+
+async def test_a_key_in_flight_is_a_conflict_until_it_finishes(store: IdempotencyStore) -> None:
+    release = asyncio.Event()
+    handler = Handler()
+
+    async def slow() -> StringValue:
+        await release.wait()
+        return await handler()
+
+    token = idempotency_key.set("k")
+    try:
+        first = asyncio.create_task(
+            store.run("u-1", "Create", StringValue(value="a"), StringValue, slow)
+        )
+        await asyncio.sleep(0.2)
+        with pytest.raises(Conflict) as raised:
+            await store.run("u-1", "Create", StringValue(value="a"), StringValue, handler)
+        assert raised.value.reason == "IDEMPOTENCY_IN_PROGRESS"
+        release.set()
+        assert (await first).value == "run 1"
+    finally:
+        idempotency_key.reset(token)
+    assert (await call(store, "k", "a", handler)).value == "run 1"
+
+
+async def test_a_failure_or_a_cancellation_releases_the_key(store: IdempotencyStore) -> None:
+    async def fails() -> StringValue:
+        raise LookupError("oversold")
+
+    token = idempotency_key.set("k")
+    try:
+        with pytest.raises(LookupError):
+            await store.run("u-1", "Create", StringValue(value="a"), StringValue, fails)
+        hangs = asyncio.create_task(
+            store.run("u-1", "Create", StringValue(value="a"), StringValue, asyncio.Event().wait)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.2)
+        hangs.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hangs
+    finally:
+        idempotency_key.reset(token)
+    assert (await call(store, "k", "a", Handler())).value == "run 1"
+
+
+async def test_a_claim_abandoned_mid_request_can_be_taken_after_the_timeout(
+    store: IdempotencyStore, clock: Clock
+) -> None:
+    # A claim whose process died: in flight, never finished or released.
+    assert await store._claim("u-1", "k", "hash-a") is None
+    with pytest.raises(Conflict):
+        await store._claim("u-1", "k", "hash-a")
+    clock.now += timedelta(seconds=61)
+    assert await store._claim("u-1", "k", "hash-a") is None

@@ -1,0 +1,138 @@
+"""GetPerformance through the real server over a stored price history the test writes, so every
+figure is checked by hand; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from services.portfolio.domain import present_ratio
+from services.portfolio.orm import price_history
+from services.portfolio.performance import range_start, xirr
+from services.portfolio.repository import PriceRepository
+from tests.integration.portfolio_harness import PortfolioService, expect_error, violations
+
+
+def noon(day: date) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.combine(day, time(12), UTC))
+    return stamp
+
+
+async def test_performance_of_a_hand_checked_portfolio(portfolio_service: PortfolioService) -> None:
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who)
+    today = datetime.now(UTC).date()
+    d0, d1, d2 = (today - timedelta(days=n) for n in (3, 2, 1))
+    closes = {d0: "50", d1: "55", d2: "44", today: "60"}
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            for day, close in closes.items():
+                await PriceRepository(session).record("KO", day, Decimal(close))
+    finally:
+        await db.close()
+    await s.trade(who, p.id, "deposit", "1000", executed_at=noon(d0))
+    await s.trade(who, p.id, "buy", "10", "50", symbol="KO", executed_at=noon(d0))
+    await s.trade(who, p.id, "deposit", "100", executed_at=noon(d2))
+
+    report = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    # Baseline: the day before the first trade, worth nothing.
+    # d0: cash 500 + 10 KO at 50 = 1000, all of it the day's inflow: r = 1000 / (0 + 1000) - 1 = 0
+    # d1: 500 + 550 = 1050:                      r = 1050 / 1000 - 1 = 0.05
+    # d2: 100 more in, 600 + 440 = 1040:         r = 1040 / (1050 + 100) - 1
+    # today: 600 + 600 = 1200:                   r = 1200 / 1040 - 1
+    # TWR = 1.05 * (1040 / 1150) * (1200 / 1040) - 1 = 1260 / 1150 - 1 = 0.0956521739...
+    assert report.time_weighted_return == "0.095652"
+    assert [(v.date, v.value) for v in report.series] == [
+        ((d0 - timedelta(days=1)).isoformat(), "0.00"),
+        (d0.isoformat(), "1000.00"),
+        (d1.isoformat(), "1050.00"),
+        (d2.isoformat(), "1040.00"),
+        (today.isoformat(), "1200.00"),
+    ]
+    assert (report.start_date, report.end_date) == (
+        (d0 - timedelta(days=1)).isoformat(),
+        today.isoformat(),
+    )
+    assert (report.start_value, report.end_value) == ("0.00", "1200.00")
+    assert (report.inflows, report.outflows, report.gain) == ("1100.00", "0.00", "100.00")
+    assert (report.realized_gain, report.unrealized_gain) == ("0.00", "100.00")
+    assert (report.dividends, report.fees, report.range) == ("0.00", "0.00", "all")
+    assert [(a.name, a.value, a.weight) for a in report.allocation] == [
+        ("KO", "600.00", "0.500000"),
+        ("cash", "600.00", "0.500000"),
+    ]
+    # XIRR of -1000 on d0, -100 on d2, +1200 today, annualized: as the domain states it.
+    expected = xirr([(d0, Decimal(-1000)), (d2, Decimal(-100)), (today, Decimal(1200))])
+    assert expected.converged
+    assert (report.money_weighted_return, report.money_weighted_note) == (
+        present_ratio(expected.rate),
+        "",
+    )
+
+
+async def test_closes_the_market_gives_are_stored_and_stored_ones_win(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who)
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=40)
+    await s.trade(who, p.id, "buy", "1", "60", symbol="KO", executed_at=noon(start))
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            await PriceRepository(session).record("KO", today, Decimal("99"))
+        report = await s.stub.GetPerformance(
+            pb.GetPerformanceRequest(portfolio_id=p.id, range="1m"), metadata=who
+        )
+        async with db.reading() as session:
+            rows = (
+                await session.execute(
+                    select(price_history.c.day, price_history.c.close).where(
+                        price_history.c.symbol == "KO"
+                    )
+                )
+            ).all()
+    finally:
+        await db.close()
+    stored = dict(rows)
+    weekdays = [
+        today - timedelta(days=n) for n in range(1, 30) if (today - timedelta(days=n)).weekday() < 5
+    ]
+    assert all(day in stored for day in weekdays)  # fetched from the market and kept
+    assert stored[today] == Decimal("99")  # the stored close was not overwritten
+    assert report.end_value == "99.00"
+    assert report.start_date == range_start("1m", today, inception=start).isoformat()
+
+
+async def test_a_bad_range_or_portfolio_is_refused(portfolio_service: PortfolioService) -> None:
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who)
+    error = await expect_error(
+        s.stub.GetPerformance(
+            pb.GetPerformanceRequest(portfolio_id=p.id, range="2w"), metadata=who
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in violations(error)] == ["range"]
+    error = await expect_error(
+        s.stub.GetPerformance(pb.GetPerformanceRequest(), metadata=who),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in violations(error)] == ["portfolioId"]
+    empty = await s.stub.GetPerformance(pb.GetPerformanceRequest(portfolio_id=p.id), metadata=who)
+    assert (empty.time_weighted_return, empty.end_value, empty.range) == ("", "0.00", "all")
+    assert empty.money_weighted_return == ""
+    assert empty.money_weighted_note.startswith("no sign change")

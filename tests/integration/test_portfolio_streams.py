@@ -1,0 +1,160 @@
+"""The internal streams through the real server: portfolio events (trades, revaluations) and
+market ticks, reachable with a service token only; events cross replicas through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import grpc
+from sqlalchemy import select
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from services.portfolio.orm import price_history
+from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+
+Event = pb.StreamPortfolioEventsResponse
+
+
+@contextlib.asynccontextmanager
+async def collecting(service: PortfolioService) -> AsyncIterator[list[Event]]:
+    """Every event the service streams, gathered in the background once the stream is open."""
+    call = service.stub.StreamPortfolioEvents(
+        pb.StreamPortfolioEventsRequest(), metadata=service.service_token()
+    )
+    await call.initial_metadata()  # sent once the server has subscribed
+    events: list[Event] = []
+
+    async def read() -> None:
+        async for event in call:
+            events.append(event)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield events
+    finally:
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await reader
+
+
+async def until(condition: object, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_service_receives_each_trade_made_after_it_subscribed(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, user_id = await s.account()
+    p = await s.portfolio(who)
+    async with collecting(s) as events:
+        trade = await s.trade(who, p.id, "buy", "2", "60", symbol="KO")
+        await s.stub.ImportTrades(
+            pb.ImportTradesRequest(
+                portfolio_id=p.id,
+                csv="date,side,quantity\n2024-01-02,deposit,5\n2024-01-03,deposit,6\n",
+            ),
+            metadata=who,
+        )
+        await until(lambda: len(events) >= 3)
+    assert [e.WhichOneof("event") for e in events] == ["trade", "trade", "trade"]
+    assert {e.user_id for e in events} == {user_id}
+    assert events[0].trade == trade
+    assert [e.trade.quantity for e in events[1:]] == ["5", "6"]
+
+
+async def test_a_rejected_trade_publishes_nothing(portfolio_service: PortfolioService) -> None:
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who)
+    async with collecting(s) as events:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await s.trade(who, p.id, "sell", "1", "60", symbol="KO")
+        await s.trade(who, p.id, "deposit", "7")
+        await until(lambda: len(events) >= 1)
+    assert [e.trade.side for e in events] == [pb.TRADE_SIDE_DEPOSIT]
+
+
+async def test_the_calculator_publishes_values_and_records_todays_prices(
+    start_portfolio: StartPortfolio,
+) -> None:
+    async with start_portfolio(PORTFOLIO_REVALUE_INTERVAL="0.2") as s:
+        who, user_id = await s.account()
+        p = await s.portfolio(who)
+        await s.trade(who, p.id, "buy", "2", "60", symbol="KO")
+        await s.portfolio(who, name="Cash only", initial_cash="10")
+        async with collecting(s) as events:
+            await until(lambda: any(e.HasField("portfolio_value") for e in events))
+        values = [e for e in events if e.HasField("portfolio_value")]
+        assert {e.portfolio_value.portfolio_id for e in values} == {p.id}  # only with positions
+        value = values[0]
+        assert value.user_id == user_id
+        # 2 KO at the market's 62.40, bought for 120 brought in.
+        assert (value.portfolio_value.total_value, value.portfolio_value.total_gain_loss) == (
+            "124.80",
+            "4.80",
+        )
+        db = s.database()
+        try:
+            async with db.reading() as session:
+                rows = (await session.execute(select(price_history))).all()
+        finally:
+            await db.close()
+        assert [(r.symbol, r.day, r.close) for r in rows] == [
+            ("KO", datetime.now(UTC).date(), Decimal("62.40"))
+        ]
+
+
+async def test_the_market_stream_delivers_ticks(start_portfolio: StartPortfolio) -> None:
+    async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
+        call = s.stub.StreamMarket(pb.StreamMarketRequest(), metadata=s.service_token())
+        ticks = []
+        async for tick in call:
+            ticks.append(tick.quote)
+            if len(ticks) == 5:
+                break
+        call.cancel()
+    assert all(q.symbol and Decimal(q.price) > 0 and q.source == "mock" for q in ticks)
+    assert all(q.change_percent for q in ticks)
+
+
+async def test_a_user_token_on_the_internal_streams_is_permission_denied(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who = await s.user()
+    for call in (
+        s.stub.StreamMarket(pb.StreamMarketRequest(), metadata=who),
+        s.stub.StreamPortfolioEvents(pb.StreamPortfolioEventsRequest(), metadata=who),
+    ):
+        try:
+            async for _ in call:
+                raise AssertionError("a user received an internal stream")
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_events_reach_every_replica_once_through_redis(
+    start_portfolio: StartPortfolio, redis_url: str
+) -> None:
+    async with (
+        start_portfolio(REDIS_URL=redis_url) as a,
+        start_portfolio(REDIS_URL=redis_url) as b,
+    ):
+        who = await a.user()
+        p = await a.portfolio(who)
+        async with collecting(a) as on_a, collecting(b) as on_b:
+            trade = await a.trade(who, p.id, "deposit", "5")
+            await until(lambda: on_a and on_b)
+            await asyncio.sleep(0.5)  # room for a duplicate to show up
+        assert [e.trade for e in on_a] == [trade]  # its own event, back from Redis, skipped
+        assert [e.trade for e in on_b] == [trade]
