@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ class PortfolioConfig:
 def load_portfolio_config(
     runtime: RuntimeConfig, environ: Mapping[str, str] | None = None
 ) -> PortfolioConfig:
-    source = os.environ if environ is None else environ
+    source = runtime.environ if environ is None else environ
     env = Env(source)
     return PortfolioConfig(
         runtime=runtime,

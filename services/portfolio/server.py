@@ -68,4 +68,6 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         register=register,
         sessions=await remote_sessions(config, resources),
         checks={"database": db.ping},
+        # Ending the hub's and the market's subscriptions ends the two open streams.
+        draining=[hub.close, market.close],
     )

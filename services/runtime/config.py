@@ -51,6 +51,9 @@ class RuntimeConfig:
     session_check_ttl: float
     # Peers allowed to name the end client's address in `x-forwarded-for` (the facade).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The environment this was read from: each service reads its own settings from the same
+    # source (so a test's or a caller's mapping reaches every setting, not only these).
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def production(self) -> bool:
@@ -176,7 +179,8 @@ def load_runtime_config(
 ) -> RuntimeConfig:
     """Read the runtime settings of `service`; `database=False` for processes without one
     (the facade), which then need no database URL in production."""
-    env = Env(os.environ if environ is None else environ)
+    source = dict(os.environ if environ is None else environ)
+    env = Env(source)
     environment = env.str("STOCKFOLIO_ENV", "development")
     if environment not in {"development", "production", "test"}:
         raise ConfigError(
@@ -217,4 +221,5 @@ def load_runtime_config(
         rpc_deadline=env.float("RPC_DEADLINE", 30.0, minimum=MIN_RPC_DEADLINE),
         session_check_ttl=env.float("SESSION_CHECK_TTL", 2.0),
         trusted_proxies=trusted_networks(env),
+        environ=source,
     )

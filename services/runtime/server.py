@@ -40,6 +40,9 @@ class ServiceParts:
     register: Callable[[grpc.aio.Server], None]
     sessions: SessionChecker
     checks: Mapping[str, DependencyCheck] = field(default_factory=dict)
+    # Run at shutdown after NOT_SERVING and before the drain: end what never ends by itself
+    # (open server streams), so the drain waits only for calls that finish.
+    draining: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
 def token_codec(config: RuntimeConfig) -> TokenCodec:
@@ -92,9 +95,19 @@ async def start_server(
     return server, bound, health
 
 
-async def stop_server(server: grpc.aio.Server, health: Health, grace: float) -> None:
-    """NOT_SERVING first (balancers stop sending), then drain in-flight calls."""
+async def stop_server(
+    server: grpc.aio.Server,
+    health: Health,
+    grace: float,
+    draining: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> None:
+    """NOT_SERVING first (balancers stop sending), end open streams, then drain calls."""
     await health.shut_down()
+    for end in draining:
+        try:
+            await end()
+        except Exception:  # one hook failing must not keep the server from stopping
+            log.exception("a drain hook failed")
     await server.stop(grace)
 
 
@@ -120,7 +133,12 @@ async def running(
             yield Running(bound, health, server)
         finally:
             log.info("shutting down", extra={"graceSeconds": config.shutdown_grace})
-            await stop_server(server, health, config.shutdown_grace if grace is None else grace)
+            await stop_server(
+                server,
+                health,
+                config.shutdown_grace if grace is None else grace,
+                parts.draining,
+            )
 
 
 async def serve(config: RuntimeConfig, build: Builder) -> None:

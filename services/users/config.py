@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ class UsersConfig:
 def load_users_config(
     runtime: RuntimeConfig, environ: Mapping[str, str] | None = None
 ) -> UsersConfig:
-    env = Env(os.environ if environ is None else environ)
+    env = Env(runtime.environ if environ is None else environ)
     admin_email = env.optional("STOCKFOLIO_ADMIN_EMAIL")
     return UsersConfig(
         runtime=runtime,
