@@ -1,5 +1,6 @@
-"""The facade's app factory: routes from the protos, each wrapped by the edge, and one cleanup
-context per resource (the cache, each domain service's channel, the health probes)."""
+"""The facade's app factory: routes from the protos, each wrapped by the edge, the WebSockets,
+and one cleanup context per resource (the cache, each domain service's channel, the health
+probes, the upstream streams of the portfolio feed)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,24 @@ from facade.keys import (
     ENDPOINTS,
     LIMITS,
     OPENAPI,
+    PORTFOLIO_FEED,
     PROBES,
     ROUTES,
+    SOCKETS,
     STARTED_AT,
+    UPSTREAMS,
 )
 from facade.limits import Budget, RateLimits
 from facade.middleware import Edge
+from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import DOMAIN_APIS, build_routes
+from facade.sockets import Sockets
+from facade.streaming import transcode_stream
 from facade.transcoding import Endpoint, transcode
-from services.runtime.auth import TokenCodec
+from facade.ws_portfolio import PATH as PORTFOLIO_SOCKET
+from facade.ws_portfolio import portfolio_socket
+from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
 
@@ -75,6 +84,28 @@ async def probes_context(app: web.Application) -> AsyncIterator[None]:
     await probes.close()
 
 
+def upstreams_context(codec: TokenCodec) -> CleanupContext:
+    """The portfolio feed's upstream streams (one per replica), open while the app runs."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        upstreams = Upstreams(
+            app[CONFIG].addresses["portfolio"],
+            ServiceCredentials(codec, "facade"),
+            app[PORTFOLIO_FEED],
+        )
+        upstreams.start()
+        app[UPSTREAMS] = upstreams
+        yield
+        await upstreams.close()
+
+    return context
+
+
+async def close_sockets(app: web.Application) -> None:
+    """At shutdown, before the cleanup contexts: every socket is told the server goes away."""
+    await app[SOCKETS].shutdown()
+
+
 def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
     limits = app[LIMITS]
 
@@ -90,7 +121,12 @@ def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
         template = endpoints[0].route.template
         for endpoint in endpoints:
             route = endpoint.route
-            handler = functools.partial(transcode, endpoint)
+            handler: Handler
+            if route.streaming:
+                heartbeat = app[CONFIG].stream_heartbeat
+                handler = functools.partial(transcode_stream, endpoint, heartbeat=heartbeat)
+            else:
+                handler = functools.partial(transcode, endpoint)
             budget = limits.budget(public=route.public)
             resource.add_route(route.verb, edge.wrap(handler, route.template, budget))
         resource.add_route("*", edge.refuse([e.route.verb for e in endpoints], template))
@@ -110,6 +146,20 @@ def _add_facade_routes(app: web.Application, edge: Edge) -> None:
     for path, handler, budget in own:
         resource = app.router.add_resource(path)
         resource.add_route("GET", edge.wrap(handler, path, budget))
+        resource.add_route("*", edge.refuse(["GET"], path))
+
+
+def _add_socket_routes(app: web.Application, edge: Edge) -> None:
+    api_budget = app[LIMITS].budget(public=False)
+    sockets: list[tuple[str, Handler]] = [
+        (
+            PORTFOLIO_SOCKET,
+            functools.partial(portfolio_socket, app[SOCKETS], app[PORTFOLIO_FEED]),
+        ),
+    ]
+    for path, handler in sockets:
+        resource = app.router.add_resource(path)
+        resource.add_route("GET", edge.wrap(handler, path, api_budget))
         resource.add_route("*", edge.refuse(["GET"], path))
 
 
@@ -146,11 +196,16 @@ def create_app(config: FacadeConfig) -> web.Application:
     )
     app[STARTED_AT] = time.monotonic()
     app[OPENAPI], app[DOCS] = openapi.render(routes)
+    app[SOCKETS] = Sockets(config, lambda: app[CHANNELS]["users"])
+    app[PORTFOLIO_FEED] = PortfolioFeed(plans)
     _add_facade_routes(app, edge)
     _add_transcoded_routes(app, edge)
+    _add_socket_routes(app, edge)
     # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
     app.router.add_route("*", "/{tail:.*}", edge.no_route())
     app.cleanup_ctx.append(cache_context)
     app.cleanup_ctx.extend(channel_context(name) for name in DOMAIN_APIS)
     app.cleanup_ctx.append(probes_context)
+    app.cleanup_ctx.append(upstreams_context(codec))
+    app.on_shutdown.append(close_sockets)
     return app

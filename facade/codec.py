@@ -515,9 +515,7 @@ class RouteCodec:
 
     def encode(self, reply: Message) -> tuple[Any, dict[str, int] | None]:
         """The envelope's data (the response, or its response_body field) and pagination."""
-        data = json_format.MessageToDict(reply, always_print_fields_with_no_presence=True)
-        if self._response_plan.enum_fields:
-            shorten_enums(data, self._response_plan)
+        data = message_json(reply, self._response_plan)
         pagination = None
         if self.route.paginated and data.pop("pagination", None) is not None:
             page: Any = getattr(reply, "pagination")  # noqa: B009
@@ -530,6 +528,15 @@ class RouteCodec:
         if self._data_key:
             return data.get(self._data_key), pagination
         return data, pagination
+
+
+def message_json(message: Message, plan: MessagePlan) -> JsonObject:
+    """A message as the wire writes it: the proto3 JSON mapping with every field present and
+    enums in their short form. `plan` is the message type's (Plans.plan)."""
+    data = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    if plan.enum_fields:
+        shorten_enums(data, plan)
+    return data
 
 
 def shorten_enums(value: JsonObject, plan: MessagePlan) -> None:

@@ -1,4 +1,4 @@
-"""The facade's configuration: the runtime's, plus CORS origins, rate limits and body limits."""
+"""The facade's configuration: the runtime's, plus CORS origins, limits, streams and sockets."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ class FacadeConfig:
     max_body_bytes: int
     # Take the client IP from X-Forwarded-For (only behind a proxy that sets it).
     trust_proxy: bool
+    # Seconds of quiet after which a Server-Sent Events stream gets a comment line (and any
+    # streamed response checks that its client is still there).
+    stream_heartbeat: float = 15.0
+    # WebSockets: seconds a socket may stay unauthenticated before it is closed (4401).
+    ws_auth_timeout: float = 10.0
+    # WebSockets: seconds between protocol pings; a pong missing for half that closes it.
+    ws_heartbeat: float = 30.0
+    # WebSockets: bytes a socket may have waiting to be sent; beyond that it is dropped as a
+    # slow consumer, so that it never holds up the others.
+    ws_send_queue_bytes: int = 64 * 1024
 
     @property
     def host(self) -> str:
@@ -91,4 +101,10 @@ def load_facade_config(
             "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024, maximum=1024 * 1024 * 1024
         ),
         trust_proxy=env.bool("TRUST_PROXY", False),
+        stream_heartbeat=env.float("STREAM_HEARTBEAT", 15.0, minimum=0.01),
+        ws_auth_timeout=env.float("WS_AUTH_TIMEOUT", 10.0, minimum=0.01),
+        ws_heartbeat=env.float("WS_HEARTBEAT", 30.0, minimum=0.1),
+        ws_send_queue_bytes=env.int(
+            "WS_SEND_QUEUE_BYTES", 64 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+        ),
     )

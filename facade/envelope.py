@@ -128,16 +128,22 @@ def success(
     return web.Response(body=_dump(body), status=status, headers=_ENVELOPE_HEADERS)
 
 
-def failure(error: ApiError, *, data: Any = None) -> web.Response:
+def error_detail(error: ApiError) -> dict[str, Any]:
+    """The envelope's `error` object: also the error record that ends a failed stream."""
     detail: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields:
         detail["fields"] = [{"field": f, "description": d} for f, d in error.fields]
+    if error.retry_after is not None:
+        detail["retryAfter"] = max(1, math.ceil(error.retry_after))
+    return detail
+
+
+def failure(error: ApiError, *, data: Any = None) -> web.Response:
+    detail = error_detail(error)
     headers = _ENVELOPE_HEADERS.copy()
     headers.update(error.headers or {})
-    if error.retry_after is not None:
-        seconds = max(1, math.ceil(error.retry_after))
-        detail["retryAfter"] = seconds
-        headers["Retry-After"] = str(seconds)
+    if "retryAfter" in detail:
+        headers["Retry-After"] = str(detail["retryAfter"])
     body: dict[str, Any] = {"success": False}
     if data is not None:
         body["data"] = data

@@ -8,8 +8,10 @@ from aiohttp import web
 from facade.breaker import CircuitBreaker
 from facade.config import FacadeConfig
 from facade.limits import RateLimits
+from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import Route
+from facade.sockets import Sockets
 from facade.transcoding import Endpoint
 from services.runtime.cache import Cache
 
@@ -24,3 +26,6 @@ LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 DOCS: web.AppKey[bytes] = web.AppKey("docs")
+SOCKETS: web.AppKey[Sockets] = web.AppKey("sockets")
+PORTFOLIO_FEED: web.AppKey[PortfolioFeed] = web.AppKey("portfolio_feed")
+UPSTREAMS: web.AppKey[Upstreams] = web.AppKey("upstreams")

@@ -187,6 +187,46 @@ def _success(data: Schema, description: str, *, paginated: bool = False) -> Sche
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+STREAM_ERRORS = (
+    "A call that fails before the stream starts is answered with the error envelope and its "
+    "status (never a 200). A failure after that ends the stream with an error record holding "
+    "the envelope's `error` object"
+)
+
+
+def _stream(route: Route, schemas: Schemas) -> Schema:
+    """A server-streaming route's 200: a raw body, or messages as NDJSON or SSE."""
+    if route.raw_body:
+        response: Schema = {
+            "description": "The body, streamed in chunks as the service writes it; its content "
+            "type is the service's (e.g. text/csv). The envelope answers a call that fails "
+            "before the first chunk; one that fails later is cut off before the final chunk "
+            "(a truncated transfer, never a complete-looking file).",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+        if route.download_name:
+            response["headers"] = {
+                "Content-Disposition": {
+                    "description": f'attachment; filename="{route.download_name}.<extension '
+                    'of the content type>"',
+                    "schema": {"type": "string"},
+                }
+            }
+        return response
+    item = _data_schema(route, schemas)
+    return {
+        "description": "A stream of messages, each written as itself (no wrapper): "
+        "newline-delimited JSON (one message per line), or Server-Sent Events with "
+        "`Accept: text/event-stream` (`event: message`, `data: <message>`; comment lines "
+        f'are heartbeats). {STREAM_ERRORS}: NDJSON a last line `{{"error": {{...}}}}`, '
+        "SSE an `event: error` whose data is that object.",
+        "content": {
+            "application/x-ndjson": {"schema": item, "x-error-record": ref("StreamError")},
+            "text/event-stream": {"schema": {"type": "string"}, "x-message-schema": item},
+        },
+    }
+
+
 def _auth_text(route: Route) -> str:
     if route.public:
         return "Public: no token needed."
@@ -207,10 +247,14 @@ def operation(route: Route, schemas: Schemas) -> Schema:
     body = _request_body(route, schemas)
     if body is not None:
         op["requestBody"] = body
-    op["responses"] = {
-        str(route.success_status): _success(
+    if route.streaming:
+        success = _stream(route, schemas)
+    else:
+        success = _success(
             _data_schema(route, schemas), "Success, in the envelope", paginated=route.paginated
-        ),
+        )
+    op["responses"] = {
+        str(route.success_status): success,
         "default": {"$ref": "#/components/responses/Error"},
     }
     if not route.public:
@@ -369,6 +413,12 @@ def _shared_schemas() -> dict[str, Schema]:
                 },
                 "retryAfter": {"type": "integer", "description": "seconds"},
             },
+        },
+        "StreamError": {
+            "type": "object",
+            "description": "The record that ends a message stream that failed midway.",
+            "required": ["error"],
+            "properties": {"error": ref("Error")},
         },
         "Pagination": {
             "type": "object",

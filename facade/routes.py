@@ -1,8 +1,9 @@
 """The REST route table, built at start from the protos' google.api.http rules.
 
-As in grpc-gateway and Envoy's transcoder, routes are data: each annotated unary RPC becomes a
-Route (verb, path template, which request fields the path, body and query string fill, and what
-the response envelope carries). One generic handler serves them all.
+As in grpc-gateway and Envoy's transcoder, routes are data: each annotated unary or
+server-streaming RPC becomes a Route (verb, path template, which request fields the path, body
+and query string fill, and what the response carries). One generic handler serves the unary
+ones, another the streams (facade/streaming.py). Client-streaming and internal RPCs get none.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ DOMAIN_APIS: Mapping[str, ServiceDescriptor] = {
 }
 
 PAGINATION_TYPE = "stockfolio.common.v1.Pagination"
+# The transcoding convention for a raw response body (a download), as in grpc-gateway.
+HTTP_BODY_TYPE = "google.api.HttpBody"
 # Well-known types that read from one JSON string (and so from one query parameter).
 STRING_WKTS = frozenset(
     {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
@@ -98,6 +101,11 @@ class Route:
     success_status: int
     query: Mapping[str, FieldPath]  # query parameter name -> field (JSON and proto names)
     paginated: bool  # the response has a stockfolio.common.v1.Pagination `pagination`
+    streaming: bool = False  # server-streaming: answered as a stream, not an envelope
+    raw_body: bool = False  # streams google.api.HttpBody chunks: the body itself
+    # A raw body whose request chooses a `format` is a file download: its base name (the
+    # path's last literal segment); the extension follows the content type. "" otherwise.
+    download_name: str = ""
 
     @property
     def public(self) -> bool:
@@ -238,11 +246,13 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
     options = method.GetOptions()
     if not options.HasExtension(annotations_pb2.http):
         return []
-    if method.client_streaming or method.server_streaming:
-        return []  # streaming RPCs are bridged elsewhere (WebSockets, SSE), not transcoded
+    if method.client_streaming:
+        return []  # a request stream has no REST form; WebSockets bridge those
     rule = method_rule(method)
     if rule.internal:
         return []  # service-to-service only (service tokens): never published over REST
+    streaming = method.server_streaming
+    raw_body = streaming and method.output_type.full_name == HTTP_BODY_TYPE
     top = options.Extensions[annotations_pb2.http]
     found: list[Route] = []
     for index, binding in enumerate([top, *top.additional_bindings]):
@@ -264,7 +274,9 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
         else:
             excluded = _excluded(binding.body, variables)
             query = query_fields(method.input_type, excluded)
-        pagination = method.output_type.fields_by_name.get("pagination")
+        if raw_body and binding.response_body:
+            raise ValueError(f"{where}: an HttpBody stream cannot name a response_body")
+        pagination = None if streaming else method.output_type.fields_by_name.get("pagination")
         operation_id = f"{method.containing_service.name}_{method.name}"
         found.append(
             Route(
@@ -285,9 +297,26 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
                     and pagination.message_type is not None
                     and pagination.message_type.full_name == PAGINATION_TYPE
                 ),
+                streaming=streaming,
+                raw_body=raw_body,
+                download_name=(
+                    _last_literal(template)
+                    if raw_body and "format" in method.input_type.fields_by_name
+                    else ""
+                ),
             )
         )
     return found
+
+
+def _last_literal(template: str) -> str:
+    """`/api/v1/export` -> `export`; `/v1/{name=reports/*}:download` -> `download`."""
+    literals = [
+        part
+        for segment in _VARIABLE.sub("", template).replace(":", "/").split("/")
+        if (part := segment.strip("*")) and re.fullmatch(r"[A-Za-z0-9_.-]+", part)
+    ]
+    return literals[-1] if literals else "download"
 
 
 def build_routes(apis: Mapping[str, ServiceDescriptor] = DOMAIN_APIS) -> tuple[Route, ...]:

@@ -1,4 +1,4 @@
-"""The one generic handler: HTTP request -> gRPC call -> envelope, for every transcoded route.
+"""The one generic handler: HTTP request -> gRPC call -> envelope, for every unary route.
 
 Each route's Endpoint holds what was computed at start (its codec, its multicallable, its
 service's circuit breaker); the handler itself has no per-route code.
@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from google.protobuf.message import Message
 
 from facade.breaker import CircuitBreaker
 from facade.codec import RouteCodec
@@ -43,10 +44,11 @@ class Endpoint:
 
     def bind(self, channel: grpc.aio.Channel) -> None:
         method = self.route.method
-        self.call = channel.unary_unary(
+        # Raw bytes: the codec parses them, or finds their JSON already made (see encode_raw).
+        bind = channel.unary_stream if self.route.streaming else channel.unary_unary
+        self.call = bind(
             method_path(method),
             request_serializer=self.codec.request_class.SerializeToString,
-            # Raw bytes: the codec parses them, or finds their JSON already made (see encode_raw).
             response_deserializer=None,
             _registered_method=True,
         )
@@ -74,20 +76,30 @@ def forwarded_metadata(request: web.Request, trust_proxy: bool) -> list[tuple[st
     return metadata
 
 
+def failed(endpoint: Endpoint, error: grpc.aio.AioRpcError) -> ApiError:
+    """A call that failed, as the envelope error; the breaker counts whether it was reached."""
+    failure = from_rpc_error(error, endpoint.route.service)
+    unreached = error.code() == grpc.StatusCode.UNAVAILABLE and failure.service == FACADE
+    endpoint.breaker.record(reached=not unreached)
+    return failure
+
+
+async def request_message(endpoint: Endpoint, request: web.Request) -> Message:
+    """The RPC's request, from the route's path variables, query string and body."""
+    body = await request.read() if endpoint.route.body else b""
+    return endpoint.codec.decode(request.match_info, request.query, body)
+
+
 async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:
     route = endpoint.route
-    body = await request.read() if route.body else b""
-    message = endpoint.codec.decode(request.match_info, request.query, body)
+    message = await request_message(endpoint, request)
     metadata = forwarded_metadata(request, endpoint.trust_proxy)
     breaker = endpoint.breaker
     breaker.admit()
     try:
         reply = await endpoint.call(message, metadata=metadata, timeout=endpoint.deadline)
     except grpc.aio.AioRpcError as error:
-        failure = from_rpc_error(error, route.service)
-        unreached = error.code() == grpc.StatusCode.UNAVAILABLE and failure.service == FACADE
-        breaker.record(reached=not unreached)
-        raise failure from None
+        raise failed(endpoint, error) from None
     except BaseException:
         breaker.abandon()
         raise

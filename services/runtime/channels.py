@@ -2,7 +2,7 @@
 
 Everything is gRPC's own machinery, configured through its service config: round robin over
 every replica, health-checked subchannels, retries for methods the protos mark idempotent,
-and a default deadline.
+and a default deadline for unary calls (streams run until their caller ends them).
 """
 
 from __future__ import annotations
@@ -58,18 +58,31 @@ def service_config(
         # grpcio 1.85 (aio) a service-config timeout under ~1.5 s fails every call at once.
         return json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
     retried: list[dict[str, str]] = [{"service": HEALTH_SERVICE}]
+    retried_streams: list[dict[str, str]] = []
+    streams: list[dict[str, str]] = []
     for service in services:
         for method in service.methods:
+            name = {"service": service.full_name, "method": method.name}
+            streaming = method.server_streaming or method.client_streaming
             if method_rule(method).idempotent:
-                retried.append({"service": service.full_name, "method": method.name})
+                (retried_streams if streaming else retried).append(name)
+            elif streaming:
+                streams.append(name)
+    method_config: list[dict[str, Any]] = [
+        {"name": retried, "timeout": timeout, "retryPolicy": RETRY_POLICY},
+        {"name": [{"service": s.full_name} for s in services], "timeout": timeout},
+    ]
+    # A stream (a download, a feed) lasts as long as its caller wants and is ended by it: no
+    # default deadline. A method's own entry overrides its service's, timeout included.
+    if retried_streams:
+        method_config.append({"name": retried_streams, "retryPolicy": RETRY_POLICY})
+    if streams:
+        method_config.append({"name": streams})
     config: dict[str, Any] = {
         "loadBalancingConfig": [{"round_robin": {}}],
         # Subchannels whose replica reports NOT_SERVING leave the rotation (needs round_robin).
         "healthCheckConfig": {"serviceName": services[0].full_name if services else ""},
-        "methodConfig": [
-            {"name": retried, "timeout": timeout, "retryPolicy": RETRY_POLICY},
-            {"name": [{"service": s.full_name} for s in services], "timeout": timeout},
-        ],
+        "methodConfig": method_config,
     }
     return json.dumps(config)
 

@@ -142,10 +142,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @staticmethod
     def end(tokens: tuple[Any, Any, Any, Any]) -> None:
-        correlation_id.reset(tokens[0])
-        current_identity.reset(tokens[1])
-        client_address.reset(tokens[2])
-        idempotency_key.reset(tokens[3])
+        try:
+            correlation_id.reset(tokens[0])
+            current_identity.reset(tokens[1])
+            client_address.reset(tokens[2])
+            idempotency_key.reset(tokens[3])
+        except ValueError:
+            # A stream cancelled from outside is finalized in another context, where these
+            # tokens mean nothing; the call's own context is gone with it.
+            pass
 
     def finish(self, method: str, code: grpc.StatusCode, started: float, quiet: bool) -> None:
         elapsed = time.perf_counter() - started

@@ -115,7 +115,6 @@ def start_portfolio(
     make_config: Callable[..., RuntimeConfig],
     users_service: RuntimeConfig,
     portfolio_database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> StartPortfolio:
     """`start_portfolio(**env)` runs a portfolio server; keyword arguments are environment
     variables. Prices are the simulated market's opening prices (it does not move) and the
@@ -130,14 +129,13 @@ def start_portfolio(
             "PORTFOLIO_REVALUE_INTERVAL": "3600",
             **environ,
         }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)  # the portfolio config reads its own variables
         users_address = users_service.addresses["users"][0]
+        # The portfolio service reads its own settings from the runtime config's environment.
         config = make_config(
             "portfolio",
             PORTFOLIO_DATABASE_URL=portfolio_database_url,
             USERS_ADDRS=users_address,
-            **{k: v for k, v in environ.items() if k == "REDIS_URL"},
+            **settings,
         )
         async with (
             running(config, build_portfolio, port=0, grace=0) as service,

@@ -90,14 +90,31 @@ def test_the_retry_policy_is_three_attempts_with_exponential_backoff_on_unavaila
     assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 
-def test_every_method_gets_the_default_deadline() -> None:
+def test_every_unary_method_gets_the_default_deadline() -> None:
     config = config_for(USERS, PORTFOLIO, deadline=12.5)
-    assert {entry["timeout"] for entry in config["methodConfig"]} == {"12.500s"}
-    service_wide = [n for e in config["methodConfig"] for n in e["name"] if "method" not in n]
+    timed = [e for e in config["methodConfig"] if "timeout" in e]
+    assert {entry["timeout"] for entry in timed} == {"12.500s"}
+    service_wide = [n for e in timed for n in e["name"] if "method" not in n]
     assert {n["service"] for n in service_wide} == {
         "grpc.health.v1.Health",
         "stockfolio.users.v1.UsersService",
         "stockfolio.portfolio.v1.PortfolioService",
+    }
+
+
+def test_streaming_methods_get_no_deadline_and_keep_their_retries() -> None:
+    config = config_for(PORTFOLIO, deadline=12.5)
+    untimed = {
+        n["method"]: "retryPolicy" in e
+        for e in config["methodConfig"]
+        if "timeout" not in e
+        for n in e["name"]
+    }
+    # The export is safe to repeat (retried until its first message); the feeds are not.
+    assert untimed == {
+        "ExportPortfolio": True,
+        "StreamMarket": False,
+        "StreamPortfolioEvents": False,
     }
 
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-import google.api
-import grpc_tools
 import pytest
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from multidict import MultiDict
@@ -25,6 +20,7 @@ from facade.codec import Plans, RouteCodec
 from facade.envelope import ApiError
 from facade.routes import DOMAIN_APIS, Route, build_routes, route_prefixes, routes_for_method
 from services.runtime.descriptors import method_rule
+from tests.compiled_protos import add_to_default_pool
 
 ROUTES = build_routes()
 PLANS = Plans()
@@ -90,31 +86,8 @@ service ThingService {
 def things(tmp_path_factory: pytest.TempPathFactory) -> ServiceDescriptor:
     """The test API, compiled with protoc and added to the default descriptor pool."""
     folder = tmp_path_factory.mktemp("protos")
-    (folder / "things.proto").write_text(THINGS_PROTO)
-    out = folder / "things.binpb"
-    googleapis = Path(google.api.__path__[0]).parent.parent
-    well_known = Path(grpc_tools.__path__[0]) / "_proto"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{folder}",
-            f"-I{googleapis}",
-            f"-I{well_known}",
-            "--include_imports",
-            f"--descriptor_set_out={out}",
-            "things.proto",
-        ],
-        check=True,
-    )
-    pool = descriptor_pool.Default()
-    for proto in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
-        try:
-            pool.FindFileByName(proto.name)
-        except KeyError:
-            pool.Add(proto)
-    return pool.FindServiceByName("facadetest.v1.ThingService")
+    file = add_to_default_pool("things.proto", THINGS_PROTO, folder)
+    return file.services_by_name["ThingService"]
 
 
 def route(operation_id: str) -> Route:
@@ -149,24 +122,35 @@ def new(target: Route, which: str, **fields: Any) -> Message:
 # --- the route table ---------------------------------------------------------------------
 
 
-def test_every_annotated_unary_rpc_of_the_five_services_has_a_route() -> None:
+def test_every_annotated_unary_or_server_streaming_rpc_has_a_route() -> None:
     annotated = {
         method.full_name
         for service in DOMAIN_APIS.values()
         for method in service.methods
-        if method.GetOptions().HasExtension(annotations_pb2.http)
-        and not (method.client_streaming or method.server_streaming)
+        if method.GetOptions().HasExtension(annotations_pb2.http) and not method.client_streaming
     }
-    assert len(ROUTES) == len(annotated) >= 50
+    assert len(ROUTES) == len(annotated) >= 51
     assert {r.method.full_name for r in ROUTES} == annotated
     assert {r.service for r in ROUTES} == set(DOMAIN_APIS)
 
 
-def test_streaming_and_internal_rpcs_get_no_route() -> None:
+def test_internal_and_client_streaming_rpcs_get_no_route() -> None:
     portfolio = DOMAIN_APIS["portfolio"]
     for method in portfolio.methods:
-        if method.server_streaming or method.client_streaming or method_rule(method).internal:
+        if method.client_streaming or method_rule(method).internal:
             assert routes_for_method("portfolio", method) == [], method.name
+    assert not any(r.method.name.startswith("Stream") for r in ROUTES)
+
+
+def test_the_export_is_a_streamed_download_of_raw_bodies() -> None:
+    export = route("PortfolioService_ExportPortfolio")
+    assert (export.verb, export.template) == ("GET", "/api/v1/export")
+    assert export.streaming and export.raw_body
+    assert export.download_name == "export"
+    assert not export.paginated
+    assert {"portfolioId", "format"} <= set(export.query)
+    unary = route("PortfolioService_ListTrades")
+    assert not unary.streaming and not unary.raw_body and unary.download_name == ""
 
 
 def test_routes_carry_the_verbs_and_templates_of_the_design_table() -> None:

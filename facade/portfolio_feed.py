@@ -1,0 +1,292 @@
+"""The live feed behind /ws/portfolio: one upstream stream per portfolio replica, fanned out.
+
+Upstreams: for each replica address, one StreamMarket (every price tick) and one
+StreamPortfolioEvents (every user's trades and revaluations), on a probe-style channel of its
+own (one replica, no health-checked subchannels), with the facade's service token. A stream that
+ends or fails, or a replica that goes away, is reopened with exponential backoff (with jitter);
+while a replica is down its next call waits for it (wait_for_ready) rather than failing in a
+loop.
+
+Fan-out: an index from symbol to the sockets following it, and from user to that user's
+sockets. Each message is encoded once (JSON, then one ready-made frame) and written to each
+socket that gets it without waiting (ClientSocket.send: a socket too far behind is dropped).
+
+- `price` goes to the sockets following its symbol;
+- `trade` goes to every socket of the trade's owner, followed portfolios or not (a trade is a
+  notification about one's own account: another tab or device made it);
+- `portfolio_value` goes to the owner's sockets that follow that portfolio.
+
+No socket ever sees another user's trade or value. The same tick or event arriving twice (events
+cross replicas through Redis, so every replica's stream carries them all) is delivered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+from facade.codec import Plans, message_json
+from facade.routes import DOMAIN_APIS
+from facade.sockets import ClientSocket, json_frame
+from services.runtime.auth import ServiceCredentials
+from services.runtime.channels import create_channel
+
+log = logging.getLogger("stockfolio.facade")
+
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 10.0
+# Events remembered to recognise one arriving again from another replica.
+REMEMBERED_EVENTS = 10_000
+
+UPSTREAMS_LIVE = Gauge(
+    "stockfolio_ws_upstream_streams",
+    "Upstream gRPC streams the facade holds open for its sockets, by stream.",
+    ["stream"],
+)
+UPSTREAM_RESTARTS = Counter(
+    "stockfolio_ws_upstream_restarts_total",
+    "Upstream gRPC streams reopened after they ended or failed, by stream.",
+    ["stream"],
+)
+
+
+class FeedSocket:
+    """One /ws/portfolio socket: whose it is and what it follows."""
+
+    __slots__ = ("client", "portfolios", "symbols", "user_id")
+
+    def __init__(self, client: ClientSocket, user_id: str) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.symbols: set[str] = set()
+        self.portfolios: set[str] = set()
+
+
+class PortfolioFeed:
+    """Who gets which price, trade and portfolio value."""
+
+    def __init__(self, plans: Plans) -> None:
+        self._trade_plan = plans.plan(portfolio_pb2.Trade.DESCRIPTOR)
+        self._by_symbol: dict[str, set[ClientSocket]] = {}
+        self._by_user: dict[str, set[FeedSocket]] = {}
+        # symbol -> (tick time, price, its frame): for dedup, and for new followers.
+        self._last_prices: dict[str, tuple[tuple[int, int], str, bytes]] = {}
+        self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
+
+    # --- sockets --------------------------------------------------------------------------------
+
+    def join(self, socket: FeedSocket) -> None:
+        self._by_user.setdefault(socket.user_id, set()).add(socket)
+
+    def leave(self, socket: FeedSocket) -> None:
+        for symbol in socket.symbols:
+            self._unindex(symbol, socket.client)
+        socket.symbols.clear()
+        socket.portfolios.clear()
+        mine = self._by_user.get(socket.user_id)
+        if mine is not None:
+            mine.discard(socket)
+            if not mine:
+                del self._by_user[socket.user_id]
+
+    def follow(self, socket: FeedSocket, symbols: Iterable[str], portfolios: Iterable[str]) -> None:
+        """Add to what a socket follows; a newly followed symbol's last price is sent at once."""
+        for symbol in symbols:
+            if symbol in socket.symbols:
+                continue
+            socket.symbols.add(symbol)
+            self._by_symbol.setdefault(symbol, set()).add(socket.client)
+            last = self._last_prices.get(symbol)
+            if last is not None:
+                socket.client.send(last[2])
+        socket.portfolios.update(portfolios)
+
+    def unfollow(
+        self, socket: FeedSocket, symbols: Iterable[str], portfolios: Iterable[str]
+    ) -> None:
+        for symbol in symbols:
+            if symbol in socket.symbols:
+                socket.symbols.discard(symbol)
+                self._unindex(symbol, socket.client)
+        socket.portfolios.difference_update(portfolios)
+
+    def _unindex(self, symbol: str, client: ClientSocket) -> None:
+        followers = self._by_symbol.get(symbol)
+        if followers is not None:
+            followers.discard(client)
+            if not followers:
+                del self._by_symbol[symbol]
+
+    @property
+    def sockets(self) -> int:
+        return sum(len(mine) for mine in self._by_user.values())
+
+    # --- upstream messages --------------------------------------------------------------------
+
+    def publish_quote(self, quote: portfolio_pb2.Quote) -> None:
+        symbol = quote.symbol
+        stamp = (quote.time.seconds, quote.time.nanos)
+        last = self._last_prices.get(symbol)
+        if last is not None and (stamp < last[0] or (stamp == last[0] and quote.price == last[1])):
+            return  # this tick again (from another replica), or one older than the last sent
+        frame = json_frame(
+            {
+                "type": "price",
+                "symbol": symbol,
+                "price": quote.price,
+                "change": quote.change,
+                "changePercent": quote.change_percent,
+                "time": quote.time.ToJsonString(),
+            }
+        )
+        self._last_prices[symbol] = (stamp, quote.price, frame)
+        # Sends never wait and never change the index, so the set is walked as it is.
+        for client in self._by_symbol.get(symbol, ()):
+            client.send(frame)
+
+    def publish_event(self, event: portfolio_pb2.StreamPortfolioEventsResponse) -> None:
+        mine = self._by_user.get(event.user_id)
+        if not mine:
+            return
+        kind = event.WhichOneof("event")
+        if kind == "trade":
+            trade = event.trade
+            if self._again(("trade", trade.id)):
+                return
+            frame = json_frame({"type": "trade", "trade": message_json(trade, self._trade_plan)})
+            for socket in mine:
+                socket.client.send(frame)
+        elif kind == "portfolio_value":
+            value = event.portfolio_value
+            stamp = value.time
+            key = ("value", value.portfolio_id, str(stamp.seconds), str(stamp.nanos))
+            if self._again(key):
+                return
+            found: bytes | None = None
+            for socket in mine:
+                if value.portfolio_id in socket.portfolios:
+                    if found is None:
+                        found = json_frame(
+                            {
+                                "type": "portfolio_value",
+                                "portfolioId": value.portfolio_id,
+                                "totalValue": value.total_value,
+                                "totalGainLoss": value.total_gain_loss,
+                                "time": stamp.ToJsonString(),
+                            }
+                        )
+                    socket.client.send(found)
+
+    def _again(self, key: tuple[str, ...]) -> bool:
+        """Whether this event was delivered already (an empty id is never deduplicated)."""
+        if not key[1]:
+            return False
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > REMEMBERED_EVENTS:
+            self._seen.popitem(last=False)
+        return False
+
+
+Metadata = tuple[tuple[str, str], ...]
+OpenStream = Callable[[Metadata], Any]
+
+
+class Upstreams:
+    """The feed's upstream streams: two per portfolio replica, kept open until closed."""
+
+    def __init__(
+        self, addresses: Sequence[str], credentials: ServiceCredentials, feed: PortfolioFeed
+    ) -> None:
+        self._addresses = tuple(addresses)
+        self._credentials = credentials
+        self._feed = feed
+        self._channels: list[grpc.aio.Channel] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.live = 0  # streams open now
+
+    def start(self) -> None:
+        feed = self._feed
+        for address in self._addresses:
+            channel = create_channel([address], [DOMAIN_APIS["portfolio"]], probe=True)
+            self._channels.append(channel)
+            stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+
+            def market(metadata: Metadata, stub: Any = stub) -> Any:
+                request = portfolio_pb2.StreamMarketRequest()
+                return stub.StreamMarket(request, metadata=metadata, wait_for_ready=True)
+
+            def events(metadata: Metadata, stub: Any = stub) -> Any:
+                request = portfolio_pb2.StreamPortfolioEventsRequest()
+                return stub.StreamPortfolioEvents(request, metadata=metadata, wait_for_ready=True)
+
+            self._spawn(address, "market", market, lambda m: feed.publish_quote(m.quote))
+            self._spawn(address, "events", events, feed.publish_event)
+
+    def _spawn(
+        self, address: str, name: str, open_stream: OpenStream, handle: Callable[[Any], None]
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._follow(address, name, open_stream, handle), name=f"upstream-{name}-{address}"
+        )
+        self._tasks.append(task)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(channel.close() for channel in self._channels))
+        self._tasks.clear()
+        self._channels.clear()
+
+    async def _follow(
+        self, address: str, name: str, open_stream: OpenStream, handle: Callable[[Any], None]
+    ) -> None:
+        backoff = BACKOFF_FIRST
+        gauge = UPSTREAMS_LIVE.labels(name)
+        while True:
+            call = open_stream(self._credentials.metadata())
+            live = False
+            outcome = "ended"
+            try:
+                await call.initial_metadata()  # the replica has subscribed us: ticks flow
+                if not call.done():
+                    live = True
+                    self.live += 1
+                    gauge.inc()
+                    backoff = BACKOFF_FIRST
+                async for message in call:
+                    handle(message)
+            except grpc.aio.AioRpcError as error:
+                outcome = error.code().name
+            except Exception:
+                # A bug in the fan-out must not end the feed for good: log it, reopen.
+                log.exception("upstream message handling failed", extra={"stream": name})
+                outcome = "INTERNAL"
+            finally:
+                call.cancel()
+                if live:
+                    self.live -= 1
+                    gauge.dec()
+            delay = backoff * random.uniform(0.5, 1.0)
+            log.warning(
+                "upstream stream closed; reopening",
+                extra={
+                    "stream": name,
+                    "upstreamAddress": address,
+                    "code": outcome,
+                    "retryIn": round(delay, 3),
+                },
+            )
+            UPSTREAM_RESTARTS.labels(name).inc()
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX)

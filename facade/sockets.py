@@ -1,0 +1,464 @@
+"""What every WebSocket of the facade shares: the transport side, as terminado splits it.
+
+The Origin check (cross-site WebSocket hijacking), authentication (the `token` query parameter
+or a first `{"type": "auth"}` message, checked by the users service: signature and session),
+JSON messages with a `type`, `ping` -> `pong`, protocol heartbeats, and the send path. A path
+(`/ws/portfolio`, later chat and terminals) adds only a Conversation: what its messages do.
+
+Sending never waits. A message is encoded once, as a ready-made frame, and queued for each
+socket that gets it; each socket's frames go out in one write per 10 ms window (Outbox). What
+the kernel has not taken yet waits in the socket's transport: that is the socket's send queue.
+A socket with more than `ws_send_queue_bytes` waiting there is dropped (closed 4008, logged),
+so a slow client never slows the others down nor grows the facade's memory. The kernel's own
+send buffer for the socket is capped at the same size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from aiohttp import WSMsgType, web
+from prometheus_client import Counter, Gauge
+from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+
+from facade.config import FacadeConfig
+from facade.envelope import ApiError, from_rpc_error
+from services.runtime.context import CORRELATION_HEADER, correlation_id
+
+log = logging.getLogger("stockfolio.facade")
+
+# Close codes (4000-4999 are the application's; the others are RFC 6455's).
+UNAUTHENTICATED_CLOSE = 4401
+TOO_SLOW_CLOSE = 4008
+GOING_AWAY_CLOSE = 1001
+INTERNAL_ERROR_CLOSE = 1011
+TRY_AGAIN_LATER_CLOSE = 1013
+
+MAX_MESSAGE_BYTES = 64 * 1024
+# How long a closing handshake may take before the connection is simply cut.
+CLOSE_GRACE = 5.0
+VALIDATE_DEADLINE = 5.0
+# Frames queued within this many seconds are written together (see Outbox).
+FLUSH_WINDOW = 0.01
+
+SOCKETS_OPEN = Gauge(
+    "stockfolio_ws_connections", "WebSocket connections open now, by path.", ["path"]
+)
+SOCKETS_DROPPED = Counter(
+    "stockfolio_ws_dropped_total",
+    "WebSocket connections closed by the facade, by reason.",
+    ["reason"],
+)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked WebSocket text frame (RFC 6455, 5.2) holding `payload` (UTF-8):
+    built once per message and written as-is to every socket that gets it."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+def json_frame(message: Mapping[str, Any]) -> bytes:
+    # ASCII JSON (ensure_ascii), so always valid UTF-8 text.
+    return text_frame(json.dumps(message, separators=(",", ":")).encode())
+
+
+PONG = json_frame({"type": "pong"})
+AUTH_OK = json_frame({"type": "auth_ok"})
+
+
+class SocketError(Exception):
+    """A message the socket refuses: answered `{"type": "error", "code", "message"}`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Outbox:
+    """Frames for many sockets, written together: one write per socket per window.
+
+    A price tick reaches the facade as one gRPC message per symbol, and one write (one system
+    call) per frame and socket is most of a fan-out's cost. Frames queued within `window`
+    seconds go out as one write per socket (measured on this machine: 10 frames in one write
+    cost about a fifth of 10 writes).
+    """
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._dirty: list[ClientSocket] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def mark(self, client: ClientSocket) -> None:
+        """`client` has frames waiting: flush it with the others at the end of the window."""
+        self._dirty.append(client)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
+
+    def flush(self) -> None:
+        self._timer = None
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            client.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._dirty.clear()
+
+
+class ClientSocket:
+    """One accepted WebSocket, as the senders see it."""
+
+    __slots__ = ("_closer", "_done", "_limit", "_outbox", "_pending", "_transport", "path", "ws")
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        *,
+        path: str,
+        limit: int,
+        outbox: Outbox,
+        closer: Callable[[ClientSocket, int, str], None],
+    ) -> None:
+        self.ws = ws
+        self.path = path
+        self._transport = transport
+        self._limit = limit
+        self._outbox = outbox
+        self._closer = closer
+        self._pending: list[bytes] = []
+        self._done = False
+
+    def send(self, frame: bytes) -> None:
+        """Queue a ready-made frame, written with the others of its window; never waits."""
+        if self._done:
+            return
+        if not self._pending:
+            self._outbox.mark(self)
+        self._pending.append(frame)
+
+    def send_now(self, frame: bytes) -> None:
+        """Write a frame at once, after those queued (a reply: pong, auth_ok, an error)."""
+        if not self._done:
+            self._pending.append(frame)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued; a socket too far behind is dropped instead."""
+        pending = self._pending
+        if not pending or self._done:
+            pending.clear()
+            return
+        self._pending = []
+        transport = self._transport
+        if self.ws.closed or transport.is_closing():
+            self._done = True
+            return
+        if transport.get_write_buffer_size() > self._limit:
+            self._done = True
+            SOCKETS_DROPPED.labels("slow").inc()
+            log.warning(
+                "dropping a slow websocket",
+                extra={"path": self.path, "pendingBytes": transport.get_write_buffer_size()},
+            )
+            self._closer(self, TOO_SLOW_CLOSE, "too slow: messages were piling up")
+            return
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def error(self, code: str, message: str) -> None:
+        self.send_now(json_frame({"type": "error", "code": code, "message": message}))
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake, or a cut connection when the client does not take part."""
+        self._done = True
+        self._pending.clear()
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self.ws.close(code=code, message=reason.encode()[:120])
+        except TimeoutError:
+            self._transport.abort()
+
+
+@dataclass(frozen=True)
+class SocketUser:
+    """Whom a socket authenticated as, and until when its token holds (epoch seconds)."""
+
+    user_id: str
+    session_id: str
+    expires_at: float
+
+
+class Conversation(Protocol):
+    """What one socket path does with its messages, once the socket is authenticated."""
+
+    async def receive(self, kind: str, message: dict[str, Any]) -> None:
+        """Act on a message (not auth or ping); raise SocketError to refuse it."""
+        ...
+
+    def end(self) -> None:
+        """The socket is gone: forget it."""
+        ...
+
+
+StartConversation = Callable[[ClientSocket, SocketUser], Conversation]
+
+
+def _parse(data: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):
+        raise SocketError("BAD_MESSAGE", "messages must be JSON objects") from None
+    if not isinstance(message, dict):
+        raise SocketError("BAD_MESSAGE", "messages must be JSON objects")
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise SocketError("BAD_MESSAGE", "every message needs a string `type`")
+    return kind, message
+
+
+class Sockets:
+    """Accepts the app's WebSockets and owns them: closed together (1001) at shutdown."""
+
+    def __init__(self, config: FacadeConfig, users: Callable[[], grpc.aio.Channel]) -> None:
+        self._origins = frozenset(config.frontend_origins)
+        self._auth_timeout = config.ws_auth_timeout
+        self._heartbeat = config.ws_heartbeat
+        self._limit = config.ws_send_queue_bytes
+        self._users = users
+        self._open: set[ClientSocket] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._outbox = Outbox(FLUSH_WINDOW)
+
+    @property
+    def count(self) -> int:
+        return len(self._open)
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def close_later(self, client: ClientSocket, code: int, reason: str) -> None:
+        """Close from a path that must not wait (a send); the task is tracked until done."""
+        task = asyncio.get_running_loop().create_task(client.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def shutdown(self) -> None:
+        """Close every socket (going away), then wait for closes already under way."""
+        self._outbox.flush()
+        self._outbox.close()
+        await asyncio.gather(
+            *(client.close(GOING_AWAY_CLOSE, "server shutting down") for client in self._open),
+            *self._closing,
+            return_exceptions=True,
+        )
+
+    # --- one socket ---------------------------------------------------------------------------
+
+    async def serve(self, request: web.Request, start: StartConversation) -> web.WebSocketResponse:
+        """Upgrade, authenticate, then hand the socket's messages to its conversation."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self._origins:
+            raise ApiError(403, "ORIGIN_NOT_ALLOWED", f"origin {origin} may not open sockets")
+        ws = web.WebSocketResponse(
+            heartbeat=self._heartbeat,
+            compress=False,  # frames are shared between sockets: no per-socket deflate
+            max_msg_size=MAX_MESSAGE_BYTES,
+            timeout=CLOSE_GRACE,
+        )
+        if not ws.can_prepare(request).ok:
+            raise ApiError(
+                426,
+                "UPGRADE_REQUIRED",
+                f"{request.path} is a WebSocket: connect with an Upgrade request",
+                headers={"Upgrade": "websocket"},
+            )
+        ws.headers["X-Correlation-ID"] = correlation_id.get()
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        _cap_kernel_buffer(transport, self._limit)
+        client = ClientSocket(
+            ws,
+            transport,
+            path=request.path,
+            limit=self._limit,
+            outbox=self._outbox,
+            closer=self.close_later,
+        )
+        self._open.add(client)
+        gauge = SOCKETS_OPEN.labels(request.path)
+        gauge.inc()
+        try:
+            user = await self._authenticate(client, request.query.get("token"))
+            if user is not None:
+                await self._converse(client, user, start)
+        except Exception:
+            # A socket is a boundary: its failure is logged and closed here, never answered
+            # with an HTTP response on a connection that is no longer HTTP.
+            log.exception("websocket failed", extra={"path": request.path})
+            await client.close(INTERNAL_ERROR_CLOSE, "internal error")
+        finally:
+            self._open.discard(client)
+            gauge.dec()
+            if not ws.closed:
+                await client.close(GOING_AWAY_CLOSE, "")
+        return ws
+
+    async def _authenticate(self, client: ClientSocket, token: str | None) -> SocketUser | None:
+        """By the query token, else by a first `auth` message within the auth timeout."""
+        if token is not None:
+            return await self._accept(client, token)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._auth_timeout
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                received = await client.ws.receive(timeout=remaining)
+            except TimeoutError:
+                break
+            if received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return None  # closed (or broken) before authenticating
+            try:
+                kind, message = _parse(received.data)
+            except SocketError as error:
+                client.error(error.code, error.message)
+                continue
+            if kind != "auth":
+                client.error("UNAUTHENTICATED", 'authenticate first: {"type": "auth", "token"}')
+                continue
+            return await self._accept(client, message.get("token"))
+        client.error("UNAUTHENTICATED", f"no authentication within {self._auth_timeout:g} s")
+        await client.close(UNAUTHENTICATED_CLOSE, "authentication timed out")
+        return None
+
+    async def _accept(self, client: ClientSocket, token: object) -> SocketUser | None:
+        try:
+            user = await self.validate(token)
+        except ApiError as error:
+            client.error(error.code, error.message)
+            unauthenticated = error.status == 401
+            code = UNAUTHENTICATED_CLOSE if unauthenticated else TRY_AGAIN_LATER_CLOSE
+            await client.close(code, "unauthenticated" if unauthenticated else "try again later")
+            return None
+        client.send_now(AUTH_OK)
+        return user
+
+    async def validate(self, token: object) -> SocketUser:
+        """Ask the users service whose token this is: it checks the signature and the
+        session (a logged-out session is refused), as every service does."""
+        readable = isinstance(token, str) and token.isascii() and token.isprintable()
+        if not readable or not token:
+            raise ApiError(401, "TOKEN_INVALID", "invalid access token")
+        stub = users_pb2_grpc.UsersServiceStub(self._users())
+        try:
+            reply = await stub.ValidateToken(
+                users_pb2.ValidateTokenRequest(),
+                metadata=(
+                    ("authorization", f"Bearer {token}"),
+                    (CORRELATION_HEADER, correlation_id.get()),
+                ),
+                timeout=VALIDATE_DEADLINE,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, "users") from None
+        if not reply.valid or not reply.user_id:
+            raise ApiError(401, "TOKEN_INVALID", "invalid access token")
+        expires = reply.expires_at.ToMicroseconds() / 1e6 if reply.HasField("expires_at") else 0.0
+        return SocketUser(reply.user_id, reply.session_id, expires)
+
+    async def _converse(
+        self, client: ClientSocket, user: SocketUser, start: StartConversation
+    ) -> None:
+        expiry = _Expiry(client, self.close_later)
+        expiry.set(user.expires_at)
+        conversation = start(client, user)
+        try:
+            async for received in client.ws:
+                if received.type is not WSMsgType.TEXT:
+                    if received.type is WSMsgType.BINARY:
+                        client.error("BAD_MESSAGE", "messages are JSON text, not binary")
+                        continue
+                    break  # an error frame: aiohttp has closed the socket
+                try:
+                    kind, message = _parse(received.data)
+                    if kind == "ping":
+                        client.send_now(PONG)
+                    elif kind == "auth":
+                        await self._renew(client, user, message.get("token"), expiry)
+                    else:
+                        await conversation.receive(kind, message)
+                except SocketError as error:
+                    client.error(error.code, error.message)
+        finally:
+            expiry.cancel()
+            conversation.end()
+
+    async def _renew(
+        self, client: ClientSocket, user: SocketUser, token: object, expiry: _Expiry
+    ) -> None:
+        """A fresh token for the same user extends the socket past the old token's expiry."""
+        try:
+            renewed = await self.validate(token)
+        except ApiError as error:
+            raise SocketError(error.code, error.message) from None
+        if renewed.user_id != user.user_id:
+            raise SocketError("PERMISSION_DENIED", "this socket belongs to another user")
+        expiry.set(renewed.expires_at)
+        client.send_now(AUTH_OK)
+
+
+def _cap_kernel_buffer(transport: asyncio.Transport, limit: int) -> None:
+    """Cap the kernel's send buffer for this connection too. Left alone, Linux grows it to
+    megabytes (tcp_wmem) before a stalled client shows in the transport's own buffer: the
+    drop would come late, with that much memory held for a client that reads nothing."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+
+
+class _Expiry:
+    """Closes a socket (4401) when its token expires, unless renewed before."""
+
+    def __init__(
+        self, client: ClientSocket, closer: Callable[[ClientSocket, int, str], None]
+    ) -> None:
+        self._client = client
+        self._closer = closer
+        self._handle: asyncio.TimerHandle | None = None
+
+    def set(self, expires_at: float) -> None:
+        self.cancel()
+        if expires_at <= 0:
+            return
+        delay = max(0.0, expires_at - time.time())
+        self._handle = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _expire(self) -> None:
+        self._client.error(
+            "TOKEN_EXPIRED", "the access token expired; reconnect (renew it with auth in time)"
+        )
+        self._closer(self._client, UNAUTHENTICATED_CLOSE, "token expired")

@@ -1,0 +1,684 @@
+"""The facade's streams over the real portfolio and users services: /ws/portfolio (auth, pings,
+subscriptions, prices, trades and values to their owner only, slow and dead clients, Origin)
+and the streamed export download.
+
+The services run on SQLite only here: what is tested is the facade's fan-out, which does not
+depend on the storage engine (the services' own tests cover both engines). The simulated market
+moves every 50 ms and the calculator revalues every 0.3 s, so live messages come quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from facade.app import create_app
+from facade.config import load_facade_config
+from facade.keys import SOCKETS, UPSTREAMS
+from services.portfolio.server import build as build_portfolio
+from services.runtime.config import RuntimeConfig
+from services.runtime.migrations import upgrade
+from services.runtime.server import running
+from services.users.server import build as build_users
+from tests.conftest import free_port
+
+Client = TestClient[web.Request, web.Application]
+Socket = aiohttp.ClientWebSocketResponse
+OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
+
+PASSWORD = "correct-horse-9"
+FRONTEND = "http://localhost:4100"
+DEAD = "127.0.0.1:1"
+PRICE_FIELDS = {"type", "symbol", "price", "change", "changePercent", "time"}
+DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+WAIT = 10.0
+TOO_MANY = ("VALIDATION_ERROR", "201 items")
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """The users and portfolio databases on SQLite (see the module docstring)."""
+    return sqlite_url
+
+
+# The simulated market moves every 50 ms; the calculator revalues every 0.3 s.
+PORTFOLIO_SETTINGS = {
+    "USE_MOCK_PRICES": "true",
+    "MOCK_SEED": "7",
+    "MOCK_UPDATE_INTERVAL": "50",
+    "PORTFOLIO_REVALUE_INTERVAL": "0.3",
+}
+
+
+@contextlib.asynccontextmanager
+async def portfolio_on(
+    make_config: Callable[..., RuntimeConfig], users: str, database: str, port: int
+) -> AsyncIterator[None]:
+    config = make_config(
+        "portfolio", PORTFOLIO_DATABASE_URL=database, USERS_ADDRS=users, **PORTFOLIO_SETTINGS
+    )
+    async with running(config, build_portfolio, port=port, grace=0):
+        yield
+
+
+@pytest.fixture
+def replica_database(tmp_path: Path) -> str:
+    """A second migrated portfolio database, for a replica a test starts and stops itself."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'replica.db'}"
+    upgrade("portfolio", url)
+    return url
+
+
+@pytest.fixture
+def portfolio_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def portfolio(
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    portfolio_database_url: str,
+    portfolio_port: int,
+) -> AsyncIterator[str]:
+    """A real portfolio service; yields its address."""
+    users = users_service.addresses["users"][0]
+    async with portfolio_on(make_config, users, portfolio_database_url, portfolio_port):
+        yield f"127.0.0.1:{portfolio_port}"
+
+
+async def until(check: Callable[[], bool], what: str, within: float = WAIT) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def open_facade(
+    make_config: Callable[..., RuntimeConfig], users_service: RuntimeConfig, portfolio: str
+) -> OpenFacade:
+    """The real facade in front of users and portfolio, its feed's upstreams live;
+    keyword arguments are environment variables."""
+
+    @contextlib.asynccontextmanager
+    async def start(**environ: str) -> AsyncIterator[Client]:
+        env = {
+            "USERS_ADDRS": users_service.addresses["users"][0],
+            "PORTFOLIO_ADDRS": portfolio,
+            "ASSISTANT_ADDRS": DEAD,
+            "TERMINAL_ADDRS": DEAD,
+            "WORKSPACE_ADDRS": DEAD,
+            "RATE_LIMIT_API": "0",
+            "RATE_LIMIT_AUTH": "0",
+            **environ,
+        }
+        config = load_facade_config(env, runtime=make_config("facade", **env))
+        async with TestClient(TestServer(create_app(config))) as client:
+            await until(lambda: client.app[UPSTREAMS].live == 2, "the upstream streams")
+            yield client
+
+    return start
+
+
+@pytest.fixture
+async def client(open_facade: OpenFacade) -> AsyncIterator[Client]:
+    async with open_facade() as opened:
+        yield opened
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+async def register(client: Client) -> tuple[str, str]:
+    """A new user: their access token and id."""
+    email = f"u{os.urandom(5).hex()}@example.com"
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+    )
+    assert response.status == 201, await response.text()
+    data = (await response.json())["data"]
+    return data["tokens"]["accessToken"], data["user"]["id"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def create_portfolio(client: Client, token: str) -> str:
+    response = await client.post("/api/v1/portfolios", json={"name": "Main"}, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    portfolio_id: str = (await response.json())["data"]["id"]
+    return portfolio_id
+
+
+async def buy(client: Client, token: str, portfolio_id: str, **fields: str) -> dict[str, Any]:
+    body = {"portfolioId": portfolio_id, "symbol": "AAPL", "side": "buy", "quantity": "2"}
+    body.update(fields)
+    response = await client.post("/api/v1/trades", json=body, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    trade: dict[str, Any] = (await response.json())["data"]
+    return trade
+
+
+async def connect(client: Client, token: str | None = None, **kwargs: Any) -> Socket:
+    path = "/ws/portfolio" if token is None else f"/ws/portfolio?token={token}"
+    ws: Socket = await client.ws_connect(path, **kwargs)
+    return ws
+
+
+async def authenticated(client: Client, token: str) -> Socket:
+    ws = await connect(client, token)
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    return ws
+
+
+async def receive(ws: Socket, kind: str, within: float = WAIT) -> dict[str, Any]:
+    """The next message of `kind`, skipping others (prices keep coming)."""
+    deadline = time.monotonic() + within
+    while True:
+        message: dict[str, Any] = await ws.receive_json(timeout=deadline - time.monotonic())
+        if message["type"] == kind:
+            return message
+
+
+async def until_pong(ws: Socket) -> list[dict[str, Any]]:
+    """Ping, and every message before the pong: what the socket got up to now."""
+    await ws.send_json({"type": "ping"})
+    before = []
+    while (message := await ws.receive_json(timeout=WAIT))["type"] != "pong":
+        before.append(message)
+    return before
+
+
+async def closed_with(ws: Socket) -> int | None:
+    """Read to the end; the close code the server sent."""
+    while True:
+        message = await ws.receive(timeout=WAIT)
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return ws.close_code
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+async def test_a_socket_authenticates_with_the_token_query_parameter(client: Client) -> None:
+    token, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "ping"})
+    assert await ws.receive_json(timeout=WAIT) == {"type": "pong"}
+    await ws.close()
+
+
+async def test_a_socket_authenticates_with_a_first_auth_message(client: Client) -> None:
+    token, _ = await register(client)
+    ws = await connect(client)
+    await ws.send_json({"type": "auth", "token": token})
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    assert await until_pong(ws) == []
+    await ws.close()
+
+
+async def test_anything_before_auth_is_refused_as_unauthenticated(client: Client) -> None:
+    token, _ = await register(client)
+    ws = await connect(client)
+    for early in ({"type": "ping"}, {"type": "subscribe", "symbols": ["AAPL"]}):
+        await ws.send_json(early)
+        refused = await ws.receive_json(timeout=WAIT)
+        assert refused["type"] == "error"
+        assert refused["code"] == "UNAUTHENTICATED"
+        assert "auth" in refused["message"]
+    await ws.send_json({"type": "auth", "token": token})
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    await ws.close()
+
+
+@pytest.mark.parametrize("how", ["query", "message"])
+async def test_a_bad_token_is_refused_and_the_socket_closed_with_4401(
+    client: Client, how: str
+) -> None:
+    if how == "query":
+        ws = await connect(client, "not.a.jwt")
+    else:
+        ws = await connect(client)
+        await ws.send_json({"type": "auth", "token": "not.a.jwt"})
+    refused = await ws.receive_json(timeout=WAIT)
+    assert refused == {"type": "error", "code": "TOKEN_INVALID", "message": "invalid access token"}
+    assert await closed_with(ws) == 4401
+
+
+async def test_a_logged_out_session_cannot_open_a_socket(client: Client) -> None:
+    token, _ = await register(client)
+    response = await client.post("/api/v1/auth/logout", json={}, headers=bearer(token))
+    assert response.status == 200, await response.text()
+    ws = await connect(client, token)
+    refused = await ws.receive_json(timeout=WAIT)
+    assert refused["type"] == "error"
+    assert refused["code"] == "SESSION_REVOKED"
+    assert await closed_with(ws) == 4401
+
+
+async def test_a_socket_that_never_authenticates_is_closed_with_4401(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade(WS_AUTH_TIMEOUT="0.4") as client:
+        started = time.monotonic()
+        ws = await connect(client)
+        refused = await ws.receive_json(timeout=WAIT)
+        assert refused["code"] == "UNAUTHENTICATED"
+        assert "0.4 s" in refused["message"]
+        assert await closed_with(ws) == 4401
+        assert 0.4 <= time.monotonic() - started < 5
+
+
+async def test_a_fresh_token_for_the_same_user_renews_the_socket_and_anothers_is_refused(
+    client: Client,
+) -> None:
+    token, _ = await register(client)
+    other, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "auth", "token": other})
+    refused = await ws.receive_json(timeout=WAIT)
+    assert refused["code"] == "PERMISSION_DENIED"
+    await ws.send_json({"type": "auth", "token": token})
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    assert await until_pong(ws) == []
+    await ws.close()
+
+
+async def test_a_socket_is_closed_with_4401_when_its_token_expires(
+    make_config: Callable[..., RuntimeConfig], users_database: str, portfolio: str
+) -> None:
+    settings = {"USERS_DATABASE_URL": users_database, "BCRYPT_COST": "4"}
+    users_config = make_config("users", ACCESS_TOKEN_TTL="5", **settings)
+    async with running(users_config, build_users, port=0, grace=0) as users:
+        env = {
+            "USERS_ADDRS": f"127.0.0.1:{users.port}",
+            "PORTFOLIO_ADDRS": portfolio,
+            "RATE_LIMIT_AUTH": "0",
+        }
+        config = load_facade_config(env, runtime=make_config("facade", **env))
+        async with TestClient(TestServer(create_app(config))) as client:
+            token, _ = await register(client)
+            started = time.monotonic()
+            ws = await authenticated(client, token)
+            expired = await receive(ws, "error", within=WAIT)
+            assert expired["code"] == "TOKEN_EXPIRED"
+            assert await closed_with(ws) == 4401
+            assert time.monotonic() - started < 6
+
+
+# --- subscriptions and prices --------------------------------------------------------------
+
+
+async def test_a_symbol_subscription_gets_price_ticks_for_that_symbol_only(
+    client: Client,
+) -> None:
+    token, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "symbols": ["aapl"]})
+    prices = [await receive(ws, "price") for _ in range(5)]
+    assert {p["symbol"] for p in prices} == {"AAPL"}
+    for price in prices:
+        assert set(price) == PRICE_FIELDS
+        assert DECIMAL.match(price["price"])
+        assert DECIMAL.match(price["change"])
+        assert price["time"].endswith("Z")
+    assert len({p["time"] for p in prices}) >= 4  # ticks, not one price repeated
+    await ws.close()
+
+
+async def test_unsubscribe_stops_delivery(client: Client) -> None:
+    token, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "symbols": ["MSFT", "AAPL"]})
+    await receive(ws, "price")
+    await ws.send_json({"type": "unsubscribe", "symbols": ["MSFT"]})
+    await until_pong(ws)  # everything after the pong was sent after the unsubscribe
+    later = [await receive(ws, "price") for _ in range(10)]
+    assert {p["symbol"] for p in later} == {"AAPL"}
+    await ws.send_json({"type": "unsubscribe", "symbols": ["AAPL"]})
+    await until_pong(ws)
+    await asyncio.sleep(0.5)  # ten ticks' time
+    assert await until_pong(ws) == []
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "says"),
+    [
+        ({"type": "subscribe", "symbols": "AAPL"}, "VALIDATION_ERROR", "list of strings"),
+        ({"type": "subscribe", "symbols": ["AA PL"]}, "VALIDATION_ERROR", "'AA PL'"),
+        (
+            {"type": "subscribe", "symbols": [f"S{n}" for n in range(201)]},
+            "VALIDATION_ERROR",
+            "201",
+        ),
+        ({"type": "subscribe", "portfolioIds": ["../x"]}, "VALIDATION_ERROR", "portfolio id"),
+        ({"type": "subscribe", "symbol": ["AAPL"]}, "VALIDATION_ERROR", "unknown field symbol"),
+        ({"type": "subscribe"}, "VALIDATION_ERROR", "symbols and/or portfolioIds"),
+        ({"type": "order", "symbols": ["AAPL"]}, "UNKNOWN_TYPE", "subscribe"),
+        ({"symbols": ["AAPL"]}, "BAD_MESSAGE", "type"),
+        ([1, 2], "BAD_MESSAGE", "JSON objects"),
+    ],
+)
+async def test_bad_messages_are_refused_naming_the_problem_and_change_nothing(
+    client: Client, message: Any, code: str, says: str
+) -> None:
+    token, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json(message)
+    refused = await ws.receive_json(timeout=WAIT)
+    assert refused["type"] == "error"
+    assert refused["code"] == code
+    assert says in refused["message"]
+    assert await until_pong(ws) == []  # no subscription took effect; the socket stays open
+    await ws.send_str("not json")
+    assert (await ws.receive_json(timeout=WAIT))["code"] == "BAD_MESSAGE"
+    await ws.close()
+
+
+# --- trades and values: to their owner only --------------------------------------------------
+
+
+async def test_a_trade_reaches_its_owners_sockets_and_no_one_elses(client: Client) -> None:
+    ann, _ = await register(client)
+    bob, _ = await register(client)
+    portfolio_id = await create_portfolio(client, ann)
+    ann_tabs = [await authenticated(client, ann) for _ in range(2)]
+    bobs = await authenticated(client, bob)
+    # Following Ann's portfolio id gets Bob nothing: events are routed by their owner.
+    await bobs.send_json({"type": "subscribe", "portfolioIds": [portfolio_id]})
+    await until_pong(bobs)
+    trade = await buy(client, ann, portfolio_id, price="100")
+    for tab in ann_tabs:
+        assert await receive(tab, "trade") == {"type": "trade", "trade": trade}
+    assert trade["side"] == "buy"
+    assert trade["portfolioId"] == portfolio_id
+    assert all(m["type"] != "trade" for m in await until_pong(bobs))
+    for ws in (*ann_tabs, bobs):
+        await ws.close()
+
+
+async def test_portfolio_values_reach_only_the_owners_sockets_following_that_portfolio(
+    client: Client,
+) -> None:
+    ann, _ = await register(client)
+    bob, _ = await register(client)
+    portfolio_id = await create_portfolio(client, ann)
+    await buy(client, ann, portfolio_id, price="100")
+    following = await authenticated(client, ann)
+    other_tab = await authenticated(client, ann)
+    bobs = await authenticated(client, bob)
+    for ws in (following, bobs):
+        await ws.send_json({"type": "subscribe", "portfolioIds": [portfolio_id]})
+    values = [await receive(following, "portfolio_value") for _ in range(2)]
+    for value in values:
+        assert set(value) == {"type", "portfolioId", "totalValue", "totalGainLoss", "time"}
+        assert value["portfolioId"] == portfolio_id
+        assert DECIMAL.match(value["totalValue"])
+        assert DECIMAL.match(value["totalGainLoss"])
+    for ws in (other_tab, bobs):
+        assert all(m["type"] != "portfolio_value" for m in await until_pong(ws))
+    for ws in (following, other_tab, bobs):
+        await ws.close()
+
+
+# --- slow and dead clients ------------------------------------------------------------------
+
+
+class StalledSocket:
+    """A WebSocket client written by hand, with tiny buffers, that can stop reading (so it
+    neither takes its messages nor answers pings)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> StalledSocket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        payload = json.dumps(message).encode()
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+
+    async def frame(self) -> tuple[int, bytes]:
+        first, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def close_code(self) -> int | None:
+        """Read everything the server sent; its close code, or None when it cut the line."""
+        try:
+            while True:
+                opcode, payload = await asyncio.wait_for(self.frame(), WAIT)
+                if opcode == 0x8:
+                    code: int = struct.unpack("!H", payload[:2])[0]
+                    return code
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def dropped_slow(client: Client) -> float:
+    text = await (await client.get("/metrics")).text()
+    found = re.search(r'^stockfolio_ws_dropped_total\{reason="slow"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_slow_consumer_is_dropped_while_a_fast_one_keeps_receiving(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade(WS_SEND_QUEUE_BYTES="1024") as client:
+        token, _ = await register(client)
+        dropped_before = await dropped_slow(client)
+        port = client.server.port
+        assert port is not None
+        stalled = await StalledSocket.open(port, f"/ws/portfolio?token={token}")
+        opcode, payload = await stalled.frame()
+        assert (opcode, json.loads(payload)) == (0x1, {"type": "auth_ok"})
+        fast = await authenticated(client, token)
+        await fast.send_json({"type": "subscribe", "symbols": ["AAPL"]})
+        every = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "MA"]
+        for start in range(0, len(every), 5):
+            stalled.send_json({"type": "subscribe", "symbols": every[start : start + 5]})
+        # The stalled client reads nothing more; the fast one reads all along.
+        deadline = time.monotonic() + 20
+        received = 0
+        while await dropped_slow(client) == dropped_before:
+            assert time.monotonic() < deadline, "the stalled socket was never dropped"
+            await receive(fast, "price")
+            received += 1
+        after = [await receive(fast, "price") for _ in range(10)]
+        assert {p["symbol"] for p in after} == {"AAPL"}
+        assert await stalled.close_code() in {4008, None}
+        await until(lambda: client.app[SOCKETS].count == 1, "the dropped socket to go")
+        assert received > 0
+        stalled.close()
+        await fast.close()
+
+
+async def test_a_client_that_stops_answering_pings_is_disconnected(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade(WS_HEARTBEAT="0.3") as client:
+        token, _ = await register(client)
+        port = client.server.port
+        assert port is not None
+        silent = await StalledSocket.open(port, f"/ws/portfolio?token={token}")
+        await until(lambda: client.app[SOCKETS].count == 1, "the socket to open")
+        await until(lambda: client.app[SOCKETS].count == 0, "the silent socket to go", 5)
+        silent.close()
+
+
+# --- handshake --------------------------------------------------------------------------------
+
+
+async def test_a_socket_from_a_disallowed_origin_is_refused_before_the_upgrade(
+    client: Client,
+) -> None:
+    token, _ = await register(client)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await connect(client, token, origin="https://evil.example")
+    assert refused.value.status == 403
+    allowed = await connect(client, token, origin=FRONTEND)
+    assert await allowed.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    await allowed.close()
+
+
+async def test_a_plain_request_to_the_socket_path_is_told_to_upgrade(client: Client) -> None:
+    response = await client.get("/ws/portfolio")
+    body = await response.json()
+    assert response.status == 426
+    assert response.headers["Upgrade"] == "websocket"
+    assert body["error"]["code"] == "UPGRADE_REQUIRED"
+
+
+async def test_open_sockets_are_told_the_server_is_going_away_at_shutdown(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade() as client:
+        token, _ = await register(client)
+        ws = await authenticated(client, token)
+        shutting_down = asyncio.ensure_future(client.server.close())
+        assert await closed_with(ws) == 1001
+        await shutting_down
+
+
+# --- upstream: a replica that goes away ------------------------------------------------------
+
+
+async def test_prices_resume_when_the_portfolio_replica_comes_back(
+    open_facade: OpenFacade,
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    replica_database: str,
+) -> None:
+    database = replica_database
+    users = users_service.addresses["users"][0]
+    port = free_port()
+    async with contextlib.AsyncExitStack() as replica:
+        await replica.enter_async_context(portfolio_on(make_config, users, database, port))
+        async with open_facade(PORTFOLIO_ADDRS=f"127.0.0.1:{port}") as client:
+            token, _ = await register(client)
+            ws = await authenticated(client, token)
+            await ws.send_json({"type": "subscribe", "symbols": ["AAPL"]})
+            await receive(ws, "price")
+            upstreams = client.app[UPSTREAMS]
+            await replica.aclose()  # the replica goes away...
+            await until(lambda: upstreams.live == 0, "the upstream streams to end")
+            await until_pong(ws)
+            async with portfolio_on(make_config, users, database, port):  # ...and comes back
+                await until(lambda: upstreams.live == 2, "the streams to reopen", 15)
+                await receive(ws, "price")
+            await ws.close()
+
+
+# --- the export download ----------------------------------------------------------------------
+
+
+async def test_the_export_streams_the_portfolios_trades_as_a_csv_download(
+    client: Client,
+) -> None:
+    token, _ = await register(client)
+    portfolio_id = await create_portfolio(client, token)
+    first = await buy(client, token, portfolio_id, price="100", notes="=1+1")
+    second = await buy(client, token, portfolio_id, symbol="MSFT", quantity="1.5", price="200")
+    response = await client.get(
+        "/api/v1/export",
+        params={"portfolioId": portfolio_id, "format": "csv"},
+        headers=bearer(token),
+    )
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="export.csv"'
+    text = (await response.read()).decode()
+    trades_table = text.split("\r\n\r\n", 1)[0]
+    rows = list(csv.DictReader(io.StringIO(trades_table)))
+    assert [(r["id"], r["side"], r["symbol"], r["quantity"], r["price"]) for r in rows] == [
+        (t["id"], "buy", t["symbol"], t["quantity"], t["price"]) for t in (first, second)
+    ]
+    assert (first["symbol"], second["quantity"]) == ("AAPL", "1.5")
+    assert rows[0]["notes"] == "'=1+1"  # no formula reaches a spreadsheet
+
+
+async def test_the_json_export_is_one_json_document(client: Client) -> None:
+    token, _ = await register(client)
+    portfolio_id = await create_portfolio(client, token)
+    trade = await buy(client, token, portfolio_id, price="100")
+    response = await client.get(
+        "/api/v1/export",
+        params={"portfolioId": portfolio_id, "format": "json"},
+        headers=bearer(token),
+    )
+    assert response.status == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="export.json"'
+    document = json.loads(await response.read())
+    assert [t["id"] for t in document["trades"]] == [trade["id"]]
+    assert document["portfolio"]["id"] == portfolio_id
+
+
+async def test_exporting_an_unknown_portfolio_is_a_404_envelope_not_a_stream(
+    client: Client,
+) -> None:
+    token, _ = await register(client)
+    response = await client.get(
+        "/api/v1/export", params={"portfolioId": "nope", "format": "csv"}, headers=bearer(token)
+    )
+    body = await response.json()
+    assert response.status == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert body["success"] is False
+    assert body["error"]["code"] == "PORTFOLIO_NOT_FOUND"
+    assert body["service"] == "portfolio"
+
+
+async def test_another_users_portfolio_cannot_be_exported(client: Client) -> None:
+    ann, _ = await register(client)
+    bob, _ = await register(client)
+    portfolio_id = await create_portfolio(client, ann)
+    response = await client.get(
+        "/api/v1/export", params={"portfolioId": portfolio_id}, headers=bearer(bob)
+    )
+    assert response.status == 404
