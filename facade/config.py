@@ -34,6 +34,8 @@ class FacadeConfig:
     ws_auth_timeout: float = 10.0
     # WebSockets: seconds between protocol pings; a pong missing for half that closes it.
     ws_heartbeat: float = 30.0
+    # How often open sockets' sessions are checked again, so a logout closes them too.
+    ws_session_recheck: float = 3.0
     # WebSockets: bytes a socket may have waiting to be sent; beyond that it is dropped as a
     # slow consumer, so that it never holds up the others.
     ws_send_queue_bytes: int = 64 * 1024
@@ -104,6 +106,7 @@ def load_facade_config(
         stream_heartbeat=env.float("STREAM_HEARTBEAT", 15.0, minimum=0.01),
         ws_auth_timeout=env.float("WS_AUTH_TIMEOUT", 10.0, minimum=0.01),
         ws_heartbeat=env.float("WS_HEARTBEAT", 30.0, minimum=0.1),
+        ws_session_recheck=env.float("WS_SESSION_RECHECK", 3.0, minimum=0.05),
         ws_send_queue_bytes=env.int(
             "WS_SEND_QUEUE_BYTES", 64 * 1024, minimum=1024, maximum=64 * 1024 * 1024
         ),

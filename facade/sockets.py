@@ -206,6 +206,7 @@ class SocketUser:
     user_id: str
     session_id: str
     expires_at: float
+    token: str = ""
 
 
 class Conversation(Protocol):
@@ -248,6 +249,11 @@ class Sockets:
         self._open: set[ClientSocket] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(FLUSH_WINDOW)
+        # Open sockets by session, with the session's latest token: each session is checked
+        # again every `ws_session_recheck` seconds, once however many sockets it has.
+        self._sessions: dict[str, tuple[str, set[ClientSocket]]] = {}
+        self._recheck = config.ws_session_recheck
+        self._rechecking: asyncio.Task[None] | None = None
 
     @property
     def count(self) -> int:
@@ -263,6 +269,10 @@ class Sockets:
 
     async def shutdown(self) -> None:
         """Close every socket (going away), then wait for closes already under way."""
+        if self._rechecking is not None:
+            self._rechecking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rechecking
         self._outbox.flush()
         self._outbox.close()
         await asyncio.gather(
@@ -382,7 +392,46 @@ class Sockets:
         if not reply.valid or not reply.user_id:
             raise ApiError(401, "TOKEN_INVALID", "invalid access token")
         expires = reply.expires_at.ToMicroseconds() / 1e6 if reply.HasField("expires_at") else 0.0
-        return SocketUser(reply.user_id, reply.session_id, expires)
+        return SocketUser(reply.user_id, reply.session_id, expires, str(token))
+
+    # --- sessions ended elsewhere (logout, revocation) --------------------------------------------
+
+    def _watch(self, user: SocketUser, client: ClientSocket) -> None:
+        _, clients = self._sessions.get(user.session_id, ("", set()))
+        clients.add(client)
+        self._sessions[user.session_id] = (user.token, clients)
+        if self._rechecking is None:
+            self._rechecking = asyncio.get_running_loop().create_task(self._recheck_sessions())
+
+    def _unwatch(self, user: SocketUser, client: ClientSocket) -> None:
+        found = self._sessions.get(user.session_id)
+        if found is not None:
+            found[1].discard(client)
+            if not found[1]:
+                del self._sessions[user.session_id]
+
+    async def _recheck_sessions(self) -> None:
+        """Close the sockets of sessions that ended (401 from users), at most
+        `ws_session_recheck` seconds after the logout; an unreachable users service closes
+        nothing (its own checks fail closed on every other path)."""
+        limit = asyncio.Semaphore(16)
+
+        async def check(session_id: str, token: str) -> None:
+            async with limit:
+                try:
+                    await self.validate(token)
+                except ApiError as error:
+                    if error.status != 401:
+                        return
+                    found = self._sessions.pop(session_id, None)
+                    for client in found[1] if found else ():
+                        client.error(error.code, error.message)
+                        self.close_later(client, UNAUTHENTICATED_CLOSE, "session ended")
+
+        while True:
+            await asyncio.sleep(self._recheck)
+            sessions = [(sid, token) for sid, (token, _) in self._sessions.items()]
+            await asyncio.gather(*(check(sid, token) for sid, token in sessions))
 
     async def _converse(
         self, client: ClientSocket, user: SocketUser, start: StartConversation
@@ -390,6 +439,7 @@ class Sockets:
         expiry = _Expiry(client, self.close_later)
         expiry.set(user.expires_at)
         conversation = start(client, user)
+        self._watch(user, client)
         try:
             async for received in client.ws:
                 if received.type is not WSMsgType.TEXT:
@@ -402,18 +452,19 @@ class Sockets:
                     if kind == "ping":
                         client.send_now(PONG)
                     elif kind == "auth":
-                        await self._renew(client, user, message.get("token"), expiry)
+                        user = await self._renew(client, user, message.get("token"), expiry)
                     else:
                         await conversation.receive(kind, message)
                 except SocketError as error:
                     client.error(error.code, error.message)
         finally:
+            self._unwatch(user, client)
             expiry.cancel()
             conversation.end()
 
     async def _renew(
         self, client: ClientSocket, user: SocketUser, token: object, expiry: _Expiry
-    ) -> None:
+    ) -> SocketUser:
         """A fresh token for the same user extends the socket past the old token's expiry."""
         try:
             renewed = await self.validate(token)
@@ -422,7 +473,10 @@ class Sockets:
         if renewed.user_id != user.user_id:
             raise SocketError("PERMISSION_DENIED", "this socket belongs to another user")
         expiry.set(renewed.expires_at)
+        self._unwatch(user, client)
+        self._watch(renewed, client)
         client.send_now(AUTH_OK)
+        return renewed
 
 
 def _cap_kernel_buffer(transport: asyncio.Transport, limit: int) -> None:

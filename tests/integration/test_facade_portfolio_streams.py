@@ -682,3 +682,22 @@ async def test_another_users_portfolio_cannot_be_exported(client: Client) -> Non
         "/api/v1/export", params={"portfolioId": portfolio_id}, headers=bearer(bob)
     )
     assert response.status == 404
+
+
+async def test_a_logout_closes_the_sessions_open_sockets_within_the_recheck(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade(WS_SESSION_RECHECK="0.2") as client:
+        token, _ = await register(client)
+        other, _ = await register(client)
+        first, second = await authenticated(client, token), await authenticated(client, token)
+        bystander = await authenticated(client, other)
+        response = await client.post("/api/v1/auth/logout", json={}, headers=bearer(token))
+        assert response.status == 200, await response.text()
+        for ws in (first, second):
+            told = await ws.receive_json(timeout=WAIT)
+            assert (told["type"], told["code"]) == ("error", "SESSION_REVOKED")
+            assert await closed_with(ws) == 4401
+        # Another user's socket stays open and answers.
+        await bystander.send_json({"type": "ping"})
+        assert await bystander.receive_json(timeout=WAIT) == {"type": "pong"}
