@@ -1,0 +1,123 @@
+"""Path safety for user workspaces: every user path resolves inside its root, writes are atomic.
+
+Framework-free: raises domain errors from services.runtime.errors and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterable, Iterable
+from pathlib import Path
+
+from services.runtime.errors import InvalidArgument
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+FIELD = "path"
+
+# %2e ".", %2f "/", %5c "\", %25 "%" (double encoding): never needed in a real file name here.
+_ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _invalid(description: str) -> InvalidArgument:
+    return InvalidArgument.field(FIELD, description)
+
+
+def validate_name(name: str) -> str:
+    """One path segment: a real name, not `.`/`..`, no control characters, at most 255 bytes."""
+    if name in ("", ".", ".."):
+        raise _invalid(f"{name!r} is not a valid name")
+    if _CONTROL.search(name):
+        raise _invalid("names must not contain control characters")
+    if "/" in name or "\\" in name:
+        raise _invalid("names must not contain path separators")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise _invalid(f"names are at most {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def _check_inside(root: Path, target: Path) -> Path:
+    real_root = os.path.realpath(root)
+    real_target = os.path.realpath(target)
+    if os.path.commonpath([real_root, real_target]) != real_root:
+        raise _invalid("path leads outside the workspace")
+    return Path(real_target)
+
+
+def resolve_inside(root: Path, user_path: str) -> Path:
+    """The real path of `user_path` under `root`; InvalidArgument(`path`) if it could escape.
+
+    An empty path names the root itself.
+    """
+    if "\x00" in user_path:
+        raise _invalid("path must not contain NUL bytes")
+    if len(user_path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise _invalid(f"path is at most {MAX_PATH_BYTES} bytes")
+    if "\\" in user_path:
+        raise _invalid("path must use '/' as its separator")
+    if user_path.startswith("/"):
+        raise _invalid("path must be relative to the workspace")
+    if _ENCODED_TRAVERSAL.search(user_path):
+        raise _invalid("path must not contain percent-encoded separators or dots")
+    segments = [s for s in user_path.split("/") if s != ""] if user_path else []
+    for segment in segments:
+        validate_name(segment)
+    return _check_inside(root, root.joinpath(*segments))
+
+
+def check_again_after_creating_parents(root: Path, target: Path) -> Path:
+    """Create `target`'s parents, then check again: a symlink may have appeared meanwhile."""
+    _check_inside(root, target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _check_inside(root, target)
+
+
+async def _each_chunk(chunks: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIterable[bytes]:
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
+
+
+async def atomic_write(path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes]) -> int:
+    """Write `chunks` to a temporary file beside `path`, fsync, then rename over `path`.
+
+    On any failure or cancellation the temporary file is removed and `path` is untouched.
+    Returns the number of bytes written.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+    written = 0
+    try:
+        try:
+            async for chunk in _each_chunk(chunks):
+                view = memoryview(chunk)
+                while view:
+                    count = os.write(fd, view)
+                    view = view[count:]
+                    written += count
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return written
+
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
+    "atomic_write",
+    "check_again_after_creating_parents",
+    "resolve_inside",
+    "validate_name",
+]

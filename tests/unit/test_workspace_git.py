@@ -1,0 +1,310 @@
+"""Git for workspace projects, against a real local bare repository as the remote."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.workspace.git import GitRunner, validate_remote_url
+
+AUTHOR = {"author_name": "Alice Example", "author_email": "alice@example.com"}
+
+
+@pytest.fixture
+async def git(tmp_path: Path) -> AsyncIterator[GitRunner]:
+    home = tmp_path / "home"
+    home.mkdir()
+    runner = GitRunner(timeout=20, allowed_file_roots=[tmp_path / "remotes"], home=home)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    remote = tmp_path / "remotes" / "project.git"
+    remote.mkdir(parents=True)
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(remote)])
+    return remote
+
+
+async def new_project(git: GitRunner, path: Path, remote: Path | None = None) -> Path:
+    await git.init(path)
+    if remote is not None:
+        await git.add_remote(path, "origin", remote.as_uri())
+    return path
+
+
+async def commit_file(git: GitRunner, repo: Path, name: str, text: str, message: str) -> str:
+    (repo / name).write_text(text)
+    return await git.commit(repo, message, **AUTHOR)
+
+
+async def test_init_starts_on_main_with_no_commits(git: GitRunner, tmp_path: Path) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    status = await git.status(repo)
+    assert (status.branch, status.commit, status.upstream) == ("main", None, None)
+    assert await git.log(repo) == []
+    assert await git.branches(repo) == []
+
+
+async def test_status_reports_staged_unstaged_and_untracked_files(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    await commit_file(git, repo, "a.txt", "one\n", "first")
+    (repo / "a.txt").write_text("two\n")
+    (repo / "b.txt").write_text("staged\n")
+    await git.run(repo, "add", "--", "b.txt")
+    (repo / "new dir").mkdir()
+    (repo / "new dir" / "c d.txt").write_text("untracked\n")
+
+    status = await git.status(repo)
+    assert [(c.path, c.code) for c in status.staged] == [("b.txt", "A")]
+    assert [(c.path, c.code) for c in status.unstaged] == [("a.txt", "M")]
+    assert status.untracked == ["new dir/c d.txt"]
+    assert "+two" in await git.diff(repo)
+    assert "+staged" in await git.diff(repo, staged=True)
+    assert await git.diff(repo, path="b.txt") == ""
+
+
+async def test_commit_records_the_author_and_log_lists_newest_first(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    first = await commit_file(git, repo, "a.txt", "1", "first commit")
+    second = await commit_file(git, repo, "a.txt", "2", "-second commit looks like an option")
+
+    log = await git.log(repo)
+    assert [c.sha for c in log] == [second, first]
+    assert log[0].subject == "-second commit looks like an option"
+    assert (log[0].author_name, log[0].author_email) == ("Alice Example", "alice@example.com")
+    assert log[0].authored_at.tzinfo is not None
+    assert [c.sha for c in await git.log(repo, limit=1)] == [second]
+    with pytest.raises(FailedPrecondition, match="nothing to commit"):
+        await git.commit(repo, "empty", **AUTHOR)
+
+
+async def test_branches_are_created_listed_and_switched(git: GitRunner, tmp_path: Path) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    sha = await commit_file(git, repo, "a.txt", "1", "first")
+    await git.create_branch(repo, "feature/login")
+    await git.switch_branch(repo, "feature/login")
+
+    branches = {b.name: b for b in await git.branches(repo)}
+    assert set(branches) == {"main", "feature/login"}
+    assert branches["feature/login"].current and not branches["main"].current
+    assert branches["main"].commit == sha
+    assert (await git.status(repo)).branch == "feature/login"
+
+
+@pytest.mark.parametrize("name", ["-f", "--force", "a..b", "bad name", "x.lock", "@{-1}", "a~1"])
+async def test_invalid_branch_names_are_refused(git: GitRunner, tmp_path: Path, name: str) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    await commit_file(git, repo, "a.txt", "1", "first")
+    with pytest.raises(InvalidArgument) as caught:
+        await git.create_branch(repo, name)
+    assert caught.value.fields[0][0] == "branch"
+    assert [b.name for b in await git.branches(repo)] == ["main"]
+
+
+async def test_push_then_clone_elsewhere_finds_the_commit(
+    git: GitRunner, tmp_path: Path, bare: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p", bare)
+    sha = await commit_file(git, repo, "README.md", "# hello\n", "first")
+    await git.push(repo)
+
+    clone = tmp_path / "clone"
+    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    assert [c.sha for c in await git.log(clone)] == [sha]
+    assert (clone / "README.md").read_text() == "# hello\n"
+    status = await git.status(repo)
+    assert (status.upstream, status.ahead, status.behind) == ("origin/main", 0, 0)
+
+
+async def test_a_commit_pushed_from_elsewhere_is_pulled_back(
+    git: GitRunner, tmp_path: Path, bare: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p", bare)
+    await commit_file(git, repo, "a.txt", "1\n", "first")
+    await git.push(repo)
+    clone = tmp_path / "clone"
+    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    theirs = await commit_file(git, clone, "b.txt", "from the clone\n", "second")
+    await git.push(clone)
+
+    await git.pull(repo)
+    assert (await git.log(repo))[0].sha == theirs
+    assert (repo / "b.txt").read_text() == "from the clone\n"
+
+
+async def test_pull_of_a_diverged_history_is_refused_and_changes_nothing(
+    git: GitRunner, tmp_path: Path, bare: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p", bare)
+    await commit_file(git, repo, "a.txt", "1\n", "first")
+    await git.push(repo)
+    clone = tmp_path / "clone"
+    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    await commit_file(git, clone, "a.txt", "theirs\n", "theirs")
+    await git.push(clone)
+    ours = await commit_file(git, repo, "a.txt", "ours\n", "ours")
+    (repo / "notes.txt").write_text("work in progress\n")
+
+    with pytest.raises(FailedPrecondition) as caught:
+        await git.pull(repo)
+    assert caught.value.message.startswith("conflict: ")
+    assert caught.value.reason == "GIT_CONFLICT"
+    assert (await git.log(repo))[0].sha == ours
+    assert (repo / "a.txt").read_text() == "ours\n"
+    assert (repo / "notes.txt").read_text() == "work in progress\n"
+    assert (await git.status(repo)).untracked == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ext::sh -c touch% /tmp/pwned",
+        "ext::sh",
+        "fd::3",
+        "--upload-pack=touch /tmp/pwned",
+        "-oProxyCommand=touch /tmp/pwned",
+        "https://user:secret@example.com/repo.git",
+        "https://token@example.com/repo.git",
+        "ssh://user:secret@example.com/repo.git",
+        "git://example.com/repo.git",
+        "http://example.com/repo.git",
+        "ftp://example.com/repo.git",
+        "git@-oProxyCommand=x:repo.git",
+        "file:///etc",
+        "/etc/passwd",
+        "../other-user/repo.git",
+    ],
+)
+def test_unsafe_remote_urls_are_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_remote_url(url, [tmp_path])
+    assert [name for name, _ in caught.value.fields] == ["url"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/alice/repo.git",
+        "ssh://git@github.com/alice/repo.git",
+        "git@github.com:alice/repo.git",
+    ],
+)
+def test_safe_remote_urls_are_accepted(url: str, tmp_path: Path) -> None:
+    assert validate_remote_url(url, [tmp_path]) == url
+    inside = (tmp_path / "r.git").as_uri()
+    assert validate_remote_url(inside, [tmp_path]) == inside
+
+
+async def test_remotes_are_added_and_listed_and_bad_values_refused(
+    git: GitRunner, tmp_path: Path, bare: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p", bare)
+    assert [(r.name, r.url) for r in await git.remotes(repo)] == [("origin", bare.as_uri())]
+    with pytest.raises(InvalidArgument, match="url"):
+        await git.add_remote(repo, "evil", "ext::sh -c touch% /tmp/pwned")
+    with pytest.raises(InvalidArgument, match="remote"):
+        await git.add_remote(repo, "--upload-pack=touch", bare.as_uri())
+    assert [r.name for r in await git.remotes(repo)] == ["origin"]
+
+
+async def test_a_remote_edited_into_ext_is_refused_at_push_time(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    await commit_file(git, repo, "a.txt", "1", "first")
+    marker = tmp_path / "pwned"
+    await git.run(repo, "config", "remote.origin.url", f"ext::sh -c touch% {marker}")
+    with pytest.raises(InvalidArgument):
+        await git.push(repo)
+    assert not marker.exists()
+
+
+async def test_option_like_paths_are_refused(git: GitRunner, tmp_path: Path) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    with pytest.raises(InvalidArgument):
+        await git.diff(repo, path="--output=/tmp/pwned")
+    with pytest.raises(InvalidArgument):
+        await git.commit(repo, "x", paths=["../outside"], **AUTHOR)
+
+
+async def test_hooks_and_fsmonitor_in_the_repository_config_never_run(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    marker = tmp_path / "marker"
+    script = tmp_path / "evil.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout"):
+        (hooks / hook).write_text(script.read_text())
+        (hooks / hook).chmod(0o755)
+    await git.run(repo, "config", "core.hooksPath", str(hooks))
+    await git.run(repo, "config", "core.fsmonitor", str(script))
+    await git.run(repo, "config", "credential.helper", f"!{script}")
+
+    await git.status(repo)
+    await commit_file(git, repo, "a.txt", "1", "first")
+    await git.create_branch(repo, "next")
+    await git.switch_branch(repo, "next")
+    await git.status(repo)
+    assert not marker.exists()
+
+
+async def test_a_git_call_that_outlives_the_timeout_is_killed(tmp_path: Path) -> None:
+    runner = GitRunner(timeout=0.5, home=tmp_path)
+    repo = tmp_path / "p"
+    await runner.init(repo)
+    # A stand-in for a hanging network operation: an alias that starts a long child process.
+    start = asyncio.get_running_loop().time()
+    with pytest.raises(Unavailable, match="timed out"):
+        await runner.run(repo, "hang", config=["alias.hang=!sleep 30"])
+    assert asyncio.get_running_loop().time() - start < 5
+
+
+async def test_hooks_of_a_file_remote_do_not_run_when_pushing(
+    git: GitRunner, tmp_path: Path, bare: Path
+) -> None:
+    marker = tmp_path / "marker"
+    for hook in ("pre-receive", "update", "post-receive", "post-update"):
+        (bare / "hooks" / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (bare / "hooks" / hook).chmod(0o755)
+    repo = await new_project(git, tmp_path / "p", bare)
+    sha = await commit_file(git, repo, "a.txt", "1", "first")
+    await git.push(repo)
+    await git.pull(repo)
+    assert not marker.exists()
+    remote_head = await git.run(bare, "rev-parse", "refs/heads/main")
+    assert remote_head.stdout.strip() == sha
+
+
+async def test_filter_drivers_in_the_repository_config_never_run(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = await new_project(git, tmp_path / "p")
+    marker = tmp_path / "marker"
+    (repo / ".gitattributes").write_text("* filter=evil\n")
+    await git.run(repo, "config", "filter.evil.clean", f"sh -c 'touch {marker}; cat'")
+    await git.run(repo, "config", "filter.evil.smudge", f"sh -c 'touch {marker}; cat'")
+    await git.run(repo, "config", "filter.evil.process", f"sh -c 'touch {marker}'")
+    await git.run(repo, "config", "filter.evil.required", "true")
+
+    await commit_file(git, repo, "a.txt", "plain\n", "first")
+    await git.create_branch(repo, "next")
+    await git.switch_branch(repo, "next")
+    await git.status(repo)
+    assert not marker.exists()
+    shown = await git.run(repo, "show", "HEAD:a.txt")
+    assert shown.stdout == "plain\n"
