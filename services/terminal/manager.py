@@ -1,0 +1,550 @@
+"""Owns the pseudo-terminals: starts shells, streams their output, enforces limits, reaps them.
+
+Knows nothing about gRPC; the servicer adapts. Nothing here blocks the event loop: the PTY is
+read with `loop.add_reader`, written without blocking, and children are reaped off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import re
+import secrets
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_COLS = 1000
+MAX_ROWS = 500
+READ_CHUNK = 64 * 1024
+DROP_NOTE = b"\r\n[stockfolio: this view fell behind and was dropped; reconnect to resume]\r\n"
+# The wrapper reopens the slave by name after setsid, which makes it the controlling terminal
+# (job control, ^C, SIGWINCH on resize); subprocess cannot do that itself.
+_CTTY_WRAPPER = 'exec "$0" -i 0<>"$1" 1>&0 2>&0'
+_ESCAPE_SEQUENCE = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[^\[]")
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class WriteTooLarge(InvalidArgument):
+    """Input larger than one write may carry (the facade answers 413)."""
+
+    reason = "PAYLOAD_TOO_LARGE"
+
+
+@dataclass(frozen=True)
+class History:
+    commands: list[str]
+    output: bytes
+
+
+@dataclass(frozen=True)
+class _Process:
+    pid: int
+    ppid: int
+    state: str
+
+
+class Watcher:
+    """One view of a session's output; bounded, dropped with a note when it falls behind."""
+
+    def __init__(self, session: Session, limit_bytes: int) -> None:
+        self._session = session
+        self._limit = limit_bytes
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._ended = False
+        self.dropped = False
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> bytes:
+        item = await self._queue.get()
+        if item is None:
+            self._session._unwatch(self)
+            raise StopAsyncIteration
+        self._queued -= len(item)
+        return item
+
+    def close(self) -> None:
+        self._session._unwatch(self)
+        self._end()
+
+    def _replay(self, chunk: bytes) -> None:
+        if chunk:
+            self._queued += len(chunk)
+            self._queue.put_nowait(chunk)
+
+    def _offer(self, chunk: bytes) -> None:
+        if self._ended:
+            return
+        if self._queued + len(chunk) > self._limit:
+            self._drop()
+            return
+        self._queued += len(chunk)
+        self._queue.put_nowait(chunk)
+
+    def _drop(self) -> None:
+        self.dropped = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queued = len(DROP_NOTE)
+        self._queue.put_nowait(DROP_NOTE)
+        self._end()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._queue.put_nowait(None)
+
+
+@dataclass(eq=False)
+class Session:
+    """A shell in a pseudo-terminal, owned by one user."""
+
+    id: str
+    owner: str
+    shell: str
+    cwd: Path
+    cols: int
+    rows: int
+    process: subprocess.Popen[bytes]
+    master_fd: int
+    scrollback_bytes: int
+    max_write_bytes: int
+    watcher_buffer_bytes: int
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_activity: datetime = field(default_factory=lambda: datetime.now(UTC))
+    state: str = "running"
+    _idle_since: float = field(default_factory=time.monotonic)
+    _scrollback: bytearray = field(default_factory=bytearray)
+    _pending: bytearray = field(default_factory=bytearray)
+    _line: list[str] = field(default_factory=list)
+    _commands: deque[str] = field(default_factory=lambda: deque(maxlen=200))
+    _watchers: set[Watcher] = field(default_factory=set)
+    _fd_open: bool = True
+    _ending: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.returncode
+
+    def watch(self, *, replay: bool = True) -> Watcher:
+        """An async iterator of output chunks, starting with the scrollback when `replay`."""
+        watcher = Watcher(self, self.watcher_buffer_bytes)
+        if replay:
+            watcher._replay(bytes(self._scrollback))
+        if self.state == "running":
+            self._watchers.add(watcher)
+        else:
+            watcher._end()
+        return watcher
+
+    def write(self, data: bytes) -> None:
+        if len(data) > self.max_write_bytes:
+            raise WriteTooLarge(
+                f"data: at most {self.max_write_bytes} bytes per write",
+                fields=[("data", f"at most {self.max_write_bytes} bytes")],
+            )
+        if self.state != "running":
+            raise FailedPrecondition(f"session {self.id} has {self.state}")
+        if len(self._pending) + len(data) > 4 * self.max_write_bytes:
+            raise ResourceExhausted("the shell is not reading its input", retry_after=1.0)
+        self._touch()
+        self._record_input(data)
+        if self._pending:
+            self._pending += data
+            return
+        written = self._write_some(data)
+        if written < len(data):
+            self._pending += data[written:]
+            asyncio.get_running_loop().add_writer(self.master_fd, self._flush)
+
+    def resize(self, cols: int, rows: int) -> None:
+        validate_dimensions(cols, rows)
+        if self.state != "running":
+            raise FailedPrecondition(f"session {self.id} has {self.state}")
+        fcntl.ioctl(self.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.cols, self.rows = cols, rows
+        self._touch()
+
+    def history(self, *, output_bytes: int | None = None) -> History:
+        output = bytes(self._scrollback)
+        if output_bytes is not None:
+            output = output[-output_bytes:] if output_bytes > 0 else b""
+        return History(commands=list(self._commands), output=output)
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self._idle_since
+
+    def _touch(self) -> None:
+        self._idle_since = time.monotonic()
+        self.last_activity = datetime.now(UTC)
+
+    def _write_some(self, data: bytes) -> int:
+        try:
+            return os.write(self.master_fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            if error.errno == errno.EIO:
+                return len(data)  # the shell is gone; the reader ends the session
+            raise
+
+    def _flush(self) -> None:
+        written = self._write_some(bytes(self._pending))
+        del self._pending[:written]
+        if not self._pending:
+            asyncio.get_running_loop().remove_writer(self.master_fd)
+
+    def _record_input(self, data: bytes) -> None:
+        text = _ESCAPE_SEQUENCE.sub(b"", data).decode("utf-8", errors="replace")
+        for char in text:
+            if char in "\r\n":
+                command = "".join(self._line).strip()
+                if command:
+                    self._commands.append(command)
+                self._line.clear()
+            elif char in "\x7f\x08":
+                if self._line:
+                    self._line.pop()
+            elif char in "\x03\x15":  # ^C and ^U discard the line
+                self._line.clear()
+            elif char >= " ":
+                self._line.append(char)
+
+    def _on_readable(self) -> None:
+        try:
+            chunk = os.read(self.master_fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._end_output("exited")
+            return
+        self._scrollback += chunk
+        excess = len(self._scrollback) - self.scrollback_bytes
+        if excess > 0:
+            del self._scrollback[:excess]
+        self._touch()
+        for watcher in list(self._watchers):
+            watcher._offer(chunk)
+            if watcher.dropped:
+                self._watchers.discard(watcher)
+
+    def _end_output(self, state: str) -> None:
+        """Stops reading and writing the PTY and ends every watcher; idempotent."""
+        if self._fd_open:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.master_fd)
+            loop.remove_writer(self.master_fd)
+            os.close(self.master_fd)
+            self._fd_open = False
+        if self.state == "running":
+            self.state = state
+        for watcher in list(self._watchers):
+            watcher._end()
+        self._watchers.clear()
+
+    def _unwatch(self, watcher: Watcher) -> None:
+        self._watchers.discard(watcher)
+
+
+def validate_dimensions(cols: int, rows: int) -> None:
+    violations = []
+    if not 1 <= cols <= MAX_COLS:
+        violations.append(("cols", f"must be between 1 and {MAX_COLS}"))
+    if not 1 <= rows <= MAX_ROWS:
+        violations.append(("rows", f"must be between 1 and {MAX_ROWS}"))
+    if violations:
+        message = "; ".join(f"{name}: {text}" for name, text in violations)
+        raise InvalidArgument(message, fields=violations)
+
+
+class TerminalManager:
+    """All sessions of one service: creation under limits, lookup by owner, culling, shutdown."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_per_user: int = 10,
+        max_total: int = 500,
+        scrollback_bytes: int = 256 * 1024,
+        idle_timeout: float = 3600.0,
+        shells: Sequence[str] = ("/bin/bash", "/bin/sh"),
+        grace: float = 2.0,
+        max_write_bytes: int = 64 * 1024,
+        watcher_buffer_bytes: int = 1024 * 1024,
+        cull_interval: float = 30.0,
+        term: str = "xterm-256color",
+        lang: str = "C.UTF-8",
+        user: str = "stockfolio",
+    ) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.max_per_user = max_per_user
+        self.max_total = max_total
+        self.scrollback_bytes = scrollback_bytes
+        self.idle_timeout = idle_timeout
+        self.shells = tuple(shells)
+        self.grace = grace
+        self.max_write_bytes = max_write_bytes
+        self.watcher_buffer_bytes = watcher_buffer_bytes
+        self.cull_interval = cull_interval
+        self.term, self.lang, self.user = term, lang, user
+        self._sessions: dict[str, Session] = {}
+        self._starting: dict[str, int] = {}
+        self._culler: asyncio.Task[None] | None = None
+        # Orphaned background jobs are reparented to us so they can be reaped, not left as
+        # zombies under an init that does not reap.
+        self.reaps_orphans = _become_subreaper()
+
+    async def __aenter__(self) -> TerminalManager:
+        self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.shutdown()
+
+    def start(self) -> None:
+        if self._culler is None and self.idle_timeout > 0:
+            self._culler = asyncio.get_running_loop().create_task(self._cull_forever())
+
+    async def create(
+        self,
+        owner: str,
+        cwd: Path | str | None = None,
+        cols: int = 80,
+        rows: int = 24,
+        shell: str | None = None,
+    ) -> Session:
+        shell = shell or self.shells[0]
+        if shell not in self.shells:
+            raise InvalidArgument.field("shell", f"must be one of {', '.join(self.shells)}")
+        validate_dimensions(cols, rows)
+        directory = self._resolve_cwd(cwd)
+        self._check_capacity(owner)
+        self._starting[owner] = self._starting.get(owner, 0) + 1
+        try:
+            process, master_fd = await asyncio.to_thread(self._spawn, shell, directory, cols, rows)
+        finally:
+            self._starting[owner] -= 1
+            if not self._starting[owner]:
+                del self._starting[owner]
+        session = Session(
+            id=f"session_{int(time.time() * 1000)}_{secrets.token_hex(6)}",
+            owner=owner,
+            shell=shell,
+            cwd=directory,
+            cols=cols,
+            rows=rows,
+            process=process,
+            master_fd=master_fd,
+            scrollback_bytes=self.scrollback_bytes,
+            max_write_bytes=self.max_write_bytes,
+            watcher_buffer_bytes=self.watcher_buffer_bytes,
+        )
+        self._sessions[session.id] = session
+        asyncio.get_running_loop().add_reader(master_fd, self._reader(session))
+        return session
+
+    def get(self, owner: str, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.owner != owner:
+            raise NotFound(f"no terminal session {session_id}")
+        return session
+
+    def list(self, owner: str | None = None) -> list[Session]:
+        """The owner's sessions, or every session when `owner` is None (admin)."""
+        return [s for s in self._sessions.values() if owner is None or s.owner == owner]
+
+    async def close(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no terminal session {session_id}")
+        await self._terminate(session)
+        self._sessions.pop(session_id, None)
+
+    async def shutdown(self) -> None:
+        if self._culler is not None:
+            self._culler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._culler
+            self._culler = None
+        await asyncio.gather(*(self.close(sid) for sid in list(self._sessions)))
+
+    async def cull_idle(self) -> builtins.list[str]:
+        """Closes sessions idle longer than `idle_timeout`; returns their ids."""
+        idle = [s.id for s in self._sessions.values() if s.idle_for() > self.idle_timeout]
+        await asyncio.gather(*(self.close(sid) for sid in idle))
+        return idle
+
+    def _reader(self, session: Session) -> Callable[[], None]:
+        def on_readable() -> None:
+            session._on_readable()
+            if session.state != "running":
+                self._terminate_soon(session)
+
+        return on_readable
+
+    def _terminate_soon(self, session: Session) -> None:
+        if session._ending is None:
+            session._ending = asyncio.get_running_loop().create_task(self._end_session(session))
+
+    async def _terminate(self, session: Session) -> None:
+        self._terminate_soon(session)
+        assert session._ending is not None
+        await asyncio.shield(session._ending)
+
+    async def _end_session(self, session: Session) -> None:
+        """SIGHUP to everything in the shell's session, SIGKILL after `grace`, reap it all."""
+        sid = session.pid
+        _signal_all(sid, await asyncio.to_thread(_session_members, sid), signal.SIGHUP)
+        session._end_output("closed")
+        deadline = time.monotonic() + self.grace
+        killed = False
+        while True:
+            members = await asyncio.to_thread(_session_members, sid)
+            self._reap(session, members)
+            alive = [m for m in members if m.state != "Z"]
+            if not alive and session.process.poll() is not None:
+                break
+            if not killed and time.monotonic() >= deadline:
+                _signal_all(sid, members, signal.SIGKILL)
+                killed = True
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(session.process.wait)
+
+    def _reap(self, session: Session, members: builtins.list[_Process]) -> None:
+        session.process.poll()
+        me = os.getpid()
+        for member in members:
+            if member.state == "Z" and member.ppid == me and member.pid != session.pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(member.pid, os.WNOHANG)
+
+    async def _cull_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.cull_interval)
+            await self.cull_idle()
+
+    def _resolve_cwd(self, cwd: Path | str | None) -> Path:
+        directory = Path(os.path.realpath(self.root / cwd if cwd is not None else self.root))
+        if os.path.commonpath([self.root, directory]) != str(self.root):
+            raise InvalidArgument.field("cwd", "must be inside the workspace root")
+        if not directory.is_dir():
+            raise InvalidArgument.field("cwd", "is not a directory")
+        return directory
+
+    def _check_capacity(self, owner: str) -> None:
+        running = [s for s in self._sessions.values() if s._ending is None]
+        starting = sum(self._starting.values())
+        if len(running) + starting >= self.max_total:
+            raise ResourceExhausted(
+                f"the service runs its limit of {self.max_total} terminals",
+                retry_after=30.0,
+                reason="TERMINAL_LIMIT",
+            )
+        mine = sum(1 for s in running if s.owner == owner) + self._starting.get(owner, 0)
+        if mine >= self.max_per_user:
+            raise ResourceExhausted(
+                f"at most {self.max_per_user} terminals per user",
+                retry_after=30.0,
+                reason="TERMINAL_LIMIT",
+            )
+
+    def _environment(self, shell: str, home: Path) -> dict[str, str]:
+        return {
+            "TERM": self.term,
+            "LANG": self.lang,
+            "HOME": str(home),
+            "PATH": SAFE_PATH,
+            "SHELL": shell,
+            "USER": self.user,
+        }
+
+    def _spawn(
+        self, shell: str, cwd: Path, cols: int, rows: int
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        master_fd, slave_fd = os.openpty()
+        try:
+            fcntl.ioctl(slave_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            process = subprocess.Popen(  # noqa: S603 - the shell comes from the allowlist
+                ["/bin/sh", "-c", _CTTY_WRAPPER, shell, os.ttyname(slave_fd)],
+                stdin=slave_fd,
+                stdout=slave_fd,
+                stderr=slave_fd,
+                cwd=cwd,
+                env=self._environment(shell, cwd),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master_fd)
+            raise
+        finally:
+            os.close(slave_fd)
+        os.set_blocking(master_fd, False)
+        return process, master_fd
+
+
+def _session_members(sid: int) -> list[_Process]:
+    """Every process in the kernel session `sid`, background jobs in their own groups included."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry.name, "stat").read_text()
+        except OSError:
+            continue
+        state, ppid, _pgrp, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        if int(session) == sid:
+            members.append(_Process(pid=int(entry.name), ppid=int(ppid), state=state))
+    return members
+
+
+def _signal_all(sid: int, members: list[_Process], signum: signal.Signals) -> None:
+    for target in [m.pid for m in members if m.state != "Z"]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, signum)
+            if signum == signal.SIGHUP:
+                os.kill(target, signal.SIGCONT)  # a stopped job must run to see its SIGHUP
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, signum)
+
+
+def _become_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,315 @@
+"""The terminal manager with real shells in real pseudo-terminals; no gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.terminal.manager import (
+    DROP_NOTE,
+    Session,
+    TerminalManager,
+    Watcher,
+    WriteTooLarge,
+)
+
+SH = "/bin/sh"
+WAIT = 10.0
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> AsyncIterator[TerminalManager]:
+    (tmp_path / "project").mkdir()
+    async with TerminalManager(
+        tmp_path,
+        max_per_user=3,
+        max_total=5,
+        scrollback_bytes=64 * 1024,
+        idle_timeout=3600,
+        shells=(SH,),
+        grace=1.0,
+    ) as built:
+        yield built
+
+
+async def read_until(watcher: Watcher, pattern: bytes) -> bytes:
+    """Output up to and including the first match of the regex `pattern`."""
+    seen = bytearray()
+
+    async def collect() -> bytes:
+        async for chunk in watcher:
+            seen.extend(chunk)
+            if re.search(pattern, seen):
+                return bytes(seen)
+        raise AssertionError(f"output ended before {pattern!r}: {bytes(seen)[-500:]!r}")
+
+    try:
+        return await asyncio.wait_for(collect(), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"no {pattern!r} within {WAIT}s: {bytes(seen)[-500:]!r}") from None
+
+
+async def run(session: Session, command: str, marker: str) -> bytes:
+    """Runs `command` and returns the output up to the line `marker` prints after it."""
+    watcher = session.watch(replay=False)
+    session.write(f"{command}; echo {marker}-$((40+2))\n".encode())
+    try:
+        return await read_until(watcher, f"{marker}-42".encode())
+    finally:
+        watcher.close()
+
+
+def reaped(pid: int) -> bool:
+    """True when `pid` is no longer our child waiting to be reaped (no zombie left)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_echo_round_trips_through_write_and_watch(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    watcher = session.watch()
+    session.write(b"echo round-$((6*7))\n")
+    assert b"round-42" in await read_until(watcher, rb"round-42")
+    assert session.state == "running"
+    assert re.fullmatch(r"session_\d+_[0-9a-f]+", session.id)
+
+
+async def test_a_new_watcher_replays_the_scrollback(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    await run(session, "echo earlier-$((1+1))", "done")
+    late = session.watch()
+    replayed = await read_until(late, rb"done-42")
+    assert b"earlier-2" in replayed
+
+
+async def test_resize_changes_what_stty_reports(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    assert re.search(rb"\b24 80\b", await run(session, "stty size", "first"))
+    session.resize(132, 50)
+    assert (session.cols, session.rows) == (132, 50)
+    assert re.search(rb"\b50 132\b", await run(session, "stty size", "second"))
+    with pytest.raises(InvalidArgument):
+        session.resize(0, 50)
+
+
+async def test_the_shell_sees_only_allowlisted_environment_variables(
+    manager: TerminalManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "jwt-leak-canary")
+    monkeypatch.setenv("OPENAI_API_KEY", "key-leak-canary")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db-leak-canary")
+    session = await manager.create("alice", "project", 200, 24, SH)
+    output = await run(session, "env | sort", "envdone")
+    assert b"leak-canary" not in output
+    for name in (b"JWT_SECRET", b"OPENAI_API_KEY", b"DATABASE_URL"):
+        assert name + b"=" not in output
+    assert f"HOME={manager.root / 'project'}".encode() in output
+    assert b"PATH=/usr/local/bin:/usr/bin:/bin" in output
+    assert f"SHELL={SH}".encode() in output
+    assert re.search(rb"(?m)^TERM=xterm-256color", output)
+
+
+async def test_the_shell_starts_in_the_requested_directory(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 200, 24, SH)
+    assert f"{manager.root / 'project'}\r\n".encode() in await run(session, "pwd", "pwddone")
+
+
+async def test_a_working_directory_outside_the_root_is_refused(
+    manager: TerminalManager, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (manager.root / "escape").symlink_to(outside)
+    for cwd in ("..", "../..", str(outside), "escape", "project/../../"):
+        with pytest.raises(InvalidArgument) as caught:
+            await manager.create("alice", cwd, 80, 24, SH)
+        assert caught.value.fields == [("cwd", "must be inside the workspace root")]
+    assert manager.list("alice") == []
+
+
+async def test_bad_dimensions_and_unlisted_shells_are_refused(manager: TerminalManager) -> None:
+    for cols, rows in ((0, 24), (1001, 24), (80, 0), (80, 501)):
+        with pytest.raises(InvalidArgument):
+            await manager.create("alice", "project", cols, rows, SH)
+    with pytest.raises(InvalidArgument) as caught:
+        await manager.create("alice", "project", 80, 24, "/usr/bin/python3")
+    assert caught.value.fields[0][0] == "shell"
+    assert manager.list("alice") == []
+
+
+async def test_per_user_and_global_caps_answer_resource_exhausted(
+    manager: TerminalManager,
+) -> None:
+    for _ in range(3):
+        await manager.create("alice", "project", 80, 24, SH)
+    with pytest.raises(ResourceExhausted) as per_user:
+        await manager.create("alice", "project", 80, 24, SH)
+    assert per_user.value.retry_after > 0
+    await manager.create("bob", "project", 80, 24, SH)
+    await manager.create("carol", "project", 80, 24, SH)
+    with pytest.raises(ResourceExhausted):
+        await manager.create("dave", "project", 80, 24, SH)
+    await manager.close(manager.list("alice")[0].id)
+    await manager.create("dave", "project", 80, 24, SH)
+
+
+async def test_close_ends_the_whole_process_group_and_leaves_no_zombie(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    output = await run(session, "sleep 1000 & echo BG=$!", "started")
+    background = int(re.search(rb"BG=(\d+)", output).group(1))  # type: ignore[union-attr]
+    shell = session.pid
+    assert not gone(background)
+    watcher = session.watch(replay=False)
+    await manager.close(session.id)
+    assert gone(shell)
+    assert gone(background)
+    assert reaped(shell)
+    assert [chunk async for chunk in watcher] == []
+    assert session.state == "closed"
+    with pytest.raises(NotFound):
+        manager.get("alice", session.id)
+
+
+async def test_a_shell_that_ignores_sighup_is_killed_after_the_grace_period(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    output = await run(session, "trap '' HUP; sleep 1000 & echo BG=$!", "trapped")
+    stubborn = int(re.search(rb"BG=(\d+)", output).group(1))  # type: ignore[union-attr]
+    started = time.monotonic()
+    await manager.close(session.id)
+    assert gone(session.pid)
+    assert gone(stubborn)
+    assert time.monotonic() - started >= manager.grace * 0.9
+
+
+async def test_another_owners_session_and_unknown_ids_are_not_found(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    assert manager.get("alice", session.id) is session
+    with pytest.raises(NotFound):
+        manager.get("mallory", session.id)
+    with pytest.raises(NotFound):
+        manager.get("alice", "session_0_missing")
+    assert manager.list("mallory") == []
+    assert manager.list("alice") == [session]
+    assert manager.list() == [session]
+
+
+async def test_a_yes_flood_does_not_starve_another_sessions_echo(
+    manager: TerminalManager,
+) -> None:
+    flood = await manager.create("alice", "project", 80, 24, SH)
+    flood.write(b"yes\n")
+    await asyncio.sleep(0.5)
+    assert len(flood.history().output) == manager.scrollback_bytes
+    quiet = await manager.create("bob", "project", 80, 24, SH)
+    started = time.monotonic()
+    await run(quiet, "echo still-here", "quiet")
+    assert time.monotonic() - started < 5.0
+    await manager.close(flood.id)
+    assert gone(flood.pid)
+
+
+async def test_a_watcher_that_falls_behind_is_dropped_with_a_note(tmp_path: Path) -> None:
+    async with TerminalManager(
+        tmp_path, shells=(SH,), grace=1.0, watcher_buffer_bytes=4096
+    ) as small:
+        session = await small.create("alice", None, 80, 24, SH)
+        slow = session.watch(replay=False)
+        keeping_up = session.watch(replay=False)
+        session.write(b"head -c 200000 /dev/zero | tr '\\0' x; echo flood-$((40+2))\n")
+        await read_until(keeping_up, rb"flood-42")
+        assert slow.dropped
+        assert [chunk async for chunk in slow] == [DROP_NOTE]
+        assert not keeping_up.dropped
+
+
+async def test_oversized_writes_are_refused(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    with pytest.raises(WriteTooLarge) as caught:
+        session.write(b"x" * (manager.max_write_bytes + 1))
+    assert caught.value.reason == "PAYLOAD_TOO_LARGE"
+
+
+async def test_history_holds_entered_commands_and_recent_output(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    session.write(b"echo one\r")
+    session.write(b"echo twx\x7fo\n")
+    await run(session, "echo three", "hist")
+    history = session.history()
+    assert history.commands == ["echo one", "echo two", "echo three; echo hist-$((40+2))"]
+    assert b"hist-42" in history.output
+
+
+async def test_a_shell_that_exits_ends_its_watchers_and_is_reaped(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    watcher = session.watch()
+    session.write(b"exit 3\n")
+    await asyncio.wait_for(_drain(watcher), WAIT)
+    assert session.state == "exited"
+    await manager.close(session.id)
+    assert session.exit_code == 3
+    assert gone(session.pid)
+
+
+async def _drain(watcher: Watcher) -> None:
+    async for _ in watcher:
+        pass
+
+
+async def test_idle_sessions_are_culled(tmp_path: Path) -> None:
+    async with TerminalManager(
+        tmp_path, shells=(SH,), grace=1.0, idle_timeout=0.5, cull_interval=0.1
+    ) as culling:
+        idle = await culling.create("alice", None, 80, 24, SH)
+        for _ in range(int(WAIT / 0.1)):
+            if not culling.list("alice"):
+                break
+            await asyncio.sleep(0.1)
+        assert culling.list("alice") == []
+        assert idle.state == "closed"
+        assert gone(idle.pid)
+
+
+async def test_shutdown_closes_every_session(tmp_path: Path) -> None:
+    built = TerminalManager(tmp_path, shells=(SH,), grace=1.0)
+    built.start()
+    sessions = [await built.create(owner, None, 80, 24, SH) for owner in ("a", "b", "c")]
+    await built.shutdown()
+    assert built.list() == []
+    assert all(gone(s.pid) for s in sessions)
+
+
+async def test_ctrl_c_interrupts_the_foreground_command(manager: TerminalManager) -> None:
+    session = await manager.create("alice", "project", 80, 24, SH)
+    session.write(b"sleep 1000\n")
+    await asyncio.sleep(0.3)
+    session.write(b"\x03")
+    started = time.monotonic()
+    await run(session, "echo after", "interrupted")
+    assert time.monotonic() - started < 5.0
