@@ -13,7 +13,6 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from google.rpc import error_details_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
@@ -21,10 +20,10 @@ from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
-from services.runtime.errors import parse_status
 from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from tests.conftest import POSTGRES_ADMIN_URL, TEST_SECRET
+from tests.rpc_errors import expect_error, reason, violations  # noqa: F401 - the portfolio tests' helpers
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
@@ -156,35 +155,3 @@ def start_portfolio(
 async def portfolio_service(start_portfolio: StartPortfolio) -> AsyncIterator[PortfolioService]:
     async with start_portfolio() as service:
         yield service
-
-
-# --- reading errors ---------------------------------------------------------------------------
-
-
-async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == code, (error.code(), error.details())
-        return error
-    raise AssertionError(f"expected {code}")
-
-
-def reason(error: grpc.aio.AioRpcError) -> str:
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            return [(v.field, v.description) for v in bad.field_violations]
-    return []

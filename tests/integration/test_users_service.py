@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.config import RuntimeConfig
-from services.runtime.errors import parse_status
 from services.runtime.server import running
 from services.users.server import build as build_users
+from tests.rpc_errors import expect_error, fields, reason
 
 PASSWORD = "correct-horse-9"
 
@@ -32,35 +31,6 @@ async def register(
     stub: users_pb2_grpc.UsersServiceStub, email: str, password: str = PASSWORD, name: str = ""
 ) -> users_pb2.RegisterResponse:
     return await stub.Register(users_pb2.RegisterRequest(email=email, password=password, name=name))
-
-
-async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == code, (error.code(), error.details())
-        return error
-    raise AssertionError(f"expected {code}")
-
-
-def reason(error: grpc.aio.AioRpcError) -> str:
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            return [v.field for v in bad.field_violations]
-    return []
 
 
 async def test_first_user_is_admin_and_later_users_are_not(
@@ -106,7 +76,7 @@ async def test_weak_password_is_rejected_naming_the_field(
         register(stub, "dave@example.com", password="short"), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert reason(error) == "WEAK_PASSWORD"
-    assert set(violations(error)) == {"password"}
+    assert set(fields(error)) == {"password"}
     assert "at least 8 characters" in (error.details() or "")
 
 
@@ -114,7 +84,7 @@ async def test_invalid_email_is_rejected_naming_the_field(
     stub: users_pb2_grpc.UsersServiceStub,
 ) -> None:
     error = await expect_error(register(stub, "not-an-email"), grpc.StatusCode.INVALID_ARGUMENT)
-    assert violations(error) == ["email"]
+    assert fields(error) == ["email"]
 
 
 async def test_wrong_email_and_wrong_password_get_the_same_answer(
@@ -285,7 +255,7 @@ async def test_admin_lists_users_page_by_page_and_searches(
         stub.ListUsers(users_pb2.ListUsersRequest(limit=500), metadata=token),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert violations(bad) == ["limit"]
+    assert fields(bad) == ["limit"]
 
 
 async def test_only_admins_change_roles_and_a_role_change_ends_the_sessions(
