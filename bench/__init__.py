@@ -1,1 +1,2 @@
-"""Benchmarks that print figures, every one a ratio to baselines measured in the same run."""
+"""Benchmarks that print figures: ratios to baselines measured in the same run (foundation), and
+the portfolio service's trade rates and live-price fan-out."""

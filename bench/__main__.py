@@ -1,11 +1,14 @@
-"""`make bench`: the figures of issue 3, each a ratio to baselines measured in the same run.
+"""`make bench`: the figures of issue 3 (foundation), each a ratio to baselines measured in the
+same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py).
+`--only foundation|portfolio|trades|ws` runs one part.
 
-Order: start the system as `make run` does (five services and the facade, each its own
-process, temporary var/ folder, limits off), read each process's idle RSS, start the baselines,
-then measure in rounds that interleave each baseline with the path compared to it (the machine
-is shared and noisy; the best round of each counts), then /health/all one at a time, then the
-raw bcrypt rate and logins last (bcrypt keeps the users service busy after the load stops).
-Misses are printed, not raised: the exit code is non-zero only when the harness itself failed.
+Foundation order: start the system as `make run` does (five services and the facade, each its
+own process, temporary var/ folder, limits off), read each process's idle RSS, start the
+baselines, then measure in rounds that interleave each baseline with the path compared to it
+(the machine is shared and noisy; the best round of each counts), then /health/all one at a time,
+then the raw bcrypt rate and logins last (bcrypt keeps the users service busy after the load
+stops). Misses are printed, not raised: the exit code is non-zero only when the harness itself
+failed.
 """
 
 from __future__ import annotations
@@ -13,18 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 
+from bench.portfolio import (
+    PortfolioReport,
+    PortfolioSettings,
+    describe_portfolio,
+    print_portfolio,
+    run_portfolio,
+)
 from bench.report import (
     Load,
     Report,
@@ -34,6 +43,7 @@ from bench.report import (
     print_table,
     write_results,
 )
+from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
     HOST,
     REPO,
@@ -42,7 +52,6 @@ from bench.system import (
     Ports,
     Process,
     System,
-    cpu_seconds,
     facade_available,
     free_ports,
     http_request,
@@ -54,65 +63,6 @@ from bench.system import (
     wait_for_port,
     wait_until_idle,
 )
-
-LOADGEN_SLACK = 30.0
-
-
-def run_load(
-    port: int,
-    path: str,
-    *,
-    concurrency: int,
-    warmup: float,
-    duration: float,
-    method: str = "GET",
-    headers: Sequence[str] = (),
-    body: str = "",
-    max_requests: int = 2_000_000,
-) -> Load:
-    """One run of the load generator, in its own process; its JSON summary."""
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        f"--port={port}",
-        f"--path={path}",
-        f"--method={method}",
-        f"--concurrency={concurrency}",
-        f"--warmup={warmup}",
-        f"--duration={duration}",
-        f"--max-requests={max_requests}",
-        *(f"--header={h}" for h in headers),
-    ]
-    if body:
-        argv.append(f"--body={body}")
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=warmup + duration + LOADGEN_SLACK,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise HarnessError(f"load generator on {path} did not finish in time") from None
-    if done.returncode != 0:
-        raise HarnessError(f"load generator on {path} failed:\n{done.stderr[-2000:]}")
-    result: Load = json.loads(done.stdout)
-    return result
-
-
-def with_cpu(pids: Mapping[str, int], measure: Callable[[], Load]) -> Load:
-    """Run `measure`, adding each process's CPU time per completed request, in microseconds:
-    unlike a rate, it hardly moves when other tenants of the machine take a core."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    load = measure()
-    count = max(1, load["completed_total"])
-    load["cpu_us_per_request"] = {
-        name: round((cpu_seconds(pid) - before[name]) / count * 1e6) for name, pid in pids.items()
-    }
-    return load
 
 
 def raw_bcrypt_rate(cost: int, threads: int, seconds: float, max_checks: int = 200) -> Load:
@@ -185,26 +135,6 @@ def start_baselines(
         if answer.status != 200:
             raise HarnessError(f"baseline {path} answered {answer.status}: {answer.body}")
     return {"a": json_port, "b": hop_port}, [a, g, hop]
-
-
-def register_user(facade_port: int) -> tuple[str, str, str]:
-    """A fresh account through the facade: (email, password, access token)."""
-    tag = uuid.uuid4().hex[:12]
-    email, password = f"bench-{tag}@example.test", f"Bench-{tag}-long-enough"
-    answer = http_request(
-        facade_port,
-        "POST",
-        "/api/v1/auth/register",
-        body={"email": email, "password": password, "name": f"Bench {tag}"},
-        timeout=30.0,
-    )
-    if answer.status not in (200, 201):
-        raise HarnessError(f"register answered {answer.status}: {answer.body}")
-    token = str(answer.body["data"]["tokens"]["accessToken"])
-    me = http_request(facade_port, "GET", "/api/v1/users/me", token=token)
-    if me.status != 200:
-        raise HarnessError(f"/api/v1/users/me answered {me.status}: {me.body}")
-    return email, password, token
 
 
 def measure_rounds(
@@ -342,18 +272,58 @@ def run(settings: Settings) -> Report:
     return report
 
 
-def parse_args(argv: Sequence[str]) -> Settings:
+PARTS = {
+    "all": ("foundation", "trades", "ws"),
+    "foundation": ("foundation",),
+    "portfolio": ("trades", "ws"),
+    "trades": ("trades",),
+    "ws": ("ws",),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    parts: tuple[str, ...]
+    foundation: Settings
+    portfolio: PortfolioSettings
+
+
+def parse_args(argv: Sequence[str]) -> Plan:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--only",
+        choices=sorted(PARTS),
+        default="all",
+        help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--login-duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    portfolio = parser.add_argument_group("portfolio (issue 4)")
+    portfolio.add_argument(
+        "--databases", default="sqlite,postgresql", help="trades on: sqlite, postgresql or both"
+    )
+    portfolio.add_argument("--trade-concurrency", type=int, default=32)
+    portfolio.add_argument("--trade-duration", type=float, default=8.0, help="seconds per round")
+    portfolio.add_argument("--subscribers", type=int, default=5000, help="/ws/portfolio sockets")
+    portfolio.add_argument("--client-processes", type=int, default=4, help="for those sockets")
+    portfolio.add_argument("--ws-seconds", type=float, default=25.0, help="fan-out measured")
+    portfolio.add_argument(
+        "--client-nice",
+        type=int,
+        default=10,
+        help="nice level of the WebSocket load clients (not the probe); 0 to compete evenly",
+    )
     args = parser.parse_args(argv)
     cost = os.environ.get("BCRYPT_COST", "12").strip() or "12"
     if not cost.isdigit() or not 4 <= int(cost) <= 16:
         parser.error(f"BCRYPT_COST must be an integer from 4 to 16, got {cost!r}")
-    return Settings(
+    databases = tuple(d.strip() for d in args.databases.split(",") if d.strip())
+    if not databases or not set(databases) <= {"sqlite", "postgresql"}:
+        parser.error("--databases takes sqlite, postgresql or both (comma-separated)")
+    foundation = Settings(
         rounds=max(1, min(args.rounds, 5)),
         warmup=max(0.5, min(args.warmup, 10.0)),
         duration=max(1.0, min(args.duration, 30.0)),
@@ -367,20 +337,55 @@ def parse_args(argv: Sequence[str]) -> Settings:
         bcrypt_cost=int(cost),
         idle_seconds=3.0,
     )
+    parts = PARTS[args.only]
+    portfolio_settings = PortfolioSettings(
+        parts=tuple(p for p in parts if p != "foundation"),
+        databases=databases,
+        # Accounts are set-up only here: logins are not what these figures measure.
+        bcrypt_cost=4,
+        trade_concurrency=max(1, min(args.trade_concurrency, 256)),
+        trade_users=8,
+        trade_rounds=max(1, min(args.rounds, 5)),
+        trade_warmup=2.0,
+        trade_duration=max(1.0, min(args.trade_duration, 30.0)),
+        subscribers=max(1, min(args.subscribers, 10_000)),
+        symbols_per_socket=10,
+        client_processes=max(1, min(args.client_processes, 8)),
+        ramp_batch=100,
+        probe_sockets=50,
+        client_nice=max(0, min(args.client_nice, 19)),
+        ws_users=50,
+        measure_seconds=max(5.0, min(args.ws_seconds, 60.0)),
+        update_interval_ms=1000,
+        sample_per_process=5,
+    )
+    return Plan(parts, foundation, portfolio_settings)
 
 
 def main(argv: Sequence[str]) -> int:
-    settings = parse_args(argv)
+    plan = parse_args(argv)
+    settings = plan.foundation
     print(
-        f"Stockfolio bench: {os.cpu_count()} CPUs, concurrency {settings.concurrency},"
-        f" {settings.rounds} rounds of {settings.warmup:g} s warm-up + {settings.duration:g} s,"
-        f" BCRYPT_COST={settings.bcrypt_cost}, only {HOST} targeted",
-        flush=True,
+        f"Stockfolio bench ({', '.join(plan.parts)}): {os.cpu_count()} CPUs, only {HOST} targeted"
     )
+    if "foundation" in plan.parts:
+        print(
+            f"foundation: concurrency {settings.concurrency}, {settings.rounds} rounds of"
+            f" {settings.warmup:g} s warm-up + {settings.duration:g} s,"
+            f" BCRYPT_COST={settings.bcrypt_cost}",
+            flush=True,
+        )
+    if plan.portfolio.parts:
+        print(describe_portfolio(plan.portfolio), flush=True)
     started = time.monotonic()
+    report: Report | None = None
+    portfolio: PortfolioReport | None = None
     try:
         with stopping_on_signals():
-            report = run(settings)
+            if "foundation" in plan.parts:
+                report = run(settings)
+            if plan.portfolio.parts:
+                portfolio = run_portfolio(plan.portfolio)
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -390,9 +395,16 @@ def main(argv: Sequence[str]) -> int:
     except SystemExit:
         print("bench: stopped by SIGTERM; every process it started was stopped", file=sys.stderr)
         raise
-    print_table(report)
-    path = write_results(report)
+    if report is not None:
+        print_table(report)
+    if portfolio is not None:
+        print_portfolio(portfolio)
+    path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
+    if portfolio is not None and portfolio.failures:
+        failed = ", ".join(what for what, _ in portfolio.failures)
+        print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

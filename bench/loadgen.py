@@ -5,6 +5,10 @@ the next (no pipelining), as wrk does. A warm-up runs first and is not counted; 
 that complete inside the measured window count toward the rate and the latency percentiles.
 Everything is bounded: by time, by a request count, and by a drain timeout at the end. Only
 127.0.0.1 is ever targeted. Prints one JSON object on stdout.
+
+`--variants FILE` gives each connection its own request: a JSON list of {"headers": ["Name:
+value", ...], "body": "..."}; connection i sends variant i mod len (e.g. one portfolio and its
+owner's token per connection), each with the method and path of the command line.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ class Plan:
     warmup: float
     duration: float
     max_requests: int
+    # Per-connection (headers, body) pairs; empty: every connection sends `headers` and `body`.
+    variants: tuple[tuple[tuple[tuple[str, str], ...], bytes], ...] = ()
 
-    def request_bytes(self) -> bytes:
+    def request_bytes(self, connection: int = 0) -> bytes:
+        headers, body = self.headers, self.body
+        if self.variants:
+            extra, body = self.variants[connection % len(self.variants)]
+            headers = headers + extra
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {HOST}:{self.port}"]
-        lines += [f"{name}: {value}" for name, value in self.headers]
-        if self.body or self.method in {"POST", "PUT", "PATCH"}:
-            lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        lines += [f"{name}: {value}" for name, value in headers]
+        if body or self.method in {"POST", "PUT", "PATCH"}:
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 @dataclass
@@ -135,8 +145,10 @@ async def connect(port: int) -> ResponseReader:
     return reader
 
 
-async def worker(plan: Plan, tally: Tally, window: tuple[float, float]) -> None:
-    request = plan.request_bytes()
+async def worker(
+    plan: Plan, tally: Tally, window: tuple[float, float], connection: int = 0
+) -> None:
+    request = plan.request_bytes(connection)
     measure_from, measure_to = window
     reader: ResponseReader | None = None
     clock = time.perf_counter
@@ -203,7 +215,10 @@ async def run(plan: Plan) -> Result:
     tally = Tally()
     begin = time.perf_counter()
     window = (begin + plan.warmup, begin + plan.warmup + plan.duration)
-    tasks = [asyncio.create_task(worker(plan, tally, window)) for _ in range(plan.concurrency)]
+    tasks = [
+        asyncio.create_task(worker(plan, tally, window, connection))
+        for connection in range(plan.concurrency)
+    ]
     _, pending = await asyncio.wait(tasks, timeout=plan.warmup + plan.duration + DRAIN_SECONDS)
     for task in pending:
         task.cancel()
@@ -229,15 +244,27 @@ def parse_args(argv: list[str]) -> Plan:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds, not counted")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured")
     parser.add_argument("--max-requests", type=int, default=1_000_000)
+    parser.add_argument("--variants", default="", help="JSON file: a request per connection")
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536 or not args.path.startswith("/"):
         parser.error("a port on 127.0.0.1 and an absolute path are required")
-    headers = []
-    for raw in args.header:
+
+    def split(raw: str) -> tuple[str, str]:
         name, sep, value = raw.partition(":")
         if not sep:
             parser.error(f"header {raw!r} is not 'Name: value'")
-        headers.append((name.strip(), value.strip()))
+        return name.strip(), value.strip()
+
+    headers = [split(raw) for raw in args.header]
+    variants = []
+    if args.variants:
+        with open(args.variants, encoding="utf-8") as file:
+            listed = json.load(file)
+        if not isinstance(listed, list) or not listed:
+            parser.error("--variants must hold a non-empty JSON list")
+        for item in listed:
+            extra = tuple(split(str(raw)) for raw in item.get("headers", []))
+            variants.append((extra, str(item.get("body", "")).encode()))
     return Plan(
         port=args.port,
         method=args.method.upper(),
@@ -248,6 +275,7 @@ def parse_args(argv: list[str]) -> Plan:
         warmup=max(0.0, min(args.warmup, 60.0)),
         duration=max(0.1, min(args.duration, 120.0)),
         max_requests=max(1, args.max_requests),
+        variants=tuple(variants),
     )
 
 

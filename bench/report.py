@@ -203,6 +203,21 @@ def number(value: float | None, digits: int = 1) -> str:
 
 
 def print_table(report: Report) -> None:
+    print_rows(report.rows)
+    print_cpu_per_request(report)
+    print()
+    if "rss_note" in report.facts:
+        print(report.facts["rss_note"])
+    facts = report.facts["bcrypt"]
+    print(
+        f"Logins are compared with raw checkpw on {facts['compared_with']}: the users service"
+        f" verifies passwords on a pool of {facts['service_pool_width']} threads and bcrypt"
+        " releases the GIL, so it can use that many cores at once."
+    )
+
+
+def print_rows(rows: Sequence[Row]) -> None:
+    """The table: one line per row, the note last."""
     header = ("path", "req/s", "p50 ms", "p99 ms", "baseline", "ratio", "requirement", "result")
     lines = [
         (
@@ -216,7 +231,7 @@ def print_table(report: Report) -> None:
             r.verdict,
             r.note,
         )
-        for r in report.rows
+        for r in rows
     ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     right = {1, 2, 3, 5}
@@ -234,16 +249,6 @@ def print_table(report: Report) -> None:
     for line in lines:
         print(render(line[:-1]) + " | " + line[-1])
     print()
-    print_cpu_per_request(report)
-    print()
-    if "rss_note" in report.facts:
-        print(report.facts["rss_note"])
-    facts = report.facts["bcrypt"]
-    print(
-        f"Logins are compared with raw checkpw on {facts['compared_with']}: the users service"
-        f" verifies passwords on a pool of {facts['service_pool_width']} threads and bcrypt"
-        " releases the GIL, so it can use that many cores at once."
-    )
 
 
 def capacity(spent: dict[str, int], cores: int) -> float:
@@ -305,19 +310,38 @@ def print_cpu_per_request(report: Report) -> None:
         print("\n".join(checks))
 
 
-def write_results(report: Report) -> Path:
+def write_results(report: Report | None, portfolio: dict[str, Any] | None = None) -> Path:
+    """var/bench/results.json: the foundation part at the top (settings, rows, runs, facts), the
+    portfolio part under `portfolio`. A part this run did not measure (`--only`) is kept from
+    the previous file, with the time it was measured."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "settings": asdict(report.settings),
-        "rows": [asdict(r) for r in report.rows],
-        "runs": report.runs,
-        "facts": report.facts,
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    document: dict[str, Any] = {}
+    if RESULTS.is_file():
+        try:
+            previous = json.loads(RESULTS.read_text())
+        except ValueError:
+            previous = {}
+        if isinstance(previous, dict):
+            document = previous
+            document.setdefault("foundation_finished", previous.get("finished"))
+    document["finished"] = now
+    document["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
     }
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    if report is not None:
+        document.update(
+            {
+                "foundation_finished": now,
+                "settings": asdict(report.settings),
+                "rows": [asdict(r) for r in report.rows],
+                "runs": report.runs,
+                "facts": report.facts,
+            }
+        )
+    if portfolio is not None:
+        document["portfolio"] = {"finished": now, **portfolio}
+    RESULTS.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return RESULTS

@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import psycopg
 
 from services.runtime.config import DOMAIN_SERVICES
 
@@ -32,8 +34,10 @@ STOP_GRACE = 15.0
 # Variables of ours that a developer's shell may hold and that would point the system elsewhere.
 _OURS = re.compile(
     r"^(STOCKFOLIO_|JWT_|DATABASE_URL$|REDIS_URL$|RATE_LIMIT_|BCRYPT_|LOG_LEVEL$|"
+    r"ALPHA_VANTAGE_|USE_MOCK_PRICES$|MOCK_|WS_|"
     r"(USERS|ASSISTANT|TERMINAL|WORKSPACE|PORTFOLIO|FACADE)_)"
 )
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class HarnessError(Exception):
@@ -71,16 +75,20 @@ class Fleet:
     environ: Mapping[str, str]
     processes: list[Process] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], **extra_env: str) -> Process:
+    def start(
+        self, name: str, argv: Sequence[str], *, pipes: bool = False, **extra_env: str
+    ) -> Process:
+        """Start `python argv...`; with `pipes`, its stdin and stdout are pipes to talk to it
+        (stderr still goes to the log)."""
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, *argv],
                 cwd=REPO,
                 env={**self.environ, **extra_env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else log,
+                stderr=log if pipes else subprocess.STDOUT,
                 start_new_session=True,
             )
         process = Process(name, popen, log_path)
@@ -102,6 +110,10 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     process.popen.kill()
                 process.popen.wait()
+            for pipe in (process.popen.stdin, process.popen.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         self.processes = [p for p in self.processes if p not in chosen]
 
     def __enter__(self) -> Fleet:
@@ -210,8 +222,15 @@ def rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (to see when it has gone idle)."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def wait_until_idle(pids: Sequence[int], *, timeout: float, below: float = 0.05) -> float:
@@ -273,7 +292,9 @@ def system_environment(var_dir: Path, ports: Ports, bcrypt_cost: int) -> dict[st
     return environ
 
 
-def migrate(environ: Mapping[str, str], services: Sequence[str] = ("users",)) -> None:
+def migrate(environ: Mapping[str, str], services: Sequence[str] = ()) -> None:
+    """`python -m services.runtime.migrate`: every service with migrations (as `make run`), or
+    the ones named."""
     done = subprocess.run(
         [sys.executable, "-m", "services.runtime.migrate", *services],
         cwd=REPO,
@@ -322,3 +343,69 @@ def stopping_on_signals() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def postgres_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
+    """Fresh, empty PostgreSQL databases (one per name) on the local server, dropped on exit
+    whatever happened; yields their SQLAlchemy URLs by name."""
+    tag = os.urandom(5).hex()
+    created: dict[str, str] = {}
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].split("://", 1)[1]
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            for name in names:
+                database = f"sf_bench_{tag}_{name}"
+                admin.execute(f'CREATE DATABASE "{database}"')
+                created[name] = database
+    except psycopg.Error as error:
+        _drop_databases(created.values())
+        raise HarnessError(f"PostgreSQL at {POSTGRES_ADMIN_URL}: {error}") from None
+    try:
+        yield {name: f"postgresql+psycopg://{base}/{db}" for name, db in created.items()}
+    finally:
+        _drop_databases(created.values())
+
+
+def _drop_databases(databases: Iterable[str]) -> None:
+    names = list(databases)
+    if not names:
+        return
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            for database in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    except psycopg.Error as error:
+        raise HarnessError(f"could not drop the databases {names}: {error}") from None
+
+
+def postgres_activity(url: str) -> dict[str, int]:
+    """The server's counters for the database `url` names: sessions opened so far, commits,
+    rollbacks (pg_stat_database; the statistics collector lags by up to a second)."""
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute("SELECT pg_stat_clear_snapshot()")
+        row = admin.execute(
+            "SELECT sessions, xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    if row is None:
+        raise HarnessError(f"no statistics for database {database}")
+    return {"sessions": int(row[0]), "commits": int(row[1]), "rollbacks": int(row[2])}
+
+
+def scheduling(pid: int) -> dict[str, float]:
+    """How a process's main thread was scheduled so far: seconds on a CPU, seconds runnable but
+    waiting for one (/proc/<pid>/schedstat), and its context switches (voluntary: it waited;
+    involuntary: it was preempted); and the process's write system calls (/proc/<pid>/io)."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    found = {"on_cpu": int(on_cpu) / 1e9, "run_queue": int(waiting) / 1e9}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+            name, value = line.split(":")
+            found[name.removesuffix("_ctxt_switches")] = float(value)
+    with contextlib.suppress(OSError):  # another user's process: no /proc/<pid>/io
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscw:"):
+                found["write_calls"] = float(line.split(":")[1])
+    return found
