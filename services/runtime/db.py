@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,6 +71,10 @@ class Database:
     """
 
     def __init__(self, url: str) -> None:
+        # SQLite has one writer at a time, and its busy handler lets newcomers overtake writers
+        # that have waited longest (measured: trade p99 1.4 s at c32, portfolios unevenly
+        # served). Queuing this process's writers in order first gave p99 ~180 ms, same rate.
+        self._writers: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
         if is_sqlite(url):
             self.engine = create_engine(url, sqlite_begin="BEGIN IMMEDIATE")
             self._reader = create_engine(url)
@@ -84,7 +89,11 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
+        async with contextlib.AsyncExitStack() as stack:
+            if self._writers is not None:
+                await stack.enter_async_context(self._writers)
+            session = await stack.enter_async_context(self._sessions())
+            await stack.enter_async_context(session.begin())
             yield session
 
     @contextlib.asynccontextmanager
