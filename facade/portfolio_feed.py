@@ -131,6 +131,14 @@ class PortfolioFeed:
 
     # --- upstream messages --------------------------------------------------------------------
 
+    def publish_step(self, message: portfolio_pb2.StreamMarketResponse) -> None:
+        """A market step's quotes (a replica from before batching sends one per message)."""
+        if message.quotes:
+            for quote in message.quotes:
+                self.publish_quote(quote)
+        elif message.HasField("quote"):
+            self.publish_quote(message.quote)
+
     def publish_quote(self, quote: portfolio_pb2.Quote) -> None:
         symbol = quote.symbol
         stamp = (quote.time.seconds, quote.time.nanos)
@@ -229,7 +237,7 @@ class Upstreams:
                 request = portfolio_pb2.StreamPortfolioEventsRequest()
                 return stub.StreamPortfolioEvents(request, metadata=metadata, wait_for_ready=True)
 
-            self._spawn(address, "market", market, lambda m: feed.publish_quote(m.quote))
+            self._spawn(address, "market", market, feed.publish_step)
             self._spawn(address, "events", events, feed.publish_event)
 
     def _spawn(

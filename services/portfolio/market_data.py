@@ -14,7 +14,7 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -81,7 +81,7 @@ class MarketData(Protocol):
         """Daily closes from `start` to `end`, both included; days without a close are absent."""
         ...
 
-    def ticks(self) -> AsyncIterator[Quote]:
+    def ticks(self) -> TickStream:
         """Quote changes from now on, until the source closes. A subscriber that falls behind
         gets the latest quote of each symbol rather than every intermediate one."""
         ...
@@ -143,6 +143,18 @@ class TickStream:
             await self._ready.wait()
         _, quote = self._pending.popitem(last=False)
         return quote
+
+    async def batch(self) -> list[Quote]:
+        """Every pending quote at once (a whole market step when the reader keeps up), oldest
+        first; waits for at least one. An empty list: the stream has ended."""
+        while not self._pending:
+            if self._ended:
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        quotes = list(self._pending.values())
+        self._pending.clear()
+        return quotes
 
     def offer(self, quote: Quote) -> None:
         if self._ended:

@@ -294,12 +294,11 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         try:
             # Headers go out once subscribed: a caller that waits for them misses no tick.
             await context.send_initial_metadata(())
-            async for quote in ticks:
-                yield portfolio_pb2.StreamMarketResponse(quote=quote_message(quote))
+            # A step's quotes travel together: the facade writes each socket once per step.
+            while quotes := await ticks.batch():
+                yield portfolio_pb2.StreamMarketResponse(quotes=map(quote_message, quotes))
         finally:
-            close = getattr(ticks, "aclose", None)
-            if close is not None:
-                await close()
+            await ticks.aclose()
 
     async def StreamPortfolioEvents(
         self,

@@ -117,14 +117,21 @@ async def test_the_calculator_publishes_values_and_records_todays_prices(
 async def test_the_market_stream_delivers_ticks(start_portfolio: StartPortfolio) -> None:
     async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
         call = s.stub.StreamMarket(pb.StreamMarketRequest(), metadata=s.service_token())
-        ticks = []
-        async for tick in call:
-            ticks.append(tick.quote)
-            if len(ticks) == 5:
+        steps = []
+        async for step in call:
+            assert not step.HasField("quote")  # the deprecated one-quote form is not sent
+            steps.append(list(step.quotes))
+            if len(steps) == 3:
                 break
         call.cancel()
+    ticks = [q for quotes in steps for q in quotes]
     assert all(q.symbol and Decimal(q.price) > 0 and q.source == "mock" for q in ticks)
     assert all(q.change_percent for q in ticks)
+    # Each message is one whole step: several symbols, each once, all at the step's time.
+    for quotes in steps:
+        assert len(quotes) > 1
+        assert len({q.symbol for q in quotes}) == len(quotes)
+        assert len({q.time.ToJsonString() for q in quotes}) == 1
 
 
 async def test_a_user_token_on_the_internal_streams_is_permission_denied(

@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _PortfolioKind:
@@ -1196,16 +1201,27 @@ class StreamMarketResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     QUOTE_FIELD_NUMBER: _builtins.int
+    QUOTES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def quote(self) -> Global___Quote: ...
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def quote(self) -> Global___Quote:
+        """One quote per message: what replicas before batching sent. Read `quotes` first."""
+
+    @_builtins.property
+    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Quote]:
+        """The quotes of one market step (or one poll), together: the facade fans a whole step out
+        at once and writes each socket once per step instead of once per symbol.
+        """
+
     def __init__(
         self,
         *,
         quote: Global___Quote | None = ...,
+        quotes: _abc.Iterable[Global___Quote] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote", "quotes", b"quotes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
