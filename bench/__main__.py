@@ -316,6 +316,12 @@ def parse_args(argv: Sequence[str]) -> Plan:
         default=10,
         help="nice level of the WebSocket load clients (not the probe); 0 to compete evenly",
     )
+    portfolio.add_argument(
+        "--ws-client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the subscribers' WebSocket client (bench/wsclient.py, or aiohttp's)",
+    )
     args = parser.parse_args(argv)
     cost = os.environ.get("BCRYPT_COST", "12").strip() or "12"
     if not cost.isdigit() or not 4 <= int(cost) <= 16:
@@ -354,6 +360,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         ramp_batch=100,
         probe_sockets=50,
         client_nice=max(0, min(args.client_nice, 19)),
+        ws_client=args.ws_client,
         ws_users=50,
         measure_seconds=max(5.0, min(args.ws_seconds, 60.0)),
         update_interval_ms=1000,

@@ -42,6 +42,7 @@ import uvloop
 from aiohttp import WSMsgType
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+from bench import wsclient
 from services.runtime.config import load_runtime_config
 from services.runtime.server import token_codec
 
@@ -126,6 +127,9 @@ class Subscriber:
     closed_at: float | None = None
     close_code: int | None = None
     other: int = 0  # messages that were neither price nor pong
+    # The lean client's wait for a reply of one type while the socket is being set up.
+    waiting_for: str = ""
+    waiter: asyncio.Future[None] | None = None
 
 
 class Clients:
@@ -174,9 +178,51 @@ class Clients:
                 else:
                     by_symbol[0] += latency
                     by_symbol[1] += 1
-        elif kind != "pong":
+        elif kind not in ("pong", "auth_ok"):
             subscriber.other += 1
         return str(kind)
+
+    async def open_lean(self, subscriber: Subscriber) -> None:
+        """As `open`, with the lean client (bench/wsclient.py): reading happens in its
+        protocol's callbacks, so there is no reader task."""
+        token = self.tokens[subscriber.index % len(self.tokens)]
+        on_text = self.on_text
+        loop = asyncio.get_running_loop()
+
+        def deliver(data: str, received: float) -> None:
+            kind = on_text(subscriber, data, received)
+            waiter = subscriber.waiter
+            if waiter is not None and kind == subscriber.waiting_for and not waiter.done():
+                waiter.set_result(None)
+
+        def ended() -> None:
+            subscriber.closed_at = time.time()
+            if subscriber.ws is not None:
+                subscriber.close_code = subscriber.ws.close_code
+
+        # The waiter is set before each request: its reply may come in the same read.
+        subscriber.waiting_for, subscriber.waiter = "auth_ok", loop.create_future()
+        ws = await wsclient.connect(HOST, self.args.port, f"{PATH}?token={token}", deliver, ended)
+        subscriber.ws = ws
+        await self._reply(subscriber, ws)
+        ws.send_text(json.dumps({"type": "subscribe", "symbols": list(subscriber.symbols)}))
+        subscriber.waiting_for, subscriber.waiter = "pong", loop.create_future()
+        ws.send_text('{"type":"ping"}')  # its pong says the subscription is in effect
+        await self._reply(subscriber, ws)
+
+    @staticmethod
+    async def _reply(subscriber: Subscriber, ws: wsclient.RawWebSocket) -> None:
+        waiter = subscriber.waiter
+        assert waiter is not None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await asyncio.wait((waiter, ws.ended), return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                raise ConnectionError(
+                    f"closed ({ws.close_code}) while waiting for {subscriber.waiting_for}"
+                )
+        finally:
+            subscriber.waiter = None
 
     async def open(self, session: aiohttp.ClientSession, subscriber: Subscriber) -> None:
         token = self.tokens[subscriber.index % len(self.tokens)]
@@ -219,8 +265,10 @@ class Clients:
                 Subscriber(i, self.symbols_of(i), sampled=(i - args.first) < args.sample)
                 for i in indices[batch_start : batch_start + args.batch]
             ]
+            lean = args.client == "lean"
             results = await asyncio.gather(
-                *(self.open(session, s) for s in batch), return_exceptions=True
+                *(self.open_lean(s) if lean else self.open(session, s) for s in batch),
+                return_exceptions=True,
             )
             for subscriber, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
@@ -364,8 +412,9 @@ async def run_market(args: argparse.Namespace) -> None:
 
         async def follow() -> None:
             async for message in call:
-                quote = message.quote
-                ticks.append((quote.symbol, quote.time.ToJsonString(), quote.price, time.time()))
+                received = time.time()
+                for quote in message.quotes:
+                    ticks.append((quote.symbol, quote.time.ToJsonString(), quote.price, received))
 
         follower = asyncio.create_task(follow())
         emit("ready")
@@ -416,6 +465,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     clients.add_argument("--sample", type=int, default=5, help="sockets checked price by price")
     clients.add_argument(
         "--nice", type=int, default=0, help="lower this process's CPU priority (os.nice)"
+    )
+    clients.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the WebSocket client: bench/wsclient.py (default) or aiohttp's",
     )
     market = kinds.add_parser("market", help="the reference: every tick the market publishes")
     market.add_argument("--port", type=int, required=True, help="the portfolio service's gRPC")

@@ -88,6 +88,8 @@ class PortfolioSettings:
     # its fan-out (measured: ~400 preemptions and ~170 ms on the run queue per market step),
     # which a facade serving remote clients never sees. The probe keeps normal priority.
     client_nice: int
+    # The subscribers' WebSocket client: "lean" (bench/wsclient.py) or "aiohttp".
+    ws_client: str
     ws_users: int
     measure_seconds: float
     update_interval_ms: int
@@ -415,6 +417,7 @@ def measure_fanout(
             "symbols_per_socket": settings.symbols_per_socket,
             "client_processes": settings.client_processes,
             "ramp_batch": settings.ramp_batch,
+            "ws_client": settings.ws_client,
             "users": len(tokens),
             "update_interval_ms": settings.update_interval_ms,
             "facade_rss_before_mb": round(rss_mb(facade.pid), 1),
@@ -448,6 +451,7 @@ def measure_fanout(
                     f"--batch={settings.ramp_batch}",
                     f"--sample={settings.sample_per_process}",
                     f"--nice={0 if name == 'ws-probe' else settings.client_nice}",
+                    f"--client={settings.ws_client}",
                 ]
                 process = fleet.start(name, argv, pipes=True)
                 started.append(process)
@@ -716,8 +720,9 @@ def add_fanout_rows(report: PortfolioReport, facts: Mapping[str, Any]) -> None:
             note=(
                 f"{facts['delivered']:,} prices in {report.settings.measure_seconds:g} s"
                 f" ({facts['deliveries_per_second']:,.0f}/s); p99.9 {facts['p999_ms']:.0f} ms,"
-                f" max {facts['max_ms']:.0f} ms; every socket, read by aiohttp clients on the"
-                f" same 2 cores (nice {report.settings.client_nice})"
+                f" max {facts['max_ms']:.0f} ms; every socket, read by"
+                f" {facts.get('ws_client', 'aiohttp')} clients on the same 2 cores"
+                f" (nice {report.settings.client_nice})"
             ),
         )
     )

@@ -40,8 +40,12 @@ from facade.routes import DOMAIN_APIS, build_routes
 from facade.sockets import Sockets
 from facade.streaming import transcode_stream
 from facade.transcoding import Endpoint, transcode
+from facade.uploads import transcode_upload
+from facade.ws_chat import chat_route
 from facade.ws_portfolio import PATH as PORTFOLIO_SOCKET
 from facade.ws_portfolio import portfolio_socket
+from facade.ws_terminal import PATHS as TERMINAL_SOCKETS
+from facade.ws_terminal import terminal_socket
 from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
@@ -122,7 +126,9 @@ def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
         for endpoint in endpoints:
             route = endpoint.route
             handler: Handler
-            if route.streaming:
+            if route.streamed_body:
+                handler = functools.partial(transcode_upload, endpoint)
+            elif route.streaming:
                 heartbeat = app[CONFIG].stream_heartbeat
                 handler = functools.partial(transcode_stream, endpoint, heartbeat=heartbeat)
             else:
@@ -149,14 +155,19 @@ def _add_facade_routes(app: web.Application, edge: Edge) -> None:
         resource.add_route("*", edge.refuse(["GET"], path))
 
 
-def _add_socket_routes(app: web.Application, edge: Edge) -> None:
+def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
     api_budget = app[LIMITS].budget(public=False)
     sockets: list[tuple[str, Handler]] = [
         (
             PORTFOLIO_SOCKET,
             functools.partial(portfolio_socket, app[SOCKETS], app[PORTFOLIO_FEED]),
         ),
+        chat_route(app),
     ]
+    terminal = functools.partial(
+        terminal_socket, app[SOCKETS], lambda: app[CHANNELS]["terminal"], plans
+    )
+    sockets.extend((path, terminal) for path in TERMINAL_SOCKETS)
     for path, handler in sockets:
         resource = app.router.add_resource(path)
         resource.add_route("GET", edge.wrap(handler, path, api_budget))
@@ -182,6 +193,7 @@ def create_app(config: FacadeConfig) -> web.Application:
             breakers[route.service],
             deadline=config.rpc_deadline,
             trust_proxy=config.trust_proxy,
+            upload_limit=config.max_upload_bytes,
         )
         for route in routes
     )
@@ -200,7 +212,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     app[PORTFOLIO_FEED] = PortfolioFeed(plans)
     _add_facade_routes(app, edge)
     _add_transcoded_routes(app, edge)
-    _add_socket_routes(app, edge)
+    _add_socket_routes(app, edge, plans)
     # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
     app.router.add_route("*", "/{tail:.*}", edge.no_route())
     app.cleanup_ctx.append(cache_context)

@@ -27,6 +27,8 @@ class FacadeConfig:
     max_body_bytes: int
     # Take the client IP from X-Forwarded-For (only behind a proxy that sets it).
     trust_proxy: bool
+    # Streamed request bodies (client-streaming routes: file uploads) may hold this much.
+    max_upload_bytes: int = 20 * 1024 * 1024
     # Seconds of quiet after which a Server-Sent Events stream gets a comment line (and any
     # streamed response checks that its client is still there).
     stream_heartbeat: float = 15.0
@@ -101,6 +103,9 @@ def load_facade_config(
         rate_limit_api=parse_rate("RATE_LIMIT_API", env.str("RATE_LIMIT_API", "6000/minute")),
         max_body_bytes=env.int(
             "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024, maximum=1024 * 1024 * 1024
+        ),
+        max_upload_bytes=env.int(
+            "MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
         ),
         trust_proxy=env.bool("TRUST_PROXY", False),
         stream_heartbeat=env.float("STREAM_HEARTBEAT", 15.0, minimum=0.01),

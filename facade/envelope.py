@@ -1,8 +1,8 @@
 """The seed's JSON envelope for every response, and the one gRPC -> HTTP status table.
 
 Success: `{success: true, data, timestamp, correlationId, service}` (+ `pagination` on lists).
-Failure: `{success: false, error: {code, message, fields?, retryAfter?}, message, timestamp,
-correlationId, service}`.
+Failure: `{success: false, error: {code, message, fields?, retryAfter?, details?}, message,
+timestamp, correlationId, service}` (`details`: the service's google.rpc.ErrorInfo metadata).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+# Reasons that name an HTTP status more precisely than their gRPC code does (a service says
+# INVALID_ARGUMENT with reason PAYLOAD_TOO_LARGE for a write over its limit: 413, not 422).
+REASON_STATUS: Mapping[str, int] = {"PAYLOAD_TOO_LARGE": 413}
 # When the service itself did not answer, gRPC's own text names addresses: say this instead.
 _TRANSPORT_MESSAGES: Mapping[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAVAILABLE: "the {service} service is unavailable; retry shortly",
@@ -85,6 +88,7 @@ class ApiError(Exception):
         retry_after: float | None = None,
         service: str = FACADE,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -94,6 +98,8 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.service = service
         self.headers = headers
+        # The service's google.rpc.ErrorInfo metadata (e.g. a file's current sha on a conflict).
+        self.details = details
 
     @classmethod
     def validation(cls, field: str, description: str) -> ApiError:
@@ -135,6 +141,8 @@ def error_detail(error: ApiError) -> dict[str, Any]:
         detail["fields"] = [{"field": f, "description": d} for f, d in error.fields]
     if error.retry_after is not None:
         detail["retryAfter"] = max(1, math.ceil(error.retry_after))
+    if error.details:
+        detail["details"] = dict(error.details)
     return detail
 
 
@@ -188,11 +196,13 @@ def from_rpc_error(error: grpc.aio.AioRpcError, service: str) -> ApiError:
     reason = ""
     fields: list[tuple[str, str]] = []
     retry_after: float | None = None
+    metadata: dict[str, str] = {}
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = info.reason
+            metadata.update(info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
@@ -201,7 +211,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError, service: str) -> ApiError:
             hint = error_details_pb2.RetryInfo()
             detail.Unpack(hint)
             retry_after = hint.retry_delay.ToNanoseconds() / 1e9
-    http = HTTP_STATUS.get(code, 500)
+    http = REASON_STATUS.get(reason) or HTTP_STATUS.get(code, 500)
     answered = status is not None or code not in _TRANSPORT_MESSAGES
     if http == 500:
         log.error(
@@ -224,4 +234,5 @@ def from_rpc_error(error: grpc.aio.AioRpcError, service: str) -> ApiError:
         fields=fields,
         retry_after=retry_after,
         service=service if answered else FACADE,
+        details=metadata or None,
     )

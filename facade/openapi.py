@@ -155,6 +155,12 @@ def _request_body(route: Route, schemas: Schemas) -> Schema | None:
     if not route.body:
         return None
     message = route.method.input_type
+    if route.streamed_body:
+        return {
+            "description": "The raw bytes, streamed to the service in chunks as they arrive "
+            "(at most MAX_UPLOAD_BYTES, 20 MB by default; more is 413).",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
     if route.body == "*":
         bound = {v.field.fields[0].name for v in route.variables if len(v.field.fields) == 1}
         schema = schemas.object(message, without=bound) if bound else schemas.message(message)

@@ -3,7 +3,9 @@
 As in grpc-gateway and Envoy's transcoder, routes are data: each annotated unary or
 server-streaming RPC becomes a Route (verb, path template, which request fields the path, body
 and query string fill, and what the response carries). One generic handler serves the unary
-ones, another the streams (facade/streaming.py). Client-streaming and internal RPCs get none.
+ones, another the streams (facade/streaming.py), a third the uploads (facade/uploads.py):
+client-streaming RPCs whose rule's `body` names a `google.api.HttpBody` request field. Other
+client-streaming RPCs, bidirectional ones and internal RPCs get no route.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import (
     Descriptor,
     FieldDescriptor,
@@ -103,6 +106,9 @@ class Route:
     paginated: bool  # the response has a stockfolio.common.v1.Pagination `pagination`
     streaming: bool = False  # server-streaming: answered as a stream, not an envelope
     raw_body: bool = False  # streams google.api.HttpBody chunks: the body itself
+    # Client-streaming: the raw request body is streamed to the service in chunks, each one
+    # the `body` field (a google.api.HttpBody) of one request message (facade/uploads.py).
+    streamed_body: bool = False
     # A raw body whose request chooses a `format` is a file download: its base name (the
     # path's last literal segment); the extension follows the content type. "" otherwise.
     download_name: str = ""
@@ -246,8 +252,10 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
     options = method.GetOptions()
     if not options.HasExtension(annotations_pb2.http):
         return []
-    if method.client_streaming:
-        return []  # a request stream has no REST form; WebSockets bridge those
+    if method.client_streaming and (
+        method.server_streaming or not _streams_http_body(method, options)
+    ):
+        return []  # no REST form but a streamed HttpBody body; WebSockets bridge the others
     rule = method_rule(method)
     if rule.internal:
         return []  # service-to-service only (service tokens): never published over REST
@@ -299,6 +307,7 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
                 ),
                 streaming=streaming,
                 raw_body=raw_body,
+                streamed_body=method.client_streaming,
                 download_name=(
                     _last_literal(template)
                     if raw_body and "format" in method.input_type.fields_by_name
@@ -307,6 +316,18 @@ def routes_for_method(service: str, method: MethodDescriptor) -> list[Route]:
             )
         )
     return found
+
+
+def _streams_http_body(method: MethodDescriptor, options: descriptor_pb2.MethodOptions) -> bool:
+    """A client-streaming RPC whose every binding's `body` is one google.api.HttpBody field."""
+    top = options.Extensions[annotations_pb2.http]
+    for binding in [top, *top.additional_bindings]:
+        field = method.input_type.fields_by_name.get(binding.body)
+        if field is None or field.is_repeated or field.message_type is None:
+            return False
+        if field.message_type.full_name != HTTP_BODY_TYPE:
+            return False
+    return True
 
 
 def _last_literal(template: str) -> str:

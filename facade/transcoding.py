@@ -24,7 +24,7 @@ from services.runtime.descriptors import method_path
 class Endpoint:
     """One route, plus what start-up binds to it: the call into its service."""
 
-    __slots__ = ("breaker", "call", "codec", "deadline", "route", "trust_proxy")
+    __slots__ = ("breaker", "call", "codec", "deadline", "route", "trust_proxy", "upload_limit")
 
     def __init__(
         self,
@@ -34,18 +34,26 @@ class Endpoint:
         *,
         deadline: float,
         trust_proxy: bool,
+        upload_limit: int = 20 * 1024 * 1024,
     ) -> None:
         self.route = route
         self.codec = codec
         self.breaker = breaker
         self.deadline = deadline
         self.trust_proxy = trust_proxy
+        # Bytes a streamed request body may hold (client-streaming routes, facade/uploads.py).
+        self.upload_limit = upload_limit
         self.call: Any = None
 
     def bind(self, channel: grpc.aio.Channel) -> None:
         method = self.route.method
         # Raw bytes: the codec parses them, or finds their JSON already made (see encode_raw).
-        bind = channel.unary_stream if self.route.streaming else channel.unary_unary
+        if self.route.streamed_body:
+            bind = channel.stream_unary
+        elif self.route.streaming:
+            bind = channel.unary_stream
+        else:
+            bind = channel.unary_unary
         self.call = bind(
             method_path(method),
             request_serializer=self.codec.request_class.SerializeToString,

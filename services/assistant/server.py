@@ -6,23 +6,53 @@ import contextlib
 
 import grpc
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
+from stockfolio.portfolio.v1 import portfolio_pb2
 
-from services.assistant.servicer import AssistantServiceServicer
+from services.assistant.config import load_assistant_config
+from services.assistant.conversation import Assistant
+from services.assistant.providers import create_provider
+from services.assistant.repository import Chats
+from services.assistant.servicer import AssistantServicer
+from services.assistant.tools import PortfolioTools
+from services.runtime.cache import create_cache
+from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
+from services.runtime.db import Database
+from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
 
 SERVICE = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
+PORTFOLIO_SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
-    # The generated stubs mark every RPC abstract; at run time the base class answers
-    # UNIMPLEMENTED, which is what this service does until its issue lands.
-    servicer = AssistantServiceServicer()  # type: ignore[abstract]
+    settings = load_assistant_config(config)
+    db = Database(config.database_url)
+    resources.push_async_callback(db.close)
+    cache = create_cache(config.redis_url, prefix="sf:assistant:")
+    resources.push_async_callback(cache.close)
+    portfolio = create_channel(
+        config.addresses["portfolio"], [PORTFOLIO_SERVICE], deadline=config.rpc_deadline
+    )
+    resources.push_async_callback(portfolio.close)
+    provider = create_provider(settings)
+    resources.push_async_callback(provider.close)
+    chats = Chats(db)
+    assistant = Assistant(
+        settings, chats, provider, PortfolioTools(portfolio), RateLimiter(cache, namespace="rl")
+    )
+    # Answers still running when the server stops keep what they streamed.
+    resources.push_async_callback(assistant.drain)
+    servicer = AssistantServicer(assistant, chats)
 
     def register(server: grpc.aio.Server) -> None:
         assistant_pb2_grpc.add_AssistantServiceServicer_to_server(servicer, server)
 
     return ServiceParts(
-        services=[SERVICE], register=register, sessions=await remote_sessions(config, resources)
+        services=[SERVICE],
+        register=register,
+        sessions=await remote_sessions(config, resources),
+        checks={"database": db.ping},
+        draining=[assistant.drain],
     )

@@ -1,13 +1,146 @@
-"""gRPC servicer of AssistantService.
-
-Its RPCs are declared and routed; until the assistant issue fills them in, the generated base class
-answers UNIMPLEMENTED (the facade maps it to 501).
-"""
+"""gRPC servicer of AssistantService: request -> conversation or repository -> response."""
 
 from __future__ import annotations
 
-from stockfolio.assistant.v1 import assistant_pb2_grpc
+from collections.abc import AsyncIterator
+
+import grpc
+from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
+
+from services.assistant.conversation import Assistant, Done
+from services.assistant.domain import check_folder_name, check_query, check_title
+from services.assistant.messages import (
+    chat_message,
+    folder_message,
+    session_message,
+    stream_event,
+    usage_message,
+)
+from services.assistant.repository import Chats
+from services.runtime.errors import InvalidArgument
+from services.runtime.interceptors import require_identity
+from services.runtime.pagination import page_of
 
 
-class AssistantServiceServicer(assistant_pb2_grpc.AssistantServiceServicer):
-    pass
+def _id(value: str, field: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument.field(field, "must not be empty")
+    return value
+
+
+class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
+    def __init__(self, assistant: Assistant, chats: Chats) -> None:
+        self._assistant = assistant
+        self._chats = chats
+
+    # --- answers -------------------------------------------------------------------------------
+
+    async def SendMessage(
+        self, request: assistant_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.SendMessageResponse:
+        answer, _ = await self._assistant.start(
+            require_identity(), request.session_id.strip(), request.message, request.model
+        )
+        async for event in answer:
+            if isinstance(event, Done):
+                return assistant_pb2.SendMessageResponse(
+                    session_id=event.session_id,
+                    message=chat_message(event.message),
+                    usage=usage_message(event.usage),
+                    messages=[chat_message(m) for m in event.messages],
+                )
+        raise AssertionError("an answer always ends with Done or an error")
+
+    async def StreamChat(
+        self, request: assistant_pb2.StreamChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[assistant_pb2.StreamChatResponse]:
+        answer, _ = await self._assistant.start(
+            require_identity(), request.session_id.strip(), request.message, request.model
+        )
+        async for event in answer:
+            yield stream_event(event)
+
+    async def ListModels(
+        self, request: assistant_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.ListModelsResponse:
+        models = await self._assistant.models()
+        return assistant_pb2.ListModelsResponse(
+            models=[assistant_pb2.Model(id=m, name=name) for m, name in models]
+        )
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    async def ListSessions(
+        self, request: assistant_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.ListSessionsResponse:
+        page = page_of(request.page, request.limit)
+        found, total = await self._chats.page_sessions(
+            require_identity().user_id, page, request.folder_id.strip()
+        )
+        return assistant_pb2.ListSessionsResponse(
+            sessions=[session_message(s) for s in found], pagination=page.describe(total)
+        )
+
+    async def GetSession(
+        self, request: assistant_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.GetSessionResponse:
+        user_id = require_identity().user_id
+        session_id = _id(request.id, "id")
+        session = await self._chats.session(user_id, session_id)
+        found = await self._chats.messages(user_id, session_id)
+        return assistant_pb2.GetSessionResponse(
+            session=session_message(session), messages=[chat_message(m) for m in found]
+        )
+
+    async def UpdateSession(
+        self, request: assistant_pb2.UpdateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.UpdateSessionResponse:
+        title = check_title(request.title) if request.HasField("title") else None
+        folder_id = request.folder_id.strip() if request.HasField("folder_id") else None
+        session = await self._chats.update_session(
+            require_identity().user_id, _id(request.id, "id"), title=title, folder_id=folder_id
+        )
+        return assistant_pb2.UpdateSessionResponse(session=session_message(session))
+
+    async def DeleteSession(
+        self, request: assistant_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.DeleteSessionResponse:
+        await self._chats.delete_session(require_identity().user_id, _id(request.id, "id"))
+        return assistant_pb2.DeleteSessionResponse()
+
+    async def SearchMessages(
+        self, request: assistant_pb2.SearchMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.SearchMessagesResponse:
+        words = check_query(request.q)
+        page = page_of(request.page, request.limit)
+        found, total = await self._chats.search(
+            require_identity().user_id, request.q.strip(), words, page
+        )
+        return assistant_pb2.SearchMessagesResponse(
+            messages=[chat_message(m) for m in found], pagination=page.describe(total)
+        )
+
+    # --- folders -------------------------------------------------------------------------------
+
+    async def CreateFolder(
+        self, request: assistant_pb2.CreateFolderRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.CreateFolderResponse:
+        folder = await self._chats.create_folder(
+            require_identity().user_id, check_folder_name(request.name)
+        )
+        return assistant_pb2.CreateFolderResponse(folder=folder_message(folder))
+
+    async def UpdateFolder(
+        self, request: assistant_pb2.UpdateFolderRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.UpdateFolderResponse:
+        folder = await self._chats.rename_folder(
+            require_identity().user_id, _id(request.id, "id"), check_folder_name(request.name)
+        )
+        return assistant_pb2.UpdateFolderResponse(folder=folder_message(folder))
+
+    async def DeleteFolder(
+        self, request: assistant_pb2.DeleteFolderRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.DeleteFolderResponse:
+        await self._chats.delete_folder(require_identity().user_id, _id(request.id, "id"))
+        return assistant_pb2.DeleteFolderResponse()

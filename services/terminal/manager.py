@@ -38,6 +38,7 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_COLS = 1000
 MAX_ROWS = 500
 READ_CHUNK = 64 * 1024
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 DROP_NOTE = b"\r\n[stockfolio: this view fell behind and was dropped; reconnect to resume]\r\n"
 # The wrapper reopens the slave by name after setsid, which makes it the controlling terminal
 # (job control, ^C, SIGWINCH on resize); subprocess cannot do that itself.
@@ -134,6 +135,10 @@ class Session:
     scrollback_bytes: int
     max_write_bytes: int
     watcher_buffer_bytes: int
+    project_id: str = ""
+    # Output bytes per second before reading the PTY pauses (0: unlimited): the shell then
+    # blocks on its writes, so a flood slows itself down instead of the service.
+    output_rate: int = 0
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     last_activity: datetime = field(default_factory=lambda: datetime.now(UTC))
     state: str = "running"
@@ -145,6 +150,11 @@ class Session:
     _watchers: set[Watcher] = field(default_factory=set)
     _fd_open: bool = True
     _ending: asyncio.Task[None] | None = None
+    _on_ready: Callable[[], None] | None = None
+    _allowance: float = 0.0
+    _allowance_at: float = field(default_factory=time.monotonic)
+    _paused: asyncio.TimerHandle | None = None
+    paused_count: int = 0  # times the output rate limit paused this session
 
     @property
     def pid(self) -> int:
@@ -153,6 +163,17 @@ class Session:
     @property
     def exit_code(self) -> int | None:
         return self.process.returncode
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
+
+    async def finished(self) -> int | None:
+        """Once the session is ending: waits until its processes are reaped, then gives the
+        shell's exit code (None while it still runs)."""
+        if self._ending is not None:
+            await asyncio.shield(self._ending)
+        return self.exit_code
 
     def watch(self, *, replay: bool = True) -> Watcher:
         """An async iterator of output chunks, starting with the scrollback when `replay`."""
@@ -257,9 +278,31 @@ class Session:
             watcher._offer(chunk)
             if watcher.dropped:
                 self._watchers.discard(watcher)
+        if self.output_rate:
+            self._spend(len(chunk))
+
+    def _spend(self, size: int) -> None:
+        """A token bucket of one second's output: over it, stop reading until it refills."""
+        now = time.monotonic()
+        rate = self.output_rate
+        self._allowance = min(rate, self._allowance + (now - self._allowance_at) * rate) - size
+        self._allowance_at = now
+        if self._allowance < 0 and self._fd_open and self._paused is None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.master_fd)
+            self.paused_count += 1
+            self._paused = loop.call_later(-self._allowance / rate, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._fd_open and self._on_ready is not None:
+            asyncio.get_running_loop().add_reader(self.master_fd, self._on_ready)
 
     def _end_output(self, state: str) -> None:
         """Stops reading and writing the PTY and ends every watcher; idempotent."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         if self._fd_open:
             loop = asyncio.get_running_loop()
             loop.remove_reader(self.master_fd)
@@ -302,6 +345,7 @@ class TerminalManager:
         grace: float = 2.0,
         max_write_bytes: int = 64 * 1024,
         watcher_buffer_bytes: int = 1024 * 1024,
+        output_rate: int = 0,
         cull_interval: float = 30.0,
         term: str = "xterm-256color",
         lang: str = "C.UTF-8",
@@ -316,6 +360,7 @@ class TerminalManager:
         self.grace = grace
         self.max_write_bytes = max_write_bytes
         self.watcher_buffer_bytes = watcher_buffer_bytes
+        self.output_rate = output_rate
         self.cull_interval = cull_interval
         self.term, self.lang, self.user = term, lang, user
         self._sessions: dict[str, Session] = {}
@@ -343,6 +388,7 @@ class TerminalManager:
         cols: int = 80,
         rows: int = 24,
         shell: str | None = None,
+        project_id: str = "",
     ) -> Session:
         shell = shell or self.shells[0]
         if shell not in self.shells:
@@ -369,9 +415,13 @@ class TerminalManager:
             scrollback_bytes=self.scrollback_bytes,
             max_write_bytes=self.max_write_bytes,
             watcher_buffer_bytes=self.watcher_buffer_bytes,
+            project_id=project_id,
+            output_rate=self.output_rate,
+            _allowance=float(self.output_rate),
         )
         self._sessions[session.id] = session
-        asyncio.get_running_loop().add_reader(master_fd, self._reader(session))
+        session._on_ready = self._reader(session)
+        asyncio.get_running_loop().add_reader(master_fd, session._on_ready)
         return session
 
     def get(self, owner: str, session_id: str) -> Session:
@@ -398,6 +448,18 @@ class TerminalManager:
                 await self._culler
             self._culler = None
         await asyncio.gather(*(self.close(sid) for sid in list(self._sessions)))
+
+    async def memory(self, sessions: Sequence[Session]) -> int:
+        """Resident bytes of every process in these sessions (shells and what they started)."""
+
+        def measure() -> int:
+            total = 0
+            for session in sessions:
+                if session.state == "running":
+                    total += sum(_rss(m.pid) for m in _session_members(session.pid))
+            return total
+
+        return await asyncio.to_thread(measure)
 
     async def cull_idle(self) -> builtins.list[str]:
         """Closes sessions idle longer than `idle_timeout`; returns their ids."""
@@ -512,6 +574,14 @@ class TerminalManager:
             os.close(slave_fd)
         os.set_blocking(master_fd, False)
         return process, master_fd
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0  # gone meanwhile
 
 
 def _session_members(sid: int) -> list[_Process]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from services.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument, Unavailable
 from services.workspace.paths import resolve_inside
 
 _SAFE_CONFIG = (
@@ -398,13 +398,24 @@ class GitRunner:
                 found.append(Remote(name, url))
         return found
 
-    async def push(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> None:
+    async def push(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> str:
+        """Push `branch` (the current one when None) and track it; returns the branch pushed.
+        A remote that has moved on is a Conflict (pull first); nothing is forced."""
         branch = await self._network_target(repo, remote, branch)
         ref = f"refs/heads/{branch}"
-        await self.run(
+        result = await self.run(
             repo, "push", "--porcelain", "--set-upstream", "--", remote, f"{ref}:{ref}",
-            config=self._transport_config(remote),
+            config=self._transport_config(remote), check=False,
         )  # fmt: skip
+        if result.returncode == 0:
+            return branch
+        report = f"{result.stdout.strip()} {result.stderr.strip()}".strip()
+        if "[rejected]" in report or "non-fast-forward" in report or "fetch first" in report:
+            raise Conflict(
+                f"conflict: the remote has commits this branch lacks; pull first ({report})",
+                reason="GIT_CONFLICT",
+            )
+        raise FailedPrecondition(f"git push failed: {report}", reason="GIT_FAILED")
 
     async def pull(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> None:
         """Fast-forward only; anything else is refused as a conflict and changes nothing."""
@@ -416,8 +427,8 @@ class GitRunner:
         if result.returncode == 0:
             return
         stderr = result.stderr.strip()
-        if "fast-forward" in stderr or "overwritten" in stderr:
-            raise FailedPrecondition(f"conflict: {stderr}", reason="GIT_CONFLICT")
+        if "fast-forward" in stderr or "overwritten" in stderr or "diverg" in stderr:
+            raise Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
         raise FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
 
     @staticmethod

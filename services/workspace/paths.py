@@ -10,8 +10,9 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from services.runtime.errors import InvalidArgument
 
@@ -22,6 +23,7 @@ FIELD = "path"
 # %2e ".", %2f "/", %5c "\", %25 "%" (double encoding): never needed in a real file name here.
 _ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+T = TypeVar("T")
 
 
 def _invalid(description: str) -> InvalidArgument:
@@ -92,25 +94,43 @@ async def atomic_write(path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes
     On any failure or cancellation the temporary file is removed and `path` is untouched.
     Returns the number of bytes written.
     """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+    fd, temporary = await asyncio.to_thread(
+        tempfile.mkstemp, dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp"
+    )
     written = 0
     try:
         try:
             async for chunk in _each_chunk(chunks):
-                view = memoryview(chunk)
-                while view:
-                    count = os.write(fd, view)
-                    view = view[count:]
-                    written += count
-            await asyncio.to_thread(os.fsync, fd)
+                # In a thread: a slow disk never stalls the event loop.
+                written += await _finishing(_write_all, fd, chunk)
+            await _finishing(os.fsync, fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
+        await asyncio.to_thread(os.replace, temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
     return written
+
+
+async def _finishing(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a thread; if the caller is cancelled meanwhile, the thread is still
+    waited for before the cancellation goes on (it uses a descriptor about to be closed)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait({work})
+        raise
+
+
+def _write_all(fd: int, chunk: bytes) -> int:
+    view = memoryview(chunk)
+    while view:
+        count = os.write(fd, view)
+        view = view[count:]
+    return len(chunk)
 
 
 __all__ = [

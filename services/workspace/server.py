@@ -7,22 +7,55 @@ import contextlib
 import grpc
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
+from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
+from services.runtime.db import Database
+from services.runtime.idempotency import IdempotencyStore
 from services.runtime.server import ServiceParts
-from services.runtime.sessions import remote_sessions
-from services.workspace.servicer import WorkspaceServiceServicer
+from services.runtime.sessions import USERS_SERVICE, remote_sessions
+from services.workspace.authors import ProfileAuthors
+from services.workspace.config import load_workspace_config
+from services.workspace.files import Files
+from services.workspace.git import GitRunner
+from services.workspace.orm import idempotency_keys
+from services.workspace.projects import Projects
+from services.workspace.servicer import UseCases, WorkspaceServicer
+from services.workspace.watch import Watchers
 
 SERVICE = workspace_pb2.DESCRIPTOR.services_by_name["WorkspaceService"]
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
-    # The generated stubs mark every RPC abstract; at run time the base class answers
-    # UNIMPLEMENTED, which is what this service does until its issue lands.
-    servicer = WorkspaceServiceServicer()  # type: ignore[abstract]
+    settings = load_workspace_config(config)
+    settings.root.mkdir(parents=True, exist_ok=True)
+    db = Database(config.database_url)
+    resources.push_async_callback(db.close)
+    git = GitRunner(timeout=settings.git_timeout, allowed_file_roots=settings.git_file_roots)
+    resources.callback(git.close)
+    users = create_channel(config.addresses["users"], [USERS_SERVICE], deadline=config.rpc_deadline)
+    resources.push_async_callback(users.close)
+    watchers = Watchers(settings.watch_interval)
+    resources.push_async_callback(watchers.close)
+    cases = UseCases(
+        projects=Projects(db, settings.root, git),
+        files=Files(
+            max_text_bytes=settings.max_text_bytes, max_upload_bytes=settings.max_upload_bytes
+        ),
+        git=git,
+        authors=ProfileAuthors(users),
+        watchers=watchers,
+        idempotency=IdempotencyStore(db, idempotency_keys),
+    )
+    servicer = WorkspaceServicer(cases)
 
     def register(server: grpc.aio.Server) -> None:
         workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(servicer, server)
 
     return ServiceParts(
-        services=[SERVICE], register=register, sessions=await remote_sessions(config, resources)
+        services=[SERVICE],
+        register=register,
+        sessions=await remote_sessions(config, resources),
+        checks={"database": db.ping},
+        # Watches never end by themselves: ending them lets the drain finish.
+        draining=[watchers.close],
     )

@@ -1,13 +1,347 @@
-"""gRPC servicer of WorkspaceService.
+"""gRPC servicer of WorkspaceService: request -> use case -> response. Thin by design.
 
-Its RPCs are declared and routed; until the workspace issue fills them in, the generated base class
-answers UNIMPLEMENTED (the facade maps it to 501).
+Every call acts for the caller named by the token (`require_identity`): it reaches that user's
+projects only. Creating RPCs run through the idempotency store (an `Idempotency-Key` retried
+gets the first response).
 """
 
 from __future__ import annotations
 
-from stockfolio.workspace.v1 import workspace_pb2_grpc
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from google.api import httpbody_pb2
+from google.protobuf.message import Message
+from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
+
+from services.runtime.errors import InvalidArgument
+from services.runtime.idempotency import IdempotencyStore
+from services.runtime.interceptors import require_identity
+from services.runtime.pagination import page_of
+from services.workspace.authors import ProfileAuthors
+from services.workspace.files import Files
+from services.workspace.git import GitRunner
+from services.workspace.messages import (
+    branch_message,
+    commit_message,
+    content_message,
+    entry_message,
+    event_message,
+    project_message,
+    remote_message,
+    status_message,
+    written_message,
+)
+from services.workspace.projects import Located, Projects
+from services.workspace.watch import Watchers
+
+M = TypeVar("M", bound=Message)
+DEFAULT_LOG_LIMIT = 50
 
 
-class WorkspaceServiceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
-    pass
+@dataclass(frozen=True)
+class UseCases:
+    projects: Projects
+    files: Files
+    git: GitRunner
+    authors: ProfileAuthors
+    watchers: Watchers
+    idempotency: IdempotencyStore
+
+
+class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
+    def __init__(self, cases: UseCases) -> None:
+        self._cases = cases
+
+    async def _project(self, key: str) -> Located:
+        return await self._cases.projects.locate(require_identity().user_id, key)
+
+    async def _once(
+        self, method: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
+    ) -> M:
+        return await self._cases.idempotency.run(
+            require_identity().user_id, method, request, response_type, run
+        )
+
+    # --- projects ------------------------------------------------------------------------------
+
+    async def ListProjects(
+        self, request: workspace_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.ListProjectsResponse:
+        page = page_of(request.page, request.limit)
+        found, total = await self._cases.projects.page(require_identity().user_id, page)
+        return workspace_pb2.ListProjectsResponse(
+            projects=[project_message(p) for p in found], pagination=page.describe(total)
+        )
+
+    async def CreateProject(
+        self, request: workspace_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.CreateProjectResponse:
+        identity = require_identity()
+
+        async def create() -> workspace_pb2.CreateProjectResponse:
+            author = await self._cases.authors.author(identity)
+            project = await self._cases.projects.create(
+                identity.user_id, request.name, request.template, author
+            )
+            return workspace_pb2.CreateProjectResponse(project=project_message(project))
+
+        return await self._once(
+            "CreateProject", request, workspace_pb2.CreateProjectResponse, create
+        )
+
+    async def GetProject(
+        self, request: workspace_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GetProjectResponse:
+        located = await self._cases.projects.locate(require_identity().user_id, request.id, "id")
+        return workspace_pb2.GetProjectResponse(project=project_message(located.project))
+
+    async def RenameProject(
+        self, request: workspace_pb2.RenameProjectRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.RenameProjectResponse:
+        renamed = await self._cases.projects.rename(
+            require_identity().user_id, request.id, request.name
+        )
+        return workspace_pb2.RenameProjectResponse(project=project_message(renamed))
+
+    async def DeleteProject(
+        self, request: workspace_pb2.DeleteProjectRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.DeleteProjectResponse:
+        await self._cases.projects.delete(require_identity().user_id, request.id)
+        return workspace_pb2.DeleteProjectResponse()
+
+    async def ResolveProject(
+        self, request: workspace_pb2.ResolveProjectRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.ResolveProjectResponse:
+        user_id = require_identity().user_id
+        if not request.project_id.strip():
+            root = await self._cases.projects.ensure_user_root(user_id)
+            return workspace_pb2.ResolveProjectResponse(directory=str(root))
+        located = await self._cases.projects.locate(user_id, request.project_id, "projectId")
+        return workspace_pb2.ResolveProjectResponse(
+            project_id=located.project.id,
+            name=located.project.name,
+            directory=str(located.directory),
+        )
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def ListFiles(
+        self, request: workspace_pb2.ListFilesRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.ListFilesResponse:
+        page = page_of(request.page, request.limit)
+        located = await self._project(request.project)
+        found, total = await self._cases.files.list(located.directory, request.path, page)
+        return workspace_pb2.ListFilesResponse(
+            entries=[entry_message(e) for e in found], pagination=page.describe(total)
+        )
+
+    async def GetFile(
+        self, request: workspace_pb2.GetFileRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GetFileResponse:
+        located = await self._project(request.project)
+        found = await self._cases.files.read(located.directory, request.path)
+        return workspace_pb2.GetFileResponse(file=content_message(located.project.id, found))
+
+    async def CreateFile(
+        self, request: workspace_pb2.CreateFileRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.CreateFileResponse:
+        async def create() -> workspace_pb2.CreateFileResponse:
+            located = await self._project(request.project)
+            written = await self._cases.files.create(
+                located.directory,
+                request.path,
+                request.content,
+                request.encoding,
+                directory=request.directory,
+            )
+            return workspace_pb2.CreateFileResponse(
+                file=written_message(located.project.id, written)
+            )
+
+        return await self._once("CreateFile", request, workspace_pb2.CreateFileResponse, create)
+
+    async def UpdateFile(
+        self, request: workspace_pb2.UpdateFileRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.UpdateFileResponse:
+        located = await self._project(request.project)
+        written = await self._cases.files.update(
+            located.directory, request.path, request.content, request.encoding, request.sha
+        )
+        return workspace_pb2.UpdateFileResponse(file=written_message(located.project.id, written))
+
+    async def DeleteFile(
+        self, request: workspace_pb2.DeleteFileRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.DeleteFileResponse:
+        located = await self._project(request.project)
+        await self._cases.files.delete(located.directory, request.path, recursive=request.recursive)
+        return workspace_pb2.DeleteFileResponse()
+
+    async def MoveFile(
+        self, request: workspace_pb2.MoveFileRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.MoveFileResponse:
+        located = await self._project(request.project)
+        entry = await self._cases.files.move(located.directory, request.path, request.new_path)
+        return workspace_pb2.MoveFileResponse(entry=entry_message(entry))
+
+    async def UploadFile(
+        self,
+        request_iterator: AsyncIterator[workspace_pb2.UploadFileRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> workspace_pb2.UploadFileResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            raise InvalidArgument("an upload needs at least one message naming its file")
+        located = await self._project(first.project)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            if first.body.data:
+                yield first.body.data
+            async for message in request_iterator:
+                if message.body.data:
+                    yield message.body.data
+
+        written = await self._cases.files.upload(located.directory, first.path, chunks())
+        return workspace_pb2.UploadFileResponse(file=written_message(located.project.id, written))
+
+    async def DownloadFile(
+        self, request: workspace_pb2.DownloadFileRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        located = await self._project(request.project)
+        content_type, chunks = await self._cases.files.download(located.directory, request.path)
+        empty = True
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                empty = False
+                yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+        if empty:  # the first chunk names the content type, even for an empty file
+            yield httpbody_pb2.HttpBody(content_type=content_type)
+
+    async def WatchFiles(
+        self, request: workspace_pb2.WatchFilesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[workspace_pb2.WatchFilesResponse]:
+        located = await self._project(request.project)
+        batches = await self._cases.watchers.start(located.directory)
+        # Headers go out once the first scan is taken: every later change is reported.
+        await context.send_initial_metadata(())
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for event in batch:
+                    yield event_message(event)
+
+    # --- git -----------------------------------------------------------------------------------
+
+    async def GitStatus(
+        self, request: workspace_pb2.GitStatusRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitStatusResponse:
+        located = await self._project(request.project)
+        return status_message(await self._cases.git.status(located.directory))
+
+    async def GitLog(
+        self, request: workspace_pb2.GitLogRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitLogResponse:
+        located = await self._project(request.project)
+        commits = await self._cases.git.log(
+            located.directory, limit=request.limit or DEFAULT_LOG_LIMIT
+        )
+        return workspace_pb2.GitLogResponse(commits=[commit_message(c) for c in commits])
+
+    async def GitDiff(
+        self, request: workspace_pb2.GitDiffRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitDiffResponse:
+        located = await self._project(request.project)
+        diff = await self._cases.git.diff(
+            located.directory, staged=request.staged, path=request.path or None
+        )
+        return workspace_pb2.GitDiffResponse(diff=diff)
+
+    async def ListBranches(
+        self, request: workspace_pb2.ListBranchesRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.ListBranchesResponse:
+        located = await self._project(request.project)
+        branches = await self._cases.git.branches(located.directory)
+        return workspace_pb2.ListBranchesResponse(branches=[branch_message(b) for b in branches])
+
+    async def _branch(self, located: Located, name: str) -> workspace_pb2.GitBranch:
+        for branch in await self._cases.git.branches(located.directory):
+            if branch.name == name:
+                return branch_message(branch)
+        return workspace_pb2.GitBranch(name=name)
+
+    async def CreateBranch(
+        self, request: workspace_pb2.CreateBranchRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.CreateBranchResponse:
+        async def create() -> workspace_pb2.CreateBranchResponse:
+            located = await self._project(request.project)
+            await self._cases.git.create_branch(located.directory, request.name)
+            return workspace_pb2.CreateBranchResponse(
+                branch=await self._branch(located, request.name)
+            )
+
+        return await self._once("CreateBranch", request, workspace_pb2.CreateBranchResponse, create)
+
+    async def SwitchBranch(
+        self, request: workspace_pb2.SwitchBranchRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.SwitchBranchResponse:
+        located = await self._project(request.project)
+        await self._cases.git.switch_branch(located.directory, request.name)
+        return workspace_pb2.SwitchBranchResponse(branch=await self._branch(located, request.name))
+
+    async def ListRemotes(
+        self, request: workspace_pb2.ListRemotesRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.ListRemotesResponse:
+        located = await self._project(request.project)
+        remotes = await self._cases.git.remotes(located.directory)
+        return workspace_pb2.ListRemotesResponse(remotes=[remote_message(r) for r in remotes])
+
+    async def AddRemote(
+        self, request: workspace_pb2.AddRemoteRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.AddRemoteResponse:
+        located = await self._project(request.project)
+        await self._cases.git.add_remote(located.directory, request.name, request.url)
+        return workspace_pb2.AddRemoteResponse(
+            remote=workspace_pb2.GitRemote(name=request.name, url=request.url)
+        )
+
+    async def GitCommit(
+        self, request: workspace_pb2.GitCommitRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitCommitResponse:
+        identity = require_identity()
+        located = await self._project(request.project)
+        author = await self._cases.authors.author(identity)
+        sha = await self._cases.git.commit(
+            located.directory,
+            request.message,
+            author_name=author.name,
+            author_email=author.email,
+            paths=list(request.paths) or None,
+        )
+        return workspace_pb2.GitCommitResponse(
+            commit=sha, author_name=author.name, author_email=author.email
+        )
+
+    async def GitPush(
+        self, request: workspace_pb2.GitPushRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitPushResponse:
+        located = await self._project(request.project)
+        remote = request.remote or "origin"
+        branch = await self._cases.git.push(
+            located.directory, remote=remote, branch=request.branch or None
+        )
+        return workspace_pb2.GitPushResponse(
+            summary=f"pushed {branch} to {remote}", branch=branch, remote=remote
+        )
+
+    async def GitPull(
+        self, request: workspace_pb2.GitPullRequest, context: grpc.aio.ServicerContext
+    ) -> workspace_pb2.GitPullResponse:
+        located = await self._project(request.project)
+        remote = request.remote or "origin"
+        before = (await self._cases.git.status(located.directory)).commit
+        await self._cases.git.pull(located.directory, remote=remote, branch=request.branch or None)
+        after = (await self._cases.git.status(located.directory)).commit or ""
+        summary = "already up to date" if after == before else f"fast-forwarded to {after[:12]}"
+        return workspace_pb2.GitPullResponse(summary=summary, commit=after)

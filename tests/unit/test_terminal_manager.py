@@ -313,3 +313,30 @@ async def test_ctrl_c_interrupts_the_foreground_command(manager: TerminalManager
     started = time.monotonic()
     await run(session, "echo after", "interrupted")
     assert time.monotonic() - started < 5.0
+
+
+async def test_output_over_the_rate_limit_pauses_reading_the_pty(tmp_path: Path) -> None:
+    """A flood is throttled at the source: the PTY is not read while the session is over its
+    budget (the shell blocks on its writes), and reading resumes by itself."""
+    async with TerminalManager(tmp_path, shells=(SH,), output_rate=64 * 1024) as limited:
+        session = await limited.create("ann", shell=SH)
+        watcher = session.watch(replay=False)
+        session.write(b"yes | head -c 100000; echo done-$((40+2))\n")
+        output = await read_until(watcher, b"done-42")
+        # 150 kB on the terminal (\n -> \r\n) against 64 kB/s: paused again and again.
+        assert session.paused_count >= 2
+        assert output.count(b"y\r\n") == 50_000  # nothing was lost by pausing
+        watcher.close()
+
+
+async def test_sessions_report_their_project_and_the_memory_of_their_processes(
+    manager: TerminalManager,
+) -> None:
+    session = await manager.create("ann", cwd="project", shell=SH, project_id="p1")
+    assert session.project_id == "p1"
+    assert session.watchers == 0
+    watcher = session.watch()
+    assert session.watchers == 1
+    watcher.close()
+    memory = await manager.memory([session])
+    assert 100 * 1024 < memory < 200 * 1024 * 1024  # a shell's resident pages, not zero

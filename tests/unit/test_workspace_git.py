@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument, Unavailable
 from services.workspace.git import GitRunner, validate_remote_url
 
 AUTHOR = {"author_name": "Alice Example", "author_email": "alice@example.com"}
@@ -156,7 +156,7 @@ async def test_pull_of_a_diverged_history_is_refused_and_changes_nothing(
     ours = await commit_file(git, repo, "a.txt", "ours\n", "ours")
     (repo / "notes.txt").write_text("work in progress\n")
 
-    with pytest.raises(FailedPrecondition) as caught:
+    with pytest.raises(Conflict) as caught:
         await git.pull(repo)
     assert caught.value.message.startswith("conflict: ")
     assert caught.value.reason == "GIT_CONFLICT"

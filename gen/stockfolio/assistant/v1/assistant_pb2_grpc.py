@@ -71,6 +71,26 @@ class AssistantServiceStub:
                 request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderResponse.FromString,
                 _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/stockfolio.assistant.v1.AssistantService/GetSession',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionResponse.FromString,
+                _registered_method=True)
+        self.UpdateSession = channel.unary_unary(
+                '/stockfolio.assistant.v1.AssistantService/UpdateSession',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionResponse.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/stockfolio.assistant.v1.AssistantService/DeleteSession',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionResponse.FromString,
+                _registered_method=True)
+        self.StreamChat = channel.unary_stream(
+                '/stockfolio.assistant.v1.AssistantService/StreamChat',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.FromString,
+                _registered_method=True)
 
 
 class AssistantServiceServicer:
@@ -120,6 +140,35 @@ class AssistantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSession(self, request, context):
+        """One session with its messages, oldest first (tool calls and their results included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSession(self, request, context):
+        """Renames a session or moves it into a folder (or out of every folder).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamChat(self, request, context):
+        """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
+        `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
+        Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AssistantServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +206,26 @@ def add_AssistantServiceServicer_to_server(servicer, server):
                     servicer.DeleteFolder,
                     request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderRequest.FromString,
                     response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderResponse.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionResponse.SerializeToString,
+            ),
+            'UpdateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSession,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionResponse.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'StreamChat': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamChat,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +419,114 @@ class AssistantService:
             '/stockfolio.assistant.v1.AssistantService/DeleteFolder',
             stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderRequest.SerializeToString,
             stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteFolderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.assistant.v1.AssistantService/GetSession',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.GetSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.assistant.v1.AssistantService/UpdateSession',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.UpdateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.assistant.v1.AssistantService/DeleteSession',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stockfolio.assistant.v1.AssistantService/StreamChat',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,16 @@ class AssistantServiceStub:
     CreateFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.CreateFolderRequest, _assistant_pb2.CreateFolderResponse]
     UpdateFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]
     DeleteFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]
+    GetSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.GetSessionRequest, _assistant_pb2.GetSessionResponse]
+    """One session with its messages, oldest first (tool calls and their results included)."""
+    UpdateSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]
+    """Renames a session or moves it into a folder (or out of every folder)."""
+    DeleteSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]
+    StreamChat: _grpc.UnaryStreamMultiCallable[_assistant_pb2.StreamChatRequest, _assistant_pb2.StreamChatResponse]
+    """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
+    `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
+    Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
+    """
 
 @_typing.type_check_only
 class AssistantServiceAsyncStub(AssistantServiceStub):
@@ -57,6 +67,16 @@ class AssistantServiceAsyncStub(AssistantServiceStub):
     CreateFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.CreateFolderRequest, _assistant_pb2.CreateFolderResponse]  # type: ignore[assignment]
     UpdateFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]  # type: ignore[assignment]
     DeleteFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]  # type: ignore[assignment]
+    GetSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.GetSessionRequest, _assistant_pb2.GetSessionResponse]  # type: ignore[assignment]
+    """One session with its messages, oldest first (tool calls and their results included)."""
+    UpdateSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]  # type: ignore[assignment]
+    """Renames a session or moves it into a folder (or out of every folder)."""
+    DeleteSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]  # type: ignore[assignment]
+    StreamChat: _aio.UnaryStreamMultiCallable[_assistant_pb2.StreamChatRequest, _assistant_pb2.StreamChatResponse]  # type: ignore[assignment]
+    """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
+    `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
+    Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
+    """
 
 class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
     """AssistantService holds chat sessions with an AI assistant that can read the caller's
@@ -111,5 +131,39 @@ class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assistant_pb2.DeleteFolderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assistant_pb2.DeleteFolderResponse, _abc.Awaitable[_assistant_pb2.DeleteFolderResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _assistant_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_assistant_pb2.GetSessionResponse, _abc.Awaitable[_assistant_pb2.GetSessionResponse]]:
+        """One session with its messages, oldest first (tool calls and their results included)."""
+
+    @_abc_1.abstractmethod
+    def UpdateSession(
+        self,
+        request: _assistant_pb2.UpdateSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_assistant_pb2.UpdateSessionResponse, _abc.Awaitable[_assistant_pb2.UpdateSessionResponse]]:
+        """Renames a session or moves it into a folder (or out of every folder)."""
+
+    @_abc_1.abstractmethod
+    def DeleteSession(
+        self,
+        request: _assistant_pb2.DeleteSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_assistant_pb2.DeleteSessionResponse, _abc.Awaitable[_assistant_pb2.DeleteSessionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamChat(
+        self,
+        request: _assistant_pb2.StreamChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_assistant_pb2.StreamChatResponse], _abc.AsyncIterator[_assistant_pb2.StreamChatResponse]]:
+        """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
+        `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
+        Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
+        """
 
 def add_AssistantServiceServicer_to_server(servicer: AssistantServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -51,6 +51,9 @@ class Terminal(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    WATCHERS_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     pid: _builtins.int
     cols: _builtins.int
@@ -58,6 +61,12 @@ class Terminal(_message.Message):
     shell: _builtins.str
     project_id: _builtins.str
     state: Global___TerminalState.ValueType
+    user_id: _builtins.str
+    """Whose session it is (admins listing every session see the owner)."""
+    watchers: _builtins.int
+    """Attachments (sockets, tabs) watching its output now."""
+    exit_code: _builtins.int
+    """The shell's exit status once it has exited (state EXITED); -N for a signal N."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -74,10 +83,13 @@ class Terminal(_message.Message):
         state: Global___TerminalState.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         last_activity: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
+        watchers: _builtins.int = ...,
+        exit_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_activity", b"last_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "exit_code", b"exit_code", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state", "user_id", b"user_id", "watchers", b"watchers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -137,17 +149,21 @@ class ListTerminalsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    ALL_USERS_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     limit: _builtins.int
+    all_users: _builtins.bool
+    """Admins only: every user's sessions, not only the caller's."""
     def __init__(
         self,
         *,
         page: _builtins.int = ...,
         limit: _builtins.int = ...,
+        all_users: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_users", b"all_users", "limit", b"limit", "page", b"page"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -200,10 +216,35 @@ class GetTerminalStatsResponse(_message.Message):
     MAX_SESSIONS_FIELD_NUMBER: _builtins.int
     MAX_SESSIONS_PER_USER_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    ALL_USERS_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    SHELL_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    MY_SESSIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_SESSIONS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MAX_WRITE_BYTES_FIELD_NUMBER: _builtins.int
+    SCROLLBACK_BYTES_FIELD_NUMBER: _builtins.int
     active_sessions: _builtins.int
+    """Sessions running now: the caller's, or every user's when the caller is an admin."""
     max_sessions: _builtins.int
     max_sessions_per_user: _builtins.int
     memory_bytes: _builtins.int
+    """Resident memory of the terminal service itself (not of the shells)."""
+    all_users: _builtins.bool
+    """Whether the figures cover every user (an admin) or only the caller."""
+    users: _builtins.int
+    """Distinct users with sessions (the caller alone, unless admin)."""
+    shell_memory_bytes: _builtins.int
+    """Resident memory of the shells and their processes in the counted sessions."""
+    my_sessions: _builtins.int
+    """The caller's own running sessions."""
+    total_sessions: _builtins.int
+    """Sessions running on this replica for every user (capacity against max_sessions)."""
+    idle_timeout_seconds: _builtins.int
+    output_bytes_per_second: _builtins.int
+    max_write_bytes: _builtins.int
+    scrollback_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -211,10 +252,19 @@ class GetTerminalStatsResponse(_message.Message):
         max_sessions: _builtins.int = ...,
         max_sessions_per_user: _builtins.int = ...,
         memory_bytes: _builtins.int = ...,
+        all_users: _builtins.bool = ...,
+        users: _builtins.int = ...,
+        shell_memory_bytes: _builtins.int = ...,
+        my_sessions: _builtins.int = ...,
+        total_sessions: _builtins.int = ...,
+        idle_timeout_seconds: _builtins.int = ...,
+        output_bytes_per_second: _builtins.int = ...,
+        max_write_bytes: _builtins.int = ...,
+        scrollback_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "max_sessions", b"max_sessions", "max_sessions_per_user", b"max_sessions_per_user", "memory_bytes", b"memory_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "all_users", b"all_users", "idle_timeout_seconds", b"idle_timeout_seconds", "max_sessions", b"max_sessions", "max_sessions_per_user", b"max_sessions_per_user", "max_write_bytes", b"max_write_bytes", "memory_bytes", b"memory_bytes", "my_sessions", b"my_sessions", "output_bytes_per_second", b"output_bytes_per_second", "scrollback_bytes", b"scrollback_bytes", "shell_memory_bytes", b"shell_memory_bytes", "total_sessions", b"total_sessions", "users", b"users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -384,15 +434,19 @@ class GetTerminalHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    output_bytes: _builtins.int
+    """How much of the recent output to return (default and maximum: the scrollback)."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        output_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output_bytes", b"output_bytes", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,3 +474,166 @@ class GetTerminalHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTerminalHistoryResponse: _TypeAlias = GetTerminalHistoryResponse  # noqa: Y015
+
+@_typing.final
+class AttachTerminalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOIN_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Keystrokes (at most the service's max_write_bytes per frame)."""
+    @_builtins.property
+    def join(self) -> Global___TerminalJoin:
+        """First, and only first: the session to attach to."""
+
+    @_builtins.property
+    def resize(self) -> Global___TerminalSize: ...
+    def __init__(
+        self,
+        *,
+        join: Global___TerminalJoin | None = ...,
+        data: _builtins.bytes = ...,
+        resize: Global___TerminalSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "frame", b"frame", "join", b"join", "resize", b"resize"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "frame", b"frame", "join", b"join", "resize", b"resize"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["join", "data", "resize"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___AttachTerminalRequest: _TypeAlias = AttachTerminalRequest  # noqa: Y015
+
+@_typing.final
+class TerminalJoin(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    NO_REPLAY_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    no_replay: _builtins.bool
+    """Skip the replay of recent output (a client that still shows it)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        no_replay: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["no_replay", b"no_replay", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalJoin: _TypeAlias = TerminalJoin  # noqa: Y015
+
+@_typing.final
+class TerminalSize(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    cols: _builtins.int
+    rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        cols: _builtins.int = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalSize: _TypeAlias = TerminalSize  # noqa: Y015
+
+@_typing.final
+class AttachTerminalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOINED_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    EXIT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Output, as the PTY gave it (a UTF-8 sequence may be split between frames)."""
+    @_builtins.property
+    def joined(self) -> Global___Terminal:
+        """The session as joined, before any output."""
+
+    @_builtins.property
+    def exit(self) -> Global___TerminalExit: ...
+    @_builtins.property
+    def error(self) -> Global___TerminalNotice:
+        """A refused input frame (oversized, bad size, shell not reading); the attachment goes on."""
+
+    def __init__(
+        self,
+        *,
+        joined: Global___Terminal | None = ...,
+        data: _builtins.bytes = ...,
+        exit: Global___TerminalExit | None = ...,
+        error: Global___TerminalNotice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "exit", b"exit", "frame", b"frame", "joined", b"joined"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "exit", b"exit", "frame", b"frame", "joined", b"joined"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["joined", "data", "exit", "error"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___AttachTerminalResponse: _TypeAlias = AttachTerminalResponse  # noqa: Y015
+
+@_typing.final
+class TerminalExit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The shell's exit status, -N for a signal N; 0 when the session was closed."""
+    reason: _builtins.str
+    """"exited" (the shell ended), "closed" (deleted, culled, shut down), "dropped" (this
+    attachment fell behind the output and was let go: attach again to resume).
+    """
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalExit: _TypeAlias = TerminalExit  # noqa: Y015
+
+@_typing.final
+class TerminalNotice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalNotice: _TypeAlias = TerminalNotice  # noqa: Y015

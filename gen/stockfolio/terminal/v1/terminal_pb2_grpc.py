@@ -75,6 +75,11 @@ class TerminalServiceStub:
                 request_serializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryResponse.FromString,
                 _registered_method=True)
+        self.AttachTerminal = channel.stream_stream(
+                '/stockfolio.terminal.v1.TerminalService/AttachTerminal',
+                request_serializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalResponse.FromString,
+                _registered_method=True)
 
 
 class TerminalServiceServicer:
@@ -129,6 +134,16 @@ class TerminalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachTerminal(self, request_iterator, context):
+        """AttachTerminal joins a session: the first request names it (`join`), later ones carry
+        keystrokes and resizes; the replies are `joined`, the recent output replayed, then the
+        output as it comes, and `exit` when the shell ends. Several attachments may watch one
+        session. The facade's /ws/terminal bridges one socket to one attachment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TerminalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +186,11 @@ def add_TerminalServiceServicer_to_server(servicer, server):
                     servicer.GetTerminalHistory,
                     request_deserializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryRequest.FromString,
                     response_serializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryResponse.SerializeToString,
+            ),
+            'AttachTerminal': grpc.stream_stream_rpc_method_handler(
+                    servicer.AttachTerminal,
+                    request_deserializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalRequest.FromString,
+                    response_serializer=stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +410,33 @@ class TerminalService:
             '/stockfolio.terminal.v1.TerminalService/GetTerminalHistory',
             stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryRequest.SerializeToString,
             stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.GetTerminalHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachTerminal(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/stockfolio.terminal.v1.TerminalService/AttachTerminal',
+            stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalRequest.SerializeToString,
+            stockfolio_dot_terminal_dot_v1_dot_terminal__pb2.AttachTerminalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class TerminalServiceStub:
     WriteTerminal: _grpc.UnaryUnaryMultiCallable[_terminal_pb2.WriteTerminalRequest, _terminal_pb2.WriteTerminalResponse]
     ResizeTerminal: _grpc.UnaryUnaryMultiCallable[_terminal_pb2.ResizeTerminalRequest, _terminal_pb2.ResizeTerminalResponse]
     GetTerminalHistory: _grpc.UnaryUnaryMultiCallable[_terminal_pb2.GetTerminalHistoryRequest, _terminal_pb2.GetTerminalHistoryResponse]
+    AttachTerminal: _grpc.StreamStreamMultiCallable[_terminal_pb2.AttachTerminalRequest, _terminal_pb2.AttachTerminalResponse]
+    """AttachTerminal joins a session: the first request names it (`join`), later ones carry
+    keystrokes and resizes; the replies are `joined`, the recent output replayed, then the
+    output as it comes, and `exit` when the shell ends. Several attachments may watch one
+    session. The facade's /ws/terminal bridges one socket to one attachment.
+    """
 
 @_typing.type_check_only
 class TerminalServiceAsyncStub(TerminalServiceStub):
@@ -55,6 +61,12 @@ class TerminalServiceAsyncStub(TerminalServiceStub):
     WriteTerminal: _aio.UnaryUnaryMultiCallable[_terminal_pb2.WriteTerminalRequest, _terminal_pb2.WriteTerminalResponse]  # type: ignore[assignment]
     ResizeTerminal: _aio.UnaryUnaryMultiCallable[_terminal_pb2.ResizeTerminalRequest, _terminal_pb2.ResizeTerminalResponse]  # type: ignore[assignment]
     GetTerminalHistory: _aio.UnaryUnaryMultiCallable[_terminal_pb2.GetTerminalHistoryRequest, _terminal_pb2.GetTerminalHistoryResponse]  # type: ignore[assignment]
+    AttachTerminal: _aio.StreamStreamMultiCallable[_terminal_pb2.AttachTerminalRequest, _terminal_pb2.AttachTerminalResponse]  # type: ignore[assignment]
+    """AttachTerminal joins a session: the first request names it (`join`), later ones carry
+    keystrokes and resizes; the replies are `joined`, the recent output replayed, then the
+    output as it comes, and `exit` when the shell ends. Several attachments may watch one
+    session. The facade's /ws/terminal bridges one socket to one attachment.
+    """
 
 class TerminalServiceServicer(metaclass=_abc_1.ABCMeta):
     """TerminalService runs shells in pseudo-terminals for their owners."""
@@ -114,5 +126,17 @@ class TerminalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _terminal_pb2.GetTerminalHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_terminal_pb2.GetTerminalHistoryResponse, _abc.Awaitable[_terminal_pb2.GetTerminalHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AttachTerminal(
+        self,
+        request_iterator: _MaybeAsyncIterator[_terminal_pb2.AttachTerminalRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_terminal_pb2.AttachTerminalResponse], _abc.AsyncIterator[_terminal_pb2.AttachTerminalResponse]]:
+        """AttachTerminal joins a session: the first request names it (`join`), later ones carry
+        keystrokes and resizes; the replies are `joined`, the recent output replayed, then the
+        output as it comes, and `exit` when the shell ends. Several attachments may watch one
+        session. The facade's /ws/terminal bridges one socket to one attachment.
+        """
 
 def add_TerminalServiceServicer_to_server(servicer: TerminalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from stockfolio.workspace.v1 import workspace_pb2 as stockfolio_dot_workspace_dot_v1_dot_workspace__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -60,6 +61,26 @@ class WorkspaceServiceStub:
                 request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteFileRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteFileResponse.FromString,
                 _registered_method=True)
+        self.MoveFile = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/MoveFile',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileResponse.FromString,
+                _registered_method=True)
+        self.UploadFile = channel.stream_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/UploadFile',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileResponse.FromString,
+                _registered_method=True)
+        self.DownloadFile = channel.unary_stream(
+                '/stockfolio.workspace.v1.WorkspaceService/DownloadFile',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DownloadFileRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.WatchFiles = channel.unary_stream(
+                '/stockfolio.workspace.v1.WorkspaceService/WatchFiles',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesResponse.FromString,
+                _registered_method=True)
         self.ListProjects = channel.unary_unary(
                 '/stockfolio.workspace.v1.WorkspaceService/ListProjects',
                 request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListProjectsRequest.SerializeToString,
@@ -70,10 +91,65 @@ class WorkspaceServiceStub:
                 request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateProjectRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateProjectResponse.FromString,
                 _registered_method=True)
+        self.GetProject = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/GetProject',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectResponse.FromString,
+                _registered_method=True)
+        self.RenameProject = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/RenameProject',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectResponse.FromString,
+                _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/DeleteProject',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectResponse.FromString,
+                _registered_method=True)
+        self.ResolveProject = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/ResolveProject',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectResponse.FromString,
+                _registered_method=True)
         self.GitStatus = channel.unary_unary(
                 '/stockfolio.workspace.v1.WorkspaceService/GitStatus',
                 request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusResponse.FromString,
+                _registered_method=True)
+        self.GitLog = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/GitLog',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogResponse.FromString,
+                _registered_method=True)
+        self.GitDiff = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/GitDiff',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffResponse.FromString,
+                _registered_method=True)
+        self.ListBranches = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/ListBranches',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesResponse.FromString,
+                _registered_method=True)
+        self.CreateBranch = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/CreateBranch',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchResponse.FromString,
+                _registered_method=True)
+        self.SwitchBranch = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/SwitchBranch',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchResponse.FromString,
+                _registered_method=True)
+        self.ListRemotes = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/ListRemotes',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesResponse.FromString,
+                _registered_method=True)
+        self.AddRemote = channel.unary_unary(
+                '/stockfolio.workspace.v1.WorkspaceService/AddRemote',
+                request_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteResponse.FromString,
                 _registered_method=True)
         self.GitCommit = channel.unary_unary(
                 '/stockfolio.workspace.v1.WorkspaceService/GitCommit',
@@ -126,6 +202,40 @@ class WorkspaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveFile(self, request, context):
+        """MoveFile renames or moves a file or a folder inside one project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request_iterator, context):
+        """UploadFile writes a file from a stream of chunks (up to 20 MB), atomically. Over REST the
+        raw request body is the file: the facade sends the first message with the query fields
+        and the first chunk, then one message per chunk (see README, "Client-streaming routes").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFile(self, request, context):
+        """DownloadFile streams a file's bytes in chunks, typed by its name.
+        google.api.HttpBody is the transcoding convention for a raw response body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchFiles(self, request, context):
+        """WatchFiles reports changes to a project's files as they happen, whoever makes them (this
+        service, a terminal, any process), until the caller goes away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListProjects(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -138,7 +248,76 @@ class WorkspaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveProject(self, request, context):
+        """ResolveProject names the directory of one of the caller's projects (or, with no project,
+        the caller's own root, created if missing). Other services call it with the caller's own
+        token (the terminal service, to start a shell there); it has no REST route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GitStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GitLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GitDiff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBranches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBranch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwitchBranch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRemotes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddRemote(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,6 +369,26 @@ def add_WorkspaceServiceServicer_to_server(servicer, server):
                     request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteFileRequest.FromString,
                     response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteFileResponse.SerializeToString,
             ),
+            'MoveFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveFile,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileResponse.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileResponse.SerializeToString,
+            ),
+            'DownloadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFile,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DownloadFileRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'WatchFiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFiles,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesResponse.SerializeToString,
+            ),
             'ListProjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProjects,
                     request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListProjectsRequest.FromString,
@@ -200,10 +399,65 @@ def add_WorkspaceServiceServicer_to_server(servicer, server):
                     request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateProjectRequest.FromString,
                     response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateProjectResponse.SerializeToString,
             ),
+            'GetProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProject,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectResponse.SerializeToString,
+            ),
+            'RenameProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameProject,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectResponse.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectResponse.SerializeToString,
+            ),
+            'ResolveProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveProject,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectResponse.SerializeToString,
+            ),
             'GitStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GitStatus,
                     request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusRequest.FromString,
                     response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusResponse.SerializeToString,
+            ),
+            'GitLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GitLog,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogResponse.SerializeToString,
+            ),
+            'GitDiff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GitDiff,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffResponse.SerializeToString,
+            ),
+            'ListBranches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBranches,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesResponse.SerializeToString,
+            ),
+            'CreateBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBranch,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchResponse.SerializeToString,
+            ),
+            'SwitchBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchBranch,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchResponse.SerializeToString,
+            ),
+            'ListRemotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRemotes,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesResponse.SerializeToString,
+            ),
+            'AddRemote': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRemote,
+                    request_deserializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteRequest.FromString,
+                    response_serializer=stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteResponse.SerializeToString,
             ),
             'GitCommit': grpc.unary_unary_rpc_method_handler(
                     servicer.GitCommit,
@@ -368,6 +622,114 @@ class WorkspaceService:
             _registered_method=True)
 
     @staticmethod
+    def MoveFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/MoveFile',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.MoveFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/UploadFile',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.UploadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/DownloadFile',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DownloadFileRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/WatchFiles',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.WatchFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListProjects(request,
             target,
             options=(),
@@ -422,6 +784,114 @@ class WorkspaceService:
             _registered_method=True)
 
     @staticmethod
+    def GetProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/GetProject',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GetProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/RenameProject',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.RenameProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/DeleteProject',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.DeleteProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/ResolveProject',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ResolveProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GitStatus(request,
             target,
             options=(),
@@ -438,6 +908,195 @@ class WorkspaceService:
             '/stockfolio.workspace.v1.WorkspaceService/GitStatus',
             stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusRequest.SerializeToString,
             stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GitLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/GitLog',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GitDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/GitDiff',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.GitDiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBranches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/ListBranches',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListBranchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/CreateBranch',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.CreateBranchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/SwitchBranch',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.SwitchBranchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRemotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/ListRemotes',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.ListRemotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRemote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.workspace.v1.WorkspaceService/AddRemote',
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteRequest.SerializeToString,
+            stockfolio_dot_workspace_dot_v1_dot_workspace__pb2.AddRemoteResponse.FromString,
             options,
             channel_credentials,
             insecure,

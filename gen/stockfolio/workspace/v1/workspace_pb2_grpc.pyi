@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from stockfolio.workspace.v1 import workspace_pb2 as _workspace_pb2
 import abc as _abc_1
@@ -38,9 +39,41 @@ class WorkspaceServiceStub:
     GetFile: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GetFileRequest, _workspace_pb2.GetFileResponse]
     UpdateFile: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.UpdateFileRequest, _workspace_pb2.UpdateFileResponse]
     DeleteFile: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.DeleteFileRequest, _workspace_pb2.DeleteFileResponse]
+    MoveFile: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.MoveFileRequest, _workspace_pb2.MoveFileResponse]
+    """MoveFile renames or moves a file or a folder inside one project."""
+    UploadFile: _grpc.StreamUnaryMultiCallable[_workspace_pb2.UploadFileRequest, _workspace_pb2.UploadFileResponse]
+    """UploadFile writes a file from a stream of chunks (up to 20 MB), atomically. Over REST the
+    raw request body is the file: the facade sends the first message with the query fields
+    and the first chunk, then one message per chunk (see README, "Client-streaming routes").
+    """
+    DownloadFile: _grpc.UnaryStreamMultiCallable[_workspace_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]
+    """DownloadFile streams a file's bytes in chunks, typed by its name.
+    google.api.HttpBody is the transcoding convention for a raw response body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    WatchFiles: _grpc.UnaryStreamMultiCallable[_workspace_pb2.WatchFilesRequest, _workspace_pb2.WatchFilesResponse]
+    """WatchFiles reports changes to a project's files as they happen, whoever makes them (this
+    service, a terminal, any process), until the caller goes away.
+    """
     ListProjects: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.ListProjectsRequest, _workspace_pb2.ListProjectsResponse]
     CreateProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.CreateProjectRequest, _workspace_pb2.CreateProjectResponse]
+    GetProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GetProjectRequest, _workspace_pb2.GetProjectResponse]
+    RenameProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.RenameProjectRequest, _workspace_pb2.RenameProjectResponse]
+    DeleteProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.DeleteProjectRequest, _workspace_pb2.DeleteProjectResponse]
+    ResolveProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.ResolveProjectRequest, _workspace_pb2.ResolveProjectResponse]
+    """ResolveProject names the directory of one of the caller's projects (or, with no project,
+    the caller's own root, created if missing). Other services call it with the caller's own
+    token (the terminal service, to start a shell there); it has no REST route.
+    """
     GitStatus: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitStatusRequest, _workspace_pb2.GitStatusResponse]
+    GitLog: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitLogRequest, _workspace_pb2.GitLogResponse]
+    GitDiff: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitDiffRequest, _workspace_pb2.GitDiffResponse]
+    ListBranches: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.ListBranchesRequest, _workspace_pb2.ListBranchesResponse]
+    CreateBranch: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.CreateBranchRequest, _workspace_pb2.CreateBranchResponse]
+    SwitchBranch: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.SwitchBranchRequest, _workspace_pb2.SwitchBranchResponse]
+    ListRemotes: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.ListRemotesRequest, _workspace_pb2.ListRemotesResponse]
+    AddRemote: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.AddRemoteRequest, _workspace_pb2.AddRemoteResponse]
     GitCommit: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitCommitRequest, _workspace_pb2.GitCommitResponse]
     GitPush: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitPushRequest, _workspace_pb2.GitPushResponse]
     GitPull: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitPullRequest, _workspace_pb2.GitPullResponse]
@@ -55,9 +88,41 @@ class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
     GetFile: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GetFileRequest, _workspace_pb2.GetFileResponse]  # type: ignore[assignment]
     UpdateFile: _aio.UnaryUnaryMultiCallable[_workspace_pb2.UpdateFileRequest, _workspace_pb2.UpdateFileResponse]  # type: ignore[assignment]
     DeleteFile: _aio.UnaryUnaryMultiCallable[_workspace_pb2.DeleteFileRequest, _workspace_pb2.DeleteFileResponse]  # type: ignore[assignment]
+    MoveFile: _aio.UnaryUnaryMultiCallable[_workspace_pb2.MoveFileRequest, _workspace_pb2.MoveFileResponse]  # type: ignore[assignment]
+    """MoveFile renames or moves a file or a folder inside one project."""
+    UploadFile: _aio.StreamUnaryMultiCallable[_workspace_pb2.UploadFileRequest, _workspace_pb2.UploadFileResponse]  # type: ignore[assignment]
+    """UploadFile writes a file from a stream of chunks (up to 20 MB), atomically. Over REST the
+    raw request body is the file: the facade sends the first message with the query fields
+    and the first chunk, then one message per chunk (see README, "Client-streaming routes").
+    """
+    DownloadFile: _aio.UnaryStreamMultiCallable[_workspace_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """DownloadFile streams a file's bytes in chunks, typed by its name.
+    google.api.HttpBody is the transcoding convention for a raw response body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    WatchFiles: _aio.UnaryStreamMultiCallable[_workspace_pb2.WatchFilesRequest, _workspace_pb2.WatchFilesResponse]  # type: ignore[assignment]
+    """WatchFiles reports changes to a project's files as they happen, whoever makes them (this
+    service, a terminal, any process), until the caller goes away.
+    """
     ListProjects: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ListProjectsRequest, _workspace_pb2.ListProjectsResponse]  # type: ignore[assignment]
     CreateProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.CreateProjectRequest, _workspace_pb2.CreateProjectResponse]  # type: ignore[assignment]
+    GetProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GetProjectRequest, _workspace_pb2.GetProjectResponse]  # type: ignore[assignment]
+    RenameProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.RenameProjectRequest, _workspace_pb2.RenameProjectResponse]  # type: ignore[assignment]
+    DeleteProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.DeleteProjectRequest, _workspace_pb2.DeleteProjectResponse]  # type: ignore[assignment]
+    ResolveProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ResolveProjectRequest, _workspace_pb2.ResolveProjectResponse]  # type: ignore[assignment]
+    """ResolveProject names the directory of one of the caller's projects (or, with no project,
+    the caller's own root, created if missing). Other services call it with the caller's own
+    token (the terminal service, to start a shell there); it has no REST route.
+    """
     GitStatus: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitStatusRequest, _workspace_pb2.GitStatusResponse]  # type: ignore[assignment]
+    GitLog: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitLogRequest, _workspace_pb2.GitLogResponse]  # type: ignore[assignment]
+    GitDiff: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitDiffRequest, _workspace_pb2.GitDiffResponse]  # type: ignore[assignment]
+    ListBranches: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ListBranchesRequest, _workspace_pb2.ListBranchesResponse]  # type: ignore[assignment]
+    CreateBranch: _aio.UnaryUnaryMultiCallable[_workspace_pb2.CreateBranchRequest, _workspace_pb2.CreateBranchResponse]  # type: ignore[assignment]
+    SwitchBranch: _aio.UnaryUnaryMultiCallable[_workspace_pb2.SwitchBranchRequest, _workspace_pb2.SwitchBranchResponse]  # type: ignore[assignment]
+    ListRemotes: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ListRemotesRequest, _workspace_pb2.ListRemotesResponse]  # type: ignore[assignment]
+    AddRemote: _aio.UnaryUnaryMultiCallable[_workspace_pb2.AddRemoteRequest, _workspace_pb2.AddRemoteResponse]  # type: ignore[assignment]
     GitCommit: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitCommitRequest, _workspace_pb2.GitCommitResponse]  # type: ignore[assignment]
     GitPush: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitPushRequest, _workspace_pb2.GitPushResponse]  # type: ignore[assignment]
     GitPull: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitPullRequest, _workspace_pb2.GitPullResponse]  # type: ignore[assignment]
@@ -101,6 +166,47 @@ class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workspace_pb2.DeleteFileResponse, _abc.Awaitable[_workspace_pb2.DeleteFileResponse]]: ...
 
     @_abc_1.abstractmethod
+    def MoveFile(
+        self,
+        request: _workspace_pb2.MoveFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.MoveFileResponse, _abc.Awaitable[_workspace_pb2.MoveFileResponse]]:
+        """MoveFile renames or moves a file or a folder inside one project."""
+
+    @_abc_1.abstractmethod
+    def UploadFile(
+        self,
+        request_iterator: _MaybeAsyncIterator[_workspace_pb2.UploadFileRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.UploadFileResponse, _abc.Awaitable[_workspace_pb2.UploadFileResponse]]:
+        """UploadFile writes a file from a stream of chunks (up to 20 MB), atomically. Over REST the
+        raw request body is the file: the facade sends the first message with the query fields
+        and the first chunk, then one message per chunk (see README, "Client-streaming routes").
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadFile(
+        self,
+        request: _workspace_pb2.DownloadFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """DownloadFile streams a file's bytes in chunks, typed by its name.
+        google.api.HttpBody is the transcoding convention for a raw response body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def WatchFiles(
+        self,
+        request: _workspace_pb2.WatchFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workspace_pb2.WatchFilesResponse], _abc.AsyncIterator[_workspace_pb2.WatchFilesResponse]]:
+        """WatchFiles reports changes to a project's files as they happen, whoever makes them (this
+        service, a terminal, any process), until the caller goes away.
+        """
+
+    @_abc_1.abstractmethod
     def ListProjects(
         self,
         request: _workspace_pb2.ListProjectsRequest,
@@ -115,11 +221,92 @@ class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workspace_pb2.CreateProjectResponse, _abc.Awaitable[_workspace_pb2.CreateProjectResponse]]: ...
 
     @_abc_1.abstractmethod
+    def GetProject(
+        self,
+        request: _workspace_pb2.GetProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.GetProjectResponse, _abc.Awaitable[_workspace_pb2.GetProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RenameProject(
+        self,
+        request: _workspace_pb2.RenameProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.RenameProjectResponse, _abc.Awaitable[_workspace_pb2.RenameProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteProject(
+        self,
+        request: _workspace_pb2.DeleteProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.DeleteProjectResponse, _abc.Awaitable[_workspace_pb2.DeleteProjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResolveProject(
+        self,
+        request: _workspace_pb2.ResolveProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.ResolveProjectResponse, _abc.Awaitable[_workspace_pb2.ResolveProjectResponse]]:
+        """ResolveProject names the directory of one of the caller's projects (or, with no project,
+        the caller's own root, created if missing). Other services call it with the caller's own
+        token (the terminal service, to start a shell there); it has no REST route.
+        """
+
+    @_abc_1.abstractmethod
     def GitStatus(
         self,
         request: _workspace_pb2.GitStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workspace_pb2.GitStatusResponse, _abc.Awaitable[_workspace_pb2.GitStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GitLog(
+        self,
+        request: _workspace_pb2.GitLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.GitLogResponse, _abc.Awaitable[_workspace_pb2.GitLogResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GitDiff(
+        self,
+        request: _workspace_pb2.GitDiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.GitDiffResponse, _abc.Awaitable[_workspace_pb2.GitDiffResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListBranches(
+        self,
+        request: _workspace_pb2.ListBranchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.ListBranchesResponse, _abc.Awaitable[_workspace_pb2.ListBranchesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateBranch(
+        self,
+        request: _workspace_pb2.CreateBranchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.CreateBranchResponse, _abc.Awaitable[_workspace_pb2.CreateBranchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SwitchBranch(
+        self,
+        request: _workspace_pb2.SwitchBranchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.SwitchBranchResponse, _abc.Awaitable[_workspace_pb2.SwitchBranchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRemotes(
+        self,
+        request: _workspace_pb2.ListRemotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.ListRemotesResponse, _abc.Awaitable[_workspace_pb2.ListRemotesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddRemote(
+        self,
+        request: _workspace_pb2.AddRemoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.AddRemoteResponse, _abc.Awaitable[_workspace_pb2.AddRemoteResponse]]: ...
 
     @_abc_1.abstractmethod
     def GitCommit(

@@ -1,0 +1,369 @@
+"""/ws/chat: streamed assistant answers, typing indicators and presence (DESIGN.md).
+
+After authentication (facade/sockets.py) a client sends:
+
+- `stream_chat` (`sessionId?`, `message`, `model?`): the answer streams back as `session`
+  (`sessionId`, `title`: only when it started a new session, which the socket then joins),
+  `chunk` (`sessionId`, `text`)..., `tool_call` / `tool_result` (`sessionId`, `toolCall`) while
+  the assistant reads the user's portfolios, then `done` (`sessionId`, `messageId`, `usage`).
+  A failure ends it with `error` (`code`, `message`, `retryAfter?`, `sessionId?`). One answer
+  streams at a time per socket.
+- `stop`: cancels the answer this socket is streaming (the gRPC call is cancelled, which
+  reaches whichever assistant replica runs it; the service keeps what was streamed, marked
+  incomplete); answered `stopped` (`sessionId`).
+- `join_session` / `leave_session` (`sessionId`): answered `joined` / `left`; the other sockets
+  in that session get `user_joined` / `user_left` (`sessionId`, `userId`). Joining checks with
+  the assistant service that the session is the user's (404 otherwise).
+- `typing_start` / `typing_stop` (`sessionId`, a joined session): the other sockets in the
+  session get `typing` (`sessionId`, `userId`, `active`).
+
+Relays cross facade replicas through the cache's pub/sub (Redis when REDIS_URL is set; the
+in-process cache reaches this replica only): one channel per session, `chat:<sessionId>`,
+subscribed by each replica while it has sockets in that session. Every message names the
+socket it came from, so its sender does not get it back. Answers themselves are not relayed:
+each goes to the socket that asked for it, straight from its gRPC stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
+
+from facade.codec import Plans, message_json
+from facade.envelope import ApiError, from_rpc_error
+from facade.keys import CACHE, CHANNELS, SOCKETS
+from facade.sockets import ClientSocket, SocketError, Sockets, SocketUser, json_frame
+from services.runtime.cache import Cache
+from services.runtime.context import CORRELATION_HEADER, correlation_id
+
+log = logging.getLogger("stockfolio.facade")
+
+PATH = "/ws/chat"
+MAX_JOINED = 20
+MAX_ID_CHARS = 64
+# Seconds a replica waits for its new subscription to a session's channel to be live.
+SUBSCRIBE_WAIT = 5.0
+TYPES = "auth, ping, stream_chat, stop, join_session, leave_session, typing_start, typing_stop"
+
+
+def _invalid(message: str) -> SocketError:
+    return SocketError("VALIDATION_ERROR", message)
+
+
+def _session_id(message: dict[str, Any], *, required: bool = True) -> str:
+    value = message.get("sessionId", "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
+        raise _invalid("sessionId must be a session id (a string)")
+    if required and not value:
+        raise _invalid("sessionId is required")
+    return value
+
+
+def _error_message(error: ApiError, session_id: str = "") -> dict[str, Any]:
+    found: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+    if error.retry_after is not None:
+        found["retryAfter"] = max(1, round(error.retry_after + 0.49))
+    if session_id:
+        found["sessionId"] = session_id
+    return found
+
+
+class Member:
+    """One socket in the chat rooms of this replica."""
+
+    __slots__ = ("client", "id", "user_id")
+
+    def __init__(self, client: ClientSocket, user_id: str, member_id: str) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.id = member_id
+
+
+class ChatRooms:
+    """Which sockets of this replica are in which session, and the relay between replicas."""
+
+    def __init__(self, cache: Callable[[], Cache]) -> None:
+        self._cache = cache
+        self._replica = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+        self._rooms: dict[str, dict[str, Member]] = {}
+        self._listeners: dict[str, asyncio.Task[None]] = {}
+        self._live: dict[str, asyncio.Event] = {}
+
+    def member(self, client: ClientSocket, user_id: str) -> Member:
+        return Member(client, user_id, f"{self._replica}:{next(self._ids)}")
+
+    @staticmethod
+    def channel(session_id: str) -> str:
+        return f"chat:{session_id}"
+
+    async def join(self, session_id: str, member: Member) -> None:
+        room = self._rooms.setdefault(session_id, {})
+        room[member.id] = member
+        if session_id not in self._listeners:
+            live = self._live[session_id] = asyncio.Event()
+            task = asyncio.get_running_loop().create_task(self._listen(session_id))
+            self._listeners[session_id] = task
+            # A subscription starts asynchronously: announce ourselves until we hear it, so a
+            # relay sent right after this join is not missed.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SUBSCRIBE_WAIT):
+                    while not live.is_set():
+                        await self._cache().publish(
+                            self.channel(session_id), json.dumps({"probe": self._replica}).encode()
+                        )
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(live.wait(), 0.05)
+        elif not self._live[session_id].is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._live[session_id].wait(), SUBSCRIBE_WAIT)
+
+    def leave(self, session_id: str, member: Member) -> None:
+        room = self._rooms.get(session_id)
+        if room is None:
+            return
+        room.pop(member.id, None)
+        if not room:
+            del self._rooms[session_id]
+            self._live.pop(session_id, None)
+            task = self._listeners.pop(session_id, None)
+            if task is not None:
+                task.cancel()
+
+    async def relay(self, session_id: str, origin: Member, message: dict[str, Any]) -> None:
+        """`message` to every other socket in the session, on every replica."""
+        payload = {"origin": origin.id, "message": message}
+        await self._cache().publish(self.channel(session_id), json.dumps(payload).encode())
+
+    async def _listen(self, session_id: str) -> None:
+        try:
+            async for raw in self._cache().subscribe(self.channel(session_id)):
+                try:
+                    payload = json.loads(raw)
+                except ValueError:
+                    continue
+                if "probe" in payload:
+                    if payload["probe"] == self._replica and session_id in self._live:
+                        self._live[session_id].set()
+                    continue
+                frame = json_frame(payload["message"])
+                for member in list(self._rooms.get(session_id, {}).values()):
+                    if member.id != payload.get("origin"):
+                        member.client.send(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("chat relay failed", extra={"sessionId": session_id})
+
+    async def close(self) -> None:
+        tasks = list(self._listeners.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listeners.clear()
+        self._rooms.clear()
+
+
+class ChatConversation:
+    """One authenticated /ws/chat socket."""
+
+    def __init__(
+        self,
+        rooms: ChatRooms,
+        assistant: Callable[[], grpc.aio.Channel],
+        plans: Plans,
+        client: ClientSocket,
+        user: SocketUser,
+    ) -> None:
+        self._rooms = rooms
+        self._assistant = assistant
+        self._tool_plan = plans.plan(assistant_pb2.ToolCall.DESCRIPTOR)
+        self._client = client
+        self._user = user
+        self._member = rooms.member(client, user.user_id)
+        self._joined: set[str] = set()
+        self._streaming: asyncio.Task[None] | None = None
+        self._streaming_session = ""
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("authorization", f"Bearer {self._user.token}"),
+            (CORRELATION_HEADER, correlation_id.get()),
+        )
+
+    def _stub(self) -> assistant_pb2_grpc.AssistantServiceStub:
+        return assistant_pb2_grpc.AssistantServiceStub(self._assistant())
+
+    async def receive(self, kind: str, message: dict[str, Any]) -> None:
+        if kind == "stream_chat":
+            self._stream_chat(message)
+        elif kind == "stop":
+            self._stop()
+        elif kind == "join_session":
+            await self._join(_session_id(message))
+        elif kind == "leave_session":
+            await self._leave(_session_id(message))
+        elif kind in {"typing_start", "typing_stop"}:
+            session_id = _session_id(message)
+            if session_id not in self._joined:
+                raise SocketError("NOT_JOINED", "join_session first")
+            typing = {
+                "type": "typing",
+                "sessionId": session_id,
+                "userId": self._user.user_id,
+                "active": kind == "typing_start",
+            }
+            await self._rooms.relay(session_id, self._member, typing)
+        else:
+            raise SocketError(
+                "UNKNOWN_TYPE", f"unknown message type {kind[:40]!r}; this socket takes: {TYPES}"
+            )
+
+    # --- presence ------------------------------------------------------------------------------
+
+    async def _join(self, session_id: str) -> None:
+        if session_id not in self._joined:
+            if len(self._joined) >= MAX_JOINED:
+                raise _invalid(f"a socket joins at most {MAX_JOINED} sessions")
+            await self._check_owner(session_id)
+            await self._enter(session_id)
+        self._client.send_now(json_frame({"type": "joined", "sessionId": session_id}))
+
+    async def _enter(self, session_id: str) -> None:
+        self._joined.add(session_id)
+        await self._rooms.join(session_id, self._member)
+        presence = {"type": "user_joined", "sessionId": session_id, "userId": self._user.user_id}
+        await self._rooms.relay(session_id, self._member, presence)
+
+    async def _leave(self, session_id: str) -> None:
+        if session_id in self._joined:
+            self._joined.discard(session_id)
+            self._rooms.leave(session_id, self._member)
+            presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
+            await self._rooms.relay(session_id, self._member, presence)
+        self._client.send_now(json_frame({"type": "left", "sessionId": session_id}))
+
+    async def _check_owner(self, session_id: str) -> None:
+        """The assistant service says whether the session exists and is the user's."""
+        try:
+            await self._stub().GetSession(
+                assistant_pb2.GetSessionRequest(id=session_id), metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as error:
+            failure = from_rpc_error(error, "assistant")
+            raise SocketError(failure.code, failure.message) from None
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def _stream_chat(self, message: dict[str, Any]) -> None:
+        if self._streaming is not None:
+            raise SocketError("BUSY", "an answer is already streaming on this socket; stop it")
+        text = message.get("message")
+        model = message.get("model") or ""
+        if not isinstance(text, str):
+            raise _invalid("message must be a string")
+        if not isinstance(model, str):
+            raise _invalid("model must be a string")
+        request = assistant_pb2.StreamChatRequest(
+            session_id=_session_id(message, required=False), message=text, model=model
+        )
+        self._streaming_session = request.session_id
+        self._streaming = asyncio.get_running_loop().create_task(self._stream(request))
+
+    def _stop(self) -> None:
+        if self._streaming is None:
+            raise SocketError("NOT_STREAMING", "no answer is streaming on this socket")
+        self._streaming.cancel()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self._client.send(json_frame(message))
+
+    async def _stream(self, request: assistant_pb2.StreamChatRequest) -> None:
+        session_id = request.session_id
+        call = self._stub().StreamChat(request, metadata=self._metadata())
+        try:
+            async for event in call:
+                which = event.WhichOneof("event")
+                if which == "chunk":
+                    self._send({"type": "chunk", "sessionId": session_id, "text": event.chunk.text})
+                elif which == "session":
+                    session_id = self._streaming_session = event.session.session_id
+                    self._send(
+                        {"type": "session", "sessionId": session_id, "title": event.session.title}
+                    )
+                    if len(self._joined) < MAX_JOINED:
+                        await self._enter(session_id)
+                elif which in {"tool_call", "tool_result"}:
+                    call_message = getattr(event, which)
+                    self._send(
+                        {
+                            "type": which,
+                            "sessionId": session_id,
+                            "toolCall": message_json(call_message, self._tool_plan),
+                        }
+                    )
+                elif which == "done":
+                    done = event.done
+                    self._send(
+                        {
+                            "type": "done",
+                            "sessionId": session_id,
+                            "messageId": done.message_id,
+                            "usage": {
+                                "inputTokens": done.usage.input_tokens,
+                                "outputTokens": done.usage.output_tokens,
+                            },
+                        }
+                    )
+        except grpc.aio.AioRpcError as error:
+            self._send(_error_message(from_rpc_error(error, "assistant"), session_id))
+        except asyncio.CancelledError:
+            call.cancel()
+            self._send({"type": "stopped", "sessionId": session_id})
+            raise
+        finally:
+            self._streaming = None
+            self._client.flush()
+
+    def end(self) -> None:
+        if self._streaming is not None:
+            self._streaming.cancel()
+        for session_id in self._joined:
+            self._rooms.leave(session_id, self._member)
+        self._joined.clear()
+
+
+def chat_route(app: web.Application) -> tuple[str, Handler]:
+    """The /ws/chat route of `app`: its rooms are closed with the app."""
+    rooms = ChatRooms(lambda: app[CACHE])
+    plans = Plans()
+
+    async def close_rooms(_app: web.Application) -> None:
+        await rooms.close()
+
+    app.on_shutdown.append(close_rooms)
+
+    def assistant() -> grpc.aio.Channel:
+        return app[CHANNELS]["assistant"]
+
+    async def chat_socket(request: web.Request) -> web.StreamResponse:
+        sockets: Sockets = app[SOCKETS]
+        return await sockets.serve(
+            request,
+            lambda client, user: ChatConversation(rooms, assistant, plans, client, user),
+        )
+
+    return PATH, chat_socket

@@ -1,0 +1,286 @@
+"""One answer, from the user's message to the assistant's last word: checks and limits, the
+session, the provider's rounds, the tools run between them, and what is stored.
+
+An answer runs in a task of its own (Answer) that feeds its events to whoever reads them (a
+stream or a whole-answer call). When the reader goes away (a `stop`, a client that hangs up)
+or the service shuts down, the task is cancelled: what was streamed so far is stored, marked
+incomplete, exactly once. A provider failure midway does the same, then reaches the caller
+as an error with a retry hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from services.assistant.config import SEED_MODELS, AssistantConfig
+from services.assistant.domain import (
+    Message,
+    Role,
+    Session,
+    ToolCall,
+    Usage,
+    check_message,
+    check_model,
+    provider_history,
+    title_from,
+)
+from services.assistant.providers import (
+    Provider,
+    ProviderError,
+    RoundEnd,
+    TextDelta,
+    ToolUse,
+)
+from services.assistant.repository import Chats
+from services.assistant.tools import PortfolioTools
+from services.runtime.context import Identity
+from services.runtime.errors import ResourceExhausted
+from services.runtime.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+TOOL_ROUNDS_NOTE = "\n\n(I stopped reading your data here: too many tool calls for one answer.)"
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    session: Session
+
+
+@dataclass(frozen=True)
+class Chunk:
+    session_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCalled:
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class ToolAnswered:
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Done:
+    session_id: str
+    message: Message
+    usage: Usage
+    # Every message this answer stored, the user's first.
+    messages: list[Message] = field(default_factory=list)
+
+
+AnswerEvent = SessionStarted | Chunk | ToolCalled | ToolAnswered | Done
+
+
+def seconds_to_midnight(now: datetime) -> float:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()
+
+
+class Answer:
+    """An answer running in its own task; iterate it for its events (its error, if it failed,
+    comes last). Leaving the iteration early cancels the answer."""
+
+    _END = object()
+
+    def __init__(self, events: AsyncIterator[AnswerEvent], running: set[asyncio.Task[None]]):
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._pump(events))
+        running.add(self._task)
+        self._task.add_done_callback(running.discard)
+
+    async def _pump(self, events: AsyncIterator[AnswerEvent]) -> None:
+        try:
+            async for event in events:
+                self._queue.put_nowait(event)
+        finally:
+            self._queue.put_nowait(self._END)
+
+    async def __aiter__(self) -> AsyncIterator[AnswerEvent]:
+        try:
+            while (event := await self._queue.get()) is not self._END:
+                yield cast(AnswerEvent, event)
+            await self._task
+        finally:
+            if not self._task.done():
+                self._task.cancel()
+
+
+class Assistant:
+    def __init__(
+        self,
+        config: AssistantConfig,
+        chats: Chats,
+        provider: Provider,
+        tools: PortfolioTools,
+        limiter: RateLimiter,
+    ) -> None:
+        self._config = config
+        self._chats = chats
+        self._provider = provider
+        self._tools = tools
+        self._limiter = limiter
+        self._running: set[asyncio.Task[None]] = set()
+        self._models: list[tuple[str, str]] = []
+        self._models_until = 0.0
+
+    # --- models --------------------------------------------------------------------------------
+
+    async def models(self) -> list[tuple[str, str]]:
+        """The seed's models, the configured default, then what the provider lists."""
+        if time.monotonic() >= self._models_until:
+            try:
+                listed = await self._provider.models()
+                ttl = self._config.models_ttl
+            except ProviderError as error:
+                log.warning("cannot list the provider's models", extra={"error": error.message})
+                listed, ttl = [], min(30.0, self._config.models_ttl)
+            found: dict[str, str] = {m: m for m in SEED_MODELS}
+            found.setdefault(self._config.claude_model, self._config.claude_model)
+            for model_id, name in listed:
+                if model_id in found:
+                    found[model_id] = name
+                else:
+                    found.setdefault(model_id, name)
+            self._models = list(found.items())
+            self._models_until = time.monotonic() + ttl
+        return self._models
+
+    # --- answers -------------------------------------------------------------------------------
+
+    async def start(
+        self, identity: Identity, session_id: str, text: str, model: str
+    ) -> tuple[Answer, Session | None]:
+        """Check the message, its model, its session and the user's limits, then start the
+        answer. Every refusal is raised here, before anything is stored."""
+        text = check_message(text, self._config.max_message_chars)
+        session = await self._chats.session(identity.user_id, session_id) if session_id else None
+        model = model.strip() or (session.model if session else self._config.claude_model)
+        check_model(model, [m for m, _ in await self.models()])
+        await self._check_limits(identity.user_id)
+        events = self._answer(identity, session, text, model)
+        return Answer(events, self._running), session
+
+    async def _check_limits(self, user_id: str) -> None:
+        rate = self._config.messages_rate
+        decision = await self._limiter.hit(f"messages:{user_id}", rate)
+        if not decision.allowed:
+            raise ResourceExhausted(
+                f"too many messages: at most {rate.limit} per {rate.window:g} s; "
+                f"retry in {max(1, round(decision.reset_after))} s",
+                retry_after=decision.reset_after,
+                reason="MESSAGE_RATE_LIMITED",
+            )
+        budget = self._config.tokens_per_day
+        if budget:
+            now = datetime.now(UTC)
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            spent = await self._chats.tokens_since(user_id, midnight)
+            if spent >= budget:
+                wait = seconds_to_midnight(now)
+                raise ResourceExhausted(
+                    f"today's assistant budget of {budget} tokens is spent ({spent} used); "
+                    f"it renews at midnight UTC, in {max(1, round(wait))} s",
+                    retry_after=wait,
+                    reason="TOKEN_BUDGET_EXHAUSTED",
+                )
+
+    async def _answer(
+        self, identity: Identity, session: Session | None, text: str, model: str
+    ) -> AsyncIterator[AnswerEvent]:
+        user_id = identity.user_id
+        if session is None:
+            session = await self._chats.create_session(user_id, title_from(text), model)
+            yield SessionStarted(session)
+            history: list[Message] = []
+        else:
+            history = await self._chats.messages(user_id, session.id)
+        asked = await self._chats.add_message(user_id, session.id, Role.USER, text)
+        history.append(asked)
+        stored = [asked]
+        total = Usage()
+        for round_number in range(1, self._config.max_tool_rounds + 1):
+            # Text streamed in this round and not stored yet: kept, marked incomplete, if the
+            # round ends early.
+            parts: list[str] = []
+            try:
+                uses: list[ToolUse] = []
+                end = RoundEnd("end_turn", Usage())
+                async for event in self._provider.stream(
+                    model=model, messages=provider_history(history), tools=self._tools.definitions
+                ):
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            parts.append(event.text)
+                            yield Chunk(session.id, event.text)
+                    elif isinstance(event, ToolUse):
+                        uses.append(event)
+                    else:
+                        end = event
+                total = total + end.usage
+                content = "".join(parts)
+                if not uses or end.stop_reason != "tool_use":
+                    break
+                if round_number == self._config.max_tool_rounds:
+                    content += TOOL_ROUNDS_NOTE
+                    yield Chunk(session.id, TOOL_ROUNDS_NOTE)
+                    break
+                calls = []
+                for use in uses:
+                    call = ToolCall(use.id, use.name, use.input)
+                    yield ToolCalled(call)
+                    answered = await self._tools.run(call, identity)
+                    yield ToolAnswered(answered)
+                    calls.append(answered)
+                message = await self._chats.add_message(
+                    user_id,
+                    session.id,
+                    Role.ASSISTANT,
+                    content,
+                    tool_calls=calls,
+                    model=model,
+                    usage=end.usage,
+                )
+            except (ProviderError, asyncio.CancelledError, GeneratorExit):
+                await self._keep_incomplete(user_id, session.id, "".join(parts), model)
+                raise
+            history.append(message)
+            stored.append(message)
+        try:
+            final = await self._chats.add_message(
+                user_id, session.id, Role.ASSISTANT, content, model=model, usage=end.usage
+            )
+        except asyncio.CancelledError:
+            await self._keep_incomplete(user_id, session.id, content, model)
+            raise
+        stored.append(final)
+        yield Done(session.id, final, total, stored)
+
+    async def _keep_incomplete(self, user_id: str, session_id: str, text: str, model: str) -> None:
+        """Store what was streamed of an answer cut short (once; nothing when nothing came)."""
+        if not text:
+            return
+        save = self._chats.add_message(
+            user_id, session_id, Role.ASSISTANT, text, incomplete=True, model=model
+        )
+        # Shielded: a second cancellation (shutdown) must not lose the write half-way.
+        try:
+            await asyncio.shield(save)
+        except Exception:  # the session was deleted meanwhile, the database is down...
+            log.exception("cannot keep an incomplete answer", extra={"sessionId": session_id})
+
+    async def drain(self) -> None:
+        """At shutdown: stop every answer under way (each keeps what it streamed)."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

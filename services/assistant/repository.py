@@ -1,0 +1,307 @@
+"""Loads and saves folders, sessions and messages; every query is scoped to one user.
+
+Search: PostgreSQL full-text search (`websearch_to_tsquery` against the GIN index on
+`to_tsvector('english', content)`), ranked; elsewhere (SQLite) a portable fallback in which
+every word must appear in the message, case-insensitively, newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.assistant.domain import Folder, Message, Role, Session, ToolCall, Usage
+from services.assistant.orm import folders, messages, sessions
+from services.runtime.db import Database
+from services.runtime.errors import NotFound
+from services.runtime.pagination import Page
+
+SEARCH_CONFIG = "english"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _folder(row: Any) -> Folder:
+    return Folder(id=row.id, user_id=row.user_id, name=row.name, created_at=row.created_at)
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=row.id,
+        user_id=row.user_id,
+        folder_id=row.folder_id,
+        title=row.title,
+        model=row.model,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _message(row: Any) -> Message:
+    calls = tuple(ToolCall.from_json(c) for c in json.loads(row.tool_calls or "[]"))
+    return Message(
+        id=row.id,
+        session_id=row.session_id,
+        role=Role(row.role),
+        content=row.content,
+        created_at=row.created_at,
+        tool_calls=calls,
+        incomplete=bool(row.incomplete),
+        model=row.model,
+        usage=Usage(row.input_tokens, row.output_tokens),
+    )
+
+
+def _like_pattern(word: str) -> str:
+    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Chats:
+    """The assistant's repository."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- folders -------------------------------------------------------------------------------
+
+    async def create_folder(self, user_id: str, name: str) -> Folder:
+        folder = Folder(id=_new_id(), user_id=user_id, name=name, created_at=_now())
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                folders.insert().values(
+                    id=folder.id, user_id=user_id, name=name, created_at=folder.created_at
+                )
+            )
+        return folder
+
+    async def rename_folder(self, user_id: str, folder_id: str, name: str) -> Folder:
+        async with self._db.transaction() as tx:
+            await self._owned_folder(tx, user_id, folder_id)
+            await tx.execute(update(folders).where(folders.c.id == folder_id).values(name=name))
+            return await self._owned_folder(tx, user_id, folder_id)
+
+    async def delete_folder(self, user_id: str, folder_id: str) -> None:
+        """The folder goes; its sessions stay, in no folder."""
+        async with self._db.transaction() as tx:
+            await self._owned_folder(tx, user_id, folder_id)
+            await tx.execute(
+                update(sessions).where(sessions.c.folder_id == folder_id).values(folder_id=None)
+            )
+            await tx.execute(delete(folders).where(folders.c.id == folder_id))
+
+    async def _owned_folder(self, tx: AsyncSession, user_id: str, folder_id: str) -> Folder:
+        row = (
+            await tx.execute(
+                select(folders).where(folders.c.id == folder_id, folders.c.user_id == user_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"folder {folder_id[:64]} not found", reason="FOLDER_NOT_FOUND")
+        return _folder(row)
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    async def create_session(self, user_id: str, title: str, model: str) -> Session:
+        now = _now()
+        session = Session(_new_id(), user_id, None, title, model, now, now)
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                sessions.insert().values(
+                    id=session.id,
+                    user_id=user_id,
+                    folder_id=None,
+                    title=title,
+                    model=model,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return session
+
+    async def session(self, user_id: str, session_id: str) -> Session:
+        async with self._db.reading() as tx:
+            return await self._owned_session(tx, user_id, session_id)
+
+    async def _owned_session(self, tx: AsyncSession, user_id: str, session_id: str) -> Session:
+        row = (
+            await tx.execute(
+                select(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"session {session_id[:64]} not found", reason="SESSION_NOT_FOUND")
+        return _session(row)
+
+    async def update_session(
+        self, user_id: str, session_id: str, *, title: str | None, folder_id: str | None
+    ) -> Session:
+        """`folder_id`: None leaves it, "" takes the session out of its folder."""
+        async with self._db.transaction() as tx:
+            await self._owned_session(tx, user_id, session_id)
+            values: dict[str, Any] = {"updated_at": _now()}
+            if title is not None:
+                values["title"] = title
+            if folder_id is not None:
+                if folder_id:
+                    await self._owned_folder(tx, user_id, folder_id)
+                values["folder_id"] = folder_id or None
+            await tx.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
+            return await self._owned_session(tx, user_id, session_id)
+
+    async def delete_session(self, user_id: str, session_id: str) -> None:
+        async with self._db.transaction() as tx:
+            await self._owned_session(tx, user_id, session_id)
+            await tx.execute(delete(messages).where(messages.c.session_id == session_id))
+            await tx.execute(delete(sessions).where(sessions.c.id == session_id))
+
+    async def page_sessions(
+        self, user_id: str, page: Page, folder_id: str = ""
+    ) -> tuple[list[Session], int]:
+        """The user's sessions, most recently active first."""
+        where = [sessions.c.user_id == user_id]
+        async with self._db.reading() as tx:
+            if folder_id:
+                await self._owned_folder(tx, user_id, folder_id)
+                where.append(sessions.c.folder_id == folder_id)
+            total = (
+                await tx.execute(select(func.count()).select_from(sessions).where(*where))
+            ).scalar_one()
+            rows = await tx.execute(
+                select(sessions)
+                .where(*where)
+                .order_by(sessions.c.updated_at.desc(), sessions.c.id)
+                .offset(page.offset)
+                .limit(page.limit)
+            )
+            return [_session(r) for r in rows], int(total)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    async def messages(self, user_id: str, session_id: str) -> list[Message]:
+        async with self._db.reading() as tx:
+            await self._owned_session(tx, user_id, session_id)
+            rows = await tx.execute(
+                select(messages)
+                .where(messages.c.session_id == session_id)
+                .order_by(messages.c.sequence)
+            )
+            return [_message(r) for r in rows]
+
+    async def add_message(
+        self,
+        user_id: str,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        incomplete: bool = False,
+        model: str = "",
+        usage: Usage | None = None,
+    ) -> Message:
+        """Append a message to a session (the session must still be the user's)."""
+        usage = usage or Usage()
+        message = Message(
+            id=_new_id(),
+            session_id=session_id,
+            role=role,
+            content=content,
+            created_at=_now(),
+            tool_calls=tuple(tool_calls),
+            incomplete=incomplete,
+            model=model,
+            usage=usage,
+        )
+        async with self._db.transaction() as tx:
+            await self._owned_session(tx, user_id, session_id)
+            last = (
+                await tx.execute(
+                    select(func.max(messages.c.sequence)).where(messages.c.session_id == session_id)
+                )
+            ).scalar_one()
+            await tx.execute(
+                messages.insert().values(
+                    id=message.id,
+                    session_id=session_id,
+                    user_id=user_id,
+                    sequence=(last or 0) + 1,
+                    role=role.value,
+                    content=content,
+                    tool_calls=json.dumps([c.as_json() for c in tool_calls]),
+                    incomplete=incomplete,
+                    model=model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    created_at=message.created_at,
+                )
+            )
+            await tx.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id)
+                .values(updated_at=message.created_at)
+            )
+        return message
+
+    async def tokens_since(self, user_id: str, since: datetime) -> int:
+        """Provider tokens the user's answers spent since `since`."""
+        async with self._db.reading() as tx:
+            total = (
+                await tx.execute(
+                    select(
+                        func.coalesce(
+                            func.sum(messages.c.input_tokens + messages.c.output_tokens), 0
+                        )
+                    ).where(messages.c.user_id == user_id, messages.c.created_at >= since)
+                )
+            ).scalar_one()
+        return int(total)
+
+    # --- search --------------------------------------------------------------------------------
+
+    async def search(
+        self, user_id: str, q: str, words: Sequence[str], page: Page
+    ) -> tuple[list[Message], int]:
+        if self._db.dialect == "postgresql":
+            query = func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'"), q)
+            vector = func.to_tsvector(literal_column(f"'{SEARCH_CONFIG}'"), messages.c.content)
+            match: ColumnElement[bool] = vector.op("@@", return_type=Boolean)(query)
+            order: Sequence[Any] = (
+                func.ts_rank(vector, query).desc(),
+                messages.c.created_at.desc(),
+            )
+        else:
+            match = and_(
+                *(func.lower(messages.c.content).like(_like_pattern(w), escape="\\") for w in words)
+            )
+            order = (messages.c.created_at.desc(),)
+        where = (messages.c.user_id == user_id, match)
+        found: Select[Any] = select(messages).where(*where).order_by(*order, messages.c.id)
+        async with self._db.reading() as tx:
+            total = (
+                await tx.execute(select(func.count()).select_from(messages).where(*where))
+            ).scalar_one()
+            rows = await tx.execute(found.offset(page.offset).limit(page.limit))
+            return [_message(r) for r in rows], int(total)

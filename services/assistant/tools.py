@@ -1,0 +1,183 @@
+"""The assistant's tools: reads of the caller's portfolios, positions, trades, performance and
+quotes, through the portfolio service over gRPC with the caller's own token (never a service
+token: a tool can read nothing the caller could not read themselves)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
+
+from services.assistant.domain import ToolCall
+from services.runtime.context import Identity
+from services.runtime.interceptors import outgoing_metadata
+
+log = logging.getLogger(__name__)
+
+# Rows a list tool returns at most: enough to answer, few enough to keep the prompt small.
+TOOL_LIST_LIMIT = 50
+
+_PORTFOLIO_ID = {"type": "string", "description": "The portfolio's id (from list_portfolios)."}
+
+# As the Anthropic Messages API takes them (`tools`: name, description, input_schema).
+DEFINITIONS: list[dict[str, Any]] = [
+    {
+        "name": "list_portfolios",
+        "description": "The user's portfolios with their total value, cost, cash, gain/loss "
+        "and positions. Money is in decimal strings.",
+        "input_schema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": "get_portfolio",
+        "description": "One of the user's portfolios, valued now, with its positions.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"portfolio_id": _PORTFOLIO_ID},
+            "required": ["portfolio_id"],
+        },
+    },
+    {
+        "name": "list_positions",
+        "description": "The open positions of one portfolio: quantity, cost, price, value, "
+        "gains, weight.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"portfolio_id": _PORTFOLIO_ID},
+            "required": ["portfolio_id"],
+        },
+    },
+    {
+        "name": "list_trades",
+        "description": "The user's most recent trades, optionally of one portfolio or symbol.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "portfolio_id": _PORTFOLIO_ID,
+                "symbol": {"type": "string", "description": "A ticker symbol, e.g. AAPL."},
+            },
+        },
+    },
+    {
+        "name": "get_performance",
+        "description": "A portfolio's performance: time- and money-weighted returns, realized "
+        "and unrealized gains, dividends, fees.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "portfolio_id": _PORTFOLIO_ID,
+                "range": {"type": "string", "enum": ["1m", "3m", "6m", "1y", "ytd", "all"]},
+            },
+            "required": ["portfolio_id"],
+        },
+    },
+    {
+        "name": "get_quote",
+        "description": "The latest price of a stock symbol.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"symbol": {"type": "string", "description": "e.g. AAPL"}},
+            "required": ["symbol"],
+        },
+    },
+]
+NAMES = frozenset(d["name"] for d in DEFINITIONS)
+
+
+class ToolInputError(Exception):
+    """The model passed something a tool cannot use; it is told so in the result."""
+
+
+def _text(arguments: Mapping[str, Any], name: str, *, required: bool = False) -> str:
+    value = arguments.get(name, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ToolInputError(f"{name} must be a non-empty string")
+    return value.strip()[:100]
+
+
+def _json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+Run = Callable[[Mapping[str, Any], tuple[tuple[str, str], ...]], Awaitable[Message]]
+
+
+class PortfolioTools:
+    """Runs the tools against the portfolio service as the caller."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+        self._stub = stub
+        self._runs: dict[str, Run] = {
+            "list_portfolios": self._list_portfolios,
+            "get_portfolio": self._get_portfolio,
+            "list_positions": self._list_positions,
+            "list_trades": self._list_trades,
+            "get_performance": self._get_performance,
+            "get_quote": self._get_quote,
+        }
+
+    @property
+    def definitions(self) -> list[dict[str, Any]]:
+        return DEFINITIONS
+
+    async def run(self, call: ToolCall, identity: Identity) -> ToolCall:
+        """The call with its result; failures are results too (`is_error`), for the model."""
+        run = self._runs.get(call.name)
+        if run is None:
+            return dataclasses.replace(
+                call, result={"error": f"unknown tool {call.name[:64]}"}, is_error=True
+            )
+        try:
+            reply = await run(call.input, outgoing_metadata(identity))
+        except ToolInputError as error:
+            return dataclasses.replace(call, result={"error": str(error)}, is_error=True)
+        except grpc.aio.AioRpcError as error:
+            code: grpc.StatusCode = error.code()
+            log.info("tool failed", extra={"tool": call.name, "code": code.name})
+            failure = {"error": error.details() or code.name.lower(), "code": code.name}
+            return dataclasses.replace(call, result=failure, is_error=True)
+        return dataclasses.replace(call, result=_json(reply), is_error=False)
+
+    async def _list_portfolios(self, _args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.ListPortfoliosRequest(limit=TOOL_LIST_LIMIT)
+        reply: Message = await self._stub.ListPortfolios(request, metadata=metadata)
+        return reply
+
+    async def _get_portfolio(self, args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.GetPortfolioRequest(id=_text(args, "portfolio_id", required=True))
+        reply: Message = await self._stub.GetPortfolio(request, metadata=metadata)
+        return reply
+
+    async def _list_positions(self, args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.ListPositionsRequest(
+            portfolio_id=_text(args, "portfolio_id", required=True), limit=TOOL_LIST_LIMIT
+        )
+        reply: Message = await self._stub.ListPositions(request, metadata=metadata)
+        return reply
+
+    async def _list_trades(self, args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.ListTradesRequest(
+            portfolio_id=_text(args, "portfolio_id"),
+            symbol=_text(args, "symbol").upper(),
+            limit=TOOL_LIST_LIMIT,
+        )
+        reply: Message = await self._stub.ListTrades(request, metadata=metadata)
+        return reply
+
+    async def _get_performance(self, args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.GetPerformanceRequest(
+            portfolio_id=_text(args, "portfolio_id", required=True), range=_text(args, "range")
+        )
+        reply: Message = await self._stub.GetPerformance(request, metadata=metadata)
+        return reply
+
+    async def _get_quote(self, args: Mapping[str, Any], metadata: Any) -> Message:
+        request = portfolio_pb2.GetQuoteRequest(symbol=_text(args, "symbol", required=True))
+        reply: Message = await self._stub.GetQuote(request, metadata=metadata)
+        return reply

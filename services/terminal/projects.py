@@ -1,0 +1,59 @@
+"""Where a shell starts: the workspace service names the directory of the caller's project.
+
+The call carries the caller's own token (never a service token), so the workspace service
+applies its own rule - a user reaches only their own projects - and the terminal service never
+guesses a path from an id. The directory it answers must still lie inside the configured root,
+which the manager checks again before starting a shell there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
+
+from services.runtime.channels import create_channel
+from services.runtime.context import Identity
+from services.runtime.errors import InvalidArgument, NotFound, Unavailable
+from services.runtime.interceptors import outgoing_metadata
+
+WORKSPACE_SERVICE = workspace_pb2.DESCRIPTOR.services_by_name["WorkspaceService"]
+
+
+@dataclass(frozen=True)
+class Place:
+    project_id: str
+    directory: Path
+
+
+class ProjectDirectories:
+    """Asks the workspace service (every replica, round robin) for project directories."""
+
+    def __init__(self, addresses: Sequence[str], *, deadline: float) -> None:
+        self._deadline = deadline
+        self._channel = create_channel(addresses, [WORKSPACE_SERVICE], deadline=deadline)
+        self._stub = workspace_pb2_grpc.WorkspaceServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def resolve(self, identity: Identity, project_id: str) -> Place:
+        """The project's directory, or the caller's own root when `project_id` is empty."""
+        request = workspace_pb2.ResolveProjectRequest(project_id=project_id)
+        try:
+            reply = await self._stub.ResolveProject(
+                request, metadata=outgoing_metadata(identity), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"no project {project_id}", reason="PROJECT_NOT_FOUND") from None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument.field("projectId", error.details() or "is invalid") from None
+            raise Unavailable(
+                "the workspace service could not name the project's directory; retry shortly"
+            ) from None
+        return Place(project_id=reply.project_id, directory=Path(reply.directory))

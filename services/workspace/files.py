@@ -1,0 +1,412 @@
+"""A project's files: list, read, create, update, delete, move, upload and download.
+
+Every path goes through path safety (services/workspace/paths.py) and names something inside the
+project; `.git` is the repository's and no file route reaches it. Writes are atomic (a temporary
+file renamed into place). An update names the `sha` it was based on (the git blob sha of the
+content, as the GitHub contents API does): a stale one is a conflict carrying the current sha.
+All file system work runs in threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import io
+import mimetypes
+import os
+import shutil
+import stat
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2
+
+from services.runtime.errors import (
+    ERROR_DOMAIN,
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from services.runtime.pagination import Page
+from services.workspace.paths import (
+    atomic_write,
+    check_again_after_creating_parents,
+    resolve_inside,
+)
+
+READ_CHUNK = 256 * 1024
+RESERVED = ".git"
+TEXT = "utf-8"
+BASE64 = "base64"
+
+
+class EntryKind(Enum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str
+    kind: EntryKind
+    size: int
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class FileContent:
+    path: str
+    content: str
+    encoding: str
+    sha: str
+    size: int
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class Written:
+    path: str
+    sha: str
+    size: int
+    modified_at: datetime
+
+
+class ShaMismatch(Conflict):
+    """An update based on a stale sha; the details carry the file's current one."""
+
+    reason = "SHA_MISMATCH"
+
+    def __init__(self, path: str, current: str) -> None:
+        super().__init__(f"{path} has changed since sha was read; its current sha is {current}")
+        self.current = current
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata={"sha": self.current}
+        )
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        return [packed]
+
+
+class FileTooLarge(DomainError):
+    """More bytes than the service takes in one file (the facade answers 413 before this)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "FILE_TOO_LARGE"
+
+
+def file_not_found(path: str) -> NotFound:
+    return NotFound(f"{path or '/'} not found", reason="FILE_NOT_FOUND")
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob sha of `data` (what `git hash-object` prints)."""
+    digest = hashlib.sha1(f"blob {len(data)}\0".encode(), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as file:
+        while chunk := file.read(READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _when(stat_result: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(stat_result.st_mtime_ns / 1e9, UTC)
+
+
+def _clean(path: str) -> str:
+    """The path as the API writes it back: relative, '/'-separated, no empty segments."""
+    return "/".join(s for s in path.split("/") if s)
+
+
+def _check_not_reserved(path: str) -> None:
+    if any(segment.lower() == RESERVED for segment in path.split("/")):
+        raise InvalidArgument.field("path", "the .git folder belongs to the repository")
+
+
+def locate(project: Path, path: str) -> Path:
+    """Where `path` lies in the project: its real parent folder joined with its own name (so a
+    symlink is the link itself, never silently its target), after every safety check."""
+    _check_not_reserved(path)
+    resolve_inside(project, path)
+    cleaned = _clean(path)
+    if not cleaned:
+        return Path(os.path.realpath(project))
+    parent, _, name = cleaned.rpartition("/")
+    return resolve_inside(project, parent) / name
+
+
+def _decode_content(content: str, encoding: str) -> bytes:
+    encoding = encoding.strip().lower() or TEXT
+    if encoding == TEXT:
+        return content.encode()
+    if encoding == BASE64:
+        try:
+            return base64.b64decode(content, validate=True)
+        except binascii.Error:
+            raise InvalidArgument.field("content", "is not valid base64") from None
+    raise InvalidArgument.field("encoding", "must be utf-8 or base64")
+
+
+def _kind(mode: int) -> EntryKind:
+    if stat.S_ISLNK(mode):
+        return EntryKind.SYMLINK
+    return EntryKind.DIRECTORY if stat.S_ISDIR(mode) else EntryKind.FILE
+
+
+def _entry(base: str, name: str, target: Path) -> Entry:
+    info = target.lstat()
+    return Entry(name, f"{base}/{name}" if base else name, _kind(info.st_mode), info.st_size,
+                 _when(info))  # fmt: skip
+
+
+def _list_page(folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
+    """Folders first, then files, each by name; only the page's entries are stat'ed."""
+    if not folder.is_dir():
+        raise (
+            file_not_found(base)
+            if not folder.exists()
+            else InvalidArgument.field("path", "is not a folder")
+        )
+    names: list[tuple[bool, str]] = []
+    with os.scandir(folder) as scan:
+        for item in scan:
+            if item.name == RESERVED and not base:
+                continue
+            names.append((not item.is_dir(follow_symlinks=False), item.name))
+    names.sort()
+    shown = names[page.offset : page.offset + page.limit]
+    entries = []
+    for _, name in shown:
+        with contextlib.suppress(FileNotFoundError):  # removed while we listed
+            entries.append(_entry(base, name, folder / name))
+    return entries, len(names)
+
+
+def _read(target: Path, path: str, limit: int) -> FileContent:
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        raise file_not_found(path) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidArgument.field("path", "is a folder: list it instead")
+    if info.st_size > limit:
+        raise FailedPrecondition(
+            f"{path} is {info.st_size} bytes, more than {limit} read as JSON: download it",
+            reason="FILE_TOO_LARGE_FOR_JSON",
+        )
+    data = target.read_bytes()
+    try:
+        content, encoding = data.decode(TEXT), TEXT
+    except UnicodeDecodeError:
+        content, encoding = base64.b64encode(data).decode(), BASE64
+    return FileContent(path, content, encoding, blob_sha(data), len(data), _when(info))
+
+
+def _written(target: Path, path: str, sha: str) -> Written:
+    info = target.stat()
+    return Written(path, sha, info.st_size, _when(info))
+
+
+class Files:
+    """File operations inside one project folder (the caller located it for its owner)."""
+
+    def __init__(self, *, max_text_bytes: int, max_upload_bytes: int) -> None:
+        self.max_text_bytes = max_text_bytes
+        self.max_upload_bytes = max_upload_bytes
+        # One writer at a time per file in this process: the sha check and the write are one step.
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, target: Path) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(target, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(target) is lock:
+                del self._locks[target]
+
+    async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
+        target = await asyncio.to_thread(locate, project, path)
+        return await asyncio.to_thread(_list_page, target, _clean(path), page)
+
+    async def read(self, project: Path, path: str) -> FileContent:
+        target = await asyncio.to_thread(locate, project, path)
+        return await asyncio.to_thread(_read, target, _clean(path), self.max_text_bytes)
+
+    def _check_text_size(self, data: bytes) -> None:
+        if len(data) > self.max_text_bytes:
+            raise FailedPrecondition(
+                f"content is more than {self.max_text_bytes} bytes: upload it instead",
+                reason="FILE_TOO_LARGE_FOR_JSON",
+            )
+
+    async def create(
+        self, project: Path, path: str, content: str, encoding: str, *, directory: bool
+    ) -> Written:
+        cleaned = _clean(path)
+        if not cleaned:
+            raise InvalidArgument.field("path", "is required")
+        target = await asyncio.to_thread(locate, project, path)
+        data = b"" if directory else _decode_content(content, encoding)
+        self._check_text_size(data)
+        async with self._writing(target):
+            await asyncio.to_thread(check_again_after_creating_parents, project, target)
+            if await asyncio.to_thread(os.path.lexists, target):
+                raise AlreadyExists(f"{cleaned} already exists", reason="FILE_EXISTS")
+            if directory:
+                await asyncio.to_thread(target.mkdir)
+                return await asyncio.to_thread(_written, target, cleaned, "")
+            await atomic_write(target, [data])
+        return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
+
+    async def update(
+        self, project: Path, path: str, content: str, encoding: str, sha: str
+    ) -> Written:
+        cleaned = _clean(path)
+        if not sha.strip():
+            raise InvalidArgument.field("sha", "is required: the sha of the content you changed")
+        target = await asyncio.to_thread(locate, project, path)
+        data = _decode_content(content, encoding)
+        self._check_text_size(data)
+        async with self._writing(target):
+            try:
+                mode = (await asyncio.to_thread(target.stat)).st_mode
+            except FileNotFoundError:
+                raise file_not_found(cleaned) from None
+            if stat.S_ISDIR(mode):
+                raise InvalidArgument.field("path", "is a folder")
+            current = await asyncio.to_thread(_file_sha, target)
+            if current != sha.strip().lower():
+                raise ShaMismatch(cleaned, current)
+            await atomic_write(target, [data])
+        return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
+
+    async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
+        cleaned = _clean(path)
+        if not cleaned:
+            raise InvalidArgument.field("path", "is required: the project itself is not a file")
+        target = await asyncio.to_thread(locate, project, path)
+        async with self._writing(target):
+            await asyncio.to_thread(_delete, target, cleaned, recursive)
+
+    async def move(self, project: Path, path: str, new_path: str) -> Entry:
+        source_name, target_name = _clean(path), _clean(new_path)
+        if not source_name or not target_name:
+            field = "path" if not source_name else "newPath"
+            raise InvalidArgument.field(field, "is required")
+        source = await asyncio.to_thread(locate, project, path)
+        try:
+            target = await asyncio.to_thread(locate, project, new_path)
+        except InvalidArgument as error:
+            raise InvalidArgument(
+                error.message.replace("path", "newPath", 1),
+                fields=[("newPath", d) for _, d in error.fields],
+            ) from None
+        if target == source or str(target).startswith(f"{source}{os.sep}"):
+            raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
+        async with self._writing(source), self._writing(target):
+            return await asyncio.to_thread(_move, project, source, target, source_name, target_name)
+
+    async def upload(self, project: Path, path: str, chunks: AsyncIterable[bytes]) -> Written:
+        """Write a streamed file atomically; more than the limit leaves nothing written."""
+        cleaned = _clean(path)
+        if not cleaned:
+            raise InvalidArgument.field("path", "is required")
+        target = await asyncio.to_thread(locate, project, path)
+        limit = self.max_upload_bytes
+
+        async def bounded() -> AsyncIterator[bytes]:
+            received = 0
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
+                yield chunk
+
+        async with self._writing(target):
+            await asyncio.to_thread(check_again_after_creating_parents, project, target)
+            if await asyncio.to_thread(target.is_dir):
+                raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
+            await atomic_write(target, bounded())
+            sha = await asyncio.to_thread(_file_sha, target)
+        return await asyncio.to_thread(_written, target, cleaned, sha)
+
+    async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:
+        """The file's content type and its bytes in chunks (opened before this returns, so a
+        missing file fails here, not midway)."""
+        cleaned = _clean(path)
+        target = await asyncio.to_thread(locate, project, path)
+        try:
+            file = await asyncio.to_thread(_open_file, target)
+        except FileNotFoundError:
+            raise file_not_found(cleaned) from None
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/"):
+            content_type += "; charset=utf-8"
+
+        async def chunks() -> AsyncGenerator[bytes]:
+            try:
+                while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(file.close)
+
+        return content_type, chunks()
+
+
+def _open_file(target: Path) -> io.BufferedReader:
+    if target.is_dir():
+        raise InvalidArgument.field("path", "is a folder")
+    return target.open("rb")
+
+
+def _delete(target: Path, path: str, recursive: bool) -> None:
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        raise file_not_found(path) from None
+    if not stat.S_ISDIR(mode):
+        target.unlink()
+        return
+    if recursive:
+        shutil.rmtree(target)
+        return
+    try:
+        target.rmdir()
+    except OSError:
+        raise Conflict(
+            f"{path} is a folder that is not empty: set recursive to delete it all",
+            reason="FOLDER_NOT_EMPTY",
+        ) from None
+
+
+def _move(project: Path, source: Path, target: Path, source_name: str, target_name: str) -> Entry:
+    if not os.path.lexists(source):
+        raise file_not_found(source_name)
+    check_again_after_creating_parents(project, target)
+    if os.path.lexists(target):
+        raise AlreadyExists(f"{target_name} already exists", reason="FILE_EXISTS")
+    source.rename(target)
+    base, _, name = target_name.rpartition("/")
+    return _entry(base, name, target)

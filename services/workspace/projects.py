@@ -1,0 +1,200 @@
+"""Projects: each a folder under its owner's root with a git repository of its own, indexed in
+the database. Another user's project is as absent as one that never existed.
+
+A new project is built in a staging folder (template files, `git init`, a first commit) and
+renamed into place only once it is indexed, so a failure leaves neither a half-made folder nor
+an index entry without one. Deleting moves the folder to the staging area first, then removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.runtime.db import Database
+from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from services.runtime.pagination import Page
+from services.workspace.git import GitRunner
+from services.workspace.paths import atomic_write, validate_name
+from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
+from services.workspace.templates import DEFAULT_TEMPLATE, TEMPLATES, template_files
+
+# A project's name is also its folder's: letters, digits, '.', '_' and '-', not starting with
+# a dot or a dash (no hidden folders, nothing git or a shell could read as an option).
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Located:
+    """A project and the folder it lives in."""
+
+    project: ProjectRecord
+    directory: Path
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def clean_project_name(name: str, field: str = "name") -> str:
+    name = name.strip()
+    if not _PROJECT_NAME.fullmatch(name) or name.endswith(".lock") or ".." in name:
+        raise InvalidArgument.field(
+            field,
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def project_not_found(key: str) -> NotFound:
+    return NotFound(f"project {key!r} not found", reason="PROJECT_NOT_FOUND")
+
+
+class Projects:
+    def __init__(
+        self,
+        db: Database,
+        root: Path,
+        git: GitRunner,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = db
+        self._root = root
+        self._git = git
+        self._clock = clock
+
+    # --- folders ---------------------------------------------------------------------------
+
+    def user_root(self, user_id: str) -> Path:
+        try:
+            validate_name(user_id)
+        except InvalidArgument:
+            raise InvalidArgument("the caller's user id cannot name a folder") from None
+        if user_id.startswith("."):
+            raise InvalidArgument("the caller's user id cannot name a folder")
+        return self._root / user_id
+
+    async def ensure_user_root(self, user_id: str) -> Path:
+        folder = self.user_root(user_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        return folder
+
+    async def _staging(self) -> Path:
+        folder = self._root / STAGING
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        return folder
+
+    # --- use cases -------------------------------------------------------------------------
+
+    async def create(self, user_id: str, name: str, template: str, author: Author) -> ProjectRecord:
+        name = clean_project_name(name)
+        template = template.strip().lower() or DEFAULT_TEMPLATE
+        if template not in TEMPLATES:
+            raise InvalidArgument.field("template", f"must be one of {', '.join(TEMPLATES)}")
+        home = await self.ensure_user_root(user_id)
+        target = home / name
+        if await asyncio.to_thread(target.exists):
+            raise AlreadyExists(f"a folder named {name!r} already exists", reason="PROJECT_EXISTS")
+        now = self._clock()
+        record = ProjectRecord(str(uuid.uuid4()), user_id, name, template, now, now)
+        staged = (await self._staging()) / record.id
+        try:
+            await self._build(staged, template_files(template, name), author, template)
+            async with self._db.transaction() as session:
+                try:
+                    await ProjectRepository(session).add(record)
+                except NameTaken:
+                    raise AlreadyExists(
+                        f"a project named {name!r} already exists", reason="PROJECT_EXISTS"
+                    ) from None
+                await asyncio.to_thread(_rename_no_replace, staged, target)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staged, True)
+        return record
+
+    async def _build(
+        self, folder: Path, files: dict[str, str], author: Author, template: str
+    ) -> None:
+        await asyncio.to_thread(folder.mkdir, parents=True)
+        for relative, text in files.items():
+            path = folder / relative
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            await atomic_write(path, [text.encode()])
+        await self._git.init(folder)
+        await self._git.commit(
+            folder,
+            f"Start from the {template} template",
+            author_name=author.name,
+            author_email=author.email,
+        )
+
+    async def locate(self, user_id: str, key: str, field: str = "project") -> Located:
+        """The user's project named by id or name, and its folder (which must exist)."""
+        key = key.strip()
+        if not key:
+            raise InvalidArgument.field(field, "is required")
+        async with self._db.reading() as session:
+            record = await ProjectRepository(session).find(user_id, key)
+        if record is None:
+            raise project_not_found(key)
+        directory = self.user_root(user_id) / record.name
+        if not await asyncio.to_thread(directory.is_dir):
+            raise NotFound(
+                f"the folder of project {record.name!r} is missing", reason="PROJECT_NOT_FOUND"
+            )
+        return Located(record, directory)
+
+    async def page(self, user_id: str, page: Page) -> tuple[list[ProjectRecord], int]:
+        async with self._db.reading() as session:
+            return await ProjectRepository(session).page(
+                user_id, offset=page.offset, limit=page.limit
+            )
+
+    async def rename(self, user_id: str, key: str, new_name: str) -> ProjectRecord:
+        new_name = clean_project_name(new_name)
+        located = await self.locate(user_id, key, "id")
+        record = located.project
+        if new_name == record.name:
+            return record
+        target = located.directory.parent / new_name
+        now = self._clock()
+        async with self._db.transaction() as session:
+            try:
+                await ProjectRepository(session).rename(record.id, new_name, now)
+            except NameTaken:
+                raise AlreadyExists(
+                    f"a project named {new_name!r} already exists", reason="PROJECT_EXISTS"
+                ) from None
+            # Inside the transaction: a folder that cannot move rolls the index back.
+            await asyncio.to_thread(_rename_no_replace, located.directory, target)
+        return ProjectRecord(record.id, user_id, new_name, record.template, record.created_at, now)
+
+    async def delete(self, user_id: str, key: str) -> None:
+        located = await self.locate(user_id, key, "id")
+        trash = (await self._staging()) / f"deleted-{uuid.uuid4()}"
+        async with self._db.transaction() as session:
+            await ProjectRepository(session).remove(located.project.id)
+            await asyncio.to_thread(located.directory.rename, trash)
+        await asyncio.to_thread(shutil.rmtree, trash, True)
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        raise AlreadyExists(
+            f"a folder named {target.name!r} already exists", reason="PROJECT_EXISTS"
+        )
+    source.rename(target)

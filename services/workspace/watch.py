@@ -1,0 +1,117 @@
+"""Watching a project for changes, whoever makes them: this service, a terminal, any process.
+
+Scanning, not kernel notifications: a scan of the folder's tree (in a thread, `.git` left out)
+every `interval` seconds, compared with the previous one, sees every change however it was
+made, on any file system, with no limit on watches. What it reports is the difference between
+two scans (a file created and removed between them is not seen), which is what an editor needs
+to refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+
+from services.workspace.files import RESERVED, EntryKind
+
+# Beyond this many entries a scan stops: a watch is for a project, not a disk.
+MAX_ENTRIES = 200_000
+
+
+class Change(Enum):
+    CREATED = "created"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Event:
+    change: Change
+    path: str
+    kind: EntryKind
+    time: datetime
+
+
+Snapshot = dict[str, tuple[EntryKind, int, int]]
+
+
+def scan(folder: Path) -> Snapshot:
+    """Every entry under `folder` (but `.git`): relative path -> (kind, size, mtime in ns)."""
+    found: Snapshot = {}
+    pending = [("", str(folder))]
+    while pending and len(found) < MAX_ENTRIES:
+        base, directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # removed, or not readable, since it was listed
+        for entry in entries:
+            if not base and entry.name == RESERVED:
+                continue
+            relative = f"{base}/{entry.name}" if base else entry.name
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                kind = EntryKind.SYMLINK
+            elif stat.S_ISDIR(info.st_mode):
+                kind = EntryKind.DIRECTORY
+                pending.append((relative, entry.path))
+            else:
+                kind = EntryKind.FILE
+            size = 0 if kind is EntryKind.DIRECTORY else info.st_size
+            found[relative] = (kind, size, info.st_mtime_ns)
+    return found
+
+
+def differences(before: Snapshot, after: Snapshot, now: datetime) -> list[Event]:
+    events = [
+        Event(Change.DELETED, path, kind, now)
+        for path, (kind, _, _) in before.items()
+        if path not in after
+    ]
+    for path, state in after.items():
+        previous = before.get(path)
+        if previous is None:
+            events.append(Event(Change.CREATED, path, state[0], now))
+        elif previous != state and state[0] is not EntryKind.DIRECTORY:
+            # A folder's own mtime moves with its entries, which are reported themselves.
+            events.append(Event(Change.MODIFIED, path, state[0], now))
+    events.sort(key=lambda e: e.path)
+    return events
+
+
+class Watchers:
+    """Runs every watch of this process; `close()` ends them all (at shutdown)."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._closed = asyncio.Event()
+
+    async def close(self) -> None:
+        self._closed.set()
+
+    async def start(self, folder: Path) -> AsyncGenerator[list[Event]]:
+        """The first scan is taken before this returns: every change after it is reported."""
+        first = await asyncio.to_thread(scan, folder)
+        return self._follow(folder, first)
+
+    async def _follow(self, folder: Path, previous: Snapshot) -> AsyncGenerator[list[Event]]:
+        while not self._closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._interval)
+            if self._closed.is_set() or not await asyncio.to_thread(folder.is_dir):
+                return
+            current = await asyncio.to_thread(scan, folder)
+            events = differences(previous, current, datetime.now(UTC))
+            previous = current
+            if events:
+                yield events

@@ -1,0 +1,523 @@
+"""Terminals end to end: the real users, workspace and terminal services on port 0 behind the
+real facade; REST routes and /ws/terminal with real shells in real pseudo-terminals.
+
+SQLite only: the terminal service keeps no database, and the engines are the users' and
+workspace's own tests' concern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from facade.app import create_app
+from facade.config import load_facade_config
+from services.runtime.config import RuntimeConfig
+from services.runtime.migrations import upgrade
+from services.runtime.server import running
+from services.terminal.server import build as build_terminal
+from services.workspace.server import build as build_workspace
+
+Client = TestClient[web.Request, web.Application]
+Socket = aiohttp.ClientWebSocketResponse
+
+PASSWORD = "correct-horse-9"
+DEAD = "127.0.0.1:1"
+WAIT = 15.0
+SESSION_ID = re.compile(r"^session_\d{13}_[0-9a-f]{12}$")
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+@dataclass
+class System:
+    client: Client
+    root: Path
+    terminal_port: int
+
+
+Start = Callable[..., contextlib.AbstractAsyncContextManager[System]]
+
+
+@pytest.fixture
+def workspace_database(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'workspace.db'}"
+    upgrade("workspace", url)
+    return url
+
+
+@pytest.fixture
+def start_system(
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    workspace_database: str,
+    tmp_path: Path,
+) -> Start:
+    """Workspace, terminal and the facade in front of them (users from its fixture); keyword
+    arguments are the terminal service's environment."""
+
+    @contextlib.asynccontextmanager
+    async def start(**terminal_env: str) -> AsyncIterator[System]:
+        users = users_service.addresses["users"][0]
+        root = tmp_path / "workspaces"
+        shared = {"USERS_ADDRS": users, "WORKSPACE_ROOT": str(root)}
+        workspace_config = make_config(
+            "workspace", WORKSPACE_DATABASE_URL=workspace_database, **shared
+        )
+        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
+            workspace_address = f"127.0.0.1:{workspace.port}"
+            terminal_config = make_config(
+                "terminal",
+                WORKSPACE_ADDRS=workspace_address,
+                TERMINAL_SHELLS="/bin/bash,/bin/sh",
+                TERMINAL_CLOSE_GRACE="0.5",
+                **shared,
+                **terminal_env,
+            )
+            async with running(terminal_config, build_terminal, port=0, grace=1) as terminal:
+                env = {
+                    "USERS_ADDRS": users,
+                    "PORTFOLIO_ADDRS": DEAD,
+                    "ASSISTANT_ADDRS": DEAD,
+                    "TERMINAL_ADDRS": f"127.0.0.1:{terminal.port}",
+                    "WORKSPACE_ADDRS": workspace_address,
+                    "RATE_LIMIT_API": "0",
+                    "RATE_LIMIT_AUTH": "0",
+                }
+                config = load_facade_config(env, runtime=make_config("facade", **env))
+                async with TestClient(TestServer(create_app(config))) as client:
+                    yield System(client, root, terminal.port)
+
+    return start
+
+
+@pytest.fixture
+async def system(start_system: Start) -> AsyncIterator[System]:
+    async with start_system() as started:
+        yield started
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    token: str
+    id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def register(client: Client) -> User:
+    email = f"u{os.urandom(5).hex()}@example.com"
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+    )
+    assert response.status == 201, await response.text()
+    data = (await response.json())["data"]
+    return User(data["tokens"]["accessToken"], data["user"]["id"])
+
+
+async def call(
+    client: Client, method: str, path: str, user: User, expect: int = 200, **kwargs: Any
+) -> Any:
+    response = await client.request(method, path, headers=user.headers, **kwargs)
+    body = await response.json()
+    assert response.status == expect, body
+    return body
+
+
+async def create(client: Client, user: User, expect: int = 201, **fields: Any) -> Any:
+    body = await call(
+        client, "POST", "/api/v1/terminal/terminals/create", user, expect, json=fields
+    )
+    return body["data"] if expect == 201 else body
+
+
+async def output_until(
+    client: Client, user: User, session_id: str, pattern: str, within: float = WAIT
+) -> str:
+    """The session's recent output (history), once it matches `pattern`."""
+    deadline = time.monotonic() + within
+    while True:
+        body = await call(client, "GET", f"/api/v1/terminal/terminals/{session_id}/history", user)
+        output: str = body["data"]["recentOutput"]
+        if re.search(pattern, output):
+            return output
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} in {output[-400:]!r}")
+        await asyncio.sleep(0.05)
+
+
+async def write(client: Client, user: User, session_id: str, data: str) -> Any:
+    return await call(
+        client,
+        "POST",
+        f"/api/v1/terminal/terminals/{session_id}/write",
+        user,
+        json={"data": data},
+    )
+
+
+async def socket(client: Client, user: User, path: str = "/ws/terminal") -> Socket:
+    ws: Socket = await client.ws_connect(f"{path}?token={user.token}")
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    return ws
+
+
+async def receive(ws: Socket, kind: str, within: float = WAIT) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        message: dict[str, Any] = await ws.receive_json(timeout=deadline - time.monotonic())
+        if message["type"] == kind:
+            return message
+
+
+async def read_output(ws: Socket, pattern: str, within: float = WAIT) -> str:
+    """`data` messages joined, until they match `pattern`."""
+    seen = ""
+    deadline = time.monotonic() + within
+    while not re.search(pattern, seen):
+        try:
+            message = await ws.receive_json(timeout=deadline - time.monotonic())
+        except TimeoutError:
+            raise AssertionError(f"no {pattern!r} in {seen[-400:]!r}") from None
+        if message["type"] == "data":
+            seen += message["data"]
+        elif message["type"] in ("exit", "error"):
+            raise AssertionError(f"{message} before {pattern!r}; output {seen[-400:]!r}")
+    return seen
+
+
+def gone(pid: int) -> bool:
+    """No such process: neither running nor a zombie waiting to be reaped (kill(0) finds
+    both)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def until_gone(pid: int, within: float = WAIT) -> None:
+    deadline = time.monotonic() + within
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} is still there")
+        await asyncio.sleep(0.05)
+
+
+# --- REST ----------------------------------------------------------------------------------
+
+
+async def test_a_terminal_starts_in_the_users_own_root_and_reports_itself(
+    system: System,
+) -> None:
+    client = system.client
+    ann = await register(client)
+    terminal = await create(client, ann)
+    assert SESSION_ID.match(terminal["sessionId"])
+    assert terminal["pid"] > 0
+    assert (terminal["cols"], terminal["rows"]) == (80, 24)
+    assert terminal["state"] == "running"
+    assert terminal["userId"] == ann.id
+    assert terminal["shell"] == "/bin/bash"
+    assert terminal["projectId"] == ""
+    await write(client, ann, terminal["sessionId"], "pwd\n")
+    output = await output_until(client, ann, terminal["sessionId"], r"workspaces/\S+\r\n")
+    assert str(system.root.resolve() / ann.id) in output
+    got = await call(client, "GET", f"/api/v1/terminal/terminals/{terminal['sessionId']}", ann)
+    assert got["data"]["pid"] == terminal["pid"]
+    assert got["data"]["lastActivity"] >= terminal["createdAt"]
+
+
+async def test_a_terminal_in_a_project_starts_in_its_directory(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    body = await call(
+        client,
+        "POST",
+        "/api/v1/workspace/projects",
+        ann,
+        201,
+        json={"name": "research", "template": "notes"},
+    )
+    project = body["data"]
+    terminal = await create(  # noqa: S604 - a request field, not a subprocess flag
+        client, ann, projectId=project["id"], cols=100, rows=30, shell="/bin/sh"
+    )
+    assert terminal["projectId"] == project["id"]
+    assert (terminal["cols"], terminal["rows"], terminal["shell"]) == (100, 30, "/bin/sh")
+    await write(client, ann, terminal["sessionId"], "pwd; ls\n")
+    output = await output_until(client, ann, terminal["sessionId"], r"README\.md")
+    assert f"{ann.id}/" in output and "research" in output
+
+
+async def test_bad_requests_get_clear_4xx(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    bob = await register(client)
+    unknown = await create(client, ann, 404, projectId="no-such-project")
+    assert unknown["error"]["code"] in ("NOT_FOUND", "PROJECT_NOT_FOUND")
+    dims = await create(client, ann, 422, cols=-1, rows=9000)
+    assert {f["field"] for f in dims["error"]["fields"]} == {"cols", "rows"}
+    shell = await create(client, ann, 422, shell="/usr/bin/python3")  # noqa: S604
+    assert shell["error"]["fields"][0]["field"] == "shell"
+    terminal = await create(client, ann)
+    sid = terminal["sessionId"]
+    # Another user's session is exactly as unknown as a missing one.
+    for path in (f"/api/v1/terminal/terminals/{sid}", "/api/v1/terminal/terminals/session_1_x"):
+        body = await call(client, "GET", path, bob, 404)
+        assert body["success"] is False and body["error"]["code"] == "NOT_FOUND"
+    await call(client, "DELETE", f"/api/v1/terminal/terminals/{sid}", bob, 404)
+    await call(
+        client, "POST", f"/api/v1/terminal/terminals/{sid}/write", bob, 404, json={"data": "x"}
+    )
+    huge = await call(
+        client,
+        "POST",
+        f"/api/v1/terminal/terminals/{sid}/write",
+        ann,
+        413,
+        json={"data": "x" * (64 * 1024 + 1)},
+    )
+    assert huge["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    resize = await call(
+        client,
+        "POST",
+        f"/api/v1/terminal/terminals/{sid}/resize",
+        ann,
+        422,
+        json={"cols": 5000, "rows": 10},
+    )
+    assert resize["error"]["fields"] == [
+        {"field": "cols", "description": "must be between 1 and 1000"}
+    ]
+    # Nothing of that reached the session.
+    assert (await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann))["data"][
+        "cols"
+    ] == 80
+
+
+async def test_write_resize_history_and_close(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    terminal = await create(client, ann)
+    sid, pid = terminal["sessionId"], terminal["pid"]
+    written = await write(client, ann, sid, "echo one-$((40+2))\n")
+    assert written["data"]["bytesWritten"] == len("echo one-$((40+2))\n")
+    await output_until(client, ann, sid, r"one-42")
+    resized = await call(
+        client,
+        "POST",
+        f"/api/v1/terminal/terminals/{sid}/resize",
+        ann,
+        json={"cols": 132, "rows": 40},
+    )
+    assert (resized["data"]["cols"], resized["data"]["rows"]) == (132, 40)
+    await write(client, ann, sid, "stty size\n")
+    await output_until(client, ann, sid, r"40 132")
+    history = await call(client, "GET", f"/api/v1/terminal/terminals/{sid}/history", ann)
+    assert history["data"]["commands"] == ["echo one-$((40+2))", "stty size"]
+    tail = await call(client, "GET", f"/api/v1/terminal/terminals/{sid}/history?outputBytes=8", ann)
+    assert len(tail["data"]["recentOutput"].encode()) <= 8
+    await call(client, "DELETE", f"/api/v1/terminal/terminals/{sid}", ann)
+    await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann, 404)
+    await until_gone(pid)
+
+
+async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
+    start_system: Start,
+) -> None:
+    async with start_system(TERMINAL_MAX_SESSIONS_PER_USER="2") as system:
+        client = system.client
+        admin = await register(client)  # the first user registered is the first admin
+        ann = await register(client)
+        first = await create(client, ann)
+        second = await create(client, ann)
+        capped = await create(client, ann, 429)
+        assert capped["error"]["code"] == "TERMINAL_LIMIT"
+        assert capped["error"]["retryAfter"] >= 1
+        mine = await create(client, admin)
+        listed = await call(client, "GET", "/api/v1/terminal/terminals?limit=1", ann)
+        assert [t["sessionId"] for t in listed["data"]] == [first["sessionId"]]
+        assert listed["pagination"] == {"page": 1, "limit": 1, "total": 2, "totalPages": 2}
+        forbidden = await call(client, "GET", "/api/v1/terminal/terminals?allUsers=true", ann, 403)
+        assert forbidden["success"] is False
+        everyone = await call(client, "GET", "/api/v1/terminal/terminals?allUsers=true", admin)
+        assert {t["sessionId"] for t in everyone["data"]} == {
+            first["sessionId"],
+            second["sessionId"],
+            mine["sessionId"],
+        }
+        stats = (await call(client, "GET", "/api/v1/terminal/terminals/stats/overview", ann))[
+            "data"
+        ]
+        assert stats["activeSessions"] == 2 and stats["mySessions"] == 2
+        assert stats["allUsers"] is False and stats["users"] == 1
+        assert stats["maxSessionsPerUser"] == 2 and stats["maxSessions"] == 1000
+        assert int(stats["memoryBytes"]) > 10 * 1024 * 1024
+        assert int(stats["shellMemoryBytes"]) > 0
+        overall = (await call(client, "GET", "/api/v1/terminal/terminals/stats/overview", admin))[
+            "data"
+        ]
+        assert overall["activeSessions"] == 3 and overall["users"] == 2
+        assert overall["allUsers"] is True and overall["mySessions"] == 1
+        # A closed session frees its place under the cap.
+        await call(client, "DELETE", f"/api/v1/terminal/terminals/{first['sessionId']}", ann)
+        await create(client, ann)
+
+
+async def test_the_shell_gets_no_secret_from_the_service_environment(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    sid = (await create(client, ann))["sessionId"]
+    await write(client, ann, sid, "env; echo end-$((40+2))\n")
+    output = await output_until(client, ann, sid, r"end-42")
+    names = {line.split("=", 1)[0] for line in output.splitlines() if "=" in line}
+    assert {"TERM", "HOME", "PATH"} <= names
+    assert not names & {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "CLAUDE_API_KEY"}
+    assert "test-secret" not in output.lower()
+
+
+# --- /ws/terminal --------------------------------------------------------------------------
+
+
+async def test_join_echo_resize_and_ping_over_the_socket(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    sid = (await create(client, ann))["sessionId"]
+    ws = await socket(client, ann)
+    await ws.send_json({"type": "join", "sessionId": sid})
+    joined = await receive(ws, "joined")
+    assert joined["sessionId"] == sid and joined["terminal"]["state"] == "running"
+    await ws.send_json({"type": "data", "data": "echo ws-$((40+2)) é\r"})
+    assert "ws-42 é" in await read_output(ws, r"ws-42 é")
+    await ws.send_json({"type": "resize", "cols": 90, "rows": 33})
+    await ws.send_json({"type": "data", "data": "stty size\r"})
+    await read_output(ws, r"33 90")
+    await ws.send_json({"type": "ping"})
+    await receive(ws, "pong")
+    await ws.send_json({"type": "resize", "cols": -1, "rows": 10})
+    error = await receive(ws, "error")
+    assert error["code"] == "VALIDATION_ERROR" and "cols" in error["message"]
+    await ws.close()
+
+
+async def test_two_tabs_watch_one_session_and_a_reconnect_replays_recent_output(
+    system: System,
+) -> None:
+    client = system.client
+    ann = await register(client)
+    sid = (await create(client, ann))["sessionId"]
+    first = await socket(client, ann)
+    second = await socket(client, ann, "/ws/terminal-v2")  # the seed's path
+    for ws in (first, second):
+        await ws.send_json({"type": "join", "sessionId": sid})
+        await receive(ws, "joined")
+    await first.send_json({"type": "data", "data": "echo shared-$((40+2))\r"})
+    for ws in (first, second):
+        await read_output(ws, r"shared-42")
+    await first.close()
+    await second.close()
+    again = await socket(client, ann)
+    await again.send_json({"type": "join", "sessionId": sid})
+    await receive(again, "joined")
+    replay = await read_output(again, r"shared-42")
+    assert "echo shared-$((40+2))" in replay
+    await again.send_json({"type": "data", "data": "echo after-$((40+2))\r"})
+    await read_output(again, r"after-42")
+    await again.close()
+
+
+async def test_socket_refusals_and_exit(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    bob = await register(client)
+    sid = (await create(client, ann))["sessionId"]
+    ws = await socket(client, bob)
+    await ws.send_json({"type": "data", "data": "ls\r"})
+    assert (await receive(ws, "error"))["code"] == "NOT_JOINED"
+    await ws.send_json({"type": "join", "sessionId": sid})  # ann's: as unknown as none
+    assert (await receive(ws, "error"))["code"] == "NOT_FOUND"
+    await ws.send_json({"type": "join", "sessionId": "session_1_nothing"})
+    assert (await receive(ws, "error"))["code"] == "NOT_FOUND"
+    await ws.send_json({"type": "launch"})
+    assert (await receive(ws, "error"))["code"] == "UNKNOWN_TYPE"
+    await ws.close()
+    # The owner's shell exits: the socket hears the exit code.
+    own = await socket(client, ann)
+    await own.send_json({"type": "join", "sessionId": sid})
+    await receive(own, "joined")
+    await own.send_json({"type": "data", "data": "exit 3\r"})
+    assert await receive(own, "exit") == {"type": "exit", "code": 3, "reason": "exited"}
+    await own.send_json({"type": "data", "data": "ls\r"})
+    assert (await receive(own, "error"))["code"] == "NOT_JOINED"
+    state = await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann)
+    assert state["data"]["state"] == "exited" and state["data"]["exitCode"] == 3
+    await own.close()
+
+
+async def test_deleting_a_session_ends_its_sockets_attachment(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    terminal = await create(client, ann)
+    ws = await socket(client, ann)
+    await ws.send_json({"type": "join", "sessionId": terminal["sessionId"]})
+    await receive(ws, "joined")
+    # A background job in its own process group must end with the session too.
+    await ws.send_json({"type": "data", "data": "sleep 300 & echo bg-$!\r"})
+    job = int(re.findall(r"bg-(\d+)", await read_output(ws, r"bg-\d+\r\n"))[-1])
+    await call(client, "DELETE", f"/api/v1/terminal/terminals/{terminal['sessionId']}", ann)
+    assert await receive(ws, "exit") == {"type": "exit", "code": 0, "reason": "closed"}
+    await until_gone(terminal["pid"])
+    await until_gone(job)
+    await ws.close()
+
+
+async def test_a_yes_flood_does_not_starve_another_session(start_system: Start) -> None:
+    async with start_system(TERMINAL_OUTPUT_RATE="262144") as system:
+        client = system.client
+        ann = await register(client)
+        flood = (await create(client, ann))["sessionId"]
+        quiet = (await create(client, ann))["sessionId"]
+        flooding = await socket(client, ann)
+        await flooding.send_json({"type": "join", "sessionId": flood})
+        await receive(flooding, "joined")
+        await flooding.send_json({"type": "data", "data": "yes\r"})
+        await read_output(flooding, r"(y\r\n){100}")
+        talker = await socket(client, ann)
+        await talker.send_json({"type": "join", "sessionId": quiet})
+        await receive(talker, "joined")
+        for n in range(3):
+            await talker.send_json({"type": "data", "data": f"echo quiet{n}-$((40+2))\r"})
+            await read_output(talker, rf"quiet{n}-42")
+        await flooding.send_json({"type": "data", "data": "\x03"})
+        await flooding.close()
+        await talker.close()
+
+
+async def test_stopping_the_service_ends_every_shell(start_system: Start) -> None:
+    async with start_system() as system:
+        client = system.client
+        ann = await register(client)
+        pids = [(await create(client, ann))["pid"] for _ in range(3)]
+    for pid in pids:
+        await until_gone(pid)

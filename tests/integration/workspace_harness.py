@@ -1,0 +1,193 @@
+"""Fixtures for the workspace service's tests: a migrated workspace database beside the users
+one, a real users service (tokens, profiles), a real workspace server on port 0 with its root,
+a folder of bare repositories allowed as file:// remotes, and the real facade in front.
+
+Test modules import the fixtures they use from here."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
+
+from facade.app import create_app
+from facade.config import load_facade_config
+from services.runtime.config import RuntimeConfig
+from services.runtime.migrations import upgrade
+from services.runtime.server import running
+from services.workspace.server import build as build_workspace
+from tests.conftest import POSTGRES_ADMIN_URL
+
+PASSWORD = "correct-horse-9"
+DEAD = "127.0.0.1:1"
+Metadata = tuple[tuple[str, str], ...]
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def workspace_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated workspace database on the same engine as `database_url` (users keeps that
+    one: each service owns its own database and migration history)."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'workspace.db'}"
+        upgrade("workspace", url)
+        yield url
+        return
+    name = f"{database_url.rsplit('/', 1)[1]}_workspace"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade("workspace", url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class User:
+    metadata: Metadata
+    id: str
+    email: str
+    token: str
+
+
+@dataclass
+class WorkspaceService:
+    """A running workspace service and what a test needs to talk to it."""
+
+    stub: workspace_pb2_grpc.WorkspaceServiceStub
+    users: users_pb2_grpc.UsersServiceStub
+    address: str
+    users_address: str
+    root: Path
+    remotes: Path
+    config: RuntimeConfig
+
+    async def user(self, name: str = "Ada Lovelace") -> User:
+        email = f"u{uuid.uuid4().hex[:10]}@example.com"
+        reply = await self.users.Register(
+            users_pb2.RegisterRequest(email=email, password=PASSWORD, name=name)
+        )
+        token = reply.tokens.access_token
+        return User((("authorization", f"Bearer {token}"),), reply.user.id, email, token)
+
+    async def project(
+        self, who: User, name: str = "demo", template: str = "empty"
+    ) -> workspace_pb2.Project:
+        reply = await self.stub.CreateProject(
+            workspace_pb2.CreateProjectRequest(name=name, template=template),
+            metadata=who.metadata,
+        )
+        return reply.project
+
+    def bare_remote(self, name: str = "origin.git") -> Path:
+        """A new bare repository inside the allowed remotes folder."""
+        path = self.remotes / name
+        subprocess.run(
+            ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)], check=True
+        )
+        return path
+
+
+StartWorkspace = Callable[..., contextlib.AbstractAsyncContextManager[WorkspaceService]]
+
+
+@pytest.fixture
+def start_workspace(
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    workspace_database_url: str,
+    tmp_path: Path,
+) -> StartWorkspace:
+    """`start_workspace(**env)` runs a workspace server; keyword arguments are environment
+    variables."""
+
+    @contextlib.asynccontextmanager
+    async def start(**environ: str) -> AsyncIterator[WorkspaceService]:
+        root = tmp_path / "workspaces"
+        remotes = tmp_path / "remotes"
+        remotes.mkdir(exist_ok=True)
+        users_address = users_service.addresses["users"][0]
+        settings = {
+            "WORKSPACE_DATABASE_URL": workspace_database_url,
+            "USERS_ADDRS": users_address,
+            "WORKSPACE_ROOT": str(root),
+            "WORKSPACE_GIT_FILE_ROOTS": str(remotes),
+            "WORKSPACE_WATCH_INTERVAL": "0.05",
+            "WORKSPACE_GIT_TIMEOUT": "30",
+            **environ,
+        }
+        config = make_config("workspace", **settings)
+        async with (
+            running(config, build_workspace, port=0, grace=0) as service,
+            grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+            grpc.aio.insecure_channel(users_address) as users_channel,
+        ):
+            yield WorkspaceService(
+                workspace_pb2_grpc.WorkspaceServiceStub(channel),
+                users_pb2_grpc.UsersServiceStub(users_channel),
+                f"127.0.0.1:{service.port}",
+                users_address,
+                Path(settings["WORKSPACE_ROOT"]),
+                remotes,
+                config,
+            )
+
+    return start
+
+
+@pytest.fixture
+async def workspace(start_workspace: StartWorkspace) -> AsyncIterator[WorkspaceService]:
+    async with start_workspace() as service:
+        yield service
+
+
+OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture
+def open_facade(
+    make_config: Callable[..., RuntimeConfig], workspace: WorkspaceService
+) -> OpenFacade:
+    """The real facade in front of the real users and workspace services."""
+
+    @contextlib.asynccontextmanager
+    async def start(**environ: str) -> AsyncIterator[Client]:
+        env = {
+            "USERS_ADDRS": workspace.users_address,
+            "WORKSPACE_ADDRS": workspace.address,
+            "PORTFOLIO_ADDRS": DEAD,
+            "ASSISTANT_ADDRS": DEAD,
+            "TERMINAL_ADDRS": DEAD,
+            "RATE_LIMIT_API": "0",
+            "RATE_LIMIT_AUTH": "0",
+            **environ,
+        }
+        config = load_facade_config(env, runtime=make_config("facade", **env))
+        async with TestClient(TestServer(create_app(config))) as client:
+            yield client
+
+    return start
+
+
+@pytest.fixture
+async def facade(open_facade: OpenFacade) -> AsyncIterator[Client]:
+    async with open_facade() as client:
+        yield client
+
+
+def bearer(who: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {who.token}"}
