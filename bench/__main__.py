@@ -1,6 +1,7 @@
 """`make bench`: the figures of issue 3 (foundation), each a ratio to baselines measured in the
-same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py).
-`--only foundation|portfolio|trades|ws` runs one part.
+same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py),
+then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py).
+`--only foundation|portfolio|trades|ws|workspace` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -62,6 +63,13 @@ from bench.system import (
     system_environment,
     wait_for_port,
     wait_until_idle,
+)
+from bench.workspace import (
+    WorkspaceReport,
+    WorkspaceSettings,
+    describe_workspace,
+    print_workspace,
+    run_workspace,
 )
 
 
@@ -273,11 +281,12 @@ def run(settings: Settings) -> Report:
 
 
 PARTS = {
-    "all": ("foundation", "trades", "ws"),
+    "all": ("foundation", "trades", "ws", "workspace"),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
     "ws": ("ws",),
+    "workspace": ("workspace",),
 }
 
 
@@ -286,6 +295,7 @@ class Plan:
     parts: tuple[str, ...]
     foundation: Settings
     portfolio: PortfolioSettings
+    workspace: WorkspaceSettings
 
 
 def parse_args(argv: Sequence[str]) -> Plan:
@@ -294,7 +304,8 @@ def parse_args(argv: Sequence[str]) -> Plan:
         "--only",
         choices=sorted(PARTS),
         default="all",
-        help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone",
+        help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
+        " workspace (issue 6)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -345,7 +356,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
     )
     parts = PARTS[args.only]
     portfolio_settings = PortfolioSettings(
-        parts=tuple(p for p in parts if p != "foundation"),
+        parts=tuple(p for p in parts if p in ("trades", "ws")),
         databases=databases,
         # Accounts are set-up only here: logins are not what these figures measure.
         bcrypt_cost=4,
@@ -366,7 +377,11 @@ def parse_args(argv: Sequence[str]) -> Plan:
         update_interval_ms=1000,
         sample_per_process=5,
     )
-    return Plan(parts, foundation, portfolio_settings)
+    workspace_settings = WorkspaceSettings(
+        file_mb=20, rounds=max(1, min(args.rounds + 1, 5)), files=10_000, list_requests=500,
+        bcrypt_cost=4,
+    )  # fmt: skip
+    return Plan(parts, foundation, portfolio_settings, workspace_settings)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -384,15 +399,20 @@ def main(argv: Sequence[str]) -> int:
         )
     if plan.portfolio.parts:
         print(describe_portfolio(plan.portfolio), flush=True)
+    if "workspace" in plan.parts:
+        print(describe_workspace(plan.workspace), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
+    workspace: WorkspaceReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
                 report = run(settings)
             if plan.portfolio.parts:
                 portfolio = run_portfolio(plan.portfolio)
+            if "workspace" in plan.parts:
+                workspace = run_workspace(plan.workspace)
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -406,6 +426,8 @@ def main(argv: Sequence[str]) -> int:
         print_table(report)
     if portfolio is not None:
         print_portfolio(portfolio)
+    if workspace is not None:
+        print_workspace(workspace)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:

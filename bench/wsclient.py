@@ -19,12 +19,14 @@ import os
 import struct
 import time
 from collections.abc import Callable
+from typing import cast
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 NO_STATUS = 1005
 ABNORMAL = 1006
 CLOSE_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 30.0
 
 OnText = Callable[[str, float], None]
 
@@ -76,8 +78,8 @@ class RawWebSocket(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not registered as asyncio.Transport: no isinstance check.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         received = time.time()
@@ -212,5 +214,10 @@ async def connect(
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
-    await protocol.opened
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            await protocol.opened
+    except TimeoutError:
+        transport.abort()
+        raise ConnectionError("no answer to the upgrade request") from None
     return protocol

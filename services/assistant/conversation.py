@@ -113,6 +113,9 @@ class Answer:
         finally:
             if not self._task.done():
                 self._task.cancel()
+                # The answer keeps what it streamed before this returns: whoever stopped it
+                # (a client, a shutting-down server) finds it stored.
+                await asyncio.wait({self._task})
 
 
 class Assistant:
@@ -199,13 +202,13 @@ class Assistant:
     ) -> AsyncIterator[AnswerEvent]:
         user_id = identity.user_id
         if session is None:
-            session = await self._chats.create_session(user_id, title_from(text), model)
+            session, asked = await self._chats.start_session(user_id, title_from(text), model, text)
             yield SessionStarted(session)
-            history: list[Message] = []
+            history = [asked]
         else:
             history = await self._chats.messages(user_id, session.id)
-        asked = await self._chats.add_message(user_id, session.id, Role.USER, text)
-        history.append(asked)
+            asked = await self._chats.add_message(user_id, session.id, Role.USER, text)
+            history.append(asked)
         stored = [asked]
         total = Usage()
         for round_number in range(1, self._config.max_tool_rounds + 1):

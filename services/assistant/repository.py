@@ -124,7 +124,10 @@ class Chats:
 
     # --- sessions ------------------------------------------------------------------------------
 
-    async def create_session(self, user_id: str, title: str, model: str) -> Session:
+    async def start_session(
+        self, user_id: str, title: str, model: str, first: str
+    ) -> tuple[Session, Message]:
+        """A new session holding the user's first message (one write: one transaction)."""
         now = _now()
         session = Session(_new_id(), user_id, None, title, model, now, now)
         async with self._db.transaction() as tx:
@@ -139,7 +142,10 @@ class Chats:
                     updated_at=now,
                 )
             )
-        return session
+            message = await self._insert_message(
+                tx, user_id, session.id, Role.USER, first, sequence=1
+            )
+        return session, message
 
     async def session(self, user_id: str, session_id: str) -> Session:
         async with self._db.reading() as tx:
@@ -223,6 +229,46 @@ class Chats:
         usage: Usage | None = None,
     ) -> Message:
         """Append a message to a session (the session must still be the user's)."""
+        async with self._db.transaction() as tx:
+            await self._owned_session(tx, user_id, session_id)
+            last = (
+                await tx.execute(
+                    select(func.max(messages.c.sequence)).where(messages.c.session_id == session_id)
+                )
+            ).scalar_one()
+            message = await self._insert_message(
+                tx,
+                user_id,
+                session_id,
+                role,
+                content,
+                sequence=(last or 0) + 1,
+                tool_calls=tool_calls,
+                incomplete=incomplete,
+                model=model,
+                usage=usage or Usage(),
+            )
+            await tx.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id)
+                .values(updated_at=message.created_at)
+            )
+        return message
+
+    @staticmethod
+    async def _insert_message(
+        tx: AsyncSession,
+        user_id: str,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        sequence: int,
+        tool_calls: Sequence[ToolCall] = (),
+        incomplete: bool = False,
+        model: str = "",
+        usage: Usage | None = None,
+    ) -> Message:
         usage = usage or Usage()
         message = Message(
             id=_new_id(),
@@ -235,34 +281,22 @@ class Chats:
             model=model,
             usage=usage,
         )
-        async with self._db.transaction() as tx:
-            await self._owned_session(tx, user_id, session_id)
-            last = (
-                await tx.execute(
-                    select(func.max(messages.c.sequence)).where(messages.c.session_id == session_id)
-                )
-            ).scalar_one()
-            await tx.execute(
-                messages.insert().values(
-                    id=message.id,
-                    session_id=session_id,
-                    user_id=user_id,
-                    sequence=(last or 0) + 1,
-                    role=role.value,
-                    content=content,
-                    tool_calls=json.dumps([c.as_json() for c in tool_calls]),
-                    incomplete=incomplete,
-                    model=model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    created_at=message.created_at,
-                )
+        await tx.execute(
+            messages.insert().values(
+                id=message.id,
+                session_id=session_id,
+                user_id=user_id,
+                sequence=sequence,
+                role=role.value,
+                content=content,
+                tool_calls=json.dumps([c.as_json() for c in tool_calls]),
+                incomplete=incomplete,
+                model=model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                created_at=message.created_at,
             )
-            await tx.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(updated_at=message.created_at)
-            )
+        )
         return message
 
     async def tokens_since(self, user_id: str, since: datetime) -> int:

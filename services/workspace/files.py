@@ -345,10 +345,16 @@ class Files:
                 yield chunk
 
         async with self._writing(target):
-            await asyncio.to_thread(check_again_after_creating_parents, project, target)
-            if await asyncio.to_thread(target.is_dir):
-                raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
-            await atomic_write(target, bounded())
+            created = await asyncio.to_thread(_missing_parents, target)
+            try:
+                await asyncio.to_thread(check_again_after_creating_parents, project, target)
+                if await asyncio.to_thread(target.is_dir):
+                    raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
+                await atomic_write(target, bounded())
+            except BaseException:
+                # Nothing of a failed upload stays: not even the folders made for it.
+                await asyncio.to_thread(_remove_empty, created)
+                raise
             sha = await asyncio.to_thread(_file_sha, target)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
@@ -373,6 +379,22 @@ class Files:
                 await asyncio.to_thread(file.close)
 
         return content_type, chunks()
+
+
+def _missing_parents(target: Path) -> list[Path]:
+    """`target`'s parent folders that do not exist yet, deepest first."""
+    missing = []
+    for parent in target.parents:
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _open_file(target: Path) -> io.BufferedReader:

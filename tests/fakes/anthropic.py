@@ -93,8 +93,10 @@ class FakeAnthropic:
         api_key: str = API_KEY,
         tokens_per_second: float = 0.0,
         default: Callable[[dict[str, Any]], Reply] | None = None,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
+        self.port = port
         # 0: deltas as fast as they can be written; else this many per second.
         self.tokens_per_second = tokens_per_second
         self.replies: deque[Reply] = deque()
@@ -116,7 +118,7 @@ class FakeAnthropic:
         # No access log: it would print request headers' neighbours, keys included.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"

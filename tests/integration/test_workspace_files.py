@@ -26,6 +26,7 @@ from services.runtime.errors import parse_status
 from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
+    shell,
     start_workspace,
     workspace,
     workspace_database_url,
@@ -41,6 +42,12 @@ MB = 1024 * 1024
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     return sqlite_url
+
+
+def hash_object(folder: Path, path: str) -> str:
+    """What git itself says the file's blob sha is."""
+    done = subprocess.run(["git", "hash-object", path], cwd=folder, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def git_sha(data: bytes) -> str:
@@ -102,10 +109,7 @@ async def test_a_file_is_read_as_text_with_its_git_blob_sha(workspace: Workspace
     data = "héllo\n".encode()
     assert (got.file.path, got.file.content, got.file.encoding) == ("docs/a.md", "héllo\n", "utf-8")
     assert (got.file.sha, got.file.size) == (git_sha(data), len(data))
-    hashed = subprocess.run(
-        ["git", "hash-object", "docs/a.md"], cwd=folder, capture_output=True, text=True
-    )
-    assert got.file.sha == hashed.stdout.strip()
+    assert got.file.sha == hash_object(folder, "docs/a.md")
 
     binary = await workspace.stub.GetFile(
         W.GetFileRequest(project=project.id, path="blob.bin"), metadata=ada.metadata
@@ -332,8 +336,12 @@ async def test_symlinks_leading_outside_are_refused(
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert sorted(p.name for p in secret.parent.iterdir()) == [".git", ".gitignore",
-                                                               "README.md", "secret.txt"]  # fmt: skip
+    assert sorted(p.name for p in secret.parent.iterdir()) == [
+        ".git",
+        ".gitignore",
+        "README.md",
+        "secret.txt",
+    ]
     assert secret.read_text() == "bob's\n"
 
 
@@ -410,14 +418,15 @@ async def test_an_upload_over_the_limit_is_refused_and_leaves_nothing_written(
     async with start_workspace(WORKSPACE_MAX_UPLOAD_BYTES=str(MB)) as service:  # type: ignore[operator]
         ada, project, folder = await setup(service)
         (folder / "big.bin").write_bytes(b"old")
-        error = await expect_error(
-            service.stub.UploadFile(
-                iter(upload_messages(project.id, "big.bin", b"x" * (MB + 1))),
-                metadata=ada.metadata,
-            ),
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        )
-        assert reason(error) == "FILE_TOO_LARGE"
+        for path in ("big.bin", "new/deep/big.bin"):
+            error = await expect_error(
+                service.stub.UploadFile(
+                    iter(upload_messages(project.id, path, b"x" * (MB + 1))),
+                    metadata=ada.metadata,
+                ),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
+            assert reason(error) == "FILE_TOO_LARGE"
         assert (folder / "big.bin").read_bytes() == b"old"
         assert sorted(p.name for p in folder.iterdir()) == [
             ".git",
@@ -473,13 +482,13 @@ async def test_watching_reports_changes_made_from_a_shell(workspace: WorkspaceSe
         W.WatchFilesRequest(project=project.id), metadata=ada.metadata
     )
     await stream.initial_metadata()  # the first scan is taken: later changes are reported
-    subprocess.run(["sh", "-c", "echo hi > from-shell.txt && rm README.md"], cwd=folder, check=True)
+    await shell(folder, "echo hi > from-shell.txt && rm README.md")
     events = await asyncio.wait_for(next_events(stream, 2), 10)
     assert sorted(events) == [
         (W.CHANGE_KIND_CREATED, "from-shell.txt"),
         (W.CHANGE_KIND_DELETED, "README.md"),
     ]
-    subprocess.run(["sh", "-c", "echo more >> from-shell.txt"], cwd=folder, check=True)
+    await shell(folder, "echo more >> from-shell.txt")
     assert await asyncio.wait_for(next_events(stream, 1), 10) == [
         (W.CHANGE_KIND_MODIFIED, "from-shell.txt")
     ]
@@ -487,7 +496,7 @@ async def test_watching_reports_changes_made_from_a_shell(workspace: WorkspaceSe
 
 
 async def test_watching_another_users_project_is_not_found(workspace: WorkspaceService) -> None:
-    ada, project, _ = await setup(workspace)
+    _, project, _ = await setup(workspace)
     bob = await workspace.user()
     stream = workspace.stub.WatchFiles(
         W.WatchFilesRequest(project=project.id), metadata=bob.metadata

@@ -82,11 +82,15 @@ async def test_a_commit_is_by_the_users_profile_and_shows_in_log_and_diff(
     )
     assert (reply.author_name, reply.author_email) == ("Ada Lovelace", ada.email)
     assert reply.commit == git(folder, "rev-parse", "HEAD")
-    assert git(folder, "log", "-1", "--format=%an <%ae>|%s") == f"Ada Lovelace <{ada.email}>|Say more"
+    assert (
+        git(folder, "log", "-1", "--format=%an <%ae>|%s") == f"Ada Lovelace <{ada.email}>|Say more"
+    )
 
     log = await workspace.stub.GitLog(W.GitLogRequest(project=project.id), metadata=ada.metadata)
-    assert [(c.sha, c.subject) for c in log.commits][0] == (reply.commit, "Say more")
-    assert [c.subject for c in log.commits][1] == "Start from the empty template"
+    assert [(c.sha, c.subject) for c in log.commits] == [
+        (reply.commit, "Say more"),
+        (log.commits[1].sha, "Start from the empty template"),
+    ]
     assert log.commits[0].author_email == ada.email
 
     nothing = await expect_error(

@@ -161,7 +161,8 @@ async def test_resolve_project_names_the_project_folder_or_the_users_root(
     root = await workspace.stub.ResolveProject(W.ResolveProjectRequest(), metadata=ada.metadata)
     assert (root.project_id, root.name) == ("", "")
     assert Path(root.directory) == workspace.root / ada.id
-    assert Path(root.directory).is_absolute() and Path(root.directory).is_dir()
+    assert Path(root.directory).is_absolute()
+    assert (workspace.root / ada.id).is_dir()
 
     project = await workspace.project(ada, "site")
     found = await workspace.stub.ResolveProject(

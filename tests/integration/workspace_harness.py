@@ -6,6 +6,7 @@ Test modules import the fixtures they use from here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import uuid
@@ -187,6 +188,12 @@ def open_facade(
 async def facade(open_facade: OpenFacade) -> AsyncIterator[Client]:
     async with open_facade() as client:
         yield client
+
+
+async def shell(cwd: Path, command: str) -> None:
+    """Run `command` with sh in `cwd`, as a user's terminal would."""
+    process = await asyncio.create_subprocess_exec("sh", "-c", command, cwd=cwd)
+    assert await process.wait() == 0, command
 
 
 def bearer(who: User) -> dict[str, str]:

@@ -1,0 +1,445 @@
+"""The workspace routes through the real facade, in front of the real users and workspace
+services: projects and files as JSON, the sha conflict as a 409 naming the current sha, bad
+input as 404/422, path safety over HTTP, 20 MB uploads streamed through the facade's generic
+client-streaming handler (413 beyond, nothing left behind), raw downloads typed by name, git,
+and watching as Server-Sent Events. SQLite only: the storage engine plays no part here."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.workspace_harness import (
+    Client,
+    OpenFacade,
+    User,
+    WorkspaceService,
+    bearer,
+    facade,
+    open_facade,
+    shell,
+    start_workspace,
+    workspace,
+    workspace_database_url,
+)
+
+__all__ = ["facade", "open_facade", "start_workspace", "workspace", "workspace_database_url"]
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+def git_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+async def envelope(response: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
+    body: dict[str, Any] = await response.json()
+    assert response.status == status, body
+    return body
+
+
+async def new_project(facade: Client, who: User, name: str = "site") -> dict[str, Any]:
+    response = await facade.post(
+        "/api/v1/workspace/projects",
+        json={"name": name, "template": "python"},
+        headers=bearer(who),
+    )
+    return (await envelope(response, 201))["data"]
+
+
+# --- projects and files as JSON -------------------------------------------------------------
+
+
+async def test_projects_are_created_listed_renamed_and_deleted_over_rest(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = await new_project(facade, ada)
+    assert (project["name"], project["template"]) == ("site", "python")
+
+    listed = await envelope(
+        await facade.get("/api/v1/workspace/projects?limit=1", headers=bearer(ada)), 200
+    )
+    assert [p["id"] for p in listed["data"]] == [project["id"]]
+    assert listed["pagination"] == {"page": 1, "limit": 1, "total": 1, "totalPages": 1}
+
+    renamed = await envelope(
+        await facade.put(
+            f"/api/v1/workspace/projects/{project['id']}",
+            json={"name": "blog"},
+            headers=bearer(ada),
+        ),
+        200,
+    )
+    assert renamed["data"]["name"] == "blog"
+    got = await envelope(
+        await facade.get(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)), 200
+    )
+    assert got["data"]["name"] == "blog"
+    await envelope(
+        await facade.delete(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)),
+        200,
+    )
+    gone = await envelope(
+        await facade.get(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)), 404
+    )
+    assert gone["error"]["code"] == "PROJECT_NOT_FOUND"
+
+
+async def test_invalid_names_are_422_and_duplicates_409(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    await new_project(facade, ada)
+    bad = await envelope(
+        await facade.post(
+            "/api/v1/workspace/projects", json={"name": "../up"}, headers=bearer(ada)
+        ),
+        422,
+    )
+    assert [f["field"] for f in bad["error"]["fields"]] == ["name"]
+    duplicate = await envelope(
+        await facade.post("/api/v1/workspace/projects", json={"name": "site"}, headers=bearer(ada)),
+        409,
+    )
+    assert duplicate["error"]["code"] == "PROJECT_EXISTS"
+
+
+async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_with_the_current(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    created = await envelope(
+        await facade.post(
+            "/api/v1/files",
+            json={"project": project, "path": "docs/a.md", "content": "one\n"},
+            headers=bearer(ada),
+        ),
+        201,
+    )
+    assert (created["data"]["path"], created["data"]["sha"]) == ("docs/a.md", git_sha(b"one\n"))
+
+    read = await envelope(
+        await facade.get(f"/api/v1/files/docs/a.md?project={project}", headers=bearer(ada)), 200
+    )
+    assert (read["data"]["content"], read["data"]["sha"]) == ("one\n", git_sha(b"one\n"))
+
+    updated = await envelope(
+        await facade.put(
+            "/api/v1/files/docs/a.md",
+            json={"project": project, "content": "two\n", "sha": read["data"]["sha"]},
+            headers=bearer(ada),
+        ),
+        200,
+    )
+    assert updated["data"]["sha"] == git_sha(b"two\n")
+    stale = await envelope(
+        await facade.put(
+            "/api/v1/files/docs/a.md",
+            json={"project": project, "content": "three\n", "sha": read["data"]["sha"]},
+            headers=bearer(ada),
+        ),
+        409,
+    )
+    assert stale["error"]["code"] == "SHA_MISMATCH"
+    assert stale["error"]["details"] == {"sha": git_sha(b"two\n")}
+
+    listed = await envelope(
+        await facade.get(f"/api/v1/files?project={project}&path=docs", headers=bearer(ada)), 200
+    )
+    assert [(e["name"], e["type"], e["size"]) for e in listed["data"]] == [("a.md", "file", "4")]
+    assert listed["pagination"]["total"] == 1
+
+    moved = await envelope(
+        await facade.post(
+            "/api/v1/files:move",
+            json={"project": project, "path": "docs/a.md", "newPath": "b.md"},
+            headers=bearer(ada),
+        ),
+        200,
+    )
+    assert moved["data"]["path"] == "b.md"
+    await envelope(
+        await facade.delete(f"/api/v1/files/b.md?project={project}", headers=bearer(ada)), 200
+    )
+    missing = await envelope(
+        await facade.get(f"/api/v1/files/b.md?project={project}", headers=bearer(ada)), 404
+    )
+    assert missing["error"]["code"] == "FILE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("query_path", "needle"),
+    [
+        ("../../etc/passwd", "'..'"),
+        ("/etc/passwd", "relative"),
+        ("%252e%252e%252fsecret", "percent-encoded"),
+        ("a%00b", "NUL"),
+    ],
+)
+async def test_unsafe_paths_over_http_are_422(
+    workspace: WorkspaceService, facade: Client, query_path: str, needle: str
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    response = await facade.get(
+        f"/api/v1/files:download?project={project}&path={query_path}", headers=bearer(ada)
+    )
+    body = await envelope(response, 422)
+    assert [f["field"] for f in body["error"]["fields"]] == ["path"]
+    assert needle in body["error"]["fields"][0]["description"]
+
+
+async def test_a_symlink_leading_outside_is_422_over_http(
+    workspace: WorkspaceService, facade: Client, tmp_path: Path
+) -> None:
+    ada = await workspace.user()
+    project = await new_project(facade, ada)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours\n")
+    (workspace.root / ada.id / "site" / "link.txt").symlink_to(outside)
+    body = await envelope(
+        await facade.get(f"/api/v1/files/link.txt?project={project['id']}", headers=bearer(ada)),
+        422,
+    )
+    assert "outside" in body["error"]["message"]
+
+
+# --- uploads and downloads ------------------------------------------------------------------
+
+
+async def chunks_of(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_a_20_mb_upload_streams_through_the_facade_and_downloads_back_identical(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    data = os.urandom(20 * MB)
+    uploaded = await envelope(
+        await facade.post(
+            f"/api/v1/files:upload?project={project}&path=data/big.bin",
+            data=chunks_of(data),  # chunked transfer: no Content-Length
+            headers={**bearer(ada), "Content-Type": "application/octet-stream"},
+        ),
+        200,
+    )
+    assert uploaded["data"]["path"] == "data/big.bin"
+    assert (uploaded["data"]["size"], uploaded["data"]["sha"]) == (str(len(data)), git_sha(data))
+    assert (workspace.root / ada.id / "site" / "data" / "big.bin").read_bytes() == data
+
+    download = await facade.get(
+        f"/api/v1/files:download?project={project}&path=data/big.bin", headers=bearer(ada)
+    )
+    assert download.status == 200
+    assert download.headers["Content-Type"] == "application/octet-stream"
+    assert await download.read() == data
+
+    text = await facade.get(
+        f"/api/v1/files:download?project={project}&path=main.py", headers=bearer(ada)
+    )
+    assert text.headers["Content-Type"].startswith("text/x-python")
+    assert (await text.read()).startswith(b"def main()")
+
+
+async def test_an_empty_upload_writes_an_empty_file(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    body = await envelope(
+        await facade.post(
+            f"/api/v1/files:upload?project={project}&path=empty.txt", data=b"", headers=bearer(ada)
+        ),
+        200,
+    )
+    assert (body["data"]["size"], body["data"]["sha"]) == ("0", git_sha(b""))
+    download = await facade.get(
+        f"/api/v1/files:download?project={project}&path=empty.txt", headers=bearer(ada)
+    )
+    assert (download.status, await download.read()) == (200, b"")
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_an_upload_over_20_mb_is_413_and_leaves_nothing_behind(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    folder = workspace.root / ada.id / "site"
+    before = leftovers(folder)
+    declared = await envelope(
+        await facade.post(
+            f"/api/v1/files:upload?project={project}&path=big.bin",
+            data=io.BytesIO(b"x" * (20 * MB + 1)),  # its Content-Length: refused before any call
+            headers=bearer(ada),
+        ),
+        413,
+    )
+    assert declared["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    streamed = await envelope(
+        await facade.post(
+            f"/api/v1/files:upload?project={project}&path=big.bin",
+            data=chunks_of(b"x" * (20 * MB + 1)),  # no length: cut off once it goes over
+            headers=bearer(ada),
+        ),
+        413,
+    )
+    assert "20 MB" in streamed["error"]["message"]
+    for _ in range(500):  # the service drops its temporary file once the call is cancelled
+        if leftovers(folder) == before:
+            break
+        await asyncio.sleep(0.01)
+    assert leftovers(folder) == before
+
+
+async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    unknown = await envelope(
+        await facade.post(
+            "/api/v1/files:upload?project=ghost&path=a.bin", data=b"abc", headers=bearer(ada)
+        ),
+        404,
+    )
+    assert unknown["error"]["code"] == "PROJECT_NOT_FOUND"
+    project = (await new_project(facade, ada))["id"]
+    bad = await envelope(
+        await facade.post(
+            f"/api/v1/files:upload?project={project}&path=../a.bin",
+            data=b"abc",
+            headers=bearer(ada),
+        ),
+        422,
+    )
+    assert [f["field"] for f in bad["error"]["fields"]] == ["path"]
+    unauthenticated = await envelope(
+        await facade.post(f"/api/v1/files:upload?project={project}&path=a.bin", data=b"abc"), 401
+    )
+    assert unauthenticated["service"] == "workspace"
+
+
+# --- git and watching -----------------------------------------------------------------------
+
+
+async def test_git_status_commit_and_log_over_rest(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user("Ada Lovelace")
+    project = (await new_project(facade, ada))["id"]
+    (workspace.root / ada.id / "site" / "main.py").write_text("print('changed')\n")
+    status = await envelope(
+        await facade.get(f"/api/v1/git/status?project={project}", headers=bearer(ada)), 200
+    )
+    assert (status["data"]["branch"], status["data"]["unstaged"]) == ("main", ["main.py"])
+    committed = await envelope(
+        await facade.post(
+            "/api/v1/git/commit",
+            json={"project": project, "message": "Change main"},
+            headers=bearer(ada),
+        ),
+        200,
+    )
+    assert committed["data"]["authorName"] == "Ada Lovelace"
+    log = await envelope(
+        await facade.get(f"/api/v1/git/log?project={project}&limit=1", headers=bearer(ada)), 200
+    )
+    assert [(c["sha"], c["subject"]) for c in log["data"]] == [
+        (committed["data"]["commit"], "Change main")
+    ]
+    conflict = await envelope(
+        await facade.post(
+            "/api/v1/git/pull", json={"project": project, "remote": "-x"}, headers=bearer(ada)
+        ),
+        422,
+    )
+    assert [f["field"] for f in conflict["error"]["fields"]] == ["remote"]
+
+
+async def test_changes_made_from_a_shell_arrive_as_server_sent_events(
+    workspace: WorkspaceService, open_facade: OpenFacade
+) -> None:
+    # A short heartbeat: the facade notices at once that the client went away.
+    async with open_facade(STREAM_HEARTBEAT="0.05") as facade:
+        await watch_over_sse(workspace, facade)
+
+
+async def watch_over_sse(workspace: WorkspaceService, facade: Client) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    folder = workspace.root / ada.id / "site"
+    response = await facade.get(
+        f"/api/v1/files:watch?project={project}",
+        headers={**bearer(ada), "Accept": "text/event-stream"},
+    )
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    await shell(folder, "mkdir -p src && echo x > src/new.py")
+
+    async def two_events() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                found.append(json.loads(line[len(b"data: ") :]))
+                if len(found) == 2:
+                    return found
+        return found
+
+    events = await asyncio.wait_for(two_events(), 10)
+    response.close()
+    assert sorted((e["kind"], e["path"], e["type"]) for e in events) == [
+        ("created", "src", "directory"),
+        ("created", "src/new.py", "file"),
+    ]
+
+
+async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    ada = await workspace.user()
+    project = (await new_project(facade, ada))["id"]
+    folder = workspace.root / ada.id / "site"
+    before = leftovers(folder)
+    reader, writer = await asyncio.open_connection(facade.host, facade.port)
+    head = (
+        f"POST /api/v1/files:upload?project={project}&path=part.bin HTTP/1.1\r\n"
+        f"Host: {facade.host}\r\nAuthorization: Bearer {ada.token}\r\n"
+        f"Content-Length: {10 * MB}\r\n\r\n"
+    )
+    writer.write(head.encode() + b"p" * (2 * MB))
+    await writer.drain()
+    # The service has the first chunks in its temporary file; then the client goes away.
+    for _ in range(500):
+        if any(name.startswith(".part.bin.") for name in leftovers(folder)):
+            break
+        await asyncio.sleep(0.01)
+    assert any(name.startswith(".part.bin.") for name in leftovers(folder))
+    writer.close()
+    for _ in range(500):
+        if leftovers(folder) == before:
+            break
+        await asyncio.sleep(0.01)
+    assert leftovers(folder) == before
+    assert reader.at_eof() or not await reader.read()
