@@ -389,12 +389,19 @@ class TerminalManager:
         rows: int = 24,
         shell: str | None = None,
         project_id: str = "",
+        within: Path | None = None,
     ) -> Session:
+        """A new session for `owner` in `cwd` (relative to the root, or absolute inside it; and
+        inside `within` too when given: the owner's own part of the root)."""
         shell = shell or self.shells[0]
         if shell not in self.shells:
             raise InvalidArgument.field("shell", f"must be one of {', '.join(self.shells)}")
         validate_dimensions(cols, rows)
         directory = self._resolve_cwd(cwd)
+        if within is not None:
+            jail = os.path.realpath(within)
+            if os.path.commonpath([jail, directory]) != jail:
+                raise InvalidArgument.field("cwd", "must be inside the owner's own workspace")
         self._check_capacity(owner)
         self._starting[owner] = self._starting.get(owner, 0) + 1
         try:

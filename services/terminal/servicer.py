@@ -88,6 +88,8 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             rows=request.rows or 24,
             shell=request.shell or None,
             project_id=place.project_id,
+            # The workspace service's layout: each user's files under <root>/<user id>.
+            within=self._config.root / identity.user_id,
         )
         return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
 

@@ -340,3 +340,15 @@ async def test_sessions_report_their_project_and_the_memory_of_their_processes(
     watcher.close()
     memory = await manager.memory([session])
     assert 100 * 1024 < memory < 200 * 1024 * 1024  # a shell's resident pages, not zero
+
+
+async def test_a_directory_outside_the_owners_own_part_of_the_root_is_refused(
+    manager: TerminalManager, tmp_path: Path
+) -> None:
+    (tmp_path / "ann" / "notes").mkdir(parents=True)
+    (tmp_path / "bob").mkdir()
+    session = await manager.create("ann", cwd="ann/notes", shell=SH, within=tmp_path / "ann")
+    assert session.cwd == (tmp_path / "ann" / "notes").resolve()
+    with pytest.raises(InvalidArgument) as refused:
+        await manager.create("ann", cwd="bob", shell=SH, within=tmp_path / "ann")
+    assert refused.value.fields == [("cwd", "must be inside the owner's own workspace")]
