@@ -209,7 +209,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     app[STARTED_AT] = time.monotonic()
     app[OPENAPI], app[DOCS] = openapi.render(routes)
     app[SOCKETS] = Sockets(config, lambda: app[CHANNELS]["users"])
-    app[PORTFOLIO_FEED] = PortfolioFeed(plans)
+    app[PORTFOLIO_FEED] = PortfolioFeed(plans, flush=app[SOCKETS].flush)
     _add_facade_routes(app, edge)
     _add_transcoded_routes(app, edge)
     _add_socket_routes(app, edge, plans)

@@ -73,7 +73,10 @@ class FeedSocket:
 class PortfolioFeed:
     """Who gets which price, trade and portfolio value."""
 
-    def __init__(self, plans: Plans) -> None:
+    def __init__(self, plans: Plans, flush: Callable[[], None] = lambda: None) -> None:
+        # Called after a whole market step is queued: its frames go out at once, not at the
+        # end of the outbox's window.
+        self._flush = flush
         self._trade_plan = plans.plan(portfolio_pb2.Trade.DESCRIPTOR)
         self._by_symbol: dict[str, set[ClientSocket]] = {}
         self._by_user: dict[str, set[FeedSocket]] = {}
@@ -136,6 +139,7 @@ class PortfolioFeed:
         if message.quotes:
             for quote in message.quotes:
                 self.publish_quote(quote)
+            self._flush()
         elif message.HasField("quote"):
             self.publish_quote(message.quote)
 

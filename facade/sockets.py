@@ -113,7 +113,11 @@ class Outbox:
             self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
 
     def flush(self) -> None:
-        self._timer = None
+        """Write every socket's waiting frames now (also called before the window ends by a
+        sender that knows no more frames are coming: a whole market step, say)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         dirty, self._dirty = self._dirty, []
         for client in dirty:
             client.flush()
@@ -258,6 +262,10 @@ class Sockets:
     @property
     def count(self) -> int:
         return len(self._open)
+
+    def flush(self) -> None:
+        """Write what every socket has waiting, without waiting for the window's end."""
+        self._outbox.flush()
 
     # --- lifetime -----------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""The /ws/portfolio fan-out index, without sockets: who gets which price, and when the
+frames of a market step are flushed."""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from stockfolio.portfolio.v1 import portfolio_pb2
+
+from facade.codec import Plans
+from facade.portfolio_feed import FeedSocket, PortfolioFeed
+from facade.sockets import ClientSocket
+
+
+class Recorder:
+    """Stands in for a ClientSocket: keeps the frames it is given."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def messages(self) -> list[dict[str, str]]:
+        # Each frame is a 2-byte header (payloads under 126 bytes here) and JSON.
+        return [json.loads(frame[2:]) for frame in self.frames]
+
+
+def quote(symbol: str, price: str, seconds: int) -> portfolio_pb2.Quote:
+    return portfolio_pb2.Quote(
+        symbol=symbol, price=price, change="0", change_percent="0", time=Timestamp(seconds=seconds)
+    )
+
+
+def follower(feed: PortfolioFeed, user: str, *symbols: str) -> Recorder:
+    recorder = Recorder()
+    socket = FeedSocket(cast(ClientSocket, recorder), user)
+    feed.join(socket)
+    feed.follow(socket, symbols, ())
+    return recorder
+
+
+def test_a_market_step_reaches_each_follower_once_and_is_flushed_once() -> None:
+    flushes: list[int] = []
+    feed = PortfolioFeed(Plans(), flush=lambda: flushes.append(1))
+    ann = follower(feed, "ann", "AAPL", "MSFT")
+    bob = follower(feed, "bob", "MSFT")
+    step = portfolio_pb2.StreamMarketResponse(
+        quotes=[quote("AAPL", "187.42", 100), quote("MSFT", "410.10", 100), quote("KO", "62", 100)]
+    )
+    feed.publish_step(step)
+    assert [(m["symbol"], m["price"]) for m in ann.messages()] == [
+        ("AAPL", "187.42"),
+        ("MSFT", "410.10"),
+    ]
+    assert [(m["symbol"], m["price"]) for m in bob.messages()] == [("MSFT", "410.10")]
+    assert flushes == [1]
+    # The same step again (from another replica) is not delivered twice.
+    feed.publish_step(step)
+    assert len(ann.frames) == 2 and len(bob.frames) == 1
+
+
+def test_the_one_quote_form_of_older_replicas_is_still_delivered() -> None:
+    flushes: list[int] = []
+    feed = PortfolioFeed(Plans(), flush=lambda: flushes.append(1))
+    ann = follower(feed, "ann", "AAPL")
+    feed.publish_step(portfolio_pb2.StreamMarketResponse(quote=quote("AAPL", "188.00", 101)))
+    assert [m["price"] for m in ann.messages()] == ["188.00"]
+    assert flushes == []  # a single quote waits for the outbox's window as before
