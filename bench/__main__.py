@@ -1,7 +1,8 @@
 """`make bench`: the figures of issue 3 (foundation), each a ratio to baselines measured in the
 same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py),
-then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py).
-`--only foundation|portfolio|trades|ws|workspace` runs one part.
+then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py),
+then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py).
+`--only foundation|portfolio|trades|ws|workspace|terminal` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -63,6 +64,13 @@ from bench.system import (
     system_environment,
     wait_for_port,
     wait_until_idle,
+)
+from bench.terminal import (
+    TerminalReport,
+    TerminalSettings,
+    describe_terminal,
+    print_terminal,
+    run_terminal,
 )
 from bench.workspace import (
     WorkspaceReport,
@@ -281,12 +289,13 @@ def run(settings: Settings) -> Report:
 
 
 PARTS = {
-    "all": ("foundation", "trades", "ws", "workspace"),
+    "all": ("foundation", "trades", "ws", "workspace", "terminal"),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
     "ws": ("ws",),
     "workspace": ("workspace",),
+    "terminal": ("terminal",),
 }
 
 
@@ -296,6 +305,7 @@ class Plan:
     foundation: Settings
     portfolio: PortfolioSettings
     workspace: WorkspaceSettings
+    terminal: TerminalSettings
 
 
 def parse_args(argv: Sequence[str]) -> Plan:
@@ -305,7 +315,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         choices=sorted(PARTS),
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
-        " workspace (issue 6)",
+        " workspace (issue 6), terminal (issue 5)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -333,6 +343,9 @@ def parse_args(argv: Sequence[str]) -> Plan:
         default="lean",
         help="the subscribers' WebSocket client (bench/wsclient.py, or aiohttp's)",
     )
+    terminal = parser.add_argument_group("terminal (issue 5)")
+    terminal.add_argument("--terminal-sessions", type=int, default=500, help="shells open at once")
+    terminal.add_argument("--terminal-shell", choices=("/bin/bash", "/bin/sh"), default="/bin/bash")
     args = parser.parse_args(argv)
     cost = os.environ.get("BCRYPT_COST", "12").strip() or "12"
     if not cost.isdigit() or not 4 <= int(cost) <= 16:
@@ -381,7 +394,22 @@ def parse_args(argv: Sequence[str]) -> Plan:
         file_mb=20, rounds=max(1, min(args.rounds + 1, 5)), files=10_000, list_requests=500,
         bcrypt_cost=4,
     )  # fmt: skip
-    return Plan(parts, foundation, portfolio_settings, workspace_settings)
+    terminal_settings = TerminalSettings(
+        sessions=max(1, min(args.terminal_sessions, 2000)),
+        users=max(1, min(50, args.terminal_sessions)),
+        shell=args.terminal_shell,
+        create_concurrency=8,
+        join_concurrency=50,
+        idle_seconds=5.0,
+        echo_samples=1000,
+        echo_interval_ms=20.0,
+        close_samples=max(1, min(50, args.terminal_sessions // 10)),
+        idle_sessions=100,
+        stream_mb=50,
+        limited_stream_mb=16,
+        bcrypt_cost=4,
+    )
+    return Plan(parts, foundation, portfolio_settings, workspace_settings, terminal_settings)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -401,10 +429,13 @@ def main(argv: Sequence[str]) -> int:
         print(describe_portfolio(plan.portfolio), flush=True)
     if "workspace" in plan.parts:
         print(describe_workspace(plan.workspace), flush=True)
+    if "terminal" in plan.parts:
+        print(describe_terminal(plan.terminal), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
     workspace: WorkspaceReport | None = None
+    terminal: TerminalReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -413,6 +444,8 @@ def main(argv: Sequence[str]) -> int:
                 portfolio = run_portfolio(plan.portfolio)
             if "workspace" in plan.parts:
                 workspace = run_workspace(plan.workspace)
+            if "terminal" in plan.parts:
+                terminal = run_terminal(plan.terminal)
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -428,10 +461,16 @@ def main(argv: Sequence[str]) -> int:
         print_portfolio(portfolio)
     if workspace is not None:
         print_workspace(workspace)
+    if terminal is not None:
+        print_terminal(terminal)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:
         failed = ", ".join(what for what, _ in portfolio.failures)
+        print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
+        return 1
+    if terminal is not None and terminal.failures:
+        failed = ", ".join(what for what, _ in terminal.failures)
         print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
         return 1
     return 0

@@ -37,6 +37,7 @@ from bench.system import (
     Fleet,
     HarnessError,
     Ports,
+    cpu_seconds,
     free_ports,
     migrate,
     rss_mb,
@@ -157,7 +158,8 @@ async def _chat(ws: aiohttp.ClientWebSocketResponse) -> ChatResult:
 
 async def drive(port: int, tokens: Sequence[str], settings: AssistantSettings) -> list[ChatResult]:
     results: list[ChatResult] = []
-    async with aiohttp.ClientSession() as http:
+    # No connection limit: every socket holds one connection for the whole run.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         sockets: list[aiohttp.ClientWebSocketResponse] = []
         try:
             for start in range(0, settings.chats, 50):
@@ -245,8 +247,16 @@ def run_assistant(settings: AssistantSettings) -> AssistantReport:
             }
             time.sleep(1.0)
             report.facts["rss_idle_mb"] = {n: round(rss_mb(p), 1) for n, p in watched.items()}
+            busy = {**watched, "fake provider": fake.pid}
+            cpu_before = {n: cpu_seconds(p) for n, p in busy.items()}
+            client_before, wall_before = time.process_time(), time.perf_counter()
             with PeakRss(watched) as peak:
                 results = asyncio.run(drive(ports.facade, tokens, settings))
+            wall = time.perf_counter() - wall_before
+            used = {n: cpu_seconds(p) - cpu_before[n] for n, p in busy.items()}
+            used["bench client"] = time.process_time() - client_before
+            # Cores each process kept busy while the chats ran (2 cores here in all).
+            report.facts["cpu_cores_busy"] = {n: round(v / wall, 2) for n, v in used.items()}
             report.facts["rss_peak_mb"] = {n: round(v, 1) for n, v in peak.peak.items()}
             report.facts["rss_after_mb"] = {n: round(rss_mb(p), 1) for n, p in watched.items()}
             for process in system.processes.values():
@@ -296,6 +306,8 @@ def summarize(report: AssistantReport, results: Sequence[ChatResult]) -> None:
             )
         )
     idle, peak = report.facts["rss_idle_mb"], report.facts["rss_peak_mb"]
+    cores = ", ".join(f"{n} {v}" for n, v in report.facts["cpu_cores_busy"].items())
+    report.rows.append(Row("CPU (cores busy during the chats)", note=cores))
     for name in ("facade", "assistant"):
         report.rows.append(
             Row(f"RSS {name}", note=f"idle {idle[name]} MB, peak {peak[name]} MB under load")

@@ -71,12 +71,25 @@ class WorkspaceReport:
         }
 
 
+def high_water_mb(pid: int) -> float:
+    """The process's peak RSS since it started (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise HarnessError(f"no VmHWM for pid {pid}")
+
+
 class PeakSampler:
-    """RSS of some processes every 5 ms in a thread, from just before a transfer to its end."""
+    """RSS of some processes every 5 ms in a thread, from just before a transfer to its end.
+
+    When a process's high-water mark (VmHWM) rose meanwhile, that is its exact peak; otherwise
+    the largest sample is (a peak between two samples below the old high-water mark is missed).
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.before = {name: rss_mb(pid) for name, pid in pids.items()}
+        self.high_water = {name: high_water_mb(pid) for name, pid in pids.items()}
         self.peak = dict(self.before)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -94,6 +107,10 @@ class PeakSampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        for name, pid in self.pids.items():
+            high_water = high_water_mb(pid)
+            if high_water > self.high_water[name]:
+                self.peak[name] = max(self.peak[name], high_water)
 
     def growth(self) -> dict[str, float]:
         return {name: round(self.peak[name] - self.before[name], 1) for name in self.pids}

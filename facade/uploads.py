@@ -11,8 +11,10 @@ into chunks of at most CHUNK_BYTES as it arrives, and each chunk goes to the ser
 The service answers once, as a unary RPC does: the same envelope and status table. Uploads have
 their own size limit (`MAX_UPLOAD_BYTES`, 20 MB by default) instead of the 10 MB body limit: a
 `Content-Length` above it is refused before any call, and a body that grows past it while it
-streams cancels the call; both are 413. A client that goes away midway cancels the call too, so
-the service can drop what it received (a cancelled upload leaves nothing written).
+streams cancels the call; both are 413. The call has no overall deadline (a slow link may take
+long), but a body that stops arriving for RPC_DEADLINE seconds is 408. A client that goes away
+midway cancels the call too, so the service can drop what it received (a cancelled upload
+leaves nothing written).
 """
 
 from __future__ import annotations
@@ -51,7 +53,19 @@ async def _send(endpoint: Endpoint, request: web.Request, call: Any, first: Mess
     getattr(first, field).content_type = request.headers.get("Content-Type", "")
     sent = 0
     pending: Message | None = first
-    async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+    chunks = request.content.iter_chunked(CHUNK_BYTES)
+    while True:
+        try:
+            async with asyncio.timeout(endpoint.deadline):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "REQUEST_TIMEOUT",
+                f"no part of the request body arrived for {endpoint.deadline:g} s",
+            ) from None
         sent += len(chunk)
         if sent > limit:
             raise too_large(limit)
@@ -77,7 +91,9 @@ async def transcode_upload(endpoint: Endpoint, request: web.Request) -> web.Resp
     metadata = forwarded_metadata(request, endpoint.trust_proxy)
     breaker = endpoint.breaker
     breaker.admit()
-    call = endpoint.call(metadata=metadata, timeout=endpoint.deadline)
+    # No deadline on the whole call: a large body on a slow link takes what it takes. A client
+    # that stops sending for RPC_DEADLINE seconds is answered 408 instead.
+    call = endpoint.call(metadata=metadata)
     try:
         # A call that ends while the body streams (the service refused it): its status says why.
         with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError):

@@ -106,8 +106,24 @@ class Answer:
             self._queue.put_nowait(self._END)
 
     async def __aiter__(self) -> AsyncIterator[AnswerEvent]:
+        """The answer's events; text chunks already waiting are merged into one, so a reader
+        that falls behind (a busy stream) catches up in fewer, larger messages."""
+        waiting: object = None
         try:
-            while (event := await self._queue.get()) is not self._END:
+            while True:
+                event = waiting if waiting is not None else await self._queue.get()
+                waiting = None
+                if event is self._END:
+                    break
+                if isinstance(event, Chunk):
+                    text = event.text
+                    while not self._queue.empty():
+                        after = self._queue.get_nowait()
+                        if not isinstance(after, Chunk):
+                            waiting = after
+                            break
+                        text += after.text
+                    event = Chunk(event.session_id, text)
                 yield cast(AnswerEvent, event)
             await self._task
         finally:

@@ -39,7 +39,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _new_id() -> str:
+def new_id() -> str:
     return str(uuid.uuid4())
 
 
@@ -88,7 +88,7 @@ class Chats:
     # --- folders -------------------------------------------------------------------------------
 
     async def create_folder(self, user_id: str, name: str) -> Folder:
-        folder = Folder(id=_new_id(), user_id=user_id, name=name, created_at=_now())
+        folder = Folder(id=new_id(), user_id=user_id, name=name, created_at=_now())
         async with self._db.transaction() as tx:
             await tx.execute(
                 folders.insert().values(
@@ -124,28 +124,21 @@ class Chats:
 
     # --- sessions ------------------------------------------------------------------------------
 
-    async def start_session(
-        self, user_id: str, title: str, model: str, first: str
-    ) -> tuple[Session, Message]:
-        """A new session holding the user's first message (one write: one transaction)."""
-        now = _now()
-        session = Session(_new_id(), user_id, None, title, model, now, now)
+    async def start_session(self, session: Session, first: Message) -> None:
+        """Store a new session with the user's first message (one transaction)."""
         async with self._db.transaction() as tx:
             await tx.execute(
                 sessions.insert().values(
                     id=session.id,
-                    user_id=user_id,
+                    user_id=session.user_id,
                     folder_id=None,
-                    title=title,
-                    model=model,
-                    created_at=now,
-                    updated_at=now,
+                    title=session.title,
+                    model=session.model,
+                    created_at=session.created_at,
+                    updated_at=session.updated_at,
                 )
             )
-            message = await self._insert_message(
-                tx, user_id, session.id, Role.USER, first, sequence=1
-            )
-        return session, message
+            await self._insert(tx, session.user_id, first, sequence=1)
 
     async def session(self, user_id: str, session_id: str) -> Session:
         async with self._db.reading() as tx:
@@ -228,50 +221,9 @@ class Chats:
         model: str = "",
         usage: Usage | None = None,
     ) -> Message:
-        """Append a message to a session (the session must still be the user's)."""
-        async with self._db.transaction() as tx:
-            await self._owned_session(tx, user_id, session_id)
-            last = (
-                await tx.execute(
-                    select(func.max(messages.c.sequence)).where(messages.c.session_id == session_id)
-                )
-            ).scalar_one()
-            message = await self._insert_message(
-                tx,
-                user_id,
-                session_id,
-                role,
-                content,
-                sequence=(last or 0) + 1,
-                tool_calls=tool_calls,
-                incomplete=incomplete,
-                model=model,
-                usage=usage or Usage(),
-            )
-            await tx.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(updated_at=message.created_at)
-            )
-        return message
-
-    @staticmethod
-    async def _insert_message(
-        tx: AsyncSession,
-        user_id: str,
-        session_id: str,
-        role: Role,
-        content: str,
-        *,
-        sequence: int,
-        tool_calls: Sequence[ToolCall] = (),
-        incomplete: bool = False,
-        model: str = "",
-        usage: Usage | None = None,
-    ) -> Message:
-        usage = usage or Usage()
+        """Append a new message to a session (the session must still be the user's)."""
         message = Message(
-            id=_new_id(),
+            id=new_id(),
             session_id=session_id,
             role=role,
             content=content,
@@ -279,25 +231,47 @@ class Chats:
             tool_calls=tuple(tool_calls),
             incomplete=incomplete,
             model=model,
-            usage=usage,
+            usage=usage or Usage(),
         )
+        await self.append(user_id, message)
+        return message
+
+    async def append(self, user_id: str, message: Message) -> None:
+        """Store `message` last in its session (the session must still be the user's)."""
+        async with self._db.transaction() as tx:
+            await self._owned_session(tx, user_id, message.session_id)
+            last = (
+                await tx.execute(
+                    select(func.max(messages.c.sequence)).where(
+                        messages.c.session_id == message.session_id
+                    )
+                )
+            ).scalar_one()
+            await self._insert(tx, user_id, message, sequence=(last or 0) + 1)
+            await tx.execute(
+                update(sessions)
+                .where(sessions.c.id == message.session_id)
+                .values(updated_at=message.created_at)
+            )
+
+    @staticmethod
+    async def _insert(tx: AsyncSession, user_id: str, message: Message, *, sequence: int) -> None:
         await tx.execute(
             messages.insert().values(
                 id=message.id,
-                session_id=session_id,
+                session_id=message.session_id,
                 user_id=user_id,
                 sequence=sequence,
-                role=role.value,
-                content=content,
-                tool_calls=json.dumps([c.as_json() for c in tool_calls]),
-                incomplete=incomplete,
-                model=model,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
+                role=message.role.value,
+                content=message.content,
+                tool_calls=json.dumps([c.as_json() for c in message.tool_calls]),
+                incomplete=message.incomplete,
+                model=message.model,
+                input_tokens=message.usage.input_tokens,
+                output_tokens=message.usage.output_tokens,
                 created_at=message.created_at,
             )
         )
-        return message
 
     async def tokens_since(self, user_id: str, since: datetime) -> int:
         """Provider tokens the user's answers spent since `since`."""

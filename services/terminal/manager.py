@@ -397,11 +397,8 @@ class TerminalManager:
         if shell not in self.shells:
             raise InvalidArgument.field("shell", f"must be one of {', '.join(self.shells)}")
         validate_dimensions(cols, rows)
-        directory = self._resolve_cwd(cwd)
-        if within is not None:
-            jail = os.path.realpath(within)
-            if os.path.commonpath([jail, directory]) != jail:
-                raise InvalidArgument.field("cwd", "must be inside the owner's own workspace")
+        # Resolving touches the filesystem (a shared volume, perhaps): off the event loop.
+        directory = await asyncio.to_thread(self._resolve_cwd, cwd, within)
         self._check_capacity(owner)
         self._starting[owner] = self._starting.get(owner, 0) + 1
         try:
@@ -523,10 +520,14 @@ class TerminalManager:
             await asyncio.sleep(self.cull_interval)
             await self.cull_idle()
 
-    def _resolve_cwd(self, cwd: Path | str | None) -> Path:
+    def _resolve_cwd(self, cwd: Path | str | None, within: Path | None = None) -> Path:
         directory = Path(os.path.realpath(self.root / cwd if cwd is not None else self.root))
         if os.path.commonpath([self.root, directory]) != str(self.root):
             raise InvalidArgument.field("cwd", "must be inside the workspace root")
+        if within is not None:
+            jail = os.path.realpath(within)
+            if os.path.commonpath([jail, directory]) != jail:
+                raise InvalidArgument.field("cwd", "must be inside the owner's own workspace")
         if not directory.is_dir():
             raise InvalidArgument.field("cwd", "is not a directory")
         return directory

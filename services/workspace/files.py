@@ -14,13 +14,14 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import heapq
 import io
 import mimetypes
 import os
 import shutil
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -175,8 +176,8 @@ def _kind(mode: int) -> EntryKind:
 
 def _entry(base: str, name: str, target: Path) -> Entry:
     info = target.lstat()
-    return Entry(name, f"{base}/{name}" if base else name, _kind(info.st_mode), info.st_size,
-                 _when(info))  # fmt: skip
+    path = f"{base}/{name}" if base else name
+    return Entry(name, path, _kind(info.st_mode), info.st_size, _when(info))
 
 
 def _list_page(folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
@@ -187,14 +188,14 @@ def _list_page(folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
             if not folder.exists()
             else InvalidArgument.field("path", "is not a folder")
         )
-    names: list[tuple[bool, str]] = []
     with os.scandir(folder) as scan:
-        for item in scan:
-            if item.name == RESERVED and not base:
-                continue
-            names.append((not item.is_dir(follow_symlinks=False), item.name))
-    names.sort()
-    shown = names[page.offset : page.offset + page.limit]
+        names = [(not item.is_dir(follow_symlinks=False), item.name) for item in scan]
+    if not base:
+        names = [n for n in names if n[1] != RESERVED]
+    wanted = page.offset + page.limit
+    # An early page of a large folder needs only its first entries in order, not all of them.
+    ordered = heapq.nsmallest(wanted, names) if wanted * 4 < len(names) else sorted(names)
+    shown = ordered[page.offset : wanted]
     entries = []
     for _, name in shown:
         with contextlib.suppress(FileNotFoundError):  # removed while we listed
@@ -227,23 +228,34 @@ def _written(target: Path, path: str, sha: str) -> Written:
     return Written(path, sha, info.st_size, _when(info))
 
 
+@dataclass
+class _SharedLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class Files:
     """File operations inside one project folder (the caller located it for its owner)."""
 
     def __init__(self, *, max_text_bytes: int, max_upload_bytes: int) -> None:
         self.max_text_bytes = max_text_bytes
         self.max_upload_bytes = max_upload_bytes
-        # One writer at a time per file in this process: the sha check and the write are one step.
-        self._locks: dict[Path, asyncio.Lock] = {}
+        # One writer at a time per file in this process: the sha check and the write are one
+        # step. Each lock is kept while anyone holds or awaits it, then dropped.
+        self._locks: dict[Path, _SharedLock] = {}
 
     @contextlib.asynccontextmanager
     async def _writing(self, target: Path) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(target, asyncio.Lock())
+        shared = self._locks.get(target)
+        if shared is None:
+            shared = self._locks[target] = _SharedLock()
+        shared.users += 1
         try:
-            async with lock:
+            async with shared.lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(target) is lock:
+            shared.users -= 1
+            if shared.users == 0:
                 del self._locks[target]
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
@@ -325,7 +337,8 @@ class Files:
             ) from None
         if target == source or str(target).startswith(f"{source}{os.sep}"):
             raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
-        async with self._writing(source), self._writing(target):
+        first, second = sorted((source, target))  # one order for every writer: no deadlock
+        async with self._writing(first), self._writing(second):
             return await asyncio.to_thread(_move, project, source, target, source_name, target_name)
 
     async def upload(self, project: Path, path: str, chunks: AsyncIterable[bytes]) -> Written:
@@ -376,7 +389,9 @@ class Files:
                 while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
                     yield chunk
             finally:
-                await asyncio.to_thread(file.close)
+                # Closing a file opened for reading flushes nothing: it cannot block, and it
+                # must happen even while the call is being cancelled.
+                file.close()
 
         return content_type, chunks()
 

@@ -203,6 +203,11 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             async for message in request_iterator:
                 if message.body.data:
                     yield message.body.data
+            # grpc.aio ends the request stream the same way whether the client finished or
+            # cancelled; the cancellation arrives a moment later. One round trip through the
+            # call (sending the headers) lets it land first: a cancelled upload then raises
+            # CancelledError here, before anything is renamed into place.
+            await context.send_initial_metadata(())
 
         written = await self._cases.files.upload(located.directory, first.path, chunks())
         return workspace_pb2.UploadFileResponse(file=written_message(located.project.id, written))

@@ -118,7 +118,8 @@ class FakeAnthropic:
         # No access log: it would print request headers' neighbours, keys included.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        # A deep accept queue: a burst of new streams must not wait out a SYN retry (1 s).
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"

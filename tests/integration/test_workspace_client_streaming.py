@@ -102,6 +102,8 @@ class Recorder:
                 size += len(message.body.data)
                 if fail_after and size >= fail_after:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "no such bucket")
+            # A cancelled call also ends the request stream; its cancellation lands here.
+            await context.send_initial_metadata(())
         except asyncio.CancelledError:
             self.cancelled = True
             raise
@@ -133,7 +135,10 @@ async def upstream(api: ServiceDescriptor) -> AsyncIterator[tuple[Recorder, str]
 
 
 def uploads_app(
-    api: ServiceDescriptor, config_for: Callable[..., RuntimeConfig], address: str
+    api: ServiceDescriptor,
+    config_for: Callable[..., RuntimeConfig],
+    address: str,
+    deadline: float = 5,
 ) -> web.Application:
     """The facade's edge and upload handler over the test API's routes (as create_app does)."""
     config = load_facade_config({}, runtime=config_for("facade"))
@@ -149,7 +154,7 @@ def uploads_app(
                 route,
                 RouteCodec(route, plans),
                 CircuitBreaker("uploadtest"),
-                deadline=5,
+                deadline=deadline,
                 trust_proxy=False,
                 upload_limit=LIMIT,
             )
@@ -279,3 +284,25 @@ async def test_bad_query_parameters_are_refused_before_any_call(
     assert response.status == 422
     assert [f["field"] for f in body["error"]["fields"]] == ["colour"]
     assert upstream[0].received == []
+
+
+async def test_a_body_that_stops_arriving_is_408_and_cancels_the_call(
+    api: ServiceDescriptor,
+    make_config: Callable[..., RuntimeConfig],
+    upstream: tuple[Recorder, str],
+) -> None:
+    recorder, address = upstream
+    app = uploads_app(api, make_config, address, deadline=0.2)
+    async with TestClient(TestServer(app)) as client:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"POST /v1/buckets/b/objects?name=slow HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"s" * 10
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 408")
+        await asyncio.wait_for(recorder.ended.wait(), 10)
+        assert recorder.cancelled
+        assert [m.body.data for m in recorder.received] == [b"s" * 10]

@@ -422,7 +422,7 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
     project = (await new_project(facade, ada))["id"]
     folder = workspace.root / ada.id / "site"
     before = leftovers(folder)
-    reader, writer = await asyncio.open_connection(facade.host, facade.port)
+    _, writer = await asyncio.open_connection(facade.host, facade.port)
     head = (
         f"POST /api/v1/files:upload?project={project}&path=part.bin HTTP/1.1\r\n"
         f"Host: {facade.host}\r\nAuthorization: Bearer {ada.token}\r\n"
@@ -442,4 +442,3 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
             break
         await asyncio.sleep(0.01)
     assert leftovers(folder) == before
-    assert reader.at_eof() or not await reader.read()

@@ -504,3 +504,24 @@ async def test_watching_another_users_project_is_not_found(workspace: WorkspaceS
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_two_updates_based_on_the_same_sha_cannot_both_win(
+    workspace: WorkspaceService,
+) -> None:
+    ada, project, folder = await setup(workspace)
+    base = git_sha((folder / "README.md").read_bytes())
+    calls = [
+        workspace.stub.UpdateFile(
+            W.UpdateFileRequest(project=project.id, path="README.md", content=text, sha=base),
+            metadata=ada.metadata,
+        )
+        for text in ("first\n", "second\n")
+    ]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    won = [o for o in outcomes if isinstance(o, W.UpdateFileResponse)]
+    lost = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(won) == 1 and len(lost) == 1
+    assert lost[0].code() == grpc.StatusCode.ABORTED
+    assert error_metadata(lost[0]) == {"sha": won[0].file.sha}
+    assert git_sha((folder / "README.md").read_bytes()) == won[0].file.sha

@@ -232,13 +232,15 @@ async def test_a_yes_flood_does_not_starve_another_sessions_echo(
 
 
 async def test_a_watcher_that_falls_behind_is_dropped_with_a_note(tmp_path: Path) -> None:
+    # A reader keeping up holds at most about two PTY reads (64 KiB each) at once; one that
+    # never reads passes the bound with the first 150 kB of a 400 kB flood.
     async with TerminalManager(
-        tmp_path, shells=(SH,), grace=1.0, watcher_buffer_bytes=4096
+        tmp_path, shells=(SH,), grace=1.0, watcher_buffer_bytes=150_000
     ) as small:
         session = await small.create("alice", None, 80, 24, SH)
         slow = session.watch(replay=False)
         keeping_up = session.watch(replay=False)
-        session.write(b"head -c 200000 /dev/zero | tr '\\0' x; echo flood-$((40+2))\n")
+        session.write(b"head -c 400000 /dev/zero | tr '\\0' x; echo flood-$((40+2))\n")
         await read_until(keeping_up, rb"flood-42")
         assert slow.dropped
         assert [chunk async for chunk in slow] == [DROP_NOTE]

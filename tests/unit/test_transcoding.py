@@ -522,6 +522,15 @@ def test_fields_with_default_values_are_emitted() -> None:
         "maxSessions": 0,
         "maxSessionsPerUser": 0,
         "memoryBytes": "0",
+        "allUsers": False,
+        "users": 0,
+        "shellMemoryBytes": "0",
+        "mySessions": 0,
+        "totalSessions": 0,
+        "idleTimeoutSeconds": 0,
+        "outputBytesPerSecond": "0",
+        "maxWriteBytes": 0,
+        "scrollbackBytes": 0,
     }
     history, _ = encode(
         route("TerminalService_GetTerminalHistory"), terminal_pb2.GetTerminalHistoryResponse()
