@@ -183,7 +183,8 @@ async def test_close_ends_the_whole_process_group_and_leaves_no_zombie(
     assert gone(shell)
     assert gone(background)
     assert reaped(shell)
-    assert [chunk async for chunk in watcher] == []
+    # The watcher ends; at most the shell's next prompt got into it before the close.
+    assert b"".join([chunk async for chunk in watcher]).strip() in (b"", b"#", b"$")
     assert session.state == "closed"
     with pytest.raises(NotFound):
         manager.get("alice", session.id)
