@@ -1,8 +1,9 @@
 """`make bench`: the figures of issue 3 (foundation), each a ratio to baselines measured in the
 same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py),
 then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py),
-then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal` runs one part.
+then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
+then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py).
+`--only foundation|portfolio|trades|ws|workspace|terminal|assistant` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -29,6 +30,13 @@ from typing import Any
 
 import bcrypt
 
+from bench.assistant import (
+    AssistantReport,
+    AssistantSettings,
+    describe_assistant,
+    print_assistant,
+    run_assistant,
+)
 from bench.portfolio import (
     PortfolioReport,
     PortfolioSettings,
@@ -289,13 +297,14 @@ def run(settings: Settings) -> Report:
 
 
 PARTS = {
-    "all": ("foundation", "trades", "ws", "workspace", "terminal"),
+    "all": ("foundation", "trades", "ws", "workspace", "terminal", "assistant"),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
     "ws": ("ws",),
     "workspace": ("workspace",),
     "terminal": ("terminal",),
+    "assistant": ("assistant",),
 }
 
 
@@ -315,7 +324,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         choices=sorted(PARTS),
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
-        " workspace (issue 6), terminal (issue 5)",
+        " workspace (issue 6), terminal (issue 5), assistant (issue 7)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -402,6 +411,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         join_concurrency=50,
         idle_seconds=5.0,
         echo_samples=1000,
+        echo_rounds=max(1, min(args.rounds, 5)),
         echo_interval_ms=20.0,
         close_samples=max(1, min(50, args.terminal_sessions // 10)),
         idle_sessions=100,
@@ -431,11 +441,14 @@ def main(argv: Sequence[str]) -> int:
         print(describe_workspace(plan.workspace), flush=True)
     if "terminal" in plan.parts:
         print(describe_terminal(plan.terminal), flush=True)
+    if "assistant" in plan.parts:
+        print(describe_assistant(AssistantSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
     workspace: WorkspaceReport | None = None
     terminal: TerminalReport | None = None
+    assistant: AssistantReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -446,6 +459,8 @@ def main(argv: Sequence[str]) -> int:
                 workspace = run_workspace(plan.workspace)
             if "terminal" in plan.parts:
                 terminal = run_terminal(plan.terminal)
+            if "assistant" in plan.parts:
+                assistant = run_assistant(AssistantSettings())
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -463,6 +478,8 @@ def main(argv: Sequence[str]) -> int:
         print_workspace(workspace)
     if terminal is not None:
         print_terminal(terminal)
+    if assistant is not None:
+        print_assistant(assistant)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:
@@ -472,6 +489,9 @@ def main(argv: Sequence[str]) -> int:
     if terminal is not None and terminal.failures:
         failed = ", ".join(what for what, _ in terminal.failures)
         print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
+        return 1
+    if assistant is not None and assistant.failures:
+        print("bench: the assistant part had failed chats (see above)", file=sys.stderr)
         return 1
     return 0
 

@@ -50,6 +50,8 @@ CLOSE_GRACE = 5.0
 VALIDATE_DEADLINE = 5.0
 # Frames queued within this many seconds are written together (see Outbox).
 FLUSH_WINDOW = 0.01
+# How often a sender waiting for a congested socket to drain looks again.
+WRITABLE_POLL = 0.005
 
 SOCKETS_OPEN = Gauge(
     "stockfolio_ws_connections", "WebSocket connections open now, by path.", ["path"]
@@ -192,6 +194,19 @@ class ClientSocket:
     def error(self, code: str, message: str) -> None:
         self.send_now(json_frame({"type": "error", "code": code, "message": message}))
 
+    @property
+    def closed(self) -> bool:
+        return self._done or self.ws.closed
+
+    async def writable(self, below: int) -> None:
+        """Wait until fewer than `below` bytes wait to be taken by the client: for a sender
+        that can slow its source down (a terminal's output stream) instead of being dropped."""
+        transport = self._transport
+        while not self._done and transport.get_write_buffer_size() >= below:
+            if transport.is_closing():
+                return
+            await asyncio.sleep(WRITABLE_POLL)
+
     async def close(self, code: int, reason: str) -> None:
         """The closing handshake, or a cut connection when the client does not take part."""
         self._done = True
@@ -262,6 +277,11 @@ class Sockets:
     @property
     def count(self) -> int:
         return len(self._open)
+
+    @property
+    def send_budget(self) -> int:
+        """Bytes a socket may have waiting before it is dropped (WS_SEND_QUEUE_BYTES)."""
+        return self._limit
 
     def flush(self) -> None:
         """Write what every socket has waiting, without waiting for the window's end."""

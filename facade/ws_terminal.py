@@ -10,8 +10,11 @@ terminal service with the socket's own token and relays:
   a refused frame, or a join the service refused - unknown session, another user's session).
 
 A second `join` leaves the first session and joins the other. Output is written at once (no
-flush window: keystroke echo is what a terminal is judged by); a socket that cannot keep up
-is dropped by the shared send path (4008) and the service's own bound drops its attachment.
+flush window: keystroke echo is what a terminal is judged by). A socket that cannot keep up
+is not dropped here: the relay stops reading the stream while more than half the socket's
+send budget waits, gRPC's flow control carries that back to the terminal service, and there
+the attachment's own bound ends it with a note when the client stays behind (`exit`,
+reason `dropped`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ log = logging.getLogger("stockfolio.facade")
 PATHS = ("/ws/terminal", "/ws/terminal-v2")
 MAX_SESSION_ID = 128
 MAX_DIMENSION = 10_000
+# Output characters per `data` message at most.
+FRAME_CHARS = 8192
 
 
 def _invalid(message: str) -> SocketError:
@@ -58,7 +63,10 @@ class TerminalConversation:
         plans: Plans,
         client: ClientSocket,
         user: SocketUser,
+        *,
+        backlog: int,
     ) -> None:
+        self._backlog = backlog
         self._stub = terminal_pb2_grpc.TerminalServiceStub(channel)
         self._plan = plans.plan(terminal_pb2.Terminal.DESCRIPTOR)
         self._client = client
@@ -134,8 +142,12 @@ class TerminalConversation:
                 kind = reply.WhichOneof("frame")
                 if kind == "data":
                     text = decoder.decode(reply.data)
-                    if text:
-                        client.send_now(json_frame({"type": "data", "data": text}))
+                    # In pieces, so no single frame outgrows the socket's budget (escapes can
+                    # make JSON six times the text).
+                    for start in range(0, len(text), FRAME_CHARS):
+                        await client.writable(self._backlog)
+                        piece = text[start : start + FRAME_CHARS]
+                        client.send_now(json_frame({"type": "data", "data": piece}))
                 elif kind == "joined":
                     terminal = message_json(reply.joined, self._plan)
                     client.send_now(
@@ -176,6 +188,10 @@ async def terminal_socket(
     sockets: Sockets, channel: Any, plans: Plans, request: web.Request
 ) -> web.StreamResponse:
     """`channel` is called for the terminal service's channel (bound after start-up)."""
+    backlog = sockets.send_budget // 2
     return await sockets.serve(
-        request, lambda client, user: TerminalConversation(channel(), plans, client, user)
+        request,
+        lambda client, user: TerminalConversation(
+            channel(), plans, client, user, backlog=backlog
+        ),
     )

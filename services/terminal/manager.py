@@ -38,6 +38,8 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_COLS = 1000
 MAX_ROWS = 500
 READ_CHUNK = 64 * 1024
+# The most output one step of a watcher gives at once (one gRPC message, one socket frame).
+WATCH_BATCH = 128 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 DROP_NOTE = b"\r\n[stockfolio: this view fell behind and was dropped; reconnect to resume]\r\n"
 # The wrapper reopens the slave by name after setsid, which makes it the controlling terminal
@@ -67,12 +69,17 @@ class _Process:
 
 
 class Watcher:
-    """One view of a session's output; bounded, dropped with a note when it falls behind."""
+    """One view of a session's output; bounded, dropped with a note when it falls behind.
+
+    Each step of the iteration gives everything queued since the last one, joined (up to
+    WATCH_BATCH bytes): a PTY is read a few kilobytes at a time, and a reader that is a little
+    behind then sends one message instead of dozens."""
 
     def __init__(self, session: Session, limit_bytes: int) -> None:
         self._session = session
         self._limit = limit_bytes
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._chunks: deque[bytes] = deque()
+        self._ready = asyncio.Event()
         self._queued = 0
         self._ended = False
         self.dropped = False
@@ -81,10 +88,21 @@ class Watcher:
         return self
 
     async def __anext__(self) -> bytes:
-        item = await self._queue.get()
-        if item is None:
-            self._session._unwatch(self)
-            raise StopAsyncIteration
+        chunks = self._chunks
+        while not chunks:
+            if self._ended:
+                self._session._unwatch(self)
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        item = chunks.popleft()
+        if chunks and len(item) < WATCH_BATCH:
+            parts = [item]
+            size = len(item)
+            while chunks and size + len(chunks[0]) <= WATCH_BATCH:
+                size += len(chunks[0])
+                parts.append(chunks.popleft())
+            item = b"".join(parts)
         self._queued -= len(item)
         return item
 
@@ -95,7 +113,8 @@ class Watcher:
     def _replay(self, chunk: bytes) -> None:
         if chunk:
             self._queued += len(chunk)
-            self._queue.put_nowait(chunk)
+            self._chunks.append(chunk)
+            self._ready.set()
 
     def _offer(self, chunk: bytes) -> None:
         if self._ended:
@@ -104,20 +123,20 @@ class Watcher:
             self._drop()
             return
         self._queued += len(chunk)
-        self._queue.put_nowait(chunk)
+        self._chunks.append(chunk)
+        self._ready.set()
 
     def _drop(self) -> None:
         self.dropped = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._chunks.clear()
         self._queued = len(DROP_NOTE)
-        self._queue.put_nowait(DROP_NOTE)
+        self._chunks.append(DROP_NOTE)
         self._end()
 
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
-            self._queue.put_nowait(None)
+            self._ready.set()
 
 
 @dataclass(eq=False)
@@ -154,6 +173,7 @@ class Session:
     _allowance: float = 0.0
     _allowance_at: float = field(default_factory=time.monotonic)
     _paused: asyncio.TimerHandle | None = None
+    output_burst: int = 0
     paused_count: int = 0  # times the output rate limit paused this session
 
     @property
@@ -282,10 +302,13 @@ class Session:
             self._spend(len(chunk))
 
     def _spend(self, size: int) -> None:
-        """A token bucket of one second's output: over it, stop reading until it refills."""
+        """A token bucket: beyond its burst, stop reading until it refills at the rate. The
+        burst is a quarter of a watcher's bound, so a burst alone never drops a view that
+        keeps up with the rate."""
         now = time.monotonic()
         rate = self.output_rate
-        self._allowance = min(rate, self._allowance + (now - self._allowance_at) * rate) - size
+        burst = self.output_burst
+        self._allowance = min(burst, self._allowance + (now - self._allowance_at) * rate) - size
         self._allowance_at = now
         if self._allowance < 0 and self._fd_open and self._paused is None:
             loop = asyncio.get_running_loop()
@@ -361,6 +384,7 @@ class TerminalManager:
         self.max_write_bytes = max_write_bytes
         self.watcher_buffer_bytes = watcher_buffer_bytes
         self.output_rate = output_rate
+        self._burst = min(output_rate, max(READ_CHUNK, watcher_buffer_bytes // 4))
         self.cull_interval = cull_interval
         self.term, self.lang, self.user = term, lang, user
         self._sessions: dict[str, Session] = {}
@@ -421,7 +445,8 @@ class TerminalManager:
             watcher_buffer_bytes=self.watcher_buffer_bytes,
             project_id=project_id,
             output_rate=self.output_rate,
-            _allowance=float(self.output_rate),
+            output_burst=self._burst,
+            _allowance=float(self._burst),
         )
         self._sessions[session.id] = session
         session._on_ready = self._reader(session)
@@ -457,11 +482,9 @@ class TerminalManager:
         """Resident bytes of every process in these sessions (shells and what they started)."""
 
         def measure() -> int:
-            total = 0
-            for session in sessions:
-                if session.state == "running":
-                    total += sum(_rss(m.pid) for m in _session_members(session.pid))
-            return total
+            running = {s.pid for s in sessions if s.state == "running"}
+            members = _processes_by_session(running)
+            return sum(_private_bytes(m.pid) for group in members.values() for m in group)
 
         return await asyncio.to_thread(measure)
 
@@ -491,16 +514,24 @@ class TerminalManager:
     async def _end_session(self, session: Session) -> None:
         """SIGHUP to everything in the shell's session, SIGKILL after `grace`, reap it all."""
         sid = session.pid
-        _signal_all(sid, await asyncio.to_thread(_session_members, sid), signal.SIGHUP)
+        members = await asyncio.to_thread(_session_members, sid)
+        _signal_all(sid, members, signal.SIGHUP)
         session._end_output("closed")
+        known = {m.pid for m in members} | {sid}
         deadline = time.monotonic() + self.grace
         killed = False
         while True:
-            members = await asyncio.to_thread(_session_members, sid)
+            # Polls only the processes known to be in the session; a full scan of /proc (which
+            # costs as much as there are processes) confirms the end, catching late children.
+            members = await asyncio.to_thread(_still_members, sid, known)
             self._reap(session, members)
             alive = [m for m in members if m.state != "Z"]
             if not alive and session.process.poll() is not None:
-                break
+                members = await asyncio.to_thread(_session_members, sid)
+                self._reap(session, members)
+                if all(m.state == "Z" for m in members):
+                    break
+                known.update(m.pid for m in members)
             if not killed and time.monotonic() >= deadline:
                 _signal_all(sid, members, signal.SIGKILL)
                 killed = True
@@ -584,27 +615,52 @@ class TerminalManager:
         return process, master_fd
 
 
-def _rss(pid: int) -> int:
+def _private_bytes(pid: int) -> int:
+    """Resident pages not shared with other processes (resident - shared, from statm): what
+    one more shell costs, without counting the shared libraries once per shell."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * PAGE_SIZE
+            fields = statm.read().split()
+        return max(0, int(fields[1]) - int(fields[2])) * PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return 0  # gone meanwhile
 
 
+def _read_process(pid: int) -> tuple[int, _Process] | None:
+    """(kernel session id, the process), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    state, ppid, _pgrp, session = text[text.rindex(b")") + 2 :].split()[:4]
+    return int(session), _Process(pid=pid, ppid=int(ppid), state=state.decode())
+
+
+def _processes_by_session(sids: set[int]) -> dict[int, list[_Process]]:
+    """One pass over /proc: the processes of each of these kernel sessions."""
+    found: dict[int, list[_Process]] = {sid: [] for sid in sids}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            read = _read_process(int(entry.name))
+            if read is not None and read[0] in found:
+                found[read[0]].append(read[1])
+    return found
+
+
 def _session_members(sid: int) -> list[_Process]:
     """Every process in the kernel session `sid`, background jobs in their own groups included."""
+    return _processes_by_session({sid})[sid]
+
+
+def _still_members(sid: int, pids: set[int]) -> list[_Process]:
+    """Which of `pids` still exist in session `sid` (zombies included): a few reads instead
+    of a scan of every process on the machine."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry.name, "stat").read_text()
-        except OSError:
-            continue
-        state, ppid, _pgrp, session = stat[stat.rindex(")") + 2 :].split()[:4]
-        if int(session) == sid:
-            members.append(_Process(pid=int(entry.name), ppid=int(ppid), state=state))
+    for pid in pids:
+        read = _read_process(pid)
+        if read is not None and read[0] == sid:
+            members.append(read[1])
     return members
 
 

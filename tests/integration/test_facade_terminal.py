@@ -521,3 +521,39 @@ async def test_stopping_the_service_ends_every_shell(start_system: Start) -> Non
         pids = [(await create(client, ann))["pid"] for _ in range(3)]
     for pid in pids:
         await until_gone(pid)
+
+
+async def test_a_client_that_stops_reading_is_let_go_by_the_service_with_a_note(
+    system: System,
+) -> None:
+    """Back-pressure, end to end: the facade stops relaying while the socket is congested,
+    the service's bound for the attachment fills, and the attachment ends with a note; the
+    socket itself is not dropped, and reads the note and the exit once it reads again."""
+    client = system.client
+    ann = await register(client)
+    sid = (await create(client, ann))["sessionId"]
+    ws = await socket(client, ann)
+    await ws.send_json({"type": "join", "sessionId": sid})
+    await receive(ws, "joined")
+    await ws.send_json({"type": "data", "data": "head -c 20000000 /dev/zero | tr '\\0' x\r"})
+    # Not reading: wait until the service has let this attachment go.
+    deadline = time.monotonic() + WAIT
+    while True:
+        body = await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann)
+        if body["data"]["watchers"] == 0:
+            break
+        assert time.monotonic() < deadline, "the attachment was never let go"
+        await asyncio.sleep(0.1)
+    output = ""
+    while True:
+        message = await ws.receive_json(timeout=WAIT)
+        if message["type"] == "exit":
+            break
+        output += message.get("data", "")
+    assert message == {"type": "exit", "code": 0, "reason": "dropped"}
+    assert output.endswith("this view fell behind and was dropped; reconnect to resume]\r\n")
+    assert 0 < output.count("x") < 20_000_000
+    # The session runs on; joining again resumes.
+    await ws.send_json({"type": "join", "sessionId": sid, "noReplay": True})
+    await receive(ws, "joined")
+    await ws.close()
