@@ -964,8 +964,8 @@ def build_terminal_rows(report: TerminalReport) -> None:
                     f"{rss:.1f} MB VmRSS, shells excluded ({facts['terminal_rss_empty_mb']:.0f}"
                     f" empty, {facts['terminal_rss_sessions_mb']:.0f} with the sessions before"
                     f" the sockets); shells {shells_mb:.0f} MB in all"
-                    f" ({shells_mb / active:.1f} each: stats, RSS summed, shared pages"
-                    " counted per shell); facade"
+                    f" ({shells_mb / active:.1f} each: stats' shellMemoryBytes, resident pages"
+                    " not shared with other processes); facade"
                     f" {facts['facade_rss_joined_mb']:.0f} MB"
                 ),
             )
@@ -990,7 +990,7 @@ def build_terminal_rows(report: TerminalReport) -> None:
                 p50_ms=stats_facts["ms"],
                 note=(
                     f"one call, {data.get('activeSessions')} sessions: its shellMemoryBytes"
-                    " scans /proc once per session"
+                    " reads /proc once for them all"
                 ),
             )
         )
