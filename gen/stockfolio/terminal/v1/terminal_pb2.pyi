@@ -236,7 +236,9 @@ class GetTerminalStatsResponse(_message.Message):
     users: _builtins.int
     """Distinct users with sessions (the caller alone, unless admin)."""
     shell_memory_bytes: _builtins.int
-    """Resident memory of the shells and their processes in the counted sessions."""
+    """Memory of the shells and their processes in the counted sessions: resident pages not
+    shared with other processes (shared libraries are not counted once per shell).
+    """
     my_sessions: _builtins.int
     """The caller's own running sessions."""
     total_sessions: _builtins.int
