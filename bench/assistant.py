@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.report import Row, print_rows
+from bench.report import RESULTS, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
     HOST,
@@ -47,6 +48,7 @@ from bench.system import (
 )
 
 FIRST_CHUNK_P99_LIMIT_MS = 1000.0
+RESULTS_FILE = RESULTS.parent / "assistant.json"
 CHAT_TIMEOUT = 120.0
 QUESTION = "How are my portfolios doing this week? (bench)"
 
@@ -262,6 +264,8 @@ def run_assistant(settings: AssistantSettings) -> AssistantReport:
             for process in system.processes.values():
                 process.check_alive()
     summarize(report, results)
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(report.document(), indent=2, default=str) + "\n")
     return report
 
 
@@ -317,6 +321,7 @@ def summarize(report: AssistantReport, results: Sequence[ChatResult]) -> None:
 def print_assistant(report: AssistantReport) -> None:
     print("\nassistant (issue 7)")
     print_rows(report.rows)
+    print(f"  results: {RESULTS_FILE}")
     for what, error in report.failures:
         print(f"  {what}: {error}")
 

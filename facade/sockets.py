@@ -235,6 +235,10 @@ class Conversation(Protocol):
         """Act on a message (not auth or ping); raise SocketError to refuse it."""
         ...
 
+    def renewed(self, user: SocketUser) -> None:
+        """The socket sent a fresh token (same user): calls from now on carry it."""
+        ...
+
     def end(self) -> None:
         """The socket is gone: forget it."""
         ...
@@ -481,6 +485,7 @@ class Sockets:
                         client.send_now(PONG)
                     elif kind == "auth":
                         user = await self._renew(client, user, message.get("token"), expiry)
+                        conversation.renewed(user)
                     else:
                         await conversation.receive(kind, message)
                 except SocketError as error:

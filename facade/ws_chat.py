@@ -102,6 +102,7 @@ class ChatRooms:
         self._rooms: dict[str, dict[str, Member]] = {}
         self._listeners: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, asyncio.Event] = {}
+        self._relaying: set[asyncio.Task[None]] = set()
 
     def member(self, client: ClientSocket, user_id: str) -> Member:
         return Member(client, user_id, f"{self._replica}:{next(self._ids)}")
@@ -117,6 +118,7 @@ class ChatRooms:
             live = self._live[session_id] = asyncio.Event()
             task = asyncio.get_running_loop().create_task(self._listen(session_id))
             self._listeners[session_id] = task
+            await asyncio.sleep(0)  # the listener subscribes before the first probe
             # A subscription starts asynchronously: announce ourselves until we hear it, so a
             # relay sent right after this join is not missed.
             with contextlib.suppress(TimeoutError):
@@ -142,6 +144,12 @@ class ChatRooms:
             task = self._listeners.pop(session_id, None)
             if task is not None:
                 task.cancel()
+
+    def relay_later(self, session_id: str, origin: Member, message: dict[str, Any]) -> None:
+        """`relay` from a path that cannot wait (a socket that is gone); tracked until sent."""
+        task = asyncio.get_running_loop().create_task(self.relay(session_id, origin, message))
+        self._relaying.add(task)
+        task.add_done_callback(self._relaying.discard)
 
     async def relay(self, session_id: str, origin: Member, message: dict[str, Any]) -> None:
         """`message` to every other socket in the session, on every replica."""
@@ -169,6 +177,7 @@ class ChatRooms:
             log.exception("chat relay failed", extra={"sessionId": session_id})
 
     async def close(self) -> None:
+        await asyncio.gather(*self._relaying, return_exceptions=True)
         tasks = list(self._listeners.values())
         for task in tasks:
             task.cancel()
@@ -197,6 +206,9 @@ class ChatConversation:
         self._joined: set[str] = set()
         self._streaming: asyncio.Task[None] | None = None
         self._streaming_session = ""
+        self._entering: asyncio.Task[None] | None = None
+        self._stub_channel: grpc.aio.Channel | None = None
+        self._stub_cached: assistant_pb2_grpc.AssistantServiceStub | None = None
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (
@@ -205,7 +217,11 @@ class ChatConversation:
         )
 
     def _stub(self) -> assistant_pb2_grpc.AssistantServiceStub:
-        return assistant_pb2_grpc.AssistantServiceStub(self._assistant())
+        channel = self._assistant()
+        if self._stub_cached is None or self._stub_channel is not channel:
+            self._stub_cached = assistant_pb2_grpc.AssistantServiceStub(channel)
+            self._stub_channel = channel
+        return self._stub_cached
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
         if kind == "stream_chat":
@@ -277,7 +293,7 @@ class ChatConversation:
             raise _invalid("message must be a string")
         if not isinstance(model, str):
             raise _invalid("model must be a string")
-        request = assistant_pb2.StreamChatRequest(
+        request = assistant_pb2.ChatStreamRequest(
             session_id=_session_id(message, required=False), message=text, model=model
         )
         self._streaming_session = request.session_id
@@ -291,9 +307,9 @@ class ChatConversation:
     def _send(self, message: dict[str, Any]) -> None:
         self._client.send(json_frame(message))
 
-    async def _stream(self, request: assistant_pb2.StreamChatRequest) -> None:
+    async def _stream(self, request: assistant_pb2.ChatStreamRequest) -> None:
         session_id = request.session_id
-        call = self._stub().StreamChat(request, metadata=self._metadata())
+        call = self._stub().ChatStream(request, metadata=self._metadata())
         try:
             async for event in call:
                 which = event.WhichOneof("event")
@@ -305,7 +321,10 @@ class ChatConversation:
                         {"type": "session", "sessionId": session_id, "title": event.session.title}
                     )
                     if len(self._joined) < MAX_JOINED:
-                        await self._enter(session_id)
+                        # Joined beside the stream: its chunks never wait for the relay.
+                        self._entering = asyncio.get_running_loop().create_task(
+                            self._enter(session_id)
+                        )
                 elif which in {"tool_call", "tool_result"}:
                     call_message = getattr(event, which)
                     self._send(
@@ -338,11 +357,18 @@ class ChatConversation:
             self._streaming = None
             self._client.flush()
 
+    def renewed(self, user: SocketUser) -> None:
+        self._user = user  # answers asked from now on carry the new token
+
     def end(self) -> None:
         if self._streaming is not None:
             self._streaming.cancel()
+        if self._entering is not None:
+            self._entering.cancel()
         for session_id in self._joined:
             self._rooms.leave(session_id, self._member)
+            presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
+            self._rooms.relay_later(session_id, self._member, presence)
         self._joined.clear()
 
 

@@ -88,6 +88,9 @@ class PortfolioConversation:
                 "auth, ping, subscribe, unsubscribe",
             )
 
+    def renewed(self, user: SocketUser) -> None:
+        pass  # the feed calls no service as the user: nothing carries the token
+
     def end(self) -> None:
         self._feed.leave(self._socket)
 

@@ -97,6 +97,11 @@ class TerminalConversation:
                 "auth, ping, join, data, resize",
             )
 
+    def renewed(self, user: SocketUser) -> None:
+        # The next join carries the new token; an open attachment was authorized when it
+        # started, and ends with the socket if the session is revoked.
+        self._user = user
+
     def end(self) -> None:
         self._leave()
 
@@ -191,7 +196,5 @@ async def terminal_socket(
     backlog = sockets.send_budget // 2
     return await sockets.serve(
         request,
-        lambda client, user: TerminalConversation(
-            channel(), plans, client, user, backlog=backlog
-        ),
+        lambda client, user: TerminalConversation(channel(), plans, client, user, backlog=backlog),
     )

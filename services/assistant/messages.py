@@ -72,22 +72,22 @@ def chat_message(message: Message) -> assistant_pb2.ChatMessage:
     )
 
 
-def stream_event(event: AnswerEvent) -> assistant_pb2.StreamChatResponse:
+def stream_event(event: AnswerEvent) -> assistant_pb2.ChatStreamResponse:
     if isinstance(event, SessionStarted):
         started = assistant_pb2.SessionStarted(
             session_id=event.session.id, title=event.session.title
         )
-        return assistant_pb2.StreamChatResponse(session=started)
+        return assistant_pb2.ChatStreamResponse(session=started)
     if isinstance(event, Chunk):
         chunk = assistant_pb2.Chunk(session_id=event.session_id, text=event.text)
-        return assistant_pb2.StreamChatResponse(chunk=chunk)
+        return assistant_pb2.ChatStreamResponse(chunk=chunk)
     if isinstance(event, ToolCalled):
-        return assistant_pb2.StreamChatResponse(tool_call=tool_call_message(event.call))
+        return assistant_pb2.ChatStreamResponse(tool_call=tool_call_message(event.call))
     if isinstance(event, Done):
         done = assistant_pb2.Done(
             session_id=event.session_id,
             message_id=event.message.id,
             usage=usage_message(event.usage),
         )
-        return assistant_pb2.StreamChatResponse(done=done)
-    return assistant_pb2.StreamChatResponse(tool_result=tool_call_message(event.call))
+        return assistant_pb2.ChatStreamResponse(done=done)
+    return assistant_pb2.ChatStreamResponse(tool_result=tool_call_message(event.call))

@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 
 import anthropic
 import grpc
+import httpx2
 
 from services.assistant.config import AssistantConfig
 from services.assistant.domain import Usage
@@ -239,6 +240,19 @@ class AnthropicProvider:
                         output_tokens = event.usage.output_tokens
         except anthropic.AnthropicError as error:
             raise provider_error(error) from None
+        except httpx2.TimeoutException:
+            # The SDK wraps transport errors of the request, not those of reading its stream.
+            wait = DEFAULT_RETRY_AFTER["timeout"]
+            raise ProviderTimeout(
+                f"the AI provider stopped answering midway; retry in {_seconds(wait)}",
+                retry_after=wait,
+            ) from None
+        except httpx2.TransportError:
+            wait = DEFAULT_RETRY_AFTER["timeout"]
+            raise ProviderError(
+                f"the connection to the AI provider broke midway; retry in {_seconds(wait)}",
+                retry_after=wait,
+            ) from None
         for use_id, name, parts in uses.values():
             try:
                 arguments = json.loads("".join(parts) or "{}")

@@ -52,9 +52,9 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
                 )
         raise AssertionError("an answer always ends with Done or an error")
 
-    async def StreamChat(
-        self, request: assistant_pb2.StreamChatRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[assistant_pb2.StreamChatResponse]:
+    async def ChatStream(
+        self, request: assistant_pb2.ChatStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[assistant_pb2.ChatStreamResponse]:
         answer, _ = await self._assistant.start(
             require_identity(), request.session_id.strip(), request.message, request.model
         )

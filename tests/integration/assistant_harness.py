@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
+from stockfolio.assistant.v1 import assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 

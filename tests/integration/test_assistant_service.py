@@ -4,6 +4,7 @@ PostgreSQL, driving the official Anthropic SDK against a local fake of the API."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 
 import grpc
@@ -101,9 +102,9 @@ def retry_after(error: grpc.aio.AioRpcError) -> float:
 
 async def stream(
     stack: AssistantStack, who: Metadata, message: str, session_id: str = ""
-) -> list[assistant_pb2.StreamChatResponse]:
-    call = stack.assistant.StreamChat(
-        assistant_pb2.StreamChatRequest(session_id=session_id, message=message), metadata=who
+) -> list[assistant_pb2.ChatStreamResponse]:
+    call = stack.assistant.ChatStream(
+        assistant_pb2.ChatStreamRequest(session_id=session_id, message=message), metadata=who
     )
     return [event async for event in call]
 
@@ -255,10 +256,10 @@ async def test_a_half_streamed_answer_is_kept_once_marked_incomplete(
         fake_anthropic.replies.append(
             Reply(text="Markets rose sharply today because", error_after=3)
         )
-        call = stack.assistant.StreamChat(
-            assistant_pb2.StreamChatRequest(message="What happened?"), metadata=me
+        call = stack.assistant.ChatStream(
+            assistant_pb2.ChatStreamRequest(message="What happened?"), metadata=me
         )
-        events: list[assistant_pb2.StreamChatResponse] = []
+        events: list[assistant_pb2.ChatStreamResponse] = []
 
         async def read_all() -> None:
             async for event in call:
@@ -298,26 +299,27 @@ async def test_cancelling_the_stream_stops_the_answer_and_keeps_what_was_streame
     async with assistant_stack() as stack:
         me = await stack.user()
         fake_anthropic.replies.append(Reply(text="one two three four five six seven", hold_after=3))
-        call = stack.assistant.StreamChat(
-            assistant_pb2.StreamChatRequest(message="count"), metadata=me
+        call = stack.assistant.ChatStream(
+            assistant_pb2.ChatStreamRequest(message="count"), metadata=me
         )
         session = ""
-        chunks: list[str] = []
+        streamed = ""
         async for event in call:
             if event.HasField("session"):
                 session = event.session.session_id
-            if event.HasField("chunk"):
-                chunks.append(event.chunk.text)
-            if len(chunks) == 3:
+            streamed += event.chunk.text
+            if streamed == "one two three ":
                 break
         call.cancel()
         messages: list[assistant_pb2.ChatMessage] = []
 
         async def fetch() -> None:
-            got = await stack.assistant.GetSession(
-                assistant_pb2.GetSessionRequest(id=session), metadata=me
-            )
-            messages[:] = list(got.messages)
+            # The session is written while the provider answers: it may not be there yet.
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                got = await stack.assistant.GetSession(
+                    assistant_pb2.GetSessionRequest(id=session), metadata=me
+                )
+                messages[:] = list(got.messages)
 
         async def kept() -> bool:
             await fetch()
@@ -646,21 +648,26 @@ async def test_an_answer_under_way_when_the_server_stops_is_kept_incomplete(
     async with assistant_stack() as stack:
         me, user_id = await stack.account()
         fake_anthropic.replies.append(Reply(text="alpha beta gamma delta", hold_after=2))
-        call = stack.assistant.StreamChat(
-            assistant_pb2.StreamChatRequest(message="Tell me"), metadata=me
+        call = stack.assistant.ChatStream(
+            assistant_pb2.ChatStreamRequest(message="Tell me"), metadata=me
         )
         session = ""
-        chunks = 0
+        streamed = ""
         async for event in call:
             session = session or event.session.session_id
-            chunks += event.HasField("chunk")
-            if chunks == 2:
+            streamed += event.chunk.text
+            if streamed == "alpha beta ":
                 break
         # The server stops with the answer held mid-stream by the provider.
         await stack.running.server.stop(0)
         db = Database(stack.database_url)
         try:
             kept = await Chats(db).messages(user_id, session)
+            for _ in range(500):  # the cancelled answer writes what it streamed, then ends
+                if len(kept) == 2:
+                    break
+                await asyncio.sleep(0.01)
+                kept = await Chats(db).messages(user_id, session)
         finally:
             await db.close()
         assert [(m.role.value, m.content, m.incomplete) for m in kept] == [

@@ -557,3 +557,31 @@ async def test_a_client_that_stops_reading_is_let_go_by_the_service_with_a_note(
     await ws.send_json({"type": "join", "sessionId": sid, "noReplay": True})
     await receive(ws, "joined")
     await ws.close()
+
+
+async def test_a_renewed_token_is_the_one_later_joins_carry(system: System) -> None:
+    """A socket renewed with a second session's token goes on working after the first session
+    logs out: the join is made with the new token, not the one the socket opened with."""
+    client = system.client
+    email = f"u{os.urandom(5).hex()}@example.com"
+    registered = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+    )
+    first = User(**_user_of((await registered.json())["data"]))
+    login = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    second = User(**_user_of((await login.json())["data"]))
+    sid = (await create(client, second))["sessionId"]
+    ws = await socket(client, first)
+    await ws.send_json({"type": "auth", "token": second.token})
+    await receive(ws, "auth_ok")
+    await call(client, "POST", "/api/v1/auth/logout", first, json={})
+    # Past the services' memory of a valid session (2 s) and the sockets' recheck (3 s).
+    await asyncio.sleep(3.5)
+    await ws.send_json({"type": "join", "sessionId": sid})
+    joined = await receive(ws, "joined")
+    assert joined["sessionId"] == sid
+    await ws.close()
+
+
+def _user_of(data: dict[str, Any]) -> dict[str, str]:
+    return {"token": data["tokens"]["accessToken"], "id": data["user"]["id"]}

@@ -652,7 +652,7 @@ class DeleteSessionResponse(_message.Message):
 Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015
 
 @_typing.final
-class StreamChatRequest(_message.Message):
+class ChatStreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
@@ -675,10 +675,10 @@ class StreamChatRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StreamChatRequest: _TypeAlias = StreamChatRequest  # noqa: Y015
+Global___ChatStreamRequest: _TypeAlias = ChatStreamRequest  # noqa: Y015
 
 @_typing.final
-class StreamChatResponse(_message.Message):
+class ChatStreamResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
@@ -713,7 +713,7 @@ class StreamChatResponse(_message.Message):
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
-Global___StreamChatResponse: _TypeAlias = StreamChatResponse  # noqa: Y015
+Global___ChatStreamResponse: _TypeAlias = ChatStreamResponse  # noqa: Y015
 
 @_typing.final
 class SessionStarted(_message.Message):

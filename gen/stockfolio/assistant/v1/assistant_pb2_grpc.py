@@ -86,10 +86,10 @@ class AssistantServiceStub:
                 request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
-        self.StreamChat = channel.unary_stream(
-                '/stockfolio.assistant.v1.AssistantService/StreamChat',
-                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.SerializeToString,
-                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.FromString,
+        self.ChatStream = channel.unary_stream(
+                '/stockfolio.assistant.v1.AssistantService/ChatStream',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamResponse.FromString,
                 _registered_method=True)
 
 
@@ -160,7 +160,7 @@ class AssistantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StreamChat(self, request, context):
+    def ChatStream(self, request, context):
         """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
         `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
         Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
@@ -222,10 +222,10 @@ def add_AssistantServiceServicer_to_server(servicer, server):
                     request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionRequest.FromString,
                     response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.DeleteSessionResponse.SerializeToString,
             ),
-            'StreamChat': grpc.unary_stream_rpc_method_handler(
-                    servicer.StreamChat,
-                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.FromString,
-                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.SerializeToString,
+            'ChatStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ChatStream,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -511,7 +511,7 @@ class AssistantService:
             _registered_method=True)
 
     @staticmethod
-    def StreamChat(request,
+    def ChatStream(request,
             target,
             options=(),
             channel_credentials=None,
@@ -524,9 +524,9 @@ class AssistantService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/stockfolio.assistant.v1.AssistantService/StreamChat',
-            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatRequest.SerializeToString,
-            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.StreamChatResponse.FromString,
+            '/stockfolio.assistant.v1.AssistantService/ChatStream',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ChatStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

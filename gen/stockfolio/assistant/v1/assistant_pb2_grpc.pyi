@@ -47,7 +47,7 @@ class AssistantServiceStub:
     UpdateSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]
     """Renames a session or moves it into a folder (or out of every folder)."""
     DeleteSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]
-    StreamChat: _grpc.UnaryStreamMultiCallable[_assistant_pb2.StreamChatRequest, _assistant_pb2.StreamChatResponse]
+    ChatStream: _grpc.UnaryStreamMultiCallable[_assistant_pb2.ChatStreamRequest, _assistant_pb2.ChatStreamResponse]
     """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
     `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
     Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
@@ -72,7 +72,7 @@ class AssistantServiceAsyncStub(AssistantServiceStub):
     UpdateSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]  # type: ignore[assignment]
     """Renames a session or moves it into a folder (or out of every folder)."""
     DeleteSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]  # type: ignore[assignment]
-    StreamChat: _aio.UnaryStreamMultiCallable[_assistant_pb2.StreamChatRequest, _assistant_pb2.StreamChatResponse]  # type: ignore[assignment]
+    ChatStream: _aio.UnaryStreamMultiCallable[_assistant_pb2.ChatStreamRequest, _assistant_pb2.ChatStreamResponse]  # type: ignore[assignment]
     """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
     `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
     Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
@@ -156,11 +156,11 @@ class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_assistant_pb2.DeleteSessionResponse, _abc.Awaitable[_assistant_pb2.DeleteSessionResponse]]: ...
 
     @_abc_1.abstractmethod
-    def StreamChat(
+    def ChatStream(
         self,
-        request: _assistant_pb2.StreamChatRequest,
+        request: _assistant_pb2.ChatStreamRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_assistant_pb2.StreamChatResponse], _abc.AsyncIterator[_assistant_pb2.StreamChatResponse]]:
+    ) -> _typing.Union[_abc.Iterator[_assistant_pb2.ChatStreamResponse], _abc.AsyncIterator[_assistant_pb2.ChatStreamResponse]]:
         """SendMessage, streamed: `session` (when it started one), `chunk`s of text, `tool_call` /
         `tool_result` as the assistant reads the caller's portfolios, then `done` with the usage.
         Cancelling the call stops the answer; what was streamed so far is kept, marked incomplete.
