@@ -14,11 +14,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import anthropic
 import grpc
-import httpx2
 
 from services.assistant.config import AssistantConfig
 from services.assistant.domain import Usage
@@ -105,164 +103,6 @@ class ProviderTimeout(ProviderError):
 
 class ProviderAuthFailed(ProviderError):
     reason = "PROVIDER_AUTH_FAILED"
-
-
-def _retry_after(error: anthropic.APIStatusError, default: float) -> float:
-    headers = error.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is not None:
-            try:
-                return max(1.0, float(raw) * scale)
-            except ValueError:
-                continue
-    return default
-
-
-def _seconds(value: float) -> str:
-    return f"{max(1, round(value))} s"
-
-
-def provider_error(error: anthropic.AnthropicError) -> ProviderError:
-    """One translation of the SDK's errors (HTTP statuses and in-stream `error` events)."""
-    if isinstance(error, anthropic.APITimeoutError):
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderTimeout(
-            f"the AI provider did not answer in time; retry in {_seconds(wait)}", retry_after=wait
-        )
-    if isinstance(error, anthropic.APIConnectionError):
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderError(
-            f"the AI provider cannot be reached; retry in {_seconds(wait)}", retry_after=wait
-        )
-    if not isinstance(error, anthropic.APIStatusError):
-        return ProviderError("the AI provider failed; retry shortly", retry_after=5.0)
-    kind = error.type or ""
-    status = error.status_code
-    if kind == "rate_limit_error" or status == 429:
-        wait = _retry_after(error, DEFAULT_RETRY_AFTER["rate"])
-        return ProviderRateLimited(
-            f"the AI provider's rate limit was reached; retry in {_seconds(wait)}",
-            retry_after=wait,
-        )
-    if kind == "overloaded_error" or status == 529:
-        wait = _retry_after(error, DEFAULT_RETRY_AFTER["overloaded"])
-        return ProviderOverloaded(
-            f"the AI provider is overloaded; retry in {_seconds(wait)}", retry_after=wait
-        )
-    if kind in {"authentication_error", "permission_error"} or status in {401, 403}:
-        wait = DEFAULT_RETRY_AFTER["auth"]
-        return ProviderAuthFailed(
-            "the AI provider refused this server's API key (CLAUDE_API_KEY); an administrator "
-            f"must fix it. Retry later (in {_seconds(wait)} or more)",
-            retry_after=wait,
-        )
-    if kind == "timeout_error" or status in {408, 504}:
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderTimeout(
-            f"the AI provider timed out; retry in {_seconds(wait)}", retry_after=wait
-        )
-    detail = (error.api_message or "")[:200]
-    wait = _retry_after(error, 5.0)
-    return ProviderError(
-        f"the AI provider failed ({detail or f'HTTP {status}'}); retry in {_seconds(wait)}",
-        retry_after=wait,
-    )
-
-
-# --- Anthropic -----------------------------------------------------------------------------------
-
-
-class AnthropicProvider:
-    """Claude through the official SDK: its async client on its aiohttp transport (measured
-    here: a third less CPU per streamed token than its default one), streamed messages read as
-    the API's raw events (the SDK's accumulating helper costs another third), tool use."""
-
-    offline = False
-
-    def __init__(self, config: AssistantConfig) -> None:
-        assert config.claude_api_key is not None
-        self._client = anthropic.AsyncAnthropic(
-            api_key=config.claude_api_key,
-            base_url=config.anthropic_base_url,
-            timeout=config.anthropic_timeout,
-            max_retries=config.anthropic_max_retries,
-            http_client=anthropic.DefaultAioHttpClient(),
-        )
-        self._max_tokens = config.max_tokens
-
-    async def models(self) -> list[tuple[str, str]]:
-        try:
-            page = await self._client.models.list(limit=100)
-        except anthropic.AnthropicError as error:
-            raise provider_error(error) from None
-        return [(m.id, m.display_name or m.id) for m in page.data]
-
-    async def stream(
-        self,
-        *,
-        model: str,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-    ) -> AsyncIterator[ProviderEvent]:
-        """One round: `message_start` (input tokens), text deltas as they come, each
-        `tool_use` block's input assembled from its `input_json_delta` pieces, `message_delta`
-        (stop reason, output tokens). An `error` event raises inside the SDK's iterator."""
-        input_tokens = output_tokens = 0
-        stop_reason = "end_turn"
-        uses: dict[int, tuple[str, str, list[str]]] = {}
-        try:
-            events = await self._client.messages.create(
-                model=model,
-                max_tokens=self._max_tokens,
-                system=SYSTEM_PROMPT,
-                messages=cast(Any, messages),
-                tools=cast(Any, tools),
-                stream=True,
-            )
-            async with events:
-                async for event in events:
-                    if event.type == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta":
-                            yield TextDelta(delta.text)
-                        elif delta.type == "input_json_delta" and event.index in uses:
-                            uses[event.index][2].append(delta.partial_json)
-                    elif event.type == "content_block_start":
-                        block = event.content_block
-                        if block.type == "tool_use":
-                            uses[event.index] = (block.id, block.name, [])
-                    elif event.type == "message_start":
-                        input_tokens = event.message.usage.input_tokens
-                        output_tokens = event.message.usage.output_tokens
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        output_tokens = event.usage.output_tokens
-        except anthropic.AnthropicError as error:
-            raise provider_error(error) from None
-        except httpx2.TimeoutException:
-            # The SDK wraps transport errors of the request, not those of reading its stream.
-            wait = DEFAULT_RETRY_AFTER["timeout"]
-            raise ProviderTimeout(
-                f"the AI provider stopped answering midway; retry in {_seconds(wait)}",
-                retry_after=wait,
-            ) from None
-        except httpx2.TransportError:
-            wait = DEFAULT_RETRY_AFTER["timeout"]
-            raise ProviderError(
-                f"the connection to the AI provider broke midway; retry in {_seconds(wait)}",
-                retry_after=wait,
-            ) from None
-        for use_id, name, parts in uses.values():
-            try:
-                arguments = json.loads("".join(parts) or "{}")
-            except ValueError:
-                arguments = {}
-            yield ToolUse(use_id, name, arguments if isinstance(arguments, dict) else {})
-        yield RoundEnd(stop_reason, Usage(input_tokens, output_tokens))
-
-    async def close(self) -> None:
-        await self._client.close()
 
 
 # --- offline -------------------------------------------------------------------------------------
@@ -375,5 +215,9 @@ class OfflineProvider:
 
 def create_provider(config: AssistantConfig) -> Provider:
     if config.claude_api_key:
+        # Imported only when used: the SDK and what it brings (pydantic, httpx2, ...) are
+        # ~50 MB of resident memory a keyless (offline) assistant never needs.
+        from services.assistant.claude import AnthropicProvider
+
         return AnthropicProvider(config)
     return OfflineProvider()

@@ -4,7 +4,12 @@ offline assistant's answers and the translation of provider errors."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import anthropic
 import grpc
@@ -14,6 +19,7 @@ from anthropic._error_classes import make_status_error
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.assistant.claude import provider_error
 from services.assistant.conversation import seconds_to_midnight
 from services.assistant.domain import (
     MAX_TITLE_CHARS,
@@ -26,7 +32,7 @@ from services.assistant.domain import (
     provider_history,
     title_from,
 )
-from services.assistant.providers import OFFLINE_NOTICE, offline_answer, provider_error
+from services.assistant.providers import OFFLINE_NOTICE, offline_answer
 from services.runtime.errors import InvalidArgument
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -127,7 +133,7 @@ def test_an_incomplete_answer_keeps_its_text_but_not_its_unrun_tools() -> None:
 
 
 def test_the_offline_answer_totals_values_and_lists_holdings() -> None:
-    portfolios = [
+    portfolios: list[dict[str, Any]] = [
         {
             "name": "Core",
             "totalValue": "1500.5",
@@ -190,3 +196,22 @@ def test_a_timeout_is_its_own_error() -> None:
 
 def test_the_token_budget_renews_at_midnight_utc() -> None:
     assert seconds_to_midnight(NOW) == 12 * 3600
+
+
+def test_a_keyless_assistant_does_not_load_the_sdk() -> None:
+    """The offline default keeps the SDK (and pydantic, httpx2) out of memory: the service's
+    idle RSS is held under issue 3's 120 MB."""
+    code = (
+        "import sys, services.assistant.server\n"
+        "print(sorted(m for m in ('anthropic', 'httpx2', 'pydantic') if m in sys.modules))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'gen'}"},
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr[-2000:]
