@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.assistant.v1 import assistant_pb2
 
 from services.assistant.conversation import AnswerEvent, Chunk, Done, SessionStarted, ToolCalled
 from services.assistant.domain import Folder, Message, Session, ToolCall, Usage
-
-
-def timestamp(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
+from services.runtime.timestamps import timestamp
 
 
 def usage_message(usage: Usage) -> assistant_pb2.Usage:

@@ -24,9 +24,10 @@ from google.protobuf.message import DecodeError
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.domain import Totals, present_money
-from services.portfolio.messages import timestamp, trade_message
+from services.portfolio.messages import trade_message
 from services.portfolio.records import RecordedTrade
 from services.runtime.cache import Cache
+from services.runtime.timestamps import timestamp
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,6 @@ domain's `present_*` rules, and the proto enums mapped to the domain's."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.domain import (
@@ -24,6 +21,7 @@ from services.portfolio.domain import (
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+from services.runtime.timestamps import timestamp
 
 SIDE_TO_PROTO = {
     Side.BUY: portfolio_pb2.TRADE_SIDE_BUY,
@@ -43,12 +41,6 @@ METHOD_TO_PROTO = {
     CostMethod.AVERAGE: portfolio_pb2.COST_METHOD_AVERAGE,
 }
 PROTO_TO_METHOD = {v: k for k, v in METHOD_TO_PROTO.items()}
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:

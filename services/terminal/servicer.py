@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.context import Identity
 from services.runtime.errors import DomainError, InvalidArgument, PermissionDenied
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
+from services.runtime.timestamps import timestamp
 from services.terminal.config import TerminalConfig
 from services.terminal.manager import PAGE_SIZE, Session, TerminalManager, Watcher
 from services.terminal.projects import ProjectDirectories
@@ -31,12 +30,6 @@ STATES = {
 MAX_SESSION_ID = 128
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def terminal_message(session: Session) -> terminal_pb2.Terminal:
     return terminal_pb2.Terminal(
         session_id=session.id,
@@ -46,8 +39,8 @@ def terminal_message(session: Session) -> terminal_pb2.Terminal:
         shell=session.shell,
         project_id=session.project_id,
         state=STATES.get(session.state, terminal_pb2.TERMINAL_STATE_UNSPECIFIED),
-        created_at=_timestamp(session.created),
-        last_activity=_timestamp(session.last_activity),
+        created_at=timestamp(session.created),
+        last_activity=timestamp(session.last_activity),
         user_id=session.owner,
         watchers=session.watchers,
         exit_code=session.exit_code or 0,

@@ -5,26 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.context import client_address
 from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
+from services.runtime.timestamps import optional_timestamp
 from services.users.accounts import Accounts, Tokens
 from services.users.domain import ADMIN, USER, ProfileChanges, User
 
 _ROLE_TO_PROTO = {USER: users_pb2.ROLE_USER, ADMIN: users_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
-
-
-def _timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def user_message(user: User) -> users_pb2.User:
@@ -33,9 +25,9 @@ def user_message(user: User) -> users_pb2.User:
         email=user.email,
         name=user.name,
         roles=[_ROLE_TO_PROTO[r] for r in user.roles if r in _ROLE_TO_PROTO],
-        created_at=_timestamp(user.created_at),
-        updated_at=_timestamp(user.updated_at),
-        last_login=_timestamp(user.last_login),
+        created_at=optional_timestamp(user.created_at),
+        updated_at=optional_timestamp(user.updated_at),
+        last_login=optional_timestamp(user.last_login),
     )
 
 
@@ -44,8 +36,8 @@ def tokens_message(tokens: Tokens) -> users_pb2.AuthTokens:
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
         token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
-        access_token_expires_at=_timestamp(tokens.access_expires_at),
-        refresh_token_expires_at=_timestamp(tokens.refresh_expires_at),
+        access_token_expires_at=optional_timestamp(tokens.access_expires_at),
+        refresh_token_expires_at=optional_timestamp(tokens.refresh_expires_at),
     )
 
 
@@ -121,7 +113,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             user_id=identity.user_id,
             session_id=identity.session_id,
             roles=[_ROLE_TO_PROTO[r] for r in sorted(identity.roles) if r in _ROLE_TO_PROTO],
-            expires_at=_timestamp(identity.expires_at),
+            expires_at=optional_timestamp(identity.expires_at),
             email=identity.email,
         )
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.workspace.v1 import workspace_pb2
 
+from services.runtime.timestamps import timestamp
 from services.workspace.files import Entry, EntryKind, FileContent, Written
 from services.workspace.git import Branch, Commit, Remote, Status
 from services.workspace.repository import ProjectRecord
@@ -22,12 +20,6 @@ CHANGE_KINDS = {
     Change.MODIFIED: workspace_pb2.CHANGE_KIND_MODIFIED,
     Change.DELETED: workspace_pb2.CHANGE_KIND_DELETED,
 }
-
-
-def timestamp(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
 
 
 def project_message(project: ProjectRecord) -> workspace_pb2.Project:

@@ -342,7 +342,7 @@ async def test_sessions_report_their_project_and_the_memory_of_their_processes(
     assert session.watchers == 1
     watcher.close()
     memory = await manager.memory([session])
-    assert 100 * 1024 < memory < 200 * 1024 * 1024  # a shell's resident pages, not zero
+    assert 0 < memory < 200 * 1024 * 1024  # a shell's private resident pages: some, not absurd
 
 
 async def test_a_directory_outside_the_owners_own_part_of_the_root_is_refused(
