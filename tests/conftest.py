@@ -6,6 +6,7 @@ reason, unless STOCKFOLIO_REQUIRE_SERVERS=1 (CI), when they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -18,6 +19,7 @@ import redis
 
 from services.runtime.cache import Cache, InProcessCache, RedisCache
 from services.runtime.config import RuntimeConfig, load_runtime_config
+from services.runtime.migrations import upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOCKFOLIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -158,3 +160,23 @@ async def users_service(
             BCRYPT_COST="4",
             USERS_ADDRS=f"127.0.0.1:{service.port}",
         )
+
+
+@contextlib.contextmanager
+def service_database(service: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of `service`'s own, on the engine `database_url` names."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}"
+        upgrade(service, url)
+        yield url
+        return
+    name = f"{database_url.rsplit('/', 1)[1]}_{service}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade(service, url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from stockfolio.assistant.v1 import assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
@@ -30,34 +29,13 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.assistant.server import build as build_assistant
 from services.portfolio.server import build as build_portfolio
 from services.runtime.config import RuntimeConfig
-from services.runtime.migrations import upgrade
 from services.runtime.server import Running, running
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import service_database
 from tests.fakes.anthropic import FakeAnthropic
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
 WAIT = 10.0
-
-
-@contextlib.contextmanager
-def service_database(service: str, database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A migrated database of `service`'s own, on the engine `database_url` names."""
-    if database_url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}"
-        upgrade(service, url)
-        yield url
-        return
-    name = f"{database_url.rsplit('/', 1)[1]}_{service}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
-    try:
-        upgrade(service, url)
-        yield url
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

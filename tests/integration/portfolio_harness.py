@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
@@ -20,9 +19,8 @@ from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
-from services.runtime.migrations import upgrade
 from services.runtime.server import running
-from tests.conftest import POSTGRES_ADMIN_URL, TEST_SECRET
+from tests.conftest import TEST_SECRET, service_database
 from tests.rpc_errors import expect_error, reason, violations  # noqa: F401 - the portfolio tests' helpers
 
 PASSWORD = "correct-horse-9"
@@ -33,21 +31,8 @@ Metadata = tuple[tuple[str, str], ...]
 def portfolio_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A migrated portfolio database on the same engine as `database_url` (users keeps that
     one: each service owns its own database and its own migration history)."""
-    if database_url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / 'portfolio.db'}"
-        upgrade("portfolio", url)
+    with service_database("portfolio", database_url, tmp_path) as url:
         yield url
-        return
-    name = f"{database_url.rsplit('/', 1)[1]}_portfolio"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
-    try:
-        upgrade("portfolio", url)
-        yield url
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass

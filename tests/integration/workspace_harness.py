@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -25,10 +24,9 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 from facade.app import create_app
 from facade.config import load_facade_config
 from services.runtime.config import RuntimeConfig
-from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.workspace.server import build as build_workspace
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import service_database
 
 PASSWORD = "correct-horse-9"
 DEAD = "127.0.0.1:1"
@@ -40,21 +38,8 @@ Client = TestClient[web.Request, web.Application]
 def workspace_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A migrated workspace database on the same engine as `database_url` (users keeps that
     one: each service owns its own database and migration history)."""
-    if database_url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / 'workspace.db'}"
-        upgrade("workspace", url)
+    with service_database("workspace", database_url, tmp_path) as url:
         yield url
-        return
-    name = f"{database_url.rsplit('/', 1)[1]}_workspace"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{database_url.rsplit('/', 1)[0]}/{name}"
-    try:
-        upgrade("workspace", url)
-        yield url
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
