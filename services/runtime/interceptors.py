@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from services.runtime.addresses import IPNetwork, grpc_peer_host, resolve_client_address
 from services.runtime.auth import SessionChecker, TokenCodec, bearer_token
 from services.runtime.context import (
     CORRELATION_HEADER,
@@ -38,27 +38,8 @@ from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
 
 log = logging.getLogger("stockfolio.rpc")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
-
-
-def _peer_host(peer: str | None) -> str:
-    """`ipv4:127.0.0.1:5555` -> `127.0.0.1`; `ipv6:[::1]:5555` -> `::1`."""
-    if not peer:
-        return ""
-    _, _, rest = peer.partition(":")
-    host = rest.rpartition(":")[0] if rest.count(":") >= 1 else rest
-    return host.strip("[]")
-
-
-def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -66,6 +47,10 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
         if k == key and isinstance(v, str):
             return v
     return None
+
+
+def _metadata_values(metadata: Any, key: str) -> list[str]:
+    return [v for k, v in metadata or () if k == key and isinstance(v, str)]
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -127,12 +112,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any, Any]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
-        address = _peer_host(context.peer())
-        forwarded = _metadata_value(metadata, "x-forwarded-for")
         # Only a trusted proxy (the facade) may speak for the client's address; anyone else
         # could dodge per-address limits by inventing one.
-        if forwarded and _trusted(address, self._trusted_proxies):
-            address = forwarded.split(",")[0].strip()
+        address = resolve_client_address(
+            grpc_peer_host(context.peer()),
+            _metadata_values(metadata, "x-forwarded-for"),
+            self._trusted_proxies,
+        )
         return (
             correlation_id.set(cid),
             current_identity.set(None),

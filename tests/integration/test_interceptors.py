@@ -337,15 +337,17 @@ async def test_an_unusable_correlation_id_is_replaced_by_a_fresh_one(
     assert len(reply.portfolios[0].id) == 32
 
 
-async def test_the_facades_forwarded_client_address_is_the_client_address(
+async def test_the_client_address_is_the_right_most_hop_a_trusted_proxy_forwarded(
     channel: grpc.aio.Channel, bearer: Issue
 ) -> None:
+    # The test's loopback peer is a trusted proxy (the default TRUSTED_PROXIES); 10.0.0.1 is
+    # not, so it is the client, and whatever it wrote to its left is not believed.
     stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     reply = await stub.ListPortfolios(
         portfolio_pb2.ListPortfoliosRequest(),
         metadata=(*bearer(), ("x-forwarded-for", "203.0.113.9, 10.0.0.1")),
     )
-    assert reply.portfolios[0].base_currency == "203.0.113.9"
+    assert reply.portfolios[0].base_currency == "10.0.0.1"
 
 
 async def test_health_and_reflection_need_no_token_and_are_not_logged(
