@@ -192,7 +192,6 @@ def create_app(config: FacadeConfig) -> web.Application:
             RouteCodec(route, plans),
             breakers[route.service],
             deadline=config.rpc_deadline,
-            trust_proxy=config.trust_proxy,
             upload_limit=config.max_upload_bytes,
         )
         for route in routes

@@ -6,17 +6,19 @@ route spends one per user (the verified token's subject), or per IP when anonymo
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from facade.config import FacadeConfig
 from facade.envelope import ApiError
+from services.runtime.addresses import IPNetwork, resolve_client_address
 from services.runtime.auth import TokenCodec
 from services.runtime.cache import Cache
+from services.runtime.context import client_address
 from services.runtime.errors import Unauthenticated
 from services.runtime.ratelimit import Decision, Rate, RateLimiter
 
@@ -32,17 +34,11 @@ class Budget:
     rate: Rate
 
 
-def client_ip(request: web.BaseRequest, trust_proxy: bool) -> str:
-    """The caller's IP: the socket's peer, or X-Forwarded-For's first hop behind a proxy."""
-    if trust_proxy:
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded:
-            first = forwarded.split(",", 1)[0].strip()
-            try:
-                return str(ipaddress.ip_address(first))
-            except ValueError:
-                pass
-    return request.remote or "unknown"
+def client_ip(request: web.BaseRequest, trusted: Sequence[IPNetwork]) -> str:
+    """The caller's IP: the socket's peer or, when that peer is a trusted proxy, the right-most
+    untrusted X-Forwarded-For hop (services/runtime/addresses.py)."""
+    forwarded = request.headers.getall("X-Forwarded-For", ())
+    return resolve_client_address(request.remote or "", forwarded, trusted) or "unknown"
 
 
 def limit_headers(decision: Decision) -> dict[str, str]:
@@ -57,7 +53,6 @@ class RateLimits:
     def __init__(self, config: FacadeConfig, codec: TokenCodec) -> None:
         self._auth = Budget(AUTH, config.rate_limit_auth)
         self._api = Budget(API, config.rate_limit_api)
-        self._trust_proxy = config.trust_proxy
         self._codec = codec
         self._limiter: RateLimiter | None = None
         # token -> (user id or "" when invalid, until when the answer holds): one JWT check per
@@ -92,7 +87,7 @@ class RateLimits:
             user = self._user(request.headers.get("Authorization"))
             if user:
                 return f"user:{user}"
-        return f"ip:{client_ip(request, self._trust_proxy)}"
+        return f"ip:{client_address.get()}"
 
     def _user(self, header: str | None) -> str:
         if not header:

@@ -21,8 +21,8 @@ from prometheus_client import Counter, Histogram
 
 from facade.config import FacadeConfig
 from facade.envelope import SECURITY_HEADERS, ApiError, failure, from_http_exception
-from facade.limits import Budget, RateLimits, limit_headers
-from services.runtime.context import accept_correlation_id, correlation_id
+from facade.limits import Budget, RateLimits, client_ip, limit_headers
+from services.runtime.context import accept_correlation_id, client_address, correlation_id
 from services.runtime.metrics import HTTP_HANDLED, HTTP_SECONDS
 from services.runtime.ratelimit import Decision
 
@@ -65,16 +65,20 @@ class Edge:
         self._max_body = config.max_body_bytes
         self._limits = limits
         self._metrics = HttpMetrics()
+        # Whose X-Forwarded-For is believed: none unless the facade sits behind a proxy.
+        self._proxies = config.runtime.trusted_proxies if config.trust_proxy else ()
 
     def wrap(self, handler: Handler, template: str, budget: Budget | None = None) -> Handler:
         """`handler` with the edge around it; `template` labels its metrics."""
         limits = self._limits
         metrics = self._metrics
+        proxies = self._proxies
 
         async def edge(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             cid = accept_correlation_id(request.headers.get("X-Correlation-ID"))
             token = correlation_id.set(cid)
+            address = client_address.set(client_ip(request, proxies))
             decision: Decision | None = None
             try:
                 try:
@@ -96,6 +100,7 @@ class Edge:
                 metrics.observe(template, method, response.status, time.perf_counter() - started)
                 return response
             finally:
+                client_address.reset(address)
                 correlation_id.reset(token)
 
         return edge

@@ -240,7 +240,7 @@ async def transcode_stream(
 ) -> web.Response:
     route = endpoint.route
     message = await request_message(endpoint, request)
-    metadata = forwarded_metadata(request, endpoint.trust_proxy)
+    metadata = forwarded_metadata(request)
     breaker = endpoint.breaker
     breaker.admit()
     # No deadline: a stream runs until it ends or its client goes away.

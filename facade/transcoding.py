@@ -15,16 +15,15 @@ from google.protobuf.message import Message
 from facade.breaker import CircuitBreaker
 from facade.codec import RouteCodec
 from facade.envelope import FACADE, ApiError, from_rpc_error, success
-from facade.limits import client_ip
 from facade.routes import Route
-from services.runtime.context import CORRELATION_HEADER, correlation_id
+from services.runtime.context import CORRELATION_HEADER, client_address, correlation_id
 from services.runtime.descriptors import method_path
 
 
 class Endpoint:
     """One route, plus what start-up binds to it: the call into its service."""
 
-    __slots__ = ("breaker", "call", "codec", "deadline", "route", "trust_proxy", "upload_limit")
+    __slots__ = ("breaker", "call", "codec", "deadline", "route", "upload_limit")
 
     def __init__(
         self,
@@ -33,14 +32,12 @@ class Endpoint:
         breaker: CircuitBreaker,
         *,
         deadline: float,
-        trust_proxy: bool,
         upload_limit: int = 20 * 1024 * 1024,
     ) -> None:
         self.route = route
         self.codec = codec
         self.breaker = breaker
         self.deadline = deadline
-        self.trust_proxy = trust_proxy
         # Bytes a streamed request body may hold (client-streaming routes, facade/uploads.py).
         self.upload_limit = upload_limit
         self.call: Any = None
@@ -69,11 +66,12 @@ def _ascii(header: str, value: str) -> str:
     raise ApiError(400, "BAD_REQUEST", f"the {header} header must be printable ASCII")
 
 
-def forwarded_metadata(request: web.Request, trust_proxy: bool) -> list[tuple[str, str]]:
+def forwarded_metadata(request: web.Request) -> list[tuple[str, str]]:
     headers = request.headers
     metadata = [
         (CORRELATION_HEADER, correlation_id.get()),
-        ("x-forwarded-for", client_ip(request, trust_proxy)),
+        # The client address the edge resolved: the only hop a service needs to believe.
+        ("x-forwarded-for", client_address.get()),
     ]
     authorization = headers.get("Authorization")
     if authorization:
@@ -101,7 +99,7 @@ async def request_message(endpoint: Endpoint, request: web.Request) -> Message:
 async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:
     route = endpoint.route
     message = await request_message(endpoint, request)
-    metadata = forwarded_metadata(request, endpoint.trust_proxy)
+    metadata = forwarded_metadata(request)
     breaker = endpoint.breaker
     breaker.admit()
     try:

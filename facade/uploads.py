@@ -88,7 +88,7 @@ async def transcode_upload(endpoint: Endpoint, request: web.Request) -> web.Resp
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     first = endpoint.codec.decode(request.match_info, request.query, b"")
-    metadata = forwarded_metadata(request, endpoint.trust_proxy)
+    metadata = forwarded_metadata(request)
     breaker = endpoint.breaker
     breaker.admit()
     # No deadline on the whole call: a large body on a slow link takes what it takes. A client

@@ -176,7 +176,6 @@ def streaming_app(
                 RouteCodec(route, plans),
                 CircuitBreaker("streamtest"),
                 deadline=5,
-                trust_proxy=False,
             )
             endpoints.append(endpoint)
             handler = functools.partial(transcode_stream, endpoint, heartbeat=0.05)

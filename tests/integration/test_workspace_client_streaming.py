@@ -155,7 +155,6 @@ def uploads_app(
                 RouteCodec(route, plans),
                 CircuitBreaker("uploadtest"),
                 deadline=deadline,
-                trust_proxy=False,
                 upload_limit=LIMIT,
             )
             endpoints.append(endpoint)

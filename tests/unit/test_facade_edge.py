@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import grpc
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -237,12 +239,18 @@ def request_from(remote: str, forwarded: str | None = None) -> object:
     return make_mocked_request("GET", "/", headers=headers).clone(remote=remote)
 
 
-def test_the_client_ip_is_the_peer_unless_the_proxy_is_trusted() -> None:
-    request = request_from("10.0.0.5", "203.0.113.9, 10.0.0.1")
-    assert client_ip(request, trust_proxy=False) == "10.0.0.5"  # type: ignore[arg-type]
-    assert client_ip(request, trust_proxy=True) == "203.0.113.9"  # type: ignore[arg-type]
+PROXY = (ipaddress.ip_network("10.0.0.0/8"),)
+
+
+def test_the_client_ip_is_the_peer_unless_the_peer_is_a_trusted_proxy() -> None:
+    request = request_from("10.0.0.5", "203.0.113.9, 198.51.100.1, 10.0.0.1")
+    assert client_ip(request, ()) == "10.0.0.5"  # type: ignore[arg-type]
+    # Right-most untrusted: the client may have written 203.0.113.9 itself.
+    assert client_ip(request, PROXY) == "198.51.100.1"  # type: ignore[arg-type]
+    spoofed = request_from("198.51.100.1", "203.0.113.9")
+    assert client_ip(spoofed, PROXY) == "198.51.100.1"  # type: ignore[arg-type]
 
 
 def test_a_garbled_forwarded_header_falls_back_to_the_peer() -> None:
     request = request_from("10.0.0.5", "not-an-ip")
-    assert client_ip(request, trust_proxy=True) == "10.0.0.5"  # type: ignore[arg-type]
+    assert client_ip(request, PROXY) == "10.0.0.5"  # type: ignore[arg-type]
