@@ -41,6 +41,17 @@ class FacadeConfig:
     # WebSockets: bytes a socket may have waiting to be sent; beyond that it is dropped as a
     # slow consumer, so that it never holds up the others.
     ws_send_queue_bytes: int = 64 * 1024
+    # Per user, at this replica (0: no cap): WebSockets of every path together, file watches
+    # (streamed), chat sessions joined over all their sockets; and per socket, chat joins.
+    ws_sockets_per_user: int = 20
+    watches_per_user: int = 10
+    chat_joins_per_user: int = 50
+    chat_joins_per_socket: int = 20
+    # Messages a socket may send: `ws_message_rate` a second on average (0: no limit), bursts
+    # of `ws_message_burst`; `ws_message_strikes` refused within 10 s close it (1008).
+    ws_message_rate: float = 50.0
+    ws_message_burst: int = 100
+    ws_message_strikes: int = 100
 
     @property
     def host(self) -> str:
@@ -115,4 +126,11 @@ def load_facade_config(
         ws_send_queue_bytes=env.int(
             "WS_SEND_QUEUE_BYTES", 64 * 1024, minimum=1024, maximum=64 * 1024 * 1024
         ),
+        ws_sockets_per_user=env.int("WS_SOCKETS_PER_USER", 20, minimum=0),
+        watches_per_user=env.int("FILE_WATCHES_PER_USER", 10, minimum=0),
+        chat_joins_per_user=env.int("CHAT_JOINS_PER_USER", 50, minimum=0),
+        chat_joins_per_socket=env.int("CHAT_JOINS_PER_SOCKET", 20, minimum=1, maximum=1000),
+        ws_message_rate=env.float("WS_MESSAGE_RATE", 50.0, minimum=0.0),
+        ws_message_burst=env.int("WS_MESSAGE_BURST", 100, minimum=1),
+        ws_message_strikes=env.int("WS_MESSAGE_STRIKES", 100, minimum=0),
     )

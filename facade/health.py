@@ -1,4 +1,11 @@
-"""The facade's own routes for operators: health, the service registry and metrics."""
+"""The facade's own routes for operators: health, the service registry and metrics.
+
+The registry and the metrics tell an attacker what runs where and how busy it is: in
+production (STOCKFOLIO_ENV=production) they answer an admin's access token only (401 without
+one, 403 for anyone else; the session is checked with the users service, so a logout counts).
+Prometheus scrapes them on the facade's admin port instead (FACADE_ADMIN_PORT, bound to
+ADMIN_HOST: the cluster network, never the public one), where they need no token.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from facade.envelope import ApiError, failure, success
-from facade.keys import PROBES, ROUTES, STARTED_AT
+from facade.keys import CONFIG, PROBES, ROUTES, SOCKETS, STARTED_AT
 from facade.probes import SERVING
 from facade.routes import DOMAIN_APIS, route_prefixes
 
@@ -44,8 +51,30 @@ async def health_one(request: web.Request) -> web.Response:
     return _answer(report, [] if report["status"] == SERVING else [name])
 
 
+async def require_admin(request: web.Request) -> None:
+    """In production: the caller must hold a live admin session (ApiError 401 / 403)."""
+    if not request.app[CONFIG].production:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "UNAUTHENTICATED",
+            f"{request.path} needs an admin's access token (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = await request.app[SOCKETS].validate(token.strip())
+    if "admin" not in user.roles:
+        raise ApiError(403, "FORBIDDEN", f"{request.path} is for administrators only")
+
+
 async def registry(request: web.Request) -> web.Response:
     """Each domain service: its addresses, where its routes live, and its health now."""
+    await require_admin(request)
+    return await open_registry(request)
+
+
+async def open_registry(request: web.Request) -> web.Response:
     probes = request.app[PROBES]
     routes = request.app[ROUTES]
     found = []
@@ -65,4 +94,9 @@ async def registry(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await require_admin(request)
+    return await open_metrics(request)
+
+
+async def open_metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

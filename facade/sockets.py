@@ -33,6 +33,8 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from facade.config import FacadeConfig
 from facade.envelope import ApiError, from_rpc_error
+from facade.quotas import CHAT_JOINS, SOCKETS, WATCHES, MessageRate, Slot, TokenBucket, UserCaps
+from facade.sessions import LiveSessions
 from services.runtime.context import CORRELATION_HEADER, correlation_id
 
 log = logging.getLogger("stockfolio.facade")
@@ -43,6 +45,8 @@ TOO_SLOW_CLOSE = 4008
 GOING_AWAY_CLOSE = 1001
 INTERNAL_ERROR_CLOSE = 1011
 TRY_AGAIN_LATER_CLOSE = 1013
+POLICY_VIOLATION_CLOSE = 1008
+TOO_MANY_CLOSE = 4429
 
 MAX_MESSAGE_BYTES = 64 * 1024
 # How long a closing handshake may take before the connection is simply cut.
@@ -226,6 +230,7 @@ class SocketUser:
     session_id: str
     expires_at: float
     token: str = ""
+    roles: frozenset[str] = frozenset()
 
 
 class Conversation(Protocol):
@@ -272,11 +277,20 @@ class Sockets:
         self._open: set[ClientSocket] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(FLUSH_WINDOW)
-        # Open sockets by session, with the session's latest token: each session is checked
-        # again every `ws_session_recheck` seconds, once however many sockets it has.
-        self._sessions: dict[str, tuple[str, set[ClientSocket]]] = {}
-        self._recheck = config.ws_session_recheck
-        self._rechecking: asyncio.Task[None] | None = None
+        # Sessions are checked again every `ws_session_recheck` seconds, so a logout closes
+        # their sockets (and streamed responses) too.
+        self.sessions = LiveSessions(config.ws_session_recheck, self.validate)
+        # What each user holds open at this replica, and how fast each socket may talk.
+        self.caps = UserCaps(
+            {
+                SOCKETS: config.ws_sockets_per_user,
+                WATCHES: config.watches_per_user,
+                CHAT_JOINS: config.chat_joins_per_user,
+            }
+        )
+        self._rate = MessageRate(
+            config.ws_message_rate, config.ws_message_burst, config.ws_message_strikes
+        )
 
     @property
     def count(self) -> int:
@@ -301,10 +315,7 @@ class Sockets:
 
     async def shutdown(self) -> None:
         """Close every socket (going away), then wait for closes already under way."""
-        if self._rechecking is not None:
-            self._rechecking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rechecking
+        await self.sessions.close()
         self._outbox.flush()
         self._outbox.close()
         await asyncio.gather(
@@ -349,23 +360,30 @@ class Sockets:
         self._open.add(client)
         gauge = SOCKETS_OPEN.labels(request.path)
         gauge.inc()
+        bucket = TokenBucket(self._rate)
+        slot: Slot | None = None
         try:
-            user = await self._authenticate(client, request.query.get("token"))
-            if user is not None:
-                await self._converse(client, user, start)
+            accepted = await self._authenticate(client, request.query.get("token"), bucket)
+            if accepted is not None:
+                user, slot = accepted
+                await self._converse(client, user, start, bucket)
         except Exception:
             # A socket is a boundary: its failure is logged and closed here, never answered
             # with an HTTP response on a connection that is no longer HTTP.
             log.exception("websocket failed", extra={"path": request.path})
             await client.close(INTERNAL_ERROR_CLOSE, "internal error")
         finally:
+            if slot is not None:
+                slot.release()
             self._open.discard(client)
             gauge.dec()
             if not ws.closed:
                 await client.close(GOING_AWAY_CLOSE, "")
         return ws
 
-    async def _authenticate(self, client: ClientSocket, token: str | None) -> SocketUser | None:
+    async def _authenticate(
+        self, client: ClientSocket, token: str | None, bucket: TokenBucket
+    ) -> tuple[SocketUser, Slot] | None:
         """By the query token, else by a first `auth` message within the auth timeout."""
         if token is not None:
             return await self._accept(client, token)
@@ -378,6 +396,10 @@ class Sockets:
                 break
             if received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 return None  # closed (or broken) before authenticating
+            if not await self._within_rate(client, bucket):
+                if client.closed:
+                    return None
+                continue
             try:
                 kind, message = _parse(received.data)
             except SocketError as error:
@@ -391,17 +413,38 @@ class Sockets:
         await client.close(UNAUTHENTICATED_CLOSE, "authentication timed out")
         return None
 
-    async def _accept(self, client: ClientSocket, token: object) -> SocketUser | None:
+    async def _accept(self, client: ClientSocket, token: object) -> tuple[SocketUser, Slot] | None:
+        """The socket's user and its place among that user's sockets (WS_SOCKETS_PER_USER)."""
         try:
             user = await self.validate(token)
+            slot = self.caps.take(SOCKETS, user.user_id)
         except ApiError as error:
             client.error(error.code, error.message)
-            unauthenticated = error.status == 401
-            code = UNAUTHENTICATED_CLOSE if unauthenticated else TRY_AGAIN_LATER_CLOSE
-            await client.close(code, "unauthenticated" if unauthenticated else "try again later")
+            if error.status == 401:
+                code, reason = UNAUTHENTICATED_CLOSE, "unauthenticated"
+            elif error.status == 429:
+                code, reason = TOO_MANY_CLOSE, "too many sockets"
+            else:
+                code, reason = TRY_AGAIN_LATER_CLOSE, "try again later"
+            await client.close(code, reason)
             return None
         client.send_now(AUTH_OK)
-        return user
+        return user, slot
+
+    async def _within_rate(self, client: ClientSocket, bucket: TokenBucket) -> bool:
+        """Whether a message received may be handled; past the rate it is refused with
+        RATE_LIMITED, and a socket that keeps on is closed (1008)."""
+        if bucket.take():
+            return True
+        rate = self._rate
+        client.error(
+            "RATE_LIMITED",
+            f"at most {rate.per_second:g} messages a second (bursts of {rate.burst}); slow down",
+        )
+        if bucket.abusive:
+            SOCKETS_DROPPED.labels("rate").inc()
+            await client.close(POLICY_VIOLATION_CLOSE, "too many messages")
+        return False
 
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
@@ -424,49 +467,25 @@ class Sockets:
         if not reply.valid or not reply.user_id:
             raise ApiError(401, "TOKEN_INVALID", "invalid access token")
         expires = reply.expires_at.ToMicroseconds() / 1e6 if reply.HasField("expires_at") else 0.0
-        return SocketUser(reply.user_id, reply.session_id, expires, str(token))
+        roles = frozenset(
+            users_pb2.Role.Name(role).removeprefix("ROLE_").lower() for role in reply.roles
+        )
+        return SocketUser(reply.user_id, reply.session_id, expires, str(token), roles)
 
     # --- sessions ended elsewhere (logout, revocation) --------------------------------------------
 
     def _watch(self, user: SocketUser, client: ClientSocket) -> None:
-        _, clients = self._sessions.get(user.session_id, ("", set()))
-        clients.add(client)
-        self._sessions[user.session_id] = (user.token, clients)
-        if self._rechecking is None:
-            self._rechecking = asyncio.get_running_loop().create_task(self._recheck_sessions())
+        def ended(error: ApiError) -> None:
+            client.error(error.code, error.message)
+            self.close_later(client, UNAUTHENTICATED_CLOSE, "session ended")
+
+        self.sessions.hold(user.session_id, user.token, client, ended)
 
     def _unwatch(self, user: SocketUser, client: ClientSocket) -> None:
-        found = self._sessions.get(user.session_id)
-        if found is not None:
-            found[1].discard(client)
-            if not found[1]:
-                del self._sessions[user.session_id]
-
-    async def _recheck_sessions(self) -> None:
-        """Close the sockets of sessions that ended (401 from users), at most
-        `ws_session_recheck` seconds after the logout; an unreachable users service closes
-        nothing (its own checks fail closed on every other path)."""
-        limit = asyncio.Semaphore(16)
-
-        async def check(session_id: str, token: str) -> None:
-            async with limit:
-                try:
-                    await self.validate(token)
-                except ApiError as error:
-                    if error.status != 401:
-                        return
-                    found = self._sessions.pop(session_id, None)
-                    for client in found[1] if found else ():
-                        client.error(error.code, error.message)
-                        self.close_later(client, UNAUTHENTICATED_CLOSE, "session ended")
-
-        while True:
-            await asyncio.sleep(self._recheck)
-            sessions = [(sid, token) for sid, (token, _) in self._sessions.items()]
-            await asyncio.gather(*(check(sid, token) for sid, token in sessions))
+        self.sessions.release(user.session_id, client)
 
     async def _converse(
-        self, client: ClientSocket, user: SocketUser, start: StartConversation
+        self, client: ClientSocket, user: SocketUser, start: StartConversation, bucket: TokenBucket
     ) -> None:
         expiry = _Expiry(client, self.close_later)
         expiry.set(user.expires_at)
@@ -474,6 +493,11 @@ class Sockets:
         self._watch(user, client)
         try:
             async for received in client.ws:
+                talking = received.type in (WSMsgType.TEXT, WSMsgType.BINARY)
+                if talking and not await self._within_rate(client, bucket):
+                    if client.closed:
+                        break
+                    continue
                 if received.type is not WSMsgType.TEXT:
                     if received.type is WSMsgType.BINARY:
                         client.error("BAD_MESSAGE", "messages are JSON text, not binary")

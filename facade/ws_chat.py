@@ -42,7 +42,8 @@ from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 
 from facade.codec import Plans, message_json
 from facade.envelope import ApiError, from_rpc_error
-from facade.keys import CACHE, CHANNELS, SOCKETS
+from facade.keys import CACHE, CHANNELS, CONFIG, SOCKETS
+from facade.quotas import CHAT_JOINS, Slot, UserCaps
 from facade.sockets import ClientSocket, SocketError, Sockets, SocketUser, json_frame
 from services.runtime.cache import Cache
 from services.runtime.context import CORRELATION_HEADER, correlation_id
@@ -50,7 +51,6 @@ from services.runtime.context import CORRELATION_HEADER, correlation_id
 log = logging.getLogger("stockfolio.facade")
 
 PATH = "/ws/chat"
-MAX_JOINED = 20
 MAX_ID_CHARS = 64
 # Seconds a replica waits for its new subscription to a session's channel to be live.
 SUBSCRIBE_WAIT = 5.0
@@ -196,8 +196,15 @@ class ChatConversation:
         plans: Plans,
         client: ClientSocket,
         user: SocketUser,
+        *,
+        caps: UserCaps,
+        joins_per_socket: int,
     ) -> None:
         self._rooms = rooms
+        self._caps = caps
+        self._joins_per_socket = joins_per_socket
+        # A slot of the user's CHAT_JOINS_PER_USER for each session this socket is in.
+        self._slots: dict[str, Slot] = {}
         self._assistant = assistant
         self._tool_plan = plans.plan(assistant_pb2.ToolCall.DESCRIPTOR)
         self._client = client
@@ -252,21 +259,37 @@ class ChatConversation:
 
     async def _join(self, session_id: str) -> None:
         if session_id not in self._joined:
-            if len(self._joined) >= MAX_JOINED:
-                raise _invalid(f"a socket joins at most {MAX_JOINED} sessions")
             await self._check_owner(session_id)
+            self._take_join(session_id)
             await self._enter(session_id)
         self._client.send_now(json_frame({"type": "joined", "sessionId": session_id}))
 
-    async def _enter(self, session_id: str) -> None:
+    def _take_join(self, session_id: str) -> None:
+        """Count a join against the socket's and the user's caps; refused: TOO_MANY_OPEN."""
+        if len(self._joined) >= self._joins_per_socket:
+            raise SocketError(
+                "TOO_MANY_OPEN", f"a socket joins at most {self._joins_per_socket} sessions"
+            )
+        try:
+            self._slots[session_id] = self._caps.take(CHAT_JOINS, self._user.user_id)
+        except ApiError as error:
+            raise SocketError(error.code, error.message) from None
         self._joined.add(session_id)
+
+    def _drop_join(self, session_id: str) -> None:
+        self._joined.discard(session_id)
+        slot = self._slots.pop(session_id, None)
+        if slot is not None:
+            slot.release()
+
+    async def _enter(self, session_id: str) -> None:
         await self._rooms.join(session_id, self._member)
         presence = {"type": "user_joined", "sessionId": session_id, "userId": self._user.user_id}
         await self._rooms.relay(session_id, self._member, presence)
 
     async def _leave(self, session_id: str) -> None:
         if session_id in self._joined:
-            self._joined.discard(session_id)
+            self._drop_join(session_id)
             self._rooms.leave(session_id, self._member)
             presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
             await self._rooms.relay(session_id, self._member, presence)
@@ -320,8 +343,10 @@ class ChatConversation:
                     self._send(
                         {"type": "session", "sessionId": session_id, "title": event.session.title}
                     )
-                    if len(self._joined) < MAX_JOINED:
-                        # Joined beside the stream: its chunks never wait for the relay.
+                    # Joined beside the stream (its chunks never wait for the relay), when the
+                    # caps leave room for it.
+                    with contextlib.suppress(SocketError):
+                        self._take_join(session_id)
                         self._entering = asyncio.get_running_loop().create_task(
                             self._enter(session_id)
                         )
@@ -365,11 +390,11 @@ class ChatConversation:
             self._streaming.cancel()
         if self._entering is not None:
             self._entering.cancel()
-        for session_id in self._joined:
+        for session_id in list(self._joined):
+            self._drop_join(session_id)
             self._rooms.leave(session_id, self._member)
             presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
             self._rooms.relay_later(session_id, self._member, presence)
-        self._joined.clear()
 
 
 def chat_route(app: web.Application) -> tuple[str, Handler]:
@@ -387,9 +412,18 @@ def chat_route(app: web.Application) -> tuple[str, Handler]:
 
     async def chat_socket(request: web.Request) -> web.StreamResponse:
         sockets: Sockets = app[SOCKETS]
+        per_socket = app[CONFIG].chat_joins_per_socket
         return await sockets.serve(
             request,
-            lambda client, user: ChatConversation(rooms, assistant, plans, client, user),
+            lambda client, user: ChatConversation(
+                rooms,
+                assistant,
+                plans,
+                client,
+                user,
+                caps=sockets.caps,
+                joins_per_socket=per_socket,
+            ),
         )
 
     return PATH, chat_socket

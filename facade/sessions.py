@@ -1,0 +1,79 @@
+"""Sessions that hold something open: WebSockets and streamed responses (SSE, NDJSON,
+downloads, file watches). Each session is asked again every `WS_SESSION_RECHECK` seconds, once
+however many things it holds, so that a logout (or a revoked session) ends them all within
+that time, not when their access token expires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from facade.envelope import ApiError
+
+# Told to whatever a session held when the session ended.
+Ended = Callable[[ApiError], None]
+Validate = Callable[[str], Awaitable[object]]
+RECHECK_CONCURRENCY = 16
+
+
+class LiveSessions:
+    """Open things by session, with the session's latest token, and the loop that checks them.
+
+    `validate(token)` raises ApiError; a 401 means the session is over (logged out, revoked,
+    expired): everything it holds is told, once, and forgotten. Any other failure (the users
+    service unreachable) ends nothing: the services' own checks fail closed on every call.
+    """
+
+    def __init__(self, recheck: float, validate: Validate) -> None:
+        self._recheck = recheck
+        self._validate = validate
+        self._held: dict[str, tuple[str, dict[object, Ended]]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    @property
+    def recheck(self) -> float:
+        return self._recheck
+
+    def hold(self, session_id: str, token: str, owner: object, ended: Ended) -> None:
+        """`owner` stays open while `session_id` lives; `ended` is called when it does not."""
+        _, owners = self._held.get(session_id, ("", {}))
+        owners[owner] = ended
+        self._held[session_id] = (token, owners)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._run())
+
+    def release(self, session_id: str, owner: object) -> None:
+        found = self._held.get(session_id)
+        if found is not None:
+            found[1].pop(owner, None)
+            if not found[1]:
+                del self._held[session_id]
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+
+    async def _run(self) -> None:
+        limit = asyncio.Semaphore(RECHECK_CONCURRENCY)
+
+        async def check(session_id: str, token: str) -> None:
+            async with limit:
+                try:
+                    await self._validate(token)
+                except ApiError as error:
+                    if error.status == 401:
+                        self._end(session_id, error)
+
+        while True:
+            await asyncio.sleep(self._recheck)
+            sessions = [(sid, token) for sid, (token, _) in self._held.items()]
+            await asyncio.gather(*(check(sid, token) for sid, token in sessions))
+
+    def _end(self, session_id: str, error: ApiError) -> None:
+        found = self._held.pop(session_id, None)
+        for ended in list(found[1].values()) if found else ():
+            ended(error)
