@@ -1,7 +1,9 @@
 """A project's files: list, read, create, update, delete, move, upload and download.
 
 Every path goes through path safety (services/workspace/paths.py) and names something inside the
-project; `.git` is the repository's and no file route reaches it. Writes are atomic (a temporary
+project; `.git` is the repository's and no file route reaches it, by its name or through a
+symlink (the user's terminal can make any). What is opened is checked again through its
+descriptor, so a link swapped in after the check is caught. Writes are atomic (a temporary
 file renamed into place). An update names the `sha` it was based on (the git blob sha of the
 content, as the GitHub contents API does): a stale one is a conflict carrying the current sha.
 All file system work runs in threads, never on the event loop.
@@ -41,13 +43,15 @@ from services.runtime.errors import (
 )
 from services.runtime.pagination import Page
 from services.workspace.paths import (
+    PathForbidden,
     atomic_write,
     check_again_after_creating_parents,
+    check_opened,
+    is_git_name,
     resolve_inside,
 )
 
 READ_CHUNK = 256 * 1024
-RESERVED = ".git"
 TEXT = "utf-8"
 BASE64 = "base64"
 
@@ -140,8 +144,8 @@ def _clean(path: str) -> str:
 
 
 def _check_not_reserved(path: str) -> None:
-    if any(segment.lower() == RESERVED for segment in path.split("/")):
-        raise InvalidArgument.field("path", "the .git folder belongs to the repository")
+    if any(is_git_name(segment) for segment in path.split("/")):
+        raise PathForbidden("the .git folder belongs to the repository")
 
 
 def locate(project: Path, path: str) -> Path:
@@ -174,24 +178,35 @@ def _kind(mode: int) -> EntryKind:
     return EntryKind.DIRECTORY if stat.S_ISDIR(mode) else EntryKind.FILE
 
 
-def _entry(base: str, name: str, target: Path) -> Entry:
-    info = target.lstat()
+def _entry(base: str, name: str, target: Path, folder: int | None = None) -> Entry:
+    # A symlink is listed as a link (never followed): where it leads is checked when it is used.
+    info = os.lstat(target, dir_fd=folder) if folder is not None else target.lstat()
     path = f"{base}/{name}" if base else name
     return Entry(name, path, _kind(info.st_mode), info.st_size, _when(info))
 
 
-def _list_page(folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
-    """Folders first, then files, each by name; only the page's entries are stat'ed."""
-    if not folder.is_dir():
-        raise (
-            file_not_found(base)
-            if not folder.exists()
-            else InvalidArgument.field("path", "is not a folder")
-        )
-    with os.scandir(folder) as scan:
-        names = [(not item.is_dir(follow_symlinks=False), item.name) for item in scan]
-    if not base:
-        names = [n for n in names if n[1] != RESERVED]
+def _list_page(project: Path, folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
+    """Folders first, then files, each by name; only the page's entries are stat'ed. `.git`
+    folders are never shown, at any depth (a project may hold nested repositories)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise file_not_found(base) from None
+    except NotADirectoryError:
+        raise InvalidArgument.field("path", "is not a folder") from None
+    try:
+        check_opened(project, fd)
+        with os.scandir(fd) as scan:
+            names = [(not item.is_dir(follow_symlinks=False), item.name) for item in scan]
+        names = [n for n in names if not is_git_name(n[1])]
+        return _page_of(names, fd, base, page)
+    finally:
+        os.close(fd)
+
+
+def _page_of(
+    names: list[tuple[bool, str]], folder: int, base: str, page: Page
+) -> tuple[list[Entry], int]:
     wanted = page.offset + page.limit
     # An early page of a large folder needs only its first entries in order, not all of them.
     ordered = heapq.nsmallest(wanted, names) if wanted * 4 < len(names) else sorted(names)
@@ -199,23 +214,19 @@ def _list_page(folder: Path, base: str, page: Page) -> tuple[list[Entry], int]:
     entries = []
     for _, name in shown:
         with contextlib.suppress(FileNotFoundError):  # removed while we listed
-            entries.append(_entry(base, name, folder / name))
+            entries.append(_entry(base, name, Path(name), folder))
     return entries, len(names)
 
 
-def _read(target: Path, path: str, limit: int) -> FileContent:
-    try:
-        info = target.stat()
-    except FileNotFoundError:
-        raise file_not_found(path) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise InvalidArgument.field("path", "is a folder: list it instead")
-    if info.st_size > limit:
-        raise FailedPrecondition(
-            f"{path} is {info.st_size} bytes, more than {limit} read as JSON: download it",
-            reason="FILE_TOO_LARGE_FOR_JSON",
-        )
-    data = target.read_bytes()
+def _read(project: Path, target: Path, path: str, limit: int) -> FileContent:
+    with _open_checked(project, target, path) as file:
+        info = os.fstat(file.fileno())
+        if info.st_size > limit:
+            raise FailedPrecondition(
+                f"{path} is {info.st_size} bytes, more than {limit} read as JSON: download it",
+                reason="FILE_TOO_LARGE_FOR_JSON",
+            )
+        data = file.read()
     try:
         content, encoding = data.decode(TEXT), TEXT
     except UnicodeDecodeError:
@@ -260,11 +271,11 @@ class Files:
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
         target = await asyncio.to_thread(locate, project, path)
-        return await asyncio.to_thread(_list_page, target, _clean(path), page)
+        return await asyncio.to_thread(_list_page, project, target, _clean(path), page)
 
     async def read(self, project: Path, path: str) -> FileContent:
         target = await asyncio.to_thread(locate, project, path)
-        return await asyncio.to_thread(_read, target, _clean(path), self.max_text_bytes)
+        return await asyncio.to_thread(_read, project, target, _clean(path), self.max_text_bytes)
 
     def _check_text_size(self, data: bytes) -> None:
         if len(data) > self.max_text_bytes:
@@ -289,7 +300,7 @@ class Files:
             if directory:
                 await asyncio.to_thread(target.mkdir)
                 return await asyncio.to_thread(_written, target, cleaned, "")
-            await atomic_write(target, [data])
+            await atomic_write(target, [data], inside=project)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -311,7 +322,7 @@ class Files:
             current = await asyncio.to_thread(_file_sha, target)
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
-            await atomic_write(target, [data])
+            await atomic_write(target, [data], inside=project)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -334,6 +345,7 @@ class Files:
             raise InvalidArgument(
                 error.message.replace("path", "newPath", 1),
                 fields=[("newPath", d) for _, d in error.fields],
+                reason=error.reason,
             ) from None
         if target == source or str(target).startswith(f"{source}{os.sep}"):
             raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
@@ -363,7 +375,7 @@ class Files:
                 await asyncio.to_thread(check_again_after_creating_parents, project, target)
                 if await asyncio.to_thread(target.is_dir):
                     raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
-                await atomic_write(target, bounded())
+                await atomic_write(target, bounded(), inside=project)
             except BaseException:
                 # Nothing of a failed upload stays: not even the folders made for it.
                 await asyncio.to_thread(_remove_empty, created)
@@ -376,10 +388,7 @@ class Files:
         missing file fails here, not midway)."""
         cleaned = _clean(path)
         target = await asyncio.to_thread(locate, project, path)
-        try:
-            file = await asyncio.to_thread(_open_file, target)
-        except FileNotFoundError:
-            raise file_not_found(cleaned) from None
+        file = await asyncio.to_thread(_open_checked, project, target, cleaned)
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if content_type.startswith("text/"):
             content_type += "; charset=utf-8"
@@ -412,10 +421,22 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _open_file(target: Path) -> io.BufferedReader:
-    if target.is_dir():
-        raise InvalidArgument.field("path", "is a folder")
-    return target.open("rb")
+def _open_checked(project: Path, target: Path, path: str) -> io.BufferedReader:
+    """`target` opened for reading, once its descriptor is known to lead inside the project."""
+    try:
+        file = target.open("rb")
+    except FileNotFoundError:
+        raise file_not_found(path) from None
+    except IsADirectoryError:
+        raise InvalidArgument.field("path", "is a folder: list it instead") from None
+    try:
+        check_opened(project, file.fileno())
+        if stat.S_ISDIR(os.fstat(file.fileno()).st_mode):
+            raise InvalidArgument.field("path", "is a folder: list it instead")
+    except BaseException:
+        file.close()
+        raise
+    return file
 
 
 def _delete(target: Path, path: str, recursive: bool) -> None:

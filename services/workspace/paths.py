@@ -1,4 +1,5 @@
-"""Path safety for user workspaces: every user path resolves inside its root, writes are atomic.
+"""Path safety for user workspaces: every user path resolves inside its root and outside any
+repository's `.git` folder, checked on the resolved path (symlinks followed); writes are atomic.
 
 Framework-free: raises domain errors from services.runtime.errors and nothing else.
 """
@@ -19,6 +20,8 @@ from services.runtime.errors import InvalidArgument
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 FIELD = "path"
+# A repository's own folder: its config and hooks steer git, so no file route may reach it.
+GIT_DIR = ".git"
 
 # %2e ".", %2f "/", %5c "\", %25 "%" (double encoding): never needed in a real file name here.
 _ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
@@ -28,6 +31,21 @@ T = TypeVar("T")
 
 def _invalid(description: str) -> InvalidArgument:
     return InvalidArgument.field(FIELD, description)
+
+
+class PathForbidden(InvalidArgument):
+    """A path that is well formed but leads where no file route may go: outside the root
+    (through `..` or a symlink) or into a repository's `.git` folder."""
+
+    reason = "PATH_FORBIDDEN"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(f"{FIELD}: {description}", fields=[(FIELD, description)])
+
+
+def is_git_name(name: str) -> bool:
+    """`.git` in any case: case-insensitive file systems open `.GIT` as `.git`."""
+    return name.lower() == GIT_DIR
 
 
 def validate_name(name: str) -> str:
@@ -44,10 +62,14 @@ def validate_name(name: str) -> str:
 
 
 def _check_inside(root: Path, target: Path) -> Path:
+    """`target` resolved (every symlink followed); refused unless it lies inside `root` and
+    outside any `.git` folder there."""
     real_root = os.path.realpath(root)
     real_target = os.path.realpath(target)
     if os.path.commonpath([real_root, real_target]) != real_root:
-        raise _invalid("path leads outside the workspace")
+        raise PathForbidden("path leads outside the workspace")
+    if any(is_git_name(part) for part in Path(os.path.relpath(real_target, real_root)).parts):
+        raise PathForbidden("path leads into a .git folder, which belongs to the repository")
     return Path(real_target)
 
 
@@ -72,6 +94,16 @@ def resolve_inside(root: Path, user_path: str) -> Path:
     return _check_inside(root, root.joinpath(*segments))
 
 
+def check_opened(root: Path, fd: int) -> None:
+    """Check where an open descriptor really leads, as a path is checked: a symlink swapped in
+    between the check of a path and its opening (from a user's terminal) is caught here."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return  # no /proc here: the check made before opening stands alone
+    _check_inside(root, Path(real))
+
+
 def check_again_after_creating_parents(root: Path, target: Path) -> Path:
     """Create `target`'s parents, then check again: a symlink may have appeared meanwhile."""
     _check_inside(root, target.parent)
@@ -88,11 +120,14 @@ async def _each_chunk(chunks: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIt
             yield chunk
 
 
-async def atomic_write(path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes]) -> int:
+async def atomic_write(
+    path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes], *, inside: Path | None = None
+) -> int:
     """Write `chunks` to a temporary file beside `path`, fsync, then rename over `path`.
 
-    On any failure or cancellation the temporary file is removed and `path` is untouched.
-    Returns the number of bytes written.
+    With `inside`, the temporary file's real location is checked once it is open (see
+    `check_opened`). On any failure or cancellation the temporary file is removed and `path` is
+    untouched. Returns the number of bytes written.
     """
     fd, temporary = await asyncio.to_thread(
         tempfile.mkstemp, dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp"
@@ -100,6 +135,8 @@ async def atomic_write(path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes
     written = 0
     try:
         try:
+            if inside is not None:
+                await asyncio.to_thread(check_opened, inside, fd)
             async for chunk in _each_chunk(chunks):
                 # In a thread: a slow disk never stalls the event loop.
                 written += await _finishing(_write_all, fd, chunk)
@@ -134,10 +171,14 @@ def _write_all(fd: int, chunk: bytes) -> int:
 
 
 __all__ = [
+    "GIT_DIR",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
+    "PathForbidden",
     "atomic_write",
     "check_again_after_creating_parents",
+    "check_opened",
+    "is_git_name",
     "resolve_inside",
     "validate_name",
 ]

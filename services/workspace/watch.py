@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from services.workspace.files import RESERVED, EntryKind
+from services.workspace.files import EntryKind
+from services.workspace.paths import is_git_name
 
 # Beyond this many entries a scan stops: a watch is for a project, not a disk.
 MAX_ENTRIES = 200_000
@@ -43,7 +44,8 @@ Snapshot = dict[str, tuple[EntryKind, int, int]]
 
 
 def scan(folder: Path) -> Snapshot:
-    """Every entry under `folder` (but `.git`): relative path -> (kind, size, mtime in ns)."""
+    """Every entry under `folder` but `.git` folders (at any depth): relative path -> (kind,
+    size, mtime in ns)."""
     found: Snapshot = {}
     pending = [("", str(folder))]
     while pending and len(found) < MAX_ENTRIES:
@@ -53,7 +55,7 @@ def scan(folder: Path) -> Snapshot:
         except OSError:
             continue  # removed, or not readable, since it was listed
         for entry in entries:
-            if not base and entry.name == RESERVED:
+            if is_git_name(entry.name):
                 continue
             relative = f"{base}/{entry.name}" if base else entry.name
             try:
