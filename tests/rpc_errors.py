@@ -43,3 +43,14 @@ def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
 def fields(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields the violations name."""
     return [field for field, _ in violations(error)]
+
+
+def retry_after(error: grpc.aio.AioRpcError) -> float:
+    """Seconds the google.rpc.RetryInfo asks the caller to wait (0 when there is none)."""
+    status = parse_status(error.trailing_metadata())
+    assert status is not None
+    for detail in status.details:
+        hint = error_details_pb2.RetryInfo()
+        if detail.Unpack(hint):
+            return float(hint.retry_delay.ToNanoseconds() / 1e9)
+    return 0.0

@@ -106,7 +106,7 @@ class Accounts:
             await self._guard.failed(email, address)
             raise InvalidCredentials()
         assert user is not None
-        await self._guard.succeeded(email)
+        await self._guard.succeeded(email, address)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             user = replace(user, last_login=now)

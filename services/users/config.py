@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.runtime.config import Env, RuntimeConfig
-from services.runtime.ratelimit import Rate, parse_rate
+from services.runtime.ratelimit import parse_rate
+from services.users.guard import LoginPolicy
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,11 @@ class UsersConfig:
     runtime: RuntimeConfig
     bcrypt_cost: int
     refresh_token_ttl: int
+    # Development and test only: registering with this email makes an admin (production
+    # makes admins with `python -m services.users admin create`).
     admin_email: str | None
-    # Failed logins tolerated per account and per client address within the window.
-    login_failures_per_account: Rate
-    login_failures_per_address: Rate
+    # How failed logins slow down the addresses that make them (services/users/guard.py).
+    login: LoginPolicy
 
 
 def load_users_config(
@@ -31,10 +33,17 @@ def load_users_config(
         bcrypt_cost=env.int("BCRYPT_COST", 12, minimum=4, maximum=16),
         refresh_token_ttl=env.int("REFRESH_TOKEN_TTL", 7 * 86400, minimum=60),
         admin_email=admin_email.strip().lower() if admin_email else None,
-        login_failures_per_account=parse_rate(
-            "LOGIN_FAILURES_PER_ACCOUNT", env.str("LOGIN_FAILURES_PER_ACCOUNT", "5/15minutes")
-        ),
-        login_failures_per_address=parse_rate(
-            "LOGIN_FAILURES_PER_IP", env.str("LOGIN_FAILURES_PER_IP", "20/15minutes")
+        login=LoginPolicy(
+            free_failures=env.int("LOGIN_FREE_FAILURES", 5, maximum=1000),
+            remember=86400.0,
+            first_delay=1.0,
+            max_delay=float(env.int("LOGIN_MAX_DELAY", 900, minimum=1, maximum=86400)),
+            per_address=parse_rate(
+                "LOGIN_FAILURES_PER_IP", env.str("LOGIN_FAILURES_PER_IP", "20/15minutes")
+            ),
+            per_account=parse_rate(
+                "LOGIN_FAILURES_PER_ACCOUNT",
+                env.str("LOGIN_FAILURES_PER_ACCOUNT", "20/15minutes"),
+            ),
         ),
     )

@@ -1,44 +1,121 @@
-"""The brute-force guard: failed logins counted per account and per client address.
+"""The brute-force guard: failed logins slow down the address that makes them, never another.
 
-It sits beside the facade's global limit on auth routes (500 per 15 minutes per address): an
-attacker spreading guesses over many accounts from one address, or over many addresses at one
-account, is stopped by one of the two counters. Counters live in the cache (shared by replicas
-when it is Redis).
+Following OWASP's guidance, nobody can lock a user out without their password:
+
+- failures are counted per (account, address); after `free_failures` of them, each further
+  failure refuses that pair for a delay that doubles (1 s, 2 s, 4 s ... up to `max_delay`);
+- failures are also counted per address across accounts (credential stuffing): past
+  `per_address`, that address is refused for the rest of the window;
+- failures are counted per account across addresses: past `per_account` (an account under a
+  spread-out attack), failing addresses get no free failures, so their delays start at once.
+
+Every refusal falls on an address that has failed itself; an address with no failures always
+reaches the password check. Counters and refusals live in the cache (shared by replicas when
+it is Redis), beside the facade's own limit on auth routes.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
+
+from services.runtime.cache import Cache
 from services.runtime.errors import ResourceExhausted
-from services.runtime.ratelimit import Rate, RateLimiter
+from services.runtime.ratelimit import Rate
 
 
 class TooManyAttempts(ResourceExhausted):
     reason = "TOO_MANY_ATTEMPTS"
 
 
+@dataclass(frozen=True)
+class LoginPolicy:
+    # Failures one address may make at one account before its delays begin.
+    free_failures: int
+    # How long the failures of one (account, address) are remembered.
+    remember: float
+    # The first delay, doubled at each further failure, up to `max_delay` (seconds).
+    first_delay: float
+    max_delay: float
+    # Failures one address may make across accounts, and one account may take across
+    # addresses, per window; a limit of 0 turns one off.
+    per_address: Rate
+    per_account: Rate
+
+    def delay(self, failures: int, *, under_attack: bool) -> float:
+        """Seconds one (account, address) must wait after its `failures`-th failure."""
+        free = 0 if under_attack else self.free_failures
+        beyond = failures - free
+        if beyond <= 0:
+            return 0.0
+        # min() before the power: a pair that failed thousands of times must not overflow.
+        return min(self.first_delay * 2.0 ** min(beyond - 1, 64), self.max_delay)
+
+
 class LoginGuard:
-    def __init__(self, limiter: RateLimiter, *, per_account: Rate, per_address: Rate) -> None:
-        self._limiter = limiter
-        self._per_account = per_account
-        self._per_address = per_address
+    def __init__(self, cache: Cache, policy: LoginPolicy) -> None:
+        self._cache = cache
+        self._policy = policy
 
     async def check(self, email: str, address: str) -> None:
-        """Refuse before checking the password when either counter is exhausted."""
-        if await self._limiter.peek(f"login-account:{email}", self._per_account):
+        """Refuse, before the password is checked, an address that must still wait."""
+        now = time.time()
+        wait = await self._waiting(_pair(email, address), now)
+        if wait > 0:
             raise TooManyAttempts(
-                "too many failed logins for this account; try again later",
-                retry_after=self._per_account.window,
+                "too many failed logins for this account from this address;"
+                f" try again in {math.ceil(wait)} s",
+                retry_after=wait,
             )
-        if address and await self._limiter.peek(f"login-address:{address}", self._per_address):
+        wait = await self._waiting(f"address:{address}", now)
+        if wait > 0:
             raise TooManyAttempts(
-                "too many failed logins from this address; try again later",
-                retry_after=self._per_address.window,
+                f"too many failed logins from this address; try again in {math.ceil(wait)} s",
+                retry_after=wait,
             )
 
     async def failed(self, email: str, address: str) -> None:
-        await self._limiter.hit(f"login-account:{email}", self._per_account)
-        if address:
-            await self._limiter.hit(f"login-address:{address}", self._per_address)
+        policy, cache, now = self._policy, self._cache, time.time()
+        pair = _pair(email, address)
+        failures, _ = await cache.incr(f"guard:failures:{pair}", policy.remember)
+        under_attack = False
+        if not policy.per_account.unlimited:
+            taken, _ = await cache.incr(
+                f"guard:failures:account:{email}", policy.per_account.window
+            )
+            under_attack = taken > policy.per_account.limit
+        delay = policy.delay(failures, under_attack=under_attack)
+        if delay > 0:
+            await self._refuse(pair, now + delay, delay)
+        if not policy.per_address.unlimited:
+            made, resets = await cache.incr(
+                f"guard:failures:address:{address}", policy.per_address.window
+            )
+            if made >= policy.per_address.limit:
+                await self._refuse(f"address:{address}", now + resets, resets)
 
-    async def succeeded(self, email: str) -> None:
-        await self._limiter.reset(f"login-account:{email}")
+    async def succeeded(self, email: str, address: str) -> None:
+        """The right password from this address: its failures at this account are forgiven
+        (not those across accounts, nor the account's ceiling, which others filled)."""
+        pair = _pair(email, address)
+        await self._cache.delete(f"guard:failures:{pair}")
+        await self._cache.delete(f"guard:wait:{pair}")
+
+    async def _refuse(self, key: str, until: float, seconds: float) -> None:
+        if seconds < 0.001:  # a window ending now: nothing to wait for (and a TTL of 0 is none)
+            return
+        await self._cache.set(f"guard:wait:{key}", repr(until).encode(), ttl=seconds)
+
+    async def _waiting(self, key: str, now: float) -> float:
+        raw = await self._cache.get(f"guard:wait:{key}")
+        if raw is None:
+            return 0.0
+        try:
+            return max(0.0, float(raw) - now)
+        except ValueError:
+            return 0.0
+
+
+def _pair(email: str, address: str) -> str:
+    return f"pair:{address}|{email}"

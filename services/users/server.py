@@ -10,7 +10,6 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.runtime.cache import create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
-from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceParts, token_codec
 from services.users.accounts import Accounts
 from services.users.config import load_users_config
@@ -31,11 +30,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     hasher = PasswordHasher(settings.bcrypt_cost)
     resources.callback(hasher.close)
     sessions = LocalSessionChecker(db, cache, ttl=config.session_check_ttl)
-    guard = LoginGuard(
-        RateLimiter(cache, namespace="guard"),
-        per_account=settings.login_failures_per_account,
-        per_address=settings.login_failures_per_address,
-    )
+    guard = LoginGuard(cache, settings.login)
     accounts = Accounts(settings, db, token_codec(config), hasher, guard, sessions)
     servicer = UsersServicer(accounts)
 

@@ -121,22 +121,6 @@ async def test_login_records_last_login_and_opens_a_new_session(
     assert a.session_id != b.session_id
 
 
-async def test_repeated_failed_logins_lock_the_account(
-    stub: users_pb2_grpc.UsersServiceStub,
-) -> None:
-    await register(stub, "gus@example.com")
-    for _ in range(5):
-        await expect_error(
-            stub.Login(users_pb2.LoginRequest(email="gus@example.com", password="bad-guess-1")),
-            grpc.StatusCode.UNAUTHENTICATED,
-        )
-    locked = await expect_error(
-        stub.Login(users_pb2.LoginRequest(email="gus@example.com", password=PASSWORD)),
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    )
-    assert reason(locked) == "TOO_MANY_ATTEMPTS"
-
-
 async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(
     stub: users_pb2_grpc.UsersServiceStub,
 ) -> None:
