@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.config import ConfigError, Env, RuntimeConfig
+from services.runtime.sandbox import SandboxConfig, load_sandbox_config
 
 KB = 1024
 MB = 1024 * KB
@@ -34,6 +35,10 @@ class TerminalConfig:
     close_grace: float
     # Seconds a call to the workspace service (ResolveProject) may take.
     workspace_deadline: float
+    # Where shells run (bubblewrap unless TERMINAL_SANDBOX=off, development only) and limits.
+    sandbox: SandboxConfig
+    # Seconds between checks that each session's owner is still logged in somewhere.
+    session_recheck: float
 
 
 def _shells(raw: str) -> tuple[str, ...]:
@@ -72,4 +77,6 @@ def load_terminal_config(
         ),
         close_grace=env.float("TERMINAL_CLOSE_GRACE", 2.0, minimum=0.0),
         workspace_deadline=env.float("TERMINAL_WORKSPACE_DEADLINE", 5.0, minimum=0.1),
+        sandbox=load_sandbox_config(runtime.environ, production=runtime.production),
+        session_recheck=env.float("TERMINAL_SESSION_RECHECK", 10.0, minimum=0.05),
     )

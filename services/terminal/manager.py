@@ -22,7 +22,7 @@ import sys
 import termios
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from services.runtime.errors import (
     NotFound,
     ResourceExhausted,
 )
+from services.runtime.sandbox import INSIDE_HOME, Bind, Box, Sandbox, inside_path, warn_unsandboxed
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_COLS = 1000
@@ -45,6 +46,10 @@ DROP_NOTE = b"\r\n[stockfolio: this view fell behind and was dropped; reconnect 
 # The wrapper reopens the slave by name after setsid, which makes it the controlling terminal
 # (job control, ^C, SIGWINCH on resize); subprocess cannot do that itself.
 _CTTY_WRAPPER = 'exec "$0" -i 0<>"$1" 1>&0 2>&0'
+# Inside a sandbox the PTY's name means nothing (the sandbox has its own /dev/pts): setsid -c
+# makes the inherited descriptor the controlling terminal instead; -w keeps it as the sandbox's
+# main process until the shell exits.
+_SANDBOX_CTTY = ("/usr/bin/setsid", "--ctty", "--wait")
 _ESCAPE_SEQUENCE = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[^\[]")
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -175,6 +180,13 @@ class Session:
     _paused: asyncio.TimerHandle | None = None
     output_burst: int = 0
     paused_count: int = 0  # times the output rate limit paused this session
+    # The sandbox's cgroup (None without cgroups or without a sandbox); `sandboxed` tells
+    # whether the shell runs in one at all.
+    box: Box | None = None
+    sandboxed: bool = False
+    # What the owner last proved themselves with (their token): the manager does not read it,
+    # the service's recheck does, to end sessions whose owner has logged out everywhere.
+    credential: object | None = None
 
     @property
     def pid(self) -> int:
@@ -373,6 +385,9 @@ class TerminalManager:
         term: str = "xterm-256color",
         lang: str = "C.UTF-8",
         user: str = "stockfolio",
+        sandbox: Sandbox | None = None,
+        still_allowed: Callable[[Session], Awaitable[bool]] | None = None,
+        recheck_interval: float = 30.0,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         self.max_per_user = max_per_user
@@ -387,9 +402,13 @@ class TerminalManager:
         self._burst = min(output_rate, max(READ_CHUNK, watcher_buffer_bytes // 4))
         self.cull_interval = cull_interval
         self.term, self.lang, self.user = term, lang, user
+        self.sandbox = sandbox
+        self.still_allowed = still_allowed
+        self.recheck_interval = recheck_interval
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, int] = {}
         self._culler: asyncio.Task[None] | None = None
+        self._rechecker: asyncio.Task[None] | None = None
         # Orphaned background jobs are reparented to us so they can be reaped, not left as
         # zombies under an init that does not reap.
         self.reaps_orphans = _become_subreaper()
@@ -401,9 +420,18 @@ class TerminalManager:
     async def __aexit__(self, *_: object) -> None:
         await self.shutdown()
 
+    @property
+    def sandboxed(self) -> bool:
+        return self.sandbox is not None and self.sandbox.enabled
+
     def start(self) -> None:
+        if not self.sandboxed:
+            warn_unsandboxed("every terminal session")
+        loop = asyncio.get_running_loop()
         if self._culler is None and self.idle_timeout > 0:
-            self._culler = asyncio.get_running_loop().create_task(self._cull_forever())
+            self._culler = loop.create_task(self._cull_forever())
+        if self._rechecker is None and self.still_allowed is not None:
+            self._rechecker = loop.create_task(self._recheck_forever())
 
     async def create(
         self,
@@ -423,16 +451,29 @@ class TerminalManager:
         validate_dimensions(cols, rows)
         # Resolving touches the filesystem (a shared volume, perhaps): off the event loop.
         directory = await asyncio.to_thread(self._resolve_cwd, cwd, within)
+        home = await asyncio.to_thread(_real, within) if within is not None else directory
         self._check_capacity(owner)
+        session_id = f"session_{int(time.time() * 1000)}_{secrets.token_hex(6)}"
         self._starting[owner] = self._starting.get(owner, 0) + 1
+        box = None
         try:
-            process, master_fd = await asyncio.to_thread(self._spawn, shell, directory, cols, rows)
+            if self.sandbox is not None:
+                box = await asyncio.to_thread(self.sandbox.open_box, owner, session_id)
+            else:
+                warn_unsandboxed(f"terminal session {session_id}")
+            process, master_fd = await asyncio.to_thread(
+                self._spawn, shell, directory, cols, rows, home, box
+            )
+        except BaseException:
+            if box is not None:
+                box.remove()
+            raise
         finally:
             self._starting[owner] -= 1
             if not self._starting[owner]:
                 del self._starting[owner]
         session = Session(
-            id=f"session_{int(time.time() * 1000)}_{secrets.token_hex(6)}",
+            id=session_id,
             owner=owner,
             shell=shell,
             cwd=directory,
@@ -447,6 +488,8 @@ class TerminalManager:
             output_rate=self.output_rate,
             output_burst=self._burst,
             _allowance=float(self._burst),
+            box=box,
+            sandboxed=self.sandboxed,
         )
         self._sessions[session.id] = session
         session._on_ready = self._reader(session)
@@ -471,20 +514,29 @@ class TerminalManager:
         self._sessions.pop(session_id, None)
 
     async def shutdown(self) -> None:
-        if self._culler is not None:
-            self._culler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._culler
-            self._culler = None
+        for task in (self._culler, self._rechecker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._culler = self._rechecker = None
         await asyncio.gather(*(self.close(sid) for sid in list(self._sessions)))
 
     async def memory(self, sessions: Sequence[Session]) -> int:
         """Resident bytes of every process in these sessions (shells and what they started)."""
 
         def measure() -> int:
-            running = {s.pid for s in sessions if s.state == "running"}
-            members = _processes_by_session(running)
-            return sum(_private_bytes(m.pid) for group in members.values() for m in group)
+            running = [s for s in sessions if s.state == "running"]
+            plain = {s.pid for s in running if not s.sandboxed}
+            members = _processes_by_session(plain)
+            pids = {m.pid for group in members.values() for m in group}
+            boxed = [s for s in running if s.sandboxed]
+            # A sandbox's processes are its cgroup's, or (rlimits only) bubblewrap's descendants.
+            for session in boxed:
+                if session.box is not None:
+                    pids |= session.box.members()
+            pids |= _descendants({s.pid for s in boxed if s.box is None})
+            return sum(_private_bytes(pid) for pid in pids)
 
         return await asyncio.to_thread(measure)
 
@@ -511,7 +563,54 @@ class TerminalManager:
         assert session._ending is not None
         await asyncio.shield(session._ending)
 
+    async def close_owner(self, owner: str) -> builtins.list[str]:
+        """Closes every session of `owner` (their sessions were revoked); returns the ids."""
+        mine = [s.id for s in self._sessions.values() if s.owner == owner]
+        await asyncio.gather(*(self.close(sid) for sid in mine))
+        return mine
+
+    async def recheck(self) -> builtins.list[str]:
+        """Asks `still_allowed` about every session; closes those whose owner is no longer
+        allowed (logged out everywhere); returns their ids."""
+        if self.still_allowed is None:
+            return []
+        sessions = [s for s in self._sessions.values() if s._ending is None]
+        verdicts = await asyncio.gather(
+            *(self.still_allowed(s) for s in sessions), return_exceptions=True
+        )
+        # Only a definite "no" ends a session: a users service that cannot answer is not a logout.
+        ended = [s.id for s, allowed in zip(sessions, verdicts, strict=True) if allowed is False]
+        await asyncio.gather(*(self.close(sid) for sid in ended))
+        return ended
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.recheck_interval)
+            await self.recheck()
+
     async def _end_session(self, session: Session) -> None:
+        if session.sandboxed:
+            await self._end_sandbox(session)
+        else:
+            await self._end_process_session(session)
+
+    async def _end_sandbox(self, session: Session) -> None:
+        """Kills the sandbox: bubblewrap's death ends its PID namespace, so everything in it
+        dies (setsid and double-forked processes too); the cgroup catches any straggler."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(session.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(session.pid, signal.SIGKILL)
+        session._end_output("closed")
+        box = session.box
+        await asyncio.to_thread(session.process.wait)
+        if box is not None:
+            while await asyncio.to_thread(box.members):
+                await asyncio.to_thread(box.kill)
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(box.remove)
+
+    async def _end_process_session(self, session: Session) -> None:
         """SIGHUP to everything in the shell's session, SIGKILL after `grace`, reap it all."""
         sid = session.pid
         members = await asyncio.to_thread(_session_members, sid)
@@ -590,19 +689,39 @@ class TerminalManager:
             "USER": self.user,
         }
 
+    def _command(
+        self, shell: str, cwd: Path, home: Path, slave_fd: int, box: Box | None
+    ) -> tuple[builtins.list[str], Path, dict[str, str]]:
+        """(argv, where to start it on the host, its environment)."""
+        if self.sandbox is None or not self.sandbox.enabled:
+            argv = ["/bin/sh", "-c", _CTTY_WRAPPER, shell, os.ttyname(slave_fd)]
+            return argv, cwd, self._environment(shell, cwd)
+        environment = self._environment(shell, INSIDE_HOME)
+        argv = self.sandbox.command(
+            [*_SANDBOX_CTTY, shell, "-i"],
+            binds=[Bind(home, INSIDE_HOME)],
+            cwd=inside_path(home, cwd),
+            env=environment,
+            box=box,
+        )
+        return argv, Path("/"), environment
+
     def _spawn(
-        self, shell: str, cwd: Path, cols: int, rows: int
+        self, shell: str, cwd: Path, cols: int, rows: int, home: Path, box: Box | None = None
     ) -> tuple[subprocess.Popen[bytes], int]:
         master_fd, slave_fd = os.openpty()
         try:
             fcntl.ioctl(slave_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            argv, start_in, environment = self._command(shell, cwd, home, slave_fd, box)
             process = subprocess.Popen(  # noqa: S603 - the shell comes from the allowlist
-                ["/bin/sh", "-c", _CTTY_WRAPPER, shell, os.ttyname(slave_fd)],
+                argv,
                 stdin=slave_fd,
                 stdout=slave_fd,
                 stderr=slave_fd,
-                cwd=cwd,
-                env=self._environment(shell, cwd),
+                cwd=start_in,
+                # Exactly the allowlist: in a sandbox this is also bubblewrap's own environment,
+                # which its PID 1 keeps and which is readable inside.
+                env=environment,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -651,6 +770,30 @@ def _processes_by_session(sids: set[int]) -> dict[int, list[_Process]]:
 def _session_members(sid: int) -> list[_Process]:
     """Every process in the kernel session `sid`, background jobs in their own groups included."""
     return _processes_by_session({sid})[sid]
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    """Every process below these (one pass over /proc)."""
+    if not roots:
+        return set()
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            read = _read_process(int(entry.name))
+            if read is not None:
+                children.setdefault(read[1].ppid, []).append(read[1].pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def _still_members(sid: int, pids: set[int]) -> list[_Process]:

@@ -3,24 +3,52 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
+from services.runtime.auth import SessionChecker
 from services.runtime.config import RuntimeConfig
+from services.runtime.context import Identity
+from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
 from services.terminal.config import load_terminal_config
-from services.terminal.manager import TerminalManager
+from services.terminal.manager import Session, TerminalManager
 from services.terminal.projects import ProjectDirectories
 from services.terminal.servicer import TerminalServicer
 
 SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 
 
+# A token this close to its expiry is not used for the logout recheck: it could expire on the
+# way, and an expired token would read as a logout.
+_EXPIRY_MARGIN = timedelta(seconds=30)
+
+
+def owner_still_logged_in(sessions: SessionChecker) -> Callable[[Session], Awaitable[bool]]:
+    """The manager's recheck: False only when the users service says the owner's session was
+    revoked (a logout everywhere ends every token's session)."""
+
+    async def still_allowed(session: Session) -> bool:
+        identity = session.credential
+        if not isinstance(identity, Identity):
+            return True
+        if identity.expires_at - _EXPIRY_MARGIN <= datetime.now(UTC):
+            return True  # cannot tell any more; the idle cull still applies
+        return await sessions.is_live(identity)
+
+    return still_allowed
+
+
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
     settings = load_terminal_config(config)
     settings.root.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox.create(settings.sandbox)
+    resources.callback(sandbox.close)
+    sessions = await remote_sessions(config, resources)
     manager = TerminalManager(
         settings.root,
         max_per_user=settings.max_sessions_per_user,
@@ -34,6 +62,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         output_rate=settings.output_rate,
         # Often enough that a session outlives its idle timeout by at most a quarter of it.
         cull_interval=min(30.0, max(0.05, settings.idle_timeout / 4)),
+        sandbox=sandbox,
+        still_allowed=owner_still_logged_in(sessions),
+        recheck_interval=settings.session_recheck,
     )
     manager.start()
     projects = ProjectDirectories(
@@ -48,7 +79,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     return ServiceParts(
         services=[SERVICE],
         register=register,
-        sessions=await remote_sessions(config, resources),
+        sessions=sessions,
         # Shutting down ends every shell's process group (SIGHUP, then SIGKILL) and reaps it.
         draining=[manager.shutdown],
     )

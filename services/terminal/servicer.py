@@ -47,6 +47,13 @@ def terminal_message(session: Session) -> terminal_pb2.Terminal:
     )
 
 
+def _remember(session: Session, identity: Identity) -> None:
+    """Keeps the owner's freshest token on the session, for the logout recheck."""
+    known = session.credential
+    if not isinstance(known, Identity) or identity.expires_at >= known.expires_at:
+        session.credential = identity
+
+
 def _own_rss() -> int:
     with open("/proc/self/statm", "rb") as statm:
         return int(statm.read().split()[1]) * PAGE_SIZE
@@ -67,7 +74,9 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         self._config = config
 
     def _session(self, identity: Identity, session_id: str) -> Session:
-        return self._manager.get(identity.user_id, _session_id(session_id))
+        session = self._manager.get(identity.user_id, _session_id(session_id))
+        _remember(session, identity)
+        return session
 
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
@@ -84,6 +93,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             # The workspace service's layout: each user's files under <root>/<user id>.
             within=self._config.root / identity.user_id,
         )
+        _remember(session, identity)
         return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
 
     async def ListTerminals(

@@ -62,7 +62,7 @@ def test_a_shell_in_a_project_over_the_socket(system: System, account: Account) 
         )
     )
     assert joined["type"] == "joined" and joined["sessionId"] == terminal["sessionId"]
-    assert re.search(rf"/{account.user_id}/\S*e2e-notes\r\n", output), output
+    assert re.search(r"/workspace/\S*e2e-notes\r\n", output), output
     assert "README.md" in output
     closed = request(
         "DELETE",
