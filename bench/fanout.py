@@ -45,7 +45,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from bench import wsclient
 from services.runtime.config import load_runtime_config
-from services.runtime.server import token_codec
+from services.runtime.server import service_token_signer
 
 HOST = "127.0.0.1"
 PATH = "/ws/portfolio"
@@ -419,8 +419,9 @@ async def run_clients(args: argparse.Namespace) -> None:
 
 
 async def run_market(args: argparse.Namespace) -> None:
-    config = load_runtime_config("portfolio")
-    token, _ = token_codec(config).issue_service("bench")
+    # The reference stream speaks as the facade does, with the facade's development key.
+    config = load_runtime_config("facade", database=False)
+    token, _ = service_token_signer(config).issue("portfolio")
     clock = Clock()
     ticks: list[tuple[str, str, str, float]] = []
     async with grpc.aio.insecure_channel(f"{HOST}:{args.port}") as channel:

@@ -38,7 +38,7 @@ from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import DOMAIN_APIS, build_routes
 from facade.sockets import Sockets
-from facade.streaming import transcode_stream
+from facade.streaming import StreamGuard, transcode_stream
 from facade.transcoding import Endpoint, transcode
 from facade.uploads import transcode_upload
 from facade.ws_chat import chat_route
@@ -46,9 +46,10 @@ from facade.ws_portfolio import PATH as PORTFOLIO_SOCKET
 from facade.ws_portfolio import portfolio_socket
 from facade.ws_terminal import PATHS as TERMINAL_SOCKETS
 from facade.ws_terminal import terminal_socket
-from services.runtime.auth import ServiceCredentials, TokenCodec
+from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
+from services.runtime.server import service_token_signer, token_verifier
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
@@ -88,13 +89,13 @@ async def probes_context(app: web.Application) -> AsyncIterator[None]:
     await probes.close()
 
 
-def upstreams_context(codec: TokenCodec) -> CleanupContext:
+def upstreams_context(signer: ServiceTokenSigner) -> CleanupContext:
     """The portfolio feed's upstream streams (one per replica), open while the app runs."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         upstreams = Upstreams(
             app[CONFIG].addresses["portfolio"],
-            ServiceCredentials(codec, "facade"),
+            ServiceCredentials(signer, "portfolio"),
             app[PORTFOLIO_FEED],
         )
         upstreams.start()
@@ -110,7 +111,7 @@ async def close_sockets(app: web.Application) -> None:
     await app[SOCKETS].shutdown()
 
 
-def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
+def _add_transcoded_routes(app: web.Application, edge: Edge, guard: StreamGuard) -> None:
     limits = app[LIMITS]
 
     def path_of(endpoint: Endpoint) -> str:
@@ -130,7 +131,9 @@ def _add_transcoded_routes(app: web.Application, edge: Edge) -> None:
                 handler = functools.partial(transcode_upload, endpoint)
             elif route.streaming:
                 heartbeat = app[CONFIG].stream_heartbeat
-                handler = functools.partial(transcode_stream, endpoint, heartbeat=heartbeat)
+                handler = functools.partial(
+                    transcode_stream, endpoint, heartbeat=heartbeat, guard=guard
+                )
             else:
                 handler = functools.partial(transcode, endpoint)
             budget = limits.budget(public=route.public)
@@ -176,12 +179,7 @@ def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
 
 def create_app(config: FacadeConfig) -> web.Application:
     routes = build_routes(DOMAIN_APIS)
-    codec = TokenCodec(
-        config.runtime.jwt_secret,
-        issuer=config.runtime.jwt_issuer,
-        access_ttl=config.runtime.access_token_ttl,
-    )
-    limits = RateLimits(config, codec)
+    limits = RateLimits(config, token_verifier(config.runtime))
     edge = Edge(config, limits)
     app = web.Application(client_max_size=config.max_body_bytes)
     breakers = {name: CircuitBreaker(name) for name in DOMAIN_APIS}
@@ -210,13 +208,15 @@ def create_app(config: FacadeConfig) -> web.Application:
     app[SOCKETS] = Sockets(config, lambda: app[CHANNELS]["users"])
     app[PORTFOLIO_FEED] = PortfolioFeed(plans, flush=app[SOCKETS].flush)
     _add_facade_routes(app, edge)
-    _add_transcoded_routes(app, edge)
+    # Streams end with their session (as sockets do) and count against their user's caps.
+    guard = StreamGuard(app[SOCKETS].sessions, app[SOCKETS].caps, token_verifier(config.runtime))
+    _add_transcoded_routes(app, edge, guard)
     _add_socket_routes(app, edge, plans)
     # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
     app.router.add_route("*", "/{tail:.*}", edge.no_route())
     app.cleanup_ctx.append(cache_context)
     app.cleanup_ctx.extend(channel_context(name) for name in DOMAIN_APIS)
     app.cleanup_ctx.append(probes_context)
-    app.cleanup_ctx.append(upstreams_context(codec))
+    app.cleanup_ctx.append(upstreams_context(service_token_signer(config.runtime)))
     app.on_shutdown.append(close_sockets)
     return app

@@ -16,7 +16,7 @@ from aiohttp import web
 from facade.config import FacadeConfig
 from facade.envelope import ApiError
 from services.runtime.addresses import IPNetwork, resolve_client_address
-from services.runtime.auth import TokenCodec
+from services.runtime.auth import TokenVerifier
 from services.runtime.cache import Cache
 from services.runtime.context import client_address
 from services.runtime.errors import Unauthenticated
@@ -50,7 +50,7 @@ def limit_headers(decision: Decision) -> dict[str, str]:
 
 
 class RateLimits:
-    def __init__(self, config: FacadeConfig, codec: TokenCodec) -> None:
+    def __init__(self, config: FacadeConfig, codec: TokenVerifier) -> None:
         self._auth = Budget(AUTH, config.rate_limit_auth)
         self._api = Budget(API, config.rate_limit_api)
         self._codec = codec

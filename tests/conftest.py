@@ -6,9 +6,12 @@ reason, unless STOCKFOLIO_REQUIRE_SERVERS=1 (CI), when they fail.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,8 +20,10 @@ import psycopg
 import pytest
 import redis
 
+from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, TokenCodec
 from services.runtime.cache import Cache, InProcessCache, RedisCache
 from services.runtime.config import RuntimeConfig, load_runtime_config
+from services.runtime.keys import SigningKey, TokenKeys
 from services.runtime.migrations import upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -26,7 +31,51 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_TEST_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVERS = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
-TEST_SECRET = "test-secret-" + "x" * 40
+# The users service's signing key and the facade's service-token key, one pair each per run.
+TEST_USER_KEY = SigningKey.generate()
+TEST_SERVICE_KEY = SigningKey.generate()
+_key_files: dict[str, Path] = {}
+
+
+def _private_key_file(name: str, key: SigningKey) -> Path:
+    """`key` written once per run to a 0600 file in a 0700 folder, as production mounts it."""
+    if not _key_files:
+        folder = Path(tempfile.mkdtemp(prefix="stockfolio-test-keys-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _key_files["folder"] = folder
+    path = _key_files.get(name)
+    if path is None:
+        path = _key_files["folder"] / name
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(key.private_pem())
+        _key_files[name] = path
+    return path
+
+
+def token_environment(service: str) -> dict[str, str]:
+    """The key variables `service` runs with in tests: every public half, and a private key only
+    for its owner (users signs users' tokens, the facade its own service tokens)."""
+    environ = {
+        "TOKEN_PUBLIC_KEYS": TEST_USER_KEY.public_pem(),
+        "FACADE_SERVICE_PUBLIC_KEYS": TEST_SERVICE_KEY.public_pem(),
+    }
+    if service == "users":
+        environ["TOKEN_PRIVATE_KEY_FILE"] = str(_private_key_file("users.pem", TEST_USER_KEY))
+    if service == "facade":
+        environ["FACADE_SERVICE_KEY_FILE"] = str(_private_key_file("facade.pem", TEST_SERVICE_KEY))
+    return environ
+
+
+def users_codec(*, access_ttl: int = 900, key: SigningKey = TEST_USER_KEY) -> TokenCodec:
+    """Signs users' tokens as the users service does in tests (another `key`: a forger)."""
+    keys = TokenKeys(users={key.kid: key.public}, signing=key)
+    return TokenCodec(keys, issuer="stockfolio", access_ttl=access_ttl)
+
+
+def facade_credentials(audience: str = "portfolio") -> ServiceCredentials:
+    """The facade's service token for `audience`, as the facade sends it in tests."""
+    return ServiceCredentials(ServiceTokenSigner(TEST_SERVICE_KEY, service="facade"), audience)
 
 
 def _absent(what: str, error: Exception) -> None:
@@ -126,9 +175,9 @@ def make_config(tmp_path: Path) -> Callable[..., RuntimeConfig]:
         base = {
             "STOCKFOLIO_ENV": "test",
             "STOCKFOLIO_VAR_DIR": str(tmp_path / "var"),
-            "JWT_SECRET": TEST_SECRET,
             "LOG_LEVEL": "WARNING",
             f"{service.upper()}_PORT": "0",
+            **token_environment(service),
         }
         return load_runtime_config(service, {**base, **environ})
 

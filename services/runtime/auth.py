@@ -1,7 +1,10 @@
-"""Access and refresh tokens (PyJWT, HS256) and the session checks every service makes.
+"""Access, refresh and service tokens (PyJWT, EdDSA over Ed25519) and the session checks every
+service makes.
 
 A token proves who the caller was when it was issued; the session check proves the session has
-not been revoked since. Both happen in every service, through the auth interceptor.
+not been revoked since. Both happen in every service, through the auth interceptor. Only the
+users service holds the key that signs users' tokens; a service token is signed by the calling
+service's own key, names its callee as audience, and can never pass for a user's token.
 """
 
 from __future__ import annotations
@@ -16,19 +19,25 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.context import CORRELATION_HEADER, Identity, correlation_id
 from services.runtime.errors import Unauthenticated, Unavailable
+from services.runtime.keys import SigningKey, TokenKeys
 
 T = TypeVar("T")
 
-ALGORITHM = "HS256"
+# Pinned: a token naming any other algorithm (HS256 keyed with our public key, `none`) is refused.
+ALGORITHM = "EdDSA"
+# Users' tokens are for every Stockfolio service; a service token names its one callee instead.
+AUDIENCE = "stockfolio"
 ACCESS = "access"
 REFRESH = "refresh"
 SERVICE = "service"
 SERVICE_TOKEN_TTL = 600
 VERIFIED_TOKENS = 10_000
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "sid", "typ", "jti"]
 
 
 @dataclass(frozen=True)
@@ -39,80 +48,65 @@ class RefreshClaims:
     expires_at: datetime
 
 
-class TokenCodec:
-    """Issues and reads the two kinds of token; the `typ` claim keeps them apart."""
+def _invalid(kind: str) -> Unauthenticated:
+    return Unauthenticated(f"invalid {kind} token", reason="TOKEN_INVALID")
 
-    def __init__(self, secret: str, *, issuer: str, access_ttl: int) -> None:
-        self._secret = secret
+
+class TokenVerifier:
+    """Reads tokens with public keys only: what every process but the users service holds.
+
+    `service` is this process's name, the audience a service token must name to reach it.
+    """
+
+    def __init__(self, keys: TokenKeys, *, issuer: str, service: str) -> None:
+        self._keys = keys
         self._issuer = issuer
-        self._access_ttl = access_ttl
+        self._service = service
         self._verified: dict[str, Identity] = {}
 
-    def issue_access(
-        self, *, user_id: str, session_id: str, email: str, roles: list[str]
-    ) -> tuple[str, datetime]:
-        now = datetime.now(UTC)
-        expires = now + timedelta(seconds=self._access_ttl)
-        claims = {
-            "iss": self._issuer,
-            "sub": user_id,
-            "sid": session_id,
-            "email": email,
-            "roles": roles,
-            "typ": ACCESS,
-            "iat": now,
-            "exp": expires,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
-
-    def issue_refresh(
-        self, *, user_id: str, session_id: str, token_id: str, ttl: int
-    ) -> tuple[str, datetime]:
-        now = datetime.now(UTC)
-        expires = now + timedelta(seconds=ttl)
-        claims = {
-            "iss": self._issuer,
-            "sub": user_id,
-            "sid": session_id,
-            "typ": REFRESH,
-            "iat": now,
-            "exp": expires,
-            "jti": token_id,
-        }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
-
-    def issue_service(self, service: str) -> tuple[str, datetime]:
-        """A token naming one of our own services, for internal RPCs only (no session)."""
-        now = datetime.now(UTC)
-        expires = now + timedelta(seconds=SERVICE_TOKEN_TTL)
-        claims = {
-            "iss": self._issuer,
-            "sub": f"service:{service}",
-            "sid": "",
-            "roles": [SERVICE],
-            "typ": SERVICE,
-            "iat": now,
-            "exp": expires,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
-
-    def _decode(self, token: str, kind: str, *, also: str | None = None) -> dict[str, Any]:
+    def _claims(
+        self, token: str, key: Ed25519PublicKey, kind: str, *, audience: str, issuer: str
+    ) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[ALGORITHM],
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "sid", "typ", "jti"]},
+                audience=audience,
+                issuer=issuer,
+                options={"require": REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated(f"{kind} token expired", reason="TOKEN_EXPIRED") from None
         except jwt.PyJWTError:
-            raise Unauthenticated(f"invalid {kind} token", reason="TOKEN_INVALID") from None
-        if claims.get("typ") not in {kind, also}:
+            raise _invalid(kind) from None
+        return claims
+
+    def _decode(self, token: str, kind: str, *, allow_service: bool = False) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid(kind) from None
+        kid = header.get("kid")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str):
+            raise _invalid(kind)
+        user_key = self._keys.users.get(kid)
+        if user_key is not None:
+            claims = self._claims(token, user_key, kind, audience=AUDIENCE, issuer=self._issuer)
+            if claims["typ"] != kind:
+                raise Unauthenticated(f"expected a {kind} token", reason="TOKEN_INVALID")
+            return claims
+        service_key = self._keys.services.get(kid)
+        if service_key is None:
+            raise _invalid(kind)  # signed by a key nobody told us to trust
+        if not allow_service:
             raise Unauthenticated(f"expected a {kind} token", reason="TOKEN_INVALID")
+        claims = self._claims(
+            token, service_key.public, kind, audience=self._service, issuer=service_key.issuer
+        )
+        # A service's key speaks for that service only, and only in service tokens.
+        if claims["typ"] != SERVICE or claims["sub"] != f"service:{service_key.issuer}":
+            raise _invalid(kind)
         return claims
 
     def read_access(self, token: str, *, allow_service: bool = False) -> Identity:
@@ -133,7 +127,7 @@ class TokenCodec:
         return identity
 
     def _read_access(self, token: str, *, allow_service: bool) -> Identity:
-        claims = self._decode(token, ACCESS, also=SERVICE if allow_service else None)
+        claims = self._decode(token, ACCESS, allow_service=allow_service)
         roles = claims.get("roles")
         return Identity(
             user_id=str(claims["sub"]),
@@ -155,6 +149,88 @@ class TokenCodec:
         )
 
 
+class TokenCodec(TokenVerifier):
+    """The users service's: issues users' access and refresh tokens (the `typ` claim keeps them
+    apart) with the one private key that can, and reads them back."""
+
+    def __init__(
+        self, keys: TokenKeys, *, issuer: str, access_ttl: int, service: str = "users"
+    ) -> None:
+        if keys.signing is None:
+            raise ValueError("only the users service, which holds the signing key, issues tokens")
+        super().__init__(keys, issuer=issuer, service=service)
+        self._signing: SigningKey = keys.signing
+        self._access_ttl = access_ttl
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(
+            claims, self._signing.private, algorithm=ALGORITHM, headers={"kid": self._signing.kid}
+        )
+
+    def issue_access(
+        self, *, user_id: str, session_id: str, email: str, roles: list[str]
+    ) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self._access_ttl)
+        claims = {
+            "iss": self._issuer,
+            "aud": AUDIENCE,
+            "sub": user_id,
+            "sid": session_id,
+            "email": email,
+            "roles": roles,
+            "typ": ACCESS,
+            "iat": now,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+        }
+        return self._sign(claims), expires
+
+    def issue_refresh(
+        self, *, user_id: str, session_id: str, token_id: str, ttl: int
+    ) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=ttl)
+        claims = {
+            "iss": self._issuer,
+            "aud": AUDIENCE,
+            "sub": user_id,
+            "sid": session_id,
+            "typ": REFRESH,
+            "iat": now,
+            "exp": expires,
+            "jti": token_id,
+        }
+        return self._sign(claims), expires
+
+
+class ServiceTokenSigner:
+    """A service's own tokens for internal RPCs (no session, no user), one callee each."""
+
+    def __init__(self, key: SigningKey, *, service: str) -> None:
+        self._key = key
+        self._service = service
+
+    def issue(self, audience: str) -> tuple[str, datetime]:
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=SERVICE_TOKEN_TTL)
+        claims = {
+            "iss": self._service,
+            "aud": audience,
+            "sub": f"service:{self._service}",
+            "sid": "",
+            "roles": [SERVICE],
+            "typ": SERVICE,
+            "iat": now,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(
+            claims, self._key.private, algorithm=ALGORITHM, headers={"kid": self._key.kid}
+        )
+        return token, expires
+
+
 def bearer_token(metadata: Any) -> str | None:
     """The token from `authorization: Bearer <token>` metadata, if present."""
     for key, value in metadata or ():
@@ -167,17 +243,17 @@ def bearer_token(metadata: Any) -> str | None:
 
 
 class ServiceCredentials:
-    """This service's own token for internal RPCs, renewed well before it expires."""
+    """This service's own token for one callee's internal RPCs, renewed well before it expires."""
 
-    def __init__(self, codec: TokenCodec, service: str) -> None:
-        self._codec = codec
-        self._service = service
+    def __init__(self, signer: ServiceTokenSigner, audience: str) -> None:
+        self._signer = signer
+        self._audience = audience
         self._token = ""
         self._renew_at = 0.0
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         if time.monotonic() >= self._renew_at:
-            self._token, _ = self._codec.issue_service(self._service)
+            self._token, _ = self._signer.issue(self._audience)
             self._renew_at = time.monotonic() + SERVICE_TOKEN_TTL / 2
         return (("authorization", f"Bearer {self._token}"),)
 

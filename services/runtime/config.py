@@ -5,10 +5,11 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.runtime.keys import TokenKeyError, TokenKeys, load_token_keys
 
 SERVICE_PORTS: Mapping[str, int] = {
     "facade": 4110,
@@ -41,7 +42,8 @@ class RuntimeConfig:
     var_dir: Path
     database_url: str
     redis_url: str | None
-    jwt_secret: str = field(repr=False)
+    # Public keys to check tokens with; private keys only in the users service and the facade.
+    token_keys: TokenKeys = field(repr=False)
     jwt_issuer: str
     access_token_ttl: int
     addresses: Mapping[str, tuple[str, ...]]
@@ -133,37 +135,13 @@ def service_addresses(env: Env) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def development_secret(var_dir: Path, name: str) -> str:
-    """A secret generated once and kept under var/, so restarts keep tokens valid.
-
-    Written to a temporary file and hard-linked into place, so processes starting together
-    agree on one value.
-    """
-    folder = var_dir / "secrets"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / name
-    if not path.exists():
-        temporary = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
-        # Created 0600, never readable by others, not even before a chmod.
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(48))
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
-    return path.read_text().strip()
-
-
-def required_secret(env: Env, name: str, *, production: bool, var_dir: Path) -> str:
-    value = env.optional(name)
-    if value:
-        return value
-    if production:
-        raise ConfigError(f"{name} must be set when STOCKFOLIO_ENV=production")
-    return development_secret(var_dir, name.lower())
+def token_keys(
+    service: str, source: Mapping[str, str], *, production: bool, var_dir: Path
+) -> TokenKeys:
+    try:
+        return load_token_keys(source, service, production=production, var_dir=var_dir)
+    except TokenKeyError as error:
+        raise ConfigError(str(error)) from None
 
 
 def trusted_networks(env: Env) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -175,10 +153,15 @@ def trusted_networks(env: Env) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Ne
 
 
 def load_runtime_config(
-    service: str, environ: Mapping[str, str] | None = None, *, database: bool = True
+    service: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    database: bool = True,
+    tokens: bool = True,
 ) -> RuntimeConfig:
     """Read the runtime settings of `service`; `database=False` for processes without one
-    (the facade), which then need no database URL in production."""
+    (the facade), which then need no database URL in production; `tokens=False` for processes
+    that check no token (migrations), which then hold no key."""
     source = dict(os.environ if environ is None else environ)
     env = Env(source)
     environment = env.str("STOCKFOLIO_ENV", "development")
@@ -212,7 +195,9 @@ def load_runtime_config(
         var_dir=var_dir,
         database_url=database_url,
         redis_url=env.optional("REDIS_URL"),
-        jwt_secret=required_secret(env, "JWT_SECRET", production=production, var_dir=var_dir),
+        token_keys=token_keys(service, source, production=production, var_dir=var_dir)
+        if tokens
+        else TokenKeys(),
         jwt_issuer=env.str("JWT_ISSUER", "stockfolio"),
         access_token_ttl=env.int("ACCESS_TOKEN_TTL", 900, minimum=5),
         addresses=service_addresses(env),

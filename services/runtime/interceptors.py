@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from services.runtime.addresses import IPNetwork, grpc_peer_host, resolve_client_address
-from services.runtime.auth import SessionChecker, TokenCodec, bearer_token
+from services.runtime.auth import SessionChecker, TokenVerifier, bearer_token
 from services.runtime.context import (
     CORRELATION_HEADER,
     Identity,
@@ -60,7 +60,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self,
         service: str,
         rules: Mapping[str, MethodRule],
-        codec: TokenCodec,
+        codec: TokenVerifier,
         sessions: SessionChecker,
         trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:

@@ -14,7 +14,8 @@ def main(argv: list[str]) -> None:
         if not migrations_dir(service).is_dir():
             sys.exit(f"{service} has no migrations")
         try:
-            config = load_runtime_config(service)
+            # Migrations check no token: they need no key, even in production.
+            config = load_runtime_config(service, tokens=False)
         except ConfigError as error:
             sys.exit(f"{service}: configuration error: {error}")
         upgrade(service, config.database_url)

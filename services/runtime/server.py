@@ -21,7 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2_grpc
 
 from services.runtime.admin import start_admin
-from services.runtime.auth import SessionChecker, TokenCodec
+from services.runtime.auth import ServiceTokenSigner, SessionChecker, TokenCodec, TokenVerifier
 from services.runtime.config import ConfigError, RuntimeConfig, load_runtime_config
 from services.runtime.descriptors import method_rules
 from services.runtime.health import DependencyCheck, Health, watching
@@ -45,10 +45,29 @@ class ServiceParts:
     draining: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
+def token_verifier(config: RuntimeConfig) -> TokenVerifier:
+    """What every process checks tokens with: public keys only."""
+    return TokenVerifier(config.token_keys, issuer=config.jwt_issuer, service=config.service)
+
+
 def token_codec(config: RuntimeConfig) -> TokenCodec:
+    """The users service's issuer of users' tokens (the only process with the key to sign them)."""
     return TokenCodec(
-        config.jwt_secret, issuer=config.jwt_issuer, access_ttl=config.access_token_ttl
+        config.token_keys,
+        issuer=config.jwt_issuer,
+        access_ttl=config.access_token_ttl,
+        service=config.service,
     )
+
+
+def service_token_signer(config: RuntimeConfig) -> ServiceTokenSigner:
+    """A service-token issuer's (the facade's) own signer, with the key only it holds."""
+    key = config.token_keys.service_signing
+    if key is None:
+        raise ConfigError(
+            f"{config.service} holds no service-token key; it cannot call internal RPCs"
+        )
+    return ServiceTokenSigner(key, service=config.service)
 
 
 def create_server(
@@ -58,7 +77,7 @@ def create_server(
     interceptor = ServerInterceptor(
         config.service,
         method_rules(parts.services),
-        token_codec(config),
+        token_verifier(config),
         parts.sessions,
         config.trusted_proxies,
     )

@@ -1,5 +1,5 @@
 """Fixtures for runtime integration tests: real grpc.aio servers on port 0 built from ServiceParts,
-tokens signed with the test secret, a session store the test controls, and real service processes
+tokens signed with the test keys, a session store the test controls, and real service processes
 (`python -m services.<name>`) on free ports."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from services.runtime.context import Identity
 from services.runtime.health import DependencyCheck
 from services.runtime.logs import JsonFormatter
 from services.runtime.server import Running, ServiceParts, running
-from tests.conftest import TEST_SECRET, free_port
+from tests.conftest import free_port, token_environment, users_codec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,8 +52,8 @@ def sessions() -> SessionBook:
 
 @pytest.fixture
 def codec() -> TokenCodec:
-    """Signs tokens as the users service would, with the secret `make_config` configures."""
-    return TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900)
+    """Signs tokens as the users service would, with the key `make_config` configures."""
+    return users_codec()
 
 
 class Issue(Protocol):
@@ -198,14 +198,15 @@ class ServiceProcess:
 Spawn = Callable[..., contextlib.AbstractAsyncContextManager[ServiceProcess]]
 
 
-def service_environment(var_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment a test service process runs in: test mode, the test secret, no users."""
+def service_environment(var_dir: Path, service: str = "", **extra: str) -> dict[str, str]:
+    """The environment a test service process runs in: test mode, the test keys `service` may
+    hold (public halves only when unnamed), no users."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
         "STOCKFOLIO_ENV": "test",
         "STOCKFOLIO_VAR_DIR": str(var_dir),
-        "JWT_SECRET": TEST_SECRET,
+        **token_environment(service),
         "USERS_ADDRS": "127.0.0.1:1",
         "LOG_LEVEL": "INFO",
         **extra,
@@ -225,6 +226,7 @@ def spawn(tmp_path: Path) -> Spawn:
         prefix = name.upper()
         env = service_environment(
             tmp_path / "var",
+            name,
             **{f"{prefix}_PORT": str(port), f"{prefix}_ADMIN_PORT": str(admin_port)},
             **environ,
         )

@@ -16,11 +16,10 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
-from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
 from services.runtime.server import running
-from tests.conftest import TEST_SECRET, service_database
+from tests.conftest import facade_credentials, service_database
 from tests.rpc_errors import expect_error, reason, violations  # noqa: F401 - the portfolio tests' helpers
 
 PASSWORD = "correct-horse-9"
@@ -58,8 +57,7 @@ class PortfolioService:
         return (await self.account())[0]
 
     def service_token(self) -> Metadata:
-        codec = TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900)
-        return ServiceCredentials(codec, "facade").metadata()
+        return facade_credentials().metadata()
 
     async def portfolio(
         self, who: Metadata, name: str = "Main", **fields: object

@@ -19,12 +19,12 @@ from facade.app import create_app
 from facade.config import load_facade_config
 from services.assistant.server import build as build_assistant
 from services.portfolio.server import build as build_portfolio
-from services.runtime.auth import TokenCodec
 from services.runtime.config import RuntimeConfig
+from services.runtime.keys import SigningKey
 from services.runtime.server import Builder, running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
-from tests.conftest import TEST_SECRET
+from tests.conftest import users_codec
 
 FRONTEND = "http://localhost:4100"
 TEN_MB = 10 * 1024 * 1024
@@ -95,7 +95,7 @@ async def read(response: Any) -> dict[str, Any]:
 
 
 def access_token(user_id: str, *, ttl: int = 900) -> str:
-    codec = TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=ttl)
+    codec = users_codec(access_ttl=ttl)
     token, _ = codec.issue_access(user_id=user_id, session_id=f"s-{user_id}", email="", roles=[])
     return token
 
@@ -607,9 +607,9 @@ async def test_health_all_is_200_when_all_five_serve(live_client: Client) -> Non
 
 
 async def test_a_token_signed_with_another_key_is_a_401_token_invalid(client: Any) -> None:
-    forged, _ = TokenCodec(
-        "another-key-" + "y" * 40, issuer="stockfolio", access_ttl=900
-    ).issue_access(user_id="u1", session_id="s-u1", email="", roles=["user", "admin"])
+    forged, _ = users_codec(key=SigningKey.generate()).issue_access(
+        user_id="u1", session_id="s-u1", email="", roles=["user", "admin"]
+    )
     response = await client.get(
         "/api/v1/chat/sessions", headers={"Authorization": f"Bearer {forged}"}
     )

@@ -31,10 +31,9 @@ from facade.openapi import build_openapi
 from facade.routes import routes_for_method
 from facade.streaming import transcode_stream
 from facade.transcoding import Endpoint
-from services.runtime.auth import TokenCodec
 from services.runtime.config import RuntimeConfig
 from tests.compiled_protos import add_to_default_pool
-from tests.conftest import TEST_SECRET
+from tests.conftest import users_codec
 
 STREAMS_PROTO = """
 syntax = "proto3";
@@ -164,7 +163,7 @@ def streaming_app(
 ) -> web.Application:
     """The facade's edge and stream handler over the test API's routes (as create_app does)."""
     config = load_facade_config({}, runtime=config_for("facade"))
-    limits = RateLimits(config, TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900))
+    limits = RateLimits(config, users_codec())
     edge = Edge(config, limits)
     app = web.Application()
     plans = Plans()

@@ -11,10 +11,9 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
-from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
-from tests.conftest import TEST_SECRET
+from tests.conftest import facade_credentials
 
 
 async def test_open_event_streams_end_at_shutdown_instead_of_holding_the_grace_period(
@@ -31,9 +30,7 @@ async def test_open_event_streams_end_at_shutdown_instead_of_holding_the_grace_p
         MOCK_UPDATE_INTERVAL="3600000",
         PORTFOLIO_REVALUE_INTERVAL="3600",
     )
-    service_token = ServiceCredentials(
-        TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900), "facade"
-    ).metadata()
+    service_token = facade_credentials().metadata()
     grace = 10.0
     channel = None
     streams: list[asyncio.Task[grpc.StatusCode]] = []

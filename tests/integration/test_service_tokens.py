@@ -7,8 +7,8 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
-from services.runtime.auth import ServiceCredentials, TokenCodec
 from services.runtime.descriptors import method_rules
+from tests.conftest import facade_credentials
 from tests.integration.conftest import Issue, Serve, SessionBook
 
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
@@ -50,14 +50,13 @@ async def code_of(call: object) -> grpc.StatusCode:
 async def test_who_reaches_an_internal_rpc(
     serve: Serve,
     sessions: SessionBook,
-    codec: TokenCodec,
     bearer: Issue,
     caller: str,
     method: str,
     expected: grpc.StatusCode,
 ) -> None:
     metadata = {
-        "service": ServiceCredentials(codec, "facade").metadata(),
+        "service": facade_credentials().metadata(),
         "user": bearer(),
         "none": (),
     }[caller]

@@ -77,20 +77,25 @@ async def test_the_callers_correlation_id_is_in_the_services_log_line(spawn: Spa
     assert rpc["code"] == "UNAUTHENTICATED"
 
 
-async def test_production_without_a_jwt_secret_refuses_to_start_and_says_why(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [("portfolio", "TOKEN_PUBLIC_KEYS"), ("users", "TOKEN_PRIVATE_KEY_FILE")],
+)
+async def test_production_without_its_token_keys_refuses_to_start_and_says_why(
+    tmp_path: Path, service: str, variable: str
 ) -> None:
     env = service_environment(
         tmp_path / "var",
+        service,
         STOCKFOLIO_ENV="production",
-        DATABASE_URL="postgresql://nowhere/portfolio",
-        PORTFOLIO_PORT=str(free_port()),
+        DATABASE_URL=f"postgresql://nowhere/{service}",
+        **{f"{service.upper()}_PORT": str(free_port())},
     )
-    del env["JWT_SECRET"]
+    del env[variable]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.portfolio",
+        f"services.{service}",
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -98,5 +103,7 @@ async def test_production_without_a_jwt_secret_refuses_to_start_and_says_why(
     )
     _, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 1
-    assert "portfolio: configuration error" in err.decode()
-    assert "JWT_SECRET" in err.decode()
+    assert f"{service}: configuration error" in err.decode()
+    assert variable in err.decode()
+    assert "must be set when STOCKFOLIO_ENV=production" in err.decode()
+    assert not (tmp_path / "var" / "secrets").exists(), "production never makes a key"

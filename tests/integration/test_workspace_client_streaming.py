@@ -27,10 +27,9 @@ from facade.openapi import build_openapi
 from facade.routes import routes_for_method
 from facade.transcoding import Endpoint
 from facade.uploads import CHUNK_BYTES, transcode_upload
-from services.runtime.auth import TokenCodec
 from services.runtime.config import RuntimeConfig
 from tests.compiled_protos import add_to_default_pool
-from tests.conftest import TEST_SECRET
+from tests.conftest import users_codec
 
 UPLOADS_PROTO = """
 syntax = "proto3";
@@ -142,9 +141,7 @@ def uploads_app(
 ) -> web.Application:
     """The facade's edge and upload handler over the test API's routes (as create_app does)."""
     config = load_facade_config({}, runtime=config_for("facade"))
-    edge = Edge(
-        config, RateLimits(config, TokenCodec(TEST_SECRET, issuer="stockfolio", access_ttl=900))
-    )
+    edge = Edge(config, RateLimits(config, users_codec()))
     app = web.Application()
     plans = Plans()
     endpoints = []

@@ -1,8 +1,13 @@
-"""Tokens (issue, read, reject) and the short memory of session checks."""
+"""Tokens (issue, read, reject: EdDSA only, our keys only, by kid) and the short memory of session
+checks."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,23 +15,50 @@ from typing import Any
 import jwt
 import pytest
 
-from services.runtime.auth import TokenCodec, TtlMemo, bearer_token
+from services.runtime.auth import (
+    ServiceCredentials,
+    ServiceTokenSigner,
+    TokenCodec,
+    TokenVerifier,
+    TtlMemo,
+    bearer_token,
+)
 from services.runtime.errors import Unauthenticated
+from services.runtime.keys import ServiceKey, SigningKey, TokenKeys
 
-SECRET = "auth-test-secret-" + "z" * 60  # 64+ bytes: long enough for HS512 too
-OTHER_SECRET = "another-secret-" + "q" * 40
+USER_KEY = SigningKey.generate()
+SERVICE_KEY = SigningKey.generate()
+FORGER_KEY = SigningKey.generate()
+
+
+def keys(*users: SigningKey, signing: SigningKey | None = None) -> TokenKeys:
+    """Public halves of `users` (USER_KEY when none) and the facade's service key."""
+    trusted = users or (USER_KEY,)
+    return TokenKeys(
+        users={key.kid: key.public for key in trusted},
+        services={SERVICE_KEY.kid: ServiceKey("facade", SERVICE_KEY.public)},
+        signing=signing,
+    )
 
 
 @pytest.fixture
 def codec() -> TokenCodec:
-    return TokenCodec(SECRET, issuer="stockfolio", access_ttl=900)
+    """The users service's: holds the private key."""
+    return TokenCodec(keys(signing=USER_KEY), issuer="stockfolio", access_ttl=900)
+
+
+@pytest.fixture
+def verifier() -> TokenVerifier:
+    """What the portfolio service holds: public halves only."""
+    return TokenVerifier(keys(), issuer="stockfolio", service="portfolio")
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    """The claims of a well-formed access token, with some replaced."""
+    """The claims of a well-formed access token, with some replaced (None: left out)."""
     now = datetime.now(UTC)
     found: dict[str, Any] = {
         "iss": "stockfolio",
+        "aud": "stockfolio",
         "sub": "u-1",
         "sid": "s-1",
         "email": "ada@example.com",
@@ -40,9 +72,27 @@ def claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def reason_of(codec: TokenCodec, token: str) -> str:
+def signed(payload: dict[str, Any], key: SigningKey = USER_KEY, *, kid: str | None = None) -> str:
+    headers = {"kid": key.kid if kid is None else kid}
+    return jwt.encode(payload, key.private, algorithm="EdDSA", headers=headers)
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hmac_signed(payload: dict[str, Any], secret: bytes, *, kid: str) -> str:
+    """An HS256 token built by hand: PyJWT itself refuses to use a PEM key as an HMAC secret."""
+    body = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in payload.items()}
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    content = f"{header}.{b64(json.dumps(body).encode())}"
+    signature = hmac.new(secret, content.encode(), hashlib.sha256).digest()
+    return f"{content}.{b64(signature)}"
+
+
+def reason_of(reader: TokenVerifier, token: str, *, allow_service: bool = False) -> str:
     with pytest.raises(Unauthenticated) as raised:
-        codec.read_access(token)
+        reader.read_access(token, allow_service=allow_service)
     return raised.value.reason
 
 
@@ -62,6 +112,31 @@ def test_an_access_token_round_trips_the_identity(codec: TokenCodec) -> None:
     assert before + timedelta(seconds=899) <= identity.expires_at <= expires
 
 
+def test_tokens_are_eddsa_with_the_signing_keys_kid_and_audience(codec: TokenCodec) -> None:
+    token, _ = codec.issue_access(user_id="u-1", session_id="s-1", email="", roles=[])
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "typ": "JWT", "kid": USER_KEY.kid}
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert (payload["iss"], payload["aud"], payload["typ"]) == (
+        "stockfolio",
+        "stockfolio",
+        "access",
+    )
+
+
+def test_a_process_with_only_the_public_key_reads_the_users_tokens(
+    codec: TokenCodec, verifier: TokenVerifier
+) -> None:
+    token, _ = codec.issue_access(user_id="u-1", session_id="s-1", email="", roles=["user"])
+    assert verifier.read_access(token).user_id == "u-1"
+    refresh, _ = codec.issue_refresh(user_id="u-1", session_id="s-1", token_id="r-1", ttl=60)
+    assert verifier.read_refresh(refresh).token_id == "r-1"
+
+
+def test_only_a_holder_of_the_private_key_can_issue() -> None:
+    with pytest.raises(ValueError, match="signing key"):
+        TokenCodec(keys(), issuer="stockfolio", access_ttl=900)
+
+
 def test_a_refresh_token_round_trips_its_claims(codec: TokenCodec) -> None:
     token, expires = codec.issue_refresh(user_id="u-1", session_id="s-1", token_id="r-7", ttl=3600)
     read = codec.read_refresh(token)
@@ -69,19 +144,80 @@ def test_a_refresh_token_round_trips_its_claims(codec: TokenCodec) -> None:
     assert read.expires_at == expires.replace(microsecond=0)
 
 
-def test_an_expired_token_is_rejected_as_expired(codec: TokenCodec) -> None:
+def test_an_expired_token_is_rejected_as_expired(verifier: TokenVerifier) -> None:
     past = datetime.now(UTC) - timedelta(minutes=10)
-    token = jwt.encode(claims(iat=past, exp=past + timedelta(minutes=5)), SECRET, algorithm="HS256")
+    token = signed(claims(iat=past, exp=past + timedelta(minutes=5)))
     with pytest.raises(Unauthenticated) as raised:
-        codec.read_access(token)
+        verifier.read_access(token)
     assert raised.value.reason == "TOKEN_EXPIRED"
     assert raised.value.message == "access token expired"
 
 
-def test_a_token_signed_with_another_key_is_invalid(codec: TokenCodec) -> None:
-    stranger = TokenCodec(OTHER_SECRET, issuer="stockfolio", access_ttl=900)
-    token, _ = stranger.issue_access(user_id="u-1", session_id="s-1", email="", roles=["admin"])
-    assert reason_of(codec, token) == "TOKEN_INVALID"
+def test_a_token_signed_with_another_ed25519_key_is_invalid(verifier: TokenVerifier) -> None:
+    forger = TokenCodec(keys(FORGER_KEY, signing=FORGER_KEY), issuer="stockfolio", access_ttl=900)
+    token, _ = forger.issue_access(user_id="u-1", session_id="s-1", email="", roles=["admin"])
+    assert reason_of(verifier, token) == "TOKEN_INVALID"
+    # Naming our kid does not help: the signature is checked with our key.
+    assert reason_of(verifier, signed(claims(roles=["admin"]), FORGER_KEY, kid=USER_KEY.kid)) == (
+        "TOKEN_INVALID"
+    )
+
+
+@pytest.mark.parametrize("secret", ["pem", "raw"])
+def test_an_hs256_token_keyed_with_our_public_key_is_rejected(
+    verifier: TokenVerifier, secret: str
+) -> None:
+    """The classic algorithm confusion: the public key is public, so as an HMAC secret it
+    would let anyone sign."""
+    public = (
+        USER_KEY.public_pem().encode()
+        if secret == "pem"
+        else base64.b64decode("".join(USER_KEY.public_pem().splitlines()[1:-1]))[-32:]
+    )
+    token = hmac_signed(claims(roles=["admin"]), public, kid=USER_KEY.kid)
+    assert reason_of(verifier, token) == "TOKEN_INVALID"
+
+
+def test_an_unsigned_alg_none_token_is_rejected(verifier: TokenVerifier) -> None:
+    token = jwt.encode(
+        claims(roles=["admin"]), None, algorithm="none", headers={"kid": USER_KEY.kid}
+    )
+    assert token.endswith("."), "an alg=none token has an empty signature"
+    assert reason_of(verifier, token) == "TOKEN_INVALID"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"aud": "another-system"}, {"aud": "portfolio"}, {"iss": "someone-else"}],
+    ids=["wrong-aud", "service-aud", "wrong-iss"],
+)
+def test_a_token_for_another_audience_or_from_another_issuer_is_rejected(
+    verifier: TokenVerifier, override: dict[str, str]
+) -> None:
+    assert reason_of(verifier, signed(claims(**override))) == "TOKEN_INVALID"
+
+
+@pytest.mark.parametrize("missing", ["sid", "sub", "exp", "typ", "jti", "aud", "iss", "iat"])
+def test_a_token_missing_a_required_claim_is_rejected(
+    verifier: TokenVerifier, missing: str
+) -> None:
+    assert reason_of(verifier, signed(claims(**{missing: None}))) == "TOKEN_INVALID"
+
+
+def test_two_public_keys_by_kid_are_both_accepted_during_a_rollover() -> None:
+    old, new = SigningKey.generate(), SigningKey.generate()
+    verifier = TokenVerifier(keys(old, new), issuer="stockfolio", service="portfolio")
+    for key in (old, new):
+        issuer = TokenCodec(keys(key, signing=key), issuer="stockfolio", access_ttl=900)
+        token, _ = issuer.issue_access(user_id=key.kid, session_id="s", email="", roles=[])
+        assert jwt.get_unverified_header(token)["kid"] == key.kid
+        assert verifier.read_access(token).user_id == key.kid
+
+
+def test_an_unknown_or_missing_kid_is_rejected(verifier: TokenVerifier) -> None:
+    assert reason_of(verifier, signed(claims(), kid="retired-key")) == "TOKEN_INVALID"
+    no_kid = jwt.encode(claims(), USER_KEY.private, algorithm="EdDSA")
+    assert reason_of(verifier, no_kid) == "TOKEN_INVALID"
 
 
 def test_a_refresh_token_presented_as_an_access_token_is_rejected(codec: TokenCodec) -> None:
@@ -93,36 +229,64 @@ def test_a_refresh_token_presented_as_an_access_token_is_rejected(codec: TokenCo
     assert raised.value.reason == "TOKEN_INVALID"
 
 
-def test_an_unsigned_alg_none_token_is_rejected(codec: TokenCodec) -> None:
-    token = jwt.encode(claims(roles=["admin"]), None, algorithm="none")
-    assert token.endswith("."), "an alg=none token has an empty signature"
-    assert reason_of(codec, token) == "TOKEN_INVALID"
-
-
-def test_a_token_signed_with_the_right_key_but_another_algorithm_is_rejected(
-    codec: TokenCodec,
-) -> None:
-    token = jwt.encode(claims(), SECRET, algorithm="HS512")
-    assert reason_of(codec, token) == "TOKEN_INVALID"
-
-
-def test_a_token_from_another_issuer_is_rejected(codec: TokenCodec) -> None:
-    token = jwt.encode(claims(iss="someone-else"), SECRET, algorithm="HS256")
-    assert reason_of(codec, token) == "TOKEN_INVALID"
-
-
-@pytest.mark.parametrize("missing", ["sid", "sub", "exp", "typ", "jti"])
-def test_a_token_missing_a_required_claim_is_rejected(codec: TokenCodec, missing: str) -> None:
-    token = jwt.encode(claims(**{missing: None}), SECRET, algorithm="HS256")
-    assert reason_of(codec, token) == "TOKEN_INVALID"
-
-
 def test_a_tampered_token_is_rejected(codec: TokenCodec) -> None:
     token, _ = codec.issue_access(user_id="u-1", session_id="s-1", email="", roles=["user"])
     header, _, signature = token.split(".")
-    forged_payload = jwt.encode(claims(roles=["admin"]), SECRET, algorithm="HS256").split(".")[1]
+    forged_payload = signed(claims(roles=["admin"]), FORGER_KEY).split(".")[1]
     assert reason_of(codec, f"{header}.{forged_payload}.{signature}") == "TOKEN_INVALID"
     assert reason_of(codec, "not-a-jwt") == "TOKEN_INVALID"
+
+
+# --- service tokens ------------------------------------------------------------------------
+
+
+def facade_token(audience: str = "portfolio") -> str:
+    return ServiceTokenSigner(SERVICE_KEY, service="facade").issue(audience)[0]
+
+
+def test_a_service_token_reaches_only_where_service_tokens_are_allowed(
+    verifier: TokenVerifier,
+) -> None:
+    token = facade_token()
+    identity = verifier.read_access(token, allow_service=True)
+    assert identity.service
+    assert identity.user_id == "service:facade"
+    assert identity.session_id == ""
+    # Where a user's access token is required, a service token never passes.
+    fresh = TokenVerifier(keys(), issuer="stockfolio", service="portfolio")
+    assert reason_of(fresh, facade_token()) == "TOKEN_INVALID"
+
+
+def test_a_service_token_names_its_one_callee(verifier: TokenVerifier) -> None:
+    assert reason_of(verifier, facade_token("workspace"), allow_service=True) == "TOKEN_INVALID"
+
+
+def test_a_service_key_signs_nothing_but_its_own_service_tokens(verifier: TokenVerifier) -> None:
+    as_user = signed(claims(aud="portfolio", iss="facade", roles=["admin"]), SERVICE_KEY)
+    assert reason_of(verifier, as_user, allow_service=True) == "TOKEN_INVALID"
+    as_other_service = signed(
+        claims(aud="portfolio", iss="facade", sub="service:terminal", typ="service", sid=""),
+        SERVICE_KEY,
+    )
+    assert reason_of(verifier, as_other_service, allow_service=True) == "TOKEN_INVALID"
+
+
+def test_the_users_key_does_not_sign_service_tokens(verifier: TokenVerifier) -> None:
+    token = signed(claims(aud="portfolio", iss="stockfolio", typ="service", sid=""))
+    assert reason_of(verifier, token, allow_service=True) == "TOKEN_INVALID"
+
+
+def test_service_credentials_renew_one_token_per_callee() -> None:
+    credentials = ServiceCredentials(ServiceTokenSigner(SERVICE_KEY, service="facade"), "portfolio")
+    ((name, value),) = credentials.metadata()
+    assert name == "authorization"
+    assert credentials.metadata() == ((name, value),), "kept until half its life has passed"
+    payload = jwt.decode(value.removeprefix("Bearer "), options={"verify_signature": False})
+    assert (payload["iss"], payload["aud"], payload["sub"]) == (
+        "facade",
+        "portfolio",
+        "service:facade",
+    )
 
 
 @pytest.mark.parametrize(
@@ -269,7 +433,7 @@ async def test_ttl_memo_forget_during_a_lookup_keeps_its_answer_from_being_remem
 def test_a_remembered_token_still_expires_on_time() -> None:
     import time as clock
 
-    codec = TokenCodec("k" * 48, issuer="stockfolio", access_ttl=1)
+    codec = TokenCodec(keys(signing=USER_KEY), issuer="stockfolio", access_ttl=1)
     token, _ = codec.issue_access(user_id="u", session_id="s", email="u@x.io", roles=["user"])
     assert codec.read_access(token).user_id == "u"
     assert codec.read_access(token).user_id == "u"  # the second read is the remembered one
@@ -280,8 +444,8 @@ def test_a_remembered_token_still_expires_on_time() -> None:
 
 
 def test_a_remembered_service_token_still_reaches_only_internal_rpcs() -> None:
-    codec = TokenCodec("k" * 48, issuer="stockfolio", access_ttl=60)
-    token, _ = codec.issue_service("facade")
+    codec = TokenVerifier(keys(), issuer="stockfolio", service="portfolio")
+    token = facade_token()
     assert codec.read_access(token, allow_service=True).service
     with pytest.raises(Unauthenticated):
         codec.read_access(token)

@@ -1,12 +1,8 @@
 """The runtime configuration: read once from the environment, validated with messages that name
-the variable, secrets generated once in development and required in production."""
+the variable, a database URL required in production. (Token keys: test_token_keys.py.)"""
 
 from __future__ import annotations
 
-import stat
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,97 +11,40 @@ from services.runtime.config import (
     ConfigError,
     Env,
     RuntimeConfig,
-    development_secret,
     load_runtime_config,
 )
-
-SECRET = "config-test-secret-" + "y" * 40
+from tests.conftest import token_environment
 
 
 def load(service: str, tmp_path: Path, **environ: str) -> RuntimeConfig:
-    base = {"STOCKFOLIO_VAR_DIR": str(tmp_path / "var")}
+    base = {"STOCKFOLIO_VAR_DIR": str(tmp_path / "var"), **token_environment(service)}
     return load_runtime_config(service, {**base, **environ})
-
-
-def test_production_refuses_to_start_without_jwt_secret(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="JWT_SECRET") as raised:
-        load(
-            "portfolio",
-            tmp_path,
-            STOCKFOLIO_ENV="production",
-            DATABASE_URL="postgresql://db/portfolio",
-        )
-    assert "production" in str(raised.value)
-    assert not (tmp_path / "var" / "secrets").exists(), "production must not invent a secret"
 
 
 def test_production_refuses_to_start_without_a_database_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
-        load("portfolio", tmp_path, STOCKFOLIO_ENV="production", JWT_SECRET=SECRET)
+        load("portfolio", tmp_path, STOCKFOLIO_ENV="production")
     assert "PORTFOLIO_DATABASE_URL" in str(raised.value)
     assert "DATABASE_URL" in str(raised.value)
 
 
-def test_production_starts_with_its_secret_and_database_url(tmp_path: Path) -> None:
+def test_production_starts_with_its_keys_and_database_url(tmp_path: Path) -> None:
     config = load(
         "portfolio",
         tmp_path,
         STOCKFOLIO_ENV="production",
-        JWT_SECRET=SECRET,
         DATABASE_URL="postgresql://db/shared",
         PORTFOLIO_DATABASE_URL="postgresql://db/portfolio",
     )
     assert config.production
-    assert config.jwt_secret == SECRET
+    assert config.token_keys.users
     assert config.database_url == "postgresql://db/portfolio", "the service's own URL wins"
-
-
-def test_the_secret_never_appears_in_the_config_repr(tmp_path: Path) -> None:
-    config = load("portfolio", tmp_path, JWT_SECRET=SECRET)
-    assert SECRET not in repr(config)
-
-
-def test_development_generates_the_secret_once_under_var_secrets(tmp_path: Path) -> None:
-    first = load("users", tmp_path)
-    second = load("portfolio", tmp_path)
-    path = tmp_path / "var" / "secrets" / "jwt_secret"
-    assert path.read_text().strip() == first.jwt_secret
-    assert second.jwt_secret == first.jwt_secret
-    assert len(first.jwt_secret) >= 32
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    leftovers = [p.name for p in path.parent.iterdir() if p.name != "jwt_secret"]
-    assert leftovers == [], "temporary files are cleaned up"
 
 
 def test_development_defaults_to_one_sqlite_file_per_service_under_var(tmp_path: Path) -> None:
     config = load("portfolio", tmp_path)
     assert config.environment == "development"
     assert config.database_url == f"sqlite+aiosqlite:///{tmp_path / 'var' / 'portfolio.db'}"
-
-
-def test_threads_starting_together_agree_on_one_development_secret(tmp_path: Path) -> None:
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        secrets = set(pool.map(lambda _: development_secret(tmp_path, "jwt_secret"), range(64)))
-    assert len(secrets) == 1
-    assert secrets == {(tmp_path / "secrets" / "jwt_secret").read_text().strip()}
-
-
-def test_processes_starting_together_agree_on_one_development_secret(tmp_path: Path) -> None:
-    program = (
-        "import sys; from pathlib import Path; "
-        "from services.runtime.config import development_secret; "
-        "print(development_secret(Path(sys.argv[1]), 'jwt_secret'))"
-    )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", program, str(tmp_path)], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(6)
-    ]
-    outputs = {process.communicate(timeout=60)[0].strip() for process in processes}
-    assert all(process.returncode == 0 for process in processes)
-    assert len(outputs) == 1
-    assert outputs == {(tmp_path / "secrets" / "jwt_secret").read_text().strip()}
 
 
 def test_an_unknown_environment_name_is_refused(tmp_path: Path) -> None:
@@ -127,7 +66,7 @@ def test_an_unknown_environment_name_is_refused(tmp_path: Path) -> None:
 )
 def test_malformed_numbers_name_their_variable(tmp_path: Path, variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable) as raised:
-        load("users", tmp_path, JWT_SECRET=SECRET, **{variable: value})
+        load("users", tmp_path, **{variable: value})
     assert value.lstrip("-") in str(raised.value) or "between" in str(raised.value)
 
 
@@ -149,7 +88,7 @@ def test_booleans_accept_the_usual_spellings(raw: str, expected: bool) -> None:
 @pytest.mark.parametrize("address", ["users", "users:", ":4120", "users:http"])
 def test_a_malformed_replica_address_names_the_variable(tmp_path: Path, address: str) -> None:
     with pytest.raises(ConfigError, match="USERS_ADDRS") as raised:
-        load("portfolio", tmp_path, JWT_SECRET=SECRET, USERS_ADDRS=f"127.0.0.1:4120,{address}")
+        load("portfolio", tmp_path, USERS_ADDRS=f"127.0.0.1:4120,{address}")
     assert repr(address) in str(raised.value)
 
 
@@ -157,7 +96,6 @@ def test_service_addrs_lists_every_replica(tmp_path: Path) -> None:
     config = load(
         "portfolio",
         tmp_path,
-        JWT_SECRET=SECRET,
         USERS_ADDRS=" 10.0.0.1:4120, 10.0.0.2:4120 ,,[::1]:4121",
         TERMINAL_PORT="5140",
     )
@@ -168,16 +106,16 @@ def test_service_addrs_lists_every_replica(tmp_path: Path) -> None:
 
 
 def test_admin_port_is_the_grpc_port_plus_1000(tmp_path: Path) -> None:
-    assert load("portfolio", tmp_path, JWT_SECRET=SECRET).admin_port == 5160
-    moved = load("users", tmp_path, JWT_SECRET=SECRET, USERS_PORT="4700")
+    assert load("portfolio", tmp_path).admin_port == 5160
+    moved = load("users", tmp_path, USERS_PORT="4700")
     assert (moved.port, moved.admin_port) == (4700, 5700)
-    explicit = load("users", tmp_path, JWT_SECRET=SECRET, USERS_ADMIN_PORT="9999")
+    explicit = load("users", tmp_path, USERS_ADMIN_PORT="9999")
     assert (explicit.port, explicit.admin_port) == (4120, 9999)
 
 
 def test_a_grpc_port_whose_admin_port_would_not_exist_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="USERS_ADMIN_PORT"):
-        load("users", tmp_path, JWT_SECRET=SECRET, USERS_PORT="65000")
+        load("users", tmp_path, USERS_PORT="65000")
 
 
 @pytest.mark.parametrize("value", ["0", "1", "4.9"])
@@ -186,17 +124,17 @@ def test_an_rpc_deadline_too_short_for_grpc_service_configs_is_refused(
 ) -> None:
     # grpcio starts a service-config timeout's clock early: short ones failed every call.
     with pytest.raises(ConfigError, match=r"RPC_DEADLINE must be at least 5\.0"):
-        load("users", tmp_path, JWT_SECRET=SECRET, RPC_DEADLINE=value)
-    assert load("users", tmp_path, JWT_SECRET=SECRET, RPC_DEADLINE="5").rpc_deadline == 5.0
+        load("users", tmp_path, RPC_DEADLINE=value)
+    assert load("users", tmp_path, RPC_DEADLINE="5").rpc_deadline == 5.0
 
 
 def test_port_zero_also_picks_a_free_admin_port(tmp_path: Path) -> None:
-    config = load("users", tmp_path, JWT_SECRET=SECRET, USERS_PORT="0")
+    config = load("users", tmp_path, USERS_PORT="0")
     assert (config.port, config.admin_port) == (0, 0)
 
 
 def test_defaults_match_the_documented_ports_and_timeouts(tmp_path: Path) -> None:
-    config = load("users", tmp_path, JWT_SECRET=SECRET)
+    config = load("users", tmp_path)
     assert (config.host, config.port) == ("127.0.0.1", 4120)
     assert config.redis_url is None
     assert config.rpc_deadline == 30.0

@@ -21,8 +21,9 @@ from services.runtime.errors import (
     internal_status,
     to_status,
 )
+from tests.conftest import token_environment
 
-BASE = {"STOCKFOLIO_ENV": "test", "JWT_SECRET": "s" * 48}
+BASE = {"STOCKFOLIO_ENV": "test", **token_environment("facade")}
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailers: tuple[object, ...] = ()) -> object:

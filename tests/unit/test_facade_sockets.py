@@ -16,8 +16,9 @@ from facade.routes import build_routes
 from facade.sockets import SocketError, json_frame, text_frame
 from facade.ws_portfolio import MAX_SYMBOLS, read_targets
 from services.runtime.config import ConfigError
+from tests.conftest import token_environment
 
-BASE = {"STOCKFOLIO_ENV": "test", "JWT_SECRET": "s" * 48}
+BASE = {"STOCKFOLIO_ENV": "test", **token_environment("facade")}
 # Each length form of RFC 6455: 7-bit, 16-bit and 64-bit lengths, at their edges.
 SIZES = (0, 1, 125, 126, 65535, 65536, 200_000)
 
