@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: install run migrate test test-unit test-integration test-e2e gen gen-check lint format bench clean
+.PHONY: install system-packages run migrate test test-unit test-integration test-e2e gen gen-check lint format bench clean
 
-install: $(VENV)/.installed
+install: system-packages $(VENV)/.installed
+
+# bubblewrap, the sandbox of every user shell and git command (apt-get as root, else it says how).
+system-packages:
+	@tools/system-packages.sh
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
