@@ -87,7 +87,12 @@ class Accounts:
                 raise EmailTaken()
             user_id = str(uuid.uuid4())
             first = await repo.claim("first_user", user_id)
-            roles = initial_roles(email, first_user=first, admin_email=self._config.admin_email)
+            roles = initial_roles(
+                email,
+                first_user=first,
+                admin_email=self._config.admin_email,
+                production=self._config.runtime.production,
+            )
             user = User(user_id, email, name, hashed, roles, now, now, last_login=now)
             await repo.add(user)
             tokens = await self._open_session(tx, user, now, address)

@@ -135,8 +135,14 @@ def check_may_change(
         raise PermissionDenied("only admins can change roles")
 
 
-def initial_roles(email: str, *, first_user: bool, admin_email: str | None) -> list[str]:
-    """The first account, or the one whose email is STOCKFOLIO_ADMIN_EMAIL, is an admin."""
+def initial_roles(
+    email: str, *, first_user: bool, admin_email: str | None, production: bool
+) -> list[str]:
+    """In development, the first account, or the one whose email is STOCKFOLIO_ADMIN_EMAIL, is
+    an admin. In production registration never makes one: whoever registers first could be
+    anyone; an operator runs `python -m services.users admin create` instead."""
+    if production:
+        return [USER]
     if email == admin_email or (first_user and admin_email is None):
         return [USER, ADMIN]
     return [USER]

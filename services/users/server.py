@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
@@ -20,9 +21,16 @@ from services.users.sessions import LocalSessionChecker
 
 SERVICE = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 
+log = logging.getLogger(__name__)
+
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
     settings = load_users_config(config)
+    if settings.admin_email and config.production:
+        log.warning(
+            "STOCKFOLIO_ADMIN_EMAIL is ignored in production: make admins with"
+            " `python -m services.users admin create --email ...`"
+        )
     db = Database(config.database_url)
     resources.push_async_callback(db.close)
     cache = create_cache(config.redis_url, prefix="sf:users:")

@@ -78,13 +78,22 @@ def test_roles_always_include_user_and_reject_unknown_ones() -> None:
 
 
 def test_first_user_is_admin_unless_an_admin_email_is_configured() -> None:
-    assert initial_roles("a@x.io", first_user=True, admin_email=None) == ["user", "admin"]
-    assert initial_roles("a@x.io", first_user=False, admin_email=None) == ["user"]
-    assert initial_roles("a@x.io", first_user=True, admin_email="boss@x.io") == ["user"]
-    assert initial_roles("boss@x.io", first_user=False, admin_email="boss@x.io") == [
-        "user",
-        "admin",
-    ]
+    def roles(email: str, *, first_user: bool, admin_email: str | None) -> list[str]:
+        return initial_roles(
+            email, first_user=first_user, admin_email=admin_email, production=False
+        )
+
+    assert roles("a@x.io", first_user=True, admin_email=None) == ["user", "admin"]
+    assert roles("a@x.io", first_user=False, admin_email=None) == ["user"]
+    assert roles("a@x.io", first_user=True, admin_email="boss@x.io") == ["user"]
+    assert roles("boss@x.io", first_user=False, admin_email="boss@x.io") == ["user", "admin"]
+
+
+def test_in_production_registration_never_makes_an_admin() -> None:
+    for email in ("a@x.io", "boss@x.io"):
+        roles = initial_roles(email, first_user=True, admin_email="boss@x.io", production=True)
+        assert roles == ["user"]
+    assert initial_roles("a@x.io", first_user=True, admin_email=None, production=True) == ["user"]
 
 
 def test_users_touch_only_their_own_account_and_only_admins_change_roles() -> None:
