@@ -20,11 +20,11 @@ from facade.config import load_facade_config
 from services.assistant.server import build as build_assistant
 from services.portfolio.server import build as build_portfolio
 from services.runtime.config import RuntimeConfig
-from services.runtime.keys import SigningKey
 from services.runtime.server import Builder, running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
-from tests.conftest import users_codec
+from tests.conftest import TEST_USER_KEY, users_codec
+from tests.forged_tokens import forged_tokens
 
 FRONTEND = "http://localhost:4100"
 TEN_MB = 10 * 1024 * 1024
@@ -606,10 +606,13 @@ async def test_health_all_is_200_when_all_five_serve(live_client: Client) -> Non
     assert [s["status"] for s in body["data"]["services"]] == ["SERVING"] * 5
 
 
-async def test_a_token_signed_with_another_key_is_a_401_token_invalid(client: Any) -> None:
-    forged, _ = users_codec(key=SigningKey.generate()).issue_access(
-        user_id="u1", session_id="s-u1", email="", roles=["user", "admin"]
-    )
+@pytest.mark.parametrize(
+    "kind", ["another-ed25519-key", "hs256-keyed-with-the-public-key", "alg-none"]
+)
+async def test_a_token_not_signed_by_the_users_key_is_a_401_token_invalid(
+    client: Any, kind: str
+) -> None:
+    forged = forged_tokens(TEST_USER_KEY.kid, TEST_USER_KEY.public_pem())[kind]
     response = await client.get(
         "/api/v1/chat/sessions", headers={"Authorization": f"Bearer {forged}"}
     )
