@@ -84,6 +84,7 @@ class System:
     grpc_ports: Mapping[str, int]
     admin_ports: Mapping[str, int]
     output: Output
+    var_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ def system_environment(
             "STOCKFOLIO_ADMIN_EMAIL": ADMIN_EMAIL,
             "BCRYPT_COST": BCRYPT_TEST_COST,
             "FACADE_PORT": str(facade_port),
+            # Small sandbox limits, so the escape suite can run into them quickly.
+            "SANDBOX_MAX_PROCESSES": "64",
+            "SANDBOX_MEMORY_BYTES": str(256 * 1024 * 1024),
         }
     )
     for name in DOMAIN_SERVICES:
@@ -284,6 +288,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         grpc_ports=grpc_ports,
         admin_ports=admin_ports,
         output=output,
+        var_dir=var_dir,
     )
     try:
         wait_until_ready(honcho, started)
