@@ -424,6 +424,10 @@ class TerminalManager:
     def sandboxed(self) -> bool:
         return self.sandbox is not None and self.sandbox.enabled
 
+    @property
+    def limits_applied(self) -> str:
+        return self.sandbox.limits_applied if self.sandbox is not None else "none"
+
     def start(self) -> None:
         if not self.sandboxed:
             warn_unsandboxed("every terminal session")

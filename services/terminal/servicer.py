@@ -120,6 +120,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         mine = [s for s in running if s.owner == identity.user_id]
         counted = running if identity.is_admin else mine
         config = self._config
+        limits = config.sandbox.session
         return terminal_pb2.GetTerminalStatsResponse(
             active_sessions=len(counted),
             max_sessions=self._manager.max_total,
@@ -134,6 +135,12 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             output_bytes_per_second=config.output_rate,
             max_write_bytes=config.max_write_bytes,
             scrollback_bytes=config.scrollback_bytes,
+            sandbox=config.sandbox.mode,
+            sandbox_limits=self._manager.limits_applied,
+            sandbox_max_processes=limits.processes,
+            sandbox_memory_bytes=limits.memory_bytes,
+            sandbox_file_size_bytes=limits.file_size_bytes,
+            sandbox_open_files=limits.open_files,
         )
 
     async def GetTerminal(

@@ -225,6 +225,12 @@ class GetTerminalStatsResponse(_message.Message):
     OUTPUT_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
     MAX_WRITE_BYTES_FIELD_NUMBER: _builtins.int
     SCROLLBACK_BYTES_FIELD_NUMBER: _builtins.int
+    SANDBOX_FIELD_NUMBER: _builtins.int
+    SANDBOX_LIMITS_FIELD_NUMBER: _builtins.int
+    SANDBOX_MAX_PROCESSES_FIELD_NUMBER: _builtins.int
+    SANDBOX_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    SANDBOX_FILE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SANDBOX_OPEN_FILES_FIELD_NUMBER: _builtins.int
     active_sessions: _builtins.int
     """Sessions running now: the caller's, or every user's when the caller is an admin."""
     max_sessions: _builtins.int
@@ -247,6 +253,17 @@ class GetTerminalStatsResponse(_message.Message):
     output_bytes_per_second: _builtins.int
     max_write_bytes: _builtins.int
     scrollback_bytes: _builtins.int
+    sandbox: _builtins.str
+    """How shells are isolated: "bwrap" (bubblewrap) or "off" (development only)."""
+    sandbox_limits: _builtins.str
+    """What holds each sandbox's limits: "cgroup v1+rlimits", "cgroup v2+rlimits", "rlimits"
+    (no cgroup could be created) or "none" (no sandbox).
+    """
+    sandbox_max_processes: _builtins.int
+    """Per session: processes, memory, size of one file, open files."""
+    sandbox_memory_bytes: _builtins.int
+    sandbox_file_size_bytes: _builtins.int
+    sandbox_open_files: _builtins.int
     def __init__(
         self,
         *,
@@ -263,10 +280,16 @@ class GetTerminalStatsResponse(_message.Message):
         output_bytes_per_second: _builtins.int = ...,
         max_write_bytes: _builtins.int = ...,
         scrollback_bytes: _builtins.int = ...,
+        sandbox: _builtins.str = ...,
+        sandbox_limits: _builtins.str = ...,
+        sandbox_max_processes: _builtins.int = ...,
+        sandbox_memory_bytes: _builtins.int = ...,
+        sandbox_file_size_bytes: _builtins.int = ...,
+        sandbox_open_files: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "all_users", b"all_users", "idle_timeout_seconds", b"idle_timeout_seconds", "max_sessions", b"max_sessions", "max_sessions_per_user", b"max_sessions_per_user", "max_write_bytes", b"max_write_bytes", "memory_bytes", b"memory_bytes", "my_sessions", b"my_sessions", "output_bytes_per_second", b"output_bytes_per_second", "scrollback_bytes", b"scrollback_bytes", "shell_memory_bytes", b"shell_memory_bytes", "total_sessions", b"total_sessions", "users", b"users"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "all_users", b"all_users", "idle_timeout_seconds", b"idle_timeout_seconds", "max_sessions", b"max_sessions", "max_sessions_per_user", b"max_sessions_per_user", "max_write_bytes", b"max_write_bytes", "memory_bytes", b"memory_bytes", "my_sessions", b"my_sessions", "output_bytes_per_second", b"output_bytes_per_second", "sandbox", b"sandbox", "sandbox_file_size_bytes", b"sandbox_file_size_bytes", "sandbox_limits", b"sandbox_limits", "sandbox_max_processes", b"sandbox_max_processes", "sandbox_memory_bytes", b"sandbox_memory_bytes", "sandbox_open_files", b"sandbox_open_files", "scrollback_bytes", b"scrollback_bytes", "shell_memory_bytes", b"shell_memory_bytes", "total_sessions", b"total_sessions", "users", b"users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
