@@ -1,40 +1,85 @@
-"""Git on user projects, run as a subprocess that user input can never steer.
+"""Git on user projects, run inside the user's sandbox where user input can never steer it.
 
-No user value reaches git as an option, remote URLs are limited to safe transports, and the
-programs a repository's own config could start (hooks, fsmonitor, credential helpers, external
-diff, filter drivers, upload/receive-pack overrides) are switched off on every call.
+No user value reaches git as an option; remote URLs are limited to safe transports and public
+addresses (services/workspace/remotes.py); and the programs a repository's own config could
+start (hooks, fsmonitor, pager, editors, signature verifiers, credential helpers, ssh, external
+diff and textconv, filter and merge drivers, upload/receive-pack overrides, alternate-refs
+commands, submodules) are pinned off on every call. All of that is defence in depth: every git
+process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox (see
+services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only) and,
+for push and pull, the file:// roots; it has network only for push and pull, and only after
+the remote's host was resolved and checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument
+from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
 from services.workspace.paths import resolve_inside
+from services.workspace.remotes import (
+    Checked,
+    check_destination,
+    is_address_literal,
+)
+from services.workspace.remotes import validate_remote_url as _validate_remote_url
 
+# Pinned on every call, after the repository's own config (command-line config wins, except for
+# the few keys git keeps the first value of: see `_transport_options`). "false" names a program
+# that does nothing and fails: if git ever did start one of these, nothing would happen.
 _SAFE_CONFIG = (
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
-    "protocol.ext.allow=never",
-    "credential.helper=",
+    "core.pager=cat",
+    "core.editor=false",
+    "sequence.editor=false",
     "core.askPass=",
-    "commit.gpgsign=false",
+    "core.sshCommand=ssh -o BatchMode=yes",
+    "core.alternateRefsCommand=true",
+    # A checkout or pull writes links as small text files: a pulled tree cannot plant a link
+    # leading out of the project (or into .git) for a later write to follow (the class of
+    # CVE-2024-32002 and CVE-2021-21300).
+    "core.symlinks=false",
+    "credential.helper=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "push.gpgSign=false",
+    "log.showSignature=false",
+    "gpg.program=false",
+    "gpg.openpgp.program=false",
+    "gpg.x509.program=false",
+    "gpg.ssh.program=false",
+    "gpg.ssh.defaultKeyCommand=false",
     "diff.external=",
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.file.allow=always",
+    "protocol.ext.allow=never",
+    "http.followRedirects=false",
+    "http.proxy=",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+    "push.recurseSubmodules=no",
 )
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_SCP_LIKE = re.compile(r"(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+):(?P<path>.+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Repository config that names a driver whose programs must be switched off on every call.
+_DRIVER_KEYS = (
+    r"^filter\..+\.(clean|smudge|process|required)$|^diff\..+\.(textconv|command)$"
+    r"|^merge\..+\.driver$|^remote\..+\.vcs$"
+)
+_SAFE_PACK = "git -c core.hooksPath=/dev/null -c core.fsmonitor=false"
+_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_LOG_LIMIT = 1000
 
 
@@ -95,51 +140,9 @@ def _no_option(field_name: str, value: str) -> str:
     return value
 
 
-def _url_error(description: str) -> InvalidArgument:
-    return InvalidArgument.field("url", description)
-
-
 def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> str:
     """`url` if it is https://, ssh://, scp-like git@host:path or file:// inside a root."""
-    _no_option("url", url)
-    if _CONTROL.search(url) or " " in url:
-        raise _url_error("must not contain spaces or control characters")
-    if "::" in url.split("/", 1)[0] or "::" in url[:10]:
-        raise _url_error("transport helpers (such as ext::) are not allowed")
-    if "://" not in url:
-        return _validate_scp_like(url)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("https", "ssh"):
-        if not parts.hostname or parts.hostname.startswith("-"):
-            raise _url_error("needs a host name")
-        if parts.password is not None or (scheme == "https" and parts.username is not None):
-            raise _url_error("must not carry credentials")
-        return url
-    if scheme == "file":
-        return _validate_file_url(url, allowed_file_roots)
-    raise _url_error("only https://, ssh://, git@host:path and file:// URLs are allowed")
-
-
-def _validate_scp_like(url: str) -> str:
-    matched = _SCP_LIKE.fullmatch(url)
-    if matched is None or matched["host"].startswith("-") or "/" in url.split(":", 1)[0]:
-        raise _url_error("only https://, ssh://, git@host:path and file:// URLs are allowed")
-    if matched["path"].startswith("-"):
-        raise _url_error("path must not start with '-'")
-    return url
-
-
-def _validate_file_url(url: str, allowed_file_roots: Sequence[Path]) -> str:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise _url_error("file:// URLs must name a local path")
-    target = os.path.realpath(unquote(parts.path))
-    for root in allowed_file_roots:
-        real_root = os.path.realpath(root)
-        if os.path.commonpath([real_root, target]) == real_root:
-            return url
-    raise _url_error("file:// URLs must lie inside the configured roots")
+    return _validate_remote_url(url, allowed_file_roots).url
 
 
 def _parse_status(output: str) -> Status:
@@ -179,24 +182,46 @@ def _parse_status(output: str) -> Status:
     return Status(branch, commit, upstream, ahead, behind, staged, unstaged, untracked, conflicted)
 
 
-def _neutral_filters(names: str) -> tuple[str, ...]:
-    """Config that empties every filter driver a repository defines: they run programs."""
+def _neutral_drivers(names: str) -> tuple[str, ...]:
+    """Config that switches off every driver a repository's config defines: filter, diff and
+    merge drivers run programs. A remote with a `vcs` helper is refused outright."""
     overrides: list[str] = []
     for key in filter(None, names.split("\x00")):
-        driver = key.removeprefix("filter.").rpartition(".")[0]
-        if not driver or "=" in driver or _CONTROL.search(driver):
+        section, _, rest = key.partition(".")
+        driver, _, variable = rest.rpartition(".")
+        if section == "remote" and variable == "vcs":
             raise FailedPrecondition(
-                "the repository config names a filter that cannot be switched off",
+                f"the repository config gives remote {driver!r} a helper (vcs), which is not"
+                " allowed",
                 reason="GIT_UNSAFE_CONFIG",
             )
-        for part in ("clean", "smudge", "process"):
-            overrides.append(f"filter.{driver}.{part}=")
-        overrides.append(f"filter.{driver}.required=false")
+        if not driver or "=" in driver or _CONTROL.search(driver):
+            raise FailedPrecondition(
+                f"the repository config names a {section} driver that cannot be switched off",
+                reason="GIT_UNSAFE_CONFIG",
+            )
+        if section == "filter":
+            overrides += [f"filter.{driver}.{part}=" for part in ("clean", "smudge", "process")]
+            overrides.append(f"filter.{driver}.required=false")
+        elif section == "diff":
+            overrides += [f"diff.{driver}.textconv=false", f"diff.{driver}.command=false"]
+        else:
+            overrides.append(f"merge.{driver}.driver=false")
     return tuple(dict.fromkeys(overrides))
 
 
+@dataclass(frozen=True)
+class _Network:
+    """What a push or pull to one checked destination adds to the git call."""
+
+    config: tuple[str, ...]
+    options: tuple[str, ...]
+    env: Mapping[str, str]
+
+
 class GitRunner:
-    """Runs git for the workspace service; owns a scratch HOME that `close()` removes."""
+    """Runs git for the workspace service, each call in the repository owner's sandbox; owns a
+    scratch HOME (and, when it made it, a development sandbox) that `close()` removes."""
 
     def __init__(
         self,
@@ -204,20 +229,30 @@ class GitRunner:
         timeout: float,
         allowed_file_roots: Sequence[Path] = (),
         home: Path | None = None,
+        sandbox: Sandbox | None = None,
+        workspace_root: Path | None = None,
+        allowed_hosts: Collection[str] = (),
     ) -> None:
         self.timeout = timeout
         self.allowed_file_roots = tuple(allowed_file_roots)
+        self.allowed_hosts = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
+        self.workspace_root = workspace_root
         self._owns_home = home is None
         self.home = home if home is not None else Path(tempfile.mkdtemp(prefix="git-home-"))
+        self._owns_sandbox = sandbox is None
+        # Without a sandbox given (unit tests, tools), git runs as the service, unsandboxed.
+        self.sandbox = sandbox if sandbox is not None else Sandbox(SandboxConfig(mode="off"))
         self._env = self._safe_environment()
 
     def close(self) -> None:
         if self._owns_home:
             shutil.rmtree(self.home, ignore_errors=True)
+        if self._owns_sandbox:
+            self.sandbox.close()
 
     def _safe_environment(self) -> dict[str, str]:
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": _PATH,
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home),
             "LANG": "C",
@@ -229,8 +264,35 @@ class GitRunner:
             "GIT_LITERAL_PATHSPECS": "1",
             "GIT_ASKPASS": "/bin/false",
             "GIT_EDITOR": "true",
+            "GIT_SEQUENCE_EDITOR": "true",
+            "GIT_PAGER": "cat",
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
         }
+
+    def _owner(self, cwd: Path) -> str:
+        """Whose sandbox a call runs in: the first folder under the workspace root (a user's);
+        anything else (a project being built in the staging area, a name check) runs in the
+        service's own box."""
+        if self.workspace_root is not None:
+            relative = Path(os.path.relpath(cwd, self.workspace_root)).parts
+            if relative and relative[0] not in ("..", ".") and not relative[0].startswith("."):
+                return relative[0]
+        return "workspace"
+
+    def scrub(self, text: str, repo: Path) -> str:
+        """`text` (git's stderr) with no host path left: the repository becomes `<project>`,
+        the workspace root `<workspace>`, the file:// roots `<remotes>`, HOME `<git-home>`."""
+        names = [(repo, "<project>"), (self.home, "<git-home>")]
+        names += [(root, "<remotes>") for root in self.allowed_file_roots]
+        if self.workspace_root is not None:
+            names.append((self.workspace_root, "<workspace>"))
+        replacements: dict[str, str] = {}
+        for path, name in names:
+            for form in (str(path), os.path.realpath(path)):
+                replacements.setdefault(form, name)
+        for form in sorted(replacements, key=len, reverse=True):
+            text = text.replace(form, replacements[form])
+        return text
 
     async def run(
         self,
@@ -240,12 +302,24 @@ class GitRunner:
         check: bool = True,
         stdin: bytes | None = None,
     ) -> GitResult:
-        """Run `git <args>` in `cwd` with the safe config; kill its process group on timeout."""
-        filters = await self._execute(
-            cwd, ("config", "--null", "--name-only", "--get-regexp", r"^filter\."), (), None
+        """Run `git <args>` in `cwd` with the safe config, sandboxed, without network."""
+        return await self._run(cwd, args, config=config, check=check, stdin=stdin)
+
+    async def _run(
+        self,
+        cwd: Path,
+        args: Sequence[str],
+        *,
+        config: Sequence[str] = (),
+        check: bool = True,
+        stdin: bytes | None = None,
+        network: _Network | None = None,
+    ) -> GitResult:
+        drivers = await self._execute(
+            cwd, ("config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS), (), None
         )
-        neutral = _neutral_filters(filters.stdout) if filters.returncode == 0 else ()
-        result = await self._execute(cwd, args, (*neutral, *config), stdin)
+        neutral = _neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
+        result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
         if check and result.returncode != 0:
             raise FailedPrecondition(
                 f"git {args[0]} failed: {result.stderr.strip()}", reason="GIT_FAILED"
@@ -253,40 +327,42 @@ class GitRunner:
         return result
 
     async def _execute(
-        self, cwd: Path, args: Sequence[str], config: Sequence[str], stdin: bytes | None
+        self,
+        cwd: Path,
+        args: Sequence[str],
+        config: Sequence[str],
+        stdin: bytes | None,
+        *,
+        network: _Network | None = None,
     ) -> GitResult:
-        argv = ["--no-pager"]
-        for item in (*_SAFE_CONFIG, *config):
+        """The one place a git process starts: in the owner's sandbox, which sees the
+        repository (writable, at its own path), the scratch HOME (read-only) and, for a
+        network call, the file:// roots; it has network only for a network call."""
+        argv = ["git", "--no-pager"]
+        pins = [*_SAFE_CONFIG, f"safe.directory={cwd}"]
+        for item in (*pins, *config, *(network.config if network else ())):
             argv += ["-c", item]
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            *argv,
-            *args,
+        binds = [Bind(self.home, self.home, writable=False)]
+        if cwd != self.home:
+            binds.append(Bind(cwd, cwd))
+        env = {**self._env, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
+        if network is not None:
+            binds += [Bind(r, r) for r in self.allowed_file_roots if r.is_dir()]
+            env.update(network.env)
+        argv += [args[0], *(network.options if network else ()), *args[1:]]
+        done = await self.sandbox.run(
+            argv,
+            owner=self._owner(cwd),
+            binds=binds,
             cwd=cwd,
-            env=self._env,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
+            host_cwd=cwd,
+            env=env,
+            network=network is not None,
+            stdin=stdin,
+            timeout=self.timeout,
         )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(stdin), self.timeout)
-        except TimeoutError:
-            await self._kill(process)
-            raise Unavailable(
-                f"git {args[0]} timed out after {self.timeout:g}s", reason="GIT_TIMEOUT"
-            ) from None
-        except BaseException:
-            await self._kill(process)
-            raise
-        return GitResult(process.returncode or 0, out.decode(errors="replace"), err.decode())
-
-    @staticmethod
-    async def _kill(process: asyncio.subprocess.Process) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            await process.wait()
+        stderr = self.scrub(done.stderr.decode(errors="replace"), cwd)
+        return GitResult(done.returncode, done.stdout.decode(errors="replace"), stderr)
 
     async def check_branch_name(self, name: str) -> str:
         _no_option("branch", name)
@@ -385,7 +461,9 @@ class GitRunner:
 
     async def add_remote(self, repo: Path, name: str, url: str) -> None:
         self._check_remote_name(name)
-        validate_remote_url(url, self.allowed_file_roots)
+        await check_destination(
+            _validate_remote_url(url, self.allowed_file_roots), self.allowed_hosts
+        )
         await self.run(repo, "remote", "add", "--", name, url)
 
     async def remotes(self, repo: Path) -> list[Remote]:
@@ -401,11 +479,12 @@ class GitRunner:
     async def push(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> str:
         """Push `branch` (the current one when None) and track it; returns the branch pushed.
         A remote that has moved on is a Conflict (pull first); nothing is forced."""
-        branch = await self._network_target(repo, remote, branch)
+        branch, network = await self._network_target(repo, remote, branch, push=True)
         ref = f"refs/heads/{branch}"
-        result = await self.run(
-            repo, "push", "--porcelain", "--set-upstream", "--", remote, f"{ref}:{ref}",
-            config=self._transport_config(remote), check=False,
+        result = await self._run(
+            repo, ("push", "--porcelain", "--set-upstream", "--no-recurse-submodules", "--",
+                   remote, f"{ref}:{ref}"),
+            network=network, check=False,
         )  # fmt: skip
         if result.returncode == 0:
             return branch
@@ -417,19 +496,57 @@ class GitRunner:
             )
         raise FailedPrecondition(f"git push failed: {report}", reason="GIT_FAILED")
 
-    async def pull(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> None:
-        """Fast-forward only; anything else is refused as a conflict and changes nothing."""
-        branch = await self._network_target(repo, remote, branch)
-        result = await self.run(
-            repo, "pull", "--ff-only", "--no-rebase", "--quiet", "--", remote, branch,
-            config=self._transport_config(remote), check=False,
+    async def pull(
+        self,
+        repo: Path,
+        *,
+        remote: str = "origin",
+        branch: str | None = None,
+        accept: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Fast-forward only; anything else is refused as a conflict and changes nothing.
+
+        `accept` is awaited once the pull is done (a quota check): if it raises, the branch,
+        its remote-tracking ref and the fetched objects are put back as they were."""
+        branch, network = await self._network_target(repo, remote, branch, push=False)
+        before = await self._refs(repo, "HEAD", f"refs/remotes/{remote}/{branch}")
+        result = await self._run(
+            repo, ("pull", "--ff-only", "--no-rebase", "--quiet", "--no-recurse-submodules",
+                   "--", remote, branch),
+            network=network, check=False,
         )  # fmt: skip
-        if result.returncode == 0:
+        if result.returncode != 0:
+            stderr = result.stderr.strip()
+            if "fast-forward" in stderr or "overwritten" in stderr or "diverg" in stderr:
+                raise Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
+            raise FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
+        if accept is None:
             return
-        stderr = result.stderr.strip()
-        if "fast-forward" in stderr or "overwritten" in stderr or "diverg" in stderr:
-            raise Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
-        raise FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
+        try:
+            await accept()
+        except BaseException:
+            await self._put_back(repo, before)
+            raise
+
+    async def _refs(self, repo: Path, *names: str) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for name in names:
+            result = await self.run(repo, "rev-parse", "--verify", "--quiet", name, check=False)
+            found[name] = result.stdout.strip() or None
+        return found
+
+    async def _put_back(self, repo: Path, refs: Mapping[str, str | None]) -> None:
+        """Undo a fast-forward: the working tree back (keeping the user's own changes), the
+        refs back, and the objects only the pull brought pruned."""
+        for name, sha in refs.items():
+            if name == "HEAD" and sha is not None:
+                await self.run(repo, "reset", "--quiet", "--keep", sha)
+            elif sha is not None:
+                await self.run(repo, "update-ref", name, sha)
+            else:
+                await self.run(repo, "update-ref", "-d", name, check=False)
+        await self.run(repo, "reflog", "expire", "--expire-unreachable=now", "--all")
+        await self.run(repo, "gc", "--quiet", "--prune=now")
 
     @staticmethod
     def _check_remote_name(name: str) -> str:
@@ -438,33 +555,70 @@ class GitRunner:
             raise InvalidArgument.field("remote", f"{name!r} is not a valid remote name")
         return name
 
-    @staticmethod
-    def _transport_config(remote: str) -> tuple[str, ...]:
-        # A repository's config could name any program as its upload/receive pack, and a
-        # file:// remote's own hooks would run in receive-pack: both are pinned here.
-        safe = "git -c core.hooksPath=/dev/null -c core.fsmonitor=false"
-        return (
-            f"remote.{remote}.uploadpack={safe} upload-pack",
-            f"remote.{remote}.receivepack={safe} receive-pack",
-        )
-
-    async def _network_target(self, repo: Path, remote: str, branch: str | None) -> str:
-        self._check_remote_name(remote)
-        known = {r.name: r.url for r in await self.remotes(repo)}
-        if remote not in known:
+    async def _effective_url(self, repo: Path, remote: str, *, push: bool) -> str:
+        """The URL git will really use, with the repository's `insteadOf`/`pushInsteadOf`
+        rewriting and `pushurl` applied: that is the one checked, not the one stored."""
+        args = ["remote", "get-url", "--all", *(["--push"] if push else []), "--", remote]
+        result = await self.run(repo, *args, check=False)
+        urls = result.stdout.split("\n")
+        urls = [u for u in urls if u]
+        if result.returncode != 0 or not urls:
             raise FailedPrecondition(f"no remote named {remote!r}", reason="GIT_NO_REMOTE")
-        # The URL is checked again: the repository's config may have changed since it was added.
-        validate_remote_url(known[remote], self.allowed_file_roots)
-        pushurl = await self.run(
-            repo, "config", "--get-all", f"remote.{remote}.pushurl", check=False
+        if len(urls) > 1:
+            raise FailedPrecondition(
+                f"remote {remote!r} has several URLs; one is supported", reason="GIT_UNSAFE_CONFIG"
+            )
+        return urls[0]
+
+    def _pins(self, remote: str, checked: Checked, *, push: bool) -> _Network:
+        """Config, options and environment that make git connect where the check said."""
+        destination = checked.destination
+        url, host = destination.url, destination.host
+        pack = _SAFE_PACK if destination.scheme == "file" else "git"
+        # git keeps the *first* value of remote.<name>.uploadpack/receivepack, so a value in
+        # the repository's config beats any -c: the command-line options are what pin them.
+        options = (
+            (f"--receive-pack={pack} receive-pack",)
+            if push
+            else (f"--upload-pack={pack} upload-pack",)
         )
-        for url in pushurl.stdout.split():
-            validate_remote_url(url, self.allowed_file_roots)
+        config = [
+            f"remote.{remote}.uploadpack={pack} upload-pack",
+            f"remote.{remote}.receivepack={pack} receive-pack",
+            f"remote.{remote}.proxy=",
+            # URL-specific http.<url>.* settings beat plain http.* ones: pin for this very URL.
+            f"http.{url}.proxy=",
+            f"http.{url}.followRedirects=false",
+        ]
+        env: dict[str, str] = {}
+        address = checked.address
+        if address is not None and host is not None and not is_address_literal(host):
+            if destination.scheme == "https":
+                shown = f"[{address}]" if ":" in address else address
+                # An empty value first drops any resolve entries the repository's config added.
+                config += [
+                    f"http.{url}.curloptResolve=",
+                    f"http.{url}.curloptResolve={host}:{destination.port}:{shown}",
+                ]
+            else:
+                env["GIT_SSH_COMMAND"] = (
+                    f"ssh -o BatchMode=yes -o HostName={address} -o HostKeyAlias={host}"
+                )
+        return _Network(tuple(config), options, env)
+
+    async def _network_target(
+        self, repo: Path, remote: str, branch: str | None, *, push: bool
+    ) -> tuple[str, _Network]:
+        self._check_remote_name(remote)
+        url = await self._effective_url(repo, remote, push=push)
+        # Checked at every call: the repository's config may have changed since it was added.
+        destination = _validate_remote_url(url, self.allowed_file_roots)
+        checked = await check_destination(destination, self.allowed_hosts)
         if branch is None:
             branch = (await self.status(repo)).branch
             if branch is None:
                 raise FailedPrecondition("HEAD is detached", reason="GIT_DETACHED")
-        return await self.check_branch_name(branch)
+        return await self.check_branch_name(branch), self._pins(remote, checked, push=push)
 
 
 __all__ = [
