@@ -21,6 +21,12 @@ truncated transfer, never a complete-looking file.
 
 A client that goes away cancels the call: at once where aiohttp cancels handlers, else at the
 stream's next write or heartbeat tick.
+
+Sessions. A stream lives only as long as its caller's session, as a WebSocket does: the session
+is checked again every WS_SESSION_RECHECK seconds (facade/sessions.py), and a logout ends the
+stream within that time with the error record (the users service's 401 code, e.g.
+SESSION_REVOKED), or, for a raw body, by cutting it off. A file watch also takes one of its
+user's FILE_WATCHES_PER_USER slots while open (429 TOO_MANY_OPEN beyond).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import asyncio
 import json
 import logging
 import mimetypes
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -37,9 +44,13 @@ from aiohttp.abc import AbstractStreamWriter
 from google.api import httpbody_pb2
 
 from facade.codec import RouteCodec
-from facade.envelope import error_detail, from_rpc_error
+from facade.envelope import ApiError, error_detail, from_rpc_error
+from facade.quotas import WATCHES, Slot, UserCaps
+from facade.routes import Route
+from facade.sessions import LiveSessions
 from facade.transcoding import Endpoint, failed, forwarded_metadata, request_message
-from services.runtime.context import correlation_id
+from services.runtime.context import Identity, correlation_id
+from services.runtime.errors import Unauthenticated
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -47,6 +58,9 @@ SSE = "text/event-stream"
 NDJSON = "application/x-ndjson"
 OCTET_STREAM = "application/octet-stream"
 DEFAULT_HEARTBEAT = 15.0
+# Streams that watch something until the client leaves: each holds a slot of its user's
+# FILE_WATCHES_PER_USER.
+WATCH_METHODS = frozenset({"stockfolio.workspace.v1.WorkspaceService.WatchFiles"})
 
 
 def _dump(value: Any) -> bytes:
@@ -110,6 +124,60 @@ class ServerSentEvents:
         return b"event: error\ndata: " + _dump(detail) + b"\n\n"
 
 
+class AccessReader(Protocol):
+    """Checks an access token's signature and expiry (the runtime's token verifier)."""
+
+    def read_access(self, token: str, *, allow_service: bool = False) -> Identity: ...
+
+
+@dataclass(frozen=True)
+class StreamGuard:
+    """What keeps a stream within its caller's session and their caps."""
+
+    sessions: LiveSessions
+    caps: UserCaps
+    tokens: AccessReader
+
+    def caller(self, request: web.Request) -> Identity | None:
+        """The bearer token's identity (its signature checked here, its session by the
+        service); None without a readable token: the service answers that call with 401."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return self.tokens.read_access(token.strip())
+        except Unauthenticated:
+            return None
+
+    def watch_slot(self, route: Route, caller: Identity | None) -> Slot | None:
+        if caller is None or route.method.full_name not in WATCH_METHODS:
+            return None
+        return self.caps.take(WATCHES, caller.user_id)
+
+
+class Held:
+    """A committed stream's hold on its session (and its watch slot), released at its end."""
+
+    def __init__(self, guard: StreamGuard, caller: Identity, slot: Slot | None) -> None:
+        self._guard = guard
+        self._caller = caller
+        self._slot = slot
+        self.ended: asyncio.Future[ApiError] = asyncio.get_running_loop().create_future()
+        guard.sessions.hold(caller.session_id, caller.token, self, self._session_ended)
+
+    def _session_ended(self, error: ApiError) -> None:
+        if not self.ended.done():
+            self.ended.set_result(error)
+
+    def release(self) -> None:
+        self._guard.sessions.release(self._caller.session_id, self)
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+        if not self.ended.done():
+            self.ended.cancel()
+
+
 def wants_events(request: web.Request) -> bool:
     return SSE in request.headers.get("Accept", "").lower()
 
@@ -154,8 +222,10 @@ class StreamBody(payload.Payload):
         request: web.Request,
         service: str,
         heartbeat: float,
+        held: Held | None = None,
     ) -> None:
         super().__init__(call, content_type=framing.content_type)
+        self._held = held
         self._call = call
         self._pending = pending
         self._framing = framing
@@ -186,6 +256,8 @@ class StreamBody(payload.Payload):
 
     def _end(self) -> None:
         """Cancel the call (a no-op once it has ended): nobody reads it any more."""
+        if self._held is not None:
+            self._held.release()
         pending = self._pending
         if not pending.done():
             pending.cancel()
@@ -199,10 +271,24 @@ class StreamBody(payload.Payload):
 
     async def _pump(self, writer: AbstractStreamWriter) -> None:
         framing = self._framing
+        ended = self._held.ended if self._held is not None else None
+        if not self._pending.done():
+            # Committed on the service's headers, before a first message: the client gets the
+            # status line now (aiohttp would hold it back until the first body bytes).
+            send_headers = getattr(writer, "send_headers", None)
+            if callable(send_headers):
+                send_headers()
         while True:
             read = self._pending
             if not read.done():
-                await asyncio.wait((read,), timeout=self._heartbeat)
+                await asyncio.wait(
+                    (read,) if ended is None else (read, ended),
+                    timeout=self._heartbeat,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if ended is not None and ended.done() and not ended.cancelled():
+                    await self._end_session(writer, ended.result())
+                    return
                 if not read.done():
                     if self._client_gone():
                         return
@@ -225,6 +311,17 @@ class StreamBody(payload.Payload):
             "stream failed midway",
             extra={"path": self._request.path, "code": failure.code, "upstream": self._service},
         )
+        await self._close_with(writer, failure)
+
+    async def _end_session(self, writer: AbstractStreamWriter, error: ApiError) -> None:
+        log.info(
+            "stream ended with its session",
+            extra={"path": self._request.path, "code": error.code},
+        )
+        await self._close_with(writer, error)
+
+    async def _close_with(self, writer: AbstractStreamWriter, failure: ApiError) -> None:
+        """End the stream with its error record, or cut a raw body off."""
         record = self._framing.error(error_detail(failure))
         if record is not None:
             await writer.write(record)
@@ -236,24 +333,36 @@ class StreamBody(payload.Payload):
 
 
 async def transcode_stream(
-    endpoint: Endpoint, request: web.Request, *, heartbeat: float = DEFAULT_HEARTBEAT
+    endpoint: Endpoint,
+    request: web.Request,
+    *,
+    heartbeat: float = DEFAULT_HEARTBEAT,
+    guard: StreamGuard | None = None,
 ) -> web.Response:
     route = endpoint.route
     message = await request_message(endpoint, request)
     metadata = forwarded_metadata(request)
+    caller = guard.caller(request) if guard is not None and not route.public else None
+    slot = guard.watch_slot(route, caller) if guard is not None else None
     breaker = endpoint.breaker
-    breaker.admit()
-    # No deadline: a stream runs until it ends or its client goes away.
-    call = endpoint.call(message, metadata=metadata)
     try:
-        pending = await _commit(call, first_message=route.raw_body)
-    except grpc.aio.AioRpcError as error:
-        raise failed(endpoint, error) from None
+        breaker.admit()
+        # No deadline: a stream runs until it ends, its client goes away or its session ends.
+        call = endpoint.call(message, metadata=metadata)
+        try:
+            pending = await _commit(call, first_message=route.raw_body)
+        except grpc.aio.AioRpcError as error:
+            raise failed(endpoint, error) from None
+        except BaseException:
+            breaker.abandon()
+            call.cancel()
+            raise
     except BaseException:
-        breaker.abandon()
-        call.cancel()
+        if slot is not None:
+            slot.release()
         raise
     breaker.record(reached=True)
+    held = Held(guard, caller, slot) if guard is not None and caller is not None else None
     headers: dict[str, str] = {}
     framing: Framing
     if route.raw_body:
@@ -270,6 +379,12 @@ async def transcode_stream(
     else:
         framing = JsonLines(endpoint.codec)
     body = StreamBody(
-        call, pending, framing, request=request, service=route.service, heartbeat=heartbeat
+        call,
+        pending,
+        framing,
+        request=request,
+        service=route.service,
+        heartbeat=heartbeat,
+        held=held,
     )
     return web.Response(body=body, status=route.success_status, headers=headers)
