@@ -55,8 +55,13 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 # Reasons that name an HTTP status more precisely than their gRPC code does (a service says
-# INVALID_ARGUMENT with reason PAYLOAD_TOO_LARGE for a write over its limit: 413, not 422).
-REASON_STATUS: Mapping[str, int] = {"PAYLOAD_TOO_LARGE": 413}
+# INVALID_ARGUMENT with reason PAYLOAD_TOO_LARGE for a write over its limit: 413, not 422),
+# or, where one reason answers differently by code, by (reason, code): a workspace over its byte
+# quota is 413, over its file-count quota (FAILED_PRECONDITION) the usual 422.
+REASON_STATUS: Mapping[str | tuple[str, grpc.StatusCode], int] = {
+    "PAYLOAD_TOO_LARGE": 413,
+    ("QUOTA_EXCEEDED", grpc.StatusCode.RESOURCE_EXHAUSTED): 413,
+}
 # When the service itself did not answer, gRPC's own text names addresses: say this instead.
 _TRANSPORT_MESSAGES: Mapping[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAVAILABLE: "the {service} service is unavailable; retry shortly",
@@ -211,7 +216,9 @@ def from_rpc_error(error: grpc.aio.AioRpcError, service: str) -> ApiError:
             hint = error_details_pb2.RetryInfo()
             detail.Unpack(hint)
             retry_after = hint.retry_delay.ToNanoseconds() / 1e9
-    http = REASON_STATUS.get(reason) or HTTP_STATUS.get(code, 500)
+    http = (
+        REASON_STATUS.get((reason, code)) or REASON_STATUS.get(reason) or HTTP_STATUS.get(code, 500)
+    )
     answered = status is not None or code not in _TRANSPORT_MESSAGES
     if http == 500:
         log.error(
