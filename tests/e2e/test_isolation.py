@@ -138,7 +138,7 @@ def host_processes(argv: list[str]) -> list[int]:
 
 def test_no_process_the_shell_can_read_holds_a_secret(shell: Shell) -> None:
     environ = shell.run(
-        "for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do echo \"== $f\";"
+        'for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do echo "== $f";'
         ' tr "\\0" "\\n" < "$f"; done'
     )
     assert "== /proc/1/environ" in environ  # it did read the sandbox's own processes
@@ -271,9 +271,7 @@ def test_the_memory_limit_holds(shell: Shell) -> None:
     )
     assert "ALLOCATED" not in answer
     assert re.search(r"rc=(137|1)\b", answer), answer
-    assert "small=ok" in shell.run(
-        "python3 -c 'x = bytearray(64 << 20); print(\"small=ok\")' 2>&1"
-    )
+    assert "small=ok" in shell.run("python3 -c 'x = bytearray(64 << 20); print(\"small=ok\")' 2>&1")
 
 
 # --- through the files API ---------------------------------------------------------------------

@@ -615,3 +615,26 @@ async def test_a_renewed_token_is_the_one_later_joins_carry(system: System) -> N
 
 def _user_of(data: dict[str, Any]) -> dict[str, str]:
     return {"token": data["tokens"]["accessToken"], "id": data["user"]["id"]}
+
+
+async def test_logging_out_everywhere_ends_every_shell_of_the_owner(start_system: Start) -> None:
+    async with start_system(TERMINAL_SESSION_RECHECK="0.2", SESSION_CHECK_TTL="0.1") as system:
+        client = system.client
+        ann = await register(client)
+        bob = await register(client)
+        marker = f"500.{secrets.randbelow(10**6):06d}"
+        mine = [await create(client, ann) for _ in range(2)]
+        theirs = await create(client, bob)
+        for terminal in mine:
+            await write(client, ann, terminal["sessionId"], f"setsid sleep {marker} &\n")
+        await until_running(["sleep", marker], count=2)
+        logout = await client.post(
+            "/api/v1/auth/logout", json={"allSessions": True}, headers=ann.headers
+        )
+        assert logout.status == 200, await logout.text()
+        for terminal in mine:
+            await until_gone(terminal["pid"])
+        assert host_processes(["sleep", marker]) == []
+        # Another user's shell is untouched.
+        still = await call(client, "GET", f"/api/v1/terminal/terminals/{theirs['sessionId']}", bob)
+        assert still["data"]["state"] == "running"

@@ -1,0 +1,251 @@
+"""The sandbox builder: its settings, its cgroups (v1 for real on this machine, v2 on a tree laid
+out as the kernel lays it out) and real bubblewrap sandboxes started through it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+
+from services.runtime.config import ConfigError
+from services.runtime.errors import Unavailable
+from services.runtime.sandbox import (
+    INSIDE_HOME,
+    Bind,
+    CgroupTree,
+    Limits,
+    Sandbox,
+    SandboxConfig,
+    inside_path,
+    load_sandbox_config,
+)
+
+ENV = {"PATH": "/usr/bin:/bin", "HOME": str(INSIDE_HOME), "LANG": "C.UTF-8"}
+HAS_CGROUPS = CgroupTree.discover().available
+
+
+def host_processes(argv: list[str]) -> list[int]:
+    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    if cmdline.read() == wanted:
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    folder = tmp_path / "user-home"
+    (folder / "project").mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def sandbox() -> object:
+    created = Sandbox.create(
+        SandboxConfig(
+            mode="bwrap",
+            session=Limits(processes=24, memory_bytes=128 << 20, open_files=128),
+            user_processes=36,
+            user_memory_bytes=256 << 20,
+        )
+    )
+    yield created
+    created.close()
+
+
+async def run(sandbox: Sandbox, home: Path, script: str, **kwargs: object) -> str:
+    done = await sandbox.run(
+        ["/bin/bash", "-c", script],
+        owner=str(kwargs.pop("owner", "ann")),
+        binds=[Bind(home, INSIDE_HOME)],
+        cwd=INSIDE_HOME / "project",
+        env=ENV,
+        timeout=float(kwargs.pop("timeout", 20.0)),  # type: ignore[arg-type]
+    )
+    return done.stdout.decode() + done.stderr.decode()
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def test_bubblewrap_is_the_default_and_off_is_refused_in_production() -> None:
+    assert load_sandbox_config({}, production=False).mode == "bwrap"
+    assert load_sandbox_config({"TERMINAL_SANDBOX": "off"}, production=False).mode == "off"
+    with pytest.raises(ConfigError, match="refused when STOCKFOLIO_ENV=production"):
+        load_sandbox_config({"TERMINAL_SANDBOX": "off"}, production=True)
+    with pytest.raises(ConfigError, match="TERMINAL_SANDBOX must be one of bwrap, off"):
+        load_sandbox_config({"TERMINAL_SANDBOX": "docker"}, production=False)
+
+
+def test_limits_are_read_from_the_environment() -> None:
+    config = load_sandbox_config(
+        {"SANDBOX_MAX_PROCESSES": "100", "SANDBOX_MEMORY_BYTES": str(512 << 20)},
+        production=False,
+    )
+    assert (config.session.processes, config.session.memory_bytes) == (100, 512 << 20)
+    assert (config.user_processes, config.user_memory_bytes) == (200, 1024 << 20)
+    with pytest.raises(ConfigError, match="SANDBOX_MAX_PROCESSES must be between"):
+        load_sandbox_config({"SANDBOX_MAX_PROCESSES": "2"}, production=False)
+
+
+def test_a_missing_bubblewrap_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without bwrap
+    with pytest.raises(ConfigError, match="apt-get install bubblewrap"):
+        load_sandbox_config({}, production=False)
+
+
+def test_paths_inside_are_relative_to_the_users_folder(tmp_path: Path) -> None:
+    assert inside_path(tmp_path, tmp_path) == INSIDE_HOME
+    assert inside_path(tmp_path, tmp_path / "a" / "b") == INSIDE_HOME / "a" / "b"
+    with pytest.raises(ValueError, match="is not under"):
+        inside_path(tmp_path / "a", tmp_path / "b")
+
+
+# --- cgroup v2, on a tree laid out as the kernel does ------------------------------------------
+
+
+def test_cgroup_v2_moves_itself_to_a_leaf_and_writes_v2_limits(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    own = root / "system.slice" / "stockfolio.service"
+    own.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("")
+    (own / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    tree = CgroupTree._discover_v2(root, ["0::/system.slice/stockfolio.service"])
+    assert (tree.version, tree.kind) == (2, "cgroup v2")
+    assert (own / "service" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (own / "cgroup.subtree_control").read_text() == "+pids +memory +cpu"
+    files = tree.limit_files(Limits(cpu_weight=50), processes=99, memory=1 << 30)
+    assert files == {
+        "pids.max": "99",
+        "memory.max": str(1 << 30),
+        "memory.swap.max": "0",
+        "cpu.weight": "50",
+    }
+    group = own / "sf" / "user-ann" / "box-1"
+    group.mkdir(parents=True)
+    for name in files:
+        (group / name).write_text("max")
+    procs = tree.make(("sf", "user-ann", "box-1"), files)
+    assert procs == [group / "cgroup.procs"]
+    assert (group / "pids.max").read_text() == "99"
+    assert (own / "sf" / "cgroup.subtree_control").read_text() == "+pids +memory +cpu"
+
+
+def test_without_a_writable_cgroup_only_rlimits_apply(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("pids\n")
+    tree = CgroupTree._discover_v2(root, ["0::/not/there"])
+    assert not tree.available and tree.kind == "none"
+    sandbox = Sandbox(SandboxConfig(mode="bwrap"), cgroups=tree)
+    try:
+        assert sandbox.limits_applied == "rlimits"
+        assert sandbox.open_box("ann", "x") is None
+        command = sandbox.command(["true"], binds=[], cwd=Path("/"), env=ENV)
+        assert "--as=4294967296" in command  # the address-space bound stands in for memory
+    finally:
+        sandbox.close()
+
+
+# --- real sandboxes ------------------------------------------------------------------------------
+
+
+async def test_the_sandbox_sees_its_own_processes_its_own_files_and_no_network(
+    sandbox: Sandbox, home: Path
+) -> None:
+    (home / "project" / "mine.txt").write_text("mine")
+    out = await run(
+        sandbox,
+        home,
+        "id -u; pwd; cat mine.txt; echo; ls /proc | grep -c '^[0-9]';"
+        ' tr "\\0" "\\n" < /proc/1/environ | sort | tr "\\n" " "; echo;'
+        " (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo NET || echo NONET;"
+        " touch /usr/x 2>/dev/null || echo RO; echo made > /workspace/new.txt",
+    )
+    lines = out.splitlines()
+    assert lines[:3] == ["1000", "/workspace/project", "mine"]
+    assert int(lines[3]) <= 4
+    # bubblewrap (PID 1) holds exactly the environment it was given (and the PWD a shell
+    # exports on the way), nothing of ours.
+    seen = [v for v in lines[4].split() if not v.startswith("PWD=")]
+    assert seen == sorted(f"{k}={v}" for k, v in ENV.items())
+    assert lines[5:7] == ["NONET", "RO"]
+    assert (home / "new.txt").read_text() == "made\n"
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="this process may not create cgroups")
+async def test_a_box_holds_its_process_limit_and_the_user_ceiling(
+    sandbox: Sandbox, home: Path
+) -> None:
+    fork = (
+        "perl -e 'my $n = 0; for (1..100) { my $p = fork(); last unless defined $p;"
+        ' if ($p == 0) { sleep 20; exit 0 } $n++ } print "FORKED $n\\n"; kill 9, -$$\''
+    )
+    first = await run(sandbox, home, f"set -m; {fork}")
+    forked = int(re.search(r"FORKED (\d+)", first).group(1))  # type: ignore[union-attr]
+    assert 10 <= forked < 24
+    # While one box of ann's holds 20 processes, a second box gets only what the user's
+    # ceiling (36) leaves, not its own 24.
+    holder = asyncio.ensure_future(
+        run(sandbox, home, "for i in $(seq 20); do sleep 5 & done; wait; echo held")
+    )
+    await asyncio.sleep(1.5)
+    second = await run(sandbox, home, f"set -m; {fork}")
+    assert int(re.search(r"FORKED (\d+)", second).group(1)) < forked  # type: ignore[union-attr]
+    assert "held" in await holder
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="this process may not create cgroups")
+async def test_a_box_holds_its_memory_limit(sandbox: Sandbox, home: Path) -> None:
+    out = await run(sandbox, home, "python3 -c 'b = bytearray(300 << 20); print(len(b))'; echo $?")
+    assert re.search(r"^137$", out, re.M) and str(300 << 20) not in out, out
+
+
+async def test_a_timeout_kills_everything_in_the_sandbox(sandbox: Sandbox, home: Path) -> None:
+    marker = f"70.{secrets.randbelow(10**6):06d}"
+    with pytest.raises(Unavailable, match="timed out"):
+        await run(
+            sandbox,
+            home,
+            f"setsid sleep {marker} & nohup sleep {marker} >/dev/null & sleep 60",
+            timeout=1.5,
+        )
+    for _ in range(50):
+        if not host_processes(["sleep", marker]):
+            break
+        await asyncio.sleep(0.1)
+    assert host_processes(["sleep", marker]) == []
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="this process may not create cgroups")
+async def test_closing_removes_every_group_and_a_later_start_sweeps_dead_ones(
+    home: Path,
+) -> None:
+    first = Sandbox.create(SandboxConfig(mode="bwrap"))
+    box = first.open_box("ann", "kept")
+    assert box is not None and all(p.exists() for p in box.procs)
+    first.close()
+    assert not any(p.parent.exists() for p in box.procs)
+    # A group left by a process that died without closing is swept by the next one.
+    base = box.procs[0].parents[3]
+    stale = base / "stockfolio-999999999" / "user-x" / "box-y"
+    stale.mkdir(parents=True)
+    second = Sandbox.create(SandboxConfig(mode="bwrap"))
+    try:
+        assert not (base / "stockfolio-999999999").exists()
+    finally:
+        second.close()
