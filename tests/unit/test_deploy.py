@@ -1,0 +1,108 @@
+"""The deployment files, read as an operator's tools would read them: who holds which key,
+which pods may run sandboxes, and who may call whom."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S = DEPLOY / "k8s"
+SERVICES = {
+    "users": 4120,
+    "assistant": 4130,
+    "terminal": 4140,
+    "workspace": 4150,
+    "portfolio": 4160,
+}
+SANDBOXED = {"terminal", "workspace"}
+
+
+def documents() -> Iterator[dict[str, Any]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield document
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in documents() if d["kind"] == "Deployment"}
+
+
+def secrets_mounted(deployment: dict[str, Any]) -> set[str]:
+    pod = deployment["spec"]["template"]["spec"]
+    return {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+
+
+def test_each_private_key_is_mounted_in_one_pod_only() -> None:
+    holders: dict[str, set[str]] = {}
+    for name, deployment in deployments().items():
+        for secret in secrets_mounted(deployment):
+            holders.setdefault(secret, set()).add(name)
+    assert holders["stockfolio-token-signing-key"] == {"users"}
+    assert holders["stockfolio-facade-service-key"] == {"facade"}
+
+
+def test_only_the_sandboxing_pods_get_what_bubblewrap_needs() -> None:
+    for name, deployment in deployments().items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        context = container["securityContext"]
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        if name in SANDBOXED:
+            assert pod["hostUsers"] is False, name
+            assert context["procMount"] == "Unmasked", name
+            assert context["seccompProfile"] == {"type": "Unconfined"}, name
+        else:
+            assert "hostUsers" not in pod and "procMount" not in context, name
+            assert "seccompProfile" not in context, name
+
+
+def callers(port: int) -> set[str]:
+    """Pods (by name label) that some NetworkPolicy lets reach `port` of its selected pods."""
+    found: set[str] = set()
+    for policy in (d for d in documents() if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            if not any(p.get("port") == port for p in rule.get("ports", [])):
+                continue
+            sources = rule.get("from")
+            if sources is None:
+                found.add("*")
+            for source in sources or []:
+                labels = source.get("podSelector", {}).get("matchLabels", {})
+                found.add(labels.get("app.kubernetes.io/name", "?namespace"))
+    return found
+
+
+def test_only_the_facade_and_known_callers_reach_the_services() -> None:
+    every = {"facade", *SERVICES} - {"users"}
+    assert callers(4110) == {"*"}
+    assert callers(SERVICES["users"]) == every | {"facade"}
+    assert callers(SERVICES["assistant"]) == {"facade"}
+    assert callers(SERVICES["terminal"]) == {"facade"}
+    assert callers(SERVICES["workspace"]) == {"facade", "terminal"}
+    assert callers(SERVICES["portfolio"]) == {"facade", "assistant"}
+    for port in SERVICES.values():
+        assert callers(port + 1000) == {"?namespace"}  # admin ports: monitoring only
+    policies = [d for d in documents() if d["kind"] == "NetworkPolicy"]
+    deny = next(p for p in policies if p["metadata"]["name"] == "stockfolio-default-deny")
+    assert deny["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "stockfolio"}
+    resources = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert "networkpolicy.yaml" in resources
+
+
+def test_compose_hands_keys_and_sandbox_options_to_the_right_containers() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    holding = {n for n, s in services.items() if "token_signing_key" in s.get("secrets", [])}
+    assert holding == {"users"}
+    sandboxing = {n for n, s in services.items() if "security_opt" in s}
+    assert sandboxing == SANDBOXED
+    for name in SANDBOXED:
+        assert "cap_add" not in services[name] and "privileged" not in services[name]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert services["users"]["environment"]["TRUSTED_PROXIES"] == subnet
