@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.config import ConfigError, Env, RuntimeConfig
+from services.runtime.sandbox import SandboxConfig, load_sandbox_config
 
 MB = 1024 * 1024
+GB = 1024 * MB
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,16 @@ class WorkspaceConfig:
     git_file_roots: tuple[Path, ...]
     # Seconds between two scans of a watched project.
     watch_interval: float
+    # Where git runs for a user: their bubblewrap sandbox ("bwrap"), or, in development only,
+    # as the service ("off"). WORKSPACE_SANDBOX, else TERMINAL_SANDBOX; SANDBOX_* limits.
+    sandbox: SandboxConfig
+    # Remote hosts allowed even when they resolve to a private or loopback address.
+    git_allowed_hosts: frozenset[str]
+    # Per user, over all their projects (.git included): bytes and files.
+    quota_bytes: int
+    quota_files: int
+    # Seconds between two usage scans of a user's folder (the terminal writes files too).
+    quota_scan_interval: float
 
 
 def _paths(name: str, raw: str) -> tuple[Path, ...]:
@@ -45,8 +57,10 @@ def _paths(name: str, raw: str) -> tuple[Path, ...]:
 def load_workspace_config(
     runtime: RuntimeConfig, environ: Mapping[str, str] | None = None
 ) -> WorkspaceConfig:
-    env = Env(runtime.environ if environ is None else environ)
+    source = runtime.environ if environ is None else environ
+    env = Env(source)
     root = env.optional("WORKSPACE_ROOT")
+    mode = source.get("WORKSPACE_SANDBOX") or source.get("TERMINAL_SANDBOX") or "bwrap"
     return WorkspaceConfig(
         runtime=runtime,
         root=Path(root).resolve() if root else runtime.var_dir / "workspaces",
@@ -57,4 +71,17 @@ def load_workspace_config(
         git_timeout=env.float("WORKSPACE_GIT_TIMEOUT", 60.0, minimum=1.0),
         git_file_roots=_paths("WORKSPACE_GIT_FILE_ROOTS", env.str("WORKSPACE_GIT_FILE_ROOTS", "")),
         watch_interval=env.float("WORKSPACE_WATCH_INTERVAL", 1.0, minimum=0.01),
+        sandbox=load_sandbox_config(
+            {**source, "WORKSPACE_SANDBOX": mode},
+            production=runtime.production,
+            variable="WORKSPACE_SANDBOX",
+        ),
+        git_allowed_hosts=frozenset(
+            host.strip().lower()
+            for host in env.str("WORKSPACE_GIT_ALLOWED_HOSTS", "").split(",")
+            if host.strip()
+        ),
+        quota_bytes=env.int("WORKSPACE_QUOTA_BYTES", GB, minimum=MB, maximum=2**50),
+        quota_files=env.int("WORKSPACE_QUOTA_FILES", 100_000, minimum=10, maximum=10**9),
+        quota_scan_interval=env.float("WORKSPACE_QUOTA_SCAN_INTERVAL", 60.0, minimum=0.05),
     )

@@ -50,6 +50,7 @@ from services.workspace.paths import (
     is_git_name,
     resolve_inside,
 )
+from services.workspace.quota import Quotas, Usage
 
 READ_CHUNK = 256 * 1024
 TEXT = "utf-8"
@@ -248,9 +249,13 @@ class _SharedLock:
 class Files:
     """File operations inside one project folder (the caller located it for its owner)."""
 
-    def __init__(self, *, max_text_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self, *, max_text_bytes: int, max_upload_bytes: int, quotas: Quotas | None = None
+    ) -> None:
         self.max_text_bytes = max_text_bytes
         self.max_upload_bytes = max_upload_bytes
+        # Without quotas (tools, tests of other rules) nothing is counted.
+        self._quotas = quotas
         # One writer at a time per file in this process: the sha check and the write are one
         # step. Each lock is kept while anyone holds or awaits it, then dropped.
         self._locks: dict[Path, _SharedLock] = {}
@@ -268,6 +273,20 @@ class Files:
             shared.users -= 1
             if shared.users == 0:
                 del self._locks[target]
+
+    @staticmethod
+    def _owner_folder(project: Path) -> Path:
+        """The folder the quota counts: every project lies directly in its owner's folder."""
+        return project.parent
+
+    async def _check_quota(self, project: Path, *, size: int, files: int) -> Usage | None:
+        if self._quotas is None:
+            return None
+        return await self._quotas.check(self._owner_folder(project), size=size, files=files)
+
+    def _account(self, project: Path, *, size: int, files: int) -> None:
+        if self._quotas is not None:
+            self._quotas.changed(self._owner_folder(project), size=size, files=files)
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
         target = await asyncio.to_thread(locate, project, path)
@@ -300,7 +319,9 @@ class Files:
             if directory:
                 await asyncio.to_thread(target.mkdir)
                 return await asyncio.to_thread(_written, target, cleaned, "")
+            await self._check_quota(project, size=len(data), files=1)
             await atomic_write(target, [data], inside=project)
+            self._account(project, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -314,15 +335,17 @@ class Files:
         self._check_text_size(data)
         async with self._writing(target):
             try:
-                mode = (await asyncio.to_thread(target.stat)).st_mode
+                info = await asyncio.to_thread(target.stat)
             except FileNotFoundError:
                 raise file_not_found(cleaned) from None
-            if stat.S_ISDIR(mode):
+            if stat.S_ISDIR(info.st_mode):
                 raise InvalidArgument.field("path", "is a folder")
             current = await asyncio.to_thread(_file_sha, target)
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
+            await self._check_quota(project, size=len(data) - info.st_size, files=0)
             await atomic_write(target, [data], inside=project)
+            self._account(project, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -332,6 +355,8 @@ class Files:
         target = await asyncio.to_thread(locate, project, path)
         async with self._writing(target):
             await asyncio.to_thread(_delete, target, cleaned, recursive)
+        if self._quotas is not None:
+            self._quotas.forget(self._owner_folder(project))
 
     async def move(self, project: Path, path: str, new_path: str) -> Entry:
         source_name, target_name = _clean(path), _clean(new_path)
@@ -360,13 +385,19 @@ class Files:
             raise InvalidArgument.field("path", "is required")
         target = await asyncio.to_thread(locate, project, path)
         limit = self.max_upload_bytes
+        replaced = await asyncio.to_thread(_size_if_file, target)
+        # Counted before anything is written: a new file, then its bytes as they arrive.
+        usage = await self._check_quota(project, size=0, files=1 if replaced is None else 0)
+        received = 0
 
         async def bounded() -> AsyncIterator[bytes]:
-            received = 0
+            nonlocal received
             async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
                     raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
+                if usage is not None and self._quotas is not None:
+                    self._quotas.refuse_beyond(usage, size=received - (replaced or 0))
                 yield chunk
 
         async with self._writing(target):
@@ -381,6 +412,8 @@ class Files:
                 await asyncio.to_thread(_remove_empty, created)
                 raise
             sha = await asyncio.to_thread(_file_sha, target)
+            new = replaced is None
+            self._account(project, size=received - (replaced or 0), files=1 if new else 0)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:
@@ -403,6 +436,15 @@ class Files:
                 file.close()
 
         return content_type, chunks()
+
+
+def _size_if_file(target: Path) -> int | None:
+    """The size of the file an upload replaces; None when there is none."""
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _missing_parents(target: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
 from services.workspace.paths import atomic_write, validate_name
+from services.workspace.quota import Quotas, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
 from services.workspace.templates import DEFAULT_TEMPLATE, TEMPLATES, template_files
 
@@ -71,11 +72,13 @@ class Projects:
         git: GitRunner,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        quotas: Quotas | None = None,
     ) -> None:
         self._db = db
         self._root = root
         self._git = git
         self._clock = clock
+        self._quotas = quotas
 
     # --- folders ---------------------------------------------------------------------------
 
@@ -114,6 +117,10 @@ class Projects:
         staged = (await self._staging()) / record.id
         try:
             await self._build(staged, template_files(template, name), author, template)
+            # The new project counts in full (its repository too) before it is put in place.
+            made = await asyncio.to_thread(measure, staged)
+            if self._quotas is not None:
+                await self._quotas.check(home, size=made.bytes, files=made.files)
             async with self._db.transaction() as session:
                 try:
                     await ProjectRepository(session).add(record)
@@ -122,6 +129,8 @@ class Projects:
                         f"a project named {name!r} already exists", reason="PROJECT_EXISTS"
                     ) from None
                 await asyncio.to_thread(_rename_no_replace, staged, target)
+            if self._quotas is not None:
+                self._quotas.changed(home, size=made.bytes, files=made.files)
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record

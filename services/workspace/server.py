@@ -11,6 +11,7 @@ from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
 from services.runtime.idempotency import IdempotencyStore
+from services.runtime.sandbox import Sandbox, warn_unsandboxed
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import USERS_SERVICE, remote_sessions
 from services.workspace.authors import ProfileAuthors
@@ -19,6 +20,7 @@ from services.workspace.files import Files
 from services.workspace.git import GitRunner
 from services.workspace.orm import idempotency_keys
 from services.workspace.projects import Projects
+from services.workspace.quota import Quotas, Usage
 from services.workspace.servicer import UseCases, WorkspaceServicer
 from services.workspace.watch import Watchers
 
@@ -30,21 +32,39 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     settings.root.mkdir(parents=True, exist_ok=True)
     db = Database(config.database_url)
     resources.push_async_callback(db.close)
-    git = GitRunner(timeout=settings.git_timeout, allowed_file_roots=settings.git_file_roots)
+    sandbox = Sandbox.create(settings.sandbox)
+    resources.callback(sandbox.close)
+    if not sandbox.enabled:
+        warn_unsandboxed("git for every user")
+    git = GitRunner(
+        timeout=settings.git_timeout,
+        allowed_file_roots=settings.git_file_roots,
+        sandbox=sandbox,
+        workspace_root=settings.root,
+        allowed_hosts=settings.git_allowed_hosts,
+    )
     resources.callback(git.close)
+    quotas = Quotas(
+        Usage(settings.quota_bytes, settings.quota_files), interval=settings.quota_scan_interval
+    )
+    quotas.start()
+    resources.push_async_callback(quotas.close)
     users = create_channel(config.addresses["users"], [USERS_SERVICE], deadline=config.rpc_deadline)
     resources.push_async_callback(users.close)
     watchers = Watchers(settings.watch_interval)
     resources.push_async_callback(watchers.close)
     cases = UseCases(
-        projects=Projects(db, settings.root, git),
+        projects=Projects(db, settings.root, git, quotas=quotas),
         files=Files(
-            max_text_bytes=settings.max_text_bytes, max_upload_bytes=settings.max_upload_bytes
+            max_text_bytes=settings.max_text_bytes,
+            max_upload_bytes=settings.max_upload_bytes,
+            quotas=quotas,
         ),
         git=git,
         authors=ProfileAuthors(users),
         watchers=watchers,
         idempotency=IdempotencyStore(db, idempotency_keys),
+        quotas=quotas,
     )
     servicer = WorkspaceServicer(cases)
 

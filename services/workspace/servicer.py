@@ -36,6 +36,7 @@ from services.workspace.messages import (
     written_message,
 )
 from services.workspace.projects import Located, Projects
+from services.workspace.quota import Quotas
 from services.workspace.watch import Watchers
 
 M = TypeVar("M", bound=Message)
@@ -50,6 +51,7 @@ class UseCases:
     authors: ProfileAuthors
     watchers: Watchers
     idempotency: IdempotencyStore
+    quotas: Quotas
 
 
 class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
@@ -346,7 +348,13 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         located = await self._project(request.project)
         remote = request.remote or "origin"
         before = (await self._cases.git.status(located.directory)).commit
-        await self._cases.git.pull(located.directory, remote=remote, branch=request.branch or None)
+        await self._cases.git.pull(
+            located.directory,
+            remote=remote,
+            branch=request.branch or None,
+            # A pull past the owner's quota is undone (every project lies in its owner's folder).
+            accept=lambda: self._cases.quotas.check_now(located.directory.parent),
+        )
         after = (await self._cases.git.status(located.directory)).commit or ""
         summary = "already up to date" if after == before else f"fast-forwarded to {after[:12]}"
         return workspace_pb2.GitPullResponse(summary=summary, commit=after)

@@ -1,0 +1,182 @@
+"""Per-user workspace quotas: bytes and files over all of a user's projects, `.git` included.
+
+Usage is measured by a scan of the user's folder (in a thread, never on the event loop, links
+not followed), kept per user, adjusted after each write this service makes and measured again
+every `interval` seconds for every user seen, because the terminal writes files too (its
+sandbox's file-size limit bounds a single file; the scan catches the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2
+
+from services.runtime.errors import ERROR_DOMAIN, DomainError
+
+log = logging.getLogger(__name__)
+BYTES = "bytes"
+FILES = "files"
+
+
+@dataclass(frozen=True)
+class Usage:
+    bytes: int
+    files: int
+
+    def plus(self, size: int, files: int) -> Usage:
+        return Usage(max(0, self.bytes + size), max(0, self.files + files))
+
+
+class QuotaExceeded(DomainError):
+    """A write that would take a user past their quota; the details carry usage and limits.
+    Over the byte quota is RESOURCE_EXHAUSTED (HTTP 413), over the file count
+    FAILED_PRECONDITION (HTTP 422), both with reason QUOTA_EXCEEDED."""
+
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(self, exceeded: str, usage: Usage, limits: Usage) -> None:
+        if exceeded == BYTES:
+            what = f"{usage.bytes} of {limits.bytes} bytes are used"
+        else:
+            what = f"{usage.files} of {limits.files} files are used"
+        super().__init__(f"workspace quota exceeded: {what}")
+        self.code = (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+            if exceeded == BYTES
+            else grpc.StatusCode.FAILED_PRECONDITION
+        )
+        self.exceeded = exceeded
+        self.usage = usage
+        self.limits = limits
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason,
+            domain=ERROR_DOMAIN,
+            metadata={
+                "quota": self.exceeded,
+                "usedBytes": str(self.usage.bytes),
+                "usedFiles": str(self.usage.files),
+                "limitBytes": str(self.limits.bytes),
+                "limitFiles": str(self.limits.files),
+            },
+        )
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        return [packed]
+
+
+def measure(folder: Path) -> Usage:
+    """Bytes of regular files and count of every non-folder entry under `folder`; links are
+    counted, never followed."""
+    size = files = 0
+    pending = [str(folder)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # removed, or not readable, since it was listed
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(entry.path)
+                continue
+            files += 1
+            if stat.S_ISREG(info.st_mode):
+                size += info.st_size
+    return Usage(size, files)
+
+
+@dataclass
+class _Known:
+    usage: Usage
+    measured_at: float
+
+
+class Quotas:
+    """Usage per user folder, and the check every write goes through."""
+
+    def __init__(self, limits: Usage, *, interval: float) -> None:
+        self.limits = limits
+        self.interval = interval
+        self._known: dict[Path, _Known] = {}
+        self._locks: dict[Path, asyncio.Lock] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def usage(self, folder: Path, *, fresh: bool = False) -> Usage:
+        """The folder's usage: measured when unknown, older than the interval, or `fresh`."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault(folder, asyncio.Lock())
+        async with lock:
+            known = self._known.get(folder)
+            if fresh or known is None or loop.time() - known.measured_at > self.interval:
+                known = _Known(await asyncio.to_thread(measure, folder), loop.time())
+                self._known[folder] = known
+            return known.usage
+
+    async def check(self, folder: Path, *, size: int = 0, files: int = 0) -> Usage:
+        """Refuse, before it is made, a change that adds `size` bytes and `files` files (either
+        may be negative) when it would end past a limit it does not already shrink."""
+        usage = await self.usage(folder)
+        self.refuse_beyond(usage, size=size, files=files)
+        return usage
+
+    def refuse_beyond(self, usage: Usage, *, size: int = 0, files: int = 0) -> None:
+        after = usage.plus(size, files)
+        if size > 0 and after.bytes > self.limits.bytes:
+            raise QuotaExceeded(BYTES, usage, self.limits)
+        if files > 0 and after.files > self.limits.files:
+            raise QuotaExceeded(FILES, usage, self.limits)
+
+    async def check_now(self, folder: Path) -> None:
+        """After a change this service could not size beforehand (a pull): measure afresh and
+        refuse if the folder is past a limit."""
+        usage = await self.usage(folder, fresh=True)
+        if usage.bytes > self.limits.bytes:
+            raise QuotaExceeded(BYTES, usage, self.limits)
+        if usage.files > self.limits.files:
+            raise QuotaExceeded(FILES, usage, self.limits)
+
+    def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
+        """Account a change just made (the next periodic scan corrects any drift)."""
+        known = self._known.get(folder)
+        if known is not None:
+            known.usage = known.usage.plus(size, files)
+
+    def forget(self, folder: Path) -> None:
+        """A change of unknown size (a recursive delete): measure again at the next check."""
+        self._known.pop(folder, None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _rescan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for folder in list(self._known):
+                try:
+                    await self.usage(folder, fresh=True)
+                except Exception:  # one unreadable folder must not stop the others' scans
+                    log.exception("workspace usage scan failed", extra={"folder": folder.name})
+
+
+__all__ = ["QuotaExceeded", "Quotas", "Usage", "measure"]
