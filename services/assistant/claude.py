@@ -22,6 +22,7 @@ from services.assistant.providers import (
     ProviderRateLimited,
     ProviderTimeout,
     RoundEnd,
+    RoundStarted,
     TextDelta,
     ToolUse,
 )
@@ -155,6 +156,7 @@ class AnthropicProvider:
                     elif event.type == "message_start":
                         input_tokens = event.message.usage.input_tokens
                         output_tokens = event.message.usage.output_tokens
+                        yield RoundStarted(Usage(input_tokens, output_tokens))
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens

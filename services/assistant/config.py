@@ -40,6 +40,9 @@ class AssistantConfig:
     messages_rate: Rate
     # Provider tokens (input + output) one user may spend per UTC day (0: unlimited).
     tokens_per_day: int
+    # Tokens of that budget reserved before each provider round, settled to its real usage
+    # after (services/assistant/budget.py); by default the round's output bound, max_tokens.
+    token_reserve: int
     # Provider round trips one answer may take while calling tools.
     max_tool_rounds: int
     # Seconds a provider's model list is reused before it is asked again.
@@ -63,6 +66,12 @@ def load_assistant_config(
             "ASSISTANT_MESSAGES_RATE", env.str("ASSISTANT_MESSAGES_RATE", "20/minute")
         ),
         tokens_per_day=env.int("ASSISTANT_TOKENS_PER_DAY", 200_000, maximum=2**40),
+        token_reserve=env.int(
+            "ASSISTANT_TOKEN_RESERVE",
+            env.int("MAX_TOKENS", 4096, minimum=1, maximum=200_000),
+            minimum=1,
+            maximum=2**40,
+        ),
         max_tool_rounds=env.int("ASSISTANT_MAX_TOOL_ROUNDS", 5, minimum=1, maximum=20),
         models_ttl=env.float("ASSISTANT_MODELS_TTL", 600.0),
     )

@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import cast
 
+from services.assistant.budget import Reservation, TokenBudget
 from services.assistant.config import SEED_MODELS, AssistantConfig
 from services.assistant.domain import (
     Message,
@@ -34,6 +35,7 @@ from services.assistant.providers import (
     Provider,
     ProviderError,
     RoundEnd,
+    RoundStarted,
     TextDelta,
     ToolUse,
 )
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 # Seconds a text chunk (after the first) waits for more text to go out with it.
 CHUNK_WINDOW = 0.05
 TOOL_ROUNDS_NOTE = "\n\n(I stopped reading your data here: too many tool calls for one answer.)"
+BUDGET_NOTE = "(I stopped here: today's assistant token budget is spent.)"
 
 
 @dataclass(frozen=True)
@@ -83,29 +86,34 @@ class Done:
 AnswerEvent = SessionStarted | Chunk | ToolCalled | ToolAnswered | Done
 
 
-def seconds_to_midnight(now: datetime) -> float:
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (tomorrow - now).total_seconds()
-
-
 class Answer:
     """An answer running in its own task; iterate it for its events (its error, if it failed,
     comes last). Leaving the iteration early cancels the answer."""
 
     _END = object()
 
-    def __init__(self, events: AsyncIterator[AnswerEvent], running: set[asyncio.Task[None]]):
+    def __init__(
+        self,
+        events: AsyncIterator[AnswerEvent],
+        running: set[asyncio.Task[None]],
+        reservation: Reservation | None = None,
+    ):
         self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._pump(events))
+        self._task = asyncio.get_running_loop().create_task(self._pump(events, reservation))
         running.add(self._task)
         self._task.add_done_callback(running.discard)
 
-    async def _pump(self, events: AsyncIterator[AnswerEvent]) -> None:
+    async def _pump(
+        self, events: AsyncIterator[AnswerEvent], reservation: Reservation | None
+    ) -> None:
         try:
             async for event in events:
                 self._queue.put_nowait(event)
         finally:
             self._queue.put_nowait(self._END)
+            if reservation is not None:
+                # However the answer ended (even cancelled before it began): settled once.
+                await asyncio.shield(reservation.settle())
 
     async def __aiter__(self) -> AsyncIterator[AnswerEvent]:
         """The answer's events. The first text chunk goes out at once; each later one gathers
@@ -160,8 +168,10 @@ class Assistant:
         provider: Provider,
         tools: PortfolioTools,
         limiter: RateLimiter,
+        budget: TokenBudget,
     ) -> None:
         self._config = config
+        self._budget = budget
         self._chats = chats
         self._provider = provider
         self._tools = tools
@@ -214,11 +224,13 @@ class Assistant:
         session = await self._chats.session(identity.user_id, session_id) if session_id else None
         model = model.strip() or (session.model if session else self._config.claude_model)
         await self._check_model(model)
-        await self._check_limits(identity.user_id)
-        events = self._answer(identity, session, text, model)
-        return Answer(events, self._running), session
+        await self._check_rate(identity.user_id)
+        # Last: nothing below refuses, so the reservation is always settled by the Answer.
+        reservation = await self._budget.reserve(identity.user_id)
+        events = self._answer(identity, session, text, model, reservation)
+        return Answer(events, self._running, reservation), session
 
-    async def _check_limits(self, user_id: str) -> None:
+    async def _check_rate(self, user_id: str) -> None:
         rate = self._config.messages_rate
         decision = await self._limiter.hit(f"messages:{user_id}", rate)
         if not decision.allowed:
@@ -228,22 +240,14 @@ class Assistant:
                 retry_after=decision.reset_after,
                 reason="MESSAGE_RATE_LIMITED",
             )
-        budget = self._config.tokens_per_day
-        if budget:
-            now = datetime.now(UTC)
-            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            spent = await self._chats.tokens_since(user_id, midnight)
-            if spent >= budget:
-                wait = seconds_to_midnight(now)
-                raise ResourceExhausted(
-                    f"today's assistant budget of {budget} tokens is spent ({spent} used); "
-                    f"it renews at midnight UTC, in {max(1, round(wait))} s",
-                    retry_after=wait,
-                    reason="TOKEN_BUDGET_EXHAUSTED",
-                )
 
     async def _answer(
-        self, identity: Identity, session: Session | None, text: str, model: str
+        self,
+        identity: Identity,
+        session: Session | None,
+        text: str,
+        model: str,
+        reservation: Reservation,
     ) -> AsyncIterator[AnswerEvent]:
         user_id = identity.user_id
         now = datetime.now(UTC)
@@ -267,9 +271,16 @@ class Assistant:
         content = ""
         end = RoundEnd("end_turn", Usage())
         for round_number in range(1, self._config.max_tool_rounds + 1):
+            # The first round's tokens were reserved before the answer started.
+            if round_number > 1 and not await reservation.more():
+                content, end = BUDGET_NOTE, RoundEnd("budget", Usage())
+                yield Chunk(session.id, BUDGET_NOTE)
+                break
             # Text streamed in this round, not stored yet: kept, marked incomplete, if the
-            # round ends early.
+            # round ends early; and what the round had used by then, charged.
             parts: list[str] = []
+            started = Usage()
+            charged = False
             try:
                 uses: list[ToolUse] = []
                 end = RoundEnd("end_turn", Usage())
@@ -284,8 +295,12 @@ class Assistant:
                             yield Chunk(session.id, event.text)
                     elif isinstance(event, ToolUse):
                         uses.append(event)
+                    elif isinstance(event, RoundStarted):
+                        started = event.usage
                     else:
                         end = event
+                reservation.charge(end.usage.total)
+                charged = True
                 total = total + end.usage
                 content = "".join(parts)
                 if not uses or end.stop_reason != "tool_use":
@@ -312,7 +327,15 @@ class Assistant:
                     usage=end.usage,
                 )
             except (ProviderError, asyncio.CancelledError, GeneratorExit):
-                await self._keep_incomplete(user_id, session.id, "".join(parts), model, asked_saved)
+                if charged:
+                    used = end.usage  # the round ended; its tools or its write did not
+                else:
+                    # Cut short before its end: the input, and a token per delta streamed.
+                    used = Usage(started.input_tokens, max(started.output_tokens, len(parts)))
+                    reservation.charge(used.total)
+                await self._keep_incomplete(
+                    user_id, session.id, "".join(parts), model, asked_saved, used
+                )
                 raise
             history.append(message)
             stored.append(message)
@@ -322,7 +345,8 @@ class Assistant:
                 user_id, session.id, Role.ASSISTANT, content, model=model, usage=end.usage
             )
         except asyncio.CancelledError:
-            await self._keep_incomplete(user_id, session.id, content, model, asked_saved)
+            # Its usage was charged with its round's end; the stored count needs it too.
+            await self._keep_incomplete(user_id, session.id, content, model, asked_saved, end.usage)
             raise
         stored.append(final)
         yield Done(session.id, final, total, stored)
@@ -334,6 +358,7 @@ class Assistant:
         text: str,
         model: str,
         asked_saved: asyncio.Task[None],
+        usage: Usage,
     ) -> None:
         """Store what was streamed of an answer cut short (once; nothing when nothing came),
         after the question. Shielded: a second cancellation (shutdown) must not lose the write
@@ -343,7 +368,13 @@ class Assistant:
             if text:
                 await asyncio.shield(
                     self._chats.add_message(
-                        user_id, session_id, Role.ASSISTANT, text, incomplete=True, model=model
+                        user_id,
+                        session_id,
+                        Role.ASSISTANT,
+                        text,
+                        incomplete=True,
+                        model=model,
+                        usage=usage,
                     )
                 )
         except (ProviderError, asyncio.CancelledError):

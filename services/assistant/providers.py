@@ -55,7 +55,14 @@ class RoundEnd:
     usage: Usage
 
 
-ProviderEvent = TextDelta | ToolUse | RoundEnd
+@dataclass(frozen=True)
+class RoundStarted:
+    """The provider took the round: what it has counted so far (the input tokens)."""
+
+    usage: Usage
+
+
+ProviderEvent = TextDelta | ToolUse | RoundEnd | RoundStarted
 
 
 class Provider(Protocol):

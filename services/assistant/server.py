@@ -8,6 +8,7 @@ import grpc
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2
 
+from services.assistant.budget import TokenBudget
 from services.assistant.config import load_assistant_config
 from services.assistant.conversation import Assistant
 from services.assistant.providers import create_provider
@@ -39,8 +40,16 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     provider = create_provider(settings)
     resources.push_async_callback(provider.close)
     chats = Chats(db)
+    budget = TokenBudget(
+        cache, chats, daily=settings.tokens_per_day, reserve=settings.token_reserve
+    )
     assistant = Assistant(
-        settings, chats, provider, PortfolioTools(portfolio), RateLimiter(cache, namespace="rl")
+        settings,
+        chats,
+        provider,
+        PortfolioTools(portfolio),
+        RateLimiter(cache, namespace="rl"),
+        budget,
     )
     # Answers still running when the server stops keep what they streamed.
     resources.push_async_callback(assistant.drain)

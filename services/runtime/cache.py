@@ -35,6 +35,16 @@ class Cache(Protocol):
         """The current count of an `incr` counter (0 when absent or expired)."""
         ...
 
+    async def seed(self, key: str, value: int, ttl: float) -> None:
+        """Start a `spend` total at `value`, expiring in `ttl` seconds, unless it exists."""
+        ...
+
+    async def spend(self, key: str, amount: int, ceiling: int) -> int | None:
+        """Atomically add `amount` to a seeded total unless that takes it past `ceiling` (a
+        negative amount, a refund, always applies). Returns the new total, or -1 when refused;
+        None when the total is absent (never seeded, expired) or the cache failed."""
+        ...
+
     async def publish(self, channel: str, message: bytes) -> None: ...
     def subscribe(self, channel: str) -> AsyncIterator[bytes]: ...
     async def ping(self) -> bool: ...
@@ -83,6 +93,21 @@ class InProcessCache:
         count, resets = self._counters.get(key, (0, 0.0))
         return count if resets > time.monotonic() else 0
 
+    async def seed(self, key: str, value: int, ttl: float) -> None:
+        if await self.get(key) is None:
+            await self.set(key, str(value).encode(), ttl)
+
+    async def spend(self, key: str, amount: int, ceiling: int) -> int | None:
+        # No await between the read and the write: atomic on the event loop.
+        found = self._values.get(key)
+        if found is None or (found[1] is not None and found[1] <= time.monotonic()):
+            return None
+        total = int(found[0]) + amount
+        if amount > 0 and total > ceiling:
+            return -1
+        self._values[key] = (str(total).encode(), found[1])
+        return total
+
     async def publish(self, channel: str, message: bytes) -> None:
         for queue in list(self._subscribers.get(channel, ())):
             with contextlib.suppress(asyncio.QueueFull):
@@ -115,6 +140,16 @@ class InProcessCache:
             # Still full of live keys: drop the oldest half rather than grow without bound.
             keep = list(self._values.items())[len(self._values) // 2 :]
             self._values = dict(keep)
+
+
+# KEYS[1]: the total; ARGV: amount, ceiling. nil: absent; -1: refused; else the new total.
+_SPEND = """
+local total = redis.call('GET', KEYS[1])
+if not total then return nil end
+local amount = tonumber(ARGV[1])
+if amount > 0 and tonumber(total) + amount > tonumber(ARGV[2]) then return -1 end
+return redis.call('INCRBY', KEYS[1], amount)
+"""
 
 
 class RedisCache:
@@ -163,6 +198,20 @@ class RedisCache:
     async def counter(self, key: str) -> int:
         raw = await self.get(key)
         return int(raw) if raw is not None else 0
+
+    async def seed(self, key: str, value: int, ttl: float) -> None:
+        try:
+            await self._client.set(self._prefix + key, value, px=int(ttl * 1000), nx=True)
+        except (RedisError, OSError) as error:
+            log.warning("redis seed failed", extra={"error": str(error)})
+
+    async def spend(self, key: str, amount: int, ceiling: int) -> int | None:
+        try:
+            result = await self._client.eval(_SPEND, 1, self._prefix + key, amount, ceiling)
+        except (RedisError, OSError) as error:
+            log.warning("redis spend failed", extra={"error": str(error)})
+            return None
+        return None if result is None else int(result)
 
     async def publish(self, channel: str, message: bytes) -> None:
         try:

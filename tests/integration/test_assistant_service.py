@@ -570,10 +570,15 @@ async def test_models_are_the_seeds_and_the_providers(
 async def test_messages_per_minute_and_tokens_per_day_are_limited_per_user(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
 ) -> None:
-    limits = {"ASSISTANT_MESSAGES_RATE": "3/minute", "ASSISTANT_TOKENS_PER_DAY": "60"}
+    limits = {
+        "ASSISTANT_MESSAGES_RATE": "3/minute",
+        "ASSISTANT_TOKENS_PER_DAY": "60",
+        "ASSISTANT_TOKEN_RESERVE": "20",
+    }
     async with assistant_stack(**limits) as stack:
         me, other = await stack.user(), await stack.user()
-        for _ in range(2):  # 25 + 3 tokens each: 56 of 60 spent
+        # 25 + 3 tokens each: 56 of 60 spent; a third answer's reserve of 20 does not fit.
+        for _ in range(2):
             await stack.assistant.SendMessage(
                 assistant_pb2.SendMessageRequest(message="hi"), metadata=me
             )

@@ -146,3 +146,21 @@ async def test_a_subscriber_that_left_does_not_stop_a_later_one_hearing(cache: C
             await asyncio.sleep(0.02)
         assert await asyncio.wait_for(listener, timeout=10) == f"round {round_}".encode()
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_spending_is_refused_past_the_ceiling_and_refunds_always_apply(cache: Cache) -> None:
+    assert await cache.spend("tokens:u-1", 10, 100) is None, "never seeded"
+    await cache.seed("tokens:u-1", 40, ttl=60)
+    await cache.seed("tokens:u-1", 0, ttl=60)  # a second seed leaves the total alone
+    assert await cache.spend("tokens:u-1", 50, 100) == 90
+    assert await cache.spend("tokens:u-1", 20, 100) == -1, "90 + 20 is past 100"
+    assert await cache.spend("tokens:u-1", 10, 100) == 100
+    assert await cache.spend("tokens:u-1", -30, 100) == 70
+    assert await cache.spend("tokens:u-1", 500, 2**62) == 570, "a settlement past the ceiling"
+
+
+async def test_concurrent_spends_never_pass_the_ceiling_together(cache: Cache) -> None:
+    await cache.seed("tokens:u-2", 0, ttl=60)
+    totals = await asyncio.gather(*(cache.spend("tokens:u-2", 30, 100) for _ in range(10)))
+    assert sorted(t for t in totals if t is not None and t >= 0) == [30, 60, 90]
+    assert totals.count(-1) == 7

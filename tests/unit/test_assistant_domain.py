@@ -19,8 +19,8 @@ from anthropic._error_classes import make_status_error
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.assistant.budget import seconds_to_midnight
 from services.assistant.claude import provider_error
-from services.assistant.conversation import seconds_to_midnight
 from services.assistant.domain import (
     MAX_TITLE_CHARS,
     Message,
