@@ -1,0 +1,193 @@
+"""Remote addresses, pinned connections, stripped error messages, and git in the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.errors import FailedPrecondition, InvalidArgument
+from services.runtime.sandbox import Sandbox, SandboxConfig
+from services.workspace.git import GitRunner
+from services.workspace.remotes import (
+    Checked,
+    Destination,
+    check_destination,
+    validate_remote_url,
+)
+
+AUTHOR = {"author_name": "Alice Example", "author_email": "alice@example.com"}
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+
+
+@pytest.fixture
+async def git(tmp_path: Path) -> AsyncIterator[GitRunner]:
+    home = tmp_path / "home"
+    home.mkdir()
+    runner = GitRunner(
+        timeout=20,
+        allowed_file_roots=[tmp_path / "remotes"],
+        home=home,
+        workspace_root=tmp_path / "root",
+    )
+    yield runner
+    runner.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/repo.git",
+        "https://127.0.0.1/repo.git",
+        "https://10.0.0.1/repo.git",
+        "https://192.168.1.20/repo.git",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/repo.git",
+        "https://[fd00::1]/repo.git",
+        "https://[::ffff:127.0.0.1]/repo.git",
+        "https://0.0.0.0/repo.git",
+        "https://224.0.0.1/repo.git",
+        "https://100.64.0.1/repo.git",
+        "ssh://git@127.0.0.1/repo.git",
+        "git@localhost:team/repo.git",
+    ],
+)
+async def test_remotes_on_loopback_private_link_local_or_multicast_addresses_are_refused(
+    url: str,
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await check_destination(validate_remote_url(url, []), frozenset())
+    assert (caught.value.reason, caught.value.fields[0][0]) == ("REMOTE_NOT_ALLOWED", "url")
+    assert "not allowed for remotes" in caught.value.message
+
+
+async def test_an_allowlisted_host_may_resolve_to_a_private_address() -> None:
+    checked = await check_destination(
+        validate_remote_url("https://LocalHost:8443/repo.git", []), frozenset({"localhost"})
+    )
+    assert (checked.destination.host, checked.destination.port, checked.address) == (
+        "localhost",
+        8443,
+        None,
+    )
+
+
+async def test_a_public_address_is_kept_as_the_address_to_connect_to() -> None:
+    checked = await check_destination(validate_remote_url("https://1.1.1.1/r.git", []), ())
+    assert checked.address == "1.1.1.1"
+
+
+async def test_adding_a_remote_on_a_loopback_host_is_refused_and_adds_nothing(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = tmp_path / "root" / "ada" / "p"
+    await git.init(repo)
+    for url in ("https://localhost/x.git", "https://127.0.0.1/x.git", "https://[::1]/x.git"):
+        with pytest.raises(InvalidArgument, match="not allowed"):
+            await git.add_remote(repo, "origin", url)
+    assert await git.remotes(repo) == []
+
+
+async def test_a_remote_rewritten_by_insteadof_is_checked_as_rewritten(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = tmp_path / "root" / "ada" / "p"
+    await git.init(repo)
+    git.allowed_hosts = frozenset({"example.com"})  # no DNS needed for the stored URL
+    await git.add_remote(repo, "origin", "https://example.com/x.git")
+    await git.run(repo, "config", "url.https://169.254.169.254/.insteadOf", "https://example.com/")
+    with pytest.raises(InvalidArgument, match=r"169\.254\.169\.254"):
+        await git.pull(repo, branch="main")
+    await git.run(repo, "config", "url.ext::id.pushInsteadOf", "https://example.com/")
+    with pytest.raises(InvalidArgument, match="transport helpers"):
+        await git.push(repo, branch="main")
+
+
+async def test_a_host_with_any_private_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name resolving to a public and a private address (a rebinding setup) is refused."""
+    loop = asyncio.get_running_loop()
+
+    async def resolve(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port)),
+        ]
+
+    monkeypatch.setattr(loop, "getaddrinfo", resolve)
+    with pytest.raises(InvalidArgument, match=r"10\.1\.2\.3"):
+        await check_destination(validate_remote_url("https://rebind.example/r.git", []), ())
+
+
+async def test_a_push_to_a_host_name_is_pinned_to_the_address_that_was_checked(
+    git: GitRunner,
+) -> None:
+    url = "https://example.com/team/r.git"
+    checked = Checked(Destination(url, "https", "example.com", 443), "93.184.216.34")
+    network = git._pins("origin", checked, push=True)
+    resolve = [c for c in network.config if ".curloptResolve=" in c]
+    assert resolve == [
+        f"http.{url}.curloptResolve=",
+        f"http.{url}.curloptResolve=example.com:443:93.184.216.34",
+    ]
+    assert f"http.{url}.followRedirects=false" in network.config
+    assert f"http.{url}.proxy=" in network.config
+    assert network.options == ("--receive-pack=git receive-pack",)
+
+    ssh = Checked(Destination("git@example.com:r.git", "ssh", "example.com", 22), "93.184.216.34")
+    pulled = git._pins("origin", ssh, push=False)
+    assert pulled.env["GIT_SSH_COMMAND"] == (
+        "ssh -o BatchMode=yes -o HostName=93.184.216.34 -o HostKeyAlias=example.com"
+    )
+    assert pulled.options == ("--upload-pack=git upload-pack",)
+
+
+async def test_a_failing_git_commands_message_names_no_host_path(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    repo = tmp_path / "root" / "ada" / "p"
+    await git.init(repo)
+    remotes = tmp_path / "remotes"
+    remotes.mkdir()
+    await git.add_remote(repo, "origin", (remotes / "missing.git").as_uri())
+    with pytest.raises(FailedPrecondition) as caught:
+        await git.pull(repo, branch="main")
+    message = caught.value.message
+    assert str(tmp_path) not in message
+    assert "<remotes>/missing.git" in message
+    with pytest.raises(FailedPrecondition) as caught:
+        await git.run(repo, "show", "HEAD:nothing.txt")
+    assert str(tmp_path) not in caught.value.message
+
+
+@needs_bwrap
+async def test_git_runs_in_the_owners_sandbox_and_writes_only_its_repository(
+    tmp_path: Path,
+) -> None:
+    """A program git starts (here an alias, as a hostile config's program would) runs as the
+    sandbox's user, sees its own processes only and writes nothing outside the repository."""
+    sandbox = Sandbox.create(SandboxConfig(mode="bwrap"))
+    home = tmp_path / "home"
+    home.mkdir()
+    runner = GitRunner(timeout=20, home=home, sandbox=sandbox, workspace_root=tmp_path / "root")
+    try:
+        repo = tmp_path / "root" / "ada" / "p"
+        await runner.init(repo)
+        marker = tmp_path / "marker"
+        script = (
+            f"!id -u > {repo}/uid; ls /proc | grep -c '^[0-9]' > {repo}/pids;"
+            f" touch {marker}; touch {home}/written; true"
+        )
+        await runner.run(repo, "probe", config=[f"alias.probe={script}"], check=False)
+        assert (repo / "uid").read_text().strip() == "1000"
+        assert int((repo / "pids").read_text()) < 10
+        assert not marker.exists()
+        assert not (home / "written").exists()
+    finally:
+        runner.close()
+        sandbox.close()
