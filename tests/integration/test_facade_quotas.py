@@ -1,0 +1,255 @@
+"""Per-user caps and per-socket rates at the real facade, in front of real users, portfolio and
+assistant services (only Anthropic is faked): WebSockets of every path counted together per
+user, chat session joins per socket and per user, the message rate of each socket (RATE_LIMITED,
+then a 1008 close), and /metrics and /services kept for admins in production. SQLite only."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from facade.app import create_app
+from facade.config import load_facade_config
+from services.runtime.config import RuntimeConfig
+from tests.fakes.anthropic import FakeAnthropic, Reply
+from tests.integration import assistant_harness as harness
+from tests.integration.assistant_harness import PASSWORD, AssistantStack, StartStack
+
+assistant_stack = harness.assistant_stack
+fake_anthropic = harness.fake_anthropic
+stack_databases = harness.stack_databases
+
+Client = TestClient[web.Request, web.Application]
+Socket = aiohttp.ClientWebSocketResponse
+DEAD = "127.0.0.1:1"
+WAIT = 10.0
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture
+def open_facade(make_config: Callable[..., RuntimeConfig]) -> OpenFacade:
+    """The real facade in front of a running stack; keyword arguments are its environment,
+    `production=True` runs it as STOCKFOLIO_ENV=production would."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        stack: AssistantStack, *, production: bool = False, **environ: str
+    ) -> AsyncIterator[Client]:
+        env = {
+            "USERS_ADDRS": stack.addresses["users"],
+            "PORTFOLIO_ADDRS": stack.addresses["portfolio"],
+            "ASSISTANT_ADDRS": stack.addresses["assistant"],
+            "TERMINAL_ADDRS": DEAD,
+            "WORKSPACE_ADDRS": DEAD,
+            "RATE_LIMIT_API": "0",
+            "RATE_LIMIT_AUTH": "0",
+            **environ,
+        }
+        runtime = make_config("facade", **env)
+        if production:
+            # Only the mode: production's key and database checks are config tests' business.
+            runtime = dataclasses.replace(runtime, environment="production")
+        config = load_facade_config(env, runtime=runtime)
+        async with TestClient(TestServer(create_app(config))) as client:
+            yield client
+
+    return start
+
+
+async def register(client: Client) -> tuple[str, list[str]]:
+    """A new user through the facade: their access token and roles."""
+    email = f"u{os.urandom(5).hex()}@example.com"
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+    )
+    assert response.status == 201, await response.text()
+    data = (await response.json())["data"]
+    return data["tokens"]["accessToken"], list(data["user"]["roles"])
+
+
+async def connect(client: Client, path: str, token: str) -> Socket:
+    ws = await client.ws_connect(f"{path}?token={token}")
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    return ws
+
+
+async def pong(ws: Socket) -> bool:
+    await ws.send_json({"type": "ping"})
+    return bool(await ws.receive_json(timeout=WAIT) == {"type": "pong"})
+
+
+async def closed_with(ws: Socket) -> int | None:
+    while True:
+        message = await ws.receive(timeout=WAIT)
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return ws.close_code
+
+
+async def new_session(client: Client, token: str) -> str:
+    response = await client.post(
+        "/api/v1/chat/message",
+        json={"message": "hello"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    return str(body["data"]["sessionId"])
+
+
+async def join(ws: Socket, session_id: str) -> dict[str, Any]:
+    await ws.send_json({"type": "join_session", "sessionId": session_id})
+    answer: dict[str, Any] = await ws.receive_json(timeout=WAIT)
+    return answer
+
+
+# --- WebSockets per user --------------------------------------------------------------------
+
+
+async def test_a_users_sockets_of_every_path_together_are_capped(
+    assistant_stack: StartStack, open_facade: OpenFacade
+) -> None:
+    async with assistant_stack() as stack, open_facade(stack, WS_SOCKETS_PER_USER="2") as client:
+        token, _ = await register(client)
+        other, _ = await register(client)
+        chat = await connect(client, "/ws/chat", token)
+        prices = await connect(client, "/ws/portfolio", token)
+
+        refused = await client.ws_connect(f"/ws/chat?token={token}")
+        told = await refused.receive_json(timeout=WAIT)
+        assert (told["type"], told["code"]) == ("error", "TOO_MANY_OPEN")
+        assert "at most 2 sockets" in told["message"]
+        assert await closed_with(refused) == 4429
+
+        # The first two keep working; another user is not counted against this one.
+        assert await pong(chat) and await pong(prices)
+        assert await pong(await connect(client, "/ws/portfolio", other))
+        # A closed socket gives its place back.
+        await prices.close()
+        for _ in range(50):
+            again = await client.ws_connect(f"/ws/portfolio?token={token}")
+            if (await again.receive_json(timeout=WAIT))["type"] == "auth_ok":
+                break
+            await closed_with(again)
+        else:
+            pytest.fail("a closed socket never gave its place back")
+        assert await pong(again)
+
+
+# --- message rate ---------------------------------------------------------------------------
+
+
+async def test_a_socket_past_its_message_rate_is_refused_then_closed_with_1008(
+    assistant_stack: StartStack, open_facade: OpenFacade
+) -> None:
+    rate = {"WS_MESSAGE_RATE": "1", "WS_MESSAGE_BURST": "5", "WS_MESSAGE_STRIKES": "10"}
+    async with assistant_stack() as stack, open_facade(stack, **rate) as client:
+        token, _ = await register(client)
+        flooding = await connect(client, "/ws/chat", token)
+        calm = await connect(client, "/ws/chat", token)
+
+        for _ in range(8):
+            await flooding.send_json({"type": "ping"})
+        answers = [await flooding.receive_json(timeout=WAIT) for _ in range(8)]
+        assert [a["type"] for a in answers] == ["pong"] * 5 + ["error"] * 3
+        assert {a.get("code") for a in answers[5:]} == {"RATE_LIMITED"}
+        assert "at most 1 messages a second" in answers[5]["message"]
+
+        # Persistent abuse (10 refusals within 10 s) closes the socket as a policy violation.
+        for _ in range(7):
+            await flooding.send_json({"type": "ping"})
+        assert await closed_with(flooding) == 1008
+        # Another socket of the same user has a bucket of its own.
+        assert await pong(calm)
+
+
+# --- chat session joins ---------------------------------------------------------------------
+
+
+async def test_chat_joins_are_capped_per_socket_and_per_user(
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+) -> None:
+    caps = {"CHAT_JOINS_PER_SOCKET": "2", "CHAT_JOINS_PER_USER": "3"}
+    async with assistant_stack() as stack, open_facade(stack, **caps) as client:
+        token, _ = await register(client)
+        fake_anthropic.default = lambda body: Reply(text="Hi")
+        one, two, three = [await new_session(client, token) for _ in range(3)]
+        first = await connect(client, "/ws/chat", token)
+        second = await connect(client, "/ws/chat", token)
+
+        assert (await join(first, one))["type"] == "joined"
+        assert (await join(first, two))["type"] == "joined"
+        per_socket = await join(first, three)
+        assert (per_socket["type"], per_socket["code"]) == ("error", "TOO_MANY_OPEN")
+        assert "a socket joins at most 2 sessions" in per_socket["message"]
+
+        assert (await join(second, three))["type"] == "joined"
+        per_user = await join(second, one)
+        assert (per_user["type"], per_user["code"]) == ("error", "TOO_MANY_OPEN")
+        assert "at most 3 chat joins" in per_user["message"]
+
+        # Leaving gives the place back; the joined sessions still relay.
+        await first.send_json({"type": "leave_session", "sessionId": one})
+        assert await first.receive_json(timeout=WAIT) == {"type": "left", "sessionId": one}
+        assert (await join(second, one))["type"] == "joined"
+        assert await pong(first) and await pong(second)
+
+
+# --- operator routes ------------------------------------------------------------------------
+
+
+async def test_metrics_and_services_need_an_admin_token_in_production(
+    assistant_stack: StartStack, open_facade: OpenFacade
+) -> None:
+    async with assistant_stack() as stack, open_facade(stack, production=True) as client:
+        admin, roles = await register(client)  # the first user registered is the admin
+        assert "admin" in roles
+        user, roles = await register(client)
+        assert "admin" not in roles
+        for path in ("/metrics", "/services"):
+            anonymous = await client.get(path)
+            body = await anonymous.json()
+            assert anonymous.status == 401, body
+            assert body["error"]["code"] == "UNAUTHENTICATED"
+            assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+
+            forbidden = await client.get(path, headers={"Authorization": f"Bearer {user}"})
+            body = await forbidden.json()
+            assert forbidden.status == 403, body
+            assert body["error"]["code"] == "FORBIDDEN"
+
+        metrics = await client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
+        assert metrics.status == 200
+        assert "stockfolio_ws_connections" in await metrics.text()
+        services = await client.get("/services", headers={"Authorization": f"Bearer {admin}"})
+        assert services.status == 200
+        names = {s["name"] for s in (await services.json())["data"]["services"]}
+        assert names == {"users", "assistant", "terminal", "workspace", "portfolio"}
+        # Health stays public: load balancers and probes carry no token.
+        assert (await client.get("/health")).status == 200
+
+
+async def test_metrics_and_services_stay_open_in_development(
+    assistant_stack: StartStack, open_facade: OpenFacade
+) -> None:
+    async with assistant_stack() as stack, open_facade(stack) as client:
+        metrics = await client.get("/metrics")
+        assert metrics.status == 200
+        assert "# HELP" in await metrics.text()
+        services = await client.get("/services")
+        assert services.status == 200
+        assert len((await services.json())["data"]["services"]) == 5
