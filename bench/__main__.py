@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +314,7 @@ class Plan:
     foundation: Settings
     portfolio: PortfolioSettings
     workspace: WorkspaceSettings
-    terminal: TerminalSettings
+    terminal: tuple[TerminalSettings, ...]
 
 
 def parse_args(argv: Sequence[str]) -> Plan:
@@ -355,6 +355,12 @@ def parse_args(argv: Sequence[str]) -> Plan:
     terminal = parser.add_argument_group("terminal (issue 5)")
     terminal.add_argument("--terminal-sessions", type=int, default=500, help="shells open at once")
     terminal.add_argument("--terminal-shell", choices=("/bin/bash", "/bin/sh"), default="/bin/bash")
+    terminal.add_argument(
+        "--terminal-sandbox",
+        choices=("bwrap", "off", "both"),
+        default="both",
+        help="TERMINAL_SANDBOX for the run; both: sandboxed, then without (issue 11's comparison)",
+    )
     args = parser.parse_args(argv)
     cost = os.environ.get("BCRYPT_COST", "12").strip() or "12"
     if not cost.isdigit() or not 4 <= int(cost) <= 16:
@@ -419,7 +425,9 @@ def parse_args(argv: Sequence[str]) -> Plan:
         limited_stream_mb=16,
         bcrypt_cost=4,
     )
-    return Plan(parts, foundation, portfolio_settings, workspace_settings, terminal_settings)
+    sandboxes = ("bwrap", "off") if args.terminal_sandbox == "both" else (args.terminal_sandbox,)
+    terminals = tuple(replace(terminal_settings, sandbox=s) for s in sandboxes)
+    return Plan(parts, foundation, portfolio_settings, workspace_settings, terminals)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -440,14 +448,15 @@ def main(argv: Sequence[str]) -> int:
     if "workspace" in plan.parts:
         print(describe_workspace(plan.workspace), flush=True)
     if "terminal" in plan.parts:
-        print(describe_terminal(plan.terminal), flush=True)
+        for terminal_settings in plan.terminal:
+            print(describe_terminal(terminal_settings), flush=True)
     if "assistant" in plan.parts:
         print(describe_assistant(AssistantSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
     workspace: WorkspaceReport | None = None
-    terminal: TerminalReport | None = None
+    terminals: list[TerminalReport] = []
     assistant: AssistantReport | None = None
     try:
         with stopping_on_signals():
@@ -458,7 +467,7 @@ def main(argv: Sequence[str]) -> int:
             if "workspace" in plan.parts:
                 workspace = run_workspace(plan.workspace)
             if "terminal" in plan.parts:
-                terminal = run_terminal(plan.terminal)
+                terminals = [run_terminal(t) for t in plan.terminal]
             if "assistant" in plan.parts:
                 assistant = run_assistant(AssistantSettings())
     except HarnessError as error:
@@ -476,7 +485,7 @@ def main(argv: Sequence[str]) -> int:
         print_portfolio(portfolio)
     if workspace is not None:
         print_workspace(workspace)
-    if terminal is not None:
+    for terminal in terminals:
         print_terminal(terminal)
     if assistant is not None:
         print_assistant(assistant)
@@ -486,8 +495,8 @@ def main(argv: Sequence[str]) -> int:
         failed = ", ".join(what for what, _ in portfolio.failures)
         print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
         return 1
-    if terminal is not None and terminal.failures:
-        failed = ", ".join(what for what, _ in terminal.failures)
+    failed = ", ".join(what for t in terminals for what, _ in t.failures)
+    if failed:
         print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
         return 1
     if assistant is not None and assistant.failures:

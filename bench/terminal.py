@@ -104,6 +104,12 @@ class TerminalSettings:
     stream_mb: int
     limited_stream_mb: int
     bcrypt_cost: int
+    # TERMINAL_SANDBOX for the run: "bwrap" (the default, every shell in a sandbox) or "off".
+    sandbox: str = "bwrap"
+
+    @property
+    def results(self) -> Path:
+        return TERMINAL_RESULTS.with_name(f"terminal-{self.sandbox}.json")
 
 
 @dataclass
@@ -197,6 +203,7 @@ def terminal_system(root: Path, settings: TerminalSettings) -> Iterator[Terminal
             "TERMINAL_MAX_SESSIONS_PER_USER": str(max(10, settings.sessions)),
             "TERMINAL_SHELLS": "/bin/bash,/bin/sh",
             "TERMINAL_CLOSE_GRACE": "1",
+            "TERMINAL_SANDBOX": settings.sandbox,
         }
     )
     try:
@@ -878,8 +885,8 @@ def run_terminal(settings: TerminalSettings) -> TerminalReport:
                     result["shutdown"] = stop_terminal(system, made)
                     report.facts.setdefault("streams", []).append(result)
     build_terminal_rows(report)
-    TERMINAL_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    TERMINAL_RESULTS.write_text(json.dumps(report.document(), indent=2, default=str) + "\n")
+    settings.results.parent.mkdir(parents=True, exist_ok=True)
+    settings.results.write_text(json.dumps(report.document(), indent=2, default=str) + "\n")
     return report
 
 
@@ -1073,7 +1080,8 @@ def build_terminal_rows(report: TerminalReport) -> None:
 
 def describe_terminal(settings: TerminalSettings) -> str:
     return (
-        f"terminal: {settings.sessions} sessions ({settings.shell}) over {settings.users} users,"
+        f"terminal (sandbox {settings.sandbox}): {settings.sessions} sessions ({settings.shell})"
+        f" over {settings.users} users,"
         f" {settings.echo_rounds} x {settings.echo_samples} echo samples every"
         f" {settings.echo_interval_ms:g} ms (best round counts); output"
         f" stream {settings.stream_mb} MB unlimited and {settings.limited_stream_mb} MB at the"
@@ -1082,6 +1090,8 @@ def describe_terminal(settings: TerminalSettings) -> str:
 
 
 def print_terminal(report: TerminalReport) -> None:
-    print("\nterminal (issue 5)")
+    sandbox = report.settings.sandbox
+    what = "every shell in a bubblewrap sandbox" if sandbox == "bwrap" else "no sandbox"
+    print(f"\nterminal (issue 5), TERMINAL_SANDBOX={sandbox}: {what}")
     print_rows(report.rows)
-    print(f"terminal results: {TERMINAL_RESULTS}")
+    print(f"terminal results: {report.settings.results}")
