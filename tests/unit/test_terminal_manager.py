@@ -355,3 +355,18 @@ async def test_a_directory_outside_the_owners_own_part_of_the_root_is_refused(
     with pytest.raises(InvalidArgument) as refused:
         await manager.create("ann", cwd="bob", shell=SH, within=tmp_path / "ann")
     assert refused.value.fields == [("cwd", "must be inside the owner's own workspace")]
+
+
+async def test_without_a_sandbox_every_start_and_every_session_says_so_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING")
+    async with TerminalManager(tmp_path, shells=(SH,), grace=0.5) as unsandboxed:
+        assert [r.getMessage() for r in caplog.records if "SANDBOX OFF" in r.getMessage()] == [
+            "SANDBOX OFF: every terminal session runs with the service's own user, files and"
+            " network (TERMINAL_SANDBOX=off, development only)"
+        ]
+        session = await unsandboxed.create("ann")
+        warned = [r for r in caplog.records if "SANDBOX OFF" in r.getMessage()]
+        assert len(warned) == 2 and session.id in warned[1].getMessage()
+        assert warned[1].levelname == "WARNING" and not session.sandboxed
