@@ -278,6 +278,8 @@ def system_environment(var_dir: Path, ports: Ports, bcrypt_cost: int) -> dict[st
             "LOG_LEVEL": "WARNING",
             "RATE_LIMIT_API": "0",
             "RATE_LIMIT_AUTH": "0",
+            # Benchmarks open hundreds of sockets over a few users.
+            "WS_SOCKETS_PER_USER": "0",
             "BCRYPT_COST": str(bcrypt_cost),
             "SHUTDOWN_GRACE": "5",
             "FACADE_PORT": str(ports.facade),

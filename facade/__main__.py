@@ -13,6 +13,7 @@ from aiohttp import web
 
 from facade.app import create_app
 from facade.config import FacadeConfig, load_facade_config
+from facade.health import create_admin_app
 from services.runtime.config import ConfigError
 from services.runtime.logs import configure_logging
 
@@ -21,17 +22,24 @@ log = logging.getLogger("stockfolio.facade")
 
 async def serve(config: FacadeConfig) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and drain in-flight requests."""
-    runner = web.AppRunner(
-        create_app(config), access_log=None, shutdown_timeout=config.runtime.shutdown_grace
-    )
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.runtime.shutdown_grace)
     await runner.setup()
+    # /health, /services and /metrics without a token, for the cluster network only.
+    admin = web.AppRunner(create_admin_app(app), access_log=None)
+    await admin.setup()
     # Everything built so far (descriptors, routes, codecs, the OpenAPI document) lives as long
     # as the process: keep it out of the collector's way, which shortens latency spikes.
     gc.collect()
     gc.freeze()
     try:
         await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
-        log.info("serving", extra={"host": config.host, "port": config.port})
+        runtime = config.runtime
+        await web.TCPSite(admin, runtime.admin_host, runtime.admin_port).start()
+        log.info(
+            "serving",
+            extra={"host": config.host, "port": config.port, "adminPort": runtime.admin_port},
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -39,6 +47,7 @@ async def serve(config: FacadeConfig) -> None:
         await stop.wait()
         log.info("shutting down", extra={"graceSeconds": config.runtime.shutdown_grace})
     finally:
+        await admin.cleanup()
         await runner.cleanup()
     log.info("stopped")
 

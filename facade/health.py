@@ -100,3 +100,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def open_metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_admin_app(main: web.Application) -> web.Application:
+    """The facade's admin port (FACADE_ADMIN_PORT on ADMIN_HOST, as every service has): health,
+    the registry and the metrics, without a token, for Prometheus and operators on the cluster
+    network. It shares the main app's probes and routes."""
+    admin = web.Application()
+    admin[PROBES] = main[PROBES]
+    admin[ROUTES] = main[ROUTES]
+    admin[STARTED_AT] = main[STARTED_AT]
+    admin.router.add_get("/health", health)
+    admin.router.add_get("/services", open_registry)
+    admin.router.add_get("/metrics", open_metrics)
+    return admin

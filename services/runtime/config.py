@@ -53,6 +53,9 @@ class RuntimeConfig:
     session_check_ttl: float
     # Peers allowed to name the end client's address in `x-forwarded-for` (the facade).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Where the plain-HTTP admin port (/health, /metrics) listens: loopback unless the cluster
+    # network must reach it (a Prometheus scrape); never a public interface.
+    admin_host: str = "127.0.0.1"
     # The environment this was read from: each service reads its own settings from the same
     # source (so a test's or a caller's mapping reaches every setting, not only these).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -192,6 +195,7 @@ def load_runtime_config(
         host=env.str(f"{prefix}_HOST", env.str("STOCKFOLIO_HOST", "127.0.0.1")),
         port=port,
         admin_port=admin_port,
+        admin_host=env.str("ADMIN_HOST", "127.0.0.1"),
         var_dir=var_dir,
         database_url=database_url,
         redis_url=env.optional("REDIS_URL"),

@@ -165,7 +165,9 @@ async def serve(config: RuntimeConfig, build: Builder) -> None:
         # What start-up allocated lives as long as the process: keep the collector off it
         # (measured: a shorter p99 tail under load).
         gc.freeze()
-        admin = await start_admin(config.service, service.health, config.host, config.admin_port)
+        admin = await start_admin(
+            config.service, service.health, config.admin_host, config.admin_port
+        )
         log.info("serving", extra={"port": service.port, "adminPort": config.admin_port})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from facade.app import create_app
 from facade.config import load_facade_config
+from facade.health import create_admin_app
 from services.runtime.config import RuntimeConfig
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.integration import assistant_harness as harness
@@ -253,3 +254,29 @@ async def test_metrics_and_services_stay_open_in_development(
         services = await client.get("/services")
         assert services.status == 200
         assert len((await services.json())["data"]["services"]) == 5
+
+
+async def test_the_admin_port_serves_metrics_and_services_without_a_token(
+    assistant_stack: StartStack, open_facade: OpenFacade
+) -> None:
+    async with (
+        assistant_stack() as stack,
+        open_facade(stack, production=True) as client,
+        TestClient(TestServer(create_admin_app(client.app))) as admin,
+    ):
+        assert (await client.get("/metrics")).status == 401
+        metrics = await admin.get("/metrics")
+        assert metrics.status == 200
+        assert "stockfolio_ws_connections" in await metrics.text()
+        services = await admin.get("/services")
+        assert services.status == 200
+        assert len((await services.json())["data"]["services"]) == 5
+        assert (await admin.get("/health")).status == 200
+
+
+def test_admin_ports_listen_on_loopback_unless_told_otherwise(
+    make_config: Callable[..., RuntimeConfig],
+) -> None:
+    everywhere = "0.0.0.0"  # noqa: S104 (the service's own port, not the admin one)
+    assert make_config("portfolio", STOCKFOLIO_HOST=everywhere).admin_host == "127.0.0.1"
+    assert make_config("portfolio", ADMIN_HOST="10.0.0.7").admin_host == "10.0.0.7"
