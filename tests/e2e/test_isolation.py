@@ -300,3 +300,61 @@ def test_links_made_in_the_terminal_do_not_open_the_files_api(
         answer = request(method, url, body=body, token=account.access_token)
         assert 400 <= answer.status < 500, (method, url, answer.status, answer.body)
         assert answer.body["success"] is False
+
+
+# --- git on a repository the user controls ------------------------------------------------------
+
+HOSTILE_CONFIG = (
+    "[log]\\n\\tshowSignature = true\\n"
+    "[gpg]\\n\\tprogram = {evil}\\n"
+    '[gpg "ssh"]\\n\\tprogram = {evil}\\n'
+    "[core]\\n\\tfsmonitor = {evil}\\n\\tpager = {evil}\\n\\tsshCommand = {evil}\\n"
+    "\\thooksPath = .githooks\\n\\teditor = {evil}\\n"
+    '[diff "x"]\\n\\ttextconv = {evil}\\n\\tcommand = {evil}\\n'
+    '[filter "f"]\\n\\tclean = {evil}\\n\\tsmudge = {evil}\\n\\trequired = true\\n'
+    '[remote "origin"]\\n\\turl = git@example.com:x/y.git\\n\\tuploadpack = {evil}\\n'
+    "\\treceivepack = {evil}\\n\\tfetch = +refs/heads/*:refs/remotes/origin/*\\n"
+    '[url "ext::sh -c {evil}%% "]\\n\\tinsteadOf = https://\\n'
+)
+
+
+def test_a_hostile_git_config_written_in_the_terminal_runs_nothing(
+    system: System, account: Account
+) -> None:
+    assert system.var_dir is not None
+    project = create_project(system, account, "hostile")
+    mark = f"pwned-{secrets.token_hex(6)}"
+    host_markers = [Path("/tmp", mark), system.var_dir / mark]  # noqa: S108 - the host's /tmp
+    evil = "/workspace/hostile-evil.sh"
+    opened = open_shell(system, account, project)
+    try:
+        written = opened.run(
+            f"printf '#!/bin/sh\\ntouch /tmp/{mark} {system.var_dir}/{mark} ./ran-{mark}"
+            f" $HOME/ran-{mark}\\ncat\\n' > {evil} && chmod +x {evil} && cp {evil} ./evil.sh &&"
+            f" printf '{HOSTILE_CONFIG.format(evil='./evil.sh')}' >> .git/config &&"
+            " printf '* diff=x filter=f\\n' > .gitattributes && mkdir -p .githooks &&"
+            " cp evil.sh .githooks/pre-commit && cp evil.sh .githooks/post-checkout &&"
+            " echo changed >> README.md && git config --get gpg.program && echo WRITTEN"
+        )
+        assert "./evil.sh\nWRITTEN" in written, written
+    finally:
+        opened.close()
+    base = f"{system.facade_url}/api/v1/git"
+    token = account.access_token
+    answers = [
+        request("GET", f"{base}/status?project={project}", token=token),
+        request("GET", f"{base}/log?project={project}", token=token),
+        request("GET", f"{base}/diff?project={project}", token=token),
+        request("GET", f"{base}/branches?project={project}", token=token),
+        request("GET", f"{base}/remotes?project={project}", token=token),
+        request("POST", f"{base}/commit", body={"project": project, "message": "x"}, token=token),
+        request("POST", f"{base}/pull", body={"project": project, "remote": "origin"}, token=token),
+        request("POST", f"{base}/push", body={"project": project, "remote": "origin"}, token=token),
+    ]
+    for answer in answers:
+        assert answer.status < 500, answer.body
+    assert answers[0].status == 200 and answers[1].status == 200
+    # Nothing ran outside a sandbox (the host's files), and nothing ran at all (pinned keys).
+    assert [m for m in host_markers if m.exists()] == []
+    ran = [p for p in (system.var_dir / "workspaces").rglob(f"ran-{mark}")]
+    assert ran == []
