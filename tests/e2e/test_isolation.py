@@ -324,7 +324,7 @@ def test_a_hostile_git_config_written_in_the_terminal_runs_nothing(
     assert system.var_dir is not None
     project = create_project(system, account, "hostile")
     mark = f"pwned-{secrets.token_hex(6)}"
-    host_markers = [Path("/tmp", mark), system.var_dir / mark]  # noqa: S108 - the host's /tmp
+    host_markers = [Path("/tmp", mark), system.var_dir / mark]
     evil = "/workspace/hostile-evil.sh"
     opened = open_shell(system, account, project)
     try:
