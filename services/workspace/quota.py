@@ -149,10 +149,15 @@ class Quotas:
         if usage.files > self.limits.files:
             raise QuotaExceeded(FILES, usage, self.limits)
 
-    def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
-        """Account a change just made (the next periodic scan corrects any drift)."""
+    @staticmethod
+    def now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def changed(self, folder: Path, *, size: int = 0, files: int = 0, since: float) -> None:
+        """Account a change made since `since` (`now()` before it began), unless a scan taken
+        since then has already seen it; the periodic scan corrects any drift."""
         known = self._known.get(folder)
-        if known is not None:
+        if known is not None and known.measured_at <= since:
             known.usage = known.usage.plus(size, files)
 
     def forget(self, folder: Path) -> None:
