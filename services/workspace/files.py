@@ -284,10 +284,10 @@ class Files:
             return None
         return await self._quotas.check(self._owner_folder(project), size=size, files=files)
 
-    def _account(self, project: Path, *, size: int, files: int, since: float) -> None:
+    def _account(self, project: Path, *, size: int, files: int) -> None:
         if self._quotas is not None:
             folder = self._owner_folder(project)
-            self._quotas.changed(folder, size=size, files=files, since=since)
+            self._quotas.changed(folder, size=size, files=files)
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
         target = await asyncio.to_thread(locate, project, path)
@@ -320,10 +320,9 @@ class Files:
             if directory:
                 await asyncio.to_thread(target.mkdir)
                 return await asyncio.to_thread(_written, target, cleaned, "")
-            since = Quotas.now()
             await self._check_quota(project, size=len(data), files=1)
             await atomic_write(target, [data], inside=project)
-            self._account(project, size=len(data), files=1, since=since)
+            self._account(project, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -345,10 +344,9 @@ class Files:
             current = await asyncio.to_thread(_file_sha, target)
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
-            since = Quotas.now()
             await self._check_quota(project, size=len(data) - info.st_size, files=0)
             await atomic_write(target, [data], inside=project)
-            self._account(project, size=len(data) - info.st_size, files=0, since=since)
+            self._account(project, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -389,7 +387,6 @@ class Files:
         target = await asyncio.to_thread(locate, project, path)
         limit = self.max_upload_bytes
         replaced = await asyncio.to_thread(_size_if_file, target)
-        since = Quotas.now()
         # Counted before anything is written: a new file, then its bytes as they arrive.
         usage = await self._check_quota(project, size=0, files=1 if replaced is None else 0)
         received = 0
@@ -418,7 +415,7 @@ class Files:
             sha = await asyncio.to_thread(_file_sha, target)
             new = replaced is None
             growth = received - (replaced or 0)
-            self._account(project, size=growth, files=1 if new else 0, since=since)
+            self._account(project, size=growth, files=1 if new else 0)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:

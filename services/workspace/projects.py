@@ -119,7 +119,6 @@ class Projects:
             await self._build(staged, template_files(template, name), author, template)
             # The new project counts in full (its repository too) before it is put in place.
             made = await asyncio.to_thread(measure, staged)
-            since = Quotas.now()
             if self._quotas is not None:
                 await self._quotas.check(home, size=made.bytes, files=made.files)
             async with self._db.transaction() as session:
@@ -131,7 +130,7 @@ class Projects:
                     ) from None
                 await asyncio.to_thread(_rename_no_replace, staged, target)
             if self._quotas is not None:
-                self._quotas.changed(home, size=made.bytes, files=made.files, since=since)
+                self._quotas.changed(home, size=made.bytes, files=made.files)
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record

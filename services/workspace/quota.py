@@ -102,7 +102,7 @@ def measure(folder: Path) -> Usage:
 @dataclass
 class _Known:
     usage: Usage
-    measured_at: float
+    measured_at: float  # when the scan began
 
 
 class Quotas:
@@ -112,6 +112,9 @@ class Quotas:
         self.limits = limits
         self.interval = interval
         self._known: dict[Path, _Known] = {}
+        # Changes this service made, with when they were complete: a scan that began before a
+        # change ended may have missed it, so the change is counted on top of that scan.
+        self._changes: dict[Path, list[tuple[float, Usage]]] = {}
         self._locks: dict[Path, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -122,7 +125,15 @@ class Quotas:
         async with lock:
             known = self._known.get(folder)
             if fresh or known is None or loop.time() - known.measured_at > self.interval:
-                known = _Known(await asyncio.to_thread(measure, folder), loop.time())
+                began = loop.time()
+                measured = await asyncio.to_thread(measure, folder)
+                # Changes that ended while the scan ran may be missing from it: they count on
+                # top (at worst twice, until the next scan - a quota errs towards refusing).
+                recent = [c for c in self._changes.get(folder, ()) if c[0] >= began]
+                for _, delta in recent:
+                    measured = measured.plus(delta.bytes, delta.files)
+                self._changes[folder] = recent
+                known = _Known(measured, began)
                 self._known[folder] = known
             return known.usage
 
@@ -149,20 +160,19 @@ class Quotas:
         if usage.files > self.limits.files:
             raise QuotaExceeded(FILES, usage, self.limits)
 
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
-
-    def changed(self, folder: Path, *, size: int = 0, files: int = 0, since: float) -> None:
-        """Account a change made since `since` (`now()` before it began), unless a scan taken
-        since then has already seen it; the periodic scan corrects any drift."""
+    def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
+        """Account a change this service has just completed; the periodic scan corrects any
+        drift (files the terminal wrote, a change counted twice)."""
         known = self._known.get(folder)
-        if known is not None and known.measured_at <= since:
+        if known is not None:
             known.usage = known.usage.plus(size, files)
+        ended = asyncio.get_running_loop().time()
+        self._changes.setdefault(folder, []).append((ended, Usage(size, files)))
 
     def forget(self, folder: Path) -> None:
         """A change of unknown size (a recursive delete): measure again at the next check."""
         self._known.pop(folder, None)
+        self._changes.pop(folder, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan")
