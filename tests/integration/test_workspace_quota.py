@@ -5,6 +5,7 @@ is undone, and files the terminal wrote are seen by the next scan. SQLite only."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -149,6 +150,8 @@ async def test_files_the_terminal_wrote_count_once_scanned_and_a_new_project_cou
     )
     room = 1024 * 1024 - measure(folder).bytes
     (folder / "site" / "terminal.bin").write_bytes(b"\0" * (room - 1000))
+    # The service learns of files the terminal wrote by its scan (every 0.2 s here).
+    await asyncio.sleep(0.5)
     error = await expect_error(
         workspace.stub.CreateProject(W.CreateProjectRequest(name="second"), metadata=ada.metadata),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
