@@ -7,7 +7,6 @@ that merely fails would prove nothing, so each attack also prints what it *did* 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Account, System, register, request
+from tests.processes import host_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -117,20 +117,6 @@ def create_project(system: System, account: Account, name: str) -> str:
     assert created.status == 201, created.body
     project_id: str = created.body["data"]["id"]
     return project_id
-
-
-def host_processes(argv: list[str]) -> list[int]:
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                    if cmdline.read() == wanted:
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 # --- secrets and processes ---------------------------------------------------------------------

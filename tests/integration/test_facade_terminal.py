@@ -30,6 +30,7 @@ from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
+from tests.processes import host_processes
 
 Client = TestClient[web.Request, web.Application]
 Socket = aiohttp.ClientWebSocketResponse
@@ -215,21 +216,6 @@ def gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
-
-
-def host_processes(argv: list[str]) -> list[int]:
-    """Host pids whose command line is exactly `argv` (zombies have none, so they don't count)."""
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                    if cmdline.read() == wanted:
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 async def until_running(argv: list[str], *, count: int, within: float = WAIT) -> list[int]:

@@ -23,23 +23,10 @@ from services.runtime.sandbox import (
     inside_path,
     load_sandbox_config,
 )
+from tests.processes import host_processes
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": str(INSIDE_HOME), "LANG": "C.UTF-8"}
 HAS_CGROUPS = CgroupTree.discover().available
-
-
-def host_processes(argv: list[str]) -> list[int]:
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                    if cmdline.read() == wanted:
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.fixture
