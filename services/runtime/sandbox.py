@@ -487,15 +487,23 @@ class Sandbox:
         args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/var/tmp"]  # noqa: S108
         for bind in binds:
             args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), str(bind.target)]
-        args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *argv]
+        args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *self._inner_limits(argv)]
         return self._with_limits(args, box)
+
+    def _inner_limits(self, argv: Sequence[str]) -> list[str]:
+        """RLIMIT_NPROC is set inside the sandbox, once its user namespace exists: the kernel
+        counts a namespace's processes against the limit its creator had, at every level up,
+        so a limit given to bubblewrap itself would count every sandbox of the service's uid
+        together (and refuse forks once they all reach it)."""
+        if self._prlimit is None:
+            return list(argv)
+        return [self._prlimit, f"--nproc={self.config.session.processes}", "--", *argv]
 
     def _with_limits(self, args: list[str], box: Box | None) -> list[str]:
         limits = self.config.session
         if self._prlimit is not None:
             args = [
                 self._prlimit,
-                f"--nproc={limits.processes}",
                 f"--nofile={limits.open_files}",
                 f"--fsize={limits.file_size_bytes}",
                 "--core=0",

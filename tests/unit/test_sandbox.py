@@ -7,6 +7,8 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,7 @@ def test_without_a_writable_cgroup_only_rlimits_apply(tmp_path: Path) -> None:
         assert "--as=4294967296" in command  # the address-space bound stands in for memory
     finally:
         sandbox.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # --- real sandboxes ------------------------------------------------------------------------------
@@ -236,3 +239,43 @@ async def test_closing_removes_every_group_and_a_later_start_sweeps_dead_ones(
         assert not (base / "stockfolio-999999999").exists()
     finally:
         second.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/sbin/runuser").exists(), reason="root only")
+async def test_the_process_limit_counts_one_sandbox_not_every_sandbox_of_the_uid(
+    tmp_path: Path,
+) -> None:
+    # As an unprivileged service uid (production), with more processes of that uid already
+    # running than one sandbox may have: the sandbox still starts and forks, and its own limit
+    # holds. (Given to bubblewrap itself, the limit would count them all and refuse.)
+    sandbox = Sandbox(SandboxConfig(mode="bwrap", session=Limits(processes=8)))
+    others = [
+        await asyncio.create_subprocess_exec(
+            "/usr/sbin/runuser", "-u", "nobody", "--", "sleep", "20"
+        )
+        for _ in range(10)
+    ]
+    home = Path(tempfile.mkdtemp(prefix="stockfolio-nobody-"))  # pytest's tmp is root's only
+    os.chown(home, 65534, 65534)
+    try:
+
+        async def inside(script: str) -> str:
+            command = sandbox.command(
+                ["/bin/sh", "-c", script], binds=[Bind(home, INSIDE_HOME)], cwd=INSIDE_HOME, env=ENV
+            )
+            process = await asyncio.create_subprocess_exec(
+                "/usr/sbin/runuser", "-u", "nobody", "--", *command,
+                env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out, _ = await asyncio.wait_for(process.communicate(), 30)
+            return out.decode()
+
+        assert "forked-ok" in await inside("sleep 0.1 & sleep 0.1 & wait; echo forked-ok")
+        many = await inside("for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1 & done; wait; echo end")
+        assert "Cannot fork" in many, many
+    finally:
+        for process in others:
+            process.kill()
+            await process.wait()
+        sandbox.close()
+        shutil.rmtree(home, ignore_errors=True)
