@@ -531,6 +531,12 @@ def test_fields_with_default_values_are_emitted() -> None:
         "outputBytesPerSecond": "0",
         "maxWriteBytes": 0,
         "scrollbackBytes": 0,
+        "sandbox": "",
+        "sandboxLimits": "",
+        "sandboxMaxProcesses": 0,
+        "sandboxMemoryBytes": "0",
+        "sandboxFileSizeBytes": "0",
+        "sandboxOpenFiles": 0,
     }
     history, _ = encode(
         route("TerminalService_GetTerminalHistory"), terminal_pb2.GetTerminalHistoryResponse()
