@@ -27,6 +27,7 @@ from facade.app import create_app
 from facade.config import load_facade_config
 from services.runtime.config import RuntimeConfig
 from services.runtime.migrations import upgrade
+from services.runtime.sandbox import CgroupTree
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
@@ -387,6 +388,14 @@ async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
         assert stats["maxSessionsPerUser"] == 2 and stats["maxSessions"] == 1000
         assert int(stats["memoryBytes"]) > 10 * 1024 * 1024
         assert int(stats["shellMemoryBytes"]) > 0
+        # Which sandbox and limits apply (cgroups where this process may make them).
+        cgroups = CgroupTree.discover()
+        assert stats["sandbox"] == "bwrap"
+        assert stats["sandboxLimits"] == (
+            f"{cgroups.kind}+rlimits" if cgroups.available else "rlimits"
+        )
+        assert (stats["sandboxMaxProcesses"], stats["sandboxOpenFiles"]) == (256, 1024)
+        assert stats["sandboxMemoryBytes"] == str(1 << 30)
         overall = (await call(client, "GET", "/api/v1/terminal/terminals/stats/overview", admin))[
             "data"
         ]
