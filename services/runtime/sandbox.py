@@ -3,9 +3,9 @@
 A shell or a git command for user U sees its own PID, IPC, UTS, cgroup, user and network
 namespaces; a read-only system (`/usr` and the few `/etc` files a shell needs); a private
 `/tmp` and `/dev`; and, writable, only the folders it is given (U's own workspace). It runs as
-an unprivileged uid with an environment built from an allowlist: bubblewrap itself is started
-with that environment, because the sandbox's PID 1 is bubblewrap and its `/proc/1/environ` is
-readable inside. Limits come from cgroups when this process may create child groups (v1 or v2)
+an unprivileged uid with an environment built from an allowlist (`--setenv`); bubblewrap itself,
+the sandbox's PID 1 whose `/proc/1/environ` is readable inside, starts with no environment (or
+only that allowlist, without cgroups). Limits come from cgroups when this process may create child groups (v1 or v2)
 and from rlimits (`prlimit`) always. Killing the outer bubblewrap ends the sandbox's PID
 namespace, so every process in it dies, `setsid` and double-forked ones included.
 """
@@ -230,24 +230,32 @@ class CgroupTree:
         bases = {self._bases[c] for c in self._bases}
         return [base.joinpath(*parts) for base in sorted(bases)]
 
-    def make(self, parts: Sequence[str], limits: Mapping[str, str]) -> list[Path]:
-        """Creates the group `parts` (parents included) and writes its limit files; returns the
-        `cgroup.procs` files a process must join."""
-        procs = []
+    def plan(
+        self, parts: Sequence[str], limits: Mapping[str, str], *, join: bool = True
+    ) -> list[str]:
+        """What makes the group `parts` (parents included), writes its limits and moves a
+        process into it, as operations for the wrapper that starts the sandbox (JOIN_SCRIPT).
+
+        The wrapper does this in the new process, before it becomes the sandbox: creating and
+        joining cgroups waits on the kernel's cgroup lock, which every other sandbox starting at
+        the same time takes too, and that wait belongs to the new shell, not to the request."""
+        ops: list[str] = []
         for depth in range(1, len(parts) + 1):
             for folder in self._folders(*parts[:depth]):
-                folder.mkdir(exist_ok=True)
+                ops += ["mkdir", str(folder)]
                 if self.version == 2 and depth < len(parts):
-                    with contextlib.suppress(OSError):
-                        controllers = " ".join(f"+{c}" for c in self._bases)
-                        (folder / "cgroup.subtree_control").write_text(controllers)
-        for folder in self._folders(*parts):
-            procs.append(folder / "cgroup.procs")
+                    controllers = " ".join(f"+{c}" for c in self._bases)
+                    ops += ["try", str(folder / "cgroup.subtree_control"), controllers]
+        leaves = self._folders(*parts)
+        for folder in leaves:
             for name, value in limits.items():
-                target = folder / name
-                if target.exists():
-                    target.write_text(value)
-        return procs
+                ops += ["set", str(folder / name), value]
+        for folder in leaves if join else ():
+            ops += ["join", str(folder / "cgroup.procs")]
+        return ops
+
+    def procs(self, parts: Sequence[str]) -> list[Path]:
+        return [folder / "cgroup.procs" for folder in self._folders(*parts)]
 
     def members(self, parts: Sequence[str]) -> set[int]:
         found: set[int] = set()
@@ -319,13 +327,64 @@ class CgroupTree:
 # --- the sandbox -----------------------------------------------------------------------------
 
 
-class Box:
-    """One sandbox's cgroup (a terminal session, a git command): join, inspect, kill, remove."""
+# Runs the operations of CgroupTree.plan, then the sandbox. Its first argument is every folder
+# to make, one per line, made by a single `mkdir -p` (a process per folder cost more than all the
+# rest of a start); then `set FILE VALUE` (a limit; skipped when the kernel has no such file,
+# e.g. swap accounting off), `try FILE VALUE` (failure ignored), `join PROCS` (this process, and
+# so all it starts). Any failure that would leave the sandbox without its limits stops it before
+# it starts (exit 126). bubblewrap then starts with an empty environment (`env -i`): the
+# sandbox's own gets its variables from --setenv, and nothing of this shell's reaches its PID 1.
+# POSIX sh, not bash: a bash session leader on a terminal takes it as its controlling terminal,
+# and the sandbox's shell could then not.
+JOIN_SCRIPT = """
+if [ -n "$1" ]; then
+  IFS='
+'
+  set -f
+  mkdir -p -- $1 || exit 126
+  unset IFS
+  set +f
+fi
+shift
+while [ "$1" != -- ]; do
+  case "$1" in
+    set) if [ -e "$2" ]; then echo "$3" > "$2" || exit 126; fi; shift 3 ;;
+    try) echo "$3" 2>/dev/null > "$2"; shift 3 ;;
+    join) echo $$ > "$2" || exit 126; shift 2 ;;
+    *) exit 126 ;;
+  esac
+done
+shift
+exec /usr/bin/env -i "$@"
+"""
 
-    def __init__(self, tree: CgroupTree, parts: tuple[str, ...], procs: Sequence[Path]) -> None:
+
+def script_arguments(ops: Sequence[str]) -> list[str]:
+    """JOIN_SCRIPT's arguments for `ops`: the folders to make first, then the rest in order."""
+    folders: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(ops):
+        width = 3 if ops[index] in ("set", "try") else 2
+        step = ops[index : index + width]
+        if step[0] == "mkdir":
+            if step[1] not in folders:
+                folders.append(step[1])
+        else:
+            rest += step
+        index += width
+    return ["\n".join(folders), *rest]
+
+
+class Box:
+    """One sandbox's cgroup (a terminal session, a git command): made and joined by the process
+    that becomes the sandbox (`ops`); inspected, killed and removed from here."""
+
+    def __init__(self, tree: CgroupTree, parts: tuple[str, ...], ops: Sequence[str]) -> None:
         self._tree = tree
         self.parts = parts
-        self.procs = tuple(procs)
+        self.ops = tuple(ops)
+        self.procs = tuple(tree.procs(parts))
 
     def members(self) -> set[int]:
         return self._tree.members(self.parts)
@@ -419,22 +478,18 @@ class Sandbox:
         user = ("user-" + _SAFE_NAME.sub("_", owner))[:100]
         box = ("box-" + _SAFE_NAME.sub("_", name))[:100]
         tree = self.cgroups
-        try:
-            tree.make(
-                (self._scope, user),
-                tree.limit_files(
-                    limits,
-                    processes=self.config.user_processes,
-                    memory=self.config.user_memory_bytes,
-                ),
-            )
-            procs = tree.make(
-                (self._scope, user, box),
-                tree.limit_files(limits, processes=limits.processes, memory=limits.memory_bytes),
-            )
-        except OSError as error:
-            raise Unavailable(f"could not prepare the sandbox's limits: {error}") from None
-        return Box(tree, (self._scope, user, box), procs)
+        ops = tree.plan(
+            (self._scope, user),
+            tree.limit_files(
+                limits, processes=self.config.user_processes, memory=self.config.user_memory_bytes
+            ),
+            join=False,  # the user's group is made and limited; each sandbox joins its own
+        )
+        ops += tree.plan(
+            (self._scope, user, box),
+            tree.limit_files(limits, processes=limits.processes, memory=limits.memory_bytes),
+        )
+        return Box(tree, (self._scope, user, box), ops)
 
     def command(
         self,
@@ -513,9 +568,8 @@ class Sandbox:
                 *args,
             ]
         if box is not None:
-            # Joins the cgroups before anything runs in the sandbox, so no child escapes them.
-            join = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; '
-            args = ["/bin/sh", "-c", join + 'exec "$@"', "sh", *map(str, box.procs), "--", *args]
+            # Makes and joins the cgroups before anything runs in the sandbox: no child escapes.
+            args = ["/bin/sh", "-c", JOIN_SCRIPT, "join", *script_arguments(box.ops), "--", *args]
         return args
 
     async def run(

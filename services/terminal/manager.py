@@ -462,7 +462,7 @@ class TerminalManager:
         box = None
         try:
             if self.sandbox is not None:
-                box = await asyncio.to_thread(self.sandbox.open_box, owner, session_id)
+                box = self.sandbox.open_box(owner, session_id)
             else:
                 warn_unsandboxed(f"terminal session {session_id}")
             process, master_fd = await asyncio.to_thread(

@@ -17,6 +17,7 @@ from services.runtime.config import ConfigError
 from services.runtime.errors import Unavailable
 from services.runtime.sandbox import (
     INSIDE_HOME,
+    JOIN_SCRIPT,
     Bind,
     CgroupTree,
     Limits,
@@ -24,6 +25,7 @@ from services.runtime.sandbox import (
     SandboxConfig,
     inside_path,
     load_sandbox_config,
+    script_arguments,
 )
 from tests.processes import host_processes
 
@@ -124,14 +126,51 @@ def test_cgroup_v2_moves_itself_to_a_leaf_and_writes_v2_limits(tmp_path: Path) -
         "memory.swap.max": "0",
         "cpu.weight": "50",
     }
+    # The process that becomes the sandbox makes, limits and joins its group (JOIN_SCRIPT).
     group = own / "sf" / "user-ann" / "box-1"
-    group.mkdir(parents=True)
-    for name in files:
-        (group / name).write_text("max")
-    procs = tree.make(("sf", "user-ann", "box-1"), files)
-    assert procs == [group / "cgroup.procs"]
-    assert (group / "pids.max").read_text() == "99"
-    assert (own / "sf" / "cgroup.subtree_control").read_text() == "+pids +memory +cpu"
+    assert tree.plan(("sf", "user-ann", "box-1"), {"pids.max": "99"}) == [
+        *("mkdir", str(own / "sf")),
+        *("try", str(own / "sf" / "cgroup.subtree_control"), "+pids +memory +cpu"),
+        *("mkdir", str(own / "sf" / "user-ann")),
+        *("try", str(own / "sf" / "user-ann" / "cgroup.subtree_control"), "+pids +memory +cpu"),
+        *("mkdir", str(group)),
+        *("set", str(group / "pids.max"), "99"),
+        *("join", str(group / "cgroup.procs")),
+    ]
+    assert "join" not in tree.plan(("sf", "user-ann"), {"pids.max": "9"}, join=False)
+
+
+async def test_the_join_script_makes_limits_and_joins_before_the_command_runs(
+    tmp_path: Path,
+) -> None:
+    group = tmp_path / "cg" / "box"
+    ops = [
+        *("mkdir", str(tmp_path / "cg")),
+        *("mkdir", str(group)),
+        *("set", str(group / "absent.max"), "1"),  # no such limit file here: skipped
+        *("try", str(tmp_path / "nowhere" / "x"), "1"),  # failure ignored
+        *("join", str(group / "cgroup.procs")),
+    ]
+    (tmp_path / "cg").mkdir()
+    (group).mkdir()
+    (group / "pids.max").write_text("max")
+    ops += ["set", str(group / "pids.max"), "42"]
+    done = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", JOIN_SCRIPT, "join", *script_arguments(ops),
+        "--", "/bin/sh", "-c", "echo ran-$$", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await done.communicate()
+    pid = (group / "cgroup.procs").read_text().strip()
+    assert out.decode().strip() == f"ran-{pid}"  # the command runs as the joined process
+    assert (group / "pids.max").read_text().strip() == "42"
+    assert not (group / "absent.max").exists()
+    refused = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", JOIN_SCRIPT, "join",
+        "", "join", str(tmp_path / "missing" / "cgroup.procs"),
+        "--", "/bin/sh", "-c", "echo must-not-run", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await refused.communicate()
+    assert refused.returncode == 126 and out == b""
 
 
 def test_without_a_writable_cgroup_only_rlimits_apply(tmp_path: Path) -> None:
@@ -169,10 +208,11 @@ async def test_the_sandbox_sees_its_own_processes_its_own_files_and_no_network(
     lines = out.splitlines()
     assert lines[:3] == ["1000", "/workspace/project", "mine"]
     assert int(lines[3]) <= 4
-    # bubblewrap (PID 1) holds exactly the environment it was given (and the PWD a shell
-    # exports on the way), nothing of ours.
-    seen = [v for v in lines[4].split() if not v.startswith("PWD=")]
-    assert seen == sorted(f"{k}={v}" for k, v in ENV.items())
+    # bubblewrap (PID 1) holds nothing of ours: at most the environment it was given (none at
+    # all when it starts through the cgroup wrapper), and the PWD a shell exports on the way.
+    seen = {v for v in lines[4].split() if not v.startswith("PWD=")}
+    assert seen <= {f"{k}={v}" for k, v in ENV.items()}
+    assert seen == (set() if HAS_CGROUPS else {f"{k}={v}" for k, v in ENV.items()})
     assert lines[5:7] == ["NONET", "RO"]
     assert (home / "new.txt").read_text() == "made\n"
 
@@ -227,7 +267,11 @@ async def test_closing_removes_every_group_and_a_later_start_sweeps_dead_ones(
 ) -> None:
     first = Sandbox.create(SandboxConfig(mode="bwrap"))
     box = first.open_box("ann", "kept")
-    assert box is not None and all(p.exists() for p in box.procs)
+    assert box is not None
+    command = first.command(["/bin/true"], binds=[], cwd=Path("/"), env=ENV, box=box)
+    started = await asyncio.create_subprocess_exec(*command, env=ENV)
+    assert await started.wait() == 0
+    assert all(p.exists() for p in box.procs)
     first.close()
     assert not any(p.parent.exists() for p in box.procs)
     # A group left by a process that died without closing is swept by the next one.
