@@ -323,3 +323,19 @@ async def test_the_process_limit_counts_one_sandbox_not_every_sandbox_of_the_uid
             await process.wait()
         sandbox.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_cgroup_v1_limits_name_v1_files_and_scale_the_cpu_share() -> None:
+    tree = CgroupTree(1, {"pids": Path("/p"), "memory": Path("/m"), "cpu": Path("/c")})
+    assert tree.limit_files(Limits(cpu_weight=50), processes=77, memory=1 << 28) == {
+        "pids.max": "77",
+        "memory.limit_in_bytes": str(1 << 28),
+        "memory.memsw.limit_in_bytes": str(1 << 28),  # no swap beyond the memory limit
+        "cpu.shares": "512",  # half an ordinary process's 1024
+    }
+    assert tree.plan(("s", "u"), {"pids.max": "77"}, join=False) == [
+        *("mkdir", "/c/s"), *("mkdir", "/m/s"), *("mkdir", "/p/s"),
+        *("mkdir", "/c/s/u"), *("mkdir", "/m/s/u"), *("mkdir", "/p/s/u"),
+        *("set", "/c/s/u/pids.max", "77"), *("set", "/m/s/u/pids.max", "77"),
+        *("set", "/p/s/u/pids.max", "77"),
+    ]  # fmt: skip
