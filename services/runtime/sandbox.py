@@ -5,9 +5,10 @@ namespaces; a read-only system (`/usr` and the few `/etc` files a shell needs); 
 `/tmp` and `/dev`; and, writable, only the folders it is given (U's own workspace). It runs as
 an unprivileged uid with an environment built from an allowlist (`--setenv`); bubblewrap itself,
 the sandbox's PID 1 whose `/proc/1/environ` is readable inside, starts with no environment (or
-only that allowlist, without cgroups). Limits come from cgroups when this process may create child groups (v1 or v2)
-and from rlimits (`prlimit`) always. Killing the outer bubblewrap ends the sandbox's PID
-namespace, so every process in it dies, `setsid` and double-forked ones included.
+only that allowlist, without cgroups). Limits come from cgroups when this process may create
+child groups (v1 or v2) and from rlimits (`prlimit`) always. Killing the outer bubblewrap ends
+the sandbox's PID namespace, so every process in it dies, `setsid` and double-forked ones
+included.
 """
 
 from __future__ import annotations
