@@ -10,9 +10,24 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
 install: system-packages $(VENV)/.installed
 
-# bubblewrap, the sandbox of every user shell and git command (apt-get as root, else it says how).
+# bubblewrap, the sandbox of every user shell and git command, and prlimit (util-linux) for its
+# rlimits: installed with apt-get when this runs as root; otherwise it says exactly what to run.
+SYSTEM_PACKAGES := bubblewrap util-linux
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 system-packages:
-	@tools/system-packages.sh
+	@if ! command -v bwrap >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
+	    $(APT_INSTALL) bubblewrap util-linux >/dev/null \
+	      || { apt-get update >/dev/null && $(APT_INSTALL) bubblewrap util-linux >/dev/null; }; \
+	  else \
+	    echo "Stockfolio runs every user shell and git command in a bubblewrap sandbox, and" \
+	      "bwrap or prlimit is missing. Install them, then run make again:" \
+	      "sudo apt-get install $(SYSTEM_PACKAGES) (Fedora: sudo dnf install bubblewrap)." \
+	      "TERMINAL_SANDBOX=off runs shells unsandboxed, for development only." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
