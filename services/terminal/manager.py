@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.runtime.cgroups import Box
 from services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
 )
-from services.runtime.sandbox import INSIDE_HOME, Bind, Box, Sandbox, inside_path, warn_unsandboxed
+from services.runtime.sandbox import INSIDE_HOME, Bind, Sandbox, inside_path, warn_unsandboxed
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_COLS = 1000

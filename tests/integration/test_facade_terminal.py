@@ -25,9 +25,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from facade.app import create_app
 from facade.config import load_facade_config
+from services.runtime.cgroups import CgroupTree
 from services.runtime.config import RuntimeConfig
 from services.runtime.migrations import upgrade
-from services.runtime.sandbox import CgroupTree
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace

@@ -13,19 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime.cgroups import JOIN_SCRIPT, CgroupTree, script_arguments
 from services.runtime.config import ConfigError
 from services.runtime.errors import Unavailable
 from services.runtime.sandbox import (
     INSIDE_HOME,
-    JOIN_SCRIPT,
     Bind,
-    CgroupTree,
     Limits,
     Sandbox,
     SandboxConfig,
     inside_path,
     load_sandbox_config,
-    script_arguments,
 )
 from tests.processes import host_processes
 
@@ -119,7 +117,7 @@ def test_cgroup_v2_moves_itself_to_a_leaf_and_writes_v2_limits(tmp_path: Path) -
     assert (tree.version, tree.kind) == (2, "cgroup v2")
     assert (own / "service" / "cgroup.procs").read_text() == str(os.getpid())
     assert (own / "cgroup.subtree_control").read_text() == "+pids +memory +cpu"
-    files = tree.limit_files(Limits(cpu_weight=50), processes=99, memory=1 << 30)
+    files = tree.limit_files(cpu_weight=50, processes=99, memory=1 << 30)
     assert files == {
         "pids.max": "99",
         "memory.max": str(1 << 30),
@@ -327,7 +325,7 @@ async def test_the_process_limit_counts_one_sandbox_not_every_sandbox_of_the_uid
 
 def test_cgroup_v1_limits_name_v1_files_and_scale_the_cpu_share() -> None:
     tree = CgroupTree(1, {"pids": Path("/p"), "memory": Path("/m"), "cpu": Path("/c")})
-    assert tree.limit_files(Limits(cpu_weight=50), processes=77, memory=1 << 28) == {
+    assert tree.limit_files(cpu_weight=50, processes=77, memory=1 << 28) == {
         "pids.max": "77",
         "memory.limit_in_bytes": str(1 << 28),
         "memory.memsw.limit_in_bytes": str(1 << 28),  # no swap beyond the memory limit
