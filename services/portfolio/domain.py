@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -101,7 +101,12 @@ def parse_decimal(field: str, raw: str, *, places: int = QUANTITY_PLACES) -> Dec
 
 
 def _rounded(value: Decimal, places: int) -> Decimal:
-    result = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    # A context as precise as the value needs: a huge figure (a 15 % gain in a day, annualized,
+    # is about 1e22) has more digits than the default 28 and must still be stated, not raise.
+    precision = max(28, value.adjusted() + places + 2)
+    result = value.quantize(
+        Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN, context=Context(prec=precision)
+    )
     return abs(result) if result == 0 else result  # never "-0.00"
 
 

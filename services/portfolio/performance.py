@@ -218,10 +218,13 @@ def xirr(
     """The annual rate r with sum(amount / (1 + r) ** (days / 365)) = 0.
 
     Investor's perspective: money put in is negative, money taken out (and the final value) is
-    positive. Newton's method from `guess` first; if it leaves the domain (r <= -1), stalls or
-    runs out of iterations, bisection on x = ln(1 + r) over a bracket where the NPV changes sign.
-    The root is found in binary floating point: a rate is not money, and a tolerance of 1e-10 is
-    far coarser than float's error; the amounts themselves stay Decimal until this point.
+    positive. When several rates do that, the one nearest 0 is given (as spreadsheets and pyxirr
+    tend to): every sign change of the NPV is found on a grid in x = ln(1 + r), two close roots
+    between grid points included (they straddle an extremum, found where the slope changes
+    sign); Newton's method from `guess` answers when it lands in the nearest one's bracket, and
+    bisection on x otherwise. The root is found in binary floating point: a rate is not money,
+    and a tolerance of 1e-10 is far coarser than float's error; the amounts themselves stay
+    Decimal until this point.
     """
     by_day: dict[date, Decimal] = {}
     for day, amount in flows:
@@ -238,26 +241,42 @@ def xirr(
     first = dated[0][0]
     years = [(d - first).days / DAYS_PER_YEAR for d, _ in dated]
     amounts = [float(a) for _, a in dated]
-    scale = math.fsum(abs(a) for a in amounts)
 
     def stated(rate: float | None) -> Decimal | None:
-        """The rate as stated (12 significant digits), if its NPV is still about zero."""
+        """The rate as stated - 12 significant digits, or every digit of the float when 12 are
+        not enough (a rate a hair above -100 %) - if the NPV there is still about zero next to
+        the size of its discounted terms."""
         if rate is None:
             return None
-        decimal_rate = _as_decimal(rate)
-        if decimal_rate <= -1 or abs(_npv(float(decimal_rate), years, amounts)) > 1e-9 * scale:
-            return None
-        return decimal_rate
+        for digits in (12, 17):
+            decimal_rate = Decimal(format(rate, f".{digits}g"))
+            if decimal_rate <= -1:
+                continue
+            if _relative_npv(float(decimal_rate), years, amounts) <= 1e-9:
+                return decimal_rate
+            if digits == 17 and _straddles(float(decimal_rate), years, amounts):
+                return decimal_rate  # the root, to the last digit a float holds
+        return None
 
+    # Every root the grid brackets, each bisected: the one nearest 0 is the answer.
+    roots: list[tuple[float, tuple[float, float]]] = []
+    more = 0
+    for bracket in _brackets(years, amounts):
+        root, spent = _bisect(bracket, years, amounts)
+        more += spent
+        if root is not None:
+            roots.append((root, bracket))
+    nearest = min(roots, key=lambda found: abs(found[0]), default=None)
     rate, iterations = _newton(years, amounts, guess, tolerance, max_iterations)
-    if (found := stated(rate)) is not None:
+    newton_answers = rate is not None and (nearest is None or _inside(rate, nearest[1]))
+    if newton_answers and (found := stated(rate)) is not None:
         return XirrResult(found, True, "", "newton", iterations)
-    root, more = _bisect(years, amounts, tolerance)
+    root = None if nearest is None else nearest[0]
     if (found := stated(root)) is not None:
         return XirrResult(found, True, "", "bisection", iterations + more)
     if root is not None or (dated[0][1] > 0) != (dated[-1][1] > 0):
         # A root exists (the NPV's sign at r -> -1 is the last flow's, at r -> inf the first's)
-        # but no rate near it can be stated: typically a large loss annualized over days.
+        # but no rate near it can be stated: an annualized rate beyond what a float holds.
         reason = "the annualized rate is too extreme to state: a large gain or loss over days"
     else:
         reason = "no rate sets the net present value to zero"
@@ -270,6 +289,29 @@ def _npv(rate: float, years: list[float], amounts: list[float]) -> float:
         return math.fsum(a * math.exp(-t * growth) for t, a in zip(years, amounts, strict=True))
     except OverflowError:
         return math.inf
+
+
+def _relative_npv(rate: float, years: list[float], amounts: list[float]) -> float:
+    """|NPV| / sum(|discounted amount|) at `rate`, scaled so no term overflows: how far from a
+    root the rate is, whatever the size of the discount factors there."""
+    x = math.log1p(rate)
+    exponents = [-t * x for t in years]
+    top = max(exponents)
+    terms = [a * math.exp(e - top) for e, a in zip(exponents, amounts, strict=True)]
+    size = math.fsum(abs(term) for term in terms)
+    return abs(math.fsum(terms)) / size if size else math.inf
+
+
+def _straddles(rate: float, years: list[float], amounts: list[float]) -> bool:
+    """Whether the NPV changes sign within a few float steps of `rate`: near -100 % a float's
+    last digit moves 1 + r by parts per million, and no nearer rate can be written."""
+    below, above = rate, rate
+    for _ in range(4):
+        below, above = math.nextafter(below, -1.0), math.nextafter(above, math.inf)
+    if below <= -1:
+        return False
+    signs = {_sign(math.log1p(r), years, amounts) for r in (below, above)}
+    return signs == {-1, 1} or 0 in signs
 
 
 def _newton(
@@ -295,54 +337,81 @@ def _newton(
     return None, limit
 
 
-def _npv_sign(x: float, years: list[float], amounts: list[float]) -> int:
-    """The sign of the NPV at r = e^x - 1, scaled so no term overflows."""
+def _sign(x: float, years: list[float], amounts: list[float], *, slope: bool = False) -> int:
+    """The sign of the NPV at r = e^x - 1 (or of its slope in x), scaled so no term
+    overflows."""
     exponents = [-t * x for t in years]
     top = max(exponents)
-    total = math.fsum(a * math.exp(e - top) for e, a in zip(exponents, amounts, strict=True))
+    total = math.fsum(
+        (-t * a if slope else a) * math.exp(e - top)
+        for t, e, a in zip(years, exponents, amounts, strict=True)
+    )
     return (total > 0) - (total < 0)
 
 
-def _bisect(years: list[float], amounts: list[float], tolerance: float) -> tuple[float | None, int]:
-    bracket = _bracket(years, amounts)
-    if bracket is None:
-        return None, 0
+def _bisect(
+    bracket: tuple[float, float],
+    years: list[float],
+    amounts: list[float],
+    *,
+    slope: bool = False,
+) -> tuple[float | None, int]:
+    """The root of the NPV (or of its slope) in `bracket` (in x), as a rate (as x for a slope)."""
     low, high = bracket
-    low_sign = _npv_sign(low, years, amounts)
+    low_sign = _sign(low, years, amounts, slope=slope)
+    answer = (lambda x: x) if slope else math.expm1
     if low_sign == 0:
-        return math.expm1(low), 0
+        return answer(low), 0
     iterations = 0
-    while high - low > tolerance * 1e-2 and iterations < 200:
-        iterations += 1
+    # To the last bit of x: a stated rate then matches Newton's to every digit it states.
+    while iterations < 200:
         middle = (low + high) / 2
-        sign = _npv_sign(middle, years, amounts)
+        if not low < middle < high:
+            break
+        iterations += 1
+        sign = _sign(middle, years, amounts, slope=slope)
         if sign == 0:
-            return math.expm1(middle), iterations
+            return answer(middle), iterations
         if sign == low_sign:
             low = middle
         else:
             high = middle
-    return math.expm1((low + high) / 2), iterations
+    return answer((low + high) / 2), iterations
 
 
-def _bracket(years: list[float], amounts: list[float]) -> tuple[float, float] | None:
-    """Neighbouring points x < y on a grid in x = ln(1 + r), spreading geometrically from r = 0
-    to x = -36 (r = -1 + 2e-16, as near -100% as a float gets) and x = 51.2 (r about 1.7e22),
-    where the NPV changes sign."""
-    steps = [0.05 * 2**k for k in range(11)]
-    points = [-36.0, *(-s for s in reversed(steps[:-1])), 0.0, *steps]
-    signs = [_npv_sign(x, years, amounts) for x in points]
-    # Prefer the sign change closest to r = 0: the economically sensible root.
-    changes = [
-        (low, high)
-        for (low, s1), (high, s2) in pairwise(zip(points, signs, strict=True))
-        if s1 != s2 or s1 == 0
-    ]
-    return min(changes, key=lambda pair: min(abs(pair[0]), abs(pair[1])), default=None)
+# A grid in x = ln(1 + r), spreading geometrically from r = 0 to x = -36 (r = -1 + 2e-16, as
+# near -100% as a float gets) and x = 51.2 (r about 1.7e22).
+_STEPS = [0.05 * 2**k for k in range(11)]
+_GRID = [-36.0, *(-s for s in reversed(_STEPS[:-1])), 0.0, *_STEPS]
 
 
-def _as_decimal(rate: float) -> Decimal:
-    return Decimal(format(rate, ".12g"))
+def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, float]]:
+    """Intervals in x that each hold one root of the NPV: where its sign changes between grid
+    points, and, where it does not but its slope does, on each side of the extremum between
+    them when the NPV there has the other sign (two close roots)."""
+    signs = [_sign(x, years, amounts) for x in _GRID]
+    slopes = [_sign(x, years, amounts, slope=True) for x in _GRID]
+    found: list[tuple[float, float]] = []
+    for index, (low, high) in enumerate(pairwise(_GRID)):
+        s1, s2 = signs[index], signs[index + 1]
+        if s1 == 0:
+            found.append((low, low))
+        elif s1 != s2:
+            found.append((low, high))
+        elif slopes[index] != slopes[index + 1] and s2 != 0:
+            turn, _ = _bisect((low, high), years, amounts, slope=True)
+            assert turn is not None
+            if _sign(turn, years, amounts) not in (s1, 0):
+                found += [(low, turn), (turn, high)]
+    if signs[-1] == 0:
+        found.append((_GRID[-1], _GRID[-1]))
+    return found
+
+
+def _inside(rate: float, bracket: tuple[float, float]) -> bool:
+    x = math.log1p(rate)
+    low, high = bracket
+    return low - 1e-12 <= x <= high + 1e-12
 
 
 def money_weighted_flows(points: Sequence[ValuePoint]) -> list[DatedAmount]:

@@ -5,14 +5,16 @@ Reference cases are computed by hand in the comments; the code must agree with t
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import pyxirr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.portfolio.domain import Side, Trade, parse_trade
+from services.portfolio.domain import Side, Trade, parse_trade, present_percent, present_ratio
 from services.portfolio.performance import (
     CASH,
     ValuePoint,
@@ -210,8 +212,8 @@ def test_xirr_rate_makes_the_net_present_value_zero_when_converged(
         assert result.rate is None and result.reason
         return
     assert result.rate is not None
-    scale = first + final + sum((abs(a) for _, a in others), D(0))
-    assert abs(xnpv(result.rate, flows)) <= scale * D("1e-6")
+    # Near -100 % a float's last bits move 1 + r by about 1e-15 / (1 + r): no nearer rate exists.
+    assert relative_npv(result.rate, flows) <= D("1e-6") + D("1e-15") / (1 + result.rate)
 
 
 @settings(deadline=None)
@@ -234,6 +236,116 @@ def test_xirr_converges_for_deposits_held_at_least_a_year(
     assert result.converged and result.rate is not None
     assert D("-0.51") < result.rate < D("1.01")
     assert abs(xnpv(result.rate, flows)) <= put_in * D("1e-6")
+
+
+def relative_npv(rate: Decimal, flows: list[tuple[date, Decimal]]) -> Decimal:
+    """|NPV| next to the size of the discounted flows (in Decimal): near r = -1 the discount
+    factors are huge, and the NPV is small only relative to them."""
+    first = min(day for day, _ in flows)
+    terms = [a / (1 + rate) ** (D((day - first).days) / 365) for day, a in flows]
+    return abs(sum(terms, D(0))) / sum((abs(t) for t in terms), D(0))
+
+
+@pytest.mark.parametrize(
+    ("flows", "expected"),
+    [
+        (  # pyxirr: -0.8992821981627284 (our old check ignored discounting and refused it)
+            [
+                (date(2015, 12, 29), D("-9223.78")),
+                (date(2016, 12, 22), D("7494.55")),
+                (date(2017, 6, 20), D("-345.28")),
+                (date(2018, 7, 1), D("4683.32")),
+                (date(2019, 4, 17), D("-8056.91")),
+                (date(2020, 4, 26), D("687.99")),
+            ],
+            -0.8992821981627284,
+        ),
+        ([(date(2015, 1, 1), D(-1_000_000)), (date(2016, 12, 31), D("0.57"))], -0.9992450165564729),
+        # 15 % up in one day, annualized: about 1.43e22, stated in full.
+        ([(date(2024, 1, 1), D(-100)), (date(2024, 1, 2), D(115))], 1.4279458186331043e22),
+    ],
+)
+def test_xirr_states_extreme_but_valid_rates(
+    flows: list[tuple[date, Decimal]], expected: float
+) -> None:
+    result = xirr(flows)
+    assert result.converged and result.rate is not None
+    assert float(result.rate) == pytest.approx(expected, rel=1e-9)
+    assert relative_npv(result.rate, flows) <= D("1e-9")
+
+
+def test_huge_rates_reach_the_wire_as_plain_decimals() -> None:
+    rate = xirr([(date(2024, 1, 1), D(-100)), (date(2024, 1, 2), D(115))]).rate
+    assert rate is not None
+    assert present_ratio(rate) == "14279458186300000000000.000000"
+    assert present_percent(rate) == "1427945818630000000000000.00"
+    assert D(present_ratio(D("5.5e40"))) == D("5.5e40")
+
+
+def test_two_close_roots_between_grid_points_are_found_and_the_nearest_zero_given() -> None:
+    # NPV(v) = 11119.3 - 215.04 v + v^2 with v = 1/(1+r), one year apart: v = 128.53 or 86.51,
+    # r = -0.99222 or -0.98844 (pyxirr: -0.9884411823496276). Both lie between two points of the
+    # bracketing grid, where the NPV has the same sign.
+    flows = [
+        (date(2015, 1, 1), D("11119.3")),
+        (date(2016, 1, 1), D("-215.04")),
+        (date(2016, 12, 31), D(1)),
+    ]
+    result = xirr(flows)
+    assert result.converged and result.rate is not None
+    assert float(result.rate) == pytest.approx(-0.9884411823496276, rel=1e-9)
+
+
+def test_of_several_rates_the_one_nearest_zero_is_given_even_when_newton_finds_another() -> None:
+    # 476 - 1452 v + 1000 v^2 = 0: v = 0.952 or 0.5, r = 0.0504... or 1.0 (a year apart).
+    flows = [
+        (date(2015, 1, 1), D(476)),
+        (date(2016, 1, 1), D(-1452)),
+        (date(2016, 12, 31), D(1000)),
+    ]
+    nearest = xirr(flows)
+    from_far = xirr(flows, guess=0.9)  # Newton from 0.9 converges to 1.0
+    assert nearest.rate is not None and from_far.rate is not None
+    assert float(from_far.rate) == pytest.approx(float(nearest.rate), rel=1e-11)
+    assert float(nearest.rate) == pytest.approx(6 / 119, rel=1e-11)  # v = 0.952 = 1 / (1 + r)
+    assert (nearest.method, from_far.method) == ("newton", "bisection")
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10 * 365),
+            st.decimals(min_value=D(-1_000_000), max_value=D(1_000_000), places=2),
+        ),
+        min_size=2,
+        max_size=8,
+    )
+)
+def test_xirr_agrees_with_pyxirr(series: list[tuple[int, Decimal]]) -> None:
+    start = date(2015, 1, 1)
+    flows = [(start + timedelta(days=d), a) for d, a in series]
+    days = [day for day, _ in flows]
+    try:
+        theirs = pyxirr.xirr(days, [float(a) for _, a in flows])
+    except pyxirr.InvalidPaymentsError:
+        theirs = None
+    ours = xirr(flows)
+    if theirs is None or not math.isfinite(theirs) or theirs <= -1:
+        return  # pyxirr found no rate; ours, if any, is checked by the NPV property above
+    by_day: dict[date, Decimal] = {}
+    for day, amount in flows:
+        by_day[day] = by_day.get(day, D(0)) + amount
+    if not (min(by_day.values()) < 0 < max(by_day.values())):
+        return  # flows that cancel on one day: any rate is a "root"; we say no sign change
+    if relative_npv(D(repr(theirs)), flows) > D("1e-6"):
+        return  # pyxirr's answer is no root (it can return one near -100 % that is not)
+    # When pyxirr finds a rate, so do we: a root (to 1e-9 of the discounted flows; near -100 %
+    # a float's last bits move 1 + r by about 1e-15 / (1 + r)), and of the roots the one
+    # nearest 0, never farther than theirs.
+    assert ours.converged and ours.rate is not None, (theirs, ours)
+    assert relative_npv(ours.rate, flows) <= D("1e-9") + D("1e-15") / (1 + ours.rate)
+    assert abs(float(ours.rate)) <= abs(theirs) * (1 + 1e-6) + 1e-9
 
 
 # --- the value series --------------------------------------------------------------------------
