@@ -136,3 +136,33 @@ async def test_a_bad_range_or_portfolio_is_refused(portfolio_service: PortfolioS
     assert (empty.time_weighted_return, empty.end_value, empty.range) == ("", "0.00", "all")
     assert empty.money_weighted_return == ""
     assert empty.money_weighted_note.startswith("no sign change")
+
+
+async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_server_error(
+    portfolio_service: PortfolioService,
+) -> None:
+    # Annualized, 15 % in one day is about 1.4e22: past the 28 digits of the default decimal
+    # context, which once made this a 500.
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who)
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            await PriceRepository(session).record("KO", yesterday, Decimal(100))
+            await PriceRepository(session).record("KO", today, Decimal(115))
+    finally:
+        await db.close()
+    await s.trade(who, p.id, "deposit", "100", executed_at=noon(yesterday))
+    await s.trade(who, p.id, "buy", "1", "100", symbol="KO", executed_at=noon(yesterday))
+
+    report = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    expected = xirr([(yesterday, Decimal(-100)), (today, Decimal(115))])
+    assert expected.rate is not None and expected.rate > Decimal("1e22")
+    assert report.money_weighted_return == present_ratio(expected.rate)
+    assert Decimal(report.money_weighted_return) == expected.rate
+    assert report.end_value == "115.00" and report.money_weighted_note == ""
