@@ -36,7 +36,8 @@ from services.runtime.context import CORRELATION_HEADER, correlation_id
 
 log = logging.getLogger("stockfolio.facade")
 
-PATHS = ("/ws/terminal", "/ws/terminal-v2")
+# The seed names its path with the trailing slash; both spellings are served.
+PATHS = ("/ws/terminal", "/ws/terminal-v2", "/ws/terminal-v2/")
 MAX_SESSION_ID = 128
 MAX_DIMENSION = 10_000
 # Output characters per `data` message at most.
@@ -90,11 +91,16 @@ class TerminalConversation:
                 cols=_dimension(message, "cols"), rows=_dimension(message, "rows")
             )
             await self._send(terminal_pb2.AttachTerminalRequest(resize=size))
+        elif kind == "disconnect":
+            # The seed's event: this socket lets go of its session (the shell keeps running,
+            # another socket may join it) and closes normally.
+            self._leave()
+            await self._client.close(1000, "disconnected")
         else:
             raise SocketError(
                 "UNKNOWN_TYPE",
                 f"unknown message type {kind[:40]!r}; this socket takes: "
-                "auth, ping, join, data, resize",
+                "auth, ping, join, data, resize, disconnect",
             )
 
     def renewed(self, user: SocketUser) -> None:

@@ -633,3 +633,28 @@ async def test_logging_out_everywhere_ends_every_shell_of_the_owner(start_system
         # Another user's shell is untouched.
         still = await call(client, "GET", f"/api/v1/terminal/terminals/{theirs['sessionId']}", bob)
         assert still["data"]["state"] == "running"
+
+
+async def test_the_seeds_disconnect_detaches_the_socket_and_the_shell_keeps_running(
+    system: System,
+) -> None:
+    client = system.client
+    ann = await register(client)
+    terminal = await create(client, ann)
+    sid = terminal["sessionId"]
+    ws = await socket(client, ann, "/ws/terminal-v2/")  # the seed's path, trailing slash
+    await ws.send_json({"type": "join", "sessionId": sid})
+    await receive(ws, "joined")
+    await ws.send_json({"type": "data", "data": "export KEPT=still-$((6*7))\r"})
+    await ws.send_json({"type": "disconnect"})
+    closing = await ws.receive(timeout=WAIT)
+    assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1000
+    await ws.close()
+    state = await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann)
+    assert state["data"]["state"] == "running"
+    again = await socket(client, ann, "/ws/terminal-v2/")
+    await again.send_json({"type": "join", "sessionId": sid, "noReplay": True})
+    await receive(again, "joined")
+    await again.send_json({"type": "data", "data": "echo $KEPT\r"})
+    assert "still-42" in await read_output(again, r"still-42\r\n")
+    await again.close()
