@@ -130,7 +130,8 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             users=len({s.owner for s in counted}),
             shell_memory_bytes=await self._manager.memory(counted),
             my_sessions=len(mine),
-            total_sessions=len(running),
+            # Service-wide counts are an admin's: anyone else learns only of their own.
+            total_sessions=len(counted),
             idle_timeout_seconds=round(config.idle_timeout),
             output_bytes_per_second=config.output_rate,
             max_write_bytes=config.max_write_bytes,

@@ -385,6 +385,8 @@ async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
         ]
         assert stats["activeSessions"] == 2 and stats["mySessions"] == 2
         assert stats["allUsers"] is False and stats["users"] == 1
+        # Another user's session (the admin's) is not counted for ann, anywhere.
+        assert stats["totalSessions"] == 2
         assert stats["maxSessionsPerUser"] == 2 and stats["maxSessions"] == 1000
         assert int(stats["memoryBytes"]) > 10 * 1024 * 1024
         assert int(stats["shellMemoryBytes"]) > 0
@@ -400,6 +402,7 @@ async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
             "data"
         ]
         assert overall["activeSessions"] == 3 and overall["users"] == 2
+        assert overall["totalSessions"] == 3
         assert overall["allUsers"] is True and overall["mySessions"] == 1
         # A closed session frees its place under the cap.
         await call(client, "DELETE", f"/api/v1/terminal/terminals/{first['sessionId']}", ann)

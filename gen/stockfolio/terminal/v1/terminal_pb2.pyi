@@ -248,7 +248,9 @@ class GetTerminalStatsResponse(_message.Message):
     my_sessions: _builtins.int
     """The caller's own running sessions."""
     total_sessions: _builtins.int
-    """Sessions running on this replica for every user (capacity against max_sessions)."""
+    """Sessions running on this replica for every user (capacity against max_sessions); for a
+    caller who is not an admin, only their own.
+    """
     idle_timeout_seconds: _builtins.int
     output_bytes_per_second: _builtins.int
     max_write_bytes: _builtins.int
