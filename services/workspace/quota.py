@@ -119,7 +119,12 @@ class Quotas:
         self._task: asyncio.Task[None] | None = None
 
     async def usage(self, folder: Path, *, fresh: bool = False) -> Usage:
-        """The folder's usage: measured when unknown, older than the interval, or `fresh`."""
+        """The folder's usage: measured when unknown, older than the interval, or `fresh`.
+
+        A scan that a change of ours overlapped may or may not have seen it. Then the usage
+        known before stands (our changes are already added to it) and the next scan tries
+        again; only a `fresh` answer (after a pull, which nothing accounted) takes the scan
+        and adds those changes on top, erring towards refusing."""
         loop = asyncio.get_running_loop()
         lock = self._locks.setdefault(folder, asyncio.Lock())
         async with lock:
@@ -127,12 +132,14 @@ class Quotas:
             if fresh or known is None or loop.time() - known.measured_at > self.interval:
                 began = loop.time()
                 measured = await asyncio.to_thread(measure, folder)
-                # Changes that ended while the scan ran may be missing from it: they count on
-                # top (at worst twice, until the next scan - a quota errs towards refusing).
-                recent = [c for c in self._changes.get(folder, ()) if c[0] >= began]
-                for _, delta in recent:
+                raced = [c for c in self._changes.get(folder, ()) if c[0] >= began]
+                self._changes[folder] = raced
+                known = self._known.get(folder)
+                if raced and known is not None and not fresh:
+                    known.measured_at = began  # trusted as of then: scan again next interval
+                    return known.usage
+                for _, delta in raced:
                     measured = measured.plus(delta.bytes, delta.files)
-                self._changes[folder] = recent
                 known = _Known(measured, began)
                 self._known[folder] = known
             return known.usage
@@ -189,7 +196,7 @@ class Quotas:
             await asyncio.sleep(self.interval)
             for folder in list(self._known):
                 try:
-                    await self.usage(folder, fresh=True)
+                    await self.usage(folder)
                 except Exception:  # one unreadable folder must not stop the others' scans
                     log.exception("workspace usage scan failed", extra={"folder": folder.name})
 

@@ -33,3 +33,13 @@ async def test_a_change_that_ends_while_a_scan_runs_is_not_lost(tmp_path: Path) 
     assert usage.bytes >= 300 and usage.files >= 1
     (tmp_path / "b").write_bytes(b"x" * 300)
     assert await quotas.usage(tmp_path, fresh=True) == Usage(300, 1)
+
+
+async def test_a_change_during_a_scan_is_never_counted_twice(tmp_path: Path) -> None:
+    quotas = Quotas(Usage(10_000, 100), interval=0)  # every look is a new scan
+    await quotas.usage(tmp_path)
+    (tmp_path / "b").write_bytes(b"x" * 300)  # landed before the scan: the scan sees it
+    scan = asyncio.ensure_future(quotas.usage(tmp_path))
+    await asyncio.sleep(0)
+    quotas.changed(tmp_path, size=300, files=1)  # reported while the scan runs
+    assert await scan == Usage(300, 1)  # the known usage stands: not 600
