@@ -1,8 +1,10 @@
 """The seed's JSON envelope for every response, and the one gRPC -> HTTP status table.
 
 Success: `{success: true, data, timestamp, correlationId, service}` (+ `pagination` on lists).
-Failure: `{success: false, error: {code, message, fields?, retryAfter?, details?}, message,
-timestamp, correlationId, service}` (`details`: the service's google.rpc.ErrorInfo metadata).
+Failure, as the seed's `ApiResponse` has it (`error?: string`): `{success: false, error: CODE,
+message, details?: {fields?, retryAfter?, ...}, timestamp, correlationId, service}` - `error` the
+machine code, `message` the human sentence, everything richer under `details` (field violations,
+the retry hint, and the service's google.rpc.ErrorInfo metadata: a current sha, quota usage).
 """
 
 from __future__ import annotations
@@ -140,14 +142,16 @@ def success(
 
 
 def error_detail(error: ApiError) -> dict[str, Any]:
-    """The envelope's `error` object: also the error record that ends a failed stream."""
-    detail: dict[str, Any] = {"code": error.code, "message": error.message}
+    """The envelope's error part, `{error: CODE, message, details?}`: also the record that ends a
+    failed stream."""
+    detail: dict[str, Any] = {"error": error.code, "message": error.message}
+    richer: dict[str, Any] = dict(error.details or {})
     if error.fields:
-        detail["fields"] = [{"field": f, "description": d} for f, d in error.fields]
+        richer["fields"] = [{"field": f, "description": d} for f, d in error.fields]
     if error.retry_after is not None:
-        detail["retryAfter"] = max(1, math.ceil(error.retry_after))
-    if error.details:
-        detail["details"] = dict(error.details)
+        richer["retryAfter"] = max(1, math.ceil(error.retry_after))
+    if richer:
+        detail["details"] = richer
     return detail
 
 
@@ -155,18 +159,14 @@ def failure(error: ApiError, *, data: Any = None) -> web.Response:
     detail = error_detail(error)
     headers = _ENVELOPE_HEADERS.copy()
     headers.update(error.headers or {})
-    if "retryAfter" in detail:
-        headers["Retry-After"] = str(detail["retryAfter"])
+    retry_after = detail.get("details", {}).get("retryAfter")
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     body: dict[str, Any] = {"success": False}
     if data is not None:
         body["data"] = data
-    body.update(
-        error=detail,
-        message=error.message,
-        timestamp=now(),
-        correlationId=correlation_id.get(),
-        service=error.service,
-    )
+    body.update(detail)
+    body.update(timestamp=now(), correlationId=correlation_id.get(), service=error.service)
     return web.Response(body=_dump(body), status=error.status, headers=headers)
 
 

@@ -224,7 +224,8 @@ def _stream(route: Route, schemas: Schemas) -> Schema:
         "description": "A stream of messages, each written as itself (no wrapper): "
         "newline-delimited JSON (one message per line), or Server-Sent Events with "
         "`Accept: text/event-stream` (`event: message`, `data: <message>`; comment lines "
-        f'are heartbeats). {STREAM_ERRORS}: NDJSON a last line `{{"error": {{...}}}}`, '
+        f"are heartbeats). {STREAM_ERRORS}: NDJSON a last line "
+        '`{"error": CODE, "message": ..., "details"?: {...}}`, '
         "SSE an `event: error` whose data is that object.",
         "content": {
             "application/x-ndjson": {"schema": item, "x-error-record": ref("StreamError")},
@@ -390,22 +391,23 @@ def _shared_schemas() -> dict[str, Schema]:
             "required": ["success", "error", "message", "timestamp", "correlationId", "service"],
             "properties": {
                 "success": {"const": False},
-                "error": ref("Error"),
-                "message": {"type": "string"},
+                "error": ref("ErrorCode"),
+                "message": {"type": "string", "description": "The human sentence."},
+                "details": ref("ErrorDetails"),
                 "data": {},
                 **common,
             },
         },
-        "Error": {
+        "ErrorCode": {
+            "type": "string",
+            "description": "The machine code: the service's reason (e.g. VALIDATION_ERROR, "
+            "TOKEN_EXPIRED, INSUFFICIENT_SHARES) or the status (NOT_FOUND, UNAUTHENTICATED, ...).",
+        },
+        "ErrorDetails": {
             "type": "object",
-            "required": ["code", "message"],
+            "description": "Everything richer than the message: field violations, the retry "
+            "hint, and what the service adds (the current sha on a conflict, quota usage).",
             "properties": {
-                "code": {
-                    "type": "string",
-                    "description": "The service's reason (e.g. VALIDATION_ERROR, TOKEN_EXPIRED) "
-                    "or the status (NOT_FOUND, UNAUTHENTICATED, ...).",
-                },
-                "message": {"type": "string"},
                 "fields": {
                     "type": "array",
                     "items": {
@@ -419,12 +421,17 @@ def _shared_schemas() -> dict[str, Schema]:
                 },
                 "retryAfter": {"type": "integer", "description": "seconds"},
             },
+            "additionalProperties": {"type": "string"},
         },
         "StreamError": {
             "type": "object",
             "description": "The record that ends a message stream that failed midway.",
-            "required": ["error"],
-            "properties": {"error": ref("Error")},
+            "required": ["error", "message"],
+            "properties": {
+                "error": ref("ErrorCode"),
+                "message": {"type": "string"},
+                "details": ref("ErrorDetails"),
+            },
         },
         "Pagination": {
             "type": "object",

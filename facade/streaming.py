@@ -15,9 +15,9 @@ when the service sends its response headers before a first message (a feed that 
 first), whichever comes first; a raw body waits for its first chunk (it names the content type).
 A call that fails before then is answered like a unary route: the envelope and the mapped
 status, never a 200. After that, a failure ends the stream with an error record holding the
-envelope's `error` object: SSE `event: error`, NDJSON a last line `{"error": {...}}`. A raw body
-cannot say it in-band: its connection is closed without the final chunk, so the client sees a
-truncated transfer, never a complete-looking file.
+envelope's error part: SSE `event: error`, NDJSON a last line `{"error": CODE, "message",
+"details"?}`. A raw body cannot say it in-band: its connection is closed without the final
+chunk, so the client sees a truncated transfer, never a complete-looking file.
 
 A client that goes away cancels the call: at once where aiohttp cancels handlers, else at the
 stream's next write or heartbeat tick.
@@ -106,7 +106,7 @@ class JsonLines:
         return _dump(self._codec.encode_raw(raw)[0]) + b"\n"
 
     def error(self, detail: dict[str, Any]) -> bytes | None:
-        return _dump({"error": detail}) + b"\n"
+        return _dump(detail) + b"\n"
 
 
 class ServerSentEvents:

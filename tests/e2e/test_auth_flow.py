@@ -22,8 +22,8 @@ def assert_envelope(answer: Response, *, success: bool) -> dict[str, Any]:
     assert body["correlationId"], body
     assert body["service"], body
     if not success:
-        assert body["error"]["code"], body
-        assert body["error"]["message"], body
+        assert body["error"], body
+        assert body["message"], body
     return body
 
 
@@ -189,4 +189,4 @@ def test_a_password_shorter_than_the_rules_allow_is_rejected_with_field_errors(
 
     assert answer.status == 422, answer.body
     body = assert_envelope(answer, success=False)
-    assert body["error"].get("fields"), body
+    assert body["details"].get("fields"), body

@@ -91,7 +91,7 @@ def test_tokens_name_the_users_key_and_forged_ones_are_refused_through_the_facad
         for kind, token in forged_tokens(kid, public_pem).items():
             answer = request("GET", system.facade_url + path, token=token)
             assert answer.status == 401, (service, kind, answer.body)
-            assert answer.body["error"]["code"] == "TOKEN_INVALID", (service, kind, answer.body)
+            assert answer.body["error"] == "TOKEN_INVALID", (service, kind, answer.body)
 
 
 def test_forged_tokens_are_refused_by_every_service_reached_directly(

@@ -184,22 +184,22 @@ async def test_rest_refusals_have_their_statuses_and_hints(
                 client, "POST", "/api/v1/chat/message", alice, {"message": text}
             )
             assert status == 422
-            assert body["error"]["code"] == "VALIDATION_ERROR"
-            assert body["error"]["fields"][0]["field"] == "message"
+            assert body["error"] == "VALIDATION_ERROR"
+            assert body["details"]["fields"][0]["field"] == "message"
         status, _, body = await call(
             client, "POST", "/api/v1/chat/message", alice, {"message": "hi", "model": "gpt-x"}
         )
         assert status == 422
-        assert body["error"]["code"] == "UNKNOWN_MODEL"
-        assert all(model in body["error"]["message"] for model in SEED_MODELS)
+        assert body["error"] == "UNKNOWN_MODEL"
+        assert all(model in body["message"] for model in SEED_MODELS)
         status, _, body = await call(
             client, "POST", "/api/v1/chat/message", alice, {"message": "hi", "sessionId": "nope"}
         )
-        assert (status, body["error"]["code"]) == (404, "SESSION_NOT_FOUND")
+        assert (status, body["error"]) == (404, "SESSION_NOT_FOUND")
         status, _, body = await call(
             client, "PUT", "/api/v1/assistant/folders/nope", alice, {"name": "x"}
         )
-        assert (status, body["error"]["code"]) == (404, "FOLDER_NOT_FOUND")
+        assert (status, body["error"]) == (404, "FOLDER_NOT_FOUND")
 
         # The provider's own rate limit: 429 with its Retry-After, and a message that says so.
         fake_anthropic.replies.append(Reply(status=429, retry_after="9"))
@@ -208,14 +208,14 @@ async def test_rest_refusals_have_their_statuses_and_hints(
         )
         assert status == 429
         assert headers["Retry-After"] == "9"
-        assert body["error"]["code"] == "PROVIDER_RATE_LIMITED"
-        assert body["error"]["retryAfter"] == 9
-        assert "retry in 9 s" in body["error"]["message"]
+        assert body["error"] == "PROVIDER_RATE_LIMITED"
+        assert body["details"]["retryAfter"] == 9
+        assert "retry in 9 s" in body["message"]
         fake_anthropic.replies.append(Reply(status=529))
         status, headers, body = await call(
             client, "POST", "/api/v1/chat/message", alice, {"message": "hi"}
         )
-        assert (status, body["error"]["code"]) == (503, "PROVIDER_OVERLOADED")
+        assert (status, body["error"]) == (503, "PROVIDER_OVERLOADED")
         assert int(headers["Retry-After"]) > 0
 
         # Alice's own limit: her fifth message this minute (only the checked ones counted).
@@ -231,7 +231,7 @@ async def test_rest_refusals_have_their_statuses_and_hints(
         status, headers, body = await call(
             client, "POST", "/api/v1/chat/message", alice, {"message": "hi"}
         )
-        assert (status, body["error"]["code"]) == (429, "MESSAGE_RATE_LIMITED")
+        assert (status, body["error"]) == (429, "MESSAGE_RATE_LIMITED")
         assert 0 < int(headers["Retry-After"]) <= 60
 
         # Bob sees nothing of Alice's.

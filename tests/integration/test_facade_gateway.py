@@ -111,7 +111,7 @@ async def test_missing_token_is_a_401_envelope_with_token_missing_and_the_correl
     assert response.status == 401
     assert response.headers["X-Correlation-ID"] == "cid-123"
     assert body["success"] is False
-    assert body["error"] == {"code": "TOKEN_MISSING", "message": "missing bearer token"}
+    assert (body["error"], body["message"]) == ("TOKEN_MISSING", "missing bearer token")
     assert body["message"] == "missing bearer token"
     assert body["correlationId"] == "cid-123"
     assert body["service"] == "portfolio"
@@ -131,7 +131,7 @@ async def test_a_malformed_token_is_a_401_token_invalid(client: Any) -> None:
     )
     body = await read(response)
     assert response.status == 401
-    assert body["error"]["code"] == "TOKEN_INVALID"
+    assert body["error"] == "TOKEN_INVALID"
     assert body["service"] == "assistant"
 
 
@@ -141,7 +141,7 @@ async def test_an_expired_token_is_a_401_token_expired(client: Any) -> None:
         "/api/v1/terminal/terminals", headers={"Authorization": f"Bearer {expired}"}
     )
     assert response.status == 401
-    assert (await read(response))["error"]["code"] == "TOKEN_EXPIRED"
+    assert (await read(response))["error"] == "TOKEN_EXPIRED"
 
 
 async def test_a_service_that_cannot_check_a_session_answers_503_in_its_own_words(
@@ -153,7 +153,7 @@ async def test_a_service_that_cannot_check_a_session_answers_503_in_its_own_word
     )
     body = await read(response)
     assert response.status == 503
-    assert body["error"]["code"] == "UNAVAILABLE"
+    assert body["error"] == "UNAVAILABLE"
     assert body["message"] == "cannot verify the session right now; retry shortly"
     assert body["service"] == "portfolio"
 
@@ -169,7 +169,7 @@ async def test_malformed_json_is_a_400_envelope(client: Any) -> None:
     )
     body = await read(response)
     assert response.status == 400
-    assert body["error"]["code"] == "BAD_REQUEST"
+    assert body["error"] == "BAD_REQUEST"
     assert body["message"].startswith("malformed JSON")
     assert body["service"] == "facade"
 
@@ -178,8 +178,8 @@ async def test_an_unknown_field_is_a_422_naming_it(client: Any) -> None:
     response = await client.post("/api/v1/portfolios", json={"name": "Growth", "colour": "red"})
     body = await read(response)
     assert response.status == 422
-    assert body["error"]["code"] == "VALIDATION_ERROR"
-    assert body["error"]["fields"][0]["field"] == "colour"
+    assert body["error"] == "VALIDATION_ERROR"
+    assert body["details"]["fields"][0]["field"] == "colour"
     assert body["message"].startswith("colour is not a field of CreatePortfolioRequest")
 
 
@@ -187,14 +187,14 @@ async def test_a_bad_query_parameter_is_a_422_naming_it(client: Any) -> None:
     response = await client.get("/api/v1/trades", params={"limit": "many"})
     body = await read(response)
     assert response.status == 422
-    assert body["error"]["fields"] == [{"field": "limit", "description": "must be an integer"}]
+    assert body["details"]["fields"] == [{"field": "limit", "description": "must be an integer"}]
 
 
 async def test_a_body_over_10_mb_is_a_413_envelope(client: Any) -> None:
     response = await client.post("/api/v1/portfolios", data=io.BytesIO(b" " * (TEN_MB + 1)))
     body = await read(response)
     assert response.status == 413
-    assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert body["error"] == "PAYLOAD_TOO_LARGE"
     assert body["message"] == "the request body is larger than the limit of 10 MB"
 
 
@@ -202,7 +202,7 @@ async def test_an_unknown_route_is_a_404_envelope(client: Any) -> None:
     response = await client.get("/api/v1/nothing-here", headers={"X-Correlation-ID": "c404"})
     body = await read(response)
     assert response.status == 404
-    assert body["error"]["code"] == "NOT_FOUND"
+    assert body["error"] == "NOT_FOUND"
     assert body["correlationId"] == "c404"
 
 
@@ -211,7 +211,7 @@ async def test_a_wrong_method_is_a_405_envelope_naming_the_allowed_ones(client: 
     body = await read(response)
     assert response.status == 405
     assert response.headers["Allow"] == "GET, POST"
-    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert body["error"] == "METHOD_NOT_ALLOWED"
 
 
 async def test_facade_routes_refuse_other_methods_in_the_envelope(client: Any) -> None:
@@ -219,7 +219,7 @@ async def test_facade_routes_refuse_other_methods_in_the_envelope(client: Any) -
     body = await read(response)
     assert response.status == 405
     assert response.headers["Allow"] == "GET"
-    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert body["error"] == "METHOD_NOT_ALLOWED"
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
@@ -254,7 +254,7 @@ async def test_health_all_is_503_with_users_down_and_lists_all_five(client: Any)
     response = await client.get("/health/all")
     body = await read(response)
     assert response.status == 503
-    assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert body["error"] == "SERVICE_UNAVAILABLE"
     assert body["message"] == "not serving: users"
     report = body["data"]
     assert report["status"] == "degraded"
@@ -453,9 +453,9 @@ async def test_the_request_over_the_api_limit_is_a_429_with_retry_after(
         over = await client.get("/api/v1/portfolios")
         body = await read(over)
         assert over.status == 429
-        assert body["error"]["code"] == "RATE_LIMITED"
+        assert body["error"] == "RATE_LIMITED"
         assert 1 <= int(over.headers["Retry-After"]) <= 60
-        assert body["error"]["retryAfter"] == int(over.headers["Retry-After"])
+        assert body["details"]["retryAfter"] == int(over.headers["Retry-After"])
         assert over.headers["RateLimit-Remaining"] == "0"
         assert 0 <= int(over.headers["RateLimit-Reset"]) <= 60
         # The facade's own routes are not limited.
@@ -505,13 +505,13 @@ async def test_the_breaker_opens_after_repeated_unavailable_and_answers_fast(
             response = await client.post("/api/v1/portfolios", json={"name": "Growth"})
             body = await read(response)
             assert response.status == 503
-            assert body["error"]["code"] == "UNAVAILABLE"
+            assert body["error"] == "UNAVAILABLE"
             assert body["message"] == "the portfolio service is unavailable; retry shortly"
             assert "127.0.0.1" not in body["message"]  # gRPC's own text is not leaked
         opened = await client.post("/api/v1/portfolios", json={"name": "Growth"})
         body = await read(opened)
         assert opened.status == 503
-        assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert body["error"] == "SERVICE_UNAVAILABLE"
         assert "portfolio" in body["message"]
         assert int(opened.headers["Retry-After"]) >= 1
         # Other services are not affected.
@@ -583,8 +583,8 @@ async def test_service_field_violations_reach_the_envelope(live_client: Client) 
     )
     body = await read(response)
     assert response.status == 422
-    assert body["error"]["code"] == "WEAK_PASSWORD"
-    assert {f["field"] for f in body["error"]["fields"]} == {"password"}
+    assert body["error"] == "WEAK_PASSWORD"
+    assert {f["field"] for f in body["details"]["fields"]} == {"password"}
     assert body["service"] == "users"
 
 
@@ -595,7 +595,7 @@ async def test_a_taken_email_is_a_409_with_the_service_reason(live_client: Clien
     )
     body = await read(response)
     assert response.status == 409
-    assert body["error"]["code"] == "EMAIL_TAKEN"
+    assert body["error"] == "EMAIL_TAKEN"
 
 
 async def test_health_all_is_200_when_all_five_serve(live_client: Client) -> None:
@@ -618,7 +618,7 @@ async def test_a_token_not_signed_by_the_users_key_is_a_401_token_invalid(
     )
     body = await read(response)
     assert response.status == 401
-    assert body["error"]["code"] == "TOKEN_INVALID"
+    assert body["error"] == "TOKEN_INVALID"
 
 
 async def test_a_wrong_json_type_is_a_422_naming_the_field(live_client: Client) -> None:
@@ -627,15 +627,15 @@ async def test_a_wrong_json_type_is_a_422_naming_the_field(live_client: Client) 
     )
     body = await read(response)
     assert response.status == 422
-    assert body["error"]["code"] == "VALIDATION_ERROR"
-    assert [f["field"] for f in body["error"]["fields"]] == ["email"]
+    assert body["error"] == "VALIDATION_ERROR"
+    assert [f["field"] for f in body["details"]["fields"]] == ["email"]
 
 
 async def test_a_missing_field_is_a_422_naming_it(live_client: Client) -> None:
     response = await live_client.post("/api/v1/auth/login", json={"email": "gil@example.com"})
     body = await read(response)
     assert response.status == 422
-    assert body["error"]["fields"] == [{"field": "password", "description": "is required"}]
+    assert body["details"]["fields"] == [{"field": "password", "description": "is required"}]
     assert body["service"] == "users"
 
 
@@ -643,4 +643,4 @@ async def test_a_non_object_body_is_a_400(live_client: Client) -> None:
     response = await live_client.post("/api/v1/auth/login", json=["email", "password"])
     body = await read(response)
     assert response.status == 400
-    assert body["error"]["code"] == "BAD_REQUEST"
+    assert body["error"] == "BAD_REQUEST"

@@ -572,7 +572,7 @@ async def test_a_plain_request_to_the_socket_path_is_told_to_upgrade(client: Cli
     body = await response.json()
     assert response.status == 426
     assert response.headers["Upgrade"] == "websocket"
-    assert body["error"]["code"] == "UPGRADE_REQUIRED"
+    assert body["error"] == "UPGRADE_REQUIRED"
 
 
 async def test_open_sockets_are_told_the_server_is_going_away_at_shutdown(
@@ -670,7 +670,7 @@ async def test_exporting_an_unknown_portfolio_is_a_404_envelope_not_a_stream(
     assert response.status == 404
     assert response.headers["Content-Type"] == "application/json"
     assert body["success"] is False
-    assert body["error"]["code"] == "PORTFOLIO_NOT_FOUND"
+    assert body["error"] == "PORTFOLIO_NOT_FOUND"
     assert body["service"] == "portfolio"
 
 

@@ -288,17 +288,17 @@ async def test_bad_requests_get_clear_4xx(system: System) -> None:
     ann = await register(client)
     bob = await register(client)
     unknown = await create(client, ann, 404, projectId="no-such-project")
-    assert unknown["error"]["code"] in ("NOT_FOUND", "PROJECT_NOT_FOUND")
+    assert unknown["error"] in ("NOT_FOUND", "PROJECT_NOT_FOUND")
     dims = await create(client, ann, 422, cols=-1, rows=9000)
-    assert {f["field"] for f in dims["error"]["fields"]} == {"cols", "rows"}
+    assert {f["field"] for f in dims["details"]["fields"]} == {"cols", "rows"}
     shell = await create(client, ann, 422, shell="/usr/bin/python3")  # noqa: S604
-    assert shell["error"]["fields"][0]["field"] == "shell"
+    assert shell["details"]["fields"][0]["field"] == "shell"
     terminal = await create(client, ann)
     sid = terminal["sessionId"]
     # Another user's session is exactly as unknown as a missing one.
     for path in (f"/api/v1/terminal/terminals/{sid}", "/api/v1/terminal/terminals/session_1_x"):
         body = await call(client, "GET", path, bob, 404)
-        assert body["success"] is False and body["error"]["code"] == "NOT_FOUND"
+        assert body["success"] is False and body["error"] == "NOT_FOUND"
     await call(client, "DELETE", f"/api/v1/terminal/terminals/{sid}", bob, 404)
     await call(
         client, "POST", f"/api/v1/terminal/terminals/{sid}/write", bob, 404, json={"data": "x"}
@@ -311,7 +311,7 @@ async def test_bad_requests_get_clear_4xx(system: System) -> None:
         413,
         json={"data": "x" * (64 * 1024 + 1)},
     )
-    assert huge["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert huge["error"] == "PAYLOAD_TOO_LARGE"
     resize = await call(
         client,
         "POST",
@@ -320,7 +320,7 @@ async def test_bad_requests_get_clear_4xx(system: System) -> None:
         422,
         json={"cols": 5000, "rows": 10},
     )
-    assert resize["error"]["fields"] == [
+    assert resize["details"]["fields"] == [
         {"field": "cols", "description": "must be between 1 and 1000"}
     ]
     # Nothing of that reached the session.
@@ -366,8 +366,8 @@ async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
         first = await create(client, ann)
         second = await create(client, ann)
         capped = await create(client, ann, 429)
-        assert capped["error"]["code"] == "TERMINAL_LIMIT"
-        assert capped["error"]["retryAfter"] >= 1
+        assert capped["error"] == "TERMINAL_LIMIT"
+        assert capped["details"]["retryAfter"] >= 1
         mine = await create(client, admin)
         listed = await call(client, "GET", "/api/v1/terminal/terminals?limit=1", ann)
         assert [t["sessionId"] for t in listed["data"]] == [first["sessionId"]]

@@ -242,7 +242,7 @@ async def test_a_body_over_the_limit_is_413_and_cancels_the_call(
     )
     body = await response.json()
     assert response.status == 413
-    assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert body["error"] == "PAYLOAD_TOO_LARGE"
     await asyncio.wait_for(recorder.ended.wait(), 10)
     assert recorder.cancelled
     assert sum(len(m.body.data) for m in recorder.received) <= LIMIT
@@ -268,7 +268,7 @@ async def test_a_service_that_refuses_midway_is_answered_with_its_status(
     )
     body = await response.json()
     assert response.status == 404
-    assert body["error"]["message"] == "no such bucket"
+    assert body["message"] == "no such bucket"
     assert body["service"] == "uploadtest"
 
 
@@ -278,7 +278,7 @@ async def test_bad_query_parameters_are_refused_before_any_call(
     response = await client.post("/v1/buckets/b/objects?colour=red", data=b"abc")
     body = await response.json()
     assert response.status == 422
-    assert [f["field"] for f in body["error"]["fields"]] == ["colour"]
+    assert [f["field"] for f in body["details"]["fields"]] == ["colour"]
     assert upstream[0].received == []
 
 

@@ -97,7 +97,7 @@ async def test_projects_are_created_listed_renamed_and_deleted_over_rest(
     gone = await envelope(
         await facade.get(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)), 404
     )
-    assert gone["error"]["code"] == "PROJECT_NOT_FOUND"
+    assert gone["error"] == "PROJECT_NOT_FOUND"
 
 
 async def test_invalid_names_are_422_and_duplicates_409(
@@ -111,12 +111,12 @@ async def test_invalid_names_are_422_and_duplicates_409(
         ),
         422,
     )
-    assert [f["field"] for f in bad["error"]["fields"]] == ["name"]
+    assert [f["field"] for f in bad["details"]["fields"]] == ["name"]
     duplicate = await envelope(
         await facade.post("/api/v1/workspace/projects", json={"name": "site"}, headers=bearer(ada)),
         409,
     )
-    assert duplicate["error"]["code"] == "PROJECT_EXISTS"
+    assert duplicate["error"] == "PROJECT_EXISTS"
 
 
 async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_with_the_current(
@@ -156,8 +156,8 @@ async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_wit
         ),
         409,
     )
-    assert stale["error"]["code"] == "SHA_MISMATCH"
-    assert stale["error"]["details"] == {"sha": git_sha(b"two\n")}
+    assert stale["error"] == "SHA_MISMATCH"
+    assert stale["details"] == {"sha": git_sha(b"two\n")}
 
     listed = await envelope(
         await facade.get(f"/api/v1/files?project={project}&path=docs", headers=bearer(ada)), 200
@@ -180,7 +180,7 @@ async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_wit
     missing = await envelope(
         await facade.get(f"/api/v1/files/b.md?project={project}", headers=bearer(ada)), 404
     )
-    assert missing["error"]["code"] == "FILE_NOT_FOUND"
+    assert missing["error"] == "FILE_NOT_FOUND"
 
 
 @pytest.mark.parametrize(
@@ -201,8 +201,8 @@ async def test_unsafe_paths_over_http_are_422(
         f"/api/v1/files:download?project={project}&path={query_path}", headers=bearer(ada)
     )
     body = await envelope(response, 422)
-    assert [f["field"] for f in body["error"]["fields"]] == ["path"]
-    assert needle in body["error"]["fields"][0]["description"]
+    assert [f["field"] for f in body["details"]["fields"]] == ["path"]
+    assert needle in body["details"]["fields"][0]["description"]
 
 
 async def test_a_symlink_leading_outside_is_422_over_http(
@@ -217,7 +217,7 @@ async def test_a_symlink_leading_outside_is_422_over_http(
         await facade.get(f"/api/v1/files/link.txt?project={project['id']}", headers=bearer(ada)),
         422,
     )
-    assert "outside" in body["error"]["message"]
+    assert "outside" in body["message"]
 
 
 # --- uploads and downloads ------------------------------------------------------------------
@@ -297,7 +297,7 @@ async def test_an_upload_over_20_mb_is_413_and_leaves_nothing_behind(
         ),
         413,
     )
-    assert declared["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert declared["error"] == "PAYLOAD_TOO_LARGE"
     streamed = await envelope(
         await facade.post(
             f"/api/v1/files:upload?project={project}&path=big.bin",
@@ -306,7 +306,7 @@ async def test_an_upload_over_20_mb_is_413_and_leaves_nothing_behind(
         ),
         413,
     )
-    assert "20 MB" in streamed["error"]["message"]
+    assert "20 MB" in streamed["message"]
     for _ in range(500):  # the service drops its temporary file once the call is cancelled
         if leftovers(folder) == before:
             break
@@ -324,7 +324,7 @@ async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
         ),
         404,
     )
-    assert unknown["error"]["code"] == "PROJECT_NOT_FOUND"
+    assert unknown["error"] == "PROJECT_NOT_FOUND"
     project = (await new_project(facade, ada))["id"]
     bad = await envelope(
         await facade.post(
@@ -334,7 +334,7 @@ async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
         ),
         422,
     )
-    assert [f["field"] for f in bad["error"]["fields"]] == ["path"]
+    assert [f["field"] for f in bad["details"]["fields"]] == ["path"]
     unauthenticated = await envelope(
         await facade.post(f"/api/v1/files:upload?project={project}&path=a.bin", data=b"abc"), 401
     )
@@ -375,7 +375,7 @@ async def test_git_status_commit_and_log_over_rest(
         ),
         422,
     )
-    assert [f["field"] for f in conflict["error"]["fields"]] == ["remote"]
+    assert [f["field"] for f in conflict["details"]["fields"]] == ["remote"]
 
 
 async def test_changes_made_from_a_shell_arrive_as_server_sent_events(

@@ -79,8 +79,8 @@ async def test_a_write_past_the_byte_quota_is_413_with_the_usage_and_writes_noth
         headers=bearer(ada),
     )
     body = await envelope(response, 413)
-    assert body["error"]["code"] == "QUOTA_EXCEEDED"
-    assert body["error"]["details"] == {
+    assert body["error"] == "QUOTA_EXCEEDED"
+    assert body["details"] == {
         "quota": "bytes",
         "usedBytes": str(used.bytes),
         "usedFiles": str(used.files),
@@ -108,7 +108,7 @@ async def test_an_upload_past_the_byte_quota_is_refused_midway_and_leaves_nothin
         headers=bearer(ada),
     )
     body = await envelope(response, 413)
-    assert (body["error"]["code"], body["error"]["details"]["quota"]) == (
+    assert (body["error"], body["details"]["quota"]) == (
         "QUOTA_EXCEEDED",
         "bytes",
     )
@@ -133,8 +133,8 @@ async def test_a_file_past_the_file_count_quota_is_422_with_the_usage(
         headers=bearer(ada),
     )
     body = await envelope(response, 422)
-    assert body["error"]["code"] == "QUOTA_EXCEEDED"
-    assert (body["error"]["details"]["quota"], body["error"]["details"]["usedFiles"]) == (
+    assert body["error"] == "QUOTA_EXCEEDED"
+    assert (body["details"]["quota"], body["details"]["usedFiles"]) == (
         "files",
         "80",
     )

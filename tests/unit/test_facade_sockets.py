@@ -117,4 +117,4 @@ def test_openapi_shows_the_export_as_a_streamed_download() -> None:
     assert ok["content"]["*/*"]["schema"] == {"type": "string", "format": "binary"}
     assert "export." in ok["headers"]["Content-Disposition"]["description"]
     assert export["responses"]["default"] == {"$ref": "#/components/responses/Error"}
-    assert spec["components"]["schemas"]["StreamError"]["required"] == ["error"]
+    assert spec["components"]["schemas"]["StreamError"]["required"] == ["error", "message"]
