@@ -150,7 +150,7 @@ def offline_answer(question: str, portfolios: list[dict[str, Any]]) -> str:
         for p in portfolios:
             lines.append(
                 f"- {p.get('name', '?')}: {_money(p.get('totalValue', '0'))} "
-                f"{p.get('baseCurrency', '')} (cash {_money(p.get('cash', '0'))}, "
+                f"{p.get('currency', '')} (cash {_money(p.get('cash', '0'))}, "
                 f"gain/loss {_money(p.get('totalGainLoss', '0'))})".replace("  ", " ")
             )
     else:

@@ -171,7 +171,7 @@ class JsonWriter:
             "id": portfolio.id,
             "name": portfolio.name,
             "description": portfolio.description,
-            "baseCurrency": portfolio.base_currency,
+            "currency": portfolio.base_currency,
             "kind": portfolio.kind.value,
         }
         return f'{{"portfolio": {json.dumps(head)}, "exportedAt": "{iso(at)}", "trades": ['

@@ -77,7 +77,7 @@ def clean_currency(raw: str) -> str:
     if not code:
         return DEFAULT_CURRENCY
     if not _CURRENCY.fullmatch(code):
-        raise InvalidArgument.field("baseCurrency", "must be a three-letter code such as USD")
+        raise InvalidArgument.field("currency", "must be a three-letter code such as USD")
     return code
 
 

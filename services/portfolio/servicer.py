@@ -102,7 +102,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         draft = PortfolioDraft(
             name=request.name,
             description=request.description,
-            base_currency=request.base_currency,
+            base_currency=request.currency,
             kind=PROTO_TO_KIND.get(request.kind),
             initial_cash=request.initial_cash,
         )
@@ -128,7 +128,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         changes = PortfolioChanges(
             name=request.name if request.HasField("name") else None,
             description=request.description if request.HasField("description") else None,
-            base_currency=request.base_currency if request.HasField("base_currency") else None,
+            base_currency=request.currency if request.HasField("currency") else None,
         )
         valued = await self._cases.portfolios.update(
             require_identity().user_id, request.id, changes

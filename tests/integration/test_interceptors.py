@@ -54,7 +54,7 @@ class ScriptedPortfolios(portfolio_pb2_grpc.PortfolioServiceServicer):
             id=correlation_id.get(),
             name=caller.user_id,
             description=",".join(sorted(caller.roles)),
-            base_currency=client_address.get(),
+            currency=client_address.get(),
         )
         return portfolio_pb2.ListPortfoliosResponse(portfolios=[seen])
 
@@ -153,7 +153,7 @@ async def test_a_valid_token_with_a_live_session_reaches_the_servicer_with_its_i
     )
     (seen,) = reply.portfolios
     assert (seen.name, seen.description) == ("u-7", "admin,user")
-    assert seen.base_currency == "127.0.0.1", "the client address is the gRPC peer's host"
+    assert seen.currency == "127.0.0.1", "the client address is the gRPC peer's host"
     assert len(seen.id) == 32, "a correlation id is minted when the caller sends none"
     assert sessions.asked == ["s-7"]
 
@@ -347,7 +347,7 @@ async def test_the_client_address_is_the_right_most_hop_a_trusted_proxy_forwarde
         portfolio_pb2.ListPortfoliosRequest(),
         metadata=(*bearer(), ("x-forwarded-for", "203.0.113.9, 10.0.0.1")),
     )
-    assert reply.portfolios[0].base_currency == "10.0.0.1"
+    assert reply.portfolios[0].currency == "10.0.0.1"
 
 
 async def test_health_and_reflection_need_no_token_and_are_not_logged(

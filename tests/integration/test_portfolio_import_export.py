@@ -204,7 +204,7 @@ async def test_the_json_export_is_one_document_with_trades_and_positions(
         "id": p.id,
         "name": "Exported",
         "description": "",
-        "baseCurrency": "USD",
+        "currency": "USD",
         "kind": "tracking",
     }
     assert [(t["side"], t["quantity"], t["executedAt"]) for t in document["trades"]] == [

@@ -46,9 +46,9 @@ async def test_a_user_creates_lists_gets_updates_and_deletes_their_portfolio(
     s = portfolio_service
     who = await s.user()
     created = await s.portfolio(
-        who, description="Long term", base_currency="eur", kind=pb.PORTFOLIO_KIND_PAPER
+        who, description="Long term", currency="eur", kind=pb.PORTFOLIO_KIND_PAPER
     )
-    assert (created.name, created.description, created.base_currency) == (
+    assert (created.name, created.description, created.currency) == (
         "Main",
         "Long term",
         "EUR",
@@ -62,11 +62,11 @@ async def test_a_user_creates_lists_gets_updates_and_deletes_their_portfolio(
     assert listed.pagination.total == 1
 
     updated = await s.stub.UpdatePortfolio(
-        pb.UpdatePortfolioRequest(id=created.id, name="Renamed", base_currency="GBP"),
+        pb.UpdatePortfolioRequest(id=created.id, name="Renamed", currency="GBP"),
         metadata=who,
     )
     assert (updated.portfolio.name, updated.portfolio.description) == ("Renamed", "Long term")
-    assert updated.portfolio.base_currency == "GBP"
+    assert updated.portfolio.currency == "GBP"
     got = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=created.id), metadata=who)
     assert got.portfolio.name == "Renamed"
     assert got.portfolio.updated_at.ToDatetime() >= got.portfolio.created_at.ToDatetime()
@@ -84,7 +84,7 @@ async def test_a_new_portfolio_defaults_to_tracking_in_usd_and_initial_cash_is_a
     s = portfolio_service
     who = await s.user()
     created = await s.portfolio(who, initial_cash="2500.50")
-    assert (created.kind, created.base_currency) == (pb.PORTFOLIO_KIND_TRACKING, "USD")
+    assert (created.kind, created.currency) == (pb.PORTFOLIO_KIND_TRACKING, "USD")
     assert (created.cash, created.total_value, created.total_cost) == (
         "2500.50",
         "2500.50",
@@ -145,7 +145,7 @@ async def test_portfolio_fields_are_checked_naming_the_field(
     cases = [
         (pb.CreatePortfolioRequest(name="  "), "name"),
         (pb.CreatePortfolioRequest(name="x" * 101), "name"),
-        (pb.CreatePortfolioRequest(name="Main", base_currency="dollars"), "baseCurrency"),
+        (pb.CreatePortfolioRequest(name="Main", currency="dollars"), "currency"),
         (pb.CreatePortfolioRequest(name="Main", initial_cash="-5"), "initialCash"),
         (pb.CreatePortfolioRequest(name="Main", initial_cash="lots"), "initialCash"),
         (pb.CreatePortfolioRequest(name="Main", kind=7), "kind"),  # type: ignore[arg-type]

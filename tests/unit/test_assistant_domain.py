@@ -139,7 +139,7 @@ def test_the_offline_answer_totals_values_and_lists_holdings() -> None:
             "totalValue": "1500.5",
             "cash": "100",
             "totalGainLoss": "20",
-            "baseCurrency": "USD",
+            "currency": "USD",
             "positions": [
                 {"symbol": "AAPL", "quantity": "3.000", "marketValue": "1400.5"},
                 {"symbol": "OLD", "quantity": "0", "marketValue": "0"},

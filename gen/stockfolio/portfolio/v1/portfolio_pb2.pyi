@@ -96,7 +96,8 @@ class Portfolio(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
-    BASE_CURRENCY_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     TOTAL_VALUE_FIELD_NUMBER: _builtins.int
     TOTAL_COST_FIELD_NUMBER: _builtins.int
     TOTAL_GAIN_LOSS_FIELD_NUMBER: _builtins.int
@@ -114,7 +115,10 @@ class Portfolio(_message.Message):
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
-    base_currency: _builtins.str
+    currency: _builtins.str
+    """ISO 4217 code the portfolio is kept in ("USD")."""
+    user_id: _builtins.str
+    """The owner (the seed's Portfolio.userId)."""
     total_value: _builtins.str
     total_cost: _builtins.str
     total_gain_loss: _builtins.str
@@ -139,7 +143,8 @@ class Portfolio(_message.Message):
         id: _builtins.str = ...,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
-        base_currency: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        user_id: _builtins.str = ...,
         total_value: _builtins.str = ...,
         total_cost: _builtins.str = ...,
         total_gain_loss: _builtins.str = ...,
@@ -157,7 +162,7 @@ class Portfolio(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "cash", b"cash", "cost_basis", b"cost_basis", "created_at", b"created_at", "description", b"description", "dividends", b"dividends", "fees", b"fees", "id", b"id", "kind", b"kind", "name", b"name", "positions", b"positions", "realized_gain", b"realized_gain", "total_cost", b"total_cost", "total_gain_loss", b"total_gain_loss", "total_gain_loss_percent", b"total_gain_loss_percent", "total_value", b"total_value", "unrealized_gain", b"unrealized_gain", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "cost_basis", b"cost_basis", "created_at", b"created_at", "currency", b"currency", "description", b"description", "dividends", b"dividends", "fees", b"fees", "id", b"id", "kind", b"kind", "name", b"name", "positions", b"positions", "realized_gain", b"realized_gain", "total_cost", b"total_cost", "total_gain_loss", b"total_gain_loss", "total_gain_loss_percent", b"total_gain_loss_percent", "total_value", b"total_value", "unrealized_gain", b"unrealized_gain", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -425,12 +430,13 @@ class CreatePortfolioRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
-    BASE_CURRENCY_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     INITIAL_CASH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
-    base_currency: _builtins.str
+    currency: _builtins.str
+    """ISO 4217 code; USD when empty."""
     kind: Global___PortfolioKind.ValueType
     initial_cash: _builtins.str
     """A first deposit (paper portfolios start with cash to trade with)."""
@@ -439,13 +445,13 @@ class CreatePortfolioRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
-        base_currency: _builtins.str = ...,
+        currency: _builtins.str = ...,
         kind: Global___PortfolioKind.ValueType = ...,
         initial_cash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "description", b"description", "initial_cash", b"initial_cash", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "description", b"description", "initial_cash", b"initial_cash", "kind", b"kind", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,31 +523,31 @@ class UpdatePortfolioRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
-    BASE_CURRENCY_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
-    base_currency: _builtins.str
+    currency: _builtins.str
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         name: _builtins.str | None = ...,
         description: _builtins.str | None = ...,
-        base_currency: _builtins.str | None = ...,
+        currency: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_base_currency", b"_base_currency", "_description", b"_description", "_name", b"_name", "base_currency", b"base_currency", "description", b"description", "name", b"name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_description", b"_description", "_name", b"_name", "currency", b"currency", "description", b"description", "name", b"name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_base_currency", b"_base_currency", "_description", b"_description", "_name", b"_name", "base_currency", b"base_currency", "description", b"description", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_description", b"_description", "_name", b"_name", "currency", b"currency", "description", b"description", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__base_currency: _TypeAlias = _typing.Literal["base_currency"]  # noqa: Y015
-    _WhichOneofArgType__base_currency: _TypeAlias = _typing.Literal["_base_currency", b"_base_currency"]  # noqa: Y015
+    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
+    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__base_currency) -> _WhichOneofReturnType__base_currency | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
     @_typing.overload
