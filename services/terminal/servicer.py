@@ -44,6 +44,8 @@ def terminal_message(session: Session) -> terminal_pb2.Terminal:
         user_id=session.owner,
         watchers=session.watchers,
         exit_code=session.exit_code or 0,
+        id=session.id,
+        dimensions=terminal_pb2.TerminalSize(cols=session.cols, rows=session.rows),
     )
 
 
@@ -86,8 +88,8 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         session = await self._manager.create(
             identity.user_id,
             cwd=place.directory,
-            cols=request.cols or 80,
-            rows=request.rows or 24,
+            cols=request.cols or request.dimensions.cols or 80,
+            rows=request.rows or request.dimensions.rows or 24,
             shell=request.shell or None,
             project_id=place.project_id,
             # The workspace service's layout: each user's files under <root>/<user id>.
@@ -169,7 +171,9 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         self, request: terminal_pb2.ResizeTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.ResizeTerminalResponse:
         session = self._session(require_identity(), request.session_id)
-        session.resize(request.cols, request.rows)
+        session.resize(
+            request.cols or request.dimensions.cols, request.rows or request.dimensions.rows
+        )
         return terminal_pb2.ResizeTerminalResponse(terminal=terminal_message(session))
 
     async def GetTerminalHistory(

@@ -661,3 +661,24 @@ async def test_the_seeds_disconnect_detaches_the_socket_and_the_shell_keeps_runn
     await again.send_json({"type": "data", "data": "echo $KEPT\r"})
     assert "still-42" in await read_output(again, r"still-42\r\n")
     await again.close()
+
+
+async def test_a_session_speaks_the_seeds_terminal_session_names(system: System) -> None:
+    client = system.client
+    ann = await register(client)
+    terminal = await create(client, ann, dimensions={"cols": 100, "rows": 30})
+    sid = terminal["sessionId"]
+    assert terminal["id"] == sid and terminal["userId"] == ann.id
+    assert terminal["dimensions"] == {"cols": 100, "rows": 30}
+    assert (terminal["cols"], terminal["rows"]) == (100, 30)
+    assert {"projectId", "createdAt", "lastActivity"} <= terminal.keys()
+    resized = await call(
+        client,
+        "POST",
+        f"/api/v1/terminal/terminals/{sid}/resize",
+        ann,
+        json={"dimensions": {"cols": 90, "rows": 20}},
+    )
+    assert resized["data"]["dimensions"] == {"cols": 90, "rows": 20}
+    await write(client, ann, sid, "stty size\n")
+    assert "20 90" in await output_until(client, ann, sid, r"20 90\r\n")

@@ -54,6 +54,8 @@ class Terminal(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     WATCHERS_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     pid: _builtins.int
     cols: _builtins.int
@@ -67,10 +69,14 @@ class Terminal(_message.Message):
     """Attachments (sockets, tabs) watching its output now."""
     exit_code: _builtins.int
     """The shell's exit status once it has exited (state EXITED); -N for a signal N."""
+    id: _builtins.str
+    """The seed's TerminalSession names: `id` (the same as session_id) and `dimensions`."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_activity(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def dimensions(self) -> Global___TerminalSize: ...
     def __init__(
         self,
         *,
@@ -86,10 +92,12 @@ class Terminal(_message.Message):
         user_id: _builtins.str = ...,
         watchers: _builtins.int = ...,
         exit_code: _builtins.int = ...,
+        id: _builtins.str = ...,
+        dimensions: Global___TerminalSize | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_activity", b"last_activity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dimensions", b"dimensions", "last_activity", b"last_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "exit_code", b"exit_code", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state", "user_id", b"user_id", "watchers", b"watchers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "dimensions", b"dimensions", "exit_code", b"exit_code", "id", b"id", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state", "user_id", b"user_id", "watchers", b"watchers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,10 +111,15 @@ class CreateTerminalRequest(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     SHELL_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
     cols: _builtins.int
     rows: _builtins.int
     shell: _builtins.str
     project_id: _builtins.str
+    @_builtins.property
+    def dimensions(self) -> Global___TerminalSize:
+        """The seed's form of cols and rows; either may be given (cols/rows win when both are)."""
+
     def __init__(
         self,
         *,
@@ -114,10 +127,11 @@ class CreateTerminalRequest(_message.Message):
         rows: _builtins.int = ...,
         shell: _builtins.str = ...,
         project_id: _builtins.str = ...,
+        dimensions: Global___TerminalSize | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "project_id", b"project_id", "rows", b"rows", "shell", b"shell"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "dimensions", b"dimensions", "project_id", b"project_id", "rows", b"rows", "shell", b"shell"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -418,19 +432,25 @@ class ResizeTerminalRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     COLS_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     cols: _builtins.int
     rows: _builtins.int
+    @_builtins.property
+    def dimensions(self) -> Global___TerminalSize:
+        """The seed's form of cols and rows; either may be given (cols/rows win when both are)."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         cols: _builtins.int = ...,
         rows: _builtins.int = ...,
+        dimensions: Global___TerminalSize | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "dimensions", b"dimensions", "rows", b"rows", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
