@@ -24,6 +24,17 @@ def noon(day: date) -> Timestamp:
     return stamp
 
 
+async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]) -> None:
+    """Writes daily closes straight into the service's price history."""
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            for day, close in closes.items():
+                await PriceRepository(session).record(symbol, day, Decimal(close))
+    finally:
+        await db.close()
+
+
 async def test_performance_of_a_hand_checked_portfolio(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
     who = await s.user()
@@ -31,13 +42,7 @@ async def test_performance_of_a_hand_checked_portfolio(portfolio_service: Portfo
     today = datetime.now(UTC).date()
     d0, d1, d2 = (today - timedelta(days=n) for n in (3, 2, 1))
     closes = {d0: "50", d1: "55", d2: "44", today: "60"}
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            for day, close in closes.items():
-                await PriceRepository(session).record("KO", day, Decimal(close))
-    finally:
-        await db.close()
+    await store_closes(s, "KO", closes)
     await s.trade(who, p.id, "deposit", "1000", executed_at=noon(d0))
     await s.trade(who, p.id, "buy", "10", "50", symbol="KO", executed_at=noon(d0))
     await s.trade(who, p.id, "deposit", "100", executed_at=noon(d2))
@@ -148,13 +153,7 @@ async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_ser
     p = await s.portfolio(who)
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            await PriceRepository(session).record("KO", yesterday, Decimal(100))
-            await PriceRepository(session).record("KO", today, Decimal(115))
-    finally:
-        await db.close()
+    await store_closes(s, "KO", {yesterday: "100", today: "115"})
     await s.trade(who, p.id, "deposit", "100", executed_at=noon(yesterday))
     await s.trade(who, p.id, "buy", "1", "100", symbol="KO", executed_at=noon(yesterday))
 

@@ -199,12 +199,7 @@ async def test_a_diverged_pull_reports_a_conflict_and_changes_nothing(
     workspace: WorkspaceService, tmp_path: Path
 ) -> None:
     ada, project, folder = await setup(workspace)
-    bare = workspace.bare_remote()
-    await workspace.stub.AddRemote(
-        W.AddRemoteRequest(project=project.id, name="origin", url=bare.as_uri()),
-        metadata=ada.metadata,
-    )
-    await workspace.stub.GitPush(W.GitPushRequest(project=project.id), metadata=ada.metadata)
+    bare = await workspace.published(ada, project)
     clone = tmp_path / "elsewhere"
     git(tmp_path, "clone", "--quiet", bare.as_uri(), str(clone))
     (clone / "README.md").write_text("theirs\n")

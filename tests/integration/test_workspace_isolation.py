@@ -198,12 +198,7 @@ async def hostile_project(
     ada = await workspace.user()
     project = await workspace.project(ada, "repo")
     repo = workspace.root / ada.id / "repo"
-    remote = workspace.bare_remote()
-    await workspace.stub.AddRemote(
-        W.AddRemoteRequest(project=project.id, name="origin", url=remote.as_uri()),
-        metadata=ada.metadata,
-    )
-    await workspace.stub.GitPush(W.GitPushRequest(project=project.id), metadata=ada.metadata)
+    remote = await workspace.published(ada, project)
     elsewhere = tmp_path / "elsewhere"
     git(tmp_path, "clone", "--quiet", str(remote), str(elsewhere))
     (elsewhere / "theirs.txt").write_text("theirs\n")

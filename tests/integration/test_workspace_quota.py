@@ -162,12 +162,7 @@ async def test_files_the_terminal_wrote_count_once_scanned_and_a_new_project_cou
 
 async def test_a_pull_past_the_quota_is_undone(workspace: WorkspaceService, tmp_path: Path) -> None:
     ada, project, folder = await setup(workspace)
-    bare = workspace.bare_remote()
-    await workspace.stub.AddRemote(
-        W.AddRemoteRequest(project=project.id, name="origin", url=bare.as_uri()),
-        metadata=ada.metadata,
-    )
-    await workspace.stub.GitPush(W.GitPushRequest(project=project.id), metadata=ada.metadata)
+    bare = await workspace.published(ada, project)
     elsewhere = tmp_path / "elsewhere"
     run = partial(subprocess.run, check=True, capture_output=True, text=True)
     run(["git", "clone", "--quiet", str(bare), str(elsewhere)])

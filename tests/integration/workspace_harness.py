@@ -79,6 +79,18 @@ class WorkspaceService:
         )
         return reply.project
 
+    async def published(self, who: User, project: workspace_pb2.Project) -> Path:
+        """A new bare repository, added to `project` as origin and pushed to."""
+        remote = self.bare_remote()
+        await self.stub.AddRemote(
+            workspace_pb2.AddRemoteRequest(project=project.id, name="origin", url=remote.as_uri()),
+            metadata=who.metadata,
+        )
+        await self.stub.GitPush(
+            workspace_pb2.GitPushRequest(project=project.id), metadata=who.metadata
+        )
+        return remote
+
     def bare_remote(self, name: str = "origin.git") -> Path:
         """A new bare repository inside the allowed remotes folder."""
         path = self.remotes / name
