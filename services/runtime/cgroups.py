@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -142,10 +143,18 @@ class CgroupTree:
                 (Path(d) for d, _, _ in os.walk(folder)), key=lambda p: len(p.parts), reverse=True
             )
             for group in groups:
-                relative = group.relative_to(folder.parent).parts
-                self.kill(relative)
+                self.empty(group.relative_to(folder.parent).parts)
                 with contextlib.suppress(OSError):
                     group.rmdir()
+
+    def empty(self, parts: Sequence[str], *, within: float = 2.0) -> None:
+        """Kills the group's processes and waits (briefly) until they have left it: a sandbox's
+        inner processes die just after its outer bubblewrap, and a group with a process left in
+        it cannot be removed."""
+        deadline = time.monotonic() + within
+        while self.members(parts) and time.monotonic() < deadline:
+            self.kill(parts)
+            time.sleep(0.01)
 
     def scopes(self, prefix: str) -> set[str]:
         """Names of the top-level groups starting with `prefix` (ours and dead processes')."""
@@ -248,6 +257,9 @@ class Box:
 
     def kill(self) -> None:
         self._tree.kill(self.parts)
+
+    def empty(self) -> None:
+        self._tree.empty(self.parts)
 
     def remove(self) -> None:
         self._tree.remove(self.parts)

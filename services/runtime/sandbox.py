@@ -378,8 +378,7 @@ class Sandbox:
             await self._end(process, box)
             raise
         if box is not None:
-            box.kill()  # anything it left behind
-            box.remove()
+            await asyncio.to_thread(_clear, box)  # anything it left behind
         return Completed(process.returncode or 0, out, err)
 
     @staticmethod
@@ -391,7 +390,12 @@ class Sandbox:
         with contextlib.suppress(ProcessLookupError):
             await process.wait()
         if box is not None:
-            box.remove()
+            await asyncio.to_thread(_clear, box)
+
+
+def _clear(box: Box) -> None:
+    box.empty()
+    box.remove()
 
 
 def _system_mounts() -> list[str]:
