@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from facade.codec import EnumNames
 from facade.keys import DOCS, OPENAPI
 from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
+from facade.rules import element_rules, field_rules, is_required, item_keywords, list_keywords
 
 Schema = dict[str, Any]
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -87,15 +88,28 @@ class Schemas:
 
     def object(self, message: Descriptor, *, without: Iterable[str] = ()) -> Schema:
         skipped = set(without)
-        properties = {f.json_name: self.field(f) for f in message.fields if f.name not in skipped}
-        return {"type": "object", "properties": properties}
+        fields = [f for f in message.fields if f.name not in skipped]
+        schema: Schema = {
+            "type": "object",
+            "properties": {f.json_name: self.field(f) for f in fields},
+        }
+        required = [f.json_name for f in fields if is_required(f)]
+        if required:
+            schema["required"] = required
+        return schema
 
     def field(self, fd: FieldDescriptor) -> Schema:
+        """A field's schema with its buf.validate rules, as the services enforce them."""
+        rules = field_rules(fd)
         if is_map(fd):
             value = self.field(map_value(fd))
-            return {"type": "object", "additionalProperties": value}
-        single = self.single(fd)
-        return {"type": "array", "items": single} if fd.is_repeated else single
+            schema: Schema = {"type": "object", "additionalProperties": value}
+        elif fd.is_repeated:
+            items = rules and element_rules(rules)
+            schema = {"type": "array", "items": _narrowed(self.single(fd), fd, items)}
+        else:
+            return _narrowed(self.single(fd), fd, rules)
+        return {**schema, **list_keywords(rules)} if rules else schema
 
     def single(self, fd: FieldDescriptor) -> Schema:
         if fd.enum_type is not None:
@@ -122,6 +136,20 @@ class Schemas:
         return {"type": "string"}
 
 
+def _narrowed(schema: Schema, fd: FieldDescriptor, rules: Any) -> Schema:
+    """`schema` with the rules' keywords; an enum narrowed by them replaces its shared $ref."""
+    if not rules:
+        return schema
+    keywords, words = item_keywords(fd, rules)
+    if "$ref" in schema and keywords:
+        schema = keywords if "enum" in keywords else {"allOf": [schema, keywords]}
+    else:
+        schema = {**schema, **keywords}
+    if words:
+        schema["description"] = words
+    return schema
+
+
 def openapi_path(route: Route) -> str:
     """`/api/v1/files/{path=**}` -> `/api/v1/files/{path}`."""
     return re.sub(r"\{([^}=]+)(=[^}]*)?\}", r"{\1}", route.template)
@@ -130,7 +158,8 @@ def openapi_path(route: Route) -> str:
 def _parameter(name: str, where: str, path: FieldPath, schemas: Schemas, **extra: Any) -> Schema:
     leaf = path.leaf
     schema = schemas.field(leaf)
-    parameter: Schema = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    required = where == "path" or is_required(leaf)
+    parameter: Schema = {"name": name, "in": where, "required": required, "schema": schema}
     if leaf.is_repeated:
         parameter.update(style="form", explode=True)
         parameter["description"] = f"Repeat the parameter for several values ({name}=a&{name}=b)."

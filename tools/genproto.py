@@ -13,11 +13,16 @@ from pathlib import Path
 
 import google.api  # googleapis-common-protos ships the .proto files beside its modules
 import grpc_tools
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
+from protovalidate._gen.buf.validate import validate_pb
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GEN = ROOT / "gen"
+# Generated packages that gen/ holds: ours, and buf.validate (the rules our protos import).
+PACKAGES = ("stockfolio", "buf")
+VALIDATE_PROTO = "buf/validate/validate.proto"
 
 
 def include_paths() -> list[str]:
@@ -26,19 +31,47 @@ def include_paths() -> list[str]:
     return [str(PROTOS), str(googleapis_root), str(well_known)]
 
 
+def validate_descriptor(folder: Path) -> str:
+    """buf/validate/validate.proto as a descriptor set, from the protovalidate wheel.
+
+    The wheel ships the file's descriptor, not its .proto text; protoc reads the descriptor
+    set as if it had parsed the file, so the rules come from the very version that checks them.
+    """
+    found = descriptor_pb2.FileDescriptorProto.FromString(validate_pb.desc().proto.to_binary())
+    assert found.name == VALIDATE_PROTO, found.name
+    path = folder / "validate.binpb"
+    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=[found]).SerializeToString())
+    return f"--descriptor_set_in={path}"
+
+
+def protoc_args(folder: Path) -> list[str]:
+    """protoc and its inputs: our protos, google/api, the well-known types, buf.validate."""
+    return [
+        "grpc_tools.protoc",
+        validate_descriptor(folder),
+        *(f"-I{p}" for p in include_paths()),
+    ]
+
+
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-    args = ["grpc_tools.protoc", *(f"-I{p}" for p in include_paths())]
-    args += [f"--python_out={out}", f"--grpc_python_out={out}"]
+    sources.append(VALIDATE_PROTO)
+    with tempfile.TemporaryDirectory() as tmp:
+        _run_protoc(out, sources, protoc_args(Path(tmp)))
+    # Regular packages (not namespace ones) so mypy and setuptools find them the same way.
+    for package in PACKAGES:
+        for folder in [out / package, *(p for p in (out / package).rglob("*") if p.is_dir())]:
+            (folder / "__init__.py").touch()
+
+
+def _run_protoc(out: Path, sources: list[str], args: list[str]) -> None:
+    args = [*args, f"--python_out={out}", f"--grpc_python_out={out}"]
     args += [f"--mypy_out={out}", f"--mypy_grpc_out={out}", *sources]
     # The mypy plugins live beside this interpreter (the virtualenv's bin/).
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
-    # Regular packages (not namespace ones) so mypy and setuptools find them the same way.
-    for folder in [out / "stockfolio", *(p for p in (out / "stockfolio").rglob("*") if p.is_dir())]:
-        (folder / "__init__.py").touch()
 
 
 def lint() -> None:
@@ -51,7 +84,7 @@ def lint() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
         sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-        args = ["grpc_tools.protoc", *(f"-I{p}" for p in include_paths())]
+        args = protoc_args(Path(tmp))
         args += ["--include_imports", "--include_source_info", f"--descriptor_set_out={image}"]
         if protoc.main([*args, *sources]) != 0:
             sys.exit("protoc failed")
@@ -85,12 +118,15 @@ def main() -> None:
         lint()
         return
     if not options.check:
-        shutil.rmtree(GEN / "stockfolio", ignore_errors=True)
+        for package in PACKAGES:
+            shutil.rmtree(GEN / package, ignore_errors=True)
         generate(GEN)
         return
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        stale = differences(GEN / "stockfolio", Path(tmp) / "stockfolio")
+        stale = [
+            line for package in PACKAGES for line in differences(GEN / package, Path(tmp) / package)
+        ]
     if stale:
         print("gen/ is stale; run 'make gen' and commit the result:", *stale, sep="\n  ")
         sys.exit(1)

@@ -35,6 +35,7 @@ from services.runtime.errors import (
     to_status,
 )
 from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
+from services.runtime.validation import validate, validated
 
 log = logging.getLogger("stockfolio.rpc")
 
@@ -224,6 +225,20 @@ class _Call:
             self.owner.end(self.tokens)
 
 
+def _checked(request: Any, streaming: bool, quiet: bool) -> Any:
+    """The request after its protos' rules: checked now, or each message as it arrives.
+
+    Runs after authorization, so an anonymous caller learns nothing about the rules' details.
+    Health and reflection (quiet) are not ours and carry no rules.
+    """
+    if quiet:
+        return request
+    if streaming:
+        return validated(request)
+    validate(request)
+    return request
+
+
 def _wrap(
     handler: grpc.RpcMethodHandler,
     owner: ServerInterceptor,
@@ -236,6 +251,7 @@ def _wrap(
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with _Call(owner, method, rule, quiet, context):
+                request = _checked(request, handler.request_streaming, quiet)
                 result = inner(request, context)
                 return await result if inspect.isawaitable(result) else result
 
@@ -252,6 +268,7 @@ def _wrap(
         request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         async with _Call(owner, method, rule, quiet, context):
+            request = _checked(request, handler.request_streaming, quiet)
             result = inner_stream(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:

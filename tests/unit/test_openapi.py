@@ -135,7 +135,14 @@ def test_path_parameters_match_the_template_variables(spec: dict[str, Any]) -> N
 def test_query_parameters_are_typed_request_fields(spec: dict[str, Any]) -> None:
     params = {p["name"]: p for p in spec["paths"]["/api/v1/trades"]["get"]["parameters"]}
     assert set(params) == {"page", "limit", "portfolioId", "symbol", "side", "from", "to"}
-    assert params["limit"]["schema"] == {"type": "integer", "format": "int32"}
+    assert params["limit"]["schema"] == {
+        "type": "integer",
+        "format": "int32",
+        "minimum": 1,
+        "maximum": 100,
+    }
+    assert params["page"]["schema"]["minimum"] == 1
+    assert not params["page"]["required"]
     assert params["from"]["schema"] == {"type": "string", "format": "date-time"}
     assert params["side"]["schema"]["$ref"].endswith("TradeSide")
     assert all(p["in"] == "query" and not p["required"] for p in params.values())

@@ -22,19 +22,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stockfolio.common.v1 import pagination_pb2 as stockfolio_dot_common_dot_v1_dot_pagination__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'stockfolio/assistant/v1/assistant.proto\x12\x17stockfolio.assistant.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\"\xaa\x01\n\x0b\x43hatSession\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x11\n\tfolder_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x02\n\x0b\x43hatMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\x06 \x01(\x08\x12\x35\n\ntool_calls\x18\x07 \x03(\x0b\x32!.stockfolio.assistant.v1.ToolCall\x12\r\n\x05model\x18\x08 \x01(\t\x12-\n\x05usage\x18\t \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage\"\x87\x01\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08is_error\x18\x05 \x01(\x08\"!\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"R\n\x06\x46older\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"E\n\x13ListSessionsRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tfolder_id\x18\x03 \x01(\t\"\x84\x01\n\x14ListSessionsResponse\x12\x36\n\x08sessions\x18\x01 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatSession\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"H\n\x12SendMessageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\xc7\x01\n\x13SendMessageResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x35\n\x07message\x18\x02 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\x12-\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage\x12\x36\n\x08messages\x18\x04 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\"?\n\x15SearchMessagesRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\"\x86\x01\n\x16SearchMessagesResponse\x12\x36\n\x08messages\x18\x01 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x13\n\x11ListModelsRequest\"D\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x1e.stockfolio.assistant.v1.Model\"#\n\x13\x43reateFolderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x14\x43reateFolderResponse\x12/\n\x06\x66older\x18\x01 \x01(\x0b\x32\x1f.stockfolio.assistant.v1.Folder\"/\n\x13UpdateFolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"G\n\x14UpdateFolderResponse\x12/\n\x06\x66older\x18\x01 \x01(\x0b\x32\x1f.stockfolio.assistant.v1.Folder\"!\n\x13\x44\x65leteFolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteFolderResponse\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x83\x01\n\x12GetSessionResponse\x12\x35\n\x07session\x18\x01 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatSession\x12\x36\n\x08messages\x18\x02 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\"f\n\x14UpdateSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05title\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tfolder_id\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_titleB\x0c\n\n_folder_id\"N\n\x15UpdateSessionResponse\x12\x35\n\x07session\x18\x01 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatSession\"\"\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteSessionResponse\"G\n\x11\x43hatStreamRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\xab\x02\n\x12\x43hatStreamResponse\x12:\n\x07session\x18\x01 \x01(\x0b\x32\'.stockfolio.assistant.v1.SessionStartedH\x00\x12/\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.ChunkH\x00\x12\x36\n\ttool_call\x18\x03 \x01(\x0b\x32!.stockfolio.assistant.v1.ToolCallH\x00\x12\x38\n\x0btool_result\x18\x04 \x01(\x0b\x32!.stockfolio.assistant.v1.ToolCallH\x00\x12-\n\x04\x64one\x18\x05 \x01(\x0b\x32\x1d.stockfolio.assistant.v1.DoneH\x00\x42\x07\n\x05\x65vent\"3\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\")\n\x05\x43hunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"]\n\x04\x44one\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12-\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage2\x88\r\n\x10\x41ssistantService\x12\x97\x01\n\x0cListSessions\x12,.stockfolio.assistant.v1.ListSessionsRequest\x1a-.stockfolio.assistant.v1.ListSessionsResponse\"*\x90\x02\x01\x82\xd3\xe4\x93\x02!\x12\x15/api/v1/chat/sessionsb\x08sessions\x12\x89\x01\n\x0bSendMessage\x12+.stockfolio.assistant.v1.SendMessageRequest\x1a,.stockfolio.assistant.v1.SendMessageResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/chat/message:\x01*\x12\x9b\x01\n\x0eSearchMessages\x12..stockfolio.assistant.v1.SearchMessagesRequest\x1a/.stockfolio.assistant.v1.SearchMessagesResponse\"(\x90\x02\x01\x82\xd3\xe4\x93\x02\x1f\x12\x13/api/v1/chat/searchb\x08messages\x12\x8d\x01\n\nListModels\x12*.stockfolio.assistant.v1.ListModelsRequest\x1a+.stockfolio.assistant.v1.ListModelsResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x13/api/v1/chat/modelsb\x06models\x12\x99\x01\n\x0c\x43reateFolder\x12,.stockfolio.assistant.v1.CreateFolderRequest\x1a-.stockfolio.assistant.v1.CreateFolderResponse\",\x82\xd3\xe4\x93\x02&\"\x19/api/v1/assistant/folders:\x01*b\x06\x66older\x12\x9e\x01\n\x0cUpdateFolder\x12,.stockfolio.assistant.v1.UpdateFolderRequest\x1a-.stockfolio.assistant.v1.UpdateFolderResponse\"1\x82\xd3\xe4\x93\x02+\x1a\x1e/api/v1/assistant/folders/{id}:\x01*b\x06\x66older\x12\x93\x01\n\x0c\x44\x65leteFolder\x12,.stockfolio.assistant.v1.DeleteFolderRequest\x1a-.stockfolio.assistant.v1.DeleteFolderResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/api/v1/assistant/folders/{id}\x12\x8c\x01\n\nGetSession\x12*.stockfolio.assistant.v1.GetSessionRequest\x1a+.stockfolio.assistant.v1.GetSessionResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/chat/sessions/{id}\x12\x9e\x01\n\rUpdateSession\x12-.stockfolio.assistant.v1.UpdateSessionRequest\x1a..stockfolio.assistant.v1.UpdateSessionResponse\".\x82\xd3\xe4\x93\x02(\x1a\x1a/api/v1/chat/sessions/{id}:\x01*b\x07session\x12\x92\x01\n\rDeleteSession\x12-.stockfolio.assistant.v1.DeleteSessionRequest\x1a..stockfolio.assistant.v1.DeleteSessionResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/v1/chat/sessions/{id}\x12\x87\x01\n\nChatStream\x12*.stockfolio.assistant.v1.ChatStreamRequest\x1a+.stockfolio.assistant.v1.ChatStreamResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/chat/stream:\x01*0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'stockfolio/assistant/v1/assistant.proto\x12\x17stockfolio.assistant.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\"\xaa\x01\n\x0b\x43hatSession\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x11\n\tfolder_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x02\n\x0b\x43hatMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\x06 \x01(\x08\x12\x35\n\ntool_calls\x18\x07 \x03(\x0b\x32!.stockfolio.assistant.v1.ToolCall\x12\r\n\x05model\x18\x08 \x01(\t\x12-\n\x05usage\x18\t \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage\"\x87\x01\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08is_error\x18\x05 \x01(\x08\"!\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"R\n\x06\x46older\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"_\n\x13ListSessionsRequest\x12\x18\n\x04page\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x02 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x11\n\tfolder_id\x18\x03 \x01(\t\"\x84\x01\n\x14ListSessionsResponse\x12\x36\n\x08sessions\x18\x01 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatSession\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"H\n\x12SendMessageRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\xc7\x01\n\x13SendMessageResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x35\n\x07message\x18\x02 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\x12-\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage\x12\x36\n\x08messages\x18\x04 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\"Y\n\x15SearchMessagesRequest\x12\t\n\x01q\x18\x01 \x01(\t\x12\x18\n\x04page\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x03 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\"\x86\x01\n\x16SearchMessagesResponse\x12\x36\n\x08messages\x18\x01 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x13\n\x11ListModelsRequest\"D\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x1e.stockfolio.assistant.v1.Model\"#\n\x13\x43reateFolderRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x14\x43reateFolderResponse\x12/\n\x06\x66older\x18\x01 \x01(\x0b\x32\x1f.stockfolio.assistant.v1.Folder\"/\n\x13UpdateFolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"G\n\x14UpdateFolderResponse\x12/\n\x06\x66older\x18\x01 \x01(\x0b\x32\x1f.stockfolio.assistant.v1.Folder\"!\n\x13\x44\x65leteFolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteFolderResponse\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x83\x01\n\x12GetSessionResponse\x12\x35\n\x07session\x18\x01 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatSession\x12\x36\n\x08messages\x18\x02 \x03(\x0b\x32$.stockfolio.assistant.v1.ChatMessage\"f\n\x14UpdateSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05title\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tfolder_id\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_titleB\x0c\n\n_folder_id\"N\n\x15UpdateSessionResponse\x12\x35\n\x07session\x18\x01 \x01(\x0b\x32$.stockfolio.assistant.v1.ChatSession\"\"\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteSessionResponse\"G\n\x11\x43hatStreamRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\xab\x02\n\x12\x43hatStreamResponse\x12:\n\x07session\x18\x01 \x01(\x0b\x32\'.stockfolio.assistant.v1.SessionStartedH\x00\x12/\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.ChunkH\x00\x12\x36\n\ttool_call\x18\x03 \x01(\x0b\x32!.stockfolio.assistant.v1.ToolCallH\x00\x12\x38\n\x0btool_result\x18\x04 \x01(\x0b\x32!.stockfolio.assistant.v1.ToolCallH\x00\x12-\n\x04\x64one\x18\x05 \x01(\x0b\x32\x1d.stockfolio.assistant.v1.DoneH\x00\x42\x07\n\x05\x65vent\"3\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\")\n\x05\x43hunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"]\n\x04\x44one\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12-\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.stockfolio.assistant.v1.Usage2\x88\r\n\x10\x41ssistantService\x12\x97\x01\n\x0cListSessions\x12,.stockfolio.assistant.v1.ListSessionsRequest\x1a-.stockfolio.assistant.v1.ListSessionsResponse\"*\x90\x02\x01\x82\xd3\xe4\x93\x02!\x12\x15/api/v1/chat/sessionsb\x08sessions\x12\x89\x01\n\x0bSendMessage\x12+.stockfolio.assistant.v1.SendMessageRequest\x1a,.stockfolio.assistant.v1.SendMessageResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/chat/message:\x01*\x12\x9b\x01\n\x0eSearchMessages\x12..stockfolio.assistant.v1.SearchMessagesRequest\x1a/.stockfolio.assistant.v1.SearchMessagesResponse\"(\x90\x02\x01\x82\xd3\xe4\x93\x02\x1f\x12\x13/api/v1/chat/searchb\x08messages\x12\x8d\x01\n\nListModels\x12*.stockfolio.assistant.v1.ListModelsRequest\x1a+.stockfolio.assistant.v1.ListModelsResponse\"&\x90\x02\x01\x82\xd3\xe4\x93\x02\x1d\x12\x13/api/v1/chat/modelsb\x06models\x12\x99\x01\n\x0c\x43reateFolder\x12,.stockfolio.assistant.v1.CreateFolderRequest\x1a-.stockfolio.assistant.v1.CreateFolderResponse\",\x82\xd3\xe4\x93\x02&\"\x19/api/v1/assistant/folders:\x01*b\x06\x66older\x12\x9e\x01\n\x0cUpdateFolder\x12,.stockfolio.assistant.v1.UpdateFolderRequest\x1a-.stockfolio.assistant.v1.UpdateFolderResponse\"1\x82\xd3\xe4\x93\x02+\x1a\x1e/api/v1/assistant/folders/{id}:\x01*b\x06\x66older\x12\x93\x01\n\x0c\x44\x65leteFolder\x12,.stockfolio.assistant.v1.DeleteFolderRequest\x1a-.stockfolio.assistant.v1.DeleteFolderResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/api/v1/assistant/folders/{id}\x12\x8c\x01\n\nGetSession\x12*.stockfolio.assistant.v1.GetSessionRequest\x1a+.stockfolio.assistant.v1.GetSessionResponse\"%\x90\x02\x01\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/chat/sessions/{id}\x12\x9e\x01\n\rUpdateSession\x12-.stockfolio.assistant.v1.UpdateSessionRequest\x1a..stockfolio.assistant.v1.UpdateSessionResponse\".\x82\xd3\xe4\x93\x02(\x1a\x1a/api/v1/chat/sessions/{id}:\x01*b\x07session\x12\x92\x01\n\rDeleteSession\x12-.stockfolio.assistant.v1.DeleteSessionRequest\x1a..stockfolio.assistant.v1.DeleteSessionResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/v1/chat/sessions/{id}\x12\x87\x01\n\nChatStream\x12*.stockfolio.assistant.v1.ChatStreamRequest\x1a+.stockfolio.assistant.v1.ChatStreamResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/chat/stream:\x01*0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stockfolio.assistant.v1.assistant_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['page']._loaded_options = None
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['page']._serialized_options = b'\272H\007\032\002(\001\330\001\001'
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTSESSIONSREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\t\032\004\030d(\001\330\001\001'
+  _globals['_SEARCHMESSAGESREQUEST'].fields_by_name['page']._loaded_options = None
+  _globals['_SEARCHMESSAGESREQUEST'].fields_by_name['page']._serialized_options = b'\272H\007\032\002(\001\330\001\001'
+  _globals['_SEARCHMESSAGESREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_SEARCHMESSAGESREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\t\032\004\030d(\001\330\001\001'
   _globals['_ASSISTANTSERVICE'].methods_by_name['ListSessions']._loaded_options = None
   _globals['_ASSISTANTSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\220\002\001\202\323\344\223\002!\022\025/api/v1/chat/sessionsb\010sessions'
   _globals['_ASSISTANTSERVICE'].methods_by_name['SendMessage']._loaded_options = None
@@ -57,68 +66,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSISTANTSERVICE'].methods_by_name['DeleteSession']._serialized_options = b'\202\323\344\223\002\034*\032/api/v1/chat/sessions/{id}'
   _globals['_ASSISTANTSERVICE'].methods_by_name['ChatStream']._loaded_options = None
   _globals['_ASSISTANTSERVICE'].methods_by_name['ChatStream']._serialized_options = b'\202\323\344\223\002\030\"\023/api/v1/chat/stream:\001*'
-  _globals['_CHATSESSION']._serialized_start=201
-  _globals['_CHATSESSION']._serialized_end=371
-  _globals['_CHATMESSAGE']._serialized_start=374
-  _globals['_CHATMESSAGE']._serialized_end=635
-  _globals['_TOOLCALL']._serialized_start=638
-  _globals['_TOOLCALL']._serialized_end=773
-  _globals['_MODEL']._serialized_start=775
-  _globals['_MODEL']._serialized_end=808
-  _globals['_FOLDER']._serialized_start=810
-  _globals['_FOLDER']._serialized_end=892
-  _globals['_USAGE']._serialized_start=894
-  _globals['_USAGE']._serialized_end=946
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=948
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1017
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1020
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1152
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=1154
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1226
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=1229
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=1428
-  _globals['_SEARCHMESSAGESREQUEST']._serialized_start=1430
-  _globals['_SEARCHMESSAGESREQUEST']._serialized_end=1493
-  _globals['_SEARCHMESSAGESRESPONSE']._serialized_start=1496
-  _globals['_SEARCHMESSAGESRESPONSE']._serialized_end=1630
-  _globals['_LISTMODELSREQUEST']._serialized_start=1632
-  _globals['_LISTMODELSREQUEST']._serialized_end=1651
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1653
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1721
-  _globals['_CREATEFOLDERREQUEST']._serialized_start=1723
-  _globals['_CREATEFOLDERREQUEST']._serialized_end=1758
-  _globals['_CREATEFOLDERRESPONSE']._serialized_start=1760
-  _globals['_CREATEFOLDERRESPONSE']._serialized_end=1831
-  _globals['_UPDATEFOLDERREQUEST']._serialized_start=1833
-  _globals['_UPDATEFOLDERREQUEST']._serialized_end=1880
-  _globals['_UPDATEFOLDERRESPONSE']._serialized_start=1882
-  _globals['_UPDATEFOLDERRESPONSE']._serialized_end=1953
-  _globals['_DELETEFOLDERREQUEST']._serialized_start=1955
-  _globals['_DELETEFOLDERREQUEST']._serialized_end=1988
-  _globals['_DELETEFOLDERRESPONSE']._serialized_start=1990
-  _globals['_DELETEFOLDERRESPONSE']._serialized_end=2012
-  _globals['_GETSESSIONREQUEST']._serialized_start=2014
-  _globals['_GETSESSIONREQUEST']._serialized_end=2045
-  _globals['_GETSESSIONRESPONSE']._serialized_start=2048
-  _globals['_GETSESSIONRESPONSE']._serialized_end=2179
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=2181
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=2283
-  _globals['_UPDATESESSIONRESPONSE']._serialized_start=2285
-  _globals['_UPDATESESSIONRESPONSE']._serialized_end=2363
-  _globals['_DELETESESSIONREQUEST']._serialized_start=2365
-  _globals['_DELETESESSIONREQUEST']._serialized_end=2399
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=2401
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=2424
-  _globals['_CHATSTREAMREQUEST']._serialized_start=2426
-  _globals['_CHATSTREAMREQUEST']._serialized_end=2497
-  _globals['_CHATSTREAMRESPONSE']._serialized_start=2500
-  _globals['_CHATSTREAMRESPONSE']._serialized_end=2799
-  _globals['_SESSIONSTARTED']._serialized_start=2801
-  _globals['_SESSIONSTARTED']._serialized_end=2852
-  _globals['_CHUNK']._serialized_start=2854
-  _globals['_CHUNK']._serialized_end=2895
-  _globals['_DONE']._serialized_start=2897
-  _globals['_DONE']._serialized_end=2990
-  _globals['_ASSISTANTSERVICE']._serialized_start=2993
-  _globals['_ASSISTANTSERVICE']._serialized_end=4665
+  _globals['_CHATSESSION']._serialized_start=230
+  _globals['_CHATSESSION']._serialized_end=400
+  _globals['_CHATMESSAGE']._serialized_start=403
+  _globals['_CHATMESSAGE']._serialized_end=664
+  _globals['_TOOLCALL']._serialized_start=667
+  _globals['_TOOLCALL']._serialized_end=802
+  _globals['_MODEL']._serialized_start=804
+  _globals['_MODEL']._serialized_end=837
+  _globals['_FOLDER']._serialized_start=839
+  _globals['_FOLDER']._serialized_end=921
+  _globals['_USAGE']._serialized_start=923
+  _globals['_USAGE']._serialized_end=975
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=977
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1072
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1075
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1207
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1209
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1281
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1284
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1483
+  _globals['_SEARCHMESSAGESREQUEST']._serialized_start=1485
+  _globals['_SEARCHMESSAGESREQUEST']._serialized_end=1574
+  _globals['_SEARCHMESSAGESRESPONSE']._serialized_start=1577
+  _globals['_SEARCHMESSAGESRESPONSE']._serialized_end=1711
+  _globals['_LISTMODELSREQUEST']._serialized_start=1713
+  _globals['_LISTMODELSREQUEST']._serialized_end=1732
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1734
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1802
+  _globals['_CREATEFOLDERREQUEST']._serialized_start=1804
+  _globals['_CREATEFOLDERREQUEST']._serialized_end=1839
+  _globals['_CREATEFOLDERRESPONSE']._serialized_start=1841
+  _globals['_CREATEFOLDERRESPONSE']._serialized_end=1912
+  _globals['_UPDATEFOLDERREQUEST']._serialized_start=1914
+  _globals['_UPDATEFOLDERREQUEST']._serialized_end=1961
+  _globals['_UPDATEFOLDERRESPONSE']._serialized_start=1963
+  _globals['_UPDATEFOLDERRESPONSE']._serialized_end=2034
+  _globals['_DELETEFOLDERREQUEST']._serialized_start=2036
+  _globals['_DELETEFOLDERREQUEST']._serialized_end=2069
+  _globals['_DELETEFOLDERRESPONSE']._serialized_start=2071
+  _globals['_DELETEFOLDERRESPONSE']._serialized_end=2093
+  _globals['_GETSESSIONREQUEST']._serialized_start=2095
+  _globals['_GETSESSIONREQUEST']._serialized_end=2126
+  _globals['_GETSESSIONRESPONSE']._serialized_start=2129
+  _globals['_GETSESSIONRESPONSE']._serialized_end=2260
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=2262
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=2364
+  _globals['_UPDATESESSIONRESPONSE']._serialized_start=2366
+  _globals['_UPDATESESSIONRESPONSE']._serialized_end=2444
+  _globals['_DELETESESSIONREQUEST']._serialized_start=2446
+  _globals['_DELETESESSIONREQUEST']._serialized_end=2480
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=2482
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=2505
+  _globals['_CHATSTREAMREQUEST']._serialized_start=2507
+  _globals['_CHATSTREAMREQUEST']._serialized_end=2578
+  _globals['_CHATSTREAMRESPONSE']._serialized_start=2581
+  _globals['_CHATSTREAMRESPONSE']._serialized_end=2880
+  _globals['_SESSIONSTARTED']._serialized_start=2882
+  _globals['_SESSIONSTARTED']._serialized_end=2933
+  _globals['_CHUNK']._serialized_start=2935
+  _globals['_CHUNK']._serialized_end=2976
+  _globals['_DONE']._serialized_start=2978
+  _globals['_DONE']._serialized_end=3071
+  _globals['_ASSISTANTSERVICE']._serialized_start=3074
+  _globals['_ASSISTANTSERVICE']._serialized_end=4746
 # @@protoc_insertion_point(module_scope)

@@ -220,7 +220,9 @@ class ListSessionsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     FOLDER_ID_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     folder_id: _builtins.str
     def __init__(
         self,
@@ -331,7 +333,9 @@ class SearchMessagesRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     q: _builtins.str
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     def __init__(
         self,
         *,

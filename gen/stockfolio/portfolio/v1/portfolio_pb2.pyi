@@ -385,7 +385,9 @@ class ListPortfoliosRequest(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     def __init__(
         self,
         *,
@@ -621,7 +623,9 @@ class ListTradesRequest(_message.Message):
     FROM_FIELD_NUMBER: _builtins.int
     TO_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     portfolio_id: _builtins.str
     symbol: _builtins.str
     side: Global___TradeSide.ValueType
@@ -742,7 +746,9 @@ class ListPositionsRequest(_message.Message):
     INCLUDE_CLOSED_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     cost_method: Global___CostMethod.ValueType
     include_closed: _builtins.bool
     def __init__(
@@ -846,7 +852,9 @@ class SearchStocksRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     q: _builtins.str
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     def __init__(
         self,
         *,

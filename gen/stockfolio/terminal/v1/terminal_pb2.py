@@ -22,18 +22,23 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stockfolio.common.v1 import pagination_pb2 as stockfolio_dot_common_dot_v1_dot_pagination__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%stockfolio/terminal/v1/terminal.proto\x12\x16stockfolio.terminal.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\"\xff\x02\n\x08Terminal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x0c\n\x04\x63ols\x18\x03 \x01(\x05\x12\x0c\n\x04rows\x18\x04 \x01(\x05\x12\r\n\x05shell\x18\x05 \x01(\t\x12\x12\n\nproject_id\x18\x06 \x01(\t\x12\x34\n\x05state\x18\x07 \x01(\x0e\x32%.stockfolio.terminal.v1.TerminalState\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_activity\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x10\n\x08watchers\x18\x0b \x01(\x05\x12\x11\n\texit_code\x18\x0c \x01(\x05\x12\n\n\x02id\x18\r \x01(\t\x12\x38\n\ndimensions\x18\x0e \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"\x90\x01\n\x15\x43reateTerminalRequest\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\x12\r\n\x05shell\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x38\n\ndimensions\x18\x05 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"L\n\x16\x43reateTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"F\n\x14ListTerminalsRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tall_users\x18\x03 \x01(\x08\"\x82\x01\n\x15ListTerminalsResponse\x12\x33\n\tterminals\x18\x01 \x03(\x0b\x32 .stockfolio.terminal.v1.Terminal\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x19\n\x17GetTerminalStatsRequest\"\xfe\x03\n\x18GetTerminalStatsResponse\x12\x17\n\x0f\x61\x63tive_sessions\x18\x01 \x01(\x05\x12\x14\n\x0cmax_sessions\x18\x02 \x01(\x05\x12\x1d\n\x15max_sessions_per_user\x18\x03 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x11\n\tall_users\x18\x05 \x01(\x08\x12\r\n\x05users\x18\x06 \x01(\x05\x12\x1a\n\x12shell_memory_bytes\x18\x07 \x01(\x03\x12\x13\n\x0bmy_sessions\x18\x08 \x01(\x05\x12\x16\n\x0etotal_sessions\x18\t \x01(\x05\x12\x1c\n\x14idle_timeout_seconds\x18\n \x01(\x05\x12\x1f\n\x17output_bytes_per_second\x18\x0b \x01(\x03\x12\x17\n\x0fmax_write_bytes\x18\x0c \x01(\x05\x12\x18\n\x10scrollback_bytes\x18\r \x01(\x05\x12\x0f\n\x07sandbox\x18\x0e \x01(\t\x12\x16\n\x0esandbox_limits\x18\x0f \x01(\t\x12\x1d\n\x15sandbox_max_processes\x18\x10 \x01(\x05\x12\x1c\n\x14sandbox_memory_bytes\x18\x11 \x01(\x03\x12\x1f\n\x17sandbox_file_size_bytes\x18\x12 \x01(\x03\x12\x1a\n\x12sandbox_open_files\x18\x13 \x01(\x05\"(\n\x12GetTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x13GetTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"*\n\x14\x43loseTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x17\n\x15\x43loseTerminalResponse\"8\n\x14WriteTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\t\".\n\x15WriteTerminalResponse\x12\x15\n\rbytes_written\x18\x01 \x01(\x05\"\x81\x01\n\x15ResizeTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ols\x18\x02 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x05\x12\x38\n\ndimensions\x18\x04 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"L\n\x16ResizeTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"E\n\x19GetTerminalHistoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0coutput_bytes\x18\x02 \x01(\x05\"E\n\x1aGetTerminalHistoryResponse\x12\x10\n\x08\x63ommands\x18\x01 \x03(\t\x12\x15\n\rrecent_output\x18\x02 \x01(\t\"\x9e\x01\n\x15\x41ttachTerminalRequest\x12\x34\n\x04join\x18\x01 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalJoinH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x36\n\x06resize\x18\x03 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSizeH\x00\x42\x07\n\x05\x66rame\"5\n\x0cTerminalJoin\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tno_replay\x18\x02 \x01(\x08\"*\n\x0cTerminalSize\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\"\xd4\x01\n\x16\x41ttachTerminalResponse\x12\x32\n\x06joined\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.TerminalH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x34\n\x04\x65xit\x18\x03 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalExitH\x00\x12\x37\n\x05\x65rror\x18\x04 \x01(\x0b\x32&.stockfolio.terminal.v1.TerminalNoticeH\x00\x42\x07\n\x05\x66rame\",\n\x0cTerminalExit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0eTerminalNotice\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*f\n\rTerminalState\x12\x1e\n\x1aTERMINAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TERMINAL_STATE_RUNNING\x10\x01\x12\x19\n\x15TERMINAL_STATE_EXITED\x10\x02\x32\xe0\x0b\n\x0fTerminalService\x12\xa7\x01\n\x0e\x43reateTerminal\x12-.stockfolio.terminal.v1.CreateTerminalRequest\x1a..stockfolio.terminal.v1.CreateTerminalResponse\"6\x82\xd3\xe4\x93\x02\x30\"!/api/v1/terminal/terminals/create:\x01*b\x08terminal\x12\x9e\x01\n\rListTerminals\x12,.stockfolio.terminal.v1.ListTerminalsRequest\x1a-.stockfolio.terminal.v1.ListTerminalsResponse\"0\x90\x02\x01\x82\xd3\xe4\x93\x02\'\x12\x1a/api/v1/terminal/terminalsb\tterminals\x12\xab\x01\n\x10GetTerminalStats\x12/.stockfolio.terminal.v1.GetTerminalStatsRequest\x1a\x30.stockfolio.terminal.v1.GetTerminalStatsResponse\"4\x90\x02\x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/terminal/terminals/stats/overview\x12\xa4\x01\n\x0bGetTerminal\x12*.stockfolio.terminal.v1.GetTerminalRequest\x1a+.stockfolio.terminal.v1.GetTerminalResponse\"<\x90\x02\x01\x82\xd3\xe4\x93\x02\x33\x12\'/api/v1/terminal/terminals/{session_id}b\x08terminal\x12\x9d\x01\n\rCloseTerminal\x12,.stockfolio.terminal.v1.CloseTerminalRequest\x1a-.stockfolio.terminal.v1.CloseTerminalResponse\"/\x82\xd3\xe4\x93\x02)*\'/api/v1/terminal/terminals/{session_id}\x12\xa6\x01\n\rWriteTerminal\x12,.stockfolio.terminal.v1.WriteTerminalRequest\x1a-.stockfolio.terminal.v1.WriteTerminalResponse\"8\x82\xd3\xe4\x93\x02\x32\"-/api/v1/terminal/terminals/{session_id}/write:\x01*\x12\xb4\x01\n\x0eResizeTerminal\x12-.stockfolio.terminal.v1.ResizeTerminalRequest\x1a..stockfolio.terminal.v1.ResizeTerminalResponse\"C\x82\xd3\xe4\x93\x02=\"./api/v1/terminal/terminals/{session_id}/resize:\x01*b\x08terminal\x12\xb7\x01\n\x12GetTerminalHistory\x12\x31.stockfolio.terminal.v1.GetTerminalHistoryRequest\x1a\x32.stockfolio.terminal.v1.GetTerminalHistoryResponse\":\x90\x02\x01\x82\xd3\xe4\x93\x02\x31\x12//api/v1/terminal/terminals/{session_id}/history\x12s\n\x0e\x41ttachTerminal\x12-.stockfolio.terminal.v1.AttachTerminalRequest\x1a..stockfolio.terminal.v1.AttachTerminalResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%stockfolio/terminal/v1/terminal.proto\x12\x16stockfolio.terminal.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\"\xff\x02\n\x08Terminal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x0c\n\x04\x63ols\x18\x03 \x01(\x05\x12\x0c\n\x04rows\x18\x04 \x01(\x05\x12\r\n\x05shell\x18\x05 \x01(\t\x12\x12\n\nproject_id\x18\x06 \x01(\t\x12\x34\n\x05state\x18\x07 \x01(\x0e\x32%.stockfolio.terminal.v1.TerminalState\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_activity\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x10\n\x08watchers\x18\x0b \x01(\x05\x12\x11\n\texit_code\x18\x0c \x01(\x05\x12\n\n\x02id\x18\r \x01(\t\x12\x38\n\ndimensions\x18\x0e \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"\x90\x01\n\x15\x43reateTerminalRequest\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\x12\r\n\x05shell\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x38\n\ndimensions\x18\x05 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"L\n\x16\x43reateTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"`\n\x14ListTerminalsRequest\x12\x18\n\x04page\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x02 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x11\n\tall_users\x18\x03 \x01(\x08\"\x82\x01\n\x15ListTerminalsResponse\x12\x33\n\tterminals\x18\x01 \x03(\x0b\x32 .stockfolio.terminal.v1.Terminal\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x19\n\x17GetTerminalStatsRequest\"\xfe\x03\n\x18GetTerminalStatsResponse\x12\x17\n\x0f\x61\x63tive_sessions\x18\x01 \x01(\x05\x12\x14\n\x0cmax_sessions\x18\x02 \x01(\x05\x12\x1d\n\x15max_sessions_per_user\x18\x03 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x11\n\tall_users\x18\x05 \x01(\x08\x12\r\n\x05users\x18\x06 \x01(\x05\x12\x1a\n\x12shell_memory_bytes\x18\x07 \x01(\x03\x12\x13\n\x0bmy_sessions\x18\x08 \x01(\x05\x12\x16\n\x0etotal_sessions\x18\t \x01(\x05\x12\x1c\n\x14idle_timeout_seconds\x18\n \x01(\x05\x12\x1f\n\x17output_bytes_per_second\x18\x0b \x01(\x03\x12\x17\n\x0fmax_write_bytes\x18\x0c \x01(\x05\x12\x18\n\x10scrollback_bytes\x18\r \x01(\x05\x12\x0f\n\x07sandbox\x18\x0e \x01(\t\x12\x16\n\x0esandbox_limits\x18\x0f \x01(\t\x12\x1d\n\x15sandbox_max_processes\x18\x10 \x01(\x05\x12\x1c\n\x14sandbox_memory_bytes\x18\x11 \x01(\x03\x12\x1f\n\x17sandbox_file_size_bytes\x18\x12 \x01(\x03\x12\x1a\n\x12sandbox_open_files\x18\x13 \x01(\x05\"(\n\x12GetTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x13GetTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"*\n\x14\x43loseTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x17\n\x15\x43loseTerminalResponse\"8\n\x14WriteTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\t\".\n\x15WriteTerminalResponse\x12\x15\n\rbytes_written\x18\x01 \x01(\x05\"\x81\x01\n\x15ResizeTerminalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ols\x18\x02 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x05\x12\x38\n\ndimensions\x18\x04 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSize\"L\n\x16ResizeTerminalResponse\x12\x32\n\x08terminal\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.Terminal\"E\n\x19GetTerminalHistoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0coutput_bytes\x18\x02 \x01(\x05\"E\n\x1aGetTerminalHistoryResponse\x12\x10\n\x08\x63ommands\x18\x01 \x03(\t\x12\x15\n\rrecent_output\x18\x02 \x01(\t\"\x9e\x01\n\x15\x41ttachTerminalRequest\x12\x34\n\x04join\x18\x01 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalJoinH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x36\n\x06resize\x18\x03 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalSizeH\x00\x42\x07\n\x05\x66rame\"5\n\x0cTerminalJoin\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tno_replay\x18\x02 \x01(\x08\"*\n\x0cTerminalSize\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05\"\xd4\x01\n\x16\x41ttachTerminalResponse\x12\x32\n\x06joined\x18\x01 \x01(\x0b\x32 .stockfolio.terminal.v1.TerminalH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x34\n\x04\x65xit\x18\x03 \x01(\x0b\x32$.stockfolio.terminal.v1.TerminalExitH\x00\x12\x37\n\x05\x65rror\x18\x04 \x01(\x0b\x32&.stockfolio.terminal.v1.TerminalNoticeH\x00\x42\x07\n\x05\x66rame\",\n\x0cTerminalExit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0eTerminalNotice\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t*f\n\rTerminalState\x12\x1e\n\x1aTERMINAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TERMINAL_STATE_RUNNING\x10\x01\x12\x19\n\x15TERMINAL_STATE_EXITED\x10\x02\x32\xe0\x0b\n\x0fTerminalService\x12\xa7\x01\n\x0e\x43reateTerminal\x12-.stockfolio.terminal.v1.CreateTerminalRequest\x1a..stockfolio.terminal.v1.CreateTerminalResponse\"6\x82\xd3\xe4\x93\x02\x30\"!/api/v1/terminal/terminals/create:\x01*b\x08terminal\x12\x9e\x01\n\rListTerminals\x12,.stockfolio.terminal.v1.ListTerminalsRequest\x1a-.stockfolio.terminal.v1.ListTerminalsResponse\"0\x90\x02\x01\x82\xd3\xe4\x93\x02\'\x12\x1a/api/v1/terminal/terminalsb\tterminals\x12\xab\x01\n\x10GetTerminalStats\x12/.stockfolio.terminal.v1.GetTerminalStatsRequest\x1a\x30.stockfolio.terminal.v1.GetTerminalStatsResponse\"4\x90\x02\x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/terminal/terminals/stats/overview\x12\xa4\x01\n\x0bGetTerminal\x12*.stockfolio.terminal.v1.GetTerminalRequest\x1a+.stockfolio.terminal.v1.GetTerminalResponse\"<\x90\x02\x01\x82\xd3\xe4\x93\x02\x33\x12\'/api/v1/terminal/terminals/{session_id}b\x08terminal\x12\x9d\x01\n\rCloseTerminal\x12,.stockfolio.terminal.v1.CloseTerminalRequest\x1a-.stockfolio.terminal.v1.CloseTerminalResponse\"/\x82\xd3\xe4\x93\x02)*\'/api/v1/terminal/terminals/{session_id}\x12\xa6\x01\n\rWriteTerminal\x12,.stockfolio.terminal.v1.WriteTerminalRequest\x1a-.stockfolio.terminal.v1.WriteTerminalResponse\"8\x82\xd3\xe4\x93\x02\x32\"-/api/v1/terminal/terminals/{session_id}/write:\x01*\x12\xb4\x01\n\x0eResizeTerminal\x12-.stockfolio.terminal.v1.ResizeTerminalRequest\x1a..stockfolio.terminal.v1.ResizeTerminalResponse\"C\x82\xd3\xe4\x93\x02=\"./api/v1/terminal/terminals/{session_id}/resize:\x01*b\x08terminal\x12\xb7\x01\n\x12GetTerminalHistory\x12\x31.stockfolio.terminal.v1.GetTerminalHistoryRequest\x1a\x32.stockfolio.terminal.v1.GetTerminalHistoryResponse\":\x90\x02\x01\x82\xd3\xe4\x93\x02\x31\x12//api/v1/terminal/terminals/{session_id}/history\x12s\n\x0e\x41ttachTerminal\x12-.stockfolio.terminal.v1.AttachTerminalRequest\x1a..stockfolio.terminal.v1.AttachTerminalResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stockfolio.terminal.v1.terminal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTTERMINALSREQUEST'].fields_by_name['page']._loaded_options = None
+  _globals['_LISTTERMINALSREQUEST'].fields_by_name['page']._serialized_options = b'\272H\007\032\002(\001\330\001\001'
+  _globals['_LISTTERMINALSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTTERMINALSREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\t\032\004\030d(\001\330\001\001'
   _globals['_TERMINALSERVICE'].methods_by_name['CreateTerminal']._loaded_options = None
   _globals['_TERMINALSERVICE'].methods_by_name['CreateTerminal']._serialized_options = b'\202\323\344\223\0020\"!/api/v1/terminal/terminals/create:\001*b\010terminal'
   _globals['_TERMINALSERVICE'].methods_by_name['ListTerminals']._loaded_options = None
@@ -50,54 +55,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TERMINALSERVICE'].methods_by_name['ResizeTerminal']._serialized_options = b'\202\323\344\223\002=\"./api/v1/terminal/terminals/{session_id}/resize:\001*b\010terminal'
   _globals['_TERMINALSERVICE'].methods_by_name['GetTerminalHistory']._loaded_options = None
   _globals['_TERMINALSERVICE'].methods_by_name['GetTerminalHistory']._serialized_options = b'\220\002\001\202\323\344\223\0021\022//api/v1/terminal/terminals/{session_id}/history'
-  _globals['_TERMINALSTATE']._serialized_start=2737
-  _globals['_TERMINALSTATE']._serialized_end=2839
-  _globals['_TERMINAL']._serialized_start=168
-  _globals['_TERMINAL']._serialized_end=551
-  _globals['_CREATETERMINALREQUEST']._serialized_start=554
-  _globals['_CREATETERMINALREQUEST']._serialized_end=698
-  _globals['_CREATETERMINALRESPONSE']._serialized_start=700
-  _globals['_CREATETERMINALRESPONSE']._serialized_end=776
-  _globals['_LISTTERMINALSREQUEST']._serialized_start=778
-  _globals['_LISTTERMINALSREQUEST']._serialized_end=848
-  _globals['_LISTTERMINALSRESPONSE']._serialized_start=851
-  _globals['_LISTTERMINALSRESPONSE']._serialized_end=981
-  _globals['_GETTERMINALSTATSREQUEST']._serialized_start=983
-  _globals['_GETTERMINALSTATSREQUEST']._serialized_end=1008
-  _globals['_GETTERMINALSTATSRESPONSE']._serialized_start=1011
-  _globals['_GETTERMINALSTATSRESPONSE']._serialized_end=1521
-  _globals['_GETTERMINALREQUEST']._serialized_start=1523
-  _globals['_GETTERMINALREQUEST']._serialized_end=1563
-  _globals['_GETTERMINALRESPONSE']._serialized_start=1565
-  _globals['_GETTERMINALRESPONSE']._serialized_end=1638
-  _globals['_CLOSETERMINALREQUEST']._serialized_start=1640
-  _globals['_CLOSETERMINALREQUEST']._serialized_end=1682
-  _globals['_CLOSETERMINALRESPONSE']._serialized_start=1684
-  _globals['_CLOSETERMINALRESPONSE']._serialized_end=1707
-  _globals['_WRITETERMINALREQUEST']._serialized_start=1709
-  _globals['_WRITETERMINALREQUEST']._serialized_end=1765
-  _globals['_WRITETERMINALRESPONSE']._serialized_start=1767
-  _globals['_WRITETERMINALRESPONSE']._serialized_end=1813
-  _globals['_RESIZETERMINALREQUEST']._serialized_start=1816
-  _globals['_RESIZETERMINALREQUEST']._serialized_end=1945
-  _globals['_RESIZETERMINALRESPONSE']._serialized_start=1947
-  _globals['_RESIZETERMINALRESPONSE']._serialized_end=2023
-  _globals['_GETTERMINALHISTORYREQUEST']._serialized_start=2025
-  _globals['_GETTERMINALHISTORYREQUEST']._serialized_end=2094
-  _globals['_GETTERMINALHISTORYRESPONSE']._serialized_start=2096
-  _globals['_GETTERMINALHISTORYRESPONSE']._serialized_end=2165
-  _globals['_ATTACHTERMINALREQUEST']._serialized_start=2168
-  _globals['_ATTACHTERMINALREQUEST']._serialized_end=2326
-  _globals['_TERMINALJOIN']._serialized_start=2328
-  _globals['_TERMINALJOIN']._serialized_end=2381
-  _globals['_TERMINALSIZE']._serialized_start=2383
-  _globals['_TERMINALSIZE']._serialized_end=2425
-  _globals['_ATTACHTERMINALRESPONSE']._serialized_start=2428
-  _globals['_ATTACHTERMINALRESPONSE']._serialized_end=2640
-  _globals['_TERMINALEXIT']._serialized_start=2642
-  _globals['_TERMINALEXIT']._serialized_end=2686
-  _globals['_TERMINALNOTICE']._serialized_start=2688
-  _globals['_TERMINALNOTICE']._serialized_end=2735
-  _globals['_TERMINALSERVICE']._serialized_start=2842
-  _globals['_TERMINALSERVICE']._serialized_end=4346
+  _globals['_TERMINALSTATE']._serialized_start=2792
+  _globals['_TERMINALSTATE']._serialized_end=2894
+  _globals['_TERMINAL']._serialized_start=197
+  _globals['_TERMINAL']._serialized_end=580
+  _globals['_CREATETERMINALREQUEST']._serialized_start=583
+  _globals['_CREATETERMINALREQUEST']._serialized_end=727
+  _globals['_CREATETERMINALRESPONSE']._serialized_start=729
+  _globals['_CREATETERMINALRESPONSE']._serialized_end=805
+  _globals['_LISTTERMINALSREQUEST']._serialized_start=807
+  _globals['_LISTTERMINALSREQUEST']._serialized_end=903
+  _globals['_LISTTERMINALSRESPONSE']._serialized_start=906
+  _globals['_LISTTERMINALSRESPONSE']._serialized_end=1036
+  _globals['_GETTERMINALSTATSREQUEST']._serialized_start=1038
+  _globals['_GETTERMINALSTATSREQUEST']._serialized_end=1063
+  _globals['_GETTERMINALSTATSRESPONSE']._serialized_start=1066
+  _globals['_GETTERMINALSTATSRESPONSE']._serialized_end=1576
+  _globals['_GETTERMINALREQUEST']._serialized_start=1578
+  _globals['_GETTERMINALREQUEST']._serialized_end=1618
+  _globals['_GETTERMINALRESPONSE']._serialized_start=1620
+  _globals['_GETTERMINALRESPONSE']._serialized_end=1693
+  _globals['_CLOSETERMINALREQUEST']._serialized_start=1695
+  _globals['_CLOSETERMINALREQUEST']._serialized_end=1737
+  _globals['_CLOSETERMINALRESPONSE']._serialized_start=1739
+  _globals['_CLOSETERMINALRESPONSE']._serialized_end=1762
+  _globals['_WRITETERMINALREQUEST']._serialized_start=1764
+  _globals['_WRITETERMINALREQUEST']._serialized_end=1820
+  _globals['_WRITETERMINALRESPONSE']._serialized_start=1822
+  _globals['_WRITETERMINALRESPONSE']._serialized_end=1868
+  _globals['_RESIZETERMINALREQUEST']._serialized_start=1871
+  _globals['_RESIZETERMINALREQUEST']._serialized_end=2000
+  _globals['_RESIZETERMINALRESPONSE']._serialized_start=2002
+  _globals['_RESIZETERMINALRESPONSE']._serialized_end=2078
+  _globals['_GETTERMINALHISTORYREQUEST']._serialized_start=2080
+  _globals['_GETTERMINALHISTORYREQUEST']._serialized_end=2149
+  _globals['_GETTERMINALHISTORYRESPONSE']._serialized_start=2151
+  _globals['_GETTERMINALHISTORYRESPONSE']._serialized_end=2220
+  _globals['_ATTACHTERMINALREQUEST']._serialized_start=2223
+  _globals['_ATTACHTERMINALREQUEST']._serialized_end=2381
+  _globals['_TERMINALJOIN']._serialized_start=2383
+  _globals['_TERMINALJOIN']._serialized_end=2436
+  _globals['_TERMINALSIZE']._serialized_start=2438
+  _globals['_TERMINALSIZE']._serialized_end=2480
+  _globals['_ATTACHTERMINALRESPONSE']._serialized_start=2483
+  _globals['_ATTACHTERMINALRESPONSE']._serialized_end=2695
+  _globals['_TERMINALEXIT']._serialized_start=2697
+  _globals['_TERMINALEXIT']._serialized_end=2741
+  _globals['_TERMINALNOTICE']._serialized_start=2743
+  _globals['_TERMINALNOTICE']._serialized_end=2790
+  _globals['_TERMINALSERVICE']._serialized_start=2897
+  _globals['_TERMINALSERVICE']._serialized_end=4401
 # @@protoc_insertion_point(module_scope)

@@ -165,7 +165,9 @@ class ListTerminalsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     ALL_USERS_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     all_users: _builtins.bool
     """Admins only: every user's sessions, not only the caller's."""
     def __init__(

@@ -22,19 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stockfolio.common.v1 import pagination_pb2 as stockfolio_dot_common_dot_v1_dot_pagination__pb2
 from stockfolio.options.v1 import auth_pb2 as stockfolio_dot_options_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fstockfolio/users/v1/users.proto\x12\x13stockfolio.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\x1a stockfolio/options/v1/auth.proto\"\xe9\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nAuthTokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"l\n\x10RegisterResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"i\n\rLoginResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"B\n\x0fRefreshResponse\x12/\n\x06tokens\x18\x01 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x16\n\x14ValidateTokenRequest\"\xb4\x01\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x06 \x01(\t\"\x0e\n\x0cGetMeRequest\"8\n\rGetMeResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\":\n\x10ListUsersRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\t\n\x01q\x18\x03 \x01(\t\"s\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.stockfolio.users.v1.User\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\xe3\x01\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12\x19\n\x0cnew_password\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x06 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0f\n\r_new_passwordB\x13\n\x11_current_password\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\x1f\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xf6\t\n\x0cUsersService\x12\x7f\n\x08Register\x12$.stockfolio.users.v1.RegisterRequest\x1a%.stockfolio.users.v1.RegisterResponse\"&\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12s\n\x05Login\x12!.stockfolio.users.v1.LoginRequest\x1a\".stockfolio.users.v1.LoginResponse\"#\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12{\n\x07Refresh\x12#.stockfolio.users.v1.RefreshRequest\x1a$.stockfolio.users.v1.RefreshResponse\"%\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12q\n\x06Logout\x12\".stockfolio.users.v1.LogoutRequest\x1a#.stockfolio.users.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12\x88\x01\n\rValidateToken\x12).stockfolio.users.v1.ValidateTokenRequest\x1a*.stockfolio.users.v1.ValidateTokenResponse\" \x90\x02\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/auth/validate\x12q\n\x05GetMe\x12!.stockfolio.users.v1.GetMeRequest\x1a\".stockfolio.users.v1.GetMeResponse\"!\x90\x02\x01\x82\xd3\xe4\x93\x02\x18\x12\x10/api/v1/users/meb\x04user\x12\x86\x01\n\tListUsers\x12%.stockfolio.users.v1.ListUsersRequest\x1a&.stockfolio.users.v1.ListUsersResponse\"*\x90\x02\x01\xb2\xe1\x18\x07\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x16\x12\r/api/v1/usersb\x05users\x12y\n\x07GetUser\x12#.stockfolio.users.v1.GetUserRequest\x1a$.stockfolio.users.v1.GetUserResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\x12\x12/api/v1/users/{id}b\x04user\x12\x82\x01\n\nUpdateUser\x12&.stockfolio.users.v1.UpdateUserRequest\x1a\'.stockfolio.users.v1.UpdateUserResponse\"#\x82\xd3\xe4\x93\x02\x1d\x1a\x12/api/v1/users/{id}:\x01*b\x04user\x12y\n\nDeleteUser\x12&.stockfolio.users.v1.DeleteUserRequest\x1a\'.stockfolio.users.v1.DeleteUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fstockfolio/users/v1/users.proto\x12\x13stockfolio.users.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\x1a stockfolio/options/v1/auth.proto\"\xe9\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nAuthTokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"l\n\x10RegisterResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"i\n\rLoginResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"B\n\x0fRefreshResponse\x12/\n\x06tokens\x18\x01 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x16\n\x14ValidateTokenRequest\"\xb4\x01\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x06 \x01(\t\"\x0e\n\x0cGetMeRequest\"8\n\rGetMeResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"T\n\x10ListUsersRequest\x12\x18\n\x04page\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x02 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\t\n\x01q\x18\x03 \x01(\t\"s\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.stockfolio.users.v1.User\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\xe3\x01\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12\x19\n\x0cnew_password\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x1d\n\x10\x63urrent_password\x18\x06 \x01(\tH\x03\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0f\n\r_new_passwordB\x13\n\x11_current_password\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\x1f\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xf6\t\n\x0cUsersService\x12\x7f\n\x08Register\x12$.stockfolio.users.v1.RegisterRequest\x1a%.stockfolio.users.v1.RegisterResponse\"&\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12s\n\x05Login\x12!.stockfolio.users.v1.LoginRequest\x1a\".stockfolio.users.v1.LoginResponse\"#\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12{\n\x07Refresh\x12#.stockfolio.users.v1.RefreshRequest\x1a$.stockfolio.users.v1.RefreshResponse\"%\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12q\n\x06Logout\x12\".stockfolio.users.v1.LogoutRequest\x1a#.stockfolio.users.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12\x88\x01\n\rValidateToken\x12).stockfolio.users.v1.ValidateTokenRequest\x1a*.stockfolio.users.v1.ValidateTokenResponse\" \x90\x02\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/auth/validate\x12q\n\x05GetMe\x12!.stockfolio.users.v1.GetMeRequest\x1a\".stockfolio.users.v1.GetMeResponse\"!\x90\x02\x01\x82\xd3\xe4\x93\x02\x18\x12\x10/api/v1/users/meb\x04user\x12\x86\x01\n\tListUsers\x12%.stockfolio.users.v1.ListUsersRequest\x1a&.stockfolio.users.v1.ListUsersResponse\"*\x90\x02\x01\xb2\xe1\x18\x07\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x16\x12\r/api/v1/usersb\x05users\x12y\n\x07GetUser\x12#.stockfolio.users.v1.GetUserRequest\x1a$.stockfolio.users.v1.GetUserResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\x12\x12/api/v1/users/{id}b\x04user\x12\x82\x01\n\nUpdateUser\x12&.stockfolio.users.v1.UpdateUserRequest\x1a\'.stockfolio.users.v1.UpdateUserResponse\"#\x82\xd3\xe4\x93\x02\x1d\x1a\x12/api/v1/users/{id}:\x01*b\x04user\x12y\n\nDeleteUser\x12&.stockfolio.users.v1.DeleteUserRequest\x1a\'.stockfolio.users.v1.DeleteUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stockfolio.users.v1.users_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page']._serialized_options = b'\272H\007\032\002(\001\330\001\001'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['limit']._serialized_options = b'\272H\t\032\004\030d(\001\330\001\001'
   _globals['_USERSSERVICE'].methods_by_name['Register']._loaded_options = None
   _globals['_USERSSERVICE'].methods_by_name['Register']._serialized_options = b'\262\341\030\002\010\001\202\323\344\223\002\032\"\025/api/v1/auth/register:\001*'
   _globals['_USERSSERVICE'].methods_by_name['Login']._loaded_options = None
@@ -55,52 +60,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\035\032\022/api/v1/users/{id}:\001*b\004user'
   _globals['_USERSSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\024*\022/api/v1/users/{id}'
-  _globals['_ROLE']._serialized_start=2051
-  _globals['_ROLE']._serialized_end=2110
-  _globals['_USER']._serialized_start=193
-  _globals['_USER']._serialized_end=426
-  _globals['_AUTHTOKENS']._serialized_start=429
-  _globals['_AUTHTOKENS']._serialized_end=629
-  _globals['_REGISTERREQUEST']._serialized_start=631
-  _globals['_REGISTERREQUEST']._serialized_end=695
-  _globals['_REGISTERRESPONSE']._serialized_start=697
-  _globals['_REGISTERRESPONSE']._serialized_end=805
-  _globals['_LOGINREQUEST']._serialized_start=807
-  _globals['_LOGINREQUEST']._serialized_end=854
-  _globals['_LOGINRESPONSE']._serialized_start=856
-  _globals['_LOGINRESPONSE']._serialized_end=961
-  _globals['_REFRESHREQUEST']._serialized_start=963
-  _globals['_REFRESHREQUEST']._serialized_end=1002
-  _globals['_REFRESHRESPONSE']._serialized_start=1004
-  _globals['_REFRESHRESPONSE']._serialized_end=1070
-  _globals['_LOGOUTREQUEST']._serialized_start=1072
-  _globals['_LOGOUTREQUEST']._serialized_end=1109
-  _globals['_LOGOUTRESPONSE']._serialized_start=1111
-  _globals['_LOGOUTRESPONSE']._serialized_end=1153
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=1155
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=1177
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1180
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1360
-  _globals['_GETMEREQUEST']._serialized_start=1362
-  _globals['_GETMEREQUEST']._serialized_end=1376
-  _globals['_GETMERESPONSE']._serialized_start=1378
-  _globals['_GETMERESPONSE']._serialized_end=1434
-  _globals['_LISTUSERSREQUEST']._serialized_start=1436
-  _globals['_LISTUSERSREQUEST']._serialized_end=1494
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1496
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1611
-  _globals['_GETUSERREQUEST']._serialized_start=1613
-  _globals['_GETUSERREQUEST']._serialized_end=1641
-  _globals['_GETUSERRESPONSE']._serialized_start=1643
-  _globals['_GETUSERRESPONSE']._serialized_end=1701
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1704
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1931
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1933
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1994
-  _globals['_DELETEUSERREQUEST']._serialized_start=1996
-  _globals['_DELETEUSERREQUEST']._serialized_end=2027
-  _globals['_DELETEUSERRESPONSE']._serialized_start=2029
-  _globals['_DELETEUSERRESPONSE']._serialized_end=2049
-  _globals['_USERSSERVICE']._serialized_start=2113
-  _globals['_USERSSERVICE']._serialized_end=3383
+  _globals['_ROLE']._serialized_start=2106
+  _globals['_ROLE']._serialized_end=2165
+  _globals['_USER']._serialized_start=222
+  _globals['_USER']._serialized_end=455
+  _globals['_AUTHTOKENS']._serialized_start=458
+  _globals['_AUTHTOKENS']._serialized_end=658
+  _globals['_REGISTERREQUEST']._serialized_start=660
+  _globals['_REGISTERREQUEST']._serialized_end=724
+  _globals['_REGISTERRESPONSE']._serialized_start=726
+  _globals['_REGISTERRESPONSE']._serialized_end=834
+  _globals['_LOGINREQUEST']._serialized_start=836
+  _globals['_LOGINREQUEST']._serialized_end=883
+  _globals['_LOGINRESPONSE']._serialized_start=885
+  _globals['_LOGINRESPONSE']._serialized_end=990
+  _globals['_REFRESHREQUEST']._serialized_start=992
+  _globals['_REFRESHREQUEST']._serialized_end=1031
+  _globals['_REFRESHRESPONSE']._serialized_start=1033
+  _globals['_REFRESHRESPONSE']._serialized_end=1099
+  _globals['_LOGOUTREQUEST']._serialized_start=1101
+  _globals['_LOGOUTREQUEST']._serialized_end=1138
+  _globals['_LOGOUTRESPONSE']._serialized_start=1140
+  _globals['_LOGOUTRESPONSE']._serialized_end=1182
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=1184
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1206
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1209
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1389
+  _globals['_GETMEREQUEST']._serialized_start=1391
+  _globals['_GETMEREQUEST']._serialized_end=1405
+  _globals['_GETMERESPONSE']._serialized_start=1407
+  _globals['_GETMERESPONSE']._serialized_end=1463
+  _globals['_LISTUSERSREQUEST']._serialized_start=1465
+  _globals['_LISTUSERSREQUEST']._serialized_end=1549
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1551
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1666
+  _globals['_GETUSERREQUEST']._serialized_start=1668
+  _globals['_GETUSERREQUEST']._serialized_end=1696
+  _globals['_GETUSERRESPONSE']._serialized_start=1698
+  _globals['_GETUSERRESPONSE']._serialized_end=1756
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1759
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1986
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1988
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=2049
+  _globals['_DELETEUSERREQUEST']._serialized_start=2051
+  _globals['_DELETEUSERREQUEST']._serialized_end=2082
+  _globals['_DELETEUSERRESPONSE']._serialized_start=2084
+  _globals['_DELETEUSERRESPONSE']._serialized_end=2104
+  _globals['_USERSSERVICE']._serialized_start=2168
+  _globals['_USERSSERVICE']._serialized_end=3438
 # @@protoc_insertion_point(module_scope)

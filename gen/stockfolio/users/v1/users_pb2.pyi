@@ -386,7 +386,9 @@ class ListUsersRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     Q_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     q: _builtins.str
     """Matches email or name, case-insensitively."""
     def __init__(

@@ -175,7 +175,9 @@ class ListFilesRequest(_message.Message):
     project: _builtins.str
     path: _builtins.str
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     def __init__(
         self,
         *,
@@ -411,7 +413,9 @@ class ListProjectsRequest(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
     limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
     def __init__(
         self,
         *,
@@ -1074,6 +1078,7 @@ class GitLogRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
     limit: _builtins.int
+    """The newest commits to show, 1 to 1000 (absent: 50)."""
     def __init__(
         self,
         *,
