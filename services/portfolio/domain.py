@@ -38,6 +38,14 @@ For everything else the book's `CashPolicy` decides: `FUND_SHORTFALL` (the defau
 record real trades without first recording the deposits that paid for them: the part of a buy
 that cash does not cover counts as money brought in from outside (an implicit deposit, an
 external flow for performance). `REQUIRE_CASH` (paper trading) refuses such a buy instead.
+
+Splits, stated once
+-------------------
+A split multiplies every lot's quantity by its ratio and keeps the lots' cost. The holding is
+then rounded down to `QUANTITY_PLACES`, as brokers issue no fraction finer than their scale, and
+the fraction below it (the "dust") is sold as cash in lieu the way a SELL would sell it: from the
+oldest lots, at the split's price (else the last trade price, split-adjusted); its cost leaves
+the basis, the difference is realized, the proceeds are cash. A holding that is all dust closes.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -100,12 +108,12 @@ def parse_decimal(field: str, raw: str, *, places: int = QUANTITY_PLACES) -> Dec
     return Decimal(text)
 
 
-def _rounded(value: Decimal, places: int) -> Decimal:
+def _rounded(value: Decimal, places: int, *, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     # A context as precise as the value needs: a huge figure (a 15 % gain in a day, annualized,
     # is about 1e22) has more digits than the default 28 and must still be stated, not raise.
     precision = max(28, value.adjusted() + places + 2)
     result = value.quantize(
-        Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN, context=Context(prec=precision)
+        Decimal(1).scaleb(-places), rounding=rounding, context=Context(prec=precision)
     )
     return abs(result) if result == 0 else result  # never "-0.00"
 
@@ -236,15 +244,22 @@ class Trade:
 class Split:
     """A stock split: from `effective_at` on, each share is `ratio` shares (3:2 is 1.5;
     a 1-for-10 reverse split is 0.1). Lots keep their cost. Optional: no SPLIT side exists on
-    the wire yet; the caller supplies splits from market data."""
+    the wire yet; the caller supplies splits from market data.
+
+    `price` is the price of one share after the split, at which the fraction of a share left
+    below QUANTITY_PLACES is paid out as cash in lieu; without it, the last trade price here
+    (split-adjusted) is used."""
 
     symbol: str
     ratio: Decimal
     effective_at: datetime
+    price: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.ratio.is_finite() or self.ratio <= 0:
             raise InvalidArgument.field("ratio", "must be greater than zero")
+        if self.price is not None and (not self.price.is_finite() or self.price <= 0):
+            raise InvalidArgument.field("price", "must be greater than zero")
         if self.effective_at.tzinfo is None:
             raise InvalidArgument.field("effective_at", "must include a time zone")
 
@@ -421,7 +436,28 @@ class Lot:
         return self.cost / self.quantity
 
     def split(self, ratio: Decimal) -> Lot:
-        return replace(self, quantity=self.quantity * ratio)
+        return replace(self, quantity=_times(self.quantity, ratio))
+
+
+@dataclass(frozen=True)
+class CashInLieu:
+    """The fraction of a share a split left below QUANTITY_PLACES, sold for cash as a SELL
+    of `quantity` at `price` would be: `proceeds` went to cash, the shares' cost left the basis
+    (`fifo_cost` from the oldest lots, `average_cost` at the running average)."""
+
+    symbol: str
+    at: datetime
+    quantity: Decimal
+    price: Decimal
+    proceeds: Decimal
+    fifo_cost: Decimal
+    average_cost: Decimal
+
+    def cost(self, method: CostMethod) -> Decimal:
+        return self.fifo_cost if method is CostMethod.FIFO else self.average_cost
+
+    def realized_gain(self, method: CostMethod) -> Decimal:
+        return _minus(self.proceeds, self.cost(method))
 
 
 @dataclass(frozen=True)
@@ -538,6 +574,7 @@ class Book:
         self._dividends = ZERO
         self._fees = ZERO
         self._cash_side_fees = ZERO
+        self._cash_in_lieu: list[CashInLieu] = []
 
     @classmethod
     def replay(
@@ -582,6 +619,11 @@ class Book:
     @property
     def cash(self) -> Decimal:
         return self._cash
+
+    @property
+    def cash_in_lieu(self) -> tuple[CashInLieu, ...]:
+        """The fractions of shares splits paid out in cash, in replay order."""
+        return tuple(self._cash_in_lieu)
 
     @property
     def dividends(self) -> Decimal:
@@ -712,7 +754,7 @@ class Book:
             held = holding.quantity if holding else ZERO
             if trade.quantity > held:
                 raise InsufficientShares(trade.symbol, held, trade.quantity)
-        cash = self._cash + trade.cash_change
+        cash = _plus(self._cash, trade.cash_change)
         funded = ZERO
         if cash < 0:
             if trade.side is Side.WITHDRAWAL or self.policy is CashPolicy.REQUIRE_CASH:
@@ -737,13 +779,25 @@ class Book:
                 self._dividends += trade.amount
 
     def _apply_split(self, split: Split) -> None:
-        holding = self._holdings.get(split.symbol)
-        if holding is None:
+        # The split is worked out on a copy of the holding that replaces it at the end, so a
+        # failure half-way leaves the book as it was.
+        held = self._holdings.get(split.symbol)
+        if held is None:
             return
-        holding.lots = deque(lot.split(split.ratio) for lot in holding.lots)
-        holding.quantity *= split.ratio
-        if holding.last_price is not None:
-            holding.last_price /= split.ratio
+        holding = replace(
+            held,
+            lots=deque(lot.split(split.ratio) for lot in held.lots),
+            quantity=_times(held.quantity, split.ratio),
+            last_price=None if held.last_price is None else held.last_price / split.ratio,
+        )
+        dust = _minus(
+            holding.quantity, _rounded(holding.quantity, QUANTITY_PLACES, rounding=ROUND_DOWN)
+        )
+        lieu = _pay_cash_in_lieu(holding, dust, split) if dust else None
+        self._holdings[split.symbol] = holding
+        if lieu is not None:
+            self._cash = _plus(self._cash, lieu.proceeds)
+            self._cash_in_lieu.append(lieu)
 
     def _adopt(self, other: Book) -> None:
         self._events = other._events
@@ -753,6 +807,7 @@ class Book:
         self._dividends = other._dividends
         self._fees = other._fees
         self._cash_side_fees = other._cash_side_fees
+        self._cash_in_lieu = other._cash_in_lieu
 
     def _price_of(self, holding: _Holding, prices: Mapping[str, Decimal]) -> Decimal:
         price = prices.get(holding.symbol, holding.last_price)
@@ -798,24 +853,52 @@ def _apply_to_holding(holding: _Holding, trade: Trade) -> None:
             Lot(trade.symbol, trade.quantity, cost, trade.executed_at, trade.sequence)
         )
         holding.quantity += trade.quantity
-        holding.fifo_basis += cost
-        holding.average_basis += cost
+        holding.fifo_basis = _plus(holding.fifo_basis, cost)
+        holding.average_basis = _plus(holding.average_basis, cost)
         return
-    proceeds = trade.amount - trade.fees
-    fifo_cost = _consume_lots(holding.lots, trade.quantity)
-    if trade.quantity == holding.quantity:
+    _sell_shares(holding, trade.quantity, trade.amount - trade.fees)
+
+
+def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> CashInLieu:
+    """Sell the `dust` a split left in `holding` (its quantity already split) as a SELL would.
+
+    The price is the split's, else the last trade price (already split-adjusted). A holding
+    with shares was bought at a price, so the average cost (no gain) is only a last resort.
+    """
+    if split.price is not None:
+        price = split.price
+    elif holding.last_price is not None:
+        price = holding.last_price
+    else:
+        price = holding.average_basis / holding.quantity
+    proceeds = _times(dust, price)
+    fifo_cost, average_cost = _sell_shares(holding, dust, proceeds)
+    return CashInLieu(
+        split.symbol, split.effective_at, dust, price, proceeds, fifo_cost, average_cost
+    )
+
+
+def _sell_shares(
+    holding: _Holding, quantity: Decimal, proceeds: Decimal
+) -> tuple[Decimal, Decimal]:
+    """Take `quantity` shares out of `holding` for `proceeds`: the oldest lots give them up
+    (FIFO), the average basis its running average; the rest of `proceeds` is realized.
+    Returns the cost of the shares taken, FIFO and average."""
+    fifo_cost = _consume_lots(holding.lots, quantity)
+    if quantity == holding.quantity:
         average_cost = holding.average_basis
     else:
-        average_cost = holding.average_basis * trade.quantity / holding.quantity
-    holding.quantity -= trade.quantity
-    holding.fifo_basis -= fifo_cost
-    holding.average_basis -= average_cost
-    holding.realized_fifo += proceeds - fifo_cost
-    holding.realized_average += proceeds - average_cost
+        average_cost = holding.average_basis * quantity / holding.quantity
+    holding.quantity = _minus(holding.quantity, quantity)
+    holding.fifo_basis = _minus(holding.fifo_basis, fifo_cost)
+    holding.average_basis = _minus(holding.average_basis, average_cost)
+    holding.realized_fifo = _plus(holding.realized_fifo, _minus(proceeds, fifo_cost))
+    holding.realized_average = _plus(holding.realized_average, _minus(proceeds, average_cost))
     if holding.quantity == 0:
         # Whatever residue rounding left in the bases belongs to shares no longer held.
         holding.lots.clear()
         holding.fifo_basis = holding.average_basis = ZERO
+    return fifo_cost, average_cost
 
 
 def _consume_lots(lots: deque[Lot], quantity: Decimal) -> Decimal:
@@ -825,15 +908,46 @@ def _consume_lots(lots: deque[Lot], quantity: Decimal) -> Decimal:
     while remaining > 0 and lots:
         lot = lots[0]
         if lot.quantity <= remaining:
-            cost += lot.cost
-            remaining -= lot.quantity
+            cost = _plus(cost, lot.cost)
+            remaining = _minus(remaining, lot.quantity)
             lots.popleft()
         else:
             part = lot.cost * remaining / lot.quantity
-            lots[0] = replace(lot, quantity=lot.quantity - remaining, cost=lot.cost - part)
-            cost += part
+            lots[0] = replace(
+                lot, quantity=_minus(lot.quantity, remaining), cost=_minus(lot.cost, part)
+            )
+            cost = _plus(cost, part)
             remaining = ZERO
     return cost
+
+
+# Sums, differences and products inside the book keep every digit: the default context keeps
+# 28 significant digits, too few for a cost of 1e7 less a part of a cent's cost (1e-30), and a
+# rounded difference would let the basis and the cost taken out of it disagree.
+
+
+def _plus(a: Decimal, b: Decimal) -> Decimal:
+    return _exact_context(a, b).add(a, b)
+
+
+def _minus(a: Decimal, b: Decimal) -> Decimal:
+    return _exact_context(a, b).subtract(a, b)
+
+
+def _times(a: Decimal, b: Decimal) -> Decimal:
+    digits = len(a.as_tuple().digits) + len(b.as_tuple().digits)
+    return Context(prec=max(28, digits)).multiply(a, b)
+
+
+def _exact_context(a: Decimal, b: Decimal) -> Context:
+    lowest = min(_exponent(a), _exponent(b))
+    highest = max(a.adjusted(), b.adjusted()) + 1  # a carry adds a digit
+    return Context(prec=max(28, highest - lowest + 1))
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
 
 
 def _action(trade: Trade) -> str:

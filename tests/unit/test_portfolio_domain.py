@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.domain import (
+    QUANTITY_PLACES,
     Book,
+    CashInLieu,
     CashPolicy,
     CostMethod,
     InsufficientCash,
@@ -499,6 +501,179 @@ def test_a_split_ratio_must_be_positive() -> None:
         Split("GE", D(0), at(0))
 
 
+def test_a_split_price_must_be_positive_when_given() -> None:
+    with pytest.raises(InvalidArgument, match="price"):
+        Split("GE", D(2), at(0), price=D(0))
+
+
+# --- splits: dust paid out as cash in lieu ----------------------------------------------------
+
+
+def test_a_split_rounds_the_position_down_and_pays_the_dust_as_cash_in_lieu() -> None:
+    # The case: 0.12345679 shares (cost 9.99999999, 81 each) split 3:2 are 0.185185185,
+    # one digit finer than the quantity scale. 0.18518518 are kept; 0.000000005 are sold at the
+    # split's price, 60: proceeds 0.0000003, cost 0.000000005 * 54 = 0.00000027, gain 0.00000003.
+    assert QUANTITY_PLACES == 8
+    book = Book.replay(
+        [buy("NVDA", "0.12345679", "81", day=0)],
+        splits=[Split("NVDA", D("1.5"), at(5), price=D(60))],
+    )
+    assert book.quantity("NVDA") == D("0.18518518")
+    assert [(lot.quantity, lot.cost) for lot in book.lots("NVDA")] == [
+        (D("0.18518518"), D("9.99999972"))
+    ]
+    assert book.cash_in_lieu == (
+        CashInLieu(
+            symbol="NVDA",
+            at=at(5),
+            quantity=D("0.000000005"),
+            price=D(60),
+            proceeds=D("0.0000003"),
+            fifo_cost=D("0.00000027"),
+            average_cost=D("0.00000027"),
+        ),
+    )
+    assert book.cash == D("0.0000003")  # the buy was funded from outside; the lieu is cash
+    for method in CostMethod:
+        position = book.position("NVDA", method=method)
+        assert (position.quantity, position.cost_basis) == (D("0.18518518"), D("9.99999972"))
+        assert position.realized_gain == D("0.00000003")
+    assert book.open_symbols() == ["NVDA"]
+
+
+def test_without_a_split_price_the_dust_is_sold_at_the_last_trade_price_split_adjusted() -> None:
+    book = Book.replay(
+        [
+            buy("NVDA", "1.12345679", "81", day=0),  # cost 90.99999999, 81 each
+            sell("NVDA", "1", "90", day=1),  # cost 81, gain 9; last trade price 90
+        ],
+        splits=[Split("NVDA", D("1.5"), at(5))],
+    )
+    (lieu,) = book.cash_in_lieu
+    # 90 before the split is 60 after it: 0.000000005 * 60 = 0.0000003 for shares costing 54 each.
+    assert (lieu.quantity, lieu.price, lieu.proceeds) == (D("0.000000005"), 60, D("0.0000003"))
+    assert lieu.realized_gain(CostMethod.FIFO) == D("0.00000003")
+    assert book.realized_gain() == 9 + D("0.00000003")
+    assert book.last_trade_price("NVDA") == (at(1), 60)
+    assert book.cash == 90 + D("0.0000003")
+
+
+def test_a_split_that_leaves_no_dust_pays_no_cash() -> None:
+    book = Book.replay(
+        [buy("NVDA", "10", "300", day=0)], splits=[Split("NVDA", D(3), at(20), price=D(101))]
+    )
+    assert (book.quantity("NVDA"), book.cash_in_lieu, book.cash, book.realized_gain()) == (
+        30,
+        (),
+        0,
+        0,
+    )
+
+
+def test_a_position_that_is_all_dust_after_a_reverse_split_is_closed_and_paid_in_cash() -> None:
+    # 0.00000005 shares (cost 0.000005) in a 1-for-10 are 0.000000005: nothing survives rounding.
+    book = Book.replay(
+        [buy("GE", "0.00000005", "100", day=0)],
+        splits=[Split("GE", D("0.1"), at(5), price=D(1200))],
+    )
+    assert book.quantity("GE") == 0
+    assert book.lots("GE") == ()
+    assert book.open_symbols() == []
+    assert book.positions({}) == []
+    (lieu,) = book.cash_in_lieu
+    assert (lieu.quantity, lieu.proceeds, lieu.fifo_cost, lieu.average_cost) == (
+        D("0.000000005"),
+        D("0.000006"),
+        D("0.000005"),
+        D("0.000005"),
+    )
+    (closed,) = book.positions({}, include_closed=True)
+    assert (closed.quantity, closed.cost_basis, closed.average_cost) == (0, 0, None)
+    assert closed.realized_gain == D("0.000001")
+    assert book.cash == D("0.000006")
+
+
+def test_under_fifo_the_dust_comes_off_the_oldest_lot_and_under_average_at_the_average() -> None:
+    book = Book.replay(
+        [
+            buy("NVDA", "0.12345679", "81", day=0),  # lot A: cost 9.99999999; 54 each after
+            buy("NVDA", "1", "90", day=1),  # lot B: cost 90; 60 each after
+        ],
+        splits=[Split("NVDA", D("1.5"), at(5), price=D(60))],
+    )
+    # 1.685185185 after the split: 1.68518518 kept, 0.000000005 sold, as a SELL would sell it.
+    assert book.quantity("NVDA") == D("1.68518518")
+    assert [(lot.quantity, lot.cost) for lot in book.lots("NVDA")] == [
+        (D("0.18518518"), D("9.99999972")),  # A, the oldest, gives up the dust
+        (D("1.5"), D(90)),  # B untouched
+    ]
+    (lieu,) = book.cash_in_lieu
+    assert lieu.fifo_cost == D("0.00000027")
+    average_cost = D("99.99999999") * D("0.000000005") / D("1.685185185")
+    assert lieu.average_cost == average_cost  # the running average of both lots
+    fifo = book.position("NVDA", method=CostMethod.FIFO)
+    average = book.position("NVDA", method=CostMethod.AVERAGE)
+    assert (fifo.cost_basis, fifo.realized_gain) == (D("99.99999972"), D("0.00000003"))
+    with localcontext(Context(prec=100)):
+        assert average.cost_basis == D("99.99999999") - average_cost
+        assert average.realized_gain == D("0.0000003") - average_cost
+
+
+def test_dust_larger_than_the_oldest_lot_empties_it_and_takes_the_rest_from_the_next() -> None:
+    # A 0.35 split of 0.00000001 (A) and 1.00000001 (B): 0.0000000035 + 0.3500000035.
+    # 0.35 kept; the 0.000000007 of dust is all of A and 0.0000000035 of B, each costing 0.000001.
+    book = Book.replay(
+        [buy("NVDA", "0.00000001", "100", day=0), buy("NVDA", "1.00000001", "100", day=1)],
+        splits=[Split("NVDA", D("0.35"), at(5), price=D(300))],
+    )
+    assert [(lot.quantity, lot.cost, lot.opened_at) for lot in book.lots("NVDA")] == [
+        (D("0.35"), D(100), at(1))
+    ]
+    (lieu,) = book.cash_in_lieu
+    assert (lieu.quantity, lieu.proceeds, lieu.fifo_cost) == (
+        D("0.000000007"),
+        D("0.0000021"),
+        D("0.000002"),
+    )
+    assert book.realized_gain() == D("0.0000001")
+
+
+def test_the_whole_rounded_position_can_be_sold_and_leaves_nothing_open() -> None:
+    book = Book.replay(
+        [buy("NVDA", "0.12345679", "81", day=0)],
+        splits=[Split("NVDA", D("1.5"), at(5), price=D(60))],
+    )
+    book.record(sell("NVDA", "0.18518518", "70", day=6))  # what the position shows
+    assert book.quantity("NVDA") == 0
+    assert book.lots("NVDA") == ()
+    assert book.open_symbols() == []
+    # 0.18518518 * 70 - 9.99999972 = 2.96296288, after the lieu's 0.00000003.
+    assert book.realized_gain() == D("2.96296291")
+    assert book.cash == D("0.0000003") + D("12.9629626")
+
+
+def test_selling_the_unrounded_quantity_after_a_split_is_refused_and_records_nothing() -> None:
+    book = Book.replay(
+        [buy("NVDA", "0.12345679", "81", day=0)],
+        splits=[Split("NVDA", D("1.5"), at(5), price=D(60))],
+    )
+    before = (state(book), book.cash_in_lieu)
+    with pytest.raises(InsufficientShares) as refused:
+        book.record(sell("NVDA", "0.18518519", "70", day=6))
+    assert (refused.value.held, refused.value.requested) == (D("0.18518518"), D("0.18518519"))
+    assert (state(book), book.cash_in_lieu) == before
+
+
+def test_a_back_dated_split_replays_to_the_same_book_as_a_split_given_up_front() -> None:
+    trades = [buy("NVDA", "0.12345679", "81", day=0), buy("NVDA", "1", "90", day=10)]
+    split = Split("NVDA", D("1.5"), at(5), price=D(60))
+    recorded = Book.replay(trades)
+    recorded.record(split)  # dated before the last trade: the whole history replays
+    replayed = Book.replay(trades, splits=[split])
+    assert (state(recorded), recorded.cash_in_lieu) == (state(replayed), replayed.cash_in_lieu)
+    assert recorded.quantity("NVDA") == D("1.18518518")  # 0.18518518 + 1 bought after
+
+
 # --- properties --------------------------------------------------------------------------------
 
 quantities = st.decimals(min_value=D("0.00000001"), max_value=D(10_000), places=8)
@@ -623,6 +798,60 @@ def test_total_gain_is_realized_plus_unrealized_plus_dividends_less_cash_side_fe
         totals.realized_gain + totals.unrealized_gain + totals.dividends - book.cash_side_fees
     )
     assert abs(totals.total_gain_loss - by_source) < D("1e-12")
+
+
+ratios = st.one_of(
+    st.sampled_from([D("1.5"), D(2), D(3), D("0.1"), D("0.125"), D("0.35"), D("1.05")]),
+    st.decimals(min_value=D("0.0001"), max_value=D(50), places=4),
+)
+
+
+@settings(deadline=None)
+@given(share_histories, ratios, st.none() | prices)
+def test_a_split_keeps_lots_whole_on_the_scale_and_its_dust_leaves_the_basis_exactly(
+    steps: list[tuple[object, ...]], ratio: Decimal, price: Decimal | None
+) -> None:
+    trades = valid_trades(steps)
+    split = Split("AAPL", ratio, at(len(steps) + 1), price=price)
+    unsplit = Book.replay(trades)
+    book = Book.replay(trades, splits=[split])
+    scale = D(1).scaleb(-QUANTITY_PLACES)
+    exact = unsplit.quantity("AAPL") * ratio
+    quantity = book.quantity("AAPL")
+    with localcontext(Context(prec=200)):  # the test's own sums must not round either
+        assert quantity == exact.quantize(scale, rounding=ROUND_DOWN)
+        assert sum((lot.quantity for lot in book.lots("AAPL")), D(0)) == quantity
+        fifo_basis = book.position("AAPL", method=CostMethod.FIFO).cost_basis
+        assert sum((lot.cost for lot in book.lots("AAPL")), D(0)) == fifo_basis
+        lieu = book.cash_in_lieu[0] if book.cash_in_lieu else None
+        assert (lieu.quantity if lieu else D(0)) == exact - quantity
+        for method in CostMethod:
+            before = unsplit.position("AAPL", method=method)
+            after = book.position("AAPL", method=method)
+            dust_cost = lieu.cost(method) if lieu else D(0)
+            assert before.cost_basis == after.cost_basis + dust_cost
+            dust_gain = lieu.realized_gain(method) if lieu else D(0)
+            assert after.realized_gain == before.realized_gain + dust_gain
+        assert book.cash == unsplit.cash + (lieu.proceeds if lieu else D(0))
+    assert (book.open_symbols() == ["AAPL"]) == (quantity > 0)
+    assert all(lot.quantity > 0 and lot.cost >= 0 for lot in book.lots("AAPL"))
+
+
+@settings(deadline=None)
+@given(share_histories, ratios, prices)
+def test_replaying_the_same_trades_and_splits_gives_the_same_book(
+    steps: list[tuple[object, ...]], ratio: Decimal, price: Decimal
+) -> None:
+    trades = valid_trades(steps)
+    split = Split("AAPL", ratio, at(len(steps) + 1), price=price)
+    replayed = Book.replay(trades, splits=[split])
+    again = Book.replay(list(reversed(trades)), splits=[split])
+    recorded = Book()
+    recorded.record(split)
+    for t in trades:  # each dated before the split: the whole history replays
+        recorded.record(t)
+    for other in (again, recorded):
+        assert (state(other), other.cash_in_lieu) == (state(replayed), replayed.cash_in_lieu)
 
 
 @settings(deadline=None)
