@@ -34,6 +34,9 @@ _NUMERIC_RULES = (
 )
 # Carried as JSON strings (proto3 JSON mapping): JSON Schema bounds do not apply to them.
 _STRING_NUMBERS = {"int64", "uint64", "sint64", "fixed64", "sfixed64"}
+# A CEL rule of this one form is a pattern with a human message: the document states it as a
+# JSON Schema pattern (the same regular expression) and the message as words.
+_MATCHES = re.compile(r"^this\.matches\(r'([^']*)'\)$")
 _FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname"}
 
 
@@ -78,8 +81,13 @@ def _numeric(kind: str, rules: Message) -> tuple[Schema, list[str]]:
     return {}, said
 
 
-def _string(rules: validate_pb2.StringRules) -> Schema:
+def _string(rules: validate_pb2.StringRules) -> tuple[Schema, list[str]]:
     keywords: Schema = {}
+    said = []
+    if _has(rules, "min_bytes"):
+        said.append(f"at least {rules.min_bytes} bytes (UTF-8)")
+    if _has(rules, "max_bytes"):
+        said.append(f"at most {rules.max_bytes} bytes (UTF-8)")
     if _has(rules, "min_len"):
         keywords["minLength"] = rules.min_len
     if _has(rules, "max_len"):
@@ -105,7 +113,7 @@ def _string(rules: validate_pb2.StringRules) -> Schema:
     well_known = rules.WhichOneof("well_known")
     if well_known in _FORMATS:
         keywords["format"] = _FORMATS[well_known]
-    return keywords
+    return keywords, said
 
 
 def _enum(rules: validate_pb2.EnumRules, fd: FieldDescriptor) -> Schema:
@@ -134,13 +142,17 @@ def item_keywords(fd: FieldDescriptor, rules: validate_pb2.FieldRules) -> tuple[
     if kind in _NUMERIC_RULES:
         keywords, said = _numeric(kind, getattr(rules, kind))
     elif kind == "string":
-        keywords = _string(rules.string)
+        keywords, said = _string(rules.string)
         if rules.required and "minLength" not in keywords:
             keywords["minLength"] = 1
     elif kind == "enum":
         keywords = _enum(rules.enum, fd)
-    if rules.cel:
-        said += [rule.message for rule in rules.cel if rule.message]
+    for rule in rules.cel:
+        matched = _MATCHES.match(rule.expression)
+        if matched and "pattern" not in keywords:
+            keywords["pattern"] = matched.group(1)
+        if rule.message and not matched:
+            said.append(f"refused when it {rule.message} ({rule.expression})")
     return keywords, "; ".join(said)
 
 

@@ -8,7 +8,6 @@ import grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.context import client_address
-from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.runtime.timestamps import optional_timestamp
@@ -42,16 +41,8 @@ def tokens_message(tokens: Tokens) -> users_pb2.AuthTokens:
 
 
 def _roles(values: list[users_pb2.Role.ValueType]) -> list[str]:
-    unknown = [v for v in values if v not in _PROTO_TO_ROLE]
-    if unknown:
-        raise InvalidArgument.field("roles", "must be user or admin")
+    # The protos' rules (checked before any handler) refuse unknown and unspecified roles.
     return [_PROTO_TO_ROLE[v] for v in values]
-
-
-def _required(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument.field(field, "is required")
-    return value
 
 
 class UsersServicer(users_pb2_grpc.UsersServiceServicer):
@@ -82,8 +73,6 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def Login(
         self, request: users_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.LoginResponse:
-        _required(request.email, "email")
-        _required(request.password, "password")
         signed_in = await self._accounts.login(
             request.email, request.password, client_address.get()
         )
@@ -94,7 +83,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def Refresh(
         self, request: users_pb2.RefreshRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.RefreshResponse:
-        tokens = await self._accounts.refresh(_required(request.refresh_token, "refreshToken"))
+        tokens = await self._accounts.refresh(request.refresh_token)
         return users_pb2.RefreshResponse(tokens=tokens_message(tokens))
 
     async def Logout(
@@ -136,7 +125,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def GetUser(
         self, request: users_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.GetUserResponse:
-        user = await self._accounts.get(require_identity(), _required(request.id, "id"))
+        user = await self._accounts.get(require_identity(), request.id)
         return users_pb2.GetUserResponse(user=user_message(user))
 
     async def UpdateUser(
@@ -151,11 +140,11 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
                 request.current_password if request.HasField("current_password") else None
             ),
         )
-        user = await self._accounts.update(require_identity(), _required(request.id, "id"), changes)
+        user = await self._accounts.update(require_identity(), request.id, changes)
         return users_pb2.UpdateUserResponse(user=user_message(user))
 
     async def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.DeleteUserResponse:
-        await self._accounts.delete(require_identity(), _required(request.id, "id"))
+        await self._accounts.delete(require_identity(), request.id)
         return users_pb2.DeleteUserResponse()

@@ -127,8 +127,13 @@ class RegisterRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """Compared case-insensitively, without surrounding space."""
     password: _builtins.str
+    """8 characters to 72 bytes (bcrypt reads no further), with a letter and a digit, and not the
+    email address.
+    """
     name: _builtins.str
+    """Absent: the part of the email before the @."""
     def __init__(
         self,
         *,
@@ -483,7 +488,9 @@ class UpdateUserRequest(_message.Message):
     name: _builtins.str
     email: _builtins.str
     new_password: _builtins.str
-    """A new password; the current one is required unless an admin changes another account."""
+    """A new password (rules as at registration); the current one is required unless an admin
+    changes another account.
+    """
     current_password: _builtins.str
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
