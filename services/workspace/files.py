@@ -23,7 +23,7 @@ import os
 import shutil
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -42,6 +42,7 @@ from services.runtime.errors import (
     NotFound,
 )
 from services.runtime.pagination import Page
+from services.workspace.locks import KeyedLocks
 from services.workspace.paths import (
     PathForbidden,
     atomic_write,
@@ -240,12 +241,6 @@ def _written(target: Path, path: str, sha: str) -> Written:
     return Written(path, sha, info.st_size, _when(info))
 
 
-@dataclass
-class _SharedLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class Files:
     """File operations inside one project folder (the caller located it for its owner)."""
 
@@ -257,22 +252,11 @@ class Files:
         # Without quotas (tools, tests of other rules) nothing is counted.
         self._quotas = quotas
         # One writer at a time per file in this process: the sha check and the write are one
-        # step. Each lock is kept while anyone holds or awaits it, then dropped.
-        self._locks: dict[Path, _SharedLock] = {}
+        # step.
+        self._locks: KeyedLocks[Path] = KeyedLocks()
 
-    @contextlib.asynccontextmanager
-    async def _writing(self, target: Path) -> AsyncIterator[None]:
-        shared = self._locks.get(target)
-        if shared is None:
-            shared = self._locks[target] = _SharedLock()
-        shared.users += 1
-        try:
-            async with shared.lock:
-                yield
-        finally:
-            shared.users -= 1
-            if shared.users == 0:
-                del self._locks[target]
+    def _writing(self, target: Path) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(target)
 
     @staticmethod
     def _owner_folder(project: Path) -> Path:

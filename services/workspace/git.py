@@ -440,8 +440,10 @@ class GitRunner:
         author_name: str,
         author_email: str,
         paths: Sequence[str] | None = None,
+        allow_empty: bool = False,
     ) -> str:
-        """Stage `paths` (everything when None) and commit; returns the new commit's sha."""
+        """Stage `paths` (everything when None) and commit; returns the new commit's sha. With
+        `allow_empty`, a commit that changes nothing is made rather than refused."""
         if not message.strip() or "\x00" in message:
             raise InvalidArgument.field("message", "must not be empty or contain NUL bytes")
         for name, value in (("author_name", author_name), ("author_email", author_email)):
@@ -449,12 +451,14 @@ class GitRunner:
                 raise InvalidArgument.field(name, "must be non-empty, without control characters")
         pathspecs = [self._repo_path(repo, p) for p in paths] if paths is not None else []
         await self.run(repo, "add", "--all", "--", *pathspecs)
-        staged = await self.run(repo, "diff", "--cached", "--quiet", check=False)
-        if staged.returncode == 0:
-            raise FailedPrecondition("nothing to commit", reason="GIT_NOTHING_TO_COMMIT")
+        if not allow_empty:
+            staged = await self.run(repo, "diff", "--cached", "--quiet", check=False)
+            if staged.returncode == 0:
+                raise FailedPrecondition("nothing to commit", reason="GIT_NOTHING_TO_COMMIT")
         identity = (f"user.name={author_name}", f"user.email={author_email}")
+        empty = ("--allow-empty",) if allow_empty else ()
         await self.run(
-            repo, "commit", "--quiet", "--no-verify", "--file=-", config=identity,
+            repo, "commit", "--quiet", "--no-verify", *empty, "--file=-", config=identity,
             stdin=message.encode(),
         )  # fmt: skip
         return (await self.run(repo, "rev-parse", "HEAD")).stdout.strip()

@@ -4,6 +4,9 @@ the database. Another user's project is as absent as one that never existed.
 A new project is built in a staging folder (template files, `git init`, a first commit) and
 renamed into place only once it is indexed, so a failure leaves neither a half-made folder nor
 an index entry without one. Deleting moves the folder to the staging area first, then removes it.
+
+A call naming no project acts on the user's default project, `home`: built on first use the way
+every project is (with no files and an empty first commit), or the project already so named.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,15 +24,26 @@ from services.runtime.db import Database
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
+from services.workspace.locks import KeyedLocks
 from services.workspace.paths import atomic_write, validate_name
 from services.workspace.quota import Quotas, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
-from services.workspace.templates import DEFAULT_TEMPLATE, TEMPLATES, template_files
+from services.workspace.templates import (
+    DEFAULT_TEMPLATE,
+    HOME_TEMPLATE,
+    TEMPLATES,
+    template_files,
+)
 
 # A project's name is also its folder's: letters, digits, '.', '_' and '-', not starting with
 # a dot or a dash (no hidden folders, nothing git or a shell could read as an option).
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 STAGING = ".staging"
+# The project a call naming none acts on.
+HOME = "home"
+# How long to look for a home project another replica is making: its folder is in place a
+# moment before its index entry is committed.
+_HOME_RACE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,8 @@ class Projects:
         self._git = git
         self._clock = clock
         self._quotas = quotas
+        # One home made at a time per user in this process (replicas race through the index).
+        self._homes: KeyedLocks[str] = KeyedLocks()
 
     # --- folders ---------------------------------------------------------------------------
 
@@ -108,19 +124,37 @@ class Projects:
         template = template.strip().lower() or DEFAULT_TEMPLATE
         if template not in TEMPLATES:
             raise InvalidArgument.field("template", f"must be one of {', '.join(TEMPLATES)}")
-        home = await self.ensure_user_root(user_id)
-        target = home / name
+        return await self._create(
+            user_id,
+            name,
+            template,
+            template_files(template, name),
+            author,
+            f"Start from the {template} template",
+        )
+
+    async def _create(
+        self,
+        user_id: str,
+        name: str,
+        template: str,
+        files: dict[str, str],
+        author: Author,
+        first_commit: str,
+    ) -> ProjectRecord:
+        owner_folder = await self.ensure_user_root(user_id)
+        target = owner_folder / name
         if await asyncio.to_thread(target.exists):
             raise AlreadyExists(f"a folder named {name!r} already exists", reason="PROJECT_EXISTS")
         now = self._clock()
         record = ProjectRecord(str(uuid.uuid4()), user_id, name, template, now, now)
         staged = (await self._staging()) / record.id
         try:
-            await self._build(staged, template_files(template, name), author, template)
+            await self._build(staged, files, author, first_commit)
             # The new project counts in full (its repository too) before it is put in place.
             made = await asyncio.to_thread(measure, staged)
             if self._quotas is not None:
-                await self._quotas.check(home, size=made.bytes, files=made.files)
+                await self._quotas.check(owner_folder, size=made.bytes, files=made.files)
             async with self._db.transaction() as session:
                 try:
                     await ProjectRepository(session).add(record)
@@ -130,13 +164,13 @@ class Projects:
                     ) from None
                 await asyncio.to_thread(_rename_no_replace, staged, target)
             if self._quotas is not None:
-                self._quotas.changed(home, size=made.bytes, files=made.files)
+                self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record
 
     async def _build(
-        self, folder: Path, files: dict[str, str], author: Author, template: str
+        self, folder: Path, files: dict[str, str], author: Author, first_commit: str
     ) -> None:
         await asyncio.to_thread(folder.mkdir, parents=True)
         for relative, text in files.items():
@@ -144,22 +178,57 @@ class Projects:
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
             await atomic_write(path, [text.encode()])
         await self._git.init(folder)
+        # Every project has a first commit (a branch, a HEAD), even home, which has no files.
         await self._git.commit(
             folder,
-            f"Start from the {template} template",
+            first_commit,
             author_name=author.name,
             author_email=author.email,
+            allow_empty=True,
         )
+
+    async def _find(self, user_id: str, key: str) -> ProjectRecord | None:
+        async with self._db.reading() as session:
+            return await ProjectRepository(session).find(user_id, key)
 
     async def locate(self, user_id: str, key: str, field: str = "project") -> Located:
         """The user's project named by id or name, and its folder (which must exist)."""
         key = key.strip()
         if not key:
             raise InvalidArgument.field(field, "is required")
-        async with self._db.reading() as session:
-            record = await ProjectRepository(session).find(user_id, key)
+        record = await self._find(user_id, key)
         if record is None:
             raise project_not_found(key)
+        return await self._located(user_id, record)
+
+    async def locate_or_home(
+        self, user_id: str, key: str, author: Callable[[], Awaitable[Author]]
+    ) -> Located:
+        """The user's project named by `key`; with no key, their home project, made on first
+        use (`author` is asked only then: the first commit is theirs)."""
+        if key.strip():
+            return await self.locate(user_id, key)
+        async with self._homes.hold(user_id):
+            record = await self._find(user_id, HOME)
+            if record is None:
+                record = await self._create_home(user_id, await author())
+        return await self._located(user_id, record)
+
+    async def _create_home(self, user_id: str, author: Author) -> ProjectRecord:
+        """A new home project, or the one another replica has just made."""
+        try:
+            return await self._create(
+                user_id, HOME, HOME_TEMPLATE, {}, author, "Start the home project"
+            )
+        except AlreadyExists:
+            for wait in _HOME_RACE_WAITS:
+                record = await self._find(user_id, HOME)
+                if record is not None:
+                    return record
+                await asyncio.sleep(wait)
+            raise  # a folder named home that is no project (a terminal can make one)
+
+    async def _located(self, user_id: str, record: ProjectRecord) -> Located:
         directory = self.user_root(user_id) / record.name
         if not await asyncio.to_thread(directory.is_dir):
             raise NotFound(

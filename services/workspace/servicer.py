@@ -1,8 +1,8 @@
 """gRPC servicer of WorkspaceService: request -> use case -> response. Thin by design.
 
 Every call acts for the caller named by the token (`require_identity`): it reaches that user's
-projects only. Creating RPCs run through the idempotency store (an `Idempotency-Key` retried
-gets the first response).
+projects only; a call naming no project acts on their home project (see projects.py). Creating
+RPCs run through the idempotency store (an `Idempotency-Key` retried gets the first response).
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         self._cases = cases
 
     async def _project(self, key: str) -> Located:
-        return await self._cases.projects.locate(require_identity().user_id, key)
+        """The caller's project named by `key`, or with none their home project."""
+        identity = require_identity()
+        return await self._cases.projects.locate_or_home(
+            identity.user_id, key, lambda: self._cases.authors.author(identity)
+        )
 
     async def _once(
         self, method: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]

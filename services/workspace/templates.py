@@ -50,3 +50,9 @@ def template_files(template: str, name: str) -> dict[str, str]:
         path: text.replace("{name}", name).replace("{slug}", slug)
         for path, text in TEMPLATES[template].items()
     }
+
+
+# The user's default project (see `Projects.locate_or_home`) starts with no files at all, so a
+# client of the seed's /files routes lists exactly the files it wrote. Not offered to
+# CreateProject: it labels that one project.
+HOME_TEMPLATE = "home"

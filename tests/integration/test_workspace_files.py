@@ -131,11 +131,6 @@ async def test_unknown_projects_and_files_are_not_found(workspace: WorkspaceServ
         grpc.StatusCode.NOT_FOUND,
     )
     assert reason(no_project) == "PROJECT_NOT_FOUND"
-    unnamed = await expect_error(
-        workspace.stub.ListFiles(W.ListFilesRequest(), metadata=ada.metadata),
-        grpc.StatusCode.INVALID_ARGUMENT,
-    )
-    assert fields(unnamed) == ["project"]
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -228,12 +228,3 @@ async def test_a_diverged_pull_reports_a_conflict_and_changes_nothing(
     )
     assert reason(rejected) == "GIT_CONFLICT"
     assert git(clone, "rev-parse", "HEAD") == git(bare, "rev-parse", "main")
-
-
-async def test_git_needs_a_project(workspace: WorkspaceService) -> None:
-    ada = await workspace.user()
-    error = await expect_error(
-        workspace.stub.GitStatus(W.GitStatusRequest(), metadata=ada.metadata),
-        grpc.StatusCode.INVALID_ARGUMENT,
-    )
-    assert fields(error) == ["project"]
