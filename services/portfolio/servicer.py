@@ -37,7 +37,6 @@ from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Port
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
 from services.portfolio.trades import TradeDraft, Trades
-from services.runtime.errors import InvalidArgument
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
@@ -97,8 +96,6 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
     async def CreatePortfolio(
         self, request: portfolio_pb2.CreatePortfolioRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.CreatePortfolioResponse:
-        if request.kind not in (portfolio_pb2.PORTFOLIO_KIND_UNSPECIFIED, *PROTO_TO_KIND):
-            raise InvalidArgument.field("kind", "must be tracking or paper")
         draft = PortfolioDraft(
             name=request.name,
             description=request.description,
@@ -147,10 +144,6 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self, request: portfolio_pb2.ListTradesRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.ListTradesResponse:
         page = page_of(request.page, request.limit)
-        if request.side and request.side not in PROTO_TO_SIDE:
-            raise InvalidArgument.field(
-                "side", "must be buy, sell, dividend, deposit or withdrawal"
-            )
         wanted = TradeFilter(
             user_id=require_identity().user_id,
             portfolio_id=request.portfolio_id.strip(),
@@ -204,8 +197,6 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.ListPositionsResponse:
         page = page_of(request.page, request.limit)
-        if request.cost_method and request.cost_method not in PROTO_TO_METHOD:
-            raise InvalidArgument.field("costMethod", "must be fifo or average")
         positions = await self._cases.trades.positions(
             require_identity().user_id,
             request.portfolio_id,

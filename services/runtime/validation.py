@@ -44,7 +44,14 @@ def _field_path(violation: protovalidate.Violation) -> str:
 
 
 def _description(violation: protovalidate.Violation) -> str:
-    text = violation.proto.message or violation.proto.rule_id or "is invalid"
+    rule_id = violation.proto.rule_id or ""
+    choices = violation.rule_value
+    if rule_id.endswith(".in") and isinstance(choices, list):
+        # "must be in list [, csv, json]" says less than the choices by name.
+        named = [str(c) for c in choices if c != ""]
+        empty = " (or empty)" if len(named) < len(choices) else ""
+        return f"must be one of: {', '.join(named)}{empty}"
+    text = violation.proto.message or rule_id or "is invalid"
     # protovalidate says "value is required" / "value must be ..."; the field is named beside it.
     return text.removeprefix("value ")
 

@@ -248,6 +248,6 @@ async def test_an_unknown_export_format_is_invalid(portfolio_service: PortfolioS
         await export(s, who, p.id, "xml")
     except grpc.aio.AioRpcError as error:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert violations(error) == [("format", "must be csv or json")]
+        assert violations(error) == [("format", "must be one of: csv, json (or empty)")]
     else:
         raise AssertionError("an xml export was accepted")

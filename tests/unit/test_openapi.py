@@ -154,7 +154,11 @@ def test_request_bodies_use_lower_camel_names_and_proto3_json_types(spec: dict[s
     props = body["properties"]
     assert {"portfolioId", "executedAt", "side", "quantity"} <= set(props)
     assert props["executedAt"] == {"type": "string", "format": "date-time"}
-    assert props["quantity"] == {"type": "string"}
+    # Decimals travel as strings; their rules (from the proto) say which strings.
+    assert props["quantity"]["type"] == "string"
+    assert re.fullmatch(props["quantity"]["pattern"], "0.5")
+    assert not re.fullmatch(props["quantity"]["pattern"], "0")
+    assert set(body["required"]) == {"portfolioId", "side", "quantity"}
     entry = spec["components"]["schemas"]["stockfolio.workspace.v1.Entry"]["properties"]
     assert entry["size"]["type"] == "string"
     assert entry["size"]["format"] == "int64"

@@ -29,7 +29,7 @@ from stockfolio.common.v1 import pagination_pb2 as stockfolio_dot_common_dot_v1_
 from stockfolio.options.v1 import auth_pb2 as stockfolio_dot_options_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fstockfolio/users/v1/users.proto\x12\x13stockfolio.users.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\x1a stockfolio/options/v1/auth.proto\"\xe9\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nAuthTokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc0\x01\n\x0fRegisterRequest\x12v\n\x05\x65mail\x18\x01 \x01(\tBg\xbaHdr\x03\x18\xfe\x01\xba\x01Y\n\x05\x65mail\x12\x1cis not a valid email address\x1a\x32this.matches(r\'^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s.]+\\s*$\')\xc8\x01\x01\x12\x1e\n\x08password\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x10\x08(H\xc8\x01\x01\x12\x15\n\x04name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"l\n\x10RegisterResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"I\n\x0cLoginRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\xfe\x01\xc8\x01\x01\x12\x1d\n\x08password\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03(\x80\x08\xc8\x01\x01\"i\n\rLoginResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"4\n\x0eRefreshRequest\x12\"\n\rrefresh_token\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80 \xc8\x01\x01\"B\n\x0fRefreshResponse\x12/\n\x06tokens\x18\x01 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x16\n\x14ValidateTokenRequest\"\xb4\x01\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x06 \x01(\t\"\x0e\n\x0cGetMeRequest\"8\n\rGetMeResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"^\n\x10ListUsersRequest\x12\x18\n\x04page\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x02 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x13\n\x01q\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xfe\x01\"s\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.stockfolio.users.v1.User\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\")\n\x0eGetUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\x87\x03\n\x11UpdateUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\x12\x1a\n\x04name\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64H\x00\x88\x01\x01\x12x\n\x05\x65mail\x18\x03 \x01(\tBd\xbaHar\x03\x18\xfe\x01\xba\x01Y\n\x05\x65mail\x12\x1cis not a valid email address\x1a\x32this.matches(r\'^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s.]+\\s*$\')H\x01\x88\x01\x01\x12;\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.RoleB\x11\xbaH\x0e\x92\x01\x0b\x10\x02\"\x07\x82\x01\x04\x10\x01 \x00\x12$\n\x0cnew_password\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x08(HH\x02\x88\x01\x01\x12\'\n\x10\x63urrent_password\x18\x06 \x01(\tB\x08\xbaH\x05r\x03(\x80\x08H\x03\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0f\n\r_new_passwordB\x13\n\x11_current_password\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\",\n\x11\x44\x65leteUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\"\x14\n\x12\x44\x65leteUserResponse*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xf6\t\n\x0cUsersService\x12\x7f\n\x08Register\x12$.stockfolio.users.v1.RegisterRequest\x1a%.stockfolio.users.v1.RegisterResponse\"&\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12s\n\x05Login\x12!.stockfolio.users.v1.LoginRequest\x1a\".stockfolio.users.v1.LoginResponse\"#\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12{\n\x07Refresh\x12#.stockfolio.users.v1.RefreshRequest\x1a$.stockfolio.users.v1.RefreshResponse\"%\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12q\n\x06Logout\x12\".stockfolio.users.v1.LogoutRequest\x1a#.stockfolio.users.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12\x88\x01\n\rValidateToken\x12).stockfolio.users.v1.ValidateTokenRequest\x1a*.stockfolio.users.v1.ValidateTokenResponse\" \x90\x02\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/auth/validate\x12q\n\x05GetMe\x12!.stockfolio.users.v1.GetMeRequest\x1a\".stockfolio.users.v1.GetMeResponse\"!\x90\x02\x01\x82\xd3\xe4\x93\x02\x18\x12\x10/api/v1/users/meb\x04user\x12\x86\x01\n\tListUsers\x12%.stockfolio.users.v1.ListUsersRequest\x1a&.stockfolio.users.v1.ListUsersResponse\"*\x90\x02\x01\xb2\xe1\x18\x07\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x16\x12\r/api/v1/usersb\x05users\x12y\n\x07GetUser\x12#.stockfolio.users.v1.GetUserRequest\x1a$.stockfolio.users.v1.GetUserResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\x12\x12/api/v1/users/{id}b\x04user\x12\x82\x01\n\nUpdateUser\x12&.stockfolio.users.v1.UpdateUserRequest\x1a\'.stockfolio.users.v1.UpdateUserResponse\"#\x82\xd3\xe4\x93\x02\x1d\x1a\x12/api/v1/users/{id}:\x01*b\x04user\x12y\n\nDeleteUser\x12&.stockfolio.users.v1.DeleteUserRequest\x1a\'.stockfolio.users.v1.DeleteUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fstockfolio/users/v1/users.proto\x12\x13stockfolio.users.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%stockfolio/common/v1/pagination.proto\x1a stockfolio/options/v1/auth.proto\"\xe9\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nlast_login\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nAuthTokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12;\n\x17\x61\x63\x63\x65ss_token_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x18refresh_token_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\x0fRegisterRequest\x12t\n\x05\x65mail\x18\x01 \x01(\tBe\xbaHbr\x03\x18\xfe\x01\xba\x01W\n\x05\x65mail\x12\x1cis not a valid email address\x1a\x30this.matches(r\'^ *[^@\\s]+@[^@\\s]+\\.[^@\\s.]+ *$\')\xc8\x01\x01\x12\x1e\n\x08password\x18\x02 \x01(\tB\x0c\xbaH\tr\x04\x10\x08(H\xc8\x01\x01\x12\x15\n\x04name\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"l\n\x10RegisterResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"I\n\x0cLoginRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\xfe\x01\xc8\x01\x01\x12\x1d\n\x08password\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03(\x80\x08\xc8\x01\x01\"i\n\rLoginResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\x12/\n\x06tokens\x18\x02 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"4\n\x0eRefreshRequest\x12\"\n\rrefresh_token\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80 \xc8\x01\x01\"B\n\x0fRefreshResponse\x12/\n\x06tokens\x18\x01 \x01(\x0b\x32\x1f.stockfolio.users.v1.AuthTokens\"%\n\rLogoutRequest\x12\x14\n\x0c\x61ll_sessions\x18\x01 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x16\n\x14ValidateTokenRequest\"\xb4\x01\n\x15ValidateTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12(\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.Role\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65mail\x18\x06 \x01(\t\"\x0e\n\x0cGetMeRequest\"8\n\rGetMeResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"^\n\x10ListUsersRequest\x12\x18\n\x04page\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x02(\x01\xd8\x01\x01\x12\x1b\n\x05limit\x18\x02 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\x64(\x01\xd8\x01\x01\x12\x13\n\x01q\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xfe\x01\"s\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.stockfolio.users.v1.User\x12\x34\n\npagination\x18\x02 \x01(\x0b\x32 .stockfolio.common.v1.Pagination\")\n\x0eGetUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\"\x85\x03\n\x11UpdateUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\x12\x1a\n\x04name\x18\x02 \x01(\tB\x07\xbaH\x04r\x02\x18\x64H\x00\x88\x01\x01\x12v\n\x05\x65mail\x18\x03 \x01(\tBb\xbaH_r\x03\x18\xfe\x01\xba\x01W\n\x05\x65mail\x12\x1cis not a valid email address\x1a\x30this.matches(r\'^ *[^@\\s]+@[^@\\s]+\\.[^@\\s.]+ *$\')H\x01\x88\x01\x01\x12;\n\x05roles\x18\x04 \x03(\x0e\x32\x19.stockfolio.users.v1.RoleB\x11\xbaH\x0e\x92\x01\x0b\x10\x02\"\x07\x82\x01\x04\x10\x01 \x00\x12$\n\x0cnew_password\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x08(HH\x02\x88\x01\x01\x12\'\n\x10\x63urrent_password\x18\x06 \x01(\tB\x08\xbaH\x05r\x03(\x80\x08H\x03\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0f\n\r_new_passwordB\x13\n\x11_current_password\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.stockfolio.users.v1.User\",\n\x11\x44\x65leteUserRequest\x12\x17\n\x02id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\x18\x80\x01\xc8\x01\x01\"\x14\n\x12\x44\x65leteUserResponse*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xf6\t\n\x0cUsersService\x12\x7f\n\x08Register\x12$.stockfolio.users.v1.RegisterRequest\x1a%.stockfolio.users.v1.RegisterResponse\"&\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12s\n\x05Login\x12!.stockfolio.users.v1.LoginRequest\x1a\".stockfolio.users.v1.LoginResponse\"#\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12{\n\x07Refresh\x12#.stockfolio.users.v1.RefreshRequest\x1a$.stockfolio.users.v1.RefreshResponse\"%\xb2\xe1\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12q\n\x06Logout\x12\".stockfolio.users.v1.LogoutRequest\x1a#.stockfolio.users.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12\x88\x01\n\rValidateToken\x12).stockfolio.users.v1.ValidateTokenRequest\x1a*.stockfolio.users.v1.ValidateTokenResponse\" \x90\x02\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/auth/validate\x12q\n\x05GetMe\x12!.stockfolio.users.v1.GetMeRequest\x1a\".stockfolio.users.v1.GetMeResponse\"!\x90\x02\x01\x82\xd3\xe4\x93\x02\x18\x12\x10/api/v1/users/meb\x04user\x12\x86\x01\n\tListUsers\x12%.stockfolio.users.v1.ListUsersRequest\x1a&.stockfolio.users.v1.ListUsersResponse\"*\x90\x02\x01\xb2\xe1\x18\x07\x12\x05\x61\x64min\x82\xd3\xe4\x93\x02\x16\x12\r/api/v1/usersb\x05users\x12y\n\x07GetUser\x12#.stockfolio.users.v1.GetUserRequest\x1a$.stockfolio.users.v1.GetUserResponse\"#\x90\x02\x01\x82\xd3\xe4\x93\x02\x1a\x12\x12/api/v1/users/{id}b\x04user\x12\x82\x01\n\nUpdateUser\x12&.stockfolio.users.v1.UpdateUserRequest\x1a\'.stockfolio.users.v1.UpdateUserResponse\"#\x82\xd3\xe4\x93\x02\x1d\x1a\x12/api/v1/users/{id}:\x01*b\x04user\x12y\n\nDeleteUser\x12&.stockfolio.users.v1.DeleteUserRequest\x1a\'.stockfolio.users.v1.DeleteUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,7 +37,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stockfolio.users.v1.users_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['email']._loaded_options = None
-  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\272Hdr\003\030\376\001\272\001Y\n\005email\022\034is not a valid email address\0322this.matches(r\'^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s.]+\\s*$\')\310\001\001'
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\272Hbr\003\030\376\001\272\001W\n\005email\022\034is not a valid email address\0320this.matches(r\'^ *[^@\\s]+@[^@\\s]+\\.[^@\\s.]+ *$\')\310\001\001'
   _globals['_REGISTERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['password']._serialized_options = b'\272H\tr\004\020\010(H\310\001\001'
   _globals['_REGISTERREQUEST'].fields_by_name['name']._loaded_options = None
@@ -61,7 +61,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEUSERREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_UPDATEUSERREQUEST'].fields_by_name['name']._serialized_options = b'\272H\004r\002\030d'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['email']._loaded_options = None
-  _globals['_UPDATEUSERREQUEST'].fields_by_name['email']._serialized_options = b'\272Har\003\030\376\001\272\001Y\n\005email\022\034is not a valid email address\0322this.matches(r\'^\\s*[^@\\s]+@[^@\\s]+\\.[^@\\s.]+\\s*$\')'
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['email']._serialized_options = b'\272H_r\003\030\376\001\272\001W\n\005email\022\034is not a valid email address\0320this.matches(r\'^ *[^@\\s]+@[^@\\s]+\\.[^@\\s.]+ *$\')'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['roles']._loaded_options = None
   _globals['_UPDATEUSERREQUEST'].fields_by_name['roles']._serialized_options = b'\272H\016\222\001\013\020\002\"\007\202\001\004\020\001 \000'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['new_password']._loaded_options = None
@@ -90,52 +90,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\035\032\022/api/v1/users/{id}:\001*b\004user'
   _globals['_USERSSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\024*\022/api/v1/users/{id}'
-  _globals['_ROLE']._serialized_start=2474
-  _globals['_ROLE']._serialized_end=2533
+  _globals['_ROLE']._serialized_start=2470
+  _globals['_ROLE']._serialized_end=2529
   _globals['_USER']._serialized_start=222
   _globals['_USER']._serialized_end=455
   _globals['_AUTHTOKENS']._serialized_start=458
   _globals['_AUTHTOKENS']._serialized_end=658
   _globals['_REGISTERREQUEST']._serialized_start=661
-  _globals['_REGISTERREQUEST']._serialized_end=853
-  _globals['_REGISTERRESPONSE']._serialized_start=855
-  _globals['_REGISTERRESPONSE']._serialized_end=963
-  _globals['_LOGINREQUEST']._serialized_start=965
-  _globals['_LOGINREQUEST']._serialized_end=1038
-  _globals['_LOGINRESPONSE']._serialized_start=1040
-  _globals['_LOGINRESPONSE']._serialized_end=1145
-  _globals['_REFRESHREQUEST']._serialized_start=1147
-  _globals['_REFRESHREQUEST']._serialized_end=1199
-  _globals['_REFRESHRESPONSE']._serialized_start=1201
-  _globals['_REFRESHRESPONSE']._serialized_end=1267
-  _globals['_LOGOUTREQUEST']._serialized_start=1269
-  _globals['_LOGOUTREQUEST']._serialized_end=1306
-  _globals['_LOGOUTRESPONSE']._serialized_start=1308
-  _globals['_LOGOUTRESPONSE']._serialized_end=1350
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=1352
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=1374
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1377
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1557
-  _globals['_GETMEREQUEST']._serialized_start=1559
-  _globals['_GETMEREQUEST']._serialized_end=1573
-  _globals['_GETMERESPONSE']._serialized_start=1575
-  _globals['_GETMERESPONSE']._serialized_end=1631
-  _globals['_LISTUSERSREQUEST']._serialized_start=1633
-  _globals['_LISTUSERSREQUEST']._serialized_end=1727
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1729
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1844
-  _globals['_GETUSERREQUEST']._serialized_start=1846
-  _globals['_GETUSERREQUEST']._serialized_end=1887
-  _globals['_GETUSERRESPONSE']._serialized_start=1889
-  _globals['_GETUSERRESPONSE']._serialized_end=1947
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1950
-  _globals['_UPDATEUSERREQUEST']._serialized_end=2341
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=2343
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=2404
-  _globals['_DELETEUSERREQUEST']._serialized_start=2406
-  _globals['_DELETEUSERREQUEST']._serialized_end=2450
-  _globals['_DELETEUSERRESPONSE']._serialized_start=2452
-  _globals['_DELETEUSERRESPONSE']._serialized_end=2472
-  _globals['_USERSSERVICE']._serialized_start=2536
-  _globals['_USERSSERVICE']._serialized_end=3806
+  _globals['_REGISTERREQUEST']._serialized_end=851
+  _globals['_REGISTERRESPONSE']._serialized_start=853
+  _globals['_REGISTERRESPONSE']._serialized_end=961
+  _globals['_LOGINREQUEST']._serialized_start=963
+  _globals['_LOGINREQUEST']._serialized_end=1036
+  _globals['_LOGINRESPONSE']._serialized_start=1038
+  _globals['_LOGINRESPONSE']._serialized_end=1143
+  _globals['_REFRESHREQUEST']._serialized_start=1145
+  _globals['_REFRESHREQUEST']._serialized_end=1197
+  _globals['_REFRESHRESPONSE']._serialized_start=1199
+  _globals['_REFRESHRESPONSE']._serialized_end=1265
+  _globals['_LOGOUTREQUEST']._serialized_start=1267
+  _globals['_LOGOUTREQUEST']._serialized_end=1304
+  _globals['_LOGOUTRESPONSE']._serialized_start=1306
+  _globals['_LOGOUTRESPONSE']._serialized_end=1348
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=1350
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1372
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1375
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1555
+  _globals['_GETMEREQUEST']._serialized_start=1557
+  _globals['_GETMEREQUEST']._serialized_end=1571
+  _globals['_GETMERESPONSE']._serialized_start=1573
+  _globals['_GETMERESPONSE']._serialized_end=1629
+  _globals['_LISTUSERSREQUEST']._serialized_start=1631
+  _globals['_LISTUSERSREQUEST']._serialized_end=1725
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1727
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1842
+  _globals['_GETUSERREQUEST']._serialized_start=1844
+  _globals['_GETUSERREQUEST']._serialized_end=1885
+  _globals['_GETUSERRESPONSE']._serialized_start=1887
+  _globals['_GETUSERRESPONSE']._serialized_end=1945
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1948
+  _globals['_UPDATEUSERREQUEST']._serialized_end=2337
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=2339
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=2400
+  _globals['_DELETEUSERREQUEST']._serialized_start=2402
+  _globals['_DELETEUSERREQUEST']._serialized_end=2446
+  _globals['_DELETEUSERRESPONSE']._serialized_start=2448
+  _globals['_DELETEUSERRESPONSE']._serialized_end=2468
+  _globals['_USERSSERVICE']._serialized_start=2532
+  _globals['_USERSSERVICE']._serialized_end=3802
 # @@protoc_insertion_point(module_scope)
