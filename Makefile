@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: install system-packages run migrate test test-unit test-integration test-e2e gen gen-check lint format bench clean
+.PHONY: install system-packages run migrate test test-unit test-integration test-e2e fuzz gen gen-check lint format bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -56,6 +56,10 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+## fuzz: Schemathesis against the started system, as a fresh user (tools/fuzz.py; FUZZ_ARGS=--help)
+fuzz: install
+	$(PY) tools/fuzz.py $(FUZZ_ARGS)
 
 gen: install
 	$(PY) tools/genproto.py
