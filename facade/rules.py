@@ -35,8 +35,8 @@ _NUMERIC_RULES = (
 # Carried as JSON strings (proto3 JSON mapping): JSON Schema bounds do not apply to them.
 _STRING_NUMBERS = {"int64", "uint64", "sint64", "fixed64", "sfixed64"}
 # A CEL rule of this one form is a pattern with a human message: the document states it as a
-# JSON Schema pattern (the same regular expression) and the message as words.
-_MATCHES = re.compile(r"^this\.matches\(r'([^']*)'\)$")
+# JSON Schema pattern (the same regular expression), or `not` a pattern when negated.
+_MATCHES = re.compile(r"^(!?)this\.matches\(r'([^']*)'\)$")
 _FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname"}
 
 
@@ -147,12 +147,19 @@ def item_keywords(fd: FieldDescriptor, rules: validate_pb2.FieldRules) -> tuple[
             keywords["minLength"] = 1
     elif kind == "enum":
         keywords = _enum(rules.enum, fd)
+    patterns: list[Schema] = []
     for rule in rules.cel:
         matched = _MATCHES.match(rule.expression)
-        if matched and "pattern" not in keywords:
-            keywords["pattern"] = matched.group(1)
-        if rule.message and not matched:
-            said.append(f"refused when it {rule.message} ({rule.expression})")
+        if matched is None:
+            if rule.message:
+                said.append(f"refused when it {rule.message} ({rule.expression})")
+            continue
+        negated, pattern = matched.groups()
+        patterns.append({"not": {"pattern": pattern}} if negated else {"pattern": pattern})
+    if len(patterns) == 1 and "pattern" in patterns[0] and "pattern" not in keywords:
+        keywords.update(patterns[0])
+    elif patterns:
+        keywords["allOf"] = [*keywords.get("allOf", []), *patterns]
     return keywords, "; ".join(said)
 
 

@@ -127,7 +127,7 @@ async def test_branches_are_created_listed_and_switched(workspace: WorkspaceServ
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert fields(bad) == ["branch"]
+    assert fields(bad) == ["name"]
 
 
 @pytest.mark.parametrize(

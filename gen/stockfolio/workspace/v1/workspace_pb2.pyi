@@ -173,6 +173,7 @@ class ListFilesRequest(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     page: _builtins.int
     """The page to show, from 1 (absent: 1)."""
@@ -228,6 +229,7 @@ class CreateFileRequest(_message.Message):
     DIRECTORY_FIELD_NUMBER: _builtins.int
     ENCODING_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     content: _builtins.str
     directory: _builtins.bool
@@ -277,6 +279,7 @@ class GetFileRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     def __init__(
         self,
@@ -322,6 +325,7 @@ class UpdateFileRequest(_message.Message):
     SHA_FIELD_NUMBER: _builtins.int
     ENCODING_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     content: _builtins.str
     sha: _builtins.str
@@ -373,6 +377,7 @@ class DeleteFileRequest(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     RECURSIVE_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     recursive: _builtins.bool
     """A folder that is not empty is deleted only when this is set."""
@@ -502,6 +507,7 @@ class GitStatusRequest(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     def __init__(
         self,
         *,
@@ -572,6 +578,7 @@ class GitCommitRequest(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     PATHS_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     message: _builtins.str
     @_builtins.property
     def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -623,6 +630,7 @@ class GitPushRequest(_message.Message):
     REMOTE_FIELD_NUMBER: _builtins.int
     BRANCH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     remote: _builtins.str
     branch: _builtins.str
     def __init__(
@@ -673,6 +681,7 @@ class GitPullRequest(_message.Message):
     REMOTE_FIELD_NUMBER: _builtins.int
     BRANCH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     remote: _builtins.str
     branch: _builtins.str
     def __init__(
@@ -721,6 +730,7 @@ class MoveFileRequest(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     NEW_PATH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     new_path: _builtins.str
     def __init__(
@@ -766,7 +776,9 @@ class UploadFileRequest(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     project: _builtins.str
-    """Set on the first message only."""
+    """Set on the first message only.
+    The project's id or name; empty: the caller's "home" project, created on first use.
+    """
     path: _builtins.str
     @_builtins.property
     def body(self) -> _httpbody_pb2.HttpBody:
@@ -816,6 +828,7 @@ class DownloadFileRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     path: _builtins.str
     def __init__(
         self,
@@ -837,6 +850,7 @@ class WatchFilesRequest(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     def __init__(
         self,
         *,
@@ -1077,6 +1091,7 @@ class GitLogRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     limit: _builtins.int
     """The newest commits to show, 1 to 1000 (absent: 50)."""
     def __init__(
@@ -1121,6 +1136,7 @@ class GitDiffRequest(_message.Message):
     STAGED_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     staged: _builtins.bool
     """The staged changes rather than the working tree's."""
     path: _builtins.str
@@ -1189,6 +1205,7 @@ class ListBranchesRequest(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     def __init__(
         self,
         *,
@@ -1229,6 +1246,7 @@ class CreateBranchRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     name: _builtins.str
     def __init__(
         self,
@@ -1271,6 +1289,7 @@ class SwitchBranchRequest(_message.Message):
     PROJECT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     name: _builtins.str
     def __init__(
         self,
@@ -1334,6 +1353,7 @@ class ListRemotesRequest(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     def __init__(
         self,
         *,
@@ -1375,6 +1395,7 @@ class AddRemoteRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     project: _builtins.str
+    """The project's id or name; empty: the caller's "home" project, created on first use."""
     name: _builtins.str
     url: _builtins.str
     def __init__(

@@ -28,6 +28,10 @@ if _version_not_supported:
 
 class WorkspaceServiceStub:
     """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
     """
 
     def __init__(self, channel):
@@ -170,6 +174,10 @@ class WorkspaceServiceStub:
 
 class WorkspaceServiceServicer:
     """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
     """
 
     def ListFiles(self, request, context):
@@ -268,8 +276,10 @@ class WorkspaceServiceServicer:
 
     def ResolveProject(self, request, context):
         """ResolveProject names the directory of one of the caller's projects (or, with no project,
-        the caller's own root, created if missing). Other services call it with the caller's own
-        token (the terminal service, to start a shell there); it has no REST route.
+        the caller's own root, created if missing: the folder holding all their projects, home
+        included - unlike the file and git calls, it does not default to home). Other services
+        call it with the caller's own token (the terminal service, to start a shell there); it has
+        no REST route.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -484,6 +494,10 @@ def add_WorkspaceServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WorkspaceService:
     """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
     """
 
     @staticmethod

@@ -28,7 +28,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkspaceServiceStub:
-    """WorkspaceService keeps each user's projects: files and git repositories."""
+    """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -63,8 +68,10 @@ class WorkspaceServiceStub:
     DeleteProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.DeleteProjectRequest, _workspace_pb2.DeleteProjectResponse]
     ResolveProject: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.ResolveProjectRequest, _workspace_pb2.ResolveProjectResponse]
     """ResolveProject names the directory of one of the caller's projects (or, with no project,
-    the caller's own root, created if missing). Other services call it with the caller's own
-    token (the terminal service, to start a shell there); it has no REST route.
+    the caller's own root, created if missing: the folder holding all their projects, home
+    included - unlike the file and git calls, it does not default to home). Other services
+    call it with the caller's own token (the terminal service, to start a shell there); it has
+    no REST route.
     """
     GitStatus: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitStatusRequest, _workspace_pb2.GitStatusResponse]
     GitLog: _grpc.UnaryUnaryMultiCallable[_workspace_pb2.GitLogRequest, _workspace_pb2.GitLogResponse]
@@ -80,7 +87,12 @@ class WorkspaceServiceStub:
 
 @_typing.type_check_only
 class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
-    """WorkspaceService keeps each user's projects: files and git repositories."""
+    """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListFiles: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ListFilesRequest, _workspace_pb2.ListFilesResponse]  # type: ignore[assignment]
@@ -112,8 +124,10 @@ class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
     DeleteProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.DeleteProjectRequest, _workspace_pb2.DeleteProjectResponse]  # type: ignore[assignment]
     ResolveProject: _aio.UnaryUnaryMultiCallable[_workspace_pb2.ResolveProjectRequest, _workspace_pb2.ResolveProjectResponse]  # type: ignore[assignment]
     """ResolveProject names the directory of one of the caller's projects (or, with no project,
-    the caller's own root, created if missing). Other services call it with the caller's own
-    token (the terminal service, to start a shell there); it has no REST route.
+    the caller's own root, created if missing: the folder holding all their projects, home
+    included - unlike the file and git calls, it does not default to home). Other services
+    call it with the caller's own token (the terminal service, to start a shell there); it has
+    no REST route.
     """
     GitStatus: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitStatusRequest, _workspace_pb2.GitStatusResponse]  # type: ignore[assignment]
     GitLog: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitLogRequest, _workspace_pb2.GitLogResponse]  # type: ignore[assignment]
@@ -128,7 +142,12 @@ class WorkspaceServiceAsyncStub(WorkspaceServiceStub):
     GitPull: _aio.UnaryUnaryMultiCallable[_workspace_pb2.GitPullRequest, _workspace_pb2.GitPullResponse]  # type: ignore[assignment]
 
 class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
-    """WorkspaceService keeps each user's projects: files and git repositories."""
+    """WorkspaceService keeps each user's projects: files and git repositories.
+    A file or git call names its project by id or name in `project`. With none, it acts on the
+    caller's default project "home": the first such call (any of them, reads included) creates
+    it as CreateProject would - counted against the quota - with no files and an empty first
+    commit. A project the user named "home" is it; a deleted one comes back, empty.
+    """
 
     @_abc_1.abstractmethod
     def ListFiles(
@@ -248,8 +267,10 @@ class WorkspaceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workspace_pb2.ResolveProjectResponse, _abc.Awaitable[_workspace_pb2.ResolveProjectResponse]]:
         """ResolveProject names the directory of one of the caller's projects (or, with no project,
-        the caller's own root, created if missing). Other services call it with the caller's own
-        token (the terminal service, to start a shell there); it has no REST route.
+        the caller's own root, created if missing: the folder holding all their projects, home
+        included - unlike the file and git calls, it does not default to home). Other services
+        call it with the caller's own token (the terminal service, to start a shell there); it has
+        no REST route.
         """
 
     @_abc_1.abstractmethod
