@@ -13,11 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
 from services.runtime.channels import create_channel
 from services.runtime.context import Identity
-from services.runtime.errors import InvalidArgument, NotFound, Unavailable
+from services.runtime.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    parse_status,
+)
 from services.runtime.interceptors import outgoing_metadata
 
 WORKSPACE_SERVICE = workspace_pb2.DESCRIPTOR.services_by_name["WorkspaceService"]
@@ -53,7 +61,26 @@ class ProjectDirectories:
                 raise NotFound(f"no project {project_id}", reason="PROJECT_NOT_FOUND") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument.field("projectId", error.details() or "is invalid") from None
+            # The caller's own session or rights, judged afresh by the workspace (a logout that
+            # this service has not seen yet): the caller's error, told as such, never a 503.
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated(
+                    error.details() or "session has ended; log in again",
+                    reason=_reason(error, "SESSION_REVOKED"),
+                ) from None
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                raise PermissionDenied(error.details() or "not allowed") from None
             raise Unavailable(
                 "the workspace service could not name the project's directory; retry shortly"
             ) from None
         return Place(project_id=reply.project_id, directory=Path(reply.directory))
+
+
+def _reason(error: grpc.aio.AioRpcError, default: str) -> str:
+    """The ErrorInfo reason the other service gave, so the caller sees the same code."""
+    status = parse_status(error.trailing_metadata())
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.reason:
+            return str(info.reason)
+    return default

@@ -190,3 +190,20 @@ def test_a_password_shorter_than_the_rules_allow_is_rejected_with_field_errors(
     assert answer.status == 422, answer.body
     body = assert_envelope(answer, success=False)
     assert body["details"].get("fields"), body
+
+
+def test_a_terminal_create_after_logout_is_401_not_503(system: System) -> None:
+    """Found by the fuzzer: the terminal service still took the session as live (its check
+    is cached for a moment) while the workspace, asked for the project's folder, judged it
+    ended; that answer was turned into a 503 "retry shortly". It is the caller's 401."""
+    _, account = register(system)
+    token = account.access_token
+    terminals = f"{system.facade_url}/api/v1/terminal/terminals"
+    listed = request("GET", terminals, token=token)  # the terminal service caches "live"
+    assert listed.status == 200, listed.body
+    out = request("POST", f"{system.facade_url}/api/v1/auth/logout", body={}, token=token)
+    assert out.status == 200, out.body
+    created = request("POST", f"{terminals}/create", body={}, token=token)
+    body = assert_envelope(created, success=False)
+    assert created.status == 401, body
+    assert body["error"] == "SESSION_REVOKED", body
