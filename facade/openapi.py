@@ -96,6 +96,10 @@ class Schemas:
         required = [f.json_name for f in fields if is_required(f)]
         if required:
             schema["required"] = required
+        if message.name.endswith("Request"):
+            # The facade refuses a field the request does not have (a 422 naming it), so the
+            # document says so; responses stay open, as a client should read them.
+            schema["additionalProperties"] = False
         return schema
 
     def field(self, fd: FieldDescriptor) -> Schema:

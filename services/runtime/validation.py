@@ -9,6 +9,7 @@ a file that exists, a balance).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +44,17 @@ def _field_path(violation: protovalidate.Violation) -> str:
     return path or "request"
 
 
+# protovalidate's words for bounds, said the way our own messages say them.
+_BOUNDS = (
+    (
+        re.compile(r"^must be greater than or equal to (\S+) and less than or equal to (\S+)$"),
+        r"must be between \1 and \2",
+    ),
+    (re.compile(r"^must be greater than or equal to (\S+)$"), r"must be at least \1"),
+    (re.compile(r"^must be less than or equal to (\S+)$"), r"must be at most \1"),
+)
+
+
 def _description(violation: protovalidate.Violation) -> str:
     rule_id = violation.proto.rule_id or ""
     choices = violation.rule_value
@@ -53,7 +65,10 @@ def _description(violation: protovalidate.Violation) -> str:
         return f"must be one of: {', '.join(named)}{empty}"
     text = violation.proto.message or rule_id or "is invalid"
     # protovalidate says "value is required" / "value must be ..."; the field is named beside it.
-    return text.removeprefix("value ")
+    text = text.removeprefix("value ")
+    for pattern, replacement in _BOUNDS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def violations(message: Message) -> list[tuple[str, str]]:

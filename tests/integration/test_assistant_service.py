@@ -508,7 +508,7 @@ async def test_bad_input_is_refused_before_anything_is_stored_or_sent(
     async with assistant_stack(ASSISTANT_MAX_MESSAGE_CHARS="50") as stack:
         me = await stack.user()
         for text, description in (
-            ("", "must not be empty"),
+            ("", "is required"),
             ("   \n ", "must not be empty"),
             ("x" * 51, "holds 51 characters; at most 50"),
         ):

@@ -118,8 +118,8 @@ def test_numbers_are_bounded_as_documented() -> None:
     assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 100)
     request = portfolio_pb2.ListTradesRequest(limit=101, page=-2)
     assert violations(request) == [
-        ("page", "must be greater than or equal to 1"),
-        ("limit", "must be greater than or equal to 1 and less than or equal to 100"),
+        ("page", "must be at least 1"),
+        ("limit", "must be between 1 and 100"),
     ]
     # 0 is proto3's "absent": the service's default, not a violation.
     assert violations(portfolio_pb2.ListTradesRequest(limit=0, page=0)) == []
@@ -168,7 +168,7 @@ def test_choices_are_named_and_stated() -> None:
         p["name"]: p["schema"] for p in SPEC["paths"]["/api/v1/performance"]["get"]["parameters"]
     }
     assert params["range"]["enum"] == ["", "1m", "3m", "6m", "1y", "ytd", "all"]
-    assert violations(portfolio_pb2.GetPerformanceRequest(range="2y")) == [
+    assert violations(portfolio_pb2.GetPerformanceRequest(portfolio_id="p", range="2y")) == [
         ("range", "must be one of: 1m, 3m, 6m, 1y, ytd, all (or empty)")
     ]
 

@@ -273,6 +273,7 @@ class SendMessageRequest(_message.Message):
     session_id: _builtins.str
     """Empty: start a new session."""
     message: _builtins.str
+    """At most ASSISTANT_MAX_MESSAGE_CHARS characters once trimmed (10,000 by default)."""
     model: _builtins.str
     def __init__(
         self,
@@ -665,6 +666,7 @@ class ChatStreamRequest(_message.Message):
     session_id: _builtins.str
     """Empty: start a new session."""
     message: _builtins.str
+    """At most ASSISTANT_MAX_MESSAGE_CHARS characters once trimmed (10,000 by default)."""
     model: _builtins.str
     def __init__(
         self,

@@ -113,7 +113,9 @@ class CreateTerminalRequest(_message.Message):
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     cols: _builtins.int
+    """1 to 1000 (absent: 80)."""
     rows: _builtins.int
+    """1 to 500 (absent: 24)."""
     shell: _builtins.str
     project_id: _builtins.str
     @_builtins.property
