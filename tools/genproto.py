@@ -74,6 +74,17 @@ def _run_protoc(out: Path, sources: list[str], args: list[str]) -> None:
         sys.exit("protoc failed")
 
 
+def build_image(out: Path, *, source_info: bool) -> None:
+    """Every proto of ours with its imports (google/api, buf/validate) as one descriptor set."""
+    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [*protoc_args(Path(tmp)), "--include_imports", f"--descriptor_set_out={out}"]
+        if source_info:
+            args.append("--include_source_info")
+        if protoc.main([*args, *sources]) != 0:
+            sys.exit("protoc failed")
+
+
 def lint() -> None:
     """Run buf lint (STANDARD) on an image built with the same include paths as the code.
 
@@ -83,11 +94,7 @@ def lint() -> None:
     buf = Path(sys.executable).parent / "buf"
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
-        sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-        args = protoc_args(Path(tmp))
-        args += ["--include_imports", "--include_source_info", f"--descriptor_set_out={image}"]
-        if protoc.main([*args, *sources]) != 0:
-            sys.exit("protoc failed")
+        build_image(image, source_info=True)
         config = (ROOT / "buf.yaml").read_text()
         result = subprocess.run(
             [str(buf), "lint", f"{image}#format=binpb", "--path", "stockfolio", "--config", config],
@@ -113,14 +120,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
     parser.add_argument("--lint", action="store_true", help="run buf lint on protos/")
+    parser.add_argument(
+        "--descriptor-set",
+        metavar="FILE",
+        type=Path,
+        help="write every proto with its imports as one descriptor set (for protoc plugins of "
+        "other languages: protoc --descriptor_set_in=FILE ...)",
+    )
     options = parser.parse_args()
     if options.lint:
         lint()
         return
+    if options.descriptor_set is not None:
+        build_image(options.descriptor_set.resolve(), source_info=True)
+        print(f"wrote {options.descriptor_set}")
+        return
     if not options.check:
-        for package in PACKAGES:
-            shutil.rmtree(GEN / package, ignore_errors=True)
-        generate(GEN)
+        # Generated aside, then swapped in: a proto that does not compile leaves gen/ as it was.
+        with tempfile.TemporaryDirectory(dir=GEN) as tmp:
+            generate(Path(tmp))
+            for package in PACKAGES:
+                shutil.rmtree(GEN / package, ignore_errors=True)
+                (Path(tmp) / package).rename(GEN / package)
         return
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
