@@ -86,40 +86,57 @@ class Schemas:
             self.components[message.full_name] = self.object(message)
         return ref(message.full_name)
 
-    def object(self, message: Descriptor, *, without: Iterable[str] = ()) -> Schema:
+    def object(
+        self, message: Descriptor, *, without: Iterable[str] = (), closed: bool = False
+    ) -> Schema:
+        """A message as a JSON object. `closed`: as a request reads it, where the facade
+        refuses a field the message does not have (a 422 naming it), so the document says so
+        (`additionalProperties: false`, nested messages too); responses stay open, as a
+        client should read them."""
         skipped = set(without)
         fields = [f for f in message.fields if f.name not in skipped]
         schema: Schema = {
             "type": "object",
-            "properties": {f.json_name: self.field(f) for f in fields},
+            "properties": {f.json_name: self.field(f, closed=closed) for f in fields},
         }
         required = [f.json_name for f in fields if is_required(f)]
         if required:
             schema["required"] = required
-        if message.name.endswith("Request"):
-            # The facade refuses a field the request does not have (a 422 naming it), so the
-            # document says so; responses stay open, as a client should read them.
+        if closed:
             schema["additionalProperties"] = False
         return schema
 
-    def field(self, fd: FieldDescriptor) -> Schema:
+    def request(self, message: Descriptor) -> Schema:
+        """A request message as a body: a closed object, registered once."""
+        name = message.full_name
+        if name not in self.components:
+            self.components[name] = {}
+            self.components[name] = self.object(message, closed=True)
+        return ref(name)
+
+    def field(self, fd: FieldDescriptor, *, closed: bool = False) -> Schema:
         """A field's schema with its buf.validate rules, as the services enforce them."""
         rules = field_rules(fd)
         if is_map(fd):
-            value = self.field(map_value(fd))
+            value = self.field(map_value(fd), closed=closed)
             schema: Schema = {"type": "object", "additionalProperties": value}
         elif fd.is_repeated:
             items = rules and element_rules(rules)
-            schema = {"type": "array", "items": _narrowed(self.single(fd), fd, items)}
+            single = self.single(fd, closed=closed)
+            schema = {"type": "array", "items": _narrowed(single, fd, items)}
         else:
-            return _narrowed(self.single(fd), fd, rules)
+            return _narrowed(self.single(fd, closed=closed), fd, rules)
         return {**schema, **list_keywords(rules)} if rules else schema
 
-    def single(self, fd: FieldDescriptor) -> Schema:
+    def single(self, fd: FieldDescriptor, *, closed: bool = False) -> Schema:
         if fd.enum_type is not None:
             return self.enum(fd.enum_type)
         if fd.message_type is not None:
-            return self.message(fd.message_type)
+            nested = fd.message_type
+            if closed and not _is_well_known(nested):
+                # Inline: the same message elsewhere (a response) stays open.
+                return self.object(nested, closed=True)
+            return self.message(nested)
         kind = fd.type
         if kind in _INT32:
             return {"type": "integer", "format": "int32"}
@@ -138,6 +155,10 @@ class Schemas:
         if kind == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "contentEncoding": "base64"}
         return {"type": "string"}
+
+
+def _is_well_known(message: Descriptor) -> bool:
+    return message.full_name in _WELL_KNOWN or message.full_name in WRAPPER_WKTS
 
 
 def _narrowed(schema: Schema, fd: FieldDescriptor, rules: Any) -> Schema:
@@ -196,10 +217,20 @@ def _request_body(route: Route, schemas: Schemas) -> Schema | None:
         }
     if route.body == "*":
         bound = {v.field.fields[0].name for v in route.variables if len(v.field.fields) == 1}
-        schema = schemas.object(message, without=bound) if bound else schemas.message(message)
+        fields = [f for f in message.fields if f.name not in bound]
+        schema = (
+            schemas.object(message, without=bound, closed=True)
+            if bound
+            else schemas.request(message)
+        )
     else:
-        schema = schemas.field(message.fields_by_name[route.body])
-    return {"content": {"application/json": {"schema": schema}}}
+        fields = [message.fields_by_name[route.body]]
+        schema = schemas.field(fields[0], closed=True)
+    body: Schema = {"content": {"application/json": {"schema": schema}}}
+    if any(is_required(f) for f in fields):
+        # Without a body, a required field is missing: the body itself is required.
+        body["required"] = True
+    return body
 
 
 def _data_schema(route: Route, schemas: Schemas) -> Schema:

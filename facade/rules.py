@@ -143,11 +143,11 @@ def item_keywords(fd: FieldDescriptor, rules: validate_pb2.FieldRules) -> tuple[
         keywords, said = _numeric(kind, getattr(rules, kind))
     elif kind == "string":
         keywords, said = _string(rules.string)
-        if rules.required and "minLength" not in keywords:
-            keywords["minLength"] = 1
     elif kind == "enum":
         keywords = _enum(rules.enum, fd)
     patterns: list[Schema] = []
+    if rules.required and fd.type == FieldDescriptor.TYPE_STRING and "minLength" not in keywords:
+        keywords["minLength"] = 1  # proto3 has no absent string: required means not empty
     for rule in rules.cel:
         matched = _MATCHES.match(rule.expression)
         if matched is None:

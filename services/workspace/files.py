@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import hashlib
 import heapq
@@ -169,7 +168,8 @@ def _decode_content(content: str, encoding: str) -> bytes:
     if encoding == BASE64:
         try:
             return base64.b64decode(content, validate=True)
-        except binascii.Error:
+        except ValueError:
+            # binascii.Error, and the ValueError a non-ASCII character raises before decoding.
             raise InvalidArgument.field("content", "is not valid base64") from None
     raise InvalidArgument.field("encoding", "must be utf-8 or base64")
 

@@ -31,7 +31,7 @@ from tests.integration.workspace_harness import (
     workspace,
     workspace_database_url,
 )
-from tests.rpc_errors import expect_error, fields, reason
+from tests.rpc_errors import expect_error, fields, reason, violations
 
 __all__ = ["start_workspace", "workspace", "workspace_database_url"]
 
@@ -115,6 +115,26 @@ async def test_a_file_is_read_as_text_with_its_git_blob_sha(workspace: Workspace
         W.GetFileRequest(project=project.id, path="blob.bin"), metadata=ada.metadata
     )
     assert (binary.file.encoding, binary.file.content) == ("base64", "/wD+")
+
+
+async def test_content_that_is_not_base64_is_422_whatever_it_holds(
+    workspace: WorkspaceService,
+) -> None:
+    """Found by the fuzzer: a non-ASCII character (here one outside the BMP) in base64 content
+    made the decoder raise before it looked at the alphabet, which was a 500."""
+    ada, project, folder = await setup(workspace)
+    for content in ("\U000c6d68", "not base64!", "é"):
+        error = await expect_error(
+            workspace.stub.CreateFile(
+                W.CreateFileRequest(
+                    project=project.id, path="x.bin", content=content, encoding=" BaSe64 "
+                ),
+                metadata=ada.metadata,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert violations(error) == [("content", "is not valid base64")]
+    assert not (folder / "x.bin").exists()
 
 
 async def test_unknown_projects_and_files_are_not_found(workspace: WorkspaceService) -> None:
