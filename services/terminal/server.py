@@ -16,9 +16,11 @@ from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
 from services.terminal.config import load_terminal_config
-from services.terminal.manager import Session, TerminalManager
+from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories
 from services.terminal.servicer import TerminalServicer
+from services.terminal.sessions import Session
+from services.terminal.terminals import Terminals
 
 SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 
@@ -66,12 +68,13 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         still_allowed=owner_still_logged_in(sessions),
         recheck_interval=settings.session_recheck,
     )
-    manager.start()
+    # Owned by the resources: whatever happens after this, its shells end and its tasks stop.
+    await resources.enter_async_context(manager)
     projects = ProjectDirectories(
         config.addresses["workspace"], deadline=settings.workspace_deadline
     )
     resources.push_async_callback(projects.close)
-    servicer = TerminalServicer(manager, projects, settings)
+    servicer = TerminalServicer(Terminals(manager, projects, settings.root), manager, settings)
 
     def register(server: grpc.aio.Server) -> None:
         terminal_pb2_grpc.add_TerminalServiceServicer_to_server(servicer, server)

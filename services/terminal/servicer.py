@@ -1,7 +1,6 @@
-"""gRPC servicer of TerminalService: adapts the PTY manager (manager.py) to the API.
+"""gRPC servicer of TerminalService: request -> use case (terminals.py) -> response. Thin.
 
-A user sees and controls only their own sessions: another user's session is answered exactly as
-an unknown one (404). Admins may list every session and see every user in the stats.
+AttachTerminal is the one stream: it pumps frames between the call and the session's output.
 """
 
 from __future__ import annotations
@@ -13,21 +12,21 @@ from collections.abc import AsyncIterator
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
-from services.runtime.context import Identity
-from services.runtime.errors import DomainError, InvalidArgument, PermissionDenied
+from services.runtime.errors import DomainError, InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.runtime.timestamps import timestamp
 from services.terminal.config import TerminalConfig
-from services.terminal.manager import PAGE_SIZE, Session, TerminalManager, Watcher
-from services.terminal.projects import ProjectDirectories
+from services.terminal.manager import TerminalManager
+from services.terminal.sessions import Session
+from services.terminal.terminals import Terminals
+from services.terminal.watcher import Watcher
 
 STATES = {
     "running": terminal_pb2.TERMINAL_STATE_RUNNING,
     "exited": terminal_pb2.TERMINAL_STATE_EXITED,
     "closed": terminal_pb2.TERMINAL_STATE_EXITED,
 }
-MAX_SESSION_ID = 128
 
 
 def terminal_message(session: Session) -> terminal_pb2.Terminal:
@@ -49,91 +48,53 @@ def terminal_message(session: Session) -> terminal_pb2.Terminal:
     )
 
 
-def _remember(session: Session, identity: Identity) -> None:
-    """Keeps the owner's freshest token on the session, for the logout recheck."""
-    known = session.credential
-    if not isinstance(known, Identity) or identity.expires_at >= known.expires_at:
-        session.credential = identity
-
-
-def _own_rss() -> int:
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * PAGE_SIZE
-
-
-def _session_id(value: str) -> str:
-    if not value or len(value) > MAX_SESSION_ID:
-        raise InvalidArgument.field("sessionId", "is required (at most 128 characters)")
-    return value
-
-
 class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     def __init__(
-        self, manager: TerminalManager, projects: ProjectDirectories, config: TerminalConfig
+        self, terminals: Terminals, manager: TerminalManager, config: TerminalConfig
     ) -> None:
-        self._manager = manager
-        self._projects = projects
+        self._terminals = terminals
+        self._manager = manager  # read for its limits only
         self._config = config
-
-    def _session(self, identity: Identity, session_id: str) -> Session:
-        session = self._manager.get(identity.user_id, _session_id(session_id))
-        _remember(session, identity)
-        return session
 
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.CreateTerminalResponse:
-        identity = require_identity()
-        place = await self._projects.resolve(identity, request.project_id)
-        session = await self._manager.create(
-            identity.user_id,
-            cwd=place.directory,
+        session = await self._terminals.create(
+            require_identity(),
+            request.project_id,
             cols=request.cols or request.dimensions.cols or 80,
             rows=request.rows or request.dimensions.rows or 24,
             shell=request.shell or None,
-            project_id=place.project_id,
-            # The workspace service's layout: each user's files under <root>/<user id>.
-            within=self._config.root / identity.user_id,
         )
-        _remember(session, identity)
         return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
 
     async def ListTerminals(
         self, request: terminal_pb2.ListTerminalsRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.ListTerminalsResponse:
-        identity = require_identity()
         page = page_of(request.page, request.limit)
-        if request.all_users and not identity.is_admin:
-            raise PermissionDenied("only admins may list every user's terminals")
-        owner = None if request.all_users else identity.user_id
-        sessions = sorted(self._manager.list(owner), key=lambda s: (s.created, s.id))
-        shown = sessions[page.offset : page.offset + page.limit]
+        shown, total = self._terminals.listing(
+            require_identity(), page, all_users=request.all_users
+        )
         return terminal_pb2.ListTerminalsResponse(
-            terminals=[terminal_message(s) for s in shown],
-            pagination=page.describe(len(sessions)),
+            terminals=[terminal_message(s) for s in shown], pagination=page.describe(total)
         )
 
     async def GetTerminalStats(
         self, request: terminal_pb2.GetTerminalStatsRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.GetTerminalStatsResponse:
-        identity = require_identity()
-        everyone = self._manager.list()
-        running = [s for s in everyone if s.state == "running"]
-        mine = [s for s in running if s.owner == identity.user_id]
-        counted = running if identity.is_admin else mine
+        stats = await self._terminals.stats(require_identity())
         config = self._config
         limits = config.sandbox.session
         return terminal_pb2.GetTerminalStatsResponse(
-            active_sessions=len(counted),
+            active_sessions=stats.active_sessions,
             max_sessions=self._manager.max_total,
             max_sessions_per_user=self._manager.max_per_user,
-            memory_bytes=await asyncio.to_thread(_own_rss),
-            all_users=identity.is_admin,
-            users=len({s.owner for s in counted}),
-            shell_memory_bytes=await self._manager.memory(counted),
-            my_sessions=len(mine),
-            # Service-wide counts are an admin's: anyone else learns only of their own.
-            total_sessions=len(counted),
+            memory_bytes=stats.memory_bytes,
+            all_users=stats.all_users,
+            users=stats.users,
+            shell_memory_bytes=stats.shell_memory_bytes,
+            my_sessions=stats.my_sessions,
+            total_sessions=stats.active_sessions,
             idle_timeout_seconds=round(config.idle_timeout),
             output_bytes_per_second=config.output_rate,
             max_write_bytes=config.max_write_bytes,
@@ -149,40 +110,40 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def GetTerminal(
         self, request: terminal_pb2.GetTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.GetTerminalResponse:
-        session = self._session(require_identity(), request.session_id)
+        session = self._terminals.find(require_identity(), request.session_id)
         return terminal_pb2.GetTerminalResponse(terminal=terminal_message(session))
 
     async def CloseTerminal(
         self, request: terminal_pb2.CloseTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.CloseTerminalResponse:
-        session = self._session(require_identity(), request.session_id)
-        await self._manager.close(session.id)
+        await self._terminals.close(require_identity(), request.session_id)
         return terminal_pb2.CloseTerminalResponse()
 
     async def WriteTerminal(
         self, request: terminal_pb2.WriteTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.WriteTerminalResponse:
-        session = self._session(require_identity(), request.session_id)
-        data = request.data.encode()
-        session.write(data)
-        return terminal_pb2.WriteTerminalResponse(bytes_written=len(data))
+        written = self._terminals.write(
+            require_identity(), request.session_id, request.data.encode()
+        )
+        return terminal_pb2.WriteTerminalResponse(bytes_written=written)
 
     async def ResizeTerminal(
         self, request: terminal_pb2.ResizeTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.ResizeTerminalResponse:
-        session = self._session(require_identity(), request.session_id)
-        session.resize(
-            request.cols or request.dimensions.cols, request.rows or request.dimensions.rows
+        session = self._terminals.resize(
+            require_identity(),
+            request.session_id,
+            request.cols or request.dimensions.cols,
+            request.rows or request.dimensions.rows,
         )
         return terminal_pb2.ResizeTerminalResponse(terminal=terminal_message(session))
 
     async def GetTerminalHistory(
         self, request: terminal_pb2.GetTerminalHistoryRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.GetTerminalHistoryResponse:
-        session = self._session(require_identity(), request.session_id)
-        if request.output_bytes < 0:
-            raise InvalidArgument.field("outputBytes", "must be 0 (all) or more")
-        history = session.history(output_bytes=request.output_bytes or None)
+        history = self._terminals.history(
+            require_identity(), request.session_id, request.output_bytes
+        )
         return terminal_pb2.GetTerminalHistoryResponse(
             commands=history.commands,
             recent_output=history.output.decode("utf-8", errors="replace"),
@@ -197,7 +158,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("frame") != "join":
             raise InvalidArgument.field("join", "the first frame must join a session")
-        session = self._session(identity, first.join.session_id)
+        session = self._terminals.find(identity, first.join.session_id)
         watcher = session.watch(replay=not first.join.no_replay)
         notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse] = asyncio.Queue(maxsize=64)
         pump = asyncio.create_task(_pump_input(session, request_iterator, notices))

@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 
 from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
-from services.terminal.manager import (
-    DROP_NOTE,
-    Session,
-    TerminalManager,
-    Watcher,
-    WriteTooLarge,
-)
+from services.terminal.manager import TerminalManager
+from services.terminal.sessions import Session, WriteTooLarge
+from services.terminal.watcher import DROP_NOTE, Watcher
 
 SH = "/bin/sh"
 WAIT = 10.0
@@ -141,7 +137,7 @@ async def test_a_working_directory_outside_the_root_is_refused(
         with pytest.raises(InvalidArgument) as caught:
             await manager.create("alice", cwd, 80, 24, SH)
         assert caught.value.fields == [("cwd", "must be inside the workspace root")]
-    assert manager.list("alice") == []
+    assert manager.sessions_of("alice") == []
 
 
 async def test_bad_dimensions_and_unlisted_shells_are_refused(manager: TerminalManager) -> None:
@@ -151,7 +147,7 @@ async def test_bad_dimensions_and_unlisted_shells_are_refused(manager: TerminalM
     with pytest.raises(InvalidArgument) as caught:
         await manager.create("alice", "project", 80, 24, "/usr/bin/python3")
     assert caught.value.fields[0][0] == "shell"
-    assert manager.list("alice") == []
+    assert manager.sessions_of("alice") == []
 
 
 async def test_per_user_and_global_caps_answer_resource_exhausted(
@@ -166,7 +162,7 @@ async def test_per_user_and_global_caps_answer_resource_exhausted(
     await manager.create("carol", "project", 80, 24, SH)
     with pytest.raises(ResourceExhausted):
         await manager.create("dave", "project", 80, 24, SH)
-    await manager.close(manager.list("alice")[0].id)
+    await manager.close(manager.sessions_of("alice")[0].id)
     await manager.create("dave", "project", 80, 24, SH)
 
 
@@ -212,9 +208,9 @@ async def test_another_owners_session_and_unknown_ids_are_not_found(
         manager.get("mallory", session.id)
     with pytest.raises(NotFound):
         manager.get("alice", "session_0_missing")
-    assert manager.list("mallory") == []
-    assert manager.list("alice") == [session]
-    assert manager.list() == [session]
+    assert manager.sessions_of("mallory") == []
+    assert manager.sessions_of("alice") == [session]
+    assert manager.sessions_of() == [session]
 
 
 async def test_a_yes_flood_does_not_starve_another_sessions_echo(
@@ -291,10 +287,10 @@ async def test_idle_sessions_are_culled(tmp_path: Path) -> None:
     ) as culling:
         idle = await culling.create("alice", None, 80, 24, SH)
         for _ in range(int(WAIT / 0.1)):
-            if not culling.list("alice"):
+            if not culling.sessions_of("alice"):
                 break
             await asyncio.sleep(0.1)
-        assert culling.list("alice") == []
+        assert culling.sessions_of("alice") == []
         assert idle.state == "closed"
         assert gone(idle.pid)
 
@@ -304,7 +300,7 @@ async def test_shutdown_closes_every_session(tmp_path: Path) -> None:
     built.start()
     sessions = [await built.create(owner, None, 80, 24, SH) for owner in ("a", "b", "c")]
     await built.shutdown()
-    assert built.list() == []
+    assert built.sessions_of() == []
     assert all(gone(s.pid) for s in sessions)
 
 

@@ -1,0 +1,84 @@
+"""One view of a terminal session's output: bounded, batched, dropped with a note when it
+falls behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+# The most output one step of a watcher gives at once (one gRPC message, one socket frame).
+WATCH_BATCH = 128 * 1024
+DROP_NOTE = b"\r\n[stockfolio: this view fell behind and was dropped; reconnect to resume]\r\n"
+
+
+class Watcher:
+    """One view of a session's output; bounded, dropped with a note when it falls behind.
+
+    Each step of the iteration gives everything queued since the last one, joined (up to
+    WATCH_BATCH bytes): a PTY is read a few kilobytes at a time, and a reader that is a little
+    behind then sends one message instead of dozens."""
+
+    def __init__(self, release: Callable[[Watcher], None], limit_bytes: int) -> None:
+        # Called when this view ends, so that its session stops offering it output.
+        self._release = release
+        self._limit = limit_bytes
+        self._chunks: deque[bytes] = deque()
+        self._ready = asyncio.Event()
+        self._queued = 0
+        self._ended = False
+        self.dropped = False
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunks = self._chunks
+        while not chunks:
+            if self._ended:
+                self._release(self)
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        item = chunks.popleft()
+        if chunks and len(item) < WATCH_BATCH:
+            parts = [item]
+            size = len(item)
+            while chunks and size + len(chunks[0]) <= WATCH_BATCH:
+                size += len(chunks[0])
+                parts.append(chunks.popleft())
+            item = b"".join(parts)
+        self._queued -= len(item)
+        return item
+
+    def close(self) -> None:
+        self._release(self)
+        self.end()
+
+    def replay(self, chunk: bytes) -> None:
+        if chunk:
+            self._queued += len(chunk)
+            self._chunks.append(chunk)
+            self._ready.set()
+
+    def offer(self, chunk: bytes) -> None:
+        if self._ended:
+            return
+        if self._queued + len(chunk) > self._limit:
+            self._drop()
+            return
+        self._queued += len(chunk)
+        self._chunks.append(chunk)
+        self._ready.set()
+
+    def _drop(self) -> None:
+        self.dropped = True
+        self._chunks.clear()
+        self._queued = len(DROP_NOTE)
+        self._chunks.append(DROP_NOTE)
+        self.end()
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._ready.set()
