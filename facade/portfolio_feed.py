@@ -34,8 +34,8 @@ from prometheus_client import Counter, Gauge
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from facade.codec import Plans, message_json
+from facade.outbox import ClientSocket, json_frame
 from facade.routes import DOMAIN_APIS
-from facade.sockets import ClientSocket, json_frame
 from services.runtime.auth import ServiceCredentials
 from services.runtime.channels import create_channel
 
