@@ -55,17 +55,11 @@ from bench.report import (
 )
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
-    HOST,
-    REPO,
     Fleet,
-    HarnessError,
-    Ports,
     Process,
     System,
     facade_available,
-    free_ports,
     http_request,
-    migrate,
     rss_mb,
     start_system,
     stopping_on_signals,
@@ -86,6 +80,14 @@ from bench.workspace import (
     describe_workspace,
     print_workspace,
     run_workspace,
+)
+from tests.system_harness import (
+    HOST,
+    REPO,
+    HarnessError,
+    Ports,
+    free_ports,
+    migrate,
 )
 
 

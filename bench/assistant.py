@@ -34,17 +34,19 @@ import aiohttp
 from bench.report import RESULTS, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
-    HOST,
     Fleet,
-    HarnessError,
-    Ports,
     cpu_seconds,
-    free_ports,
-    migrate,
     rss_mb,
     start_system,
     system_environment,
     wait_for_port,
+)
+from tests.system_harness import (
+    HOST,
+    HarnessError,
+    Ports,
+    free_ports,
+    migrate,
 )
 
 FIRST_CHUNK_P99_LIMIT_MS = 1000.0

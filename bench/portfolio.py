@@ -36,16 +36,12 @@ from typing import Any
 from bench.report import RESULTS, Load, Row, best, load_row, print_rows, verdict
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
-    REPO,
     Fleet,
-    HarnessError,
-    Ports,
     Process,
     System,
     cpu_seconds,
     cpu_split,
     http_request,
-    migrate,
     postgres_activity,
     postgres_databases,
     rss_mb,
@@ -53,6 +49,12 @@ from bench.system import (
     start_system,
     system_environment,
     wait_until_idle,
+)
+from tests.system_harness import (
+    REPO,
+    HarnessError,
+    Ports,
+    migrate,
 )
 
 WS_RSS_LIMIT_MB = 200.0

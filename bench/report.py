@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.system import REPO
+from tests.system_harness import (
+    REPO,
+)
 
 RESULTS = REPO / "var" / "bench" / "results.json"
 RSS_LIMIT_MB = 120.0

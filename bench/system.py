@@ -8,10 +8,7 @@ when it exits, SIGTERM first and SIGKILL after a grace period, whatever went wro
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -26,22 +23,18 @@ from typing import Any
 import psycopg
 
 from services.runtime.config import DOMAIN_SERVICES
-
-REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-PROCESSES = (*DOMAIN_SERVICES, "facade")
-STOP_GRACE = 15.0
-# Variables of ours that a developer's shell may hold and that would point the system elsewhere.
-_OURS = re.compile(
-    r"^(STOCKFOLIO_|JWT_|DATABASE_URL$|REDIS_URL$|RATE_LIMIT_|BCRYPT_|LOG_LEVEL$|"
-    r"ALPHA_VANTAGE_|USE_MOCK_PRICES$|MOCK_|WS_|"
-    r"(USERS|ASSISTANT|TERMINAL|WORKSPACE|PORTFOLIO|FACADE)_)"
+from tests.system_harness import (
+    HOST,
+    REPO,
+    HarnessError,
+    Ports,
+    Response,
+    request,
 )
+from tests.system_harness import system_environment as shared_environment
+
+STOP_GRACE = 15.0
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-class HarnessError(Exception):
-    """The benchmark could not run (a process did not start, a request could not be made)."""
 
 
 @dataclass
@@ -128,13 +121,6 @@ class Fleet:
         self.stop()
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: Any
-    headers: Mapping[str, str]
-
-
 def http_request(
     port: int,
     method: str,
@@ -143,30 +129,12 @@ def http_request(
     body: Any = None,
     token: str | None = None,
     timeout: float = 10.0,
-) -> Answer:
+) -> Response:
     """One request to 127.0.0.1; a JSON answer is parsed, anything else kept as text."""
-    headers = {"Accept": "application/json"}
-    data = None if body is None else json.dumps(body).encode()
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        connection.request(method, path, data, headers)
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    text = raw.decode("utf-8", "replace")
-    try:
-        parsed: Any = json.loads(text)
-    except ValueError:
-        parsed = text
-    return Answer(response.status, parsed, dict(response.headers))
+    return request(method, f"http://{HOST}:{port}{path}", body=body, token=token, timeout=timeout)
 
 
-def wait_for_http(process: Process, port: int, path: str, *, timeout: float = 60.0) -> Answer:
+def wait_for_http(process: Process, port: int, path: str, *, timeout: float = 60.0) -> Response:
     """Poll until `path` answers 200 (or the process dies, or time runs out)."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
@@ -192,24 +160,6 @@ def wait_for_port(process: Process, port: int, *, timeout: float = 30.0) -> None
             return
         time.sleep(0.1)
     raise HarnessError(f"{process.name}: port {port} did not open in {timeout:.0f} s")
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports below the ephemeral range (FIELD-NOTES.md: keep servers < 32768)."""
-    found: list[int] = []
-    for _ in range(200 * count):
-        if len(found) == count:
-            return found
-        port = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
-        if port in found:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-        found.append(port)
-    raise HarnessError("not enough free ports below 32768")
 
 
 def rss_mb(pid: int) -> float:
@@ -246,68 +196,18 @@ def wait_until_idle(pids: Sequence[int], *, timeout: float, below: float = 0.05)
     return time.monotonic() - started
 
 
-@dataclass(frozen=True)
-class Ports:
-    grpc: Mapping[str, int]
-    admin: Mapping[str, int]
-    facade: int
-    facade_admin: int
-
-    @classmethod
-    def pick(cls) -> Ports:
-        names = DOMAIN_SERVICES
-        ports = free_ports(2 * len(names) + 2)
-        return cls(
-            grpc=dict(zip(names, ports[: len(names)], strict=True)),
-            admin=dict(zip(names, ports[len(names) : 2 * len(names)], strict=True)),
-            facade=ports[-2],
-            facade_admin=ports[-1],
-        )
-
-
 def system_environment(var_dir: Path, ports: Ports, bcrypt_cost: int) -> dict[str, str]:
     """The environment `make run` would give every process, with the benchmark's settings."""
-    environ = {k: v for k, v in os.environ.items() if not _OURS.match(k)}
-    environ.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}",
-            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'gen'}",
-            "PYTHONUNBUFFERED": "1",
-            "STOCKFOLIO_ENV": "development",
-            "STOCKFOLIO_VAR_DIR": str(var_dir),
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-            # Benchmarks open hundreds of sockets over a few users.
-            "WS_SOCKETS_PER_USER": "0",
-            "BCRYPT_COST": str(bcrypt_cost),
-            "SHUTDOWN_GRACE": "5",
-            "FACADE_PORT": str(ports.facade),
-            "FACADE_ADMIN_PORT": str(ports.facade_admin),
-        }
-    )
-    for name in DOMAIN_SERVICES:
-        prefix = name.upper()
-        environ[f"{prefix}_PORT"] = str(ports.grpc[name])
-        environ[f"{prefix}_ADMIN_PORT"] = str(ports.admin[name])
-        environ[f"{prefix}_ADDRS"] = f"{HOST}:{ports.grpc[name]}"
-    return environ
-
-
-def migrate(environ: Mapping[str, str], services: Sequence[str] = ()) -> None:
-    """`python -m services.runtime.migrate`: every service with migrations (as `make run`), or
-    the ones named."""
-    done = subprocess.run(
-        [sys.executable, "-m", "services.runtime.migrate", *services],
-        cwd=REPO,
-        env=dict(environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise HarnessError(f"migrations failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    settings = {
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_API": "0",
+        "RATE_LIMIT_AUTH": "0",
+        # Benchmarks open hundreds of sockets over a few users.
+        "WS_SOCKETS_PER_USER": "0",
+        "BCRYPT_COST": str(bcrypt_cost),
+        "SHUTDOWN_GRACE": "5",
+    }
+    return shared_environment(var_dir, ports, settings)
 
 
 def facade_available() -> bool:

@@ -51,19 +51,21 @@ import aiohttp
 from bench.report import RESULTS, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
-    HOST,
     Fleet,
-    HarnessError,
-    Ports,
     Process,
     cpu_seconds,
-    migrate,
     rss_mb,
     system_environment,
     wait_for_http,
     wait_until_idle,
 )
 from bench.wsclient import RawWebSocket, connect
+from tests.system_harness import (
+    HOST,
+    HarnessError,
+    Ports,
+    migrate,
+)
 
 MB = 1024 * 1024
 DEFAULT_OUTPUT_RATE = 4 * MB

@@ -28,17 +28,19 @@ from typing import Any
 from bench.report import RESULTS, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
-    HOST,
     Fleet,
-    HarnessError,
-    Ports,
     Process,
     http_request,
-    migrate,
     rss_mb,
     system_environment,
     wait_for_http,
     wait_until_idle,
+)
+from tests.system_harness import (
+    HOST,
+    HarnessError,
+    Ports,
+    migrate,
 )
 
 MB = 1024 * 1024

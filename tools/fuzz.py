@@ -1,6 +1,6 @@
 """`make fuzz`: Schemathesis against the started system, as a signed-in client sees it.
 
-Starts the system as the e2e tests do (tests/e2e/conftest.py: migrations, then honcho with
+Starts the system as the e2e tests do (tests/system_harness.py: migrations, then honcho with
 deploy/Procfile on free ports, a temporary var/ folder, embedded defaults), registers a fresh
 user, and runs Schemathesis on the system's own /api/v1/openapi.json with a fixed seed and a
 bounded number of examples per operation. Prints totals and exits 1 on any server error or
@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -28,21 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.runtime.config import DOMAIN_SERVICES
-from tests.e2e.conftest import (
+from tests.system_harness import (
     BIN,
-    REPO,
     Account,
-    Output,
     System,
     child_pids,
-    distinct_free_ports,
     kill_leftovers,
     register,
-    run_migrations,
-    stop,
-    system_environment,
-    wait_until_ready,
+    start_system,
 )
 
 SEED = 20261204
@@ -150,53 +142,13 @@ AUTH_HOOKS = "tools.fuzz_auth"
 @contextlib.contextmanager
 def started_system(root: Path) -> Iterator[System]:
     """The system as the e2e `system` fixture starts it, with FUZZ_LIMITS on top."""
-    var_dir = root / "var"
-    no_env_file = root / "empty.env"
-    no_env_file.write_text("")
-    count = len(DOMAIN_SERVICES)
-    ports = distinct_free_ports(2 * count + 1)
-    grpc_ports = dict(zip(DOMAIN_SERVICES, ports[:count], strict=True))
-    admin_ports = dict(zip(DOMAIN_SERVICES, ports[count:-1], strict=True))
-    environ = system_environment(var_dir, grpc_ports, admin_ports, facade_port=ports[-1])
-    environ.update(FUZZ_LIMITS)
-    run_migrations(environ)
-    honcho = subprocess.Popen(
-        [
-            str(BIN / "honcho"),
-            "--procfile",
-            "deploy/Procfile",
-            "--app-root",
-            str(REPO),
-            "--env",
-            str(no_env_file),
-            "start",
-        ],
-        cwd=REPO,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    output = Output()
-    assert honcho.stdout is not None
-    reader = threading.Thread(target=output.collect, args=(honcho.stdout,), daemon=True)
-    reader.start()
-    system = System(
-        facade_url=f"http://127.0.0.1:{ports[-1]}",
-        grpc_ports=grpc_ports,
-        admin_ports=admin_ports,
-        output=output,
-        var_dir=var_dir,
-    )
+    system, honcho = start_system(root, FUZZ_LIMITS)
     try:
-        wait_until_ready(honcho, system)
         yield system
     finally:
-        stop(honcho)
-        reader.join(timeout=5)
-        kill_leftovers(child_pids(output))
-        (root / "system.log").write_text(output.text() + "\n")
+        honcho.stop()
+        kill_leftovers(child_pids(honcho.output))
+        (root / "system.log").write_text(honcho.output.text() + "\n")
 
 
 def schemathesis_command(system: System, config: Path, reports: Path, args: Options) -> list[str]:

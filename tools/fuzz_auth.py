@@ -13,7 +13,7 @@ from typing import Any
 
 import schemathesis
 
-from tests.e2e.conftest import new_credentials, request
+from tests.system_harness import new_credentials, request
 
 # Seconds a token is reused before a new login; an access token lives 15 minutes.
 REFRESH_INTERVAL = 600

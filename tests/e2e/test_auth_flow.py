@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Response, System, new_credentials, register, request
+from tests.system_harness import Account, Response, System, new_credentials, register, request
 
 pytestmark = pytest.mark.e2e
 

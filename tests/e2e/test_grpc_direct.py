@@ -9,7 +9,7 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
-from tests.e2e.conftest import Account, System
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.e2e
 

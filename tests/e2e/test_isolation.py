@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Account, System, register, request
 from tests.processes import host_processes
+from tests.system_harness import Account, System, register, request
 
 pytestmark = pytest.mark.e2e
 

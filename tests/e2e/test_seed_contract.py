@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.conftest import Account, System, request
+from tests.system_harness import Account, System, request
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from services.runtime.config import DOMAIN_SERVICES
-from tests.e2e.conftest import BIN, System, request
+from tests.system_harness import BIN, System, request
 
 pytestmark = pytest.mark.e2e
 

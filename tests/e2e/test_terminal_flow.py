@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import Account, System, request
+from tests.system_harness import Account, System, request
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from services.runtime.keys import parse_public_keys
-from tests.e2e.conftest import ROUTE_OF, Account, System, child_pids, request
 from tests.forged_tokens import AUTHENTICATED_RPC, forged_tokens
+from tests.system_harness import ROUTE_OF, Account, System, child_pids, request
 
 # Whose private key each process may hold: users signs users' tokens, the facade its own
 # service tokens; nobody else holds any.
