@@ -1,4 +1,4 @@
-"""Claude through the official Anthropic SDK (services/assistant/providers.py imports this
+"""Claude through the official Anthropic SDK (services/assistant/server.py imports this
 module only when CLAUDE_API_KEY is set), and the one translation of the SDK's errors."""
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""Who writes the answers: Claude through the official Anthropic SDK when CLAUDE_API_KEY is set,
-else an offline provider that says it is offline and still answers simple portfolio questions
-through the same tools.
+"""What every provider of answers is and says: Claude (claude.py) when CLAUDE_API_KEY is set,
+else the offline provider (offline.py); server.py picks one.
 
 A provider streams one round of an answer: text deltas, then the tools the model wants run,
 then the round's end (stop reason, usage). The conversation (conversation.py) runs the tools
@@ -9,24 +8,15 @@ and asks again. Provider failures become domain errors with a retry hint, here a
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import grpc
 
-from services.assistant.config import AssistantConfig
 from services.assistant.domain import Usage
 from services.runtime.errors import ResourceExhausted
 
-OFFLINE_NOTICE = (
-    "I'm running offline (no CLAUDE_API_KEY is configured), so I can only answer simple "
-    'questions about your portfolios, such as "what is my portfolio worth?" or '
-    '"what do I hold?".'
-)
 SYSTEM_PROMPT = (
     "You are Stockfolio's assistant. You help the user understand their own stock portfolios. "
     "Use the tools to read their portfolios, positions, trades, performance and quotes rather "
@@ -110,121 +100,3 @@ class ProviderTimeout(ProviderError):
 
 class ProviderAuthFailed(ProviderError):
     reason = "PROVIDER_AUTH_FAILED"
-
-
-# --- offline -------------------------------------------------------------------------------------
-
-_WORTH = re.compile(r"\b(worth|value|valued|total|balance|how much)\b", re.IGNORECASE)
-_HOLD = re.compile(r"\b(hold|holding|holdings|own|positions?|stocks?|shares)\b", re.IGNORECASE)
-
-
-def _last_user_turn(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    for turn in reversed(messages):
-        if turn.get("role") == "user":
-            return list(turn.get("content") or [])
-    return []
-
-
-def _money(text: object) -> str:
-    try:
-        return f"{Decimal(str(text)):,.2f}"
-    except (InvalidOperation, ValueError):
-        return str(text)
-
-
-def _quantity(text: object) -> str:
-    try:
-        return format(Decimal(str(text)).normalize(), "f")
-    except (InvalidOperation, ValueError):
-        return str(text)
-
-
-def offline_answer(question: str, portfolios: list[dict[str, Any]]) -> str:
-    """What the offline assistant says once it has read the caller's portfolios."""
-    if not portfolios:
-        return f"{OFFLINE_NOTICE}\n\nYou have no portfolios yet."
-    lines = [OFFLINE_NOTICE, ""]
-    if _WORTH.search(question):
-        total = sum((Decimal(str(p.get("totalValue") or 0)) for p in portfolios), Decimal(0))
-        lines.append(f"Your portfolios are worth {_money(total)} in total:")
-        for p in portfolios:
-            lines.append(
-                f"- {p.get('name', '?')}: {_money(p.get('totalValue', '0'))} "
-                f"{p.get('currency', '')} (cash {_money(p.get('cash', '0'))}, "
-                f"gain/loss {_money(p.get('totalGainLoss', '0'))})".replace("  ", " ")
-            )
-    else:
-        lines.append("You hold:")
-        for p in portfolios:
-            positions = [x for x in p.get("positions", []) if Decimal(str(x["quantity"])) != 0]
-            if not positions:
-                lines.append(f"- {p.get('name', '?')}: no open positions")
-                continue
-            held = ", ".join(
-                f"{_quantity(x['quantity'])} {x['symbol']} "
-                f"(worth {_money(x.get('marketValue', '0'))})"
-                for x in positions
-            )
-            lines.append(f"- {p.get('name', '?')}: {held}")
-    return "\n".join(lines)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\S+\s*", text)
-
-
-class OfflineProvider:
-    """No model: reads the portfolios through the same tools and answers from them."""
-
-    offline = True
-
-    async def models(self) -> list[tuple[str, str]]:
-        return []
-
-    async def stream(
-        self,
-        *,
-        model: str,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-    ) -> AsyncIterator[ProviderEvent]:
-        turn = _last_user_turn(messages)
-        results = [b for b in turn if b.get("type") == "tool_result"]
-        question = next(
-            (
-                t["text"]
-                for m in reversed(messages)
-                if m.get("role") == "user"
-                for t in m.get("content", [])
-                if t.get("type") == "text"
-            ),
-            "",
-        )
-        if not results and (_WORTH.search(question) or _HOLD.search(question)):
-            yield ToolUse(f"offline_{len(messages)}", "list_portfolios", {})
-            yield RoundEnd("tool_use", Usage())
-            return
-        if results:
-            data = json.loads(results[-1].get("content") or "{}")
-            if results[-1].get("is_error"):
-                text = f"{OFFLINE_NOTICE}\n\nI could not read your portfolios: {data.get('error')}"
-            else:
-                text = offline_answer(question, list(data.get("portfolios", [])))
-        else:
-            text = OFFLINE_NOTICE
-        for word in _words(text):
-            yield TextDelta(word)
-        yield RoundEnd("end_turn", Usage())
-
-    async def close(self) -> None:
-        return None
-
-
-def create_provider(config: AssistantConfig) -> Provider:
-    if config.claude_api_key:
-        # Imported only when used: the SDK and what it brings (pydantic, httpx2, ...) are
-        # ~50 MB of resident memory a keyless (offline) assistant never needs.
-        from services.assistant.claude import AnthropicProvider
-
-        return AnthropicProvider(config)
-    return OfflineProvider()

@@ -9,9 +9,10 @@ from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.assistant.budget import TokenBudget
-from services.assistant.config import load_assistant_config
+from services.assistant.config import AssistantConfig, load_assistant_config
 from services.assistant.conversation import Assistant
-from services.assistant.providers import create_provider
+from services.assistant.offline import OfflineProvider
+from services.assistant.providers import Provider
 from services.assistant.repository import Chats
 from services.assistant.servicer import AssistantServicer
 from services.assistant.tools import PortfolioTools
@@ -25,6 +26,17 @@ from services.runtime.sessions import remote_sessions
 
 SERVICE = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
 PORTFOLIO_SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
+
+
+def create_provider(config: AssistantConfig) -> Provider:
+    """Claude when CLAUDE_API_KEY is set, else the offline provider."""
+    if config.claude_api_key:
+        # Imported only when used: the SDK and what it brings (pydantic, httpx2, ...) are
+        # ~50 MB of resident memory a keyless (offline) assistant never needs.
+        from services.assistant.claude import AnthropicProvider
+
+        return AnthropicProvider(config)
+    return OfflineProvider()
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:

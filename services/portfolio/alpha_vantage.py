@@ -27,9 +27,9 @@ from typing import Any, NoReturn
 
 import aiohttp
 
+from services.portfolio.config import MarketConfig
 from services.portfolio.domain import normalize_symbol, parse_decimal
 from services.portfolio.market_data import (
-    MarketConfig,
     Quote,
     StockInfo,
     TickFanout,

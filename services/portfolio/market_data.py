@@ -1,5 +1,5 @@
-"""Market data for the portfolio service: the interface every price source meets, its types,
-its configuration, and the factory that picks the simulated market or Alpha Vantage.
+"""Market data for the portfolio service: the interface every price source meets, its types and
+the ticks they publish. Their configuration is in config.py; server.py picks the source.
 
 Numbers, stated once: prices and changes are `Decimal` as the source gave them (the simulated
 market quotes whole cents); `change` and `change_percent` are measured from the day's reference
@@ -10,25 +10,17 @@ percent units, so `Decimal("1.23")` means 1.23%.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol, Self
-from urllib.parse import urlsplit
 
 from services.portfolio.domain import MAX_INPUT_LENGTH
-from services.runtime.cache import Cache
-from services.runtime.config import ConfigError, Env
 from services.runtime.errors import InvalidArgument
 
-log = logging.getLogger(__name__)
-
-DEFAULT_ALPHA_VANTAGE_URL = "https://www.alphavantage.co/query"
 # A subscriber that stops reading holds at most this many pending quotes (the latest of each).
 TICK_BACKLOG = 1024
 
@@ -214,96 +206,3 @@ class TickFanout:
     @property
     def subscribers(self) -> int:
         return len(self._streams)
-
-
-# --- configuration -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MarketConfig:
-    """Where prices come from, read once from the environment. The API key is kept out of
-    `repr` so the config can be logged."""
-
-    use_mock_prices: bool
-    mock_update_interval_ms: int
-    mock_seed: int
-    alpha_vantage_api_key: str | None = field(repr=False)
-    alpha_vantage_url: str
-    alpha_vantage_per_minute: int  # 0: no limit (a premium key)
-    alpha_vantage_per_day: int  # 0: no limit
-    quote_cache_ttl: float  # seconds
-
-    @property
-    def uses_alpha_vantage(self) -> bool:
-        return not self.use_mock_prices and self.alpha_vantage_api_key is not None
-
-
-def load_market_config(environ: Mapping[str, str] | None = None) -> MarketConfig:
-    env = Env(os.environ if environ is None else environ)
-    url = env.str("ALPHA_VANTAGE_URL", DEFAULT_ALPHA_VANTAGE_URL)
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ConfigError(f"ALPHA_VANTAGE_URL must be an http(s) URL, got {url!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        # Not echoed: a key pasted into the URL must not reach the logs through this message.
-        raise ConfigError(
-            "ALPHA_VANTAGE_URL must not carry a query string or credentials;"
-            " put the key in ALPHA_VANTAGE_API_KEY"
-        )
-    api_key = env.optional("ALPHA_VANTAGE_API_KEY")
-    return MarketConfig(
-        # A key alone selects Alpha Vantage; USE_MOCK_PRICES=true keeps the simulation anyway.
-        use_mock_prices=env.bool("USE_MOCK_PRICES", api_key is None),
-        mock_update_interval_ms=env.int("MOCK_UPDATE_INTERVAL", 1000, minimum=10),
-        mock_seed=env.int("MOCK_SEED", 42),
-        alpha_vantage_api_key=api_key,
-        alpha_vantage_url=url,
-        alpha_vantage_per_minute=env.int("ALPHA_VANTAGE_PER_MINUTE", 5),
-        alpha_vantage_per_day=env.int("ALPHA_VANTAGE_PER_DAY", 25),
-        quote_cache_ttl=env.float("QUOTE_CACHE_TTL", 60.0, minimum=1.0),
-    )
-
-
-def create_market_data(config: MarketConfig, cache: Cache) -> MarketData:
-    """Alpha Vantage when a key is set and USE_MOCK_PRICES is not true, else the simulated
-    market; says which."""
-    # Imported here: both sources import this module's types.
-    from services.portfolio.alpha_vantage import AlphaVantage
-    from services.portfolio.mock_market import MockMarket
-
-    if config.uses_alpha_vantage:
-        log.info(
-            "market data from Alpha Vantage",
-            extra={
-                "provider": "alphavantage",
-                "url": config.alpha_vantage_url,
-                "perMinute": config.alpha_vantage_per_minute,
-                "perDay": config.alpha_vantage_per_day,
-                "quoteCacheTtl": config.quote_cache_ttl,
-            },
-        )
-        return AlphaVantage(config, cache)
-    if config.use_mock_prices:
-        reason = "USE_MOCK_PRICES=true"
-        if config.alpha_vantage_api_key is not None:
-            reason += " (unset USE_MOCK_PRICES to use the Alpha Vantage key)"
-        log.info(
-            "market data simulated",
-            extra={
-                "provider": "mock",
-                "reason": reason,
-                "seed": config.mock_seed,
-                "intervalMs": config.mock_update_interval_ms,
-            },
-        )
-    else:
-        log.warning(
-            "market data simulated",
-            extra={
-                "provider": "mock",
-                "reason": "USE_MOCK_PRICES=false but ALPHA_VANTAGE_API_KEY is not set",
-                "seed": config.mock_seed,
-                "intervalMs": config.mock_update_interval_ms,
-            },
-        )
-    return MockMarket(seed=config.mock_seed, interval=config.mock_update_interval_ms / 1000)

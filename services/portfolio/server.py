@@ -3,30 +3,76 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
-from services.portfolio.config import load_portfolio_config
+from services.portfolio.config import MarketConfig, load_portfolio_config
 from services.portfolio.events import EventHub
 from services.portfolio.exports import Exports
 from services.portfolio.imports import Imports
-from services.portfolio.market_data import create_market_data
+from services.portfolio.market_data import MarketData
+from services.portfolio.mock_market import MockMarket
 from services.portfolio.orm import idempotency_keys
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.trades import Trades
-from services.runtime.cache import create_cache
+from services.runtime.cache import Cache, create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
 
+log = logging.getLogger(__name__)
+
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
+
+
+def create_market_data(config: MarketConfig, cache: Cache) -> MarketData:
+    """Alpha Vantage when a key is set and USE_MOCK_PRICES is not true, else the simulated
+    market; says which."""
+    if config.uses_alpha_vantage:
+        log.info(
+            "market data from Alpha Vantage",
+            extra={
+                "provider": "alphavantage",
+                "url": config.alpha_vantage_url,
+                "perMinute": config.alpha_vantage_per_minute,
+                "perDay": config.alpha_vantage_per_day,
+                "quoteCacheTtl": config.quote_cache_ttl,
+            },
+        )
+        return AlphaVantage(config, cache)
+    if config.use_mock_prices:
+        reason = "USE_MOCK_PRICES=true"
+        if config.alpha_vantage_api_key is not None:
+            reason += " (unset USE_MOCK_PRICES to use the Alpha Vantage key)"
+        log.info(
+            "market data simulated",
+            extra={
+                "provider": "mock",
+                "reason": reason,
+                "seed": config.mock_seed,
+                "intervalMs": config.mock_update_interval_ms,
+            },
+        )
+    else:
+        log.warning(
+            "market data simulated",
+            extra={
+                "provider": "mock",
+                "reason": "USE_MOCK_PRICES=false but ALPHA_VANTAGE_API_KEY is not set",
+                "seed": config.mock_seed,
+                "intervalMs": config.mock_update_interval_ms,
+            },
+        )
+    return MockMarket(seed=config.mock_seed, interval=config.mock_update_interval_ms / 1000)
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:

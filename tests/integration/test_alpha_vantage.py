@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from services.portfolio.alpha_vantage import COOLDOWN_KEY, AlphaVantage, poll_gap
-from services.portfolio.market_data import create_market_data, load_market_config
+from services.portfolio.config import load_market_config
+from services.portfolio.server import create_market_data
 from services.runtime.cache import Cache
 from services.runtime.errors import (
     DomainError,

@@ -32,7 +32,7 @@ from services.assistant.domain import (
     provider_history,
     title_from,
 )
-from services.assistant.providers import OFFLINE_NOTICE, offline_answer
+from services.assistant.offline import OFFLINE_NOTICE, offline_answer
 from services.runtime.errors import InvalidArgument
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

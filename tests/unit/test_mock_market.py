@@ -15,13 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.alpha_vantage import AlphaVantage
-from services.portfolio.market_data import (
-    MarketConfig,
-    Quote,
-    create_market_data,
-    load_market_config,
-)
+from services.portfolio.config import MarketConfig, load_market_config
+from services.portfolio.market_data import Quote
 from services.portfolio.mock_market import LISTINGS, MockMarket, PriceWalk
+from services.portfolio.server import create_market_data
 from services.runtime.cache import InProcessCache
 from services.runtime.config import ConfigError
 from services.runtime.errors import InvalidArgument, NotFound
@@ -304,7 +301,7 @@ def test_a_bad_market_variable_is_named(name: str, value: str) -> None:
 async def test_the_factory_picks_the_mock_by_default_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="services.portfolio.market_data")
+    caplog.set_level(logging.INFO, logger="services.portfolio.server")
     source = create_market_data(
         load_market_config({"MOCK_SEED": "9", "MOCK_UPDATE_INTERVAL": "250"}), InProcessCache()
     )
