@@ -27,6 +27,7 @@ from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgumen
 from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
 from services.workspace.paths import resolve_inside
 from services.workspace.remotes import (
+    DEFAULT_REMOTE,
     Checked,
     check_destination,
     is_address_literal,
@@ -123,6 +124,28 @@ class Branch:
 class Remote:
     name: str
     url: str
+
+
+@dataclass(frozen=True)
+class Pushed:
+    branch: str
+    remote: str
+
+    @property
+    def summary(self) -> str:
+        return f"pushed {self.branch} to {self.remote}"
+
+
+@dataclass(frozen=True)
+class Pulled:
+    before: str | None  # HEAD's commit before the pull (None: no commit yet)
+    commit: str  # and after it ("" while there is none)
+
+    @property
+    def summary(self) -> str:
+        if self.commit == self.before:
+            return "already up to date"
+        return f"fast-forwarded to {self.commit[:12]}"
 
 
 @dataclass(frozen=True)
@@ -480,9 +503,11 @@ class GitRunner:
                 found.append(Remote(name, url))
         return found
 
-    async def push(self, repo: Path, *, remote: str = "origin", branch: str | None = None) -> str:
-        """Push `branch` (the current one when None) and track it; returns the branch pushed.
-        A remote that has moved on is a Conflict (pull first); nothing is forced."""
+    async def push(self, repo: Path, *, remote: str = "", branch: str | None = None) -> Pushed:
+        """Push `branch` (the current one when None) to `remote` (the default one when empty)
+        and track it. A remote that has moved on is a Conflict (pull first); nothing is
+        forced."""
+        remote = remote or DEFAULT_REMOTE
         branch, network = await self._network_target(repo, remote, branch, push=True)
         ref = f"refs/heads/{branch}"
         result = await self._run(
@@ -491,7 +516,7 @@ class GitRunner:
             network=network, check=False,
         )  # fmt: skip
         if result.returncode == 0:
-            return branch
+            return Pushed(branch, remote)
         report = f"{result.stdout.strip()} {result.stderr.strip()}".strip()
         if "[rejected]" in report or "non-fast-forward" in report or "fetch first" in report:
             raise Conflict(
@@ -504,14 +529,16 @@ class GitRunner:
         self,
         repo: Path,
         *,
-        remote: str = "origin",
+        remote: str = "",
         branch: str | None = None,
         accept: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Fast-forward only; anything else is refused as a conflict and changes nothing.
+    ) -> Pulled:
+        """Fast-forward only from `remote` (the default one when empty); anything else is
+        refused as a conflict and changes nothing.
 
         `accept` is awaited once the pull is done (a quota check): if it raises, the branch,
         its remote-tracking ref and the fetched objects are put back as they were."""
+        remote = remote or DEFAULT_REMOTE
         branch, network = await self._network_target(repo, remote, branch, push=False)
         before = await self._refs(repo, "HEAD", f"refs/remotes/{remote}/{branch}")
         result = await self._run(
@@ -524,13 +551,14 @@ class GitRunner:
             if "fast-forward" in stderr or "overwritten" in stderr or "diverg" in stderr:
                 raise Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
             raise FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
-        if accept is None:
-            return
-        try:
-            await accept()
-        except BaseException:
-            await self._put_back(repo, before)
-            raise
+        if accept is not None:
+            try:
+                await accept()
+            except BaseException:
+                await self._put_back(repo, before)
+                raise
+        after = await self._refs(repo, "HEAD")
+        return Pulled(before["HEAD"], after["HEAD"] or "")
 
     async def _refs(self, repo: Path, *names: str) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
@@ -631,6 +659,8 @@ __all__ = [
     "FileChange",
     "GitResult",
     "GitRunner",
+    "Pulled",
+    "Pushed",
     "Remote",
     "Status",
     "validate_remote_url",

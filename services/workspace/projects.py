@@ -60,6 +60,14 @@ class Located:
     directory: Path
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A folder a caller may work in, and the project it is (None: their own root folder)."""
+
+    project: ProjectRecord | None
+    directory: Path
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -119,7 +127,11 @@ class Projects:
 
     # --- use cases -------------------------------------------------------------------------
 
-    async def create(self, user_id: str, name: str, template: str, author: Author) -> ProjectRecord:
+    async def create(
+        self, user_id: str, name: str, template: str, author: Callable[[], Awaitable[Author]]
+    ) -> ProjectRecord:
+        """A new project from `template`; its first commit is by `author` (asked once the name
+        and template are known to be good)."""
         name = clean_project_name(name)
         template = template.strip().lower() or DEFAULT_TEMPLATE
         if template not in TEMPLATES:
@@ -129,7 +141,7 @@ class Projects:
             name,
             template,
             template_files(template, name),
-            author,
+            await author(),
             f"Start from the {template} template",
         )
 
@@ -200,6 +212,14 @@ class Projects:
         if record is None:
             raise project_not_found(key)
         return await self._located(user_id, record)
+
+    async def resolve(self, user_id: str, key: str) -> Resolved:
+        """Where a project named by `key` lives; with no key, the user's own folder (made if
+        missing) and no project: not the home project, which only file and git calls imply."""
+        if not key.strip():
+            return Resolved(None, await self.ensure_user_root(user_id))
+        located = await self.locate(user_id, key, "projectId")
+        return Resolved(located.project, located.directory)
 
     async def locate_or_home(
         self, user_id: str, key: str, author: Callable[[], Awaitable[Author]]

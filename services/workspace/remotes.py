@@ -25,6 +25,8 @@ from services.runtime.errors import InvalidArgument
 _SCP_LIKE = re.compile(r"(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+):(?P<path>.+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_PORTS = {"https": 443, "ssh": 22}
+# The remote a push or pull naming none goes to (git's own name for the one cloned from).
+DEFAULT_REMOTE = "origin"
 FIELD = "url"
 REFUSED = "REMOTE_NOT_ALLOWED"
 

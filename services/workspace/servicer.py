@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 import grpc
@@ -37,6 +38,7 @@ from services.workspace.messages import (
 )
 from services.workspace.projects import Located, Projects
 from services.workspace.quota import Quotas
+from services.workspace.versioning import Versioning
 from services.workspace.watch import Watchers
 
 M = TypeVar("M", bound=Message)
@@ -52,6 +54,11 @@ class UseCases:
     watchers: Watchers
     idempotency: IdempotencyStore
     quotas: Quotas
+
+    @cached_property
+    def versioning(self) -> Versioning:
+        """Git as the caller, built from the parts above."""
+        return Versioning(self.git, self.authors, self.quotas)
 
 
 class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
@@ -89,9 +96,11 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         identity = require_identity()
 
         async def create() -> workspace_pb2.CreateProjectResponse:
-            author = await self._cases.authors.author(identity)
             project = await self._cases.projects.create(
-                identity.user_id, request.name, request.template, author
+                identity.user_id,
+                request.name,
+                request.template,
+                lambda: self._cases.authors.author(identity),
             )
             return workspace_pb2.CreateProjectResponse(project=project_message(project))
 
@@ -122,15 +131,15 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def ResolveProject(
         self, request: workspace_pb2.ResolveProjectRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.ResolveProjectResponse:
-        user_id = require_identity().user_id
-        if not request.project_id.strip():
-            root = await self._cases.projects.ensure_user_root(user_id)
-            return workspace_pb2.ResolveProjectResponse(directory=str(root))
-        located = await self._cases.projects.locate(user_id, request.project_id, "projectId")
+        resolved = await self._cases.projects.resolve(
+            require_identity().user_id, request.project_id
+        )
+        if resolved.project is None:
+            return workspace_pb2.ResolveProjectResponse(directory=str(resolved.directory))
         return workspace_pb2.ResolveProjectResponse(
-            project_id=located.project.id,
-            name=located.project.name,
-            directory=str(located.directory),
+            project_id=resolved.project.id,
+            name=resolved.project.name,
+            directory=str(resolved.directory),
         )
 
     # --- files ---------------------------------------------------------------------------------
@@ -276,21 +285,13 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         branches = await self._cases.git.branches(located.directory)
         return workspace_pb2.ListBranchesResponse(branches=[branch_message(b) for b in branches])
 
-    async def _branch(self, located: Located, name: str) -> workspace_pb2.GitBranch:
-        for branch in await self._cases.git.branches(located.directory):
-            if branch.name == name:
-                return branch_message(branch)
-        return workspace_pb2.GitBranch(name=name)
-
     async def CreateBranch(
         self, request: workspace_pb2.CreateBranchRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.CreateBranchResponse:
         async def create() -> workspace_pb2.CreateBranchResponse:
             located = await self._project(request.project)
-            await self._cases.git.create_branch(located.directory, request.name)
-            return workspace_pb2.CreateBranchResponse(
-                branch=await self._branch(located, request.name)
-            )
+            branch = await self._cases.versioning.create_branch(located, request.name)
+            return workspace_pb2.CreateBranchResponse(branch=branch_message(branch))
 
         return await self._once("CreateBranch", request, workspace_pb2.CreateBranchResponse, create)
 
@@ -298,8 +299,8 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         self, request: workspace_pb2.SwitchBranchRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.SwitchBranchResponse:
         located = await self._project(request.project)
-        await self._cases.git.switch_branch(located.directory, request.name)
-        return workspace_pb2.SwitchBranchResponse(branch=await self._branch(located, request.name))
+        branch = await self._cases.versioning.switch_branch(located, request.name)
+        return workspace_pb2.SwitchBranchResponse(branch=branch_message(branch))
 
     async def ListRemotes(
         self, request: workspace_pb2.ListRemotesRequest, context: grpc.aio.ServicerContext
@@ -322,43 +323,27 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     ) -> workspace_pb2.GitCommitResponse:
         identity = require_identity()
         located = await self._project(request.project)
-        author = await self._cases.authors.author(identity)
-        sha = await self._cases.git.commit(
-            located.directory,
-            request.message,
-            author_name=author.name,
-            author_email=author.email,
-            paths=list(request.paths) or None,
+        committed = await self._cases.versioning.commit(
+            identity, located, request.message, request.paths
         )
         return workspace_pb2.GitCommitResponse(
-            commit=sha, author_name=author.name, author_email=author.email
+            commit=committed.sha,
+            author_name=committed.author.name,
+            author_email=committed.author.email,
         )
 
     async def GitPush(
         self, request: workspace_pb2.GitPushRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.GitPushResponse:
         located = await self._project(request.project)
-        remote = request.remote or "origin"
-        branch = await self._cases.git.push(
-            located.directory, remote=remote, branch=request.branch or None
-        )
+        pushed = await self._cases.versioning.push(located, request.remote, request.branch)
         return workspace_pb2.GitPushResponse(
-            summary=f"pushed {branch} to {remote}", branch=branch, remote=remote
+            summary=pushed.summary, branch=pushed.branch, remote=pushed.remote
         )
 
     async def GitPull(
         self, request: workspace_pb2.GitPullRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.GitPullResponse:
         located = await self._project(request.project)
-        remote = request.remote or "origin"
-        before = (await self._cases.git.status(located.directory)).commit
-        await self._cases.git.pull(
-            located.directory,
-            remote=remote,
-            branch=request.branch or None,
-            # A pull past the owner's quota is undone (every project lies in its owner's folder).
-            accept=lambda: self._cases.quotas.check_now(located.directory.parent),
-        )
-        after = (await self._cases.git.status(located.directory)).commit or ""
-        summary = "already up to date" if after == before else f"fast-forwarded to {after[:12]}"
-        return workspace_pb2.GitPullResponse(summary=summary, commit=after)
+        pulled = await self._cases.versioning.pull(located, request.remote, request.branch)
+        return workspace_pb2.GitPullResponse(summary=pulled.summary, commit=pulled.commit)
