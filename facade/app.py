@@ -1,6 +1,6 @@
 """The facade's app factory: routes from the protos, each wrapped by the edge, the WebSockets,
-and one cleanup context per resource (the cache, each domain service's channel, the health
-probes, the upstream streams of the portfolio feed)."""
+and one cleanup context per resource (the cache, the chat rooms, each domain service's channel,
+the health probes, the upstream streams of the portfolio feed)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from facade.keys import (
     BREAKERS,
     CACHE,
     CHANNELS,
+    CHAT_ROOMS,
     CONFIG,
     DOCS,
     ENDPOINTS,
@@ -41,11 +42,12 @@ from facade.sockets import Sockets
 from facade.streaming import StreamGuard, transcode_stream
 from facade.transcoding import Endpoint, transcode
 from facade.uploads import transcode_upload
-from facade.ws_chat import chat_route
+from facade.ws_chat import PATH as CHAT_SOCKET
+from facade.ws_chat import ChatRooms, chat_bridge, chat_socket
 from facade.ws_portfolio import PATH as PORTFOLIO_SOCKET
 from facade.ws_portfolio import portfolio_socket
 from facade.ws_terminal import PATHS as TERMINAL_SOCKETS
-from facade.ws_terminal import terminal_socket
+from facade.ws_terminal import terminal_bridge, terminal_socket
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
@@ -104,6 +106,12 @@ def upstreams_context(signer: ServiceTokenSigner) -> CleanupContext:
         await upstreams.close()
 
     return context
+
+
+async def chat_rooms_context(app: web.Application) -> AsyncIterator[None]:
+    """Chat rooms relay through the cache: closed before it."""
+    yield
+    await app[CHAT_ROOMS].close()
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -165,10 +173,20 @@ def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
             PORTFOLIO_SOCKET,
             functools.partial(portfolio_socket, app[SOCKETS], app[PORTFOLIO_FEED]),
         ),
-        chat_route(app),
+        (
+            CHAT_SOCKET,
+            functools.partial(
+                chat_socket,
+                app[SOCKETS],
+                app[CHAT_ROOMS],
+                lambda: app[CHANNELS]["assistant"],
+                chat_bridge(plans),
+                app[CONFIG].chat_joins_per_socket,
+            ),
+        ),
     ]
     terminal = functools.partial(
-        terminal_socket, app[SOCKETS], lambda: app[CHANNELS]["terminal"], plans
+        terminal_socket, app[SOCKETS], lambda: app[CHANNELS]["terminal"], terminal_bridge(plans)
     )
     sockets.extend((path, terminal) for path in TERMINAL_SOCKETS)
     for path, handler in sockets:
@@ -207,6 +225,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     app[OPENAPI], app[DOCS] = openapi.render(routes)
     app[SOCKETS] = Sockets(config, lambda: app[CHANNELS]["users"])
     app[PORTFOLIO_FEED] = PortfolioFeed(plans, flush=app[SOCKETS].flush)
+    app[CHAT_ROOMS] = ChatRooms(lambda: app[CACHE])
     _add_facade_routes(app, edge)
     # Streams end with their session (as sockets do) and count against their user's caps.
     guard = StreamGuard(app[SOCKETS].sessions, app[SOCKETS].caps, token_verifier(config.runtime))
@@ -215,6 +234,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
     app.router.add_route("*", "/{tail:.*}", edge.no_route())
     app.cleanup_ctx.append(cache_context)
+    app.cleanup_ctx.append(chat_rooms_context)
     app.cleanup_ctx.extend(channel_context(name) for name in DOMAIN_APIS)
     app.cleanup_ctx.append(probes_context)
     app.cleanup_ctx.append(upstreams_context(service_token_signer(config.runtime)))

@@ -13,6 +13,7 @@ from facade.probes import HealthProbes
 from facade.routes import Route
 from facade.sockets import Sockets
 from facade.transcoding import Endpoint
+from facade.ws_chat import ChatRooms
 from services.runtime.cache import Cache
 
 CONFIG: web.AppKey[FacadeConfig] = web.AppKey("config")
@@ -29,3 +30,4 @@ DOCS: web.AppKey[bytes] = web.AppKey("docs")
 SOCKETS: web.AppKey[Sockets] = web.AppKey("sockets")
 PORTFOLIO_FEED: web.AppKey[PortfolioFeed] = web.AppKey("portfolio_feed")
 UPSTREAMS: web.AppKey[Upstreams] = web.AppKey("upstreams")
+CHAT_ROOMS: web.AppKey[ChatRooms] = web.AppKey("chat_rooms")

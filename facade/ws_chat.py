@@ -21,7 +21,8 @@ Relays cross facade replicas through the cache's pub/sub (Redis when REDIS_URL i
 in-process cache reaches this replica only): one channel per session, `chat:<sessionId>`,
 subscribed by each replica while it has sockets in that session. Every message names the
 socket it came from, so its sender does not get it back. Answers themselves are not relayed:
-each goes to the socket that asked for it, straight from its gRPC stream.
+each goes to the socket that asked for it, straight from its gRPC stream, by the generic bridge
+(facade/bridge.py); presence is this module's own: it has no gRPC counterpart.
 """
 
 from __future__ import annotations
@@ -37,16 +38,15 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 
-from facade.codec import Plans, message_json
-from facade.envelope import ApiError, from_rpc_error
-from facade.keys import CACHE, CHANNELS, CONFIG, SOCKETS
+from facade.bridge import Bridge, call_metadata, failure, refusal
+from facade.codec import Plans
+from facade.envelope import ApiError
+from facade.outbox import ClientSocket, SocketError, json_frame
 from facade.quotas import CHAT_JOINS, Slot, UserCaps
-from facade.sockets import ClientSocket, SocketError, Sockets, SocketUser, json_frame
+from facade.sockets import Sockets, SocketUser
 from services.runtime.cache import Cache
-from services.runtime.context import CORRELATION_HEADER, correlation_id
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -54,31 +54,27 @@ PATH = "/ws/chat"
 MAX_ID_CHARS = 64
 # Seconds a replica waits for its new subscription to a session's channel to be live.
 SUBSCRIBE_WAIT = 5.0
-TYPES = "auth, ping, stream_chat, stop, join_session, leave_session, typing_start, typing_stop"
+PRESENCE = ("join_session", "leave_session", "typing_start", "typing_stop")
 
 
-def _invalid(message: str) -> SocketError:
-    return SocketError("VALIDATION_ERROR", message)
+def chat_bridge(plans: Plans) -> Bridge:
+    method = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
+    return Bridge(
+        method.methods_by_name["ChatStream"],
+        plans,
+        renames={"stream_chat": ""},
+        nested={"tool_call": "toolCall", "tool_result": "toolCall"},
+        also=("stop", *PRESENCE),
+    )
 
 
-def _session_id(message: dict[str, Any], *, required: bool = True) -> str:
-    value = message.get("sessionId", "")
-    if value is None:
-        value = ""
+def _session_id(message: dict[str, Any]) -> str:
+    value = message.get("sessionId") or ""
     if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
-        raise _invalid("sessionId must be a session id (a string)")
-    if required and not value:
-        raise _invalid("sessionId is required")
+        raise SocketError("VALIDATION_ERROR", "sessionId must be a session id (a string)")
+    if not value:
+        raise SocketError("VALIDATION_ERROR", "sessionId is required")
     return value
-
-
-def _error_message(error: ApiError, session_id: str = "") -> dict[str, Any]:
-    found: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-    if error.retry_after is not None:
-        found["retryAfter"] = max(1, round(error.retry_after + 0.49))
-    if session_id:
-        found["sessionId"] = session_id
-    return found
 
 
 class Member:
@@ -193,7 +189,7 @@ class ChatConversation:
         self,
         rooms: ChatRooms,
         assistant: Callable[[], grpc.aio.Channel],
-        plans: Plans,
+        bridge: Bridge,
         client: ClientSocket,
         user: SocketUser,
         *,
@@ -206,40 +202,27 @@ class ChatConversation:
         # A slot of the user's CHAT_JOINS_PER_USER for each session this socket is in.
         self._slots: dict[str, Slot] = {}
         self._assistant = assistant
-        self._tool_plan = plans.plan(assistant_pb2.ToolCall.DESCRIPTOR)
+        self._bridge = bridge
         self._client = client
         self._user = user
         self._member = rooms.member(client, user.user_id)
         self._joined: set[str] = set()
         self._streaming: asyncio.Task[None] | None = None
-        self._streaming_session = ""
         self._entering: asyncio.Task[None] | None = None
-        self._stub_channel: grpc.aio.Channel | None = None
-        self._stub_cached: assistant_pb2_grpc.AssistantServiceStub | None = None
-
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (
-            ("authorization", f"Bearer {self._user.token}"),
-            (CORRELATION_HEADER, correlation_id.get()),
-        )
 
     def _stub(self) -> assistant_pb2_grpc.AssistantServiceStub:
-        channel = self._assistant()
-        if self._stub_cached is None or self._stub_channel is not channel:
-            self._stub_cached = assistant_pb2_grpc.AssistantServiceStub(channel)
-            self._stub_channel = channel
-        return self._stub_cached
+        return assistant_pb2_grpc.AssistantServiceStub(self._assistant())
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
-        if kind == "stream_chat":
-            self._stream_chat(message)
-        elif kind == "stop":
-            self._stop()
+        if kind == "stop":
+            if self._streaming is None:
+                raise SocketError("NOT_STREAMING", "no answer is streaming on this socket")
+            self._streaming.cancel()
         elif kind == "join_session":
             await self._join(_session_id(message))
         elif kind == "leave_session":
             await self._leave(_session_id(message))
-        elif kind in {"typing_start", "typing_stop"}:
+        elif kind in PRESENCE:
             session_id = _session_id(message)
             if session_id not in self._joined:
                 raise SocketError("NOT_JOINED", "join_session first")
@@ -250,10 +233,11 @@ class ChatConversation:
                 "active": kind == "typing_start",
             }
             await self._rooms.relay(session_id, self._member, typing)
+        elif self._streaming is not None:
+            raise SocketError("BUSY", "an answer is already streaming on this socket; stop it")
         else:
-            raise SocketError(
-                "UNKNOWN_TYPE", f"unknown message type {kind[:40]!r}; this socket takes: {TYPES}"
-            )
+            request = self._bridge.request(kind, message)
+            self._streaming = asyncio.get_running_loop().create_task(self._stream(request))
 
     # --- presence ------------------------------------------------------------------------------
 
@@ -273,14 +257,17 @@ class ChatConversation:
         try:
             self._slots[session_id] = self._caps.take(CHAT_JOINS, self._user.user_id)
         except ApiError as error:
-            raise SocketError(error.code, error.message) from None
+            raise refusal(error) from None
         self._joined.add(session_id)
 
-    def _drop_join(self, session_id: str) -> None:
+    def _drop_join(self, session_id: str) -> dict[str, Any]:
+        """Out of a session: its slot back, and what the others in it are told."""
         self._joined.discard(session_id)
         slot = self._slots.pop(session_id, None)
         if slot is not None:
             slot.release()
+        self._rooms.leave(session_id, self._member)
+        return {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
 
     async def _enter(self, session_id: str) -> None:
         await self._rooms.join(session_id, self._member)
@@ -289,60 +276,34 @@ class ChatConversation:
 
     async def _leave(self, session_id: str) -> None:
         if session_id in self._joined:
-            self._drop_join(session_id)
-            self._rooms.leave(session_id, self._member)
-            presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
-            await self._rooms.relay(session_id, self._member, presence)
+            await self._rooms.relay(session_id, self._member, self._drop_join(session_id))
         self._client.send_now(json_frame({"type": "left", "sessionId": session_id}))
 
     async def _check_owner(self, session_id: str) -> None:
         """The assistant service says whether the session exists and is the user's."""
         try:
             await self._stub().GetSession(
-                assistant_pb2.GetSessionRequest(id=session_id), metadata=self._metadata()
+                assistant_pb2.GetSessionRequest(id=session_id),
+                metadata=call_metadata(self._user.token),
             )
         except grpc.aio.AioRpcError as error:
-            failure = from_rpc_error(error, "assistant")
-            raise SocketError(failure.code, failure.message) from None
+            raise failure(error, "assistant") from None
 
     # --- answers -------------------------------------------------------------------------------
-
-    def _stream_chat(self, message: dict[str, Any]) -> None:
-        if self._streaming is not None:
-            raise SocketError("BUSY", "an answer is already streaming on this socket; stop it")
-        text = message.get("message")
-        model = message.get("model") or ""
-        if not isinstance(text, str):
-            raise _invalid("message must be a string")
-        if not isinstance(model, str):
-            raise _invalid("model must be a string")
-        request = assistant_pb2.ChatStreamRequest(
-            session_id=_session_id(message, required=False), message=text, model=model
-        )
-        self._streaming_session = request.session_id
-        self._streaming = asyncio.get_running_loop().create_task(self._stream(request))
-
-    def _stop(self) -> None:
-        if self._streaming is None:
-            raise SocketError("NOT_STREAMING", "no answer is streaming on this socket")
-        self._streaming.cancel()
 
     def _send(self, message: dict[str, Any]) -> None:
         self._client.send(json_frame(message))
 
-    async def _stream(self, request: assistant_pb2.ChatStreamRequest) -> None:
+    async def _stream(self, request: Any) -> None:
         session_id = request.session_id
-        call = self._stub().ChatStream(request, metadata=self._metadata())
+        call = self._stub().ChatStream(request, metadata=call_metadata(self._user.token))
         try:
-            async for event in call:
-                which = event.WhichOneof("event")
-                if which == "chunk":
-                    self._send({"type": "chunk", "sessionId": session_id, "text": event.chunk.text})
-                elif which == "session":
-                    session_id = self._streaming_session = event.session.session_id
-                    self._send(
-                        {"type": "session", "sessionId": session_id, "title": event.session.title}
-                    )
+            async for response in call:
+                which, value, reply = self._bridge.reply(response)
+                if which == "session":
+                    session_id = value.session_id
+                self._send({**reply, "sessionId": session_id})
+                if which == "session":
                     # Joined beside the stream (its chunks never wait for the relay), when the
                     # caps leave room for it.
                     with contextlib.suppress(SocketError):
@@ -350,30 +311,8 @@ class ChatConversation:
                         self._entering = asyncio.get_running_loop().create_task(
                             self._enter(session_id)
                         )
-                elif which in {"tool_call", "tool_result"}:
-                    call_message = getattr(event, which)
-                    self._send(
-                        {
-                            "type": which,
-                            "sessionId": session_id,
-                            "toolCall": message_json(call_message, self._tool_plan),
-                        }
-                    )
-                elif which == "done":
-                    done = event.done
-                    self._send(
-                        {
-                            "type": "done",
-                            "sessionId": session_id,
-                            "messageId": done.message_id,
-                            "usage": {
-                                "inputTokens": done.usage.input_tokens,
-                                "outputTokens": done.usage.output_tokens,
-                            },
-                        }
-                    )
         except grpc.aio.AioRpcError as error:
-            self._send(_error_message(from_rpc_error(error, "assistant"), session_id))
+            self._send(failure(error, "assistant").reply(**_naming(session_id)))
         except asyncio.CancelledError:
             call.cancel()
             self._send({"type": "stopped", "sessionId": session_id})
@@ -391,39 +330,31 @@ class ChatConversation:
         if self._entering is not None:
             self._entering.cancel()
         for session_id in list(self._joined):
-            self._drop_join(session_id)
-            self._rooms.leave(session_id, self._member)
-            presence = {"type": "user_left", "sessionId": session_id, "userId": self._user.user_id}
-            self._rooms.relay_later(session_id, self._member, presence)
+            self._rooms.relay_later(session_id, self._member, self._drop_join(session_id))
 
 
-def chat_route(app: web.Application) -> tuple[str, Handler]:
-    """The /ws/chat route of `app`: its rooms are closed with the app."""
-    rooms = ChatRooms(lambda: app[CACHE])
-    plans = Plans()
+def _naming(session_id: str) -> dict[str, str]:
+    return {"sessionId": session_id} if session_id else {}
 
-    async def close_rooms(_app: web.Application) -> None:
-        await rooms.close()
 
-    app.on_shutdown.append(close_rooms)
-
-    def assistant() -> grpc.aio.Channel:
-        return app[CHANNELS]["assistant"]
-
-    async def chat_socket(request: web.Request) -> web.StreamResponse:
-        sockets: Sockets = app[SOCKETS]
-        per_socket = app[CONFIG].chat_joins_per_socket
-        return await sockets.serve(
-            request,
-            lambda client, user: ChatConversation(
-                rooms,
-                assistant,
-                plans,
-                client,
-                user,
-                caps=sockets.caps,
-                joins_per_socket=per_socket,
-            ),
-        )
-
-    return PATH, chat_socket
+async def chat_socket(
+    sockets: Sockets,
+    rooms: ChatRooms,
+    assistant: Callable[[], grpc.aio.Channel],
+    bridge: Bridge,
+    joins_per_socket: int,
+    request: web.Request,
+) -> web.StreamResponse:
+    """`assistant` is called for the assistant service's channel (bound after start-up)."""
+    return await sockets.serve(
+        request,
+        lambda client, user: ChatConversation(
+            rooms,
+            assistant,
+            bridge,
+            client,
+            user,
+            caps=sockets.caps,
+            joins_per_socket=joins_per_socket,
+        ),
+    )

@@ -1,0 +1,140 @@
+"""One WebSocket bridge for every gRPC stream, as routes.py and codec.py are one for REST.
+
+A socket message `{"type": t, ...}` fills the request's oneof field `t`: a message field from
+the socket message's other keys (flattened, as the seed sends them), a bytes field from text
+(keystrokes are UTF-8, not base64). A small rename table names the socket types that differ
+from the proto's (`stream_chat`: the whole request). The request is checked against the
+proto's own rules before it goes, so a refused frame never ends the stream it was meant for.
+A reply's oneof field `which` goes out as `{"type": which, **its JSON}`, nested under a key of
+its own where the table says so; 64-bit counts are numbers, as the seed's sockets write them.
+Calls carry the socket's token and the correlation id; failures become socket errors once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import grpc
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+
+from facade.codec import Plans, check_object, describe_parse_error, message_json
+from facade.envelope import ApiError, from_rpc_error
+from facade.outbox import SocketError
+from facade.routes import is_map
+from facade.sockets import unknown_type
+from services.runtime.context import CORRELATION_HEADER, correlation_id
+from services.runtime.validation import violations
+
+JsonObject = dict[str, Any]
+Metadata = tuple[tuple[str, str], ...]
+_INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
+
+
+def call_metadata(token: str) -> Metadata:
+    """A call made for a socket's user: with their own token and the correlation id."""
+    return (("authorization", f"Bearer {token}"), (CORRELATION_HEADER, correlation_id.get()))
+
+
+def refusal(error: ApiError) -> SocketError:
+    return SocketError(error.code, error.message, error.retry_after)
+
+
+def failure(error: grpc.aio.AioRpcError, service: str) -> SocketError:
+    """A failed call as the socket says it, mapped by the same table as REST."""
+    return refusal(from_rpc_error(error, service))
+
+
+class Bridge:
+    """One stream method as socket messages: requests in, replies out."""
+
+    def __init__(
+        self,
+        method: MethodDescriptor,
+        plans: Plans,
+        *,
+        renames: Mapping[str, str] | None = None,
+        nested: Mapping[str, str] | None = None,
+        also: tuple[str, ...] = (),
+    ) -> None:
+        """`renames`: socket type -> request field ("" for the whole request); `nested`: reply
+        field -> the key its JSON goes under; `also`: the socket's own types (for UNKNOWN_TYPE)."""
+        self._plans = plans
+        self._request_class = message_factory.GetMessageClass(method.input_type)
+        fields: dict[str, FieldDescriptor | None] = {
+            field.name: field for oneof in method.input_type.oneofs for field in oneof.fields
+        }
+        for kind, name in (renames or {}).items():
+            fields[kind] = fields.pop(name) if name else None
+        self._fields = fields
+        self.takes = (*fields, *also)
+        self._reply_oneof = method.output_type.oneofs[0].name
+        self._nested = nested or {}
+
+    def request(self, kind: str, message: JsonObject) -> Message:
+        """The request a socket message stands for; SocketError when the socket refuses it."""
+        if kind not in self._fields:
+            raise unknown_type(kind, self.takes)
+        request = self._request_class()
+        field = self._fields[kind]
+        if field is None:
+            self._parse(message, request)
+        elif field.message_type is not None:
+            target = getattr(request, field.name)
+            target.SetInParent()
+            self._parse(message, target)
+        else:
+            value = message.get(field.json_name)
+            if field.type == FieldDescriptor.TYPE_BYTES:
+                if not isinstance(value, str):
+                    raise SocketError("VALIDATION_ERROR", f"{field.json_name} must be a string")
+                value = value.encode()
+            setattr(request, field.name, value)
+        found = violations(request)
+        if found:
+            sentence = "; ".join(f"{name}: {description}" for name, description in found)
+            raise SocketError("VALIDATION_ERROR", sentence)
+        return request
+
+    def _parse(self, message: JsonObject, target: Message) -> None:
+        plan = self._plans.plan(cast(Descriptor, target.DESCRIPTOR))
+        # Only the keys the message type knows: the seed's clients send more (`type`, ...).
+        known = {key: value for key, value in message.items() if key in plan.by_key}
+        try:
+            check_object(known, plan)
+            json_format.ParseDict(known, target)
+        except ApiError as error:
+            raise refusal(error) from None
+        except json_format.ParseError as error:
+            raise refusal(describe_parse_error(error)) from None
+
+    def reply(self, response: Message) -> tuple[str, Any, JsonObject]:
+        """The reply's oneof field, its value, and the socket message it becomes (a scalar's
+        value as it is: bytes are the caller's to decode)."""
+        which = response.WhichOneof(self._reply_oneof) or ""
+        value = getattr(response, which) if which else response
+        if not isinstance(value, Message):
+            return which, value, {"type": which, which: value}
+        descriptor = cast(Descriptor, value.DESCRIPTOR)
+        data = message_json(value, self._plans.plan(descriptor))
+        _numbers(data, descriptor)
+        nest = self._nested.get(which)
+        return which, value, {"type": which, **({nest: data} if nest else data)}
+
+
+def _numbers(data: JsonObject, descriptor: Descriptor) -> None:
+    """64-bit integers as JSON numbers (the proto3 mapping writes strings), in place."""
+    for field in descriptor.fields:
+        value = data.get(field.json_name)
+        if value is None or is_map(field):
+            continue
+        items = value if field.is_repeated else [value]
+        if field.cpp_type in _INT64:
+            data[field.json_name] = [int(v) for v in items] if field.is_repeated else int(value)
+        elif field.message_type is not None and not field.message_type.full_name.startswith(
+            "google.protobuf."
+        ):
+            for item in items:
+                _numbers(item, field.message_type)
