@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
@@ -11,54 +9,21 @@ from services.runtime.context import client_address
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.runtime.timestamps import optional_timestamp
-from services.users.accounts import Accounts, Tokens
-from services.users.domain import ADMIN, USER, ProfileChanges, User
-
-_ROLE_TO_PROTO = {USER: users_pb2.ROLE_USER, ADMIN: users_pb2.ROLE_ADMIN}
-_PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
-
-
-def user_message(user: User) -> users_pb2.User:
-    return users_pb2.User(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        roles=[_ROLE_TO_PROTO[r] for r in user.roles if r in _ROLE_TO_PROTO],
-        created_at=optional_timestamp(user.created_at),
-        updated_at=optional_timestamp(user.updated_at),
-        last_login=optional_timestamp(user.last_login),
-    )
-
-
-def tokens_message(tokens: Tokens) -> users_pb2.AuthTokens:
-    return users_pb2.AuthTokens(
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
-        access_token_expires_at=optional_timestamp(tokens.access_expires_at),
-        refresh_token_expires_at=optional_timestamp(tokens.refresh_expires_at),
-    )
-
-
-def _roles(values: list[users_pb2.Role.ValueType]) -> list[str]:
-    # The protos' rules (checked before any handler) refuse unknown and unspecified roles.
-    return [_PROTO_TO_ROLE[v] for v in values]
+from services.users.accounts import Accounts
+from services.users.domain import ProfileChanges
+from services.users.messages import (
+    UserMessages,
+    role_messages,
+    roles_of,
+    tokens_message,
+    user_message,
+)
 
 
 class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
-        # GetMe answers the same profile over and over; its message is built once per version.
-        self._messages: dict[tuple[str, datetime, datetime | None], users_pb2.User] = {}
-
-    def _message(self, user: User) -> users_pb2.User:
-        version = (user.id, user.updated_at, user.last_login)
-        message = self._messages.get(version)
-        if message is None:
-            if len(self._messages) >= 10_000:
-                self._messages.clear()
-            message = self._messages[version] = user_message(user)
-        return message
+        self._profiles = UserMessages()
 
     async def Register(
         self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -101,7 +66,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             valid=True,
             user_id=identity.user_id,
             session_id=identity.session_id,
-            roles=[_ROLE_TO_PROTO[r] for r in sorted(identity.roles) if r in _ROLE_TO_PROTO],
+            roles=role_messages(sorted(identity.roles)),
             expires_at=optional_timestamp(identity.expires_at),
             email=identity.email,
         )
@@ -111,7 +76,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     ) -> users_pb2.GetMeResponse:
         identity = require_identity()
         user = await self._accounts.get(identity, identity.user_id)
-        return users_pb2.GetMeResponse(user=self._message(user))
+        return users_pb2.GetMeResponse(user=self._profiles.of(user))
 
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
@@ -134,7 +99,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
         changes = ProfileChanges(
             name=request.name if request.HasField("name") else None,
             email=request.email if request.HasField("email") else None,
-            roles=_roles(list(request.roles)),
+            roles=roles_of(list(request.roles)),
             new_password=request.new_password if request.HasField("new_password") else None,
             current_password=(
                 request.current_password if request.HasField("current_password") else None
