@@ -12,7 +12,7 @@ Calls carry the socket's token and the correlation id; failures become socket er
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import grpc
@@ -24,7 +24,6 @@ from facade.codec import Plans, check_object, describe_parse_error, message_json
 from facade.envelope import ApiError, from_rpc_error
 from facade.outbox import SocketError
 from facade.routes import is_map
-from facade.sockets import unknown_type
 from services.runtime.context import CORRELATION_HEADER, correlation_id
 from services.runtime.validation import violations
 
@@ -36,6 +35,14 @@ _INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
 def call_metadata(token: str) -> Metadata:
     """A call made for a socket's user: with their own token and the correlation id."""
     return (("authorization", f"Bearer {token}"), (CORRELATION_HEADER, correlation_id.get()))
+
+
+def unknown_type(kind: str, takes: Iterable[str]) -> SocketError:
+    """The refusal of a message type the socket does not take, naming those it does."""
+    listed = ", ".join(("auth", "ping", *takes))
+    return SocketError(
+        "UNKNOWN_TYPE", f"unknown message type {kind[:40]!r}; this socket takes: {listed}"
+    )
 
 
 def refusal(error: ApiError) -> SocketError:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Gauge
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from facade.bridge import call_metadata, refusal
 from facade.config import FacadeConfig
 from facade.envelope import ApiError, from_rpc_error
 from facade.outbox import (
@@ -34,7 +35,7 @@ from facade.outbox import (
 )
 from facade.quotas import CHAT_JOINS, SOCKETS, WATCHES, MessageRate, Slot, TokenBucket, UserCaps
 from facade.sessions import LiveSessions
-from services.runtime.context import CORRELATION_HEADER, correlation_id
+from services.runtime.context import correlation_id
 
 # Named here too, where the sockets' users have always found them.
 __all__ = ["ClientSocket", "SocketError", "SocketUser", "Sockets", "json_frame", "text_frame"]
@@ -59,14 +60,6 @@ SOCKETS_OPEN = Gauge(
 )
 PONG = json_frame({"type": "pong"})
 AUTH_OK = json_frame({"type": "auth_ok"})
-
-
-def unknown_type(kind: str, takes: Iterable[str]) -> SocketError:
-    """The refusal of a message type the socket does not take, naming those it does."""
-    listed = ", ".join(("auth", "ping", *takes))
-    return SocketError(
-        "UNKNOWN_TYPE", f"unknown message type {kind[:40]!r}; this socket takes: {listed}"
-    )
 
 
 @dataclass(frozen=True)
@@ -296,17 +289,13 @@ class Sockets:
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
         session (a logged-out session is refused), as every service does."""
-        readable = isinstance(token, str) and token.isascii() and token.isprintable()
-        if not readable or not token:
+        if not isinstance(token, str) or not (token.isascii() and token.isprintable() and token):
             raise ApiError(401, "TOKEN_INVALID", "invalid access token")
         stub = users_pb2_grpc.UsersServiceStub(self._users())
         try:
             reply = await stub.ValidateToken(
                 users_pb2.ValidateTokenRequest(),
-                metadata=(
-                    ("authorization", f"Bearer {token}"),
-                    (CORRELATION_HEADER, correlation_id.get()),
-                ),
+                metadata=call_metadata(token),
                 timeout=VALIDATE_DEADLINE,
             )
         except grpc.aio.AioRpcError as error:
@@ -373,7 +362,7 @@ class Sockets:
         try:
             renewed = await self.validate(token)
         except ApiError as error:
-            raise SocketError(error.code, error.message) from None
+            raise refusal(error) from None
         if renewed.user_id != user.user_id:
             raise SocketError("PERMISSION_DENIED", "this socket belongs to another user")
         expiry.set(renewed.expires_at)

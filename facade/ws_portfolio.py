@@ -15,8 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
+from facade.bridge import unknown_type
+from facade.outbox import ClientSocket, SocketError
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
-from facade.sockets import ClientSocket, SocketError, Sockets, SocketUser
+from facade.sockets import Sockets, SocketUser
 
 PATH = "/ws/portfolio"
 MAX_SYMBOLS = 200
@@ -82,11 +84,7 @@ class PortfolioConversation:
             symbols, portfolios = read_targets(message)
             self._feed.unfollow(socket, symbols, portfolios)
         else:
-            raise SocketError(
-                "UNKNOWN_TYPE",
-                f"unknown message type {kind[:40]!r}; this socket takes: "
-                "auth, ping, subscribe, unsubscribe",
-            )
+            raise unknown_type(kind, ("subscribe", "unsubscribe"))
 
     def renewed(self, user: SocketUser) -> None:
         pass  # the feed calls no service as the user: nothing carries the token

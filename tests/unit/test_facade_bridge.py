@@ -7,6 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from stockfolio.assistant.v1 import assistant_pb2
 from stockfolio.terminal.v1 import terminal_pb2
 
@@ -16,7 +18,6 @@ from facade.outbox import SocketError
 from facade.ws_chat import chat_bridge
 from facade.ws_terminal import terminal_bridge
 from services.runtime.context import correlation_id
-from services.runtime.errors import NotFound, ResourceExhausted, to_status
 
 
 @pytest.fixture
@@ -142,14 +143,19 @@ def test_calls_carry_the_sockets_token_and_the_correlation_id() -> None:
         correlation_id.reset(reset)
 
 
-def test_failed_calls_map_by_the_facades_one_table_with_the_retry_hint() -> None:
-    def rpc_error(error: Any) -> grpc.aio.AioRpcError:
-        code, details, trailers = to_status(error)
-        return grpc.aio.AioRpcError(
-            code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details
+def rpc_error(code: grpc.StatusCode, details: str, retry_after: int = 0) -> grpc.aio.AioRpcError:
+    """A failed call as a service answers it: the status, with a retry hint when given."""
+    status = status_pb2.Status(code=code.value[0], message=details)
+    if retry_after:
+        status.details.add().Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after))
         )
+    trailers = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers, details)
 
-    missing = failure(rpc_error(NotFound("no such session")), "terminal")
+
+def test_failed_calls_map_by_the_facades_one_table_with_the_retry_hint() -> None:
+    missing = failure(rpc_error(grpc.StatusCode.NOT_FOUND, "no such session"), "terminal")
     assert (missing.code, missing.message, missing.retry_after) == (
         "NOT_FOUND",
         "no such session",
@@ -161,6 +167,6 @@ def test_failed_calls_map_by_the_facades_one_table_with_the_retry_hint() -> None
         "message": "no such session",
         "sessionId": "s1",
     }
-    busy = failure(rpc_error(ResourceExhausted("slow down", retry_after=2.2)), "assistant")
-    assert busy.code == "RATE_LIMITED"
-    assert busy.reply()["retryAfter"] == 3
+    busy = failure(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down", 2), "assistant")
+    assert (busy.code, busy.message) == ("RESOURCE_EXHAUSTED", "slow down")
+    assert busy.reply()["retryAfter"] == 2
