@@ -36,14 +36,13 @@ from services.portfolio.messages import (
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
+from services.portfolio.stocks import search_stocks
 from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 
 M = TypeVar("M", bound=Message)
-# Enough for every match a market gives; SearchStocks pages through them.
-MAX_SEARCH_RESULTS = 500
 
 
 @dataclass(frozen=True)
@@ -197,22 +196,21 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.ListPositionsResponse:
         page = page_of(request.page, request.limit)
-        positions = await self._cases.trades.positions(
+        shown, total = await self._cases.trades.positions_page(
             require_identity().user_id,
             request.portfolio_id,
+            page,
             method=PROTO_TO_METHOD.get(request.cost_method, CostMethod.FIFO),
             include_closed=request.include_closed,
         )
-        shown = positions[page.offset : page.offset + page.limit]
         return portfolio_pb2.ListPositionsResponse(
             positions=[position_message(request.portfolio_id.strip(), p) for p in shown],
-            pagination=page.describe(len(positions)),
+            pagination=page.describe(total),
         )
 
     async def CreatePosition(
         self, request: portfolio_pb2.CreatePositionRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.CreatePositionResponse:
-        # A BUY by another name: the same path as CreateTrade.
         draft = TradeDraft(
             side=Side.BUY,
             symbol=request.symbol,
@@ -223,12 +221,11 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         user_id = require_identity().user_id
 
         async def create() -> portfolio_pb2.CreatePositionResponse:
-            recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
-            position = await self._cases.trades.position(
-                user_id, recorded.portfolio_id, recorded.trade.symbol
+            portfolio_id, position = await self._cases.trades.open_position(
+                user_id, request.portfolio_id, draft
             )
             return portfolio_pb2.CreatePositionResponse(
-                position=position_message(recorded.portfolio_id, position)
+                position=position_message(portfolio_id, position)
             )
 
         return await self._once(
@@ -241,10 +238,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self, request: portfolio_pb2.SearchStocksRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.SearchStocksResponse:
         page = page_of(request.page, request.limit)
-        found = await self._cases.market.search(request.q, MAX_SEARCH_RESULTS)
-        shown = found[page.offset : page.offset + page.limit]
+        shown, total = await search_stocks(self._cases.market, request.q, page)
         return portfolio_pb2.SearchStocksResponse(
-            stocks=[stock_message(s) for s in shown], pagination=page.describe(len(found))
+            stocks=[stock_message(s) for s in shown], pagination=page.describe(total)
         )
 
     async def GetStock(

@@ -209,6 +209,30 @@ class Trades:
         prices = await self._prices.current(book.open_symbols())
         return book.positions(prices, method=method, include_closed=include_closed)
 
+    async def positions_page(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        page: Page,
+        *,
+        method: CostMethod = CostMethod.FIFO,
+        include_closed: bool = False,
+    ) -> tuple[list[Position], int]:
+        """One page of `positions`, and how many there are in all."""
+        found = await self.positions(
+            user_id, portfolio_id, method=method, include_closed=include_closed
+        )
+        return found[page.offset : page.offset + page.limit], len(found)
+
+    async def open_position(
+        self, user_id: str, portfolio_id: str, draft: TradeDraft
+    ) -> tuple[str, Position]:
+        """A BUY by another name: records `draft` as CreateTrade does; gives the portfolio's id
+        and the position it is part of now."""
+        recorded = await self.record(user_id, portfolio_id, replace(draft, side=Side.BUY))
+        position = await self.position(user_id, recorded.portfolio_id, recorded.trade.symbol)
+        return recorded.portfolio_id, position
+
     async def position(self, user_id: str, portfolio_id: str, symbol: str) -> Position:
         for position in await self.positions(user_id, portfolio_id, include_closed=True):
             if position.symbol == symbol:
