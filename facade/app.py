@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from facade import health, openapi
 from facade.breaker import CircuitBreaker
-from facade.codec import Plans, RouteCodec
+from facade.codec import RouteCodec
 from facade.config import FacadeConfig
 from facade.keys import (
     BREAKERS,
@@ -35,6 +35,7 @@ from facade.keys import (
 )
 from facade.limits import Budget, RateLimits
 from facade.middleware import Edge
+from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import DOMAIN_APIS, build_routes

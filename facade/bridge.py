@@ -20,9 +20,10 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
-from facade.codec import Plans, check_object, describe_parse_error, message_json
+from facade.codec import check_object, describe_parse_error
 from facade.envelope import ApiError, from_rpc_error
 from facade.outbox import SocketError
+from facade.plans import Plans, message_json
 from facade.routes import is_map
 from services.runtime.context import CORRELATION_HEADER, correlation_id
 from services.runtime.validation import violations

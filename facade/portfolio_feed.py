@@ -33,8 +33,8 @@ import grpc
 from prometheus_client import Counter, Gauge
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
-from facade.codec import Plans, message_json
 from facade.outbox import ClientSocket, json_frame
+from facade.plans import Plans, message_json
 from facade.routes import DOMAIN_APIS
 from services.runtime.auth import ServiceCredentials
 from services.runtime.channels import create_channel

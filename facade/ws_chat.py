@@ -41,9 +41,9 @@ from aiohttp import web
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure, refusal
-from facade.codec import Plans
 from facade.envelope import ApiError
 from facade.outbox import ClientSocket, SocketError, json_frame
+from facade.plans import Plans
 from facade.quotas import CHAT_JOINS, Slot, UserCaps
 from facade.sockets import Sockets, SocketUser
 from services.runtime.cache import Cache

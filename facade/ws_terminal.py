@@ -34,8 +34,8 @@ from aiohttp import web
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure
-from facade.codec import Plans
 from facade.outbox import ClientSocket, SocketError, json_frame
+from facade.plans import Plans
 from facade.sockets import Sockets, SocketUser
 
 log = logging.getLogger("stockfolio.facade")

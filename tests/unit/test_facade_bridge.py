@@ -13,8 +13,8 @@ from stockfolio.assistant.v1 import assistant_pb2
 from stockfolio.terminal.v1 import terminal_pb2
 
 from facade.bridge import Bridge, call_metadata, failure
-from facade.codec import Plans
 from facade.outbox import SocketError
+from facade.plans import Plans
 from facade.ws_chat import chat_bridge
 from facade.ws_terminal import terminal_bridge
 from services.runtime.context import correlation_id
