@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import grpc
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from facade.codec import check_object, describe_parse_error
@@ -60,7 +60,8 @@ class Bridge:
 
     def __init__(
         self,
-        method: MethodDescriptor,
+        service: ServiceDescriptor,
+        name: str,
         plans: Plans,
         *,
         renames: Mapping[str, str] | None = None,
@@ -69,6 +70,7 @@ class Bridge:
     ) -> None:
         """`renames`: socket type -> request field ("" for the whole request); `nested`: reply
         field -> the key its JSON goes under; `also`: the socket's own types (for UNKNOWN_TYPE)."""
+        method = service.methods_by_name[name]
         self._plans = plans
         self._request_class = message_factory.GetMessageClass(method.input_type)
         fields: dict[str, FieldDescriptor | None] = {

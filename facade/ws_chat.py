@@ -58,9 +58,10 @@ PRESENCE = ("join_session", "leave_session", "typing_start", "typing_stop")
 
 
 def chat_bridge(plans: Plans) -> Bridge:
-    method = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
+    service = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
     return Bridge(
-        method.methods_by_name["ChatStream"],
+        service,
+        "ChatStream",
         plans,
         renames={"stream_chat": ""},
         nested={"tool_call": "toolCall", "tool_result": "toolCall"},

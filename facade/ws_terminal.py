@@ -47,9 +47,10 @@ FRAME_CHARS = 8192
 
 
 def terminal_bridge(plans: Plans) -> Bridge:
-    method = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
+    service = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
     return Bridge(
-        method.methods_by_name["AttachTerminal"],
+        service,
+        "AttachTerminal",
         plans,
         nested={"joined": "terminal"},
         also=("disconnect",),
