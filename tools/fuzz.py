@@ -62,59 +62,33 @@ EXCLUDED_PATHS = {
     "leaves, so every request would run into the request timeout",
 }
 
-# Why a schema-valid request may be refused on an operation of ALLOWED_REJECTIONS.
-RULE = "a business rule or the user's state refuses it (taken, oversell, no such remote...)"
-LOOSE = "its request schema is looser than the service's checks (/work/notes/fuzz.md)"
-# Operations whose schema-valid requests the run tolerates being refused; a rejection on any
-# other operation fails it. Most are LOOSE for now: an operation leaves this list once the
-# OpenAPI generator and the protos state what the service checks (required fields, lengths,
-# patterns, ranges, no unknown fields), so that a rejection there becomes a failure.
+# Operations whose schema-valid requests a business rule or the user's state may refuse, each
+# with the rule. Everything a request's shape can say is stated by the protos' rules, so a
+# rejection anywhere else (or for a shape reason) fails the run.
 ALLOWED_REJECTIONS: Mapping[str, str] = {
-    "POST /api/v1/auth/register": RULE,
-    "POST /api/v1/auth/login": RULE,
-    "POST /api/v1/auth/refresh": RULE,
-    "POST /api/v1/auth/logout": LOOSE,
-    "PUT /api/v1/users/{id}": LOOSE,
-    "POST /api/v1/chat/message": LOOSE,
-    "POST /api/v1/chat/stream": LOOSE,
-    "GET /api/v1/chat/search": LOOSE,
-    "PUT /api/v1/chat/sessions/{id}": LOOSE,
-    "POST /api/v1/assistant/folders": LOOSE,
-    "PUT /api/v1/assistant/folders/{id}": LOOSE,
-    "DELETE /api/v1/assistant/folders/{id}": LOOSE,
-    "POST /api/v1/terminal/terminals/create": LOOSE,
-    "POST /api/v1/terminal/terminals/{session_id}/write": LOOSE,
-    "POST /api/v1/terminal/terminals/{session_id}/resize": LOOSE,
-    "GET /api/v1/terminal/terminals/{session_id}/history": LOOSE,
-    "GET /api/v1/files": RULE,
-    "POST /api/v1/files": LOOSE,
-    "GET /api/v1/files/{path}": LOOSE,
-    "PUT /api/v1/files/{path}": LOOSE,
-    "DELETE /api/v1/files/{path}": LOOSE,
-    "POST /api/v1/files:move": LOOSE,
-    "POST /api/v1/files:upload": LOOSE,
-    "GET /api/v1/files:download": RULE,
-    "POST /api/v1/workspace/projects": LOOSE,
-    "PUT /api/v1/workspace/projects/{id}": LOOSE,
-    "GET /api/v1/git/diff": LOOSE,
-    "POST /api/v1/git/branches": RULE,
-    "POST /api/v1/git/branches:switch": RULE,
-    "POST /api/v1/git/remotes": LOOSE,
-    "POST /api/v1/git/commit": RULE,
-    "POST /api/v1/git/push": RULE,
-    "POST /api/v1/git/pull": RULE,
-    "POST /api/v1/portfolios": LOOSE,
-    "GET /api/v1/portfolios/{id}": LOOSE,
-    "PUT /api/v1/portfolios/{id}": LOOSE,
-    "GET /api/v1/trades": RULE,
-    "POST /api/v1/trades": RULE,
-    "POST /api/v1/trades:import": RULE,
-    "GET /api/v1/positions": LOOSE,
-    "POST /api/v1/positions": LOOSE,
-    "GET /api/v1/stocks/{symbol}": LOOSE,
-    "GET /api/v1/stocks/{symbol}/price": LOOSE,
-    "GET /api/v1/performance": LOOSE,
-    "GET /api/v1/export": LOOSE,
+    "POST /api/v1/auth/register": "the password policy beyond length (a letter and a digit, "
+    "not the email); a taken email",
+    "POST /api/v1/chat/message": "the model must be one the provider offers now (ListModels)",
+    "POST /api/v1/chat/stream": "the model must be one the provider offers now (ListModels)",
+    "POST /api/v1/terminal/terminals/create": "the shell must be one this install offers "
+    "(TERMINAL_SHELLS)",
+    "GET /api/v1/files": "the path must be a folder that exists",
+    "GET /api/v1/files/{path}": "the path must be a file, not a folder",
+    "GET /api/v1/files:download": "the path must be a file, not a folder",
+    "POST /api/v1/files:move": "the new path must not be the path itself or inside it",
+    "POST /api/v1/files:upload": "the first message of the stream must name the path (a query "
+    "parameter the raw-body route cannot mark required per message)",
+    "POST /api/v1/git/branches": "the branch must not exist yet",
+    "POST /api/v1/git/branches:switch": "the branch must exist",
+    "POST /api/v1/git/commit": "there must be something to commit",
+    "POST /api/v1/git/push": "the remote must exist",
+    "POST /api/v1/git/pull": "the remote must exist",
+    "POST /api/v1/git/remotes": "the host must resolve to a public address; file:// URLs "
+    "must lie inside the configured roots",
+    "GET /api/v1/trades": "from must not be after to",
+    "POST /api/v1/trades": "the symbol is required for buy, sell and dividend and refused for "
+    "cash; a sell must not exceed the holding; a paper portfolio's cash must cover a buy",
+    "POST /api/v1/trades:import": "the CSV's header and rows must be trades",
 }
 
 # Limits that would throttle a fuzzer from one address and one account; raised for this run only.
