@@ -363,6 +363,22 @@ def test_a_backdated_trade_is_replayed_into_its_place() -> None:
     assert [(lot.quantity, lot.cost) for lot in book.lots("AAPL")] == [(5, 400)]
 
 
+def test_a_backdated_trade_leaves_every_part_of_the_book_as_a_full_replay_would() -> None:
+    early = [
+        deposit("500", day=0),
+        buy("AAPL", "10", "100", day=1),
+        sell("AAPL", "4", "120", day=9),
+    ]
+    late = [dividend("AAPL", "6", "0.5", day=10), withdraw("50", day=11)]
+    backdated = buy("AAPL", "5", "80", "1", day=3)
+    book = Book.replay([*early, *late])
+    book.record(backdated)
+    replayed = Book.replay([*early, backdated, *late])
+    # Compared attribute by attribute: state added to the book later is covered too.
+    assert vars(book).keys() == vars(replayed).keys()
+    assert {k: v for k, v in vars(book).items()} == vars(replayed)
+
+
 # --- cash --------------------------------------------------------------------------------------
 
 
