@@ -26,9 +26,8 @@ from services.portfolio.performance import (
     sub_period_return,
     time_weighted_return,
     value_series,
-    xirr,
-    xnpv,
 )
+from services.portfolio.xirr import xirr, xnpv
 from services.runtime.errors import InvalidArgument
 
 D = Decimal
