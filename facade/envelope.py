@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from multidict import CIMultiDict
 
 from services.runtime.context import correlation_id
-from services.runtime.errors import parse_status
+from services.runtime.status import parse_status
 
 log = logging.getLogger("stockfolio.facade")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from google.rpc import error_details_pb2
 
-from services.runtime.errors import parse_status
+from services.runtime.status import parse_status
 
 
 async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:

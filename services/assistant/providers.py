@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import grpc
-
 from services.assistant.domain import Usage
-from services.runtime.errors import ResourceExhausted
+from services.runtime.errors import Kind, ResourceExhausted
 
 SYSTEM_PROMPT = (
     "You are Stockfolio's assistant. You help the user understand their own stock portfolios. "
@@ -81,12 +79,12 @@ class ProviderError(ResourceExhausted):
     """The AI provider could not answer. UNAVAILABLE (503) with a retry hint, except a rate
     limit (RESOURCE_EXHAUSTED, 429); the message says what happened and what to do."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    kind = Kind.UNAVAILABLE
     reason = "PROVIDER_ERROR"
 
 
 class ProviderRateLimited(ProviderError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = Kind.RESOURCE_EXHAUSTED
     reason = "PROVIDER_RATE_LIMITED"
 
 

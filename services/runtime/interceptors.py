@@ -27,14 +27,9 @@ from services.runtime.context import (
     idempotency_key,
 )
 from services.runtime.descriptors import MethodRule
-from services.runtime.errors import (
-    DomainError,
-    PermissionDenied,
-    Unauthenticated,
-    internal_status,
-    to_status,
-)
+from services.runtime.errors import DomainError, PermissionDenied, Unauthenticated
 from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
+from services.runtime.status import internal_status, to_status
 from services.runtime.validation import validate, validated
 
 log = logging.getLogger("stockfolio.rpc")

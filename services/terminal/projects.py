@@ -24,9 +24,9 @@ from services.runtime.errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
-    parse_status,
 )
 from services.runtime.interceptors import outgoing_metadata
+from services.runtime.status import parse_status
 
 WORKSPACE_SERVICE = workspace_pb2.DESCRIPTOR.services_by_name["WorkspaceService"]
 

@@ -27,17 +27,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2
-
 from services.runtime.errors import (
-    ERROR_DOMAIN,
     AlreadyExists,
     Conflict,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
+    Kind,
     NotFound,
 )
 from services.runtime.pagination import Page
@@ -96,22 +92,17 @@ class ShaMismatch(Conflict):
     reason = "SHA_MISMATCH"
 
     def __init__(self, path: str, current: str) -> None:
-        super().__init__(f"{path} has changed since sha was read; its current sha is {current}")
-        self.current = current
-
-    def details(self) -> list[any_pb2.Any]:
-        info = error_details_pb2.ErrorInfo(
-            reason=self.reason, domain=ERROR_DOMAIN, metadata={"sha": self.current}
+        super().__init__(
+            f"{path} has changed since sha was read; its current sha is {current}",
+            data={"sha": current},
         )
-        packed = any_pb2.Any()
-        packed.Pack(info)
-        return [packed]
+        self.current = current
 
 
 class FileTooLarge(DomainError):
     """More bytes than the service takes in one file (the facade answers 413 before this)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = Kind.RESOURCE_EXHAUSTED
     reason = "FILE_TOO_LARGE"
 
 

@@ -16,11 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2
-
-from services.runtime.errors import ERROR_DOMAIN, DomainError
+from services.runtime.errors import DomainError, Kind
 
 log = logging.getLogger(__name__)
 BYTES = "bytes"
@@ -48,31 +44,20 @@ class QuotaExceeded(DomainError):
             what = f"{usage.bytes} of {limits.bytes} bytes are used"
         else:
             what = f"{usage.files} of {limits.files} files are used"
-        super().__init__(f"workspace quota exceeded: {what}")
-        self.code = (
-            grpc.StatusCode.RESOURCE_EXHAUSTED
-            if exceeded == BYTES
-            else grpc.StatusCode.FAILED_PRECONDITION
+        super().__init__(
+            f"workspace quota exceeded: {what}",
+            data={
+                "quota": exceeded,
+                "usedBytes": str(usage.bytes),
+                "usedFiles": str(usage.files),
+                "limitBytes": str(limits.bytes),
+                "limitFiles": str(limits.files),
+            },
         )
+        self.kind = Kind.RESOURCE_EXHAUSTED if exceeded == BYTES else Kind.FAILED_PRECONDITION
         self.exceeded = exceeded
         self.usage = usage
         self.limits = limits
-
-    def details(self) -> list[any_pb2.Any]:
-        info = error_details_pb2.ErrorInfo(
-            reason=self.reason,
-            domain=ERROR_DOMAIN,
-            metadata={
-                "quota": self.exceeded,
-                "usedBytes": str(self.usage.bytes),
-                "usedFiles": str(self.usage.files),
-                "limitBytes": str(self.limits.bytes),
-                "limitFiles": str(self.limits.files),
-            },
-        )
-        packed = any_pb2.Any()
-        packed.Pack(info)
-        return [packed]
 
 
 def measure(folder: Path) -> Usage:

@@ -17,7 +17,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2
 from services.assistant.config import SEED_MODELS
 from services.assistant.repository import Chats
 from services.runtime.db import Database
-from services.runtime.errors import parse_status
+from services.runtime.status import parse_status
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.integration import assistant_harness as harness
 from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack

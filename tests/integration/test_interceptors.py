@@ -23,14 +23,10 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.context import client_address, correlation_id
-from services.runtime.errors import (
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    parse_status,
-)
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.interceptors import require_identity
 from services.runtime.server import Running
+from services.runtime.status import parse_status
 from tests.integration.conftest import Issue, Serve, SessionBook
 
 PORTFOLIO = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]

@@ -16,8 +16,8 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
 from services.runtime.config import RuntimeConfig
-from services.runtime.errors import parse_status
 from services.runtime.server import running
+from services.runtime.status import parse_status
 from tests.integration.conftest import Issue
 
 

@@ -22,7 +22,7 @@ from google.api import httpbody_pb2
 from google.rpc import error_details_pb2
 from stockfolio.workspace.v1 import workspace_pb2
 
-from services.runtime.errors import parse_status
+from services.runtime.status import parse_status
 from tests.integration.workspace_harness import (
     User,
     WorkspaceService,

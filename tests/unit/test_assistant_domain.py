@@ -34,6 +34,7 @@ from services.assistant.domain import (
 )
 from services.assistant.offline import OFFLINE_NOTICE, offline_answer
 from services.runtime.errors import InvalidArgument
+from services.runtime.status import status_code
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -182,7 +183,7 @@ def test_provider_errors_become_clear_messages_with_retry_hints(
     error = provider_error(
         _status_error(status, {"type": "error", "error": {"type": kind, "message": "x"}}, **headers)
     )
-    assert error.code == getattr(grpc.StatusCode, code)
+    assert status_code(error) == getattr(grpc.StatusCode, code)
     assert error.reason == why
     assert error.retry_after == wait
     assert "retry" in error.message.lower()

@@ -1,4 +1,5 @@
-"""Domain errors translate once into gRPC status codes with google.rpc details."""
+"""Domain errors are plain exceptions; status.py translates them once into gRPC status codes
+with google.rpc details."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from services.runtime.errors import (
-    STATUS_DETAILS_KEY,
     AlreadyExists,
     Conflict,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
+    Kind,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+)
+from services.runtime.status import (
+    CODES,
+    STATUS_DETAILS_KEY,
     internal_status,
     parse_status,
     to_status,
@@ -125,6 +130,31 @@ def test_resource_exhausted_carries_retry_info() -> None:
 
 def test_a_negative_retry_after_becomes_zero() -> None:
     assert ResourceExhausted("now", retry_after=-3).retry_after == 0.0
+
+
+def test_an_errors_data_becomes_the_error_infos_metadata() -> None:
+    error = Conflict("changed", reason="SHA_MISMATCH", data={"sha": "abc123"})
+    status = parse_status(to_status(error)[2])
+    assert status is not None
+    (info,) = unpack(status)
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    assert (info.reason, dict(info.metadata)) == ("SHA_MISMATCH", {"sha": "abc123"})
+
+
+def test_an_error_may_name_its_own_kind_and_the_one_table_maps_it() -> None:
+    class TooBig(DomainError):
+        kind = Kind.RESOURCE_EXHAUSTED
+        reason = "TOO_BIG"
+
+    code, _, trailers = to_status(TooBig("the file is too big"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = parse_status(trailers)
+    assert status is not None
+    assert [type(d).__name__ for d in unpack(status)] == ["ErrorInfo"]
+
+
+def test_every_kind_has_a_status_code() -> None:
+    assert set(CODES) == set(Kind)
 
 
 def test_parse_status_round_trips_what_the_trailers_carry() -> None:

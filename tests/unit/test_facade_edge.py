@@ -13,14 +13,8 @@ from facade.config import load_facade_config
 from facade.envelope import ApiError, from_rpc_error
 from facade.limits import client_ip
 from services.runtime.config import ConfigError
-from services.runtime.errors import (
-    AlreadyExists,
-    DomainError,
-    InvalidArgument,
-    ResourceExhausted,
-    internal_status,
-    to_status,
-)
+from services.runtime.errors import AlreadyExists, DomainError, InvalidArgument, ResourceExhausted
+from services.runtime.status import internal_status, to_status
 from tests.conftest import token_environment
 
 BASE = {"STOCKFOLIO_ENV": "test", **token_environment("facade")}
