@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 Mode = Literal["ok", "note", "information", "error_message", "http_500", "slow"]
 
@@ -108,16 +109,16 @@ class FakeRequest:
     params: dict[str, str]
 
 
-class FakeAlphaVantage:
+class FakeAlphaVantage(FakeServer):
+    url_path = "/query"
+
     def __init__(self, *, api_key: str = API_KEY, slow_seconds: float = 5.0) -> None:
+        super().__init__()
         self.api_key = api_key
         self.slow_seconds = slow_seconds
         self.mode: Mode = "ok"
         self.listings = default_universe()
         self.requests: list[FakeRequest] = []
-        self.url = ""
-        self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     def calls(self, function: str | None = None) -> list[FakeRequest]:
         return [r for r in self.requests if function is None or r.function == function]
@@ -125,27 +126,8 @@ class FakeAlphaVantage:
     def set_price(self, symbol: str, price: str) -> None:
         self.listings[symbol].price = price
 
-    async def __aenter__(self) -> FakeAlphaVantage:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/query", self._handle)
-        # No access log: it would print every query string, key included.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/query"
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)

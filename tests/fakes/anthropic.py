@@ -24,10 +24,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 API_KEY = "sk-ant-fake-0123456789"
 ERROR_TYPES = {
@@ -86,7 +87,10 @@ def words(text: str) -> list[str]:
     return re.findall(r"\S+\s*", text)
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
+    # A deep accept queue: a burst of new streams must not wait out a SYN retry (1 s).
+    backlog = 1024
+
     def __init__(
         self,
         *,
@@ -95,45 +99,22 @@ class FakeAnthropic:
         default: Callable[[dict[str, Any]], Reply] | None = None,
         port: int = 0,
     ) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
-        self.port = port
         # 0: deltas as fast as they can be written; else this many per second.
         self.tokens_per_second = tokens_per_second
         self.replies: deque[Reply] = deque()
         self.default = default or (lambda body: Reply(text="Hello from the fake model."))
         self.models = [("claude-fake-2-20260101", "Claude Fake 2")]
         self.requests: list[SeenRequest] = []
-        self.url = ""
-        self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     def release(self) -> None:
         """Let held and delayed replies go on."""
         self._release.set()
 
-    async def __aenter__(self) -> FakeAnthropic:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
-        # No access log: it would print request headers' neighbours, keys included.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        # A deep accept queue: a burst of new streams must not wait out a SYN retry (1 s).
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # --- handlers ------------------------------------------------------------------------------
 
