@@ -26,6 +26,13 @@ from services.runtime.config import RuntimeConfig, load_runtime_config
 from services.runtime.keys import SigningKey, TokenKeys
 from services.runtime.migrations import upgrade
 
+# Fixtures that several folders' tests share, beside the helpers their tests import.
+pytest_plugins = (
+    "tests.integration.assistant_harness",
+    "tests.integration.portfolio_harness",
+    "tests.integration.workspace_harness",
+)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOCKFOLIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -3,11 +3,7 @@ servers on port 0 (each with its own migrated database, on SQLite and PostgreSQL
 facade in front of them when a test asks, and a local fake Anthropic API (tests/fakes) that
 the official SDK talks to. Nothing of ours is mocked.
 
-Import the fixtures a test module uses:
-
-    from tests.integration.assistant_harness import (  # noqa: F401
-        assistant_stack, fake_anthropic, stack_databases
-    )
+Every test sees the fixtures: tests/conftest.py names this module in `pytest_plugins`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -18,11 +19,15 @@ from typing import Any, Protocol
 import aiohttp
 import grpc
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facade.app import create_app
+from facade.config import load_facade_config
 from services.runtime.auth import TokenCodec
-from services.runtime.config import RuntimeConfig
+from services.runtime.config import DOMAIN_SERVICES, RuntimeConfig
 from services.runtime.context import Identity
 from services.runtime.health import DependencyCheck
 from services.runtime.logs import JsonFormatter
@@ -247,11 +252,30 @@ def spawn(tmp_path: Path) -> Spawn:
     return start
 
 
-# The portfolio service's fixtures live beside its tests' helpers.
-from tests.integration.portfolio_harness import (  # noqa: E402
-    portfolio_database_url,
-    portfolio_service,
-    start_portfolio,
-)
+Client = TestClient[web.Request, web.Application]
+FacadeInFront = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
+# Nothing listens there: a service a test does not start answers UNAVAILABLE at once.
+DEAD = "127.0.0.1:1"
 
-__all__ = ["portfolio_database_url", "portfolio_service", "start_portfolio"]
+
+@pytest.fixture
+def facade_in_front(make_config: Callable[..., RuntimeConfig]) -> FacadeInFront:
+    """A real facade (in a TestClient) in front of the services at `addresses` (by name),
+    every other one dead, rate limits off; keyword arguments are its environment, and
+    `production=True` runs it as STOCKFOLIO_ENV=production would."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        addresses: Mapping[str, str], *, production: bool = False, **environ: str
+    ) -> AsyncIterator[Client]:
+        env = {f"{name.upper()}_ADDRS": addresses.get(name, DEAD) for name in DOMAIN_SERVICES}
+        env.update({"RATE_LIMIT_API": "0", "RATE_LIMIT_AUTH": "0", **environ})
+        runtime = make_config("facade", **env)
+        if production:
+            # Only the mode: production's key and database checks are config tests' business.
+            runtime = dataclasses.replace(runtime, environment="production")
+        config = load_facade_config(env, runtime=runtime)
+        async with TestClient(TestServer(create_app(config))) as client:
+            yield client
+
+    return start

@@ -1,6 +1,7 @@
-"""Fixtures for the portfolio service's integration tests (registered in conftest.py): a
-migrated portfolio database of its own beside the users one, a real users service for tokens,
-and a real portfolio server on port 0 over the simulated market, held still unless asked."""
+"""Fixtures for the portfolio service's integration tests (in tests/conftest.py's
+`pytest_plugins`): a migrated portfolio database of its own beside the users one, a real users
+service for tokens, and a real portfolio server on port 0 over the simulated market, held still
+unless asked."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
 from services.runtime.server import running
 from tests.conftest import facade_credentials, service_database
-from tests.rpc_errors import expect_error, reason, violations  # noqa: F401 - the portfolio tests' helpers
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]

@@ -16,13 +16,8 @@ from stockfolio.assistant.v1 import assistant_pb2
 from services.assistant.repository import Chats
 from services.runtime.db import Database
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration import assistant_harness as harness
 from tests.integration.assistant_harness import StartStack, until
 from tests.rpc_errors import reason
-
-assistant_stack = harness.assistant_stack
-fake_anthropic = harness.fake_anthropic
-stack_databases = harness.stack_databases
 
 HELD = 30.0  # the fake holds each answer this long at most (until released)
 

@@ -19,14 +19,8 @@ from services.assistant.repository import Chats
 from services.runtime.db import Database
 from services.runtime.status import parse_status
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration import assistant_harness as harness
 from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack
 from tests.rpc_errors import expect_error, reason, violations
-
-# The harness's fixtures, used by this module.
-assistant_stack = harness.assistant_stack
-fake_anthropic = harness.fake_anthropic
-stack_databases = harness.stack_databases
 
 
 async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(

@@ -13,32 +13,23 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from stockfolio.assistant.v1 import assistant_pb2
 
-from facade.app import create_app
-from facade.config import load_facade_config
 from services.assistant.config import SEED_MODELS
-from services.runtime.config import RuntimeConfig
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration import assistant_harness as harness
 from tests.integration.assistant_harness import AssistantStack, StartStack
-
-# The harness's fixtures, used by this module.
-assistant_stack = harness.assistant_stack
-fake_anthropic = harness.fake_anthropic
-stack_databases = harness.stack_databases
+from tests.integration.conftest import FacadeInFront
 
 Client = TestClient[web.Request, web.Application]
 Socket = aiohttp.ClientWebSocketResponse
-DEAD = "127.0.0.1:1"
 WAIT = 10.0
 
 
@@ -52,24 +43,13 @@ OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture
-def open_facade(make_config: Callable[..., RuntimeConfig]) -> Callable[..., Any]:
-    """A real facade in front of a running stack; keyword arguments are its environment."""
+def open_facade(facade_in_front: FacadeInFront) -> OpenFacade:
+    """The real facade in front of a running stack; keyword arguments are its environment."""
 
-    @contextlib.asynccontextmanager
-    async def start(stack: AssistantStack, **environ: str) -> AsyncIterator[Client]:
-        env = {
-            "USERS_ADDRS": stack.addresses["users"],
-            "PORTFOLIO_ADDRS": stack.addresses["portfolio"],
-            "ASSISTANT_ADDRS": stack.addresses["assistant"],
-            "TERMINAL_ADDRS": DEAD,
-            "WORKSPACE_ADDRS": DEAD,
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-            **environ,
-        }
-        config = load_facade_config(env, runtime=make_config("facade", **env))
-        async with TestClient(TestServer(create_app(config))) as client:
-            yield client
+    def start(
+        stack: AssistantStack, **environ: Any
+    ) -> contextlib.AbstractAsyncContextManager[Client]:
+        return facade_in_front(stack.addresses, **environ)
 
     return start
 

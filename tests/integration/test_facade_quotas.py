@@ -6,9 +6,8 @@ then a 1008 close), and /metrics and /services kept for admins in production. SQ
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -16,21 +15,14 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from facade.app import create_app
-from facade.config import load_facade_config
 from facade.health import create_admin_app
 from services.runtime.config import RuntimeConfig
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration import assistant_harness as harness
 from tests.integration.assistant_harness import PASSWORD, AssistantStack, StartStack
-
-assistant_stack = harness.assistant_stack
-fake_anthropic = harness.fake_anthropic
-stack_databases = harness.stack_databases
+from tests.integration.conftest import FacadeInFront
 
 Client = TestClient[web.Request, web.Application]
 Socket = aiohttp.ClientWebSocketResponse
-DEAD = "127.0.0.1:1"
 WAIT = 10.0
 
 
@@ -43,31 +35,14 @@ OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture
-def open_facade(make_config: Callable[..., RuntimeConfig]) -> OpenFacade:
+def open_facade(facade_in_front: FacadeInFront) -> OpenFacade:
     """The real facade in front of a running stack; keyword arguments are its environment,
     `production=True` runs it as STOCKFOLIO_ENV=production would."""
 
-    @contextlib.asynccontextmanager
-    async def start(
-        stack: AssistantStack, *, production: bool = False, **environ: str
-    ) -> AsyncIterator[Client]:
-        env = {
-            "USERS_ADDRS": stack.addresses["users"],
-            "PORTFOLIO_ADDRS": stack.addresses["portfolio"],
-            "ASSISTANT_ADDRS": stack.addresses["assistant"],
-            "TERMINAL_ADDRS": DEAD,
-            "WORKSPACE_ADDRS": DEAD,
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-            **environ,
-        }
-        runtime = make_config("facade", **env)
-        if production:
-            # Only the mode: production's key and database checks are config tests' business.
-            runtime = dataclasses.replace(runtime, environment="production")
-        config = load_facade_config(env, runtime=runtime)
-        async with TestClient(TestServer(create_app(config))) as client:
-            yield client
+    def start(
+        stack: AssistantStack, **environ: Any
+    ) -> contextlib.AbstractAsyncContextManager[Client]:
+        return facade_in_front(stack.addresses, **environ)
 
     return start
 

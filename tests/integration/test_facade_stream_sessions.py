@@ -20,14 +20,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     bearer,
-    open_facade,
     shell,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
-
-__all__ = ["open_facade", "start_workspace", "workspace", "workspace_database_url"]
 
 RECHECK = 0.2
 # The session is asked again every RECHECK seconds; the validation round trip and the write

@@ -8,13 +8,8 @@ import asyncio
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from tests.integration.portfolio_harness import (
-    Metadata,
-    PortfolioService,
-    expect_error,
-    reason,
-    violations,
-)
+from tests.integration.portfolio_harness import Metadata, PortfolioService
+from tests.rpc_errors import expect_error, reason, violations
 
 
 def keyed(who: Metadata, key: str) -> Metadata:

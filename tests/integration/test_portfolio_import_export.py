@@ -11,13 +11,8 @@ from google.api import httpbody_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.exports import CHUNK_BYTES
-from tests.integration.portfolio_harness import (
-    Metadata,
-    PortfolioService,
-    StartPortfolio,
-    expect_error,
-    violations,
-)
+from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
+from tests.rpc_errors import expect_error, violations
 
 GOOD = (
     "date,side,symbol,quantity,price,fees,notes\n"
@@ -138,7 +133,8 @@ async def test_malformed_and_oversized_files_are_refused_with_a_clear_message(
         who = await s.user()
         p = await s.portfolio(who)
         cases = {
-            "": "csv: is empty",
+            "": "csv: is required",
+            "\n": "csv: is empty",
             'date,side,quantity\n2024-01-02,deposit,"100\n': "csv: is not valid CSV",
             "date,side,quantity\n2024-01-02,deposit\n": "row 1: has 2 columns",
             "date,side,quantity\n" + "2024-01-02,deposit,1\n" * 4: "csv: has more than 3 rows",

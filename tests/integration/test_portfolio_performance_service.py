@@ -15,7 +15,8 @@ from services.portfolio.domain import present_ratio
 from services.portfolio.orm import price_history
 from services.portfolio.performance import range_start, xirr
 from services.portfolio.repository import PriceRepository
-from tests.integration.portfolio_harness import PortfolioService, expect_error, violations
+from tests.integration.portfolio_harness import PortfolioService
+from tests.rpc_errors import expect_error, violations
 
 
 def noon(day: date) -> Timestamp:

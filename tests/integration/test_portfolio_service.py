@@ -16,12 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.domain import present_ratio
-from tests.integration.portfolio_harness import (
-    PortfolioService,
-    expect_error,
-    reason,
-    violations,
-)
+from tests.integration.portfolio_harness import PortfolioService
+from tests.rpc_errors import expect_error, reason, violations
 
 
 def stamp(when: datetime) -> Timestamp:

@@ -24,15 +24,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     bearer,
-    facade,
-    open_facade,
     shell,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
-
-__all__ = ["facade", "open_facade", "start_workspace", "workspace", "workspace_database_url"]
 
 MB = 1024 * 1024
 

@@ -27,13 +27,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     shell,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
 from tests.rpc_errors import expect_error, fields, reason, violations
-
-__all__ = ["start_workspace", "workspace", "workspace_database_url"]
 
 W = workspace_pb2
 MB = 1024 * 1024

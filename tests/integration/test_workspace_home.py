@@ -21,13 +21,8 @@ from tests.integration.workspace_harness import (
     StartWorkspace,
     User,
     WorkspaceService,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
 from tests.rpc_errors import expect_error, reason
-
-__all__ = ["start_workspace", "workspace", "workspace_database_url"]
 
 W = workspace_pb2
 

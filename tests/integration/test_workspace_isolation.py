@@ -22,15 +22,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     bearer,
-    facade,
-    open_facade,
     shell,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
-
-__all__ = ["facade", "open_facade", "start_workspace", "workspace", "workspace_database_url"]
 
 W = workspace_pb2
 PGP = "-----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----"

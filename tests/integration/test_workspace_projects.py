@@ -13,13 +13,8 @@ from stockfolio.workspace.v1 import workspace_pb2
 
 from tests.integration.workspace_harness import (
     WorkspaceService,
-    start_workspace,
-    workspace,
-    workspace_database_url,
 )
 from tests.rpc_errors import expect_error, fields, reason
-
-__all__ = ["start_workspace", "workspace", "workspace_database_url"]
 
 W = workspace_pb2
 

@@ -27,13 +27,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     bearer,
-    open_facade,
-    start_workspace,
-    workspace_database_url,
 )
 from tests.rpc_errors import expect_error, reason
-
-__all__ = ["open_facade", "start_workspace", "workspace_database_url"]
 
 W = workspace_pb2
 QUOTA = {"WORKSPACE_QUOTA_BYTES": str(1024 * 1024), "WORKSPACE_QUOTA_FILES": "80"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,19 +18,17 @@ from pathlib import Path
 import grpc
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
-from facade.app import create_app
-from facade.config import load_facade_config
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.workspace.server import build as build_workspace
 from tests.conftest import service_database
+from tests.integration.conftest import FacadeInFront
 
 PASSWORD = "correct-horse-9"
-DEAD = "127.0.0.1:1"
 Metadata = tuple[tuple[str, str], ...]
 Client = TestClient[web.Request, web.Application]
 
@@ -157,28 +156,10 @@ OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture
-def open_facade(
-    make_config: Callable[..., RuntimeConfig], workspace: WorkspaceService
-) -> OpenFacade:
+def open_facade(facade_in_front: FacadeInFront, workspace: WorkspaceService) -> OpenFacade:
     """The real facade in front of the real users and workspace services."""
-
-    @contextlib.asynccontextmanager
-    async def start(**environ: str) -> AsyncIterator[Client]:
-        env = {
-            "USERS_ADDRS": workspace.users_address,
-            "WORKSPACE_ADDRS": workspace.address,
-            "PORTFOLIO_ADDRS": DEAD,
-            "ASSISTANT_ADDRS": DEAD,
-            "TERMINAL_ADDRS": DEAD,
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-            **environ,
-        }
-        config = load_facade_config(env, runtime=make_config("facade", **env))
-        async with TestClient(TestServer(create_app(config))) as client:
-            yield client
-
-    return start
+    addresses = {"users": workspace.users_address, "workspace": workspace.address}
+    return functools.partial(facade_in_front, addresses)
 
 
 @pytest.fixture
