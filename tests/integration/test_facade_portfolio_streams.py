@@ -357,7 +357,12 @@ async def test_unsubscribe_stops_delivery(client: Client) -> None:
     assert {p["symbol"] for p in later} == {"AAPL"}
     await ws.send_json({"type": "unsubscribe", "symbols": ["AAPL"]})
     await until_pong(ws)
-    await asyncio.sleep(0.5)  # ten ticks' time
+    # Ten ticks' time, counted on a socket that still listens.
+    watcher = await authenticated(client, token)
+    await watcher.send_json({"type": "subscribe", "symbols": ["AAPL"]})
+    for _ in range(10):
+        await receive(watcher, "price")
+    await watcher.close()
     assert await until_pong(ws) == []
     await ws.close()
 

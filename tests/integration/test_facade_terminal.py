@@ -603,8 +603,13 @@ async def test_a_renewed_token_is_the_one_later_joins_carry(system: System) -> N
     await ws.send_json({"type": "auth", "token": second.token})
     await receive(ws, "auth_ok")
     await call(client, "POST", "/api/v1/auth/logout", first, json={})
-    # Past the services' memory of a valid session (2 s) and the sockets' recheck (3 s).
-    await asyncio.sleep(3.5)
+    # Until the services no longer take the first token (they remember a valid session 2 s).
+    deadline = time.monotonic() + WAIT
+    while (
+        await client.get(f"/api/v1/terminal/terminals/{sid}", headers=first.headers)
+    ).status != 401:
+        assert time.monotonic() < deadline, "the first session's token was never refused"
+        await asyncio.sleep(0.1)
     await ws.send_json({"type": "join", "sessionId": sid})
     joined = await receive(ws, "joined")
     assert joined["sessionId"] == sid
