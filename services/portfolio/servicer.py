@@ -74,12 +74,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self._cases = cases
 
     async def _once(
-        self, method: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
+        self, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
     ) -> M:
-        identity = require_identity()
-        return await self._cases.idempotency.run(
-            identity.user_id, method, request, response_type, run
-        )
+        return await self._cases.idempotency.run(request, response_type, run)
 
     # --- portfolios ----------------------------------------------------------------------------
 
@@ -108,9 +105,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             valued = await self._cases.portfolios.create(user_id, draft)
             return portfolio_pb2.CreatePortfolioResponse(portfolio=_valued(valued))
 
-        return await self._once(
-            "CreatePortfolio", request, portfolio_pb2.CreatePortfolioResponse, create
-        )
+        return await self._once(request, portfolio_pb2.CreatePortfolioResponse, create)
 
     async def GetPortfolio(
         self, request: portfolio_pb2.GetPortfolioRequest, context: grpc.aio.ServicerContext
@@ -174,7 +169,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
             return portfolio_pb2.CreateTradeResponse(trade=trade_message(recorded))
 
-        return await self._once("CreateTrade", request, portfolio_pb2.CreateTradeResponse, create)
+        return await self._once(request, portfolio_pb2.CreateTradeResponse, create)
 
     async def ImportTrades(
         self, request: portfolio_pb2.ImportTradesRequest, context: grpc.aio.ServicerContext
@@ -190,7 +185,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 trades=[trade_message(t) for t in recorded],
             )
 
-        return await self._once("ImportTrades", request, portfolio_pb2.ImportTradesResponse, run)
+        return await self._once(request, portfolio_pb2.ImportTradesResponse, run)
 
     async def ListPositions(
         self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
@@ -228,9 +223,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 position=position_message(portfolio_id, position)
             )
 
-        return await self._once(
-            "CreatePosition", request, portfolio_pb2.CreatePositionResponse, create
-        )
+        return await self._once(request, portfolio_pb2.CreatePositionResponse, create)
 
     # --- market data ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Idempotency keys as Stripe keeps them, for any service's creating RPCs.
 
-A key is scoped to the user who sent it. The first request with a key claims it (status
+A key is scoped to the user who sent it. The caller, the method and the key come from the
+call's context, as the server interceptor filled it. The first request with a key claims it (status
 `in_flight`) together with a hash of the method and the request bytes; when the request
 succeeds its response bytes are stored (status `done`) for `ttl` seconds (24 h). Then:
 
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.runtime.context import idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
+from services.runtime.interceptors import current_method, require_identity
 from services.runtime.sqltypes import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -117,15 +119,10 @@ class IdempotencyStore:
         self._purged_at = -PURGE_EVERY
 
     async def run(
-        self,
-        user_id: str,
-        method: str,
-        request: Message,
-        response_type: type[M],
-        handler: Callable[[], Awaitable[M]],
+        self, request: Message, response_type: type[M], handler: Callable[[], Awaitable[M]]
     ) -> M:
-        """Run `handler` once per key: with the caller's `Idempotency-Key`, a repeat gets the
-        first response; without one, `handler` simply runs."""
+        """Run `handler` once per key: with the caller's `Idempotency-Key`, a repeat of the
+        same method and request gets the first response; without one, `handler` simply runs."""
         key = idempotency_key.get()
         if not key:
             return await handler()
@@ -133,8 +130,11 @@ class IdempotencyStore:
             raise InvalidArgument.field(
                 "idempotencyKey", f"must be at most {MAX_KEY_LENGTH} printable characters"
             )
+        user_id = require_identity().user_id
         await self._maybe_purge()
-        request_hash = fingerprint(method, request)
+        # The method's bare name, as callers named it before the context carried it: keys
+        # stored then still match their retries.
+        request_hash = fingerprint(current_method.get().rsplit("/", 1)[-1], request)
         stored = await self._claim(user_id, key, request_hash)
         if stored is not None:
             return response_type.FromString(stored)

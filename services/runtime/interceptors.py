@@ -11,6 +11,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -36,6 +37,9 @@ log = logging.getLogger("stockfolio.rpc")
 
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
+
+# The RPC being served (`/package.Service/Method`), for what keys its work by method.
+current_method: ContextVar[str] = ContextVar("current_method", default="")
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -106,7 +110,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise PermissionDenied(f"requires the {rule.required_role} role")
         return identity
 
-    def begin(self, metadata: Any, context: grpc.aio.ServicerContext) -> tuple[Any, Any, Any, Any]:
+    def begin(
+        self, method: str, metadata: Any, context: grpc.aio.ServicerContext
+    ) -> tuple[Any, ...]:
         cid = accept_correlation_id(_metadata_value(metadata, CORRELATION_HEADER))
         # Only a trusted proxy (the facade) may speak for the client's address; anyone else
         # could dodge per-address limits by inventing one.
@@ -120,15 +126,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             current_identity.set(None),
             client_address.set(address),
             idempotency_key.set(_metadata_value(metadata, "idempotency-key") or ""),
+            current_method.set(method),
         )
 
     @staticmethod
-    def end(tokens: tuple[Any, Any, Any, Any]) -> None:
+    def end(tokens: tuple[Any, ...]) -> None:
         try:
             correlation_id.reset(tokens[0])
             current_identity.reset(tokens[1])
             client_address.reset(tokens[2])
             idempotency_key.reset(tokens[3])
+            current_method.reset(tokens[4])
         except ValueError:
             # A stream cancelled from outside is finalized in another context, where these
             # tokens mean nothing; the call's own context is gone with it.
@@ -191,7 +199,7 @@ class _Call:
 
     async def __aenter__(self) -> None:
         metadata = self.context.invocation_metadata()
-        self.tokens = self.owner.begin(metadata, self.context)
+        self.tokens = self.owner.begin(self.method, metadata, self.context)
         self.started = time.perf_counter()
         # Entered: a failure to authorize is mapped by __aexit__ like any other.
         try:

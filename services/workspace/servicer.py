@@ -73,11 +73,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         )
 
     async def _once(
-        self, method: str, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
+        self, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
     ) -> M:
-        return await self._cases.idempotency.run(
-            require_identity().user_id, method, request, response_type, run
-        )
+        return await self._cases.idempotency.run(request, response_type, run)
 
     # --- projects ------------------------------------------------------------------------------
 
@@ -104,9 +102,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             )
             return workspace_pb2.CreateProjectResponse(project=project_message(project))
 
-        return await self._once(
-            "CreateProject", request, workspace_pb2.CreateProjectResponse, create
-        )
+        return await self._once(request, workspace_pb2.CreateProjectResponse, create)
 
     async def GetProject(
         self, request: workspace_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
@@ -177,7 +173,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
                 file=written_message(located.project.id, written)
             )
 
-        return await self._once("CreateFile", request, workspace_pb2.CreateFileResponse, create)
+        return await self._once(request, workspace_pb2.CreateFileResponse, create)
 
     async def UpdateFile(
         self, request: workspace_pb2.UpdateFileRequest, context: grpc.aio.ServicerContext
@@ -293,7 +289,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             branch = await self._cases.versioning.create_branch(located, request.name)
             return workspace_pb2.CreateBranchResponse(branch=branch_message(branch))
 
-        return await self._once("CreateBranch", request, workspace_pb2.CreateBranchResponse, create)
+        return await self._once(request, workspace_pb2.CreateBranchResponse, create)
 
     async def SwitchBranch(
         self, request: workspace_pb2.SwitchBranchRequest, context: grpc.aio.ServicerContext

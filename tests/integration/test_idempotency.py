@@ -4,17 +4,21 @@ responses, reuse with another request, keys in flight, released, abandoned and e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 from sqlalchemy import MetaData
 
-from services.runtime.context import idempotency_key
+from services.runtime.context import Identity, current_identity, idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
 from services.runtime.idempotency import IdempotencyStore, idempotency_table
+from services.runtime.interceptors import current_method
+
+EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class Clock:
@@ -54,14 +58,28 @@ class Handler:
         return StringValue(value=f"run {self.runs}")
 
 
+@contextlib.contextmanager
+def serving(key: str, user: str = "u-1") -> Iterator[None]:
+    """The context the interceptor sets up for a call: its caller, its method and its key."""
+    identity = Identity(user, "s-1", f"{user}@example.com", frozenset({"user"}), "t", EXPIRES)
+    tokens = (
+        current_identity.set(identity),
+        current_method.set("/stockfolio.test.v1.Things/Create"),
+        idempotency_key.set(key),
+    )
+    try:
+        yield
+    finally:
+        idempotency_key.reset(tokens[2])
+        current_method.reset(tokens[1])
+        current_identity.reset(tokens[0])
+
+
 async def call(
     store: IdempotencyStore, key: str, body: str, handler: Handler, user: str = "u-1"
 ) -> StringValue:
-    token = idempotency_key.set(key)
-    try:
-        return await store.run(user, "Create", StringValue(value=body), StringValue, handler)
-    finally:
-        idempotency_key.reset(token)
+    with serving(key, user):
+        return await store.run(StringValue(value=body), StringValue, handler)
 
 
 async def test_a_repeat_gets_the_stored_response_until_the_key_expires(
@@ -100,19 +118,14 @@ async def test_a_key_in_flight_is_a_conflict_until_it_finishes(store: Idempotenc
         await release.wait()
         return await handler()
 
-    token = idempotency_key.set("k")
-    try:
-        first = asyncio.create_task(
-            store.run("u-1", "Create", StringValue(value="a"), StringValue, slow)
-        )
+    with serving("k"):
+        first = asyncio.create_task(store.run(StringValue(value="a"), StringValue, slow))
         await asyncio.sleep(0.2)
         with pytest.raises(Conflict) as raised:
-            await store.run("u-1", "Create", StringValue(value="a"), StringValue, handler)
+            await store.run(StringValue(value="a"), StringValue, handler)
         assert raised.value.reason == "IDEMPOTENCY_IN_PROGRESS"
         release.set()
         assert (await first).value == "run 1"
-    finally:
-        idempotency_key.reset(token)
     assert (await call(store, "k", "a", handler)).value == "run 1"
 
 
@@ -120,19 +133,16 @@ async def test_a_failure_or_a_cancellation_releases_the_key(store: IdempotencySt
     async def fails() -> StringValue:
         raise LookupError("oversold")
 
-    token = idempotency_key.set("k")
-    try:
+    with serving("k"):
         with pytest.raises(LookupError):
-            await store.run("u-1", "Create", StringValue(value="a"), StringValue, fails)
+            await store.run(StringValue(value="a"), StringValue, fails)
         hangs = asyncio.create_task(
-            store.run("u-1", "Create", StringValue(value="a"), StringValue, asyncio.Event().wait)  # type: ignore[arg-type]
+            store.run(StringValue(value="a"), StringValue, asyncio.Event().wait)  # type: ignore[arg-type]
         )
         await asyncio.sleep(0.2)
         hangs.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hangs
-    finally:
-        idempotency_key.reset(token)
     assert (await call(store, "k", "a", Handler())).value == "run 1"
 
 
