@@ -37,6 +37,7 @@ from bench.assistant import (
     print_assistant,
     run_assistant,
 )
+from bench.measures import rss_mb
 from bench.portfolio import (
     PortfolioReport,
     PortfolioSettings,
@@ -60,7 +61,6 @@ from bench.system import (
     System,
     facade_available,
     http_request,
-    rss_mb,
     start_system,
     stopping_on_signals,
     system_environment,
@@ -81,14 +81,7 @@ from bench.workspace import (
     print_workspace,
     run_workspace,
 )
-from tests.system_harness import (
-    HOST,
-    REPO,
-    HarnessError,
-    Ports,
-    free_ports,
-    migrate,
-)
+from tests.system_harness import HOST, REPO, HarnessError, Ports, free_ports, migrate
 
 
 def raw_bcrypt_rate(cost: int, threads: int, seconds: float, max_checks: int = 200) -> Load:

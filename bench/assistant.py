@@ -17,37 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from bench.report import RESULTS, Row, print_rows
+from bench.measures import RssSampler, percentile, rss_mb
+from bench.report import RESULTS, PartReport, Row, print_rows
 from bench.runs import register_user
-from bench.system import (
-    Fleet,
-    cpu_seconds,
-    rss_mb,
-    start_system,
-    system_environment,
-    wait_for_port,
-)
-from tests.system_harness import (
-    HOST,
-    HarnessError,
-    Ports,
-    free_ports,
-    migrate,
-)
+from bench.system import Fleet, cpu_seconds, start_system, system_environment, wait_for_port
+from tests.system_harness import HOST, HarnessError, Ports, free_ports, migrate
 
 FIRST_CHUNK_P99_LIMIT_MS = 1000.0
 RESULTS_FILE = RESULTS.parent / "assistant.json"
@@ -65,19 +50,8 @@ class AssistantSettings:
 
 
 @dataclass
-class AssistantReport:
-    settings: AssistantSettings
-    rows: list[Row] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "settings": asdict(self.settings),
-            "rows": [asdict(r) for r in self.rows],
-            "facts": self.facts,
-            "failures": self.failures,
-        }
+class AssistantReport(PartReport[AssistantSettings]):
+    """What the assistant part found."""
 
 
 def describe_assistant(settings: AssistantSettings) -> str:
@@ -86,11 +60,6 @@ def describe_assistant(settings: AssistantSettings) -> str:
         f"fake provider at {settings.tokens_per_second:g} tokens/s, "
         f"{settings.answer_tokens} tokens per answer"
     )
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- the fake provider's process -----------------------------------------------------------------
@@ -183,31 +152,6 @@ async def drive(port: int, tokens: Sequence[str], settings: AssistantSettings) -
     return results
 
 
-class PeakRss:
-    """Samples processes' RSS every 0.1 s while it is open; keeps each one's peak."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = pids
-        self.peak = {name: 0.0 for name in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in self._pids.items():
-                with contextlib.suppress(OSError, ValueError):
-                    self.peak[name] = max(self.peak[name], rss_mb(pid))
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -254,7 +198,7 @@ def run_assistant(settings: AssistantSettings) -> AssistantReport:
             busy = {**watched, "fake provider": fake.pid}
             cpu_before = {n: cpu_seconds(p) for n, p in busy.items()}
             client_before, wall_before = time.process_time(), time.perf_counter()
-            with PeakRss(watched) as peak:
+            with RssSampler(watched, every=0.1) as peak:
                 results = asyncio.run(drive(ports.facade, tokens, settings))
             wall = time.perf_counter() - wall_before
             used = {n: cpu_seconds(p) - cpu_before[n] for n, p in busy.items()}

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import cast
 
+from bench.measures import percentile
+
 HOST = "127.0.0.1"
 DRAIN_SECONDS = 3.0
 
@@ -181,14 +183,6 @@ async def worker(
     finally:
         if reader is not None:
             reader.close()
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), round(fraction * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 def summarize(tally: Tally, seconds: float, unfinished: int) -> Result:

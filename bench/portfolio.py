@@ -29,11 +29,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.report import RESULTS, Load, Row, best, load_row, print_rows, verdict
+from bench.measures import RssSampler, high_water_mb, percentile, rss_mb
+from bench.report import RESULTS, Load, PartReport, Row, best, load_row, print_rows, verdict
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
     Fleet,
@@ -44,18 +45,12 @@ from bench.system import (
     http_request,
     postgres_activity,
     postgres_databases,
-    rss_mb,
     scheduling,
     start_system,
     system_environment,
     wait_until_idle,
 )
-from tests.system_harness import (
-    REPO,
-    HarnessError,
-    Ports,
-    migrate,
-)
+from tests.system_harness import REPO, HarnessError, Ports, migrate
 
 WS_RSS_LIMIT_MB = 200.0
 WS_P99_LIMIT_MS = 250.0
@@ -99,21 +94,11 @@ class PortfolioSettings:
 
 
 @dataclass
-class PortfolioReport:
-    settings: PortfolioSettings
-    rows: list[Row] = field(default_factory=list)
+class PortfolioReport(PartReport[PortfolioSettings]):
     runs: dict[str, list[Load]] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (part, what went wrong)
 
     def document(self) -> dict[str, Any]:
-        return {
-            "failures": self.failures,
-            "settings": asdict(self.settings),
-            "rows": [asdict(r) for r in self.rows],
-            "runs": self.runs,
-            "facts": self.facts,
-        }
+        return {**super().document(), "runs": self.runs}
 
 
 # --- the systems --------------------------------------------------------------------------
@@ -292,42 +277,6 @@ class Talker:
         raise HarnessError(f"{self.process.name}: no `{event}` within {timeout:.0f} s")
 
 
-class RssSampler:
-    """The facade's RSS every quarter second, in a thread, until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = time.monotonic()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            with contextlib.suppress(OSError, HarnessError):
-                self.samples.append((time.monotonic() - self._started, rss_mb(self.pid)))
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def peak(self) -> float:
-        return max((mb for _, mb in self.samples), default=0.0)
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water mark (VmHWM): its peak RSS since it started."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def facade_metrics(port: int) -> dict[str, float]:
     """The facade's WebSocket figures from its /metrics (Prometheus text)."""
     found: dict[str, float] = {}
@@ -365,13 +314,6 @@ def histogram_percentile(buckets: Sequence[tuple[int, int]], fraction: float) ->
         if seen >= rank:
             return (bucket + 1) / 10
     return (buckets[-1][0] + 1) / 10
-
-
-def list_percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
 
 
 def leave(fleet: Fleet, processes: Sequence[Process], *, wait: float) -> None:
@@ -435,7 +377,7 @@ def measure_fanout(
         if probe:
             shares.append(probe)
             names.append("ws-probe")
-        with RssSampler(facade.pid) as sampler:
+        with RssSampler({"facade": facade.pid}, every=0.25) as sampler:
             ramp_started = time.monotonic()
             talkers: list[Talker] = []
             first = 0
@@ -495,9 +437,11 @@ def measure_fanout(
                 talker.send(command="report", reference=reference["ticks"])
             reports = [t.expect("report", REPORT_TIMEOUT) for t in talkers]
             facts["facade_metrics"] = facade_metrics(ports.facade)
-        facts["facade_rss_peak_sampled_mb"] = round(sampler.peak, 1)
-        facts["facade_rss_peak_mb"] = round(peak_rss_mb(facade.pid), 1)
-        facts["rss_timeline_mb"] = [(round(t, 1), round(mb, 1)) for t, mb in sampler.samples[::4]]
+        facts["facade_rss_peak_sampled_mb"] = round(sampler.peak["facade"], 1)
+        facts["facade_rss_peak_mb"] = round(high_water_mb(facade.pid), 1)
+        facts["rss_timeline_mb"] = [
+            (round(t, 1), round(mb, 1)) for t, mb in sampler.samples["facade"][::4]
+        ]
         finished = True
     finally:
         # On the way out each process leaves by itself (it closes its sockets first); on a
@@ -581,8 +525,8 @@ def measure_fanout(
             "max_ms": histogram_percentile(buckets, 1.0),
             "tick_completion_ms": {
                 "ticks": len(completion),
-                "p50": round(list_percentile(list(completion.values()), 0.5) * 1000, 1),
-                "p99": round(list_percentile(list(completion.values()), 0.99) * 1000, 1),
+                "p50": round(percentile(list(completion.values()), 0.5) * 1000, 1),
+                "p99": round(percentile(list(completion.values()), 0.99) * 1000, 1),
                 "max": round(max(completion.values(), default=0.0) * 1000, 1),
             },
             **totals,

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from tests.system_harness import (
-    REPO,
-)
+from tests.system_harness import REPO
 
 RESULTS = REPO / "var" / "bench" / "results.json"
 RSS_LIMIT_MB = 120.0
@@ -51,6 +49,28 @@ class Row:
     requirement: str = ""
     verdict: str = ""
     note: str = ""
+
+
+S = TypeVar("S")
+
+
+@dataclass
+class PartReport(Generic[S]):
+    """What one part of the bench found: its settings, its table's rows, the facts behind them,
+    and what went wrong, as (part, what)."""
+
+    settings: S
+    rows: list[Row] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "failures": self.failures,
+            "settings": asdict(self.settings),  # type: ignore[call-overload]
+            "rows": [asdict(r) for r in self.rows],
+            "facts": self.facts,
+        }
 
 
 @dataclass

@@ -10,14 +10,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from bench.report import Load
-from bench.system import (
-    cpu_seconds,
-    http_request,
-)
-from tests.system_harness import (
-    REPO,
-    HarnessError,
-)
+from bench.system import cpu_seconds, http_request
+from tests.system_harness import REPO, HarnessError
 
 LOADGEN_SLACK = 30.0
 

@@ -1,4 +1,4 @@
-"""Starting and stopping the processes a benchmark measures, waiting for health, reading RSS.
+"""Starting and stopping the processes a benchmark measures, waiting for health, reading CPU.
 
 Every process is started directly (`python -m ...`, no shell in between, in a session of its
 own), so its pid is the pid whose memory is read and the one signalled. `Fleet` stops them all
@@ -23,14 +23,7 @@ from typing import Any
 import psycopg
 
 from services.runtime.config import DOMAIN_SERVICES
-from tests.system_harness import (
-    HOST,
-    REPO,
-    HarnessError,
-    Ports,
-    Response,
-    request,
-)
+from tests.system_harness import HOST, REPO, HarnessError, Ports, Response, request
 from tests.system_harness import system_environment as shared_environment
 
 STOP_GRACE = 15.0
@@ -160,14 +153,6 @@ def wait_for_port(process: Process, port: int, *, timeout: float = 30.0) -> None
             return
         time.sleep(0.1)
     raise HarnessError(f"{process.name}: port {port} did not open in {timeout:.0f} s")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of one process, from /proc/<pid>/status (VmRSS, in kB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise HarnessError(f"no VmRSS for pid {pid}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -42,30 +42,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.report import RESULTS, Row, print_rows
+from bench.measures import RssSampler, percentile, rss_mb
+from bench.report import RESULTS, PartReport, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
     Fleet,
     Process,
     cpu_seconds,
-    rss_mb,
     system_environment,
     wait_for_http,
     wait_until_idle,
 )
 from bench.wsclient import RawWebSocket, connect
-from tests.system_harness import (
-    HOST,
-    HarnessError,
-    Ports,
-    migrate,
-)
+from tests.system_harness import HOST, HarnessError, Ports, migrate
 
 MB = 1024 * 1024
 DEFAULT_OUTPUT_RATE = 4 * MB
@@ -115,19 +110,8 @@ class TerminalSettings:
 
 
 @dataclass
-class TerminalReport:
-    settings: TerminalSettings
-    rows: list[Row] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (part, what went wrong)
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "failures": self.failures,
-            "settings": asdict(self.settings),
-            "rows": [asdict(r) for r in self.rows],
-            "facts": self.facts,
-        }
+class TerminalReport(PartReport[TerminalSettings]):
+    """What the terminal part found."""
 
 
 @dataclass(frozen=True)
@@ -135,14 +119,6 @@ class Created:
     session_id: str
     pid: int
     token: str
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -721,29 +697,6 @@ class Stream:
     size_mb: int
 
 
-class PeakRss:
-    """The peak RSS of one process, sampled every 10 ms while a stream runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = rss_mb(pid)
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(OSError, HarnessError):
-                self.peak = max(self.peak, rss_mb(self.pid))
-            await asyncio.sleep(0.01)
-
-    def __enter__(self) -> PeakRss:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
 async def stream_phase(
     system: TerminalSystem, settings: TerminalSettings, tokens: Sequence[str], stream: Stream
 ) -> tuple[dict[str, Any], list[Created]]:
@@ -780,7 +733,7 @@ async def stream_phase(
         # The marker's digits are computed by the shell: the echoed command line lacks them.
         command = f"head -c {size} /dev/zero | tr '\\0' x; echo; echo t{tag}-$((6*7))\r"
         dropped = ""
-        with PeakRss(pids["terminal"]) as peak:
+        with RssSampler({"terminal": pids["terminal"]}, every=0.01) as peak:
             sent = streaming.send({"type": "data", "data": command})
             try:
                 async with asyncio.timeout(max(60.0, 4 * size / max(1, stream.output_rate))):
@@ -812,7 +765,7 @@ async def stream_phase(
             "mb_per_s": round(chars / MB / seconds, 1),
             "cpu_percent": cpu,
             "terminal_rss_before_mb": round(rss_before, 1),
-            "terminal_rss_peak_mb": round(peak.peak, 1),
+            "terminal_rss_peak_mb": round(peak.peak["terminal"], 1),
             "idle_sessions": len(sockets) - 1,
             "idle_ended": sum(1 for s in sockets[1:] if s.ended),
         }

@@ -18,30 +18,24 @@ import http.client
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import RESULTS, Row, print_rows
+from bench.measures import RssSampler, percentile
+from bench.report import RESULTS, PartReport, Row, print_rows
 from bench.runs import register_user
 from bench.system import (
     Fleet,
     Process,
     http_request,
-    rss_mb,
     system_environment,
     wait_for_http,
     wait_until_idle,
 )
-from tests.system_harness import (
-    HOST,
-    HarnessError,
-    Ports,
-    migrate,
-)
+from tests.system_harness import HOST, HarnessError, Ports, migrate
 
 MB = 1024 * 1024
 BLOCK = 256 * 1024
@@ -60,62 +54,8 @@ class WorkspaceSettings:
 
 
 @dataclass
-class WorkspaceReport:
-    settings: WorkspaceSettings
-    rows: list[Row] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "settings": asdict(self.settings),
-            "rows": [asdict(r) for r in self.rows],
-            "facts": self.facts,
-        }
-
-
-def high_water_mb(pid: int) -> float:
-    """The process's peak RSS since it started (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise HarnessError(f"no VmHWM for pid {pid}")
-
-
-class PeakSampler:
-    """RSS of some processes every 5 ms in a thread, from just before a transfer to its end.
-
-    When a process's high-water mark (VmHWM) rose meanwhile, that is its exact peak; otherwise
-    the largest sample is (a peak between two samples below the old high-water mark is missed).
-    """
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.before = {name: rss_mb(pid) for name, pid in pids.items()}
-        self.high_water = {name: high_water_mb(pid) for name, pid in pids.items()}
-        self.peak = dict(self.before)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            for name, pid in self.pids.items():
-                with contextlib.suppress(OSError, HarnessError):
-                    self.peak[name] = max(self.peak[name], rss_mb(pid))
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for name, pid in self.pids.items():
-            high_water = high_water_mb(pid)
-            if high_water > self.high_water[name]:
-                self.peak[name] = max(self.peak[name], high_water)
-
-    def growth(self) -> dict[str, float]:
-        return {name: round(self.peak[name] - self.before[name], 1) for name in self.pids}
+class WorkspaceReport(PartReport[WorkspaceSettings]):
+    """What the workspace part found."""
 
 
 @contextlib.contextmanager
@@ -214,12 +154,6 @@ def list_first_page(port: int, token: str, project: str, requests: int) -> list[
     return timings
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 def run_workspace(settings: WorkspaceSettings) -> WorkspaceReport:
     report = WorkspaceReport(settings)
     size = settings.file_mb * MB
@@ -249,7 +183,7 @@ def run_workspace(settings: WorkspaceSettings) -> WorkspaceReport:
                 print(f"  round {round_number}/{settings.rounds}: upload, download", flush=True)
                 for kind in ("upload", "download"):
                     wait_until_idle(list(pids.values()), timeout=10.0)
-                    with PeakSampler(pids) as sampler:
+                    with RssSampler(pids, every=0.005) as sampler:
                         if kind == "upload":
                             seconds = upload(ports.facade, token, project, "big.bin", source)
                         else:
