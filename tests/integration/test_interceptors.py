@@ -159,7 +159,9 @@ async def test_an_unimplemented_rpc_behind_a_valid_token_answers_unimplemented(
 ) -> None:
     stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.GetPerformance(portfolio_pb2.GetPerformanceRequest(), metadata=bearer())
+        await stub.GetPerformance(
+            portfolio_pb2.GetPerformanceRequest(portfolio_id="p"), metadata=bearer()
+        )
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -190,7 +192,9 @@ async def test_invalid_input_carries_bad_request_field_violations_to_the_client(
 ) -> None:
     stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreatePortfolio(portfolio_pb2.CreatePortfolioRequest(), metadata=bearer())
+        await stub.CreatePortfolio(
+            portfolio_pb2.CreatePortfolioRequest(name="x"), metadata=bearer()
+        )
     assert rejection(raised.value) == (grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
     status = parse_status(raised.value.trailing_metadata())
     assert status is not None
@@ -206,7 +210,9 @@ async def test_rate_limiting_carries_retry_info_to_the_client(
 ) -> None:
     stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.ListPositions(portfolio_pb2.ListPositionsRequest(), metadata=bearer())
+        await stub.ListPositions(
+            portfolio_pb2.ListPositionsRequest(portfolio_id="p"), metadata=bearer()
+        )
     assert rejection(raised.value) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
     status = parse_status(raised.value.trailing_metadata())
     assert status is not None
@@ -239,7 +245,13 @@ async def test_an_abort_in_the_servicer_passes_through_and_is_counted_with_its_c
     before = handled("CreateTrade", "FAILED_PRECONDITION")
     stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreateTrade(portfolio_pb2.CreateTradeRequest(), metadata=bearer())
+        await stub.CreateTrade(
+            # valid by the proto's rules, so the servicer's own error is the one that comes back
+            portfolio_pb2.CreateTradeRequest(
+                portfolio_id="p", side=portfolio_pb2.TRADE_SIDE_BUY, quantity="1"
+            ),
+            metadata=bearer(),
+        )
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert raised.value.details() == "market closed"
     assert handled("CreateTrade", "FAILED_PRECONDITION") == before + 1
