@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from facade.codec import EnumNames
 from facade.keys import DOCS, OPENAPI
+from facade.plans import EnumNames
 from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
 from facade.rules import element_rules, field_rules, is_required, item_keywords, list_keywords
 

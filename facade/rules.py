@@ -14,7 +14,7 @@ from buf.validate import validate_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from facade.codec import EnumNames
+from facade.plans import EnumNames
 
 Schema = dict[str, Any]
 

@@ -6,6 +6,7 @@ reason, unless STOCKFOLIO_REQUIRE_SERVERS=1 (CI), when they fail.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -13,7 +14,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -154,6 +155,41 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
         backend = RedisCache(str(request.getfixturevalue("redis_url")), prefix="sftest:")
     try:
         yield backend
+    finally:
+        await backend.close()
+
+
+class ManualClock:
+    """A monotonic clock that moves only when told: time without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["inprocess", "redis"])
+async def timed_cache(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[Cache, Callable[[float], Awaitable[None]]]]:
+    """A cache and a way to let `seconds` pass: the in-process cache runs on a manual clock;
+    Redis expires keys on its own clock, so there time really passes."""
+    if request.param == "inprocess":
+        clock = ManualClock()
+        backend: Cache = InProcessCache(clock=clock)
+
+        async def advance(seconds: float) -> None:
+            clock.now += seconds
+
+    else:
+        backend = RedisCache(str(request.getfixturevalue("redis_url")), prefix="sftest:")
+
+        async def advance(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+
+    try:
+        yield backend, advance
     finally:
         await backend.close()
 

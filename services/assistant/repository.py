@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,15 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.assistant.domain import Folder, Message, Role, Session, ToolCall, Usage
 from services.assistant.orm import folders, messages, sessions
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import NotFound
 from services.runtime.pagination import Page
 
 SEARCH_CONFIG = "english"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -88,7 +85,7 @@ class Chats:
     # --- folders -------------------------------------------------------------------------------
 
     async def create_folder(self, user_id: str, name: str) -> Folder:
-        folder = Folder(id=new_id(), user_id=user_id, name=name, created_at=_now())
+        folder = Folder(id=new_id(), user_id=user_id, name=name, created_at=utc_now())
         async with self._db.transaction() as tx:
             await tx.execute(
                 folders.insert().values(
@@ -160,7 +157,7 @@ class Chats:
         """`folder_id`: None leaves it, "" takes the session out of its folder."""
         async with self._db.transaction() as tx:
             await self._owned_session(tx, user_id, session_id)
-            values: dict[str, Any] = {"updated_at": _now()}
+            values: dict[str, Any] = {"updated_at": utc_now()}
             if title is not None:
                 values["title"] = title
             if folder_id is not None:
@@ -227,7 +224,7 @@ class Chats:
             session_id=session_id,
             role=role,
             content=content,
-            created_at=_now(),
+            created_at=utc_now(),
             tool_calls=tuple(tool_calls),
             incomplete=incomplete,
             model=model,

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, NoReturn
@@ -38,6 +38,7 @@ from services.portfolio.market_data import (
     search_terms,
 )
 from services.runtime.cache import Cache
+from services.runtime.clock import utc_now
 from services.runtime.config import ConfigError
 from services.runtime.errors import (
     DomainError,
@@ -91,10 +92,6 @@ class _Rejected(Exception):
     """The provider answered `Error Message`: it considers the call invalid."""
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def poll_gap(config: MarketConfig) -> float:
     """Seconds between the poller's calls: its share of each budget, spread evenly."""
     gaps = [MIN_POLL_GAP]
@@ -117,7 +114,7 @@ class AlphaVantage:
         *,
         timeout: float = TIMEOUT,
         poll_every: float | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if config.alpha_vantage_api_key is None:
             raise ConfigError("ALPHA_VANTAGE_API_KEY must be set to use Alpha Vantage")

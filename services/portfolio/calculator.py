@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from services.portfolio.domain import Book
@@ -23,16 +23,13 @@ from services.portfolio.market_data import Quote
 from services.portfolio.prices import Prices
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.runtime.cache import Cache
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Calculator:
@@ -44,7 +41,7 @@ class Calculator:
         cache: Cache,
         *,
         interval: float,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         batch: int = BATCH,
     ) -> None:
         self._db = db

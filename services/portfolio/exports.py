@@ -38,6 +38,7 @@ from services.portfolio.records import (
     require_portfolio_id,
 )
 from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument
 
@@ -72,10 +73,6 @@ POSITION_COLUMNS = (
     "weight",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso(value: datetime) -> str:
@@ -196,7 +193,7 @@ class Exports:
         db: Database,
         prices: Prices,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         chunk_bytes: int = CHUNK_BYTES,
         page_size: int = PAGE_SIZE,
     ) -> None:

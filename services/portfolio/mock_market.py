@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from services.portfolio.domain import normalize_symbol
@@ -27,6 +27,7 @@ from services.portfolio.market_data import (
     check_range,
     search_terms,
 )
+from services.runtime.clock import utc_now
 from services.runtime.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,6 @@ LISTINGS: tuple[Listing, ...] = (
     _listing("SPY", "SPDR S&P 500 ETF Trust", "NYSE Arca", "545.20", 0.15),
     _listing("QQQ", "Invesco QQQ Trust", "NASDAQ", "470.80", 0.20),
 )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _cents(price: Decimal) -> int:
@@ -195,7 +192,7 @@ class MockMarket:
         interval: float = 1.0,
         listings: Sequence[Listing] = LISTINGS,
         history_days: int = HISTORY_DAYS,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._seed = seed
         self._interval = interval

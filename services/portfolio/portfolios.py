@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.portfolio.domain import (
     ONE,
@@ -33,13 +33,10 @@ from services.portfolio.records import (
     require_portfolio_id,
 )
 from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument
 from services.runtime.pagination import Page
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ class Portfolios:
         prices: Prices,
         hub: EventHub,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._db = db
         self._prices = prices

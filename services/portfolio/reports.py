@@ -11,16 +11,13 @@ from services.portfolio.performance import PerformanceReport, performance_report
 from services.portfolio.prices import Prices
 from services.portfolio.records import portfolio_not_found, require_portfolio_id
 from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Reports:
     def __init__(
-        self, db: Database, prices: Prices, *, clock: Callable[[], datetime] = _utc_now
+        self, db: Database, prices: Prices, *, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._db = db
         self._prices = prices

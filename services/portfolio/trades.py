@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.portfolio.domain import (
     Book,
@@ -35,6 +35,7 @@ from services.portfolio.records import (
     require_portfolio_id,
 )
 from services.portfolio.repository import PortfolioRepository, TradeFilter, TradeRepository
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError, InvalidArgument, NotFound
 from services.runtime.pagination import Page
@@ -46,10 +47,6 @@ _WIRE_NAMES = {"executed_at": "executedAt"}
 
 # Checks a portfolio's existing trades plus new ones under its cash policy; raises if they break.
 BookCheck = Callable[[Sequence[Trade], Sequence[Trade], CashPolicy], None]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def wire_names(error: InvalidArgument) -> InvalidArgument:
@@ -90,7 +87,7 @@ class Trades:
         prices: Prices,
         hub: EventHub,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._db = db
         self._market = market

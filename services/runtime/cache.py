@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
+
+from services.runtime.clock import Monotonic, monotonic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class Cache(Protocol):
 class InProcessCache:
     """A dict with expiry times; pub/sub reaches subscribers in this process only."""
 
-    def __init__(self, *, max_entries: int = 100_000) -> None:
+    def __init__(self, *, max_entries: int = 100_000, clock: Monotonic = monotonic) -> None:
+        # The clock is injected so tests move time instead of sleeping through it.
+        self._clock = clock
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._counters: dict[str, tuple[int, float]] = {}
         self._subscribers: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
@@ -65,7 +68,7 @@ class InProcessCache:
         if found is None:
             return None
         value, expires = found
-        if expires is not None and expires <= time.monotonic():
+        if expires is not None and expires <= self._clock():
             del self._values[key]
             return None
         return value
@@ -73,14 +76,14 @@ class InProcessCache:
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         if len(self._values) >= self._max_entries:
             self._evict()
-        self._values[key] = (value, time.monotonic() + ttl if ttl else None)
+        self._values[key] = (value, self._clock() + ttl if ttl else None)
 
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
         self._counters.pop(key, None)
 
     async def incr(self, key: str, ttl: float) -> tuple[int, float]:
-        now = time.monotonic()
+        now = self._clock()
         count, resets = self._counters.get(key, (0, 0.0))
         if resets <= now:
             count, resets = 0, now + ttl
@@ -91,7 +94,7 @@ class InProcessCache:
 
     async def counter(self, key: str) -> int:
         count, resets = self._counters.get(key, (0, 0.0))
-        return count if resets > time.monotonic() else 0
+        return count if resets > self._clock() else 0
 
     async def seed(self, key: str, value: int, ttl: float) -> None:
         if await self.get(key) is None:
@@ -100,7 +103,7 @@ class InProcessCache:
     async def spend(self, key: str, amount: int, ceiling: int) -> int | None:
         # No await between the read and the write: atomic on the event loop.
         found = self._values.get(key)
-        if found is None or (found[1] is not None and found[1] <= time.monotonic()):
+        if found is None or (found[1] is not None and found[1] <= self._clock()):
             return None
         total = int(found[0]) + amount
         if amount > 0 and total > ceiling:
@@ -134,7 +137,7 @@ class InProcessCache:
         self._counters.clear()
 
     def _evict(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
         if len(self._values) >= self._max_entries:
             # Still full of live keys: drop the oldest half rather than grow without bound.

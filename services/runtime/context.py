@@ -49,3 +49,6 @@ client_address: ContextVar[str] = ContextVar("client_address", default="")
 
 # The caller's `Idempotency-Key` (forwarded by the facade as `idempotency-key` metadata).
 idempotency_key: ContextVar[str] = ContextVar("idempotency_key", default="")
+
+# The RPC being served (`/package.Service/Method`), for what keys its work by method.
+current_method: ContextVar[str] = ContextVar("current_method", default="")

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -34,10 +34,11 @@ from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, dele
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.context import idempotency_key
+from services.runtime.clock import utc_now
+from services.runtime.context import current_method, idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
-from services.runtime.interceptors import current_method, require_identity
+from services.runtime.interceptors import require_identity
 from services.runtime.sqltypes import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,6 @@ def fingerprint(method: str, request: Message) -> str:
     return digest.hexdigest()
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class IdempotencyStore:
     def __init__(
         self,
@@ -109,7 +106,7 @@ class IdempotencyStore:
         *,
         ttl: float = DEFAULT_TTL,
         in_flight_timeout: float = DEFAULT_IN_FLIGHT_TIMEOUT,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._db = db
         self._table = table

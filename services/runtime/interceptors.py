@@ -11,7 +11,6 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -25,6 +24,7 @@ from services.runtime.context import (
     client_address,
     correlation_id,
     current_identity,
+    current_method,
     idempotency_key,
 )
 from services.runtime.descriptors import MethodRule
@@ -37,9 +37,6 @@ log = logging.getLogger("stockfolio.rpc")
 
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
-
-# The RPC being served (`/package.Service/Method`), for what keys its work by method.
-current_method: ContextVar[str] = ContextVar("current_method", default="")
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:

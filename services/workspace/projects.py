@@ -17,9 +17,10 @@ import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.pagination import Page
@@ -68,10 +69,6 @@ class Resolved:
     directory: Path
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def clean_project_name(name: str, field: str = "name") -> str:
     name = name.strip()
     if not _PROJECT_NAME.fullmatch(name) or name.endswith(".lock") or ".." in name:
@@ -93,7 +90,7 @@ class Projects:
         root: Path,
         git: GitRunner,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         quotas: Quotas | None = None,
     ) -> None:
         self._db = db

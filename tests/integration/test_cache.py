@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from services.runtime.cache import Cache, InProcessCache, RedisCache, create_cache
+
+# A cache and a way to let time pass over it (the timed_cache fixture in tests/conftest.py).
+TimedCache = tuple[Cache, Callable[[float], Awaitable[None]]]
 
 
 async def test_a_value_set_is_got_back_and_a_missing_key_is_none(cache: Cache) -> None:
@@ -20,11 +23,12 @@ async def test_a_value_set_is_got_back_and_a_missing_key_is_none(cache: Cache) -
     assert await cache.get("quote:AAPL") == b"188.00", "a second set replaces the value"
 
 
-async def test_a_value_expires_after_its_ttl(cache: Cache) -> None:
+async def test_a_value_expires_after_its_ttl(timed_cache: TimedCache) -> None:
+    cache, advance = timed_cache
     await cache.set("session:s-1", b"live", ttl=0.2)
     await cache.set("session:s-2", b"live")
     assert await cache.get("session:s-1") == b"live"
-    await asyncio.sleep(0.4)
+    await advance(0.4)
     assert await cache.get("session:s-1") is None
     assert await cache.get("session:s-2") == b"live", "no ttl, no expiry"
 
@@ -49,19 +53,21 @@ async def test_incr_counts_hits_in_a_window_that_starts_at_the_first_hit(cache: 
     assert await cache.counter("rl:other") == 0
 
 
-async def test_incr_starts_a_new_window_after_the_old_one_ends(cache: Cache) -> None:
+async def test_incr_starts_a_new_window_after_the_old_one_ends(timed_cache: TimedCache) -> None:
+    cache, advance = timed_cache
     for _ in range(3):
         await cache.incr("rl:ip", ttl=0.2)
-    await asyncio.sleep(0.4)
+    await advance(0.4)
     assert await cache.counter("rl:ip") == 0
     count, reset_after = await cache.incr("rl:ip", ttl=0.2)
     assert count == 1
     assert 0 < reset_after < 0.201
 
 
-async def test_later_hits_do_not_extend_the_window(cache: Cache) -> None:
+async def test_later_hits_do_not_extend_the_window(timed_cache: TimedCache) -> None:
+    cache, advance = timed_cache
     await cache.incr("rl:ip", ttl=0.4)
-    await asyncio.sleep(0.2)
+    await advance(0.2)
     _, reset_after = await cache.incr("rl:ip", ttl=0.4)
     assert reset_after <= 0.25, "the window runs from the first hit"
 

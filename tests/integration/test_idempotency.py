@@ -12,11 +12,10 @@ import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 from sqlalchemy import MetaData
 
-from services.runtime.context import Identity, current_identity, idempotency_key
+from services.runtime.context import Identity, current_identity, current_method, idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
 from services.runtime.idempotency import IdempotencyStore, idempotency_table
-from services.runtime.interceptors import current_method
 
 EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
 
