@@ -35,6 +35,7 @@ from facade.keys import (
 )
 from facade.limits import Budget, RateLimits
 from facade.middleware import Edge
+from facade.openapi_static import OPENAPI_PATH
 from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
@@ -158,7 +159,7 @@ def _add_facade_routes(app: web.Application, edge: Edge) -> None:
         ("/health/{service}", health.health_one, None),
         ("/services", health.registry, None),
         ("/metrics", health.metrics, None),
-        (openapi.OPENAPI_PATH, openapi.openapi_json, api_budget),
+        (OPENAPI_PATH, openapi.openapi_json, api_budget),
         ("/docs", openapi.docs, None),
     ]
     for path, handler, budget in own:

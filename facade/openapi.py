@@ -1,13 +1,13 @@
-"""The OpenAPI 3.1 document, generated from the same route table the facade serves, and /docs.
+"""The OpenAPI 3.1 document, generated from the same route table the facade serves.
 
 One source: a route added in the protos appears here as it appears in the router. Schemas come
 from the message descriptors with the wire details of codec.py (lowerCamelCase names, int64 as
-strings, enums as their short lowercase values).
+strings, enums as their short lowercase values). The hand-written part (the facade's own routes,
+the shared schemas) is in openapi_static.py, the /docs page in docs_page.py.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -16,15 +16,12 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from facade.docs_page import DOCS_CSP, docs_page
 from facade.keys import DOCS, OPENAPI
+from facade.openapi_static import BEARER, Schema, facade_paths, ref, shared_schemas, success
 from facade.plans import EnumNames
 from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
 from facade.rules import element_rules, field_rules, is_required, item_keywords, list_keywords
-
-Schema = dict[str, Any]
-OPENAPI_PATH = "/api/v1/openapi.json"
-DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 _INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
 _UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
@@ -44,10 +41,6 @@ _WELL_KNOWN: dict[str, Schema] = {
         "required": ["@type"],
     },
 }
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def humanize(name: str) -> str:
@@ -242,21 +235,6 @@ def _data_schema(route: Route, schemas: Schemas) -> Schema:
     return schemas.message(route.method.output_type)
 
 
-def _success(data: Schema, description: str, *, paginated: bool = False) -> Schema:
-    properties: Schema = {"data": data}
-    required = ["data"]
-    if paginated:
-        properties["pagination"] = ref("Pagination")
-        required.append("pagination")
-    schema = {
-        "allOf": [
-            ref("SuccessEnvelope"),
-            {"type": "object", "properties": properties, "required": required},
-        ]
-    }
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 STREAM_ERRORS = (
     "A call that fails before the stream starts is answered with the error envelope and its "
     "status (never a 200). A failure after that ends the stream with an error record holding "
@@ -319,13 +297,13 @@ def operation(route: Route, schemas: Schemas) -> Schema:
     if body is not None:
         op["requestBody"] = body
     if route.streaming:
-        success = _stream(route, schemas)
+        answer = _stream(route, schemas)
     else:
-        success = _success(
+        answer = success(
             _data_schema(route, schemas), "Success, in the envelope", paginated=route.paginated
         )
     op["responses"] = {
-        str(route.success_status): success,
+        str(route.success_status): answer,
         "default": {"$ref": "#/components/responses/Error"},
     }
     if not route.public:
@@ -336,206 +314,12 @@ def operation(route: Route, schemas: Schemas) -> Schema:
     return op
 
 
-def _facade_operation(
-    operation_id: str, summary: str, data: Schema, *, parameters: Sequence[Schema] = ()
-) -> Schema:
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "tags": ["facade"],
-        "parameters": list(parameters),
-        "responses": {
-            "200": _success(data, "Success, in the envelope"),
-            "default": {"$ref": "#/components/responses/Error"},
-        },
-    }
-
-
-def _plain(operation_id: str, summary: str, media: str, schema: Schema) -> Schema:
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "tags": ["facade"],
-        "responses": {"200": {"description": summary, "content": {media: {"schema": schema}}}},
-    }
-
-
-def _facade_paths() -> dict[str, Schema]:
-    service_param = {
-        "name": "service",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": list(DOMAIN_APIS)},
-    }
-    facade_health = {
-        "type": "object",
-        "properties": {
-            "status": {"type": "string", "const": "ok"},
-            "service": {"type": "string"},
-            "uptime": {"type": "number", "description": "seconds since the facade started"},
-        },
-    }
-    return {
-        "/health": {
-            "get": _facade_operation("Facade_Health", "The facade's health", facade_health)
-        },
-        "/health/all": {
-            "get": _facade_operation(
-                "Facade_HealthAll",
-                "Every domain service's health (503 when any is down)",
-                {
-                    "type": "object",
-                    "properties": {
-                        "status": {"type": "string", "enum": ["ok", "degraded"]},
-                        "services": {"type": "array", "items": ref("ServiceHealth")},
-                    },
-                },
-            )
-        },
-        "/health/{service}": {
-            "get": _facade_operation(
-                "Facade_HealthOne",
-                "One domain service's health (503 when down)",
-                ref("ServiceHealth"),
-                parameters=[service_param],
-            )
-        },
-        "/services": {
-            "get": _facade_operation(
-                "Facade_Services",
-                "The service registry: addresses, route prefixes and health",
-                {
-                    "type": "object",
-                    "properties": {"services": {"type": "array", "items": ref("ServiceEntry")}},
-                },
-            )
-        },
-        "/metrics": {
-            "get": _plain("Facade_Metrics", "Prometheus metrics", "text/plain", {"type": "string"})
-        },
-        OPENAPI_PATH: {
-            "get": _plain(
-                "Facade_OpenApi", "This OpenAPI document", "application/json", {"type": "object"}
-            )
-        },
-        "/docs": {
-            "get": _plain(
-                "Facade_Docs", "A page listing every route", "text/html", {"type": "string"}
-            )
-        },
-    }
-
-
-def _shared_schemas() -> dict[str, Schema]:
-    common = {
-        "timestamp": {"type": "string", "format": "date-time"},
-        "correlationId": {"type": "string"},
-        "service": {"type": "string", "description": "the service that answered, or facade"},
-    }
-    replica = {
-        "type": "object",
-        "properties": {
-            "address": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["SERVING", "NOT_SERVING", "SERVICE_UNKNOWN", "UNKNOWN", "UNREACHABLE"],
-            },
-            "latencyMs": {"type": "number"},
-            "error": {"type": "string"},
-        },
-    }
-    return {
-        "SuccessEnvelope": {
-            "type": "object",
-            "required": ["success", "timestamp", "correlationId", "service"],
-            "properties": {"success": {"const": True}, "data": {}, **common},
-        },
-        "ErrorEnvelope": {
-            "type": "object",
-            "required": ["success", "error", "message", "timestamp", "correlationId", "service"],
-            "properties": {
-                "success": {"const": False},
-                "error": ref("ErrorCode"),
-                "message": {"type": "string", "description": "The human sentence."},
-                "details": ref("ErrorDetails"),
-                "data": {},
-                **common,
-            },
-        },
-        "ErrorCode": {
-            "type": "string",
-            "description": "The machine code: the service's reason (e.g. VALIDATION_ERROR, "
-            "TOKEN_EXPIRED, INSUFFICIENT_SHARES) or the status (NOT_FOUND, UNAUTHENTICATED, ...).",
-        },
-        "ErrorDetails": {
-            "type": "object",
-            "description": "Everything richer than the message: field violations, the retry "
-            "hint, and what the service adds (the current sha on a conflict, quota usage).",
-            "properties": {
-                "fields": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["field", "description"],
-                        "properties": {
-                            "field": {"type": "string"},
-                            "description": {"type": "string"},
-                        },
-                    },
-                },
-                "retryAfter": {"type": "integer", "description": "seconds"},
-            },
-            "additionalProperties": {"type": "string"},
-        },
-        "StreamError": {
-            "type": "object",
-            "description": "The record that ends a message stream that failed midway.",
-            "required": ["error", "message"],
-            "properties": {
-                "error": ref("ErrorCode"),
-                "message": {"type": "string"},
-                "details": ref("ErrorDetails"),
-            },
-        },
-        "Pagination": {
-            "type": "object",
-            "required": ["page", "limit", "total", "totalPages"],
-            "properties": {
-                "page": {"type": "integer"},
-                "limit": {"type": "integer"},
-                "total": {"type": "integer"},
-                "totalPages": {"type": "integer"},
-            },
-        },
-        "ServiceHealth": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]},
-                "latencyMs": {"type": "number"},
-                "addresses": {"type": "array", "items": replica},
-            },
-        },
-        "ServiceEntry": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "grpcService": {"type": "string"},
-                "addresses": {"type": "array", "items": {"type": "string"}},
-                "routePrefixes": {"type": "array", "items": {"type": "string"}},
-                "routes": {"type": "integer"},
-                "health": ref("ServiceHealth"),
-            },
-        },
-    }
-
-
 def build_openapi(routes: Sequence[Route], *, version: str = "0.1.0") -> Schema:
     schemas = Schemas()
     paths: dict[str, Schema] = {}
     for route in routes:
         paths.setdefault(openapi_path(route), {})[route.verb.lower()] = operation(route, schemas)
-    paths.update(_facade_paths())
+    paths.update(facade_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -548,7 +332,7 @@ def build_openapi(routes: Sequence[Route], *, version: str = "0.1.0") -> Schema:
         "tags": [{"name": name} for name in [*DOMAIN_APIS, "facade"]],
         "paths": paths,
         "components": {
-            "schemas": {**_shared_schemas(), **schemas.components},
+            "schemas": {**shared_schemas(), **schemas.components},
             "responses": {
                 "Error": {
                     "description": "An error, in the envelope",
@@ -560,34 +344,6 @@ def build_openapi(routes: Sequence[Route], *, version: str = "0.1.0") -> Schema:
             },
         },
     }
-
-
-def docs_page(spec: Schema) -> str:
-    """A self-contained page (no CDN: the machines may be offline) listing every route."""
-    rows = []
-    for path, operations in spec["paths"].items():
-        for verb, op in operations.items():
-            lock = "bearer" if op.get("security") else "public"
-            rows.append(
-                f"<tr><td class=v>{html.escape(verb.upper())}</td>"
-                f"<td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(op.get('summary', ''))}</td>"
-                f"<td>{html.escape(', '.join(op.get('tags', [])))}</td>"
-                f"<td>{lock}</td></tr>"
-            )
-    title = html.escape(spec["info"]["title"])
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{title}</title><style>"
-        "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}"
-        "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;"
-        "text-align:left}td.v{font-weight:600;font-family:monospace}"
-        "</style></head><body>"
-        f"<h1>{title}</h1><p>The machine-readable document: "
-        f'<a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a> (OpenAPI 3.1).</p>'
-        "<table><tr><th>Method</th><th>Path</th><th>Summary</th><th>Service</th><th>Auth</th>"
-        f"</tr>{''.join(rows)}</table></body></html>"
-    )
 
 
 def render(routes: Sequence[Route]) -> tuple[bytes, bytes]:

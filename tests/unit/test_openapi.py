@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from facade.openapi import build_openapi, docs_page, openapi_path, render
+from facade.docs_page import docs_page
+from facade.openapi import build_openapi, openapi_path, render
 from facade.routes import build_routes
 
 ROUTES = build_routes()
