@@ -203,6 +203,19 @@ def book_check(
     return check
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What an import did: the trades recorded, or in a dry run those that would be."""
+
+    trades: list[RecordedTrade]
+    dry_run: bool
+
+    @property
+    def count(self) -> int:
+        """How many trades were recorded (none in a dry run)."""
+        return 0 if self.dry_run else len(self.trades)
+
+
 class Imports:
     def __init__(
         self,
@@ -217,9 +230,7 @@ class Imports:
         self._max_rows = max_rows
         self._clock = clock
 
-    async def run(
-        self, user_id: str, portfolio_id: str, text: str, *, dry_run: bool
-    ) -> list[RecordedTrade]:
+    async def run(self, user_id: str, portfolio_id: str, text: str, *, dry_run: bool) -> Imported:
         """The trades recorded (or, in a dry run, those that would be: without ids)."""
         portfolio_id = require_portfolio_id(portfolio_id)
         rows = parse_csv(text, now=self._clock(), max_rows=self._max_rows)
@@ -233,7 +244,7 @@ class Imports:
         )
         if not dry_run:
             await self._hub.trades_recorded(user_id, recorded)
-        return recorded
+        return Imported(recorded, dry_run)
 
     async def _check_symbols(self, rows: Sequence[Row]) -> None:
         problems = Problems()

@@ -177,12 +177,11 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         user_id = require_identity().user_id
 
         async def run() -> portfolio_pb2.ImportTradesResponse:
-            recorded = await self._cases.imports.run(
+            done = await self._cases.imports.run(
                 user_id, request.portfolio_id, request.csv, dry_run=request.dry_run
             )
             return portfolio_pb2.ImportTradesResponse(
-                imported=0 if request.dry_run else len(recorded),
-                trades=[trade_message(t) for t in recorded],
+                imported=done.count, trades=[trade_message(t) for t in done.trades]
             )
 
         return await self._once(request, portfolio_pb2.ImportTradesResponse, run)
