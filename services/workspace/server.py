@@ -22,6 +22,7 @@ from services.workspace.orm import idempotency_keys
 from services.workspace.projects import Projects
 from services.workspace.quota import Quotas, Usage
 from services.workspace.servicer import UseCases, WorkspaceServicer
+from services.workspace.versioning import Versioning
 from services.workspace.watch import Watchers
 
 SERVICE = workspace_pb2.DESCRIPTOR.services_by_name["WorkspaceService"]
@@ -53,6 +54,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(users.close)
     watchers = Watchers(settings.watch_interval)
     resources.push_async_callback(watchers.close)
+    authors = ProfileAuthors(users)
     cases = UseCases(
         projects=Projects(db, settings.root, git, quotas=quotas),
         files=Files(
@@ -61,10 +63,11 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
             quotas=quotas,
         ),
         git=git,
-        authors=ProfileAuthors(users),
+        authors=authors,
         watchers=watchers,
         idempotency=IdempotencyStore(db, idempotency_keys),
         quotas=quotas,
+        versioning=Versioning(git, authors, quotas),
     )
     servicer = WorkspaceServicer(cases)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TypeVar
 
 import grpc
@@ -54,11 +53,7 @@ class UseCases:
     watchers: Watchers
     idempotency: IdempotencyStore
     quotas: Quotas
-
-    @cached_property
-    def versioning(self) -> Versioning:
-        """Git as the caller, built from the parts above."""
-        return Versioning(self.git, self.authors, self.quotas)
+    versioning: Versioning
 
 
 class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
