@@ -44,6 +44,7 @@ from aiohttp import WSMsgType
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from bench import wsclient
+from services.runtime.auth import bearer
 from services.runtime.config import load_runtime_config
 from services.runtime.server import service_token_signer
 
@@ -426,9 +427,7 @@ async def run_market(args: argparse.Namespace) -> None:
     ticks: list[tuple[str, str, str, float]] = []
     async with grpc.aio.insecure_channel(f"{HOST}:{args.port}") as channel:
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-        call = stub.StreamMarket(
-            portfolio_pb2.StreamMarketRequest(), metadata=(("authorization", f"Bearer {token}"),)
-        )
+        call = stub.StreamMarket(portfolio_pb2.StreamMarketRequest(), metadata=(bearer(token),))
         await call.initial_metadata()  # subscribed: from here on no tick is missed
 
         async def follow() -> None:

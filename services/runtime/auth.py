@@ -231,6 +231,11 @@ class ServiceTokenSigner:
         return token, expires
 
 
+def bearer(token: str) -> tuple[str, str]:
+    """The `authorization` metadata entry that presents `token` (bearer_token reads it back)."""
+    return ("authorization", f"Bearer {token}")
+
+
 def bearer_token(metadata: Any) -> str | None:
     """The token from `authorization: Bearer <token>` metadata, if present."""
     for key, value in metadata or ():
@@ -255,7 +260,7 @@ class ServiceCredentials:
         if time.monotonic() >= self._renew_at:
             self._token, _ = self._signer.issue(self._audience)
             self._renew_at = time.monotonic() + SERVICE_TOKEN_TTL / 2
-        return (("authorization", f"Bearer {self._token}"),)
+        return (bearer(self._token),)
 
 
 class SessionChecker(Protocol):
@@ -329,7 +334,7 @@ class RemoteSessionChecker:
                 reply = await self._stub.ValidateToken(
                     users_pb2.ValidateTokenRequest(),
                     metadata=(
-                        ("authorization", f"Bearer {identity.token}"),
+                        bearer(identity.token),
                         # The check is part of the caller's request: users logs it under its id.
                         (CORRELATION_HEADER, correlation_id.get()),
                     ),

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from services.runtime.addresses import IPNetwork, grpc_peer_host, resolve_client_address
-from services.runtime.auth import SessionChecker, TokenVerifier, bearer_token
+from services.runtime.auth import SessionChecker, TokenVerifier, bearer, bearer_token
 from services.runtime.context import (
     CORRELATION_HEADER,
     Identity,
@@ -300,5 +300,5 @@ def outgoing_metadata(identity: Identity | None = None) -> tuple[tuple[str, str]
     own token (a service acts for its caller, never with more rights)."""
     found: list[tuple[str, str]] = [(CORRELATION_HEADER, correlation_id.get())]
     if identity is not None:
-        found.append(("authorization", f"Bearer {identity.token}"))
+        found.append(bearer(identity.token))
     return tuple(found)
