@@ -10,39 +10,36 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
 )
 
-from services.runtime.sqltypes import UtcDateTime
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
+from services.runtime.orm import (
+    created_at_column,
+    id_column,
+    owner_column,
+    service_metadata,
+    updated_at_column,
 )
+
+metadata = service_metadata()
 
 folders = Table(
     "chat_folders",
     metadata,
-    Column("id", String(36), primary_key=True),
-    # The owner: a user id from the users service (another database: no foreign key).
-    Column("user_id", String(64), nullable=False),
+    id_column(),
+    owner_column(),
     Column("name", String(100), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
+    created_at_column(),
     Index("ix_chat_folders_user_id", "user_id", "created_at"),
 )
 
 sessions = Table(
     "chat_sessions",
     metadata,
-    Column("id", String(36), primary_key=True),
-    Column("user_id", String(64), nullable=False),
+    id_column(),
+    owner_column(),
     # Deleting a folder keeps its sessions: they leave the folder.
     Column(
         "folder_id",
@@ -52,15 +49,15 @@ sessions = Table(
     ),
     Column("title", String(200), nullable=False),
     Column("model", String(100), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
+    created_at_column(),
+    updated_at_column(),
     Index("ix_chat_sessions_user_id", "user_id", "updated_at"),
 )
 
 messages = Table(
     "chat_messages",
     metadata,
-    Column("id", String(36), primary_key=True),
+    id_column(),
     Column(
         "session_id",
         String(36),
@@ -68,7 +65,7 @@ messages = Table(
         nullable=False,
     ),
     # The session's owner, repeated so search and the daily token count need no join.
-    Column("user_id", String(64), nullable=False),
+    owner_column(),
     # The order of messages within their session.
     Column("sequence", Integer, nullable=False),
     # "user" or "assistant".
@@ -80,7 +77,7 @@ messages = Table(
     Column("model", String(100), nullable=False, default=""),
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
-    Column("created_at", UtcDateTime(), nullable=False),
+    created_at_column(),
     Index("ix_chat_messages_session_id", "session_id", "sequence", unique=True),
     Index("ix_chat_messages_user_id", "user_id", "created_at"),
 )

@@ -9,7 +9,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -17,37 +16,36 @@ from sqlalchemy import (
 )
 
 from services.runtime.idempotency import idempotency_table
+from services.runtime.orm import (
+    created_at_column,
+    id_column,
+    owner_column,
+    service_metadata,
+    updated_at_column,
+)
 from services.runtime.sqltypes import ExactDecimal, UtcDateTime
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata()
 
 portfolios = Table(
     "portfolios",
     metadata,
-    Column("id", String(36), primary_key=True),
-    # The owner: a user id from the users service (another database: no foreign key).
-    Column("user_id", String(64), nullable=False),
+    id_column(),
+    owner_column(),
     Column("name", String(100), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("base_currency", String(3), nullable=False),
     # "tracking" or "paper" (records.PortfolioKind).
     Column("kind", String(16), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
+    created_at_column(),
+    updated_at_column(),
     Index("ix_portfolios_user_id", "user_id", "created_at"),
 )
 
 trades = Table(
     "trades",
     metadata,
-    Column("id", String(36), primary_key=True),
+    id_column(),
     Column(
         "portfolio_id",
         String(36),
@@ -65,7 +63,7 @@ trades = Table(
     # The order trades were recorded in, per portfolio: breaks ties of executed_at on replay.
     Column("sequence", Integer, nullable=False),
     Column("notes", Text, nullable=False, default=""),
-    Column("created_at", UtcDateTime(), nullable=False),
+    created_at_column(),
     Column("price_source", String(32), nullable=False, default=""),
     UniqueConstraint("portfolio_id", "sequence", name="uq_trades_portfolio_id_sequence"),
     Index("ix_trades_portfolio_id_executed_at", "portfolio_id", "executed_at"),

@@ -8,24 +8,18 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
-    MetaData,
     String,
     Table,
 )
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from services.runtime.orm import id_column, service_metadata
+
+metadata = service_metadata()
 
 users = Table(
     "users",
     metadata,
-    Column("id", String(36), primary_key=True),
+    id_column(),
     Column("email", String(254), nullable=False, unique=True),
     Column("name", String(100), nullable=False),
     Column("password_hash", LargeBinary(128), nullable=False),
@@ -40,7 +34,7 @@ users = Table(
 sessions = Table(
     "sessions",
     metadata,
-    Column("id", String(36), primary_key=True),
+    id_column(),
     Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
