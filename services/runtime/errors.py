@@ -41,11 +41,19 @@ class DomainError(Exception):
         if reason is not None:
             self.reason = reason
 
+    def __init_subclass__(cls, *, kind: Kind | None = None, **kwargs: object) -> None:
+        """`class NotFound(DomainError, kind=Kind.NOT_FOUND)`: a subclass that names its kind
+        gets the kind's name as its reason unless its body gives another."""
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+            if "reason" not in cls.__dict__:
+                cls.reason = kind.name
 
-class InvalidArgument(DomainError):
+
+class InvalidArgument(DomainError, kind=Kind.INVALID_ARGUMENT):
     """Input that breaks a rule; each violation names its field."""
 
-    kind = Kind.INVALID_ARGUMENT
     reason = "VALIDATION_ERROR"
 
     def __init__(
@@ -59,45 +67,31 @@ class InvalidArgument(DomainError):
         return cls(f"{name}: {description}", fields=[(name, description)])
 
 
-class FailedPrecondition(DomainError):
-    kind = Kind.FAILED_PRECONDITION
-    reason = "FAILED_PRECONDITION"
+class FailedPrecondition(DomainError, kind=Kind.FAILED_PRECONDITION): ...
 
 
-class NotFound(DomainError):
-    kind = Kind.NOT_FOUND
-    reason = "NOT_FOUND"
+class NotFound(DomainError, kind=Kind.NOT_FOUND): ...
 
 
-class AlreadyExists(DomainError):
-    kind = Kind.ALREADY_EXISTS
-    reason = "ALREADY_EXISTS"
+class AlreadyExists(DomainError, kind=Kind.ALREADY_EXISTS): ...
 
 
-class Conflict(DomainError):
-    kind = Kind.CONFLICT
-    reason = "CONFLICT"
+class Conflict(DomainError, kind=Kind.CONFLICT): ...
 
 
-class Unauthenticated(DomainError):
-    kind = Kind.UNAUTHENTICATED
-    reason = "UNAUTHENTICATED"
+class Unauthenticated(DomainError, kind=Kind.UNAUTHENTICATED): ...
 
 
-class PermissionDenied(DomainError):
-    kind = Kind.PERMISSION_DENIED
+class PermissionDenied(DomainError, kind=Kind.PERMISSION_DENIED):
     reason = "FORBIDDEN"
 
 
-class Unavailable(DomainError):
-    kind = Kind.UNAVAILABLE
-    reason = "UNAVAILABLE"
+class Unavailable(DomainError, kind=Kind.UNAVAILABLE): ...
 
 
-class ResourceExhausted(DomainError):
+class ResourceExhausted(DomainError, kind=Kind.RESOURCE_EXHAUSTED):
     """Too many requests; `retry_after` seconds tells the caller when to come back."""
 
-    kind = Kind.RESOURCE_EXHAUSTED
     reason = "RATE_LIMITED"
 
     def __init__(self, message: str, *, retry_after: float, reason: str | None = None) -> None:
