@@ -32,6 +32,7 @@ from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import NotFound
 from services.runtime.pagination import Page
+from services.runtime.queries import contains_text, fetch_page
 
 SEARCH_CONFIG = "english"
 
@@ -69,11 +70,6 @@ def _message(row: Any) -> Message:
         model=row.model,
         usage=Usage(row.input_tokens, row.output_tokens),
     )
-
-
-def _like_pattern(word: str) -> str:
-    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class Chats:
@@ -182,17 +178,11 @@ class Chats:
             if folder_id:
                 await self._owned_folder(tx, user_id, folder_id)
                 where.append(sessions.c.folder_id == folder_id)
-            total = (
-                await tx.execute(select(func.count()).select_from(sessions).where(*where))
-            ).scalar_one()
-            rows = await tx.execute(
-                select(sessions)
-                .where(*where)
-                .order_by(sessions.c.updated_at.desc(), sessions.c.id)
-                .offset(page.offset)
-                .limit(page.limit)
+            query = (
+                select(sessions).where(*where).order_by(sessions.c.updated_at.desc(), sessions.c.id)
             )
-            return [_session(r) for r in rows], int(total)
+            rows, total = await fetch_page(tx, query, offset=page.offset, limit=page.limit)
+            return [_session(r) for r in rows], total
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -298,15 +288,10 @@ class Chats:
                 messages.c.created_at.desc(),
             )
         else:
-            match = and_(
-                *(func.lower(messages.c.content).like(_like_pattern(w), escape="\\") for w in words)
-            )
+            match = and_(*(contains_text(messages.c.content, w) for w in words))
             order = (messages.c.created_at.desc(),)
         where = (messages.c.user_id == user_id, match)
         found: Select[Any] = select(messages).where(*where).order_by(*order, messages.c.id)
         async with self._db.reading() as tx:
-            total = (
-                await tx.execute(select(func.count()).select_from(messages).where(*where))
-            ).scalar_one()
-            rows = await tx.execute(found.offset(page.offset).limit(page.limit))
-            return [_message(r) for r in rows], int(total)
+            rows, total = await fetch_page(tx, found, offset=page.offset, limit=page.limit)
+            return [_message(r) for r in rows], total

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
@@ -16,6 +16,7 @@ from sqlalchemy.sql import Select
 from services.portfolio.domain import Side, Trade
 from services.portfolio.orm import portfolios, price_history, trades
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+from services.runtime.queries import fetch_page
 
 # SQLite allows at most 32766 bound parameters per statement; stay far below.
 _IN_BATCH = 500
@@ -104,16 +105,13 @@ class PortfolioRepository:
         return _portfolio(row) if row else None
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[Portfolio], int]:
-        count = select(func.count()).select_from(portfolios).where(portfolios.c.user_id == user_id)
-        rows = (
+        query = (
             select(portfolios)
             .where(portfolios.c.user_id == user_id)
             .order_by(portfolios.c.created_at, portfolios.c.id)
-            .offset(offset)
-            .limit(limit)
         )
-        total = int((await self._session.execute(count)).scalar_one())
-        return [_portfolio(r) for r in (await self._session.execute(rows)).all()], total
+        rows, total = await fetch_page(self._session, query, offset=offset, limit=limit)
+        return [_portfolio(r) for r in rows], total
 
     async def after(self, portfolio_id: str, limit: int) -> list[Portfolio]:
         """Every user's portfolios in id order, `limit` at a time (the calculator's walk)."""
@@ -206,17 +204,14 @@ class TradeRepository:
         if wanted.end is not None:
             conditions.append(trades.c.executed_at <= wanted.end)
         joined = trades.join(portfolios, portfolios.c.id == trades.c.portfolio_id)
-        count = select(func.count()).select_from(joined).where(*conditions)
-        rows = (
+        query = (
             select(trades)
             .select_from(joined)
             .where(*conditions)
             .order_by(trades.c.executed_at.desc(), trades.c.sequence.desc(), trades.c.id)
-            .offset(offset)
-            .limit(limit)
         )
-        total = int((await self._session.execute(count)).scalar_one())
-        return [_recorded(r) for r in (await self._session.execute(rows)).all()], total
+        rows, total = await fetch_page(self._session, query, offset=offset, limit=limit)
+        return [_recorded(r) for r in rows], total
 
     async def batch_after(
         self, portfolio_id: str, after: tuple[datetime, int] | None, limit: int

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.runtime.queries import contains_text, fetch_page
 from services.users.domain import EmailTaken, User
 from services.users.orm import bootstrap, refresh_tokens, sessions, users
 
@@ -34,11 +35,6 @@ def _user(row: Any) -> User:
         updated_at=updated,
         last_login=_utc(row.last_login),
     )
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class UserRepository:
@@ -80,20 +76,13 @@ class UserRepository:
         return int((await self._session.execute(query)).scalar_one())
 
     async def page(self, *, offset: int, limit: int, q: str = "") -> tuple[list[User], int]:
-        condition = None
+        query = select(users).order_by(users.c.created_at, users.c.id)
         if q:
-            pattern = _like_pattern(q)
-            condition = or_(
-                func.lower(users.c.email).like(pattern, escape="\\"),
-                func.lower(users.c.name).like(pattern, escape="\\"),
+            query = query.where(
+                or_(contains_text(users.c.email, q), contains_text(users.c.name, q))
             )
-        count = select(func.count()).select_from(users)
-        rows = select(users).order_by(users.c.created_at, users.c.id).offset(offset).limit(limit)
-        if condition is not None:
-            count, rows = count.where(condition), rows.where(condition)
-        total = int((await self._session.execute(count)).scalar_one())
-        found = [_user(r) for r in (await self._session.execute(rows)).all()]
-        return found, total
+        rows, total = await fetch_page(self._session, query, offset=offset, limit=limit)
+        return [_user(r) for r in rows], total
 
     async def claim(self, name: str, value: str) -> bool:
         """Insert a one-time fact; True for the caller that inserted it first."""

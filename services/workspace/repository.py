@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.runtime.queries import fetch_page
 from services.workspace.orm import projects
 
 
@@ -73,16 +74,13 @@ class ProjectRepository:
     async def page(
         self, user_id: str, *, offset: int, limit: int
     ) -> tuple[list[ProjectRecord], int]:
-        count = select(func.count()).select_from(projects).where(projects.c.user_id == user_id)
-        rows = (
+        query = (
             select(projects)
             .where(projects.c.user_id == user_id)
             .order_by(projects.c.created_at, projects.c.id)
-            .offset(offset)
-            .limit(limit)
         )
-        total = int((await self._session.execute(count)).scalar_one())
-        return [_record(r) for r in (await self._session.execute(rows)).all()], total
+        rows, total = await fetch_page(self._session, query, offset=offset, limit=limit)
+        return [_record(r) for r in rows], total
 
     async def rename(self, project_id: str, name: str, when: datetime) -> None:
         try:
