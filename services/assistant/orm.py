@@ -7,7 +7,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -19,6 +18,7 @@ from services.runtime.orm import (
     created_at_column,
     id_column,
     owner_column,
+    reference_column,
     service_metadata,
     updated_at_column,
 )
@@ -41,12 +41,7 @@ sessions = Table(
     id_column(),
     owner_column(),
     # Deleting a folder keeps its sessions: they leave the folder.
-    Column(
-        "folder_id",
-        String(36),
-        ForeignKey("chat_folders.id", ondelete="SET NULL"),
-        nullable=True,
-    ),
+    reference_column("folder_id", "chat_folders", ondelete="SET NULL", nullable=True),
     Column("title", String(200), nullable=False),
     Column("model", String(100), nullable=False),
     created_at_column(),
@@ -58,12 +53,7 @@ messages = Table(
     "chat_messages",
     metadata,
     id_column(),
-    Column(
-        "session_id",
-        String(36),
-        ForeignKey("chat_sessions.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    reference_column("session_id", "chat_sessions", ondelete="CASCADE"),
     # The session's owner, repeated so search and the daily token count need no join.
     owner_column(),
     # The order of messages within their session.

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     Date,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -20,6 +19,7 @@ from services.runtime.orm import (
     created_at_column,
     id_column,
     owner_column,
+    reference_column,
     service_metadata,
     updated_at_column,
 )
@@ -46,12 +46,7 @@ trades = Table(
     "trades",
     metadata,
     id_column(),
-    Column(
-        "portfolio_id",
-        String(36),
-        ForeignKey("portfolios.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
     # "" for deposits and withdrawals.
     Column("symbol", String(16), nullable=False),
     # domain.Side values: buy, sell, dividend, deposit, withdrawal.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, MetaData, String
+from sqlalchemy import Column, ForeignKey, MetaData, String
 
 from services.runtime.sqltypes import UtcDateTime
 
@@ -27,6 +27,15 @@ def service_metadata() -> MetaData:
 def id_column() -> Column[str]:
     """The primary key of an aggregate: a UUID in text."""
     return Column("id", String(ID_LENGTH), primary_key=True)
+
+
+def reference_column(
+    name: str, table: str, *, ondelete: str, nullable: bool = False
+) -> Column[str]:
+    """A foreign key to the id of a row of `table` in the same database."""
+    return Column(
+        name, String(ID_LENGTH), ForeignKey(f"{table}.id", ondelete=ondelete), nullable=nullable
+    )
 
 
 def owner_column() -> Column[str]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
-    ForeignKey,
     Index,
     LargeBinary,
     String,
     Table,
 )
 
-from services.runtime.orm import id_column, service_metadata
+from services.runtime.orm import id_column, reference_column, service_metadata
 
 metadata = service_metadata()
 
@@ -35,7 +34,7 @@ sessions = Table(
     "sessions",
     metadata,
     id_column(),
-    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    reference_column("user_id", "users", ondelete="CASCADE"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
@@ -49,7 +48,7 @@ refresh_tokens = Table(
     "refresh_tokens",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    reference_column("session_id", "sessions", ondelete="CASCADE"),
     Column("issued_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
