@@ -18,22 +18,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from google.api import httpbody_pb2
-from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from facade.breaker import CircuitBreaker
-from facade.codec import Plans, RouteCodec
-from facade.config import load_facade_config
-from facade.limits import RateLimits
-from facade.middleware import Edge
 from facade.openapi import build_openapi
 from facade.routes import routes_for_method
 from facade.streaming import transcode_stream
 from facade.transcoding import Endpoint
 from services.runtime.config import RuntimeConfig
 from tests.compiled_protos import add_to_default_pool
-from tests.conftest import users_codec
+from tests.integration.transcoder_harness import Handler, message_class, serving, transcoder_app
 
 STREAMS_PROTO = """
 syntax = "proto3";
@@ -88,10 +82,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> ServiceDescriptor:
     return file.services_by_name["StreamTestService"]
 
 
-def message_class(api: ServiceDescriptor, name: str) -> Any:
-    return message_factory.GetMessageClass(api.file.message_types_by_name[name])
-
-
 class StreamServicer:
     """Streams as each request asks; records when a call ends (completed or cancelled)."""
 
@@ -133,61 +123,31 @@ async def upstream(api: ServiceDescriptor) -> AsyncIterator[tuple[StreamServicer
     servicer = StreamServicer(api)
     count_request = message_class(api, "CountRequest")
     download_request = message_class(api, "DownloadRequest")
-    handlers = grpc.method_handlers_generic_handler(
-        api.full_name,
-        {
-            "Count": grpc.unary_stream_rpc_method_handler(
-                servicer.count,
-                request_deserializer=count_request.FromString,
-                response_serializer=lambda m: m.SerializeToString(),
-            ),
-            "Download": grpc.unary_stream_rpc_method_handler(
-                servicer.download,
-                request_deserializer=download_request.FromString,
-                response_serializer=httpbody_pb2.HttpBody.SerializeToString,
-            ),
-        },
-    )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handlers,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield servicer, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+    methods = {
+        "Count": grpc.unary_stream_rpc_method_handler(
+            servicer.count,
+            request_deserializer=count_request.FromString,
+            response_serializer=lambda m: m.SerializeToString(),
+        ),
+        "Download": grpc.unary_stream_rpc_method_handler(
+            servicer.download,
+            request_deserializer=download_request.FromString,
+            response_serializer=httpbody_pb2.HttpBody.SerializeToString,
+        ),
+    }
+    async with serving(api, methods) as address:
+        yield servicer, address
 
 
 def streaming_app(
     api: ServiceDescriptor, config_for: Callable[..., RuntimeConfig], address: str
 ) -> web.Application:
     """The facade's edge and stream handler over the test API's routes (as create_app does)."""
-    config = load_facade_config({}, runtime=config_for("facade"))
-    limits = RateLimits(config, users_codec())
-    edge = Edge(config, limits)
-    app = web.Application()
-    plans = Plans()
-    endpoints = []
-    for method in api.methods:
-        for route in routes_for_method("streamtest", method):
-            endpoint = Endpoint(
-                route,
-                RouteCodec(route, plans),
-                CircuitBreaker("streamtest"),
-                deadline=5,
-            )
-            endpoints.append(endpoint)
-            handler = functools.partial(transcode_stream, endpoint, heartbeat=0.05)
-            app.router.add_route(route.verb, route.aiohttp_path, edge.wrap(handler, route.template))
 
-    async def channel(app: web.Application) -> AsyncIterator[None]:
-        async with grpc.aio.insecure_channel(address) as opened:
-            for endpoint in endpoints:
-                endpoint.bind(opened)
-            yield
+    def handler_for(endpoint: Endpoint) -> Handler:
+        return functools.partial(transcode_stream, endpoint, heartbeat=0.05)
 
-    app.cleanup_ctx.append(channel)
-    return app
+    return transcoder_app(api, config_for, address, handler_for, deadline=5)
 
 
 @pytest.fixture

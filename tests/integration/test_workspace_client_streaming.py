@@ -15,21 +15,15 @@ import grpc
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from facade.breaker import CircuitBreaker
-from facade.codec import Plans, RouteCodec
-from facade.config import load_facade_config
-from facade.limits import RateLimits
-from facade.middleware import Edge
 from facade.openapi import build_openapi
 from facade.routes import routes_for_method
 from facade.transcoding import Endpoint
 from facade.uploads import CHUNK_BYTES, transcode_upload
 from services.runtime.config import RuntimeConfig
 from tests.compiled_protos import add_to_default_pool
-from tests.conftest import users_codec
+from tests.integration.transcoder_harness import Handler, message_class, serving, transcoder_app
 
 UPLOADS_PROTO = """
 syntax = "proto3";
@@ -74,10 +68,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> ServiceDescriptor:
     return file.services_by_name["UploadTestService"]
 
 
-def message_class(api: ServiceDescriptor, name: str) -> Any:
-    return message_factory.GetMessageClass(api.file.message_types_by_name[name])
-
-
 class Recorder:
     """Records every message of every Put; fails when asked, after that many bytes."""
 
@@ -113,24 +103,15 @@ class Recorder:
 async def upstream(api: ServiceDescriptor) -> AsyncIterator[tuple[Recorder, str]]:
     recorder = Recorder(api)
     request = message_class(api, "PutRequest")
-    handlers = grpc.method_handlers_generic_handler(
-        api.full_name,
-        {
-            "Put": grpc.stream_unary_rpc_method_handler(
-                recorder.put,
-                request_deserializer=request.FromString,
-                response_serializer=lambda m: m.SerializeToString(),
-            )
-        },
-    )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handlers,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield recorder, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+    methods = {
+        "Put": grpc.stream_unary_rpc_method_handler(
+            recorder.put,
+            request_deserializer=request.FromString,
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+    }
+    async with serving(api, methods) as address:
+        yield recorder, address
 
 
 def uploads_app(
@@ -140,32 +121,13 @@ def uploads_app(
     deadline: float = 5,
 ) -> web.Application:
     """The facade's edge and upload handler over the test API's routes (as create_app does)."""
-    config = load_facade_config({}, runtime=config_for("facade"))
-    edge = Edge(config, RateLimits(config, users_codec()))
-    app = web.Application()
-    plans = Plans()
-    endpoints = []
-    for method in api.methods:
-        for route in routes_for_method("uploadtest", method):
-            endpoint = Endpoint(
-                route,
-                RouteCodec(route, plans),
-                CircuitBreaker("uploadtest"),
-                deadline=deadline,
-                upload_limit=LIMIT,
-            )
-            endpoints.append(endpoint)
-            handler = functools.partial(transcode_upload, endpoint)
-            app.router.add_route(route.verb, route.aiohttp_path, edge.wrap(handler, route.template))
 
-    async def channel(app: web.Application) -> AsyncIterator[None]:
-        async with grpc.aio.insecure_channel(address) as opened:
-            for endpoint in endpoints:
-                endpoint.bind(opened)
-            yield
+    def handler_for(endpoint: Endpoint) -> Handler:
+        return functools.partial(transcode_upload, endpoint)
 
-    app.cleanup_ctx.append(channel)
-    return app
+    return transcoder_app(
+        api, config_for, address, handler_for, deadline=deadline, upload_limit=LIMIT
+    )
 
 
 @pytest.fixture
