@@ -10,7 +10,7 @@ import grpc
 from google.api import httpbody_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from services.portfolio.exports import CHUNK_BYTES
+from services.portfolio.exports import CHUNK_BYTES, POSITION_COLUMNS
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.rpc_errors import expect_error, violations
 
@@ -169,18 +169,7 @@ async def test_the_csv_export_holds_the_trades_then_the_positions(
     assert [r[8] for r in rows[1:]] == [t.id for t in imported]
     positions = list(csv.reader(io.StringIO(positions_part)))
     assert positions == [
-        [
-            "symbol",
-            "quantity",
-            "average_cost",
-            "cost_basis",
-            "price",
-            "market_value",
-            "unrealized_gain",
-            "realized_gain",
-            "dividends",
-            "weight",
-        ],
+        list(POSITION_COLUMNS),
         # 6 KO at the market's 62.40 = 374.40; total value 722 + 374.40 = 1096.40.
         ["KO", "6", "50.10", "300.60", "62.40", "374.40", "73.80", "19.60", "3.00", "0.341481"],
     ]

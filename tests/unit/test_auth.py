@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +22,7 @@ from services.runtime.auth import (
 )
 from services.runtime.errors import Unauthenticated
 from services.runtime.keys import ServiceKey, SigningKey, TokenKeys
+from tests.forged_tokens import hmac_signed
 
 USER_KEY = SigningKey.generate()
 SERVICE_KEY = SigningKey.generate()
@@ -75,19 +73,6 @@ def claims(**overrides: Any) -> dict[str, Any]:
 def signed(payload: dict[str, Any], key: SigningKey = USER_KEY, *, kid: str | None = None) -> str:
     headers = {"kid": key.kid if kid is None else kid}
     return jwt.encode(payload, key.private, algorithm="EdDSA", headers=headers)
-
-
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def hmac_signed(payload: dict[str, Any], secret: bytes, *, kid: str) -> str:
-    """An HS256 token built by hand: PyJWT itself refuses to use a PEM key as an HMAC secret."""
-    body = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in payload.items()}
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
-    content = f"{header}.{b64(json.dumps(body).encode())}"
-    signature = hmac.new(secret, content.encode(), hashlib.sha256).digest()
-    return f"{content}.{b64(signature)}"
 
 
 def reason_of(reader: TokenVerifier, token: str, *, allow_service: bool = False) -> str:
