@@ -13,45 +13,23 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import grpc
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from stockfolio.assistant.v1 import assistant_pb2
 
 from services.assistant.config import SEED_MODELS
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import AssistantStack, StartStack
-from tests.integration.conftest import FacadeInFront
-
-Client = TestClient[web.Request, web.Application]
-Socket = aiohttp.ClientWebSocketResponse
-WAIT = 10.0
+from tests.integration.assistant_harness import StartStack
+from tests.integration.conftest import Client, FacadeInFront
+from tests.integration.socket_client import WAIT, Socket, authenticated, receive_until
 
 
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     """Every service's database on SQLite (see the module docstring)."""
     return sqlite_url
-
-
-OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
-
-
-@pytest.fixture
-def open_facade(facade_in_front: FacadeInFront) -> OpenFacade:
-    """The real facade in front of a running stack; keyword arguments are its environment."""
-
-    def start(
-        stack: AssistantStack, **environ: Any
-    ) -> contextlib.AbstractAsyncContextManager[Client]:
-        return facade_in_front(stack.addresses, **environ)
-
-    return start
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -66,20 +44,7 @@ async def call(
 
 
 async def connect(client: Client, token: str) -> Socket:
-    ws = await client.ws_connect(f"/ws/chat?token={token}")
-    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
-    return ws
-
-
-async def receive_until(ws: Socket, kind: str) -> list[dict[str, Any]]:
-    """Messages up to and including the first of type `kind`."""
-    found = []
-    deadline = time.monotonic() + WAIT
-    while True:
-        message: dict[str, Any] = await ws.receive_json(timeout=deadline - time.monotonic())
-        found.append(message)
-        if message["type"] == kind:
-            return found
+    return await authenticated(client, "/ws/chat", token)
 
 
 async def quiet(ws: Socket) -> list[dict[str, Any]]:
@@ -92,9 +57,9 @@ async def quiet(ws: Socket) -> list[dict[str, Any]]:
 
 
 async def test_rest_routes_answer_in_the_envelope(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         token = await stack.token()
         fake_anthropic.replies.append(Reply(text="Hold fewer stocks.", input_tokens=30))
         status, _, body = await call(
@@ -154,10 +119,10 @@ async def test_rest_routes_answer_in_the_envelope(
 
 
 async def test_rest_refusals_have_their_statuses_and_hints(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
     limits = {"ASSISTANT_MAX_MESSAGE_CHARS": "100", "ASSISTANT_MESSAGES_RATE": "4/minute"}
-    async with assistant_stack(**limits) as stack, open_facade(stack) as client:
+    async with assistant_stack(**limits) as stack, facade_in_front(stack.addresses) as client:
         alice, bob = await stack.token(), await stack.token()
         for text in ("", "y" * 101):
             status, _, body = await call(
@@ -226,9 +191,9 @@ async def test_rest_refusals_have_their_statuses_and_hints(
 
 
 async def test_the_stream_route_serves_server_sent_events(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         token = await stack.token()
         fake_anthropic.replies.append(Reply(text="Streaming works."))
         headers = {**bearer(token), "Accept": "text/event-stream"}
@@ -251,9 +216,9 @@ async def test_the_stream_route_serves_server_sent_events(
 
 
 async def test_stream_chat_streams_chunks_then_done(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         me = await stack.account()
         token = me[0][0][1].removeprefix("Bearer ")
         await stack.portfolio_with(me[0], "Core", [("AAPL", "1", "100")])
@@ -305,9 +270,9 @@ async def test_stream_chat_streams_chunks_then_done(
 
 
 async def test_stop_cancels_the_answer_and_keeps_what_was_streamed(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         me = await stack.user()
         token = me[0][1].removeprefix("Bearer ")
         fake_anthropic.replies.append(Reply(text="one two three four five six", hold_after=2))
@@ -343,9 +308,9 @@ async def test_stop_cancels_the_answer_and_keeps_what_was_streamed(
 
 
 async def test_typing_and_presence_reach_the_other_sockets_in_the_session_only(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         alice_meta, alice_id = await stack.account()
         alice = alice_meta[0][1].removeprefix("Bearer ")
         bob = await stack.token()
@@ -413,13 +378,13 @@ async def test_typing_and_presence_reach_the_other_sockets_in_the_session_only(
 async def test_relays_cross_facade_replicas_through_redis(
     assistant_stack: StartStack,
     fake_anthropic: FakeAnthropic,
-    open_facade: OpenFacade,
+    facade_in_front: FacadeInFront,
     redis_url: str,
 ) -> None:
     async with (
         assistant_stack() as stack,
-        open_facade(stack, REDIS_URL=redis_url) as first,
-        open_facade(stack, REDIS_URL=redis_url) as second,
+        facade_in_front(stack.addresses, REDIS_URL=redis_url) as first,
+        facade_in_front(stack.addresses, REDIS_URL=redis_url) as second,
     ):
         meta, user_id = await stack.account()
         token = meta[0][1].removeprefix("Bearer ")

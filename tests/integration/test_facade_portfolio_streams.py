@@ -38,9 +38,9 @@ from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.users.server import build as build_users
 from tests.conftest import free_port
+from tests.integration.socket_client import WAIT, Socket, receive
 
 Client = TestClient[web.Request, web.Application]
-Socket = aiohttp.ClientWebSocketResponse
 OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 PASSWORD = "correct-horse-9"
@@ -48,7 +48,6 @@ FRONTEND = "http://localhost:4100"
 DEAD = "127.0.0.1:1"
 PRICE_FIELDS = {"type", "symbol", "price", "change", "changePercent", "time"}
 DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
-WAIT = 10.0
 TOO_MANY = ("VALIDATION_ERROR", "201 items")
 
 
@@ -189,15 +188,6 @@ async def authenticated(client: Client, token: str) -> Socket:
     ws = await connect(client, token)
     assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
     return ws
-
-
-async def receive(ws: Socket, kind: str, within: float = WAIT) -> dict[str, Any]:
-    """The next message of `kind`, skipping others (prices keep coming)."""
-    deadline = time.monotonic() + within
-    while True:
-        message: dict[str, Any] = await ws.receive_json(timeout=deadline - time.monotonic())
-        if message["type"] == kind:
-            return message
 
 
 async def until_pong(ws: Socket) -> list[dict[str, Any]]:

@@ -5,46 +5,25 @@ then a 1008 close), and /metrics and /services kept for admins in production. SQ
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
 from facade.health import create_admin_app
 from services.runtime.config import RuntimeConfig
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import PASSWORD, AssistantStack, StartStack
-from tests.integration.conftest import FacadeInFront
-
-Client = TestClient[web.Request, web.Application]
-Socket = aiohttp.ClientWebSocketResponse
-WAIT = 10.0
+from tests.integration.assistant_harness import PASSWORD, StartStack
+from tests.integration.conftest import Client, FacadeInFront
+from tests.integration.socket_client import WAIT, Socket, authenticated
 
 
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     return sqlite_url
-
-
-OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
-
-
-@pytest.fixture
-def open_facade(facade_in_front: FacadeInFront) -> OpenFacade:
-    """The real facade in front of a running stack; keyword arguments are its environment,
-    `production=True` runs it as STOCKFOLIO_ENV=production would."""
-
-    def start(
-        stack: AssistantStack, **environ: Any
-    ) -> contextlib.AbstractAsyncContextManager[Client]:
-        return facade_in_front(stack.addresses, **environ)
-
-    return start
 
 
 async def register(client: Client) -> tuple[str, list[str]]:
@@ -56,12 +35,6 @@ async def register(client: Client) -> tuple[str, list[str]]:
     assert response.status == 201, await response.text()
     data = (await response.json())["data"]
     return data["tokens"]["accessToken"], list(data["user"]["roles"])
-
-
-async def connect(client: Client, path: str, token: str) -> Socket:
-    ws = await client.ws_connect(f"{path}?token={token}")
-    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
-    return ws
 
 
 async def pong(ws: Socket) -> bool:
@@ -97,13 +70,16 @@ async def join(ws: Socket, session_id: str) -> dict[str, Any]:
 
 
 async def test_a_users_sockets_of_every_path_together_are_capped(
-    assistant_stack: StartStack, open_facade: OpenFacade
+    assistant_stack: StartStack, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack, WS_SOCKETS_PER_USER="2") as client:
+    async with (
+        assistant_stack() as stack,
+        facade_in_front(stack.addresses, WS_SOCKETS_PER_USER="2") as client,
+    ):
         token, _ = await register(client)
         other, _ = await register(client)
-        chat = await connect(client, "/ws/chat", token)
-        prices = await connect(client, "/ws/portfolio", token)
+        chat = await authenticated(client, "/ws/chat", token)
+        prices = await authenticated(client, "/ws/portfolio", token)
 
         refused = await client.ws_connect(f"/ws/chat?token={token}")
         told = await refused.receive_json(timeout=WAIT)
@@ -113,7 +89,7 @@ async def test_a_users_sockets_of_every_path_together_are_capped(
 
         # The first two keep working; another user is not counted against this one.
         assert await pong(chat) and await pong(prices)
-        assert await pong(await connect(client, "/ws/portfolio", other))
+        assert await pong(await authenticated(client, "/ws/portfolio", other))
         # A closed socket gives its place back.
         await prices.close()
         for _ in range(50):
@@ -130,13 +106,13 @@ async def test_a_users_sockets_of_every_path_together_are_capped(
 
 
 async def test_a_socket_past_its_message_rate_is_refused_then_closed_with_1008(
-    assistant_stack: StartStack, open_facade: OpenFacade
+    assistant_stack: StartStack, facade_in_front: FacadeInFront
 ) -> None:
     rate = {"WS_MESSAGE_RATE": "1", "WS_MESSAGE_BURST": "5", "WS_MESSAGE_STRIKES": "10"}
-    async with assistant_stack() as stack, open_facade(stack, **rate) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses, **rate) as client:
         token, _ = await register(client)
-        flooding = await connect(client, "/ws/chat", token)
-        calm = await connect(client, "/ws/chat", token)
+        flooding = await authenticated(client, "/ws/chat", token)
+        calm = await authenticated(client, "/ws/chat", token)
 
         for _ in range(8):
             await flooding.send_json({"type": "ping"})
@@ -157,15 +133,15 @@ async def test_a_socket_past_its_message_rate_is_refused_then_closed_with_1008(
 
 
 async def test_chat_joins_are_capped_per_socket_and_per_user(
-    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, open_facade: OpenFacade
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
 ) -> None:
     caps = {"CHAT_JOINS_PER_SOCKET": "2", "CHAT_JOINS_PER_USER": "3"}
-    async with assistant_stack() as stack, open_facade(stack, **caps) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses, **caps) as client:
         token, _ = await register(client)
         fake_anthropic.default = lambda body: Reply(text="Hi")
         one, two, three = [await new_session(client, token) for _ in range(3)]
-        first = await connect(client, "/ws/chat", token)
-        second = await connect(client, "/ws/chat", token)
+        first = await authenticated(client, "/ws/chat", token)
+        second = await authenticated(client, "/ws/chat", token)
 
         assert (await join(first, one))["type"] == "joined"
         assert (await join(first, two))["type"] == "joined"
@@ -189,9 +165,12 @@ async def test_chat_joins_are_capped_per_socket_and_per_user(
 
 
 async def test_metrics_and_services_need_an_admin_token_in_production(
-    assistant_stack: StartStack, open_facade: OpenFacade
+    assistant_stack: StartStack, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack, production=True) as client:
+    async with (
+        assistant_stack() as stack,
+        facade_in_front(stack.addresses, production=True) as client,
+    ):
         admin, roles = await register(client)  # the first user registered is the admin
         assert "admin" in roles
         user, roles = await register(client)
@@ -220,9 +199,9 @@ async def test_metrics_and_services_need_an_admin_token_in_production(
 
 
 async def test_metrics_and_services_stay_open_in_development(
-    assistant_stack: StartStack, open_facade: OpenFacade
+    assistant_stack: StartStack, facade_in_front: FacadeInFront
 ) -> None:
-    async with assistant_stack() as stack, open_facade(stack) as client:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         metrics = await client.get("/metrics")
         assert metrics.status == 200
         assert "# HELP" in await metrics.text()
@@ -232,11 +211,11 @@ async def test_metrics_and_services_stay_open_in_development(
 
 
 async def test_the_admin_port_serves_metrics_and_services_without_a_token(
-    assistant_stack: StartStack, open_facade: OpenFacade
+    assistant_stack: StartStack, facade_in_front: FacadeInFront
 ) -> None:
     async with (
         assistant_stack() as stack,
-        open_facade(stack, production=True) as client,
+        facade_in_front(stack.addresses, production=True) as client,
         TestClient(TestServer(create_admin_app(client.app))) as admin,
     ):
         assert (await client.get("/metrics")).status == 401

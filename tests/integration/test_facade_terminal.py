@@ -31,10 +31,11 @@ from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
+from tests.integration import socket_client
+from tests.integration.socket_client import Socket
 from tests.processes import host_processes
 
 Client = TestClient[web.Request, web.Application]
-Socket = aiohttp.ClientWebSocketResponse
 
 PASSWORD = "correct-horse-9"
 DEAD = "127.0.0.1:1"
@@ -180,17 +181,12 @@ async def write(client: Client, user: User, session_id: str, data: str) -> Any:
 
 
 async def socket(client: Client, user: User, path: str = "/ws/terminal") -> Socket:
-    ws: Socket = await client.ws_connect(f"{path}?token={user.token}")
-    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
-    return ws
+    return await socket_client.authenticated(client, path, user.token, WAIT)
 
 
-async def receive(ws: Socket, kind: str, within: float = WAIT) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        message: dict[str, Any] = await ws.receive_json(timeout=deadline - time.monotonic())
-        if message["type"] == kind:
-            return message
+async def receive(ws: Socket, kind: str) -> dict[str, Any]:
+    """The next message of `kind`, within the terminal's longer wait (shells start slowly)."""
+    return await socket_client.receive(ws, kind, WAIT)
 
 
 async def read_output(ws: Socket, pattern: str, within: float = WAIT) -> str:
