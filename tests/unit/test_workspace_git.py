@@ -44,6 +44,21 @@ async def commit_file(git: GitRunner, repo: Path, name: str, text: str, message:
     return await git.commit(repo, message, **AUTHOR)
 
 
+async def clone_of(git: GitRunner, tmp_path: Path, bare: Path) -> Path:
+    """Another clone of the remote `bare`, as someone else's machine would have."""
+    clone = tmp_path / "clone"
+    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    return clone
+
+
+async def pushed_project(git: GitRunner, tmp_path: Path, bare: Path) -> Path:
+    """A project whose first commit (a.txt) is pushed to the remote `bare`."""
+    repo = await new_project(git, tmp_path / "p", bare)
+    await commit_file(git, repo, "a.txt", "1\n", "first")
+    await git.push(repo)
+    return repo
+
+
 async def test_init_starts_on_main_with_no_commits(git: GitRunner, tmp_path: Path) -> None:
     repo = await new_project(git, tmp_path / "p")
     status = await git.status(repo)
@@ -119,8 +134,7 @@ async def test_push_then_clone_elsewhere_finds_the_commit(
     sha = await commit_file(git, repo, "README.md", "# hello\n", "first")
     await git.push(repo)
 
-    clone = tmp_path / "clone"
-    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    clone = await clone_of(git, tmp_path, bare)
     assert [c.sha for c in await git.log(clone)] == [sha]
     assert (clone / "README.md").read_text() == "# hello\n"
     status = await git.status(repo)
@@ -130,11 +144,8 @@ async def test_push_then_clone_elsewhere_finds_the_commit(
 async def test_a_commit_pushed_from_elsewhere_is_pulled_back(
     git: GitRunner, tmp_path: Path, bare: Path
 ) -> None:
-    repo = await new_project(git, tmp_path / "p", bare)
-    await commit_file(git, repo, "a.txt", "1\n", "first")
-    await git.push(repo)
-    clone = tmp_path / "clone"
-    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    repo = await pushed_project(git, tmp_path, bare)
+    clone = await clone_of(git, tmp_path, bare)
     theirs = await commit_file(git, clone, "b.txt", "from the clone\n", "second")
     await git.push(clone)
 
@@ -146,11 +157,8 @@ async def test_a_commit_pushed_from_elsewhere_is_pulled_back(
 async def test_pull_of_a_diverged_history_is_refused_and_changes_nothing(
     git: GitRunner, tmp_path: Path, bare: Path
 ) -> None:
-    repo = await new_project(git, tmp_path / "p", bare)
-    await commit_file(git, repo, "a.txt", "1\n", "first")
-    await git.push(repo)
-    clone = tmp_path / "clone"
-    await git.run(tmp_path, "clone", "--quiet", "--", bare.as_uri(), str(clone))
+    repo = await pushed_project(git, tmp_path, bare)
+    clone = await clone_of(git, tmp_path, bare)
     await commit_file(git, clone, "a.txt", "theirs\n", "theirs")
     await git.push(clone)
     ours = await commit_file(git, repo, "a.txt", "ours\n", "ours")
