@@ -1,28 +1,23 @@
 """The live feed behind /ws/portfolio: one upstream stream per portfolio replica, fanned out.
 
-Upstreams: for each replica address, one StreamMarket (every price tick) and one
+Upstreams: for each replica address one StreamMarket (every price tick) and one
 StreamPortfolioEvents (every user's trades and revaluations), on a probe-style channel of its
-own (one replica, no health-checked subchannels), with the facade's service token. A stream that
-ends or fails, or a replica that goes away, is reopened with exponential backoff (with jitter);
-while a replica is down its next call waits for it (wait_for_ready) rather than failing in a
-loop.
+own (one replica, no health-checked subchannels), with the facade's service token; reopened
+with backoff (and jitter) when it ends, and waiting for a replica that is down (wait_for_ready)
+rather than failing in a loop.
 
-Fan-out: an index from symbol to the sockets following it, and from user to that user's
-sockets. Each message is encoded once (JSON, then one ready-made frame) and written to each
-socket that gets it without waiting (ClientSocket.send: a socket too far behind is dropped).
-
-- `price` goes to the sockets following its symbol;
-- `trade` goes to every socket of the trade's owner, followed portfolios or not (a trade is a
-  notification about one's own account: another tab or device made it);
-- `portfolio_value` goes to the owner's sockets that follow that portfolio.
-
-No socket ever sees another user's trade or value. The same tick or event arriving twice (events
-cross replicas through Redis, so every replica's stream carries them all) is delivered once.
+Fan-out: sockets indexed by symbol and by user; each message is encoded once, as a frame, and
+written to each socket that gets it without waiting (a socket too far behind is dropped). A
+`trade` goes to every socket of its owner, followed portfolios or not (another tab or device
+made it); a `portfolio_value` only to the owner's sockets following it, so no socket sees
+another user's. Events cross replicas through Redis, so every replica's stream carries them
+all: a tick or event arriving twice is delivered once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import OrderedDict
@@ -33,6 +28,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+from facade.bridge import Bridge
 from facade.outbox import ClientSocket, json_frame
 from facade.plans import Plans, message_json
 from facade.routes import DOMAIN_APIS
@@ -77,34 +73,28 @@ class PortfolioFeed:
         # Called after a whole market step is queued: its frames go out at once, not at the
         # end of the outbox's window.
         self._flush = flush
-        self._trade_plan = plans.plan(portfolio_pb2.Trade.DESCRIPTOR)
+        self._quote_plan = plans.plan(portfolio_pb2.Quote.DESCRIPTOR)
+        service = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
+        self._events = Bridge(service, "StreamPortfolioEvents", plans, nested={"trade": "trade"})
         self._by_symbol: dict[str, set[ClientSocket]] = {}
         self._by_user: dict[str, set[FeedSocket]] = {}
         # symbol -> (tick time, price, its frame): for dedup, and for new followers.
         self._last_prices: dict[str, tuple[tuple[int, int], str, bytes]] = {}
         self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
 
-    # --- sockets --------------------------------------------------------------------------------
-
     def join(self, socket: FeedSocket) -> None:
         self._by_user.setdefault(socket.user_id, set()).add(socket)
 
     def leave(self, socket: FeedSocket) -> None:
-        for symbol in socket.symbols:
-            self._unindex(symbol, socket.client)
-        socket.symbols.clear()
-        socket.portfolios.clear()
-        mine = self._by_user.get(socket.user_id)
-        if mine is not None:
-            mine.discard(socket)
-            if not mine:
-                del self._by_user[socket.user_id]
+        self.unfollow(socket, list(socket.symbols), list(socket.portfolios))
+        mine = self._by_user.get(socket.user_id, set())
+        mine.discard(socket)
+        if not mine:
+            self._by_user.pop(socket.user_id, None)
 
     def follow(self, socket: FeedSocket, symbols: Iterable[str], portfolios: Iterable[str]) -> None:
         """Add to what a socket follows; a newly followed symbol's last price is sent at once."""
-        for symbol in symbols:
-            if symbol in socket.symbols:
-                continue
+        for symbol in set(symbols) - socket.symbols:
             socket.symbols.add(symbol)
             self._by_symbol.setdefault(symbol, set()).add(socket.client)
             last = self._last_prices.get(symbol)
@@ -115,22 +105,13 @@ class PortfolioFeed:
     def unfollow(
         self, socket: FeedSocket, symbols: Iterable[str], portfolios: Iterable[str]
     ) -> None:
-        for symbol in symbols:
-            if symbol in socket.symbols:
-                socket.symbols.discard(symbol)
-                self._unindex(symbol, socket.client)
-        socket.portfolios.difference_update(portfolios)
-
-    def _unindex(self, symbol: str, client: ClientSocket) -> None:
-        followers = self._by_symbol.get(symbol)
-        if followers is not None:
-            followers.discard(client)
+        for symbol in socket.symbols.intersection(symbols):
+            socket.symbols.discard(symbol)
+            followers = self._by_symbol[symbol]
+            followers.discard(socket.client)
             if not followers:
                 del self._by_symbol[symbol]
-
-    @property
-    def sockets(self) -> int:
-        return sum(len(mine) for mine in self._by_user.values())
+        socket.portfolios.difference_update(portfolios)
 
     # --- upstream messages --------------------------------------------------------------------
 
@@ -149,16 +130,9 @@ class PortfolioFeed:
         last = self._last_prices.get(symbol)
         if last is not None and (stamp < last[0] or (stamp == last[0] and quote.price == last[1])):
             return  # this tick again (from another replica), or one older than the last sent
-        frame = json_frame(
-            {
-                "type": "price",
-                "symbol": symbol,
-                "price": quote.price,
-                "change": quote.change,
-                "changePercent": quote.change_percent,
-                "time": quote.time.ToJsonString(),
-            }
-        )
+        price = message_json(quote, self._quote_plan)
+        del price["source"], price["stale"]  # not in the seed's `price` message
+        frame = json_frame({"type": "price", **price})
         self._last_prices[symbol] = (stamp, quote.price, frame)
         # Sends never wait and never change the index, so the set is walked as it is.
         for client in self._by_symbol.get(symbol, ()):
@@ -168,34 +142,19 @@ class PortfolioFeed:
         mine = self._by_user.get(event.user_id)
         if not mine:
             return
-        kind = event.WhichOneof("event")
+        kind, value, message = self._events.reply(event)
         if kind == "trade":
-            trade = event.trade
-            if self._again(("trade", trade.id)):
-                return
-            frame = json_frame({"type": "trade", "trade": message_json(trade, self._trade_plan)})
-            for socket in mine:
-                socket.client.send(frame)
+            key: tuple[str, ...] = ("trade", value.id)
         elif kind == "portfolio_value":
-            value = event.portfolio_value
-            stamp = value.time
-            key = ("value", value.portfolio_id, str(stamp.seconds), str(stamp.nanos))
-            if self._again(key):
-                return
-            found: bytes | None = None
-            for socket in mine:
-                if value.portfolio_id in socket.portfolios:
-                    if found is None:
-                        found = json_frame(
-                            {
-                                "type": "portfolio_value",
-                                "portfolioId": value.portfolio_id,
-                                "totalValue": value.total_value,
-                                "totalGainLoss": value.total_gain_loss,
-                                "time": stamp.ToJsonString(),
-                            }
-                        )
-                    socket.client.send(found)
+            key = ("value", value.portfolio_id, str(value.time.seconds), str(value.time.nanos))
+        else:
+            return  # a kind of event this facade does not know yet
+        if self._again(key):
+            return
+        frame = json_frame(message)
+        for socket in mine:
+            if kind == "trade" or value.portfolio_id in socket.portfolios:
+                socket.client.send(frame)
 
     def _again(self, key: tuple[str, ...]) -> bool:
         """Whether this event was delivered already (an empty id is never deduplicated)."""
@@ -207,10 +166,6 @@ class PortfolioFeed:
         if len(self._seen) > REMEMBERED_EVENTS:
             self._seen.popitem(last=False)
         return False
-
-
-Metadata = tuple[tuple[str, str], ...]
-OpenStream = Callable[[Metadata], Any]
 
 
 class Upstreams:
@@ -227,30 +182,22 @@ class Upstreams:
         self.live = 0  # streams open now
 
     def start(self) -> None:
-        feed = self._feed
+        loop = asyncio.get_running_loop()
         for address in self._addresses:
             channel = create_channel([address], [DOMAIN_APIS["portfolio"]], probe=True)
             self._channels.append(channel)
             stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-
-            def market(metadata: Metadata, stub: Any = stub) -> Any:
-                request = portfolio_pb2.StreamMarketRequest()
-                return stub.StreamMarket(request, metadata=metadata, wait_for_ready=True)
-
-            def events(metadata: Metadata, stub: Any = stub) -> Any:
-                request = portfolio_pb2.StreamPortfolioEventsRequest()
-                return stub.StreamPortfolioEvents(request, metadata=metadata, wait_for_ready=True)
-
-            self._spawn(address, "market", market, feed.publish_step)
-            self._spawn(address, "events", events, feed.publish_event)
-
-    def _spawn(
-        self, address: str, name: str, open_stream: OpenStream, handle: Callable[[Any], None]
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._follow(address, name, open_stream, handle), name=f"upstream-{name}-{address}"
-        )
-        self._tasks.append(task)
+            market = functools.partial(stub.StreamMarket, portfolio_pb2.StreamMarketRequest())
+            events = functools.partial(
+                stub.StreamPortfolioEvents, portfolio_pb2.StreamPortfolioEventsRequest()
+            )
+            feed = self._feed
+            for name, stream, handle in (
+                ("market", market, feed.publish_step),
+                ("events", events, feed.publish_event),
+            ):
+                follow = self._follow(address, name, stream, handle)
+                self._tasks.append(loop.create_task(follow, name=f"upstream-{name}-{address}"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -261,12 +208,12 @@ class Upstreams:
         self._channels.clear()
 
     async def _follow(
-        self, address: str, name: str, open_stream: OpenStream, handle: Callable[[Any], None]
+        self, address: str, name: str, open_stream: Any, handle: Callable[[Any], None]
     ) -> None:
         backoff = BACKOFF_FIRST
         gauge = UPSTREAMS_LIVE.labels(name)
         while True:
-            call = open_stream(self._credentials.metadata())
+            call = open_stream(metadata=self._credentials.metadata(), wait_for_ready=True)
             live = False
             outcome = "ended"
             try:
