@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -248,3 +249,38 @@ def create_cache(redis_url: str | None, *, prefix: str = "sf:") -> Cache:
     if redis_url:
         return RedisCache(redis_url, prefix=prefix)
     return InProcessCache()
+
+
+# Starts every probe, so a subscriber tells any probe (its own or another's) from a message.
+PROBE = b"\x00probe:"
+
+
+async def subscribe_live(
+    cache: Cache, channel: str, live: asyncio.Event, within: float
+) -> AsyncIterator[bytes]:
+    """`cache.subscribe(channel)` that sets `live` once the subscription receives.
+
+    A subscription starts asynchronously (Redis confirms it later), and what is published
+    before then is not received: a probe is published to the channel until it comes back (for
+    `within` seconds at most), so whoever waits for `live` misses nothing sent after. Probes
+    are not passed on.
+    """
+    probe = PROBE + os.urandom(8)
+
+    async def announce() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while not live.is_set():
+                    await cache.publish(channel, probe)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(live.wait(), 0.05)
+
+    announcing = asyncio.get_running_loop().create_task(announce())
+    try:
+        async for message in cache.subscribe(channel):
+            if message == probe:
+                live.set()
+            elif not message.startswith(PROBE):
+                yield message
+    finally:
+        announcing.cancel()
