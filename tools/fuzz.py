@@ -77,6 +77,8 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "(TERMINAL_SHELLS)",
     "GET /api/v1/files": "the path must be a folder that exists",
     "GET /api/v1/files/{path}": "the path must be a file, not a folder",
+    "PUT /api/v1/files/{path}": "the path must be a file, not a folder; the sha must be the "
+    "file's current one",
     "GET /api/v1/files:download": "the path must be a file, not a folder",
     "POST /api/v1/files:move": "the new path must not be the path itself or inside it",
     "POST /api/v1/files:upload": "the first message of the stream must name the path (a query "

@@ -65,9 +65,16 @@ def _field_violations(message: Message, field: str) -> list[str]:
     return [d for f, d in violations(message) if f == field]
 
 
+def ecma(pattern: str) -> str:
+    """JSON Schema patterns are ECMA-262, where `$` is the end of the text; in Python it also
+    matches before a final newline, so a trailing `$` is read as `\\Z` here."""
+    anchored = pattern.endswith("$") and not pattern.endswith(r"\$")
+    return pattern[:-1] + r"\Z" if anchored else pattern
+
+
 def doc_allows(schema: dict[str, Any], value: str) -> bool:
     """What the document says of a string, with JSON Schema's meaning of each keyword used."""
-    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+    if "pattern" in schema and re.search(ecma(schema["pattern"]), value) is None:
         return False
     if "not" in schema and doc_allows(schema["not"], value):
         return False
