@@ -40,16 +40,16 @@ from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import DOMAIN_APIS, build_routes
-from facade.sockets import Sockets
+from facade.sockets import Sockets, StartConversation
 from facade.streaming import StreamGuard, transcode_stream
 from facade.transcoding import Endpoint, transcode
 from facade.uploads import transcode_upload
 from facade.ws_chat import PATH as CHAT_SOCKET
-from facade.ws_chat import ChatRooms, chat_bridge, chat_socket
+from facade.ws_chat import ChatConversation, ChatRooms, chat_bridge
 from facade.ws_portfolio import PATH as PORTFOLIO_SOCKET
-from facade.ws_portfolio import portfolio_socket
+from facade.ws_portfolio import PortfolioConversation
 from facade.ws_terminal import PATHS as TERMINAL_SOCKETS
-from facade.ws_terminal import terminal_bridge, terminal_socket
+from facade.ws_terminal import TerminalConversation, terminal_bridge
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
@@ -169,30 +169,31 @@ def _add_facade_routes(app: web.Application, edge: Edge) -> None:
 
 
 def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
+    """Each path's conversation, started for each socket that authenticates there."""
     api_budget = app[LIMITS].budget(public=False)
-    sockets: list[tuple[str, Handler]] = [
-        (
-            PORTFOLIO_SOCKET,
-            functools.partial(portfolio_socket, app[SOCKETS], app[PORTFOLIO_FEED]),
-        ),
-        (
-            CHAT_SOCKET,
-            functools.partial(
-                chat_socket,
-                app[SOCKETS],
-                app[CHAT_ROOMS],
-                lambda: app[CHANNELS]["assistant"],
-                chat_bridge(plans),
-                app[CONFIG].chat_joins_per_socket,
-            ),
-        ),
-    ]
-    terminal = functools.partial(
-        terminal_socket, app[SOCKETS], lambda: app[CHANNELS]["terminal"], terminal_bridge(plans)
+    sockets, config = app[SOCKETS], app[CONFIG]
+    chat = functools.partial(
+        ChatConversation,
+        app[CHAT_ROOMS],
+        lambda: app[CHANNELS]["assistant"],
+        chat_bridge(plans),
+        caps=sockets.caps,
+        joins_per_socket=config.chat_joins_per_socket,
     )
-    sockets.extend((path, terminal) for path in TERMINAL_SOCKETS)
-    for path, handler in sockets:
+    terminal = functools.partial(
+        TerminalConversation,
+        lambda: app[CHANNELS]["terminal"],
+        terminal_bridge(plans),
+        backlog=sockets.send_budget // 2,
+    )
+    starts: dict[str, StartConversation] = {
+        PORTFOLIO_SOCKET: functools.partial(PortfolioConversation, app[PORTFOLIO_FEED]),
+        CHAT_SOCKET: chat,
+        **dict.fromkeys(TERMINAL_SOCKETS, terminal),
+    }
+    for path, start in starts.items():
         resource = app.router.add_resource(path)
+        handler = functools.partial(sockets.serve, start=start)
         resource.add_route("GET", edge.wrap(handler, path, api_budget))
         resource.add_route("*", edge.refuse(["GET"], path))
 

@@ -1,8 +1,7 @@
-"""The receiving side of every WebSocket of the facade, as terminado splits it: the Origin
-check (cross-site WebSocket hijacking), authentication (the `token` query parameter or a first
-`{"type": "auth"}` message, checked by the users service: signature and session), its expiry and
-recheck, rates, JSON messages with a `type` and `ping` -> `pong`. The send path is
-facade/outbox.py. A path adds only a Conversation: what its messages do.
+"""The receiving side of every WebSocket, as terminado splits it from the send path
+(facade/outbox.py): the Origin check, authentication (a `token` query parameter or a first
+`auth` message, checked by the users service), its expiry, renewal and recheck, caps, rates,
+JSON messages with a `type` and `ping`. A path adds only a Conversation: what its messages do.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client import Gauge
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
@@ -46,9 +45,9 @@ log = logging.getLogger("stockfolio.facade")
 UNAUTHENTICATED_CLOSE = 4401
 GOING_AWAY_CLOSE = 1001
 INTERNAL_ERROR_CLOSE = 1011
-TRY_AGAIN_LATER_CLOSE = 1013
 POLICY_VIOLATION_CLOSE = 1008
-TOO_MANY_CLOSE = 4429
+# An authentication refused closes the socket by the refusal's HTTP status (else 1013).
+REFUSED_CLOSES = {401: (4401, "unauthenticated"), 429: (4429, "too many sockets")}
 
 MAX_MESSAGE_BYTES = 64 * 1024
 VALIDATE_DEADLINE = 5.0
@@ -74,19 +73,14 @@ class SocketUser:
 
 
 class Conversation(Protocol):
-    """What one socket path does with its messages, once the socket is authenticated."""
+    """What one socket path does with its messages (not auth or ping) once authenticated;
+    SocketError refuses one. `user` is replaced when the socket renews its token."""
 
-    async def receive(self, kind: str, message: dict[str, Any]) -> None:
-        """Act on a message (not auth or ping); raise SocketError to refuse it."""
-        ...
+    user: SocketUser
 
-    def renewed(self, user: SocketUser) -> None:
-        """The socket sent a fresh token (same user): calls from now on carry it."""
-        ...
+    async def receive(self, kind: str, message: dict[str, Any]) -> None: ...
 
-    def end(self) -> None:
-        """The socket is gone: forget it."""
-        ...
+    def end(self) -> None: ...
 
 
 StartConversation = Callable[[ClientSocket, SocketUser], Conversation]
@@ -110,9 +104,9 @@ class Sockets:
 
     def __init__(self, config: FacadeConfig, users: Callable[[], grpc.aio.Channel]) -> None:
         self._origins = frozenset(config.frontend_origins)
-        self._auth_timeout = config.ws_auth_timeout
+        self.auth_timeout = config.ws_auth_timeout
         self._heartbeat = config.ws_heartbeat
-        self._limit = config.ws_send_queue_bytes
+        self.send_budget = config.ws_send_queue_bytes  # bytes a socket may have waiting
         self._users = users
         self._open: set[ClientSocket] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -128,7 +122,7 @@ class Sockets:
                 CHAT_JOINS: config.chat_joins_per_user,
             }
         )
-        self._rate = MessageRate(
+        self.rate = MessageRate(
             config.ws_message_rate, config.ws_message_burst, config.ws_message_strikes
         )
 
@@ -136,16 +130,9 @@ class Sockets:
     def count(self) -> int:
         return len(self._open)
 
-    @property
-    def send_budget(self) -> int:
-        """Bytes a socket may have waiting before it is dropped (WS_SEND_QUEUE_BYTES)."""
-        return self._limit
-
     def flush(self) -> None:
         """Write what every socket has waiting, without waiting for the window's end."""
         self._outbox.flush()
-
-    # --- lifetime -----------------------------------------------------------------------------
 
     def close_later(self, client: ClientSocket, code: int, reason: str) -> None:
         """Close from a path that must not wait (a send); the task is tracked until done."""
@@ -163,8 +150,6 @@ class Sockets:
             *self._closing,
             return_exceptions=True,
         )
-
-    # --- one socket ---------------------------------------------------------------------------
 
     async def serve(self, request: web.Request, start: StartConversation) -> web.WebSocketResponse:
         """Upgrade, authenticate, then hand the socket's messages to its conversation."""
@@ -188,103 +173,31 @@ class Sockets:
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        cap_kernel_buffer(transport, self._limit)
+        cap_kernel_buffer(transport, self.send_budget)
         client = ClientSocket(
             ws,
             transport,
             path=request.path,
-            limit=self._limit,
+            limit=self.send_budget,
             outbox=self._outbox,
             closer=self.close_later,
         )
         self._open.add(client)
         gauge = SOCKETS_OPEN.labels(request.path)
         gauge.inc()
-        bucket = TokenBucket(self._rate)
-        slot: Slot | None = None
         try:
-            accepted = await self._authenticate(client, request.query.get("token"), bucket)
-            if accepted is not None:
-                user, slot = accepted
-                await self._converse(client, user, start, bucket)
+            await _Connection(self, client, start).run(request.query.get("token"))
         except Exception:
             # A socket is a boundary: its failure is logged and closed here, never answered
             # with an HTTP response on a connection that is no longer HTTP.
             log.exception("websocket failed", extra={"path": request.path})
             await client.close(INTERNAL_ERROR_CLOSE, "internal error")
         finally:
-            if slot is not None:
-                slot.release()
             self._open.discard(client)
             gauge.dec()
             if not ws.closed:
                 await client.close(GOING_AWAY_CLOSE, "")
         return ws
-
-    async def _authenticate(
-        self, client: ClientSocket, token: str | None, bucket: TokenBucket
-    ) -> tuple[SocketUser, Slot] | None:
-        """By the query token, else by a first `auth` message within the auth timeout."""
-        if token is not None:
-            return await self._accept(client, token)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._auth_timeout
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                received = await client.ws.receive(timeout=remaining)
-            except TimeoutError:
-                break
-            if received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                return None  # closed (or broken) before authenticating
-            if not await self._within_rate(client, bucket):
-                if client.closed:
-                    return None
-                continue
-            try:
-                kind, message = _parse(received.data)
-            except SocketError as error:
-                client.error(error.code, error.message)
-                continue
-            if kind != "auth":
-                client.error("UNAUTHENTICATED", 'authenticate first: {"type": "auth", "token"}')
-                continue
-            return await self._accept(client, message.get("token"))
-        client.error("UNAUTHENTICATED", f"no authentication within {self._auth_timeout:g} s")
-        await client.close(UNAUTHENTICATED_CLOSE, "authentication timed out")
-        return None
-
-    async def _accept(self, client: ClientSocket, token: object) -> tuple[SocketUser, Slot] | None:
-        """The socket's user and its place among that user's sockets (WS_SOCKETS_PER_USER)."""
-        try:
-            user = await self.validate(token)
-            slot = self.caps.take(SOCKETS, user.user_id)
-        except ApiError as error:
-            client.error(error.code, error.message)
-            if error.status == 401:
-                code, reason = UNAUTHENTICATED_CLOSE, "unauthenticated"
-            elif error.status == 429:
-                code, reason = TOO_MANY_CLOSE, "too many sockets"
-            else:
-                code, reason = TRY_AGAIN_LATER_CLOSE, "try again later"
-            await client.close(code, reason)
-            return None
-        client.send_now(AUTH_OK)
-        return user, slot
-
-    async def _within_rate(self, client: ClientSocket, bucket: TokenBucket) -> bool:
-        """Whether a message received may be handled; past the rate it is refused with
-        RATE_LIMITED, and a socket that keeps on is closed (1008)."""
-        if bucket.take():
-            return True
-        rate = self._rate
-        client.error(
-            "RATE_LIMITED",
-            f"at most {rate.per_second:g} messages a second (bursts of {rate.burst}); slow down",
-        )
-        if bucket.abusive:
-            SOCKETS_DROPPED.labels("rate").inc()
-            await client.close(POLICY_VIOLATION_CLOSE, "too many messages")
-        return False
 
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
@@ -308,94 +221,138 @@ class Sockets:
         )
         return SocketUser(reply.user_id, reply.session_id, expires, str(token), roles)
 
-    # --- sessions ended elsewhere (logout, revocation) --------------------------------------------
 
-    def _watch(self, user: SocketUser, client: ClientSocket) -> None:
-        def ended(error: ApiError) -> None:
-            client.error(error.code, error.message)
-            self.close_later(client, UNAUTHENTICATED_CLOSE, "session ended")
+class _Connection:
+    """One socket's messages, in one loop from the upgrade on: before authentication only
+    `auth` is taken (within the auth timeout), after it the conversation's too."""
 
-        self.sessions.hold(user.session_id, user.token, client, ended)
+    def __init__(self, sockets: Sockets, client: ClientSocket, start: StartConversation) -> None:
+        self._sockets = sockets
+        self._client = client
+        self._start = start
+        self._bucket = TokenBucket(sockets.rate)
+        self._conversation: Conversation | None = None
+        self._slot: Slot | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
-    def _unwatch(self, user: SocketUser, client: ClientSocket) -> None:
-        self.sessions.release(user.session_id, client)
-
-    async def _converse(
-        self, client: ClientSocket, user: SocketUser, start: StartConversation, bucket: TokenBucket
-    ) -> None:
-        expiry = _Expiry(client, self.close_later)
-        expiry.set(user.expires_at)
-        conversation = start(client, user)
-        self._watch(user, client)
+    async def run(self, token: str | None) -> None:
+        client = self._client
+        if token is not None:
+            await self._accept(token)
+        deadline = asyncio.get_running_loop().time() + self._sockets.auth_timeout
         try:
-            async for received in client.ws:
-                talking = received.type in (WSMsgType.TEXT, WSMsgType.BINARY)
-                if talking and not await self._within_rate(client, bucket):
-                    if client.closed:
-                        break
-                    continue
-                if received.type is not WSMsgType.TEXT:
-                    if received.type is WSMsgType.BINARY:
-                        client.error("BAD_MESSAGE", "messages are JSON text, not binary")
-                        continue
-                    break  # an error frame: aiohttp has closed the socket
-                try:
-                    kind, message = _parse(received.data)
-                    if kind == "ping":
-                        client.send_now(PONG)
-                    elif kind == "auth":
-                        user = await self._renew(client, user, message.get("token"), expiry)
-                        conversation.renewed(user)
-                    else:
-                        await conversation.receive(kind, message)
-                except SocketError as error:
-                    client.error(error.code, error.message)
+            while not client.closed:
+                received = await self._next(deadline)
+                if received is None or received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    return  # closed, broken, or not authenticated in time
+                if self._within_rate():
+                    try:
+                        await self._handle(received)
+                    except SocketError as error:
+                        client.error(error.code, error.message)
+                elif self._bucket.abusive:
+                    SOCKETS_DROPPED.labels("rate").inc()
+                    await client.close(POLICY_VIOLATION_CLOSE, "too many messages")
         finally:
-            self._unwatch(user, client)
-            expiry.cancel()
-            conversation.end()
+            self._end()
 
-    async def _renew(
-        self, client: ClientSocket, user: SocketUser, token: object, expiry: _Expiry
-    ) -> SocketUser:
-        """A fresh token for the same user extends the socket past the old token's expiry."""
+    async def _next(self, deadline: float) -> WSMessage | None:
+        if self._conversation is not None:
+            return await self._client.ws.receive()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining > 0:
+            try:
+                return await self._client.ws.receive(timeout=remaining)
+            except TimeoutError:
+                pass
+        timeout = self._sockets.auth_timeout
+        self._client.error("UNAUTHENTICATED", f"no authentication within {timeout:g} s")
+        await self._client.close(UNAUTHENTICATED_CLOSE, "authentication timed out")
+        return None
+
+    def _within_rate(self) -> bool:
+        """Past the rate a message is refused with RATE_LIMITED; a socket that keeps on is
+        closed (1008)."""
+        if self._bucket.take():
+            return True
+        rate = self._sockets.rate
+        self._client.error(
+            "RATE_LIMITED",
+            f"at most {rate.per_second:g} messages a second (bursts of {rate.burst}); slow down",
+        )
+        return False
+
+    async def _handle(self, received: WSMessage) -> None:
+        conversation = self._conversation
+        if received.type is WSMsgType.BINARY and conversation is not None:
+            raise SocketError("BAD_MESSAGE", "messages are JSON text, not binary")
+        kind, message = _parse(received.data)
+        if kind == "auth":
+            await (self._accept if conversation is None else self._renew)(message.get("token"))
+        elif conversation is None:
+            raise SocketError("UNAUTHENTICATED", 'authenticate first: {"type": "auth", "token"}')
+        elif kind == "ping":
+            self._client.send_now(PONG)
+        else:
+            await conversation.receive(kind, message)
+
+    async def _accept(self, token: object) -> None:
+        """The socket's user and its place among that user's sockets (WS_SOCKETS_PER_USER)."""
         try:
-            renewed = await self.validate(token)
+            user = await self._sockets.validate(token)
+            self._slot = self._sockets.caps.take(SOCKETS, user.user_id)
+        except ApiError as error:
+            self._client.error(error.code, error.message)
+            await self._client.close(*REFUSED_CLOSES.get(error.status, (1013, "try again later")))
+            return
+        self._client.send_now(AUTH_OK)
+        self._hold(user)
+        self._conversation = self._start(self._client, user)
+
+    async def _renew(self, token: object) -> None:
+        """A fresh token for the same user extends the socket past the old token's expiry."""
+        assert self._conversation is not None
+        user = self._conversation.user
+        try:
+            renewed = await self._sockets.validate(token)
         except ApiError as error:
             raise refusal(error) from None
         if renewed.user_id != user.user_id:
             raise SocketError("PERMISSION_DENIED", "this socket belongs to another user")
-        expiry.set(renewed.expires_at)
-        self._unwatch(user, client)
-        self._watch(renewed, client)
-        client.send_now(AUTH_OK)
-        return renewed
+        self._sockets.sessions.release(user.session_id, self._client)
+        self._hold(renewed)
+        self._conversation.user = renewed  # calls from now on carry the new token
+        self._client.send_now(AUTH_OK)
 
-
-class _Expiry:
-    """Closes a socket (4401) when its token expires, unless renewed before."""
-
-    def __init__(
-        self, client: ClientSocket, closer: Callable[[ClientSocket, int, str], None]
-    ) -> None:
-        self._client = client
-        self._closer = closer
-        self._handle: asyncio.TimerHandle | None = None
-
-    def set(self, expires_at: float) -> None:
-        self.cancel()
-        if expires_at <= 0:
-            return
-        delay = max(0.0, expires_at - time.time())
-        self._handle = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _expire(self) -> None:
-        self._client.error(
-            "TOKEN_EXPIRED", "the access token expired; reconnect (renew it with auth in time)"
+    def _hold(self, user: SocketUser) -> None:
+        """Close the socket (4401) when its token expires, unless renewed before, or when its
+        session ends elsewhere (logout, revocation)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if user.expires_at > 0:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, user.expires_at - time.time()),
+                self._close,
+                "TOKEN_EXPIRED",
+                "the access token expired; reconnect (renew it with auth in time)",
+                "token expired",
+            )
+        self._sockets.sessions.hold(
+            user.session_id,
+            user.token,
+            self._client,
+            lambda error: self._close(error.code, error.message, "session ended"),
         )
-        self._closer(self._client, UNAUTHENTICATED_CLOSE, "token expired")
+
+    def _close(self, code: str, message: str, reason: str) -> None:
+        self._client.error(code, message)
+        self._sockets.close_later(self._client, UNAUTHENTICATED_CLOSE, reason)
+
+    def _end(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._conversation is not None:
+            self._sockets.sessions.release(self._conversation.user.session_id, self._client)
+            self._conversation.end()

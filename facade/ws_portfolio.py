@@ -1,24 +1,17 @@
-"""/ws/portfolio: live prices, portfolio values and trade notifications (DESIGN.md).
-
-After authentication (facade/sockets.py) a client sends `subscribe` / `unsubscribe` with
-`symbols` and/or `portfolioIds`; the feed (facade/portfolio_feed.py) sends it `price`,
-`portfolio_value` and `trade` messages. A refused message changes nothing and is answered
-`{"type": "error", "code": "VALIDATION_ERROR" | "UNKNOWN_TYPE", "message": ...}`; an accepted
-one is not answered (send a `ping` after it to know it is in effect: messages are handled in
-order).
-"""
+"""/ws/portfolio: what a socket follows, checked here and kept by the feed
+(facade/portfolio_feed.py); the protocol: README, "Streams and WebSockets". An accepted
+(un)subscribe is not answered: send a `ping` after it to know it is in effect (messages are
+handled in order)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from aiohttp import web
-
 from facade.bridge import unknown_type
 from facade.outbox import ClientSocket, SocketError
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
-from facade.sockets import Sockets, SocketUser
+from facade.sockets import SocketUser
 
 PATH = "/ws/portfolio"
 MAX_SYMBOLS = 200
@@ -67,6 +60,7 @@ class PortfolioConversation:
     """One authenticated /ws/portfolio socket."""
 
     def __init__(self, feed: PortfolioFeed, client: ClientSocket, user: SocketUser) -> None:
+        self.user = user  # the feed calls no service as the user: a renewal changes nothing
         self._feed = feed
         self._socket = FeedSocket(client, user.user_id)
         feed.join(self._socket)
@@ -81,21 +75,9 @@ class PortfolioConversation:
                 raise _invalid(f"a socket follows at most {MAX_PORTFOLIOS} portfolios")
             self._feed.follow(socket, symbols, portfolios)
         elif kind == "unsubscribe":
-            symbols, portfolios = read_targets(message)
-            self._feed.unfollow(socket, symbols, portfolios)
+            self._feed.unfollow(socket, *read_targets(message))
         else:
             raise unknown_type(kind, ("subscribe", "unsubscribe"))
 
-    def renewed(self, user: SocketUser) -> None:
-        pass  # the feed calls no service as the user: nothing carries the token
-
     def end(self) -> None:
         self._feed.leave(self._socket)
-
-
-async def portfolio_socket(
-    sockets: Sockets, feed: PortfolioFeed, request: web.Request
-) -> web.StreamResponse:
-    return await sockets.serve(
-        request, lambda client, user: PortfolioConversation(feed, client, user)
-    )

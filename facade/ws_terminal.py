@@ -1,24 +1,13 @@
-"""/ws/terminal (and the seed's /ws/terminal-v2): a browser terminal bridged to AttachTerminal.
+"""/ws/terminal (and the seed's /ws/terminal-v2): a browser terminal bridged to AttachTerminal
+(the protocol: README, "Terminals"). `join`, `data` and `resize` are the request's oneof fields
+(facade/bridge.py); this module's own are `disconnect`, one attachment at a time, and the
+output's pacing and UTF-8 decoding (across chunk boundaries).
 
-After authentication (facade/sockets.py) a client sends `join` with a `sessionId` (and
-`noReplay: true` to skip the recent output); the facade opens one AttachTerminal stream to the
-terminal service with the socket's own token and relays:
-
-- client `data` (`data`: keystrokes) and `resize` (`cols`, `rows`) -> the stream (by the
-  generic bridge, facade/bridge.py: the oneof fields of AttachTerminalRequest);
-- the stream's replies -> `joined` (`sessionId`, `terminal`), `data` (`data`: output, decoded
-  as UTF-8 across chunk boundaries), `exit` (`code`, `reason`) and `error` (`code`, `message`:
-  a refused frame, or a join the service refused - unknown session, another user's session).
-
-What is this module's own: `disconnect`, one attachment at a time, and the output's pacing
-and UTF-8 decoding.
-
-A second `join` leaves the first session and joins the other. Output is written at once (no
-flush window: keystroke echo is what a terminal is judged by). A socket that cannot keep up
-is not dropped here: the relay stops reading the stream while more than half the socket's
-send budget waits, gRPC's flow control carries that back to the terminal service, and there
-the attachment's own bound ends it with a note when the client stays behind (`exit`,
-reason `dropped`).
+Output is written at once (no flush window: keystroke echo is what a terminal is judged by). A
+socket that cannot keep up is not dropped here: the relay stops reading the stream while more
+than half the socket's send budget waits, gRPC's flow control carries that back to the terminal
+service, and there the attachment's own bound ends it with a note when the client stays behind
+(`exit`, reason `dropped`).
 """
 
 from __future__ import annotations
@@ -27,16 +16,16 @@ import asyncio
 import codecs
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-from aiohttp import web
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure
 from facade.outbox import ClientSocket, SocketError, json_frame
 from facade.plans import Plans
-from facade.sockets import Sockets, SocketUser
+from facade.sockets import SocketUser
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -49,31 +38,28 @@ FRAME_CHARS = 8192
 def terminal_bridge(plans: Plans) -> Bridge:
     service = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
     return Bridge(
-        service,
-        "AttachTerminal",
-        plans,
-        nested={"joined": "terminal"},
-        also=("disconnect",),
+        service, "AttachTerminal", plans, nested={"joined": "terminal"}, also=("disconnect",)
     )
 
 
 class TerminalConversation:
-    """One authenticated terminal socket: at most one attachment at a time."""
+    """One authenticated terminal socket. A renewed token reaches the next join; an open
+    attachment was authorized when it started, and ends with the socket if the session ends."""
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: Callable[[], grpc.aio.Channel],
         bridge: Bridge,
         client: ClientSocket,
         user: SocketUser,
         *,
         backlog: int,
     ) -> None:
-        self._backlog = backlog
-        self._stub = terminal_pb2_grpc.TerminalServiceStub(channel)
+        self._stub = terminal_pb2_grpc.TerminalServiceStub(channel())
         self._bridge = bridge
         self._client = client
-        self._user = user
+        self.user = user
+        self._backlog = backlog
         self._call: Any = None
         self._relay: asyncio.Task[None] | None = None
 
@@ -81,39 +67,23 @@ class TerminalConversation:
         if kind == "disconnect":
             # The seed's event: this socket lets go of its session (the shell keeps running,
             # another socket may join it) and closes normally.
-            self._leave()
+            self.end()
             await self._client.close(1000, "disconnected")
             return
         request = self._bridge.request(kind, message)
         if kind == "join":
-            self._leave()
-            self._call = self._stub.AttachTerminal(metadata=call_metadata(self._user.token))
+            self.end()
+            self._call = self._stub.AttachTerminal(metadata=call_metadata(self.user.token))
             self._relay = asyncio.get_running_loop().create_task(self._relay_output(self._call))
-        await self._send(request)
-
-    def renewed(self, user: SocketUser) -> None:
-        # The next join carries the new token; an open attachment was authorized when it
-        # started, and ends with the socket if the session is revoked.
-        self._user = user
-
-    def end(self) -> None:
-        self._leave()
-
-    # --- the attachment ------------------------------------------------------------------------
-
-    async def _send(self, request: Any) -> None:
-        call = self._call
-        if call is None:
+        if self._call is None:
             raise SocketError("NOT_JOINED", "join a session first")
-        if call.done():
-            raise SocketError("NOT_JOINED", "the session has ended; join one")
         try:
-            await call.write(request)
+            await self._call.write(request)  # a call that has ended: InvalidStateError
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-            # The stream ended meanwhile: the relay reports why (exit or error).
+            # The stream ended: the relay reports why (exit or error).
             raise SocketError("NOT_JOINED", "the session has ended; join one") from None
 
-    def _leave(self) -> None:
+    def end(self) -> None:
         if self._relay is not None:
             self._relay.cancel()
             self._relay = None
@@ -151,14 +121,3 @@ class TerminalConversation:
             await self._client.writable(self._backlog)
             piece = text[start : start + FRAME_CHARS]
             self._client.send_now(json_frame({"type": "data", "data": piece}))
-
-
-async def terminal_socket(
-    sockets: Sockets, channel: Any, bridge: Bridge, request: web.Request
-) -> web.StreamResponse:
-    """`channel` is called for the terminal service's channel (bound after start-up)."""
-    backlog = sockets.send_budget // 2
-    return await sockets.serve(
-        request,
-        lambda client, user: TerminalConversation(channel(), bridge, client, user, backlog=backlog),
-    )
