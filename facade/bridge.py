@@ -1,14 +1,8 @@
-"""One WebSocket bridge for every gRPC stream, as routes.py and codec.py are one for REST.
-
-A socket message `{"type": t, ...}` fills the request's oneof field `t`: a message field from
-the socket message's other keys (flattened, as the seed sends them), a bytes field from text
-(keystrokes are UTF-8, not base64). A small rename table names the socket types that differ
-from the proto's (`stream_chat`: the whole request). The request is checked against the
-proto's own rules before it goes, so a refused frame never ends the stream it was meant for.
-A reply's oneof field `which` goes out as `{"type": which, **its JSON}`, nested under a key of
-its own where the table says so; 64-bit counts are numbers, as the seed's sockets write them.
-Calls carry the socket's token and the correlation id; failures become socket errors once.
-"""
+"""One WebSocket bridge for every gRPC stream, as routes.py and codec.py are one for REST (the
+mapping: README, "The facade"). Fields are flattened as the seed sends them, bytes are UTF-8
+text (keystrokes, not base64), 64-bit counts are numbers (as the seed's sockets write them), and
+a request is checked by the proto's rules before it goes, so a refused frame never ends the
+stream it was meant for."""
 
 from __future__ import annotations
 

@@ -73,13 +73,10 @@ class SocketError(Exception):
 
 
 class Outbox:
-    """Frames for many sockets, written together: one write per socket per window.
-
-    A price tick reaches the facade as one gRPC message per symbol, and one write (one system
-    call) per frame and socket is most of a fan-out's cost. Frames queued within `window`
-    seconds go out as one write per socket (measured on this machine: 10 frames in one write
-    cost about a fifth of 10 writes).
-    """
+    """Frames for many sockets, written together. A price tick reaches the facade as one gRPC
+    message per symbol, and one write (one system call) per frame and socket is most of a
+    fan-out's cost (measured on this machine: 10 frames in one write cost about a fifth of 10
+    writes)."""
 
     def __init__(self, window: float) -> None:
         self._window = window
@@ -132,6 +129,13 @@ class ClientSocket:
         self._closer = closer
         self._pending: list[bytes] = []
         self._done = False
+        # The kernel's send buffer is capped too: left alone, Linux grows it to megabytes
+        # (tcp_wmem) before a stalled client shows in the transport's own buffer, and the drop
+        # would come late, with that much memory held for a client that reads nothing.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
 
     def send(self, frame: bytes) -> None:
         """Queue a ready-made frame, written with the others of its window; never waits."""
@@ -197,13 +201,3 @@ class ClientSocket:
                 await self.ws.close(code=code, message=reason.encode()[:120])
         except TimeoutError:
             self._transport.abort()
-
-
-def cap_kernel_buffer(transport: asyncio.Transport, limit: int) -> None:
-    """Cap the kernel's send buffer for this connection too. Left alone, Linux grows it to
-    megabytes (tcp_wmem) before a stalled client shows in the transport's own buffer: the
-    drop would come late, with that much memory held for a client that reads nothing."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)

@@ -28,7 +28,6 @@ from facade.outbox import (
     ClientSocket,
     Outbox,
     SocketError,
-    cap_kernel_buffer,
     json_frame,
     text_frame,
 )
@@ -173,7 +172,6 @@ class Sockets:
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        cap_kernel_buffer(transport, self.send_budget)
         client = ClientSocket(
             ws,
             transport,
@@ -245,12 +243,20 @@ class _Connection:
                 received = await self._next(deadline)
                 if received is None or received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     return  # closed, broken, or not authenticated in time
-                if self._within_rate():
+                if self._bucket.take():
                     try:
                         await self._handle(received)
                     except SocketError as error:
                         client.error(error.code, error.message)
-                elif self._bucket.abusive:
+                    continue
+                # Past the rate a message is refused; a socket that keeps on is closed (1008).
+                rate = self._sockets.rate
+                client.error(
+                    "RATE_LIMITED",
+                    f"at most {rate.per_second:g} messages a second (bursts of {rate.burst}); "
+                    "slow down",
+                )
+                if self._bucket.abusive:
                     SOCKETS_DROPPED.labels("rate").inc()
                     await client.close(POLICY_VIOLATION_CLOSE, "too many messages")
         finally:
@@ -269,18 +275,6 @@ class _Connection:
         self._client.error("UNAUTHENTICATED", f"no authentication within {timeout:g} s")
         await self._client.close(UNAUTHENTICATED_CLOSE, "authentication timed out")
         return None
-
-    def _within_rate(self) -> bool:
-        """Past the rate a message is refused with RATE_LIMITED; a socket that keeps on is
-        closed (1008)."""
-        if self._bucket.take():
-            return True
-        rate = self._sockets.rate
-        self._client.error(
-            "RATE_LIMITED",
-            f"at most {rate.per_second:g} messages a second (bursts of {rate.burst}); slow down",
-        )
-        return False
 
     async def _handle(self, received: WSMessage) -> None:
         conversation = self._conversation
