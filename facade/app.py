@@ -235,7 +235,8 @@ def create_app(config: FacadeConfig) -> web.Application:
     _add_transcoded_routes(app, edge, guard)
     _add_socket_routes(app, edge, plans)
     # Last: whatever no route takes (an unknown path) still gets the edge and the envelope.
-    app.router.add_route("*", "/{tail:.*}", edge.no_route())
+    # Any path at all, newlines included (`.` would stop at one and leave aiohttp's own 404).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", edge.no_route())
     app.cleanup_ctx.append(cache_context)
     app.cleanup_ctx.append(chat_rooms_context)
     app.cleanup_ctx.extend(channel_context(name) for name in DOMAIN_APIS)

@@ -161,8 +161,11 @@ def resolve_field(message: Descriptor, dotted: str, *, where: str) -> FieldPath:
 
 
 def _segments_regex(pattern: str) -> str:
+    # `[\s\S]`, not `.`: a decoded path may hold a newline, which the service must see (and
+    # refuse with its rule), not fall past every route into aiohttp's plain-text 404.
     return "/".join(
-        ".+" if s == "**" else "[^/]+" if s == "*" else re.escape(s) for s in pattern.split("/")
+        r"[\s\S]+" if s == "**" else "[^/]+" if s == "*" else re.escape(s)
+        for s in pattern.split("/")
     )
 
 

@@ -435,3 +435,18 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
             break
         await asyncio.sleep(0.01)
     assert leftovers(folder) == before
+
+
+async def test_a_newline_in_a_path_reaches_the_rules_and_never_aiohttps_plain_404(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    """Found by the fuzzer: `.` in the route patterns stopped at a decoded newline, so such a
+    path matched no route, not even the catch-all, and aiohttp answered in plain text."""
+    ada = await workspace.user()
+    await new_project(facade, ada)
+    deleted = await envelope(await facade.delete("/api/v1/files/a%0Ab", headers=bearer(ada)), 422)
+    assert deleted["details"]["fields"] == [
+        {"field": "path", "description": "must not contain control characters or backslashes"}
+    ]
+    unknown = await envelope(await facade.get("/api/v1/no%0Asuch", headers=bearer(ada)), 404)
+    assert (unknown["error"], unknown["message"]) == ("NOT_FOUND", "no such route")

@@ -169,7 +169,7 @@ def test_routes_carry_the_verbs_and_templates_of_the_design_table() -> None:
 
 def test_multi_segment_template_becomes_a_greedy_aiohttp_variable() -> None:
     get_file = route("WorkspaceService_GetFile")
-    assert get_file.aiohttp_path == "/api/v1/files/{path:.+}"
+    assert get_file.aiohttp_path == r"/api/v1/files/{path:[\s\S]+}"
     (variable,) = get_file.variables
     assert (variable.placeholder, variable.field.name, variable.multi_segment) == (
         "path",
@@ -184,7 +184,7 @@ def test_nested_and_patterned_path_variables_are_parsed(things: ServiceDescripto
     assert get_thing.aiohttp_path == "/v1/{parent:shelves/[^/]+}/things/{_v1}"
     assert [v.field.proto_path for v in get_thing.variables] == ["parent", "inner.name"]
     update = thing_route(things, "UpdateThing")
-    assert update.aiohttp_path == "/v1/{parent:shelves/.+}:update"
+    assert update.aiohttp_path == r"/v1/{parent:shelves/[\s\S]+}:update"
     assert update.verb == "PATCH"
 
 
