@@ -87,6 +87,36 @@ def service_config(
     return json.dumps(config)
 
 
+# How often a channel pings a connection that has calls open but quiet. Servers must accept
+# pings this often (SERVER_KEEPALIVE_OPTIONS), or they answer the third with GOAWAY
+# "too_many_pings", which fails every call on that connection at once (seen as a 503).
+KEEPALIVE_TIME_MS = 30_000
+SERVER_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    # gRPC's server default is 5 minutes: our channels' 30 s pings would be strikes.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+def channel_options(
+    services: Iterable[ServiceDescriptor], *, deadline: float, probe: bool
+) -> list[tuple[str, Any]]:
+    """The channel arguments of create_channel."""
+    return [
+        ("grpc.service_config", service_config(services, deadline=deadline, probe=probe)),
+        ("grpc.enable_retries", 0 if probe else 1),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        # An idle stream (a watch, a market feed) keeps pinging: gRPC would stop after two.
+        ("grpc.http2.max_pings_without_data", 0),
+        # Reconnect quickly when a replica comes back, rather than after gRPC's default 20 s.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+        ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+        ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ]
+
+
 def create_channel(
     addresses: Sequence[str],
     services: Iterable[ServiceDescriptor],
@@ -97,17 +127,7 @@ def create_channel(
 ) -> grpc.aio.Channel:
     """A channel to every replica in `addresses`; `probe=True` for health probes of one replica
     (no health-checked subchannels, no retries)."""
-    options = [
-        ("grpc.service_config", service_config(services, deadline=deadline, probe=probe)),
-        ("grpc.enable_retries", 0 if probe else 1),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        # Reconnect quickly when a replica comes back, rather than after gRPC's default 20 s.
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 2_000),
-        ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-        ("grpc.max_send_message_length", 32 * 1024 * 1024),
-    ]
+    options = channel_options(services, deadline=deadline, probe=probe)
     return grpc.aio.insecure_channel(
         channel_target(addresses), options=options, interceptors=list(interceptors) or None
     )

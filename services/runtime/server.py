@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from services.runtime.admin import start_admin
 from services.runtime.auth import ServiceTokenSigner, SessionChecker, TokenCodec, TokenVerifier
+from services.runtime.channels import SERVER_KEEPALIVE_OPTIONS
 from services.runtime.config import ConfigError, RuntimeConfig, load_runtime_config
 from services.runtime.descriptors import method_rules
 from services.runtime.health import DependencyCheck, Health, watching
@@ -87,6 +88,7 @@ def create_server(
             ("grpc.max_receive_message_length", 32 * 1024 * 1024),
             ("grpc.max_send_message_length", 32 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            *SERVER_KEEPALIVE_OPTIONS,
         ],
     )
     names = [s.full_name for s in parts.services]

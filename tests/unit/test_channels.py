@@ -11,7 +11,14 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2
 from stockfolio.users.v1 import users_pb2
 
-from services.runtime.channels import RETRY_POLICY, channel_target, service_config
+from services.runtime.channels import (
+    KEEPALIVE_TIME_MS,
+    RETRY_POLICY,
+    SERVER_KEEPALIVE_OPTIONS,
+    channel_options,
+    channel_target,
+    service_config,
+)
 from services.runtime.descriptors import MethodRule, method_rules
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
@@ -150,3 +157,18 @@ def test_a_probe_channel_sees_not_serving_replicas_and_never_retries() -> None:
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     assert "healthCheckConfig" not in config, "a probe must reach a NOT_SERVING replica"
     assert retried_methods(config) == set()
+
+
+def test_servers_accept_the_pings_our_channels_send() -> None:
+    """A server refuses pings closer than its minimum (gRPC: 5 minutes) and, at the third,
+    closes the connection with GOAWAY "too_many_pings", failing every call on it; the fuzzer
+    met that as a 503 while a quiet market stream shared the connection."""
+    channel = dict(channel_options([], deadline=30.0, probe=False))
+    server = dict(SERVER_KEEPALIVE_OPTIONS)
+    assert channel["grpc.keepalive_time_ms"] == KEEPALIVE_TIME_MS
+    assert (
+        server["grpc.http2.min_recv_ping_interval_without_data_ms"]
+        < channel["grpc.keepalive_time_ms"]
+    )
+    assert server["grpc.keepalive_permit_without_calls"] == 1
+    assert channel["grpc.http2.max_pings_without_data"] == 0
