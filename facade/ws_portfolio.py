@@ -12,13 +12,13 @@ from facade.bridge import unknown_type
 from facade.outbox import ClientSocket, SocketError
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
 from facade.sockets import SocketUser
+from services.portfolio.trading import SYMBOL
 
 PATH = "/ws/portfolio"
 MAX_SYMBOLS = 200
 MAX_PORTFOLIOS = 100
 FIELDS = frozenset({"type", "symbols", "portfolioIds"})
 # As the portfolio service spells symbols (AAPL, BRK.B, ^GSPC), compared upper-case.
-_SYMBOL = re.compile(r"\^?[A-Z0-9][A-Z0-9.=-]{0,14}")
 _PORTFOLIO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -45,7 +45,7 @@ def read_targets(message: dict[str, Any]) -> tuple[set[str], set[str]]:
     symbols = set()
     for text in _strings(message, "symbols", MAX_SYMBOLS):
         symbol = text.strip().upper()
-        if not _SYMBOL.fullmatch(symbol):
+        if not SYMBOL.fullmatch(symbol):
             raise _invalid(f"symbols: {text[:40]!r} is not a ticker symbol")
         symbols.add(symbol)
     portfolios = set()

@@ -33,7 +33,8 @@ from services.runtime.errors import InvalidArgument
 MAX_NOTES = 1000
 # A client whose clock runs a little ahead still records "now"; a trade dated later is refused.
 CLOCK_SKEW = timedelta(minutes=5)
-_SYMBOL = re.compile(r"\^?[A-Z0-9][A-Z0-9.=-]{0,14}")
+# A normalized (upper-case) ticker; the facade checks socket subscriptions with it too.
+SYMBOL = re.compile(r"\^?[A-Z0-9][A-Z0-9.=-]{0,14}")
 
 
 # --- trades ------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def normalize_symbol(raw: str) -> str:
     symbol = raw.strip().upper()
     if not symbol:
         raise InvalidArgument.field("symbol", "is required")
-    if not _SYMBOL.fullmatch(symbol):
+    if not SYMBOL.fullmatch(symbol):
         raise InvalidArgument.field(
             "symbol", "must be up to 16 letters, digits, '.', '-', '=' or a leading '^'"
         )
