@@ -6,14 +6,12 @@ idempotency store: a retry with the same `Idempotency-Key` gets the first respon
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
@@ -41,8 +39,6 @@ from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
-
-M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -73,11 +69,6 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
 
-    async def _once(
-        self, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
-    ) -> M:
-        return await self._cases.idempotency.run(request, response_type, run)
-
     # --- portfolios ----------------------------------------------------------------------------
 
     async def ListPortfolios(
@@ -105,7 +96,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             valued = await self._cases.portfolios.create(user_id, draft)
             return portfolio_pb2.CreatePortfolioResponse(portfolio=_valued(valued))
 
-        return await self._once(request, portfolio_pb2.CreatePortfolioResponse, create)
+        return await self._cases.idempotency.run(
+            request, portfolio_pb2.CreatePortfolioResponse, create
+        )
 
     async def GetPortfolio(
         self, request: portfolio_pb2.GetPortfolioRequest, context: grpc.aio.ServicerContext
@@ -169,7 +162,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
             return portfolio_pb2.CreateTradeResponse(trade=trade_message(recorded))
 
-        return await self._once(request, portfolio_pb2.CreateTradeResponse, create)
+        return await self._cases.idempotency.run(request, portfolio_pb2.CreateTradeResponse, create)
 
     async def ImportTrades(
         self, request: portfolio_pb2.ImportTradesRequest, context: grpc.aio.ServicerContext
@@ -184,7 +177,7 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 imported=done.count, trades=[trade_message(t) for t in done.trades]
             )
 
-        return await self._once(request, portfolio_pb2.ImportTradesResponse, run)
+        return await self._cases.idempotency.run(request, portfolio_pb2.ImportTradesResponse, run)
 
     async def ListPositions(
         self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
@@ -222,7 +215,9 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
                 position=position_message(portfolio_id, position)
             )
 
-        return await self._once(request, portfolio_pb2.CreatePositionResponse, create)
+        return await self._cases.idempotency.run(
+            request, portfolio_pb2.CreatePositionResponse, create
+        )
 
     # --- market data ---------------------------------------------------------------------------
 

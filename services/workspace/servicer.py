@@ -8,13 +8,11 @@ RPCs run through the idempotency store (an `Idempotency-Key` retried gets the fi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf.message import Message
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
 from services.runtime.errors import InvalidArgument
@@ -40,7 +38,6 @@ from services.workspace.quota import Quotas
 from services.workspace.versioning import Versioning
 from services.workspace.watch import Watchers
 
-M = TypeVar("M", bound=Message)
 DEFAULT_LOG_LIMIT = 50
 
 
@@ -67,11 +64,6 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             identity.user_id, key, lambda: self._cases.authors.author(identity)
         )
 
-    async def _once(
-        self, request: Message, response_type: type[M], run: Callable[[], Awaitable[M]]
-    ) -> M:
-        return await self._cases.idempotency.run(request, response_type, run)
-
     # --- projects ------------------------------------------------------------------------------
 
     async def ListProjects(
@@ -97,7 +89,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             )
             return workspace_pb2.CreateProjectResponse(project=project_message(project))
 
-        return await self._once(request, workspace_pb2.CreateProjectResponse, create)
+        return await self._cases.idempotency.run(
+            request, workspace_pb2.CreateProjectResponse, create
+        )
 
     async def GetProject(
         self, request: workspace_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
@@ -168,7 +162,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
                 file=written_message(located.project.id, written)
             )
 
-        return await self._once(request, workspace_pb2.CreateFileResponse, create)
+        return await self._cases.idempotency.run(request, workspace_pb2.CreateFileResponse, create)
 
     async def UpdateFile(
         self, request: workspace_pb2.UpdateFileRequest, context: grpc.aio.ServicerContext
@@ -284,7 +278,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             branch = await self._cases.versioning.create_branch(located, request.name)
             return workspace_pb2.CreateBranchResponse(branch=branch_message(branch))
 
-        return await self._once(request, workspace_pb2.CreateBranchResponse, create)
+        return await self._cases.idempotency.run(
+            request, workspace_pb2.CreateBranchResponse, create
+        )
 
     async def SwitchBranch(
         self, request: workspace_pb2.SwitchBranchRequest, context: grpc.aio.ServicerContext
