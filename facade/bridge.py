@@ -19,6 +19,7 @@ from facade.envelope import ApiError, from_rpc_error
 from facade.outbox import SocketError
 from facade.plans import Plans, message_json
 from facade.routes import is_map
+from services.runtime.auth import bearer
 from services.runtime.context import CORRELATION_HEADER, correlation_id
 from services.runtime.validation import violations
 
@@ -29,7 +30,7 @@ _INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
 
 def call_metadata(token: str) -> Metadata:
     """A call made for a socket's user: with their own token and the correlation id."""
-    return (("authorization", f"Bearer {token}"), (CORRELATION_HEADER, correlation_id.get()))
+    return (bearer(token), (CORRELATION_HEADER, correlation_id.get()))
 
 
 def unknown_type(kind: str, takes: Iterable[str]) -> SocketError:
