@@ -9,6 +9,7 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.runtime.auth import bearer
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,7 @@ def test_get_me_with_a_bearer_token_returns_its_user(
 ) -> None:
     answer = users.GetMe(
         users_pb2.GetMeRequest(),
-        metadata=[("authorization", f"Bearer {account.access_token}")],
+        metadata=[bearer(account.access_token)],
         timeout=10,
     )
 

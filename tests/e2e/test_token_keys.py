@@ -12,6 +12,7 @@ import grpc
 import jwt
 import pytest
 
+from services.runtime.auth import bearer
 from services.runtime.keys import parse_public_keys
 from tests.forged_tokens import AUTHENTICATED_RPC, forged_tokens
 from tests.system_harness import ROUTE_OF, Account, System, child_pids, request
@@ -104,6 +105,6 @@ def test_forged_tokens_are_refused_by_every_service_reached_directly(
             rpc = channel.unary_unary(AUTHENTICATED_RPC[service])
             for kind, token in forged_tokens(kid, public_pem).items():
                 with pytest.raises(grpc.RpcError) as raised:
-                    rpc(b"", metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+                    rpc(b"", metadata=(bearer(token),), timeout=10)
                 code = raised.value.code()  # type: ignore[attr-defined]
                 assert code == grpc.StatusCode.UNAUTHENTICATED, (service, kind)

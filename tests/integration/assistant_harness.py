@@ -24,6 +24,7 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.assistant.server import build as build_assistant
 from services.portfolio.server import build as build_portfolio
+from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import Running, running
 from tests.conftest import service_database
@@ -76,7 +77,7 @@ class AssistantStack:
                 email=f"u{uuid.uuid4().hex[:10]}@example.com", password=PASSWORD
             )
         )
-        return (("authorization", f"Bearer {reply.tokens.access_token}"),), reply.user.id
+        return (bearer(reply.tokens.access_token),), reply.user.id
 
     async def user(self) -> Metadata:
         return (await self.account())[0]

@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from facade.app import create_app
 from facade.config import load_facade_config
 from services.runtime.auth import TokenCodec
+from services.runtime.auth import bearer as authorization
 from services.runtime.config import DOMAIN_SERVICES, RuntimeConfig
 from services.runtime.context import Identity
 from services.runtime.health import DependencyCheck
@@ -77,7 +78,7 @@ def bearer(codec: TokenCodec) -> Issue:
         token, _ = codec.issue_access(
             user_id=user_id, session_id=session_id, email=f"{user_id}@example.com", roles=[*roles]
         )
-        return (("authorization", f"Bearer {token}"),)
+        return (authorization(token),)
 
     return issue
 

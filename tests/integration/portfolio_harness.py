@@ -17,6 +17,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
+from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
 from services.runtime.server import running
@@ -50,7 +51,7 @@ class PortfolioService:
                 email=email or f"u{uuid.uuid4().hex[:10]}@example.com", password=PASSWORD
             )
         )
-        return (("authorization", f"Bearer {reply.tokens.access_token}"),), reply.user.id
+        return (bearer(reply.tokens.access_token),), reply.user.id
 
     async def user(self) -> Metadata:
         """Register a new user; their bearer metadata."""

@@ -13,6 +13,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
+from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.users.server import build as build_users
@@ -46,7 +47,7 @@ async def test_logout_is_refused_by_another_service_within_five_seconds(
             signed = await accounts.Register(
                 users_pb2.RegisterRequest(email="sam@example.com", password="pass-word-1")
             )
-            auth = (("authorization", f"Bearer {signed.tokens.access_token}"),)
+            auth = (bearer(signed.tokens.access_token),)
 
             async def portfolio_code() -> grpc.StatusCode:
                 try:

@@ -15,6 +15,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
+from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.runtime.status import parse_status
@@ -47,7 +48,7 @@ async def test_concurrent_calls_ask_users_once_under_the_callers_correlation_id(
         signed = await users_pb2_grpc.UsersServiceStub(users_channel).Register(
             users_pb2.RegisterRequest(email="lin@example.com", password="pass-word-1")
         )
-        auth = ("authorization", f"Bearer {signed.tokens.access_token}")
+        auth = bearer(signed.tokens.access_token)
         stub = portfolio_pb2_grpc.PortfolioServiceStub(portfolio_channel)
         before = validations()
 

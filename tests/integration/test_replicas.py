@@ -15,6 +15,7 @@ import grpc
 import pytest
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.runtime.auth import bearer
 from services.runtime.channels import create_channel
 from tests.integration.conftest import ROOT, ServiceProcess, Spawn, service_environment
 
@@ -71,7 +72,7 @@ async def test_idempotent_calls_survive_a_replica_killed_mid_stream(
         registered = await stub.Register(
             users_pb2.RegisterRequest(email="ada@example.com", password="correct-horse-9")
         )
-        metadata = (("authorization", f"Bearer {registered.tokens.access_token}"),)
+        metadata = (bearer(registered.tokens.access_token),)
 
         failures: list[str] = []
         answered = 0

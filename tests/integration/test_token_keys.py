@@ -14,7 +14,7 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
-from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
+from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, bearer
 from services.runtime.config import DOMAIN_SERVICES
 from services.runtime.keys import SigningKey
 from tests.conftest import TEST_SERVICE_KEY, TEST_USER_KEY, users_codec
@@ -39,7 +39,7 @@ async def call(address: str, method: str, token: str) -> grpc.aio.AioRpcError | 
     async with grpc.aio.insecure_channel(address) as channel:
         rpc = channel.unary_unary(method)
         try:
-            await rpc(b"", metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+            await rpc(b"", metadata=(bearer(token),), timeout=10)
         except grpc.aio.AioRpcError as error:
             return error
     return None

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.users.server import build as build_users
@@ -79,7 +80,7 @@ async def admin_create(
 
 
 def bearer(response: users_pb2.LoginResponse) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {response.tokens.access_token}"),)
+    return (authorization(response.tokens.access_token),)
 
 
 async def test_in_production_the_first_user_and_the_admin_email_register_as_plain_users(

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.users.server import build as build_users
@@ -24,7 +25,7 @@ async def stub(users_service: RuntimeConfig) -> AsyncIterator[users_pb2_grpc.Use
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+    return (authorization(token),)
 
 
 async def register(

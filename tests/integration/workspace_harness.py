@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
+from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.workspace.server import build as build_workspace
@@ -67,7 +68,7 @@ class WorkspaceService:
             users_pb2.RegisterRequest(email=email, password=PASSWORD, name=name)
         )
         token = reply.tokens.access_token
-        return User((("authorization", f"Bearer {token}"),), reply.user.id, email, token)
+        return User((authorization(token),), reply.user.id, email, token)
 
     async def project(
         self, who: User, name: str = "demo", template: str = "empty"
