@@ -75,6 +75,8 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "POST /api/v1/chat/stream": "the model must be one the provider offers now (ListModels)",
     "POST /api/v1/terminal/terminals/create": "the shell must be one this install offers "
     "(TERMINAL_SHELLS)",
+    "POST /api/v1/terminal/terminals/{session_id}/resize": "cols and rows, or dimensions, must "
+    "be given (either form: a rule across fields the document cannot state)",
     "GET /api/v1/files": "the path must be a folder that exists",
     "GET /api/v1/files/{path}": "the path must be a file, not a folder",
     "PUT /api/v1/files/{path}": "the path must be a file, not a folder; the sha must be the "
