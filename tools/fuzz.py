@@ -95,6 +95,7 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "GET /api/v1/trades": "from must not be after to",
     "POST /api/v1/trades": "the symbol is required for buy, sell and dividend and refused for "
     "cash; a sell must not exceed the holding; a paper portfolio's cash must cover a buy",
+    "POST /api/v1/positions": "a BUY by another name: a paper portfolio's cash must cover it",
     "POST /api/v1/trades:import": "the CSV's header and rows must be trades",
 }
 
