@@ -6,10 +6,10 @@ that time, not when their access token expires."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from facade.envelope import ApiError
+from services.runtime.tasks import cancel_and_wait
 
 # Told to whatever a session held when the session ended.
 Ended = Callable[[ApiError], None]
@@ -51,11 +51,8 @@ class LiveSessions:
                 del self._held[session_id]
 
     async def close(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await cancel_and_wait(self._loop)
+        self._loop = None
 
     async def _run(self) -> None:
         limit = asyncio.Semaphore(RECHECK_CONCURRENCY)

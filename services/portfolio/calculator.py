@@ -10,7 +10,6 @@ the other replicas' subscribers through the hub.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from services.runtime.cache import Cache
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ class Calculator:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def revalue_all(self) -> int:
         """One revaluation of every portfolio with positions; returns how many were valued."""

@@ -27,6 +27,7 @@ from services.portfolio.domain import Totals, present_money
 from services.portfolio.messages import trade_message
 from services.portfolio.records import RecordedTrade
 from services.runtime.cache import Cache
+from services.runtime.tasks import cancel_and_wait
 from services.runtime.timestamps import timestamp
 
 log = logging.getLogger(__name__)
@@ -150,10 +151,7 @@ class EventHub:
 
     async def close(self) -> None:
         relay, self._relay = self._relay, None
-        if relay is not None:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+        await cancel_and_wait(relay)
         for subscription in list(self._subscriptions):
             subscription.end()
         self._subscriptions.clear()

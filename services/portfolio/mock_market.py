@@ -8,7 +8,6 @@ the same seed gives the same sequence of prices however fast or late the ticks c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -29,6 +28,7 @@ from services.portfolio.market_data import (
 )
 from services.runtime.clock import utc_now
 from services.runtime.errors import NotFound
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -284,10 +284,7 @@ class MockMarket:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._fanout.end()
 
     # --- internals -----------------------------------------------------------------------------

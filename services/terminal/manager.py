@@ -22,6 +22,7 @@ from pathlib import Path
 from services.runtime.cgroups import Box
 from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.sandbox import INSIDE_HOME, Bind, Sandbox, inside_path, warn_unsandboxed
+from services.runtime.tasks import cancel_and_wait
 from services.terminal import procfs
 from services.terminal.sessions import READ_CHUNK, Session, validate_dimensions
 
@@ -189,10 +190,7 @@ class TerminalManager:
 
     async def shutdown(self) -> None:
         for task in (self._culler, self._rechecker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._culler = self._rechecker = None
         await asyncio.gather(*(self.close(sid) for sid in list(self._sessions)))
 

@@ -15,6 +15,7 @@ from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 from services.runtime.errors import DomainError, InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
+from services.runtime.tasks import cancel_and_wait
 from services.runtime.timestamps import timestamp
 from services.terminal.config import TerminalConfig
 from services.terminal.manager import TerminalManager
@@ -169,9 +170,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             yield terminal_pb2.AttachTerminalResponse(exit=await _exit_of(session, watcher))
         finally:
             watcher.close()
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await cancel_and_wait(pump)
 
 
 async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalExit:

@@ -9,7 +9,6 @@ sandbox's file-size limit bounds a single file; the scan catches the rest).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import stat
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.errors import DomainError, Kind
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 BYTES = "bytes"
@@ -170,11 +170,8 @@ class Quotas:
         self._task = asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _rescan_forever(self) -> None:
         while True:
