@@ -51,32 +51,41 @@ def failure(error: grpc.aio.AioRpcError, service: str) -> SocketError:
 
 
 class Bridge:
-    """One stream method as socket messages: requests in, replies out."""
+    """Socket messages as requests of one message type (a stream method's, or one of a socket's
+    own) and a stream's replies as socket messages."""
 
     def __init__(
         self,
-        service: ServiceDescriptor,
-        name: str,
+        request: Descriptor,
         plans: Plans,
         *,
+        reply: Descriptor | None = None,
         renames: Mapping[str, str] | None = None,
         nested: Mapping[str, str] | None = None,
         also: tuple[str, ...] = (),
+        strict: bool = False,
     ) -> None:
         """`renames`: socket type -> request field ("" for the whole request); `nested`: reply
-        field -> the key its JSON goes under; `also`: the socket's own types (for UNKNOWN_TYPE)."""
-        method = service.methods_by_name[name]
+        field -> the key its JSON goes under; `also`: the socket's own types (for UNKNOWN_TYPE);
+        `strict`: a key the request does not know is refused, not left out."""
         self._plans = plans
-        self._request_class = message_factory.GetMessageClass(method.input_type)
+        self._request_class = message_factory.GetMessageClass(request)
         fields: dict[str, FieldDescriptor | None] = {
-            field.name: field for oneof in method.input_type.oneofs for field in oneof.fields
+            field.name: field for oneof in request.oneofs for field in oneof.fields
         }
         for kind, name in (renames or {}).items():
             fields[kind] = fields.pop(name) if name else None
         self._fields = fields
         self.takes = (*fields, *also)
-        self._reply_oneof = method.output_type.oneofs[0].name
+        self._reply_oneof = reply.oneofs[0].name if reply is not None else ""
         self._nested = nested or {}
+        self._strict = strict
+
+    @classmethod
+    def of(cls, service: ServiceDescriptor, name: str, plans: Plans, **options: Any) -> Bridge:
+        """The bridge of a stream method: its request's oneof fields in, its reply's out."""
+        method = service.methods_by_name[name]
+        return cls(method.input_type, plans, reply=method.output_type, **options)
 
     def request(self, kind: str, message: JsonObject) -> Message:
         """The request a socket message stands for; SocketError when the socket refuses it."""
@@ -99,14 +108,20 @@ class Bridge:
             setattr(request, field.name, value)
         found = violations(request)
         if found:
-            sentence = "; ".join(f"{name}: {description}" for name, description in found)
+            # The first few: a list of 200 bad items would be answered with 200 sentences.
+            sentence = "; ".join(f"{name}: {description}" for name, description in found[:3])
             raise SocketError("VALIDATION_ERROR", sentence)
         return request
 
     def _parse(self, message: JsonObject, target: Message) -> None:
         plan = self._plans.plan(cast(Descriptor, target.DESCRIPTOR))
         # Only the keys the message type knows: the seed's clients send more (`type`, ...).
-        known = {key: value for key, value in message.items() if key in plan.by_key}
+        # Strict, only `type` is left out.
+        known = {
+            key: value
+            for key, value in message.items()
+            if (key != "type" if self._strict else key in plan.by_key)
+        }
         try:
             check_object(known, plan)
             json_format.ParseDict(known, target)

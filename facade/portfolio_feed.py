@@ -3,8 +3,8 @@
 Upstreams: for each replica address one StreamMarket (every price tick) and one
 StreamPortfolioEvents (every user's trades and revaluations), on a probe-style channel of its
 own (one replica, no health-checked subchannels), with the facade's service token; reopened
-with backoff (and jitter) when it ends, and waiting for a replica that is down (wait_for_ready)
-rather than failing in a loop.
+with backoff (services/runtime/streams.py) when it ends, and waiting for a replica that is down
+(wait_for_ready) rather than failing in a loop.
 
 Fan-out: sockets indexed by symbol and by user; each message is encoded once, as a frame, and
 written to each socket that gets it without waiting (a socket too far behind is dropped). A
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -34,11 +32,8 @@ from facade.plans import Plans, message_json
 from facade.routes import DOMAIN_APIS
 from services.runtime.auth import ServiceCredentials
 from services.runtime.channels import create_channel
+from services.runtime.streams import follow_forever
 
-log = logging.getLogger("stockfolio.facade")
-
-BACKOFF_FIRST = 0.2
-BACKOFF_MAX = 10.0
 # Events remembered to recognise one arriving again from another replica.
 REMEMBERED_EVENTS = 10_000
 
@@ -75,7 +70,14 @@ class PortfolioFeed:
         self._flush = flush
         self._quote_plan = plans.plan(portfolio_pb2.Quote.DESCRIPTOR)
         service = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
-        self._events = Bridge(service, "StreamPortfolioEvents", plans, nested={"trade": "trade"})
+        self._events = Bridge.of(service, "StreamPortfolioEvents", plans, nested={"trade": "trade"})
+        # What its sockets send (facade/ws_portfolio.py): a Subscription to add or to take away.
+        self.subscriptions = Bridge(
+            portfolio_pb2.Subscription.DESCRIPTOR,
+            plans,
+            renames={"subscribe": "", "unsubscribe": ""},
+            strict=True,
+        )
         self._by_symbol: dict[str, set[ClientSocket]] = {}
         self._by_user: dict[str, set[FeedSocket]] = {}
         # symbol -> (tick time, price, its frame): for dedup, and for new followers.
@@ -196,7 +198,13 @@ class Upstreams:
                 ("market", market, feed.publish_step),
                 ("events", events, feed.publish_event),
             ):
-                follow = self._follow(address, name, stream, handle)
+                follow = follow_forever(
+                    functools.partial(self._open, name, stream),
+                    handle,
+                    name=name,
+                    restarts=UPSTREAM_RESTARTS.labels(name),
+                    log_extra={"upstreamAddress": address},
+                )
                 self._tasks.append(loop.create_task(follow, name=f"upstream-{name}-{address}"))
 
     async def close(self) -> None:
@@ -207,45 +215,22 @@ class Upstreams:
         self._tasks.clear()
         self._channels.clear()
 
-    async def _follow(
-        self, address: str, name: str, open_stream: Any, handle: Callable[[Any], None]
-    ) -> None:
-        backoff = BACKOFF_FIRST
+    async def _open(
+        self, name: str, open_call: Any, live: asyncio.Event
+    ) -> AsyncGenerator[Any, None]:
+        """One stream from a replica, counted while it is live."""
+        call = open_call(metadata=self._credentials.metadata(), wait_for_ready=True)
         gauge = UPSTREAMS_LIVE.labels(name)
-        while True:
-            call = open_stream(metadata=self._credentials.metadata(), wait_for_ready=True)
-            live = False
-            outcome = "ended"
-            try:
-                await call.initial_metadata()  # the replica has subscribed us: ticks flow
-                if not call.done():
-                    live = True
-                    self.live += 1
-                    gauge.inc()
-                    backoff = BACKOFF_FIRST
-                async for message in call:
-                    handle(message)
-            except grpc.aio.AioRpcError as error:
-                outcome = error.code().name
-            except Exception:
-                # A bug in the fan-out must not end the feed for good: log it, reopen.
-                log.exception("upstream message handling failed", extra={"stream": name})
-                outcome = "INTERNAL"
-            finally:
-                call.cancel()
-                if live:
-                    self.live -= 1
-                    gauge.dec()
-            delay = backoff * random.uniform(0.5, 1.0)
-            log.warning(
-                "upstream stream closed; reopening",
-                extra={
-                    "stream": name,
-                    "upstreamAddress": address,
-                    "code": outcome,
-                    "retryIn": round(delay, 3),
-                },
-            )
-            UPSTREAM_RESTARTS.labels(name).inc()
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+        try:
+            await call.initial_metadata()  # the replica has subscribed us: ticks flow
+            if not call.done():
+                live.set()
+                self.live += 1
+                gauge.inc()
+            async for message in call:
+                yield message
+        finally:
+            call.cancel()
+            if live.is_set():
+                self.live -= 1
+                gauge.dec()

@@ -41,7 +41,7 @@ PRESENCE = ("join_session", "leave_session", "typing_start", "typing_stop")
 
 def chat_bridge(plans: Plans) -> Bridge:
     service = assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"]
-    return Bridge(
+    return Bridge.of(
         service,
         "ChatStream",
         plans,

@@ -37,7 +37,7 @@ FRAME_CHARS = 8192
 
 def terminal_bridge(plans: Plans) -> Bridge:
     service = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
-    return Bridge(
+    return Bridge.of(
         service, "AttachTerminal", plans, nested={"joined": "terminal"}, also=("disconnect",)
     )
 

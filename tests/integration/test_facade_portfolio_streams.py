@@ -48,7 +48,6 @@ FRONTEND = "http://localhost:4100"
 DEAD = "127.0.0.1:1"
 PRICE_FIELDS = {"type", "symbol", "price", "change", "changePercent", "time"}
 DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
-TOO_MANY = ("VALIDATION_ERROR", "201 items")
 
 
 @pytest.fixture
@@ -360,15 +359,15 @@ async def test_unsubscribe_stops_delivery(client: Client) -> None:
 @pytest.mark.parametrize(
     ("message", "code", "says"),
     [
-        ({"type": "subscribe", "symbols": "AAPL"}, "VALIDATION_ERROR", "list of strings"),
-        ({"type": "subscribe", "symbols": ["AA PL"]}, "VALIDATION_ERROR", "'AA PL'"),
+        ({"type": "subscribe", "symbols": "AAPL"}, "VALIDATION_ERROR", "must be a list"),
+        ({"type": "subscribe", "symbols": ["AA PL"]}, "VALIDATION_ERROR", "ticker symbol"),
         (
             {"type": "subscribe", "symbols": [f"S{n}" for n in range(201)]},
             "VALIDATION_ERROR",
-            "201",
+            "no more than 200",
         ),
         ({"type": "subscribe", "portfolioIds": ["../x"]}, "VALIDATION_ERROR", "portfolio id"),
-        ({"type": "subscribe", "symbol": ["AAPL"]}, "VALIDATION_ERROR", "unknown field symbol"),
+        ({"type": "subscribe", "symbol": ["AAPL"]}, "VALIDATION_ERROR", "symbol is not a field"),
         ({"type": "subscribe"}, "VALIDATION_ERROR", "symbols and/or portfolioIds"),
         ({"type": "order", "symbols": ["AAPL"]}, "UNKNOWN_TYPE", "subscribe"),
         ({"symbols": ["AAPL"]}, "BAD_MESSAGE", "type"),

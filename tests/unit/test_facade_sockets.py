@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from facade.config import load_facade_config
 from facade.openapi import build_openapi
+from facade.plans import Plans
+from facade.portfolio_feed import PortfolioFeed
 from facade.routes import build_routes
 from facade.sockets import SocketError, json_frame, text_frame
 from facade.ws_portfolio import MAX_SYMBOLS, read_targets
@@ -46,8 +48,12 @@ async def test_frames_built_once_read_back_as_sent_by_a_real_client() -> None:
         await ws.close()
 
 
+def targets(message: dict[str, Any]) -> tuple[set[str], set[str]]:
+    return read_targets(PortfolioFeed(Plans()).subscriptions, message["type"], message)
+
+
 def test_subscription_targets_are_upper_cased_and_deduplicated() -> None:
-    symbols, portfolios = read_targets(
+    symbols, portfolios = targets(
         {
             "type": "subscribe",
             "symbols": ["aapl", "AAPL", " msft ", "brk.b", "^GSPC"],
@@ -56,29 +62,29 @@ def test_subscription_targets_are_upper_cased_and_deduplicated() -> None:
     )
     assert symbols == {"AAPL", "MSFT", "BRK.B", "^GSPC"}
     assert portfolios == {"1f0c6d1e-58a9-4c43-9b1e-2f1c9d0c2a11"}
-    assert read_targets({"type": "unsubscribe", "portfolioIds": []}) == (set(), set())
+    assert targets({"type": "unsubscribe", "portfolioIds": []}) == (set(), set())
 
 
 @pytest.mark.parametrize(
     ("message", "says"),
     [
         ({"type": "subscribe"}, "subscribe needs symbols and/or portfolioIds"),
-        ({"type": "subscribe", "symbols": "AAPL"}, "symbols must be a list of strings"),
-        ({"type": "subscribe", "symbols": ["AAPL", 7]}, "symbols must be a list of strings"),
-        ({"type": "subscribe", "symbols": ["AAPL;DROP"]}, "'AAPL;DROP' is not a ticker symbol"),
-        ({"type": "subscribe", "symbols": [""]}, "'' is not a ticker symbol"),
-        ({"type": "subscribe", "portfolioIds": ["a/b"]}, "'a/b' is not a portfolio id"),
+        ({"type": "subscribe", "symbols": "AAPL"}, "symbols must be a list"),
+        ({"type": "subscribe", "symbols": ["AAPL", 7]}, "symbols[1] must be a string"),
+        ({"type": "subscribe", "symbols": ["AAPL;DROP"]}, "symbols[0]: is not a ticker symbol"),
+        ({"type": "subscribe", "symbols": ["A", ""]}, "symbols[1]: is not a ticker symbol"),
+        ({"type": "subscribe", "portfolioIds": ["a/b"]}, "portfolioIds[0]: is not a portfolio id"),
         ({"type": "subscribe", "portfolioIds": ["x" * 65]}, "is not a portfolio id"),
-        ({"type": "subscribe", "symbols": [], "extra": 1}, "unknown field extra"),
+        ({"type": "subscribe", "symbols": [], "extra": 1}, "extra is not a field of Subscription"),
         (
             {"type": "subscribe", "symbols": ["A"] * (MAX_SYMBOLS + 1)},
-            f"at most {MAX_SYMBOLS} per socket",
+            f"symbols: must contain no more than {MAX_SYMBOLS} item(s)",
         ),
     ],
 )
 def test_subscription_targets_are_checked(message: dict[str, Any], says: str) -> None:
     with pytest.raises(SocketError) as refused:
-        read_targets(message)
+        targets(message)
     assert refused.value.code == "VALIDATION_ERROR"
     assert says in refused.value.message
 

@@ -1313,3 +1313,35 @@ class StreamPortfolioEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___StreamPortfolioEventsResponse: _TypeAlias = StreamPortfolioEventsResponse  # noqa: Y015
+
+@_typing.final
+class Subscription(_message.Message):
+    """What a /ws/portfolio socket's `subscribe` and `unsubscribe` name. No RPC takes it: the
+    facade reads the socket's message with these rules, as it reads every request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ticker symbols in any case, spaces around them ignored. A socket follows 200 at most."""
+
+    @_builtins.property
+    def portfolio_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A socket follows 100 portfolios at most."""
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        portfolio_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_ids", b"portfolio_ids", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscription: _TypeAlias = Subscription  # noqa: Y015

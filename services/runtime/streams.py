@@ -1,0 +1,66 @@
+"""Streams followed for good: whenever one ends or fails it is opened again, after a backoff
+(with jitter) that doubles while it keeps failing and starts over once it is live again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import TypeVar
+
+import grpc
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 10.0
+
+T = TypeVar("T")
+
+
+async def follow_forever(
+    open_stream: Callable[[asyncio.Event], AsyncGenerator[T, None]],
+    handle: Callable[[T], None],
+    *,
+    name: str,
+    live: asyncio.Event | None = None,
+    restarts: Counter | None = None,
+    log_extra: Mapping[str, object] | None = None,
+) -> None:
+    """Hand each message of `open_stream(live)` to `handle` until cancelled. The stream sets
+    `live` once nothing sent to it can be missed (a subscription confirmed); it is cleared
+    while the stream is down. A failure of `handle` reopens the stream too: a bug in one
+    message must not end the stream for good."""
+    live = live or asyncio.Event()
+    backoff = BACKOFF_FIRST
+    while True:
+        outcome = "ended"
+        try:
+            async with contextlib.aclosing(open_stream(live)) as stream:
+                async for message in stream:
+                    handle(message)
+        except grpc.aio.AioRpcError as error:
+            outcome = error.code().name
+        except Exception:
+            log.exception("stream failed", extra={"stream": name, **(log_extra or {})})
+            outcome = "INTERNAL"
+        if live.is_set():
+            backoff = BACKOFF_FIRST
+        live.clear()
+        delay = backoff * random.uniform(0.5, 1.0)
+        log.warning(
+            "stream closed; reopening",
+            extra={
+                "stream": name,
+                **(log_extra or {}),
+                "code": outcome,
+                "retryIn": round(delay, 3),
+            },
+        )
+        if restarts is not None:
+            restarts.inc()
+        await asyncio.sleep(delay)
+        backoff = min(backoff * 2, BACKOFF_MAX)
