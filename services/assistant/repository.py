@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Row,
     Select,
+    Table,
     and_,
     delete,
     func,
@@ -72,6 +74,19 @@ def _message(row: Any) -> Message:
     )
 
 
+async def _owned_row(
+    tx: AsyncSession, table: Table, noun: str, user_id: str, row_id: str
+) -> Row[Any]:
+    """The row of `table` with `row_id` if `user_id` owns it; NotFound otherwise (someone
+    else's is not found either)."""
+    row = (
+        await tx.execute(select(table).where(table.c.id == row_id, table.c.user_id == user_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"{noun} {row_id[:64]} not found", reason=f"{noun.upper()}_NOT_FOUND")
+    return row
+
+
 class Chats:
     """The assistant's repository."""
 
@@ -106,14 +121,7 @@ class Chats:
             await tx.execute(delete(folders).where(folders.c.id == folder_id))
 
     async def _owned_folder(self, tx: AsyncSession, user_id: str, folder_id: str) -> Folder:
-        row = (
-            await tx.execute(
-                select(folders).where(folders.c.id == folder_id, folders.c.user_id == user_id)
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"folder {folder_id[:64]} not found", reason="FOLDER_NOT_FOUND")
-        return _folder(row)
+        return _folder(await _owned_row(tx, folders, "folder", user_id, folder_id))
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -138,14 +146,7 @@ class Chats:
             return await self._owned_session(tx, user_id, session_id)
 
     async def _owned_session(self, tx: AsyncSession, user_id: str, session_id: str) -> Session:
-        row = (
-            await tx.execute(
-                select(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id)
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"session {session_id[:64]} not found", reason="SESSION_NOT_FOUND")
-        return _session(row)
+        return _session(await _owned_row(tx, sessions, "session", user_id, session_id))
 
     async def update_session(
         self, user_id: str, session_id: str, *, title: str | None, folder_id: str | None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+# Seconds, from a millisecond to ten: the range both an RPC and an HTTP request fall in.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
 RPC_HANDLED = Counter(
     "stockfolio_grpc_server_handled_total",
     "RPCs completed by this server, by method and status code.",
@@ -13,7 +16,7 @@ RPC_SECONDS = Histogram(
     "stockfolio_grpc_server_handling_seconds",
     "Time spent handling an RPC.",
     ["service", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
 )
 HTTP_HANDLED = Counter(
     "stockfolio_http_requests_total",
@@ -24,5 +27,5 @@ HTTP_SECONDS = Histogram(
     "stockfolio_http_request_seconds",
     "Time spent answering an HTTP request in the facade.",
     ["route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
 )

@@ -159,10 +159,7 @@ class Accounts:
 
     async def get(self, actor: Identity, user_id: str) -> User:
         check_may_view(actor.user_id, actor.is_admin, user_id)
-        user = await self._profiles.get(user_id, lambda: self._load(user_id))
-        if user is None:
-            raise NotFound(f"user {user_id} not found")
-        return user
+        return _existing(await self._profiles.get(user_id, lambda: self._load(user_id)), user_id)
 
     async def _load(self, user_id: str) -> User | None:
         async with self._db.reading() as tx:
@@ -178,9 +175,7 @@ class Accounts:
         new_hash: bytes | None = None
         revoked: list[str] = []
         async with self._db.reading() as tx:
-            current = await UserRepository(tx).get(user_id)
-        if current is None:
-            raise NotFound(f"user {user_id} not found")
+            current = _existing(await UserRepository(tx).get(user_id), user_id)
         if changes.new_password is not None:
             check_password(changes.new_password, email=current.email, field_name="newPassword")
             # An admin resetting someone else's password needs no current one; everyone else does.
@@ -193,9 +188,7 @@ class Accounts:
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
-            user = await repo.get(user_id)
-            if user is None:
-                raise NotFound(f"user {user_id} not found")
+            user = _existing(await repo.get(user_id), user_id)
             if changes.name is not None:
                 user.name = clean_name(changes.name, email=user.email)
             if changes.email is not None:
@@ -223,9 +216,7 @@ class Accounts:
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
-            user = await repo.get(user_id)
-            if user is None:
-                raise NotFound(f"user {user_id} not found")
+            user = _existing(await repo.get(user_id), user_id)
             if user.is_admin and await repo.count_admins() <= 1:
                 raise LastAdmin()
             revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")
@@ -258,3 +249,10 @@ class Accounts:
             user_id=user.id, session_id=session_id, email=user.email, roles=user.roles
         )
         return Tokens(access, refresh, access_expires, refresh_expires)
+
+
+def _existing(user: User | None, user_id: str) -> User:
+    """The account found, or NotFound when there is none with `user_id`."""
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
