@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +29,7 @@ from facade.plans import Plans
 from facade.quotas import CHAT_JOINS, Slot, UserCaps
 from facade.sockets import SocketUser
 from services.runtime.cache import Cache, subscribe_live
-
-log = logging.getLogger("stockfolio.facade")
+from services.runtime.streams import follow_forever
 
 PATH = "/ws/chat"
 MAX_ID_CHARS = 64
@@ -114,22 +113,27 @@ class ChatRooms:
         await self._cache().publish(f"chat:{session_id}", payload)
 
     async def _listen(self, session_id: str, live: asyncio.Event) -> None:
+        """Relay the session's channel to its sockets here; resubscribed after a failure (a
+        lost Redis connection)."""
         channel = f"chat:{session_id}"
+        await follow_forever(
+            lambda live: subscribe_live(self._cache(), channel, live, SUBSCRIBE_WAIT),
+            functools.partial(self._deliver, session_id),
+            name="chat relay",
+            live=live,
+            log_extra={"sessionId": session_id},
+        )
+
+    def _deliver(self, session_id: str, raw: bytes) -> None:
         try:
-            async for raw in subscribe_live(self._cache(), channel, live, SUBSCRIBE_WAIT):
-                try:
-                    payload = json.loads(raw)
-                    frame = json_frame(payload["message"])
-                except (ValueError, TypeError, KeyError):
-                    continue
-                room = self._rooms.get(session_id)
-                for member, client in list(room.members.items()) if room else ():
-                    if member != payload.get("origin"):
-                        client.send(frame)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("chat relay failed", extra={"sessionId": session_id})
+            payload = json.loads(raw)
+            frame = json_frame(payload["message"])
+        except (ValueError, TypeError, KeyError):
+            return
+        room = self._rooms.get(session_id)
+        for member, client in list(room.members.items()) if room else ():
+            if member != payload.get("origin"):
+                client.send(frame)
 
     async def close(self) -> None:
         await asyncio.gather(*self._relaying, return_exceptions=True)

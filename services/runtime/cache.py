@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
@@ -257,7 +257,7 @@ PROBE = b"\x00probe:"
 
 async def subscribe_live(
     cache: Cache, channel: str, live: asyncio.Event, within: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """`cache.subscribe(channel)` that sets `live` once the subscription receives.
 
     A subscription starts asynchronously (Redis confirms it later), and what is published
