@@ -30,7 +30,7 @@ from services.runtime.config import DOMAIN_SERVICES
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
-PROCESSES = (*DOMAIN_SERVICES, "facade")
+PROCESSES = (*DOMAIN_SERVICES, "facade", "web")
 STARTUP_TIMEOUT = 60.0
 # honcho SIGKILLs whatever still runs 5 s after it forwarded SIGTERM, so it exits well within this.
 STOP_TIMEOUT = 20.0
@@ -48,8 +48,8 @@ UNREACHED = {502, 503, 504}
 # Variables of ours that a developer's shell may hold and that would point the system elsewhere.
 _OURS = re.compile(
     r"^(STOCKFOLIO_|JWT_|DATABASE_URL$|REDIS_URL$|RATE_LIMIT_|BCRYPT_|LOG_LEVEL$|"
-    r"ALPHA_VANTAGE_|USE_MOCK_PRICES$|MOCK_|WS_|"
-    r"(USERS|ASSISTANT|TERMINAL|WORKSPACE|PORTFOLIO|FACADE)_)"
+    r"ALPHA_VANTAGE_|USE_MOCK_PRICES$|MOCK_|WS_|FRONTEND_URL$|"
+    r"(USERS|ASSISTANT|TERMINAL|WORKSPACE|PORTFOLIO|FACADE|WEB)_)"
 )
 # honcho's own lines: "12:00:00 system | users.1 started (pid=123)" (".1": first of its kind).
 _STARTED = re.compile(r"\| (\w+)(?:\.\d+)? started \(pid=(\d+)\)")
@@ -88,17 +88,28 @@ class Ports:
     admin: Mapping[str, int]
     facade: int
     facade_admin: int | None = None
+    # The web process (the built app); its origin is the one FRONTEND_URL allows.
+    web: int | None = None
 
     @classmethod
     def pick(cls, *, facade_admin: bool = True) -> Ports:
         names = DOMAIN_SERVICES
-        ports = free_ports(2 * len(names) + 1 + facade_admin)
+        ports = free_ports(2 * len(names) + 2 + facade_admin)
         return cls(
             grpc=dict(zip(names, ports[: len(names)], strict=True)),
             admin=dict(zip(names, ports[len(names) : 2 * len(names)], strict=True)),
             facade=ports[2 * len(names)],
+            web=ports[2 * len(names) + 1],
             facade_admin=ports[-1] if facade_admin else None,
         )
+
+    @property
+    def facade_url(self) -> str:
+        return f"http://{HOST}:{self.facade}"
+
+    @property
+    def web_url(self) -> str | None:
+        return None if self.web is None else f"http://{HOST}:{self.web}"
 
 
 def system_environment(
@@ -115,9 +126,14 @@ def system_environment(
             "STOCKFOLIO_ENV": "development",
             "STOCKFOLIO_VAR_DIR": str(var_dir),
             "FACADE_PORT": str(ports.facade),
-            **(settings or {}),
         }
     )
+    if ports.web_url is not None:
+        # The app names the facade as its API; the facade lets exactly the app's origin in.
+        environ["WEB_PORT"] = str(ports.web)
+        environ["WEB_API_URL"] = ports.facade_url
+        environ["FRONTEND_URL"] = ports.web_url
+    environ.update(settings or {})
     if ports.facade_admin is not None:
         environ["FACADE_ADMIN_PORT"] = str(ports.facade_admin)
     for name in DOMAIN_SERVICES:
@@ -215,6 +231,8 @@ class System:
     admin_ports: Mapping[str, int]
     output: Output
     var_dir: Path | None = None
+    # The web process, serving the built app (web/dist) at the origin FRONTEND_URL allows.
+    web_url: str = ""
 
 
 @dataclass
@@ -278,12 +296,14 @@ def start_system(root: Path, settings: Mapping[str, str]) -> tuple[System, Honch
     environ = system_environment(var_dir, ports, settings)
     migrate(environ)
     honcho = Honcho.start(root, environ)
+    assert ports.web_url is not None
     system = System(
-        facade_url=f"http://{HOST}:{ports.facade}",
+        facade_url=ports.facade_url,
         grpc_ports=ports.grpc,
         admin_ports=ports.admin,
         output=honcho.output,
         var_dir=var_dir,
+        web_url=ports.web_url,
     )
     try:
         wait_until_ready(honcho, system)
@@ -300,10 +320,10 @@ def start_system(root: Path, settings: Mapping[str, str]) -> tuple[System, Honch
 def readiness(system: System) -> str | None:
     """None when the system is ready, else what it is still waiting for.
 
-    Ready: /health/all answers 200, and each service answers through the facade. The second
-    half matters because /health/all probes over channels of its own: for a second or two after
-    a simultaneous start, the facade's call channels can still be in reconnect backoff and
-    answer 503 while the probes already see SERVING.
+    Ready: /health/all answers 200, each service answers through the facade, and the web
+    process answers /healthz. The second part matters because /health/all probes over channels
+    of its own: for a second or two after a simultaneous start, the facade's call channels can
+    still be in reconnect backoff and answer 503 while the probes already see SERVING.
     """
     health = request("GET", f"{system.facade_url}/health/all", timeout=2.0)
     if health.status != 200:
@@ -312,6 +332,10 @@ def readiness(system: System) -> str | None:
         answer = request("GET", f"{system.facade_url}{path}", timeout=2.0)
         if answer.status in UNREACHED:
             return f"{service} through {path}: HTTP {answer.status}: {answer.body}"
+    if system.web_url:
+        web = request("GET", f"{system.web_url}/healthz", timeout=2.0)
+        if web.status != 200:
+            return f"web /healthz: HTTP {web.status}: {web.body}"
     return None
 
 
