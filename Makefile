@@ -67,7 +67,7 @@ gen: install
 gen-check: install
 	$(PY) tools/genproto.py --check
 
-lint: install gen-check
+lint: install gen-check web-client-check web-lint
 	$(PY) tools/genproto.py --lint
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -82,3 +82,5 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+
+include web/web.mk

@@ -1,0 +1,43 @@
+/** Small pieces every form uses: a labelled field with its error, an error banner. */
+
+import type { ComponentChildren } from "preact";
+import { messageOf } from "../api/errors";
+
+export function Field(props: {
+  label: string;
+  id: string;
+  error?: string | undefined;
+  hint?: string;
+  children: ComponentChildren;
+}) {
+  return (
+    <div class={`field${props.error ? " invalid" : ""}`}>
+      <label for={props.id}>{props.label}</label>
+      {props.children}
+      {props.hint && !props.error && <small class="hint">{props.hint}</small>}
+      {props.error && (
+        <small class="error" id={`${props.id}-error`} role="alert" data-testid={`${props.id}-error`}>
+          {props.error}
+        </small>
+      )}
+    </div>
+  );
+}
+
+/** An error from the API (its envelope's message) or anything thrown, in a banner. */
+export function ErrorBanner({ error, testid }: { error: unknown; testid?: string }) {
+  if (error === null || error === undefined) return null;
+  return (
+    <p class="banner error" role="alert" data-testid={testid ?? "error"}>
+      {messageOf(error)}
+    </p>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p class="loading" aria-busy="true">
+      Loading {what}…
+    </p>
+  );
+}

@@ -1,0 +1,58 @@
+/** Numbers for the screen. The API sends decimals as strings; they are shown, never computed with,
+ * except for display-only sums (day change, chart points), where a float's last cent is fine. */
+
+const moneyFormats = new Map<string, Intl.NumberFormat>();
+
+export function money(value: string | number | undefined, currency = "USD"): string {
+  if (value === undefined || value === "") return "—";
+  let format = moneyFormats.get(currency);
+  if (!format) {
+    format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    moneyFormats.set(currency, format);
+  }
+  return format.format(Number(value));
+}
+
+/** A price: at least 2 decimals, up to the 6 the API keeps. */
+export function price(value: string | number | undefined): string {
+  if (value === undefined || value === "") return "—";
+  return Number(value).toLocaleString(undefined, {
+    minimumFractionDigits: 2,
+    maximumFractionDigits: 6,
+  });
+}
+
+export function quantity(value: string | undefined): string {
+  if (value === undefined || value === "") return "—";
+  return Number(value).toLocaleString(undefined, { maximumFractionDigits: 8 });
+}
+
+/** A ratio ("0.1" is 10 %) as a percentage. */
+export function ratio(value: string | number | undefined): string {
+  if (value === undefined || value === "") return "—";
+  return percent(Number(value) * 100);
+}
+
+/** A number already in percent ("0.65" is 0.65 %). */
+export function percent(value: string | number | undefined): string {
+  if (value === undefined || value === "") return "—";
+  const n = Number(value);
+  return `${n > 0 ? "+" : ""}${n.toFixed(2)} %`;
+}
+
+export function signed(value: string | number | undefined, currency = "USD"): string {
+  if (value === undefined || value === "") return "—";
+  const n = Number(value);
+  return `${n > 0 ? "+" : ""}${money(n, currency)}`;
+}
+
+/** "up", "down" or "flat": the CSS class of a change. */
+export function trend(value: string | number | undefined): "up" | "down" | "flat" {
+  const n = Number(value ?? 0);
+  return n > 0 ? "up" : n < 0 ? "down" : "flat";
+}
+
+export function dateTime(value: string | undefined): string {
+  if (!value) return "—";
+  return new Date(value).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}

@@ -1,0 +1,89 @@
+/** Create an account (the API names a weak password or a taken email on its field). */
+
+import { useLocation } from "preact-iso";
+import { useState } from "preact/hooks";
+import { ErrorBanner, Field } from "../../components/form";
+import { signUp, useSession } from "../../auth/session";
+import { ApiError } from "../../api/errors";
+
+export default function SignUp() {
+  const session = useSession();
+  const { route } = useLocation();
+  const [name, setName] = useState("");
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  if (session.status === "signedIn") {
+    route("/", true);
+    return null;
+  }
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await signUp(email.trim(), password, name.trim());
+      route("/", true);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const fieldError = (field: string) => {
+    if (!(error instanceof ApiError)) return undefined;
+    if (error.code === "EMAIL_TAKEN" && field === "email") return error.message;
+    return error.field(field);
+  };
+  return (
+    <section class="auth card" aria-labelledby="signup-title">
+      <h1 id="signup-title">Create your account</h1>
+      <ErrorBanner error={error} testid="signup-error" />
+      <form onSubmit={submit} data-testid="signup-form" noValidate>
+        <Field label="Name (optional)" id="signup-name" error={fieldError("name")}>
+          <input
+            id="signup-name"
+            autoComplete="name"
+            value={name}
+            onInput={(e) => setName(e.currentTarget.value)}
+          />
+        </Field>
+        <Field label="Email" id="signup-email" error={fieldError("email")}>
+          <input
+            id="signup-email"
+            type="email"
+            autoComplete="email"
+            required
+            value={email}
+            onInput={(e) => setEmail(e.currentTarget.value)}
+          />
+        </Field>
+        <Field
+          label="Password"
+          id="signup-password"
+          error={fieldError("password")}
+          hint="At least 8 characters; a passphrase is best."
+        >
+          <input
+            id="signup-password"
+            type="password"
+            autoComplete="new-password"
+            required
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+        </Field>
+        <button type="submit" class="primary" disabled={busy} data-testid="signup-submit">
+          {busy ? "Creating…" : "Create account"}
+        </button>
+      </form>
+      <p>
+        Already have an account? <a href="/sign-in">Sign in</a>
+      </p>
+    </section>
+  );
+}

@@ -1,0 +1,183 @@
+/** One /ws/portfolio socket for the whole app, shared by every screen: components watch a symbol
+ * or a portfolio and hear only its own ticks (a tick re-renders one cell, not the page). The feed
+ * counts watchers, subscribes a key when the first arrives and unsubscribes when the last leaves,
+ * and subscribes everything again on each new socket. */
+
+import { useEffect, useState } from "preact/hooks";
+import type { PortfolioValueMessage, PriceMessage, TradeMessage } from "./protocol";
+import { LiveSocket, type SocketStatus } from "./socket";
+
+type Listener<T> = (value: T) => void;
+
+class Keyed<T> {
+  readonly latest = new Map<string, T>();
+  private readonly listeners = new Map<string, Set<Listener<T>>>();
+
+  watch(key: string, listener: Listener<T>): { first: boolean; stop: () => boolean } {
+    let set = this.listeners.get(key);
+    const first = set === undefined;
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(key, set);
+    }
+    set.add(listener);
+    const owned = set;
+    return {
+      first,
+      // true when this was the key's last watcher
+      stop: () => {
+        owned.delete(listener);
+        if (owned.size > 0 || this.listeners.get(key) !== owned) return false;
+        this.listeners.delete(key);
+        return true;
+      },
+    };
+  }
+
+  keys(): string[] {
+    return [...this.listeners.keys()];
+  }
+
+  publish(key: string, value: T): void {
+    this.latest.set(key, value);
+    for (const listener of this.listeners.get(key) ?? []) listener(value);
+  }
+}
+
+class PortfolioFeed {
+  private socket: LiveSocket<"/ws/portfolio"> | null = null;
+  private readonly prices = new Keyed<PriceMessage>();
+  private readonly values = new Keyed<PortfolioValueMessage>();
+  private readonly trades = new Set<Listener<TradeMessage["trade"]>>();
+  private readonly statusListeners = new Set<Listener<SocketStatus>>();
+  private status: SocketStatus = "closed";
+  private pending = { subscribe: new Set<string>(), unsubscribe: new Set<string>() };
+  private pendingPortfolios = { subscribe: new Set<string>(), unsubscribe: new Set<string>() };
+  private flushQueued = false;
+
+  watchPrice(symbol: string, listener: Listener<PriceMessage>): () => void {
+    const key = symbol.trim().toUpperCase();
+    const { first, stop } = this.prices.watch(key, listener);
+    const last = this.prices.latest.get(key);
+    if (last) listener(last);
+    if (first) this.change(this.pending, key, "subscribe");
+    return () => {
+      if (stop()) this.change(this.pending, key, "unsubscribe");
+    };
+  }
+
+  watchValue(portfolioId: string, listener: Listener<PortfolioValueMessage>): () => void {
+    const { first, stop } = this.values.watch(portfolioId, listener);
+    const last = this.values.latest.get(portfolioId);
+    if (last) listener(last);
+    if (first) this.change(this.pendingPortfolios, portfolioId, "subscribe");
+    return () => {
+      if (stop()) this.change(this.pendingPortfolios, portfolioId, "unsubscribe");
+    };
+  }
+
+  /** Every trade of the signed-in user, made here or anywhere else. */
+  watchTrades(listener: Listener<TradeMessage["trade"]>): () => void {
+    this.trades.add(listener);
+    this.ensureSocket();
+    return () => this.trades.delete(listener);
+  }
+
+  watchStatus(listener: Listener<SocketStatus>): () => void {
+    this.statusListeners.add(listener);
+    listener(this.status);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private change(
+    pending: { subscribe: Set<string>; unsubscribe: Set<string> },
+    key: string,
+    action: "subscribe" | "unsubscribe",
+  ): void {
+    const other = action === "subscribe" ? "unsubscribe" : "subscribe";
+    if (!pending[other].delete(key)) pending[action].add(key);
+    this.ensureSocket();
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const socket = this.socket;
+    if (!socket?.isReady) return; // onReady subscribes everything watched
+    for (const action of ["subscribe", "unsubscribe"] as const) {
+      const symbols = [...this.pending[action]];
+      const portfolioIds = [...this.pendingPortfolios[action]];
+      if (symbols.length || portfolioIds.length) socket.send({ type: action, symbols, portfolioIds });
+      this.pending[action].clear();
+      this.pendingPortfolios[action].clear();
+    }
+  }
+
+  private ensureSocket(): void {
+    if (this.socket !== null) return;
+    this.socket = new LiveSocket("/ws/portfolio", {
+      onReady: () => {
+        this.pending = { subscribe: new Set(), unsubscribe: new Set() };
+        this.pendingPortfolios = { subscribe: new Set(), unsubscribe: new Set() };
+        const symbols = this.prices.keys();
+        const portfolioIds = this.values.keys();
+        if (symbols.length || portfolioIds.length) {
+          this.socket?.send({ type: "subscribe", symbols, portfolioIds });
+        }
+      },
+      onStatus: (status) => {
+        this.status = status;
+        if (status === "closed") this.socket = null; // signed out: the next watcher opens anew
+        for (const listener of this.statusListeners) listener(status);
+      },
+      onMessage: (message) => {
+        switch (message.type) {
+          case "price":
+            this.prices.publish(message.symbol.toUpperCase(), message);
+            break;
+          case "portfolio_value":
+            this.values.publish(message.portfolioId, message);
+            break;
+          case "trade":
+            for (const listener of this.trades) listener(message.trade);
+            break;
+          case "error":
+            console.warn("/ws/portfolio:", message.code, message.message ?? "");
+            break;
+        }
+      },
+    });
+  }
+}
+
+export const portfolioFeed = new PortfolioFeed();
+
+/** The latest tick of a symbol (undefined until one arrives). */
+export function usePrice(symbol: string | undefined): PriceMessage | undefined {
+  const [price, setPrice] = useState<PriceMessage | undefined>(undefined);
+  useEffect(() => {
+    setPrice(undefined);
+    if (!symbol) return;
+    return portfolioFeed.watchPrice(symbol, setPrice);
+  }, [symbol]);
+  return price;
+}
+
+/** The latest published value of a portfolio (undefined until one arrives). */
+export function usePortfolioValue(id: string | undefined): PortfolioValueMessage | undefined {
+  const [value, setValue] = useState<PortfolioValueMessage | undefined>(undefined);
+  useEffect(() => {
+    setValue(undefined);
+    if (!id) return;
+    return portfolioFeed.watchValue(id, setValue);
+  }, [id]);
+  return value;
+}
+
+export function useFeedStatus(): SocketStatus {
+  const [status, setStatus] = useState<SocketStatus>("closed");
+  useEffect(() => portfolioFeed.watchStatus(setStatus), []);
+  return status;
+}
