@@ -34,7 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.measures import RssSampler, high_water_mb, percentile, rss_mb
-from bench.report import RESULTS, Load, PartReport, Row, best, load_row, print_rows, verdict
+from bench.report import (
+    RESULTS,
+    Load,
+    PartReport,
+    Row,
+    best,
+    load_row,
+    p99_row,
+    print_rows,
+    verdict,
+)
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
     Fleet,
@@ -655,14 +665,12 @@ def add_fanout_rows(report: PortfolioReport, facts: Mapping[str, Any]) -> None:
     valid = facts["delivered"] > 0 and facts["unpublished"] == 0 and all_connected
     shape = f"{n:,} subs x {facts['symbols_per_socket']} symbols"
     rows.append(
-        Row(
+        p99_row(
             f"/ws/portfolio delivery latency, {shape}",
-            p50_ms=facts["p50_ms"],
-            p99_ms=facts["p99_ms"],
-            requirement=f"p99 < {WS_P99_LIMIT_MS:.0f} ms",
-            verdict=("PASS" if facts["p99_ms"] < WS_P99_LIMIT_MS else "MISS")
-            if valid
-            else "INVALID",
+            facts["p50_ms"],
+            facts["p99_ms"],
+            limit_ms=WS_P99_LIMIT_MS,
+            valid=valid,
             note=(
                 f"{facts['delivered']:,} prices in {report.settings.measure_seconds:g} s"
                 f" ({facts['deliveries_per_second']:,.0f}/s); p99.9 {facts['p999_ms']:.0f} ms,"
