@@ -11,7 +11,9 @@ from yarl import URL
 from services.runtime.config import ConfigError, Env, RuntimeConfig, load_runtime_config
 from services.runtime.ratelimit import Rate, parse_rate
 
-DEFAULT_FRONTEND_URL = "http://localhost:4100"
+# The web process's address as a browser names it: a page opened at 127.0.0.1:4100 sends that
+# Origin, not localhost's. Both are this machine's loopback; production sets its own.
+DEFAULT_FRONTEND_URL = "http://localhost:4100,http://127.0.0.1:4100"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 

@@ -188,7 +188,7 @@ def test_an_abandoned_trial_frees_the_slot() -> None:
 def test_defaults_follow_the_design() -> None:
     config = load_facade_config(BASE)
     assert config.port == 4110
-    assert config.frontend_origins == ("http://localhost:4100",)
+    assert config.frontend_origins == ("http://localhost:4100", "http://127.0.0.1:4100")
     assert (config.rate_limit_auth.limit, config.rate_limit_auth.window) == (500, 900.0)
     assert (config.rate_limit_api.limit, config.rate_limit_api.window) == (6000, 60.0)
     assert config.max_body_bytes == 10 * 1024 * 1024
