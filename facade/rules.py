@@ -57,13 +57,15 @@ def _has(message: Message, name: str) -> bool:
     return any(f.name == name for f, _ in message.ListFields())
 
 
+def _keywords(rules: Message, names: dict[str, str]) -> Schema:
+    """For each rule in `names` that `rules` sets, its JSON Schema keyword with the rule's value."""
+    return {keyword: getattr(rules, rule) for rule, keyword in names.items() if _has(rules, rule)}
+
+
 def _numeric(kind: str, rules: Message) -> tuple[Schema, list[str]]:
     """minimum/maximum and their exclusive forms; for string-carried numbers, words instead."""
-    keywords: Schema = {}
     names = {"gte": "minimum", "gt": "exclusiveMinimum", "lte": "maximum", "lt": "exclusiveMaximum"}
-    for rule, keyword in names.items():
-        if _has(rules, rule):
-            keywords[keyword] = getattr(rules, rule)
+    keywords = _keywords(rules, names)
     values = list(getattr(rules, "in"))
     if values:
         keywords["enum"] = values
@@ -82,16 +84,12 @@ def _numeric(kind: str, rules: Message) -> tuple[Schema, list[str]]:
 
 
 def _string(rules: validate_pb2.StringRules) -> tuple[Schema, list[str]]:
-    keywords: Schema = {}
+    keywords = _keywords(rules, {"min_len": "minLength", "max_len": "maxLength"})
     said = []
     if _has(rules, "min_bytes"):
         said.append(f"at least {rules.min_bytes} bytes (UTF-8)")
     if _has(rules, "max_bytes"):
         said.append(f"at most {rules.max_bytes} bytes (UTF-8)")
-    if _has(rules, "min_len"):
-        keywords["minLength"] = rules.min_len
-    if _has(rules, "max_len"):
-        keywords["maxLength"] = rules.max_len
     if _has(rules, "len"):
         keywords["minLength"] = keywords["maxLength"] = rules.len
     patterns = []
@@ -164,22 +162,15 @@ def item_keywords(fd: FieldDescriptor, rules: validate_pb2.FieldRules) -> tuple[
 
 
 def list_keywords(rules: validate_pb2.FieldRules) -> Schema:
-    keywords: Schema = {}
-    if rules.WhichOneof("type") == "repeated":
-        repeated = rules.repeated
-        if _has(repeated, "min_items"):
-            keywords["minItems"] = repeated.min_items
-        if _has(repeated, "max_items"):
-            keywords["maxItems"] = repeated.max_items
-        if repeated.unique:
+    kind = rules.WhichOneof("type")
+    if kind == "repeated":
+        keywords = _keywords(rules.repeated, {"min_items": "minItems", "max_items": "maxItems"})
+        if rules.repeated.unique:
             keywords["uniqueItems"] = True
-    if rules.WhichOneof("type") == "map":
-        pairs = rules.map
-        if _has(pairs, "min_pairs"):
-            keywords["minProperties"] = pairs.min_pairs
-        if _has(pairs, "max_pairs"):
-            keywords["maxProperties"] = pairs.max_pairs
-    return keywords
+        return keywords
+    if kind == "map":
+        return _keywords(rules.map, {"min_pairs": "minProperties", "max_pairs": "maxProperties"})
+    return {}
 
 
 def element_rules(rules: validate_pb2.FieldRules) -> validate_pb2.FieldRules | None:
