@@ -99,12 +99,6 @@ class Outbox:
         for client in dirty:
             client.flush()
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._dirty.clear()
-
 
 class ClientSocket:
     """One accepted WebSocket, as the senders see it."""

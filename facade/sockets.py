@@ -29,14 +29,10 @@ from facade.outbox import (
     Outbox,
     SocketError,
     json_frame,
-    text_frame,
 )
 from facade.quotas import CHAT_JOINS, SOCKETS, WATCHES, MessageRate, Slot, TokenBucket, UserCaps
 from facade.sessions import LiveSessions
 from services.runtime.context import correlation_id
-
-# Named here too, where the sockets' users have always found them.
-__all__ = ["ClientSocket", "SocketError", "SocketUser", "Sockets", "json_frame", "text_frame"]
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -143,7 +139,6 @@ class Sockets:
         """Close every socket (going away), then wait for closes already under way."""
         await self.sessions.close()
         self._outbox.flush()
-        self._outbox.close()
         await asyncio.gather(
             *(client.close(GOING_AWAY_CLOSE, "server shutting down") for client in self._open),
             *self._closing,
@@ -181,10 +176,9 @@ class Sockets:
             closer=self.close_later,
         )
         self._open.add(client)
-        gauge = SOCKETS_OPEN.labels(request.path)
-        gauge.inc()
         try:
-            await _Connection(self, client, start).run(request.query.get("token"))
+            with SOCKETS_OPEN.labels(request.path).track_inprogress():
+                await _Connection(self, client, start).run(request.query.get("token"))
         except Exception:
             # A socket is a boundary: its failure is logged and closed here, never answered
             # with an HTTP response on a connection that is no longer HTTP.
@@ -192,7 +186,6 @@ class Sockets:
             await client.close(INTERNAL_ERROR_CLOSE, "internal error")
         finally:
             self._open.discard(client)
-            gauge.dec()
             if not ws.closed:
                 await client.close(GOING_AWAY_CLOSE, "")
         return ws
@@ -247,7 +240,7 @@ class _Connection:
                     try:
                         await self._handle(received)
                     except SocketError as error:
-                        client.error(error.code, error.message)
+                        client.refuse(error)
                     continue
                 # Past the rate a message is refused; a socket that keeps on is closed (1008).
                 rate = self._sockets.rate

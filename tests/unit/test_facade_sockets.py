@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from facade.config import load_facade_config
 from facade.openapi import build_openapi
+from facade.outbox import SocketError, json_frame, text_frame
 from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed
 from facade.routes import build_routes
-from facade.sockets import SocketError, json_frame, text_frame
 from facade.ws_portfolio import MAX_SYMBOLS, read_targets
 from services.runtime.config import ConfigError
 from tests.conftest import token_environment

@@ -10,8 +10,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from facade.codec import Plans
+from facade.outbox import ClientSocket
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
-from facade.sockets import ClientSocket
 
 
 class Recorder:
