@@ -69,7 +69,9 @@ def content_security_policy(config: WebConfig) -> str:
         (
             "default-src 'self'",
             "script-src 'self'",
-            "style-src 'self'",
+            # xterm.js (its theme and sizes) and lightweight-charts add <style> elements at run
+            # time; blocked, the terminal's text is invisible. Scripts stay 'self' only.
+            "style-src 'self' 'unsafe-inline'",
             f"connect-src 'self' {api_http} {api_ws}",
             "img-src 'self' data:",
             "font-src 'self'",

@@ -32,7 +32,7 @@ INDEX += '</head><body><div id="app"></div></body></html>'
 SCRIPT = "export const answer = 42;\n" + "console.log('stockfolio');\n" * 200
 STYLE = "body { margin: 0 }\n"
 EXPECTED_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self' http://127.0.0.1:4110 ws://127.0.0.1:4110; img-src 'self' data:; "
     "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
