@@ -116,11 +116,11 @@ class Bridge:
     def _parse(self, message: JsonObject, target: Message) -> None:
         plan = self._plans.plan(cast(Descriptor, target.DESCRIPTOR))
         # Only the keys the message type knows: the seed's clients send more (`type`, ...).
-        # Strict, only `type` is left out.
+        # A strict bridge leaves out only `type`, so that check_object refuses the others.
         known = {
             key: value
             for key, value in message.items()
-            if (key != "type" if self._strict else key in plan.by_key)
+            if key in plan.by_key or (self._strict and key != "type")
         }
         try:
             check_object(known, plan)
