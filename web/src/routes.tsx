@@ -27,7 +27,7 @@ export const ROUTES: AppRoute[] = [
   { path: "/trade", label: "Trade", page: lazy(() => import("./pages/trade")) },
   { path: "/stocks/:symbol", page: lazy(() => import("./pages/stock")) },
   // ---- Slots for the other pages: uncomment (or add) one line each --------------------------
-  // { path: "/terminal", label: "Terminal", page: lazy(() => import("./pages/terminal")) },
+  { path: "/terminal", label: "Terminal", page: lazy(() => import("./pages/terminal")) },
   // { path: "/workspace", label: "Workspace", page: lazy(() => import("./pages/workspace")) },
   // { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
   // { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
