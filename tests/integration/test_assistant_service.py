@@ -10,17 +10,15 @@ from decimal import Decimal
 import grpc
 import pytest
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
 from stockfolio.assistant.v1 import assistant_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.assistant.config import SEED_MODELS
 from services.assistant.repository import Chats
 from services.runtime.db import Database
-from services.runtime.status import parse_status
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack
-from tests.rpc_errors import expect_error, reason, violations
+from tests.rpc_errors import expect_error, reason, retry_after, violations
 
 
 async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
@@ -81,17 +79,6 @@ async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
             ("assistant", "Bonds too."),
         ]
         assert got.messages[1].usage.input_tokens == 40
-
-
-def retry_after(error: grpc.aio.AioRpcError) -> float:
-    """The google.rpc.RetryInfo delay the service attached, in seconds."""
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return float(info.retry_delay.ToNanoseconds() / 1e9)
-    raise AssertionError("no RetryInfo")
 
 
 async def stream(

@@ -19,16 +19,14 @@ from pathlib import Path
 import grpc
 import pytest
 from google.api import httpbody_pb2
-from google.rpc import error_details_pb2
 from stockfolio.workspace.v1 import workspace_pb2
 
-from services.runtime.status import parse_status
 from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     shell,
 )
-from tests.rpc_errors import expect_error, fields, reason, violations
+from tests.rpc_errors import error_metadata, expect_error, fields, reason, violations
 
 W = workspace_pb2
 MB = 1024 * 1024
@@ -53,16 +51,6 @@ async def setup(workspace: WorkspaceService) -> tuple[User, W.Project, Path]:
     ada = await workspace.user()
     project = await workspace.project(ada, "demo")
     return ada, project, workspace.root / ada.id / "demo"
-
-
-def error_metadata(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = parse_status(error.trailing_metadata())
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return dict(info.metadata)
-    return {}
 
 
 # --- listing and reading --------------------------------------------------------------------
