@@ -27,6 +27,7 @@ from services.portfolio.domain import Totals, present_money
 from services.portfolio.messages import trade_message
 from services.portfolio.records import RecordedTrade
 from services.runtime.cache import Cache
+from services.runtime.doorbell import Doorbell
 from services.runtime.tasks import cancel_and_wait
 from services.runtime.timestamps import timestamp
 
@@ -49,8 +50,7 @@ class Subscription:
     def __init__(self, limit: int) -> None:
         self._pending: deque[Event] = deque()
         self._limit = limit
-        self._ready = asyncio.Event()
-        self._ended = False
+        self._bell = Doorbell()
         self._lagging = False
         self.dropped = 0
 
@@ -58,17 +58,14 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        while not self._pending:
-            if self._ended:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+        if not await self._bell.wait_for(self._pending):
+            raise StopAsyncIteration
         if self._lagging and len(self._pending) <= self._limit // 2:
             self._lagging = False
         return self._pending.popleft()
 
     def offer(self, event: Event) -> None:
-        if self._ended:
+        if self._bell.ended:
             return
         if len(self._pending) >= self._limit:
             self.dropped += 1
@@ -80,11 +77,10 @@ class Subscription:
                 )
             return
         self._pending.append(event)
-        self._ready.set()
+        self._bell.ring()
 
     def end(self) -> None:
-        self._ended = True
-        self._ready.set()
+        self._bell.end()
 
 
 class EventHub:

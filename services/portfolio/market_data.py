@@ -9,7 +9,6 @@ percent units, so `Decimal("1.23")` means 1.23%.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from decimal import Decimal
 from typing import Protocol, Self
 
 from services.portfolio.domain import MAX_INPUT_LENGTH
+from services.runtime.doorbell import Doorbell
 from services.runtime.errors import InvalidArgument
 
 # A subscriber that stops reading holds at most this many pending quotes (the latest of each).
@@ -119,37 +119,30 @@ class TickStream:
     def __init__(self, backlog: int, unsubscribe: Callable[[TickStream], None]) -> None:
         self._pending: OrderedDict[str, Quote] = OrderedDict()
         self._unsubscribe = unsubscribe
-        self._ready = asyncio.Event()
+        self._bell = Doorbell()
         self._backlog = backlog
-        self._ended = False
         self.dropped = 0  # quotes superseded or pushed out before this subscriber read them
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Quote:
-        while not self._pending:
-            if self._ended:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+        if not await self._bell.wait_for(self._pending):
+            raise StopAsyncIteration
         _, quote = self._pending.popitem(last=False)
         return quote
 
     async def batch(self) -> list[Quote]:
         """Every pending quote at once (a whole market step when the reader keeps up), oldest
         first; waits for at least one. An empty list: the stream has ended."""
-        while not self._pending:
-            if self._ended:
-                return []
-            self._ready.clear()
-            await self._ready.wait()
+        if not await self._bell.wait_for(self._pending):
+            return []
         quotes = list(self._pending.values())
         self._pending.clear()
         return quotes
 
     def offer(self, quote: Quote) -> None:
-        if self._ended:
+        if self._bell.ended:
             return
         if self._pending.pop(quote.symbol, None) is not None:
             self.dropped += 1
@@ -157,12 +150,11 @@ class TickStream:
             self._pending.popitem(last=False)
             self.dropped += 1
         self._pending[quote.symbol] = quote
-        self._ready.set()
+        self._bell.ring()
 
     def end(self) -> None:
         """No more ticks: the subscriber reads what is pending, then iteration stops."""
-        self._ended = True
-        self._ready.set()
+        self._bell.end()
 
     async def aclose(self) -> None:
         """Unsubscribe; what was pending is dropped."""

@@ -3,9 +3,10 @@ falls behind."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
+
+from services.runtime.doorbell import Doorbell
 
 # The most output one step of a watcher gives at once (one gRPC message, one socket frame).
 WATCH_BATCH = 128 * 1024
@@ -24,9 +25,8 @@ class Watcher:
         self._release = release
         self._limit = limit_bytes
         self._chunks: deque[bytes] = deque()
-        self._ready = asyncio.Event()
+        self._bell = Doorbell()
         self._queued = 0
-        self._ended = False
         self.dropped = False
 
     def __aiter__(self) -> Watcher:
@@ -34,12 +34,9 @@ class Watcher:
 
     async def __anext__(self) -> bytes:
         chunks = self._chunks
-        while not chunks:
-            if self._ended:
-                self._release(self)
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+        if not await self._bell.wait_for(chunks):
+            self._release(self)
+            raise StopAsyncIteration
         item = chunks.popleft()
         if chunks and len(item) < WATCH_BATCH:
             parts = [item]
@@ -59,17 +56,17 @@ class Watcher:
         if chunk:
             self._queued += len(chunk)
             self._chunks.append(chunk)
-            self._ready.set()
+            self._bell.ring()
 
     def offer(self, chunk: bytes) -> None:
-        if self._ended:
+        if self._bell.ended:
             return
         if self._queued + len(chunk) > self._limit:
             self._drop()
             return
         self._queued += len(chunk)
         self._chunks.append(chunk)
-        self._ready.set()
+        self._bell.ring()
 
     def _drop(self) -> None:
         self.dropped = True
@@ -79,6 +76,4 @@ class Watcher:
         self.end()
 
     def end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._ready.set()
+        self._bell.end()
