@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: install system-packages run migrate test test-unit test-integration test-e2e fuzz gen gen-check lint format bench clean
+.PHONY: install system-packages browser-packages run migrate test test-unit test-integration test-e2e \
+	test-browser fuzz gen gen-check lint format bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -29,22 +30,42 @@ system-packages:
 	  fi; \
 	fi
 
+# Chromium for the browser tests (tests/browser drive Debian's build through Playwright; it never
+# downloads a browser of its own): installed with apt-get as root, else it says what to run.
+browser-packages:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get"; \
+	    $(APT_INSTALL) chromium >/dev/null \
+	      || { apt-get update >/dev/null && $(APT_INSTALL) chromium >/dev/null; }; \
+	  else \
+	    echo "The browser tests drive Chromium, and it is missing: sudo apt-get install chromium" \
+	      "(they are skipped without it)." >&2; \
+	  fi; \
+	fi
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## run: migrate, then start the five services and the facade (Ctrl-C stops them all)
+## run: migrate, build the web app when stale, then start the five services, the facade and the
+## web process (Ctrl-C stops them all)
 # honcho runs each Procfile line through a shell: the venv first on PATH makes `python` the venv's.
+# Without Node, `make web` says in one line what to install and the rest still starts; a failed
+# build is reported and the web process serves the last bundle (or a page saying to build it).
 run: install migrate
+	@$(MAKE) --no-print-directory web \
+	  || echo "make run: the web app did not build (see above); starting the rest anyway" >&2
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho --procfile deploy/Procfile --app-root $(CURDIR) start
 
 # Through honcho so a developer's .env reaches the migrations exactly as it reaches the services.
 migrate: install
 	$(BIN)/honcho --app-root $(CURDIR) run $(PY) -m services.runtime.migrate
 
-## test: the whole suite (unit, integration, e2e) with coverage
+## test: the whole suite (unit, integration, e2e, browser) with coverage; the browser tests build
+## the web app (make web) when it is stale
 test: install
 	$(PY) -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
@@ -56,6 +77,9 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-browser: install
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 ## fuzz: Schemathesis against the started system, as a fresh user (tools/fuzz.py; FUZZ_ARGS=--help)
 fuzz: install
