@@ -1,0 +1,55 @@
+"""services/runtime/streams.py: a stream followed for good is reopened after it ends or fails,
+with a backoff that grows while it keeps failing and starts over once it was live."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from services.runtime import streams
+
+
+async def test_a_stream_is_reopened_with_a_backoff_that_starts_over_once_it_was_live(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(streams, "BACKOFF_FIRST", 0.01)
+    live_at_open: list[bool] = []
+    handled: list[int] = []
+    fifth = asyncio.Event()
+
+    async def stream(live: asyncio.Event) -> AsyncGenerator[int, None]:
+        live_at_open.append(live.is_set())
+        attempt = len(live_at_open)
+        if attempt <= 3:
+            raise ConnectionError("not there yet")
+        live.set()
+        yield attempt
+        if attempt == 5:
+            fifth.set()
+            await asyncio.Event().wait()  # open until cancelled
+
+    def handle(message: int) -> None:
+        handled.append(message)
+        if message == 4:
+            raise ValueError("a bug in the handler")  # reopens the stream too
+
+    with caplog.at_level(logging.INFO, logger=streams.__name__):
+        follower = asyncio.create_task(streams.follow_forever(stream, handle, name="test"))
+        await asyncio.wait_for(fifth.wait(), 5)
+        follower.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follower
+
+    assert live_at_open == [False] * 5  # `live` is cleared while the stream is down
+    assert handled == [4, 5]
+    closed = [r for r in caplog.records if r.getMessage() == "stream closed; reopening"]
+    codes = [r.__dict__["code"] for r in closed]
+    delays = [r.__dict__["retryIn"] for r in closed]
+    assert codes == ["INTERNAL"] * 4
+    ceilings = [0.01, 0.02, 0.04, 0.01]  # doubling while down; anew after a live stream
+    assert all(
+        ceiling / 2 - 0.001 <= d <= ceiling for d, ceiling in zip(delays, ceilings, strict=True)
+    )
