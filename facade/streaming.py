@@ -48,7 +48,7 @@ from facade.envelope import ApiError, error_detail, from_rpc_error
 from facade.quotas import WATCHES, Slot, UserCaps
 from facade.routes import Route
 from facade.sessions import LiveSessions
-from facade.transcoding import Endpoint, failed, forwarded_metadata, request_message
+from facade.transcoding import Endpoint, forwarded_metadata, outcome, request_message
 from services.runtime.context import Identity, correlation_id
 from services.runtime.errors import Unauthenticated
 
@@ -344,24 +344,16 @@ async def transcode_stream(
     metadata = forwarded_metadata(request)
     caller = guard.caller(request) if guard is not None and not route.public else None
     slot = guard.watch_slot(route, caller) if guard is not None else None
-    breaker = endpoint.breaker
     try:
-        breaker.admit()
+        endpoint.breaker.admit()
         # No deadline: a stream runs until it ends, its client goes away or its session ends.
         call = endpoint.call(message, metadata=metadata)
-        try:
+        with outcome(endpoint, call):
             pending = await _commit(call, first_message=route.raw_body)
-        except grpc.aio.AioRpcError as error:
-            raise failed(endpoint, error) from None
-        except BaseException:
-            breaker.abandon()
-            call.cancel()
-            raise
     except BaseException:
         if slot is not None:
             slot.release()
         raise
-    breaker.record(reached=True)
     held = Held(guard, caller, slot) if guard is not None and caller is not None else None
     headers: dict[str, str] = {}
     framing: Framing

@@ -6,6 +6,8 @@ service's circuit breaker); the handler itself has no per-route code.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -90,6 +92,23 @@ def failed(endpoint: Endpoint, error: grpc.aio.AioRpcError) -> ApiError:
     return failure
 
 
+@contextlib.contextmanager
+def outcome(endpoint: Endpoint, call: grpc.aio.Call | None = None) -> Iterator[None]:
+    """Around the steps of an admitted call that settle it: the breaker hears how it went, a
+    failed call leaves as its envelope error, and one given up on (the client gone, a body too
+    large) is cancelled so that the service drops it."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        raise failed(endpoint, error) from None
+    except BaseException:
+        endpoint.breaker.abandon()
+        if call is not None:
+            call.cancel()
+        raise
+    endpoint.breaker.record(reached=True)
+
+
 async def request_message(endpoint: Endpoint, request: web.Request) -> Message:
     """The RPC's request, from the route's path variables, query string and body."""
     body = await request.read() if endpoint.route.body else b""
@@ -100,15 +119,8 @@ async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:
     route = endpoint.route
     message = await request_message(endpoint, request)
     metadata = forwarded_metadata(request)
-    breaker = endpoint.breaker
-    breaker.admit()
-    try:
+    endpoint.breaker.admit()
+    with outcome(endpoint):
         reply = await endpoint.call(message, metadata=metadata, timeout=endpoint.deadline)
-    except grpc.aio.AioRpcError as error:
-        raise failed(endpoint, error) from None
-    except BaseException:
-        breaker.abandon()
-        raise
-    breaker.record(reached=True)
     data, pagination = endpoint.codec.encode_raw(reply)
     return success(data, service=route.service, status=route.success_status, pagination=pagination)

@@ -28,7 +28,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from facade.envelope import ApiError, success
-from facade.transcoding import Endpoint, failed, forwarded_metadata
+from facade.transcoding import Endpoint, forwarded_metadata, outcome
 
 CHUNK_BYTES = 256 * 1024
 
@@ -89,24 +89,15 @@ async def transcode_upload(endpoint: Endpoint, request: web.Request) -> web.Resp
         raise too_large(limit)
     first = endpoint.codec.decode(request.match_info, request.query, b"")
     metadata = forwarded_metadata(request)
-    breaker = endpoint.breaker
-    breaker.admit()
+    endpoint.breaker.admit()
     # No deadline on the whole call: a large body on a slow link takes what it takes. A client
     # that stops sending for RPC_DEADLINE seconds is answered 408 instead.
     call = endpoint.call(metadata=metadata)
-    try:
+    with outcome(endpoint, call):
         # A call that ends while the body streams (the service refused it): its status says why.
         with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError):
             await _send(endpoint, request, call, first)
         reply = await call
-    except grpc.aio.AioRpcError as error:
-        raise failed(endpoint, error) from None
-    except BaseException:
-        # Too large, the client gone, or the handler cancelled: the service must drop it all.
-        call.cancel()
-        breaker.abandon()
-        raise
-    breaker.record(reached=True)
     data, _ = endpoint.codec.encode_raw(reply)
     return success(data, service=route.service, status=route.success_status)
 
