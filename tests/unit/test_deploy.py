@@ -106,3 +106,26 @@ def test_compose_hands_keys_and_sandbox_options_to_the_right_containers() -> Non
         assert "cap_add" not in services[name] and "privileged" not in services[name]
     subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert services["users"]["environment"]["TRUSTED_PROXIES"] == subnet
+
+
+def test_the_web_app_is_served_from_the_image_by_a_pod_holding_nothing() -> None:
+    web = deployments()["web"]
+    pod = web["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "facade.webapp"]
+    assert container["ports"] == [{"name": "http", "containerPort": 4100}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert secrets_mounted(web) == set()
+    assert callers(4100) == {"*"}
+    config = next(d for d in documents() if d["kind"] == "ConfigMap")["data"]
+    assert config["WEB_API_URL"].startswith("https://")
+    assert config["FRONTEND_URL"].startswith("https://")
+    resources = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert "web.yaml" in resources
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["web"]
+    assert compose["command"] == ["python", "-m", "facade.webapp"]
+    assert compose["ports"] == ["127.0.0.1:4100:4100"]
+    assert "secrets" not in compose
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "RUN npm ci" in dockerfile
+    assert "COPY --from=web /web/dist ./web/dist" in dockerfile
