@@ -1,0 +1,36 @@
+"""A shell in the browser: xterm.js attached to /ws/terminal, drawn under the web process's CSP."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.screens import sign_in
+from tests.system_harness import Account
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_command_typed_in_a_new_terminal_prints_its_output(page: Page, account: Account) -> None:
+    sign_in(page, account, at="/terminal")
+    expect(page.get_by_test_id("terminal-empty")).to_be_visible()
+
+    page.get_by_test_id("terminal-new").click()
+
+    expect(page.get_by_test_id("terminal-tab")).to_have_count(1)
+    expect(page.get_by_test_id("terminal-status")).to_have_text("Connected")
+    page.locator(".xterm").click()
+    # Arithmetic, so the echo of the typed line cannot pass for the output.
+    page.keyboard.type("echo stockfolio-$((6*7))-$(whoami | wc -c)\n")
+    rows = page.locator(".xterm-rows")
+    expect(rows).to_contain_text("stockfolio-42-")
+    # xterm's own <style> elements apply (the CSP allows them): its text is not drawn in the
+    # colour of its background.
+    colours = page.evaluate(
+        """() => {
+            const row = document.querySelector('.xterm-rows > div');
+            const screen = document.querySelector('.xterm-viewport');
+            return [getComputedStyle(row).color, getComputedStyle(screen).backgroundColor];
+        }"""
+    )
+    assert colours[0] != colours[1], colours
