@@ -27,17 +27,17 @@ export function quantity(value: string | undefined): string {
   return Number(value).toLocaleString(undefined, { maximumFractionDigits: 8 });
 }
 
-/** A ratio ("0.1" is 10 %) as a percentage. */
-export function ratio(value: string | number | undefined): string {
+/** A ratio ("0.1" is 10 %) as a percentage; `signed` for a return, plain for a weight. */
+export function ratio(value: string | number | undefined, signed = false): string {
   if (value === undefined || value === "") return "—";
-  return percent(Number(value) * 100);
+  return percent(Number(value) * 100, signed);
 }
 
-/** A number already in percent ("0.65" is 0.65 %). */
-export function percent(value: string | number | undefined): string {
-  if (value === undefined || value === "") return "—";
+/** A number already in percent ("0.65" is 0.65 %), signed by default (a change). */
+export function percent(value: string | number | undefined, signed = true): string {
+  if (value === undefined || value === "" || !Number.isFinite(Number(value))) return "—";
   const n = Number(value);
-  return `${n > 0 ? "+" : ""}${n.toFixed(2)} %`;
+  return `${signed && n > 0 ? "+" : ""}${n.toFixed(2)} %`;
 }
 
 export function signed(value: string | number | undefined, currency = "USD"): string {
@@ -55,4 +55,11 @@ export function trend(value: string | number | undefined): "up" | "down" | "flat
 export function dateTime(value: string | undefined): string {
   if (!value) return "—";
   return new Date(value).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** A price change with its sign ("+1.20", "-0.35"). */
+export function change(value: string | number | undefined): string {
+  if (value === undefined || value === "") return "—";
+  const n = Number(value);
+  return `${n > 0 ? "+" : ""}${price(n)}`;
 }

@@ -1,3 +1,222 @@
-export default function Page() {
-  return <h1>trade</h1>;
+/** Buy or sell: a symbol with suggestions, its live quote, and a form checked as the API checks
+ * it. Each submit carries an Idempotency-Key: the same key while the same order is retried (after
+ * a lost answer, say), a new one for a new order, so a double click never makes two trades. */
+
+import { useLocation } from "preact-iso";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, envelope, type Trade } from "../../api/client";
+import { ApiError } from "../../api/errors";
+import { idempotencyKey, listPortfolios } from "../../api/portfolios";
+import { useApi } from "../../api/useApi";
+import { ErrorBanner, Field } from "../../components/form";
+import { QuoteLine } from "../../components/Quote";
+import { SymbolSearch } from "../../components/SymbolSearch";
+import { decimalProblem } from "../../decimal";
+import { money, price, quantity as formatQuantity } from "../../format";
+
+type Side = "buy" | "sell";
+const SYMBOL = /^\^?[A-Za-z0-9][A-Za-z0-9.=-]{0,14}$/;
+/** Reasons the API gives about the quantity of an order (oversell, a paper portfolio's cash). */
+const QUANTITY_REASONS = new Set(["INSUFFICIENT_SHARES", "INSUFFICIENT_CASH"]);
+
+export default function TradePage() {
+  const { query } = useLocation();
+  const portfolios = useApi(listPortfolios, []);
+  const [portfolioId, setPortfolioId] = useState(query.portfolio ?? "");
+  const [symbol, setSymbol] = useState((query.symbol ?? "").toUpperCase());
+  const [side, setSide] = useState<Side>(query.side === "sell" ? "sell" : "buy");
+  const [quantity, setQuantity] = useState("");
+  const [limit, setLimit] = useState("");
+  const [fees, setFees] = useState("");
+  const [notes, setNotes] = useState("");
+  const [checked, setChecked] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [done, setDone] = useState<Trade | null>(null);
+  // The order being placed and its key: kept while the same order is retried.
+  const attempt = useRef<{ order: string; key: string } | null>(null);
+  const inFlight = useRef(false);
+
+  useEffect(() => {
+    const first = portfolios.data?.[0]?.id;
+    if (!portfolioId && first) setPortfolioId(first);
+  }, [portfolios.data]);
+
+  // A changed order is a new question: the last answer's error no longer applies.
+  useEffect(() => setError(null), [portfolioId, symbol, side, quantity, limit, fees]);
+
+  const problems = {
+    portfolio: portfolioId ? undefined : "choose a portfolio",
+    symbol: SYMBOL.test(symbol) ? undefined : "choose a symbol such as AAPL",
+    quantity: decimalProblem(quantity, { places: 8 }),
+    price: decimalProblem(limit, { places: 6, optional: true }),
+    fees: decimalProblem(fees, { places: 6, zero: true, optional: true }),
+  };
+  const apiError = error instanceof ApiError ? error : null;
+  const shown = (field: keyof typeof problems): string | undefined => {
+    if (checked && problems[field]) return problems[field];
+    if (!apiError) return undefined;
+    if (field === "quantity" && QUANTITY_REASONS.has(apiError.code)) return apiError.message;
+    return apiError.field(field === "portfolio" ? "portfolioId" : field);
+  };
+  const onQuantityField = apiError !== null && QUANTITY_REASONS.has(apiError.code);
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    if (inFlight.current) return; // a second click while the first is on its way
+    setChecked(true);
+    if (Object.values(problems).some(Boolean)) return;
+    const body = {
+      portfolioId,
+      side,
+      symbol,
+      quantity: quantity.trim(),
+      ...(limit.trim() ? { price: limit.trim() } : {}),
+      ...(fees.trim() ? { fees: fees.trim() } : {}),
+      ...(notes.trim() ? { notes: notes.trim() } : {}),
+    };
+    const order = JSON.stringify(body);
+    if (attempt.current?.order !== order) attempt.current = { order, key: idempotencyKey() };
+    inFlight.current = true;
+    setBusy(true);
+    setError(null);
+    setDone(null);
+    try {
+      const answer = await envelope(
+        api().POST("/api/v1/trades", { body, headers: { "Idempotency-Key": attempt.current.key } }),
+      );
+      attempt.current = null; // placed: the next order is a new one
+      setDone(answer.data);
+      setQuantity("");
+      setChecked(false);
+    } catch (failure) {
+      setError(failure); // the key stays: submitting the same order again retries it
+    } finally {
+      inFlight.current = false;
+      setBusy(false);
+    }
+  }
+
+  const portfolioName = portfolios.data?.find((p) => p.id === done?.portfolioId)?.name;
+  return (
+    <>
+      <h1>Trade</h1>
+      <div class="grid">
+        <section class="card" aria-labelledby="order-title">
+          <h2 id="order-title">Order</h2>
+          <ErrorBanner error={portfolios.error} testid="portfolios-error" />
+          {error !== null && !onQuantityField && <ErrorBanner error={error} testid="trade-error" />}
+          <form onSubmit={submit} data-testid="trade-form" noValidate>
+            <Field label="Portfolio" id="trade-portfolio" error={shown("portfolio")}>
+              <select
+                id="trade-portfolio"
+                value={portfolioId}
+                onChange={(e) => setPortfolioId(e.currentTarget.value)}
+                data-testid="trade-portfolio"
+              >
+                {!portfolioId && <option value="">Choose…</option>}
+                {(portfolios.data ?? []).map((p) => (
+                  <option key={p.id} value={p.id}>
+                    {p.name} ({money(p.cash, p.currency || "USD")} cash)
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <Field label="Symbol" id="trade-symbol" error={shown("symbol")}>
+              <SymbolSearch
+                id="trade-symbol"
+                value={symbol}
+                onChange={setSymbol}
+                invalid={Boolean(shown("symbol"))}
+              />
+            </Field>
+            <fieldset>
+              <legend>Side</legend>
+              <div class="segmented" role="group" aria-label="Side" data-testid="trade-side">
+                {(["buy", "sell"] as const).map((s) => (
+                  <button
+                    key={s}
+                    type="button"
+                    aria-pressed={side === s}
+                    onClick={() => setSide(s)}
+                    data-testid={`side-${s}`}
+                  >
+                    {s === "buy" ? "Buy" : "Sell"}
+                  </button>
+                ))}
+              </div>
+            </fieldset>
+            <Field label="Quantity" id="trade-quantity" error={shown("quantity")} hint="Fractions to 8 places.">
+              <input
+                id="trade-quantity"
+                inputMode="decimal"
+                autoComplete="off"
+                value={quantity}
+                aria-invalid={Boolean(shown("quantity"))}
+                aria-describedby={shown("quantity") ? "trade-quantity-error" : undefined}
+                onInput={(e) => setQuantity(e.currentTarget.value)}
+                data-testid="trade-quantity"
+              />
+            </Field>
+            <Field
+              label="Price (empty: the market price)"
+              id="trade-price"
+              error={shown("price")}
+              hint="To 6 places."
+            >
+              <input
+                id="trade-price"
+                inputMode="decimal"
+                autoComplete="off"
+                value={limit}
+                aria-invalid={Boolean(shown("price"))}
+                onInput={(e) => setLimit(e.currentTarget.value)}
+                data-testid="trade-price"
+              />
+            </Field>
+            <Field label="Fees" id="trade-fees" error={shown("fees")}>
+              <input
+                id="trade-fees"
+                inputMode="decimal"
+                autoComplete="off"
+                value={fees}
+                onInput={(e) => setFees(e.currentTarget.value)}
+                data-testid="trade-fees"
+              />
+            </Field>
+            <Field label="Notes" id="trade-notes" error={apiError?.field("notes")}>
+              <input
+                id="trade-notes"
+                maxLength={1000}
+                value={notes}
+                onInput={(e) => setNotes(e.currentTarget.value)}
+                data-testid="trade-notes"
+              />
+            </Field>
+            <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="trade-submit">
+              {busy ? "Placing…" : side === "buy" ? "Buy" : "Sell"}
+            </button>
+          </form>
+          {done && (
+            <p class="banner notice" role="status" data-testid="trade-result" data-trade-id={done.id}>
+              {done.side === "sell" ? "Sold" : "Bought"} {formatQuantity(done.quantity)} {done.symbol} at{" "}
+              {price(done.price)} ({money(done.amount)}) in {portfolioName ?? "the portfolio"}.{" "}
+              <a href={`/portfolios/${done.portfolioId}`}>See the portfolio</a>
+            </p>
+          )}
+        </section>
+        <section class="card" aria-labelledby="quote-title">
+          <h2 id="quote-title">Quote</h2>
+          {symbol && SYMBOL.test(symbol) ? (
+            <>
+              <QuoteLine symbol={symbol} />
+              <a href={`/stocks/${encodeURIComponent(symbol)}`}>Chart of {symbol} →</a>
+            </>
+          ) : (
+            <p class="muted">Choose a symbol to see its price.</p>
+          )}
+        </section>
+      </div>
+    </>
+  );
 }

@@ -1,0 +1,33 @@
+/** Calls several screens share: every portfolio of the user, a portfolio's performance. */
+
+import { api, envelope, type Performance, type Portfolio } from "./client";
+
+export const RANGES = ["1m", "3m", "6m", "1y", "ytd", "all"] as const;
+export type Range = (typeof RANGES)[number];
+
+export async function listPortfolios(): Promise<Portfolio[]> {
+  const all: Portfolio[] = [];
+  for (let page = 1; ; page += 1) {
+    const body = await envelope(
+      api().GET("/api/v1/portfolios", { params: { query: { page, limit: 100 } } }),
+    );
+    all.push(...body.data);
+    if (page >= (body.pagination?.totalPages ?? 1)) return all;
+  }
+}
+
+export async function performance(portfolioId: string, range: Range): Promise<Performance> {
+  const body = await envelope(
+    api().GET("/api/v1/performance", { params: { query: { portfolioId, range } } }),
+  );
+  return body.data;
+}
+
+/** A key for one submit of a creating POST: the same key on a retry of the same body, so the
+ * API answers it once (README: Idempotency-Key). */
+export function idempotencyKey(): string {
+  // randomUUID exists only in secure contexts (https, localhost); getRandomValues everywhere.
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,118 @@
+/** The charts, drawn with TradingView's lightweight-charts. This module is only ever imported
+ * dynamically (components/charts/index.tsx), so the library is a chunk of its own that the first
+ * route does not load. */
+
+import {
+  AreaSeries,
+  ColorType,
+  createChart,
+  type IChartApi,
+  type ISeriesApi,
+  type Time,
+  type UTCTimestamp,
+} from "lightweight-charts";
+import { useEffect, useRef } from "preact/hooks";
+
+export type DailyPoint = { date: string; value: number };
+export type TickPoint = { time: string; value: number };
+
+function palette() {
+  const style = getComputedStyle(document.documentElement);
+  const read = (name: string, fallback: string) => style.getPropertyValue(name).trim() || fallback;
+  return {
+    text: read("--muted", "#5b6270"),
+    grid: read("--border", "#d9dde4"),
+    line: read("--accent", "#1f5eff"),
+  };
+}
+
+function useChart(container: { current: HTMLDivElement | null }, timeVisible: boolean) {
+  const chart = useRef<IChartApi | null>(null);
+  const series = useRef<ISeriesApi<"Area"> | null>(null);
+  useEffect(() => {
+    if (!container.current) return;
+    const colors = palette();
+    const made = createChart(container.current, {
+      autoSize: true,
+      layout: {
+        background: { type: ColorType.Solid, color: "transparent" },
+        textColor: colors.text,
+        attributionLogo: false,
+      },
+      grid: { vertLines: { visible: false }, horzLines: { color: colors.grid } },
+      rightPriceScale: { borderVisible: false },
+      timeScale: { borderVisible: false, timeVisible, secondsVisible: timeVisible },
+      handleScroll: false,
+      handleScale: false,
+    });
+    chart.current = made;
+    series.current = made.addSeries(AreaSeries, {
+      lineColor: colors.line,
+      topColor: `${colors.line}55`,
+      bottomColor: `${colors.line}05`,
+      lineWidth: 2,
+      priceLineVisible: timeVisible,
+    });
+    return () => {
+      made.remove();
+      chart.current = null;
+      series.current = null;
+    };
+  }, []);
+  return { chart, series };
+}
+
+/** A value per day (the performance series). */
+export function ValueChart(props: { points: DailyPoint[]; label: string; testid?: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const { chart, series } = useChart(box, false);
+  useEffect(() => {
+    series.current?.setData(props.points.map((p) => ({ time: p.date as Time, value: p.value })));
+    chart.current?.timeScale().fitContent();
+  }, [props.points]);
+  return (
+    <div
+      ref={box}
+      class="chart"
+      role="img"
+      aria-label={props.label}
+      data-testid={props.testid ?? "value-chart"}
+      data-points={props.points.length}
+    />
+  );
+}
+
+/** A price that keeps moving: `points` grows as ticks arrive; only the new ones are drawn. */
+export function LiveChart(props: { points: TickPoint[]; label: string; testid?: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const { chart, series } = useChart(box, true);
+  const drawn = useRef(0);
+  const lastTime = useRef(0);
+  useEffect(() => {
+    const s = series.current;
+    if (!s) return;
+    if (props.points.length < drawn.current) {
+      drawn.current = 0; // a new symbol: start over
+      lastTime.current = 0;
+      s.setData([]);
+    }
+    for (const point of props.points.slice(drawn.current)) {
+      const time = Math.floor(Date.parse(point.time) / 1000);
+      if (!Number.isFinite(time) || time < lastTime.current) continue; // the chart only goes forward
+      lastTime.current = time;
+      s.update({ time: time as UTCTimestamp, value: point.value });
+    }
+    if (drawn.current === 0) chart.current?.timeScale().fitContent();
+    drawn.current = props.points.length;
+  }, [props.points]);
+  return (
+    <div
+      ref={box}
+      class="chart"
+      role="img"
+      aria-label={props.label}
+      data-testid={props.testid ?? "price-chart"}
+      data-points={props.points.length}
+    />
+  );
+}

@@ -1,0 +1,190 @@
+/** CSV import: check first (dryRun), then import; every refused row shows its reasons beside it.
+ * The API imports nothing unless every row is good, and names each bad cell `row N: column`
+ * (rows counted from 1 after the header). */
+
+import { useState } from "preact/hooks";
+import { api, envelope } from "../../api/client";
+import { ApiError } from "../../api/errors";
+import { ErrorBanner } from "../../components/form";
+
+const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
+
+/** Rows of a CSV for display (quoted fields with commas and doubled quotes understood). */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i += 1;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") {
+      row.push(cell);
+      cell = "";
+    } else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i += 1;
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = "";
+    } else cell += ch;
+  }
+  if (cell !== "" || row.length) {
+    row.push(cell);
+    rows.push(row);
+  }
+  return rows.filter((r) => r.some((c) => c.trim() !== ""));
+}
+
+type Outcome = { kind: "checked" | "imported"; count: number } | null;
+
+export function Import(props: { portfolioId: string; onImported: () => void }) {
+  const [csv, setCsv] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [outcome, setOutcome] = useState<Outcome>(null);
+
+  async function send(dryRun: boolean) {
+    setBusy(true);
+    setError(null);
+    setOutcome(null);
+    try {
+      const body = await envelope(
+        api().POST("/api/v1/trades:import", {
+          body: { portfolioId: props.portfolioId, csv, dryRun },
+        }),
+      );
+      const count = body.data.imported ?? body.data.trades?.length ?? 0;
+      setOutcome({ kind: dryRun ? "checked" : "imported", count });
+      if (!dryRun) props.onImported();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function readFile(event: Event) {
+    const file = (event.currentTarget as HTMLInputElement).files?.[0];
+    if (file) {
+      setCsv(await file.text());
+      setOutcome(null);
+      setError(null);
+    }
+  }
+
+  // "row 3: price" → row 3's reasons; anything else (the whole file) goes to the banner.
+  const byRow = new Map<number, string[]>();
+  const general: string[] = [];
+  if (error instanceof ApiError) {
+    for (const f of error.details.fields ?? []) {
+      const match = /^row (\d+)(?:: (.*))?$/.exec(f.field);
+      if (match) {
+        const n = Number(match[1]);
+        byRow.set(n, [...(byRow.get(n) ?? []), match[2] ? `${match[2]}: ${f.description}` : f.description]);
+      } else general.push(`${f.field}: ${f.description}`);
+    }
+  }
+  const rows = parseCsv(csv);
+  const header = rows[0] ?? [];
+  const body = rows.slice(1);
+  return (
+    <section class="card" aria-labelledby="import-title">
+      <h2 id="import-title">Import trades (CSV)</h2>
+      <form onSubmit={(e) => e.preventDefault()} data-testid="import-form">
+        <div class="field">
+          <label for="import-file">CSV file</label>
+          <input id="import-file" type="file" accept=".csv,text/csv" onChange={readFile} data-testid="import-file" />
+        </div>
+        <div class="field">
+          <label for="import-csv">Or paste it (header: date, side, symbol, quantity, price, fees, notes)</label>
+          <textarea
+            id="import-csv"
+            rows={6}
+            placeholder={EXAMPLE}
+            value={csv}
+            onInput={(e) => {
+              setCsv(e.currentTarget.value);
+              setOutcome(null);
+            }}
+            data-testid="import-csv"
+          />
+        </div>
+        <div class="row">
+          <button type="button" disabled={busy || !csv.trim()} onClick={() => send(true)} data-testid="import-check">
+            Check
+          </button>
+          <button
+            type="button"
+            class="primary"
+            disabled={busy || !csv.trim()}
+            onClick={() => send(false)}
+            data-testid="import-submit"
+          >
+            {busy ? "Working…" : "Import"}
+          </button>
+        </div>
+      </form>
+      {error !== null && <ErrorBanner error={error} testid="import-error" />}
+      {general.length > 0 && (
+        <ul class="error" data-testid="import-general-errors">
+          {general.map((g) => (
+            <li key={g}>{g}</li>
+          ))}
+        </ul>
+      )}
+      {outcome && (
+        <p class="banner notice" role="status" data-testid="import-result">
+          {outcome.kind === "checked"
+            ? `Every row is good: ${outcome.count} trades would be imported.`
+            : `${outcome.count} trades imported.`}
+        </p>
+      )}
+      {body.length > 0 && (
+        <div class="table-wrap">
+          <table data-testid="import-rows">
+            <thead>
+              <tr>
+                <th scope="col">Row</th>
+                {header.map((h, i) => (
+                  <th scope="col" key={i}>
+                    {h}
+                  </th>
+                ))}
+                <th scope="col">Problems</th>
+              </tr>
+            </thead>
+            <tbody>
+              {body.map((cells, i) => {
+                const problems = byRow.get(i + 1);
+                return (
+                  <tr key={i} class={problems ? "bad" : ""} data-testid={`import-row-${i + 1}`}>
+                    <th scope="row">{i + 1}</th>
+                    {header.map((_, j) => (
+                      <td key={j}>{cells[j] ?? ""}</td>
+                    ))}
+                    <td data-testid={`import-row-${i + 1}-errors`}>
+                      {problems ? (
+                        <ul class="plain error">
+                          {problems.map((p) => (
+                            <li key={p}>{p}</li>
+                          ))}
+                        </ul>
+                      ) : null}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
