@@ -29,7 +29,7 @@ export const ROUTES: AppRoute[] = [
   // ---- Slots for the other pages: uncomment (or add) one line each --------------------------
   { path: "/terminal", label: "Terminal", page: lazy(() => import("./pages/terminal")) },
   { path: "/workspace", label: "Workspace", page: lazy(() => import("./pages/workspace")) },
-  // { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
+  { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
   // { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
   // { path: "/explorer", label: "API", page: lazy(() => import("./pages/explorer")) },
 ];
