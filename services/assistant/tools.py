@@ -104,7 +104,41 @@ def _json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
-Run = Callable[[Mapping[str, Any], tuple[tuple[str, str], ...]], Awaitable[Message]]
+# A tool: its request, read from the model's input, and the portfolio RPC that answers it.
+Request = Callable[[Mapping[str, Any]], Message]
+Rpc = Callable[..., Awaitable[Message]]
+
+
+def _list_portfolios_request(_args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.ListPortfoliosRequest(limit=TOOL_LIST_LIMIT)
+
+
+def _get_portfolio_request(args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.GetPortfolioRequest(id=_text(args, "portfolio_id", required=True))
+
+
+def _list_positions_request(args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.ListPositionsRequest(
+        portfolio_id=_text(args, "portfolio_id", required=True), limit=TOOL_LIST_LIMIT
+    )
+
+
+def _list_trades_request(args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.ListTradesRequest(
+        portfolio_id=_text(args, "portfolio_id"),
+        symbol=_text(args, "symbol").upper(),
+        limit=TOOL_LIST_LIMIT,
+    )
+
+
+def _get_performance_request(args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.GetPerformanceRequest(
+        portfolio_id=_text(args, "portfolio_id", required=True), range=_text(args, "range")
+    )
+
+
+def _get_quote_request(args: Mapping[str, Any]) -> Message:
+    return portfolio_pb2.GetQuoteRequest(symbol=_text(args, "symbol", required=True))
 
 
 class PortfolioTools:
@@ -112,14 +146,13 @@ class PortfolioTools:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-        self._stub = stub
-        self._runs: dict[str, Run] = {
-            "list_portfolios": self._list_portfolios,
-            "get_portfolio": self._get_portfolio,
-            "list_positions": self._list_positions,
-            "list_trades": self._list_trades,
-            "get_performance": self._get_performance,
-            "get_quote": self._get_quote,
+        self._tools: dict[str, tuple[Request, Rpc]] = {
+            "list_portfolios": (_list_portfolios_request, stub.ListPortfolios),
+            "get_portfolio": (_get_portfolio_request, stub.GetPortfolio),
+            "list_positions": (_list_positions_request, stub.ListPositions),
+            "list_trades": (_list_trades_request, stub.ListTrades),
+            "get_performance": (_get_performance_request, stub.GetPerformance),
+            "get_quote": (_get_quote_request, stub.GetQuote),
         }
 
     @property
@@ -128,13 +161,14 @@ class PortfolioTools:
 
     async def run(self, call: ToolCall, identity: Identity) -> ToolCall:
         """The call with its result; failures are results too (`is_error`), for the model."""
-        run = self._runs.get(call.name)
-        if run is None:
+        tool = self._tools.get(call.name)
+        if tool is None:
             return dataclasses.replace(
                 call, result={"error": f"unknown tool {call.name[:64]}"}, is_error=True
             )
+        request, rpc = tool
         try:
-            reply = await run(call.input, outgoing_metadata(identity))
+            reply = await rpc(request(call.input), metadata=outgoing_metadata(identity))
         except ToolInputError as error:
             return dataclasses.replace(call, result={"error": str(error)}, is_error=True)
         except grpc.aio.AioRpcError as error:
@@ -143,41 +177,3 @@ class PortfolioTools:
             failure = {"error": error.details() or code.name.lower(), "code": code.name}
             return dataclasses.replace(call, result=failure, is_error=True)
         return dataclasses.replace(call, result=_json(reply), is_error=False)
-
-    async def _list_portfolios(self, _args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.ListPortfoliosRequest(limit=TOOL_LIST_LIMIT)
-        reply: Message = await self._stub.ListPortfolios(request, metadata=metadata)
-        return reply
-
-    async def _get_portfolio(self, args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.GetPortfolioRequest(id=_text(args, "portfolio_id", required=True))
-        reply: Message = await self._stub.GetPortfolio(request, metadata=metadata)
-        return reply
-
-    async def _list_positions(self, args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.ListPositionsRequest(
-            portfolio_id=_text(args, "portfolio_id", required=True), limit=TOOL_LIST_LIMIT
-        )
-        reply: Message = await self._stub.ListPositions(request, metadata=metadata)
-        return reply
-
-    async def _list_trades(self, args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.ListTradesRequest(
-            portfolio_id=_text(args, "portfolio_id"),
-            symbol=_text(args, "symbol").upper(),
-            limit=TOOL_LIST_LIMIT,
-        )
-        reply: Message = await self._stub.ListTrades(request, metadata=metadata)
-        return reply
-
-    async def _get_performance(self, args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.GetPerformanceRequest(
-            portfolio_id=_text(args, "portfolio_id", required=True), range=_text(args, "range")
-        )
-        reply: Message = await self._stub.GetPerformance(request, metadata=metadata)
-        return reply
-
-    async def _get_quote(self, args: Mapping[str, Any], metadata: Any) -> Message:
-        request = portfolio_pb2.GetQuoteRequest(symbol=_text(args, "symbol", required=True))
-        reply: Message = await self._stub.GetQuote(request, metadata=metadata)
-        return reply
