@@ -1,10 +1,11 @@
 """/ws/chat: streamed assistant answers, typing indicators and presence (the protocol: README,
-"/ws/chat"). Answers go by the generic bridge (facade/bridge.py), each to the socket that asked,
-straight from its gRPC stream: `stop` cancels that call, which reaches whichever assistant
-replica runs it. Presence is this module's own (it has no gRPC counterpart) and crosses facade
-replicas through the cache's pub/sub (Redis when REDIS_URL is set; the in-process cache reaches
-this replica only): one channel per session, subscribed by each replica while it has sockets in
-that session. Every relay names the socket it came from, so its sender does not get it back.
+"/ws/chat"). Answers go by the generic bridge (facade/bridge.py) to the socket that asked,
+straight from its gRPC stream (`stop` cancels that call, which reaches whichever assistant
+replica runs it), and by the relay below to every other socket in the session. Presence is
+this module's own (it has no gRPC counterpart). Relays cross facade replicas through the cache's
+pub/sub (Redis when REDIS_URL is set; the in-process cache reaches this replica only): one
+channel per session, subscribed by each replica while it has sockets in that session. Every
+relay names the socket it came from, so its sender does not get it back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import functools
 import itertools
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from facade.quotas import CHAT_JOINS, Slot, UserCaps
 from facade.sockets import SocketUser
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.streams import follow_forever
+
+log = logging.getLogger("stockfolio.facade")
 
 PATH = "/ws/chat"
 MAX_ID_CHARS = 64
@@ -77,6 +81,7 @@ class ChatRooms:
         self._ids = itertools.count(1)
         self._rooms: dict[str, _Room] = {}
         self._relaying: set[asyncio.Task[None]] = set()
+        self._last_relay: dict[str, asyncio.Task[None]] = {}
 
     def member_id(self) -> str:
         return f"{self._replica}:{next(self._ids)}"
@@ -102,10 +107,35 @@ class ChatRooms:
                 room.listener.cancel()
 
     def relay_later(self, session_id: str, origin: str, message: dict[str, Any]) -> None:
-        """`relay` from a path that cannot wait (a socket that is gone); tracked until sent."""
-        task = asyncio.get_running_loop().create_task(self.relay(session_id, origin, message))
+        """`relay` from a path that must not wait (a socket that is gone, an answer streaming),
+        after the relays `origin` asked for before (its answer's chunks stay in order);
+        tracked until sent."""
+        previous = self._last_relay.get(origin)
+        task = asyncio.get_running_loop().create_task(
+            self._relay_after(previous, session_id, origin, message)
+        )
+        self._last_relay[origin] = task
         self._relaying.add(task)
-        task.add_done_callback(self._relaying.discard)
+        task.add_done_callback(lambda done: self._relayed(origin, done))
+
+    async def _relay_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        session_id: str,
+        origin: str,
+        message: dict[str, Any],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its own
+        try:
+            await self.relay(session_id, origin, message)
+        except Exception:  # the cache is down: the others miss this one, the sender does not
+            log.warning("chat relay not sent", extra={"sessionId": session_id}, exc_info=True)
+
+    def _relayed(self, origin: str, task: asyncio.Task[None]) -> None:
+        self._relaying.discard(task)
+        if self._last_relay.get(origin) is task:
+            del self._last_relay[origin]
 
     async def relay(self, session_id: str, origin: str, message: dict[str, Any]) -> None:
         """`message` to every other socket in the session, on every replica."""
@@ -242,6 +272,12 @@ class ChatConversation:
 
     # --- answers -------------------------------------------------------------------------------
 
+    def _echo(self, session_id: str, message: dict[str, Any]) -> None:
+        """An answer's message to the other sockets in its session (another tab or device
+        watching it), on every replica; the stream never waits for it."""
+        if session_id:
+            self._rooms.relay_later(session_id, self._member, message)
+
     async def _stream(self, request: Any) -> None:
         session_id = request.session_id
         call = self._stub.ChatStream(request, metadata=call_metadata(self.user.token))
@@ -250,8 +286,11 @@ class ChatConversation:
                 which, value, reply = self._bridge.reply(response)
                 if which == "session":
                     session_id = value.session_id
-                self._client.send(json_frame({**reply, "sessionId": session_id}))
-                if which == "session":
+                message = {**reply, "sessionId": session_id}
+                self._client.send(json_frame(message))
+                if which != "session":  # a new session has no one else in it yet
+                    self._echo(session_id, message)
+                else:
                     # Joined beside the stream (its chunks never wait for the relay), when the
                     # caps leave room for it.
                     with contextlib.suppress(SocketError):
@@ -261,10 +300,14 @@ class ChatConversation:
                         )
         except grpc.aio.AioRpcError as error:
             named = {"sessionId": session_id} if session_id else {}
-            self._client.send(json_frame(failure(error, "assistant").reply(**named)))
+            message = failure(error, "assistant").reply(**named)
+            self._client.send(json_frame(message))
+            self._echo(session_id, message)
         except asyncio.CancelledError:
             call.cancel()
-            self._client.send(json_frame({"type": "stopped", "sessionId": session_id}))
+            message = {"type": "stopped", "sessionId": session_id}
+            self._client.send(json_frame(message))
+            self._echo(session_id, message)
             raise
         finally:
             self._streaming = None

@@ -406,3 +406,53 @@ async def test_relays_cross_facade_replicas_through_redis(
         assert [m["type"] for m in await quiet(there)] == []
         await here.close()
         await there.close()
+
+
+async def test_every_socket_in_the_session_sees_the_answer_in_order_across_replicas(
+    assistant_stack: StartStack,
+    fake_anthropic: FakeAnthropic,
+    facade_in_front: FacadeInFront,
+    redis_url: str,
+) -> None:
+    async with (
+        assistant_stack() as stack,
+        facade_in_front(stack.addresses, REDIS_URL=redis_url) as first,
+        facade_in_front(stack.addresses, REDIS_URL=redis_url) as second,
+    ):
+        meta, _ = await stack.account()
+        token = meta[0][1].removeprefix("Bearer ")
+        chat = await stack.assistant.SendMessage(
+            assistant_pb2.SendMessageRequest(message="shared"), metadata=meta
+        )
+        session_id = chat.session_id
+        asker, watcher = await connect(first, token), await connect(second, token)
+        await watcher.send_json({"type": "join_session", "sessionId": session_id})
+        assert await quiet(watcher) == [{"type": "joined", "sessionId": session_id}]
+
+        fake_anthropic.replies.append(Reply(text="alpha beta gamma delta"))
+        await asker.send_json({"type": "stream_chat", "message": "go", "sessionId": session_id})
+        asked = await receive_until(asker, "done")
+        seen = await receive_until(watcher, "done")
+        # The same messages, in the same order, on the other replica's socket.
+        assert seen == asked
+        assert "".join(m["text"] for m in seen if m["type"] == "chunk") == "alpha beta gamma delta"
+        assert all(m["sessionId"] == session_id for m in seen)
+        # The asker is not sent its own answer twice.
+        assert await quiet(asker) == []
+
+        # A stopped answer ends for the watcher too.
+        fake_anthropic.replies.append(Reply(text="one two three four", hold_after=2))
+        await asker.send_json({"type": "stream_chat", "message": "again", "sessionId": session_id})
+        streamed = ""
+        while streamed != "one two ":
+            message = await watcher.receive_json(timeout=WAIT)
+            if message["type"] == "chunk":
+                streamed += message["text"]
+        await asker.send_json({"type": "stop"})
+        assert (await receive_until(watcher, "stopped"))[-1] == {
+            "type": "stopped",
+            "sessionId": session_id,
+        }
+        fake_anthropic.release()
+        for ws in (asker, watcher):
+            await ws.close()
