@@ -44,33 +44,28 @@ def _seconds(value: float) -> str:
     return f"{max(1, round(value))} s"
 
 
+def _retry_in(kind: type[ProviderError], what: str, wait: float) -> ProviderError:
+    """`kind` of error saying what went wrong and when to retry (`wait` seconds)."""
+    return kind(f"{what}; retry in {_seconds(wait)}", retry_after=wait)
+
+
 def provider_error(error: anthropic.AnthropicError) -> ProviderError:
     """One translation of the SDK's errors (HTTP statuses and in-stream `error` events)."""
+    timeout = DEFAULT_RETRY_AFTER["timeout"]
     if isinstance(error, anthropic.APITimeoutError):
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderTimeout(
-            f"the AI provider did not answer in time; retry in {_seconds(wait)}", retry_after=wait
-        )
+        return _retry_in(ProviderTimeout, "the AI provider did not answer in time", timeout)
     if isinstance(error, anthropic.APIConnectionError):
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderError(
-            f"the AI provider cannot be reached; retry in {_seconds(wait)}", retry_after=wait
-        )
+        return _retry_in(ProviderError, "the AI provider cannot be reached", timeout)
     if not isinstance(error, anthropic.APIStatusError):
         return ProviderError("the AI provider failed; retry shortly", retry_after=5.0)
     kind = error.type or ""
     status = error.status_code
     if kind == "rate_limit_error" or status == 429:
         wait = _retry_after(error, DEFAULT_RETRY_AFTER["rate"])
-        return ProviderRateLimited(
-            f"the AI provider's rate limit was reached; retry in {_seconds(wait)}",
-            retry_after=wait,
-        )
+        return _retry_in(ProviderRateLimited, "the AI provider's rate limit was reached", wait)
     if kind == "overloaded_error" or status == 529:
         wait = _retry_after(error, DEFAULT_RETRY_AFTER["overloaded"])
-        return ProviderOverloaded(
-            f"the AI provider is overloaded; retry in {_seconds(wait)}", retry_after=wait
-        )
+        return _retry_in(ProviderOverloaded, "the AI provider is overloaded", wait)
     if kind in {"authentication_error", "permission_error"} or status in {401, 403}:
         wait = DEFAULT_RETRY_AFTER["auth"]
         return ProviderAuthFailed(
@@ -79,16 +74,10 @@ def provider_error(error: anthropic.AnthropicError) -> ProviderError:
             retry_after=wait,
         )
     if kind == "timeout_error" or status in {408, 504}:
-        wait = DEFAULT_RETRY_AFTER["timeout"]
-        return ProviderTimeout(
-            f"the AI provider timed out; retry in {_seconds(wait)}", retry_after=wait
-        )
+        return _retry_in(ProviderTimeout, "the AI provider timed out", timeout)
     detail = (error.api_message or "")[:200]
-    wait = _retry_after(error, 5.0)
-    return ProviderError(
-        f"the AI provider failed ({detail or f'HTTP {status}'}); retry in {_seconds(wait)}",
-        retry_after=wait,
-    )
+    what = f"the AI provider failed ({detail or f'HTTP {status}'})"
+    return _retry_in(ProviderError, what, _retry_after(error, 5.0))
 
 
 # --- Anthropic -----------------------------------------------------------------------------------
@@ -164,17 +153,11 @@ class AnthropicProvider:
             raise provider_error(error) from None
         except httpx2.TimeoutException:
             # The SDK wraps transport errors of the request, not those of reading its stream.
-            wait = DEFAULT_RETRY_AFTER["timeout"]
-            raise ProviderTimeout(
-                f"the AI provider stopped answering midway; retry in {_seconds(wait)}",
-                retry_after=wait,
-            ) from None
+            what = "the AI provider stopped answering midway"
+            raise _retry_in(ProviderTimeout, what, DEFAULT_RETRY_AFTER["timeout"]) from None
         except httpx2.TransportError:
-            wait = DEFAULT_RETRY_AFTER["timeout"]
-            raise ProviderError(
-                f"the connection to the AI provider broke midway; retry in {_seconds(wait)}",
-                retry_after=wait,
-            ) from None
+            what = "the connection to the AI provider broke midway"
+            raise _retry_in(ProviderError, what, DEFAULT_RETRY_AFTER["timeout"]) from None
         for use_id, name, parts in uses.values():
             try:
                 arguments = json.loads("".join(parts) or "{}")
