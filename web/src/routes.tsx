@@ -30,7 +30,7 @@ export const ROUTES: AppRoute[] = [
   { path: "/terminal", label: "Terminal", page: lazy(() => import("./pages/terminal")) },
   { path: "/workspace", label: "Workspace", page: lazy(() => import("./pages/workspace")) },
   { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
-  // { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
+  { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
   // { path: "/explorer", label: "API", page: lazy(() => import("./pages/explorer")) },
 ];
 
