@@ -8,9 +8,7 @@ Every test sees the fixtures: tests/conftest.py names this module in `pytest_plu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +30,6 @@ from tests.fakes.anthropic import FakeAnthropic
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
-WAIT = 10.0
 
 
 @pytest.fixture
@@ -49,14 +46,6 @@ def stack_databases(database_url: str, tmp_path: Path) -> Iterator[tuple[str, st
 async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
     async with FakeAnthropic() as fake:
         yield fake
-
-
-async def until(check: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -16,8 +16,9 @@ from stockfolio.assistant.v1 import assistant_pb2
 from services.assistant.repository import Chats
 from services.runtime.db import Database
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import StartStack, until
+from tests.integration.assistant_harness import StartStack
 from tests.rpc_errors import reason
+from tests.waiting import until
 
 HELD = 30.0  # the fake holds each answer this long at most (until released)
 

@@ -39,6 +39,7 @@ from services.runtime.server import running
 from services.users.server import build as build_users
 from tests.conftest import free_port
 from tests.integration.socket_client import WAIT, Socket, receive
+from tests.waiting import until
 
 Client = TestClient[web.Request, web.Application]
 OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
@@ -100,14 +101,6 @@ async def portfolio(
     users = users_service.addresses["users"][0]
     async with portfolio_on(make_config, users, portfolio_database_url, portfolio_port):
         yield f"127.0.0.1:{portfolio_port}"
-
-
-async def until(check: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -28,9 +30,11 @@ from services.runtime.interceptors import require_identity
 from services.runtime.server import Running
 from services.runtime.status import parse_status
 from tests.integration.conftest import Issue, Serve, SessionBook
+from tests.waiting import until
 
 PORTFOLIO = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
+Stub = portfolio_pb2_grpc.PortfolioServiceStub
 
 
 class ScriptedPortfolios(portfolio_pb2_grpc.PortfolioServiceServicer):
@@ -99,6 +103,11 @@ async def channel(
         yield opened
 
 
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> Stub:
+    return Stub(channel)
+
+
 def rejection(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
     """The status code and the ErrorInfo reason a failed call carries."""
     status = parse_status(error.trailing_metadata())
@@ -118,9 +127,8 @@ def handled(method: str, code: str) -> float:
 
 
 async def test_a_call_without_a_token_is_unauthenticated_token_missing(
-    channel: grpc.aio.Channel, sessions: SessionBook
+    stub: Stub, sessions: SessionBook
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest())
     assert rejection(raised.value) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
@@ -129,9 +137,8 @@ async def test_a_call_without_a_token_is_unauthenticated_token_missing(
 
 
 async def test_a_garbled_token_is_unauthenticated_token_invalid(
-    channel: grpc.aio.Channel,
+    stub: Stub,
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.ListPortfolios(
             portfolio_pb2.ListPortfoliosRequest(), metadata=(("authorization", "Bearer x.y.z"),)
@@ -140,9 +147,8 @@ async def test_a_garbled_token_is_unauthenticated_token_invalid(
 
 
 async def test_a_valid_token_with_a_live_session_reaches_the_servicer_with_its_identity(
-    channel: grpc.aio.Channel, bearer: Issue, sessions: SessionBook
+    stub: Stub, bearer: Issue, sessions: SessionBook
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     reply = await stub.ListPortfolios(
         portfolio_pb2.ListPortfoliosRequest(),
         metadata=(*bearer(user_id="u-7", session_id="s-7", roles=["user", "admin"]),),
@@ -155,9 +161,8 @@ async def test_a_valid_token_with_a_live_session_reaches_the_servicer_with_its_i
 
 
 async def test_an_unimplemented_rpc_behind_a_valid_token_answers_unimplemented(
-    channel: grpc.aio.Channel, bearer: Issue
+    stub: Stub, bearer: Issue
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.GetPerformance(
             portfolio_pb2.GetPerformanceRequest(portfolio_id="p"), metadata=bearer()
@@ -166,10 +171,9 @@ async def test_an_unimplemented_rpc_behind_a_valid_token_answers_unimplemented(
 
 
 async def test_a_revoked_session_is_unauthenticated_session_revoked(
-    channel: grpc.aio.Channel, bearer: Issue, sessions: SessionBook
+    stub: Stub, bearer: Issue, sessions: SessionBook
 ) -> None:
     sessions.revoked.add("s-gone")
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.ListPortfolios(
             portfolio_pb2.ListPortfoliosRequest(), metadata=bearer(session_id="s-gone")
@@ -177,54 +181,62 @@ async def test_a_revoked_session_is_unauthenticated_session_revoked(
     assert rejection(raised.value) == (grpc.StatusCode.UNAUTHENTICATED, "SESSION_REVOKED")
 
 
-async def test_a_domain_error_becomes_its_status_with_details(
-    channel: grpc.aio.Channel, bearer: Issue
-) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+async def test_a_domain_error_becomes_its_status_with_details(stub: Stub, bearer: Issue) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.GetPortfolio(portfolio_pb2.GetPortfolioRequest(id="p-404"), metadata=bearer())
     assert rejection(raised.value) == (grpc.StatusCode.NOT_FOUND, "NOT_FOUND")
     assert raised.value.details() == "portfolio p-404 not found"
 
 
-async def test_invalid_input_carries_bad_request_field_violations_to_the_client(
-    channel: grpc.aio.Channel, bearer: Issue
+@pytest.mark.parametrize(
+    ("rpc", "message", "code", "why", "detail"),
+    [
+        pytest.param(
+            "CreatePortfolio",
+            portfolio_pb2.CreatePortfolioRequest(name="x"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VALIDATION_ERROR",
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field="name", description="must not be empty"
+                    )
+                ]
+            ),
+            id="invalid input carries BadRequest field violations",
+        ),
+        pytest.param(
+            "ListPositions",
+            portfolio_pb2.ListPositionsRequest(portfolio_id="p"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "RATE_LIMITED",
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=7)),
+            id="rate limiting carries RetryInfo",
+        ),
+    ],
+)
+async def test_a_domain_errors_second_detail_reaches_the_client(
+    stub: Stub,
+    bearer: Issue,
+    rpc: str,
+    message: Message,
+    code: grpc.StatusCode,
+    why: str,
+    detail: Message,
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreatePortfolio(
-            portfolio_pb2.CreatePortfolioRequest(name="x"), metadata=bearer()
-        )
-    assert rejection(raised.value) == (grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
+        await getattr(stub, rpc)(message, metadata=bearer())
+    assert rejection(raised.value) == (code, why)
     status = parse_status(raised.value.trailing_metadata())
     assert status is not None
-    violations = error_details_pb2.BadRequest()
-    assert status.details[1].Unpack(violations)
-    assert [(v.field, v.description) for v in violations.field_violations] == [
-        ("name", "must not be empty")
-    ]
-
-
-async def test_rate_limiting_carries_retry_info_to_the_client(
-    channel: grpc.aio.Channel, bearer: Issue
-) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.ListPositions(
-            portfolio_pb2.ListPositionsRequest(portfolio_id="p"), metadata=bearer()
-        )
-    assert rejection(raised.value) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
-    status = parse_status(raised.value.trailing_metadata())
-    assert status is not None
-    retry = error_details_pb2.RetryInfo()
-    assert status.details[1].Unpack(retry)
-    assert retry.retry_delay.seconds == 7
+    sent = type(detail)()
+    assert status.details[1].Unpack(sent)
+    assert sent == detail
 
 
 async def test_an_unexpected_exception_is_internal_and_leaks_nothing(
-    channel: grpc.aio.Channel, bearer: Issue, rpc_log: StringIO
+    stub: Stub, bearer: Issue, rpc_log: StringIO
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.UpdatePortfolio(
             portfolio_pb2.UpdatePortfolioRequest(id="p-1"), metadata=bearer()
@@ -240,10 +252,9 @@ async def test_an_unexpected_exception_is_internal_and_leaks_nothing(
 
 
 async def test_an_abort_in_the_servicer_passes_through_and_is_counted_with_its_code(
-    channel: grpc.aio.Channel, bearer: Issue
+    stub: Stub, bearer: Issue
 ) -> None:
     before = handled("CreateTrade", "FAILED_PRECONDITION")
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.CreateTrade(
             # valid by the proto's rules, so the servicer's own error is the one that comes back
@@ -257,14 +268,11 @@ async def test_an_abort_in_the_servicer_passes_through_and_is_counted_with_its_c
     assert handled("CreateTrade", "FAILED_PRECONDITION") == before + 1
 
 
-async def test_calls_are_counted_by_method_and_code(
-    channel: grpc.aio.Channel, bearer: Issue
-) -> None:
+async def test_calls_are_counted_by_method_and_code(stub: Stub, bearer: Issue) -> None:
     ok, unauthenticated = (
         handled("ListPortfolios", "OK"),
         handled("ListPortfolios", "UNAUTHENTICATED"),
     )
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     for _ in range(3):
         await stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=bearer())
     with pytest.raises(grpc.aio.AioRpcError):
@@ -274,52 +282,44 @@ async def test_calls_are_counted_by_method_and_code(
 
 
 async def test_a_call_the_client_cancels_is_counted_as_cancelled_not_ok(
-    channel: grpc.aio.Channel,
+    stub: Stub,
     bearer: Issue,
     portfolios: tuple[ScriptedPortfolios, Running],
 ) -> None:
     servicer = portfolios[0]
     before_ok = handled("DeletePortfolio", "OK")
     before_cancelled = handled("DeletePortfolio", "CANCELLED")
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     call = stub.DeletePortfolio(portfolio_pb2.DeletePortfolioRequest(id="p-1"), metadata=bearer())
     await asyncio.wait_for(servicer.entered.wait(), timeout=10)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    for _ in range(200):  # the server learns of the cancellation asynchronously
-        if handled("DeletePortfolio", "CANCELLED") > before_cancelled:
-            break
-        await asyncio.sleep(0.05)
+    # the server learns of the cancellation asynchronously
+    await until(lambda: handled("DeletePortfolio", "CANCELLED") > before_cancelled, "the count")
     assert handled("DeletePortfolio", "CANCELLED") == before_cancelled + 1
     assert handled("DeletePortfolio", "OK") == before_ok
     assert not servicer.finished
 
 
 async def test_a_call_past_its_deadline_is_counted_as_deadline_exceeded(
-    channel: grpc.aio.Channel,
+    stub: Stub,
     bearer: Issue,
     portfolios: tuple[ScriptedPortfolios, Running],
 ) -> None:
     before = handled("DeletePortfolio", "DEADLINE_EXCEEDED")
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.DeletePortfolio(
             portfolio_pb2.DeletePortfolioRequest(id="p-1"), metadata=bearer(), timeout=0.2
         )
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    for _ in range(200):
-        if handled("DeletePortfolio", "DEADLINE_EXCEEDED") > before:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: handled("DeletePortfolio", "DEADLINE_EXCEEDED") > before, "the count")
     assert handled("DeletePortfolio", "DEADLINE_EXCEEDED") == before + 1
     assert not portfolios[0].finished
 
 
 async def test_the_callers_correlation_id_reaches_the_servicer_and_the_log_line(
-    channel: grpc.aio.Channel, bearer: Issue, rpc_log: StringIO
+    stub: Stub, bearer: Issue, rpc_log: StringIO
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     reply = await stub.ListPortfolios(
         portfolio_pb2.ListPortfoliosRequest(),
         metadata=(*bearer(), ("x-correlation-id", "trace-abc-123")),
@@ -336,9 +336,8 @@ async def test_the_callers_correlation_id_reaches_the_servicer_and_the_log_line(
 
 @pytest.mark.parametrize("sent", ["", "x" * 129])
 async def test_an_unusable_correlation_id_is_replaced_by_a_fresh_one(
-    channel: grpc.aio.Channel, bearer: Issue, sent: str
+    stub: Stub, bearer: Issue, sent: str
 ) -> None:
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     metadata = (*bearer(), ("x-correlation-id", sent))
     reply = await stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=metadata)
     assert reply.portfolios[0].id != sent
@@ -346,11 +345,10 @@ async def test_an_unusable_correlation_id_is_replaced_by_a_fresh_one(
 
 
 async def test_the_client_address_is_the_right_most_hop_a_trusted_proxy_forwarded(
-    channel: grpc.aio.Channel, bearer: Issue
+    stub: Stub, bearer: Issue
 ) -> None:
     # The test's loopback peer is a trusted proxy (the default TRUSTED_PROXIES); 10.0.0.1 is
     # not, so it is the client, and whatever it wrote to its left is not believed.
-    stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
     reply = await stub.ListPortfolios(
         portfolio_pb2.ListPortfoliosRequest(),
         metadata=(*bearer(), ("x-forwarded-for", "203.0.113.9, 10.0.0.1")),

@@ -15,6 +15,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.orm import price_history
 from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.waiting import until
 
 Event = pb.StreamPortfolioEventsResponse
 
@@ -41,15 +42,6 @@ async def collecting(service: PortfolioService) -> AsyncIterator[list[Event]]:
             await reader
 
 
-async def until(condition: object, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_service_receives_each_trade_made_after_it_subscribed(
     portfolio_service: PortfolioService,
 ) -> None:
@@ -65,7 +57,7 @@ async def test_a_service_receives_each_trade_made_after_it_subscribed(
             ),
             metadata=who,
         )
-        await until(lambda: len(events) >= 3)
+        await until(lambda: len(events) >= 3, "three events")
     assert [e.WhichOneof("event") for e in events] == ["trade", "trade", "trade"]
     assert {e.user_id for e in events} == {user_id}
     assert events[0].trade == trade
@@ -80,7 +72,7 @@ async def test_a_rejected_trade_publishes_nothing(portfolio_service: PortfolioSe
         with contextlib.suppress(grpc.aio.AioRpcError):
             await s.trade(who, p.id, "sell", "1", "60", symbol="KO")
         await s.trade(who, p.id, "deposit", "7")
-        await until(lambda: len(events) >= 1)
+        await until(lambda: len(events) >= 1, "an event")
     assert [e.trade.side for e in events] == [pb.TRADE_SIDE_DEPOSIT]
 
 
@@ -93,7 +85,9 @@ async def test_the_calculator_publishes_values_and_records_todays_prices(
         await s.trade(who, p.id, "buy", "2", "60", symbol="KO")
         await s.portfolio(who, name="Cash only", initial_cash="10")
         async with collecting(s) as events:
-            await until(lambda: any(e.HasField("portfolio_value") for e in events))
+            await until(
+                lambda: any(e.HasField("portfolio_value") for e in events), "a portfolio value"
+            )
         values = [e for e in events if e.HasField("portfolio_value")]
         assert {e.portfolio_value.portfolio_id for e in values} == {p.id}  # only with positions
         value = values[0]
@@ -163,6 +157,6 @@ async def test_events_reach_every_replica_once_through_redis(
             trade = await a.trade(who, p.id, "deposit", "5")
             # A trade on b reaches a only through Redis, after the echo of a's own trade.
             later = await b.trade(who, p.id, "deposit", "1")
-            await until(lambda: len(on_a) >= 2 and len(on_b) >= 2)
+            await until(lambda: len(on_a) >= 2 and len(on_b) >= 2, "two events on each replica")
         assert [e.trade for e in on_a] == [trade, later]  # its own event, back from Redis, skipped
         assert sorted(e.trade.id for e in on_b) == sorted([trade.id, later.id])

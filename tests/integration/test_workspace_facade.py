@@ -26,6 +26,7 @@ from tests.integration.workspace_harness import (
     bearer,
     shell,
 )
+from tests.waiting import until
 
 MB = 1024 * 1024
 
@@ -45,6 +46,14 @@ async def envelope(response: aiohttp.ClientResponse, status: int) -> dict[str, A
     return body
 
 
+async def call(
+    facade: Client, method: str, path: str, user: User, expect: int = 200, **kwargs: Any
+) -> dict[str, Any]:
+    """`user`'s request; its envelope, which must come with the status `expect`."""
+    headers = {**bearer(user), **kwargs.pop("headers", {})}
+    return await envelope(await facade.request(method, path, headers=headers, **kwargs), expect)
+
+
 async def new_project(facade: Client, who: User, name: str = "site") -> dict[str, Any]:
     response = await facade.post(
         "/api/v1/workspace/projects",
@@ -52,6 +61,12 @@ async def new_project(facade: Client, who: User, name: str = "site") -> dict[str
         headers=bearer(who),
     )
     return (await envelope(response, 201))["data"]
+
+
+async def user_with_a_project(workspace: WorkspaceService, facade: Client) -> tuple[User, str]:
+    """A new user, Ada Lovelace, and the id of her project "site"."""
+    ada = await workspace.user()
+    return ada, (await new_project(facade, ada))["id"]
 
 
 # --- projects and files as JSON -------------------------------------------------------------
@@ -64,32 +79,18 @@ async def test_projects_are_created_listed_renamed_and_deleted_over_rest(
     project = await new_project(facade, ada)
     assert (project["name"], project["template"]) == ("site", "python")
 
-    listed = await envelope(
-        await facade.get("/api/v1/workspace/projects?limit=1", headers=bearer(ada)), 200
-    )
+    listed = await call(facade, "GET", "/api/v1/workspace/projects?limit=1", ada)
     assert [p["id"] for p in listed["data"]] == [project["id"]]
     assert listed["pagination"] == {"page": 1, "limit": 1, "total": 1, "totalPages": 1}
 
-    renamed = await envelope(
-        await facade.put(
-            f"/api/v1/workspace/projects/{project['id']}",
-            json={"name": "blog"},
-            headers=bearer(ada),
-        ),
-        200,
+    renamed = await call(
+        facade, "PUT", f"/api/v1/workspace/projects/{project['id']}", ada, json={"name": "blog"}
     )
     assert renamed["data"]["name"] == "blog"
-    got = await envelope(
-        await facade.get(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)), 200
-    )
+    got = await call(facade, "GET", f"/api/v1/workspace/projects/{project['id']}", ada)
     assert got["data"]["name"] == "blog"
-    await envelope(
-        await facade.delete(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)),
-        200,
-    )
-    gone = await envelope(
-        await facade.get(f"/api/v1/workspace/projects/{project['id']}", headers=bearer(ada)), 404
-    )
+    await call(facade, "DELETE", f"/api/v1/workspace/projects/{project['id']}", ada)
+    gone = await call(facade, "GET", f"/api/v1/workspace/projects/{project['id']}", ada, 404)
     assert gone["error"] == "PROJECT_NOT_FOUND"
 
 
@@ -98,16 +99,10 @@ async def test_invalid_names_are_422_and_duplicates_409(
 ) -> None:
     ada = await workspace.user()
     await new_project(facade, ada)
-    bad = await envelope(
-        await facade.post(
-            "/api/v1/workspace/projects", json={"name": "../up"}, headers=bearer(ada)
-        ),
-        422,
-    )
+    bad = await call(facade, "POST", "/api/v1/workspace/projects", ada, 422, json={"name": "../up"})
     assert {f["field"] for f in bad["details"]["fields"]} == {"name"}
-    duplicate = await envelope(
-        await facade.post("/api/v1/workspace/projects", json={"name": "site"}, headers=bearer(ada)),
-        409,
+    duplicate = await call(
+        facade, "POST", "/api/v1/workspace/projects", ada, 409, json={"name": "site"}
     )
     assert duplicate["error"] == "PROJECT_EXISTS"
 
@@ -115,64 +110,53 @@ async def test_invalid_names_are_422_and_duplicates_409(
 async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_with_the_current(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
-    created = await envelope(
-        await facade.post(
-            "/api/v1/files",
-            json={"project": project, "path": "docs/a.md", "content": "one\n"},
-            headers=bearer(ada),
-        ),
+    ada, project = await user_with_a_project(workspace, facade)
+    created = await call(
+        facade,
+        "POST",
+        "/api/v1/files",
+        ada,
         201,
+        json={"project": project, "path": "docs/a.md", "content": "one\n"},
     )
     assert (created["data"]["path"], created["data"]["sha"]) == ("docs/a.md", git_sha(b"one\n"))
 
-    read = await envelope(
-        await facade.get(f"/api/v1/files/docs/a.md?project={project}", headers=bearer(ada)), 200
-    )
+    read = await call(facade, "GET", f"/api/v1/files/docs/a.md?project={project}", ada)
     assert (read["data"]["content"], read["data"]["sha"]) == ("one\n", git_sha(b"one\n"))
 
-    updated = await envelope(
-        await facade.put(
-            "/api/v1/files/docs/a.md",
-            json={"project": project, "content": "two\n", "sha": read["data"]["sha"]},
-            headers=bearer(ada),
-        ),
-        200,
+    updated = await call(
+        facade,
+        "PUT",
+        "/api/v1/files/docs/a.md",
+        ada,
+        json={"project": project, "content": "two\n", "sha": read["data"]["sha"]},
     )
     assert updated["data"]["sha"] == git_sha(b"two\n")
-    stale = await envelope(
-        await facade.put(
-            "/api/v1/files/docs/a.md",
-            json={"project": project, "content": "three\n", "sha": read["data"]["sha"]},
-            headers=bearer(ada),
-        ),
+    stale = await call(
+        facade,
+        "PUT",
+        "/api/v1/files/docs/a.md",
+        ada,
         409,
+        json={"project": project, "content": "three\n", "sha": read["data"]["sha"]},
     )
     assert stale["error"] == "SHA_MISMATCH"
     assert stale["details"] == {"sha": git_sha(b"two\n")}
 
-    listed = await envelope(
-        await facade.get(f"/api/v1/files?project={project}&path=docs", headers=bearer(ada)), 200
-    )
+    listed = await call(facade, "GET", f"/api/v1/files?project={project}&path=docs", ada)
     assert [(e["name"], e["type"], e["size"]) for e in listed["data"]] == [("a.md", "file", "4")]
     assert listed["pagination"]["total"] == 1
 
-    moved = await envelope(
-        await facade.post(
-            "/api/v1/files:move",
-            json={"project": project, "path": "docs/a.md", "newPath": "b.md"},
-            headers=bearer(ada),
-        ),
-        200,
+    moved = await call(
+        facade,
+        "POST",
+        "/api/v1/files:move",
+        ada,
+        json={"project": project, "path": "docs/a.md", "newPath": "b.md"},
     )
     assert moved["data"]["path"] == "b.md"
-    await envelope(
-        await facade.delete(f"/api/v1/files/b.md?project={project}", headers=bearer(ada)), 200
-    )
-    missing = await envelope(
-        await facade.get(f"/api/v1/files/b.md?project={project}", headers=bearer(ada)), 404
-    )
+    await call(facade, "DELETE", f"/api/v1/files/b.md?project={project}", ada)
+    missing = await call(facade, "GET", f"/api/v1/files/b.md?project={project}", ada, 404)
     assert missing["error"] == "FILE_NOT_FOUND"
 
 
@@ -188,8 +172,7 @@ async def test_a_file_is_created_read_with_its_sha_and_a_stale_update_is_409_wit
 async def test_unsafe_paths_over_http_are_422(
     workspace: WorkspaceService, facade: Client, query_path: str, needle: str
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     response = await facade.get(
         f"/api/v1/files:download?project={project}&path={query_path}", headers=bearer(ada)
     )
@@ -206,10 +189,7 @@ async def test_a_symlink_leading_outside_is_422_over_http(
     outside = tmp_path / "outside.txt"
     outside.write_text("not yours\n")
     (workspace.root / ada.id / "site" / "link.txt").symlink_to(outside)
-    body = await envelope(
-        await facade.get(f"/api/v1/files/link.txt?project={project['id']}", headers=bearer(ada)),
-        422,
-    )
+    body = await call(facade, "GET", f"/api/v1/files/link.txt?project={project['id']}", ada, 422)
     assert "outside" in body["message"]
 
 
@@ -224,8 +204,7 @@ async def chunks_of(data: bytes, size: int = 1024 * 1024) -> AsyncIterator[bytes
 async def test_a_20_mb_upload_streams_through_the_facade_and_downloads_back_identical(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     data = os.urandom(20 * MB)
     uploaded = await envelope(
         await facade.post(
@@ -256,13 +235,9 @@ async def test_a_20_mb_upload_streams_through_the_facade_and_downloads_back_iden
 async def test_an_empty_upload_writes_an_empty_file(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
-    body = await envelope(
-        await facade.post(
-            f"/api/v1/files:upload?project={project}&path=empty.txt", data=b"", headers=bearer(ada)
-        ),
-        200,
+    ada, project = await user_with_a_project(workspace, facade)
+    body = await call(
+        facade, "POST", f"/api/v1/files:upload?project={project}&path=empty.txt", ada, data=b""
     )
     assert (body["data"]["size"], body["data"]["sha"]) == ("0", git_sha(b""))
     download = await facade.get(
@@ -278,8 +253,7 @@ def leftovers(folder: Path) -> list[str]:
 async def test_an_upload_over_20_mb_is_413_and_leaves_nothing_behind(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     folder = workspace.root / ada.id / "site"
     before = leftovers(folder)
     declared = await envelope(
@@ -300,32 +274,26 @@ async def test_an_upload_over_20_mb_is_413_and_leaves_nothing_behind(
         413,
     )
     assert "20 MB" in streamed["message"]
-    for _ in range(500):  # the service drops its temporary file once the call is cancelled
-        if leftovers(folder) == before:
-            break
-        await asyncio.sleep(0.01)
-    assert leftovers(folder) == before
+    # the service drops its temporary file once the call is cancelled
+    await until(lambda: leftovers(folder) == before, "the temporary file to go", within=5)
 
 
 async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
     workspace: WorkspaceService, facade: Client
 ) -> None:
     ada = await workspace.user()
-    unknown = await envelope(
-        await facade.post(
-            "/api/v1/files:upload?project=ghost&path=a.bin", data=b"abc", headers=bearer(ada)
-        ),
-        404,
+    unknown = await call(
+        facade, "POST", "/api/v1/files:upload?project=ghost&path=a.bin", ada, 404, data=b"abc"
     )
     assert unknown["error"] == "PROJECT_NOT_FOUND"
     project = (await new_project(facade, ada))["id"]
-    bad = await envelope(
-        await facade.post(
-            f"/api/v1/files:upload?project={project}&path=../a.bin",
-            data=b"abc",
-            headers=bearer(ada),
-        ),
+    bad = await call(
+        facade,
+        "POST",
+        f"/api/v1/files:upload?project={project}&path=../a.bin",
+        ada,
         422,
+        data=b"abc",
     )
     assert [f["field"] for f in bad["details"]["fields"]] == ["path"]
     unauthenticated = await envelope(
@@ -340,33 +308,24 @@ async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
 async def test_git_status_commit_and_log_over_rest(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user("Ada Lovelace")
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     (workspace.root / ada.id / "site" / "main.py").write_text("print('changed')\n")
-    status = await envelope(
-        await facade.get(f"/api/v1/git/status?project={project}", headers=bearer(ada)), 200
-    )
+    status = await call(facade, "GET", f"/api/v1/git/status?project={project}", ada)
     assert (status["data"]["branch"], status["data"]["unstaged"]) == ("main", ["main.py"])
-    committed = await envelope(
-        await facade.post(
-            "/api/v1/git/commit",
-            json={"project": project, "message": "Change main"},
-            headers=bearer(ada),
-        ),
-        200,
+    committed = await call(
+        facade,
+        "POST",
+        "/api/v1/git/commit",
+        ada,
+        json={"project": project, "message": "Change main"},
     )
     assert committed["data"]["authorName"] == "Ada Lovelace"
-    log = await envelope(
-        await facade.get(f"/api/v1/git/log?project={project}&limit=1", headers=bearer(ada)), 200
-    )
+    log = await call(facade, "GET", f"/api/v1/git/log?project={project}&limit=1", ada)
     assert [(c["sha"], c["subject"]) for c in log["data"]] == [
         (committed["data"]["commit"], "Change main")
     ]
-    conflict = await envelope(
-        await facade.post(
-            "/api/v1/git/pull", json={"project": project, "remote": "-x"}, headers=bearer(ada)
-        ),
-        422,
+    conflict = await call(
+        facade, "POST", "/api/v1/git/pull", ada, 422, json={"project": project, "remote": "-x"}
     )
     assert [f["field"] for f in conflict["details"]["fields"]] == ["remote"]
 
@@ -380,8 +339,7 @@ async def test_changes_made_from_a_shell_arrive_as_server_sent_events(
 
 
 async def watch_over_sse(workspace: WorkspaceService, facade: Client) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     folder = workspace.root / ada.id / "site"
     response = await facade.get(
         f"/api/v1/files:watch?project={project}",
@@ -411,8 +369,7 @@ async def watch_over_sse(workspace: WorkspaceService, facade: Client) -> None:
 async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
     workspace: WorkspaceService, facade: Client
 ) -> None:
-    ada = await workspace.user()
-    project = (await new_project(facade, ada))["id"]
+    ada, project = await user_with_a_project(workspace, facade)
     folder = workspace.root / ada.id / "site"
     before = leftovers(folder)
     _, writer = await asyncio.open_connection(facade.host, facade.port)
@@ -424,17 +381,13 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
     writer.write(head.encode() + b"p" * (2 * MB))
     await writer.drain()
     # The service has the first chunks in its temporary file; then the client goes away.
-    for _ in range(500):
-        if any(name.startswith(".part.bin.") for name in leftovers(folder)):
-            break
-        await asyncio.sleep(0.01)
-    assert any(name.startswith(".part.bin.") for name in leftovers(folder))
+    await until(
+        lambda: any(name.startswith(".part.bin.") for name in leftovers(folder)),
+        "the temporary file",
+        within=5,
+    )
     writer.close()
-    for _ in range(500):
-        if leftovers(folder) == before:
-            break
-        await asyncio.sleep(0.01)
-    assert leftovers(folder) == before
+    await until(lambda: leftovers(folder) == before, "the temporary file to go", within=5)
 
 
 async def test_a_newline_in_a_path_reaches_the_rules_and_never_aiohttps_plain_404(
@@ -444,9 +397,9 @@ async def test_a_newline_in_a_path_reaches_the_rules_and_never_aiohttps_plain_40
     path matched no route, not even the catch-all, and aiohttp answered in plain text."""
     ada = await workspace.user()
     await new_project(facade, ada)
-    deleted = await envelope(await facade.delete("/api/v1/files/a%0Ab", headers=bearer(ada)), 422)
+    deleted = await call(facade, "DELETE", "/api/v1/files/a%0Ab", ada, 422)
     assert deleted["details"]["fields"] == [
         {"field": "path", "description": "must not contain control characters or backslashes"}
     ]
-    unknown = await envelope(await facade.get("/api/v1/no%0Asuch", headers=bearer(ada)), 404)
+    unknown = await call(facade, "GET", "/api/v1/no%0Asuch", ada, 404)
     assert (unknown["error"], unknown["message"]) == ("NOT_FOUND", "no such route")
