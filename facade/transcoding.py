@@ -21,6 +21,9 @@ from facade.routes import Route
 from services.runtime.context import CORRELATION_HEADER, client_address, correlation_id
 from services.runtime.descriptors import method_path
 
+# Failures where the service never answered: down, or still silent at the deadline.
+GATEWAY_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
 
 class Endpoint:
     """One route, plus what start-up binds to it: the call into its service."""
@@ -85,9 +88,11 @@ def forwarded_metadata(request: web.Request) -> list[tuple[str, str]]:
 
 
 def failed(endpoint: Endpoint, error: grpc.aio.AioRpcError) -> ApiError:
-    """A call that failed, as the envelope error; the breaker counts whether it was reached."""
+    """A call that failed, as the envelope error; the breaker counts whether it was reached.
+    A call the facade's own deadline ended counts as not reached, as Envoy's outlier detection
+    counts a gateway timeout: a service that hangs opens the circuit like one that is down."""
     failure = from_rpc_error(error, endpoint.route.service)
-    unreached = error.code() == grpc.StatusCode.UNAVAILABLE and failure.service == FACADE
+    unreached = failure.service == FACADE and error.code() in GATEWAY_FAILURES
     endpoint.breaker.record(reached=not unreached)
     return failure
 
