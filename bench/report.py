@@ -133,6 +133,17 @@ def against_baseline(path: str, load: Load, name: str, base: Load, floor: float)
     )
 
 
+def under_limit(path: str, load: Load, stat: str, limit_ms: float, *, note: str = "") -> Row:
+    """The row of a run whose `stat` latency ("p50", "p99") must stay under `limit_ms`."""
+    return load_row(
+        path,
+        load,
+        requirement=f"{stat} < {limit_ms:g} ms",
+        verdict=verdict(load[f"{stat}_ms"] < limit_ms, load),
+        note=note,
+    )
+
+
 def build_rows(report: Report, has_facade: bool) -> None:
     runs, rows = report.runs, report.rows
     a, b = best(runs["A"]), best(runs["B"])
@@ -151,24 +162,10 @@ def build_rows(report: Report, has_facade: bool) -> None:
         rows.append(against_baseline("GET /health", health, "A", a, 0.7))
         rows.append(against_baseline("GET /api/v1/users/me", me, "B", b, 0.6))
         one = runs["GET /health/all (sequential)"][0]
-        rows.append(
-            load_row(
-                "GET /health/all, one at a time",
-                one,
-                requirement="p50 < 5 ms",
-                verdict=verdict(one["p50_ms"] < 5.0, one),
-                note=f"{one['requests']} requests",
-            )
-        )
+        note = f"{one['requests']} requests"
+        rows.append(under_limit("GET /health/all, one at a time", one, "p50", 5.0, note=note))
         many = best(runs["GET /health/all (c64)"], by="p99_ms")
-        rows.append(
-            load_row(
-                "GET /health/all, c64",
-                many,
-                requirement="p99 < 20 ms",
-                verdict=verdict(many["p99_ms"] < 20.0, many),
-            )
-        )
+        rows.append(under_limit("GET /health/all, c64", many, "p99", 20.0))
     add_bcrypt_rows(report, has_facade)
     add_rss_rows(report)
 
