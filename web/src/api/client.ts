@@ -97,7 +97,8 @@ const middleware: Middleware = {
     if (response.ok) return response;
     let error = await errorFromResponse(response);
     if (error.status === 401 && error.code === "TOKEN_EXPIRED" && retry) {
-      const again = await options.fetch(withToken(retry, await renewAccessToken()));
+      // Called on the global object: window.fetch refuses to run as a method of `options`.
+      const again = await options.fetch.call(globalThis, withToken(retry, await renewAccessToken()));
       if (again.ok) return again;
       error = await errorFromResponse(again);
     }
