@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from stockfolio.assistant.v1 import assistant_pb2_grpc
+from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
@@ -73,6 +73,16 @@ class AssistantStack:
 
     async def token(self) -> str:
         return (await self.user())[0][1].removeprefix("Bearer ")
+
+    def send(
+        self, who: Metadata, message: str, **fields: str
+    ) -> Awaitable[assistant_pb2.SendMessageResponse]:
+        """`who` sends `message` (to a session, with a model: `fields`); the call, to await."""
+        request = assistant_pb2.SendMessageRequest(message=message, **fields)
+        call: Awaitable[assistant_pb2.SendMessageResponse] = self.assistant.SendMessage(
+            request, metadata=who
+        )
+        return call
 
     async def portfolio_with(
         self, who: Metadata, name: str, buys: list[tuple[str, str, str]], cash: str = "10000"

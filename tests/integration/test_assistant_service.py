@@ -27,10 +27,7 @@ async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
     async with assistant_stack() as stack:
         me = await stack.user()
         fake_anthropic.replies.append(Reply(text="Diversify across sectors.", input_tokens=40))
-        sent = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="  How should I diversify my holdings?  "),
-            metadata=me,
-        )
+        sent = await stack.send(me, "  How should I diversify my holdings?  ")
         assert sent.message.content == "Diversify across sectors."
         assert sent.message.role == "assistant"
         assert sent.message.model == SEED_MODELS[0]
@@ -59,10 +56,7 @@ async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
 
         # A second message in the same session carries the history.
         fake_anthropic.replies.append(Reply(text="Bonds too."))
-        again = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(session_id=sent.session_id, message="And bonds?"),
-            metadata=me,
-        )
+        again = await stack.send(me, "And bonds?", session_id=sent.session_id)
         assert again.session_id == sent.session_id
         assert [m["role"] for m in fake_anthropic.requests[-1].messages] == [
             "user",
@@ -158,9 +152,7 @@ async def test_provider_errors_reach_the_user_with_a_retry_hint_and_keep_the_que
 ) -> None:
     async with assistant_stack(CLAUDE_TIMEOUT="0.5") as stack:
         me = await stack.user()
-        first = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="hello"), metadata=me
-        )
+        first = await stack.send(me, "hello")
         session = first.session_id
         cases = [
             (Reply(status=429, retry_after="7"), grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -174,10 +166,7 @@ async def test_provider_errors_reach_the_user_with_a_retry_hint_and_keep_the_que
         for number, (reply, code, why, wait, words) in enumerate(cases):
             fake_anthropic.replies.append(reply)
             error = await expect_error(
-                stack.assistant.SendMessage(
-                    assistant_pb2.SendMessageRequest(session_id=session, message=f"q{number}"),
-                    metadata=me,
-                ),
+                stack.send(me, f"q{number}", session_id=session),
                 code,
             )
             assert reason(error) == why
@@ -199,10 +188,7 @@ async def test_provider_errors_reach_the_user_with_a_retry_hint_and_keep_the_que
         ]
         # The next question carries them to the model as one user turn (turns alternate).
         fake_anthropic.replies.append(Reply(text="Back."))
-        await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(session_id=session, message="still there?"),
-            metadata=me,
-        )
+        await stack.send(me, "still there?", session_id=session)
         turns = fake_anthropic.requests[-1].messages
         assert [t["role"] for t in turns] == ["user", "assistant", "user"]
         assert [b["text"] for b in turns[-1]["content"]] == [
@@ -222,9 +208,7 @@ async def test_the_sdk_retries_an_overloaded_provider_when_configured_to(
         fake_anthropic.replies.extend(
             [Reply(status=529, retry_after="0.01"), Reply(text="Second time lucky.")]
         )
-        sent = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="hi"), metadata=me
-        )
+        sent = await stack.send(me, "hi")
         assert sent.message.content == "Second time lucky."
         assert len(fake_anthropic.requests) == 2
 
@@ -322,12 +306,8 @@ async def test_folders_organise_a_users_own_sessions_only(
 ) -> None:
     async with assistant_stack() as stack:
         alice, bob = await stack.user(), await stack.user()
-        first = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="First chat"), metadata=alice
-        )
-        second = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="Second chat"), metadata=alice
-        )
+        first = await stack.send(alice, "First chat")
+        second = await stack.send(alice, "Second chat")
         created = await stack.assistant.CreateFolder(
             assistant_pb2.CreateFolderRequest(name="  Research  "), metadata=alice
         )
@@ -372,15 +352,10 @@ async def test_folders_organise_a_users_own_sessions_only(
             stack.assistant.DeleteSession(
                 assistant_pb2.DeleteSessionRequest(id=first.session_id), metadata=bob
             ),
-            stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(session_id=first.session_id, message="hi"),
-                metadata=bob,
-            ),
+            stack.send(bob, "hi", session_id=first.session_id),
         ):
             await expect_error(call, grpc.StatusCode.NOT_FOUND)
-        bobs = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="Bob's chat"), metadata=bob
-        )
+        bobs = await stack.send(bob, "Bob's chat")
         # Nor may Bob file his session in Alice's folder.
         error = await expect_error(
             stack.assistant.UpdateSession(
@@ -445,9 +420,7 @@ async def test_search_finds_only_the_users_own_messages(
             (alice, "What about growth stocks?"),
             (bob, "Which sectors pay a dividend?"),
         ):
-            await stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(message=question), metadata=who
-            )
+            await stack.send(who, question)
         found = await stack.assistant.SearchMessages(
             assistant_pb2.SearchMessagesRequest(q="dividend"), metadata=alice
         )
@@ -494,16 +467,12 @@ async def test_bad_input_is_refused_before_anything_is_stored_or_sent(
             ("x" * 51, "holds 51 characters; at most 50"),
         ):
             error = await expect_error(
-                stack.assistant.SendMessage(
-                    assistant_pb2.SendMessageRequest(message=text), metadata=me
-                ),
+                stack.send(me, text),
                 grpc.StatusCode.INVALID_ARGUMENT,
             )
             assert violations(error) == [("message", description)]
         error = await expect_error(
-            stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(message="hi", model="gpt-4"), metadata=me
-            ),
+            stack.send(me, "hi", model="gpt-4"),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert reason(error) == "UNKNOWN_MODEL"
@@ -512,10 +481,7 @@ async def test_bad_input_is_refused_before_anything_is_stored_or_sent(
         for model in (*SEED_MODELS, "claude-fake-2-20260101"):
             assert model in description
         error = await expect_error(
-            stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(session_id="no-such-session", message="hi"),
-                metadata=me,
-            ),
+            stack.send(me, "hi", session_id="no-such-session"),
             grpc.StatusCode.NOT_FOUND,
         )
         assert reason(error) == "SESSION_NOT_FOUND"
@@ -534,17 +500,11 @@ async def test_models_are_the_seeds_and_the_providers(
         listed = await stack.assistant.ListModels(assistant_pb2.ListModelsRequest(), metadata=me)
         assert [m.id for m in listed.models] == [*SEED_MODELS, "claude-fake-2-20260101"]
         assert listed.models[-1].name == "Claude Fake 2"
-        sent = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="hi", model="claude-fake-2-20260101"),
-            metadata=me,
-        )
+        sent = await stack.send(me, "hi", model="claude-fake-2-20260101")
         assert sent.message.model == "claude-fake-2-20260101"
         assert fake_anthropic.requests[-1].body["model"] == "claude-fake-2-20260101"
         # The session keeps its model for the next message.
-        await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(session_id=sent.session_id, message="again"),
-            metadata=me,
-        )
+        await stack.send(me, "again", session_id=sent.session_id)
         assert fake_anthropic.requests[-1].body["model"] == "claude-fake-2-20260101"
 
 
@@ -560,30 +520,22 @@ async def test_messages_per_minute_and_tokens_per_day_are_limited_per_user(
         me, other = await stack.user(), await stack.user()
         # 25 + 3 tokens each: 56 of 60 spent; a third answer's reserve of 20 does not fit.
         for _ in range(2):
-            await stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(message="hi"), metadata=me
-            )
+            await stack.send(me, "hi")
         error = await expect_error(
-            stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(message="hi"), metadata=me
-            ),
+            stack.send(me, "hi"),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
         assert reason(error) == "TOKEN_BUDGET_EXHAUSTED"
         assert "60 tokens" in (error.details() or "")
         assert 0 < retry_after(error) <= 86400
         error = await expect_error(
-            stack.assistant.SendMessage(
-                assistant_pb2.SendMessageRequest(message="hi"), metadata=me
-            ),
+            stack.send(me, "hi"),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         )
         assert reason(error) == "MESSAGE_RATE_LIMITED"
         assert 0 < retry_after(error) <= 60
         # Another user has budgets of their own.
-        sent = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="hi"), metadata=other
-        )
+        sent = await stack.send(other, "hi")
         assert sent.message.content == "Hello from the fake model."
         assert len(fake_anthropic.requests) == 3
 
@@ -595,9 +547,7 @@ async def test_without_a_key_the_offline_assistant_answers_through_the_same_tool
         me = await stack.user()
         await stack.portfolio_with(me, "Long term", [("AAPL", "3", "150")], cash="1000")
         await stack.portfolio_with(me, "Play money", [("MSFT", "2", "300")], cash="600")
-        worth = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="What is my portfolio worth?"), metadata=me
-        )
+        worth = await stack.send(me, "What is my portfolio worth?")
         portfolios = (
             await stack.portfolio.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=me)
         ).portfolios
@@ -612,17 +562,10 @@ async def test_without_a_key_the_offline_assistant_answers_through_the_same_tool
         assert [c.name for c in tool_message.tool_calls] == ["list_portfolios"]
         assert not tool_message.tool_calls[0].is_error
 
-        held = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(
-                session_id=worth.session_id, message="What do I hold?"
-            ),
-            metadata=me,
-        )
+        held = await stack.send(me, "What do I hold?", session_id=worth.session_id)
         assert "3 AAPL" in held.message.content
         assert "2 MSFT" in held.message.content
-        other = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="Write me a poem"), metadata=me
-        )
+        other = await stack.send(me, "Write me a poem")
         assert "offline" in other.message.content
         assert [m.role for m in other.messages] == ["user", "assistant"]
         assert fake_anthropic.requests == []
