@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -46,6 +48,27 @@ class Replica(portfolio_pb2_grpc.PortfolioServiceServicer):
         )
 
 
+Stub = portfolio_pb2_grpc.PortfolioServiceStub
+Reach = Callable[..., contextlib.AbstractAsyncContextManager[Stub]]
+
+
+@pytest.fixture
+def reach(serve: Serve) -> Reach:
+    """`reach(replica, deadline=10)`: a stub whose channel reaches `replica`, served alone."""
+
+    @contextlib.asynccontextmanager
+    async def through(replica: Replica, deadline: float = 10) -> AsyncIterator[Stub]:
+        async with (
+            serve(replica, ADD, PORTFOLIO) as service,
+            create_channel(
+                [f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=deadline
+            ) as channel,
+        ):
+            yield Stub(channel)
+
+    return through
+
+
 async def who_answers(stub: Any, metadata: Any, calls: int) -> collections.Counter[str]:
     answers: collections.Counter[str] = collections.Counter()
     for _ in range(calls):
@@ -85,60 +108,52 @@ async def test_calls_spread_over_replicas_and_skip_one_that_is_not_serving(
             assert set(await who_answers(stub, metadata, 20)) == {"a", "b"}, "and comes back"
 
 
-async def test_an_idempotent_rpc_is_retried_on_unavailable(serve: Serve, bearer: Issue) -> None:
+async def test_an_idempotent_rpc_is_retried_on_unavailable(reach: Reach, bearer: Issue) -> None:
     replica = Replica("only", flaky=2)
-    async with (
-        serve(replica, ADD, PORTFOLIO) as service,
-        create_channel([f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=10) as channel,
-    ):
-        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+    async with reach(replica) as stub:
         reply = await stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=bearer())
         assert reply.portfolios[0].name == "only"
         assert replica.attempts["ListPortfolios"] == 3, "two failures, then the third attempt"
 
 
-async def test_a_non_idempotent_rpc_is_not_retried(serve: Serve, bearer: Issue) -> None:
-    replica = Replica("only", flaky=1)
-    async with (
-        serve(replica, ADD, PORTFOLIO) as service,
-        create_channel([f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=10) as channel,
-    ):
-        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+@pytest.mark.parametrize(
+    ("rpc", "message", "flaky", "attempts"),
+    [
+        pytest.param(
+            "CreatePortfolio",
+            portfolio_pb2.CreatePortfolioRequest(name="x"),
+            1,
+            1,  # a create may have happened: no retry
+            id="a non-idempotent rpc is not retried",
+        ),
+        pytest.param(
+            "ListPortfolios",
+            portfolio_pb2.ListPortfoliosRequest(),
+            5,
+            3,
+            id="retries give up after three attempts",
+        ),
+    ],
+)
+async def test_a_failing_call_is_tried_as_often_as_its_rpc_allows(
+    reach: Reach, bearer: Issue, rpc: str, message: Any, flaky: int, attempts: int
+) -> None:
+    replica = Replica("only", flaky=flaky)
+    async with reach(replica) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.CreatePortfolio(
-                portfolio_pb2.CreatePortfolioRequest(name="x"), metadata=bearer()
-            )
+            await getattr(stub, rpc)(message, metadata=bearer())
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert replica.attempts["CreatePortfolio"] == 1, "a create may have happened: no retry"
-
-
-async def test_retries_give_up_after_three_attempts(serve: Serve, bearer: Issue) -> None:
-    replica = Replica("only", flaky=5)
-    async with (
-        serve(replica, ADD, PORTFOLIO) as service,
-        create_channel([f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=10) as channel,
-    ):
-        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=bearer())
-        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert replica.attempts["ListPortfolios"] == 3
+        assert replica.attempts[rpc] == attempts
 
 
 async def test_the_default_deadline_ends_calls_made_without_a_timeout(
-    serve: Serve, bearer: Issue
+    reach: Reach, bearer: Issue
 ) -> None:
     class Stuck(Replica):
         async def ListPortfolios(self, request: Any, context: Any) -> Any:
             await asyncio.Event().wait()
 
-    async with (
-        serve(Stuck("stuck"), ADD, PORTFOLIO) as service,
-        create_channel(
-            [f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=MIN_RPC_DEADLINE
-        ) as channel,
-    ):
-        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+    async with reach(Stuck("stuck"), deadline=MIN_RPC_DEADLINE) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await asyncio.wait_for(
                 stub.ListPortfolios(portfolio_pb2.ListPortfoliosRequest(), metadata=bearer()),
@@ -148,18 +163,11 @@ async def test_the_default_deadline_ends_calls_made_without_a_timeout(
 
 
 async def test_calls_within_the_smallest_allowed_deadline_succeed(
-    serve: Serve, bearer: Issue
+    reach: Reach, bearer: Issue
 ) -> None:
     # grpcio starts a service-config timeout's clock early (grpc/grpc#34547): below the floor
     # config enforces, quick calls failed DEADLINE_EXCEEDED at once.
-    replica = Replica("quick")
-    async with (
-        serve(replica, ADD, PORTFOLIO) as service,
-        create_channel(
-            [f"127.0.0.1:{service.port}"], [PORTFOLIO], deadline=MIN_RPC_DEADLINE
-        ) as channel,
-    ):
-        stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+    async with reach(Replica("quick"), deadline=MIN_RPC_DEADLINE) as stub:
         for _ in range(5):
             reply = await stub.ListPortfolios(
                 portfolio_pb2.ListPortfoliosRequest(), metadata=bearer()
