@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
 .PHONY: install system-packages browser-packages run migrate test test-unit test-integration test-e2e \
-	test-browser fuzz gen gen-check lint format bench clean
+	test-browser fuzz gen gen-check lint deploy-check format bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -96,6 +96,10 @@ lint: install gen-check web-client-check web-lint
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## deploy-check: every Kubernetes manifest, compose.yaml and the environment, checked offline
+deploy-check: install
+	$(PY) tools/deploy_check.py
 
 format: install
 	$(BIN)/ruff format .

@@ -165,7 +165,7 @@ def load_runtime_config(
     """Read the runtime settings of `service`; `database=False` for processes without one
     (the facade), which then need no database URL in production; `tokens=False` for processes
     that check no token (migrations), which then hold no key."""
-    source = dict(os.environ if environ is None else environ)
+    source = dict(os.environ) if environ is None else environ
     env = Env(source)
     environment = env.str("STOCKFOLIO_ENV", "development")
     if environment not in {"development", "production", "test"}:

@@ -129,3 +129,15 @@ def test_the_web_app_is_served_from_the_image_by_a_pod_holding_nothing() -> None
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "RUN npm ci" in dockerfile
     assert "COPY --from=web /web/dist ./web/dist" in dockerfile
+
+
+def test_every_replicated_deployment_keeps_a_pod_through_a_drain() -> None:
+    budgets = [d for d in documents() if d["kind"] == "PodDisruptionBudget"]
+    covered = {
+        b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for b in budgets
+        if b["spec"].get("minAvailable", 0) >= 1
+    }
+    replicated = {name for name, d in deployments().items() if d["spec"].get("replicas", 1) >= 2}
+    assert replicated == {"users", "assistant", "workspace", "portfolio", "facade", "web"}
+    assert covered == replicated
