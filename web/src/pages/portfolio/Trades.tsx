@@ -28,7 +28,7 @@ export function Trades(props: { portfolioId: string; currency: string; version: 
       <h2 id="trades-title">Trades</h2>
       <ErrorBanner error={trades.error} testid="trades-error" />
       <div class="table-wrap">
-        <table data-testid="trades-table" aria-busy={trades.loading}>
+        <table class="nowrap" data-testid="trades-table" aria-busy={trades.loading}>
           <thead>
             <tr>
               <th scope="col">Date</th>
