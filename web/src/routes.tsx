@@ -31,7 +31,7 @@ export const ROUTES: AppRoute[] = [
   { path: "/workspace", label: "Workspace", page: lazy(() => import("./pages/workspace")) },
   { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
   { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
-  // { path: "/explorer", label: "API", page: lazy(() => import("./pages/explorer")) },
+  { path: "/explorer", label: "API", page: lazy(() => import("./pages/explorer")) },
 ];
 
 export const NOT_FOUND: AnyComponent = lazy(() => import("./pages/notfound"));
