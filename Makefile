@@ -7,7 +7,7 @@ PY := $(BIN)/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
 .PHONY: install system-packages browser-packages run migrate test test-unit test-integration test-e2e \
-	test-browser fuzz gen gen-check lint deploy-check format bench clean
+	test-browser test-faults fuzz gen gen-check lint deploy-check format bench clean
 
 install: system-packages $(VENV)/.installed
 
@@ -80,6 +80,11 @@ test-e2e: install
 
 test-browser: install
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+## test-faults: the fault suite (tests/faults: a slow service, Redis and PostgreSQL outages, SIGTERM
+## and kill -9 under load, each on private PostgreSQL and Redis); prints its results table
+test-faults: install
+	STOCKFOLIO_FAULTS=1 $(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 ## fuzz: Schemathesis against the started system, as a fresh user (tools/fuzz.py; FUZZ_ARGS=--help)
 fuzz: install
