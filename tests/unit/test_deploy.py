@@ -141,3 +141,32 @@ def test_every_replicated_deployment_keeps_a_pod_through_a_drain() -> None:
     replicated = {name for name, d in deployments().items() if d["spec"].get("replicas", 1) >= 2}
     assert replicated == {"users", "assistant", "workspace", "portfolio", "facade", "web"}
     assert covered == replicated
+
+
+def egress_ports(name: str) -> set[int] | None:
+    """The ports pods named `name` may call out to (None: egress unrestricted)."""
+    found: set[int] | None = None
+    for policy in documents():
+        if policy["kind"] != "NetworkPolicy" or "Egress" not in policy["spec"]["policyTypes"]:
+            continue
+        if policy["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") != name:
+            continue
+        found = found or set()
+        for rule in policy["spec"].get("egress", []):
+            found |= {port["port"] for port in rule.get("ports", [])}
+    return found
+
+
+def test_only_the_services_with_a_database_reach_it() -> None:
+    for name in SERVICES:
+        ports = egress_ports(name)
+        assert ports is not None, f"{name} has no egress policy"
+        assert {5432, 6379} <= ports
+    assert egress_ports("facade") == {53, 4120, 4130, 4140, 4150, 4160, 6379}
+    assert egress_ports("web") == set()
+    # Public HTTPS: the two public APIs and git remotes, nobody else.
+    assert {name for name in [*SERVICES, "facade"] if 443 in (egress_ports(name) or ())} == {
+        "assistant",
+        "portfolio",
+        "workspace",
+    }
