@@ -1,0 +1,125 @@
+"""The workspace in the browser: a file edited in the textarea and saved with its sha, the 409 of a
+stale save offered as reload or overwrite, uploads and downloads, and a commit."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.screens import sign_in
+from tests.system_harness import Account, System, request
+
+pytestmark = pytest.mark.browser
+
+
+def api(system: System, account: Account, method: str, path: str, body: object = None) -> dict:
+    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
+    assert answer.status < 300, answer.body
+    return answer.body["data"]
+
+
+@pytest.fixture
+def project(system: System, account: Account) -> str:
+    """A `notes` project of the account's, made through the API; its id."""
+    created = api(
+        system,
+        account,
+        "POST",
+        "/api/v1/workspace/projects",
+        {"name": "notes", "template": "notes"},
+    )
+    return created["id"]
+
+
+def open_readme(page: Page, account: Account) -> None:
+    sign_in(page, account, at="/workspace")
+    page.get_by_test_id("file-tree-item").filter(has_text="README.md").click()
+    expect(page.get_by_test_id("editor")).to_be_visible()
+
+
+def change_behind_the_page(system: System, account: Account, project: str, text: str) -> None:
+    current = api(system, account, "GET", f"/api/v1/files/README.md?project={project}")
+    api(
+        system,
+        account,
+        "PUT",
+        "/api/v1/files/README.md",
+        {"project": project, "content": text, "sha": current["sha"]},
+    )
+
+
+def test_a_stale_save_shows_the_conflict_and_overwriting_keeps_mine(
+    page: Page, system: System, account: Account, project: str
+) -> None:
+    open_readme(page, account)
+    page.get_by_test_id("editor").fill("# mine\n")
+    change_behind_the_page(system, account, project, "# theirs\n")
+
+    page.get_by_test_id("editor-save").click()
+
+    dialog = page.get_by_test_id("conflict-dialog")
+    expect(dialog).to_be_visible()
+    # The API's own sentence, naming the sha the file has now.
+    expect(page.get_by_test_id("conflict-message")).to_contain_text("README.md has changed")
+    page.get_by_test_id("conflict-overwrite").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("editor-notice")).to_have_text("Saved README.md.")
+    saved = api(system, account, "GET", f"/api/v1/files/README.md?project={project}")
+    assert saved["content"] == "# mine\n"
+
+
+def test_a_stale_save_reloaded_shows_theirs_and_drops_mine(
+    page: Page, system: System, account: Account, project: str
+) -> None:
+    open_readme(page, account)
+    page.get_by_test_id("editor").fill("# mine\n")
+    change_behind_the_page(system, account, project, "# theirs\n")
+
+    page.get_by_test_id("editor-save").click()
+    page.get_by_test_id("conflict-reload").click()
+
+    expect(page.get_by_test_id("conflict-dialog")).to_be_hidden()
+    expect(page.get_by_test_id("editor")).to_have_value("# theirs\n")
+    expect(page.get_by_test_id("editor-dirty")).to_have_count(0)
+
+
+def test_an_uploaded_file_appears_in_the_tree_and_downloads_byte_for_byte(
+    page: Page, account: Account, project: str
+) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    sign_in(page, account, at="/workspace")
+
+    page.get_by_label("Upload a file").set_input_files(
+        files=[{"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": payload}]
+    )
+
+    expect(page.get_by_test_id("workspace-notice")).to_have_text("Uploaded blob.bin (1.0 MB).")
+    page.locator("[data-testid=file-tree-item][data-path='blob.bin']").click()
+    expect(page.get_by_test_id("editor-binary")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_test_id("file-download").click()
+    assert download.value.suggested_filename == "blob.bin"
+    with open(download.value.path(), "rb") as saved:
+        assert saved.read() == payload
+
+
+def test_a_commit_of_an_edit_says_what_it_committed_and_cleans_the_status(
+    page: Page, account: Account, project: str
+) -> None:
+    open_readme(page, account)
+    page.get_by_test_id("editor").fill("# notes\n\nmore\n")
+    page.get_by_test_id("editor-save").click()
+    expect(page.get_by_test_id("git-changes")).to_contain_text("README.md")
+
+    page.get_by_label("Commit message").fill("More notes")
+    page.get_by_test_id("git-commit").click()
+
+    expect(page.get_by_test_id("git-message")).to_contain_text(
+        f"as {account.name} <{account.email}>"
+    )
+    expect(page.get_by_test_id("git-changes")).to_have_text(
+        "Nothing to commit: the working tree is clean."
+    )
+    # No remote yet: the API's sentence, not a status code.
+    page.get_by_test_id("git-push").click()
+    expect(page.get_by_test_id("git-error")).to_contain_text("origin")
