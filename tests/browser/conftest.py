@@ -117,7 +117,9 @@ def artifact_name(node_name: str) -> str:
 @pytest.fixture
 def page(browser: Browser, system: System, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A page in a fresh context at the web process's origin; screenshotted when the test ends."""
-    context = browser.new_context(base_url=system.web_url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=system.web_url, viewport={"width": 1280, "height": 900}, locale="en-US"
+    )
     context.set_default_timeout(EXPECT_TIMEOUT_MS)
     opened = context.new_page()
     problems: list[str] = []
