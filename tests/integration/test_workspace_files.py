@@ -47,19 +47,13 @@ def git_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-async def setup(workspace: WorkspaceService) -> tuple[User, W.Project, Path]:
-    ada = await workspace.user()
-    project = await workspace.project(ada, "demo")
-    return ada, project, workspace.root / ada.id / "demo"
-
-
 # --- listing and reading --------------------------------------------------------------------
 
 
 async def test_a_folder_is_listed_folders_first_then_by_name_paginated(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     (folder / "src").mkdir()
     (folder / "b.txt").write_text("bb")
     (folder / "a.txt").write_text("a")
@@ -81,7 +75,7 @@ async def test_a_folder_is_listed_folders_first_then_by_name_paginated(
 
 
 async def test_a_file_is_read_as_text_with_its_git_blob_sha(workspace: WorkspaceService) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     (folder / "docs").mkdir()
     (folder / "docs" / "a.md").write_text("héllo\n")
     (folder / "blob.bin").write_bytes(b"\xff\x00\xfe")
@@ -105,7 +99,7 @@ async def test_content_that_is_not_base64_is_422_whatever_it_holds(
 ) -> None:
     """Found by the fuzzer: a non-ASCII character (here one outside the BMP) in base64 content
     made the decoder raise before it looked at the alphabet, which was a 500."""
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     for content in ("\U000c6d68", "not base64!", "é"):
         error = await expect_error(
             workspace.stub.CreateFile(
@@ -121,7 +115,7 @@ async def test_content_that_is_not_base64_is_422_whatever_it_holds(
 
 
 async def test_unknown_projects_and_files_are_not_found(workspace: WorkspaceService) -> None:
-    ada, project, _ = await setup(workspace)
+    ada, project, _ = await workspace.user_with_project("demo")
     missing = await expect_error(
         workspace.stub.GetFile(
             W.GetFileRequest(project=project.id, path="nope.txt"), metadata=ada.metadata
@@ -142,7 +136,7 @@ async def test_unknown_projects_and_files_are_not_found(workspace: WorkspaceServ
 async def test_create_update_with_the_sha_and_a_stale_sha_is_a_conflict_naming_the_current(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     created = await workspace.stub.CreateFile(
         W.CreateFileRequest(project=project.id, path="notes/todo.md", content="one\n"),
         metadata=ada.metadata,
@@ -192,7 +186,7 @@ async def test_create_update_with_the_sha_and_a_stale_sha_is_a_conflict_naming_t
 async def test_folders_are_created_moved_and_deleted_only_recursively_when_not_empty(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     await workspace.stub.CreateFile(
         W.CreateFileRequest(project=project.id, path="src", directory=True), metadata=ada.metadata
     )
@@ -270,7 +264,7 @@ async def refused(workspace: WorkspaceService, who: User, project: str, path: st
 @pytest.fixture
 async def neighbours(workspace: WorkspaceService) -> tuple[User, W.Project, Path, Path]:
     """Ada's project, and Bob's secret next door (another user's root)."""
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     bob = await workspace.user()
     await workspace.project(bob, "private")
     secret = workspace.root / bob.id / "private" / "secret.txt"
@@ -346,7 +340,7 @@ async def test_symlinks_leading_outside_are_refused(
 async def test_the_git_folder_is_out_of_reach_of_the_file_routes(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     for path in (".git/config", ".git", "a/.GIT/x"):
         error = await expect_error(
             workspace.stub.CreateFile(
@@ -379,7 +373,7 @@ def upload_messages(
 async def test_an_upload_streams_in_chunks_and_downloads_back_identical(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     data = os.urandom(3 * MB + 17)
     reply = await workspace.stub.UploadFile(
         iter(upload_messages(project.id, "assets/blob.bin", data)), metadata=ada.metadata
@@ -414,7 +408,7 @@ async def test_an_upload_over_the_limit_is_refused_and_leaves_nothing_written(
     start_workspace: object,
 ) -> None:
     async with start_workspace(WORKSPACE_MAX_UPLOAD_BYTES=str(MB)) as service:  # type: ignore[operator]
-        ada, project, folder = await setup(service)
+        ada, project, folder = await service.user_with_project("demo")
         (folder / "big.bin").write_bytes(b"old")
         for path in ("big.bin", "new/deep/big.bin"):
             error = await expect_error(
@@ -437,7 +431,7 @@ async def test_an_upload_over_the_limit_is_refused_and_leaves_nothing_written(
 async def test_a_cancelled_upload_leaves_nothing_half_written(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     sent = asyncio.Event()
 
     async def stalling() -> AsyncIterator[W.UploadFileRequest]:
@@ -475,7 +469,7 @@ async def next_events(stream: object, count: int) -> list[tuple[int, str]]:
 
 
 async def test_watching_reports_changes_made_from_a_shell(workspace: WorkspaceService) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     stream = workspace.stub.WatchFiles(
         W.WatchFilesRequest(project=project.id), metadata=ada.metadata
     )
@@ -494,7 +488,7 @@ async def test_watching_reports_changes_made_from_a_shell(workspace: WorkspaceSe
 
 
 async def test_watching_another_users_project_is_not_found(workspace: WorkspaceService) -> None:
-    _, project, _ = await setup(workspace)
+    _, project, _ = await workspace.user_with_project("demo")
     bob = await workspace.user()
     stream = workspace.stub.WatchFiles(
         W.WatchFilesRequest(project=project.id), metadata=bob.metadata
@@ -507,7 +501,7 @@ async def test_watching_another_users_project_is_not_found(workspace: WorkspaceS
 async def test_two_updates_based_on_the_same_sha_cannot_both_win(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("demo")
     base = git_sha((folder / "README.md").read_bytes())
     calls = [
         workspace.stub.UpdateFile(

@@ -5,7 +5,6 @@ conflict and changes nothing. SQLite only: the storage engine plays no part here
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -13,8 +12,8 @@ import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
 from tests.integration.workspace_harness import (
-    User,
     WorkspaceService,
+    git,
 )
 from tests.rpc_errors import expect_error, fields, reason
 
@@ -26,27 +25,10 @@ def database_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Other", "-c", "user.email=other@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-async def setup(workspace: WorkspaceService) -> tuple[User, W.Project, Path]:
-    ada = await workspace.user("Ada Lovelace")
-    project = await workspace.project(ada, "repo")
-    return ada, project, workspace.root / ada.id / "repo"
-
-
 async def test_status_reports_staged_unstaged_and_untracked_files(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("repo")
     (folder / "README.md").write_text("changed\n")
     (folder / "new.txt").write_text("new\n")
     (folder / "staged.txt").write_text("staged\n")
@@ -67,7 +49,7 @@ async def test_status_reports_staged_unstaged_and_untracked_files(
 async def test_a_commit_is_by_the_users_profile_and_shows_in_log_and_diff(
     workspace: WorkspaceService,
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("repo")
     (folder / "README.md").write_text("# repo\n\nmore\n")
     diff = await workspace.stub.GitDiff(W.GitDiffRequest(project=project.id), metadata=ada.metadata)
     assert "+more" in diff.diff and "README.md" in diff.diff
@@ -98,7 +80,7 @@ async def test_a_commit_is_by_the_users_profile_and_shows_in_log_and_diff(
 
 
 async def test_branches_are_created_listed_and_switched(workspace: WorkspaceService) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("repo")
     created = await workspace.stub.CreateBranch(
         W.CreateBranchRequest(project=project.id, name="feature/x"), metadata=ada.metadata
     )
@@ -129,7 +111,7 @@ async def test_branches_are_created_listed_and_switched(workspace: WorkspaceServ
     "url", ["ext::sh -c touch% /tmp/pwned", "--upload-pack=touch /tmp/x", "file:///etc"]
 )
 async def test_unsafe_remotes_are_refused(workspace: WorkspaceService, url: str) -> None:
-    ada, project, _ = await setup(workspace)
+    ada, project, _ = await workspace.user_with_project("repo")
     error = await expect_error(
         workspace.stub.AddRemote(
             W.AddRemoteRequest(project=project.id, name="origin", url=url), metadata=ada.metadata
@@ -146,7 +128,7 @@ async def test_unsafe_remotes_are_refused(workspace: WorkspaceService, url: str)
 async def test_push_clone_elsewhere_commit_there_and_pull_it_back(
     workspace: WorkspaceService, tmp_path: Path
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("repo")
     bare = workspace.bare_remote()
     added = await workspace.stub.AddRemote(
         W.AddRemoteRequest(project=project.id, name="origin", url=bare.as_uri()),
@@ -193,7 +175,7 @@ async def test_push_clone_elsewhere_commit_there_and_pull_it_back(
 async def test_a_diverged_pull_reports_a_conflict_and_changes_nothing(
     workspace: WorkspaceService, tmp_path: Path
 ) -> None:
-    ada, project, folder = await setup(workspace)
+    ada, project, folder = await workspace.user_with_project("repo")
     bare = await workspace.published(ada, project)
     clone = tmp_path / "elsewhere"
     git(tmp_path, "clone", "--quiet", bare.as_uri(), str(clone))

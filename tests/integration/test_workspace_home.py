@@ -7,7 +7,6 @@ empty; making it counts against the quota; ResolveProject keeps its own no-proje
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -21,15 +20,11 @@ from tests.integration.workspace_harness import (
     StartWorkspace,
     User,
     WorkspaceService,
+    git,
 )
 from tests.rpc_errors import expect_error, reason
 
 W = workspace_pb2
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 async def project_names(workspace: WorkspaceService, who: User) -> list[str]:

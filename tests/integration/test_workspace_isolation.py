@@ -9,7 +9,6 @@ marker must never appear. SQLite only: the storage engine plays no part here."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     bearer,
+    git,
     shell,
 )
 
@@ -34,20 +34,6 @@ X509 = "-----BEGIN SIGNED MESSAGE-----\n MIAGCSqG\n -----END SIGNED MESSAGE-----
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     return sqlite_url
-
-
-def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
-    """Plain git, as a user's terminal would run it (it reads no hostile config here: every
-    call is made before the config is written, or is `git config` itself)."""
-    done = subprocess.run(
-        ["git", "-c", "user.name=Eve", "-c", "user.email=eve@example.com", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def sign_head(repo: Path, signature: str) -> None:

@@ -4,24 +4,16 @@ user's projects as absent as unknown ones; ResolveProject for the terminal servi
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
-from tests.integration.workspace_harness import (
-    WorkspaceService,
-)
+from tests.integration.workspace_harness import WorkspaceService, git
 from tests.rpc_errors import expect_error, fields, reason
 
 W = workspace_pb2
-
-
-def git_output(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout
 
 
 @pytest.mark.parametrize(
@@ -43,10 +35,10 @@ async def test_a_project_starts_from_its_template_as_a_repository_with_a_first_c
     folder = workspace.root / ada.id / project.name
     assert {p.name for p in folder.iterdir()} - {".git"} == expected
     assert (folder / "README.md").read_text().startswith(f"# my-{template}\n")
-    assert git_output(folder, "log", "--format=%an <%ae>|%s").splitlines() == [
+    assert git(folder, "log", "--format=%an <%ae>|%s").splitlines() == [
         f"Ada Lovelace <{ada.email}>|Start from the {template} template"
     ]
-    assert git_output(folder, "status", "--porcelain") == ""
+    assert git(folder, "status", "--porcelain") == ""
 
 
 async def test_the_python_gitignore_ignores_what_python_leaves_behind(

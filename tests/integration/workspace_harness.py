@@ -79,6 +79,12 @@ class WorkspaceService:
         )
         return reply.project
 
+    async def user_with_project(self, name: str) -> tuple[User, workspace_pb2.Project, Path]:
+        """A new user, Ada Lovelace, with an empty project `name`, and the project's folder."""
+        ada = await self.user()
+        project = await self.project(ada, name)
+        return ada, project, self.root / ada.id / name
+
     async def published(self, who: User, project: workspace_pb2.Project) -> Path:
         """A new bare repository, added to `project` as origin and pushed to."""
         remote = self.bare_remote()
@@ -173,6 +179,19 @@ async def shell(cwd: Path, command: str) -> None:
     """Run `command` with sh in `cwd`, as a user's terminal would."""
     process = await asyncio.create_subprocess_exec("sh", "-c", command, cwd=cwd)
     assert await process.wait() == 0, command
+
+
+def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
+    """Plain git in `cwd`, as another user's terminal would run it (Eve commits); its output."""
+    done = subprocess.run(
+        ["git", "-c", "user.name=Eve", "-c", "user.email=eve@example.com", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 def bearer(who: User) -> dict[str, str]:
