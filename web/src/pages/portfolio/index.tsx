@@ -48,6 +48,8 @@ export default function PortfolioPage() {
   const currency = p.currency || "USD";
   const total = totals?.total ?? Number(p.totalValue);
   const gain = totals?.gain ?? Number(p.totalGainLoss);
+  // What the holdings are worth above their cost, at the latest prices.
+  const unrealized = totals ? total - Number(p.cash ?? 0) - Number(p.costBasis ?? 0) : Number(p.unrealizedGain);
   return (
     <>
       <div class="row spread">
@@ -93,8 +95,8 @@ export default function PortfolioPage() {
           </div>
           <div>
             <dt>Unrealized gain</dt>
-            <dd class={trend(p.unrealizedGain)} data-testid="portfolio-unrealized">
-              {signed(p.unrealizedGain, currency)}
+            <dd class={trend(unrealized)} data-testid="portfolio-unrealized">
+              {signed(unrealized, currency)}
             </dd>
           </div>
           <div>

@@ -1,7 +1,7 @@
 /** Sign in; also where a session that ended elsewhere lands, with the reason. */
 
 import { useLocation } from "preact-iso";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { ErrorBanner, Field } from "../../components/form";
 import { signIn, useSession } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -15,10 +15,9 @@ export default function SignIn() {
   const [busy, setBusy] = useState(false);
   const next = query.next && query.next.startsWith("/") ? query.next : "/";
 
-  if (session.status === "signedIn") {
-    route(next, true);
-    return null;
-  }
+  useEffect(() => {
+    if (session.status === "signedIn") route(next, true);
+  }, [session.status]);
 
   async function submit(event: Event) {
     event.preventDefault();

@@ -1,7 +1,7 @@
 /** Create an account (the API names a weak password or a taken email on its field). */
 
 import { useLocation } from "preact-iso";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { ErrorBanner, Field } from "../../components/form";
 import { signUp, useSession } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -15,10 +15,9 @@ export default function SignUp() {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
 
-  if (session.status === "signedIn") {
-    route("/", true);
-    return null;
-  }
+  useEffect(() => {
+    if (session.status === "signedIn") route("/", true);
+  }, [session.status]);
 
   async function submit(event: Event) {
     event.preventDefault();
