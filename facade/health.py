@@ -34,9 +34,15 @@ def _answer(report: Any, down: list[str]) -> web.Response:
     return failure(error, data=report)
 
 
+def _live(request: web.Request) -> bool:
+    """`?probe=true`: a fresh round of Checks rather than what the watches know."""
+    return request.query.get("probe", "").lower() in {"1", "true", "yes"}
+
+
 async def health_all(request: web.Request) -> web.Response:
-    """Every domain service, each replica probed concurrently; 503 when any is down."""
-    services = await request.app[PROBES].check_all()
+    """Every domain service, from what its replicas' watches and probes tell (each replica
+    probed now with `?probe=true`); 503 when any is down."""
+    services = await request.app[PROBES].check_all(live=_live(request))
     down = [s["name"] for s in services if s["status"] != SERVING]
     return _answer({"status": "degraded" if down else "ok", "services": services}, down)
 
@@ -47,7 +53,7 @@ async def health_one(request: web.Request) -> web.Response:
     if name not in probes.services:
         known = ", ".join(probes.services)
         raise ApiError(404, "NOT_FOUND", f"no service named {name!r}; known: {known}")
-    report = await probes.check(name)
+    report = await probes.check(name, live=_live(request))
     return _answer(report, [] if report["status"] == SERVING else [name])
 
 

@@ -1,23 +1,34 @@
-"""Health probes of the domain services: grpc.health.v1 Health/Check on every replica at once.
+"""Health of the domain services, kept known rather than asked for each time.
 
-Never a business RPC. One probe channel per replica address, kept open, with a short deadline.
-Callers arriving while a service's probe is in flight share it (single flight), so a burst of
-health requests costs one round of probes, and every answer is still fresh (nothing is cached).
+As Envoy's active health checking and gRPC's client-side health checking do: the facade keeps a
+grpc.health.v1 Health/Watch stream open to every replica (reopened with backoff when it ends;
+a replica that goes away is UNREACHABLE the moment its stream breaks, a NOT_SERVING flip
+arrives as it happens) and probes each replica with a light Health/Check every
+`probe_interval` for its latency (which also sees a replica come back within that interval,
+whatever the watch's backoff). /health/all answers from what is known; `live` (`?probe=true`)
+still runs a fresh round of Checks. Never a business RPC. Callers of a live round arriving
+while one is in flight share it (single flight).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.runtime.channels import create_channel
+from services.runtime.streams import follow_forever
+from services.runtime.tasks import cancel_and_wait
 
 PROBE_DEADLINE = 1.0
+# Seconds between two background Checks of a replica (its latency; a replica back up).
+PROBE_INTERVAL = 1.0
+UNREACHABLE = "UNREACHABLE"
 SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"
 _STATUS_NAMES = {
@@ -32,14 +43,19 @@ class HealthProbes:
         grpc_names: Mapping[str, str],
         *,
         deadline: float = PROBE_DEADLINE,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         """`addresses` and `grpc_names` by service name (users -> stockfolio.users.v1...)."""
         self._addresses = {name: tuple(addresses[name]) for name in grpc_names}
         self._grpc_names = dict(grpc_names)
         self._deadline = deadline
+        self._interval = probe_interval
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, health_pb2_grpc.HealthStub] = {}
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        # (service, address) -> its last report, from the watch and the background probe.
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -48,7 +64,8 @@ class HealthProbes:
     def addresses(self, service: str) -> tuple[str, ...]:
         return self._addresses[service]
 
-    def open(self) -> None:
+    def open(self, *, watch: bool = True) -> None:
+        """Channels to every replica; with `watch`, the Watch streams and background probes."""
         for addresses in self._addresses.values():
             for address in addresses:
                 if address in self._channels:
@@ -57,12 +74,64 @@ class HealthProbes:
                 channel.get_state(try_to_connect=True)  # connect now, not on the first probe
                 self._channels[address] = channel
                 self._stubs[address] = health_pb2_grpc.HealthStub(channel)
+        if not watch:
+            return
+        loop = asyncio.get_running_loop()
+        for service in self._grpc_names:
+            for address in self._addresses[service]:
+                watching = follow_forever(
+                    functools.partial(self._watch, service, address),
+                    _ignore,
+                    name="health-watch",
+                    log_extra={"upstream": service, "upstreamAddress": address},
+                )
+                self._tasks.append(loop.create_task(watching, name=f"watch-{address}"))
+            self._tasks.append(loop.create_task(self._keep_probing(service)))
 
     async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
         for pending in list(self._in_flight.values()):
             pending.cancel()
         channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
         await asyncio.gather(*(channel.close() for channel in channels))
+
+    async def _watch(
+        self, service: str, address: str, live: asyncio.Event
+    ) -> AsyncGenerator[None, None]:
+        """One replica's Watch stream: each status it sends is what is known of the replica;
+        a stream that fails makes it UNREACHABLE at once (a replica that went away)."""
+        request = health_pb2.HealthCheckRequest(service=self._grpc_names[service])
+        call = self._stubs[address].Watch(request)
+        try:
+            async for reply in call:
+                live.set()
+                self._learn(service, address, status=_STATUS_NAMES.get(reply.status, "UNKNOWN"))
+                yield None
+        except grpc.aio.AioRpcError as error:
+            self._learn(service, address, status=UNREACHABLE, error=error.code().name)
+            raise
+        finally:
+            call.cancel()
+
+    async def _keep_probing(self, service: str) -> None:
+        grpc_name = self._grpc_names[service]
+        while True:
+            reports = await asyncio.gather(
+                *(self._replica(grpc_name, a) for a in self._addresses[service])
+            )
+            for report in reports:
+                self._known[(service, report["address"])] = report
+            await asyncio.sleep(self._interval)
+
+    def _learn(self, service: str, address: str, *, status: str, error: str = "") -> None:
+        report = dict(self._known.get((service, address), {"address": address}))
+        report["status"] = status
+        if error:
+            report["error"] = error
+        else:
+            report.pop("error", None)
+        self._known[(service, address)] = report
 
     async def _replica(self, grpc_name: str, address: str) -> dict[str, Any]:
         started = time.perf_counter()
@@ -91,16 +160,29 @@ class HealthProbes:
         # Shielded: a caller that goes away does not cancel the probe the others wait for.
         return await asyncio.shield(pending)
 
-    async def check(self, service: str) -> dict[str, Any]:
-        """One service: SERVING when at least one replica serves. Do not mutate the answer:
-        callers that arrived together share it."""
+    async def check(self, service: str, *, live: bool = False) -> dict[str, Any]:
+        """One service: SERVING when at least one replica serves. From what is known, unless
+        `live` or a replica has not been heard from yet (just started): then probed. Do not
+        mutate the answer: callers that arrived together share it."""
+        known = None if live else self._known_report(service)
+        if known is not None:
+            return known
         report: dict[str, Any] = await self._shared(service, lambda: self._probe(service))
         return report
 
-    async def check_all(self) -> list[dict[str, Any]]:
-        """Every service, probed concurrently (shared, as `check`)."""
+    async def check_all(self, *, live: bool = False) -> list[dict[str, Any]]:
+        """Every service (probed concurrently when they have to be, as `check`)."""
+        known = [None if live else self._known_report(s) for s in self._grpc_names]
+        if all(report is not None for report in known):
+            return [report for report in known if report is not None]
         reports: list[dict[str, Any]] = await self._shared("*", self._probe_all)
         return reports
+
+    def _known_report(self, service: str) -> dict[str, Any] | None:
+        replicas = [self._known.get((service, a)) for a in self._addresses[service]]
+        if any(replica is None for replica in replicas):
+            return None
+        return _summary(service, [r for r in replicas if r is not None], None)
 
     async def _probe_all(self) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(self._probe(s) for s in self._grpc_names)))
@@ -111,10 +193,26 @@ class HealthProbes:
         replicas = await asyncio.gather(
             *(self._replica(grpc_name, a) for a in self._addresses[service])
         )
-        serving = any(r["status"] == SERVING for r in replicas)
-        return {
-            "name": service,
-            "status": SERVING if serving else NOT_SERVING,
-            "latencyMs": round((time.perf_counter() - started) * 1000, 2),
-            "addresses": list(replicas),
-        }
+        for report in replicas:
+            self._known[(service, report["address"])] = report
+        return _summary(service, replicas, time.perf_counter() - started)
+
+
+def _ignore(_: None) -> None:
+    """The watch's messages are handled where they arrive (`_watch`)."""
+
+
+def _summary(
+    service: str, replicas: Sequence[dict[str, Any]], took: float | None
+) -> dict[str, Any]:
+    """A service's report from its replicas': its latency is the round's (a live probe) or its
+    slowest replica's last probe (a known answer)."""
+    serving = any(r["status"] == SERVING for r in replicas)
+    if took is None:
+        took = max((r.get("latencyMs", 0.0) for r in replicas), default=0.0) / 1000
+    return {
+        "name": service,
+        "status": SERVING if serving else NOT_SERVING,
+        "latencyMs": round(took * 1000, 2),
+        "addresses": list(replicas),
+    }
