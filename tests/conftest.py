@@ -254,13 +254,18 @@ async def users_service(
         )
 
 
+def migrated_sqlite(service: str, file: Path) -> str:
+    """The URL of a SQLite database at `file`, migrated to `service`'s newest schema."""
+    url = f"sqlite+aiosqlite:///{file}"
+    upgrade(service, url)
+    return url
+
+
 @contextlib.contextmanager
 def service_database(service: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     """A migrated database of `service`'s own, on the engine `database_url` names."""
     if database_url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}"
-        upgrade(service, url)
-        yield url
+        yield migrated_sqlite(service, tmp_path / f"{service}.db")
         return
     name = f"{database_url.rsplit('/', 1)[1]}_{service}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:

@@ -34,10 +34,10 @@ from facade.config import load_facade_config
 from facade.keys import SOCKETS, UPSTREAMS
 from services.portfolio.server import build as build_portfolio
 from services.runtime.config import RuntimeConfig
-from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.users.server import build as build_users
-from tests.conftest import free_port
+from tests.conftest import free_port, migrated_sqlite
+from tests.integration.conftest import FacadeInFront
 from tests.integration.socket_client import WAIT, Socket, receive
 from tests.waiting import until
 
@@ -46,7 +46,6 @@ OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 PASSWORD = "correct-horse-9"
 FRONTEND = "http://localhost:4100"
-DEAD = "127.0.0.1:1"
 PRICE_FIELDS = {"type", "symbol", "price", "change", "changePercent", "time"}
 DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -80,9 +79,7 @@ async def portfolio_on(
 @pytest.fixture
 def replica_database(tmp_path: Path) -> str:
     """A second migrated portfolio database, for a replica a test starts and stops itself."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'replica.db'}"
-    upgrade("portfolio", url)
-    return url
+    return migrated_sqlite("portfolio", tmp_path / "replica.db")
 
 
 @pytest.fixture
@@ -105,25 +102,15 @@ async def portfolio(
 
 @pytest.fixture
 def open_facade(
-    make_config: Callable[..., RuntimeConfig], users_service: RuntimeConfig, portfolio: str
+    facade_in_front: FacadeInFront, users_service: RuntimeConfig, portfolio: str
 ) -> OpenFacade:
     """The real facade in front of users and portfolio, its feed's upstreams live;
     keyword arguments are environment variables."""
 
     @contextlib.asynccontextmanager
     async def start(**environ: str) -> AsyncIterator[Client]:
-        env = {
-            "USERS_ADDRS": users_service.addresses["users"][0],
-            "PORTFOLIO_ADDRS": portfolio,
-            "ASSISTANT_ADDRS": DEAD,
-            "TERMINAL_ADDRS": DEAD,
-            "WORKSPACE_ADDRS": DEAD,
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-            **environ,
-        }
-        config = load_facade_config(env, runtime=make_config("facade", **env))
-        async with TestClient(TestServer(create_app(config))) as client:
+        addresses = {"users": users_service.addresses["users"][0], "portfolio": portfolio}
+        async with facade_in_front(addresses, **environ) as client:
             await until(lambda: client.app[UPSTREAMS].live == 2, "the upstream streams")
             yield client
 
@@ -605,6 +592,20 @@ async def test_prices_resume_when_the_portfolio_replica_comes_back(
 # --- the export download ----------------------------------------------------------------------
 
 
+async def exported(
+    client: Client, token: str, portfolio_id: str, format_: str
+) -> aiohttp.ClientResponse:
+    """The export of `portfolio_id`, which must come as a download named export.<format_>."""
+    response = await client.get(
+        "/api/v1/export",
+        params={"portfolioId": portfolio_id, "format": format_},
+        headers=bearer(token),
+    )
+    assert response.status == 200
+    assert response.headers["Content-Disposition"] == f'attachment; filename="export.{format_}"'
+    return response
+
+
 async def test_the_export_streams_the_portfolios_trades_as_a_csv_download(
     client: Client,
 ) -> None:
@@ -612,14 +613,8 @@ async def test_the_export_streams_the_portfolios_trades_as_a_csv_download(
     portfolio_id = await create_portfolio(client, token)
     first = await buy(client, token, portfolio_id, price="100", notes="=1+1")
     second = await buy(client, token, portfolio_id, symbol="MSFT", quantity="1.5", price="200")
-    response = await client.get(
-        "/api/v1/export",
-        params={"portfolioId": portfolio_id, "format": "csv"},
-        headers=bearer(token),
-    )
-    assert response.status == 200
+    response = await exported(client, token, portfolio_id, "csv")
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert response.headers["Content-Disposition"] == 'attachment; filename="export.csv"'
     text = (await response.read()).decode()
     trades_table = text.split("\r\n\r\n", 1)[0]
     rows = list(csv.DictReader(io.StringIO(trades_table)))
@@ -634,14 +629,7 @@ async def test_the_json_export_is_one_json_document(client: Client) -> None:
     token, _ = await register(client)
     portfolio_id = await create_portfolio(client, token)
     trade = await buy(client, token, portfolio_id, price="100")
-    response = await client.get(
-        "/api/v1/export",
-        params={"portfolioId": portfolio_id, "format": "json"},
-        headers=bearer(token),
-    )
-    assert response.status == 200
-    assert response.headers["Content-Disposition"] == 'attachment; filename="export.json"'
-    document = json.loads(await response.read())
+    document = json.loads(await (await exported(client, token, portfolio_id, "json")).read())
     assert [t["id"] for t in document["trades"]] == [trade["id"]]
     assert document["portfolio"]["id"] == portfolio_id
 

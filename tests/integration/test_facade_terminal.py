@@ -27,10 +27,10 @@ from facade.app import create_app
 from facade.config import load_facade_config
 from services.runtime.cgroups import CgroupTree
 from services.runtime.config import RuntimeConfig
-from services.runtime.migrations import upgrade
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
+from tests.conftest import migrated_sqlite
 from tests.integration import socket_client
 from tests.integration.socket_client import Socket
 from tests.processes import host_processes
@@ -60,9 +60,7 @@ Start = Callable[..., contextlib.AbstractAsyncContextManager[System]]
 
 @pytest.fixture
 def workspace_database(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'workspace.db'}"
-    upgrade("workspace", url)
-    return url
+    return migrated_sqlite("workspace", tmp_path / "workspace.db")
 
 
 @pytest.fixture
