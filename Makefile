@@ -112,6 +112,7 @@ format: install
 
 bench: install
 	$(PY) -m bench
+	$(PY) -m bench.health
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
