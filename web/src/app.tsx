@@ -1,5 +1,6 @@
 /** The shell: header, navigation, the signed-in guard and the routed page. */
 
+import { Component, type ComponentChildren } from "preact";
 import { ErrorBoundary, LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { useEffect } from "preact/hooks";
 import { isAdmin, signOut, type Session, useSession } from "./auth/session";
@@ -40,18 +41,48 @@ function Shell() {
       {session.status === "signedIn" && <Header session={session} />}
       <main id="main" class="page" tabIndex={-1}>
         <ErrorBoundary>
-          <Router>
-            {[
-              ...ROUTES.filter((r) => r.public || session.status === "signedIn").map((r) => (
-                <Route key={r.path} path={r.path} component={r.page} />
-              )),
-              <Route key="*" default component={session.status === "signedIn" ? NOT_FOUND : Empty} />,
-            ]}
-          </Router>
+          <PageFailed path={path}>
+            <Router>
+              {[
+                ...ROUTES.filter((r) => r.public || session.status === "signedIn").map((r) => (
+                  <Route key={r.path} path={r.path} component={r.page} />
+                )),
+                <Route key="*" default component={session.status === "signedIn" ? NOT_FOUND : Empty} />,
+              ]}
+            </Router>
+          </PageFailed>
         </ErrorBoundary>
       </main>
     </>
   );
+}
+
+/** A page that throws while drawing says so instead of leaving the screen blank; going to
+ * another page clears it. */
+class PageFailed extends Component<{ path: string; children: ComponentChildren }, { error: unknown }> {
+  override state = { error: null as unknown };
+
+  override componentDidCatch(error: unknown) {
+    this.setState({ error });
+  }
+
+  override componentDidUpdate(previous: { path: string }) {
+    if (previous.path !== this.props.path && this.state.error !== null) this.setState({ error: null });
+  }
+
+  render() {
+    if (this.state.error === null) return this.props.children;
+    const message = this.state.error instanceof Error ? this.state.error.message : String(this.state.error);
+    return (
+      <section class="card" role="alert" data-testid="page-failed">
+        <h1>This page could not be shown</h1>
+        <p>{message}</p>
+        <button type="button" onClick={() => location.reload()}>
+          Reload
+        </button>
+      </section>
+    );
+  }
 }
 
 function Empty() {
