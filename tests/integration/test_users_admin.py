@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -49,34 +49,41 @@ def production_users(make_config: Callable[..., RuntimeConfig], users_database: 
     return start
 
 
-async def admin_create(
-    database: str, var_dir: Path, *args: str, stdin: str = ""
-) -> tuple[int, str, str]:
-    """Run the command in its own process; its exit code, standard output and error."""
-    environ = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
-        "STOCKFOLIO_ENV": "test",
-        "STOCKFOLIO_VAR_DIR": str(var_dir),
-        "USERS_DATABASE_URL": database,
-        "BCRYPT_COST": "4",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.users",
-        "admin",
-        "create",
-        *args,
-        cwd=ROOT,
-        env=environ,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+AdminCreate = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def admin_create(users_database: str, tmp_path: Path) -> AdminCreate:
+    """`admin_create(*args, stdin="")` runs the command in its own process on the test's users
+    database; its exit code, standard output and error."""
+
+    async def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        environ = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
+            "STOCKFOLIO_ENV": "test",
+            "STOCKFOLIO_VAR_DIR": str(tmp_path / "var"),
+            "USERS_DATABASE_URL": users_database,
+            "BCRYPT_COST": "4",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.users",
+            "admin",
+            "create",
+            *args,
+            cwd=ROOT,
+            env=environ,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    return run
 
 
 def bearer(response: users_pb2.LoginResponse) -> tuple[tuple[str, str], ...]:
@@ -98,17 +105,10 @@ async def test_in_production_the_first_user_and_the_admin_email_register_as_plai
 
 
 async def test_the_command_creates_an_admin_who_logs_in_and_lists_users(
-    production_users: Production, users_database: str, tmp_path: Path
+    production_users: Production, admin_create: AdminCreate
 ) -> None:
     code, out, err = await admin_create(
-        users_database,
-        tmp_path / "var",
-        "--email",
-        "Root@Example.com",
-        "--name",
-        "Root",
-        "--password-stdin",
-        stdin=f"{PASSWORD}\n",
+        "--email", "Root@Example.com", "--name", "Root", "--password-stdin", stdin=f"{PASSWORD}\n"
     )
     assert (code, err) == (0, "")
     assert out.startswith("created admin root@example.com (id ")
@@ -124,40 +124,33 @@ async def test_the_command_creates_an_admin_who_logs_in_and_lists_users(
 
 
 async def test_the_command_promotes_an_existing_user_without_asking_a_password(
-    production_users: Production, users_database: str, tmp_path: Path
+    production_users: Production, admin_create: AdminCreate
 ) -> None:
     async with production_users() as stub:
         plain = await stub.Register(
             users_pb2.RegisterRequest(email="cy@example.com", password=PASSWORD)
         )
         assert list(plain.user.roles) == [users_pb2.ROLE_USER]
-        code, out, err = await admin_create(
-            users_database, tmp_path / "var", "--email", "CY@example.com"
-        )
+        code, out, err = await admin_create("--email", "CY@example.com")
         assert (code, err) == (0, "")
         assert out == f"cy@example.com is now an admin (id {plain.user.id}) from its next login.\n"
         admin = await stub.Login(users_pb2.LoginRequest(email="cy@example.com", password=PASSWORD))
         assert list(admin.user.roles) == [users_pb2.ROLE_USER, users_pb2.ROLE_ADMIN]
         listed = await stub.ListUsers(users_pb2.ListUsersRequest(), metadata=bearer(admin))
         assert [u.email for u in listed.users] == ["cy@example.com"]
-    again = await admin_create(users_database, tmp_path / "var", "--email", "cy@example.com")
+    again = await admin_create("--email", "cy@example.com")
     assert again == (0, f"cy@example.com is already an admin (id {plain.user.id}).\n", "")
 
 
 async def test_the_command_refuses_a_weak_password_and_creates_nothing(
-    production_users: Production, users_database: str, tmp_path: Path
+    production_users: Production, admin_create: AdminCreate
 ) -> None:
     code, out, err = await admin_create(
-        users_database,
-        tmp_path / "var",
-        "--email",
-        "dee@example.com",
-        "--password-stdin",
-        stdin="short\n",
+        "--email", "dee@example.com", "--password-stdin", stdin="short\n"
     )
     assert (code, out) == (1, "")
     assert "password: must be at least 8 characters" in err
-    without_terminal = await admin_create(users_database, tmp_path / "var", "--email", "d@x.io")
+    without_terminal = await admin_create("--email", "d@x.io")
     assert without_terminal[0] == 1
     assert "pass --password-stdin" in without_terminal[2]
     async with production_users() as stub:
