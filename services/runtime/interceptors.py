@@ -27,8 +27,9 @@ from services.runtime.context import (
     current_method,
     idempotency_key,
 )
+from services.runtime.db import database_unreachable
 from services.runtime.descriptors import MethodRule
-from services.runtime.errors import DomainError, PermissionDenied, Unauthenticated
+from services.runtime.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
 from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
 from services.runtime.status import internal_status, to_status
 from services.runtime.validation import validate, validated
@@ -172,6 +173,10 @@ def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, 
     if isinstance(error, NotImplementedError):
         # The generated base servicer raises it for RPCs a later issue fills in.
         return grpc.StatusCode.UNIMPLEMENTED, "not implemented yet", ()
+    if database_unreachable(error):
+        # The database is down or restarting: UNAVAILABLE (503, retried), not a 500.
+        log.warning("database unreachable", extra={"error": str(error).splitlines()[0]})
+        return to_status(Unavailable("the database is unavailable; retry shortly"))
     log.error("unhandled error", exc_info=error)
     return internal_status()
 
