@@ -82,23 +82,32 @@ async def login(
     return response
 
 
+async def wrong_password(stub: users_pb2_grpc.UsersServiceStub, email: str, address: str) -> None:
+    """A failed login from `address`: a plain INVALID_CREDENTIALS."""
+    error = await expect_error(login(stub, email, WRONG, address), grpc.StatusCode.UNAUTHENTICATED)
+    assert reason(error) == "INVALID_CREDENTIALS"
+
+
+async def too_many_attempts(
+    stub: users_pb2_grpc.UsersServiceStub, email: str, address: str
+) -> grpc.aio.AioRpcError:
+    """A login with the right password refused as TOO_MANY_ATTEMPTS; the error, for its wait."""
+    error = await expect_error(
+        login(stub, email, PASSWORD, address), grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert reason(error) == "TOO_MANY_ATTEMPTS"
+    return error
+
+
 async def test_failures_beyond_the_free_ones_make_only_that_address_wait_and_success_forgives(
     start_users: StartUsers,
 ) -> None:
     async with start_users() as (_, stub):
         await stub.Register(users_pb2.RegisterRequest(email="gus@example.com", password=PASSWORD))
         for _ in range(6):  # five free failures, and the sixth, which starts a 1 s wait
-            wrong = await expect_error(
-                login(stub, "gus@example.com", WRONG, "203.0.113.5"),
-                grpc.StatusCode.UNAUTHENTICATED,
-            )
-            assert reason(wrong) == "INVALID_CREDENTIALS"
+            await wrong_password(stub, "gus@example.com", "203.0.113.5")
         # Even the right password waits: the password is not checked at all while refused.
-        refused = await expect_error(
-            login(stub, "gus@example.com", PASSWORD, "203.0.113.5"),
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        )
-        assert reason(refused) == "TOO_MANY_ATTEMPTS"
+        refused = await too_many_attempts(stub, "gus@example.com", "203.0.113.5")
         assert 0 < retry_after(refused) <= 1.0
         assert "from this address" in (refused.details() or "")
         # Another address is not slowed at all.
@@ -109,10 +118,7 @@ async def test_failures_beyond_the_free_ones_make_only_that_address_wait_and_suc
         back = await login(stub, "gus@example.com", PASSWORD, "203.0.113.5")
         assert back.user.email == "gus@example.com"
         # The success forgave this address its failures here: a typo is a plain 401 again.
-        typo = await expect_error(
-            login(stub, "gus@example.com", WRONG, "203.0.113.5"), grpc.StatusCode.UNAUTHENTICATED
-        )
-        assert reason(typo) == "INVALID_CREDENTIALS"
+        await wrong_password(stub, "gus@example.com", "203.0.113.5")
 
 
 async def test_an_account_under_a_spread_out_attack_slows_failing_addresses_and_no_other(
@@ -121,16 +127,9 @@ async def test_an_account_under_a_spread_out_attack_slows_failing_addresses_and_
     async with start_users(LOGIN_FAILURES_PER_ACCOUNT="3/15minutes") as (_, stub):
         await stub.Register(users_pb2.RegisterRequest(email="ivy@example.com", password=PASSWORD))
         for i in range(4):  # four addresses, one failure each: the fourth passes the ceiling
-            await expect_error(
-                login(stub, "ivy@example.com", WRONG, f"192.0.2.{i}"),
-                grpc.StatusCode.UNAUTHENTICATED,
-            )
+            await wrong_password(stub, "ivy@example.com", f"192.0.2.{i}")
         # Past the ceiling a failing address has no free failures: its next try waits.
-        slowed = await expect_error(
-            login(stub, "ivy@example.com", PASSWORD, "192.0.2.3"),
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        )
-        assert reason(slowed) == "TOO_MANY_ATTEMPTS"
+        slowed = await too_many_attempts(stub, "ivy@example.com", "192.0.2.3")
         assert 0 < retry_after(slowed) <= 1.0
         # Addresses that failed before the ceiling keep their free failures; new ones pass.
         earlier = await login(stub, "ivy@example.com", PASSWORD, "192.0.2.0")
@@ -144,15 +143,8 @@ async def test_failures_across_accounts_refuse_that_address_for_the_window(
     async with start_users(LOGIN_FAILURES_PER_IP="3/15minutes") as (_, stub):
         await stub.Register(users_pb2.RegisterRequest(email="joy@example.com", password=PASSWORD))
         for i in range(3):
-            await expect_error(
-                login(stub, f"guess{i}@example.com", WRONG, "203.0.113.9"),
-                grpc.StatusCode.UNAUTHENTICATED,
-            )
-        stuffed = await expect_error(
-            login(stub, "joy@example.com", PASSWORD, "203.0.113.9"),
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        )
-        assert reason(stuffed) == "TOO_MANY_ATTEMPTS"
+            await wrong_password(stub, f"guess{i}@example.com", "203.0.113.9")
+        stuffed = await too_many_attempts(stub, "joy@example.com", "203.0.113.9")
         assert 800 < retry_after(stuffed) <= 900
         assert (await login(stub, "joy@example.com", PASSWORD, "198.51.100.9")).user.email
 
