@@ -66,6 +66,13 @@ class PortfolioService:
         request = portfolio_pb2.CreatePortfolioRequest(name=name, **fields)  # type: ignore[arg-type]
         return (await self.stub.CreatePortfolio(request, metadata=who)).portfolio
 
+    async def user_with_portfolio(
+        self, name: str = "Main", **fields: object
+    ) -> tuple[Metadata, portfolio_pb2.Portfolio]:
+        """A new user's bearer metadata and a portfolio of theirs (`fields` as in `portfolio`)."""
+        who = await self.user()
+        return who, await self.portfolio(who, name, **fields)
+
     async def trade(
         self,
         who: Metadata,
@@ -85,6 +92,14 @@ class PortfolioService:
             **fields,  # type: ignore[arg-type]
         )
         return (await self.stub.CreateTrade(request, metadata=who)).trade
+
+    async def trade_count(self, who: Metadata, portfolio_id: str) -> int:
+        """How many trades the portfolio holds, as ListTrades counts them."""
+        reply = await self.stub.ListTrades(
+            portfolio_pb2.ListTradesRequest(portfolio_id=portfolio_id), metadata=who
+        )
+        total: int = reply.pagination.total
+        return total
 
     def database(self) -> Database:
         return Database(self.database_url)

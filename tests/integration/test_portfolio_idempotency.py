@@ -22,36 +22,27 @@ def buy(portfolio_id: str, quantity: str = "1") -> pb.CreateTradeRequest:
     )
 
 
-async def count_trades(service: PortfolioService, who: Metadata, portfolio_id: str) -> int:
-    reply = await service.stub.ListTrades(
-        pb.ListTradesRequest(portfolio_id=portfolio_id), metadata=who
-    )
-    return reply.pagination.total
-
-
 async def test_the_same_key_twice_records_one_trade_and_answers_the_same(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     first = await s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "k-1"))
     again = await s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "k-1"))
     assert again == first
-    assert await count_trades(s, who, p.id) == 1
+    assert await s.trade_count(who, p.id) == 1
     other = await s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "k-2"))
     assert other.trade.id != first.trade.id
     unkeyed = await s.stub.CreateTrade(buy(p.id), metadata=who)
     assert unkeyed.trade.id not in {first.trade.id, other.trade.id}
-    assert await count_trades(s, who, p.id) == 3
+    assert await s.trade_count(who, p.id) == 3
 
 
 async def test_the_same_key_with_another_request_is_refused(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     await s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "k-1"))
     error = await expect_error(
         s.stub.CreateTrade(buy(p.id, quantity="2"), metadata=keyed(who, "k-1")),
@@ -65,15 +56,14 @@ async def test_the_same_key_with_another_request_is_refused(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert reason(error) == "IDEMPOTENCY_KEY_REUSED"
-    assert await count_trades(s, who, p.id) == 1
+    assert await s.trade_count(who, p.id) == 1
 
 
 async def test_concurrent_requests_with_one_key_record_one_trade(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     results = await asyncio.gather(
         *(s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "race")) for _ in range(8)),
         return_exceptions=True,
@@ -85,15 +75,14 @@ async def test_concurrent_requests_with_one_key_record_one_trade(
     assert {(e.code(), reason(e)) for e in refused} <= {
         (grpc.StatusCode.ABORTED, "IDEMPOTENCY_IN_PROGRESS")
     }
-    assert await count_trades(s, who, p.id) == 1
+    assert await s.trade_count(who, p.id) == 1
 
 
 async def test_a_failed_first_attempt_releases_the_key(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     sell = pb.CreateTradeRequest(
         portfolio_id=p.id, side=pb.TRADE_SIDE_SELL, symbol="KO", quantity="1", price="60"
     )
@@ -104,7 +93,7 @@ async def test_a_failed_first_attempt_releases_the_key(
     await s.stub.CreateTrade(buy(p.id), metadata=who)
     retried = await s.stub.CreateTrade(sell, metadata=keyed(who, "sell-1"))
     assert retried.trade.side == pb.TRADE_SIDE_SELL
-    assert await count_trades(s, who, p.id) == 2
+    assert await s.trade_count(who, p.id) == 2
 
 
 async def test_keys_belong_to_their_user(portfolio_service: PortfolioService) -> None:
@@ -140,7 +129,7 @@ async def test_portfolios_positions_and_imports_are_created_once_per_key(
         pb.ImportTradesRequest(portfolio_id=pid, csv=csv), metadata=keyed(who, "imp")
     )
     assert again == imported
-    assert await count_trades(s, who, pid) == 3  # the deposit, the position's buy, one import
+    assert await s.trade_count(who, pid) == 3  # the deposit, the position's buy, one import
 
 
 async def test_an_overlong_key_is_invalid(portfolio_service: PortfolioService) -> None:

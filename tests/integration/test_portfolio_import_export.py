@@ -31,13 +31,6 @@ async def import_csv(
     )
 
 
-async def total_trades(service: PortfolioService, who: Metadata, portfolio_id: str) -> int:
-    reply = await service.stub.ListTrades(
-        pb.ListTradesRequest(portfolio_id=portfolio_id), metadata=who
-    )
-    return reply.pagination.total
-
-
 async def export(
     service: PortfolioService, who: Metadata, portfolio_id: str, format_: str
 ) -> list[httpbody_pb2.HttpBody]:
@@ -51,8 +44,7 @@ async def test_a_good_import_records_every_row_in_order(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     reply = await import_csv(s, who, p.id, GOOD)
     assert reply.imported == 4
     assert [(t.side, t.symbol, t.quantity, t.amount) for t in reply.trades] == [
@@ -66,30 +58,28 @@ async def test_a_good_import_records_every_row_in_order(
     # 1000 - 501 + 220 + 3 = 722; 6 KO left of a lot of 10 costing 501: 300.60.
     assert (got.cash, got.cost_basis, got.dividends) == ("722.00", "300.60", "3.00")
     assert got.realized_gain == "19.60"  # 220 - 4 * 50.10
-    assert await total_trades(s, who, p.id) == 4
+    assert await s.trade_count(who, p.id) == 4
 
 
 async def test_an_import_with_a_bad_row_3_names_it_and_imports_nothing(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     bad = GOOD.replace("2024-01-04T15:00:00Z,sell,KO,4,55", "2024-01-04T15:00:00Z,sell,KO,4,abc")
     error = await expect_error(import_csv(s, who, p.id, bad), grpc.StatusCode.INVALID_ARGUMENT)
     assert violations(error) == [
         ("row 3: price", "must be a decimal number such as 187.42, not 'abc'")
     ]
     assert "nothing was imported" in (error.details() or "")
-    assert await total_trades(s, who, p.id) == 0
+    assert await s.trade_count(who, p.id) == 0
 
 
 async def test_rows_that_oversell_with_the_existing_trades_are_named_and_nothing_imported(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     await import_csv(s, who, p.id, "date,side,symbol,quantity,price\n2024-01-03,buy,KO,5,50\n")
     text = (
         "date,side,symbol,quantity,price\n"
@@ -106,20 +96,19 @@ async def test_rows_that_oversell_with_the_existing_trades_are_named_and_nothing
         # Row 2 is refused and left out; row 3 then sells 1 of the 2 left, which holds.
         ("row 2: quantity", "cannot sell 3 KO: only 2 held (short by 1)"),
     ]
-    assert await total_trades(s, who, p.id) == 1
+    assert await s.trade_count(who, p.id) == 1
 
 
 async def test_a_dry_run_checks_every_row_and_records_nothing(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     reply = await import_csv(s, who, p.id, GOOD, dry_run=True)
     assert reply.imported == 0
     assert len(reply.trades) == 4
     assert all(not t.id for t in reply.trades)
-    assert await total_trades(s, who, p.id) == 0
+    assert await s.trade_count(who, p.id) == 0
     await expect_error(
         import_csv(s, who, p.id, GOOD.replace(",10,50", ",10,0"), dry_run=True),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -130,8 +119,7 @@ async def test_malformed_and_oversized_files_are_refused_with_a_clear_message(
     start_portfolio: StartPortfolio,
 ) -> None:
     async with start_portfolio(PORTFOLIO_MAX_IMPORT_ROWS="3") as s:
-        who = await s.user()
-        p = await s.portfolio(who)
+        who, p = await s.user_with_portfolio()
         cases = {
             "": "csv: is required",
             "\n": "csv: is empty",
@@ -145,15 +133,14 @@ async def test_malformed_and_oversized_files_are_refused_with_a_clear_message(
             )
             field, description = violations(error)[0]
             assert f"{field}: {description}".startswith(expected), (text, violations(error))
-        assert await total_trades(s, who, p.id) == 0
+        assert await s.trade_count(who, p.id) == 0
 
 
 async def test_the_csv_export_holds_the_trades_then_the_positions(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     imported = (await import_csv(s, who, p.id, GOOD.replace(",half", ",=SUM(A1)"))).trades
     (chunk,) = await export(s, who, p.id, "csv")
     assert chunk.content_type == "text/csv; charset=utf-8"
@@ -179,8 +166,7 @@ async def test_the_json_export_is_one_document_with_trades_and_positions(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who, name="Exported")
+    who, p = await s.user_with_portfolio(name="Exported")
     await import_csv(s, who, p.id, GOOD)
     chunks = await export(s, who, p.id, "json")
     assert {c.content_type for c in chunks} == {"application/json"}
@@ -212,8 +198,7 @@ async def test_a_large_export_streams_in_bounded_chunks(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     rows = "".join(f"2024-01-02,deposit,,{i + 1},,,{'n' * 200}\n" for i in range(1200))
     await import_csv(s, who, p.id, "date,side,symbol,quantity,price,fees,notes\n" + rows)
     chunks = await export(s, who, p.id, "csv")
@@ -227,8 +212,7 @@ async def test_a_large_export_streams_in_bounded_chunks(
 
 async def test_an_unknown_export_format_is_invalid(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     try:
         await export(s, who, p.id, "xml")
     except grpc.aio.AioRpcError as error:

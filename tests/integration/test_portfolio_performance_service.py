@@ -38,8 +38,7 @@ async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]
 
 async def test_performance_of_a_hand_checked_portfolio(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     today = datetime.now(UTC).date()
     d0, d1, d2 = (today - timedelta(days=n) for n in (3, 2, 1))
     closes = {d0: "50", d1: "55", d2: "44", today: "60"}
@@ -90,8 +89,7 @@ async def test_closes_the_market_gives_are_stored_and_stored_ones_win(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     today = datetime.now(UTC).date()
     start = today - timedelta(days=40)
     await s.trade(who, p.id, "buy", "1", "60", symbol="KO", executed_at=noon(start))
@@ -124,8 +122,7 @@ async def test_closes_the_market_gives_are_stored_and_stored_ones_win(
 
 async def test_a_bad_range_or_portfolio_is_refused(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     error = await expect_error(
         s.stub.GetPerformance(
             pb.GetPerformanceRequest(portfolio_id=p.id, range="2w"), metadata=who
@@ -150,8 +147,7 @@ async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_ser
     # Annualized, 15 % in one day is about 1.4e22: past the 28 digits of the default decimal
     # context, which once made this a 500.
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)
     await store_closes(s, "KO", {yesterday: "100", today: "115"})

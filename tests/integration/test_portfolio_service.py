@@ -171,8 +171,7 @@ async def test_every_side_moves_cash_positions_and_totals_as_computed_by_hand(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who, initial_cash="10000")
+    who, p = await s.user_with_portfolio(initial_cash="10000")
     await s.trade(who, p.id, "buy", "10", "150", symbol="AAPL", fees="5")
     await s.trade(who, p.id, "buy", "5", "160", symbol="aapl")
     sold = await s.trade(who, p.id, "sell", "12", "170", symbol="AAPL", fees="4")
@@ -210,8 +209,7 @@ async def test_positions_by_average_cost_and_closed_positions_on_request(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     await s.trade(who, p.id, "buy", "10", "150", symbol="AAPL", fees="5")
     await s.trade(who, p.id, "buy", "5", "160", symbol="AAPL")
     await s.trade(who, p.id, "sell", "12", "170", symbol="AAPL", fees="4")
@@ -244,8 +242,7 @@ async def test_a_buy_without_a_price_trades_at_the_markets_price_and_names_its_s
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="MSFT"), metadata=who)).quote
     trade = await s.trade(who, p.id, "buy", "2", symbol="msft")
     assert (trade.symbol, trade.price, trade.price_source) == ("MSFT", quote.price, "mock")
@@ -257,8 +254,7 @@ async def test_create_position_is_a_buy_and_answers_the_position(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     first = await s.stub.CreatePosition(
         pb.CreatePositionRequest(portfolio_id=p.id, symbol="KO", quantity="4", price="60"),
         metadata=who,
@@ -278,8 +274,7 @@ async def test_selling_more_than_held_is_rejected_naming_the_shortfall_and_recor
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     await s.trade(who, p.id, "buy", "3", "60", symbol="KO")
     error = await expect_error(
         s.trade(who, p.id, "sell", "5", "61", symbol="KO"), grpc.StatusCode.FAILED_PRECONDITION
@@ -293,8 +288,7 @@ async def test_a_back_dated_sell_is_checked_against_the_shares_held_at_its_date(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     now = datetime.now(UTC)
     await s.trade(
         who, p.id, "buy", "5", "60", symbol="KO", executed_at=stamp(now - timedelta(days=2))
@@ -315,8 +309,7 @@ async def test_twenty_concurrent_sells_of_ten_shares_sell_exactly_ten(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     await s.trade(who, p.id, "buy", "10", "60", symbol="KO")
     results = await asyncio.gather(
         *(s.trade(who, p.id, "sell", "1", "61", symbol="KO") for _ in range(20)),
@@ -357,8 +350,7 @@ async def test_a_paper_portfolio_buys_only_with_the_cash_it_has(
 
 async def test_a_withdrawal_beyond_the_cash_is_refused(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who, initial_cash="50")
+    who, p = await s.user_with_portfolio(initial_cash="50")
     error = await expect_error(
         s.trade(who, p.id, "withdrawal", "60"), grpc.StatusCode.FAILED_PRECONDITION
     )
@@ -369,8 +361,7 @@ async def test_bad_trades_are_invalid_naming_each_field_as_the_client_spells_it(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     tomorrow = stamp(datetime.now(UTC) + timedelta(days=1))
     cases = [
         (
@@ -415,8 +406,7 @@ async def test_bad_trades_are_invalid_naming_each_field_as_the_client_spells_it(
 
 async def test_an_unknown_symbol_is_not_found(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     for price in ("", "10"):
         error = await expect_error(
             s.trade(who, p.id, "buy", "1", price, symbol="NOPE"), grpc.StatusCode.NOT_FOUND

@@ -66,8 +66,7 @@ async def test_a_service_receives_each_trade_made_after_it_subscribed(
 
 async def test_a_rejected_trade_publishes_nothing(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who = await s.user()
-    p = await s.portfolio(who)
+    who, p = await s.user_with_portfolio()
     async with collecting(s) as events:
         with contextlib.suppress(grpc.aio.AioRpcError):
             await s.trade(who, p.id, "sell", "1", "60", symbol="KO")
