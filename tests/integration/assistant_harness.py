@@ -48,6 +48,11 @@ async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
         yield fake
 
 
+def token_of(who: Metadata) -> str:
+    """The access token `who`'s bearer metadata carries."""
+    return who[0][1].removeprefix("Bearer ")
+
+
 @dataclass
 class AssistantStack:
     """Users, portfolio and assistant running; what a test needs to drive them."""
@@ -72,7 +77,7 @@ class AssistantStack:
         return (await self.account())[0]
 
     async def token(self) -> str:
-        return (await self.user())[0][1].removeprefix("Bearer ")
+        return token_of(await self.user())
 
     def send(
         self, who: Metadata, message: str, **fields: str

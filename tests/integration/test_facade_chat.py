@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from stockfolio.assistant.v1 import assistant_pb2
 
 from services.assistant.config import SEED_MODELS
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import StartStack
+from tests.integration.assistant_harness import StartStack, token_of
 from tests.integration.conftest import Client, FacadeInFront
 from tests.integration.socket_client import WAIT, Socket, authenticated, receive_until
 
@@ -51,6 +52,21 @@ async def quiet(ws: Socket) -> list[dict[str, Any]]:
     """What the socket got before a ping's pong (messages are handled in order)."""
     await ws.send_json({"type": "ping"})
     return (await receive_until(ws, "pong"))[:-1]
+
+
+async def join(ws: Socket, session_id: str) -> None:
+    """`ws` joins the session; the facade confirms it, and says nothing else."""
+    await ws.send_json({"type": "join_session", "sessionId": session_id})
+    assert await quiet(ws) == [{"type": "joined", "sessionId": session_id}]
+
+
+async def chunks_until(ws: Socket, text: str) -> None:
+    """Read the answer streaming to `ws` until its chunks add up to `text`."""
+    streamed = ""
+    while streamed != text:
+        message = await ws.receive_json(timeout=WAIT)
+        if message["type"] == "chunk":
+            streamed += message["text"]
 
 
 # --- REST ------------------------------------------------------------------------------------
@@ -220,7 +236,7 @@ async def test_stream_chat_streams_chunks_then_done(
 ) -> None:
     async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         me = await stack.account()
-        token = me[0][0][1].removeprefix("Bearer ")
+        token = token_of(me[0])
         await stack.portfolio_with(me[0], "Core", [("AAPL", "1", "100")])
         fake_anthropic.replies.extend(
             [
@@ -274,17 +290,13 @@ async def test_stop_cancels_the_answer_and_keeps_what_was_streamed(
 ) -> None:
     async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         me = await stack.user()
-        token = me[0][1].removeprefix("Bearer ")
+        token = token_of(me)
         fake_anthropic.replies.append(Reply(text="one two three four five six", hold_after=2))
         ws = await connect(client, token)
         await ws.send_json({"type": "stream_chat", "message": "count slowly"})
         got = await receive_until(ws, "session")
         session_id = got[-1]["sessionId"]
-        streamed = ""
-        while streamed != "one two ":
-            message = await ws.receive_json(timeout=WAIT)
-            if message["type"] == "chunk":
-                streamed += message["text"]
+        await chunks_until(ws, "one two ")
         await ws.send_json({"type": "stop"})
         stopped = (await receive_until(ws, "stopped"))[-1]
         assert stopped["sessionId"] == session_id
@@ -312,21 +324,14 @@ async def test_typing_and_presence_reach_the_other_sockets_in_the_session_only(
 ) -> None:
     async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
         alice_meta, alice_id = await stack.account()
-        alice = alice_meta[0][1].removeprefix("Bearer ")
+        alice = token_of(alice_meta)
         bob = await stack.token()
-        one = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="first"), metadata=alice_meta
-        )
-        two = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="second"), metadata=alice_meta
-        )
+        one = await stack.send(alice_meta, "first")
+        two = await stack.send(alice_meta, "second")
         phone, laptop, tablet = [await connect(client, alice) for _ in range(3)]
-        await phone.send_json({"type": "join_session", "sessionId": one.session_id})
-        assert await quiet(phone) == [{"type": "joined", "sessionId": one.session_id}]
-        await laptop.send_json({"type": "join_session", "sessionId": one.session_id})
-        assert await quiet(laptop) == [{"type": "joined", "sessionId": one.session_id}]
-        await tablet.send_json({"type": "join_session", "sessionId": two.session_id})
-        assert await quiet(tablet) == [{"type": "joined", "sessionId": two.session_id}]
+        await join(phone, one.session_id)
+        await join(laptop, one.session_id)
+        await join(tablet, two.session_id)
         joined = await receive_until(phone, "user_joined")
         assert joined[-1] == {
             "type": "user_joined",
@@ -375,84 +380,77 @@ async def test_typing_and_presence_reach_the_other_sockets_in_the_session_only(
             await ws.close()
 
 
-async def test_relays_cross_facade_replicas_through_redis(
+class SharedChat(NamedTuple):
+    """One user's chat session, and a socket of theirs on each of two facade replicas."""
+
+    user_id: str
+    session_id: str
+    first: Socket
+    second: Socket
+
+
+@pytest.fixture
+async def shared_chat(
     assistant_stack: StartStack,
     fake_anthropic: FakeAnthropic,
     facade_in_front: FacadeInFront,
     redis_url: str,
-) -> None:
+) -> AsyncIterator[SharedChat]:
+    """Two facade replicas sharing Redis, in front of one assistant stack."""
     async with (
         assistant_stack() as stack,
         facade_in_front(stack.addresses, REDIS_URL=redis_url) as first,
         facade_in_front(stack.addresses, REDIS_URL=redis_url) as second,
     ):
         meta, user_id = await stack.account()
-        token = meta[0][1].removeprefix("Bearer ")
-        chat = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="shared"), metadata=meta
-        )
-        here, there = await connect(first, token), await connect(second, token)
-        for ws in (here, there):
-            await ws.send_json({"type": "join_session", "sessionId": chat.session_id})
-            assert await quiet(ws) == [{"type": "joined", "sessionId": chat.session_id}]
-        await there.send_json({"type": "typing_start", "sessionId": chat.session_id})
-        typing = await receive_until(here, "typing")
-        assert typing[-1] == {
-            "type": "typing",
-            "sessionId": chat.session_id,
-            "userId": user_id,
-            "active": True,
-        }
-        assert [m["type"] for m in await quiet(there)] == []
-        await here.close()
-        await there.close()
+        token = token_of(meta)
+        chat = await stack.send(meta, "shared")
+        sockets = await connect(first, token), await connect(second, token)
+        yield SharedChat(user_id, chat.session_id, *sockets)
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_relays_cross_facade_replicas_through_redis(shared_chat: SharedChat) -> None:
+    here, there = shared_chat.first, shared_chat.second
+    for ws in (here, there):
+        await join(ws, shared_chat.session_id)
+    await there.send_json({"type": "typing_start", "sessionId": shared_chat.session_id})
+    typing = await receive_until(here, "typing")
+    assert typing[-1] == {
+        "type": "typing",
+        "sessionId": shared_chat.session_id,
+        "userId": shared_chat.user_id,
+        "active": True,
+    }
+    assert [m["type"] for m in await quiet(there)] == []
 
 
 async def test_every_socket_in_the_session_sees_the_answer_in_order_across_replicas(
-    assistant_stack: StartStack,
-    fake_anthropic: FakeAnthropic,
-    facade_in_front: FacadeInFront,
-    redis_url: str,
+    shared_chat: SharedChat, fake_anthropic: FakeAnthropic
 ) -> None:
-    async with (
-        assistant_stack() as stack,
-        facade_in_front(stack.addresses, REDIS_URL=redis_url) as first,
-        facade_in_front(stack.addresses, REDIS_URL=redis_url) as second,
-    ):
-        meta, _ = await stack.account()
-        token = meta[0][1].removeprefix("Bearer ")
-        chat = await stack.assistant.SendMessage(
-            assistant_pb2.SendMessageRequest(message="shared"), metadata=meta
-        )
-        session_id = chat.session_id
-        asker, watcher = await connect(first, token), await connect(second, token)
-        await watcher.send_json({"type": "join_session", "sessionId": session_id})
-        assert await quiet(watcher) == [{"type": "joined", "sessionId": session_id}]
+    session_id = shared_chat.session_id
+    asker, watcher = shared_chat.first, shared_chat.second
+    await join(watcher, session_id)
 
-        fake_anthropic.replies.append(Reply(text="alpha beta gamma delta"))
-        await asker.send_json({"type": "stream_chat", "message": "go", "sessionId": session_id})
-        asked = await receive_until(asker, "done")
-        seen = await receive_until(watcher, "done")
-        # The same messages, in the same order, on the other replica's socket.
-        assert seen == asked
-        assert "".join(m["text"] for m in seen if m["type"] == "chunk") == "alpha beta gamma delta"
-        assert all(m["sessionId"] == session_id for m in seen)
-        # The asker is not sent its own answer twice.
-        assert await quiet(asker) == []
+    fake_anthropic.replies.append(Reply(text="alpha beta gamma delta"))
+    await asker.send_json({"type": "stream_chat", "message": "go", "sessionId": session_id})
+    asked = await receive_until(asker, "done")
+    seen = await receive_until(watcher, "done")
+    # The same messages, in the same order, on the other replica's socket.
+    assert seen == asked
+    assert "".join(m["text"] for m in seen if m["type"] == "chunk") == "alpha beta gamma delta"
+    assert all(m["sessionId"] == session_id for m in seen)
+    # The asker is not sent its own answer twice.
+    assert await quiet(asker) == []
 
-        # A stopped answer ends for the watcher too.
-        fake_anthropic.replies.append(Reply(text="one two three four", hold_after=2))
-        await asker.send_json({"type": "stream_chat", "message": "again", "sessionId": session_id})
-        streamed = ""
-        while streamed != "one two ":
-            message = await watcher.receive_json(timeout=WAIT)
-            if message["type"] == "chunk":
-                streamed += message["text"]
-        await asker.send_json({"type": "stop"})
-        assert (await receive_until(watcher, "stopped"))[-1] == {
-            "type": "stopped",
-            "sessionId": session_id,
-        }
-        fake_anthropic.release()
-        for ws in (asker, watcher):
-            await ws.close()
+    # A stopped answer ends for the watcher too.
+    fake_anthropic.replies.append(Reply(text="one two three four", hold_after=2))
+    await asker.send_json({"type": "stream_chat", "message": "again", "sessionId": session_id})
+    await chunks_until(watcher, "one two ")
+    await asker.send_json({"type": "stop"})
+    assert (await receive_until(watcher, "stopped"))[-1] == {
+        "type": "stopped",
+        "sessionId": session_id,
+    }
+    fake_anthropic.release()
