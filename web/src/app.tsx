@@ -42,7 +42,7 @@ function Shell() {
       <main id="main" class="page" tabIndex={-1}>
         <ErrorBoundary>
           <PageFailed path={path}>
-            <Router>
+            <Router onRouteChange={focusPage}>
               {[
                 ...ROUTES.filter((r) => r.public || session.status === "signedIn").map((r) => (
                   <Route key={r.path} path={r.path} component={r.page} />
@@ -83,6 +83,11 @@ class PageFailed extends Component<{ path: string; children: ComponentChildren }
       </section>
     );
   }
+}
+
+/** After a navigation, focus goes to the new page (screen readers start reading there). */
+function focusPage() {
+  document.getElementById("main")?.focus({ preventScroll: false });
 }
 
 function Empty() {

@@ -11,7 +11,7 @@ import { Donut, type Slice } from "../../components/Donut";
 import { ErrorBanner, Field, Loading } from "../../components/form";
 import { RangePicker } from "../../components/RangePicker";
 import { money, ratio, signed, trend } from "../../format";
-import { type LiveTotals, useLiveTotals } from "../../ws/liveTotals";
+import { useLiveTotals } from "../../ws/liveTotals";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 
 export default function Dashboard() {
@@ -39,43 +39,12 @@ export default function Dashboard() {
   );
 }
 
+/** The live parts (the summary, each card) follow the ticks on their own; the donut and the
+ * chart below them are drawn again only when the portfolios are loaded again. */
 function Overview({ portfolios }: { portfolios: Portfolio[] }) {
-  const totals = useLiveTotals(portfolios);
-  let total = 0;
-  let dayChange = 0;
-  let gain = 0;
-  for (const t of totals.values()) {
-    total += t.total;
-    dayChange += t.dayChange;
-    gain += t.gain;
-  }
-  const currency = portfolios[0]?.currency || "USD";
-  const previous = total - dayChange;
   return (
     <>
-      <section class="card" aria-labelledby="all-title">
-        <h2 id="all-title">All portfolios</h2>
-        <dl class="stats">
-          <div>
-            <dt>Total value</dt>
-            <dd class="big" data-testid="dashboard-total">
-              {money(total, currency)}
-            </dd>
-          </div>
-          <div>
-            <dt>Day change</dt>
-            <dd class={trend(dayChange)} data-testid="dashboard-day-change">
-              {signed(dayChange, currency)} ({ratio(previous ? dayChange / previous : 0, true)})
-            </dd>
-          </div>
-          <div>
-            <dt>Gain / loss</dt>
-            <dd class={trend(gain)} data-testid="dashboard-gain">
-              {signed(gain, currency)}
-            </dd>
-          </div>
-        </dl>
-      </section>
+      <Summary portfolios={portfolios} />
       {portfolios.length === 0 ? (
         <p class="card" data-testid="no-portfolios">
           No portfolios yet: start one below.
@@ -83,7 +52,7 @@ function Overview({ portfolios }: { portfolios: Portfolio[] }) {
       ) : (
         <ul class="grid plain" data-testid="portfolio-list">
           {portfolios.map((p) => (
-            <PortfolioCard key={p.id} portfolio={p} totals={totals.get(p.id ?? "")} />
+            <PortfolioCard key={p.id} portfolio={p} />
           ))}
         </ul>
       )}
@@ -98,10 +67,51 @@ function Overview({ portfolios }: { portfolios: Portfolio[] }) {
   );
 }
 
-function PortfolioCard({ portfolio, totals }: { portfolio: Portfolio; totals?: LiveTotals }) {
+function Summary({ portfolios }: { portfolios: Portfolio[] }) {
+  const totals = useLiveTotals(portfolios);
+  let total = 0;
+  let dayChange = 0;
+  let gain = 0;
+  for (const t of totals.values()) {
+    total += t.total;
+    dayChange += t.dayChange;
+    gain += t.gain;
+  }
+  const currency = portfolios[0]?.currency || "USD";
+  const previous = total - dayChange;
+  return (
+    <section class="card" aria-labelledby="all-title">
+      <h2 id="all-title">All portfolios</h2>
+      <dl class="stats">
+        <div>
+          <dt>Total value</dt>
+          <dd class="big" data-testid="dashboard-total">
+            {money(total, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Day change</dt>
+          <dd class={trend(dayChange)} data-testid="dashboard-day-change">
+            {signed(dayChange, currency)} ({ratio(previous ? dayChange / previous : 0, true)})
+          </dd>
+        </div>
+        <div>
+          <dt>Gain / loss</dt>
+          <dd class={trend(gain)} data-testid="dashboard-gain">
+            {signed(gain, currency)}
+          </dd>
+        </div>
+      </dl>
+    </section>
+  );
+}
+
+function PortfolioCard({ portfolio }: { portfolio: Portfolio }) {
   const id = portfolio.id ?? "";
   const currency = portfolio.currency || "USD";
-  const t = totals ?? { total: Number(portfolio.totalValue), gain: 0, dayChange: 0, dayChangeRatio: 0 };
+  const one = useMemo(() => [portfolio], [portfolio]);
+  const live = useLiveTotals(one).get(id);
+  const t = live ?? { total: Number(portfolio.totalValue), gain: 0, dayChange: 0, dayChangeRatio: 0 };
   return (
     <li class="card" data-testid={`portfolio-card-${id}`}>
       <div class="row spread">

@@ -3,7 +3,7 @@
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
-import { api, envelope } from "../../api/client";
+import { api, envelope, type Portfolio } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner, Loading } from "../../components/form";
 import { money, ratio, signed, trend } from "../../format";
@@ -32,8 +32,6 @@ export default function PortfolioPage() {
     [id],
   );
   const p = portfolio.data;
-  const list = useMemo(() => (p ? [p] : []), [p]);
-  const totals = useLiveTotals(list).get(id);
   // Everything below loads again when the portfolio does (after a trade or an import).
   const version = useMemo(() => String(Date.now()), [p]);
 
@@ -46,10 +44,6 @@ export default function PortfolioPage() {
     );
   }
   const currency = p.currency || "USD";
-  const total = totals?.total ?? Number(p.totalValue);
-  const gain = totals?.gain ?? Number(p.totalGainLoss);
-  // What the holdings are worth above their cost, at the latest prices.
-  const unrealized = totals ? total - Number(p.cash ?? 0) - Number(p.costBasis ?? 0) : Number(p.unrealizedGain);
   return (
     <>
       <div class="row spread">
@@ -59,58 +53,7 @@ export default function PortfolioPage() {
         </a>
       </div>
       <ErrorBanner error={portfolio.error} testid="portfolio-error" />
-      <section class="card" aria-label="Totals">
-        <dl class="stats">
-          <div>
-            <dt>Total value</dt>
-            <dd class="big" data-testid="portfolio-total" data-value={total.toFixed(2)}>
-              {money(total, currency)}
-            </dd>
-          </div>
-          <div>
-            <dt>Day change</dt>
-            <dd class={trend(totals?.dayChange)} data-testid="portfolio-day-change">
-              {signed(totals?.dayChange ?? 0, currency)} ({ratio(totals?.dayChangeRatio ?? 0, true)})
-            </dd>
-          </div>
-          <div>
-            <dt>Gain / loss</dt>
-            <dd class={trend(gain)} data-testid="portfolio-gain">
-              {signed(gain, currency)}
-            </dd>
-          </div>
-          <div>
-            <dt>Cash</dt>
-            <dd data-testid="portfolio-cash">{money(p.cash, currency)}</dd>
-          </div>
-          <div>
-            <dt>Money put in</dt>
-            <dd data-testid="portfolio-cost">{money(p.totalCost, currency)}</dd>
-          </div>
-          <div>
-            <dt>Realized gain</dt>
-            <dd class={trend(p.realizedGain)} data-testid="portfolio-realized">
-              {signed(p.realizedGain, currency)}
-            </dd>
-          </div>
-          <div>
-            <dt>Unrealized gain</dt>
-            <dd class={trend(unrealized)} data-testid="portfolio-unrealized">
-              {signed(unrealized, currency)}
-            </dd>
-          </div>
-          <div>
-            <dt>Dividends · fees</dt>
-            <dd>
-              {money(p.dividends, currency)} · {money(p.fees, currency)}
-            </dd>
-          </div>
-        </dl>
-        <p class="muted">
-          {p.kind === "paper" ? "Paper portfolio: buys spend its cash." : "Tracking portfolio."}{" "}
-          {p.description}
-        </p>
-      </section>
+      <Totals portfolio={p} />
       <Positions portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} />
@@ -119,5 +62,72 @@ export default function PortfolioPage() {
         <Export portfolioId={id} name={p.name ?? "portfolio"} />
       </div>
     </>
+  );
+}
+
+/** The totals, live: only this part draws again on each tick, not the tables below it. */
+function Totals({ portfolio: p }: { portfolio: Portfolio }) {
+  const list = useMemo(() => [p], [p]);
+  const totals = useLiveTotals(list).get(p.id ?? "");
+  const currency = p.currency || "USD";
+  const total = totals?.total ?? Number(p.totalValue);
+  const gain = totals?.gain ?? Number(p.totalGainLoss);
+  // What the holdings are worth above their cost, at the latest prices.
+  const unrealized = totals
+    ? total - Number(p.cash ?? 0) - Number(p.costBasis ?? 0)
+    : Number(p.unrealizedGain);
+  return (
+    <section class="card" aria-label="Totals">
+      <dl class="stats">
+        <div>
+          <dt>Total value</dt>
+          <dd class="big" data-testid="portfolio-total" data-value={total.toFixed(2)}>
+            {money(total, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Day change</dt>
+          <dd class={trend(totals?.dayChange)} data-testid="portfolio-day-change">
+            {signed(totals?.dayChange ?? 0, currency)} ({ratio(totals?.dayChangeRatio ?? 0, true)})
+          </dd>
+        </div>
+        <div>
+          <dt>Gain / loss</dt>
+          <dd class={trend(gain)} data-testid="portfolio-gain">
+            {signed(gain, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Cash</dt>
+          <dd data-testid="portfolio-cash">{money(p.cash, currency)}</dd>
+        </div>
+        <div>
+          <dt>Money put in</dt>
+          <dd data-testid="portfolio-cost">{money(p.totalCost, currency)}</dd>
+        </div>
+        <div>
+          <dt>Realized gain</dt>
+          <dd class={trend(p.realizedGain)} data-testid="portfolio-realized">
+            {signed(p.realizedGain, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Unrealized gain</dt>
+          <dd class={trend(unrealized)} data-testid="portfolio-unrealized">
+            {signed(unrealized, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Dividends · fees</dt>
+          <dd>
+            {money(p.dividends, currency)} · {money(p.fees, currency)}
+          </dd>
+        </div>
+      </dl>
+      <p class="muted">
+        {p.kind === "paper" ? "Paper portfolio: buys spend its cash." : "Tracking portfolio."}{" "}
+        {p.description}
+      </p>
+    </section>
   );
 }
