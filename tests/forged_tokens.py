@@ -25,23 +25,29 @@ AUTHENTICATED_RPC = {
 }
 
 
-def admin_claims(**overrides: Any) -> dict[str, Any]:
-    """What a forger wants: an admin's access token, well formed in every other way."""
+def access_claims(**overrides: Any) -> dict[str, Any]:
+    """The claims of a well-formed access token, with some replaced (None: left out)."""
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "iss": "stockfolio",
         "aud": "stockfolio",
-        "sub": "forged-admin",
-        "sid": "forged-session",
-        "email": "root@example.com",
-        "roles": ["user", "admin"],
+        "sub": "u-1",
+        "sid": "s-1",
+        "email": "ada@example.com",
+        "roles": ["user"],
         "typ": "access",
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "jti": uuid.uuid4().hex,
     }
     claims.update(overrides)
-    return claims
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def admin_claims(**overrides: Any) -> dict[str, Any]:
+    """What a forger wants: an admin's access token, well formed in every other way."""
+    admin = {"sub": "forged-admin", "sid": "forged-session", "email": "root@example.com"}
+    return access_claims(**{**admin, "roles": ["user", "admin"], **overrides})
 
 
 def _b64(raw: bytes) -> str:

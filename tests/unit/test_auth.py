@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from services.runtime.auth import (
 )
 from services.runtime.errors import Unauthenticated
 from services.runtime.keys import ServiceKey, SigningKey, TokenKeys
-from tests.forged_tokens import hmac_signed
+from tests.forged_tokens import access_claims, hmac_signed
 
 USER_KEY = SigningKey.generate()
 SERVICE_KEY = SigningKey.generate()
@@ -49,25 +48,6 @@ def codec() -> TokenCodec:
 def verifier() -> TokenVerifier:
     """What the portfolio service holds: public halves only."""
     return TokenVerifier(keys(), issuer="stockfolio", service="portfolio")
-
-
-def claims(**overrides: Any) -> dict[str, Any]:
-    """The claims of a well-formed access token, with some replaced (None: left out)."""
-    now = datetime.now(UTC)
-    found: dict[str, Any] = {
-        "iss": "stockfolio",
-        "aud": "stockfolio",
-        "sub": "u-1",
-        "sid": "s-1",
-        "email": "ada@example.com",
-        "roles": ["user"],
-        "typ": "access",
-        "iat": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": uuid.uuid4().hex,
-    }
-    found.update(overrides)
-    return {k: v for k, v in found.items() if v is not None}
 
 
 def signed(payload: dict[str, Any], key: SigningKey = USER_KEY, *, kid: str | None = None) -> str:
@@ -131,7 +111,7 @@ def test_a_refresh_token_round_trips_its_claims(codec: TokenCodec) -> None:
 
 def test_an_expired_token_is_rejected_as_expired(verifier: TokenVerifier) -> None:
     past = datetime.now(UTC) - timedelta(minutes=10)
-    token = signed(claims(iat=past, exp=past + timedelta(minutes=5)))
+    token = signed(access_claims(iat=past, exp=past + timedelta(minutes=5)))
     with pytest.raises(Unauthenticated) as raised:
         verifier.read_access(token)
     assert raised.value.reason == "TOKEN_EXPIRED"
@@ -143,9 +123,9 @@ def test_a_token_signed_with_another_ed25519_key_is_invalid(verifier: TokenVerif
     token, _ = forger.issue_access(user_id="u-1", session_id="s-1", email="", roles=["admin"])
     assert reason_of(verifier, token) == "TOKEN_INVALID"
     # Naming our kid does not help: the signature is checked with our key.
-    assert reason_of(verifier, signed(claims(roles=["admin"]), FORGER_KEY, kid=USER_KEY.kid)) == (
-        "TOKEN_INVALID"
-    )
+    assert reason_of(
+        verifier, signed(access_claims(roles=["admin"]), FORGER_KEY, kid=USER_KEY.kid)
+    ) == ("TOKEN_INVALID")
 
 
 @pytest.mark.parametrize("secret", ["pem", "raw"])
@@ -159,13 +139,13 @@ def test_an_hs256_token_keyed_with_our_public_key_is_rejected(
         if secret == "pem"
         else base64.b64decode("".join(USER_KEY.public_pem().splitlines()[1:-1]))[-32:]
     )
-    token = hmac_signed(claims(roles=["admin"]), public, kid=USER_KEY.kid)
+    token = hmac_signed(access_claims(roles=["admin"]), public, kid=USER_KEY.kid)
     assert reason_of(verifier, token) == "TOKEN_INVALID"
 
 
 def test_an_unsigned_alg_none_token_is_rejected(verifier: TokenVerifier) -> None:
     token = jwt.encode(
-        claims(roles=["admin"]), None, algorithm="none", headers={"kid": USER_KEY.kid}
+        access_claims(roles=["admin"]), None, algorithm="none", headers={"kid": USER_KEY.kid}
     )
     assert token.endswith("."), "an alg=none token has an empty signature"
     assert reason_of(verifier, token) == "TOKEN_INVALID"
@@ -179,14 +159,14 @@ def test_an_unsigned_alg_none_token_is_rejected(verifier: TokenVerifier) -> None
 def test_a_token_for_another_audience_or_from_another_issuer_is_rejected(
     verifier: TokenVerifier, override: dict[str, str]
 ) -> None:
-    assert reason_of(verifier, signed(claims(**override))) == "TOKEN_INVALID"
+    assert reason_of(verifier, signed(access_claims(**override))) == "TOKEN_INVALID"
 
 
 @pytest.mark.parametrize("missing", ["sid", "sub", "exp", "typ", "jti", "aud", "iss", "iat"])
 def test_a_token_missing_a_required_claim_is_rejected(
     verifier: TokenVerifier, missing: str
 ) -> None:
-    assert reason_of(verifier, signed(claims(**{missing: None}))) == "TOKEN_INVALID"
+    assert reason_of(verifier, signed(access_claims(**{missing: None}))) == "TOKEN_INVALID"
 
 
 def test_two_public_keys_by_kid_are_both_accepted_during_a_rollover() -> None:
@@ -200,8 +180,8 @@ def test_two_public_keys_by_kid_are_both_accepted_during_a_rollover() -> None:
 
 
 def test_an_unknown_or_missing_kid_is_rejected(verifier: TokenVerifier) -> None:
-    assert reason_of(verifier, signed(claims(), kid="retired-key")) == "TOKEN_INVALID"
-    no_kid = jwt.encode(claims(), USER_KEY.private, algorithm="EdDSA")
+    assert reason_of(verifier, signed(access_claims(), kid="retired-key")) == "TOKEN_INVALID"
+    no_kid = jwt.encode(access_claims(), USER_KEY.private, algorithm="EdDSA")
     assert reason_of(verifier, no_kid) == "TOKEN_INVALID"
 
 
@@ -217,7 +197,7 @@ def test_a_refresh_token_presented_as_an_access_token_is_rejected(codec: TokenCo
 def test_a_tampered_token_is_rejected(codec: TokenCodec) -> None:
     token, _ = codec.issue_access(user_id="u-1", session_id="s-1", email="", roles=["user"])
     header, _, signature = token.split(".")
-    forged_payload = signed(claims(roles=["admin"]), FORGER_KEY).split(".")[1]
+    forged_payload = signed(access_claims(roles=["admin"]), FORGER_KEY).split(".")[1]
     assert reason_of(codec, f"{header}.{forged_payload}.{signature}") == "TOKEN_INVALID"
     assert reason_of(codec, "not-a-jwt") == "TOKEN_INVALID"
 
@@ -247,17 +227,17 @@ def test_a_service_token_names_its_one_callee(verifier: TokenVerifier) -> None:
 
 
 def test_a_service_key_signs_nothing_but_its_own_service_tokens(verifier: TokenVerifier) -> None:
-    as_user = signed(claims(aud="portfolio", iss="facade", roles=["admin"]), SERVICE_KEY)
+    as_user = signed(access_claims(aud="portfolio", iss="facade", roles=["admin"]), SERVICE_KEY)
     assert reason_of(verifier, as_user, allow_service=True) == "TOKEN_INVALID"
     as_other_service = signed(
-        claims(aud="portfolio", iss="facade", sub="service:terminal", typ="service", sid=""),
+        access_claims(aud="portfolio", iss="facade", sub="service:terminal", typ="service", sid=""),
         SERVICE_KEY,
     )
     assert reason_of(verifier, as_other_service, allow_service=True) == "TOKEN_INVALID"
 
 
 def test_the_users_key_does_not_sign_service_tokens(verifier: TokenVerifier) -> None:
-    token = signed(claims(aud="portfolio", iss="stockfolio", typ="service", sid=""))
+    token = signed(access_claims(aud="portfolio", iss="stockfolio", typ="service", sid=""))
     assert reason_of(verifier, token, allow_service=True) == "TOKEN_INVALID"
 
 
