@@ -4,11 +4,13 @@ the health probes, the upstream streams of the portfolio feed)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from itertools import groupby
 
+import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -54,6 +56,7 @@ from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
 from services.runtime.server import service_token_signer, token_verifier
+from services.runtime.tasks import cancel_and_wait
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
@@ -80,10 +83,26 @@ def channel_context(service: str) -> CleanupContext:
         for endpoint in app[ENDPOINTS]:
             if endpoint.route.service == service:
                 endpoint.bind(channel)
+        watch = asyncio.create_task(
+            half_open_when_ready(channel, app[BREAKERS][service]), name=f"{service}-ready"
+        )
         yield
+        await cancel_and_wait(watch)
         await channel.close()
 
     return context
+
+
+async def half_open_when_ready(channel: grpc.aio.Channel, breaker: CircuitBreaker) -> None:
+    """Each time the channel becomes READY again, an open circuit may try at once: a service
+    back from an outage (its database restarted) is served again without waiting out the
+    breaker's cooldown. A service that is slow but connected stays READY: this never fires."""
+    state = channel.get_state()
+    while True:
+        await channel.wait_for_state_change(state)
+        state = channel.get_state()
+        if state == grpc.ChannelConnectivity.READY:
+            breaker.reachable_again()
 
 
 async def probes_context(app: web.Application) -> AsyncIterator[None]:

@@ -64,6 +64,13 @@ class CircuitBreaker:
         if self._failures >= self._threshold:
             self._open_until = self._clock() + self._cooldown
 
+    def reachable_again(self) -> None:
+        """The service's channel is READY again (a replica connected and, health-checked, says
+        SERVING): an open circuit half-opens now rather than at the end of its cooldown, as
+        Envoy returns a host to the pool once its active health check passes."""
+        if self._failures >= self._threshold:
+            self._open_until = min(self._open_until, self._clock())
+
     def abandon(self) -> None:
         """An admitted call ended without an outcome (the client went away)."""
         self._trial = False
