@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.infrastructure import (
+    RESULTS,
     FaultResult,
     PrivatePostgres,
     PrivateRedis,
@@ -26,7 +27,6 @@ if not ENABLED:
     collect_ignore_glob = ["test_*.py"]
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "faults.md"
-_RESULTS: list[FaultResult] = []
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def record() -> Iterator[list[FaultResult]]:
     """Where a test puts its row(s) of the results table."""
     rows: list[FaultResult] = []
     yield rows
-    _RESULTS.extend(rows)
+    RESULTS.extend(rows)
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +68,9 @@ def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _RESULTS:
+    if not RESULTS:
         return
-    table = results_table(_RESULTS)
+    table = results_table(RESULTS)
     terminalreporter.write_sep("=", "fault suite results")
     terminalreporter.write_line(table)
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,10 @@ class FaultResult:
     note: str = ""
 
 
+# Every row recorded in this run; the suite's conftest prints and writes them at the end.
+RESULTS: list[FaultResult] = []
+
+
 def results_table(rows: Sequence[FaultResult]) -> str:
     lines = [
         "| fault | load | requests | failures | recovery | note |",
@@ -465,6 +469,10 @@ class Answer:
     elapsed: float
 
 
+def password_of(email: str) -> str:
+    return f"Pw-{email.split('@')[0]}-long-enough"
+
+
 class Client:
     """HTTP and WebSockets against the facade, every answer timed."""
 
@@ -502,16 +510,13 @@ class Client:
             return Answer(answer.status, parsed, dict(answer.headers), elapsed)
 
     async def register(self) -> tuple[str, str]:
-        """A fresh account: (user id, access token)."""
+        """A fresh account: (user id, access token); its password is `password_of(email)`."""
         tag = uuid.uuid4().hex[:12]
+        email = f"faults-{tag}@example.test"
         answer = await self.call(
             "POST",
             "/api/v1/auth/register",
-            body={
-                "email": f"faults-{tag}@example.test",
-                "password": f"Pw-{tag}-long-enough",
-                "name": f"Faults {tag}",
-            },
+            body={"email": email, "password": password_of(email), "name": f"Faults {tag}"},
         )
         assert answer.status == 201, answer.body
         data = answer.body["data"]
