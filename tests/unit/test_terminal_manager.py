@@ -166,12 +166,21 @@ async def test_per_user_and_global_caps_answer_resource_exhausted(
     await manager.create("dave", "project", 80, 24, SH)
 
 
+async def sleep_in_background(session: Session, *, ignoring: str = "") -> int:
+    """The pid of a `sleep` the session's shell starts in the background (`trap`ping the
+    signal `ignoring` first)."""
+    trap = f"trap '' {ignoring}; " if ignoring else ""
+    output = await run(session, f"{trap}sleep 1000 & echo BG=$!", "started")
+    found = re.search(rb"BG=(\d+)", output)
+    assert found is not None, output
+    return int(found.group(1))
+
+
 async def test_close_ends_the_whole_process_group_and_leaves_no_zombie(
     manager: TerminalManager,
 ) -> None:
     session = await manager.create("alice", "project", 80, 24, SH)
-    output = await run(session, "sleep 1000 & echo BG=$!", "started")
-    background = int(re.search(rb"BG=(\d+)", output).group(1))  # type: ignore[union-attr]
+    background = await sleep_in_background(session)
     shell = session.pid
     assert not gone(background)
     watcher = session.watch(replay=False)
@@ -190,8 +199,7 @@ async def test_a_shell_that_ignores_sighup_is_killed_after_the_grace_period(
     manager: TerminalManager,
 ) -> None:
     session = await manager.create("alice", "project", 80, 24, SH)
-    output = await run(session, "trap '' HUP; sleep 1000 & echo BG=$!", "trapped")
-    stubborn = int(re.search(rb"BG=(\d+)", output).group(1))  # type: ignore[union-attr]
+    stubborn = await sleep_in_background(session, ignoring="HUP")
     started = time.monotonic()
     await manager.close(session.id)
     assert gone(session.pid)
