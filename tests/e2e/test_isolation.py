@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,31 +55,25 @@ class Shell:
             time.sleep(0.1)
 
     def close(self) -> None:
-        answer = request(
-            "DELETE",
-            f"{self.system.facade_url}/api/v1/terminal/terminals/{self.session_id}",
-            token=self.account.access_token,
-        )
-        assert answer.status == 200, answer.body
+        self._call("DELETE", "")
 
     def _post(self, action: str, body: object) -> None:
+        self._call("POST", f"/{action}", body)
+
+    def _history(self) -> str:
+        output: str = self._call("GET", "/history")["data"]["recentOutput"]
+        return output
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        """A request about this terminal (`path` after its URL), which must answer 200."""
         answer = request(
-            "POST",
-            f"{self.system.facade_url}/api/v1/terminal/terminals/{self.session_id}/{action}",
+            method,
+            f"{self.system.facade_url}/api/v1/terminal/terminals/{self.session_id}{path}",
             body=body,
             token=self.account.access_token,
         )
         assert answer.status == 200, answer.body
-
-    def _history(self) -> str:
-        answer = request(
-            "GET",
-            f"{self.system.facade_url}/api/v1/terminal/terminals/{self.session_id}/history",
-            token=self.account.access_token,
-        )
-        assert answer.status == 200, answer.body
-        output: str = answer.body["data"]["recentOutput"]
-        return output
+        return answer.body
 
 
 def open_shell(system: System, account: Account, project_id: str = "") -> Shell:
