@@ -81,10 +81,10 @@ export async function restoreSession(): Promise<void> {
     if (error instanceof ApiError && error.status === 401) {
       endSession(error.message);
     } else {
-      clearTokens();
+      // The API is unreachable or failing: the refresh token stays, so a reload tries again.
       publish({
         status: "signedOut",
-        message: error instanceof Error ? error.message : "Could not restore your session.",
+        message: `${error instanceof Error ? error.message : "Could not restore your session."} Reload to try again, or sign in.`,
       });
     }
   }
