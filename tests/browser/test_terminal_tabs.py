@@ -26,8 +26,14 @@ def shown(page: Page) -> Locator:
 
 
 def open_terminal(page: Page) -> Locator:
+    """A new tab, shown and attached; its panel (found by its session, not by being shown)."""
+    tabs = page.get_by_test_id("terminal-tab")
+    before = tabs.count()
     page.get_by_test_id("terminal-new").click()
-    panel = shown(page)
+    expect(tabs).to_have_count(before + 1)
+    session_id = tabs.last.get_attribute("data-session-id")
+    panel = page.locator(f"[role=tabpanel][id='panel-{session_id}']")
+    expect(panel).to_be_visible()
     expect(panel.get_by_test_id("terminal-status")).to_have_text("Connected")
     return panel
 
@@ -115,3 +121,17 @@ def test_each_tab_starts_its_shell_in_the_project_chosen_for_it(
     tabs.first.click()
     expect(shown(page).locator(".xterm-rows")).to_contain_text("in-alpha")
     expect(shown(page).locator(".xterm-rows")).not_to_contain_text("in-beta")
+
+
+def test_ctrl_bracket_moves_the_keyboard_out_of_the_terminal_to_its_tab(
+    page: Page, account: Account
+) -> None:
+    sign_in(page, account, at="/terminal")
+    panel = open_terminal(page)
+    panel.locator(".xterm").click()
+    page.keyboard.press("Tab")  # the shell's: focus stays in the terminal
+    expect(panel.locator(".xterm textarea")).to_be_focused()
+
+    page.keyboard.press("Control+BracketRight")
+
+    expect(page.get_by_test_id("terminal-tab")).to_be_focused()

@@ -25,17 +25,23 @@ const EXIT_TEXT: Record<string, string> = {
   dropped: "this tab fell behind; joining again",
 };
 
+/** The terminal keeps Tab for the shell; this key moves focus out of it instead. */
+export const LEAVE_KEY = "Ctrl+]";
+
 export function TerminalView(props: {
   sessionId: string;
   active: boolean;
   label: string;
   onState: (state: TerminalState) => void;
+  onLeave: () => void;
 }) {
   const box = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
   const termRef = useRef<Terminal | null>(null);
   const onState = useRef(props.onState);
   onState.current = props.onState;
+  const onLeave = useRef(props.onLeave);
+  onLeave.current = props.onLeave;
 
   useEffect(() => {
     const container = box.current!;
@@ -48,6 +54,14 @@ export function TerminalView(props: {
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(container);
+    // Keyboard users are never trapped: Ctrl+] leaves the terminal (to its tab).
+    term.attachCustomKeyEventHandler((event) => {
+      if (event.type === "keydown" && event.ctrlKey && event.key === "]") {
+        onLeave.current();
+        return false;
+      }
+      return true;
+    });
     termRef.current = term;
     fitRef.current = fit;
     let ended = false;

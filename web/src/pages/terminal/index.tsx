@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { messageOf } from "../../api/errors";
 import { ErrorBanner } from "../../components/form";
-import { TerminalView, type TerminalState } from "./TerminalView";
+import { LEAVE_KEY, TerminalView, type TerminalState } from "./TerminalView";
 import "./terminal.css";
 
 type Session = Schemas["stockfolio.terminal.v1.Terminal"];
@@ -190,14 +190,20 @@ export default function TerminalPage() {
               class="terminal-panel"
               hidden={tab.sessionId !== active}
             >
-              <p class="terminal-status muted" data-testid="terminal-status" aria-live="polite">
-                {describe(tab.state)}
-              </p>
+              <div class="row spread terminal-meta">
+                <p class="terminal-status muted" data-testid="terminal-status" aria-live="polite">
+                  {describe(tab.state)}
+                </p>
+                <p class="muted terminal-hint">
+                  <kbd>{LEAVE_KEY}</kbd> leaves the terminal (it keeps <kbd>Tab</kbd> for the shell)
+                </p>
+              </div>
               <TerminalView
                 sessionId={tab.sessionId}
                 label={tab.title}
                 active={tab.sessionId === active}
                 onState={(state) => setState(tab.sessionId, state)}
+                onLeave={() => tabRefs.current.get(tab.sessionId)?.focus()}
               />
             </div>
           ))}
