@@ -37,7 +37,7 @@ from services.runtime.errors import (
     NotFound,
 )
 from services.runtime.pagination import Page
-from services.workspace.locks import KeyedLocks
+from services.workspace.locks import VolumeLocks
 from services.workspace.paths import (
     PathForbidden,
     atomic_write,
@@ -236,18 +236,23 @@ class Files:
     """File operations inside one project folder (the caller located it for its owner)."""
 
     def __init__(
-        self, *, max_text_bytes: int, max_upload_bytes: int, quotas: Quotas | None = None
+        self,
+        *,
+        max_text_bytes: int,
+        max_upload_bytes: int,
+        quotas: Quotas | None = None,
+        lock_folder: Path | None = None,
     ) -> None:
         self.max_text_bytes = max_text_bytes
         self.max_upload_bytes = max_upload_bytes
         # Without quotas (tools, tests of other rules) nothing is counted.
         self._quotas = quotas
-        # One writer at a time per file in this process: the sha check and the write are one
-        # step.
-        self._locks: KeyedLocks[Path] = KeyedLocks()
+        # One writer at a time per file, across every replica on the volume (`lock_folder` on
+        # it; without one, in this process only): the sha check and the write are one step.
+        self._locks = VolumeLocks(lock_folder)
 
-    def _writing(self, target: Path) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._locks.hold(target)
+    def _writing(self, *targets: Path) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(*(str(target) for target in targets))
 
     @staticmethod
     def _owner_folder(project: Path) -> Path:
@@ -350,8 +355,7 @@ class Files:
             ) from None
         if target == source or str(target).startswith(f"{source}{os.sep}"):
             raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
-        first, second = sorted((source, target))  # one order for every writer: no deadlock
-        async with self._writing(first), self._writing(second):
+        async with self._writing(source, target):  # in one order for every writer
             return await asyncio.to_thread(_move, project, source, target, source_name, target_name)
 
     async def upload(self, project: Path, path: str, chunks: AsyncIterable[bytes]) -> Written:

@@ -18,6 +18,7 @@ from services.workspace.authors import ProfileAuthors
 from services.workspace.config import load_workspace_config
 from services.workspace.files import Files
 from services.workspace.git import GitRunner
+from services.workspace.locks import LOCK_FOLDER
 from services.workspace.orm import idempotency_keys
 from services.workspace.projects import Projects
 from services.workspace.quota import Quotas, Usage
@@ -61,6 +62,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
             max_text_bytes=settings.max_text_bytes,
             max_upload_bytes=settings.max_upload_bytes,
             quotas=quotas,
+            lock_folder=settings.root / LOCK_FOLDER,
         ),
         git=git,
         authors=authors,

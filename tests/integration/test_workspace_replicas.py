@@ -1,0 +1,117 @@
+"""Two workspace replicas on one shared volume (issue 15, part 2): writers hammering one file
+through both lose no update - each write names the sha it read, and the sha check and the write
+are one step across processes (a lock file on the volume), so the loser of a race gets 409
+(ABORTED) instead of silently overwriting the winner. Two real servers, one root and one
+database, as two pods would share them."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+
+import grpc
+from stockfolio.workspace.v1 import workspace_pb2
+
+from services.workspace.locks import LOCK_FOLDER, STRIPES
+from tests.integration.workspace_harness import StartWorkspace, WorkspaceService
+
+WRITERS = 8
+WRITES_EACH = 12
+
+
+async def append_line(
+    replica: WorkspaceService, project: str, who: tuple[tuple[str, str], ...], line: str
+) -> int:
+    """Read, add `line`, write back with the sha read; again on a conflict. Returns how many
+    conflicts it met."""
+    conflicts = 0
+    while True:
+        read = await replica.stub.GetFile(
+            workspace_pb2.GetFileRequest(project=project, path="shared.txt"), metadata=who
+        )
+        try:
+            await replica.stub.UpdateFile(
+                workspace_pb2.UpdateFileRequest(
+                    project=project,
+                    path="shared.txt",
+                    content=read.file.content + line + "\n",
+                    sha=read.file.sha,
+                ),
+                metadata=who,
+            )
+            return conflicts
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.ABORTED, error.details()
+            assert "has changed since sha was read" in (error.details() or "")
+            conflicts += 1
+
+
+async def test_writers_on_two_replicas_lose_no_update(start_workspace: StartWorkspace) -> None:
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        project = await one.project(ada, "race")
+        await one.stub.CreateFile(
+            workspace_pb2.CreateFileRequest(project=project.id, path="shared.txt", content=""),
+            metadata=ada.metadata,
+        )
+
+        async def writer(number: int) -> int:
+            replica = (one, two)[number % 2]
+            conflicts = 0
+            for write in range(WRITES_EACH):
+                line = f"writer {number} write {write}"
+                conflicts += await append_line(replica, project.id, ada.metadata, line)
+            return conflicts
+
+        conflicts = await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+        final = await two.stub.GetFile(
+            workspace_pb2.GetFileRequest(project=project.id, path="shared.txt"),
+            metadata=ada.metadata,
+        )
+        lines = final.file.content.splitlines()
+        expected = {f"writer {n} write {w}" for n in range(WRITERS) for w in range(WRITES_EACH)}
+        # Every acknowledged write is there, once: none overwrote another.
+        assert sorted(lines) == sorted(expected)
+        # The writers did race (the losers were told, and tried again).
+        assert sum(conflicts) > 0
+
+
+async def test_a_write_waits_for_a_lock_held_by_another_process(
+    start_workspace: StartWorkspace,
+) -> None:
+    """The lock really is the volume's: held by someone else (here, this test, as another
+    replica would hold it), a write waits for it, then goes through."""
+    async with start_workspace() as replica:
+        ada = await replica.user()
+        project = await replica.project(ada, "held")
+        created = await replica.stub.CreateFile(
+            workspace_pb2.CreateFileRequest(project=project.id, path="a.txt", content="one\n"),
+            metadata=ada.metadata,
+        )
+        folder = replica.root / LOCK_FOLDER
+        stripes = sorted(folder.iterdir())
+        assert stripes, "the create took no lock file"
+        assert len(stripes) <= STRIPES
+        # Hold every stripe the volume has so far: the next write of a.txt needs one of them.
+        held = [os.open(path, os.O_RDWR) for path in stripes]
+        try:
+            for descriptor in held:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            update = asyncio.ensure_future(
+                replica.stub.UpdateFile(
+                    workspace_pb2.UpdateFileRequest(
+                        project=project.id, path="a.txt", content="two\n", sha=created.file.sha
+                    ),
+                    metadata=ada.metadata,
+                )
+            )
+            await asyncio.sleep(0.3)  # the fault's own duration: the lock stays held this long
+            assert not update.done()
+            assert (replica.root / ada.id / "held" / "a.txt").read_text() == "one\n"
+        finally:
+            for descriptor in held:
+                os.close(descriptor)
+        updated = await asyncio.wait_for(update, 10)
+        assert updated.file.sha != created.file.sha
+        assert (replica.root / ada.id / "held" / "a.txt").read_text() == "two\n"
