@@ -10,12 +10,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 from aiohttp.test_utils import TestServer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from facade.app import create_app
@@ -23,6 +19,7 @@ from facade.breaker import COOLDOWN, THRESHOLD
 from facade.config import load_facade_config
 from services.runtime.config import DOMAIN_SERVICES, MIN_RPC_DEADLINE, load_runtime_config
 from tests.conftest import token_environment, users_codec
+from tests.faults.doubles import SlowService, serving
 from tests.faults.infrastructure import Answer, Client, FaultResult, client_of, poll
 
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name
@@ -34,52 +31,15 @@ DEAD = "127.0.0.1:1"
 LIST = "/api/v1/portfolios"
 
 
-class SlowPortfolio(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Answers ListPortfolios with one portfolio after `delay` seconds, and counts its calls;
-    every other portfolio RPC (the facade's price feed) just waits."""
-
-    def __init__(self) -> None:
-        self.delay = 3600.0
-        self.calls = 0
-        self.answer = portfolio_pb2.ListPortfoliosResponse(
-            portfolios=[portfolio_pb2.Portfolio(id="p-double", name="From the double")]
-        ).SerializeToString()
-
-    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        if method == f"/{SERVICE}/ListPortfolios":
-            return grpc.unary_unary_rpc_method_handler(self._answer)
-        if method.startswith(f"/{SERVICE}/"):
-            return grpc.unary_stream_rpc_method_handler(self._silent)
-        return None
-
-    async def _silent(
-        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
-        await asyncio.Event().wait()
-        yield b""
-
-    async def _answer(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        self.calls += 1
-        await asyncio.sleep(self.delay)
-        return self.answer
-
-
 @contextlib.asynccontextmanager
-async def double_at_a_port() -> AsyncIterator[tuple[SlowPortfolio, str]]:
-    double = SlowPortfolio()
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers([double])
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", SERVICE):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield double, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+async def double_at_a_port() -> AsyncIterator[tuple[SlowService, str]]:
+    """ListPortfolios answered with one portfolio, after an hour until told otherwise."""
+    reply = portfolio_pb2.ListPortfoliosResponse(
+        portfolios=[portfolio_pb2.Portfolio(id="p-double", name="From the double")]
+    )
+    double = SlowService(SERVICE, "ListPortfolios", reply, delay=3600.0)
+    async with serving(double) as address:
+        yield double, address
 
 
 @contextlib.asynccontextmanager
