@@ -123,3 +123,18 @@ def test_a_commit_of_an_edit_says_what_it_committed_and_cleans_the_status(
     # No remote yet: the API's sentence, not a status code.
     page.get_by_test_id("git-push").click()
     expect(page.get_by_test_id("git-error")).to_contain_text("origin")
+
+
+def test_a_file_changed_elsewhere_follows_in_the_editor_and_the_tree(
+    page: Page, system: System, account: Account, project: str
+) -> None:
+    open_readme(page, account)
+
+    change_behind_the_page(system, account, project, "# changed in a terminal\n")
+    api(system, account, "POST", "/api/v1/files", {"project": project, "path": "new.md"})
+
+    expect(page.get_by_test_id("editor")).to_have_value("# changed in a terminal\n")
+    expect(page.get_by_test_id("workspace-notice")).to_have_text(
+        "README.md changed elsewhere and was reloaded."
+    )
+    expect(page.locator("[data-testid=file-tree-item][data-path='new.md']")).to_be_visible()

@@ -8,6 +8,7 @@ import { Editor, openFile, type Opened } from "./Editor";
 import { FileTree, type Entry } from "./FileTree";
 import { GitPanel } from "./GitPanel";
 import { bytes, downloadFile, uploadFile, type Progress } from "./transfer";
+import { useFileWatch, type Change } from "./watch";
 import "./workspace.css";
 
 type Project = Schemas["stockfolio.workspace.v1.Project"];
@@ -55,6 +56,28 @@ export default function WorkspacePage() {
       setProject((current) => current || found[0]?.id || "");
     }, setError);
   }, []);
+
+  // Changes made elsewhere (a terminal, git, another tab): the tree and git follow; the open file
+  // follows too unless it has unsaved edits, which are never replaced behind the user's back.
+  useFileWatch(project, (changes: Change[]) => {
+    changed();
+    const mine = file && changes.find((c) => c.path === file.path);
+    if (!mine || !file) return;
+    if (mine.kind === "deleted") {
+      say(`${file.path} was deleted elsewhere; saving it would create it again.`);
+    } else if (dirty) {
+      say(`${file.path} changed elsewhere; saving will offer to reload it or overwrite it.`);
+    } else {
+      openFile(project, file.path).then(
+        (fresh) => {
+          if (fresh.sha === file.sha) return; // our own save coming back
+          setFile(fresh);
+          say(`${file.path} changed elsewhere and was reloaded.`);
+        },
+        () => undefined,
+      );
+    }
+  });
 
   const say = (text: string) => {
     setError(null);
