@@ -13,17 +13,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SETTINGS
+from tests.browser.private_system import private_system
 from tests.browser.screens import sign_in
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.system_harness import (
-    Account,
-    HarnessError,
-    System,
-    child_pids,
-    kill_leftovers,
-    start_system,
-)
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
 
@@ -65,14 +58,9 @@ class FakeInThread:
 @pytest.fixture(scope="module")
 def system(bundle: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     with FakeInThread() as fake:
-        settings = {**SETTINGS, "CLAUDE_API_KEY": fake.api_key, "ANTHROPIC_BASE_URL": fake.url}
-        try:
-            started, honcho = start_system(tmp_path_factory.mktemp("browser-provider"), settings)
-        except HarnessError as problem:
-            pytest.fail(f"the system did not start: {problem}", pytrace=False)
-        yield started
-        honcho.stop()
-        kill_leftovers(child_pids(honcho.output))
+        settings = {"CLAUDE_API_KEY": fake.api_key, "ANTHROPIC_BASE_URL": fake.url}
+        with private_system(tmp_path_factory.mktemp("browser-provider"), settings) as started:
+            yield started
 
 
 def test_an_answer_grows_as_it_streams_and_stop_keeps_what_was_written(
