@@ -49,7 +49,6 @@ function Users({ me }: { me: User }) {
   const [pagination, setPagination] = useState<Pagination | undefined>();
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState("");
-  const [generation, setGeneration] = useState(0);
   // The role a change asked for, shown (and the box disabled) until the API answers.
   const [pending, setPending] = useState<Record<string, boolean>>({});
 
@@ -60,7 +59,7 @@ function Users({ me }: { me: User }) {
       setPagination(answer.pagination);
       setError(null);
     }, setError);
-  }, [search, page, generation]);
+  }, [search, page]);
 
   const setAdmin = async (user: User, admin: boolean) => {
     const roles: Exclude<Role, "unspecified">[] = admin ? ["user", "admin"] : ["user"];
@@ -77,8 +76,7 @@ function Users({ me }: { me: User }) {
       setUsers((all) => (all ?? []).map((u) => (u.id === data.id ? data : u)));
       setNotice(`${data.email ?? "The user"} is now ${admin ? "an admin" : "a user"}; their sessions were ended.`);
     } catch (failure) {
-      setError(failure);
-      setGeneration((g) => g + 1); // the checkbox goes back to what the API holds
+      setError(failure); // the box goes back to what the API holds: the list is unchanged
     } finally {
       setPending(({ [user.id ?? ""]: _, ...rest }) => rest);
     }
