@@ -1,8 +1,9 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the system as `make run`
 starts it (migrations, then honcho with deploy/Procfile, the web process serving web/dist).
 
-One system and one browser per session; per test a fresh user and a fresh browser context (no
-storage shared between tests). The bundle is built first with `make web` (a no-op when it is
+One system and one Chromium per session; per test a fresh user and a fresh browser context (no
+storage shared between tests). These tests run after every other test of the session (see
+pytest_collection_modifyitems). The bundle is built first with `make web` (a no-op when it is
 fresh). Every test leaves a screenshot in var/test-artifacts/<test>.png, failed or not, and fails
 on an uncaught error in the page or a Content-Security-Policy violation.
 
@@ -58,6 +59,15 @@ SETTINGS = {
     "WS_SESSION_RECHECK": "0.5",
     "SESSION_CHECK_TTL": "0.5",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Runs the browser tests last, whatever order the command line names folders in. While
+    Playwright's sync API is open it keeps its asyncio loop running on the main thread, so any
+    asyncio test (or asyncio.run) after the first browser test would fail with "cannot be called
+    from a running event loop"; one Chromium per test instead costs 1-3 s each."""
+    here = Path(__file__).parent
+    items.sort(key=lambda item: item.path.is_relative_to(here))
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -1,12 +1,14 @@
-"""What a person does on the app's screens, once for every test: sign up, sign in, read a money
-figure back as a number."""
+"""What a person does on the app's screens, once for every test: sign in, watch the page renew
+its session, read a money figure back as a number."""
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
+from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Response, expect
 
 from tests.system_harness import Account
 
@@ -15,14 +17,32 @@ SIGNED_IN = "user-email"
 MINUS_SIGN = "\N{MINUS SIGN}"
 
 
-def sign_in(page: Page, account: Account, *, at: str = "/") -> None:
-    """Opens `at` signed out (the app sends us to sign in), signs in, and lands back on `at`."""
+def sign_in(page: Page, account: Account, *, at: str = "/") -> dict[str, Any]:
+    """Opens `at` signed out (the app sends us to sign in), signs in, and lands back on `at`.
+    Returns the tokens the API gave the page."""
     page.goto(at)
     expect(page).to_have_url(re.compile(r"/sign-in(\?|$)"))
     page.get_by_label("Email").fill(account.email)
     page.get_by_label("Password").fill(account.password)
-    page.get_by_test_id("signin-submit").click()
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/login")) as login:
+        page.get_by_test_id("signin-submit").click()
     expect(page.get_by_test_id(SIGNED_IN)).to_have_text(account.name)
+    return dict(login.value.json()["data"]["tokens"])
+
+
+def renewals(page: Page) -> list[dict[str, Any]]:
+    """Every POST /api/v1/auth/refresh the page sends from now on: the token it sent (`sent`)
+    and the token it was given (`given`, None when refused), in order."""
+    seen: list[dict[str, Any]] = []
+
+    def on_response(response: Response) -> None:
+        if response.url.endswith("/api/v1/auth/refresh") and response.request.method == "POST":
+            sent = json.loads(response.request.post_data or "{}").get("refreshToken")
+            given = response.json()["data"]["tokens"]["refreshToken"] if response.ok else None
+            seen.append({"sent": sent, "given": given, "status": response.status})
+
+    page.on("response", on_response)
+    return seen
 
 
 def amount(text: str) -> Decimal:

@@ -8,12 +8,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import SIGNED_IN, sign_in
+from tests.browser.screens import SIGNED_IN, renewals, sign_in
 from tests.system_harness import Account, System, new_credentials, request
 
 pytestmark = pytest.mark.browser
-
-REFRESH_TOKEN = "() => sessionStorage.getItem('stockfolio.refreshToken')"
 
 
 def test_signing_up_lands_on_an_empty_dashboard_named_for_the_user(
@@ -79,21 +77,22 @@ def test_a_wrong_password_shows_the_apis_own_message(
 def test_signing_out_forgets_the_session_even_across_a_reload(
     page: Page, system: System, account: Account
 ) -> None:
-    sign_in(page, account)
-    refresh_token = page.evaluate(REFRESH_TOKEN)
-    assert refresh_token
+    tokens = sign_in(page, account)
+    renewed = renewals(page)
 
     page.get_by_test_id("sign-out").click()
 
     expect(page).to_have_url(re.compile(r"/sign-in\?next=%2F$"))
     expect(page.get_by_test_id("signin-notice")).to_have_text("You are signed out.")
-    assert page.evaluate(REFRESH_TOKEN) is None
     page.reload()
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     expect(page.get_by_test_id(SIGNED_IN)).to_have_count(0)
+    assert [r["given"] for r in renewed] == [None] * len(renewed), renewed
     # The API ended the session too: its refresh token renews nothing.
     renewal = request(
-        "POST", f"{system.facade_url}/api/v1/auth/refresh", body={"refreshToken": refresh_token}
+        "POST",
+        f"{system.facade_url}/api/v1/auth/refresh",
+        body={"refreshToken": tokens["refreshToken"]},
     )
     assert renewal.status == 401, renewal.body
 
@@ -101,18 +100,19 @@ def test_signing_out_forgets_the_session_even_across_a_reload(
 def test_a_reload_signs_in_again_from_the_rotated_refresh_token(
     page: Page, account: Account
 ) -> None:
-    sign_in(page, account)
-    before = page.evaluate(REFRESH_TOKEN)
+    tokens = sign_in(page, account)
+    renewed = renewals(page)
 
     page.reload()
-
     expect(page.get_by_test_id(SIGNED_IN)).to_have_text(account.name)
     expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
-    after = page.evaluate(REFRESH_TOKEN)
-    assert after and after != before
-    # And again: the rotated token works as the first did.
     page.reload()
     expect(page.get_by_test_id(SIGNED_IN)).to_have_text(account.name)
+
+    # Each reload renewed once, with the token the previous answer gave: rotated every time.
+    assert [r["status"] for r in renewed] == [200, 200], renewed
+    assert renewed[0]["sent"] == tokens["refreshToken"]
+    assert renewed[1]["sent"] == renewed[0]["given"] != tokens["refreshToken"]
 
 
 def test_a_session_ended_elsewhere_lands_on_sign_in_with_the_reason(
