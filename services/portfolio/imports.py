@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from services.portfolio.domain import Book, CashPolicy, Side, Trade, order_key, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.records import RecordedTrade, require_portfolio_id
-from services.portfolio.trades import Trades
+from services.portfolio.trades import Settle, Trades
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 COLUMNS = ("date", "side", "symbol", "quantity", "price", "fees", "notes")
@@ -230,8 +230,17 @@ class Imports:
         self._max_rows = max_rows
         self._clock = clock
 
-    async def run(self, user_id: str, portfolio_id: str, text: str, *, dry_run: bool) -> Imported:
-        """The trades recorded (or, in a dry run, those that would be: without ids)."""
+    async def run(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        text: str,
+        *,
+        dry_run: bool,
+        settle: Settle | None = None,
+    ) -> Imported:
+        """The trades recorded (or, in a dry run, those that would be: without ids); `settle`
+        commits with them."""
         portfolio_id = require_portfolio_id(portfolio_id)
         rows = parse_csv(text, now=self._clock(), max_rows=self._max_rows)
         await self._check_symbols(rows)
@@ -241,6 +250,7 @@ class Imports:
             [r.trade for r in rows],
             check=book_check(rows),
             dry_run=dry_run,
+            settle=settle,
         )
         if not dry_run:
             await self._hub.trades_recorded(user_id, recorded)

@@ -6,13 +6,16 @@ idempotency store: a retry with the same `Idempotency-Key` gets the first respon
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import grpc
 from google.api import httpbody_pb2
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.portfolio.domain import CostMethod, Side
@@ -32,10 +35,11 @@ from services.portfolio.messages import (
     trade_message,
 )
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
+from services.portfolio.records import RecordedTrade
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
 from services.portfolio.stocks import search_stocks
-from services.portfolio.trades import TradeDraft, Trades
+from services.portfolio.trades import Settle, TradeDraft, Trades
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
@@ -65,9 +69,21 @@ def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
     return portfolio_message(valued.portfolio, valued.totals, valued.positions)
 
 
+M = TypeVar("M", bound=Message)
+
+
 class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
+
+    def _settling(self, respond: Callable[[Sequence[RecordedTrade]], M]) -> Settle:
+        """The answer to recorded trades, stored for the call's idempotency key in the same
+        transaction as the trades: a retry finds it whatever happened after the commit."""
+
+        async def settle(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
+            await self._cases.idempotency.settle(session, respond(recorded))
+
+        return settle
 
     # --- portfolios ----------------------------------------------------------------------------
 
@@ -158,9 +174,14 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         )
         user_id = require_identity().user_id
 
+        def respond(recorded: Sequence[RecordedTrade]) -> portfolio_pb2.CreateTradeResponse:
+            return portfolio_pb2.CreateTradeResponse(trade=trade_message(recorded[0]))
+
         async def create() -> portfolio_pb2.CreateTradeResponse:
-            recorded = await self._cases.trades.record(user_id, request.portfolio_id, draft)
-            return portfolio_pb2.CreateTradeResponse(trade=trade_message(recorded))
+            recorded = await self._cases.trades.record(
+                user_id, request.portfolio_id, draft, settle=self._settling(respond)
+            )
+            return respond([recorded])
 
         return await self._cases.idempotency.run(request, portfolio_pb2.CreateTradeResponse, create)
 
@@ -169,9 +190,18 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
     ) -> portfolio_pb2.ImportTradesResponse:
         user_id = require_identity().user_id
 
+        def respond(recorded: Sequence[RecordedTrade]) -> portfolio_pb2.ImportTradesResponse:
+            return portfolio_pb2.ImportTradesResponse(
+                imported=len(recorded), trades=[trade_message(t) for t in recorded]
+            )
+
         async def run() -> portfolio_pb2.ImportTradesResponse:
             done = await self._cases.imports.run(
-                user_id, request.portfolio_id, request.csv, dry_run=request.dry_run
+                user_id,
+                request.portfolio_id,
+                request.csv,
+                dry_run=request.dry_run,
+                settle=self._settling(respond),
             )
             return portfolio_pb2.ImportTradesResponse(
                 imported=done.count, trades=[trade_message(t) for t in done.trades]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.domain import (
     Book,
@@ -41,6 +43,10 @@ from services.runtime.errors import DomainError, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 
 log = logging.getLogger(__name__)
+
+# Called inside the transaction that records trades, with them, just before it commits: what
+# must commit with them (an idempotency key's stored answer).
+Settle = Callable[[AsyncSession, Sequence[RecordedTrade]], Awaitable[None]]
 
 # Field names as REST clients send them (lowerCamelCase).
 _WIRE_NAMES = {"executed_at": "executedAt"}
@@ -95,7 +101,9 @@ class Trades:
         self._hub = hub
         self._clock = clock
 
-    async def record(self, user_id: str, portfolio_id: str, draft: TradeDraft) -> RecordedTrade:
+    async def record(
+        self, user_id: str, portfolio_id: str, draft: TradeDraft, *, settle: Settle | None = None
+    ) -> RecordedTrade:
         """One trade, at the given price or, when none is given, at the market's current one."""
         portfolio_id = require_portfolio_id(portfolio_id)
         if draft.side is None:
@@ -123,7 +131,9 @@ class Trades:
             trade, source = replace(trade, price=quote.price), quote.source
         elif trade.symbol:
             await self.check_symbol(trade.symbol)
-        _, (recorded,) = await self.append(user_id, portfolio_id, [trade], source=source)
+        _, (recorded,) = await self.append(
+            user_id, portfolio_id, [trade], source=source, settle=settle
+        )
         await self._hub.trades_recorded(user_id, [recorded])
         return recorded
 
@@ -146,8 +156,10 @@ class Trades:
         source: str = "",
         check: BookCheck = replay_check,
         dry_run: bool = False,
+        settle: Settle | None = None,
     ) -> tuple[Portfolio, list[RecordedTrade]]:
-        """Record `new` after the portfolio's trades if `check` passes; all or nothing.
+        """Record `new` after the portfolio's trades if `check` passes; all or nothing, and
+        `settle` in the same transaction.
 
         A dry run checks the same way and records nothing (its trades have no ids).
         """
@@ -172,6 +184,8 @@ class Trades:
             recorded = [RecordedTrade(portfolio_id, t, now, source) for t in numbered]
             if not dry_run:
                 await repository.add(recorded)
+                if settle is not None:
+                    await settle(session, recorded)
         return portfolio, recorded
 
     async def search(self, wanted: TradeFilter, page: Page) -> tuple[list[RecordedTrade], int]:

@@ -15,6 +15,11 @@ succeeds its response bytes are stored (status `done`) for `ttl` seconds (24 h).
 A claim whose process died mid-request stays locked for `in_flight_timeout` seconds (far
 longer than any request's deadline), then counts as abandoned and can be claimed again.
 
+A handler whose work is one database transaction settles the key inside it (`settle`): the work
+and the stored response commit together, so nothing that committed can run again - not after a
+crash between the two, nor when the caller hangs up right after the commit (which would
+otherwise release the key). Other handlers are settled after they return, as before.
+
 Each service adds the table to its own metadata (`idempotency_table(metadata)`) and creates it
 in its own migration.
 """
@@ -22,10 +27,12 @@ in its own migration.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -90,6 +97,22 @@ class KeyInProgress(Conflict):
         super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
 
 
+@dataclass
+class _Claim:
+    """The key this request claimed, in the context its handler runs in."""
+
+    store: IdempotencyStore
+    user_id: str
+    key: str
+    request_hash: str
+    settled: bool = False
+
+
+_claimed: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar(
+    "idempotency_claim", default=None
+)
+
+
 def fingerprint(method: str, request: Message) -> str:
     """What makes two requests "the same": the method and the request's canonical bytes."""
     digest = hashlib.sha256(method.encode())
@@ -135,15 +158,38 @@ class IdempotencyStore:
         stored = await self._claim(user_id, key, request_hash)
         if stored is not None:
             return response_type.FromString(stored)
+        claim = _Claim(self, user_id, key, request_hash)
+        token = _claimed.set(claim)
         try:
             response = await handler()
         except BaseException:
+            # Frees the key only while it is in flight: one settled in a transaction that
+            # committed stays done (its work happened), one whose transaction rolled back is
+            # free for a retry.
             await asyncio.shield(self._release(user_id, key, request_hash))
             raise
-        await self._finish(
-            user_id, key, request_hash, response.SerializeToString(deterministic=True)
-        )
+        finally:
+            _claimed.reset(token)
+        if not claim.settled:
+            await self._finish(
+                user_id, key, request_hash, response.SerializeToString(deterministic=True)
+            )
         return response
+
+    async def settle(self, tx: AsyncSession, response: Message) -> None:
+        """Inside the handler's own transaction: store `response` for the key this request
+        claimed, to commit (or roll back) with the work. Nothing when the request has no key."""
+        claim = _claimed.get()
+        if claim is None or claim.store is not self:
+            return
+        await self._mark_done(
+            tx,
+            claim.user_id,
+            claim.key,
+            claim.request_hash,
+            response.SerializeToString(deterministic=True),
+        )
+        claim.settled = True  # the handler returns only if that transaction committed
 
     async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | None:
         """Claim the key (None) or return the stored response; raise when neither can be."""
@@ -190,18 +236,23 @@ class IdempotencyStore:
         return (await tx.execute(statement)).first() is not None
 
     async def _finish(self, user_id: str, key: str, request_hash: str, response: bytes) -> None:
-        t = self._table
         async with self._db.transaction() as tx:
-            await tx.execute(
-                update(t)
-                .where(
-                    t.c.user_id == user_id,
-                    t.c.key == key,
-                    t.c.request_hash == request_hash,
-                    t.c.status == IN_FLIGHT,
-                )
-                .values(status=DONE, response=response, locked_until=None)
+            await self._mark_done(tx, user_id, key, request_hash, response)
+
+    async def _mark_done(
+        self, tx: AsyncSession, user_id: str, key: str, request_hash: str, response: bytes
+    ) -> None:
+        t = self._table
+        await tx.execute(
+            update(t)
+            .where(
+                t.c.user_id == user_id,
+                t.c.key == key,
+                t.c.request_hash == request_hash,
+                t.c.status == IN_FLIGHT,
             )
+            .values(status=DONE, response=response, locked_until=None)
+        )
 
     async def _release(self, user_id: str, key: str, request_hash: str) -> None:
         t = self._table

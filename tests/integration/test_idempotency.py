@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
-from sqlalchemy import MetaData
+from sqlalchemy import Column, MetaData, String, Table, insert, select
 
 from services.runtime.context import Identity, current_identity, current_method, idempotency_key
 from services.runtime.db import Database
@@ -154,3 +154,43 @@ async def test_a_claim_abandoned_mid_request_can_be_taken_after_the_timeout(
         await store._claim("u-1", "k", "hash-a")
     clock.now += timedelta(seconds=61)
     assert await store._claim("u-1", "k", "hash-a") is None
+
+
+async def test_work_settled_in_its_transaction_runs_once_even_if_the_caller_hangs_up_after(
+    store: IdempotencyStore,
+) -> None:
+    """The work and its stored answer commit together: a caller that goes away right after the
+    commit (or a process that dies there) leaves the key done, and the retry gets the answer
+    without the work running again. Settled in a transaction that rolls back, the key is free."""
+    db = store._db
+    work = MetaData()
+    done = Table("work_done", work, Column("run", String(16), primary_key=True))
+    async with db.engine.begin() as connection:
+        await connection.run_sync(work.create_all)
+    runs = 0
+
+    async def settles_then_hangs_up() -> StringValue:
+        nonlocal runs
+        runs += 1
+        answer = StringValue(value=f"run {runs}")
+        async with db.transaction() as tx:
+            await tx.execute(insert(done).values(run=answer.value))
+            await store.settle(tx, answer)
+        raise asyncio.CancelledError  # the caller left between the commit and the answer
+
+    with serving("k"), pytest.raises(asyncio.CancelledError):
+        await store.run(StringValue(value="a"), StringValue, settles_then_hangs_up)
+    again = Handler()
+    assert (await call(store, "k", "a", again)).value == "run 1"
+    assert again.runs == 0
+    async with db.reading() as session:
+        assert (await session.execute(select(done.c.run))).scalars().all() == ["run 1"]
+
+    async def settles_then_rolls_back() -> StringValue:
+        async with db.transaction() as tx:
+            await store.settle(tx, StringValue(value="never"))
+            raise LookupError("oversold")  # the transaction and the settle roll back
+
+    with serving("k2"), pytest.raises(LookupError):
+        await store.run(StringValue(value="b"), StringValue, settles_then_rolls_back)
+    assert (await call(store, "k2", "b", Handler())).value == "run 1"

@@ -6,10 +6,18 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
+from sqlalchemy import text
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.rpc_errors import expect_error, reason, violations
+
+# The transaction that last wrote a row (PostgreSQL's xmin), by what the row is.
+WRITER = {
+    "key": text("SELECT xmin::text FROM idempotency_keys WHERE key = :value"),
+    "trade": text("SELECT xmin::text FROM trades WHERE id = :value"),
+}
 
 
 def keyed(who: Metadata, key: str) -> Metadata:
@@ -140,3 +148,38 @@ async def test_an_overlong_key_is_invalid(portfolio_service: PortfolioService) -
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in violations(error)] == ["idempotencyKey"]
+
+
+async def test_a_keyed_trade_and_its_stored_answer_commit_in_one_transaction(
+    portfolio_service: PortfolioService,
+) -> None:
+    """No window between the trade's commit and its key's: a crash there, or a client hanging
+    up there, could otherwise leave a recorded trade whose key a retry claims again. PostgreSQL
+    names the transaction that wrote each row (`xmin`): the trade rows and the key's row share
+    it, for a trade and for an import."""
+    s = portfolio_service
+    if not s.database_url.startswith("postgresql"):
+        pytest.skip("xmin, the writing transaction of a row, is PostgreSQL's")
+    who, p = await s.user_with_portfolio()
+    trade = await s.stub.CreateTrade(buy(p.id), metadata=keyed(who, "one-tx"))
+    csv = "date,side,symbol,quantity,price\n2024-01-02,buy,AAPL,1,100\n2024-01-03,buy,KO,2,60\n"
+    imported = await s.stub.ImportTrades(
+        pb.ImportTradesRequest(portfolio_id=p.id, csv=csv), metadata=keyed(who, "one-import")
+    )
+    db = s.database()
+    try:
+        async with db.reading() as session:
+
+            async def writer(of: str, value: str) -> set[str]:
+                rows = await session.execute(WRITER[of], {"value": value})
+                return set(rows.scalars().all())
+
+            key = await writer("key", "one-tx")
+            assert len(key) == 1
+            assert await writer("trade", trade.trade.id) == key
+            key = await writer("key", "one-import")
+            written = set().union(*[await writer("trade", t.id) for t in imported.trades])
+            assert len(imported.trades) == 2
+            assert written == key
+    finally:
+        await db.close()
