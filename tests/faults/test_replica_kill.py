@@ -8,6 +8,7 @@ The scenario runs once; each test below checks one promise of what it recorded."
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 import uuid
@@ -35,9 +36,12 @@ from tests.faults.infrastructure import (
 
 KILLED = ("users", "workspace")
 WARM_UP = 30  # confirmed writes of each kind before the kill
+BURST = 40  # new files sent together just before the kill (and a quarter as many renames)
 AFTER = 5.0  # seconds of load after the kill
 RETRIED = frozenset({0, 409, 502, 503, 504})
-SETTLE_WITHIN = 20.0
+SETTLE_WITHIN = 8.0
+# The temporary file of a write in progress (services/workspace/paths.py atomic_write).
+PARTIAL = re.compile(r"(^|/)\.[^/]+\.\w{8}\.tmp$")
 
 
 @dataclass
@@ -169,12 +173,18 @@ async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRe
 
             await poll(warmed_up, f"{WARM_UP} writes of each kind before the kill", within=60)
             doomed = [system.replicas[name][0] for name in KILLED]
+            burst = [asyncio.create_task(writers[i % 2].write_file()) for i in range(BURST)]
+            burst += [asyncio.create_task(writers[i % 2].rename()) for i in range(BURST // 4)]
+            # In flight: each write is, by then, somewhere between its claim and its answer.
+            await asyncio.sleep(0.1)
             killed_at = time.monotonic()
             for replica in doomed:
                 replica.signal(signal.SIGKILL)
             await asyncio.sleep(AFTER)
+            await asyncio.wait(burst, timeout=SETTLE_WITHIN)
             for writer in writers:
                 writer.stop.set()
+            await asyncio.gather(*burst)
         exit_codes = {r.name: r.popen.poll() if r.popen else None for r in doomed}
         name_after: dict[str, str] = {}
         files_after: dict[str, dict[str, str | None]] = {}
@@ -213,7 +223,10 @@ def kill(tmp_path_factory: pytest.TempPathFactory) -> Kill:
     RESULTS.append(
         FaultResult(
             fault="kill -9 one of 2 users and one of 2 workspace replicas",
-            load="2 users: reads of me and a file, renames (PUT), new files (POST + key)",
+            load=(
+                "2 users: reads of me and a file, renames (PUT), new files (POST + key); "
+                f"a burst of {BURST} files at the kill"
+            ),
             requests=len(seen.load.outcomes),
             failures=seen.unsettled + sum(len(w.refused) for w in seen.writers),
             recovery=max(failed) if failed else 0.0,
@@ -221,7 +234,9 @@ def kill(tmp_path_factory: pytest.TempPathFactory) -> Kill:
                 f"attempt statuses {dict(sorted(statuses.items()))}; "
                 f"{sum(len(w.files) for w in seen.writers)} files and "
                 f"{sum(len(w.names) for w in seen.writers)} renames confirmed; "
-                f"{seen.unsettled} writes never settled (409 IN_PROGRESS); recovery: the last "
+                f"{seen.unsettled} writes never settled (409 IN_PROGRESS); "
+                f"{sum(1 for ps in seen.listed.values() for p in ps if PARTIAL.search(p))} "
+                "partial files left; recovery: the last "
                 "503 after the kill"
             ),
         )
@@ -246,7 +261,7 @@ def test_no_confirmed_write_is_lost_or_doubled(kill: Kill) -> None:
     for writer in kill.writers:
         assert kill.name_after[writer.user_id] == writer.names[-1]
         assert kill.files_after[writer.user_id] == writer.files
-        listed = kill.listed[writer.user_id]
+        listed = [p for p in kill.listed[writer.user_id] if not PARTIAL.search(p)]
         assert sorted(set(listed)) == sorted(listed)
         assert (
             set(writer.files)
@@ -265,3 +280,17 @@ def test_no_confirmed_write_is_lost_or_doubled(kill: Kill) -> None:
 )
 def test_every_idempotent_write_is_settled_by_retrying(kill: Kill) -> None:
     assert kill.unsettled == 0
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "not yet in issue 15: a write the kill interrupts leaves its temporary file "
+        "(.<name>.<random>.tmp, services/workspace/paths.py atomic_write) in the project, "
+        "listed to its owner and counted in the quota, until someone deletes it; whether the "
+        "kill lands inside a write is a matter of timing"
+    ),
+)
+def test_a_write_cut_short_by_the_kill_leaves_no_partial_file(kill: Kill) -> None:
+    partial = [p for paths in kill.listed.values() for p in paths if PARTIAL.search(p)]
+    assert partial == []
