@@ -37,7 +37,7 @@ RECOVERY_LIMIT = 5.0
 WARM_UP = 40  # trades confirmed before the fault
 BURST = 30  # trades sent together just before PostgreSQL stops
 AFTER = 3.0  # seconds of load after both reads and trades succeed again
-SETTLE_WITHIN = 20.0  # seconds after the return for every retried key to get its answer
+SETTLE_WITHIN = 8.0  # seconds after the return for every retried key to get its answer
 NOTICE_WITHIN = 10.0
 DOWN_STATUSES = frozenset({0, 503, 504})
 
