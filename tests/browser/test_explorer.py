@@ -3,6 +3,8 @@ signed-in user; the WebSocket protocols stand beside it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -30,6 +32,8 @@ def test_try_it_out_calls_the_api_with_the_signed_in_users_token(
 def test_the_websocket_protocols_are_shown_from_the_readme(page: Page, account: Account) -> None:
     sign_in(page, account, at="/explorer")
     page.get_by_test_id("explorer-tab-ws").click()
+    expect(page).to_have_url(re.compile(r"/explorer\?tab=ws$"))
+    page.reload()  # the tab is in the URL
 
     protocols = page.get_by_test_id("explorer-ws")
     for path in ("/ws/portfolio", "/ws/terminal", "/ws/chat"):

@@ -2,9 +2,9 @@
  * CDN), whose "Try it out" calls the API as the signed-in user; and beside it the WebSocket
  * protocols, as the README states them. */
 
+import { useLocation } from "preact-iso";
 import { useEffect, useRef, useState } from "preact/hooks";
-import SwaggerUIBundle, { type SwaggerRequest } from "swagger-ui-dist/swagger-ui-es-bundle.js";
-import "swagger-ui-dist/swagger-ui.css";
+import type { SwaggerRequest } from "swagger-ui-dist/swagger-ui-es-bundle.js";
 import { api, envelope } from "../../api/client";
 import { accessToken } from "../../auth/tokens";
 import { ErrorBanner } from "../../components/form";
@@ -26,8 +26,9 @@ function Rest() {
 
   useEffect(() => {
     let live = true;
-    envelope(api().GET("/api/v1/openapi.json")).then(
-      (document) => {
+    // Swagger UI is most of this page's weight: its own chunk, fetched beside the document.
+    Promise.all([envelope(api().GET("/api/v1/openapi.json")), import("./swagger")]).then(
+      ([document, { default: SwaggerUIBundle }]) => {
         if (!live || !box.current) return;
         SwaggerUIBundle({
           // The document names no server: "Try it out" goes to the API, not to this page's origin.
@@ -58,17 +59,27 @@ function Rest() {
   );
 }
 
+type Tab = "rest" | "ws";
+
 export default function ExplorerPage() {
-  const [tab, setTab] = useState<"rest" | "ws">("rest");
+  const location = useLocation();
+  // ?tab=ws links straight to the protocols (and leaves Swagger UI unloaded until asked for).
+  const [tab, setTab] = useState<Tab>(location.query.tab === "ws" ? "ws" : "rest");
+  const [restShown, setRestShown] = useState(tab === "rest");
+  const show = (next: Tab) => {
+    setTab(next);
+    if (next === "rest") setRestShown(true);
+    location.route(next === "ws" ? "/explorer?tab=ws" : "/explorer", true);
+  };
   return (
     <section class="explorer" aria-labelledby="explorer-title">
       <div class="row spread">
         <h1 id="explorer-title">API explorer</h1>
         <div class="segmented" role="group" aria-label="Which API">
-          <button type="button" aria-pressed={tab === "rest"} onClick={() => setTab("rest")} data-testid="explorer-tab-rest">
+          <button type="button" aria-pressed={tab === "rest"} onClick={() => show("rest")} data-testid="explorer-tab-rest">
             REST (OpenAPI)
           </button>
-          <button type="button" aria-pressed={tab === "ws"} onClick={() => setTab("ws")} data-testid="explorer-tab-ws">
+          <button type="button" aria-pressed={tab === "ws"} onClick={() => show("ws")} data-testid="explorer-tab-ws">
             WebSockets
           </button>
         </div>
@@ -78,9 +89,7 @@ export default function ExplorerPage() {
         your own token, so it acts as you: what you create or delete is real. The raw document:{" "}
         <a href={`${config().apiUrl}/api/v1/openapi.json`}>openapi.json</a>.
       </p>
-      <div hidden={tab !== "rest"}>
-        <Rest />
-      </div>
+      <div hidden={tab !== "rest"}>{restShown && <Rest />}</div>
       <div hidden={tab !== "ws"} data-testid="explorer-ws">
         <nav aria-label="Sockets" class="row">
           {SOCKETS.map((path) => (
