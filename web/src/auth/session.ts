@@ -3,7 +3,14 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, endSession, envelope, onSessionEnded, renewAccessToken, type User } from "../api/client";
 import { ApiError } from "../api/errors";
-import { accessTokenTtl, clearTokens, onAccessToken, refreshToken, storeTokens } from "./tokens";
+import {
+  accessTokenTtl,
+  adoptRefreshToken,
+  clearTokens,
+  onAccessToken,
+  refreshToken,
+  storeTokens,
+} from "./tokens";
 
 export type Session =
   | { status: "loading" }
@@ -65,8 +72,9 @@ export async function signOut(): Promise<void> {
   publish({ status: "signedOut", message: "You are signed out." });
 }
 
-/** At boot: a refresh token in this tab signs the user in again without a form. */
+/** At boot: the refresh token this tab's previous page left signs the user in again. */
 export async function restoreSession(): Promise<void> {
+  adoptRefreshToken();
   onAccessToken((token) => (token ? scheduleRenewal() : clearTimeout(renewalTimer)));
   onSessionEnded((message) => publish({ status: "signedOut", message }));
   if (!refreshToken()) {
