@@ -14,7 +14,16 @@ import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price, quantity as formatQuantity } from "../../format";
 
-type Side = "buy" | "sell";
+type Side = "buy" | "sell" | "dividend" | "deposit" | "withdrawal";
+const SIDES: { side: Side; label: string; done: string }[] = [
+  { side: "buy", label: "Buy", done: "Bought" },
+  { side: "sell", label: "Sell", done: "Sold" },
+  { side: "dividend", label: "Dividend", done: "Recorded a dividend of" },
+  { side: "deposit", label: "Deposit", done: "Deposited" },
+  { side: "withdrawal", label: "Withdraw", done: "Withdrew" },
+];
+/** Cash sides move an amount (sent as a quantity at a price of 1, as the book records them). */
+const CASH_SIDES = new Set<Side>(["dividend", "deposit", "withdrawal"]);
 const SYMBOL = /^\^?[A-Za-z0-9][A-Za-z0-9.=-]{0,14}$/;
 /** Reasons the API gives about the quantity of an order (oversell, a paper portfolio's cash). */
 const QUANTITY_REASONS = new Set(["INSUFFICIENT_SHARES", "INSUFFICIENT_CASH"]);
@@ -24,7 +33,9 @@ export default function TradePage() {
   const portfolios = useApi(listPortfolios, []);
   const [portfolioId, setPortfolioId] = useState(query.portfolio ?? "");
   const [symbol, setSymbol] = useState((query.symbol ?? "").toUpperCase());
-  const [side, setSide] = useState<Side>(query.side === "sell" ? "sell" : "buy");
+  const [side, setSide] = useState<Side>(
+    SIDES.find((s) => s.side === query.side)?.side ?? "buy",
+  );
   const [quantity, setQuantity] = useState("");
   const [limit, setLimit] = useState("");
   const [fees, setFees] = useState("");
@@ -45,11 +56,13 @@ export default function TradePage() {
   // A changed order is a new question: the last answer's error no longer applies.
   useEffect(() => setError(null), [portfolioId, symbol, side, quantity, limit, fees]);
 
+  const cash = CASH_SIDES.has(side);
+  const needsSymbol = side !== "deposit" && side !== "withdrawal";
   const problems = {
     portfolio: portfolioId ? undefined : "choose a portfolio",
-    symbol: SYMBOL.test(symbol) ? undefined : "choose a symbol such as AAPL",
-    quantity: decimalProblem(quantity, { places: 8 }),
-    price: decimalProblem(limit, { places: 6, optional: true }),
+    symbol: !needsSymbol || SYMBOL.test(symbol) ? undefined : "choose a symbol such as AAPL",
+    quantity: decimalProblem(quantity, { places: cash ? 2 : 8 }),
+    price: cash ? undefined : decimalProblem(limit, { places: 6, optional: true }),
     fees: decimalProblem(fees, { places: 6, zero: true, optional: true }),
   };
   const apiError = error instanceof ApiError ? error : null;
@@ -69,9 +82,9 @@ export default function TradePage() {
     const body = {
       portfolioId,
       side,
-      symbol,
+      ...(needsSymbol ? { symbol } : {}),
       quantity: quantity.trim(),
-      ...(limit.trim() ? { price: limit.trim() } : {}),
+      ...(cash ? { price: "1" } : limit.trim() ? { price: limit.trim() } : {}),
       ...(fees.trim() ? { fees: fees.trim() } : {}),
       ...(notes.trim() ? { notes: notes.trim() } : {}),
     };
@@ -122,18 +135,20 @@ export default function TradePage() {
                 ))}
               </select>
             </Field>
-            <Field label="Symbol" id="trade-symbol" error={shown("symbol")}>
-              <SymbolSearch
-                id="trade-symbol"
-                value={symbol}
-                onChange={setSymbol}
-                invalid={Boolean(shown("symbol"))}
-              />
-            </Field>
+            {needsSymbol && (
+              <Field label="Symbol" id="trade-symbol" error={shown("symbol")}>
+                <SymbolSearch
+                  id="trade-symbol"
+                  value={symbol}
+                  onChange={setSymbol}
+                  invalid={Boolean(shown("symbol"))}
+                />
+              </Field>
+            )}
             <fieldset>
               <legend>Side</legend>
               <div class="segmented" role="group" aria-label="Side" data-testid="trade-side">
-                {(["buy", "sell"] as const).map((s) => (
+                {SIDES.map(({ side: s, label }) => (
                   <button
                     key={s}
                     type="button"
@@ -141,12 +156,17 @@ export default function TradePage() {
                     onClick={() => setSide(s)}
                     data-testid={`side-${s}`}
                   >
-                    {s === "buy" ? "Buy" : "Sell"}
+                    {label}
                   </button>
                 ))}
               </div>
             </fieldset>
-            <Field label="Quantity" id="trade-quantity" error={shown("quantity")} hint="Fractions to 8 places.">
+            <Field
+              label={cash ? "Amount" : "Quantity"}
+              id="trade-quantity"
+              error={shown("quantity")}
+              hint={cash ? "In the portfolio's currency, to the cent." : "Fractions to 8 places."}
+            >
               <input
                 id="trade-quantity"
                 inputMode="decimal"
@@ -158,22 +178,24 @@ export default function TradePage() {
                 data-testid="trade-quantity"
               />
             </Field>
-            <Field
-              label="Price (empty: the market price)"
-              id="trade-price"
-              error={shown("price")}
-              hint="To 6 places."
-            >
-              <input
+            {!cash && (
+              <Field
+                label="Price (empty: the market price)"
                 id="trade-price"
-                inputMode="decimal"
-                autoComplete="off"
-                value={limit}
-                aria-invalid={Boolean(shown("price"))}
-                onInput={(e) => setLimit(e.currentTarget.value)}
-                data-testid="trade-price"
-              />
-            </Field>
+                error={shown("price")}
+                hint="To 6 places."
+              >
+                <input
+                  id="trade-price"
+                  inputMode="decimal"
+                  autoComplete="off"
+                  value={limit}
+                  aria-invalid={Boolean(shown("price"))}
+                  onInput={(e) => setLimit(e.currentTarget.value)}
+                  data-testid="trade-price"
+                />
+              </Field>
+            )}
             <Field label="Fees" id="trade-fees" error={shown("fees")}>
               <input
                 id="trade-fees"
@@ -194,20 +216,19 @@ export default function TradePage() {
               />
             </Field>
             <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="trade-submit">
-              {busy ? "Placing…" : side === "buy" ? "Buy" : "Sell"}
+              {busy ? "Placing…" : SIDES.find((s) => s.side === side)?.label}
             </button>
           </form>
           {done && (
             <p class="banner notice" role="status" data-testid="trade-result" data-trade-id={done.id}>
-              {done.side === "sell" ? "Sold" : "Bought"} {formatQuantity(done.quantity)} {done.symbol} at{" "}
-              {price(done.price)} ({money(done.amount)}) in {portfolioName ?? "the portfolio"}.{" "}
+              {describe(done)} in {portfolioName ?? "the portfolio"}.{" "}
               <a href={`/portfolios/${done.portfolioId}`}>See the portfolio</a>
             </p>
           )}
         </section>
         <section class="card" aria-labelledby="quote-title">
           <h2 id="quote-title">Quote</h2>
-          {symbol && SYMBOL.test(symbol) ? (
+          {needsSymbol && SYMBOL.test(symbol) ? (
             <>
               <QuoteLine symbol={symbol} />
               <a href={`/stocks/${encodeURIComponent(symbol)}`}>Chart of {symbol} →</a>
@@ -219,4 +240,13 @@ export default function TradePage() {
       </div>
     </>
   );
+}
+
+/** "Bought 3 AAPL at 190.12 ($570.36)", "Deposited $500.00", "Recorded a dividend of $12.00 from KO". */
+function describe(trade: Trade): string {
+  const done = SIDES.find((s) => s.side === trade.side)?.done ?? "Recorded";
+  if (trade.side === "buy" || trade.side === "sell") {
+    return `${done} ${formatQuantity(trade.quantity)} ${trade.symbol} at ${price(trade.price)} (${money(trade.amount)})`;
+  }
+  return `${done} ${money(trade.amount)}${trade.symbol ? ` from ${trade.symbol}` : ""}`;
 }
