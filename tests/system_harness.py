@@ -2,7 +2,8 @@
 
 What they share: free ports below 32768, the environment `make run` gives every process, the
 migrations, one plain-HTTP request, and starting the whole system as `make run` does
-(migrations, then honcho with deploy/Procfile) and stopping it as Ctrl-C does.
+(migrations, then honcho with deploy/Procfile: the five services, the facade and the web process
+serving web/dist, its origin the facade's FRONTEND_URL) and stopping it as Ctrl-C does.
 """
 
 from __future__ import annotations
