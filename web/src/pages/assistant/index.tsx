@@ -38,6 +38,12 @@ export default function AssistantPage() {
   const [current, setCurrent] = useState<string | null>(null);
   const [messages, setMessages] = useState<Message[]>([]);
   const [live, setLive] = useState<Live | null>(null);
+  // The streamed answer is read by the socket's handler between renders: kept here as it is set.
+  const liveRef = useRef<Live | null>(null);
+  const update = (next: Live | null | ((l: Live | null) => Live | null)) => {
+    liveRef.current = typeof next === "function" ? next(liveRef.current) : next;
+    setLive(liveRef.current);
+  };
   const [question, setQuestion] = useState("");
   const [status, setStatus] = useState<SocketStatus>("connecting");
   const [error, setError] = useState<unknown>(null);
@@ -45,14 +51,12 @@ export default function AssistantPage() {
   const [hits, setHits] = useState<Message[] | null>(null);
   const [newFolder, setNewFolder] = useState("");
   const socket = useRef<LiveSocket<"/ws/chat"> | null>(null);
-  const liveRef = useRef<Live | null>(null);
-  liveRef.current = live;
 
   const refreshSessions = () => loadSessions().then(setSessions, setError);
 
   const open = async (id: string | null) => {
     setCurrent(id);
-    setLive(null);
+    update(null);
     setError(null);
     if (id === null) {
       setMessages([]);
@@ -74,7 +78,7 @@ export default function AssistantPage() {
     try {
       const loaded = await loadMessages(id);
       setMessages(loaded.messages);
-      setLive((l) => (l && l.state !== "streaming" && l.state !== "failed" ? null : l));
+      update((l) => (l && l.state !== "streaming" && l.state !== "failed" ? null : l));
     } catch (failure) {
       setError(failure);
     }
@@ -87,38 +91,41 @@ export default function AssistantPage() {
       setModel((m) => m || data[0]?.id || "");
     }, setError);
 
+    // Only the answer this page asked for is drawn: a socket also hears the sessions it joined
+    // (its answers' relays from other tabs), which belong to other conversations.
+    const ours = (l: Live | null, sessionId: string): l is Live => l !== null && l.sessionId === sessionId;
     const receive = (message: ChatServerMessage) => {
       const streaming = liveRef.current?.state === "streaming";
       switch (message.type) {
         case "session":
+          if (!streaming || liveRef.current?.sessionId !== null) break;
           setCurrent(message.sessionId);
-          setLive((l) => (l ? { ...l, sessionId: message.sessionId } : l));
+          update((l) => (l && l.sessionId === null ? { ...l, sessionId: message.sessionId } : l));
           setSessions((all) =>
             all.some((s) => s.id === message.sessionId) ? all : [{ id: message.sessionId, title: message.title }, ...all],
           );
           break;
         case "chunk":
-          setLive((l) => (l ? { ...l, text: l.text + message.text } : l));
+          update((l) => (ours(l, message.sessionId) ? { ...l, text: l.text + message.text } : l));
           break;
         case "tool_call":
         case "tool_result":
-          setLive((l) => (l ? { ...l, tools: upsertTool(l.tools, message.toolCall) } : l));
+          update((l) => (ours(l, message.sessionId) ? { ...l, tools: upsertTool(l.tools, message.toolCall) } : l));
           break;
         case "done":
-          setLive((l) => (l ? { ...l, state: "done" } : l));
-          void settle(message.sessionId);
-          break;
         case "stopped":
-          setLive((l) => (l ? { ...l, state: "stopped" } : l));
+          if (!ours(liveRef.current, message.sessionId) || !streaming) break;
+          update((l) => (ours(l, message.sessionId) ? { ...l, state: message.type } : l));
           void settle(message.sessionId);
           break;
         case "error": {
           const wait = message.retryAfter ? ` Try again in ${Math.ceil(message.retryAfter)} s.` : "";
           const text = `${message.message ?? message.code}${wait}`;
-          if (streaming) {
-            setLive((l) => (l ? { ...l, state: "failed", error: text } : l));
+          const mine = streaming && (!message.sessionId || liveRef.current?.sessionId === message.sessionId || liveRef.current?.sessionId === null);
+          if (mine) {
+            update((l) => (l ? { ...l, state: "failed", error: text } : l));
             void refreshSessions();
-          } else {
+          } else if (!message.sessionId || message.sessionId === liveRef.current?.sessionId) {
             setError(new Error(text));
           }
           break;
@@ -129,7 +136,7 @@ export default function AssistantPage() {
       setStatus(value);
       if (value === "reconnecting" && liveRef.current?.state === "streaming") {
         // The answer streamed on the socket that dropped: the service keeps what was written.
-        setLive((l) => (l ? { ...l, state: "failed", error: "The connection dropped; what was written so far is kept." } : l));
+        update((l) => (l ? { ...l, state: "failed", error: "The connection dropped; what was written so far is kept." } : l));
       }
     };
     socket.current = new LiveSocket("/ws/chat", { onMessage: receive, onStatus });
@@ -155,7 +162,7 @@ export default function AssistantPage() {
       // The previous streamed turn is stored by now: show it as stored before the new one.
       void loadMessages(current ?? "").then((l) => setMessages(l.messages), () => undefined);
     }
-    setLive({ sessionId: current, question: text, text: "", tools: [], state: "streaming" });
+    update({ sessionId: current, question: text, text: "", tools: [], state: "streaming" });
     setQuestion("");
   };
 
@@ -397,7 +404,10 @@ export default function AssistantPage() {
             placeholder="Ask the assistant…"
             onInput={(e) => setQuestion(e.currentTarget.value)}
             onKeyDown={(e) => {
-              if (e.key === "Enter" && !e.shiftKey) ask(e);
+              if (e.key === "Enter" && !e.shiftKey) {
+                e.preventDefault();
+                if (status === "open") ask(e);
+              }
             }}
           />
           {streaming ? (
@@ -405,8 +415,14 @@ export default function AssistantPage() {
               Stop
             </button>
           ) : (
-            <button type="submit" class="primary" disabled={!question.trim()} data-testid="chat-send">
-              Send
+            <button
+              type="submit"
+              class="primary"
+              disabled={!question.trim() || status !== "open"}
+              title={status === "open" ? undefined : "Connecting to the assistant…"}
+              data-testid="chat-send"
+            >
+              {status === "open" ? "Send" : "Connecting…"}
             </button>
           )}
         </form>
