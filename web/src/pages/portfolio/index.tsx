@@ -13,6 +13,7 @@ import { Export } from "./Export";
 import { Import } from "./Import";
 import { PerformancePanel } from "./Performance";
 import { Positions } from "./Positions";
+import { Settings } from "./Settings";
 import { Trades } from "./Trades";
 
 export default function PortfolioPage() {
@@ -61,6 +62,7 @@ export default function PortfolioPage() {
         <Import portfolioId={id} onImported={portfolio.reload} />
         <Export portfolioId={id} name={p.name ?? "portfolio"} />
       </div>
+      <Settings portfolio={p} onSaved={portfolio.reload} />
     </>
   );
 }
