@@ -118,6 +118,7 @@ function Header({ session }: { session: Extract<Session, { status: "signedIn" }>
       <div class="who">
         <span
           class={`live live-${feed}`}
+          role="img"
           data-testid="feed-status"
           title={`Live prices: ${feed}`}
           aria-label={`Live prices: ${feed}`}
