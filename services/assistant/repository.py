@@ -120,6 +120,17 @@ class Chats:
             )
             await tx.execute(delete(folders).where(folders.c.id == folder_id))
 
+    async def page_folders(self, user_id: str, page: Page) -> tuple[list[Folder], int]:
+        """The user's folders, by name."""
+        query = (
+            select(folders)
+            .where(folders.c.user_id == user_id)
+            .order_by(folders.c.name, folders.c.id)
+        )
+        async with self._db.reading() as tx:
+            rows, total = await fetch_page(tx, query, offset=page.offset, limit=page.limit)
+            return [_folder(r) for r in rows], total
+
     async def _owned_folder(self, tx: AsyncSession, user_id: str, folder_id: str) -> Folder:
         return _folder(await _owned_row(tx, folders, "folder", user_id, folder_id))
 

@@ -82,6 +82,15 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
             sessions=[session_message(s) for s in found], pagination=page.describe(total)
         )
 
+    async def ListFolders(
+        self, request: assistant_pb2.ListFoldersRequest, context: grpc.aio.ServicerContext
+    ) -> assistant_pb2.ListFoldersResponse:
+        page = page_of(request.page, request.limit)
+        found, total = await self._chats.page_folders(require_identity().user_id, page)
+        return assistant_pb2.ListFoldersResponse(
+            folders=[folder_message(f) for f in found], pagination=page.describe(total)
+        )
+
     async def GetSession(
         self, request: assistant_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> assistant_pb2.GetSessionResponse:

@@ -259,7 +259,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * List folders
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.assistant.v1.AssistantService.ListFolders`.
+         */
+        get: operations["AssistantService_ListFolders"];
         put?: never;
         /**
          * Create folder
@@ -1391,14 +1395,14 @@ export interface components {
             id?: string;
             name?: string;
         };
-        "stockfolio.assistant.v1.CreateFolderRequest": {
-            name: string;
-        };
         "stockfolio.assistant.v1.Folder": {
             id?: string;
             name?: string;
             /** Format: date-time */
             createdAt?: string;
+        };
+        "stockfolio.assistant.v1.CreateFolderRequest": {
+            name: string;
         };
         "stockfolio.assistant.v1.DeleteFolderResponse": Record<string, never>;
         "stockfolio.assistant.v1.GetSessionResponse": {
@@ -2215,6 +2219,33 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.assistant.v1.Model"][];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    AssistantService_ListFolders: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.assistant.v1.Folder"][];
+                        pagination: components["schemas"]["Pagination"];
                     };
                 };
             };

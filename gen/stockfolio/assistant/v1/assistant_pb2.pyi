@@ -412,6 +412,54 @@ class ListModelsResponse(_message.Message):
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
 
 @_typing.final
+class ListFoldersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    def __init__(
+        self,
+        *,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFoldersRequest: _TypeAlias = ListFoldersRequest  # noqa: Y015
+
+@_typing.final
+class ListFoldersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLDERS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def folders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Folder]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        folders: _abc.Iterable[Global___Folder] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["folders", b"folders", "pagination", b"pagination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFoldersResponse: _TypeAlias = ListFoldersResponse  # noqa: Y015
+
+@_typing.final
 class CreateFolderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

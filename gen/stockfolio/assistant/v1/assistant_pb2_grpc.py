@@ -56,6 +56,11 @@ class AssistantServiceStub:
                 request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ListFolders = channel.unary_unary(
+                '/stockfolio.assistant.v1.AssistantService/ListFolders',
+                request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersResponse.FromString,
+                _registered_method=True)
         self.CreateFolder = channel.unary_unary(
                 '/stockfolio.assistant.v1.AssistantService/CreateFolder',
                 request_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.CreateFolderRequest.SerializeToString,
@@ -118,6 +123,13 @@ class AssistantServiceServicer:
 
     def ListModels(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFolders(self, request, context):
+        """The caller's folders, by name.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -191,6 +203,11 @@ def add_AssistantServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsRequest.FromString,
                     response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListFolders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFolders,
+                    request_deserializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersRequest.FromString,
+                    response_serializer=stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersResponse.SerializeToString,
             ),
             'CreateFolder': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateFolder,
@@ -338,6 +355,33 @@ class AssistantService:
             '/stockfolio.assistant.v1.AssistantService/ListModels',
             stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsRequest.SerializeToString,
             stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFolders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.assistant.v1.AssistantService/ListFolders',
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersRequest.SerializeToString,
+            stockfolio_dot_assistant_dot_v1_dot_assistant__pb2.ListFoldersResponse.FromString,
             options,
             channel_credentials,
             insecure,

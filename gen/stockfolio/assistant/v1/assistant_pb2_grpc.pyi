@@ -39,6 +39,8 @@ class AssistantServiceStub:
     SendMessage: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.SendMessageRequest, _assistant_pb2.SendMessageResponse]
     SearchMessages: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.SearchMessagesRequest, _assistant_pb2.SearchMessagesResponse]
     ListModels: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.ListModelsRequest, _assistant_pb2.ListModelsResponse]
+    ListFolders: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.ListFoldersRequest, _assistant_pb2.ListFoldersResponse]
+    """The caller's folders, by name."""
     CreateFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.CreateFolderRequest, _assistant_pb2.CreateFolderResponse]
     UpdateFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]
     DeleteFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]
@@ -64,6 +66,8 @@ class AssistantServiceAsyncStub(AssistantServiceStub):
     SendMessage: _aio.UnaryUnaryMultiCallable[_assistant_pb2.SendMessageRequest, _assistant_pb2.SendMessageResponse]  # type: ignore[assignment]
     SearchMessages: _aio.UnaryUnaryMultiCallable[_assistant_pb2.SearchMessagesRequest, _assistant_pb2.SearchMessagesResponse]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_assistant_pb2.ListModelsRequest, _assistant_pb2.ListModelsResponse]  # type: ignore[assignment]
+    ListFolders: _aio.UnaryUnaryMultiCallable[_assistant_pb2.ListFoldersRequest, _assistant_pb2.ListFoldersResponse]  # type: ignore[assignment]
+    """The caller's folders, by name."""
     CreateFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.CreateFolderRequest, _assistant_pb2.CreateFolderResponse]  # type: ignore[assignment]
     UpdateFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]  # type: ignore[assignment]
     DeleteFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]  # type: ignore[assignment]
@@ -110,6 +114,14 @@ class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assistant_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assistant_pb2.ListModelsResponse, _abc.Awaitable[_assistant_pb2.ListModelsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFolders(
+        self,
+        request: _assistant_pb2.ListFoldersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_assistant_pb2.ListFoldersResponse, _abc.Awaitable[_assistant_pb2.ListFoldersResponse]]:
+        """The caller's folders, by name."""
 
     @_abc_1.abstractmethod
     def CreateFolder(
