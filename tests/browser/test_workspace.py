@@ -138,3 +138,20 @@ def test_a_file_changed_elsewhere_follows_in_the_editor_and_the_tree(
         "README.md changed elsewhere and was reloaded."
     )
     expect(page.locator("[data-testid=file-tree-item][data-path='new.md']")).to_be_visible()
+
+
+def test_a_file_renamed_into_a_new_folder_stays_open_under_its_new_path(
+    page: Page, system: System, account: Account, project: str
+) -> None:
+    open_readme(page, account)
+    page.once("dialog", lambda dialog: dialog.accept("docs/README.md"))
+
+    page.get_by_test_id("file-move").click()
+
+    expect(page.get_by_test_id("workspace-notice")).to_have_text(
+        "Moved README.md to docs/README.md."
+    )
+    expect(page.get_by_test_id("editor-path")).to_have_text("docs/README.md")
+    expect(page.locator("[data-testid=file-tree-item][data-path='docs']")).to_be_visible()
+    moved = api(system, account, "GET", f"/api/v1/files/docs/README.md?project={project}")
+    assert moved["content"] == page.get_by_test_id("editor").input_value()

@@ -163,6 +163,24 @@ export default function WorkspacePage() {
     }
   };
 
+  const move = async () => {
+    const from = selected?.path;
+    if (!from) return;
+    const to = window.prompt(`Rename or move ${from} to:`, from)?.trim().replace(/^\/+/, "");
+    if (!to || to === from) return;
+    if (file && (file.path === from || file.path.startsWith(`${from}/`)) && !leaveFile()) return;
+    try {
+      await envelope(api().POST("/api/v1/files:move", { body: { project, path: from, newPath: to } }));
+      setSelected({ ...selected, path: to, name: to.split("/").pop() ?? to });
+      if (file?.path === from) setFile(await openFile(project, to));
+      else if (file?.path.startsWith(`${from}/`)) setFile(null);
+      changed();
+      say(`Moved ${from} to ${to}.`);
+    } catch (failure) {
+      fail(failure);
+    }
+  };
+
   const upload = async (input: HTMLInputElement) => {
     const chosen = input.files?.[0];
     if (!chosen) return;
@@ -301,6 +319,11 @@ export default function WorkspacePage() {
               <button type="button" onClick={() => void create(true)} disabled={!newPath.trim()} data-testid="new-folder">
                 New folder
               </button>
+              {selected && (
+                <button type="button" onClick={() => void move()} data-testid="file-move">
+                  Rename…
+                </button>
+              )}
               {selected?.type === "directory" && (
                 <button type="button" onClick={() => void remove()} data-testid="folder-delete">
                   Delete folder
