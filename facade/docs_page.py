@@ -30,7 +30,8 @@ def docs_page(spec: Schema) -> str:
         "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;"
         "text-align:left}td.v{font-weight:600;font-family:monospace}"
         "</style></head><body>"
-        f"<h1>{title}</h1><p>The machine-readable document: "
+        f"<h1>{title}</h1><p>The interactive reference: <a href=/docs>/docs</a> (the web "
+        "app's API explorer). The machine-readable document: "
         f'<a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a> (OpenAPI 3.1).</p>'
         "<table><tr><th>Method</th><th>Path</th><th>Summary</th><th>Service</th><th>Auth</th>"
         f"</tr>{''.join(rows)}</table></body></html>"

@@ -17,7 +17,7 @@ from aiohttp import web
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from facade.docs_page import DOCS_CSP, docs_page
-from facade.keys import DOCS, OPENAPI
+from facade.keys import CONFIG, DOCS, OPENAPI
 from facade.openapi_static import BEARER, Schema, facade_paths, ref, shared_schemas, success
 from facade.plans import EnumNames
 from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
@@ -357,6 +357,13 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def docs(request: web.Request) -> web.Response:
+    """The interactive reference is the web app's explorer (Swagger UI in the app's bundle, with
+    the signed-in user's token): /docs sends the browser there; `?static` (or a facade without a
+    FRONTEND_URL) keeps this self-contained route table."""
+    origins = request.app[CONFIG].frontend_origins
+    if origins and "static" not in request.query:
+        # Returned, not raised: the edge renders raised HTTP errors as envelopes.
+        return web.Response(status=302, headers={"Location": f"{origins[0]}/explorer"})
     return web.Response(
         body=request.app[DOCS],
         content_type="text/html",

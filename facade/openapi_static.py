@@ -48,12 +48,20 @@ def _facade_operation(
     }
 
 
-def _plain(operation_id: str, summary: str, media: str, schema: Schema) -> Schema:
+def _plain(
+    operation_id: str, summary: str, media: str, schema: Schema, *, redirect: str = ""
+) -> Schema:
+    responses: Schema = {"200": {"description": summary, "content": {media: {"schema": schema}}}}
+    if redirect:
+        responses["302"] = {
+            "description": redirect,
+            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+        }
     return {
         "operationId": operation_id,
         "summary": summary,
         "tags": ["facade"],
-        "responses": {"200": {"description": summary, "content": {media: {"schema": schema}}}},
+        "responses": responses,
     }
 
 
@@ -116,9 +124,25 @@ def facade_paths() -> dict[str, Schema]:
             )
         },
         "/docs": {
-            "get": _plain(
-                "Facade_Docs", "A page listing every route", "text/html", {"type": "string"}
-            )
+            "get": {
+                **_plain(
+                    "Facade_Docs",
+                    "The interactive API reference (the web app's explorer), or with static a "
+                    "page listing every route",
+                    "text/html",
+                    {"type": "string"},
+                    redirect="to the web app's API explorer (FRONTEND_URL + /explorer)",
+                ),
+                "parameters": [
+                    {
+                        "name": "static",
+                        "in": "query",
+                        "required": False,
+                        "description": "any value: this page's route table, not the explorer",
+                        "schema": {"type": "string"},
+                    }
+                ],
+            }
         },
     }
 

@@ -332,7 +332,11 @@ async def test_openapi_and_docs_are_served(client: Any) -> None:
     spec = await client.get("/api/v1/openapi.json")
     assert spec.status == 200
     assert (await spec.json())["openapi"] == "3.1.0"
-    docs = await client.get("/docs")
+    # The interactive reference is the web app's explorer.
+    explorer = await client.get("/docs", allow_redirects=False)
+    assert explorer.status == 302
+    assert explorer.headers["Location"] == f"{FRONTEND}/explorer"
+    docs = await client.get("/docs?static=1")
     assert docs.status == 200
     assert docs.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "style-src 'unsafe-inline'" in docs.headers["Content-Security-Policy"]

@@ -1193,7 +1193,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A page listing every route */
+        /** The interactive API reference (the web app's explorer), or with static a page listing every route */
         get: operations["Facade_Docs"];
         put?: never;
         post?: never;
@@ -3906,14 +3906,17 @@ export interface operations {
     };
     Facade_Docs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description any value: this page's route table, not the explorer */
+                static?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description A page listing every route */
+            /** @description The interactive API reference (the web app's explorer), or with static a page listing every route */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3921,6 +3924,14 @@ export interface operations {
                 content: {
                     "text/html": string;
                 };
+            };
+            /** @description to the web app's API explorer (FRONTEND_URL + /explorer) */
+            302: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
