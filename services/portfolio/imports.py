@@ -29,6 +29,7 @@ from services.portfolio.domain import Book, CashPolicy, Side, Trade, order_key, 
 from services.portfolio.events import EventHub
 from services.portfolio.records import RecordedTrade, require_portfolio_id
 from services.portfolio.trades import Settle, Trades
+from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 COLUMNS = ("date", "side", "symbol", "quantity", "price", "fees", "notes")
@@ -223,7 +224,7 @@ class Imports:
         hub: EventHub,
         *,
         max_rows: int,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._trades = trades
         self._hub = hub
