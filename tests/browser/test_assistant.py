@@ -53,3 +53,9 @@ def test_a_conversation_moved_into_a_new_folder_is_listed_under_it(
 
     folder = page.get_by_test_id("chat-folder").filter(has_text="Research")
     expect(folder.get_by_test_id("chat-session")).to_have_text(["what do I hold?"])
+
+    # The folder and its name come from the API: nothing of this browser's storage is needed.
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    expect(folder.get_by_role("heading")).to_have_text("Research")
+    expect(folder.get_by_test_id("chat-session")).to_have_text(["what do I hold?"])

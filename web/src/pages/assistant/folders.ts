@@ -1,36 +1,15 @@
-/** Folder names. The API creates, renames and deletes folders and files sessions into them, but
- * has no route that lists them (no ListFolders RPC): a session names only its `folderId`. So the
- * names this browser gave are remembered here (per user), and a folder met only through a session's
- * `folderId` is shown by a short form of its id until it is renamed here. */
+/** The caller's folders, every page of GET /api/v1/assistant/folders, by name. */
 
-const key = (userId: string) => `stockfolio.chatFolders.${userId}`;
+import { api, envelope, type Schemas } from "../../api/client";
 
-export type Folder = { id: string; name: string };
+export type Folder = Schemas["stockfolio.assistant.v1.Folder"];
 
-export function knownFolders(userId: string): Record<string, string> {
-  try {
-    const raw = JSON.parse(localStorage.getItem(key(userId)) ?? "{}") as unknown;
-    return raw && typeof raw === "object" ? (raw as Record<string, string>) : {};
-  } catch {
-    return {};
+export async function loadFolders(): Promise<Folder[]> {
+  const folders: Folder[] = [];
+  for (let page = 1; ; page += 1) {
+    const answer = await envelope(api().GET("/api/v1/assistant/folders", { params: { query: { page, limit: 100 } } }));
+    folders.push(...answer.data);
+    if (page >= (answer.pagination?.totalPages ?? 1)) break;
   }
-}
-
-export function rememberFolder(userId: string, id: string, name: string | null): void {
-  const all = knownFolders(userId);
-  if (name === null) delete all[id];
-  else all[id] = name;
-  try {
-    localStorage.setItem(key(userId), JSON.stringify(all));
-  } catch {
-    // storage disabled: names last as long as the page
-  }
-}
-
-/** Every folder this browser knows of or a session names, by name. */
-export function foldersOf(sessionFolderIds: string[], names: Record<string, string>): Folder[] {
-  const ids = new Set([...Object.keys(names), ...sessionFolderIds.filter(Boolean)]);
-  return [...ids]
-    .map((id) => ({ id, name: names[id] ?? `Folder ${id.slice(0, 6)}` }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+  return folders.sort((a, b) => (a.name ?? "").localeCompare(b.name ?? ""));
 }

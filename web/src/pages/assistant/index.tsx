@@ -4,11 +4,10 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { ErrorBanner } from "../../components/form";
-import { useSession } from "../../auth/session";
 import type { ChatServerMessage, ChatToolCall } from "../../ws/protocol";
 import { LiveSocket, type SocketStatus } from "../../ws/socket";
 import { Messages, type Live, type Message } from "./Conversation";
-import { foldersOf, knownFolders, rememberFolder } from "./folders";
+import { loadFolders, type Folder } from "./folders";
 import "./assistant.css";
 
 type ChatSession = Schemas["stockfolio.assistant.v1.ChatSession"];
@@ -29,10 +28,8 @@ function upsertTool(tools: ChatToolCall[], call: ChatToolCall): ChatToolCall[] {
 }
 
 export default function AssistantPage() {
-  const auth = useSession();
-  const userId = auth.status === "signedIn" ? (auth.user.id ?? "") : "";
   const [sessions, setSessions] = useState<ChatSession[]>([]);
-  const [names, setNames] = useState<Record<string, string>>(() => knownFolders(userId));
+  const [folders, setFolders] = useState<Folder[]>([]);
   const [models, setModels] = useState<Model[]>([]);
   const [model, setModel] = useState("");
   const [current, setCurrent] = useState<string | null>(null);
@@ -53,6 +50,7 @@ export default function AssistantPage() {
   const socket = useRef<LiveSocket<"/ws/chat"> | null>(null);
 
   const refreshSessions = () => loadSessions().then(setSessions, setError);
+  const refreshFolders = () => loadFolders().then(setFolders, setError);
 
   const open = async (id: string | null) => {
     setCurrent(id);
@@ -86,6 +84,7 @@ export default function AssistantPage() {
 
   useEffect(() => {
     void refreshSessions();
+    void refreshFolders();
     envelope(api().GET("/api/v1/chat/models")).then(({ data }) => {
       setModels(data);
       setModel((m) => m || data[0]?.id || "");
@@ -185,10 +184,9 @@ export default function AssistantPage() {
   const createFolder = async (event: Event) => {
     event.preventDefault();
     try {
-      const { data } = await envelope(api().POST("/api/v1/assistant/folders", { body: { name: newFolder.trim() } }));
-      rememberFolder(userId, data.id ?? "", data.name ?? newFolder.trim());
-      setNames(knownFolders(userId));
+      await envelope(api().POST("/api/v1/assistant/folders", { body: { name: newFolder.trim() } }));
       setNewFolder("");
+      void refreshFolders();
     } catch (failure) {
       setError(failure);
     }
@@ -198,8 +196,7 @@ export default function AssistantPage() {
     if (!window.confirm(`Delete the folder ${name}? Its conversations are kept, out of any folder.`)) return;
     try {
       await api().DELETE("/api/v1/assistant/folders/{id}", { params: { path: { id } } });
-      rememberFolder(userId, id, null);
-      setNames(knownFolders(userId));
+      void refreshFolders();
       void refreshSessions();
     } catch (failure) {
       setError(failure);
@@ -229,14 +226,11 @@ export default function AssistantPage() {
     }
   };
 
-  const folders = foldersOf(
-    sessions.map((s) => s.folderId ?? ""),
-    names,
-  );
-  const groups = [
-    { id: "", name: "Conversations" },
-    ...folders,
-  ].map((f) => ({ ...f, sessions: sessions.filter((s) => (s.folderId ?? "") === f.id) }));
+  const groups = [{ id: "", name: "Conversations" }, ...folders].map((f) => ({
+    id: f.id ?? "",
+    name: f.name ?? "",
+    sessions: sessions.filter((s) => (s.folderId ?? "") === (f.id ?? "")),
+  }));
   const session = sessions.find((s) => s.id === current);
   const streaming = live?.state === "streaming";
 
