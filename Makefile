@@ -113,6 +113,7 @@ format: install
 bench: install
 	$(PY) -m bench
 	$(PY) -m bench.health
+	$(PY) -m bench.web
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
