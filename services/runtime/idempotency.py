@@ -12,8 +12,10 @@ succeeds its response bytes are stored (status `done`) for `ttl` seconds (24 h).
 * a first request that fails (any error, or the caller hanging up) releases the key, so a
   retry runs afresh; an expired key is free again.
 
-A claim whose process died mid-request stays locked for `in_flight_timeout` seconds (far
-longer than any request's deadline), then counts as abandoned and can be claimed again.
+A claim is a lease: it holds for `in_flight_timeout` seconds (10) and the request renews it
+every third of that while it runs, however long it takes. A claim whose process died (kill -9,
+a lost node) stops being renewed, so it counts as abandoned within that time and a retry on
+another replica claims it and runs afresh, rather than waiting out a long fixed timeout.
 
 A handler whose work is one database transaction settles the key inside it (`settle`): the work
 and the stored response commit together, so nothing that committed can run again - not after a
@@ -47,6 +49,7 @@ from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.sqltypes import UtcDateTime
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ TABLE = "idempotency_keys"
 IN_FLIGHT = "in_flight"
 DONE = "done"
 DEFAULT_TTL = 24 * 3600.0
-DEFAULT_IN_FLIGHT_TIMEOUT = 600.0
+DEFAULT_IN_FLIGHT_TIMEOUT = 10.0
 MAX_KEY_LENGTH = 255
 # Expired keys are swept by the requests themselves, at most this often per process.
 PURGE_EVERY = 3600.0
@@ -160,6 +163,7 @@ class IdempotencyStore:
             return response_type.FromString(stored)
         claim = _Claim(self, user_id, key, request_hash)
         token = _claimed.set(claim)
+        renewing = asyncio.get_running_loop().create_task(self._renew(claim))
         try:
             response = await handler()
         except BaseException:
@@ -170,11 +174,34 @@ class IdempotencyStore:
             raise
         finally:
             _claimed.reset(token)
+            await cancel_and_wait(renewing)
         if not claim.settled:
             await self._finish(
                 user_id, key, request_hash, response.SerializeToString(deterministic=True)
             )
         return response
+
+    async def _renew(self, claim: _Claim) -> None:
+        """Keep the claim's lease while its request runs (a failed renewal is tried again at
+        the next beat: the lease is three beats long)."""
+        beat = self._in_flight_timeout.total_seconds() / 3
+        t = self._table
+        while True:
+            await asyncio.sleep(beat)
+            try:
+                async with self._db.transaction() as tx:
+                    await tx.execute(
+                        update(t)
+                        .where(
+                            t.c.user_id == claim.user_id,
+                            t.c.key == claim.key,
+                            t.c.request_hash == claim.request_hash,
+                            t.c.status == IN_FLIGHT,
+                        )
+                        .values(locked_until=self._clock() + self._in_flight_timeout)
+                    )
+            except Exception:
+                log.warning("could not renew an idempotency claim", exc_info=True)
 
     async def settle(self, tx: AsyncSession, response: Message) -> None:
         """Inside the handler's own transaction: store `response` for the key this request

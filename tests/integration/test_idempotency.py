@@ -194,3 +194,39 @@ async def test_work_settled_in_its_transaction_runs_once_even_if_the_caller_hang
     with serving("k2"), pytest.raises(LookupError):
         await store.run(StringValue(value="b"), StringValue, settles_then_rolls_back)
     assert (await call(store, "k2", "b", Handler())).value == "run 1"
+
+
+async def test_a_running_request_keeps_its_claim_by_renewing_the_lease(
+    database_url: str, clock: Clock
+) -> None:
+    """The claim is a lease of `in_flight_timeout`, renewed while the request runs: a slow
+    request is never taken for abandoned (a retry meanwhile is 409), whereas a dead one's claim
+    lapses within the lease (see the test above)."""
+    metadata = MetaData()
+    table = idempotency_table(metadata)
+    db = Database(database_url)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    store = IdempotencyStore(db, table, ttl=3600, in_flight_timeout=0.3, clock=clock)
+    try:
+        release = asyncio.Event()
+        handler = Handler()
+
+        async def slow() -> StringValue:
+            await release.wait()
+            return await handler()
+
+        with serving("slow"):
+            running = asyncio.create_task(store.run(StringValue(value="a"), StringValue, slow))
+            for _ in range(3):
+                # Far past the lease on the store's clock; then a beat for the renewal.
+                clock.now += timedelta(seconds=30)
+                await asyncio.sleep(0.25)
+                with pytest.raises(Conflict):
+                    await store.run(StringValue(value="a"), StringValue, handler)
+            release.set()
+            assert (await running).value == "run 1"
+        assert (await call(store, "slow", "a", Handler())).value == "run 1"
+        assert handler.runs == 1
+    finally:
+        await db.close()
