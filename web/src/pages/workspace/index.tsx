@@ -282,6 +282,11 @@ export default function WorkspacePage() {
           <label for="ws-progress">
             {transfer.what}: {bytes(transfer.progress.loaded)}
             {transfer.progress.total ? ` of ${bytes(transfer.progress.total)}` : ""}
+            {transfer.what.startsWith("Uploading") &&
+            transfer.progress.total !== null &&
+            transfer.progress.loaded >= transfer.progress.total
+              ? "; sent, the service is storing it…"
+              : ""}
           </label>
           <progress
             id="ws-progress"
