@@ -155,3 +155,18 @@ def test_a_file_renamed_into_a_new_folder_stays_open_under_its_new_path(
     expect(page.locator("[data-testid=file-tree-item][data-path='docs']")).to_be_visible()
     moved = api(system, account, "GET", f"/api/v1/files/docs/README.md?project={project}")
     assert moved["content"] == page.get_by_test_id("editor").input_value()
+
+
+def test_a_new_branch_is_created_and_switched_to(
+    page: Page, account: Account, project: str
+) -> None:
+    sign_in(page, account, at="/workspace")
+    page.get_by_text("Branches (1)").click()
+
+    page.get_by_label("New branch (from here)").fill("feature")
+    page.get_by_test_id("git-branch-create").click()
+    expect(page.get_by_test_id("git-message")).to_contain_text("Created the branch feature")
+    page.get_by_label("Switch to").select_option("feature")
+
+    expect(page.get_by_test_id("git-message")).to_have_text("Switched to feature.")
+    expect(page.get_by_test_id("git-branch")).to_contain_text("On feature")

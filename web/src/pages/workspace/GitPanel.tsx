@@ -9,17 +9,19 @@ import { ErrorBanner } from "../../components/form";
 type Status = Schemas["stockfolio.workspace.v1.GitStatusResponse"];
 type Remote = Schemas["stockfolio.workspace.v1.GitRemote"];
 type Commit = Schemas["stockfolio.workspace.v1.GitCommitInfo"];
+type Branch = Schemas["stockfolio.workspace.v1.GitBranch"];
 
-type Loaded = { status: Status; remotes: Remote[]; log: Commit[] };
+type Loaded = { status: Status; remotes: Remote[]; log: Commit[]; branches: Branch[] };
 
 async function load(project: string): Promise<Loaded> {
   const query = { params: { query: { project } } };
-  const [status, remotes, log] = await Promise.all([
+  const [status, remotes, log, branches] = await Promise.all([
     envelope(api().GET("/api/v1/git/status", query)),
     envelope(api().GET("/api/v1/git/remotes", query)),
     envelope(api().GET("/api/v1/git/log", { params: { query: { project, limit: 5 } } })),
+    envelope(api().GET("/api/v1/git/branches", query)),
   ]);
-  return { status: status.data, remotes: remotes.data, log: log.data };
+  return { status: status.data, remotes: remotes.data, log: log.data, branches: branches.data };
 }
 
 function short(sha: string | undefined): string {
@@ -33,15 +35,20 @@ export function GitPanel(props: { project: string; generation: number; onChanged
   const [message, setMessage] = useState("");
   const [remoteName, setRemoteName] = useState("origin");
   const [remoteUrl, setRemoteUrl] = useState("");
+  const [newBranch, setNewBranch] = useState("");
   const [busy, setBusy] = useState<string | null>(null);
   const [said, setSaid] = useState("");
   const [error, setError] = useState<unknown>(null);
 
   const refresh = () => load(project).then(setState, setError);
+  // Another project: a clean slate. Files changed (a save, a pull, a switch): the state again,
+  // with what the last action said kept on screen.
   useEffect(() => {
     setDiff(null);
     setSaid("");
     setError(null);
+  }, [project]);
+  useEffect(() => {
     void refresh();
   }, [project, props.generation]);
 
@@ -89,6 +96,22 @@ export function GitPanel(props: { project: string; generation: number; onChanged
       setDiff(data.diff ?? "");
       return data.diff ? "" : "No changes in the working tree.";
     });
+
+  const switchTo = (name: string) =>
+    act("switch", async () => {
+      const { data } = await envelope(api().POST("/api/v1/git/branches:switch", { body: { project, name } }));
+      props.onChanged(); // the working tree is the branch's now
+      return `Switched to ${data.name ?? name}.`;
+    });
+
+  const createBranch = (event: Event) => {
+    event.preventDefault();
+    void act("branch", async () => {
+      const { data } = await envelope(api().POST("/api/v1/git/branches", { body: { project, name: newBranch.trim() } }));
+      setNewBranch("");
+      return `Created the branch ${data.name ?? newBranch}${data.commit ? ` at ${short(data.commit)}` : ""}.`;
+    });
+  };
 
   const addRemote = (event: Event) => {
     event.preventDefault();
@@ -183,6 +206,40 @@ export function GitPanel(props: { project: string; generation: number; onChanged
           {busy === "commit" ? "Committing…" : "Commit all changes"}
         </button>
       </form>
+      <details class="remotes">
+        <summary>Branches ({state?.branches.length ?? 0})</summary>
+        <div class="field">
+          <label for="git-branch-select">Switch to</label>
+          <select
+            id="git-branch-select"
+            data-testid="git-branch-select"
+            disabled={busy !== null}
+            value={state?.branches.find((b) => b.current)?.name ?? ""}
+            onChange={(e) => void switchTo(e.currentTarget.value)}
+          >
+            {(state?.branches ?? []).map((b) => (
+              <option key={b.name} value={b.name}>
+                {b.name}
+              </option>
+            ))}
+          </select>
+        </div>
+        <form onSubmit={createBranch}>
+          <div class="field">
+            <label for="git-branch-new">New branch (from here)</label>
+            <input
+              id="git-branch-new"
+              data-testid="git-branch-new"
+              value={newBranch}
+              required
+              onInput={(e) => setNewBranch(e.currentTarget.value)}
+            />
+          </div>
+          <button type="submit" disabled={busy !== null || !newBranch.trim()} data-testid="git-branch-create">
+            Create branch
+          </button>
+        </form>
+      </details>
       <details class="remotes">
         <summary>Remotes ({state?.remotes.length ?? 0})</summary>
         <ul data-testid="git-remotes">
