@@ -37,7 +37,7 @@ RECOVERY_LIMIT = 5.0
 WARM_UP = 40  # trades confirmed before the fault
 BURST = 30  # trades sent together just before PostgreSQL stops
 AFTER = 3.0  # seconds of load after both reads and trades succeed again
-SETTLE_WITHIN = 8.0  # seconds after the return for every retried key to get its answer
+SETTLE_WITHIN = 15.0  # seconds after the return for every retried key to get its answer
 NOTICE_WITHIN = 10.0
 DOWN_STATUSES = frozenset({0, 503, 504})
 
@@ -189,15 +189,7 @@ def test_every_confirmed_trade_is_listed_exactly_once(restart: Restart) -> None:
         assert len(ids) <= len(confirmed) + len(trader.unsettled), (len(ids), len(confirmed))
 
 
-# Not strict: whether a key is caught between its claim and its release (or its done mark)
-# at the moment PostgreSQL stops depends on timing (seen: 0 to 24 keys of a run).
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "issue 15 part 1 (idempotency in the trade's own transaction): a key claimed before "
-        "PostgreSQL stopped stays in_flight (its release or its done mark could not be written) "
-        "and every retry with it gets 409 IN_PROGRESS for the 600 s claim timeout"
-    ),
-)
+# Idempotency claims are 10 s leases (services/runtime/idempotency.py): a key whose request
+# died with its replica or its database is claimed again by a retry once the lease runs out.
 def test_every_retried_key_gets_its_answer_after_postgres_returns(restart: Restart) -> None:
     assert restart.unsettled == 0
