@@ -84,6 +84,13 @@ def test_an_answer_grows_as_it_streams_and_stop_keeps_what_was_written(
 
     expect(page.get_by_test_id("chat-send")).to_be_visible()
     expect(page.locator("[data-testid=chat-answer][data-streaming=true]")).to_have_count(0)
+    shown = page.get_by_test_id("chat-message").filter(has_text="word12").last
+    expect(shown).to_contain_text("Stopped. What was written so far is kept.")
+    expect(shown).not_to_contain_text("word999")
+
+    # Kept by the service too: the conversation read again has it, marked cut short.
+    page.reload()
+    page.get_by_test_id("chat-session").first.click()
     kept = page.get_by_test_id("chat-message").filter(has_text="word12").last
     expect(kept).to_contain_text("This answer was cut short.")
     expect(kept).not_to_contain_text("word999")

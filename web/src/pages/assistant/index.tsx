@@ -112,10 +112,16 @@ export default function AssistantPage() {
           update((l) => (ours(l, message.sessionId) ? { ...l, tools: upsertTool(l.tools, message.toolCall) } : l));
           break;
         case "done":
-        case "stopped":
           if (!ours(liveRef.current, message.sessionId) || !streaming) break;
-          update((l) => (ours(l, message.sessionId) ? { ...l, state: message.type } : l));
+          update((l) => (ours(l, message.sessionId) ? { ...l, state: "done" } : l));
           void settle(message.sessionId);
+          break;
+        case "stopped":
+          // The service stores the cut answer after it hears of the cancel, later than this:
+          // the streamed text stays on screen (the next question reads the stored turn).
+          if (!ours(liveRef.current, message.sessionId) || !streaming) break;
+          update((l) => (ours(l, message.sessionId) ? { ...l, state: "stopped" } : l));
+          void refreshSessions();
           break;
         case "error": {
           const wait = message.retryAfter ? ` Try again in ${Math.ceil(message.retryAfter)} s.` : "";
