@@ -157,29 +157,34 @@ return redis.call('INCRBY', KEYS[1], amount)
 
 
 class RedisCache:
-    """Redis behind the same interface; failures degrade to misses instead of errors."""
+    """Redis behind the same interface. While Redis cannot be reached, values and counters
+    degrade to an in-process cache of this replica (rate limits keep counting, per replica,
+    instead of letting everything through) and come back to Redis with it."""
 
     def __init__(self, url: str, *, prefix: str = "sf:") -> None:
         self._client = redis_asyncio.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=15
         )
         self._prefix = prefix
+        self._local = InProcessCache(max_entries=10_000)
 
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._client.get(self._prefix + key)
         except (RedisError, OSError) as error:
-            log.warning("redis get failed", extra={"error": str(error)})
-            return None
+            log.warning("redis get failed; in-process", extra={"error": str(error)})
+            return await self._local.get(key)
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         try:
             await self._client.set(self._prefix + key, value, px=int(ttl * 1000) if ttl else None)
         except (RedisError, OSError) as error:
-            log.warning("redis set failed", extra={"error": str(error)})
+            log.warning("redis set failed; in-process", extra={"error": str(error)})
+            await self._local.set(key, value, ttl)
 
     async def delete(self, key: str) -> None:
+        await self._local.delete(key)
         try:
             await self._client.delete(self._prefix + key)
         except (RedisError, OSError) as error:
@@ -195,26 +200,31 @@ class RedisCache:
                 pipe.pttl(name)
                 count, _, left_ms = await pipe.execute()
         except (RedisError, OSError) as error:
-            log.warning("redis incr failed; not counting", extra={"error": str(error)})
-            return 0, ttl
+            log.warning("redis incr failed; counting in-process", extra={"error": str(error)})
+            return await self._local.incr(key, ttl)
         return int(count), max(0.0, int(left_ms) / 1000)
 
     async def counter(self, key: str) -> int:
-        raw = await self.get(key)
+        try:
+            raw = await self._client.get(self._prefix + key)
+        except (RedisError, OSError) as error:
+            log.warning("redis get failed; in-process", extra={"error": str(error)})
+            return await self._local.counter(key)
         return int(raw) if raw is not None else 0
 
     async def seed(self, key: str, value: int, ttl: float) -> None:
         try:
             await self._client.set(self._prefix + key, value, px=int(ttl * 1000), nx=True)
         except (RedisError, OSError) as error:
-            log.warning("redis seed failed", extra={"error": str(error)})
+            log.warning("redis seed failed; in-process", extra={"error": str(error)})
+            await self._local.seed(key, value, ttl)
 
     async def spend(self, key: str, amount: int, ceiling: int) -> int | None:
         try:
             result = await self._client.eval(_SPEND, 1, self._prefix + key, amount, ceiling)
         except (RedisError, OSError) as error:
-            log.warning("redis spend failed", extra={"error": str(error)})
-            return None
+            log.warning("redis spend failed; in-process", extra={"error": str(error)})
+            return await self._local.spend(key, amount, ceiling)
         return None if result is None else int(result)
 
     async def publish(self, channel: str, message: bytes) -> None:

@@ -116,7 +116,7 @@ async def test_in_process_cache_stays_bounded_when_full_of_live_keys() -> None:
     assert sum([await cache.get(f"k{i}") is not None for i in range(25)]) <= 10
 
 
-async def test_unreachable_redis_degrades_to_misses_without_raising(
+async def test_unreachable_redis_degrades_to_this_process_without_raising(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     cache = RedisCache("redis://127.0.0.1:1/0")
@@ -124,16 +124,19 @@ async def test_unreachable_redis_degrades_to_misses_without_raising(
         with caplog.at_level(logging.WARNING, logger="services.runtime.cache"):
             assert await asyncio.wait_for(cache.get("k"), timeout=30) is None
             await asyncio.wait_for(cache.set("k", b"v", ttl=5), timeout=30)
+            assert await asyncio.wait_for(cache.get("k"), timeout=30) == b"v"
             await asyncio.wait_for(cache.delete("k"), timeout=30)
-            assert await asyncio.wait_for(cache.incr("rl:ip", ttl=60), timeout=30) == (0, 60)
-            assert await asyncio.wait_for(cache.counter("rl:ip"), timeout=30) == 0
+            assert await asyncio.wait_for(cache.get("k"), timeout=30) is None
+            # Counted here rather than not at all (tests/integration/test_cache_degraded.py).
+            assert await asyncio.wait_for(cache.incr("rl:ip", ttl=60), timeout=30) == (1, 60)
+            assert await asyncio.wait_for(cache.counter("rl:ip"), timeout=30) == 1
             await asyncio.wait_for(cache.publish("prices", b"x"), timeout=30)
             assert await asyncio.wait_for(cache.ping(), timeout=30) is False
     finally:
         await cache.close()
     failures = [r.getMessage() for r in caplog.records]
-    assert "redis get failed" in failures, "a degraded cache says so in the log"
-    assert "redis incr failed; not counting" in failures
+    assert "redis get failed; in-process" in failures, "a degraded cache says so in the log"
+    assert "redis incr failed; counting in-process" in failures
 
 
 async def test_a_subscriber_that_left_does_not_stop_a_later_one_hearing(cache: Cache) -> None:
