@@ -361,7 +361,25 @@ def main(argv: list[str] | None = None) -> int:
             (reports / "system.log").write_text((root / "system.log").read_text())
         totals = read_events(reports / "events.ndjson")
         run = json.loads((reports / "run.json").read_text())
-        return report(totals, run, time.monotonic() - started)
+        code = report(totals, run, time.monotonic() - started)
+        if code:
+            print_errors((root / "system.log").read_text())
+        return code
+
+
+def print_errors(log: str, most: int = 200) -> None:
+    """The system's own error lines and the tracebacks after them: a server error found in CI
+    is then explained in CI's output, after the scratch folder holding the log is gone."""
+    lines = log.splitlines()
+    shown: list[str] = []
+    for index, line in enumerate(lines):
+        if '"level": "error"' in line or "Traceback" in line:
+            shown.extend(lines[index : index + 30])
+        if len(shown) >= most:
+            break
+    if shown:
+        print("\n==== the system's errors (from its log) ====")
+        print("\n".join(shown[:most]))
 
 
 if __name__ == "__main__":
