@@ -1,48 +1,25 @@
 /** Sign in; also where a session that ended elsewhere lands, with the reason. */
 
 import { useLocation } from "preact-iso";
-import { useEffect, useState } from "preact/hooks";
-import { ErrorBanner, Field } from "../../components/form";
-import { signIn, useSession } from "../../auth/session";
+import { useState } from "preact/hooks";
+import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { useAuthForm } from "../../auth/authForm";
+import { signIn } from "../../auth/session";
 import { ApiError } from "../../api/errors";
 
 export default function SignIn() {
-  const session = useSession();
-  const { query, route } = useLocation();
+  const { query } = useLocation();
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
   const next = query.next && query.next.startsWith("/") ? query.next : "/";
-
-  useEffect(() => {
-    if (session.status === "signedIn") route(next, true);
-  }, [session.status]);
-
-  async function submit(event: Event) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await signIn(email.trim(), password);
-      route(next, true);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { session, error, busy, submit } = useAuthForm(next, () => signIn(email.trim(), password));
 
   const notice = session.status === "signedOut" ? session.message : undefined;
   const fieldError = (name: string) => (error instanceof ApiError ? error.field(name) : undefined);
   return (
     <section class="auth card" aria-labelledby="signin-title">
       <h1 id="signin-title">Sign in to Stockfolio</h1>
-      {notice && !error && (
-        <p class="banner notice" role="status" data-testid="signin-notice">
-          {notice}
-        </p>
-      )}
+      <NoticeBanner notice={error ? undefined : notice} testid="signin-notice" />
       <ErrorBanner error={error} testid="signin-error" />
       <form onSubmit={submit} data-testid="signin-form" noValidate>
         <Field label="Email" id="signin-email" error={fieldError("email")}>

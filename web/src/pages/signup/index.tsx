@@ -1,37 +1,18 @@
 /** Create an account (the API names a weak password or a taken email on its field). */
 
-import { useLocation } from "preact-iso";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { ErrorBanner, Field } from "../../components/form";
-import { signUp, useSession } from "../../auth/session";
+import { useAuthForm } from "../../auth/authForm";
+import { signUp } from "../../auth/session";
 import { ApiError } from "../../api/errors";
 
 export default function SignUp() {
-  const session = useSession();
-  const { route } = useLocation();
   const [name, setName] = useState("");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-
-  useEffect(() => {
-    if (session.status === "signedIn") route("/", true);
-  }, [session.status]);
-
-  async function submit(event: Event) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await signUp(email.trim(), password, name.trim());
-      route("/", true);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { error, busy, submit } = useAuthForm("/", () =>
+    signUp(email.trim(), password, name.trim()),
+  );
 
   const fieldError = (field: string) => {
     if (!(error instanceof ApiError)) return undefined;
