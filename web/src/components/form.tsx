@@ -1,4 +1,4 @@
-/** Small pieces every form uses: a labelled field with its error, an error banner. */
+/** Small pieces every form uses: a labelled field with its error, an error or notice banner. */
 
 import type { ComponentChildren } from "preact";
 import { messageOf } from "../api/errors";
@@ -30,6 +30,17 @@ export function ErrorBanner({ error, testid }: { error: unknown; testid?: string
   return (
     <p class="banner error" role="alert" data-testid={testid ?? "error"}>
       {messageOf(error)}
+    </p>
+  );
+}
+
+/** What an action said, in a banner that screen readers announce; nothing when it said nothing. */
+export function NoticeBanner(props: { notice: string | null | undefined; testid: string }) {
+  const { notice, testid } = props;
+  if (!notice) return null;
+  return (
+    <p class="banner notice" role="status" data-testid={testid}>
+      {notice}
     </p>
   );
 }

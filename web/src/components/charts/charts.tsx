@@ -11,6 +11,7 @@ import {
   type Time,
   type UTCTimestamp,
 } from "lightweight-charts";
+import type { Ref } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 
 export type DailyPoint = { date: string; value: number };
@@ -62,6 +63,25 @@ function useChart(container: { current: HTMLDivElement | null }, timeVisible: bo
   return { chart, series };
 }
 
+/** The element a chart draws into, labelled for screen readers and tests. */
+function ChartBox(props: {
+  box: Ref<HTMLDivElement>;
+  label: string;
+  testid: string;
+  points: number;
+}) {
+  return (
+    <div
+      ref={props.box}
+      class="chart"
+      role="img"
+      aria-label={props.label}
+      data-testid={props.testid}
+      data-points={props.points}
+    />
+  );
+}
+
 /** A value per day (the performance series). */
 export function ValueChart(props: { points: DailyPoint[]; label: string; testid?: string }) {
   const box = useRef<HTMLDivElement>(null);
@@ -71,13 +91,11 @@ export function ValueChart(props: { points: DailyPoint[]; label: string; testid?
     chart.current?.timeScale().fitContent();
   }, [props.points]);
   return (
-    <div
-      ref={box}
-      class="chart"
-      role="img"
-      aria-label={props.label}
-      data-testid={props.testid ?? "value-chart"}
-      data-points={props.points.length}
+    <ChartBox
+      box={box}
+      label={props.label}
+      testid={props.testid ?? "value-chart"}
+      points={props.points.length}
     />
   );
 }
@@ -106,13 +124,11 @@ export function LiveChart(props: { points: TickPoint[]; label: string; testid?: 
     drawn.current = props.points.length;
   }, [props.points]);
   return (
-    <div
-      ref={box}
-      class="chart"
-      role="img"
-      aria-label={props.label}
-      data-testid={props.testid ?? "price-chart"}
-      data-points={props.points.length}
+    <ChartBox
+      box={box}
+      label={props.label}
+      testid={props.testid ?? "price-chart"}
+      points={props.points.length}
     />
   );
 }

@@ -6,7 +6,7 @@ import { api, envelope, type Pagination, type Schemas, type User } from "../../a
 import { ApiError } from "../../api/errors";
 import type { paths } from "../../api/schema";
 import { isAdmin, useSession } from "../../auth/session";
-import { ErrorBanner } from "../../components/form";
+import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { dateTime } from "../../format";
 import "./admin.css";
 
@@ -102,11 +102,7 @@ function Users({ me }: { me: User }) {
         </form>
       </div>
       <ErrorBanner error={error} testid="admin-error" />
-      {notice && (
-        <p class="banner notice" role="status" data-testid="admin-notice">
-          {notice}
-        </p>
-      )}
+      <NoticeBanner notice={notice} testid="admin-notice" />
       {users === null ? (
         <p class="loading">Loading users…</p>
       ) : users.length === 0 ? (

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { ApiError, messageOf } from "../../api/errors";
-import { ErrorBanner } from "../../components/form";
+import { ErrorBanner, NoticeBanner } from "../../components/form";
 
 type File = Schemas["stockfolio.workspace.v1.File"];
 
@@ -151,11 +151,7 @@ export function Editor(props: {
         </div>
       </div>
       <ErrorBanner error={error} testid="editor-error" />
-      {notice && (
-        <p class="banner notice" role="status" data-testid="editor-notice">
-          {notice}
-        </p>
-      )}
+      <NoticeBanner notice={notice} testid="editor-notice" />
       {file.binary ? (
         <p class="muted" data-testid="editor-binary">
           This file is not text ({file.size} bytes): download it to open it.

@@ -4,7 +4,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { ErrorBanner } from "../../components/form";
+import { ErrorBanner, NoticeBanner } from "../../components/form";
 
 type Status = Schemas["stockfolio.workspace.v1.GitStatusResponse"];
 type Remote = Schemas["stockfolio.workspace.v1.GitRemote"];
@@ -177,11 +177,7 @@ export function GitPanel(props: { project: string; generation: number; onChanged
         </button>
       </div>
       <ErrorBanner error={error} testid="git-error" />
-      {said && (
-        <p class="banner notice" role="status" data-testid="git-message">
-          {said}
-        </p>
-      )}
+      <NoticeBanner notice={said} testid="git-message" />
       {diff && (
         <pre class="diff" data-testid="git-diff-text" tabIndex={0} aria-label="Diff of the working tree">
           {diff.split("\n").map((line, i) => (

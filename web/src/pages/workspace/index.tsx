@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { ErrorBanner } from "../../components/form";
+import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { Editor, openFile, type Opened } from "./Editor";
 import { FileTree, type Entry } from "./FileTree";
 import { GitPanel } from "./GitPanel";
@@ -272,11 +272,7 @@ export default function WorkspacePage() {
         </form>
       </div>
       <ErrorBanner error={error} testid="workspace-error" />
-      {notice && (
-        <p class="banner notice" role="status" data-testid="workspace-notice">
-          {notice}
-        </p>
-      )}
+      <NoticeBanner notice={notice} testid="workspace-notice" />
       {transfer && (
         <div class="transfer" role="status" data-testid="transfer">
           <label for="ws-progress">
