@@ -30,6 +30,14 @@ def sign_in(page: Page, account: Account, *, at: str = "/") -> dict[str, Any]:
     return dict(login.value.json()["data"]["tokens"])
 
 
+def open_assistant(page: Page, account: Account) -> None:
+    """Signs in on the assistant page and waits until its /ws/chat socket is open."""
+    sign_in(page, account, at="/assistant")
+    expect(page.get_by_test_id("chat-status")).to_have_attribute(
+        "aria-label", "Assistant connection: open"
+    )
+
+
 def renewals(page: Page) -> list[dict[str, Any]]:
     """Every POST /api/v1/auth/refresh the page sends from now on: the token it sent (`sent`)
     and the token it was given (`given`, None when refused), in order."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import sign_in
+from tests.browser.screens import open_assistant, sign_in
 from tests.system_harness import Account
 
 pytestmark = pytest.mark.browser
@@ -15,10 +15,7 @@ pytestmark = pytest.mark.browser
 def test_a_question_is_answered_on_screen_and_kept_as_a_conversation(
     page: Page, account: Account
 ) -> None:
-    sign_in(page, account, at="/assistant")
-    expect(page.get_by_test_id("chat-status")).to_have_attribute(
-        "aria-label", "Assistant connection: open"
-    )
+    open_assistant(page, account)
     expect(page.get_by_test_id("chat-model")).not_to_have_value("")
 
     page.get_by_label("Your question").fill("what is my portfolio worth?")

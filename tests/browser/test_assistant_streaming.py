@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.private_system import private_system
-from tests.browser.screens import sign_in
+from tests.browser.screens import open_assistant
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.system_harness import Account, System
 
@@ -66,10 +66,7 @@ def system(bundle: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_an_answer_grows_as_it_streams_and_stop_keeps_what_was_written(
     page: Page, account: Account
 ) -> None:
-    sign_in(page, account, at="/assistant")
-    expect(page.get_by_test_id("chat-status")).to_have_attribute(
-        "aria-label", "Assistant connection: open"
-    )
+    open_assistant(page, account)
     page.get_by_label("Your question").fill("tell me a long story")
     page.get_by_test_id("chat-send").click()
 

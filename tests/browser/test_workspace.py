@@ -48,14 +48,18 @@ def change_behind_the_page(system: System, account: Account, project: str, text:
     )
 
 
-def test_a_stale_save_shows_the_conflict_and_overwriting_keeps_mine(
-    page: Page, system: System, account: Account, project: str
-) -> None:
+def save_mine_over_theirs(page: Page, system: System, account: Account, project: str) -> None:
+    """Types `# mine` in README.md, has the API write `# theirs` behind the page, then saves."""
     open_readme(page, account)
     page.get_by_test_id("editor").fill("# mine\n")
     change_behind_the_page(system, account, project, "# theirs\n")
-
     page.get_by_test_id("editor-save").click()
+
+
+def test_a_stale_save_shows_the_conflict_and_overwriting_keeps_mine(
+    page: Page, system: System, account: Account, project: str
+) -> None:
+    save_mine_over_theirs(page, system, account, project)
 
     dialog = page.get_by_test_id("conflict-dialog")
     expect(dialog).to_be_visible()
@@ -71,11 +75,7 @@ def test_a_stale_save_shows_the_conflict_and_overwriting_keeps_mine(
 def test_a_stale_save_reloaded_shows_theirs_and_drops_mine(
     page: Page, system: System, account: Account, project: str
 ) -> None:
-    open_readme(page, account)
-    page.get_by_test_id("editor").fill("# mine\n")
-    change_behind_the_page(system, account, project, "# theirs\n")
-
-    page.get_by_test_id("editor-save").click()
+    save_mine_over_theirs(page, system, account, project)
     page.get_by_test_id("conflict-reload").click()
 
     expect(page.get_by_test_id("conflict-dialog")).to_be_hidden()
