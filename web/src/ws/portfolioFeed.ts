@@ -56,23 +56,27 @@ class PortfolioFeed {
   private flushQueued = false;
 
   watchPrice(symbol: string, listener: Listener<PriceMessage>): () => void {
-    const key = symbol.trim().toUpperCase();
-    const { first, stop } = this.prices.watch(key, listener);
-    const last = this.prices.latest.get(key);
-    if (last) listener(last);
-    if (first) this.change(this.pending, key, "subscribe");
-    return () => {
-      if (stop()) this.change(this.pending, key, "unsubscribe");
-    };
+    return this.watchKeyed(this.prices, this.pending, symbol.trim().toUpperCase(), listener);
   }
 
   watchValue(portfolioId: string, listener: Listener<PortfolioValueMessage>): () => void {
-    const { first, stop } = this.values.watch(portfolioId, listener);
-    const last = this.values.latest.get(portfolioId);
+    return this.watchKeyed(this.values, this.pendingPortfolios, portfolioId, listener);
+  }
+
+  /** The listener hears the key's latest message at once, if any; the socket subscribes to the
+   * key with its first watcher and unsubscribes after its last. */
+  private watchKeyed<T>(
+    feed: Keyed<T>,
+    pending: { subscribe: Set<string>; unsubscribe: Set<string> },
+    key: string,
+    listener: Listener<T>,
+  ): () => void {
+    const { first, stop } = feed.watch(key, listener);
+    const last = feed.latest.get(key);
     if (last) listener(last);
-    if (first) this.change(this.pendingPortfolios, portfolioId, "subscribe");
+    if (first) this.change(pending, key, "subscribe");
     return () => {
-      if (stop()) this.change(this.pendingPortfolios, portfolioId, "unsubscribe");
+      if (stop()) this.change(pending, key, "unsubscribe");
     };
   }
 
@@ -156,24 +160,27 @@ export const portfolioFeed = new PortfolioFeed();
 
 /** The latest tick of a symbol (undefined until one arrives). */
 export function usePrice(symbol: string | undefined): PriceMessage | undefined {
-  const [price, setPrice] = useState<PriceMessage | undefined>(undefined);
-  useEffect(() => {
-    setPrice(undefined);
-    if (!symbol) return;
-    return portfolioFeed.watchPrice(symbol, setPrice);
-  }, [symbol]);
-  return price;
+  return useLatest(symbol, (key, listener) => portfolioFeed.watchPrice(key, listener));
 }
 
 /** The latest published value of a portfolio (undefined until one arrives). */
 export function usePortfolioValue(id: string | undefined): PortfolioValueMessage | undefined {
-  const [value, setValue] = useState<PortfolioValueMessage | undefined>(undefined);
+  return useLatest(id, (key, listener) => portfolioFeed.watchValue(key, listener));
+}
+
+/** The latest message `watch` hands over for `key`: undefined until one arrives, and again
+ * from the moment the key changes. */
+function useLatest<M>(
+  key: string | undefined,
+  watch: (key: string, listener: Listener<M>) => () => void,
+): M | undefined {
+  const [latest, setLatest] = useState<M | undefined>(undefined);
   useEffect(() => {
-    setValue(undefined);
-    if (!id) return;
-    return portfolioFeed.watchValue(id, setValue);
-  }, [id]);
-  return value;
+    setLatest(undefined);
+    if (!key) return;
+    return watch(key, setLatest);
+  }, [key]);
+  return latest;
 }
 
 export function useFeedStatus(): SocketStatus {
