@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psycopg
@@ -41,6 +41,7 @@ STOP_TIMEOUT = 20.0
 # folder it owns, in a temporary folder of the test's own.
 PG_USER = "postgres"
 MIGRATED = ("users", "assistant", "workspace", "portfolio")
+Scenario = TypeVar("Scenario")  # what a fault scenario recorded
 
 
 # -- the results table ------------------------------------------------------------------------
@@ -268,6 +269,29 @@ class PrivateRedis:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A cluster of its own, destroyed on the way out."""
+    cluster = PrivatePostgres.create()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def run_on_private_stores(
+    root: Path, scenario: Callable[[Path, PrivatePostgres, PrivateRedis], Awaitable[Scenario]]
+) -> Scenario:
+    """Runs a fault scenario against a PostgreSQL cluster and a Redis of its own (the Redis in
+    root/redis), both gone when it ends; what the scenario recorded."""
+    with private_postgres() as cluster:
+        cache = PrivateRedis.start_new(root / "redis")
+        try:
+            return asyncio.run(scenario(root, cluster, cache))
+        finally:
+            cache.stop()
 
 
 # -- the system, process by process ------------------------------------------------------------

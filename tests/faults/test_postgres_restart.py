@@ -26,6 +26,7 @@ from tests.faults.infrastructure import (
     client_of,
     deployed,
     poll,
+    run_on_private_stores,
     settings_for,
     steady,
 )
@@ -125,14 +126,7 @@ async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: Privat
 
 @pytest.fixture(scope="module")
 def restart(tmp_path_factory: pytest.TempPathFactory) -> Restart:
-    root = tmp_path_factory.mktemp("postgres-restart")
-    cluster = PrivatePostgres.create()
-    cache = PrivateRedis.start_new(root / "redis")
-    try:
-        seen = asyncio.run(restart_under_load(root, cluster, cache))
-    finally:
-        cache.stop()
-        cluster.destroy()
+    seen = run_on_private_stores(tmp_path_factory.mktemp("postgres-restart"), restart_under_load)
     statuses = Counter(o.status for o in seen.load.outcomes)
     confirmed = sum(len(t.committed) for t in seen.traders)
     RESULTS.append(

@@ -30,6 +30,7 @@ from tests.faults.infrastructure import (
     client_of,
     deployed,
     poll,
+    run_on_private_stores,
     settings_for,
     steady,
 )
@@ -208,14 +209,7 @@ async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRe
 
 @pytest.fixture(scope="module")
 def kill(tmp_path_factory: pytest.TempPathFactory) -> Kill:
-    root = tmp_path_factory.mktemp("replica-kill")
-    cluster = PrivatePostgres.create()
-    cache = PrivateRedis.start_new(root / "redis")
-    try:
-        seen = asyncio.run(kill_under_load(root, cluster, cache))
-    finally:
-        cache.stop()
-        cluster.destroy()
+    seen = run_on_private_stores(tmp_path_factory.mktemp("replica-kill"), kill_under_load)
     statuses = Counter(o.status for o in seen.load.outcomes)
     after = [o for o in seen.load.outcomes if o.at > seen.killed_at]
     # 409: a key left in flight by the killed replica until its lease ends, not the kill itself.
