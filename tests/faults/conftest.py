@@ -19,6 +19,7 @@ from tests.faults.infrastructure import (
     FaultResult,
     PrivatePostgres,
     PrivateRedis,
+    private_postgres,
     results_table,
 )
 
@@ -41,21 +42,15 @@ def record() -> Iterator[list[FaultResult]]:
 def shared_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of the suite's own for tests whose fault is not PostgreSQL (each test takes
     databases of its own in it)."""
-    cluster = PrivatePostgres.create()
-    try:
+    with private_postgres() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of the test's own, for a test that stops or restarts it."""
-    cluster = PrivatePostgres.create()
-    try:
+    with private_postgres() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture
