@@ -20,8 +20,12 @@ export type Session =
 let session: Session = { status: "loading" };
 const listeners = new Set<(session: Session) => void>();
 let renewalTimer: ReturnType<typeof setTimeout> | undefined;
+// Set while this tab signs out: the session it revokes ends its sockets and calls too (4401,
+// SESSION_REVOKED), and those echoes must not replace "You are signed out." with "ended".
+let signingOut = false;
 
 function publish(next: Session): void {
+  if (next.status === "signedIn") signingOut = false; // a new session's ends count again
   session = next;
   for (const listener of listeners) listener(session);
 }
@@ -63,6 +67,7 @@ export async function signUp(email: string, password: string, name: string): Pro
 }
 
 export async function signOut(): Promise<void> {
+  signingOut = true;
   try {
     await api().POST("/api/v1/auth/logout", { body: {} });
   } catch {
@@ -76,7 +81,9 @@ export async function signOut(): Promise<void> {
 export async function restoreSession(): Promise<void> {
   adoptRefreshToken();
   onAccessToken((token) => (token ? scheduleRenewal() : clearTimeout(renewalTimer)));
-  onSessionEnded((message) => publish({ status: "signedOut", message }));
+  onSessionEnded((message) => {
+    if (!signingOut) publish({ status: "signedOut", message });
+  });
   if (!refreshToken()) {
     publish({ status: "signedOut" });
     return;
