@@ -100,6 +100,13 @@ class KeyInProgress(Conflict):
         super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
 
 
+class _Resumed:
+    """A claim that took over the same request's abandoned one (its replica died mid-way)."""
+
+
+RESUMED = _Resumed()
+
+
 @dataclass
 class _Claim:
     """The key this request claimed, in the context its handler runs in."""
@@ -108,12 +115,21 @@ class _Claim:
     user_id: str
     key: str
     request_hash: str
+    resumed: bool = False
     settled: bool = False
 
 
 _claimed: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar(
     "idempotency_claim", default=None
 )
+
+
+def resuming() -> bool:
+    """Whether this request retries the same request whose replica died before answering: some
+    of its work (what no transaction covered: a file written) may already be done. A handler
+    may then accept its own earlier result instead of refusing it as a conflict."""
+    claim = _claimed.get()
+    return claim is not None and claim.resumed
 
 
 def fingerprint(method: str, request: Message) -> str:
@@ -159,9 +175,9 @@ class IdempotencyStore:
         # stored then still match their retries.
         request_hash = fingerprint(current_method.get().rsplit("/", 1)[-1], request)
         stored = await self._claim(user_id, key, request_hash)
-        if stored is not None:
+        if isinstance(stored, bytes):
             return response_type.FromString(stored)
-        claim = _Claim(self, user_id, key, request_hash)
+        claim = _Claim(self, user_id, key, request_hash, resumed=stored is RESUMED)
         token = _claimed.set(claim)
         renewing = asyncio.get_running_loop().create_task(self._renew(claim))
         try:
@@ -218,8 +234,9 @@ class IdempotencyStore:
         )
         claim.settled = True  # the handler returns only if that transaction committed
 
-    async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | None:
-        """Claim the key (None) or return the stored response; raise when neither can be."""
+    async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | _Resumed | None:
+        """Claim the key (None; RESUMED when it takes over the same request's abandoned claim)
+        or return the stored response; raise when neither can be."""
         now = self._clock()
         claim = {
             "request_hash": request_hash,
@@ -240,11 +257,12 @@ class IdempotencyStore:
                 if row is None:
                     continue
                 abandoned = row.status == IN_FLIGHT and (row.locked_until or now) <= now
-                if row.expires_at <= now or (abandoned and row.request_hash == request_hash):
+                resumed = abandoned and row.request_hash == request_hash
+                if row.expires_at <= now or resumed:
                     await tx.execute(
                         update(t).where(t.c.user_id == user_id, t.c.key == key).values(claim)
                     )
-                    return None
+                    return RESUMED if resumed and row.expires_at > now else None
                 if row.request_hash != request_hash:
                     raise KeyReused()
                 if row.status == DONE and row.response is not None:

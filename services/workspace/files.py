@@ -36,6 +36,7 @@ from services.runtime.errors import (
     Kind,
     NotFound,
 )
+from services.runtime.idempotency import resuming
 from services.runtime.pagination import Page
 from services.workspace.locks import VolumeLocks
 from services.workspace.paths import (
@@ -108,6 +109,13 @@ class FileTooLarge(DomainError):
 
 def file_not_found(path: str) -> NotFound:
     return NotFound(f"{path or '/'} not found", reason="FILE_NOT_FOUND")
+
+
+def _holds(target: Path, data: bytes, directory: bool) -> bool:
+    """Whether `target` is what a create of `data` (or of a folder) would have made."""
+    if directory:
+        return target.is_dir() and not target.is_symlink()
+    return target.is_file() and not target.is_symlink() and _file_sha(target) == blob_sha(data)
 
 
 def blob_sha(data: bytes) -> str:
@@ -296,6 +304,10 @@ class Files:
         async with self._writing(target):
             await asyncio.to_thread(check_again_after_creating_parents, project, target)
             if await asyncio.to_thread(os.path.lexists, target):
+                if resuming() and await asyncio.to_thread(_holds, target, data, directory):
+                    # This request's own file, written before its replica died: done already.
+                    sha = "" if directory else blob_sha(data)
+                    return await asyncio.to_thread(_written, target, cleaned, sha)
                 raise AlreadyExists(f"{cleaned} already exists", reason="FILE_EXISTS")
             if directory:
                 await asyncio.to_thread(target.mkdir)

@@ -15,7 +15,13 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select
 from services.runtime.context import Identity, current_identity, current_method, idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
-from services.runtime.idempotency import IdempotencyStore, idempotency_table
+from services.runtime.idempotency import (
+    RESUMED,
+    IdempotencyStore,
+    fingerprint,
+    idempotency_table,
+    resuming,
+)
 
 EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -153,7 +159,7 @@ async def test_a_claim_abandoned_mid_request_can_be_taken_after_the_timeout(
     with pytest.raises(Conflict):
         await store._claim("u-1", "k", "hash-a")
     clock.now += timedelta(seconds=61)
-    assert await store._claim("u-1", "k", "hash-a") is None
+    assert await store._claim("u-1", "k", "hash-a") is RESUMED
 
 
 async def test_work_settled_in_its_transaction_runs_once_even_if_the_caller_hangs_up_after(
@@ -230,3 +236,27 @@ async def test_a_running_request_keeps_its_claim_by_renewing_the_lease(
         assert handler.runs == 1
     finally:
         await db.close()
+
+
+async def test_a_retry_that_takes_over_an_abandoned_claim_knows_it(
+    store: IdempotencyStore, clock: Clock
+) -> None:
+    """The handler of a retry whose first attempt's replica died may find part of its work
+    done (a file written): `resuming()` tells it so; a first attempt is not resuming."""
+    seen: list[bool] = []
+
+    async def handler() -> StringValue:
+        seen.append(resuming())
+        return StringValue(value="ok")
+
+    request = StringValue(value="a")
+    with serving("k"):
+        await store.run(request, StringValue, handler)
+    # A claim left in flight by a dead replica, for the same request.
+    with serving("k2"):
+        hash_of = fingerprint("Create", request)
+        assert await store._claim("u-1", "k2", hash_of) is None
+        clock.now += timedelta(seconds=61)
+        await store.run(request, StringValue, handler)
+    assert seen == [False, True]
+    assert resuming() is False
