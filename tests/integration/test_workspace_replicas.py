@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+from datetime import timedelta
 
 import grpc
+import pytest
+from sqlalchemy import update
 from stockfolio.workspace.v1 import workspace_pb2
 
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.idempotency import IN_FLIGHT
 from services.workspace.locks import LOCK_FOLDER, STRIPES
+from services.workspace.orm import idempotency_keys
 from tests.integration.workspace_harness import StartWorkspace, WorkspaceService
 
 WRITERS = 8
@@ -115,3 +122,34 @@ async def test_a_write_waits_for_a_lock_held_by_another_process(
         updated = await asyncio.wait_for(update, 10)
         assert updated.file.sha != created.file.sha
         assert (replica.root / ada.id / "held" / "a.txt").read_text() == "two\n"
+
+
+async def test_a_create_retried_after_its_replica_died_accepts_its_own_file(
+    workspace: WorkspaceService, workspace_database_url: str
+) -> None:
+    """A replica that wrote the file and died before storing its answer leaves the key in
+    flight; once that claim lapses, the retry (same key, same request) finds the file it asked
+    for and answers as the first attempt would have, instead of FILE_EXISTS. Another request's
+    file with other content is still a conflict."""
+    ada = await workspace.user()
+    project = await workspace.project(ada, "resume")
+    keyed = (*ada.metadata, ("idempotency-key", "create-once"))
+    request = workspace_pb2.CreateFileRequest(project=project.id, path="a.txt", content="mine\n")
+    first = await workspace.stub.CreateFile(request, metadata=keyed)
+    # What the dead replica left: the file written, its key's claim in flight and lapsed.
+    db = Database(workspace_database_url)
+    try:
+        async with db.transaction() as tx:
+            await tx.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.key == "create-once")
+                .values(status=IN_FLIGHT, response=None, locked_until=utc_now() - timedelta(1))
+            )
+    finally:
+        await db.close()
+    again = await workspace.stub.CreateFile(request, metadata=keyed)
+    assert (again.file.path, again.file.sha) == (first.file.path, first.file.sha)
+    other = workspace_pb2.CreateFileRequest(project=project.id, path="a.txt", content="theirs\n")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await workspace.stub.CreateFile(other, metadata=ada.metadata)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
