@@ -8,7 +8,7 @@ WEB_STAMP := $(WEB_DIR)/node_modules/.npm-ci-stamp
 # What the bundle is built from: a change to any of them rebuilds web/dist.
 WEB_INPUTS := $(shell find $(WEB_DIR)/src $(WEB_DIR)/public -type f 2>/dev/null) \
 	$(WEB_DIR)/index.html $(WEB_DIR)/package-lock.json $(WEB_DIR)/vite.config.ts \
-	$(WEB_DIR)/tsconfig.json
+	$(WEB_DIR)/tsconfig.json README.md
 WEB_OPENAPI := $(WEB_DIR)/src/api/openapi.json
 WEB_SCHEMA := $(WEB_DIR)/src/api/schema.d.ts
 
