@@ -61,6 +61,7 @@ from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, sync_
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from bench.measures import percentile
+from tests.browser.screens import CHROMIUM_ARGS
 from tests.system_harness import (
     REPO,
     HarnessError,
@@ -73,15 +74,6 @@ from tests.system_harness import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
-# As tests/browser: this machine reaches no Google host, so Chromium must not keep trying.
-CHROMIUM_ARGS = [
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-gpu",
-]
 DIST = REPO / "web" / "dist"
 VIEWPORT = {"width": 1280, "height": 900}
 # `make run`'s environment but for these: quick sign-ins (bcrypt 4) and no log lines per request.

@@ -24,6 +24,7 @@ from typing import NoReturn
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from tests.browser.screens import CHROMIUM_ARGS
 from tests.system_harness import (
     REPO,
     Account,
@@ -37,16 +38,6 @@ from tests.system_harness import (
 
 REQUIRE = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
 CHROMIUM = Path(os.environ.get("STOCKFOLIO_CHROMIUM", "/usr/bin/chromium"))
-# This machine has no network beyond the package registries: without these, Chromium keeps
-# trying to reach Google's hosts.
-CHROMIUM_ARGS = [
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-gpu",
-]
 ARTIFACTS = REPO / "var" / "test-artifacts"
 DIST = REPO / "web" / "dist"
 BUILD_TIMEOUT = 900.0

@@ -12,6 +12,16 @@ from playwright.sync_api import Page, Response, expect
 
 from tests.system_harness import Account
 
+# This machine has no network beyond the package registries: without these, Chromium keeps
+# trying to reach Google's hosts (the browser tests and bench.web both launch it so).
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-gpu",
+]
 SIGNED_IN = "user-email"
 # Intl.NumberFormat may write negatives with U+2212.
 MINUS_SIGN = "\N{MINUS SIGN}"
