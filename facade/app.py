@@ -28,6 +28,7 @@ from facade.keys import (
     ENDPOINTS,
     LIMITS,
     OPENAPI,
+    PLACEMENTS,
     PORTFOLIO_FEED,
     PROBES,
     ROUTES,
@@ -38,6 +39,7 @@ from facade.keys import (
 from facade.limits import Budget, RateLimits
 from facade.middleware import Edge
 from facade.openapi_static import OPENAPI_PATH
+from facade.placement import PLACED, Placement, place_endpoints
 from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
@@ -71,7 +73,9 @@ async def cache_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def channel_context(service: str) -> CleanupContext:
-    """One domain service's channel (every replica, round robin), bound to its endpoints."""
+    """One domain service's channel (every replica, round robin), bound to its endpoints; for
+    a service whose resources live on one replica (terminal sessions), calls naming one go to
+    its owner instead (facade/placement.py)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
@@ -83,11 +87,20 @@ def channel_context(service: str) -> CleanupContext:
         for endpoint in app[ENDPOINTS]:
             if endpoint.route.service == service:
                 endpoint.bind(channel)
+        placement = None
+        if service in PLACED:
+            placement = Placement.of(
+                service, DOMAIN_APIS[service], app[CACHE], deadline=config.rpc_deadline
+            )
+            app[PLACEMENTS][service] = placement
+            place_endpoints(app[ENDPOINTS], placement, service)
         watch = asyncio.create_task(
             half_open_when_ready(channel, app[BREAKERS][service]), name=f"{service}-ready"
         )
         yield
         await cancel_and_wait(watch)
+        if placement is not None:
+            await placement.close()
         await channel.close()
 
     return context
@@ -204,6 +217,7 @@ def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
         lambda: app[CHANNELS]["terminal"],
         terminal_bridge(plans),
         backlog=sockets.send_budget // 2,
+        placement=lambda: app[PLACEMENTS].get("terminal"),
     )
     starts: dict[str, StartConversation] = {
         PORTFOLIO_SOCKET: functools.partial(PortfolioConversation, app[PORTFOLIO_FEED]),
@@ -239,6 +253,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     app[ENDPOINTS] = endpoints
     app[BREAKERS] = breakers
     app[CHANNELS] = {}
+    app[PLACEMENTS] = {}
     app[LIMITS] = limits
     app[PROBES] = HealthProbes(
         config.addresses, {name: api.full_name for name, api in DOMAIN_APIS.items()}

@@ -8,6 +8,7 @@ from aiohttp import web
 from facade.breaker import CircuitBreaker
 from facade.config import FacadeConfig
 from facade.limits import RateLimits
+from facade.placement import Placement
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
 from facade.routes import Route
@@ -21,6 +22,8 @@ ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("routes")
 ENDPOINTS: web.AppKey[tuple[Endpoint, ...]] = web.AppKey("endpoints")
 BREAKERS: web.AppKey[dict[str, CircuitBreaker]] = web.AppKey("breakers")
 CHANNELS: web.AppKey[dict[str, grpc.aio.Channel]] = web.AppKey("channels")
+# Per placed service (terminal): who owns what, and a channel to each owner.
+PLACEMENTS: web.AppKey[dict[str, Placement]] = web.AppKey("placements")
 PROBES: web.AppKey[HealthProbes] = web.AppKey("probes")
 CACHE: web.AppKey[Cache] = web.AppKey("cache")
 LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")

@@ -8,6 +8,10 @@ socket that cannot keep up is not dropped here: the relay stops reading the stre
 than half the socket's send budget waits, gRPC's flow control carries that back to the terminal
 service, and there the attachment's own bound ends it with a note when the client stays behind
 (`exit`, reason `dropped`).
+
+A join goes to the replica that owns the session (facade/placement.py). When that replica dies
+under an attachment, the socket is told `exit` with reason `replica_lost` once its lease has
+lapsed (within a few seconds), rather than a bare error.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ import codecs
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure
 from facade.outbox import ClientSocket, SocketError, json_frame
+from facade.placement import Placement
 from facade.plans import Plans
 from facade.sockets import SocketUser
+from services.runtime.ownership import Owned
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -54,8 +60,10 @@ class TerminalConversation:
         user: SocketUser,
         *,
         backlog: int,
+        placement: Callable[[], Placement | None] = lambda: None,
     ) -> None:
         self._stub = terminal_pb2_grpc.TerminalServiceStub(channel())
+        self._placement = placement()
         self._bridge = bridge
         self._client = client
         self.user = user
@@ -73,8 +81,12 @@ class TerminalConversation:
         request = self._bridge.request(kind, message)
         if kind == "join":
             self.end()
-            self._call = self._stub.AttachTerminal(metadata=call_metadata(self.user.token))
-            self._relay = asyncio.get_running_loop().create_task(self._relay_output(self._call))
+            joining = cast(terminal_pb2.AttachTerminalRequest, request).join
+            stub, owned = await self._stub_for(joining.session_id)
+            self._call = stub.AttachTerminal(metadata=call_metadata(self.user.token))
+            self._relay = asyncio.get_running_loop().create_task(
+                self._relay_output(self._call, owned)
+            )
         if self._call is None:
             raise SocketError("NOT_JOINED", "join a session first")
         try:
@@ -91,7 +103,25 @@ class TerminalConversation:
             self._call.cancel()
             self._call = None
 
-    async def _relay_output(self, call: Any) -> None:
+    async def _stub_for(
+        self, session_id: str
+    ) -> tuple[terminal_pb2_grpc.TerminalServiceStub, Owned | None]:
+        """A stub on the session owner's channel (and who owns it), or the round-robin one."""
+        found = await self._placement.owner(session_id) if self._placement else None
+        if found is None:
+            return self._stub, None
+        owned, channel = found
+        return terminal_pb2_grpc.TerminalServiceStub(channel), owned
+
+    async def _lost(self, error: grpc.aio.AioRpcError, owned: Owned | None) -> bool:
+        """Whether a failed attachment failed because its owner replica is gone."""
+        if owned is None or self._placement is None:
+            return False
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        return await self._placement.lost_meanwhile(owned)
+
+    async def _relay_output(self, call: Any, owned: Owned | None = None) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             async for response in call:
@@ -105,7 +135,12 @@ class TerminalConversation:
                     reply["sessionId"] = value.session_id
                 self._client.send_now(json_frame(reply))
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED:
+            if await self._lost(error, owned):
+                await self._output(decoder.decode(b"", final=True))
+                lost = terminal_pb2.TerminalExit(code=0, reason="replica_lost")
+                _, _, reply = self._bridge.reply(terminal_pb2.AttachTerminalResponse(exit=lost))
+                self._client.send_now(json_frame(reply))
+            elif error.code() != grpc.StatusCode.CANCELLED:
                 self._client.refuse(failure(error, "terminal"))
         except Exception:
             log.exception("terminal relay failed")

@@ -44,6 +44,9 @@ class ServiceParts:
     # Run at shutdown after NOT_SERVING and before the drain: end what never ends by itself
     # (open server streams), so the drain waits only for calls that finish.
     draining: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Run once the server listens, with its port (port 0 in tests is known only then): what
+    # must tell others where this replica is (the owner of terminal sessions).
+    serving: Sequence[Callable[[int], Awaitable[None]]] = ()
 
 
 def token_verifier(config: RuntimeConfig) -> TokenVerifier:
@@ -112,6 +115,8 @@ async def start_server(
 ) -> tuple[grpc.aio.Server, int, Health]:
     server, bound, health = create_server(config, parts, port=port)
     await server.start()
+    for started in parts.serving:
+        await started(bound)
     await health.set_serving(await health.check_dependencies())
     return server, bound, health
 

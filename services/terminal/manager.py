@@ -59,6 +59,7 @@ class TerminalManager:
         sandbox: Sandbox | None = None,
         still_allowed: Callable[[Session], Awaitable[bool]] | None = None,
         recheck_interval: float = 30.0,
+        on_closed: Callable[[Session], Awaitable[None]] | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         self.max_per_user = max_per_user
@@ -76,6 +77,10 @@ class TerminalManager:
         self.sandbox = sandbox
         self.still_allowed = still_allowed
         self.recheck_interval = recheck_interval
+        # Told of each session closed for good (deleted, culled, its owner logged out), not of
+        # those ended by the shutdown: their record says the replica is gone.
+        self.on_closed = on_closed
+        self._stopping = False
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, int] = {}
         self._culler: asyncio.Task[None] | None = None
@@ -186,9 +191,12 @@ class TerminalManager:
         if session is None:
             raise NotFound(f"no terminal session {session_id}")
         await self._terminate(session)
-        self._sessions.pop(session_id, None)
+        removed = self._sessions.pop(session_id, None) is not None
+        if removed and self.on_closed is not None and not self._stopping:
+            await self.on_closed(session)
 
     async def shutdown(self) -> None:
+        self._stopping = True
         for task in (self._culler, self._rechecker):
             await cancel_and_wait(task)
         self._culler = self._rechecker = None

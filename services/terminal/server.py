@@ -10,8 +10,10 @@ import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.auth import SessionChecker
+from services.runtime.cache import create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
+from services.runtime.ownership import Ownership, advertised_address
 from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
@@ -51,6 +53,17 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     sandbox = Sandbox.create(settings.sandbox)
     resources.callback(sandbox.close)
     sessions = await remote_sessions(config, resources)
+    # Where each session lives, for the facade to route to it (Redis when configured; with one
+    # replica and no Redis, in-process: the facade then finds no record and round robin is
+    # right). The same prefix as the facade's cache: it reads these records.
+    cache = create_cache(config.redis_url, prefix="sf:")
+    resources.push_async_callback(cache.close)
+    ownership = Ownership(cache, "terminal")
+    resources.push_async_callback(ownership.stop)
+
+    async def forget(session: Session) -> None:
+        await ownership.forget(session.id)
+
     manager = TerminalManager(
         settings.root,
         max_per_user=settings.max_sessions_per_user,
@@ -67,6 +80,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         sandbox=sandbox,
         still_allowed=owner_still_logged_in(sessions),
         recheck_interval=settings.session_recheck,
+        on_closed=forget,
     )
     # Owned by the resources: whatever happens after this, its shells end and its tasks stop.
     await resources.enter_async_context(manager)
@@ -74,7 +88,11 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         config.addresses["workspace"], deadline=settings.workspace_deadline
     )
     resources.push_async_callback(projects.close)
-    servicer = TerminalServicer(Terminals(manager, projects, settings.root), manager, settings)
+    terminals = Terminals(manager, projects, settings.root, ownership)
+    servicer = TerminalServicer(terminals, manager, settings)
+
+    async def advertise(port: int) -> None:
+        await ownership.start(advertised_address(config.host, port))
 
     def register(server: grpc.aio.Server) -> None:
         terminal_pb2_grpc.add_TerminalServiceServicer_to_server(servicer, server)
@@ -83,6 +101,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         services=[SERVICE],
         register=register,
         sessions=sessions,
-        # Shutting down ends every shell's process group (SIGHUP, then SIGKILL) and reaps it.
-        draining=[manager.shutdown],
+        serving=[advertise],
+        # Shutting down gives up the lease first (the facade then reports this replica's
+        # sessions lost at once), then ends every shell's process group (SIGHUP, then SIGKILL)
+        # and reaps it.
+        draining=[ownership.stop, manager.shutdown],
     )

@@ -20,17 +20,18 @@ from services.runtime.timestamps import timestamp
 from services.terminal.config import TerminalConfig
 from services.terminal.manager import TerminalManager
 from services.terminal.sessions import Session
-from services.terminal.terminals import Terminals
+from services.terminal.terminals import REPLICA_LOST, Recorded, Terminals
 from services.terminal.watcher import Watcher
 
 STATES = {
     "running": terminal_pb2.TERMINAL_STATE_RUNNING,
     "exited": terminal_pb2.TERMINAL_STATE_EXITED,
     "closed": terminal_pb2.TERMINAL_STATE_EXITED,
+    REPLICA_LOST: terminal_pb2.TERMINAL_STATE_EXITED,
 }
 
 
-def terminal_message(session: Session) -> terminal_pb2.Terminal:
+def terminal_message(session: Session | Recorded) -> terminal_pb2.Terminal:
     return terminal_pb2.Terminal(
         session_id=session.id,
         pid=session.pid,
@@ -46,6 +47,7 @@ def terminal_message(session: Session) -> terminal_pb2.Terminal:
         exit_code=session.exit_code or 0,
         id=session.id,
         dimensions=terminal_pb2.TerminalSize(cols=session.cols, rows=session.rows),
+        exit_reason="" if session.state == "running" else session.state,
     )
 
 
@@ -73,7 +75,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         self, request: terminal_pb2.ListTerminalsRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.ListTerminalsResponse:
         page = page_of(request.page, request.limit)
-        shown, total = self._terminals.listing(
+        shown, total = await self._terminals.listing(
             require_identity(), page, all_users=request.all_users
         )
         return terminal_pb2.ListTerminalsResponse(
@@ -111,7 +113,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def GetTerminal(
         self, request: terminal_pb2.GetTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.GetTerminalResponse:
-        session = self._terminals.find(require_identity(), request.session_id)
+        session = await self._terminals.find(require_identity(), request.session_id)
         return terminal_pb2.GetTerminalResponse(terminal=terminal_message(session))
 
     async def CloseTerminal(
@@ -123,7 +125,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def WriteTerminal(
         self, request: terminal_pb2.WriteTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.WriteTerminalResponse:
-        written = self._terminals.write(
+        written = await self._terminals.write(
             require_identity(), request.session_id, request.data.encode()
         )
         return terminal_pb2.WriteTerminalResponse(bytes_written=written)
@@ -131,7 +133,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def ResizeTerminal(
         self, request: terminal_pb2.ResizeTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.ResizeTerminalResponse:
-        session = self._terminals.resize(
+        session = await self._terminals.resize(
             require_identity(),
             request.session_id,
             request.cols or request.dimensions.cols,
@@ -142,7 +144,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def GetTerminalHistory(
         self, request: terminal_pb2.GetTerminalHistoryRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.GetTerminalHistoryResponse:
-        history = self._terminals.history(
+        history = await self._terminals.history(
             require_identity(), request.session_id, request.output_bytes
         )
         return terminal_pb2.GetTerminalHistoryResponse(
@@ -159,7 +161,13 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("frame") != "join":
             raise InvalidArgument.field("join", "the first frame must join a session")
-        session = self._terminals.find(identity, first.join.session_id)
+        session = await self._terminals.find(identity, first.join.session_id)
+        if isinstance(session, Recorded):  # its replica is gone: say so, and end
+            yield terminal_pb2.AttachTerminalResponse(joined=terminal_message(session))
+            yield terminal_pb2.AttachTerminalResponse(
+                exit=terminal_pb2.TerminalExit(code=0, reason=REPLICA_LOST)
+            )
+            return
         watcher = session.watch(replay=not first.join.no_replay)
         notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse] = asyncio.Queue(maxsize=64)
         pump = asyncio.create_task(_pump_input(session, request_iterator, notices))

@@ -2,16 +2,30 @@
 
 A user sees and controls only their own sessions: another user's session is answered exactly as
 an unknown one (404). Admins may list every session and see every user in the stats.
+
+At several replicas each session lives on the one that started it, which records itself as its
+owner (services/runtime/ownership.py); the facade routes calls naming a session there. A session
+whose owner is gone is reported exited with reason `replica_lost` by whichever replica is asked;
+lists hold the sessions of every replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from services.runtime.context import Identity
-from services.runtime.errors import InvalidArgument, PermissionDenied
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from services.runtime.ownership import Owned, Ownership
 from services.runtime.pagination import Page
 from services.terminal import procfs
 from services.terminal.manager import TerminalManager
@@ -19,6 +33,72 @@ from services.terminal.projects import ProjectDirectories
 from services.terminal.sessions import History, Session
 
 MAX_SESSION_ID = 128
+REPLICA_LOST = "replica_lost"
+
+
+class SessionLost(FailedPrecondition):
+    """The session's replica is gone, and its shell with it: it can only be read or closed."""
+
+    reason = "REPLICA_LOST"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A session of another replica, as its owner recorded it when it started; `lost` when that
+    owner is gone (the session is then reported exited, reason `replica_lost`)."""
+
+    id: str
+    owner: str
+    shell: str
+    project_id: str
+    cols: int
+    rows: int
+    pid: int
+    created: datetime
+    lost: bool
+
+    @property
+    def state(self) -> str:
+        return REPLICA_LOST if self.lost else "running"
+
+    @property
+    def last_activity(self) -> datetime:
+        return self.created
+
+    @property
+    def watchers(self) -> int:
+        return 0  # known only to its owner
+
+    @property
+    def exit_code(self) -> int | None:
+        return None
+
+    @classmethod
+    def of(cls, owned: Owned, *, lost: bool) -> Recorded:
+        facts = owned.facts
+        return cls(
+            id=owned.key,
+            owner=owned.user,
+            shell=str(facts.get("shell", "")),
+            project_id=str(facts.get("projectId", "")),
+            cols=int(facts.get("cols", 0)),
+            rows=int(facts.get("rows", 0)),
+            pid=int(facts.get("pid", 0)),
+            created=datetime.fromisoformat(str(facts["created"])),
+            lost=lost,
+        )
+
+
+def facts_of(session: Session) -> dict[str, Any]:
+    """What a session's record keeps, to show it from another replica."""
+    return {
+        "shell": session.shell,
+        "projectId": session.project_id,
+        "cols": session.cols,
+        "rows": session.rows,
+        "pid": session.pid,
+        "created": session.created.isoformat(),
+    }
 
 
 @dataclass(frozen=True)
@@ -47,10 +127,17 @@ def _remember(session: Session, identity: Identity) -> None:
 
 
 class Terminals:
-    def __init__(self, manager: TerminalManager, projects: ProjectDirectories, root: Path) -> None:
+    def __init__(
+        self,
+        manager: TerminalManager,
+        projects: ProjectDirectories,
+        root: Path,
+        ownership: Ownership,
+    ) -> None:
         self._manager = manager
         self._projects = projects
         self._root = root
+        self._ownership = ownership
 
     async def create(
         self, identity: Identity, project_id: str, *, cols: int, rows: int, shell: str | None
@@ -67,42 +154,82 @@ class Terminals:
             within=self._root / identity.user_id,
         )
         _remember(session, identity)
+        await self._ownership.claim(session.id, identity.user_id, facts_of(session))
         return session
 
-    def find(self, identity: Identity, session_id: str) -> Session:
-        """The caller's own session `session_id` (anyone else's is NotFound)."""
-        session = self._manager.get(identity.user_id, _session_id(session_id))
+    async def find(self, identity: Identity, session_id: str) -> Session | Recorded:
+        """The caller's own session `session_id`: here, or recorded by a replica that is gone
+        (lost). Anyone else's is NotFound; one whose owner lives elsewhere is Unavailable here
+        (retried, round robin reaches the others)."""
+        session_id = _session_id(session_id)
+        try:
+            session = self._manager.get(identity.user_id, session_id)
+        except NotFound:
+            return await self._recorded(identity, session_id)
         _remember(session, identity)
         return session
 
-    async def close(self, identity: Identity, session_id: str) -> None:
-        await self._manager.close(self.find(identity, session_id).id)
+    async def running(self, identity: Identity, session_id: str) -> Session:
+        """The caller's session `session_id`, which must still be here to be used."""
+        found = await self.find(identity, session_id)
+        if isinstance(found, Recorded):
+            raise SessionLost(f"session {session_id} was lost with its replica")
+        return found
 
-    def write(self, identity: Identity, session_id: str, data: bytes) -> int:
-        self.find(identity, session_id).write(data)
+    async def _recorded(self, identity: Identity, session_id: str) -> Recorded:
+        owned = await self._ownership.find(session_id)
+        if owned is None or owned.user != identity.user_id or self._ownership.mine(owned):
+            raise NotFound(f"no terminal session {session_id}")
+        if not await self._ownership.lost(owned):
+            raise Unavailable(
+                f"terminal session {session_id} runs on another replica",
+                reason="NOT_OWNER",
+                data={"replica": owned.replica},
+            )
+        return Recorded.of(owned, lost=True)
+
+    async def close(self, identity: Identity, session_id: str) -> None:
+        found = await self.find(identity, session_id)
+        if isinstance(found, Session):
+            await self._manager.close(found.id)  # its record goes with it (the manager's hook)
+            return
+        owned = await self._ownership.find(found.id)
+        if owned is not None:
+            await self._ownership.release(owned)
+
+    async def write(self, identity: Identity, session_id: str, data: bytes) -> int:
+        (await self.running(identity, session_id)).write(data)
         return len(data)
 
-    def resize(self, identity: Identity, session_id: str, cols: int, rows: int) -> Session:
-        session = self.find(identity, session_id)
+    async def resize(self, identity: Identity, session_id: str, cols: int, rows: int) -> Session:
+        session = await self.running(identity, session_id)
         session.resize(cols, rows)
         return session
 
-    def history(self, identity: Identity, session_id: str, output_bytes: int) -> History:
+    async def history(self, identity: Identity, session_id: str, output_bytes: int) -> History:
         """The commands typed and the last `output_bytes` of output (0: all the scrollback)."""
-        session = self.find(identity, session_id)
+        session = await self.running(identity, session_id)
         if output_bytes < 0:
             raise InvalidArgument.field("outputBytes", "must be 0 (all) or more")
         return session.history(output_bytes=output_bytes or None)
 
-    def listing(
+    async def listing(
         self, identity: Identity, page: Page, *, all_users: bool
-    ) -> tuple[list[Session], int]:
-        """One page of the caller's sessions (every user's for an admin asking for all), oldest
-        first, and how many there are."""
+    ) -> tuple[list[Session | Recorded], int]:
+        """One page of the caller's sessions (every user's for an admin asking for all), on
+        every replica, oldest first, and how many there are. Another replica's sessions are
+        shown as their owner recorded them; a lost replica's as exited, `replica_lost`."""
         if all_users and not identity.is_admin:
             raise PermissionDenied("only admins may list every user's terminals")
         owner = None if all_users else identity.user_id
-        found = sorted(self._manager.sessions_of(owner), key=lambda s: (s.created, s.id))
+        here: list[Session | Recorded] = list(self._manager.sessions_of(owner))
+        ids = {s.id for s in here}
+        elsewhere = [
+            Recorded.of(owned, lost=lost)
+            for owned, lost in await self._ownership.held(owner)
+            if owned.key not in ids and not self._ownership.mine(owned)
+        ]
+        found = sorted([*here, *elsewhere], key=lambda s: (s.created, s.id))
         return found[page.offset : page.offset + page.limit], len(found)
 
     async def stats(self, identity: Identity) -> TerminalStats:

@@ -56,6 +56,7 @@ class Terminal(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     DIMENSIONS_FIELD_NUMBER: _builtins.int
+    EXIT_REASON_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     pid: _builtins.int
     cols: _builtins.int
@@ -71,6 +72,11 @@ class Terminal(_message.Message):
     """The shell's exit status once it has exited (state EXITED); -N for a signal N."""
     id: _builtins.str
     """The seed's TerminalSession names: `id` (the same as session_id) and `dimensions`."""
+    exit_reason: _builtins.str
+    """Why it no longer runs (state EXITED): "exited" (the shell ended), "closed" (deleted,
+    culled, shut down) or "replica_lost" (the replica that ran it is gone, and its shell with
+    it); empty while it runs.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -94,10 +100,11 @@ class Terminal(_message.Message):
         exit_code: _builtins.int = ...,
         id: _builtins.str = ...,
         dimensions: Global___TerminalSize | None = ...,
+        exit_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dimensions", b"dimensions", "last_activity", b"last_activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "dimensions", b"dimensions", "exit_code", b"exit_code", "id", b"id", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state", "user_id", b"user_id", "watchers", b"watchers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "created_at", b"created_at", "dimensions", b"dimensions", "exit_code", b"exit_code", "exit_reason", b"exit_reason", "id", b"id", "last_activity", b"last_activity", "pid", b"pid", "project_id", b"project_id", "rows", b"rows", "session_id", b"session_id", "shell", b"shell", "state", b"state", "user_id", b"user_id", "watchers", b"watchers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -651,7 +658,8 @@ class TerminalExit(_message.Message):
     """The shell's exit status, -N for a signal N; 0 when the session was closed."""
     reason: _builtins.str
     """"exited" (the shell ended), "closed" (deleted, culled, shut down), "dropped" (this
-    attachment fell behind the output and was let go: attach again to resume).
+    attachment fell behind the output and was let go: attach again to resume), "replica_lost"
+    (the replica that ran the session is gone, and its shell with it).
     """
     def __init__(
         self,

@@ -1,0 +1,153 @@
+"""Routing to the replica that owns what a call names: a terminal session lives in one replica's
+process, which records itself as its owner (services/runtime/ownership.py). A call naming a
+session goes to the owner through a channel of that replica alone; creates, lists and anything
+unrecorded go round robin, as every other call does.
+
+An owner that is gone (its lease lapsed) is not dialled: round robin then reaches a surviving
+replica, which reports the session exited with reason `replica_lost`. A call that finds its
+owner unreachable waits, at most one lease, to learn whether the owner is lost, and then asks a
+survivor: a killed replica costs its sessions' callers a short wait, not a 503 or a 500.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from facade.transcoding import Endpoint
+from services.runtime.cache import Cache
+from services.runtime.channels import create_channel
+from services.runtime.descriptors import method_path
+from services.runtime.ownership import BEAT, TTL, Owned, Owners
+
+# Services whose resources live on one replica, and the request field that names one.
+PLACED: Mapping[str, str] = {"terminal": "session_id"}
+# How long a caller waits to learn whether an unreachable owner is lost: one lease and a beat.
+LOSS_WAIT = TTL + BEAT
+
+
+class Placement:
+    """One placed service: who owns a key, and a channel to each owner (made on first use,
+    dropped when its replica is found lost, closed with the app)."""
+
+    def __init__(
+        self,
+        service: ServiceDescriptor,
+        owners: Owners,
+        *,
+        deadline: float,
+        field: str,
+        loss_wait: float = LOSS_WAIT,
+    ) -> None:
+        self._service = service
+        self.owners = owners
+        self._deadline = deadline
+        self.field = field
+        self.loss_wait = loss_wait
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @classmethod
+    def of(
+        cls, name: str, service: ServiceDescriptor, cache: Cache, *, deadline: float
+    ) -> Placement:
+        return cls(service, Owners(cache, name), deadline=deadline, field=PLACED[name])
+
+    async def owner(self, key: str) -> tuple[Owned, grpc.aio.Channel] | None:
+        """The live owner of `key` and a channel to it; None when `key` is unrecorded or its
+        owner is lost (round robin then answers)."""
+        if not key:
+            return None
+        owned = await self.owners.find(key)
+        if owned is None:
+            return None
+        if await self.owners.lost(owned):
+            await self.drop(owned.replica)
+            return None
+        return owned, self.channel(owned.replica)
+
+    async def lost_meanwhile(self, owned: Owned) -> bool:
+        """After a failure to reach `owned`'s owner: whether it turns out lost (within one
+        lease); its channel is then dropped."""
+        if await self.owners.wait_lost(owned, self.loss_wait):
+            await self.drop(owned.replica)
+            return True
+        return False
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = create_channel([address], [self._service], deadline=self._deadline)
+            self._channels[address] = channel
+        return channel
+
+    async def drop(self, address: str) -> None:
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            await channel.close()
+
+    async def close(self) -> None:
+        for address in list(self._channels):
+            await self.drop(address)
+
+
+class PlacedCall:
+    """An endpoint's unary call that goes to the owner of the key its request names (same
+    signature as a bound multicallable: `await call(request, timeout=..., metadata=...)`)."""
+
+    def __init__(self, endpoint: Endpoint, placement: Placement) -> None:
+        self._default = endpoint.call
+        self._placement = placement
+        self._path = method_path(endpoint.route.method)
+        self._serialize: Callable[[Message], bytes] = endpoint.codec.request_class.SerializeToString
+        self._calls: dict[int, Any] = {}
+
+    def _bound(self, channel: grpc.aio.Channel) -> Any:
+        call = self._calls.get(id(channel))
+        if call is None:
+            # Raw bytes back, as the endpoint's own call (the codec reads them).
+            call = channel.unary_unary(
+                self._path,
+                request_serializer=self._serialize,
+                response_deserializer=None,
+                _registered_method=True,
+            )
+            self._calls = {id(channel): call}  # channels change seldom: keep the last one
+        return call
+
+    async def __call__(
+        self,
+        request: Message,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a multicallable's own signature
+        metadata: Any = None,
+    ) -> Any:
+        started = time.monotonic()
+        found = await self._placement.owner(str(getattr(request, self._placement.field, "")))
+        if found is None:
+            return await self._default(request, timeout=timeout, metadata=metadata)
+        owned, channel = found
+        try:
+            return await self._bound(channel)(request, timeout=timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            if not await self._placement.lost_meanwhile(owned):
+                raise
+        # The owner is gone and the session with it: a survivor says so, within the deadline.
+        left = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
+        return await self._default(request, timeout=left, metadata=metadata)
+
+
+def place_endpoints(endpoints: tuple[Endpoint, ...], placement: Placement, service: str) -> None:
+    """Binds every unary endpoint of `service` whose request names a placed key to its owner."""
+    for endpoint in endpoints:
+        route = endpoint.route
+        if route.service != service or route.streaming or route.streamed_body:
+            continue
+        if placement.field in endpoint.codec.request_class.DESCRIPTOR.fields_by_name:
+            endpoint.call = PlacedCall(endpoint, placement)
