@@ -73,6 +73,14 @@ class InsufficientCash(FailedPrecondition):
         )
 
 
+class HistoryMissing(Exception):
+    """A back-dated event for a book resumed from its state: only a replay of the whole
+    history can place it. Not a rule the caller broke: whoever resumed the book must replay."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__(f"an event dated before the book's state needs a replay: {event!r}")
+
+
 class CostMethod(StrEnum):
     """How the cost of sold shares is chosen: the oldest lots first, or the running average."""
 
@@ -213,6 +221,47 @@ class _Holding:
         return self.realized_fifo if method is CostMethod.FIFO else self.realized_average
 
 
+@dataclass(frozen=True)
+class HoldingState:
+    """One symbol's holding as a `BookState` keeps it (a `_Holding`, frozen)."""
+
+    symbol: str
+    lots: tuple[Lot, ...]
+    quantity: Decimal
+    fifo_basis: Decimal
+    average_basis: Decimal
+    realized_fifo: Decimal
+    realized_average: Decimal
+    dividends: Decimal
+    fees: Decimal
+    last_price: Decimal | None
+    last_price_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BookState:
+    """What a book needs to take its next trade without the trades before it: the open lots,
+    bases, realized gains and last prices per symbol, cash and the running totals, and the
+    replay position (`through`: the order key of the last event it includes).
+
+    The history itself (trades, splits, flows, cash in lieu) is not part of it: a book resumed
+    from a state answers positions, totals and the rules exactly as the full replay does, and
+    lists only the events recorded since. `deposits`, `withdrawals` and `funded` are the sums
+    of the flows, kept as the flows' own sums are (`withdrawals` as the sum of negative flows).
+    """
+
+    policy: CashPolicy
+    through: tuple[datetime, int, int] | None
+    cash: Decimal
+    dividends: Decimal
+    fees: Decimal
+    cash_side_fees: Decimal
+    deposits: Decimal
+    withdrawals: Decimal
+    funded: Decimal
+    holdings: tuple[HoldingState, ...]
+
+
 Event = Trade | Split
 
 
@@ -229,6 +278,10 @@ class Book:
     `record` either applies a trade completely or raises and changes nothing. A trade dated
     before the last one replays the whole history, so a back-dated sell cannot leave a later
     sell short.
+
+    `state()` is what the book holds now, without its history; `Book.resume(state)` carries on
+    from it, taking trades dated at or after the last one it includes (a back-dated one needs
+    the history: `record` refuses it with `HistoryMissing`).
     """
 
     def __init__(self, policy: CashPolicy = CashPolicy.FUND_SHORTFALL) -> None:
@@ -241,6 +294,79 @@ class Book:
         self._fees = ZERO
         self._cash_side_fees = ZERO
         self._cash_in_lieu: list[CashInLieu] = []
+        # The flows' sums, kept as they are added (a resumed book has not got the flows).
+        self._deposits = ZERO
+        self._outflows = ZERO  # negative: the sum of the flows out
+        self._funded = ZERO
+        self._through: tuple[datetime, int, int] | None = None
+        self._resumed = False
+
+    @classmethod
+    def resume(cls, state: BookState) -> Book:
+        """A book that carries on from `state` (see the class docstring)."""
+        book = cls(state.policy)
+        book._through = state.through
+        book._resumed = state.through is not None
+        book._cash = state.cash
+        book._dividends = state.dividends
+        book._fees = state.fees
+        book._cash_side_fees = state.cash_side_fees
+        book._deposits = state.deposits
+        book._outflows = -state.withdrawals
+        book._funded = state.funded
+        for h in state.holdings:
+            book._holdings[h.symbol] = _Holding(
+                h.symbol,
+                deque(h.lots),
+                h.quantity,
+                h.fifo_basis,
+                h.average_basis,
+                h.realized_fifo,
+                h.realized_average,
+                h.dividends,
+                h.fees,
+                h.last_price,
+                h.last_price_at,
+            )
+        return book
+
+    def state(self) -> BookState:
+        return BookState(
+            policy=self.policy,
+            through=self._through,
+            cash=self._cash,
+            dividends=self._dividends,
+            fees=self._fees,
+            cash_side_fees=self._cash_side_fees,
+            deposits=self._deposits,
+            withdrawals=-self._outflows,
+            funded=self._funded,
+            holdings=tuple(
+                HoldingState(
+                    h.symbol,
+                    tuple(h.lots),
+                    h.quantity,
+                    h.fifo_basis,
+                    h.average_basis,
+                    h.realized_fifo,
+                    h.realized_average,
+                    h.dividends,
+                    h.fees,
+                    h.last_price,
+                    h.last_price_at,
+                )
+                for _, h in sorted(self._holdings.items())
+            ),
+        )
+
+    @property
+    def through(self) -> tuple[datetime, int, int] | None:
+        """The order key (`order_key`) of the last event the book includes; None when empty."""
+        return self._through
+
+    def takes_in_order(self, event: Event) -> bool:
+        """Whether `event` comes at or after everything the book includes (no replay needed)."""
+        return self._through is None or order_key(event) >= self._through
 
     @classmethod
     def replay(
@@ -258,9 +384,11 @@ class Book:
 
     def record(self, event: Event) -> None:
         """Apply one trade (or split); on a rule broken, raise and leave the book unchanged."""
-        if not self._events or order_key(event) >= order_key(self._events[-1]):
+        if self.takes_in_order(event):
             self._apply(event)
             return
+        if self._resumed:
+            raise HistoryMissing(event)
         trades, splits = self.trades, self.splits
         if isinstance(event, Trade):
             trades = (*trades, event)
@@ -306,15 +434,15 @@ class Book:
 
     @property
     def deposits(self) -> Decimal:
-        return sum((f.amount for f in self._flows if f.amount > 0 and not f.implicit), ZERO)
+        return self._deposits
 
     @property
     def funded(self) -> Decimal:
-        return sum((f.amount for f in self._flows if f.implicit), ZERO)
+        return self._funded
 
     @property
     def withdrawals(self) -> Decimal:
-        return -sum((f.amount for f in self._flows if f.amount < 0), ZERO)
+        return -self._outflows
 
     def symbols(self) -> list[str]:
         """Every symbol ever traded or paid a dividend, sorted."""
@@ -412,6 +540,7 @@ class Book:
         else:
             self._apply_trade(event)
         self._events.append(event)
+        self._through = order_key(event)
 
     def _apply_trade(self, trade: Trade) -> None:
         # Every check comes first; past them nothing can fail, so a refusal changes nothing.
@@ -428,11 +557,11 @@ class Book:
             funded, cash = -cash, ZERO
 
         if funded:
-            self._flows.append(CashFlow(trade.executed_at, funded, implicit=True))
+            self._add_flow(CashFlow(trade.executed_at, funded, implicit=True))
         if trade.side is Side.DEPOSIT:
-            self._flows.append(CashFlow(trade.executed_at, trade.amount))
+            self._add_flow(CashFlow(trade.executed_at, trade.amount))
         elif trade.side is Side.WITHDRAWAL:
-            self._flows.append(CashFlow(trade.executed_at, -trade.amount))
+            self._add_flow(CashFlow(trade.executed_at, -trade.amount))
         self._cash = cash
         self._fees += trade.fees
         if not trade.side.trades_shares:
@@ -443,6 +572,15 @@ class Book:
             _apply_to_holding(holding, trade)
             if trade.side is Side.DIVIDEND:
                 self._dividends += trade.amount
+
+    def _add_flow(self, flow: CashFlow) -> None:
+        self._flows.append(flow)
+        if flow.implicit:
+            self._funded += flow.amount
+        elif flow.amount > 0:
+            self._deposits += flow.amount
+        if flow.amount < 0:
+            self._outflows += flow.amount
 
     def _apply_split(self, split: Split) -> None:
         # The split is worked out on a copy of the holding that replaces it at the end, so a

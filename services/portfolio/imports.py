@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from services.portfolio.domain import Book, CashPolicy, Side, Trade, order_key, parse_trade
+from services.portfolio.domain import Book, Side, Trade, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.records import RecordedTrade, require_portfolio_id
-from services.portfolio.trades import Settle, Trades
+from services.portfolio.trades import BookCheck, Settle, Trades
 from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -176,17 +176,15 @@ def _row(
     return Row(number, trade)
 
 
-def book_check(
-    rows: Sequence[Row],
-) -> Callable[[Sequence[Trade], Sequence[Trade], CashPolicy], None]:
-    """A check for Trades.append that replays existing trades and rows in time order and names
-    every row the book refuses (a sell of more than is held then, a withdrawal beyond cash)."""
+def book_check(rows: Sequence[Row]) -> BookCheck:
+    """A check for Trades.append that applies the rows (and the existing trades they come
+    before) in time order and names every row the book refuses (a sell of more than is held
+    then, a withdrawal beyond cash)."""
 
-    def check(existing: Sequence[Trade], new: Sequence[Trade], policy: CashPolicy) -> None:
+    def check(book: Book, events: Sequence[Trade], new: Sequence[Trade]) -> None:
         row_of = {trade.sequence: row.number for trade, row in zip(new, rows, strict=True)}
         problems = Problems()
-        book = Book(policy)
-        for trade in sorted([*existing, *new], key=order_key):
+        for trade in events:
             try:
                 book.record(trade)
             except FailedPrecondition as refused:

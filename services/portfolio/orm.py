@@ -39,6 +39,11 @@ portfolios = Table(
     Column("kind", String(16), nullable=False),
     created_at_column(),
     updated_at_column(),
+    # The portfolio's book as of its latest trade (services.portfolio.book_states: JSON): what
+    # recording one more trade starts from instead of replaying them all. On this row, which
+    # every writer of trades locks, so a writer that waited for the lock reads the book its
+    # predecessor left. NULL until the first trade recorded through the book (existing data).
+    Column("book", Text, nullable=True),
     Index("ix_portfolios_user_id", "user_id", "created_at"),
 )
 

@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from services.portfolio import book_states
+from services.portfolio.book_states import StoredBook
 from services.portfolio.domain import Side, Trade
 from services.portfolio.orm import portfolios, price_history, trades
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
@@ -73,6 +75,10 @@ def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
     }
 
 
+# A portfolio as read everywhere but where its book is wanted (the book can be large).
+_PORTFOLIO_COLUMNS = [c for c in portfolios.c if c.name != "book"]
+
+
 class PortfolioRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -104,9 +110,33 @@ class PortfolioRepository:
         row = (await self._session.execute(query)).first()
         return _portfolio(row) if row else None
 
+    async def with_book(
+        self, portfolio_id: str, user_id: str, *, lock: bool
+    ) -> tuple[Portfolio, StoredBook | None] | None:
+        """The user's portfolio and its stored book (None when it has none yet, or one of an
+        older format), in one statement; with `lock`, the portfolio stays locked as `lock()`
+        locks it, and the book read is the one the previous lock holder left."""
+        query = select(portfolios).where(
+            portfolios.c.id == portfolio_id, portfolios.c.user_id == user_id
+        )
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        if row is None:
+            return None
+        return _portfolio(row), None if row.book is None else book_states.decode(row.book)
+
+    async def save_book(self, portfolio_id: str, book: StoredBook) -> None:
+        """Store the portfolio's book, replacing the one it had."""
+        await self._session.execute(
+            update(portfolios)
+            .where(portfolios.c.id == portfolio_id)
+            .values(book=book_states.encode(book))
+        )
+
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[Portfolio], int]:
         query = (
-            select(portfolios)
+            select(*_PORTFOLIO_COLUMNS)
             .where(portfolios.c.user_id == user_id)
             .order_by(portfolios.c.created_at, portfolios.c.id)
         )
@@ -116,7 +146,7 @@ class PortfolioRepository:
     async def after(self, portfolio_id: str, limit: int) -> list[Portfolio]:
         """Every user's portfolios in id order, `limit` at a time (the calculator's walk)."""
         query = (
-            select(portfolios)
+            select(*_PORTFOLIO_COLUMNS)
             .where(portfolios.c.id > portfolio_id)
             .order_by(portfolios.c.id)
             .limit(limit)
@@ -145,7 +175,7 @@ class PortfolioRepository:
 
     @staticmethod
     def _owned(portfolio_id: str, user_id: str) -> Select[Any]:
-        return select(portfolios).where(
+        return select(*_PORTFOLIO_COLUMNS).where(
             portfolios.c.id == portfolio_id, portfolios.c.user_id == user_id
         )
 

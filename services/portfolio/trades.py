@@ -1,10 +1,19 @@
-"""Trades and positions: recording a trade (one transaction that locks its portfolio, replays
-the whole book and refuses what breaks a rule), listing trades, and positions at market prices.
+"""Trades and positions: recording a trade (one transaction that locks its portfolio, applies
+the trade to its book and refuses what breaks a rule), listing trades, and positions at market
+prices.
 
 Concurrency, stated once: every write of a portfolio's trades first locks the portfolio row
 (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every writing transaction holds the database's
-write lock from BEGIN IMMEDIATE), then reads the trades, replays them with the new ones and
-inserts only if the replay holds. Two sells of one position therefore never both see the shares.
+write lock from BEGIN IMMEDIATE), then reads its book, applies the new trades and inserts them
+only if the book takes them. Two sells of one position therefore never both see the shares.
+
+The book, stated once: each portfolio's book state (lots, bases, cash, running totals) is stored
+beside it (portfolio_books) and rewritten in the transaction that records trades. A trade dated
+at or after the last one the state includes is applied to the state alone, whatever the number
+of trades before it; a back-dated one, or a portfolio without a state yet (or of an older
+format), replays the whole history and stores the state it ends with. Every path that writes a
+portfolio's trades after its creation goes through `Trades.append`; none changes or deletes a
+trade (deleting the portfolio deletes its state with it).
 """
 
 from __future__ import annotations
@@ -17,14 +26,15 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portfolio.book_states import StoredBook
 from services.portfolio.domain import (
     Book,
-    CashPolicy,
     CostMethod,
     Position,
     Side,
     Trade,
     normalize_symbol,
+    order_key,
     parse_trade,
 )
 from services.portfolio.events import EventHub
@@ -51,8 +61,10 @@ Settle = Callable[[AsyncSession, Sequence[RecordedTrade]], Awaitable[None]]
 # Field names as REST clients send them (lowerCamelCase).
 _WIRE_NAMES = {"executed_at": "executedAt"}
 
-# Checks a portfolio's existing trades plus new ones under its cash policy; raises if they break.
-BookCheck = Callable[[Sequence[Trade], Sequence[Trade], CashPolicy], None]
+# Applies `events` (the new trades, among the existing ones dated after the first of them when
+# some are back-dated; in replay order) to a portfolio's book, the new ones given apart too;
+# raises if a rule breaks.
+BookCheck = Callable[[Book, Sequence[Trade], Sequence[Trade]], None]
 
 
 def wire_names(error: InvalidArgument) -> InvalidArgument:
@@ -64,12 +76,11 @@ def wire_names(error: InvalidArgument) -> InvalidArgument:
     return InvalidArgument(message, fields=fields, reason=error.reason)
 
 
-def replay_check(existing: Sequence[Trade], new: Sequence[Trade], policy: CashPolicy) -> None:
-    """The whole history with the new trades must replay: a back-dated sell is checked against
-    the shares held at its date, and every later trade against what it leaves."""
-    book = Book.replay(existing, policy=policy)
-    for trade in new:
-        book.record(trade)
+def replay_check(book: Book, events: Sequence[Trade], new: Sequence[Trade]) -> None:
+    """Every event must apply in turn: a back-dated sell is checked against the shares held at
+    its date, and every later trade against what it leaves."""
+    for event in events:
+        book.record(event)
 
 
 @dataclass(frozen=True)
@@ -167,23 +178,34 @@ class Trades:
         transaction = self._db.reading() if dry_run else self._db.transaction()
         async with transaction as session:
             portfolios = PortfolioRepository(session)
-            if dry_run:
-                portfolio = await portfolios.get(portfolio_id, user_id)
-            else:
-                portfolio = await portfolios.lock(portfolio_id, user_id)
-            if portfolio is None:
+            found = await portfolios.with_book(portfolio_id, user_id, lock=not dry_run)
+            if found is None:
                 raise portfolio_not_found(portfolio_id)
+            portfolio, stored = found
             repository = TradeRepository(session)
-            existing = [r.trade for r in await repository.of(portfolio_id)]
-            first = max((t.sequence for t in existing), default=0) + 1
+            existing: list[Trade] | None = None
+            if stored is None:
+                existing = [r.trade for r in await repository.of(portfolio_id)]
+                last = max((t.sequence for t in existing), default=0)
+            else:
+                last = stored.last_sequence
             numbered = [
-                replace(t, sequence=first + i, id="" if dry_run else str(uuid.uuid4()))
+                replace(t, sequence=last + 1 + i, id="" if dry_run else str(uuid.uuid4()))
                 for i, t in enumerate(new)
             ]
-            check(existing, numbered, portfolio.kind.policy)
+            book = Book.resume(stored.state) if stored is not None else None
+            if book is None or not all(book.takes_in_order(t) for t in numbered):
+                if existing is None:
+                    existing = [r.trade for r in await repository.of(portfolio_id)]
+                book, events = Book(portfolio.kind.policy), [*existing, *numbered]
+            else:
+                events = list(numbered)
+            check(book, sorted(events, key=order_key), numbered)
             recorded = [RecordedTrade(portfolio_id, t, now, source) for t in numbered]
             if not dry_run:
                 await repository.add(recorded)
+                saved = StoredBook(book.state(), last + len(numbered))
+                await portfolios.save_book(portfolio_id, saved)
                 if settle is not None:
                     await settle(session, recorded)
         return portfolio, recorded
@@ -212,11 +234,16 @@ class Trades:
         trade price), weighted within the portfolio's total value, sorted by symbol."""
         portfolio_id = require_portfolio_id(portfolio_id)
         async with self._db.reading() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-            if portfolio is None:
+            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
+            if found is None:
                 raise portfolio_not_found(portfolio_id)
-            trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
-        book = Book.replay(trades, policy=portfolio.kind.policy)
+            portfolio, stored = found
+            if stored is None:
+                trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
+        if stored is not None:
+            book = Book.resume(stored.state)
+        else:
+            book = Book.replay(trades, policy=portfolio.kind.policy)
         prices = await self._prices.current(book.open_symbols())
         return book.positions(prices, method=method, include_closed=include_closed)
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.portfolio.domain import CashPolicy, Side, Trade
+from services.portfolio.domain import Book, CashPolicy, Side, Trade, order_key
 from services.portfolio.imports import MAX_REPORTED, book_check, parse_csv, parse_when
 from services.runtime.errors import InvalidArgument
 
@@ -152,8 +152,9 @@ def test_the_book_check_names_the_rows_that_sell_more_than_the_earlier_rows_and_
         )
         for i, r in enumerate(rows)
     ]
+    events = sorted([*existing, *new], key=order_key)
     with pytest.raises(InvalidArgument) as raised:
-        book_check(rows)(existing, new, CashPolicy.FUND_SHORTFALL)
+        book_check(rows)(Book(CashPolicy.FUND_SHORTFALL), events, new)
     assert raised.value.fields == [
         ("row 3: quantity", "cannot sell 1 AAPL: only 0 held (short by 1)"),
         (
