@@ -18,6 +18,7 @@ from facade.breaker import CircuitBreaker
 from facade.codec import RouteCodec
 from facade.envelope import FACADE, ApiError, from_rpc_error, success
 from facade.routes import Route
+from services.runtime.channels import unary_with_second_try
 from services.runtime.context import CORRELATION_HEADER, client_address, correlation_id
 from services.runtime.descriptors import method_path
 
@@ -126,6 +127,13 @@ async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:
     metadata = forwarded_metadata(request)
     endpoint.breaker.admit()
     with outcome(endpoint):
-        reply = await endpoint.call(message, metadata=metadata, timeout=endpoint.deadline)
+        # A safe read its replica died with is tried once more, on another one (channels.py).
+        reply = await unary_with_second_try(
+            endpoint.call,
+            message,
+            deadline=endpoint.deadline,
+            metadata=metadata,
+            retry_safe=route.rule.idempotent,
+        )
     data, pagination = endpoint.codec.encode_raw(reply)
     return success(data, service=route.service, status=route.success_status, pagination=pagination)

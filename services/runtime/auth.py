@@ -22,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.runtime.channels import unary_with_second_try
 from services.runtime.context import CORRELATION_HEADER, Identity, correlation_id
 from services.runtime.errors import Unauthenticated, Unavailable
 from services.runtime.keys import SigningKey, TokenKeys
@@ -331,14 +332,16 @@ class RemoteSessionChecker:
     async def is_live(self, identity: Identity) -> bool:
         async def lookup() -> bool:
             try:
-                reply = await self._stub.ValidateToken(
+                reply = await unary_with_second_try(
+                    self._stub.ValidateToken,
                     users_pb2.ValidateTokenRequest(),
                     metadata=(
                         bearer(identity.token),
                         # The check is part of the caller's request: users logs it under its id.
                         (CORRELATION_HEADER, correlation_id.get()),
                     ),
-                    timeout=self._deadline,
+                    deadline=self._deadline,
+                    retry_safe=True,  # NO_SIDE_EFFECTS: a users replica killed under it is no 503
                 )
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.UNAUTHENTICATED:

@@ -2,15 +2,19 @@
 
 Everything is gRPC's own machinery, configured through its service config: round robin over
 every replica, health-checked subchannels, retries for methods the protos mark idempotent,
-and a default deadline for unary calls (streams run until their caller ends them).
+and a default deadline for unary calls (streams run until their caller ends them). One thing
+gRPC's retries cannot do is covered here too: a second try of a safe read that its replica had
+already taken when it died (`unary_with_second_try`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -26,6 +30,11 @@ RETRY_POLICY: dict[str, Any] = {
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
+
+
+# How long a second try waits: the channel's balancer hears of the dead connection meanwhile,
+# and the next pick goes to a replica that is still connected.
+SECOND_TRY_PAUSE = 0.05
 
 
 def channel_target(addresses: Sequence[str]) -> str:
@@ -131,3 +140,40 @@ def create_channel(
     return grpc.aio.insecure_channel(
         channel_target(addresses), options=options, interceptors=list(interceptors) or None
     )
+
+
+class UnaryCall(Protocol):
+    """A bound unary-unary multicallable (`channel.unary_unary(...)`, a stub's method)."""
+
+    def __call__(
+        self, request: Any, *, timeout: float | None = ..., metadata: Any = ...
+    ) -> Any: ...
+
+
+def worth_a_second_try(error: grpc.aio.AioRpcError, *, retry_safe: bool, left: float) -> bool:
+    """A call that may be sent once more: its method is safe to repeat (no side effects or
+    idempotent, `method_rule(method).idempotent`), it failed UNAVAILABLE, and its deadline leaves
+    time for another attempt."""
+    return retry_safe and error.code() == grpc.StatusCode.UNAVAILABLE and left > 0
+
+
+async def unary_with_second_try(
+    call: UnaryCall, request: Any, *, deadline: float, metadata: Any, retry_safe: bool
+) -> Any:
+    """`call(request)`, sent once more through the same channel when it failed UNAVAILABLE and
+    its method is safe to repeat, within the same `deadline` (seconds).
+
+    gRPC's retryPolicy retries only attempts that received no response headers: a call the
+    replica had accepted and started to answer when it was killed (the connection reset under
+    it, "Stream removed") is committed and fails UNAVAILABLE with no retry. A safe read may be
+    repeated: after a short pause round robin sends it to a replica that is still connected.
+    Writes are never repeated here: the client repeats them, with their Idempotency-Key."""
+    started = time.monotonic()
+    try:
+        return await call(request, timeout=deadline, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        left = deadline - (time.monotonic() - started) - SECOND_TRY_PAUSE
+        if not worth_a_second_try(error, retry_safe=retry_safe, left=left):
+            raise
+    await asyncio.sleep(SECOND_TRY_PAUSE)
+    return await call(request, timeout=left, metadata=metadata)
