@@ -1,0 +1,312 @@
+"""Terminals at two replicas (issue 15, part 3): two real terminal services on port 0 sharing a
+Redis, the real users and workspace services, and the real facade in front with both replicas
+in TERMINAL_ADDRS. Each session is owned by the replica round robin sent its create to; REST
+calls and socket joins naming it reach that replica; when it stops, its sessions are reported
+exited with reason `replica_lost` and the other replica's keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from facade.app import create_app
+from facade.config import load_facade_config
+from services.runtime.cache import RedisCache
+from services.runtime.config import RuntimeConfig
+from services.runtime.ownership import Owners
+from services.runtime.server import running
+from services.terminal.server import build as build_terminal
+from services.workspace.server import build as build_workspace
+from tests.conftest import migrated_sqlite
+from tests.integration import socket_client
+from tests.integration.socket_client import Socket
+
+Client = TestClient[web.Request, web.Application]
+
+PASSWORD = "correct-horse-9"
+DEAD = "127.0.0.1:1"
+WAIT = 15.0
+# A Redis database of these tests' own (others flush theirs while running).
+REDIS_URL = os.environ.get("STOCKFOLIO_TEST_REDIS_REPLICAS", "redis://127.0.0.1:6379/12")
+TERMINALS = "/api/v1/terminal/terminals"
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+@pytest.fixture
+def workspace_database(tmp_path: Path) -> str:
+    return migrated_sqlite("workspace", tmp_path / "workspace.db")
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis does not answer at {REDIS_URL}: {error}")
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@dataclass
+class Replicas:
+    client: Client
+    addresses: list[str]
+    owners: Owners
+    stop: Callable[[int], Awaitable[None]]
+
+
+@pytest.fixture
+async def replicas(
+    make_config: Callable[..., RuntimeConfig],
+    users_service: RuntimeConfig,
+    workspace_database: str,
+    shared_redis: str,
+    tmp_path: Path,
+) -> AsyncIterator[Replicas]:
+    users = users_service.addresses["users"][0]
+    root = tmp_path / "workspaces"
+    shared = {"USERS_ADDRS": users, "WORKSPACE_ROOT": str(root), "REDIS_URL": shared_redis}
+    workspace_config = make_config(
+        "workspace",
+        WORKSPACE_DATABASE_URL=workspace_database,
+        **shared,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        workspace = await stack.enter_async_context(
+            running(workspace_config, build_workspace, port=0, grace=0)
+        )
+        workspace_address = f"127.0.0.1:{workspace.port}"
+        terminal_config = make_config(
+            "terminal",
+            WORKSPACE_ADDRS=workspace_address,
+            TERMINAL_SHELLS="/bin/bash,/bin/sh",
+            TERMINAL_CLOSE_GRACE="0.5",
+            # Both replicas run in this one process, where the sandbox's cgroup scope is the
+            # process's: a replica stopping would end the other's sandboxes too. Separate
+            # processes (tests/faults/test_terminal_replica_kill.py) run them sandboxed.
+            TERMINAL_SANDBOX="off",
+            **shared,
+        )
+        stacks = [contextlib.AsyncExitStack() for _ in range(2)]
+        addresses = []
+        for own in stacks:
+            stack.push_async_exit(own)
+            terminal = await own.enter_async_context(
+                running(terminal_config, build_terminal, port=0, grace=1)
+            )
+            addresses.append(f"127.0.0.1:{terminal.port}")
+        env = {
+            "USERS_ADDRS": users,
+            "PORTFOLIO_ADDRS": DEAD,
+            "ASSISTANT_ADDRS": DEAD,
+            "TERMINAL_ADDRS": ",".join(addresses),
+            "WORKSPACE_ADDRS": workspace_address,
+            "REDIS_URL": shared_redis,
+            "RATE_LIMIT_API": "0",
+            "RATE_LIMIT_AUTH": "0",
+        }
+        config = load_facade_config(env, runtime=make_config("facade", **env))
+        cache = RedisCache(shared_redis, prefix="sf:")
+        stack.push_async_callback(cache.close)
+        client = await stack.enter_async_context(TestClient(TestServer(create_app(config))))
+
+        async def stop(index: int) -> None:
+            await stacks[index].aclose()
+
+        yield Replicas(client, addresses, Owners(cache, "terminal"), stop)
+
+
+@dataclass
+class User:
+    token: str
+    id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def register(client: Client) -> User:
+    email = f"u{os.urandom(5).hex()}@example.com"
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+    )
+    assert response.status == 201, await response.text()
+    data = (await response.json())["data"]
+    return User(data["tokens"]["accessToken"], data["user"]["id"])
+
+
+async def call(
+    client: Client, method: str, path: str, user: User, expect: int = 200, **kwargs: Any
+) -> Any:
+    response = await client.request(method, path, headers=user.headers, **kwargs)
+    body = await response.json()
+    assert response.status == expect, body
+    return body
+
+
+async def sessions_on_both(replicas: Replicas, user: User, count: int = 4) -> dict[str, list[str]]:
+    """`count` sessions of `user`, by the replica that owns each (round robin spreads them)."""
+    by_replica: dict[str, list[str]] = {a: [] for a in replicas.addresses}
+    for _ in range(count):
+        body = await call(replicas.client, "POST", f"{TERMINALS}/create", user, 201, json={})
+        sid = body["data"]["sessionId"]
+        owned = await replicas.owners.find(sid)
+        assert owned is not None and owned.user == user.id
+        by_replica[owned.replica].append(sid)
+    assert all(by_replica.values()), f"round robin left a replica without sessions: {by_replica}"
+    return by_replica
+
+
+async def output_until(client: Client, user: User, sid: str, pattern: str) -> str:
+    deadline = time.monotonic() + WAIT
+    while True:
+        body = await call(client, "GET", f"{TERMINALS}/{sid}/history", user)
+        output: str = body["data"]["recentOutput"]
+        if re.search(pattern, output):
+            return output
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} in {output[-400:]!r}")
+        await asyncio.sleep(0.05)
+
+
+async def read_output(ws: Socket, pattern: str) -> str:
+    seen = ""
+    deadline = time.monotonic() + WAIT
+    while not re.search(pattern, seen):
+        message = await ws.receive_json(timeout=deadline - time.monotonic())
+        if message["type"] == "data":
+            seen += message["data"]
+        elif message["type"] in ("exit", "error"):
+            raise AssertionError(f"{message} before {pattern!r}; output {seen[-400:]!r}")
+    return seen
+
+
+async def works_over_rest(client: Client, user: User, sid: str, word: str) -> None:
+    line = f"echo {word}-$((40+2))\n"
+    written = await call(client, "POST", f"{TERMINALS}/{sid}/write", user, json={"data": line})
+    assert written["data"]["bytesWritten"] == len(line)
+    await output_until(client, user, sid, rf"{word}-42")
+    got = (await call(client, "GET", f"{TERMINALS}/{sid}", user))["data"]
+    assert (got["sessionId"], got["state"], got.get("exitReason", "")) == (sid, "running", "")
+    resized = await call(
+        client, "POST", f"{TERMINALS}/{sid}/resize", user, json={"cols": 100, "rows": 30}
+    )
+    assert (resized["data"]["cols"], resized["data"]["rows"]) == (100, 30)
+
+
+async def works_over_socket(client: Client, user: User, sid: str, word: str) -> None:
+    ws = await socket_client.authenticated(client, "/ws/terminal", user.token, WAIT)
+    try:
+        await ws.send_json({"type": "join", "sessionId": sid})
+        joined = await socket_client.receive(ws, "joined", WAIT)
+        assert joined["sessionId"] == sid
+        await ws.send_json({"type": "data", "data": f"echo {word}-$((6*7))\n"})
+        await read_output(ws, rf"{word}-42")
+    finally:
+        await ws.close()
+
+
+async def test_every_session_is_reached_on_the_replica_that_owns_it(replicas: Replicas) -> None:
+    client = replicas.client
+    ann = await register(client)
+    by_replica = await sessions_on_both(replicas, ann)
+    every = [sid for sids in by_replica.values() for sid in sids]
+    for n, sid in enumerate(every):
+        await works_over_rest(client, ann, sid, f"rest{n}")
+        await works_over_socket(client, ann, sid, f"sock{n}")
+    # Lists hold both replicas' sessions, whichever replica answers (round robin: ask twice).
+    for _ in range(2):
+        listed = await call(client, "GET", f"{TERMINALS}?limit=100", ann)
+        assert sorted(t["sessionId"] for t in listed["data"]) == sorted(every)
+        assert listed["pagination"]["total"] == len(every)
+        assert {t["state"] for t in listed["data"]} == {"running"}
+    # Another user sees none of them, on either replica.
+    bob = await register(client)
+    for sid in every:
+        await call(client, "GET", f"{TERMINALS}/{sid}", bob, 404)
+    for _ in range(2):
+        assert (await call(client, "GET", TERMINALS, bob))["data"] == []
+    # A closed session is gone from both replicas' answers.
+    closed = every[0]
+    await call(client, "DELETE", f"{TERMINALS}/{closed}", ann)
+    assert await replicas.owners.find(closed) is None
+    for _ in range(2):
+        await call(client, "GET", f"{TERMINALS}/{closed}", ann, 404)
+        listed = await call(client, "GET", f"{TERMINALS}?limit=100", ann)
+        assert closed not in {t["sessionId"] for t in listed["data"]}
+
+
+async def test_a_stopped_replicas_sessions_are_reported_lost_and_the_others_keep_working(
+    replicas: Replicas,
+) -> None:
+    client = replicas.client
+    ann = await register(client)
+    by_replica = await sessions_on_both(replicas, ann)
+    gone, kept = replicas.addresses
+    lost, alive = by_replica[gone], by_replica[kept]
+    # A socket attached to a session of the replica about to stop.
+    watching = await socket_client.authenticated(client, "/ws/terminal", ann.token, WAIT)
+    await watching.send_json({"type": "join", "sessionId": lost[0]})
+    await socket_client.receive(watching, "joined", WAIT)
+    await replicas.stop(0)
+
+    # The attachment ends with an exit that says why; the socket stays open for another join.
+    ended = await socket_client.receive(watching, "exit", WAIT)
+    assert ended["reason"] in ("replica_lost", "closed"), ended
+    await watching.close()
+
+    for sid in lost:
+        got = (await call(client, "GET", f"{TERMINALS}/{sid}", ann))["data"]
+        assert (got["sessionId"], got["state"], got["exitReason"]) == (
+            sid,
+            "exited",
+            "replica_lost",
+        )
+        refused = await call(
+            client, "POST", f"{TERMINALS}/{sid}/write", ann, 422, json={"data": "ls\n"}
+        )
+        assert refused["error"] == "REPLICA_LOST"
+        ws = await socket_client.authenticated(client, "/ws/terminal", ann.token, WAIT)
+        await ws.send_json({"type": "join", "sessionId": sid})
+        joined = await socket_client.receive(ws, "joined", WAIT)
+        assert joined["sessionId"] == sid and joined["terminal"]["exitReason"] == "replica_lost"
+        exit_message = await socket_client.receive(ws, "exit", WAIT)
+        assert exit_message["reason"] == "replica_lost"
+        await ws.close()
+    listed = await call(client, "GET", f"{TERMINALS}?limit=100", ann)
+    states = {t["sessionId"]: (t["state"], t.get("exitReason", "")) for t in listed["data"]}
+    assert states == {
+        **dict.fromkeys(lost, ("exited", "replica_lost")),
+        **dict.fromkeys(alive, ("running", "")),
+    }
+    for n, sid in enumerate(alive):
+        await works_over_rest(client, ann, sid, f"after{n}")
+        await works_over_socket(client, ann, sid, f"after{n}")
+    # New sessions start on the replica that is left; a lost one is forgotten once closed.
+    body = await call(client, "POST", f"{TERMINALS}/create", ann, 201, json={})
+    owned = await replicas.owners.find(body["data"]["sessionId"])
+    assert owned is not None and owned.replica == kept
+    await call(client, "DELETE", f"{TERMINALS}/{lost[0]}", ann)
+    await call(client, "GET", f"{TERMINALS}/{lost[0]}", ann, 404)
