@@ -1,0 +1,203 @@
+"""A portfolio's stored book: a book resumed from its state (through its stored JSON) takes the
+next trades exactly as a replay of the whole history does - the same lots, positions, cash,
+totals and the same refusals - and a back-dated trade needs the history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.portfolio import book_states
+from services.portfolio.book_states import StoredBook
+from services.portfolio.domain import (
+    Book,
+    CashPolicy,
+    CostMethod,
+    HistoryMissing,
+    Side,
+    Trade,
+    order_key,
+)
+from services.runtime.errors import FailedPrecondition
+
+D = Decimal
+DAY0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
+SYMBOLS = ("AAPL", "KO")
+
+
+def at(days: int, minutes: int = 0) -> datetime:
+    return DAY0 + timedelta(days=days, minutes=minutes)
+
+
+def stored(book: Book, last_sequence: int = 0) -> StoredBook:
+    """The book as the database gives it back: encoded and decoded."""
+    decoded = book_states.decode(book_states.encode(StoredBook(book.state(), last_sequence)))
+    assert decoded is not None
+    return decoded
+
+
+def exact(book: Book) -> str:
+    """Every digit and exponent of the book's state, to compare books exactly."""
+    return book_states.encode(StoredBook(book.state(), 0))
+
+
+def answers(book: Book) -> object:
+    return (
+        exact(book),
+        [book.positions({}, method=m, include_closed=True) for m in CostMethod],
+        [book.totals({"AAPL": D("123.45")}, method=m) for m in CostMethod],
+        book.cash,
+        book.open_symbols(),
+    )
+
+
+def refusal(error: FailedPrecondition) -> object:
+    return type(error), error.message, dict(vars(error))
+
+
+# --- steps drawn by hypothesis ------------------------------------------------------------------
+
+quantities = st.decimals(min_value=D("0.00000001"), max_value=D(1_000), places=8)
+prices = st.decimals(min_value=D("0.01"), max_value=D(2_000), places=6)
+fees = st.decimals(min_value=D(0), max_value=D(20), places=2)
+# Above 1: sells and withdrawals of more than there is, to be refused.
+fractions = st.decimals(min_value=D("0.01"), max_value=D("1.3"), places=2)
+sides = st.sampled_from(list(Side))
+# A step: side, symbol, amount (a quantity; a fraction of what is held for sells and
+# withdrawals), price, fees, and how far back it is dated (0: now, after everything before it).
+steps = st.lists(
+    st.tuples(
+        sides,
+        st.sampled_from(SYMBOLS),
+        quantities,
+        fractions,
+        prices,
+        fees,
+        st.one_of(st.just(0), st.just(0), st.integers(min_value=1, max_value=40)),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def trade_of(step: tuple[object, ...], reference: Book, number: int) -> Trade:
+    side, symbol, quantity, fraction, price, fee, back = step
+    assert isinstance(side, Side) and isinstance(symbol, str)
+    assert isinstance(quantity, Decimal) and isinstance(fraction, Decimal)
+    assert isinstance(price, Decimal) and isinstance(fee, Decimal) and isinstance(back, int)
+    if side is Side.SELL:
+        held = reference.quantity(symbol)
+        quantity = (held * fraction).quantize(D("0.00000001")) if held else quantity
+    elif side is Side.WITHDRAWAL:
+        cash = reference.cash
+        quantity = (cash * fraction).quantize(D("0.01")) if cash > 0 else quantity
+    if quantity <= 0:
+        quantity = D("0.00000001")
+    if not side.trades_shares:
+        price = D(1) if side is not Side.DIVIDEND else price
+    # Time moves on a day per trade; a back-dated one lands `back` days before the latest,
+    # possibly at the very instant of an earlier trade (then sequence breaks the tie).
+    when = at(number) if back == 0 else at(max(0, number - back))
+    return Trade(
+        side,
+        symbol if side.names_symbol else "",
+        quantity,
+        price,
+        fee,
+        when,
+        sequence=number,
+    )
+
+
+def record_incrementally(
+    saved: StoredBook | None, history: list[Trade], trade: Trade, policy: CashPolicy
+) -> Book:
+    """What Trades.append does: the stored book takes a trade in order; otherwise (or without
+    a stored book) the whole history replays with it."""
+    book = Book.resume(saved.state) if saved is not None else None
+    if book is None or not book.takes_in_order(trade):
+        book = Book(policy)
+        for event in sorted([*history, trade], key=order_key):
+            book.record(event)
+        return book
+    book.record(trade)
+    return book
+
+
+@settings(deadline=None, max_examples=300)
+@given(steps, st.sampled_from(list(CashPolicy)))
+def test_the_stored_book_takes_every_trade_exactly_as_a_full_replay_does(
+    drawn: list[tuple[object, ...]], policy: CashPolicy
+) -> None:
+    history: list[Trade] = []
+    saved: StoredBook | None = None
+    for number, step in enumerate(drawn, start=1):
+        reference = Book.replay(history, policy=policy)
+        trade = trade_of(step, reference, number)
+        expected: object
+        try:
+            reference.record(trade)
+            expected = answers(reference)
+        except FailedPrecondition as refused:
+            expected = refusal(refused)
+        try:
+            got: object = answers(record_incrementally(saved, history, trade, policy))
+        except FailedPrecondition as refused:
+            got = refusal(refused)
+        assert got == expected
+        if isinstance(expected, tuple) and len(expected) == 5:
+            history.append(trade)
+            replayed = Book.replay(history, policy=policy)
+            assert answers(replayed) == expected
+            saved = stored(replayed, number)
+            assert saved.last_sequence == number
+
+
+def test_a_resumed_book_refuses_a_back_dated_trade_it_cannot_place() -> None:
+    book = Book.replay([Trade(Side.BUY, "KO", D(10), D(60), D(0), at(5), sequence=1)])
+    resumed = Book.resume(stored(book).state)
+    back_dated = Trade(Side.SELL, "KO", D(1), D(61), D(0), at(2), sequence=2)
+    assert not resumed.takes_in_order(back_dated)
+    with pytest.raises(HistoryMissing):
+        resumed.record(back_dated)
+    assert exact(resumed) == exact(book)
+
+
+def test_a_trade_at_the_same_instant_as_the_last_one_comes_after_it() -> None:
+    book = Book.replay([Trade(Side.BUY, "KO", D(10), D(60), D(0), at(5), sequence=1)])
+    resumed = Book.resume(stored(book).state)
+    same_instant = Trade(Side.SELL, "KO", D(4), D(61), D(0), at(5), sequence=2)
+    assert resumed.takes_in_order(same_instant)
+    resumed.record(same_instant)
+    assert resumed.quantity("KO") == 6
+
+
+def test_decimals_and_times_come_back_digit_for_digit() -> None:
+    when = datetime(2024, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+    book = Book.replay(
+        [
+            Trade(Side.BUY, "KO", D("0.12345678"), D("123456789012.123456"), D("0.10"), when, 1),
+            Trade(Side.SELL, "KO", D("0.00000001"), D("1E+2"), D("0"), when, 2),
+            Trade(Side.DEPOSIT, "", D("100.00"), D(1), D("0.5"), when, 3),
+            Trade(Side.WITHDRAWAL, "", D("10"), D(1), D(0), when, 4),
+        ]
+    )
+    again = Book.resume(stored(book, 4).state)
+    assert exact(again) == exact(book)
+    assert (again.deposits, again.withdrawals, again.funded) == (
+        book.deposits,
+        book.withdrawals,
+        book.funded,
+    )
+    assert str(again.lots("KO")[0].cost) == str(book.lots("KO")[0].cost)
+
+
+def test_a_stored_book_of_another_format_is_not_read() -> None:
+    text = book_states.encode(StoredBook(Book().state(), 0)).replace(
+        f'"format":{book_states.FORMAT}', '"format":0'
+    )
+    assert book_states.decode(text) is None
