@@ -12,6 +12,13 @@ written to each socket that gets it without waiting (a socket too far behind is 
 made it); a `portfolio_value` only to the owner's sockets following it, so no socket sees
 another user's. Events cross replicas through Redis, so every replica's stream carries them
 all: a tick or event arriving twice is delivered once.
+
+Steps: every replica serves the deployment's one market (services/portfolio/shared_market.py),
+in steps numbered `seq`. A step is delivered the first time any replica's stream brings it
+(`price` keeps the seed's shape: no number). When the numbering shows a gap this facade cannot fill (a step
+starting after the last one delivered, a replica that reloaded the market, a new leader that
+numbers from lower), every socket gets `{"type": "resync", "seq": n}` followed by the latest
+price of each symbol it follows: a client can always tell that it missed changes.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ class PortfolioFeed:
         # symbol -> (tick time, price, its frame): for dedup, and for new followers.
         self._last_prices: dict[str, tuple[tuple[int, int], str, bytes]] = {}
         self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self.seq = 0  # the last market step delivered
+        self.term = 0  # the market leader's term at that step
+        self.resyncs = 0
 
     def join(self, socket: FeedSocket) -> None:
         self._by_user.setdefault(socket.user_id, set()).add(socket)
@@ -119,23 +129,63 @@ class PortfolioFeed:
 
     def publish_step(self, message: portfolio_pb2.StreamMarketResponse) -> None:
         """A market step's quotes (a replica from before batching sends one per message)."""
-        if message.quotes:
+        if message.seq:
+            self._numbered_step(message)
+        elif message.quotes:
             for quote in message.quotes:
                 self.publish_quote(quote)
             self._flush()
         elif message.HasField("quote"):
             self.publish_quote(message.quote)
 
-    def publish_quote(self, quote: portfolio_pb2.Quote) -> None:
+    def _numbered_step(self, message: portfolio_pb2.StreamMarketResponse) -> None:
+        restarted = message.term > self.term and message.seq <= self.seq
+        if message.seq <= self.seq and not restarted:
+            return  # delivered already, from another replica's stream
+        # The first step this facade sees continues nothing: no socket has missed anything.
+        gap = self.seq > 0 and (restarted or message.resync or message.since_seq > self.seq)
+        self.seq, self.term = message.seq, max(self.term, message.term)
+        if not gap:
+            for quote in message.quotes:
+                self.publish_quote(quote, numbered=True)
+            self._flush()
+            return
+        self.resyncs += 1
+        for quote in message.quotes:
+            self.publish_quote(quote, numbered=True, send=False)
+        resync = json_frame({"type": "resync", "seq": message.seq})
+        for sockets in self._by_user.values():
+            for socket in sockets:
+                socket.client.send(resync)
+                for symbol in socket.symbols:
+                    last = self._last_prices.get(symbol)
+                    if last is not None:
+                        socket.client.send(last[2])
+        self._flush()
+
+    def publish_quote(
+        self,
+        quote: portfolio_pb2.Quote,
+        *,
+        numbered: bool = False,
+        send: bool = True,
+    ) -> None:
         symbol = quote.symbol
         stamp = (quote.time.seconds, quote.time.nanos)
         last = self._last_prices.get(symbol)
-        if last is not None and (stamp < last[0] or (stamp == last[0] and quote.price == last[1])):
+        # Unnumbered ticks (replicas before shared markets) are told apart by time and price.
+        if (
+            not numbered
+            and last is not None
+            and (stamp < last[0] or (stamp == last[0] and quote.price == last[1]))
+        ):
             return  # this tick again (from another replica), or one older than the last sent
         price = message_json(quote, self._quote_plan)
         del price["source"], price["stale"]  # not in the seed's `price` message
         frame = json_frame({"type": "price", **price})
         self._last_prices[symbol] = (stamp, quote.price, frame)
+        if not send:
+            return
         # Sends never wait and never change the index, so the set is walked as it is.
         for client in self._by_symbol.get(symbol, ()):
             client.send(frame)

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ from services.runtime.errors import (
     Unavailable,
 )
 from services.runtime.ratelimit import Rate, RateLimiter
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,16 @@ class AlphaVantage:
         if self._poller is None and not self._closed:
             self._poller = asyncio.create_task(self._poll_forever(), name="alpha-vantage-poller")
             log.info("alpha vantage poller started", extra={"pollEvery": self._poll_every})
+
+    async def pause(self) -> None:
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
+
+    def restore(self, quotes: Iterable[Quote], step: int) -> None:
+        """Prices come from the provider and the shared cache: only remember what ticked, so
+        an unchanged price is not ticked again."""
+        for quote in quotes:
+            self._last_prices[quote.symbol] = quote.price
 
     async def close(self) -> None:
         self._closed = True

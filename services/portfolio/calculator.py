@@ -2,16 +2,15 @@
 positions at current prices, publish a `portfolio_value` event for each, and record each held
 symbol's latest price as today's close in the price history.
 
-Replicas share the work through the cache: each interval is claimed by the first replica to
-count it (with Redis, one replica per interval; alone, always this one), and its events reach
-the other replicas' subscribers through the hub.
+The job runs once per deployment, not once per replica: only the replica leading the shared
+market (shared_market.py) revalues, and its events reach the other replicas' subscribers through
+the hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +20,6 @@ from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote
 from services.portfolio.prices import Prices
 from services.portfolio.repository import PortfolioRepository, TradeRepository
-from services.runtime.cache import Cache
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
@@ -38,16 +36,16 @@ class Calculator:
         db: Database,
         prices: Prices,
         hub: EventHub,
-        cache: Cache,
         *,
         interval: float,
+        leading: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = utc_now,
         batch: int = BATCH,
     ) -> None:
         self._db = db
         self._prices = prices
         self._hub = hub
-        self._cache = cache
+        self._leading = leading
         self._interval = interval
         self._clock = clock
         self._batch = batch
@@ -103,15 +101,9 @@ class Calculator:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                if await self._claim():
+                if self._leading():
                     await self.revalue_all()
             except asyncio.CancelledError:
                 raise
             except Exception:  # one failed round (database down) must not end the job
                 log.exception("portfolio revaluation failed")
-
-    async def _claim(self) -> bool:
-        window = int(time.time() // self._interval)
-        count, _ = await self._cache.incr(f"calculator:{window}", self._interval * 2)
-        # 0: the cache could not count (Redis down); revaluing twice beats not at all.
-        return count <= 1

@@ -87,6 +87,20 @@ class MarketData(Protocol):
         ...
 
 
+class LedSource(MarketData, Protocol):
+    """A source that one replica of a deployment drives for all (services/portfolio/
+    shared_market.py): it can stop its background work without ending its tick streams, and
+    continue from prices another replica's copy had reached."""
+
+    async def pause(self) -> None:
+        """Stop background work (the walk, the poller); `start` resumes it."""
+        ...
+
+    def restore(self, quotes: Iterable[Quote], step: int) -> None:
+        """Continue from these latest quotes, reached at the deployment's step `step`."""
+        ...
+
+
 # --- checks shared by the sources --------------------------------------------------------------
 
 
@@ -111,16 +125,35 @@ def check_range(start: date, end: date) -> None:
 # --- ticks -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TickBatch:
+    """What a subscriber reads at once: every price change after market step `since` up to step
+    `seq`, the latest quote of each symbol. `resync`: these quotes are not a continuation the
+    reader can trust (the market was reloaded after a gap, or quotes were pushed out of a full
+    backlog), so take them as a fresh start. Steps are numbered by whoever publishes (the
+    deployment's shared market, or a source's own step count); 0 when unnumbered."""
+
+    quotes: list[Quote]
+    since: int = 0
+    seq: int = 0
+    resync: bool = False
+    term: int = 0  # the leader's term at step `seq` (shared markets; else 0)
+
+
 class TickStream:
     """One subscriber's ticks. Pending quotes are kept per symbol, latest wins, so a subscriber
     that falls behind skips stale prices instead of slowing the publisher or growing without
     bound. Iteration ends when the publisher ends or the stream is closed."""
 
-    def __init__(self, backlog: int, unsubscribe: Callable[[TickStream], None]) -> None:
+    def __init__(self, backlog: int, unsubscribe: Callable[[TickStream], None], seq: int) -> None:
         self._pending: OrderedDict[str, Quote] = OrderedDict()
         self._unsubscribe = unsubscribe
         self._bell = Doorbell()
         self._backlog = backlog
+        self._delivered = seq  # the reader has every change up to this step
+        self._latest = seq  # the newest step among the pending quotes
+        self._resync = False
+        self._term = 0
         self.dropped = 0  # quotes superseded or pushed out before this subscriber read them
 
     def __aiter__(self) -> Self:
@@ -130,16 +163,36 @@ class TickStream:
         if not await self._bell.wait_for(self._pending):
             raise StopAsyncIteration
         _, quote = self._pending.popitem(last=False)
+        if not self._pending:
+            self._delivered = self._latest
         return quote
 
-    async def batch(self) -> list[Quote]:
+    async def batch(self) -> TickBatch:
         """Every pending quote at once (a whole market step when the reader keeps up), oldest
-        first; waits for at least one. An empty list: the stream has ended."""
+        first; waits for at least one. No quotes: the stream has ended."""
         if not await self._bell.wait_for(self._pending):
-            return []
+            return TickBatch([], self._delivered, self._delivered)
         quotes = list(self._pending.values())
         self._pending.clear()
-        return quotes
+        read = TickBatch(quotes, self._delivered, self._latest, self._resync, self._term)
+        self._delivered, self._resync = self._latest, False
+        return read
+
+    def offer_step(self, quotes: Iterable[Quote], seq: int, resync: bool, term: int = 0) -> None:
+        """A market step's changed quotes (possibly none: the step still counts)."""
+        if self._bell.ended:
+            return
+        self._term = max(self._term, term)
+        self._resync = self._resync or resync
+        offered = False
+        for quote in quotes:
+            self.offer(quote)
+            offered = True
+        if offered or self._pending:
+            self._latest = max(self._latest, seq)
+        else:
+            # Nothing pending, nothing new: the reader is up to date to this step.
+            self._delivered = self._latest = max(self._latest, seq)
 
     def offer(self, quote: Quote) -> None:
         if self._bell.ended:
@@ -149,6 +202,7 @@ class TickStream:
         elif len(self._pending) >= self._backlog:
             self._pending.popitem(last=False)
             self.dropped += 1
+            self._resync = True  # a symbol's change is lost, not merely superseded
         self._pending[quote.symbol] = quote
         self._bell.ring()
 
@@ -174,20 +228,24 @@ class TickFanout:
         self._streams: weakref.WeakSet[TickStream] = weakref.WeakSet()
         self._backlog = backlog
         self._ended = False
+        self.seq = 0  # the last step published
 
     def subscribe(self) -> TickStream:
-        stream = TickStream(self._backlog, self._streams.discard)
+        stream = TickStream(self._backlog, self._streams.discard, self.seq)
         if self._ended:
             stream.end()
         else:
             self._streams.add(stream)
         return stream
 
-    def publish(self, quotes: Iterable[Quote]) -> None:
-        streams = list(self._streams)
-        for quote in quotes:
-            for stream in streams:
-                stream.offer(quote)
+    def publish(
+        self, quotes: Iterable[Quote], *, seq: int = 0, resync: bool = False, term: int = 0
+    ) -> None:
+        """One step's changed quotes; `seq` 0 numbers it after the last one."""
+        self.seq = seq or self.seq + 1
+        quotes = list(quotes)
+        for stream in list(self._streams):
+            stream.offer_step(quotes, self.seq, resync, term)
 
     def end(self) -> None:
         self._ended = True

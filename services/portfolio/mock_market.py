@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -128,6 +128,12 @@ class PriceWalk:
         self._rng = rng
         self.cents = _cents(open_price)
 
+    def resume(self, price: Decimal, rng: random.Random) -> None:
+        """Continue the walk from `price` with `rng` (another replica walked it this far)."""
+        self._log_price = math.log(price)
+        self.cents = _cents(price)
+        self._rng = rng
+
     def step(self) -> Decimal:
         pull = REVERSION * (self._anchor - self._log_price)
         self._log_price += pull + self._sigma * self._rng.gauss()
@@ -231,7 +237,7 @@ class MockMarket:
                 quote = self._quote_at(self._listings[symbol], price, now)
                 self._quotes[symbol] = quote
                 changed.append(quote)
-        self._fanout.publish(changed)
+        self._fanout.publish(changed, seq=self.steps)
         return changed
 
     def _quote_at(self, listing: Listing, price: Decimal, time: datetime) -> Quote:
@@ -281,10 +287,25 @@ class MockMarket:
             self._task = asyncio.create_task(self._walk_forever(), name="mock-market-walk")
             log.info("mock market started", extra={"intervalMs": round(self._interval * 1000)})
 
-    async def close(self) -> None:
-        self._closed = True
+    async def pause(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+
+    def restore(self, quotes: Iterable[Quote], step: int) -> None:
+        """Continue from another replica's prices at step `step`. Each walk's randomness is
+        reseeded from (seed, symbol, step), so whichever replica takes over at a given step
+        walks the same prices from there."""
+        self.steps = step
+        for quote in quotes:
+            walk = self._walks.get(quote.symbol)
+            if walk is None:
+                continue
+            walk.resume(quote.price, random.Random(f"{self._seed}:{quote.symbol}:{step}"))
+            self._quotes[quote.symbol] = quote
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.pause()
         self._fanout.end()
 
     # --- internals -----------------------------------------------------------------------------

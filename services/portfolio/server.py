@@ -14,13 +14,14 @@ from services.portfolio.config import MarketConfig, load_portfolio_config
 from services.portfolio.events import EventHub
 from services.portfolio.exports import Exports
 from services.portfolio.imports import Imports
-from services.portfolio.market_data import MarketData
+from services.portfolio.market_data import LedSource
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.orm import idempotency_keys
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
+from services.portfolio.shared_market import SharedMarket
 from services.portfolio.trades import Trades
 from services.runtime.cache import Cache, create_cache
 from services.runtime.config import RuntimeConfig
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 
 
-def create_market_data(config: MarketConfig, cache: Cache) -> MarketData:
+def create_market_data(config: MarketConfig, cache: Cache) -> LedSource:
     """Alpha Vantage when a key is set and USE_MOCK_PRICES is not true, else the simulated
     market; says which."""
     if config.uses_alpha_vantage:
@@ -81,7 +82,8 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(db.close)
     cache = create_cache(config.redis_url, prefix="sf:portfolio:")
     resources.push_async_callback(cache.close)
-    market = create_market_data(settings.market, cache)
+    # One market for every replica sharing the cache: a leader steps it (shared_market.py).
+    market = SharedMarket(create_market_data(settings.market, cache), cache)
     resources.push_async_callback(market.close)
     await market.start()
     # Only a shared cache (Redis) carries events between replicas.
@@ -101,7 +103,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
     )
-    calculator = Calculator(db, prices, hub, cache, interval=settings.revalue_interval)
+    calculator = Calculator(
+        db, prices, hub, interval=settings.revalue_interval, leading=lambda: market.leading
+    )
     resources.push_async_callback(calculator.stop)
     calculator.start()
     servicer = PortfolioServicer(cases)

@@ -299,8 +299,14 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
             # Headers go out once subscribed: a caller that waits for them misses no tick.
             await context.send_initial_metadata(())
             # A step's quotes travel together: the facade writes each socket once per step.
-            while quotes := await ticks.batch():
-                yield portfolio_pb2.StreamMarketResponse(quotes=map(quote_message, quotes))
+            while (read := await ticks.batch()).quotes:
+                yield portfolio_pb2.StreamMarketResponse(
+                    quotes=map(quote_message, read.quotes),
+                    seq=read.seq,
+                    since_seq=read.since,
+                    resync=read.resync,
+                    term=read.term,
+                )
         finally:
             await ticks.aclose()
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
@@ -20,6 +21,20 @@ from redis.exceptions import RedisError
 from services.runtime.clock import Monotonic, monotonic
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease as `Cache.lead` granted it: its key, holder, term and duration."""
+
+    key: str
+    holder: str
+    term: int
+    ttl: float
+
+    @property
+    def value(self) -> str:
+        return f"{self.holder}:{self.term}"
 
 
 class Cache(Protocol):
@@ -49,6 +64,28 @@ class Cache(Protocol):
 
     async def publish(self, channel: str, message: bytes) -> None: ...
     def subscribe(self, channel: str) -> AsyncIterator[bytes]: ...
+
+    # --- leases: one holder among replicas, with a fencing term -------------------------------
+
+    async def lead(self, key: str, holder: str, ttl: float, floor: int) -> int | None:
+        """Take the lease `key` for `holder` if it is free, or renew it if `holder` has it, for
+        `ttl` seconds. Returns the lease's term when `holder` has it (a number that grows with
+        every new holder and is above `floor`, the highest term the caller has seen), minus
+        the holder's term when another has it, None when the store cannot be reached."""
+        ...
+
+    async def publish_held(
+        self, lease: Lease, state_key: str, state: bytes, channel: str, message: bytes
+    ) -> bool | None:
+        """Only while `lease` is still held: renew it, store `state` and publish `message`,
+        at once. False: the lease is lost (the caller must stop acting as holder); None: the
+        store cannot be reached."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease up, if it is still held."""
+        ...
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -63,6 +100,8 @@ class InProcessCache:
         self._counters: dict[str, tuple[int, float]] = {}
         self._subscribers: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self._max_entries = max_entries
+        self._leases: dict[str, tuple[str, int, float]] = {}  # key -> (holder, term, expires)
+        self._terms: dict[str, int] = {}  # key -> the last term granted
 
     async def get(self, key: str) -> bytes | None:
         found = self._values.get(key)
@@ -133,6 +172,35 @@ class InProcessCache:
     async def ping(self) -> bool:
         return True
 
+    async def lead(self, key: str, holder: str, ttl: float, floor: int) -> int | None:
+        now = self._clock()
+        held = self._leases.get(key)
+        if held is not None and held[2] > now:
+            if held[0] != holder:
+                return -held[1]
+            self._leases[key] = (holder, held[1], now + ttl)
+            return held[1]
+        self._terms[key] = term = max(self._terms.get(key, 0), floor) + 1
+        self._leases[key] = (holder, term, now + ttl)
+        return term
+
+    async def publish_held(
+        self, lease: Lease, state_key: str, state: bytes, channel: str, message: bytes
+    ) -> bool | None:
+        held = self._leases.get(lease.key)
+        now = self._clock()
+        if held is None or held[2] <= now or (held[0], held[1]) != (lease.holder, lease.term):
+            return False
+        self._leases[lease.key] = (lease.holder, lease.term, now + lease.ttl)
+        await self.set(state_key, state)
+        await self.publish(channel, message)
+        return True
+
+    async def release(self, lease: Lease) -> None:
+        held = self._leases.get(lease.key)
+        if held is not None and (held[0], held[1]) == (lease.holder, lease.term):
+            del self._leases[lease.key]
+
     async def close(self) -> None:
         self._values.clear()
         self._counters.clear()
@@ -153,6 +221,43 @@ if not total then return nil end
 local amount = tonumber(ARGV[1])
 if amount > 0 and tonumber(total) + amount > tonumber(ARGV[2]) then return -1 end
 return redis.call('INCRBY', KEYS[1], amount)
+"""
+
+
+# KEYS: the lease, its term counter; ARGV: holder, ttl in ms, the lowest term to grant.
+# The term counter never goes below what a candidate has seen, even if Redis lost it.
+_LEAD = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local at = string.find(current, ':[^:]*$')
+  local term = tonumber(string.sub(current, at + 1))
+  if string.sub(current, 1, at - 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return term
+  end
+  return -term
+end
+local term = redis.call('INCR', KEYS[2])
+if term <= tonumber(ARGV[3]) then
+  term = tonumber(ARGV[3]) + 1
+  redis.call('SET', KEYS[2], term)
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. term, 'PX', ARGV[2])
+return term
+"""
+
+# KEYS: the lease, the state, the channel; ARGV: the lease's value, ttl in ms, state, message.
+_PUBLISH_HELD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -250,6 +355,37 @@ class RedisCache:
             return bool(await self._client.ping())
         except (RedisError, OSError):
             return False
+
+    # Leases have no in-process fallback: a replica that cannot reach Redis cannot know who
+    # holds one, and says so (None) instead of pretending.
+
+    async def lead(self, key: str, holder: str, ttl: float, floor: int) -> int | None:
+        keys = (self._prefix + key, self._prefix + key + ":term")
+        try:
+            term = await self._client.eval(_LEAD, 2, *keys, holder, int(ttl * 1000), floor)
+        except (RedisError, OSError) as error:
+            log.warning("redis lease failed", extra={"error": str(error)})
+            return None
+        return int(term)
+
+    async def publish_held(
+        self, lease: Lease, state_key: str, state: bytes, channel: str, message: bytes
+    ) -> bool | None:
+        keys = (self._prefix + lease.key, self._prefix + state_key, self._prefix + channel)
+        try:
+            done = await self._client.eval(
+                _PUBLISH_HELD, 3, *keys, lease.value, int(lease.ttl * 1000), state, message
+            )
+        except (RedisError, OSError) as error:
+            log.warning("redis publish under lease failed", extra={"error": str(error)})
+            return None
+        return bool(done)
+
+    async def release(self, lease: Lease) -> None:
+        try:
+            await self._client.eval(_RELEASE, 1, self._prefix + lease.key, lease.value)
+        except (RedisError, OSError) as error:
+            log.warning("redis lease release failed", extra={"error": str(error)})
 
     async def close(self) -> None:
         await self._client.aclose()

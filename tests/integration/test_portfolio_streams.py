@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import grpc
 from sqlalchemy import select
@@ -96,10 +97,16 @@ async def test_the_calculator_publishes_values_and_records_todays_prices(
             "124.80",
             "4.80",
         )
+        # Today's prices are recorded after the values are published: wait for them.
         db = s.database()
+        rows: list[Any] = []
         try:
-            async with db.reading() as session:
-                rows = (await session.execute(select(price_history))).all()
+            for _ in range(500):
+                async with db.reading() as session:
+                    rows = list((await session.execute(select(price_history))).all())
+                if rows:
+                    break
+                await asyncio.sleep(0.02)
         finally:
             await db.close()
         assert [(r.symbol, r.day, r.close) for r in rows] == [

@@ -4,7 +4,7 @@ frames of a market step are flushed."""
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2
@@ -69,3 +69,60 @@ def test_the_one_quote_form_of_older_replicas_is_still_delivered() -> None:
     feed.publish_step(portfolio_pb2.StreamMarketResponse(quote=quote("AAPL", "188.00", 101)))
     assert [m["price"] for m in ann.messages()] == ["188.00"]
     assert flushes == []  # a single quote waits for the outbox's window as before
+
+
+def numbered(seq: int, since: int, *quotes: portfolio_pb2.Quote, **flags: object) -> Any:
+    return portfolio_pb2.StreamMarketResponse(
+        quotes=quotes,
+        seq=seq,
+        since_seq=since,
+        term=int(cast(int, flags.get("term", 1))),
+        resync=bool(flags.get("resync", False)),
+    )
+
+
+def test_numbered_steps_from_two_replicas_are_delivered_once_each() -> None:
+    feed = PortfolioFeed(Plans())
+    ann = follower(feed, "ann", "AAPL")
+    first = numbered(7, 6, quote("AAPL", "187.00", 100))
+    second = numbered(8, 7, quote("AAPL", "187.50", 101))
+    for step in (first, first, second, first, second):  # both replicas' streams, interleaved
+        feed.publish_step(step)
+    assert [m["price"] for m in ann.messages()] == ["187.00", "187.50"]
+    assert feed.resyncs == 0
+
+
+def test_a_gap_in_the_steps_sends_a_resync_then_the_latest_price_of_each_followed_symbol() -> None:
+    feed = PortfolioFeed(Plans())
+    ann = follower(feed, "ann", "AAPL", "KO")
+    bob = follower(feed, "bob", "MSFT")
+    feed.publish_step(numbered(7, 6, quote("AAPL", "187.00", 100), quote("KO", "62.00", 100)))
+    # Steps 8 and 9 never arrived: step 10 covers only what changed after step 9.
+    feed.publish_step(numbered(10, 9, quote("AAPL", "190.00", 103)))
+    assert [m["type"] for m in ann.messages()] == ["price", "price", "resync", "price", "price"]
+    assert ann.messages()[2] == {"type": "resync", "seq": 10}
+    assert {(m["symbol"], m["price"]) for m in ann.messages()[3:]} == {
+        ("AAPL", "190.00"),
+        ("KO", "62.00"),
+    }
+    # A socket following nothing the step names is still told.
+    assert bob.messages() == [{"type": "resync", "seq": 10}]
+    assert feed.resyncs == 1
+
+
+def test_a_replica_that_reloaded_the_market_or_a_new_leader_counting_lower_is_a_resync() -> None:
+    feed = PortfolioFeed(Plans())
+    ann = follower(feed, "ann", "AAPL")
+    feed.publish_step(numbered(7, 6, quote("AAPL", "187.00", 100)))
+    feed.publish_step(numbered(8, 7, quote("AAPL", "188.00", 101), resync=True))
+    feed.publish_step(numbered(3, 2, quote("AAPL", "150.00", 102), term=2))
+    feed.publish_step(numbered(4, 3, quote("AAPL", "151.00", 103), term=2))
+    types = [(m["type"], m.get("price") or m.get("seq")) for m in ann.messages()]
+    assert types == [
+        ("price", "187.00"),
+        ("resync", 8),
+        ("price", "188.00"),
+        ("resync", 3),
+        ("price", "150.00"),
+        ("price", "151.00"),
+    ]

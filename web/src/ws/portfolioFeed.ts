@@ -141,6 +141,9 @@ class PortfolioFeed {
           case "price":
             this.prices.publish(message.symbol.toUpperCase(), message);
             break;
+          case "resync":
+            // The latest prices follow at once; only a latest price is kept here.
+            break;
           case "portfolio_value":
             this.values.publish(message.portfolioId, message);
             break;

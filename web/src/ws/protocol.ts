@@ -57,6 +57,10 @@ export type PriceMessage = {
   changePercent: string;
   time: string;
 };
+/** Price changes were missed (a gap in the market's numbered steps): the latest price of each
+ * followed symbol comes next, so a client that keeps more than the latest (a tick chart) knows
+ * that the line between is not complete. */
+export type ResyncMessage = { type: "resync"; seq: number };
 export type PortfolioValueMessage = {
   type: "portfolio_value";
   portfolioId: string;
@@ -87,6 +91,7 @@ export type PortfolioClientMessage = CommonClientMessage | SubscribeMessage | Un
 export type PortfolioServerMessage =
   | CommonServerMessage
   | PriceMessage
+  | ResyncMessage
   | PortfolioValueMessage
   | TradeMessage;
 

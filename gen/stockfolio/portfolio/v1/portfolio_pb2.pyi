@@ -1216,6 +1216,26 @@ class StreamMarketResponse(_message.Message):
 
     QUOTE_FIELD_NUMBER: _builtins.int
     QUOTES_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    SINCE_SEQ_FIELD_NUMBER: _builtins.int
+    RESYNC_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The deployment's market step of the newest quote here: every replica serves the same
+    numbered steps (one leader steps the market). 0 from a replica before shared markets.
+    """
+    since_seq: _builtins.int
+    """These quotes are every price change after step `since_seq` up to step `seq`. A reader
+    whose last step is before `since_seq` missed changes and should treat this as a resync.
+    """
+    resync: _builtins.bool
+    """The quotes are a fresh start, not a continuation: the replica reloaded the whole market
+    after a gap (then `quotes` holds every symbol's latest price), or quotes were lost.
+    """
+    term: _builtins.int
+    """The market leader's term (its fencing token): it grows with every new leader. A step
+    numbering that starts again lower comes with a higher term.
+    """
     @_builtins.property
     @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def quote(self) -> Global___Quote:
@@ -1232,10 +1252,14 @@ class StreamMarketResponse(_message.Message):
         *,
         quote: Global___Quote | None = ...,
         quotes: _abc.Iterable[Global___Quote] | None = ...,
+        seq: _builtins.int = ...,
+        since_seq: _builtins.int = ...,
+        resync: _builtins.bool = ...,
+        term: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote", "quotes", b"quotes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote", "quotes", b"quotes", "resync", b"resync", "seq", b"seq", "since_seq", b"since_seq", "term", b"term"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
