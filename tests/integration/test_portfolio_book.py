@@ -1,0 +1,210 @@
+"""The stored book of a portfolio through the real service, on SQLite and PostgreSQL: concurrent
+trades (some back-dated) never oversell and leave the stored book equal to a replay of the
+trades; a portfolio without a stored book (data from before it) builds one the first time; an
+in-order trade reads no trades and sends three statements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from services.portfolio import book_states
+from services.portfolio.book_states import StoredBook
+from services.portfolio.domain import Book, CashPolicy
+from services.portfolio.orm import portfolios
+from services.portfolio.repository import PortfolioRepository, TradeRepository
+from tests.integration.portfolio_harness import Metadata, PortfolioService
+
+
+def stamp(when: datetime) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(when)
+    return value
+
+
+async def stored_and_replayed(
+    s: PortfolioService, user_id: str, portfolio_id: str
+) -> tuple[StoredBook | None, Book, int]:
+    """The portfolio's stored book, a replay of the trades it holds and their highest
+    sequence."""
+    db = s.database()
+    try:
+        async with db.reading() as session:
+            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
+            assert found is not None
+            portfolio, stored = found
+            trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
+    finally:
+        await db.close()
+    last = max((t.sequence for t in trades), default=0)
+    return stored, Book.replay(trades, policy=portfolio.kind.policy), last
+
+
+def exactly(book: Book) -> str:
+    return book_states.encode(StoredBook(book.state(), 0))
+
+
+async def assert_stored_book_is_the_replay(
+    s: PortfolioService, user_id: str, portfolio_id: str
+) -> Book:
+    stored, replayed, last = await stored_and_replayed(s, user_id, portfolio_id)
+    assert stored is not None
+    assert exactly(Book.resume(stored.state)) == exactly(replayed)
+    assert stored.last_sequence == last
+    return replayed
+
+
+async def outcomes(calls: list[Any]) -> tuple[int, int]:
+    """How many calls succeeded and how many were refused as FAILED_PRECONDITION (any other
+    failure fails the test)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in refused), refused
+    assert all(isinstance(r, (pb.Trade, grpc.aio.AioRpcError)) for r in results), results
+    return len(results) - len(refused), len(refused)
+
+
+async def test_concurrent_trades_some_back_dated_never_oversell_and_leave_the_stored_book_a_replay(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, user_id = await s.account()
+    p = await s.portfolio(who)
+    start = datetime.now(UTC) - timedelta(days=30)
+    await s.trade(who, p.id, "buy", "10", "60", symbol="KO", executed_at=stamp(start))
+    sells_now = [s.trade(who, p.id, "sell", "1", "61", symbol="KO") for _ in range(12)]
+    # Dated before every sell above: each is checked against the shares held at its date and
+    # must not leave any later sell short.
+    back_dated_sells = [
+        s.trade(
+            who,
+            p.id,
+            "sell",
+            "2",
+            "59",
+            symbol="KO",
+            executed_at=stamp(start + timedelta(days=1 + i)),
+        )
+        for i in range(3)
+    ]
+    back_dated_buys = [
+        s.trade(
+            who,
+            p.id,
+            "buy",
+            "1",
+            "58",
+            symbol="KO",
+            executed_at=stamp(start - timedelta(days=1 + i)),
+        )
+        for i in range(3)
+    ]
+    other_symbol = [s.trade(who, p.id, "buy", "1", "400", symbol="MSFT") for _ in range(5)]
+    (sold_now, _), (sold_back, _), bought_back, bought_other = await asyncio.gather(
+        outcomes(sells_now),
+        outcomes(back_dated_sells),
+        outcomes(back_dated_buys),
+        outcomes(other_symbol),
+    )
+    assert (bought_back, bought_other) == ((3, 0), (5, 0))
+    # Only what was held was sold, and everything recorded replays.
+    book = await assert_stored_book_is_the_replay(s, user_id, p.id)
+    bought = Decimal(10 + 3)
+    assert book.quantity("KO") == bought - sold_now - 2 * sold_back
+    assert book.quantity("KO") >= 0
+    assert book.quantity("MSFT") == 5
+    positions = await s.stub.ListPositions(
+        pb.ListPositionsRequest(portfolio_id=p.id, include_closed=True), metadata=who
+    )
+    assert {x.symbol: Decimal(x.quantity) for x in positions.positions} == {
+        "KO": book.quantity("KO"),
+        "MSFT": Decimal(5),
+    }
+
+
+async def test_twenty_concurrent_sells_of_ten_shares_sell_ten_and_store_the_replayed_book(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, user_id = await s.account()
+    p = await s.portfolio(who)
+    await s.trade(who, p.id, "buy", "10", "60", symbol="KO")
+    assert await outcomes(
+        [s.trade(who, p.id, "sell", "1", "61", symbol="KO") for _ in range(20)]
+    ) == (10, 10)
+    book = await assert_stored_book_is_the_replay(s, user_id, p.id)
+    assert book.quantity("KO") == 0
+    assert book.realized_gain() == 10
+
+
+async def test_a_portfolio_without_a_stored_book_builds_it_by_a_replay_the_first_time(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, user_id = await s.account()
+    p = await s.portfolio(who, kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="1000")
+    await s.trade(who, p.id, "buy", "5", "60", symbol="KO")
+    await s.trade(who, p.id, "sell", "2", "70", symbol="KO")
+    db = s.database()
+    try:
+        async with db.transaction() as session:  # as data from before the stored book
+            await session.execute(update(portfolios).values(book=None))
+    finally:
+        await db.close()
+    await s.trade(who, p.id, "sell", "1", "65", symbol="KO")
+    book = await assert_stored_book_is_the_replay(s, user_id, p.id)
+    assert book.policy is CashPolicy.REQUIRE_CASH
+    assert (book.quantity("KO"), book.cash) == (Decimal(2), Decimal(1000 - 300 + 140 + 65))
+    # A paper portfolio's rules hold on the stored book too.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await s.trade(who, p.id, "buy", "100", "60", symbol="KO")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await assert_stored_book_is_the_replay(s, user_id, p.id)
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine of this process sends, and "COMMIT" at each commit."""
+    sent: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    def on_commit(_conn: Any) -> None:
+        sent.append("COMMIT")
+
+    event.listen(Engine, "before_cursor_execute", on_execute)
+    event.listen(Engine, "commit", on_commit)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_execute)
+        event.remove(Engine, "commit", on_commit)
+
+
+async def test_an_in_order_trade_reads_no_trades_and_sends_three_statements_and_a_commit(
+    portfolio_service: PortfolioService, statements: list[str]
+) -> None:
+    s = portfolio_service
+    who: Metadata = await s.user()
+    p = await s.portfolio(who)
+    for _ in range(20):  # a history a replay would read
+        await s.trade(who, p.id, "buy", "1", "60", symbol="KO")
+    statements.clear()
+    for _ in range(5):
+        await s.trade(who, p.id, "buy", "1", "60", symbol="KO")
+    sent = [x for x in statements if not x.startswith("BEGIN")]  # SQLite's explicit BEGIN
+    assert len(sent) == 5 * 4, sent
+    kinds = [x.split()[0] for x in sent[:4]]
+    assert kinds == ["SELECT", "INSERT", "UPDATE", "COMMIT"], sent[:4]
+    assert "FROM trades" not in sent[0] and sent[1].startswith("INSERT INTO trades")
