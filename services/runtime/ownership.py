@@ -203,6 +203,13 @@ class Ownership(Owners):
             await self._write_index(self.address, index)
         return owned
 
+    async def update(self, key: str, user: str, facts: Mapping[str, Any]) -> None:
+        """Rewrites what the record of a key of this replica's own says (it is in the index
+        already)."""
+        if self.address is not None:
+            owned = Owned(key, user, self.address, self.incarnation, facts)
+            await self._cache.set(self._key("owned", key), owned.encode())
+
     async def forget(self, key: str) -> None:
         """Forgets a key of this replica's own (closed)."""
         if self.address is not None:

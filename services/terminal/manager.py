@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import secrets
 import signal
@@ -25,6 +26,8 @@ from services.runtime.sandbox import INSIDE_HOME, Bind, Sandbox, inside_path, wa
 from services.runtime.tasks import cancel_and_wait
 from services.terminal import procfs
 from services.terminal.sessions import READ_CHUNK, Session, validate_dimensions
+
+log = logging.getLogger(__name__)
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The wrapper reopens the slave by name after setsid, which makes it the controlling terminal
@@ -60,6 +63,7 @@ class TerminalManager:
         still_allowed: Callable[[Session], Awaitable[bool]] | None = None,
         recheck_interval: float = 30.0,
         on_closed: Callable[[Session], Awaitable[None]] | None = None,
+        on_ended: Callable[[Session], Awaitable[None]] | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         self.max_per_user = max_per_user
@@ -80,6 +84,8 @@ class TerminalManager:
         # Told of each session closed for good (deleted, culled, its owner logged out), not of
         # those ended by the shutdown: their record says the replica is gone.
         self.on_closed = on_closed
+        # Told of each session whose shell has ended and been reaped (its exit code known).
+        self.on_ended = on_ended
         self._stopping = False
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, int] = {}
@@ -273,6 +279,11 @@ class TerminalManager:
             await self._end_sandbox(session)
         else:
             await self._end_process_session(session)
+        if self.on_ended is not None and not self._stopping:
+            try:
+                await self.on_ended(session)
+            except Exception:  # whoever listens must not keep a session from ending
+                log.exception("a session's end hook failed")
 
     async def _end_sandbox(self, session: Session) -> None:
         """Kills the sandbox: bubblewrap's death ends its PID namespace, so everything in it

@@ -22,7 +22,7 @@ from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories
 from services.terminal.servicer import TerminalServicer
 from services.terminal.sessions import Session
-from services.terminal.terminals import Terminals
+from services.terminal.terminals import Terminals, facts_of
 
 SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 
@@ -64,6 +64,10 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     async def forget(session: Session) -> None:
         await ownership.forget(session.id)
 
+    async def ended(session: Session) -> None:
+        # Lists served by another replica show it ended, with its exit code.
+        await ownership.update(session.id, session.owner, facts_of(session))
+
     manager = TerminalManager(
         settings.root,
         max_per_user=settings.max_sessions_per_user,
@@ -81,6 +85,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         still_allowed=owner_still_logged_in(sessions),
         recheck_interval=settings.session_recheck,
         on_closed=forget,
+        on_ended=ended,
     )
     # Owned by the resources: whatever happens after this, its shells end and its tasks stop.
     await resources.enter_async_context(manager)

@@ -56,10 +56,13 @@ class Recorded:
     pid: int
     created: datetime
     lost: bool
+    ended: str = ""  # "exited" or "closed" once the owner saw the shell end
+    code: int | None = None
 
     @property
     def state(self) -> str:
-        return REPLICA_LOST if self.lost else "running"
+        # A shell that had ended before its replica was lost ended as it did.
+        return self.ended or (REPLICA_LOST if self.lost else "running")
 
     @property
     def last_activity(self) -> datetime:
@@ -71,7 +74,7 @@ class Recorded:
 
     @property
     def exit_code(self) -> int | None:
-        return None
+        return self.code
 
     @classmethod
     def of(cls, owned: Owned, *, lost: bool) -> Recorded:
@@ -86,6 +89,8 @@ class Recorded:
             pid=int(facts.get("pid", 0)),
             created=datetime.fromisoformat(str(facts["created"])),
             lost=lost,
+            ended="" if facts.get("state", "running") == "running" else str(facts["state"]),
+            code=None if facts.get("exitCode") is None else int(facts["exitCode"]),
         )
 
 
@@ -98,6 +103,8 @@ def facts_of(session: Session) -> dict[str, Any]:
         "rows": session.rows,
         "pid": session.pid,
         "created": session.created.isoformat(),
+        "state": session.state,
+        "exitCode": session.exit_code,
     }
 
 

@@ -310,3 +310,23 @@ async def test_a_stopped_replicas_sessions_are_reported_lost_and_the_others_keep
     assert owned is not None and owned.replica == kept
     await call(client, "DELETE", f"{TERMINALS}/{lost[0]}", ann)
     await call(client, "GET", f"{TERMINALS}/{lost[0]}", ann, 404)
+
+
+async def test_a_shell_that_ends_is_listed_as_ended_by_either_replica(replicas: Replicas) -> None:
+    client = replicas.client
+    ann = await register(client)
+    by_replica = await sessions_on_both(replicas, ann, count=2)
+    ending = by_replica[replicas.addresses[0]][0]
+    await call(client, "POST", f"{TERMINALS}/{ending}/write", ann, json={"data": "exit 3\n"})
+    deadline = time.monotonic() + WAIT
+    while True:
+        # Both replicas answer in turn: the owner from the session, the other from its record.
+        views = []
+        for _ in range(2):
+            listed = await call(client, "GET", f"{TERMINALS}?limit=100", ann)
+            views.append({t["sessionId"]: t for t in listed["data"]}[ending])
+        if all(v["state"] == "exited" for v in views):
+            break
+        assert time.monotonic() < deadline, views
+        await asyncio.sleep(0.1)
+    assert [(v["exitReason"], v["exitCode"]) for v in views] == [("exited", 3)] * 2
