@@ -15,10 +15,10 @@ all: a tick or event arriving twice is delivered once.
 
 Steps: every replica serves the deployment's one market (services/portfolio/shared_market.py),
 in steps numbered `seq`. A step is delivered the first time any replica's stream brings it
-(`price` keeps the seed's shape: no number). When the numbering shows a gap this facade cannot fill (a step
-starting after the last one delivered, a replica that reloaded the market, a new leader that
-numbers from lower), every socket gets `{"type": "resync", "seq": n}` followed by the latest
-price of each symbol it follows: a client can always tell that it missed changes.
+(`price` keeps the seed's shape: no number). When the numbering shows a gap this facade cannot
+fill (a step starting after the last one delivered, a replica that reloaded the market, a new
+leader that numbers from lower), every socket gets `{"type": "resync", "seq": n}` followed by
+the latest price of each symbol it follows: a client can always tell that it missed changes.
 """
 
 from __future__ import annotations
@@ -48,6 +48,14 @@ UPSTREAMS_LIVE = Gauge(
     "stockfolio_ws_upstream_streams",
     "Upstream gRPC streams the facade holds open for its sockets, by stream.",
     ["stream"],
+)
+MARKET_STEP = Gauge(
+    "stockfolio_ws_market_step",
+    "The last market step (seq) the facade delivered to /ws/portfolio sockets.",
+)
+MARKET_RESYNCS = Counter(
+    "stockfolio_ws_market_resyncs_total",
+    "Gaps in the market's steps told to every /ws/portfolio socket with a resync message.",
 )
 UPSTREAM_RESTARTS = Counter(
     "stockfolio_ws_upstream_restarts_total",
@@ -145,12 +153,14 @@ class PortfolioFeed:
         # The first step this facade sees continues nothing: no socket has missed anything.
         gap = self.seq > 0 and (restarted or message.resync or message.since_seq > self.seq)
         self.seq, self.term = message.seq, max(self.term, message.term)
+        MARKET_STEP.set(self.seq)
         if not gap:
             for quote in message.quotes:
                 self.publish_quote(quote, numbered=True)
             self._flush()
             return
         self.resyncs += 1
+        MARKET_RESYNCS.inc()
         for quote in message.quotes:
             self.publish_quote(quote, numbered=True, send=False)
         resync = json_frame({"type": "resync", "seq": message.seq})

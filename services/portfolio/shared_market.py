@@ -34,6 +34,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,7 +131,8 @@ class SharedMarket:
         self._cache = cache
         self._lease_for = lease
         self._renew = lease / 3
-        self.replica = replica or uuid.uuid4().hex
+        # Who leads, readable by an operator in the lease (`redis-cli get ...market:leader`).
+        self.replica = replica or f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self.source = getattr(source, "source", "")
         self._fanout = TickFanout()
         self._latest: dict[str, Quote] = {}
