@@ -12,6 +12,7 @@ survivor: a killed replica costs its sessions' callers a short wait, not a 503 o
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,11 @@ from services.runtime.ownership import BEAT, TTL, Owned, Owners
 PLACED: Mapping[str, str] = {"terminal": "session_id"}
 # How long a caller waits to learn whether an unreachable owner is lost: one lease and a beat.
 LOSS_WAIT = TTL + BEAT
+# A replica's lease, as last read, is believed this long (a loss is seen this much later).
+LEASE_READ_FOR = BEAT / 2
+# Records never change owner: the latest ones are kept here (a record released since only
+# sends a call to its old owner, which answers NOT_FOUND as the record would have).
+RECORDS_KEPT = 10_000
 
 
 class Placement:
@@ -50,6 +56,8 @@ class Placement:
         self.field = field
         self.loss_wait = loss_wait
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._records: OrderedDict[str, Owned] = OrderedDict()
+        self._leases: dict[str, tuple[str | None, float]] = {}  # replica -> (incarnation, when)
 
     @classmethod
     def of(
@@ -62,21 +70,46 @@ class Placement:
         owner is lost (round robin then answers)."""
         if not key:
             return None
-        owned = await self.owners.find(key)
+        owned = await self._record(key)
         if owned is None:
             return None
-        if await self.owners.lost(owned):
-            await self.drop(owned.replica)
+        current = await self._incarnation_at(owned.replica)
+        if current != owned.incarnation:
+            if current is None:  # nothing lives there now (else: a new process, still dialled)
+                await self.drop(owned.replica)
             return None
         return owned, self.channel(owned.replica)
 
+    async def _record(self, key: str) -> Owned | None:
+        owned = self._records.get(key)
+        if owned is not None:
+            self._records.move_to_end(key)
+            return owned
+        owned = await self.owners.find(key)
+        if owned is not None:  # an unknown key may be recorded any moment: not kept
+            self._records[key] = owned
+            if len(self._records) > RECORDS_KEPT:
+                self._records.popitem(last=False)
+        return owned
+
+    async def _incarnation_at(self, replica: str) -> str | None:
+        now = time.monotonic()
+        known = self._leases.get(replica)
+        if known is not None and now - known[1] < LEASE_READ_FOR:
+            return known[0]
+        incarnation = await self.owners.incarnation_at(replica)
+        self._leases[replica] = (incarnation, now)
+        return incarnation
+
     async def lost_meanwhile(self, owned: Owned) -> bool:
         """After a failure to reach `owned`'s owner: whether it turns out lost (within one
-        lease); its channel is then dropped."""
-        if await self.owners.wait_lost(owned, self.loss_wait):
+        lease); its channel is then dropped, unless a new process serves that address."""
+        if not await self.owners.wait_lost(owned, self.loss_wait):
+            return False
+        self._leases.pop(owned.replica, None)
+        if await self.owners.incarnation_at(owned.replica) is None:
             await self.drop(owned.replica)
-            return True
-        return False
+        return True
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -86,6 +119,7 @@ class Placement:
         return channel
 
     async def drop(self, address: str) -> None:
+        self._leases.pop(address, None)
         channel = self._channels.pop(address, None)
         if channel is not None:
             await channel.close()
