@@ -25,6 +25,9 @@ How, stated once:
   finds another leader steps down and resyncs. Availability of prices is chosen over a single
   walk for the length of the outage, and the reload makes every replica agree afterwards.
 
+* **Interest.** A provider's poller refreshes the symbols people asked for. Followers pass on
+  what is asked of them (once a minute per symbol) so the leader's poller knows it too.
+
 `leading` tells jobs that must run once per deployment (the revaluation) whether to run here.
 """
 
@@ -46,6 +49,7 @@ from typing import Any
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFanout, TickStream
 from services.runtime.cache import Cache, Lease, subscribe_live
+from services.runtime.errors import DomainError
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,9 @@ RENEW = LEASE / 3
 # How long `start` waits for the step subscription to be live before going on.
 SUBSCRIBE_WITHIN = 3.0
 RESUBSCRIBE_AFTER = 0.5
+# A follower tells the leader a symbol was asked for at most this often (seconds).
+INTEREST_EVERY = 60.0
+INTEREST = b"?"  # starts an interest message on the steps' channel (a step is JSON: "{")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,8 @@ class SharedMarket:
         self._tasks: list[asyncio.Task[None]] = []
         self._switch = asyncio.Lock()  # taking over and stepping down, one at a time
         self._subscribed = asyncio.Event()
+        self._noting: set[asyncio.Task[None]] = set()
+        self._told: dict[str, float] = {}  # symbol -> when the leader was last told of it
         self.resyncs = 0
 
     @property
@@ -155,6 +164,8 @@ class SharedMarket:
         # The source checks the symbol (and, for a provider, notes the interest and may know a
         # fresher cached quote); the shared step wins when it is at least as recent.
         quote = await self._source.quote(symbol)
+        if self._lease is None:
+            await self._tell_interest(quote.symbol)
         shared = self._latest.get(quote.symbol)
         return shared if shared is not None and shared.time >= quote.time else quote
 
@@ -193,7 +204,7 @@ class SharedMarket:
         await self._contend()
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._noting], []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -309,7 +320,29 @@ class SharedMarket:
         if not first:
             await self._resync()
 
+    async def _tell_interest(self, symbol: str) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._told.get(symbol, -INTEREST_EVERY) < INTEREST_EVERY:
+            return
+        if len(self._told) > 10_000:
+            self._told.clear()
+        self._told[symbol] = now
+        await self._cache.publish(CHANNEL, INTEREST + symbol.encode())
+
+    async def _interest(self, symbol: str) -> None:
+        """Asked of a follower: the leader's source notes it (a provider polls it from now on)."""
+        with contextlib.suppress(DomainError):
+            await self._source.quote(symbol)
+
     async def _received(self, raw: bytes) -> None:
+        if raw.startswith(INTEREST):
+            if self._lease is not None:
+                # Not awaited here: a provider's answer must not hold the steps up.
+                symbol = raw[len(INTEREST) :].decode(errors="replace")
+                noting = asyncio.get_running_loop().create_task(self._interest(symbol))
+                self._noting.add(noting)
+                noting.add_done_callback(self._noting.discard)
+            return
         try:
             step = Step.decode(raw)
         except (ValueError, KeyError, TypeError):

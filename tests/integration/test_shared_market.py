@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.portfolio.market_data import TickBatch, TickStream
+from services.portfolio.market_data import Quote, TickBatch, TickStream
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.shared_market import CHANNEL, STATE_KEY, SharedMarket, Step
 from services.runtime.cache import Cache, InProcessCache, RedisCache
@@ -191,3 +191,35 @@ async def test_alone_without_a_shared_store_the_market_leads_itself() -> None:
         assert batches[-1].seq >= 3
     finally:
         await market.close()
+
+
+class Asked(MockMarket):
+    """The simulated market, remembering which symbols it was asked to quote."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=7, interval=TICK)
+        self.asked: list[str] = []
+
+    async def quote(self, symbol: str) -> Quote:
+        self.asked.append(symbol)
+        return await super().quote(symbol)
+
+
+async def test_what_a_follower_is_asked_reaches_the_leaders_source_once_a_minute() -> None:
+    cache = InProcessCache()
+    sources = [Asked(), Asked()]
+    markets = [SharedMarket(source, cache, lease=LEASE) for source in sources]
+    try:
+        for market in markets:
+            await market.start()
+        leader = 0 if markets[0].leading else 1
+        follower = 1 - leader
+        await markets[follower].quote("nvda")
+        await markets[follower].quote("NVDA")
+        await eventually(lambda: "NVDA" in sources[leader].asked, "the leader told of NVDA")
+        await asyncio.sleep(0.1)
+        assert sources[leader].asked == ["NVDA"]
+        assert sources[follower].asked == ["nvda", "NVDA"]
+    finally:
+        for market in markets:
+            await market.close()
