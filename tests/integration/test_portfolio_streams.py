@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -166,3 +167,26 @@ async def test_events_reach_every_replica_once_through_redis(
             await until(lambda: len(on_a) >= 2 and len(on_b) >= 2, "two events on each replica")
         assert [e.trade for e in on_a] == [trade, later]  # its own event, back from Redis, skipped
         assert sorted(e.trade.id for e in on_b) == sorted([trade.id, later.id])
+
+
+async def test_with_two_replicas_the_revaluation_runs_on_the_market_leader_only(
+    start_portfolio: StartPortfolio, redis_url: str
+) -> None:
+    interval = 0.2
+    shared = {"REDIS_URL": redis_url, "PORTFOLIO_REVALUE_INTERVAL": str(interval)}
+    async with start_portfolio(**shared) as first, start_portfolio(**shared) as second:
+        who, _ = await first.account()
+        p = await first.portfolio(who)
+        await first.trade(who, p.id, "buy", "2", "60", symbol="KO")
+        async with collecting(second) as events:
+            await asyncio.sleep(interval * 10)
+        times = sorted(
+            e.portfolio_value.time.ToDatetime()
+            for e in events
+            if e.HasField("portfolio_value") and e.portfolio_value.portfolio_id == p.id
+        )
+    # One revaluer: one value per interval (two would give about twice as many, some of them
+    # a fraction of an interval apart).
+    assert 5 <= len(times) <= 12
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert min(gaps) > interval / 2, gaps
