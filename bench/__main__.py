@@ -2,8 +2,9 @@
 same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py),
 then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py),
 then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
-then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal|assistant` runs one part.
+then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
+then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py).
+`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -44,6 +45,13 @@ from bench.portfolio import (
     describe_portfolio,
     print_portfolio,
     run_portfolio,
+)
+from bench.replicas import (
+    ReplicaReport,
+    ReplicaSettings,
+    describe_replicas,
+    print_replicas,
+    run_replicas,
 )
 from bench.report import (
     Load,
@@ -292,7 +300,7 @@ def run(settings: Settings) -> Report:
 
 
 PARTS = {
-    "all": ("foundation", "trades", "ws", "workspace", "terminal", "assistant"),
+    "all": ("foundation", "trades", "ws", "workspace", "terminal", "assistant", "replicas"),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
@@ -300,6 +308,7 @@ PARTS = {
     "workspace": ("workspace",),
     "terminal": ("terminal",),
     "assistant": ("assistant",),
+    "replicas": ("replicas",),
 }
 
 
@@ -319,7 +328,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         choices=sorted(PARTS),
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
-        " workspace (issue 6), terminal (issue 5), assistant (issue 7)",
+        " workspace (issue 6), terminal (issue 5), assistant (issue 7), replicas (issue 15)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -447,12 +456,15 @@ def main(argv: Sequence[str]) -> int:
             print(describe_terminal(terminal_settings), flush=True)
     if "assistant" in plan.parts:
         print(describe_assistant(AssistantSettings()), flush=True)
+    if "replicas" in plan.parts:
+        print(describe_replicas(ReplicaSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
     workspace: WorkspaceReport | None = None
     terminals: list[TerminalReport] = []
     assistant: AssistantReport | None = None
+    replicas: ReplicaReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -465,6 +477,8 @@ def main(argv: Sequence[str]) -> int:
                 terminals = [run_terminal(t) for t in plan.terminal]
             if "assistant" in plan.parts:
                 assistant = run_assistant(AssistantSettings())
+            if "replicas" in plan.parts:
+                replicas = run_replicas(ReplicaSettings())
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -484,6 +498,8 @@ def main(argv: Sequence[str]) -> int:
         print_terminal(terminal)
     if assistant is not None:
         print_assistant(assistant)
+    if replicas is not None:
+        print_replicas(replicas)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:
@@ -496,6 +512,9 @@ def main(argv: Sequence[str]) -> int:
         return 1
     if assistant is not None and assistant.failures:
         print("bench: the assistant part had failed chats (see above)", file=sys.stderr)
+        return 1
+    if replicas is not None and replicas.failures:
+        print("bench: the harness failed in the replicas part (see above)", file=sys.stderr)
         return 1
     return 0
 

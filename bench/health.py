@@ -16,20 +16,23 @@ from pathlib import Path
 
 from bench.report import Load
 from bench.runs import run_load
-from bench.system import Fleet, system_environment, wait_for_http
+from bench.system import Fleet, Process, system_environment, wait_for_http
 from services.runtime.config import DOMAIN_SERVICES
 from tests.system_harness import HOST, Ports, free_ports, migrate
 
 GOALS = {("/health/all", 1): ("p50", 1.5), ("/health/all", 64): ("p99", 10.0)}
 
 
-def environments(root: Path, ports: Ports) -> tuple[dict[str, str], dict[str, str], list[int]]:
-    """The first replicas' and the facade's environment (every service at two addresses), the
-    second replicas' (the same but for each service's own ports), and those admin ports."""
-    second = free_ports(2 * len(DOMAIN_SERVICES))
+def environments(
+    root: Path, ports: Ports, replicated: Sequence[str] = DOMAIN_SERVICES
+) -> tuple[dict[str, str], dict[str, str], list[int]]:
+    """The first replicas' and the facade's environment (each `replicated` service at two
+    addresses), the second replicas' (the same but for each service's own ports), and those
+    admin ports, in the order of `replicated`."""
+    second = free_ports(2 * len(replicated))
     environ = system_environment(root / "var", ports, bcrypt_cost=4)
     again = dict(environ)
-    for index, name in enumerate(DOMAIN_SERVICES):
+    for index, name in enumerate(replicated):
         prefix = name.upper()
         environ[f"{prefix}_ADDRS"] = f"{HOST}:{ports.grpc[name]},{HOST}:{second[2 * index]}"
         again[f"{prefix}_PORT"] = str(second[2 * index])
@@ -38,14 +41,28 @@ def environments(root: Path, ports: Ports) -> tuple[dict[str, str], dict[str, st
     return environ, again, second[1::2]
 
 
-def start_two_of_each(fleet: Fleet, seconds: Fleet, ports: Ports, admin: list[int]) -> None:
-    for name, again_admin in zip(DOMAIN_SERVICES, admin, strict=True):
-        first = fleet.start(name, ["-m", f"services.{name}"])
-        again = seconds.start(name, ["-m", f"services.{name}"])
-        wait_for_http(first, ports.admin[name], "/health")
-        wait_for_http(again, again_admin, "/health")
-    facade = fleet.start("facade", ["-m", "facade"])
-    wait_for_http(facade, ports.facade, "/health/all")
+def start_two_of_each(
+    fleet: Fleet,
+    seconds: Fleet,
+    ports: Ports,
+    admin: Sequence[int],
+    replicated: Sequence[str] = DOMAIN_SERVICES,
+) -> dict[str, Process]:
+    """Every service, a second replica of each `replicated` one (`admin`: their admin ports, as
+    `environments` gave them), then the facade; each healthy. By name: `users`, `users-2`, ..."""
+    second_admin = dict(zip(replicated, admin, strict=True))
+    started: dict[str, Process] = {}
+    for name in DOMAIN_SERVICES:
+        replicas = {name: (fleet.start(name, ["-m", f"services.{name}"]), ports.admin[name])}
+        if name in second_admin:
+            again = seconds.start(name, ["-m", f"services.{name}"])
+            replicas[f"{name}-2"] = (again, second_admin[name])
+        for key, (process, admin_port) in replicas.items():
+            wait_for_http(process, admin_port, "/health")
+            started[key] = process
+    started["facade"] = fleet.start("facade", ["-m", "facade"])
+    wait_for_http(started["facade"], ports.facade, "/health/all")
+    return started
 
 
 def measure(port: int, rounds: int, duration: float) -> list[tuple[str, int, Load]]:
