@@ -4,8 +4,9 @@ Every path goes through path safety (services/workspace/paths.py) and names some
 project; `.git` is the repository's and no file route reaches it, by its name or through a
 symlink (the user's terminal can make any). What is opened is checked again through its
 descriptor, so a link swapped in after the check is caught. Writes are atomic (a temporary
-file renamed into place). An update names the `sha` it was based on (the git blob sha of the
-content, as the GitHub contents API does): a stale one is a conflict carrying the current sha.
+file, made in the volume's hidden staging folder, renamed into place). An update names the
+`sha` it was based on (the git blob sha of the content, as the GitHub contents API does): a
+stale one is a conflict carrying the current sha.
 All file system work runs in threads, never on the event loop.
 """
 
@@ -250,6 +251,7 @@ class Files:
         max_upload_bytes: int,
         quotas: Quotas | None = None,
         lock_folder: Path | None = None,
+        staging: Path | None = None,
     ) -> None:
         self.max_text_bytes = max_text_bytes
         self.max_upload_bytes = max_upload_bytes
@@ -258,6 +260,9 @@ class Files:
         # One writer at a time per file, across every replica on the volume (`lock_folder` on
         # it; without one, in this process only): the sha check and the write are one step.
         self._locks = VolumeLocks(lock_folder)
+        # Where writes are made before they are renamed into place (services/workspace/
+        # staging.py): a write cut short by kill -9 never shows in a project.
+        self._staging = staging
 
     def _writing(self, *targets: Path) -> contextlib.AbstractAsyncContextManager[None]:
         return self._locks.hold(*(str(target) for target in targets))
@@ -313,7 +318,7 @@ class Files:
                 await asyncio.to_thread(target.mkdir)
                 return await asyncio.to_thread(_written, target, cleaned, "")
             await self._check_quota(project, size=len(data), files=1)
-            await atomic_write(target, [data], inside=project)
+            await atomic_write(target, [data], inside=project, staging=self._staging)
             self._account(project, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
@@ -337,7 +342,7 @@ class Files:
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
             await self._check_quota(project, size=len(data) - info.st_size, files=0)
-            await atomic_write(target, [data], inside=project)
+            await atomic_write(target, [data], inside=project, staging=self._staging)
             self._account(project, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
@@ -398,7 +403,7 @@ class Files:
                 await asyncio.to_thread(check_again_after_creating_parents, project, target)
                 if await asyncio.to_thread(target.is_dir):
                     raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
-                await atomic_write(target, bounded(), inside=project)
+                await atomic_write(target, bounded(), inside=project, staging=self._staging)
             except BaseException:
                 # Nothing of a failed upload stays: not even the folders made for it.
                 await asyncio.to_thread(_remove_empty, created)

@@ -121,34 +121,63 @@ async def _each_chunk(chunks: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIt
 
 
 async def atomic_write(
-    path: Path, chunks: Iterable[bytes] | AsyncIterable[bytes], *, inside: Path | None = None
+    path: Path,
+    chunks: Iterable[bytes] | AsyncIterable[bytes],
+    *,
+    inside: Path | None = None,
+    staging: Path | None = None,
 ) -> int:
-    """Write `chunks` to a temporary file beside `path`, fsync, then rename over `path`.
+    """Write `chunks` to a temporary file, fsync, then rename it over `path`.
 
-    With `inside`, the temporary file's real location is checked once it is open (see
-    `check_opened`). On any failure or cancellation the temporary file is removed and `path` is
-    untouched. Returns the number of bytes written.
+    The temporary file is made in `staging`, the volume's hidden staging folder (see
+    services/workspace/staging.py), when that lies on `path`'s file system; else (no staging
+    folder: tools, tests) beside `path`. In staging, a write cut short by kill -9 leaves its
+    temporary file where no listing or quota sees it and the sweep removes it.
+
+    With `inside`, the folder `path` lies in is checked through its open descriptor (see
+    `check_opened`), and the rename goes through that descriptor: a link swapped in meanwhile
+    cannot redirect it. On any failure or cancellation the temporary file is removed and `path`
+    is untouched. Returns the number of bytes written.
     """
-    fd, temporary = await asyncio.to_thread(
-        tempfile.mkstemp, dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp"
-    )
-    written = 0
+    folder = await asyncio.to_thread(os.open, path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        if inside is not None:
+            await asyncio.to_thread(check_opened, inside, folder)
+        where = await asyncio.to_thread(_temporary_folder, folder, path.parent, staging)
+        fd, temporary = await asyncio.to_thread(
+            tempfile.mkstemp, dir=where, prefix=f".{path.name[:200]}.", suffix=".tmp"
+        )
+        written = 0
         try:
-            if inside is not None:
-                await asyncio.to_thread(check_opened, inside, fd)
-            async for chunk in _each_chunk(chunks):
-                # In a thread: a slow disk never stalls the event loop.
-                written += await _finishing(_write_all, fd, chunk)
-            await _finishing(os.fsync, fd)
-        finally:
-            os.close(fd)
-        await asyncio.to_thread(os.replace, temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+            try:
+                if inside is not None and where == path.parent:
+                    await asyncio.to_thread(check_opened, inside, fd)
+                async for chunk in _each_chunk(chunks):
+                    # In a thread: a slow disk never stalls the event loop.
+                    written += await _finishing(_write_all, fd, chunk)
+                await _finishing(os.fsync, fd)
+            finally:
+                os.close(fd)
+            await asyncio.to_thread(os.replace, temporary, path.name, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+    finally:
+        os.close(folder)
     return written
+
+
+def _temporary_folder(folder: int, parent: Path, staging: Path | None) -> Path:
+    """Where a temporary file for a file in `folder` (open descriptor of `parent`) is made:
+    `staging` when it is on the same file system (a rename stays atomic), else `parent`."""
+    if staging is not None:
+        try:
+            if os.stat(staging).st_dev == os.fstat(folder).st_dev:
+                return staging
+        except FileNotFoundError:
+            pass
+    return parent
 
 
 async def _finishing(function: Callable[..., T], *args: Any) -> T:

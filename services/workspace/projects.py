@@ -29,6 +29,7 @@ from services.workspace.locks import KeyedLocks
 from services.workspace.paths import atomic_write, validate_name
 from services.workspace.quota import Quotas, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
+from services.workspace.staging import staging_folder
 from services.workspace.templates import (
     DEFAULT_TEMPLATE,
     HOME_TEMPLATE,
@@ -39,7 +40,6 @@ from services.workspace.templates import (
 # A project's name is also its folder's: letters, digits, '.', '_' and '-', not starting with
 # a dot or a dash (no hidden folders, nothing git or a shell could read as an option).
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-STAGING = ".staging"
 # The project a call naming none acts on.
 HOME = "home"
 # How long to look for a home project another replica is making: its folder is in place a
@@ -118,9 +118,7 @@ class Projects:
         return folder
 
     async def _staging(self) -> Path:
-        folder = self._root / STAGING
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        return folder
+        return await asyncio.to_thread(staging_folder, self._root)
 
     # --- use cases -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from services.workspace.orm import idempotency_keys
 from services.workspace.projects import Projects
 from services.workspace.quota import Quotas, Usage
 from services.workspace.servicer import UseCases, WorkspaceServicer
+from services.workspace.staging import Sweeper, staging_folder
 from services.workspace.versioning import Versioning
 from services.workspace.watch import Watchers
 
@@ -51,6 +52,10 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     quotas.start()
     resources.push_async_callback(quotas.close)
+    staging = staging_folder(settings.root)
+    sweeper = Sweeper(staging)
+    sweeper.start()
+    resources.push_async_callback(sweeper.close)
     users = create_channel(config.addresses["users"], [USERS_SERVICE], deadline=config.rpc_deadline)
     resources.push_async_callback(users.close)
     watchers = Watchers(settings.watch_interval)
@@ -63,6 +68,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
             max_upload_bytes=settings.max_upload_bytes,
             quotas=quotas,
             lock_folder=settings.root / LOCK_FOLDER,
+            staging=staging,
         ),
         git=git,
         authors=authors,

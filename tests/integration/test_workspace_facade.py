@@ -371,6 +371,7 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
 ) -> None:
     ada, project = await user_with_a_project(workspace, facade)
     folder = workspace.root / ada.id / "site"
+    staging = workspace.root / ".staging"  # where writes are made (services/workspace/staging.py)
     before = leftovers(folder)
     _, writer = await asyncio.open_connection(facade.host, facade.port)
     head = (
@@ -382,12 +383,14 @@ async def test_a_client_that_hangs_up_midway_leaves_nothing_behind(
     await writer.drain()
     # The service has the first chunks in its temporary file; then the client goes away.
     await until(
-        lambda: any(name.startswith(".part.bin.") for name in leftovers(folder)),
+        lambda: any(name.startswith(".part.bin.") for name in leftovers(staging)),
         "the temporary file",
         within=5,
     )
+    assert leftovers(folder) == before, "never in the project"
     writer.close()
-    await until(lambda: leftovers(folder) == before, "the temporary file to go", within=5)
+    await until(lambda: leftovers(staging) == [], "the temporary file to go", within=5)
+    assert leftovers(folder) == before
 
 
 async def test_a_newline_in_a_path_reaches_the_rules_and_never_aiohttps_plain_404(

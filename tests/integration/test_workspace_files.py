@@ -442,17 +442,21 @@ async def test_a_cancelled_upload_leaves_nothing_half_written(
 
     call = workspace.stub.UploadFile(stalling(), metadata=ada.metadata)
     await sent.wait()
-    # Wait until the service holds the bytes in its temporary file, then hang up.
+    # Wait until the service holds the bytes in its temporary file (made in the volume's
+    # staging folder, never in the project), then hang up.
+    staging = workspace.root / ".staging"
     for _ in range(500):
-        if any(p.name.startswith(".half.bin.") for p in folder.iterdir()):
+        if any(p.name.startswith(".half.bin.") for p in staging.iterdir()):
             break
         await asyncio.sleep(0.01)
-    assert any(p.name.startswith(".half.bin.") for p in folder.iterdir())
+    assert any(p.name.startswith(".half.bin.") for p in staging.iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == [".git", ".gitignore", "README.md"]
     call.cancel()
     for _ in range(500):
-        if not any(p.name.startswith(".half.bin.") for p in folder.iterdir()):
+        if not any(p.name.startswith(".half.bin.") for p in staging.iterdir()):
             break
         await asyncio.sleep(0.01)
+    assert list(staging.iterdir()) == []
     assert sorted(p.name for p in folder.iterdir()) == [".git", ".gitignore", "README.md"]
 
 
