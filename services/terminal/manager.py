@@ -128,9 +128,11 @@ class TerminalManager:
         shell: str | None = None,
         project_id: str = "",
         within: Path | None = None,
+        elsewhere: int = 0,
     ) -> Session:
         """A new session for `owner` in `cwd` (relative to the root, or absolute inside it; and
-        inside `within` too when given: the owner's own part of the root)."""
+        inside `within` too when given: the owner's own part of the root). `elsewhere`: the
+        owner's sessions running on other replicas, counted against the per-user limit."""
         shell = shell or self.shells[0]
         if shell not in self.shells:
             raise InvalidArgument.field("shell", f"must be one of {', '.join(self.shells)}")
@@ -138,7 +140,7 @@ class TerminalManager:
         # Resolving touches the filesystem (a shared volume, perhaps): off the event loop.
         directory = await asyncio.to_thread(self._resolve_cwd, cwd, within)
         home = await asyncio.to_thread(_real, within) if within is not None else directory
-        self._check_capacity(owner)
+        self._check_capacity(owner, elsewhere)
         session_id = f"session_{int(time.time() * 1000)}_{secrets.token_hex(6)}"
         self._starting[owner] = self._starting.get(owner, 0) + 1
         box = None
@@ -353,7 +355,7 @@ class TerminalManager:
             raise InvalidArgument.field("cwd", "is not a directory")
         return directory
 
-    def _check_capacity(self, owner: str) -> None:
+    def _check_capacity(self, owner: str, elsewhere: int = 0) -> None:
         running = [s for s in self._sessions.values() if s._ending is None]
         starting = sum(self._starting.values())
         if len(running) + starting >= self.max_total:
@@ -363,7 +365,7 @@ class TerminalManager:
                 reason="TERMINAL_LIMIT",
             )
         mine = sum(1 for s in running if s.owner == owner) + self._starting.get(owner, 0)
-        if mine >= self.max_per_user:
+        if mine + elsewhere >= self.max_per_user:
             raise ResourceExhausted(
                 f"at most {self.max_per_user} terminals per user",
                 retry_after=30.0,

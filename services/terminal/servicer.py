@@ -97,7 +97,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             users=stats.users,
             shell_memory_bytes=stats.shell_memory_bytes,
             my_sessions=stats.my_sessions,
-            total_sessions=stats.active_sessions,
+            total_sessions=stats.replica_sessions,
             idle_timeout_seconds=round(config.idle_timeout),
             output_bytes_per_second=config.output_rate,
             max_write_bytes=config.max_write_bytes,

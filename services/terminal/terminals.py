@@ -113,7 +113,8 @@ class TerminalStats:
     """What a caller may learn of the service's load: an admin everything, others their own."""
 
     all_users: bool
-    active_sessions: int  # the running sessions counted (an admin's: everyone's)
+    active_sessions: int  # the running sessions counted (an admin's: everyone's), all replicas
+    replica_sessions: int  # of those, the ones on this replica (capacity against its limit)
     my_sessions: int
     users: int
     memory_bytes: int  # this service's own resident memory
@@ -150,6 +151,9 @@ class Terminals:
         self, identity: Identity, project_id: str, *, cols: int, rows: int, shell: str | None
     ) -> Session:
         place = await self._projects.resolve(identity, project_id)
+        # The per-user limit holds across replicas (checked, not reserved: two creates at once
+        # on two replicas may both pass).
+        elsewhere = len(await self._running_elsewhere(identity.user_id))
         session = await self._manager.create(
             identity.user_id,
             cwd=place.directory,
@@ -159,6 +163,7 @@ class Terminals:
             project_id=place.project_id,
             # The workspace service's layout: each user's files under <root>/<user id>.
             within=self._root / identity.user_id,
+            elsewhere=elsewhere,
         )
         _remember(session, identity)
         await self._ownership.claim(session.id, identity.user_id, facts_of(session))
@@ -239,16 +244,29 @@ class Terminals:
         found = sorted([*here, *elsewhere], key=lambda s: (s.created, s.id))
         return found[page.offset : page.offset + page.limit], len(found)
 
+    async def _running_elsewhere(self, user: str | None) -> list[Recorded]:
+        """The sessions of `user` (everyone's for None) running on the other live replicas."""
+        found = [
+            Recorded.of(owned, lost=lost)
+            for owned, lost in await self._ownership.held(user)
+            if not lost and not self._ownership.mine(owned)
+        ]
+        return [r for r in found if r.state == "running"]
+
     async def stats(self, identity: Identity) -> TerminalStats:
+        """Counts over every replica; memory (this service's and its shells') of this one."""
         running = [s for s in self._manager.sessions_of() if s.state == "running"]
         mine = [s for s in running if s.owner == identity.user_id]
         # Service-wide counts are an admin's: anyone else learns only of their own.
         counted = running if identity.is_admin else mine
+        elsewhere = await self._running_elsewhere(None if identity.is_admin else identity.user_id)
+        mine_elsewhere = [r for r in elsewhere if r.owner == identity.user_id]
         return TerminalStats(
             all_users=identity.is_admin,
-            active_sessions=len(counted),
-            my_sessions=len(mine),
-            users=len({s.owner for s in counted}),
+            active_sessions=len(counted) + len(elsewhere),
+            replica_sessions=len(counted),
+            my_sessions=len(mine) + len(mine_elsewhere),
+            users=len({s.owner for s in counted} | {r.owner for r in elsewhere}),
             memory_bytes=await asyncio.to_thread(procfs.own_rss),
             shell_memory_bytes=await self._manager.memory(counted),
         )

@@ -42,6 +42,7 @@ WAIT = 15.0
 # A Redis database of these tests' own (others flush theirs while running).
 REDIS_URL = os.environ.get("STOCKFOLIO_TEST_REDIS_REPLICAS", "redis://127.0.0.1:6379/12")
 TERMINALS = "/api/v1/terminal/terminals"
+CAP = 4  # sessions per user, on all replicas together
 
 
 @pytest.fixture
@@ -106,6 +107,7 @@ async def replicas(
             # process's: a replica stopping would end the other's sandboxes too. Separate
             # processes (tests/faults/test_terminal_replica_kill.py) run them sandboxed.
             TERMINAL_SANDBOX="off",
+            TERMINAL_MAX_SESSIONS_PER_USER=str(CAP),
             **shared,
         )
         stacks = [contextlib.AsyncExitStack() for _ in range(2)]
@@ -330,3 +332,18 @@ async def test_a_shell_that_ends_is_listed_as_ended_by_either_replica(replicas: 
         assert time.monotonic() < deadline, views
         await asyncio.sleep(0.1)
     assert [(v["exitReason"], v["exitCode"]) for v in views] == [("exited", 3)] * 2
+
+
+async def test_a_users_limit_and_counts_hold_across_replicas(replicas: Replicas) -> None:
+    client = replicas.client
+    ann = await register(client)
+    by_replica = await sessions_on_both(replicas, ann, count=CAP)
+    # Either replica refuses one more: it counts the other's sessions too.
+    for _ in range(2):
+        capped = await call(client, "POST", f"{TERMINALS}/create", ann, 429, json={})
+        assert capped["error"] == "TERMINAL_LIMIT"
+    for _ in range(2):
+        stats = (await call(client, "GET", f"{TERMINALS}/stats/overview", ann))["data"]
+        assert (stats["activeSessions"], stats["mySessions"], stats["users"]) == (CAP, CAP, 1)
+        # What runs on the replica that answered.
+        assert stats["totalSessions"] in {len(sids) for sids in by_replica.values()}

@@ -257,7 +257,9 @@ class GetTerminalStatsResponse(_message.Message):
     SANDBOX_FILE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     SANDBOX_OPEN_FILES_FIELD_NUMBER: _builtins.int
     active_sessions: _builtins.int
-    """Sessions running now: the caller's, or every user's when the caller is an admin."""
+    """Sessions running now: the caller's, or every user's when the caller is an admin (on every
+    replica).
+    """
     max_sessions: _builtins.int
     max_sessions_per_user: _builtins.int
     memory_bytes: _builtins.int
@@ -267,8 +269,8 @@ class GetTerminalStatsResponse(_message.Message):
     users: _builtins.int
     """Distinct users with sessions (the caller alone, unless admin)."""
     shell_memory_bytes: _builtins.int
-    """Memory of the shells and their processes in the counted sessions: resident pages not
-    shared with other processes (shared libraries are not counted once per shell).
+    """Memory of the shells and their processes in the counted sessions of this replica: resident
+    pages not shared with other processes (shared libraries are not counted once per shell).
     """
     my_sessions: _builtins.int
     """The caller's own running sessions."""
