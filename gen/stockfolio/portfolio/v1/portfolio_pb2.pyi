@@ -89,6 +89,120 @@ TRADE_SIDE_DEPOSIT: TradeSide.ValueType  # 4
 TRADE_SIDE_WITHDRAWAL: TradeSide.ValueType  # 5
 Global___TradeSide: _TypeAlias = TradeSide  # noqa: Y015
 
+class _AlertCondition:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertConditionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertCondition.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_CONDITION_UNSPECIFIED: _AlertCondition.ValueType  # 0
+    ALERT_CONDITION_ABOVE: _AlertCondition.ValueType  # 1
+    """The price is at or above `price`."""
+    ALERT_CONDITION_BELOW: _AlertCondition.ValueType  # 2
+    """The price is at or below `price`."""
+    ALERT_CONDITION_PERCENT_CHANGE: _AlertCondition.ValueType  # 3
+    """The price moved by `percent` (signed: "-5" is a fall of 5% or more, "5" a rise of 5% or
+    more) against its price `window_seconds` ago.
+    """
+
+class AlertCondition(_AlertCondition, metaclass=_AlertConditionEnumTypeWrapper):
+    """--- price alerts ------------------------------------------------------------------------------"""
+
+ALERT_CONDITION_UNSPECIFIED: AlertCondition.ValueType  # 0
+ALERT_CONDITION_ABOVE: AlertCondition.ValueType  # 1
+"""The price is at or above `price`."""
+ALERT_CONDITION_BELOW: AlertCondition.ValueType  # 2
+"""The price is at or below `price`."""
+ALERT_CONDITION_PERCENT_CHANGE: AlertCondition.ValueType  # 3
+"""The price moved by `percent` (signed: "-5" is a fall of 5% or more, "5" a rise of 5% or
+more) against its price `window_seconds` ago.
+"""
+Global___AlertCondition: _TypeAlias = AlertCondition  # noqa: Y015
+
+class _OrderType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_TYPE_UNSPECIFIED: _OrderType.ValueType  # 0
+    ORDER_TYPE_LIMIT: _OrderType.ValueType  # 1
+    """Fills when a tick is at `limit_price` or better (buy: at or below; sell: at or above), at
+    the tick's price.
+    """
+    ORDER_TYPE_STOP: _OrderType.ValueType  # 2
+    """Fills at the first tick at or beyond `stop_price` (buy: at or above; sell: at or below),
+    at that tick's price.
+    """
+    ORDER_TYPE_STOP_LIMIT: _OrderType.ValueType  # 3
+    """Becomes a limit order at `limit_price` once a tick reaches `stop_price`."""
+
+class OrderType(_OrderType, metaclass=_OrderTypeEnumTypeWrapper):
+    """--- orders (paper portfolios) -----------------------------------------------------------------"""
+
+ORDER_TYPE_UNSPECIFIED: OrderType.ValueType  # 0
+ORDER_TYPE_LIMIT: OrderType.ValueType  # 1
+"""Fills when a tick is at `limit_price` or better (buy: at or below; sell: at or above), at
+the tick's price.
+"""
+ORDER_TYPE_STOP: OrderType.ValueType  # 2
+"""Fills at the first tick at or beyond `stop_price` (buy: at or above; sell: at or below),
+at that tick's price.
+"""
+ORDER_TYPE_STOP_LIMIT: OrderType.ValueType  # 3
+"""Becomes a limit order at `limit_price` once a tick reaches `stop_price`."""
+Global___OrderType: _TypeAlias = OrderType  # noqa: Y015
+
+class _TimeInForce:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TimeInForceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TimeInForce.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TIME_IN_FORCE_UNSPECIFIED: _TimeInForce.ValueType  # 0
+    TIME_IN_FORCE_DAY: _TimeInForce.ValueType  # 1
+    """Expires at the end of the UTC day it was placed."""
+    TIME_IN_FORCE_GTC: _TimeInForce.ValueType  # 2
+    """Good till cancelled."""
+
+class TimeInForce(_TimeInForce, metaclass=_TimeInForceEnumTypeWrapper): ...
+
+TIME_IN_FORCE_UNSPECIFIED: TimeInForce.ValueType  # 0
+TIME_IN_FORCE_DAY: TimeInForce.ValueType  # 1
+"""Expires at the end of the UTC day it was placed."""
+TIME_IN_FORCE_GTC: TimeInForce.ValueType  # 2
+"""Good till cancelled."""
+Global___TimeInForce: _TypeAlias = TimeInForce  # noqa: Y015
+
+class _OrderStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_STATUS_UNSPECIFIED: _OrderStatus.ValueType  # 0
+    ORDER_STATUS_OPEN: _OrderStatus.ValueType  # 1
+    ORDER_STATUS_FILLED: _OrderStatus.ValueType  # 2
+    ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 3
+    ORDER_STATUS_REJECTED: _OrderStatus.ValueType  # 4
+    """It crossed, but filling it would have broken a rule (overselling, overspending): see
+    `status_reason`.
+    """
+    ORDER_STATUS_EXPIRED: _OrderStatus.ValueType  # 5
+
+class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
+
+ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
+ORDER_STATUS_OPEN: OrderStatus.ValueType  # 1
+ORDER_STATUS_FILLED: OrderStatus.ValueType  # 2
+ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 3
+ORDER_STATUS_REJECTED: OrderStatus.ValueType  # 4
+"""It crossed, but filling it would have broken a rule (overselling, overspending): see
+`status_reason`.
+"""
+ORDER_STATUS_EXPIRED: OrderStatus.ValueType  # 5
+Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
+
 @_typing.final
 class Portfolio(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -215,6 +329,9 @@ class Position(_message.Message):
     DIVIDENDS_FIELD_NUMBER: _builtins.int
     LOTS_FIELD_NUMBER: _builtins.int
     COST_METHOD_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LOCAL_PRICE_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     symbol: _builtins.str
     quantity: _builtins.str
@@ -228,6 +345,12 @@ class Position(_message.Message):
     unrealized_gain_percent: _builtins.str
     dividends: _builtins.str
     cost_method: Global___CostMethod.ValueType
+    currency: _builtins.str
+    """The stock's trading currency; `price` is converted into the portfolio's currency at
+    `fx_rate`, and every money figure above is in the portfolio's currency.
+    """
+    local_price: _builtins.str
+    fx_rate: _builtins.str
     @_builtins.property
     def lots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lot]: ...
     def __init__(
@@ -247,10 +370,13 @@ class Position(_message.Message):
         dividends: _builtins.str = ...,
         lots: _abc.Iterable[Global___Lot] | None = ...,
         cost_method: Global___CostMethod.ValueType = ...,
+        currency: _builtins.str = ...,
+        local_price: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost", b"average_cost", "cost_basis", b"cost_basis", "cost_method", b"cost_method", "dividends", b"dividends", "lots", b"lots", "market_value", b"market_value", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "realized_gain", b"realized_gain", "symbol", b"symbol", "unrealized_gain", b"unrealized_gain", "unrealized_gain_percent", b"unrealized_gain_percent", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_cost", b"average_cost", "cost_basis", b"cost_basis", "cost_method", b"cost_method", "currency", b"currency", "dividends", b"dividends", "fx_rate", b"fx_rate", "local_price", b"local_price", "lots", b"lots", "market_value", b"market_value", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "realized_gain", b"realized_gain", "symbol", b"symbol", "unrealized_gain", b"unrealized_gain", "unrealized_gain_percent", b"unrealized_gain_percent", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -272,6 +398,9 @@ class Trade(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PRICE_SOURCE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     portfolio_id: _builtins.str
     symbol: _builtins.str
@@ -284,6 +413,13 @@ class Trade(_message.Message):
     """quantity x price."""
     price_source: _builtins.str
     """Where the price came from when none was given ("mock", "alphavantage"); empty otherwise."""
+    currency: _builtins.str
+    """The currency of `price` and `fees` (the stock's trading currency; cash sides: the
+    portfolio's), and its rate into the portfolio's currency on the trade's date.
+    """
+    fx_rate: _builtins.str
+    order_id: _builtins.str
+    """The order this trade filled, if any."""
     @_builtins.property
     def executed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -303,10 +439,13 @@ class Trade(_message.Message):
         amount: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         price_source: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "executed_at", b"executed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "executed_at", b"executed_at", "fees", b"fees", "id", b"id", "notes", b"notes", "portfolio_id", b"portfolio_id", "price", b"price", "price_source", b"price_source", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "currency", b"currency", "executed_at", b"executed_at", "fees", b"fees", "fx_rate", b"fx_rate", "id", b"id", "notes", b"notes", "order_id", b"order_id", "portfolio_id", b"portfolio_id", "price", b"price", "price_source", b"price_source", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -978,18 +1117,22 @@ class GetPerformanceRequest(_message.Message):
 
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     RANGE_FIELD_NUMBER: _builtins.int
+    BENCHMARK_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     range: _builtins.str
     """1m, 3m, 6m, 1y, ytd, all."""
+    benchmark: _builtins.str
+    """A symbol to compare with ("SPY"): its return over the same days and a what-if series."""
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
         range: _builtins.str = ...,
+        benchmark: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "portfolio_id", b"portfolio_id", "range", b"range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1017,6 +1160,9 @@ class GetPerformanceResponse(_message.Message):
     MONEY_WEIGHTED_NOTE_FIELD_NUMBER: _builtins.int
     ALLOCATION_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    BENCHMARK_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     time_weighted_return: _builtins.str
     """Returns are fractions: "0.1" is 10%. Empty when undefined."""
@@ -1037,10 +1183,20 @@ class GetPerformanceResponse(_message.Message):
     """end_value - start_value - (inflows - outflows)."""
     money_weighted_note: _builtins.str
     """Why money_weighted_return is empty, when it is."""
+    currency: _builtins.str
+    """The portfolio's currency: every money figure here is in it."""
     @_builtins.property
     def allocation(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationSlice]: ...
     @_builtins.property
     def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValuePoint]: ...
+    @_builtins.property
+    def breakdown(self) -> Global___ReturnBreakdown:
+        """The gain of the range in its parts (capital, dividends, currency, fees)."""
+
+    @_builtins.property
+    def benchmark(self) -> Global___BenchmarkComparison:
+        """Present when a benchmark was asked for."""
+
     def __init__(
         self,
         *,
@@ -1062,10 +1218,13 @@ class GetPerformanceResponse(_message.Message):
         money_weighted_note: _builtins.str = ...,
         allocation: _abc.Iterable[Global___AllocationSlice] | None = ...,
         series: _abc.Iterable[Global___ValuePoint] | None = ...,
+        breakdown: Global___ReturnBreakdown | None = ...,
+        benchmark: Global___BenchmarkComparison | None = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "breakdown", b"breakdown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "dividends", b"dividends", "end_date", b"end_date", "end_value", b"end_value", "fees", b"fees", "gain", b"gain", "inflows", b"inflows", "money_weighted_note", b"money_weighted_note", "money_weighted_return", b"money_weighted_return", "outflows", b"outflows", "portfolio_id", b"portfolio_id", "range", b"range", "realized_gain", b"realized_gain", "series", b"series", "start_date", b"start_date", "start_value", b"start_value", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "benchmark", b"benchmark", "breakdown", b"breakdown", "currency", b"currency", "dividends", b"dividends", "end_date", b"end_date", "end_value", b"end_value", "fees", b"fees", "gain", b"gain", "inflows", b"inflows", "money_weighted_note", b"money_weighted_note", "money_weighted_return", b"money_weighted_return", "outflows", b"outflows", "portfolio_id", b"portfolio_id", "range", b"range", "realized_gain", b"realized_gain", "series", b"series", "start_date", b"start_date", "start_value", b"start_value", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1316,23 +1475,35 @@ class StreamPortfolioEventsResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     TRADE_FIELD_NUMBER: _builtins.int
     PORTFOLIO_VALUE_FIELD_NUMBER: _builtins.int
+    ALERT_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     @_builtins.property
     def trade(self) -> Global___Trade: ...
     @_builtins.property
     def portfolio_value(self) -> Global___PortfolioValue: ...
+    @_builtins.property
+    def alert(self) -> Global___FiredAlert:
+        """An alert of the user fired (`alert` on /ws/portfolio)."""
+
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """An order of the user changed (filled, rejected, expired, cancelled)."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         trade: Global___Trade | None = ...,
         portfolio_value: Global___PortfolioValue | None = ...,
+        alert: Global___FiredAlert | None = ...,
+        order: Global___Order | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "portfolio_value", b"portfolio_value", "trade", b"trade"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1347,10 +1518,15 @@ class Subscription(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SYMBOLS_FIELD_NUMBER: _builtins.int
+    WATCHLIST_IDS_FIELD_NUMBER: _builtins.int
     PORTFOLIO_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ticker symbols in any case, spaces around them ignored. A socket follows 200 at most."""
+
+    @_builtins.property
+    def watchlist_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Watchlists of the socket's user: their symbols are followed (up to the 200 in all)."""
 
     @_builtins.property
     def portfolio_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -1360,12 +1536,1109 @@ class Subscription(_message.Message):
         self,
         *,
         symbols: _abc.Iterable[_builtins.str] | None = ...,
+        watchlist_ids: _abc.Iterable[_builtins.str] | None = ...,
         portfolio_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_ids", b"portfolio_ids", "symbols", b"symbols"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_ids", b"portfolio_ids", "symbols", b"symbols", "watchlist_ids", b"watchlist_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Subscription: _TypeAlias = Subscription  # noqa: Y015
+
+@_typing.final
+class Watchlist(_message.Message):
+    """Watchlists and price alerts: a user's named, ordered lists of symbols, and conditions on a
+    symbol's price evaluated on every tick of the shared market. A user sees only their own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    QUOTES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the user's order; upper case."""
+
+    @_builtins.property
+    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Quote]:
+        """The latest quote of each symbol, in the order of `symbols` (day change included)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        quotes: _abc.Iterable[Global___Quote] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "name", b"name", "quotes", b"quotes", "symbols", b"symbols", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Watchlist: _TypeAlias = Watchlist  # noqa: Y015
+
+@_typing.final
+class ListWatchlistsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    def __init__(
+        self,
+        *,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWatchlistsRequest: _TypeAlias = ListWatchlistsRequest  # noqa: Y015
+
+@_typing.final
+class ListWatchlistsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCHLISTS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def watchlists(self) -> _containers.RepeatedCompositeFieldContainer[Global___Watchlist]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        watchlists: _abc.Iterable[Global___Watchlist] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "watchlists", b"watchlists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWatchlistsResponse: _TypeAlias = ListWatchlistsResponse  # noqa: Y015
+
+@_typing.final
+class CreateWatchlistRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ticker symbols in any case, in the order to show them; at most 100, no repeats."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateWatchlistRequest: _TypeAlias = CreateWatchlistRequest  # noqa: Y015
+
+@_typing.final
+class CreateWatchlistResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCHLIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def watchlist(self) -> Global___Watchlist: ...
+    def __init__(
+        self,
+        *,
+        watchlist: Global___Watchlist | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateWatchlistResponse: _TypeAlias = CreateWatchlistResponse  # noqa: Y015
+
+@_typing.final
+class GetWatchlistRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWatchlistRequest: _TypeAlias = GetWatchlistRequest  # noqa: Y015
+
+@_typing.final
+class GetWatchlistResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCHLIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def watchlist(self) -> Global___Watchlist: ...
+    def __init__(
+        self,
+        *,
+        watchlist: Global___Watchlist | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWatchlistResponse: _TypeAlias = GetWatchlistResponse  # noqa: Y015
+
+@_typing.final
+class UpdateWatchlistRequest(_message.Message):
+    """Replaces the name and the whole ordered list (reorder, add, remove in one call)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateWatchlistRequest: _TypeAlias = UpdateWatchlistRequest  # noqa: Y015
+
+@_typing.final
+class UpdateWatchlistResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCHLIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def watchlist(self) -> Global___Watchlist: ...
+    def __init__(
+        self,
+        *,
+        watchlist: Global___Watchlist | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["watchlist", b"watchlist"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateWatchlistResponse: _TypeAlias = UpdateWatchlistResponse  # noqa: Y015
+
+@_typing.final
+class DeleteWatchlistRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWatchlistRequest: _TypeAlias = DeleteWatchlistRequest  # noqa: Y015
+
+@_typing.final
+class DeleteWatchlistResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWatchlistResponse: _TypeAlias = DeleteWatchlistResponse  # noqa: Y015
+
+@_typing.final
+class Alert(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REPEAT_FIELD_NUMBER: _builtins.int
+    COOLDOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_FIRED_AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    symbol: _builtins.str
+    condition: Global___AlertCondition.ValueType
+    price: _builtins.str
+    """The threshold of ABOVE and BELOW, a decimal string."""
+    percent: _builtins.str
+    """The move of PERCENT_CHANGE, in percent units ("5" is 5%), signed."""
+    window_seconds: _builtins.int
+    repeat: _builtins.bool
+    """Fire every time the condition becomes true again (after `cooldown_seconds`), not once."""
+    cooldown_seconds: _builtins.int
+    active: _builtins.bool
+    """False once a one-off alert has fired, or when paused by its owner."""
+    note: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_fired_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        condition: Global___AlertCondition.ValueType = ...,
+        price: _builtins.str = ...,
+        percent: _builtins.str = ...,
+        window_seconds: _builtins.int = ...,
+        repeat: _builtins.bool = ...,
+        cooldown_seconds: _builtins.int = ...,
+        active: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_fired_at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_fired_at", b"last_fired_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "condition", b"condition", "cooldown_seconds", b"cooldown_seconds", "created_at", b"created_at", "id", b"id", "last_fired_at", b"last_fired_at", "note", b"note", "percent", b"percent", "price", b"price", "repeat", b"repeat", "symbol", b"symbol", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class FiredAlert(_message.Message):
+    """One firing of an alert: what crossed, at which tick."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    FIRED_AT_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    alert_id: _builtins.str
+    symbol: _builtins.str
+    condition: Global___AlertCondition.ValueType
+    threshold: _builtins.str
+    """The alert's threshold (price or percent) when it fired."""
+    price: _builtins.str
+    """The tick's price that crossed it, and that tick's time."""
+    read: _builtins.bool
+    message: _builtins.str
+    """"AAPL rose above 190.00 (190.12)"."""
+    @_builtins.property
+    def fired_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        alert_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        condition: Global___AlertCondition.ValueType = ...,
+        threshold: _builtins.str = ...,
+        price: _builtins.str = ...,
+        fired_at: _timestamp_pb2.Timestamp | None = ...,
+        read: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fired_at", b"fired_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "condition", b"condition", "fired_at", b"fired_at", "id", b"id", "message", b"message", "price", b"price", "read", b"read", "symbol", b"symbol", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FiredAlert: _TypeAlias = FiredAlert  # noqa: Y015
+
+@_typing.final
+class ListAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    symbol: _builtins.str
+    def __init__(
+        self,
+        *,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsRequest: _TypeAlias = ListAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ListAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___Alert] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "pagination", b"pagination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
+
+@_typing.final
+class CreateAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    REPEAT_FIELD_NUMBER: _builtins.int
+    COOLDOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    condition: Global___AlertCondition.ValueType
+    price: _builtins.str
+    """For ABOVE and BELOW."""
+    percent: _builtins.str
+    """For PERCENT_CHANGE: signed, not zero, at most 4 places ("-2.5")."""
+    window_seconds: _builtins.int
+    """For PERCENT_CHANGE: the window the move is measured over, 60 s to 7 days."""
+    repeat: _builtins.bool
+    cooldown_seconds: _builtins.int
+    """For a repeating alert: quiet time after each firing, 0 to 7 days (absent: 300 s)."""
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        condition: Global___AlertCondition.ValueType = ...,
+        price: _builtins.str = ...,
+        percent: _builtins.str = ...,
+        window_seconds: _builtins.int = ...,
+        repeat: _builtins.bool = ...,
+        cooldown_seconds: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "cooldown_seconds", b"cooldown_seconds", "note", b"note", "percent", b"percent", "price", b"price", "repeat", b"repeat", "symbol", b"symbol", "window_seconds", b"window_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAlertRequest: _TypeAlias = CreateAlertRequest  # noqa: Y015
+
+@_typing.final
+class CreateAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> Global___Alert: ...
+    def __init__(
+        self,
+        *,
+        alert: Global___Alert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAlertResponse: _TypeAlias = CreateAlertResponse  # noqa: Y015
+
+@_typing.final
+class UpdateAlertRequest(_message.Message):
+    """Pauses or resumes an alert (a fired one-off alert resumes as new)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    active: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        active: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAlertRequest: _TypeAlias = UpdateAlertRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> Global___Alert: ...
+    def __init__(
+        self,
+        *,
+        alert: Global___Alert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAlertResponse: _TypeAlias = UpdateAlertResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAlertRequest: _TypeAlias = DeleteAlertRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAlertResponse: _TypeAlias = DeleteAlertResponse  # noqa: Y015
+
+@_typing.final
+class ListFiredAlertsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    unread: _builtins.bool
+    """Only those not read yet."""
+    def __init__(
+        self,
+        *,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        unread: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFiredAlertsRequest: _TypeAlias = ListFiredAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ListFiredAlertsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRED_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
+    unread: _builtins.int
+    """Unread firings in all (whatever the page)."""
+    @_builtins.property
+    def fired(self) -> _containers.RepeatedCompositeFieldContainer[Global___FiredAlert]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        fired: _abc.Iterable[Global___FiredAlert] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+        unread: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fired", b"fired", "pagination", b"pagination", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFiredAlertsResponse: _TypeAlias = ListFiredAlertsResponse  # noqa: Y015
+
+@_typing.final
+class MarkFiredAlertsReadRequest(_message.Message):
+    """Marks firings read: the ones named, or every one up to now when `ids` is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkFiredAlertsReadRequest: _TypeAlias = MarkFiredAlertsReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkFiredAlertsReadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKED_FIELD_NUMBER: _builtins.int
+    marked: _builtins.int
+    def __init__(
+        self,
+        *,
+        marked: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked", b"marked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkFiredAlertsReadResponse: _TypeAlias = MarkFiredAlertsReadResponse  # noqa: Y015
+
+@_typing.final
+class Order(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    STOP_PRICE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    TRIGGERED_FIELD_NUMBER: _builtins.int
+    TRADE_ID_FIELD_NUMBER: _builtins.int
+    FILLED_PRICE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    FILLED_AT_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    side: Global___TradeSide.ValueType
+    """TRADE_SIDE_BUY or TRADE_SIDE_SELL."""
+    type: Global___OrderType.ValueType
+    quantity: _builtins.str
+    limit_price: _builtins.str
+    stop_price: _builtins.str
+    time_in_force: Global___TimeInForce.ValueType
+    status: Global___OrderStatus.ValueType
+    status_reason: _builtins.str
+    """Why it was rejected (INSUFFICIENT_SHARES, INSUFFICIENT_CASH, ...) or expired."""
+    triggered: _builtins.bool
+    """A stop or stop-limit order whose stop price was reached."""
+    trade_id: _builtins.str
+    """The trade that filled it, and at what price."""
+    filled_price: _builtins.str
+    fees: _builtins.str
+    notes: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def filled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        side: Global___TradeSide.ValueType = ...,
+        type: Global___OrderType.ValueType = ...,
+        quantity: _builtins.str = ...,
+        limit_price: _builtins.str = ...,
+        stop_price: _builtins.str = ...,
+        time_in_force: Global___TimeInForce.ValueType = ...,
+        status: Global___OrderStatus.ValueType = ...,
+        status_reason: _builtins.str = ...,
+        triggered: _builtins.bool = ...,
+        trade_id: _builtins.str = ...,
+        filled_price: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        filled_at: _timestamp_pb2.Timestamp | None = ...,
+        fees: _builtins.str = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "filled_at", b"filled_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "fees", b"fees", "filled_at", b"filled_at", "filled_price", b"filled_price", "id", b"id", "limit_price", b"limit_price", "notes", b"notes", "portfolio_id", b"portfolio_id", "quantity", b"quantity", "side", b"side", "status", b"status", "status_reason", b"status_reason", "stop_price", b"stop_price", "symbol", b"symbol", "time_in_force", b"time_in_force", "trade_id", b"trade_id", "triggered", b"triggered", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class ListOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    portfolio_id: _builtins.str
+    status: Global___OrderStatus.ValueType
+    def __init__(
+        self,
+        *,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        portfolio_id: _builtins.str = ...,
+        status: Global___OrderStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page", "portfolio_id", b"portfolio_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersRequest: _TypeAlias = ListOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders", "pagination", b"pagination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOrdersResponse: _TypeAlias = ListOrdersResponse  # noqa: Y015
+
+@_typing.final
+class CreateOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    STOP_PRICE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    side: Global___TradeSide.ValueType
+    type: Global___OrderType.ValueType
+    quantity: _builtins.str
+    limit_price: _builtins.str
+    """Required by LIMIT and STOP_LIMIT."""
+    stop_price: _builtins.str
+    """Required by STOP and STOP_LIMIT."""
+    time_in_force: Global___TimeInForce.ValueType
+    """Absent: DAY."""
+    fees: _builtins.str
+    notes: _builtins.str
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        side: Global___TradeSide.ValueType = ...,
+        type: Global___OrderType.ValueType = ...,
+        quantity: _builtins.str = ...,
+        limit_price: _builtins.str = ...,
+        stop_price: _builtins.str = ...,
+        time_in_force: Global___TimeInForce.ValueType = ...,
+        fees: _builtins.str = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fees", b"fees", "limit_price", b"limit_price", "notes", b"notes", "portfolio_id", b"portfolio_id", "quantity", b"quantity", "side", b"side", "stop_price", b"stop_price", "symbol", b"symbol", "time_in_force", b"time_in_force", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderRequest: _TypeAlias = CreateOrderRequest  # noqa: Y015
+
+@_typing.final
+class CreateOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderResponse: _TypeAlias = CreateOrderResponse  # noqa: Y015
+
+@_typing.final
+class GetOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
+
+@_typing.final
+class GetOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderResponse: _TypeAlias = GetOrderResponse  # noqa: Y015
+
+@_typing.final
+class CancelOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class CancelOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderResponse: _TypeAlias = CancelOrderResponse  # noqa: Y015
+
+@_typing.final
+class GetFxRateRequest(_message.Message):
+    """--- currencies and the parts of a return ------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    date: _builtins.str
+    """YYYY-MM-DD: that day's close (the latest before it when the market was shut). Absent: now."""
+    def __init__(
+        self,
+        *,
+        to: _builtins.str = ...,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "from", b"from", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFxRateRequest: _TypeAlias = GetFxRateRequest  # noqa: Y015
+
+@_typing.final
+class GetFxRateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    rate: _builtins.str
+    """How many `to` one `from` buys, a decimal string."""
+    date: _builtins.str
+    """The day of the close used, YYYY-MM-DD (today for a live rate)."""
+    source: _builtins.str
+    def __init__(
+        self,
+        *,
+        to: _builtins.str = ...,
+        rate: _builtins.str = ...,
+        date: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "from", b"from", "rate", b"rate", "source", b"source", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFxRateResponse: _TypeAlias = GetFxRateResponse  # noqa: Y015
+
+@_typing.final
+class ReturnBreakdown(_message.Message):
+    """A period's gain split into its parts, in the portfolio's currency: total = capital +
+    dividend + currency + fees (fees negative), exactly. Each part also as its contribution to
+    the time-weighted return (fractions summing to it).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_GAIN_FIELD_NUMBER: _builtins.int
+    CAPITAL_GAIN_FIELD_NUMBER: _builtins.int
+    DIVIDEND_GAIN_FIELD_NUMBER: _builtins.int
+    CURRENCY_GAIN_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    TOTAL_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    CAPITAL_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    DIVIDEND_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    CURRENCY_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    FEES_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    total_gain: _builtins.str
+    capital_gain: _builtins.str
+    """Price moves of the holdings, measured in their trading currency, converted at today's rate."""
+    dividend_gain: _builtins.str
+    """Dividends received, net of withheld tax."""
+    currency_gain: _builtins.str
+    """What moves of exchange rates added to or took from the holdings and cash held in other
+    currencies.
+    """
+    fees: _builtins.str
+    """Fees paid (zero or negative)."""
+    total_contribution: _builtins.str
+    capital_contribution: _builtins.str
+    dividend_contribution: _builtins.str
+    currency_contribution: _builtins.str
+    fees_contribution: _builtins.str
+    def __init__(
+        self,
+        *,
+        total_gain: _builtins.str = ...,
+        capital_gain: _builtins.str = ...,
+        dividend_gain: _builtins.str = ...,
+        currency_gain: _builtins.str = ...,
+        fees: _builtins.str = ...,
+        total_contribution: _builtins.str = ...,
+        capital_contribution: _builtins.str = ...,
+        dividend_contribution: _builtins.str = ...,
+        currency_contribution: _builtins.str = ...,
+        fees_contribution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capital_contribution", b"capital_contribution", "capital_gain", b"capital_gain", "currency_contribution", b"currency_contribution", "currency_gain", b"currency_gain", "dividend_contribution", b"dividend_contribution", "dividend_gain", b"dividend_gain", "fees", b"fees", "fees_contribution", b"fees_contribution", "total_contribution", b"total_contribution", "total_gain", b"total_gain"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnBreakdown: _TypeAlias = ReturnBreakdown  # noqa: Y015
+
+@_typing.final
+class BenchmarkComparison(_message.Message):
+    """The portfolio against a benchmark over the same days."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIME_WEIGHTED_RETURN_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    ALPHA_FIELD_NUMBER: _builtins.int
+    TRACKING_DIFFERENCE_FIELD_NUMBER: _builtins.int
+    END_VALUE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    time_weighted_return: _builtins.str
+    """The benchmark's own time-weighted return (a fraction)."""
+    alpha: _builtins.str
+    """The portfolio's TWR minus the benchmark's."""
+    tracking_difference: _builtins.str
+    """The portfolio's end value minus the what-if end value."""
+    end_value: _builtins.str
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValuePoint]:
+        """What the portfolio would be worth had every deposit and withdrawal bought or sold the
+        benchmark instead, on the same dates: one point per day of `series`.
+        """
+
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        time_weighted_return: _builtins.str = ...,
+        series: _abc.Iterable[Global___ValuePoint] | None = ...,
+        alpha: _builtins.str = ...,
+        tracking_difference: _builtins.str = ...,
+        end_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "end_value", b"end_value", "series", b"series", "symbol", b"symbol", "time_weighted_return", b"time_weighted_return", "tracking_difference", b"tracking_difference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BenchmarkComparison: _TypeAlias = BenchmarkComparison  # noqa: Y015

@@ -112,6 +112,86 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.GetFxRate = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetFxRate',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateResponse.FromString,
+                _registered_method=True)
+        self.ListWatchlists = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListWatchlists',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsResponse.FromString,
+                _registered_method=True)
+        self.CreateWatchlist = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CreateWatchlist',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistResponse.FromString,
+                _registered_method=True)
+        self.GetWatchlist = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetWatchlist',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistResponse.FromString,
+                _registered_method=True)
+        self.UpdateWatchlist = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/UpdateWatchlist',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistResponse.FromString,
+                _registered_method=True)
+        self.DeleteWatchlist = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/DeleteWatchlist',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListAlerts',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.CreateAlert = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CreateAlert',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertResponse.FromString,
+                _registered_method=True)
+        self.UpdateAlert = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/UpdateAlert',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlert = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/DeleteAlert',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertResponse.FromString,
+                _registered_method=True)
+        self.ListFiredAlerts = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListFiredAlerts',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsResponse.FromString,
+                _registered_method=True)
+        self.MarkFiredAlertsRead = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/MarkFiredAlertsRead',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadResponse.FromString,
+                _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListOrders',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.CreateOrder = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CreateOrder',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderResponse.FromString,
+                _registered_method=True)
+        self.GetOrder = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetOrder',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderResponse.FromString,
+                _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CancelOrder',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderResponse.FromString,
+                _registered_method=True)
         self.StreamMarket = channel.unary_stream(
                 '/stockfolio.portfolio.v1.PortfolioService/StreamMarket',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamMarketRequest.SerializeToString,
@@ -225,6 +305,104 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFxRate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWatchlists(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiredAlerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkFiredAlertsRead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrder(self, request, context):
+        """CreateOrder places a limit, stop or stop-limit order in a paper portfolio; the market
+        leader fills it at the first tick that crosses. Idempotent with an Idempotency-Key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamMarket(self, request, context):
         """StreamMarket streams every price tick. The facade holds one per replica and fans it out.
         """
@@ -317,6 +495,86 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.ExportPortfolio,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetFxRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFxRate,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateResponse.SerializeToString,
+            ),
+            'ListWatchlists': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWatchlists,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsResponse.SerializeToString,
+            ),
+            'CreateWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWatchlist,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistResponse.SerializeToString,
+            ),
+            'GetWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWatchlist,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistResponse.SerializeToString,
+            ),
+            'UpdateWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWatchlist,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistResponse.SerializeToString,
+            ),
+            'DeleteWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWatchlist,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'CreateAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlert,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertResponse.SerializeToString,
+            ),
+            'UpdateAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlert,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertResponse.SerializeToString,
+            ),
+            'DeleteAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlert,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertResponse.SerializeToString,
+            ),
+            'ListFiredAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiredAlerts,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsResponse.SerializeToString,
+            ),
+            'MarkFiredAlertsRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkFiredAlertsRead,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'CreateOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrder,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderResponse.SerializeToString,
+            ),
+            'GetOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrder,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderResponse.SerializeToString,
             ),
             'StreamMarket': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamMarket,
@@ -736,6 +994,438 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/ExportPortfolio',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ExportPortfolioRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFxRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetFxRate',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetFxRateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWatchlists(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListWatchlists',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListWatchlistsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CreateWatchlist',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateWatchlistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetWatchlist',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetWatchlistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/UpdateWatchlist',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateWatchlistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/DeleteWatchlist',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteWatchlistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListAlerts',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CreateAlert',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/UpdateAlert',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/DeleteAlert',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiredAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListFiredAlerts',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListFiredAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkFiredAlertsRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/MarkFiredAlertsRead',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.MarkFiredAlertsReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListOrders',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CreateOrder',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetOrder',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CancelOrder',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CancelOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

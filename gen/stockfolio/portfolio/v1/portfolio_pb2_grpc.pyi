@@ -59,6 +59,25 @@ class PortfolioServiceStub:
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    GetFxRate: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetFxRateRequest, _portfolio_pb2.GetFxRateResponse]
+    ListWatchlists: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListWatchlistsRequest, _portfolio_pb2.ListWatchlistsResponse]
+    CreateWatchlist: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateWatchlistRequest, _portfolio_pb2.CreateWatchlistResponse]
+    GetWatchlist: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetWatchlistRequest, _portfolio_pb2.GetWatchlistResponse]
+    UpdateWatchlist: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateWatchlistRequest, _portfolio_pb2.UpdateWatchlistResponse]
+    DeleteWatchlist: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteWatchlistRequest, _portfolio_pb2.DeleteWatchlistResponse]
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListAlertsRequest, _portfolio_pb2.ListAlertsResponse]
+    CreateAlert: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateAlertRequest, _portfolio_pb2.CreateAlertResponse]
+    UpdateAlert: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateAlertRequest, _portfolio_pb2.UpdateAlertResponse]
+    DeleteAlert: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteAlertRequest, _portfolio_pb2.DeleteAlertResponse]
+    ListFiredAlerts: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListFiredAlertsRequest, _portfolio_pb2.ListFiredAlertsResponse]
+    MarkFiredAlertsRead: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.MarkFiredAlertsReadRequest, _portfolio_pb2.MarkFiredAlertsReadResponse]
+    ListOrders: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListOrdersRequest, _portfolio_pb2.ListOrdersResponse]
+    CreateOrder: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateOrderRequest, _portfolio_pb2.CreateOrderResponse]
+    """CreateOrder places a limit, stop or stop-limit order in a paper portfolio; the market
+    leader fills it at the first tick that crosses. Idempotent with an Idempotency-Key.
+    """
+    GetOrder: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetOrderRequest, _portfolio_pb2.GetOrderResponse]
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CancelOrderRequest, _portfolio_pb2.CancelOrderResponse]
     StreamMarket: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.StreamMarketRequest, _portfolio_pb2.StreamMarketResponse]
     """StreamMarket streams every price tick. The facade holds one per replica and fans it out."""
     StreamPortfolioEvents: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.StreamPortfolioEventsRequest, _portfolio_pb2.StreamPortfolioEventsResponse]
@@ -96,6 +115,25 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    GetFxRate: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetFxRateRequest, _portfolio_pb2.GetFxRateResponse]  # type: ignore[assignment]
+    ListWatchlists: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListWatchlistsRequest, _portfolio_pb2.ListWatchlistsResponse]  # type: ignore[assignment]
+    CreateWatchlist: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateWatchlistRequest, _portfolio_pb2.CreateWatchlistResponse]  # type: ignore[assignment]
+    GetWatchlist: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetWatchlistRequest, _portfolio_pb2.GetWatchlistResponse]  # type: ignore[assignment]
+    UpdateWatchlist: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateWatchlistRequest, _portfolio_pb2.UpdateWatchlistResponse]  # type: ignore[assignment]
+    DeleteWatchlist: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteWatchlistRequest, _portfolio_pb2.DeleteWatchlistResponse]  # type: ignore[assignment]
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListAlertsRequest, _portfolio_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    CreateAlert: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateAlertRequest, _portfolio_pb2.CreateAlertResponse]  # type: ignore[assignment]
+    UpdateAlert: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateAlertRequest, _portfolio_pb2.UpdateAlertResponse]  # type: ignore[assignment]
+    DeleteAlert: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteAlertRequest, _portfolio_pb2.DeleteAlertResponse]  # type: ignore[assignment]
+    ListFiredAlerts: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListFiredAlertsRequest, _portfolio_pb2.ListFiredAlertsResponse]  # type: ignore[assignment]
+    MarkFiredAlertsRead: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.MarkFiredAlertsReadRequest, _portfolio_pb2.MarkFiredAlertsReadResponse]  # type: ignore[assignment]
+    ListOrders: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListOrdersRequest, _portfolio_pb2.ListOrdersResponse]  # type: ignore[assignment]
+    CreateOrder: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateOrderRequest, _portfolio_pb2.CreateOrderResponse]  # type: ignore[assignment]
+    """CreateOrder places a limit, stop or stop-limit order in a paper portfolio; the market
+    leader fills it at the first tick that crosses. Idempotent with an Idempotency-Key.
+    """
+    GetOrder: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetOrderRequest, _portfolio_pb2.GetOrderResponse]  # type: ignore[assignment]
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CancelOrderRequest, _portfolio_pb2.CancelOrderResponse]  # type: ignore[assignment]
     StreamMarket: _aio.UnaryStreamMultiCallable[_portfolio_pb2.StreamMarketRequest, _portfolio_pb2.StreamMarketResponse]  # type: ignore[assignment]
     """StreamMarket streams every price tick. The facade holds one per replica and fans it out."""
     StreamPortfolioEvents: _aio.UnaryStreamMultiCallable[_portfolio_pb2.StreamPortfolioEventsRequest, _portfolio_pb2.StreamPortfolioEventsResponse]  # type: ignore[assignment]
@@ -220,6 +258,121 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
+
+    @_abc_1.abstractmethod
+    def GetFxRate(
+        self,
+        request: _portfolio_pb2.GetFxRateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetFxRateResponse, _abc.Awaitable[_portfolio_pb2.GetFxRateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWatchlists(
+        self,
+        request: _portfolio_pb2.ListWatchlistsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListWatchlistsResponse, _abc.Awaitable[_portfolio_pb2.ListWatchlistsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateWatchlist(
+        self,
+        request: _portfolio_pb2.CreateWatchlistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CreateWatchlistResponse, _abc.Awaitable[_portfolio_pb2.CreateWatchlistResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWatchlist(
+        self,
+        request: _portfolio_pb2.GetWatchlistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetWatchlistResponse, _abc.Awaitable[_portfolio_pb2.GetWatchlistResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateWatchlist(
+        self,
+        request: _portfolio_pb2.UpdateWatchlistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.UpdateWatchlistResponse, _abc.Awaitable[_portfolio_pb2.UpdateWatchlistResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWatchlist(
+        self,
+        request: _portfolio_pb2.DeleteWatchlistRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.DeleteWatchlistResponse, _abc.Awaitable[_portfolio_pb2.DeleteWatchlistResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _portfolio_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListAlertsResponse, _abc.Awaitable[_portfolio_pb2.ListAlertsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAlert(
+        self,
+        request: _portfolio_pb2.CreateAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CreateAlertResponse, _abc.Awaitable[_portfolio_pb2.CreateAlertResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateAlert(
+        self,
+        request: _portfolio_pb2.UpdateAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.UpdateAlertResponse, _abc.Awaitable[_portfolio_pb2.UpdateAlertResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAlert(
+        self,
+        request: _portfolio_pb2.DeleteAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.DeleteAlertResponse, _abc.Awaitable[_portfolio_pb2.DeleteAlertResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFiredAlerts(
+        self,
+        request: _portfolio_pb2.ListFiredAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListFiredAlertsResponse, _abc.Awaitable[_portfolio_pb2.ListFiredAlertsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def MarkFiredAlertsRead(
+        self,
+        request: _portfolio_pb2.MarkFiredAlertsReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.MarkFiredAlertsReadResponse, _abc.Awaitable[_portfolio_pb2.MarkFiredAlertsReadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListOrders(
+        self,
+        request: _portfolio_pb2.ListOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListOrdersResponse, _abc.Awaitable[_portfolio_pb2.ListOrdersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateOrder(
+        self,
+        request: _portfolio_pb2.CreateOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CreateOrderResponse, _abc.Awaitable[_portfolio_pb2.CreateOrderResponse]]:
+        """CreateOrder places a limit, stop or stop-limit order in a paper portfolio; the market
+        leader fills it at the first tick that crosses. Idempotent with an Idempotency-Key.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOrder(
+        self,
+        request: _portfolio_pb2.GetOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetOrderResponse, _abc.Awaitable[_portfolio_pb2.GetOrderResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _portfolio_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CancelOrderResponse, _abc.Awaitable[_portfolio_pb2.CancelOrderResponse]]: ...
 
     @_abc_1.abstractmethod
     def StreamMarket(
