@@ -1,16 +1,17 @@
 """`python -m bench.replicas` (also `python -m bench --only replicas`, part of `make bench`): the
 replica figures of issue 15.
 
-Two systems in turn, each with every service and the facade, users and portfolio on fresh
-PostgreSQL databases and all of them on the local Redis (a database of the bench's own, flushed
-first): once with one replica of each service, then with a second replica of users and of
-portfolio (environments and start as bench/health.py builds them; the facade spreads calls over
-both, round_robin). On each, `GET /api/v1/users/me` and `POST /api/v1/trades` at c=32 (trades as
-bench/portfolio.py runs them: fresh portfolios every round), the best of `rounds`, with each
-process's CPU time per request. On the second, first, /ws/portfolio fan-out to 10,000
-subscribers at 1 tick/s (bench/fanout.py's client processes and market reference; the market is
-one across replicas, so the reference follows the first replica and every socket is checked
-against it, whichever replica the facade's stream reaches).
+Two systems side by side, each with every service and its own facade, users and portfolio on
+fresh PostgreSQL databases and everything on the local Redis (a database of each system's own,
+flushed first): one with one replica of each service, one with a second replica of users and of
+portfolio (environments and start as bench/health.py builds them; its facade spreads calls over
+both, round_robin). First, on the second system, /ws/portfolio fan-out to 10,000 subscribers at
+1 tick/s (bench/fanout.py's client processes and market reference; the market is one across
+replicas, so the reference follows the first replica and every socket is checked against it,
+whichever replica the facade's stream reaches). Then `GET /api/v1/users/me` and
+`POST /api/v1/trades` at c=32 (trades as bench/portfolio.py runs them: fresh portfolios every
+round), in rounds that alternate between the systems (the machine is shared and noisy; the best
+round counts), with each process's CPU time per request.
 
 Misses are printed, not raised; the exit code is non-zero only when the harness failed.
 """
@@ -46,7 +47,8 @@ from bench.system import Fleet, System, postgres_databases, stopping_on_signals,
 from tests.system_harness import HOST, REPO, HarnessError, Ports, migrate
 
 REPLICATED = ("users", "portfolio")
-REDIS_URL = f"redis://{HOST}:6379/9"
+REDIS = f"redis://{HOST}:6379"
+REDIS_DB = 9  # the system with 1 replica; the one with 2 uses the next
 UPDATE_INTERVAL_MS = 1000
 TRADES_GOAL_RPS = 1000.0
 TRADES_GOAL_P99_MS = 100.0
@@ -64,7 +66,10 @@ class ReplicaSettings:
     client_processes: int = 4
     client_nice: int = 10
     ws_seconds: float = 15.0
-    redis_url: str = REDIS_URL
+    redis_db: int = REDIS_DB
+
+    def redis_url(self, replicas: int) -> str:
+        return f"{REDIS}/{self.redis_db + replicas - 1}"
 
 
 @dataclass
@@ -147,7 +152,7 @@ def replica_system(
     portfolio database's URL; every process is stopped on exit and the logs are kept under
     var/bench/logs/replicas/."""
     replicated = REPLICATED if replicas > 1 else ()
-    flush_redis(settings.redis_url)
+    flush_redis(settings.redis_url(replicas))
     for logs in ("logs", "logs-2"):
         (root / logs).mkdir(parents=True)
     try:
@@ -157,7 +162,7 @@ def replica_system(
             extra = {
                 "USERS_DATABASE_URL": urls["users"],
                 "PORTFOLIO_DATABASE_URL": urls["portfolio"],
-                "REDIS_URL": settings.redis_url,
+                "REDIS_URL": settings.redis_url(replicas),
                 "USE_MOCK_PRICES": "true",
                 "MOCK_UPDATE_INTERVAL": str(UPDATE_INTERVAL_MS),
             }
@@ -179,29 +184,46 @@ def replica_system(
 # --- measures -----------------------------------------------------------------------------
 
 
-def measure_me(system: System, settings: ReplicaSettings, runs: dict[str, list[Load]]) -> None:
-    """Rounds of `GET /api/v1/users/me` with one account's token on every connection."""
-    facade = system.ports.facade
-    token = register_user(facade)[2]
+def measure_me(
+    system: System, settings: ReplicaSettings, token: str, name: str, runs: dict[str, list[Load]]
+) -> None:
+    """One round of `GET /api/v1/users/me`, one account's token on every connection."""
     pids = {name: p.pid for name, p in system.processes.items()}
-    replicas = 2 if "users-2" in system.processes else 1
-    name = me_name(replicas)
-    for round_number in range(1, settings.rounds + 1):
-        print(f"  round {round_number}/{settings.rounds}: {name} ...", flush=True)
-        load = with_cpu(
-            pids,
-            functools.partial(
-                run_load,
-                facade,
-                "/api/v1/users/me",
-                concurrency=settings.concurrency,
-                warmup=settings.warmup,
-                duration=settings.duration,
-                headers=[f"Authorization: Bearer {token}"],
-            ),
-        )
-        runs.setdefault(name, []).append(load)
+    load = with_cpu(
+        pids,
+        functools.partial(
+            run_load,
+            system.ports.facade,
+            "/api/v1/users/me",
+            concurrency=settings.concurrency,
+            warmup=settings.warmup,
+            duration=settings.duration,
+            headers=[f"Authorization: Bearer {token}"],
+        ),
+    )
+    runs.setdefault(name, []).append(load)
     wait_until_idle(list(pids.values()), timeout=15.0)
+
+
+def measure_alternately(
+    systems: Mapping[int, tuple[Fleet, System, str]],
+    settings: ReplicaSettings,
+    measured: PortfolioReport,
+    work: Path,
+) -> None:
+    """users/me, then trades, each in rounds that alternate between the systems."""
+    tokens = {n: register_user(system.ports.facade)[2] for n, (_, system, _) in systems.items()}
+    for round_number in range(1, settings.rounds + 1):
+        for replicas, (_, system, _) in systems.items():
+            print(f"  round {round_number}/{settings.rounds}: {me_name(replicas)} ...", flush=True)
+            with attempt(measured, f"users/me, {label(replicas)}"):
+                measure_me(system, settings, tokens[replicas], me_name(replicas), measured.runs)
+    # measure_trades runs (and prints as round 1/1) one round a call here, on fresh portfolios.
+    one_round = replace(measured.settings, trade_rounds=1)
+    for _ in range(settings.rounds):
+        for replicas, (_, system, url) in systems.items():
+            with attempt(measured, f"trades, {label(replicas)}"):
+                measure_trades(trades_label(replicas), system, one_round, measured, work, url)
 
 
 def run_replicas(settings: ReplicaSettings) -> ReplicaReport:
@@ -209,24 +231,25 @@ def run_replicas(settings: ReplicaSettings) -> ReplicaReport:
     # bench/portfolio.py's measures file their runs and facts here; its `attempt` notes failures.
     measured = PortfolioReport(portfolio_settings(settings))
     shutil.rmtree(LOGS, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix="stockfolio-bench-replicas-") as temporary:
+    with (
+        tempfile.TemporaryDirectory(prefix="stockfolio-bench-replicas-") as temporary,
+        attempt(measured, "the systems"),
+        contextlib.ExitStack() as stack,
+    ):
         root = Path(temporary)
+        systems: dict[int, tuple[Fleet, System, str]] = {}
         for replicas in (1, 2):
-            print(f"starting the system with {label(replicas)} of users and portfolio ...")
-            with (
-                attempt(measured, f"the system with {label(replicas)}"),
-                replica_system(root / label(replicas), settings, replicas) as (fleet, system, url),
-            ):
-                if replicas > 1 and settings.subscribers > 0:
-                    with attempt(measured, "/ws/portfolio fan-out, 2 portfolio replicas"):
-                        measure_fanout(fleet, system, measured.settings, measured, root)
-                    wait_until_idle([p.pid for p in system.processes.values()], timeout=20.0)
-                with attempt(measured, f"users/me, {label(replicas)}"):
-                    measure_me(system, settings, measured.runs)
-                with attempt(measured, f"trades, {label(replicas)}"):
-                    measure_trades(
-                        trades_label(replicas), system, measured.settings, measured, root, url
-                    )
+            print(f"starting a system with {label(replicas)} of users and portfolio ...")
+            with attempt(measured, f"the system with {label(replicas)}"):
+                started = replica_system(root / label(replicas), settings, replicas)
+                systems[replicas] = stack.enter_context(started)
+        if 2 in systems and settings.subscribers > 0:
+            fleet, system, _ = systems[2]
+            with attempt(measured, "/ws/portfolio fan-out, 2 portfolio replicas"):
+                measure_fanout(fleet, system, measured.settings, measured, root)
+            everything = [p.pid for _, s, _ in systems.values() for p in s.processes.values()]
+            wait_until_idle(everything, timeout=20.0)
+        measure_alternately(systems, settings, measured, root)
     report.runs, report.facts, report.failures = measured.runs, measured.facts, measured.failures
     if "ws" in measured.facts:
         add_fanout_rows(measured, measured.facts["ws"])
@@ -335,7 +358,8 @@ def describe_replicas(settings: ReplicaSettings) -> str:
         else ""
     )
     return (
-        f"replicas: 1 then 2 replicas of users and portfolio on PostgreSQL ({settings.redis_url}):"
+        f"replicas: 1 and 2 replicas of users and portfolio on PostgreSQL, Redis databases"
+        f" {settings.redis_db} and {settings.redis_db + 1}:"
         f" users/me and trades at c{settings.concurrency}, {settings.rounds} rounds of"
         f" {settings.warmup:g} s warm-up + {settings.duration:g} s{fanout}"
     )
@@ -351,7 +375,13 @@ def main(argv: Sequence[str]) -> int:
         "--subscribers", type=int, default=defaults.subscribers, help="/ws/portfolio; 0: none"
     )
     parser.add_argument("--ws-seconds", type=float, default=defaults.ws_seconds)
-    parser.add_argument("--redis-url", default=defaults.redis_url, help="flushed at the start")
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=defaults.redis_db,
+        help="the local Redis database of the 1-replica system (the 2-replica one takes the"
+        " next); both flushed at the start",
+    )
     args = parser.parse_args(argv)
     settings = ReplicaSettings(
         rounds=max(1, min(args.rounds, 5)),
@@ -359,7 +389,7 @@ def main(argv: Sequence[str]) -> int:
         duration=max(1.0, min(args.duration, 30.0)),
         subscribers=max(0, min(args.subscribers, 20_000)),
         ws_seconds=max(5.0, min(args.ws_seconds, 60.0)),
-        redis_url=args.redis_url,
+        redis_db=max(0, min(args.redis_db, 14)),
     )
     print(describe_replicas(settings), flush=True)
     try:
