@@ -20,13 +20,16 @@ the basis, the difference is realized, the proceeds are cash. A holding that is 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from decimal import ROUND_DOWN, Context, Decimal
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
+from services.portfolio.exact import minus as _minus
+from services.portfolio.exact import plus as _plus
+from services.portfolio.exact import times as _times
+from services.portfolio.lots import Lot, Lots
 from services.portfolio.trading import Side, Split, Trade
 from services.portfolio.wire_numbers import (
     QUANTITY_PLACES,
@@ -93,24 +96,6 @@ class CashPolicy(StrEnum):
 
     FUND_SHORTFALL = "fund_shortfall"
     REQUIRE_CASH = "require_cash"
-
-
-@dataclass(frozen=True)
-class Lot:
-    """Shares one BUY opened and no SELL has consumed yet. `cost` includes the buy's fees."""
-
-    symbol: str
-    quantity: Decimal
-    cost: Decimal
-    opened_at: datetime
-    sequence: int
-
-    @property
-    def unit_cost(self) -> Decimal:
-        return self.cost / self.quantity
-
-    def split(self, ratio: Decimal) -> Lot:
-        return replace(self, quantity=_times(self.quantity, ratio))
 
 
 @dataclass(frozen=True)
@@ -203,7 +188,7 @@ class Totals:
 @dataclass
 class _Holding:
     symbol: str
-    lots: deque[Lot] = field(default_factory=deque)
+    lots: Lots
     quantity: Decimal = ZERO
     fifo_basis: Decimal = ZERO
     average_basis: Decimal = ZERO
@@ -226,7 +211,7 @@ class HoldingState:
     """One symbol's holding as a `BookState` keeps it (a `_Holding`, frozen)."""
 
     symbol: str
-    lots: tuple[Lot, ...]
+    lots: Lots  # never changed: a book resumed from the state takes a copy
     quantity: Decimal
     fifo_basis: Decimal
     average_basis: Decimal
@@ -317,7 +302,7 @@ class Book:
         for h in state.holdings:
             book._holdings[h.symbol] = _Holding(
                 h.symbol,
-                deque(h.lots),
+                h.lots.copy(),
                 h.quantity,
                 h.fifo_basis,
                 h.average_basis,
@@ -344,7 +329,7 @@ class Book:
             holdings=tuple(
                 HoldingState(
                     h.symbol,
-                    tuple(h.lots),
+                    h.lots.copy(),
                     h.quantity,
                     h.fifo_basis,
                     h.average_basis,
@@ -568,7 +553,8 @@ class Book:
             self._cash_side_fees += trade.fees
         if trade.symbol:
             if holding is None:
-                holding = self._holdings[trade.symbol] = _Holding(trade.symbol)
+                holding = _Holding(trade.symbol, Lots(trade.symbol))
+                self._holdings[trade.symbol] = holding
             _apply_to_holding(holding, trade)
             if trade.side is Side.DIVIDEND:
                 self._dividends += trade.amount
@@ -590,7 +576,7 @@ class Book:
             return
         holding = replace(
             held,
-            lots=deque(lot.split(split.ratio) for lot in held.lots),
+            lots=Lots(split.symbol, (lot.split(split.ratio) for lot in held.lots)),
             quantity=_times(held.quantity, split.ratio),
             last_price=None if held.last_price is None else held.last_price / split.ratio,
         )
@@ -700,53 +686,24 @@ def _sell_shares(
     return fifo_cost, average_cost
 
 
-def _consume_lots(lots: deque[Lot], quantity: Decimal) -> Decimal:
+def _consume_lots(lots: Lots, quantity: Decimal) -> Decimal:
     """Take `quantity` shares from the oldest lots; return the cost of what was taken."""
     cost = ZERO
     remaining = quantity
     while remaining > 0 and lots:
-        lot = lots[0]
+        lot = lots.oldest()
         if lot.quantity <= remaining:
             cost = _plus(cost, lot.cost)
             remaining = _minus(remaining, lot.quantity)
-            lots.popleft()
+            lots.take_oldest()
         else:
             part = lot.cost * remaining / lot.quantity
-            lots[0] = replace(
-                lot, quantity=_minus(lot.quantity, remaining), cost=_minus(lot.cost, part)
+            lots.replace_oldest(
+                replace(lot, quantity=_minus(lot.quantity, remaining), cost=_minus(lot.cost, part))
             )
             cost = _plus(cost, part)
             remaining = ZERO
     return cost
-
-
-# Sums, differences and products inside the book keep every digit: the default context keeps
-# 28 significant digits, too few for a cost of 1e7 less a part of a cent's cost (1e-30), and a
-# rounded difference would let the basis and the cost taken out of it disagree.
-
-
-def _plus(a: Decimal, b: Decimal) -> Decimal:
-    return _exact_context(a, b).add(a, b)
-
-
-def _minus(a: Decimal, b: Decimal) -> Decimal:
-    return _exact_context(a, b).subtract(a, b)
-
-
-def _times(a: Decimal, b: Decimal) -> Decimal:
-    digits = len(a.as_tuple().digits) + len(b.as_tuple().digits)
-    return Context(prec=max(28, digits)).multiply(a, b)
-
-
-def _exact_context(a: Decimal, b: Decimal) -> Context:
-    lowest = min(_exponent(a), _exponent(b))
-    highest = max(a.adjusted(), b.adjusted()) + 1  # a carry adds a digit
-    return Context(prec=max(28, highest - lowest + 1))
-
-
-def _exponent(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    return exponent if isinstance(exponent, int) else 0
 
 
 def _action(trade: Trade) -> str:

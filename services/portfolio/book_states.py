@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.portfolio.domain import BookState, CashPolicy, HoldingState, Lot
+from services.portfolio.domain import BookState, CashPolicy, HoldingState, Lots
 
-FORMAT = 1
+FORMAT = 2
 
 _TOTALS = ("cash", "dividends", "fees", "cash_side_fees", "deposits", "withdrawals", "funded")
 _HOLDING_NUMBERS = (
@@ -69,20 +69,17 @@ def decode(text: str) -> StoredBook | None:
 
 
 def _encode_key(key: tuple[datetime, int, int] | None) -> list[Any] | None:
-    return None if key is None else [key[0].isoformat(), key[1], key[2]]
+    return None if key is None else [_encode_time(key[0]), key[1], key[2]]
 
 
 def _encode_holding(holding: HoldingState) -> dict[str, Any]:
     return {
         "symbol": holding.symbol,
-        "lots": [
-            [str(lot.quantity), str(lot.cost), lot.opened_at.isoformat(), lot.sequence]
-            for lot in holding.lots
-        ],
+        "lots": holding.lots.to_text(),
         **{name: str(getattr(holding, name)) for name in _HOLDING_NUMBERS},
         "last_price": None if holding.last_price is None else str(holding.last_price),
         "last_price_at": (
-            None if holding.last_price_at is None else holding.last_price_at.isoformat()
+            None if holding.last_price_at is None else _encode_time(holding.last_price_at)
         ),
     }
 
@@ -93,11 +90,12 @@ def _decode_holding(document: dict[str, Any]) -> HoldingState:
     numbers = {name: Decimal(document[name]) for name in _HOLDING_NUMBERS}
     return HoldingState(
         symbol=symbol,
-        lots=tuple(
-            Lot(symbol, Decimal(q), Decimal(cost), datetime.fromisoformat(opened), int(sequence))
-            for q, cost, opened, sequence in document["lots"]
-        ),
+        lots=Lots.from_text(symbol, document["lots"]),
         last_price=None if last_price is None else Decimal(last_price),
         last_price_at=None if last_price_at is None else datetime.fromisoformat(last_price_at),
         **numbers,
     )
+
+
+def _encode_time(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat()

@@ -20,11 +20,11 @@ from services.portfolio.book import (
     HoldingState,
     InsufficientCash,
     InsufficientShares,
-    Lot,
     Position,
     Totals,
     order_key,
 )
+from services.portfolio.lots import Lot, Lots
 from services.portfolio.trading import (
     CLOCK_SKEW,
     MAX_NOTES,
@@ -78,6 +78,7 @@ __all__ = [
     "InsufficientCash",
     "InsufficientShares",
     "Lot",
+    "Lots",
     "Position",
     "Side",
     "Split",

@@ -201,3 +201,26 @@ def test_a_stored_book_of_another_format_is_not_read() -> None:
         f'"format":{book_states.FORMAT}', '"format":0'
     )
     assert book_states.decode(text) is None
+
+
+def test_a_buy_on_a_resumed_book_passes_the_stored_lots_through_as_they_came() -> None:
+    buys = [Trade(Side.BUY, "KO", D(1), D("60.5"), D(0), at(i), sequence=i + 1) for i in range(50)]
+    saved = stored(Book.replay(buys), 50)
+    lots_text = saved.state.holdings[0].lots.to_text()
+    resumed = Book.resume(saved.state)
+    resumed.record(Trade(Side.BUY, "KO", D(2), D(61), D(0), at(60), sequence=51))
+    assert lots_text in book_states.encode(StoredBook(resumed.state(), 51))
+    assert len(resumed.lots("KO")) == 51
+
+
+def test_a_sell_on_a_resumed_book_takes_the_oldest_lots_first_as_a_replay_does() -> None:
+    buys = [
+        Trade(Side.BUY, "KO", D(i + 1), D(60 + i), D(0), at(i), sequence=i + 1) for i in range(5)
+    ]
+    sell = Trade(Side.SELL, "KO", D("4.5"), D(70), D(0), at(9), sequence=6)
+    resumed = Book.resume(stored(Book.replay(buys), 5).state)
+    resumed.record(sell)
+    replayed = Book.replay([*buys, sell])
+    assert resumed.lots("KO") == replayed.lots("KO")
+    assert [lot.quantity for lot in resumed.lots("KO")] == [D("1.5"), D(4), D(5)]
+    assert exact(resumed) == exact(replayed)
