@@ -9,8 +9,13 @@ is stopped (SIGTERM, then SIGKILL) on the way out.
 
 Trades: `concurrency` connections, each with a portfolio of its own (spread over a few users),
 each sending BUY 1 share at a given price, one request at a time. Each trade locks its portfolio
-and replays its whole book, so the rate depends on how many trades the portfolios hold: fresh
-portfolios every round, and their trade counts at the end are reported.
+and applies itself to the portfolio's stored book (each buy opens a lot, so the book grows with
+the trades): fresh portfolios every round, and their trade counts at the end are reported.
+
+pgbench: on the same PostgreSQL, before the trades, TPC-B (five statements a transaction) at the
+trades' concurrency, on a scratch database of its own: at scale 1 (`pgbench -i` as is: every
+transaction updates the one branch row) and at one branch per client (no row shared, as the
+trades' portfolios share none). Each trades row prints its ratio to both.
 
 Fan-out: see bench/fanout.py for the clients, the market reference and what "lost" means.
 """
@@ -22,6 +27,7 @@ import functools
 import hashlib
 import json
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.measures import RssSampler, high_water_mb, percentile, rss_mb
 from bench.report import (
@@ -47,6 +54,7 @@ from bench.report import (
 )
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
+    POSTGRES_ADMIN_URL,
     Fleet,
     Process,
     System,
@@ -63,6 +71,9 @@ from bench.system import (
 from tests.system_harness import REPO, HarnessError, Ports, migrate
 
 WS_RSS_LIMIT_MB = 200.0
+# Issue 15's goal for trades on PostgreSQL at c32.
+TRADES_GOAL_RPS = 1000.0
+TRADES_P99_MS = 100.0
 WS_P99_LIMIT_MS = 250.0
 DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 TRADE_SYMBOLS = ("AAPL", "MSFT", "NVDA", "JPM", "KO", "XOM", "SPY", "QQQ")
@@ -71,6 +82,9 @@ LOGS = RESULTS.parent / "logs" / "portfolio"
 MARKET_READY_TIMEOUT = 30.0
 RAMP_TIMEOUT = 240.0
 REPORT_TIMEOUT = 90.0
+PGBENCH = "pgbench"
+PGBENCH_SECONDS = 10
+PGBENCH_INIT_TIMEOUT = 120.0
 SETTLE_SECONDS = 2.0  # after the ramp: the subscriptions' first prices are sent
 DELIVERY_GRACE = 3.0  # after the window: ticks published at its very end are still arriving
 
@@ -236,6 +250,75 @@ def measure_trades(
         }
         report.runs.setdefault(name, []).append(load)
         wait_until_idle(list(pids.values()), timeout=15.0)
+
+
+# --- pgbench ------------------------------------------------------------------------------
+
+
+def pgbench_scales(clients: int) -> tuple[int, ...]:
+    """Scale 1 (`pgbench -i` as is) and one branch per client."""
+    return (1, clients) if clients > 1 else (1,)
+
+
+def measure_pgbench(settings: PortfolioSettings, report: PortfolioReport) -> None:
+    """TPC-B at the trades' concurrency on a scratch database of the same PostgreSQL, once per
+    scale; its transactions per second and mean latency go to report.facts["pgbench"]."""
+    if shutil.which(PGBENCH) is None:
+        raise HarnessError("pgbench is not installed (apt-get install postgresql-client)")
+    server = urlsplit(POSTGRES_ADMIN_URL)
+    found = []
+    with postgres_databases(("pgbench",)) as urls:
+        database = urls["pgbench"].rsplit("/", 1)[1]
+        where = [
+            f"--host={server.hostname}",
+            f"--port={server.port or 5432}",
+            f"--username={server.username}",
+        ]
+        for scale in pgbench_scales(settings.trade_concurrency):
+            print(f"  pgbench TPC-B, scale {scale}, c{settings.trade_concurrency} ...", flush=True)
+            run_pgbench([*where, "--initialize", "--quiet", f"--scale={scale}", database])
+            clients = settings.trade_concurrency
+            output = run_pgbench(
+                [
+                    *where,
+                    f"--client={clients}",
+                    f"--jobs={min(2, clients)}",
+                    f"--time={PGBENCH_SECONDS}",
+                    database,
+                ]
+            )
+            found.append({"scale": scale, "clients": clients, **pgbench_figures(output)})
+    report.facts["pgbench"] = found
+
+
+def run_pgbench(arguments: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(
+            [PGBENCH, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=PGBENCH_INIT_TIMEOUT + PGBENCH_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"pgbench {' '.join(arguments)} did not finish") from None
+    if done.returncode != 0:
+        raise HarnessError(f"pgbench {' '.join(arguments)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def pgbench_figures(output: str) -> dict[str, float]:
+    """Transactions per second and mean latency from pgbench's report."""
+    tps = re.search(r"^tps = ([0-9.]+)", output, re.MULTILINE)
+    latency = re.search(r"^latency average = ([0-9.]+) ms", output, re.MULTILINE)
+    processed = re.search(r"actually processed: (\d+)", output)
+    if tps is None or latency is None:
+        raise HarnessError(f"pgbench printed no tps:\n{output}")
+    return {
+        "tps": round(float(tps.group(1)), 1),
+        "latency_ms": float(latency.group(1)),
+        "transactions": int(processed.group(1)) if processed else 0,
+    }
 
 
 # --- fan-out ------------------------------------------------------------------------------
@@ -560,6 +643,8 @@ MEASURED_CODE = (
     "facade/portfolio_feed.py",
     "facade/ws_portfolio.py",
     "services/portfolio/trades.py",
+    "services/portfolio/book.py",
+    "services/portfolio/book_states.py",
     "services/portfolio/repository.py",
     "services/portfolio/mock_market.py",
     "services/runtime/db.py",
@@ -610,6 +695,8 @@ def run_portfolio(settings: PortfolioSettings) -> PortfolioReport:
                     with attempt(report, "trades on SQLite"):
                         measure_trades("SQLite", system, settings, report, root)
         if trades and "postgresql" in settings.databases:
+            with attempt(report, "pgbench"):
+                measure_pgbench(settings, report)
             print("starting the system on PostgreSQL (fresh databases) ...", flush=True)
             with (
                 attempt(report, "the system on PostgreSQL"),
@@ -638,15 +725,43 @@ def build_portfolio_rows(report: PortfolioReport) -> None:
         load = best(runs)
         failed = load["non_2xx"] + load["transport_errors"]
         per = load["trades_per_portfolio"]
+        note = (
+            f"{load['portfolios']} portfolios of {load['users']} users, one per"
+            f" connection; each ended with {per['min']}-{per['max']} trades"
+        )
+        pgbench = report.facts.get("pgbench", []) if label == "PostgreSQL" else []
+        if pgbench:
+            ratios = ", ".join(
+                f"{load['rps'] / run['tps']:.2f} x pgbench at scale {run['scale']}"
+                for run in pgbench
+            )
+            note = f"{ratios}; {note}"
+        good = not failed and load["rps"] >= TRADES_GOAL_RPS and load["p99_ms"] < TRADES_P99_MS
         report.rows.append(
             load_row(
                 f"POST /api/v1/trades, {label}, c{settings.trade_concurrency}",
                 load,
-                requirement="0 errors",
-                verdict="MISS" if failed else "PASS",
+                baseline=f"pgbench s{pgbench[0]['scale']}" if pgbench else "",
+                ratio=load["rps"] / pgbench[0]["tps"] if pgbench else None,
+                requirement=(
+                    f">= {TRADES_GOAL_RPS:,.0f}/s, p99 < {TRADES_P99_MS:g} ms, 0 errors"
+                    if label == "PostgreSQL"
+                    else "0 errors"
+                ),
+                verdict=(
+                    verdict(good, load) if label == "PostgreSQL" else ("MISS" if failed else "PASS")
+                ),
+                note=note,
+            )
+        )
+    for run in report.facts.get("pgbench", []):
+        report.rows.append(
+            Row(
+                f"pgbench TPC-B, scale {run['scale']}, c{run['clients']}",
+                rps=run["tps"],
                 note=(
-                    f"{load['portfolios']} portfolios of {load['users']} users, one per"
-                    f" connection; each ended with {per['min']}-{per['max']} trades"
+                    f"transactions/s of 5 statements; mean latency {run['latency_ms']:.1f} ms;"
+                    " same PostgreSQL, scratch database, before the trades"
                 ),
             )
         )
