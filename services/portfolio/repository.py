@@ -126,13 +126,24 @@ class PortfolioRepository:
             return None
         return _portfolio(row), None if row.book is None else book_states.decode(row.book)
 
-    async def save_book(self, portfolio_id: str, book: StoredBook) -> None:
-        """Store the portfolio's book, replacing the one it had."""
-        await self._session.execute(
+    async def save_book(
+        self, portfolio_id: str, book: StoredBook, recorded: Sequence[RecordedTrade] = ()
+    ) -> None:
+        """Store the portfolio's book, replacing the one it had, and insert the trades
+        `recorded` with it: on PostgreSQL, a few trades go in the same statement (a data-
+        modifying WITH), one round trip fewer per trade."""
+        statement = (
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
             .values(book=book_states.encode(book))
         )
+        dialect = self._session.bind.dialect.name if self._session.bind else ""
+        if recorded and dialect == "postgresql" and len(recorded) <= _IN_BATCH:
+            rows = [_trade_columns(r) for r in recorded]
+            statement = statement.add_cte(insert(trades).values(rows).cte("recorded"))
+        elif recorded:
+            await TradeRepository(self._session).add(recorded)
+        await self._session.execute(statement)
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[Portfolio], int]:
         query = (

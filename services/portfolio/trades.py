@@ -203,9 +203,8 @@ class Trades:
             check(book, sorted(events, key=order_key), numbered)
             recorded = [RecordedTrade(portfolio_id, t, now, source) for t in numbered]
             if not dry_run:
-                await repository.add(recorded)
                 saved = StoredBook(book.state(), last + len(numbered))
-                await portfolios.save_book(portfolio_id, saved)
+                await portfolios.save_book(portfolio_id, saved, recorded)
                 if settle is not None:
                     await settle(session, recorded)
         return portfolio, recorded
