@@ -374,9 +374,14 @@ async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
             second["sessionId"],
             mine["sessionId"],
         }
-        stats = (await call(client, "GET", "/api/v1/terminal/terminals/stats/overview", ann))[
-            "data"
-        ]
+        overview = "/api/v1/terminal/terminals/stats/overview"
+        stats = (await call(client, "GET", overview, ann))["data"]
+        # A shell starts in its sandbox a moment after its create is answered: until it has,
+        # its sandbox holds nothing to measure.
+        deadline = time.monotonic() + WAIT
+        while int(stats["shellMemoryBytes"]) == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            stats = (await call(client, "GET", overview, ann))["data"]
         assert stats["activeSessions"] == 2 and stats["mySessions"] == 2
         assert stats["allUsers"] is False and stats["users"] == 1
         # Another user's session (the admin's) is not counted for ann, anywhere.
