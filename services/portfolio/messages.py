@@ -59,6 +59,7 @@ def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
         amount=present_money(trade.amount),
         created_at=timestamp(recorded.created_at),
         price_source=recorded.price_source,
+        order_id=recorded.order_id,
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     Index,
@@ -65,6 +66,8 @@ trades = Table(
     Column("notes", Text, nullable=False, default=""),
     created_at_column(),
     Column("price_source", String(32), nullable=False, default=""),
+    # The order this trade filled ("" for a trade recorded by hand).
+    Column("order_id", String(36), nullable=False, default="", server_default=""),
     UniqueConstraint("portfolio_id", "sequence", name="uq_trades_portfolio_id_sequence"),
     Index("ix_trades_portfolio_id_executed_at", "portfolio_id", "executed_at"),
     Index("ix_trades_portfolio_id_symbol", "portfolio_id", "symbol"),
@@ -78,6 +81,38 @@ price_history = Table(
     Column("symbol", String(16), primary_key=True),
     Column("day", Date, primary_key=True),
     Column("close", ExactDecimal(), nullable=False),
+)
+
+# Limit and stop orders of paper portfolios (services.portfolio.orders). Every change of status
+# is a conditional update from "open", so an order ends once, whoever tries twice.
+orders = Table(
+    "orders",
+    metadata,
+    id_column(),
+    owner_column(),
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("side", String(16), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("limit_price", ExactDecimal(), nullable=True),
+    Column("stop_price", ExactDecimal(), nullable=True),
+    Column("time_in_force", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", String(64), nullable=False, default=""),
+    Column("triggered", Boolean, nullable=False, default=False),
+    Column("trade_id", String(36), nullable=True),
+    Column("filled_price", ExactDecimal(), nullable=True),
+    Column("filled_at", UtcDateTime(), nullable=True),
+    # The end of a DAY order's UTC day; NULL for GTC.
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("fees", ExactDecimal(), nullable=False),
+    Column("notes", Text, nullable=False, default=""),
+    created_at_column(),
+    updated_at_column(),
+    Index("ix_orders_user_id", "user_id", "created_at"),
+    Index("ix_orders_portfolio_id_status", "portfolio_id", "status"),
+    Index("ix_orders_status_expires_at", "status", "expires_at"),
 )
 
 idempotency_keys = idempotency_table(metadata)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from services.portfolio.currencies import TradeFx
 from services.portfolio.domain import CashPolicy, Trade
 from services.runtime.errors import InvalidArgument, NotFound
 
@@ -47,12 +48,17 @@ class Portfolio:
 @dataclass(frozen=True)
 class RecordedTrade:
     """A trade as stored. `price_source` names the market that priced it ("mock",
-    "alphavantage") when the caller gave no price; it is "" otherwise."""
+    "alphavantage") when the caller gave no price; it is "" otherwise. `order_id`: the order
+    it filled ("" for a trade recorded by hand)."""
 
     portfolio_id: str
     trade: Trade
     created_at: datetime
     price_source: str = ""
+    order_id: str = ""
+    # The trade as given in its trading currency, and the rate of its date; None for trades
+    # recorded before currencies (in their portfolio's currency).
+    fx: TradeFx | None = None
 
 
 def clean_name(raw: str) -> str:

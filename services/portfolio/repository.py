@@ -15,6 +15,7 @@ from sqlalchemy.sql import Select
 
 from services.portfolio import book_states
 from services.portfolio.book_states import StoredBook
+from services.portfolio.currencies import TradeFx
 from services.portfolio.domain import Side, Trade
 from services.portfolio.orm import portfolios, price_history, trades
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
@@ -54,7 +55,12 @@ def _recorded(row: Any) -> RecordedTrade:
         id=row.id,
         notes=row.notes,
     )
-    return RecordedTrade(row.portfolio_id, trade, row.created_at, row.price_source)
+    fx = None
+    if row.fx_rate is not None:
+        fx = TradeFx(row.currency, row.fx_rate, row.local_price, row.local_fees)
+    return RecordedTrade(
+        row.portfolio_id, trade, row.created_at, row.price_source, row.order_id or "", fx
+    )
 
 
 def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
@@ -72,6 +78,11 @@ def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
         "notes": trade.notes,
         "created_at": recorded.created_at,
         "price_source": recorded.price_source,
+        "order_id": recorded.order_id,
+        "currency": recorded.fx.currency if recorded.fx else "",
+        "fx_rate": recorded.fx.rate if recorded.fx else None,
+        "local_price": recorded.fx.local_price if recorded.fx else None,
+        "local_fees": recorded.fx.local_fees if recorded.fx else None,
     }
 
 

@@ -16,6 +16,8 @@ from services.portfolio.exports import Exports
 from services.portfolio.imports import Imports
 from services.portfolio.market_data import LedSource
 from services.portfolio.mock_market import MockMarket
+from services.portfolio.order_desk import Orders
+from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orm import idempotency_keys
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
@@ -102,12 +104,17 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         market=market,
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
+        orders=Orders(db, trades, hub),
     )
     calculator = Calculator(
         db, prices, hub, interval=settings.revalue_interval, leading=lambda: market.leading
     )
     resources.push_async_callback(calculator.stop)
     calculator.start()
+    # Orders are matched on every market step, by the market leader alone (order_matcher.py).
+    matcher = OrderMatcher(cases.orders, market, hub, leading=lambda: market.leading)
+    resources.push_async_callback(matcher.stop)
+    matcher.start()
     servicer = PortfolioServicer(cases)
 
     def register(server: grpc.aio.Server) -> None:

@@ -34,6 +34,8 @@ from services.portfolio.messages import (
     stock_message,
     trade_message,
 )
+from services.portfolio.order_desk import Orders
+from services.portfolio.order_rpcs import OrderRpcs
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
 from services.portfolio.records import RecordedTrade
 from services.portfolio.reports import Reports
@@ -55,6 +57,7 @@ class UseCases:
     market: MarketData
     hub: EventHub
     idempotency: IdempotencyStore
+    orders: Orders
 
 
 def _when(stamp: Timestamp, present: bool) -> datetime | None:
@@ -72,7 +75,7 @@ def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
 M = TypeVar("M", bound=Message)
 
 
-class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
+class PortfolioServicer(OrderRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
 

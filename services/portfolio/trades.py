@@ -37,7 +37,9 @@ from services.portfolio.domain import (
     order_key,
     parse_trade,
 )
+from services.portfolio.currencies import TradeFx
 from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData
 from services.portfolio.prices import Prices
 from services.portfolio.records import (
@@ -105,12 +107,15 @@ class Trades:
         hub: EventHub,
         *,
         clock: Callable[[], datetime] = utc_now,
+        exchange: Exchange | None = None,
     ) -> None:
         self._db = db
         self._market = market
         self._prices = prices
         self._hub = hub
         self._clock = clock
+        # Converts trades into their portfolio's currency (exchange.py); None: all in one.
+        self._exchange = exchange
 
     async def record(
         self, user_id: str, portfolio_id: str, draft: TradeDraft, *, settle: Settle | None = None
@@ -142,8 +147,12 @@ class Trades:
             trade, source = replace(trade, price=quote.price), quote.source
         elif trade.symbol:
             await self.check_symbol(trade.symbol)
+        fx = None
+        if self._exchange is not None:
+            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
+            trade, fx = await self._exchange.trade_in(trade, currency)
         _, (recorded,) = await self.append(
-            user_id, portfolio_id, [trade], source=source, settle=settle
+            user_id, portfolio_id, [trade], source=source, settle=settle, conversions=[fx]
         )
         await self._hub.trades_recorded(user_id, [recorded])
         return recorded
@@ -165,9 +174,11 @@ class Trades:
         new: Sequence[Trade],
         *,
         source: str = "",
+        order_id: str = "",
         check: BookCheck = replay_check,
         dry_run: bool = False,
         settle: Settle | None = None,
+        conversions: Sequence[TradeFx | None] = (),
     ) -> tuple[Portfolio, list[RecordedTrade]]:
         """Record `new` after the portfolio's trades if `check` passes; all or nothing, and
         `settle` in the same transaction.
@@ -201,7 +212,11 @@ class Trades:
             else:
                 events = list(numbered)
             check(book, sorted(events, key=order_key), numbered)
-            recorded = [RecordedTrade(portfolio_id, t, now, source) for t in numbered]
+            fxs = [*conversions, *[None] * (len(numbered) - len(conversions))]
+            recorded = [
+                RecordedTrade(portfolio_id, t, now, source, order_id, fx)
+                for t, fx in zip(numbered, fxs, strict=True)
+            ]
             if not dry_run:
                 saved = StoredBook(book.state(), last + len(numbered))
                 await portfolios.save_book(portfolio_id, saved, recorded)
@@ -243,7 +258,7 @@ class Trades:
             book = Book.resume(stored.state)
         else:
             book = Book.replay(trades, policy=portfolio.kind.policy)
-        prices = await self._prices.current(book.open_symbols())
+        prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
         return book.positions(prices, method=method, include_closed=include_closed)
 
     async def positions_page(
