@@ -12,7 +12,8 @@ replica, and so does what it owned.
 Every key has one writer, so no update races between replicas: a record and its owner's index
 are written by the owner (one task at a time); the list of replicas is appended to by each
 replica for itself, checked again at every beat, so a write lost to a concurrent one is
-repaired within a beat.
+repaired within a beat. A replica also keeps what it owns in memory and writes it all again
+when a beat finds its index short (Redis restarted empty): losing Redis loses no live record.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ class Ownership(Owners):
         self.address: str | None = None
         self._beating: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
+        self._mine: dict[str, Owned] = {}  # what this replica owns, as recorded
 
     async def start(self, address: str) -> None:
         self.address = address
@@ -197,6 +199,7 @@ class Ownership(Owners):
             return None
         owned = Owned(key, user, self.address, self.incarnation, facts)
         async with self._writing:
+            self._mine[key] = owned
             await self._cache.set(self._key("owned", key), owned.encode())
             index = await self.index(self.address)
             index[key] = user
@@ -206,8 +209,9 @@ class Ownership(Owners):
     async def update(self, key: str, user: str, facts: Mapping[str, Any]) -> None:
         """Rewrites what the record of a key of this replica's own says (it is in the index
         already)."""
-        if self.address is not None:
+        if self.address is not None and key in self._mine:
             owned = Owned(key, user, self.address, self.incarnation, facts)
+            self._mine[key] = owned
             await self._cache.set(self._key("owned", key), owned.encode())
 
     async def forget(self, key: str) -> None:
@@ -219,6 +223,8 @@ class Ownership(Owners):
         """Forgets `owned` (closed): its record and its entry in its owner's index, whoever
         the owner was (a survivor forgets a lost replica's keys as their users close them)."""
         async with self._writing:
+            if self.mine(owned):
+                self._mine.pop(owned.key, None)
             await self._cache.delete(self._key("owned", owned.key))
             index = await self.index(owned.replica)
             if index.pop(owned.key, None) is not None:
@@ -235,6 +241,25 @@ class Ownership(Owners):
             await self._cache.set(
                 self._key("replicas"), json.dumps([*known, self.address]).encode()
             )
+        if self._mine:
+            await self._restore()
+
+    async def _restore(self) -> None:
+        """Writes every record of this replica's again if its index misses one."""
+        assert self.address is not None
+        async with self._writing:
+            index = await self.index(self.address)
+            if self._mine.keys() <= index.keys():
+                return
+            log.warning("ownership records were lost (the cache restarted?); writing them again")
+            for key, owned in self._mine.items():
+                await self._cache.set(self._key("owned", key), owned.encode())
+                index[key] = owned.user
+            await self._write_index(self.address, index)
+
+    async def reachable(self) -> bool:
+        """Whether the records' store answers (a miss then means unrecorded)."""
+        return await self._cache.ping()
 
     async def _beat_forever(self) -> None:
         while True:

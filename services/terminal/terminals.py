@@ -190,6 +190,13 @@ class Terminals:
 
     async def _recorded(self, identity: Identity, session_id: str) -> Recorded:
         owned = await self._ownership.find(session_id)
+        if owned is None and not await self._ownership.reachable():
+            # Redis is down: the session may well live on another replica (retried, round
+            # robin reaches it), rather than not exist.
+            raise Unavailable(
+                f"where terminal session {session_id} runs cannot be told now; retry",
+                reason="OWNER_UNKNOWN",
+            )
         if owned is None or owned.user != identity.user_id or self._ownership.mine(owned):
             raise NotFound(f"no terminal session {session_id}")
         if not await self._ownership.lost(owned):

@@ -134,3 +134,27 @@ def test_a_wildcard_host_advertises_this_machines_address() -> None:
     address = advertised_address("0.0.0.0", 4140)  # noqa: S104 - the wildcard is the point
     host = address.rpartition(":")[0]
     assert host not in ("0.0.0.0", "") and address.endswith(":4140")  # noqa: S104
+
+
+async def test_records_lost_by_the_cache_are_written_again_within_a_beat(
+    timed_cache: Timed,
+) -> None:
+    cache, _ = timed_cache
+    owner = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    await owner.start("10.0.0.1:4140")
+    try:
+        await owner.claim("s1", "ann", {"cols": 80})
+        await owner.update("s1", "ann", {"cols": 80, "state": "exited"})
+        await owner.claim("s2", "bob", {})
+        await owner.forget("s2")
+        # Redis restarted empty: the records and the index are gone.
+        for key in ("owned:s1", "held:10.0.0.1:4140"):
+            await cache.delete(f"owners:terminal:{key}")
+        assert await owner.find("s1") is None
+        await asyncio.sleep(3 * BEAT)
+        found = await owner.find("s1")
+        assert found is not None and found.facts == {"cols": 80, "state": "exited"}
+        assert [(o.key, lost) for o, lost in await owner.held(None)] == [("s1", False)]
+        assert await owner.reachable()
+    finally:
+        await owner.stop()
