@@ -7,7 +7,9 @@
   machine's clock at receipt minus `time`) in a histogram, and which ticks each socket got.
 - `market`: the reference. One gRPC StreamMarket subscription straight to the portfolio service
   (with a service token from the system's own development secret), recording every tick the
-  market published: what each subscriber must have received.
+  market published: what each subscriber must have received. A tick the stream hands on again
+  (a replica's resync after a gap repeats every symbol's latest quote) counts once, and the
+  resyncs and leader terms the stream showed are reported.
 
 Both talk to the benchmark over JSON lines: they print `{"event": ...}` on stdout and read
 `{"command": ...}` on stdin (`window` to start counting, `report` to answer and leave). A client
@@ -348,14 +350,28 @@ class Clients:
         """For the sampled sockets: the exact (time, price) sequence of each symbol must be the
         market's."""
         compared = matched = 0
+        told = False
         for subscriber in self.subscribers:
             if not subscriber.sampled:
                 continue
             for symbol in subscriber.symbols:
                 compared += 1
                 want = [tuple(tick) for tick in reference.get(symbol, [])]
-                if subscriber.prices.get(symbol, []) == want:
+                got = subscriber.prices.get(symbol, [])
+                if got == want:
                     matched += 1
+                elif not told:  # the first difference, to the log (stderr)
+                    told = True
+                    pairs = zip(got, want, strict=False)
+                    at = next(
+                        (i for i, (g, w) in enumerate(pairs) if g != w), min(len(got), len(want))
+                    )
+                    print(
+                        f"sampled socket {subscriber.index}, {symbol}: {len(got)} ticks, the market"
+                        f" {len(want)}; first difference at {at}: got {got[at : at + 2]},"
+                        f" the market {want[at : at + 2]}",
+                        file=sys.stderr,
+                    )
         return {"sequences_compared": compared, "sequences_identical": matched}
 
     def histogram_sparse(self) -> dict[str, int]:
@@ -425,14 +441,19 @@ async def run_market(args: argparse.Namespace) -> None:
     token, _ = service_token_signer(config).issue("portfolio")
     clock = Clock()
     ticks: list[tuple[str, str, str, float]] = []
+    resyncs = 0
+    terms: set[int] = set()
     async with grpc.aio.insecure_channel(f"{HOST}:{args.port}") as channel:
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
         call = stub.StreamMarket(portfolio_pb2.StreamMarketRequest(), metadata=(bearer(token),))
         await call.initial_metadata()  # subscribed: from here on no tick is missed
 
         async def follow() -> None:
+            nonlocal resyncs
             async for message in call:
                 received = time.time()
+                resyncs += message.resync
+                terms.add(message.term)
                 for quote in message.quotes:
                     ticks.append((quote.symbol, quote.time.ToJsonString(), quote.price, received))
 
@@ -447,9 +468,15 @@ async def run_market(args: argparse.Namespace) -> None:
         published: dict[str, list[tuple[str, str]]] = defaultdict(list)
         latencies = []
         steps = set()
+        seen: set[tuple[str, str]] = set()
+        repeated = 0
         for symbol, text, price, received in ticks:
             moment, _ = clock.read(text)
             if window.holds(moment):
+                if (symbol, text) in seen:
+                    repeated += 1
+                    continue
+                seen.add((symbol, text))
                 published[symbol].append((text, price))
                 latencies.append(received - moment)
                 steps.add(text)
@@ -468,6 +495,9 @@ async def run_market(args: argparse.Namespace) -> None:
             p50_ms=round(at(0.5), 3),
             p99_ms=round(at(0.99), 3),
             max_ms=round(latencies[-1] * 1000, 3) if latencies else 0.0,
+            repeated_ticks=repeated,
+            resyncs=resyncs,
+            terms=sorted(terms),
         )
 
 

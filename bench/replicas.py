@@ -22,11 +22,13 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +232,7 @@ def run_replicas(settings: ReplicaSettings) -> ReplicaReport:
     report = ReplicaReport(settings)
     # bench/portfolio.py's measures file their runs and facts here; its `attempt` notes failures.
     measured = PortfolioReport(portfolio_settings(settings))
+    measured.facts["machine"] = {"started": utc_now(), "load_average_start": os.getloadavg()}
     shutil.rmtree(LOGS, ignore_errors=True)
     with (
         tempfile.TemporaryDirectory(prefix="stockfolio-bench-replicas-") as temporary,
@@ -250,6 +253,7 @@ def run_replicas(settings: ReplicaSettings) -> ReplicaReport:
             everything = [p.pid for _, s, _ in systems.values() for p in s.processes.values()]
             wait_until_idle(everything, timeout=20.0)
         measure_alternately(systems, settings, measured, root)
+    measured.facts["machine"].update(finished=utc_now(), load_average_end=os.getloadavg())
     report.runs, report.facts, report.failures = measured.runs, measured.facts, measured.failures
     if "ws" in measured.facts:
         add_fanout_rows(measured, measured.facts["ws"])
@@ -295,6 +299,14 @@ def trades_goal(runs: Mapping[str, list[Load]]) -> str:
     return f"{goal} ({', '.join(verdicts)}; {ratio(runs, trades_name(1), trades_name(2))})"
 
 
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def averages(found: Sequence[float] | None) -> str:
+    return "?" if not found else " ".join(f"{x:.2f}" for x in found)
+
+
 def cpu_line(load: Load) -> str:
     """Each process's CPU time per request (µs), the busiest first, the idle left out."""
     spent = load.get("cpu_us_per_request", {})
@@ -305,7 +317,13 @@ def cpu_line(load: Load) -> str:
 def print_replicas(report: ReplicaReport) -> None:
     settings, runs = report.settings, report.runs
     c = settings.concurrency
-    print(f"Replicas (issue 15): PostgreSQL, Redis, best of {settings.rounds} rounds")
+    machine = report.facts.get("machine", {})
+    print(
+        f"Replicas (issue 15): PostgreSQL, Redis, best of {settings.rounds} rounds;"
+        f" {os.cpu_count()} CPUs; {machine.get('started', '?')} to {machine.get('finished', '?')},"
+        f" load average {averages(machine.get('load_average_start'))} at the start,"
+        f" {averages(machine.get('load_average_end'))} at the end"
+    )
     print()
     print("| what | 1 replica (rps, p50, p99) | 2 replicas (rps, p50, p99) | goal |")
     print("|---|---|---|---|")
@@ -340,6 +358,9 @@ def print_replicas(report: ReplicaReport) -> None:
             f" {reference.get('p50_ms', 0):.1f} / p99 {reference.get('p99_ms', 0):.1f} ms); the"
             f" last subscriber of a tick got it p50 {completion['p50']:.0f} / p99"
             f" {completion['p99']:.0f} / max {completion['max']:.0f} ms after publication."
+            f" That stream: {reference.get('resyncs', '?')} resyncs, leader terms"
+            f" {reference.get('terms', '?')}, {reference.get('repeated_ticks', '?')} ticks"
+            " handed on again (counted once)."
         )
         cpu = ", ".join(f"{k} {v:.0f}%" for k, v in sorted(facts["cpu_percent"].items()))
         print(f"CPU over the window (% of one core): {cpu}")
