@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import aiohttp
 
 from services.portfolio.config import MarketConfig
+from services.portfolio.currencies import FxRate, require_currency
 from services.portfolio.domain import normalize_symbol, parse_decimal
 from services.portfolio.market_data import (
     Quote,
@@ -78,6 +79,8 @@ _PAYLOAD_KEYS = {
     "GLOBAL_QUOTE": "Global Quote",
     "SYMBOL_SEARCH": "bestMatches",
     "TIME_SERIES_DAILY": "Time Series (Daily)",
+    "CURRENCY_EXCHANGE_RATE": "Realtime Currency Exchange Rate",
+    "FX_DAILY": "Time Series FX (Daily)",
 }
 
 
@@ -179,6 +182,34 @@ class AlphaVantage:
         )
         if found is None:
             raise NotFound(f"no daily prices for {clean}", reason="UNKNOWN_SYMBOL")
+        closes = {date.fromisoformat(day): Decimal(close) for day, close in json.loads(found)}
+        return {day: close for day, close in closes.items() if start <= day <= end}
+
+    async def fx_rate(self, base: str, quote: str) -> FxRate:
+        """CURRENCY_EXCHANGE_RATE, cached as quotes are (same budget, same stale copy)."""
+        base, quote = _pair(base, quote)
+        if base == quote:
+            return FxRate(base, quote, Decimal(1), self._clock().date(), SOURCE)
+        pair = f"{base}{quote}"
+        found, stale = await self._cached(
+            "fx", pair, self._quote_ttl, partial(self._fetch_fx_rate, base, quote)
+        )
+        if found is None:
+            raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY")
+        rate, day = json.loads(found)
+        return FxRate(base, quote, Decimal(rate), date.fromisoformat(day), SOURCE, stale)
+
+    async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
+        """FX_DAILY closes of the latest 100 trading days at most, cached as daily prices."""
+        base, quote = _pair(base, quote)
+        check_range(start, end)
+        if base == quote:
+            return {}
+        found, _ = await self._cached(
+            "fxdaily", f"{base}{quote}", HISTORY_TTL, partial(self._fetch_fx_daily, base, quote)
+        )
+        if found is None:
+            raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY")
         closes = {date.fromisoformat(day): Decimal(close) for day, close in json.loads(found)}
         return {day: close for day, close in closes.items() if start <= day <= end}
 
@@ -359,6 +390,43 @@ class AlphaVantage:
             raise _malformed("TIME_SERIES_DAILY") from None
         return json.dumps(closes).encode()
 
+    async def _fetch_fx_rate(self, base: str, quote: str) -> bytes | None:
+        try:
+            payload = await self._call(
+                "CURRENCY_EXCHANGE_RATE", from_currency=base, to_currency=quote
+            )
+        except _Rejected:
+            return None
+        fields = payload["Realtime Currency Exchange Rate"]
+        if not isinstance(fields, dict):
+            raise _malformed("CURRENCY_EXCHANGE_RATE")
+        try:
+            rate = _decimal("exchange rate", fields["5. Exchange Rate"])
+            refreshed = str(fields["6. Last Refreshed"])[:10]
+            day = date.fromisoformat(refreshed).isoformat()
+        except (KeyError, ValueError, InvalidArgument):
+            raise _malformed("CURRENCY_EXCHANGE_RATE") from None
+        return json.dumps([str(rate), day]).encode()
+
+    async def _fetch_fx_daily(self, base: str, quote: str) -> bytes | None:
+        try:
+            payload = await self._call(
+                "FX_DAILY", from_symbol=base, to_symbol=quote, outputsize="compact"
+            )
+        except _Rejected:
+            return None
+        series = payload["Time Series FX (Daily)"]
+        if not isinstance(series, dict):
+            raise _malformed("FX_DAILY")
+        try:
+            closes = sorted(
+                (date.fromisoformat(day).isoformat(), str(_decimal("close", bar["4. close"])))
+                for day, bar in series.items()
+            )
+        except (KeyError, TypeError, ValueError, InvalidArgument):
+            raise _malformed("FX_DAILY") from None
+        return json.dumps(closes).encode()
+
     # --- one call to the provider --------------------------------------------------------------
 
     async def _call(self, function: str, **params: str) -> dict[str, Any]:
@@ -481,6 +549,15 @@ class AlphaVantage:
 
 def _decimal(field: str, raw: Any) -> Decimal:
     return parse_decimal(field, str(raw), places=PROVIDER_PLACES)
+
+
+def _pair(base: str, quote: str) -> tuple[str, str]:
+    try:
+        return require_currency(base, "from"), require_currency(quote, "to")
+    except InvalidArgument as problem:
+        raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY") from (
+            problem
+        )
 
 
 def _malformed(function: str) -> Unavailable:

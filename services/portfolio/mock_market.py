@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from services.portfolio.currencies import FxRate, SimulatedRates, require_currency
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import (
     Quote,
@@ -27,7 +28,7 @@ from services.portfolio.market_data import (
     search_terms,
 )
 from services.runtime.clock import utc_now
-from services.runtime.errors import NotFound
+from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,13 @@ class Listing:
     exchange: str
     open_price: Decimal
     volatility: float
+    currency: str = CURRENCY
 
 
-def _listing(symbol: str, name: str, exchange: str, price: str, volatility: float) -> Listing:
-    return Listing(symbol, name, exchange, Decimal(price), volatility)
+def _listing(
+    symbol: str, name: str, exchange: str, price: str, volatility: float, currency: str = CURRENCY
+) -> Listing:
+    return Listing(symbol, name, exchange, Decimal(price), volatility, currency)
 
 
 LISTINGS: tuple[Listing, ...] = (
@@ -106,7 +110,23 @@ LISTINGS: tuple[Listing, ...] = (
     _listing("BRK.B", "Berkshire Hathaway Inc. Class B", "NYSE", "412.30", 0.17),
     _listing("SPY", "SPDR S&P 500 ETF Trust", "NYSE Arca", "545.20", 0.15),
     _listing("QQQ", "Invesco QQQ Trust", "NASDAQ", "470.80", 0.20),
+    # Listings traded in other currencies (prices in their own currency).
+    _listing("SAP", "SAP SE", "XETRA", "182.40", 0.24, "EUR"),
+    _listing("ASML", "ASML Holding N.V.", "Euronext Amsterdam", "868.20", 0.35, "EUR"),
+    _listing("NESN", "Nestle S.A.", "SIX", "92.16", 0.15, "CHF"),
+    _listing("SHEL", "Shell plc", "LSE", "27.85", 0.22, "GBP"),
+    _listing("7203", "Toyota Motor Corporation", "TSE", "3150", 0.28, "JPY"),
 )
+
+# Quarterly dividends per share, in the listing's currency: paid to holders at the close before
+# each ex-date (mid-month of these months).
+DIVIDENDS: dict[str, tuple[Decimal, tuple[int, ...]]] = {
+    "KO": (Decimal("0.485"), (3, 6, 9, 12)),
+    "JNJ": (Decimal("1.24"), (2, 5, 8, 11)),
+    "PG": (Decimal("1.0065"), (1, 4, 7, 10)),
+    "SHEL": (Decimal("0.2707"), (2, 5, 8, 11)),
+}
+EX_DAY = 15
 
 
 def _cents(price: Decimal) -> int:
@@ -165,6 +185,16 @@ def _previous_weekday(day: date) -> date:
     return day
 
 
+def _pair(base: str, quote: str) -> tuple[str, str]:
+    """Both codes checked; an unknown one is NotFound (no rate for it), as an unknown symbol."""
+    try:
+        return require_currency(base, "from"), require_currency(quote, "to")
+    except InvalidArgument as problem:
+        raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY") from (
+            problem
+        )
+
+
 _WORD = re.compile(r"[^\w&']+")
 
 
@@ -218,6 +248,7 @@ class MockMarket:
             for listing in listings
         }
         self._histories: dict[str, dict[date, Decimal]] = {}
+        self._rates = SimulatedRates(seed)
         self._fanout = TickFanout()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -252,7 +283,7 @@ class MockMarket:
 
     async def stock(self, symbol: str) -> StockInfo:
         listing = self._listing(symbol)
-        return StockInfo(listing.symbol, listing.name, listing.exchange, CURRENCY)
+        return StockInfo(listing.symbol, listing.name, listing.exchange, listing.currency)
 
     async def search(self, q: str, limit: int = 10) -> list[StockInfo]:
         """Exact symbol, then symbol prefix, then a word of the name, then any part of the name
@@ -266,7 +297,7 @@ class MockMarket:
                 ranked.append((rank, len(listing.symbol), listing.symbol, listing))
         ranked.sort(key=lambda found: found[:3])
         return [
-            StockInfo(listing.symbol, listing.name, listing.exchange, CURRENCY)
+            StockInfo(listing.symbol, listing.name, listing.exchange, listing.currency)
             for *_, listing in ranked[:limit]
         ]
 
@@ -281,6 +312,32 @@ class MockMarket:
 
     def ticks(self) -> TickStream:
         return self._fanout.subscribe()
+
+    # --- currencies and dividends --------------------------------------------------------------
+
+    async def fx_rate(self, base: str, quote: str) -> FxRate:
+        base, quote = _pair(base, quote)
+        day, rate = self._rates.close(base, quote, self._clock().date())
+        return FxRate(base, quote, rate, day, SOURCE)
+
+    async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
+        base, quote = _pair(base, quote)
+        check_range(start, end)
+        return self._rates.daily(base, quote, start, end)
+
+    async def dividends(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
+        """Ex-dates from `start` to `end` and the dividend per share paid on each."""
+        listing = self._listing(symbol)
+        found: dict[date, Decimal] = {}
+        if listing.symbol not in DIVIDENDS:
+            return found
+        amount, months = DIVIDENDS[listing.symbol]
+        for year in range(start.year, end.year + 1):
+            for month in months:
+                ex_date = date(year, month, EX_DAY)
+                if start <= ex_date <= end:
+                    found[ex_date] = amount
+        return found
 
     async def start(self) -> None:
         if self._task is None and not self._closed:

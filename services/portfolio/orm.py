@@ -116,3 +116,57 @@ orders = Table(
 )
 
 idempotency_keys = idempotency_table(metadata)
+
+# A user's named lists of symbols (services.portfolio.watchlists). `symbols` in the user's order,
+# separated by spaces (a symbol has none).
+watchlists = Table(
+    "watchlists",
+    metadata,
+    id_column(),
+    owner_column(),
+    Column("name", String(100), nullable=False),
+    Column("symbols", Text, nullable=False, default=""),
+    created_at_column(),
+    updated_at_column(),
+    Index("ix_watchlists_user_id", "user_id", "created_at"),
+)
+
+# Price alerts (services.portfolio.alerts). `threshold`: the price of above/below, the signed
+# percent of percent_change.
+alerts = Table(
+    "alerts",
+    metadata,
+    id_column(),
+    owner_column(),
+    Column("symbol", String(16), nullable=False),
+    # "above", "below" or "percent_change" (alert_index.Condition).
+    Column("condition", String(16), nullable=False),
+    Column("threshold", ExactDecimal(), nullable=False),
+    Column("window_seconds", Integer, nullable=False, default=0),
+    Column("repeat", Boolean, nullable=False, default=False),
+    Column("cooldown_seconds", Integer, nullable=False, default=0),
+    Column("active", Boolean, nullable=False),
+    Column("note", String(200), nullable=False, default=""),
+    created_at_column(),
+    Column("last_fired_at", UtcDateTime(), nullable=True),
+    Index("ix_alerts_user_id", "user_id", "created_at"),
+    # What a replica loads into its index at start: the active ones.
+    Index("ix_alerts_active", "active", "symbol"),
+)
+
+# Each firing of an alert, kept after its alert is deleted (no foreign key): the user's history.
+fired_alerts = Table(
+    "fired_alerts",
+    metadata,
+    id_column(),
+    owner_column(),
+    Column("alert_id", String(36), nullable=False),
+    Column("symbol", String(16), nullable=False),
+    Column("condition", String(16), nullable=False),
+    Column("threshold", ExactDecimal(), nullable=False),
+    Column("price", ExactDecimal(), nullable=False),
+    Column("fired_at", UtcDateTime(), nullable=False),
+    Column("read", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_fired_alerts_user_id", "user_id", "fired_at"),
+)

@@ -35,7 +35,7 @@ from services.portfolio.records import (
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.runtime.pagination import Page
 
 
@@ -143,6 +143,13 @@ class Portfolios:
             portfolio = await repository.lock(portfolio_id, user_id)
             if portfolio is None:
                 raise portfolio_not_found(portfolio_id)
+            changes_currency = currency is not None and currency != portfolio.base_currency
+            # Its trades were converted at the rates into the old currency.
+            if changes_currency and await TradeRepository(session).of(portfolio_id):
+                raise FailedPrecondition(
+                    "currency cannot change once the portfolio has trades",
+                    reason="PORTFOLIO_HAS_TRADES",
+                )
             portfolio.name = name if name is not None else portfolio.name
             if description is not None:
                 portfolio.description = description
@@ -162,5 +169,13 @@ class Portfolios:
     async def _value(self, found: Sequence[tuple[Portfolio, list[Trade]]]) -> list[Valued]:
         """Replay each book and price every open position with one quote per symbol."""
         books = [(p, Book.replay(trades, policy=p.kind.policy)) for p, trades in found]
-        prices = await self._prices.current({s for _, book in books for s in book.open_symbols()})
-        return [Valued(p, book.totals(prices), book.positions(prices)) for p, book in books]
+        held = {s for _, book in books for s in book.open_symbols()}
+        by_currency = {
+            currency: await self._prices.current(held, currency)
+            for currency in {p.base_currency for p, _ in books}
+        }
+        return [
+            Valued(p, book.totals(prices), book.positions(prices))
+            for p, book in books
+            for prices in [by_currency[p.base_currency]]
+        ]

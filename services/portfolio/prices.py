@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
+from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData, Quote
+from services.portfolio.records import DEFAULT_CURRENCY
 from services.portfolio.repository import PriceRepository
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
@@ -26,9 +28,11 @@ LOOKBACK = timedelta(days=14)
 
 
 class Prices:
-    def __init__(self, db: Database, market: MarketData) -> None:
+    def __init__(self, db: Database, market: MarketData, exchange: Exchange | None = None) -> None:
         self._db = db
         self._market = market
+        # Values holdings listed in another currency at today's rate; None: one currency.
+        self.exchange = exchange
 
     async def quotes(self, symbols: Iterable[str]) -> dict[str, Quote]:
         """The market's quote of each symbol it can price now; the others are left out (a
@@ -37,8 +41,16 @@ class Prices:
         found = await asyncio.gather(*(self._quote(s) for s in wanted))
         return {q.symbol: q for q in found if q is not None}
 
-    async def current(self, symbols: Iterable[str]) -> dict[str, Decimal]:
-        return {s: q.price for s, q in (await self.quotes(symbols)).items()}
+    async def current(
+        self, symbols: Iterable[str], currency: str = DEFAULT_CURRENCY
+    ) -> dict[str, Decimal]:
+        """Current prices in `currency`: a holding listed in another is converted at today's
+        rate."""
+        local = {s: q.price for s, q in (await self.quotes(symbols)).items()}
+        if self.exchange is None:
+            return local
+        converted = await self.exchange.convert(local, currency)
+        return {symbol: price for symbol, (price, _, _) in converted.items()}
 
     async def _quote(self, symbol: str) -> Quote | None:
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from services.portfolio.currencies import TradeFx
+from services.portfolio.currencies import TradeFx, require_currency
 from services.portfolio.domain import CashPolicy, Trade
 from services.runtime.errors import InvalidArgument, NotFound
 
@@ -84,7 +84,8 @@ def clean_currency(raw: str) -> str:
         return DEFAULT_CURRENCY
     if not _CURRENCY.fullmatch(code):
         raise InvalidArgument.field("currency", "must be a three-letter code such as USD")
-    return code
+    # A code no rate source here can price would leave the portfolio unvaluable.
+    return require_currency(code)
 
 
 def require_portfolio_id(portfolio_id: str, field: str = "portfolioId") -> str:

@@ -44,8 +44,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from services.portfolio.currencies import FxRate, FxSource
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFanout, TickStream
 from services.runtime.cache import Cache, Lease, subscribe_live
@@ -182,6 +183,14 @@ class SharedMarket:
         if shared is not None and shared.time.date() in closes:
             closes[shared.time.date()] = shared.price
         return closes
+
+    async def fx_rate(self, base: str, quote: str) -> FxRate:
+        # Rates are not stepped: the simulated ones are the same on every replica by
+        # construction, a provider's are shared through the cache.
+        return await cast(FxSource, self._source).fx_rate(base, quote)
+
+    async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
+        return await cast(FxSource, self._source).fx_daily(base, quote, start, end)
 
     def ticks(self) -> TickStream:
         return self._fanout.subscribe()

@@ -27,6 +27,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.book_states import StoredBook
+from services.portfolio.currencies import TradeFx
 from services.portfolio.domain import (
     Book,
     CostMethod,
@@ -37,7 +38,6 @@ from services.portfolio.domain import (
     order_key,
     parse_trade,
 )
-from services.portfolio.currencies import TradeFx
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData

@@ -118,6 +118,11 @@ class FakeAlphaVantage(FakeServer):
         self.slow_seconds = slow_seconds
         self.mode: Mode = "ok"
         self.listings = default_universe()
+        # Pair ("EURUSD") -> ISO day -> close; the latest is the realtime rate.
+        self.fx_closes: dict[str, dict[str, str]] = {
+            "EURUSD": {"2024-01-04": "1.0945", "2024-01-05": "1.0942", "2024-01-08": "1.0950"},
+            "USDJPY": {"2024-01-04": "144.57", "2024-01-05": "144.63", "2024-01-08": "144.21"},
+        }
         self.requests: list[FakeRequest] = []
 
     def calls(self, function: str | None = None) -> list[FakeRequest]:
@@ -155,7 +160,58 @@ class FakeAlphaVantage(FakeServer):
             return self._symbol_search(params.get("keywords", ""))
         if function == "TIME_SERIES_DAILY":
             return self._daily(params.get("symbol", ""), params.get("outputsize", "compact"))
+        if function == "CURRENCY_EXCHANGE_RATE":
+            return self._exchange_rate(
+                params.get("from_currency", ""), params.get("to_currency", "")
+            )
+        if function == "FX_DAILY":
+            return self._fx_daily(params.get("from_symbol", ""), params.get("to_symbol", ""))
         return {"Error Message": f"This API function ({function}) does not exist."}
+
+    def _exchange_rate(self, base: str, quote: str) -> dict[str, Any]:
+        closes = self.fx_closes.get(f"{base}{quote}".upper())
+        if not closes:
+            return {"Error Message": invalid_call("CURRENCY_EXCHANGE_RATE")}
+        day = max(closes)
+        rate = closes[day]
+        return {
+            "Realtime Currency Exchange Rate": {
+                "1. From_Currency Code": base.upper(),
+                "2. From_Currency Name": base.upper(),
+                "3. To_Currency Code": quote.upper(),
+                "4. To_Currency Name": quote.upper(),
+                "5. Exchange Rate": rate,
+                "6. Last Refreshed": f"{day} 21:15:01",
+                "7. Time Zone": "UTC",
+                "8. Bid Price": rate,
+                "9. Ask Price": rate,
+            }
+        }
+
+    def _fx_daily(self, base: str, quote: str) -> dict[str, Any]:
+        closes = self.fx_closes.get(f"{base}{quote}".upper())
+        if not closes:
+            return {"Error Message": invalid_call("FX_DAILY")}
+        days = sorted(closes, reverse=True)[:COMPACT]
+        return {
+            "Meta Data": {
+                "1. Information": "Forex Daily Prices (open, high, low, close)",
+                "2. From Symbol": base.upper(),
+                "3. To Symbol": quote.upper(),
+                "4. Output Size": "Compact",
+                "5. Last Refreshed": f"{days[0]} 21:15:00",
+                "6. Time Zone": "UTC",
+            },
+            "Time Series FX (Daily)": {
+                day: {
+                    "1. open": closes[day],
+                    "2. high": closes[day],
+                    "3. low": closes[day],
+                    "4. close": closes[day],
+                }
+                for day in days
+            },
+        }
 
     def _global_quote(self, symbol: str) -> dict[str, Any]:
         listing = self.listings.get(symbol.upper())

@@ -1,0 +1,177 @@
+"""Exchange rates for the portfolio service: the market's rates, with daily closes kept in
+`price_history` under the pair's key ("EUR/USD"), and trades converted into their portfolio's
+currency when they are recorded.
+
+A recorded trade keeps its price and fees as given, in the stock's trading currency, with the
+rate of its date (`TradeFx`); the book gets the price and fees converted at that rate, so
+costs, cash and realized gains are in the portfolio's currency at the rate of each trade's day.
+Holdings are valued at today's rate (prices.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import cast
+
+from services.portfolio.currencies import (
+    ONE,
+    FxRate,
+    FxSource,
+    TradeFx,
+    pair_key,
+    require_currency,
+)
+from services.portfolio.domain import Trade
+from services.portfolio.exact import times
+from services.portfolio.market_data import MarketData
+from services.portfolio.records import portfolio_not_found
+from services.portfolio.repository import PortfolioRepository, PriceRepository
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import DomainError, NotFound
+
+log = logging.getLogger(__name__)
+
+# Closes from this long before a day, so a day after a weekend or holiday finds the last one.
+LOOKBACK = timedelta(days=14)
+
+
+class Exchange:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._db = db
+        self._market = market
+        # Every source here quotes rates too (mock_market, alpha_vantage, shared_market).
+        self._rates = cast(FxSource, market)
+        self._clock = clock
+        self._currencies: dict[str, str] = {}
+
+    # --- rates -----------------------------------------------------------------------------
+
+    async def rate(self, base: str, quote: str, day: date | None = None) -> FxRate:
+        """How many `quote` one `base` buys: live, or the close of `day` (the last before it
+        when the market was shut). 422 naming `from`/`to` for a code the service does not
+        know; 404 when no rate is known for the day."""
+        base, quote = require_currency(base, "from"), require_currency(quote, "to")
+        today = self._clock().astimezone(UTC).date()
+        if base == quote:
+            return FxRate(base, quote, ONE, min(day or today, today), "")
+        if day is None or day >= today:
+            return await self._rates.fx_rate(base, quote)
+        closes = await self.history(base, quote, day - LOOKBACK, day)
+        found = [d for d in closes if d <= day]
+        if not found:
+            raise NotFound(
+                f"no {base}/{quote} rate known on or before {day.isoformat()}",
+                reason="NO_EXCHANGE_RATE",
+            )
+        last = max(found)
+        return FxRate(base, quote, closes[last], last, getattr(self._market, "source", ""))
+
+    async def history(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
+        """Daily closes of base/quote from `start` to `end`: the market's, with the stored ones
+        on top; what the market gave and was not stored yet is stored. Empty for base == quote."""
+        if base == quote:
+            return {}
+        key = pair_key(base, quote)
+        try:
+            fetched = await self._rates.fx_daily(base, quote, start, end)
+        except DomainError as problem:
+            log.info("no daily rates", extra={"pair": key, "why": problem.reason})
+            fetched = {}
+        async with self._db.reading() as session:
+            stored = (await PriceRepository(session).closes([key], start, end))[key]
+        missing = {d: c for d, c in fetched.items() if d not in stored}
+        if missing:
+            async with self._db.transaction() as session:
+                await PriceRepository(session).add_missing(key, missing)
+        return {**fetched, **stored}
+
+    async def rates_on(
+        self, currencies: Iterable[str], quote: str, start: date, end: date
+    ) -> dict[str, dict[date, Decimal]]:
+        """Daily closes of each currency into `quote`, from `start - LOOKBACK`, and today's
+        live rate as today's close."""
+        wanted = sorted(set(currencies) - {quote})
+        found = await asyncio.gather(
+            *(self.history(c, quote, start - LOOKBACK, end) for c in wanted)
+        )
+        closes = dict(zip(wanted, found, strict=True))
+        today = self._clock().astimezone(UTC).date()
+        if start <= today <= end:
+            for currency in wanted:
+                try:
+                    live = await self._rates.fx_rate(currency, quote)
+                except DomainError:
+                    continue
+                closes[currency][today] = live.rate
+        return closes
+
+    # --- listings --------------------------------------------------------------------------
+
+    async def currency_of(self, symbol: str, default: str) -> str:
+        """The symbol's trading currency as the market lists it (kept once known); `default`
+        when the market cannot say now."""
+        known = self._currencies.get(symbol)
+        if known is not None:
+            return known
+        try:
+            info = await self._market.stock(symbol)
+        except NotFound:
+            raise
+        except DomainError as problem:
+            log.info("currency not known", extra={"symbol": symbol, "why": problem.reason})
+            return default
+        currency = info.currency.strip().upper() or default
+        self._currencies[symbol] = currency
+        return currency
+
+    async def convert(
+        self, price: dict[str, Decimal], currency: str
+    ) -> dict[str, tuple[Decimal, str, Decimal]]:
+        """Each symbol's price in `currency` at today's rate: (price, trading currency, rate)."""
+        converted: dict[str, tuple[Decimal, str, Decimal]] = {}
+        for symbol, local in price.items():
+            trading = await self.currency_of(symbol, currency)
+            rate = ONE
+            if trading != currency:
+                rate = (await self.rate(trading, currency)).rate
+            converted[symbol] = (times(local, rate), trading, rate)
+        return converted
+
+    # --- trades ----------------------------------------------------------------------------
+
+    async def portfolio_currency(self, user_id: str, portfolio_id: str) -> str:
+        async with self._db.reading() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+        if portfolio is None:
+            raise portfolio_not_found(portfolio_id)
+        return portfolio.base_currency
+
+    async def trade_in(self, trade: Trade, currency: str) -> tuple[Trade, TradeFx]:
+        """`trade` (priced in its stock's trading currency) with its price and fees in the
+        portfolio's `currency` at the rate of its date, and what it was given as."""
+        trading = currency
+        if trade.side.names_symbol:
+            trading = await self.currency_of(trade.symbol, currency)
+            trading = require_currency(trading, "symbol")
+        today = self._clock().astimezone(UTC).date()
+        rate = ONE
+        if trading != currency:
+            day = trade.day
+            rate = (await self.rate(trading, currency, None if day >= today else day)).rate
+        fx = TradeFx(trading, rate, trade.price, trade.fees)
+        if rate == ONE:
+            return trade, fx
+        converted = replace(trade, price=times(trade.price, rate), fees=times(trade.fees, rate))
+        return converted, fx
