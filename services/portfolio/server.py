@@ -8,6 +8,8 @@ import logging
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+from services.portfolio.alert_watch import AlertWatch
+from services.portfolio.alerts import Alerts
 from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
 from services.portfolio.config import MarketConfig, load_portfolio_config
@@ -25,6 +27,7 @@ from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.shared_market import SharedMarket
 from services.portfolio.trades import Trades
+from services.portfolio.watchlists import Watchlists
 from services.runtime.cache import Cache, create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
@@ -95,6 +98,10 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
 
     prices = Prices(db, market)
     trades = Trades(db, market, prices, hub)
+    # Alerts are evaluated on every market step, fired by the market leader alone.
+    alert_watch = AlertWatch(db, market.ticks, hub, cache, leading=lambda: market.leading)
+    resources.push_async_callback(alert_watch.stop)
+    await alert_watch.start()
     cases = UseCases(
         portfolios=Portfolios(db, prices, hub),
         trades=trades,
@@ -105,6 +112,8 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
         orders=Orders(db, trades, hub),
+        watchlists=Watchlists(db, market, prices),
+        alerts=Alerts(db, market, alert_watch.changed),
     )
     calculator = Calculator(
         db, prices, hub, interval=settings.revalue_interval, leading=lambda: market.leading

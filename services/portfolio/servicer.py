@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
+from services.portfolio.alerts import Alerts
 from services.portfolio.domain import CostMethod, Side
 from services.portfolio.events import EventHub
 from services.portfolio.exports import Exports
@@ -42,6 +43,8 @@ from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
 from services.portfolio.stocks import search_stocks
 from services.portfolio.trades import Settle, TradeDraft, Trades
+from services.portfolio.watch_rpcs import WatchRpcs
+from services.portfolio.watchlists import Watchlists
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
@@ -58,6 +61,8 @@ class UseCases:
     hub: EventHub
     idempotency: IdempotencyStore
     orders: Orders
+    watchlists: Watchlists | None = None
+    alerts: Alerts | None = None
 
 
 def _when(stamp: Timestamp, present: bool) -> datetime | None:
@@ -75,7 +80,7 @@ def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
 M = TypeVar("M", bound=Message)
 
 
-class PortfolioServicer(OrderRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
+class PortfolioServicer(OrderRpcs, WatchRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
 

@@ -1,0 +1,210 @@
+"""The alert evaluator: every replica keeps the deployment's active alerts in an index
+(alert_index.py) and feeds it every tick of the shared market; only the replica leading the
+market fires them, so an alert is evaluated once per deployment, not once per replica.
+
+A firing is stored in one transaction (the firing, and the alert deactivated or its last
+firing set, by a conditional update: an alert fires at most once even if two replicas believed
+they led for a moment), then published on the event hub as an `alert` event, which reaches the
+facades through every replica's StreamPortfolioEvents.
+
+Keeping the indexes in step: a change to an alert (created, paused, resumed, deleted, fired)
+is announced by its id on the cache's `alerts:changed` channel, and each replica reads that
+alert's row again. The row is the truth (the leader's firing changes it too), the notice stays
+tiny, and a replica that missed notices (its subscription was down) reloads every active alert
+when it is back, as it does when it takes the lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+from stockfolio.portfolio.v1 import portfolio_pb2
+
+from services.portfolio.alert_index import AlertIndex, Firing
+from services.portfolio.events import EventHub
+from services.portfolio.market_data import TickStream
+from services.portfolio.watch_messages import fired_message, firing_text
+from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
+from services.runtime.cache import Cache
+from services.runtime.db import Database
+from services.runtime.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "alerts:changed"
+RESUBSCRIBE_AFTER = 1.0
+PROBE = b"?"  # starts a probe message (an alert id never does)
+
+
+class AlertWatch:
+    def __init__(
+        self,
+        db: Database,
+        ticks: Callable[[], TickStream],
+        hub: EventHub,
+        cache: Cache,
+        *,
+        leading: Callable[[], bool],
+    ) -> None:
+        self._db = db
+        self._open_ticks = ticks
+        self._hub = hub
+        self._cache = cache
+        self._leading = leading
+        self.index = AlertIndex()
+        self._led = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._firings: asyncio.Queue[list[Firing]] = asyncio.Queue()
+        self._listening = asyncio.Event()
+        self.fired = 0  # firings stored by this replica
+
+    async def start(self) -> None:
+        await self.reload()
+        loop = asyncio.get_running_loop()
+        ticks = self._open_ticks()  # subscribed now: no tick after the load is missed
+        self._tasks = [
+            loop.create_task(self._follow(ticks), name="alerts-ticks"),
+            loop.create_task(self._listen_forever(), name="alerts-changes"),
+            loop.create_task(self._store_forever(), name="alerts-store"),
+        ]
+        try:
+            await asyncio.wait_for(self._listening.wait(), 3.0)
+        except TimeoutError:
+            log.warning("alert changes from other replicas are not arriving yet")
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await cancel_and_wait(task)
+
+    async def changed(self, alert_id: str) -> None:
+        """An alert changed in the database: follow here at once, then tell the others."""
+        await self._refresh(alert_id)
+        await self._cache.publish(CHANNEL, alert_id.encode())
+
+    async def reload(self) -> None:
+        """Every active alert from the database. One the index knew keeps its place (it is
+        not fresh: it fires on a crossing); one it did not know is fresh."""
+        async with self._db.reading() as session:
+            stored = {rule.id: rule for rule in await AlertRepository(session).active()}
+        for rule in self.index.rules():
+            if rule.id not in stored:
+                self.index.remove(rule.id)
+        for rule in stored.values():
+            if rule.id in self.index:
+                self.index.settle(rule)
+            else:
+                self.index.put(rule)
+
+    # --- ticks ---------------------------------------------------------------------------------
+
+    async def _follow(self, ticks: TickStream) -> None:
+        try:
+            while (read := await ticks.batch()).quotes:
+                leading = self._leading()
+                if leading and not self._led:
+                    await self._take_over()
+                self._led = leading
+                fired = self.index.evaluate(
+                    ((q.symbol, q.price, q.time) for q in read.quotes), fire=leading
+                )
+                if fired:
+                    self._firings.put_nowait(fired)
+        finally:
+            await ticks.aclose()
+
+    async def _take_over(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # the database is away: evaluate with what the index holds
+            log.exception("alerts not reloaded at taking the lead")
+
+    async def _store_forever(self) -> None:
+        while True:
+            fired = await self._firings.get()
+            try:
+                await self._store(fired)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: these firings are lost, say so
+                log.exception("alert firings not stored", extra={"count": len(fired)})
+
+    async def _store(self, fired: Sequence[Firing]) -> None:
+        kept: list[FiredRecord] = []
+        async with self._db.transaction() as session:
+            alerts, firings = AlertRepository(session), FiredAlertRepository(session)
+            for firing in fired:
+                if not await alerts.claim_firing(firing.rule, firing.at):
+                    continue  # paused, deleted or fired already meanwhile
+                record = _record(firing)
+                await firings.add(record)
+                kept.append(record)
+        self.fired += len(kept)
+        for record in kept:
+            event = portfolio_pb2.StreamPortfolioEventsResponse(
+                user_id=record.user_id, alert=fired_message(record)
+            )
+            await self._hub.publish(event)
+        for record in kept:
+            await self._cache.publish(CHANNEL, record.alert_id.encode())
+
+    # --- changes -------------------------------------------------------------------------------
+
+    async def _refresh(self, alert_id: str) -> None:
+        async with self._db.reading() as session:
+            rule = await AlertRepository(session).get(alert_id)
+        if rule is None or not rule.active:
+            self.index.remove(alert_id)
+        elif alert_id in self.index:
+            self.index.settle(rule)  # fired, or changed where it stands: keeps its place
+        else:
+            self.index.put(rule)
+
+    async def _listen_forever(self) -> None:
+        first = True
+        while True:
+            live = asyncio.Event()
+            probe = PROBE + uuid.uuid4().hex.encode()
+            probing = asyncio.get_running_loop().create_task(self._probe(probe, live))
+            try:
+                async for message in self._cache.subscribe(CHANNEL):
+                    if message == probe:
+                        live.set()
+                        self._listening.set()
+                        if not first:
+                            await self.reload()  # notices may have been missed meanwhile
+                        first = False
+                    elif not message.startswith(PROBE):  # another replica's probe
+                        await self._refresh(message.decode(errors="replace"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the cache went away: resubscribe, then reload
+                log.warning("alert changes interrupted", extra={"error": str(error)})
+            finally:
+                probing.cancel()
+            await asyncio.sleep(RESUBSCRIBE_AFTER)
+
+    async def _probe(self, probe: bytes, live: asyncio.Event) -> None:
+        """Publish the probe until it comes back: the subscription is live from then on."""
+        while not live.is_set():
+            await self._cache.publish(CHANNEL, probe)
+            await asyncio.sleep(0.1)
+
+
+def _record(firing: Firing) -> FiredRecord:
+    rule = firing.rule
+    return FiredRecord(
+        id=str(uuid.uuid4()),
+        user_id=rule.user_id,
+        alert_id=rule.id,
+        symbol=rule.symbol,
+        condition=rule.condition,
+        threshold=rule.threshold,
+        price=firing.price,
+        fired_at=firing.at,
+        read=False,
+        message=firing_text(rule, firing.price, firing.change),
+    )

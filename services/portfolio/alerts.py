@@ -1,0 +1,171 @@
+"""Price alerts: a user's own, created, paused, resumed and deleted here, and their firings
+listed and marked read. Evaluating them is alert_watch.py's; each change here is told to it
+(`changed`), so every replica's index follows. Another user's alert is as absent as none."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from services.portfolio.alert_index import AlertRule, Condition
+from services.portfolio.domain import PRICE_PLACES, normalize_symbol, parse_decimal
+from services.portfolio.market_data import MarketData
+from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.runtime.pagination import Page
+
+MAX_ACTIVE_ALERTS = 200
+PERCENT_PLACES = 4
+MAX_WINDOW = 7 * 86400
+MIN_WINDOW = 60
+DEFAULT_COOLDOWN = 300
+MAX_NOTE = 200
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    symbol: str
+    condition: Condition | None
+    price: str = ""
+    percent: str = ""
+    window_seconds: int = 0
+    repeat: bool = False
+    cooldown_seconds: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FiredPage:
+    fired: list[FiredRecord]
+    total: int
+    unread: int
+
+
+def alert_not_found(alert_id: str) -> NotFound:
+    return NotFound(f"alert {alert_id} not found", reason="ALERT_NOT_FOUND")
+
+
+def _require_id(raw: str) -> str:
+    alert_id = raw.strip()
+    if not alert_id:
+        raise InvalidArgument.field("id", "is required")
+    return alert_id
+
+
+def _threshold(draft: AlertDraft) -> tuple[Condition, object, int]:
+    """The condition, its threshold and its window (0 but for percent_change)."""
+    if draft.condition is None:
+        raise InvalidArgument.field("condition", "must be above, below or percent_change")
+    if draft.condition is Condition.PERCENT_CHANGE:
+        percent = parse_decimal("percent", draft.percent, places=PERCENT_PLACES)
+        if percent == 0:
+            raise InvalidArgument.field("percent", "must not be zero")
+        if not MIN_WINDOW <= draft.window_seconds <= MAX_WINDOW:
+            raise InvalidArgument.field(
+                "windowSeconds", f"is required for percent_change ({MIN_WINDOW} to {MAX_WINDOW})"
+            )
+        return draft.condition, percent, draft.window_seconds
+    price = parse_decimal("price", draft.price, places=PRICE_PLACES)
+    if price <= 0:
+        raise InvalidArgument.field("price", "must be greater than zero")
+    return draft.condition, price, 0
+
+
+class Alerts:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        changed: Callable[[str], Awaitable[None]],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        """`changed(alert_id)`: tells the evaluators an alert was created, changed or removed."""
+        self._db = db
+        self._market = market
+        self._changed = changed
+        self._clock = clock
+
+    async def create(self, user_id: str, draft: AlertDraft) -> AlertRule:
+        condition, threshold, window = _threshold(draft)
+        symbol = (await self._market.stock(normalize_symbol(draft.symbol))).symbol
+        note = draft.note.strip()
+        if len(note) > MAX_NOTE:
+            raise InvalidArgument.field("note", f"must be at most {MAX_NOTE} characters")
+        if draft.cooldown_seconds < 0 or draft.cooldown_seconds > MAX_WINDOW:
+            raise InvalidArgument.field("cooldownSeconds", f"must be 0 to {MAX_WINDOW}")
+        rule = AlertRule(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            symbol=symbol,
+            condition=condition,
+            threshold=threshold,  # type: ignore[arg-type]
+            window_seconds=window,
+            repeat=draft.repeat,
+            # proto3 cannot tell an absent cool-down from 0: a repeating alert gets 300 s.
+            cooldown_seconds=(draft.cooldown_seconds or DEFAULT_COOLDOWN) if draft.repeat else 0,
+            active=True,
+            note=note,
+            created_at=self._clock(),
+        )
+        async with self._db.transaction() as session:
+            repository = AlertRepository(session)
+            await self._check_room(repository, user_id)
+            await repository.add(rule)
+        await self._changed(rule.id)
+        return rule
+
+    async def page(self, user_id: str, symbol: str, page: Page) -> tuple[list[AlertRule], int]:
+        wanted = normalize_symbol(symbol) if symbol.strip() else ""
+        async with self._db.reading() as session:
+            return await AlertRepository(session).page(
+                user_id, wanted, offset=page.offset, limit=page.limit
+            )
+
+    async def set_active(self, user_id: str, alert_id: str, active: bool) -> AlertRule:
+        """Pause or resume; a fired one-off alert resumes as new (fires if its condition holds
+        at the next tick)."""
+        alert_id = _require_id(alert_id)
+        async with self._db.transaction() as session:
+            repository = AlertRepository(session)
+            rule = await repository.get(alert_id, user_id)
+            if rule is None:
+                raise alert_not_found(alert_id)
+            if active and not rule.active:
+                await self._check_room(repository, user_id)
+            await repository.set_active(alert_id, user_id, active)
+        await self._changed(alert_id)
+        return replace(rule, active=active)
+
+    async def delete(self, user_id: str, alert_id: str) -> None:
+        alert_id = _require_id(alert_id)
+        async with self._db.transaction() as session:
+            if not await AlertRepository(session).remove(alert_id, user_id):
+                raise alert_not_found(alert_id)
+        await self._changed(alert_id)
+
+    async def fired(self, user_id: str, page: Page, *, unread: bool) -> FiredPage:
+        async with self._db.reading() as session:
+            repository = FiredAlertRepository(session)
+            found, total = await repository.page(
+                user_id, unread=unread, offset=page.offset, limit=page.limit
+            )
+            count = await repository.unread(user_id)
+        return FiredPage(found, total, count)
+
+    async def mark_read(self, user_id: str, ids: Sequence[str]) -> int:
+        wanted = [i.strip() for i in ids if i.strip()]
+        async with self._db.transaction() as session:
+            return await FiredAlertRepository(session).mark_read(user_id, wanted)
+
+    @staticmethod
+    async def _check_room(repository: AlertRepository, user_id: str) -> None:
+        if await repository.count_active(user_id) >= MAX_ACTIVE_ALERTS:
+            raise FailedPrecondition(
+                f"a user keeps at most {MAX_ACTIVE_ALERTS} active alerts",
+                reason="TOO_MANY_ALERTS",
+            )
