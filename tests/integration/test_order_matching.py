@@ -1,0 +1,292 @@
+"""Order matching on a market stepped by hand, against a real database (SQLite and
+PostgreSQL): each order type fills at the right tick and price, a stop-limit triggers first,
+rules broken at execution reject the order with the reason, an order never fills twice (two
+matchers racing, or a cancel racing a fill) and never fills without its trade or the reverse,
+and DAY orders expire at the end of their UTC day (an injected clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.portfolio.domain import Side
+from services.portfolio.events import EventHub
+from services.portfolio.market_data import Quote
+from services.portfolio.mock_market import MockMarket
+from services.portfolio.order_desk import Orders
+from services.portfolio.order_matcher import OrderMatcher
+from services.portfolio.orders import (
+    Order,
+    OrderDraft,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    end_of_day,
+)
+from services.portfolio.portfolios import PortfolioDraft, Portfolios
+from services.portfolio.prices import Prices
+from services.portfolio.records import PortfolioKind, RecordedTrade
+from services.portfolio.repository import TradeRepository
+from services.portfolio.trades import TradeDraft, Trades
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import FailedPrecondition
+
+USER = "user-1"
+SYMBOL = "AAPL"
+
+
+@dataclass
+class Clock:
+    """Real time moved on by `ahead` (never behind it: the portfolio's opening deposit is
+    dated by the real clock, and a fill must come after it)."""
+
+    ahead: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.ahead
+
+
+@dataclass
+class Desk:
+    db: Database
+    orders: Orders
+    trades: Trades
+    matcher: OrderMatcher
+    portfolio_id: str
+    clock: Clock
+    hub: EventHub
+    events: list[object] = field(default_factory=list)
+
+    async def place(self, type: OrderType, side: Side, quantity: str, **prices: str) -> Order:
+        draft = OrderDraft(
+            portfolio_id=self.portfolio_id,
+            symbol=SYMBOL,
+            side=side,
+            type=type,
+            quantity=quantity,
+            time_in_force=prices.pop("time_in_force", None),  # type: ignore[arg-type]
+            **prices,
+        )
+        return await self.orders.place(USER, draft)
+
+    async def step(self, price: str, matcher: OrderMatcher | None = None) -> None:
+        quote = Quote(SYMBOL, Decimal(price), Decimal(0), Decimal(0), self.clock(), "mock")
+        await (matcher or self.matcher).on_step([quote])
+
+    async def order(self, order_id: str) -> Order:
+        return await self.orders.get(USER, order_id)
+
+    async def trades_of(self, order_id: str) -> list[RecordedTrade]:
+        async with self.db.reading() as session:
+            found = await TradeRepository(session).of(self.portfolio_id)
+        return [t for t in found if t.order_id == order_id]
+
+    async def buy(self, quantity: str, price: str) -> None:
+        draft = TradeDraft(side=Side.BUY, symbol=SYMBOL, quantity=quantity, price=price)
+        await self.trades.record(USER, self.portfolio_id, draft)
+
+
+@pytest.fixture
+async def desk(portfolio_database_url: str) -> AsyncIterator[Desk]:
+    db = Database(portfolio_database_url)
+    market = MockMarket(seed=7, interval=3600)
+    hub = EventHub(None)
+    clock = Clock()
+    prices = Prices(db, market)
+    trades = Trades(db, market, prices, hub, clock=clock)
+    orders = Orders(db, trades, hub, clock=clock)
+    valued = await Portfolios(db, prices, hub).create(
+        USER, PortfolioDraft(name="Paper", kind=PortfolioKind.PAPER, initial_cash="10000")
+    )
+    matcher = OrderMatcher(orders, market, hub)
+    try:
+        yield Desk(db, orders, trades, matcher, valued.portfolio.id, clock, hub)
+    finally:
+        await market.close()
+        await db.close()
+
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, STOP, STOP_LIMIT = OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("type", "side", "prices", "ticks", "filled_at"),
+    [
+        # (order, the ticks in turn, the price it fills at: at the last tick)
+        (LIMIT, BUY, {"limit_price": "100"}, ["101", "100.5", "99.5"], "99.5"),
+        (LIMIT, BUY, {"limit_price": "100"}, ["101", "100"], "100"),
+        (LIMIT, SELL, {"limit_price": "110"}, ["109", "109.99", "111.25"], "111.25"),
+        (STOP, BUY, {"stop_price": "105"}, ["104", "104.99", "106"], "106"),
+        (STOP, SELL, {"stop_price": "95"}, ["96", "95.01", "94"], "94"),
+        # The stop is reached at 107 (above the limit: no fill), then 105.5 is within it.
+        (
+            STOP_LIMIT,
+            BUY,
+            {"stop_price": "105", "limit_price": "106"},
+            ["104", "107", "105.5"],
+            "105.5",
+        ),
+        # The stop is reached at 93 (below the limit of a sell: no fill), then 94.2 fills.
+        (STOP_LIMIT, SELL, {"stop_price": "95", "limit_price": "94"}, ["96", "93", "94.2"], "94.2"),
+        # Stop and limit both met by the tick that reaches the stop: filled at once.
+        (STOP_LIMIT, SELL, {"stop_price": "95", "limit_price": "94"}, ["96", "94.5"], "94.5"),
+    ],
+)
+async def test_each_type_fills_at_the_first_crossing_tick_at_its_price(
+    desk: Desk,
+    type: OrderType,
+    side: Side,
+    prices: dict[str, str],
+    ticks: list[str],
+    filled_at: str,
+) -> None:
+    if side is SELL:
+        await desk.buy("10", "100")
+    order = await desk.place(type, side, "10", **prices)
+    for tick in ticks[:-1]:
+        await desk.step(tick)
+        waiting = await desk.order(order.id)
+        assert waiting.status is OrderStatus.OPEN
+        assert waiting.trade_id == ""
+    if type is STOP_LIMIT and len(ticks) == 3:
+        assert (await desk.order(order.id)).triggered is True
+    await desk.step(ticks[-1])
+
+    filled = await desk.order(order.id)
+    assert filled.status is OrderStatus.FILLED
+    assert filled.filled_price == Decimal(filled_at)
+    (trade,) = await desk.trades_of(order.id)
+    assert filled.trade_id == trade.trade.id
+    assert trade.trade.price == Decimal(filled_at)
+    assert trade.trade.side is side
+    assert trade.trade.quantity == Decimal(10)
+    assert trade.price_source == "mock"
+    # Filled once: more crossing ticks record nothing more.
+    await desk.step(ticks[-1])
+    assert len(await desk.trades_of(order.id)) == 1
+
+
+async def test_a_sell_whose_shares_were_sold_meanwhile_is_rejected_and_records_nothing(
+    desk: Desk,
+) -> None:
+    await desk.buy("5", "100")
+    order = await desk.place(LIMIT, SELL, "5", limit_price="110")
+    await desk.step("105")
+    # A concurrent sell empties the position before the market reaches the limit.
+    draft = TradeDraft(side=SELL, symbol=SYMBOL, quantity="5", price="106")
+    await desk.trades.record(USER, desk.portfolio_id, draft)
+    await desk.step("111")
+
+    rejected = await desk.order(order.id)
+    assert rejected.status is OrderStatus.REJECTED
+    assert rejected.status_reason == "INSUFFICIENT_SHARES"
+    assert rejected.trade_id == "" and rejected.filled_price is None
+    assert await desk.trades_of(order.id) == []
+
+
+async def test_a_buy_beyond_the_cash_is_rejected_with_the_reason(desk: Desk) -> None:
+    order = await desk.place(LIMIT, BUY, "1000", limit_price="100")  # 99,000 > 10,000
+    await desk.step("99")
+    rejected = await desk.order(order.id)
+    assert rejected.status is OrderStatus.REJECTED
+    assert rejected.status_reason == "INSUFFICIENT_CASH"
+    assert await desk.trades_of(order.id) == []
+
+
+async def test_a_fill_racing_a_cancel_rolls_back_its_trade(desk: Desk) -> None:
+    order = await desk.place(LIMIT, BUY, "10", limit_price="100")
+    cancelled = await desk.orders.cancel(USER, order.id)
+    assert cancelled.status is OrderStatus.CANCELLED
+    # A matcher that still holds the order (it read it before the cancel) tries to fill it:
+    # the trade is appended, the FILLED mark finds the order cancelled, and both roll back.
+    quote = Quote(SYMBOL, Decimal("99"), Decimal(0), Decimal(0), desk.clock(), "mock")
+    assert await desk.orders.fill(order, quote) is None
+    assert (await desk.order(order.id)).status is OrderStatus.CANCELLED
+    assert await desk.trades_of(order.id) == []
+    async with desk.db.reading() as session:
+        assert await TradeRepository(session).of(desk.portfolio_id) != []  # the deposit only
+        assert all(
+            t.trade.side is Side.DEPOSIT
+            for t in await TradeRepository(session).of(desk.portfolio_id)
+        )
+
+
+async def test_only_an_open_order_is_cancelled(desk: Desk) -> None:
+    order = await desk.place(LIMIT, BUY, "1", limit_price="100")
+    await desk.step("99")
+    with pytest.raises(FailedPrecondition) as refused:
+        await desk.orders.cancel(USER, order.id)
+    assert refused.value.reason == "ORDER_NOT_OPEN"
+    assert "filled" in refused.value.message
+    assert (await desk.order(order.id)).status is OrderStatus.FILLED
+
+
+async def test_two_matchers_racing_fill_each_order_once(desk: Desk) -> None:
+    """Two replicas that both believe they lead (a lease changing hands) step the same tick."""
+    placed = [await desk.place(LIMIT, BUY, "1", limit_price="100") for _ in range(5)]
+    other = OrderMatcher(desk.orders, MockMarket(seed=7, interval=3600), desk.hub)
+    await desk.matcher.load()
+    await other.load()
+    await asyncio.gather(desk.step("99"), desk.step("99", other))
+    for order in placed:
+        filled = await desk.order(order.id)
+        assert filled.status is OrderStatus.FILLED
+        (trade,) = await desk.trades_of(order.id)
+        assert trade.trade.id == filled.trade_id
+    assert desk.matcher.fills + other.fills == len(placed)
+
+
+async def test_day_orders_expire_at_the_end_of_their_utc_day(desk: Desk) -> None:
+    day = await desk.place(LIMIT, BUY, "1", limit_price="100")
+    gtc = await desk.place(LIMIT, BUY, "1", limit_price="100", time_in_force=TimeInForce.GTC)
+    assert day.time_in_force is TimeInForce.DAY
+    assert day.expires_at == end_of_day(day.created_at)
+    assert day.expires_at is not None and day.expires_at.tzinfo is not None
+    await desk.matcher.load()
+    assert await desk.orders.expire_due() == []
+    # A second after midnight UTC.
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
+    expired = await desk.orders.expire_due()
+    assert [o.id for o in expired] == [day.id]
+    found = await desk.order(day.id)
+    assert found.status is OrderStatus.EXPIRED
+    assert found.status_reason == "DAY_ENDED"
+    assert (await desk.order(gtc.id)).status is OrderStatus.OPEN
+    # The expired one does not fill; the GTC one does.
+    await desk.step("99")
+    assert await desk.trades_of(day.id) == []
+    assert (await desk.order(gtc.id)).status is OrderStatus.FILLED
+
+
+async def test_an_order_placed_after_the_index_loaded_reaches_it_through_its_event(
+    desk: Desk,
+) -> None:
+    desk.matcher.start()
+    try:
+        await desk.step("150")  # loads the (empty) index
+        order = await desk.place(LIMIT, BUY, "1", limit_price="100")
+        for _ in range(100):
+            if desk.matcher.index is not None and order.id in desk.matcher.index:
+                break
+            await asyncio.sleep(0.02)
+        assert desk.matcher.index is not None and order.id in desk.matcher.index
+        await desk.orders.cancel(USER, order.id)
+        for _ in range(100):
+            if order.id not in desk.matcher.index:
+                break
+            await asyncio.sleep(0.02)
+        assert order.id not in desk.matcher.index
+    finally:
+        await desk.matcher.stop()
+
+
+def test_end_of_day_is_the_next_utc_midnight() -> None:
+    at = datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC)
+    assert end_of_day(at) == datetime(2026, 12, 7, tzinfo=UTC)
