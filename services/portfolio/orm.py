@@ -9,6 +9,7 @@ from sqlalchemy import (
     Date,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -68,6 +69,12 @@ trades = Table(
     Column("price_source", String(32), nullable=False, default=""),
     # The order this trade filled ("" for a trade recorded by hand).
     Column("order_id", String(36), nullable=False, default="", server_default=""),
+    # The trade as given, in its trading currency, and the rate into the portfolio's currency
+    # on its date (price and fees above are converted at it); NULL before currencies.
+    Column("currency", String(3), nullable=False, default="", server_default=""),
+    Column("fx_rate", ExactDecimal(), nullable=True),
+    Column("local_price", ExactDecimal(), nullable=True),
+    Column("local_fees", ExactDecimal(), nullable=True),
     UniqueConstraint("portfolio_id", "sequence", name="uq_trades_portfolio_id_sequence"),
     Index("ix_trades_portfolio_id_executed_at", "portfolio_id", "executed_at"),
     Index("ix_trades_portfolio_id_symbol", "portfolio_id", "symbol"),
@@ -113,6 +120,18 @@ orders = Table(
     Index("ix_orders_user_id", "user_id", "created_at"),
     Index("ix_orders_portfolio_id_status", "portfolio_id", "status"),
     Index("ix_orders_status_expires_at", "status", "expires_at"),
+)
+
+# Dividends the market leader paid a paper portfolio: one per portfolio, symbol and ex-date,
+# so a second leader (or a second round) never pays one twice.
+dividend_payouts = Table(
+    "dividend_payouts",
+    metadata,
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("ex_date", Date, nullable=False),
+    Column("trade_id", String(36), nullable=False),
+    PrimaryKeyConstraint("portfolio_id", "symbol", "ex_date"),
 )
 
 idempotency_keys = idempotency_table(metadata)
