@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 TTL = 3.0
 BEAT = 1.0
+PRUNE_EVERY = 60  # beats
 
 
 def advertised_address(host: str, port: int) -> str:
@@ -261,10 +262,33 @@ class Ownership(Owners):
         """Whether the records' store answers (a miss then means unrecorded)."""
         return await self._cache.ping()
 
+    async def prune(self) -> list[str]:
+        """Takes replicas that are gone and owned nothing left (their users closed what was
+        lost) off the list, so addresses that come and go (pods) do not pile up; returns them.
+        A replica taken off by mistake (it started meanwhile) puts itself back at its beat."""
+        known = await self.replicas()
+        gone = [
+            replica
+            for replica in known
+            if replica != self.address
+            and await self.incarnation_at(replica) is None
+            and not await self.index(replica)
+        ]
+        if gone:
+            kept = [r for r in await self.replicas() if r not in gone]
+            await self._cache.set(self._key("replicas"), json.dumps(kept).encode())
+            for replica in gone:
+                await self._cache.delete(self._key("held", replica))
+        return gone
+
     async def _beat_forever(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self.beat)
+            beats += 1
             try:
                 await self._renew()
+                if beats % PRUNE_EVERY == 0:
+                    await self.prune()
             except Exception:  # a beat that fails is retried at the next one
                 log.exception("renewing the replica's lease failed")

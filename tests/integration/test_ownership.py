@@ -158,3 +158,35 @@ async def test_records_lost_by_the_cache_are_written_again_within_a_beat(
         assert await owner.reachable()
     finally:
         await owner.stop()
+
+
+async def test_replicas_gone_with_nothing_left_are_taken_off_the_list(timed_cache: Timed) -> None:
+    cache, advance = timed_cache
+    survivor = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    dead = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    emptied = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    await survivor.start("10.0.0.1:4140")
+    await dead.start("10.0.0.2:4140")
+    await emptied.start("10.0.0.3:4140")
+    try:
+        lost = await dead.claim("s1", "ann", {})
+        assert lost is not None
+        await emptied.claim("s2", "ann", {})
+        await emptied.forget("s2")
+        for replica in (dead, emptied):
+            assert replica._beating is not None
+            replica._beating.cancel()
+        assert await survivor.prune() == []  # both still hold their leases
+        if isinstance(cache, InProcessCache):
+            await advance(TTL + 0.1)
+        else:
+            await asyncio.sleep(TTL + 0.1)  # the survivor keeps beating meanwhile
+        await survivor._renew()
+        assert await survivor.prune() == ["10.0.0.3:4140"]
+        assert await survivor.replicas() == ["10.0.0.1:4140", "10.0.0.2:4140"]
+        # What was lost stays listed until its user closes it.
+        await survivor.release(lost)
+        assert await survivor.prune() == ["10.0.0.2:4140"]
+        assert await survivor.replicas() == ["10.0.0.1:4140"]
+    finally:
+        await survivor.stop()
