@@ -17,8 +17,6 @@ from tests.integration.portfolio_harness import (
 )
 from tests.rpc_errors import expect_error, fields, reason
 
-PAPER = {"kind": pb.PORTFOLIO_KIND_PAPER, "initial_cash": "100000"}
-
 
 def order(portfolio_id: str, **changes: object) -> pb.CreateOrderRequest:
     fields_: dict[str, object] = {
@@ -39,7 +37,8 @@ async def wait_for_status(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
-        found = (await s.stub.GetOrder(pb.GetOrderRequest(id=order_id), metadata=who)).order
+        reply = await s.stub.GetOrder(pb.GetOrderRequest(id=order_id), metadata=who)
+        found: pb.Order = reply.order
         if found.status == status or loop.time() > deadline:
             return found
         await asyncio.sleep(0.05)
@@ -56,7 +55,9 @@ async def test_bad_orders_are_refused_naming_the_field_or_the_reason(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who, paper = await s.user_with_portfolio(**PAPER)
+    who, paper = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
     tracking = await s.portfolio(who, "Real", kind=pb.PORTFOLIO_KIND_TRACKING)
 
     error = await expect_error(
@@ -65,7 +66,7 @@ async def test_bad_orders_are_refused_naming_the_field_or_the_reason(
     assert reason(error) == "ORDERS_NEED_PAPER_PORTFOLIO"
     assert "paper" in (error.details() or "")
 
-    cases = [
+    cases: list[tuple[dict[str, object], list[str]]] = [
         ({"limit_price": ""}, ["limitPrice"]),
         ({"type": pb.ORDER_TYPE_STOP, "limit_price": ""}, ["stopPrice"]),
         ({"type": pb.ORDER_TYPE_STOP_LIMIT, "limit_price": ""}, ["limitPrice", "stopPrice"]),
@@ -93,7 +94,9 @@ async def test_another_users_orders_do_not_exist_for_them(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who, paper = await s.user_with_portfolio(**PAPER)
+    who, paper = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
     mine = (await s.stub.CreateOrder(order(paper.id), metadata=who)).order
     other = await s.user()
     for call in (
@@ -111,7 +114,9 @@ async def test_another_users_orders_do_not_exist_for_them(
 
 async def test_the_same_key_places_one_order(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
-    who, paper = await s.user_with_portfolio(**PAPER)
+    who, paper = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
     keyed = (*who, ("idempotency-key", "order-1"))
     first = await s.stub.CreateOrder(order(paper.id), metadata=keyed)
     again = await s.stub.CreateOrder(order(paper.id), metadata=keyed)
@@ -128,7 +133,9 @@ async def test_a_portfolio_holds_at_most_100_open_orders(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who, paper = await s.user_with_portfolio(**PAPER)
+    who, paper = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
     placed = [
         (await s.stub.CreateOrder(order(paper.id, quantity="1"), metadata=who)).order
         for _ in range(100)
@@ -151,7 +158,9 @@ async def test_orders_fill_on_the_moving_market_at_the_ticks_price(
     start_portfolio: StartPortfolio,
 ) -> None:
     async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
-        who, paper = await s.user_with_portfolio(**PAPER)
+        who, paper = await s.user_with_portfolio(
+            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+        )
         await s.trade(who, paper.id, "buy", "10", symbol="KO")
         price = Decimal(
             (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote.price
@@ -218,7 +227,9 @@ async def test_with_two_replicas_each_order_fills_exactly_once(
 ) -> None:
     shared = {"REDIS_URL": redis_url, "MOCK_UPDATE_INTERVAL": "20"}
     async with start_portfolio(**shared) as first, start_portfolio(**shared) as second:
-        who, paper = await first.user_with_portfolio(**PAPER)
+        who, paper = await first.user_with_portfolio(
+            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+        )
         quote = await first.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)
         far_above = str(Decimal(quote.quote.price) * 2)
         ids = []
