@@ -11,6 +11,7 @@ survivor: a killed replica costs its sessions' callers a short wait, not a 503 o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from services.runtime.cache import Cache
 from services.runtime.channels import create_channel
 from services.runtime.descriptors import method_path
 from services.runtime.ownership import BEAT, TTL, Owned, Owners
+from services.runtime.tasks import cancel_and_wait
 
 # Services whose resources live on one replica, and the request field that names one.
 PLACED: Mapping[str, str] = {"terminal": "session_id"}
@@ -56,6 +58,7 @@ class Placement:
         self.field = field
         self.loss_wait = loss_wait
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._records: OrderedDict[str, Owned] = OrderedDict()
         self._leases: dict[str, tuple[str | None, float]] = {}  # replica -> (incarnation, when)
 
@@ -119,14 +122,26 @@ class Placement:
         return channel
 
     async def drop(self, address: str) -> None:
+        """Stops using `address`'s channel; it is closed once calls that may have picked it up
+        meanwhile have ended (their deadline), not under them."""
         self._leases.pop(address, None)
         channel = self._channels.pop(address, None)
         if channel is not None:
+            task = asyncio.get_running_loop().create_task(self._close_later(channel))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, channel: grpc.aio.Channel) -> None:
+        try:
+            await asyncio.sleep(self._deadline)
+        finally:
             await channel.close()
 
     async def close(self) -> None:
         for address in list(self._channels):
             await self.drop(address)
+        for task in list(self._closing):
+            await cancel_and_wait(task)  # closes its channel now
 
 
 class PlacedCall:
@@ -138,19 +153,22 @@ class PlacedCall:
         self._placement = placement
         self._path = method_path(endpoint.route.method)
         self._serialize: Callable[[Message], bytes] = endpoint.codec.request_class.SerializeToString
-        self._calls: dict[int, Any] = {}
+        # Per owner address: the channel the call was bound on (a dropped channel's address
+        # gets a new one) and the call.
+        self._calls: dict[str, tuple[grpc.aio.Channel, Any]] = {}
 
-    def _bound(self, channel: grpc.aio.Channel) -> Any:
-        call = self._calls.get(id(channel))
-        if call is None:
-            # Raw bytes back, as the endpoint's own call (the codec reads them).
-            call = channel.unary_unary(
-                self._path,
-                request_serializer=self._serialize,
-                response_deserializer=None,
-                _registered_method=True,
-            )
-            self._calls = {id(channel): call}  # channels change seldom: keep the last one
+    def _bound(self, address: str, channel: grpc.aio.Channel) -> Any:
+        known = self._calls.get(address)
+        if known is not None and known[0] is channel:
+            return known[1]
+        # Raw bytes back, as the endpoint's own call (the codec reads them).
+        call = channel.unary_unary(
+            self._path,
+            request_serializer=self._serialize,
+            response_deserializer=None,
+            _registered_method=True,
+        )
+        self._calls[address] = (channel, call)
         return call
 
     async def __call__(
@@ -166,7 +184,8 @@ class PlacedCall:
             return await self._default(request, timeout=timeout, metadata=metadata)
         owned, channel = found
         try:
-            return await self._bound(channel)(request, timeout=timeout, metadata=metadata)
+            call = self._bound(owned.replica, channel)
+            return await call(request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
