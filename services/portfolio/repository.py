@@ -141,17 +141,19 @@ class PortfolioRepository:
         self, portfolio_id: str, book: StoredBook, recorded: Sequence[RecordedTrade] = ()
     ) -> None:
         """Store the portfolio's book, replacing the one it had, and insert the trades
-        `recorded` with it: on PostgreSQL, a few trades go in the same statement (a data-
-        modifying WITH), one round trip fewer per trade."""
+        `recorded` with it: on PostgreSQL, a single trade goes in the same statement (a data-
+        modifying WITH), one round trip fewer per trade. (Only a single one: SQLAlchemy does not
+        cache the compiled form of a multi-row VALUES, and compiling costs more than a round
+        trip.)"""
         statement = (
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
             .values(book=book_states.encode(book))
         )
         dialect = self._session.bind.dialect.name if self._session.bind else ""
-        if recorded and dialect == "postgresql" and len(recorded) <= _IN_BATCH:
-            rows = [_trade_columns(r) for r in recorded]
-            statement = statement.add_cte(insert(trades).values(rows).cte("recorded"))
+        if len(recorded) == 1 and dialect == "postgresql":
+            row = _trade_columns(recorded[0])
+            statement = statement.add_cte(insert(trades).values(**row).cte("recorded"))
         elif recorded:
             await TradeRepository(self._session).add(recorded)
         await self._session.execute(statement)
