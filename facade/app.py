@@ -220,7 +220,11 @@ def _add_socket_routes(app: web.Application, edge: Edge, plans: Plans) -> None:
         placement=lambda: app[PLACEMENTS].get("terminal"),
     )
     starts: dict[str, StartConversation] = {
-        PORTFOLIO_SOCKET: functools.partial(PortfolioConversation, app[PORTFOLIO_FEED]),
+        PORTFOLIO_SOCKET: functools.partial(
+            PortfolioConversation,
+            app[PORTFOLIO_FEED],
+            portfolio=lambda: app[CHANNELS]["portfolio"],
+        ),
         CHAT_SOCKET: chat,
         **dict.fromkeys(TERMINAL_SOCKETS, terminal),
     }

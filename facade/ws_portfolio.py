@@ -1,16 +1,22 @@
 """/ws/portfolio: what a socket follows, read by the bridge with the rules of the proto's
 Subscription and kept by the feed (facade/portfolio_feed.py); the protocol: README, "Streams and
 WebSockets". An accepted (un)subscribe is not answered: send a `ping` after it to know it is in
-effect (messages are handled in order)."""
+effect (messages are handled in order).
+
+A subscribe naming `watchlistIds` follows those lists' symbols as they are then: each list is
+read with GetWatchlist as the socket's user (another user's list is refused like a missing one,
+with an `error`). A symbol stays followed while the socket names it itself or through a list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
+import grpc
 from buf.validate import validate_pb2
-from stockfolio.portfolio.v1 import portfolio_pb2
+from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
-from facade.bridge import Bridge
+from facade.bridge import Bridge, call_metadata, failure
 from facade.outbox import ClientSocket, SocketError
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
 from facade.sockets import SocketUser
@@ -32,34 +38,83 @@ def _invalid(message: str) -> SocketError:
     return SocketError("VALIDATION_ERROR", message)
 
 
-def read_targets(bridge: Bridge, kind: str, message: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """The symbols (upper-cased) and portfolio ids a subscribe or unsubscribe names."""
+class Targets:
+    """What one subscribe or unsubscribe names: symbols (upper-cased), portfolio ids and
+    watchlist ids."""
+
+    def __init__(self, request: portfolio_pb2.Subscription) -> None:
+        self.symbols = {symbol.strip().upper() for symbol in request.symbols}
+        self.portfolios = set(request.portfolio_ids)
+        self.watchlists = list(dict.fromkeys(request.watchlist_ids))
+
+
+def read_subscription(bridge: Bridge, kind: str, message: dict[str, Any]) -> Targets:
     request = cast(portfolio_pb2.Subscription, bridge.request(kind, message))
     if message.keys() <= {"type"}:  # the bridge refused any key that is not a field
-        raise _invalid(f"{kind} needs symbols and/or portfolioIds")
-    return {symbol.strip().upper() for symbol in request.symbols}, set(request.portfolio_ids)
+        raise _invalid(f"{kind} needs symbols, watchlistIds and/or portfolioIds")
+    return Targets(request)
+
+
+def read_targets(bridge: Bridge, kind: str, message: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The symbols (upper-cased) and portfolio ids a subscribe or unsubscribe names."""
+    targets = read_subscription(bridge, kind, message)
+    return targets.symbols, targets.portfolios
 
 
 class PortfolioConversation:
     """One authenticated /ws/portfolio socket."""
 
-    def __init__(self, feed: PortfolioFeed, client: ClientSocket, user: SocketUser) -> None:
-        self.user = user  # the feed calls no service as the user: a renewal changes nothing
+    def __init__(
+        self,
+        feed: PortfolioFeed,
+        client: ClientSocket,
+        user: SocketUser,
+        *,
+        portfolio: Callable[[], grpc.aio.Channel] | None = None,
+    ) -> None:
+        """`portfolio`: the portfolio service's channel, to read the watchlists named."""
+        self.user = user  # renewed with the socket's token: watchlists are read as the user
         self._feed = feed
+        self._portfolio = portfolio
         self._socket = FeedSocket(client, user.user_id)
+        self._named: set[str] = set()  # symbols the socket named itself
+        self._lists: dict[str, set[str]] = {}  # watchlist id -> its symbols when subscribed
         feed.join(self._socket)
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
         socket = self._socket
-        symbols, portfolios = read_targets(self._feed.subscriptions, kind, message)
+        targets = read_subscription(self._feed.subscriptions, kind, message)
         if kind == "unsubscribe":
-            self._feed.unfollow(socket, symbols, portfolios)
+            self._named -= targets.symbols
+            for watchlist_id in targets.watchlists:
+                self._lists.pop(watchlist_id, None)
+            self._feed.unfollow(socket, socket.symbols - self._followed(), targets.portfolios)
             return
-        if len(socket.symbols | symbols) > MAX_SYMBOLS:
+        lists = {w: await self._watchlist(w) for w in targets.watchlists if w not in self._lists}
+        wanted = self._followed(targets.symbols, *lists.values())
+        if len(wanted) > MAX_SYMBOLS:
             raise _invalid(f"a socket follows at most {MAX_SYMBOLS} symbols")
-        if len(socket.portfolios | portfolios) > MAX_PORTFOLIOS:
+        if len(socket.portfolios | targets.portfolios) > MAX_PORTFOLIOS:
             raise _invalid(f"a socket follows at most {MAX_PORTFOLIOS} portfolios")
-        self._feed.follow(socket, symbols, portfolios)
+        self._named |= targets.symbols
+        self._lists.update(lists)
+        self._feed.follow(socket, wanted, targets.portfolios)
 
     def end(self) -> None:
         self._feed.leave(self._socket)
+
+    def _followed(self, *more: set[str]) -> set[str]:
+        return self._named.union(*self._lists.values(), *more)
+
+    async def _watchlist(self, watchlist_id: str) -> set[str]:
+        if self._portfolio is None:
+            raise SocketError("UNAVAILABLE", "watchlists cannot be read here")
+        stub = portfolio_pb2_grpc.PortfolioServiceStub(self._portfolio())
+        try:
+            reply = await stub.GetWatchlist(
+                portfolio_pb2.GetWatchlistRequest(id=watchlist_id),
+                metadata=call_metadata(self.user.token),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise failure(error, "portfolio") from None
+        return set(reply.watchlist.symbols)

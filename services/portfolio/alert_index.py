@@ -143,6 +143,9 @@ class _Samples:
             del self.times[: self.head], self.prices[: self.head]
             self.head = 0
 
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
     def oldest(self) -> float | None:
         return self.times[self.head] if len(self.times) > self.head else None
 
@@ -163,6 +166,10 @@ class PriceWindow:
     def __init__(self) -> None:
         self._fine = _Samples(FINE_SPACING, FINE_SPAN)
         self._coarse = _Samples(COARSE_SPACING, COARSE_SPAN)
+
+    def __len__(self) -> int:
+        """Prices kept (both resolutions)."""
+        return len(self._fine) + len(self._coarse)
 
     def add(self, at: float, price: Decimal) -> None:
         self._fine.add(at, price)

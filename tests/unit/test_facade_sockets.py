@@ -68,7 +68,8 @@ def test_subscription_targets_are_upper_cased_and_deduplicated() -> None:
 @pytest.mark.parametrize(
     ("message", "says"),
     [
-        ({"type": "subscribe"}, "subscribe needs symbols and/or portfolioIds"),
+        ({"type": "subscribe"}, "subscribe needs symbols, watchlistIds and/or portfolioIds"),
+        ({"type": "subscribe", "watchlistIds": ["a b"]}, "watchlistIds[0]: is not a watchlist id"),
         ({"type": "subscribe", "symbols": "AAPL"}, "symbols must be a list"),
         ({"type": "subscribe", "symbols": ["AAPL", 7]}, "symbols[1] must be a string"),
         ({"type": "subscribe", "symbols": ["AAPL;DROP"]}, "symbols[0]: is not a ticker symbol"),
