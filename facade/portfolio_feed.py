@@ -209,13 +209,16 @@ class PortfolioFeed:
             key: tuple[str, ...] = ("trade", value.id)
         elif kind == "portfolio_value":
             key = ("value", value.portfolio_id, str(value.time.seconds), str(value.time.nanos))
+        elif kind == "alert":
+            key = ("alert", value.id)
         else:
             return  # a kind of event this facade does not know yet
         if self._again(key):
             return
         frame = json_frame(message)
         for socket in mine:
-            if kind == "trade" or value.portfolio_id in socket.portfolios:
+            # A trade or an alert goes to each of the owner's sockets, whatever they follow.
+            if kind in ("trade", "alert") or value.portfolio_id in socket.portfolios:
                 socket.client.send(frame)
 
     def _again(self, key: tuple[str, ...]) -> bool:
