@@ -29,7 +29,7 @@ GATEWAY_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADL
 class Endpoint:
     """One route, plus what start-up binds to it: the call into its service."""
 
-    __slots__ = ("breaker", "call", "codec", "deadline", "route", "upload_limit")
+    __slots__ = ("breaker", "call", "channel", "codec", "deadline", "route", "upload_limit")
 
     def __init__(
         self,
@@ -47,8 +47,10 @@ class Endpoint:
         # Bytes a streamed request body may hold (client-streaming routes, facade/uploads.py).
         self.upload_limit = upload_limit
         self.call: Any = None
+        self.channel: grpc.aio.Channel | None = None
 
     def bind(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
         method = self.route.method
         # Raw bytes: the codec parses them, or finds their JSON already made (see encode_raw).
         if self.route.streamed_body:
@@ -91,11 +93,25 @@ def forwarded_metadata(request: web.Request) -> list[tuple[str, str]]:
 def failed(endpoint: Endpoint, error: grpc.aio.AioRpcError) -> ApiError:
     """A call that failed, as the envelope error; the breaker counts whether it was reached.
     A call the facade's own deadline ended counts as not reached, as Envoy's outlier detection
-    counts a gateway timeout: a service that hangs opens the circuit like one that is down."""
+    counts a gateway timeout: a service that hangs opens the circuit like one that is down.
+
+    A call cut off with its replica (UNAVAILABLE from gRPC itself) while the service's channel
+    is still READY, another replica connected and serving, tells nothing of the service: it is
+    not counted. A kill -9 fails every call in flight on that replica at once, and counting
+    them opened the circuit on a service that was answering (the fault suite's replica kills:
+    reads refused with 503 SERVICE_UNAVAILABLE just after the kill)."""
     failure = from_rpc_error(error, endpoint.route.service)
     unreached = failure.service == FACADE and error.code() in GATEWAY_FAILURES
-    endpoint.breaker.record(reached=not unreached)
+    if unreached and error.code() == grpc.StatusCode.UNAVAILABLE and _still_served(endpoint):
+        endpoint.breaker.abandon()
+    else:
+        endpoint.breaker.record(reached=not unreached)
     return failure
+
+
+def _still_served(endpoint: Endpoint) -> bool:
+    channel = endpoint.channel
+    return channel is not None and channel.get_state() == grpc.ChannelConnectivity.READY
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """A replica killed (-9) with calls in flight, behind the real facade: a safe read it had taken
 is answered by the other replica, within the same deadline; a create it had taken is never sent
-again (it answers 503, and the client retries it with its Idempotency-Key if it has one).
+again (it answers 503, and the client retries it with its Idempotency-Key if it has one), and
+the calls that died with it do not open the service's circuit while the other one serves.
 
 The replicas are processes of their own (tests/integration/held_replica.py) so that the kill is
 a real one: the kernel resets their connections under the calls."""
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from facade.breaker import THRESHOLD
 from tests.conftest import free_port
 from tests.integration.conftest import ROOT, Client, FacadeInFront, Issue
 
@@ -80,12 +82,14 @@ async def replica(name: str, mode: str) -> AsyncIterator[ReplicaProcess]:
 Request = Callable[[], Coroutine[Any, Any, tuple[int, Any]]]
 
 
-async def until_taken(doomed: ReplicaProcess, rpc: str, send: Request) -> list[asyncio.Task[Any]]:
+async def until_taken(
+    doomed: ReplicaProcess, rpc: str, send: Request, count: int = IN_FLIGHT
+) -> list[asyncio.Task[Any]]:
     """Requests sent one after another (round robin spreads them) until the doomed replica has
-    taken IN_FLIGHT of them; every request sent, the ones it holds among them."""
+    taken `count` of them; every request sent, the ones it holds among them."""
     sent: list[asyncio.Task[Any]] = []
     for _ in range(400):
-        if doomed.took[rpc] >= IN_FLIGHT:
+        if doomed.took[rpc] >= count:
             return sent
         sent.append(asyncio.create_task(send()))
         await asyncio.sleep(0.02)
@@ -137,13 +141,17 @@ async def test_a_create_in_flight_on_a_killed_replica_is_not_sent_again(
         replica("survivor", "answers") as survivor,
         facade_in_front({"portfolio": f"{doomed.address},{survivor.address}"}) as client,
     ):
-        creates = await until_taken(
-            doomed, "CreatePortfolio", sender(client, "POST", headers, json={"name": "x"})
-        )
+        # More than the breaker's threshold: all fail at once, and must not open the circuit.
+        held = THRESHOLD + 1
+        create = sender(client, "POST", headers, json={"name": "x"})
+        creates = await until_taken(doomed, "CreatePortfolio", create, held)
         assert await doomed.kill() == -signal.SIGKILL
 
         answers = await asyncio.wait_for(asyncio.gather(*creates), WAIT)
         statuses = collections.Counter(status for status, _ in answers)
-        assert statuses == {201: len(creates) - IN_FLIGHT, 503: IN_FLIGHT}
+        assert statuses == {201: len(creates) - held, 503: held}
         assert survivor.took["CreatePortfolio"] == statuses[201], "nothing sent twice"
         assert {body["error"] for status, body in answers if status == 503} == {"UNAVAILABLE"}
+
+        status, body = await sender(client, "GET", headers)()
+        assert (status, body["data"][0]["name"]) == (200, "survivor"), "the circuit stays closed"
