@@ -139,7 +139,15 @@ def test_every_replicated_deployment_keeps_a_pod_through_a_drain() -> None:
         if b["spec"].get("minAvailable", 0) >= 1
     }
     replicated = {name for name, d in deployments().items() if d["spec"].get("replicas", 1) >= 2}
-    assert replicated == {"users", "assistant", "workspace", "portfolio", "facade", "web"}
+    assert replicated == {
+        "users",
+        "assistant",
+        "terminal",
+        "workspace",
+        "portfolio",
+        "facade",
+        "web",
+    }
     assert covered == replicated
 
 
