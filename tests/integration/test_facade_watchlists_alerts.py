@@ -1,0 +1,151 @@
+"""Watchlists and alerts end to end through the real facade, users and portfolio services
+(SQLite; the simulated market moves every 50 ms): the REST routes from the proto, a socket
+following a watchlist by id (another user's id is an error), and an alert created just above
+the current price arriving as an `alert` message on /ws/portfolio."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tests.integration import test_facade_portfolio_streams as streams
+from tests.integration.socket_client import WAIT, receive
+from tests.integration.test_facade_portfolio_streams import (
+    Client,
+    authenticated,
+    bearer,
+    register,
+    until_pong,
+)
+
+# The facade, users and portfolio services those tests run (their fixtures, shared).
+database_url = streams.database_url
+portfolio_port = streams.portfolio_port
+portfolio = streams.portfolio
+open_facade = streams.open_facade
+client = streams.client
+
+ALERT_FIELDS = {
+    "type",
+    "id",
+    "alertId",
+    "symbol",
+    "condition",
+    "threshold",
+    "price",
+    "firedAt",
+    "read",
+    "message",
+}
+
+
+async def call(client: Client, method: str, path: str, token: str, status: int, **body: Any) -> Any:
+    response = await client.request(method, path, json=body or None, headers=bearer(token))
+    assert response.status == status, await response.text()
+    return await response.json() if response.status != 204 else None
+
+
+async def test_watchlist_routes_and_a_socket_following_a_watchlist(client: Client) -> None:
+    token, _ = await register(client)
+    other, _ = await register(client)
+    created = (
+        await call(
+            client, "POST", "/api/v1/watchlists", token, 201, name="Tech", symbols=["msft", "KO"]
+        )
+    )["data"]
+    assert (created["name"], created["symbols"]) == ("Tech", ["MSFT", "KO"])
+    assert [q["symbol"] for q in created["quotes"]] == ["MSFT", "KO"]
+    assert {"price", "change", "changePercent"} <= created["quotes"][0].keys()
+
+    renamed = (
+        await call(
+            client,
+            "PUT",
+            f"/api/v1/watchlists/{created['id']}",
+            token,
+            200,
+            name="Mine",
+            symbols=["KO", "MSFT"],
+        )
+    )["data"]
+    assert (renamed["name"], renamed["symbols"]) == ("Mine", ["KO", "MSFT"])
+    listed = await call(client, "GET", "/api/v1/watchlists", token, 200)
+    assert [w["id"] for w in listed["data"]] == [created["id"]]
+    missing = await call(client, "GET", f"/api/v1/watchlists/{created['id']}", other, 404)
+    assert missing["error"] == "WATCHLIST_NOT_FOUND"
+    unknown = await call(
+        client, "POST", "/api/v1/watchlists", token, 404, name="X", symbols=["ZZZZ"]
+    )
+    assert "ZZZZ" in unknown["message"]
+    twice = await call(
+        client, "POST", "/api/v1/watchlists", token, 422, name="X", symbols=["KO", "ko"]
+    )
+    assert twice["error"] == "VALIDATION_ERROR"
+
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
+    seen = {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
+    while seen != {"KO", "MSFT"}:
+        seen.add((await receive(ws, "price"))["symbol"])
+    # Another user's list is refused, and nothing more is followed.
+    intruder = await authenticated(client, other)
+    await intruder.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
+    refused = await receive(intruder, "error")
+    assert refused["code"] == "WATCHLIST_NOT_FOUND"
+    assert [m for m in await until_pong(intruder) if m["type"] == "price"] == []
+    # Unsubscribing the list stops its prices.
+    await ws.send_json({"type": "unsubscribe", "watchlistIds": [created["id"]]})
+    await until_pong(ws)
+    assert [m for m in await until_pong(ws) if m["type"] == "price"] == []
+    await ws.close()
+    await intruder.close()
+    await call(client, "DELETE", f"/api/v1/watchlists/{created['id']}", token, 200)
+
+
+async def test_an_alert_just_above_the_price_arrives_on_the_socket(client: Client) -> None:
+    token, _ = await register(client)
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "symbols": ["AAPL"]})
+    price = Decimal((await receive(ws, "price"))["price"])
+    threshold = str(price + Decimal("0.01"))
+    alert = (
+        await call(
+            client,
+            "POST",
+            "/api/v1/alerts",
+            token,
+            201,
+            symbol="AAPL",
+            condition="ALERT_CONDITION_ABOVE",
+            price=threshold,
+        )
+    )["data"]
+    below = (
+        await call(
+            client,
+            "POST",
+            "/api/v1/alerts",
+            token,
+            201,
+            symbol="AAPL",
+            condition="ALERT_CONDITION_BELOW",
+            price=str(price - Decimal("0.01")),
+        )
+    )["data"]
+    message = await receive(ws, "alert", within=WAIT * 3)
+    assert set(message) == ALERT_FIELDS
+    assert message["alertId"] in (alert["id"], below["id"])
+    assert message["symbol"] == "AAPL"
+    assert message["read"] is False
+    if message["alertId"] == alert["id"]:
+        assert Decimal(message["price"]) >= Decimal(alert["price"])
+        assert message["message"] == f"AAPL rose above {alert['price']} ({message['price']})"
+    else:
+        assert Decimal(message["price"]) <= Decimal(below["price"])
+
+    fired = await call(client, "GET", "/api/v1/fired-alerts", token, 200)
+    assert fired["data"]["unread"] >= 1
+    assert message["id"] in [f["id"] for f in fired["data"]["fired"]]
+    marked = await call(client, "POST", "/api/v1/fired-alerts:markRead", token, 200)
+    assert marked["data"]["marked"] == fired["data"]["unread"]
+    await ws.close()
