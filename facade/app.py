@@ -159,10 +159,15 @@ def _add_transcoded_routes(app: web.Application, edge: Edge, guard: StreamGuard)
     def path_of(endpoint: Endpoint) -> str:
         return endpoint.route.aiohttp_path
 
+    def before_its_prefixes(endpoint: Endpoint) -> str:
+        # A path that extends another comes first: `/orders/{id}:cancel` must be tried before
+        # `/orders/{id}`, whose variable would take "x:cancel" and answer 405 to the POST.
+        return path_of(endpoint) + "\uffff"
+
     # One aiohttp resource per path, holding every verb bound to it, then a route for any
     # other method (a CORS preflight or a 405).
     every: tuple[Endpoint, ...] = app[ENDPOINTS]
-    for path, group in groupby(sorted(every, key=path_of), key=path_of):
+    for path, group in groupby(sorted(every, key=before_its_prefixes), key=path_of):
         resource = app.router.add_resource(path)
         endpoints = list(group)
         template = endpoints[0].route.template

@@ -194,6 +194,7 @@ def test_creating_rpcs_answer_201_and_the_rest_200() -> None:
         "Register",
         "CreatePortfolio",
         "CreateTrade",
+        "CreateOrder",
         "CreatePosition",
         "CreateFile",
         "CreateProject",
