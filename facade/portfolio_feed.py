@@ -85,7 +85,9 @@ class PortfolioFeed:
         self._flush = flush
         self._quote_plan = plans.plan(portfolio_pb2.Quote.DESCRIPTOR)
         service = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
-        self._events = Bridge.of(service, "StreamPortfolioEvents", plans, nested={"trade": "trade"})
+        self._events = Bridge.of(
+            service, "StreamPortfolioEvents", plans, nested={"trade": "trade", "order": "order"}
+        )
         # What its sockets send (facade/ws_portfolio.py): a Subscription to add or to take away.
         self.subscriptions = Bridge(
             portfolio_pb2.Subscription.DESCRIPTOR,
@@ -209,6 +211,11 @@ class PortfolioFeed:
             key: tuple[str, ...] = ("trade", value.id)
         elif kind == "portfolio_value":
             key = ("value", value.portfolio_id, str(value.time.seconds), str(value.time.nanos))
+        elif kind == "order":
+            # One frame per change of the order (placed, triggered, filled, ...), not per id.
+            changed = value.updated_at
+            key = ("order", value.id, str(value.status), str(value.triggered))
+            key += (str(changed.seconds), str(changed.nanos))
         elif kind == "alert":
             key = ("alert", value.id)
         else:
@@ -217,8 +224,8 @@ class PortfolioFeed:
             return
         frame = json_frame(message)
         for socket in mine:
-            # A trade or an alert goes to each of the owner's sockets, whatever they follow.
-            if kind in ("trade", "alert") or value.portfolio_id in socket.portfolios:
+            # Trades, alerts and orders go to each of the owner's sockets, whatever they follow.
+            if kind in ("trade", "alert", "order") or value.portfolio_id in socket.portfolios:
                 socket.client.send(frame)
 
     def _again(self, key: tuple[str, ...]) -> bool:
