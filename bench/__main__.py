@@ -4,7 +4,7 @@ then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, ben
 then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas` runs one part.
+`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -39,6 +39,7 @@ from bench.assistant import (
     run_assistant,
 )
 from bench.measures import rss_mb
+from bench.orders import OrderReport, OrderSettings, describe_orders, print_orders, run_orders
 from bench.portfolio import (
     PortfolioReport,
     PortfolioSettings,
@@ -300,7 +301,16 @@ def run(settings: Settings) -> Report:
 
 
 PARTS = {
-    "all": ("foundation", "trades", "ws", "workspace", "terminal", "assistant", "replicas"),
+    "all": (
+        "foundation",
+        "trades",
+        "ws",
+        "workspace",
+        "terminal",
+        "assistant",
+        "replicas",
+        "orders",
+    ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
@@ -309,6 +319,7 @@ PARTS = {
     "terminal": ("terminal",),
     "assistant": ("assistant",),
     "replicas": ("replicas",),
+    "orders": ("orders",),
 }
 
 
@@ -458,6 +469,8 @@ def main(argv: Sequence[str]) -> int:
         print(describe_assistant(AssistantSettings()), flush=True)
     if "replicas" in plan.parts:
         print(describe_replicas(ReplicaSettings()), flush=True)
+    if "orders" in plan.parts:
+        print(describe_orders(OrderSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
@@ -465,6 +478,7 @@ def main(argv: Sequence[str]) -> int:
     terminals: list[TerminalReport] = []
     assistant: AssistantReport | None = None
     replicas: ReplicaReport | None = None
+    orders: OrderReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -479,6 +493,8 @@ def main(argv: Sequence[str]) -> int:
                 assistant = run_assistant(AssistantSettings())
             if "replicas" in plan.parts:
                 replicas = run_replicas(ReplicaSettings())
+            if "orders" in plan.parts:
+                orders = run_orders(OrderSettings())
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -500,6 +516,8 @@ def main(argv: Sequence[str]) -> int:
         print_assistant(assistant)
     if replicas is not None:
         print_replicas(replicas)
+    if orders is not None:
+        print_orders(orders)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:
