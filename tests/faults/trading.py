@@ -32,9 +32,13 @@ class Trader:
     committed: dict[str, str] = field(default_factory=dict)  # key -> trade id, from a 201
     unsettled: set[str] = field(default_factory=set)  # keys still retried when the load ended
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # The price each trade names; empty: the market's (then trades depend on its prices).
+    price: str = ""
 
     @classmethod
-    async def open(cls, client: Client, load: Load, cash: str = "100000000") -> Trader:
+    async def open(
+        cls, client: Client, load: Load, cash: str = "100000000", *, price: str = ""
+    ) -> Trader:
         _, token = await client.register()
         created = await client.call(
             "POST",
@@ -43,7 +47,7 @@ class Trader:
             body={"name": "Faults", "kind": "paper", "initialCash": cash},
         )
         assert created.status == 201, created.body
-        return cls(client, token, created.body["data"]["id"], load)
+        return cls(client, token, created.body["data"]["id"], load, price=price)
 
     async def attempt(self, what: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """One request, noted in the load; a transport error or a timeout is status 0."""
@@ -64,9 +68,18 @@ class Trader:
             assert body["data"]["id"] == self.portfolio_id
 
     async def trade(self) -> None:
-        """Buy one share under a fresh key, retried with that key until 201 (or the end)."""
+        """Buy one share under a fresh key, retried with that key until 201 (or the end). The
+        key is the trade's notes too: a listing tells which key each trade was made under."""
         key = f"faults-{uuid.uuid4().hex}"
-        order = {"portfolioId": self.portfolio_id, "side": "buy", "symbol": SYMBOL, "quantity": "1"}
+        order = {
+            "portfolioId": self.portfolio_id,
+            "side": "buy",
+            "symbol": SYMBOL,
+            "quantity": "1",
+            "notes": key,
+        }
+        if self.price:
+            order["price"] = self.price
         self.unsettled.add(key)
         while True:
             status, body = await self.attempt(
