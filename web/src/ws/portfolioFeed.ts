@@ -4,7 +4,7 @@
  * and subscribes everything again on each new socket. */
 
 import { useEffect, useState } from "preact/hooks";
-import type { PortfolioValueMessage, PriceMessage, TradeMessage } from "./protocol";
+import type { OrderMessage, PortfolioValueMessage, PriceMessage, TradeMessage } from "./protocol";
 import { LiveSocket, type SocketStatus } from "./socket";
 
 type Listener<T> = (value: T) => void;
@@ -49,6 +49,7 @@ class PortfolioFeed {
   private readonly prices = new Keyed<PriceMessage>();
   private readonly values = new Keyed<PortfolioValueMessage>();
   private readonly trades = new Set<Listener<TradeMessage["trade"]>>();
+  private readonly orders = new Set<Listener<OrderMessage["order"]>>();
   private readonly statusListeners = new Set<Listener<SocketStatus>>();
   private status: SocketStatus = "closed";
   private pending = { subscribe: new Set<string>(), unsubscribe: new Set<string>() };
@@ -85,6 +86,13 @@ class PortfolioFeed {
     this.trades.add(listener);
     this.ensureSocket();
     return () => this.trades.delete(listener);
+  }
+
+  /** Every change of the signed-in user's orders (placed, filled, rejected, ...). */
+  watchOrders(listener: Listener<OrderMessage["order"]>): () => void {
+    this.orders.add(listener);
+    this.ensureSocket();
+    return () => this.orders.delete(listener);
   }
 
   watchStatus(listener: Listener<SocketStatus>): () => void {
@@ -149,6 +157,9 @@ class PortfolioFeed {
             break;
           case "trade":
             for (const listener of this.trades) listener(message.trade);
+            break;
+          case "order":
+            for (const listener of this.orders) listener(message.order);
             break;
           case "error":
             console.warn("/ws/portfolio:", message.code, message.message ?? "");

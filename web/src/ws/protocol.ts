@@ -84,6 +84,35 @@ export type TradeMessage = {
     notes?: string;
     createdAt?: string;
     priceSource?: string;
+    /** The order this trade filled (empty for a trade recorded by hand). */
+    orderId?: string;
+  };
+};
+
+/** An order of the user changed: placed, triggered, filled, rejected, cancelled or expired. */
+export type OrderMessage = {
+  type: "order";
+  /** As REST returns it (GET /api/v1/orders/{id}). */
+  order: {
+    id?: string;
+    portfolioId?: string;
+    symbol?: string;
+    side?: string;
+    type?: string;
+    quantity?: string;
+    limitPrice?: string;
+    stopPrice?: string;
+    timeInForce?: string;
+    status?: string;
+    statusReason?: string;
+    triggered?: boolean;
+    tradeId?: string;
+    filledPrice?: string;
+    createdAt?: string;
+    updatedAt?: string;
+    filledAt?: string;
+    fees?: string;
+    notes?: string;
   };
 };
 
@@ -93,7 +122,8 @@ export type PortfolioServerMessage =
   | PriceMessage
   | ResyncMessage
   | PortfolioValueMessage
-  | TradeMessage;
+  | TradeMessage
+  | OrderMessage;
 
 // ---- /ws/terminal ------------------------------------------------------------------------------
 

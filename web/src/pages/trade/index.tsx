@@ -13,6 +13,7 @@ import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price, quantity as formatQuantity } from "../../format";
+import { Orders } from "./Orders";
 
 type Side = "buy" | "sell" | "dividend" | "deposit" | "withdrawal";
 const SIDES: { side: Side; label: string; done: string }[] = [
@@ -238,6 +239,10 @@ export default function TradePage() {
           )}
         </section>
       </div>
+      <Orders
+        portfolio={portfolios.data?.find((p) => p.id === portfolioId)}
+        symbol={symbol}
+      />
     </>
   );
 }
