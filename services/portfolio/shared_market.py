@@ -146,6 +146,7 @@ class SharedMarket:
         self._latest: dict[str, Quote] = {}
         self.seq = 0  # the last step applied here
         self.term = 0  # the highest term seen
+        self._at = (0, 0)  # (term, seq) of the last step applied
         self._lease: Lease | None = None  # held: this replica leads
         self._forwarding: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -382,11 +383,9 @@ class SharedMarket:
         """Reload the stored market and hand it on whole, flagged as a resync. `newer_term`:
         a new leader's market replaces this one even where its count is lower."""
         stored = await self._stored()
-        if (
-            stored is not None
-            and stored.term >= self.term
-            and (newer_term or stored.seq >= self.seq)
-        ):
+        if stored is None or stored.term < self.term or (stored.term, stored.seq) == self._at:
+            return  # nothing to reload, or nothing missed (a resubscription in good time)
+        if newer_term or stored.seq > self.seq:
             self.resyncs += 1
             self._apply(stored, resync=True)
 
@@ -401,6 +400,7 @@ class SharedMarket:
             return None
 
     def _apply(self, step: Step, *, resync: bool) -> None:
+        self._at = (step.term, step.seq)
         self.seq = step.seq
         self.term = max(self.term, step.term)
         for quote in step.quotes:

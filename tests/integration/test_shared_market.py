@@ -14,7 +14,7 @@ import pytest
 
 from services.portfolio.market_data import Quote, TickBatch, TickStream
 from services.portfolio.mock_market import MockMarket
-from services.portfolio.shared_market import CHANNEL, STATE_KEY, SharedMarket, Step
+from services.portfolio.shared_market import STATE_KEY, SharedMarket, Step
 from services.runtime.cache import Cache, InProcessCache, RedisCache
 
 TICK = 0.02  # seconds per simulated step
@@ -168,16 +168,27 @@ async def test_a_gap_in_the_steps_is_handed_on_as_a_resync_of_the_whole_market(
     async with replicas(2) as (first, second):
         leader, follower = (first, second) if first.leading else (second, first)
         await eventually(lambda: follower.seq >= 3, "a few steps")
-        await leader._source.pause()
-        await eventually(lambda: follower.seq == leader.seq, "the follower caught up")
         stream = follower.ticks()
-        # A step the follower never received: the next one skips a number.
-        skipped = Step(leader.term, leader.seq + 2, ())
-        await follower._cache.publish(CHANNEL, skipped.encode())
-        resync = (await read_batches(stream, 1))[0]
-        assert resync.resync
-        # The whole market, as stored: every symbol's latest quote.
+        # Resubscribed in good time (nothing missed): nothing is reloaded or handed on.
+        await follower._resync()
+        await leader._resync()
+        assert (follower.resyncs, leader.resyncs) == (0, 0)
+        # The follower stops hearing steps (its subscription is gone) while the market moves.
+        follower._tasks[0].cancel()
+        behind = follower.seq
+        await eventually(lambda: leader.seq > behind + 3, "the market moving on")
+        await leader._source.pause()
+        await asyncio.sleep(TICK * 3)
+        # The next step it hears skips numbers: it reloads the stored market.
+        await follower._received(Step(leader.term, leader.seq, ()).encode())
+        batches = await read_batches(stream, 1)
+        while not batches[-1].resync:
+            batches += await read_batches(stream, 1)
+        resync = batches[-1]
+        assert resync.seq == leader.seq == follower.seq
+        # The whole market, as stored: every symbol's latest quote, the leader's prices.
         assert {q.symbol for q in resync.quotes} == set(await prices(follower))
+        assert await prices(follower) == await prices(leader)
         assert follower.resyncs == 1
 
 
