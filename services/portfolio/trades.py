@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 # must commit with them (an idempotency key's stored answer).
 Settle = Callable[[AsyncSession, Sequence[RecordedTrade]], Awaitable[None]]
 
+# Portfolios whose currency a process remembers (a hint only: see Trades.record), at most.
+CURRENCIES_REMEMBERED = 10_000
+
 # Field names as REST clients send them (lowerCamelCase).
 _WIRE_NAMES = {"executed_at": "executedAt"}
 
@@ -83,6 +86,15 @@ def replay_check(book: Book, events: Sequence[Trade], new: Sequence[Trade]) -> N
     its date, and every later trade against what it leaves."""
     for event in events:
         book.record(event)
+
+
+class CurrencyChanged(Exception):
+    """The portfolio's currency is not the one its new trades were converted into (it changed
+    since this process last read it): nothing was checked or written."""
+
+    def __init__(self, currency: str) -> None:
+        super().__init__(currency)
+        self.currency = currency
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,9 @@ class Trades:
         self._clock = clock
         # Converts trades into their portfolio's currency (exchange.py); None: all in one.
         self._exchange = exchange
+        # Each portfolio's currency as last read here: a trade is converted into it and
+        # `append` checks it against the locked row, so a trade reads its portfolio only once.
+        self._currencies: dict[str, str] = {}
 
     async def record(
         self, user_id: str, portfolio_id: str, draft: TradeDraft, *, settle: Settle | None = None
@@ -147,15 +162,44 @@ class Trades:
             trade, source = replace(trade, price=quote.price), quote.source
         elif trade.symbol:
             await self.check_symbol(trade.symbol)
-        fx = None
-        if self._exchange is not None:
-            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
-            trade, fx = await self._exchange.trade_in(trade, currency)
-        _, (recorded,) = await self.append(
-            user_id, portfolio_id, [trade], source=source, settle=settle, conversions=[fx]
-        )
+        recorded = await self._convert_and_append(user_id, portfolio_id, trade, source, settle)
         await self._hub.trades_recorded(user_id, [recorded])
         return recorded
+
+    async def _convert_and_append(
+        self, user_id: str, portfolio_id: str, trade: Trade, source: str, settle: Settle | None
+    ) -> RecordedTrade:
+        """`trade` converted into its portfolio's currency and appended. The currency this
+        process remembers saves a transaction of its own; a stale one (the portfolio's currency
+        changed, here or on another replica) costs a second try with the one the row holds."""
+        if self._exchange is None:
+            _, (recorded,) = await self.append(
+                user_id, portfolio_id, [trade], source=source, settle=settle
+            )
+            return recorded
+        currency = self._currencies.get(portfolio_id)
+        if currency is None:
+            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
+        while True:
+            converted, fx = await self._exchange.trade_in(trade, currency)
+            try:
+                _, (recorded,) = await self.append(
+                    user_id,
+                    portfolio_id,
+                    [converted],
+                    source=source,
+                    settle=settle,
+                    conversions=[fx],
+                    currency=currency,
+                )
+            except CurrencyChanged as changed:
+                currency = changed.currency
+                continue
+            finally:
+                if len(self._currencies) >= CURRENCIES_REMEMBERED:
+                    self._currencies.clear()
+            self._currencies[portfolio_id] = currency
+            return recorded
 
     async def check_symbol(self, symbol: str) -> None:
         """NotFound for a symbol the market does not list. A market that cannot answer now
@@ -179,11 +223,14 @@ class Trades:
         dry_run: bool = False,
         settle: Settle | None = None,
         conversions: Sequence[TradeFx | None] = (),
+        currency: str | None = None,
     ) -> tuple[Portfolio, list[RecordedTrade]]:
         """Record `new` after the portfolio's trades if `check` passes; all or nothing, and
         `settle` in the same transaction.
 
-        A dry run checks the same way and records nothing (its trades have no ids).
+        A dry run checks the same way and records nothing (its trades have no ids). With
+        `currency` (the one `new` was converted into), a portfolio whose currency is another
+        raises CurrencyChanged before anything is checked.
         """
         now = self._clock()
         transaction = self._db.reading() if dry_run else self._db.transaction()
@@ -193,6 +240,8 @@ class Trades:
             if found is None:
                 raise portfolio_not_found(portfolio_id)
             portfolio, stored = found
+            if currency is not None and portfolio.base_currency != currency:
+                raise CurrencyChanged(portfolio.base_currency)
             repository = TradeRepository(session)
             existing: list[Trade] | None = None
             if stored is None:

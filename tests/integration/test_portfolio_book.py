@@ -2,7 +2,8 @@
 trades (some back-dated) never oversell and leave the stored book equal to a replay of the
 trades; a portfolio without a stored book (data from before it) builds one the first time; an
 in-order trade reads no trades and, on PostgreSQL, writes the trade and the book in one
-statement."""
+statement; a trade reads its portfolio once, converting into the currency remembered from the
+last trade unless the locked row says otherwise."""
 
 from __future__ import annotations
 
@@ -10,20 +11,27 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import event, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio import book_states
 from services.portfolio.book_states import StoredBook
-from services.portfolio.domain import Book, CashPolicy
+from services.portfolio.domain import Book, CashPolicy, Side, Trade
+from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
+from services.portfolio.market_data import MarketData
 from services.portfolio.orm import portfolios
+from services.portfolio.prices import Prices
+from services.portfolio.records import Portfolio, PortfolioKind
 from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.trades import TradeDraft, Trades
+from services.runtime.db import Database, normalize_url
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 
 
@@ -174,15 +182,19 @@ async def test_a_portfolio_without_a_stored_book_builds_it_by_a_replay_the_first
 
 
 @pytest.fixture
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine of this process sends, and "COMMIT" at each commit."""
+def statements(portfolio_database_url: str) -> Iterator[list[str]]:
+    """Every SQL statement sent to the portfolio database from this process (the users
+    service runs here too), and "COMMIT" at each commit."""
     sent: list[str] = []
+    database = make_url(normalize_url(portfolio_database_url)).database
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(" ".join(statement.split()))
+    def on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if conn.engine.url.database == database:
+            sent.append(" ".join(statement.split()))
 
-    def on_commit(_conn: Any) -> None:
-        sent.append("COMMIT")
+    def on_commit(conn: Connection) -> None:
+        if conn.engine.url.database == database:
+            sent.append("COMMIT")
 
     event.listen(Engine, "before_cursor_execute", on_execute)
     event.listen(Engine, "commit", on_commit)
@@ -213,3 +225,64 @@ async def test_an_in_order_trade_reads_no_trades_and_writes_in_one_statement_on_
     assert [x.split()[0] for x in sent] == expected * 5, sent
     assert all("FROM trades" not in x for x in sent if x.startswith("SELECT")), sent
     assert all("INSERT INTO trades" in x for x in sent if x.startswith(("WITH", "INSERT")))
+
+
+class CurrencyStub:
+    """An exchange that converts nothing and remembers what it was asked."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.reads = 0
+        self.converted_into: list[str] = []
+
+    async def portfolio_currency(self, user_id: str, portfolio_id: str) -> str:
+        self.reads += 1
+        async with self._db.reading() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+        assert portfolio is not None
+        return portfolio.base_currency
+
+    async def trade_in(self, trade: Trade, currency: str) -> tuple[Trade, None]:
+        self.converted_into.append(currency)
+        return trade, None
+
+
+class Listed:
+    async def stock(self, symbol: str) -> None:
+        return None
+
+
+class Quiet:
+    async def trades_recorded(self, user_id: str, recorded: object) -> None:
+        return None
+
+
+async def test_a_trade_converts_into_the_currency_remembered_and_the_locked_row_corrects_it(
+    portfolio_database_url: str,
+) -> None:
+    db = Database(portfolio_database_url)
+    try:
+        now = datetime.now(UTC)
+        owned = Portfolio("p-1", "u-1", "Main", "", "USD", PortfolioKind.TRACKING, now, now)
+        async with db.transaction() as session:
+            await PortfolioRepository(session).add(owned)
+        exchange = CurrencyStub(db)
+        trades = Trades(
+            db,
+            cast(MarketData, Listed()),
+            cast(Prices, None),
+            cast(EventHub, Quiet()),
+            exchange=cast(Exchange, exchange),
+        )
+        buy = TradeDraft(Side.BUY, "KO", "1", "60")
+        await trades.record("u-1", "p-1", buy)
+        await trades.record("u-1", "p-1", buy)
+        assert (exchange.reads, exchange.converted_into) == (1, ["USD", "USD"])
+        async with db.transaction() as session:  # as another replica would change it
+            await session.execute(update(portfolios).values(base_currency="EUR"))
+        await trades.record("u-1", "p-1", buy)
+        assert (exchange.reads, exchange.converted_into) == (1, ["USD", "USD", "USD", "EUR"])
+        async with db.reading() as session:
+            assert len(await TradeRepository(session).of("p-1")) == 3
+    finally:
+        await db.close()
