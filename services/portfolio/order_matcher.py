@@ -65,6 +65,7 @@ class OrderMatcher:
         self._loaded_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._events: Subscription | None = None
+        self._heard: list[tuple[str, OrderStatus | None]] | None = None  # while loading
         self.fills = 0
 
     def start(self) -> None:
@@ -91,8 +92,17 @@ class OrderMatcher:
     # --- one step ------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        self.index = OrderIndex(await self._orders.open_orders())
+        # What is heard while the open orders are read may be missing from what is read (an
+        # order committed just after the read began): applied again once the index is there.
+        self._heard = []
+        try:
+            found = await self._orders.open_orders()
+        finally:
+            heard, self._heard = self._heard, None
+        self.index = OrderIndex(found)
         self._loaded_at = self._monotonic()
+        for order_id, status in heard:
+            await self._changed(order_id, status)
 
     async def on_step(self, quotes: Iterable[Quote]) -> None:
         """Match one market step's quotes (the leader's work; the caller checks it leads)."""
@@ -133,10 +143,15 @@ class OrderMatcher:
 
     async def _follow_forever(self, events: Subscription) -> None:
         async for event in events:
-            if not event.HasField("order") or self.index is None:
+            if not event.HasField("order"):
+                continue
+            change = (event.order.id, PROTO_TO_STATUS.get(event.order.status))
+            if self._heard is not None:
+                self._heard.append(change)
+            if self.index is None:
                 continue
             try:
-                await self._changed(event.order.id, PROTO_TO_STATUS.get(event.order.status))
+                await self._changed(*change)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the periodic reload catches up
