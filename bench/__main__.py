@@ -3,8 +3,10 @@ same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/port
 then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py),
 then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
-then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders` runs one part.
+then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
+issue 16's order matching (bench/orders.py) and alert evaluation per step (bench/alerts.py).
+`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders|alerts`
+runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -31,6 +33,13 @@ from typing import Any
 
 import bcrypt
 
+from bench.alerts import (
+    AlertReport,
+    AlertSettings,
+    describe_alerts,
+    print_alerts,
+    run_alerts,
+)
 from bench.assistant import (
     AssistantReport,
     AssistantSettings,
@@ -310,6 +319,7 @@ PARTS = {
         "assistant",
         "replicas",
         "orders",
+        "alerts",
     ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
@@ -320,6 +330,7 @@ PARTS = {
     "assistant": ("assistant",),
     "replicas": ("replicas",),
     "orders": ("orders",),
+    "alerts": ("alerts",),
 }
 
 
@@ -339,7 +350,8 @@ def parse_args(argv: Sequence[str]) -> Plan:
         choices=sorted(PARTS),
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
-        " workspace (issue 6), terminal (issue 5), assistant (issue 7), replicas (issue 15)",
+        " workspace (issue 6), terminal (issue 5), assistant (issue 7), replicas (issue 15),"
+        " orders or alerts (issue 16)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -471,6 +483,8 @@ def main(argv: Sequence[str]) -> int:
         print(describe_replicas(ReplicaSettings()), flush=True)
     if "orders" in plan.parts:
         print(describe_orders(OrderSettings()), flush=True)
+    if "alerts" in plan.parts:
+        print(describe_alerts(AlertSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
@@ -479,6 +493,7 @@ def main(argv: Sequence[str]) -> int:
     assistant: AssistantReport | None = None
     replicas: ReplicaReport | None = None
     orders: OrderReport | None = None
+    alerts: AlertReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -495,6 +510,8 @@ def main(argv: Sequence[str]) -> int:
                 replicas = run_replicas(ReplicaSettings())
             if "orders" in plan.parts:
                 orders = run_orders(OrderSettings())
+            if "alerts" in plan.parts:
+                alerts = run_alerts(AlertSettings())
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -518,6 +535,8 @@ def main(argv: Sequence[str]) -> int:
         print_replicas(replicas)
     if orders is not None:
         print_orders(orders)
+    if alerts is not None:
+        print_alerts(alerts)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:

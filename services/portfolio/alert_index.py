@@ -12,6 +12,11 @@ ladders too, one pair per window length (rises: change >= percent; falls: change
 the change being measured once per window against the symbol's price `window` seconds before
 the tick (`PriceWindow`, bounded).
 
+Numbers: the ladders hold exact integers (prices in millionths, percents in ten-thousandths:
+the places the wire allows), so a bisection compares ints, not Decimals; a tick's price is
+taken as the floor and the ceiling of its scaled value, which keeps "at or above" and "at or
+below" exact. A move is the exact ratio (p - r) * 10^6 / r in integers.
+
 Plain Python, no I/O: the evaluator (alert_watch.py) feeds it ticks and stores what fires.
 """
 
@@ -22,10 +27,14 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 HUNDRED = Decimal(100)
+PRICE_PLACES = 6  # a price threshold's places at most (the wire's rule)
+PERCENT_PLACES = 4  # a percent threshold's places at most
+# (p - r) / r in ten-thousandths of a percent: * 100 * 10^4.
+MOVE_FACTOR = 10 ** (PERCENT_PLACES + 2)
 # The price window: every second over the last hour, every five minutes over the last week
 # (the longest window an alert may name); at most 3,600 + 2,016 prices per symbol.
 FINE_SPACING, FINE_SPAN = 1.0, 3600.0
@@ -78,12 +87,17 @@ class AlertRule:
 @dataclass(frozen=True)
 class Firing:
     """An alert that fired on a tick: the tick's price and time, and for a percent alert the
-    move it measured."""
+    move it measured (in ten-thousandths of a percent, rounded down)."""
 
     rule: AlertRule
     price: Decimal
     at: datetime
-    change: Decimal | None = None
+    moved: int | None = None
+
+    @property
+    def change(self) -> Decimal | None:
+        """The move in percent ("-5.0123")."""
+        return None if self.moved is None else Decimal(self.moved).scaleb(-PERCENT_PLACES)
 
 
 class Ladder:
@@ -92,18 +106,18 @@ class Ladder:
     __slots__ = ("ids", "keys")
 
     def __init__(self) -> None:
-        self.keys: list[Decimal] = []
+        self.keys: list[int] = []
         self.ids: list[str] = []
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def add(self, key: Decimal, alert_id: str) -> None:
+    def add(self, key: int, alert_id: str) -> None:
         at = bisect.bisect_right(self.keys, key)
         self.keys.insert(at, key)
         self.ids.insert(at, alert_id)
 
-    def remove(self, key: Decimal, alert_id: str) -> None:
+    def remove(self, key: int, alert_id: str) -> None:
         at = bisect.bisect_left(self.keys, key)
         while at < len(self.keys) and self.keys[at] == key:
             if self.ids[at] == alert_id:
@@ -111,12 +125,16 @@ class Ladder:
                 return
             at += 1
 
-    def rising(self, low: Decimal, high: Decimal) -> list[str]:
+    def rising(self, low: int, high: int) -> list[str]:
         """Ids whose key is in (low, high]: crossed by a move from `low` up to `high`."""
+        if high <= low:
+            return []
         return self.ids[bisect.bisect_right(self.keys, low) : bisect.bisect_right(self.keys, high)]
 
-    def falling(self, low: Decimal, high: Decimal) -> list[str]:
+    def falling(self, low: int, high: int) -> list[str]:
         """Ids whose key is in [low, high): crossed by a move from `high` down to `low`."""
+        if high <= low:
+            return []
         return self.ids[bisect.bisect_left(self.keys, low) : bisect.bisect_left(self.keys, high)]
 
 
@@ -129,10 +147,10 @@ class _Samples:
     def __init__(self, spacing: float, span: float) -> None:
         self.spacing, self.span = spacing, span
         self.times: list[float] = []
-        self.prices: list[Decimal] = []
+        self.prices: list[int] = []  # in millionths
         self.head = 0  # samples before it are dropped (compacted now and then)
 
-    def add(self, at: float, price: Decimal) -> None:
+    def add(self, at: float, price: int) -> None:
         if len(self.times) > self.head and at - self.times[-1] < self.spacing:
             return
         self.times.append(at)
@@ -149,7 +167,7 @@ class _Samples:
     def oldest(self) -> float | None:
         return self.times[self.head] if len(self.times) > self.head else None
 
-    def at_or_before(self, at: float) -> Decimal | None:
+    def at_or_before(self, at: float) -> int | None:
         """The last price at or before `at`; the oldest kept when none is that old."""
         if len(self.times) <= self.head:
             return None
@@ -171,35 +189,89 @@ class PriceWindow:
         """Prices kept (both resolutions)."""
         return len(self._fine) + len(self._coarse)
 
-    def add(self, at: float, price: Decimal) -> None:
+    def add(self, at: float, price: int) -> None:
+        """`price` in millionths."""
         self._fine.add(at, price)
         self._coarse.add(at, price)
 
+    def move(self, now: float, price: int, window: int) -> tuple[int, int] | None:
+        """The move from the price `window` seconds before `now` to `price` (millionths), in
+        ten-thousandths of a percent, rounded down and up (equal when exact)."""
+        return self.moves(now, price, (window,))[window]
+
+    def moves(
+        self, now: float, price: int, windows: Iterable[int]
+    ) -> dict[int, tuple[int, int] | None]:
+        """`move` over each window at once (called on every tick: kept to one call)."""
+        fine, coarse = self._fine, self._coarse
+        fine_times, head = fine.times, fine.head
+        oldest = fine_times[head] if len(fine_times) > head else None
+        found: dict[int, tuple[int, int] | None] = {}
+        for window in windows:
+            since = now - window
+            samples = fine if oldest is not None and since >= oldest else coarse
+            if len(samples.times) <= samples.head:
+                found[window] = None
+                continue
+            at = bisect.bisect_right(samples.times, since, lo=samples.head) - 1
+            reference = samples.prices[max(at, samples.head)]
+            if reference <= 0:
+                found[window] = None
+                continue
+            scaled = (price - reference) * MOVE_FACTOR
+            found[window] = (scaled // reference, -(-scaled // reference))
+        return found
+
     def change(self, now: float, price: Decimal, window: int) -> Decimal | None:
         """The move in percent from the price `window` seconds before `now` to `price`."""
-        since = now - window
-        oldest_fine = self._fine.oldest()
-        samples = self._fine if oldest_fine is not None and since >= oldest_fine else self._coarse
-        reference = samples.at_or_before(since)
-        if reference is None or reference <= 0:
-            return None
-        return (price - reference) / reference * HUNDRED
+        moved = self.move(now, _scaled(price, PRICE_PLACES)[0], window)
+        return None if moved is None else Decimal(moved[0]).scaleb(-PERCENT_PLACES)
+
+
+def _scaled(value: Decimal, places: int) -> tuple[int, int]:
+    """`value * 10^places` rounded down and up (equal when it has at most `places` places)."""
+    shifted = value.scaleb(places)
+    floor = int(shifted.to_integral_value(rounding=ROUND_FLOOR))
+    if floor == shifted:
+        return floor, floor
+    return floor, int(shifted.to_integral_value(rounding=ROUND_CEILING))
+
+
+def _key(rule: AlertRule) -> int:
+    """A threshold as its ladder's exact integer (the wire allows no more places)."""
+    places = PERCENT_PLACES if rule.condition is Condition.PERCENT_CHANGE else PRICE_PLACES
+    return _scaled(rule.threshold, places)[0]
 
 
 class _Symbol:
     """One symbol's alerts and what its previous tick left."""
 
-    __slots__ = ("above", "below", "changes", "falls", "fresh", "last", "rises", "window")
+    __slots__ = (
+        "above",
+        "below",
+        "falls",
+        "fresh",
+        "last",
+        "moves",
+        "rises",
+        "window",
+        "windows",
+    )
 
     def __init__(self) -> None:
         self.above = Ladder()
         self.below = Ladder()
         self.rises: dict[int, Ladder] = {}
         self.falls: dict[int, Ladder] = {}
-        self.changes: dict[int, Decimal | None] = {}  # window -> its move at the previous tick
+        # window -> its move (down, up) at the previous tick
+        self.moves: dict[int, tuple[int, int] | None] = {}
         self.fresh: set[str] = set()
-        self.last: Decimal | None = None
+        self.last: tuple[int, int] | None = None  # the previous price, millionths (down, up)
         self.window = PriceWindow()
+        self.windows: tuple[int, ...] = ()  # of the percent ladders, rises and falls
+
+    def _rewindow(self) -> None:
+        self.windows = tuple(self.rises.keys() | self.falls.keys())
 
     def ladder(self, rule: AlertRule, *, make: bool) -> Ladder | None:
         if rule.condition is Condition.ABOVE:
@@ -210,6 +282,7 @@ class _Symbol:
         found = ladders.get(rule.window_seconds)
         if found is None and make:
             found = ladders[rule.window_seconds] = Ladder()
+            self._rewindow()
         return found
 
     def drop_empty(self, rule: AlertRule) -> None:
@@ -219,8 +292,9 @@ class _Symbol:
         window = rule.window_seconds
         if window in ladders and not ladders[window]:
             del ladders[window]
+            self._rewindow()
         if window not in self.rises and window not in self.falls:
-            self.changes.pop(window, None)
+            self.moves.pop(window, None)
 
 
 class AlertIndex:
@@ -228,6 +302,9 @@ class AlertIndex:
 
     def __init__(self) -> None:
         self._rules: dict[str, AlertRule] = {}
+        self._keys: dict[str, int] = {}
+        self._fired_at: dict[str, datetime] = {}  # repeating alerts fired since put here
+        self._quiet_until: dict[str, float] = {}  # repeating alerts in their cool-down
         self._symbols: dict[str, _Symbol] = {}
 
     def __len__(self) -> int:
@@ -237,7 +314,11 @@ class AlertIndex:
         return alert_id in self._rules
 
     def get(self, alert_id: str) -> AlertRule | None:
-        return self._rules.get(alert_id)
+        rule = self._rules.get(alert_id)
+        fired = self._fired_at.get(alert_id)
+        if rule is None or fired is None:
+            return rule
+        return dataclasses.replace(rule, last_fired_at=fired)
 
     def rules(self) -> Iterator[AlertRule]:
         return iter(list(self._rules.values()))
@@ -245,18 +326,20 @@ class AlertIndex:
     def put(self, rule: AlertRule, *, fresh: bool = True) -> None:
         """Add or replace an alert (an inactive one is taken out). `fresh`: it fires at its
         next tick if its condition holds then; else only on a crossing."""
-        known = self._rules.get(rule.id)
-        if known is not None:
+        if rule.id in self._rules:
             self.remove(rule.id)
         if not rule.active:
             return
+        key = _key(rule)
         self._rules[rule.id] = rule
+        self._keys[rule.id] = key
+        self._quiet_from(rule, rule.last_fired_at)
         symbol = self._symbols.get(rule.symbol)
         if symbol is None:
             symbol = self._symbols[rule.symbol] = _Symbol()
         ladder = symbol.ladder(rule, make=True)
         assert ladder is not None
-        ladder.add(rule.threshold, rule.id)
+        ladder.add(key, rule.id)
         if fresh or symbol.last is None:
             symbol.fresh.add(rule.id)
 
@@ -276,15 +359,20 @@ class AlertIndex:
             self.put(rule)
             return
         self._rules[rule.id] = rule
+        self._fired_at.pop(rule.id, None)
+        self._quiet_from(rule, rule.last_fired_at)
 
     def remove(self, alert_id: str) -> None:
         rule = self._rules.pop(alert_id, None)
         if rule is None:
             return
+        key = self._keys.pop(alert_id)
+        self._fired_at.pop(alert_id, None)
+        self._quiet_until.pop(alert_id, None)
         symbol = self._symbols[rule.symbol]
         ladder = symbol.ladder(rule, make=False)
         if ladder is not None:
-            ladder.remove(rule.threshold, rule.id)
+            ladder.remove(key, rule.id)
         symbol.drop_empty(rule)
         symbol.fresh.discard(alert_id)
 
@@ -304,46 +392,72 @@ class AlertIndex:
         return fired
 
     def _tick(self, symbol: _Symbol, price: Decimal, at: datetime, fire: bool) -> list[Firing]:
+        # The hot path (every symbol, every step): each ladder is searched only in the
+        # direction the price (or the move) went, and nothing is allocated that stays empty.
         now = at.timestamp()
-        symbol.window.add(now, price)
-        last, symbol.last = symbol.last, price
-        changes = {
-            window: symbol.window.change(now, price, window)
-            for window in {*symbol.rises, *symbol.falls}
-        }
-        previous, symbol.changes = symbol.changes, changes
-        fresh, symbol.fresh = symbol.fresh, set()
+        down, up = _scaled(price, PRICE_PLACES)
+        symbol.window.add(now, down)
+        last, symbol.last = symbol.last, (down, up)
+        rises, falls = symbol.rises, symbol.falls
+        moves = (
+            symbol.window.moves(now, down, rises.keys() | falls.keys()) if rises or falls else {}
+        )
+        previous, symbol.moves = symbol.moves, moves
+        fresh = symbol.fresh
+        if fresh:
+            symbol.fresh = set()
         if not fire:
             return []
-        crossed: dict[str, Decimal | None] = {}
+        crossed: dict[str, tuple[int, int] | None] = {}
         for alert_id in fresh:
-            rule = self._rules.get(alert_id)
-            if rule is not None:
-                change = changes.get(rule.window_seconds)
-                if rule.holds(price, change):
-                    crossed[alert_id] = change
-        if last is not None and price > last:
-            crossed.update(dict.fromkeys(symbol.above.rising(last, price)))
-        elif last is not None and price < last:
-            crossed.update(dict.fromkeys(symbol.below.falling(price, last)))
-        for window, change in changes.items():
+            if alert_id in self._rules and self._holds(alert_id, down, up, moves):
+                crossed[alert_id] = moves.get(self._rules[alert_id].window_seconds)
+        if last is not None:
+            if down > last[0]:
+                crossed.update(dict.fromkeys(symbol.above.rising(last[0], down)))
+            elif up < last[1]:
+                crossed.update(dict.fromkeys(symbol.below.falling(up, last[1])))
+        for window, move in moves.items():
             before = previous.get(window)
-            if change is None or before is None or change == before:
+            if move is None or before is None:
                 continue
-            if change > before and window in symbol.rises:
-                for alert_id in symbol.rises[window].rising(before, change):
-                    crossed[alert_id] = change
-            elif change < before and window in symbol.falls:
-                for alert_id in symbol.falls[window].falling(change, before):
-                    crossed[alert_id] = change
+            if move[0] > before[0] and window in rises:
+                for alert_id in rises[window].rising(before[0], move[0]):
+                    crossed[alert_id] = move
+            elif move[1] < before[1] and window in falls:
+                for alert_id in falls[window].falling(move[1], before[1]):
+                    crossed[alert_id] = move
+        if not crossed:
+            return []
         firings: list[Firing] = []
-        for alert_id, change in crossed.items():
-            rule = self._rules.get(alert_id)
-            if rule is None or (rule.repeat and rule.quiet_at(at)):
-                continue
-            firings.append(Firing(rule, price, at, change))
+        quiet = self._quiet_until
+        for alert_id, move in crossed.items():
+            if quiet.get(alert_id, now) > now:
+                continue  # a repeating alert in its cool-down
+            rule = self._rules[alert_id]
+            firings.append(Firing(rule, price, at, None if move is None else move[0]))
             if rule.repeat:
-                self._rules[alert_id] = dataclasses.replace(rule, last_fired_at=at)
+                self._fired_at[alert_id] = at
+                quiet[alert_id] = now + rule.cooldown_seconds
             else:
                 self.remove(alert_id)
         return firings
+
+    def _holds(
+        self, alert_id: str, down: int, up: int, moves: dict[int, tuple[int, int] | None]
+    ) -> bool:
+        rule, key = self._rules[alert_id], self._keys[alert_id]
+        if rule.condition is Condition.ABOVE:
+            return down >= key
+        if rule.condition is Condition.BELOW:
+            return up <= key
+        move = moves.get(rule.window_seconds)
+        if move is None:
+            return False
+        return move[0] >= key if key > 0 else move[1] <= key
+
+    def _quiet_from(self, rule: AlertRule, fired: datetime | None) -> None:
+        if rule.repeat and fired is not None:
+            self._quiet_until[rule.id] = fired.timestamp() + rule.cooldown_seconds
+        else:
+            self._quiet_until.pop(rule.id, None)

@@ -93,16 +93,17 @@ def test_a_percent_alert_measures_the_move_over_its_window() -> None:
 
 def test_the_price_window_finds_the_price_a_window_ago_and_stays_bounded() -> None:
     window = PriceWindow()
+    millionths = 10**6
     for second in range(0, 20_000):
-        window.add(float(second), Decimal(second))
-    assert window.change(19_999.0, Decimal(19_999), 60) == (
-        (Decimal(19_999) - Decimal(19_939)) / Decimal(19_939) * 100
-    )
-    # Over an hour back, the five-minute samples answer.
-    change = window.change(19_999.0, Decimal(19_999), 7200)
-    assert change is not None
-    reference = Decimal(19_999) / (1 + change / 100)
-    assert abs(reference - Decimal(19_999 - 7200)) <= 300
+        window.add(float(second), second * millionths)
+    # The move over 60 s in ten-thousandths of a percent, exactly, rounded down and up.
+    exact = (19_999 - 19_939) * 10**6 / 19_939
+    down, up = window.move(19_999.0, 19_999 * millionths, 60) or (0, 0)
+    assert down <= exact <= up and up - down == 1
+    # Over an hour back, the five-minute samples answer (within one sample).
+    down, _ = window.move(19_999.0, 19_999 * millionths, 7200) or (0, 0)
+    reference = 19_999 / (1 + down / 10**6)
+    assert abs(reference - (19_999 - 7200)) <= 300
     assert len(window) <= 3602 + 2018  # an hour by the second, a week by five minutes
 
 
