@@ -4,6 +4,7 @@ import { Component, type ComponentChildren } from "preact";
 import { ErrorBoundary, LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { useEffect } from "preact/hooks";
 import { isAdmin, signOut, type Session, useSession } from "./auth/session";
+import { AlertBell } from "./components/AlertBell";
 import { NOT_FOUND, ROUTES } from "./routes";
 import { useFeedStatus } from "./ws/portfolioFeed";
 
@@ -116,6 +117,7 @@ function Header({ session }: { session: Extract<Session, { status: "signedIn" }>
         </ul>
       </nav>
       <div class="who">
+        <AlertBell />
         <span
           class={`live live-${feed}`}
           role="img"

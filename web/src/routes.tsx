@@ -26,6 +26,8 @@ export const ROUTES: AppRoute[] = [
   { path: "/portfolios/:id", page: lazy(() => import("./pages/portfolio")) },
   { path: "/trade", label: "Trade", page: lazy(() => import("./pages/trade")) },
   { path: "/stocks/:symbol", page: lazy(() => import("./pages/stock")) },
+  { path: "/watchlists", label: "Watchlists", page: lazy(() => import("./pages/watchlists")) },
+  { path: "/alerts", label: "Alerts", page: lazy(() => import("./pages/alerts")) },
   // ---- Slots for the other pages: uncomment (or add) one line each --------------------------
   { path: "/terminal", label: "Terminal", page: lazy(() => import("./pages/terminal")) },
   { path: "/workspace", label: "Workspace", page: lazy(() => import("./pages/workspace")) },

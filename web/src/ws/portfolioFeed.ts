@@ -4,7 +4,13 @@
  * and subscribes everything again on each new socket. */
 
 import { useEffect, useState } from "preact/hooks";
-import type { OrderMessage, PortfolioValueMessage, PriceMessage, TradeMessage } from "./protocol";
+import type {
+  AlertMessage,
+  OrderMessage,
+  PortfolioValueMessage,
+  PriceMessage,
+  TradeMessage,
+} from "./protocol";
 import { LiveSocket, type SocketStatus } from "./socket";
 
 type Listener<T> = (value: T) => void;
@@ -50,6 +56,7 @@ class PortfolioFeed {
   private readonly values = new Keyed<PortfolioValueMessage>();
   private readonly trades = new Set<Listener<TradeMessage["trade"]>>();
   private readonly orders = new Set<Listener<OrderMessage["order"]>>();
+  private readonly alerts = new Set<Listener<AlertMessage>>();
   private readonly statusListeners = new Set<Listener<SocketStatus>>();
   private status: SocketStatus = "closed";
   private pending = { subscribe: new Set<string>(), unsubscribe: new Set<string>() };
@@ -93,6 +100,13 @@ class PortfolioFeed {
     this.orders.add(listener);
     this.ensureSocket();
     return () => this.orders.delete(listener);
+  }
+
+  /** Every price alert of the signed-in user that fires. */
+  watchAlerts(listener: Listener<AlertMessage>): () => void {
+    this.alerts.add(listener);
+    this.ensureSocket();
+    return () => this.alerts.delete(listener);
   }
 
   watchStatus(listener: Listener<SocketStatus>): () => void {
@@ -160,6 +174,9 @@ class PortfolioFeed {
             break;
           case "order":
             for (const listener of this.orders) listener(message.order);
+            break;
+          case "alert":
+            for (const listener of this.alerts) listener(message);
             break;
           case "error":
             console.warn("/ws/portfolio:", message.code, message.message ?? "");

@@ -41,11 +41,14 @@ export const CloseCode = {
 export type SubscribeMessage = {
   type: "subscribe";
   symbols?: string[];
+  /** The symbols of these watchlists of the user, as they are now. */
+  watchlistIds?: string[];
   portfolioIds?: string[];
 };
 export type UnsubscribeMessage = {
   type: "unsubscribe";
   symbols?: string[];
+  watchlistIds?: string[];
   portfolioIds?: string[];
 };
 
@@ -116,6 +119,23 @@ export type OrderMessage = {
   };
 };
 
+/** A price alert of the user fired (as GET /api/v1/fired-alerts lists it). */
+export type AlertMessage = {
+  type: "alert";
+  id: string;
+  alertId: string;
+  symbol: string;
+  condition: "above" | "below" | "percent_change";
+  /** The alert's price (above, below) or signed percent (percent_change). */
+  threshold: string;
+  /** The price of the tick that crossed it. */
+  price: string;
+  firedAt: string;
+  read: boolean;
+  /** "AAPL rose above 190.00 (190.12)". */
+  message: string;
+};
+
 export type PortfolioClientMessage = CommonClientMessage | SubscribeMessage | UnsubscribeMessage;
 export type PortfolioServerMessage =
   | CommonServerMessage
@@ -123,7 +143,8 @@ export type PortfolioServerMessage =
   | ResyncMessage
   | PortfolioValueMessage
   | TradeMessage
-  | OrderMessage;
+  | OrderMessage
+  | AlertMessage;
 
 // ---- /ws/terminal ------------------------------------------------------------------------------
 

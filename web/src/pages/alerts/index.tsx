@@ -1,0 +1,280 @@
+/** Price alerts: create one (above or below a price, or a percent move over a window; once or
+ * repeating with a cool-down), list them, pause, resume and delete them; and the alerts that
+ * fired, newest first, with the unread count and "mark read". A firing arriving on /ws/portfolio
+ * joins the list at once (the header's bell shows the toast). */
+
+import { useEffect, useState } from "preact/hooks";
+import { useApi } from "../../api/useApi";
+import {
+  createAlert,
+  deleteAlert,
+  listAlerts,
+  listFired,
+  markFiredRead,
+  setAlertActive,
+  type Alert,
+  type AlertCondition,
+  type FiredPage,
+} from "../../api/watch";
+import { setUnreadAlerts } from "../../components/AlertBell";
+import { ErrorBanner, Field, Loading } from "../../components/form";
+import { dateTime, price } from "../../format";
+import { portfolioFeed } from "../../ws/portfolioFeed";
+
+const WINDOWS = [
+  { seconds: 300, label: "5 minutes" },
+  { seconds: 900, label: "15 minutes" },
+  { seconds: 3600, label: "1 hour" },
+  { seconds: 86400, label: "1 day" },
+];
+
+function describe(alert: Alert): string {
+  if (alert.condition === "above") return `above ${price(alert.price)}`;
+  if (alert.condition === "below") return `below ${price(alert.price)}`;
+  const window = WINDOWS.find((w) => w.seconds === alert.windowSeconds)?.label ?? `${alert.windowSeconds ?? 0} s`;
+  return `moves ${Number(alert.percent) > 0 ? "+" : ""}${alert.percent} % in ${window}`;
+}
+
+export default function AlertsPage() {
+  const alerts = useApi(listAlerts, []);
+  const fired = useApi(listFired, []);
+
+  useEffect(() => {
+    if (fired.data) setUnreadAlerts(fired.data.unread);
+  }, [fired.data?.unread]);
+
+  // A firing: it joins the list, and its alert shows its new state (a one-off is done).
+  useEffect(
+    () =>
+      portfolioFeed.watchAlerts((message) => {
+        const { type: _type, ...one } = message;
+        fired.set({
+          fired: [one, ...(fired.data?.fired ?? []).filter((f) => f.id !== one.id)],
+          unread: (fired.data?.unread ?? 0) + 1,
+        });
+        alerts.reload();
+      }),
+    [fired.data, alerts.reload],
+  );
+
+  async function markAll() {
+    await markFiredRead();
+    const page: FiredPage = { fired: (fired.data?.fired ?? []).map((f) => ({ ...f, read: true })), unread: 0 };
+    fired.set(page);
+  }
+
+  async function markOne(id: string) {
+    const marked = await markFiredRead([id]);
+    if (!fired.data) return;
+    fired.set({
+      fired: fired.data.fired.map((f) => (f.id === id ? { ...f, read: true } : f)),
+      unread: Math.max(0, fired.data.unread - marked),
+    });
+  }
+
+  return (
+    <>
+      <h1>Alerts</h1>
+      <NewAlert onCreated={(alert) => alerts.set([...(alerts.data ?? []), alert])} />
+      <section class="card" aria-label="Your alerts">
+        <h2>Your alerts</h2>
+        <ErrorBanner error={alerts.error} testid="alerts-error" />
+        {alerts.loading && !alerts.data && <Loading what="alerts" />}
+        {alerts.data?.length === 0 && <p class="muted">No alerts yet.</p>}
+        {alerts.data && alerts.data.length > 0 && (
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Symbol</th>
+                  <th scope="col">When</th>
+                  <th scope="col">Repeats</th>
+                  <th scope="col">State</th>
+                  <th scope="col">
+                    <span class="sr-only">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {alerts.data.map((alert) => (
+                  <AlertRow
+                    key={alert.id}
+                    alert={alert}
+                    onChange={(next) =>
+                      alerts.set(
+                        next
+                          ? (alerts.data ?? []).map((a) => (a.id === alert.id ? next : a))
+                          : (alerts.data ?? []).filter((a) => a.id !== alert.id),
+                      )
+                    }
+                  />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <section class="card" aria-label="Fired alerts">
+        <div class="row spread">
+          <h2>
+            Fired <span data-testid="fired-unread">{fired.data?.unread ?? 0}</span> unread
+          </h2>
+          <button type="button" data-testid="fired-mark-all" disabled={!fired.data?.unread} onClick={() => void markAll()}>
+            Mark all read
+          </button>
+        </div>
+        <ErrorBanner error={fired.error} testid="fired-error" />
+        {fired.data?.fired.length === 0 && <p class="muted">Nothing fired yet.</p>}
+        <ul class="plain">
+          {fired.data?.fired.map((f) => (
+            <li key={f.id} data-testid="fired-alert" class={f.read ? "muted" : ""}>
+              <strong>{f.message}</strong> · {dateTime(f.firedAt)}
+              {!f.read && (
+                <button type="button" class="link" onClick={() => void markOne(f.id)}>
+                  Mark read
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      </section>
+    </>
+  );
+}
+
+function NewAlert(props: { onCreated: (alert: Alert) => void }) {
+  const [symbol, setSymbol] = useState("");
+  const [condition, setCondition] = useState<AlertCondition>("above");
+  const [threshold, setThreshold] = useState("");
+  const [windowSeconds, setWindowSeconds] = useState(3600);
+  const [repeat, setRepeat] = useState(false);
+  const [cooldown, setCooldown] = useState("300");
+  const [note, setNote] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const percentMove = condition === "percent_change";
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    setBusy(true);
+    try {
+      const made = await createAlert({
+        symbol: symbol.trim(),
+        condition,
+        ...(percentMove ? { percent: threshold.trim(), windowSeconds } : { price: threshold.trim() }),
+        repeat,
+        ...(repeat ? { cooldownSeconds: Number(cooldown) || 0 } : {}),
+        note: note.trim(),
+      });
+      props.onCreated(made);
+      setThreshold("");
+      setNote("");
+      setError(null);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section class="card" aria-label="New alert">
+      <h2>New alert</h2>
+      <form onSubmit={submit} class="grid" data-testid="alert-form">
+        <Field label="Symbol" id="alert-symbol">
+          <input id="alert-symbol" required value={symbol} onInput={(e) => setSymbol(e.currentTarget.value)} />
+        </Field>
+        <Field label="Condition" id="alert-condition">
+          <select id="alert-condition" value={condition} onChange={(e) => setCondition(e.currentTarget.value as AlertCondition)}>
+            <option value="above">Price at or above</option>
+            <option value="below">Price at or below</option>
+            <option value="percent_change">Moves by a percent</option>
+          </select>
+        </Field>
+        <Field label={percentMove ? "Percent (signed: -5 is a fall)" : "Price"} id="alert-threshold">
+          <input id="alert-threshold" required inputMode="decimal" value={threshold} onInput={(e) => setThreshold(e.currentTarget.value)} />
+        </Field>
+        {percentMove && (
+          <Field label="Over" id="alert-window">
+            <select id="alert-window" value={windowSeconds} onChange={(e) => setWindowSeconds(Number(e.currentTarget.value))}>
+              {WINDOWS.map((w) => (
+                <option key={w.seconds} value={w.seconds}>
+                  {w.label}
+                </option>
+              ))}
+            </select>
+          </Field>
+        )}
+        <div class="field">
+          <label>
+            <input type="checkbox" id="alert-repeat" checked={repeat} onChange={(e) => setRepeat(e.currentTarget.checked)} /> Repeat
+          </label>
+        </div>
+        {repeat && (
+          <Field label="Cool-down (seconds)" id="alert-cooldown">
+            <input id="alert-cooldown" inputMode="numeric" value={cooldown} onInput={(e) => setCooldown(e.currentTarget.value)} />
+          </Field>
+        )}
+        <Field label="Note" id="alert-note">
+          <input id="alert-note" maxLength={200} value={note} onInput={(e) => setNote(e.currentTarget.value)} />
+        </Field>
+        <div class="field">
+          <button type="submit" disabled={busy} data-testid="alert-create">
+            Create alert
+          </button>
+        </div>
+      </form>
+      <ErrorBanner error={error} testid="alert-error" />
+    </section>
+  );
+}
+
+function AlertRow(props: { alert: Alert; onChange: (alert: Alert | null) => void }) {
+  const { alert, onChange } = props;
+  const [error, setError] = useState<unknown>(null);
+
+  async function act(run: () => Promise<Alert | null>) {
+    try {
+      onChange(await run());
+      setError(null);
+    } catch (failure) {
+      setError(failure);
+    }
+  }
+
+  return (
+    <tr data-testid="alert-row" data-symbol={alert.symbol}>
+      <th scope="row">{alert.symbol}</th>
+      <td>
+        {describe(alert)}
+        {alert.note && <span class="muted"> · {alert.note}</span>}
+      </td>
+      <td>{alert.repeat ? `every time, ${alert.cooldownSeconds ?? 0} s apart` : "once"}</td>
+      <td data-testid="alert-state">{alert.active ? "active" : alert.lastFiredAt && !alert.repeat ? "fired" : "paused"}</td>
+      <td class="row">
+        <button
+          type="button"
+          class="link"
+          data-testid="alert-toggle"
+          onClick={() => void act(() => setAlertActive(alert.id, !alert.active))}
+        >
+          {alert.active ? "Pause" : "Resume"}
+        </button>
+        <button
+          type="button"
+          class="link"
+          data-testid="alert-delete"
+          onClick={() =>
+            void act(async () => {
+              await deleteAlert(alert.id);
+              return null;
+            })
+          }
+        >
+          Delete
+        </button>
+        {error !== null && <ErrorBanner error={error} testid="alert-row-error" />}
+      </td>
+    </tr>
+  );
+}
