@@ -109,11 +109,14 @@ async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: Privat
 
             await poll(serving_again, "reads and trades to succeed again", within=30)
             await asyncio.sleep(AFTER)
-            with_burst_settled = asyncio.gather(*burst)
-            await asyncio.wait([with_burst_settled], timeout=SETTLE_WITHIN)
-            for trader in traders:
-                trader.stop.set()
-            await with_burst_settled
+        # The load has stopped; each worker has finished its last trade, retried until settled
+        # (a key whose request died with the database is claimed again once its 10 s lease
+        # lapses): stopping the traders before that would leave it unsettled by the test.
+        with_burst_settled = asyncio.gather(*burst)
+        await asyncio.wait([with_burst_settled], timeout=SETTLE_WITHIN)
+        for trader in traders:
+            trader.stop.set()
+        await with_burst_settled
 
         recovered = {
             what: load.first_success_after(back_at, what) or float("inf")
