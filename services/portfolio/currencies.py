@@ -187,3 +187,12 @@ class TradeFx:
     rate: Decimal
     local_price: Decimal
     local_fees: Decimal
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """A holding's price in its trading currency and today's rate into its portfolio's."""
+
+    currency: str
+    local_price: Decimal
+    rate: Decimal

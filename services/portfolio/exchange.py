@@ -23,6 +23,7 @@ from services.portfolio.currencies import (
     FxRate,
     FxSource,
     TradeFx,
+    Valuation,
     pair_key,
     require_currency,
 )
@@ -148,6 +149,24 @@ class Exchange:
                 rate = (await self.rate(trading, currency)).rate
             converted[symbol] = (times(local, rate), trading, rate)
         return converted
+
+    async def valuations(
+        self, user_id: str, portfolio_id: str, symbols: Iterable[str]
+    ) -> dict[str, Valuation]:
+        """Each symbol's current price in its trading currency and today's rate into the
+        portfolio's currency; a symbol the market cannot price now is left out."""
+        currency = await self.portfolio_currency(user_id, portfolio_id)
+        found: dict[str, Valuation] = {}
+        for symbol in sorted(set(symbols)):
+            try:
+                quote = await self._market.quote(symbol)
+                trading = await self.currency_of(symbol, currency)
+                rate = (await self.rate(trading, currency)).rate
+            except DomainError as problem:
+                log.info("no valuation", extra={"symbol": symbol, "why": problem.reason})
+                continue
+            found[symbol] = Valuation(trading, quote.price, rate)
+        return found
 
     # --- trades ----------------------------------------------------------------------------
 

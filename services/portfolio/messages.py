@@ -3,8 +3,12 @@ domain's `present_*` rules, and the proto enums mapped to the domain's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
+
 from stockfolio.portfolio.v1 import portfolio_pb2
 
+from services.portfolio.currencies import FxRate, Valuation
 from services.portfolio.domain import (
     CostMethod,
     Lot,
@@ -21,6 +25,7 @@ from services.portfolio.domain import (
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+from services.portfolio.returns import Benchmark, Breakdown
 from services.runtime.timestamps import timestamp
 
 SIDE_TO_PROTO = {
@@ -45,22 +50,42 @@ PROTO_TO_METHOD = {v: k for k, v in METHOD_TO_PROTO.items()}
 
 def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
     trade = recorded.trade
+    fields = {
+        "price": present_price(trade.price),
+        # Fees are kept as given (up to 6 places: per-share commissions add up to sub-cents).
+        "fees": present_price(trade.fees),
+        "amount": present_money(trade.amount),
+        **_as_given(recorded),
+    }
     return portfolio_pb2.Trade(
         id=trade.id,
         portfolio_id=recorded.portfolio_id,
         symbol=trade.symbol,
         side=SIDE_TO_PROTO[trade.side],
         quantity=present_quantity(trade.quantity),
-        price=present_price(trade.price),
-        # Fees are kept as given (up to 6 places: per-share commissions add up to sub-cents).
-        fees=present_price(trade.fees),
         executed_at=timestamp(trade.executed_at),
         notes=trade.notes,
-        amount=present_money(trade.amount),
         created_at=timestamp(recorded.created_at),
         price_source=recorded.price_source,
         order_id=recorded.order_id,
+        **fields,
     )
+
+
+def _as_given(recorded: RecordedTrade) -> dict[str, str]:
+    """A trade in another currency than its portfolio's shows its price and fees as given, in
+    that currency, with the rate they were converted at (amount: quantity x that price)."""
+    fx = recorded.fx
+    if fx is None:
+        return {}
+    trade = recorded.trade
+    return {
+        "price": present_price(fx.local_price),
+        "fees": present_price(fx.local_fees),
+        "amount": present_money(trade.quantity * fx.local_price),
+        "currency": fx.currency,
+        "fx_rate": format(fx.rate, "f"),
+    }
 
 
 def lot_message(lot: Lot) -> portfolio_pb2.Lot:
@@ -72,9 +97,20 @@ def lot_message(lot: Lot) -> portfolio_pb2.Lot:
     )
 
 
-def position_message(portfolio_id: str, position: Position) -> portfolio_pb2.Position:
+def position_message(
+    portfolio_id: str, position: Position, fx: Valuation | None = None
+) -> portfolio_pb2.Position:
+    """`fx`: the trading currency, price in it and today's rate, when known."""
     average = position.average_cost
+    listed = {}
+    if fx is not None:
+        listed = {
+            "currency": fx.currency,
+            "local_price": present_price(fx.local_price),
+            "fx_rate": format(fx.rate, "f"),
+        }
     return portfolio_pb2.Position(
+        **listed,
         portfolio_id=portfolio_id,
         symbol=position.symbol,
         quantity=present_quantity(position.quantity),
@@ -144,6 +180,9 @@ def performance_message(
 ) -> portfolio_pb2.GetPerformanceResponse:
     xirr = report.money_weighted_return
     return portfolio_pb2.GetPerformanceResponse(
+        currency=report.currency,
+        breakdown=breakdown_message(report.breakdown) if report.breakdown else None,
+        benchmark=benchmark_message(report.benchmark) if report.benchmark else None,
         portfolio_id=portfolio_id,
         time_weighted_return=present_ratio(report.time_weighted_return),
         money_weighted_return=present_ratio(xirr.rate),
@@ -170,4 +209,64 @@ def performance_message(
             portfolio_pb2.ValuePoint(date=p.day.isoformat(), value=present_money(p.value))
             for p in report.series
         ],
+    )
+
+
+def _parts_summing_to(
+    total: str, parts: list[Decimal], present: Callable[[Decimal], str]
+) -> list[str]:
+    """Each part presented, the first (capital) as the presented total less the others, so the
+    parts on the wire add up to the total on the wire exactly."""
+    shown = [present(p) for p in parts[1:]]
+    first = Decimal(total) - sum((Decimal(s) for s in shown), Decimal(0))
+    return [format(first, "f"), *shown]
+
+
+def breakdown_message(breakdown: Breakdown) -> portfolio_pb2.ReturnBreakdown:
+    parts = [breakdown.capital, breakdown.dividends, breakdown.currency, breakdown.fees]
+    total = present_money(breakdown.total)
+    money = _parts_summing_to(total, parts, present_money)
+    contributions = [
+        breakdown.capital_contribution,
+        breakdown.dividend_contribution,
+        breakdown.currency_contribution,
+        breakdown.fees_contribution,
+    ]
+    total_contribution = present_ratio(breakdown.total_contribution)
+    shares = _parts_summing_to(total_contribution, contributions, present_ratio)
+    return portfolio_pb2.ReturnBreakdown(
+        total_gain=total,
+        capital_gain=money[0],
+        dividend_gain=money[1],
+        currency_gain=money[2],
+        fees=money[3],
+        total_contribution=total_contribution,
+        capital_contribution=shares[0],
+        dividend_contribution=shares[1],
+        currency_contribution=shares[2],
+        fees_contribution=shares[3],
+    )
+
+
+def benchmark_message(compared: Benchmark) -> portfolio_pb2.BenchmarkComparison:
+    return portfolio_pb2.BenchmarkComparison(
+        symbol=compared.symbol,
+        time_weighted_return=present_ratio(compared.time_weighted_return),
+        series=[
+            portfolio_pb2.ValuePoint(date=p.day.isoformat(), value=present_money(p.value))
+            for p in compared.series
+        ],
+        alpha=present_ratio(compared.alpha),
+        tracking_difference=present_money(compared.tracking_difference),
+        end_value=present_money(compared.end_value),
+    )
+
+
+def fx_rate_message(rate: FxRate) -> portfolio_pb2.GetFxRateResponse:
+    return portfolio_pb2.GetFxRateResponse(
+        to=rate.quote,
+        rate=format(rate.rate, "f"),
+        date=rate.day.isoformat(),
+        source=rate.source,
+        **{"from": rate.base},
     )

@@ -42,12 +42,14 @@ from services.portfolio.domain import (
     Trade,
     order_key,
 )
+from services.portfolio.returns import Attribution, Benchmark, Breakdown, RatesBySymbol, benchmark
 from services.portfolio.xirr import DatedAmount, XirrResult, xirr
 from services.runtime.errors import InvalidArgument
 
 PriceHistory = Mapping[str, Mapping[date, Decimal]]
 RANGES = ("1m", "3m", "6m", "1y", "ytd", "all")
 DEFAULT_RANGE = "all"
+DEFAULT_CURRENCY = "USD"
 CASH = "cash"  # lower case: it cannot collide with a (normalized, upper-case) symbol
 
 
@@ -289,6 +291,10 @@ class PerformanceReport:
     fees: Decimal
     allocation: list[AllocationSlice]
     series: list[ValuePoint]
+    # The gain in its parts (returns.py) and, when asked for, a benchmark over the same days.
+    breakdown: Breakdown | None = None
+    benchmark: Benchmark | None = None
+    currency: str = DEFAULT_CURRENCY
 
 
 def performance_report(
@@ -300,24 +306,55 @@ def performance_report(
     splits: Iterable[Split] = (),
     policy: CashPolicy = CashPolicy.FUND_SHORTFALL,
     method: CostMethod = CostMethod.FIFO,
+    rates: RatesBySymbol | None = None,
+    trade_rates: Mapping[Trade, Decimal] | None = None,
+    benchmark_marks: tuple[str, Mapping[date, Decimal]] | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> PerformanceReport:
-    """Everything GetPerformance answers, for trades up to the close of `today`."""
+    """Everything GetPerformance answers, for trades up to the close of `today`.
+
+    `history` is in the portfolio's currency (`currency`). For holdings in other currencies,
+    `rates` gives each symbol's rate into it by day and `trade_rates` the rate each trade was
+    converted at (both absent: one currency); they split the gain's currency part off.
+    `benchmark_marks`: a symbol and its closes in the portfolio's currency to compare with."""
     trades = list(trades)
     inception = min((t.day for t in trades), default=None)
     start = range_start(range_, today, inception=inception)
     series: list[ValuePoint] = []
     opening = (ZERO, ZERO, ZERO)
     last: _Close | None = None
+    by_day: dict[date, list[Trade]] = {}
+    for trade in trades:
+        by_day.setdefault(trade.day, []).append(trade)
+    attribution = Attribution(rates or {}, trade_rates or {})
     for close in _closes(trades, history, start=start, end=today, splits=splits, policy=policy):
         if not series:
             opening = (close.book.realized_gain(method), close.book.dividends, close.book.fees)
         series.append(close.point)
+        point = close.point
+        attribution.close(
+            point.day,
+            point.value,
+            point.inflow if len(series) > 1 else ZERO,
+            point.outflow if len(series) > 1 else ZERO,
+            by_day.get(point.day, ()),
+            {s: (close.book.quantity(s), p) for s, p in close.prices.items()},
+        )
         last = close
     assert last is not None  # start <= today, so there is at least the baseline
     totals = last.book.totals(last.prices, method=method)
     market_values = {s: last.book.quantity(s) * p for s, p in last.prices.items()}
     inflows = sum((p.inflow for p in series[1:]), ZERO)
     outflows = sum((p.outflow for p in series[1:]), ZERO)
+    twr = time_weighted_return(series)
+    compared = None
+    if benchmark_marks is not None:
+        symbol, marks = benchmark_marks
+        days = [
+            (p.day, p.value, p.inflow if i else ZERO, p.outflow if i else ZERO)
+            for i, p in enumerate(series)
+        ]
+        compared = benchmark(symbol, marks, days, twr)
     return PerformanceReport(
         range=(range_ or DEFAULT_RANGE).strip().lower(),
         start=start,
@@ -327,7 +364,7 @@ def performance_report(
         inflows=inflows,
         outflows=outflows,
         gain=series[-1].value - series[0].value - (inflows - outflows),
-        time_weighted_return=time_weighted_return(series),
+        time_weighted_return=twr,
         money_weighted_return=money_weighted_return(series),
         realized_gain=totals.realized_gain - opening[0],
         unrealized_gain=totals.unrealized_gain,
@@ -335,4 +372,7 @@ def performance_report(
         fees=totals.fees - opening[2],
         allocation=allocation(market_values, totals.cash),
         series=series,
+        breakdown=attribution.result(),
+        benchmark=compared,
+        currency=currency,
     )

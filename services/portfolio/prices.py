@@ -18,7 +18,7 @@ from services.portfolio.market_data import MarketData, Quote
 from services.portfolio.records import DEFAULT_CURRENCY
 from services.portfolio.repository import PriceRepository
 from services.runtime.db import Database
-from services.runtime.errors import DomainError
+from services.runtime.errors import DomainError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,16 @@ class Prices:
             return local
         converted = await self.exchange.convert(local, currency)
         return {symbol: price for symbol, (price, _, _) in converted.items()}
+
+    async def check_listed(self, symbol: str) -> None:
+        """NotFound for a symbol the market does not list; a market that cannot answer now
+        lets it pass (its closes will be missing)."""
+        try:
+            await self._market.stock(symbol)
+        except NotFound:
+            raise
+        except DomainError as problem:
+            log.info("listing not checked", extra={"symbol": symbol, "why": problem.reason})
 
     async def _quote(self, symbol: str) -> Quote | None:
         try:

@@ -14,6 +14,7 @@ from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
 from services.portfolio.config import MarketConfig, load_portfolio_config
 from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
 from services.portfolio.imports import Imports
 from services.portfolio.market_data import LedSource
@@ -96,8 +97,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(hub.close)
     await hub.start()
 
-    prices = Prices(db, market)
-    trades = Trades(db, market, prices, hub)
+    exchange = Exchange(db, market)
+    prices = Prices(db, market, exchange)
+    trades = Trades(db, market, prices, hub, exchange=exchange)
     # Alerts are evaluated on every market step, fired by the market leader alone.
     alert_watch = AlertWatch(db, market.ticks, hub, cache, leading=lambda: market.leading)
     resources.push_async_callback(alert_watch.stop)
@@ -107,11 +109,12 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         trades=trades,
         imports=Imports(trades, hub, max_rows=settings.max_import_rows),
         exports=Exports(db, prices),
-        reports=Reports(db, prices),
+        reports=Reports(db, prices, exchange=exchange),
         market=market,
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
         orders=Orders(db, trades, hub),
+        exchange=exchange,
         watchlists=Watchlists(db, market, prices),
         alerts=Alerts(db, market, alert_watch.changed),
     )

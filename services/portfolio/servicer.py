@@ -21,7 +21,9 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from services.portfolio.alerts import Alerts
 from services.portfolio.domain import CostMethod, Side
 from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
+from services.portfolio.fx_rpcs import FxRpcs
 from services.portfolio.imports import Imports
 from services.portfolio.market_data import MarketData
 from services.portfolio.messages import (
@@ -61,6 +63,7 @@ class UseCases:
     hub: EventHub
     idempotency: IdempotencyStore
     orders: Orders
+    exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
 
@@ -80,7 +83,7 @@ def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
 M = TypeVar("M", bound=Message)
 
 
-class PortfolioServicer(OrderRpcs, WatchRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
+class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
 
@@ -221,15 +224,25 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, portfolio_pb2_grpc.PortfolioServic
         self, request: portfolio_pb2.ListPositionsRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.ListPositionsResponse:
         page = page_of(request.page, request.limit)
+        user_id = require_identity().user_id
         shown, total = await self._cases.trades.positions_page(
-            require_identity().user_id,
+            user_id,
             request.portfolio_id,
             page,
             method=PROTO_TO_METHOD.get(request.cost_method, CostMethod.FIFO),
             include_closed=request.include_closed,
         )
+        fx = (
+            await self._cases.exchange.valuations(
+                user_id, request.portfolio_id.strip(), [p.symbol for p in shown if p.quantity]
+            )
+            if self._cases.exchange
+            else {}
+        )
         return portfolio_pb2.ListPositionsResponse(
-            positions=[position_message(request.portfolio_id.strip(), p) for p in shown],
+            positions=[
+                position_message(request.portfolio_id.strip(), p, fx.get(p.symbol)) for p in shown
+            ],
             pagination=page.describe(total),
         )
 
@@ -284,7 +297,7 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, portfolio_pb2_grpc.PortfolioServic
         self, request: portfolio_pb2.GetPerformanceRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.GetPerformanceResponse:
         report = await self._cases.reports.performance(
-            require_identity().user_id, request.portfolio_id, request.range
+            require_identity().user_id, request.portfolio_id, request.range, request.benchmark
         )
         return performance_message(request.portfolio_id.strip(), report)
 

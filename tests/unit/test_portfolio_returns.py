@@ -1,0 +1,217 @@
+"""The three-part return and the benchmark (services/portfolio/returns.py through
+performance.performance_report): hand-computed cases (the README's), and the identity
+total = capital + dividends + currency + fees holding exactly on random multi-currency
+histories."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Context, Decimal, localcontext
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.portfolio.domain import Book, CashPolicy, Side, Trade
+from services.portfolio.messages import breakdown_message
+from services.portfolio.performance import performance_report
+from services.portfolio.returns import converted_closes
+from services.runtime.errors import DomainError
+
+D = Decimal
+
+
+def at(day: date, hour: int = 15) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def trade(side: Side, symbol: str, qty: str, price: str, fees: str, day: date, seq: int) -> Trade:
+    return Trade(side, symbol, D(qty), D(price), D(fees), at(day), sequence=seq)
+
+
+JAN = [date(2024, 1, d) for d in range(1, 6)]
+
+
+def test_dividend_and_fees_by_hand() -> None:
+    """Deposit 1000, buy 10 KO at 60 with a fee of 1, KO closes 60, 62, 61, then a dividend of
+    10 x 0.50 less 0.75 withheld: capital 10, dividends 4.25, fees -1, currency 0, total 13.25;
+    contributions -0.001 (fees), 0.02 - 0.01 (capital), 0.00425 (dividends) = TWR 0.01325."""
+    trades = [
+        trade(Side.DEPOSIT, "", "1000", "1", "0", JAN[1], 1),
+        trade(Side.BUY, "KO", "10", "60", "1", JAN[1], 2),
+        trade(Side.DIVIDEND, "KO", "10", "0.5", "0.75", JAN[3], 3),
+    ]
+    history = {"KO": {JAN[1]: D("60"), JAN[2]: D("62"), JAN[3]: D("61")}}
+    report = performance_report(trades, history, range_="all", today=JAN[3])
+    parts = report.breakdown
+    assert parts is not None
+    assert (parts.capital, parts.dividends, parts.currency, parts.fees) == (
+        D("10"),
+        D("4.25"),
+        D("0"),
+        D("-1"),
+    )
+    assert parts.total == report.gain == D("13.25")
+    assert report.time_weighted_return == D("0.01325")
+    assert parts.fees_contribution == D("-0.001")
+    assert parts.capital_contribution == D("0.01")
+    assert parts.dividend_contribution == D("0.00425")
+    assert parts.currency_contribution == 0
+    assert parts.total_contribution == D("0.01325")
+
+
+def test_currency_gain_by_hand() -> None:
+    """A USD portfolio buys 10 SAP at EUR 100 when EUR/USD is 1.10 (USD 1100). EUR/USD goes to
+    1.20 (SAP still 100): currency +100; then SAP goes to 105 at 1.20: capital +60.
+    Total 160 = 2160 - 2000; contributions 100/2000 = 0.05 and 60/2100 x 1.05 = 0.03."""
+    rates = {JAN[1]: D("1.10"), JAN[2]: D("1.20"), JAN[3]: D("1.20")}
+    local = {JAN[1]: D("100"), JAN[2]: D("100"), JAN[3]: D("105")}
+    buy = trade(Side.BUY, "SAP", "10", "110.00", "0", JAN[1], 2)  # 100 EUR x 1.10
+    trades = [trade(Side.DEPOSIT, "", "2000", "1", "0", JAN[1], 1), buy]
+    report = performance_report(
+        trades,
+        {"SAP": converted_closes(local, rates)},
+        range_="all",
+        today=JAN[3],
+        rates={"SAP": rates},
+        trade_rates={buy: D("1.10")},
+    )
+    parts = report.breakdown
+    assert parts is not None
+    assert (parts.capital, parts.currency, parts.dividends, parts.fees) == (
+        D("60"),
+        D("100"),
+        D("0"),
+        D("0"),
+    )
+    assert parts.total == report.gain == D("160")
+    assert parts.currency_contribution == D("0.05")
+    assert parts.capital_contribution == D("0.03")
+    assert report.time_weighted_return == D("0.08")
+
+
+def test_benchmark_by_hand() -> None:
+    """1000 deposited on Jan 2 and 500 withdrawn on Jan 4, kept in cash (TWR 0). SPY at 100,
+    100, 110, 121: the what-if buys 10 units on Jan 2 (1000), is worth 1100 then 1210, and
+    sells 500 of it: 710. SPY's TWR 0.21, alpha -0.21, tracking difference 500 - 710 = -210."""
+    trades = [
+        trade(Side.DEPOSIT, "", "1000", "1", "0", JAN[1], 1),
+        trade(Side.WITHDRAWAL, "", "500", "1", "0", JAN[3], 2),
+    ]
+    spy = {JAN[0]: D("100"), JAN[1]: D("100"), JAN[2]: D("110"), JAN[3]: D("121")}
+    report = performance_report(
+        trades, {}, range_="all", today=JAN[3], benchmark_marks=("SPY", spy)
+    )
+    compared = report.benchmark
+    assert compared is not None
+    assert [p.value for p in compared.series] == [D("0"), D("1000"), D("1100"), D("710")]
+    assert compared.time_weighted_return == D("0.21")
+    assert report.time_weighted_return == 0
+    assert compared.alpha == D("-0.21")
+    assert compared.tracking_difference == D("-210")
+    assert compared.end_value == D("710")
+
+
+# --- the identity on random histories ---------------------------------------------------------
+
+SYMBOLS = {"AAA": "USD", "EEE": "EUR", "JJJ": "JPY"}
+DAYS = 12
+FIRST = date(2024, 3, 1)
+
+prices = st.decimals(min_value=D("1"), max_value=D("500"), places=2)
+rates_eur = st.decimals(min_value=D("0.9"), max_value=D("1.3"), places=4)
+rates_jpy = st.decimals(min_value=D("0.0060"), max_value=D("0.0075"), places=6)
+event = st.tuples(
+    st.integers(0, DAYS - 1),
+    st.sampled_from(list(Side)),
+    st.sampled_from(sorted(SYMBOLS)),
+    st.decimals(min_value=D("0.5"), max_value=D("40"), places=3),
+    st.decimals(min_value=D("0"), max_value=D("3"), places=2),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    closes=st.lists(st.tuples(prices, prices, prices), min_size=DAYS, max_size=DAYS),
+    fx=st.lists(st.tuples(rates_eur, rates_jpy), min_size=DAYS, max_size=DAYS),
+    events=st.lists(event, min_size=1, max_size=25),
+    range_=st.sampled_from(["all", "1m"]),
+    one_currency=st.booleans(),
+)
+def test_the_parts_add_up_exactly(
+    closes: list[tuple[Decimal, Decimal, Decimal]],
+    fx: list[tuple[Decimal, Decimal]],
+    events: list[tuple[int, Side, str, Decimal, Decimal]],
+    range_: str,
+    one_currency: bool,
+) -> None:
+    days = [FIRST + timedelta(days=i) for i in range(DAYS)]
+    local = {
+        symbol: {day: row[i] for day, row in zip(days, closes, strict=True)}
+        for i, symbol in enumerate(sorted(SYMBOLS))
+    }
+    by_currency = {
+        "EUR": {day: row[0] for day, row in zip(days, fx, strict=True)},
+        "JPY": {day: row[1] for day, row in zip(days, fx, strict=True)},
+    }
+    currency_of = {s: "USD" if one_currency else c for s, c in SYMBOLS.items()}
+    rates = {s: by_currency[c] for s, c in currency_of.items() if c != "USD"}
+    book = Book(CashPolicy.FUND_SHORTFALL)
+    trades: list[Trade] = []
+    trade_rates: dict[Trade, Decimal] = {}
+    for seq, (day_index, side, symbol, quantity, fees) in enumerate(sorted(events), start=1):
+        day = days[day_index]
+        rate = rates[symbol][day] if symbol in rates else D(1)
+        local_price = local[symbol][day] if side.trades_shares else D("0.37")
+        if side in (Side.DEPOSIT, Side.WITHDRAWAL):
+            symbol, local_price, rate = "", D(1), D(1)
+        made = Trade(
+            side, symbol, quantity, local_price * rate, fees * rate, at(day, 10 + seq % 8), seq
+        )
+        try:
+            book.record(made)
+        except DomainError:
+            continue  # an oversell or overdraft: not part of the history
+        trades.append(made)
+        trade_rates[made] = rate
+    if not trades:
+        return
+    history = {s: converted_closes(local[s], rates.get(s)) for s in SYMBOLS}
+    report = performance_report(
+        trades,
+        history,
+        range_=range_,
+        today=days[-1],
+        rates=rates,
+        trade_rates=trade_rates,
+        benchmark_marks=("AAA", local["AAA"]),
+    )
+    parts = report.breakdown
+    assert parts is not None
+    assert parts.total == report.gain
+    with localcontext(Context(prec=1000)):  # the test's own sums keep every digit
+        contributions = (
+            parts.capital_contribution
+            + parts.dividend_contribution
+            + parts.currency_contribution
+            + parts.fees_contribution
+        )
+        assert parts.capital + parts.dividends + parts.currency + parts.fees == parts.total
+    assert contributions == parts.total_contribution
+    if report.time_weighted_return is not None:
+        assert abs(parts.total_contribution - report.time_weighted_return) < D("1e-25")
+    after = [t for t in trades if t.day > report.start]
+    dividends = [t for t in after if t.side is Side.DIVIDEND]
+    assert parts.dividends == sum((t.amount - t.fees for t in dividends), D(0))
+    assert parts.fees == -sum((t.fees for t in after if t.side is not Side.DIVIDEND), D(0))
+    if one_currency:
+        assert parts.currency == 0
+    # On the wire too: the presented parts add up to the presented total.
+    wire = breakdown_message(parts)
+    shown = [wire.capital_gain, wire.dividend_gain, wire.currency_gain, wire.fees]
+    assert sum(D(x) for x in shown) == D(wire.total_gain)
+    assert benchmark_total_is_consistent(report)
+
+
+def benchmark_total_is_consistent(report: object) -> bool:
+    compared = getattr(report, "benchmark", None)
+    return compared is not None and len(compared.series) == len(getattr(report, "series", []))
