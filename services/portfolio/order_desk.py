@@ -199,10 +199,10 @@ class Orders:
                 raise _NoLongerOpen
 
         try:
-            _, recorded = await self._trades.append(
+            recorded = await self._trades.record_fill(
                 order.user_id,
                 order.portfolio_id,
-                [trade],
+                trade,
                 source=quote.source,
                 order_id=order.id,
                 settle=settle,
@@ -214,7 +214,7 @@ class Orders:
             return None  # the portfolio was deleted (its orders with it)
         except FailedPrecondition as refused:  # INSUFFICIENT_SHARES, INSUFFICIENT_CASH
             return await self.reject(order, refused.reason)
-        await self._trades_published(order.user_id, recorded)
+        await self._trades_published(order.user_id, [recorded])
         await self._published(filled)
         return filled
 

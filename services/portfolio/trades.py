@@ -166,15 +166,38 @@ class Trades:
         await self._hub.trades_recorded(user_id, [recorded])
         return recorded
 
+    async def record_fill(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        trade: Trade,
+        *,
+        source: str,
+        order_id: str,
+        settle: Settle,
+    ) -> RecordedTrade:
+        """The trade an order's fill makes (priced by the tick), converted and appended as
+        `record` does; the caller publishes it."""
+        return await self._convert_and_append(
+            user_id, portfolio_id, trade, source, settle, order_id=order_id
+        )
+
     async def _convert_and_append(
-        self, user_id: str, portfolio_id: str, trade: Trade, source: str, settle: Settle | None
+        self,
+        user_id: str,
+        portfolio_id: str,
+        trade: Trade,
+        source: str,
+        settle: Settle | None,
+        *,
+        order_id: str = "",
     ) -> RecordedTrade:
         """`trade` converted into its portfolio's currency and appended. The currency this
         process remembers saves a transaction of its own; a stale one (the portfolio's currency
         changed, here or on another replica) costs a second try with the one the row holds."""
         if self._exchange is None:
             _, (recorded,) = await self.append(
-                user_id, portfolio_id, [trade], source=source, settle=settle
+                user_id, portfolio_id, [trade], source=source, order_id=order_id, settle=settle
             )
             return recorded
         currency = self._currencies.get(portfolio_id)
@@ -188,6 +211,7 @@ class Trades:
                     portfolio_id,
                     [converted],
                     source=source,
+                    order_id=order_id,
                     settle=settle,
                     conversions=[fx],
                     currency=currency,
