@@ -97,6 +97,14 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "cash; a sell must not exceed the holding; a paper portfolio's cash must cover a buy",
     "POST /api/v1/positions": "a BUY by another name: a paper portfolio's cash must cover it",
     "POST /api/v1/trades:import": "the CSV's header and rows must be trades",
+    "POST /api/v1/watchlists": "every symbol must be one the market knows, none listed twice "
+    "(in any case); at most 50 watchlists per user",
+    "PUT /api/v1/watchlists/{id}": "every symbol must be one the market knows, none listed twice "
+    "(in any case)",
+    "POST /api/v1/alerts": "the symbol must be one the market knows; above and below need a "
+    "price, percent_change a percent (not zero) and a window (rules across fields); at most 200 "
+    "active alerts per user",
+    "PUT /api/v1/alerts/{id}": "resuming an alert needs room under the 200 active alerts",
 }
 
 # Limits that would throttle a fuzzer from one address and one account; raised for this run only.
