@@ -247,3 +247,38 @@ async def test_with_two_replicas_each_order_fills_exactly_once(
         trades = await order_trades(second, who, paper.id)
         assert sorted(t.order_id for t in trades) == sorted(ids)
         assert len({t.id for t in trades}) == len(ids)
+
+
+async def test_orders_that_break_a_rule_at_execution_are_rejected_with_the_reason(
+    start_portfolio: StartPortfolio,
+) -> None:
+    async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
+        who, paper = await s.user_with_portfolio(
+            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="1000"
+        )
+        await s.trade(who, paper.id, "buy", "2", symbol="KO")
+        reply = await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)
+        price = Decimal(reply.quote.price)
+        # Placing checks neither shares nor cash: the fill does, at the tick that crosses.
+        oversell = await s.stub.CreateOrder(
+            order(
+                paper.id,
+                side=pb.TRADE_SIDE_SELL,
+                quantity="5",
+                limit_price=str((price / 2).quantize(Decimal("0.01"))),
+            ),
+            metadata=who,
+        )
+        overspend = await s.stub.CreateOrder(
+            order(paper.id, quantity="1000", limit_price=str(price * 2)), metadata=who
+        )
+        for placed, why in ((oversell, "INSUFFICIENT_SHARES"), (overspend, "INSUFFICIENT_CASH")):
+            ended = await wait_for_status(s, who, placed.order.id, pb.ORDER_STATUS_REJECTED)
+            assert ended.status == pb.ORDER_STATUS_REJECTED
+            assert ended.status_reason == why
+            assert ended.trade_id == "" and ended.filled_price == ""
+        assert await order_trades(s, who, paper.id) == []
+        positions = await s.stub.ListPositions(
+            pb.ListPositionsRequest(portfolio_id=paper.id), metadata=who
+        )
+        assert [(p.symbol, p.quantity) for p in positions.positions] == [("KO", "2")]
