@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
+from services.portfolio.dividends import DividendPayer
 from services.portfolio.domain import Book
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote
@@ -41,6 +42,7 @@ class Calculator:
         leading: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = utc_now,
         batch: int = BATCH,
+        dividends: DividendPayer | None = None,
     ) -> None:
         self._db = db
         self._prices = prices
@@ -49,6 +51,8 @@ class Calculator:
         self._interval = interval
         self._clock = clock
         self._batch = batch
+        # Pays the market's dividends to paper portfolios, on the leader too (dividends.py).
+        self._dividends = dividends
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -102,6 +106,8 @@ class Calculator:
             await asyncio.sleep(self._interval)
             try:
                 if self._leading():
+                    if self._dividends is not None:
+                        await self._dividends.pay_due()
                     await self.revalue_all()
             except asyncio.CancelledError:
                 raise

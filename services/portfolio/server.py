@@ -13,6 +13,7 @@ from services.portfolio.alerts import Alerts
 from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
 from services.portfolio.config import MarketConfig, load_portfolio_config
+from services.portfolio.dividends import DividendPayer
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
@@ -119,7 +120,12 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         alerts=Alerts(db, market, alert_watch.changed),
     )
     calculator = Calculator(
-        db, prices, hub, interval=settings.revalue_interval, leading=lambda: market.leading
+        db,
+        prices,
+        hub,
+        interval=settings.revalue_interval,
+        leading=lambda: market.leading,
+        dividends=DividendPayer(db, market, trades, hub, exchange),
     )
     resources.push_async_callback(calculator.stop)
     calculator.start()

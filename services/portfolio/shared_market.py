@@ -193,6 +193,14 @@ class SharedMarket:
     async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
         return await cast(FxSource, self._source).fx_daily(base, quote, start, end)
 
+    async def dividends(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
+        """The source's dividend calendar (the simulated market has one; a provider none)."""
+        calendar = getattr(self._source, "dividends", None)
+        if calendar is None:
+            return {}
+        found: dict[date, Decimal] = await calendar(symbol, start, end)
+        return found
+
     def ticks(self) -> TickStream:
         return self._fanout.subscribe()
 

@@ -1,0 +1,178 @@
+"""Dividends paid to paper portfolios: on each ex-date of the market's dividend calendar (the
+simulated market has one), every paper portfolio holding the symbol at the close before it
+receives a DIVIDEND trade of (shares held) x (dividend per share), in the stock's currency,
+converted at the ex-date's rate into the portfolio's, published as the usual trade event.
+
+Once per deployment and once per dividend: the market leader runs it (with the revaluation),
+and each payout is noted in `dividend_payouts` (primary key: portfolio, symbol, ex-date) in the
+transaction that records its trade, so a second round, a second leader or a retry pays nothing.
+Ex-dates of the last WINDOW days are looked at: a leader that was down pays them late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portfolio.domain import Book, Side, Trade
+from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
+from services.portfolio.market_data import MarketData
+from services.portfolio.orm import dividend_payouts
+from services.portfolio.records import PortfolioKind, RecordedTrade
+from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.trades import Trades
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(days=7)
+BATCH = 200
+
+
+class AlreadyPaid(Exception):
+    """The payout's key is taken: another round or leader paid it first (rolls back)."""
+
+
+class DividendPayer:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        trades: Trades,
+        hub: EventHub,
+        exchange: Exchange | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._db = db
+        self._market = market
+        self._trades = trades
+        self._hub = hub
+        self._exchange = exchange
+        self._clock = clock
+
+    async def pay_due(self) -> int:
+        """Pay every dividend due in the window and not paid yet; how many were paid."""
+        today = self._clock().astimezone(UTC).date()
+        calendar: dict[str, dict[date, Decimal]] = {}
+        paid = 0
+        after = ""
+        while True:
+            async with self._db.reading() as session:
+                batch = await PortfolioRepository(session).after(after, BATCH)
+                papers = [p for p in batch if p.kind is PortfolioKind.PAPER]
+                trades = await TradeRepository(session).of_many([p.id for p in papers])
+                done = await _paid(session, [p.id for p in papers])
+            if not batch:
+                return paid
+            after = batch[-1].id
+            for portfolio in papers:
+                history = [r.trade for r in trades[portfolio.id]]
+                for symbol in sorted({t.symbol for t in history if t.side is Side.BUY}):
+                    if symbol not in calendar:
+                        calendar[symbol] = await self._calendar(symbol, today)
+                    for ex_date, per_share in sorted(calendar[symbol].items()):
+                        if (portfolio.id, symbol, ex_date) in done:
+                            continue
+                        held = _held_before(history, symbol, ex_date, portfolio.kind)
+                        if held > 0 and await self._pay(
+                            portfolio.user_id, portfolio.id, symbol, ex_date, held, per_share
+                        ):
+                            paid += 1
+
+    async def _calendar(self, symbol: str, today: date) -> dict[date, Decimal]:
+        dividends = getattr(self._market, "dividends", None)
+        if dividends is None:
+            return {}
+        try:
+            found: dict[date, Decimal] = await dividends(symbol, today - WINDOW, today)
+        except DomainError:
+            return {}
+        return found
+
+    async def _pay(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        symbol: str,
+        ex_date: date,
+        held: Decimal,
+        per_share: Decimal,
+    ) -> bool:
+        # Paid as of the start of the ex-date: holders at the close before it.
+        at = datetime.combine(ex_date, time(0, 0), tzinfo=UTC)
+        trade = Trade(Side.DIVIDEND, symbol, held, per_share, Decimal(0), at, notes="dividend")
+        fx = None
+        currency = None
+        if self._exchange is not None:
+            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
+            trade, fx = await self._exchange.trade_in(trade, currency)
+
+        async def note(session: AsyncSession, recorded: Any) -> None:
+            inserted = await _note_payout(session, portfolio_id, symbol, ex_date, recorded)
+            if not inserted:
+                raise AlreadyPaid()
+
+        try:
+            _, recorded = await self._trades.append(
+                user_id, portfolio_id, [trade], settle=note, conversions=[fx], currency=currency
+            )
+        except AlreadyPaid:
+            return False
+        except DomainError as problem:
+            log.info(
+                "dividend not paid",
+                extra={"portfolioId": portfolio_id, "symbol": symbol, "why": problem.message},
+            )
+            return False
+        await self._hub.trades_recorded(user_id, recorded)
+        return True
+
+
+def _held_before(history: list[Trade], symbol: str, ex_date: date, kind: PortfolioKind) -> Decimal:
+    start = datetime.combine(ex_date, time(0, 0), tzinfo=UTC)
+    before = [t for t in history if t.executed_at < start]
+    try:
+        return Book.replay(before, policy=kind.policy).quantity(symbol)
+    except DomainError:
+        return Decimal(0)
+
+
+async def _paid(session: AsyncSession, portfolio_ids: list[str]) -> set[tuple[str, str, date]]:
+    if not portfolio_ids:
+        return set()
+    query = select(dividend_payouts).where(dividend_payouts.c.portfolio_id.in_(portfolio_ids))
+    rows = (await session.execute(query)).all()
+    return {(r.portfolio_id, r.symbol, r.ex_date) for r in rows}
+
+
+async def _note_payout(
+    session: AsyncSession,
+    portfolio_id: str,
+    symbol: str,
+    ex_date: date,
+    recorded: list[RecordedTrade],
+) -> bool:
+    """Note the payout; False when it was noted already (by whoever got there first)."""
+    dialect = session.bind.dialect.name if session.bind else ""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = (
+        module.insert(dividend_payouts)
+        .values(
+            portfolio_id=portfolio_id, symbol=symbol, ex_date=ex_date, trade_id=recorded[0].trade.id
+        )
+        .on_conflict_do_nothing()
+        .returning(dividend_payouts.c.trade_id)
+    )
+    # RETURNING, not rowcount: asyncpg does not report a row count for this statement.
+    return (await session.execute(statement)).first() is not None
