@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -305,6 +306,10 @@ class AlertIndex:
         self._keys: dict[str, int] = {}
         self._fired_at: dict[str, datetime] = {}  # repeating alerts fired since put here
         self._quiet_until: dict[str, float] = {}  # repeating alerts in their cool-down
+        # Repeating alerts that fired wait out their cool-down off their ladder (a crossing
+        # then costs nothing), and go back at its end: `_wakeups` is a heap of (time, id).
+        self._parked: set[str] = set()
+        self._wakeups: list[tuple[float, str]] = []
         self._symbols: dict[str, _Symbol] = {}
 
     def __len__(self) -> int:
@@ -371,7 +376,9 @@ class AlertIndex:
         self._quiet_until.pop(alert_id, None)
         symbol = self._symbols[rule.symbol]
         ladder = symbol.ladder(rule, make=False)
-        if ladder is not None:
+        if alert_id in self._parked:
+            self._parked.discard(alert_id)  # off its ladder already; its wake-up is ignored
+        elif ladder is not None:
             ladder.remove(key, rule.id)
         symbol.drop_empty(rule)
         symbol.fresh.discard(alert_id)
@@ -395,13 +402,13 @@ class AlertIndex:
         # The hot path (every symbol, every step): each ladder is searched only in the
         # direction the price (or the move) went, and nothing is allocated that stays empty.
         now = at.timestamp()
+        if self._wakeups and self._wakeups[0][0] <= now:
+            self._wake(now)
         down, up = _scaled(price, PRICE_PLACES)
         symbol.window.add(now, down)
         last, symbol.last = symbol.last, (down, up)
         rises, falls = symbol.rises, symbol.falls
-        moves = (
-            symbol.window.moves(now, down, rises.keys() | falls.keys()) if rises or falls else {}
-        )
+        moves = symbol.window.moves(now, down, symbol.windows) if symbol.windows else {}
         previous, symbol.moves = symbol.moves, moves
         fresh = symbol.fresh
         if fresh:
@@ -439,9 +446,35 @@ class AlertIndex:
             if rule.repeat:
                 self._fired_at[alert_id] = at
                 quiet[alert_id] = now + rule.cooldown_seconds
+                self._park(symbol, rule, now + rule.cooldown_seconds)
             else:
                 self.remove(alert_id)
         return firings
+
+    def _park(self, symbol: _Symbol, rule: AlertRule, until: float) -> None:
+        """Off its ladder until `until` (its empty ladder stays, with its window's last move)."""
+        ladder = symbol.ladder(rule, make=False)
+        if ladder is None or rule.id in self._parked:
+            return
+        ladder.remove(self._keys[rule.id], rule.id)
+        self._parked.add(rule.id)
+        heapq.heappush(self._wakeups, (until, rule.id))
+
+    def _wake(self, now: float) -> None:
+        """Back on their ladders: the parked alerts whose cool-down is over by `now`."""
+        while self._wakeups and self._wakeups[0][0] <= now:
+            _, alert_id = heapq.heappop(self._wakeups)
+            if alert_id not in self._parked:
+                continue  # removed (or put again) meanwhile
+            until = self._quiet_until.get(alert_id, now)
+            if until > now:  # its last firing was read again, later: wait for that one
+                heapq.heappush(self._wakeups, (until, alert_id))
+                continue
+            self._parked.discard(alert_id)
+            rule = self._rules[alert_id]
+            ladder = self._symbols[rule.symbol].ladder(rule, make=True)
+            assert ladder is not None
+            ladder.add(self._keys[alert_id], alert_id)
 
     def _holds(
         self, alert_id: str, down: int, up: int, moves: dict[int, tuple[int, int] | None]
