@@ -364,6 +364,12 @@ def parse_args(argv: Sequence[str]) -> Plan:
     )
     portfolio.add_argument("--trade-concurrency", type=int, default=32)
     portfolio.add_argument("--trade-duration", type=float, default=8.0, help="seconds per round")
+    portfolio.add_argument(
+        "--trade-history",
+        type=int,
+        default=0,
+        help="trades each fresh portfolio holds (imported) before the trades are measured",
+    )
     portfolio.add_argument("--subscribers", type=int, default=5000, help="/ws/portfolio sockets")
     portfolio.add_argument("--client-processes", type=int, default=4, help="for those sockets")
     portfolio.add_argument("--ws-seconds", type=float, default=25.0, help="fan-out measured")
@@ -420,6 +426,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         trade_rounds=max(1, min(args.rounds, 5)),
         trade_warmup=2.0,
         trade_duration=max(1.0, min(args.trade_duration, 30.0)),
+        trade_history=max(0, min(args.trade_history, 10_000)),
         subscribers=max(1, min(args.subscribers, 10_000)),
         symbols_per_socket=10,
         client_processes=max(1, min(args.client_processes, 8)),

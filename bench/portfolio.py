@@ -115,6 +115,8 @@ class PortfolioSettings:
     measure_seconds: float
     update_interval_ms: int
     sample_per_process: int
+    # Trades each fresh portfolio is given (one CSV import, dated in the past) before the load.
+    trade_history: int = 0
 
 
 @dataclass
@@ -176,6 +178,28 @@ def create_portfolios(
     return made
 
 
+def give_history(facade: int, owned: Sequence[tuple[str, str]], count: int) -> None:
+    """`count` buys of 1 share, one a minute from 2020-01-01, imported into each portfolio."""
+    if count <= 0:
+        return
+    rows = "".join(
+        f"2020-01-{1 + i // 1440:02d}T{(i // 60) % 24:02d}:{i % 60:02d}:00Z,buy,KO,1,50\n"
+        for i in range(count)
+    )
+    for token, portfolio_id in owned:
+        answer = http_request(
+            facade,
+            "POST",
+            "/api/v1/trades:import",
+            body={"portfolioId": portfolio_id, "csv": "date,side,symbol,quantity,price\n" + rows},
+            token=token,
+        )
+        if answer.status != 200:
+            raise HarnessError(
+                f"POST /api/v1/trades:import answered {answer.status}: {answer.body}"
+            )
+
+
 def trade_count(facade: int, token: str, portfolio_id: str) -> int:
     answer = http_request(
         facade, "GET", f"/api/v1/trades?portfolioId={portfolio_id}&limit=1", token=token
@@ -203,6 +227,7 @@ def measure_trades(
         owned = create_portfolios(
             facade, tokens, settings.trade_concurrency, f"{label} round {round_number}"
         )
+        give_history(facade, owned, settings.trade_history)
         variants = [
             {
                 "headers": [f"Authorization: Bearer {token}", "Content-Type: application/json"],
@@ -241,6 +266,7 @@ def measure_trades(
             load["postgresql"] = {key: after[key] - activity[key] for key in after}
         counts = [trade_count(facade, token, pid) for token, pid in owned]
         load["portfolios"] = len(owned)
+        load["history"] = settings.trade_history
         load["users"] = len(tokens)
         load["trades_per_portfolio"] = {
             "min": min(counts),
@@ -725,9 +751,10 @@ def build_portfolio_rows(report: PortfolioReport) -> None:
         load = best(runs)
         failed = load["non_2xx"] + load["transport_errors"]
         per = load["trades_per_portfolio"]
+        began = f"began with {load['history']} and " if load.get("history") else ""
         note = (
             f"{load['portfolios']} portfolios of {load['users']} users, one per"
-            f" connection; each ended with {per['min']}-{per['max']} trades"
+            f" connection; each {began}ended with {per['min']}-{per['max']} trades"
         )
         pgbench = report.facts.get("pgbench", []) if label == "PostgreSQL" else []
         if pgbench:
@@ -871,6 +898,12 @@ def describe_portfolio(settings: PortfolioSettings) -> str:
             f"trades on {' and '.join(DATABASES[d] for d in settings.databases)} at"
             f" c{settings.trade_concurrency}, {settings.trade_rounds} rounds of"
             f" {settings.trade_warmup:g} s warm-up + {settings.trade_duration:g} s"
+            + (
+                f", portfolios starting with {settings.trade_history} trades"
+                if settings.trade_history
+                else ""
+            )
+            + "; pgbench TPC-B beside them on PostgreSQL"
         )
     if "ws" in settings.parts:
         parts.append(
