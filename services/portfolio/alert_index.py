@@ -104,11 +104,12 @@ class Firing:
 class Ladder:
     """Thresholds in ascending order, each with its alert's id."""
 
-    __slots__ = ("ids", "keys")
+    __slots__ = ("ids", "keys", "parked")
 
     def __init__(self) -> None:
         self.keys: list[int] = []
         self.ids: list[str] = []
+        self.parked = 0  # its alerts waiting out a cool-down off it: it is not dropped meanwhile
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -291,7 +292,7 @@ class _Symbol:
             return
         ladders = self.rises if rule.threshold > 0 else self.falls
         window = rule.window_seconds
-        if window in ladders and not ladders[window]:
+        if window in ladders and not ladders[window] and not ladders[window].parked:
             del ladders[window]
             self._rewindow()
         if window not in self.rises and window not in self.falls:
@@ -378,6 +379,8 @@ class AlertIndex:
         ladder = symbol.ladder(rule, make=False)
         if alert_id in self._parked:
             self._parked.discard(alert_id)  # off its ladder already; its wake-up is ignored
+            if ladder is not None:
+                ladder.parked -= 1
         elif ladder is not None:
             ladder.remove(key, rule.id)
         symbol.drop_empty(rule)
@@ -457,6 +460,7 @@ class AlertIndex:
         if ladder is None or rule.id in self._parked:
             return
         ladder.remove(self._keys[rule.id], rule.id)
+        ladder.parked += 1
         self._parked.add(rule.id)
         heapq.heappush(self._wakeups, (until, rule.id))
 
@@ -474,6 +478,7 @@ class AlertIndex:
             rule = self._rules[alert_id]
             ladder = self._symbols[rule.symbol].ladder(rule, make=True)
             assert ladder is not None
+            ladder.parked -= 1
             ladder.add(self._keys[alert_id], alert_id)
 
     def _holds(

@@ -178,7 +178,7 @@ def brute_force(
     return sorted(fired)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     data=st.data(),
     count=st.integers(min_value=1, max_value=25),
