@@ -4,9 +4,10 @@ then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, ben
 then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
-issue 16's order matching (bench/orders.py) and alert evaluation per step (bench/alerts.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders|alerts`
-runs one part.
+issue 16's order matching (bench/orders.py), alert evaluation per step (bench/alerts.py) and
+GetPerformance with currencies (bench/performance.py).
+`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders|alerts|`
+`performance` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -49,6 +50,13 @@ from bench.assistant import (
 )
 from bench.measures import rss_mb
 from bench.orders import OrderReport, OrderSettings, describe_orders, print_orders, run_orders
+from bench.performance import (
+    PerformanceReport,
+    PerformanceSettings,
+    describe_performance,
+    print_performance,
+    run_performance,
+)
 from bench.portfolio import (
     PortfolioReport,
     PortfolioSettings,
@@ -320,6 +328,7 @@ PARTS = {
         "replicas",
         "orders",
         "alerts",
+        "performance",
     ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
@@ -331,6 +340,7 @@ PARTS = {
     "replicas": ("replicas",),
     "orders": ("orders",),
     "alerts": ("alerts",),
+    "performance": ("performance",),
 }
 
 
@@ -351,7 +361,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
         " workspace (issue 6), terminal (issue 5), assistant (issue 7), replicas (issue 15),"
-        " orders or alerts (issue 16)",
+        " orders, alerts or performance (issue 16)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -492,6 +502,8 @@ def main(argv: Sequence[str]) -> int:
         print(describe_orders(OrderSettings()), flush=True)
     if "alerts" in plan.parts:
         print(describe_alerts(AlertSettings()), flush=True)
+    if "performance" in plan.parts:
+        print(describe_performance(PerformanceSettings()), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
@@ -501,6 +513,7 @@ def main(argv: Sequence[str]) -> int:
     replicas: ReplicaReport | None = None
     orders: OrderReport | None = None
     alerts: AlertReport | None = None
+    performance: PerformanceReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -519,6 +532,8 @@ def main(argv: Sequence[str]) -> int:
                 orders = run_orders(OrderSettings())
             if "alerts" in plan.parts:
                 alerts = run_alerts(AlertSettings())
+            if "performance" in plan.parts:
+                performance = run_performance(PerformanceSettings())
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -544,6 +559,8 @@ def main(argv: Sequence[str]) -> int:
         print_orders(orders)
     if alerts is not None:
         print_alerts(alerts)
+    if performance is not None:
+        print_performance(performance)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:

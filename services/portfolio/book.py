@@ -396,6 +396,15 @@ class Book:
         return tuple(self._flows)
 
     @property
+    def flow_count(self) -> int:
+        """len(flows), without copying them (a daily series asks every day)."""
+        return len(self._flows)
+
+    def flows_since(self, count: int) -> tuple[CashFlow, ...]:
+        """The flows added after the first `count`."""
+        return tuple(self._flows[count:])
+
+    @property
     def cash(self) -> Decimal:
         return self._cash
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from itertools import pairwise
 
@@ -85,6 +85,10 @@ class _PriceCursor:
         self._next = 0
         self.last: tuple[date, Decimal] | None = None
 
+    def due(self, day: date) -> bool:
+        """A close not read yet is on or before `day`."""
+        return self._next < len(self._closes) and self._closes[self._next][0] <= day
+
     def at(self, day: date) -> tuple[date, Decimal] | None:
         while self._next < len(self._closes) and self._closes[self._next][0] <= day:
             self.last = self._closes[self._next]
@@ -104,15 +108,28 @@ def _closes(
     events: list[Event] = sorted([*trades, *splits], key=order_key)
     book = Book(policy)
     cursors = {symbol: _PriceCursor(closes) for symbol, closes in history.items()}
+    traded_days: dict[str, tuple[datetime, date]] = {}
+    before: dict[str, Decimal] = {}
     pending = 0
     day = start
     while day <= end:
-        flows_before = len(book.flows)
+        flows_before = book.flow_count
+        touched: set[str] = set()
         while pending < len(events) and events[pending].day <= day:
             book.record(events[pending])
+            touched.add(events[pending].symbol)
             pending += 1
-        new_flows = book.flows[flows_before:] if day > start else ()
-        prices = {symbol: _price_on(book, symbol, day, cursors) for symbol in book.open_symbols()}
+        new_flows = book.flows_since(flows_before) if day > start else ()
+        # A price moves only with a new close or a trade of its symbol: the rest carry over.
+        prices = {
+            symbol: before[symbol]
+            if symbol in before
+            and symbol not in touched
+            and not (symbol in cursors and cursors[symbol].due(day))
+            else _price_on(book, symbol, day, cursors, traded_days)
+            for symbol in book.open_symbols()
+        }
+        before = prices
         point = ValuePoint(
             day=day,
             value=book.cash + sum((book.quantity(s) * p for s, p in prices.items()), ZERO),
@@ -124,13 +141,25 @@ def _closes(
         day += timedelta(days=1)
 
 
-def _price_on(book: Book, symbol: str, day: date, cursors: dict[str, _PriceCursor]) -> Decimal:
+def _price_on(
+    book: Book,
+    symbol: str,
+    day: date,
+    cursors: dict[str, _PriceCursor],
+    traded_days: dict[str, tuple[datetime, date]],
+) -> Decimal:
     cursor = cursors.get(symbol)
     close = cursor.at(day) if cursor else None
     traded = book.last_trade_price(symbol)
-    if traded is not None and (close is None or traded[0].astimezone(UTC).date() > close[0]):
+    if traded is None:
+        return close[1] if close is not None else ZERO
+    # The UTC day of the last trade, worked out once per trade rather than once a day.
+    known = traded_days.get(symbol)
+    if known is None or known[0] != traded[0]:
+        known = traded_days[symbol] = (traded[0], traded[0].astimezone(UTC).date())
+    if close is None or known[1] > close[0]:
         return traded[1]
-    return close[1] if close is not None else ZERO
+    return close[1]
 
 
 def value_series(
@@ -327,6 +356,7 @@ def performance_report(
     for trade in trades:
         by_day.setdefault(trade.day, []).append(trade)
     attribution = Attribution(rates or {}, trade_rates or {})
+    foreign = set(rates or ())  # only holdings in other currencies have a currency part
     for close in _closes(trades, history, start=start, end=today, splits=splits, policy=policy):
         if not series:
             opening = (close.book.realized_gain(method), close.book.dividends, close.book.fees)
@@ -338,7 +368,7 @@ def performance_report(
             point.inflow if len(series) > 1 else ZERO,
             point.outflow if len(series) > 1 else ZERO,
             by_day.get(point.day, ()),
-            {s: (close.book.quantity(s), p) for s, p in close.prices.items()},
+            {s: (close.book.quantity(s), p) for s, p in close.prices.items() if s in foreign},
         )
         last = close
     assert last is not None  # start <= today, so there is at least the baseline

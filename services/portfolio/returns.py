@@ -85,7 +85,13 @@ class Attribution:
     """Collects the parts of each day's gain; `result()` sums the range."""
 
     def __init__(self, rates: RatesBySymbol, trade_rates: Mapping[Trade, Decimal]) -> None:
-        self._cursors = {symbol: RateCursor(r) for symbol, r in rates.items() if r}
+        # One cursor per rate series (symbols of one currency share theirs).
+        self._cursors: dict[int, RateCursor] = {}
+        self._series_of: dict[str, int] = {}
+        for symbol, series in rates.items():
+            if series:
+                self._cursors.setdefault(id(series), RateCursor(series))
+                self._series_of[symbol] = id(series)
         self._trade_rates = trade_rates
         self._parts = [ZERO] * 4  # capital, dividends, currency, fees
         self._contributions = [ZERO] * 4
@@ -93,6 +99,8 @@ class Attribution:
         self._held: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (quantity, mark)
         self._rates_before: dict[str, Decimal] = {}
         self._previous_value: Decimal | None = None
+        self._context = Context(prec=PRECISION)
+        self._sums = Context(prec=SUM_PRECISION)
 
     def close(
         self,
@@ -105,8 +113,9 @@ class Attribution:
     ) -> None:
         """Day `day`'s close: its value and flows, the trades of that day, and what is held at
         its end (quantity and mark per symbol). The first call is the baseline."""
-        with localcontext(Context(prec=PRECISION)):
-            rates = {s: c.at(day) for s, c in self._cursors.items()}
+        with localcontext(self._context):
+            by_series = {key: cursor.at(day) for key, cursor in self._cursors.items()}
+            rates = {symbol: by_series[key] for symbol, key in self._series_of.items()}
             if self._previous_value is not None:
                 self._add_day(day, value, inflow, outflow, trades, rates)
             self._previous_value = value
@@ -124,18 +133,21 @@ class Attribution:
     ) -> None:
         assert self._previous_value is not None
         gain = value + outflow - self._previous_value - inflow
-        dividends = sum((t.amount - t.fees for t in trades if t.side is Side.DIVIDEND), ZERO)
-        fees = -sum((t.fees for t in trades if t.side is not Side.DIVIDEND), ZERO)
-        currency = ZERO
-        for symbol, (quantity, mark) in self._held.items():
-            before, now = self._rates_before.get(symbol), rates.get(symbol)
-            if before is not None and now is not None and before != now:
-                currency += quantity * mark * (now / before - ONE)
+        dividends = fees = currency = ZERO
         for trade in trades:
+            if trade.side is Side.DIVIDEND:
+                dividends += trade.amount - trade.fees
+            else:
+                fees -= trade.fees
             rate, now = self._trade_rates.get(trade), rates.get(trade.symbol)
             if trade.side.trades_shares and rate and now is not None and rate != now:
                 signed = trade.quantity if trade.side is Side.BUY else -trade.quantity
                 currency += signed * trade.price * (now / rate - ONE)
+        if rates != self._rates_before:  # else no holding's rate moved (a weekend)
+            for symbol, (quantity, mark) in self._held.items():
+                before, now = self._rates_before.get(symbol), rates.get(symbol)
+                if before is not None and now is not None and before != now:
+                    currency += quantity * mark * (now / before - ONE)
         # The rates' quotient is the one inexact step: kept to 20 places (CURRENCY_STEP), far
         # below a cent and far above the division's error, so 1.2/1.1 of 1100 gives 100.
         currency = currency.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
@@ -146,7 +158,7 @@ class Attribution:
         if base > 0:
             weight = self._growth / base
             shares = [p * weight for p in parts]
-            with localcontext(Context(prec=SUM_PRECISION)):
+            with localcontext(self._sums):
                 self._contributions = [
                     c + share for c, share in zip(self._contributions, shares, strict=True)
                 ]

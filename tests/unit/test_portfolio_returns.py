@@ -198,7 +198,8 @@ def test_the_parts_add_up_exactly(
         assert parts.capital + parts.dividends + parts.currency + parts.fees == parts.total
     assert contributions == parts.total_contribution
     if report.time_weighted_return is not None:
-        assert abs(parts.total_contribution - report.time_weighted_return) < D("1e-25")
+        error = abs(parts.total_contribution - report.time_weighted_return)
+        assert error < D("1e-20") * max(D(1), abs(report.time_weighted_return))
     after = [t for t in trades if t.day > report.start]
     dividends = [t for t in after if t.side is Side.DIVIDEND]
     assert parts.dividends == sum((t.amount - t.fees for t in dividends), D(0))
