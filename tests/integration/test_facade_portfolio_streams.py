@@ -348,7 +348,7 @@ async def test_unsubscribe_stops_delivery(client: Client) -> None:
         ),
         ({"type": "subscribe", "portfolioIds": ["../x"]}, "VALIDATION_ERROR", "portfolio id"),
         ({"type": "subscribe", "symbol": ["AAPL"]}, "VALIDATION_ERROR", "symbol is not a field"),
-        ({"type": "subscribe"}, "VALIDATION_ERROR", "symbols and/or portfolioIds"),
+        ({"type": "subscribe"}, "VALIDATION_ERROR", "symbols, watchlistIds and/or portfolioIds"),
         ({"type": "order", "symbols": ["AAPL"]}, "UNKNOWN_TYPE", "subscribe"),
         ({"symbols": ["AAPL"]}, "BAD_MESSAGE", "type"),
         ([1, 2], "BAD_MESSAGE", "JSON objects"),
