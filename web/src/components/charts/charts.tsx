@@ -6,6 +6,8 @@ import {
   AreaSeries,
   ColorType,
   createChart,
+  LineSeries,
+  LineStyle,
   type IChartApi,
   type ISeriesApi,
   type Time,
@@ -24,6 +26,7 @@ function palette() {
     text: read("--muted", "#5b6270"),
     grid: read("--border", "#d9dde4"),
     line: read("--accent", "#1f5eff"),
+    compare: read("--warn", "#b45309"),
   };
 }
 
@@ -82,20 +85,43 @@ function ChartBox(props: {
   );
 }
 
-/** A value per day (the performance series). */
-export function ValueChart(props: { points: DailyPoint[]; label: string; testid?: string }) {
+/** A value per day (the performance series), and optionally a second line to compare with (a
+ * benchmark's what-if series), drawn over the same days. */
+export function ValueChart(props: {
+  points: DailyPoint[];
+  label: string;
+  testid?: string;
+  compare?: DailyPoint[];
+}) {
   const box = useRef<HTMLDivElement>(null);
   const { chart, series } = useChart(box, false);
+  const line = useRef<ISeriesApi<"Line"> | null>(null);
   useEffect(() => {
     series.current?.setData(props.points.map((p) => ({ time: p.date as Time, value: p.value })));
+    const made = chart.current;
+    if (made && props.compare?.length) {
+      line.current ??= made.addSeries(LineSeries, {
+        color: palette().compare,
+        lineWidth: 2,
+        lineStyle: LineStyle.Dashed,
+        priceLineVisible: false,
+      });
+      line.current.setData(props.compare.map((p) => ({ time: p.date as Time, value: p.value })));
+    } else if (made && line.current) {
+      made.removeSeries(line.current);
+      line.current = null;
+    }
     chart.current?.timeScale().fitContent();
-  }, [props.points]);
+  }, [props.points, props.compare]);
   return (
-    <ChartBox
-      box={box}
-      label={props.label}
-      testid={props.testid ?? "value-chart"}
-      points={props.points.length}
+    <div
+      ref={box}
+      class="chart"
+      role="img"
+      aria-label={props.label}
+      data-testid={props.testid ?? "value-chart"}
+      data-points={props.points.length}
+      data-compare-points={props.compare?.length ?? 0}
     />
   );
 }

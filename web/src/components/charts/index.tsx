@@ -21,7 +21,12 @@ function useCharts(): Charts | null {
   return charts;
 }
 
-export function ValueChart(props: { points: DailyPoint[]; label: string; testid?: string }) {
+export function ValueChart(props: {
+  points: DailyPoint[];
+  label: string;
+  testid?: string;
+  compare?: DailyPoint[];
+}) {
   const charts = useCharts();
   return charts ? <charts.ValueChart {...props} /> : <div class="chart" aria-busy="true" />;
 }

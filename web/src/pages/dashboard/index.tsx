@@ -4,6 +4,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, envelope, type Portfolio } from "../../api/client";
 import { ApiError } from "../../api/errors";
+import { CURRENCIES } from "../../api/currencies";
 import { idempotencyKey, listPortfolios, performance, type Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { ValueChart, type DailyPoint } from "../../components/charts";
@@ -196,6 +197,7 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
   const [name, setName] = useState("");
   const [kind, setKind] = useState<"tracking" | "paper">("paper");
   const [cash, setCash] = useState("10000");
+  const [currency, setCurrency] = useState("USD");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [key, setKey] = useState(idempotencyKey);
@@ -206,7 +208,8 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      const body = kind === "paper" && cash ? { name: name.trim(), kind, initialCash: cash.trim() } : { name: name.trim(), kind };
+      const base = { name: name.trim(), kind, currency };
+      const body = kind === "paper" && cash ? { ...base, initialCash: cash.trim() } : base;
       await envelope(api().POST("/api/v1/portfolios", { body, headers: { "Idempotency-Key": key } }));
       setName("");
       setKey(idempotencyKey());
@@ -244,6 +247,25 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
           >
             <option value="paper">Paper</option>
             <option value="tracking">Tracking</option>
+          </select>
+        </Field>
+        <Field
+          label="Currency"
+          id="portfolio-currency"
+          hint="Values, returns and gains are kept in it; it cannot change once there are trades."
+          error={fieldError("currency")}
+        >
+          <select
+            id="portfolio-currency"
+            value={currency}
+            onChange={(e) => setCurrency(e.currentTarget.value)}
+            data-testid="create-portfolio-currency"
+          >
+            {CURRENCIES.map((code) => (
+              <option key={code} value={code}>
+                {code}
+              </option>
+            ))}
           </select>
         </Field>
         {kind === "paper" && (

@@ -1,8 +1,15 @@
 /** Time-weighted and money-weighted returns (TWR, XIRR) over a chosen period, with the value
- * series. */
+ * series; the period's gain in its parts (capital, dividends, currency, fees), and a benchmark
+ * whose what-if series is drawn beside the portfolio's value. */
 
 import { useState } from "preact/hooks";
-import { performance, type Range } from "../../api/portfolios";
+import {
+  BENCHMARKS,
+  type BenchmarkComparison,
+  type Breakdown,
+  performanceWithParts,
+} from "../../api/currencies";
+import type { Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { ValueChart } from "../../components/charts";
 import { ErrorBanner } from "../../components/form";
@@ -11,18 +18,42 @@ import { money, ratio, signed, trend } from "../../format";
 
 export function PerformancePanel(props: { portfolioId: string; currency: string; version: string }) {
   const [range, setRange] = useState<Range>("1y");
+  const [benchmark, setBenchmark] = useState("");
   const result = useApi(
-    () => performance(props.portfolioId, range),
-    [props.portfolioId, range, props.version],
+    () => performanceWithParts(props.portfolioId, range, benchmark),
+    [props.portfolioId, range, benchmark, props.version],
   );
   const r = result.data;
-  const c = props.currency;
+  const c = r?.currency || props.currency;
   const points = (r?.series ?? []).map((p) => ({ date: p.date ?? "", value: Number(p.value ?? 0) }));
+  const compare = (r?.benchmark?.series ?? []).map((p) => ({
+    date: p.date ?? "",
+    value: Number(p.value ?? 0),
+  }));
   return (
     <section class="card" aria-labelledby="performance-title">
       <div class="row spread">
         <h2 id="performance-title">Performance</h2>
-        <RangePicker value={range} onChange={setRange} label="Performance period" />
+        <div class="row">
+          <label class="row" for="benchmark-picker">
+            Compare with
+            <select
+              id="benchmark-picker"
+              value={benchmark}
+              onChange={(e) => setBenchmark(e.currentTarget.value)}
+              data-testid="benchmark-picker"
+              style={{ width: "auto" }}
+            >
+              <option value="">No benchmark</option>
+              {BENCHMARKS.map((symbol) => (
+                <option key={symbol} value={symbol}>
+                  {symbol}
+                </option>
+              ))}
+            </select>
+          </label>
+          <RangePicker value={range} onChange={setRange} label="Performance period" />
+        </div>
       </div>
       <ErrorBanner error={result.error} testid="performance-error" />
       <dl class="stats" aria-busy={result.loading}>
@@ -83,7 +114,107 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
           {r.startDate} to {r.endDate}: {money(r.startValue, c)} → {money(r.endValue, c)}
         </p>
       )}
-      <ValueChart points={points} label={`Portfolio value over ${range}`} testid="performance-chart" />
+      <ValueChart
+        points={points}
+        compare={compare}
+        label={
+          r?.benchmark
+            ? `Portfolio value over ${range}, and the same money in ${r.benchmark.symbol}`
+            : `Portfolio value over ${range}`
+        }
+        testid="performance-chart"
+      />
+      {r?.benchmark && <BenchmarkSummary compared={r.benchmark} currency={c} />}
+      {r?.breakdown && <BreakdownTable parts={r.breakdown} currency={c} />}
     </section>
+  );
+}
+
+function BenchmarkSummary(props: { compared: BenchmarkComparison; currency: string }) {
+  const b = props.compared;
+  return (
+    <dl class="stats" data-testid="benchmark-summary">
+      <div>
+        <dt>
+          <abbr title={`${b.symbol}'s own time-weighted return over the same days`}>
+            {b.symbol} TWR
+          </abbr>
+        </dt>
+        <dd class={trend(b.timeWeightedReturn)} data-testid="benchmark-twr">
+          {ratio(b.timeWeightedReturn, true)}
+        </dd>
+      </div>
+      <div>
+        <dt>
+          <abbr title="The portfolio's TWR less the benchmark's">Alpha</abbr>
+        </dt>
+        <dd class={trend(b.alpha)} data-testid="benchmark-alpha">
+          {ratio(b.alpha, true)}
+        </dd>
+      </div>
+      <div>
+        <dt>
+          <abbr title={`What the same deposits and withdrawals would be worth in ${b.symbol}`}>
+            What if
+          </abbr>
+        </dt>
+        <dd data-testid="benchmark-end-value">{money(b.endValue, props.currency)}</dd>
+      </div>
+      <div>
+        <dt>
+          <abbr title="The portfolio's end value less the what-if end value">Tracking difference</abbr>
+        </dt>
+        <dd class={trend(b.trackingDifference)} data-testid="benchmark-tracking">
+          {signed(b.trackingDifference, props.currency)}
+        </dd>
+      </div>
+    </dl>
+  );
+}
+
+const PARTS = [
+  ["Capital", "capitalGain", "capitalContribution"],
+  ["Dividends", "dividendGain", "dividendContribution"],
+  ["Currency", "currencyGain", "currencyContribution"],
+  ["Fees", "fees", "feesContribution"],
+] as const;
+
+function BreakdownTable(props: { parts: Breakdown; currency: string }) {
+  const p = props.parts;
+  return (
+    <div class="table-wrap">
+      <table data-testid="breakdown-table">
+        <caption>Where the gain came from</caption>
+        <thead>
+          <tr>
+            <th scope="col">Part</th>
+            <th scope="col" class="num">
+              Gain
+            </th>
+            <th scope="col" class="num">
+              <abbr title="Its share of the time-weighted return">Contribution</abbr>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {PARTS.map(([name, gain, contribution]) => (
+            <tr key={name} data-testid={`breakdown-${name.toLowerCase()}`}>
+              <th scope="row">{name}</th>
+              <td class={`num ${trend(p[gain])}`}>{signed(p[gain] ?? "0", props.currency)}</td>
+              <td class={`num ${trend(p[contribution])}`}>{ratio(p[contribution] ?? "0", true)}</td>
+            </tr>
+          ))}
+        </tbody>
+        <tfoot>
+          <tr data-testid="breakdown-total">
+            <th scope="row">Total</th>
+            <td class={`num ${trend(p.totalGain)}`}>{signed(p.totalGain ?? "0", props.currency)}</td>
+            <td class={`num ${trend(p.totalContribution)}`}>
+              {ratio(p.totalContribution ?? "0", true)}
+            </td>
+          </tr>
+        </tfoot>
+      </table>
+    </div>
   );
 }

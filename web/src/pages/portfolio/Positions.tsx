@@ -1,7 +1,8 @@
 /** Positions with live prices; FIFO or average cost (the API's costMethod). */
 
 import { useState } from "preact/hooks";
-import { api, envelope, type Position } from "../../api/client";
+import { api, envelope } from "../../api/client";
+import type { ListedPosition } from "../../api/currencies";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
 import { money, price as formatPrice, quantity, ratio, signed, trend } from "../../format";
@@ -10,7 +11,7 @@ import { usePrice } from "../../ws/portfolioFeed";
 type CostMethod = "fifo" | "average";
 
 async function allPositions(portfolioId: string, costMethod: CostMethod, includeClosed: boolean) {
-  const all: Position[] = [];
+  const all: ListedPosition[] = [];
   for (let page = 1; ; page += 1) {
     const body = await envelope(
       api().GET("/api/v1/positions", {
@@ -94,11 +95,16 @@ export function Positions(props: { portfolioId: string; currency: string; versio
 }
 
 /** One row: its own subscription to its symbol, so a tick redraws one row, not the table. */
-function PositionRow({ position, currency }: { position: Position; currency: string }) {
+function PositionRow({ position, currency }: { position: ListedPosition; currency: string }) {
   const symbol = (position.symbol ?? "").toUpperCase();
   const held = Number(position.quantity) !== 0;
   const tick = usePrice(held ? symbol : undefined);
-  const price = tick ? Number(tick.price) : Number(position.price ?? 0);
+  // Ticks are in the listing's currency; the position's money is in the portfolio's.
+  const listed = position.currency || currency;
+  const foreign = listed !== currency;
+  const rate = position.fxRate ? Number(position.fxRate) : 1;
+  const localPrice = tick ? Number(tick.price) : Number(position.localPrice ?? position.price ?? 0);
+  const price = tick ? Number(tick.price) * rate : Number(position.price ?? 0);
   const quantityHeld = Number(position.quantity ?? 0);
   const value = quantityHeld * price;
   const costBasis = Number(position.costBasis ?? 0);
@@ -120,8 +126,16 @@ function PositionRow({ position, currency }: { position: Position; currency: str
           data-testid={`price-${symbol}`}
           data-time={tick?.time ?? ""}
         >
-          {formatPrice(price)}
+          {foreign ? money(localPrice, listed) : formatPrice(price)}
         </span>
+        {foreign && (
+          <>
+            <br />
+            <small class="muted" data-testid={`fx-${symbol}`} data-currency={listed}>
+              {listed}→{currency} {position.fxRate}
+            </small>
+          </>
+        )}
       </td>
       <td class="num" data-testid={`value-${symbol}`}>
         {money(value, currency)}
