@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -104,12 +103,11 @@ class Firing:
 class Ladder:
     """Thresholds in ascending order, each with its alert's id."""
 
-    __slots__ = ("ids", "keys", "parked")
+    __slots__ = ("ids", "keys")
 
     def __init__(self) -> None:
         self.keys: list[int] = []
         self.ids: list[str] = []
-        self.parked = 0  # its alerts waiting out a cool-down off it: it is not dropped meanwhile
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -292,7 +290,7 @@ class _Symbol:
             return
         ladders = self.rises if rule.threshold > 0 else self.falls
         window = rule.window_seconds
-        if window in ladders and not ladders[window] and not ladders[window].parked:
+        if window in ladders and not ladders[window]:
             del ladders[window]
             self._rewindow()
         if window not in self.rises and window not in self.falls:
@@ -307,10 +305,6 @@ class AlertIndex:
         self._keys: dict[str, int] = {}
         self._fired_at: dict[str, datetime] = {}  # repeating alerts fired since put here
         self._quiet_until: dict[str, float] = {}  # repeating alerts in their cool-down
-        # Repeating alerts that fired wait out their cool-down off their ladder (a crossing
-        # then costs nothing), and go back at its end: `_wakeups` is a heap of (time, id).
-        self._parked: set[str] = set()
-        self._wakeups: list[tuple[float, str]] = []
         self._symbols: dict[str, _Symbol] = {}
 
     def __len__(self) -> int:
@@ -377,11 +371,7 @@ class AlertIndex:
         self._quiet_until.pop(alert_id, None)
         symbol = self._symbols[rule.symbol]
         ladder = symbol.ladder(rule, make=False)
-        if alert_id in self._parked:
-            self._parked.discard(alert_id)  # off its ladder already; its wake-up is ignored
-            if ladder is not None:
-                ladder.parked -= 1
-        elif ladder is not None:
+        if ladder is not None:
             ladder.remove(key, rule.id)
         symbol.drop_empty(rule)
         symbol.fresh.discard(alert_id)
@@ -405,8 +395,6 @@ class AlertIndex:
         # The hot path (every symbol, every step): each ladder is searched only in the
         # direction the price (or the move) went, and nothing is allocated that stays empty.
         now = at.timestamp()
-        if self._wakeups and self._wakeups[0][0] <= now:
-            self._wake(now)
         down, up = _scaled(price, PRICE_PLACES)
         symbol.window.add(now, down)
         last, symbol.last = symbol.last, (down, up)
@@ -431,12 +419,22 @@ class AlertIndex:
             before = previous.get(window)
             if move is None or before is None:
                 continue
-            if move[0] > before[0] and window in rises:
-                for alert_id in rises[window].rising(before[0], move[0]):
-                    crossed[alert_id] = move
-            elif move[1] < before[1] and window in falls:
-                for alert_id in falls[window].falling(move[1], before[1]):
-                    crossed[alert_id] = move
+            # Ladder.rising and Ladder.falling, inlined: this runs for every window of every
+            # symbol on every step.
+            if move[0] > before[0]:
+                ladder = rises.get(window)
+                if ladder is not None:
+                    low = bisect.bisect_right(ladder.keys, before[0])
+                    high = bisect.bisect_right(ladder.keys, move[0], lo=low)
+                    for alert_id in ladder.ids[low:high]:
+                        crossed[alert_id] = move
+            elif move[1] < before[1]:
+                ladder = falls.get(window)
+                if ladder is not None:
+                    low = bisect.bisect_left(ladder.keys, move[1])
+                    high = bisect.bisect_left(ladder.keys, before[1], lo=low)
+                    for alert_id in ladder.ids[low:high]:
+                        crossed[alert_id] = move
         if not crossed:
             return []
         firings: list[Firing] = []
@@ -449,37 +447,9 @@ class AlertIndex:
             if rule.repeat:
                 self._fired_at[alert_id] = at
                 quiet[alert_id] = now + rule.cooldown_seconds
-                self._park(symbol, rule, now + rule.cooldown_seconds)
             else:
                 self.remove(alert_id)
         return firings
-
-    def _park(self, symbol: _Symbol, rule: AlertRule, until: float) -> None:
-        """Off its ladder until `until` (its empty ladder stays, with its window's last move)."""
-        ladder = symbol.ladder(rule, make=False)
-        if ladder is None or rule.id in self._parked:
-            return
-        ladder.remove(self._keys[rule.id], rule.id)
-        ladder.parked += 1
-        self._parked.add(rule.id)
-        heapq.heappush(self._wakeups, (until, rule.id))
-
-    def _wake(self, now: float) -> None:
-        """Back on their ladders: the parked alerts whose cool-down is over by `now`."""
-        while self._wakeups and self._wakeups[0][0] <= now:
-            _, alert_id = heapq.heappop(self._wakeups)
-            if alert_id not in self._parked:
-                continue  # removed (or put again) meanwhile
-            until = self._quiet_until.get(alert_id, now)
-            if until > now:  # its last firing was read again, later: wait for that one
-                heapq.heappush(self._wakeups, (until, alert_id))
-                continue
-            self._parked.discard(alert_id)
-            rule = self._rules[alert_id]
-            ladder = self._symbols[rule.symbol].ladder(rule, make=True)
-            assert ladder is not None
-            ladder.parked -= 1
-            ladder.add(self._keys[alert_id], alert_id)
 
     def _holds(
         self, alert_id: str, down: int, up: int, moves: dict[int, tuple[int, int] | None]
