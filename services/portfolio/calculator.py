@@ -77,7 +77,7 @@ class Calculator:
             if not batch:
                 break
             after = batch[-1].id
-            books: list[tuple[str, str, Book]] = []
+            books: list[tuple[str, str, str, Book]] = []
             for portfolio in batch:
                 try:
                     book = Book.replay(
@@ -90,16 +90,28 @@ class Calculator:
                     )
                     continue
                 if book.open_symbols():
-                    books.append((portfolio.user_id, portfolio.id, book))
-            held = {s for _, _, book in books for s in book.open_symbols()}
+                    books.append((portfolio.user_id, portfolio.id, portfolio.base_currency, book))
+            held = {s for *_, book in books for s in book.open_symbols()}
             found = await self._prices.quotes(held - quotes.keys())
             quotes.update(found)
             prices.update((symbol, quote.price) for symbol, quote in found.items())
-            for user_id, portfolio_id, book in books:
-                await self._hub.portfolio_valued(user_id, portfolio_id, book.totals(prices), now)
+            in_currency: dict[str, dict[str, Decimal]] = {}
+            for user_id, portfolio_id, currency, book in books:
+                if currency not in in_currency:
+                    in_currency[currency] = await self._converted(prices, currency)
+                totals = book.totals(in_currency[currency])
+                await self._hub.portfolio_valued(user_id, portfolio_id, totals, now)
                 valued += 1
         await self._prices.record_latest(quotes.values())
         return valued
+
+    async def _converted(self, prices: dict[str, Decimal], currency: str) -> dict[str, Decimal]:
+        """Prices in `currency`: a holding listed in another converted at today's rate."""
+        exchange = self._prices.exchange
+        if exchange is None:
+            return prices
+        converted = await exchange.convert(prices, currency)
+        return {symbol: price for symbol, (price, _, _) in converted.items()}
 
     async def _run_forever(self) -> None:
         while True:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # Closes from this long before a day, so a day after a weekend or holiday finds the last one.
 LOOKBACK = timedelta(days=14)
+PAST_RATES = 50_000
 
 
 class Exchange:
@@ -56,6 +57,8 @@ class Exchange:
         self._rates = cast(FxSource, market)
         self._clock = clock
         self._currencies: dict[str, str] = {}
+        # Rates of past days as read (an import converts thousands of trades of few days).
+        self._past: dict[tuple[str, str, date], FxRate] = {}
 
     # --- rates -----------------------------------------------------------------------------
 
@@ -69,6 +72,9 @@ class Exchange:
             return FxRate(base, quote, ONE, min(day or today, today), "")
         if day is None or day >= today:
             return await self._rates.fx_rate(base, quote)
+        known = self._past.get((base, quote, day))
+        if known is not None:
+            return known
         closes = await self.history(base, quote, day - LOOKBACK, day)
         found = [d for d in closes if d <= day]
         if not found:
@@ -77,7 +83,11 @@ class Exchange:
                 reason="NO_EXCHANGE_RATE",
             )
         last = max(found)
-        return FxRate(base, quote, closes[last], last, getattr(self._market, "source", ""))
+        rate = FxRate(base, quote, closes[last], last, getattr(self._market, "source", ""))
+        if len(self._past) >= PAST_RATES:
+            self._past.clear()
+        self._past[(base, quote, day)] = rate
+        return rate
 
     async def history(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
         """Daily closes of base/quote from `start` to `end`: the market's, with the stored ones

@@ -231,7 +231,7 @@ class Exports:
             if size >= self._chunk_bytes:
                 yield self._chunk(writer, pending)
                 pending, size = [], 0
-        prices = await self._prices.current(book.open_symbols())
+        prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
         pending.append(writer.positions(book.positions(prices)))
         yield self._chunk(writer, pending)
 

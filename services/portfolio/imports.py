@@ -25,10 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from services.portfolio.currencies import TradeFx
 from services.portfolio.domain import Book, Side, Trade, parse_trade
 from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
 from services.portfolio.records import RecordedTrade, require_portfolio_id
-from services.portfolio.trades import BookCheck, Settle, Trades
+from services.portfolio.trades import BookCheck, CurrencyChanged, Settle, Trades
 from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -223,11 +225,14 @@ class Imports:
         *,
         max_rows: int,
         clock: Callable[[], datetime] = utc_now,
+        exchange: Exchange | None = None,
     ) -> None:
         self._trades = trades
         self._hub = hub
         self._max_rows = max_rows
         self._clock = clock
+        # Converts rows into the portfolio's currency as CreateTrade does (exchange.py).
+        self._exchange = exchange
 
     async def run(
         self,
@@ -243,14 +248,30 @@ class Imports:
         portfolio_id = require_portfolio_id(portfolio_id)
         rows = parse_csv(text, now=self._clock(), max_rows=self._max_rows)
         await self._check_symbols(rows)
-        _, recorded = await self._trades.append(
-            user_id,
-            portfolio_id,
-            [r.trade for r in rows],
-            check=book_check(rows),
-            dry_run=dry_run,
-            settle=settle,
-        )
+        trades = [r.trade for r in rows]
+        conversions: list[TradeFx | None] = []
+        currency = None
+        if self._exchange is not None:
+            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
+            for i, trade in enumerate(trades):
+                trades[i], fx = await self._exchange.trade_in(trade, currency)
+                conversions.append(fx)
+        try:
+            _, recorded = await self._trades.append(
+                user_id,
+                portfolio_id,
+                trades,
+                check=book_check(rows),
+                dry_run=dry_run,
+                settle=settle,
+                conversions=conversions,
+                currency=currency,
+            )
+        except CurrencyChanged:  # changed between the read and the write: nothing recorded
+            raise FailedPrecondition(
+                "the portfolio's currency changed during the import; send it again",
+                reason="CURRENCY_CHANGED",
+            ) from None
         if not dry_run:
             await self._hub.trades_recorded(user_id, recorded)
         return Imported(recorded, dry_run)

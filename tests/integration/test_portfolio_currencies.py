@@ -165,3 +165,26 @@ async def test_one_currency_has_no_currency_gain_and_refusals_are_404(
                 request, metadata=other if request.benchmark == "SPY" else who
             )
         assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_imported_rows_are_converted_as_recorded_trades_are(
+    portfolio_service: PortfolioService,  # noqa: F811
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio(currency="EUR")
+    csv = (
+        "date,side,symbol,quantity,price,fees\n"
+        "2024-03-15,buy,AAPL,4,170,1\n"
+        "2024-03-15,buy,SAP,2,180,0\n"
+    )
+    reply = await s.stub.ImportTrades(
+        pb.ImportTradesRequest(portfolio_id=p.id, csv=csv), metadata=who
+    )
+    by_symbol = {t.symbol: t for t in reply.trades}
+    then = rate("USD", "EUR", FRIDAY)
+    assert (by_symbol["AAPL"].currency, D(by_symbol["AAPL"].fx_rate)) == ("USD", then)
+    assert (by_symbol["AAPL"].price, by_symbol["SAP"].currency) == ("170.00", "EUR")
+    valued = (await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)).portfolio
+    # Funded shortfalls: the money put in is the trades' cost in euros.
+    cost = (4 * D(170) + 1) * then + 2 * D(180)
+    assert D(valued.total_cost) == cost.quantize(D("0.01"))
