@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.portfolio.domain import (
     ONE,
     QUANTITY_PLACES,
@@ -111,24 +113,28 @@ class Portfolios:
             await PortfolioRepository(session).add(portfolio)
             await TradeRepository(session).add(recorded)
         await self._hub.trades_recorded(user_id, recorded)
-        return (await self._value([(portfolio, [r.trade for r in recorded])]))[0]
+        return (await self._value([(portfolio, _replayed(portfolio, recorded))]))[0]
 
     async def get(self, user_id: str, portfolio_id: str) -> Valued:
         portfolio_id = require_portfolio_id(portfolio_id, "id")
         async with self._db.reading() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-            if portfolio is None:
+            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
+            if found is None:
                 raise portfolio_not_found(portfolio_id)
-            trades = await TradeRepository(session).of(portfolio_id)
-        return (await self._value([(portfolio, [r.trade for r in trades])]))[0]
+            portfolio, stored = found
+            if stored is not None:
+                book = Book.resume(stored.state)
+            else:
+                book = _replayed(portfolio, await TradeRepository(session).of(portfolio_id))
+        return (await self._value([(portfolio, book)]))[0]
 
     async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:
         async with self._db.reading() as session:
             found, total = await PortfolioRepository(session).page(
                 user_id, offset=page.offset, limit=page.limit
             )
-            trades = await TradeRepository(session).of_many([p.id for p in found])
-        valued = await self._value([(p, [r.trade for r in trades[p.id]]) for p in found])
+            books = await _books(session, found)
+        valued = await self._value(list(zip(found, books, strict=True)))
         return valued, total
 
     async def update(self, user_id: str, portfolio_id: str, changes: PortfolioChanges) -> Valued:
@@ -157,7 +163,7 @@ class Portfolios:
             portfolio.updated_at = self._clock()
             await repository.save(portfolio)
             trades = await TradeRepository(session).of(portfolio_id)
-        return (await self._value([(portfolio, [r.trade for r in trades])]))[0]
+        return (await self._value([(portfolio, _replayed(portfolio, trades))]))[0]
 
     async def delete(self, user_id: str, portfolio_id: str) -> None:
         """The portfolio and its trades."""
@@ -166,9 +172,8 @@ class Portfolios:
             if not await PortfolioRepository(session).remove(portfolio_id, user_id):
                 raise portfolio_not_found(portfolio_id)
 
-    async def _value(self, found: Sequence[tuple[Portfolio, list[Trade]]]) -> list[Valued]:
-        """Replay each book and price every open position with one quote per symbol."""
-        books = [(p, Book.replay(trades, policy=p.kind.policy)) for p, trades in found]
+    async def _value(self, books: Sequence[tuple[Portfolio, Book]]) -> list[Valued]:
+        """Price every open position of each book with one quote per symbol."""
         held = {s for _, book in books for s in book.open_symbols()}
         by_currency = {
             currency: await self._prices.current(held, currency)
@@ -179,3 +184,18 @@ class Portfolios:
             for p, book in books
             for prices in [by_currency[p.base_currency]]
         ]
+
+
+async def _books(session: AsyncSession, found: Sequence[Portfolio]) -> list[Book]:
+    """Each portfolio's book: the stored one (see trades.py), else a replay of its trades."""
+    stored = await PortfolioRepository(session).books([p.id for p in found])
+    missing = [p.id for p in found if p.id not in stored]
+    trades = await TradeRepository(session).of_many(missing) if missing else {}
+    return [
+        Book.resume(stored[p.id].state) if p.id in stored else _replayed(p, trades[p.id])
+        for p in found
+    ]
+
+
+def _replayed(portfolio: Portfolio, recorded: Sequence[RecordedTrade]) -> Book:
+    return Book.replay([r.trade for r in recorded], policy=portfolio.kind.policy)

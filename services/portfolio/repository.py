@@ -137,6 +137,20 @@ class PortfolioRepository:
             return None
         return _portfolio(row), None if row.book is None else book_states.decode(row.book)
 
+    async def books(self, portfolio_ids: Sequence[str]) -> dict[str, StoredBook]:
+        """The stored books of those portfolios that have one (of the current format)."""
+        found: dict[str, StoredBook] = {}
+        for start in range(0, len(portfolio_ids), _IN_BATCH):
+            query = select(portfolios.c.id, portfolios.c.book).where(
+                portfolios.c.id.in_(portfolio_ids[start : start + _IN_BATCH]),
+                portfolios.c.book.is_not(None),
+            )
+            for row in (await self._session.execute(query)).all():
+                book = book_states.decode(row.book)
+                if book is not None:
+                    found[row.id] = book
+        return found
+
     async def save_book(
         self, portfolio_id: str, book: StoredBook, recorded: Sequence[RecordedTrade] = ()
     ) -> None:

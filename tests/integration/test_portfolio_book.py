@@ -181,6 +181,34 @@ async def test_a_portfolio_without_a_stored_book_builds_it_by_a_replay_the_first
     await assert_stored_book_is_the_replay(s, user_id, p.id)
 
 
+async def test_portfolios_are_valued_from_the_stored_book_as_from_a_replay(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who = await s.user()
+    p = await s.portfolio(who, kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="10000")
+    other = await s.portfolio(who, "Other")
+    await s.trade(who, p.id, "buy", "3", "60.5", symbol="KO", fees="1")
+    await s.trade(who, p.id, "buy", "2", "400", symbol="MSFT")
+    await s.trade(who, p.id, "sell", "1", "70", symbol="KO", fees="0.5")
+    await s.trade(who, other.id, "buy", "1.5", "180", symbol="AAPL")
+
+    async def seen() -> tuple[pb.Portfolio, list[pb.Portfolio]]:
+        got = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)
+        listed = await s.stub.ListPortfolios(pb.ListPortfoliosRequest(), metadata=who)
+        return got.portfolio, list(listed.portfolios)
+
+    from_books = await seen()
+    db = s.database()
+    try:
+        async with db.transaction() as session:  # only a replay can answer now
+            await session.execute(update(portfolios).values(book=None))
+    finally:
+        await db.close()
+    assert await seen() == from_books
+    assert from_books[0].cash == "9087.00"  # 10000 - (181.50 + 1) - 800 + (70 - 0.50)
+
+
 @pytest.fixture
 def statements(portfolio_database_url: str) -> Iterator[list[str]]:
     """Every SQL statement sent to the portfolio database from this process (the users
