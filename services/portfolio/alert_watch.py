@@ -60,6 +60,7 @@ class AlertWatch:
         self._firings: asyncio.Queue[list[Firing]] = asyncio.Queue()
         self._listening = asyncio.Event()
         self.fired = 0  # firings stored by this replica
+        self.unstored = 0  # firings the database refused (undone in the index)
 
     async def start(self) -> None:
         await self.reload()
@@ -131,6 +132,18 @@ class AlertWatch:
                 raise
             except Exception:  # the database is away: these firings are lost, say so
                 log.exception("alert firings not stored", extra={"count": len(fired)})
+                self.unstored += len(fired)
+                await self._restore(fired)
+
+    async def _restore(self, fired: Sequence[Firing]) -> None:
+        """Undo in the index firings that were not stored: a one-off alert comes back fresh (it
+        fires at its next step if its condition still holds), a repeating one leaves the
+        cool-down it started."""
+        for firing in fired:
+            if firing.rule.id in self.index:
+                self.index.settle(firing.rule)
+            else:
+                self.index.put(firing.rule)
 
     async def _store(self, fired: Sequence[Firing]) -> None:
         kept: list[FiredRecord] = []

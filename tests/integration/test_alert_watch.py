@@ -1,0 +1,106 @@
+"""The alert evaluator on a real database (SQLite and PostgreSQL) and hand-made market steps:
+only a leading replica fires; a firing the database could not store is undone in the index, so
+the alert fires at the next step instead of being lost; a change announced by another replica
+reaches this one's index."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from services.portfolio.alert_index import AlertRule, Condition
+from services.portfolio.alert_watch import CHANNEL, AlertWatch
+from services.portfolio.events import EventHub
+from services.portfolio.market_data import Quote, TickFanout
+from services.portfolio.watch_store import AlertRepository, FiredAlertRepository
+from services.runtime.cache import InProcessCache
+from services.runtime.db import Database
+from tests.waiting import until
+
+T0 = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
+
+
+@dataclass
+class Rig:
+    db: Database
+    market: TickFanout
+    cache: InProcessCache
+    watch: AlertWatch
+    leading: list[bool]
+
+    def step(self, price: str, second: int) -> None:
+        quote = Quote(
+            "AAPL", Decimal(price), Decimal(0), Decimal(0), T0 + timedelta(seconds=second), "mock"
+        )
+        self.market.publish([quote])
+
+    async def fired(self) -> list[str]:
+        async with self.db.reading() as session:
+            found, _ = await FiredAlertRepository(session).page(
+                "u-1", unread=False, offset=0, limit=100
+            )
+        return [f.alert_id for f in found]
+
+
+@pytest.fixture
+async def rig(portfolio_database_url: str) -> AsyncIterator[Rig]:
+    db = Database(portfolio_database_url)
+    market, cache = TickFanout(), InProcessCache()
+    leading = [False]
+    watch = AlertWatch(db, market.subscribe, EventHub(None), cache, leading=lambda: leading[0])
+    try:
+        yield Rig(db, market, cache, watch, leading)
+    finally:
+        await watch.stop()
+        await db.close()
+
+
+async def add_alert(db: Database, alert_id: str, price: str) -> None:
+    rule = AlertRule(alert_id, "u-1", "AAPL", Condition.ABOVE, Decimal(price), created_at=T0)
+    async with db.transaction() as session:
+        await AlertRepository(session).add(rule)
+
+
+async def test_only_the_leader_fires_and_an_unstored_firing_fires_again(rig: Rig) -> None:
+    await add_alert(rig.db, "a-1", "101")
+    await rig.watch.start()
+    rig.step("100", 1)
+    rig.step("102", 2)  # crossed, but this replica does not lead
+    rig.step("100", 3)
+    await until(lambda: rig.market.seq == 3, "three steps")
+    assert await rig.fired() == []
+
+    rig.leading[0] = True
+    # The database refuses the firing (its table is away): the alert is not lost.
+    async with rig.db.transaction() as session:
+        await session.execute(text("ALTER TABLE fired_alerts RENAME TO fired_away"))
+    rig.step("101.5", 4)
+    await until(lambda: rig.watch.unstored == 1, "the firing refused")
+    assert "a-1" in rig.watch.index
+    async with rig.db.transaction() as session:
+        await session.execute(text("ALTER TABLE fired_away RENAME TO fired_alerts"))
+    rig.step("101.6", 5)  # still above: the alert came back fresh, so it fires now
+    await until(lambda: rig.watch.fired == 1, "the firing stored")
+    assert await rig.fired() == ["a-1"]
+    async with rig.db.reading() as session:
+        alert = await AlertRepository(session).get("a-1")
+    assert alert is not None and alert.active is False
+    assert alert.last_fired_at == T0 + timedelta(seconds=5)
+
+
+async def test_a_change_announced_by_another_replica_reaches_the_index(rig: Rig) -> None:
+    await rig.watch.start()
+    await add_alert(rig.db, "a-2", "150")
+    assert "a-2" not in rig.watch.index
+    # What the replica that created it announces, on the channel every replica follows.
+    await rig.cache.publish(CHANNEL, b"a-2")
+    await until(lambda: "a-2" in rig.watch.index, "the new alert in the index")
+    async with rig.db.transaction() as session:
+        await AlertRepository(session).set_active("a-2", "u-1", False)
+    await rig.cache.publish(CHANNEL, b"a-2")
+    await until(lambda: "a-2" not in rig.watch.index, "the paused alert out of the index")
