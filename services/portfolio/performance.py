@@ -110,6 +110,8 @@ def _closes(
     cursors = {symbol: _PriceCursor(closes) for symbol, closes in history.items()}
     traded_days: dict[str, tuple[datetime, date]] = {}
     before: dict[str, Decimal] = {}
+    watched: list[_PriceCursor] = []  # the cursors of the symbols held
+    value: Decimal | None = None
     pending = 0
     day = start
     while day <= end:
@@ -120,6 +122,12 @@ def _closes(
             touched.add(events[pending].symbol)
             pending += 1
         new_flows = book.flows_since(flows_before) if day > start else ()
+        if value is not None and not touched and not any(c.due(day) for c in watched):
+            # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
+            point = ValuePoint(day, value, book.cash, ZERO, ZERO)
+            yield _Close(point, book, before)
+            day += timedelta(days=1)
+            continue
         # A price moves only with a new close or a trade of its symbol: the rest carry over.
         prices = {
             symbol: before[symbol]
@@ -130,9 +138,11 @@ def _closes(
             for symbol in book.open_symbols()
         }
         before = prices
+        watched = [cursors[s] for s in prices if s in cursors]
+        value = book.cash + sum((book.quantity(s) * p for s, p in prices.items()), ZERO)
         point = ValuePoint(
             day=day,
-            value=book.cash + sum((book.quantity(s) * p for s, p in prices.items()), ZERO),
+            value=value,
             cash=book.cash,
             inflow=sum((f.amount for f in new_flows if f.amount > 0), ZERO),
             outflow=-sum((f.amount for f in new_flows if f.amount < 0), ZERO),
