@@ -195,6 +195,8 @@ def test_creating_rpcs_answer_201_and_the_rest_200() -> None:
         "CreatePortfolio",
         "CreateTrade",
         "CreateOrder",
+        "CreateWatchlist",
+        "CreateAlert",
         "CreatePosition",
         "CreateFile",
         "CreateProject",
