@@ -100,7 +100,6 @@ class Attribution:
         self._rates_before: dict[str, Decimal] = {}
         self._previous_value: Decimal | None = None
         self._context = Context(prec=PRECISION)
-        self._sums = Context(prec=SUM_PRECISION)
 
     def close(
         self,
@@ -157,11 +156,10 @@ class Attribution:
         base = self._previous_value + inflow
         if base > 0:
             weight = self._growth / base
-            shares = [p * weight for p in parts]
-            with localcontext(self._sums):
-                self._contributions = [
-                    c + share for c, share in zip(self._contributions, shares, strict=True)
-                ]
+            # Kept to PRECISION digits: the parts' sum is taken exactly in `result`.
+            self._contributions = [
+                c + p * weight for c, p in zip(self._contributions, parts, strict=True)
+            ]
             self._growth *= ONE + gain / base
 
     def result(self) -> Breakdown:
