@@ -75,7 +75,8 @@ class Exchange:
         known = self._past.get((base, quote, day))
         if known is not None:
             return known
-        closes = await self.history(base, quote, day - LOOKBACK, day)
+        since = day - LOOKBACK if day > date.min + LOOKBACK else date.min
+        closes = await self.history(base, quote, since, day)
         found = [d for d in closes if d <= day]
         if not found:
             raise NotFound(
