@@ -105,6 +105,12 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "price, percent_change a percent (not zero) and a window (rules across fields); at most 200 "
     "active alerts per user",
     "PUT /api/v1/alerts/{id}": "resuming an alert needs room under the 200 active alerts",
+    "POST /api/v1/portfolios": "the currency must be one the service has rates for (USD, EUR, "
+    "GBP, JPY, CHF; the document says three letters)",
+    "PUT /api/v1/portfolios/{id}": "the currency must be one the service has rates for, and "
+    "cannot change once the portfolio has trades",
+    "GET /api/v1/fx": "both codes must be ones the service has rates for; a day before any "
+    "rate is known has none (404)",
 }
 
 # Limits that would throttle a fuzzer from one address and one account; raised for this run only.
