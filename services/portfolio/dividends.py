@@ -64,7 +64,9 @@ class DividendPayer:
     async def pay_due(self) -> int:
         """Pay every dividend due in the window and not paid yet; how many were paid."""
         today = self._clock().astimezone(UTC).date()
-        calendar: dict[str, dict[date, Decimal]] = {}
+        calendar = await self._calendar(today)
+        if not calendar:  # most days: no ex-date in the window, nothing to read
+            return 0
         paid = 0
         after = ""
         while True:
@@ -78,9 +80,8 @@ class DividendPayer:
             after = batch[-1].id
             for portfolio in papers:
                 history = [r.trade for r in trades[portfolio.id]]
-                for symbol in sorted({t.symbol for t in history if t.side is Side.BUY}):
-                    if symbol not in calendar:
-                        calendar[symbol] = await self._calendar(symbol, today)
+                bought = {t.symbol for t in history if t.side is Side.BUY}
+                for symbol in sorted(bought & calendar.keys()):
                     for ex_date, per_share in sorted(calendar[symbol].items()):
                         if (portfolio.id, symbol, ex_date) in done:
                             continue
@@ -90,12 +91,13 @@ class DividendPayer:
                         ):
                             paid += 1
 
-    async def _calendar(self, symbol: str, today: date) -> dict[date, Decimal]:
-        dividends = getattr(self._market, "dividends", None)
-        if dividends is None:
+    async def _calendar(self, today: date) -> dict[str, dict[date, Decimal]]:
+        """Ex-dates of the window per symbol, from a market with a calendar (else none)."""
+        calendar = getattr(self._market, "dividend_calendar", None)
+        if calendar is None:
             return {}
         try:
-            found: dict[date, Decimal] = await dividends(symbol, today - WINDOW, today)
+            found: dict[str, dict[date, Decimal]] = await calendar(today - WINDOW, today)
         except DomainError:
             return {}
         return found

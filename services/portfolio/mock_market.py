@@ -325,6 +325,11 @@ class MockMarket:
         check_range(start, end)
         return self._rates.daily(base, quote, start, end)
 
+    async def dividend_calendar(self, start: date, end: date) -> dict[str, dict[date, Decimal]]:
+        """Every symbol's ex-dates from `start` to `end` (only those with any)."""
+        found = {symbol: await self.dividends(symbol, start, end) for symbol in DIVIDENDS}
+        return {symbol: days for symbol, days in found.items() if days}
+
     async def dividends(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         """Ex-dates from `start` to `end` and the dividend per share paid on each."""
         listing = self._listing(symbol)

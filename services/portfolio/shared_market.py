@@ -193,6 +193,14 @@ class SharedMarket:
     async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
         return await cast(FxSource, self._source).fx_daily(base, quote, start, end)
 
+    async def dividend_calendar(self, start: date, end: date) -> dict[str, dict[date, Decimal]]:
+        """Every symbol's ex-dates in the range, from the source's calendar (none: empty)."""
+        calendar = getattr(self._source, "dividend_calendar", None)
+        if calendar is None:
+            return {}
+        found: dict[str, dict[date, Decimal]] = await calendar(start, end)
+        return found
+
     async def dividends(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         """The source's dividend calendar (the simulated market has one; a provider none)."""
         calendar = getattr(self._source, "dividends", None)

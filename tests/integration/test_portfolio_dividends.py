@@ -68,6 +68,12 @@ async def test_holders_are_paid_once_in_the_stocks_currency_converted(
         first, second = await asyncio.gather(payer.pay_due(), payer.pay_due())
         assert first + second == 2
         assert await payer.pay_due() == 0
+        # Ten days on, no ex-date is in the window: nothing is read or paid.
+        later = datetime(2024, 5, 26, 12, tzinfo=UTC)
+        assert (
+            await DividendPayer(db, market, trades, hub, exchange, clock=lambda: later).pay_due()
+            == 0
+        )
         async with db.reading() as session:
             paper = await TradeRepository(session).of("paper")
             tracking = await TradeRepository(session).of("tracking")
