@@ -112,6 +112,7 @@ def _closes(
     before: dict[str, Decimal] = {}
     watched: list[_PriceCursor] = []  # the cursors of the symbols held
     value: Decimal | None = None
+    held: dict[str, Decimal] = {}  # quantity per open symbol, in order
     pending = 0
     day = start
     while day <= end:
@@ -128,18 +129,19 @@ def _closes(
             yield _Close(point, book, before)
             day += timedelta(days=1)
             continue
+        if touched or value is None:  # the holdings changed: read them again
+            held = {symbol: book.quantity(symbol) for symbol in book.open_symbols()}
         # A price moves only with a new close or a trade of its symbol: the rest carry over.
-        prices = {
-            symbol: before[symbol]
-            if symbol in before
-            and symbol not in touched
-            and not (symbol in cursors and cursors[symbol].due(day))
-            else _price_on(book, symbol, day, cursors, traded_days)
-            for symbol in book.open_symbols()
-        }
+        prices = {}
+        for symbol in held:
+            cursor = cursors.get(symbol)
+            if symbol in before and symbol not in touched and not (cursor and cursor.due(day)):
+                prices[symbol] = before[symbol]
+            else:
+                prices[symbol] = _price_on(book, symbol, day, cursors, traded_days)
         before = prices
         watched = [cursors[s] for s in prices if s in cursors]
-        value = book.cash + sum((book.quantity(s) * p for s, p in prices.items()), ZERO)
+        value = book.cash + sum((held[s] * p for s, p in prices.items()), ZERO)
         point = ValuePoint(
             day=day,
             value=value,
