@@ -222,9 +222,10 @@ def _bisect(
 
 
 # A grid in x = ln(1 + r), spreading geometrically from r = 0 to x = -36 (r = -1 + 2e-16, as
-# near -100% as a float gets) and x = 51.2 (r about 1.7e22).
-_STEPS = [0.05 * 2**k for k in range(11)]
-_GRID = [-36.0, *(-s for s in reversed(_STEPS[:-1])), 0.0, *_STEPS]
+# near -100% as a float gets) and x = 700 (r about 1e304, short of a float's overflow): a gain
+# of a million times over a few weeks annualizes to about 1e38 (x = 88), which pyxirr states.
+_STEPS = [*(0.05 * 2**k for k in range(14)), 700.0]
+_GRID = [-36.0, *(-s for s in reversed(_STEPS) if s < 36), 0.0, *_STEPS]
 
 
 def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, float]]:

@@ -310,6 +310,21 @@ def test_of_several_rates_the_one_nearest_zero_is_given_even_when_newton_finds_a
     assert (nearest.method, from_far.method) == ("newton", "bisection")
 
 
+def test_a_gain_of_a_million_times_in_weeks_is_stated_as_pyxirr_states_it() -> None:
+    # Found by hypothesis: the root (about 2.4e38 a year) was beyond the grid's old end.
+    flows = [
+        (date(2015, 1, 20), D("-0.46")),
+        (date(2015, 3, 19), D("577518.87")),
+        (date(2016, 6, 30), D("-72504.69")),
+        (date(2021, 11, 2), D("1.04")),
+    ]
+    theirs = pyxirr.xirr([d for d, _ in flows], [float(a) for _, a in flows])
+    ours = xirr(flows)
+    assert ours.converged and ours.rate is not None, ours
+    assert relative_npv(ours.rate, flows) <= D("1e-9")
+    assert abs(float(ours.rate) / theirs - 1) < 1e-6
+
+
 @settings(deadline=None, max_examples=300)
 @given(
     st.lists(
