@@ -340,7 +340,9 @@ class Book:
                     h.last_price,
                     h.last_price_at,
                 )
-                for _, h in sorted(self._holdings.items())
+                # In the book's own order (a symbol's first trade): totals add the holdings up
+                # in that order, and a sum of 28 digits may end otherwise in another.
+                for h in self._holdings.values()
             ),
         )
 

@@ -224,3 +224,21 @@ def test_a_sell_on_a_resumed_book_takes_the_oldest_lots_first_as_a_replay_does()
     assert resumed.lots("KO") == replayed.lots("KO")
     assert [lot.quantity for lot in resumed.lots("KO")] == [D("1.5"), D(4), D(5)]
     assert exact(resumed) == exact(replayed)
+
+
+def test_a_resumed_book_adds_its_holdings_up_in_the_order_a_replay_does() -> None:
+    # Found by the property test: bases of 28 significant digits, summed in another order
+    # (symbols sorted instead of first traded), ended one digit apart.
+    tiny, cent = D("1E-8"), D("0.010000")
+    history = [Trade(Side.BUY, "AAPL", tiny, cent, D(0), at(1 + i), i + 1) for i in range(8)]
+    history += [
+        Trade(Side.BUY, "AAPL", tiny, D("0.090880"), D("1.01"), at(9), 9),
+        Trade(Side.BUY, "AAPL", D("4.4E-7"), cent, D(0), at(10), 10),
+        Trade(Side.BUY, "KO", tiny, cent, D("0.01"), at(11), 11),
+        Trade(Side.BUY, "KO", tiny, cent, D(0), at(0), 12),  # back-dated: KO is traded first
+    ]
+    sell = Trade(Side.SELL, "AAPL", tiny, cent, D(0), at(13), 13)
+    resumed = Book.resume(stored(Book.replay(history), 12).state)
+    resumed.record(sell)
+    replayed = Book.replay([*history, sell])
+    assert answers(resumed) == answers(replayed)
