@@ -14,7 +14,7 @@ from typing import Any
 
 from services.portfolio.domain import BookState, CashPolicy, HoldingState, Lots
 
-FORMAT = 2
+FORMAT = 3
 
 _TOTALS = ("cash", "dividends", "fees", "cash_side_fees", "deposits", "withdrawals", "funded")
 _HOLDING_NUMBERS = (
