@@ -20,6 +20,7 @@ the basis, the difference is realized, the proceeds are cash. A holding that is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -457,7 +458,7 @@ class Book:
         return tuple(holding.lots) if holding else ()
 
     def realized_gain(self, method: CostMethod = CostMethod.FIFO) -> Decimal:
-        return sum((h.realized(method) for h in self._holdings.values()), ZERO)
+        return _total(h.realized(method) for h in self._holdings.values())
 
     def last_trade_price(self, symbol: str) -> tuple[datetime, Decimal] | None:
         """When and at what price `symbol` last traded here (split-adjusted)."""
@@ -468,9 +469,10 @@ class Book:
 
     def market_value(self, prices: Mapping[str, Decimal]) -> Decimal:
         """Shares held at `prices`; a symbol without a price is valued at its last trade."""
-        return sum(
-            (h.quantity * self._price_of(h, prices) for h in self._holdings.values() if h.quantity),
-            ZERO,
+        return _total(
+            _times(h.quantity, self._price_of(h, prices))
+            for h in self._holdings.values()
+            if h.quantity
         )
 
     def position(
@@ -506,7 +508,7 @@ class Book:
         self, prices: Mapping[str, Decimal], *, method: CostMethod = CostMethod.FIFO
     ) -> Totals:
         market_value = self.market_value(prices)
-        cost_basis = sum((h.basis(method) for h in self._holdings.values()), ZERO)
+        cost_basis = _total(h.basis(method) for h in self._holdings.values())
         deposits, withdrawals, funded = self.deposits, self.withdrawals, self.funded
         total_value = self._cash + market_value
         total_cost = deposits + funded - withdrawals
@@ -723,3 +725,10 @@ def _action(trade: Trade) -> str:
     if trade.side.trades_shares:
         return f"{trade.side.value} {present_quantity(trade.quantity)} {trade.symbol}"
     return f"record a {trade.side.value} of {present_money(trade.amount)}"
+
+
+def _total(values: Iterable[Decimal]) -> Decimal:
+    """An exact sum: the same whatever order the holdings come in (a book resumed from its
+    stored state holds them in another order than a replay; a 28-digit `sum` rounded
+    differently in the last digit)."""
+    return functools.reduce(_plus, values, ZERO)
