@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
@@ -17,10 +18,13 @@ from tests.conftest import facade_credentials
 
 
 async def test_open_event_streams_end_at_shutdown_instead_of_holding_the_grace_period(
-    make_config: Callable[..., RuntimeConfig], users_service: RuntimeConfig, sqlite_url: str
+    make_config: Callable[..., RuntimeConfig], users_service: RuntimeConfig, tmp_path: Path
 ) -> None:
     from services.runtime.migrations import upgrade
 
+    # A database of its own: the users service of the sqlite case keeps tmp_path/test.db, and
+    # two services' migration histories in one file collide.
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'portfolio.db'}"
     await asyncio.to_thread(upgrade, "portfolio", sqlite_url)
     config = make_config(
         "portfolio",
