@@ -1084,6 +1084,230 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/fx": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get fx rate
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetFxRate`.
+         */
+        get: operations["PortfolioService_GetFxRate"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/watchlists": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List watchlists
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListWatchlists`.
+         */
+        get: operations["PortfolioService_ListWatchlists"];
+        put?: never;
+        /**
+         * Create watchlist
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CreateWatchlist`.
+         */
+        post: operations["PortfolioService_CreateWatchlist"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/watchlists/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get watchlist
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetWatchlist`.
+         */
+        get: operations["PortfolioService_GetWatchlist"];
+        /**
+         * Update watchlist
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.UpdateWatchlist`.
+         */
+        put: operations["PortfolioService_UpdateWatchlist"];
+        post?: never;
+        /**
+         * Delete watchlist
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.DeleteWatchlist`.
+         */
+        delete: operations["PortfolioService_DeleteWatchlist"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List alerts
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListAlerts`.
+         */
+        get: operations["PortfolioService_ListAlerts"];
+        put?: never;
+        /**
+         * Create alert
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CreateAlert`.
+         */
+        post: operations["PortfolioService_CreateAlert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Update alert
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.UpdateAlert`.
+         */
+        put: operations["PortfolioService_UpdateAlert"];
+        post?: never;
+        /**
+         * Delete alert
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.DeleteAlert`.
+         */
+        delete: operations["PortfolioService_DeleteAlert"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fired-alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List fired alerts
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListFiredAlerts`.
+         */
+        get: operations["PortfolioService_ListFiredAlerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/fired-alerts:markRead": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark fired alerts read
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.MarkFiredAlertsRead`.
+         */
+        post: operations["PortfolioService_MarkFiredAlertsRead"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List orders
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListOrders`.
+         */
+        get: operations["PortfolioService_ListOrders"];
+        put?: never;
+        /**
+         * Create order
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CreateOrder`.
+         */
+        post: operations["PortfolioService_CreateOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get order
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetOrder`.
+         */
+        get: operations["PortfolioService_GetOrder"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}:cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel order
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CancelOrder`.
+         */
+        post: operations["PortfolioService_CancelOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -1471,6 +1695,7 @@ export interface components {
             exitCode?: number;
             id?: string;
             dimensions?: components["schemas"]["stockfolio.terminal.v1.TerminalSize"];
+            exitReason?: string;
         };
         /**
          * @description Also accepted on input: the full value name (e.g. TERMINAL_STATE_EXITED), in any case.
@@ -1710,6 +1935,9 @@ export interface components {
             dividends?: string;
             lots?: components["schemas"]["stockfolio.portfolio.v1.Lot"][];
             costMethod?: components["schemas"]["stockfolio.portfolio.v1.CostMethod"];
+            currency?: string;
+            localPrice?: string;
+            fxRate?: string;
         };
         "stockfolio.portfolio.v1.Lot": {
             quantity?: string;
@@ -1756,6 +1984,9 @@ export interface components {
             /** Format: date-time */
             createdAt?: string;
             priceSource?: string;
+            currency?: string;
+            fxRate?: string;
+            orderId?: string;
         };
         "stockfolio.portfolio.v1.CreateTradeRequest": {
             portfolioId: string;
@@ -1821,6 +2052,9 @@ export interface components {
             moneyWeightedNote?: string;
             allocation?: components["schemas"]["stockfolio.portfolio.v1.AllocationSlice"][];
             series?: components["schemas"]["stockfolio.portfolio.v1.ValuePoint"][];
+            breakdown?: components["schemas"]["stockfolio.portfolio.v1.ReturnBreakdown"];
+            benchmark?: components["schemas"]["stockfolio.portfolio.v1.BenchmarkComparison"];
+            currency?: string;
         };
         "stockfolio.portfolio.v1.AllocationSlice": {
             name?: string;
@@ -1830,6 +2064,157 @@ export interface components {
         "stockfolio.portfolio.v1.ValuePoint": {
             date?: string;
             value?: string;
+        };
+        "stockfolio.portfolio.v1.ReturnBreakdown": {
+            totalGain?: string;
+            capitalGain?: string;
+            dividendGain?: string;
+            currencyGain?: string;
+            fees?: string;
+            totalContribution?: string;
+            capitalContribution?: string;
+            dividendContribution?: string;
+            currencyContribution?: string;
+            feesContribution?: string;
+        };
+        "stockfolio.portfolio.v1.BenchmarkComparison": {
+            symbol?: string;
+            timeWeightedReturn?: string;
+            series?: components["schemas"]["stockfolio.portfolio.v1.ValuePoint"][];
+            alpha?: string;
+            trackingDifference?: string;
+            endValue?: string;
+        };
+        "stockfolio.portfolio.v1.GetFxRateResponse": {
+            from?: string;
+            to?: string;
+            rate?: string;
+            date?: string;
+            source?: string;
+        };
+        "stockfolio.portfolio.v1.Watchlist": {
+            id?: string;
+            name?: string;
+            symbols?: string[];
+            quotes?: components["schemas"]["stockfolio.portfolio.v1.Quote"][];
+            /** Format: date-time */
+            createdAt?: string;
+            /** Format: date-time */
+            updatedAt?: string;
+        };
+        "stockfolio.portfolio.v1.CreateWatchlistRequest": {
+            name: string;
+            symbols?: string[];
+        };
+        "stockfolio.portfolio.v1.DeleteWatchlistResponse": Record<string, never>;
+        "stockfolio.portfolio.v1.Alert": {
+            id?: string;
+            symbol?: string;
+            condition?: components["schemas"]["stockfolio.portfolio.v1.AlertCondition"];
+            price?: string;
+            percent?: string;
+            /** Format: int32 */
+            windowSeconds?: number;
+            repeat?: boolean;
+            /** Format: int32 */
+            cooldownSeconds?: number;
+            active?: boolean;
+            /** Format: date-time */
+            createdAt?: string;
+            /** Format: date-time */
+            lastFiredAt?: string;
+            note?: string;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. ALERT_CONDITION_PERCENT_CHANGE), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.AlertCondition": "unspecified" | "above" | "below" | "percent_change";
+        "stockfolio.portfolio.v1.CreateAlertRequest": {
+            symbol: string;
+            /** @enum {string} */
+            condition: "above" | "below" | "percent_change";
+            price?: string;
+            percent?: string;
+            /** Format: int32 */
+            windowSeconds?: number;
+            repeat?: boolean;
+            /** Format: int32 */
+            cooldownSeconds?: number;
+            note?: string;
+        };
+        "stockfolio.portfolio.v1.DeleteAlertResponse": Record<string, never>;
+        "stockfolio.portfolio.v1.FiredAlert": {
+            id?: string;
+            alertId?: string;
+            symbol?: string;
+            condition?: components["schemas"]["stockfolio.portfolio.v1.AlertCondition"];
+            threshold?: string;
+            price?: string;
+            /** Format: date-time */
+            firedAt?: string;
+            read?: boolean;
+            message?: string;
+        };
+        "stockfolio.portfolio.v1.MarkFiredAlertsReadRequest": {
+            ids?: string[];
+        };
+        "stockfolio.portfolio.v1.MarkFiredAlertsReadResponse": {
+            /** Format: int32 */
+            marked?: number;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. ORDER_STATUS_EXPIRED), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.OrderStatus": "unspecified" | "open" | "filled" | "cancelled" | "rejected" | "expired";
+        "stockfolio.portfolio.v1.Order": {
+            id?: string;
+            portfolioId?: string;
+            symbol?: string;
+            side?: components["schemas"]["stockfolio.portfolio.v1.TradeSide"];
+            type?: components["schemas"]["stockfolio.portfolio.v1.OrderType"];
+            quantity?: string;
+            limitPrice?: string;
+            stopPrice?: string;
+            timeInForce?: components["schemas"]["stockfolio.portfolio.v1.TimeInForce"];
+            status?: components["schemas"]["stockfolio.portfolio.v1.OrderStatus"];
+            statusReason?: string;
+            triggered?: boolean;
+            tradeId?: string;
+            filledPrice?: string;
+            /** Format: date-time */
+            createdAt?: string;
+            /** Format: date-time */
+            updatedAt?: string;
+            /** Format: date-time */
+            filledAt?: string;
+            fees?: string;
+            notes?: string;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. ORDER_TYPE_STOP_LIMIT), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.OrderType": "unspecified" | "limit" | "stop" | "stop_limit";
+        /**
+         * @description Also accepted on input: the full value name (e.g. TIME_IN_FORCE_GTC), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.TimeInForce": "unspecified" | "day" | "gtc";
+        "stockfolio.portfolio.v1.CreateOrderRequest": {
+            portfolioId: string;
+            symbol: string;
+            /** @enum {string} */
+            side: "buy" | "sell";
+            /** @enum {string} */
+            type: "limit" | "stop" | "stop_limit";
+            quantity: string;
+            limitPrice?: string;
+            stopPrice?: string;
+            timeInForce?: components["schemas"]["stockfolio.portfolio.v1.TimeInForce"];
+            fees?: string;
+            notes?: string;
         };
     };
     responses: {
@@ -3709,6 +4094,7 @@ export interface operations {
     PortfolioService_GetPerformance: {
         parameters: {
             query: {
+                benchmark?: string;
                 portfolioId: string;
                 range?: "" | "1m" | "3m" | "6m" | "1y" | "ytd" | "all";
             };
@@ -3753,6 +4139,449 @@ export interface operations {
                 };
                 content: {
                     "*/*": string;
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetFxRate: {
+        parameters: {
+            query?: {
+                date?: string;
+                from?: string;
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetFxRateResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListWatchlists: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Watchlist"][];
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CreateWatchlist: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["stockfolio.portfolio.v1.CreateWatchlistRequest"];
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Watchlist"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetWatchlist: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Watchlist"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_UpdateWatchlist: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    symbols?: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Watchlist"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_DeleteWatchlist: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.DeleteWatchlistResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListAlerts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+                symbol?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Alert"][];
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CreateAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["stockfolio.portfolio.v1.CreateAlertRequest"];
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Alert"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_UpdateAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    active?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Alert"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_DeleteAlert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.DeleteAlertResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListFiredAlerts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+                unread?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: {
+                            fired?: components["schemas"]["stockfolio.portfolio.v1.FiredAlert"][];
+                            /** Format: int32 */
+                            unread?: number;
+                        };
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_MarkFiredAlertsRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["stockfolio.portfolio.v1.MarkFiredAlertsReadRequest"];
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.MarkFiredAlertsReadResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListOrders: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+                portfolioId?: string;
+                status?: components["schemas"]["stockfolio.portfolio.v1.OrderStatus"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Order"][];
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CreateOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["stockfolio.portfolio.v1.CreateOrderRequest"];
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Order"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Order"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CancelOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Order"];
+                    };
                 };
             };
             default: components["responses"]["Error"];
