@@ -135,9 +135,7 @@ async def leader_kill_scenario(
         for socket in sockets:
             times = [killed_at] + [at for at, m in socket.received if at > killed_at]
             quiet.append(
-                max(b - a for a, b in itertools.pairwise(times))
-                if len(times) > 1
-                else AFTER
+                max(b - a for a, b in itertools.pairwise(times)) if len(times) > 1 else AFTER
             )
         resync_messages = [len(s.of_type("resync")) for s in sockets]
         for socket in sockets:
