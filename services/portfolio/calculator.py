@@ -1,6 +1,7 @@
 """The portfolio calculator: every `interval` seconds, revalue every portfolio that holds
-positions at current prices, publish a `portfolio_value` event for each, and record each held
-symbol's latest price as today's close in the price history.
+positions at current prices (from its stored book: no replay), publish a `portfolio_value`
+event for each, and record each held symbol's latest price as today's close in the price
+history.
 
 The job runs once per deployment, not once per replica: only the replica leading the shared
 market (shared_market.py) revalues, and its events reach the other replicas' subscribers through
@@ -72,17 +73,25 @@ class Calculator:
         after = ""
         while True:
             async with self._db.reading() as session:
-                batch = await PortfolioRepository(session).after(after, self._batch)
-                trades = await TradeRepository(session).of_many([p.id for p in batch])
+                repository = PortfolioRepository(session)
+                batch = await repository.after(after, self._batch)
+                # The stored books (trades.py keeps one per portfolio); only a portfolio
+                # without one has its trades read and replayed.
+                stored = await repository.books([p.id for p in batch])
+                missing = [p.id for p in batch if p.id not in stored]
+                trades = await TradeRepository(session).of_many(missing) if missing else {}
             if not batch:
                 break
             after = batch[-1].id
             books: list[tuple[str, str, str, Book]] = []
             for portfolio in batch:
                 try:
-                    book = Book.replay(
-                        [r.trade for r in trades[portfolio.id]], policy=portfolio.kind.policy
-                    )
+                    if portfolio.id in stored:
+                        book = Book.resume(stored[portfolio.id].state)
+                    else:
+                        book = Book.replay(
+                            [r.trade for r in trades[portfolio.id]], policy=portfolio.kind.policy
+                        )
                 except DomainError as problem:  # stored trades that no longer replay
                     log.error(
                         "portfolio does not replay",
