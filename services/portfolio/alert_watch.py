@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "alerts:changed"
 RESUBSCRIBE_AFTER = 1.0
+# A service started with its database away tries to load the alerts again, backing off to this.
+LOAD_RETRY_MAX = 30.0
 PROBE = b"?"  # starts a probe message (an alert id never does)
 
 
@@ -63,10 +65,18 @@ class AlertWatch:
         self.unstored = 0  # firings the database refused (undone in the index)
 
     async def start(self) -> None:
-        await self.reload()
         loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self.reload()
+        except Exception as error:
+            # The service starts with its database away (it says NOT_SERVING meanwhile), as
+            # every other part does: the alerts are loaded once it answers.
+            log.warning("alerts not loaded yet; retrying", extra={"error": str(error)})
+            tasks.append(loop.create_task(self._load_until_done(), name="alerts-load"))
         ticks = self._open_ticks()  # subscribed now: no tick after the load is missed
         self._tasks = [
+            *tasks,
             loop.create_task(self._follow(ticks), name="alerts-ticks"),
             loop.create_task(self._listen_forever(), name="alerts-changes"),
             loop.create_task(self._store_forever(), name="alerts-store"),
@@ -75,6 +85,21 @@ class AlertWatch:
             await asyncio.wait_for(self._listening.wait(), 3.0)
         except TimeoutError:
             log.warning("alert changes from other replicas are not arriving yet")
+
+    async def _load_until_done(self) -> None:
+        wait = 0.5
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                wait = min(wait * 2, LOAD_RETRY_MAX)
+                log.warning("alerts not loaded yet; retrying", extra={"error": str(error)})
+            else:
+                log.info("alerts loaded", extra={"alerts": sum(1 for _ in self.index.rules())})
+                return
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []

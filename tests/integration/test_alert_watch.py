@@ -5,6 +5,7 @@ reaches this one's index."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,3 +105,25 @@ async def test_a_change_announced_by_another_replica_reaches_the_index(rig: Rig)
         await AlertRepository(session).set_active("a-2", "u-1", False)
     await rig.cache.publish(CHANNEL, b"a-2")
     await until(lambda: "a-2" not in rig.watch.index, "the paused alert out of the index")
+
+
+async def test_a_service_started_before_its_tables_exist_loads_the_alerts_once_they_do(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from services.runtime.migrations import upgrade
+
+    url = f"sqlite+aiosqlite:///{Path(str(tmp_path)) / 'late.db'}"
+    db = Database(url)
+    market = TickFanout()
+    watch = AlertWatch(db, market.subscribe, EventHub(None), InProcessCache(), leading=lambda: True)
+    try:
+        await watch.start()  # no tables yet: starts anyway
+        assert list(watch.index.rules()) == []
+        await asyncio.to_thread(upgrade, "portfolio", url)
+        await add_alert(db, "a-late", "101")
+        await until(lambda: "a-late" in watch.index, "the alerts loaded", within=15)
+    finally:
+        await watch.stop()
+        await db.close()
