@@ -24,11 +24,13 @@ Conventions, stated once
 from __future__ import annotations
 
 import calendar
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from decimal import ROUND_DOWN, Decimal
 from itertools import pairwise
+from typing import NamedTuple
 
 from services.portfolio.domain import (
     ONE,
@@ -56,7 +58,7 @@ CASH = "cash"  # lower case: it cannot collide with a (normalized, upper-case) s
 # --- value series ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a series holds one for every day
 class ValuePoint:
     """The portfolio at the close of `day`, and the external money that crossed it that day."""
 
@@ -67,33 +69,35 @@ class ValuePoint:
     outflow: Decimal  # withdrawals (positive), counted at the end of the day
 
 
-@dataclass(frozen=True)
-class _Close:
+class _Close(NamedTuple):
     """One day's close, for the series and for what a report needs at its ends. `book` is the
-    live replay, shared by every close: read it before asking for the next one."""
+    live replay, shared by every close: read it before asking for the next one. `prices` and
+    `held` (the quantity of each symbol priced) have the same symbols, in the same order.
+    A tuple rather than a frozen dataclass: one is made for every day of the range."""
 
     point: ValuePoint
     book: Book
     prices: dict[str, Decimal]
+    held: dict[str, Decimal]
 
 
-class _PriceCursor:
-    """The last known close of one symbol, for days asked in increasing order."""
+class _LastCloses:
+    """The last close of a symbol on or before a day, for the few prices a day's own close
+    does not give (a range's first day, a trade on a day without a close)."""
 
-    def __init__(self, closes: Mapping[date, Decimal]) -> None:
-        self._closes = sorted(closes.items())
-        self._next = 0
-        self.last: tuple[date, Decimal] | None = None
+    def __init__(self, history: PriceHistory) -> None:
+        self._history = history
+        self._days: dict[str, list[date]] = {}  # sorted when first asked
 
-    def due(self, day: date) -> bool:
-        """A close not read yet is on or before `day`."""
-        return self._next < len(self._closes) and self._closes[self._next][0] <= day
-
-    def at(self, day: date) -> tuple[date, Decimal] | None:
-        while self._next < len(self._closes) and self._closes[self._next][0] <= day:
-            self.last = self._closes[self._next]
-            self._next += 1
-        return self.last
+    def on_or_before(self, symbol: str, day: date) -> tuple[date, Decimal] | None:
+        closes = self._history.get(symbol)
+        if not closes:
+            return None
+        days = self._days.get(symbol)
+        if days is None:
+            days = self._days[symbol] = sorted(closes)
+        index = bisect_right(days, day)
+        return None if index == 0 else (days[index - 1], closes[days[index - 1]])
 
 
 def _closes(
@@ -106,70 +110,81 @@ def _closes(
     policy: CashPolicy,
 ) -> Iterator[_Close]:
     events: list[Event] = sorted([*trades, *splits], key=order_key)
+    event_days = [event.day for event in events]  # worked out once, not at every look
     book = Book(policy)
-    cursors = {symbol: _PriceCursor(closes) for symbol, closes in history.items()}
-    traded_days: dict[str, tuple[datetime, date]] = {}
-    before: dict[str, Decimal] = {}
-    watched: list[_PriceCursor] = []  # the cursors of the symbols held
-    value: Decimal | None = None
+    last_closes = _LastCloses(history)
+    no_closes: Mapping[date, Decimal] = {}
+    prices: dict[str, Decimal] = {}
     held: dict[str, Decimal] = {}  # quantity per open symbol, in order
+    watched: list[tuple[str, Decimal, Mapping[date, Decimal]]] = []  # held, with its closes
+    value: Decimal | None = None
     pending = 0
     day = start
     while day <= end:
         flows_before = book.flow_count
         touched: set[str] = set()
-        while pending < len(events) and events[pending].day <= day:
+        while pending < len(events) and event_days[pending] <= day:
             book.record(events[pending])
             touched.add(events[pending].symbol)
             pending += 1
-        new_flows = book.flows_since(flows_before) if day > start else ()
-        if value is not None and not touched and not any(c.due(day) for c in watched):
+        if value is None or touched:  # the holdings changed: read them again
+            if value is None:
+                held = {symbol: book.quantity(symbol) for symbol in book.open_symbols()}
+            else:
+                held = _held_after(book, held, touched)
+            watched = [(s, q, history.get(s, no_closes)) for s, q in held.items()]
+        elif not any(day in closes for _, _, closes in watched):
             # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
-            point = ValuePoint(day, value, book.cash, ZERO, ZERO)
-            yield _Close(point, book, before)
+            yield _Close(ValuePoint(day, value, book.cash, ZERO, ZERO), book, prices, held)
             day += timedelta(days=1)
             continue
-        if touched or value is None:  # the holdings changed: read them again
-            held = {symbol: book.quantity(symbol) for symbol in book.open_symbols()}
-        # A price moves only with a new close or a trade of its symbol: the rest carry over.
-        prices = {}
-        for symbol in held:
-            cursor = cursors.get(symbol)
-            if symbol in before and symbol not in touched and not (cursor and cursor.due(day)):
-                prices[symbol] = before[symbol]
-            else:
-                prices[symbol] = _price_on(book, symbol, day, cursors, traded_days)
-        before = prices
-        watched = [cursors[s] for s in prices if s in cursors]
-        value = book.cash + sum((held[s] * p for s, p in prices.items()), ZERO)
-        point = ValuePoint(
-            day=day,
-            value=value,
-            cash=book.cash,
-            inflow=sum((f.amount for f in new_flows if f.amount > 0), ZERO),
-            outflow=-sum((f.amount for f in new_flows if f.amount < 0), ZERO),
-        )
-        yield _Close(point, book, prices)
+        # A price moves only with a close of the day or a trade of its symbol: the rest carry
+        # over. New dicts, never changed once yielded: a day that repeats the last shares them.
+        day_prices: dict[str, Decimal] = {}
+        worth = ZERO  # added up in the holdings' order: a 28-digit sum may end otherwise
+        for symbol, quantity, closes in watched:
+            # A close of the day itself comes first: no trade recorded by then is more recent.
+            price = closes.get(day)
+            if price is None:
+                if symbol in prices and symbol not in touched:
+                    price = prices[symbol]
+                else:
+                    price = _price_on(book, symbol, last_closes.on_or_before(symbol, day))
+            day_prices[symbol] = price
+            worth += quantity * price
+        prices = day_prices
+        value = book.cash + worth
+        inflow = outflow = ZERO
+        if day > start and book.flow_count > flows_before:
+            new_flows = book.flows_since(flows_before)
+            inflow = sum((f.amount for f in new_flows if f.amount > 0), ZERO)
+            outflow = -sum((f.amount for f in new_flows if f.amount < 0), ZERO)
+        point = ValuePoint(day=day, value=value, cash=book.cash, inflow=inflow, outflow=outflow)
+        yield _Close(point, book, prices, held)
         day += timedelta(days=1)
 
 
-def _price_on(
-    book: Book,
-    symbol: str,
-    day: date,
-    cursors: dict[str, _PriceCursor],
-    traded_days: dict[str, tuple[datetime, date]],
-) -> Decimal:
-    cursor = cursors.get(symbol)
-    close = cursor.at(day) if cursor else None
+def _held_after(book: Book, held: dict[str, Decimal], touched: set[str]) -> dict[str, Decimal]:
+    """The quantity per open symbol, sorted as `book.open_symbols()`, after the events of a
+    day: only the symbols of those events can have changed (read afresh, not every holding)."""
+    quantities = dict(held)
+    opened = False
+    for symbol in touched:
+        quantity = book.quantity(symbol)
+        if quantity > 0:
+            opened = opened or symbol not in quantities
+            quantities[symbol] = quantity
+        else:
+            quantities.pop(symbol, None)
+    return {s: quantities[s] for s in sorted(quantities)} if opened else quantities
+
+
+def _price_on(book: Book, symbol: str, close: tuple[date, Decimal] | None) -> Decimal:
+    """`symbol`'s price: the more recent of its last close (`close`) and its last trade here."""
     traded = book.last_trade_price(symbol)
     if traded is None:
         return close[1] if close is not None else ZERO
-    # The UTC day of the last trade, worked out once per trade rather than once a day.
-    known = traded_days.get(symbol)
-    if known is None or known[0] != traded[0]:
-        known = traded_days[symbol] = (traded[0], traded[0].astimezone(UTC).date())
-    if close is None or known[1] > close[0]:
+    if close is None or traded[0].astimezone(UTC).date() > close[0]:
         return traded[1]
     return close[1]
 
@@ -368,7 +383,6 @@ def performance_report(
     for trade in trades:
         by_day.setdefault(trade.day, []).append(trade)
     attribution = Attribution(rates or {}, trade_rates or {})
-    foreign = set(rates or ())  # only holdings in other currencies have a currency part
     for close in _closes(trades, history, start=start, end=today, splits=splits, policy=policy):
         if not series:
             opening = (close.book.realized_gain(method), close.book.dividends, close.book.fees)
@@ -380,7 +394,8 @@ def performance_report(
             point.inflow if len(series) > 1 else ZERO,
             point.outflow if len(series) > 1 else ZERO,
             by_day.get(point.day, ()),
-            {s: (close.book.quantity(s), p) for s, p in close.prices.items() if s in foreign},
+            close.held,
+            close.prices,
         )
         last = close
     assert last is not None  # start <= today, so there is at least the baseline

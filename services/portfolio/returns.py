@@ -28,6 +28,7 @@ skips them). Arithmetic is exact but for the divisions, kept to PRECISION digits
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -77,8 +78,16 @@ def converted_closes(
     """Each close times the rate of its day (the last one known on or before it)."""
     if not rates:
         return dict(closes)
-    cursor = RateCursor(rates)
-    return {day: close * cursor.at(day) for day, close in sorted(closes.items())}
+    # RateCursor's rule, without a cursor: a close's day nearly always has a rate of its own.
+    known = sorted(rates)
+    converted: dict[date, Decimal] = {}
+    for day, close in sorted(closes.items()):
+        rate = rates.get(day)
+        if rate is None:
+            following = bisect_right(known, day)
+            rate = rates[known[following - 1 if following else 0]]
+        converted[day] = close * rate
+    return converted
 
 
 class Attribution:
@@ -96,8 +105,10 @@ class Attribution:
         self._parts = [ZERO] * 4  # capital, dividends, currency, fees
         self._contributions = [ZERO] * 4
         self._growth = ONE
-        self._held: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (quantity, mark)
-        self._rates_before: dict[str, Decimal] = {}
+        # What is held at the last close: quantity and mark per symbol.
+        self._quantities: Mapping[str, Decimal] = {}
+        self._marks: Mapping[str, Decimal] = {}
+        self._rates_before: dict[int, Decimal] = {}  # per rate series, as self._cursors
         self._previous_value: Decimal | None = None
         self._context = Context(prec=PRECISION)
 
@@ -108,17 +119,20 @@ class Attribution:
         inflow: Decimal,
         outflow: Decimal,
         trades: Sequence[Trade],
-        held: Mapping[str, tuple[Decimal, Decimal]],
+        quantities: Mapping[str, Decimal],
+        marks: Mapping[str, Decimal],
     ) -> None:
         """Day `day`'s close: its value and flows, the trades of that day, and what is held at
-        its end (quantity and mark per symbol). The first call is the baseline."""
+        its end: the quantity and the mark of each symbol in `marks` (in their order). Both
+        mappings are kept until the next close, unchanged: the series builds new ones for a day
+        whose holdings or prices moved. The first call is the baseline."""
         with localcontext(self._context):
-            by_series = {key: cursor.at(day) for key, cursor in self._cursors.items()}
-            rates = {symbol: by_series[key] for symbol, key in self._series_of.items()}
+            # Kept per series, not per symbol: the symbols of one currency share a rate.
+            rates = {key: cursor.at(day) for key, cursor in self._cursors.items()}
             if self._previous_value is not None:
                 self._add_day(day, value, inflow, outflow, trades, rates)
             self._previous_value = value
-            self._held = dict(held)
+            self._quantities, self._marks = quantities, marks
             self._rates_before = rates
 
     def _add_day(
@@ -128,7 +142,7 @@ class Attribution:
         inflow: Decimal,
         outflow: Decimal,
         trades: Sequence[Trade],
-        rates: dict[str, Decimal],
+        rates: dict[int, Decimal],
     ) -> None:
         assert self._previous_value is not None
         gain = value + outflow - self._previous_value - inflow
@@ -138,29 +152,53 @@ class Attribution:
                 dividends += trade.amount - trade.fees
             else:
                 fees -= trade.fees
-            rate, now = self._trade_rates.get(trade), rates.get(trade.symbol)
+            rate = self._trade_rates.get(trade)
+            now = self._rate_of(trade.symbol, rates)
             if trade.side.trades_shares and rate and now is not None and rate != now:
                 signed = trade.quantity if trade.side is Side.BUY else -trade.quantity
                 currency += signed * trade.price * (now / rate - ONE)
         if rates != self._rates_before:  # else no holding's rate moved (a weekend)
-            for symbol, (quantity, mark) in self._held.items():
-                before, now = self._rates_before.get(symbol), rates.get(symbol)
-                if before is not None and now is not None and before != now:
-                    currency += quantity * mark * (now / before - ONE)
+            before = self._rates_before
+            moved = {key for key, now in rates.items() if now != before[key]}
+            # One quotient per series and day, shared by the holdings of its currency.
+            moves: dict[int, Decimal] = {}
+            quantities, series_of = self._quantities, self._series_of
+            for symbol, mark in self._marks.items():
+                key = series_of.get(symbol)
+                if key not in moved:  # in the portfolio's currency (None), or its rate held
+                    continue
+                move = moves.get(key)
+                if move is None:
+                    move = moves[key] = rates[key] / before[key] - ONE
+                currency += quantities[symbol] * mark * move
         # The rates' quotient is the one inexact step: kept to 20 places (CURRENCY_STEP), far
         # below a cent and far above the division's error, so 1.2/1.1 of 1100 gives 100.
         currency = currency.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
         capital = gain - dividends - fees - currency
-        parts = (capital, dividends, currency, fees)
-        self._parts = [a + b for a, b in zip(self._parts, parts, strict=True)]
+        # Written out part by part rather than zipped: this runs for every day of the range.
+        s_capital, s_dividends, s_currency, s_fees = self._parts
+        self._parts = [
+            s_capital + capital,
+            s_dividends + dividends,
+            s_currency + currency,
+            s_fees + fees,
+        ]
         base = self._previous_value + inflow
         if base > 0:
             weight = self._growth / base
             # Kept to PRECISION digits: the parts' sum is taken exactly in `result`.
+            c_capital, c_dividends, c_currency, c_fees = self._contributions
             self._contributions = [
-                c + p * weight for c, p in zip(self._contributions, parts, strict=True)
+                c_capital + capital * weight,
+                c_dividends + dividends * weight,
+                c_currency + currency * weight,
+                c_fees + fees * weight,
             ]
             self._growth *= ONE + gain / base
+
+    def _rate_of(self, symbol: str, rates: dict[int, Decimal]) -> Decimal | None:
+        key = self._series_of.get(symbol)
+        return None if key is None else rates[key]
 
     def result(self) -> Breakdown:
         capital, dividends, currency, fees = self._parts

@@ -100,16 +100,22 @@ def xirr(
                 return decimal_rate  # the root, to the last digit a float holds
         return None
 
+    brackets = _brackets(years, amounts)
+    rate, iterations = _newton(years, amounts, guess, tolerance, max_iterations)
+    # A lone bracket holds the nearest root: Newton landing in it answers, and bisecting that
+    # root (most of the solver's work) would be for nothing.
+    lone = len(brackets) == 1 and rate is not None and _inside(rate, brackets[0])
+    if lone and (found := stated(rate)) is not None:
+        return XirrResult(found, True, "", "newton", iterations)
     # Every root the grid brackets, each bisected: the one nearest 0 is the answer.
     roots: list[tuple[float, tuple[float, float]]] = []
     more = 0
-    for bracket in _brackets(years, amounts):
+    for bracket in brackets:
         root, spent = _bisect(bracket, years, amounts)
         more += spent
         if root is not None:
             roots.append((root, bracket))
     nearest = min(roots, key=lambda found: abs(found[0]), default=None)
-    rate, iterations = _newton(years, amounts, guess, tolerance, max_iterations)
     newton_answers = rate is not None and (nearest is None or _inside(rate, nearest[1]))
     if newton_answers and (found := stated(rate)) is not None:
         return XirrResult(found, True, "", "newton", iterations)
@@ -184,10 +190,9 @@ def _sign(x: float, years: list[float], amounts: list[float], *, slope: bool = F
     overflows."""
     exponents = [-t * x for t in years]
     top = max(exponents)
-    total = math.fsum(
-        (-t * a if slope else a) * math.exp(e - top)
-        for t, e, a in zip(years, exponents, amounts, strict=True)
-    )
+    weights = [-t * a for t, a in zip(years, amounts, strict=True)] if slope else amounts
+    # A list, not a generator: the solver asks this a few hundred times.
+    total = math.fsum([w * math.exp(e - top) for w, e in zip(weights, exponents, strict=True)])
     return (total > 0) - (total < 0)
 
 
