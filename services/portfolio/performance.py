@@ -116,7 +116,7 @@ def _closes(
     no_closes: Mapping[date, Decimal] = {}
     prices: dict[str, Decimal] = {}
     held: dict[str, Decimal] = {}  # quantity per open symbol, in order
-    watched: list[tuple[str, Decimal, Mapping[date, Decimal]]] = []  # held, with its closes
+    watched: list[tuple[str, Mapping[date, Decimal]]] = []  # each symbol held, its closes
     value: Decimal | None = None
     pending = 0
     day = start
@@ -128,12 +128,14 @@ def _closes(
             touched.add(events[pending].symbol)
             pending += 1
         if value is None or touched:  # the holdings changed: read them again
+            before = held
             if value is None:
                 held = {symbol: book.quantity(symbol) for symbol in book.open_symbols()}
             else:
                 held = _held_after(book, held, touched)
-            watched = [(s, q, history.get(s, no_closes)) for s, q in held.items()]
-        elif not any(day in closes for _, _, closes in watched):
+            if value is None or held.keys() != before.keys():
+                watched = [(symbol, history.get(symbol, no_closes)) for symbol in held]
+        elif not any(day in closes for _, closes in watched):
             # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
             yield _Close(ValuePoint(day, value, book.cash, ZERO, ZERO), book, prices, held)
             day += timedelta(days=1)
@@ -142,7 +144,7 @@ def _closes(
         # over. New dicts, never changed once yielded: a day that repeats the last shares them.
         day_prices: dict[str, Decimal] = {}
         worth = ZERO  # added up in the holdings' order: a 28-digit sum may end otherwise
-        for symbol, quantity, closes in watched:
+        for symbol, closes in watched:
             # A close of the day itself comes first: no trade recorded by then is more recent.
             price = closes.get(day)
             if price is None:
@@ -151,7 +153,7 @@ def _closes(
                 else:
                     price = _price_on(book, symbol, last_closes.on_or_before(symbol, day))
             day_prices[symbol] = price
-            worth += quantity * price
+            worth += held[symbol] * price
         prices = day_prices
         value = book.cash + worth
         inflow = outflow = ZERO
@@ -374,14 +376,14 @@ def performance_report(
     converted at (both absent: one currency); they split the gain's currency part off.
     `benchmark_marks`: a symbol and its closes in the portfolio's currency to compare with."""
     trades = list(trades)
-    inception = min((t.day for t in trades), default=None)
+    by_day: dict[date, list[Trade]] = {}
+    for trade in trades:
+        by_day.setdefault(trade.day, []).append(trade)
+    inception = min(by_day, default=None)
     start = range_start(range_, today, inception=inception)
     series: list[ValuePoint] = []
     opening = (ZERO, ZERO, ZERO)
     last: _Close | None = None
-    by_day: dict[date, list[Trade]] = {}
-    for trade in trades:
-        by_day.setdefault(trade.day, []).append(trade)
     attribution = Attribution(rates or {}, trade_rates or {})
     for close in _closes(trades, history, start=start, end=today, splits=splits, policy=policy):
         if not series:

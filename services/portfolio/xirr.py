@@ -196,6 +196,16 @@ def _sign(x: float, years: list[float], amounts: list[float], *, slope: bool = F
     return (total > 0) - (total < 0)
 
 
+def _signs(x: float, years: list[float], amounts: list[float]) -> tuple[int, int]:
+    """`_sign` of the NPV and of its slope at x, from one set of discount factors."""
+    exponents = [-t * x for t in years]
+    top = max(exponents)
+    factors = [math.exp(e - top) for e in exponents]
+    total = math.fsum([a * f for a, f in zip(amounts, factors, strict=True)])
+    slope = math.fsum([-t * a * f for t, a, f in zip(years, amounts, factors, strict=True)])
+    return (total > 0) - (total < 0), (slope > 0) - (slope < 0)
+
+
 def _bisect(
     bracket: tuple[float, float],
     years: list[float],
@@ -237,8 +247,7 @@ def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, flo
     """Intervals in x that each hold one root of the NPV: where its sign changes between grid
     points, and, where it does not but its slope does, on each side of the extremum between
     them when the NPV there has the other sign (two close roots)."""
-    signs = [_sign(x, years, amounts) for x in _GRID]
-    slopes = [_sign(x, years, amounts, slope=True) for x in _GRID]
+    signs, slopes = zip(*(_signs(x, years, amounts) for x in _GRID), strict=True)
     found: list[tuple[float, float]] = []
     for index, (low, high) in enumerate(pairwise(_GRID)):
         s1, s2 = signs[index], signs[index + 1]
