@@ -711,9 +711,14 @@ def _consume_lots(lots: Lots, quantity: Decimal) -> Decimal:
             lots.take_oldest()
         else:
             part = lot.cost * remaining / lot.quantity
-            lots.replace_oldest(
-                replace(lot, quantity=_minus(lot.quantity, remaining), cost=_minus(lot.cost, part))
+            left = Lot(  # not dataclasses.replace: a tenth of the cost, for every partial sell
+                lot.symbol,
+                _minus(lot.quantity, remaining),
+                _minus(lot.cost, part),
+                lot.opened_at,
+                lot.sequence,
             )
+            lots.replace_oldest(left)
             cost = _plus(cost, part)
             remaining = ZERO
     return cost

@@ -175,25 +175,21 @@ class Attribution:
         # below a cent and far above the division's error, so 1.2/1.1 of 1100 gives 100.
         currency = currency.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
         capital = gain - dividends - fees - currency
-        # Written out part by part rather than zipped: this runs for every day of the range.
-        s_capital, s_dividends, s_currency, s_fees = self._parts
-        self._parts = [
-            s_capital + capital,
-            s_dividends + dividends,
-            s_currency + currency,
-            s_fees + fees,
-        ]
+        # Added part by part in place, not zipped into new lists: this runs every day.
+        sums = self._parts
+        sums[0] += capital
+        sums[1] += dividends
+        sums[2] += currency
+        sums[3] += fees
         base = self._previous_value + inflow
         if base > 0:
             weight = self._growth / base
             # Kept to PRECISION digits: the parts' sum is taken exactly in `result`.
-            c_capital, c_dividends, c_currency, c_fees = self._contributions
-            self._contributions = [
-                c_capital + capital * weight,
-                c_dividends + dividends * weight,
-                c_currency + currency * weight,
-                c_fees + fees * weight,
-            ]
+            contributions = self._contributions
+            contributions[0] += capital * weight
+            contributions[1] += dividends * weight
+            contributions[2] += currency * weight
+            contributions[3] += fees * weight
             self._growth *= ONE + gain / base
 
     def _rate_of(self, symbol: str, rates: dict[int, Decimal]) -> Decimal | None:
