@@ -4,12 +4,13 @@ starts in the project chosen for it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import urllib.parse
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import APIResponse, Locator, Page, Route, expect
 
 from tests.browser.screens import sign_in
 from tests.system_harness import Account, System, request
@@ -135,3 +136,34 @@ def test_ctrl_bracket_moves_the_keyboard_out_of_the_terminal_to_its_tab(
     page.keyboard.press("Control+BracketRight")
 
     expect(page.get_by_test_id("terminal-tab")).to_be_focused()
+
+
+def test_a_terminal_started_while_the_list_still_loads_keeps_its_tab(
+    page: Page, account: Account
+) -> None:
+    # The page's list of running terminals (as it was before the new one) arrives only after
+    # the new one has its tab: a list that came back late (a loaded machine) used to replace
+    # the tabs, the new one included.
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold_the_list(route: Route) -> None:
+        if route.request.method == "GET":
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/terminal/terminals\?.*"), hold_the_list)
+    sign_in(page, account, at="/terminal")
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page did not ask for its terminals"
+    tabs = page.get_by_test_id("terminal-tab")
+    page.get_by_test_id("terminal-new").click()
+    expect(tabs).to_have_count(1)
+    for route, answer in held:
+        route.fulfill(response=answer)
+    page.wait_for_timeout(500)
+    expect(tabs).to_have_count(1)
+    expect(shown(page).get_by_test_id("terminal-status")).to_have_text("Connected")

@@ -52,8 +52,11 @@ export default function TerminalPage() {
           title: titleOf(s, found, ++counter.current),
           state: { kind: "connecting" } as TerminalState,
         }));
-        setTabs(restored);
-        setActive(restored[0]?.sessionId ?? null);
+        // A terminal started before this list came back (a quick click on a slow load) stays:
+        // the list is merged in, never put in its place.
+        const known = new Set(restored.map((t) => t.sessionId));
+        setTabs((current) => [...restored, ...current.filter((t) => !known.has(t.sessionId))]);
+        setActive((current) => current ?? restored[0]?.sessionId ?? null);
       },
       setError,
     );
