@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import aiohttp
 
 from services.portfolio.config import MarketConfig
-from services.portfolio.currencies import FxRate, require_currency
+from services.portfolio.currencies import FxRate, rate_pair
 from services.portfolio.domain import normalize_symbol, parse_decimal
 from services.portfolio.market_data import (
     Quote,
@@ -187,7 +187,7 @@ class AlphaVantage:
 
     async def fx_rate(self, base: str, quote: str) -> FxRate:
         """CURRENCY_EXCHANGE_RATE, cached as quotes are (same budget, same stale copy)."""
-        base, quote = _pair(base, quote)
+        base, quote = rate_pair(base, quote)
         if base == quote:
             return FxRate(base, quote, Decimal(1), self._clock().date(), SOURCE)
         pair = f"{base}{quote}"
@@ -201,7 +201,7 @@ class AlphaVantage:
 
     async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
         """FX_DAILY closes of the latest 100 trading days at most, cached as daily prices."""
-        base, quote = _pair(base, quote)
+        base, quote = rate_pair(base, quote)
         check_range(start, end)
         if base == quote:
             return {}
@@ -549,15 +549,6 @@ class AlphaVantage:
 
 def _decimal(field: str, raw: Any) -> Decimal:
     return parse_decimal(field, str(raw), places=PROVIDER_PLACES)
-
-
-def _pair(base: str, quote: str) -> tuple[str, str]:
-    try:
-        return require_currency(base, "from"), require_currency(quote, "to")
-    except InvalidArgument as problem:
-        raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY") from (
-            problem
-        )
 
 
 def _malformed(function: str) -> Unavailable:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
+from typing import Any
 
 from services.portfolio.exact import minus as _minus
 from services.portfolio.exact import plus as _plus
@@ -301,19 +302,7 @@ class Book:
         book._outflows = -state.withdrawals
         book._funded = state.funded
         for h in state.holdings:
-            book._holdings[h.symbol] = _Holding(
-                h.symbol,
-                h.lots.copy(),
-                h.quantity,
-                h.fifo_basis,
-                h.average_basis,
-                h.realized_fifo,
-                h.realized_average,
-                h.dividends,
-                h.fees,
-                h.last_price,
-                h.last_price_at,
-            )
+            book._holdings[h.symbol] = _Holding(**_copied(h))
         return book
 
     def state(self) -> BookState:
@@ -328,19 +317,7 @@ class Book:
             withdrawals=-self._outflows,
             funded=self._funded,
             holdings=tuple(
-                HoldingState(
-                    h.symbol,
-                    h.lots.copy(),
-                    h.quantity,
-                    h.fifo_basis,
-                    h.average_basis,
-                    h.realized_fifo,
-                    h.realized_average,
-                    h.dividends,
-                    h.fees,
-                    h.last_price,
-                    h.last_price_at,
-                )
+                HoldingState(**_copied(h))
                 # In the book's own order (a symbol's first trade): totals add the holdings up
                 # in that order, and a sum of 28 digits may end otherwise in another.
                 for h in self._holdings.values()
@@ -737,3 +714,11 @@ def _total(values: Iterable[Decimal]) -> Decimal:
     stored state holds them in another order than a replay; a 28-digit `sum` rounded
     differently in the last digit)."""
     return functools.reduce(_plus, values, ZERO)
+
+
+def _copied(holding: _Holding | HoldingState) -> dict[str, Any]:
+    """Every field of a holding, its lots copied: `_Holding` and `HoldingState` have the same
+    fields, so a field added to one and not the other fails here, not silently."""
+    values = {f.name: getattr(holding, f.name) for f in fields(HoldingState)}
+    values["lots"] = holding.lots.copy()
+    return values

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import InvalidArgument, NotFound
 
 ONE = Decimal(1)
 # The codes portfolios, listings and rates may use. A code outside it is refused with 422:
@@ -60,6 +60,17 @@ def require_currency(raw: str, field: str = "currency") -> str:
     if code not in CURRENCIES:
         raise InvalidArgument.field(field, f"must be one of {', '.join(CURRENCIES)}")
     return code
+
+
+def rate_pair(base: str, quote: str) -> tuple[str, str]:
+    """Both codes checked, for a source asked for a rate: an unknown one is NotFound (there is
+    no rate for it), as an unknown symbol is."""
+    try:
+        return require_currency(base, "from"), require_currency(quote, "to")
+    except InvalidArgument as problem:
+        raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY") from (
+            problem
+        )
 
 
 def pair_key(base: str, quote: str) -> str:

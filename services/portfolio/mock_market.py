@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from services.portfolio.currencies import FxRate, SimulatedRates, require_currency
+from services.portfolio.currencies import FxRate, SimulatedRates, rate_pair
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import (
     Quote,
@@ -28,7 +28,7 @@ from services.portfolio.market_data import (
     search_terms,
 )
 from services.runtime.clock import utc_now
-from services.runtime.errors import InvalidArgument, NotFound
+from services.runtime.errors import NotFound
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -185,16 +185,6 @@ def _previous_weekday(day: date) -> date:
     return day
 
 
-def _pair(base: str, quote: str) -> tuple[str, str]:
-    """Both codes checked; an unknown one is NotFound (no rate for it), as an unknown symbol."""
-    try:
-        return require_currency(base, "from"), require_currency(quote, "to")
-    except InvalidArgument as problem:
-        raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY") from (
-            problem
-        )
-
-
 _WORD = re.compile(r"[^\w&']+")
 
 
@@ -316,12 +306,12 @@ class MockMarket:
     # --- currencies and dividends --------------------------------------------------------------
 
     async def fx_rate(self, base: str, quote: str) -> FxRate:
-        base, quote = _pair(base, quote)
+        base, quote = rate_pair(base, quote)
         day, rate = self._rates.close(base, quote, self._clock().date())
         return FxRate(base, quote, rate, day, SOURCE)
 
     async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
-        base, quote = _pair(base, quote)
+        base, quote = rate_pair(base, quote)
         check_range(start, end)
         return self._rates.daily(base, quote, start, end)
 
