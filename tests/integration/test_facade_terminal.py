@@ -32,12 +32,12 @@ from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
 from tests.conftest import migrated_sqlite
 from tests.integration import socket_client
+from tests.integration.rest_client import PASSWORD, User, call, register
 from tests.integration.socket_client import Socket
 from tests.processes import host_processes
 
 Client = TestClient[web.Request, web.Application]
 
-PASSWORD = "correct-horse-9"
 DEAD = "127.0.0.1:1"
 WAIT = 15.0
 SESSION_ID = re.compile(r"^session_\d{13}_[0-9a-f]{12}$")
@@ -115,35 +115,6 @@ async def system(start_system: Start) -> AsyncIterator[System]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@dataclass
-class User:
-    token: str
-    id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def register(client: Client) -> User:
-    email = f"u{os.urandom(5).hex()}@example.com"
-    response = await client.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
-    )
-    assert response.status == 201, await response.text()
-    data = (await response.json())["data"]
-    return User(data["tokens"]["accessToken"], data["user"]["id"])
-
-
-async def call(
-    client: Client, method: str, path: str, user: User, expect: int = 200, **kwargs: Any
-) -> Any:
-    response = await client.request(method, path, headers=user.headers, **kwargs)
-    body = await response.json()
-    assert response.status == expect, body
-    return body
 
 
 async def create(client: Client, user: User, expect: int = 201, **fields: Any) -> Any:

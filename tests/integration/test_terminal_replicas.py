@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -32,11 +31,11 @@ from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace
 from tests.conftest import migrated_sqlite
 from tests.integration import socket_client
+from tests.integration.rest_client import User, call, register
 from tests.integration.socket_client import Socket
 
 Client = TestClient[web.Request, web.Application]
 
-PASSWORD = "correct-horse-9"
 DEAD = "127.0.0.1:1"
 WAIT = 15.0
 # A Redis database of these tests' own (others flush theirs while running).
@@ -137,35 +136,6 @@ async def replicas(
             await stacks[index].aclose()
 
         yield Replicas(client, addresses, Owners(cache, "terminal"), stop)
-
-
-@dataclass
-class User:
-    token: str
-    id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def register(client: Client) -> User:
-    email = f"u{os.urandom(5).hex()}@example.com"
-    response = await client.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
-    )
-    assert response.status == 201, await response.text()
-    data = (await response.json())["data"]
-    return User(data["tokens"]["accessToken"], data["user"]["id"])
-
-
-async def call(
-    client: Client, method: str, path: str, user: User, expect: int = 200, **kwargs: Any
-) -> Any:
-    response = await client.request(method, path, headers=user.headers, **kwargs)
-    body = await response.json()
-    assert response.status == expect, body
-    return body
 
 
 async def sessions_on_both(replicas: Replicas, user: User, count: int = 4) -> dict[str, list[str]]:
