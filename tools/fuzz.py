@@ -97,6 +97,13 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "cash; a sell must not exceed the holding; a paper portfolio's cash must cover a buy",
     "POST /api/v1/positions": "a BUY by another name: a paper portfolio's cash must cover it",
     "POST /api/v1/trades:import": "the CSV's header and rows must be trades",
+    "POST /api/v1/orders": "the portfolio must be a paper portfolio of the caller (a tracking "
+    "one takes no orders) and the symbol one the market knows; limit needs limitPrice, stop "
+    "stopPrice, stop_limit both, and a price the type does not use is refused (rules across "
+    "fields); at most 100 open orders per portfolio",
+    "POST /api/v1/orders/{id}:cancel": "the order must be the caller's and still open; "
+    "Schemathesis also sends an empty id despite the document's minLength 1, and "
+    "/api/v1/orders/:cancel is the order ':cancel' of GET /api/v1/orders/{id} (405)",
     "POST /api/v1/watchlists": "every symbol must be one the market knows, none listed twice "
     "(in any case); at most 50 watchlists per user",
     "PUT /api/v1/watchlists/{id}": "every symbol must be one the market knows, none listed twice "
