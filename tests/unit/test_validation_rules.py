@@ -67,9 +67,9 @@ def _field_violations(message: Message, field: str) -> list[str]:
 
 def ecma(pattern: str) -> str:
     """JSON Schema patterns are ECMA-262, where `$` is the end of the text; in Python it also
-    matches before a final newline, so a trailing `$` is read as `\\Z` here."""
-    anchored = pattern.endswith("$") and not pattern.endswith(r"\$")
-    return pattern[:-1] + r"\Z" if anchored else pattern
+    matches before a final newline, so every unescaped `$` (one ends each alternative of
+    `^ *$|^...$`) is read as `\\Z` here."""
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
 
 
 def doc_allows(schema: dict[str, Any], value: str) -> bool:
