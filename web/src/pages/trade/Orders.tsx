@@ -184,14 +184,11 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
               ))}
             </div>
             <Field label="Shares" id="order-quantity" error={shown("quantity")}>
-              <input
+              <DecimalInput
                 id="order-quantity"
-                inputMode="decimal"
-                autoComplete="off"
                 value={quantity}
-                aria-invalid={Boolean(shown("quantity"))}
-                onInput={(e) => setQuantity(e.currentTarget.value)}
-                data-testid="order-quantity"
+                invalid={Boolean(shown("quantity"))}
+                onValue={setQuantity}
               />
             </Field>
             {wantsStop && (
@@ -201,14 +198,11 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
                 error={shown("stopPrice")}
                 hint={side === "buy" ? "Triggers at or above it." : "Triggers at or below it."}
               >
-                <input
+                <DecimalInput
                   id="order-stop"
-                  inputMode="decimal"
-                  autoComplete="off"
                   value={stop}
-                  aria-invalid={Boolean(shown("stopPrice"))}
-                  onInput={(e) => setStop(e.currentTarget.value)}
-                  data-testid="order-stop"
+                  invalid={Boolean(shown("stopPrice"))}
+                  onValue={setStop}
                 />
               </Field>
             )}
@@ -219,14 +213,11 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
                 error={shown("limitPrice")}
                 hint={side === "buy" ? "Fills at or below it." : "Fills at or above it."}
               >
-                <input
+                <DecimalInput
                   id="order-limit"
-                  inputMode="decimal"
-                  autoComplete="off"
                   value={limit}
-                  aria-invalid={Boolean(shown("limitPrice"))}
-                  onInput={(e) => setLimit(e.currentTarget.value)}
-                  data-testid="order-limit"
+                  invalid={Boolean(shown("limitPrice"))}
+                  onValue={setLimit}
                 />
               </Field>
             )}
@@ -330,4 +321,24 @@ function upsert(shown: Order[], order: Order): Order[] {
     if (Date.parse(current.updatedAt) > Date.parse(order.updatedAt)) return shown;
   }
   return shown.map((o, i) => (i === at ? order : o));
+}
+
+/** A decimal text box of the order form: its id is its test id too. */
+function DecimalInput(props: {
+  id: string;
+  value: string;
+  invalid: boolean;
+  onValue: (value: string) => void;
+}) {
+  return (
+    <input
+      id={props.id}
+      inputMode="decimal"
+      autoComplete="off"
+      value={props.value}
+      aria-invalid={props.invalid}
+      onInput={(e) => props.onValue(e.currentTarget.value)}
+      data-testid={props.id}
+    />
+  );
 }
