@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
+# How long a cancelled task may take before it is cancelled again.
+AGAIN_AFTER = 1.0
 
-async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+
+async def cancel_and_wait(
+    task: asyncio.Future[Any] | None, *, again_after: float = AGAIN_AFTER
+) -> None:
     """Cancel `task` (nothing for None) and wait for it to finish its cleanup; the cancellation
-    it ends with is not raised here."""
+    it ends with is not raised here (an error it ends with instead is).
+
+    A cancellation can be lost inside a task: on Python 3.11 `asyncio.wait_for` drops one that
+    arrives as its inner call completes, and a library may turn one into its own error, which a
+    loop that retries on errors then survives. Awaiting such a task once would wait forever (a
+    replica's beat kept a test run waiting in CI), so it is cancelled again until it ends.
+    """
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    while not task.done():
+        await asyncio.wait({task}, timeout=again_after)
+        if not task.done():
+            task.cancel()
+    if not task.cancelled():
+        task.result()  # an error it ended with instead is raised, as awaiting it would
