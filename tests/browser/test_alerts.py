@@ -9,7 +9,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import APIResponse, Page, Route, expect
 
 from tests.browser.screens import sign_in
 from tests.system_harness import Account, System, request
@@ -68,3 +68,46 @@ def test_alerts_fire_live_are_read_and_are_paused_resumed_and_deleted(
     expect(far).to_have_count(0)
     listed = request("GET", f"{system.facade_url}/api/v1/alerts", token=account.access_token)
     assert "KO" not in [a["symbol"] for a in listed.body["data"]]
+
+
+def test_an_alert_made_while_the_list_reloads_after_a_firing_stays_listed(
+    page: Page, system: System, account: Account
+) -> None:
+    # A firing makes the page ask for the alerts again; an answer that comes back after a newer
+    # alert was made (a loaded machine) used to replace the list without it.
+    sign_in(page, account, at="/alerts")
+    rows = page.get_by_test_id("alert-row")
+    create(page, "KO", "above", "100000")
+    expect(rows).to_have_count(1)
+
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold_the_list(route: Route) -> None:
+        if route.request.method == "GET":
+            held.append((route, route.fetch()))  # the list as it is now, delivered later
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/alerts\?.*"), hold_the_list)
+    price = current_price(system, account, "AAPL")
+    # Ten dollars under the price: it fires at the next step.
+    create(page, "AAPL", "above", str(price - 10))
+    expect(rows).to_have_count(2)
+    expect(page.get_by_test_id("alert-toast")).to_contain_text("AAPL", timeout=30_000)
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the firing did not make the page ask for its alerts"
+    create(page, "MSFT", "above", "100000")
+    expect(rows).to_have_count(3)
+    page.wait_for_timeout(200)  # the reload the new alert asks for is held too
+    for route, answer in held:
+        route.fulfill(response=answer)
+    page.wait_for_timeout(500)
+    expect(rows).to_have_count(3)
+    assert sorted(
+        page.locator('[data-testid="alert-row"]').evaluate_all(
+            "rows => rows.map(r => r.dataset.symbol)"
+        )
+    ) == ["AAPL", "KO", "MSFT"]

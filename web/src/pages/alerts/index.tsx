@@ -75,7 +75,14 @@ export default function AlertsPage() {
   return (
     <>
       <h1>Alerts</h1>
-      <NewAlert onCreated={(alert) => alerts.set([...(alerts.data ?? []), alert])} />
+      <NewAlert
+        onCreated={(alert) => {
+          // Shown at once, then the list is asked for again: that answer supersedes one still on
+          // its way (a reload after a firing), which was asked before this alert existed.
+          alerts.set([...(alerts.data ?? []), alert]);
+          alerts.reload();
+        }}
+      />
       <section class="card" aria-label="Your alerts">
         <h2>Your alerts</h2>
         <ErrorBanner error={alerts.error} testid="alerts-error" />
