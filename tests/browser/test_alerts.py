@@ -44,6 +44,7 @@ def test_alerts_fire_live_are_read_and_are_paused_resumed_and_deleted(
     expect(rows).to_have_count(1)
     price = current_price(system, account, "AAPL")
     create(page, "AAPL", "above", str(price + Decimal("0.01")))
+    expect(rows).to_have_count(2)
     create(page, "AAPL", "below", str(price - Decimal("0.01")))
     expect(rows).to_have_count(3)
 

@@ -1,6 +1,7 @@
 """The started system, as `make run` starts it: migrations, then honcho with deploy/Procfile.
 
-One system per test session, on free ports below 32768 and a temporary var/ folder. Teardown
+One system per test process (each pytest-xdist worker that runs these starts its own, stopped
+after its last test here), on free ports below 32768 and a temporary var/ folder. Teardown
 stops it as Ctrl-C does (SIGINT to honcho's process group) and checks that every process left
 within the grace period. Starting and reaching it: tests/system_harness.py.
 """
@@ -35,7 +36,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     try:
         started, honcho = start_system(tmp_path_factory.mktemp("e2e"), SETTINGS)
