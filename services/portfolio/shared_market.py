@@ -398,6 +398,10 @@ class SharedMarket:
     async def _resync(self, *, newer_term: bool = False) -> None:
         """Reload the stored market and hand it on whole, flagged as a resync. `newer_term`:
         a new leader's market replaces this one even where its count is lower."""
+        if self._lease is not None and not newer_term:
+            # The stored market is the leader's own: a count ahead of it is its own step still
+            # on its way back from the store, not something it missed.
+            return
         stored = await self._stored()
         if stored is None or stored.term < self.term or (stored.term, stored.seq) == self._at:
             return  # nothing to reload, or nothing missed (a resubscription in good time)

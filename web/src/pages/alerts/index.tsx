@@ -174,8 +174,10 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
         note: note.trim(),
       });
       props.onCreated(made);
-      setThreshold("");
-      setNote("");
+      // Cleared for the next alert, unless the next one was typed while this one was saved.
+      const [sentThreshold, sentNote] = [threshold, note];
+      setThreshold((now) => (now === sentThreshold ? "" : now));
+      setNote((now) => (now === sentNote ? "" : now));
       setError(null);
     } catch (failure) {
       setError(failure);
