@@ -22,6 +22,7 @@ from decimal import Decimal
 from services.portfolio.domain import Book, CashPolicy, Side, Trade
 from services.portfolio.performance import performance_report
 from services.portfolio.returns import converted_closes
+from services.runtime.collector import freeze_startup_objects
 from services.runtime.errors import DomainError
 
 GOAL_MS = 200.0
@@ -142,6 +143,9 @@ def build_history(
 
 
 def run_performance(settings: PerformanceSettings) -> PerformanceReport:
+    # As the portfolio service does once it has started (services/runtime/server.py), before
+    # any request's trades and closes are read.
+    freeze_startup_objects()
     report = PerformanceReport(settings)
     today = datetime.now(UTC).date()
     local, rates, listed, trades, trade_rates = build_history(settings, today)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from decimal import ROUND_DOWN, Decimal
-from itertools import pairwise
-from typing import NamedTuple
+from itertools import pairwise, repeat
+from operator import is_, mul
+from typing import NamedTuple, cast
 
 from services.portfolio.domain import (
     ONE,
@@ -71,14 +72,20 @@ class ValuePoint:
 
 class _Close(NamedTuple):
     """One day's close, for the series and for what a report needs at its ends. `book` is the
-    live replay, shared by every close: read it before asking for the next one. `prices` and
-    `held` (the quantity of each symbol priced) have the same symbols, in the same order.
-    A tuple rather than a frozen dataclass: one is made for every day of the range."""
+    live replay, shared by every close: read it before asking for the next one. `symbols` are
+    the symbols held (sorted), `quantities` and `prices` theirs, in the same order; a day that
+    repeats the last (`repeated`: nothing recorded, no close of a symbol held) shares its
+    tuples. A tuple rather than a frozen dataclass: one is made for every day of the range."""
 
     point: ValuePoint
     book: Book
-    prices: dict[str, Decimal]
-    held: dict[str, Decimal]
+    symbols: tuple[str, ...]
+    quantities: tuple[Decimal, ...]
+    prices: tuple[Decimal, ...]
+    repeated: bool
+
+    def prices_by_symbol(self) -> dict[str, Decimal]:
+        return dict(zip(self.symbols, self.prices, strict=True))
 
 
 class _LastCloses:
@@ -114,11 +121,16 @@ def _closes(
     book = Book(policy)
     last_closes = _LastCloses(history)
     no_closes: Mapping[date, Decimal] = {}
-    prices: dict[str, Decimal] = {}
-    held: dict[str, Decimal] = {}  # quantity per open symbol, in order
-    watched: list[tuple[str, Mapping[date, Decimal]]] = []  # each symbol held, its closes
+    held: dict[str, Decimal] = {}  # quantity per open symbol, sorted
+    symbols: tuple[str, ...] = ()
+    quantities: tuple[Decimal, ...] = ()
+    prices: tuple[Decimal, ...] = ()
+    priced: tuple[str, ...] = ()  # the symbols of `prices`: the holdings before a trade's day
+    # Each held symbol's closes.get, in the holdings' order: read once per day and symbol.
+    close_of: list[Callable[[date], Decimal | None]] = []
     value: Decimal | None = None
     pending = 0
+    one_day = timedelta(days=1)
     day = start
     while day <= end:
         flows_before = book.flow_count
@@ -128,42 +140,39 @@ def _closes(
             touched.add(events[pending].symbol)
             pending += 1
         if value is None or touched:  # the holdings changed: read them again
-            before = held
             if value is None:
                 held = {symbol: book.quantity(symbol) for symbol in book.open_symbols()}
             else:
                 held = _held_after(book, held, touched)
-            if value is None or held.keys() != before.keys():
-                watched = [(symbol, history.get(symbol, no_closes)) for symbol in held]
-        elif not any(day in closes for _, closes in watched):
+            if value is None or tuple(held) != symbols:
+                symbols = tuple(held)
+                close_of = [history.get(symbol, no_closes).get for symbol in symbols]
+            quantities = tuple(held.values())
+        day_closes = [close(day) for close in close_of]
+        # Counted by identity: a Decimal compared with None asks numbers.Rational (slow).
+        missing = sum(map(is_, day_closes, repeat(None)))
+        if not touched and value is not None and missing == len(day_closes):
             # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
-            yield _Close(ValuePoint(day, value, book.cash, ZERO, ZERO), book, prices, held)
-            day += timedelta(days=1)
+            point = ValuePoint(day, value, book.cash, ZERO, ZERO)
+            yield _Close(point, book, symbols, quantities, prices, True)
+            day += one_day
             continue
-        # A price moves only with a close of the day or a trade of its symbol: the rest carry
-        # over. New dicts, never changed once yielded: a day that repeats the last shares them.
-        day_prices: dict[str, Decimal] = {}
-        worth = ZERO  # added up in the holdings' order: a 28-digit sum may end otherwise
-        for symbol, closes in watched:
-            # A close of the day itself comes first: no trade recorded by then is more recent.
-            price = closes.get(day)
-            if price is None:
-                if symbol in prices and symbol not in touched:
-                    price = prices[symbol]
-                else:
-                    price = _price_on(book, symbol, last_closes.on_or_before(symbol, day))
-            day_prices[symbol] = price
-            worth += held[symbol] * price
-        prices = day_prices
-        value = book.cash + worth
+        if missing:
+            before = dict(zip(priced, prices, strict=True))
+            prices = _fill_prices(book, day, symbols, day_closes, before, touched, last_closes)
+        else:
+            prices = cast("tuple[Decimal, ...]", tuple(day_closes))
+        priced = symbols
+        # Added up in the holdings' order: a 28-digit sum may end otherwise.
+        value = book.cash + sum(map(mul, quantities, prices), ZERO)
         inflow = outflow = ZERO
         if day > start and book.flow_count > flows_before:
             new_flows = book.flows_since(flows_before)
             inflow = sum((f.amount for f in new_flows if f.amount > 0), ZERO)
             outflow = -sum((f.amount for f in new_flows if f.amount < 0), ZERO)
-        point = ValuePoint(day=day, value=value, cash=book.cash, inflow=inflow, outflow=outflow)
-        yield _Close(point, book, prices, held)
-        day += timedelta(days=1)
+        point = ValuePoint(day, value, book.cash, inflow, outflow)
+        yield _Close(point, book, symbols, quantities, prices, False)
+        day += one_day
 
 
 def _held_after(book: Book, held: dict[str, Decimal], touched: set[str]) -> dict[str, Decimal]:
@@ -179,6 +188,30 @@ def _held_after(book: Book, held: dict[str, Decimal], touched: set[str]) -> dict
         else:
             quantities.pop(symbol, None)
     return {s: quantities[s] for s in sorted(quantities)} if opened else quantities
+
+
+def _fill_prices(
+    book: Book,
+    day: date,
+    symbols: tuple[str, ...],
+    day_closes: list[Decimal | None],
+    before: dict[str, Decimal],
+    touched: set[str],
+    last_closes: _LastCloses,
+) -> tuple[Decimal, ...]:
+    """The day's price of each symbol held, where some have no close of the day (`None`): a
+    price moves only with a close of the day or a trade of its symbol, so the others carry
+    over from the day before (`before`); a symbol traded that day or not held the day before
+    takes the more recent of its last close and its last trade price."""
+    filled: list[Decimal] = []
+    for symbol, price in zip(symbols, day_closes, strict=True):
+        if price is None:
+            if symbol in before and symbol not in touched:
+                price = before[symbol]
+            else:
+                price = _price_on(book, symbol, last_closes.on_or_before(symbol, day))
+        filled.append(price)
+    return tuple(filled)
 
 
 def _price_on(book: Book, symbol: str, close: tuple[date, Decimal] | None) -> Decimal:
@@ -396,13 +429,15 @@ def performance_report(
             point.inflow if len(series) > 1 else ZERO,
             point.outflow if len(series) > 1 else ZERO,
             by_day.get(point.day, ()),
-            close.held,
+            close.symbols,
+            close.quantities,
             close.prices,
         )
         last = close
     assert last is not None  # start <= today, so there is at least the baseline
-    totals = last.book.totals(last.prices, method=method)
-    market_values = {s: last.book.quantity(s) * p for s, p in last.prices.items()}
+    last_prices = last.prices_by_symbol()
+    totals = last.book.totals(last_prices, method=method)
+    market_values = {s: last.book.quantity(s) * p for s, p in last_prices.items()}
     inflows = sum((p.inflow for p in series[1:]), ZERO)
     outflows = sum((p.outflow for p in series[1:]), ZERO)
     twr = time_weighted_return(series)

@@ -33,6 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from functools import reduce
+from itertools import compress, repeat
+from operator import is_, itemgetter, mul
 
 from services.portfolio.domain import ONE, ZERO, Side, Trade
 
@@ -64,11 +67,18 @@ class RateCursor:
         self._rates = sorted(rates.items())
         self._next = 0
         self.last: Decimal | None = self._rates[0][1] if self._rates else None
+        self.first_day: date | None = self._rates[0][0] if self._rates else None
+        # The day of the next rate not taken yet: before it, `at` has nothing to look at.
+        self.following: date | None = self.first_day
 
     def at(self, day: date) -> Decimal:
-        while self._next < len(self._rates) and self._rates[self._next][0] <= day:
-            self.last = self._rates[self._next][1]
-            self._next += 1
+        if self.following is not None and self.following <= day:
+            rates, index = self._rates, self._next
+            while index < len(rates) and rates[index][0] <= day:
+                self.last = rates[index][1]
+                index += 1
+            self._next = index
+            self.following = rates[index][0] if index < len(rates) else None
         return ONE if self.last is None else self.last
 
 
@@ -78,38 +88,48 @@ def converted_closes(
     """Each close times the rate of its day (the last one known on or before it)."""
     if not rates:
         return dict(closes)
+    days = sorted(closes)
+    day_rates: list[Decimal | None] = list(map(rates.get, days))
     # RateCursor's rule, without a cursor: a close's day nearly always has a rate of its own.
-    known = sorted(rates)
-    converted: dict[date, Decimal] = {}
-    for day, close in sorted(closes.items()):
-        rate = rates.get(day)
-        if rate is None:
-            following = bisect_right(known, day)
-            rate = rates[known[following - 1 if following else 0]]
-        converted[day] = close * rate
-    return converted
+    # (Looked for by identity: a Decimal compared with None asks numbers.Rational, slowly.)
+    if any(map(is_, day_rates, repeat(None))):
+        known = sorted(rates)
+        for index, day in enumerate(days):
+            if day_rates[index] is None:
+                following = bisect_right(known, day)
+                day_rates[index] = rates[known[following - 1 if following else 0]]
+    return dict(zip(days, map(mul, map(closes.__getitem__, days), day_rates), strict=True))
 
 
 class Attribution:
     """Collects the parts of each day's gain; `result()` sums the range."""
 
     def __init__(self, rates: RatesBySymbol, trade_rates: Mapping[Trade, Decimal]) -> None:
-        # One cursor per rate series (symbols of one currency share theirs).
-        self._cursors: dict[int, RateCursor] = {}
+        # One cursor per rate series (symbols of one currency share theirs), by position.
+        self._cursors: list[RateCursor] = []
         self._series_of: dict[str, int] = {}
+        position_of: dict[int, int] = {}
         for symbol, series in rates.items():
             if series:
-                self._cursors.setdefault(id(series), RateCursor(series))
-                self._series_of[symbol] = id(series)
+                if id(series) not in position_of:
+                    position_of[id(series)] = len(self._cursors)
+                    self._cursors.append(RateCursor(series))
+                self._series_of[symbol] = position_of[id(series)]
         self._trade_rates = trade_rates
+        # The same rates by the trade's identity: a trade's hash works out every field's.
+        self._rate_of_trade = {id(trade): rate for trade, rate in trade_rates.items()}
         self._parts = [ZERO] * 4  # capital, dividends, currency, fees
         self._contributions = [ZERO] * 4
         self._growth = ONE
-        # What is held at the last close: quantity and mark per symbol.
-        self._quantities: Mapping[str, Decimal] = {}
-        self._marks: Mapping[str, Decimal] = {}
-        self._rates_before: dict[int, Decimal] = {}  # per rate series, as self._cursors
+        # What is held at the last close: symbols, and the quantity and mark of each.
+        self._symbols: tuple[str, ...] = ()
+        self._quantities: Sequence[Decimal] = ()
+        self._marks: Sequence[Decimal] = ()
+        self._in_other_currencies = _Foreign((), {})
+        self._rates_before: tuple[Decimal, ...] = ()  # per rate series, as self._cursors
+        self._next_rate_day: date | None = None  # no rate moves before it
         self._previous_value: Decimal | None = None
+        self._quiet = False  # the last day was quiet (see `close`)
         self._context = Context(prec=PRECISION)
 
     def close(
@@ -119,58 +139,62 @@ class Attribution:
         inflow: Decimal,
         outflow: Decimal,
         trades: Sequence[Trade],
-        quantities: Mapping[str, Decimal],
-        marks: Mapping[str, Decimal],
+        symbols: tuple[str, ...],
+        quantities: Sequence[Decimal],
+        marks: Sequence[Decimal],
     ) -> None:
         """Day `day`'s close: its value and flows, the trades of that day, and what is held at
-        its end: the quantity and the mark of each symbol in `marks` (in their order). Both
-        mappings are kept until the next close, unchanged: the series builds new ones for a day
-        whose holdings or prices moved. The first call is the baseline."""
-        with localcontext(self._context):
-            # Kept per series, not per symbol: the symbols of one currency share a rate.
-            rates = {key: cursor.at(day) for key, cursor in self._cursors.items()}
-            if self._previous_value is not None:
-                self._add_day(day, value, inflow, outflow, trades, rates)
-            self._previous_value = value
-            self._quantities, self._marks = quantities, marks
-            self._rates_before = rates
+        its end: `symbols`, and the quantity and the mark of each, in their order. All three
+        are kept until the next close, unchanged. The first call is the baseline; days come in
+        increasing order."""
+        rates = self._rates_on(day)
+        if self._previous_value is not None:
+            # A quiet day (the value of the day before, no flow, no trade, no rate moved)
+            # adds zeros to the sums and multiplies the growth by exactly 1. Adding the same
+            # zeros again changes nothing, digits or exponents: a quiet day after a quiet day
+            # (a Sunday) is left out.
+            quiet = (
+                value is self._previous_value
+                and inflow is ZERO
+                and outflow is ZERO
+                and not trades
+                and rates is self._rates_before
+            )
+            if not (quiet and self._quiet):
+                with localcontext(self._context) as context:
+                    self._add_day(context, value, inflow, outflow, trades, rates)
+            self._quiet = quiet
+        self._previous_value = value
+        self._symbols, self._quantities, self._marks = symbols, quantities, marks
+        self._rates_before = rates
+
+    def _rates_on(self, day: date) -> tuple[Decimal, ...]:
+        """Each series' rate on `day`: the tuple of the day before when none has a rate dated
+        after it (weekends), so that an unchanged tuple is the very same one."""
+        following = self._next_rate_day
+        if self._previous_value is not None and (following is None or day < following):
+            return self._rates_before
+        rates = tuple(cursor.at(day) for cursor in self._cursors)
+        upcoming = [c.following for c in self._cursors if c.following is not None]
+        self._next_rate_day = min(upcoming, default=None)
+        return rates
 
     def _add_day(
         self,
-        day: date,
+        context: Context,
         value: Decimal,
         inflow: Decimal,
         outflow: Decimal,
         trades: Sequence[Trade],
-        rates: dict[int, Decimal],
+        rates: tuple[Decimal, ...],
     ) -> None:
         assert self._previous_value is not None
         gain = value + outflow - self._previous_value - inflow
         dividends = fees = currency = ZERO
-        for trade in trades:
-            if trade.side is Side.DIVIDEND:
-                dividends += trade.amount - trade.fees
-            else:
-                fees -= trade.fees
-            rate = self._trade_rates.get(trade)
-            now = self._rate_of(trade.symbol, rates)
-            if trade.side.trades_shares and rate and now is not None and rate != now:
-                signed = trade.quantity if trade.side is Side.BUY else -trade.quantity
-                currency += signed * trade.price * (now / rate - ONE)
-        if rates != self._rates_before:  # else no holding's rate moved (a weekend)
-            before = self._rates_before
-            moved = {key for key, now in rates.items() if now != before[key]}
-            # One quotient per series and day, shared by the holdings of its currency.
-            moves: dict[int, Decimal] = {}
-            quantities, series_of = self._quantities, self._series_of
-            for symbol, mark in self._marks.items():
-                key = series_of.get(symbol)
-                if key not in moved:  # in the portfolio's currency (None), or its rate held
-                    continue
-                move = moves.get(key)
-                if move is None:
-                    move = moves[key] = rates[key] / before[key] - ONE
-                currency += quantities[symbol] * mark * move
+        if trades:
+            dividends, fees, currency = self._trading(trades, rates)
+        if rates is not self._rates_before:  # else no holding's rate moved (a weekend)
+            currency = self._holdings_currency(context, currency, rates)
         # The rates' quotient is the one inexact step: kept to 20 places (CURRENCY_STEP), far
         # below a cent and far above the division's error, so 1.2/1.1 of 1100 gives 100.
         currency = currency.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
@@ -192,9 +216,61 @@ class Attribution:
             contributions[3] += fees * weight
             self._growth *= ONE + gain / base
 
-    def _rate_of(self, symbol: str, rates: dict[int, Decimal]) -> Decimal | None:
-        key = self._series_of.get(symbol)
-        return None if key is None else rates[key]
+    def _trading(
+        self, trades: Sequence[Trade], rates: tuple[Decimal, ...]
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """The day's dividends, fees, and what the rate's move since each trade's own rate did
+        to the shares it bought or sold."""
+        dividends = fees = currency = ZERO
+        for trade in trades:
+            side = trade.side
+            if side is Side.DIVIDEND:
+                dividends += trade.amount - trade.fees
+            else:
+                fees -= trade.fees
+            if side is not Side.BUY and side is not Side.SELL:
+                continue
+            key = self._series_of.get(trade.symbol)
+            if key is None:  # in the portfolio's currency
+                continue
+            rate = self._rate_of_trade.get(id(trade))
+            if rate is None:
+                rate = self._trade_rates.get(trade)
+            now = rates[key]
+            if rate and rate != now:
+                signed = trade.quantity if side is Side.BUY else -trade.quantity
+                currency += signed * trade.price * (now / rate - ONE)
+        return dividends, fees, currency
+
+    def _holdings_currency(
+        self, context: Context, currency: Decimal, rates: tuple[Decimal, ...]
+    ) -> Decimal:
+        """`currency` plus what the rates' moves did to the holdings carried into the day,
+        added in the holdings' order."""
+        before = self._rates_before
+        moved = [now != then for now, then in zip(rates, before, strict=True)]
+        if not any(moved):
+            return currency
+        if self._in_other_currencies.symbols is not self._symbols:
+            self._in_other_currencies = _Foreign(self._symbols, self._series_of)
+        foreign = self._in_other_currencies
+        # One quotient per series and day, shared by the holdings of its currency; only for a
+        # series that moved and is held (ZERO stands for the others: `taken` leaves them out).
+        moves = [
+            rates[key] / before[key] - ONE if moved[key] and key in foreign.used else ZERO
+            for key in range(len(rates))
+        ]
+        taken = [moved[key] for key in foreign.series]
+        terms = map(
+            context.multiply,
+            map(
+                context.multiply,
+                compress(foreign.pick(self._quantities), taken),
+                compress(foreign.pick(self._marks), taken),
+            ),
+            compress([moves[key] for key in foreign.series], taken),
+        )
+        return reduce(context.add, terms, currency)
 
     def result(self) -> Breakdown:
         capital, dividends, currency, fees = self._parts
@@ -213,6 +289,25 @@ class Attribution:
                 currency_contribution=c_currency,
                 fees_contribution=c_fees,
             )
+
+
+class _Foreign:
+    """The holdings in other currencies among `symbols`: their positions and rate series."""
+
+    def __init__(self, symbols: tuple[str, ...], series_of: Mapping[str, int]) -> None:
+        self.symbols = symbols
+        found = [(i, series_of[s]) for i, s in enumerate(symbols) if s in series_of]
+        positions = [i for i, _ in found]
+        self.series = [key for _, key in found]
+        self.used = set(self.series)
+        self._positions = positions
+        self._pick = itemgetter(*positions) if len(positions) > 1 else None
+
+    def pick(self, values: Sequence[Decimal]) -> Sequence[Decimal]:
+        """The values of the holdings in other currencies, in the holdings' order."""
+        if self._pick is not None:
+            return self._pick(values)  # type: ignore[no-any-return]
+        return [values[i] for i in self._positions]
 
 
 # --- benchmark -------------------------------------------------------------------------------

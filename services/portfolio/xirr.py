@@ -185,22 +185,29 @@ def _newton(
     return None, limit
 
 
-def _sign(x: float, years: list[float], amounts: list[float], *, slope: bool = False) -> int:
-    """The sign of the NPV at r = e^x - 1 (or of its slope in x), scaled so no term
-    overflows."""
-    exponents = [-t * x for t in years]
-    top = max(exponents)
-    weights = [-t * a for t, a in zip(years, amounts, strict=True)] if slope else amounts
+def _top(x: float, years: list[float]) -> float:
+    """max(-t * x for t in years), from its ends: `years` are ascending and non-negative, so
+    the greatest is the first term for x >= 0 and the last one otherwise."""
+    return -years[-1] * x if x < 0 else -years[0] * x
+
+
+def _sign(x: float, years: list[float], weights: list[float]) -> int:
+    """The sign of sum(weight * e^(-t x)), scaled so no term overflows: the NPV at
+    r = e^x - 1 with the amounts as `weights`, its slope in x with `_slope_weights`."""
+    top = _top(x, years)
     # A list, not a generator: the solver asks this a few hundred times.
-    total = math.fsum([w * math.exp(e - top) for w, e in zip(weights, exponents, strict=True)])
+    total = math.fsum([w * math.exp(-t * x - top) for t, w in zip(years, weights, strict=True)])
     return (total > 0) - (total < 0)
+
+
+def _slope_weights(years: list[float], amounts: list[float]) -> list[float]:
+    return [-t * a for t, a in zip(years, amounts, strict=True)]
 
 
 def _signs(x: float, years: list[float], amounts: list[float]) -> tuple[int, int]:
     """`_sign` of the NPV and of its slope at x, from one set of discount factors."""
-    exponents = [-t * x for t in years]
-    top = max(exponents)
-    factors = [math.exp(e - top) for e in exponents]
+    top = _top(x, years)
+    factors = [math.exp(-t * x - top) for t in years]
     total = math.fsum([a * f for a, f in zip(amounts, factors, strict=True)])
     slope = math.fsum([-t * a * f for t, a, f in zip(years, amounts, factors, strict=True)])
     return (total > 0) - (total < 0), (slope > 0) - (slope < 0)
@@ -215,7 +222,8 @@ def _bisect(
 ) -> tuple[float | None, int]:
     """The root of the NPV (or of its slope) in `bracket` (in x), as a rate (as x for a slope)."""
     low, high = bracket
-    low_sign = _sign(low, years, amounts, slope=slope)
+    weights = _slope_weights(years, amounts) if slope else amounts
+    low_sign = _sign(low, years, weights)
     answer = (lambda x: x) if slope else math.expm1
     if low_sign == 0:
         return answer(low), 0
@@ -226,7 +234,7 @@ def _bisect(
         if not low < middle < high:
             break
         iterations += 1
-        sign = _sign(middle, years, amounts, slope=slope)
+        sign = _sign(middle, years, weights)
         if sign == 0:
             return answer(middle), iterations
         if sign == low_sign:

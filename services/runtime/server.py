@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -23,6 +22,7 @@ from grpc_health.v1 import health_pb2_grpc
 from services.runtime.admin import start_admin
 from services.runtime.auth import ServiceTokenSigner, SessionChecker, TokenCodec, TokenVerifier
 from services.runtime.channels import SERVER_KEEPALIVE_OPTIONS
+from services.runtime.collector import freeze_startup_objects
 from services.runtime.config import ConfigError, RuntimeConfig, load_runtime_config
 from services.runtime.descriptors import method_rules
 from services.runtime.health import DependencyCheck, Health, watching
@@ -169,9 +169,7 @@ async def running(
 
 async def serve(config: RuntimeConfig, build: Builder) -> None:
     async with running(config, build) as service:
-        # What start-up allocated lives as long as the process: keep the collector off it
-        # (measured: a shorter p99 tail under load).
-        gc.freeze()
+        freeze_startup_objects()
         admin = await start_admin(
             config.service, service.health, config.admin_host, config.admin_port
         )
