@@ -1,12 +1,11 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the system as `make run`
 starts it (migrations, then honcho with deploy/Procfile, the web process serving web/dist).
 
-One system and one Chromium per test process (each pytest-xdist worker that runs browser tests
-starts its own); per test a fresh user and a fresh browser context (no storage shared between
-tests). These tests run after every other test of a process (see pytest_collection_modifyitems).
-The bundle is built first with `make web` (a no-op when it is fresh), by one worker at a time.
-Every test leaves a screenshot in var/test-artifacts/<test>.png, failed or not, and fails on an
-uncaught error in the page or a Content-Security-Policy violation.
+One system per test process (each pytest-xdist worker that runs browser tests starts its own),
+one Chromium per test file; per test a fresh user and a fresh browser context (no storage shared
+between tests). The bundle is built first with `make web` (a no-op when it is fresh), by one
+worker at a time. Every test leaves a screenshot in var/test-artifacts/<test>.png, failed or
+not, and fails on an uncaught error in the page or a Content-Security-Policy violation.
 
 Without Chromium, or Node and npm (no bundle), the tests skip with the reason; with
 STOCKFOLIO_REQUIRE_SERVERS=1 (CI) they fail instead.
@@ -55,17 +54,6 @@ SETTINGS = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Runs the browser tests last, whatever order the command line names folders in. While
-    Playwright's sync API is open it keeps its asyncio loop running on the main thread, so any
-    asyncio test (or asyncio.run) after the first browser test would fail with "cannot be called
-    from a running event loop"; one Chromium per test instead costs 1-3 s each. Under pytest-xdist
-    (--dist loadfile) this order is the order files are handed out in, so a worker given a browser
-    file is given no other kind after it."""
-    here = Path(__file__).parent
-    items.sort(key=lambda item: item.path.is_relative_to(here))
-
-
 def unavailable(reason: str) -> NoReturn:
     if REQUIRE:
         pytest.fail(f"{reason} (STOCKFOLIO_REQUIRE_SERVERS=1 makes this a failure)", pytrace=False)
@@ -111,7 +99,10 @@ def system(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     kill_leftovers(child_pids(honcho.output))
 
 
-@pytest.fixture(scope="session")
+# Per test file: Playwright's sync API keeps an asyncio loop running while it is open, and
+# pytest-xdist hands a worker files in order of size (a browser file may come before an asyncio
+# one); once closed, the worker's next asyncio test runs as usual.
+@pytest.fixture(scope="module")
 def browser(bundle: Path) -> Iterator[Browser]:
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
