@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -120,19 +120,19 @@ def _closes(
     event_days = [event.day for event in events]  # worked out once, not at every look
     book = Book(policy)
     last_closes = _LastCloses(history)
-    no_closes: Mapping[date, Decimal] = {}
     held: dict[str, Decimal] = {}  # quantity per open symbol, sorted
     symbols: tuple[str, ...] = ()
     quantities: tuple[Decimal, ...] = ()
     prices: tuple[Decimal, ...] = ()
     priced: tuple[str, ...] = ()  # the symbols of `prices`: the holdings before a trade's day
-    # Each held symbol's closes.get, in the holdings' order: read once per day and symbol.
-    close_of: list[Callable[[date], Decimal | None]] = []
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    # Each symbol's closes by position in `days` (None: no close that day), made when it is
+    # first held; and those of the symbols held, in the holdings' order.
+    columns: dict[str, list[Decimal | None]] = {}
+    held_columns: list[list[Decimal | None]] = []
     value: Decimal | None = None
     pending = 0
-    one_day = timedelta(days=1)
-    day = start
-    while day <= end:
+    for index, day in enumerate(days):
         flows_before = book.flow_count
         touched: set[str] = set()
         while pending < len(events) and event_days[pending] <= day:
@@ -146,16 +146,18 @@ def _closes(
                 held = _held_after(book, held, touched)
             if value is None or tuple(held) != symbols:
                 symbols = tuple(held)
-                close_of = [history.get(symbol, no_closes).get for symbol in symbols]
+                held_columns = [
+                    columns.get(symbol) or _column(columns, symbol, history, days)
+                    for symbol in symbols
+                ]
             quantities = tuple(held.values())
-        day_closes = [close(day) for close in close_of]
+        day_closes = [column[index] for column in held_columns]
         # Counted by identity: a Decimal compared with None asks numbers.Rational (slow).
         missing = sum(map(is_, day_closes, repeat(None)))
         if not touched and value is not None and missing == len(day_closes):
             # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
             point = ValuePoint(day, value, book.cash, ZERO, ZERO)
             yield _Close(point, book, symbols, quantities, prices, True)
-            day += one_day
             continue
         if missing:
             before = dict(zip(priced, prices, strict=True))
@@ -172,7 +174,18 @@ def _closes(
             outflow = -sum((f.amount for f in new_flows if f.amount < 0), ZERO)
         point = ValuePoint(day, value, book.cash, inflow, outflow)
         yield _Close(point, book, symbols, quantities, prices, False)
-        day += one_day
+
+
+def _column(
+    columns: dict[str, list[Decimal | None]],
+    symbol: str,
+    history: PriceHistory,
+    days: list[date],
+) -> list[Decimal | None]:
+    """`symbol`'s close on each of `days`, kept in `columns`: looked up once for the range
+    (in a C loop) rather than once per day held."""
+    column = columns[symbol] = list(map(history.get(symbol, {}).get, days))
+    return column
 
 
 def _held_after(book: Book, held: dict[str, Decimal], touched: set[str]) -> dict[str, Decimal]:

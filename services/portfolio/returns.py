@@ -31,11 +31,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from functools import reduce
 from itertools import compress, repeat
-from operator import is_, itemgetter, mul
+from operator import add, is_, itemgetter, mul
 
 from services.portfolio.domain import ONE, ZERO, Side, Trade
 
@@ -43,6 +43,7 @@ PRECISION = 60
 SUM_PRECISION = 400
 CURRENCY_STEP = Decimal(1).scaleb(-20)
 RatesBySymbol = Mapping[str, Mapping[date, Decimal]]
+ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,11 @@ class RateCursor:
         self._rates = sorted(rates.items())
         self._next = 0
         self.last: Decimal | None = self._rates[0][1] if self._rates else None
-        self.first_day: date | None = self._rates[0][0] if self._rates else None
-        # The day of the next rate not taken yet: before it, `at` has nothing to look at.
-        self.following: date | None = self.first_day
 
     def at(self, day: date) -> Decimal:
-        if self.following is not None and self.following <= day:
-            rates, index = self._rates, self._next
-            while index < len(rates) and rates[index][0] <= day:
-                self.last = rates[index][1]
-                index += 1
-            self._next = index
-            self.following = rates[index][0] if index < len(rates) else None
+        while self._next < len(self._rates) and self._rates[self._next][0] <= day:
+            self.last = self._rates[self._next][1]
+            self._next += 1
         return ONE if self.last is None else self.last
 
 
@@ -106,15 +100,16 @@ class Attribution:
 
     def __init__(self, rates: RatesBySymbol, trade_rates: Mapping[Trade, Decimal]) -> None:
         # One cursor per rate series (symbols of one currency share theirs), by position.
-        self._cursors: list[RateCursor] = []
+        series_list: list[Mapping[date, Decimal]] = []
         self._series_of: dict[str, int] = {}
         position_of: dict[int, int] = {}
         for symbol, series in rates.items():
             if series:
                 if id(series) not in position_of:
-                    position_of[id(series)] = len(self._cursors)
-                    self._cursors.append(RateCursor(series))
+                    position_of[id(series)] = len(series_list)
+                    series_list.append(series)
                 self._series_of[symbol] = position_of[id(series)]
+        self._cursors = [RateCursor(series) for series in series_list]
         self._trade_rates = trade_rates
         # The same rates by the trade's identity: a trade's hash works out every field's.
         self._rate_of_trade = {id(trade): rate for trade, rate in trade_rates.items()}
@@ -127,7 +122,8 @@ class Attribution:
         self._marks: Sequence[Decimal] = ()
         self._in_other_currencies = _Foreign((), {})
         self._rates_before: tuple[Decimal, ...] = ()  # per rate series, as self._cursors
-        self._next_rate_day: date | None = None  # no rate moves before it
+        self._rate_on = [series.get for series in series_list]  # the same series, by day
+        self._last_day: date | None = None
         self._previous_value: Decimal | None = None
         self._quiet = False  # the last day was quiet (see `close`)
         self._context = Context(prec=PRECISION)
@@ -161,27 +157,28 @@ class Attribution:
                 and rates is self._rates_before
             )
             if not (quiet and self._quiet):
-                with localcontext(self._context) as context:
-                    self._add_day(context, value, inflow, outflow, trades, rates)
+                with localcontext(self._context):
+                    self._add_day(value, inflow, outflow, trades, rates)
             self._quiet = quiet
         self._previous_value = value
         self._symbols, self._quantities, self._marks = symbols, quantities, marks
         self._rates_before = rates
 
     def _rates_on(self, day: date) -> tuple[Decimal, ...]:
-        """Each series' rate on `day`: the tuple of the day before when none has a rate dated
-        after it (weekends), so that an unchanged tuple is the very same one."""
-        following = self._next_rate_day
-        if self._previous_value is not None and (following is None or day < following):
-            return self._rates_before
-        rates = tuple(cursor.at(day) for cursor in self._cursors)
-        upcoming = [c.following for c in self._cursors if c.following is not None]
-        self._next_rate_day = min(upcoming, default=None)
-        return rates
+        """Each series' rate on `day`: the very tuple of the day before when no series has a
+        rate dated `day` (weekends), so that an unchanged tuple is the same one."""
+        before, last_day = self._rates_before, self._last_day
+        self._last_day = day
+        if last_day is not None and day - last_day == ONE_DAY:
+            # The day after the last one asked: a series' rate moves only with a rate of the
+            # day itself (RateCursor's rule, without walking the cursors every day).
+            series_rates = zip(self._rate_on, before, strict=True)
+            rates = tuple([rate_on(day, rate) for rate_on, rate in series_rates])
+            return before if all(map(is_, rates, before)) else rates
+        return tuple([cursor.at(day) for cursor in self._cursors])
 
     def _add_day(
         self,
-        context: Context,
         value: Decimal,
         inflow: Decimal,
         outflow: Decimal,
@@ -194,7 +191,7 @@ class Attribution:
         if trades:
             dividends, fees, currency = self._trading(trades, rates)
         if rates is not self._rates_before:  # else no holding's rate moved (a weekend)
-            currency = self._holdings_currency(context, currency, rates)
+            currency = self._holdings_currency(currency, rates)
         # The rates' quotient is the one inexact step: kept to 20 places (CURRENCY_STEP), far
         # below a cent and far above the division's error, so 1.2/1.1 of 1100 gives 100.
         currency = currency.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
@@ -242,11 +239,10 @@ class Attribution:
                 currency += signed * trade.price * (now / rate - ONE)
         return dividends, fees, currency
 
-    def _holdings_currency(
-        self, context: Context, currency: Decimal, rates: tuple[Decimal, ...]
-    ) -> Decimal:
+    def _holdings_currency(self, currency: Decimal, rates: tuple[Decimal, ...]) -> Decimal:
         """`currency` plus what the rates' moves did to the holdings carried into the day,
-        added in the holdings' order."""
+        added in the holdings' order (in the current context: operators, not the context's
+        methods, which parse their arguments)."""
         before = self._rates_before
         moved = [now != then for now, then in zip(rates, before, strict=True)]
         if not any(moved):
@@ -262,15 +258,15 @@ class Attribution:
         ]
         taken = [moved[key] for key in foreign.series]
         terms = map(
-            context.multiply,
+            mul,
             map(
-                context.multiply,
+                mul,
                 compress(foreign.pick(self._quantities), taken),
                 compress(foreign.pick(self._marks), taken),
             ),
             compress([moves[key] for key in foreign.series], taken),
         )
-        return reduce(context.add, terms, currency)
+        return reduce(add, terms, currency)
 
     def result(self) -> Breakdown:
         capital, dividends, currency, fees = self._parts
@@ -313,7 +309,7 @@ class _Foreign:
 # --- benchmark -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a benchmark's series holds one for every day
 class BenchmarkPoint:
     day: date
     value: Decimal
@@ -344,15 +340,19 @@ def benchmark(
     inflow, outflow) of the portfolio's series, the first the baseline. A day without a close
     uses the last one before it; before the first close the money waits in cash."""
     with localcontext(Context(prec=PRECISION)):
-        cursor = RateCursor(marks)
         known = sorted(marks)
+        closes = list(map(marks.__getitem__, known))
+        taken = 0  # how many of the closes are dated on or before the day
         units = ZERO
         waiting = ZERO  # money not yet invested: no close known yet
         series: list[BenchmarkPoint] = []
         first_mark: Decimal | None = None
         last_mark: Decimal | None = None
         for i, (day, value, inflow, outflow) in enumerate(days):
-            mark = cursor.at(day) if known and known[0] <= day else None
+            # The last close on or before the day (days come in increasing order).
+            while taken < len(known) and known[taken] <= day:
+                taken += 1
+            mark = closes[taken - 1] if taken and known[0] <= day else None
             waiting += value if i == 0 else inflow
             if mark is not None and mark > 0:
                 first_mark = first_mark or mark

@@ -7,11 +7,12 @@ Pure functions over plain data; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from itertools import pairwise
+from itertools import pairwise, repeat
+from operator import mul, neg, sub
 
 from services.portfolio.wire_numbers import ONE, ZERO
 
@@ -194,10 +195,16 @@ def _top(x: float, years: list[float]) -> float:
 def _sign(x: float, years: list[float], weights: list[float]) -> int:
     """The sign of sum(weight * e^(-t x)), scaled so no term overflows: the NPV at
     r = e^x - 1 with the amounts as `weights`, its slope in x with `_slope_weights`."""
-    top = _top(x, years)
-    # A list, not a generator: the solver asks this a few hundred times.
-    total = math.fsum([w * math.exp(-t * x - top) for t, w in zip(years, weights, strict=True)])
+    total = math.fsum(map(mul, weights, _factors(x, years)))
     return (total > 0) - (total < 0)
+
+
+def _factors(x: float, years: list[float]) -> Iterator[float]:
+    """e^(-t x - top) for each t in `years`, top the greatest -t x; in C loops (map), as the
+    solver asks for a few hundred sets of them."""
+    top = _top(x, years)
+    # -t * x is (-t) * x: negating t first gives the same product.
+    return map(math.exp, map(sub, map(mul, map(neg, years), repeat(x)), repeat(top)))
 
 
 def _slope_weights(years: list[float], amounts: list[float]) -> list[float]:
@@ -206,9 +213,8 @@ def _slope_weights(years: list[float], amounts: list[float]) -> list[float]:
 
 def _signs(x: float, years: list[float], amounts: list[float]) -> tuple[int, int]:
     """`_sign` of the NPV and of its slope at x, from one set of discount factors."""
-    top = _top(x, years)
-    factors = [math.exp(-t * x - top) for t in years]
-    total = math.fsum([a * f for a, f in zip(amounts, factors, strict=True)])
+    factors = list(_factors(x, years))
+    total = math.fsum(map(mul, amounts, factors))
     slope = math.fsum([-t * a * f for t, a, f in zip(years, amounts, factors, strict=True)])
     return (total > 0) - (total < 0), (slope > 0) - (slope < 0)
 
