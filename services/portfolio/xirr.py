@@ -170,11 +170,13 @@ def _newton(
     for iteration in range(1, limit + 1):
         try:
             growth = math.log1p(rate)
-            terms = [(t, a * math.exp(-t * growth)) for t, a in zip(years, amounts, strict=True)]
+            # In C loops (map): a * e^(-t * growth), -t * x being (-t) * x.
+            discount = map(math.exp, map(mul, map(neg, years), repeat(growth)))
+            terms = list(map(mul, amounts, discount))
         except (OverflowError, ValueError):
             return None, iteration
-        value = math.fsum(term for _, term in terms)
-        slope = math.fsum(-t * term for t, term in terms) / (1 + rate)
+        value = math.fsum(terms)
+        slope = math.fsum(map(mul, map(neg, years), terms)) / (1 + rate)
         if slope == 0 or not math.isfinite(value) or not math.isfinite(slope):
             return None, iteration
         step = value / slope
@@ -211,11 +213,14 @@ def _slope_weights(years: list[float], amounts: list[float]) -> list[float]:
     return [-t * a for t, a in zip(years, amounts, strict=True)]
 
 
-def _signs(x: float, years: list[float], amounts: list[float]) -> tuple[int, int]:
-    """`_sign` of the NPV and of its slope at x, from one set of discount factors."""
+def _signs(
+    x: float, years: list[float], amounts: list[float], slope_weights: list[float]
+) -> tuple[int, int]:
+    """`_sign` of the NPV and of its slope at x, from one set of discount factors
+    (`slope_weights` from `_slope_weights`: -t * a * f is (-t * a) * f)."""
     factors = list(_factors(x, years))
     total = math.fsum(map(mul, amounts, factors))
-    slope = math.fsum([-t * a * f for t, a, f in zip(years, amounts, factors, strict=True)])
+    slope = math.fsum(map(mul, slope_weights, factors))
     return (total > 0) - (total < 0), (slope > 0) - (slope < 0)
 
 
@@ -261,7 +266,8 @@ def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, flo
     """Intervals in x that each hold one root of the NPV: where its sign changes between grid
     points, and, where it does not but its slope does, on each side of the extremum between
     them when the NPV there has the other sign (two close roots)."""
-    signs, slopes = zip(*(_signs(x, years, amounts) for x in _GRID), strict=True)
+    weights = _slope_weights(years, amounts)
+    signs, slopes = zip(*(_signs(x, years, amounts, weights) for x in _GRID), strict=True)
     found: list[tuple[float, float]] = []
     for index, (low, high) in enumerate(pairwise(_GRID)):
         s1, s2 = signs[index], signs[index + 1]
