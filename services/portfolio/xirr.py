@@ -276,6 +276,8 @@ def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, flo
         elif s1 != s2:
             found.append((low, high))
         elif slopes[index] != slopes[index + 1] and s2 != 0:
+            if _keeps_sign((low, high), s1, years, amounts):
+                continue  # the extremum has the ends' sign: no need to find it
             turn, _ = _bisect((low, high), years, amounts, slope=True)
             assert turn is not None
             if _sign(turn, years, amounts) not in (s1, 0):
@@ -283,6 +285,43 @@ def _brackets(years: list[float], amounts: list[float]) -> list[tuple[float, flo
     if signs[-1] == 0:
         found.append((_GRID[-1], _GRID[-1]))
     return found
+
+
+# How far from zero, next to the size of its terms, a bound on the NPV must be for the sign the
+# solver would compute anywhere in the interval to be that bound's: far above the terms' float
+# error (parts in 1e12 at the grid's far end, where -t x reaches thousands).
+_SURE = 1e-6
+
+
+def _keeps_sign(
+    bracket: tuple[float, float], sign: int, years: list[float], amounts: list[float]
+) -> bool:
+    """Whether the NPV surely has `sign` all over `bracket` (in x), told from its ends alone.
+
+    The NPV is P(x) - N(x), P the sum of the positive amounts discounted and N that of the
+    negative ones (as sizes), and both only fall as x grows (t >= 0), so on [low, high] it lies
+    between
+    P(high) - N(low) and P(low) - N(high). When the bound on the side of `sign` is that sign by
+    a margin (`_SURE`) of P(low) + N(low), the most either sum reaches there, the sign computed
+    at any point of the bracket (the extremum `_brackets` would bisect for) is `sign`: the
+    bisection could not change the answer. A False is no claim."""
+    low, high = bracket
+    top = max(_top(low, years), _top(high, years))  # one scale for both ends, no term above 1
+
+    def discounted(weights: list[float], x: float) -> float:
+        factors = map(math.exp, map(sub, map(mul, map(neg, years), repeat(x)), repeat(top)))
+        return math.fsum(map(mul, weights, factors))
+
+    positive = [a if a > 0 else 0.0 for a in amounts]
+    negative = [-a if a < 0 else 0.0 for a in amounts]
+    try:
+        p_low, p_high = discounted(positive, low), discounted(positive, high)
+        n_low, n_high = discounted(negative, low), discounted(negative, high)
+    except (OverflowError, ValueError):
+        return False
+    bound = p_high - n_low if sign > 0 else n_high - p_low
+    size = p_low + n_low
+    return math.isfinite(bound) and math.isfinite(size) and bound > _SURE * size
 
 
 def _inside(rate: float, bracket: tuple[float, float]) -> bool:
