@@ -14,6 +14,7 @@ import pyxirr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.portfolio import xirr as xirr_module
 from services.portfolio.domain import Side, Trade, parse_trade, present_percent, present_ratio
 from services.portfolio.performance import (
     CASH,
@@ -308,6 +309,40 @@ def test_of_several_rates_the_one_nearest_zero_is_given_even_when_newton_finds_a
     assert float(from_far.rate) == pytest.approx(float(nearest.rate), rel=1e-11)
     assert float(nearest.rate) == pytest.approx(6 / 119, rel=1e-11)  # v = 0.952 = 1 / (1 + r)
     assert (nearest.method, from_far.method) == ("newton", "bisection")
+
+
+@settings(deadline=None)
+@given(
+    amounts,
+    st.floats(min_value=-0.99, max_value=3.0),
+    st.floats(min_value=-0.99, max_value=3.0),
+    st.sampled_from([1, 30, 365, 3650]),
+    flow_lists,
+)
+def test_xirr_gives_the_same_answer_without_bisecting_an_extremum_it_can_bound(
+    first: Decimal,
+    r1: float,
+    r2: float,
+    spacing: int,
+    others: list[tuple[int, Decimal]],
+) -> None:
+    # -a, a (2 + r1 + r2), -a (1 + r1)(1 + r2) at equal spacing has roots r1 and r2, often two
+    # close ones between grid points: the grid skips finding an extremum only where bounds from
+    # the interval's ends show its sign, so the answer is the one the full bisection gives.
+    start = date(2020, 1, 1)
+    flows = [
+        (start, -first),
+        (start + timedelta(days=spacing), (first * D(2 + r1 + r2)).quantize(D("0.01"))),
+        (
+            start + timedelta(days=2 * spacing),
+            -(first * D((1 + r1) * (1 + r2))).quantize(D("0.01")),
+        ),
+    ]
+    flows += [(start + timedelta(days=d), a) for d, a in others]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xirr_module, "_keeps_sign", lambda *_: False)
+        bisecting = xirr(flows)
+    assert xirr(flows) == bisecting
 
 
 def test_a_gain_of_a_million_times_in_weeks_is_stated_as_pyxirr_states_it() -> None:
