@@ -74,15 +74,14 @@ class _Close(NamedTuple):
     """One day's close, for the series and for what a report needs at its ends. `book` is the
     live replay, shared by every close: read it before asking for the next one. `symbols` are
     the symbols held (sorted), `quantities` and `prices` theirs, in the same order; a day that
-    repeats the last (`repeated`: nothing recorded, no close of a symbol held) shares its
-    tuples. A tuple rather than a frozen dataclass: one is made for every day of the range."""
+    repeats the last (nothing recorded, no close of a symbol held) shares its tuples and its
+    value. A tuple rather than a frozen dataclass: one is made for every day of the range."""
 
     point: ValuePoint
     book: Book
     symbols: tuple[str, ...]
     quantities: tuple[Decimal, ...]
     prices: tuple[Decimal, ...]
-    repeated: bool
 
     def prices_by_symbol(self) -> dict[str, Decimal]:
         return dict(zip(self.symbols, self.prices, strict=True))
@@ -157,7 +156,7 @@ def _closes(
         if not touched and value is not None and missing == len(day_closes):
             # Nothing traded and no new close (a weekend, a holiday): the day repeats the last.
             point = ValuePoint(day, value, book.cash, ZERO, ZERO)
-            yield _Close(point, book, symbols, quantities, prices, True)
+            yield _Close(point, book, symbols, quantities, prices)
             continue
         if missing:
             before = dict(zip(priced, prices, strict=True))
@@ -173,7 +172,7 @@ def _closes(
             inflow = sum((f.amount for f in new_flows if f.amount > 0), ZERO)
             outflow = -sum((f.amount for f in new_flows if f.amount < 0), ZERO)
         point = ValuePoint(day, value, book.cash, inflow, outflow)
-        yield _Close(point, book, symbols, quantities, prices, False)
+        yield _Close(point, book, symbols, quantities, prices)
 
 
 def _column(
