@@ -145,10 +145,12 @@ class Attribution:
         increasing order."""
         rates = self._rates_on(day)
         if self._previous_value is not None:
-            # A quiet day (the value of the day before, no flow, no trade, no rate moved)
-            # adds zeros to the sums and multiplies the growth by exactly 1. Adding the same
-            # zeros again changes nothing, digits or exponents: a quiet day after a quiet day
-            # (a Sunday) is left out.
+            # A quiet day (the very value of the day before, flows that are ZERO itself, no
+            # trade, no rate moved) adds zeros to the sums and multiplies the growth by exactly
+            # Decimal(1) (the gain over the base is 0E0, whatever the value's exponent). Adding
+            # the same zeros again changes nothing, digits or exponents: a quiet day after a
+            # quiet day (a Sunday) is left out. Identity, not equality: an equal value of
+            # another exponent would add other zeros.
             quiet = (
                 value is self._previous_value
                 and inflow is ZERO
