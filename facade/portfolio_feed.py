@@ -67,13 +67,20 @@ UPSTREAM_RESTARTS = Counter(
 class FeedSocket:
     """One /ws/portfolio socket: whose it is and what it follows."""
 
-    __slots__ = ("client", "portfolios", "symbols", "user_id")
+    __slots__ = ("client", "on_watchlist", "portfolios", "symbols", "user_id")
 
-    def __init__(self, client: ClientSocket, user_id: str) -> None:
+    def __init__(
+        self,
+        client: ClientSocket,
+        user_id: str,
+        on_watchlist: Callable[[portfolio_pb2.WatchlistChange], None] | None = None,
+    ) -> None:
+        """`on_watchlist`: told when a watchlist of the user changes (the socket may follow it)."""
         self.client = client
         self.user_id = user_id
         self.symbols: set[str] = set()
         self.portfolios: set[str] = set()
+        self.on_watchlist = on_watchlist
 
 
 class PortfolioFeed:
@@ -218,9 +225,17 @@ class PortfolioFeed:
             key += (str(changed.seconds), str(changed.nanos))
         elif kind == "alert":
             key = ("alert", value.id)
+        elif kind == "watchlist":
+            stamp = value.updated_at
+            key = ("watchlist", value.id, str(stamp.seconds), str(stamp.nanos))
         else:
             return  # a kind of event this facade does not know yet
         if self._again(key):
+            return
+        if kind == "watchlist":  # for the sockets that follow it; nothing is sent as such
+            for socket in list(mine):
+                if socket.on_watchlist is not None:
+                    socket.on_watchlist(value)
             return
         frame = json_frame(message)
         for socket in mine:

@@ -3,9 +3,12 @@ Subscription and kept by the feed (facade/portfolio_feed.py); the protocol: READ
 WebSockets". An accepted (un)subscribe is not answered: send a `ping` after it to know it is in
 effect (messages are handled in order).
 
-A subscribe naming `watchlistIds` follows those lists' symbols as they are then: each list is
-read with GetWatchlist as the socket's user (another user's list is refused like a missing one,
-with an `error`). A symbol stays followed while the socket names it itself or through a list."""
+A subscribe naming `watchlistIds` follows those lists' symbols: each list is read with
+GetWatchlist as the socket's user (another user's list is refused like a missing one, with an
+`error`), and an edit or a deletion made afterwards, on any replica, reaches the socket as a
+StreamPortfolioEvents `watchlist` change: it then follows the list as it is now (nothing is sent
+for the change itself; the latest price of each newly followed symbol is). A symbol stays
+followed while the socket names it itself or through a list."""
 
 from __future__ import annotations
 
@@ -76,9 +79,10 @@ class PortfolioConversation:
         self.user = user  # renewed with the socket's token: watchlists are read as the user
         self._feed = feed
         self._portfolio = portfolio
-        self._socket = FeedSocket(client, user.user_id)
+        self._socket = FeedSocket(client, user.user_id, self._list_changed)
         self._named: set[str] = set()  # symbols the socket named itself
-        self._lists: dict[str, set[str]] = {}  # watchlist id -> its symbols when subscribed
+        self._lists: dict[str, set[str]] = {}  # watchlist id -> its symbols as last known
+        self._stamps: dict[str, tuple[int, int]] = {}  # watchlist id -> when it last changed
         feed.join(self._socket)
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
@@ -88,9 +92,11 @@ class PortfolioConversation:
             self._named -= targets.symbols
             for watchlist_id in targets.watchlists:
                 self._lists.pop(watchlist_id, None)
+                self._stamps.pop(watchlist_id, None)
             self._feed.unfollow(socket, socket.symbols - self._followed(), targets.portfolios)
             return
-        lists = {w: await self._watchlist(w) for w in targets.watchlists if w not in self._lists}
+        read = {w: await self._watchlist(w) for w in targets.watchlists if w not in self._lists}
+        lists = {w: symbols for w, (symbols, _) in read.items()}
         wanted = self._followed(targets.symbols, *lists.values())
         if len(wanted) > MAX_SYMBOLS:
             raise _invalid(f"a socket follows at most {MAX_SYMBOLS} symbols")
@@ -98,15 +104,45 @@ class PortfolioConversation:
             raise _invalid(f"a socket follows at most {MAX_PORTFOLIOS} portfolios")
         self._named |= targets.symbols
         self._lists.update(lists)
+        self._stamps.update((w, stamp) for w, (_, stamp) in read.items())
         self._feed.follow(socket, wanted, targets.portfolios)
 
     def end(self) -> None:
         self._feed.leave(self._socket)
 
+    def _list_changed(self, change: portfolio_pb2.WatchlistChange) -> None:
+        """A list this socket follows was edited or deleted: follow it as it is now."""
+        if change.id not in self._lists:
+            return
+        stamp = (change.updated_at.seconds, change.updated_at.nanos)
+        if stamp < self._stamps.get(change.id, (0, 0)):
+            return  # an older change, arriving after a newer one
+        socket = self._socket
+        if change.deleted:
+            del self._lists[change.id]
+            self._stamps.pop(change.id, None)
+        else:
+            symbols = set(change.symbols)
+            others = {w: s for w, s in self._lists.items() if w != change.id}
+            if len(self._named.union(*others.values(), symbols)) > MAX_SYMBOLS:
+                socket.client.refuse(
+                    _invalid(
+                        f"watchlist {change.id} now holds more symbols than a socket follows"
+                        f" ({MAX_SYMBOLS}); it is followed as it was"
+                    )
+                )
+                return
+            self._lists[change.id] = symbols
+            self._stamps[change.id] = stamp
+        wanted = self._followed()
+        self._feed.unfollow(socket, socket.symbols - wanted, ())
+        self._feed.follow(socket, wanted, ())
+
     def _followed(self, *more: set[str]) -> set[str]:
         return self._named.union(*self._lists.values(), *more)
 
-    async def _watchlist(self, watchlist_id: str) -> set[str]:
+    async def _watchlist(self, watchlist_id: str) -> tuple[set[str], tuple[int, int]]:
+        """A list's symbols and when it last changed, read as the socket's user."""
         if self._portfolio is None:
             raise SocketError("UNAVAILABLE", "watchlists cannot be read here")
         stub = portfolio_pb2_grpc.PortfolioServiceStub(self._portfolio())
@@ -117,4 +153,5 @@ class PortfolioConversation:
             )
         except grpc.aio.AioRpcError as error:
             raise failure(error, "portfolio") from None
-        return set(reply.watchlist.symbols)
+        changed = reply.watchlist.updated_at
+        return set(reply.watchlist.symbols), (changed.seconds, changed.nanos)

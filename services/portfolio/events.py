@@ -128,6 +128,21 @@ class EventHub:
         )
         await self.publish(Event(user_id=user_id, portfolio_value=value))
 
+    async def watchlist_changed(
+        self,
+        user_id: str,
+        watchlist_id: str,
+        symbols: Sequence[str],
+        at: datetime,
+        *,
+        deleted: bool = False,
+    ) -> None:
+        """Sockets that follow the list follow what it holds now (facade/ws_portfolio.py)."""
+        change = portfolio_pb2.WatchlistChange(
+            id=watchlist_id, symbols=list(symbols), deleted=deleted, updated_at=timestamp(at)
+        )
+        await self.publish(Event(user_id=user_id, watchlist=change))
+
     # --- lifetime ------------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -116,7 +116,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
         orders=Orders(db, trades, hub),
         exchange=exchange,
-        watchlists=Watchlists(db, market, prices),
+        watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
     )
     calculator = Calculator(

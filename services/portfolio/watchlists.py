@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.portfolio.domain import normalize_symbol
+from services.portfolio.events import EventHub
 from services.portfolio.market_data import MarketData, Quote
 from services.portfolio.prices import Prices
 from services.portfolio.records import clean_name
@@ -62,11 +63,15 @@ class Watchlists:
         market: MarketData,
         prices: Prices,
         *,
+        events: EventHub | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`events`: where an edit or a deletion is told, so that sockets following the list
+        follow it as it is now."""
         self._db = db
         self._market = market
         self._prices = prices
+        self._events = events
         self._clock = clock
 
     async def create(self, user_id: str, name: str, symbols: Sequence[str]) -> QuotedWatchlist:
@@ -114,6 +119,10 @@ class Watchlists:
                 raise watchlist_not_found(watchlist_id)
             record = replace(record, name=cleaned_name, symbols=cleaned, updated_at=self._clock())
             await repository.replace(record)
+        if self._events is not None:
+            await self._events.watchlist_changed(
+                user_id, record.id, record.symbols, record.updated_at
+            )
         return await self._quoted(record)
 
     async def delete(self, user_id: str, watchlist_id: str) -> None:
@@ -121,6 +130,10 @@ class Watchlists:
         async with self._db.transaction() as session:
             if not await WatchlistRepository(session).remove(watchlist_id, user_id):
                 raise watchlist_not_found(watchlist_id)
+        if self._events is not None:
+            await self._events.watchlist_changed(
+                user_id, watchlist_id, (), self._clock(), deleted=True
+            )
 
     async def _known(self, raw: Sequence[str]) -> tuple[str, ...]:
         """The symbols cleaned, each known to the market (NotFound names the first unknown)."""

@@ -5,6 +5,7 @@ the current price arriving as an `alert` message on /ws/portfolio."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,12 @@ ALERT_FIELDS = {
     "read",
     "message",
 }
+
+
+async def prices_within(ws: Any, seconds: float) -> set[str]:
+    """The symbols of the prices a socket gets over `seconds` (the market moves every 50 ms)."""
+    await asyncio.sleep(seconds)
+    return {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
 
 
 async def call(client: Client, method: str, path: str, token: str, status: int, **body: Any) -> Any:
@@ -152,4 +159,42 @@ async def test_an_alert_just_above_the_price_arrives_on_the_socket(client: Clien
     after = await call(client, "GET", "/api/v1/fired-alerts", token, 200)
     seen = {f["id"] for f in fired["data"]["fired"]}
     assert [f["read"] for f in after["data"]["fired"] if f["id"] in seen] == [True] * len(seen)
+    await ws.close()
+
+
+async def test_a_socket_follows_its_watchlist_as_it_is_edited_and_deleted(client: Client) -> None:
+    token, _ = await register(client)
+    created = (
+        await call(
+            client, "POST", "/api/v1/watchlists", token, 201, name="Tech", symbols=["KO", "MSFT"]
+        )
+    )["data"]
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
+    seen = {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
+    while seen != {"KO", "MSFT"}:
+        seen.add((await receive(ws, "price"))["symbol"])
+
+    # Edited through REST (not on the socket): AAPL joins, MSFT leaves.
+    await call(
+        client,
+        "PUT",
+        f"/api/v1/watchlists/{created['id']}",
+        token,
+        200,
+        name="Tech",
+        symbols=["KO", "AAPL"],
+    )
+    deadline = asyncio.get_running_loop().time() + WAIT * 3
+    while (await receive(ws, "price"))["symbol"] != "AAPL":
+        assert asyncio.get_running_loop().time() < deadline, "AAPL was not followed"
+    await until_pong(ws)  # prices of MSFT already on their way before the change
+    assert "MSFT" not in await prices_within(ws, 0.5)
+
+    # Deleted: nothing is followed any more.
+    await call(client, "DELETE", f"/api/v1/watchlists/{created['id']}", token, 200)
+    for _ in range(30):
+        if not await prices_within(ws, 0.3):
+            break
+    assert await prices_within(ws, 0.5) == set()
     await ws.close()

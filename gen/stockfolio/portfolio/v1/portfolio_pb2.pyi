@@ -1477,6 +1477,7 @@ class StreamPortfolioEventsResponse(_message.Message):
     PORTFOLIO_VALUE_FIELD_NUMBER: _builtins.int
     ALERT_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
+    WATCHLIST_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     @_builtins.property
     def trade(self) -> Global___Trade: ...
@@ -1490,6 +1491,12 @@ class StreamPortfolioEventsResponse(_message.Message):
     def order(self) -> Global___Order:
         """An order of the user changed (filled, rejected, expired, cancelled)."""
 
+    @_builtins.property
+    def watchlist(self) -> Global___WatchlistChange:
+        """A watchlist of the user was edited or deleted: sockets following it follow its symbols
+        as they are now (the facade's own; not sent to sockets).
+        """
+
     def __init__(
         self,
         *,
@@ -1498,16 +1505,53 @@ class StreamPortfolioEventsResponse(_message.Message):
         portfolio_value: Global___PortfolioValue | None = ...,
         alert: Global___FiredAlert | None = ...,
         order: Global___Order | None = ...,
+        watchlist: Global___WatchlistChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "watchlist", b"watchlist"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id", "watchlist", b"watchlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order", "watchlist"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___StreamPortfolioEventsResponse: _TypeAlias = StreamPortfolioEventsResponse  # noqa: Y015
+
+@_typing.final
+class WatchlistChange(_message.Message):
+    """What a watchlist holds after an edit, or that it is gone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    deleted: _builtins.bool
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the user's order; upper case. Empty when deleted."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was made (a later change wins)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        deleted: _builtins.bool = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "id", b"id", "symbols", b"symbols", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchlistChange: _TypeAlias = WatchlistChange  # noqa: Y015
 
 @_typing.final
 class Subscription(_message.Message):
