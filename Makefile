@@ -67,10 +67,11 @@ migrate: install
 ## test: the whole suite (unit, integration, e2e, browser) with coverage; the browser tests build
 ## the web app (make web) when it is stale
 # In TEST_WORKERS processes (pytest-xdist), each taking a whole test file at a time: most tests
-# wait on servers, sockets and timers, so three workers on two cores take about half the time of
-# one. TEST_WORKERS=0 runs everything in this one process. A worker that dies ends the run as a
+# wait on servers, sockets and timers, so two workers on two cores take well under the time of
+# one (three were faster still, but loaded the machine enough to make timing-bound tests fail).
+# TEST_WORKERS=0 runs everything in this one process. A worker that dies ends the run as a
 # failure (a replaced worker can leave pytest-xdist waiting forever for a file's tests).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0 --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 

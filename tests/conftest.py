@@ -38,10 +38,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "STOCKFOLIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 # Each pytest-xdist worker flushes a database of its own (gw0 15, gw1 14, ...; 12 is the
-# terminal replica tests' own), so parallel workers never flush each other's keys.
+# terminal replica tests' own), so parallel workers never flush each other's keys, and names
+# its keys and channels with a namespace of its own (pub/sub channels are server-wide: another
+# worker's events and market steps would reach its subscribers).
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 _REDIS_DB = (15, 14, 13, 11, 10, 9, 8, 7)[_WORKER % 8]
-REDIS_TEST_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", f"redis://127.0.0.1:6379/{_REDIS_DB}")
+REDIS_DATABASE_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", f"redis://127.0.0.1:6379/{_REDIS_DB}")
+REDIS_TEST_URL = f"{REDIS_DATABASE_URL}?namespace=test-gw{_WORKER}"
 REQUIRE_SERVERS = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
 # The users service's signing key and the facade's service-token key, one pair each per run.
 TEST_USER_KEY = SigningKey.generate()
@@ -138,7 +141,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis database flushed before and after the test."""
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    client = redis.Redis.from_url(REDIS_DATABASE_URL, socket_connect_timeout=2)
     try:
         client.flushdb()
     except redis.RedisError as error:

@@ -19,6 +19,7 @@ import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
 from services.runtime.clock import Monotonic, monotonic
+from services.runtime.redis_url import split_namespace
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +268,11 @@ class RedisCache:
     instead of letting everything through) and come back to Redis with it."""
 
     def __init__(self, url: str, *, prefix: str = "sf:") -> None:
+        url, namespace = split_namespace(url)
         self._client = redis_asyncio.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=15
         )
-        self._prefix = prefix
+        self._prefix = f"{namespace}:{prefix}" if namespace else prefix
         self._local = InProcessCache(max_entries=10_000)
 
     async def get(self, key: str) -> bytes | None:

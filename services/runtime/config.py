@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.runtime.keys import TokenKeyError, TokenKeys, load_token_keys
+from services.runtime.redis_url import split_namespace
 
 SERVICE_PORTS: Mapping[str, int] = {
     "facade": 4110,
@@ -155,6 +156,16 @@ def trusted_networks(env: Env) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Ne
         raise ConfigError(f"TRUSTED_PROXIES must list IP networks: {error}") from None
 
 
+def _redis_url(url: str | None) -> str | None:
+    """REDIS_URL, its namespace checked here rather than when the cache connects."""
+    if url:
+        try:
+            split_namespace(url)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return url
+
+
 def load_runtime_config(
     service: str,
     environ: Mapping[str, str] | None = None,
@@ -198,7 +209,7 @@ def load_runtime_config(
         admin_host=env.str("ADMIN_HOST", "127.0.0.1"),
         var_dir=var_dir,
         database_url=database_url,
-        redis_url=env.optional("REDIS_URL"),
+        redis_url=_redis_url(env.optional("REDIS_URL")),
         token_keys=token_keys(service, source, production=production, var_dir=var_dir)
         if tokens
         else TokenKeys(),

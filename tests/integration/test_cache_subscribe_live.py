@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import cast
 
-from services.runtime.cache import PROBE, Cache, subscribe_live
+from services.runtime.cache import PROBE, Cache, RedisCache, subscribe_live
 
 
 async def test_a_live_subscription_misses_nothing_published_after_and_hides_probes(
@@ -62,3 +62,35 @@ async def test_probing_stops_after_the_wait_and_live_stays_unset(cache: Cache) -
     assert not live.is_set() and not listener.done()
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_caches_in_other_namespaces_of_one_redis_share_no_key_and_no_channel(
+    redis_url: str,
+) -> None:
+    base = redis_url.partition("?")[0]
+    ours, theirs = (RedisCache(f"{base}?namespace={n}", prefix="sf:") for n in ("ours", "theirs"))
+    live, heard = asyncio.Event(), asyncio.Event()
+    received: list[bytes] = []
+
+    async def listen() -> None:
+        async for message in subscribe_live(ours, "events", live, within=5.0):
+            received.append(message)
+            heard.set()
+
+    listener = asyncio.create_task(listen())
+    try:
+        await theirs.set("k", b"theirs")
+        assert await ours.get("k") is None
+        async with asyncio.timeout(5):
+            await live.wait()
+        await theirs.publish("events", b"theirs")  # the same channel name, another namespace
+        await ours.publish("events", b"ours")
+        async with asyncio.timeout(5):
+            await heard.wait()
+        await asyncio.sleep(0.2)  # anything else published would have arrived by now
+        assert received == [b"ours"]
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await ours.close()
+        await theirs.close()
