@@ -131,6 +131,10 @@ class TerminalConversation:
                     continue
                 if which == "exit":
                     await self._output(decoder.decode(b"", final=True))
+                    if self._call is call:
+                        # Detached before the client hears it: data it sends after the exit
+                        # is refused NOT_JOINED, not written to a stream the server is ending.
+                        self._call = None
                 elif which == "joined":
                     reply["sessionId"] = value.session_id
                 self._client.send_now(json_frame(reply))
