@@ -122,9 +122,8 @@ class PortfolioConversation:
             del self._lists[change.id]
             self._stamps.pop(change.id, None)
         else:
-            symbols = set(change.symbols)
-            others = {w: s for w, s in self._lists.items() if w != change.id}
-            if len(self._named.union(*others.values(), symbols)) > MAX_SYMBOLS:
+            lists = {**self._lists, change.id: set(change.symbols)}
+            if len(self._named.union(*lists.values())) > MAX_SYMBOLS:
                 socket.client.refuse(
                     _invalid(
                         f"watchlist {change.id} now holds more symbols than a socket follows"
@@ -132,7 +131,7 @@ class PortfolioConversation:
                     )
                 )
                 return
-            self._lists[change.id] = symbols
+            self._lists = lists
             self._stamps[change.id] = stamp
         wanted = self._followed()
         self._feed.unfollow(socket, socket.symbols - wanted, ())

@@ -40,6 +40,14 @@ ALERT_FIELDS = {
 }
 
 
+async def follow_list(ws: Any, watchlist_id: str, symbols: set[str]) -> None:
+    """Subscribes `ws` to a watchlist and waits for a price of each of its `symbols`."""
+    await ws.send_json({"type": "subscribe", "watchlistIds": [watchlist_id]})
+    seen = {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
+    while seen != symbols:
+        seen.add((await receive(ws, "price"))["symbol"])
+
+
 async def prices_within(ws: Any, seconds: float) -> set[str]:
     """The symbols of the prices a socket gets over `seconds` (the market moves every 50 ms)."""
     await asyncio.sleep(seconds)
@@ -90,10 +98,7 @@ async def test_watchlist_routes_and_a_socket_following_a_watchlist(client: Clien
     assert twice["error"] == "VALIDATION_ERROR"
 
     ws = await authenticated(client, token)
-    await ws.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
-    seen = {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
-    while seen != {"KO", "MSFT"}:
-        seen.add((await receive(ws, "price"))["symbol"])
+    await follow_list(ws, created["id"], {"KO", "MSFT"})
     # Another user's list is refused, and nothing more is followed.
     intruder = await authenticated(client, other)
     await intruder.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
@@ -170,10 +175,7 @@ async def test_a_socket_follows_its_watchlist_as_it_is_edited_and_deleted(client
         )
     )["data"]
     ws = await authenticated(client, token)
-    await ws.send_json({"type": "subscribe", "watchlistIds": [created["id"]]})
-    seen = {m["symbol"] for m in await until_pong(ws) if m["type"] == "price"}
-    while seen != {"KO", "MSFT"}:
-        seen.add((await receive(ws, "price"))["symbol"])
+    await follow_list(ws, created["id"], {"KO", "MSFT"})
 
     # Edited through REST (not on the socket): AAPL joins, MSFT leaves.
     await call(
