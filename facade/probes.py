@@ -55,6 +55,9 @@ class HealthProbes:
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         # (service, address) -> its last report, from the watch and the background probe.
         self._known: dict[tuple[str, str], dict[str, Any]] = {}
+        # (service, address) -> how many statuses its watch has told: a Check answered before
+        # a flip the watch already told must not put the older status back.
+        self._told: dict[tuple[str, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -115,16 +118,27 @@ class HealthProbes:
             call.cancel()
 
     async def _keep_probing(self, service: str) -> None:
-        grpc_name = self._grpc_names[service]
         while True:
-            reports = await asyncio.gather(
-                *(self._replica(grpc_name, a) for a in self._addresses[service])
-            )
-            for report in reports:
-                self._known[(service, report["address"])] = report
+            await self._round(service)
             await asyncio.sleep(self._interval)
 
+    async def _round(self, service: str) -> list[dict[str, Any]]:
+        """A Check of every replica of `service`, each answer kept as what is known of it."""
+        grpc_name = self._grpc_names[service]
+        addresses = self._addresses[service]
+        told = [self._told.get((service, a), 0) for a in addresses]
+        reports = await asyncio.gather(*(self._replica(grpc_name, a) for a in addresses))
+        for address, before, report in zip(addresses, told, reports, strict=True):
+            key = (service, address)
+            known = self._known.get(key)
+            if known is not None and self._told.get(key, 0) != before:
+                # The watch told a status while this Check was out: the watch's is newer.
+                report = {**known, "latencyMs": report["latencyMs"]}
+            self._known[key] = report
+        return list(reports)
+
     def _learn(self, service: str, address: str, *, status: str, error: str = "") -> None:
+        self._told[(service, address)] = self._told.get((service, address), 0) + 1
         report = dict(self._known.get((service, address), {"address": address}))
         report["status"] = status
         if error:
@@ -189,12 +203,7 @@ class HealthProbes:
 
     async def _probe(self, service: str) -> dict[str, Any]:
         started = time.perf_counter()
-        grpc_name = self._grpc_names[service]
-        replicas = await asyncio.gather(
-            *(self._replica(grpc_name, a) for a in self._addresses[service])
-        )
-        for report in replicas:
-            self._known[(service, report["address"])] = report
+        replicas = await self._round(service)
         return _summary(service, replicas, time.perf_counter() - started)
 
 

@@ -29,10 +29,15 @@ class CountingHealth(HealthServicer):
     def __init__(self) -> None:
         super().__init__()
         self.checks = 0
+        # Cleared, a Check reads the status and then waits before answering with it.
+        self.release = asyncio.Event()
+        self.release.set()
 
     async def Check(self, request: Any, context: Any) -> Any:
         self.checks += 1
-        return await super().Check(request, context)
+        reply = await super().Check(request, context)
+        await self.release.wait()
+        return reply
 
 
 class Replica:
@@ -146,5 +151,34 @@ async def test_the_background_probe_measures_latency_and_sees_a_replica_return(
         (report,) = await probes.check_all()
         assert report["addresses"][0]["latencyMs"] > 0
         assert report["latencyMs"] == report["addresses"][0]["latencyMs"]
+    finally:
+        await probes.close()
+
+
+async def test_a_check_answered_before_a_flip_the_watch_told_does_not_undo_it(
+    replicas: list[Replica],
+) -> None:
+    first, _ = replicas
+    probes = HealthProbes(
+        {"example": [first.address]}, {"example": NAME}, deadline=WAIT, probe_interval=SLOW_PROBES
+    )
+    probes.open()
+    try:
+        await until_statuses(probes, [SERVING])
+        first.health.release.clear()  # the next Check reads SERVING and waits before answering
+        checks = first.health.checks
+        live = asyncio.ensure_future(probes.check_all(live=True))
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while first.health.checks == checks:
+            assert asyncio.get_running_loop().time() < deadline, "the live round sent no Check"
+            await asyncio.sleep(0.02)
+        await first.health.set(NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await until_statuses(probes, [NOT_SERVING])  # told by the watch
+        first.health.release.set()  # the older SERVING answer arrives now
+        (answer,) = await live
+        assert answer["addresses"][0]["status"] == SERVING  # what the Check read, as it was
+        (known,) = (await probes.check_all())[0]["addresses"]
+        assert known["status"] == NOT_SERVING  # the watch's newer word stands
+        assert known["latencyMs"] > 0  # with the Check's latency
     finally:
         await probes.close()
