@@ -325,7 +325,8 @@ class AlertIndex:
 
     def put(self, rule: AlertRule, *, fresh: bool = True) -> None:
         """Add or replace an alert (an inactive one is taken out). `fresh`: it fires at its
-        next tick if its condition holds then; else only on a crossing."""
+        next tick if its condition holds then; else only on a crossing, and one that has fired
+        is taken to stand where its last firing left it (its first tick only places it)."""
         if rule.id in self._rules:
             self.remove(rule.id)
         if not rule.active:
@@ -340,7 +341,7 @@ class AlertIndex:
         ladder = symbol.ladder(rule, make=True)
         assert ladder is not None
         ladder.add(key, rule.id)
-        if fresh or symbol.last is None:
+        if fresh or (symbol.last is None and rule.last_fired_at is None):
             symbol.fresh.add(rule.id)
 
     def settle(self, rule: AlertRule) -> None:

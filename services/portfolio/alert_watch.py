@@ -61,6 +61,7 @@ class AlertWatch:
         self._tasks: list[asyncio.Task[None]] = []
         self._firings: asyncio.Queue[list[Firing]] = asyncio.Queue()
         self._listening = asyncio.Event()
+        self.batches = 0  # batches of market steps evaluated
         self.fired = 0  # firings stored by this replica
         self.unstored = 0  # firings the database refused (undone in the index)
 
@@ -113,7 +114,9 @@ class AlertWatch:
 
     async def reload(self) -> None:
         """Every active alert from the database. One the index knew keeps its place (it is
-        not fresh: it fires on a crossing); one it did not know is fresh."""
+        not fresh: it fires on a crossing); one it did not know is fresh, unless it is a
+        repeating alert that has fired: after a restart it would otherwise fire again at the
+        first step for the crossing it already fired for (the price still where it was)."""
         async with self._db.reading() as session:
             stored = {rule.id: rule for rule in await AlertRepository(session).active()}
         for rule in self.index.rules():
@@ -123,7 +126,7 @@ class AlertWatch:
             if rule.id in self.index:
                 self.index.settle(rule)
             else:
-                self.index.put(rule)
+                self.index.put(rule, fresh=not (rule.repeat and rule.last_fired_at is not None))
 
     # --- ticks ---------------------------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class AlertWatch:
                 )
                 if fired:
                     self._firings.put_nowait(fired)
+                self.batches += 1
         finally:
             await ticks.aclose()
 

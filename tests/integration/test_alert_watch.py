@@ -94,6 +94,38 @@ async def test_only_the_leader_fires_and_an_unstored_firing_fires_again(rig: Rig
     assert alert.last_fired_at == T0 + timedelta(seconds=5)
 
 
+async def test_a_repeating_alert_that_fired_does_not_fire_again_for_the_same_crossing_at_a_restart(
+    rig: Rig,
+) -> None:
+    # Fired an hour before this process started; its cool-down is long over.
+    rule = AlertRule(
+        "a-r",
+        "u-1",
+        "AAPL",
+        Condition.ABOVE,
+        Decimal("101"),
+        repeat=True,
+        cooldown_seconds=60,
+        created_at=T0 - timedelta(hours=2),
+        last_fired_at=T0 - timedelta(hours=1),
+    )
+    async with rig.db.transaction() as session:
+        await AlertRepository(session).add(rule)
+    await add_alert(rig.db, "a-new", "101")  # never fired: fires at the first step
+    rig.leading[0] = True
+    await rig.watch.start()
+    for price, second in (("102", 1), ("100", 2), ("101.5", 3)):
+        # 102: still above, where a-r's last firing left it (not a crossing); 101.5 crosses.
+        batches = rig.watch.batches
+        rig.step(price, second)
+        await until(lambda seen=batches: rig.watch.batches > seen, f"step {second} evaluated")
+    await until(lambda: rig.watch.fired == 2, "two firings stored")
+    async with rig.db.reading() as session:
+        found, _ = await FiredAlertRepository(session).page("u-1", unread=False, offset=0, limit=9)
+    fired = {(f.alert_id, f.fired_at) for f in found}
+    assert fired == {("a-new", T0 + timedelta(seconds=1)), ("a-r", T0 + timedelta(seconds=3))}
+
+
 async def test_a_change_announced_by_another_replica_reaches_the_index(rig: Rig) -> None:
     await rig.watch.start()
     await add_alert(rig.db, "a-2", "150")
