@@ -25,11 +25,12 @@ import json
 import logging
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.cache import Cache
+from services.runtime.cache import Cache, Lease
+from services.runtime.errors import Unavailable
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 TTL = 3.0
 BEAT = 1.0
 PRUNE_EVERY = 60  # beats
+# An `exclusive` section's lease: what one holder may take (a terminal create spawns a shell),
+# lapsing that long after a holder that died; how long another waits for it, and how often it
+# looks again meanwhile.
+EXCLUSIVE_TTL = 15.0
+EXCLUSIVE_WAIT = 10.0
+EXCLUSIVE_POLL = 0.02
 
 
 def advertised_address(host: str, port: int) -> str:
@@ -206,6 +213,33 @@ class Ownership(Owners):
             index[key] = user
             await self._write_index(self.address, index)
         return owned
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str, *, within: float = EXCLUSIVE_WAIT) -> AsyncIterator[None]:
+        """One holder at a time among every replica (and task) for `name`: a count taken across
+        replicas and the create it allows then hold together, so a limit is reserved rather
+        than merely checked. A lease in the cache; Unavailable when another holds it past
+        `within`. Where the cache cannot be reached the section runs unguarded (what other
+        replicas hold cannot be counted then either)."""
+        key = self._key("exclusive", name)
+        holder = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while (term := await self._cache.lead(key, holder, EXCLUSIVE_TTL, 0)) is not None:
+            if term > 0:
+                break
+            if loop.time() >= deadline:
+                raise Unavailable(f"{name} is busy elsewhere; retry", reason="BUSY")
+            await asyncio.sleep(EXCLUSIVE_POLL)
+        try:
+            yield
+        finally:
+            if term is not None:
+                with contextlib.suppress(Exception):  # it lapses after EXCLUSIVE_TTL anyway
+                    await self._cache.release(Lease(key, holder, term, EXCLUSIVE_TTL))
+                    # The lease's term counter is not needed between holders: not kept per
+                    # name forever.
+                    await self._cache.delete(key + ":term")
 
     async def update(self, key: str, user: str, facts: Mapping[str, Any]) -> None:
         """Rewrites what the record of a key of this replica's own says (it is in the index

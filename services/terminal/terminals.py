@@ -151,22 +151,24 @@ class Terminals:
         self, identity: Identity, project_id: str, *, cols: int, rows: int, shell: str | None
     ) -> Session:
         place = await self._projects.resolve(identity, project_id)
-        # The per-user limit holds across replicas (checked, not reserved: two creates at once
-        # on two replicas may both pass).
-        elsewhere = len(await self._running_elsewhere(identity.user_id))
-        session = await self._manager.create(
-            identity.user_id,
-            cwd=place.directory,
-            cols=cols,
-            rows=rows,
-            shell=shell,
-            project_id=place.project_id,
-            # The workspace service's layout: each user's files under <root>/<user id>.
-            within=self._root / identity.user_id,
-            elsewhere=elsewhere,
-        )
-        _remember(session, identity)
-        await self._ownership.claim(session.id, identity.user_id, facts_of(session))
+        # The per-user limit holds across replicas: a user's creates run one at a time among
+        # them, from counting what runs elsewhere to recording the new session, so two creates
+        # at once on two replicas cannot both take the last place.
+        async with self._ownership.exclusive(f"create:{identity.user_id}"):
+            elsewhere = len(await self._running_elsewhere(identity.user_id))
+            session = await self._manager.create(
+                identity.user_id,
+                cwd=place.directory,
+                cols=cols,
+                rows=rows,
+                shell=shell,
+                project_id=place.project_id,
+                # The workspace service's layout: each user's files under <root>/<user id>.
+                within=self._root / identity.user_id,
+                elsewhere=elsewhere,
+            )
+            _remember(session, identity)
+            await self._ownership.claim(session.id, identity.user_id, facts_of(session))
         return session
 
     async def find(self, identity: Identity, session_id: str) -> Session | Recorded:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from services.runtime.cache import Cache, InProcessCache
+from services.runtime.errors import Unavailable
 from services.runtime.ownership import Owners, Ownership, advertised_address
 
 TTL = 0.4
@@ -190,3 +191,31 @@ async def test_replicas_gone_with_nothing_left_are_taken_off_the_list(timed_cach
         assert await survivor.replicas() == ["10.0.0.1:4140"]
     finally:
         await survivor.stop()
+
+
+async def test_an_exclusive_section_has_one_holder_among_replicas(timed_cache: Timed) -> None:
+    cache, _ = timed_cache
+    first = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    second = Ownership(cache, "terminal", ttl=TTL, beat=BEAT)
+    inside: list[str] = []
+    most = 0
+
+    async def section(owner: Ownership, name: str) -> None:
+        nonlocal most
+        async with owner.exclusive("create:ann"):
+            inside.append(name)
+            most = max(most, len(inside))
+            await asyncio.sleep(0.02)  # a create's work, while the others wait
+            inside.remove(name)
+
+    await asyncio.gather(*(section(o, f"{i}") for i, o in enumerate([first, second] * 3)))
+    assert most == 1
+    # Another name is another section; one held past `within` is refused, not waited for.
+    async with first.exclusive("create:ann"):
+        async with second.exclusive("create:bob"):
+            pass
+        with pytest.raises(Unavailable, match="create:ann is busy"):
+            async with second.exclusive("create:ann", within=0.05):
+                pass
+    async with second.exclusive("create:ann", within=0.05):  # free again once left
+        pass

@@ -304,6 +304,24 @@ async def test_a_shell_that_ends_is_listed_as_ended_by_either_replica(replicas: 
     assert [(v["exitReason"], v["exitCode"]) for v in views] == [("exited", 3)] * 2
 
 
+async def test_creates_at_once_on_both_replicas_never_pass_the_users_limit(
+    replicas: Replicas,
+) -> None:
+    client = replicas.client
+    ann = await register(client)
+
+    async def create() -> int:
+        response = await client.post(f"{TERMINALS}/create", json={}, headers=ann.headers)
+        return response.status
+
+    # Twice the limit at once: round robin sends half to each replica.
+    statuses = await asyncio.gather(*(create() for _ in range(2 * CAP)))
+    assert sorted(statuses) == [201] * CAP + [429] * CAP
+    stats = (await call(client, "GET", f"{TERMINALS}/stats/overview", ann))["data"]
+    assert stats["mySessions"] == CAP
+    assert len(await replicas.owners.held(ann.id)) == CAP
+
+
 async def test_a_users_limit_and_counts_hold_across_replicas(replicas: Replicas) -> None:
     client = replicas.client
     ann = await register(client)
