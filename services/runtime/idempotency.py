@@ -61,6 +61,8 @@ DEFAULT_IN_FLIGHT_TIMEOUT = 10.0
 MAX_KEY_LENGTH = 255
 # Expired keys are swept by the requests themselves, at most this often per process.
 PURGE_EVERY = 3600.0
+# Seconds between tries to free a key whose release failed (its database away).
+RELEASE_RETRY = 0.5
 
 M = TypeVar("M", bound=Message)
 
@@ -156,6 +158,7 @@ class IdempotencyStore:
         self._in_flight_timeout = timedelta(seconds=in_flight_timeout)
         self._clock = clock
         self._purged_at = -PURGE_EVERY
+        self._releasing: set[asyncio.Task[None]] = set()  # releases retried in the background
 
     async def run(
         self, request: Message, response_type: type[M], handler: Callable[[], Awaitable[M]]
@@ -174,7 +177,8 @@ class IdempotencyStore:
         # The method's bare name, as callers named it before the context carried it: keys
         # stored then still match their retries.
         request_hash = fingerprint(current_method.get().rsplit("/", 1)[-1], request)
-        stored = await self._claim(user_id, key, request_hash)
+        claimed_at = self._clock()
+        stored = await self._claim(user_id, key, request_hash, claimed_at)
         if isinstance(stored, bytes):
             return response_type.FromString(stored)
         claim = _Claim(self, user_id, key, request_hash, resumed=stored is RESUMED)
@@ -186,7 +190,7 @@ class IdempotencyStore:
             # Frees the key only while it is in flight: one settled in a transaction that
             # committed stays done (its work happened), one whose transaction rolled back is
             # free for a retry.
-            await asyncio.shield(self._release(user_id, key, request_hash))
+            await asyncio.shield(self._release(user_id, key, request_hash, claimed_at))
             raise
         finally:
             _claimed.reset(token)
@@ -234,10 +238,13 @@ class IdempotencyStore:
         )
         claim.settled = True  # the handler returns only if that transaction committed
 
-    async def _claim(self, user_id: str, key: str, request_hash: str) -> bytes | _Resumed | None:
-        """Claim the key (None; RESUMED when it takes over the same request's abandoned claim)
-        or return the stored response; raise when neither can be."""
-        now = self._clock()
+    async def _claim(
+        self, user_id: str, key: str, request_hash: str, now: datetime | None = None
+    ) -> bytes | _Resumed | None:
+        """Claim the key at `now` (None; RESUMED when it takes over the same request's abandoned
+        claim) or return the stored response; raise when neither can be. A claim's time is its
+        identity (`created_at`): a takeover writes its own."""
+        now = now or self._clock()
         claim = {
             "request_hash": request_hash,
             "status": IN_FLIGHT,
@@ -299,21 +306,52 @@ class IdempotencyStore:
             .values(status=DONE, response=response, locked_until=None)
         )
 
-    async def _release(self, user_id: str, key: str, request_hash: str) -> None:
-        t = self._table
+    async def _release(
+        self, user_id: str, key: str, request_hash: str, claimed_at: datetime
+    ) -> None:
+        """Free the key this request claimed at `claimed_at`. When that fails (the database is
+        away, likely why the request failed too), it is tried again in the background until
+        it works or the claim's lease would lapse anyway: a retry then finds the key free as
+        soon as the database is back, not a 409 until the lease runs out."""
         try:
-            async with self._db.transaction() as tx:
-                await tx.execute(
-                    delete(t).where(
-                        t.c.user_id == user_id,
-                        t.c.key == key,
-                        t.c.request_hash == request_hash,
-                        t.c.status == IN_FLIGHT,
-                    )
-                )
+            await self._delete_claim(user_id, key, request_hash, claimed_at)
         except Exception:
-            # The key stays locked until in_flight_timeout: a retry meanwhile gets 409.
-            log.exception("could not release an idempotency key")
+            log.exception("could not release an idempotency key; retrying in the background")
+            give_up = self._clock() + self._in_flight_timeout
+            task = asyncio.get_running_loop().create_task(
+                self._release_later(user_id, key, request_hash, claimed_at, give_up)
+            )
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_later(
+        self, user_id: str, key: str, request_hash: str, claimed_at: datetime, give_up: datetime
+    ) -> None:
+        while self._clock() < give_up:
+            await asyncio.sleep(RELEASE_RETRY)
+            try:
+                await self._delete_claim(user_id, key, request_hash, claimed_at)
+            except Exception as error:
+                log.debug("idempotency key still not released", extra={"error": str(error)})
+            else:
+                log.info("idempotency key released once its database answered again")
+                return
+
+    async def _delete_claim(
+        self, user_id: str, key: str, request_hash: str, claimed_at: datetime
+    ) -> None:
+        t = self._table
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                delete(t).where(
+                    t.c.user_id == user_id,
+                    t.c.key == key,
+                    t.c.request_hash == request_hash,
+                    t.c.status == IN_FLIGHT,
+                    # This request's claim only, never a later one that took it over.
+                    t.c.created_at == claimed_at,
+                )
+            )
 
     async def _maybe_purge(self) -> None:
         if time.monotonic() - self._purged_at < PURGE_EVERY:

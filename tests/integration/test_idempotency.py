@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
-from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy import Column, MetaData, String, Table, insert, select, text
 
 from services.runtime.context import Identity, current_identity, current_method, idempotency_key
 from services.runtime.db import Database
 from services.runtime.errors import Conflict, InvalidArgument
 from services.runtime.idempotency import (
     RESUMED,
+    TABLE,
     IdempotencyStore,
     fingerprint,
     idempotency_table,
@@ -260,3 +261,36 @@ async def test_a_retry_that_takes_over_an_abandoned_claim_knows_it(
         await store.run(request, StringValue, handler)
     assert seen == [False, True]
     assert resuming() is False
+
+
+async def test_a_key_whose_release_failed_is_free_as_soon_as_the_database_is_back(
+    store: IdempotencyStore, database_url: str
+) -> None:
+    handler = Handler()
+    outside = Database(database_url)  # an operator's connection, as a database restart is
+
+    async def rename(old: str, new: str) -> None:
+        async with outside.transaction() as tx:
+            await tx.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    async def fails_with_the_database_away() -> StringValue:
+        await rename(TABLE, "keys_away")  # the release that follows fails too
+        raise ConnectionError("the database went away")
+
+    try:
+        with serving("k"), pytest.raises(ConnectionError):
+            await store.run(StringValue(value="a"), StringValue, fails_with_the_database_away)
+        await rename("keys_away", TABLE)
+        # The lease would hold the key for a minute (the clock stands still here): a retry is
+        # answered, not refused IN_PROGRESS, once the background release gets through.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                answer = await call(store, "k", "a", handler)
+                break
+            except Conflict:
+                assert asyncio.get_running_loop().time() < deadline, "the key stayed claimed"
+                await asyncio.sleep(0.05)
+        assert (answer.value, handler.runs) == ("run 1", 1)
+    finally:
+        await outside.close()
