@@ -32,7 +32,7 @@ from services.portfolio.exact import minus as _minus
 from services.portfolio.exact import plus as _plus
 from services.portfolio.exact import times as _times
 from services.portfolio.lots import Lot, Lots
-from services.portfolio.trading import Side, Split, Trade
+from services.portfolio.trading import SHARE_SIDES, Side, Split, Trade
 from services.portfolio.wire_numbers import (
     QUANTITY_PLACES,
     ZERO,
@@ -257,6 +257,12 @@ def order_key(event: Event) -> tuple[datetime, int, int]:
     if isinstance(event, Split):
         return (event.effective_at, 0, 0)
     return (event.executed_at, 1, event.sequence)
+
+
+# The sides by module name: a member named on its class costs a descriptor call (Python 3.11),
+# and every trade replayed asks several.
+_BUY, _SELL, _DIVIDEND = Side.BUY, Side.SELL, Side.DIVIDEND
+_DEPOSIT, _WITHDRAWAL = Side.DEPOSIT, Side.WITHDRAWAL
 
 
 class Book:
@@ -520,33 +526,33 @@ class Book:
     def _apply_trade(self, trade: Trade) -> None:
         # Every check comes first; past them nothing can fail, so a refusal changes nothing.
         holding = self._holdings.get(trade.symbol) if trade.symbol else None
-        if trade.side is Side.SELL:
+        if trade.side is _SELL:
             held = holding.quantity if holding else ZERO
             if trade.quantity > held:
                 raise InsufficientShares(trade.symbol, held, trade.quantity)
         cash = _plus(self._cash, trade.cash_change)
         funded = ZERO
         if cash < 0:
-            if trade.side is Side.WITHDRAWAL or self.policy is CashPolicy.REQUIRE_CASH:
+            if trade.side is _WITHDRAWAL or self.policy is CashPolicy.REQUIRE_CASH:
                 raise InsufficientCash(_action(trade), -trade.cash_change, self._cash)
             funded, cash = -cash, ZERO
 
         if funded:
             self._add_flow(CashFlow(trade.executed_at, funded, implicit=True))
-        if trade.side is Side.DEPOSIT:
+        if trade.side is _DEPOSIT:
             self._add_flow(CashFlow(trade.executed_at, trade.amount))
-        elif trade.side is Side.WITHDRAWAL:
+        elif trade.side is _WITHDRAWAL:
             self._add_flow(CashFlow(trade.executed_at, -trade.amount))
         self._cash = cash
         self._fees += trade.fees
-        if not trade.side.trades_shares:
+        if trade.side not in SHARE_SIDES:
             self._cash_side_fees += trade.fees
         if trade.symbol:
             if holding is None:
                 holding = _Holding(trade.symbol, Lots(trade.symbol))
                 self._holdings[trade.symbol] = holding
             _apply_to_holding(holding, trade)
-            if trade.side is Side.DIVIDEND:
+            if trade.side is _DIVIDEND:
                 self._dividends += trade.amount
 
     def _add_flow(self, flow: CashFlow) -> None:
@@ -618,11 +624,11 @@ class Book:
 
 def _apply_to_holding(holding: _Holding, trade: Trade) -> None:
     holding.fees += trade.fees
-    if trade.side is Side.DIVIDEND:
+    if trade.side is _DIVIDEND:
         holding.dividends += trade.amount
         return
     holding.last_price, holding.last_price_at = trade.price, trade.executed_at
-    if trade.side is Side.BUY:
+    if trade.side is _BUY:
         cost = trade.amount + trade.fees
         holding.lots.append(
             Lot(trade.symbol, trade.quantity, cost, trade.executed_at, trade.sequence)
@@ -702,7 +708,7 @@ def _consume_lots(lots: Lots, quantity: Decimal) -> Decimal:
 
 
 def _action(trade: Trade) -> str:
-    if trade.side is Side.WITHDRAWAL:
+    if trade.side is _WITHDRAWAL:
         return f"withdraw {present_money(trade.amount)}"
     if trade.side.trades_shares:
         return f"{trade.side.value} {present_quantity(trade.quantity)} {trade.symbol}"

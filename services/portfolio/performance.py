@@ -45,7 +45,14 @@ from services.portfolio.domain import (
     Trade,
     order_key,
 )
-from services.portfolio.returns import Attribution, Benchmark, Breakdown, RatesBySymbol, benchmark
+from services.portfolio.returns import (
+    Attribution,
+    Benchmark,
+    Breakdown,
+    RatesBySymbol,
+    benchmark,
+    values_at,
+)
 from services.portfolio.xirr import DatedAmount, XirrResult, xirr
 from services.runtime.errors import InvalidArgument
 
@@ -125,10 +132,13 @@ def _closes(
     prices: tuple[Decimal, ...] = ()
     priced: tuple[str, ...] = ()  # the symbols of `prices`: the holdings before a trade's day
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    # Each symbol's closes by position in `days` (None: no close that day), made when it is
-    # first held; and those of the symbols held, in the holdings' order.
-    columns: dict[str, list[Decimal | None]] = {}
-    held_columns: list[list[Decimal | None]] = []
+    # Each day's closes (None: no close that day) of every symbol a trade names (no other can
+    # be held), in a row per day: the closes of the symbols held are then one C call on the
+    # day's row (`pick`), not a loop over the holdings.
+    named = sorted({e.symbol for e in events if isinstance(e, Trade) and e.symbol})
+    position = {symbol: i for i, symbol in enumerate(named)}
+    rows = _rows(named, history, days)
+    pick = values_at([])
     value: Decimal | None = None
     pending = 0
     for index, day in enumerate(days):
@@ -145,12 +155,9 @@ def _closes(
                 held = _held_after(book, held, touched)
             if value is None or tuple(held) != symbols:
                 symbols = tuple(held)
-                held_columns = [
-                    columns.get(symbol) or _column(columns, symbol, history, days)
-                    for symbol in symbols
-                ]
+                pick = values_at([position[symbol] for symbol in symbols])
             quantities = tuple(held.values())
-        day_closes = [column[index] for column in held_columns]
+        day_closes = pick(rows[index])
         # Counted by identity: a Decimal compared with None asks numbers.Rational (slow).
         missing = sum(map(is_, day_closes, repeat(None)))
         if not touched and value is not None and missing == len(day_closes):
@@ -162,7 +169,7 @@ def _closes(
             before = dict(zip(priced, prices, strict=True))
             prices = _fill_prices(book, day, symbols, day_closes, before, touched, last_closes)
         else:
-            prices = cast("tuple[Decimal, ...]", tuple(day_closes))
+            prices = cast("tuple[Decimal, ...]", day_closes)
         priced = symbols
         # Added up in the holdings' order: a 28-digit sum may end otherwise.
         value = book.cash + sum(map(mul, quantities, prices), ZERO)
@@ -175,16 +182,15 @@ def _closes(
         yield _Close(point, book, symbols, quantities, prices)
 
 
-def _column(
-    columns: dict[str, list[Decimal | None]],
-    symbol: str,
-    history: PriceHistory,
-    days: list[date],
-) -> list[Decimal | None]:
-    """`symbol`'s close on each of `days`, kept in `columns`: looked up once for the range
-    (in a C loop) rather than once per day held."""
-    column = columns[symbol] = list(map(history.get(symbol, {}).get, days))
-    return column
+def _rows(
+    symbols: list[str], history: PriceHistory, days: list[date]
+) -> list[tuple[Decimal | None, ...]]:
+    """Per day of `days`, the close of each of `symbols` that day (None: none), in their order:
+    looked up once per symbol for the range, in C loops."""
+    if not symbols:
+        return [()] * len(days)
+    columns = [list(map(history.get(symbol, {}).get, days)) for symbol in symbols]
+    return list(zip(*columns, strict=True))
 
 
 def _held_after(book: Book, held: dict[str, Decimal], touched: set[str]) -> dict[str, Decimal]:
@@ -206,7 +212,7 @@ def _fill_prices(
     book: Book,
     day: date,
     symbols: tuple[str, ...],
-    day_closes: list[Decimal | None],
+    day_closes: Sequence[Decimal | None],
     before: dict[str, Decimal],
     touched: set[str],
     last_closes: _LastCloses,
@@ -430,17 +436,22 @@ def performance_report(
     opening = (ZERO, ZERO, ZERO)
     last: _Close | None = None
     attribution = Attribution(rates or {}, trade_rates or {})
-    for close in _closes(trades, history, start=start, end=today, splits=splits, policy=policy):
-        if not series:
-            opening = (close.book.realized_gain(method), close.book.dividends, close.book.fees)
-        series.append(close.point)
-        point = close.point
+    closes = _closes(trades, history, start=start, end=today, splits=splits, policy=policy)
+    for close in closes:
+        point, book = close.point, close.book
+        if not series:  # the baseline: its flows are not the range's
+            opening = (book.realized_gain(method), book.dividends, book.fees)
+            inflow = outflow = ZERO
+        else:
+            inflow, outflow = point.inflow, point.outflow
+        series.append(point)
+        day = point.day
         attribution.close(
-            point.day,
+            day,
             point.value,
-            point.inflow if len(series) > 1 else ZERO,
-            point.outflow if len(series) > 1 else ZERO,
-            by_day.get(point.day, ()),
+            inflow,
+            outflow,
+            by_day.get(day, ()),
             close.symbols,
             close.quantities,
             close.prices,

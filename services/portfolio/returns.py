@@ -29,21 +29,30 @@ skips them). Arithmetic is exact but for the divisions, kept to PRECISION digits
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from functools import reduce
 from itertools import compress, repeat
-from operator import add, is_, itemgetter, mul
+from operator import add, call, is_, itemgetter, mul
+from typing import TypeVar
 
 from services.portfolio.domain import ONE, ZERO, Side, Trade
 
 PRECISION = 60
 SUM_PRECISION = 400
 CURRENCY_STEP = Decimal(1).scaleb(-20)
+# Less than half a CURRENCY_STEP, with room for the rounding of the comparison's own sum.
+HALF_STEP_MARGIN = Decimal("4E-21")
+# Below this adjusted exponent a sum on CURRENCY_STEP has fewer than PRECISION digits (quantize
+# cannot fail on it).
+MAX_STEP_DIGITS = PRECISION - 22
 RatesBySymbol = Mapping[str, Mapping[date, Decimal]]
+T = TypeVar("T")
 ONE_DAY = timedelta(days=1)
+# The sides by module name: a member named on its class costs a descriptor call (Python 3.11).
+_BUY, _SELL, _DIVIDEND = Side.BUY, Side.SELL, Side.DIVIDEND
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,12 @@ def converted_closes(
     """Each close times the rate of its day (the last one known on or before it)."""
     if not rates:
         return dict(closes)
-    days = sorted(closes)
+    listed = list(closes)
+    days = sorted(listed)
+    # Closes nearly always come in date order: their values are then in the days' order.
+    ordered: Iterable[Decimal] = (
+        closes.values() if days == listed else map(closes.__getitem__, days)
+    )
     day_rates: list[Decimal | None] = list(map(rates.get, days))
     # RateCursor's rule, without a cursor: a close's day nearly always has a rate of its own.
     # (Looked for by identity: a Decimal compared with None asks numbers.Rational, slowly.)
@@ -92,7 +106,7 @@ def converted_closes(
             if day_rates[index] is None:
                 following = bisect_right(known, day)
                 day_rates[index] = rates[known[following - 1 if following else 0]]
-    return dict(zip(days, map(mul, map(closes.__getitem__, days), day_rates), strict=True))
+    return dict(zip(days, map(mul, ordered, day_rates), strict=True))
 
 
 class Attribution:
@@ -122,7 +136,10 @@ class Attribution:
         self._marks: Sequence[Decimal] = ()
         self._in_other_currencies = _Foreign((), {})
         self._rates_before: tuple[Decimal, ...] = ()  # per rate series, as self._cursors
-        self._rate_on = [series.get for series in series_list]  # the same series, by day
+        # The same series, by day: each one's rate dated the day, else the default given.
+        self._rate_on: list[Callable[[date, Decimal], Decimal]] = [
+            series.get for series in series_list
+        ]
         self._last_day: date | None = None
         self._previous_value: Decimal | None = None
         self._quiet = False  # the last day was quiet (see `close`)
@@ -174,8 +191,8 @@ class Attribution:
         if last_day is not None and day - last_day == ONE_DAY:
             # The day after the last one asked: a series' rate moves only with a rate of the
             # day itself (RateCursor's rule, without walking the cursors every day).
-            series_rates = zip(self._rate_on, before, strict=True)
-            rates = tuple([rate_on(day, rate) for rate_on, rate in series_rates])
+            # rate_on(day, rate before) for each series, in a C loop.
+            rates = tuple(map(call, self._rate_on, repeat(day), before))
             return before if all(map(is_, rates, before)) else rates
         return tuple([cursor.at(day) for cursor in self._cursors])
 
@@ -223,11 +240,11 @@ class Attribution:
         dividends = fees = currency = ZERO
         for trade in trades:
             side = trade.side
-            if side is Side.DIVIDEND:
+            if side is _DIVIDEND:
                 dividends += trade.amount - trade.fees
             else:
                 fees -= trade.fees
-            if side is not Side.BUY and side is not Side.SELL:
+            if side is not _BUY and side is not _SELL:
                 continue
             key = self._series_of.get(trade.symbol)
             if key is None:  # in the portfolio's currency
@@ -237,11 +254,60 @@ class Attribution:
                 rate = self._trade_rates.get(trade)
             now = rates[key]
             if rate and rate != now:
-                signed = trade.quantity if side is Side.BUY else -trade.quantity
+                signed = trade.quantity if side is _BUY else -trade.quantity
                 currency += signed * trade.price * (now / rate - ONE)
         return dividends, fees, currency
 
     def _holdings_currency(self, currency: Decimal, rates: tuple[Decimal, ...]) -> Decimal:
+        """`currency` plus what the rates' moves did to the holdings carried into the day:
+        the same step of CURRENCY_STEP as `_holdings_currency_in_order` gives, worked out
+        more quickly whenever that is provably the same (see `_by_currency`)."""
+        if self._in_other_currencies.symbols is not self._symbols:
+            self._in_other_currencies = _Foreign(self._symbols, self._series_of)
+        try:
+            quick = self._by_currency(currency, rates)
+        except ArithmeticError:  # a value that is not a number: the in-order way says what
+            quick = None
+        return self._holdings_currency_in_order(currency, rates) if quick is None else quick
+
+    def _by_currency(self, currency: Decimal, rates: tuple[Decimal, ...]) -> Decimal | None:
+        """`_holdings_currency`, already on CURRENCY_STEP, or None when it cannot tell.
+
+        Each currency's holdings are added up first and their sum taken times the rate's move
+        once (a product per currency, not one per holding). This way and the holding-by-holding
+        one both round each step at PRECISION digits, by at most 0.5e-59 of the step's size,
+        and no step is larger than T = |currency| + the terms' sizes (`bound`; the holdings'
+        values are positive), so the two sums lie within `bound * foreign.error` of each other
+        (see `_Foreign`). When this sum is further than that from a half step, both round to
+        the same step, digit for digit. Otherwise, and for a zero (whose sign the order of the
+        terms decides), None: the caller adds holding by holding."""
+        before = self._rates_before
+        foreign = self._in_other_currencies
+        if not foreign.groups:  # nothing held in another currency
+            return currency
+        held = list(map(mul, foreign.pick(self._quantities), foreign.pick(self._marks)))
+        if min(held) < 0:  # the bound below takes the holdings' values as positive
+            return None
+        total, bound = currency, abs(currency)
+        moved = False
+        for key, pick in foreign.groups:
+            now, then = rates[key], before[key]
+            if now == then:
+                continue
+            moved = True
+            term = (now / then - ONE) * sum(pick(held), ZERO)
+            total += term
+            bound += abs(term)
+        if not moved:  # no rate of a holding moved (the in-order way adds nothing either)
+            return currency
+        if not total.is_finite() or total.adjusted() >= MAX_STEP_DIGITS:
+            return None
+        stepped = total.quantize(CURRENCY_STEP, rounding=ROUND_HALF_EVEN)
+        if stepped and abs(total - stepped) + bound * foreign.error < HALF_STEP_MARGIN:
+            return stepped
+        return None
+
+    def _holdings_currency_in_order(self, currency: Decimal, rates: tuple[Decimal, ...]) -> Decimal:
         """`currency` plus what the rates' moves did to the holdings carried into the day,
         added in the holdings' order (in the current context: operators, not the context's
         methods, which parse their arguments)."""
@@ -249,8 +315,6 @@ class Attribution:
         moved = [now != then for now, then in zip(rates, before, strict=True)]
         if not any(moved):
             return currency
-        if self._in_other_currencies.symbols is not self._symbols:
-            self._in_other_currencies = _Foreign(self._symbols, self._series_of)
         foreign = self._in_other_currencies
         # One quotient per series and day, shared by the holdings of its currency; only for a
         # series that moved and is held (ZERO stands for the others: `taken` leaves them out).
@@ -298,14 +362,28 @@ class _Foreign:
         positions = [i for i, _ in found]
         self.series = [key for _, key in found]
         self.used = set(self.series)
-        self._positions = positions
-        self._pick = itemgetter(*positions) if len(positions) > 1 else None
+        # The values of the holdings in other currencies, in the holdings' order; and per
+        # series held, a getter of its holdings' values among those.
+        self.pick: Callable[[Sequence[Decimal]], Sequence[Decimal]] = values_at(positions)
+        self.groups = [
+            (key, values_at([j for j, k in enumerate(self.series) if k == key]))
+            for key in sorted(self.used)
+        ]
+        # Per unit of the terms' size T (see Attribution._by_currency): the two ways of adding
+        # n holdings up round 2n + k + 5 times at most (k currencies), each by at most
+        # 0.5e-59 T; (n + 1) * 1e-57 is more than that, forty times over at least.
+        self.error = Decimal(len(positions) + 1).scaleb(-57)
 
-    def pick(self, values: Sequence[Decimal]) -> Sequence[Decimal]:
-        """The values of the holdings in other currencies, in the holdings' order."""
-        if self._pick is not None:
-            return self._pick(values)  # type: ignore[no-any-return]
-        return [values[i] for i in self._positions]
+
+def values_at(positions: list[int]) -> Callable[[Sequence[T]], Sequence[T]]:
+    """The values at `positions` (none, one or more) of a sequence, as a sequence: an
+    itemgetter, which alone answers a bare value for one position and fails for none."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if not positions:
+        return lambda values: ()
+    (position,) = positions
+    return lambda values: (values[position],)
 
 
 # --- benchmark -------------------------------------------------------------------------------

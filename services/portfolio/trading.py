@@ -51,11 +51,18 @@ class Side(StrEnum):
 
     @property
     def trades_shares(self) -> bool:
-        return self in (Side.BUY, Side.SELL)
+        return self in SHARE_SIDES
 
     @property
     def names_symbol(self) -> bool:
-        return self in (Side.BUY, Side.SELL, Side.DIVIDEND)
+        return self in _SYMBOL_SIDES
+
+
+# Sets made once: a member named on its class costs a descriptor call (Python 3.11), and the
+# book asks these of every trade it replays.
+SHARE_SIDES = frozenset((Side.BUY, Side.SELL))
+_SYMBOL_SIDES = frozenset((Side.BUY, Side.SELL, Side.DIVIDEND))
+_CASH_OUT_SIDES = frozenset((Side.BUY, Side.WITHDRAWAL))
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ class Trade:
     @property
     def cash_change(self) -> Decimal:
         """What the trade does to the cash balance, fees included."""
-        if self.side in (Side.BUY, Side.WITHDRAWAL):
+        if self.side in _CASH_OUT_SIDES:
             return -(self.amount + self.fees)
         return self.amount - self.fees
 
