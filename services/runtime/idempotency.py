@@ -117,6 +117,7 @@ class _Claim:
     user_id: str
     key: str
     request_hash: str
+    claimed_at: datetime  # the claim's identity (its created_at): a takeover writes its own
     resumed: bool = False
     settled: bool = False
 
@@ -181,7 +182,7 @@ class IdempotencyStore:
         stored = await self._claim(user_id, key, request_hash, claimed_at)
         if isinstance(stored, bytes):
             return response_type.FromString(stored)
-        claim = _Claim(self, user_id, key, request_hash, resumed=stored is RESUMED)
+        claim = _Claim(self, user_id, key, request_hash, claimed_at, resumed=stored is RESUMED)
         token = _claimed.set(claim)
         renewing = asyncio.get_running_loop().create_task(self._renew(claim))
         try:
@@ -196,9 +197,7 @@ class IdempotencyStore:
             _claimed.reset(token)
             await cancel_and_wait(renewing)
         if not claim.settled:
-            await self._finish(
-                user_id, key, request_hash, response.SerializeToString(deterministic=True)
-            )
+            await self._finish(claim, response.SerializeToString(deterministic=True))
         return response
 
     async def _renew(self, claim: _Claim) -> None:
@@ -217,6 +216,7 @@ class IdempotencyStore:
                             t.c.key == claim.key,
                             t.c.request_hash == claim.request_hash,
                             t.c.status == IN_FLIGHT,
+                            t.c.created_at == claim.claimed_at,  # never a takeover's lease
                         )
                         .values(locked_until=self._clock() + self._in_flight_timeout)
                     )
@@ -229,13 +229,11 @@ class IdempotencyStore:
         claim = _claimed.get()
         if claim is None or claim.store is not self:
             return
-        await self._mark_done(
-            tx,
-            claim.user_id,
-            claim.key,
-            claim.request_hash,
-            response.SerializeToString(deterministic=True),
-        )
+        if not await self._mark_done(tx, claim, response.SerializeToString(deterministic=True)):
+            # The claim lapsed (this request stalled past its lease) and a retry took the key
+            # over: the retry's work is the one that counts, so this transaction must not
+            # commit (the caller's retry gets the stored answer).
+            raise KeyInProgress()
         claim.settled = True  # the handler returns only if that transaction committed
 
     async def _claim(
@@ -287,24 +285,28 @@ class IdempotencyStore:
         )
         return (await tx.execute(statement)).first() is not None
 
-    async def _finish(self, user_id: str, key: str, request_hash: str, response: bytes) -> None:
+    async def _finish(self, claim: _Claim, response: bytes) -> None:
         async with self._db.transaction() as tx:
-            await self._mark_done(tx, user_id, key, request_hash, response)
+            if not await self._mark_done(tx, claim, response):
+                # Work outside a transaction of ours ran while a retry took the key over.
+                log.warning("an idempotency claim was taken over before its answer was stored")
 
-    async def _mark_done(
-        self, tx: AsyncSession, user_id: str, key: str, request_hash: str, response: bytes
-    ) -> None:
+    async def _mark_done(self, tx: AsyncSession, claim: _Claim, response: bytes) -> bool:
+        """Store `response` for the claim, if it is still this request's (in flight, not taken
+        over by a retry after its lease lapsed); whether it was."""
         t = self._table
-        await tx.execute(
+        result = await tx.execute(
             update(t)
             .where(
-                t.c.user_id == user_id,
-                t.c.key == key,
-                t.c.request_hash == request_hash,
+                t.c.user_id == claim.user_id,
+                t.c.key == claim.key,
+                t.c.request_hash == claim.request_hash,
                 t.c.status == IN_FLIGHT,
+                t.c.created_at == claim.claimed_at,
             )
             .values(status=DONE, response=response, locked_until=None)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _release(
         self, user_id: str, key: str, request_hash: str, claimed_at: datetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -294,3 +294,44 @@ async def test_a_key_whose_release_failed_is_free_as_soon_as_the_database_is_bac
         assert (answer.value, handler.runs) == ("run 1", 1)
     finally:
         await outside.close()
+
+
+async def test_a_request_whose_claim_was_taken_over_cannot_commit_its_work(
+    store: IdempotencyStore, clock: Clock
+) -> None:
+    """A request that stalls past its lease (its renewals failing, say) while a retry takes the
+    key over: the retry's work counts, and the stalled one's transaction is refused at its
+    settle, so the work is done once, not twice."""
+    db = store._db
+    work = MetaData()
+    done = Table("work_taken_over", work, Column("run", String(16), primary_key=True))
+    async with db.engine.begin() as connection:
+        await connection.run_sync(work.create_all)
+    stalled, retried = asyncio.Event(), asyncio.Event()
+
+    def doing(name: str, wait: asyncio.Event | None) -> Callable[[], Awaitable[StringValue]]:
+        async def handler() -> StringValue:
+            if wait is not None:
+                stalled.set()
+                await wait.wait()
+            answer = StringValue(value=name)
+            async with db.transaction() as tx:
+                await tx.execute(insert(done).values(run=name))
+                await store.settle(tx, answer)
+            return answer
+
+        return handler
+
+    request = StringValue(value="a")
+    with serving("k"):
+        first = asyncio.create_task(store.run(request, StringValue, doing("first", retried)))
+        await stalled.wait()
+        clock.now += timedelta(seconds=61)  # its lease has lapsed: a retry takes the key over
+        assert (await store.run(request, StringValue, doing("retry", None))).value == "retry"
+        retried.set()
+        with pytest.raises(Conflict):
+            await first
+        # Asked again, the key answers what the retry did.
+        assert (await store.run(request, StringValue, doing("third", None))).value == "retry"
+    async with db.reading() as session:
+        assert (await session.execute(select(done.c.run))).scalars().all() == ["retry"]
