@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -222,6 +222,20 @@ class PriceWindow:
             found[window] = (scaled // reference, -(-scaled // reference))
         return found
 
+    def history(self) -> list[tuple[float, int]]:
+        """The coarse prices kept (time, millionths), oldest first: what a window needs to be
+        measured again after a restart (the fine ones are at most an hour's)."""
+        coarse = self._coarse
+        return list(zip(coarse.times[coarse.head :], coarse.prices[coarse.head :], strict=True))
+
+    def restore(self, history: Iterable[tuple[float, int]]) -> bool:
+        """Start from `history` (as `history` gave it), if nothing is known yet."""
+        if len(self):
+            return False
+        for at, price in history:
+            self._coarse.add(at, price)
+        return True
+
     def change(self, now: float, price: Decimal, window: int) -> Decimal | None:
         """The move in percent from the price `window` seconds before `now` to `price`."""
         moved = self.move(now, _scaled(price, PRICE_PLACES)[0], window)
@@ -322,6 +336,22 @@ class AlertIndex:
 
     def rules(self) -> Iterator[AlertRule]:
         return iter(list(self._rules.values()))
+
+    def price_history(self) -> dict[str, list[tuple[float, int]]]:
+        """Each symbol's coarse recent prices (see PriceWindow.history)."""
+        found = {name: symbol.window.history() for name, symbol in self._symbols.items()}
+        return {name: prices for name, prices in found.items() if prices}
+
+    def restore_price_history(self, history: Mapping[str, Iterable[tuple[float, int]]]) -> int:
+        """Windows started from a saved `price_history` (those of symbols with no price known
+        yet); how many."""
+        restored = 0
+        for name, prices in history.items():
+            symbol = self._symbols.get(name)
+            if symbol is None:
+                symbol = self._symbols[name] = _Symbol()
+            restored += symbol.window.restore(prices)
+        return restored
 
     def put(self, rule: AlertRule, *, fresh: bool = True) -> None:
         """Add or replace an alert (an inactive one is taken out). `fresh`: it fires at its

@@ -12,18 +12,25 @@ is announced by its id on the cache's `alerts:changed` channel, and each replica
 alert's row again. The row is the truth (the leader's firing changes it too), the notice stays
 tiny, and a replica that missed notices (its subscription was down) reloads every active alert
 when it is back, as it does when it takes the lead.
+
+Percent alerts measure a move against prices up to a week old, which every replica keeps in
+memory as it follows the market. So that a restart (a deploy replaces every replica in turn)
+does not start those windows empty, the leader saves each symbol's coarse prices (one per five
+minutes) in the cache every five minutes and when it stops, and a replica starting loads them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 
 from stockfolio.portfolio.v1 import portfolio_pb2
 
-from services.portfolio.alert_index import AlertIndex, Firing
+from services.portfolio.alert_index import COARSE_SPACING, COARSE_SPAN, AlertIndex, Firing
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import TickStream
 from services.portfolio.watch_messages import fired_message, firing_text
@@ -39,6 +46,9 @@ RESUBSCRIBE_AFTER = 1.0
 # A service started with its database away tries to load the alerts again, backing off to this.
 LOAD_RETRY_MAX = 30.0
 PROBE = b"?"  # starts a probe message (an alert id never does)
+# The recent prices percent alerts measure against, saved by the leader for a restart.
+HISTORY_KEY = "alerts:price-history"
+HISTORY_VERSION = 1
 
 
 class AlertWatch:
@@ -50,8 +60,11 @@ class AlertWatch:
         cache: Cache,
         *,
         leading: Callable[[], bool],
+        history_every: float = COARSE_SPACING,
     ) -> None:
+        """`history_every`: seconds between two saves of the recent prices (by the leader)."""
         self._db = db
+        self._history_every = history_every
         self._open_ticks = ticks
         self._hub = hub
         self._cache = cache
@@ -75,9 +88,11 @@ class AlertWatch:
             # every other part does: the alerts are loaded once it answers.
             log.warning("alerts not loaded yet; retrying", extra={"error": str(error)})
             tasks.append(loop.create_task(self._load_until_done(), name="alerts-load"))
+        await self._load_history()
         ticks = self._open_ticks()  # subscribed now: no tick after the load is missed
         self._tasks = [
             *tasks,
+            loop.create_task(self._save_history_forever(), name="alerts-history"),
             loop.create_task(self._follow(ticks), name="alerts-ticks"),
             loop.create_task(self._listen_forever(), name="alerts-changes"),
             loop.create_task(self._store_forever(), name="alerts-store"),
@@ -106,6 +121,36 @@ class AlertWatch:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             await cancel_and_wait(task)
+        if tasks and self._leading():
+            await self.save_history()  # for the replica that leads next
+
+    # --- recent prices, across restarts --------------------------------------------------------
+
+    async def save_history(self) -> None:
+        """The index's recent prices, in the cache (a failure is logged: the next save comes)."""
+        history = self.index.price_history()  # copied here, encoded beside the loop
+        try:
+            blob = await asyncio.to_thread(_encode_history, history)
+            await self._cache.set(HISTORY_KEY, blob, COARSE_SPAN)
+        except Exception as error:
+            log.warning("recent prices not saved", extra={"error": str(error)})
+
+    async def _load_history(self) -> None:
+        try:
+            blob = await self._cache.get(HISTORY_KEY)
+            history = _decode_history(blob) if blob is not None else {}
+        except Exception as error:  # the cache is away, or the blob is not ours: start empty
+            log.warning("recent prices not loaded", extra={"error": str(error)})
+            return
+        restored = self.index.restore_price_history(history)
+        if restored:
+            log.info("recent prices loaded", extra={"symbols": restored})
+
+    async def _save_history_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._history_every)
+            if self._leading():
+                await self.save_history()
 
     async def changed(self, alert_id: str) -> None:
         """An alert changed in the database: follow here at once, then tell the others."""
@@ -234,6 +279,21 @@ class AlertWatch:
         while not live.is_set():
             await self._cache.publish(CHANNEL, probe)
             await asyncio.sleep(0.1)
+
+
+def _encode_history(history: dict[str, list[tuple[float, int]]]) -> bytes:
+    document = {"version": HISTORY_VERSION, "symbols": history}
+    return zlib.compress(json.dumps(document, separators=(",", ":")).encode())
+
+
+def _decode_history(blob: bytes) -> dict[str, list[tuple[float, int]]]:
+    document = json.loads(zlib.decompress(blob))
+    if document.get("version") != HISTORY_VERSION:
+        return {}
+    return {
+        str(name): [(float(at), int(price)) for at, price in prices]
+        for name, prices in document["symbols"].items()
+    }
 
 
 def _record(firing: Firing) -> FiredRecord:

@@ -159,3 +159,56 @@ async def test_a_service_started_before_its_tables_exist_loads_the_alerts_once_t
     finally:
         await watch.stop()
         await db.close()
+
+
+async def test_a_restarted_replica_measures_percent_moves_from_the_prices_saved_before(
+    rig: Rig,
+) -> None:
+    rig.leading[0] = True
+    await rig.watch.start()
+    for second in range(0, 3601, 300):  # an hour at 100, one price every five minutes
+        batches = rig.watch.batches
+        rig.step("100", second)
+        await until(lambda seen=batches: rig.watch.batches > seen, f"second {second} evaluated")
+    await rig.watch.stop()  # the leader saves the recent prices as it stops
+
+    # Restarted (a deploy): a new replica, the same cache and database, and an alert on a fall
+    # of 5% within an hour. Its first price is 6% under the one an hour before it.
+    rule = AlertRule(
+        "a-fall",
+        "u-1",
+        "AAPL",
+        Condition.PERCENT_CHANGE,
+        Decimal("-5"),
+        window_seconds=3600,
+        created_at=T0,
+    )
+    async with rig.db.transaction() as session:
+        await AlertRepository(session).add(rule)
+    market = TickFanout()
+    restarted = AlertWatch(
+        rig.db, market.subscribe, EventHub(None), rig.cache, leading=lambda: True
+    )
+    await restarted.start()
+    try:
+        market.publish(
+            [
+                Quote(
+                    "AAPL",
+                    Decimal("94"),
+                    Decimal(0),
+                    Decimal(0),
+                    T0 + timedelta(seconds=3660),
+                    "mock",
+                )
+            ]
+        )
+        await until(lambda: restarted.fired == 1, "the fall measured against the saved prices")
+        async with rig.db.reading() as session:
+            (firing,), _ = await FiredAlertRepository(session).page(
+                "u-1", unread=False, offset=0, limit=9
+            )
+        assert (firing.alert_id, firing.price) == ("a-fall", Decimal("94"))
+        assert "-6" in firing.message
+    finally:
+        await restarted.stop()

@@ -211,3 +211,17 @@ def test_the_index_fires_exactly_what_a_scan_of_every_alert_fires(
         expected = brute_force(rules, history, previous, symbol, price, when)
         got = sorted(f.rule.id for f in index.evaluate([(symbol, price, when)]))
         assert got == expected, (symbol, price, clock)
+
+
+def test_a_window_started_from_saved_history_measures_as_the_one_that_saved_it() -> None:
+    kept = PriceWindow()
+    for minute in range(0, 24 * 60, 5):  # a day, a price every five minutes
+        kept.add(minute * 60.0, 100_000_000 + minute * 1000)
+    restored = PriceWindow()
+    assert restored.restore(kept.history())
+    now = 24 * 3600.0
+    for window in (3600, 6 * 3600, 86400 - 300):
+        assert restored.move(now, 90_000_000, window) == kept.move(now, 90_000_000, window)
+    # A window that knows prices already keeps them: history is only where nothing is known.
+    assert not restored.restore([(0.0, 1)])
+    assert restored.move(now, 90_000_000, 3600) == kept.move(now, 90_000_000, 3600)
