@@ -191,7 +191,7 @@ class IdempotencyStore:
             # Frees the key only while it is in flight: one settled in a transaction that
             # committed stays done (its work happened), one whose transaction rolled back is
             # free for a retry.
-            await asyncio.shield(self._release(user_id, key, request_hash, claimed_at))
+            await asyncio.shield(self._release(claim))
             raise
         finally:
             _claimed.reset(token)
@@ -308,50 +308,42 @@ class IdempotencyStore:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _release(
-        self, user_id: str, key: str, request_hash: str, claimed_at: datetime
-    ) -> None:
-        """Free the key this request claimed at `claimed_at`. When that fails (the database is
+    async def _release(self, claim: _Claim) -> None:
+        """Free the key `claim` holds. When that fails (the database is
         away, likely why the request failed too), it is tried again in the background until
         it works or the claim's lease would lapse anyway: a retry then finds the key free as
         soon as the database is back, not a 409 until the lease runs out."""
         try:
-            await self._delete_claim(user_id, key, request_hash, claimed_at)
+            await self._delete_claim(claim)
         except Exception:
             log.exception("could not release an idempotency key; retrying in the background")
             give_up = self._clock() + self._in_flight_timeout
-            task = asyncio.get_running_loop().create_task(
-                self._release_later(user_id, key, request_hash, claimed_at, give_up)
-            )
+            task = asyncio.get_running_loop().create_task(self._release_later(claim, give_up))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
 
-    async def _release_later(
-        self, user_id: str, key: str, request_hash: str, claimed_at: datetime, give_up: datetime
-    ) -> None:
+    async def _release_later(self, claim: _Claim, give_up: datetime) -> None:
         while self._clock() < give_up:
             await asyncio.sleep(RELEASE_RETRY)
             try:
-                await self._delete_claim(user_id, key, request_hash, claimed_at)
+                await self._delete_claim(claim)
             except Exception as error:
                 log.debug("idempotency key still not released", extra={"error": str(error)})
             else:
                 log.info("idempotency key released once its database answered again")
                 return
 
-    async def _delete_claim(
-        self, user_id: str, key: str, request_hash: str, claimed_at: datetime
-    ) -> None:
+    async def _delete_claim(self, claim: _Claim) -> None:
         t = self._table
         async with self._db.transaction() as tx:
             await tx.execute(
                 delete(t).where(
-                    t.c.user_id == user_id,
-                    t.c.key == key,
-                    t.c.request_hash == request_hash,
+                    t.c.user_id == claim.user_id,
+                    t.c.key == claim.key,
+                    t.c.request_hash == claim.request_hash,
                     t.c.status == IN_FLIGHT,
                     # This request's claim only, never a later one that took it over.
-                    t.c.created_at == claimed_at,
+                    t.c.created_at == claim.claimed_at,
                 )
             )
 
