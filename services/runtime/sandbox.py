@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -166,7 +167,9 @@ class Sandbox:
     def __init__(self, config: SandboxConfig, *, cgroups: CgroupTree | None = None) -> None:
         self.config = config
         self.cgroups = cgroups if cgroups is not None else CgroupTree(0, {})
-        self._scope = f"stockfolio-{os.getpid()}"
+        # This sandbox's own: two in one process (services run together in tests) must not
+        # share one, or closing one would kill the other's boxes.
+        self._scope = f"stockfolio-{os.getpid()}-{secrets.token_hex(4)}"
         self._etc = Path(tempfile.mkdtemp(prefix="stockfolio-sandbox-etc-"))
         self._write_etc()
         self._prlimit = shutil.which("prlimit")
@@ -207,7 +210,7 @@ class Sandbox:
         """Removes the groups a process of ours left when it died without closing them."""
         swept = []
         for scope in self.cgroups.scopes("stockfolio-"):
-            pid = scope.removeprefix("stockfolio-")
+            pid = scope.removeprefix("stockfolio-").split("-", 1)[0]  # stockfolio-<pid>-<token>
             if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
                 self.cgroups.remove_tree((scope,))
                 swept.append(scope)

@@ -337,3 +337,27 @@ def test_cgroup_v1_limits_name_v1_files_and_scale_the_cpu_share() -> None:
         *("set", "/c/s/u/pids.max", "77"), *("set", "/m/s/u/pids.max", "77"),
         *("set", "/p/s/u/pids.max", "77"),
     ]  # fmt: skip
+
+
+def test_two_sandboxes_in_one_process_keep_their_groups_apart(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    own = root / "stockfolio.service"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("memory pids\n")
+    tree = CgroupTree._discover_v2(root, ["0::/stockfolio.service"])
+    config = load_sandbox_config({"TERMINAL_SANDBOX": "off"}, production=False)
+    first, second = Sandbox(config, cgroups=tree), Sandbox(config, cgroups=tree)
+    for sandbox in (first, second):  # a user's box in each, as their wrappers make them
+        (own / sandbox._scope / "user-ann" / "box-1").mkdir(parents=True)
+    kept = {p.name for p in own.iterdir() if p.name.startswith("stockfolio-")}
+    assert len(kept) == 2, kept
+    first.close()  # takes its own groups away, not the other's
+    assert {p.name for p in own.iterdir() if p.name.startswith("stockfolio-")} == kept - {
+        first._scope
+    }
+    # What a dead process left is swept (its pid no longer runs); this process's are kept.
+    (own / "stockfolio-999999999-abcd").mkdir()
+    (own / "stockfolio-999999998").mkdir()  # the older naming
+    assert sorted(second.sweep()) == ["stockfolio-999999998", "stockfolio-999999999-abcd"]
+    assert {p.name for p in own.iterdir() if p.name.startswith("stockfolio-")} == {second._scope}
+    second.close()
