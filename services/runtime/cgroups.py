@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class CgroupTree:
-    """Child groups of this process's own cgroup: `<own>/stockfolio-<pid>/<user>/<box>`.
+    """Child groups of this process's own cgroup: `<own>/stockfolio-<pid>-<token>/<user>/<box>`.
 
     v1 keeps one hierarchy per controller (pids, memory, cpu); v2 one tree with controllers
     enabled top-down. Either way a group is made only where this process may write, and when it
