@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from services.runtime.db import Database, is_sqlite, normalize_url
+from services.runtime.db import PING_IF_IDLE, Database, is_sqlite, normalize_url
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -178,3 +181,66 @@ async def test_sqlite_foreign_keys_are_enforced(sqlite_url: str) -> None:
 )
 def test_usual_url_spellings_pick_the_async_drivers(given: str, used: str) -> None:
     assert normalize_url(given) == used
+
+
+async def test_a_pooled_connection_dropped_while_idle_is_replaced_and_a_busy_one_not_pinged(
+    postgres_url: str,
+) -> None:
+    """What a PostgreSQL restart does to a pool: the server ends its connections. One that sat
+    idle is pinged before use and replaced, so the next transaction works; one used back to
+    back is not pinged (each ping was a round trip and a transaction of its own)."""
+    db = Database(postgres_url)
+    name = postgres_url.rsplit("/", 1)[1]
+
+    def server_sessions() -> int:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            found = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+        return int(found[0]) if found else 0
+
+    def commits() -> int:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_stat_clear_snapshot()")
+            found = admin.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+            ).fetchone()
+        return int(found[0]) if found else 0
+
+    def end_sessions() -> None:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+    try:
+        async with db.transaction() as session:
+            assert await session.scalar(text("SELECT 1")) == 1
+        await asyncio.to_thread(end_sessions)
+        await asyncio.sleep(PING_IF_IDLE + 0.2)
+        async with db.transaction() as session:  # pinged, found dead, replaced
+            assert await session.scalar(text("SELECT 2")) == 2
+    finally:
+        await db.close()
+
+    # Back to back: one transaction, one commit (a ping on every checkout made it two).
+    db = Database(postgres_url)
+    try:
+        async with db.transaction() as session:
+            await session.scalar(text("SELECT 1"))
+    finally:
+        await db.close()  # a session's statistics reach the server as it ends
+    await asyncio.sleep(0.5)
+    before = await asyncio.to_thread(commits)
+    db = Database(postgres_url)
+    try:
+        for _ in range(40):
+            async with db.transaction() as session:
+                await session.scalar(text("SELECT 1"))
+    finally:
+        await db.close()
+    await until(lambda: server_sessions() == 0, "the pool's sessions ended")
+    await until(lambda: commits() - before >= 40, "the sessions' statistics")
+    assert commits() - before < 50
