@@ -14,6 +14,7 @@ from aiohttp import web
 from facade.app import create_app
 from facade.config import FacadeConfig, load_facade_config
 from facade.health import create_admin_app
+from services.runtime.collector import PacedFullCollections, freeze_startup_objects
 from services.runtime.config import ConfigError
 from services.runtime.logs import configure_logging
 
@@ -31,9 +32,21 @@ async def serve(config: FacadeConfig) -> None:
     # Everything built so far (descriptors, routes, codecs, the OpenAPI document) lives as long
     # as the process: keep it out of the collector's way, which shortens latency spikes.
     gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
+    # Thousands of open sockets make a full collection long: paced, not left to CPython's rule.
+    collections = PacedFullCollections()
+    collections.start()
     try:
-        await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+        site = web.TCPSite(
+            runner, config.host, config.port, backlog=1024, reuse_port=config.reuse_port or None
+        )
+        try:
+            await site.start()
+        except OSError as error:
+            raise SystemExit(
+                f"facade: cannot listen on port {config.port}: {error.strerror or error}"
+                + ("" if config.reuse_port else " (FACADE_REUSE_PORT lets facades share it)")
+            ) from None
         runtime = config.runtime
         await web.TCPSite(admin, runtime.admin_host, runtime.admin_port).start()
         log.info(
@@ -49,6 +62,7 @@ async def serve(config: FacadeConfig) -> None:
     finally:
         await admin.cleanup()
         await runner.cleanup()
+        await collections.stop()
     log.info("stopped")
 
 

@@ -31,6 +31,10 @@ class FacadeConfig:
     trust_proxy: bool
     # Streamed request bodies (client-streaming routes: file uploads) may hold this much.
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Several facade processes on one machine share FACADE_PORT (SO_REUSEPORT: the kernel
+    # spreads connections over them), each a replica of its own. Off, a second facade on the
+    # port fails at start instead (a stale one left running would otherwise take half).
+    reuse_port: bool = False
     # Seconds of quiet after which a Server-Sent Events stream gets a comment line (and any
     # streamed response checks that its client is still there).
     stream_heartbeat: float = 15.0
@@ -121,6 +125,7 @@ def load_facade_config(
             "MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
         ),
         trust_proxy=env.bool("TRUST_PROXY", False),
+        reuse_port=env.bool("FACADE_REUSE_PORT", False),
         stream_heartbeat=env.float("STREAM_HEARTBEAT", 15.0, minimum=0.01),
         ws_auth_timeout=env.float("WS_AUTH_TIMEOUT", 10.0, minimum=0.01),
         ws_heartbeat=env.float("WS_HEARTBEAT", 30.0, minimum=0.1),

@@ -151,10 +151,10 @@ class ClientSocket:
         if not pending or self._done:
             pending.clear()
             return
-        self._pending = []
         transport = self._transport
         if self.ws.closed or transport.is_closing():
             self._done = True
+            pending.clear()
             return
         if transport.get_write_buffer_size() > self._limit:
             self._done = True
@@ -164,8 +164,10 @@ class ClientSocket:
                 extra={"path": self.path, "pendingBytes": transport.get_write_buffer_size()},
             )
             self._closer(self, TOO_SLOW_CLOSE, "too slow: messages were piling up")
+            pending.clear()
             return
         transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        pending.clear()
 
     def error(self, code: str, message: str) -> None:
         self.refuse(SocketError(code, message))
