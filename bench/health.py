@@ -47,9 +47,13 @@ def start_two_of_each(
     ports: Ports,
     admin: Sequence[int],
     replicated: Sequence[str] = DOMAIN_SERVICES,
+    *,
+    facades: int = 1,
 ) -> dict[str, Process]:
     """Every service, a second replica of each `replicated` one (`admin`: their admin ports, as
-    `environments` gave them), then the facade; each healthy. By name: `users`, `users-2`, ..."""
+    `environments` gave them), then the facade (`facades` > 1: that many on its port, sharing
+    it with FACADE_REUSE_PORT, each its own admin port); each healthy. By name: `users`,
+    `users-2`, ..., `facade`, `facade-2`."""
     second_admin = dict(zip(replicated, admin, strict=True))
     started: dict[str, Process] = {}
     for name in DOMAIN_SERVICES:
@@ -60,8 +64,21 @@ def start_two_of_each(
         for key, (process, admin_port) in replicas.items():
             wait_for_http(process, admin_port, "/health")
             started[key] = process
-    started["facade"] = fleet.start("facade", ["-m", "facade"])
-    wait_for_http(started["facade"], ports.facade, "/health/all")
+    if facades == 1:
+        started["facade"] = fleet.start("facade", ["-m", "facade"])
+        wait_for_http(started["facade"], ports.facade, "/health/all")
+        return started
+    for index, admin_port in enumerate(free_ports(facades)):
+        name = "facade" if index == 0 else f"facade-{index + 1}"
+        started[name] = fleet.start(
+            name,
+            ["-m", "facade"],
+            FACADE_REUSE_PORT="true",
+            FACADE_ADMIN_PORT=str(admin_port),
+        )
+        wait_for_http(started[name], admin_port, "/health")
+    for _ in range(2 * facades):  # each request a connection of its own, to either facade
+        wait_for_http(started["facade"], ports.facade, "/health/all")
     return started
 
 

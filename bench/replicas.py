@@ -4,8 +4,10 @@ replica figures of issue 15.
 Two systems side by side, each with every service and its own facade, users and portfolio on
 fresh PostgreSQL databases and everything on the local Redis (a database of each system's own,
 flushed first): one with one replica of each service, one with a second replica of users and of
-portfolio (environments and start as bench/health.py builds them; its facade spreads calls over
-both, round_robin). First, on the second system, /ws/portfolio fan-out to 10,000 subscribers at
+portfolio and two facade processes sharing its port (FACADE_REUSE_PORT; the kernel spreads
+connections over them, as a load balancer spreads them over facade pods), each facade spreading
+its calls over both replicas, round_robin (environments and start as bench/health.py builds
+them). First, on the second system, /ws/portfolio fan-out to 10,000 subscribers at
 1 tick/s (bench/fanout.py's client processes and market reference; the market is one across
 replicas, so the reference follows the first replica and every socket is checked against it,
 whichever replica the facade's stream reaches). Then `GET /api/v1/users/me` and
@@ -69,6 +71,8 @@ class ReplicaSettings:
     client_nice: int = 10
     ws_seconds: float = 15.0
     redis_db: int = REDIS_DB
+    # Facade processes of the 2-replica system, sharing its port (FACADE_REUSE_PORT).
+    facades: int = 2
 
     def redis_url(self, replicas: int) -> str:
         return f"{REDIS}/{self.redis_db + replicas - 1}"
@@ -147,13 +151,15 @@ def flush_redis(url: str) -> None:
 def replica_system(
     root: Path, settings: ReplicaSettings, replicas: int
 ) -> Iterator[tuple[Fleet, System, str]]:
-    """Every service once, a second replica of users and portfolio when `replicas` is 2, and
-    the facade; users and portfolio on fresh PostgreSQL databases (dropped on exit), everything
-    on the bench's Redis database (flushed first). Yields the fleet that started the first
+    """Every service once and the facade; when `replicas` is 2, a second replica of users and
+    portfolio and `settings.facades` facades on one port. Users and portfolio on fresh
+    PostgreSQL databases (dropped on exit), everything on the bench's Redis database (flushed
+    first). Yields the fleet that started the first
     replicas and the facade, the system (processes by name: `users`, `users-2`, ...) and the
     portfolio database's URL; every process is stopped on exit and the logs are kept under
     var/bench/logs/replicas/."""
     replicated = REPLICATED if replicas > 1 else ()
+    facades = settings.facades if replicas > 1 else 1
     flush_redis(settings.redis_url(replicas))
     for logs in ("logs", "logs-2"):
         (root / logs).mkdir(parents=True)
@@ -172,7 +178,9 @@ def replica_system(
             again.update(extra)
             migrate(environ)
             with Fleet(root / "logs", environ) as fleet, Fleet(root / "logs-2", again) as seconds:
-                processes = start_two_of_each(fleet, seconds, ports, admin, replicated)
+                processes = start_two_of_each(
+                    fleet, seconds, ports, admin, replicated, facades=facades
+                )
                 yield fleet, System(ports, processes, has_facade=True), urls["portfolio"]
                 for process in processes.values():
                     process.check_alive()
@@ -347,6 +355,7 @@ def print_replicas(report: ReplicaReport) -> None:
         print()
         print(
             f"/ws/portfolio fan-out, 2 portfolio replicas (one shared market),"
+            f" {settings.facades} facade process{'es' if settings.facades > 1 else ''} on one port,"
             f" {facts['subscribers']:,} subscribers, 1 tick/s, {settings.ws_seconds:g} s:"
         )
         print_rows(report.fanout_rows)
@@ -379,7 +388,8 @@ def describe_replicas(settings: ReplicaSettings) -> str:
         else ""
     )
     return (
-        f"replicas: 1 and 2 replicas of users and portfolio on PostgreSQL, Redis databases"
+        f"replicas: 1 and 2 replicas of users and portfolio ({settings.facades} facade"
+        f"{'s' if settings.facades > 1 else ''} with 2) on PostgreSQL, Redis databases"
         f" {settings.redis_db} and {settings.redis_db + 1}:"
         f" users/me and trades at c{settings.concurrency}, {settings.rounds} rounds of"
         f" {settings.warmup:g} s warm-up + {settings.duration:g} s{fanout}"
@@ -397,6 +407,12 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--ws-seconds", type=float, default=defaults.ws_seconds)
     parser.add_argument(
+        "--facades",
+        type=int,
+        default=defaults.facades,
+        help="facade processes of the 2-replica system, on one port (FACADE_REUSE_PORT)",
+    )
+    parser.add_argument(
         "--redis-db",
         type=int,
         default=defaults.redis_db,
@@ -411,6 +427,7 @@ def main(argv: Sequence[str]) -> int:
         subscribers=max(0, min(args.subscribers, 20_000)),
         ws_seconds=max(5.0, min(args.ws_seconds, 60.0)),
         redis_db=max(0, min(args.redis_db, 14)),
+        facades=max(1, min(args.facades, 4)),
     )
     print(describe_replicas(settings), flush=True)
     try:
