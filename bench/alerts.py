@@ -36,8 +36,8 @@ from services.portfolio.alert_watch import AlertWatch
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote, TickFanout
 from services.portfolio.watch_store import AlertRepository
-from services.runtime.cache import InProcessCache
 from services.runtime.db import Database
+from services.runtime.local_cache import InProcessCache
 from services.runtime.migrations import upgrade
 
 GOAL_MS = 1.0

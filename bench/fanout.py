@@ -48,7 +48,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from bench import wsclient
 from services.runtime.auth import bearer
 from services.runtime.config import load_runtime_config
-from services.runtime.server import service_token_signer
+from services.runtime.tokens import service_token_signer
 
 HOST = "127.0.0.1"
 PATH = "/ws/portfolio"

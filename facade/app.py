@@ -57,8 +57,8 @@ from facade.ws_terminal import TerminalConversation, terminal_bridge
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
-from services.runtime.server import service_token_signer, token_verifier
 from services.runtime.tasks import cancel_and_wait
+from services.runtime.tokens import service_token_signer, token_verifier
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 

@@ -22,10 +22,12 @@ import pytest
 import redis
 
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, TokenCodec
-from services.runtime.cache import Cache, InProcessCache, RedisCache
+from services.runtime.cache import Cache
 from services.runtime.config import RuntimeConfig, load_runtime_config
 from services.runtime.keys import SigningKey, TokenKeys
+from services.runtime.local_cache import InProcessCache
 from services.runtime.migrations import upgrade
+from services.runtime.redis_cache import RedisCache
 
 # Fixtures that several folders' tests share, beside the helpers their tests import.
 pytest_plugins = (

@@ -49,8 +49,9 @@ from typing import Any, cast
 from services.portfolio.currencies import FxRate, FxSource
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFanout, TickStream
-from services.runtime.cache import Cache, Lease, subscribe_live
+from services.runtime.cache import Cache, subscribe_live
 from services.runtime.errors import DomainError
+from services.runtime.lease import Lease
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

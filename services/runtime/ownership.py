@@ -29,8 +29,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.cache import Cache, Lease
+from services.runtime.cache import Cache
 from services.runtime.errors import Unavailable
+from services.runtime.lease import Lease
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

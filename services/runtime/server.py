@@ -20,7 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2_grpc
 
 from services.runtime.admin import start_admin
-from services.runtime.auth import ServiceTokenSigner, SessionChecker, TokenCodec, TokenVerifier
+from services.runtime.auth import SessionChecker
 from services.runtime.channels import SERVER_KEEPALIVE_OPTIONS
 from services.runtime.collector import freeze_startup_objects
 from services.runtime.config import ConfigError, RuntimeConfig, load_runtime_config
@@ -29,6 +29,7 @@ from services.runtime.health import DependencyCheck, Health, watching
 from services.runtime.interceptors import ServerInterceptor
 from services.runtime.logs import configure_logging
 from services.runtime.reflection import add_reflection
+from services.runtime.tokens import token_verifier
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +48,6 @@ class ServiceParts:
     # Run once the server listens, with its port (port 0 in tests is known only then): what
     # must tell others where this replica is (the owner of terminal sessions).
     serving: Sequence[Callable[[int], Awaitable[None]]] = ()
-
-
-def token_verifier(config: RuntimeConfig) -> TokenVerifier:
-    """What every process checks tokens with: public keys only."""
-    return TokenVerifier(config.token_keys, issuer=config.jwt_issuer, service=config.service)
-
-
-def token_codec(config: RuntimeConfig) -> TokenCodec:
-    """The users service's issuer of users' tokens (the only process with the key to sign them)."""
-    return TokenCodec(
-        config.token_keys,
-        issuer=config.jwt_issuer,
-        access_ttl=config.access_token_ttl,
-        service=config.service,
-    )
-
-
-def service_token_signer(config: RuntimeConfig) -> ServiceTokenSigner:
-    """A service-token issuer's (the facade's) own signer, with the key only it holds."""
-    key = config.token_keys.service_signing
-    if key is None:
-        raise ConfigError(
-            f"{config.service} holds no service-token key; it cannot call internal RPCs"
-        )
-    return ServiceTokenSigner(key, service=config.service)
 
 
 def create_server(

@@ -11,7 +11,8 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.runtime.cache import create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
-from services.runtime.server import ServiceParts, token_codec
+from services.runtime.server import ServiceParts
+from services.runtime.tokens import token_codec
 from services.users.accounts import Accounts
 from services.users.config import load_users_config
 from services.users.guard import LoginGuard

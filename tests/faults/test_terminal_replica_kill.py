@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.runtime.cache import RedisCache
 from services.runtime.ownership import Owners
+from services.runtime.redis_cache import RedisCache
 from tests.faults.infrastructure import (
     RESULTS,
     Client,

@@ -19,8 +19,8 @@ from services.portfolio.alert_watch import CHANNEL, AlertWatch
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote, TickFanout
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository
-from services.runtime.cache import InProcessCache
 from services.runtime.db import Database
+from services.runtime.local_cache import InProcessCache
 from tests.waiting import until
 
 T0 = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from services.runtime.cache import Cache, InProcessCache, RedisCache, create_cache
+from services.runtime.cache import Cache, create_cache
+from services.runtime.local_cache import InProcessCache
+from services.runtime.redis_cache import RedisCache
 
 # A cache and a way to let time pass over it (the timed_cache fixture in tests/conftest.py).
 TimedCache = tuple[Cache, Callable[[float], Awaitable[None]]]

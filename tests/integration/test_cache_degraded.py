@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.runtime.cache import RedisCache
 from services.runtime.ratelimit import Rate, RateLimiter
+from services.runtime.redis_cache import RedisCache
 
 NOTHING_LISTENS = "redis://127.0.0.1:1/0"
 

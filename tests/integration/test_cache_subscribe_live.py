@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import cast
 
-from services.runtime.cache import PROBE, Cache, RedisCache, subscribe_live
+from services.runtime.cache import PROBE, Cache, subscribe_live
+from services.runtime.redis_cache import RedisCache
 
 
 async def test_a_live_subscription_misses_nothing_published_after_and_hides_probes(

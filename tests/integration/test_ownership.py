@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.runtime.cache import Cache, InProcessCache
+from services.runtime.cache import Cache
 from services.runtime.errors import Unavailable
+from services.runtime.local_cache import InProcessCache
 from services.runtime.ownership import Owners, Ownership, advertised_address
 
 TTL = 0.4

@@ -15,7 +15,9 @@ import pytest
 from services.portfolio.market_data import Quote, TickBatch, TickStream
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.shared_market import STATE_KEY, SharedMarket, Step
-from services.runtime.cache import Cache, InProcessCache, RedisCache
+from services.runtime.cache import Cache
+from services.runtime.local_cache import InProcessCache
+from services.runtime.redis_cache import RedisCache
 
 TICK = 0.02  # seconds per simulated step
 LEASE = 0.6

@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from facade.app import create_app
 from facade.config import load_facade_config
-from services.runtime.cache import RedisCache
 from services.runtime.config import RuntimeConfig
 from services.runtime.ownership import Owners
+from services.runtime.redis_cache import RedisCache
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
 from services.workspace.server import build as build_workspace

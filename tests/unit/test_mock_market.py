@@ -19,9 +19,9 @@ from services.portfolio.config import MarketConfig, load_market_config
 from services.portfolio.market_data import Quote
 from services.portfolio.mock_market import LISTINGS, MockMarket, PriceWalk
 from services.portfolio.server import create_market_data
-from services.runtime.cache import InProcessCache
 from services.runtime.config import ConfigError
 from services.runtime.errors import InvalidArgument, NotFound
+from services.runtime.local_cache import InProcessCache
 
 OPENED = datetime(2024, 3, 14, 14, 30, tzinfo=UTC)  # a Thursday
 CENT = Decimal("0.01")

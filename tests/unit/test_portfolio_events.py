@@ -11,7 +11,7 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.events import ID_BYTES, EventHub
-from services.runtime.cache import InProcessCache
+from services.runtime.local_cache import InProcessCache
 
 
 def event(n: int) -> pb.StreamPortfolioEventsResponse:
