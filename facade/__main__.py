@@ -14,6 +14,7 @@ from aiohttp import web
 from facade.app import create_app
 from facade.config import FacadeConfig, load_facade_config
 from facade.health import create_admin_app
+from services.runtime.allocator import limit_malloc_arenas
 from services.runtime.collector import PacedFullCollections, freeze_startup_objects
 from services.runtime.config import ConfigError
 from services.runtime.logs import configure_logging
@@ -67,6 +68,7 @@ async def serve(config: FacadeConfig) -> None:
 
 
 def main() -> None:
+    limit_malloc_arenas()  # before any thread starts (see services/runtime/allocator.py)
     try:
         config = load_facade_config()
     except ConfigError as error:

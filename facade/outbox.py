@@ -50,6 +50,15 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+# A ping with no payload (RFC 6455, 5.5.2): the heartbeat's, the same bytes for every socket.
+PING_FRAME = b"\x89\x00"
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """The pong answering a client's ping: its payload back (at most 125 bytes, 5.5)."""
+    return struct.pack("!BB", 0x8A, len(payload)) + payload
+
+
 def json_frame(message: Mapping[str, Any]) -> bytes:
     # ASCII JSON (ensure_ascii), so always valid UTF-8 text.
     return text_frame(json.dumps(message, separators=(",", ":")).encode())
@@ -103,7 +112,18 @@ class Outbox:
 class ClientSocket:
     """One accepted WebSocket, as the senders see it."""
 
-    __slots__ = ("_closer", "_done", "_limit", "_outbox", "_pending", "_transport", "path", "ws")
+    __slots__ = (
+        "_closer",
+        "_done",
+        "_limit",
+        "_outbox",
+        "_pending",
+        "_transport",
+        "busy",
+        "path",
+        "silent",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -123,6 +143,10 @@ class ClientSocket:
         self._closer = closer
         self._pending: list[bytes] = []
         self._done = False
+        # Pinged by the heartbeat and not heard from since (facade/sockets.py, _heartbeats);
+        # busy: a message of its is being handled (its pong may wait behind it, unread).
+        self.silent = False
+        self.busy = False
         # The kernel's send buffer is capped too: left alone, Linux grows it to megabytes
         # (tcp_wmem) before a stalled client shows in the transport's own buffer, and the drop
         # would come late, with that much memory held for a client that reads nothing.
@@ -187,6 +211,13 @@ class ClientSocket:
             if transport.is_closing():
                 return
             await asyncio.sleep(WRITABLE_POLL)
+
+    def abort(self) -> None:
+        """Cut the connection at once: a client that does not answer pings would not answer a
+        closing handshake either."""
+        self._done = True
+        self._pending.clear()
+        self._transport.abort()
 
     async def close(self, code: int, reason: str) -> None:
         """The closing handshake, or a cut connection when the client does not take part."""

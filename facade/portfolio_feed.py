@@ -79,7 +79,8 @@ class FeedSocket:
         self.client = client
         self.user_id = user_id
         self.symbols: set[str] = set()
-        self.portfolios: set[str] = set()
+        # Most sockets follow no portfolio: they share one empty set until they do.
+        self.portfolios: frozenset[str] = frozenset()
         self.on_watchlist = on_watchlist
 
 
@@ -129,7 +130,7 @@ class PortfolioFeed:
             last = self._last_prices.get(symbol)
             if last is not None:
                 socket.client.send(last[2])
-        socket.portfolios.update(portfolios)
+        socket.portfolios = socket.portfolios.union(portfolios)
 
     def unfollow(
         self, socket: FeedSocket, symbols: Iterable[str], portfolios: Iterable[str]
@@ -140,7 +141,7 @@ class PortfolioFeed:
             followers.discard(socket.client)
             if not followers:
                 del self._by_symbol[symbol]
-        socket.portfolios.difference_update(portfolios)
+        socket.portfolios = socket.portfolios.difference(portfolios)
 
     # --- upstream messages --------------------------------------------------------------------
 

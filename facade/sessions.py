@@ -6,6 +6,7 @@ that time, not when their access token expires."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from facade.envelope import ApiError
@@ -74,3 +75,43 @@ class LiveSessions:
         found = self._held.pop(session_id, None)
         for ended in list(found[1].values()) if found else ():
             ended(error)
+
+
+class Expiries:
+    """Calls due at wall-clock times (epoch seconds), one timer per distinct time: the sockets
+    holding one token expire at its expiry together, so thousands of sockets share a few
+    timers (a timer of its own cost each socket about 600 bytes)."""
+
+    def __init__(self) -> None:
+        self._due: dict[float, dict[object, Callable[[], None]]] = {}
+        self._timers: dict[float, asyncio.TimerHandle] = {}
+
+    def add(self, when: float, owner: object, call: Callable[[], None]) -> None:
+        """`call()` at `when`, unless `discard(when, owner)` comes first."""
+        group = self._due.get(when)
+        if group is None:
+            group = self._due[when] = {}
+            delay = max(0.0, when - time.time())
+            self._timers[when] = asyncio.get_running_loop().call_later(delay, self._fire, when)
+        group[owner] = call
+
+    def discard(self, when: float, owner: object) -> None:
+        group = self._due.get(when)
+        if group is not None and group.pop(owner, None) is not None and not group:
+            del self._due[when]
+            self._timers.pop(when).cancel()
+
+    @property
+    def timers(self) -> int:
+        return len(self._timers)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._due.clear()
+
+    def _fire(self, when: float) -> None:
+        self._timers.pop(when, None)
+        for call in list(self._due.pop(when, {}).values()):
+            call()

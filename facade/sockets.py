@@ -7,9 +7,11 @@ JSON messages with a `type` and `ping`. A path adds only a Conversation: what it
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import logging
-import time
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,15 +26,18 @@ from facade.config import FacadeConfig
 from facade.envelope import ApiError, from_rpc_error
 from facade.outbox import (
     CLOSE_GRACE,
+    PING_FRAME,
     SOCKETS_DROPPED,
     ClientSocket,
     Outbox,
     SocketError,
     json_frame,
+    pong_frame,
 )
 from facade.quotas import CHAT_JOINS, SOCKETS, WATCHES, MessageRate, Slot, TokenBucket, UserCaps
-from facade.sessions import LiveSessions
+from facade.sessions import Expiries, LiveSessions
 from services.runtime.context import correlation_id
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -48,6 +53,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 VALIDATE_DEADLINE = 5.0
 # Frames queued within this many seconds are written together (see Outbox).
 FLUSH_WINDOW = 0.01
+# The heartbeat pings a socket slice at a time, one per tenth of the interval (even: a slice is
+# checked half an interval after its ping).
+BEAT_SLICES = 10
 
 SOCKETS_OPEN = Gauge(
     "stockfolio_ws_connections", "WebSocket connections open now, by path.", ["path"]
@@ -105,10 +113,16 @@ class Sockets:
         self._users = users
         self._open: set[ClientSocket] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self._beat: asyncio.Task[None] | None = None
+        # The heartbeat's turns: each socket in one slice, new sockets spread over them.
+        self._slices: list[set[ClientSocket]] = [set() for _ in range(BEAT_SLICES)]
+        self._sliced = itertools.count()
         self._outbox = Outbox(FLUSH_WINDOW)
         # Sessions are checked again every `ws_session_recheck` seconds, so a logout closes
         # their sockets (and streamed responses) too.
         self.sessions = LiveSessions(config.ws_session_recheck, self.validate)
+        # Tokens' expiries, a timer per expiry time shared by the sockets holding that token.
+        self.expiries = Expiries()
         # What each user holds open at this replica, and how fast each socket may talk.
         self.caps = UserCaps(
             {
@@ -138,6 +152,8 @@ class Sockets:
     async def shutdown(self) -> None:
         """Close every socket (going away), then wait for closes already under way."""
         await self.sessions.close()
+        await cancel_and_wait(self._beat)
+        self.expiries.close()
         self._outbox.flush()
         await asyncio.gather(
             *(client.close(GOING_AWAY_CLOSE, "server shutting down") for client in self._open),
@@ -151,7 +167,10 @@ class Sockets:
         if origin is not None and origin not in self._origins:
             raise ApiError(403, "ORIGIN_NOT_ALLOWED", f"origin {origin} may not open sockets")
         ws = web.WebSocketResponse(
-            heartbeat=self._heartbeat,
+            # Pings and pongs are this module's (one heartbeat for every socket, _beat), not a
+            # timer and a task per socket each beat.
+            heartbeat=None,
+            autoping=False,
             compress=False,  # frames are shared between sockets: no per-socket deflate
             max_msg_size=MAX_MESSAGE_BYTES,
             timeout=CLOSE_GRACE,
@@ -176,6 +195,10 @@ class Sockets:
             closer=self.close_later,
         )
         self._open.add(client)
+        beat_slice = self._slices[next(self._sliced) % BEAT_SLICES]
+        beat_slice.add(client)
+        if self._beat is None:
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeats())
         try:
             with SOCKETS_OPEN.labels(request.path).track_inprogress():
                 await _Connection(self, client, start).run(request.query.get("token"))
@@ -186,9 +209,30 @@ class Sockets:
             await client.close(INTERNAL_ERROR_CLOSE, "internal error")
         finally:
             self._open.discard(client)
+            beat_slice.discard(client)
             if not ws.closed:
                 await client.close(GOING_AWAY_CLOSE, "")
         return ws
+
+    async def _heartbeats(self) -> None:
+        """Every socket is pinged once every `ws_heartbeat` seconds, and cut when it has sent
+        nothing since (pong or message) half that long after: the peer is gone, or too far
+        behind to matter; unless a message of its is still being handled (its pong may be
+        waiting behind it). The sockets take turns in BEAT_SLICES slices, one slice per tenth
+        of the interval: pinged all at once, 10,000 pongs coming back together held up a
+        market step."""
+        tick = self._heartbeat / BEAT_SLICES
+        half = BEAT_SLICES // 2
+        for turn in itertools.count():
+            await asyncio.sleep(tick)
+            for client in list(self._slices[(turn - half) % BEAT_SLICES]):
+                if client.silent and not client.busy and not client.closed:
+                    SOCKETS_DROPPED.labels("heartbeat").inc()
+                    client.abort()
+            for client in self._slices[turn % BEAT_SLICES]:
+                client.silent = True
+                client.send(PING_FRAME)
+            self._outbox.flush()
 
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
@@ -207,10 +251,16 @@ class Sockets:
         if not reply.valid or not reply.user_id:
             raise ApiError(401, "TOKEN_INVALID", "invalid access token")
         expires = reply.expires_at.ToMicroseconds() / 1e6 if reply.HasField("expires_at") else 0.0
-        roles = frozenset(
-            users_pb2.Role.Name(role).removeprefix("ROLE_").lower() for role in reply.roles
-        )
-        return SocketUser(reply.user_id, reply.session_id, expires, str(token), roles)
+        # Shared between the sockets of a user (and the role sets between all): a socket's own
+        # copies were a few hundred bytes each, times every socket open.
+        user_id, session_id = sys.intern(reply.user_id), sys.intern(reply.session_id)
+        roles = _role_names(tuple(reply.roles))
+        return SocketUser(user_id, session_id, expires, str(token), roles)
+
+
+@functools.lru_cache(maxsize=64)
+def _role_names(roles: tuple[users_pb2.Role.ValueType, ...]) -> frozenset[str]:
+    return frozenset(users_pb2.Role.Name(role).removeprefix("ROLE_").lower() for role in roles)
 
 
 class _Connection:
@@ -224,7 +274,7 @@ class _Connection:
         self._bucket = TokenBucket(sockets.rate)
         self._conversation: Conversation | None = None
         self._slot: Slot | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expires_at = 0.0  # when the token's expiry closes the socket (0: never)
 
     async def run(self, token: str | None) -> None:
         client = self._client
@@ -233,14 +283,30 @@ class _Connection:
         deadline = asyncio.get_running_loop().time() + self._sockets.auth_timeout
         try:
             while not client.closed:
-                received = await self._next(deadline)
-                if received is None or received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    return  # closed, broken, or not authenticated in time
+                # An authenticated socket waits here directly (not in a coroutine of its own):
+                # a frame fewer held by every open socket.
+                if self._conversation is not None:
+                    received: WSMessage | None = await client.ws.receive()
+                else:
+                    received = await self._unauthenticated_next(deadline)
+                if received is None:
+                    return  # not authenticated in time
+                client.silent = False  # heard from: alive (the heartbeat's pong, or anything)
+                if received.type is WSMsgType.PONG:
+                    continue
+                if received.type is WSMsgType.PING:
+                    client.send_now(pong_frame(received.data))
+                    continue
+                if received.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    return  # closed or broken
                 if self._bucket.take():
+                    client.busy = True
                     try:
                         await self._handle(received)
                     except SocketError as error:
                         client.refuse(error)
+                    finally:
+                        client.busy = False
                     continue
                 # Past the rate a message is refused; a socket that keeps on is closed (1008).
                 rate = self._sockets.rate
@@ -255,9 +321,7 @@ class _Connection:
         finally:
             self._end()
 
-    async def _next(self, deadline: float) -> WSMessage | None:
-        if self._conversation is not None:
-            return await self._client.ws.receive()
+    async def _unauthenticated_next(self, deadline: float) -> WSMessage | None:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining > 0:
             try:
@@ -314,22 +378,22 @@ class _Connection:
     def _hold(self, user: SocketUser) -> None:
         """Close the socket (4401) when its token expires, unless renewed before, or when its
         session ends elsewhere (logout, revocation)."""
-        if self._expiry is not None:
-            self._expiry.cancel()
+        expiries = self._sockets.expiries
+        expiries.discard(self._expires_at, self)
+        self._expires_at = user.expires_at
         if user.expires_at > 0:
-            self._expiry = asyncio.get_running_loop().call_later(
-                max(0.0, user.expires_at - time.time()),
-                self._close,
-                "TOKEN_EXPIRED",
-                "the access token expired; reconnect (renew it with auth in time)",
-                "token expired",
-            )
-        self._sockets.sessions.hold(
-            user.session_id,
-            user.token,
-            self._client,
-            lambda error: self._close(error.code, error.message, "session ended"),
+            expiries.add(user.expires_at, self, self._token_expired)
+        self._sockets.sessions.hold(user.session_id, user.token, self._client, self._session_ended)
+
+    def _token_expired(self) -> None:
+        self._close(
+            "TOKEN_EXPIRED",
+            "the access token expired; reconnect (renew it with auth in time)",
+            "token expired",
         )
+
+    def _session_ended(self, error: ApiError) -> None:
+        self._close(error.code, error.message, "session ended")
 
     def _close(self, code: str, message: str, reason: str) -> None:
         self._client.error(code, message)
@@ -338,8 +402,7 @@ class _Connection:
     def _end(self) -> None:
         if self._slot is not None:
             self._slot.release()
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self._sockets.expiries.discard(self._expires_at, self)
         if self._conversation is not None:
             self._sockets.sessions.release(self._conversation.user.session_id, self._client)
             self._conversation.end()

@@ -12,6 +12,7 @@ followed while the socket names it itself or through a list."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -46,7 +47,9 @@ class Targets:
     watchlist ids."""
 
     def __init__(self, request: portfolio_pb2.Subscription) -> None:
-        self.symbols = {symbol.strip().upper() for symbol in request.symbols}
+        # Interned: every socket following a symbol holds the one string (10,000 sockets of
+        # 10 symbols held 100,000 copies).
+        self.symbols = {sys.intern(symbol.strip().upper()) for symbol in request.symbols}
         self.portfolios = set(request.portfolio_ids)
         self.watchlists = list(dict.fromkeys(request.watchlist_ids))
 

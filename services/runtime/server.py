@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2_grpc
 
 from services.runtime.admin import start_admin
+from services.runtime.allocator import limit_malloc_arenas
 from services.runtime.auth import SessionChecker
 from services.runtime.channels import SERVER_KEEPALIVE_OPTIONS
 from services.runtime.collector import freeze_startup_objects
@@ -164,6 +165,7 @@ async def serve(config: RuntimeConfig, build: Builder) -> None:
 
 def run_service(service: str, build: Builder) -> None:
     """Entry point of `python -m services.<service>`."""
+    limit_malloc_arenas()  # before any thread starts (see services/runtime/allocator.py)
     try:
         config = load_runtime_config(service)
     except ConfigError as error:

@@ -526,6 +526,38 @@ async def test_a_client_that_stops_answering_pings_is_disconnected(
         silent.close()
 
 
+async def test_a_client_that_answers_pings_stays_open_through_many_beats(
+    open_facade: OpenFacade,
+) -> None:
+    async with open_facade(WS_HEARTBEAT="0.4") as client:
+        token, _ = await register(client)
+        ws: Socket = await client.ws_connect(f"/ws/portfolio?token={token}", autoping=False)
+        assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+        # Six beats, answering every ping as a browser does.
+        pings = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.4):
+                while True:
+                    message = await ws.receive()
+                    assert message.type is WSMsgType.PING, message
+                    pings += 1
+                    await ws.pong(message.data)
+        assert pings >= 3
+        assert client.app[SOCKETS].count == 1
+        assert await until_pong(ws) == []
+        await ws.close()
+
+
+async def test_a_ping_from_the_client_gets_a_pong_with_its_payload(client: Client) -> None:
+    token, _ = await register(client)
+    ws: Socket = await client.ws_connect(f"/ws/portfolio?token={token}", autoping=False)
+    assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
+    await ws.ping(b"are you there")
+    answer = await ws.receive(timeout=WAIT)
+    assert (answer.type, answer.data) == (WSMsgType.PONG, b"are you there")
+    await ws.close()
+
+
 # --- handshake --------------------------------------------------------------------------------
 
 
