@@ -167,8 +167,8 @@ class Sockets:
         if origin is not None and origin not in self._origins:
             raise ApiError(403, "ORIGIN_NOT_ALLOWED", f"origin {origin} may not open sockets")
         ws = web.WebSocketResponse(
-            # Pings and pongs are this module's (one heartbeat for every socket, _beat), not a
-            # timer and a task per socket each beat.
+            # Pings and pongs are this module's (one heartbeat for every socket, _heartbeats),
+            # not a timer and a task per socket each beat.
             heartbeat=None,
             autoping=False,
             compress=False,  # frames are shared between sockets: no per-socket deflate
@@ -225,14 +225,17 @@ class Sockets:
         half = BEAT_SLICES // 2
         for turn in itertools.count():
             await asyncio.sleep(tick)
-            for client in list(self._slices[(turn - half) % BEAT_SLICES]):
-                if client.silent and not client.busy and not client.closed:
-                    SOCKETS_DROPPED.labels("heartbeat").inc()
-                    client.abort()
-            for client in self._slices[turn % BEAT_SLICES]:
-                client.silent = True
-                client.send(PING_FRAME)
-            self._outbox.flush()
+            try:
+                for client in list(self._slices[(turn - half) % BEAT_SLICES]):
+                    if client.silent and not client.busy and not client.closed:
+                        SOCKETS_DROPPED.labels("heartbeat").inc()
+                        client.abort()
+                for client in self._slices[turn % BEAT_SLICES]:
+                    client.silent = True
+                    client.send(PING_FRAME)
+                self._outbox.flush()
+            except Exception:  # one bad turn must not end every socket's heartbeat
+                log.exception("websocket heartbeat failed")
 
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
