@@ -61,12 +61,6 @@ def read_subscription(bridge: Bridge, kind: str, message: dict[str, Any]) -> Tar
     return Targets(request)
 
 
-def read_targets(bridge: Bridge, kind: str, message: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """The symbols (upper-cased) and portfolio ids a subscribe or unsubscribe names."""
-    targets = read_subscription(bridge, kind, message)
-    return targets.symbols, targets.portfolios
-
-
 class PortfolioConversation:
     """One authenticated /ws/portfolio socket."""
 

@@ -16,7 +16,7 @@ from facade.outbox import SocketError, json_frame, text_frame
 from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed
 from facade.routes import build_routes
-from facade.ws_portfolio import MAX_SYMBOLS, read_targets
+from facade.ws_portfolio import MAX_SYMBOLS, read_subscription
 from services.runtime.config import ConfigError
 from tests.conftest import token_environment
 
@@ -49,7 +49,8 @@ async def test_frames_built_once_read_back_as_sent_by_a_real_client() -> None:
 
 
 def targets(message: dict[str, Any]) -> tuple[set[str], set[str]]:
-    return read_targets(PortfolioFeed(Plans()).subscriptions, message["type"], message)
+    read = read_subscription(PortfolioFeed(Plans()).subscriptions, message["type"], message)
+    return read.symbols, read.portfolios
 
 
 def test_subscription_targets_are_upper_cased_and_deduplicated() -> None:
