@@ -1,8 +1,5 @@
-"""One WebSocket bridge for every gRPC stream, as routes.py and codec.py are one for REST (the
-mapping: README, "The facade"). Fields are flattened as the seed sends them, bytes are UTF-8
-text (keystrokes, not base64), 64-bit counts are numbers (as the seed's sockets write them), and
-a request is checked by the proto's rules before it goes, so a refused frame never ends the
-stream it was meant for."""
+"""One WebSocket bridge for every gRPC stream, as routes.py is one for REST: socket messages
+fill a request's oneof, replies go out as `{"type": which, ...}` (README, "The facade")."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The send path of every WebSocket: frames built once, written together, slow sockets dropped.
-
-Sending never waits. A message is encoded once, as a ready-made frame, and queued for each
-socket that gets it; each socket's frames go out in one write per 10 ms window (Outbox). What
-the kernel has not taken yet waits in the socket's transport: that is the socket's send queue.
-A socket with more than `ws_send_queue_bytes` waiting there is dropped (closed 4008, logged),
-so a slow client never slows the others down nor grows the facade's memory. The kernel's own
-send buffer for the socket is capped at the same size.
-"""
+"""The send path of every WebSocket: frames built once, written together, slow sockets dropped
+(README, "Streams and WebSockets"). Sending never waits."""
 
 from __future__ import annotations
 
@@ -29,6 +22,8 @@ TOO_SLOW_CLOSE = 4008
 CLOSE_GRACE = 5.0
 # How often a sender waiting for a congested socket to drain looks again.
 WRITABLE_POLL = 0.005
+# A ping with no payload (RFC 6455, 5.5.2): the heartbeat's, the same bytes for every socket.
+PING_FRAME = b"\x89\x00"
 
 SOCKETS_DROPPED = Counter(
     "stockfolio_ws_dropped_total",
@@ -38,20 +33,14 @@ SOCKETS_DROPPED = Counter(
 
 
 def text_frame(payload: bytes) -> bytes:
-    """One final, unmasked WebSocket text frame (RFC 6455, 5.2) holding `payload` (UTF-8):
-    built once per message and written as-is to every socket that gets it."""
+    """One final, unmasked text frame (RFC 6455, 5.2), built once per message and written as-is
+    to every socket that gets it."""
     length = len(payload)
     if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-# A ping with no payload (RFC 6455, 5.5.2): the heartbeat's, the same bytes for every socket.
-PING_FRAME = b"\x89\x00"
+        return struct.pack("!BB", 0x81, length) + payload
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
 def pong_frame(payload: bytes) -> bytes:
@@ -65,14 +54,12 @@ def json_frame(message: Mapping[str, Any]) -> bytes:
 
 
 class SocketError(Exception):
-    """A message the socket refuses, or a stream that failed: answered
-    `{"type": "error", "code", "message", "retryAfter"?}` (whole seconds, at least 1)."""
+    """A message refused or a stream failed: `{"type": "error", "code", "message",
+    "retryAfter"?}` (whole seconds, at least 1)."""
 
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
+        self.code, self.message, self.retry_after = code, message, retry_after
 
     def reply(self, **extra: Any) -> dict[str, Any]:
         found: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
@@ -82,10 +69,9 @@ class SocketError(Exception):
 
 
 class Outbox:
-    """Frames for many sockets, written together. A price tick reaches the facade as one gRPC
-    message per symbol, and one write (one system call) per frame and socket is most of a
-    fan-out's cost (measured on this machine: 10 frames in one write cost about a fifth of 10
-    writes)."""
+    """Frames for many sockets, written at the end of a window, one write per socket: one write
+    per frame and socket was most of a fan-out's cost (10 frames in one write cost about a fifth
+    of 10 writes, measured here)."""
 
     def __init__(self, window: float) -> None:
         self._window = window
@@ -93,14 +79,13 @@ class Outbox:
         self._timer: asyncio.TimerHandle | None = None
 
     def mark(self, client: ClientSocket) -> None:
-        """`client` has frames waiting: flush it with the others at the end of the window."""
         self._dirty.append(client)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window, self.flush)
 
     def flush(self) -> None:
-        """Write every socket's waiting frames now (also called before the window ends by a
-        sender that knows no more frames are coming: a whole market step, say)."""
+        """Write every socket's waiting frames now (also before the window ends, by a sender
+        that knows no more are coming: a whole market step)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -110,7 +95,8 @@ class Outbox:
 
 
 class ClientSocket:
-    """One accepted WebSocket, as the senders see it."""
+    """One accepted WebSocket, as the senders see it. What the kernel has not taken yet waits in
+    its transport; past `limit` bytes there, the socket is dropped (4008)."""
 
     __slots__ = (
         "_closer",
@@ -143,13 +129,12 @@ class ClientSocket:
         self._closer = closer
         self._pending: list[bytes] = []
         self._done = False
-        # Pinged by the heartbeat and not heard from since (facade/sockets.py, _heartbeats);
-        # busy: a message of its is being handled (its pong may wait behind it, unread).
+        # silent: pinged by the heartbeat and not heard from since; busy: a message of its is
+        # being handled (its pong may wait behind it, unread).
         self.silent = False
         self.busy = False
-        # The kernel's send buffer is capped too: left alone, Linux grows it to megabytes
-        # (tcp_wmem) before a stalled client shows in the transport's own buffer, and the drop
-        # would come late, with that much memory held for a client that reads nothing.
+        # Left alone, Linux grows the kernel's send buffer to megabytes (tcp_wmem) before a
+        # stalled client shows in the transport's buffer: the drop would come late.
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -157,11 +142,10 @@ class ClientSocket:
 
     def send(self, frame: bytes) -> None:
         """Queue a ready-made frame, written with the others of its window; never waits."""
-        if self._done:
-            return
-        if not self._pending:
-            self._outbox.mark(self)
-        self._pending.append(frame)
+        if not self._done:
+            if not self._pending:
+                self._outbox.mark(self)
+            self._pending.append(frame)
 
     def send_now(self, frame: bytes) -> None:
         """Write a frame at once, after those queued (a reply: pong, auth_ok, an error)."""
@@ -171,27 +155,20 @@ class ClientSocket:
 
     def flush(self) -> None:
         """Write what is queued; a socket too far behind is dropped instead."""
-        pending = self._pending
-        if not pending or self._done:
-            pending.clear()
-            return
-        transport = self._transport
-        if self.ws.closed or transport.is_closing():
-            self._done = True
-            pending.clear()
-            return
-        if transport.get_write_buffer_size() > self._limit:
-            self._done = True
-            SOCKETS_DROPPED.labels("slow").inc()
-            log.warning(
-                "dropping a slow websocket",
-                extra={"path": self.path, "pendingBytes": transport.get_write_buffer_size()},
-            )
-            self._closer(self, TOO_SLOW_CLOSE, "too slow: messages were piling up")
-            pending.clear()
-            return
-        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        pending.clear()
+        pending, transport = self._pending, self._transport
+        if pending and not self._done:
+            if self.ws.closed or transport.is_closing():
+                self._done = True
+            elif (waiting := transport.get_write_buffer_size()) > self._limit:
+                self._done = True
+                SOCKETS_DROPPED.labels("slow").inc()
+                log.warning(
+                    "dropping a slow websocket", extra={"path": self.path, "pendingBytes": waiting}
+                )
+                self._closer(self, TOO_SLOW_CLOSE, "too slow: messages were piling up")
+            else:
+                transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        pending.clear()  # kept, not replaced: a new list per socket and step outlived young GCs
 
     def error(self, code: str, message: str) -> None:
         self.refuse(SocketError(code, message))
@@ -204,8 +181,8 @@ class ClientSocket:
         return self._done or self.ws.closed
 
     async def writable(self, below: int) -> None:
-        """Wait until fewer than `below` bytes wait to be taken by the client: for a sender
-        that can slow its source down (a terminal's output stream) instead of being dropped."""
+        """Wait until fewer than `below` bytes wait for the client: for a sender that can slow
+        its source down (a terminal's output) instead of being dropped."""
         transport = self._transport
         while not self._done and transport.get_write_buffer_size() >= below:
             if transport.is_closing():
@@ -213,8 +190,7 @@ class ClientSocket:
             await asyncio.sleep(WRITABLE_POLL)
 
     def abort(self) -> None:
-        """Cut the connection at once: a client that does not answer pings would not answer a
-        closing handshake either."""
+        """Cut the connection: a client that answers no ping would not close cleanly either."""
         self._done = True
         self._pending.clear()
         self._transport.abort()

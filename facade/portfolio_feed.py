@@ -1,25 +1,5 @@
-"""The live feed behind /ws/portfolio: one upstream stream per portfolio replica, fanned out.
-
-Upstreams: for each replica address one StreamMarket (every price tick) and one
-StreamPortfolioEvents (every user's trades and revaluations), on a probe-style channel of its
-own (one replica, no health-checked subchannels), with the facade's service token; reopened
-with backoff (services/runtime/streams.py) when it ends, and waiting for a replica that is down
-(wait_for_ready) rather than failing in a loop.
-
-Fan-out: sockets indexed by symbol and by user; each message is encoded once, as a frame, and
-written to each socket that gets it without waiting (a socket too far behind is dropped). A
-`trade` goes to every socket of its owner, followed portfolios or not (another tab or device
-made it); a `portfolio_value` only to the owner's sockets following it, so no socket sees
-another user's. Events cross replicas through Redis, so every replica's stream carries them
-all: a tick or event arriving twice is delivered once.
-
-Steps: every replica serves the deployment's one market (services/portfolio/shared_market.py),
-in steps numbered `seq`. A step is delivered the first time any replica's stream brings it
-(`price` keeps the seed's shape: no number). When the numbering shows a gap this facade cannot
-fill (a step starting after the last one delivered, a replica that reloaded the market, a new
-leader that numbers from lower), every socket gets `{"type": "resync", "seq": n}` followed by
-the latest price of each symbol it follows: a client can always tell that it missed changes.
-"""
+"""The live feed behind /ws/portfolio: two upstream streams per portfolio replica (prices, and
+trades and values), deduplicated and fanned out (README, "Streams and WebSockets")."""
 
 from __future__ import annotations
 

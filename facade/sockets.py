@@ -1,8 +1,5 @@
-"""The receiving side of every WebSocket, as terminado splits it from the send path
-(facade/outbox.py): the Origin check, authentication (a `token` query parameter or a first
-`auth` message, checked by the users service), its expiry, renewal and recheck, caps, rates,
-JSON messages with a `type` and `ping`. A path adds only a Conversation: what its messages do.
-"""
+"""The receiving side of every WebSocket (outbox.py is the send path): Origin, authentication,
+its expiry and recheck, caps, rates and the heartbeat; a path adds only a Conversation."""
 
 from __future__ import annotations
 

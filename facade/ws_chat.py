@@ -1,12 +1,5 @@
-"""/ws/chat: streamed assistant answers, typing indicators and presence (the protocol: README,
-"/ws/chat"). Answers go by the generic bridge (facade/bridge.py) to the socket that asked,
-straight from its gRPC stream (`stop` cancels that call, which reaches whichever assistant
-replica runs it), and by the relay below to every other socket in the session. Presence is
-this module's own (it has no gRPC counterpart). Relays cross facade replicas through the cache's
-pub/sub (Redis when REDIS_URL is set; the in-process cache reaches this replica only): one
-channel per session, subscribed by each replica while it has sockets in that session. Every
-relay names the socket it came from, so its sender does not get it back.
-"""
+"""/ws/chat: assistant answers streamed by the bridge to the socket that asked and relayed to the
+session's other sockets on every replica; typing and presence (README, "/ws/chat")."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""/ws/portfolio: what a socket follows, read by the bridge with the rules of the proto's
-Subscription and kept by the feed (facade/portfolio_feed.py); the protocol: README, "Streams and
-WebSockets". An accepted (un)subscribe is not answered: send a `ping` after it to know it is in
-effect (messages are handled in order).
-
-A subscribe naming `watchlistIds` follows those lists' symbols: each list is read with
-GetWatchlist as the socket's user (another user's list is refused like a missing one, with an
-`error`), and an edit or a deletion made afterwards, on any replica, reaches the socket as a
-StreamPortfolioEvents `watchlist` change: it then follows the list as it is now (nothing is sent
-for the change itself; the latest price of each newly followed symbol is). A symbol stays
-followed while the socket names it itself or through a list."""
+"""/ws/portfolio: what a socket follows (symbols, portfolios, watchlists as they change), read by
+the bridge and kept by the feed (README, "Streams and WebSockets" and "Watchlists")."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""/ws/terminal (and the seed's /ws/terminal-v2): a browser terminal bridged to AttachTerminal
-(the protocol: README, "Terminals"). `join`, `data` and `resize` are the request's oneof fields
-(facade/bridge.py); this module's own are `disconnect`, one attachment at a time, and the
-output's pacing and UTF-8 decoding (across chunk boundaries).
-
-Output is written at once (no flush window: keystroke echo is what a terminal is judged by). A
-socket that cannot keep up is not dropped here: the relay stops reading the stream while more
-than half the socket's send budget waits, gRPC's flow control carries that back to the terminal
-service, and there the attachment's own bound ends it with a note when the client stays behind
-(`exit`, reason `dropped`).
-
-A join goes to the replica that owns the session (facade/placement.py). When that replica dies
-under an attachment, the socket is told `exit` with reason `replica_lost` once its lease has
-lapsed (within a few seconds), rather than a bare error.
-"""
+"""/ws/terminal (and the seed's /ws/terminal-v2): a browser terminal bridged to AttachTerminal,
+on the replica that owns the session (README, "Terminals")."""
 
 from __future__ import annotations
 
@@ -49,8 +36,8 @@ def terminal_bridge(plans: Plans) -> Bridge:
 
 
 class TerminalConversation:
-    """One authenticated terminal socket. A renewed token reaches the next join; an open
-    attachment was authorized when it started, and ends with the socket if the session ends."""
+    """One authenticated terminal socket: one attachment at a time, its output paced and decoded
+    (UTF-8 across chunks). A renewed token reaches the next join."""
 
     def __init__(
         self,
