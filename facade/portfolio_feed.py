@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from services.runtime.streams import follow_forever
 
 # Events remembered to recognise one arriving again from another replica.
 REMEMBERED_EVENTS = 10_000
+EVENT_KINDS = frozenset({"trade", "portfolio_value", "order", "alert", "watchlist"})
 
 UPSTREAMS_LIVE = Gauge(
     "stockfolio_ws_upstream_streams",
@@ -87,7 +89,7 @@ class PortfolioFeed:
         self._by_user: dict[str, set[FeedSocket]] = {}
         # symbol -> (tick time, price, its frame): for dedup, and for new followers.
         self._last_prices: dict[str, tuple[tuple[int, int], str, bytes]] = {}
-        self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.seq = 0  # the last market step delivered
         self.term = 0  # the market leader's term at that step
         self.resyncs = 0
@@ -192,27 +194,10 @@ class PortfolioFeed:
 
     def publish_event(self, event: portfolio_pb2.StreamPortfolioEventsResponse) -> None:
         mine = self._by_user.get(event.user_id)
-        if not mine:
-            return
-        kind, value, message = self._events.reply(event)
-        if kind == "trade":
-            key: tuple[str, ...] = ("trade", value.id)
-        elif kind == "portfolio_value":
-            key = ("value", value.portfolio_id, str(value.time.seconds), str(value.time.nanos))
-        elif kind == "order":
-            # One frame per change of the order (placed, triggered, filled, ...), not per id.
-            changed = value.updated_at
-            key = ("order", value.id, str(value.status), str(value.triggered))
-            key += (str(changed.seconds), str(changed.nanos))
-        elif kind == "alert":
-            key = ("alert", value.id)
-        elif kind == "watchlist":
-            stamp = value.updated_at
-            key = ("watchlist", value.id, str(stamp.seconds), str(stamp.nanos))
-        else:
-            return  # a kind of event this facade does not know yet
-        if self._again(key):
-            return
+        kind = event.WhichOneof("event")
+        if not mine or kind not in EVENT_KINDS or self._again(event):
+            return  # no socket of its user here, a kind this facade does not know, or a copy
+        _, value, message = self._events.reply(event)
         if kind == "watchlist":  # for the sockets that follow it; nothing is sent as such
             for socket in list(mine):
                 if socket.on_watchlist is not None:
@@ -220,14 +205,14 @@ class PortfolioFeed:
             return
         frame = json_frame(message)
         for socket in mine:
-            # Trades, alerts and orders go to each of the owner's sockets, whatever they follow.
-            if kind in ("trade", "alert", "order") or value.portfolio_id in socket.portfolios:
+            # A value goes to the sockets following its portfolio; the rest to all the owner's.
+            if kind != "portfolio_value" or value.portfolio_id in socket.portfolios:
                 socket.client.send(frame)
 
-    def _again(self, key: tuple[str, ...]) -> bool:
-        """Whether this event was delivered already (an empty id is never deduplicated)."""
-        if not key[1]:
-            return False
+    def _again(self, event: portfolio_pb2.StreamPortfolioEventsResponse) -> bool:
+        """Whether this event was delivered already: another replica's stream carries the same
+        event, byte for byte (its hub relays what the first one serialized)."""
+        key = hashlib.blake2b(event.SerializeToString(deterministic=True), digest_size=16).digest()
         if key in self._seen:
             return True
         self._seen[key] = None

@@ -4,11 +4,13 @@ the bridge and kept by the feed (README, "Streams and WebSockets" and "Watchlist
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
 from buf.validate import validate_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure
@@ -69,8 +71,7 @@ class PortfolioConversation:
         self._portfolio = portfolio
         self._socket = FeedSocket(client, user.user_id, self._list_changed)
         self._named: set[str] = set()  # symbols the socket named itself
-        self._lists: dict[str, set[str]] = {}  # watchlist id -> its symbols as last known
-        self._stamps: dict[str, tuple[int, int]] = {}  # watchlist id -> when it last changed
+        self._lists: dict[str, Watched] = {}  # watchlist id -> its symbols as last known
         feed.join(self._socket)
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
@@ -80,19 +81,16 @@ class PortfolioConversation:
             self._named -= targets.symbols
             for watchlist_id in targets.watchlists:
                 self._lists.pop(watchlist_id, None)
-                self._stamps.pop(watchlist_id, None)
             self._feed.unfollow(socket, socket.symbols - self._followed(), targets.portfolios)
             return
         read = {w: await self._watchlist(w) for w in targets.watchlists if w not in self._lists}
-        lists = {w: symbols for w, (symbols, _) in read.items()}
-        wanted = self._followed(targets.symbols, *lists.values())
+        wanted = self._followed(targets.symbols, *(watched.symbols for watched in read.values()))
         if len(wanted) > MAX_SYMBOLS:
             raise _invalid(f"a socket follows at most {MAX_SYMBOLS} symbols")
         if len(socket.portfolios | targets.portfolios) > MAX_PORTFOLIOS:
             raise _invalid(f"a socket follows at most {MAX_PORTFOLIOS} portfolios")
         self._named |= targets.symbols
-        self._lists.update(lists)
-        self._stamps.update((w, stamp) for w, (_, stamp) in read.items())
+        self._lists.update(read)
         self._feed.follow(socket, wanted, targets.portfolios)
 
     def end(self) -> None:
@@ -100,35 +98,32 @@ class PortfolioConversation:
 
     def _list_changed(self, change: portfolio_pb2.WatchlistChange) -> None:
         """A list this socket follows was edited or deleted: follow it as it is now."""
-        if change.id not in self._lists:
+        known = self._lists.get(change.id)
+        if known is None:
             return
-        stamp = (change.updated_at.seconds, change.updated_at.nanos)
-        if stamp < self._stamps.get(change.id, (0, 0)):
+        changed = Watched.of(change.symbols, change.updated_at)
+        if changed.stamp < known.stamp:
             return  # an older change, arriving after a newer one
         socket = self._socket
         if change.deleted:
             del self._lists[change.id]
-            self._stamps.pop(change.id, None)
+        elif len(self._followed(changed.symbols, without=change.id)) > MAX_SYMBOLS:
+            limit = f"more symbols than a socket follows ({MAX_SYMBOLS})"
+            socket.client.refuse(
+                _invalid(f"watchlist {change.id} now holds {limit}; it is followed as it was")
+            )
+            return
         else:
-            lists = {**self._lists, change.id: set(change.symbols)}
-            if len(self._named.union(*lists.values())) > MAX_SYMBOLS:
-                socket.client.refuse(
-                    _invalid(
-                        f"watchlist {change.id} now holds more symbols than a socket follows"
-                        f" ({MAX_SYMBOLS}); it is followed as it was"
-                    )
-                )
-                return
-            self._lists = lists
-            self._stamps[change.id] = stamp
+            self._lists[change.id] = changed
         wanted = self._followed()
         self._feed.unfollow(socket, socket.symbols - wanted, ())
         self._feed.follow(socket, wanted, ())
 
-    def _followed(self, *more: set[str]) -> set[str]:
-        return self._named.union(*self._lists.values(), *more)
+    def _followed(self, *more: set[str], without: str = "") -> set[str]:
+        lists = (watched.symbols for key, watched in self._lists.items() if key != without)
+        return self._named.union(*lists, *more)
 
-    async def _watchlist(self, watchlist_id: str) -> tuple[set[str], tuple[int, int]]:
+    async def _watchlist(self, watchlist_id: str) -> Watched:
         """A list's symbols and when it last changed, read as the socket's user."""
         if self._portfolio is None:
             raise SocketError("UNAVAILABLE", "watchlists cannot be read here")
@@ -140,5 +135,16 @@ class PortfolioConversation:
             )
         except grpc.aio.AioRpcError as error:
             raise failure(error, "portfolio") from None
-        changed = reply.watchlist.updated_at
-        return set(reply.watchlist.symbols), (changed.seconds, changed.nanos)
+        return Watched.of(reply.watchlist.symbols, reply.watchlist.updated_at)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A followed watchlist's symbols, and when it last changed (seconds, nanos)."""
+
+    symbols: set[str]
+    stamp: tuple[int, int]
+
+    @classmethod
+    def of(cls, symbols: Iterable[str], changed: Timestamp) -> Watched:
+        return cls(set(symbols), (changed.seconds, changed.nanos))

@@ -200,3 +200,39 @@ async def test_a_socket_follows_its_watchlist_as_it_is_edited_and_deleted(client
             break
     assert await prices_within(ws, 0.5) == set()
     await ws.close()
+
+
+async def test_an_edit_is_counted_against_the_socket_cap_without_the_lists_old_symbols(
+    client: Client,
+) -> None:
+    """A socket naming 160 symbols itself follows a list of 30; the list swapped for 16 others
+    fits (176: the 30 it held no longer count), the list grown to every 46 does not (206 of 200
+    at most): that edit is refused on the socket and the list is followed as it was."""
+    token, _ = await register(client)
+    market = [
+        q["symbol"]
+        for q in (await call(client, "GET", "/api/v1/stocks?limit=100", token, 200))["data"]
+    ]
+    assert len(market) == 46
+    first, last = market[:30], market[30:]
+    created = (
+        await call(client, "POST", "/api/v1/watchlists", token, 201, name="A", symbols=first)
+    )["data"]
+    ws = await authenticated(client, token)
+    await ws.send_json({"type": "subscribe", "symbols": [f"Z{n:03}" for n in range(160)]})
+    await follow_list(ws, created["id"], set(first))
+
+    path = f"/api/v1/watchlists/{created['id']}"
+    await call(client, "PUT", path, token, 200, name="A", symbols=last)
+    deadline = asyncio.get_running_loop().time() + WAIT * 3
+    while (await receive(ws, "price"))["symbol"] not in last:
+        assert asyncio.get_running_loop().time() < deadline, "the swapped list was not followed"
+    await until_pong(ws)
+
+    await call(client, "PUT", path, token, 200, name="A", symbols=market)
+    refused = await receive(ws, "error")
+    assert refused["code"] == "VALIDATION_ERROR"
+    assert f"watchlist {created['id']} now holds more symbols" in refused["message"]
+    await until_pong(ws)
+    assert await prices_within(ws, 0.5) <= set(last)
+    await ws.close()

@@ -23,9 +23,9 @@ class Recorder:
     def send(self, frame: bytes) -> None:
         self.frames.append(frame)
 
-    def messages(self) -> list[dict[str, str]]:
-        # Each frame is a 2-byte header (payloads under 126 bytes here) and JSON.
-        return [json.loads(frame[2:]) for frame in self.frames]
+    def messages(self) -> list[dict[str, Any]]:
+        # Each frame is a header (2 bytes, 4 from 126 bytes of payload: RFC 6455, 5.2) and JSON.
+        return [json.loads(frame[4 if frame[1] == 126 else 2 :]) for frame in self.frames]
 
 
 def quote(symbol: str, price: str, seconds: int) -> portfolio_pb2.Quote:
@@ -126,3 +126,52 @@ def test_a_replica_that_reloaded_the_market_or_a_new_leader_counting_lower_is_a_
         ("price", "150.00"),
         ("price", "151.00"),
     ]
+
+
+def event(user: str, **one: Any) -> portfolio_pb2.StreamPortfolioEventsResponse:
+    return portfolio_pb2.StreamPortfolioEventsResponse(user_id=user, **one)
+
+
+def test_an_event_from_every_replica_reaches_each_of_its_sockets_once() -> None:
+    feed = PortfolioFeed(Plans())
+    ann, ann_tab, bob = (Recorder() for _ in range(3))
+    sockets = [FeedSocket(cast(ClientSocket, r), u) for r, u in ((ann, "a"), (ann_tab, "a"))]
+    sockets.append(FeedSocket(cast(ClientSocket, bob), "b"))
+    for socket in sockets:
+        feed.join(socket)
+    feed.follow(sockets[1], (), ["p1"])
+    trade = event("a", trade=portfolio_pb2.Trade(id="t1", portfolio_id="p1", symbol="AAPL"))
+    value = event(
+        "a", portfolio_value=portfolio_pb2.PortfolioValue(portfolio_id="p1", total_value="10")
+    )
+    placed = event("a", order=portfolio_pb2.Order(id="o1", status=portfolio_pb2.ORDER_STATUS_OPEN))
+    filled = event(
+        "a", order=portfolio_pb2.Order(id="o1", status=portfolio_pb2.ORDER_STATUS_FILLED)
+    )
+    for one in (trade, value, placed, filled):
+        feed.publish_event(one)
+    # The second replica's stream: the same events, as its hub decoded them from the first's.
+    for one in (filled, trade, value, placed):
+        feed.publish_event(type(one).FromString(one.SerializeToString()))
+    feed.publish_event(event("a", trade=portfolio_pb2.Trade(id="t2", portfolio_id="p1")))
+
+    def kinds(recorder: Recorder) -> list[tuple[str, str]]:
+        found = []
+        for message in recorder.messages():
+            inner: Any = message.get("trade") or message.get("order") or message
+            found.append((message["type"], inner.get("id") or inner.get("portfolioId")))
+        return found
+
+    assert kinds(ann) == [("trade", "t1"), ("order", "o1"), ("order", "o1"), ("trade", "t2")]
+    assert kinds(ann_tab) == [
+        ("trade", "t1"),
+        ("portfolio_value", "p1"),  # only the socket following the portfolio gets its value
+        ("order", "o1"),
+        ("order", "o1"),
+        ("trade", "t2"),
+    ]
+    assert [m["order"]["status"] for m in ann.messages() if m["type"] == "order"] == [
+        "open",
+        "filled",
+    ]
+    assert bob.frames == []
