@@ -46,6 +46,7 @@ from aiohttp import WSMsgType
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from bench import wsclient
+from bench.measures import percentile
 from services.runtime.auth import bearer
 from services.runtime.config import load_runtime_config
 from services.runtime.tokens import service_token_signer
@@ -119,6 +120,17 @@ class Window:
 
     def holds(self, moment: float) -> bool:
         return self.start <= moment <= self.end
+
+
+def read_lag_ms() -> dict[str, float]:
+    """How long after their data arrived this process read its sockets (the lean client's)."""
+    lags = wsclient.read_lags
+    if not lags:
+        return {}
+    return {
+        key: round(percentile(lags, share) * 1000, 1)
+        for key, share in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+    }
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -410,6 +422,7 @@ async def run_clients(args: argparse.Namespace) -> None:
         command = await next_command()
         if command.get("command") == "window":
             clients.window = Window(float(command["from"]), float(command["to"]))
+            wsclient.read_lags.clear()
             cpu_started = time.process_time()
             command = await next_command()
             cpu = time.process_time() - cpu_started
@@ -426,6 +439,7 @@ async def run_clients(args: argparse.Namespace) -> None:
             per_tick_max={k: round(v, 6) for k, v in clients.per_tick_max.items()},
             per_symbol={k: [round(v[0], 6), int(v[1])] for k, v in clients.per_symbol.items()},
             cpu_seconds=round(cpu, 3),
+            read_lag_ms=read_lag_ms(),
             other_messages=sum(s.other for s in clients.subscribers),
             **checked,
         )

@@ -44,6 +44,7 @@ from bench.portfolio import (
     attempt,
     measure_fanout,
     measure_trades,
+    print_read_lags,
 )
 from bench.report import RESULTS, Load, PartReport, Row, best, print_rows
 from bench.runs import register_user, run_load, with_cpu
@@ -373,6 +374,7 @@ def print_replicas(report: ReplicaReport) -> None:
         )
         cpu = ", ".join(f"{k} {v:.0f}%" for k, v in sorted(facts["cpu_percent"].items()))
         print(f"CPU over the window (% of one core): {cpu}")
+        print_read_lags(facts)
     for what, error in report.failures:
         first_line = error.strip().splitlines()[0] if error.strip() else "?"
         print(f"FAILED: {what}: {first_line[:200]}")

@@ -1,13 +1,16 @@
-"""A lean WebSocket client for the fan-out benchmark's subscribers (RFC 6455, client side).
+"""A lean WebSocket client for the benchmarks' sockets (RFC 6455, client side).
 
-Why not aiohttp's client here: the benchmark runs 5,000 subscribers on the same two cores as
+Why not aiohttp's client here: the benchmark runs 10,000 subscribers on the same two cores as
 the facade it measures, and with aiohttp each received message costs a parser pass, a queue
 hand-off and a task wake-up per socket - on this machine that client work, not the facade, was
-most of the measured delivery time. This protocol parses the frames of each read in one loop
-and calls back once per text message with the time the read arrived, so what the benchmark
-measures is the facade. It speaks the real protocol (handshake with Sec-WebSocket-Accept
-checked, masked client frames, ping answered with pong, the closing handshake) and refuses what
-the facade never sends (fragmented or masked server frames) rather than misreading it.
+most of the measured delivery time. This client parses the frames of each read in one loop and
+calls back once per text message with the time the read's data **arrived**: the kernel's receive
+timestamp (SO_TIMESTAMPNS), not the moment this process got round to reading it. A fleet of real
+subscribers each reads on its own machine; here thousands share one process, and the last of
+them was read a step's worth of client work late (`read_lags` keeps how late, to print). It
+speaks the real protocol (handshake with Sec-WebSocket-Accept checked, masked client frames,
+ping answered with pong, the closing handshake) and refuses what the facade never sends
+(fragmented or masked server frames) rather than misreading it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import asyncio
 import base64
 import hashlib
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import cast
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
@@ -27,6 +30,13 @@ NO_STATUS = 1005
 ABNORMAL = 1006
 CLOSE_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 30.0
+READ_BYTES = 1 << 18
+# SO_TIMESTAMPNS (and its control message, SCM_TIMESTAMPNS): Linux's, not named by `socket`.
+SO_TIMESTAMPNS = 35
+ANCILLARY_BYTES = socket.CMSG_SPACE(16)
+
+# Seconds between each read's data arriving and this process reading it, every read.
+read_lags: list[float] = []
 
 OnText = Callable[[str, float], None]
 
@@ -56,11 +66,14 @@ class ProtocolViolation(ConnectionError):
     pass
 
 
-class RawWebSocket(asyncio.Protocol):
-    """One client connection. `on_text(message, received_at)` runs for each text message;
-    `on_end()` once if the connection ends before `close()` was asked for."""
+class RawWebSocket:
+    """One client connection on a non-blocking socket read by the loop's reader callback.
+    `on_text(message, arrived_at)` runs for each text message; `on_end()` once if the
+    connection ends before `close()` was asked for."""
 
-    def __init__(self, key: str, on_text: OnText, on_end: Callable[[], None]) -> None:
+    def __init__(
+        self, sock: socket.socket, key: str, on_text: OnText, on_end: Callable[[], None]
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[None] = loop.create_future()
@@ -73,16 +86,34 @@ class RawWebSocket(asyncio.Protocol):
         self._buffer = bytearray()
         self._upgraded = False
         self._closing = False
-        self._transport: asyncio.Transport | None = None
+        self._sock: socket.socket | None = sock
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
 
-    # --- asyncio.Protocol ------------------------------------------------------------------
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data, ancillary, _, _ = sock.recvmsg(READ_BYTES, ANCILLARY_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lost(error)
+            return
+        if not data:
+            self._lost(None)
+            return
+        read_at = time.time()
+        arrived = read_at
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                seconds, nanos = struct.unpack("qq", raw[:16])
+                arrived = seconds + nanos / 1e9
+        read_lags.append(read_at - arrived)
+        self._data_received(data, arrived)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not registered as asyncio.Transport: no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        received = time.time()
+    def _data_received(self, data: bytes, received: float) -> None:
         buffer = self._buffer
         buffer += data
         try:
@@ -94,7 +125,8 @@ class RawWebSocket(asyncio.Protocol):
                 self.opened.set_exception(error)
             self._abort()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None) -> None:
+        self._release()
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
         if self.close_code is None:
@@ -104,25 +136,28 @@ class RawWebSocket(asyncio.Protocol):
             if not self._closing:
                 self._on_end()
 
+    def _release(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+
     # --- sending ---------------------------------------------------------------------------
 
     def send_text(self, text: str) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(client_frame(TEXT, text.encode()))
+        self._write(client_frame(TEXT, text.encode()))
 
     async def close(self) -> None:
         """The closing handshake (1000), or a cut connection when the server does not answer."""
         self._closing = True
-        transport = self._transport
-        if transport is None or self.ended.done():
+        if self._sock is None or self.ended.done():
             return
-        if not transport.is_closing():
-            transport.write(client_frame(CLOSE, struct.pack("!H", 1000)))
+        self._write(client_frame(CLOSE, struct.pack("!H", 1000)))
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await asyncio.shield(self.ended)
         except TimeoutError:
-            transport.abort()
+            self._abort()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -183,20 +218,23 @@ class RawWebSocket(asyncio.Protocol):
                 self.close_code = self.close_code or NO_STATUS
                 if not self._closing:
                     self._write(client_frame(CLOSE, payload[:2]))
-                if self._transport is not None:
-                    self._transport.close()
+                self._lost(None)
                 break
             elif opcode != PONG:
                 raise ProtocolViolation(f"unexpected opcode {opcode:#x}")
         del buffer[:at]
 
     def _write(self, frame: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(frame)
+        """Client frames are a few bytes (auth, subscribe, pong, close): the socket's send buffer
+        takes each whole."""
+        if self._sock is not None:
+            try:
+                self._sock.sendall(frame)
+            except OSError as error:
+                self._lost(error)
 
     def _abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        self._lost(ConnectionAbortedError("aborted"))
 
 
 async def connect(
@@ -205,10 +243,17 @@ async def connect(
     """Open a connection and complete the upgrade (raises ConnectionError when refused)."""
     key = base64.b64encode(os.urandom(16)).decode()
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(
-        lambda: RawWebSocket(key, on_text, on_end), host, port
-    )
-    transport.write(
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        await loop.sock_connect(sock, (host, port))
+    except OSError:
+        sock.close()
+        raise
+    protocol = RawWebSocket(sock, key, on_text, on_end)
+    protocol._write(
         (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -218,6 +263,6 @@ async def connect(
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             await protocol.opened
     except TimeoutError:
-        transport.abort()
+        protocol._abort()
         raise ConnectionError("no answer to the upgrade request") from None
     return protocol
