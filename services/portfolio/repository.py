@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
@@ -63,6 +63,9 @@ def _recorded(row: Any) -> RecordedTrade:
     )
 
 
+_TRADE_COLUMNS = tuple(trades.c.keys())  # _trade_columns gives each of them
+
+
 def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
     trade = recorded.trade
     return {
@@ -88,6 +91,24 @@ def _trade_columns(recorded: RecordedTrade) -> dict[str, Any]:
 
 # A portfolio as read everywhere but where its book is wanted (the book can be large).
 _PORTFOLIO_COLUMNS = [c for c in portfolios.c if c.name != "book"]
+
+# A trade's statements, built once with bound parameters: building a statement and its cache
+# key on every call cost more CPU than running it (py-spy, the trades bench).
+_WITH_BOOK = select(portfolios).where(
+    portfolios.c.id == bindparam("portfolio_id"), portfolios.c.user_id == bindparam("user_id")
+)
+_WITH_BOOK_LOCKED = _WITH_BOOK.with_for_update()
+_SAVE_BOOK = (
+    update(portfolios)
+    .where(portfolios.c.id == bindparam("portfolio_id"))
+    .values(book=bindparam("new_book"))
+)
+# On PostgreSQL a single trade goes in with its book (a data-modifying WITH).
+_SAVE_BOOK_AND_TRADE = _SAVE_BOOK.add_cte(
+    insert(trades)
+    .values({name: bindparam(f"trade_{name}") for name in _TRADE_COLUMNS})
+    .cte("recorded")
+)
 
 
 class PortfolioRepository:
@@ -127,12 +148,11 @@ class PortfolioRepository:
         """The user's portfolio and its stored book (None when it has none yet, or one of an
         older format), in one statement; with `lock`, the portfolio stays locked as `lock()`
         locks it, and the book read is the one the previous lock holder left."""
-        query = select(portfolios).where(
-            portfolios.c.id == portfolio_id, portfolios.c.user_id == user_id
+        query = _WITH_BOOK_LOCKED if lock else _WITH_BOOK
+        found = await self._session.execute(
+            query, {"portfolio_id": portfolio_id, "user_id": user_id}
         )
-        if lock:
-            query = query.with_for_update()
-        row = (await self._session.execute(query)).first()
+        row = found.first()
         if row is None:
             return None
         return _portfolio(row), None if row.book is None else book_states.decode(row.book)
@@ -159,18 +179,16 @@ class PortfolioRepository:
         modifying WITH), one round trip fewer per trade. (Only a single one: SQLAlchemy does not
         cache the compiled form of a multi-row VALUES, and compiling costs more than a round
         trip.)"""
-        statement = (
-            update(portfolios)
-            .where(portfolios.c.id == portfolio_id)
-            .values(book=book_states.encode(book))
-        )
+        values = {"portfolio_id": portfolio_id, "new_book": book_states.encode(book)}
         dialect = self._session.bind.dialect.name if self._session.bind else ""
         if len(recorded) == 1 and dialect == "postgresql":
             row = _trade_columns(recorded[0])
-            statement = statement.add_cte(insert(trades).values(**row).cte("recorded"))
-        elif recorded:
+            values.update((f"trade_{name}", row[name]) for name in _TRADE_COLUMNS)
+            await self._session.execute(_SAVE_BOOK_AND_TRADE, values)
+            return
+        if recorded:
             await TradeRepository(self._session).add(recorded)
-        await self._session.execute(statement)
+        await self._session.execute(_SAVE_BOOK, values)
 
     async def page(self, user_id: str, *, offset: int, limit: int) -> tuple[list[Portfolio], int]:
         query = (
