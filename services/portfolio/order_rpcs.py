@@ -63,7 +63,7 @@ class OrderRpcs:
             return portfolio_pb2.CreateOrderResponse(order=order_message(order))
 
         async def settle(session: AsyncSession, order: Order) -> None:
-            await self._cases.idempotency.settle(session, respond(order))
+            await self._cases.idempotency.settle(session, lambda: respond(order))
 
         async def create() -> portfolio_pb2.CreateOrderResponse:
             return respond(await self._cases.orders.place(user_id, draft, settle=settle))

@@ -92,7 +92,7 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
         transaction as the trades: a retry finds it whatever happened after the commit."""
 
         async def settle(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
-            await self._cases.idempotency.settle(session, respond(recorded))
+            await self._cases.idempotency.settle(session, lambda: respond(recorded))
 
         return settle
 

@@ -8,6 +8,7 @@ and the first untrusted one is the client (anything left of it is whatever the c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -58,6 +59,13 @@ def resolve_client_address(
     no address stops the walk at the trusted proxy that passed it on; when every hop is
     trusted, the left-most one is the client.
     """
+    return _resolved(peer, tuple(forwarded), tuple(trusted))
+
+
+# Every call resolves its caller; the same few peers and proxies call again and again, and
+# parsing and printing the addresses each time was a few percent of a service's CPU per call.
+@functools.lru_cache(maxsize=4096)
+def _resolved(peer: str, forwarded: tuple[str, ...], trusted: tuple[IPNetwork, ...]) -> str:
     found = parse_address(peer)
     if found is None:
         return peer

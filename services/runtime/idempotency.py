@@ -223,13 +223,15 @@ class IdempotencyStore:
             except Exception:
                 log.warning("could not renew an idempotency claim", exc_info=True)
 
-    async def settle(self, tx: AsyncSession, response: Message) -> None:
-        """Inside the handler's own transaction: store `response` for the key this request
-        claimed, to commit (or roll back) with the work. Nothing when the request has no key."""
+    async def settle(self, tx: AsyncSession, respond: Callable[[], Message]) -> None:
+        """Inside the handler's own transaction: store the response for the key this request
+        claimed, to commit (or roll back) with the work. Nothing when the request has no key
+        (and then the response is not built)."""
         claim = _claimed.get()
         if claim is None or claim.store is not self:
             return
-        if not await self._mark_done(tx, claim, response.SerializeToString(deterministic=True)):
+        response = respond().SerializeToString(deterministic=True)
+        if not await self._mark_done(tx, claim, response):
             # The claim lapsed (this request stalled past its lease) and a retry took the key
             # over: the retry's work is the one that counts, so this transaction must not
             # commit (the caller's retry gets the stored answer).

@@ -182,7 +182,7 @@ async def test_work_settled_in_its_transaction_runs_once_even_if_the_caller_hang
         answer = StringValue(value=f"run {runs}")
         async with db.transaction() as tx:
             await tx.execute(insert(done).values(run=answer.value))
-            await store.settle(tx, answer)
+            await store.settle(tx, lambda: answer)
         raise asyncio.CancelledError  # the caller left between the commit and the answer
 
     with serving("k"), pytest.raises(asyncio.CancelledError):
@@ -195,7 +195,7 @@ async def test_work_settled_in_its_transaction_runs_once_even_if_the_caller_hang
 
     async def settles_then_rolls_back() -> StringValue:
         async with db.transaction() as tx:
-            await store.settle(tx, StringValue(value="never"))
+            await store.settle(tx, lambda: StringValue(value="never"))
             raise LookupError("oversold")  # the transaction and the settle roll back
 
     with serving("k2"), pytest.raises(LookupError):
@@ -317,7 +317,7 @@ async def test_a_request_whose_claim_was_taken_over_cannot_commit_its_work(
             answer = StringValue(value=name)
             async with db.transaction() as tx:
                 await tx.execute(insert(done).values(run=name))
-                await store.settle(tx, answer)
+                await store.settle(tx, lambda: answer)
             return answer
 
         return handler
