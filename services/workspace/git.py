@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument
+from services.runtime.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
 from services.workspace.paths import resolve_inside
 from services.workspace.remotes import (
@@ -153,6 +159,10 @@ class GitResult:
     returncode: int
     stdout: str
     stderr: str
+
+
+def _failed(command: str, result: GitResult) -> FailedPrecondition:
+    return FailedPrecondition(f"git {command} failed: {result.stderr.strip()}", reason="GIT_FAILED")
 
 
 def _no_option(field_name: str, value: str) -> str:
@@ -344,9 +354,7 @@ class GitRunner:
         neutral = _neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
         result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
         if check and result.returncode != 0:
-            raise FailedPrecondition(
-                f"git {args[0]} failed: {result.stderr.strip()}", reason="GIT_FAILED"
-            )
+            raise _failed(args[0], result)
         return result
 
     async def _execute(
@@ -449,11 +457,26 @@ class GitRunner:
 
     async def create_branch(self, repo: Path, name: str) -> None:
         await self.check_branch_name(name)
-        await self.run(repo, "branch", "--no-track", "--", name)
+        created = await self.run(repo, "branch", "--no-track", "--", name, check=False)
+        if created.returncode != 0:
+            # Asked after the failure, not before: a create racing this one may have made it.
+            if await self._has_branch(repo, name):
+                raise AlreadyExists(f"branch {name} already exists", reason="BRANCH_EXISTS")
+            raise _failed("branch", created)
 
     async def switch_branch(self, repo: Path, name: str) -> None:
         await self.check_branch_name(name)
-        await self.run(repo, "switch", "--no-guess", "--", name)
+        switched = await self.run(repo, "switch", "--no-guess", "--", name, check=False)
+        if switched.returncode != 0:
+            if not await self._has_branch(repo, name):
+                raise NotFound(f"no branch named {name}", reason="BRANCH_NOT_FOUND")
+            raise _failed("switch", switched)
+
+    async def _has_branch(self, repo: Path, name: str) -> bool:
+        found = await self.run(
+            repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False
+        )
+        return found.returncode == 0
 
     async def commit(
         self,

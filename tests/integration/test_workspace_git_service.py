@@ -107,6 +107,35 @@ async def test_branches_are_created_listed_and_switched(workspace: WorkspaceServ
     assert fields(bad) == ["name"]
 
 
+async def test_a_branch_that_exists_is_a_conflict_and_one_that_does_not_is_not_found(
+    workspace: WorkspaceService,
+) -> None:
+    ada, project, folder = await workspace.user_with_project("repo")
+    await workspace.stub.CreateBranch(
+        W.CreateBranchRequest(project=project.id, name="next"), metadata=ada.metadata
+    )
+    again = await expect_error(
+        workspace.stub.CreateBranch(
+            W.CreateBranchRequest(project=project.id, name="next"), metadata=ada.metadata
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    assert (reason(again), again.details()) == ("BRANCH_EXISTS", "branch next already exists")
+    missing = await expect_error(
+        workspace.stub.SwitchBranch(
+            W.SwitchBranchRequest(project=project.id, name="nowhere"), metadata=ada.metadata
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert (reason(missing), missing.details()) == ("BRANCH_NOT_FOUND", "no branch named nowhere")
+    # Neither changed anything: still on main, with the one branch made.
+    assert git(folder, "branch", "--show-current") == "main"
+    listed = await workspace.stub.ListBranches(
+        W.ListBranchesRequest(project=project.id), metadata=ada.metadata
+    )
+    assert [b.name for b in listed.branches] == ["main", "next"]
+
+
 @pytest.mark.parametrize(
     "url", ["ext::sh -c touch% /tmp/pwned", "--upload-pack=touch /tmp/x", "file:///etc"]
 )
