@@ -35,6 +35,15 @@ async def test_fx_route_answers_a_rate_and_refuses_an_unknown_code(
     refused = await client.get("/api/v1/fx?from=XYZ&to=USD", headers=bearer(token))
     assert refused.status == 422, await refused.text()
     assert "from" in await refused.text()
+    # The rules' own words, naming each field (not a regular expression).
+    malformed = await client.get("/api/v1/fx?from=EU&date=4.3.2024", headers=bearer(token))
+    assert malformed.status == 422, await malformed.text()
+    said = await malformed.json()
+    assert {(f["field"], f["description"]) for f in said["details"]["fields"]} == {
+        ("from", "must be a three-letter code such as USD"),
+        ("to", "must be a three-letter code such as EUR"),
+        ("date", "must be a date such as 2026-12-04"),
+    }
 
 
 async def test_performance_in_a_currency_with_breakdown_and_benchmark(
