@@ -104,6 +104,10 @@ class Placement:
         self._leases[replica] = (incarnation, now)
         return incarnation
 
+    async def lost_by(self, error: grpc.aio.AioRpcError, owned: Owned) -> bool:
+        """Whether a call to `owned`'s owner failed because its replica is gone."""
+        return error.code() == grpc.StatusCode.UNAVAILABLE and await self.lost_meanwhile(owned)
+
     async def lost_meanwhile(self, owned: Owned) -> bool:
         """After a failure to reach `owned`'s owner: whether it turns out lost (within one
         lease); its channel is then dropped, unless a new process serves that address."""
@@ -187,9 +191,7 @@ class PlacedCall:
             call = self._bound(owned.replica, channel)
             return await call(request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            if not await self._placement.lost_meanwhile(owned):
+            if not await self._placement.lost_by(error, owned):
                 raise
         # The owner is gone and the session with it: a survivor says so, within the deadline.
         left = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))

@@ -100,14 +100,6 @@ class TerminalConversation:
         owned, channel = found
         return terminal_pb2_grpc.TerminalServiceStub(channel), owned
 
-    async def _lost(self, error: grpc.aio.AioRpcError, owned: Owned | None) -> bool:
-        """Whether a failed attachment failed because its owner replica is gone."""
-        if owned is None or self._placement is None:
-            return False
-        if error.code() != grpc.StatusCode.UNAVAILABLE:
-            return False
-        return await self._placement.lost_meanwhile(owned)
-
     async def _relay_output(self, call: Any, owned: Owned | None = None) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -126,7 +118,12 @@ class TerminalConversation:
                     reply["sessionId"] = value.session_id
                 self._client.send_now(json_frame(reply))
         except grpc.aio.AioRpcError as error:
-            if await self._lost(error, owned):
+            placement = self._placement
+            if (
+                owned is not None
+                and placement is not None
+                and await placement.lost_by(error, owned)
+            ):
                 await self._output(decoder.decode(b"", final=True))
                 lost = terminal_pb2.TerminalExit(code=0, reason="replica_lost")
                 _, _, reply = self._bridge.reply(terminal_pb2.AttachTerminalResponse(exit=lost))
