@@ -35,8 +35,9 @@ READ_BYTES = 1 << 18
 SO_TIMESTAMPNS = 35
 ANCILLARY_BYTES = socket.CMSG_SPACE(16)
 
-# Seconds between each read's data arriving and this process reading it, every read.
-read_lags: list[float] = []
+# Seconds between each read's data arriving and this process reading it, every read, once a
+# benchmark asks for them (`keep_read_lags`).
+read_lags: list[float] | None = None
 
 OnText = Callable[[str, float], None]
 
@@ -110,7 +111,8 @@ class RawWebSocket:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
                 seconds, nanos = struct.unpack("qq", raw[:16])
                 arrived = seconds + nanos / 1e9
-        read_lags.append(read_at - arrived)
+        if read_lags is not None:
+            read_lags.append(read_at - arrived)
         self._data_received(data, arrived)
 
     def _data_received(self, data: bytes, received: float) -> None:
@@ -235,6 +237,12 @@ class RawWebSocket:
 
     def _abort(self) -> None:
         self._lost(ConnectionAbortedError("aborted"))
+
+
+def keep_read_lags() -> None:
+    """From now on, keep every read's lag (forgetting those kept before)."""
+    global read_lags
+    read_lags = []
 
 
 async def connect(
