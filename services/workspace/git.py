@@ -470,6 +470,8 @@ class GitRunner:
         if switched.returncode != 0:
             if not await self._has_branch(repo, name):
                 raise NotFound(f"no branch named {name}", reason="BRANCH_NOT_FOUND")
+            if "overwritten" in switched.stderr:  # local changes in the way, as pull says
+                raise Conflict(f"conflict: {switched.stderr.strip()}", reason="GIT_CONFLICT")
             raise _failed("switch", switched)
 
     async def _has_branch(self, repo: Path, name: str) -> bool:

@@ -128,7 +128,22 @@ async def test_a_branch_that_exists_is_a_conflict_and_one_that_does_not_is_not_f
         grpc.StatusCode.NOT_FOUND,
     )
     assert (reason(missing), missing.details()) == ("BRANCH_NOT_FOUND", "no branch named nowhere")
-    # Neither changed anything: still on main, with the one branch made.
+    # A change on main that the other branch's version of the file would overwrite.
+    (folder / "README.md").write_text("on next\n")
+    git(folder, "switch", "-q", "next")
+    git(folder, "commit", "-qam", "next's readme")
+    git(folder, "switch", "-q", "main")
+    (folder / "README.md").write_text("unsaved on main\n")
+    blocked = await expect_error(
+        workspace.stub.SwitchBranch(
+            W.SwitchBranchRequest(project=project.id, name="next"), metadata=ada.metadata
+        ),
+        grpc.StatusCode.ABORTED,
+    )
+    assert reason(blocked) == "GIT_CONFLICT"
+    assert "README.md" in blocked.details()
+    assert (folder / "README.md").read_text() == "unsaved on main\n"
+    # None of them changed anything: still on main, with the one branch made.
     assert git(folder, "branch", "--show-current") == "main"
     listed = await workspace.stub.ListBranches(
         W.ListBranchesRequest(project=project.id), metadata=ada.metadata
