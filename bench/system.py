@@ -161,6 +161,20 @@ def cpu_seconds(pid: int) -> float:
     return user + system
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by the local PostgreSQL server's processes (every backend and its
+    background workers), for a bench that runs on the server's machine. A backend that exits
+    takes its time with it: read it around load whose connections stay open (a pool's)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
 def cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -244,8 +244,18 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as error:
-        detail = str(error) if isinstance(error, json.JSONDecodeError) else "not valid UTF-8 JSON"
-        raise ApiError(400, "BAD_REQUEST", f"malformed JSON: {detail}") from None
+        raise ApiError(400, "BAD_REQUEST", f"malformed JSON: {_why(error)}") from None
+
+
+def _why(error: ValueError | RecursionError) -> str:
+    """What the parser refused, in words that send the client to the right fix."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, UnicodeDecodeError):
+        return "not valid UTF-8"
+    if isinstance(error, json.JSONDecodeError):
+        return str(error)
+    return "a number too long" if "digits" in str(error) else str(error)
 
 
 def _pop_path(value: JsonObject, path: FieldPath) -> None:

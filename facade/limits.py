@@ -6,6 +6,7 @@ route spends one per user (the verified token's subject), or per IP when anonymo
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Sequence
@@ -49,6 +50,20 @@ def limit_headers(decision: Decision) -> dict[str, str]:
     }
 
 
+def address_block(address: str) -> str:
+    """Whose budget an address spends: an IPv4 address its own, an IPv6 one its /64 (one host
+    or home line holds a whole /64 and could rotate through it to get a fresh budget a try)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 class RateLimits:
     def __init__(self, config: FacadeConfig, codec: TokenVerifier) -> None:
         self._auth = Budget(AUTH, config.rate_limit_auth)
@@ -87,7 +102,7 @@ class RateLimits:
             user = self._user(request.headers.get("Authorization"))
             if user:
                 return f"user:{user}"
-        return f"ip:{client_address.get()}"
+        return f"ip:{address_block(client_address.get())}"
 
     def _user(self, header: str | None) -> str:
         if not header:
@@ -102,7 +117,7 @@ class RateLimits:
             return found[0]
         try:
             identity = self._codec.read_access(token)
-        except Unauthenticated:
+        except (Unauthenticated, UnicodeError):  # a header that is no token at all
             user, until = "", now + _INVALID_FOR
         else:
             user, until = identity.user_id, identity.expires_at.timestamp()

@@ -327,7 +327,9 @@ def build_openapi(routes: Sequence[Route], *, version: str = "0.1.0") -> Schema:
             "version": version,
             "description": "REST facade over Stockfolio's gRPC services. Every JSON response "
             "is an envelope: {success, data?, error?, message?, timestamp, correlationId, "
-            "service}; lists add pagination.",
+            "service}; lists add pagination. No text field takes the character U+0000 "
+            "(PostgreSQL cannot store it): a request with one is a 400 naming the field, "
+            "except a file's content and a terminal's input, taken as typed.",
         },
         "tags": [{"name": name} for name in [*DOMAIN_APIS, "facade"]],
         "paths": paths,

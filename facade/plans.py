@@ -39,6 +39,9 @@ def enum_prefix(enum: EnumDescriptor) -> str:
     return common[: common.rfind("_") + 1]
 
 
+_NUMBER = re.compile(r"-?[0-9]+")
+
+
 class EnumNames:
     """Short and long names of one enum: TRADE_SIDE_BUY <-> "buy"."""
 
@@ -62,7 +65,9 @@ class EnumNames:
         """The full value name for `buy`, `BUY`, `trade_side_buy`, `TRADE_SIDE_BUY` or 1."""
         if isinstance(value, str):
             found = self.by_alias.get(value.lower())
-            if found is None and value.strip().lstrip("-").isdigit():
+            # ASCII digits with at most one sign: "²".isdigit() holds too, and int() refuses
+            # "²" and "--1" alike.
+            if found is None and _NUMBER.fullmatch(value.strip()):
                 return self.numbers.get(int(value))
             return found
         if isinstance(value, int) and not isinstance(value, bool):

@@ -29,26 +29,33 @@ class LiveSessions:
     def __init__(self, recheck: float, validate: Validate) -> None:
         self._recheck = recheck
         self._validate = validate
-        self._held: dict[str, tuple[str, dict[object, Ended]]] = {}
+        # session id -> (the token its recheck asks with, when that token expires, holders)
+        self._held: dict[str, tuple[str, float, dict[object, Ended]]] = {}
         self._loop: asyncio.Task[None] | None = None
 
     @property
     def recheck(self) -> float:
         return self._recheck
 
-    def hold(self, session_id: str, token: str, owner: object, ended: Ended) -> None:
-        """`owner` stays open while `session_id` lives; `ended` is called when it does not."""
-        _, owners = self._held.get(session_id, ("", {}))
+    def hold(
+        self, session_id: str, token: str, expires_at: float, owner: object, ended: Ended
+    ) -> None:
+        """`owner` stays open while `session_id` lives; `ended` is called when it does not.
+        The recheck asks with the session's token that lives longest: one holder's older token
+        expiring is not its session ending (it closed every socket of the session with 4401)."""
+        known, known_expiry, owners = self._held.get(session_id, ("", 0.0, {}))
         owners[owner] = ended
-        self._held[session_id] = (token, owners)
+        if expires_at >= known_expiry or not known:
+            known, known_expiry = token, expires_at
+        self._held[session_id] = (known, known_expiry, owners)
         if self._loop is None:
             self._loop = asyncio.get_running_loop().create_task(self._run())
 
     def release(self, session_id: str, owner: object) -> None:
         found = self._held.get(session_id)
         if found is not None:
-            found[1].pop(owner, None)
-            if not found[1]:
+            found[2].pop(owner, None)
+            if not found[2]:
                 del self._held[session_id]
 
     async def close(self) -> None:
@@ -68,12 +75,12 @@ class LiveSessions:
 
         while True:
             await asyncio.sleep(self._recheck)
-            sessions = [(sid, token) for sid, (token, _) in self._held.items()]
+            sessions = [(sid, token) for sid, (token, _, _) in self._held.items()]
             await asyncio.gather(*(check(sid, token) for sid, token in sessions))
 
     def _end(self, session_id: str, error: ApiError) -> None:
         found = self._held.pop(session_id, None)
-        for ended in list(found[1].values()) if found else ():
+        for ended in list(found[2].values()) if found else ():
             ended(error)
 
 

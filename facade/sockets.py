@@ -8,6 +8,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ POLICY_VIOLATION_CLOSE = 1008
 REFUSED_CLOSES = {401: (4401, "unauthenticated"), 429: (4429, "too many sockets")}
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# A terminal's message may carry a paste: one past MAX_MESSAGE_BYTES is still read, up to this
+# bound, to be refused with an error (PAYLOAD_TOO_LARGE) on a socket that stays open, rather
+# than closing it (1009, aiohttp's answer past its read limit, and still the answer past this).
+OVERSIZE_READ_BYTES = 1024 * 1024
+OVERSIZE_REFUSED_PATHS = ("/ws/terminal",)  # and the paths under it (/ws/terminal-v2)
 VALIDATE_DEADLINE = 5.0
 # Frames queued within this many seconds are written together (see Outbox).
 FLUSH_WINDOW = 0.01
@@ -93,10 +99,34 @@ def _parse(data: Any) -> tuple[str, dict[str, Any]]:
         raise SocketError("BAD_MESSAGE", "messages must be JSON objects") from None
     if not isinstance(message, dict):
         raise SocketError("BAD_MESSAGE", "messages must be JSON objects")
+    if isinstance(data, str) and _SURROGATE_ESCAPE.search(data):
+        # JSON may write a lone surrogate (\ud800), which no UTF-8 text or protobuf string
+        # can hold: refused here as a frame, not met deeper as an error that ends the socket.
+        try:
+            json.dumps(message, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise SocketError("BAD_MESSAGE", "messages must be valid Unicode text") from None
     kind = message.get("type")
     if not isinstance(kind, str) or not kind:
         raise SocketError("BAD_MESSAGE", "every message needs a string `type`")
     return kind, message
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _read_limit(path: str) -> int:
+    """The largest message aiohttp reads on `path` before closing the socket (1009)."""
+    if path.startswith(OVERSIZE_REFUSED_PATHS):
+        return OVERSIZE_READ_BYTES
+    return MAX_MESSAGE_BYTES
+
+
+def _too_large(data: str | bytes) -> bool:
+    """Past MAX_MESSAGE_BYTES (text as UTF-8, encoded only when it may be)."""
+    if isinstance(data, bytes) or len(data) * 4 <= MAX_MESSAGE_BYTES:
+        return len(data) > MAX_MESSAGE_BYTES
+    return len(data.encode()) > MAX_MESSAGE_BYTES
 
 
 class Sockets:
@@ -169,7 +199,7 @@ class Sockets:
             heartbeat=None,
             autoping=False,
             compress=False,  # frames are shared between sockets: no per-socket deflate
-            max_msg_size=MAX_MESSAGE_BYTES,
+            max_msg_size=_read_limit(request.path),
             timeout=CLOSE_GRACE,
         )
         if not ws.can_prepare(request).ok:
@@ -335,6 +365,11 @@ class _Connection:
 
     async def _handle(self, received: WSMessage) -> None:
         conversation = self._conversation
+        if _too_large(received.data):
+            raise SocketError(
+                "PAYLOAD_TOO_LARGE",
+                f"a message may be at most {MAX_MESSAGE_BYTES} bytes; send a paste in pieces",
+            )
         if received.type is WSMsgType.BINARY and conversation is not None:
             raise SocketError("BAD_MESSAGE", "messages are JSON text, not binary")
         kind, message = _parse(received.data)
@@ -383,7 +418,9 @@ class _Connection:
         self._expires_at = user.expires_at
         if user.expires_at > 0:
             expiries.add(user.expires_at, self, self._token_expired)
-        self._sockets.sessions.hold(user.session_id, user.token, self._client, self._session_ended)
+        self._sockets.sessions.hold(
+            user.session_id, user.token, user.expires_at, self._client, self._session_ended
+        )
 
     def _token_expired(self) -> None:
         self._close(

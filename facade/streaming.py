@@ -163,7 +163,13 @@ class Held:
         self._caller = caller
         self._slot = slot
         self.ended: asyncio.Future[ApiError] = asyncio.get_running_loop().create_future()
-        guard.sessions.hold(caller.session_id, caller.token, self, self._session_ended)
+        guard.sessions.hold(
+            caller.session_id,
+            caller.token,
+            caller.expires_at.timestamp(),
+            self,
+            self._session_ended,
+        )
 
     def _session_ended(self, error: ApiError) -> None:
         if not self.ended.done():

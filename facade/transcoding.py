@@ -6,12 +6,14 @@ service's circuit breaker); the handler itself has no per-route code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import Message
 
 from facade.breaker import CircuitBreaker
@@ -133,8 +135,32 @@ def outcome(endpoint: Endpoint, call: grpc.aio.Call | None = None) -> Iterator[N
 
 async def request_message(endpoint: Endpoint, request: web.Request) -> Message:
     """The RPC's request, from the route's path variables, query string and body."""
-    body = await request.read() if endpoint.route.body else b""
+    body = await read_body(request, endpoint.deadline) if endpoint.route.body else b""
     return endpoint.codec.decode(request.match_info, request.query, body)
+
+
+async def read_body(request: web.Request, deadline: float) -> bytes:
+    """The whole body, or 408 when none of it has arrived for `deadline` seconds (a body that
+    stops arriving held its handler and up to MAX_BODY_BYTES for good: aiohttp has no read
+    timeout; one that keeps arriving, however slowly, is read), or 400 when it cannot be read
+    as sent (a gzip body that does not inflate)."""
+    arrived = request.content.total_bytes
+    reading = asyncio.ensure_future(request.read())
+    try:
+        while True:
+            done, _ = await asyncio.wait({reading}, timeout=deadline)
+            if done:
+                return reading.result()
+            if request.content.total_bytes == arrived:
+                silent = f"no part of the request body arrived for {deadline:g} s"
+                raise ApiError(408, "REQUEST_TIMEOUT", silent)
+            arrived = request.content.total_bytes
+    except RequestPayloadError:
+        raise ApiError(
+            400, "BAD_REQUEST", "the request body cannot be read as sent (its Content-Encoding?)"
+        ) from None
+    finally:
+        reading.cancel()
 
 
 async def transcode(endpoint: Endpoint, request: web.Request) -> web.Response:

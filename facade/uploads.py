@@ -50,7 +50,10 @@ async def _send(endpoint: Endpoint, request: web.Request, call: Any, first: Mess
     route = endpoint.route
     field = route.body
     limit = endpoint.upload_limit
-    getattr(first, field).content_type = request.headers.get("Content-Type", "")
+    content_type = request.headers.get("Content-Type", "")
+    if not content_type.isascii():  # aiohttp keeps undecodable header bytes as surrogates
+        raise ApiError(400, "BAD_REQUEST", "the Content-Type header must be ASCII")
+    getattr(first, field).content_type = content_type
     sent = 0
     pending: Message | None = first
     chunks = request.content.iter_chunked(CHUNK_BYTES)

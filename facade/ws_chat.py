@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
@@ -191,6 +191,7 @@ class ChatConversation:
         self._member = rooms.member_id()
         self._joined: dict[str, Slot] = {}
         self._streaming: asyncio.Task[None] | None = None
+        self._started = False  # the answer streaming has begun to run
         self._entering: asyncio.Task[None] | None = None
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
@@ -203,8 +204,21 @@ class ChatConversation:
         elif self._streaming is not None:
             raise SocketError("BUSY", "an answer is already streaming on this socket; stop it")
         else:
-            request = self._bridge.request(kind, message)
-            self._streaming = asyncio.get_running_loop().create_task(self._stream(request))
+            request = cast(assistant_pb2.ChatStreamRequest, self._bridge.request(kind, message))
+            self._started = False
+            task = asyncio.get_running_loop().create_task(self._stream(request))
+            task.add_done_callback(functools.partial(self._stream_ended, request.session_id))
+            self._streaming = task
+
+    def _stream_ended(self, session_id: str, task: asyncio.Task[None]) -> None:
+        """The socket is free again however the answer ended: a `stop` read in the same breath
+        as its `stream_chat` cancels the answer before it ever ran (its own `finally` never
+        runs then), and says so here."""
+        if self._streaming is task:
+            self._streaming = None
+        if task.cancelled() and not self._started:
+            self._client.send(json_frame({"type": "stopped", "sessionId": session_id}))
+            self._client.flush()
 
     def end(self) -> None:
         if self._streaming is not None:
@@ -272,10 +286,16 @@ class ChatConversation:
             self._rooms.relay_later(session_id, self._member, message)
 
     async def _stream(self, request: Any) -> None:
+        self._started = True
         session_id = request.session_id
+        # Relayed to the session's other sockets only once the service took the call as this
+        # user's (a first answer), or for a session this socket joined (ownership checked): a
+        # refusal of someone else's session id must not reach that session's sockets.
+        accepted = False
         call = self._stub.ChatStream(request, metadata=call_metadata(self.user.token))
         try:
             async for response in call:
+                accepted = True
                 which, value, reply = self._bridge.reply(response)
                 if which == "session":
                     session_id = value.session_id
@@ -295,13 +315,24 @@ class ChatConversation:
             named = {"sessionId": session_id} if session_id else {}
             message = failure(error, "assistant").reply(**named)
             self._client.send(json_frame(message))
-            self._echo(session_id, message)
+            if accepted or session_id in self._joined:
+                self._echo(session_id, message)
         except asyncio.CancelledError:
             call.cancel()
             message = {"type": "stopped", "sessionId": session_id}
             self._client.send(json_frame(message))
-            self._echo(session_id, message)
+            if accepted or session_id in self._joined:
+                self._echo(session_id, message)
             raise
+        except Exception:
+            # A reply this bridge cannot write (a number JSON has no word for): the answer is
+            # ended and the socket told, never left waiting for a `done` that cannot come.
+            log.exception("chat stream failed", extra={"sessionId": session_id})
+            call.cancel()
+            named = {"sessionId": session_id} if session_id else {}
+            message = SocketError("INTERNAL", "the answer's stream failed").reply(**named)
+            self._client.send(json_frame(message))
+            if accepted or session_id in self._joined:
+                self._echo(session_id, message)
         finally:
-            self._streaming = None
             self._client.flush()

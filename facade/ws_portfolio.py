@@ -72,6 +72,9 @@ class PortfolioConversation:
         self._socket = FeedSocket(client, user.user_id, self._list_changed)
         self._named: set[str] = set()  # symbols the socket named itself
         self._lists: dict[str, Watched] = {}  # watchlist id -> its symbols as last known
+        # Lists being read now -> the newest change heard meanwhile (None: none yet): a change
+        # that overtakes the read must not be lost to it.
+        self._reading: dict[str, portfolio_pb2.WatchlistChange | None] = {}
         feed.join(self._socket)
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
@@ -83,7 +86,7 @@ class PortfolioConversation:
                 self._lists.pop(watchlist_id, None)
             self._feed.unfollow(socket, socket.symbols - self._followed(), targets.portfolios)
             return
-        read = {w: await self._watchlist(w) for w in targets.watchlists if w not in self._lists}
+        read = await self._read_lists([w for w in targets.watchlists if w not in self._lists])
         wanted = self._followed(targets.symbols, *(watched.symbols for watched in read.values()))
         if len(wanted) > MAX_SYMBOLS:
             raise _invalid(f"a socket follows at most {MAX_SYMBOLS} symbols")
@@ -93,11 +96,40 @@ class PortfolioConversation:
         self._lists.update(read)
         self._feed.follow(socket, wanted, targets.portfolios)
 
+    async def _read_lists(self, ids: list[str]) -> dict[str, Watched]:
+        """The lists as they are now: as read, or as changed while they were read."""
+        for watchlist_id in ids:
+            self._reading.setdefault(watchlist_id, None)
+        try:
+            read = {w: await self._watchlist(w) for w in ids}
+        finally:
+            heard = {w: self._reading.pop(w, None) for w in ids}
+        for watchlist_id, change in heard.items():
+            if change is None:
+                continue
+            changed = Watched.of(change.symbols, change.updated_at)
+            if changed.stamp < read[watchlist_id].stamp:
+                continue  # the read saw it already, and more
+            if change.deleted:
+                del read[watchlist_id]
+            else:
+                read[watchlist_id] = changed
+        return read
+
     def end(self) -> None:
         self._feed.leave(self._socket)
 
     def _list_changed(self, change: portfolio_pb2.WatchlistChange) -> None:
         """A list this socket follows was edited or deleted: follow it as it is now."""
+        if change.id in self._reading:
+            heard = self._reading[change.id]
+            if (
+                heard is None
+                or Watched.of(change.symbols, change.updated_at).stamp
+                >= Watched.of(heard.symbols, heard.updated_at).stamp
+            ):
+                self._reading[change.id] = change
+            return
         known = self._lists.get(change.id)
         if known is None:
             return

@@ -7,14 +7,15 @@ import asyncio
 import codecs
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from facade.bridge import Bridge, call_metadata, failure
-from facade.outbox import ClientSocket, SocketError, json_frame
+from facade.outbox import ClientSocket, SocketError, json_frame, text_frame
 from facade.placement import Placement
 from facade.plans import Plans
 from facade.sockets import SocketUser
@@ -24,8 +25,9 @@ log = logging.getLogger("stockfolio.facade")
 
 # The seed names its path with the trailing slash; both spellings are served.
 PATHS = ("/ws/terminal", "/ws/terminal-v2", "/ws/terminal-v2/")
-# Output characters per `data` message at most.
-FRAME_CHARS = 8192
+# Bytes of escaped output per `data` message at most (a quarter of a socket's send budget at
+# most: see _output).
+FRAME_BYTES = 8192
 
 
 def terminal_bridge(plans: Plans) -> Bridge:
@@ -138,9 +140,29 @@ class TerminalConversation:
                 call.cancel()
 
     async def _output(self, text: str) -> None:
-        # In pieces, so no single frame outgrows the socket's budget (escapes can make JSON
-        # six times the text); each waits while half the budget is still unsent.
-        for start in range(0, len(text), FRAME_CHARS):
+        """In frames of at most FRAME_BYTES of JSON, each written once less than the backlog (half
+        the send budget) waits: what waits then stays under three quarters of the budget, and a
+        pong, an error or the heartbeat's ping written after it never finds the socket past it
+        (4008). Cut by size, not characters: in ASCII JSON a control or non-ASCII character is
+        six bytes (twelve past the BMP)."""
+        limit = min(FRAME_BYTES, self._backlog // 2)
+        for escaped in _escaped_pieces(text, limit):
             await self._client.writable(self._backlog)
-            piece = text[start : start + FRAME_CHARS]
-            self._client.send_now(json_frame({"type": "data", "data": piece}))
+            self._client.send_now(text_frame(b'{"type":"data","data":' + escaped + b"}"))
+
+
+def _escaped_pieces(text: str, limit: int) -> Iterator[bytes]:
+    """`text` as JSON strings (quoted, ASCII) of at most `limit` bytes each, cut between
+    characters; each piece as long as fits."""
+    start = 0
+    while start < len(text):
+        count = min(len(text) - start, limit)
+        while True:
+            escaped = encode_basestring_ascii(text[start : start + count]).encode()
+            if len(escaped) <= limit or count == 1:
+                break
+            # Shrink in proportion to the overshoot (characters cost 1 to 12 bytes): a few
+            # rounds at most, each one C call over the piece.
+            count = max(1, min(count - 1, count * limit // len(escaped)))
+        yield escaped
+        start += count

@@ -290,8 +290,19 @@ def start_system(root: Path, settings: Mapping[str, str]) -> tuple[System, Honch
     """Migrations, then honcho, on free ports with a var/ folder in `root`; returns once ready.
 
     A system that does not get ready is stopped (leftovers killed) before the error, which
-    holds honcho's output, is raised.
+    holds honcho's output, is raised. One whose port was taken between picking it and binding
+    it (another worker's process) is started again on other ports, three times at most.
     """
+    for attempt in range(3):
+        try:
+            return _start_system_once(root, settings)
+        except HarnessError as problem:
+            if attempt == 2 or "address already in use" not in str(problem).lower():
+                raise
+    raise AssertionError("not reached")
+
+
+def _start_system_once(root: Path, settings: Mapping[str, str]) -> tuple[System, Honcho]:
     var_dir = root / "var"
     ports = Ports.pick(facade_admin=False)
     environ = system_environment(var_dir, ports, settings)

@@ -3,7 +3,6 @@ module only when CLAUDE_API_KEY is set), and the one translation of the SDK's er
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -11,7 +10,7 @@ import anthropic
 import httpx2
 
 from services.assistant.config import AssistantConfig
-from services.assistant.domain import Usage
+from services.assistant.domain import Usage, parse_tool_input
 from services.assistant.providers import (
     DEFAULT_RETRY_AFTER,
     SYSTEM_PROMPT,
@@ -120,6 +119,7 @@ class AnthropicProvider:
         (stop reason, output tokens). An `error` event raises inside the SDK's iterator."""
         input_tokens = output_tokens = 0
         stop_reason = "end_turn"
+        stopped = False  # message_stop came: the answer is whole
         uses: dict[int, tuple[str, str, list[str]]] = {}
         try:
             events = await self._client.messages.create(
@@ -149,6 +149,8 @@ class AnthropicProvider:
                     elif event.type == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens
+                    elif event.type == "message_stop":
+                        stopped = True
         except anthropic.AnthropicError as error:
             raise provider_error(error) from None
         except httpx2.TimeoutException:
@@ -158,12 +160,21 @@ class AnthropicProvider:
         except httpx2.TransportError:
             what = "the connection to the AI provider broke midway"
             raise _retry_in(ProviderError, what, DEFAULT_RETRY_AFTER["timeout"]) from None
+        except (ValueError, AttributeError, KeyError, TypeError):
+            # An event that is not JSON, or lacks a field the wire format has: the SDK builds
+            # events without checking them. The provider's fault, not ours: a retry may do.
+            what = "the AI provider sent a malformed stream"
+            raise _retry_in(ProviderError, what, DEFAULT_RETRY_AFTER["timeout"]) from None
+        if not stopped:
+            # The body ended cleanly before message_stop (a proxy closing it): what came is
+            # only the start of an answer.
+            what = "the AI provider's answer ended early"
+            raise _retry_in(ProviderError, what, DEFAULT_RETRY_AFTER["timeout"])
         for use_id, name, parts in uses.values():
             try:
-                arguments = json.loads("".join(parts) or "{}")
-            except ValueError:
-                arguments = {}
-            yield ToolUse(use_id, name, arguments if isinstance(arguments, dict) else {})
+                yield ToolUse(use_id, name, parse_tool_input("".join(parts)))
+            except ValueError as error:
+                yield ToolUse(use_id, name, {}, invalid=str(error))
         yield RoundEnd(stop_reason, Usage(input_tokens, output_tokens))
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from typing import cast
 from services.assistant.budget import Reservation, TokenBudget
 from services.assistant.config import SEED_MODELS, AssistantConfig
 from services.assistant.domain import (
+    HISTORY_MESSAGES,
     Message,
     Role,
     Session,
@@ -41,6 +42,7 @@ from services.assistant.providers import (
 )
 from services.assistant.repository import Chats, new_id
 from services.assistant.tools import PortfolioTools
+from services.runtime.clock import utc_now
 from services.runtime.context import Identity
 from services.runtime.errors import ResourceExhausted
 from services.runtime.ratelimit import RateLimiter
@@ -261,7 +263,7 @@ class Assistant:
             history = [asked]
             yield SessionStarted(session)
         else:
-            history = await self._chats.messages(user_id, session.id)
+            history = await self._chats.messages(user_id, session.id, latest=HISTORY_MESSAGES)
             asked = Message(new_id(), session.id, Role.USER, text, now)
             save = self._chats.append(user_id, asked)
             history.append(asked)
@@ -313,7 +315,10 @@ class Assistant:
                 for use in uses:
                     call = ToolCall(use.id, use.name, use.input)
                     yield ToolCalled(call)
-                    answered = await self._tools.run(call, identity)
+                    if use.invalid:
+                        answered = call.refused(f"invalid input: {use.invalid}")
+                    else:
+                        answered = await self._tools.run(call, identity)
                     yield ToolAnswered(answered)
                     calls.append(answered)
                 await asyncio.shield(asked_saved)
@@ -360,9 +365,10 @@ class Assistant:
         asked_saved: asyncio.Task[None],
         usage: Usage,
     ) -> None:
-        """Store what was streamed of an answer cut short (once; nothing when nothing came),
-        after the question. Shielded: a second cancellation (shutdown) must not lose the write
-        half-way."""
+        """Store what was streamed of an answer cut short (once), after the question, with the
+        tokens it used; cut before its first word, only its tokens are counted (the day's
+        budget is rebuilt from them). Shielded: a second cancellation (shutdown) must not lose
+        the write half-way."""
         try:
             await asyncio.shield(asked_saved)
             if text:
@@ -377,6 +383,8 @@ class Assistant:
                         usage=usage,
                     )
                 )
+            else:
+                await asyncio.shield(self._chats.record_usage(user_id, utc_now(), usage.total))
         except (ProviderError, asyncio.CancelledError):
             raise
         except Exception:  # the session was deleted meanwhile, the database is down...

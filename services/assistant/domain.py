@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,8 +58,13 @@ class ToolCall:
             "is_error": self.is_error,
         }
 
+    def refused(self, error: str) -> ToolCall:
+        """The call answered with `error`, for the model, without running its tool."""
+        return replace(self, result={"error": error}, is_error=True)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToolCall:
+        """A call as `as_json` stored it (read with `read_stored_json`)."""
         return cls(
             id=str(data["id"]),
             name=str(data["name"]),
@@ -65,6 +72,77 @@ class ToolCall:
             result=data.get("result"),
             is_error=bool(data.get("is_error", False)),
         )
+
+
+# Digits beyond which an integer is no double's (a double's largest is 1.8e308): a Struct, the
+# protobuf JSON mapping and every JSON reader keep numbers as doubles.
+_MAX_NUMBER_DIGITS = len(str(int(sys.float_info.max)))
+
+
+def _loads(text: str, bad: Callable[[str], Any]) -> Any:
+    """`text` as JSON: numbers a double holds as numbers, any other as `bad` makes it."""
+
+    def integer(digits: str) -> Any:
+        if len(digits.lstrip("-")) > _MAX_NUMBER_DIGITS or abs(int(digits)) > sys.float_info.max:
+            return bad(digits)
+        return int(digits)
+
+    def real(digits: str) -> Any:
+        value = float(digits)
+        return value if math.isfinite(value) else bad(digits)
+
+    return json.loads(text, parse_int=integer, parse_float=real, parse_constant=bad)
+
+
+def _refuse(text: str) -> Any:
+    shown = text[:24] + ("…" if len(text) > 24 else "")
+    raise ValueError(f"{shown} is not a finite number within a double's range")
+
+
+def parse_tool_input(text: str) -> dict[str, Any]:
+    """A tool's input as the model wrote it (JSON): an object whose numbers are all doubles'.
+    ValueError saying what is wrong otherwise (a number like 1e999 or one of 400 digits is
+    valid JSON, but no Struct can hold it: the call is refused, not stored)."""
+    try:
+        value = _loads(text or "{}", _refuse)
+    except RecursionError:
+        raise ValueError("the input is nested too deeply") from None
+    except ValueError as error:
+        raise ValueError(f"the input is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError("the input must be a JSON object")
+    _check_holdable(value, 1)
+    return value
+
+
+# JSON levels a tool input may nest: each is two protobuf message levels in a Struct, whose
+# reader stops at 100 (a valid input 40 deep failed the whole answer when it was sent on).
+MAX_TOOL_INPUT_DEPTH = 32
+
+
+def _check_holdable(value: Any, depth: int) -> None:
+    """ValueError for what no Struct (nor the stored UTF-8 text) can hold: nesting past
+    MAX_TOOL_INPUT_DEPTH, or a string with a lone surrogate ("\\ud800" is valid JSON)."""
+    if depth > MAX_TOOL_INPUT_DEPTH:
+        raise ValueError(f"the input is nested deeper than {MAX_TOOL_INPUT_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("the input holds a string that is not valid Unicode text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_holdable(key, depth)
+            _check_holdable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_holdable(item, depth + 1)
+
+
+def read_stored_json(text: str) -> Any:
+    """JSON the service stored, with any number no double holds as its text (stored before
+    such input was refused: the session must stay readable)."""
+    return _loads(text, lambda number: number)
 
 
 @dataclass(frozen=True)
@@ -97,6 +175,19 @@ class Message:
     incomplete: bool = False
     model: str = ""
     usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A session and one stretch of its messages (oldest first), with whether older remain."""
+
+    session: Session
+    messages: list[Message]
+    has_earlier: bool
+
+
+# Messages a transcript holds unless asked for another number (GetSession's `limit`).
+TRANSCRIPT_MESSAGES = 100
 
 
 def check_message(text: str, max_chars: int) -> str:
@@ -157,14 +248,57 @@ def title_from(message: str) -> str:
     return cut.rstrip(",.;:") + "…"
 
 
-def provider_history(messages: Iterable[Message]) -> list[dict[str, Any]]:
-    """A session's messages as the Anthropic Messages API takes them.
+# The most of a session's history sent with a question, in characters (about a quarter as many
+# tokens: well inside the models' 200k-token context, and a bound on what each turn costs). A
+# longer session sends its latest turns; the rest stays stored and shown.
+HISTORY_CHARS = 400_000
+# The most messages read back to build it (each at most ASSISTANT_MAX_MESSAGE_CHARS).
+HISTORY_MESSAGES = 400
+
+
+def provider_history(
+    messages: Iterable[Message], max_chars: int = HISTORY_CHARS
+) -> list[dict[str, Any]]:
+    """A session's messages as the Anthropic Messages API takes them, the latest that fit in
+    `max_chars`.
 
     An assistant message that called tools becomes the assistant's turn (its text and
     `tool_use` blocks) followed by a user turn of `tool_result` blocks. Turns must alternate
     and must not be empty: an incomplete answer keeps only its text (its tool calls never
-    ran), an empty one is skipped, and consecutive turns of one role are merged.
+    ran), an empty one is skipped, and consecutive turns of one role are merged. Cut to fit,
+    the history starts with a user's own words (never a tool result whose call was cut).
     """
+    return _latest(_turns(messages), max_chars)
+
+
+def _latest(turns: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
+    size, first = 0, len(turns)
+    while first > 0:
+        size += sum(_block_chars(block) for block in turns[first - 1]["content"])
+        if size > max_chars and first < len(turns):
+            break
+        first -= 1
+    if first == 0:
+        return turns
+    # Cut: start at a user's turn, without the results of tool calls that were cut off.
+    while first < len(turns) - 1:
+        head = turns[first]
+        words = [block for block in head["content"] if block["type"] != "tool_result"]
+        if head["role"] == "user" and words:
+            return [{"role": "user", "content": words}, *turns[first + 1 :]]
+        first += 1
+    return turns[first:]
+
+
+def _block_chars(block: dict[str, Any]) -> int:
+    if block["type"] == "text":
+        return len(block["text"])
+    if block["type"] == "tool_use":
+        return len(json.dumps(block["input"])) + len(block["name"])
+    return len(block.get("content", ""))
+
+
+def _turns(messages: Iterable[Message]) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:

@@ -43,14 +43,33 @@ def _quantity(text: object) -> str:
         return str(text)
 
 
-def offline_answer(question: str, portfolios: list[dict[str, Any]]) -> str:
-    """What the offline assistant says once it has read the caller's portfolios."""
+def _totals(portfolios: list[dict[str, Any]]) -> dict[str, Decimal]:
+    # Summed per currency: yen and dollars added together are no figure at all.
+    totals: dict[str, Decimal] = {}
+    for p in portfolios:
+        currency = str(p.get("currency") or "")
+        totals[currency] = totals.get(currency, Decimal(0)) + Decimal(str(p.get("totalValue") or 0))
+    return totals
+
+
+def offline_answer(
+    question: str,
+    portfolios: list[dict[str, Any]],
+    *,
+    count: int | None = None,
+    totals: dict[str, Any] | None = None,
+) -> str:
+    """What the offline assistant says once it has read the caller's portfolios: `portfolios`
+    are those listed, `count` how many there are and `totals` the value of them all per
+    currency (list_portfolios' result; without them, the listed ones are all there are)."""
     if not portfolios:
         return f"{OFFLINE_NOTICE}\n\nYou have no portfolios yet."
     lines = [OFFLINE_NOTICE, ""]
+    more = max(0, (count or 0) - len(portfolios))
     if _WORTH.search(question):
-        total = sum((Decimal(str(p.get("totalValue") or 0)) for p in portfolios), Decimal(0))
-        lines.append(f"Your portfolios are worth {_money(total)} in total:")
+        every = _totals(portfolios) if totals is None else totals
+        worth = " and ".join(f"{_money(v)} {c}".strip() for c, v in sorted(every.items()))
+        lines.append(f"Your portfolios are worth {worth} in total:")
         for p in portfolios:
             lines.append(
                 f"- {p.get('name', '?')}: {_money(p.get('totalValue', '0'))} "
@@ -70,6 +89,8 @@ def offline_answer(question: str, portfolios: list[dict[str, Any]]) -> str:
                 for x in positions
             )
             lines.append(f"- {p.get('name', '?')}: {held}")
+    if more:
+        lines.append(f"- and {more} more portfolio{'s' if more > 1 else ''}, not listed here")
     return "\n".join(lines)
 
 
@@ -113,7 +134,12 @@ class OfflineProvider:
             if results[-1].get("is_error"):
                 text = f"{OFFLINE_NOTICE}\n\nI could not read your portfolios: {data.get('error')}"
             else:
-                text = offline_answer(question, list(data.get("portfolios", [])))
+                text = offline_answer(
+                    question,
+                    list(data.get("portfolios", [])),
+                    count=data.get("count"),
+                    totals=data.get("totalValueByCurrency"),
+                )
         else:
             text = OFFLINE_NOTICE
         for word in _words(text):

@@ -1,14 +1,18 @@
 """The assistant service's tables: folders, chat sessions and their messages (times in UTC,
-services.runtime.sqltypes). PostgreSQL searches messages with a full-text (GIN) index that the
-migration adds; SQLite has none and falls back to a portable match (repository.py)."""
+services.runtime.sqltypes), and the provider tokens each user spent per day. PostgreSQL
+searches messages with a full-text (GIN) index that the migration adds; SQLite has none and
+falls back to a portable match (repository.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Date,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -70,4 +74,17 @@ messages = Table(
     created_at_column(),
     Index("ix_chat_messages_session_id", "session_id", "sequence", unique=True),
     Index("ix_chat_messages_user_id", "user_id", "created_at"),
+)
+
+# Provider tokens (input + output) each user spent per UTC day: what the daily budget is rebuilt
+# from when the cache loses its total (budget.py). A ledger of its own, not the messages' counts:
+# deleting a session (its messages) gives no tokens back, and an answer cut before its first word
+# (no message stored) is counted too.
+token_usage = Table(
+    "chat_token_usage",
+    metadata,
+    owner_column(),
+    Column("day", Date, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "day"),
 )

@@ -35,6 +35,9 @@ class ToolUse:
     id: str
     name: str
     input: dict[str, Any]
+    # Why the input the model wrote cannot be used (not a JSON object of finite numbers): the
+    # tool is not run, and the model is told so in its result.
+    invalid: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Loads and saves folders, sessions and messages; every query is scoped to one user.
+"""Loads and saves folders, sessions and messages, and the tokens each user spent per day;
+every query is scoped to one user.
 
 Search: PostgreSQL full-text search (`websearch_to_tsquery` against the GIN index on
 `to_tsvector('english', content)`), ranked; elsewhere (SQLite) a portable fallback in which
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,13 +27,23 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.assistant.domain import Folder, Message, Role, Session, ToolCall, Usage
-from services.assistant.orm import folders, messages, sessions
+from services.assistant.domain import (
+    Folder,
+    Message,
+    Role,
+    Session,
+    ToolCall,
+    Transcript,
+    Usage,
+    read_stored_json,
+)
+from services.assistant.orm import folders, messages, sessions, token_usage
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import NotFound
+from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.runtime.queries import contains_text, fetch_page
 
@@ -60,7 +71,7 @@ def _session(row: Any) -> Session:
 
 
 def _message(row: Any) -> Message:
-    calls = tuple(ToolCall.from_json(c) for c in json.loads(row.tool_calls or "[]"))
+    calls = tuple(ToolCall.from_json(c) for c in read_stored_json(row.tool_calls or "[]"))
     return Message(
         id=row.id,
         session_id=row.session_id,
@@ -75,13 +86,13 @@ def _message(row: Any) -> Message:
 
 
 async def _owned_row(
-    tx: AsyncSession, table: Table, noun: str, user_id: str, row_id: str
+    tx: AsyncSession, table: Table, noun: str, user_id: str, row_id: str, *, lock: bool = False
 ) -> Row[Any]:
     """The row of `table` with `row_id` if `user_id` owns it; NotFound otherwise (someone
-    else's is not found either)."""
-    row = (
-        await tx.execute(select(table).where(table.c.id == row_id, table.c.user_id == user_id))
-    ).first()
+    else's is not found either). `lock`: held until the transaction ends (PostgreSQL; SQLite
+    has one writer at a time anyway)."""
+    query = select(table).where(table.c.id == row_id, table.c.user_id == user_id)
+    row = (await tx.execute(query.with_for_update() if lock else query)).first()
     if row is None:
         raise NotFound(f"{noun} {row_id[:64]} not found", reason=f"{noun.upper()}_NOT_FOUND")
     return row
@@ -156,8 +167,10 @@ class Chats:
         async with self._db.reading() as tx:
             return await self._owned_session(tx, user_id, session_id)
 
-    async def _owned_session(self, tx: AsyncSession, user_id: str, session_id: str) -> Session:
-        return _session(await _owned_row(tx, sessions, "session", user_id, session_id))
+    async def _owned_session(
+        self, tx: AsyncSession, user_id: str, session_id: str, *, lock: bool = False
+    ) -> Session:
+        return _session(await _owned_row(tx, sessions, "session", user_id, session_id, lock=lock))
 
     async def update_session(
         self, user_id: str, session_id: str, *, title: str | None, folder_id: str | None
@@ -176,8 +189,9 @@ class Chats:
             return await self._owned_session(tx, user_id, session_id)
 
     async def delete_session(self, user_id: str, session_id: str) -> None:
+        """The session and its messages go; the tokens its answers spent stay counted."""
         async with self._db.transaction() as tx:
-            await self._owned_session(tx, user_id, session_id)
+            await self._owned_session(tx, user_id, session_id, lock=True)
             await tx.execute(delete(messages).where(messages.c.session_id == session_id))
             await tx.execute(delete(sessions).where(sessions.c.id == session_id))
 
@@ -198,15 +212,42 @@ class Chats:
 
     # --- messages ------------------------------------------------------------------------------
 
-    async def messages(self, user_id: str, session_id: str) -> list[Message]:
+    async def messages(
+        self, user_id: str, session_id: str, *, latest: int | None = None
+    ) -> list[Message]:
+        """The session's messages in order; with `latest`, only that many of the newest."""
         async with self._db.reading() as tx:
             await self._owned_session(tx, user_id, session_id)
-            rows = await tx.execute(
-                select(messages)
-                .where(messages.c.session_id == session_id)
-                .order_by(messages.c.sequence)
-            )
+            query = select(messages).where(messages.c.session_id == session_id)
+            if latest is None:
+                rows = list(await tx.execute(query.order_by(messages.c.sequence)))
+            else:
+                newest = query.order_by(messages.c.sequence.desc()).limit(latest)
+                rows = list(await tx.execute(newest))[::-1]
             return [_message(r) for r in rows]
+
+    async def transcript(
+        self, user_id: str, session_id: str, *, limit: int, before: str = ""
+    ) -> Transcript:
+        """The session with its newest `limit` messages, or the newest of those written before
+        the message `before` (of this session); read together, in one transaction."""
+        async with self._db.reading() as tx:
+            session = await self._owned_session(tx, user_id, session_id)
+            query = select(messages).where(messages.c.session_id == session_id)
+            if before:
+                sequence = (
+                    await tx.execute(
+                        select(messages.c.sequence).where(
+                            messages.c.session_id == session_id, messages.c.id == before
+                        )
+                    )
+                ).scalar_one_or_none()
+                if sequence is None:
+                    raise InvalidArgument.field("before", "is not a message of this session")
+                query = query.where(messages.c.sequence < sequence)
+            newest = query.order_by(messages.c.sequence.desc()).limit(limit + 1)
+            rows = list(await tx.execute(newest))
+        return Transcript(session, [_message(r) for r in rows[:limit]][::-1], len(rows) > limit)
 
     async def add_message(
         self,
@@ -236,9 +277,20 @@ class Chats:
         return message
 
     async def append(self, user_id: str, message: Message) -> None:
-        """Store `message` last in its session (the session must still be the user's)."""
+        """Store `message` last in its session (the session must still be the user's).
+
+        The session's row is locked first, so messages written to one session at once (two
+        tabs) queue for their sequence numbers, and a session deleted meanwhile is NotFound.
+        Its tokens count even then: they were spent."""
+        try:
+            await self._append(user_id, message)
+        except NotFound:
+            await self.record_usage(user_id, message.created_at, message.usage.total)
+            raise
+
+    async def _append(self, user_id: str, message: Message) -> None:
         async with self._db.transaction() as tx:
-            await self._owned_session(tx, user_id, message.session_id)
+            await self._owned_session(tx, user_id, message.session_id, lock=True)
             last = (
                 await tx.execute(
                     select(func.max(messages.c.sequence)).where(
@@ -253,8 +305,10 @@ class Chats:
                 .values(updated_at=message.created_at)
             )
 
-    @staticmethod
-    async def _insert(tx: AsyncSession, user_id: str, message: Message, *, sequence: int) -> None:
+    async def _insert(
+        self, tx: AsyncSession, user_id: str, message: Message, *, sequence: int
+    ) -> None:
+        """The message, and its tokens in the day's usage (one transaction)."""
         await tx.execute(
             messages.insert().values(
                 id=message.id,
@@ -271,17 +325,40 @@ class Chats:
                 created_at=message.created_at,
             )
         )
+        await self._add_usage(tx, user_id, message.created_at, message.usage.total)
+
+    # --- token usage ---------------------------------------------------------------------------
+
+    async def record_usage(self, user_id: str, at: datetime, tokens: int) -> None:
+        """Count `tokens` the user spent at `at` that no stored message carries (an answer cut
+        before its first word, one whose session was deleted meanwhile)."""
+        if tokens > 0:
+            async with self._db.transaction() as tx:
+                await self._add_usage(tx, user_id, at, tokens)
+
+    async def _add_usage(self, tx: AsyncSession, user_id: str, at: datetime, tokens: int) -> None:
+        if tokens <= 0:
+            return
+        module: Any = postgresql if self._db.dialect == "postgresql" else sqlite
+        day = at.astimezone(UTC).date()
+        statement = module.insert(token_usage).values(user_id=user_id, day=day, tokens=tokens)
+        await tx.execute(
+            statement.on_conflict_do_update(
+                index_elements=[token_usage.c.user_id, token_usage.c.day],
+                set_={"tokens": token_usage.c.tokens + statement.excluded.tokens},
+            )
+        )
 
     async def tokens_since(self, user_id: str, since: datetime) -> int:
-        """Provider tokens the user's answers spent since `since`."""
+        """Provider tokens the user spent on the UTC days from `since`'s on (sessions deleted
+        since included)."""
         async with self._db.reading() as tx:
             total = (
                 await tx.execute(
-                    select(
-                        func.coalesce(
-                            func.sum(messages.c.input_tokens + messages.c.output_tokens), 0
-                        )
-                    ).where(messages.c.user_id == user_id, messages.c.created_at >= since)
+                    select(func.coalesce(func.sum(token_usage.c.tokens), 0)).where(
+                        token_usage.c.user_id == user_id,
+                        token_usage.c.day >= since.astimezone(UTC).date(),
+                    )
                 )
             ).scalar_one()
         return int(total)

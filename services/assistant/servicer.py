@@ -8,7 +8,12 @@ import grpc
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 
 from services.assistant.conversation import Assistant, Done
-from services.assistant.domain import check_folder_name, check_query, check_title
+from services.assistant.domain import (
+    TRANSCRIPT_MESSAGES,
+    check_folder_name,
+    check_query,
+    check_title,
+)
 from services.assistant.messages import (
     chat_message,
     folder_message,
@@ -94,12 +99,16 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
     async def GetSession(
         self, request: assistant_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> assistant_pb2.GetSessionResponse:
-        user_id = require_identity().user_id
-        session_id = _id(request.id, "id")
-        session = await self._chats.session(user_id, session_id)
-        found = await self._chats.messages(user_id, session_id)
+        found = await self._chats.transcript(
+            require_identity().user_id,
+            _id(request.id, "id"),
+            limit=request.limit or TRANSCRIPT_MESSAGES,
+            before=request.before.strip(),
+        )
         return assistant_pb2.GetSessionResponse(
-            session=session_message(session), messages=[chat_message(m) for m in found]
+            session=session_message(found.session),
+            messages=[chat_message(m) for m in found.messages],
+            has_earlier=found.has_earlier,
         )
 
     async def UpdateSession(

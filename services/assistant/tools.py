@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import grpc
@@ -17,11 +18,14 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from services.assistant.domain import ToolCall
 from services.runtime.context import Identity
 from services.runtime.interceptors import outgoing_metadata
+from services.runtime.pagination import MAX_LIMIT
 
 log = logging.getLogger(__name__)
 
 # Rows a list tool returns at most: enough to answer, few enough to keep the prompt small.
 TOOL_LIST_LIMIT = 50
+# Portfolios list_portfolios reads at most for its totals (pages of MAX_LIMIT).
+TOTALS_MAX_PORTFOLIOS = 10_000
 
 _PORTFOLIO_ID = {"type": "string", "description": "The portfolio's id (from list_portfolios)."}
 
@@ -30,7 +34,9 @@ DEFINITIONS: list[dict[str, Any]] = [
     {
         "name": "list_portfolios",
         "description": "The user's portfolios with their total value, cost, cash, gain/loss "
-        "and positions. Money is in decimal strings.",
+        f"and positions (the first {TOOL_LIST_LIMIT}); `count` is how many the user has and "
+        "`totalValueByCurrency` the sum of all their values per currency. Money is in decimal "
+        "strings.",
         "input_schema": {"type": "object", "properties": {}},
     },
     {
@@ -107,10 +113,54 @@ def _json(message: Message) -> dict[str, Any]:
 # A tool: its request, read from the model's input, and the portfolio RPC that answers it.
 Request = Callable[[Mapping[str, Any]], Message]
 Rpc = Callable[..., Awaitable[Message]]
+# What runs a tool: the model's input and the caller's metadata in, the result out.
+Runner = Callable[[Mapping[str, Any], Sequence[tuple[str, str]]], Awaitable[dict[str, Any]]]
 
 
-def _list_portfolios_request(_args: Mapping[str, Any]) -> Message:
-    return portfolio_pb2.ListPortfoliosRequest(limit=TOOL_LIST_LIMIT)
+def _one_call(request: Request, rpc: Rpc) -> Runner:
+    async def run(args: Mapping[str, Any], metadata: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        return _json(await rpc(request(args), metadata=metadata))
+
+    return run
+
+
+def _value(text: str) -> Decimal:
+    try:
+        return Decimal(text or "0")
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def portfolio_listing(portfolios: Sequence[portfolio_pb2.Portfolio]) -> dict[str, Any]:
+    """list_portfolios' result: the first TOOL_LIST_LIMIT portfolios, how many there are, and
+    the value of them all per currency (a sum of the listed ones would answer "what am I
+    worth?" wrong for a user with more)."""
+    totals: dict[str, Decimal] = {}
+    for portfolio in portfolios:
+        totals[portfolio.currency] = totals.get(portfolio.currency, Decimal(0)) + _value(
+            portfolio.total_value
+        )
+    return {
+        "portfolios": [_json(p) for p in portfolios[:TOOL_LIST_LIMIT]],
+        "count": len(portfolios),
+        "totalValueByCurrency": {c: format(v, "f") for c, v in sorted(totals.items())},
+    }
+
+
+def _list_portfolios(stub: portfolio_pb2_grpc.PortfolioServiceStub) -> Runner:
+    async def run(_args: Mapping[str, Any], metadata: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        found: dict[str, portfolio_pb2.Portfolio] = {}
+        for page in range(1, TOTALS_MAX_PORTFOLIOS // MAX_LIMIT + 1):
+            reply = await stub.ListPortfolios(
+                portfolio_pb2.ListPortfoliosRequest(page=page, limit=MAX_LIMIT), metadata=metadata
+            )
+            # By id: one created or deleted between two pages shifts the next by one.
+            found.update((p.id, p) for p in reply.portfolios)
+            if page >= reply.pagination.total_pages or not reply.portfolios:
+                break
+        return portfolio_listing(list(found.values()))
+
+    return run
 
 
 def _get_portfolio_request(args: Mapping[str, Any]) -> Message:
@@ -146,13 +196,13 @@ class PortfolioTools:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
-        self._tools: dict[str, tuple[Request, Rpc]] = {
-            "list_portfolios": (_list_portfolios_request, stub.ListPortfolios),
-            "get_portfolio": (_get_portfolio_request, stub.GetPortfolio),
-            "list_positions": (_list_positions_request, stub.ListPositions),
-            "list_trades": (_list_trades_request, stub.ListTrades),
-            "get_performance": (_get_performance_request, stub.GetPerformance),
-            "get_quote": (_get_quote_request, stub.GetQuote),
+        self._tools: dict[str, Runner] = {
+            "list_portfolios": _list_portfolios(stub),
+            "get_portfolio": _one_call(_get_portfolio_request, stub.GetPortfolio),
+            "list_positions": _one_call(_list_positions_request, stub.ListPositions),
+            "list_trades": _one_call(_list_trades_request, stub.ListTrades),
+            "get_performance": _one_call(_get_performance_request, stub.GetPerformance),
+            "get_quote": _one_call(_get_quote_request, stub.GetQuote),
         }
 
     @property
@@ -163,17 +213,14 @@ class PortfolioTools:
         """The call with its result; failures are results too (`is_error`), for the model."""
         tool = self._tools.get(call.name)
         if tool is None:
-            return dataclasses.replace(
-                call, result={"error": f"unknown tool {call.name[:64]}"}, is_error=True
-            )
-        request, rpc = tool
+            return call.refused(f"unknown tool {call.name[:64]}")
         try:
-            reply = await rpc(request(call.input), metadata=outgoing_metadata(identity))
+            result = await tool(call.input, outgoing_metadata(identity))
         except ToolInputError as error:
-            return dataclasses.replace(call, result={"error": str(error)}, is_error=True)
+            return call.refused(str(error))
         except grpc.aio.AioRpcError as error:
             code: grpc.StatusCode = error.code()
             log.info("tool failed", extra={"tool": call.name, "code": code.name})
             failure = {"error": error.details() or code.name.lower(), "code": code.name}
             return dataclasses.replace(call, result=failure, is_error=True)
-        return dataclasses.replace(call, result=_json(reply), is_error=False)
+        return dataclasses.replace(call, result=result, is_error=False)

@@ -210,14 +210,11 @@ class AlertWatch:
                 await self._restore(fired)
 
     async def _restore(self, fired: Sequence[Firing]) -> None:
-        """Undo in the index firings that were not stored: a one-off alert comes back fresh (it
-        fires at its next step if its condition still holds), a repeating one leaves the
-        cool-down it started."""
+        """Undo in the index firings that were not stored: the alert comes back as it was
+        before, fresh, so it fires at its next step if its condition still holds (a repeating
+        one settled instead stayed past its threshold with no new crossing, never to fire)."""
         for firing in fired:
-            if firing.rule.id in self.index:
-                self.index.settle(firing.rule)
-            else:
-                self.index.put(firing.rule)
+            self.index.put(firing.rule)
 
     async def _store(self, fired: Sequence[Firing]) -> None:
         kept: list[FiredRecord] = []

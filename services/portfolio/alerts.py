@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.portfolio.alert_index import AlertRule, Condition
 from services.portfolio.domain import PRICE_PLACES, normalize_symbol, parse_decimal
 from services.portfolio.market_data import MarketData
@@ -90,7 +92,14 @@ class Alerts:
         self._changed = changed
         self._clock = clock
 
-    async def create(self, user_id: str, draft: AlertDraft) -> AlertRule:
+    async def create(
+        self,
+        user_id: str,
+        draft: AlertDraft,
+        *,
+        settle: Callable[[AsyncSession, AlertRule], Awaitable[None]] | None = None,
+    ) -> AlertRule:
+        """The new alert; `settle` commits with it, given it (a caller's Idempotency-Key)."""
         condition, threshold, window = _threshold(draft)
         symbol = (await self._market.stock(normalize_symbol(draft.symbol))).symbol
         note = draft.note.strip()
@@ -116,6 +125,8 @@ class Alerts:
             repository = AlertRepository(session)
             await self._check_room(repository, user_id)
             await repository.add(rule)
+            if settle is not None:
+                await settle(session, rule)
         await self._changed(rule.id)
         return rule
 
@@ -132,6 +143,10 @@ class Alerts:
         alert_id = _require_id(alert_id)
         async with self._db.transaction() as session:
             repository = AlertRepository(session)
+            if active:
+                # Before the read: a resume of the same alert at once (a double click at the
+                # cap) then sees the other's, and answers the alert active, not over the cap.
+                await repository.hold_cap(user_id)
             rule = await repository.get(alert_id, user_id)
             if rule is None:
                 raise alert_not_found(alert_id)
@@ -159,6 +174,8 @@ class Alerts:
 
     async def mark_read(self, user_id: str, ids: Sequence[str]) -> int:
         wanted = [i.strip() for i in ids if i.strip()]
+        if ids and not wanted:
+            return 0  # blank ids name no firing (no ids at all is what means every one)
         async with self._db.transaction() as session:
             return await FiredAlertRepository(session).mark_read(user_id, wanted)
 

@@ -81,9 +81,14 @@ class DividendPayer:
             for portfolio in papers:
                 history = [r.trade for r in trades[portfolio.id]]
                 bought = {t.symbol for t in history if t.side is Side.BUY}
+                # A dividend the portfolio holds already (imported with its trades from an
+                # export, or recorded by hand) is not paid again.
+                held_dividends = {(t.symbol, t.day) for t in history if t.side is Side.DIVIDEND}
                 for symbol in sorted(bought & calendar.keys()):
                     for ex_date, per_share in sorted(calendar[symbol].items()):
                         if (portfolio.id, symbol, ex_date) in done:
+                            continue
+                        if (symbol, ex_date) in held_dividends:
                             continue
                         held = _held_before(history, symbol, ex_date, portfolio.kind)
                         if held > 0 and await self._pay(

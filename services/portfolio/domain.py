@@ -51,6 +51,7 @@ from services.portfolio.wire_numbers import (
     present_price,
     present_quantity,
     present_ratio,
+    present_sum,
     ratio,
 )
 
@@ -94,5 +95,6 @@ __all__ = [
     "present_price",
     "present_quantity",
     "present_ratio",
+    "present_sum",
     "ratio",
 ]

@@ -23,7 +23,7 @@ from typing import Self
 from google.protobuf.message import DecodeError
 from stockfolio.portfolio.v1 import portfolio_pb2
 
-from services.portfolio.domain import Totals, present_money
+from services.portfolio.domain import Totals, present_money, present_sum
 from services.portfolio.messages import trade_message
 from services.portfolio.records import RecordedTrade
 from services.runtime.cache import Cache
@@ -123,7 +123,7 @@ class EventHub:
         value = portfolio_pb2.PortfolioValue(
             portfolio_id=portfolio_id,
             total_value=present_money(totals.total_value),
-            total_gain_loss=present_money(totals.total_gain_loss),
+            total_gain_loss=present_sum(totals.total_value, -totals.total_cost),
             time=timestamp(at),
         )
         await self.publish(Event(user_id=user_id, portfolio_value=value))

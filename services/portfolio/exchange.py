@@ -23,24 +23,24 @@ from services.portfolio.currencies import (
     FxRate,
     FxSource,
     TradeFx,
-    Valuation,
     pair_key,
     require_currency,
 )
 from services.portfolio.domain import Trade
 from services.portfolio.exact import times
 from services.portfolio.market_data import MarketData
-from services.portfolio.records import portfolio_not_found
-from services.portfolio.repository import PortfolioRepository, PriceRepository
+from services.portfolio.repository import PriceRepository, portfolio_currency
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import DomainError, NotFound
+from services.runtime.errors import DomainError, NotFound, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 
 # Closes from this long before a day, so a day after a weekend or holiday finds the last one.
 LOOKBACK = timedelta(days=14)
 PAST_RATES = 50_000
+# A day this long ago has its close published, or never will (a weekend, a holiday).
+SETTLED_AFTER = timedelta(days=7)
 
 
 class Exchange:
@@ -85,9 +85,12 @@ class Exchange:
             )
         last = max(found)
         rate = FxRate(base, quote, closes[last], last, getattr(self._market, "source", ""))
-        if len(self._past) >= PAST_RATES:
-            self._past.clear()
-        self._past[(base, quote, day)] = rate
+        # Kept only once it cannot change: the day's own close, or an earlier one for a day
+        # long enough ago (a weekend's); a recent day's close may not be published yet.
+        if last == day or day <= today - SETTLED_AFTER:
+            if len(self._past) >= PAST_RATES:
+                self._past.clear()
+            self._past[(base, quote, day)] = rate
         return rate
 
     async def history(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
@@ -103,7 +106,10 @@ class Exchange:
             fetched = {}
         async with self._db.reading() as session:
             stored = (await PriceRepository(session).closes([key], start, end))[key]
-        missing = {d: c for d, c in fetched.items() if d not in stored}
+        # Today's bar is the rate so far, not a close: stored, it would stand for the day's
+        # close for good (stored closes win), so only finished days are kept.
+        today = self._clock().astimezone(UTC).date()
+        missing = {d: c for d, c in fetched.items() if d not in stored and d < today}
         if missing:
             async with self._db.transaction() as session:
                 await PriceRepository(session).add_missing(key, missing)
@@ -133,7 +139,8 @@ class Exchange:
 
     async def currency_of(self, symbol: str, default: str) -> str:
         """The symbol's trading currency as the market lists it (kept once known); `default`
-        when the market cannot say now."""
+        only for a listing that names none. A market that cannot answer now (Alpha Vantage out
+        of calls, down) raises its error: a guess would book a dollar price as yen, for good."""
         known = self._currencies.get(symbol)
         if known is not None:
             return known
@@ -142,56 +149,51 @@ class Exchange:
         except NotFound:
             raise
         except DomainError as problem:
-            log.info("currency not known", extra={"symbol": symbol, "why": problem.reason})
-            return default
-        currency = info.currency.strip().upper() or default
+            said = (
+                f"the market cannot say now which currency {symbol} trades in"
+                f" ({problem.message}); try again shortly"
+            )
+            if isinstance(problem, ResourceExhausted):
+                raise ResourceExhausted(said, retry_after=problem.retry_after) from None
+            raise Unavailable(said, reason="CURRENCY_UNKNOWN") from None
+        currency = info.currency.strip().upper()
+        if not currency:
+            return default  # not kept: another answer may name it
         self._currencies[symbol] = currency
         return currency
 
     async def convert(
         self, price: dict[str, Decimal], currency: str
     ) -> dict[str, tuple[Decimal, str, Decimal]]:
-        """Each symbol's price in `currency` at today's rate: (price, trading currency, rate)."""
+        """Each symbol's price in `currency` at today's rate: (price, trading currency, rate).
+        A symbol whose currency or rate cannot be known now is left out (a book values it at
+        its last trade price, which is in the portfolio's currency already)."""
         converted: dict[str, tuple[Decimal, str, Decimal]] = {}
         for symbol, local in price.items():
-            trading = await self.currency_of(symbol, currency)
-            rate = ONE
-            if trading != currency:
-                rate = (await self.rate(trading, currency)).rate
+            try:
+                trading = await self.currency_of(symbol, currency)
+                rate = ONE
+                if trading != currency:
+                    rate = (await self.rate(trading, currency)).rate
+            except DomainError as problem:
+                log.info("not converted", extra={"symbol": symbol, "why": problem.reason})
+                continue
             converted[symbol] = (times(local, rate), trading, rate)
         return converted
-
-    async def valuations(
-        self, user_id: str, portfolio_id: str, symbols: Iterable[str]
-    ) -> dict[str, Valuation]:
-        """Each symbol's current price in its trading currency and today's rate into the
-        portfolio's currency; a symbol the market cannot price now is left out."""
-        currency = await self.portfolio_currency(user_id, portfolio_id)
-        found: dict[str, Valuation] = {}
-        for symbol in sorted(set(symbols)):
-            try:
-                quote = await self._market.quote(symbol)
-                trading = await self.currency_of(symbol, currency)
-                rate = (await self.rate(trading, currency)).rate
-            except DomainError as problem:
-                log.info("no valuation", extra={"symbol": symbol, "why": problem.reason})
-                continue
-            found[symbol] = Valuation(trading, quote.price, rate)
-        return found
 
     # --- trades ----------------------------------------------------------------------------
 
     async def portfolio_currency(self, user_id: str, portfolio_id: str) -> str:
-        async with self._db.reading() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-        if portfolio is None:
-            raise portfolio_not_found(portfolio_id)
-        return portfolio.base_currency
+        return await portfolio_currency(self._db, user_id, portfolio_id)
 
-    async def trade_in(self, trade: Trade, currency: str) -> tuple[Trade, TradeFx]:
+    async def trade_in(
+        self, trade: Trade, currency: str, *, cash_in: str = ""
+    ) -> tuple[Trade, TradeFx]:
         """`trade` (priced in its stock's trading currency) with its price and fees in the
-        portfolio's `currency` at the rate of its date, and what it was given as."""
-        trading = currency
+        portfolio's `currency` at the rate of its date, and what it was given as. A cash row
+        (no symbol) is in `cash_in` when given (an export's `currency` column: a euro
+        portfolio's deposit imported into a dollar one), else in the portfolio's currency."""
+        trading = cash_in or currency
         if trade.side.names_symbol:
             trading = await self.currency_of(trade.symbol, currency)
             trading = require_currency(trading, "symbol")

@@ -1,8 +1,11 @@
 """A portfolio's trades and positions, streamed as CSV or JSON in chunks of bounded size.
 
-Trades are read a page at a time in ledger order (oldest first) and written as they come, so a
-large portfolio is never held as text in memory; the book replays alongside, and its positions
-(valued at current prices) close the export.
+Trades are read a page at a time in ledger order (oldest first), all in one snapshot (a trade
+recorded meanwhile, back-dated before a page already read, would otherwise leave the file with
+a sell of shares it never bought), and written as they come into a spool: memory up to
+SPOOL_MEMORY, then a temporary file, so a large portfolio is never held as text in memory and
+no transaction stays open while a slow client reads. The book replays alongside, and its
+positions (valued at current prices) close the export.
 
 CSV: the trades table (its first columns are the import's), a blank line, then the positions
 table, each with its header row. Notes that a spreadsheet would run as a formula (starting
@@ -16,11 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from google.api import httpbody_pb2
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.domain import (
     Book,
@@ -30,6 +35,14 @@ from services.portfolio.domain import (
     present_quantity,
     present_ratio,
 )
+from services.portfolio.imports import (
+    COLUMNS,
+    EXPORT_COLUMNS,
+    FORMULA_MARK,
+    FORMULA_START,
+    POSITIONS_HEADER,
+)
+from services.portfolio.messages import as_given
 from services.portfolio.prices import Prices
 from services.portfolio.records import (
     Portfolio,
@@ -43,36 +56,14 @@ from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument
 
 CHUNK_BYTES = 64 * 1024
+SPOOL_MEMORY = 1024 * 1024
 PAGE_SIZE = 500
 CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
 
-TRADE_COLUMNS = (
-    "date",
-    "side",
-    "symbol",
-    "quantity",
-    "price",
-    "fees",
-    "notes",
-    "amount",
-    "id",
-    "price_source",
-    "created_at",
-)
-POSITION_COLUMNS = (
-    "symbol",
-    "quantity",
-    "average_cost",
-    "cost_basis",
-    "price",
-    "market_value",
-    "unrealized_gain",
-    "realized_gain",
-    "dividends",
-    "weight",
-)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# The import's columns first, then the export's own (read back by the import as they are).
+TRADE_COLUMNS = (*COLUMNS, *EXPORT_COLUMNS)
+POSITION_COLUMNS = POSITIONS_HEADER
 
 
 def iso(value: datetime) -> str:
@@ -80,6 +71,9 @@ def iso(value: datetime) -> str:
 
 
 def _trade_fields(recorded: RecordedTrade) -> dict[str, str]:
+    """A trade as the API shows it: its price, fees and amount as given, in the currency it was
+    made in (`currency`, converted into the portfolio's at `fx_rate`), so that an export read
+    back by the import (which converts them at the day's rate) records the same trade."""
     trade = recorded.trade
     return {
         "date": iso(trade.executed_at),
@@ -93,7 +87,9 @@ def _trade_fields(recorded: RecordedTrade) -> dict[str, str]:
         "id": trade.id,
         "price_source": recorded.price_source,
         "created_at": iso(recorded.created_at),
-    }
+        "currency": "",
+        "fx_rate": "",
+    } | as_given(recorded)
 
 
 def _position_fields(position: Position) -> dict[str, str]:
@@ -139,8 +135,8 @@ class CsvWriter:
 
     def trade(self, recorded: RecordedTrade) -> str:
         fields = _trade_fields(recorded)
-        if fields["notes"].startswith(_FORMULA_START):
-            fields["notes"] = "'" + fields["notes"]
+        if fields["notes"].startswith(FORMULA_START):
+            fields["notes"] = FORMULA_MARK + fields["notes"]
         return self._line([fields[c] for c in TRADE_COLUMNS])
 
     def positions(self, positions: list[Position]) -> str:
@@ -220,38 +216,29 @@ class Exports:
     async def _stream(
         self, portfolio: Portfolio, writer: Writer
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        pending = [writer.begin(portfolio, self._clock())]
-        size = len(pending[0])
-        book = Book(portfolio.kind.policy)
-        async for recorded in self._trades(portfolio.id):
-            book.record(recorded.trade)
-            text = writer.trade(recorded)
-            pending.append(text)
-            size += len(text)
-            if size >= self._chunk_bytes:
-                yield self._chunk(writer, pending)
-                pending, size = [], 0
-        prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
-        pending.append(writer.positions(book.positions(prices)))
-        yield self._chunk(writer, pending)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+            spool.write(writer.begin(portfolio, self._clock()).encode())
+            book = Book(portfolio.kind.policy)
+            async with self._db.snapshot() as session:
+                async for recorded in self._trades(session, portfolio.id):
+                    book.record(recorded.trade)
+                    spool.write(writer.trade(recorded).encode())
+            prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
+            spool.write(writer.positions(book.positions(prices)).encode())
+            spool.seek(0)
+            while data := spool.read(self._chunk_bytes):
+                yield httpbody_pb2.HttpBody(content_type=writer.content_type, data=data)
 
-    async def _trades(self, portfolio_id: str) -> AsyncIterator[RecordedTrade]:
+    async def _trades(
+        self, session: AsyncSession, portfolio_id: str
+    ) -> AsyncIterator[RecordedTrade]:
         after: tuple[datetime, int] | None = None
+        repository = TradeRepository(session)
         while True:
-            # A short read transaction per page: none stays open while a slow client reads.
-            async with self._db.reading() as session:
-                page = await TradeRepository(session).batch_after(
-                    portfolio_id, after, self._page_size
-                )
+            page = await repository.batch_after(portfolio_id, after, self._page_size)
             for recorded in page:
                 yield recorded
             if len(page) < self._page_size:
                 return
             last = page[-1].trade
             after = (last.executed_at, last.sequence)
-
-    @staticmethod
-    def _chunk(writer: Writer, pending: list[str]) -> httpbody_pb2.HttpBody:
-        return httpbody_pb2.HttpBody(
-            content_type=writer.content_type, data="".join(pending).encode("utf-8")
-        )

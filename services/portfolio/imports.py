@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from services.portfolio.currencies import TradeFx
+from services.portfolio.currencies import CURRENCIES, TradeFx
 from services.portfolio.domain import Book, Side, Trade, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
@@ -35,9 +35,33 @@ from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 COLUMNS = ("date", "side", "symbol", "quantity", "price", "fees", "notes")
+# The export's trades table goes on with these (exports.py): an import reads them as what the
+# export said, so an export imports as it is. Only `currency` is checked (the currency the
+# prices are in must be the one the symbol trades in); the others are the old portfolio's.
+EXPORT_COLUMNS = ("amount", "id", "price_source", "created_at", "currency", "fx_rate")
 REQUIRED = ("date", "side", "quantity")
-# Reported problems, at most: they travel in a gRPC trailer, whose size is limited.
+# Reported problems, at most: they travel in a gRPC trailer, whose size is limited (and so
+# does what they quote of the file: a column name, at most QUOTED characters).
 MAX_REPORTED = 25
+QUOTED = 40
+# An export's CSV ends with its positions: a blank line, then this header. The import reads
+# the trades above it, so that the file downloaded imports as it is.
+POSITIONS_HEADER = (
+    "symbol",
+    "quantity",
+    "average_cost",
+    "cost_basis",
+    "price",
+    "market_value",
+    "unrealized_gain",
+    "realized_gain",
+    "dividends",
+    "weight",
+)
+# What the export puts before a note that a spreadsheet would run as a formula (and before one
+# that starts with the mark itself), taken off again here: notes come back as they were.
+FORMULA_MARK = "'"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", FORMULA_MARK)
 _FIELD_COLUMNS = {"executed_at": "date"}
 _SIDES = ", ".join(s.value for s in Side)
 
@@ -46,6 +70,8 @@ _SIDES = ", ".join(s.value for s in Side)
 class Row:
     number: int
     trade: Trade
+    # The currency the row says its price and fees are in ("": the symbol's own).
+    currency: str = ""
 
 
 class Problems:
@@ -78,7 +104,23 @@ def parse_when(raw: str) -> datetime:
     if len(text) == 10:
         return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
     when = datetime.fromisoformat(text)
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:
+        when.astimezone(UTC)  # 0001-01-01T00:00+01:00 is before the first day there is
+    except OverflowError:
+        raise ValueError("out of range") from None
+    return when
+
+
+def _quoted(name: str) -> str:
+    return repr(name if len(name) <= QUOTED else name[:QUOTED] + "…")
+
+
+def unmarked(notes: str) -> str:
+    """A note as it was before the export marked it against formulas."""
+    if notes.startswith(FORMULA_MARK) and notes[1:].startswith(FORMULA_START):
+        return notes[1:]
+    return notes
 
 
 def parse_side(raw: str) -> Side:
@@ -92,13 +134,19 @@ def parse_csv(text: str, *, now: datetime, max_rows: int) -> list[Row]:
         raise InvalidArgument.field(
             "csv", f"is empty: expected a header row ({', '.join(COLUMNS)}) and a row per trade"
         )
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Excel's "CSV UTF-8" starts with a byte-order mark, read as text by most clients.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     try:
         columns = _header(next(reader))
         records = []
+        blank = False
         for cells in reader:
             if not any(cell.strip() for cell in cells):
+                blank = True
                 continue
+            if blank and tuple(c.strip().lower() for c in cells) == POSITIONS_HEADER:
+                break  # an export's positions: what the trades above add up to
+            blank = False
             records.append(cells)
             if len(records) > max_rows:
                 raise InvalidArgument.field(
@@ -123,16 +171,16 @@ def parse_csv(text: str, *, now: datetime, max_rows: int) -> list[Row]:
 def _header(cells: list[str]) -> list[str]:
     columns = [c.strip().lower() for c in cells]
     problems = Problems()
-    unknown = [c for c in columns if c not in COLUMNS]
+    unknown = [c for c in columns if c not in COLUMNS and c not in EXPORT_COLUMNS]
     if unknown:
         problems.add(
             "csv",
-            f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))};"
-            f" the columns are {', '.join(COLUMNS)}",
+            f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(_quoted, unknown))};"
+            f" the columns are {', '.join(COLUMNS)} (and an export's own, read as it wrote them)",
         )
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
-        problems.add("csv", f"column {', '.join(map(repr, repeated))} appears more than once")
+        problems.add("csv", f"column {', '.join(map(_quoted, repeated))} appears more than once")
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         problems.add("csv", f"the header lacks the column {', '.join(missing)}")
@@ -169,13 +217,13 @@ def _row(
             values.get("fees", ""),
             when,
             now=now,
-            notes=values.get("notes", "").strip(),
+            notes=unmarked(values.get("notes", "").strip()),
         )
     except InvalidArgument as invalid:
         for field, description in invalid.fields:
             problems.add(f"{name}: {_FIELD_COLUMNS.get(field, field)}", description)
         return None
-    return Row(number, trade)
+    return Row(number, trade, values.get("currency", "").strip().upper())
 
 
 def book_check(rows: Sequence[Row]) -> BookCheck:
@@ -253,9 +301,7 @@ class Imports:
         currency = None
         if self._exchange is not None:
             currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
-            for i, trade in enumerate(trades):
-                trades[i], fx = await self._exchange.trade_in(trade, currency)
-                conversions.append(fx)
+            conversions = await self._convert(rows, trades, currency)
         try:
             _, recorded = await self._trades.append(
                 user_id,
@@ -276,6 +322,31 @@ class Imports:
             await self._hub.trades_recorded(user_id, recorded)
         return Imported(recorded, dry_run)
 
+    async def _convert(
+        self, rows: Sequence[Row], trades: list[Trade], currency: str
+    ) -> list[TradeFx | None]:
+        """Each row's trade in the portfolio's currency, in place; a row that cannot be (in a
+        currency we do not know, dated before any rate of its currency) is named."""
+        assert self._exchange is not None
+        problems = Problems()
+        conversions: list[TradeFx | None] = []
+        for i, (row, trade) in enumerate(zip(rows, trades, strict=True)):
+            cash_in = "" if trade.side.names_symbol else row.currency
+            fx: TradeFx | None = None
+            if cash_in and cash_in not in CURRENCIES:
+                problems.add(
+                    f"row {row.number}: currency", f"must be one of {', '.join(CURRENCIES)}"
+                )
+            else:
+                try:
+                    trades[i], fx = await self._exchange.trade_in(trade, currency, cash_in=cash_in)
+                except NotFound as missing:
+                    problems.add(f"row {row.number}: date", missing.message)
+            conversions.append(fx)
+        problems.raise_if_any()
+        _check_currencies(rows, conversions)
+        return conversions
+
     async def _check_symbols(self, rows: Sequence[Row]) -> None:
         problems = Problems()
         unknown: set[str] = set()
@@ -288,3 +359,17 @@ class Imports:
             if row.trade.symbol in unknown:
                 problems.add(f"row {row.number}: symbol", f"unknown symbol {row.trade.symbol}")
         problems.raise_if_any()
+
+
+def _check_currencies(rows: Sequence[Row], conversions: Sequence[TradeFx | None]) -> None:
+    """A row whose `currency` is not the one its symbol trades in gave its price in the wrong
+    money: converting it as if it were would book another price."""
+    problems = Problems()
+    for row, fx in zip(rows, conversions, strict=True):
+        if row.currency and fx is not None and row.trade.symbol and row.currency != fx.currency:
+            problems.add(
+                f"row {row.number}: currency",
+                f"{row.trade.symbol} trades in {fx.currency}, not {row.currency}:"
+                f" give its price and fees in {fx.currency}",
+            )
+    problems.raise_if_any()

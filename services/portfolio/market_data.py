@@ -179,20 +179,27 @@ class TickStream:
         return read
 
     def offer_step(self, quotes: Iterable[Quote], seq: int, resync: bool, term: int = 0) -> None:
-        """A market step's changed quotes (possibly none: the step still counts)."""
+        """A market step's changed quotes (possibly none: the step still counts). A resync or a
+        newer leader's term numbers the stream afresh from `seq`: a leader back from an outage
+        reloads the stored market and counts on from below what it had reached, and a stream
+        that kept the higher number repeated it for every step until the count passed it (and
+        the facade dropped each as delivered already)."""
         if self._bell.ended:
             return
+        renumbered = resync or term > self._term
         self._term = max(self._term, term)
         self._resync = self._resync or resync
         offered = False
         for quote in quotes:
             self.offer(quote)
             offered = True
+        latest = seq if renumbered else max(self._latest, seq)
         if offered or self._pending:
-            self._latest = max(self._latest, seq)
+            self._latest = latest
+            self._delivered = min(self._delivered, latest)
         else:
             # Nothing pending, nothing new: the reader is up to date to this step.
-            self._delivered = self._latest = max(self._latest, seq)
+            self._delivered = self._latest = latest
 
     def offer(self, quote: Quote) -> None:
         if self._bell.ended:

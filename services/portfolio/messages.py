@@ -3,7 +3,7 @@ domain's `present_*` rules, and the proto enums mapped to the domain's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from stockfolio.portfolio.v1 import portfolio_pb2
@@ -20,12 +20,14 @@ from services.portfolio.domain import (
     present_price,
     present_quantity,
     present_ratio,
+    present_sum,
     ratio,
 )
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.returns import Benchmark, Breakdown
+from services.portfolio.stocks import StockHistory
 from services.runtime.timestamps import timestamp
 
 SIDE_TO_PROTO = {
@@ -55,7 +57,7 @@ def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
         # Fees are kept as given (up to 6 places: per-share commissions add up to sub-cents).
         "fees": present_price(trade.fees),
         "amount": present_money(trade.amount),
-        **_as_given(recorded),
+        **as_given(recorded),
     }
     return portfolio_pb2.Trade(
         id=trade.id,
@@ -72,7 +74,7 @@ def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
     )
 
 
-def _as_given(recorded: RecordedTrade) -> dict[str, str]:
+def as_given(recorded: RecordedTrade) -> dict[str, str]:
     """A trade in another currency than its portfolio's shows its price and fees as given, in
     that currency, with the rate they were converted at (amount: quantity x that price)."""
     fx = recorded.fx
@@ -117,7 +119,7 @@ def position_message(
         average_cost=present_price(average) if average is not None else "",
         cost_basis=present_money(position.cost_basis),
         market_value=present_money(position.market_value),
-        unrealized_gain=present_money(position.unrealized_gain),
+        unrealized_gain=present_sum(position.market_value, -position.cost_basis),
         realized_gain=present_money(position.realized_gain),
         weight=present_ratio(position.weight),
         price=present_price(position.price),
@@ -131,8 +133,13 @@ def position_message(
 
 
 def portfolio_message(
-    portfolio: Portfolio, totals: Totals, positions: list[Position]
+    portfolio: Portfolio,
+    totals: Totals,
+    positions: list[Position],
+    listed: Mapping[str, Valuation] | None = None,
 ) -> portfolio_pb2.Portfolio:
+    """`listed`: each position's listing (currency, price in it, today's rate), when known."""
+    listed = listed or {}
     return portfolio_pb2.Portfolio(
         id=portfolio.id,
         name=portfolio.name,
@@ -141,16 +148,16 @@ def portfolio_message(
         user_id=portfolio.user_id,
         total_value=present_money(totals.total_value),
         total_cost=present_money(totals.total_cost),
-        total_gain_loss=present_money(totals.total_gain_loss),
+        total_gain_loss=present_sum(totals.total_value, -totals.total_cost),
         total_gain_loss_percent=present_percent(totals.total_return),
         cash=present_money(totals.cash),
-        positions=[position_message(portfolio.id, p) for p in positions],
+        positions=[position_message(portfolio.id, p, listed.get(p.symbol)) for p in positions],
         created_at=timestamp(portfolio.created_at),
         updated_at=timestamp(portfolio.updated_at),
         kind=KIND_TO_PROTO[portfolio.kind],
         cost_basis=present_money(totals.cost_basis),
         realized_gain=present_money(totals.realized_gain),
-        unrealized_gain=present_money(totals.unrealized_gain),
+        unrealized_gain=present_sum(totals.market_value, -totals.cost_basis),
         dividends=present_money(totals.dividends),
         fees=present_money(totals.fees),
     )
@@ -175,13 +182,30 @@ def stock_message(info: StockInfo) -> portfolio_pb2.Stock:
     )
 
 
+def stock_history_message(history: StockHistory) -> portfolio_pb2.GetStockHistoryResponse:
+    change = history.change
+    return portfolio_pb2.GetStockHistoryResponse(
+        stock=stock_message(history.stock),
+        range=history.range,
+        start_date=history.start.isoformat(),
+        end_date=history.end.isoformat(),
+        closes=[
+            portfolio_pb2.ValuePoint(date=day.isoformat(), value=present_price(close))
+            for day, close in history.closes
+        ],
+        change="" if change is None else present_price(change),
+        change_ratio=present_ratio(history.change_ratio),
+    )
+
+
 def performance_message(
     portfolio_id: str, report: PerformanceReport
 ) -> portfolio_pb2.GetPerformanceResponse:
     xirr = report.money_weighted_return
+    gain = present_sum(report.end_value, -report.start_value, -report.inflows, report.outflows)
     return portfolio_pb2.GetPerformanceResponse(
         currency=report.currency,
-        breakdown=breakdown_message(report.breakdown) if report.breakdown else None,
+        breakdown=breakdown_message(report.breakdown, gain) if report.breakdown else None,
         benchmark=benchmark_message(report.benchmark) if report.benchmark else None,
         portfolio_id=portfolio_id,
         time_weighted_return=present_ratio(report.time_weighted_return),
@@ -198,7 +222,7 @@ def performance_message(
         end_value=present_money(report.end_value),
         inflows=present_money(report.inflows),
         outflows=present_money(report.outflows),
-        gain=present_money(report.gain),
+        gain=gain,
         allocation=[
             portfolio_pb2.AllocationSlice(
                 name=s.name, value=present_money(s.value), weight=present_ratio(s.weight)
@@ -222,9 +246,11 @@ def _parts_summing_to(
     return [format(first, "f"), *shown]
 
 
-def breakdown_message(breakdown: Breakdown) -> portfolio_pb2.ReturnBreakdown:
+def breakdown_message(breakdown: Breakdown, gain: str) -> portfolio_pb2.ReturnBreakdown:
+    """`gain`: the report's gain as presented, which the parts (whose exact total it is) sum
+    to on the wire."""
     parts = [breakdown.capital, breakdown.dividends, breakdown.currency, breakdown.fees]
-    total = present_money(breakdown.total)
+    total = gain
     money = _parts_summing_to(total, parts, present_money)
     contributions = [
         breakdown.capital_contribution,

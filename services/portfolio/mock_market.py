@@ -238,6 +238,12 @@ class MockMarket:
             for listing in listings
         }
         self._histories: dict[str, dict[date, Decimal]] = {}
+        # The last price of each day the market has lived through (from the opening day on),
+        # which is that day's close once the day is over: a process running past midnight
+        # gave the opening day the next day's live price as its close, and stored it for good.
+        self._lived: dict[date, dict[str, Decimal]] = {
+            self.opening_day: {symbol: quote.price for symbol, quote in self._quotes.items()}
+        }
         self._rates = SimulatedRates(seed)
         self._fanout = TickFanout()
         self._task: asyncio.Task[None] | None = None
@@ -257,6 +263,7 @@ class MockMarket:
             if walk.cents != before:
                 quote = self._quote_at(self._listings[symbol], price, now)
                 self._quotes[symbol] = quote
+                self._lived.setdefault(now.date(), {})[symbol] = price
                 changed.append(quote)
         self._fanout.publish(changed, seq=self.steps)
         return changed
@@ -292,13 +299,15 @@ class MockMarket:
         ]
 
     async def daily_history(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
-        """Weekday closes before the opening day, and the opening day at the current price."""
+        """Weekday closes before the opening day, then each day's last price from the opening
+        day on (today's: the current price)."""
         listing = self._listing(symbol)
         check_range(start, end)
         closes = {day: close for day, close in self._closes(listing).items() if start <= day <= end}
-        if start <= self.opening_day <= end:
-            closes[self.opening_day] = self._quotes[listing.symbol].price
-        return closes
+        for day, prices in self._lived.items():
+            if start <= day <= end and listing.symbol in prices:
+                closes[day] = prices[listing.symbol]
+        return dict(sorted(closes.items()))
 
     def ticks(self) -> TickStream:
         return self._fanout.subscribe()
@@ -354,6 +363,7 @@ class MockMarket:
                 continue
             walk.resume(quote.price, random.Random(f"{self._seed}:{quote.symbol}:{step}"))
             self._quotes[quote.symbol] = quote
+            self._lived.setdefault(quote.time.date(), {})[quote.symbol] = quote.price
 
     async def close(self) -> None:
         self._closed = True

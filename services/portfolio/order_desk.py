@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2
@@ -30,6 +31,7 @@ from services.portfolio.orders import (
     Order,
     OrderDraft,
     OrderStatus,
+    OrderType,
     needs_paper,
     not_open,
     order_not_found,
@@ -37,6 +39,7 @@ from services.portfolio.orders import (
     too_many_open,
 )
 from services.portfolio.records import (
+    PORTFOLIO_NOT_FOUND,
     PortfolioKind,
     RecordedTrade,
     portfolio_not_found,
@@ -46,7 +49,7 @@ from services.portfolio.repository import PortfolioRepository
 from services.portfolio.trades import Trades
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import FailedPrecondition, NotFound
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ class Orders:
             id=str(uuid.uuid4()),
             now=self._clock(),
         )
-        await self._trades.check_symbol(order.symbol)
+        await self._trades.check_tradable(order.symbol)
         async with self._db.transaction() as session:
             # Locked: two creates at once cannot both see room for the 100th open order.
             portfolio = await PortfolioRepository(session).lock(portfolio_id, user_id)
@@ -163,8 +166,13 @@ class Orders:
     async def fill(self, order: Order, quote: Quote) -> Order | None:
         """Fill `order` at the tick's price: its trade and its FILLED mark commit together.
         REJECTED with the rule's reason when the book refuses the trade; None when the order
-        had ended already (nothing is recorded then)."""
+        had ended already (nothing is recorded then). A DAY order whose day is over expires
+        instead, whether or not the sweep (`expire_due`) has come by yet: a tick after midnight,
+        or a new leader's first step after a night down, must not fill yesterday's orders."""
         now = self._clock()
+        if order.expires_at is not None and order.expires_at <= now:
+            await self._expire(order, now)
+            return None
         trade = new_trade(
             order.side,
             order.symbol,
@@ -175,12 +183,15 @@ class Orders:
             now=now,
             notes=order.notes,
         )
+        # A stop fills because its stop was reached: `triggered`, as a stop-limit's is.
+        triggered = order.triggered or order.type is OrderType.STOP
         filled = replace(
             order,
             status=OrderStatus.FILLED,
             filled_price=quote.price,
             filled_at=now,
             updated_at=now,
+            triggered=triggered,
         )
 
         async def settle(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
@@ -189,12 +200,13 @@ class Orders:
             filled = replace(filled, trade_id=one.trade.id)
             if not await OrderRepository(session).change_open(
                 order.id,
+                live_at=now,
                 status=OrderStatus.FILLED.value,
                 trade_id=one.trade.id,
                 filled_price=quote.price,
                 filled_at=now,
                 updated_at=now,
-                triggered=order.triggered,
+                triggered=triggered,
             ):
                 raise _NoLongerOpen
 
@@ -210,36 +222,29 @@ class Orders:
         except _NoLongerOpen:
             log.info("order ended before its fill", extra={"orderId": order.id})
             return None
-        except NotFound:
-            return None  # the portfolio was deleted (its orders with it)
-        except FailedPrecondition as refused:  # INSUFFICIENT_SHARES, INSUFFICIENT_CASH
+        except NotFound as missing:
+            if missing.reason == PORTFOLIO_NOT_FOUND:
+                return None  # the portfolio was deleted (its orders with it)
+            # No rate for its currency (NO_EXCHANGE_RATE), the listing gone: it cannot fill.
+            return await self.reject(order, missing.reason)
+        except (FailedPrecondition, InvalidArgument) as refused:
+            # INSUFFICIENT_SHARES, INSUFFICIENT_CASH; a listing's currency we do not convert.
             return await self.reject(order, refused.reason)
         await self._trades_published(order.user_id, [recorded])
         await self._published(filled)
         return filled
 
     async def reject(self, order: Order, reason: str) -> Order | None:
-        now = self._clock()
-        async with self._db.transaction() as session:
-            changed = await OrderRepository(session).change_open(
-                order.id,
-                status=OrderStatus.REJECTED.value,
-                status_reason=reason,
-                updated_at=now,
-                triggered=order.triggered,
-            )
-        if not changed:
-            return None
-        rejected = replace(order, status=OrderStatus.REJECTED, status_reason=reason, updated_at=now)
-        await self._published(rejected)
-        return rejected
+        return await self._end(
+            order, OrderStatus.REJECTED, reason, self._clock(), triggered=order.triggered
+        )
 
     async def trigger(self, order: Order) -> Order | None:
         """Mark a stop-limit's stop as reached; None when the order had ended already."""
         now = self._clock()
         async with self._db.transaction() as session:
             changed = await OrderRepository(session).change_open(
-                order.id, triggered=True, updated_at=now
+                order.id, live_at=now, triggered=True, updated_at=now
             )
         if not changed:
             return None
@@ -254,23 +259,28 @@ class Orders:
             due = await OrderRepository(session).due(now)
         expired: list[Order] = []
         for order in due:
-            async with self._db.transaction() as session:
-                changed = await OrderRepository(session).change_open(
-                    order.id,
-                    status=OrderStatus.EXPIRED.value,
-                    status_reason=EXPIRED_REASON,
-                    updated_at=now,
-                )
-            if changed:
-                ended = replace(
-                    order,
-                    status=OrderStatus.EXPIRED,
-                    status_reason=EXPIRED_REASON,
-                    updated_at=now,
-                )
+            ended = await self._expire(order, now)
+            if ended is not None:
                 expired.append(ended)
-                await self._published(ended)
         return expired
+
+    async def _expire(self, order: Order, now: datetime) -> Order | None:
+        return await self._end(order, OrderStatus.EXPIRED, EXPIRED_REASON, now)
+
+    async def _end(
+        self, order: Order, status: OrderStatus, reason: str, now: datetime, **more: Any
+    ) -> Order | None:
+        """End an open order (rejected, expired) and tell its owner; None when it had ended
+        already."""
+        async with self._db.transaction() as session:
+            changed = await OrderRepository(session).change_open(
+                order.id, status=status.value, status_reason=reason, updated_at=now, **more
+            )
+        if not changed:
+            return None
+        ended = replace(order, status=status, status_reason=reason, updated_at=now)
+        await self._published(ended)
+        return ended
 
     # --- events ----------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from services.portfolio.order_index import OrderIndex
 from services.portfolio.order_messages import PROTO_TO_STATUS
 from services.portfolio.orders import OrderStatus
 from services.runtime.clock import Monotonic, monotonic
+from services.runtime.errors import ResourceExhausted, Unavailable
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,16 @@ class OrderMatcher:
                         index.add(triggered)  # waits for its limit from now on
                         continue
                     order = triggered
-                if await self._orders.fill(order, quote) is not None:
+                try:
+                    filled = await self._orders.fill(order, quote)
+                except (Unavailable, ResourceExhausted) as later:
+                    # The market cannot say its currency now: the other orders go on, and
+                    # this one is tried again at its next crossing.
+                    why = {"orderId": order.id, "why": later.reason}
+                    log.info("order not filled now", extra=why)
+                    index.add(order)
+                    continue
+                if filled is not None:
                     self.fills += 1
 
     # --- loops -----------------------------------------------------------------------------------

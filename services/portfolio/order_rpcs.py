@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.messages import PROTO_TO_SIDE
@@ -62,10 +61,8 @@ class OrderRpcs:
         def respond(order: Order) -> portfolio_pb2.CreateOrderResponse:
             return portfolio_pb2.CreateOrderResponse(order=order_message(order))
 
-        async def settle(session: AsyncSession, order: Order) -> None:
-            await self._cases.idempotency.settle(session, lambda: respond(order))
-
         async def create() -> portfolio_pb2.CreateOrderResponse:
+            settle = self._cases.idempotency.settling(respond)
             return respond(await self._cases.orders.place(user_id, draft, settle=settle))
 
         return await self._cases.idempotency.run(request, portfolio_pb2.CreateOrderResponse, create)

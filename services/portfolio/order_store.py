@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.domain import Side
@@ -129,11 +129,15 @@ class OrderRepository:
         )
         return [_order(r) for r in rows]
 
-    async def change_open(self, order_id: str, **values: Any) -> bool:
-        """Apply `values` to the order if it is still open; whether it was."""
-        result = await self._session.execute(
-            update(orders)
-            .where(orders.c.id == order_id, orders.c.status == OrderStatus.OPEN.value)
-            .values(**values)
+    async def change_open(
+        self, order_id: str, *, live_at: datetime | None = None, **values: Any
+    ) -> bool:
+        """Apply `values` to the order if it is still open (with `live_at`: and its day not over
+        then, whether or not it has been marked expired yet); whether it was."""
+        query = update(orders).where(
+            orders.c.id == order_id, orders.c.status == OrderStatus.OPEN.value
         )
+        if live_at is not None:
+            query = query.where(or_(orders.c.expires_at.is_(None), orders.c.expires_at > live_at))
+        result = await self._session.execute(query.values(**values))
         return bool(getattr(result, "rowcount", 0) == 1)

@@ -357,7 +357,7 @@ def range_start(range_: str, today: date, *, inception: date | None = None) -> d
     key = (range_ or DEFAULT_RANGE).strip().lower()
     months = {"1m": 1, "3m": 3, "6m": 6, "1y": 12}
     if key in months:
-        start = _months_before(today, months[key])
+        start = months_before(today, months[key])
     elif key == "ytd":
         start = date(today.year - 1, 12, 31)
     elif key == "all":
@@ -369,7 +369,7 @@ def range_start(range_: str, today: date, *, inception: date | None = None) -> d
     return min(start, today)
 
 
-def _months_before(day: date, months: int) -> date:
+def months_before(day: date, months: int) -> date:
     years, month_index = divmod(day.month - 1 - months, 12)
     year, month = day.year + years, month_index + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))

@@ -4,12 +4,13 @@ current prices. Another user's portfolio is as absent as one that never existed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portfolio.currencies import Valuation
 from services.portfolio.domain import (
     ONE,
     QUANTITY_PLACES,
@@ -23,7 +24,7 @@ from services.portfolio.domain import (
     parse_decimal,
 )
 from services.portfolio.events import EventHub
-from services.portfolio.prices import Prices
+from services.portfolio.prices import Prices, converted
 from services.portfolio.records import (
     Portfolio,
     PortfolioKind,
@@ -48,6 +49,8 @@ class Valued:
     portfolio: Portfolio
     totals: Totals
     positions: list[Position]
+    # Each open position's listing: its currency, price in it and today's rate.
+    listed: Mapping[str, Valuation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ def _initial_deposit(raw: str, now: datetime) -> Trade | None:
     )
 
 
+# A user's portfolios at most: each holds up to MAX_OPEN_ORDERS open orders the matcher
+# checks at every tick, so without it one account could make every tick's work unbounded.
+MAX_PORTFOLIOS = 100
+
+
 class Portfolios:
     def __init__(
         self,
@@ -95,7 +103,15 @@ class Portfolios:
         self._hub = hub
         self._clock = clock
 
-    async def create(self, user_id: str, draft: PortfolioDraft) -> Valued:
+    async def create(
+        self,
+        user_id: str,
+        draft: PortfolioDraft,
+        *,
+        settle: Callable[[AsyncSession, Valued], Awaitable[None]] | None = None,
+    ) -> Valued:
+        """The new portfolio, valued; `settle` commits with it, given that answer (a new
+        portfolio holds cash only: its value needs no price, so it is known before)."""
         now = self._clock()
         portfolio = Portfolio(
             id=str(uuid.uuid4()),
@@ -109,11 +125,20 @@ class Portfolios:
         )
         deposit = _initial_deposit(draft.initial_cash, now)
         recorded = [RecordedTrade(portfolio.id, deposit, now)] if deposit else []
+        valued = (await self._value([(portfolio, _replayed(portfolio, recorded))]))[0]
         async with self._db.transaction() as session:
-            await PortfolioRepository(session).add(portfolio)
+            repository = PortfolioRepository(session)
+            if await repository.count(user_id) >= MAX_PORTFOLIOS:
+                raise FailedPrecondition(
+                    f"a user keeps at most {MAX_PORTFOLIOS} portfolios: delete one first",
+                    reason="TOO_MANY_PORTFOLIOS",
+                )
+            await repository.add(portfolio)
             await TradeRepository(session).add(recorded)
+            if settle is not None:
+                await settle(session, valued)
         await self._hub.trades_recorded(user_id, recorded)
-        return (await self._value([(portfolio, _replayed(portfolio, recorded))]))[0]
+        return valued
 
     async def get(self, user_id: str, portfolio_id: str) -> Valued:
         portfolio_id = require_portfolio_id(portfolio_id, "id")
@@ -176,14 +201,15 @@ class Portfolios:
         """Price every open position of each book with one quote per symbol."""
         held = {s for _, book in books for s in book.open_symbols()}
         by_currency = {
-            currency: await self._prices.current(held, currency)
+            currency: await self._prices.listings(held, currency)
             for currency in {p.base_currency for p, _ in books}
         }
-        return [
-            Valued(p, book.totals(prices), book.positions(prices))
-            for p, book in books
-            for prices in [by_currency[p.base_currency]]
-        ]
+        valued = []
+        for portfolio, book in books:
+            listed = by_currency[portfolio.base_currency]
+            prices = converted(listed)
+            valued.append(Valued(portfolio, book.totals(prices), book.positions(prices), listed))
+        return valued
 
 
 async def _books(session: AsyncSession, found: Sequence[Portfolio]) -> list[Book]:

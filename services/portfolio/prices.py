@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from datetime import UTC, date, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from services.portfolio.currencies import ONE, Valuation
+from services.portfolio.exact import times
 from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData, Quote
 from services.portfolio.records import DEFAULT_CURRENCY
 from services.portfolio.repository import PriceRepository
+from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError, NotFound
 
@@ -27,12 +30,25 @@ log = logging.getLogger(__name__)
 LOOKBACK = timedelta(days=14)
 
 
+def converted(listed: Mapping[str, Valuation]) -> dict[str, Decimal]:
+    """Each listing's price at its rate: in the currency the listings were asked for."""
+    return {symbol: times(v.local_price, v.rate) for symbol, v in listed.items()}
+
+
 class Prices:
-    def __init__(self, db: Database, market: MarketData, exchange: Exchange | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        exchange: Exchange | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._db = db
         self._market = market
         # Values holdings listed in another currency at today's rate; None: one currency.
         self.exchange = exchange
+        self._clock = clock
 
     async def quotes(self, symbols: Iterable[str]) -> dict[str, Quote]:
         """The market's quote of each symbol it can price now; the others are left out (a
@@ -46,11 +62,22 @@ class Prices:
     ) -> dict[str, Decimal]:
         """Current prices in `currency`: a holding listed in another is converted at today's
         rate."""
+        return converted(await self.listings(symbols, currency))
+
+    async def listings(
+        self, symbols: Iterable[str], currency: str = DEFAULT_CURRENCY
+    ) -> dict[str, Valuation]:
+        """Each symbol's current price in its trading currency and today's rate into
+        `currency` (without an exchange, one currency: its own at 1). A client moving a value
+        by live ticks, which are in the trading currency, needs both."""
         local = {s: q.price for s, q in (await self.quotes(symbols)).items()}
         if self.exchange is None:
-            return local
+            return {symbol: Valuation(currency, price, ONE) for symbol, price in local.items()}
         converted = await self.exchange.convert(local, currency)
-        return {symbol: price for symbol, (price, _, _) in converted.items()}
+        return {
+            symbol: Valuation(trading, local[symbol], rate)
+            for symbol, (_, trading, rate) in converted.items()
+        }
 
     async def check_listed(self, symbol: str) -> None:
         """NotFound for a symbol the market does not list; a market that cannot answer now
@@ -73,14 +100,17 @@ class Prices:
         self, symbols: Iterable[str], start: date, end: date
     ) -> dict[str, dict[date, Decimal]]:
         """Daily closes of `symbols` from `start - LOOKBACK` to `end`: the market's, with the
-        stored ones on top; what the market gave and was not stored yet is stored."""
+        stored ones on top; what the market gave and was not stored yet is stored, but for
+        today's: a provider's bar for today is the price so far, which a stored close would
+        freeze (stored ones win) long after the day's real close."""
         wanted = sorted(set(symbols))
         first = start - LOOKBACK
         fetched = await asyncio.gather(*(self._daily(s, first, end) for s in wanted))
         async with self._db.reading() as session:
             stored = await PriceRepository(session).closes(wanted, first, end)
+        today = self._clock().astimezone(UTC).date()
         missing = {
-            symbol: {d: c for d, c in closes.items() if d not in stored[symbol]}
+            symbol: {d: c for d, c in closes.items() if d < today and d not in stored[symbol]}
             for symbol, closes in zip(wanted, fetched, strict=True)
         }
         if any(missing.values()):

@@ -94,6 +94,9 @@ def require_portfolio_id(portfolio_id: str, field: str = "portfolioId") -> str:
     return portfolio_id.strip()
 
 
+PORTFOLIO_NOT_FOUND = "PORTFOLIO_NOT_FOUND"
+
+
 def portfolio_not_found(portfolio_id: str) -> NotFound:
     """Also the answer for another user's portfolio: its existence is not disclosed."""
-    return NotFound(f"portfolio {portfolio_id} not found", reason="PORTFOLIO_NOT_FOUND")
+    return NotFound(f"portfolio {portfolio_id} not found", reason=PORTFOLIO_NOT_FOUND)

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
@@ -18,8 +18,14 @@ from services.portfolio.book_states import StoredBook
 from services.portfolio.currencies import TradeFx
 from services.portfolio.domain import Side, Trade
 from services.portfolio.orm import portfolios, price_history, trades
-from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
-from services.runtime.queries import fetch_page
+from services.portfolio.records import (
+    Portfolio,
+    PortfolioKind,
+    RecordedTrade,
+    portfolio_not_found,
+)
+from services.runtime.db import Database
+from services.runtime.queries import fetch_page, one_writer_at_a_time
 
 # SQLite allows at most 32766 bound parameters per statement; stay far below.
 _IN_BATCH = 500
@@ -128,6 +134,13 @@ class PortfolioRepository:
                 updated_at=portfolio.updated_at,
             )
         )
+
+    async def count(self, user_id: str) -> int:
+        """The user's portfolios, counted for the cap: the user's other creates that count
+        wait until this transaction ends."""
+        await one_writer_at_a_time(self._session, f"portfolios:{user_id}")
+        query = select(func.count()).select_from(portfolios).where(portfolios.c.user_id == user_id)
+        return int((await self._session.execute(query)).scalar_one())
 
     async def get(self, portfolio_id: str, user_id: str) -> Portfolio | None:
         """The user's portfolio; another user's is as absent as one that never existed."""
@@ -246,6 +259,15 @@ class TradeFilter:
     side: Side | None = None
     start: datetime | None = None  # executed at or after
     end: datetime | None = None  # executed at or before
+
+
+async def portfolio_currency(db: Database, user_id: str, portfolio_id: str) -> str:
+    """The user's portfolio's currency; 404 for another's or none."""
+    async with db.reading() as session:
+        portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+    if portfolio is None:
+        raise portfolio_not_found(portfolio_id)
+    return portfolio.base_currency
 
 
 class TradeRepository:

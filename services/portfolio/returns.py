@@ -88,9 +88,33 @@ class RateCursor:
 def converted_closes(
     closes: Mapping[date, Decimal], rates: Mapping[date, Decimal] | None
 ) -> dict[date, Decimal]:
-    """Each close times the rate of its day (the last one known on or before it)."""
-    if not rates:
+    """Each close times the rate of its day (the last one known on or before it); and a day
+    with a rate but no close (the exchange shut, the currency trading), from the first close
+    on, the last close before it times that day's rate: a holding's value moves with the rate
+    on such a day too, as the attribution's currency part counts it. `rates` None: the
+    closes are in the portfolio's currency already; empty: no rate is known, and no close can
+    be converted (taken as they are, dollars were counted as euros)."""
+    if rates is None:
         return dict(closes)
+    if not rates:
+        return {}
+    converted = _converted_on_close_days(closes, rates)
+    if not converted:
+        return converted
+    first = min(converted)
+    shut = sorted(day for day in rates if day > first and day not in closes)
+    if not shut:
+        return converted
+    close_days = sorted(closes)
+    for day in shut:
+        last = close_days[bisect_right(close_days, day) - 1]
+        converted[day] = closes[last] * rates[day]
+    return dict(sorted(converted.items()))
+
+
+def _converted_on_close_days(
+    closes: Mapping[date, Decimal], rates: Mapping[date, Decimal]
+) -> dict[date, Decimal]:
     listed = list(closes)
     days = sorted(listed)
     # Closes nearly always come in date order: their values are then in the days' order.

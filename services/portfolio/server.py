@@ -28,6 +28,7 @@ from services.portfolio.prices import Prices
 from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.shared_market import SharedMarket
+from services.portfolio.stocks import StockHistories
 from services.portfolio.trades import Trades
 from services.portfolio.watchlists import Watchlists
 from services.runtime.cache import Cache, create_cache
@@ -115,6 +116,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
         orders=Orders(db, trades, hub),
+        histories=StockHistories(market, prices),
         exchange=exchange,
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),

@@ -6,7 +6,7 @@ idempotency store: a retry with the same `Idempotency-Key` gets the first respon
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -15,7 +15,6 @@ import grpc
 from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.portfolio.alerts import Alerts
@@ -34,6 +33,7 @@ from services.portfolio.messages import (
     portfolio_message,
     position_message,
     quote_message,
+    stock_history_message,
     stock_message,
     trade_message,
 )
@@ -43,10 +43,11 @@ from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Port
 from services.portfolio.records import RecordedTrade
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
-from services.portfolio.stocks import search_stocks
-from services.portfolio.trades import Settle, TradeDraft, Trades
+from services.portfolio.stocks import StockHistories, search_stocks
+from services.portfolio.trades import Opened, TradeDraft, Trades
 from services.portfolio.watch_rpcs import WatchRpcs
 from services.portfolio.watchlists import Watchlists
+from services.runtime.errors import InvalidArgument
 from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
@@ -63,13 +64,21 @@ class UseCases:
     hub: EventHub
     idempotency: IdempotencyStore
     orders: Orders
+    histories: StockHistories
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
 
 
-def _when(stamp: Timestamp, present: bool) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if present else None
+def _when(stamp: Timestamp, present: bool, field: str) -> datetime | None:
+    """The time a request gives, if any; one outside the years 1-9999 (only a gRPC caller can
+    send one) is the caller's error, not a ValueError deep in the handler."""
+    if not present:
+        return None
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument.field(field, "must be a time in the years 1 to 9999") from None
 
 
 def _side(value: portfolio_pb2.TradeSide.ValueType) -> Side | None:
@@ -77,7 +86,7 @@ def _side(value: portfolio_pb2.TradeSide.ValueType) -> Side | None:
 
 
 def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
-    return portfolio_message(valued.portfolio, valued.totals, valued.positions)
+    return portfolio_message(valued.portfolio, valued.totals, valued.positions, valued.listed)
 
 
 M = TypeVar("M", bound=Message)
@@ -86,15 +95,6 @@ M = TypeVar("M", bound=Message)
 class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
-
-    def _settling(self, respond: Callable[[Sequence[RecordedTrade]], M]) -> Settle:
-        """The answer to recorded trades, stored for the call's idempotency key in the same
-        transaction as the trades: a retry finds it whatever happened after the commit."""
-
-        async def settle(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
-            await self._cases.idempotency.settle(session, lambda: respond(recorded))
-
-        return settle
 
     # --- portfolios ----------------------------------------------------------------------------
 
@@ -119,9 +119,12 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
         )
         user_id = require_identity().user_id
 
-        async def create() -> portfolio_pb2.CreatePortfolioResponse:
-            valued = await self._cases.portfolios.create(user_id, draft)
+        def respond(valued: Valued) -> portfolio_pb2.CreatePortfolioResponse:
             return portfolio_pb2.CreatePortfolioResponse(portfolio=_valued(valued))
+
+        async def create() -> portfolio_pb2.CreatePortfolioResponse:
+            settle = self._cases.idempotency.settling(respond)
+            return respond(await self._cases.portfolios.create(user_id, draft, settle=settle))
 
         return await self._cases.idempotency.run(
             request, portfolio_pb2.CreatePortfolioResponse, create
@@ -163,8 +166,8 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
             portfolio_id=request.portfolio_id.strip(),
             symbol=request.symbol.strip(),
             side=_side(request.side),
-            start=_when(getattr(request, "from"), request.HasField("from")),
-            end=_when(request.to, request.HasField("to")),
+            start=_when(getattr(request, "from"), request.HasField("from"), "from"),
+            end=_when(request.to, request.HasField("to"), "to"),
         )
         found, total = await self._cases.trades.search(wanted, page)
         return portfolio_pb2.ListTradesResponse(
@@ -180,7 +183,7 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
             quantity=request.quantity,
             price=request.price,
             fees=request.fees,
-            executed_at=_when(request.executed_at, request.HasField("executed_at")),
+            executed_at=_when(request.executed_at, request.HasField("executed_at"), "executedAt"),
             notes=request.notes,
         )
         user_id = require_identity().user_id
@@ -190,7 +193,10 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
 
         async def create() -> portfolio_pb2.CreateTradeResponse:
             recorded = await self._cases.trades.record(
-                user_id, request.portfolio_id, draft, settle=self._settling(respond)
+                user_id,
+                request.portfolio_id,
+                draft,
+                settle=self._cases.idempotency.settling(respond),
             )
             return respond([recorded])
 
@@ -212,7 +218,7 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
                 request.portfolio_id,
                 request.csv,
                 dry_run=request.dry_run,
-                settle=self._settling(respond),
+                settle=self._cases.idempotency.settling(respond),
             )
             return portfolio_pb2.ImportTradesResponse(
                 imported=done.count, trades=[trade_message(t) for t in done.trades]
@@ -225,19 +231,12 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
     ) -> portfolio_pb2.ListPositionsResponse:
         page = page_of(request.page, request.limit)
         user_id = require_identity().user_id
-        shown, total = await self._cases.trades.positions_page(
+        shown, total, fx = await self._cases.trades.positions_page(
             user_id,
             request.portfolio_id,
             page,
             method=PROTO_TO_METHOD.get(request.cost_method, CostMethod.FIFO),
             include_closed=request.include_closed,
-        )
-        fx = (
-            await self._cases.exchange.valuations(
-                user_id, request.portfolio_id.strip(), [p.symbol for p in shown if p.quantity]
-            )
-            if self._cases.exchange
-            else {}
         )
         return portfolio_pb2.ListPositionsResponse(
             positions=[
@@ -258,12 +257,19 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
         )
         user_id = require_identity().user_id
 
-        async def create() -> portfolio_pb2.CreatePositionResponse:
-            portfolio_id, position = await self._cases.trades.open_position(
-                user_id, request.portfolio_id, draft
-            )
+        def respond(opened: Opened) -> portfolio_pb2.CreatePositionResponse:
             return portfolio_pb2.CreatePositionResponse(
-                position=position_message(portfolio_id, position)
+                position=position_message(opened.portfolio_id, opened.position, opened.listed)
+            )
+
+        async def create() -> portfolio_pb2.CreatePositionResponse:
+            return respond(
+                await self._cases.trades.open_position(
+                    user_id,
+                    request.portfolio_id,
+                    draft,
+                    settle=self._cases.idempotency.settling(respond),
+                )
             )
 
         return await self._cases.idempotency.run(
@@ -292,6 +298,12 @@ class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.Portfol
     ) -> portfolio_pb2.GetQuoteResponse:
         quote = await self._cases.market.quote(request.symbol)
         return portfolio_pb2.GetQuoteResponse(quote=quote_message(quote))
+
+    async def GetStockHistory(
+        self, request: portfolio_pb2.GetStockHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.GetStockHistoryResponse:
+        history = await self._cases.histories.history(request.symbol, request.range)
+        return stock_history_message(history)
 
     async def GetPerformance(
         self, request: portfolio_pb2.GetPerformanceRequest, context: grpc.aio.ServicerContext

@@ -221,6 +221,10 @@ class SharedMarket:
         stored = await self._stored()
         if stored is not None:
             self._apply(stored, resync=False)
+            # The source's own opening quotes are newer than the steps published before this
+            # replica started: without the stored market in it, it answered (and traded at)
+            # its own opening prices until each symbol moved again.
+            self._source.restore(self._latest.values(), self.seq)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._follow_forever(), name="market-follow"),

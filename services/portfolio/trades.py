@@ -27,7 +27,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.book_states import StoredBook
-from services.portfolio.currencies import TradeFx
+from services.portfolio.currencies import CURRENCIES, TradeFx, Valuation, require_currency
 from services.portfolio.domain import (
     Book,
     CostMethod,
@@ -41,17 +41,27 @@ from services.portfolio.domain import (
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData
-from services.portfolio.prices import Prices
+from services.portfolio.prices import Prices, converted
 from services.portfolio.records import (
     Portfolio,
     RecordedTrade,
     portfolio_not_found,
     require_portfolio_id,
 )
-from services.portfolio.repository import PortfolioRepository, TradeFilter, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeFilter,
+    TradeRepository,
+)
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import DomainError, InvalidArgument, NotFound
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.runtime.pagination import Page
 
 log = logging.getLogger(__name__)
@@ -108,6 +118,16 @@ class TradeDraft:
     fees: str = ""
     executed_at: datetime | None = None
     notes: str = ""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What CreatePosition answers: the position a buy is part of now, and its listing's
+    currency, price in it and rate (None: the market cannot price it now)."""
+
+    portfolio_id: str
+    position: Position
+    listed: Valuation | None
 
 
 class Trades:
@@ -235,6 +255,21 @@ class Trades:
         except DomainError as problem:
             log.info("symbol not checked", extra={"symbol": symbol, "why": problem.reason})
 
+    async def check_tradable(self, symbol: str) -> None:
+        """check_symbol, and that the listing's trading currency is one we convert (Alpha
+        Vantage lists London stocks in GBX: an order on one would fail at every fill). A market
+        that cannot say now leaves that to the fill."""
+        await self.check_symbol(symbol)
+        if self._exchange is None:
+            return
+        try:
+            # A listing that names no currency is in the portfolio's: any we support, here.
+            trading = await self._exchange.currency_of(symbol, CURRENCIES[0])
+        except (Unavailable, ResourceExhausted) as problem:
+            log.info("currency not checked", extra={"symbol": symbol, "why": problem.reason})
+            return
+        require_currency(trading, "symbol")
+
     async def append(
         self,
         user_id: str,
@@ -319,7 +354,22 @@ class Trades:
     ) -> list[Position]:
         """Positions at the market's current prices (a symbol it cannot price now: its last
         trade price), weighted within the portfolio's total value, sorted by symbol."""
-        portfolio_id = require_portfolio_id(portfolio_id)
+        found, _ = await self._listed_positions(user_id, portfolio_id, method, include_closed)
+        return found
+
+    async def _listed_positions(
+        self, user_id: str, portfolio_id: str, method: CostMethod, include_closed: bool
+    ) -> tuple[list[Position], dict[str, Valuation]]:
+        """`positions`, and the listings they are valued at: one read of the market, so that a
+        position's price is its local price at its rate (two reads of a ticking market gave
+        a price that was not localPrice times fxRate)."""
+        portfolio, book = await self._book(user_id, require_portfolio_id(portfolio_id))
+        listed = await self._prices.listings(book.open_symbols(), portfolio.base_currency)
+        found = book.positions(converted(listed), method=method, include_closed=include_closed)
+        return found, listed
+
+    async def _book(self, user_id: str, portfolio_id: str) -> tuple[Portfolio, Book]:
+        """The user's portfolio and its book as stored (replayed when it has none)."""
         async with self._db.reading() as session:
             found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
             if found is None:
@@ -328,11 +378,8 @@ class Trades:
             if stored is None:
                 trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
         if stored is not None:
-            book = Book.resume(stored.state)
-        else:
-            book = Book.replay(trades, policy=portfolio.kind.policy)
-        prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
-        return book.positions(prices, method=method, include_closed=include_closed)
+            return portfolio, Book.resume(stored.state)
+        return portfolio, Book.replay(trades, policy=portfolio.kind.policy)
 
     async def positions_page(
         self,
@@ -342,21 +389,49 @@ class Trades:
         *,
         method: CostMethod = CostMethod.FIFO,
         include_closed: bool = False,
-    ) -> tuple[list[Position], int]:
-        """One page of `positions`, and how many there are in all."""
-        found = await self.positions(
-            user_id, portfolio_id, method=method, include_closed=include_closed
-        )
-        return found[page.offset : page.offset + page.limit], len(found)
+    ) -> tuple[list[Position], int, dict[str, Valuation]]:
+        """One page of `positions`, how many there are in all, and their listings."""
+        found, listed = await self._listed_positions(user_id, portfolio_id, method, include_closed)
+        return found[page.offset : page.offset + page.limit], len(found), listed
 
     async def open_position(
-        self, user_id: str, portfolio_id: str, draft: TradeDraft
-    ) -> tuple[str, Position]:
+        self,
+        user_id: str,
+        portfolio_id: str,
+        draft: TradeDraft,
+        *,
+        settle: Callable[[AsyncSession, Opened], Awaitable[None]] | None = None,
+    ) -> Opened:
         """A BUY by another name: records `draft` as CreateTrade does; gives the portfolio's id
-        and the position it is part of now."""
-        recorded = await self.record(user_id, portfolio_id, replace(draft, side=Side.BUY))
-        position = await self.position(user_id, recorded.portfolio_id, recorded.trade.symbol)
-        return recorded.portfolio_id, position
+        and the position it is part of now. The position is valued (at prices read before)
+        inside the trade's transaction, so that `settle` commits with the trade, given it: a
+        caller gone after the commit leaves an answer for its retry, never a second buy."""
+        portfolio_id = require_portfolio_id(portfolio_id)
+        try:
+            symbol = normalize_symbol(draft.symbol)
+        except InvalidArgument:
+            symbol = ""  # record() refuses it, naming the field as CreateTrade does
+        # Every holding priced, as ListPositions does: the position's weight is of them all.
+        portfolio, before = await self._book(user_id, portfolio_id)
+        held = {*before.open_symbols(), *([symbol] if symbol else [])}
+        listed = await self._prices.listings(held, portfolio.base_currency)
+        prices = converted(listed)
+        answer: Opened | None = None
+
+        async def value(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
+            nonlocal answer
+            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
+            assert found is not None and found[1] is not None  # the append just stored it
+            book = Book.resume(found[1].state)
+            held = book.positions(prices, include_closed=True)
+            position = next(p for p in held if p.symbol == symbol)
+            answer = Opened(portfolio_id, position, listed.get(symbol))
+            if settle is not None:
+                await settle(session, answer)
+
+        await self.record(user_id, portfolio_id, replace(draft, side=Side.BUY), settle=value)
+        assert answer is not None
+        return answer
 
     async def position(self, user_id: str, portfolio_id: str, symbol: str) -> Position:
         for position in await self.positions(user_id, portfolio_id, include_closed=True):

@@ -31,8 +31,13 @@ from services.portfolio.wire_numbers import (
 from services.runtime.errors import InvalidArgument
 
 MAX_NOTES = 1000
-# A client whose clock runs a little ahead still records "now"; a trade dated later is refused.
+# A client whose clock runs a little ahead still records "now" (its trade is dated now: a time
+# ahead of the clock's would be a day ahead near midnight, which performance, up to the close
+# of today, leaves out); a trade dated later is refused.
 CLOCK_SKEW = timedelta(minutes=5)
+# The first day a trade may be dated: before it there is nothing to price, and a range starting
+# a day before year 1 cannot be computed (performance failed on every range for such a trade).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 # A normalized (upper-case) ticker; the facade checks socket subscriptions with it too.
 SYMBOL = re.compile(r"\^?[A-Z0-9][A-Z0-9.=-]{0,14}")
 
@@ -159,7 +164,9 @@ def new_trade(
     _check_time_and_notes(executed_at, now, notes, violations)
     if violations:
         raise _invalid_trade(violations)
-    return Trade(side, clean_symbol, quantity, price, fees, executed_at, sequence, id, notes)
+    return Trade(
+        side, clean_symbol, quantity, price, fees, min(executed_at, now), sequence, id, notes
+    )
 
 
 def parse_trade(
@@ -203,7 +210,7 @@ def parse_trade(
         parsed_quantity,
         parsed_price,
         parsed_fees,
-        executed_at,
+        min(executed_at, now),
         sequence,
         id,
         notes,
@@ -247,6 +254,8 @@ def _check_time_and_notes(
         violations.append(("executed_at", "must include a time zone"))
     elif executed_at > now + CLOCK_SKEW:
         violations.append(("executed_at", "must not be in the future"))
+    elif executed_at < EARLIEST:
+        violations.append(("executed_at", "must not be before 1900-01-01"))
     if len(notes) > MAX_NOTES:
         violations.append(("notes", f"must be at most {MAX_NOTES} characters"))
 

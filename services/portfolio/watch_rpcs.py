@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2
 
+from services.portfolio.alert_index import AlertRule
 from services.portfolio.alerts import AlertDraft, Alerts
 from services.portfolio.watch_messages import (
     PROTO_TO_CONDITION,
@@ -15,7 +16,7 @@ from services.portfolio.watch_messages import (
     fired_message,
     watchlist_message,
 )
-from services.portfolio.watchlists import Watchlists
+from services.portfolio.watchlists import QuotedWatchlist, Watchlists
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 
@@ -52,10 +53,20 @@ class WatchRpcs:
     async def CreateWatchlist(
         self, request: portfolio_pb2.CreateWatchlistRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.CreateWatchlistResponse:
-        created = await self._watchlists.create(
-            require_identity().user_id, request.name, request.symbols
+        user_id = require_identity().user_id
+
+        def respond(created: QuotedWatchlist) -> portfolio_pb2.CreateWatchlistResponse:
+            return portfolio_pb2.CreateWatchlistResponse(watchlist=watchlist_message(created))
+
+        async def create() -> portfolio_pb2.CreateWatchlistResponse:
+            settle = self._cases.idempotency.settling(respond)
+            return respond(
+                await self._watchlists.create(user_id, request.name, request.symbols, settle=settle)
+            )
+
+        return await self._cases.idempotency.run(
+            request, portfolio_pb2.CreateWatchlistResponse, create
         )
-        return portfolio_pb2.CreateWatchlistResponse(watchlist=watchlist_message(created))
 
     async def GetWatchlist(
         self, request: portfolio_pb2.GetWatchlistRequest, context: grpc.aio.ServicerContext
@@ -101,8 +112,16 @@ class WatchRpcs:
             cooldown_seconds=request.cooldown_seconds,
             note=request.note,
         )
-        created = await self._alerts.create(require_identity().user_id, draft)
-        return portfolio_pb2.CreateAlertResponse(alert=alert_message(created))
+        user_id = require_identity().user_id
+
+        def respond(created: AlertRule) -> portfolio_pb2.CreateAlertResponse:
+            return portfolio_pb2.CreateAlertResponse(alert=alert_message(created))
+
+        async def create() -> portfolio_pb2.CreateAlertResponse:
+            settle = self._cases.idempotency.settling(respond)
+            return respond(await self._alerts.create(user_id, draft, settle=settle))
+
+        return await self._cases.idempotency.run(request, portfolio_pb2.CreateAlertResponse, create)
 
     async def UpdateAlert(
         self, request: portfolio_pb2.UpdateAlertRequest, context: grpc.aio.ServicerContext

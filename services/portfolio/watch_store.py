@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.alert_index import AlertRule, Condition
 from services.portfolio.orm import alerts, fired_alerts, watchlists
-from services.runtime.queries import fetch_page
+from services.runtime.queries import fetch_page, one_writer_at_a_time
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class WatchlistRepository:
         self._session = session
 
     async def count(self, user_id: str) -> int:
+        """The user's watchlists, counted for the cap: the user's other writers that count
+        wait until this transaction ends."""
+        await one_writer_at_a_time(self._session, f"watchlists:{user_id}")
         query = select(func.count()).select_from(watchlists).where(watchlists.c.user_id == user_id)
         return int((await self._session.execute(query)).scalar_one())
 
@@ -101,10 +104,16 @@ class WatchlistRepository:
             )
         )
 
-    async def get(self, watchlist_id: str, user_id: str) -> WatchlistRecord | None:
+    async def get(
+        self, watchlist_id: str, user_id: str, *, lock: bool = False
+    ) -> WatchlistRecord | None:
+        """The user's list; with `lock`, locked until the transaction ends (an edit: the next
+        edit reads this one's stamp)."""
         query = select(watchlists).where(
             watchlists.c.id == watchlist_id, watchlists.c.user_id == user_id
         )
+        if lock:
+            query = query.with_for_update()
         row = (await self._session.execute(query)).first()
         return _watchlist(row) if row else None
 
@@ -140,7 +149,14 @@ class AlertRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
+    async def hold_cap(self, user_id: str) -> None:
+        """Until this transaction ends, the user's other writers that count for the cap wait
+        (what is read after this is what they committed)."""
+        await one_writer_at_a_time(self._session, f"alerts:{user_id}")
+
     async def count_active(self, user_id: str) -> int:
+        """The user's active alerts, counted for the cap (held: see `hold_cap`)."""
+        await self.hold_cap(user_id)
         query = (
             select(func.count())
             .select_from(alerts)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.events import EventHub
@@ -74,11 +76,21 @@ class Watchlists:
         self._events = events
         self._clock = clock
 
-    async def create(self, user_id: str, name: str, symbols: Sequence[str]) -> QuotedWatchlist:
+    async def create(
+        self,
+        user_id: str,
+        name: str,
+        symbols: Sequence[str],
+        *,
+        settle: Callable[[AsyncSession, QuotedWatchlist], Awaitable[None]] | None = None,
+    ) -> QuotedWatchlist:
+        """The new list with its quotes (read before, so that `settle` commits with the list,
+        given the answer: a caller gone after the commit leaves it for its retry)."""
         now = self._clock()
         record = WatchlistRecord(
             str(uuid.uuid4()), user_id, clean_name(name), await self._known(symbols), now, now
         )
+        quoted = await self._quoted(record)
         async with self._db.transaction() as session:
             repository = WatchlistRepository(session)
             if await repository.count(user_id) >= MAX_WATCHLISTS:
@@ -87,7 +99,9 @@ class Watchlists:
                     reason="TOO_MANY_WATCHLISTS",
                 )
             await repository.add(record)
-        return await self._quoted(record)
+            if settle is not None:
+                await settle(session, quoted)
+        return quoted
 
     async def get(self, user_id: str, watchlist_id: str) -> QuotedWatchlist:
         watchlist_id = _require_id(watchlist_id)
@@ -114,10 +128,11 @@ class Watchlists:
         cleaned = await self._known(symbols)
         async with self._db.transaction() as session:
             repository = WatchlistRepository(session)
-            record = await repository.get(watchlist_id, user_id)
+            record = await repository.get(watchlist_id, user_id, lock=True)
             if record is None:
                 raise watchlist_not_found(watchlist_id)
-            record = replace(record, name=cleaned_name, symbols=cleaned, updated_at=self._clock())
+            stamp = self._after(record.updated_at)
+            record = replace(record, name=cleaned_name, symbols=cleaned, updated_at=stamp)
             await repository.replace(record)
         if self._events is not None:
             await self._events.watchlist_changed(
@@ -128,12 +143,19 @@ class Watchlists:
     async def delete(self, user_id: str, watchlist_id: str) -> None:
         watchlist_id = _require_id(watchlist_id)
         async with self._db.transaction() as session:
-            if not await WatchlistRepository(session).remove(watchlist_id, user_id):
+            repository = WatchlistRepository(session)
+            record = await repository.get(watchlist_id, user_id, lock=True)
+            if record is None or not await repository.remove(watchlist_id, user_id):
                 raise watchlist_not_found(watchlist_id)
+            stamp = self._after(record.updated_at)
         if self._events is not None:
-            await self._events.watchlist_changed(
-                user_id, watchlist_id, (), self._clock(), deleted=True
-            )
+            await self._events.watchlist_changed(user_id, watchlist_id, (), stamp, deleted=True)
+
+    def _after(self, previous: datetime) -> datetime:
+        """A change's stamp: now, but always after the change it follows (read locked). Sockets
+        drop a change older than the one they hold, and replicas' clocks differ: the stamps of
+        one list must rise in the order its changes commit."""
+        return max(self._clock(), previous + timedelta(microseconds=1))
 
     async def _known(self, raw: Sequence[str]) -> tuple[str, ...]:
         """The symbols cleaned, each known to the market (NotFound names the first unknown)."""

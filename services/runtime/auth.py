@@ -15,17 +15,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.rpc import error_details_pb2
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.runtime.channels import unary_with_second_try
 from services.runtime.context import CORRELATION_HEADER, Identity, correlation_id
 from services.runtime.errors import Unauthenticated, Unavailable
 from services.runtime.keys import SigningKey, TokenKeys
+from services.runtime.status import parse_status
 
 T = TypeVar("T")
 
@@ -53,6 +56,24 @@ def _invalid(kind: str) -> Unauthenticated:
     return Unauthenticated(f"invalid {kind} token", reason="TOKEN_INVALID")
 
 
+class SessionRevoked(Unauthenticated):
+    """A session somebody ended: a logout, a password or role change, a reused refresh token."""
+
+    reason = "SESSION_REVOKED"
+
+    def __init__(self, message: str = "session has ended; log in again") -> None:
+        super().__init__(message)
+
+
+class SessionExpired(Unauthenticated):
+    """A session past its own fixed end (REFRESH_TOKEN_TTL from its login): nobody ended it."""
+
+    reason = "SESSION_EXPIRED"
+
+    def __init__(self) -> None:
+        super().__init__("session expired; log in again")
+
+
 class TokenVerifier:
     """Reads tokens with public keys only: what every process but the users service holds.
 
@@ -66,7 +87,14 @@ class TokenVerifier:
         self._verified: dict[str, Identity] = {}
 
     def _claims(
-        self, token: str, key: Ed25519PublicKey, kind: str, *, audience: str, issuer: str
+        self,
+        token: str,
+        key: Ed25519PublicKey,
+        kind: str,
+        *,
+        audience: str,
+        issuer: str,
+        verify_exp: bool = True,
     ) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -75,7 +103,7 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=audience,
                 issuer=issuer,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated(f"{kind} token expired", reason="TOKEN_EXPIRED") from None
@@ -83,7 +111,9 @@ class TokenVerifier:
             raise _invalid(kind) from None
         return claims
 
-    def _decode(self, token: str, kind: str, *, allow_service: bool = False) -> dict[str, Any]:
+    def _decode(
+        self, token: str, kind: str, *, allow_service: bool = False, verify_exp: bool = True
+    ) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -93,7 +123,9 @@ class TokenVerifier:
             raise _invalid(kind)
         user_key = self._keys.users.get(kid)
         if user_key is not None:
-            claims = self._claims(token, user_key, kind, audience=AUDIENCE, issuer=self._issuer)
+            claims = self._claims(
+                token, user_key, kind, audience=AUDIENCE, issuer=self._issuer, verify_exp=verify_exp
+            )
             if claims["typ"] != kind:
                 raise Unauthenticated(f"expected a {kind} token", reason="TOKEN_INVALID")
             return claims
@@ -140,8 +172,10 @@ class TokenVerifier:
             service=claims["typ"] == SERVICE,
         )
 
-    def read_refresh(self, token: str) -> RefreshClaims:
-        claims = self._decode(token, REFRESH)
+    def read_refresh(self, token: str, *, lapsed: bool = False) -> RefreshClaims:
+        """A refresh token's claims. `lapsed` reads one past its exp too (signature, issuer,
+        audience and type still checked): which session a token that no longer works was of."""
+        claims = self._decode(token, REFRESH, verify_exp=not lapsed)
         return RefreshClaims(
             user_id=str(claims["sub"]),
             session_id=str(claims["sid"]),
@@ -169,10 +203,20 @@ class TokenCodec(TokenVerifier):
         )
 
     def issue_access(
-        self, *, user_id: str, session_id: str, email: str, roles: list[str]
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        email: str,
+        roles: list[str],
+        session_ends: datetime | None = None,
     ) -> tuple[str, datetime]:
+        """An access token for ACCESS_TOKEN_TTL, ending with its session (`session_ends`) at
+        the latest: used past that end it is expired, as its session is."""
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=self._access_ttl)
+        if session_ends is not None:
+            expires = max(now, min(expires, session_ends))
         claims = {
             "iss": self._issuer,
             "aud": AUDIENCE,
@@ -266,8 +310,24 @@ class ServiceCredentials:
 
 class SessionChecker(Protocol):
     async def is_live(self, identity: Identity) -> bool:
-        """Whether the identity's session still stands (not logged out, not revoked)."""
+        """Whether the identity's session still stands: False once it was revoked (logged
+        out, a password or role change, a reused refresh token). One past its own end raises
+        SessionExpired instead, so its caller is told to log in again, not that it was ended."""
         ...
+
+
+class SessionState(Enum):
+    """What a session check found, remembered as such (answers are cached)."""
+
+    LIVE = "live"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+    def is_live(self) -> bool:
+        """SessionChecker.is_live's answer for this state."""
+        if self is SessionState.EXPIRED:
+            raise SessionExpired()
+        return self is SessionState.LIVE
 
 
 class TtlMemo(Generic[T]):
@@ -326,11 +386,11 @@ class RemoteSessionChecker:
 
     def __init__(self, channel: grpc.aio.Channel, *, ttl: float, deadline: float = 3.0) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
-        self._memo: TtlMemo[bool] = TtlMemo(ttl)
+        self._memo: TtlMemo[SessionState] = TtlMemo(ttl)
         self._deadline = deadline
 
     async def is_live(self, identity: Identity) -> bool:
-        async def lookup() -> bool:
+        async def lookup() -> SessionState:
             try:
                 reply = await unary_with_second_try(
                     self._stub.ValidateToken,
@@ -344,9 +404,24 @@ class RemoteSessionChecker:
                     retry_safe=True,  # NO_SIDE_EFFECTS: a users replica killed under it is no 503
                 )
             except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    return False
-                raise Unavailable("cannot verify the session right now; retry shortly") from None
-            return bool(reply.valid) and reply.session_id == identity.session_id
+                if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+                    raise Unavailable(
+                        "cannot verify the session right now; retry shortly"
+                    ) from None
+                if _reason(error) == SessionExpired.reason:
+                    return SessionState.EXPIRED
+                return SessionState.REVOKED
+            live = bool(reply.valid) and reply.session_id == identity.session_id
+            return SessionState.LIVE if live else SessionState.REVOKED
 
-        return await self._memo.get(identity.session_id, lookup)
+        return (await self._memo.get(identity.session_id, lookup)).is_live()
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    """The google.rpc.ErrorInfo reason another service gave for `error`, if any."""
+    status = parse_status(error.trailing_metadata())
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""

@@ -101,8 +101,10 @@ def service_config(
 # "too_many_pings", which fails every call on that connection at once (seen as a 503).
 KEEPALIVE_TIME_MS = 30_000
 SERVER_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
-    # gRPC's server default is 5 minutes: our channels' 30 s pings would be strikes.
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+    # gRPC's server default is 5 minutes: our channels' 30 s pings would be strikes. (Core's
+    # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS is spelled this way; an unknown
+    # name is ignored without a word, as "min_recv_ping_interval..." was.)
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
     ("grpc.keepalive_permit_without_calls", 1),
 )
 

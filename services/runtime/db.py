@@ -143,6 +143,18 @@ class Database:
         async with self._read_sessions() as session, session.begin():
             yield session
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read transaction that sees one moment throughout, for reads of several statements
+        that must agree: REPEATABLE READ on PostgreSQL (READ COMMITTED, its default, sees each
+        statement's own moment); SQLite's read transaction already does (WAL)."""
+        async with self.reading() as session:
+            if self.dialect == "postgresql":
+                await session.execute(
+                    text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                )
+            yield session
+
     async def ping(self) -> bool:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

@@ -65,6 +65,7 @@ PURGE_EVERY = 3600.0
 RELEASE_RETRY = 0.5
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 def idempotency_table(metadata: MetaData) -> Table:
@@ -237,6 +238,18 @@ class IdempotencyStore:
             # commit (the caller's retry gets the stored answer).
             raise KeyInProgress()
         claim.settled = True  # the handler returns only if that transaction committed
+
+    def settling(
+        self, respond: Callable[[T], Message]
+    ) -> Callable[[AsyncSession, T], Awaitable[None]]:
+        """`settle` for work that hands its result to a callback inside its own transaction
+        (a use case's `settle=`): `respond(result)` is the answer stored with the work, so a
+        retry after a hang-up gets it and never does the work twice."""
+
+        async def settle(tx: AsyncSession, result: T) -> None:
+            await self.settle(tx, lambda: respond(result))
+
+        return settle
 
     async def _claim(
         self, user_id: str, key: str, request_hash: str, now: datetime | None = None

@@ -16,7 +16,13 @@ from typing import Any
 import grpc
 
 from services.runtime.addresses import IPNetwork, grpc_peer_host, resolve_client_address
-from services.runtime.auth import SessionChecker, TokenVerifier, bearer, bearer_token
+from services.runtime.auth import (
+    SessionChecker,
+    SessionRevoked,
+    TokenVerifier,
+    bearer,
+    bearer_token,
+)
 from services.runtime.context import (
     CORRELATION_HEADER,
     Identity,
@@ -30,6 +36,7 @@ from services.runtime.context import (
 from services.runtime.db import database_unreachable
 from services.runtime.descriptors import MethodRule
 from services.runtime.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from services.runtime.file_errors import file_error
 from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
 from services.runtime.status import internal_status, to_status
 from services.runtime.validation import validate, validated
@@ -102,8 +109,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return identity
         if rule.internal:
             raise PermissionDenied("only Stockfolio services may call this")
+        # A session past its own end raises SessionExpired (SESSION_EXPIRED) from the check.
         if not await self._sessions.is_live(identity):
-            raise Unauthenticated("session has ended; log in again", reason="SESSION_REVOKED")
+            raise SessionRevoked()
         if rule.required_role and rule.required_role not in identity.roles:
             raise PermissionDenied(f"requires the {rule.required_role} role")
         return identity
@@ -173,6 +181,13 @@ def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, 
     if isinstance(error, NotImplementedError):
         # The generated base servicer raises it for RPCs a later issue fills in.
         return grpc.StatusCode.UNIMPLEMENTED, "not implemented yet", ()
+    known = file_error(error)
+    if known is not None:
+        # A file changed under the request, a name the filesystem refuses: the caller's.
+        # With its traceback: the same errno can be our own fault (a program not installed).
+        number = getattr(error, "errno", 0)
+        log.warning("file error", extra={"reason": known.reason, "errno": number}, exc_info=error)
+        return to_status(known)
     if database_unreachable(error):
         # The database is down or restarting: UNAVAILABLE (503, retried), not a 500.
         log.warning("database unreachable", extra={"error": str(error).splitlines()[0]})

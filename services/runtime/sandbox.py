@@ -2,7 +2,8 @@
 
 A shell or a git command for user U sees its own PID, IPC, UTS, cgroup, user and network
 namespaces; a read-only system (`/usr` and the few `/etc` files a shell needs); a private
-`/tmp` and `/dev`; and, writable, only the folders it is given (U's own workspace). It runs as
+read-only `/dev`; private size-bounded `/tmp`, `/var/tmp` and `/dev/shm`; and, writable, only
+the folders it is given (U's own workspace). It runs as
 an unprivileged uid with an environment built from an allowlist (`--setenv`); bubblewrap itself,
 the sandbox's PID 1 whose `/proc/1/environ` is readable inside, starts with no environment (or
 only that allowlist, without cgroups). Limits come from cgroups when this process may create
@@ -144,11 +145,14 @@ def warn_unsandboxed(what: str) -> None:
 
 @dataclass(frozen=True)
 class Bind:
-    """A host folder made visible inside the sandbox at `target`."""
+    """A host folder made visible inside the sandbox at `target`. With `fd`, the folder is that
+    open descriptor (bubblewrap's --bind-fd), not whatever `source` names when the sandbox
+    starts: a folder in a user's hands, checked once opened, cannot be swapped for a link."""
 
     source: Path
     target: Path
     writable: bool = True
+    fd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -304,12 +308,20 @@ class Sandbox:
         if network:
             args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        # Private, size-bounded temporary folders inside the sandbox (not the host's).
-        args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]  # noqa: S108
-        args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/var/tmp"]  # noqa: S108
+        # Private, size-bounded temporary folders inside the sandbox (not the host's). /dev is a
+        # tmpfs of bubblewrap's too, of half the host's memory (--size cannot bound it): its
+        # /dev/shm gets a bounded tmpfs of its own and /dev itself is made read-only below, or
+        # without a memory cgroup a shell could keep gigabytes of the host's memory in files.
+        for folder in ("/tmp", "/var/tmp", "/dev/shm"):  # noqa: S108
+            args += ["--size", str(limits.tmp_bytes), "--tmpfs", folder]
         for bind in binds:
-            args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), str(bind.target)]
-        args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *self._inner_limits(argv)]
+            option = "--bind" if bind.writable else "--ro-bind"
+            if bind.fd is not None:
+                args += [f"{option}-fd", str(bind.fd), str(bind.target)]
+            else:
+                args += [option, str(bind.source), str(bind.target)]
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+        args += ["--chdir", str(cwd), "--", *self._inner_limits(argv)]
         return self._with_limits(args, box)
 
     def _inner_limits(self, argv: Sequence[str]) -> list[str]:
@@ -353,7 +365,40 @@ class Sandbox:
         host_cwd: Path | None = None,
     ) -> Completed:
         """Runs a command to completion in `owner`'s sandbox; kills the whole sandbox on timeout
-        or cancellation. `cwd` is inside the sandbox; `host_cwd` is used when it is off."""
+        or cancellation. `cwd` is inside the sandbox; `host_cwd` is used when it is off.
+
+        A sandbox that bubblewrap could not set up for want of a process (the kernel's EAGAIN:
+        a pids limit reached for a moment under load) ran nothing, so it is started again after
+        a pause; still refused after that, the answer is 503, never the command's failure."""
+        for pause in (*_BUSY_PAUSES, None):
+            done = await self._run_once(
+                argv, owner=owner, binds=binds, cwd=cwd, env=env, network=network,
+                stdin=stdin, timeout=timeout, host_cwd=host_cwd,
+            )  # fmt: skip
+            if not (self.enabled and _setup_refused(done)):
+                return done
+            log.warning("sandbox: %s", done.stderr.decode(errors="replace").strip())
+            if pause is None:
+                break
+            await asyncio.sleep(pause)
+        raise Unavailable(
+            "the sandbox could not start: the machine is out of processes for now; try again",
+            reason="SANDBOX_BUSY",
+        )
+
+    async def _run_once(
+        self,
+        argv: Sequence[str],
+        *,
+        owner: str,
+        binds: Sequence[Bind],
+        cwd: Path,
+        env: Mapping[str, str],
+        network: bool,
+        stdin: bytes | None,
+        timeout: float,  # noqa: ASYNC109 - see run
+        host_cwd: Path | None,
+    ) -> Completed:
         box = self.open_box(owner, f"run-{os.urandom(6).hex()}")
         command = self.command(argv, binds=binds, cwd=cwd, env=env, network=network, box=box)
         try:
@@ -365,6 +410,7 @@ class Sandbox:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=[bind.fd for bind in binds if bind.fd is not None and self.enabled],
             )
         except OSError as error:
             if box is not None:
@@ -394,6 +440,17 @@ class Sandbox:
             await process.wait()
         if box is not None:
             await asyncio.to_thread(_clear, box)
+
+
+# Pauses before the second and third tries of a sandbox bubblewrap could not set up.
+_BUSY_PAUSES = (0.05, 0.25)
+# bubblewrap's own last words when a clone or fork for the sandbox failed with EAGAIN ("Creating
+# new namespace failed", "Can't fork"): the whole of its stderr, printed before any command ran.
+_SETUP_REFUSED = re.compile(rb"bwrap: [^\n]*: Resource temporarily unavailable\n?")
+
+
+def _setup_refused(done: Completed) -> bool:
+    return done.returncode == 1 and _SETUP_REFUSED.fullmatch(done.stderr) is not None
 
 
 def _clear(box: Box) -> None:

@@ -11,6 +11,12 @@ from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
 
 USERS_SERVICE = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
+# A user whose every session ended (a logout everywhere, a role change, the account deleted) is
+# announced by the users service on its cache's channel `REVOKED_CHANNEL` (a user id a message);
+# its cache's prefix is "sf:users:", so a service on "sf:" hears it on `REVOKED_ELSEWHERE`. On
+# Redis only: each service's own recheck of what it holds stands without it.
+REVOKED_CHANNEL = "revoked"
+REVOKED_ELSEWHERE = f"users:{REVOKED_CHANNEL}"
 
 
 async def remote_sessions(

@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 10.0
+# A stream that has not been live yet is only waited for (an upstream still starting, as with
+# `make run`), said at INFO, for this many seconds; after that, and once it was live, a close
+# is a WARNING.
+STARTING_GRACE = 30.0
 
 T = TypeVar("T")
 
@@ -36,6 +40,8 @@ async def follow_forever(
     message must not end the stream for good."""
     live = live or asyncio.Event()
     backoff = BACKOFF_FIRST
+    loop = asyncio.get_running_loop()
+    waiting_until: float | None = loop.time() + STARTING_GRACE  # None once it has been live
     while True:
         outcome = "ended"
         try:
@@ -49,10 +55,13 @@ async def follow_forever(
             outcome = "INTERNAL"
         if live.is_set():
             backoff = BACKOFF_FIRST
+            waiting_until = None
         live.clear()
         delay = backoff * random.uniform(0.5, 1.0)
-        log.warning(
-            "stream closed; reopening",
+        starting = waiting_until is not None and loop.time() < waiting_until
+        log.log(
+            logging.INFO if starting else logging.WARNING,
+            "stream not open yet; retrying" if starting else "stream closed; reopening",
             extra={
                 "stream": name,
                 **(log_extra or {}),

@@ -286,6 +286,23 @@ class TerminalManager:
                 await self.on_ended(session)
             except Exception:  # whoever listens must not keep a session from ending
                 log.exception("a session's end hook failed")
+        if not self._stopping:
+            await self._forget_oldest_ended(session)
+
+    async def _forget_oldest_ended(self, newest: Session) -> None:
+        """An ended session stays, with its scrollback, for its owner to read; but a user keeps
+        at most `max_per_user` of them (the oldest go first): a loop of shells that print and
+        exit held every one until the idle cull (and for good without one)."""
+        ended = sorted(
+            (
+                s
+                for s in self._sessions.values()
+                if s.owner == newest.owner and s.state != "running" and s is not newest
+            ),
+            key=lambda s: s.last_activity,
+        )
+        extra = len(ended) + 1 - self.max_per_user
+        await asyncio.gather(*(self.close(s.id) for s in ended[: max(0, extra)]))
 
     async def _end_sandbox(self, session: Session) -> None:
         """Kills the sandbox: bubblewrap's death ends its PID namespace, so everything in it

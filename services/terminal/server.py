@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,14 +11,17 @@ import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.auth import SessionChecker
-from services.runtime.cache import create_cache
+from services.runtime.cache import Cache, create_cache, subscribe_live
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
 from services.runtime.ownership import Ownership, advertised_address
 from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
-from services.runtime.sessions import remote_sessions
+from services.runtime.sessions import REVOKED_ELSEWHERE, remote_sessions
+from services.runtime.streams import follow_forever
+from services.runtime.tasks import cancel_and_wait
 from services.terminal.config import load_terminal_config
+from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories
 from services.terminal.servicer import TerminalServicer
@@ -25,6 +29,8 @@ from services.terminal.sessions import Session
 from services.terminal.terminals import Terminals, facts_of
 
 SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
+# Seconds a new subscription to the revocations waits to be live.
+SUBSCRIBE_WAIT = 5.0
 
 
 # A token this close to its expiry is not used for the logout recheck: it could expire on the
@@ -32,19 +38,63 @@ SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 _EXPIRY_MARGIN = timedelta(seconds=30)
 
 
-def owner_still_logged_in(sessions: SessionChecker) -> Callable[[Session], Awaitable[bool]]:
-    """The manager's recheck: False only when the users service says the owner's session was
-    revoked (a logout everywhere ends every token's session)."""
+def can_ask_with(identity: Identity) -> bool:
+    """Whether the identity's token is far enough from its expiry to ask the users service."""
+    return identity.expires_at - _EXPIRY_MARGIN > datetime.now(UTC)
 
-    async def still_allowed(session: Session) -> bool:
-        identity = session.credential
-        if not isinstance(identity, Identity):
-            return True
-        if identity.expires_at - _EXPIRY_MARGIN <= datetime.now(UTC):
+
+def session_still_live(sessions: SessionChecker) -> Callable[[Identity], Awaitable[bool]]:
+    """False only when the users service says the identity's session was revoked (a logout
+    of it, or everywhere); True while its token is too close to expiry to ask with."""
+
+    async def live(identity: Identity) -> bool:
+        if not can_ask_with(identity):
             return True  # cannot tell any more; the idle cull still applies
         return await sessions.is_live(identity)
 
+    return live
+
+
+def owner_still_logged_in(
+    sessions: SessionChecker, logins: Logins
+) -> Callable[[Session], Awaitable[bool]]:
+    """The manager's recheck of a shell: False once none of the logins its owner was seen with
+    that can still be asked about is live (a logout everywhere), not when one of them logs out
+    and another goes on. A login whose token expired (or is about to) cannot be asked about
+    and is dropped: it neither keeps the shells nor ends them. With none left to ask, only
+    the idle cull (and the announced logouts) apply. A check that cannot be made (users
+    unreachable) raises, and decides nothing."""
+
+    async def still_allowed(session: Session) -> bool:
+        askable = []
+        for login in logins.of(session.owner):
+            if can_ask_with(login):
+                askable.append(login)
+            else:
+                logins.drop(login)
+        for login in askable:
+            if await sessions.is_live(login):
+                return True
+            logins.drop(login)
+        return not askable
+
     return still_allowed
+
+
+async def follow_revocations(cache: Cache, manager: TerminalManager) -> None:
+    """End the shells of each user the users service announces as logged out everywhere."""
+    ending: set[asyncio.Task[list[str]]] = set()
+
+    def end_shells_of(raw: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(manager.close_owner(raw.decode()))
+        ending.add(task)
+        task.add_done_callback(ending.discard)
+
+    await follow_forever(
+        lambda live: subscribe_live(cache, REVOKED_ELSEWHERE, live, SUBSCRIBE_WAIT),
+        end_shells_of,
+        name="revocations",
+    )
 
 
 async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> ServiceParts:
@@ -62,12 +112,16 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(ownership.stop)
 
     async def forget(session: Session) -> None:
+        if not any(s.id != session.id for s in manager.sessions_of(session.owner)):
+            logins.forget_owner(session.owner)
         await ownership.forget(session.id)
 
     async def ended(session: Session) -> None:
         # Lists served by another replica show it ended, with its exit code.
         await ownership.update(session.id, session.owner, facts_of(session))
 
+    # The logins each owner of a shell here was seen with, for the logout recheck.
+    logins = Logins(lambda owner: bool(manager.sessions_of(owner)))
     manager = TerminalManager(
         settings.root,
         max_per_user=settings.max_sessions_per_user,
@@ -82,19 +136,26 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         # Often enough that a session outlives its idle timeout by at most a quarter of it.
         cull_interval=min(30.0, max(0.05, settings.idle_timeout / 4)),
         sandbox=sandbox,
-        still_allowed=owner_still_logged_in(sessions),
+        still_allowed=owner_still_logged_in(sessions, logins),
         recheck_interval=settings.session_recheck,
         on_closed=forget,
         on_ended=ended,
     )
     # Owned by the resources: whatever happens after this, its shells end and its tasks stop.
     await resources.enter_async_context(manager)
+    if config.redis_url:
+        # A user whose every session ended: their shells end now, not at the next recheck
+        # (which cannot ask with a remembered token about to expire).
+        follower = asyncio.get_running_loop().create_task(follow_revocations(cache, manager))
+        resources.push_async_callback(cancel_and_wait, follower)
     projects = ProjectDirectories(
         config.addresses["workspace"], deadline=settings.workspace_deadline
     )
     resources.push_async_callback(projects.close)
-    terminals = Terminals(manager, projects, settings.root, ownership)
-    servicer = TerminalServicer(terminals, manager, settings)
+    terminals = Terminals(manager, projects, settings.root, ownership, logins)
+    servicer = TerminalServicer(
+        terminals, manager, settings, session_live=session_still_live(sessions)
+    )
 
     async def advertise(port: int) -> None:
         await ownership.start(advertised_address(config.host, port))

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
-from services.runtime.errors import DomainError, InvalidArgument
+from services.runtime.context import Identity
+from services.runtime.errors import DomainError, InvalidArgument, Unauthenticated
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.runtime.tasks import cancel_and_wait
 from services.runtime.timestamps import timestamp
 from services.terminal.config import TerminalConfig
 from services.terminal.manager import TerminalManager
-from services.terminal.sessions import Session
+from services.terminal.sessions import Session, output_text
 from services.terminal.terminals import REPLICA_LOST, Recorded, Terminals
 from services.terminal.watcher import Watcher
 
@@ -53,11 +54,19 @@ def terminal_message(session: Session | Recorded) -> terminal_pb2.Terminal:
 
 class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     def __init__(
-        self, terminals: Terminals, manager: TerminalManager, config: TerminalConfig
+        self,
+        terminals: Terminals,
+        manager: TerminalManager,
+        config: TerminalConfig,
+        *,
+        session_live: Callable[[Identity], Awaitable[bool]] | None = None,
     ) -> None:
         self._terminals = terminals
         self._manager = manager  # read for its limits only
         self._config = config
+        # Whether an attachment's own session still holds (users says so), asked every
+        # TERMINAL_SESSION_RECHECK: a session logged out ends its attachments.
+        self._session_live = session_live
 
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
@@ -149,7 +158,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         )
         return terminal_pb2.GetTerminalHistoryResponse(
             commands=history.commands,
-            recent_output=history.output.decode("utf-8", errors="replace"),
+            recent_output=output_text(history.output),
         )
 
     async def AttachTerminal(
@@ -171,14 +180,36 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         watcher = session.watch(replay=not first.join.no_replay)
         notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse] = asyncio.Queue(maxsize=64)
         pump = asyncio.create_task(_pump_input(session, request_iterator, notices))
+        revoked = asyncio.create_task(self._until_revoked(identity))
         try:
             yield terminal_pb2.AttachTerminalResponse(joined=terminal_message(session))
-            async for reply in _merge(watcher, notices):
+            async for reply in _merge(watcher, notices, revoked):
                 yield reply
+            if revoked.done():
+                raise Unauthenticated(
+                    "this session has ended (logged out); sign in and attach again",
+                    reason="SESSION_REVOKED",
+                )
             yield terminal_pb2.AttachTerminalResponse(exit=await _exit_of(session, watcher))
         finally:
             watcher.close()
             await cancel_and_wait(pump)
+            await cancel_and_wait(revoked)
+
+    async def _until_revoked(self, identity: Identity) -> None:
+        """Returns once the users service says the attachment's own session is over (a
+        logout of it, or everywhere); a check that cannot be made now is made again later.
+        (The token's expiry does not end it: a browser's socket renews its token without
+        joining again, and the facade closes a socket whose token lapses.)"""
+        live = self._session_live
+        if live is None:
+            await asyncio.Event().wait()
+            return
+        while True:
+            await asyncio.sleep(self._manager.recheck_interval)
+            with contextlib.suppress(DomainError):  # users unreachable: ask again later
+                if not await live(identity):
+                    return
 
 
 async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalExit:
@@ -191,11 +222,13 @@ async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalE
 
 
 async def _merge(
-    watcher: Watcher, notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse]
+    watcher: Watcher,
+    notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse],
+    until: asyncio.Task[None],
 ) -> AsyncIterator[terminal_pb2.AttachTerminalResponse]:
     """The session's output, with refusals of this attachment's input slipped in between,
-    until the output ends. One pending read of each kind at a time: nothing buffers here
-    beyond the watcher's own bound."""
+    until the output ends (or `until` does). One pending read of each kind at a time:
+    nothing buffers here beyond the watcher's own bound."""
     output: asyncio.Task[bytes] | None = None
     notice: asyncio.Task[terminal_pb2.AttachTerminalResponse] | None = None
     try:
@@ -204,7 +237,11 @@ async def _merge(
                 output = asyncio.ensure_future(anext(watcher))
             if notice is None:
                 notice = asyncio.ensure_future(notices.get())
-            done, _ = await asyncio.wait({output, notice}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {output, notice, until}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if until in done:
+                return
             if notice in done:
                 yield notice.result()
                 notice = None
@@ -226,8 +263,17 @@ async def _pump_input(
     requests: AsyncIterator[terminal_pb2.AttachTerminalRequest],
     notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse],
 ) -> None:
-    """Keystrokes and resizes into the session; a refused frame is answered, not fatal."""
-    async for request in requests:
+    """Keystrokes and resizes into the session; a refused frame is answered, not fatal (also
+    one the rules refuse as it is read: an out-of-range resize ended the input for good)."""
+    frames = aiter(requests)
+    while True:
+        try:
+            request = await anext(frames)
+        except StopAsyncIteration:
+            return
+        except DomainError as error:
+            _notify(notices, error)
+            continue
         kind = request.WhichOneof("frame")
         try:
             if kind == "data":
@@ -237,6 +283,12 @@ async def _pump_input(
             else:
                 raise InvalidArgument("this attachment has joined a session already")
         except DomainError as error:
-            notice = terminal_pb2.TerminalNotice(code=error.reason, message=str(error))
-            with contextlib.suppress(asyncio.QueueFull):  # a client flooding refusals
-                notices.put_nowait(terminal_pb2.AttachTerminalResponse(error=notice))
+            _notify(notices, error)
+
+
+def _notify(
+    notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse], error: DomainError
+) -> None:
+    notice = terminal_pb2.TerminalNotice(code=error.reason, message=str(error))
+    with contextlib.suppress(asyncio.QueueFull):  # a client flooding refusals
+        notices.put_nowait(terminal_pb2.AttachTerminalResponse(error=notice))

@@ -7,6 +7,7 @@ blocking.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import errno
 import fcntl
 import os
@@ -28,7 +29,11 @@ from services.terminal.watcher import Watcher
 MAX_COLS = 1000
 MAX_ROWS = 500
 READ_CHUNK = 64 * 1024
+# Characters of a recorded input line at most: what a tty's own line holds (N_TTY_BUF_SIZE).
+MAX_LINE = 4096
 _ESCAPE_SEQUENCE = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[^\[]")
+# An input line's editing keys one by one, and runs of the characters it keeps.
+_LINE_PIECES = re.compile(r"[\r\n\x03\x15\x08\x7f]|[^\x00-\x1f\x7f]+")
 
 
 class WriteTooLarge(InvalidArgument):
@@ -68,7 +73,7 @@ class Session:
     _idle_since: float = field(default_factory=time.monotonic)
     _scrollback: bytearray = field(default_factory=bytearray)
     _pending: bytearray = field(default_factory=bytearray)
-    _line: list[str] = field(default_factory=list)
+    _line: str = ""
     _commands: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     _watchers: set[Watcher] = field(default_factory=set)
     _fd_open: bool = True
@@ -83,9 +88,6 @@ class Session:
     # whether the shell runs in one at all.
     box: Box | None = None
     sandboxed: bool = False
-    # What the owner last proved themselves with (their token): the manager does not read it,
-    # the service's recheck does, to end sessions whose owner has logged out everywhere.
-    credential: object | None = None
 
     @property
     def pid(self) -> int:
@@ -149,6 +151,7 @@ class Session:
         output = bytes(self._scrollback)
         if output_bytes is not None:
             output = output[-output_bytes:] if output_bytes > 0 else b""
+            output = output[_continuation_bytes(output) :]
         return History(commands=list(self._commands), output=output)
 
     def idle_for(self) -> float:
@@ -175,20 +178,49 @@ class Session:
             asyncio.get_running_loop().remove_writer(self.master_fd)
 
     def _record_input(self, data: bytes) -> None:
+        """Keeps the lines typed at a command line for the history (editing keys applied, at
+        most MAX_LINE characters each, as a tty's own line)."""
+        if not self._reads_a_command_line():
+            # What was being typed went to another reader: it is not joined to the next line.
+            self._line = ""
+            return
         text = _ESCAPE_SEQUENCE.sub(b"", data).decode("utf-8", errors="replace")
-        for char in text:
-            if char in "\r\n":
-                command = "".join(self._line).strip()
+        line = self._line
+        for piece in _LINE_PIECES.findall(text):
+            if piece in ("\r", "\n"):
+                command = line.strip()
                 if command:
                     self._commands.append(command)
-                self._line.clear()
-            elif char in "\x7f\x08":
-                if self._line:
-                    self._line.pop()
-            elif char in "\x03\x15":  # ^C and ^U discard the line
-                self._line.clear()
-            elif char >= " ":
-                self._line.append(char)
+                line = ""
+            elif piece in ("\x7f", "\x08"):
+                line = line[:-1]
+            elif piece in ("\x03", "\x15"):  # ^C and ^U discard the line
+                line = ""
+            elif len(line) < MAX_LINE:
+                line += piece[: MAX_LINE - len(line)]
+        self._line = line
+
+    def _reads_a_command_line(self) -> bool:
+        """Whether what is typed now goes to a command line, by the terminal's own modes (the
+        shell's, read on the master): not to a prompt that turned echo off (a passphrase at
+        `read -s`, su, ssh-keygen, gpg), nor to a program reading raw keys (vim, less, a
+        pinentry). The shell's line editor reads raw keys too (readline turns canonical mode
+        and echo off while it reads a command), so raw input is kept only while the shell
+        itself, the session's leader, is the foreground process group, and only in readline's
+        modes: it tells CR from NL (ICRNL off) and leaves ECHOK alone, where the shell's own
+        raw reads (`read -n`, `-N`, `-d`: a PIN, 'press any key') translate CR and every
+        `read -s` (with `-e` too) turns ECHOK off with echo."""
+        try:
+            attributes = termios.tcgetattr(self.master_fd)
+            input_modes, modes = attributes[0], attributes[3]
+            if modes & termios.ICANON:
+                return bool(modes & termios.ECHO)
+            if input_modes & termios.ICRNL or not modes & termios.ECHOK:
+                return False
+            foreground = os.tcgetpgrp(self.master_fd)
+            return os.getsid(foreground) == foreground
+        except OSError:  # the shell is gone, or the group's leader: nothing to keep
+            return False
 
     def _on_readable(self) -> None:
         try:
@@ -204,6 +236,8 @@ class Session:
         excess = len(self._scrollback) - self.scrollback_bytes
         if excess > 0:
             del self._scrollback[:excess]
+            # A replay starts with a whole character, not the rest of one (U+FFFD).
+            del self._scrollback[: _continuation_bytes(self._scrollback)]
         self._touch()
         for watcher in list(self._watchers):
             watcher.offer(chunk)
@@ -262,3 +296,18 @@ def validate_dimensions(cols: int, rows: int) -> None:
     if violations:
         message = "; ".join(f"{name}: {text}" for name, text in violations)
         raise InvalidArgument(message, fields=violations)
+
+
+def _continuation_bytes(output: bytes | bytearray) -> int:
+    """How many bytes at the start of `output` end a UTF-8 character begun before it (none to
+    three): output cut at a byte count starts after them."""
+    count = 0
+    while count < min(3, len(output)) and output[count] & 0xC0 == 0x80:
+        count += 1
+    return count
+
+
+def output_text(output: bytes) -> str:
+    """Output as text: bytes that are not UTF-8 replaced (U+FFFD), and a character cut at the
+    end (the rest is still to come) left out."""
+    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(output)

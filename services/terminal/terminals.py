@@ -28,6 +28,7 @@ from services.runtime.errors import (
 from services.runtime.ownership import Owned, Ownership
 from services.runtime.pagination import Page
 from services.terminal import procfs
+from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories
 from services.terminal.sessions import History, Session
@@ -127,13 +128,6 @@ def _session_id(value: str) -> str:
     return value
 
 
-def _remember(session: Session, identity: Identity) -> None:
-    """Keeps the owner's freshest token on the session, for the logout recheck."""
-    known = session.credential
-    if not isinstance(known, Identity) or identity.expires_at >= known.expires_at:
-        session.credential = identity
-
-
 class Terminals:
     def __init__(
         self,
@@ -141,11 +135,14 @@ class Terminals:
         projects: ProjectDirectories,
         root: Path,
         ownership: Ownership,
+        logins: Logins | None = None,
     ) -> None:
         self._manager = manager
         self._projects = projects
         self._root = root
         self._ownership = ownership
+        # Every caller's login, for the logout recheck (None: nothing rechecks).
+        self._logins = logins
 
     async def create(
         self, identity: Identity, project_id: str, *, cols: int, rows: int, shell: str | None
@@ -167,7 +164,7 @@ class Terminals:
                 within=self._root / identity.user_id,
                 elsewhere=elsewhere,
             )
-            _remember(session, identity)
+            self._saw(identity)
             await self._ownership.claim(session.id, identity.user_id, facts_of(session))
         return session
 
@@ -180,8 +177,12 @@ class Terminals:
             session = self._manager.get(identity.user_id, session_id)
         except NotFound:
             return await self._recorded(identity, session_id)
-        _remember(session, identity)
+        self._saw(identity)
         return session
+
+    def _saw(self, identity: Identity) -> None:
+        if self._logins is not None:
+            self._logins.saw(identity)
 
     async def running(self, identity: Identity, session_id: str) -> Session:
         """The caller's session `session_id`, which must still be here to be used."""
@@ -242,6 +243,7 @@ class Terminals:
         shown as their owner recorded them; a lost replica's as exited, `replica_lost`."""
         if all_users and not identity.is_admin:
             raise PermissionDenied("only admins may list every user's terminals")
+        self._saw(identity)  # the owner's terminal page, open on another device
         owner = None if all_users else identity.user_id
         here: list[Session | Recorded] = list(self._manager.sessions_of(owner))
         ids = {s.id for s in here}
@@ -264,6 +266,7 @@ class Terminals:
 
     async def stats(self, identity: Identity) -> TerminalStats:
         """Counts over every replica; memory (this service's and its shells') of this one."""
+        self._saw(identity)
         running = [s for s in self._manager.sessions_of() if s.state == "running"]
         mine = [s for s in running if s.owner == identity.user_id]
         # Service-wide counts are an admin's: anyone else learns only of their own.

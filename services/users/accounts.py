@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.auth import TokenCodec, TtlMemo
+from services.runtime.auth import SessionExpired, SessionRevoked, TokenCodec, TtlMemo
 from services.runtime.context import Identity
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
@@ -104,30 +104,53 @@ class Accounts:
         except InvalidArgument:
             # A malformed email is just a wrong one: same answer, nothing to probe.
             raise InvalidCredentials() from None
-        await self._guard.check(email, address)
-        async with self._db.reading() as tx:
-            user = await UserRepository(tx).by_email(email)
-        if not await self._hasher.verify(password, user.password_hash if user else None):
-            await self._guard.failed(email, address)
-            raise InvalidCredentials()
-        assert user is not None
-        await self._guard.succeeded(email, address)
+        await self._guard.begin(email, address)
+        try:
+            async with self._db.reading() as tx:
+                user = await UserRepository(tx).by_email(email)
+            if not await self._hasher.verify(password, user.password_hash if user else None):
+                await self._guard.failed(email, address)
+                raise InvalidCredentials()
+            assert user is not None
+            await self._guard.succeeded(email, address)
+        finally:
+            await self._guard.end(email, address)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
-            user = replace(user, last_login=now)
-            await UserRepository(tx).save(user)
+            repo = UserRepository(tx)
+            # Read again, locked: the account may have changed while the password was checked
+            # (a quarter of a second). Its new password, roles or email stand: a login stamps
+            # its time and nothing else, and a password changed meanwhile refuses the old one.
+            fresh = await repo.get(user.id, lock=True)
+            if fresh is None or fresh.password_hash != user.password_hash:
+                raise InvalidCredentials()
+            await repo.touch_login(user.id, now)
+            user = replace(fresh, last_login=now)
             tokens = await self._open_session(tx, user, now, address)
         self._profiles.forget(user.id)
         return SignedIn(user, tokens)
 
     async def refresh(self, refresh_token: str) -> Tokens:
-        claims = self._codec.read_refresh(refresh_token)
+        try:
+            claims = self._codec.read_refresh(refresh_token)
+        except Unauthenticated as error:
+            if error.reason != "TOKEN_EXPIRED":
+                raise
+            # A refresh token ends with its session at the latest, but whether that session
+            # ended by itself or was revoked first (a logout) is its row's to say.
+            lapsed = self._codec.read_refresh(refresh_token, lapsed=True)
+            async with self._db.reading() as tx:
+                ends = await SessionRepository(tx).ends_at(lapsed.session_id)
+            raise (SessionRevoked() if ends is None else SessionExpired()) from None
         now = datetime.now(UTC)
         reused = False
         async with self._db.transaction() as tx:
             sessions = SessionRepository(tx)
-            if not await sessions.is_live(claims.session_id, now):
-                raise Unauthenticated("session has ended; log in again", reason="SESSION_REVOKED")
+            ends = await sessions.ends_at(claims.session_id)
+            if ends is None:
+                raise SessionRevoked()
+            if ends <= now:
+                raise SessionExpired()
             if not await sessions.spend_refresh(claims.token_id, claims.session_id, now):
                 # A spent token came back: it was stolen or replayed. End the whole session.
                 await sessions.revoke(claims.session_id, now, "refresh-reuse")
@@ -135,8 +158,8 @@ class Accounts:
             else:
                 user = await UserRepository(tx).get(claims.user_id)
                 if user is None:
-                    raise Unauthenticated("account no longer exists", reason="SESSION_REVOKED")
-                tokens = await self._issue(tx, user, claims.session_id, now)
+                    raise SessionRevoked("account no longer exists")
+                tokens = await self._issue(tx, user, claims.session_id, now, ends)
         if reused:
             await self._sessions.revoked([claims.session_id])
             raise RefreshReused()
@@ -155,11 +178,21 @@ class Accounts:
                     else []
                 )
         await self._sessions.revoked(revoked)
+        if all_sessions:
+            await self._sessions.all_revoked(identity.user_id)
         return len(revoked)
 
     async def get(self, actor: Identity, user_id: str) -> User:
         check_may_view(actor.user_id, actor.is_admin, user_id)
         return _existing(await self._profiles.get(user_id, lambda: self._load(user_id)), user_id)
+
+    async def holder(self, identity: Identity) -> User:
+        """The account a live session's token belongs to, as it is now: its email may have
+        changed since the token was issued."""
+        user = await self._profiles.get(identity.user_id, lambda: self._load(identity.user_id))
+        if user is None:
+            raise SessionRevoked("account no longer exists")
+        return user
 
     async def _load(self, user_id: str) -> User | None:
         async with self._db.reading() as tx:
@@ -173,6 +206,7 @@ class Accounts:
         check_may_change(actor.user_id, actor.is_admin, user_id, changes)
         roles = check_roles(changes.roles) if changes.roles else None
         new_hash: bytes | None = None
+        needs_current = False
         revoked: list[str] = []
         async with self._db.reading() as tx:
             current = _existing(await UserRepository(tx).get(user_id), user_id)
@@ -188,17 +222,23 @@ class Accounts:
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
-            user = _existing(await repo.get(user_id), user_id)
+            user = _existing(await repo.get(user_id, lock=True), user_id)
+            if needs_current and user.password_hash != current.password_hash:
+                # Changed while the current password was checked: the one given is current no
+                # more, as it is for a login (and as it would be for a request a moment later).
+                raise InvalidCredentials()
             if changes.name is not None:
                 user.name = clean_name(changes.name, email=user.email)
             if changes.email is not None:
                 user.email = normalize_email(changes.email)
+            every_session = False
             if roles is not None and roles != user.roles:
                 if user.is_admin and "admin" not in roles and await repo.count_admins() <= 1:
                     raise LastAdmin()
                 user.roles = roles
                 # Tokens carry roles: end the sessions so new roles take effect at once.
                 revoked += await SessionRepository(tx).revoke_all(user.id, now, "roles-changed")
+                every_session = True
             if new_hash is not None:
                 user.password_hash = new_hash
                 keep = actor.session_id if actor.user_id == user_id else None
@@ -209,6 +249,8 @@ class Accounts:
             await repo.save(user)
         self._profiles.forget(user_id)
         await self._sessions.revoked(revoked)
+        if every_session:
+            await self._sessions.all_revoked(user_id)
         return user
 
     async def delete(self, actor: Identity, user_id: str) -> None:
@@ -216,13 +258,14 @@ class Accounts:
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
-            user = _existing(await repo.get(user_id), user_id)
+            user = _existing(await repo.get(user_id, lock=True), user_id)
             if user.is_admin and await repo.count_admins() <= 1:
                 raise LastAdmin()
             revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")
             await repo.remove(user_id)
         self._profiles.forget(user_id)
         await self._sessions.revoked(revoked)
+        await self._sessions.all_revoked(user_id)
 
     async def _open_session(
         self, tx: AsyncSession, user: User, now: datetime, address: str
@@ -232,21 +275,34 @@ class Accounts:
         await SessionRepository(tx).open(
             session_id=session_id, user_id=user.id, now=now, expires=expires, address=address
         )
-        return await self._issue(tx, user, session_id, now)
+        return await self._issue(tx, user, session_id, now, expires)
 
-    async def _issue(self, tx: AsyncSession, user: User, session_id: str, now: datetime) -> Tokens:
+    async def _issue(
+        self, tx: AsyncSession, user: User, session_id: str, now: datetime, session_ends: datetime
+    ) -> Tokens:
+        """A session's next pair of tokens. Both end with the session at the latest: a token
+        that outlived it would be refused as revoked (rotated, a refresh token was stamped, and
+        advertised, REFRESH_TOKEN_TTL from the refresh, past the session's fixed end)."""
         token_id = uuid.uuid4().hex
+        remaining = int((session_ends - now).total_seconds())
         refresh, refresh_expires = self._codec.issue_refresh(
             user_id=user.id,
             session_id=session_id,
             token_id=token_id,
-            ttl=self._config.refresh_token_ttl,
+            ttl=max(0, min(self._config.refresh_token_ttl, remaining)),
         )
+        # Whole seconds: a token capped by its session ends within a second before it. The
+        # codec counts from its own, later, clock: never past the end all the same.
+        refresh_expires = min(refresh_expires, session_ends)
         await SessionRepository(tx).issue_refresh(
             token_id=token_id, session_id=session_id, now=now, expires=refresh_expires
         )
         access, access_expires = self._codec.issue_access(
-            user_id=user.id, session_id=session_id, email=user.email, roles=user.roles
+            user_id=user.id,
+            session_id=session_id,
+            email=user.email,
+            roles=user.roles,
+            session_ends=session_ends,
         )
         return Tokens(access, refresh, access_expires, refresh_expires)
 

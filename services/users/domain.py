@@ -6,6 +6,7 @@ Plain Python: no I/O, no framework.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -77,10 +78,15 @@ class LastAdmin(FailedPrecondition):
 
 
 def normalize_email(raw: str) -> str:
-    """Emails compare case-insensitively and without surrounding space."""
-    email = raw.strip().lower()
+    """Emails compare in one Unicode form, case-insensitively and without surrounding space:
+    "josé" written with a composed or a combining accent is one address (NFKC, again after
+    lower-casing, which may leave a character decomposed). Invisible format characters and
+    control characters are refused: a zero-width space made a look-alike second account."""
+    email = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).lower()).strip()
     if not email:
         raise InvalidArgument.field("email", "is required")
+    if any(unicodedata.category(c) in ("Cf", "Cc") for c in email):
+        raise InvalidArgument.field("email", "must not contain invisible or control characters")
     if len(email) > MAX_EMAIL or not _EMAIL.match(email):
         raise InvalidArgument.field("email", "is not a valid email address")
     return email
@@ -107,10 +113,12 @@ def check_password(password: str, *, email: str, field_name: str = "password") -
 
 
 def clean_name(raw: str, *, email: str) -> str:
+    """The name as given, spaces collapsed; without one, the part of the email before the @,
+    cut to a name's length (an email's may be longer: the database refused it with a 500)."""
     name = " ".join(raw.split())
     if len(name) > MAX_NAME:
         raise InvalidArgument.field("name", f"must be at most {MAX_NAME} characters")
-    return name or email.split("@", 1)[0]
+    return name or email.split("@", 1)[0][:MAX_NAME]
 
 
 def check_roles(roles: list[str]) -> list[str]:

@@ -10,8 +10,12 @@ Following OWASP's guidance, nobody can lock a user out without their password:
   spread-out attack), failing addresses get no free failures, so their delays start at once.
 
 Every refusal falls on an address that has failed itself; an address with no failures always
-reaches the password check. Counters and refusals live in the cache (shared by replicas when
-it is Redis), beside the facade's own limit on auth routes.
+reaches the password check. Logins in flight count as failures to come: an (account, address)
+has at most its free failures checked at once, and one at a time past them, so guesses sent all
+together get no more checks than guesses sent one after another (100 sent at once were all
+checked, where the rule allows 6); the others are refused for a second. Counters and refusals
+live in the cache (shared by replicas when it is Redis), beside the facade's own limit on auth
+routes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from dataclasses import dataclass
 from services.runtime.cache import Cache
 from services.runtime.errors import ResourceExhausted
 from services.runtime.ratelimit import Rate
+
+# How long a login in flight is counted at most (a replica that dies mid-login lets go then).
+ATTEMPT_HOLD = 10.0
 
 
 class TooManyAttempts(ResourceExhausted):
@@ -74,6 +81,31 @@ class LoginGuard:
                 f"too many failed logins from this address; try again in {math.ceil(wait)} s",
                 retry_after=wait,
             )
+
+    async def begin(self, email: str, address: str) -> None:
+        """Count this login among those in flight for its (account, address), or refuse it
+        (also when it must wait, as `check`); once counted, the caller calls `end` however the
+        login ends."""
+        pair = _pair(email, address)
+        failures = await self._cache.counter(f"guard:failures:{pair}")
+        room = max(1, self._policy.free_failures - failures)
+        key = f"guard:trying:{pair}"
+        await self._cache.seed(key, 0, ATTEMPT_HOLD)
+        if await self._cache.spend(key, 1, room) == -1:
+            raise TooManyAttempts(
+                "other logins for this account from this address are being checked;"
+                " try again in 1 s",
+                retry_after=1.0,
+            )
+        try:
+            # Again, counted: a failure that ended while this one waited may have set a wait.
+            await self.check(email, address)
+        except BaseException:
+            await self.end(email, address)
+            raise
+
+    async def end(self, email: str, address: str) -> None:
+        await self._cache.spend(f"guard:trying:{_pair(email, address)}", -1, 0)
 
     async def failed(self, email: str, address: str) -> None:
         policy, cache, now = self._policy, self._cache, time.time()

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.queries import contains_text, fetch_page
+from services.runtime.queries import contains_text, fetch_page, one_writer_at_a_time
 from services.users.domain import EmailTaken, User
 from services.users.orm import bootstrap, refresh_tokens, sessions, users
 
@@ -41,9 +41,20 @@ class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, user_id: str) -> User | None:
-        row = (await self._session.execute(select(users).where(users.c.id == user_id))).first()
+    async def get(self, user_id: str, *, lock: bool = False) -> User | None:
+        """The account; with `lock`, locked until the transaction ends (a change of it, or a
+        login's session, made in order with any other)."""
+        query = select(users).where(users.c.id == user_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
         return _user(row) if row else None
+
+    async def touch_login(self, user_id: str, when: datetime) -> None:
+        """Stamp a login, and only that: the rest of the row is whatever it is now."""
+        await self._session.execute(
+            update(users).where(users.c.id == user_id).values(last_login=when)
+        )
 
     async def by_email(self, email: str) -> User | None:
         row = (await self._session.execute(select(users).where(users.c.email == email))).first()
@@ -72,6 +83,9 @@ class UserRepository:
         return bool(getattr(result, "rowcount", 0))
 
     async def count_admins(self) -> int:
+        """Counted for the last-admin rule: other writers that count wait until this
+        transaction ends (two admins stepping down at once each saw the other)."""
+        await one_writer_at_a_time(self._session, "admins")
         query = select(func.count()).select_from(users).where(users.c.roles.like("%admin%"))
         return int((await self._session.execute(query)).scalar_one())
 
@@ -127,13 +141,12 @@ class SessionRepository:
             )
         )
 
-    async def is_live(self, session_id: str, now: datetime) -> bool:
+    async def ends_at(self, session_id: str) -> datetime | None:
+        """When a session ends (or ended) by itself; None for one revoked, or never opened."""
         query = select(sessions.c.expires_at).where(
             sessions.c.id == session_id, sessions.c.revoked_at.is_(None)
         )
-        expires = (await self._session.execute(query)).scalar_one_or_none()
-        expires = _utc(expires)
-        return expires is not None and expires > now
+        return _utc((await self._session.execute(query)).scalar_one_or_none())
 
     async def user_of(self, session_id: str) -> str | None:
         query = select(sessions.c.user_id).where(sessions.c.id == session_id)

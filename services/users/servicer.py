@@ -60,15 +60,19 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def ValidateToken(
         self, request: users_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.ValidateTokenResponse:
-        # The interceptor has verified the token and the session already.
+        # The interceptor has verified the token and the session already. The email is the
+        # account's (it may have changed since); the roles stay the token's, what every service
+        # lets it do (a role change through the API ends the sessions; `admin create`'s
+        # promotion takes effect at the next login).
         identity = require_identity()
+        holder = await self._accounts.holder(identity)
         return users_pb2.ValidateTokenResponse(
             valid=True,
             user_id=identity.user_id,
             session_id=identity.session_id,
             roles=role_messages(sorted(identity.roles)),
             expires_at=optional_timestamp(identity.expires_at),
-            email=identity.email,
+            email=holder.email,
         )
 
     async def GetMe(

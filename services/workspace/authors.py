@@ -18,6 +18,14 @@ def _name_from_email(email: str) -> str:
     return email.split("@", 1)[0] or "Stockfolio user"
 
 
+def author_name(profile_name: str, email: str) -> str:
+    """The profile's name as git can write it: `<` and `>` delimit the email in a commit's
+    header and git refuses them in a name (a user named "Ada <3" could not commit, nor create
+    a project, whose first commit is theirs); control characters and runs of spaces go too."""
+    kept = "".join(c for c in profile_name if c not in "<>" and c.isprintable())
+    return " ".join(kept.split()) or _name_from_email(email)
+
+
 class ProfileAuthors:
     def __init__(self, channel: grpc.aio.Channel, *, deadline: float = 5.0) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
@@ -38,5 +46,4 @@ class ProfileAuthors:
             )
             return Author(_name_from_email(identity.email), identity.email)
         email = reply.user.email or identity.email
-        name = " ".join(reply.user.name.split()) or _name_from_email(email)
-        return Author(name, email)
+        return Author(author_name(reply.user.name, email), email)

@@ -46,9 +46,13 @@ from services.workspace.paths import (
     check_again_after_creating_parents,
     check_opened,
     is_git_name,
+    open_regular,
+    opened_parent,
+    real_root,
     resolve_inside,
+    shown_name,
 )
-from services.workspace.quota import Quotas, Usage
+from services.workspace.quota import Quotas, Reservation
 
 READ_CHUNK = 256 * 1024
 TEXT = "utf-8"
@@ -127,12 +131,21 @@ def blob_sha(data: bytes) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    size = path.stat().st_size
+    with os.fdopen(open_regular(path), "rb") as file:
+        return _sha_of(file)
+
+
+def _sha_of(file: io.BufferedReader) -> str:
+    size = os.fstat(file.fileno()).st_size
     digest = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
-    with path.open("rb") as file:
-        while chunk := file.read(READ_CHUNK):
-            digest.update(chunk)
+    while chunk := file.read(READ_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def _checked_sha(project: Path, target: Path, path: str) -> str:
+    with _open_checked(project, target, path) as file:
+        return _sha_of(file)
 
 
 def _when(stat_result: os.stat_result) -> datetime:
@@ -156,7 +169,7 @@ def locate(project: Path, path: str) -> Path:
     resolve_inside(project, path)
     cleaned = _clean(path)
     if not cleaned:
-        return Path(os.path.realpath(project))
+        return Path(real_root(project))
     parent, _, name = cleaned.rpartition("/")
     return resolve_inside(project, parent) / name
 
@@ -183,6 +196,7 @@ def _kind(mode: int) -> EntryKind:
 def _entry(base: str, name: str, target: Path, folder: int | None = None) -> Entry:
     # A symlink is listed as a link (never followed): where it leads is checked when it is used.
     info = os.lstat(target, dir_fd=folder) if folder is not None else target.lstat()
+    name = shown_name(name)
     path = f"{base}/{name}" if base else name
     return Entry(name, path, _kind(info.st_mode), info.st_size, _when(info))
 
@@ -272,10 +286,21 @@ class Files:
         """The folder the quota counts: every project lies directly in its owner's folder."""
         return project.parent
 
-    async def _check_quota(self, project: Path, *, size: int, files: int) -> Usage | None:
+    @contextlib.asynccontextmanager
+    async def _room(
+        self, project: Path, *, size: int, files: int
+    ) -> AsyncIterator[Reservation | None]:
+        """Room in the owner's quota, held while a write is under way (None without quotas):
+        writes at once each count the others' (three uploads at once took a user past it)."""
         if self._quotas is None:
-            return None
-        return await self._quotas.check(self._owner_folder(project), size=size, files=files)
+            yield None
+            return
+        folder = self._owner_folder(project)
+        reservation = await self._quotas.reserve(folder, size=size, files=files)
+        try:
+            yield reservation
+        finally:
+            reservation.release()
 
     def _account(self, project: Path, *, size: int, files: int) -> None:
         if self._quotas is not None:
@@ -315,11 +340,11 @@ class Files:
                     return await asyncio.to_thread(_written, target, cleaned, sha)
                 raise AlreadyExists(f"{cleaned} already exists", reason="FILE_EXISTS")
             if directory:
-                await asyncio.to_thread(target.mkdir)
+                await asyncio.to_thread(_make_folder, project, target)
                 return await asyncio.to_thread(_written, target, cleaned, "")
-            await self._check_quota(project, size=len(data), files=1)
-            await atomic_write(target, [data], inside=project, staging=self._staging)
-            self._account(project, size=len(data), files=1)
+            async with self._room(project, size=len(data), files=1):
+                await atomic_write(target, [data], inside=project, staging=self._staging)
+                self._account(project, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -329,6 +354,10 @@ class Files:
         if not sha.strip():
             raise InvalidArgument.field("sha", "is required: the sha of the content you changed")
         target = await asyncio.to_thread(locate, project, path)
+        if await asyncio.to_thread(os.path.islink, target):
+            # A link (made in the terminal), read through as GetFile does: the file it names
+            # changes and the link stays, as an editor saving through it does.
+            target = await asyncio.to_thread(resolve_inside, project, cleaned)
         data = _decode_content(content, encoding)
         self._check_text_size(data)
         async with self._writing(target):
@@ -338,12 +367,12 @@ class Files:
                 raise file_not_found(cleaned) from None
             if stat.S_ISDIR(info.st_mode):
                 raise InvalidArgument.field("path", "is a folder")
-            current = await asyncio.to_thread(_file_sha, target)
+            current = await asyncio.to_thread(_checked_sha, project, target, cleaned)
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
-            await self._check_quota(project, size=len(data) - info.st_size, files=0)
-            await atomic_write(target, [data], inside=project, staging=self._staging)
-            self._account(project, size=len(data) - info.st_size, files=0)
+            async with self._room(project, size=len(data) - info.st_size, files=0):
+                await atomic_write(target, [data], inside=project, staging=self._staging)
+                self._account(project, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -352,7 +381,7 @@ class Files:
             raise InvalidArgument.field("path", "is required: the project itself is not a file")
         target = await asyncio.to_thread(locate, project, path)
         async with self._writing(target):
-            await asyncio.to_thread(_delete, target, cleaned, recursive)
+            await asyncio.to_thread(_delete, project, target, cleaned, recursive)
         if self._quotas is not None:
             self._quotas.forget(self._owner_folder(project))
 
@@ -382,36 +411,41 @@ class Files:
             raise InvalidArgument.field("path", "is required")
         target = await asyncio.to_thread(locate, project, path)
         limit = self.max_upload_bytes
-        replaced = await asyncio.to_thread(_size_if_file, target)
-        # Counted before anything is written: a new file, then its bytes as they arrive.
-        usage = await self._check_quota(project, size=0, files=1 if replaced is None else 0)
+        replaced: int | None = None  # read under the file's lock, below
         received = 0
 
-        async def bounded() -> AsyncIterator[bytes]:
+        async def bounded(room: Reservation | None) -> AsyncIterator[bytes]:
             nonlocal received
             async for chunk in chunks:
+                grown = max(0, received + len(chunk) - (replaced or 0))
+                taken = max(0, received - (replaced or 0))
                 received += len(chunk)
                 if received > limit:
                     raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
-                if usage is not None and self._quotas is not None:
-                    self._quotas.refuse_beyond(usage, size=received - (replaced or 0))
+                if room is not None:
+                    room.grow(size=grown - taken)
                 yield chunk
 
         async with self._writing(target):
-            created = await asyncio.to_thread(_missing_parents, target)
-            try:
-                await asyncio.to_thread(check_again_after_creating_parents, project, target)
-                if await asyncio.to_thread(target.is_dir):
-                    raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
-                await atomic_write(target, bounded(), inside=project, staging=self._staging)
-            except BaseException:
-                # Nothing of a failed upload stays: not even the folders made for it.
-                await asyncio.to_thread(_remove_empty, created)
-                raise
-            sha = await asyncio.to_thread(_file_sha, target)
-            new = replaced is None
-            growth = received - (replaced or 0)
-            self._account(project, size=growth, files=1 if new else 0)
+            # Under the lock: an upload of the same path that ended meanwhile made the file
+            # this one replaces (read before the lock, its bytes were counted twice).
+            replaced = await asyncio.to_thread(_size_if_file, target)
+            # Counted before anything is written: a new file, then its bytes as they arrive.
+            new_file = 1 if replaced is None else 0
+            async with self._room(project, size=0, files=new_file) as room:
+                created = await asyncio.to_thread(_missing_parents, target)
+                try:
+                    await asyncio.to_thread(check_again_after_creating_parents, project, target)
+                    if await asyncio.to_thread(target.is_dir):
+                        raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
+                    await atomic_write(target, bounded(room), inside=project, staging=self._staging)
+                except BaseException:
+                    # Nothing of a failed upload stays: not even the folders made for it.
+                    await asyncio.to_thread(_remove_empty, created)
+                    raise
+                sha = await asyncio.to_thread(_file_sha, target)
+                growth = received - (replaced or 0)
+                self._account(project, size=growth, files=new_file)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:
@@ -462,49 +496,70 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _open_checked(project: Path, target: Path, path: str) -> io.BufferedReader:
-    """`target` opened for reading, once its descriptor is known to lead inside the project."""
+    """`target` opened for reading, once its descriptor is known to lead inside the project
+    and to be a regular file."""
     try:
-        file = target.open("rb")
+        fd = open_regular(target)
     except FileNotFoundError:
         raise file_not_found(path) from None
-    except IsADirectoryError:
-        raise InvalidArgument.field("path", "is a folder: list it instead") from None
+    file = os.fdopen(fd, "rb")
     try:
-        check_opened(project, file.fileno())
-        if stat.S_ISDIR(os.fstat(file.fileno()).st_mode):
-            raise InvalidArgument.field("path", "is a folder: list it instead")
+        check_opened(project, fd)
     except BaseException:
         file.close()
         raise
     return file
 
 
-def _delete(target: Path, path: str, recursive: bool) -> None:
+def _make_folder(project: Path, target: Path) -> None:
+    with opened_parent(project, target) as folder:
+        os.mkdir(target.name, dir_fd=folder)
+
+
+# Deleting and moving act on names in folders opened and checked (`opened_parent`): a folder on
+# the way swapped for a link between the check and the act cannot redirect them.
+
+
+def _delete(project: Path, target: Path, path: str, recursive: bool) -> None:
     try:
-        mode = target.lstat().st_mode
-    except FileNotFoundError:
+        with opened_parent(project, target) as folder:
+            mode = os.lstat(target.name, dir_fd=folder).st_mode
+            if not stat.S_ISDIR(mode):
+                os.unlink(target.name, dir_fd=folder)
+            elif recursive:
+                shutil.rmtree(target.name, dir_fd=folder)
+            else:
+                try:
+                    os.rmdir(target.name, dir_fd=folder)
+                except OSError:
+                    raise Conflict(
+                        f"{path} is a folder that is not empty: set recursive to delete it all",
+                        reason="FOLDER_NOT_EMPTY",
+                    ) from None
+    except (FileNotFoundError, NotADirectoryError):
         raise file_not_found(path) from None
-    if not stat.S_ISDIR(mode):
-        target.unlink()
-        return
-    if recursive:
-        shutil.rmtree(target)
-        return
-    try:
-        target.rmdir()
-    except OSError:
-        raise Conflict(
-            f"{path} is a folder that is not empty: set recursive to delete it all",
-            reason="FOLDER_NOT_EMPTY",
-        ) from None
 
 
 def _move(project: Path, source: Path, target: Path, source_name: str, target_name: str) -> Entry:
-    if not os.path.lexists(source):
-        raise file_not_found(source_name)
     check_again_after_creating_parents(project, target)
-    if os.path.lexists(target):
-        raise AlreadyExists(f"{target_name} already exists", reason="FILE_EXISTS")
-    source.rename(target)
-    base, _, name = target_name.rpartition("/")
-    return _entry(base, name, target)
+    try:
+        with (
+            opened_parent(project, source) as source_folder,
+            opened_parent(project, target) as target_folder,
+        ):
+            os.lstat(source.name, dir_fd=source_folder)
+            if _exists(target.name, target_folder):
+                raise AlreadyExists(f"{target_name} already exists", reason="FILE_EXISTS")
+            os.rename(source.name, target.name, src_dir_fd=source_folder, dst_dir_fd=target_folder)
+            base, _, name = target_name.rpartition("/")
+            return _entry(base, name, Path(target.name), target_folder)
+    except (FileNotFoundError, NotADirectoryError):
+        raise file_not_found(source_name) from None
+
+
+def _exists(name: str, folder: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=folder)
+    except FileNotFoundError:
+        return False
+    return True

@@ -14,11 +14,15 @@ the remote's host was resolved and checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
 import re
+import shlex
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,12 +30,14 @@ from pathlib import Path
 from services.runtime.errors import (
     AlreadyExists,
     Conflict,
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
 from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
-from services.workspace.paths import resolve_inside
+from services.workspace.locks import LOCK_FOLDER, VolumeLocks
+from services.workspace.paths import open_project_folder, resolve_inside
 from services.workspace.remotes import (
     DEFAULT_REMOTE,
     Checked,
@@ -215,6 +221,35 @@ def _parse_status(output: str) -> Status:
     return Status(branch, commit, upstream, ahead, behind, staged, unstaged, untracked, conflicted)
 
 
+# The repositories whose writer lock this task holds (GitRunner.exclusive).
+_EXCLUSIVE: contextvars.ContextVar[frozenset[Path]] = contextvars.ContextVar(
+    "git_exclusive", default=frozenset()
+)
+# Commands that only read: they run beside a writer, with no optional locks.
+_READS = frozenset({"status", "log", "diff", "rev-parse", "show", "ls-files", "cat-file"})
+# What a git killed midway may leave in .git, each refusing the next git that needs it.
+_LOCK_FILES = ("index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "ORIG_HEAD.lock")
+
+
+def _drop_locks_since(repository: int, started: float) -> None:
+    """Remove the lock files under `repository` (an open descriptor of the checked project
+    folder, closed here: a `.git` swapped for a link is not followed) made since `started`:
+    the killed git's, not one a git in the user's own terminal holds from before."""
+    try:
+        git_dir = os.open(".git", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=repository)
+    except OSError:
+        return
+    finally:
+        os.close(repository)
+    try:
+        for name in _LOCK_FILES:
+            with contextlib.suppress(OSError):
+                if os.stat(name, dir_fd=git_dir, follow_symlinks=False).st_mtime >= started - 1:
+                    os.unlink(name, dir_fd=git_dir)
+    finally:
+        os.close(git_dir)
+
+
 def _neutral_drivers(names: str) -> tuple[str, ...]:
     """Config that switches off every driver a repository's config defines: filter, diff and
     merge drivers run programs. A remote with a `vcs` helper is refused outright."""
@@ -276,6 +311,29 @@ class GitRunner:
         # Without a sandbox given (unit tests, tools), git runs as the service, unsandboxed.
         self.sandbox = sandbox if sandbox is not None else Sandbox(SandboxConfig(mode="off"))
         self._env = self._safe_environment()
+        # One git that may write at a time per repository, across every replica sharing the
+        # volume (its lock files lie beside the users' folders; without a workspace root, in
+        # this process only): two would fight over .git/index.lock (a commit failed while the
+        # page polled the status; commits through two replicas failed on each other's).
+        lock_folder = workspace_root / LOCK_FOLDER if workspace_root is not None else None
+        self._writers = VolumeLocks(lock_folder)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, repo: Path) -> AsyncIterator[None]:
+        """The repository's writer lock for a sequence of git commands that must not be split
+        by another of ours, on any replica (a commit and its undo, relative to HEAD); the
+        commands inside take it again freely (it is held by this task's context)."""
+        held = _EXCLUSIVE.get()
+        if repo in held:
+            yield
+            return
+        # Keyed apart from the files' locks (absolute paths) on the same lock files.
+        async with self._writers.hold(f"git:{repo}"):
+            token = _EXCLUSIVE.set(held | {repo})
+            try:
+                yield
+            finally:
+                _EXCLUSIVE.reset(token)
 
     def close(self) -> None:
         if self._owns_home:
@@ -348,11 +406,14 @@ class GitRunner:
         stdin: bytes | None = None,
         network: _Network | None = None,
     ) -> GitResult:
-        drivers = await self._execute(
-            cwd, ("config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS), (), None
-        )
-        neutral = _neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
-        result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
+        async with contextlib.AsyncExitStack() as held:
+            if args[0] not in _READS:
+                await held.enter_async_context(self.exclusive(cwd))
+            drivers = await self._execute(
+                cwd, ("config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS), (), None
+            )
+            neutral = _neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
+            result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
         if check and result.returncode != 0:
             raise _failed(args[0], result)
         return result
@@ -374,24 +435,42 @@ class GitRunner:
         for item in (*pins, *config, *(network.config if network else ())):
             argv += ["-c", item]
         binds = [Bind(self.home, self.home, writable=False)]
-        if cwd != self.home:
-            binds.append(Bind(cwd, cwd))
+        repository = None if cwd == self.home else await asyncio.to_thread(open_project_folder, cwd)
+        if repository is not None:
+            binds.append(Bind(cwd, cwd, fd=repository))
         env = {**self._env, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
         if network is not None:
             binds += [Bind(r, r) for r in self.allowed_file_roots if r.is_dir()]
             env.update(network.env)
+        if args[0] in _READS:
+            # A status polled while a commit runs must not take .git/index.lock to refresh it.
+            argv.append("--no-optional-locks")
         argv += [args[0], *(network.options if network else ()), *args[1:]]
-        done = await self.sandbox.run(
-            argv,
-            owner=self._owner(cwd),
-            binds=binds,
-            cwd=cwd,
-            host_cwd=cwd,
-            env=env,
-            network=network is not None,
-            stdin=stdin,
-            timeout=self.timeout,
-        )
+        started = time.time()
+        try:
+            done = await self.sandbox.run(
+                argv,
+                owner=self._owner(cwd),
+                binds=binds,
+                cwd=cwd,
+                host_cwd=cwd,
+                env=env,
+                network=network is not None,
+                stdin=stdin,
+                timeout=self.timeout,
+            )
+        except BaseException:
+            # Killed (its timeout, the caller gone): the lock files it held would refuse every
+            # later add and commit ("remove the file manually"), and no user can reach .git. A
+            # read takes none (no optional locks): one made meanwhile is another git's. The
+            # cleanup gets a descriptor of its own, which it closes: the one here is closed
+            # below even if this wait is cancelled again.
+            if repository is not None and args[0] not in _READS:
+                await asyncio.to_thread(_drop_locks_since, os.dup(repository), started)
+            raise
+        finally:
+            if repository is not None:
+                os.close(repository)
         stderr = self.scrub(done.stderr.decode(errors="replace"), cwd)
         return GitResult(done.returncode, done.stdout.decode(errors="replace"), stderr)
 
@@ -423,13 +502,15 @@ class GitRunner:
         head = await self.run(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
         if head.returncode != 0:
             return []
+        # Fields apart by NUL, which no commit can hold (a message may hold any other control
+        # character, a terminal's commit included); a commit a line (%s folds the subject's).
         result = await self.run(
-            repo, "log", f"--max-count={limit}", "--format=%H%x1f%an%x1f%ae%x1f%aI%x1f%s%x1e"
+            repo, "log", f"--max-count={limit}", "--format=tformat:%H%x00%an%x00%ae%x00%aI%x00%s"
         )
         commits = []
-        for record in result.stdout.split("\x1e"):
-            if record.strip():
-                sha, name, email, when, subject = record.strip("\n").split("\x1f")
+        for record in result.stdout.split("\n"):  # not splitlines: it splits at \x1e too
+            if record:
+                sha, name, email, when, subject = record.split("\x00", 4)
                 commits.append(Commit(sha, name, email, datetime.fromisoformat(when), subject))
         return commits
 
@@ -489,15 +570,36 @@ class GitRunner:
         author_email: str,
         paths: Sequence[str] | None = None,
         allow_empty: bool = False,
+        accept: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         """Stage `paths` (everything when None) and commit; returns the new commit's sha. With
-        `allow_empty`, a commit that changes nothing is made rather than refused."""
+        `allow_empty`, a commit that changes nothing is made rather than refused.
+
+        `accept` is awaited once the commit is made (a quota check: its objects count): if it
+        raises, the commit is undone, its changes left unstaged in the working tree."""
         if not message.strip() or "\x00" in message:
             raise InvalidArgument.field("message", "must not be empty or contain NUL bytes")
         for name, value in (("author_name", author_name), ("author_email", author_email)):
             if not value.strip() or _CONTROL.search(value) or "<" in value or ">" in value:
                 raise InvalidArgument.field(name, "must be non-empty, without control characters")
         pathspecs = [self._repo_path(repo, p) for p in paths] if paths is not None else []
+        # One section: another commit of ours between this one and its undo would be undone
+        # with it (the undo is relative to HEAD).
+        async with self.exclusive(repo):
+            return await self._commit(
+                repo, message, author_name, author_email, pathspecs, allow_empty, accept
+            )
+
+    async def _commit(
+        self,
+        repo: Path,
+        message: str,
+        author_name: str,
+        author_email: str,
+        pathspecs: Sequence[str],
+        allow_empty: bool,
+        accept: Callable[[], Awaitable[None]] | None,
+    ) -> str:
         await self.run(repo, "add", "--all", "--", *pathspecs)
         if not allow_empty:
             staged = await self.run(repo, "diff", "--cached", "--quiet", check=False)
@@ -509,7 +611,40 @@ class GitRunner:
             repo, "commit", "--quiet", "--no-verify", *empty, "--file=-", config=identity,
             stdin=message.encode(),
         )  # fmt: skip
-        return (await self.run(repo, "rev-parse", "HEAD")).stdout.strip()
+        sha = (await self.run(repo, "rev-parse", "HEAD")).stdout.strip()
+        if accept is not None:
+            try:
+                await accept()
+            except BaseException:
+                await self._undo_commit(repo, sha)
+                raise
+        return sha
+
+    async def _undo_commit(self, repo: Path, sha: str) -> None:
+        """Take back the commit `sha` just made: HEAD to its parent with the changes left in
+        the working tree, the reflog entries of the commit and of this undo dropped, and the
+        objects nothing reaches any more pruned (a reflog entry's old value keeps its commit)."""
+        parent = await self.run(repo, "rev-parse", "--verify", "--quiet", f"{sha}^", check=False)
+        named = await self.run(repo, "symbolic-ref", "--quiet", "HEAD", check=False)
+        branch = named.stdout.strip() if named.returncode == 0 else ""
+        if parent.returncode == 0:
+            await self.run(repo, "reset", "--quiet", "--mixed", parent.stdout.strip())
+            for name in ("HEAD", *([branch] if branch else [])):
+                for _ in range(2):  # the commit's entry and the reset's
+                    await self.run(repo, "reflog", "delete", f"{name}@{{0}}", check=False)
+        else:
+            # A branch's first commit: no parent to go back to; the branch goes (unborn again)
+            # and the index is emptied, the files left as they are. Deleting the branch HEAD
+            # names would log its old value in HEAD's reflog: HEAD names another meanwhile.
+            await self.run(repo, "reflog", "delete", "HEAD@{0}", check=False)
+            if branch:
+                await self.run(repo, "symbolic-ref", "HEAD", "refs/heads/stockfolio-undo")
+                try:
+                    await self.run(repo, "update-ref", "-d", branch, sha)
+                finally:
+                    await self.run(repo, "symbolic-ref", "HEAD", branch)
+            await self.run(repo, "read-tree", "--empty")
+        await self.run(repo, "gc", "--quiet", "--prune=now")
 
     async def add_remote(self, repo: Path, name: str, url: str) -> None:
         self._check_remote_name(name)
@@ -542,7 +677,8 @@ class GitRunner:
         )  # fmt: skip
         if result.returncode == 0:
             return Pushed(branch, remote)
-        report = f"{result.stdout.strip()} {result.stderr.strip()}".strip()
+        # Its stdout names the remote's URL as git resolved it: a host path for file:// ones.
+        report = f"{self.scrub(result.stdout.strip(), repo)} {result.stderr.strip()}".strip()
         if "[rejected]" in report or "non-fast-forward" in report or "fetch first" in report:
             raise Conflict(
                 f"conflict: the remote has commits this branch lacks; pull first ({report})",
@@ -565,23 +701,47 @@ class GitRunner:
         its remote-tracking ref and the fetched objects are put back as they were."""
         remote = remote or DEFAULT_REMOTE
         branch, network = await self._network_target(repo, remote, branch, push=False)
-        before = await self._refs(repo, "HEAD", f"refs/remotes/{remote}/{branch}")
+        # One section: the undo drops the reflog entries the pull wrote, by count.
+        async with self.exclusive(repo):
+            return await self._pull(repo, remote, branch, network, accept)
+
+    async def _pull(
+        self,
+        repo: Path,
+        remote: str,
+        branch: str,
+        network: _Network,
+        accept: Callable[[], Awaitable[None]] | None,
+    ) -> Pulled:
+        names = ("HEAD", f"refs/heads/{branch}", f"refs/remotes/{remote}/{branch}")
+        before = await self._refs(repo, names[0], names[2])
+        logged = {name: await self._reflog_length(repo, name) for name in names}
         result = await self._run(
             repo, ("pull", "--ff-only", "--no-rebase", "--quiet", "--no-recurse-submodules",
                    "--", remote, branch),
             network=network, check=False,
         )  # fmt: skip
+        refused: DomainError | None = None
         if result.returncode != 0:
             stderr = result.stderr.strip()
             if "fast-forward" in stderr or "overwritten" in stderr or "diverg" in stderr:
-                raise Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
-            raise FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
+                refused = Conflict(f"conflict: {stderr}", reason="GIT_CONFLICT")
+            else:
+                refused = FailedPrecondition(f"git pull failed: {stderr}", reason="GIT_FAILED")
         if accept is not None:
+            # A refused pull has fetched all the same: what it brought counts too (past the
+            # quota, it is put back, and the refusal is what the caller hears).
             try:
                 await accept()
+            except DomainError:
+                await self._put_back(repo, before, logged)
+                if refused is None:
+                    raise
             except BaseException:
-                await self._put_back(repo, before)
+                await self._put_back(repo, before, logged)
                 raise
+        if refused is not None:
+            raise refused
         after = await self._refs(repo, "HEAD")
         return Pulled(before["HEAD"], after["HEAD"] or "")
 
@@ -592,9 +752,18 @@ class GitRunner:
             found[name] = result.stdout.strip() or None
         return found
 
-    async def _put_back(self, repo: Path, refs: Mapping[str, str | None]) -> None:
-        """Undo a fast-forward: the working tree back (keeping the user's own changes), the
-        refs back, and the objects only the pull brought pruned."""
+    async def _reflog_length(self, repo: Path, ref: str) -> int:
+        """How many entries `ref`'s reflog holds (0 without one)."""
+        found = await self.run(repo, "reflog", "show", "--format=%H", ref, "--", check=False)
+        return len(found.stdout.split()) if found.returncode == 0 else 0
+
+    async def _put_back(
+        self, repo: Path, refs: Mapping[str, str | None], logged: Mapping[str, int]
+    ) -> None:
+        """Undo a pull: the working tree back (keeping the user's own changes), the refs back,
+        the reflog entries the pull and this undo wrote dropped (`logged`: each reflog's length
+        before), then the objects nothing reaches any more pruned. Only those: the user's
+        stashes and what their reflogs still reach (a commit after `reset --hard`) stay."""
         for name, sha in refs.items():
             if name == "HEAD" and sha is not None:
                 await self.run(repo, "reset", "--quiet", "--keep", sha)
@@ -602,7 +771,10 @@ class GitRunner:
                 await self.run(repo, "update-ref", name, sha)
             else:
                 await self.run(repo, "update-ref", "-d", name, check=False)
-        await self.run(repo, "reflog", "expire", "--expire-unreachable=now", "--all")
+        for name, length in logged.items():
+            for _ in range(await self._reflog_length(repo, name) - length):
+                await self.run(repo, "reflog", "delete", f"{name}@{{0}}", check=False)
+        # gc expires reflogs by its usual rules only (unreachable entries after 30 days).
         await self.run(repo, "gc", "--quiet", "--prune=now")
 
     @staticmethod
@@ -658,8 +830,11 @@ class GitRunner:
                     f"http.{url}.curloptResolve={host}:{destination.port}:{shown}",
                 ]
             else:
+                # git runs it through a shell: each value quoted (a host name is checked to
+                # hold none of a shell's characters too).
                 env["GIT_SSH_COMMAND"] = (
-                    f"ssh -o BatchMode=yes -o HostName={address} -o HostKeyAlias={host}"
+                    f"ssh -o BatchMode=yes -o HostName={shlex.quote(address)}"
+                    f" -o HostKeyAlias={shlex.quote(host)}"
                 )
         return _Network(tuple(config), options, env)
 

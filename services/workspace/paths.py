@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import os
 import re
+import stat
 import tempfile
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
@@ -61,16 +62,39 @@ def validate_name(name: str) -> str:
     return name
 
 
+def shown_name(name: str) -> str:
+    """A name as the API can carry it: one that is not UTF-8 (a Latin-1 archive unzipped in
+    the terminal) with U+FFFD for its undecodable bytes, so that it is listed and can be renamed
+    in the terminal, instead of breaking the whole listing (protobuf strings are UTF-8)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def real_root(root: Path) -> str:
+    """Where `root` (a project's folder) really lies: its parent resolved, its own name not
+    followed. The folder itself is in the user's hands (a terminal can swap it for a link to
+    `/`), so it never decides where "inside" is."""
+    return os.path.join(os.path.realpath(root.parent), root.name)
+
+
+def _check_real(root: Path, real_target: str) -> Path:
+    real = real_root(root)
+    if os.path.commonpath([real, real_target]) != real:
+        raise PathForbidden("path leads outside the workspace")
+    if any(is_git_name(part) for part in Path(os.path.relpath(real_target, real)).parts):
+        raise PathForbidden("path leads into a .git folder, which belongs to the repository")
+    return Path(real_target)
+
+
 def _check_inside(root: Path, target: Path) -> Path:
     """`target` resolved (every symlink followed); refused unless it lies inside `root` and
     outside any `.git` folder there."""
-    real_root = os.path.realpath(root)
-    real_target = os.path.realpath(target)
-    if os.path.commonpath([real_root, real_target]) != real_root:
-        raise PathForbidden("path leads outside the workspace")
-    if any(is_git_name(part) for part in Path(os.path.relpath(real_target, real_root)).parts):
-        raise PathForbidden("path leads into a .git folder, which belongs to the repository")
-    return Path(real_target)
+    try:
+        real = os.path.realpath(target)
+    except OSError:  # a link on the way became something else while it was followed
+        raise Conflict(
+            "path changed while it was checked; try again", reason="PATH_CHANGED"
+        ) from None
+    return _check_real(root, real)
 
 
 def resolve_inside(root: Path, user_path: str) -> Path:
@@ -101,13 +125,83 @@ def check_opened(root: Path, fd: int) -> None:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return  # no /proc here: the check made before opening stands alone
-    _check_inside(root, Path(real))
+    _check_real(root, real)
+
+
+def open_project_folder(folder: Path) -> int:
+    """A project's folder opened as a place (O_PATH), refused unless it is a real folder where
+    its path says: a terminal can swap it for a link, which git's sandbox would otherwise bind
+    (its target, writable) and the file routes would take for the project."""
+    try:
+        fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        raise FailedPrecondition(
+            f"the folder of project {folder.name!r} is not a folder (a link?): put it back",
+            reason="PROJECT_FOLDER_REPLACED",
+        ) from None
+    try:
+        check_opened(folder, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def opened_parent(root: Path, target: Path) -> Iterator[int]:
+    """`target`'s folder, open and checked (`check_opened`): what is then done to `target.name`
+    relative to it (`dir_fd`) happens in that very folder, whatever a terminal swaps in
+    meanwhile. FileNotFoundError or NotADirectoryError when the folder is not there."""
+    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        check_opened(root, fd)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: Path | str, *, dir_fd: int | None = None) -> int:
+    """`path` opened for reading, refused unless it is a regular file: opened without waiting
+    (a FIFO made in a terminal would hold a worker thread in open(2) until someone writes)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK, dir_fd=dir_fd)
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise _invalid("is a folder: list it instead")
+    raise _invalid("is not a regular file (a pipe, socket or device cannot be read)")
+
+
+def make_parents(root: Path, target: Path) -> None:
+    """Create `target`'s missing parent folders one at a time, each inside the last one opened
+    and checked: a folder swapped for a link meanwhile cannot make them elsewhere."""
+    relative = Path(os.path.relpath(target.parent, real_root(root)))
+    if relative.parts[:1] == ("..",):
+        raise PathForbidden("path leads outside the workspace")
+    try:
+        fd = os.open(real_root(root), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # the project folder is a link now (or gone): nothing is made
+        raise PathForbidden("path leads outside the workspace") from None
+    try:
+        check_opened(root, fd)
+        for part in (p for p in relative.parts if p != "."):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            check_opened(root, fd)
+    finally:
+        os.close(fd)
 
 
 def check_again_after_creating_parents(root: Path, target: Path) -> Path:
     """Create `target`'s parents, then check again: a symlink may have appeared meanwhile."""
     _check_inside(root, target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parents(root, target)
     return _check_inside(root, target)
 
 
@@ -145,7 +239,7 @@ async def atomic_write(
             await asyncio.to_thread(check_opened, inside, folder)
         where = await asyncio.to_thread(_temporary_folder, folder, path.parent, staging)
         fd, temporary = await asyncio.to_thread(
-            tempfile.mkstemp, dir=where, prefix=f".{path.name[:200]}.", suffix=".tmp"
+            tempfile.mkstemp, dir=where, prefix=f".{_head(path.name)}.", suffix=".tmp"
         )
         written = 0
         try:
@@ -166,6 +260,12 @@ async def atomic_write(
     finally:
         os.close(folder)
     return written
+
+
+def _head(name: str, max_bytes: int = 200) -> str:
+    """The start of `name` that fits in `max_bytes` of UTF-8 (a temporary name beside it must
+    stay under the file system's 255 bytes: 83 three-byte characters are 249 of them)."""
+    return name.encode("utf-8", "surrogateescape")[:max_bytes].decode("utf-8", "ignore")
 
 
 def _temporary_folder(folder: int, parent: Path, staging: Path | None) -> Path:
@@ -208,6 +308,11 @@ __all__ = [
     "check_again_after_creating_parents",
     "check_opened",
     "is_git_name",
+    "make_parents",
+    "open_project_folder",
+    "open_regular",
+    "opened_parent",
+    "real_root",
     "resolve_inside",
     "validate_name",
 ]

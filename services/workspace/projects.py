@@ -12,10 +12,12 @@ every project is (with no files and an empty first commit), or the project alrea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +28,8 @@ from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
 from services.workspace.locks import KeyedLocks
-from services.workspace.paths import atomic_write, validate_name
-from services.workspace.quota import Quotas, measure
+from services.workspace.paths import atomic_write, open_project_folder, validate_name
+from services.workspace.quota import Quotas, Usage, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
 from services.workspace.staging import staging_folder
 from services.workspace.templates import (
@@ -160,21 +162,33 @@ class Projects:
             await self._build(staged, files, author, first_commit)
             # The new project counts in full (its repository too) before it is put in place.
             made = await asyncio.to_thread(measure, staged)
-            if self._quotas is not None:
-                await self._quotas.check(owner_folder, size=made.bytes, files=made.files)
-            async with self._db.transaction() as session:
-                try:
-                    await ProjectRepository(session).add(record)
-                except NameTaken:
-                    raise AlreadyExists(
-                        f"a project named {name!r} already exists", reason="PROJECT_EXISTS"
-                    ) from None
-                await asyncio.to_thread(_rename_no_replace, staged, target)
-            if self._quotas is not None:
-                self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
+            async with self._room(owner_folder, made):
+                async with self._db.transaction() as session:
+                    try:
+                        await ProjectRepository(session).add(record)
+                    except NameTaken:
+                        raise AlreadyExists(
+                            f"a project named {name!r} already exists", reason="PROJECT_EXISTS"
+                        ) from None
+                    await asyncio.to_thread(_rename_no_replace, staged, target)
+                if self._quotas is not None:
+                    self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record
+
+    @contextlib.asynccontextmanager
+    async def _room(self, owner_folder: Path, made: Usage) -> AsyncIterator[None]:
+        """Room for a new project in its owner's quota, beside the writes under way (an upload
+        meanwhile must not see it uncounted, nor it the upload), held until it is accounted."""
+        if self._quotas is None:
+            yield
+            return
+        reservation = await self._quotas.reserve(owner_folder, size=made.bytes, files=made.files)
+        try:
+            yield
+        finally:
+            reservation.release()
 
     async def _build(
         self, folder: Path, files: dict[str, str], author: Author, first_commit: str
@@ -245,10 +259,14 @@ class Projects:
 
     async def _located(self, user_id: str, record: ProjectRecord) -> Located:
         directory = self.user_root(user_id) / record.name
-        if not await asyncio.to_thread(directory.is_dir):
+        try:
+            # A real folder, not a link a terminal put in its place (paths.py checks every
+            # path against where the folder must lie, too).
+            os.close(await asyncio.to_thread(open_project_folder, directory))
+        except FileNotFoundError:
             raise NotFound(
                 f"the folder of project {record.name!r} is missing", reason="PROJECT_NOT_FOUND"
-            )
+            ) from None
         return Located(record, directory)
 
     async def page(self, user_id: str, page: Page) -> tuple[list[ProjectRecord], int]:
@@ -283,6 +301,9 @@ class Projects:
             await ProjectRepository(session).remove(located.project.id)
             await asyncio.to_thread(located.directory.rename, trash)
         await asyncio.to_thread(shutil.rmtree, trash, True)
+        if self._quotas is not None:
+            # Its bytes are free at once (they were counted until the next scan, a minute).
+            self._quotas.forget(located.directory.parent)
 
 
 def _rename_no_replace(source: Path, target: Path) -> None:

@@ -101,6 +101,9 @@ class Quotas:
         # change ended may have missed it, so the change is counted on top of that scan.
         self._changes: dict[Path, list[tuple[float, Usage]]] = {}
         self._locks: dict[Path, asyncio.Lock] = {}
+        # What writes under way have taken and not yet accounted: two at once cannot both fit
+        # in the room one of them leaves.
+        self._pending: dict[Path, Usage] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def usage(self, folder: Path, *, fresh: bool = False) -> Usage:
@@ -135,6 +138,31 @@ class Quotas:
         usage = await self.usage(folder)
         self.refuse_beyond(usage, size=size, files=files)
         return usage
+
+    async def reserve(self, folder: Path, *, size: int = 0, files: int = 0) -> Reservation:
+        """`check`, counting the writes under way, and hold the room until the reservation is
+        released (after the write's own `changed`): concurrent writes cannot overrun."""
+        reservation = Reservation(self, folder, await self.usage(folder))
+        reservation.grow(size=size, files=files)
+        return reservation
+
+    def _take(self, folder: Path, size: int, files: int, read: Usage) -> None:
+        """Take room if it fits beside what writes under way hold; measured usage when known,
+        else `read` (what the reservation read: a delete meanwhile forgets the known usage, and
+        must not lift the quota for the rest of an upload)."""
+        known = self._known.get(folder)
+        pending = self._pending.get(folder, Usage(0, 0))
+        usage = known.usage if known is not None else read
+        self.refuse_beyond(usage.plus(pending.bytes, pending.files), size=size, files=files)
+        self._pending[folder] = Usage(pending.bytes + size, pending.files + files)
+
+    def _give_back(self, folder: Path, size: int, files: int) -> None:
+        pending = self._pending.get(folder, Usage(0, 0))
+        left = Usage(pending.bytes - size, pending.files - files)
+        if left == Usage(0, 0):
+            self._pending.pop(folder, None)
+        else:
+            self._pending[folder] = left
 
     def refuse_beyond(self, usage: Usage, *, size: int = 0, files: int = 0) -> None:
         after = usage.plus(size, files)
@@ -183,4 +211,27 @@ class Quotas:
                     log.exception("workspace usage scan failed", extra={"folder": folder.name})
 
 
-__all__ = ["QuotaExceeded", "Quotas", "Usage", "measure"]
+class Reservation:
+    """Room a write under way holds in its owner's quota: grown as its bytes arrive (only
+    growth is checked), released once the write is accounted or abandoned."""
+
+    def __init__(self, quotas: Quotas, folder: Path, read: Usage) -> None:
+        self._quotas = quotas
+        self._folder = folder
+        self._read = read
+        self._size = 0
+        self._files = 0
+
+    def grow(self, *, size: int = 0, files: int = 0) -> None:
+        """Take `size` more bytes and `files` more files; QuotaExceeded if they do not fit."""
+        size, files = max(0, size), max(0, files)
+        self._quotas._take(self._folder, size, files, self._read)
+        self._size += size
+        self._files += files
+
+    def release(self) -> None:
+        self._quotas._give_back(self._folder, self._size, self._files)
+        self._size = self._files = 0
+
+
+__all__ = ["QuotaExceeded", "Quotas", "Reservation", "Usage", "measure"]

@@ -24,6 +24,7 @@ from services.runtime.errors import InvalidArgument
 
 _SCP_LIKE = re.compile(r"(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+):(?P<path>.+)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
 DEFAULT_PORTS = {"https": 443, "ssh": 22}
 # The remote a push or pull naming none goes to (git's own name for the one cloned from).
 DEFAULT_REMOTE = "origin"
@@ -59,11 +60,17 @@ def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> Destina
         raise _url_error("transport helpers (such as ext::) are not allowed", REFUSED)
     if "://" not in url:
         return _validate_scp_like(url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bracketed host that is no IPv6 address, an unbalanced bracket
+        raise _url_error("has a host that is not a valid address") from None
     scheme = parts.scheme.lower()
     if scheme in ("https", "ssh"):
         if not parts.hostname or parts.hostname.startswith("-"):
             raise _url_error("needs a host name")
+        if not _HOST.fullmatch(parts.hostname) and not _is_address(parts.hostname):
+            # A host name reaches ssh's command line, which git runs through a shell.
+            raise _url_error("has a host name with characters no host name holds")
         if parts.password is not None or (scheme == "https" and parts.username is not None):
             raise _url_error("must not carry credentials")
         try:
@@ -74,6 +81,14 @@ def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> Destina
     if scheme == "file":
         return _validate_file_url(url, allowed_file_roots)
     raise _url_error("only https://, ssh://, git@host:path and file:// URLs are allowed", REFUSED)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _validate_scp_like(url: str) -> Destination:

@@ -36,6 +36,8 @@ class Versioning:
             author_name=author.name,
             author_email=author.email,
             paths=list(paths) or None,
+            # Its objects count in the owner's quota: a commit past it is taken back.
+            accept=lambda: self._quotas.check_now(located.directory.parent),
         )
         return Committed(sha, author)
 

@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 
 from services.workspace.files import EntryKind
-from services.workspace.paths import is_git_name
+from services.workspace.paths import is_git_name, shown_name
 
 # Beyond this many entries a scan stops: a watch is for a project, not a disk.
 MAX_ENTRIES = 200_000
@@ -40,13 +40,30 @@ class Event:
     time: datetime
 
 
-Snapshot = dict[str, tuple[EntryKind, int, int]]
+class Snapshot(dict[str, tuple[EntryKind, int, int]]):
+    """Relative path -> (kind, size, mtime in ns), and the folders listed in full (`complete`,
+    "" the root): past MAX_ENTRIES a scan stops, and what it did not reach is unknown, neither
+    there nor gone."""
+
+    complete: set[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete = set()
+
+    def knows_absent(self, path: str) -> bool:
+        """Whether `path`, not in the snapshot, is known not to exist: its nearest ancestor
+        that is in the snapshot (or the root) was listed in full."""
+        parent = path
+        while True:
+            parent = parent.rpartition("/")[0]
+            if parent == "" or parent in self:
+                return parent in self.complete
 
 
 def scan(folder: Path) -> Snapshot:
-    """Every entry under `folder` but `.git` folders (at any depth): relative path -> (kind,
-    size, mtime in ns)."""
-    found: Snapshot = {}
+    """Every entry under `folder` but `.git` folders (at any depth), up to MAX_ENTRIES."""
+    found = Snapshot()
     pending = [("", str(folder))]
     while pending and len(found) < MAX_ENTRIES:
         base, directory = pending.pop()
@@ -54,10 +71,12 @@ def scan(folder: Path) -> Snapshot:
             entries = list(os.scandir(directory))
         except OSError:
             continue  # removed, or not readable, since it was listed
+        found.complete.add(base)
         for entry in entries:
             if is_git_name(entry.name):
                 continue
-            relative = f"{base}/{entry.name}" if base else entry.name
+            name = shown_name(entry.name)
+            relative = f"{base}/{name}" if base else name
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
@@ -75,14 +94,21 @@ def scan(folder: Path) -> Snapshot:
 
 
 def differences(before: Snapshot, after: Snapshot, now: datetime) -> list[Event]:
+    """What changed, where both scans can tell (past the entry limit, a path one scan did not
+    reach is neither created nor deleted)."""
     events = [
         Event(Change.DELETED, path, kind, now)
         for path, (kind, _, _) in before.items()
-        if path not in after
+        if path not in after and after.knows_absent(path)
     ]
     for path, state in after.items():
         previous = before.get(path)
         if previous is None:
+            if before.knows_absent(path):
+                events.append(Event(Change.CREATED, path, state[0], now))
+        elif previous[0] is not state[0]:
+            # A file replaced by a folder (or a link): the one went, the other came.
+            events.append(Event(Change.DELETED, path, previous[0], now))
             events.append(Event(Change.CREATED, path, state[0], now))
         elif previous != state and state[0] is not EntryKind.DIRECTORY:
             # A folder's own mtime moves with its entries, which are reported themselves.

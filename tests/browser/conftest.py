@@ -51,6 +51,8 @@ SETTINGS = {
     # Sockets notice a session revoked elsewhere within this.
     "WS_SESSION_RECHECK": "0.5",
     "SESSION_CHECK_TTL": "0.5",
+    # A long conversation is written through the API before its page is read.
+    "ASSISTANT_MESSAGES_RATE": "600/minute",
 }
 
 

@@ -1,5 +1,5 @@
 """What a person does on the app's screens, once for every test: sign in, watch the page renew
-its session, read a money figure back as a number."""
+its session, read a money figure back as a number; and `api`, for what a test sets up before."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.sync_api import Page, Response, expect
 
-from tests.system_harness import Account
+from tests.system_harness import Account, System, request
 
 # This machine has no network beyond the package registries: without these, Chromium keeps
 # trying to reach Google's hosts (the browser tests and bench.web both launch it so).
@@ -25,6 +25,13 @@ CHROMIUM_ARGS = [
 SIGNED_IN = "user-email"
 # Intl.NumberFormat may write negatives with U+2212.
 MINUS_SIGN = "\N{MINUS SIGN}"
+
+
+def api(system: System, account: Account, method: str, path: str, body: Any = None) -> Any:
+    """One call of the REST API as `account`, which must succeed; its envelope's `data`."""
+    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
+    assert answer.status < 300, answer.body
+    return answer.body["data"]
 
 
 def sign_in(page: Page, account: Account, *, at: str = "/") -> dict[str, Any]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import open_assistant, sign_in
-from tests.system_harness import Account
+from tests.browser.screens import api, open_assistant, sign_in
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
 
@@ -56,3 +56,31 @@ def test_a_conversation_moved_into_a_new_folder_is_listed_under_it(
     page.reload()
     expect(folder.get_by_role("heading")).to_have_text("Research")
     expect(folder.get_by_test_id("chat-session")).to_have_text(["what do I hold?"])
+
+
+def test_a_long_conversation_shows_its_newest_messages_and_pages_back(
+    page: Page, system: System, account: Account
+) -> None:
+    """The service gives a conversation's newest 100 messages; the page shows them and reads
+    the earlier ones when asked, above what it shows."""
+    questions = [f"note {n}" for n in range(1, 56)]
+    session = ""
+    for question in questions:
+        body = {"message": question, **({"sessionId": session} if session else {})}
+        session = api(system, account, "POST", "/api/v1/chat/message", body)["sessionId"]
+    stored = api(system, account, "GET", f"/api/v1/chat/sessions/{session}?limit=500")
+    assert [m["content"] for m in stored["messages"] if m["role"] == "user"] == questions
+
+    open_assistant(page, account)
+    page.get_by_test_id("chat-session").first.click()
+    mine = page.locator('[data-testid="chat-message"][data-role="user"]')
+    expect(mine.last).to_contain_text("note 55")
+    shown = mine.all_inner_texts()
+    assert 0 < len(shown) < len(questions)  # only the newest 100 messages
+    earlier = page.get_by_test_id("chat-earlier")
+    expect(earlier).to_be_visible()
+
+    earlier.click()
+    expect(earlier).to_have_count(0)  # nothing older remains
+    expect(mine).to_have_count(len(questions))
+    assert [text.replace("You:", "").strip() for text in mine.all_inner_texts()] == questions

@@ -58,6 +58,21 @@ def test_a_page_asked_for_signed_out_comes_back_after_signing_in(
     expect(page).to_have_url(re.compile(r"/trade$"))
 
 
+def test_other_names_of_the_sign_in_and_sign_up_pages_lead_to_them_then_home(
+    page: Page, account: Account
+) -> None:
+    # /login used to come back after signing in as a "Page not found".
+    sign_in(page, account, at="/login")
+    expect(page).to_have_url(re.compile(r"/$"))
+    page.goto("/register")
+    expect(page).to_have_url(re.compile(r"/$"))
+
+
+def test_a_next_page_that_names_another_site_is_not_followed(page: Page, account: Account) -> None:
+    sign_in(page, account, at="/sign-in?next=//example.com/steal")
+    expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:\d+/$"))
+
+
 def test_a_wrong_password_shows_the_apis_own_message(
     page: Page, system: System, account: Account
 ) -> None:

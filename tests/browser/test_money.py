@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, sign_in
+from tests.browser.screens import amount, api, sign_in
 from tests.system_harness import Account, System, request
 
 pytestmark = pytest.mark.browser
 
 SYMBOL = "AAPL"
-
-
-def api(system: System, account: Account, method: str, path: str, body: Any = None) -> Any:
-    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
-    assert answer.status < 300, answer.body
-    return answer.body["data"]
 
 
 def paper_portfolio(system: System, account: Account, cash: str = "10000") -> str:

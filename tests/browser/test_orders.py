@@ -5,23 +5,16 @@ an open order is cancelled, and a tracking portfolio gets no form but the reason
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import sign_in
-from tests.system_harness import Account, System, request
+from tests.browser.screens import api, sign_in
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
 
 SYMBOL = "KO"
-
-
-def api(system: System, account: Account, method: str, path: str, body: Any = None) -> Any:
-    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
-    assert answer.status < 300, answer.body
-    return answer.body["data"]
 
 
 def portfolio(system: System, account: Account, **fields: str) -> str:

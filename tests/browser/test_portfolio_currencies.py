@@ -6,21 +6,14 @@ picked from the performance panel drawing its what-if line beside the value char
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, sign_in
-from tests.system_harness import Account, System, request
+from tests.browser.screens import amount, api, sign_in
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
-
-
-def api(system: System, account: Account, method: str, path: str, body: Any = None) -> Any:
-    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
-    assert answer.status < 300, answer.body
-    return answer.body["data"]
 
 
 def test_a_euro_portfolio_with_its_parts_and_a_benchmark(

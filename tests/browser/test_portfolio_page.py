@@ -9,13 +9,12 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, sign_in
-from tests.system_harness import Account, System, request
+from tests.browser.screens import amount, api, sign_in
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
 
@@ -26,12 +25,6 @@ LOTS = [
     ("buy", "AAPL", "10", "200", "2025-06-02T15:00:00Z"),
     ("sell", "AAPL", "10", "150", "2025-09-01T15:00:00Z"),
 ] + [("buy", "KO", "1", "60", f"2025-10-{day:02d}T15:00:00Z") for day in range(1, 23)]
-
-
-def api(system: System, account: Account, method: str, path: str, body: Any = None) -> Any:
-    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
-    assert answer.status < 300, answer.body
-    return answer.body["data"]
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""A stock's page: its name from the API, and a live chart that keeps moving with the stream."""
+"""A stock's page: its name from the API, a live chart that keeps moving with the stream, and its
+daily closes over a period with the change over it, as the API gives them."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -48,3 +50,41 @@ def test_a_stocks_chart_keeps_moving_with_the_prices(
     else:
         pytest.fail("the chart looked the same after ten more prices")
     expect(page.get_by_test_id("quote-price")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,6}$"))
+
+
+def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
+    page: Page, system: System, account: Account
+) -> None:
+    def history(range_: str) -> dict[str, object]:
+        answer = request(
+            "GET",
+            f"{system.facade_url}/api/v1/stocks/MSFT/history?range={range_}",
+            token=account.access_token,
+        )
+        assert answer.status == 200, answer.body
+        return dict(answer.body["data"])
+
+    sign_in(page, account, at="/stocks/msft")
+    chart = page.get_by_test_id("history-chart")
+    year = history("1y")
+    expect(chart).to_have_attribute("data-points", str(len(year["closes"])))  # type: ignore[arg-type]
+    expect(chart).to_have_attribute("aria-label", "MSFT daily closes over 1y")
+
+    with page.expect_response(lambda r: "/history" in r.url and "range=3m" in r.url) as shown:
+        page.get_by_test_id("range-3m").click()
+    # The page's own answer: today's close is the live price, which moves every tick, so a
+    # second read a moment later may differ from what the page drew.
+    quarter = dict(shown.value.json()["data"])
+    closes = quarter["closes"]
+    assert closes[:-1] == history("3m")["closes"][:-1]  # the past days' stand
+    assert isinstance(closes, list) and len(closes) < len(year["closes"])  # type: ignore[arg-type]
+    expect(chart).to_have_attribute("data-points", str(len(closes)))
+    # As the API states them: the change to its own places (2 to 6), the ratio as a percentage.
+    change = Decimal(str(quarter["change"]))
+    ratio = float(str(quarter["changeRatio"])) * 100
+    expect(page.get_by_test_id("history-change")).to_have_text(
+        f"{'+' if change > 0 else ''}{change:,} ({'+' if ratio > 0 else ''}{ratio:.2f} %)"
+    )
+    expect(page.get_by_test_id("history-span")).to_have_text(
+        f"since the close of {closes[0]['date']} (USD)"
+    )

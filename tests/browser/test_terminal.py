@@ -34,3 +34,17 @@ def test_a_command_typed_in_a_new_terminal_prints_its_output(page: Page, account
         }"""
     )
     assert colours[0] != colours[1], colours
+
+
+def test_a_paste_larger_than_a_socket_message_arrives_whole(page: Page, account: Account) -> None:
+    # 100,000 characters at once: sent as one frame it passed the socket's 64 KiB and closed
+    # it (1009), losing the paste. The shell reads raw bytes (a tty line holds 4096) and counts.
+    sign_in(page, account, at="/terminal")
+    page.get_by_test_id("terminal-new").click()
+    expect(page.get_by_test_id("terminal-status")).to_have_text("Connected")
+    page.locator(".xterm").click()
+    page.keyboard.type("stty raw -echo; head -c 100000 | wc -c | sed 's/^/count-/'; stty sane\n")
+    expect(page.locator(".xterm-rows")).to_contain_text("stty sane")  # the line was read
+    page.keyboard.insert_text("x" * 100_000)
+    expect(page.locator(".xterm-rows")).to_contain_text("count-100000", timeout=30_000)
+    expect(page.get_by_test_id("terminal-status")).to_have_text("Connected")

@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import sign_in
-from tests.system_harness import Account, System, request
+from tests.browser.screens import api, sign_in
+from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
-
-
-def api(system: System, account: Account, method: str, path: str, body: object = None) -> dict:
-    answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
-    assert answer.status < 300, answer.body
-    return answer.body["data"]
 
 
 @pytest.fixture

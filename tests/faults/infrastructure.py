@@ -259,10 +259,20 @@ class PrivateRedis:
         finally:
             client.close()
 
+    def pause(self) -> None:
+        """Stops answering but keeps its data (a pause, a partition): SIGSTOP."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        os.kill(process.pid, signal.SIGCONT)  # a paused server could not end
         process.terminate()
         try:
             process.wait(timeout=10)

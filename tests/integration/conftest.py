@@ -226,8 +226,7 @@ def spawn(tmp_path: Path) -> Spawn:
     Keyword arguments are environment variables on top of `service_environment`.
     """
 
-    @contextlib.asynccontextmanager
-    async def start(name: str, **environ: str) -> AsyncIterator[ServiceProcess]:
+    async def launch(name: str, environ: Mapping[str, str]) -> ServiceProcess:
         port, admin_port = free_port(), free_port()
         prefix = name.upper()
         env = service_environment(
@@ -241,16 +240,34 @@ def spawn(tmp_path: Path) -> Spawn:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", f"services.{name}", cwd=ROOT, env=env, stdout=out, stderr=err
             )
-        service = ServiceProcess(name, process, port, admin_port, logs)
+        return ServiceProcess(name, process, port, admin_port, logs)
+
+    @contextlib.asynccontextmanager
+    async def start(name: str, **environ: str) -> AsyncIterator[ServiceProcess]:
+        # A port found free can be taken by another worker's process before this one binds
+        # it: started again on other ports, as often as that happens (three times at most).
+        for attempt in range(3):
+            service = await launch(name, environ)
+            try:
+                await service.wait_until_serving()
+                break
+            except AssertionError:
+                taken = "address already in use" in service.stderr.read_text().lower()
+                if service.process.returncode is None or not taken or attempt == 2:
+                    await _killed(service.process)
+                    raise
         try:
-            await service.wait_until_serving()
             yield service
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await _killed(service.process)
 
     return start
+
+
+async def _killed(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 Client = TestClient[web.Request, web.Application]

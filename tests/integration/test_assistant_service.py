@@ -15,6 +15,7 @@ from stockfolio.assistant.v1 import assistant_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.assistant.config import SEED_MODELS
+from services.assistant.domain import Role
 from services.assistant.repository import Chats
 from services.runtime.db import Database
 from services.runtime.errors import NotFound
@@ -75,6 +76,66 @@ async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
             ("assistant", "Bonds too."),
         ]
         assert got.messages[1].usage.input_tokens == 40
+
+
+async def test_a_long_conversation_is_read_newest_first_a_page_at_a_time(
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic
+) -> None:
+    """GetSession gives the newest 100 messages (oldest first) and pages back from the first
+    one it gave with `before`: every message once, in order, however many arrive meanwhile."""
+    async with assistant_stack() as stack:
+        me, user_id = await stack.account()
+        fake_anthropic.replies.append(Reply(text="answer 1"))
+        session = (await stack.send(me, "question 1")).session_id
+        db = Database(stack.database_url)
+        try:
+            chats = Chats(db)
+            for n in range(2, 126):
+                await chats.add_message(user_id, session, Role.USER, f"question {n}")
+                await chats.add_message(user_id, session, Role.ASSISTANT, f"answer {n}")
+            everything = [m.content for m in await chats.messages(user_id, session)]
+            assert len(everything) == 250
+
+            def get(**fields: Any) -> Any:
+                request = assistant_pb2.GetSessionRequest(id=session, **fields)
+                return stack.assistant.GetSession(request, metadata=me)
+
+            newest = await get()
+            assert newest.session.id == session
+            assert [m.content for m in newest.messages] == everything[-100:]
+            assert newest.has_earlier
+            # Messages written while the reader pages back do not shift the pages.
+            await chats.add_message(user_id, session, Role.USER, "question 126")
+            read = [m.content for m in newest.messages]
+            before = newest.messages[0].id
+            while True:
+                page = await get(before=before, limit=60)
+                assert len(page.messages) <= 60
+                read = [m.content for m in page.messages] + read
+                if not page.has_earlier:
+                    break
+                before = page.messages[0].id
+            assert read == everything
+            assert len(page.messages) == 30  # 250 = 100 + 60 + 60 + 30
+            latest = await get(limit=2)
+            assert [m.content for m in latest.messages] == ["answer 125", "question 126"]
+        finally:
+            await db.close()
+
+        error = await expect_error(get(limit=501), grpc.StatusCode.INVALID_ARGUMENT)
+        assert [f for f, _ in violations(error)] == ["limit"]
+        # `before` must be a message of this session: not another session's, nor a made-up id.
+        fake_anthropic.replies.append(Reply(text="other"))
+        other = await stack.send(me, "another conversation")
+        for stranger in (other.message.id, "not-a-message"):
+            error = await expect_error(get(before=stranger), grpc.StatusCode.INVALID_ARGUMENT)
+            assert violations(error) == [("before", "is not a message of this session")]
+        # Someone else's session is not found, whatever is asked of it.
+        stranger_me = await stack.user()
+        call = stack.assistant.GetSession(
+            assistant_pb2.GetSessionRequest(id=session, limit=1), metadata=stranger_me
+        )
+        await expect_error(call, grpc.StatusCode.NOT_FOUND)
 
 
 async def stream(
@@ -557,7 +618,7 @@ async def test_without_a_key_the_offline_assistant_answers_through_the_same_tool
         total = sum(Decimal(p.total_value) for p in portfolios)
         text = worth.message.content
         assert "offline" in text
-        assert f"worth {total:,.2f} in total" in text
+        assert f"worth {total:,.2f} USD in total" in text
         assert "Long term" in text
         assert "Play money" in text
         # It read them through the list_portfolios tool, stored with its result.

@@ -454,3 +454,55 @@ async def test_every_socket_in_the_session_sees_the_answer_in_order_across_repli
         "sessionId": session_id,
     }
     fake_anthropic.release()
+
+
+async def test_a_refused_stream_naming_another_users_session_reaches_none_of_its_sockets(
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
+) -> None:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
+        alice = await stack.user()
+        mine = await stack.send(alice, "my private chat")
+        laptop = await connect(client, token_of(alice))
+        await laptop.send_json({"type": "join_session", "sessionId": mine.session_id})
+        assert await quiet(laptop) == [{"type": "joined", "sessionId": mine.session_id}]
+
+        intruder = await connect(client, await stack.token())
+        await intruder.send_json({"type": "join_session", "sessionId": mine.session_id})
+        assert (await receive_until(intruder, "error"))[-1]["code"] == "SESSION_NOT_FOUND"
+        await intruder.send_json(
+            {"type": "stream_chat", "sessionId": mine.session_id, "message": "hi"}
+        )
+        assert (await receive_until(intruder, "error"))[-1]["code"] == "SESSION_NOT_FOUND"
+        # The refusal went to the intruder alone: it was published on Alice's session before.
+        assert await quiet(laptop) == []
+        await laptop.close()
+        await intruder.close()
+
+
+async def test_a_stop_read_with_its_stream_chat_stops_it_and_frees_the_socket(
+    assistant_stack: StartStack, fake_anthropic: FakeAnthropic, facade_in_front: FacadeInFront
+) -> None:
+    async with assistant_stack() as stack, facade_in_front(stack.addresses) as client:
+        me = await stack.user()
+        ws = await connect(client, token_of(me))
+        # Both frames in one TCP write: the facade reads the stop before the answer ever ran.
+        transport = ws._writer.transport  # the client's own connection
+        written: list[bytes | bytearray | memoryview] = []
+        write = transport.write
+        transport.write = written.append  # type: ignore[method-assign,assignment]
+        try:
+            await ws.send_str(json.dumps({"type": "stream_chat", "message": "hello"}))
+            await ws.send_str(json.dumps({"type": "stop"}))
+        finally:
+            transport.write = write  # type: ignore[method-assign]
+        write(b"".join(bytes(piece) for piece in written))
+        frames = await receive_until(ws, "stopped")
+        assert frames[-1] == {"type": "stopped", "sessionId": ""}
+        # The socket takes a new answer (it answered BUSY for good).
+        fake_anthropic.replies.append(Reply(text="Second answer."))
+        await ws.send_json({"type": "stream_chat", "message": "again"})
+        answered = await receive_until(ws, "done")
+        assert "".join(f["text"] for f in answered if f["type"] == "chunk") == ("Second answer.")
+        await ws.send_json({"type": "stop"})
+        assert (await receive_until(ws, "error"))[-1]["code"] == "NOT_STREAMING"
+        await ws.close()

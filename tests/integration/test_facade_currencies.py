@@ -1,10 +1,12 @@
-"""Currencies and the parts of a return end to end through the real facade, users and portfolio
-services: GET /api/v1/fx (422 naming the field for an unknown code), a portfolio in euros
-(422 for an unknown currency), and GET /api/v1/performance with its breakdown and a benchmark
-(404 for an unknown one)."""
+"""Currencies, the parts of a return and a stock's history end to end through the real facade,
+users and portfolio services: GET /api/v1/fx (422 naming the field for an unknown code), a
+portfolio in euros (422 for an unknown currency), GET /api/v1/performance with its breakdown and
+a benchmark (404 for an unknown one), and GET /api/v1/stocks/{symbol}/history (a range's daily
+closes with the change over it; 404, 422 naming the range, 401)."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
@@ -87,3 +89,33 @@ async def test_performance_in_a_currency_with_breakdown_and_benchmark(
         f"/api/v1/performance?portfolioId={portfolio_id}&benchmark=ZZZZQ", headers=bearer(token)
     )
     assert unknown.status == 404, await unknown.text()
+
+
+async def test_history_route_answers_closes_and_refuses_bad_input(
+    client: Client,  # noqa: F811
+) -> None:
+    token, _ = await register(client)
+    response = await client.get("/api/v1/stocks/msft/history?range=3m", headers=bearer(token))
+    assert response.status == 200, await response.text()
+    body = (await response.json())["data"]
+    assert body["stock"]["symbol"] == "MSFT"
+    assert body["stock"]["currency"] == "USD"
+    assert body["range"] == "3m"
+    closes = body["closes"]
+    days = [date.fromisoformat(point["date"]) for point in closes]
+    assert days == sorted(set(days))
+    start, end = date.fromisoformat(body["startDate"]), date.fromisoformat(body["endDate"])
+    assert days[0] <= start < days[1]
+    assert days[-1] <= end
+    first, last = D(closes[0]["value"]), D(closes[-1]["value"])
+    assert D(body["change"]) == last - first
+    assert abs(D(body["changeRatio"]) - (last - first) / first) < D("0.000001")
+
+    unknown = await client.get("/api/v1/stocks/ZZZZQ/history", headers=bearer(token))
+    assert unknown.status == 404, await unknown.text()
+    bad = await client.get("/api/v1/stocks/MSFT/history?range=2y", headers=bearer(token))
+    assert bad.status == 422, await bad.text()
+    fields = (await bad.json())["details"]["fields"]
+    assert [f["field"] for f in fields] == ["range"]
+    anonymous = await client.get("/api/v1/stocks/MSFT/history")
+    assert anonymous.status == 401, await anonymous.text()

@@ -154,6 +154,16 @@ async def socket(client: Client, user: User, path: str = "/ws/terminal") -> Sock
     return await socket_client.authenticated(client, path, user.token, WAIT)
 
 
+async def joined(client: Client) -> tuple[User, str, Socket]:
+    """A new user, a shell of theirs, and a socket joined to it."""
+    user = await register(client)
+    sid = (await create(client, user))["sessionId"]
+    ws = await socket(client, user)
+    await ws.send_json({"type": "join", "sessionId": sid})
+    await receive(ws, "joined")
+    return user, sid, ws
+
+
 async def receive(ws: Socket, kind: str) -> dict[str, Any]:
     """The next message of `kind`, within the terminal's longer wait (shells start slowly)."""
     return await socket_client.receive(ws, kind, WAIT)
@@ -320,6 +330,41 @@ async def test_write_resize_history_and_close(system: System) -> None:
     await call(client, "DELETE", f"/api/v1/terminal/terminals/{sid}", ann)
     await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann, 404)
     await until_gone(pid)
+
+
+async def test_a_user_keeps_only_as_many_ended_shells_as_running_ones_may_be(
+    start_system: Start,
+) -> None:
+    """Each ended shell holds its scrollback for its owner to read; a loop of shells that print
+    and exit held every one until the idle cull (a memory a single user could grow for good)."""
+    async with start_system(TERMINAL_MAX_SESSIONS_PER_USER="2") as system:
+        client = system.client
+        ann = await register(client)
+        made = []
+        for n in range(5):
+            sid = (await create(client, ann))["sessionId"]
+            made.append(sid)
+            await write(client, ann, sid, f"head -c 50000 /dev/zero | tr '\\0' {n}; exit\n")
+            deadline = time.monotonic() + WAIT
+            while (await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann))["data"][
+                "state"
+            ] == "running":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        # The two newest are kept, ended, with their output; the older ones are gone (the
+        # oldest is let go just after the newest has ended: its end is seen first).
+        deadline = time.monotonic() + WAIT
+        while (
+            len((listed := await call(client, "GET", "/api/v1/terminal/terminals", ann))["data"])
+            > 2
+        ):
+            assert time.monotonic() < deadline, listed
+            await asyncio.sleep(0.05)
+        assert sorted(t["sessionId"] for t in listed["data"]) == sorted(made[-2:])
+        assert {t["state"] for t in listed["data"]} == {"exited"}
+        newest = await call(client, "GET", f"/api/v1/terminal/terminals/{made[-1]}/history", ann)
+        assert newest["data"]["recentOutput"].count("4") >= 50000
+        await call(client, "GET", f"/api/v1/terminal/terminals/{made[0]}", ann, 404)
 
 
 async def test_lists_are_per_user_admins_see_all_and_caps_answer_429(
@@ -529,11 +574,7 @@ async def test_a_client_that_stops_reading_is_let_go_by_the_service_with_a_note(
     the service's bound for the attachment fills, and the attachment ends with a note; the
     socket itself is not dropped, and reads the note and the exit once it reads again."""
     client = system.client
-    ann = await register(client)
-    sid = (await create(client, ann))["sessionId"]
-    ws = await socket(client, ann)
-    await ws.send_json({"type": "join", "sessionId": sid})
-    await receive(ws, "joined")
+    ann, sid, ws = await joined(client)
     await ws.send_json({"type": "data", "data": "head -c 20000000 /dev/zero | tr '\\0' x\r"})
     # Not reading: wait until the service has let this attachment go.
     deadline = time.monotonic() + WAIT

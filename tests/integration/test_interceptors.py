@@ -108,6 +108,13 @@ def stub(channel: grpc.aio.Channel) -> Stub:
     return Stub(channel)
 
 
+async def log_lines(log: StringIO, count: int) -> list[dict[str, Any]]:
+    """The log's JSON lines once there are `count` of them: the access line is written when the
+    call has ended on the server's side, which may be after the client saw its answer."""
+    await until(lambda: len(log.getvalue().splitlines()) >= count, f"{count} log lines")
+    return [json.loads(x) for x in log.getvalue().splitlines()]
+
+
 def rejection(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
     """The status code and the ErrorInfo reason a failed call carries."""
     status = parse_status(error.trailing_metadata())
@@ -244,7 +251,7 @@ async def test_an_unexpected_exception_is_internal_and_leaks_nothing(
     assert rejection(raised.value) == (grpc.StatusCode.INTERNAL, "INTERNAL")
     assert raised.value.details() == "internal error"
     assert "hunter2" not in str(raised.value.trailing_metadata())
-    failure, access = [json.loads(x) for x in rpc_log.getvalue().splitlines()]
+    failure, access = await log_lines(rpc_log, 2)
     assert failure["msg"] == "unhandled error"
     assert "RuntimeError: connection to postgresql" in failure["exc"], "operators see the cause"
     assert (access["level"], access["code"]) == ("error", "INTERNAL")
@@ -329,7 +336,7 @@ async def test_the_callers_correlation_id_reaches_the_servicer_and_the_log_line(
         metadata=(*bearer(), ("x-correlation-id", "trace-abc-123")),
     )
     assert reply.portfolios[0].id == "trace-abc-123"
-    (line,) = [json.loads(x) for x in rpc_log.getvalue().splitlines()]
+    (line,) = await log_lines(rpc_log, 1)
     assert line["correlationId"] == "trace-abc-123"
     assert line["msg"] == "rpc"
     assert line["method"] == "/stockfolio.portfolio.v1.PortfolioService/ListPortfolios"

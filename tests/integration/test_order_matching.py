@@ -265,6 +265,34 @@ async def test_day_orders_expire_at_the_end_of_their_utc_day(desk: Desk) -> None
     assert (await desk.order(gtc.id)).status is OrderStatus.FILLED
 
 
+async def test_a_day_order_ticked_after_its_day_expires_before_the_sweep_comes(
+    desk: Desk,
+) -> None:
+    day = await desk.place(LIMIT, BUY, "1", limit_price="100")
+    gtc = await desk.place(LIMIT, BUY, "1", limit_price="100", time_in_force=TimeInForce.GTC)
+    assert day.expires_at is not None
+    await desk.matcher.load()  # the leader's index holds it, as on any step of the day
+    # A second after midnight UTC, the sweep not run yet: the first tick crosses the limit.
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
+    await desk.step("99")
+    found = await desk.order(day.id)
+    assert (found.status, found.status_reason) == (OrderStatus.EXPIRED, "DAY_ENDED")
+    assert await desk.trades_of(day.id) == []
+    assert (await desk.order(gtc.id)).status is OrderStatus.FILLED
+
+
+async def test_a_new_leader_after_a_night_down_does_not_fill_yesterdays_day_orders(
+    desk: Desk,
+) -> None:
+    day = await desk.place(LIMIT, BUY, "1", limit_price="100")
+    assert day.expires_at is not None
+    # Nine hours into the next day: the first step loads the open orders, then matches them.
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(hours=9)
+    await desk.step("99")
+    assert (await desk.order(day.id)).status is OrderStatus.EXPIRED
+    assert await desk.trades_of(day.id) == []
+
+
 async def test_an_order_placed_after_the_index_loaded_reaches_it_through_its_event(
     desk: Desk,
 ) -> None:

@@ -97,7 +97,18 @@ async def test_a_foreign_listing_is_bought_at_its_days_rate_and_valued_at_todays
     now = rate("EUR", "USD", datetime.now(UTC).date())
     assert (sap.currency, D(sap.local_price), D(sap.fx_rate)) == ("EUR", D("182.40"), now)
     assert D(sap.market_value) == (10 * D("182.40") * now).quantize(D("0.01"))
+    assert D(sap.price) == (D(sap.local_price) * D(sap.fx_rate)).quantize(D(sap.price))
     assert D(sap.cost_basis) == cost.quantize(D("0.01"))
+
+    # The portfolio's own positions name the listing too, as ListPositions does, and in a
+    # listing of portfolios: a page moving the value by live ticks (in euros) converts them.
+    for shown in (
+        valued,
+        (await s.stub.ListPortfolios(pb.ListPortfoliosRequest(), metadata=who)).portfolios[0],
+    ):
+        (held,) = shown.positions
+        assert (held.currency, D(held.local_price), D(held.fx_rate)) == ("EUR", D("182.40"), now)
+        assert held.market_value == sap.market_value
 
     # The currency cannot change under converted trades.
     with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 
 import grpc
 from google.api import httpbody_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.exports import CHUNK_BYTES, POSITION_COLUMNS
@@ -194,6 +196,60 @@ async def test_the_json_export_is_one_document_with_trades_and_positions(
     )
 
 
+async def test_an_export_states_a_trade_as_given_and_reads_back_as_the_same_trade(
+    portfolio_service: PortfolioService,
+) -> None:
+    """A USD stock in a euro portfolio: the export says the price and fees as they were given,
+    in dollars, with the currency and the rate (it wrote them converted and rounded, which the
+    import then converted a second time)."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio(currency="EUR")
+    given = await s.trade(
+        who,
+        p.id,
+        "buy",
+        "10",
+        "187.4213",
+        "AAPL",
+        fees="1.005",
+        executed_at=Timestamp(seconds=1710513000),  # 2024-03-15T14:30:00Z
+    )
+    assert (given.price, given.fees, given.currency) == ("187.4213", "1.005", "USD")
+    (chunk,) = await export(s, who, p.id, "csv")
+    trades_part = chunk.data.decode().split("\r\n\r\n")[0]
+    header, row = list(csv.reader(io.StringIO(trades_part)))
+    exported = dict(zip(header, row, strict=True))
+    assert (exported["price"], exported["fees"], exported["amount"]) == (
+        "187.4213",
+        "1.005",
+        "1874.21",
+    )
+    assert (exported["currency"], exported["fx_rate"]) == ("USD", given.fx_rate)
+    document = json.loads(b"".join(c.data for c in await export(s, who, p.id, "json")))
+    (as_json,) = document["trades"]
+    assert (as_json["price"], as_json["currency"], as_json["fxRate"]) == (
+        "187.4213",
+        "USD",
+        given.fx_rate,
+    )
+
+    # Read back into another euro portfolio: the same trade, converted once at the same rate.
+    copy = await s.portfolio(who, "Copy", currency="EUR")
+    reply = await import_csv(s, who, copy.id, trades_part)
+    (imported,) = reply.trades
+    assert (imported.price, imported.fees, imported.fx_rate) == ("187.4213", "1.005", given.fx_rate)
+    original = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)
+    copied = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=copy.id), metadata=who)
+    assert copied.portfolio.cost_basis == original.portfolio.cost_basis
+    # A currency column that is not the symbol's: its prices would be booked as another's.
+    wrong = trades_part.replace(",USD,", ",EUR,")
+    error = await expect_error(import_csv(s, who, copy.id, wrong), grpc.StatusCode.INVALID_ARGUMENT)
+    assert violations(error) == [
+        ("row 1: currency", "AAPL trades in USD, not EUR: give its price and fees in USD")
+    ]
+    assert await s.trade_count(who, copy.id) == 1
+
+
 async def test_a_large_export_streams_in_bounded_chunks(
     portfolio_service: PortfolioService,
 ) -> None:
@@ -220,3 +276,138 @@ async def test_an_unknown_export_format_is_invalid(portfolio_service: PortfolioS
         assert violations(error) == [("format", "must be one of: csv, json (or empty)")]
     else:
         raise AssertionError("an xml export was accepted")
+
+
+async def summary(s: PortfolioService, who: Metadata, portfolio_id: str) -> tuple[str, ...]:
+    got = (
+        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
+    ).portfolio
+    return (got.cash, got.cost_basis, got.realized_gain, got.dividends)
+
+
+async def export_text(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
+    return b"".join(c.data for c in await export(s, who, portfolio_id, "csv")).decode()
+
+
+async def test_the_csv_export_imports_back_as_downloaded_with_its_notes(
+    portfolio_service: PortfolioService,
+) -> None:
+    """The whole file (its positions table after the trades included) is read back as the same
+    trades; notes the export marked against spreadsheet formulas come back as they were."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    notes = GOOD.replace(",half", ",-5% stop loss").replace(",opening", ",'quoted")
+    await import_csv(s, who, p.id, notes)
+    downloaded = await export_text(s, who, p.id)
+    assert "\r\n\r\nsymbol,quantity," in downloaded  # the positions follow the trades
+    assert ",'-5% stop loss," in downloaded  # marked for spreadsheets
+    copy = await s.portfolio(who, "Copy")
+    reply = await import_csv(s, who, copy.id, downloaded)
+    assert reply.imported == 4
+    assert [t.notes for t in reply.trades] == ["'quoted", "", "-5% stop loss", ""]
+    assert (
+        await summary(s, who, copy.id)
+        == await summary(s, who, p.id)
+        == (
+            "722.00",
+            "300.60",
+            "19.60",
+            "3.00",
+        )
+    )
+
+
+async def test_a_euro_deposit_is_converted_into_a_dollar_portfolio(
+    portfolio_service: PortfolioService,
+) -> None:
+    """A euro portfolio's export gives its cash rows in EUR (the currency column): imported
+    into a dollar portfolio they are converted at the day's rate, as a stock's rows are, never
+    booked as the same number of dollars."""
+    s = portfolio_service
+    who, euros = await s.user_with_portfolio(currency="EUR")
+    await import_csv(s, who, euros.id, "date,side,quantity\n2024-01-02,deposit,1000\n")
+    trades_part = (await export_text(s, who, euros.id)).split("\r\n\r\n")[0]
+    header, row = list(csv.reader(io.StringIO(trades_part)))
+    assert dict(zip(header, row, strict=True))["currency"] == "EUR"
+    dollars = await s.portfolio(who, "Dollars", currency="USD")
+    (deposit,) = (await import_csv(s, who, dollars.id, trades_part)).trades
+    rate = Decimal(deposit.fx_rate)
+    assert deposit.currency == "EUR"
+    assert rate > 1  # the mock market's euro is worth more than a dollar
+    cash = (await summary(s, who, dollars.id))[0]
+    assert Decimal(cash) == (1000 * rate).quantize(Decimal("0.01"))
+    # A currency the service does not know is named on its row.
+    unknown = "date,side,quantity,currency\n2024-01-02,deposit,10,XYZ\n"
+    error = await expect_error(
+        import_csv(s, who, dollars.id, unknown), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert [f for f, _ in violations(error)] == ["row 1: currency"]
+
+
+async def test_rows_the_file_cannot_give_are_named_not_a_broken_call(
+    portfolio_service: PortfolioService,
+) -> None:
+    """A date before any rate of its stock's currency, a time before year 1 in UTC, a huge
+    unknown column name (its problem travels in a trailer of at most 16 KB): each a 400 that
+    names the row or column, never a 404, a 500 or a 429 (RESOURCE_EXHAUSTED)."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()  # USD; ASML trades in EUR
+    before_rates = (
+        "date,side,symbol,quantity,price\n2024-01-02,buy,ASML,1,800\n1901-06-01,buy,ASML,1,100\n"
+    )
+    error = await expect_error(
+        import_csv(s, who, p.id, before_rates), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert [f for f, _ in violations(error)] == ["row 2: date"]
+    assert "EUR/USD" in violations(error)[0][1]
+    year_zero = "date,side,quantity\n0001-01-01T00:00:00+01:00,deposit,100\n"
+    error = await expect_error(
+        import_csv(s, who, p.id, year_zero), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert [f for f, _ in violations(error)] == ["row 1: date"]
+    long_name = "date,side,quantity," + "x" * 20_000 + "\n2024-01-02,deposit,100,1\n"
+    error = await expect_error(
+        import_csv(s, who, p.id, long_name), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert f"'{'x' * 40}…'" in (error.details() or "")
+    assert await s.trade_count(who, p.id) == 0
+
+
+async def test_a_csv_saved_by_excel_with_a_byte_order_mark_imports(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    reply = await import_csv(s, who, p.id, "\ufeffdate,side,quantity\r\n2024-01-02,deposit,100\r\n")
+    assert [(t.side, t.amount) for t in reply.trades] == [(pb.TRADE_SIDE_DEPOSIT, "100.00")]
+
+
+async def test_nul_in_any_text_is_a_named_400_on_every_database(
+    portfolio_service: PortfolioService,
+) -> None:
+    """PostgreSQL's text cannot hold U+0000: notes, a file, an order's id with one failed as
+    500s there (and were stored on SQLite). Now refused before any handler runs."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    calls = {
+        "notes": s.stub.CreateTrade(
+            pb.CreateTradeRequest(
+                portfolio_id=p.id, side=pb.TRADE_SIDE_DEPOSIT, quantity="100", notes="a\x00b"
+            ),
+            metadata=who,
+        ),
+        "csv": s.stub.ImportTrades(
+            pb.ImportTradesRequest(
+                portfolio_id=p.id, csv="date,side,quantity,notes\n2024-01-02,deposit,1,a\x00b\n"
+            ),
+            metadata=who,
+        ),
+        "id": s.stub.GetOrder(pb.GetOrderRequest(id="o\x00"), metadata=who),
+        "portfolioId": s.stub.ListOrders(
+            pb.ListOrdersRequest(portfolio_id=p.id + "\x00"), metadata=who
+        ),
+    }
+    for field, call in calls.items():
+        error = await expect_error(call, grpc.StatusCode.INVALID_ARGUMENT)
+        assert (field, "must not contain the NUL character (U+0000)") in violations(error)
+    assert await s.trade_count(who, p.id) == 0

@@ -162,3 +162,28 @@ async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_ser
     assert report.money_weighted_return == present_ratio(expected.rate)
     assert Decimal(report.money_weighted_return) == expected.rate
     assert report.end_value == "115.00" and report.money_weighted_note == ""
+
+
+async def test_the_figures_shown_beside_a_gain_add_up_to_it(
+    portfolio_service: PortfolioService,
+) -> None:
+    # A cost with half a cent (0.1 share at 100.05 is 10.005): each figure rounded on its own
+    # showed value 18.95, cost 10.00 and gain 8.94. A gain is the difference of the figures
+    # shown, for the portfolio, its position and its performance.
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    await s.trade(who, p.id, "buy", "0.1", "100.05", symbol="AAPL")
+    valued = (await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)).portfolio
+    (position,) = valued.positions
+    report = await s.stub.GetPerformance(pb.GetPerformanceRequest(portfolio_id=p.id), metadata=who)
+    assert (valued.total_cost, position.cost_basis) == ("10.00", "10.00")  # 10.005, half-even
+    price = Decimal(position.price)
+    assert Decimal(valued.total_value) == (price / 10).quantize(Decimal("0.01"))
+    assert Decimal(valued.total_gain_loss) == Decimal(valued.total_value) - Decimal("10.00")
+    market = Decimal(valued.total_value) - Decimal(valued.cash)
+    assert Decimal(valued.unrealized_gain) == market - Decimal(valued.cost_basis)
+    assert Decimal(position.unrealized_gain) == Decimal(position.market_value) - Decimal("10.00")
+    assert Decimal(report.gain) == Decimal(report.end_value) - Decimal(report.start_value) - (
+        Decimal(report.inflows) - Decimal(report.outflows)
+    )
+    assert Decimal(report.breakdown.total_gain) == Decimal(report.gain)

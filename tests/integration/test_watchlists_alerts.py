@@ -6,11 +6,15 @@ Prices are the simulated market's opening prices, held still (AAPL 189.50, KO 62
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
+import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.alerts import MAX_ACTIVE_ALERTS
-from services.portfolio.watchlists import MAX_WATCHLISTS
+from services.portfolio.watchlists import MAX_WATCHLISTS, Watchlists
 from tests.integration.portfolio_harness import PortfolioService
 from tests.rpc_errors import expect_error, reason, violations
 
@@ -263,3 +267,56 @@ async def test_a_user_keeps_at_most_two_hundred_active_alerts(
         s.stub.UpdateAlert(pb.UpdateAlertRequest(id=first.id, active=True), metadata=who),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
+
+
+async def test_a_watchlist_or_alert_sent_again_with_its_key_is_made_once(
+    portfolio_service: PortfolioService,
+) -> None:
+    """The README promises every creating POST takes an Idempotency-Key; a watchlist and an
+    alert sent twice with one made two (found by a README walk-through)."""
+    s = portfolio_service
+    who = await s.user()
+    watchlist = pb.CreateWatchlistRequest(name="Tech", symbols=["MSFT", "AAPL"])
+    alert = pb.CreateAlertRequest(symbol="KO", condition=pb.ALERT_CONDITION_ABOVE, price="1000")
+    keyed = (*who, ("idempotency-key", "once-1"))
+    first, again = [(await s.stub.CreateWatchlist(watchlist, metadata=keyed)) for _ in range(2)]
+    assert first == again
+    other = (*who, ("idempotency-key", "once-2"))
+    made, repeated = [(await s.stub.CreateAlert(alert, metadata=other)) for _ in range(2)]
+    assert made == repeated
+    lists = await s.stub.ListWatchlists(pb.ListWatchlistsRequest(), metadata=who)
+    alerts = await s.stub.ListAlerts(pb.ListAlertsRequest(), metadata=who)
+    assert [w.id for w in lists.watchlists] == [first.watchlist.id]
+    assert [a.id for a in alerts.alerts] == [made.alert.id]
+    # The same key with another body is refused, as for trades.
+    error = await expect_error(
+        s.stub.CreateWatchlist(pb.CreateWatchlistRequest(name="Other"), metadata=keyed),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert reason(error) == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_create_watchlist_retried_with_its_key_after_a_hang_up_creates_one(
+    portfolio_service: PortfolioService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = portfolio_service
+    who = await s.user()
+    slow = {"on": True}
+    quoted = Watchlists._quoted
+
+    async def stalled(self: Watchlists, *args: Any, **kwargs: Any) -> Any:
+        if slow["on"]:
+            await asyncio.sleep(1.0)  # a slow market answer, after the commit
+        return await quoted(self, *args, **kwargs)
+
+    monkeypatch.setattr(Watchlists, "_quoted", stalled)
+    request = pb.CreateWatchlistRequest(name="Tech", symbols=["AAPL", "KO"])
+    keyed = (*who, ("idempotency-key", "list-once"))
+    with pytest.raises(grpc.aio.AioRpcError) as hung:
+        await s.stub.CreateWatchlist(request, metadata=keyed, timeout=0.5)
+    assert hung.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(1.5)
+    slow["on"] = False
+    await s.stub.CreateWatchlist(request, metadata=keyed)
+    listed = await s.stub.ListWatchlists(pb.ListWatchlistsRequest(), metadata=who)
+    assert len(listed.watchlists) == 1, [w.id for w in listed.watchlists]

@@ -248,4 +248,7 @@ async def test_a_diverged_pull_reports_a_conflict_and_changes_nothing(
         grpc.StatusCode.ABORTED,
     )
     assert reason(rejected) == "GIT_CONFLICT"
+    # git's own report (stdout) named the remote by its host path: scrubbed like stderr.
+    assert str(tmp_path) not in (rejected.details() or "")
+    assert "file://<remotes>/" in (rejected.details() or "")
     assert git(clone, "rev-parse", "HEAD") == git(bare, "rev-parse", "main")

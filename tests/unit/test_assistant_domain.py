@@ -119,6 +119,29 @@ def test_the_history_alternates_turns_and_replays_tool_calls_with_their_results(
     assert history[6]["content"] == [{"type": "text", "text": "q3"}]
 
 
+def test_a_long_history_sends_its_latest_turns_from_a_users_own_words() -> None:
+    call = ToolCall("t1", "get_quote", {"symbol": "AAPL"}, {"price": "1"})
+    turns = [
+        message(Role.USER, "q0 " + "x" * 100),
+        message(Role.ASSISTANT, "a0 " + "y" * 100, tool_calls=(call,)),
+        message(Role.USER, "q1 " + "x" * 100),
+        message(Role.ASSISTANT, "a1 " + "y" * 100),
+        message(Role.USER, "q2"),
+    ]
+    whole = provider_history(turns)
+    assert [t["role"] for t in whole] == ["user", "assistant", "user", "assistant", "user"]
+    # Room for the last three turns and part of the fourth: it starts at q1, whole.
+    cut = provider_history(turns, max_chars=250)
+    assert [t["content"][0].get("text", "")[:2] for t in cut] == ["q1", "a1", "q2"]
+    # Room for the tool result's turn (merged with q1) but not the call: q1 without the result.
+    cut = provider_history(turns, max_chars=300)
+    assert cut[0] == {"role": "user", "content": [{"type": "text", "text": "q1 " + "x" * 100}]}
+    # The question itself is always sent, however small the room.
+    assert provider_history(turns, max_chars=1) == [
+        {"role": "user", "content": [{"type": "text", "text": "q2"}]}
+    ]
+
+
 def test_an_incomplete_answer_keeps_its_text_but_not_its_unrun_tools() -> None:
     unrun = ToolCall("t9", "get_quote", {"symbol": "AAPL"})
     history = provider_history(
@@ -146,11 +169,11 @@ def test_the_offline_answer_totals_values_and_lists_holdings() -> None:
                 {"symbol": "OLD", "quantity": "0", "marketValue": "0"},
             ],
         },
-        {"name": "Empty", "totalValue": "10", "positions": []},
+        {"name": "Empty", "totalValue": "10", "currency": "USD", "positions": []},
     ]
     worth = offline_answer("What is my portfolio worth?", portfolios)
     assert worth.startswith(OFFLINE_NOTICE)
-    assert "worth 1,510.50 in total" in worth
+    assert "worth 1,510.50 USD in total" in worth
     held = offline_answer("what do I hold", portfolios)
     assert "- Core: 3 AAPL (worth 1,400.50)" in held
     assert "OLD" not in held
@@ -216,3 +239,16 @@ def test_a_keyless_assistant_does_not_load_the_sdk() -> None:
         env={**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'gen'}"},
     )
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr[-2000:]
+
+
+def test_the_offline_answer_never_adds_one_currency_to_another() -> None:
+    """A yen portfolio beside dollar ones: 999,726.79 JPY was added to the dollars, and the
+    sum given with no currency at all."""
+    portfolios = [
+        {"name": "Growth", "currency": "USD", "totalValue": "9977.90", "cash": "0"},
+        {"name": "Yen", "currency": "JPY", "totalValue": "999726.79", "cash": "0"},
+        {"name": "Income", "currency": "USD", "totalValue": "22.10", "cash": "0"},
+    ]
+    answer = offline_answer("what is my portfolio worth?", portfolios)
+    assert "worth 999,726.79 JPY and 10,000.00 USD in total:" in answer
+    assert "- Yen: 999,726.79 JPY" in answer

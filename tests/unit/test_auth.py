@@ -398,11 +398,12 @@ async def test_ttl_memo_forget_during_a_lookup_keeps_its_answer_from_being_remem
 def test_a_remembered_token_still_expires_on_time() -> None:
     import time as clock
 
-    codec = TokenCodec(keys(signing=USER_KEY), issuer="stockfolio", access_ttl=1)
-    token, _ = codec.issue_access(user_id="u", session_id="s", email="u@x.io", roles=["user"])
+    # The token's `exp` is in whole seconds (rounded down): a 3 s token lives at least 2 s.
+    codec = TokenCodec(keys(signing=USER_KEY), issuer="stockfolio", access_ttl=3)
+    token, expires = codec.issue_access(user_id="u", session_id="s", email="u@x.io", roles=["user"])
     assert codec.read_access(token).user_id == "u"
     assert codec.read_access(token).user_id == "u"  # the second read is the remembered one
-    clock.sleep(1.1)
+    clock.sleep(max(0.0, expires.timestamp() - clock.time()) + 0.05)
     with pytest.raises(Unauthenticated) as caught:
         codec.read_access(token)
     assert caught.value.reason == "TOKEN_EXPIRED"

@@ -167,8 +167,7 @@ def test_servers_accept_the_pings_our_channels_send() -> None:
     server = dict(SERVER_KEEPALIVE_OPTIONS)
     assert channel["grpc.keepalive_time_ms"] == KEEPALIVE_TIME_MS
     assert (
-        server["grpc.http2.min_recv_ping_interval_without_data_ms"]
-        < channel["grpc.keepalive_time_ms"]
+        server["grpc.http2.min_ping_interval_without_data_ms"] < channel["grpc.keepalive_time_ms"]
     )
     assert server["grpc.keepalive_permit_without_calls"] == 1
     assert channel["grpc.http2.max_pings_without_data"] == 0

@@ -150,6 +150,23 @@ async def test_todays_close_in_the_history_follows_the_walk() -> None:
     assert today == {OPENED.date(): (await m.quote("NVDA")).price}
 
 
+async def test_a_day_the_market_lived_through_keeps_its_last_price_as_its_close() -> None:
+    # Running past midnight: the opening day's close is its last price, not the next day's
+    # live one (which had been stored as the opening day's close for good).
+    now = [OPENED]
+    m = MockMarket(seed=42, clock=lambda: now[0])
+    for _ in range(20):
+        m.step()
+    thursday_close = (await m.quote("NVDA")).price
+    now[0] = OPENED + timedelta(hours=12)  # 02:30 on Friday
+    for _ in range(20):
+        m.step()
+    friday = (await m.quote("NVDA")).price
+    assert friday != thursday_close, "twenty ticks move a price"
+    days = await m.daily_history("NVDA", OPENED.date(), OPENED.date() + timedelta(days=1))
+    assert days == {OPENED.date(): thursday_close, OPENED.date() + timedelta(days=1): friday}
+
+
 # --- search and lookups ------------------------------------------------------------------------
 
 

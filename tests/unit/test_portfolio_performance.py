@@ -594,3 +594,21 @@ def test_a_report_over_a_range_counts_only_what_happened_after_its_baseline() ->
     # No external flows in range, so the chained TWR telescopes to 11608 / 10998 - 1.
     assert close_to(report.time_weighted_return, D(11608) / D(10998) - 1)
     assert report.range == "3m"
+
+
+def test_a_trade_dated_just_ahead_of_the_clock_near_midnight_is_in_todays_performance() -> None:
+    # A client whose clock runs ahead may date a trade up to five minutes after now: at 23:58
+    # UTC, 00:02 tomorrow. It is recorded at now, so the report up to the close of today (the
+    # clock's) holds it as the portfolio does; it had left the deposit (and, as the first
+    # trade, the whole report) out until midnight.
+    now = datetime(2024, 3, 14, 23, 58, tzinfo=UTC)
+    deposit = parse_trade(
+        Side.DEPOSIT, "", "1000", "", "", now + timedelta(minutes=4), now=now, sequence=1
+    )
+    assert deposit.executed_at == now
+    report = performance_report([deposit], {}, range_="all", today=now.date())
+    assert (report.end_value, report.inflows, report.end) == (
+        Decimal(1000),
+        Decimal(1000),
+        date(2024, 3, 14),
+    )

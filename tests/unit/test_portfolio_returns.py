@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.domain import Book, CashPolicy, Side, Trade
-from services.portfolio.messages import breakdown_message
+from services.portfolio.messages import performance_message
 from services.portfolio.performance import PerformanceReport, performance_report
 from services.portfolio.returns import Attribution, Breakdown, converted_closes
 from services.runtime.errors import DomainError
@@ -225,9 +225,14 @@ def test_the_parts_add_up_exactly(history: History) -> None:
     if one_currency:
         assert parts.currency == 0
     # On the wire too: the presented parts add up to the presented total.
-    wire = breakdown_message(parts)
-    shown = [wire.capital_gain, wire.dividend_gain, wire.currency_gain, wire.fees]
-    assert sum(D(x) for x in shown) == D(wire.total_gain)
+    wire = performance_message("p", report)
+    shown = [wire.breakdown.capital_gain, wire.breakdown.dividend_gain]
+    shown += [wire.breakdown.currency_gain, wire.breakdown.fees]
+    assert sum(D(x) for x in shown) == D(wire.breakdown.total_gain) == D(wire.gain)
+    # and the gain is what the figures beside it make: end - start - (in - out).
+    assert D(wire.gain) == D(wire.end_value) - D(wire.start_value) - (
+        D(wire.inflows) - D(wire.outflows)
+    )
     assert benchmark_total_is_consistent(report)
 
 
@@ -254,3 +259,81 @@ def test_the_currency_part_is_the_same_added_by_currency_or_holding_by_holding(
     for field in fields(Breakdown):
         # Compared as text: the same digits and the same exponent, not only an equal value.
         assert str(getattr(quick_parts, field.name)) == str(getattr(in_order_parts, field.name))
+
+
+# --- a holding in another currency on a day its exchange is shut ---------------------------------
+
+# Mon 2024-07-01 .. Wed 2024-07-03: SAP (EUR) has no close on 07-02 (an exchange holiday), while
+# EUR/USD has a rate every day; SAP never moves in EUR.
+JULY_1, JULY_2, JULY_3 = date(2024, 7, 1), date(2024, 7, 2), date(2024, 7, 3)
+EUR_USD = {JULY_1: D("1.10"), JULY_2: D("1.20"), JULY_3: D("1.10")}
+SAP_EUR = {JULY_1: D("100"), JULY_3: D("100")}
+
+
+def _sap_report(*more: Trade) -> PerformanceReport:
+    at = datetime(2024, 7, 1, 15, tzinfo=UTC)
+    deposit = Trade(Side.DEPOSIT, "", D("2000"), D("1"), D("0"), at, sequence=1)
+    buy = Trade(Side.BUY, "SAP", D("10"), D("110.00"), D("0"), at, sequence=2)  # EUR 100 x 1.10
+    return performance_report(
+        [deposit, buy, *more],
+        {"SAP": converted_closes(SAP_EUR, EUR_USD)},  # as reports.py builds them
+        range_="all",
+        today=JULY_3,
+        rates={"SAP": EUR_USD},
+        trade_rates={buy: D("1.10")},
+    )
+
+
+def test_a_shut_day_values_the_last_close_at_that_days_rate() -> None:
+    # On 07-02: cash 900 + 10 x EUR 100 x 1.20 = 2100 (it was valued at 07-01's rate: 2000).
+    assert converted_closes(SAP_EUR, EUR_USD) == {
+        JULY_1: D("110.00"),
+        JULY_2: D("120.00"),
+        JULY_3: D("110.00"),
+    }
+    series = {p.day: p.value for p in _sap_report().series}
+    # 30 June: the baseline, before the first trade.
+    assert series == {
+        date(2024, 6, 30): D("0"),
+        JULY_1: D("2000"),
+        JULY_2: D("2100"),
+        JULY_3: D("2000"),
+    }
+
+
+def test_no_currency_gain_when_the_rate_comes_back_and_the_price_never_moved() -> None:
+    # EUR/USD 1.10 -> 1.20 -> 1.10 and SAP at EUR 100 throughout: nothing was gained, by
+    # currency or by price (it said +8.33 by currency and -8.33 by price).
+    parts = _sap_report().breakdown
+    assert parts is not None
+    assert (parts.total, parts.currency, parts.capital) == (0, 0, 0)
+
+
+def test_a_withdrawal_on_a_shut_day_is_measured_against_that_days_value() -> None:
+    # 500 withdrawn on 07-02, valued at the last close times that day's rate:
+    #   07-02: V = 400 + 10 x 100 x 1.20 = 1600, r = (1600 + 500) / 2000 - 1 = +5 %
+    #   07-03: V = 400 + 10 x 100 x 1.10 = 1500, r = 1500 / 1600 - 1 = -6.25 %
+    #   TWR = 1.05 x 0.9375 - 1 = -1.5625 % (it said 0).
+    withdrawal = Trade(
+        Side.WITHDRAWAL,
+        "",
+        D("500"),
+        D("1"),
+        D("0"),
+        datetime(2024, 7, 2, 16, tzinfo=UTC),
+        sequence=3,
+    )
+    assert _sap_report(withdrawal).time_weighted_return == D("-0.015625")
+
+
+def test_closes_with_no_rate_known_are_not_taken_as_already_converted() -> None:
+    """None: the symbol is in the portfolio's currency, its closes stand. An empty series: a
+    foreign symbol whose rates cannot be had (the source out of calls, none stored): no close
+    can be converted (they were taken as they were, dollars counted as euros)."""
+    closes = {date(2024, 3, 14): Decimal("180"), date(2024, 3, 15): Decimal("181")}
+    assert converted_closes(closes, None) == closes
+    assert converted_closes(closes, {}) == {}
+    assert converted_closes(closes, {date(2024, 3, 14): Decimal("0.9")}) == {
+        date(2024, 3, 14): Decimal("162.0"),
+        date(2024, 3, 15): Decimal("162.9"),
+    }

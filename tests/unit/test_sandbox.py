@@ -361,3 +361,85 @@ def test_two_sandboxes_in_one_process_keep_their_groups_apart(tmp_path: Path) ->
     assert sorted(second.sweep()) == ["stockfolio-999999998", "stockfolio-999999999-abcd"]
     assert {p.name for p in own.iterdir() if p.name.startswith("stockfolio-")} == {second._scope}
     second.close()
+
+
+# --- a sandbox bubblewrap could not set up -----------------------------------------------------
+
+REFUSED = "bwrap: Creating new namespace failed: Resource temporarily unavailable"
+
+
+def refusing_bwrap(folder: Path, refusals: int) -> Path:
+    """A `bwrap` first on PATH that refuses its first `refusals` sandboxes as bubblewrap does
+    when a clone meets EAGAIN (that line on stderr, exit 1), then runs the real one. Each
+    start leaves a line in `starts`."""
+    real = shutil.which("bwrap")
+    assert real is not None
+    script = folder / "bwrap"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo start >> "{folder}/starts"\n'
+        f'if [ "$(wc -l < "{folder}/starts")" -le {refusals} ]; then\n'
+        f'  echo "{REFUSED}" >&2; exit 1\n'
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return folder / "starts"
+
+
+@pytest.fixture
+def refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    folder = tmp_path / "fake-bin"
+    folder.mkdir()
+
+    def make(count: int) -> tuple[Sandbox, Path]:
+        starts = refusing_bwrap(folder, count)
+        monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+        return Sandbox(SandboxConfig(mode="bwrap")), starts
+
+    return make
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+async def test_a_sandbox_refused_for_want_of_a_process_is_started_again(
+    refusals: object, home: Path
+) -> None:
+    sandbox, starts = refusals(2)  # type: ignore[operator]
+    try:
+        assert await run(sandbox, home, "echo ran-once >> ran; cat ran") == "ran-once\n"
+    finally:
+        sandbox.close()
+    assert starts.read_text().count("start") == 3
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+async def test_a_sandbox_still_refused_is_a_503_not_the_commands_failure(
+    refusals: object, home: Path
+) -> None:
+    sandbox, starts = refusals(99)  # type: ignore[operator]
+    try:
+        with pytest.raises(Unavailable, match="out of processes") as raised:
+            await run(sandbox, home, "echo never")
+    finally:
+        sandbox.close()
+    assert raised.value.reason == "SANDBOX_BUSY"
+    assert starts.read_text().count("start") == 3
+    assert not (home / "project" / "ran").exists()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+async def test_a_command_that_prints_the_same_words_is_not_run_twice(
+    refusals: object, home: Path
+) -> None:
+    # Only bubblewrap's own refusal is retried: a command that fails with any other output (or
+    # prints more than that one line) ran, and its answer is returned as it is.
+    sandbox, starts = refusals(0)  # type: ignore[operator]
+    try:
+        out = await run(
+            sandbox, home, f"echo x >> ran; echo '{REFUSED}' >&2; echo more >&2; exit 1"
+        )
+    finally:
+        sandbox.close()
+    assert out == f"{REFUSED}\nmore\n"
+    assert starts.read_text().count("start") == 1
+    assert (home / "project" / "ran").read_text() == "x\n"

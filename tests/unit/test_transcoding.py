@@ -332,6 +332,25 @@ def test_malformed_json_is_a_400() -> None:
     assert error.message.startswith("malformed JSON")
 
 
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"limit": ' + b"9" * 5000 + b"}", "a number too long"),
+        (b'{"name": "\xff"}', "not valid UTF-8"),
+    ],
+    ids=["deep", "long-number", "not-utf8"],
+)
+def test_a_body_the_parser_refuses_is_refused_for_its_own_reason(body: bytes, why: str) -> None:
+    # Both first two are valid UTF-8 JSON: they were called "not valid UTF-8 JSON".
+    error = rejection(route("PortfolioService_CreatePortfolio"), body=body)
+    assert (error.status, error.code, error.message) == (
+        400,
+        "BAD_REQUEST",
+        f"malformed JSON: {why}",
+    )
+
+
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"42", b"null"])
 def test_a_body_that_is_not_a_json_object_is_a_400(body: bytes) -> None:
     error = rejection(route("PortfolioService_CreatePortfolio"), body=body)

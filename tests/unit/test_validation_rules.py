@@ -13,19 +13,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stockfolio.assistant.v1 import assistant_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2
+from stockfolio.terminal.v1 import terminal_pb2
 from stockfolio.users.v1 import users_pb2
+from stockfolio.workspace.v1 import workspace_pb2
 
 from facade.openapi import build_openapi
 from facade.routes import build_routes
 from facade.rules import field_rules
 from services.runtime.errors import InvalidArgument
-from services.runtime.validation import json_name, validate, violations
+from services.runtime.validation import json_name, nul_violations, validate, violations
 
 SPEC = build_openapi(build_routes())
 SCHEMAS: dict[str, Any] = SPEC["components"]["schemas"]
@@ -73,7 +77,10 @@ def ecma(pattern: str) -> str:
 
 
 def doc_allows(schema: dict[str, Any], value: str) -> bool:
-    """What the document says of a string, with JSON Schema's meaning of each keyword used."""
+    """What the document says of a string, with JSON Schema's meaning of each keyword used,
+    and its one rule for every text field (in `info.description`): no U+0000."""
+    if "\x00" in value and "U+0000" in SPEC["info"]["description"]:
+        return False
     if "pattern" in schema and re.search(ecma(schema["pattern"]), value) is None:
         return False
     if "not" in schema and doc_allows(schema["not"], value):
@@ -186,3 +193,48 @@ def test_byte_limits_are_stated_in_words() -> None:
     assert "at most 72 bytes" in password["description"]
     refused = users_pb2.RegisterRequest(email="a@b.co", password="é" * 40)  # 80 bytes
     assert _field_violations(refused, "password") == ["must be at most 72 bytes"]
+
+
+def _text_requests() -> Iterator[tuple[Descriptor, FieldDescriptor]]:
+    """Every singular string field of every RPC's request, REST route or not."""
+    modules = (assistant_pb2, portfolio_pb2, terminal_pb2, users_pb2, workspace_pb2)
+    requests = {
+        method.input_type.full_name: method.input_type
+        for module in modules
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+    for message in requests.values():
+        for fd in message.fields:
+            if fd.type == FieldDescriptor.TYPE_STRING and not fd.is_repeated:
+                yield message, fd
+
+
+def test_no_text_field_takes_nul_but_a_files_content_and_a_terminals_input() -> None:
+    """PostgreSQL's text cannot hold U+0000: a name, note or id carrying it failed as a 500
+    deep in a handler (a trade's notes, an order's id, a chat message). Refused up front."""
+    taken = []
+    checked = 0
+    for message, fd in _text_requests():
+        checked += 1
+        # Refused for U+0000, or by the field's own rules first (a pattern it breaks).
+        if not _field_violations(_with(message, fd, "a\x00b"), fd.json_name):
+            taken.append(f"{message.name}.{fd.name}")
+    assert checked > 100
+    assert sorted(taken) == [
+        "CreateFileRequest.content",
+        "UpdateFileRequest.content",
+        "WriteTerminalRequest.data",
+    ]
+
+
+def test_nul_is_found_in_lists_maps_and_nested_messages() -> None:
+    request = portfolio_pb2.CreateWatchlistRequest(name="ok", symbols=["AAPL", "K\x00O"])
+    assert ("symbols", "must not contain the NUL character (U+0000)") in violations(request)
+    struct = struct_pb2.Struct()
+    struct.update({"k\x00ey": "v", "nested": {"deep": "x\x00"}})
+    found = [f for f, d in nul_violations(struct) if "U+0000" in d]
+    assert sorted(found) == [
+        'fields["key"]',
+        'fields["nested"].structValue.fields["deep"].stringValue',
+    ]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.sandbox import Sandbox
 from services.workspace.git import GitRunner, validate_remote_url
+from services.workspace.quota import BYTES, QuotaExceeded, Usage
 
 AUTHOR = {"author_name": "Alice Example", "author_email": "alice@example.com"}
 
@@ -316,3 +320,129 @@ async def test_filter_drivers_in_the_repository_config_never_run(
     assert not marker.exists()
     shown = await git.run(repo, "show", "HEAD:a.txt")
     assert shown.stdout == "plain\n"
+
+
+# --- a commit taken back (its quota check refused it) never takes another's with it ----------
+
+
+def _refused() -> QuotaExceeded:
+    return QuotaExceeded(BYTES, Usage(2, 1), Usage(1, 1))
+
+
+async def test_two_commits_refused_at_once_leave_the_history_as_it_was(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    """The undo is relative to the commit (`reset <sha>^`): run beside another commit, the
+    second undo moved HEAD onto the first refused commit, which stayed. Each commit and its
+    undo are now one section: the second waits for the first."""
+    repo = tmp_path / "p"
+    await git.init(repo)
+    (repo / "a.txt").write_text("1\n")
+    base = await git.commit(repo, "first", **AUTHOR)
+    measuring, one_done = asyncio.Event(), asyncio.Event()
+
+    async def refuse_slowly() -> None:  # the quota check: measuring takes a moment
+        measuring.set()
+        await asyncio.sleep(0.3)
+        raise _refused()
+
+    async def refuse_after_one() -> None:
+        await one_done.wait()
+        raise _refused()
+
+    async def tab_one() -> None:
+        try:
+            await git.commit(repo, "tab one", paths=["b.txt"], accept=refuse_slowly, **AUTHOR)
+        finally:
+            one_done.set()
+
+    async def tab_two() -> None:
+        await measuring.wait()
+        (repo / "c.txt").write_text("c\n")
+        await git.commit(repo, "tab two", paths=["c.txt"], accept=refuse_after_one, **AUTHOR)
+
+    (repo / "b.txt").write_text("b\n")
+    outcomes = await asyncio.gather(tab_one(), tab_two(), return_exceptions=True)
+    assert [type(o) for o in outcomes] == [QuotaExceeded, QuotaExceeded]
+    assert (await git.run(repo, "rev-parse", "HEAD")).stdout.strip() == base
+    assert [c.subject for c in await git.log(repo)] == ["first"]
+    assert (repo / "b.txt").read_text() == "b\n" and (repo / "c.txt").read_text() == "c\n"
+
+
+async def test_a_commit_answered_as_made_survives_another_callers_hang_up(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    """Tab one's client hangs up while its quota check runs; tab two commits just after and
+    is answered with its sha. Tab one's undo (`reset <its sha>^`, then `gc --prune=now`) took
+    tab two's commit with it."""
+    repo = tmp_path / "p"
+    await git.init(repo)
+    (repo / "a.txt").write_text("1\n")
+    await git.commit(repo, "first", **AUTHOR)
+    measuring = asyncio.Event()
+
+    async def measuring_forever() -> None:
+        measuring.set()
+        await asyncio.Event().wait()
+
+    async def within_quota() -> None:
+        return None
+
+    (repo / "b.txt").write_text("b\n")
+    tab_one = asyncio.create_task(
+        git.commit(repo, "tab one", paths=["b.txt"], accept=measuring_forever, **AUTHOR)
+    )
+    await measuring.wait()
+    (repo / "c.txt").write_text("c\n")
+    tab_two = asyncio.create_task(
+        git.commit(repo, "tab two", paths=["c.txt"], accept=within_quota, **AUTHOR)
+    )
+    await asyncio.sleep(0.2)
+    tab_one.cancel()  # tab one's client went away
+    with pytest.raises(asyncio.CancelledError):
+        await tab_one
+    answered = await tab_two
+    assert (await git.run(repo, "cat-file", "-e", answered, check=False)).returncode == 0
+    assert [c.subject for c in await git.log(repo)] == ["tab two", "first"]
+
+
+async def test_a_cancelled_status_leaves_another_gits_index_lock_alone(
+    git: GitRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read takes no lock (no optional locks): a cancelled status poll removed the
+    index.lock of whatever wrote then (here the user's own `git commit` in their terminal,
+    its editor open), which then could not write its index. A delay is injected before the
+    status runs: on a loaded machine it is still running when the page goes away."""
+    repo = tmp_path / "p"
+    await git.init(repo)
+    (repo / "a.txt").write_text("1\n")
+    await git.commit(repo, "first", **AUTHOR)
+    (repo / "a.txt").write_text("2\n")
+    real_run = Sandbox.run
+
+    async def slow_run(self: Sandbox, argv: Any, **kw: Any) -> Any:
+        if "status" in argv:
+            await asyncio.sleep(2.0)
+        return await real_run(self, argv, **kw)
+
+    monkeypatch.setattr(Sandbox, "run", slow_run)
+    polling = asyncio.create_task(git.status(repo))  # the page's poll
+    await asyncio.sleep(0.2)
+    terminal = await asyncio.create_subprocess_exec(
+        *["git", "-c", "user.name=Ada", "-c", "user.email=ada@example.com", "commit", "-a"],
+        cwd=repo,
+        env={**os.environ, "GIT_EDITOR": "sleep 1.5; echo msg >"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(200):
+        if (repo / ".git" / "index.lock").exists():
+            break
+        await asyncio.sleep(0.01)
+    assert (repo / ".git" / "index.lock").exists()
+    polling.cancel()  # the page went away
+    with pytest.raises(asyncio.CancelledError):
+        await polling
+    assert (repo / ".git" / "index.lock").exists()
+    _, err = await terminal.communicate()
+    assert terminal.returncode == 0, err.decode()

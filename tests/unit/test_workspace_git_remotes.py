@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from stockfolio.workspace.v1 import workspace_pb2
 
 from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.runtime.sandbox import Sandbox, SandboxConfig
+from services.runtime.validation import violations
 from services.workspace.git import GitRunner
 from services.workspace.remotes import (
     Checked,
@@ -191,3 +193,67 @@ async def test_git_runs_in_the_owners_sandbox_and_writes_only_its_repository(
     finally:
         runner.close()
         sandbox.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://a;touch${IFS}pwned;.evil.example/r.git",
+        "ssh://git@$(id).example/r.git",
+        "https://a`id`.example/r.git",
+        "ssh://host'quote.example/r.git",
+    ],
+)
+def test_a_host_name_holding_a_shells_characters_is_refused(url: str) -> None:
+    # The host reaches GIT_SSH_COMMAND, which git runs through `sh -c`: a name resolving to a
+    # public address would have run commands in git's sandbox, which has the network.
+    with pytest.raises(InvalidArgument, match="characters no host name holds") as refused:
+        validate_remote_url(url, [])
+    assert refused.value.fields[0][0] == "url"
+
+
+def test_the_ssh_command_quotes_what_it_is_given() -> None:
+    runner = GitRunner(timeout=5, allowed_file_roots=[])
+    try:
+        odd = Checked(Destination("ssh://x/r", "ssh", "a;touch pwned", 22), "93.184.216.34")
+        command = runner._pins("origin", odd, push=False).env["GIT_SSH_COMMAND"]
+    finally:
+        runner.close()
+    assert command == (
+        "ssh -o BatchMode=yes -o HostName=93.184.216.34 -o HostKeyAlias='a;touch pwned'"
+    )
+    assert validate_remote_url("ssh://git@[2606:4700::1111]/r.git", []).host == "2606:4700::1111"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://git_server.example/team/repo.git",
+        "ssh://git@git_server.example/team/repo.git",
+        "https://[2001:4860:4860::8888]/team/repo.git",
+        "ssh://git@example.com:10022/team/repo.git",
+    ],
+)
+def test_a_remote_the_service_allows_passes_the_request_rule_too(url: str) -> None:
+    # AddRemote's proto rule, which every request passes first, refused a '_' in an https or
+    # ssh host, an IPv6 address and a five-digit port, with a reason that named none of them:
+    # adding a remote and pushing to one followed different rules.
+    assert validate_remote_url(url, []).host is not None
+    request = workspace_pb2.AddRemoteRequest(project="p", name="origin", url=url)
+    assert violations(request) == []
+    # and the rule still refuses what it is there for
+    bad = workspace_pb2.AddRemoteRequest(
+        project="p", name="origin", url=url.replace("//", "//a b.")
+    )
+    assert [v[0] for v in violations(bad)] == ["url"]
+
+
+@pytest.mark.parametrize(
+    "url", ["ssh://[3B3aBf:9073bBc4aDEb]:54/r", "https://[::1/r.git", "https://[zz]/r.git"]
+)
+def test_a_bracketed_host_that_is_no_address_is_a_bad_url(url: str) -> None:
+    # The request rule lets a bracketed host through to the service, whose URL parser raised
+    # on one that is no IPv6 address: a 500 (found by the fuzzer).
+    with pytest.raises(InvalidArgument, match="not a valid address") as refused:
+        validate_remote_url(url, [])
+    assert refused.value.fields[0][0] == "url"

@@ -16,16 +16,29 @@ export function App() {
   );
 }
 
+/** Other apps' names for the sign-in and sign-up pages (and the API's: /auth/login, /register):
+ * taken to ours, or to the dashboard once signed in. */
+const ALIASES: Record<string, string> = {
+  "/login": "/sign-in",
+  "/signin": "/sign-in",
+  "/register": "/sign-up",
+  "/signup": "/sign-up",
+};
+
 function Shell() {
   const session = useSession();
-  const { path, route } = useLocation();
-  const publicPage = ROUTES.some((r) => r.public && r.path === path);
+  // `url` is the path with its query: a page asked for comes back with its query too.
+  const { path, url, route } = useLocation();
+  const alias = ALIASES[path];
+  const publicPage = alias !== undefined || ROUTES.some((r) => r.public && r.path === path);
 
   useEffect(() => {
-    if (session.status === "signedOut" && !publicPage) {
-      route(`/sign-in?next=${encodeURIComponent(path)}`, true);
+    if (alias !== undefined && session.status !== "loading") {
+      route(session.status === "signedIn" ? "/" : alias, true);
+    } else if (session.status === "signedOut" && !publicPage) {
+      route(`/sign-in?next=${encodeURIComponent(url)}`, true);
     }
-  }, [session.status, publicPage, path]);
+  }, [session.status, publicPage, url, alias]);
 
   if (session.status === "loading") {
     return (

@@ -25,7 +25,12 @@ export type Api = Client<paths>;
 /** Routes that take no token: never given one, never retried. */
 const PUBLIC = new Set(["/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"]);
 /** Codes that mean the session is over (revoked elsewhere, a reused refresh token). */
-const SESSION_OVER = new Set(["SESSION_REVOKED", "REFRESH_TOKEN_REUSED", "SESSION_NOT_FOUND"]);
+const SESSION_OVER = new Set([
+  "SESSION_REVOKED",
+  "SESSION_EXPIRED",
+  "REFRESH_TOKEN_REUSED",
+  "SESSION_NOT_FOUND",
+]);
 
 type SessionEndListener = (message: string) => void;
 const sessionEndListeners = new Set<SessionEndListener>();

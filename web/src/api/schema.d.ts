@@ -1044,6 +1044,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/stocks/{symbol}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get stock history
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetStockHistory`.
+         */
+        get: operations["PortfolioService_GetStockHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/performance": {
         parameters: {
             query?: never;
@@ -1632,6 +1652,7 @@ export interface components {
         "stockfolio.assistant.v1.GetSessionResponse": {
             session?: components["schemas"]["stockfolio.assistant.v1.ChatSession"];
             messages?: components["schemas"]["stockfolio.assistant.v1.ChatMessage"][];
+            hasEarlier?: boolean;
         };
         "stockfolio.assistant.v1.DeleteSessionResponse": Record<string, never>;
         "stockfolio.assistant.v1.ChatStreamRequest": {
@@ -2033,6 +2054,19 @@ export interface components {
             source?: string;
             stale?: boolean;
         };
+        "stockfolio.portfolio.v1.GetStockHistoryResponse": {
+            stock?: components["schemas"]["stockfolio.portfolio.v1.Stock"];
+            range?: string;
+            startDate?: string;
+            endDate?: string;
+            closes?: components["schemas"]["stockfolio.portfolio.v1.ValuePoint"][];
+            change?: string;
+            changeRatio?: string;
+        };
+        "stockfolio.portfolio.v1.ValuePoint": {
+            date?: string;
+            value?: string;
+        };
         "stockfolio.portfolio.v1.GetPerformanceResponse": {
             portfolioId?: string;
             timeWeightedReturn?: string;
@@ -2060,10 +2094,6 @@ export interface components {
             name?: string;
             value?: string;
             weight?: string;
-        };
-        "stockfolio.portfolio.v1.ValuePoint": {
-            date?: string;
-            value?: string;
         };
         "stockfolio.portfolio.v1.ReturnBreakdown": {
             totalGain?: string;
@@ -2722,7 +2752,10 @@ export interface operations {
     };
     AssistantService_GetSession: {
         parameters: {
-            query?: never;
+            query?: {
+                before?: string;
+                limit?: number;
+            };
             header?: never;
             path: {
                 id: string;
@@ -4085,6 +4118,33 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.Quote"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetStockHistory: {
+        parameters: {
+            query?: {
+                range?: "" | "1m" | "3m" | "6m" | "1y" | "ytd" | "5y";
+            };
+            header?: never;
+            path: {
+                symbol: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetStockHistoryResponse"];
                     };
                 };
             };

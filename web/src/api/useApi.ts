@@ -8,8 +8,9 @@ export type Loaded<T> = {
   error: unknown;
   loading: boolean;
   reload: () => void;
-  /** Replaces the value locally (a live update) without asking the API. */
-  set: (value: T) => void;
+  /** Replaces the value locally (a live update) without asking the API; given a function, from
+   * the value as it is when the update applies (two updates in a row both count). */
+  set: (value: T | ((current: T | undefined) => T)) => void;
 };
 
 export function useApi<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {

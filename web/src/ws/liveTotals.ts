@@ -1,7 +1,11 @@
 /** A portfolio's value as it moves: cash plus each holding at its latest tick, and the day's
  * change (quantity times each symbol's change since the previous close). A `portfolio_value`
  * message from the service's revaluation is the authority whenever it arrives; ticks move the
- * number in between. */
+ * number in between.
+ *
+ * Ticks are in the listing's currency and the portfolio's value in its own: a tick is converted
+ * at the position's `fxRate` (today's rate, as the API valued it). A position without a rate (its
+ * currency not known yet) keeps the price it was loaded at: ticks do not move it. */
 
 import { useEffect, useState } from "preact/hooks";
 import type { Portfolio } from "../api/client";
@@ -52,10 +56,12 @@ export function useLiveTotals(portfolios: Portfolio[]): Map<string, LiveTotals> 
         let at: string | undefined;
         for (const position of held) {
           const symbol = (position.symbol ?? "").toUpperCase();
-          const tick = ticks.get(symbol);
           const quantity = Number(position.quantity);
-          total += quantity * (tick?.price ?? Number(position.price ?? 0));
-          dayChange += quantity * (tick?.change ?? 0);
+          const rate = position.fxRate ? Number(position.fxRate) : NaN;
+          // Unknown rate: the tick cannot be converted; the loaded price stands.
+          const tick = Number.isFinite(rate) ? ticks.get(symbol) : undefined;
+          total += tick ? quantity * tick.price * rate : quantity * Number(position.price ?? 0);
+          dayChange += tick ? quantity * tick.change * rate : 0;
           if (tick && (!at || tick.time > at)) at = tick.time;
         }
         const previous = total - dayChange;

@@ -579,15 +579,27 @@ class GetSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    limit: _builtins.int
+    """Messages to return, 1 to 500 (absent: 100): the newest of the session, or with `before`,
+    the newest of those before it; always oldest first.
+    """
+    before: _builtins.str
+    """A message of this session (its id): only the messages written before it, for a client
+    reading a long conversation backwards from `messages[0].id` while new ones arrive.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        before: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "id", b"id", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -599,6 +611,9 @@ class GetSessionResponse(_message.Message):
 
     SESSION_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
+    HAS_EARLIER_FIELD_NUMBER: _builtins.int
+    has_earlier: _builtins.bool
+    """Older messages remain: ask again with `before` set to `messages[0].id`."""
     @_builtins.property
     def session(self) -> Global___ChatSession: ...
     @_builtins.property
@@ -608,10 +623,11 @@ class GetSessionResponse(_message.Message):
         *,
         session: Global___ChatSession | None = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
+        has_earlier: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_earlier", b"has_earlier", "messages", b"messages", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

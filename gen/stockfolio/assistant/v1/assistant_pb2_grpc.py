@@ -153,7 +153,8 @@ class AssistantServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """One session with its messages, oldest first (tool calls and their results included).
+        """One session with its newest messages (100 by default; `before` pages back), oldest first
+        (tool calls and their results included).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

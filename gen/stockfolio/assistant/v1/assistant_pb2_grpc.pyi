@@ -45,7 +45,9 @@ class AssistantServiceStub:
     UpdateFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]
     DeleteFolder: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]
     GetSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.GetSessionRequest, _assistant_pb2.GetSessionResponse]
-    """One session with its messages, oldest first (tool calls and their results included)."""
+    """One session with its newest messages (100 by default; `before` pages back), oldest first
+    (tool calls and their results included).
+    """
     UpdateSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]
     """Renames a session or moves it into a folder (or out of every folder)."""
     DeleteSession: _grpc.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]
@@ -72,7 +74,9 @@ class AssistantServiceAsyncStub(AssistantServiceStub):
     UpdateFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateFolderRequest, _assistant_pb2.UpdateFolderResponse]  # type: ignore[assignment]
     DeleteFolder: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteFolderRequest, _assistant_pb2.DeleteFolderResponse]  # type: ignore[assignment]
     GetSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.GetSessionRequest, _assistant_pb2.GetSessionResponse]  # type: ignore[assignment]
-    """One session with its messages, oldest first (tool calls and their results included)."""
+    """One session with its newest messages (100 by default; `before` pages back), oldest first
+    (tool calls and their results included).
+    """
     UpdateSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.UpdateSessionRequest, _assistant_pb2.UpdateSessionResponse]  # type: ignore[assignment]
     """Renames a session or moves it into a folder (or out of every folder)."""
     DeleteSession: _aio.UnaryUnaryMultiCallable[_assistant_pb2.DeleteSessionRequest, _assistant_pb2.DeleteSessionResponse]  # type: ignore[assignment]
@@ -150,7 +154,9 @@ class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assistant_pb2.GetSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assistant_pb2.GetSessionResponse, _abc.Awaitable[_assistant_pb2.GetSessionResponse]]:
-        """One session with its messages, oldest first (tool calls and their results included)."""
+        """One session with its newest messages (100 by default; `before` pages back), oldest first
+        (tool calls and their results included).
+        """
 
     @_abc_1.abstractmethod
     def UpdateSession(

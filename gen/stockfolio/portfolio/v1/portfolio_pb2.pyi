@@ -1112,6 +1112,76 @@ class GetQuoteResponse(_message.Message):
 Global___GetQuoteResponse: _TypeAlias = GetQuoteResponse  # noqa: Y015
 
 @_typing.final
+class GetStockHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    range: _builtins.str
+    """1m, 3m, 6m, 1y (absent: 1y), ytd, 5y."""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        range: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["range", b"range", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStockHistoryRequest: _TypeAlias = GetStockHistoryRequest  # noqa: Y015
+
+@_typing.final
+class GetStockHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOCK_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    CLOSES_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    CHANGE_RATIO_FIELD_NUMBER: _builtins.int
+    range: _builtins.str
+    start_date: _builtins.str
+    """The range's baseline day and its last day, YYYY-MM-DD."""
+    end_date: _builtins.str
+    change: _builtins.str
+    """The last close minus the first, and that as a fraction of the first ("0.1" is 10%);
+    empty when there are fewer than two closes.
+    """
+    change_ratio: _builtins.str
+    @_builtins.property
+    def stock(self) -> Global___Stock: ...
+    @_builtins.property
+    def closes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValuePoint]:
+        """Oldest first, in the stock's currency. The first is the baseline: the last close on or
+        before start_date (a weekend's or holiday's is the trading day's before it).
+        """
+
+    def __init__(
+        self,
+        *,
+        stock: Global___Stock | None = ...,
+        range: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        closes: _abc.Iterable[Global___ValuePoint] | None = ...,
+        change: _builtins.str = ...,
+        change_ratio: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stock", b"stock"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "change_ratio", b"change_ratio", "closes", b"closes", "end_date", b"end_date", "range", b"range", "start_date", b"start_date", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStockHistoryResponse: _TypeAlias = GetStockHistoryResponse  # noqa: Y015
+
+@_typing.final
 class GetPerformanceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

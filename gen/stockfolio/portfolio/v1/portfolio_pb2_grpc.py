@@ -102,6 +102,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteResponse.FromString,
                 _registered_method=True)
+        self.GetStockHistory = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetStockHistory',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.FromString,
+                _registered_method=True)
         self.GetPerformance = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/GetPerformance',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceRequest.SerializeToString,
@@ -285,6 +290,13 @@ class PortfolioServiceServicer:
 
     def GetQuote(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStockHistory(self, request, context):
+        """GetStockHistory gives a stock's daily closes over a range and its change over it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -485,6 +497,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetQuote,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteResponse.SerializeToString,
+            ),
+            'GetStockHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStockHistory,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.SerializeToString,
             ),
             'GetPerformance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPerformance,
@@ -940,6 +957,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetQuote',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetQuoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStockHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetStockHistory',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

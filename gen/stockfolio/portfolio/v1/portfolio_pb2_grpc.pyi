@@ -52,6 +52,8 @@ class PortfolioServiceStub:
     SearchStocks: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]
     GetStock: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]
     GetQuote: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]
+    GetStockHistory: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockHistoryRequest, _portfolio_pb2.GetStockHistoryResponse]
+    """GetStockHistory gives a stock's daily closes over a range and its change over it."""
     GetPerformance: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]
     ExportPortfolio: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]
     """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
@@ -108,6 +110,8 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     SearchStocks: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]  # type: ignore[assignment]
     GetStock: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]  # type: ignore[assignment]
     GetQuote: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]  # type: ignore[assignment]
+    GetStockHistory: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockHistoryRequest, _portfolio_pb2.GetStockHistoryResponse]  # type: ignore[assignment]
+    """GetStockHistory gives a stock's daily closes over a range and its change over it."""
     GetPerformance: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]  # type: ignore[assignment]
     ExportPortfolio: _aio.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
@@ -239,6 +243,14 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _portfolio_pb2.GetQuoteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_portfolio_pb2.GetQuoteResponse, _abc.Awaitable[_portfolio_pb2.GetQuoteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStockHistory(
+        self,
+        request: _portfolio_pb2.GetStockHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetStockHistoryResponse, _abc.Awaitable[_portfolio_pb2.GetStockHistoryResponse]]:
+        """GetStockHistory gives a stock's daily closes over a range and its change over it."""
 
     @_abc_1.abstractmethod
     def GetPerformance(

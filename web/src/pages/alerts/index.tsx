@@ -38,6 +38,7 @@ function describe(alert: Alert): string {
 export default function AlertsPage() {
   const alerts = useApi(listAlerts, []);
   const fired = useApi(listFired, []);
+  const [markError, setMarkError] = useState<unknown>(null);
 
   useEffect(() => {
     if (fired.data) setUnreadAlerts(fired.data.unread);
@@ -48,28 +49,39 @@ export default function AlertsPage() {
     () =>
       portfolioFeed.watchAlerts((message) => {
         const { type: _type, ...one } = message;
-        fired.set({
-          fired: [one, ...(fired.data?.fired ?? []).filter((f) => f.id !== one.id)],
-          unread: (fired.data?.unread ?? 0) + 1,
-        });
+        fired.set((shown): FiredPage => ({
+          fired: [one, ...(shown?.fired ?? []).filter((f) => f.id !== one.id)],
+          unread: (shown?.unread ?? 0) + 1,
+        }));
         alerts.reload();
       }),
     [fired.data, alerts.reload],
   );
 
   async function markAll() {
-    await markFiredRead();
-    const page: FiredPage = { fired: (fired.data?.fired ?? []).map((f) => ({ ...f, read: true })), unread: 0 };
-    fired.set(page);
+    try {
+      await markFiredRead();
+    } catch (failure) {
+      setMarkError(failure);
+      return;
+    }
+    setMarkError(null);
+    fired.set((shown): FiredPage => ({ fired: (shown?.fired ?? []).map((f) => ({ ...f, read: true })), unread: 0 }));
   }
 
   async function markOne(id: string) {
-    const marked = await markFiredRead([id]);
-    if (!fired.data) return;
-    fired.set({
-      fired: fired.data.fired.map((f) => (f.id === id ? { ...f, read: true } : f)),
-      unread: Math.max(0, fired.data.unread - marked),
-    });
+    let marked: number;
+    try {
+      marked = await markFiredRead([id]);
+    } catch (failure) {
+      setMarkError(failure);
+      return;
+    }
+    setMarkError(null);
+    fired.set((shown): FiredPage => ({
+      fired: (shown?.fired ?? []).map((f) => (f.id === id ? { ...f, read: true } : f)),
+      unread: Math.max(0, (shown?.unread ?? 0) - marked),
+    }));
   }
 
   return (
@@ -131,6 +143,7 @@ export default function AlertsPage() {
           </button>
         </div>
         <ErrorBanner error={fired.error} testid="fired-error" />
+        <ErrorBanner error={markError} testid="fired-mark-error" />
         {fired.data?.fired.length === 0 && <p class="muted">Nothing fired yet.</p>}
         <ul class="plain">
           {fired.data?.fired.map((f) => (
@@ -159,10 +172,16 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
   const [note, setNote] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [checked, setChecked] = useState(false);
   const percentMove = condition === "percent_change";
+  // Whole seconds: "5 min" or "1.5" is refused here, not sent as 0 (no cool-down at all).
+  const cooldownProblem =
+    repeat && !/^\d{1,9}$/.test(cooldown.trim()) ? "a whole number of seconds, such as 300" : undefined;
 
   async function submit(event: Event) {
     event.preventDefault();
+    setChecked(true);
+    if (cooldownProblem) return;
     setBusy(true);
     try {
       const made = await createAlert({
@@ -170,7 +189,7 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
         condition,
         ...(percentMove ? { percent: threshold.trim(), windowSeconds } : { price: threshold.trim() }),
         repeat,
-        ...(repeat ? { cooldownSeconds: Number(cooldown) || 0 } : {}),
+        ...(repeat ? { cooldownSeconds: Number(cooldown.trim()) } : {}),
         note: note.trim(),
       });
       props.onCreated(made);
@@ -179,6 +198,7 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
       setThreshold((now) => (now === sentThreshold ? "" : now));
       setNote((now) => (now === sentNote ? "" : now));
       setError(null);
+      setChecked(false);
     } catch (failure) {
       setError(failure);
     } finally {
@@ -220,8 +240,15 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
           </label>
         </div>
         {repeat && (
-          <Field label="Cool-down (seconds)" id="alert-cooldown">
-            <input id="alert-cooldown" inputMode="numeric" value={cooldown} onInput={(e) => setCooldown(e.currentTarget.value)} />
+          <Field label="Cool-down (seconds)" id="alert-cooldown" error={checked ? cooldownProblem : undefined}>
+            <input
+              id="alert-cooldown"
+              inputMode="numeric"
+              value={cooldown}
+              aria-invalid={Boolean(checked && cooldownProblem)}
+              aria-describedby={checked && cooldownProblem ? "alert-cooldown-error" : undefined}
+              onInput={(e) => setCooldown(e.currentTarget.value)}
+            />
           </Field>
         )}
         <Field label="Note" id="alert-note">

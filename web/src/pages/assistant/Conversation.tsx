@@ -67,9 +67,11 @@ function Bubble(props: { role: string; text: string; tools?: readonly ToolCall[]
 export function Messages(props: { messages: Message[]; live: Live | null }) {
   const end = useRef<HTMLLIElement>(null);
   const { live } = props;
+  // Follows the newest message, not the count: earlier pages put above stay where they are read.
+  const newest = props.messages[props.messages.length - 1]?.id;
   useEffect(() => {
     end.current?.scrollIntoView({ block: "end" });
-  }, [props.messages.length, live?.text.length, live?.tools.length]);
+  }, [newest, live?.text.length, live?.tools.length]);
 
   return (
     <ol class="messages" aria-label="Conversation" aria-live="polite" aria-busy={live?.state === "streaming"}>

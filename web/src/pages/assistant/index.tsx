@@ -18,9 +18,21 @@ async function loadSessions(): Promise<ChatSession[]> {
   return data;
 }
 
-async function loadMessages(id: string): Promise<{ session: ChatSession; messages: Message[] }> {
-  const { data } = await envelope(api().GET("/api/v1/chat/sessions/{id}", { params: { path: { id } } }));
-  return { session: data.session ?? { id }, messages: data.messages ?? [] };
+type Transcript = { messages: Message[]; earlier: boolean };
+
+/** A conversation's newest messages (the service's page of 100), or with `before`, the ones
+ * written before that message: a long conversation is read backwards, a page at a time. */
+async function loadMessages(id: string, before?: string): Promise<{ session: ChatSession } & Transcript> {
+  const query = before ? { before } : {};
+  const { data } = await envelope(api().GET("/api/v1/chat/sessions/{id}", { params: { path: { id }, query } }));
+  return { session: data.session ?? { id }, messages: data.messages ?? [], earlier: data.hasEarlier ?? false };
+}
+
+/** The newest page read again, after what was shown before it (the earlier pages read stay). */
+function withNewest(shown: Transcript, newest: Transcript): Transcript {
+  const at = shown.messages.findIndex((m) => m.id === newest.messages[0]?.id);
+  if (at < 0) return newest;
+  return { messages: [...shown.messages.slice(0, at), ...newest.messages], earlier: shown.earlier };
 }
 
 function upsertTool(tools: ChatToolCall[], call: ChatToolCall): ChatToolCall[] {
@@ -32,8 +44,16 @@ export default function AssistantPage() {
   const [folders, setFolders] = useState<Folder[]>([]);
   const [models, setModels] = useState<Model[]>([]);
   const [model, setModel] = useState("");
-  const [current, setCurrent] = useState<string | null>(null);
-  const [messages, setMessages] = useState<Message[]>([]);
+  const [current, setShownCurrent] = useState<string | null>(null);
+  // The conversation on screen, read by answers that arrive later: one that is not for it (the
+  // user opened another meanwhile) is dropped.
+  const currentRef = useRef<string | null>(null);
+  const setCurrent = (id: string | null) => {
+    currentRef.current = id;
+    setShownCurrent(id);
+  };
+  const [transcript, setTranscript] = useState<Transcript>({ messages: [], earlier: false });
+  const messages = transcript.messages;
   const [live, setLive] = useState<Live | null>(null);
   // The streamed answer is read by the socket's handler between renders: kept here as it is set.
   const liveRef = useRef<Live | null>(null);
@@ -57,15 +77,16 @@ export default function AssistantPage() {
     update(null);
     setError(null);
     if (id === null) {
-      setMessages([]);
+      setTranscript({ messages: [], earlier: false });
       return;
     }
     try {
       const loaded = await loadMessages(id);
-      setMessages(loaded.messages);
+      if (currentRef.current !== id) return;
+      setTranscript(loaded);
       if (loaded.session.model) setModel(loaded.session.model);
     } catch (failure) {
-      setError(failure);
+      if (currentRef.current === id) setError(failure);
     }
   };
 
@@ -75,10 +96,11 @@ export default function AssistantPage() {
     if (!id) return;
     try {
       const loaded = await loadMessages(id);
-      setMessages(loaded.messages);
+      if (currentRef.current !== id) return;
+      setTranscript((shown) => withNewest(shown, loaded));
       update((l) => (l && l.state !== "streaming" && l.state !== "failed" ? null : l));
     } catch (failure) {
-      setError(failure);
+      if (currentRef.current === id) setError(failure);
     }
   };
 
@@ -165,13 +187,34 @@ export default function AssistantPage() {
     setError(null);
     if (live) {
       // The previous streamed turn is stored by now: show it as stored before the new one.
-      void loadMessages(current ?? "").then((l) => setMessages(l.messages), () => undefined);
+      const asked = current;
+      void loadMessages(current ?? "").then(
+        (l) => {
+          if (currentRef.current === asked) setTranscript((shown) => withNewest(shown, l));
+        },
+        () => undefined,
+      );
     }
     update({ sessionId: current, question: text, text: "", tools: [], state: "streaming" });
     setQuestion("");
   };
 
   const stop = () => socket.current?.send({ type: "stop" });
+
+  const showEarlier = async () => {
+    const first = messages[0]?.id;
+    if (!current || !first) return;
+    const asked = current;
+    try {
+      const page = await loadMessages(current, first);
+      if (currentRef.current !== asked) return;
+      setTranscript((shown) =>
+        shown.messages[0]?.id === first ? { messages: [...page.messages, ...shown.messages], earlier: page.earlier } : shown,
+      );
+    } catch (failure) {
+      setError(failure);
+    }
+  };
 
   const search = async (event: Event) => {
     event.preventDefault();
@@ -390,7 +433,14 @@ export default function AssistantPage() {
             key the assistant runs offline and answers those two.
           </p>
         ) : (
-          <Messages messages={messages} live={live} />
+          <>
+            {transcript.earlier && (
+              <button type="button" class="link chat-earlier" onClick={() => void showEarlier()} data-testid="chat-earlier">
+                Show earlier messages
+              </button>
+            )}
+            <Messages messages={messages} live={live} />
+          </>
         )}
         <form class="composer" onSubmit={ask}>
           <label for="chat-input" class="visually-hidden">

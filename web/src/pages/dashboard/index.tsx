@@ -1,10 +1,16 @@
 /** Every portfolio with its live value and day change, the allocation across them, the value over
- * time, and a form to start a portfolio. */
+ * time, and a form to start a portfolio.
+ *
+ * Portfolios may be kept in different currencies: the figures across all of them (the total, day
+ * change and gain, the allocation, the value over time) are in one display currency, the first
+ * portfolio's, each portfolio converted at today's rate (GET /api/v1/fx). A portfolio whose
+ * currency has no rate is never added in unconverted: the summary names it apart, in its own
+ * currency, and the donut and the chart leave it out. */
 
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, envelope, type Portfolio } from "../../api/client";
 import { ApiError } from "../../api/errors";
-import { CURRENCIES } from "../../api/currencies";
+import { CURRENCIES, ratesInto } from "../../api/currencies";
 import { idempotencyKey, listPortfolios, performance, type Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { ValueChart, type DailyPoint } from "../../components/charts";
@@ -15,11 +21,31 @@ import { money, ratio, signed, trend } from "../../format";
 import { useLiveTotals } from "../../ws/liveTotals";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 
+/** The currency the figures across portfolios are shown in, and today's rate into it from each
+ * portfolio currency that has one. */
+type Display = { currency: string; rates: Map<string, number> };
+
+/** The portfolios and the rates to add them up with, loaded together: a total is never drawn
+ * before its rates are known. */
+async function loadOverview(): Promise<{ portfolios: Portfolio[]; display: Display }> {
+  const portfolios = await listPortfolios();
+  const currency = portfolios[0]?.currency || "USD";
+  const rates = await ratesInto(
+    portfolios.map((p) => p.currency || "USD"),
+    currency,
+  );
+  return { portfolios, display: { currency, rates } };
+}
+
+/** A portfolio's rate into the display currency, or undefined when there is none. */
+function rateOf(portfolio: Portfolio, display: Display): number | undefined {
+  return display.rates.get(portfolio.currency || "USD");
+}
+
 export default function Dashboard() {
-  const portfolios = useApi(listPortfolios, []);
+  const overview = useApi(loadOverview, []);
   // A trade made anywhere (this tab, another, the API) changes a portfolio: load them again.
-  useEffect(() => portfolioFeed.watchTrades(() => portfolios.reload()), []);
-  const list = portfolios.data;
+  useEffect(() => portfolioFeed.watchTrades(() => overview.reload()), []);
 
   return (
     <>
@@ -29,23 +55,23 @@ export default function Dashboard() {
           New trade →
         </a>
       </div>
-      <ErrorBanner error={portfolios.error} testid="dashboard-error" />
-      {list === undefined ? (
-        portfolios.loading && <Loading what="your portfolios" />
+      <ErrorBanner error={overview.error} testid="dashboard-error" />
+      {overview.data === undefined ? (
+        overview.loading && <Loading what="your portfolios" />
       ) : (
-        <Overview portfolios={list} />
+        <Overview portfolios={overview.data.portfolios} display={overview.data.display} />
       )}
-      <CreatePortfolio onCreated={portfolios.reload} />
+      <CreatePortfolio onCreated={overview.reload} />
     </>
   );
 }
 
 /** The live parts (the summary, each card) follow the ticks on their own; the donut and the
  * chart below them are drawn again only when the portfolios are loaded again. */
-function Overview({ portfolios }: { portfolios: Portfolio[] }) {
+function Overview({ portfolios, display }: { portfolios: Portfolio[]; display: Display }) {
   return (
     <>
-      <Summary portfolios={portfolios} />
+      <Summary portfolios={portfolios} display={display} />
       {portfolios.length === 0 ? (
         <p class="card" data-testid="no-portfolios">
           No portfolios yet: start one below.
@@ -60,33 +86,45 @@ function Overview({ portfolios }: { portfolios: Portfolio[] }) {
       <div class="grid">
         <section class="card" aria-labelledby="allocation-title">
           <h2 id="allocation-title">Allocation</h2>
-          <Allocation portfolios={portfolios} />
+          <Allocation portfolios={portfolios} display={display} />
         </section>
-        <ValueOverTime portfolios={portfolios} />
+        <ValueOverTime portfolios={portfolios} display={display} />
       </div>
     </>
   );
 }
 
-function Summary({ portfolios }: { portfolios: Portfolio[] }) {
+function Summary({ portfolios, display }: { portfolios: Portfolio[]; display: Display }) {
   const totals = useLiveTotals(portfolios);
+  const { currency } = display;
   let total = 0;
   let dayChange = 0;
   let gain = 0;
-  for (const t of totals.values()) {
-    total += t.total;
-    dayChange += t.dayChange;
-    gain += t.gain;
+  // Per currency: what each holds (shown when there are several), and what has no rate.
+  const byCurrency = new Map<string, { total: number; converted: boolean }>();
+  for (const portfolio of portfolios) {
+    const t = totals.get(portfolio.id ?? "");
+    if (!t) continue;
+    const own = portfolio.currency || "USD";
+    const rate = rateOf(portfolio, display);
+    const entry = byCurrency.get(own) ?? { total: 0, converted: rate !== undefined };
+    entry.total += t.total;
+    byCurrency.set(own, entry);
+    if (rate === undefined) continue;
+    total += t.total * rate;
+    dayChange += t.dayChange * rate;
+    gain += t.gain * rate;
   }
-  const currency = portfolios[0]?.currency || "USD";
   const previous = total - dayChange;
+  const several = byCurrency.size > 1;
+  const unconverted = [...byCurrency].filter(([, e]) => !e.converted);
   return (
     <section class="card" aria-labelledby="all-title">
       <h2 id="all-title">All portfolios</h2>
       <dl class="stats">
         <div>
-          <dt>Total value</dt>
-          <dd class="big" data-testid="dashboard-total">
+          <dt>Total value{several ? ` (in ${currency})` : ""}</dt>
+          <dd class="big" data-testid="dashboard-total" data-currency={currency} data-value={total.toFixed(2)}>
             {money(total, currency)}
           </dd>
         </div>
@@ -103,6 +141,16 @@ function Summary({ portfolios }: { portfolios: Portfolio[] }) {
           </dd>
         </div>
       </dl>
+      {several && (
+        <p class="muted" data-testid="dashboard-currencies">
+          {[...byCurrency]
+            .map(([code, e]) => `${money(e.total, code)} in ${code}`)
+            .join(" · ")}
+          {unconverted.length === 0
+            ? `, converted into ${currency} at today's rates.`
+            : `. No rate into ${currency} today for ${unconverted.map(([code]) => code).join(", ")}: not in the total.`}
+        </p>
+      )}
     </section>
   );
 }
@@ -141,42 +189,51 @@ function PortfolioCard({ portfolio }: { portfolio: Portfolio }) {
   );
 }
 
-function Allocation({ portfolios }: { portfolios: Portfolio[] }) {
+function Allocation({ portfolios, display }: { portfolios: Portfolio[]; display: Display }) {
   const slices = useMemo(() => {
     const bySymbol = new Map<string, number>();
     let cash = 0;
     for (const p of portfolios) {
-      cash += Math.max(0, Number(p.cash ?? 0));
+      // Shares of one whole: every amount in the display currency.
+      const rate = rateOf(p, display);
+      if (rate === undefined) continue;
+      cash += Math.max(0, Number(p.cash ?? 0)) * rate;
       for (const position of p.positions ?? []) {
         const symbol = position.symbol ?? "?";
-        bySymbol.set(symbol, (bySymbol.get(symbol) ?? 0) + Number(position.marketValue ?? 0));
+        const value = Number(position.marketValue ?? 0) * rate;
+        bySymbol.set(symbol, (bySymbol.get(symbol) ?? 0) + value);
       }
     }
     const result: Slice[] = [...bySymbol].map(([name, value]) => ({ name, value }));
     if (cash > 0) result.push({ name: "cash", value: cash });
     return result;
-  }, [portfolios]);
+  }, [portfolios, display]);
   return <Donut slices={slices} label="Allocation of all portfolios by holding and cash" />;
 }
 
-function ValueOverTime({ portfolios }: { portfolios: Portfolio[] }) {
+function ValueOverTime({ portfolios, display }: { portfolios: Portfolio[]; display: Display }) {
   const [range, setRange] = useState<Range>("3m");
   const series = useApi(async () => {
+    // Each portfolio's series is in its own currency: converted at today's rate (one rate per
+    // currency for the whole range; the portfolio page has each day's own).
+    const counted = portfolios.filter((p) => rateOf(p, display) !== undefined);
     const answers = await Promise.all(
-      portfolios.map((p) => performance(p.id ?? "", range).then((r) => r.series ?? [])),
+      counted.map((p) =>
+        performance(p.id ?? "", range).then((r) => ({ rate: rateOf(p, display) ?? 0, points: r.series ?? [] })),
+      ),
     );
     // The sum across portfolios, day by day (a portfolio without a day counts nothing that day).
     const byDate = new Map<string, number>();
-    for (const points of answers) {
+    for (const { rate, points } of answers) {
       for (const point of points) {
         const date = point.date ?? "";
-        byDate.set(date, (byDate.get(date) ?? 0) + Number(point.value ?? 0));
+        byDate.set(date, (byDate.get(date) ?? 0) + Number(point.value ?? 0) * rate);
       }
     }
     return [...byDate]
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([date, value]): DailyPoint => ({ date, value }));
-  }, [portfolios, range]);
+  }, [portfolios, display, range]);
   return (
     <section class="card" aria-labelledby="value-title">
       <div class="row spread">
@@ -186,7 +243,7 @@ function ValueOverTime({ portfolios }: { portfolios: Portfolio[] }) {
       <ErrorBanner error={series.error} testid="value-chart-error" />
       <ValueChart
         points={series.data ?? []}
-        label={`Total value of all portfolios over ${range}`}
+        label={`Total value of all portfolios over ${range}, in ${display.currency}`}
         testid="value-chart"
       />
     </section>
@@ -200,23 +257,33 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
   const [currency, setCurrency] = useState("USD");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
-  const [key, setKey] = useState(idempotencyKey);
+  // The portfolio being created and its key: the same key while the same form is retried (after
+  // a lost answer), a new one once any field differs, so a changed form is never answered with
+  // the portfolio an earlier one made.
+  const attempt = useRef<{ request: string; key: string } | null>(null);
+  const inFlight = useRef(false);
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (busy) return;
+    if (inFlight.current) return;
+    const base = { name: name.trim(), kind, currency };
+    const body = kind === "paper" && cash ? { ...base, initialCash: cash.trim() } : base;
+    const request = JSON.stringify(body);
+    if (attempt.current?.request !== request) attempt.current = { request, key: idempotencyKey() };
+    inFlight.current = true;
     setBusy(true);
     setError(null);
     try {
-      const base = { name: name.trim(), kind, currency };
-      const body = kind === "paper" && cash ? { ...base, initialCash: cash.trim() } : base;
-      await envelope(api().POST("/api/v1/portfolios", { body, headers: { "Idempotency-Key": key } }));
+      await envelope(
+        api().POST("/api/v1/portfolios", { body, headers: { "Idempotency-Key": attempt.current.key } }),
+      );
+      attempt.current = null; // made: the next one is a new portfolio
       setName("");
-      setKey(idempotencyKey());
       onCreated();
     } catch (failure) {
       setError(failure);
     } finally {
+      inFlight.current = false;
       setBusy(false);
     }
   }
@@ -233,10 +300,7 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
             required
             maxLength={100}
             value={name}
-            onInput={(e) => {
-              setName(e.currentTarget.value);
-              setKey(idempotencyKey());
-            }}
+            onInput={(e) => setName(e.currentTarget.value)}
           />
         </Field>
         <Field label="Kind" id="portfolio-kind" hint="Paper: trades spend its cash. Tracking: records real trades.">

@@ -1,10 +1,15 @@
 /** CSV import: check first (dryRun), then import; every refused row shows its reasons beside it.
  * The API imports nothing unless every row is good, and names each bad cell `row N: column`
- * (rows counted from 1 after the header). */
+ * (rows counted from 1 after the header).
+ *
+ * Each send carries an Idempotency-Key, one per CSV, portfolio and check-or-import: a double
+ * click or a retry after a lost answer imports once. An import done clears the CSV, so the same
+ * file is not sent again by mistake. */
 
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
+import { idempotencyKey } from "../../api/portfolios";
 import { ErrorBanner } from "../../components/form";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
@@ -49,23 +54,34 @@ export function Import(props: { portfolioId: string; onImported: () => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [outcome, setOutcome] = useState<Outcome>(null);
+  // The request being sent and its key: kept while the same one is retried after a failure.
+  const attempt = useRef<{ request: string; key: string } | null>(null);
+  const inFlight = useRef(false);
 
   async function send(dryRun: boolean) {
+    if (inFlight.current) return; // a second click while the first is on its way
+    const body = { portfolioId: props.portfolioId, csv, dryRun };
+    const request = JSON.stringify(body);
+    if (attempt.current?.request !== request) attempt.current = { request, key: idempotencyKey() };
+    inFlight.current = true;
     setBusy(true);
     setError(null);
     setOutcome(null);
     try {
-      const body = await envelope(
-        api().POST("/api/v1/trades:import", {
-          body: { portfolioId: props.portfolioId, csv, dryRun },
-        }),
+      const answer = await envelope(
+        api().POST("/api/v1/trades:import", { body, headers: { "Idempotency-Key": attempt.current.key } }),
       );
-      const count = body.data.imported ?? body.data.trades?.length ?? 0;
+      attempt.current = null; // answered: sending it again is a new request
+      const count = answer.data.imported ?? answer.data.trades?.length ?? 0;
       setOutcome({ kind: dryRun ? "checked" : "imported", count });
-      if (!dryRun) props.onImported();
+      if (!dryRun) {
+        setCsv("");
+        props.onImported();
+      }
     } catch (failure) {
-      setError(failure);
+      setError(failure); // the key stays: sending the same again retries it
     } finally {
+      inFlight.current = false;
       setBusy(false);
     }
   }

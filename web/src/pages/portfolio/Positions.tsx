@@ -102,9 +102,11 @@ function PositionRow({ position, currency }: { position: ListedPosition; currenc
   // Ticks are in the listing's currency; the position's money is in the portfolio's.
   const listed = position.currency || currency;
   const foreign = listed !== currency;
-  const rate = position.fxRate ? Number(position.fxRate) : 1;
+  // Without a rate (the listing's currency not known yet) a tick cannot be converted: the
+  // position keeps the price it was valued at, as the live totals do.
+  const rate = position.fxRate ? Number(position.fxRate) : undefined;
   const localPrice = tick ? Number(tick.price) : Number(position.localPrice ?? position.price ?? 0);
-  const price = tick ? Number(tick.price) * rate : Number(position.price ?? 0);
+  const price = tick && rate !== undefined ? Number(tick.price) * rate : Number(position.price ?? 0);
   const quantityHeld = Number(position.quantity ?? 0);
   const value = quantityHeld * price;
   const costBasis = Number(position.costBasis ?? 0);

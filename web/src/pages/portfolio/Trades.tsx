@@ -1,4 +1,5 @@
-/** The portfolio's trades, newest first, a page at a time. */
+/** The portfolio's trades, newest first, a page at a time. A trade's price, fees and amount are
+ * in the currency it was made in (a stock's own; cash in the portfolio's), shown with its sign. */
 
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
@@ -49,8 +50,8 @@ export function Trades(props: { portfolioId: string; currency: string; version: 
                 <td>{t.symbol}</td>
                 <td class="num">{quantity(t.quantity)}</td>
                 <td class="num">{price(t.price)}</td>
-                <td class="num hide-narrow">{money(t.fees, props.currency)}</td>
-                <td class="num">{money(t.amount, props.currency)}</td>
+                <td class="num hide-narrow">{money(t.fees, t.currency || props.currency)}</td>
+                <td class="num">{money(t.amount, t.currency || props.currency)}</td>
                 <td class="hide-narrow">{t.notes}</td>
               </tr>
             ))}

@@ -11,7 +11,8 @@ export default function SignIn() {
   const { query } = useLocation();
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const next = query.next && query.next.startsWith("/") ? query.next : "/";
+  // A path of this app only: "//host" and "/\\host" would name another site.
+  const next = query.next && /^\/(?![/\\])/.test(query.next) ? query.next : "/";
   const { session, error, busy, submit } = useAuthForm(next, () => signIn(email.trim(), password));
 
   const notice = session.status === "signedOut" ? session.message : undefined;

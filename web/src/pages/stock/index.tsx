@@ -1,15 +1,21 @@
-/** A stock: its details, its live quote, and a price chart that moves with every tick. */
+/** A stock: its details, its live quote, a price chart that moves with every tick, and its
+ * daily closes over a chosen period with the change over it. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
 import { useApi } from "../../api/useApi";
-import { LiveChart, type TickPoint } from "../../components/charts";
+import { LiveChart, type TickPoint, ValueChart } from "../../components/charts";
 import { ErrorBanner } from "../../components/form";
 import { QuoteLine, useQuote } from "../../components/Quote";
+import { RangePicker } from "../../components/RangePicker";
+import { change, ratio, trend } from "../../format";
 
 /** The chart keeps the last hour of ticks at one a second. */
 const MAX_POINTS = 3600;
+/** The API's `range` for a stock's history (GET /api/v1/stocks/{symbol}/history). */
+const HISTORY_RANGES = ["1m", "3m", "6m", "1y", "ytd", "5y"] as const;
+type HistoryRange = (typeof HISTORY_RANGES)[number];
 
 export default function StockPage() {
   const { params } = useRoute();
@@ -61,6 +67,45 @@ export default function StockPage() {
         <LiveChart points={points} label={`${symbol} price, live`} testid="price-chart" />
         <p class="muted">Live since you opened this page; the chart moves with every price.</p>
       </section>
+      <History symbol={symbol} />
     </>
+  );
+}
+
+/** Daily closes over a period, from the close the period starts at, and the change since. */
+function History(props: { symbol: string }) {
+  const [range, setRange] = useState<HistoryRange>("1y");
+  const history = useApi(
+    async () =>
+      (
+        await envelope(
+          api().GET("/api/v1/stocks/{symbol}/history", {
+            params: { path: { symbol: props.symbol }, query: { range } },
+          }),
+        )
+      ).data,
+    [props.symbol, range],
+  );
+  const h = history.data;
+  const points = (h?.closes ?? []).map((p) => ({ date: p.date ?? "", value: Number(p.value ?? 0) }));
+  return (
+    <section class="card" aria-labelledby="history-title">
+      <div class="row spread">
+        <h2 id="history-title">History</h2>
+        <RangePicker value={range} onChange={setRange} label="History period" ranges={HISTORY_RANGES} />
+      </div>
+      <ErrorBanner error={history.error} testid="history-error" />
+      <p aria-busy={history.loading}>
+        <span class={trend(h?.change)} data-testid="history-change">
+          {h?.change ? `${change(h.change)} (${ratio(h.changeRatio, true)})` : "—"}
+        </span>{" "}
+        {h && points.length > 0 && (
+          <span class="muted" data-testid="history-span">
+            since the close of {points[0]?.date} ({h.stock?.currency})
+          </span>
+        )}
+      </p>
+      <ValueChart points={points} label={`${props.symbol} daily closes over ${range}`} testid="history-chart" />
+    </section>
   );
 }

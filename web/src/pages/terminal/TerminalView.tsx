@@ -111,7 +111,8 @@ export function TerminalView(props: {
     const socket = new LiveSocket("/ws/terminal", { onReady: join, onMessage: receive, onStatus: status });
 
     const typing = term.onData((data) => {
-      if (!ended) socket.send({ type: "data", data });
+      if (ended) return;
+      for (const piece of pieces(data)) socket.send({ type: "data", data: piece });
     });
     const resizing = term.onResize(({ cols, rows }) => {
       if (!ended) socket.send({ type: "resize", cols, rows });
@@ -149,4 +150,23 @@ export function TerminalView(props: {
       data-session-id={props.sessionId}
     />
   );
+}
+
+/** A paste cut into frames the socket takes (its messages are at most 64 KiB, and a control
+ * character is six bytes of JSON): a larger one closed the socket and the paste was lost. A
+ * surrogate pair is never split. */
+const PIECE = 8192;
+
+export function pieces(data: string): string[] {
+  const cut: string[] = [];
+  let start = 0;
+  while (data.length - start > PIECE) {
+    let end = start + PIECE;
+    const last = data.charCodeAt(end - 1);
+    if (last >= 0xd800 && last <= 0xdbff) end -= 1; // a high surrogate: keep it with its pair
+    cut.push(data.slice(start, end));
+    start = end;
+  }
+  cut.push(data.slice(start));
+  return cut;
 }

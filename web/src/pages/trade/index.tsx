@@ -1,10 +1,14 @@
 /** Buy or sell: a symbol with suggestions, its live quote, and a form checked as the API checks
  * it. Each submit carries an Idempotency-Key: the same key while the same order is retried (after
- * a lost answer, say), a new one for a new order, so a double click never makes two trades. */
+ * a lost answer, say), a new one for a new order, so a double click never makes two trades.
+ *
+ * Money is shown in the currency it is in: a trade's in its own (a stock's trading currency; a
+ * deposit's or withdrawal's the portfolio's), a dividend entered in the stock's currency (the
+ * book converts it at its day's rate), the portfolios' cash in each one's. */
 
 import { useLocation } from "preact-iso";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, envelope, type Trade } from "../../api/client";
+import { api, envelope, type Portfolio, type Trade } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { idempotencyKey, listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
@@ -13,6 +17,7 @@ import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price, quantity as formatQuantity } from "../../format";
+import { portfolioFeed } from "../../ws/portfolioFeed";
 import { Orders } from "./Orders";
 
 type Side = "buy" | "sell" | "dividend" | "deposit" | "withdrawal";
@@ -32,6 +37,9 @@ const QUANTITY_REASONS = new Set(["INSUFFICIENT_SHARES", "INSUFFICIENT_CASH"]);
 export default function TradePage() {
   const { query } = useLocation();
   const portfolios = useApi(listPortfolios, []);
+  // A trade made anywhere (this page, another tab, the API, an order filled) moves a portfolio's
+  // cash: the menu shows it as it is now.
+  useEffect(() => portfolioFeed.watchTrades(() => portfolios.reload()), []);
   const [portfolioId, setPortfolioId] = useState(query.portfolio ?? "");
   const [symbol, setSymbol] = useState((query.symbol ?? "").toUpperCase());
   const [side, setSide] = useState<Side>(
@@ -59,6 +67,16 @@ export default function TradePage() {
 
   const cash = CASH_SIDES.has(side);
   const needsSymbol = side !== "deposit" && side !== "withdrawal";
+  const chosen = portfolios.data?.find((p) => p.id === portfolioId);
+  // A dividend is booked in the stock's currency: its amount is asked for in it.
+  const listing = useApi(
+    async () =>
+      side === "dividend" && SYMBOL.test(symbol)
+        ? (await envelope(api().GET("/api/v1/stocks/{symbol}", { params: { path: { symbol } } }))).data
+        : undefined,
+    [side, symbol],
+  );
+  const listed = listing.data?.symbol?.toUpperCase() === symbol ? listing.data.currency : undefined;
   const problems = {
     portfolio: portfolioId ? undefined : "choose a portfolio",
     symbol: !needsSymbol || SYMBOL.test(symbol) ? undefined : "choose a symbol such as AAPL",
@@ -101,6 +119,7 @@ export default function TradePage() {
       );
       attempt.current = null; // placed: the next order is a new one
       setDone(answer.data);
+      portfolios.reload(); // its cash moved
       setQuantity("");
       setChecked(false);
     } catch (failure) {
@@ -111,7 +130,7 @@ export default function TradePage() {
     }
   }
 
-  const portfolioName = portfolios.data?.find((p) => p.id === done?.portfolioId)?.name;
+  const donePortfolio = portfolios.data?.find((p) => p.id === done?.portfolioId);
   return (
     <>
       <h1>Trade</h1>
@@ -166,7 +185,7 @@ export default function TradePage() {
               label={cash ? "Amount" : "Quantity"}
               id="trade-quantity"
               error={shown("quantity")}
-              hint={cash ? "In the portfolio's currency, to the cent." : "Fractions to 8 places."}
+              hint={amountHint(side, chosen, listed)}
             >
               <input
                 id="trade-quantity"
@@ -222,7 +241,7 @@ export default function TradePage() {
           </form>
           {done && (
             <p class="banner notice" role="status" data-testid="trade-result" data-trade-id={done.id}>
-              {describe(done)} in {portfolioName ?? "the portfolio"}.{" "}
+              {describe(done, donePortfolio)} in {donePortfolio?.name ?? "the portfolio"}.{" "}
               <a href={`/portfolios/${done.portfolioId}`}>See the portfolio</a>
             </p>
           )}
@@ -240,18 +259,32 @@ export default function TradePage() {
         </section>
       </div>
       <Orders
-        portfolio={portfolios.data?.find((p) => p.id === portfolioId)}
+        portfolio={chosen}
         symbol={symbol}
       />
     </>
   );
 }
 
-/** "Bought 3 AAPL at 190.12 ($570.36)", "Deposited $500.00", "Recorded a dividend of $12.00 from KO". */
-function describe(trade: Trade): string {
-  const done = SIDES.find((s) => s.side === trade.side)?.done ?? "Recorded";
-  if (trade.side === "buy" || trade.side === "sell") {
-    return `${done} ${formatQuantity(trade.quantity)} ${trade.symbol} at ${price(trade.price)} (${money(trade.amount)})`;
+/** What the amount field asks for: a deposit or withdrawal in the portfolio's currency, a
+ * dividend in the stock's (named once the listing is known). */
+function amountHint(side: Side, portfolio: Portfolio | undefined, listed: string | undefined): string {
+  if (side === "dividend") {
+    return listed ? `In ${listed}, the stock's currency, to the cent.` : "In the stock's currency, to the cent.";
   }
-  return `${done} ${money(trade.amount)}${trade.symbol ? ` from ${trade.symbol}` : ""}`;
+  if (CASH_SIDES.has(side)) {
+    return portfolio?.currency ? `In ${portfolio.currency}, the portfolio's currency, to the cent.` : "In the portfolio's currency, to the cent.";
+  }
+  return "Fractions to 8 places.";
+}
+
+/** "Bought 3 AAPL at 190.12 ($570.36)", "Deposited €500.00", "Recorded a dividend of $12.00
+ * from KO": each in the trade's own currency (a cash side's is its portfolio's). */
+function describe(trade: Trade, portfolio: Portfolio | undefined): string {
+  const done = SIDES.find((s) => s.side === trade.side)?.done ?? "Recorded";
+  const currency = trade.currency || portfolio?.currency || "USD";
+  if (trade.side === "buy" || trade.side === "sell") {
+    return `${done} ${formatQuantity(trade.quantity)} ${trade.symbol} at ${price(trade.price)} (${money(trade.amount, currency)})`;
+  }
+  return `${done} ${money(trade.amount, currency)}${trade.symbol ? ` from ${trade.symbol}` : ""}`;
 }

@@ -1,8 +1,12 @@
 /** Watchlists: the user's named lists of symbols, each with live prices and the day's change
  * (ticks from /ws/portfolio: the quotes the list came with until the first tick). Create, rename,
- * reorder (up/down), add and remove symbols, delete; every change replaces the whole list. */
+ * reorder (up/down), add and remove symbols, delete; every change replaces the whole list.
+ *
+ * A list's changes are saved one at a time, each made from the list the server answered last:
+ * two made before the first is answered (two symbols added quickly on a slow network) both stay,
+ * where the second, built from the list on screen, would have put back the list without the first. */
 
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { useApi } from "../../api/useApi";
 import {
   createWatchlist,
@@ -35,7 +39,7 @@ export default function WatchlistsPage() {
     setBusy(true);
     try {
       const made = await createWatchlist(name.trim(), symbolsOf(symbols));
-      lists.set([...(lists.data ?? []), made]);
+      lists.set((shown) => [...(shown ?? []), made]);
       setName("");
       setSymbols("");
       setError(null);
@@ -47,8 +51,7 @@ export default function WatchlistsPage() {
   }
 
   function replaced(list: Watchlist | null, id: string) {
-    const shown = lists.data ?? [];
-    lists.set(list ? shown.map((w) => (w.id === id ? list : w)) : shown.filter((w) => w.id !== id));
+    lists.set((shown = []) => (list ? shown.map((w) => (w.id === id ? list : w)) : shown.filter((w) => w.id !== id)));
   }
 
   return (
@@ -84,24 +87,40 @@ function WatchlistCard(props: { list: Watchlist; onChange: (list: Watchlist | nu
   const [name, setName] = useState(list.name);
   const [adding, setAdding] = useState("");
   const [error, setError] = useState<unknown>(null);
+  // The list as the server last answered it, and the saves waiting their turn.
+  const saved = useRef(list);
+  const queue = useRef<Promise<unknown>>(Promise.resolve());
 
-  async function save(nextName: string, nextSymbols: string[]) {
-    try {
-      onChange(await updateWatchlist(list.id, nextName, nextSymbols));
-      setError(null);
-      return true;
-    } catch (failure) {
-      setError(failure);
-      return false;
-    }
+  /** Queues a change, made from the latest saved list when its turn comes (null: nothing to do).
+   * Resolves to whether it was saved. */
+  function save(change: (current: Watchlist) => { name: string; symbols: string[] } | null): Promise<boolean> {
+    const turn = queue.current.then(async () => {
+      const next = change(saved.current);
+      if (next === null) return true;
+      try {
+        const answer = await updateWatchlist(list.id, next.name, next.symbols);
+        saved.current = answer;
+        onChange(answer);
+        setError(null);
+        return true;
+      } catch (failure) {
+        setError(failure);
+        return false;
+      }
+    });
+    queue.current = turn;
+    return turn;
   }
 
-  function move(index: number, by: number) {
-    const next = [...list.symbols];
-    const [taken] = next.splice(index, 1);
-    if (taken === undefined) return;
-    next.splice(index + by, 0, taken);
-    void save(list.name, next);
+  function move(symbol: string, by: number) {
+    void save((current) => {
+      const next = [...current.symbols];
+      const index = next.indexOf(symbol);
+      if (index < 0 || index + by < 0 || index + by >= next.length) return null;
+      next.splice(index, 1);
+      next.splice(index + by, 0, symbol);
+      return { name: current.name, symbols: next };
+    });
   }
 
   async function remove() {
@@ -123,7 +142,8 @@ function WatchlistCard(props: { list: Watchlist; onChange: (list: Watchlist | nu
             class="row"
             onSubmit={async (e) => {
               e.preventDefault();
-              if (await save(name.trim(), list.symbols)) setRenaming(false);
+              const renamed = name.trim();
+              if (await save((current) => ({ name: renamed, symbols: current.symbols }))) setRenaming(false);
             }}
           >
             <label class="sr-only" for={`rename-${list.id}`}>
@@ -167,9 +187,15 @@ function WatchlistCard(props: { list: Watchlist; onChange: (list: Watchlist | nu
                 key={symbol}
                 symbol={symbol}
                 first={quotes.get(symbol)}
-                onUp={index > 0 ? () => move(index, -1) : undefined}
-                onDown={index < list.symbols.length - 1 ? () => move(index, 1) : undefined}
-                onRemove={() => void save(list.name, list.symbols.filter((s) => s !== symbol))}
+                onUp={index > 0 ? () => move(symbol, -1) : undefined}
+                onDown={index < list.symbols.length - 1 ? () => move(symbol, 1) : undefined}
+                onRemove={() =>
+                  void save((current) =>
+                    current.symbols.includes(symbol)
+                      ? { name: current.name, symbols: current.symbols.filter((s) => s !== symbol) }
+                      : null,
+                  )
+                }
               />
             ))}
           </tbody>
@@ -179,8 +205,15 @@ function WatchlistCard(props: { list: Watchlist; onChange: (list: Watchlist | nu
         class="row"
         onSubmit={async (e) => {
           e.preventDefault();
-          const more = symbolsOf(adding).filter((s) => !list.symbols.includes(s));
-          if (more.length && (await save(list.name, [...list.symbols, ...more]))) setAdding("");
+          const asked = symbolsOf(adding);
+          if (asked.length === 0) return;
+          // Cleared at once, so the next symbol can be typed while this one is saved.
+          setAdding("");
+          const done = await save((current) => {
+            const more = asked.filter((s) => !current.symbols.includes(s));
+            return more.length ? { name: current.name, symbols: [...current.symbols, ...more] } : null;
+          });
+          if (!done) setAdding((typed) => typed || asked.join(" "));
         }}
       >
         <label class="sr-only" for={`add-${list.id}`}>

@@ -48,14 +48,21 @@ export function Editor(props: {
   const gutter = useRef<HTMLPreElement>(null);
   const area = useRef<HTMLTextAreaElement>(null);
   const dialog = useRef<HTMLDialogElement>(null);
+  // The version our own last save wrote (path and sha): what was typed while it was on its way
+  // is still in the editor and is kept.
+  const ownSave = useRef<{ path: string; sha: string } | null>(null);
 
-  // Another file: a clean slate. A new version of this one (saved, reloaded): its text.
+  // Another file: a clean slate. A new version of this one (reloaded, changed elsewhere): its
+  // text. Our own save's version: the text as it is now, unsaved where it differs from what was
+  // saved (`dirty` compares the two).
   useEffect(() => {
     setError(null);
     setNotice("");
   }, [file.path]);
   useEffect(() => {
-    setText(file.content);
+    const own = ownSave.current;
+    ownSave.current = null;
+    if (!own || own.path !== file.path || own.sha !== file.sha) setText(file.content);
     setConflict(null);
   }, [file.path, file.sha]);
 
@@ -81,7 +88,10 @@ export function Editor(props: {
         }),
       );
       setConflict(null);
-      props.onSaved({ ...file, content: text, sha: data.sha ?? "", size: Number(data.size ?? 0) });
+      const written = data.sha ?? "";
+      // The same sha (nothing new written) brings no new version, so nothing to keep.
+      ownSave.current = written !== file.sha ? { path: file.path, sha: written } : null;
+      props.onSaved({ ...file, content: text, sha: written, size: Number(data.size ?? 0) });
       setNotice(`Saved ${file.path}.`);
     } catch (failure) {
       if (failure instanceof ApiError && failure.status === 409) {
