@@ -370,11 +370,20 @@ class Sandbox:
         A sandbox that bubblewrap could not set up for want of a process (the kernel's EAGAIN:
         a pids limit reached for a moment under load) ran nothing, so it is started again after
         a pause; still refused after that, the answer is 503, never the command's failure."""
+        fds = [bind.fd for bind in binds if bind.fd is not None and self.enabled]
         for pause in (*_BUSY_PAUSES, None):
-            done = await self._run_once(
-                argv, owner=owner, binds=binds, cwd=cwd, env=env, network=network,
-                stdin=stdin, timeout=timeout, host_cwd=host_cwd,
-            )  # fmt: skip
+            box = self.open_box(owner, f"run-{os.urandom(6).hex()}")
+            command = self.command(argv, binds=binds, cwd=cwd, env=env, network=network, box=box)
+            done = await self._complete(
+                Path(argv[0]).name,
+                command,
+                box,
+                cwd=str(host_cwd or cwd) if not self.enabled else "/",
+                env=env,
+                stdin=stdin,
+                timeout=timeout,
+                fds=fds,
+            )
             if not (self.enabled and _setup_refused(done)):
                 return done
             log.warning("sandbox: %s", done.stderr.decode(errors="replace").strip())
@@ -386,42 +395,41 @@ class Sandbox:
             reason="SANDBOX_BUSY",
         )
 
-    async def _run_once(
+    async def _complete(
         self,
-        argv: Sequence[str],
+        name: str,
+        command: Sequence[str],
+        box: Box | None,
         *,
-        owner: str,
-        binds: Sequence[Bind],
-        cwd: Path,
+        cwd: str,
         env: Mapping[str, str],
-        network: bool,
         stdin: bytes | None,
         timeout: float,  # noqa: ASYNC109 - see run
-        host_cwd: Path | None,
+        fds: Sequence[int],
     ) -> Completed:
-        box = self.open_box(owner, f"run-{os.urandom(6).hex()}")
-        command = self.command(argv, binds=binds, cwd=cwd, env=env, network=network, box=box)
+        """One sandbox's process, started and waited for; the sandbox killed if it outlives
+        `timeout` or the wait is cancelled."""
         try:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                cwd=str(host_cwd or cwd) if not self.enabled else "/",
+                cwd=cwd,
                 env=dict(env),
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                pass_fds=[bind.fd for bind in binds if bind.fd is not None and self.enabled],
+                pass_fds=fds,
             )
         except OSError as error:
             if box is not None:
                 box.remove()
-            raise Unavailable(f"could not start {argv[0]}: {error.strerror}") from None
+            raise Unavailable(f"could not start {name}: {error.strerror}") from None
         try:
             out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
         except TimeoutError:
             await self._end(process, box)
             raise Unavailable(
-                f"{Path(argv[0]).name} timed out after {timeout:g}s", reason="SANDBOX_TIMEOUT"
+                f"{name} timed out after {timeout:g}s", reason="SANDBOX_TIMEOUT"
             ) from None
         except BaseException:
             await self._end(process, box)

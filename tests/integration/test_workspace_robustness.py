@@ -19,6 +19,7 @@ from stockfolio.workspace.v1 import workspace_pb2
 from services.workspace.quota import measure
 from tests.integration.workspace_harness import (
     StartWorkspace,
+    User,
     WorkspaceService,
     git,
 )
@@ -54,6 +55,14 @@ def latin1_file(folder: Path) -> None:
     """What `unzip` of an archive made on Windows (Latin-1 names) leaves from the terminal."""
     with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "wb") as file:
         file.write(b"x")
+
+
+async def upload_random(workspace: WorkspaceService, user: User, project: str, size: int) -> None:
+    """`size` random bytes (which git cannot compress) as the project's data.bin."""
+    chunk = W.UploadFileRequest(
+        project=project, path="data.bin", body=httpbody_pb2.HttpBody(data=os.urandom(size))
+    )
+    await workspace.stub.UploadFile(iter([chunk]), metadata=user.metadata)
 
 
 async def outcome(call: object) -> object:
@@ -417,18 +426,7 @@ async def test_a_commit_cannot_take_a_user_past_the_byte_quota(
 ) -> None:
     workspace = quota_workspace
     ada, project, folder = await workspace.user_with_project("demo")
-    await workspace.stub.UploadFile(
-        iter(
-            [
-                W.UploadFileRequest(
-                    project=project.id,
-                    path="data.bin",
-                    body=httpbody_pb2.HttpBody(data=os.urandom(600_000)),
-                )
-            ]
-        ),
-        metadata=ada.metadata,
-    )
+    await upload_random(workspace, ada, project.id, 600_000)
     assert measure(workspace.root / ada.id).bytes < MB
     committed = await outcome(
         workspace.stub.GitCommit(
@@ -576,18 +574,7 @@ async def test_a_root_commit_past_the_quota_is_refused_as_quota_and_taken_back(
     ada, project, folder = await workspace.user_with_project("demo")
     git(folder, "checkout", "--quiet", "--orphan", "fresh")  # the user's terminal
     git(folder, "rm", "-r", "--cached", "--quiet", ".")
-    await workspace.stub.UploadFile(
-        iter(
-            [
-                W.UploadFileRequest(
-                    project=project.id,
-                    path="data.bin",
-                    body=httpbody_pb2.HttpBody(data=os.urandom(600_000)),
-                )
-            ]
-        ),
-        metadata=ada.metadata,
-    )
+    await upload_random(workspace, ada, project.id, 600_000)
     committed = await outcome(
         workspace.stub.GitCommit(
             W.GitCommitRequest(project=project.id, message="Add data"), metadata=ada.metadata
