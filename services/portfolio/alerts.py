@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.portfolio.alert_index import AlertRule, Condition
 from services.portfolio.domain import PRICE_PLACES, normalize_symbol, parse_decimal
 from services.portfolio.market_data import MarketData
+from services.portfolio.records import check_room
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.pagination import Page
 
 MAX_ACTIVE_ALERTS = 200
@@ -181,8 +182,5 @@ class Alerts:
 
     @staticmethod
     async def _check_room(repository: AlertRepository, user_id: str) -> None:
-        if await repository.count_active(user_id) >= MAX_ACTIVE_ALERTS:
-            raise FailedPrecondition(
-                f"a user keeps at most {MAX_ACTIVE_ALERTS} active alerts",
-                reason="TOO_MANY_ALERTS",
-            )
+        held = await repository.count_active(user_id)
+        check_room(held, MAX_ACTIVE_ALERTS, "active alerts", reason="TOO_MANY_ALERTS")

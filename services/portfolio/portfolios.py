@@ -29,6 +29,7 @@ from services.portfolio.records import (
     Portfolio,
     PortfolioKind,
     RecordedTrade,
+    check_room,
     clean_currency,
     clean_description,
     clean_name,
@@ -128,11 +129,13 @@ class Portfolios:
         valued = (await self._value([(portfolio, _replayed(portfolio, recorded))]))[0]
         async with self._db.transaction() as session:
             repository = PortfolioRepository(session)
-            if await repository.count(user_id) >= MAX_PORTFOLIOS:
-                raise FailedPrecondition(
-                    f"a user keeps at most {MAX_PORTFOLIOS} portfolios: delete one first",
-                    reason="TOO_MANY_PORTFOLIOS",
-                )
+            check_room(
+                await repository.count(user_id),
+                MAX_PORTFOLIOS,
+                "portfolios",
+                reason="TOO_MANY_PORTFOLIOS",
+                then="delete one first",
+            )
             await repository.add(portfolio)
             await TradeRepository(session).add(recorded)
             if settle is not None:

@@ -13,12 +13,20 @@ from enum import StrEnum
 
 from services.portfolio.currencies import TradeFx, require_currency
 from services.portfolio.domain import CashPolicy, Trade
-from services.runtime.errors import InvalidArgument, NotFound
+from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 1000
 DEFAULT_CURRENCY = "USD"
 _CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def check_room(held: int, cap: int, what: str, *, reason: str, then: str = "") -> None:
+    """Refuse one more when `held` reaches `cap` (422): "a user keeps at most 100 portfolios"."""
+    if held >= cap:
+        raise FailedPrecondition(
+            f"a user keeps at most {cap} {what}" + (f": {then}" if then else ""), reason=reason
+        )
 
 
 class PortfolioKind(StrEnum):

@@ -15,11 +15,11 @@ from services.portfolio.domain import normalize_symbol
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import MarketData, Quote
 from services.portfolio.prices import Prices
-from services.portfolio.records import clean_name
+from services.portfolio.records import check_room, clean_name
 from services.portfolio.watch_store import WatchlistRecord, WatchlistRepository
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.pagination import Page
 
 MAX_WATCHLISTS = 50
@@ -93,11 +93,8 @@ class Watchlists:
         quoted = await self._quoted(record)
         async with self._db.transaction() as session:
             repository = WatchlistRepository(session)
-            if await repository.count(user_id) >= MAX_WATCHLISTS:
-                raise FailedPrecondition(
-                    f"a user keeps at most {MAX_WATCHLISTS} watchlists",
-                    reason="TOO_MANY_WATCHLISTS",
-                )
+            held = await repository.count(user_id)
+            check_room(held, MAX_WATCHLISTS, "watchlists", reason="TOO_MANY_WATCHLISTS")
             await repository.add(record)
             if settle is not None:
                 await settle(session, quoted)
