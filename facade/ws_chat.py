@@ -292,6 +292,7 @@ class ChatConversation:
         # user's (a first answer), or for a session this socket joined (ownership checked): a
         # refusal of someone else's session id must not reach that session's sockets.
         accepted = False
+        ended: dict[str, Any] | None = None  # the answer's last message, when it did not end well
         call = self._stub.ChatStream(request, metadata=call_metadata(self.user.token))
         try:
             async for response in call:
@@ -312,27 +313,25 @@ class ChatConversation:
                             self._enter(session_id)
                         )
         except grpc.aio.AioRpcError as error:
-            named = {"sessionId": session_id} if session_id else {}
-            message = failure(error, "assistant").reply(**named)
-            self._client.send(json_frame(message))
-            if accepted or session_id in self._joined:
-                self._echo(session_id, message)
+            ended = failure(error, "assistant").reply(**_named(session_id))
         except asyncio.CancelledError:
             call.cancel()
-            message = {"type": "stopped", "sessionId": session_id}
-            self._client.send(json_frame(message))
-            if accepted or session_id in self._joined:
-                self._echo(session_id, message)
+            ended = {"type": "stopped", "sessionId": session_id}
             raise
         except Exception:
             # A reply this bridge cannot write (a number JSON has no word for): the answer is
             # ended and the socket told, never left waiting for a `done` that cannot come.
             log.exception("chat stream failed", extra={"sessionId": session_id})
             call.cancel()
-            named = {"sessionId": session_id} if session_id else {}
-            message = SocketError("INTERNAL", "the answer's stream failed").reply(**named)
-            self._client.send(json_frame(message))
-            if accepted or session_id in self._joined:
-                self._echo(session_id, message)
+            failed = SocketError("INTERNAL", "the answer's stream failed")
+            ended = failed.reply(**_named(session_id))
         finally:
+            if ended is not None:
+                self._client.send(json_frame(ended))
+                if accepted or session_id in self._joined:
+                    self._echo(session_id, ended)
             self._client.flush()
+
+
+def _named(session_id: str) -> dict[str, str]:
+    return {"sessionId": session_id} if session_id else {}
