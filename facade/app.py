@@ -43,6 +43,7 @@ from facade.placement import PLACED, Placement, place_endpoints
 from facade.plans import Plans
 from facade.portfolio_feed import PortfolioFeed, Upstreams
 from facade.probes import HealthProbes
+from facade.protocol_errors import envelope_protocol_errors
 from facade.routes import DOMAIN_APIS, build_routes
 from facade.sockets import Sockets, StartConversation
 from facade.streaming import StreamGuard, transcode_stream
@@ -245,6 +246,7 @@ def create_app(config: FacadeConfig) -> web.Application:
     limits = RateLimits(config, token_verifier(config.runtime))
     edge = Edge(config, limits)
     app = web.Application(client_max_size=config.max_body_bytes)
+    envelope_protocol_errors(app)  # what aiohttp's parser refuses, before any route
     breakers = {name: CircuitBreaker(name) for name in DOMAIN_APIS}
     plans = Plans()
     endpoints = tuple(
