@@ -178,15 +178,19 @@ async def test_with_two_replicas_the_revaluation_runs_on_the_market_leader_only(
         who, _ = await first.account()
         p = await first.portfolio(who)
         await first.trade(who, p.id, "buy", "2", "60", symbol="KO")
+
+        def values() -> list[datetime]:
+            return sorted(
+                e.portfolio_value.time.ToDatetime()
+                for e in events
+                if e.HasField("portfolio_value") and e.portfolio_value.portfolio_id == p.id
+            )
+
         async with collecting(second) as events:
-            await asyncio.sleep(interval * 10)
-        times = sorted(
-            e.portfolio_value.time.ToDatetime()
-            for e in events
-            if e.HasField("portfolio_value") and e.portfolio_value.portfolio_id == p.id
-        )
-    # One revaluer: one value per interval (two would give about twice as many, some of them
-    # a fraction of an interval apart).
-    assert 5 <= len(times) <= 12
+            await until(lambda: len(values()) >= 8, "eight values", within=60)
+        times = values()
+    # One revaluer starts a round an interval after the last one ended: its values are at least
+    # an interval apart. Two, rounds taking T each, would split their gaps: among eight values
+    # two would be at most T / 2 apart, under 0.9 intervals unless a round took 0.8 of one.
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    assert min(gaps) > interval / 2, gaps
+    assert min(gaps) > interval * 0.9, gaps
