@@ -1,5 +1,6 @@
 """The assistant service's tables: folders, chat sessions and their messages (times in UTC,
-services.runtime.sqltypes), and the provider tokens each user spent per day. PostgreSQL
+services.runtime.sqltypes), the provider tokens each user spent per day, and the idempotency
+keys of its creating RPCs (a folder, a message that starts a session). PostgreSQL
 searches messages with a full-text (GIN) index that the migration adds; SQLite has none and
 falls back to a portable match (repository.py)."""
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
 )
 
+from services.runtime.idempotency import idempotency_table
 from services.runtime.orm import (
     created_at_column,
     id_column,
@@ -88,3 +90,5 @@ token_usage = Table(
     Column("tokens", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "day"),
 )
+
+idempotency_keys = idempotency_table(metadata)

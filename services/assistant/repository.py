@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,7 +106,14 @@ class Chats:
 
     # --- folders -------------------------------------------------------------------------------
 
-    async def create_folder(self, user_id: str, name: str) -> Folder:
+    async def create_folder(
+        self,
+        user_id: str,
+        name: str,
+        *,
+        settle: Callable[[AsyncSession, Folder], Awaitable[None]] | None = None,
+    ) -> Folder:
+        """The new folder; `settle` commits with it, given it (a caller's Idempotency-Key)."""
         folder = Folder(id=new_id(), user_id=user_id, name=name, created_at=utc_now())
         async with self._db.transaction() as tx:
             await tx.execute(
@@ -114,6 +121,8 @@ class Chats:
                     id=folder.id, user_id=user_id, name=name, created_at=folder.created_at
                 )
             )
+            if settle is not None:
+                await settle(tx, folder)
         return folder
 
     async def rename_folder(self, user_id: str, folder_id: str, name: str) -> Folder:

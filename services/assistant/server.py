@@ -12,6 +12,7 @@ from services.assistant.budget import TokenBudget
 from services.assistant.config import AssistantConfig, load_assistant_config
 from services.assistant.conversation import Assistant
 from services.assistant.offline import OfflineProvider
+from services.assistant.orm import idempotency_keys
 from services.assistant.providers import Provider
 from services.assistant.repository import Chats
 from services.assistant.servicer import AssistantServicer
@@ -20,6 +21,7 @@ from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
+from services.runtime.idempotency import IdempotencyStore
 from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceParts
 from services.runtime.sessions import remote_sessions
@@ -65,7 +67,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     # Answers still running when the server stops keep what they streamed.
     resources.push_async_callback(assistant.drain)
-    servicer = AssistantServicer(assistant, chats)
+    servicer = AssistantServicer(assistant, chats, IdempotencyStore(db, idempotency_keys))
 
     def register(server: grpc.aio.Server) -> None:
         assistant_pb2_grpc.add_AssistantServiceServicer_to_server(servicer, server)

@@ -1,4 +1,6 @@
-"""gRPC servicer of AssistantService: request -> conversation or repository -> response."""
+"""gRPC servicer of AssistantService: request -> conversation or repository -> response. The
+creating RPCs (CreateFolder, and SendMessage, which starts a session when it names none) run
+through the idempotency store: an `Idempotency-Key` retried gets the first response."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 from services.assistant.conversation import Assistant, Done
 from services.assistant.domain import (
     TRANSCRIPT_MESSAGES,
+    Folder,
     check_folder_name,
     check_query,
     check_title,
@@ -23,6 +26,7 @@ from services.assistant.messages import (
 )
 from services.assistant.repository import Chats
 from services.runtime.errors import InvalidArgument
+from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 
@@ -35,27 +39,34 @@ def _id(value: str, field: str) -> str:
 
 
 class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
-    def __init__(self, assistant: Assistant, chats: Chats) -> None:
+    def __init__(self, assistant: Assistant, chats: Chats, idempotency: IdempotencyStore) -> None:
         self._assistant = assistant
         self._chats = chats
+        self._idempotency = idempotency
 
     # --- answers -------------------------------------------------------------------------------
 
     async def SendMessage(
         self, request: assistant_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> assistant_pb2.SendMessageResponse:
-        answer, _ = await self._assistant.start(
-            require_identity(), request.session_id.strip(), request.message, request.model
-        )
-        async for event in answer:
-            if isinstance(event, Done):
-                return assistant_pb2.SendMessageResponse(
-                    session_id=event.session_id,
-                    message=chat_message(event.message),
-                    usage=usage_message(event.usage),
-                    messages=[chat_message(m) for m in event.messages],
-                )
-        raise AssertionError("an answer always ends with Done or an error")
+        identity = require_identity()
+
+        async def send() -> assistant_pb2.SendMessageResponse:
+            answer, _ = await self._assistant.start(
+                identity, request.session_id.strip(), request.message, request.model
+            )
+            async for event in answer:
+                if isinstance(event, Done):
+                    return assistant_pb2.SendMessageResponse(
+                        session_id=event.session_id,
+                        message=chat_message(event.message),
+                        usage=usage_message(event.usage),
+                        messages=[chat_message(m) for m in event.messages],
+                    )
+            raise AssertionError("an answer always ends with Done or an error")
+
+        # Settled after it returns: the answer is several transactions and a provider's call.
+        return await self._idempotency.run(request, assistant_pb2.SendMessageResponse, send)
 
     async def ChatStream(
         self, request: assistant_pb2.ChatStreamRequest, context: grpc.aio.ServicerContext
@@ -144,10 +155,17 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
     async def CreateFolder(
         self, request: assistant_pb2.CreateFolderRequest, context: grpc.aio.ServicerContext
     ) -> assistant_pb2.CreateFolderResponse:
-        folder = await self._chats.create_folder(
-            require_identity().user_id, check_folder_name(request.name)
-        )
-        return assistant_pb2.CreateFolderResponse(folder=folder_message(folder))
+        user_id = require_identity().user_id
+
+        def respond(folder: Folder) -> assistant_pb2.CreateFolderResponse:
+            return assistant_pb2.CreateFolderResponse(folder=folder_message(folder))
+
+        async def create() -> assistant_pb2.CreateFolderResponse:
+            name = check_folder_name(request.name)
+            settle = self._idempotency.settling(respond)
+            return respond(await self._chats.create_folder(user_id, name, settle=settle))
+
+        return await self._idempotency.run(request, assistant_pb2.CreateFolderResponse, create)
 
     async def UpdateFolder(
         self, request: assistant_pb2.UpdateFolderRequest, context: grpc.aio.ServicerContext
