@@ -50,9 +50,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +65,9 @@ from tests.system_harness import (
     REPO,
     HarnessError,
     System,
-    child_pids,
-    kill_leftovers,
     register,
     request,
-    start_system,
+    running_system,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -240,16 +237,6 @@ def snapshot_bundle(source: Path, target: Path) -> Path:
                 return target
         time.sleep(2)
     raise HarnessError(f"could not copy a whole bundle from {source}")
-
-
-@contextmanager
-def running_system(root: Path, settings: Mapping[str, str]) -> Iterator[System]:
-    system, honcho = start_system(root, settings)
-    try:
-        yield system
-    finally:
-        honcho.stop()
-        kill_leftovers(child_pids(honcho.output))
 
 
 @dataclass(frozen=True)

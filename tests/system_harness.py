@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,22 @@ def start_system(root: Path, settings: Mapping[str, str]) -> tuple[System, Honch
             if attempt == 2 or "address already in use" not in str(problem).lower():
                 raise
     raise AssertionError("not reached")
+
+
+@contextlib.contextmanager
+def running_system(
+    root: Path, settings: Mapping[str, str], *, log: Path | None = None
+) -> Iterator[System]:
+    """`start_system`, stopped on the way out (leftovers killed); honcho's output is written to
+    `log` when one is given."""
+    system, honcho = start_system(root, settings)
+    try:
+        yield system
+    finally:
+        honcho.stop()
+        kill_leftovers(child_pids(honcho.output))
+        if log is not None:
+            log.write_text(honcho.output.text() + "\n")
 
 
 def _start_system_once(root: Path, settings: Mapping[str, str]) -> tuple[System, Honcho]:

@@ -32,10 +32,8 @@ from tests.system_harness import (
     BIN,
     Account,
     System,
-    child_pids,
-    kill_leftovers,
     register,
-    start_system,
+    running_system,
 )
 
 SEED = 20261204
@@ -160,19 +158,8 @@ def started_system(root: Path, *, postgresql: bool = False) -> Iterator[System]:
         if postgresql:
             urls = stack.enter_context(postgres_databases(SERVICES))
             settings |= {f"{name.upper()}_DATABASE_URL": url for name, url in urls.items()}
-        system = stack.enter_context(_running(root, settings))
+        system = stack.enter_context(running_system(root, settings, log=root / "system.log"))
         yield system
-
-
-@contextlib.contextmanager
-def _running(root: Path, settings: Mapping[str, str]) -> Iterator[System]:
-    system, honcho = start_system(root, settings)
-    try:
-        yield system
-    finally:
-        honcho.stop()
-        kill_leftovers(child_pids(honcho.output))
-        (root / "system.log").write_text(honcho.output.text() + "\n")
 
 
 def schemathesis_command(system: System, config: Path, reports: Path, args: Options) -> list[str]:

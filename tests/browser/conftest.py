@@ -13,12 +13,13 @@ STOCKFOLIO_REQUIRE_SERVERS=1 (CI) they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,10 +32,8 @@ from tests.system_harness import (
     Account,
     HarnessError,
     System,
-    child_pids,
-    kill_leftovers,
     register,
-    start_system,
+    running_system,
 )
 
 REQUIRE = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
@@ -92,13 +91,19 @@ def bundle() -> Path:
 
 @pytest.fixture(scope="session")
 def system(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    try:
-        started, honcho = start_system(tmp_path_factory.mktemp("browser"), SETTINGS)
-    except HarnessError as problem:
-        pytest.fail(f"the system did not start: {problem}", pytrace=False)
-    yield started
-    honcho.stop()
-    kill_leftovers(child_pids(honcho.output))
+    with started_or_failed(tmp_path_factory.mktemp("browser"), SETTINGS) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def started_or_failed(root: Path, settings: Mapping[str, str]) -> Iterator[System]:
+    """A running system, stopped afterwards; one that does not start fails the test."""
+    with contextlib.ExitStack() as stack:
+        try:
+            started = stack.enter_context(running_system(root, settings))
+        except HarnessError as problem:
+            pytest.fail(f"the system did not start: {problem}", pytrace=False)
+        yield started
 
 
 # Per test file: Playwright's sync API keeps an asyncio loop running while it is open, and
