@@ -48,11 +48,14 @@ POLICY_VIOLATION_CLOSE = 1008
 REFUSED_CLOSES = {401: (4401, "unauthenticated"), 429: (4429, "too many sockets")}
 
 MAX_MESSAGE_BYTES = 64 * 1024
-# A terminal's message may carry a paste: one past MAX_MESSAGE_BYTES is still read, up to this
-# bound, to be refused with an error (PAYLOAD_TOO_LARGE) on a socket that stays open, rather
-# than closing it (1009, aiohttp's answer past its read limit, and still the answer past this).
+# A message may carry a paste (a terminal's input, a chat question): one past MAX_MESSAGE_BYTES
+# is still read, up to this bound, to be refused with an error (PAYLOAD_TOO_LARGE) on a socket
+# that stays open, rather than closing it (1009, aiohttp's answer past its read limit, and
+# still the answer past this).
 OVERSIZE_READ_BYTES = 1024 * 1024
-OVERSIZE_REFUSED_PATHS = ("/ws/terminal",)  # and the paths under it (/ws/terminal-v2)
+# Longer than any token the users service issues; past it, gRPC's metadata limit would answer
+# (RESOURCE_EXHAUSTED, read as "too many sockets"), not "invalid token".
+MAX_TOKEN_CHARS = 4096
 VALIDATE_DEADLINE = 5.0
 # Frames queued within this many seconds are written together (see Outbox).
 FLUSH_WINDOW = 0.01
@@ -113,13 +116,6 @@ def _parse(data: Any) -> tuple[str, dict[str, Any]]:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _read_limit(path: str) -> int:
-    """The largest message aiohttp reads on `path` before closing the socket (1009)."""
-    if path.startswith(OVERSIZE_REFUSED_PATHS):
-        return OVERSIZE_READ_BYTES
-    return MAX_MESSAGE_BYTES
 
 
 def _too_large(data: str | bytes) -> bool:
@@ -199,7 +195,7 @@ class Sockets:
             heartbeat=None,
             autoping=False,
             compress=False,  # frames are shared between sockets: no per-socket deflate
-            max_msg_size=_read_limit(request.path),
+            max_msg_size=OVERSIZE_READ_BYTES,
             timeout=CLOSE_GRACE,
         )
         if not ws.can_prepare(request).ok:
@@ -267,7 +263,9 @@ class Sockets:
     async def validate(self, token: object) -> SocketUser:
         """Ask the users service whose token this is: it checks the signature and the
         session (a logged-out session is refused), as every service does."""
-        if not isinstance(token, str) or not (token.isascii() and token.isprintable() and token):
+        if not isinstance(token, str) or not (
+            token.isascii() and token.isprintable() and 0 < len(token) <= MAX_TOKEN_CHARS
+        ):
             raise ApiError(401, "TOKEN_INVALID", "invalid access token")
         stub = users_pb2_grpc.UsersServiceStub(self._users())
         try:

@@ -196,9 +196,11 @@ class ChatConversation:
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
         if kind == "stop":
-            if self._streaming is None:
+            streaming = self._streaming
+            # Ended, or stopping already (a second stop of a double click): nothing to stop.
+            if streaming is None or streaming.done() or streaming.cancelling():
                 raise SocketError("NOT_STREAMING", "no answer is streaming on this socket")
-            self._streaming.cancel()
+            streaming.cancel()
         elif kind in PRESENCE:
             await self._presence(kind, _session_id(message))
         elif self._streaming is not None:
