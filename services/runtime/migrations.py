@@ -8,11 +8,12 @@ callers run it in a thread).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from services.runtime.db import create_engine, normalize_url
@@ -40,6 +41,13 @@ def downgrade(service: str, url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(service, url), revision)
 
 
+def _lock_key(url: str) -> int:
+    """The advisory lock of this migration history: a signed 64-bit number from its folder."""
+    folder = context.config.get_main_option("script_location") or url
+    digest = hashlib.sha256(folder.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def run_env(metadata: MetaData) -> None:
     """The body of every service's `migrations/env.py`."""
     url = context.config.get_main_option("sqlalchemy.url")
@@ -49,6 +57,13 @@ def run_env(metadata: MetaData) -> None:
         # Batch mode lets ALTERs work on SQLite (it rebuilds the table).
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Two jobs at once (two replicas' start-up, an operator's second run): the
+                # second waits here, then finds the history applied, instead of failing on the
+                # first's rows. Held to the end of the transaction; one key per history.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(url)}
+                )
             context.run_migrations()
 
     async def run_async() -> None:

@@ -99,15 +99,21 @@ class Accounts:
         return SignedIn(user, tokens)
 
     async def login(self, email: str, password: str, address: str) -> SignedIn:
+        # The form emails were stored in before they were normalized: the accounts migration
+        # 0002 kept it where the new form was another account's or no address.
+        kept = email.strip().lower()
         try:
-            email = normalize_email(email)
+            normalized: str | None = normalize_email(email)
         except InvalidArgument:
-            # A malformed email is just a wrong one: same answer, nothing to probe.
-            raise InvalidCredentials() from None
+            normalized = None  # no address now: only an account kept in that form has it
+        email = normalized or kept
         await self._guard.begin(email, address)
         try:
             async with self._db.reading() as tx:
-                user = await UserRepository(tx).by_email(email)
+                repo = UserRepository(tx)
+                user = await repo.by_email(kept) if kept and kept != normalized else None
+                if user is None and normalized is not None:
+                    user = await repo.by_email(normalized)
             if not await self._hasher.verify(password, user.password_hash if user else None):
                 await self._guard.failed(email, address)
                 raise InvalidCredentials()

@@ -46,7 +46,10 @@ def upgrade() -> None:
         )
     else:
         day = sa.func.date(messages.c.created_at)
-    tokens = messages.c.input_tokens + messages.c.output_tokens
+    # As bigints: two of the old Integer columns' values may add up past an int4.
+    tokens = sa.cast(messages.c.input_tokens, sa.BigInteger) + sa.cast(
+        messages.c.output_tokens, sa.BigInteger
+    )
     spent = (
         sa.select(messages.c.user_id, day, sa.func.sum(tokens))
         .where(tokens > 0)
