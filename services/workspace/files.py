@@ -300,7 +300,7 @@ class Files:
         try:
             yield reservation
         finally:
-            await reservation.release()
+            reservation.release()
 
     def _account(self, project: Path, *, size: int, files: int) -> None:
         if self._quotas is not None:
@@ -423,10 +423,8 @@ class Files:
                 if received > limit:
                     raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
                 if room is not None:
-                    await room.grow(size=grown - taken)
+                    room.grow(size=grown - taken)
                 yield chunk
-            if room is not None:
-                await room.settle()  # what it took within its slack, checked before it lands
 
         async with self._writing(target):
             # Under the lock: an upload of the same path that ended meanwhile made the file

@@ -188,7 +188,7 @@ class Projects:
         try:
             yield
         finally:
-            await reservation.release()
+            reservation.release()
 
     async def _build(
         self, folder: Path, files: dict[str, str], author: Author, first_commit: str

@@ -21,7 +21,7 @@ from services.workspace.git import GitRunner
 from services.workspace.locks import LOCK_FOLDER
 from services.workspace.orm import idempotency_keys
 from services.workspace.projects import Projects
-from services.workspace.quota import QUOTA_FOLDER, Quotas, Usage
+from services.workspace.quota import Quotas, Usage
 from services.workspace.servicer import UseCases, WorkspaceServicer
 from services.workspace.staging import Sweeper, staging_folder
 from services.workspace.versioning import Versioning
@@ -48,9 +48,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     resources.callback(git.close)
     quotas = Quotas(
-        Usage(settings.quota_bytes, settings.quota_files),
-        interval=settings.quota_scan_interval,
-        shared=settings.root / QUOTA_FOLDER,  # every replica counts every replica's writes
+        Usage(settings.quota_bytes, settings.quota_files), interval=settings.quota_scan_interval
     )
     quotas.start()
     resources.push_async_callback(quotas.close)

@@ -2,8 +2,7 @@
 under way counts the room the upload holds (the user never ends past the quota), two uploads
 of one new file count its bytes once, and git commits of one project through two replicas on
 one volume queue behind one lock (none fails on the other's .git/index.lock, and a commit
-taken back for the quota takes no other commit with it), and two replicas count each other's
-writes, done or under way, in one user's quota. SQLite only."""
+taken back for the quota takes no other commit with it). SQLite only."""
 
 from __future__ import annotations
 
@@ -201,76 +200,3 @@ async def test_a_commit_taken_back_for_the_quota_takes_no_commit_of_another_repl
             W.GitStatusRequest(project=project.id), metadata=ada.metadata
         )
         assert list(status.untracked) == ["big.bin"]
-
-
-async def test_uploads_at_once_through_two_replicas_never_take_a_user_past_the_quota(
-    start_workspace: StartWorkspace,
-) -> None:
-    """Each replica once counted only its own writes under way: two uploads held open at once,
-    one through each, each saw the same free room and both were accepted."""
-    quota = {"WORKSPACE_QUOTA_BYTES": str(MB)}
-    async with start_workspace(**quota) as one, start_workspace(**quota) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
-        folder = one.root / ada.id
-        size = (MB - measure(folder).bytes) * 6 // 10  # either fits, not both
-        hold = asyncio.Event()
-        sent = {"one.bin": asyncio.Event(), "two.bin": asyncio.Event()}
-        calls = {
-            name: asyncio.create_task(
-                upload(replica, ada, site.id, name, size, sent=sent[name], hold=hold)
-            )
-            for name, replica in (("one.bin", one), ("two.bin", two))
-        }
-
-        async def both_held() -> None:
-            """Both streams sent in full and held open (their room taken), or one refused."""
-            while not all(e.is_set() for e in sent.values()):
-                if any(call.done() for call in calls.values()):
-                    return
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(both_held(), 10)
-        await asyncio.sleep(0.3)  # each service has taken in what was sent
-        hold.set()
-        ended = await asyncio.gather(*calls.values(), return_exceptions=True)
-        answers = dict(zip(calls, ended, strict=True))
-
-        accepted = [n for n, a in answers.items() if isinstance(a, W.UploadFileResponse)]
-        refused = [a for a in answers.values() if isinstance(a, grpc.aio.AioRpcError)]
-        used = measure(folder).bytes
-        assert len(accepted) == 1 and len(refused) == 1, f"accepted {accepted}, {used} of {MB} used"
-        assert refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert reason(refused[0]) == "QUOTA_EXCEEDED"
-        assert sorted(p.name for p in (folder / "site").glob("*.bin")) == accepted
-        assert measure(folder).bytes <= MB
-
-
-async def test_a_replica_counts_what_another_replica_wrote_since_it_measured(
-    start_workspace: StartWorkspace,
-) -> None:
-    """A replica's usage was its own scan plus its own writes until its next scan (a minute):
-    an upload through the other replica meanwhile went uncounted."""
-    quota = {"WORKSPACE_QUOTA_BYTES": str(MB)}
-    async with start_workspace(**quota) as one, start_workspace(**quota) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
-        folder = one.root / ada.id
-        await two.stub.CreateFile(  # `two` measures ada's folder now
-            W.CreateFileRequest(project=site.id, path="note.txt", content="hi"),
-            metadata=ada.metadata,
-        )
-        size = (MB - measure(folder).bytes) * 6 // 10
-        first = await upload(one, ada, site.id, "one.bin", size)
-        assert first.file.size == size
-
-        error = await expect_error(
-            two.stub.CreateFile(
-                W.CreateFileRequest(project=site.id, path="two.txt", content="x" * size),
-                metadata=ada.metadata,
-            ),
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        )
-        assert reason(error) == "QUOTA_EXCEEDED"
-        assert error_metadata(error)["usedBytes"] == str(measure(folder).bytes)
-        assert not (folder / "site" / "two.txt").exists()
