@@ -21,7 +21,15 @@ from facade.keys import CONFIG, DOCS, OPENAPI
 from facade.openapi_static import BEARER, Schema, facade_paths, ref, shared_schemas, success
 from facade.plans import EnumNames
 from facade.routes import DOMAIN_APIS, WRAPPER_WKTS, FieldPath, Route, is_map, map_value
-from facade.rules import element_rules, field_rules, is_required, item_keywords, list_keywords
+from facade.rules import (
+    element_rules,
+    field_rules,
+    is_first_message_required,
+    is_required,
+    item_keywords,
+    list_keywords,
+    message_keywords,
+)
 
 _INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
 _UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
@@ -95,6 +103,14 @@ class Schemas:
         required = [f.json_name for f in fields if is_required(f)]
         if required:
             schema["required"] = required
+        # Rules across fields (one of several given): each an anyOf of requireds.
+        given, words = message_keywords(message, without=skipped)
+        if len(given) == 1:
+            schema.update(given[0])
+        elif given:
+            schema["allOf"] = given
+        if words:
+            schema["description"] = words
         if closed:
             schema["additionalProperties"] = False
         return schema
@@ -173,10 +189,24 @@ def openapi_path(route: Route) -> str:
     return re.sub(r"\{([^}=]+)(=[^}]*)?\}", r"{\1}", route.template)
 
 
-def _parameter(name: str, where: str, path: FieldPath, schemas: Schemas, **extra: Any) -> Schema:
+def _parameter(
+    name: str,
+    where: str,
+    path: FieldPath,
+    schemas: Schemas,
+    *,
+    first_message: bool = False,
+    **extra: Any,
+) -> Schema:
+    """`first_message`: the parameter goes into a client stream's first message (a streamed
+    body's query string), where a field may be required though later messages leave it empty."""
     leaf = path.leaf
     schema = schemas.field(leaf)
     required = where == "path" or is_required(leaf)
+    if first_message and is_first_message_required(leaf):
+        required = True
+        if leaf.type == FieldDescriptor.TYPE_STRING and "minLength" not in schema:
+            schema = {**schema, "minLength": 1}  # a string's absence is its emptiness
     parameter: Schema = {"name": name, "in": where, "required": required, "schema": schema}
     if leaf.is_repeated:
         parameter.update(style="form", explode=True)
@@ -194,7 +224,8 @@ def _parameters(route: Route, schemas: Schemas) -> list[Schema]:
         found.append(_parameter(variable.field.name, "path", variable.field, schemas, **extra))
     for name, path in sorted(route.query.items()):
         if name == ".".join(f.json_name for f in path.fields):
-            found.append(_parameter(name, "query", path, schemas))
+            first = route.streamed_body and len(path.fields) == 1
+            found.append(_parameter(name, "query", path, schemas, first_message=first))
     return found
 
 
@@ -216,12 +247,14 @@ def _request_body(route: Route, schemas: Schemas) -> Schema | None:
             if bound
             else schemas.request(message)
         )
+        given = bool(message_keywords(message, without=bound)[0])
     else:
         fields = [message.fields_by_name[route.body]]
         schema = schemas.field(fields[0], closed=True)
+        given = False
     body: Schema = {"content": {"application/json": {"schema": schema}}}
-    if any(is_required(f) for f in fields):
-        # Without a body, a required field is missing: the body itself is required.
+    if any(is_required(f) for f in fields) or given:
+        # Without a body, a required field (or one of several) is missing: the body is required.
         body["required"] = True
     return body
 

@@ -11,8 +11,9 @@ import re
 from typing import Any
 
 from buf.validate import validate_pb2
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from stockfolio.options.v1 import stream_pb2
 
 from facade.plans import EnumNames
 
@@ -38,6 +39,21 @@ _STRING_NUMBERS = {"int64", "uint64", "sint64", "fixed64", "sfixed64"}
 # JSON Schema pattern (the same regular expression), or `not` a pattern when negated.
 _MATCHES = re.compile(r"^(!?)this\.matches\(r'([^']*)'\)$")
 _FORMATS = {"email": "email", "uuid": "uuid", "uri": "uri", "hostname": "hostname"}
+# A list's CEL rule `this.unique()` (repeated.unique with a message of our own words): JSON
+# Schema's uniqueItems.
+_UNIQUE = "this.unique()"
+# A message's CEL rule naming fields of which at least one must be given, a nested one through
+# its parents: `has(this.cols) || has(this.dimensions.cols)`. JSON Schema's anyOf of requireds.
+_JSON_NUMBERS = {
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_SINT32,
+    FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_FLOAT,
+    FieldDescriptor.TYPE_DOUBLE,
+}
+_GIVEN = re.compile(r"^has\(this\.([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)\)$")
 
 
 def field_rules(fd: FieldDescriptor) -> validate_pb2.FieldRules | None:
@@ -51,6 +67,12 @@ def field_rules(fd: FieldDescriptor) -> validate_pb2.FieldRules | None:
 def is_required(fd: FieldDescriptor) -> bool:
     rules = field_rules(fd)
     return rules is not None and rules.required
+
+
+def is_first_message_required(fd: FieldDescriptor) -> bool:
+    """Required on a client stream's first message only (an upload's path): buf.validate checks
+    every message alike, so the option says it, and REST's query string is that first message."""
+    return bool(fd.GetOptions().Extensions[stream_pb2.first_message_required])
 
 
 def _has(message: Message, name: str) -> bool:
@@ -165,7 +187,7 @@ def list_keywords(rules: validate_pb2.FieldRules) -> Schema:
     kind = rules.WhichOneof("type")
     if kind == "repeated":
         keywords = _keywords(rules.repeated, {"min_items": "minItems", "max_items": "maxItems"})
-        if rules.repeated.unique:
+        if rules.repeated.unique or any(rule.expression == _UNIQUE for rule in rules.cel):
             keywords["uniqueItems"] = True
         return keywords
     if kind == "map":
@@ -178,3 +200,67 @@ def element_rules(rules: validate_pb2.FieldRules) -> validate_pb2.FieldRules | N
     if rules.WhichOneof("type") == "repeated" and rules.repeated.HasField("items"):
         return rules.repeated.items
     return None
+
+
+def _present(fd: FieldDescriptor) -> Schema | None:
+    """What `has(this.<field>)` asks of its JSON value beyond being there: a proto3 scalar
+    without presence is not given when it is its zero value. None: not said here (a list, a
+    map, an enum, a 64-bit number carried as a string)."""
+    if fd.is_repeated:
+        return None
+    if fd.has_presence:  # a message, or `optional`: given when set, zero or not
+        return {}
+    if fd.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+        return {"minLength": 1}
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return {"const": True}
+    if fd.type in _JSON_NUMBERS:
+        return {"not": {"const": 0}}
+    return None
+
+
+def _given(message: Descriptor, dotted: str) -> Schema | None:
+    """`dimensions.cols` as the schema of an object that gives it: required at each level, in
+    JSON names. None when a name is not a field of its message (not a rule we can state)."""
+    names = dotted.split(".")
+    fields: list[FieldDescriptor] = []
+    current: Descriptor | None = message
+    for name in names:
+        fd = current.fields_by_name.get(name) if current is not None else None
+        if fd is None:
+            return None
+        fields.append(fd)
+        current = fd.message_type
+    leaf = fields[-1]
+    present = _present(leaf)
+    if present is None:
+        return None
+    schema: Schema = {"required": [leaf.json_name]}
+    if present:
+        schema["properties"] = {leaf.json_name: present}
+    for fd in reversed(fields[:-1]):
+        schema = {"required": [fd.json_name], "properties": {fd.json_name: schema}}
+    return schema
+
+
+def message_keywords(message: Descriptor, *, without: set[str]) -> tuple[list[Schema], str]:
+    """The message's own CEL rules: each `has(this.a) || has(this.b.c)` (one of them given) as an
+    anyOf of requirements, and the others in words. A rule one of whose fields is `without`
+    (bound to the path, so always given) says nothing about the body and is left out."""
+    options = message.GetOptions()
+    if not options.HasExtension(validate_pb2.message):
+        return [], ""
+    rules: validate_pb2.MessageRules = options.Extensions[validate_pb2.message]
+    stated: list[Schema] = []
+    said: list[str] = []
+    for rule in rules.cel:
+        matched = [_GIVEN.match(part.strip()) for part in rule.expression.split("||")]
+        paths = [m.group(1) for m in matched if m is not None]
+        alternatives = [_given(message, path) for path in paths]
+        if len(paths) < len(matched) or None in alternatives:
+            if rule.message:
+                said.append(f"{rule.message} ({rule.expression})")
+            continue
+        if not any(path.split(".")[0] in without for path in paths):
+            stated.append({"anyOf": alternatives})
+    return stated, "; ".join(said)

@@ -38,7 +38,7 @@ async def test_fx_route_answers_a_rate_and_refuses_an_unknown_code(
     assert refused.status == 422, await refused.text()
     assert "from" in await refused.text()
     # The rules' own words, naming each field (not a regular expression).
-    malformed = await client.get("/api/v1/fx?from=EU&date=4.3.2024", headers=bearer(token))
+    malformed = await client.get("/api/v1/fx?from=EU&to=E&date=4.3.2024", headers=bearer(token))
     assert malformed.status == 422, await malformed.text()
     said = await malformed.json()
     assert {(f["field"], f["description"]) for f in said["details"]["fields"]} == {
@@ -46,6 +46,14 @@ async def test_fx_route_answers_a_rate_and_refuses_an_unknown_code(
         ("to", "must be a three-letter code such as EUR"),
         ("date", "must be a date such as 2026-12-04"),
     }
+    # Both codes are required (the document says so); an absent one is named as missing.
+    for query in ("from=AAA&date=", "to=EUR", "from=&to=EUR"):
+        absent = await client.get(f"/api/v1/fx?{query}", headers=bearer(token))
+        assert absent.status == 422, await absent.text()
+        said = await absent.json()
+        missing = "from" if query.startswith(("to", "from=&")) else "to"
+        assert said["details"]["fields"] == [{"field": missing, "description": "is required"}]
+        assert said["message"] == f"{missing}: is required"
 
 
 async def test_performance_in_a_currency_with_breakdown_and_benchmark(

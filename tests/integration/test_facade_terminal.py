@@ -299,6 +299,16 @@ async def test_bad_requests_get_clear_4xx(system: System) -> None:
     assert resize["details"]["fields"] == [
         {"field": "cols", "description": "must be between 1 and 1000"}
     ]
+    # Without a size (or half of one), the rule across cols, rows and dimensions says what.
+    for body in ({}, {"cols": 100}, {"cols": 100, "dimensions": {"cols": 90}}):
+        unsized = await call(
+            client, "POST", f"/api/v1/terminal/terminals/{sid}/resize", ann, 422, json=body
+        )
+        assert unsized["error"] == "VALIDATION_ERROR"
+        said = {f["description"] for f in unsized["details"]["fields"]}
+        assert "needs rows (1 to 500), at the top or in dimensions" in said, body
+        assert ("needs cols (1 to 1000), at the top or in dimensions" in said) is (not body)
+        assert "rows (1 to 500)" in unsized["message"]
     # Nothing of that reached the session.
     assert (await call(client, "GET", f"/api/v1/terminal/terminals/{sid}", ann))["data"][
         "cols"

@@ -96,6 +96,16 @@ async def test_watchlist_routes_and_a_socket_following_a_watchlist(client: Clien
         client, "POST", "/api/v1/watchlists", token, 422, name="X", symbols=["KO", "ko"]
     )
     assert twice["error"] == "VALIDATION_ERROR"
+    assert twice["message"] == "symbols: lists KO twice"
+    # The same string twice: the document's uniqueItems, refused before the service's own check.
+    for verb, path in (
+        ("POST", "/api/v1/watchlists"),
+        ("PUT", f"/api/v1/watchlists/{created['id']}"),
+    ):
+        same = await call(client, verb, path, token, 422, name="X", symbols=["KO", "MSFT", "KO"])
+        assert same["details"]["fields"] == [
+            {"field": "symbols", "description": "must not list a symbol twice"}
+        ]
 
     ws = await authenticated(client, token)
     await follow_list(ws, created["id"], {"KO", "MSFT"})

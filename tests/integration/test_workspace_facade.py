@@ -296,6 +296,10 @@ async def test_an_upload_to_an_unknown_project_is_404_and_a_bad_path_422(
         data=b"abc",
     )
     assert [f["field"] for f in bad["details"]["fields"]] == ["path"]
+    # The document marks path required (not empty): a request without one is refused, naming it.
+    for query in (f"project={project}&path=", f"project={project}"):
+        unnamed = await call(facade, "POST", f"/api/v1/files:upload?{query}", ada, 422, data=b"x")
+        assert unnamed["details"]["fields"] == [{"field": "path", "description": "is required"}]
     unauthenticated = await envelope(
         await facade.post(f"/api/v1/files:upload?project={project}&path=a.bin", data=b"abc"), 401
     )

@@ -8,10 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+from jsonschema import Draft202012Validator
+from stockfolio.portfolio.v1 import portfolio_pb2
+from stockfolio.terminal.v1 import terminal_pb2
+from stockfolio.workspace.v1 import workspace_pb2
 
 from facade.docs_page import docs_page
 from facade.openapi import build_openapi, openapi_path, render
 from facade.routes import build_routes
+from facade.rules import message_keywords
+from services.runtime.validation import violations
 
 ROUTES = build_routes()
 VERBS = {"get", "put", "post", "delete", "patch"}
@@ -206,3 +214,102 @@ def test_render_gives_the_served_bytes() -> None:
     document, page = render(ROUTES)
     assert json.loads(document)["openapi"] == "3.1.0"
     assert page.startswith(b"<!doctype html>")
+
+
+# --- what a schema-valid request needs: the document says all of it -------------------------
+
+
+def _body_schema(spec: dict[str, Any], path: str, verb: str) -> dict[str, Any]:
+    body = spec["paths"][path][verb]["requestBody"]
+    return schema_of(spec, body["content"]["application/json"]["schema"])
+
+
+def _query(spec: dict[str, Any], path: str, verb: str = "get") -> dict[str, dict[str, Any]]:
+    params = spec["paths"][path][verb]["parameters"]
+    return {p["name"]: p for p in params if p["in"] == "query"}
+
+
+def test_an_fx_rate_needs_both_codes(spec: dict[str, Any]) -> None:
+    """`from` and `to` are required (no default currency): an absent one was schema-valid."""
+    params = _query(spec, "/api/v1/fx")
+    for name in ("from", "to"):
+        assert params[name]["required"], name
+        assert params[name]["schema"]["minLength"] == 1
+        assert params[name]["schema"]["pattern"] == "^ *[A-Za-z]{3} *$"
+    assert not params["date"]["required"]
+    assert violations(portfolio_pb2.GetFxRateRequest(**{"from": "EUR"})) == [("to", "is required")]
+
+
+def test_a_resize_needs_cols_and_rows_at_the_top_or_in_dimensions(spec: dict[str, Any]) -> None:
+    """A rule across fields, stated as anyOf: the document and the service agree on each body."""
+    op = spec["paths"]["/api/v1/terminal/terminals/{session_id}/resize"]["post"]
+    assert op["requestBody"]["required"]
+    schema = _body_schema(spec, "/api/v1/terminal/terminals/{session_id}/resize", "post")
+    validator = Draft202012Validator(schema)
+    bodies = [
+        ({}, False),
+        ({"cols": 80}, False),
+        ({"dimensions": {"cols": 80}}, False),
+        ({"rows": 24, "dimensions": {"rows": 30}}, False),
+        ({"cols": 80, "rows": 24}, True),
+        ({"dimensions": {"cols": 80, "rows": 24}}, True),
+        ({"cols": 80, "dimensions": {"rows": 24}}, True),
+        ({"cols": 80, "rows": 24, "dimensions": {"cols": 90}}, True),
+    ]
+    for body, allowed in bodies:
+        assert validator.is_valid(body) is allowed, body
+        request = json_format.ParseDict(
+            {"sessionId": "s", **body}, terminal_pb2.ResizeTerminalRequest()
+        )
+        assert (violations(request) == []) is allowed, body
+    assert violations(terminal_pb2.ResizeTerminalRequest(session_id="s", rows=24)) == [
+        ("request", "needs cols (1 to 1000), at the top or in dimensions")
+    ]
+
+
+def test_a_rule_across_fields_with_one_bound_to_the_path_says_nothing_of_the_body() -> None:
+    message = terminal_pb2.ResizeTerminalRequest.DESCRIPTOR
+    stated, words = message_keywords(message, without=set())
+    assert len(stated) == 2 and words == ""
+    left, _ = message_keywords(message, without={"cols"})
+    assert left == [stated[1]]  # the rows rule only
+
+
+def test_a_watchlist_lists_each_symbol_once(spec: dict[str, Any]) -> None:
+    for path, verb in (("/api/v1/watchlists", "post"), ("/api/v1/watchlists/{id}", "put")):
+        symbols = _body_schema(spec, path, verb)["properties"]["symbols"]
+        assert symbols["uniqueItems"] is True, path
+        assert symbols["maxItems"] == 100
+    twice = portfolio_pb2.CreateWatchlistRequest(name="X", symbols=["KO", "MSFT", "KO"])
+    assert violations(twice) == [("symbols", "must not list a symbol twice")]
+    # Another case is the service's own check (it names the symbol): not a JSON Schema rule.
+    assert violations(portfolio_pb2.CreateWatchlistRequest(name="X", symbols=["KO", "ko"])) == []
+
+
+def test_the_space_a_listed_symbol_may_have_around_it_is_the_services(
+    spec: dict[str, Any],
+) -> None:
+    """RE2's \\s (the service's) is [\\t\\n\\f\\r ]; ECMA's also has \\v, U+00A0 and more, so
+    `\\s*` in the pattern let the document allow " \\vKO", which the service refused."""
+    symbols = _body_schema(spec, "/api/v1/watchlists", "post")["properties"]["symbols"]
+    pattern = symbols["items"]["pattern"]
+    for space in "\t\n\x0b\x0c\r \xa0\x85\u2028\u3000":
+        value = f"{space}KO{space}"
+        documented = re.search(pattern.replace("$", "\\Z"), value) is not None
+        request = portfolio_pb2.CreateWatchlistRequest(name="X", symbols=[value])
+        assert documented is (violations(request) == []), repr(space)
+        assert documented is (space in "\t\n\x0c\r "), repr(space)
+
+
+def test_an_uploads_path_is_a_required_query_parameter(spec: dict[str, Any]) -> None:
+    """Required on the stream's first message only (the option says so), which over REST is
+    the query string; later chunks leave it empty, so buf.validate does not require it."""
+    params = _query(spec, "/api/v1/files:upload", "post")
+    assert params["path"]["required"]
+    assert params["path"]["schema"]["minLength"] == 1
+    assert {"not": {"pattern": "^/"}} in params["path"]["schema"]["allOf"]
+    assert not params["project"]["required"]
+    chunk = workspace_pb2.UploadFileRequest(body=httpbody_pb2.HttpBody(data=b"more"))
+    assert violations(chunk) == []
+    # The same field elsewhere (a download's path, one message) is required by its rules.
+    assert _query(spec, "/api/v1/files:download")["path"]["required"]

@@ -3029,7 +3029,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: {
+        requestBody: {
             content: {
                 "application/json": {
                     /** Format: int32 */
@@ -3042,7 +3042,19 @@ export interface operations {
                         /** Format: int32 */
                         rows?: number;
                     };
-                };
+                } & (({
+                    cols: unknown;
+                } | {
+                    dimensions: {
+                        cols: unknown;
+                    };
+                }) & ({
+                    rows: unknown;
+                } | {
+                    dimensions: {
+                        rows: unknown;
+                    };
+                }));
             };
         };
         responses: {
@@ -3264,8 +3276,8 @@ export interface operations {
     };
     WorkspaceService_UploadFile: {
         parameters: {
-            query?: {
-                path?: string & (unknown & unknown & unknown & unknown);
+            query: {
+                path: string & (unknown & unknown & unknown & unknown);
                 project?: string;
             };
             header?: never;
@@ -4206,10 +4218,10 @@ export interface operations {
     };
     PortfolioService_GetFxRate: {
         parameters: {
-            query?: {
+            query: {
                 date?: string;
-                from?: string;
-                to?: string;
+                from: string;
+                to: string;
             };
             header?: never;
             path?: never;

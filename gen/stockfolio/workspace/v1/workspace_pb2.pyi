@@ -780,6 +780,7 @@ class UploadFileRequest(_message.Message):
     The project's id or name; empty: the caller's "home" project, created on first use.
     """
     path: _builtins.str
+    """Required on the first message (the file to write)."""
     @_builtins.property
     def body(self) -> _httpbody_pb2.HttpBody:
         """One chunk of the file; its content_type matters on the first message only."""
