@@ -45,6 +45,8 @@ log = logging.getLogger("stockfolio.rpc")
 
 # Health checks and reflection are public by declaration (DESIGN.md), as is anything not ours.
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
+# How long a refused client stream is read on before its status goes anyway (see _drain).
+DRAIN_SECONDS = 5.0
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -200,7 +202,17 @@ class _Call:
     """What every wrapped call does around its handler, whatever its shape: context in,
     authorize, map any failure to its status once, count and log, context out."""
 
-    __slots__ = ("code", "context", "method", "owner", "quiet", "rule", "started", "tokens")
+    __slots__ = (
+        "code",
+        "context",
+        "method",
+        "owner",
+        "quiet",
+        "requests",
+        "rule",
+        "started",
+        "tokens",
+    )
 
     def __init__(
         self,
@@ -209,9 +221,13 @@ class _Call:
         rule: MethodRule,
         quiet: bool,
         context: grpc.aio.ServicerContext,
+        requests: AsyncIterator[Any] | None = None,
     ) -> None:
+        """`requests`: a client stream answered once (an upload), read to its end before a
+        refusal is sent (_drain)."""
         self.owner, self.method, self.rule, self.quiet = owner, method, rule, quiet
         self.context = context
+        self.requests = requests
         self.code = grpc.StatusCode.OK
 
     async def __aenter__(self) -> None:
@@ -238,11 +254,26 @@ class _Call:
             if not isinstance(error, Exception):
                 return False
             self.code, message, trailers = _status_for(error)
+            if self.requests is not None:
+                await _drain(self.requests)
             await self.context.abort(self.code, message, trailing_metadata=trailers)
             return False  # unreachable: abort raises
         finally:
             self.owner.finish(self.method, self.code, self.started, self.quiet)
             self.owner.end(self.tokens)
+
+
+async def _drain(requests: AsyncIterator[Any]) -> None:
+    """Read what the client still sends before its stream is refused. A status that reaches
+    grpc's asyncio client while it is writing is replaced there by INTERNAL "Internal error from
+    Core" (grpc/grpc#36066): a refused upload (a token, a project, a quota) would reach the user
+    as a 500. Bounded: a client still sending after DRAIN_SECONDS is refused anyway."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in requests:
+                pass
+    except Exception:  # the stream broke, or timed out: refused as it is
+        return
 
 
 def _checked(request: Any, streaming: bool, quiet: bool) -> Any:
@@ -270,7 +301,8 @@ def _wrap(
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with _Call(owner, method, rule, quiet, context):
+            requests = request if handler.request_streaming else None
+            async with _Call(owner, method, rule, quiet, context, requests):
                 request = _checked(request, handler.request_streaming, quiet)
                 result = inner(request, context)
                 return await result if inspect.isawaitable(result) else result

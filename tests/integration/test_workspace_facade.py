@@ -410,3 +410,20 @@ async def test_a_newline_in_a_path_reaches_the_rules_and_never_aiohttps_plain_40
     ]
     unknown = await call(facade, "GET", "/api/v1/no%0Asuch", ada, 404)
     assert (unknown["error"], unknown["message"]) == ("NOT_FOUND", "no such route")
+
+
+@pytest.mark.parametrize("attempt", range(8))
+async def test_a_large_upload_refused_at_once_gets_the_services_answer(
+    workspace: WorkspaceService, facade: Client, attempt: int
+) -> None:
+    # The service refuses the upload at its start (a token it does not take) or at its first
+    # message (no such project) while the facade is still writing the rest: the caller hears
+    # the service's answer, not gRPC's "Internal error from Core" (grpc/grpc#36066) as a 500.
+    ada = await workspace.user()
+    body = os.urandom(4 * 1024 * 1024)
+    path = "/api/v1/files:upload?project=ghost&path=a.bin"
+    unknown = await call(facade, "POST", path, ada, 404, data=io.BytesIO(body))
+    assert unknown["error"] == "PROJECT_NOT_FOUND"
+    stranger = {"Authorization": "Bearer not-a-token"}
+    refused = await call(facade, "POST", path, ada, 401, data=io.BytesIO(body), headers=stranger)
+    assert refused["error"] == "TOKEN_INVALID"
