@@ -78,16 +78,16 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "POST /api/v1/chat/stream": "the model must be one the provider offers now (ListModels)",
     "POST /api/v1/terminal/terminals/create": "the shell must be one this install offers "
     "(TERMINAL_SHELLS)",
-    "POST /api/v1/terminal/terminals/{session_id}/resize": "cols and rows, or dimensions, must "
-    "be given (either form: a rule across fields the document cannot state)",
+    "POST /api/v1/terminal/terminals/{session_id}/resize": "cols and rows, at the top or in "
+    "dimensions: the document states it (anyOf of required), which a generator may not follow",
     "GET /api/v1/files": "the path must be a folder that exists",
     "GET /api/v1/files/{path}": "the path must be a file, not a folder",
     "PUT /api/v1/files/{path}": "the path must be a file, not a folder; the sha must be the "
     "file's current one",
     "GET /api/v1/files:download": "the path must be a file, not a folder",
     "POST /api/v1/files:move": "the new path must not be the path itself or inside it",
-    "POST /api/v1/files:upload": "the first message of the stream must name the path (a query "
-    "parameter the raw-body route cannot mark required per message)",
+    "POST /api/v1/files:upload": "the path (required, as the document says) must be one a "
+    "file may take: not a folder, not under a file, within the quota",
     "POST /api/v1/git/branches": "the branch must not exist yet",
     "POST /api/v1/git/branches:switch": "the branch must exist",
     "POST /api/v1/git/commit": "there must be something to commit",
