@@ -5,14 +5,13 @@ nothing fails, nothing is lost, every owner still signs in, and the models match
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import re
 import subprocess
 import sys
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,10 +29,9 @@ from services.assistant.repository import Chats
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database, normalize_url
 from services.runtime.migrations import downgrade, upgrade
-from services.runtime.server import running
 from services.runtime.sqltypes import UtcDateTime
-from services.users.server import build as build_users
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.integration.test_users_emails import users_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_HEAD = {"users": "0001", "assistant": "0001", "portfolio": "0005", "workspace": "0001"}
@@ -105,18 +103,6 @@ async def old_users(url: str, emails: dict[str, str], password: str) -> dict[str
     ]
     await execute(url, *(USERS.insert().values(row) for row in rows))
     return ids
-
-
-@contextlib.asynccontextmanager
-async def users_server(
-    make_config: Callable[..., RuntimeConfig], url: str
-) -> AsyncIterator[users_pb2_grpc.UsersServiceStub]:
-    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST="4")
-    async with (
-        running(config, build_users, port=0, grace=0) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
-    ):
-        yield users_pb2_grpc.UsersServiceStub(channel)
 
 
 async def signs_in(stub: users_pb2_grpc.UsersServiceStub, email: str, password: str) -> str:
