@@ -21,6 +21,7 @@ from facade.routes import DOMAIN_APIS
 from services.runtime.auth import ServiceCredentials
 from services.runtime.channels import create_channel
 from services.runtime.streams import follow_forever
+from services.runtime.tasks import cancel_all
 
 # Events remembered to recognise one arriving again from another replica.
 REMEMBERED_EVENTS = 10_000
@@ -259,9 +260,7 @@ class Upstreams:
                 self._tasks.append(loop.create_task(follow, name=f"upstream-{name}-{address}"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)  # they retry on errors: cancelled until each ends
         await asyncio.gather(*(channel.close() for channel in self._channels))
         self._tasks.clear()
         self._channels.clear()

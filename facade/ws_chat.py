@@ -25,6 +25,7 @@ from facade.quotas import CHAT_JOINS, Slot, UserCaps
 from facade.sockets import SocketUser
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.streams import follow_forever
+from services.runtime.tasks import cancel_all
 
 log = logging.getLogger("stockfolio.facade")
 
@@ -161,9 +162,8 @@ class ChatRooms:
     async def close(self) -> None:
         await asyncio.gather(*self._relaying, return_exceptions=True)
         rooms, self._rooms = list(self._rooms.values()), {}
-        for room in rooms:
-            room.listener.cancel()
-        await asyncio.gather(*(room.listener for room in rooms), return_exceptions=True)
+        # Listeners retry on errors: each cancelled until it ends (cancel_all).
+        await cancel_all(room.listener for room in rooms)
 
 
 class ChatConversation:

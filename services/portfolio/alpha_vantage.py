@@ -49,7 +49,7 @@ from services.runtime.errors import (
     Unavailable,
 )
 from services.runtime.ratelimit import Rate, RateLimiter
-from services.runtime.tasks import cancel_and_wait
+from services.runtime.tasks import cancel_all, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +235,7 @@ class AlphaVantage:
         self._closed = True
         tasks = [task for task in (self._poller, *self._inflight.values()) if task is not None]
         self._poller = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         if self._session is not None:
             await self._session.close()
             self._session = None

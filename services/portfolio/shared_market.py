@@ -52,7 +52,7 @@ from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFano
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.errors import DomainError
 from services.runtime.lease import Lease
-from services.runtime.tasks import cancel_and_wait
+from services.runtime.tasks import cancel_all, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,9 @@ class SharedMarket:
 
     async def close(self) -> None:
         tasks, self._tasks = [*self._tasks, *self._noting], []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled until they end: a loop may lose one cancellation in a Redis round and go
+        # back to sleep (a shutdown then waited forever).
+        await cancel_all(tasks)
         lease, self._lease = self._lease, None
         await self._stop_forwarding()
         if lease is not None:

@@ -205,6 +205,7 @@ class _Call:
     __slots__ = (
         "code",
         "context",
+        "finished",
         "method",
         "owner",
         "quiet",
@@ -229,6 +230,7 @@ class _Call:
         self.context = context
         self.requests = requests
         self.code = grpc.StatusCode.OK
+        self.finished = False
 
     async def __aenter__(self) -> None:
         metadata = self.context.invocation_metadata()
@@ -256,11 +258,19 @@ class _Call:
             self.code, message, trailers = _status_for(error)
             if self.requests is not None:
                 await _drain(self.requests)
+            # Counted and logged before the status leaves: a caller who has its answer finds
+            # the line and the count already there.
+            self._finish()
             await self.context.abort(self.code, message, trailing_metadata=trailers)
             return False  # unreachable: abort raises
         finally:
-            self.owner.finish(self.method, self.code, self.started, self.quiet)
+            self._finish()
             self.owner.end(self.tokens)
+
+    def _finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.owner.finish(self.method, self.code, self.started, self.quiet)
 
 
 async def _drain(requests: AsyncIterator[Any]) -> None:

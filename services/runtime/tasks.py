@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 # How long a cancelled task may take before it is cancelled again.
@@ -29,3 +30,8 @@ async def cancel_and_wait(
             task.cancel()
     if not task.cancelled():
         task.result()  # an error it ended with instead is raised, as awaiting it would
+
+
+async def cancel_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """`cancel_and_wait` for each of `tasks` at once; what they end with is not raised."""
+    await asyncio.gather(*(cancel_and_wait(task) for task in tasks), return_exceptions=True)

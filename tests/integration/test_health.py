@@ -11,12 +11,14 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.runtime.admin import create_admin_app
 from services.runtime.health import NOT_SERVING, SERVING, Health, watching
 from services.runtime.server import Running, stop_server
 from tests.integration.conftest import Issue, Serve
+from tests.waiting import until
 
 PORTFOLIO = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 ADD = portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server
@@ -182,11 +184,22 @@ async def test_admin_health_answers_200_while_serving_and_503_when_not(service: 
         assert (await response.json())["status"] == "NOT_SERVING"
 
 
+def unimplemented_quotes() -> float:
+    value = REGISTRY.get_sample_value(
+        "stockfolio_grpc_server_handled_total",
+        {"service": "portfolio", "method": "GetQuote", "code": "UNIMPLEMENTED"},
+    )
+    return value or 0.0
+
+
 async def test_admin_metrics_expose_the_rpc_counters(service: Running, bearer: Issue) -> None:
+    before = unimplemented_quotes()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
         stub = portfolio_pb2_grpc.PortfolioServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.GetQuote(portfolio_pb2.GetQuoteRequest(symbol="AAPL"), metadata=bearer())
+    # A failed call is counted once its status is sent, which the client may hear of first.
+    await until(lambda: unimplemented_quotes() > before, "the count")
     async with TestClient(TestServer(create_admin_app("portfolio", service.health))) as client:
         response = await client.get("/metrics")
         assert response.status == 200

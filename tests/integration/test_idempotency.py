@@ -23,6 +23,7 @@ from services.runtime.idempotency import (
     idempotency_table,
     resuming,
 )
+from tests.waiting import until_async
 
 EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -117,16 +118,17 @@ async def test_another_request_with_the_key_is_refused(store: IdempotencyStore) 
 
 
 async def test_a_key_in_flight_is_a_conflict_until_it_finishes(store: IdempotencyStore) -> None:
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
     handler = Handler()
 
     async def slow() -> StringValue:
+        entered.set()  # the key is claimed: the handler runs only after its claim
         await release.wait()
         return await handler()
 
     with serving("k"):
         first = asyncio.create_task(store.run(StringValue(value="a"), StringValue, slow))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(entered.wait(), 10)
         with pytest.raises(Conflict) as raised:
             await store.run(StringValue(value="a"), StringValue, handler)
         assert raised.value.reason == "IDEMPOTENCY_IN_PROGRESS"
@@ -139,13 +141,18 @@ async def test_a_failure_or_a_cancellation_releases_the_key(store: IdempotencySt
     async def fails() -> StringValue:
         raise LookupError("oversold")
 
+    entered = asyncio.Event()
+
+    async def hangs_forever() -> StringValue:
+        entered.set()  # the key is claimed: the handler runs only after its claim
+        await asyncio.Event().wait()
+        raise AssertionError("never released")
+
     with serving("k"):
         with pytest.raises(LookupError):
             await store.run(StringValue(value="a"), StringValue, fails)
-        hangs = asyncio.create_task(
-            store.run(StringValue(value="a"), StringValue, asyncio.Event().wait)  # type: ignore[arg-type]
-        )
-        await asyncio.sleep(0.2)
+        hangs = asyncio.create_task(store.run(StringValue(value="a"), StringValue, hangs_forever))
+        await asyncio.wait_for(entered.wait(), 10)
         hangs.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hangs
@@ -223,12 +230,19 @@ async def test_a_running_request_keeps_its_claim_by_renewing_the_lease(
             await release.wait()
             return await handler()
 
+        async def renewed() -> bool:
+            # The lease reaches past the store's clock again only once a beat renewed it.
+            async with db.reading() as session:
+                lease_end = await session.scalar(select(table.c.locked_until))
+            return lease_end is not None and lease_end > clock.now
+
         with serving("slow"):
             running = asyncio.create_task(store.run(StringValue(value="a"), StringValue, slow))
+            await until_async(renewed, "the claim")
             for _ in range(3):
                 # Far past the lease on the store's clock; then a beat for the renewal.
                 clock.now += timedelta(seconds=30)
-                await asyncio.sleep(0.25)
+                await until_async(renewed, "the lease renewed")
                 with pytest.raises(Conflict):
                     await store.run(StringValue(value="a"), StringValue, handler)
             release.set()

@@ -423,3 +423,16 @@ async def test_an_unknown_method_is_unimplemented(channel: grpc.aio.Channel) -> 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(b"")
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_refused_call_is_counted_and_logged_before_its_caller_hears_the_refusal(
+    stub: Stub, bearer: Issue, rpc_log: StringIO
+) -> None:
+    # Read at once, not polled: the interceptor counts and logs before the status leaves.
+    for attempt in range(1, 21):
+        before = handled("GetPortfolio", "NOT_FOUND")
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetPortfolio(portfolio_pb2.GetPortfolioRequest(id="p-1"), metadata=bearer())
+        assert handled("GetPortfolio", "NOT_FOUND") == before + 1
+        lines = [json.loads(x) for x in rpc_log.getvalue().splitlines()]
+        assert [line["code"] for line in lines] == ["NOT_FOUND"] * attempt

@@ -13,6 +13,7 @@ from services.runtime.cache import Cache
 from services.runtime.errors import Unavailable
 from services.runtime.local_cache import InProcessCache
 from services.runtime.ownership import Owners, Ownership, advertised_address
+from tests.waiting import until_async
 
 TTL = 0.4
 BEAT = 0.1
@@ -153,7 +154,12 @@ async def test_records_lost_by_the_cache_are_written_again_within_a_beat(
         for key in ("owned:s1", "held:10.0.0.1:4140"):
             await cache.delete(f"owners:terminal:{key}")
         assert await owner.find("s1") is None
-        await asyncio.sleep(3 * BEAT)
+
+        async def written_again() -> bool:
+            # A beat writes the records first, then the index that lists them.
+            return [o.key for o, _ in await owner.held(None)] == ["s1"]
+
+        await until_async(written_again, "the records written again by a beat")
         found = await owner.find("s1")
         assert found is not None and found.facts == {"cols": 80, "state": "exited"}
         assert [(o.key, lost) for o, lost in await owner.held(None)] == [("s1", False)]

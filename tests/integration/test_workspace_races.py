@@ -14,9 +14,10 @@ import grpc
 import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
-from services.workspace.quota import measure
+from services.workspace.quota import Reservation, measure
 from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
 from tests.rpc_errors import error_metadata, expect_error, reason
+from tests.waiting import until
 
 W = workspace_pb2
 MB = 1024 * 1024
@@ -59,17 +60,28 @@ async def upload(
 
 
 async def test_a_project_created_during_an_upload_counts_the_room_the_upload_holds(
-    start_workspace: StartWorkspace,
+    start_workspace: StartWorkspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with start_workspace(WORKSPACE_QUOTA_BYTES=str(MB)) as ws:
         ada = await ws.user()
         site = await ws.project(ada, "site")
         folder = ws.root / ada.id
         size = MB - measure(folder).bytes - 10_000  # a new project's repository is larger
+        # The room the service has taken so far (watched, not changed): every chunk it has
+        # read grows the upload's reservation.
+        taken: list[int] = []
+        grow = Reservation.grow
+
+        def watched(self: Reservation, *, size: int = 0, files: int = 0) -> None:
+            grow(self, size=size, files=files)
+            taken.append(size)
+
+        monkeypatch.setattr(Reservation, "grow", watched)
         sent, hold = asyncio.Event(), asyncio.Event()
         held = asyncio.create_task(upload(ws, ada, site.id, "big.bin", size, sent=sent, hold=hold))
         await asyncio.wait_for(sent.wait(), 10)
-        await asyncio.sleep(0.3)  # the service has taken every chunk in, and reserved its room
+        # Sent is not yet read: the service has taken every chunk in, and reserved its room.
+        await until(lambda: sum(taken) >= size, "the upload's room reserved")
         error = await expect_error(
             ws.stub.CreateProject(W.CreateProjectRequest(name="second"), metadata=ada.metadata),
             grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -26,6 +26,7 @@ from services.runtime.sandbox import (
     load_sandbox_config,
 )
 from tests.processes import host_processes
+from tests.waiting import until
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": str(INSIDE_HOME), "LANG": "C.UTF-8"}
 HAS_CGROUPS = CgroupTree.discover().available
@@ -228,10 +229,11 @@ async def test_a_box_holds_its_process_limit_and_the_user_ceiling(
     assert 10 <= forked < 24
     # While one box of ann's holds 20 processes, a second box gets only what the user's
     # ceiling (36) leaves, not its own 24.
+    held = f"5.{secrets.randbelow(10**6):06d}"
     holder = asyncio.ensure_future(
-        run(sandbox, home, "for i in $(seq 20); do sleep 5 & done; wait; echo held")
+        run(sandbox, home, f"for i in $(seq 20); do sleep {held} & done; wait; echo held")
     )
-    await asyncio.sleep(1.5)
+    await until(lambda: len(host_processes(["sleep", held])) == 20, "the 20 processes held")
     second = await run(sandbox, home, f"set -m; {fork}")
     assert int(re.search(r"FORKED (\d+)", second).group(1)) < forked  # type: ignore[union-attr]
     assert "held" in await holder

@@ -15,6 +15,7 @@ from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.terminal.manager import TerminalManager
 from services.terminal.sessions import Session, WriteTooLarge
 from services.terminal.watcher import DROP_NOTE, Watcher
+from tests.waiting import until
 
 SH = "/bin/sh"
 WAIT = 10.0
@@ -226,8 +227,9 @@ async def test_a_yes_flood_does_not_starve_another_sessions_echo(
 ) -> None:
     flood = await manager.create("alice", "project", 80, 24, SH)
     flood.write(b"yes\n")
-    await asyncio.sleep(0.5)
-    assert len(flood.history().output) == manager.scrollback_bytes
+    await until(
+        lambda: len(flood.history().output) == manager.scrollback_bytes, "a full scrollback"
+    )
     quiet = await manager.create("bob", "project", 80, 24, SH)
     started = time.monotonic()
     await run(quiet, "echo still-here", "quiet")

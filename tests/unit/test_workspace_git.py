@@ -276,9 +276,10 @@ async def test_hooks_and_fsmonitor_in_the_repository_config_never_run(
 
 
 async def test_a_git_call_that_outlives_the_timeout_is_killed(tmp_path: Path) -> None:
-    runner = GitRunner(timeout=0.5, home=tmp_path)
+    runner = GitRunner(timeout=20, home=tmp_path)
     repo = tmp_path / "p"
-    await runner.init(repo)
+    await runner.init(repo)  # at a usual timeout: a sandboxed git is slow to start under load
+    runner.timeout = 0.5
     # A stand-in for a hanging network operation: an alias that starts a long child process.
     start = asyncio.get_running_loop().time()
     with pytest.raises(Unavailable, match="timed out"):
