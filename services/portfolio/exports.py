@@ -34,6 +34,7 @@ from services.portfolio.domain import (
     present_price,
     present_quantity,
     present_ratio,
+    present_sum,
 )
 from services.portfolio.imports import (
     COLUMNS,
@@ -101,7 +102,7 @@ def _position_fields(position: Position) -> dict[str, str]:
         "cost_basis": present_money(position.cost_basis),
         "price": present_price(position.price),
         "market_value": present_money(position.market_value),
-        "unrealized_gain": present_money(position.unrealized_gain),
+        "unrealized_gain": present_sum(position.market_value, -position.cost_basis),
         "realized_gain": present_money(position.realized_gain),
         "dividends": present_money(position.dividends),
         "weight": present_ratio(position.weight),

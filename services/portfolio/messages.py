@@ -212,7 +212,7 @@ def performance_message(
         money_weighted_return=present_ratio(xirr.rate),
         money_weighted_note="" if xirr.converged else xirr.reason,
         realized_gain=present_money(report.realized_gain),
-        unrealized_gain=present_money(report.unrealized_gain),
+        unrealized_gain=present_sum(report.market_value, -report.cost_basis),
         dividends=present_money(report.dividends),
         fees=present_money(report.fees),
         range=report.range,

@@ -404,6 +404,9 @@ class PerformanceReport:
     breakdown: Breakdown | None = None
     benchmark: Benchmark | None = None
     currency: str = DEFAULT_CURRENCY
+    # The end's market value and cost basis, whose shown difference is the shown unrealized gain.
+    market_value: Decimal = ZERO
+    cost_basis: Decimal = ZERO
 
 
 def performance_report(
@@ -492,4 +495,6 @@ def performance_report(
         breakdown=attribution.result(),
         benchmark=compared,
         currency=currency,
+        market_value=totals.market_value,
+        cost_basis=totals.cost_basis,
     )

@@ -8,6 +8,8 @@ Prices are the simulated market's opening prices, held still (AAPL 189.50, KO 62
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -500,3 +502,32 @@ async def test_stocks_are_searched_described_and_quoted_and_unknown_ones_are_not
         s.stub.GetQuote(pb.GetQuoteRequest(symbol="NOPE"), metadata=who),
     ):
         await expect_error(call, grpc.StatusCode.NOT_FOUND)
+
+
+async def test_the_unrealized_gain_is_the_difference_shown_in_every_view(
+    portfolio_service: PortfolioService,
+) -> None:
+    """0.1 AAPL bought at 100.05 costs 10.005, shown 10.00; at 189.50 it is worth 18.95. The gain
+    shown beside them is 18.95 - 10.00 = 8.95 in the portfolio, its positions, the export's
+    positions table and the performance report alike (two of them rounded the exact 8.945, to
+    8.94)."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    quote = await s.stub.GetQuote(pb.GetQuoteRequest(symbol="AAPL"), metadata=who)
+    assert quote.quote.price == "189.50"
+    await s.trade(who, p.id, "buy", "0.1", "100.05", symbol="AAPL")
+    got = (await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)).portfolio
+    (position,) = got.positions
+    shown = (position.market_value, position.cost_basis, position.unrealized_gain)
+    assert shown == ("18.95", "10.00", "8.95")
+    assert got.unrealized_gain == "8.95"
+    chunks = s.stub.ExportPortfolio(pb.ExportPortfolioRequest(portfolio_id=p.id), metadata=who)
+    text = b"".join([chunk.data async for chunk in chunks]).decode()
+    (row,) = csv.DictReader(io.StringIO(text.partition("\r\n\r\n")[2]))
+    performance = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    assert {
+        "export row": (row["market_value"], row["cost_basis"], row["unrealized_gain"]),
+        "performance": performance.unrealized_gain,
+    } == {"export row": ("18.95", "10.00", "8.95"), "performance": "8.95"}
