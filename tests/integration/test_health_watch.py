@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from facade.probes import NOT_SERVING, SERVING, UNREACHABLE, HealthProbes
-from tests.waiting import WAIT
+from tests.waiting import WAIT, until
 
 NAME = "stockfolio.example.v1.ExampleService"
 SLOW_PROBES = 60.0
@@ -102,6 +102,8 @@ async def test_changes_arrive_through_the_watch_and_answers_cost_no_check(
     probes.open()
     try:
         await until_statuses(probes, [SERVING, SERVING])
+        # The watches may tell SERVING before the background's first round has Checked both.
+        await until(lambda: min(first.health.checks, second.health.checks) >= 1, "a first round")
         checks = first.health.checks + second.health.checks
         reports = [await probes.check_all() for _ in range(50)]
         assert {r[0]["status"] for r in reports} == {SERVING}

@@ -16,7 +16,7 @@ from facade.codec import Plans
 from facade.outbox import ClientSocket
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
 from tests.faults.infrastructure import PrivateRedis
-from tests.integration.portfolio_harness import StartPortfolio
+from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
 from tests.unit.test_portfolio_feed import Recorder
 from tests.waiting import until
 
@@ -45,22 +45,28 @@ async def test_a_follower_started_after_the_leader_serves_the_shared_price_not_i
             assert loop.time() < deadline, "the market never moved"
             await asyncio.sleep(0.1)
         async with start_portfolio(**shared) as follower:
-            on_leader = (
-                await leader.stub.GetQuote(pb.GetQuoteRequest(symbol="AAPL"), metadata=who)
-            ).quote
-            on_follower = (
-                await follower.stub.GetQuote(pb.GetQuoteRequest(symbol="AAPL"), metadata=who)
-            ).quote
-            assert on_follower.price == on_leader.price, (
-                f"follower {on_follower.price} (opening {opening.price})",
-                f"leader {on_leader.price}",
-            )
-            # A trade at market price on the follower is priced at the shared price too.
             paper = await follower.portfolio(
                 who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
             )
-            trade = await follower.trade(who, paper.id, "buy", "1", symbol="AAPL")
-            assert Decimal(trade.price) == Decimal(on_leader.price)
+
+            async def price(service: PortfolioService) -> str:
+                reply = await service.stub.GetQuote(pb.GetQuoteRequest(symbol="AAPL"), metadata=who)
+                return reply.quote.price
+
+            # Read between two of the leader's reads that agree: no step (every 8 s) fell in
+            # between, so the follower's quote and its trade had one shared price to match.
+            for _ in range(5):
+                on_leader = await price(leader)
+                on_follower = await price(follower)
+                # A trade at market price on the follower is priced at the shared price too.
+                trade = await follower.trade(who, paper.id, "buy", "1", symbol="AAPL")
+                if await price(leader) == on_leader:
+                    break
+            assert on_follower == on_leader, (
+                f"follower {on_follower} (opening {opening.price})",
+                f"leader {on_leader}",
+            )
+            assert Decimal(trade.price) == Decimal(on_leader)
 
 
 async def test_after_redis_pauses_longer_than_the_lease_the_market_stream_keeps_numbering_on(
