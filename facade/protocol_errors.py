@@ -18,7 +18,14 @@ import re
 import weakref
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+)
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -30,6 +37,13 @@ _enveloped: weakref.WeakSet[web.Application] = weakref.WeakSet()
 # The pure-Python parser reports a request line too long as the line itself ("GET /aaa...").
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
 _REASON_LENGTH = 200
+# aiohttp's own sentences ("Invalid character in Content-Length") are words and spaces.
+_PLAIN_WORDS = re.compile(r"[A-Za-z][A-Za-z0-9 :-]*")
+_FIXED_REASONS: dict[type[HttpProcessingError], str] = {
+    InvalidURLError: "invalid request target",
+    BadStatusLine: "invalid request line",
+    InvalidHeader: "invalid header",
+}
 
 
 def envelope_protocol_errors(app: web.Application) -> None:
@@ -87,7 +101,7 @@ def _api_error(handler: RequestHandler, status: int, exc: BaseException | None) 
         )
     if status < 500 and isinstance(exc, HttpProcessingError):
         code = HTTP_CODES.get(status, "BAD_REQUEST")
-        return ApiError(status, code, f"malformed HTTP request: {_reason(exc.message)}")
+        return ApiError(status, code, f"malformed HTTP request: {_reason(exc)}")
     # A handler's exception or timeout that reached aiohttp (the edge catches them first).
     return ApiError(status, "INTERNAL", "internal error")
 
@@ -101,8 +115,14 @@ def _is_request_line(exc: LineTooLong) -> bool:
     return isinstance(line, bytes) and _REQUEST_LINE.match(line) is not None
 
 
-def _reason(message: str) -> str:
+def _reason(exc: HttpProcessingError) -> str:
     """aiohttp's reason without the request bytes it quotes: "Invalid header token:\\n\\n  b'..'
-    \\n  ^" is "Invalid header token"."""
-    reason = " ".join(message.split("\n\n", 1)[0].split()).rstrip(":.")
-    return reason[:_REASON_LENGTH] or "not HTTP"
+    \\n  ^" is "Invalid header token". A reason that still holds some of the request (a
+    target's credentials in "http://user:secret@[..."), or any character beyond plain words,
+    is said in a fixed sentence instead."""
+    reason = " ".join(exc.message.split("\n\n", 1)[0].split()).rstrip(":.")
+    # An invalid target's message is the target itself, whatever its characters.
+    plain = _PLAIN_WORDS.fullmatch(reason) is not None and not isinstance(exc, InvalidURLError)
+    if not plain or len(reason) > _REASON_LENGTH:
+        return _FIXED_REASONS.get(type(exc), "not valid HTTP")
+    return reason

@@ -132,6 +132,22 @@ async def test_a_request_that_is_not_http_is_a_400_saying_what_is_wrong(
     assert envelope["message"] == f"malformed HTTP request: {reason}"
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET http://[SECRET HTTP/1.1\r\nHost: x\r\n\r\n", id="target"),
+        pytest.param(b"GET http://user:SECRET@[::1 HTTP/1.1\r\nHost: x\r\n\r\n", id="credentials"),
+        pytest.param(b"GET SECRET/x HTTP/1.1\r\nHost: x\r\n\r\n", id="relative"),
+    ],
+)
+async def test_a_refused_request_target_is_not_echoed(facade: Client, request_bytes: bytes) -> None:
+    status, headers, envelope = await exchange(facade, request_bytes)
+    assert status == 400, envelope
+    assert_envelope(envelope, headers, "BAD_REQUEST")
+    assert "SECRET" not in json.dumps(envelope)
+    assert envelope["message"] == "malformed HTTP request: invalid request target"
+
+
 async def test_a_well_formed_request_on_the_same_facade_is_still_answered(facade: Client) -> None:
     # The override is only for what the parser refuses: routes answer as before.
     response = await facade.get("/no/such/route")
