@@ -42,9 +42,10 @@ def downgrade(service: str, url: str, revision: str = "base") -> None:
 
 
 def _lock_key(url: str) -> int:
-    """The advisory lock of this migration history: a signed 64-bit number from its folder."""
+    """The advisory lock of this migration history: a signed 64-bit number from its service's
+    name (services/<name>/migrations), the same for every install of the code."""
     folder = context.config.get_main_option("script_location") or url
-    digest = hashlib.sha256(folder.encode()).digest()
+    digest = hashlib.sha256(f"stockfolio:migrations:{Path(folder).parent.name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 

@@ -106,14 +106,16 @@ class Accounts:
             normalized: str | None = normalize_email(email)
         except InvalidArgument:
             normalized = None  # no address now: only an account kept in that form has it
-        email = normalized or kept
+        async with self._db.reading() as tx:
+            repo = UserRepository(tx)
+            user = await repo.by_email(kept) if kept and kept != normalized else None
+            if user is None and normalized is not None:
+                user = await repo.by_email(normalized)
+        # Failures count against the account found, by its stored email: twins kept in two
+        # forms are two accounts, and one's sign-in must not forgive failures at the other.
+        email = user.email if user is not None else (normalized or kept)
         await self._guard.begin(email, address)
         try:
-            async with self._db.reading() as tx:
-                repo = UserRepository(tx)
-                user = await repo.by_email(kept) if kept and kept != normalized else None
-                if user is None and normalized is not None:
-                    user = await repo.by_email(normalized)
             if not await self._hasher.verify(password, user.password_hash if user else None):
                 await self._guard.failed(email, address)
                 raise InvalidCredentials()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -159,6 +160,39 @@ async def test_twins_keep_their_forms_and_both_owners_still_sign_in(
             "zw": await signs_in(stub, "ad\u200ba@example.com", "password-of-zw-4"),
         }
     assert got == ids
+
+
+TWIN_OF_JOE = "\uff4aoe@example.com"  # a fullwidth j: the old code stored it as its own account
+FROM_ONE_ADDRESS = (("x-forwarded-for", "203.0.113.77"),)
+
+
+async def attempt(stub: users_pb2_grpc.UsersServiceStub, email: str, password: str) -> str:
+    try:
+        reply = await stub.Login(
+            users_pb2.LoginRequest(email=email, password=password), metadata=FROM_ONE_ADDRESS
+        )
+    except grpc.aio.AioRpcError as error:
+        return error.code().name
+    return str(reply.user.id)
+
+
+async def test_a_twins_sign_in_neither_forgives_nor_takes_the_failures_at_the_other(
+    make_config: Callable[..., RuntimeConfig], sqlite_url: str
+) -> None:
+    await asyncio.to_thread(upgrade, "users", sqlite_url, OLD_HEAD["users"])
+    ids = await old_users(sqlite_url, {"joe": "joe@example.com"}, "joe-secret-1")
+    ids |= await old_users(sqlite_url, {"twin": TWIN_OF_JOE}, "twin-secret-2")
+    await asyncio.to_thread(upgrade, "users", sqlite_url)
+    async with users_server(make_config, sqlite_url) as stub:
+        for _ in range(6):  # five free failures, and a sixth, which starts a wait of 1 s
+            assert await attempt(stub, "joe@example.com", "guess-123456") == "UNAUTHENTICATED"
+        # The twin's owner, right password, same address: not refused for failures at joe's.
+        assert await attempt(stub, TWIN_OF_JOE, "twin-secret-2") == ids["twin"]
+        assert await attempt(stub, "joe@example.com", "guess-123456") == "RESOURCE_EXHAUSTED"
+        await asyncio.sleep(1.1)  # joe's first wait has passed
+        # The twin's sign-in did not forgive joe's failures: a seventh starts a longer wait.
+        assert await attempt(stub, "joe@example.com", "guess-123456") == "UNAUTHENTICATED"
+        assert await attempt(stub, "joe@example.com", "guess-123456") == "RESOURCE_EXHAUSTED"
 
 
 # --- assistant -------------------------------------------------------------------------------
@@ -320,7 +354,7 @@ async def test_models_match_the_migrated_schema(service: str, url: str) -> None:
 # --- two migration jobs at once (PostgreSQL) ----------------------------------------------------
 
 
-def test_two_upgrades_at_once_both_succeed(url: str) -> None:
+def test_two_upgrades_at_once_both_succeed(url: str, tmp_path: Path) -> None:
     service = "users"
     if url.startswith("sqlite"):
         pytest.skip("PostgreSQL only")
@@ -333,22 +367,27 @@ def test_two_upgrades_at_once_both_succeed(url: str) -> None:
             " || '@x.io', 'n', '\\x00', 'user', now(), now() FROM generate_series(1, 8000) i"
         )
         db.execute("UPDATE users SET email = normalize(email, NFD)")  # NFD: each is rewritten
-    env = {
-        "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
-        "STOCKFOLIO_ENV": "test",
-        f"{service.upper()}_DATABASE_URL": url,
-        "PATH": "/usr/bin:/bin",
-    }
+    # The second job runs the same release installed at another path (another image, an
+    # operator's checkout): the lock is the service's, wherever its files are.
+    other = tmp_path / "other-install"
+    shutil.copytree(
+        ROOT / "services", other / "services", ignore=shutil.ignore_patterns("__pycache__")
+    )
     jobs = [
         subprocess.Popen(
             [sys.executable, "-m", "services.runtime.migrate", service],
-            cwd=ROOT,
-            env=env,
+            cwd=root,
+            env={
+                "PYTHONPATH": f"{root}:{ROOT / 'gen'}",
+                "STOCKFOLIO_ENV": "test",
+                f"{service.upper()}_DATABASE_URL": url,
+                "PATH": "/usr/bin:/bin",
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for root in (ROOT, other)
     ]
     results = [(job.wait(120), job.communicate()) for job in jobs]
     codes = [code for code, _ in results]
