@@ -12,10 +12,12 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.screens import amount, api, sign_in
 from tests.system_harness import Account, System
+from tests.utc_days import one_utc_day
 
 pytestmark = pytest.mark.browser
 
 
+@one_utc_day  # the page's rate and the API's, read apart, are one day's
 def test_a_euro_portfolio_with_its_parts_and_a_benchmark(
     page: Page, system: System, account: Account
 ) -> None:

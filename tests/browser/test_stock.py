@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.screens import sign_in
 from tests.system_harness import Account, System, request
+from tests.utc_days import one_utc_day
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +53,7 @@ def test_a_stocks_chart_keeps_moving_with_the_prices(
     expect(page.get_by_test_id("quote-price")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,6}$"))
 
 
+@one_utc_day  # the page's ranges and the test's, read apart, end on one day
 def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
     page: Page, system: System, account: Account
 ) -> None:

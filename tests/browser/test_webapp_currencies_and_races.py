@@ -22,6 +22,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.browser.screens import amount, api, sign_in
 from tests.system_harness import Account, System
+from tests.utc_days import one_utc_day
 
 pytestmark = pytest.mark.browser
 
@@ -89,6 +90,7 @@ def test_a_euro_portfolios_live_total_converts_its_dollar_holding(
     assert abs(shown - expected) <= expected * Decimal("0.02"), (shown, expected)
 
 
+@one_utc_day  # the dashboard's rate and the test's, read apart, are one day's
 def test_the_dashboard_total_does_not_add_euros_to_dollars(
     page: Page, system: System, account: Account
 ) -> None:

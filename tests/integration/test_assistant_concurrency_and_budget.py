@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from tests.integration.assistant_harness import AssistantStack, Metadata, StartS
 from tests.integration.conftest import FacadeInFront
 from tests.integration.socket_client import WAIT, Socket, authenticated, receive_until
 from tests.rpc_errors import expect_error, reason
+from tests.utc_days import midnight_of, one_utc_day, utc_today
 from tests.waiting import until
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -48,28 +49,26 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 ANSWER_TOKENS = 27
 
 
-def midnight() -> datetime:
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-async def tokens_counted_today(database_url: str, user_id: str) -> int:
+async def tokens_counted_since(database_url: str, user_id: str, first: date) -> int:
+    """The tokens the user's ledger counts from the UTC day `first` on: the day the test began
+    (a user of the test's own spent nothing before; midnight may pass while it runs)."""
     db = Database(database_url)
     try:
-        return await Chats(db).tokens_since(user_id, midnight())
+        return await Chats(db).tokens_since(user_id, midnight_of(first))
     finally:
         await db.close()
 
 
-async def wait_for_tokens(database_url: str, user_id: str, expected: int) -> None:
-    """Until the ledger counts `expected` tokens today (an answer settles just after its
-    reply)."""
+async def wait_for_tokens(database_url: str, user_id: str, first: date, expected: int) -> None:
+    """Until the ledger counts `expected` tokens from the day `first` on (an answer settles just
+    after its reply)."""
     counted = -1
     for _ in range(200):
-        counted = await tokens_counted_today(database_url, user_id)
+        counted = await tokens_counted_since(database_url, user_id, first)
         if counted == expected:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{counted} tokens counted today, not {expected}")
+    raise AssertionError(f"{counted} tokens counted since {first}, not {expected}")
 
 
 async def refused_for_budget(stack: AssistantStack, who: Metadata, message: str) -> None:
@@ -87,6 +86,7 @@ async def test_messages_sent_at_once_to_one_session_are_all_answered_and_stored(
     without a lock: on PostgreSQL two writes took the same one and the unique index made one
     of them a 500. Writers now queue on the session's row."""
     fake_anthropic.default = lambda body: Reply(text="Short answer")
+    first_day = utc_today()
     async with assistant_stack(ASSISTANT_MESSAGES_RATE="0") as stack:
         me, user_id = await stack.account()
         first = await stack.send(me, "hello")
@@ -104,7 +104,7 @@ async def test_messages_sent_at_once_to_one_session_are_all_answered_and_stored(
         answers = [m.content for m in got.messages if m.role == "assistant"]
         assert asked == sorted(["hello", *questions])
         assert answers == ["Short answer"] * 7
-        await wait_for_tokens(stack.database_url, user_id, 7 * ANSWER_TOKENS)
+        await wait_for_tokens(stack.database_url, user_id, first_day, 7 * ANSWER_TOKENS)
 
 
 @pytest.fixture
@@ -156,6 +156,7 @@ async def test_a_session_deleted_while_messages_are_written_to_it_is_not_found_f
 # --- the day's budget, rebuilt from the ledger ------------------------------------------------
 
 
+@one_utc_day  # a spent budget is refused again after the restart: not on a new day
 async def test_deleting_chat_sessions_does_not_give_back_the_days_token_budget(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
 ) -> None:
@@ -164,6 +165,7 @@ async def test_deleting_chat_sessions_does_not_give_back_the_days_token_budget(
     who spent the budget deleted their chats and had it whole again."""
     budget = {"ASSISTANT_TOKENS_PER_DAY": "60", "ASSISTANT_TOKEN_RESERVE": "30"}
     fake_anthropic.default = lambda body: Reply(text="Short answer")
+    first_day = utc_today()
     async with assistant_stack(**budget) as stack:
         me, user_id = await stack.account()
         sessions = [(await stack.send(me, "hello")).session_id for _ in range(2)]
@@ -172,13 +174,15 @@ async def test_deleting_chat_sessions_does_not_give_back_the_days_token_budget(
             await stack.assistant.DeleteSession(
                 assistant_pb2.DeleteSessionRequest(id=session_id), metadata=me
             )
-        await wait_for_tokens(stack.database_url, user_id, 2 * ANSWER_TOKENS)
+        await wait_for_tokens(stack.database_url, user_id, first_day, 2 * ANSWER_TOKENS)
     async with assistant_stack(**budget) as stack:  # restarted: the same databases
         await refused_for_budget(stack, me, "more")
-        assert await tokens_counted_today(stack.database_url, user_id) == 2 * ANSWER_TOKENS
+        counted = await tokens_counted_since(stack.database_url, user_id, first_day)
+        assert counted == 2 * ANSWER_TOKENS
 
 
 @SQLITE
+@one_utc_day  # 501 tokens leave no room for another answer: on their day
 async def test_an_answer_cut_before_its_first_word_is_counted_after_a_restart(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
 ) -> None:
@@ -186,13 +190,14 @@ async def test_an_answer_cut_before_its_first_word_is_counted_after_a_restart(
     they were charged in the cache, but stored nowhere (an incomplete answer was stored only
     with text), so a restart forgot them."""
     budget = {"ASSISTANT_TOKENS_PER_DAY": "540", "ASSISTANT_TOKEN_RESERVE": "50"}
+    first_day = utc_today()
     async with assistant_stack(**budget) as stack:
         me, user_id = await stack.account()
         fake_anthropic.replies.append(Reply(text="never said", error_after=0, input_tokens=500))
         failed = await expect_error(stack.send(me, "hello"), grpc.StatusCode.UNAVAILABLE)
         assert reason(failed) == "PROVIDER_OVERLOADED"
         # The input, and the one output token message_start reported: 501 + 50 > 540.
-        await wait_for_tokens(stack.database_url, user_id, 501)
+        await wait_for_tokens(stack.database_url, user_id, first_day, 501)
         await refused_for_budget(stack, me, "again")
         listed = await stack.assistant.ListSessions(
             assistant_pb2.ListSessionsRequest(), metadata=me
@@ -206,6 +211,7 @@ async def test_an_answer_cut_before_its_first_word_is_counted_after_a_restart(
 
 
 @SQLITE
+@one_utc_day  # one day's total in Redis, and a refusal on it
 async def test_losing_the_days_total_mid_answer_refunds_no_reservation_into_the_new_one(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic, redis_url: str
 ) -> None:
@@ -219,6 +225,7 @@ async def test_losing_the_days_total_mid_answer_refunds_no_reservation_into_the_
         "REDIS_URL": redis_url,
     }
     fake_anthropic.default = lambda body: Reply(text="Short answer")
+    first_day = utc_today()
     async with assistant_stack(**budget) as stack:
         me, user_id = await stack.account()
         fake_anthropic.replies.append(Reply(text="Short answer", delay=30))
@@ -231,7 +238,7 @@ async def test_losing_the_days_total_mid_answer_refunds_no_reservation_into_the_
             await stack.send(me, "second")  # seeded again: 0, then 27 spent
             fake_anthropic.release()
             await first  # 27 more: 54 spent, 46 left, less than a reservation of 50
-            await wait_for_tokens(stack.database_url, user_id, 2 * ANSWER_TOKENS)
+            await wait_for_tokens(stack.database_url, user_id, first_day, 2 * ANSWER_TOKENS)
             await until_total(client, total_key, 2 * ANSWER_TOKENS)
         finally:
             await client.aclose()

@@ -23,6 +23,7 @@ from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack
+from tests.utc_days import one_utc_day
 
 
 @pytest.fixture
@@ -130,6 +131,7 @@ async def test_a_stream_gone_wrong_midway_is_a_provider_failure_keeping_the_text
         ]
 
 
+@one_utc_day  # the later answers are refused for the day's spent budget: not on a new day
 async def test_a_round_cut_by_a_malformed_stream_is_charged_to_the_budget(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
 ) -> None:

@@ -22,6 +22,7 @@ from services.runtime.errors import NotFound
 from tests.fakes.anthropic import FakeAnthropic, Reply
 from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack
 from tests.rpc_errors import expect_error, reason, retry_after, violations
+from tests.utc_days import one_utc_day
 
 
 async def test_a_message_starts_a_titled_session_and_the_answer_is_stored(
@@ -572,6 +573,7 @@ async def test_models_are_the_seeds_and_the_providers(
         assert fake_anthropic.requests[-1].body["model"] == "claude-fake-2-20260101"
 
 
+@one_utc_day  # the third answer is refused for the day's spent budget: not on a new day
 async def test_messages_per_minute_and_tokens_per_day_are_limited_per_user(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
 ) -> None:

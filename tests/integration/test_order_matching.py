@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -41,12 +41,23 @@ USER = "user-1"
 SYMBOL = "AAPL"
 
 
+def clear_of_midnight() -> timedelta:
+    """How far ahead of real time a test's clock starts so that no midnight UTC falls within
+    its first ten minutes (its DAY orders would expire under it): none, but in the ten minutes
+    before a midnight, to a minute after it."""
+    now = utc_now()
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(), UTC)
+    left = midnight - now
+    return timedelta(0) if left > timedelta(minutes=10) else left + timedelta(minutes=1)
+
+
 @dataclass
 class Clock:
     """Real time moved on by `ahead` (never behind it: the portfolio's opening deposit is
-    dated by the real clock, and a fill must come after it)."""
+    dated by the real clock, and a fill must come after it). It starts clear of midnight UTC:
+    a DAY order placed by a test must live through the test unless the test moves it on."""
 
-    ahead: timedelta = timedelta(0)
+    ahead: timedelta = field(default_factory=clear_of_midnight)
 
     def __call__(self) -> datetime:
         return utc_now() + self.ahead

@@ -20,6 +20,7 @@ from tests.integration.portfolio_harness import (  # noqa: F401 (fixtures)
     portfolio_service,
     start_portfolio,
 )
+from tests.utc_days import utc_today
 
 D = Decimal
 SEED = 7  # the harness's MOCK_SEED
@@ -41,13 +42,12 @@ async def test_fx_rates_live_and_on_a_day_and_unknown_codes_refused(
 ) -> None:
     s = portfolio_service
     who = await s.user()
+    before = utc_today()
     live = await s.stub.GetFxRate(pb.GetFxRateRequest(to="usd", **{"from": "eur"}), metadata=who)
-    today = datetime.now(UTC).date()
-    assert (getattr(live, "from"), live.to, D(live.rate)) == (
-        "EUR",
-        "USD",
-        rate("EUR", "USD", today),
-    )
+    # Today's rate: of the server's day, the test's (unless midnight UTC passed meanwhile).
+    days = {before, utc_today()}
+    assert (getattr(live, "from"), live.to) == ("EUR", "USD")
+    assert D(live.rate) in {rate("EUR", "USD", day) for day in days}
     saturday = await s.stub.GetFxRate(
         pb.GetFxRateRequest(to="JPY", date="2024-03-16", **{"from": "EUR"}), metadata=who
     )
@@ -74,6 +74,7 @@ async def test_a_foreign_listing_is_bought_at_its_days_rate_and_valued_at_todays
     portfolio_service: PortfolioService,  # noqa: F811
 ) -> None:
     s = portfolio_service
+    before = utc_today()
     who, p = await s.user_with_portfolio(currency="USD")
     await s.trade(who, p.id, "deposit", "10000", executed_at=stamp(date(2024, 3, 1)))
     bought = await s.trade(
@@ -94,21 +95,25 @@ async def test_a_foreign_listing_is_bought_at_its_days_rate_and_valued_at_todays
         await s.stub.ListPositions(pb.ListPositionsRequest(portfolio_id=p.id), metadata=who)
     ).positions
     (sap,) = positions
-    now = rate("EUR", "USD", datetime.now(UTC).date())
-    assert (sap.currency, D(sap.local_price), D(sap.fx_rate)) == ("EUR", D("182.40"), now)
+    listed = (await s.stub.ListPortfolios(pb.ListPortfoliosRequest(), metadata=who)).portfolios
+    # Valued at today's rate, of the server's day at each read: the test's (when midnight UTC
+    # passed during the test, either day's, and the reads may differ).
+    rates_now = {rate("EUR", "USD", day) for day in {before, utc_today()}}
+    now = D(sap.fx_rate)
+    assert (sap.currency, D(sap.local_price)) == ("EUR", D("182.40"))
+    assert now in rates_now
     assert D(sap.market_value) == (10 * D("182.40") * now).quantize(D("0.01"))
     assert D(sap.price) == (D(sap.local_price) * D(sap.fx_rate)).quantize(D(sap.price))
     assert D(sap.cost_basis) == cost.quantize(D("0.01"))
 
     # The portfolio's own positions name the listing too, as ListPositions does, and in a
     # listing of portfolios: a page moving the value by live ticks (in euros) converts them.
-    for shown in (
-        valued,
-        (await s.stub.ListPortfolios(pb.ListPortfoliosRequest(), metadata=who)).portfolios[0],
-    ):
+    for shown in (valued, listed[0]):
         (held,) = shown.positions
-        assert (held.currency, D(held.local_price), D(held.fx_rate)) == ("EUR", D("182.40"), now)
-        assert held.market_value == sap.market_value
+        assert (held.currency, D(held.local_price)) == ("EUR", D("182.40"))
+        assert D(held.fx_rate) in rates_now  # within one day: the rate ListPositions gave
+        worth = (10 * D("182.40") * D(held.fx_rate)).quantize(D("0.01"))
+        assert held.market_value == str(worth)  # within one day: sap.market_value
 
     # The currency cannot change under converted trades.
     with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -17,6 +17,7 @@ from services.portfolio.performance import range_start, xirr
 from services.portfolio.repository import PriceRepository
 from tests.integration.portfolio_harness import PortfolioService
 from tests.rpc_errors import expect_error, violations
+from tests.utc_days import one_utc_day, utc_today
 
 
 def noon(day: date) -> Timestamp:
@@ -36,10 +37,11 @@ async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]
         await db.close()
 
 
+@one_utc_day  # the closes stored up to today end the series: the server's day
 async def test_performance_of_a_hand_checked_portfolio(portfolio_service: PortfolioService) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    today = datetime.now(UTC).date()
+    today = utc_today()
     d0, d1, d2 = (today - timedelta(days=n) for n in (3, 2, 1))
     closes = {d0: "50", d1: "55", d2: "44", today: "60"}
     await store_closes(s, "KO", closes)
@@ -85,12 +87,13 @@ async def test_performance_of_a_hand_checked_portfolio(portfolio_service: Portfo
     )
 
 
+@one_utc_day  # the month up to today: the server's day
 async def test_closes_the_market_gives_are_stored_and_stored_ones_win(
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    today = datetime.now(UTC).date()
+    today = utc_today()
     start = today - timedelta(days=40)
     await s.trade(who, p.id, "buy", "1", "60", symbol="KO", executed_at=noon(start))
     db = s.database()
@@ -141,6 +144,7 @@ async def test_a_bad_range_or_portfolio_is_refused(portfolio_service: PortfolioS
     assert empty.money_weighted_note.startswith("no sign change")
 
 
+@one_utc_day  # the day's rise ends on today: the server's day
 async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_server_error(
     portfolio_service: PortfolioService,
 ) -> None:
@@ -148,7 +152,7 @@ async def test_a_position_up_15_percent_in_a_day_reports_its_huge_rate_not_a_ser
     # context, which once made this a 500.
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    today = datetime.now(UTC).date()
+    today = utc_today()
     yesterday = today - timedelta(days=1)
     await store_closes(s, "KO", {yesterday: "100", today: "115"})
     await s.trade(who, p.id, "deposit", "100", executed_at=noon(yesterday))

@@ -17,6 +17,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.orm import price_history
 from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.utc_days import utc_today
 from tests.waiting import until
 
 Event = pb.StreamPortfolioEventsResponse
@@ -80,6 +81,7 @@ async def test_a_rejected_trade_publishes_nothing(portfolio_service: PortfolioSe
 async def test_the_calculator_publishes_values_and_records_todays_prices(
     start_portfolio: StartPortfolio,
 ) -> None:
+    first_day = utc_today()
     async with start_portfolio(PORTFOLIO_REVALUE_INTERVAL="0.2") as s:
         who, user_id = await s.account()
         p = await s.portfolio(who)
@@ -110,9 +112,13 @@ async def test_the_calculator_publishes_values_and_records_todays_prices(
                 await asyncio.sleep(0.02)
         finally:
             await db.close()
-        assert [(r.symbol, r.day, r.close) for r in rows] == [
-            ("KO", datetime.now(UTC).date(), Decimal("62.40"))
-        ]
+        # The close of the day the price was observed. The market stands still here: its one
+        # quote of KO, read at the server's start, is the one recorded, and its day is the
+        # test's (or the next, when midnight UTC passed since the test began).
+        quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
+        observed = quote.time.ToDatetime(tzinfo=UTC).date()
+        assert observed in {first_day, utc_today()}
+        assert [(r.symbol, r.day, r.close) for r in rows] == [("KO", observed, Decimal("62.40"))]
 
 
 async def test_the_market_stream_delivers_ticks(start_portfolio: StartPortfolio) -> None:
