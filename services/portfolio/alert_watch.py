@@ -32,7 +32,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.alert_index import COARSE_SPACING, COARSE_SPAN, AlertIndex, Firing
 from services.portfolio.events import EventHub
-from services.portfolio.market_data import TickStream
+from services.portfolio.market_data import OpenTicks, TickStream
 from services.portfolio.watch_messages import fired_message, firing_text
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
 from services.runtime.cache import Cache
@@ -55,7 +55,7 @@ class AlertWatch:
     def __init__(
         self,
         db: Database,
-        ticks: Callable[[], TickStream],
+        ticks: OpenTicks,
         hub: EventHub,
         cache: Cache,
         *,
@@ -89,7 +89,9 @@ class AlertWatch:
             log.warning("alerts not loaded yet; retrying", extra={"error": str(error)})
             tasks.append(loop.create_task(self._load_until_done(), name="alerts-load"))
         await self._load_history()
-        ticks = self._open_ticks()  # subscribed now: no tick after the load is missed
+        # Subscribed now: no tick after the load is missed. Every step, in order: a crossing
+        # that the next step undid, both read at once, still fires.
+        ticks = self._open_ticks(every=True)
         self._tasks = [
             *tasks,
             loop.create_task(self._save_history_forever(), name="alerts-history"),

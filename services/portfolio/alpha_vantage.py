@@ -213,8 +213,8 @@ class AlphaVantage:
         closes = {date.fromisoformat(day): Decimal(close) for day, close in json.loads(found)}
         return {day: close for day, close in closes.items() if start <= day <= end}
 
-    def ticks(self) -> TickStream:
-        return self._fanout.subscribe()
+    def ticks(self, *, every: bool = False) -> TickStream:
+        return self._fanout.subscribe(every=every)
 
     async def start(self) -> None:
         if self._poller is None and not self._closed:

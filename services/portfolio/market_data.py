@@ -10,7 +10,7 @@ percent units, so `Decimal("1.23")` means 1.23%.
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,6 +23,9 @@ from services.runtime.errors import InvalidArgument
 
 # A subscriber that stops reading holds at most this many pending quotes (the latest of each).
 TICK_BACKLOG = 1024
+# Quotes an every-step subscriber (the order matcher, the alert watch) may have waiting: about
+# a thousand steps of the simulated market's symbols.
+EVERY_STEP_BACKLOG = 50_000
 
 
 # --- types -------------------------------------------------------------------------------------
@@ -73,9 +76,10 @@ class MarketData(Protocol):
         """Daily closes from `start` to `end`, both included; days without a close are absent."""
         ...
 
-    def ticks(self) -> TickStream:
+    def ticks(self, *, every: bool = False) -> TickStream:
         """Quote changes from now on, until the source closes. A subscriber that falls behind
-        gets the latest quote of each symbol rather than every intermediate one."""
+        gets the latest quote of each symbol rather than every intermediate one; with `every`,
+        each change in order (what matches orders and alerts must see every crossing)."""
         ...
 
     async def start(self) -> None:
@@ -143,10 +147,21 @@ class TickBatch:
 class TickStream:
     """One subscriber's ticks. Pending quotes are kept per symbol, latest wins, so a subscriber
     that falls behind skips stale prices instead of slowing the publisher or growing without
-    bound. Iteration ends when the publisher ends or the stream is closed."""
+    bound. An `every`-step stream keeps each change instead, in order, up to EVERY_STEP_BACKLOG
+    (past it the oldest go, and the next read is a resync): a stop crossed by one step and
+    uncrossed by the next, both published while its matcher was busy, must still fill at the
+    first. Iteration ends when the publisher ends or the stream is closed."""
 
-    def __init__(self, backlog: int, unsubscribe: Callable[[TickStream], None], seq: int) -> None:
+    def __init__(
+        self,
+        backlog: int,
+        unsubscribe: Callable[[TickStream], None],
+        seq: int,
+        *,
+        every: bool = False,
+    ) -> None:
         self._pending: OrderedDict[str, Quote] = OrderedDict()
+        self._every: deque[Quote] | None = deque() if every else None
         self._unsubscribe = unsubscribe
         self._bell = Doorbell()
         self._backlog = backlog
@@ -160,20 +175,29 @@ class TickStream:
         return self
 
     async def __anext__(self) -> Quote:
-        if not await self._bell.wait_for(self._pending):
+        waiting = self._waiting
+        if not await self._bell.wait_for(waiting):
             raise StopAsyncIteration
-        _, quote = self._pending.popitem(last=False)
-        if not self._pending:
+        if self._every is not None:
+            quote = self._every.popleft()
+        else:
+            _, quote = self._pending.popitem(last=False)
+        if not waiting:
             self._delivered = self._latest
         return quote
+
+    @property
+    def _waiting(self) -> deque[Quote] | OrderedDict[str, Quote]:
+        return self._every if self._every is not None else self._pending
 
     async def batch(self) -> TickBatch:
         """Every pending quote at once (a whole market step when the reader keeps up), oldest
         first; waits for at least one. No quotes: the stream has ended."""
-        if not await self._bell.wait_for(self._pending):
+        waiting = self._waiting
+        if not await self._bell.wait_for(waiting):
             return TickBatch([], self._delivered, self._delivered)
-        quotes = list(self._pending.values())
-        self._pending.clear()
+        quotes = list(waiting.values()) if isinstance(waiting, OrderedDict) else list(waiting)
+        waiting.clear()
         read = TickBatch(quotes, self._delivered, self._latest, self._resync, self._term)
         self._delivered, self._resync = self._latest, False
         return read
@@ -194,7 +218,7 @@ class TickStream:
             self.offer(quote)
             offered = True
         latest = seq if renumbered else max(self._latest, seq)
-        if offered or self._pending:
+        if offered or self._waiting:
             self._latest = latest
             self._delivered = min(self._delivered, latest)
         else:
@@ -203,6 +227,14 @@ class TickStream:
 
     def offer(self, quote: Quote) -> None:
         if self._bell.ended:
+            return
+        if self._every is not None:
+            if len(self._every) >= EVERY_STEP_BACKLOG:
+                self._every.popleft()
+                self.dropped += 1
+                self._resync = True
+            self._every.append(quote)
+            self._bell.ring()
             return
         if self._pending.pop(quote.symbol, None) is not None:
             self.dropped += 1
@@ -220,8 +252,14 @@ class TickStream:
     async def aclose(self) -> None:
         """Unsubscribe; what was pending is dropped."""
         self._unsubscribe(self)
-        self._pending.clear()
+        self._waiting.clear()
         self.end()
+
+
+class OpenTicks(Protocol):
+    """A source's `ticks` (or a fanout's `subscribe`): a new subscriber's stream."""
+
+    def __call__(self, *, every: bool = False) -> TickStream: ...
 
 
 class TickFanout:
@@ -237,8 +275,8 @@ class TickFanout:
         self._ended = False
         self.seq = 0  # the last step published
 
-    def subscribe(self) -> TickStream:
-        stream = TickStream(self._backlog, self._streams.discard, self.seq)
+    def subscribe(self, *, every: bool = False) -> TickStream:
+        stream = TickStream(self._backlog, self._streams.discard, self.seq, every=every)
         if self._ended:
             stream.end()
         else:

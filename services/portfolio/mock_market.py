@@ -309,8 +309,8 @@ class MockMarket:
                 closes[day] = prices[listing.symbol]
         return dict(sorted(closes.items()))
 
-    def ticks(self) -> TickStream:
-        return self._fanout.subscribe()
+    def ticks(self, *, every: bool = False) -> TickStream:
+        return self._fanout.subscribe(every=every)
 
     # --- currencies and dividends --------------------------------------------------------------
 

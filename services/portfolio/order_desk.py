@@ -240,8 +240,12 @@ class Orders:
         )
 
     async def trigger(self, order: Order) -> Order | None:
-        """Mark a stop-limit's stop as reached; None when the order had ended already."""
+        """Mark a stop-limit's stop as reached; None when the order had ended already, or
+        expires now (a DAY order past its day, as `fill` expires one)."""
         now = self._clock()
+        if order.expires_at is not None and order.expires_at <= now:
+            await self._expire(order, now)
+            return None
         async with self._db.transaction() as session:
             changed = await OrderRepository(session).change_open(
                 order.id, live_at=now, triggered=True, updated_at=now

@@ -40,7 +40,7 @@ EXPIRE_EVERY = 5.0
 
 
 class Ticks(Protocol):
-    def ticks(self) -> TickStream: ...
+    def ticks(self, *, every: bool = False) -> TickStream: ...
 
 
 class OrderMatcher:
@@ -73,7 +73,7 @@ class OrderMatcher:
         if self._tasks:
             return
         # Subscribed now, not when the tasks first run: no step or event in between is lost.
-        ticks = self._market.ticks()
+        ticks = self._market.ticks(every=True)  # every crossing, even one a later step undid
         events = self._events = self._hub.subscribe()
         loop = asyncio.get_running_loop()
         self._tasks = [

@@ -210,8 +210,8 @@ class SharedMarket:
         found: dict[date, Decimal] = await calendar(symbol, start, end)
         return found
 
-    def ticks(self) -> TickStream:
-        return self._fanout.subscribe()
+    def ticks(self, *, every: bool = False) -> TickStream:
+        return self._fanout.subscribe(every=every)
 
     async def start(self) -> None:
         """Load the stored market, join the steps, and contend for the lead (taking it at once

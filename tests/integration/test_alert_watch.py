@@ -21,7 +21,7 @@ from services.portfolio.market_data import Quote, TickFanout
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository
 from services.runtime.db import Database
 from services.runtime.local_cache import InProcessCache
-from tests.waiting import until
+from tests.waiting import until, until_async
 
 T0 = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
 
@@ -212,3 +212,24 @@ async def test_a_restarted_replica_measures_percent_moves_from_the_prices_saved_
         assert "-6" in firing.message
     finally:
         await restarted.stop()
+
+
+async def test_an_alert_crossed_by_one_step_fires_even_when_the_next_step_comes_first(
+    rig: Rig,
+) -> None:
+    # Alerts are evaluated on every step: a crossing that the next step undid, both published
+    # before the watch read either, still fires (a latest-only stream skipped it).
+    await add_alert(rig.db, "a-1", "101")
+    rig.leading[0] = True
+    await rig.watch.start()
+    rig.step("100", 1)
+    await until(lambda: rig.watch.batches == 1, "the first step")
+    rig.step("102", 2)  # crosses 101: fires here
+    rig.step("100", 3)  # back below, published before the watch read the step before
+    await until(lambda: rig.watch.batches == 2, "the next read")
+
+    async def stored() -> bool:
+        return bool(await rig.fired())
+
+    await until_async(stored, "the firing stored")
+    assert await rig.fired() == ["a-1"]

@@ -7,7 +7,7 @@ and DAY orders expire at the end of their UTC day (an injected clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -16,7 +16,7 @@ import pytest
 
 from services.portfolio.domain import Side
 from services.portfolio.events import EventHub
-from services.portfolio.market_data import Quote
+from services.portfolio.market_data import Quote, TickFanout, TickStream
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
@@ -36,6 +36,7 @@ from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import FailedPrecondition
+from tests.waiting import until, until_async
 
 USER = "user-1"
 SYMBOL = "AAPL"
@@ -329,3 +330,60 @@ async def test_an_order_placed_after_the_index_loaded_reaches_it_through_its_eve
 def test_end_of_day_is_the_next_utc_midnight() -> None:
     at = datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC)
     assert end_of_day(at) == datetime(2026, 12, 7, tzinfo=UTC)
+
+
+class HandMarket:
+    """A market stepped by hand through a real TickFanout, read as the server's matcher reads
+    the shared market (OrderMatcher.start: `ticks(every=True)`)."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.fanout = TickFanout()
+        self._clock = clock
+
+    def ticks(self, *, every: bool = False) -> TickStream:
+        return self.fanout.subscribe(every=every)
+
+    def step(self, price: str) -> None:
+        quote = Quote(SYMBOL, Decimal(price), Decimal(0), Decimal(0), self._clock(), "mock")
+        self.fanout.publish([quote])
+
+
+async def test_a_stop_crossed_by_one_step_fills_even_when_the_next_step_comes_first(
+    desk: Desk,
+) -> None:
+    # Every open order is checked against every step: two steps published while the matcher
+    # was busy (a burst of fills, a slow database) are both seen, the first crossing fills.
+    await desk.buy("10", "100")
+    market = HandMarket(desk.clock)
+    matcher = OrderMatcher(desk.orders, market, desk.hub)
+    matcher.start()
+    try:
+        market.step("100")
+        await until(lambda: matcher.index is not None, "the index loaded")
+        stop = await desk.place(STOP, SELL, "10", stop_price="95")
+        await until(lambda: matcher.index is not None and stop.id in matcher.index, "indexed")
+        market.step("94")  # crosses the stop: it fills here, at 94
+        market.step("96")  # back above, published before the matcher read the step before
+
+        async def ended() -> bool:
+            return (await desk.order(stop.id)).status != OrderStatus.OPEN
+
+        await until_async(ended, "the stop filled")
+        filled = await desk.order(stop.id)
+        assert (filled.status, filled.filled_price) == (OrderStatus.FILLED, Decimal("94"))
+    finally:
+        await matcher.stop()
+
+
+async def test_a_day_stop_limit_reached_after_its_day_expires_rather_than_waiting(
+    desk: Desk,
+) -> None:
+    # A tick after midnight expires a DAY order, never fills it or leaves it open for the
+    # sweep: a stop-limit whose stop it reaches too, as a limit or a stop.
+    day = await desk.place(STOP_LIMIT, BUY, "1", stop_price="105", limit_price="106")
+    assert day.expires_at is not None
+    await desk.matcher.load()
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
+    await desk.step("105.5")  # reaches the stop and is within the limit
+    found = await desk.order(day.id)
+    assert (found.status, found.status_reason) == (OrderStatus.EXPIRED, "DAY_ENDED")
