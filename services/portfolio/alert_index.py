@@ -439,8 +439,11 @@ class AlertIndex:
             return []
         crossed: dict[str, tuple[int, int] | None] = {}
         for alert_id in fresh:
-            if alert_id in self._rules and self._holds(alert_id, down, up, moves):
-                crossed[alert_id] = moves.get(self._rules[alert_id].window_seconds)
+            rule = self._rules.get(alert_id)
+            if rule is not None and _after(rule, at):
+                symbol.fresh.add(alert_id)  # a tick read late, from before it: not its first
+            elif rule is not None and self._holds(alert_id, down, up, moves):
+                crossed[alert_id] = moves.get(rule.window_seconds)
         if last is not None:
             if down > last[0]:
                 crossed.update(dict.fromkeys(symbol.above.rising(last[0], down)))
@@ -474,6 +477,8 @@ class AlertIndex:
             if quiet.get(alert_id, now) > now:
                 continue  # a repeating alert in its cool-down
             rule = self._rules[alert_id]
+            if _after(rule, at):
+                continue  # a crossing read late (the watch was behind) from before it existed
             firings.append(Firing(rule, price, at, None if move is None else move[0]))
             if rule.repeat:
                 self._fired_at[alert_id] = at
@@ -500,3 +505,8 @@ class AlertIndex:
             self._quiet_until[rule.id] = fired.timestamp() + rule.cooldown_seconds
         else:
             self._quiet_until.pop(rule.id, None)
+
+
+def _after(rule: AlertRule, at: datetime) -> bool:
+    """Whether `rule` was made after the tick at `at` (a tick the watch read late)."""
+    return rule.created_at is not None and rule.created_at > at

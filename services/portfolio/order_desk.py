@@ -170,7 +170,10 @@ class Orders:
         instead, whether or not the sweep (`expire_due`) has come by yet: a tick after midnight,
         or a new leader's first step after a night down, must not fill yesterday's orders."""
         now = self._clock()
-        if order.expires_at is not None and order.expires_at <= now:
+        # Its day is judged at the tick: one that crossed at 23:59:59 and is read after midnight
+        # (the matcher was behind) fills.
+        live = min(now, quote.time)
+        if order.expires_at is not None and order.expires_at <= live:
             await self._expire(order, now)
             return None
         trade = new_trade(
@@ -200,7 +203,7 @@ class Orders:
             filled = replace(filled, trade_id=one.trade.id)
             if not await OrderRepository(session).change_open(
                 order.id,
-                live_at=now,
+                live_at=live,
                 status=OrderStatus.FILLED.value,
                 trade_id=one.trade.id,
                 filled_price=quote.price,
@@ -239,16 +242,18 @@ class Orders:
             order, OrderStatus.REJECTED, reason, self._clock(), triggered=order.triggered
         )
 
-    async def trigger(self, order: Order) -> Order | None:
-        """Mark a stop-limit's stop as reached; None when the order had ended already, or
-        expires now (a DAY order past its day, as `fill` expires one)."""
+    async def trigger(self, order: Order, at: datetime | None = None) -> Order | None:
+        """Mark a stop-limit's stop as reached by the tick at `at`; None when the order had
+        ended already, or expires now (a DAY order whose day was over at that tick, as `fill`
+        expires one)."""
         now = self._clock()
-        if order.expires_at is not None and order.expires_at <= now:
+        live = min(now, at) if at is not None else now
+        if order.expires_at is not None and order.expires_at <= live:
             await self._expire(order, now)
             return None
         async with self._db.transaction() as session:
             changed = await OrderRepository(session).change_open(
-                order.id, live_at=now, triggered=True, updated_at=now
+                order.id, live_at=live, triggered=True, updated_at=now
             )
         if not changed:
             return None

@@ -113,8 +113,13 @@ class OrderMatcher:
         assert index is not None
         for quote in quotes:
             for order in index.take_crossed(quote.symbol, quote.price):
+                if quote.time < order.created_at:
+                    # A step read late (the matcher was behind) that came before the order:
+                    # not a price it could have had. It waits for a tick of its own time.
+                    index.add(order)
+                    continue
                 if order.becomes_limit:
-                    triggered = await self._orders.trigger(order)
+                    triggered = await self._orders.trigger(order, quote.time)
                     if triggered is None:
                         continue
                     if not triggered.crossed_by(quote.price):

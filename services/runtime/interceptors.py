@@ -177,6 +177,11 @@ def _cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.CANCELLED
 
 
+def _ended_by_caller(context: grpc.aio.ServicerContext) -> bool:
+    remaining = context.time_remaining()
+    return context.cancelled() or (remaining is not None and remaining <= 0)
+
+
 def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, ...]]:
     if isinstance(error, DomainError):
         return to_status(error)
@@ -257,7 +262,13 @@ class _Call:
                 return False
             self.code, message, trailers = _status_for(error)
             if self.requests is not None:
-                await _drain(self.requests)
+                try:
+                    await _drain(self.requests)
+                finally:
+                    if _ended_by_caller(self.context):
+                        # Its deadline passed or its caller left while it was read: counted
+                        # and logged as what the caller saw.
+                        self.code = _cancelled_code(self.context)
             # Counted and logged before the status leaves: a caller who has its answer finds
             # the line and the count already there.
             self._finish()

@@ -233,3 +233,28 @@ async def test_an_alert_crossed_by_one_step_fires_even_when_the_next_step_comes_
 
     await until_async(stored, "the firing stored")
     assert await rig.fired() == ["a-1"]
+
+
+async def test_an_alert_added_while_the_watch_is_behind_never_fires_at_an_earlier_price(
+    rig: Rig,
+) -> None:
+    # Two steps wait unread (the loop was busy) when an alert is added (what
+    # AlertWatch._refresh does once its read returns): it must not fire at 102, a price gone
+    # before it existed; the market is at 100, below its threshold.
+    rig.leading[0] = True
+    await rig.watch.start()
+    rig.step("100", 1)
+    await until(lambda: rig.watch.batches == 1, "the first step")
+    rig.step("102", 2)
+    rig.step("100", 3)
+    rule = AlertRule(
+        "a-late",
+        "u-1",
+        "AAPL",
+        Condition.ABOVE,
+        Decimal("101"),
+        created_at=T0 + timedelta(seconds=4),
+    )
+    rig.watch.index.put(rule)
+    await until(lambda: rig.watch.batches == 2, "the next read")
+    assert "a-late" in rig.watch.index  # not fired

@@ -31,7 +31,7 @@ from services.portfolio.orders import (
 from services.portfolio.portfolios import PortfolioDraft, Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind, RecordedTrade
-from services.portfolio.repository import TradeRepository
+from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -387,3 +387,74 @@ async def test_a_day_stop_limit_reached_after_its_day_expires_rather_than_waitin
     await desk.step("105.5")  # reaches the stop and is within the limit
     found = await desk.order(day.id)
     assert (found.status, found.status_reason) == (OrderStatus.EXPIRED, "DAY_ENDED")
+
+
+async def test_an_order_placed_while_the_matcher_is_behind_never_fills_at_an_earlier_price(
+    desk: Desk,
+) -> None:
+    # The every-step stream hands the matcher quotes published before an order was
+    # placed; an order placed at 97 must not fill at 93, a price gone before it existed.
+    if desk.db.dialect != "postgresql":
+        pytest.skip("a row lock held by the test stands for the slow database")
+    source = MockMarket(seed=7, interval=3600)
+    other = await Portfolios(desk.db, Prices(desk.db, source), desk.hub).create(
+        USER, PortfolioDraft(name="Other", kind=PortfolioKind.PAPER, initial_cash="10000")
+    )
+    market = HandMarket(desk.clock)
+    matcher = OrderMatcher(desk.orders, market, desk.hub)
+    matcher.start()
+    try:
+        market.step("100")
+        await until(lambda: matcher.index is not None, "the index loaded")
+        busy = await desk.orders.place(
+            USER,
+            OrderDraft(
+                portfolio_id=other.portfolio.id,
+                symbol=SYMBOL,
+                side=BUY,
+                type=LIMIT,
+                quantity="1",
+                limit_price="95",
+            ),
+        )
+        await until(lambda: matcher.index is not None and busy.id in matcher.index, "indexed")
+        async with desk.db.transaction() as session:
+            # A slow database: the fill of `busy` waits on its portfolio's lock.
+            await PortfolioRepository(session).lock(other.portfolio.id, USER)
+            market.step("94")
+            await until(lambda: matcher.index is not None and busy.id not in matcher.index, "busy")
+            market.step("93")
+            market.step("97")  # the market is at 97 when the next order is placed
+            late = await desk.place(LIMIT, BUY, "1", limit_price="95")  # rests at 97
+            sentinel = await desk.place(LIMIT, SELL, "1", limit_price="96")  # no shares
+            await until(
+                lambda: matcher.index is not None and sentinel.id in matcher.index, "indexed"
+            )
+        market.step("97.5")
+
+        async def caught_up() -> bool:
+            return (await desk.order(sentinel.id)).status != OrderStatus.OPEN
+
+        await until_async(caught_up, "the matcher caught up")
+        found = await desk.order(late.id)
+        assert (found.status, found.filled_price) == (OrderStatus.OPEN, None)
+    finally:
+        await matcher.stop()
+        await source.close()
+
+
+async def test_a_day_order_crossed_before_its_midnight_fills_though_the_matcher_reads_it_after(
+    desk: Desk,
+) -> None:
+    # The matcher reads every step even when behind; a crossing at 23:59:59 read at
+    # 00:00:01 happened within the order's day and must fill at its price, not expire it.
+    day = await desk.place(LIMIT, BUY, "1", limit_price="100")
+    assert day.expires_at is not None
+    await desk.matcher.load()
+    crossing = Quote(
+        SYMBOL, Decimal("99"), Decimal(0), Decimal(0), day.expires_at - timedelta(seconds=1), "mock"
+    )
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)  # read after midnight
+    await desk.matcher.on_step([crossing])
+    found = await desk.order(day.id)
+    assert (found.status, found.filled_price) == (OrderStatus.FILLED, Decimal("99"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.api import httpbody_pb2
+from prometheus_client import REGISTRY
 from stockfolio.workspace.v1 import workspace_pb2
 
 from services.workspace.quota import measure
@@ -24,6 +25,7 @@ from tests.integration.workspace_harness import (
     git,
 )
 from tests.rpc_errors import expect_error, reason
+from tests.waiting import until
 
 W = workspace_pb2
 MB = 1024 * 1024
@@ -632,3 +634,40 @@ async def test_a_delete_during_an_upload_does_not_lift_the_quota(
     )
     used = measure(workspace.root / ada.id)
     assert used.bytes <= MB, (type(uploaded).__name__, used)
+
+
+def upload_handled(code: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "stockfolio_grpc_server_handled_total",
+        {"service": "workspace", "method": "UploadFile", "code": code},
+    )
+    return value or 0.0
+
+
+async def test_a_refused_upload_past_its_deadline_while_drained_is_counted_as_deadline_exceeded(
+    workspace: WorkspaceService,
+) -> None:
+    # Refused (no such project) while it still sends: the interceptor reads on before
+    # refusing, and the caller's deadline passes meanwhile. Counted as what the caller saw.
+    ada = await workspace.user()
+    before = {code: upload_handled(code) for code in ("NOT_FOUND", "DEADLINE_EXCEEDED")}
+
+    async def slow() -> AsyncIterator[W.UploadFileRequest]:
+        yield W.UploadFileRequest(
+            project="ghost", path="a.bin", body=httpbody_pb2.HttpBody(data=b"x")
+        )
+        for _ in range(40):  # a slow link: still sending when the deadline passes
+            await asyncio.sleep(0.1)
+            yield W.UploadFileRequest(body=httpbody_pb2.HttpBody(data=b"x"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await workspace.stub.UploadFile(slow(), metadata=ada.metadata, timeout=1.0)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await until(
+        lambda: (
+            upload_handled("DEADLINE_EXCEEDED") + upload_handled("NOT_FOUND") > sum(before.values())
+        ),
+        "the count",
+    )
+    assert upload_handled("NOT_FOUND") == before["NOT_FOUND"]
+    assert upload_handled("DEADLINE_EXCEEDED") == before["DEADLINE_EXCEEDED"] + 1
