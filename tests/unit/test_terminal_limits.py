@@ -39,12 +39,20 @@ async def manager(tmp_path: Path) -> AsyncIterator[TerminalManager]:
         yield built
 
 
-async def until_a_program_runs(session: Session) -> None:
-    """Until something other than the shell is the terminal's foreground process group."""
+async def until_a_program_runs(session: Session, name: str) -> None:
+    """Until the program `name` is the terminal's foreground process group (not the shell,
+    nor a command that runs before it in the same line: a ^C meant for it would end that one)."""
     deadline = time.monotonic() + WAIT
-    while os.tcgetpgrp(session.master_fd) == session.pid:
-        assert time.monotonic() < deadline, "the program never came to the foreground"
+    while (group := os.tcgetpgrp(session.master_fd)) == session.pid or _command(group) != name:
+        assert time.monotonic() < deadline, f"{name} never came to the foreground"
         await asyncio.sleep(0.02)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
 
 
 # --- the sandbox's RAM-backed files ----------------------------------------------------------
@@ -214,7 +222,7 @@ async def test_input_at_a_no_echo_prompt_or_to_a_raw_program_is_not_kept(
     session.write(b"hunter2-secret\r")
     await read_until(watcher, rb"got-14")
     session.write(b"stty -icanon -echo; cat > /dev/null\r")
-    await until_a_program_runs(session)
+    await until_a_program_runs(session, "cat")
     session.write(b":wq hunter3-raw\r")
     session.write(b"\x03")  # ^C ends cat (and drops input not yet read); bash sets its modes back
     await read_until(watcher, rb"[#$] $")
