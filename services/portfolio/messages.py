@@ -282,10 +282,18 @@ def benchmark_message(compared: Benchmark) -> portfolio_pb2.BenchmarkComparison:
             portfolio_pb2.ValuePoint(date=p.day.isoformat(), value=present_money(p.value))
             for p in compared.series
         ],
-        alpha=present_ratio(compared.alpha),
-        tracking_difference=present_money(compared.tracking_difference),
+        alpha=_alpha(compared),
+        tracking_difference=present_sum(compared.portfolio_end_value, -compared.end_value),
         end_value=present_money(compared.end_value),
     )
+
+
+def _alpha(compared: Benchmark) -> str:
+    """The portfolio's return less the benchmark's, as the difference of the two figures shown."""
+    mine, theirs = compared.portfolio_time_weighted_return, compared.time_weighted_return
+    if mine is None or theirs is None:
+        return ""
+    return present_sum(mine, -theirs, present=present_ratio)
 
 
 def fx_rate_message(rate: FxRate) -> portfolio_pb2.GetFxRateResponse:

@@ -429,9 +429,20 @@ class Benchmark:
     symbol: str
     time_weighted_return: Decimal | None
     series: list[BenchmarkPoint]
-    alpha: Decimal | None
-    tracking_difference: Decimal
     end_value: Decimal
+    # The portfolio's own figures, kept so the wire can state alpha and the tracking difference
+    # as differences of the figures shown beside them.
+    portfolio_time_weighted_return: Decimal | None
+    portfolio_end_value: Decimal
+
+    @property
+    def alpha(self) -> Decimal | None:
+        mine, theirs = self.portfolio_time_weighted_return, self.time_weighted_return
+        return None if mine is None or theirs is None else mine - theirs
+
+    @property
+    def tracking_difference(self) -> Decimal:
+        return self.portfolio_end_value - self.end_value
 
 
 def benchmark(
@@ -479,7 +490,7 @@ def benchmark(
             symbol=symbol,
             time_weighted_return=twr,
             series=series,
-            alpha=None if twr is None or portfolio_twr is None else portfolio_twr - twr,
-            tracking_difference=portfolio_end - end_value,
             end_value=end_value,
+            portfolio_time_weighted_return=portfolio_twr,
+            portfolio_end_value=portfolio_end,
         )

@@ -20,6 +20,7 @@ Numbers, stated once
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from services.runtime.errors import InvalidArgument
@@ -84,12 +85,13 @@ def present_money(value: Decimal) -> str:
     return format(rounded(value, MONEY_PLACES), "f")
 
 
-def present_sum(*terms: Decimal) -> str:
-    """A figure that is the sum of others shown beside it (a gain: value less cost), as the
-    sum of their presented amounts: each rounded on its own, the three would not add up on
-    screen (18.95 - 10.00 shown as a gain of 8.94, for a cost of 10.005)."""
+def present_sum(*terms: Decimal, present: Callable[[Decimal], str] = present_money) -> str:
+    """A figure that is the sum of others shown beside it (a gain: value less cost; alpha:
+    a return less the benchmark's), as the sum of their presented amounts: each rounded on its
+    own, the three would not add up on screen (18.95 - 10.00 shown as a gain of 8.94, for a
+    cost of 10.005)."""
     # Half-even rounding is symmetric: a term's negation rounds to the negation of its figure.
-    return present_money(sum((Decimal(present_money(t)) for t in terms), Decimal(0)))
+    return present(sum((Decimal(present(t)) for t in terms), Decimal(0)))
 
 
 def present_quantity(value: Decimal) -> str:

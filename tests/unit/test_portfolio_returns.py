@@ -14,9 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.domain import Book, CashPolicy, Side, Trade
-from services.portfolio.messages import performance_message
+from services.portfolio.messages import benchmark_message, performance_message
 from services.portfolio.performance import PerformanceReport, performance_report
-from services.portfolio.returns import Attribution, Breakdown, converted_closes
+from services.portfolio.returns import (
+    Attribution,
+    Benchmark,
+    BenchmarkPoint,
+    Breakdown,
+    converted_closes,
+)
 from services.runtime.errors import DomainError
 
 D = Decimal
@@ -337,3 +343,22 @@ def test_closes_with_no_rate_known_are_not_taken_as_already_converted() -> None:
         date(2024, 3, 14): Decimal("162.0"),
         date(2024, 3, 15): Decimal("162.9"),
     }
+
+
+def test_alpha_and_tracking_difference_are_the_differences_of_the_figures_shown() -> None:
+    """Each figure is rounded on its own, so alpha must be the shown return less the shown
+    benchmark return, and the tracking difference the shown end values' difference: rounding
+    the exact differences put them a unit apart (CI's failure on bf1a1e4: 0.108610 - -0.136823
+    shown as an alpha of 0.245432)."""
+    compared = Benchmark(
+        symbol="SPY",
+        time_weighted_return=D("-0.1368234"),
+        series=[BenchmarkPoint(JAN[0], D("100.006"))],
+        end_value=D("100.006"),
+        portfolio_time_weighted_return=D("0.1086104"),
+        portfolio_end_value=D("200.004"),
+    )
+    shown = benchmark_message(compared)
+    assert (shown.time_weighted_return, shown.end_value) == ("-0.136823", "100.01")
+    assert shown.alpha == "0.245433"  # 0.108610 + 0.136823; the exact 0.2454338 rounds to ...34
+    assert shown.tracking_difference == "99.99"  # 200.00 - 100.01; the exact 99.998 -> 100.00
