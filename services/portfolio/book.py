@@ -572,9 +572,9 @@ class Book:
             return
         holding = replace(
             held,
-            lots=Lots(split.symbol, (lot.split(split.ratio) for lot in held.lots)),
-            quantity=_times(held.quantity, split.ratio),
-            last_price=None if held.last_price is None else held.last_price / split.ratio,
+            lots=Lots(split.symbol, (lot.split(split) for lot in held.lots)),
+            quantity=split.scale(held.quantity),
+            last_price=None if held.last_price is None else split.unscale(held.last_price),
         )
         dust = _minus(
             holding.quantity, rounded(holding.quantity, QUANTITY_PLACES, rounding=ROUND_DOWN)

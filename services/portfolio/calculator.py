@@ -21,7 +21,11 @@ from services.portfolio.domain import Book
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote
 from services.portfolio.prices import Prices
-from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
@@ -80,6 +84,7 @@ class Calculator:
                 stored = await repository.books([p.id for p in batch])
                 missing = [p.id for p in batch if p.id not in stored]
                 trades = await TradeRepository(session).of_many(missing) if missing else {}
+                splits = await splits_by_portfolio(session, missing) if missing else {}
             if not batch:
                 break
             after = batch[-1].id
@@ -90,7 +95,9 @@ class Calculator:
                         book = Book.resume(stored[portfolio.id].state)
                     else:
                         book = Book.replay(
-                            [r.trade for r in trades[portfolio.id]], policy=portfolio.kind.policy
+                            [r.trade for r in trades[portfolio.id]],
+                            splits=splits[portfolio.id],
+                            policy=portfolio.kind.policy,
                         )
                 except DomainError as problem:  # stored trades that no longer replay
                     log.error(

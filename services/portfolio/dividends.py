@@ -21,13 +21,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.domain import Book, Side, Trade
+from services.portfolio.domain import Book, Side, Split, Trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData
 from services.portfolio.orm import dividend_payouts
 from services.portfolio.records import PortfolioKind, RecordedTrade
-from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
 from services.portfolio.trades import Trades
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -74,6 +78,7 @@ class DividendPayer:
                 batch = await PortfolioRepository(session).after(after, BATCH)
                 papers = [p for p in batch if p.kind is PortfolioKind.PAPER]
                 trades = await TradeRepository(session).of_many([p.id for p in papers])
+                splits = await splits_by_portfolio(session, [p.id for p in papers])
                 done = await _paid(session, [p.id for p in papers])
             if not batch:
                 return paid
@@ -90,7 +95,9 @@ class DividendPayer:
                             continue
                         if (symbol, ex_date) in held_dividends:
                             continue
-                        held = _held_before(history, symbol, ex_date, portfolio.kind)
+                        held = _held_before(
+                            history, splits[portfolio.id], symbol, ex_date, portfolio.kind
+                        )
                         if held > 0 and await self._pay(
                             portfolio.user_id, portfolio.id, symbol, ex_date, held, per_share
                         ):
@@ -146,11 +153,16 @@ class DividendPayer:
         return True
 
 
-def _held_before(history: list[Trade], symbol: str, ex_date: date, kind: PortfolioKind) -> Decimal:
+def _held_before(
+    history: list[Trade], splits: list[Split], symbol: str, ex_date: date, kind: PortfolioKind
+) -> Decimal:
+    """Shares held at the start of the ex-date: a split effective that day counts (the
+    dividend is per share as they trade that day)."""
     start = datetime.combine(ex_date, time(0, 0), tzinfo=UTC)
     before = [t for t in history if t.executed_at < start]
+    split = [s for s in splits if s.effective_at <= start]
     try:
-        return Book.replay(before, policy=kind.policy).quantity(symbol)
+        return Book.replay(before, splits=split, policy=kind.policy).quantity(symbol)
     except DomainError:
         return Decimal(0)
 

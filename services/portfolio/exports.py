@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.portfolio.domain import (
     Book,
     Position,
+    order_key,
     present_money,
     present_price,
     present_quantity,
@@ -51,7 +53,11 @@ from services.portfolio.records import (
     portfolio_not_found,
     require_portfolio_id,
 )
-from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument
@@ -221,9 +227,16 @@ class Exports:
             spool.write(writer.begin(portfolio, self._clock()).encode())
             book = Book(portfolio.kind.policy)
             async with self._db.snapshot() as session:
+                # The portfolio's splits, applied in their place among the trades: the
+                # positions are the ones the portfolio shows.
+                splits = deque((await splits_by_portfolio(session, [portfolio.id]))[portfolio.id])
                 async for recorded in self._trades(session, portfolio.id):
+                    while splits and order_key(splits[0]) < order_key(recorded.trade):
+                        book.record(splits.popleft())
                     book.record(recorded.trade)
                     spool.write(writer.trade(recorded).encode())
+            for split in splits:
+                book.record(split)
             prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
             spool.write(writer.positions(book.positions(prices)).encode())
             spool.seek(0)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from services.portfolio.currencies import CURRENCIES, TradeFx
-from services.portfolio.domain import Book, Side, Trade, parse_trade
+from services.portfolio.domain import Book, Event, Side, Split, Trade, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.records import RecordedTrade, require_portfolio_id
@@ -231,10 +231,13 @@ def book_check(rows: Sequence[Row]) -> BookCheck:
     before) in time order and names every row the book refuses (a sell of more than is held
     then, a withdrawal beyond cash)."""
 
-    def check(book: Book, events: Sequence[Trade], new: Sequence[Trade]) -> None:
+    def check(book: Book, events: Sequence[Event], new: Sequence[Trade]) -> None:
         row_of = {trade.sequence: row.number for trade, row in zip(new, rows, strict=True)}
         problems = Problems()
         for trade in events:
+            if isinstance(trade, Split):  # a recorded split always applies
+                book.record(trade)
+                continue
             try:
                 book.record(trade)
             except FailedPrecondition as refused:

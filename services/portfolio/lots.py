@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from services.portfolio.exact import times
+if TYPE_CHECKING:
+    from services.portfolio.trading import Split
 
 # Between lots, and between a lot's fields (neither occurs in a decimal or an ISO 8601 time).
 _LOT_END = ";"
@@ -35,8 +37,8 @@ class Lot:
     def unit_cost(self) -> Decimal:
         return self.cost / self.quantity
 
-    def split(self, ratio: Decimal) -> Lot:
-        return replace(self, quantity=times(self.quantity, ratio))
+    def split(self, split: Split) -> Lot:
+        return replace(self, quantity=split.scale(self.quantity))
 
 
 class Lots:

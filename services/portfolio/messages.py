@@ -27,6 +27,7 @@ from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.returns import Benchmark, Breakdown
+from services.portfolio.splits import SplitEffect
 from services.portfolio.stocks import StockHistory
 from services.runtime.timestamps import timestamp
 
@@ -71,6 +72,24 @@ def trade_message(recorded: RecordedTrade) -> portfolio_pb2.Trade:
         price_source=recorded.price_source,
         order_id=recorded.order_id,
         **fields,
+    )
+
+
+def split_message(effect: SplitEffect) -> portfolio_pb2.StockSplit:
+    recorded = effect.recorded
+    split = recorded.split
+    return portfolio_pb2.StockSplit(
+        id=recorded.id,
+        portfolio_id=recorded.portfolio_id,
+        symbol=split.symbol,
+        date=split.day.isoformat(),
+        numerator=int(split.ratio),
+        denominator=split.of,
+        price="" if split.price is None else present_price(split.price),
+        quantity_before=present_quantity(effect.quantity_before),
+        quantity_after=present_quantity(effect.quantity_after),
+        cash_in_lieu=present_money(effect.cash_in_lieu),
+        created_at=timestamp(recorded.created_at),
     )
 
 

@@ -80,6 +80,25 @@ trades = Table(
     Index("ix_trades_portfolio_id_symbol", "portfolio_id", "symbol"),
 )
 
+# Stock splits a portfolio records (services.portfolio.splits): replayed with its trades, a
+# split before the trades at its instant (the start of `effective_date`, UTC). One per symbol and
+# day.
+portfolio_splits = Table(
+    "portfolio_splits",
+    metadata,
+    id_column(),
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("effective_date", Date, nullable=False),
+    Column("numerator", Integer, nullable=False),
+    Column("denominator", Integer, nullable=False),
+    Column("price", ExactDecimal(), nullable=True),
+    created_at_column(),
+    UniqueConstraint(
+        "portfolio_id", "symbol", "effective_date", name="uq_portfolio_splits_symbol_date"
+    ),
+)
+
 # Daily closes per symbol: fetched from the market for performance, and today's latest price
 # recorded by the calculator.
 price_history = Table(

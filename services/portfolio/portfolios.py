@@ -18,6 +18,7 @@ from services.portfolio.domain import (
     Book,
     Position,
     Side,
+    Split,
     Totals,
     Trade,
     new_trade,
@@ -36,7 +37,11 @@ from services.portfolio.records import (
     portfolio_not_found,
     require_portfolio_id,
 )
-from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import FailedPrecondition, InvalidArgument
@@ -126,7 +131,7 @@ class Portfolios:
         )
         deposit = _initial_deposit(draft.initial_cash, now)
         recorded = [RecordedTrade(portfolio.id, deposit, now)] if deposit else []
-        valued = (await self._value([(portfolio, _replayed(portfolio, recorded))]))[0]
+        valued = (await self._value([(portfolio, _replayed(portfolio, recorded, ()))]))[0]
         async with self._db.transaction() as session:
             repository = PortfolioRepository(session)
             check_room(
@@ -153,7 +158,7 @@ class Portfolios:
             if stored is not None:
                 book = Book.resume(stored.state)
             else:
-                book = _replayed(portfolio, await TradeRepository(session).of(portfolio_id))
+                (book,) = await _books(session, [portfolio])
         return (await self._value([(portfolio, book)]))[0]
 
     async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:
@@ -190,8 +195,8 @@ class Portfolios:
             portfolio.base_currency = currency or portfolio.base_currency
             portfolio.updated_at = self._clock()
             await repository.save(portfolio)
-            trades = await TradeRepository(session).of(portfolio_id)
-        return (await self._value([(portfolio, _replayed(portfolio, trades))]))[0]
+            (book,) = await _books(session, [portfolio])
+        return (await self._value([(portfolio, book)]))[0]
 
     async def delete(self, user_id: str, portfolio_id: str) -> None:
         """The portfolio and its trades."""
@@ -220,11 +225,16 @@ async def _books(session: AsyncSession, found: Sequence[Portfolio]) -> list[Book
     stored = await PortfolioRepository(session).books([p.id for p in found])
     missing = [p.id for p in found if p.id not in stored]
     trades = await TradeRepository(session).of_many(missing) if missing else {}
+    splits = await splits_by_portfolio(session, missing) if missing else {}
     return [
-        Book.resume(stored[p.id].state) if p.id in stored else _replayed(p, trades[p.id])
+        Book.resume(stored[p.id].state)
+        if p.id in stored
+        else _replayed(p, trades[p.id], splits[p.id])
         for p in found
     ]
 
 
-def _replayed(portfolio: Portfolio, recorded: Sequence[RecordedTrade]) -> Book:
-    return Book.replay([r.trade for r in recorded], policy=portfolio.kind.policy)
+def _replayed(
+    portfolio: Portfolio, recorded: Sequence[RecordedTrade], splits: Sequence[Split]
+) -> Book:
+    return Book.replay([r.trade for r in recorded], splits=splits, policy=portfolio.kind.policy)

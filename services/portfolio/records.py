@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.portfolio.currencies import TradeFx, require_currency
-from services.portfolio.domain import CashPolicy, Trade
+from services.portfolio.domain import CashPolicy, Split, Trade
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MAX_NAME = 100
@@ -67,6 +67,17 @@ class RecordedTrade:
     # The trade as given in its trading currency, and the rate of its date; None for trades
     # recorded before currencies (in their portfolio's currency).
     fx: TradeFx | None = None
+
+
+@dataclass(frozen=True)
+class RecordedSplit:
+    """A split as a portfolio stored it: `split.ratio` new shares (a whole number) for every
+    `split.of` old ones, from the start of its day."""
+
+    id: str
+    portfolio_id: str
+    split: Split
+    created_at: datetime
 
 
 def clean_name(raw: str) -> str:

@@ -15,7 +15,11 @@ from services.portfolio.exchange import Exchange
 from services.portfolio.performance import PerformanceReport, performance_report, range_start
 from services.portfolio.prices import Prices
 from services.portfolio.records import portfolio_not_found, require_portfolio_id
-from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
 from services.portfolio.returns import converted_closes
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -47,6 +51,7 @@ class Reports:
             if portfolio is None:
                 raise portfolio_not_found(portfolio_id)
             recorded = await TradeRepository(session).of(portfolio_id)
+            splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
         currency = portfolio.base_currency
         trades = [r.trade for r in recorded]
         inception = min((t.day for t in trades), default=None)
@@ -78,6 +83,7 @@ class Reports:
             converted,
             range_=range_,
             today=today,
+            splits=splits,
             policy=portfolio.kind.policy,
             rates={s: r for s, r in rates.items() if s in held},
             trade_rates=trade_rates,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +16,12 @@ from sqlalchemy.sql import Select
 from services.portfolio import book_states
 from services.portfolio.book_states import StoredBook
 from services.portfolio.currencies import TradeFx
-from services.portfolio.domain import Side, Trade
-from services.portfolio.orm import portfolios, price_history, trades
+from services.portfolio.domain import Side, Split, Trade
+from services.portfolio.orm import portfolio_splits, portfolios, price_history, trades
 from services.portfolio.records import (
     Portfolio,
     PortfolioKind,
+    RecordedSplit,
     RecordedTrade,
     portfolio_not_found,
 )
@@ -330,6 +331,81 @@ class TradeRepository:
             query = query.where(tuple_(trades.c.executed_at, trades.c.sequence) > after)
         query = query.order_by(trades.c.executed_at, trades.c.sequence).limit(limit)
         return [_recorded(r) for r in (await self._session.execute(query)).all()]
+
+
+def _split(row: Any) -> RecordedSplit:
+    day = row.effective_date
+    return RecordedSplit(
+        id=row.id,
+        portfolio_id=row.portfolio_id,
+        split=Split(
+            row.symbol,
+            Decimal(row.numerator),
+            datetime(day.year, day.month, day.day, tzinfo=UTC),
+            price=row.price,
+            of=row.denominator,
+        ),
+        created_at=row.created_at,
+    )
+
+
+class SplitRepository:
+    """The splits portfolios recorded; written only under the portfolio's lock (splits.py)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def of(self, portfolio_id: str) -> list[RecordedSplit]:
+        """A portfolio's splits by date, then symbol."""
+        return (await self.of_many([portfolio_id])).get(portfolio_id, [])
+
+    async def of_many(self, portfolio_ids: Sequence[str]) -> dict[str, list[RecordedSplit]]:
+        found: dict[str, list[RecordedSplit]] = {pid: [] for pid in portfolio_ids}
+        for start in range(0, len(portfolio_ids), _IN_BATCH):
+            query = (
+                select(portfolio_splits)
+                .where(
+                    portfolio_splits.c.portfolio_id.in_(portfolio_ids[start : start + _IN_BATCH])
+                )
+                .order_by(
+                    portfolio_splits.c.portfolio_id,
+                    portfolio_splits.c.effective_date,
+                    portfolio_splits.c.symbol,
+                )
+            )
+            for row in (await self._session.execute(query)).all():
+                found[row.portfolio_id].append(_split(row))
+        return found
+
+    async def add(self, recorded: RecordedSplit) -> None:
+        split = recorded.split
+        await self._session.execute(
+            insert(portfolio_splits).values(
+                id=recorded.id,
+                portfolio_id=recorded.portfolio_id,
+                symbol=split.symbol,
+                effective_date=split.day,
+                numerator=int(split.ratio),
+                denominator=split.of,
+                price=split.price,
+                created_at=recorded.created_at,
+            )
+        )
+
+    async def remove(self, portfolio_id: str, split_id: str) -> None:
+        await self._session.execute(
+            delete(portfolio_splits).where(
+                portfolio_splits.c.portfolio_id == portfolio_id, portfolio_splits.c.id == split_id
+            )
+        )
+
+
+async def splits_by_portfolio(
+    session: AsyncSession, portfolio_ids: Sequence[str]
+) -> dict[str, list[Split]]:
+    """Each portfolio's splits as the book replays them."""
+    found = await SplitRepository(session).of_many(portfolio_ids)
+    return {pid: [r.split for r in recorded] for pid, recorded in found.items()}
 
 
 class PriceRepository:

@@ -28,6 +28,7 @@ from services.portfolio.prices import Prices
 from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.shared_market import SharedMarket
+from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories
 from services.portfolio.trades import Trades
 from services.portfolio.watchlists import Watchlists
@@ -120,6 +121,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         exchange=exchange,
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
+        splits=Splits(db),
     )
     calculator = Calculator(
         db,

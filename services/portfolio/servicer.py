@@ -43,6 +43,8 @@ from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Port
 from services.portfolio.records import RecordedTrade
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
+from services.portfolio.split_rpcs import SplitRpcs
+from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories, search_stocks
 from services.portfolio.trades import Opened, TradeDraft, Trades
 from services.portfolio.watch_rpcs import WatchRpcs
@@ -65,6 +67,7 @@ class UseCases:
     idempotency: IdempotencyStore
     orders: Orders
     histories: StockHistories
+    splits: Splits
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -92,7 +95,9 @@ def _valued(valued: Valued) -> portfolio_pb2.Portfolio:
 M = TypeVar("M", bound=Message)
 
 
-class PortfolioServicer(OrderRpcs, WatchRpcs, FxRpcs, portfolio_pb2_grpc.PortfolioServiceServicer):
+class PortfolioServicer(
+    OrderRpcs, WatchRpcs, FxRpcs, SplitRpcs, portfolio_pb2_grpc.PortfolioServiceServicer
+):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases
 

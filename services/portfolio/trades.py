@@ -31,6 +31,7 @@ from services.portfolio.currencies import CURRENCIES, TradeFx, Valuation, requir
 from services.portfolio.domain import (
     Book,
     CostMethod,
+    Event,
     Position,
     Side,
     Trade,
@@ -52,6 +53,7 @@ from services.portfolio.repository import (
     PortfolioRepository,
     TradeFilter,
     TradeRepository,
+    splits_by_portfolio,
 )
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -79,7 +81,7 @@ _WIRE_NAMES = {"executed_at": "executedAt"}
 # Applies `events` (the new trades, among the existing ones dated after the first of them when
 # some are back-dated; in replay order) to a portfolio's book, the new ones given apart too;
 # raises if a rule breaks.
-BookCheck = Callable[[Book, Sequence[Trade], Sequence[Trade]], None]
+BookCheck = Callable[[Book, Sequence[Event], Sequence[Trade]], None]
 
 
 def wire_names(error: InvalidArgument) -> InvalidArgument:
@@ -91,7 +93,7 @@ def wire_names(error: InvalidArgument) -> InvalidArgument:
     return InvalidArgument(message, fields=fields, reason=error.reason)
 
 
-def replay_check(book: Book, events: Sequence[Trade], new: Sequence[Trade]) -> None:
+def replay_check(book: Book, events: Sequence[Event], new: Sequence[Trade]) -> None:
     """Every event must apply in turn: a back-dated sell is checked against the shares held at
     its date, and every later trade against what it leaves."""
     for event in events:
@@ -316,7 +318,10 @@ class Trades:
             if book is None or not all(book.takes_in_order(t) for t in numbered):
                 if existing is None:
                     existing = [r.trade for r in await repository.of(portfolio_id)]
-                book, events = Book(portfolio.kind.policy), [*existing, *numbered]
+                # The splits come with the history they are part of (splits.py).
+                splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+                book = Book(portfolio.kind.policy)
+                events: list[Event] = [*existing, *splits, *numbered]
             else:
                 events = list(numbered)
             check(book, sorted(events, key=order_key), numbered)
@@ -377,9 +382,10 @@ class Trades:
             portfolio, stored = found
             if stored is None:
                 trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
+                splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
         if stored is not None:
             return portfolio, Book.resume(stored.state)
-        return portfolio, Book.replay(trades, policy=portfolio.kind.policy)
+        return portfolio, Book.replay(trades, splits=splits, policy=portfolio.kind.policy)
 
     async def positions_page(
         self,

@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 
+from services.portfolio.exact import times
 from services.portfolio.wire_numbers import (
     ONE,
     PRICE_PLACES,
@@ -104,9 +105,9 @@ class Trade:
 
 @dataclass(frozen=True)
 class Split:
-    """A stock split: from `effective_at` on, each share is `ratio` shares (3:2 is 1.5;
-    a 1-for-10 reverse split is 0.1). Lots keep their cost. Optional: no SPLIT side exists on
-    the wire yet; the caller supplies splits from market data.
+    """A stock split: from `effective_at` on, every `of` shares are `ratio` shares (3:2 is
+    ratio 1.5, or 3 of 2; a 1-for-3 reverse split is 1 of 3, which no decimal ratio states
+    exactly). Lots keep their cost. A portfolio records its splits (services.portfolio.splits).
 
     `price` is the price of one share after the split, at which the fraction of a share left
     below QUANTITY_PLACES is paid out as cash in lieu; without it, the last trade price here
@@ -116,10 +117,13 @@ class Split:
     ratio: Decimal
     effective_at: datetime
     price: Decimal | None = None
+    of: int = 1
 
     def __post_init__(self) -> None:
         if not self.ratio.is_finite() or self.ratio <= 0:
             raise InvalidArgument.field("ratio", "must be greater than zero")
+        if self.of < 1:
+            raise InvalidArgument.field("of", "must be at least 1")
         if self.price is not None and (not self.price.is_finite() or self.price <= 0):
             raise InvalidArgument.field("price", "must be greater than zero")
         if self.effective_at.tzinfo is None:
@@ -128,6 +132,22 @@ class Split:
     @property
     def day(self) -> date:
         return self.effective_at.astimezone(UTC).date()
+
+    def scale(self, quantity: Decimal) -> Decimal:
+        """`quantity` shares after the split: exact when `of` is 1 or divides it, else to
+        SPLIT_DIGITS significant digits (the holding is then rounded down to its scale)."""
+        scaled = times(quantity, self.ratio)
+        return scaled if self.of == 1 else _SPLIT_CONTEXT.divide(scaled, Decimal(self.of))
+
+    def unscale(self, price: Decimal) -> Decimal:
+        """A price per share before the split as the price per share after it."""
+        return _SPLIT_CONTEXT.divide(times(price, Decimal(self.of)), self.ratio)
+
+
+# Far more digits than any quantity (12 + 8) or price keeps: a split's inexact division is
+# rounded where it cannot matter, before the holding is rounded down to QUANTITY_PLACES.
+SPLIT_DIGITS = 40
+_SPLIT_CONTEXT = Context(prec=SPLIT_DIGITS)
 
 
 def normalize_symbol(raw: str) -> str:

@@ -984,6 +984,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/splits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List splits
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListSplits`.
+         */
+        get: operations["PortfolioService_ListSplits"];
+        put?: never;
+        /**
+         * Create split
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CreateSplit`.
+         */
+        post: operations["PortfolioService_CreateSplit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/portfolios/{portfolio_id}/splits/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete split
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.DeleteSplit`.
+         */
+        delete: operations["PortfolioService_DeleteSplit"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stocks": {
         parameters: {
             query?: never;
@@ -2038,6 +2082,21 @@ export interface components {
             price?: string;
             fees?: string;
         };
+        "stockfolio.portfolio.v1.StockSplit": {
+            id?: string;
+            portfolioId?: string;
+            symbol?: string;
+            date?: string;
+            numerator?: number;
+            denominator?: number;
+            price?: string;
+            quantityBefore?: string;
+            quantityAfter?: string;
+            cashInLieu?: string;
+            /** Format: date-time */
+            createdAt?: string;
+        };
+        "stockfolio.portfolio.v1.DeleteSplitResponse": Record<string, never>;
         "stockfolio.portfolio.v1.Stock": {
             symbol?: string;
             name?: string;
@@ -4052,6 +4111,94 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.Position"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListSplits: {
+        parameters: {
+            query?: {
+                symbol?: string;
+            };
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.StockSplit"][];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CreateSplit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    symbol: string;
+                    date: string;
+                    numerator?: number;
+                    denominator?: number;
+                    price?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.StockSplit"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_DeleteSplit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.DeleteSplitResponse"];
                     };
                 };
             };

@@ -983,6 +983,210 @@ class CreatePositionResponse(_message.Message):
 Global___CreatePositionResponse: _TypeAlias = CreatePositionResponse  # noqa: Y015
 
 @_typing.final
+class StockSplit(_message.Message):
+    """--- stock splits ------------------------------------------------------------------------------
+
+    A stock split as a portfolio records it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    NUMERATOR_FIELD_NUMBER: _builtins.int
+    DENOMINATOR_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    QUANTITY_BEFORE_FIELD_NUMBER: _builtins.int
+    QUANTITY_AFTER_FIELD_NUMBER: _builtins.int
+    CASH_IN_LIEU_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    date: _builtins.str
+    """The first day the shares trade split, YYYY-MM-DD: holdings split at its start (UTC)."""
+    numerator: _builtins.int
+    """numerator new shares for every denominator old ones: 4 and 1 for a 4-for-1 split,
+    1 and 10 for a 1-for-10 reverse split.
+    """
+    denominator: _builtins.int
+    price: _builtins.str
+    """The price of one share after the split, in the portfolio's currency, at which the part of
+    a share below 8 decimal places is paid in cash; empty: the last trade price, split.
+    """
+    quantity_before: _builtins.str
+    """The shares of the symbol held just before the split and just after it (dust paid out),
+    and the cash paid in lieu of that dust (portfolio's currency).
+    """
+    quantity_after: _builtins.str
+    cash_in_lieu: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        date: _builtins.str = ...,
+        numerator: _builtins.int = ...,
+        denominator: _builtins.int = ...,
+        price: _builtins.str = ...,
+        quantity_before: _builtins.str = ...,
+        quantity_after: _builtins.str = ...,
+        cash_in_lieu: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_in_lieu", b"cash_in_lieu", "created_at", b"created_at", "date", b"date", "denominator", b"denominator", "id", b"id", "numerator", b"numerator", "portfolio_id", b"portfolio_id", "price", b"price", "quantity_after", b"quantity_after", "quantity_before", b"quantity_before", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockSplit: _TypeAlias = StockSplit  # noqa: Y015
+
+@_typing.final
+class ListSplitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    """Only this symbol's (absent: every symbol's)."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSplitsRequest: _TypeAlias = ListSplitsRequest  # noqa: Y015
+
+@_typing.final
+class ListSplitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPLITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def splits(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockSplit]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        splits: _abc.Iterable[Global___StockSplit] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["splits", b"splits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSplitsResponse: _TypeAlias = ListSplitsResponse  # noqa: Y015
+
+@_typing.final
+class CreateSplitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    NUMERATOR_FIELD_NUMBER: _builtins.int
+    DENOMINATOR_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    date: _builtins.str
+    """YYYY-MM-DD, today or before."""
+    numerator: _builtins.int
+    """1 to 1,000,000 each, and not equal."""
+    denominator: _builtins.int
+    price: _builtins.str
+    """Optional, as StockSplit.price."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        date: _builtins.str = ...,
+        numerator: _builtins.int = ...,
+        denominator: _builtins.int = ...,
+        price: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "denominator", b"denominator", "numerator", b"numerator", "portfolio_id", b"portfolio_id", "price", b"price", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSplitRequest: _TypeAlias = CreateSplitRequest  # noqa: Y015
+
+@_typing.final
+class CreateSplitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPLIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def split(self) -> Global___StockSplit: ...
+    def __init__(
+        self,
+        *,
+        split: Global___StockSplit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["split", b"split"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["split", b"split"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSplitResponse: _TypeAlias = CreateSplitResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSplitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSplitRequest: _TypeAlias = DeleteSplitRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSplitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSplitResponse: _TypeAlias = DeleteSplitResponse  # noqa: Y015
+
+@_typing.final
 class SearchStocksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

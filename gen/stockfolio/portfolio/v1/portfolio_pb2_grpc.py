@@ -87,6 +87,21 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionResponse.FromString,
                 _registered_method=True)
+        self.ListSplits = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListSplits',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsResponse.FromString,
+                _registered_method=True)
+        self.CreateSplit = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CreateSplit',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitResponse.FromString,
+                _registered_method=True)
+        self.DeleteSplit = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/DeleteSplit',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitResponse.FromString,
+                _registered_method=True)
         self.SearchStocks = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/SearchStocks',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.SearchStocksRequest.SerializeToString,
@@ -272,6 +287,29 @@ class PortfolioServiceServicer:
 
     def CreatePosition(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSplits(self, request, context):
+        """ListSplits gives the stock splits recorded in a portfolio, by date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSplit(self, request, context):
+        """CreateSplit records a stock split in a portfolio: from its date on, every share of the
+        symbol held is numerator/denominator shares at the same cost. Refused when it would leave
+        a later trade impossible (a sell of more than a reverse split leaves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSplit(self, request, context):
+        """DeleteSplit takes a split back, unless a later trade needs it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -482,6 +520,21 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.CreatePosition,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionResponse.SerializeToString,
+            ),
+            'ListSplits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSplits,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsResponse.SerializeToString,
+            ),
+            'CreateSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSplit,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitResponse.SerializeToString,
+            ),
+            'DeleteSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSplit,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitResponse.SerializeToString,
             ),
             'SearchStocks': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchStocks,
@@ -876,6 +929,87 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/CreatePosition',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePositionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSplits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListSplits',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListSplitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CreateSplit',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateSplitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/DeleteSplit',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteSplitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,15 @@ class PortfolioServiceStub:
     """
     ListPositions: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListPositionsRequest, _portfolio_pb2.ListPositionsResponse]
     CreatePosition: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePositionRequest, _portfolio_pb2.CreatePositionResponse]
+    ListSplits: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListSplitsRequest, _portfolio_pb2.ListSplitsResponse]
+    """ListSplits gives the stock splits recorded in a portfolio, by date."""
+    CreateSplit: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateSplitRequest, _portfolio_pb2.CreateSplitResponse]
+    """CreateSplit records a stock split in a portfolio: from its date on, every share of the
+    symbol held is numerator/denominator shares at the same cost. Refused when it would leave
+    a later trade impossible (a sell of more than a reverse split leaves).
+    """
+    DeleteSplit: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteSplitRequest, _portfolio_pb2.DeleteSplitResponse]
+    """DeleteSplit takes a split back, unless a later trade needs it."""
     SearchStocks: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]
     GetStock: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]
     GetQuote: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]
@@ -107,6 +116,15 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     """
     ListPositions: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListPositionsRequest, _portfolio_pb2.ListPositionsResponse]  # type: ignore[assignment]
     CreatePosition: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePositionRequest, _portfolio_pb2.CreatePositionResponse]  # type: ignore[assignment]
+    ListSplits: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListSplitsRequest, _portfolio_pb2.ListSplitsResponse]  # type: ignore[assignment]
+    """ListSplits gives the stock splits recorded in a portfolio, by date."""
+    CreateSplit: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateSplitRequest, _portfolio_pb2.CreateSplitResponse]  # type: ignore[assignment]
+    """CreateSplit records a stock split in a portfolio: from its date on, every share of the
+    symbol held is numerator/denominator shares at the same cost. Refused when it would leave
+    a later trade impossible (a sell of more than a reverse split leaves).
+    """
+    DeleteSplit: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteSplitRequest, _portfolio_pb2.DeleteSplitResponse]  # type: ignore[assignment]
+    """DeleteSplit takes a split back, unless a later trade needs it."""
     SearchStocks: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.SearchStocksRequest, _portfolio_pb2.SearchStocksResponse]  # type: ignore[assignment]
     GetStock: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockRequest, _portfolio_pb2.GetStockResponse]  # type: ignore[assignment]
     GetQuote: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]  # type: ignore[assignment]
@@ -222,6 +240,33 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _portfolio_pb2.CreatePositionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_portfolio_pb2.CreatePositionResponse, _abc.Awaitable[_portfolio_pb2.CreatePositionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSplits(
+        self,
+        request: _portfolio_pb2.ListSplitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListSplitsResponse, _abc.Awaitable[_portfolio_pb2.ListSplitsResponse]]:
+        """ListSplits gives the stock splits recorded in a portfolio, by date."""
+
+    @_abc_1.abstractmethod
+    def CreateSplit(
+        self,
+        request: _portfolio_pb2.CreateSplitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CreateSplitResponse, _abc.Awaitable[_portfolio_pb2.CreateSplitResponse]]:
+        """CreateSplit records a stock split in a portfolio: from its date on, every share of the
+        symbol held is numerator/denominator shares at the same cost. Refused when it would leave
+        a later trade impossible (a sell of more than a reverse split leaves).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSplit(
+        self,
+        request: _portfolio_pb2.DeleteSplitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.DeleteSplitResponse, _abc.Awaitable[_portfolio_pb2.DeleteSplitResponse]]:
+        """DeleteSplit takes a split back, unless a later trade needs it."""
 
     @_abc_1.abstractmethod
     def SearchStocks(

@@ -1,0 +1,242 @@
+"""Stock splits a portfolio records (services/portfolio/splits.py) through the real server, on
+SQLite and PostgreSQL: shares multiplied at the same cost, trades before and after a split in
+their place, refusals that leave nothing written, performance across a split with unadjusted
+closes, and a retried create."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from tests.integration.portfolio_harness import PortfolioService
+from tests.integration.test_portfolio_performance_service import noon, store_closes
+from tests.rpc_errors import expect_error
+from tests.utc_days import one_utc_day, utc_today
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+async def split(
+    s: PortfolioService,
+    who: Metadata,
+    portfolio_id: str,
+    symbol: str,
+    day: str,
+    numerator: int,
+    denominator: int,
+    price: str = "",
+) -> pb.StockSplit:
+    request = pb.CreateSplitRequest(
+        portfolio_id=portfolio_id,
+        symbol=symbol,
+        date=day,
+        numerator=numerator,
+        denominator=denominator,
+        price=price,
+    )
+    return (await s.stub.CreateSplit(request, metadata=who)).split
+
+
+async def holding(
+    s: PortfolioService, who: Metadata, portfolio_id: str, symbol: str
+) -> pb.Position:
+    reply = await s.stub.ListPositions(
+        pb.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True), metadata=who
+    )
+    return next(p for p in reply.positions if p.symbol == symbol)
+
+
+async def splits_of(s: PortfolioService, who: Metadata, portfolio_id: str) -> list[pb.StockSplit]:
+    reply = await s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=portfolio_id), metadata=who)
+    return list(reply.splits)
+
+
+@one_utc_day
+async def test_a_split_multiplies_the_shares_at_their_cost_and_every_trade_sees_it(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    day = {n: today - timedelta(days=n) for n in (10, 8, 5)}
+    await s.trade(who, p.id, "buy", "10", "500", symbol="NVDA", executed_at=noon(day[10]))
+
+    made = await split(s, who, p.id, "nvda", day[5].isoformat(), 10, 1)
+    assert (made.symbol, made.date, made.numerator, made.denominator) == (
+        "NVDA",
+        day[5].isoformat(),
+        10,
+        1,
+    )
+    assert (made.quantity_before, made.quantity_after, made.cash_in_lieu) == ("10", "100", "0.00")
+    held = await holding(s, who, p.id, "NVDA")
+    assert (held.quantity, held.cost_basis, held.average_cost) == ("100", "5000.00", "50.00")
+
+    # A sell after the split sells split shares; its gain is against the split cost (50).
+    await s.trade(who, p.id, "sell", "60", "55", symbol="NVDA")
+    held = await holding(s, who, p.id, "NVDA")
+    assert (held.quantity, held.realized_gain) == ("40", "300.00")
+
+    # A buy dated before the split, recorded after it, is split too (its lot: 50 at 52).
+    await s.trade(who, p.id, "buy", "5", "520", symbol="NVDA", executed_at=noon(day[8]))
+    held = await holding(s, who, p.id, "NVDA")
+    assert (held.quantity, held.cost_basis) == ("90", "4600.00")
+    assert [(lot.quantity, lot.unit_cost) for lot in held.lots] == [
+        ("40", "50.00"),
+        ("50", "52.00"),
+    ]
+
+    (listed,) = await splits_of(s, who, p.id)
+    assert (listed.id, listed.quantity_before, listed.quantity_after) == (made.id, "15", "150")
+
+    # The sell needs the split: taking it back is refused, and nothing changes.
+    refused = await expect_error(
+        s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert "the sell of 60 NVDA" in (refused.details() or "")
+    assert [x.id for x in await splits_of(s, who, p.id)] == [made.id]
+    assert (await holding(s, who, p.id, "NVDA")).quantity == "90"
+
+
+@one_utc_day
+async def test_a_reverse_split_that_a_later_sell_outruns_is_refused_with_nothing_written(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    await s.trade(
+        who, p.id, "buy", "100", "10", symbol="GE", executed_at=noon(today - timedelta(9))
+    )
+    await s.trade(
+        who, p.id, "sell", "50", "11", symbol="GE", executed_at=noon(today - timedelta(2))
+    )
+
+    refused = await expect_error(
+        split(s, who, p.id, "GE", (today - timedelta(5)).isoformat(), 1, 10),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert "the sell of 50 GE" in (refused.details() or "")
+    assert await splits_of(s, who, p.id) == []
+    assert (await holding(s, who, p.id, "GE")).quantity == "50"
+
+    # 1-for-3 is exact where a decimal ratio (0.33333333) is not: 99 shares are 33.
+    await s.trade(who, p.id, "buy", "49", "10", symbol="GE", executed_at=noon(today - timedelta(1)))
+    made = await split(s, who, p.id, "GE", today.isoformat(), 1, 3)
+    assert (made.quantity_before, made.quantity_after, made.cash_in_lieu) == ("99", "33", "0.00")
+    held = await holding(s, who, p.id, "GE")
+    assert (held.quantity, held.cost_basis) == ("33", "990.00")
+
+    # Taken back, the holding is as it was.
+    await s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who)
+    assert (await holding(s, who, p.id, "GE")).quantity == "99"
+    assert await splits_of(s, who, p.id) == []
+
+
+@one_utc_day
+async def test_the_fraction_a_split_leaves_below_the_scale_is_paid_in_cash(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    yesterday = noon(today - timedelta(days=1))
+    await s.trade(who, p.id, "buy", "0.00000001", "90", symbol="AAPL", executed_at=yesterday)
+    await s.trade(who, p.id, "buy", "1", "90", symbol="AAPL", executed_at=yesterday)
+    # 1.00000001 shares 2-for-3: 0.66666667333... ; 0.66666667 kept, the rest paid at 135.
+    made = await split(s, who, p.id, "AAPL", today.isoformat(), 2, 3, "135")
+    assert (made.quantity_before, made.quantity_after) == ("1.00000001", "0.66666667")
+    assert made.price == "135.00"
+    # 0.0000000033... x 135 is well below a cent: shown as 0.00, and the cash holds it exactly.
+    assert made.cash_in_lieu == "0.00"
+
+
+async def test_refusals_name_the_field_and_another_users_portfolio_is_not_found(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    await split(s, who, p.id, "MSFT", today.isoformat(), 2, 1)
+
+    twice = await expect_error(
+        split(s, who, p.id, "MSFT", today.isoformat(), 3, 1), grpc.StatusCode.ALREADY_EXISTS
+    )
+    assert "recorded already" in (twice.details() or "")
+    ahead = await expect_error(
+        split(s, who, p.id, "MSFT", (today + timedelta(days=2)).isoformat(), 2, 1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "date" in (ahead.details() or "")
+    same = await expect_error(
+        split(s, who, p.id, "KO", today.isoformat(), 4, 4), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert "differ" in (same.details() or "")
+    nonsense = await expect_error(
+        split(s, who, p.id, "KO", "2026-02-30", 2, 1), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert "date" in (nonsense.details() or "")
+
+    other = await s.user()
+    await expect_error(
+        split(s, other, p.id, "KO", today.isoformat(), 2, 1), grpc.StatusCode.NOT_FOUND
+    )
+    await expect_error(
+        s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=p.id), metadata=other),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    (only,) = await splits_of(s, who, p.id)
+    await expect_error(
+        s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=only.id), metadata=other),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    await expect_error(
+        s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id="nope"), metadata=who),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert [x.id for x in await splits_of(s, who, p.id)] == [only.id]
+
+
+async def test_a_retried_create_with_its_key_records_one_split(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    keyed = (*who, ("idempotency-key", "split-1"))
+    request = pb.CreateSplitRequest(
+        portfolio_id=p.id, symbol="TSLA", date=utc_today().isoformat(), numerator=3, denominator=1
+    )
+    first = (await s.stub.CreateSplit(request, metadata=keyed)).split
+    again = (await s.stub.CreateSplit(request, metadata=keyed)).split
+    assert again == first
+    assert [x.id for x in await splits_of(s, who, p.id)] == [first.id]
+
+
+@one_utc_day  # the closes stored up to today end the series: the server's day
+async def test_performance_runs_through_a_split_on_unadjusted_closes(
+    portfolio_service: PortfolioService,
+) -> None:
+    """Closes as markets print them (500 before a 10-for-1, about 50 after): the value is
+    continuous across the split, and so is the return."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    d0, d1, d2 = (today - timedelta(days=n) for n in (3, 2, 1))
+    await store_closes(s, "AMD", {d0: "500", d1: "510", d2: "52", today: "53"})
+    await s.trade(who, p.id, "buy", "10", "500", symbol="AMD", executed_at=noon(d0))
+    await split(s, who, p.id, "AMD", d2.isoformat(), 10, 1)
+
+    report = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    assert [(v.date, v.value) for v in report.series][1:] == [
+        (d0.isoformat(), "5000.00"),
+        (d1.isoformat(), "5100.00"),
+        (d2.isoformat(), "5200.00"),
+        (today.isoformat(), "5300.00"),
+    ]
+    assert report.time_weighted_return == "0.060000"
+    assert report.end_value == "5300.00"
