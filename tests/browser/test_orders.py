@@ -33,6 +33,8 @@ def test_a_limit_order_fills_live_and_an_open_one_is_cancelled(
     form = page.get_by_test_id("order-form")
     expect(form).to_be_visible()
 
+    # Until cancelled: a DAY order expires at midnight UTC, which the test may run across.
+    page.get_by_test_id("order-tif").select_option("gtc")
     # A limit far below the market: it waits, then is cancelled from its row.
     page.get_by_label("Shares").fill("2")
     page.get_by_label("Limit price").fill(str((price / 2).quantize(Decimal("0.01"))))

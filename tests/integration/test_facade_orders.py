@@ -36,6 +36,8 @@ async def place(
     headers: dict[str, str] | None = None,
     **fields: str,
 ) -> tuple[int, dict[str, Any]]:
+    # Good until cancelled: a DAY order expires at midnight UTC, which a test may run across
+    # (an order placed before it is expired by the leader's sweep or the crossing tick).
     body = {
         "portfolioId": portfolio_id,
         "symbol": "AAPL",
@@ -43,6 +45,7 @@ async def place(
         "type": "limit",
         "quantity": "2",
         "limitPrice": "1",
+        "timeInForce": "gtc",
         **fields,
     }
     response = await http.post(
@@ -78,7 +81,7 @@ async def test_order_routes_refuse_what_they_must(client: Client) -> None:  # no
     assert again["data"]["id"] == first["data"]["id"]
     order_id = first["data"]["id"]
     assert first["data"]["status"] == "open"
-    assert first["data"]["timeInForce"] == "day"
+    assert first["data"]["timeInForce"] == "gtc"
 
     listed = await client.get(f"/api/v1/orders?portfolioId={paper}", headers=bearer(ann))
     assert [o["id"] for o in (await listed.json())["data"]] == [order_id]

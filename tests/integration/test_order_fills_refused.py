@@ -20,7 +20,7 @@ from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import Quote
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
-from services.portfolio.orders import OrderDraft, OrderStatus, OrderType
+from services.portfolio.orders import OrderDraft, OrderStatus, OrderType, TimeInForce
 from services.portfolio.portfolios import PortfolioDraft, Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
@@ -64,6 +64,9 @@ class AvDesk:
             type=OrderType.LIMIT,
             quantity="1",
             limit_price=limit,
+            # On the real clock: a DAY order placed just before midnight UTC would expire at
+            # the test's tick just after it instead of filling or being rejected.
+            time_in_force=TimeInForce.GTC,
         )
         return (await self.orders.place(user, draft)).id
 

@@ -19,6 +19,9 @@ from tests.rpc_errors import expect_error, fields, reason
 
 
 def order(portfolio_id: str, **changes: object) -> pb.CreateOrderRequest:
+    """Good until cancelled unless a test says otherwise: a DAY order expires at midnight UTC
+    (the leader's sweep, every 5 s, or the crossing tick), which a test may run across: 100
+    orders placed across it left room for a 101st and an expired one to cancel."""
     fields_: dict[str, object] = {
         "portfolio_id": portfolio_id,
         "symbol": "KO",
@@ -26,6 +29,7 @@ def order(portfolio_id: str, **changes: object) -> pb.CreateOrderRequest:
         "type": pb.ORDER_TYPE_LIMIT,
         "quantity": "10",
         "limit_price": "50",
+        "time_in_force": pb.TIME_IN_FORCE_GTC,
         **changes,
     }
     return pb.CreateOrderRequest(**fields_)  # type: ignore[arg-type]
@@ -118,8 +122,10 @@ async def test_the_same_key_places_one_order(portfolio_service: PortfolioService
         "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
     )
     keyed = (*who, ("idempotency-key", "order-1"))
-    first = await s.stub.CreateOrder(order(paper.id), metadata=keyed)
-    again = await s.stub.CreateOrder(order(paper.id), metadata=keyed)
+    # No time in force: the default, DAY (open as it is answered, whatever the hour).
+    unsaid = order(paper.id, time_in_force=pb.TIME_IN_FORCE_UNSPECIFIED)
+    first = await s.stub.CreateOrder(unsaid, metadata=keyed)
+    again = await s.stub.CreateOrder(unsaid, metadata=keyed)
     assert again == first
     assert first.order.status == pb.ORDER_STATUS_OPEN
     assert first.order.time_in_force == pb.TIME_IN_FORCE_DAY
