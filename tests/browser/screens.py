@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from playwright.sync_api import Page, Response, expect
@@ -74,3 +74,13 @@ def amount(text: str) -> Decimal:
     """`$10,000.00` or `-$1,234.50` as a Decimal (the currency sign and grouping dropped)."""
     cleaned = re.sub(r"[^0-9.+-]", "", text.replace(MINUS_SIGN, "-"))
     return Decimal(cleaned)
+
+
+def percent_shown(ratio: str) -> str:
+    """A signed ratio from the API ("0.196250" is 19.625 %) as the app writes it ("+19.63 %"):
+    JavaScript's `(Number(ratio) * 100).toFixed(2)`, which rounds the double's exact value half
+    away from zero, where Python's `format(..., ".2f")` rounds it half to even ("19.62"). A
+    return, an alpha or a change moves with the day and the ticks, so some runs meet a tie."""
+    percent = float(ratio) * 100
+    fixed = Decimal(percent).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{'+' if percent > 0 else ''}{fixed} %"

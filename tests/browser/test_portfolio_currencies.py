@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, api, sign_in
+from tests.browser.screens import amount, api, percent_shown, sign_in
 from tests.system_harness import Account, System
 from tests.utc_days import one_utc_day
 
@@ -79,9 +79,8 @@ def test_a_euro_portfolio_with_its_parts_and_a_benchmark(
     expect(page.get_by_test_id("performance-chart")).to_have_attribute(
         "data-compare-points", str(days)
     )
-    alpha = float(data["benchmark"]["alpha"]) * 100
     expect(page.get_by_test_id("benchmark-alpha")).to_have_text(
-        f"{'+' if alpha > 0 else ''}{alpha:.2f} %"
+        percent_shown(data["benchmark"]["alpha"])
     )
     page.get_by_test_id("benchmark-picker").select_option("")
     expect(page.get_by_test_id("benchmark-summary")).to_have_count(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, api, sign_in
+from tests.browser.screens import amount, api, percent_shown, sign_in
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -68,9 +68,8 @@ def test_cost_methods_periods_history_and_exports(
             lambda r, p=period: "/api/v1/performance" in r.url and f"range={p}" in r.url
         ) as answered:
             page.get_by_test_id(f"range-{period}").click()
-        twr = float(answered.value.json()["data"]["timeWeightedReturn"]) * 100
-        shown = f"{'+' if twr > 0 else ''}{twr:.2f} %"
-        expect(page.get_by_test_id("twr")).to_have_text(shown)
+        twr = answered.value.json()["data"]["timeWeightedReturn"]
+        expect(page.get_by_test_id("twr")).to_have_text(percent_shown(twr))
 
     # 25 trades: 20 on the first page, newest first; the other 5 on the second.
     rows = page.get_by_test_id("trade-row")

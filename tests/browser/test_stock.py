@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import sign_in
+from tests.browser.screens import percent_shown, sign_in
 from tests.system_harness import Account, System, request
 from tests.utc_days import one_utc_day
 
@@ -83,9 +83,9 @@ def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
     expect(chart).to_have_attribute("data-points", str(len(closes)))
     # As the API states them: the change to its own places (2 to 6), the ratio as a percentage.
     change = Decimal(str(quarter["change"]))
-    ratio = float(str(quarter["changeRatio"])) * 100
+    ratio = percent_shown(str(quarter["changeRatio"]))
     expect(page.get_by_test_id("history-change")).to_have_text(
-        f"{'+' if change > 0 else ''}{change:,} ({'+' if ratio > 0 else ''}{ratio:.2f} %)"
+        f"{'+' if change > 0 else ''}{change:,} ({ratio})"
     )
     expect(page.get_by_test_id("history-span")).to_have_text(
         f"since the close of {closes[0]['date']} (USD)"
