@@ -47,7 +47,9 @@ HISTORY_DRIFT = 0.07
 TRADING_DAYS = 252
 MIN_CENTS = 1
 PERCENT_STEP = Decimal("0.0001")  # as Alpha Vantage quotes change percent
-HISTORY_DAYS = 5 * 365
+# Five years and a week: the longest range (5y) finds its baseline, the last close on or before
+# its start, even when leap days and a weekend or two lie in between.
+HISTORY_DAYS = 5 * 366 + 7
 
 
 @dataclass(frozen=True)

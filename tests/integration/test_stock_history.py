@@ -70,11 +70,13 @@ async def test_a_range_starts_at_its_baseline_close_and_keeps_corrected_closes(
         assert dict(ytd.closes)[date(2024, 1, 2)] == corrected
         assert ytd.change == ytd.closes[-1][1] - ytd.closes[0][1]
 
-        # Absent: a year. Five years reach back past the market's first listed close.
+        # Absent: a year. Five years have their baseline too: the close on or before the start
+        # (the simulated market's history once began a day after it).
         year = await histories.history("AAPL", "")
         assert (year.range, year.start) == ("1y", date(2023, 5, 16))
         five = await histories.history("AAPL", "5y")
         assert five.start == date(2019, 5, 16)
+        assert five.closes[0][0] == date(2019, 5, 16)  # a Thursday
         assert five.closes[-1] == year.closes[-1]
         assert len(five.closes) > 4 * len(year.closes)
 
