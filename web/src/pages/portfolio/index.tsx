@@ -1,5 +1,5 @@
-/** One portfolio: its live totals, positions with live prices, performance, trades, import and
- * export. */
+/** One portfolio: its live totals, positions with live prices, performance, trades, stock
+ * splits, import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -14,6 +14,7 @@ import { Import } from "./Import";
 import { PerformancePanel } from "./Performance";
 import { Positions } from "./Positions";
 import { Settings } from "./Settings";
+import { Splits } from "./Splits";
 import { Trades } from "./Trades";
 
 export default function PortfolioPage() {
@@ -33,7 +34,7 @@ export default function PortfolioPage() {
     [id],
   );
   const p = portfolio.data;
-  // Everything below loads again when the portfolio does (after a trade or an import).
+  // Everything below loads again when the portfolio does (after a trade, a split or an import).
   const version = useMemo(() => String(Date.now()), [p]);
 
   if (!p) {
@@ -58,6 +59,7 @@ export default function PortfolioPage() {
       <Positions portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} />
+      <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
       <div class="grid">
         <Import portfolioId={id} onImported={portfolio.reload} />
         <Export portfolioId={id} name={p.name ?? "portfolio"} />
