@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.screens import api, sign_in
 from tests.system_harness import Account, System
-from tests.utc_days import utc_today
+from tests.utc_days import one_utc_day, utc_today
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +46,7 @@ def tracking(system: System, account: Account) -> str:
     return str(created["id"])
 
 
+@one_utc_day  # its dates are counted back from today, twice
 def test_a_split_recorded_refused_and_deleted_on_the_page(
     page: Page, system: System, account: Account
 ) -> None:
@@ -112,6 +113,7 @@ def test_a_split_recorded_refused_and_deleted_on_the_page(
     assert api(system, account, "GET", f"/api/v1/portfolios/{portfolio}/splits") == []
 
 
+@one_utc_day
 def test_a_split_a_later_sell_needs_is_not_deleted(
     page: Page, system: System, account: Account
 ) -> None:
