@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,17 @@ def test_cost_methods_periods_history_and_exports(
             page.get_by_test_id(f"range-{period}").click()
         twr = answered.value.json()["data"]["timeWeightedReturn"]
         expect(page.get_by_test_id("twr")).to_have_text(percent_shown(twr))
+        expect(page.get_by_test_id("xirr-short")).to_have_count(0)  # a year or more
+
+    # Under a year, the annualized XIRR says how many days it was annualized from.
+    with page.expect_response(
+        lambda r: "/api/v1/performance" in r.url and "range=1m" in r.url
+    ) as answered:
+        page.get_by_test_id("range-1m").click()
+    said = answered.value.json()["data"]
+    assert said["moneyWeightedReturn"], said
+    days = (date.fromisoformat(said["endDate"]) - date.fromisoformat(said["startDate"])).days
+    expect(page.get_by_test_id("xirr-short")).to_have_text(f"annualized from {days} days")
 
     # 25 trades: 20 on the first page, newest first; the other 5 on the second.
     rows = page.get_by_test_id("trade-row")

@@ -39,8 +39,14 @@ export function ratio(value: string | number | undefined, signed = false): strin
 export function percent(value: string | number | undefined, signed = true): string {
   if (value === undefined || value === "" || !Number.isFinite(Number(value))) return "—";
   const n = Number(value);
+  // An annualized return of a few days can be 1e41 %: past a million it is said as a bound
+  // (toFixed writes such a number in exponent notation, which no one reads as a percentage).
+  if (n >= PERCENT_BOUND) return `> ${signed ? "+" : ""}${BOUND_TEXT} %`;
   return `${signed && n > 0 ? "+" : ""}${n.toFixed(2)} %`;
 }
+
+const PERCENT_BOUND = 1_000_000;
+const BOUND_TEXT = new Intl.NumberFormat(undefined).format(PERCENT_BOUND);
 
 export function signed(value: string | number | undefined, currency = "USD"): string {
   if (value === undefined || value === "") return "—";

@@ -72,6 +72,11 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
           <dd class={trend(r?.moneyWeightedReturn)} data-testid="xirr">
             {r?.moneyWeightedReturn ? ratio(r.moneyWeightedReturn, true) : "—"}
           </dd>
+          {r?.moneyWeightedReturn && shortRange(r.startDate, r.endDate) && (
+            <small class="muted" data-testid="xirr-short">
+              annualized from {shortRange(r.startDate, r.endDate)} days
+            </small>
+          )}
           {r && !r.moneyWeightedReturn && r.moneyWeightedNote && (
             <small class="muted" data-testid="xirr-note">
               {r.moneyWeightedNote}
@@ -217,4 +222,11 @@ function BreakdownTable(props: { parts: Breakdown; currency: string }) {
       </table>
     </div>
   );
+}
+
+/** The range's length in days when under a year (an annualized rate then magnifies it), else 0. */
+function shortRange(start: string | undefined, end: string | undefined): number {
+  if (!start || !end) return 0;
+  const days = Math.round((Date.parse(end) - Date.parse(start)) / 86_400_000);
+  return days > 0 && days < 365 ? days : 0;
 }
