@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.portfolio.domain import (
     Book,
     Position,
+    Split,
     order_key,
     present_money,
     present_price,
@@ -115,6 +116,17 @@ def _position_fields(position: Position) -> dict[str, str]:
     }
 
 
+def _split_fields(split: Split) -> dict[str, Any]:
+    """A split as CreateSplit takes it, so that it can be recorded again."""
+    return {
+        "symbol": split.symbol,
+        "date": split.day.isoformat(),
+        "numerator": int(split.ratio),
+        "denominator": split.of,
+        "price": "" if split.price is None else present_price(split.price),
+    }
+
+
 def _camel(name: str) -> str:
     if name == "date":
         return "executedAt"  # as the Trade message names it
@@ -127,7 +139,7 @@ class Writer(Protocol):
 
     def begin(self, portfolio: Portfolio, at: datetime) -> str: ...
     def trade(self, recorded: RecordedTrade) -> str: ...
-    def positions(self, positions: list[Position]) -> str: ...
+    def positions(self, positions: list[Position], splits: list[Split]) -> str: ...
 
 
 class CsvWriter:
@@ -146,7 +158,8 @@ class CsvWriter:
             fields["notes"] = FORMULA_MARK + fields["notes"]
         return self._line([fields[c] for c in TRADE_COLUMNS])
 
-    def positions(self, positions: list[Position]) -> str:
+    def positions(self, positions: list[Position], splits: list[Split]) -> str:
+        """The positions' table (the splits are the JSON export's: a CSV reads as trades)."""
         lines = ["\r\n", self._line(POSITION_COLUMNS)]
         for position in positions:
             fields = _position_fields(position)
@@ -182,9 +195,10 @@ class JsonWriter:
         self._first = False
         return separator + json.dumps(fields)
 
-    def positions(self, positions: list[Position]) -> str:
+    def positions(self, positions: list[Position], splits: list[Split]) -> str:
         items = [{_camel(k): v for k, v in _position_fields(p).items()} for p in positions]
-        return f'], "positions": {json.dumps(items)}}}\n'
+        recorded = [_split_fields(s) for s in splits]
+        return f'], "splits": {json.dumps(recorded)}, "positions": {json.dumps(items)}}}\n'
 
 
 WRITERS: dict[str, Callable[[], Writer]] = {"csv": CsvWriter, "json": JsonWriter}
@@ -229,7 +243,8 @@ class Exports:
             async with self._db.snapshot() as session:
                 # The portfolio's splits, applied in their place among the trades: the
                 # positions are the ones the portfolio shows.
-                splits = deque((await splits_by_portfolio(session, [portfolio.id]))[portfolio.id])
+                every_split = (await splits_by_portfolio(session, [portfolio.id]))[portfolio.id]
+                splits = deque(every_split)
                 async for recorded in self._trades(session, portfolio.id):
                     while splits and order_key(splits[0]) < order_key(recorded.trade):
                         book.record(splits.popleft())
@@ -238,7 +253,7 @@ class Exports:
             for split in splits:
                 book.record(split)
             prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
-            spool.write(writer.positions(book.positions(prices)).encode())
+            spool.write(writer.positions(book.positions(prices), every_split).encode())
             spool.seek(0)
             while data := spool.read(self._chunk_bytes):
                 yield httpbody_pb2.HttpBody(content_type=writer.content_type, data=data)

@@ -5,12 +5,16 @@ closes, and a retried create."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import csv
+import io
+import json
+from datetime import date, timedelta
 
 import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from tests.integration.portfolio_harness import PortfolioService
+from tests.integration.test_portfolio_import_export import export
 from tests.integration.test_portfolio_performance_service import noon, store_closes
 from tests.rpc_errors import expect_error
 from tests.utc_days import one_utc_day, utc_today
@@ -240,3 +244,34 @@ async def test_performance_runs_through_a_split_on_unadjusted_closes(
     ]
     assert report.time_weighted_return == "0.060000"
     assert report.end_value == "5300.00"
+
+
+async def test_the_export_holds_the_split_positions_and_the_json_one_the_splits(
+    portfolio_service: PortfolioService,
+) -> None:
+    """Positions in both formats are after the split (a split after the last trade included);
+    the JSON document lists the splits as CreateSplit takes them, to record them again."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    await s.trade(who, p.id, "buy", "3", "600", symbol="MSFT", executed_at=noon(date(2024, 3, 1)))
+    await s.trade(who, p.id, "buy", "1", "700", symbol="MSFT", executed_at=noon(date(2024, 7, 1)))
+    await split(s, who, p.id, "MSFT", "2024-06-03", 3, 2, "310")
+    await split(s, who, p.id, "MSFT", "2024-09-02", 2, 1)
+
+    document = json.loads(b"".join(c.data for c in await export(s, who, p.id, "json")))
+    assert document["splits"] == [
+        {
+            "symbol": "MSFT",
+            "date": "2024-06-03",
+            "numerator": 3,
+            "denominator": 2,
+            "price": "310.00",
+        },
+        {"symbol": "MSFT", "date": "2024-09-02", "numerator": 2, "denominator": 1, "price": ""},
+    ]
+    (held,) = document["positions"]
+    # 3 x 1.5 = 4.5, + 1 = 5.5, x 2 = 11 shares; cost 1,800 + 700.
+    assert (held["quantity"], held["costBasis"]) == ("11", "2500.00")
+    text = b"".join(c.data for c in await export(s, who, p.id, "csv")).decode()
+    positions = list(csv.reader(io.StringIO(text.split("\r\n\r\n")[1])))
+    assert positions[1][:2] == ["MSFT", "11"]
