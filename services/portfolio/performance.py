@@ -233,7 +233,15 @@ def _fill_prices(
 
 
 def _price_on(book: Book, symbol: str, close: tuple[date, Decimal] | None) -> Decimal:
-    """`symbol`'s price: the more recent of its last close (`close`) and its last trade here."""
+    """`symbol`'s price: the more recent of its last close (`close`) and its last trade here
+    (split-adjusted already). A close printed before a split the book has applied since is
+    taken split (the close of the Friday before a Saturday's 10-for-1 is a tenth of it then)."""
+    if close is not None:
+        printed = close[1]
+        for split in book.splits:
+            if split.symbol == symbol and split.day > close[0]:
+                printed = split.unscale(printed)
+        close = (close[0], printed)
     traded = book.last_trade_price(symbol)
     if traded is None:
         return close[1] if close is not None else ZERO

@@ -275,3 +275,38 @@ async def test_the_export_holds_the_split_positions_and_the_json_one_the_splits(
     text = b"".join(c.data for c in await export(s, who, p.id, "csv")).decode()
     positions = list(csv.reader(io.StringIO(text.split("\r\n\r\n")[1])))
     assert positions[1][:2] == ["MSFT", "11"]
+
+
+def last_friday_before(day: date) -> date:
+    while day.weekday() != 4:
+        day -= timedelta(days=1)
+    return day
+
+
+@one_utc_day
+async def test_a_split_on_a_day_without_a_close_does_not_multiply_the_value(
+    portfolio_service: PortfolioService,
+) -> None:
+    """A 10-for-1 on a Saturday (no close that day; the market printed 510 on the Friday before
+    it and 52 from the Monday on): the weekend is worth what Friday was, not ten times as much
+    (found by the review: the Friday's close was carried to 100 shares)."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    friday = last_friday_before(today - timedelta(days=4))
+    saturday, sunday, monday = (friday + timedelta(days=n) for n in (1, 2, 3))
+    closes = {friday: "510"}
+    day = monday
+    while day <= today:
+        closes[day] = "52"  # the simulated market's own closes overridden
+        day += timedelta(days=1)
+    await store_closes(s, "AMD", closes)
+    await s.trade(who, p.id, "buy", "10", "510", symbol="AMD", executed_at=noon(friday))
+    await split(s, who, p.id, "AMD", saturday.isoformat(), 10, 1)
+
+    report = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    values = {v.date: v.value for v in report.series}
+    days = (friday, saturday, sunday, monday)
+    assert [values[d.isoformat()] for d in days] == ["5100.00", "5100.00", "5100.00", "5200.00"]
