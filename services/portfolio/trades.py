@@ -10,8 +10,9 @@ only if the book takes them. Two sells of one position therefore never both see 
 The book, stated once: each portfolio's book state (lots, bases, cash, running totals) is stored
 beside it (portfolio_books) and rewritten in the transaction that records trades. A trade dated
 at or after the last one the state includes is applied to the state alone, whatever the number
-of trades before it; a back-dated one, or a portfolio without a state yet (or of an older
-format), replays the whole history and stores the state it ends with. Every path that writes a
+of trades before it; a back-dated one (before the last trade or split the state includes), or a
+portfolio without a state yet (or of an older format), replays the whole history, its splits
+with its trades (splits.py), and stores the state it ends with. Every path that writes a
 portfolio's trades after its creation goes through `Trades.append`; none changes or deletes a
 trade (deleting the portfolio deletes its state with it).
 """
