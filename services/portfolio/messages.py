@@ -25,9 +25,8 @@ from services.portfolio.domain import (
 )
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
-from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade, SplitEffect
 from services.portfolio.returns import Benchmark, Breakdown
-from services.portfolio.splits import SplitEffect
 from services.portfolio.stocks import StockHistory
 from services.runtime.timestamps import timestamp
 

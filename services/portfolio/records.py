@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from services.portfolio.currencies import TradeFx, require_currency
@@ -78,6 +79,16 @@ class RecordedSplit:
     portfolio_id: str
     split: Split
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SplitEffect:
+    """A recorded split and what it did to the portfolio's holding of its symbol."""
+
+    recorded: RecordedSplit
+    quantity_before: Decimal
+    quantity_after: Decimal
+    cash_in_lieu: Decimal
 
 
 def clean_name(raw: str) -> str:

@@ -121,7 +121,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         exchange=exchange,
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
-        splits=Splits(db),
+        splits=Splits(db, prices, hub),
     )
     calculator = Calculator(
         db,

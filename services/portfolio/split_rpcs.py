@@ -9,7 +9,8 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.messages import split_message
-from services.portfolio.splits import SplitDraft, SplitEffect
+from services.portfolio.records import SplitEffect
+from services.portfolio.splits import SplitDraft
 from services.runtime.interceptors import require_identity
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ split leaves), and the book state the replay ends with is stored with it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,12 @@ from services.portfolio.domain import (
     normalize_symbol,
     order_key,
 )
+from services.portfolio.events import EventHub
+from services.portfolio.prices import Prices
 from services.portfolio.records import (
     Portfolio,
     RecordedSplit,
+    SplitEffect,
     check_room,
     portfolio_not_found,
     require_portfolio_id,
@@ -48,6 +52,8 @@ from services.runtime.errors import (
     NotFound,
 )
 
+log = logging.getLogger(__name__)
+
 # Splits one portfolio keeps: a stock splits a few times a decade.
 MAX_SPLITS = 500
 # Shares on either side of a split: the service's own bound on a ratio's terms.
@@ -63,16 +69,6 @@ class SplitDraft:
     numerator: int
     denominator: int
     price: str = ""
-
-
-@dataclass(frozen=True)
-class SplitEffect:
-    """A recorded split and what it did to the portfolio's holding of its symbol."""
-
-    recorded: RecordedSplit
-    quantity_before: Decimal
-    quantity_after: Decimal
-    cash_in_lieu: Decimal
 
 
 def parse_split(draft: SplitDraft, *, today: date) -> Split:
@@ -145,8 +141,17 @@ def replay_with_splits(
 
 
 class Splits:
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        prices: Prices,
+        hub: EventHub,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._db = db
+        self._prices = prices
+        self._hub = hub
         self._clock = clock
 
     async def find(self, user_id: str, portfolio_id: str, symbol: str = "") -> list[SplitEffect]:
@@ -192,6 +197,7 @@ class Splits:
             effect = next(e for e in effects if e.recorded is recorded)
             if settle is not None:
                 await settle(session, effect)
+        await self._announce(portfolio, book)
         return effect
 
     async def delete(self, user_id: str, portfolio_id: str, split_id: str) -> None:
@@ -206,6 +212,19 @@ class Splits:
             book, _ = replay_with_splits(portfolio.kind.policy, trades, kept)
             await SplitRepository(session).remove(portfolio_id, split_id.strip())
             await self._store(session, portfolio_id, book, trades)
+        await self._announce(portfolio, book)
+
+    async def _announce(self, portfolio: Portfolio, book: Book) -> None:
+        """The portfolio's value with its new quantities, to its owner's sockets at once (the
+        revaluer's next round is up to a minute away); a market that cannot price it now
+        leaves that to the round."""
+        try:
+            prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
+        except DomainError as problem:
+            log.info("split not valued", extra={"portfolioId": portfolio.id, "why": problem.reason})
+            return
+        totals = book.totals(prices)
+        await self._hub.portfolio_valued(portfolio.user_id, portfolio.id, totals, self._clock())
 
     async def _locked(
         self, session: AsyncSession, user_id: str, portfolio_id: str

@@ -16,8 +16,10 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from tests.integration.portfolio_harness import PortfolioService
 from tests.integration.test_portfolio_import_export import export
 from tests.integration.test_portfolio_performance_service import noon, store_closes
+from tests.integration.test_portfolio_streams import collecting
 from tests.rpc_errors import expect_error
 from tests.utc_days import one_utc_day, utc_today
+from tests.waiting import until
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -310,3 +312,27 @@ async def test_a_split_on_a_day_without_a_close_does_not_multiply_the_value(
     values = {v.date: v.value for v in report.series}
     days = (friday, saturday, sunday, monday)
     assert [values[d.isoformat()] for d in days] == ["5100.00", "5100.00", "5100.00", "5200.00"]
+
+
+@one_utc_day
+async def test_a_split_and_its_deletion_publish_the_portfolios_new_value(
+    portfolio_service: PortfolioService,
+) -> None:
+    """The owner's sockets hear the value with the new quantities at once, not at the
+    revaluer's next round (an hour away here)."""
+    s = portfolio_service
+    who, user_id = await s.account()
+    p = await s.portfolio(who)
+    yesterday = noon(utc_today() - timedelta(days=1))
+    await s.trade(who, p.id, "buy", "2", "60", symbol="KO", executed_at=yesterday)
+    async with collecting(s) as events:
+        made = await split(s, who, p.id, "KO", utc_today().isoformat(), 3, 1)
+        await until(lambda: any(e.HasField("portfolio_value") for e in events), "a value")
+        await s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who)
+        await until(lambda: len([e for e in events if e.HasField("portfolio_value")]) == 2, "2")
+    values = [(e.user_id, e.portfolio_value) for e in events if e.HasField("portfolio_value")]
+    # 6 KO, then 2 again, at the market's 62.40, bought for 120 brought in.
+    assert [(who_, v.portfolio_id, v.total_value, v.total_gain_loss) for who_, v in values] == [
+        (user_id, p.id, "374.40", "254.40"),
+        (user_id, p.id, "124.80", "4.80"),
+    ]
