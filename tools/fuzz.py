@@ -76,6 +76,8 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "DELETE /api/v1/users/{id}": "the last admin cannot be deleted",
     "POST /api/v1/chat/message": "the model must be one the provider offers now (ListModels)",
     "POST /api/v1/chat/stream": "the model must be one the provider offers now (ListModels)",
+    "GET /api/v1/chat/sessions/{id}": "before, a cursor, must be the id of a message of this "
+    "session",
     "POST /api/v1/terminal/terminals/create": "the shell must be one this install offers "
     "(TERMINAL_SHELLS)",
     "POST /api/v1/terminal/terminals/{session_id}/resize": "cols and rows, at the top or in "
@@ -119,6 +121,11 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "GBP, JPY, CHF; the document says three letters)",
     "PUT /api/v1/portfolios/{id}": "the currency must be one the service has rates for, and "
     "cannot change once the portfolio has trades",
+    "POST /api/v1/portfolios/{portfolio_id}/splits": "the date must be a day of the calendar "
+    "(the document says YYYY-MM-DD), today or before; numerator and denominator must differ "
+    "(a rule across fields); one split per symbol and day; a later trade must still hold",
+    "DELETE /api/v1/portfolios/{portfolio_id}/splits/{id}": "a later trade must still hold "
+    "without the split",
     "GET /api/v1/fx": "both codes must be ones the service has rates for; a day before any "
     "rate is known has none (404)",
 }
