@@ -37,6 +37,11 @@ _CTTY_WRAPPER = 'exec "$0" -i 0<>"$1" 1>&0 2>&0'
 # makes the inherited descriptor the controlling terminal instead; -w keeps it as the sandbox's
 # main process until the shell exits.
 _SANDBOX_CTTY = ("/usr/bin/setsid", "--ctty", "--wait")
+# A shell starts with every signal's default handling, whatever the service's was: a signal
+# ignored here stays ignored across exec, and a shell cannot undo it for the commands it runs
+# (a service started with SIGINT ignored, as an asynchronous command of a script is, ran every
+# user's commands deaf to ^C).
+_DEFAULT_SIGNALS = ("/usr/bin/env", "--default-signal")
 
 
 class TerminalManager:
@@ -306,7 +311,15 @@ class TerminalManager:
 
     async def _end_sandbox(self, session: Session) -> None:
         """Kills the sandbox: bubblewrap's death ends its PID namespace, so everything in it
-        dies (setsid and double-forked processes too); the cgroup catches any straggler."""
+        dies (setsid and double-forked processes too); the cgroup catches any straggler.
+
+        Returns once they have died. The namespace's init (bubblewrap's child) is killed with
+        it and ends only after every other process in the namespace has: its end is the
+        sandbox's. Outer bubblewrap reaped, they were still dying - a closed session's (a
+        logged-out owner's) processes ran on for a while, where no cgroup waited for them - and
+        the init, handed to this subreaper, stayed a zombie for good. (bubblewrap's
+        --die-with-parent kills the init; without a subreaper it is not ours to wait for.)"""
+        inits = await asyncio.to_thread(procfs.children, session.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(session.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -314,6 +327,9 @@ class TerminalManager:
         session._end_output("closed")
         box = session.box
         await asyncio.to_thread(session.process.wait)
+        # Nothing tells of a process's end but polling: it is no child of ours until orphaned.
+        while not await asyncio.to_thread(procfs.ended, inits):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
         if box is not None:
             while await asyncio.to_thread(box.members):
                 await asyncio.to_thread(box.kill)
@@ -404,8 +420,8 @@ class TerminalManager:
     ) -> tuple[list[str], Path, dict[str, str]]:
         """(argv, where to start it on the host, its environment)."""
         if self.sandbox is None or not self.sandbox.enabled:
-            argv = ["/bin/sh", "-c", _CTTY_WRAPPER, shell, os.ttyname(slave_fd)]
-            return argv, cwd, self._environment(shell, cwd)
+            argv = [*_DEFAULT_SIGNALS, "/bin/sh", "-c", _CTTY_WRAPPER, shell]
+            return [*argv, os.ttyname(slave_fd)], cwd, self._environment(shell, cwd)
         environment = self._environment(shell, INSIDE_HOME)
         argv = self.sandbox.command(
             [*_SANDBOX_CTTY, shell, "-i"],
@@ -414,7 +430,7 @@ class TerminalManager:
             env=environment,
             box=box,
         )
-        return argv, Path("/"), environment
+        return [*_DEFAULT_SIGNALS, *argv], Path("/"), environment
 
     def _spawn(
         self, shell: str, cwd: Path, cols: int, rows: int, home: Path, box: Box | None = None

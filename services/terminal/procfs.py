@@ -85,6 +85,35 @@ def descendants(roots: set[int]) -> set[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (one pass over /proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            read = read_process(int(entry.name))
+            if read is not None and read[1].ppid == pid:
+                found.append(read[1].pid)
+    return found
+
+
+def ended(pids: list[int]) -> bool:
+    """Whether none of `pids` still runs as a child of ours, reaping those that have ended
+    (orphans handed to this subreaper when their parent died first). Only our own children
+    are waited for: their pids cannot be reused before we reap them."""
+    me = os.getpid()
+    done = True
+    for pid in pids:
+        read = read_process(pid)
+        if read is None or read[1].ppid != me:
+            continue
+        if read[1].state != "Z":
+            done = False
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+    return done
+
+
 def still_members(sid: int, pids: set[int]) -> list[Process]:
     """Which of `pids` still exist in session `sid` (zombies included): a few reads instead
     of a scan of every process on the machine."""

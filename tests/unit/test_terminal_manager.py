@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
+import shutil
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.sandbox import Sandbox, SandboxConfig
 from services.terminal.manager import TerminalManager
 from services.terminal.sessions import Session, WriteTooLarge
 from services.terminal.watcher import DROP_NOTE, Watcher
+from tests.processes import host_processes
 from tests.waiting import until
 
 SH = "/bin/sh"
@@ -70,6 +75,16 @@ def reaped(pid: int) -> bool:
     except ChildProcessError:
         return True
     return False
+
+
+def foreground(session: Session) -> str:
+    """The command of the terminal's foreground process group (its leader's name once it has
+    run its program: before its exec, a shell's child still bears the shell's name)."""
+    try:
+        group = os.tcgetpgrp(session.master_fd)
+        return Path(f"/proc/{group}/comm").read_text().strip()
+    except OSError:  # no group yet, or gone meanwhile
+        return ""
 
 
 def gone(pid: int) -> bool:
@@ -317,11 +332,76 @@ async def test_shutdown_closes_every_session(tmp_path: Path) -> None:
 async def test_ctrl_c_interrupts_the_foreground_command(manager: TerminalManager) -> None:
     session = await manager.create("alice", "project", 80, 24, SH)
     session.write(b"sleep 1000\n")
-    await asyncio.sleep(0.3)
+    # A ^C that reaches the shell before sleep holds the terminal is the shell's: sleep then
+    # runs its 1000 s and the next line waits behind it (CI's failure, waiting a fixed 0.3 s).
+    await until(lambda: foreground(session) == "sleep", "sleep in the foreground")
     session.write(b"\x03")
     started = time.monotonic()
     await run(session, "echo after", "interrupted")
     assert time.monotonic() - started < 5.0
+
+
+async def test_a_command_takes_ctrl_c_although_the_service_ignores_it(tmp_path: Path) -> None:
+    """A signal the service ignores stays ignored across exec, and no shell can undo that for
+    the commands it runs: started with SIGINT ignored (as a script's asynchronous command is),
+    the service ran every user's commands deaf to ^C (CI's failures: sleep and cat went on,
+    and the line typed after ^C waited behind them). A shell now starts with the defaults."""
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
+    try:
+        async with TerminalManager(tmp_path, shells=(SH,), grace=1.0) as deaf:
+            session = await deaf.create("alice", shell=SH)
+            for key, name in ((b"\x03", "SIGINT"), (b"\x1c", "SIGQUIT")):
+                session.write(b"sleep 1000\n")
+                await until(lambda: foreground(session) == "sleep", "sleep in the foreground")
+                session.write(key)
+                await run(session, "echo after", "interrupted")
+                assert foreground(session) == "sh", name
+    finally:
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the processes whose parent is `pid`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+            if int(ppid) == pid:
+                found.append((int(entry.name), state))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+async def test_closing_a_sandboxed_session_returns_once_everything_in_it_has_ended(
+    tmp_path: Path,
+) -> None:
+    """Killing bubblewrap ends its PID namespace, but not at once: its init dies after it and
+    ends every process in the namespace first. Without a cgroup to wait on, close (a logout
+    everywhere) returned while the session's processes still ran (CI: a `setsid sleep` alive
+    after the owner's shells had ended), and the init, handed to the service (a subreaper)
+    once bubblewrap was gone, stayed its zombie for good. Close now waits for the init."""
+    sandbox = Sandbox(SandboxConfig(mode="bwrap"))  # no cgroups: nothing else waits for them
+    try:
+        async with TerminalManager(
+            tmp_path, shells=("/bin/bash",), grace=1.0, sandbox=sandbox
+        ) as boxed:
+            assert boxed.reaps_orphans
+            session = await boxed.create("ann", None, 80, 24, "/bin/bash")
+            sleeping = ["sleep", f"500.{secrets.randbelow(10**6):06d}"]
+            session.write(f"for i in $(seq 50); do setsid {' '.join(sleeping)} & done\n".encode())
+            await until(lambda: len(host_processes(sleeping)) == 50, "50 sleeps in the sandbox")
+            inits = [pid for pid, _ in children(session.pid)]
+            assert len(inits) == 1  # bubblewrap's child: the namespace's init
+            await boxed.close(session.id)
+            assert host_processes(sleeping) == []
+            assert [c for c in children(os.getpid()) if c[0] in inits] == []  # reaped
+    finally:
+        sandbox.close()
 
 
 async def test_output_over_the_rate_limit_pauses_reading_the_pty(tmp_path: Path) -> None:
