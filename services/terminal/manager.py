@@ -42,6 +42,8 @@ _SANDBOX_CTTY = ("/usr/bin/setsid", "--ctty", "--wait")
 # (a service started with SIGINT ignored, as an asynchronous command of a script is, ran every
 # user's commands deaf to ^C).
 _DEFAULT_SIGNALS = ("/usr/bin/env", "--default-signal")
+# Seconds a close waits for a sandbox's PID namespace init to end (its processes die with it).
+_INIT_WAIT = 10.0
 
 
 class TerminalManager:
@@ -328,7 +330,12 @@ class TerminalManager:
         box = session.box
         await asyncio.to_thread(session.process.wait)
         # Nothing tells of a process's end but polling: it is no child of ours until orphaned.
-        while not await asyncio.to_thread(procfs.ended, inits):  # noqa: ASYNC110
+        # Bounded: a process stuck in the kernel (uninterruptible I/O) must not hang the close.
+        deadline = asyncio.get_running_loop().time() + _INIT_WAIT
+        while not await asyncio.to_thread(procfs.ended, inits):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("sandbox init outlived its close", extra={"pids": inits})
+                break
             await asyncio.sleep(0.02)
         if box is not None:
             while await asyncio.to_thread(box.members):
