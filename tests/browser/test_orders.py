@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.screens import api, sign_in
 from tests.system_harness import Account, System
@@ -73,3 +73,31 @@ def test_a_tracking_portfolio_says_why_it_takes_no_orders(
     page.goto(f"/trade?portfolio={tracking}&symbol={SYMBOL}")
     expect(page.get_by_test_id("orders-tracking")).to_contain_text("paper portfolios")
     expect(page.get_by_test_id("order-form")).to_have_count(0)
+
+
+def test_a_fill_told_before_the_order_is_answered_keeps_its_notice(
+    page: Page, system: System, account: Account
+) -> None:
+    """An order can fill at the next tick, before its POST answers: the answer's "Placed" must
+    not replace the fill's notice (CI met it once). The answer is held here until the page
+    shows the fill the socket told it."""
+    paper = portfolio(system, account, kind="paper", initialCash="100000")
+    price = Decimal(api(system, account, "GET", f"/api/v1/stocks/{SYMBOL}/price")["price"])
+    sign_in(page, account)
+    page.goto(f"/trade?portfolio={paper}&symbol={SYMBOL}")
+    expect(page.get_by_test_id("order-form")).to_be_visible()
+    filled = page.locator('[data-testid="order-row"][data-status="filled"]')
+
+    def answer_after_the_fill(route: Route) -> None:
+        response = route.fetch()
+        filled.wait_for(timeout=15_000)
+        route.fulfill(response=response)
+
+    page.route("**/api/v1/orders", answer_after_the_fill)
+    page.get_by_test_id("order-tif").select_option("gtc")
+    page.get_by_label("Shares").fill("3")
+    page.get_by_label("Limit price").fill(str(price * 2))
+    page.get_by_test_id("order-submit").click()
+    expect(filled).to_have_count(1)
+    expect(page.get_by_test_id("order-submit")).to_be_enabled()  # the answer has come
+    expect(page.get_by_test_id("order-notice")).to_contain_text(f"Filled: bought 3 {SYMBOL} at")

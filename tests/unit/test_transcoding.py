@@ -198,6 +198,7 @@ def test_creating_rpcs_answer_201_and_the_rest_200() -> None:
         "CreateWatchlist",
         "CreateAlert",
         "CreatePosition",
+        "CreateSplit",
         "CreateFile",
         "CreateProject",
         "CreateBranch",

@@ -44,6 +44,9 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const attempt = useRef<{ order: string; key: string } | null>(null);
+  // Orders whose fill or rejection the feed told already: an order can fill at the next tick,
+  // before its POST answers, and "Placed" must not then replace "Filled".
+  const settled = useRef(new Set<string>());
 
   useEffect(() => {
     setOrders([]);
@@ -65,11 +68,13 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
       if (order.portfolioId !== portfolioId) return;
       setOrders((shown) => upsert(shown, order));
       if (order.status === "rejected") {
+        if (order.id) settled.current.add(order.id);
         setNotice(`Order ${describe(order)} was rejected: ${order.statusReason ?? ""}`);
       }
     });
     const stopTrades = portfolioFeed.watchTrades((trade) => {
       if (!trade.orderId || trade.portfolioId !== portfolioId) return;
+      settled.current.add(trade.orderId);
       setNotice(
         `Filled: ${trade.side === "sell" ? "sold" : "bought"} ${formatQuantity(trade.quantity)}` +
           ` ${trade.symbol} at ${price(trade.price)}.`,
@@ -119,7 +124,7 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
       const placed = await placeOrder(draft, attempt.current.key);
       attempt.current = null;
       setOrders((shown) => upsert(shown, placed));
-      setNotice(`Placed: ${describe(placed)}.`);
+      if (!placed.id || !settled.current.has(placed.id)) setNotice(`Placed: ${describe(placed)}.`);
       setQuantity("");
       setChecked(false);
     } catch (failure) {
