@@ -112,7 +112,7 @@ def test_the_web_app_is_served_from_the_image_by_a_pod_holding_nothing() -> None
     web = deployments()["web"]
     pod = web["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["python", "-m", "facade.webapp"]
+    assert container["args"] == ["python", "-m", "facade.webapp"]
     assert container["ports"] == [{"name": "http", "containerPort": 4100}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert secrets_mounted(web) == set()
@@ -178,3 +178,22 @@ def test_only_the_services_with_a_database_reach_it() -> None:
         "portfolio",
         "workspace",
     }
+
+
+def test_tini_stays_pid_1_in_every_container_of_our_image() -> None:
+    """The image's ENTRYPOINT is tini, which reaps what is orphaned to PID 1 (a sandbox's init
+    whose bubblewrap was killed); a Kubernetes `command:` would replace it, so our containers
+    set `args:` only, and compose's `command:` (which keeps the ENTRYPOINT) is fine."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile
+    assert " tini" in next(line for line in dockerfile.splitlines() if "apt-get install" in line)
+    ours = 0
+    for document in documents():
+        if document["kind"] not in {"Deployment", "Job"}:
+            continue
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            if container["image"].split(":")[0].endswith("stockfolio"):
+                ours += 1
+                assert "command" not in container, document["metadata"]["name"]
+                assert container["args"][:2] == ["python", "-m"]
+    assert ours == 8
