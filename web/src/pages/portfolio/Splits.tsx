@@ -273,34 +273,22 @@ function RecordSplit(props: {
             data-testid="split-date-input"
           />
         </Field>
-        <Field label="New shares" id="split-numerator" error={shown("numerator")} hint="4 in a 4-for-1 split.">
-          <input
-            id="split-numerator"
-            type="number"
-            inputMode="numeric"
-            min={1}
-            max={MAX_TERM}
-            step={1}
-            value={numerator}
-            aria-invalid={Boolean(shown("numerator"))}
-            onInput={(e) => setNumerator(e.currentTarget.value)}
-            data-testid="split-numerator"
-          />
-        </Field>
-        <Field label="For old shares" id="split-denominator" error={shown("denominator")} hint="10 in a 1-for-10 split.">
-          <input
-            id="split-denominator"
-            type="number"
-            inputMode="numeric"
-            min={1}
-            max={MAX_TERM}
-            step={1}
-            value={denominator}
-            aria-invalid={Boolean(shown("denominator"))}
-            onInput={(e) => setDenominator(e.currentTarget.value)}
-            data-testid="split-denominator"
-          />
-        </Field>
+        <TermInput
+          label="New shares"
+          id="split-numerator"
+          hint="4 in a 4-for-1 split."
+          value={numerator}
+          error={shown("numerator")}
+          onValue={setNumerator}
+        />
+        <TermInput
+          label="For old shares"
+          id="split-denominator"
+          hint="10 in a 1-for-10 split."
+          value={denominator}
+          error={shown("denominator")}
+          onValue={setDenominator}
+        />
         <Field
           label={`Cash-in-lieu price (${props.currency}, optional)`}
           id="split-price"
@@ -333,5 +321,32 @@ function describe(split: StockSplit, currency: string): string {
   return (
     `Recorded the ${ratioLabel(split)} split of ${split.symbol} on ${split.date}: ` +
     `${quantity(split.quantityBefore)} → ${quantity(split.quantityAfter)} shares${cash}.`
+  );
+}
+
+/** One term of the ratio: a whole number of shares, 1 to MAX_TERM; its id is its test id too. */
+function TermInput(props: {
+  label: string;
+  id: string;
+  hint: string;
+  value: string;
+  error: string | undefined;
+  onValue: (value: string) => void;
+}) {
+  return (
+    <Field label={props.label} id={props.id} error={props.error} hint={props.hint}>
+      <input
+        id={props.id}
+        type="number"
+        inputMode="numeric"
+        min={1}
+        max={MAX_TERM}
+        step={1}
+        value={props.value}
+        aria-invalid={Boolean(props.error)}
+        onInput={(e) => props.onValue(e.currentTarget.value)}
+        data-testid={props.id}
+      />
+    </Field>
   );
 }
