@@ -21,13 +21,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from stockfolio.portfolio.v1 import portfolio_pb2
 
-from services.portfolio.domain import new_trade
+from services.portfolio.domain import Split, new_trade
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote
 from services.portfolio.order_messages import order_message
 from services.portfolio.order_store import OrderRepository
 from services.portfolio.orders import (
+    CANCELLED_BY_SPLIT,
     MAX_OPEN_ORDERS,
+    SPLIT_ADJUSTED,
     Order,
     OrderDraft,
     OrderStatus,
@@ -36,6 +38,7 @@ from services.portfolio.orders import (
     not_open,
     order_not_found,
     parse_order,
+    split_terms,
     too_many_open,
 )
 from services.portfolio.records import (
@@ -151,6 +154,54 @@ class Orders:
         await self._published(cancelled)
         return cancelled
 
+    # --- splits --------------------------------------------------------------------------------
+
+    async def follow_splits(
+        self, session: AsyncSession, portfolio_id: str, symbol: str, splits: Sequence[Split]
+    ) -> list[Order]:
+        """Bring the portfolio's open orders of `symbol` to their placed terms under `splits`
+        (all it records now), in the caller's transaction, which holds the portfolio's lock;
+        the orders changed (announce them once it commits)."""
+        now = self._clock()
+        repository = OrderRepository(session)
+        changed: list[Order] = []
+        for order in await repository.open_of(portfolio_id, symbol):
+            terms = split_terms(order, splits)
+            if terms is None:
+                values: dict[str, Any] = {"status": OrderStatus.CANCELLED.value}
+                after = replace(order, status=OrderStatus.CANCELLED)
+                reason = CANCELLED_BY_SPLIT
+            elif terms == order.terms:
+                continue
+            else:
+                placed = order.placed_terms if terms != order.placed_terms else None
+                values = {
+                    "quantity": terms.quantity,
+                    "limit_price": terms.limit_price,
+                    "stop_price": terms.stop_price,
+                    "placed_quantity": placed.quantity if placed else None,
+                    "placed_limit_price": placed.limit_price if placed else None,
+                    "placed_stop_price": placed.stop_price if placed else None,
+                }
+                after = replace(
+                    order,
+                    quantity=terms.quantity,
+                    limit_price=terms.limit_price,
+                    stop_price=terms.stop_price,
+                    placed=placed,
+                )
+                reason = SPLIT_ADJUSTED if placed else ""
+            if await repository.change_open(
+                order.id, terms=order.terms, status_reason=reason, updated_at=now, **values
+            ):
+                changed.append(replace(after, status_reason=reason, updated_at=now))
+        return changed
+
+    async def announce(self, changed: Sequence[Order]) -> None:
+        """Tell the owner's sockets, and the matcher, of orders a split changed."""
+        for order in changed:
+            await self._published(order)
+
     # --- the market leader's ---------------------------------------------------------------------
 
     async def open_orders(self) -> list[Order]:
@@ -201,9 +252,12 @@ class Orders:
             nonlocal filled
             one = recorded[0]
             filled = replace(filled, trade_id=one.trade.id)
+            # On the terms the matcher crossed: a split recorded meanwhile changed them (its
+            # order event re-adds the order to the index on its new terms).
             if not await OrderRepository(session).change_open(
                 order.id,
                 live_at=live,
+                terms=order.terms,
                 status=OrderStatus.FILLED.value,
                 trade_id=one.trade.id,
                 filled_price=quote.price,

@@ -13,11 +13,14 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.domain import Side
-from services.portfolio.orders import Order, OrderStatus, OrderType, TimeInForce
+from services.portfolio.orders import Order, OrderStatus, OrderType, Terms, TimeInForce
 from services.portfolio.orm import orders
 
 
 def _order(row: Any) -> Order:
+    placed = None
+    if row.placed_quantity is not None:
+        placed = Terms(row.placed_quantity, row.placed_limit_price, row.placed_stop_price)
     return Order(
         id=row.id,
         user_id=row.user_id,
@@ -40,7 +43,21 @@ def _order(row: Any) -> Order:
         filled_price=row.filled_price,
         filled_at=row.filled_at,
         expires_at=row.expires_at,
+        placed=placed,
     )
+
+
+def _same_terms(terms: Terms) -> list[Any]:
+    """Conditions that the stored order still asks for `terms` (no split adjusted it since)."""
+    return [
+        orders.c.quantity == terms.quantity,
+        orders.c.limit_price.is_(None)
+        if terms.limit_price is None
+        else orders.c.limit_price == terms.limit_price,
+        orders.c.stop_price.is_(None)
+        if terms.stop_price is None
+        else orders.c.stop_price == terms.stop_price,
+    ]
 
 
 class OrderRepository:
@@ -114,6 +131,16 @@ class OrderRepository:
         )
         return int((await self._session.execute(query)).scalar_one())
 
+    async def open_of(self, portfolio_id: str, symbol: str) -> list[Order]:
+        rows = await self._session.execute(
+            select(orders).where(
+                orders.c.portfolio_id == portfolio_id,
+                orders.c.symbol == symbol,
+                orders.c.status == OrderStatus.OPEN.value,
+            )
+        )
+        return [_order(r) for r in rows]
+
     async def all_open(self) -> list[Order]:
         rows = await self._session.execute(
             select(orders).where(orders.c.status == OrderStatus.OPEN.value)
@@ -130,13 +157,21 @@ class OrderRepository:
         return [_order(r) for r in rows]
 
     async def change_open(
-        self, order_id: str, *, live_at: datetime | None = None, **values: Any
+        self,
+        order_id: str,
+        *,
+        live_at: datetime | None = None,
+        terms: Terms | None = None,
+        **values: Any,
     ) -> bool:
         """Apply `values` to the order if it is still open (with `live_at`: and its day not over
-        then, whether or not it has been marked expired yet); whether it was."""
+        then, whether or not it has been marked expired yet; with `terms`: and it still asks
+        for them); whether it was."""
         query = update(orders).where(
             orders.c.id == order_id, orders.c.status == OrderStatus.OPEN.value
         )
+        if terms is not None:
+            query = query.where(*_same_terms(terms))
         if live_at is not None:
             query = query.where(or_(orders.c.expires_at.is_(None), orders.c.expires_at > live_at))
         result = await self._session.execute(query.values(**values))

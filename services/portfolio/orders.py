@@ -12,22 +12,35 @@ Orders, stated once
   cancelled.
 * An order ends once: FILLED, REJECTED (it crossed, but the trade broke a rule of the book),
   CANCELLED or EXPIRED; nothing changes it after that.
+* A split of its symbol that the portfolio records, dated after the order was placed, adjusts
+  an open order as brokers adjust open orders (FINRA Rule 5330): a 4-for-1 makes a buy of 10 at
+  400 a buy of 40 at 100, the order's worth unchanged. Its terms are always its placed terms
+  times every such split (`split_terms`), so taking a split back restores them exactly. Reverse
+  splits are adjusted too (brokers cancel them for want of fractional shares; a paper portfolio
+  has them). An order the split leaves no share or no price of is cancelled.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 
-from services.portfolio.domain import Side, normalize_symbol
+from services.portfolio.domain import Side, Split, normalize_symbol
 from services.portfolio.wire_numbers import PRICE_PLACES, QUANTITY_PLACES, parse_decimal
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 # Per portfolio: more open orders than this is a runaway client, not a trading plan.
 MAX_OPEN_ORDERS = 100
 MAX_NOTES = 1000
+# An open order's status_reason while a split has changed its terms from those it was placed
+# with; an order ended because a split left it no share or no price.
+SPLIT_ADJUSTED = "SPLIT_ADJUSTED"
+CANCELLED_BY_SPLIT = "CANCELLED_BY_SPLIT"
 
 
 class OrderType(StrEnum):
@@ -47,6 +60,15 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What an order asks for: how many shares, at which limit and stop."""
+
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,16 @@ class Order:
     filled_price: Decimal | None = None
     filled_at: datetime | None = None
     expires_at: datetime | None = None
+    # The terms it was placed with, once a split has adjusted it (None: its terms are those).
+    placed: Terms | None = None
+
+    @property
+    def terms(self) -> Terms:
+        return Terms(self.quantity, self.limit_price, self.stop_price)
+
+    @property
+    def placed_terms(self) -> Terms:
+        return self.placed if self.placed is not None else self.terms
 
     @property
     def watch(self) -> tuple[bool, Decimal]:
@@ -95,6 +127,35 @@ class Order:
 
     def triggered_now(self, at: datetime) -> Order:
         return replace(self, triggered=True, updated_at=at)
+
+
+def split_terms(order: Order, splits: Iterable[Split]) -> Terms | None:
+    """The order's placed terms after every split of its symbol that takes effect after it was
+    placed (one placed on a split's day was placed at split prices); None when they leave it no
+    share or no price. Exact in fractions, rounded once: shares down to QUANTITY_PLACES (a sell
+    never asks for more than the split holding, itself rounded down), prices half-even."""
+    factor = Fraction(1)
+    for split in splits:
+        if split.symbol == order.symbol and split.effective_at > order.created_at:
+            factor *= Fraction(split.ratio) / split.of
+    placed = order.placed_terms
+    if factor == 1:
+        return placed
+    units = Fraction(placed.quantity) * factor * 10**QUANTITY_PLACES
+    quantity = Decimal(math.floor(units)).scaleb(-QUANTITY_PLACES)
+
+    def price(value: Decimal | None) -> Decimal | None:
+        if value is None:
+            return None
+        units = Fraction(value) / factor * 10**PRICE_PLACES
+        return Decimal(round(units)).scaleb(-PRICE_PLACES)  # round(): half-even, exactly
+
+    terms = Terms(quantity, price(placed.limit_price), price(placed.stop_price))
+    if quantity <= 0 or any(
+        p is not None and p <= 0 for p in (terms.limit_price, terms.stop_price)
+    ):
+        return None
+    return terms
 
 
 @dataclass(frozen=True)

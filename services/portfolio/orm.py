@@ -134,6 +134,11 @@ orders = Table(
     Column("expires_at", UtcDateTime(), nullable=True),
     Column("fees", ExactDecimal(), nullable=False),
     Column("notes", Text, nullable=False, default=""),
+    # The terms it was placed with, once a recorded split has adjusted it (orders.py); NULL:
+    # its terms are those it was placed with.
+    Column("placed_quantity", ExactDecimal(), nullable=True),
+    Column("placed_limit_price", ExactDecimal(), nullable=True),
+    Column("placed_stop_price", ExactDecimal(), nullable=True),
     created_at_column(),
     updated_at_column(),
     Index("ix_orders_user_id", "user_id", "created_at"),

@@ -103,6 +103,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     exchange = Exchange(db, market)
     prices = Prices(db, market, exchange)
     trades = Trades(db, market, prices, hub, exchange=exchange)
+    orders = Orders(db, trades, hub)
     # Alerts are evaluated on every market step, fired by the market leader alone.
     alert_watch = AlertWatch(db, market.ticks, hub, cache, leading=lambda: market.leading)
     resources.push_async_callback(alert_watch.stop)
@@ -116,12 +117,12 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         market=market,
         hub=hub,
         idempotency=IdempotencyStore(db, idempotency_keys, ttl=settings.idempotency_ttl),
-        orders=Orders(db, trades, hub),
+        orders=orders,
         histories=StockHistories(market, prices),
         exchange=exchange,
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
-        splits=Splits(db, prices, hub),
+        splits=Splits(db, prices, hub, orders=orders),
     )
     calculator = Calculator(
         db,

@@ -5,7 +5,9 @@ the trades, before those at its instant (the start of its day, UTC). Recording o
 changes the history before trades already recorded, so it is done as a trade is (trades.py,
 "Concurrency"): under the portfolio's lock, the whole history is replayed with the change, the
 change is refused when a trade after it would break a rule (a sell of more shares than a reverse
-split leaves), and the book state the replay ends with is stored with it.
+split leaves), and the book state the replay ends with is stored with it. The portfolio's open
+orders of the symbol are brought to their terms under the splits in the same transaction
+(orders.py, "split_terms").
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from services.portfolio.domain import (
     order_key,
 )
 from services.portfolio.events import EventHub
+from services.portfolio.order_desk import Orders
+from services.portfolio.orders import Order
 from services.portfolio.prices import Prices
 from services.portfolio.records import (
     Portfolio,
@@ -147,11 +151,14 @@ class Splits:
         prices: Prices,
         hub: EventHub,
         *,
+        orders: Orders | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """`orders`: the open orders a split adjusts (none without it: tools, tests)."""
         self._db = db
         self._prices = prices
         self._hub = hub
+        self._orders = orders
         self._clock = clock
 
     async def find(self, user_id: str, portfolio_id: str, symbol: str = "") -> list[SplitEffect]:
@@ -194,10 +201,11 @@ class Splits:
             book, effects = replay_with_splits(portfolio.kind.policy, trades, [*splits, recorded])
             await SplitRepository(session).add(recorded)
             await self._store(session, portfolio_id, book, trades)
+            changed = await self._follow(session, portfolio_id, split.symbol, [*splits, recorded])
             effect = next(e for e in effects if e.recorded is recorded)
             if settle is not None:
                 await settle(session, effect)
-        await self._announce(portfolio, book)
+        await self._announce(portfolio, book, changed)
         return effect
 
     async def delete(self, user_id: str, portfolio_id: str, split_id: str) -> None:
@@ -206,18 +214,35 @@ class Splits:
         portfolio_id = require_portfolio_id(portfolio_id)
         async with self._db.transaction() as session:
             portfolio, trades, splits = await self._locked(session, user_id, portfolio_id)
-            kept = [s for s in splits if s.id != split_id.strip()]
-            if len(kept) == len(splits):
+            gone = [s for s in splits if s.id == split_id.strip()]
+            if not gone:
                 raise NotFound(f"split {split_id.strip()[:64]!r} not found", reason="NOT_FOUND")
+            kept = [s for s in splits if s not in gone]
             book, _ = replay_with_splits(portfolio.kind.policy, trades, kept)
             await SplitRepository(session).remove(portfolio_id, split_id.strip())
             await self._store(session, portfolio_id, book, trades)
-        await self._announce(portfolio, book)
+            changed = await self._follow(session, portfolio_id, gone[0].split.symbol, kept)
+        await self._announce(portfolio, book, changed)
 
-    async def _announce(self, portfolio: Portfolio, book: Book) -> None:
-        """The portfolio's value with its new quantities, to its owner's sockets at once (the
-        revaluer's next round is up to a minute away); a market that cannot price it now
-        leaves that to the round."""
+    async def _follow(
+        self,
+        session: AsyncSession,
+        portfolio_id: str,
+        symbol: str,
+        splits: Sequence[RecordedSplit],
+    ) -> list[Order]:
+        if self._orders is None:
+            return []
+        return await self._orders.follow_splits(
+            session, portfolio_id, symbol, [r.split for r in splits]
+        )
+
+    async def _announce(self, portfolio: Portfolio, book: Book, changed: Sequence[Order]) -> None:
+        """The orders the change adjusted, and the portfolio's value with its new quantities,
+        to its owner's sockets at once (the revaluer's next round is up to a minute away); a
+        market that cannot price it now leaves that to the round."""
+        if self._orders is not None:
+            await self._orders.announce(changed)
         try:
             prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
         except DomainError as problem:

@@ -32,6 +32,7 @@ from services.portfolio.portfolios import PortfolioDraft, Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
+from services.portfolio.splits import SplitDraft, Splits
 from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -73,6 +74,7 @@ class Desk:
     portfolio_id: str
     clock: Clock
     hub: EventHub
+    splits: Splits
     events: list[object] = field(default_factory=list)
 
     async def place(self, type: OrderType, side: Side, quantity: str, **prices: str) -> Order:
@@ -118,7 +120,8 @@ async def desk(portfolio_database_url: str) -> AsyncIterator[Desk]:
     )
     matcher = OrderMatcher(orders, market, hub)
     try:
-        yield Desk(db, orders, trades, matcher, valued.portfolio.id, clock, hub)
+        splits = Splits(db, prices, hub, orders=orders, clock=clock)
+        yield Desk(db, orders, trades, matcher, valued.portfolio.id, clock, hub, splits)
     finally:
         await market.close()
         await db.close()
@@ -458,3 +461,105 @@ async def test_a_day_order_crossed_before_its_midnight_fills_though_the_matcher_
     await desk.matcher.on_step([crossing])
     found = await desk.order(day.id)
     assert (found.status, found.filled_price) == (OrderStatus.FILLED, Decimal("99"))
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+
+async def placed_days_ago(desk: Desk, days: int, *args: object, **prices: str) -> Order:
+    """An order placed `days` days before now (before a split dated yesterday)."""
+    ahead = desk.clock.ahead
+    desk.clock.ahead = ahead - timedelta(days=days)
+    try:
+        return await desk.place(*args, time_in_force=TimeInForce.GTC, **prices)  # type: ignore[arg-type]
+    finally:
+        desk.clock.ahead = ahead
+
+
+async def record_split(desk: Desk, numerator: int, denominator: int, days_ago: int = 1) -> str:
+    day = (desk.clock() - timedelta(days=days_ago)).date().isoformat()
+    draft = SplitDraft(SYMBOL, day, numerator, denominator)
+    return (await desk.splits.create(USER, desk.portfolio_id, draft)).recorded.id
+
+
+def terms(order: Order) -> tuple[str, str | None, str | None, str]:
+    def shown(value: Decimal | None) -> str | None:
+        return None if value is None else f"{value.normalize():f}"
+
+    return (
+        f"{order.quantity.normalize():f}",
+        shown(order.limit_price),
+        shown(order.stop_price),
+        order.status_reason,
+    )
+
+
+async def test_a_split_adjusts_an_open_order_placed_before_it_and_a_tick_fills_it_so(
+    desk: Desk,
+) -> None:
+    # A 4-for-1 makes a buy of 10 at 400 a buy of 40 at 100 (FINRA 5330): worth the same.
+    order = await placed_days_ago(desk, 2, LIMIT, BUY, "10", limit_price="400")
+    await record_split(desk, 4, 1)
+    adjusted = await desk.order(order.id)
+    assert terms(adjusted) == ("40", "100", None, "SPLIT_ADJUSTED")
+    assert adjusted.status is OrderStatus.OPEN
+    assert adjusted.placed is not None and adjusted.placed.quantity == Decimal(10)
+
+    await desk.step("101")  # under the old limit, over the new one: no fill
+    assert (await desk.order(order.id)).status is OrderStatus.OPEN
+    await desk.step("99.5")
+    filled = await desk.order(order.id)
+    assert filled.status is OrderStatus.FILLED
+    [trade] = await desk.trades_of(order.id)
+    assert (trade.trade.quantity, trade.trade.price) == (Decimal(40), Decimal("99.5"))
+
+
+async def test_taking_a_split_back_restores_the_orders_terms_exactly(desk: Desk) -> None:
+    # A 1-for-3 leaves 3.33333333 of 10 (rounded down) and a stop of 90 for 30; taken back, the
+    # order is 10 at 30 again, not 9.99999999.
+    await desk.buy("10", "30")
+    order = await placed_days_ago(desk, 3, STOP, SELL, "10", stop_price="30")
+    reverse = await record_split(desk, 1, 3, days_ago=2)
+    assert terms(await desk.order(order.id)) == ("3.33333333", None, "90", "SPLIT_ADJUSTED")
+    forward = await record_split(desk, 3, 2, days_ago=1)
+    # Both splits from the placed terms: 10 x 1/3 x 3/2 = 5, 30 x 3 x 2/3 = 60.
+    assert terms(await desk.order(order.id)) == ("5", None, "60", "SPLIT_ADJUSTED")
+
+    await desk.splits.delete(USER, desk.portfolio_id, reverse)
+    assert terms(await desk.order(order.id)) == ("15", None, "20", "SPLIT_ADJUSTED")
+    await desk.splits.delete(USER, desk.portfolio_id, forward)
+    restored = await desk.order(order.id)
+    assert terms(restored) == ("10", None, "30", "")
+    assert restored.placed is None
+
+
+async def test_a_split_leaves_an_order_placed_on_its_day_alone(
+    desk: Desk,
+) -> None:
+    today = await desk.place(LIMIT, BUY, "10", limit_price="100", time_in_force=TimeInForce.GTC)
+    await record_split(desk, 4, 1, days_ago=0)  # from today's midnight: the order came after
+    assert terms(await desk.order(today.id)) == ("10", "100", None, "")
+
+
+async def test_an_order_a_split_leaves_no_share_of_is_cancelled_with_the_reason(
+    desk: Desk,
+) -> None:
+    order = await placed_days_ago(desk, 2, LIMIT, BUY, "0.00000002", limit_price="10")
+    await record_split(desk, 1, 3)
+    ended = await desk.order(order.id)
+    assert (ended.status, ended.status_reason) == (OrderStatus.CANCELLED, "CANCELLED_BY_SPLIT")
+    assert (ended.quantity, ended.limit_price) == (Decimal("0.00000002"), Decimal(10))
+
+
+async def test_a_matcher_still_holding_the_terms_before_a_split_does_not_fill_on_them(
+    desk: Desk,
+) -> None:
+    # The leader loaded the order before the split (its event not heard yet): 399 crosses the
+    # old limit of 400 but not the new one of 100, and nothing may fill at the old terms.
+    order = await placed_days_ago(desk, 2, LIMIT, BUY, "10", limit_price="400")
+    await desk.step("500")  # loads the index
+    await record_split(desk, 4, 1)
+    await desk.step("399")
+    still = await desk.order(order.id)
+    assert (still.status, terms(still)) == (OrderStatus.OPEN, ("40", "100", None, "SPLIT_ADJUSTED"))
+    assert await desk.trades_of(order.id) == []

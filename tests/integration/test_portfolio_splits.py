@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import grpc
+from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
+from services.portfolio import orm
 from tests.integration.portfolio_harness import PortfolioService
 from tests.integration.test_portfolio_import_export import export
 from tests.integration.test_portfolio_performance_service import noon, store_closes
@@ -336,3 +338,53 @@ async def test_a_split_and_its_deletion_publish_the_portfolios_new_value(
         (user_id, p.id, "374.40", "254.40"),
         (user_id, p.id, "124.80", "4.80"),
     ]
+
+
+@one_utc_day
+async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
+    portfolio_service: PortfolioService,
+) -> None:
+    """Through the real server: an open order placed before the split's day (backdated in its
+    row: a test cannot wait a day) asks for the split terms; its owner hears the order."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
+    request = pb.CreateOrderRequest(
+        portfolio_id=p.id,
+        symbol="KO",
+        side=pb.TRADE_SIDE_BUY,
+        type=pb.ORDER_TYPE_LIMIT,
+        quantity="10",
+        limit_price="30",
+        time_in_force=pb.TIME_IN_FORCE_GTC,
+    )
+    placed = (await s.stub.CreateOrder(request, metadata=who)).order
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            two_days_ago = datetime.now(UTC) - timedelta(days=2)
+            await session.execute(
+                update(orm.orders)
+                .where(orm.orders.c.id == placed.id)
+                .values(created_at=two_days_ago)
+            )
+    finally:
+        await db.close()
+
+    async with collecting(s) as events:
+        made = await split(s, who, p.id, "KO", (utc_today() - timedelta(days=1)).isoformat(), 3, 2)
+        await until(lambda: any(e.HasField("order") for e in events), "the order's event")
+    heard = next(e.order for e in events if e.HasField("order"))
+    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
+    for order in (heard, found):
+        assert (order.quantity, order.limit_price, order.status, order.status_reason) == (
+            "15",
+            "20.00",
+            pb.ORDER_STATUS_OPEN,
+            "SPLIT_ADJUSTED",
+        )
+
+    await s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who)
+    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
+    assert (found.quantity, found.limit_price, found.status_reason) == ("10", "30.00", "")
