@@ -8,7 +8,10 @@ no transaction stays open while a slow client reads. The book replays alongside,
 positions (valued at current prices) close the export.
 
 CSV: the trades table (its first columns are the import's), a blank line, then the positions
-table, each with its header row. Notes that a spreadsheet would run as a formula (starting
+table, each with its header row. Each split is a row of the trades table in its place (before
+the trades of its day, as the book replays it): `side` split, `date` its day, `quantity` its
+ratio as N:D, `price` its cash-in-lieu price if it has one, the other columns empty; the import
+records it as CreateSplit would. Notes that a spreadsheet would run as a formula (starting
 with = + - @) are prefixed with an apostrophe. JSON: one object,
 `{"portfolio": {...}, "exportedAt": ..., "trades": [...], "positions": [...]}`, with the wire's
 lowerCamelCase names and decimal strings.
@@ -45,6 +48,7 @@ from services.portfolio.imports import (
     FORMULA_MARK,
     FORMULA_START,
     POSITIONS_HEADER,
+    SPLIT_SIDE,
 )
 from services.portfolio.messages import as_given
 from services.portfolio.prices import Prices
@@ -127,6 +131,17 @@ def _split_fields(split: Split) -> dict[str, Any]:
     }
 
 
+def _split_row(split: Split) -> dict[str, str]:
+    """A split as a row of the CSV's trades table (the import reads it back, imports.py)."""
+    return {c: "" for c in TRADE_COLUMNS} | {
+        "date": split.day.isoformat(),
+        "side": SPLIT_SIDE,
+        "symbol": split.symbol,
+        "quantity": f"{int(split.ratio)}:{split.of}",
+        "price": "" if split.price is None else present_price(split.price),
+    }
+
+
 def _camel(name: str) -> str:
     if name == "date":
         return "executedAt"  # as the Trade message names it
@@ -139,6 +154,7 @@ class Writer(Protocol):
 
     def begin(self, portfolio: Portfolio, at: datetime) -> str: ...
     def trade(self, recorded: RecordedTrade) -> str: ...
+    def split(self, split: Split) -> str: ...
     def positions(self, positions: list[Position], splits: list[Split]) -> str: ...
 
 
@@ -158,8 +174,12 @@ class CsvWriter:
             fields["notes"] = FORMULA_MARK + fields["notes"]
         return self._line([fields[c] for c in TRADE_COLUMNS])
 
+    def split(self, split: Split) -> str:
+        fields = _split_row(split)
+        return self._line([fields[c] for c in TRADE_COLUMNS])
+
     def positions(self, positions: list[Position], splits: list[Split]) -> str:
-        """The positions' table (the splits are the JSON export's: a CSV reads as trades)."""
+        """The positions' table (the splits are rows of the trades table)."""
         lines = ["\r\n", self._line(POSITION_COLUMNS)]
         for position in positions:
             fields = _position_fields(position)
@@ -194,6 +214,9 @@ class JsonWriter:
         separator = "" if self._first else ", "
         self._first = False
         return separator + json.dumps(fields)
+
+    def split(self, split: Split) -> str:
+        return ""  # listed apart, as CreateSplit takes them (`positions`)
 
     def positions(self, positions: list[Position], splits: list[Split]) -> str:
         items = [{_camel(k): v for k, v in _position_fields(p).items()} for p in positions]
@@ -247,10 +270,12 @@ class Exports:
                 splits = deque(every_split)
                 async for recorded in self._trades(session, portfolio.id):
                     while splits and order_key(splits[0]) < order_key(recorded.trade):
+                        spool.write(writer.split(splits[0]).encode())
                         book.record(splits.popleft())
                     book.record(recorded.trade)
                     spool.write(writer.trade(recorded).encode())
             for split in splits:
+                spool.write(writer.split(split).encode())
                 book.record(split)
             prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
             spool.write(writer.positions(book.positions(prices), every_split).encode())

@@ -10,17 +10,27 @@ The format, stated once
   (`2024-03-15`, midnight UTC) or a time (`2024-03-15T14:30:00Z`; without an offset, UTC).
   `side` is buy, sell, dividend, deposit or withdrawal. A buy or sell needs its price (the
   market's price today says nothing about a past trade).
+* A row whose `side` is `split` records a stock split as CreateSplit does (splits.py), with the
+  trades: `date` its day (`2024-06-10`), `symbol`, `quantity` its ratio as two whole numbers
+  `N:D` or `N/D` (`4:1` is a 4-for-1, `1:10` a 1-for-10 reverse split), `price` optional (the
+  price of a share after it, in the portfolio's currency, at which the fraction below 8 places
+  is paid in cash); `fees`, `notes` and `currency` empty. The export writes each split so.
+  A split already recorded for its symbol and day, or on another row, is a problem of its
+  `date`; so is one past the portfolio's MAX_SPLITS (of its row).
 * Rows are numbered from 1, the first row after the header; blank lines are skipped and not
   counted. A problem is reported as the field `row N: <column>` (or `row N` for the row as a
   whole) with what is wrong; problems that concern the file are reported on `csv`.
-* The rows are checked together with the portfolio's existing trades, in time order: a sell is
-  checked against what the earlier rows and trades leave.
+* The rows are checked together with the portfolio's existing trades and splits, in time order
+  (a split before the trades of its day): a sell is checked against what the earlier rows,
+  trades and splits leave; the split rows are recorded with the trades, in one transaction.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,7 +39,8 @@ from services.portfolio.currencies import CURRENCIES, TradeFx
 from services.portfolio.domain import Book, Event, Side, Split, Trade, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
-from services.portfolio.records import RecordedTrade, require_portfolio_id
+from services.portfolio.records import RecordedSplit, RecordedTrade, require_portfolio_id
+from services.portfolio.splits import MAX_SPLITS, SplitDraft, parse_split
 from services.portfolio.trades import BookCheck, CurrencyChanged, Settle, Trades
 from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -63,7 +74,19 @@ POSITIONS_HEADER = (
 FORMULA_MARK = "'"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", FORMULA_MARK)
 _FIELD_COLUMNS = {"executed_at": "date"}
-_SIDES = ", ".join(s.value for s in Side)
+# A CSV-only side: a row that records a split (the wire's TradeSide has no such value).
+SPLIT_SIDE = "split"
+_SIDES = ", ".join([*(s.value for s in Side), SPLIT_SIDE])
+# A split's ratio in the `quantity` column: N:D or N/D.
+_RATIO = re.compile(r"\s*(\d+)\s*[:/]\s*(\d+)\s*")
+# The columns a split row leaves empty, and why.
+_NOT_OF_A_SPLIT = {
+    "fees": "a split has no fees",
+    "notes": "a split keeps no notes",
+    "currency": "a split's price is in the portfolio's currency",
+}
+# A split's fields (splits.py) as the columns that state them.
+_SPLIT_COLUMNS = {"numerator": "quantity", "denominator": "quantity"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,20 @@ class Row:
     trade: Trade
     # The currency the row says its price and fees are in ("": the symbol's own).
     currency: str = ""
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    number: int
+    split: Split
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A file's rows: its trades and its splits, each in file order."""
+
+    trades: list[Row]
+    splits: list[SplitRow]
 
 
 class Problems:
@@ -129,7 +166,13 @@ def parse_side(raw: str) -> Side:
 
 
 def parse_csv(text: str, *, now: datetime, max_rows: int) -> list[Row]:
-    """Every row of `text` as a trade, or InvalidArgument listing what is wrong, by row."""
+    """The trade rows of `text` (its split rows: `read_rows`)."""
+    return read_rows(text, now=now, max_rows=max_rows).trades
+
+
+def read_rows(text: str, *, now: datetime, max_rows: int) -> Rows:
+    """Every row of `text` as a trade or a split, or InvalidArgument listing what is wrong, by
+    row."""
     if not text.strip():
         raise InvalidArgument.field(
             "csv", f"is empty: expected a header row ({', '.join(COLUMNS)}) and a row per trade"
@@ -159,13 +202,15 @@ def parse_csv(text: str, *, now: datetime, max_rows: int) -> list[Row]:
     if not records:
         raise InvalidArgument.field("csv", "has a header but no rows")
     problems = Problems()
-    rows = []
+    found = Rows([], [])
     for number, cells in enumerate(records, start=1):
         row = _row(number, cells, columns, now, problems)
-        if row is not None:
-            rows.append(row)
+        if isinstance(row, Row):
+            found.trades.append(row)
+        elif row is not None:
+            found.splits.append(row)
     problems.raise_if_any()
-    return rows
+    return found
 
 
 def _header(cells: list[str]) -> list[str]:
@@ -190,12 +235,14 @@ def _header(cells: list[str]) -> list[str]:
 
 def _row(
     number: int, cells: list[str], columns: list[str], now: datetime, problems: Problems
-) -> Row | None:
+) -> Row | SplitRow | None:
     name = f"row {number}"
     if len(cells) != len(columns):
         problems.add(name, f"has {len(cells)} columns; the header has {len(columns)}")
         return None
     values = dict(zip(columns, cells, strict=True))
+    if values["side"].strip().lower() == SPLIT_SIDE:
+        return _split_row(number, values, now, problems)
     when: datetime | None = None
     side: Side | None = None
     try:
@@ -226,16 +273,62 @@ def _row(
     return Row(number, trade, values.get("currency", "").strip().upper())
 
 
-def book_check(rows: Sequence[Row]) -> BookCheck:
-    """A check for Trades.append that applies the rows (and the existing trades they come
-    before) in time order and names every row the book refuses (a sell of more than is held
-    then, a withdrawal beyond cash)."""
+def _split_row(
+    number: int, values: dict[str, str], now: datetime, problems: Problems
+) -> SplitRow | None:
+    """A `split` row as the split CreateSplit would record (splits.py's rules), or None with
+    its problems added."""
+    name = f"row {number}"
+    good = True
+    for column, why in _NOT_OF_A_SPLIT.items():
+        if values.get(column, "").strip():
+            problems.add(f"{name}: {column}", f"must be empty on a split row ({why})")
+            good = False
+    ratio = _RATIO.fullmatch(values["quantity"])
+    terms = (2, 1)  # stands in for a ratio that cannot be read, to check the other fields
+    try:
+        if ratio is not None:
+            terms = (int(ratio[1]), int(ratio[2]))
+    except ValueError:  # more digits than int() reads: far past MAX_TERM anyway
+        ratio = None
+    if ratio is None:
+        problems.add(
+            f"{name}: quantity",
+            "must be the split's ratio as N:D in whole numbers (4:1 is a 4-for-1, 1:10 a"
+            " 1-for-10 reverse split)",
+        )
+        good = False
+    draft = SplitDraft(
+        symbol=values.get("symbol", ""),
+        date=values["date"],
+        numerator=terms[0],
+        denominator=terms[1],
+        price=values.get("price", ""),
+    )
+    try:
+        split = parse_split(draft, today=now.astimezone(UTC).date())
+    except InvalidArgument as invalid:
+        for field, description in invalid.fields:
+            problems.add(f"{name}: {_SPLIT_COLUMNS.get(field, field)}", description)
+        return None
+    return SplitRow(number, split) if good else None
+
+
+def book_check(rows: Sequence[Row], splits: Sequence[SplitRow] = ()) -> BookCheck:
+    """A check for Trades.append that applies the rows (and the existing trades and splits they
+    come before) in time order and names every row the book refuses (a sell of more than is
+    held then, a withdrawal beyond cash). With split rows (given to Trades.append as they are
+    here, so that `events` is the whole history), first a split row that another split of its
+    symbol and day precedes, recorded or a row, and one past MAX_SPLITS."""
 
     def check(book: Book, events: Sequence[Event], new: Sequence[Trade]) -> None:
         row_of = {trade.sequence: row.number for trade, row in zip(new, rows, strict=True)}
         problems = Problems()
+        if splits:
+            _check_split_rows(splits, events, problems)
+            problems.raise_if_any()
         for trade in events:
-            if isinstance(trade, Split):  # a recorded split always applies
+            if isinstance(trade, Split):  # a split always applies (its later trades may not)
                 book.record(trade)
                 continue
             try:
@@ -253,6 +346,36 @@ def book_check(rows: Sequence[Row]) -> BookCheck:
         problems.raise_if_any()
 
     return check
+
+
+def _check_split_rows(
+    splits: Sequence[SplitRow], events: Sequence[Event], problems: Problems
+) -> None:
+    """One split per symbol and day (CreateSplit's SPLIT_EXISTS), and at most MAX_SPLITS in
+    the portfolio (its TOO_MANY_SPLITS), as problems of the rows."""
+    new = {id(row.split) for row in splits}
+    recorded = [e for e in events if isinstance(e, Split) and id(e) not in new]
+    taken: dict[tuple[str, date], int | None] = {(s.symbol, s.day): None for s in recorded}
+    for count, row in enumerate(splits, start=len(recorded) + 1):
+        split = row.split
+        key = (split.symbol, split.day)
+        what = f"a split of {split.symbol} on {split.day.isoformat()}"
+        if key in taken:
+            other = taken[key]
+            problems.add(
+                f"row {row.number}: date",
+                f"{what} is recorded already; delete it first to change it"
+                if other is None
+                else f"{what} is on row {other} already",
+            )
+            continue
+        taken[key] = row.number
+        if count == MAX_SPLITS + 1:
+            problems.add(
+                f"row {row.number}",
+                f"a portfolio keeps at most {MAX_SPLITS} splits: it has {len(recorded)}, and"
+                f" the rows up to this one make {count}",
+            )
 
 
 @dataclass(frozen=True)
@@ -297,9 +420,12 @@ class Imports:
         """The trades recorded (or, in a dry run, those that would be: without ids); `settle`
         commits with them."""
         portfolio_id = require_portfolio_id(portfolio_id)
-        rows = parse_csv(text, now=self._clock(), max_rows=self._max_rows)
+        now = self._clock()
+        read = read_rows(text, now=now, max_rows=self._max_rows)
+        rows = read.trades
         await self._check_symbols(rows)
         trades = [r.trade for r in rows]
+        splits = [RecordedSplit(str(uuid.uuid4()), portfolio_id, r.split, now) for r in read.splits]
         conversions: list[TradeFx | None] = []
         currency = None
         if self._exchange is not None:
@@ -310,11 +436,12 @@ class Imports:
                 user_id,
                 portfolio_id,
                 trades,
-                check=book_check(rows),
+                check=book_check(rows, read.splits),
                 dry_run=dry_run,
                 settle=settle,
                 conversions=conversions,
                 currency=currency,
+                splits=splits,
             )
         except CurrencyChanged:  # changed between the read and the write: nothing recorded
             raise FailedPrecondition(

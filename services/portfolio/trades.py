@@ -14,7 +14,8 @@ of trades before it; a back-dated one (before the last trade or split the state 
 portfolio without a state yet (or of an older format), replays the whole history, its splits
 with its trades (splits.py), and stores the state it ends with. Every path that writes a
 portfolio's trades after its creation goes through `Trades.append`; none changes or deletes a
-trade (deleting the portfolio deletes its state with it).
+trade (deleting the portfolio deletes its state with it). An import's splits (imports.py) are
+recorded by `Trades.append` with its trades, after a replay of the whole history with both.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ from services.portfolio.market_data import MarketData
 from services.portfolio.prices import Prices, converted
 from services.portfolio.records import (
     Portfolio,
+    RecordedSplit,
     RecordedTrade,
     portfolio_not_found,
     require_portfolio_id,
 )
 from services.portfolio.repository import (
     PortfolioRepository,
+    SplitRepository,
     TradeFilter,
     TradeRepository,
     splits_by_portfolio,
@@ -286,9 +289,15 @@ class Trades:
         settle: Settle | None = None,
         conversions: Sequence[TradeFx | None] = (),
         currency: str | None = None,
+        splits: Sequence[RecordedSplit] = (),
     ) -> tuple[Portfolio, list[RecordedTrade]]:
         """Record `new` after the portfolio's trades if `check` passes; all or nothing, and
         `settle` in the same transaction.
+
+        `splits`, new splits of the portfolio, are recorded with `new`: the whole history is
+        replayed then, and `check` is given every event, the recorded splits and trades among
+        them, so that it can refuse a split whose symbol and day are taken and keep the cap
+        (imports.py; the table's unique key stands behind the first).
 
         A dry run checks the same way and records nothing (its trades have no ids). With
         `currency` (the one `new` was converted into), a portfolio whose currency is another
@@ -316,13 +325,18 @@ class Trades:
                 for i, t in enumerate(new)
             ]
             book = Book.resume(stored.state) if stored is not None else None
-            if book is None or not all(book.takes_in_order(t) for t in numbered):
+            if book is None or splits or not all(book.takes_in_order(t) for t in numbered):
                 if existing is None:
                     existing = [r.trade for r in await repository.of(portfolio_id)]
                 # The splits come with the history they are part of (splits.py).
-                splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+                recorded_splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
                 book = Book(portfolio.kind.policy)
-                events: list[Event] = [*existing, *splits, *numbered]
+                events: list[Event] = [
+                    *existing,
+                    *recorded_splits,
+                    *numbered,
+                    *(r.split for r in splits),
+                ]
             else:
                 events = list(numbered)
             check(book, sorted(events, key=order_key), numbered)
@@ -332,6 +346,8 @@ class Trades:
                 for t, fx in zip(numbered, fxs, strict=True)
             ]
             if not dry_run:
+                for split in splits:
+                    await SplitRepository(session).add(split)
                 saved = StoredBook(book.state(), last + len(numbered))
                 await portfolios.save_book(portfolio_id, saved, recorded)
                 if settle is not None:

@@ -61,7 +61,7 @@ def test_every_bad_row_is_reported_by_its_number_and_column() -> None:
     )
     assert found == [
         ("row 2: date", "must be a day (2024-03-15) or a time (2024-03-15T14:30Z)"),
-        ("row 3: side", "must be one of buy, sell, dividend, deposit, withdrawal"),
+        ("row 3: side", "must be one of buy, sell, dividend, deposit, withdrawal, split"),
         ("row 4: quantity", "must be a decimal number such as 187.42, not 'ten'"),
         ("row 4: price", "must be greater than zero"),
         ("row 5: date", "must not be in the future"),
