@@ -35,11 +35,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.portfolio.currencies import CURRENCIES, TradeFx
 from services.portfolio.domain import Book, Event, Side, Split, Trade, parse_trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
+from services.portfolio.order_desk import Orders
+from services.portfolio.orders import Order
 from services.portfolio.records import RecordedSplit, RecordedTrade, require_portfolio_id
+from services.portfolio.repository import SplitRepository
 from services.portfolio.splits import MAX_SPLITS, SplitDraft, parse_split
 from services.portfolio.trades import BookCheck, CurrencyChanged, Settle, Trades
 from services.runtime.clock import utc_now
@@ -400,8 +405,11 @@ class Imports:
         max_rows: int,
         clock: Callable[[], datetime] = utc_now,
         exchange: Exchange | None = None,
+        orders: Orders | None = None,
     ) -> None:
+        """`orders`: the open orders an imported split adjusts, as CreateSplit does."""
         self._trades = trades
+        self._orders = orders
         self._hub = hub
         self._max_rows = max_rows
         self._clock = clock
@@ -431,6 +439,20 @@ class Imports:
         if self._exchange is not None:
             currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
             conversions = await self._convert(rows, trades, currency)
+        changed: list[Order] = []
+
+        async def settle_all(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
+            # Under the portfolio's lock, with the new splits stored: the open orders of their
+            # symbols brought to their terms under every split, as CreateSplit does (splits.py).
+            changed.clear()
+            if self._orders is not None and splits:
+                every = [r.split for r in await SplitRepository(session).of(portfolio_id)]
+                for symbol in sorted({r.split.symbol for r in splits}):
+                    follow = self._orders.follow_splits(session, portfolio_id, symbol, every)
+                    changed.extend(await follow)
+            if settle is not None:
+                await settle(session, recorded)
+
         try:
             _, recorded = await self._trades.append(
                 user_id,
@@ -438,7 +460,7 @@ class Imports:
                 trades,
                 check=book_check(rows, read.splits),
                 dry_run=dry_run,
-                settle=settle,
+                settle=settle_all,
                 conversions=conversions,
                 currency=currency,
                 splits=splits,
@@ -450,6 +472,8 @@ class Imports:
             ) from None
         if not dry_run:
             await self._hub.trades_recorded(user_id, recorded)
+            if self._orders is not None:
+                await self._orders.announce(changed)
         return Imported(recorded, dry_run)
 
     async def _convert(

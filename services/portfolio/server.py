@@ -111,7 +111,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     cases = UseCases(
         portfolios=Portfolios(db, prices, hub),
         trades=trades,
-        imports=Imports(trades, hub, max_rows=settings.max_import_rows, exchange=exchange),
+        imports=Imports(
+            trades, hub, max_rows=settings.max_import_rows, exchange=exchange, orders=orders
+        ),
         exports=Exports(db, prices),
         reports=Reports(db, prices, exchange=exchange),
         market=market,

@@ -340,13 +340,11 @@ async def test_a_split_and_its_deletion_publish_the_portfolios_new_value(
     ]
 
 
-@one_utc_day
-async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
-    portfolio_service: PortfolioService,
-) -> None:
-    """Through the real server: an open order placed before the split's day (backdated in its
-    row: a test cannot wait a day) asks for the split terms; its owner hears the order."""
-    s = portfolio_service
+async def order_placed_two_days_ago(
+    s: PortfolioService,
+) -> tuple[Metadata, pb.Portfolio, pb.Order]:
+    """A paper portfolio's open order placed before yesterday (backdated in its row: a test
+    cannot wait a day): a split dated yesterday adjusts it."""
     who, p = await s.user_with_portfolio(
         "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
     )
@@ -371,20 +369,46 @@ async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
             )
     finally:
         await db.close()
+    return who, p, placed
 
+
+def order_terms(order: pb.Order) -> tuple[str, str, int, str]:
+    return (order.quantity, order.limit_price, order.status, order.status_reason)
+
+
+@one_utc_day
+async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p, placed = await order_placed_two_days_ago(s)
     async with collecting(s) as events:
         made = await split(s, who, p.id, "KO", (utc_today() - timedelta(days=1)).isoformat(), 3, 2)
         await until(lambda: any(e.HasField("order") for e in events), "the order's event")
     heard = next(e.order for e in events if e.HasField("order"))
     found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
     for order in (heard, found):
-        assert (order.quantity, order.limit_price, order.status, order.status_reason) == (
-            "15",
-            "20.00",
-            pb.ORDER_STATUS_OPEN,
-            "SPLIT_ADJUSTED",
-        )
+        assert order_terms(order) == ("15", "20.00", pb.ORDER_STATUS_OPEN, "SPLIT_ADJUSTED")
 
     await s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who)
     found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
-    assert (found.quantity, found.limit_price, found.status_reason) == ("10", "30.00", "")
+    assert order_terms(found) == ("10", "30.00", pb.ORDER_STATUS_OPEN, "")
+
+
+@one_utc_day
+async def test_a_split_imported_from_a_csv_adjusts_the_open_orders_as_one_recorded_does(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p, placed = await order_placed_two_days_ago(s)
+    yesterday = (utc_today() - timedelta(days=1)).isoformat()
+    csv_text = f"date,side,symbol,quantity,price\n{yesterday},split,KO,3:2,\n"
+    async with collecting(s) as events:
+        await s.stub.ImportTrades(
+            pb.ImportTradesRequest(portfolio_id=p.id, csv=csv_text), metadata=who
+        )
+        await until(lambda: any(e.HasField("order") for e in events), "the order's event")
+    heard = next(e.order for e in events if e.HasField("order"))
+    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
+    for order in (heard, found):
+        assert order_terms(order) == ("15", "20.00", pb.ORDER_STATUS_OPEN, "SPLIT_ADJUSTED")
