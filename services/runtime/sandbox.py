@@ -5,11 +5,13 @@ namespaces; a read-only system (`/usr` and the few `/etc` files a shell needs); 
 read-only `/dev`; private size-bounded `/tmp`, `/var/tmp` and `/dev/shm`; and, writable, only
 the folders it is given (U's own workspace). It runs as
 an unprivileged uid with an environment built from an allowlist (`--setenv`); bubblewrap itself,
-the sandbox's PID 1 whose `/proc/1/environ` is readable inside, starts with no environment (or
-only that allowlist, without cgroups). Limits come from cgroups when this process may create
-child groups (v1 or v2) and from rlimits (`prlimit`) always. Killing the outer bubblewrap ends
+a shell's sandbox's PID 1 whose `/proc/1/environ` is readable inside, starts with no environment
+(or only that allowlist, without cgroups); a command's (`Sandbox.run`) PID 1 is the command.
+Limits come from cgroups when this process may create child groups (v1 or v2) and from rlimits
+(`prlimit`) always. Killing the outer bubblewrap ends
 the sandbox's PID namespace, so every process in it dies, `setsid` and double-forked ones
-included.
+included. A command run to completion (`Sandbox.run`) returns, or raises, only once every
+process it started has ended.
 """
 
 from __future__ import annotations
@@ -271,11 +273,16 @@ class Sandbox:
         env: Mapping[str, str],
         network: bool = False,
         box: Box | None = None,
+        as_pid_1: bool = False,
     ) -> list[str]:
         """The full command line that runs `argv` in a sandbox (or as it is when off).
 
         Start it with exactly `env` as its environment: bubblewrap, the sandbox's PID 1,
-        keeps the environment it was given, and it is readable inside."""
+        keeps the environment it was given, and it is readable inside. With `as_pid_1`, `argv`
+        is the sandbox's PID 1 itself: the outer bubblewrap then exits only once it has ended,
+        which the kernel lets happen only after every other process of the sandbox's PID
+        namespace (bubblewrap's own PID 1 reports its child's end at once, and the rest die
+        after the outer bubblewrap, when its --die-with-parent signal reaches that PID 1)."""
         if not self.enabled:
             return list(argv)
         limits = self.config.session
@@ -295,6 +302,7 @@ class Sandbox:
             "--hostname",
             "stockfolio",
             "--clearenv",
+            *(["--as-pid-1"] if as_pid_1 else []),
         ]
         if network:
             args.append("--share-net")
@@ -366,6 +374,8 @@ class Sandbox:
     ) -> Completed:
         """Runs a command to completion in `owner`'s sandbox; kills the whole sandbox on timeout
         or cancellation. `cwd` is inside the sandbox; `host_cwd` is used when it is off.
+        Returns, or raises, once every process of the sandbox has ended: a background child
+        of the command (`git gc --auto` detached) dies with it and writes nothing after.
 
         A sandbox that bubblewrap could not set up for want of a process (the kernel's EAGAIN:
         a pids limit reached for a moment under load) ran nothing, so it is started again after
@@ -373,7 +383,9 @@ class Sandbox:
         fds = [bind.fd for bind in binds if bind.fd is not None and self.enabled]
         for pause in (*_BUSY_PAUSES, None):
             box = self.open_box(owner, f"run-{os.urandom(6).hex()}")
-            command = self.command(argv, binds=binds, cwd=cwd, env=env, network=network, box=box)
+            command = self.command(
+                argv, binds=binds, cwd=cwd, env=env, network=network, box=box, as_pid_1=True
+            )
             done = await self._complete(
                 Path(argv[0]).name,
                 command,
@@ -438,18 +450,40 @@ class Sandbox:
             await asyncio.to_thread(_clear, box)  # anything it left behind
         return Completed(process.returncode or 0, out, err)
 
-    @staticmethod
-    async def _end(process: asyncio.subprocess.Process, box: Box | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if box is not None:
-            box.kill()
+    async def _end(self, process: asyncio.subprocess.Process, box: Box | None) -> None:
+        """Kills the sandbox and returns once everything in it has ended.
+
+        Its PID 1 (the outer bubblewrap's child) is killed first, and bubblewrap, which waits
+        for it, exits once the kernel has ended every other process of its PID namespace; then
+        the outer bubblewrap's group and the box. Killed first, bubblewrap exited at once while
+        the rest still ran: they died only when its --die-with-parent signal reached the
+        orphaned PID 1, and without cgroups nothing waited for that. Bounded: a process stuck
+        in the kernel (uninterruptible I/O) must not hang the caller."""
+        # Its pid is ours, not a reused one, until it is reaped (when `returncode` is set).
+        try:
+            if (
+                self.enabled
+                and process.returncode is None
+                and await asyncio.to_thread(_kill_child, process.pid)
+            ):
+                try:
+                    await asyncio.wait_for(process.wait(), _END_WAIT)
+                except TimeoutError:
+                    log.warning("sandbox: its processes outlived %gs after SIGKILL", _END_WAIT)
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            if box is not None:
+                box.kill()
         with contextlib.suppress(ProcessLookupError):
             await process.wait()
         if box is not None:
             await asyncio.to_thread(_clear, box)
 
 
+# How long a killed sandbox's processes may take to end before its close goes on without them.
+_END_WAIT = 10.0
 # Pauses before the second and third tries of a sandbox bubblewrap could not set up.
 _BUSY_PAUSES = (0.05, 0.25)
 # bubblewrap's own last words when a clone or fork for the sandbox failed with EAGAIN ("Creating
@@ -464,6 +498,45 @@ def _setup_refused(done: Completed) -> bool:
 def _clear(box: Box) -> None:
     box.empty()
     box.remove()
+
+
+def _kill_child(parent: int) -> bool:
+    """SIGKILLs the children of `parent` (the outer bubblewrap's one: the sandbox's PID 1),
+    each held by a pidfd and checked to be `parent`'s child still, so that a pid reused
+    meanwhile is never signalled. Whether one was killed."""
+    killed = False
+    for pid in _children(parent):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue  # gone meanwhile
+        try:
+            if _parent_of(pid) == parent:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                killed = True
+        except OSError:
+            pass  # ended meanwhile
+        finally:
+            os.close(pidfd)
+    return killed
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (one pass over /proc)."""
+    return [
+        int(entry.name)
+        for entry in os.scandir("/proc")
+        if entry.name.isdigit() and _parent_of(int(entry.name)) == parent
+    ]
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+        return int(text[text.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None  # gone meanwhile
 
 
 def _system_mounts() -> list[str]:

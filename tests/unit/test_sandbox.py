@@ -207,13 +207,35 @@ async def test_the_sandbox_sees_its_own_processes_its_own_files_and_no_network(
     lines = out.splitlines()
     assert lines[:3] == ["1000", "/workspace/project", "mine"]
     assert int(lines[3]) <= 4
-    # bubblewrap (PID 1) holds nothing of ours: at most the environment it was given (none at
-    # all when it starts through the cgroup wrapper), and the PWD a shell exports on the way.
+    # PID 1, the command itself (run's sandboxes have no bubblewrap init), holds nothing of
+    # ours: the environment it was given, and the PWD a shell exports on the way.
     seen = {v for v in lines[4].split() if not v.startswith("PWD=")}
-    assert seen <= {f"{k}={v}" for k, v in ENV.items()}
-    assert seen == (set() if HAS_CGROUPS else {f"{k}={v}" for k, v in ENV.items()})
+    assert seen == {f"{k}={v}" for k, v in ENV.items()}
     assert lines[5:7] == ["NONET", "RO"]
     assert (home / "new.txt").read_text() == "made\n"
+
+
+async def test_bubblewrap_as_pid_1_holds_no_environment_of_ours(sandbox: Sandbox) -> None:
+    # A terminal's sandbox (bubblewrap its PID 1): at most the environment it was given, none
+    # at all when it starts through the cgroup wrapper.
+    box = sandbox.open_box("ann", "environ")
+    command = sandbox.command(
+        ["/bin/sh", "-c", 'tr "\\0" "\\n" < /proc/1/environ && echo read-it'],
+        binds=[],
+        cwd=Path("/"),
+        env=ENV,
+        box=box,
+    )
+    process = await asyncio.create_subprocess_exec(
+        *command, env=ENV, stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    if box is not None:
+        box.empty()
+        box.remove()
+    *seen, last = out.decode().split()
+    assert last == "read-it", out
+    assert set(seen) == (set() if HAS_CGROUPS else {f"{k}={v}" for k, v in ENV.items()})
 
 
 @pytest.mark.skipif(not HAS_CGROUPS, reason="this process may not create cgroups")
