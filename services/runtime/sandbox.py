@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.runtime import procfs
 from services.runtime.cgroups import JOIN_SCRIPT, Box, CgroupTree, script_arguments
 from services.runtime.config import ConfigError, Env
 from services.runtime.errors import Unavailable
@@ -505,13 +506,14 @@ def _kill_child(parent: int) -> bool:
     each held by a pidfd and checked to be `parent`'s child still, so that a pid reused
     meanwhile is never signalled. Whether one was killed."""
     killed = False
-    for pid in _children(parent):
+    for pid in procfs.children(parent):
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             continue  # gone meanwhile
         try:
-            if _parent_of(pid) == parent:
+            read = procfs.read_process(pid)
+            if read is not None and read[1].ppid == parent:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 killed = True
         except OSError:
@@ -519,24 +521,6 @@ def _kill_child(parent: int) -> bool:
         finally:
             os.close(pidfd)
     return killed
-
-
-def _children(parent: int) -> list[int]:
-    """The processes whose parent is `parent` (one pass over /proc)."""
-    return [
-        int(entry.name)
-        for entry in os.scandir("/proc")
-        if entry.name.isdigit() and _parent_of(int(entry.name)) == parent
-    ]
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-        return int(text[text.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None  # gone meanwhile
 
 
 def _system_mounts() -> list[str]:

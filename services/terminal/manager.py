@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from services.runtime import procfs
 from services.runtime.cgroups import Box
 from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from services.runtime.sandbox import INSIDE_HOME, Bind, Sandbox, inside_path, warn_unsandboxed
 from services.runtime.tasks import cancel_and_wait
-from services.terminal import procfs
 from services.terminal.sessions import READ_CHUNK, Session, validate_dimensions
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.runtime import procfs
 from services.runtime.context import Identity
 from services.runtime.errors import (
     FailedPrecondition,
@@ -27,7 +28,6 @@ from services.runtime.errors import (
 )
 from services.runtime.ownership import Owned, Ownership
 from services.runtime.pagination import Page
-from services.terminal import procfs
 from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories

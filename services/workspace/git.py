@@ -83,6 +83,11 @@ _SAFE_CONFIG = (
     "submodule.recurse=false",
     "fetch.recurseSubmodules=false",
     "push.recurseSubmodules=no",
+    # A `gc --auto` (or maintenance) a commit starts runs within the call, not detached: the
+    # call's sandbox ends every process it started when it returns (sandbox.py), and a gc
+    # killed midway left its gc.pid.lock behind, which stops every later automatic gc.
+    "gc.autoDetach=false",
+    "maintenance.autoDetach=false",
 )
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

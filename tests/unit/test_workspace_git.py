@@ -275,6 +275,18 @@ async def test_hooks_and_fsmonitor_in_the_repository_config_never_run(
     assert not marker.exists()
 
 
+async def test_an_automatic_gc_runs_within_the_call_whatever_the_repository_says(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    # Detached, it outlived the call and was killed with its sandbox, leaving gc.pid.lock.
+    repo = await new_project(git, tmp_path / "p")
+    await git.run(repo, "config", "gc.autoDetach", "true")
+    await git.run(repo, "config", "maintenance.autoDetach", "true")
+    for key in ("gc.autoDetach", "maintenance.autoDetach"):
+        seen = await git.run(repo, "config", "--get", key)
+        assert seen.stdout.strip() == "false", key
+
+
 async def test_a_git_call_that_outlives_the_timeout_is_killed(tmp_path: Path) -> None:
     runner = GitRunner(timeout=20, home=tmp_path)
     repo = tmp_path / "p"
