@@ -2,8 +2,9 @@
 
 The call carries the caller's own token (never a service token), so the workspace service
 applies its own rule - a user reaches only their own projects - and the terminal service never
-guesses a path from an id. The directory it answers must still lie inside the configured root,
-which the manager checks again before starting a shell there.
+guesses a path from an id. The directory it answers is relative to the workspace root (the
+host's layout is no caller's business); the manager joins it with the configured root and
+checks again that it lies inside before starting a shell there.
 """
 
 from __future__ import annotations

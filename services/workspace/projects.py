@@ -65,7 +65,8 @@ class Located:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A folder a caller may work in, and the project it is (None: their own root folder)."""
+    """A folder a caller may work in, relative to the workspace root, and the project it is
+    (None: their own root folder)."""
 
     project: ProjectRecord | None
     directory: Path
@@ -223,12 +224,15 @@ class Projects:
         return await self._located(user_id, record)
 
     async def resolve(self, user_id: str, key: str) -> Resolved:
-        """Where a project named by `key` lives; with no key, the user's own folder (made if
-        missing) and no project: not the home project, which only file and git calls imply."""
+        """Where a project named by `key` lives, relative to the root (a caller joins it with
+        its own: the host's layout is not theirs to know); with no key, the user's own folder
+        (made if missing) and no project: not the home project, which only file and git calls
+        imply."""
         if not key.strip():
-            return Resolved(None, await self.ensure_user_root(user_id))
+            folder = await self.ensure_user_root(user_id)
+            return Resolved(None, folder.relative_to(self._root))
         located = await self.locate(user_id, key, "projectId")
-        return Resolved(located.project, located.directory)
+        return Resolved(located.project, located.directory.relative_to(self._root))
 
     async def locate_or_home(
         self, user_id: str, key: str, author: Callable[[], Awaitable[Author]]

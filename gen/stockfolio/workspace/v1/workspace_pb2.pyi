@@ -1038,6 +1038,9 @@ class ResolveProjectResponse(_message.Message):
     project_id: _builtins.str
     name: _builtins.str
     directory: _builtins.str
+    """Relative to the workspace root (`<user id>/<project folder>`, or `<user id>`): the caller
+    joins it with its own WORKSPACE_ROOT, so no caller learns where the files lie on the host.
+    """
     def __init__(
         self,
         *,
