@@ -32,6 +32,7 @@ from services.runtime.redis_cache import RedisCache
 # Fixtures that several folders' tests share, beside the helpers their tests import.
 pytest_plugins = (
     "tests.integration.assistant_harness",
+    "tests.integration.order_harness",
     "tests.integration.portfolio_harness",
     "tests.integration.workspace_harness",
 )

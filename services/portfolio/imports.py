@@ -83,7 +83,7 @@ _FIELD_COLUMNS = {"executed_at": "date"}
 SPLIT_SIDE = "split"
 _SIDES = ", ".join([*(s.value for s in Side), SPLIT_SIDE])
 # A split's ratio in the `quantity` column: N:D or N/D.
-_RATIO = re.compile(r"\s*(\d+)\s*[:/]\s*(\d+)\s*")
+_RATIO = re.compile(r"\s*([0-9]+)\s*[:/]\s*([0-9]+)\s*")
 # The columns a split row leaves empty, and why.
 _NOT_OF_A_SPLIT = {
     "fees": "a split has no fees",

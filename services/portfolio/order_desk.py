@@ -150,7 +150,10 @@ class Orders:
             ):
                 ended = await orders.get(found.id)
                 raise not_open(ended or found)
-        cancelled = replace(found, status=OrderStatus.CANCELLED, updated_at=now)
+            # As stored: a split may have changed its terms since `found` was read.
+            cancelled = await orders.get(found.id) or replace(
+                found, status=OrderStatus.CANCELLED, updated_at=now
+            )
         await self._published(cancelled)
         return cancelled
 
@@ -192,7 +195,12 @@ class Orders:
                 )
                 reason = SPLIT_ADJUSTED if placed else ""
             if await repository.change_open(
-                order.id, terms=order.terms, status_reason=reason, updated_at=now, **values
+                order.id,
+                live_at=now,
+                terms=order.terms,
+                status_reason=reason,
+                updated_at=now,
+                **values,
             ):
                 changed.append(replace(after, status_reason=reason, updated_at=now))
         return changed
@@ -292,8 +300,14 @@ class Orders:
         return filled
 
     async def reject(self, order: Order, reason: str) -> Order | None:
+        # On the terms the matcher crossed, as a fill is: a split may have changed them.
         return await self._end(
-            order, OrderStatus.REJECTED, reason, self._clock(), triggered=order.triggered
+            order,
+            OrderStatus.REJECTED,
+            reason,
+            self._clock(),
+            triggered=order.triggered,
+            terms=order.terms,
         )
 
     async def trigger(self, order: Order, at: datetime | None = None) -> Order | None:
@@ -307,7 +321,7 @@ class Orders:
             return None
         async with self._db.transaction() as session:
             changed = await OrderRepository(session).change_open(
-                order.id, live_at=live, triggered=True, updated_at=now
+                order.id, live_at=live, terms=order.terms, triggered=True, updated_at=now
             )
         if not changed:
             return None

@@ -26,12 +26,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import MAX_PREC, ROUND_DOWN, Context, Decimal
 from enum import StrEnum
 from fractions import Fraction
 
 from services.portfolio.domain import Side, Split, normalize_symbol
-from services.portfolio.wire_numbers import PRICE_PLACES, QUANTITY_PLACES, parse_decimal
+from services.portfolio.wire_numbers import PRICE_PLACES, QUANTITY_PLACES, parse_decimal, rounded
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 # Per portfolio: more open orders than this is a runaway client, not a trading plan.
@@ -129,26 +129,41 @@ class Order:
         return replace(self, triggered=True, updated_at=at)
 
 
+# scaleb rounds to its context's precision: exact, whatever the digits.
+_EXACT = Context(prec=MAX_PREC)
+
+
 def split_terms(order: Order, splits: Iterable[Split]) -> Terms | None:
     """The order's placed terms after every split of its symbol that takes effect after it was
     placed (one placed on a split's day was placed at split prices); None when they leave it no
-    share or no price. Exact in fractions, rounded once: shares down to QUANTITY_PLACES (a sell
-    never asks for more than the split holding, itself rounded down), prices half-even."""
+    share or no price. A buy's shares and every price: exact in fractions, rounded once (shares
+    down to QUANTITY_PLACES, prices half-even). A sell's shares: down at each split, as the book
+    rounds the holding (a sell of the whole holding stays the whole holding)."""
+    later = sorted(
+        (s for s in splits if s.symbol == order.symbol and s.effective_at > order.created_at),
+        key=lambda s: s.effective_at,
+    )
     factor = Fraction(1)
-    for split in splits:
-        if split.symbol == order.symbol and split.effective_at > order.created_at:
-            factor *= Fraction(split.ratio) / split.of
+    for split in later:
+        factor *= Fraction(split.ratio) / split.of
     placed = order.placed_terms
-    if factor == 1:
+    if not later:
         return placed
-    units = Fraction(placed.quantity) * factor * 10**QUANTITY_PLACES
-    quantity = Decimal(math.floor(units)).scaleb(-QUANTITY_PLACES)
+    if order.side is Side.SELL:
+        # As the book rounds the holding: down at each split (the rest is paid in cash), so
+        # that a sell of the whole holding stays the whole holding.
+        quantity = placed.quantity
+        for split in later:
+            quantity = rounded(split.scale(quantity), QUANTITY_PLACES, rounding=ROUND_DOWN)
+    else:
+        units = Fraction(placed.quantity) * factor * 10**QUANTITY_PLACES
+        quantity = Decimal(math.floor(units)).scaleb(-QUANTITY_PLACES, _EXACT)
 
     def price(value: Decimal | None) -> Decimal | None:
         if value is None:
             return None
         units = Fraction(value) / factor * 10**PRICE_PLACES
-        return Decimal(round(units)).scaleb(-PRICE_PLACES)  # round(): half-even, exactly
+        return Decimal(round(units)).scaleb(-PRICE_PLACES, _EXACT)  # round(): half-even, exactly
 
     terms = Terms(quantity, price(placed.limit_price), price(placed.stop_price))
     if quantity <= 0 or any(

@@ -30,7 +30,7 @@ from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.local_cache import InProcessCache
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.test_order_matching import Desk, desk  # noqa: F401
+from tests.integration.order_harness import Desk
 
 
 @dataclass
@@ -138,7 +138,7 @@ async def test_an_order_that_cannot_be_converted_is_rejected_and_the_others_fill
     assert (filled.status, filled.filled_price) == (OrderStatus.FILLED, Decimal("185"))
 
 
-async def test_a_filled_stop_order_says_its_stop_was_reached(desk: Desk) -> None:  # noqa: F811
+async def test_a_filled_stop_order_says_its_stop_was_reached(desk: Desk) -> None:
     """Order.triggered: "A stop or stop-limit order whose stop price was reached." A stop buy
     at 105 filled by a tick at 106 said false."""
     order = await desk.place(OrderType.STOP, Side.BUY, "1", stop_price="105")

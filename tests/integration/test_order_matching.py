@@ -7,21 +7,17 @@ and DAY orders expire at the end of their UTC day (an injected clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from services.portfolio.domain import Side
-from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote, TickFanout, TickStream
 from services.portfolio.mock_market import MockMarket
-from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orders import (
-    Order,
     OrderDraft,
     OrderStatus,
     OrderType,
@@ -30,105 +26,25 @@ from services.portfolio.orders import (
 )
 from services.portfolio.portfolios import PortfolioDraft, Portfolios
 from services.portfolio.prices import Prices
-from services.portfolio.records import PortfolioKind, RecordedTrade
+from services.portfolio.records import PortfolioKind
 from services.portfolio.repository import PortfolioRepository, TradeRepository
-from services.portfolio.splits import SplitDraft, Splits
-from services.portfolio.trades import TradeDraft, Trades
+from services.portfolio.trades import TradeDraft
 from services.runtime.clock import utc_now
-from services.runtime.db import Database
 from services.runtime.errors import FailedPrecondition
+from tests.integration.order_harness import (
+    BUY,
+    LIMIT,
+    SELL,
+    STOP,
+    STOP_LIMIT,
+    SYMBOL,
+    USER,
+    Desk,
+    placed_days_ago,
+    record_split,
+    terms,
+)
 from tests.waiting import until, until_async
-
-USER = "user-1"
-SYMBOL = "AAPL"
-
-
-def clear_of_midnight() -> timedelta:
-    """How far ahead of real time a test's clock starts so that no midnight UTC falls within
-    its first ten minutes (its DAY orders would expire under it): none, but in the ten minutes
-    before a midnight, to a minute after it."""
-    now = utc_now()
-    midnight = datetime.combine(now.date() + timedelta(days=1), time(), UTC)
-    left = midnight - now
-    return timedelta(0) if left > timedelta(minutes=10) else left + timedelta(minutes=1)
-
-
-@dataclass
-class Clock:
-    """Real time moved on by `ahead` (never behind it: the portfolio's opening deposit is
-    dated by the real clock, and a fill must come after it). It starts clear of midnight UTC:
-    a DAY order placed by a test must live through the test unless the test moves it on."""
-
-    ahead: timedelta = field(default_factory=clear_of_midnight)
-
-    def __call__(self) -> datetime:
-        return utc_now() + self.ahead
-
-
-@dataclass
-class Desk:
-    db: Database
-    orders: Orders
-    trades: Trades
-    matcher: OrderMatcher
-    portfolio_id: str
-    clock: Clock
-    hub: EventHub
-    splits: Splits
-    events: list[object] = field(default_factory=list)
-
-    async def place(self, type: OrderType, side: Side, quantity: str, **prices: str) -> Order:
-        draft = OrderDraft(
-            portfolio_id=self.portfolio_id,
-            symbol=SYMBOL,
-            side=side,
-            type=type,
-            quantity=quantity,
-            time_in_force=prices.pop("time_in_force", None),  # type: ignore[arg-type]
-            **prices,
-        )
-        return await self.orders.place(USER, draft)
-
-    async def step(self, price: str, matcher: OrderMatcher | None = None) -> None:
-        quote = Quote(SYMBOL, Decimal(price), Decimal(0), Decimal(0), self.clock(), "mock")
-        await (matcher or self.matcher).on_step([quote])
-
-    async def order(self, order_id: str) -> Order:
-        return await self.orders.get(USER, order_id)
-
-    async def trades_of(self, order_id: str) -> list[RecordedTrade]:
-        async with self.db.reading() as session:
-            found = await TradeRepository(session).of(self.portfolio_id)
-        return [t for t in found if t.order_id == order_id]
-
-    async def buy(self, quantity: str, price: str) -> None:
-        draft = TradeDraft(side=Side.BUY, symbol=SYMBOL, quantity=quantity, price=price)
-        await self.trades.record(USER, self.portfolio_id, draft)
-
-
-@pytest.fixture
-async def desk(portfolio_database_url: str) -> AsyncIterator[Desk]:
-    db = Database(portfolio_database_url)
-    market = MockMarket(seed=7, interval=3600)
-    hub = EventHub(None)
-    clock = Clock()
-    prices = Prices(db, market)
-    trades = Trades(db, market, prices, hub, clock=clock)
-    orders = Orders(db, trades, hub, clock=clock)
-    valued = await Portfolios(db, prices, hub).create(
-        USER, PortfolioDraft(name="Paper", kind=PortfolioKind.PAPER, initial_cash="10000")
-    )
-    matcher = OrderMatcher(orders, market, hub)
-    try:
-        splits = Splits(db, prices, hub, orders=orders, clock=clock)
-        yield Desk(db, orders, trades, matcher, valued.portfolio.id, clock, hub, splits)
-    finally:
-        await market.close()
-        await db.close()
-
-
-BUY, SELL = Side.BUY, Side.SELL
-LIMIT, STOP, STOP_LIMIT = OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -466,34 +382,6 @@ async def test_a_day_order_crossed_before_its_midnight_fills_though_the_matcher_
 # --- splits ------------------------------------------------------------------------------------
 
 
-async def placed_days_ago(desk: Desk, days: int, *args: object, **prices: str) -> Order:
-    """An order placed `days` days before now (before a split dated yesterday)."""
-    ahead = desk.clock.ahead
-    desk.clock.ahead = ahead - timedelta(days=days)
-    try:
-        return await desk.place(*args, time_in_force=TimeInForce.GTC, **prices)  # type: ignore[arg-type]
-    finally:
-        desk.clock.ahead = ahead
-
-
-async def record_split(desk: Desk, numerator: int, denominator: int, days_ago: int = 1) -> str:
-    day = (desk.clock() - timedelta(days=days_ago)).date().isoformat()
-    draft = SplitDraft(SYMBOL, day, numerator, denominator)
-    return (await desk.splits.create(USER, desk.portfolio_id, draft)).recorded.id
-
-
-def terms(order: Order) -> tuple[str, str | None, str | None, str]:
-    def shown(value: Decimal | None) -> str | None:
-        return None if value is None else f"{value.normalize():f}"
-
-    return (
-        f"{order.quantity.normalize():f}",
-        shown(order.limit_price),
-        shown(order.stop_price),
-        order.status_reason,
-    )
-
-
 async def test_a_split_adjusts_an_open_order_placed_before_it_and_a_tick_fills_it_so(
     desk: Desk,
 ) -> None:
@@ -522,8 +410,8 @@ async def test_taking_a_split_back_restores_the_orders_terms_exactly(desk: Desk)
     reverse = await record_split(desk, 1, 3, days_ago=2)
     assert terms(await desk.order(order.id)) == ("3.33333333", None, "90", "SPLIT_ADJUSTED")
     forward = await record_split(desk, 3, 2, days_ago=1)
-    # Both splits from the placed terms: 10 x 1/3 x 3/2 = 5, 30 x 3 x 2/3 = 60.
-    assert terms(await desk.order(order.id)) == ("5", None, "60", "SPLIT_ADJUSTED")
+    # Shares as the holding: 3.33333333 x 3/2 down to 4.99999999; prices exact: 60.
+    assert terms(await desk.order(order.id)) == ("4.99999999", None, "60", "SPLIT_ADJUSTED")
 
     await desk.splits.delete(USER, desk.portfolio_id, reverse)
     assert terms(await desk.order(order.id)) == ("15", None, "20", "SPLIT_ADJUSTED")
