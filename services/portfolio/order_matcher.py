@@ -28,7 +28,7 @@ from services.portfolio.market_data import Quote, TickStream
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_index import OrderIndex
 from services.portfolio.order_messages import PROTO_TO_STATUS
-from services.portfolio.orders import OrderStatus
+from services.portfolio.orders import Order, OrderStatus
 from services.runtime.clock import Monotonic, monotonic
 from services.runtime.errors import ResourceExhausted, Unavailable
 from services.runtime.tasks import cancel_and_wait
@@ -123,7 +123,7 @@ class OrderMatcher:
                     if triggered is None:
                         continue
                     if not triggered.crossed_by(quote.price):
-                        index.add(triggered)  # waits for its limit from now on
+                        _put_back(index, triggered)  # waits for its limit from now on
                         continue
                     order = triggered
                 try:
@@ -133,7 +133,7 @@ class OrderMatcher:
                     # this one is tried again at its next crossing.
                     why = {"orderId": order.id, "why": later.reason}
                     log.info("order not filled now", extra=why)
-                    index.add(order)
+                    _put_back(index, order)
                     continue
                 if filled is not None:
                     self.fills += 1
@@ -194,3 +194,10 @@ class OrderMatcher:
                 raise
             except Exception:
                 log.exception("order expiry failed")
+
+
+def _put_back(index: OrderIndex, order: Order) -> None:
+    """Watch `order` again after an await, unless its event put a fresher copy there meanwhile
+    (a split's new terms): this copy must not replace it."""
+    if order.id not in index:
+        index.add(order)
