@@ -376,6 +376,20 @@ def order_terms(order: pb.Order) -> tuple[str, str, int, str]:
     return (order.quantity, order.limit_price, order.status, order.status_reason)
 
 
+async def adjusted_3_for_2(
+    s: PortfolioService,
+    who: Metadata,
+    order_id: str,
+    events: list[pb.StreamPortfolioEventsResponse],
+) -> None:
+    """The buy of 10 at 30, as its owner hears it and as GetOrder reads it: 15 at 20."""
+    await until(lambda: any(e.HasField("order") for e in events), "the order's event")
+    heard = next(e.order for e in events if e.HasField("order"))
+    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=order_id), metadata=who)).order
+    for order in (heard, found):
+        assert order_terms(order) == ("15", "20.00", pb.ORDER_STATUS_OPEN, "SPLIT_ADJUSTED")
+
+
 @one_utc_day
 async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
     portfolio_service: PortfolioService,
@@ -384,11 +398,7 @@ async def test_a_split_adjusts_the_portfolios_open_orders_and_tells_their_owner(
     who, p, placed = await order_placed_two_days_ago(s)
     async with collecting(s) as events:
         made = await split(s, who, p.id, "KO", (utc_today() - timedelta(days=1)).isoformat(), 3, 2)
-        await until(lambda: any(e.HasField("order") for e in events), "the order's event")
-    heard = next(e.order for e in events if e.HasField("order"))
-    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
-    for order in (heard, found):
-        assert order_terms(order) == ("15", "20.00", pb.ORDER_STATUS_OPEN, "SPLIT_ADJUSTED")
+        await adjusted_3_for_2(s, who, placed.id, events)
 
     await s.stub.DeleteSplit(pb.DeleteSplitRequest(portfolio_id=p.id, id=made.id), metadata=who)
     found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
@@ -407,8 +417,4 @@ async def test_a_split_imported_from_a_csv_adjusts_the_open_orders_as_one_record
         await s.stub.ImportTrades(
             pb.ImportTradesRequest(portfolio_id=p.id, csv=csv_text), metadata=who
         )
-        await until(lambda: any(e.HasField("order") for e in events), "the order's event")
-    heard = next(e.order for e in events if e.HasField("order"))
-    found = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
-    for order in (heard, found):
-        assert order_terms(order) == ("15", "20.00", pb.ORDER_STATUS_OPEN, "SPLIT_ADJUSTED")
+        await adjusted_3_for_2(s, who, placed.id, events)
