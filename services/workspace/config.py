@@ -40,6 +40,9 @@ class WorkspaceConfig:
     quota_files: int
     # Seconds between two usage scans of a user's folder (the terminal writes files too).
     quota_scan_interval: float
+    # Seconds a reservation (room a write under way holds) outlives its replica if that dies:
+    # a live replica renews its reservations' leases every third of this.
+    quota_lease: float
 
 
 def _paths(name: str, raw: str) -> tuple[Path, ...]:
@@ -84,4 +87,5 @@ def load_workspace_config(
         quota_bytes=env.int("WORKSPACE_QUOTA_BYTES", GB, minimum=MB, maximum=2**50),
         quota_files=env.int("WORKSPACE_QUOTA_FILES", 100_000, minimum=10, maximum=10**9),
         quota_scan_interval=env.float("WORKSPACE_QUOTA_SCAN_INTERVAL", 60.0, minimum=0.05),
+        quota_lease=env.float("WORKSPACE_QUOTA_LEASE", 60.0, minimum=1.0),
     )

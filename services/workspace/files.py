@@ -300,12 +300,12 @@ class Files:
         try:
             yield reservation
         finally:
-            reservation.release()
+            await reservation.release()
 
-    def _account(self, project: Path, *, size: int, files: int) -> None:
+    async def _account(self, project: Path, *, size: int, files: int) -> None:
         if self._quotas is not None:
             folder = self._owner_folder(project)
-            self._quotas.changed(folder, size=size, files=files)
+            await self._quotas.changed(folder, size=size, files=files)
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
         target = await asyncio.to_thread(locate, project, path)
@@ -344,7 +344,7 @@ class Files:
                 return await asyncio.to_thread(_written, target, cleaned, "")
             async with self._room(project, size=len(data), files=1):
                 await atomic_write(target, [data], inside=project, staging=self._staging)
-                self._account(project, size=len(data), files=1)
+                await self._account(project, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -372,7 +372,7 @@ class Files:
                 raise ShaMismatch(cleaned, current)
             async with self._room(project, size=len(data) - info.st_size, files=0):
                 await atomic_write(target, [data], inside=project, staging=self._staging)
-                self._account(project, size=len(data) - info.st_size, files=0)
+                await self._account(project, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -383,7 +383,7 @@ class Files:
         async with self._writing(target):
             await asyncio.to_thread(_delete, project, target, cleaned, recursive)
         if self._quotas is not None:
-            self._quotas.forget(self._owner_folder(project))
+            await self._quotas.forget(self._owner_folder(project))
 
     async def move(self, project: Path, path: str, new_path: str) -> Entry:
         source_name, target_name = _clean(path), _clean(new_path)
@@ -423,7 +423,8 @@ class Files:
                 if received > limit:
                     raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
                 if room is not None:
-                    room.grow(size=grown - taken)
+                    # Room is taken ahead, in steps: not a transaction per chunk.
+                    await room.grow(size=grown - taken, ahead=True)
                 yield chunk
 
         async with self._writing(target):
@@ -445,7 +446,7 @@ class Files:
                     raise
                 sha = await asyncio.to_thread(_file_sha, target)
                 growth = received - (replaced or 0)
-                self._account(project, size=growth, files=new_file)
+                await self._account(project, size=growth, files=new_file)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:

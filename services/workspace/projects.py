@@ -173,7 +173,7 @@ class Projects:
                         ) from None
                     await asyncio.to_thread(_rename_no_replace, staged, target)
                 if self._quotas is not None:
-                    self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
+                    await self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record
@@ -189,7 +189,7 @@ class Projects:
         try:
             yield
         finally:
-            reservation.release()
+            await reservation.release()
 
     async def _build(
         self, folder: Path, files: dict[str, str], author: Author, first_commit: str
@@ -307,7 +307,7 @@ class Projects:
         await asyncio.to_thread(shutil.rmtree, trash, True)
         if self._quotas is not None:
             # Its bytes are free at once (they were counted until the next scan, a minute).
-            self._quotas.forget(located.directory.parent)
+            await self._quotas.forget(located.directory.parent)
 
 
 def _rename_no_replace(source: Path, target: Path) -> None:

@@ -1,9 +1,18 @@
 """Per-user workspace quotas: bytes and files over all of a user's projects, `.git` included.
 
 Usage is measured by a scan of the user's folder (in a thread, never on the event loop, links
-not followed), kept per user, adjusted after each write this service makes and measured again
-every `interval` seconds for every user seen, because the terminal writes files too (its
-sandbox's file-size limit bounds a single file; the scan catches the rest).
+not followed), adjusted after each write this service makes and measured again every
+`interval` seconds for every user seen, because the terminal writes files too (its sandbox's
+file-size limit bounds a single file; the scan catches the rest).
+
+Every replica serving the volume shares that state in the service's database, so the quota
+holds across them: per user folder, the best-known usage and when the scan behind it began
+(`quota_usage`), the changes counted in it (`quota_changes`, numbered per folder, which scans
+reconcile against), and the room writes under way hold (`quota_reservations`, each with a
+lease its replica renews while the write lasts: a replica that dies gives its room back once
+the lease lapses). Room is taken in one transaction that holds the folder's row (a row lock
+on PostgreSQL, the write lock on SQLite): the usage, every live reservation and the new room
+must fit together.
 """
 
 from __future__ import annotations
@@ -12,15 +21,35 @@ import asyncio
 import logging
 import os
 import stat
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.runtime.clock import Clock, utc_now
+from services.runtime.db import Database
 from services.runtime.errors import DomainError, Kind
 from services.runtime.tasks import cancel_and_wait
+from services.workspace.orm import quota_changes, quota_reservations, quota_usage
 
 log = logging.getLogger(__name__)
 BYTES = "bytes"
 FILES = "files"
+# How long a reservation holds its room unless its replica renews it (it does, every third of
+# that, while the write lasts): the room of a replica that died comes back after this.
+LEASE = 60.0
+# An upload's room is taken ahead, this much at a time at most (and a 64th of the byte quota
+# at most), so that its chunks do not each cost a transaction; what it did not use is given
+# back when it ends.
+STEP = 1024 * 1024
+# Changes are kept this long for the scans that began before them; a scan that took longer
+# than half of it is not trusted (changes it overlapped may be gone).
+CHANGES_KEPT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -84,53 +113,240 @@ def measure(folder: Path) -> Usage:
     return Usage(size, files)
 
 
-@dataclass
-class _Known:
+@dataclass(frozen=True)
+class Known:
+    """A folder's row: its usage, when the scan behind it began (None: measure it again before
+    trusting it) and the number of the last change counted in it."""
+
     usage: Usage
-    measured_at: float  # when the scan began
+    scanned_at: datetime | None
+    seq: int
+
+
+def _known(row: Any) -> Known:
+    return Known(Usage(int(row.bytes), int(row.files)), row.scanned_at, int(row.seq))
+
+
+class _Store:
+    """The quota's shared state; each method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def known(self, user: str) -> Known | None:
+        async with self._db.reading() as tx:
+            query = select(quota_usage).where(quota_usage.c.user_id == user)
+            row = (await tx.execute(query)).first()
+        return _known(row) if row is not None else None
+
+    async def _hold(self, tx: AsyncSession, user: str, default: Usage) -> Known:
+        """The folder's row, locked until the transaction ends (on SQLite the transaction holds
+        the write lock already); made from `default`, unscanned, if missing."""
+        query = select(quota_usage).where(quota_usage.c.user_id == user).with_for_update()
+        row = (await tx.execute(query)).first()
+        if row is None:
+            module: Any = postgresql if self._db.dialect == "postgresql" else sqlite
+            await tx.execute(
+                module.insert(quota_usage)
+                .values(
+                    user_id=user,
+                    bytes=default.bytes,
+                    files=default.files,
+                    scanned_at=None,
+                    seq=0,
+                )
+                .on_conflict_do_nothing()
+            )
+            row = (await tx.execute(query)).one()
+        return _known(row)
+
+    async def record_scan(
+        self, user: str, measured: Usage, began: datetime, mark: int, *, fresh: bool, now: datetime
+    ) -> Usage:
+        """Reconcile a scan that began at `began`, when the last change counted was `mark`.
+
+        A change counted after `mark` overlapped the scan, which may or may not have seen it.
+        Then the usage known before stands (every change is already added to it), trusted as
+        of `began`, and the next scan tries again; only a `fresh` scan (after a pull, which
+        nothing accounted) or one of a folder whose usage is not known is taken, with those
+        changes added on top, erring towards refusing. A scan older than the one recorded
+        (another replica's) is not taken unless `fresh`."""
+        async with self._db.transaction() as tx:
+            known = await self._hold(tx, user, measured)
+            raced = (
+                await tx.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(quota_changes.c.bytes), 0),
+                        func.coalesce(func.sum(quota_changes.c.files), 0),
+                    ).where(quota_changes.c.user_id == user, quota_changes.c.seq > mark)
+                )
+            ).one()
+            count, size, files = int(raced[0]), int(raced[1]), int(raced[2])
+            trusted = known.scanned_at is not None and not fresh
+            if trusted and (count or now - began > CHANGES_KEPT / 2):
+                assert known.scanned_at is not None
+                await tx.execute(
+                    update(quota_usage)
+                    .where(quota_usage.c.user_id == user)
+                    .values(scanned_at=max(known.scanned_at, began))
+                )
+                return known.usage
+            if trusted and known.scanned_at is not None and known.scanned_at > began:
+                return known.usage
+            usage = measured.plus(size, files)
+            await tx.execute(
+                update(quota_usage)
+                .where(quota_usage.c.user_id == user)
+                .values(bytes=usage.bytes, files=usage.files, scanned_at=began)
+            )
+            return usage
+
+    async def add_change(self, user: str, size: int, files: int, now: datetime) -> None:
+        """Count a completed change in the folder's usage and log it for the scans under way."""
+        async with self._db.transaction() as tx:
+            known = await self._hold(tx, user, Usage(0, 0))
+            usage = known.usage.plus(size, files)
+            seq = known.seq + 1
+            await tx.execute(
+                update(quota_usage)
+                .where(quota_usage.c.user_id == user)
+                .values(bytes=usage.bytes, files=usage.files, seq=seq)
+            )
+            await tx.execute(
+                quota_changes.insert().values(
+                    user_id=user, seq=seq, bytes=size, files=files, ended_at=now
+                )
+            )
+
+    async def forget(self, user: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                update(quota_usage).where(quota_usage.c.user_id == user).values(scanned_at=None)
+            )
+
+    async def take(
+        self,
+        reservation: Reservation,
+        *,
+        size: int,
+        files: int,
+        ahead: int,
+        limits: Usage,
+        now: datetime,
+        expires: datetime,
+    ) -> Usage:
+        """Add `size` bytes and `files` files to what `reservation` holds if they fit beside
+        the usage and every other live reservation, and up to `ahead` bytes more if those fit
+        too; what it holds then. QuotaExceeded (nothing taken) if they do not fit."""
+        r = quota_reservations
+        async with self._db.transaction() as tx:
+            known = await self._hold(tx, reservation.user, reservation.read)
+            others = (
+                await tx.execute(
+                    select(
+                        func.coalesce(func.sum(r.c.bytes), 0), func.coalesce(func.sum(r.c.files), 0)
+                    ).where(
+                        r.c.user_id == reservation.user,
+                        r.c.expires_at > now,
+                        r.c.id != reservation.id,
+                    )
+                )
+            ).one()
+            held = reservation.held
+            usage = known.usage.plus(int(others[0]) + held.bytes, int(others[1]) + held.files)
+            refuse_beyond(usage, limits, size=size, files=files)
+            extra = max(0, min(ahead, limits.bytes - usage.bytes - size)) if size > 0 else 0
+            holds = Usage(held.bytes + size + extra, held.files + files)
+            values = {"bytes": holds.bytes, "files": holds.files, "expires_at": expires}
+            done = await tx.execute(update(r).where(r.c.id == reservation.id).values(values))
+            if not getattr(done, "rowcount", 0):
+                await tx.execute(
+                    r.insert().values(id=reservation.id, user_id=reservation.user, **values)
+                )
+            return holds
+
+    async def renew(self, ids: list[str], expires: datetime) -> None:
+        r = quota_reservations
+        async with self._db.transaction() as tx:
+            await tx.execute(update(r).where(r.c.id.in_(ids)).values(expires_at=expires))
+
+    async def drop(self, reservation_id: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                delete(quota_reservations).where(quota_reservations.c.id == reservation_id)
+            )
+
+    async def prune(self, now: datetime) -> None:
+        """Lapsed reservations (their replicas died) and changes no scan still needs."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                delete(quota_reservations).where(quota_reservations.c.expires_at <= now)
+            )
+            await tx.execute(
+                delete(quota_changes).where(quota_changes.c.ended_at < now - CHANGES_KEPT)
+            )
+
+
+def refuse_beyond(usage: Usage, limits: Usage, *, size: int = 0, files: int = 0) -> None:
+    """QuotaExceeded if adding `size` bytes and `files` files (either may be negative) to
+    `usage` ends past a limit they do not already shrink."""
+    after = usage.plus(size, files)
+    if size > 0 and after.bytes > limits.bytes:
+        raise QuotaExceeded(BYTES, usage, limits)
+    if files > 0 and after.files > limits.files:
+        raise QuotaExceeded(FILES, usage, limits)
 
 
 class Quotas:
-    """Usage per user folder, and the check every write goes through."""
+    """Usage per user folder, and the check every write goes through, shared by every replica
+    through `db` (a user's folder is named by their id, the key of its rows)."""
 
-    def __init__(self, limits: Usage, *, interval: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        limits: Usage,
+        *,
+        interval: float,
+        lease: float = LEASE,
+        clock: Clock = utc_now,
+    ) -> None:
         self.limits = limits
         self.interval = interval
-        self._known: dict[Path, _Known] = {}
-        # Changes this service made, with when they were complete: a scan that began before a
-        # change ended may have missed it, so the change is counted on top of that scan.
-        self._changes: dict[Path, list[tuple[float, Usage]]] = {}
+        self.lease = lease
+        self.step = max(0, min(STEP, limits.bytes // 64))
+        self._store = _Store(db)
+        self._clock = clock
         self._locks: dict[Path, asyncio.Lock] = {}
-        # What writes under way have taken and not yet accounted: two at once cannot both fit
-        # in the room one of them leaves.
-        self._pending: dict[Path, Usage] = {}
-        self._task: asyncio.Task[None] | None = None
+        # Folders this replica has served: it rescans them when their usage gets old.
+        self._seen: set[Path] = set()
+        # This replica's reservations with a row: their leases are renewed while they last.
+        self._live: dict[str, Reservation] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @staticmethod
+    def _user(folder: Path) -> str:
+        return folder.name
 
     async def usage(self, folder: Path, *, fresh: bool = False) -> Usage:
-        """The folder's usage: measured when unknown, older than the interval, or `fresh`.
-
-        A scan that a change of ours overlapped may or may not have seen it. Then the usage
-        known before stands (our changes are already added to it) and the next scan tries
-        again; only a `fresh` answer (after a pull, which nothing accounted) takes the scan
-        and adds those changes on top, erring towards refusing."""
-        loop = asyncio.get_running_loop()
+        """The folder's usage: measured when unknown, older than the interval, or `fresh`
+        (the scan is reconciled with the changes it overlapped: see `_Store.record_scan`)."""
+        self._seen.add(folder)
+        user = self._user(folder)
         lock = self._locks.setdefault(folder, asyncio.Lock())
         async with lock:
-            known = self._known.get(folder)
-            if fresh or known is None or loop.time() - known.measured_at > self.interval:
-                began = loop.time()
-                measured = await asyncio.to_thread(measure, folder)
-                raced = [c for c in self._changes.get(folder, ()) if c[0] >= began]
-                self._changes[folder] = raced
-                known = self._known.get(folder)
-                if raced and known is not None and not fresh:
-                    known.measured_at = began  # trusted as of then: scan again next interval
+            known = await self._store.known(user)
+            if not fresh and known is not None and known.scanned_at is not None:
+                age = (self._clock() - known.scanned_at).total_seconds()
+                if age <= self.interval:
                     return known.usage
-                for _, delta in raced:
-                    measured = measured.plus(delta.bytes, delta.files)
-                known = _Known(measured, began)
-                self._known[folder] = known
-            return known.usage
+            # Read before the scan begins: a change counted by then is on disk by then.
+            mark = known.seq if known is not None else 0
+            began = self._clock()
+            measured = await asyncio.to_thread(measure, folder)
+            return await self._store.record_scan(
+                user, measured, began, mark, fresh=fresh, now=self._clock()
+            )
 
     async def check(self, folder: Path, *, size: int = 0, files: int = 0) -> Usage:
         """Refuse, before it is made, a change that adds `size` bytes and `files` files (either
@@ -140,36 +356,39 @@ class Quotas:
         return usage
 
     async def reserve(self, folder: Path, *, size: int = 0, files: int = 0) -> Reservation:
-        """`check`, counting the writes under way, and hold the room until the reservation is
-        released (after the write's own `changed`): concurrent writes cannot overrun."""
+        """`check`, counting the writes under way on every replica, and hold the room until
+        the reservation is released (after the write's own `changed`): concurrent writes
+        cannot overrun."""
         reservation = Reservation(self, folder, await self.usage(folder))
-        reservation.grow(size=size, files=files)
+        try:
+            await reservation.grow(size=size, files=files)
+        except BaseException:
+            await reservation.release()
+            raise
         return reservation
 
-    def _take(self, folder: Path, size: int, files: int, read: Usage) -> None:
-        """Take room if it fits beside what writes under way hold; measured usage when known,
-        else `read` (what the reservation read: a delete meanwhile forgets the known usage, and
-        must not lift the quota for the rest of an upload)."""
-        known = self._known.get(folder)
-        pending = self._pending.get(folder, Usage(0, 0))
-        usage = known.usage if known is not None else read
-        self.refuse_beyond(usage.plus(pending.bytes, pending.files), size=size, files=files)
-        self._pending[folder] = Usage(pending.bytes + size, pending.files + files)
+    async def _take(self, reservation: Reservation, size: int, files: int, ahead: int) -> Usage:
+        """Take room for `reservation` if it fits beside the folder's usage (as recorded; what
+        the reservation read if there is none: a delete meanwhile marks the usage for a rescan,
+        which must not lift the quota for the rest of an upload) and every live reservation."""
+        now = self._clock()
+        self._live[reservation.id] = reservation
+        return await self._store.take(
+            reservation,
+            size=size,
+            files=files,
+            ahead=ahead,
+            limits=self.limits,
+            now=now,
+            expires=now + timedelta(seconds=self.lease),
+        )
 
-    def _give_back(self, folder: Path, size: int, files: int) -> None:
-        pending = self._pending.get(folder, Usage(0, 0))
-        left = Usage(pending.bytes - size, pending.files - files)
-        if left == Usage(0, 0):
-            self._pending.pop(folder, None)
-        else:
-            self._pending[folder] = left
+    async def _give_back(self, reservation: Reservation) -> None:
+        self._live.pop(reservation.id, None)
+        await self._store.drop(reservation.id)
 
     def refuse_beyond(self, usage: Usage, *, size: int = 0, files: int = 0) -> None:
-        after = usage.plus(size, files)
-        if size > 0 and after.bytes > self.limits.bytes:
-            raise QuotaExceeded(BYTES, usage, self.limits)
-        if files > 0 and after.files > self.limits.files:
-            raise QuotaExceeded(FILES, usage, self.limits)
+        refuse_beyond(usage, self.limits, size=size, files=files)
 
     async def check_now(self, folder: Path) -> None:
         """After a change this service could not size beforehand (a pull): measure afresh and
@@ -180,58 +399,85 @@ class Quotas:
         if usage.files > self.limits.files:
             raise QuotaExceeded(FILES, usage, self.limits)
 
-    def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
-        """Account a change this service has just completed; the periodic scan corrects any
-        drift (files the terminal wrote, a change counted twice)."""
-        known = self._known.get(folder)
-        if known is not None:
-            known.usage = known.usage.plus(size, files)
-        ended = asyncio.get_running_loop().time()
-        self._changes.setdefault(folder, []).append((ended, Usage(size, files)))
+    async def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
+        """Account a change this service has just completed, for every replica; the periodic
+        scan corrects any drift (files the terminal wrote, a change counted twice)."""
+        self._seen.add(folder)
+        await self._store.add_change(self._user(folder), size, files, self._clock())
 
-    def forget(self, folder: Path) -> None:
-        """A change of unknown size (a recursive delete): measure again at the next check."""
-        self._known.pop(folder, None)
-        self._changes.pop(folder, None)
+    async def forget(self, folder: Path) -> None:
+        """A change of unknown size (a recursive delete): measure again at the next check (the
+        usage known stands until then)."""
+        await self._store.forget(self._user(folder))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan")
+        self._tasks = [
+            asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan"),
+            asyncio.create_task(self._renew_forever(), name="workspace-quota-leases"),
+        ]
 
     async def close(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks = []
 
     async def _rescan_forever(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            for folder in list(self._known):
+            try:
+                await self._store.prune(self._clock())
+            except Exception:
+                log.exception("pruning the workspace quota's state failed")
+            for folder in list(self._seen):
                 try:
                     await self.usage(folder)
                 except Exception:  # one unreadable folder must not stop the others' scans
                     log.exception("workspace usage scan failed", extra={"folder": folder.name})
 
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if not self._live:
+                continue
+            expires = self._clock() + timedelta(seconds=self.lease)
+            try:
+                await self._store.renew(list(self._live), expires)
+            except Exception:
+                log.exception("renewing the workspace quota's reservations failed")
+
 
 class Reservation:
-    """Room a write under way holds in its owner's quota: grown as its bytes arrive (only
-    growth is checked), released once the write is accounted or abandoned."""
+    """Room a write under way holds in its owner's quota, on every replica: grown as its bytes
+    arrive (only growth is checked), released once the write is accounted or abandoned."""
 
     def __init__(self, quotas: Quotas, folder: Path, read: Usage) -> None:
         self._quotas = quotas
-        self._folder = folder
-        self._read = read
-        self._size = 0
-        self._files = 0
+        self.id = str(uuid.uuid4())
+        self.user = quotas._user(folder)
+        self.read = read
+        self.held = Usage(0, 0)  # what its row holds
+        self._used = Usage(0, 0)  # what the write has asked for
+        self._taken = False
 
-    def grow(self, *, size: int = 0, files: int = 0) -> None:
-        """Take `size` more bytes and `files` more files; QuotaExceeded if they do not fit."""
+    async def grow(self, *, size: int = 0, files: int = 0, ahead: bool = False) -> None:
+        """Take `size` more bytes and `files` more files; QuotaExceeded if they do not fit.
+        `ahead` (a write that grows in steps: an upload's chunks) takes more bytes than asked
+        when they fit, so that the next steps are counted here without a transaction each."""
         size, files = max(0, size), max(0, files)
-        self._quotas._take(self._folder, size, files, self._read)
-        self._size += size
-        self._files += files
+        used = Usage(self._used.bytes + size, self._used.files + files)
+        more = Usage(max(0, used.bytes - self.held.bytes), max(0, used.files - self.held.files))
+        if more.bytes or more.files:
+            self._taken = True
+            step = self._quotas.step - more.bytes if ahead else 0
+            self.held = await self._quotas._take(self, more.bytes, more.files, step)
+        self._used = used
 
-    def release(self) -> None:
-        self._quotas._give_back(self._folder, self._size, self._files)
-        self._size = self._files = 0
+    async def release(self) -> None:
+        """Give the room back (what the write has not accounted by now is not counted)."""
+        if self._taken:
+            self._taken = False
+            self.held = self._used = Usage(0, 0)
+            await self._quotas._give_back(self)
 
 
-__all__ = ["QuotaExceeded", "Quotas", "Reservation", "Usage", "measure"]
+__all__ = ["Known", "QuotaExceeded", "Quotas", "Reservation", "Usage", "measure"]

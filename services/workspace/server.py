@@ -48,7 +48,10 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     resources.callback(git.close)
     quotas = Quotas(
-        Usage(settings.quota_bytes, settings.quota_files), interval=settings.quota_scan_interval
+        db,
+        Usage(settings.quota_bytes, settings.quota_files),
+        interval=settings.quota_scan_interval,
+        lease=settings.quota_lease,
     )
     quotas.start()
     resources.push_async_callback(quotas.close)

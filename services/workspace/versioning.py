@@ -3,14 +3,16 @@ branches answered as they stand after the change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.runtime.context import Identity
 from services.workspace.authors import ProfileAuthors
 from services.workspace.git import Branch, GitRunner, Pulled, Pushed
 from services.workspace.projects import Author, Located
-from services.workspace.quota import Quotas
+from services.workspace.quota import QuotaExceeded, Quotas
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,27 @@ class Versioning:
     ) -> Committed:
         """Stages `paths` (everything when none) and commits them as the caller's profile."""
         author = await self._authors.author(identity)
-        sha = await self._git.commit(
-            located.directory,
-            message,
-            author_name=author.name,
-            author_email=author.email,
-            paths=list(paths) or None,
-            # Its objects count in the owner's quota: a commit past it is taken back.
-            accept=lambda: self._quotas.check_now(located.directory.parent),
-        )
+        async with self._measured_again_if_undone(located.directory.parent):
+            sha = await self._git.commit(
+                located.directory,
+                message,
+                author_name=author.name,
+                author_email=author.email,
+                paths=list(paths) or None,
+                # Its objects count in the owner's quota: a commit past it is taken back.
+                accept=lambda: self._quotas.check_now(located.directory.parent),
+            )
         return Committed(sha, author)
+
+    @contextlib.asynccontextmanager
+    async def _measured_again_if_undone(self, folder: Path) -> AsyncIterator[None]:
+        """A change taken back for the quota: the usage measured with it (past the quota, for
+        every replica) is measured again at the next check."""
+        try:
+            yield
+        except QuotaExceeded:
+            await self._quotas.forget(folder)
+            raise
 
     async def create_branch(self, located: Located, name: str) -> Branch:
         await self._git.create_branch(located.directory, name)
@@ -56,12 +69,13 @@ class Versioning:
     async def pull(self, located: Located, remote: str, branch: str) -> Pulled:
         """A fast-forward from `remote` (empty: the default one); one that takes the owner past
         their quota is undone (every project lies in its owner's folder)."""
-        return await self._git.pull(
-            located.directory,
-            remote=remote,
-            branch=branch or None,
-            accept=lambda: self._quotas.check_now(located.directory.parent),
-        )
+        async with self._measured_again_if_undone(located.directory.parent):
+            return await self._git.pull(
+                located.directory,
+                remote=remote,
+                branch=branch or None,
+                accept=lambda: self._quotas.check_now(located.directory.parent),
+            )
 
     async def _branch(self, located: Located, name: str) -> Branch:
         for branch in await self._git.branches(located.directory):

@@ -72,8 +72,10 @@ async def test_a_project_created_during_an_upload_counts_the_room_the_upload_hol
         taken: list[int] = []
         grow = Reservation.grow
 
-        def watched(self: Reservation, *, size: int = 0, files: int = 0) -> None:
-            grow(self, size=size, files=files)
+        async def watched(
+            self: Reservation, *, size: int = 0, files: int = 0, ahead: bool = False
+        ) -> None:
+            await grow(self, size=size, files=files, ahead=ahead)
             taken.append(size)
 
         monkeypatch.setattr(Reservation, "grow", watched)

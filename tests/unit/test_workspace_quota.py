@@ -1,45 +1,142 @@
 """The quota's bookkeeping: a change this service makes counts at once, even when a scan ran
-between the moment the change was checked and the moment it landed."""
+between the moment the change was checked and the moment it landed; and room taken ahead is
+given back. On a migrated SQLite database (the state every replica shares)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from services.runtime.db import Database
+from services.workspace import quota
 from services.workspace.quota import QuotaExceeded, Quotas, Usage
+from tests.conftest import migrated_sqlite
+
+MakeQuotas = Callable[..., Quotas]
 
 
-async def test_a_change_checked_then_made_counts_until_the_next_scan(tmp_path: Path) -> None:
-    quotas = Quotas(Usage(1000, 10), interval=3600)
-    await quotas.check(tmp_path, size=600, files=1)  # the first check measures: empty
-    (tmp_path / "a").write_bytes(b"x" * 600)
-    quotas.changed(tmp_path, size=600, files=1)
-    assert await quotas.usage(tmp_path) == Usage(600, 1)
+@pytest.fixture
+def workspace_db(tmp_path: Path) -> str:
+    return migrated_sqlite("workspace", tmp_path / "workspace.db")
+
+
+@pytest.fixture
+async def make_quotas(workspace_db: str) -> AsyncIterator[MakeQuotas]:
+    """`make_quotas(limits, interval=...)`: quotas on one database for the test."""
+    db = Database(workspace_db)
+
+    def make(limits: Usage, *, interval: float) -> Quotas:
+        return Quotas(db, limits, interval=interval)
+
+    try:
+        yield make
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    made = tmp_path / "user-1"
+    made.mkdir()
+    return made
+
+
+@pytest.fixture
+def paused_scans(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Scans that, once begun (the first event set), wait for the second to measure."""
+    begun, go = threading.Event(), threading.Event()
+    measure = quota.measure
+
+    def paused(where: Path) -> Usage:
+        begun.set()
+        assert go.wait(10)
+        return measure(where)
+
+    monkeypatch.setattr(quota, "measure", paused)
+    return begun, go
+
+
+async def test_a_change_checked_then_made_counts_until_the_next_scan(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    quotas = make_quotas(Usage(1000, 10), interval=3600)
+    await quotas.check(folder, size=600, files=1)  # the first check measures: empty
+    (folder / "a").write_bytes(b"x" * 600)
+    await quotas.changed(folder, size=600, files=1)
+    assert await quotas.usage(folder) == Usage(600, 1)
     with pytest.raises(QuotaExceeded) as refused:
-        await quotas.check(tmp_path, size=600, files=1)
+        await quotas.check(folder, size=600, files=1)
     assert refused.value.usage == Usage(600, 1)
 
 
-async def test_a_change_that_ends_while_a_scan_runs_is_not_lost(tmp_path: Path) -> None:
-    quotas = Quotas(Usage(10_000, 100), interval=3600)
-    await quotas.usage(tmp_path)
-    scan = asyncio.ensure_future(quotas.usage(tmp_path, fresh=True))
-    await asyncio.sleep(0)  # the scan has begun (its thread may or may not see the file)
-    quotas.changed(tmp_path, size=300, files=1)
-    await scan
-    usage = await quotas.usage(tmp_path)
-    assert usage.bytes >= 300 and usage.files >= 1
-    (tmp_path / "b").write_bytes(b"x" * 300)
-    assert await quotas.usage(tmp_path, fresh=True) == Usage(300, 1)
+async def test_a_change_that_ends_while_a_scan_runs_is_not_lost(
+    make_quotas: MakeQuotas, folder: Path, paused_scans: tuple[threading.Event, threading.Event]
+) -> None:
+    begun, go = paused_scans
+    go.set()
+    quotas = make_quotas(Usage(10_000, 100), interval=3600)
+    await quotas.usage(folder)
+    begun.clear()
+    go.clear()
+    scan = asyncio.ensure_future(quotas.usage(folder, fresh=True))
+    await asyncio.to_thread(begun.wait, 10)  # the scan has begun: it does not see the file
+    await quotas.changed(folder, size=300, files=1)
+    go.set()
+    assert await scan == Usage(300, 1)  # measured, with the change it overlapped on top
+    assert await quotas.usage(folder) == Usage(300, 1)
+    (folder / "b").write_bytes(b"x" * 300)
+    assert await quotas.usage(folder, fresh=True) == Usage(300, 1)
 
 
-async def test_a_change_during_a_scan_is_never_counted_twice(tmp_path: Path) -> None:
-    quotas = Quotas(Usage(10_000, 100), interval=0)  # every look is a new scan
-    await quotas.usage(tmp_path)
-    (tmp_path / "b").write_bytes(b"x" * 300)  # landed before the scan: the scan sees it
-    scan = asyncio.ensure_future(quotas.usage(tmp_path))
-    await asyncio.sleep(0)
-    quotas.changed(tmp_path, size=300, files=1)  # reported while the scan runs
+async def test_a_change_during_a_scan_is_never_counted_twice(
+    make_quotas: MakeQuotas, folder: Path, paused_scans: tuple[threading.Event, threading.Event]
+) -> None:
+    begun, go = paused_scans
+    go.set()
+    quotas = make_quotas(Usage(10_000, 100), interval=0)  # every look is a new scan
+    await quotas.usage(folder)
+    begun.clear()
+    go.clear()
+    (folder / "b").write_bytes(b"x" * 300)  # landed before the scan: the scan sees it
+    scan = asyncio.ensure_future(quotas.usage(folder))
+    await asyncio.to_thread(begun.wait, 10)
+    await quotas.changed(folder, size=300, files=1)  # reported while the scan runs
+    go.set()
     assert await scan == Usage(300, 1)  # the known usage stands: not 600
+
+
+async def test_a_scan_by_another_replica_counts_the_changes_this_one_made(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    one, two = (make_quotas(Usage(10_000, 100), interval=3600) for _ in range(2))
+    assert await one.usage(folder) == Usage(0, 0)
+    assert await two.usage(folder) == Usage(0, 0)
+    (folder / "a").write_bytes(b"x" * 4000)
+    await one.changed(folder, size=4000, files=1)
+    assert await two.usage(folder) == Usage(4000, 1)  # not its own hour-old scan
+    with pytest.raises(QuotaExceeded) as refused:
+        await two.reserve(folder, size=6001)
+    assert (refused.value.exceeded, refused.value.usage) == ("bytes", Usage(4000, 1))
+
+
+async def test_room_taken_ahead_by_one_replica_is_counted_by_another_and_given_back(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    # A 64th of the byte quota is taken ahead at a time: 1000 bytes.
+    one, two = (make_quotas(Usage(64_000, 100), interval=3600) for _ in range(2))
+    held = await one.reserve(folder, files=1)
+    await held.grow(size=10, ahead=True)
+    assert held.held == Usage(1000, 1)
+    await held.grow(size=900, ahead=True)  # within what it holds: no transaction
+    assert held.held == Usage(1000, 1)
+    with pytest.raises(QuotaExceeded) as refused:
+        await two.reserve(folder, size=63_001)
+    assert refused.value.usage == Usage(1000, 1)
+    await held.release()
+    done = await two.reserve(folder, size=64_000)
+    assert done.held == Usage(64_000, 0)  # exactly what was asked: nothing ahead
+    await done.release()

@@ -1,0 +1,199 @@
+"""The workspace quota across replicas: two real servers on one root and one database (as two
+pods share a volume and a database), on SQLite and PostgreSQL. Usage and the room writes under
+way hold are shared in the database, so an upload through one replica counts what the other
+holds or has just written, and the room a replica that died held comes back after its lease.
+The scan interval is an hour throughout: no replica's own scan could see the other's writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
+
+from services.workspace.quota import measure
+from services.workspace.staging import STAGING
+from tests.conftest import free_port
+from tests.integration.test_workspace_races import upload
+from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
+from tests.rpc_errors import error_metadata, expect_error, reason
+from tests.waiting import until, until_async
+
+W = workspace_pb2
+MB = 1024 * 1024
+QUOTA = {"WORKSPACE_QUOTA_BYTES": str(MB), "WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def staged_bytes(ws: WorkspaceService) -> int:
+    """Bytes of the writes under way on the volume (in its staging folder)."""
+    return sum(entry.stat().st_size for entry in (ws.root / STAGING).iterdir() if entry.is_file())
+
+
+async def held_upload(
+    ws: WorkspaceService, who: User, project: str, path: str, size: int
+) -> tuple[asyncio.Task[W.UploadFileResponse], asyncio.Event]:
+    """An upload of `size` bytes whose every byte the service has written (and so has taken
+    room for), its stream held open until the event returned is set."""
+    sent, hold = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(upload(ws, who, project, path, size, sent=sent, hold=hold))
+    await asyncio.wait_for(sent.wait(), 10)
+    await until(lambda: staged_bytes(ws) >= size, "every byte of the held upload written")
+    return task, hold
+
+
+async def test_two_uploads_at_once_through_two_replicas_cannot_both_fit(
+    start_workspace: StartWorkspace,
+) -> None:
+    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        folder = one.root / ada.id
+        size = (MB - measure(folder).bytes) * 3 // 5  # one fits, two do not
+        first, hold = await held_upload(one, ada, site.id, "one.bin", size)
+        # The first upload holds its room, its call unfinished: the second, through the other
+        # replica, counts it.
+        error = await expect_error(
+            upload(two, ada, site.id, "two.bin", size), grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        hold.set()
+        done = await first
+
+        assert reason(error) == "QUOTA_EXCEEDED"
+        assert error_metadata(error)["quota"] == "bytes"
+        assert done.file.size == size
+        assert not (folder / "site" / "two.bin").exists()
+        assert measure(folder).bytes <= MB
+
+
+async def test_an_upload_through_one_replica_counts_in_the_next_through_another(
+    start_workspace: StartWorkspace,
+) -> None:
+    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        folder = one.root / ada.id
+        # The second replica measures the user's folder now (and, by its own clock, not again
+        # for an hour).
+        await two.stub.CreateFile(
+            W.CreateFileRequest(project=site.id, path="note.txt", content="hello"),
+            metadata=ada.metadata,
+        )
+        size = (MB - measure(folder).bytes) * 3 // 5
+        first = await upload(one, ada, site.id, "one.bin", size)
+        assert first.file.size == size
+
+        error = await expect_error(
+            upload(two, ada, site.id, "two.bin", size), grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        used = measure(folder).bytes
+        assert reason(error) == "QUOTA_EXCEEDED"
+        # What it counted: what is on disk (the first replica's upload too), and what the
+        # refused upload had taken when its next chunk did not fit.
+        assert used <= int(error_metadata(error)["usedBytes"]) <= MB
+        assert not (folder / "site" / "two.bin").exists()
+        assert used <= MB
+        # The refused upload gave its room back: the second replica counts exactly the disk.
+        error = await expect_error(
+            two.stub.CreateFile(
+                W.CreateFileRequest(project=site.id, path="c.txt", content="x" * (MB - used + 1)),
+                metadata=ada.metadata,
+            ),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
+        assert error_metadata(error)["usedBytes"] == str(used)
+
+
+@contextlib.contextmanager
+def replica_process(environ: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A workspace replica in its own process (so that it can be killed with -9), on the
+    settings of `environ`; its process and address."""
+    port, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.workspace"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **environ,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",
+            "WORKSPACE_PORT": str(port),
+            "WORKSPACE_ADMIN_PORT": str(admin),
+        },
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield process, f"127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def reached(
+    address: str, like: WorkspaceService, who: User
+) -> AsyncIterator[WorkspaceService]:
+    """`like`, reached at `address` instead, once that server answers `who`."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+
+        async def answers() -> bool:
+            try:
+                await stub.ListProjects(W.ListProjectsRequest(), metadata=who.metadata)
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        await until_async(answers, f"the replica at {address} answering", within=30)
+        yield WorkspaceService(
+            stub, like.users, address, like.users_address, like.root, like.remotes, like.config
+        )
+
+
+async def test_the_room_a_replica_that_died_held_comes_back_after_its_lease(
+    start_workspace: StartWorkspace,
+) -> None:
+    settings = {**QUOTA, "WORKSPACE_QUOTA_LEASE": "5"}
+    async with start_workspace(**settings) as survivor:
+        ada = await survivor.user()
+        site = await survivor.project(ada, "site")
+        folder = survivor.root / ada.id
+        size = (MB - measure(folder).bytes) * 3 // 5
+        with replica_process(dict(survivor.config.environ)) as (process, address):
+            async with reached(address, survivor, ada) as doomed:
+                held, _hold = await held_upload(doomed, ada, site.id, "held.bin", size)
+
+                async def create(path: str) -> grpc.StatusCode:
+                    try:
+                        await survivor.stub.CreateFile(
+                            W.CreateFileRequest(project=site.id, path=path, content="x" * size),
+                            metadata=ada.metadata,
+                        )
+                    except grpc.aio.AioRpcError as error:
+                        return error.code()
+                    return grpc.StatusCode.OK
+
+                # Alive, the replica renews its upload's lease: the room stays held.
+                assert await create("early.txt") == grpc.StatusCode.RESOURCE_EXHAUSTED
+                process.send_signal(signal.SIGKILL)
+                assert process.wait(10) == -signal.SIGKILL
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await held
+
+                async def fits() -> bool:
+                    code = await create("late.txt")
+                    assert code in (grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED), code
+                    return code == grpc.StatusCode.OK
+
+                await until_async(fits, "the dead replica's room given back", within=30)
+        assert (folder / "site" / "late.txt").stat().st_size == size
+        assert not (folder / "site" / "held.bin").exists()
+        assert measure(folder).bytes <= MB
