@@ -43,9 +43,9 @@ FILES = "files"
 # How long a reservation holds its room unless its replica renews it (it does, every third of
 # that, while the write lasts): the room of a replica that died comes back after this.
 LEASE = 60.0
-# An upload's room is taken ahead, this much at a time at most (and a 64th of the byte quota
-# at most), so that its chunks do not each cost a transaction; what it did not use is given
-# back when it ends.
+# An upload's room is taken ahead, so that its chunks do not each cost a transaction: as much
+# again as it has taken so far (this much at first), a 64th of the byte quota at most, and only
+# what fits. What it did not use is given back when it ends.
 STEP = 1024 * 1024
 # Changes are kept this long for the scans that began before them; a scan that took longer
 # than half of it is not trusted (changes it overlapped may be gone).
@@ -237,8 +237,8 @@ class _Store:
         expires: datetime,
     ) -> Usage:
         """Add `size` bytes and `files` files to what `reservation` holds if they fit beside
-        the usage and every other live reservation, and up to `ahead` bytes more if those fit
-        too; what it holds then. QuotaExceeded (nothing taken) if they do not fit."""
+        the usage and every other live reservation, and up to `ahead` bytes more as far as
+        those fit; what it holds then. QuotaExceeded (nothing taken) if they do not fit."""
         r = quota_reservations
         async with self._db.transaction() as tx:
             known = await self._hold(tx, reservation.user, reservation.read)
@@ -314,7 +314,7 @@ class Quotas:
         self.limits = limits
         self.interval = interval
         self.lease = lease
-        self.step = max(0, min(STEP, limits.bytes // 64))
+        self.most_ahead = limits.bytes // 64
         self._store = _Store(db)
         self._clock = clock
         self._locks: dict[Path, asyncio.Lock] = {}
@@ -468,8 +468,8 @@ class Reservation:
         more = Usage(max(0, used.bytes - self.held.bytes), max(0, used.files - self.held.files))
         if more.bytes or more.files:
             self._taken = True
-            step = self._quotas.step - more.bytes if ahead else 0
-            self.held = await self._quotas._take(self, more.bytes, more.files, step)
+            extra = min(max(STEP, used.bytes), self._quotas.most_ahead) if ahead else 0
+            self.held = await self._quotas._take(self, more.bytes, more.files, extra)
         self._used = used
 
     async def release(self) -> None:

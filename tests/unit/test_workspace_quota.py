@@ -126,17 +126,24 @@ async def test_a_scan_by_another_replica_counts_the_changes_this_one_made(
 async def test_room_taken_ahead_by_one_replica_is_counted_by_another_and_given_back(
     make_quotas: MakeQuotas, folder: Path
 ) -> None:
-    # A 64th of the byte quota is taken ahead at a time: 1000 bytes.
+    # At most a 64th of the byte quota is taken ahead: 1000 bytes.
     one, two = (make_quotas(Usage(64_000, 100), interval=3600) for _ in range(2))
     held = await one.reserve(folder, files=1)
     await held.grow(size=10, ahead=True)
-    assert held.held == Usage(1000, 1)
-    await held.grow(size=900, ahead=True)  # within what it holds: no transaction
-    assert held.held == Usage(1000, 1)
+    assert held.held == Usage(1010, 1)
+    await held.grow(size=1000, ahead=True)  # within what it holds: no transaction
+    assert held.held == Usage(1010, 1)
+    await held.grow(size=1000, ahead=True)
+    assert held.held == Usage(3010, 1)
     with pytest.raises(QuotaExceeded) as refused:
-        await two.reserve(folder, size=63_001)
-    assert refused.value.usage == Usage(1000, 1)
+        await two.reserve(folder, size=60_991)
+    assert refused.value.usage == Usage(3010, 1)
+    fits = await two.reserve(folder, size=60_990)  # ahead of nothing: exactly what fits
+    assert fits.held == Usage(60_990, 0)
+    await fits.release()
+    await held.grow(size=61_000, ahead=True)  # only what fits is taken ahead
+    assert held.held == Usage(64_000, 1)
     await held.release()
     done = await two.reserve(folder, size=64_000)
-    assert done.held == Usage(64_000, 0)  # exactly what was asked: nothing ahead
+    assert done.held == Usage(64_000, 0)
     await done.release()
