@@ -302,10 +302,13 @@ class Files:
         finally:
             await reservation.release()
 
-    async def _account(self, project: Path, *, size: int, files: int) -> None:
+    async def _account(
+        self, project: Path, room: Reservation | None, *, size: int, files: int
+    ) -> None:
+        """Count a write just made, and give back the room it held, at once."""
         if self._quotas is not None:
             folder = self._owner_folder(project)
-            await self._quotas.changed(folder, size=size, files=files)
+            await self._quotas.changed(folder, size=size, files=files, releasing=room)
 
     async def list(self, project: Path, path: str, page: Page) -> tuple[list[Entry], int]:
         target = await asyncio.to_thread(locate, project, path)
@@ -342,9 +345,9 @@ class Files:
             if directory:
                 await asyncio.to_thread(_make_folder, project, target)
                 return await asyncio.to_thread(_written, target, cleaned, "")
-            async with self._room(project, size=len(data), files=1):
+            async with self._room(project, size=len(data), files=1) as room:
                 await atomic_write(target, [data], inside=project, staging=self._staging)
-                await self._account(project, size=len(data), files=1)
+                await self._account(project, room, size=len(data), files=1)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def update(
@@ -370,9 +373,9 @@ class Files:
             current = await asyncio.to_thread(_checked_sha, project, target, cleaned)
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
-            async with self._room(project, size=len(data) - info.st_size, files=0):
+            async with self._room(project, size=len(data) - info.st_size, files=0) as room:
                 await atomic_write(target, [data], inside=project, staging=self._staging)
-                await self._account(project, size=len(data) - info.st_size, files=0)
+                await self._account(project, room, size=len(data) - info.st_size, files=0)
         return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
@@ -446,7 +449,7 @@ class Files:
                     raise
                 sha = await asyncio.to_thread(_file_sha, target)
                 growth = received - (replaced or 0)
-                await self._account(project, size=growth, files=new_file)
+                await self._account(project, room, size=growth, files=new_file)
         return await asyncio.to_thread(_written, target, cleaned, sha)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:

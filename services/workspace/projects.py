@@ -29,7 +29,7 @@ from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
 from services.workspace.locks import KeyedLocks
 from services.workspace.paths import atomic_write, open_project_folder, validate_name
-from services.workspace.quota import Quotas, Usage, measure
+from services.workspace.quota import Quotas, Reservation, Usage, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
 from services.workspace.staging import staging_folder
 from services.workspace.templates import (
@@ -163,7 +163,7 @@ class Projects:
             await self._build(staged, files, author, first_commit)
             # The new project counts in full (its repository too) before it is put in place.
             made = await asyncio.to_thread(measure, staged)
-            async with self._room(owner_folder, made):
+            async with self._room(owner_folder, made) as room:
                 async with self._db.transaction() as session:
                     try:
                         await ProjectRepository(session).add(record)
@@ -173,21 +173,23 @@ class Projects:
                         ) from None
                     await asyncio.to_thread(_rename_no_replace, staged, target)
                 if self._quotas is not None:
-                    await self._quotas.changed(owner_folder, size=made.bytes, files=made.files)
+                    await self._quotas.changed(
+                        owner_folder, size=made.bytes, files=made.files, releasing=room
+                    )
         finally:
             await asyncio.to_thread(shutil.rmtree, staged, True)
         return record
 
     @contextlib.asynccontextmanager
-    async def _room(self, owner_folder: Path, made: Usage) -> AsyncIterator[None]:
+    async def _room(self, owner_folder: Path, made: Usage) -> AsyncIterator[Reservation | None]:
         """Room for a new project in its owner's quota, beside the writes under way (an upload
         meanwhile must not see it uncounted, nor it the upload), held until it is accounted."""
         if self._quotas is None:
-            yield
+            yield None
             return
         reservation = await self._quotas.reserve(owner_folder, size=made.bytes, files=made.files)
         try:
-            yield
+            yield reservation
         finally:
             await reservation.release()
 

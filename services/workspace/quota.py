@@ -202,8 +202,11 @@ class _Store:
             )
             return usage
 
-    async def add_change(self, user: str, size: int, files: int, now: datetime) -> None:
-        """Count a completed change in the folder's usage and log it for the scans under way."""
+    async def add_change(
+        self, user: str, size: int, files: int, now: datetime, *, release: str | None
+    ) -> None:
+        """Count a completed change in the folder's usage and log it for the scans under way;
+        with `release`, that reservation's room is given back at the same moment."""
         async with self._db.transaction() as tx:
             known = await self._hold(tx, user, Usage(0, 0))
             usage = known.usage.plus(size, files)
@@ -218,6 +221,10 @@ class _Store:
                     user_id=user, seq=seq, bytes=size, files=files, ended_at=now
                 )
             )
+            if release is not None:
+                await tx.execute(
+                    delete(quota_reservations).where(quota_reservations.c.id == release)
+                )
 
     async def forget(self, user: str) -> None:
         async with self._db.transaction() as tx:
@@ -383,10 +390,6 @@ class Quotas:
             expires=now + timedelta(seconds=self.lease),
         )
 
-    async def _give_back(self, reservation: Reservation) -> None:
-        self._live.pop(reservation.id, None)
-        await self._store.drop(reservation.id)
-
     def refuse_beyond(self, usage: Usage, *, size: int = 0, files: int = 0) -> None:
         refuse_beyond(usage, self.limits, size=size, files=files)
 
@@ -399,11 +402,23 @@ class Quotas:
         if usage.files > self.limits.files:
             raise QuotaExceeded(FILES, usage, self.limits)
 
-    async def changed(self, folder: Path, *, size: int = 0, files: int = 0) -> None:
+    async def changed(
+        self,
+        folder: Path,
+        *,
+        size: int = 0,
+        files: int = 0,
+        releasing: Reservation | None = None,
+    ) -> None:
         """Account a change this service has just completed, for every replica; the periodic
-        scan corrects any drift (files the terminal wrote, a change counted twice)."""
+        scan corrects any drift (files the terminal wrote, a change counted twice). The room
+        the change's write held (`releasing`) is given back in the same transaction: never
+        counted twice, nor not at all, by a check meanwhile."""
         self._seen.add(folder)
-        await self._store.add_change(self._user(folder), size, files, self._clock())
+        release = releasing.settled() if releasing is not None else None
+        await self._store.add_change(
+            self._user(folder), size, files, self._clock(), release=release
+        )
 
     async def forget(self, folder: Path) -> None:
         """A change of unknown size (a recursive delete): measure again at the next check (the
@@ -474,10 +489,17 @@ class Reservation:
 
     async def release(self) -> None:
         """Give the room back (what the write has not accounted by now is not counted)."""
-        if self._taken:
-            self._taken = False
-            self.held = self._used = Usage(0, 0)
-            await self._quotas._give_back(self)
+        if self.settled() is not None:
+            await self._quotas._store.drop(self.id)
+
+    def settled(self) -> str | None:
+        """Marks the room given back (renewed no more); the id of its row if it has one."""
+        if not self._taken:
+            return None
+        self._taken = False
+        self.held = self._used = Usage(0, 0)
+        self._quotas._live.pop(self.id, None)
+        return self.id
 
 
 __all__ = ["Known", "QuotaExceeded", "Quotas", "Reservation", "Usage", "measure"]
