@@ -425,6 +425,11 @@ class Quotas:
         usage known stands until then)."""
         await self._store.forget(self._user(folder))
 
+    async def prune(self) -> None:
+        """Drop lapsed reservations (their replicas died: they count no more already) and
+        changes older than any scan still reconciles against (CHANGES_KEPT)."""
+        await self._store.prune(self._clock())
+
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._rescan_forever(), name="workspace-quota-scan"),
@@ -440,7 +445,7 @@ class Quotas:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self._store.prune(self._clock())
+                await self.prune()
             except Exception:
                 log.exception("pruning the workspace quota's state failed")
             for folder in list(self._seen):

@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from services.runtime.db import Database
 from services.workspace import quota
-from services.workspace.quota import QuotaExceeded, Quotas, Usage
+from services.workspace.orm import quota_changes, quota_reservations
+from services.workspace.quota import CHANGES_KEPT, QuotaExceeded, Quotas, Usage
 from tests.conftest import migrated_sqlite
 
 MakeQuotas = Callable[..., Quotas]
@@ -29,8 +33,8 @@ async def make_quotas(workspace_db: str) -> AsyncIterator[MakeQuotas]:
     """`make_quotas(limits, interval=...)`: quotas on one database for the test."""
     db = Database(workspace_db)
 
-    def make(limits: Usage, *, interval: float) -> Quotas:
-        return Quotas(db, limits, interval=interval)
+    def make(limits: Usage, *, interval: float, **options: Any) -> Quotas:
+        return Quotas(db, limits, interval=interval, **options)
 
     try:
         yield make
@@ -147,3 +151,40 @@ async def test_room_taken_ahead_by_one_replica_is_counted_by_another_and_given_b
     done = await two.reserve(folder, size=64_000)
     assert done.held == Usage(64_000, 0)
     await done.release()
+
+
+async def test_a_lapsed_reservation_holds_no_room_and_is_pruned_with_old_changes(
+    make_quotas: MakeQuotas, folder: Path, workspace_db: str
+) -> None:
+    now = [datetime(2026, 12, 7, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    quotas = make_quotas(Usage(10_000, 100), interval=3600, lease=30, clock=clock)
+    await quotas.reserve(folder, size=9_000)  # its replica dies: never released, not renewed
+    (folder / "a").write_bytes(b"x" * 500)
+    await quotas.changed(folder, size=500, files=1)
+    with pytest.raises(QuotaExceeded):
+        await quotas.reserve(folder, size=1_000)
+    now[0] += timedelta(seconds=30)  # the lease has lapsed
+    fits = await quotas.reserve(folder, size=9_500)
+    await fits.release()
+
+    async def rows() -> tuple[int, int]:
+        db = Database(workspace_db)
+        try:
+            async with db.reading() as tx:
+                held = await tx.execute(select(func.count()).select_from(quota_reservations))
+                logged = await tx.execute(select(func.count()).select_from(quota_changes))
+                return int(held.scalar_one()), int(logged.scalar_one())
+        finally:
+            await db.close()
+
+    assert await rows() == (1, 1)
+    await quotas.prune()
+    assert await rows() == (0, 1)  # the change is recent: a scan may still need it
+    now[0] += CHANGES_KEPT
+    await quotas.prune()
+    assert await rows() == (0, 0)
+    assert await quotas.usage(folder) == Usage(500, 1)
