@@ -273,10 +273,15 @@ class _Store:
                 )
             return holds
 
-    async def renew(self, ids: list[str], expires: datetime) -> None:
+    async def renew(self, ids: list[str], now: datetime, expires: datetime) -> None:
+        """Extend the leases of `ids` that have not lapsed: a lapsed one may have had its room
+        taken by another write meanwhile, so only its next `take` (which checks it all again)
+        holds it again."""
         r = quota_reservations
         async with self._db.transaction() as tx:
-            await tx.execute(update(r).where(r.c.id.in_(ids)).values(expires_at=expires))
+            await tx.execute(
+                update(r).where(r.c.id.in_(ids), r.c.expires_at > now).values(expires_at=expires)
+            )
 
     async def drop(self, reservation_id: str) -> None:
         async with self._db.transaction() as tx:
@@ -459,9 +464,9 @@ class Quotas:
             await asyncio.sleep(self.lease / 3)
             if not self._live:
                 continue
-            expires = self._clock() + timedelta(seconds=self.lease)
+            now = self._clock()
             try:
-                await self._store.renew(list(self._live), expires)
+                await self._store.renew(list(self._live), now, now + timedelta(seconds=self.lease))
             except Exception:
                 log.exception("renewing the workspace quota's reservations failed")
 
