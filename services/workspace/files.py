@@ -288,15 +288,16 @@ class Files:
 
     @contextlib.asynccontextmanager
     async def _room(
-        self, project: Path, *, size: int, files: int
+        self, project: Path, *, size: int, files: int, ahead: bool = False
     ) -> AsyncIterator[Reservation | None]:
         """Room in the owner's quota, held while a write is under way (None without quotas):
-        writes at once each count the others' (three uploads at once took a user past it)."""
+        writes at once each count the others' (three uploads at once took a user past it).
+        `ahead`: a write that grows as its bytes arrive (see `Reservation.grow`)."""
         if self._quotas is None:
             yield None
             return
         folder = self._owner_folder(project)
-        reservation = await self._quotas.reserve(folder, size=size, files=files)
+        reservation = await self._quotas.reserve(folder, size=size, files=files, ahead=ahead)
         try:
             yield reservation
         finally:
@@ -436,7 +437,7 @@ class Files:
             replaced = await asyncio.to_thread(_size_if_file, target)
             # Counted before anything is written: a new file, then its bytes as they arrive.
             new_file = 1 if replaced is None else 0
-            async with self._room(project, size=0, files=new_file) as room:
+            async with self._room(project, size=0, files=new_file, ahead=True) as room:
                 created = await asyncio.to_thread(_missing_parents, target)
                 try:
                     await asyncio.to_thread(check_again_after_creating_parents, project, target)

@@ -43,9 +43,10 @@ FILES = "files"
 # How long a reservation holds its room unless its replica renews it (it does, every third of
 # that, while the write lasts): the room of a replica that died comes back after this.
 LEASE = 60.0
-# An upload's room is taken ahead, so that its chunks do not each cost a transaction: as much
-# again as it has taken so far (this much at first), a 64th of the byte quota at most, and only
-# what fits. What it did not use is given back when it ends.
+# An upload's room is taken ahead, so that its chunks do not each cost a transaction: twice
+# what it has asked for so far (this much at first), a 64th of the byte quota at most, and
+# only what fits (a 20 MB upload takes room 4 times). What it did not use is given back when
+# it ends.
 STEP = 1024 * 1024
 # Changes are kept this long for the scans that began before them; a scan that took longer
 # than half of it is not trusted (changes it overlapped may be gone).
@@ -263,7 +264,7 @@ class _Store:
             held = reservation.held
             usage = known.usage.plus(int(others[0]) + held.bytes, int(others[1]) + held.files)
             refuse_beyond(usage, limits, size=size, files=files)
-            extra = max(0, min(ahead, limits.bytes - usage.bytes - size)) if size > 0 else 0
+            extra = max(0, min(ahead, limits.bytes - usage.bytes - size))
             holds = Usage(held.bytes + size + extra, held.files + files)
             values = {"bytes": holds.bytes, "files": holds.files, "expires_at": expires}
             done = await tx.execute(update(r).where(r.c.id == reservation.id).values(values))
@@ -367,13 +368,15 @@ class Quotas:
         self.refuse_beyond(usage, size=size, files=files)
         return usage
 
-    async def reserve(self, folder: Path, *, size: int = 0, files: int = 0) -> Reservation:
+    async def reserve(
+        self, folder: Path, *, size: int = 0, files: int = 0, ahead: bool = False
+    ) -> Reservation:
         """`check`, counting the writes under way on every replica, and hold the room until
         the reservation is released (after the write's own `changed`): concurrent writes
-        cannot overrun."""
+        cannot overrun. `ahead`: see `Reservation.grow`."""
         reservation = Reservation(self, folder, await self.usage(folder))
         try:
-            await reservation.grow(size=size, files=files)
+            await reservation.grow(size=size, files=files, ahead=ahead)
         except BaseException:
             await reservation.release()
             raise
@@ -493,7 +496,7 @@ class Reservation:
         more = Usage(max(0, used.bytes - self.held.bytes), max(0, used.files - self.held.files))
         if more.bytes or more.files:
             self._taken = True
-            extra = min(max(STEP, used.bytes), self._quotas.most_ahead) if ahead else 0
+            extra = min(max(STEP, 2 * used.bytes), self._quotas.most_ahead) if ahead else 0
             self.held = await self._quotas._take(self, more.bytes, more.files, extra)
         self._used = used
 

@@ -188,3 +188,27 @@ async def test_a_lapsed_reservation_holds_no_room_and_is_pruned_with_old_changes
     await quotas.prune()
     assert await rows() == (0, 0)
     assert await quotas.usage(folder) == Usage(500, 1)
+
+
+async def test_an_upload_takes_room_ahead_a_few_times_only(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    quotas = make_quotas(Usage(1 << 30, 100), interval=3600)  # 16 MiB ahead at most
+    taken: list[Usage] = []
+    upload = await quotas.reserve(folder, files=1, ahead=True)
+    taken.append(upload.held)
+    for _ in range(320):  # 20 MiB in 64 KiB chunks
+        await upload.grow(size=64 * 1024, ahead=True)
+        if upload.held != taken[-1]:
+            taken.append(upload.held)
+    mib, chunk = 1024 * 1024, 64 * 1024
+    # At first 1 MiB; then, each time a chunk needs more, what it asked for and twice as much
+    # again ahead, 16 MiB at most: four transactions for 20 MiB.
+    assert [u.bytes for u in taken] == [
+        mib,
+        3 * (mib + chunk),
+        3 * (3 * (mib + chunk) + chunk),
+        3 * (3 * (mib + chunk) + chunk) + chunk + 16 * mib,
+    ]
+    assert all(u.files == 1 for u in taken)
+    await upload.release()
