@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
 from services.workspace.quota import measure
 from services.workspace.staging import STAGING
-from tests.conftest import free_port
+from tests.conftest import POSTGRES_ADMIN_URL, free_port
 from tests.integration.test_workspace_races import upload
-from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
+from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService, git
 from tests.rpc_errors import error_metadata, expect_error, reason
 from tests.waiting import until, until_async
 
@@ -197,3 +198,79 @@ async def test_the_room_a_replica_that_died_held_comes_back_after_its_lease(
         assert (folder / "site" / "late.txt").stat().st_size == size
         assert not (folder / "site" / "held.bin").exists()
         assert measure(folder).bytes <= MB
+
+
+async def test_a_pull_through_one_replica_counts_an_upload_under_way_through_another(
+    start_workspace: StartWorkspace, tmp_path: Path
+) -> None:
+    """An upload holds 3/5 of the free room on one replica; a pull that brings about half of
+    it through the other fits alone, not beside the upload: one of them must be refused."""
+    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        bare = await one.published(ada, site)
+        folder = one.root / ada.id
+        free = MB - measure(folder).bytes
+        clone = tmp_path / "elsewhere"
+        git(tmp_path, "clone", "--quiet", bare.as_uri(), str(clone))
+        (clone / "theirs.bin").write_bytes(os.urandom(free // 4))  # incompressible
+        git(clone, "add", "theirs.bin")
+        git(clone, "commit", "--quiet", "-m", "Theirs")
+        git(clone, "push", "--quiet", "origin", "main")
+
+        size = free * 3 // 5
+        first, hold = await held_upload(one, ada, site.id, "one.bin", size)
+        pulled: grpc.StatusCode = grpc.StatusCode.OK
+        try:
+            await two.stub.GitPull(W.GitPullRequest(project=site.id), metadata=ada.metadata)
+        except grpc.aio.AioRpcError as error:
+            pulled = error.code()
+        hold.set()
+        uploaded: grpc.StatusCode = grpc.StatusCode.OK
+        try:
+            await first
+        except grpc.aio.AioRpcError as error:
+            uploaded = error.code()
+        used = measure(folder).bytes
+        print(f"pull: {pulled.name}, upload: {uploaded.name}, used {used} of {MB}")
+        assert used <= MB
+
+
+async def test_a_write_while_the_database_is_down_answers_unavailable(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    if workspace_database_url.startswith("sqlite"):
+        pytest.skip("an outage of PostgreSQL")
+    name = workspace_database_url.rsplit("/", 1)[1]
+    async with start_workspace(**QUOTA) as ws:
+        ada = await ws.user()
+        site = await ws.project(ada, "site")
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        codes: list[grpc.StatusCode] = []
+        try:
+            for path in ("a.txt", "b.txt", "c.txt"):
+                try:
+                    await ws.stub.CreateFile(
+                        W.CreateFileRequest(project=site.id, path=path, content="hi"),
+                        metadata=ada.metadata,
+                        timeout=20,
+                    )
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as error:
+                    codes.append(error.code())
+            try:
+                await upload(ws, ada, site.id, "d.bin", 3 * MB // 4)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as error:
+                codes.append(error.code())
+        finally:
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        print("codes while down:", [c.name for c in codes])
+        assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
+        assert not (ws.root / ada.id / "site" / "a.txt").exists()

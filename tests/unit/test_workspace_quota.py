@@ -212,3 +212,52 @@ async def test_an_upload_takes_room_ahead_a_few_times_only(
     ]
     assert all(u.files == 1 for u in taken)
     await upload.release()
+
+
+async def test_drift_a_scan_measured_counts_even_when_writes_overlap_every_scan(
+    make_quotas: MakeQuotas, folder: Path, paused_scans: tuple[threading.Event, threading.Event]
+) -> None:
+    """The terminal wrote 5000 bytes; each later scan measures them but overlaps one small
+    write of the service (an editor saving): the usage must not stay blind to them."""
+    begun, go = paused_scans
+    go.set()
+    now = [datetime(2026, 12, 7, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    scanner, writer = (make_quotas(Usage(6_000, 100), interval=60, clock=clock) for _ in range(2))
+    assert await scanner.usage(folder) == Usage(0, 0)
+    (folder / "by-the-terminal").write_bytes(b"x" * 5_000)
+    for step in range(3):
+        now[0] += timedelta(seconds=61)  # the usage is old: the next look scans
+        begun.clear()
+        go.clear()
+        scan = asyncio.ensure_future(scanner.usage(folder))
+        await asyncio.to_thread(begun.wait, 10)
+        (folder / f"saved-{step}").write_bytes(b"y" * 10)
+        await writer.changed(folder, size=10, files=1)
+        go.set()
+        await scan
+    # Three scans, three intervals, each of which measured the terminal's 5000 bytes.
+    assert (await writer.usage(folder)).bytes >= 5_000
+    with pytest.raises(QuotaExceeded):
+        await writer.reserve(folder, size=4_000)
+
+
+async def test_a_pull_checked_while_an_upload_holds_room_counts_that_room(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    """An upload under way on one replica holds 6000 of 10000 bytes; a pull of 5000 bytes on
+    another is accepted only if the two fit together (else both complete: 11000 bytes)."""
+    one, two = (make_quotas(Usage(10_000, 100), interval=3600) for _ in range(2))
+    upload = await one.reserve(folder, size=6_000, files=1)
+    (folder / "pulled").write_bytes(b"x" * 5_000)  # what the pull brought
+    try:
+        with pytest.raises(QuotaExceeded):
+            await two.check_now(folder)
+    finally:
+        (folder / "uploaded").write_bytes(b"x" * 6_000)
+        await one.changed(folder, size=6_000, files=1, releasing=upload)
+        await upload.release()
+    print("usage after both:", await one.usage(folder, fresh=True))
