@@ -274,3 +274,60 @@ async def test_a_write_while_the_database_is_down_answers_unavailable(
         print("codes while down:", [c.name for c in codes])
         assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
         assert not (ws.root / ada.id / "site" / "a.txt").exists()
+
+
+async def test_an_upload_whose_accounting_fails_is_not_left_on_disk_uncounted(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """The database goes away after an upload took its room, before it is accounted: the
+    upload answers UNAVAILABLE; its file must not stay on disk uncounted once the database is
+    back (the scan interval is an hour), or the next upload passes the quota."""
+    if workspace_database_url.startswith("sqlite"):
+        pytest.skip("an outage of PostgreSQL")
+    name = workspace_database_url.rsplit("/", 1)[1]
+    async with start_workspace(**QUOTA, WORKSPACE_QUOTA_LEASE="1") as ws:
+        ada = await ws.user()
+        site = await ws.project(ada, "site")
+        folder = ws.root / ada.id
+        size = (MB - measure(folder).bytes) * 3 // 5  # one fits, two do not
+        first, hold = await held_upload(ws, ada, site.id, "one.bin", size)
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        try:
+            hold.set()
+            code = grpc.StatusCode.OK
+            try:
+                await first
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+        finally:
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        on_disk = (folder / "site" / "one.bin").exists()
+        print(f"first upload: {code.name}, its file on disk: {on_disk}")
+
+        async def second() -> grpc.StatusCode:
+            try:
+                await upload(ws, ada, site.id, "two.bin", size)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        def lapsed() -> bool:
+            url = workspace_database_url.replace("+psycopg", "").replace("+asyncpg", "")
+            with psycopg.connect(url, autocommit=True) as db:
+                row = db.execute(
+                    "SELECT count(*) FROM quota_reservations"
+                    " WHERE expires_at > now() AT TIME ZONE 'utc'"
+                ).fetchone()
+            return row is not None and row[0] == 0
+
+        await until(lapsed, "the first upload's reservation lapsed", within=30)
+        code = await second()
+        print(f"second upload: {code.name}")
+        print(f"used {measure(folder).bytes} of {MB}")
+        assert measure(folder).bytes <= MB
