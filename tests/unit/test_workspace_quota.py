@@ -261,3 +261,32 @@ async def test_a_pull_checked_while_an_upload_holds_room_counts_that_room(
         await one.changed(folder, size=6_000, files=1, releasing=upload)
         await upload.release()
     print("usage after both:", await one.usage(folder, fresh=True))
+
+
+async def test_a_delete_during_another_replicas_scan_frees_its_room(
+    make_quotas: MakeQuotas, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan on one replica measured a 5000-byte file; before it records what it measured,
+    the file is deleted through another replica (which marks the usage for a rescan): the
+    room must be free at once, not after the next scan interval."""
+    measured, go = threading.Event(), threading.Event()
+    real = quota.measure
+
+    def measured_then_paused(where: Path) -> Usage:
+        found = real(where)
+        measured.set()
+        assert go.wait(10)
+        return found
+
+    scanner, deleter = (make_quotas(Usage(10_000, 100), interval=3600) for _ in range(2))
+    (folder / "big").write_bytes(b"x" * 5_000)
+    assert await deleter.usage(folder) == Usage(5_000, 1)
+    monkeypatch.setattr(quota, "measure", measured_then_paused)
+    scan = asyncio.ensure_future(scanner.usage(folder, fresh=True))  # e.g. a pull's check
+    await asyncio.to_thread(measured.wait, 10)
+    (folder / "big").unlink()
+    await deleter.forget(folder)
+    go.set()
+    await scan
+    monkeypatch.setattr(quota, "measure", real)
+    assert await deleter.usage(folder) == Usage(0, 0)
