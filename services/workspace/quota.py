@@ -27,12 +27,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime.clock import Clock, utc_now
-from services.runtime.db import Database
+from services.runtime.db import Database, database_unreachable
 from services.runtime.errors import DomainError, Kind
 from services.runtime.tasks import cancel_and_wait
 from services.workspace.orm import quota_changes, quota_reservations, quota_usage
@@ -172,20 +172,23 @@ class _Store:
         nothing accounted) or one of a folder whose usage is not known is taken, with those
         changes added on top, erring towards refusing. A scan older than the one recorded
         (another replica's) is not taken unless `fresh`."""
+        c = quota_changes.c
         async with self._db.transaction() as tx:
             known = await self._hold(tx, user, measured)
             raced = (
                 await tx.execute(
                     select(
                         func.count(),
-                        func.coalesce(func.sum(quota_changes.c.bytes), 0),
-                        func.coalesce(func.sum(quota_changes.c.files), 0),
-                    ).where(quota_changes.c.user_id == user, quota_changes.c.seq > mark)
+                        func.coalesce(func.sum(c.bytes), 0),
+                        func.coalesce(func.sum(c.files), 0),
+                        func.coalesce(func.sum(case((c.bytes < 0, c.bytes), else_=0)), 0),
+                        func.coalesce(func.sum(case((c.files < 0, c.files), else_=0)), 0),
+                    ).where(c.user_id == user, c.seq > mark)
                 )
             ).one()
             count, size, files = int(raced[0]), int(raced[1]), int(raced[2])
             trusted = known.scanned_at is not None and not fresh
-            if trusted and (count or now - began > CHANGES_KEPT / 2):
+            if trusted and now - began > CHANGES_KEPT / 2:
                 assert known.scanned_at is not None
                 await tx.execute(
                     update(quota_usage)
@@ -193,13 +196,35 @@ class _Store:
                     .values(scanned_at=max(known.scanned_at, began))
                 )
                 return known.usage
+            if trusted and count:
+                # The scan may or may not have seen the changes it overlapped; what it measured,
+                # less what they shrank, is on disk at least: drift the terminal made (beyond
+                # what is known) counts now, never a change twice.
+                assert known.scanned_at is not None
+                floor = measured.plus(int(raced[3]), int(raced[4]))
+                usage = Usage(
+                    max(known.usage.bytes, floor.bytes), max(known.usage.files, floor.files)
+                )
+                await tx.execute(
+                    update(quota_usage)
+                    .where(quota_usage.c.user_id == user)
+                    .values(
+                        bytes=usage.bytes,
+                        files=usage.files,
+                        scanned_at=max(known.scanned_at, began),
+                    )
+                )
+                return usage
             if trusted and known.scanned_at is not None and known.scanned_at > began:
                 return known.usage
             usage = measured.plus(size, files)
+            # Unknown before the scan and changed (or marked for a rescan: a delete) while it
+            # ran: what it measured may be gone already; measured again at the next check.
+            again = known.scanned_at is None and count > 0
             await tx.execute(
                 update(quota_usage)
                 .where(quota_usage.c.user_id == user)
-                .values(bytes=usage.bytes, files=usage.files, scanned_at=began)
+                .values(bytes=usage.bytes, files=usage.files, scanned_at=None if again else began)
             )
             return usage
 
@@ -227,11 +252,36 @@ class _Store:
                     delete(quota_reservations).where(quota_reservations.c.id == release)
                 )
 
-    async def forget(self, user: str) -> None:
+    async def forget(self, user: str, now: datetime) -> None:
+        """Mark the usage for a rescan, and log an empty change: a scan under way (it may have
+        measured what was just deleted) is not trusted."""
         async with self._db.transaction() as tx:
+            query = select(quota_usage).where(quota_usage.c.user_id == user).with_for_update()
+            row = (await tx.execute(query)).first()
+            if row is None:
+                return
+            seq = int(row.seq) + 1
             await tx.execute(
-                update(quota_usage).where(quota_usage.c.user_id == user).values(scanned_at=None)
+                update(quota_usage)
+                .where(quota_usage.c.user_id == user)
+                .values(scanned_at=None, seq=seq)
             )
+            await tx.execute(
+                quota_changes.insert().values(user_id=user, seq=seq, bytes=0, files=0, ended_at=now)
+            )
+
+    async def reserved(self, user: str, now: datetime) -> Usage:
+        """The room every live reservation of the folder holds."""
+        r = quota_reservations
+        async with self._db.reading() as tx:
+            row = (
+                await tx.execute(
+                    select(
+                        func.coalesce(func.sum(r.c.bytes), 0), func.coalesce(func.sum(r.c.files), 0)
+                    ).where(r.c.user_id == user, r.c.expires_at > now)
+                )
+            ).one()
+        return Usage(int(row[0]), int(row[1]))
 
     async def take(
         self,
@@ -274,7 +324,9 @@ class _Store:
                 )
             return holds
 
-    async def renew(self, ids: list[str], now: datetime, expires: datetime) -> None:
+    async def renew(
+        self, ids: list[str], now: datetime, expires: datetime, *, kept: list[str] | None = None
+    ) -> None:
         """Extend the leases of `ids` that have not lapsed: a lapsed one may have had its room
         taken by another write meanwhile, so only its next `take` (which checks it all again)
         holds it again."""
@@ -283,6 +335,9 @@ class _Store:
             await tx.execute(
                 update(r).where(r.c.id.in_(ids), r.c.expires_at > now).values(expires_at=expires)
             )
+            if kept:
+                # The room of changes made but not counted yet: held until they are.
+                await tx.execute(update(r).where(r.c.id.in_(kept)).values(expires_at=expires))
 
     async def drop(self, reservation_id: str) -> None:
         async with self._db.transaction() as tx:
@@ -336,6 +391,8 @@ class Quotas:
         # This replica's reservations with a row: their leases are renewed while they last.
         self._live: dict[str, Reservation] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Changes made whose accounting failed (user, bytes, files, reservation): retried.
+        self._pending: list[tuple[str, int, int, str | None]] = []
 
     @staticmethod
     def _user(folder: Path) -> str:
@@ -404,7 +461,11 @@ class Quotas:
     async def check_now(self, folder: Path) -> None:
         """After a change this service could not size beforehand (a pull): measure afresh and
         refuse if the folder is past a limit."""
-        usage = await self.usage(folder, fresh=True)
+        measured = await self.usage(folder, fresh=True)
+        # Writes under way on any replica hold room the scan did not see: counted too (read
+        # after the scan is recorded: a later take sees the new usage).
+        held = await self._store.reserved(self._user(folder), self._clock())
+        usage = measured.plus(held.bytes, held.files)
         if usage.bytes > self.limits.bytes:
             raise QuotaExceeded(BYTES, usage, self.limits)
         if usage.files > self.limits.files:
@@ -424,14 +485,21 @@ class Quotas:
         counted twice, nor not at all, by a check meanwhile."""
         self._seen.add(folder)
         release = releasing.settled() if releasing is not None else None
-        await self._store.add_change(
-            self._user(folder), size, files, self._clock(), release=release
-        )
+        change = (self._user(folder), size, files, release)
+        try:
+            await self._store.add_change(*change[:3], self._clock(), release=release)
+        except Exception as error:
+            if not database_unreachable(error):
+                raise
+            # The write is made: it is counted once the database answers again (by the lease
+            # loop), its room held meanwhile. Never lost, never counted twice.
+            log.warning("a workspace change is counted later: the database is unreachable")
+            self._pending.append(change)
 
     async def forget(self, folder: Path) -> None:
         """A change of unknown size (a recursive delete): measure again at the next check (the
         usage known stands until then)."""
-        await self._store.forget(self._user(folder))
+        await self._store.forget(self._user(folder), self._clock())
 
     async def prune(self) -> None:
         """Drop lapsed reservations (their replicas died: they count no more already) and
@@ -465,13 +533,27 @@ class Quotas:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
-            if not self._live:
+            await self._count_pending()
+            kept = [p[3] for p in self._pending if p[3] is not None]
+            if not self._live and not kept:
                 continue
             now = self._clock()
             try:
-                await self._store.renew(list(self._live), now, now + timedelta(seconds=self.lease))
+                await self._store.renew(
+                    list(self._live), now, now + timedelta(seconds=self.lease), kept=kept
+                )
             except Exception:
                 log.exception("renewing the workspace quota's reservations failed")
+
+    async def _count_pending(self) -> None:
+        while self._pending:
+            user, size, files, release = self._pending[0]
+            try:
+                await self._store.add_change(user, size, files, self._clock(), release=release)
+            except Exception:
+                log.exception("counting a workspace change failed; retried")
+                return
+            self._pending.pop(0)
 
 
 class Reservation:
