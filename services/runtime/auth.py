@@ -41,6 +41,9 @@ REFRESH = "refresh"
 SERVICE = "service"
 SERVICE_TOKEN_TTL = 600
 VERIFIED_TOKENS = 10_000
+# A token this close to its expiry (or past it) is asked about with CheckSession, which takes it
+# lapsed: ValidateToken would refuse it once it expired on the way, and that reads as a logout.
+LAPSING = timedelta(seconds=30)
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "sid", "typ", "jti"]
 
 
@@ -159,8 +162,13 @@ class TokenVerifier:
         self._verified[token] = identity
         return identity
 
-    def _read_access(self, token: str, *, allow_service: bool) -> Identity:
-        claims = self._decode(token, ACCESS, allow_service=allow_service)
+    def read_lapsed_access(self, token: str) -> Identity:
+        """A user's access token read past its expiry too (signature, issuer, audience and type
+        still checked), never from the cache of tokens that work: whose session it was of."""
+        return self._read_access(token, allow_service=False, verify_exp=False)
+
+    def _read_access(self, token: str, *, allow_service: bool, verify_exp: bool = True) -> Identity:
+        claims = self._decode(token, ACCESS, allow_service=allow_service, verify_exp=verify_exp)
         roles = claims.get("roles")
         return Identity(
             user_id=str(claims["sub"]),
@@ -390,11 +398,19 @@ class RemoteSessionChecker:
         self._deadline = deadline
 
     async def is_live(self, identity: Identity) -> bool:
+        """Asked with the identity's own token, also once it has expired (a shell's owner who
+        has not been seen for a while): the session decides, not the token's age."""
+
         async def lookup() -> SessionState:
+            lapsing = identity.expires_at - LAPSING <= datetime.now(UTC)
+            method = self._stub.CheckSession if lapsing else self._stub.ValidateToken
+            request = (
+                users_pb2.CheckSessionRequest() if lapsing else users_pb2.ValidateTokenRequest()
+            )
             try:
                 reply = await unary_with_second_try(
-                    self._stub.ValidateToken,
-                    users_pb2.ValidateTokenRequest(),
+                    method,
+                    request,
                     metadata=(
                         bearer(identity.token),
                         # The check is part of the caller's request: users logs it under its id.
@@ -410,11 +426,21 @@ class RemoteSessionChecker:
                     ) from None
                 if _reason(error) == SessionExpired.reason:
                     return SessionState.EXPIRED
+                return SessionState.REVOKED  # a token no key here reads proves no session
+            if reply.session_id != identity.session_id:
                 return SessionState.REVOKED
-            live = bool(reply.valid) and reply.session_id == identity.session_id
-            return SessionState.LIVE if live else SessionState.REVOKED
+            if isinstance(reply, users_pb2.CheckSessionResponse):
+                return _STATES.get(reply.state, SessionState.REVOKED)
+            return SessionState.LIVE if reply.valid else SessionState.REVOKED
 
         return (await self._memo.get(identity.session_id, lookup)).is_live()
+
+
+_STATES = {
+    users_pb2.SESSION_STATE_LIVE: SessionState.LIVE,
+    users_pb2.SESSION_STATE_REVOKED: SessionState.REVOKED,
+    users_pb2.SESSION_STATE_EXPIRED: SessionState.EXPIRED,
+}
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:

@@ -24,6 +24,7 @@ class MethodRule:
     required_role: str
     idempotent: bool
     internal: bool = False
+    lapsed_token: bool = False
 
 
 def method_path(method: MethodDescriptor) -> str:
@@ -39,6 +40,7 @@ def method_rule(method: MethodDescriptor) -> MethodRule:
         required_role=auth.required_role,
         idempotent=options.idempotency_level in _RETRY_SAFE,
         internal=auth.internal,
+        lapsed_token=auth.lapsed_token,
     )
 
 

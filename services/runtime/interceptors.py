@@ -105,6 +105,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         if token is None:
             raise Unauthenticated("missing bearer token", reason="TOKEN_MISSING")
+        if rule.lapsed_token:
+            # Its RPC answers only about the token's session, live or not (CheckSession).
+            return self._codec.read_lapsed_access(token)
         identity = self._codec.read_access(token, allow_service=rule.internal)
         if identity.service:
             # Services act for no user: they reach internal RPCs and nothing else.

@@ -1,6 +1,7 @@
 """The login sessions each shell owner has been seen with, for the logout recheck: a user's
 shells end when none of their logins is live any more (a logout everywhere), not when the one
-that started them logs out while another, on another device, goes on."""
+that started them logs out while another, on another device, goes on. Each is asked about with
+the freshest token seen of it, expired or not (users' CheckSession takes it lapsed)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ class Logins:
         return list(self._seen.get(owner, {}).values())
 
     def drop(self, login: Identity) -> None:
-        """This login is not asked about again: the users service says it is over, or its
-        token can no longer ask (a fresher one of it, seen later, brings it back)."""
+        """This login is not asked about again: the users service says it is over (a fresher
+        token of it, seen later, would bring it back)."""
         known = self._seen.get(login.user_id)
         if known is not None and known.get(login.session_id) is login:
             del known[login.session_id]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
-from services.runtime.auth import SessionChecker
+from services.runtime.auth import SessionChecker, SessionExpired
 from services.runtime.cache import Cache, create_cache, subscribe_live
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
@@ -33,24 +32,16 @@ SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 SUBSCRIBE_WAIT = 5.0
 
 
-# A token this close to its expiry is not used for the logout recheck: it could expire on the
-# way, and an expired token would read as a logout.
-_EXPIRY_MARGIN = timedelta(seconds=30)
-
-
-def can_ask_with(identity: Identity) -> bool:
-    """Whether the identity's token is far enough from its expiry to ask the users service."""
-    return identity.expires_at - _EXPIRY_MARGIN > datetime.now(UTC)
-
-
 def session_still_live(sessions: SessionChecker) -> Callable[[Identity], Awaitable[bool]]:
-    """False only when the users service says the identity's session was revoked (a logout
-    of it, or everywhere); True while its token is too close to expiry to ask with."""
+    """False once the users service says the identity's session is over: logged out (of it,
+    or everywhere) or past its own end. Asked with the identity's token, expired or not
+    (CheckSession takes it lapsed); a check that cannot be made raises, and decides nothing."""
 
     async def live(identity: Identity) -> bool:
-        if not can_ask_with(identity):
-            return True  # cannot tell any more; the idle cull still applies
-        return await sessions.is_live(identity)
+        try:
+            return await sessions.is_live(identity)
+        except SessionExpired:
+            return False
 
     return live
 
@@ -59,24 +50,19 @@ def owner_still_logged_in(
     sessions: SessionChecker, logins: Logins
 ) -> Callable[[Session], Awaitable[bool]]:
     """The manager's recheck of a shell: False once none of the logins its owner was seen with
-    that can still be asked about is live (a logout everywhere), not when one of them logs out
-    and another goes on. A login whose token expired (or is about to) cannot be asked about
-    and is dropped: it neither keeps the shells nor ends them. With none left to ask, only
-    the idle cull (and the announced logouts) apply. A check that cannot be made (users
-    unreachable) raises, and decides nothing."""
+    is live (a logout everywhere, or each past its end), not when one of them logs out and
+    another goes on. Each is asked about with the freshest token seen of it, however long ago
+    (a shell nobody touched for an hour still ends at its owner's logout). A check that cannot
+    be made (users unreachable) raises, and decides nothing."""
+    live = session_still_live(sessions)
 
     async def still_allowed(session: Session) -> bool:
-        askable = []
-        for login in logins.of(session.owner):
-            if can_ask_with(login):
-                askable.append(login)
-            else:
-                logins.drop(login)
-        for login in askable:
-            if await sessions.is_live(login):
+        seen = logins.of(session.owner)
+        for login in seen:
+            if await live(login):
                 return True
             logins.drop(login)
-        return not askable
+        return not seen  # none ever seen: nothing to decide by
 
     return still_allowed
 
@@ -144,8 +130,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     # Owned by the resources: whatever happens after this, its shells end and its tasks stop.
     await resources.enter_async_context(manager)
     if config.redis_url:
-        # A user whose every session ended: their shells end now, not at the next recheck
-        # (which cannot ask with a remembered token about to expire).
+        # A user whose every session ended: their shells end now, not at the next recheck.
         follower = asyncio.get_running_loop().create_task(follow_revocations(cache, manager))
         resources.push_async_callback(cancel_and_wait, follower)
     projects = ProjectDirectories(

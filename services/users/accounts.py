@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.auth import SessionExpired, SessionRevoked, TokenCodec, TtlMemo
+from services.runtime.auth import (
+    SessionExpired,
+    SessionRevoked,
+    SessionState,
+    TokenCodec,
+    TtlMemo,
+)
 from services.runtime.context import Identity
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
@@ -189,6 +195,10 @@ class Accounts:
         if all_sessions:
             await self._sessions.all_revoked(identity.user_id)
         return len(revoked)
+
+    async def session_state(self, identity: Identity) -> SessionState:
+        """What became of the session a token (expired or not) was issued for."""
+        return await self._sessions.state(identity)
 
     async def get(self, actor: Identity, user_id: str) -> User:
         check_may_view(actor.user_id, actor.is_admin, user_id)

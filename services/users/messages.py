@@ -7,6 +7,7 @@ from datetime import datetime
 
 from stockfolio.users.v1 import users_pb2
 
+from services.runtime.auth import SessionState
 from services.runtime.timestamps import optional_timestamp
 from services.users.accounts import Tokens
 from services.users.domain import ADMIN, USER, User
@@ -16,6 +17,11 @@ CACHED_MESSAGES = 10_000
 
 _ROLE_TO_PROTO = {USER: users_pb2.ROLE_USER, ADMIN: users_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
+SESSION_STATES = {
+    SessionState.LIVE: users_pb2.SESSION_STATE_LIVE,
+    SessionState.REVOKED: users_pb2.SESSION_STATE_REVOKED,
+    SessionState.EXPIRED: users_pb2.SESSION_STATE_EXPIRED,
+}
 
 
 def user_message(user: User) -> users_pb2.User:

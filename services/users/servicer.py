@@ -12,6 +12,7 @@ from services.runtime.timestamps import optional_timestamp
 from services.users.accounts import Accounts
 from services.users.domain import ProfileChanges
 from services.users.messages import (
+    SESSION_STATES,
     UserMessages,
     role_messages,
     roles_of,
@@ -73,6 +74,16 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             roles=role_messages(sorted(identity.roles)),
             expires_at=optional_timestamp(identity.expires_at),
             email=holder.email,
+        )
+
+    async def CheckSession(
+        self, request: users_pb2.CheckSessionRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.CheckSessionResponse:
+        # The interceptor checked the token's signature, not its expiry nor its session.
+        identity = require_identity()
+        state = await self._accounts.session_state(identity)
+        return users_pb2.CheckSessionResponse(
+            session_id=identity.session_id, state=SESSION_STATES[state]
         )
 
     async def GetMe(

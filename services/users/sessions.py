@@ -37,8 +37,10 @@ class LocalSessionChecker:
 
     async def is_live(self, identity: Identity) -> bool:
         """See SessionChecker: False once revoked; SessionExpired past the session's end."""
-        found = await self._memo.get(identity.session_id, lambda: self._lookup(identity))
-        return found.is_live()
+        return (await self.state(identity)).is_live()
+
+    async def state(self, identity: Identity) -> SessionState:
+        return await self._memo.get(identity.session_id, lambda: self._lookup(identity))
 
     async def _lookup(self, identity: Identity) -> SessionState:
         key = f"session:{identity.session_id}"

@@ -229,6 +229,63 @@ async def test_logging_out_everywhere_ends_a_shell_whose_token_is_about_to_expir
                 await until(lambda: not alive(pid), "the shell to end", within=5.0)
 
 
+async def test_without_redis_a_logout_everywhere_ends_a_shell_whose_token_has_expired(
+    make_config: Callable[..., RuntimeConfig],
+    users_database: str,
+    workspace_database: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Without Redis nobody announces a logout, and the recheck is all there is: it asked with
+    the token it remembered of the owner, and could not once that token expired, so a shell
+    nobody had touched for a while outlived the logout for good. It asks with the expired
+    token now (CheckSession), through the real servers."""
+    users_config = make_config(
+        "users", USERS_DATABASE_URL=users_database, BCRYPT_COST="4", ACCESS_TOKEN_TTL="5"
+    )
+    async with running(users_config, build_users, port=0, grace=0) as users:
+        shared = {
+            "USERS_ADDRS": f"127.0.0.1:{users.port}",
+            "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        }
+        workspace_config = make_config(
+            "workspace", WORKSPACE_DATABASE_URL=workspace_database, **shared
+        )
+        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
+            terminal_config = make_config(
+                "terminal",
+                WORKSPACE_ADDRS=f"127.0.0.1:{workspace.port}",
+                TERMINAL_SHELLS="/bin/bash,/bin/sh",
+                TERMINAL_CLOSE_GRACE="0.5",
+                TERMINAL_SESSION_RECHECK="0.2",
+                SESSION_CHECK_TTL="0.1",
+                **shared,
+            )
+            async with (
+                running(terminal_config, build_terminal, port=0, grace=1) as terminal,
+                grpc.aio.insecure_channel(shared["USERS_ADDRS"]) as u,
+                grpc.aio.insecure_channel(f"127.0.0.1:{terminal.port}") as t,
+            ):
+                accounts = users_pb2_grpc.UsersServiceStub(u)
+                terminals = terminal_pb2_grpc.TerminalServiceStub(t)
+                signed = await accounts.Register(
+                    users_pb2.RegisterRequest(email="dee@example.com", password=PASSWORD)
+                )
+                created = await terminals.CreateTerminal(
+                    terminal_pb2.CreateTerminalRequest(),
+                    metadata=(bearer(signed.tokens.access_token),),
+                )
+                pid = created.terminal.pid
+                await asyncio.sleep(6)  # the only token the terminal saw has expired
+                assert alive(pid)  # she is still logged in: the rechecks keep it
+                refreshed = await accounts.Refresh(
+                    users_pb2.RefreshRequest(refresh_token=signed.tokens.refresh_token)
+                )
+                logout = users_pb2.LogoutRequest(all_sessions=True)
+                fresh = (bearer(refreshed.tokens.access_token),)
+                assert (await accounts.Logout(logout, metadata=fresh)).revoked_sessions == 1
+                await until(lambda: not alive(pid), "the shell to end", within=5.0)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

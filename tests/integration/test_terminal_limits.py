@@ -26,6 +26,7 @@ from services.runtime.sessions import remote_sessions
 from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.server import owner_still_logged_in
+from tests.conftest import users_codec
 from tests.integration.rest_client import PASSWORD, User, call, register
 from tests.integration.test_facade_terminal import (  # noqa: F401 - fixtures
     WAIT,
@@ -225,7 +226,8 @@ async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token
     saw of that login has expired since) and works on her laptop now. The recheck asked about
     every login, and one whose token could no longer ask answered 'cannot tell, keep it': after
     a logout everywhere her shells lived on (without Redis's announcement, for good). A login
-    that cannot be asked about is now dropped, and the logins that can be asked decide."""
+    that cannot be asked about was dropped, and the logins that can be asked decided; now an
+    expired token is asked about too (see the next test)."""
     client = system.client
     email = f"u{os.urandom(5).hex()}@example.com"
     phone = await _signed_in(
@@ -253,6 +255,45 @@ async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token
         await asyncio.sleep(users_service.session_check_ttl + 0.1)  # the laptop's answer ages
         assert await still_allowed(shell) is False
         assert logins.of(phone.id) == []  # neither login is asked about again
+
+
+async def test_a_logout_everywhere_ends_the_shell_of_a_login_whose_only_token_expired(
+    system: System,  # noqa: F811
+    users_service: RuntimeConfig,
+    tmp_path: Path,
+) -> None:
+    """Ann started a shell on her phone an hour ago and has not touched it since: the only
+    token the terminal service holds of her has expired. The recheck could not ask with it
+    ('cannot tell, keep it'), so her shell outlived her logout everywhere (without Redis's
+    announcement, for good). Now it asks with the expired token (users' CheckSession): the
+    shell stays while she is logged in, and ends once she has logged out everywhere."""
+    client = system.client
+    email = f"u{os.urandom(5).hex()}@example.com"
+    phone = await _signed_in(
+        await client.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+        )
+    )
+    seen = _identity_of(phone)
+    expired, expires_at = users_codec(access_ttl=-3600).issue_access(
+        user_id=seen.user_id, session_id=seen.session_id, email=seen.email, roles=["user"]
+    )
+    logins = Logins(lambda owner: True)
+    logins.saw(dataclasses.replace(seen, token=expired, expires_at=expires_at))
+    async with (
+        contextlib.AsyncExitStack() as resources,
+        TerminalManager(tmp_path, shells=("/bin/sh",), grace=0.5) as manager,
+    ):
+        still_allowed = owner_still_logged_in(
+            await remote_sessions(users_service, resources), logins
+        )
+        shell = await manager.create(phone.id, None, 80, 24, "/bin/sh")
+        assert await still_allowed(shell) is True  # logged in: the shell stays
+        assert [login.token for login in logins.of(phone.id)] == [expired]
+        await call(client, "POST", "/api/v1/auth/logout", phone, json={"allSessions": True})
+        await asyncio.sleep(users_service.session_check_ttl + 0.1)  # the answer ages
+        assert await still_allowed(shell) is False
+        assert logins.of(phone.id) == []
 
 
 def _identity_of(user: User) -> Identity:

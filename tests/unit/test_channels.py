@@ -81,6 +81,7 @@ def test_retries_cover_exactly_the_methods_safe_to_repeat() -> None:
     assert retried == {
         ("grpc.health.v1.Health", "*"),
         (users, "ValidateToken"),
+        (users, "CheckSession"),
         (users, "GetMe"),
         (users, "ListUsers"),
         (users, "GetUser"),

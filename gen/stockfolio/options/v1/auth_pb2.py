@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n stockfolio/options/v1/auth.proto\x12\x15stockfolio.options.v1\x1a google/protobuf/descriptor.proto\"E\n\nMethodAuth\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x15\n\rrequired_role\x18\x02 \x01(\t\x12\x10\n\x08internal\x18\x03 \x01(\x08:Q\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\x96\x8c\x03 \x01(\x0b\x32!.stockfolio.options.v1.MethodAuthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n stockfolio/options/v1/auth.proto\x12\x15stockfolio.options.v1\x1a google/protobuf/descriptor.proto\"[\n\nMethodAuth\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x15\n\rrequired_role\x18\x02 \x01(\t\x12\x10\n\x08internal\x18\x03 \x01(\x08\x12\x14\n\x0clapsed_token\x18\x04 \x01(\x08:Q\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\x96\x8c\x03 \x01(\x0b\x32!.stockfolio.options.v1.MethodAuthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stockfolio.options.v1.auth_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METHODAUTH']._serialized_start=93
-  _globals['_METHODAUTH']._serialized_end=162
+  _globals['_METHODAUTH']._serialized_end=184
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,7 @@ class MethodAuth(_message.Message):
     PUBLIC_FIELD_NUMBER: _builtins.int
     REQUIRED_ROLE_FIELD_NUMBER: _builtins.int
     INTERNAL_FIELD_NUMBER: _builtins.int
+    LAPSED_TOKEN_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """No token needed (register, login, refresh)."""
     required_role: _builtins.str
@@ -38,16 +39,22 @@ class MethodAuth(_message.Message):
     """Only other Stockfolio services may call it, with a service token (for example the facade's
     one upstream stream per replica that it fans out to many WebSocket clients).
     """
+    lapsed_token: _builtins.bool
+    """A user's access token past its expiry is taken (its signature, issuer and type still
+    checked) and its session is not checked: for an RPC that only tells the caller about that
+    session (CheckSession), asked by a service that keeps a token longer than it lives.
+    """
     def __init__(
         self,
         *,
         public: _builtins.bool = ...,
         required_role: _builtins.str = ...,
         internal: _builtins.bool = ...,
+        lapsed_token: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["internal", b"internal", "public", b"public", "required_role", b"required_role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["internal", b"internal", "lapsed_token", b"lapsed_token", "public", b"public", "required_role", b"required_role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -39,6 +39,36 @@ ROLE_USER: Role.ValueType  # 1
 ROLE_ADMIN: Role.ValueType  # 2
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _SessionState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_STATE_UNSPECIFIED: _SessionState.ValueType  # 0
+    SESSION_STATE_LIVE: _SessionState.ValueType  # 1
+    """Logged in: its refresh token still works."""
+    SESSION_STATE_REVOKED: _SessionState.ValueType  # 2
+    """Ended by someone: a logout (of it or everywhere), a password or role change, a reused
+    refresh token, the account deleted.
+    """
+    SESSION_STATE_EXPIRED: _SessionState.ValueType  # 3
+    """Past its own end (REFRESH_TOKEN_TTL from its login): nobody ended it."""
+
+class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
+    """SessionState is what became of a login session."""
+
+SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
+SESSION_STATE_LIVE: SessionState.ValueType  # 1
+"""Logged in: its refresh token still works."""
+SESSION_STATE_REVOKED: SessionState.ValueType  # 2
+"""Ended by someone: a logout (of it or everywhere), a password or role change, a reused
+refresh token, the account deleted.
+"""
+SESSION_STATE_EXPIRED: SessionState.ValueType  # 3
+"""Past its own end (REFRESH_TOKEN_TTL from its login): nobody ended it."""
+Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     """User is an account as others may see it. It never carries the password hash."""
@@ -347,6 +377,43 @@ class ValidateTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateTokenResponse: _TypeAlias = ValidateTokenResponse  # noqa: Y015
+
+@_typing.final
+class CheckSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSessionRequest: _TypeAlias = CheckSessionRequest  # noqa: Y015
+
+@_typing.final
+class CheckSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    state: Global___SessionState.ValueType
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        state: Global___SessionState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSessionResponse: _TypeAlias = CheckSessionResponse  # noqa: Y015
 
 @_typing.final
 class GetMeRequest(_message.Message):

@@ -61,6 +61,11 @@ class UsersServiceStub:
                 request_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.FromString,
                 _registered_method=True)
+        self.CheckSession = channel.unary_unary(
+                '/stockfolio.users.v1.UsersService/CheckSession',
+                request_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionResponse.FromString,
+                _registered_method=True)
         self.GetMe = channel.unary_unary(
                 '/stockfolio.users.v1.UsersService/GetMe',
                 request_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.GetMeRequest.SerializeToString,
@@ -129,6 +134,16 @@ class UsersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckSession(self, request, context):
+        """CheckSession tells whether the login session of the presented access token still stands,
+        expired token or not: a service that keeps a user's token past its expiry (the terminal
+        service, for the shells of a user who may have logged out everywhere since) asks with
+        it. It grants nothing: the answer is only that session's state. Not a REST route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMe(self, request, context):
         """GetMe returns the caller's own profile.
         """
@@ -191,6 +206,11 @@ def add_UsersServiceServicer_to_server(servicer, server):
                     servicer.ValidateToken,
                     request_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.FromString,
                     response_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.SerializeToString,
+            ),
+            'CheckSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSession,
+                    request_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionRequest.FromString,
+                    response_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionResponse.SerializeToString,
             ),
             'GetMe': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMe,
@@ -355,6 +375,33 @@ class UsersService:
             '/stockfolio.users.v1.UsersService/ValidateToken',
             stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenRequest.SerializeToString,
             stockfolio_dot_users_dot_v1_dot_users__pb2.ValidateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.users.v1.UsersService/CheckSession',
+            stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionRequest.SerializeToString,
+            stockfolio_dot_users_dot_v1_dot_users__pb2.CheckSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

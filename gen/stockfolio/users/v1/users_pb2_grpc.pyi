@@ -47,6 +47,12 @@ class UsersServiceStub:
     """ValidateToken reports who the presented access token belongs to. Other services use it to
     learn whether a session is still live.
     """
+    CheckSession: _grpc.UnaryUnaryMultiCallable[_users_pb2.CheckSessionRequest, _users_pb2.CheckSessionResponse]
+    """CheckSession tells whether the login session of the presented access token still stands,
+    expired token or not: a service that keeps a user's token past its expiry (the terminal
+    service, for the shells of a user who may have logged out everywhere since) asks with
+    it. It grants nothing: the answer is only that session's state. Not a REST route.
+    """
     GetMe: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetMeRequest, _users_pb2.GetMeResponse]
     """GetMe returns the caller's own profile."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
@@ -76,6 +82,12 @@ class UsersServiceAsyncStub(UsersServiceStub):
     ValidateToken: _aio.UnaryUnaryMultiCallable[_users_pb2.ValidateTokenRequest, _users_pb2.ValidateTokenResponse]  # type: ignore[assignment]
     """ValidateToken reports who the presented access token belongs to. Other services use it to
     learn whether a session is still live.
+    """
+    CheckSession: _aio.UnaryUnaryMultiCallable[_users_pb2.CheckSessionRequest, _users_pb2.CheckSessionResponse]  # type: ignore[assignment]
+    """CheckSession tells whether the login session of the presented access token still stands,
+    expired token or not: a service that keeps a user's token past its expiry (the terminal
+    service, for the shells of a user who may have logged out everywhere since) asks with
+    it. It grants nothing: the answer is only that session's state. Not a REST route.
     """
     GetMe: _aio.UnaryUnaryMultiCallable[_users_pb2.GetMeRequest, _users_pb2.GetMeResponse]  # type: ignore[assignment]
     """GetMe returns the caller's own profile."""
@@ -133,6 +145,18 @@ class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_users_pb2.ValidateTokenResponse, _abc.Awaitable[_users_pb2.ValidateTokenResponse]]:
         """ValidateToken reports who the presented access token belongs to. Other services use it to
         learn whether a session is still live.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckSession(
+        self,
+        request: _users_pb2.CheckSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.CheckSessionResponse, _abc.Awaitable[_users_pb2.CheckSessionResponse]]:
+        """CheckSession tells whether the login session of the presented access token still stands,
+        expired token or not: a service that keeps a user's token past its expiry (the terminal
+        service, for the shells of a user who may have logged out everywhere since) asks with
+        it. It grants nothing: the answer is only that session's state. Not a REST route.
         """
 
     @_abc_1.abstractmethod
