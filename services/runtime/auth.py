@@ -402,38 +402,60 @@ class RemoteSessionChecker:
         has not been seen for a while): the session decides, not the token's age."""
 
         async def lookup() -> SessionState:
-            lapsing = identity.expires_at - LAPSING <= datetime.now(UTC)
-            method = self._stub.CheckSession if lapsing else self._stub.ValidateToken
-            request = (
-                users_pb2.CheckSessionRequest() if lapsing else users_pb2.ValidateTokenRequest()
-            )
+            now = datetime.now(UTC)
+            if identity.expires_at - LAPSING <= now:
+                try:
+                    return await self._ask(identity, lapsed=True)
+                except grpc.aio.AioRpcError as error:
+                    # A users service of an earlier release (a rolling upgrade) has no
+                    # CheckSession: a token that still works asks as before.
+                    if error.code() != grpc.StatusCode.UNIMPLEMENTED or identity.expires_at <= now:
+                        return _state_of(error)
             try:
-                reply = await unary_with_second_try(
-                    method,
-                    request,
-                    metadata=(
-                        bearer(identity.token),
-                        # The check is part of the caller's request: users logs it under its id.
-                        (CORRELATION_HEADER, correlation_id.get()),
-                    ),
-                    deadline=self._deadline,
-                    retry_safe=True,  # NO_SIDE_EFFECTS: a users replica killed under it is no 503
-                )
+                return await self._ask(identity, lapsed=False)
             except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAUTHENTICATED:
-                    raise Unavailable(
-                        "cannot verify the session right now; retry shortly"
-                    ) from None
-                if _reason(error) == SessionExpired.reason:
-                    return SessionState.EXPIRED
-                return SessionState.REVOKED  # a token no key here reads proves no session
-            if reply.session_id != identity.session_id:
-                return SessionState.REVOKED
-            if isinstance(reply, users_pb2.CheckSessionResponse):
-                return _STATES.get(reply.state, SessionState.REVOKED)
-            return SessionState.LIVE if reply.valid else SessionState.REVOKED
+                return _state_of(error)
 
         return (await self._memo.get(identity.session_id, lookup)).is_live()
+
+    async def _ask(self, identity: Identity, *, lapsed: bool) -> SessionState:
+        """CheckSession (`lapsed`: the token may have expired) or ValidateToken; raises the
+        call's error."""
+        metadata = (
+            bearer(identity.token),
+            # The check is part of the caller's request: users logs it under its id.
+            (CORRELATION_HEADER, correlation_id.get()),
+        )
+        # NO_SIDE_EFFECTS: a users replica killed under it is no 503.
+        if lapsed:
+            checked = await unary_with_second_try(
+                self._stub.CheckSession,
+                users_pb2.CheckSessionRequest(),
+                metadata=metadata,
+                deadline=self._deadline,
+                retry_safe=True,
+            )
+            if checked.session_id != identity.session_id:
+                return SessionState.REVOKED
+            return _STATES.get(checked.state, SessionState.REVOKED)
+        validated = await unary_with_second_try(
+            self._stub.ValidateToken,
+            users_pb2.ValidateTokenRequest(),
+            metadata=metadata,
+            deadline=self._deadline,
+            retry_safe=True,
+        )
+        live = validated.valid and validated.session_id == identity.session_id
+        return SessionState.LIVE if live else SessionState.REVOKED
+
+
+def _state_of(error: grpc.aio.AioRpcError) -> SessionState:
+    """A refused session check's answer; any other failure is no answer (Unavailable)."""
+    if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+        raise Unavailable("cannot verify the session right now; retry shortly") from None
+    if _reason(error) == SessionExpired.reason:
+        return SessionState.EXPIRED
+    return SessionState.REVOKED  # a token no key here reads proves no session
 
 
 _STATES = {
