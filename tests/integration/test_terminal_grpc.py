@@ -6,6 +6,7 @@ range) is answered while the input goes on (it silently ended all input)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -173,6 +174,42 @@ async def test_a_bad_resize_frame_is_refused_and_input_goes_on(stubs: Stubs) -> 
     assert b"two-42" in seen, "input after a bad resize never reached the shell"
 
 
+@contextlib.asynccontextmanager
+async def users_and_terminal(
+    make_config: Callable[..., RuntimeConfig],
+    users_database: str,
+    workspace_url: str,
+    tmp_path: Path,
+    **environ: str,
+) -> AsyncIterator[Stubs]:
+    """Users, workspace and terminal servers; `environ` for users and terminal both (Redis,
+    token lifetimes, how often the terminal rechecks)."""
+    users_config = make_config(
+        "users", USERS_DATABASE_URL=users_database, BCRYPT_COST="4", **environ
+    )
+    async with running(users_config, build_users, port=0, grace=0) as users:
+        shared = {
+            "USERS_ADDRS": f"127.0.0.1:{users.port}",
+            "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        }
+        workspace_config = make_config("workspace", WORKSPACE_DATABASE_URL=workspace_url, **shared)
+        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
+            terminal_config = make_config(
+                "terminal",
+                WORKSPACE_ADDRS=f"127.0.0.1:{workspace.port}",
+                TERMINAL_SHELLS="/bin/bash,/bin/sh",
+                TERMINAL_CLOSE_GRACE="0.5",
+                **shared,
+                **environ,
+            )
+            async with (
+                running(terminal_config, build_terminal, port=0, grace=1) as terminal,
+                grpc.aio.insecure_channel(shared["USERS_ADDRS"]) as u,
+                grpc.aio.insecure_channel(f"127.0.0.1:{terminal.port}") as t,
+            ):
+                yield users_pb2_grpc.UsersServiceStub(u), terminal_pb2_grpc.TerminalServiceStub(t)
+
+
 async def test_logging_out_everywhere_ends_a_shell_whose_token_is_about_to_expire(
     make_config: Callable[..., RuntimeConfig],
     users_database: str,
@@ -181,52 +218,29 @@ async def test_logging_out_everywhere_ends_a_shell_whose_token_is_about_to_expir
     tmp_path: Path,
 ) -> None:
     """The terminal service's recheck asks with the token it remembers of the shell's owner,
-    and cannot once that token is within 30 s of its expiry (with 900 s tokens, a shell nobody
-    touched for 14.5 minutes): such a shell outlived its owner's logout everywhere. The users
-    service announces it (on Redis), and the shell ends at once."""
-    users_config = make_config(
-        "users",
-        USERS_DATABASE_URL=users_database,
-        BCRYPT_COST="4",
+    and could not once that token was within 30 s of its expiry (with 900 s tokens, a shell
+    nobody touched for 14.5 minutes): such a shell outlived its owner's logout everywhere. The
+    users service announces it (on Redis), and the shell ends at once."""
+    async with users_and_terminal(
+        make_config,
+        users_database,
+        workspace_database,
+        tmp_path,
         ACCESS_TOKEN_TTL="35",  # within the 30 s margin after 5 s
         REDIS_URL=redis_url,
-    )
-    async with running(users_config, build_users, port=0, grace=0) as users:
-        shared = {
-            "USERS_ADDRS": f"127.0.0.1:{users.port}",
-            "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
-        }
-        workspace_config = make_config(
-            "workspace", WORKSPACE_DATABASE_URL=workspace_database, **shared
+    ) as (accounts, terminals):
+        signed = await accounts.Register(
+            users_pb2.RegisterRequest(email="cy@example.com", password=PASSWORD)
         )
-        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
-            terminal_config = make_config(
-                "terminal",
-                WORKSPACE_ADDRS=f"127.0.0.1:{workspace.port}",
-                TERMINAL_SHELLS="/bin/bash,/bin/sh",
-                TERMINAL_CLOSE_GRACE="0.5",
-                REDIS_URL=redis_url,
-                **shared,
-            )
-            async with (
-                running(terminal_config, build_terminal, port=0, grace=1) as terminal,
-                grpc.aio.insecure_channel(shared["USERS_ADDRS"]) as u,
-                grpc.aio.insecure_channel(f"127.0.0.1:{terminal.port}") as t,
-            ):
-                accounts = users_pb2_grpc.UsersServiceStub(u)
-                terminals = terminal_pb2_grpc.TerminalServiceStub(t)
-                signed = await accounts.Register(
-                    users_pb2.RegisterRequest(email="cy@example.com", password=PASSWORD)
-                )
-                auth = (bearer(signed.tokens.access_token),)
-                created = await terminals.CreateTerminal(
-                    terminal_pb2.CreateTerminalRequest(), metadata=auth
-                )
-                pid = created.terminal.pid
-                await asyncio.sleep(6)  # the remembered token is within the margin now
-                logout = users_pb2.LogoutRequest(all_sessions=True)
-                assert (await accounts.Logout(logout, metadata=auth)).revoked_sessions == 1
-                await until(lambda: not alive(pid), "the shell to end", within=5.0)
+        auth = (bearer(signed.tokens.access_token),)
+        created = await terminals.CreateTerminal(
+            terminal_pb2.CreateTerminalRequest(), metadata=auth
+        )
+        pid = created.terminal.pid
+        await asyncio.sleep(6)  # the remembered token is within the margin now
+        logout = users_pb2.LogoutRequest(all_sessions=True)
+        assert (await accounts.Logout(logout, metadata=auth)).revoked_sessions == 1
+        await until(lambda: not alive(pid), "the shell to end", within=5.0)
 
 
 async def test_without_redis_a_logout_everywhere_ends_a_shell_whose_token_has_expired(
@@ -239,51 +253,32 @@ async def test_without_redis_a_logout_everywhere_ends_a_shell_whose_token_has_ex
     the token it remembered of the owner, and could not once that token expired, so a shell
     nobody had touched for a while outlived the logout for good. It asks with the expired
     token now (CheckSession), through the real servers."""
-    users_config = make_config(
-        "users", USERS_DATABASE_URL=users_database, BCRYPT_COST="4", ACCESS_TOKEN_TTL="5"
-    )
-    async with running(users_config, build_users, port=0, grace=0) as users:
-        shared = {
-            "USERS_ADDRS": f"127.0.0.1:{users.port}",
-            "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
-        }
-        workspace_config = make_config(
-            "workspace", WORKSPACE_DATABASE_URL=workspace_database, **shared
+    async with users_and_terminal(
+        make_config,
+        users_database,
+        workspace_database,
+        tmp_path,
+        ACCESS_TOKEN_TTL="5",
+        TERMINAL_SESSION_RECHECK="0.2",
+        SESSION_CHECK_TTL="0.1",
+    ) as (accounts, terminals):
+        signed = await accounts.Register(
+            users_pb2.RegisterRequest(email="dee@example.com", password=PASSWORD)
         )
-        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
-            terminal_config = make_config(
-                "terminal",
-                WORKSPACE_ADDRS=f"127.0.0.1:{workspace.port}",
-                TERMINAL_SHELLS="/bin/bash,/bin/sh",
-                TERMINAL_CLOSE_GRACE="0.5",
-                TERMINAL_SESSION_RECHECK="0.2",
-                SESSION_CHECK_TTL="0.1",
-                **shared,
-            )
-            async with (
-                running(terminal_config, build_terminal, port=0, grace=1) as terminal,
-                grpc.aio.insecure_channel(shared["USERS_ADDRS"]) as u,
-                grpc.aio.insecure_channel(f"127.0.0.1:{terminal.port}") as t,
-            ):
-                accounts = users_pb2_grpc.UsersServiceStub(u)
-                terminals = terminal_pb2_grpc.TerminalServiceStub(t)
-                signed = await accounts.Register(
-                    users_pb2.RegisterRequest(email="dee@example.com", password=PASSWORD)
-                )
-                created = await terminals.CreateTerminal(
-                    terminal_pb2.CreateTerminalRequest(),
-                    metadata=(bearer(signed.tokens.access_token),),
-                )
-                pid = created.terminal.pid
-                await asyncio.sleep(6)  # the only token the terminal saw has expired
-                assert alive(pid)  # she is still logged in: the rechecks keep it
-                refreshed = await accounts.Refresh(
-                    users_pb2.RefreshRequest(refresh_token=signed.tokens.refresh_token)
-                )
-                logout = users_pb2.LogoutRequest(all_sessions=True)
-                fresh = (bearer(refreshed.tokens.access_token),)
-                assert (await accounts.Logout(logout, metadata=fresh)).revoked_sessions == 1
-                await until(lambda: not alive(pid), "the shell to end", within=5.0)
+        created = await terminals.CreateTerminal(
+            terminal_pb2.CreateTerminalRequest(),
+            metadata=(bearer(signed.tokens.access_token),),
+        )
+        pid = created.terminal.pid
+        await asyncio.sleep(6)  # the only token the terminal saw has expired
+        assert alive(pid)  # she is still logged in: the rechecks keep it
+        refreshed = await accounts.Refresh(
+            users_pb2.RefreshRequest(refresh_token=signed.tokens.refresh_token)
+        )
+        logout = users_pb2.LogoutRequest(all_sessions=True)
+        fresh = (bearer(refreshed.tokens.access_token),)
+        assert (await accounts.Logout(logout, metadata=fresh)).revoked_sessions == 1
+        await until(lambda: not alive(pid), "the shell to end", within=5.0)
 
 
 def alive(pid: int) -> bool:
