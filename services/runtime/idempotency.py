@@ -136,6 +136,17 @@ def resuming() -> bool:
     return claim is not None and claim.resumed
 
 
+def caller_key(key: str, request: Message) -> tuple[str, str]:
+    """The caller's user id and the request's fingerprint, once `key` is known to be one."""
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidArgument.field(
+            "idempotencyKey", f"must be at most {MAX_KEY_LENGTH} printable characters"
+        )
+    # The method's bare name, as callers named it before the context carried it: keys stored
+    # then still match their retries.
+    return require_identity().user_id, fingerprint(current_method.get().rsplit("/", 1)[-1], request)
+
+
 def fingerprint(method: str, request: Message) -> str:
     """What makes two requests "the same": the method and the request's canonical bytes."""
     digest = hashlib.sha256(method.encode())
@@ -170,15 +181,8 @@ class IdempotencyStore:
         key = idempotency_key.get()
         if not key:
             return await handler()
-        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise InvalidArgument.field(
-                "idempotencyKey", f"must be at most {MAX_KEY_LENGTH} printable characters"
-            )
-        user_id = require_identity().user_id
+        user_id, request_hash = caller_key(key, request)
         await self._maybe_purge()
-        # The method's bare name, as callers named it before the context carried it: keys
-        # stored then still match their retries.
-        request_hash = fingerprint(current_method.get().rsplit("/", 1)[-1], request)
         claimed_at = self._clock()
         stored = await self._claim(user_id, key, request_hash, claimed_at)
         if isinstance(stored, bytes):

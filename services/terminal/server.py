@@ -11,6 +11,7 @@ from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.auth import SessionChecker, SessionExpired
 from services.runtime.cache import Cache, create_cache, subscribe_live
+from services.runtime.cached_idempotency import CachedIdempotency
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
 from services.runtime.ownership import Ownership, advertised_address
@@ -139,7 +140,11 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(projects.close)
     terminals = Terminals(manager, projects, settings.root, ownership, logins)
     servicer = TerminalServicer(
-        terminals, manager, settings, session_live=session_still_live(sessions)
+        terminals,
+        manager,
+        settings,
+        session_live=session_still_live(sessions),
+        idempotency=CachedIdempotency(cache, ownership.exclusive),
     )
 
     async def advertise(port: int) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
+from services.runtime.cached_idempotency import CachedIdempotency
 from services.runtime.context import Identity
 from services.runtime.errors import DomainError, InvalidArgument, Unauthenticated
 from services.runtime.interceptors import require_identity
@@ -60,8 +61,11 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         config: TerminalConfig,
         *,
         session_live: Callable[[Identity], Awaitable[bool]] | None = None,
+        idempotency: CachedIdempotency | None = None,
     ) -> None:
         self._terminals = terminals
+        # An `Idempotency-Key` retried (a double click on "New terminal") gets the first shell.
+        self._idempotency = idempotency
         self._manager = manager  # read for its limits only
         self._config = config
         # Whether an attachment's own session still holds (users says so), asked every
@@ -71,14 +75,19 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
     ) -> terminal_pb2.CreateTerminalResponse:
-        session = await self._terminals.create(
-            require_identity(),
-            request.project_id,
-            cols=request.cols or request.dimensions.cols or 80,
-            rows=request.rows or request.dimensions.rows or 24,
-            shell=request.shell or None,
-        )
-        return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
+        async def create() -> terminal_pb2.CreateTerminalResponse:
+            session = await self._terminals.create(
+                require_identity(),
+                request.project_id,
+                cols=request.cols or request.dimensions.cols or 80,
+                rows=request.rows or request.dimensions.rows or 24,
+                shell=request.shell or None,
+            )
+            return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
+
+        if self._idempotency is None:
+            return await create()
+        return await self._idempotency.run(request, terminal_pb2.CreateTerminalResponse, create)
 
     async def ListTerminals(
         self, request: terminal_pb2.ListTerminalsRequest, context: grpc.aio.ServicerContext

@@ -167,3 +167,37 @@ def test_a_terminal_started_while_the_list_still_loads_keeps_its_tab(
     page.wait_for_timeout(500)
     expect(tabs).to_have_count(1)
     expect(shown(page).get_by_test_id("terminal-status")).to_have_text("Connected")
+
+
+def test_a_new_terminal_retried_after_a_lost_answer_opens_one_shell(
+    page: Page, system: System, account: Account
+) -> None:
+    """ "New terminal" sends an Idempotency-Key, the same while the same create is retried: the
+    API opened a shell but its answer was lost, and the click again gets that shell, not a
+    second one (a user's shells are few)."""
+    keys: list[str | None] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the API opens the shell ...
+            route.abort()  # ... and the page never hears so
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/terminal/terminals/create", lose_the_first_answer)
+    sign_in(page, account, at="/terminal")
+    page.get_by_test_id("terminal-new").click()
+    expect(page.get_by_test_id("terminal-error")).to_be_visible()
+    expect(page.get_by_test_id("terminal-tab")).to_have_count(0)
+    panel = open_terminal(page)
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    listed = request(
+        "GET", f"{system.facade_url}/api/v1/terminal/terminals", token=account.access_token
+    ).body["data"]
+    session_id = page.get_by_test_id("terminal-tab").first.get_attribute("data-session-id")
+    assert [t["sessionId"] for t in listed] == [session_id]
+    run_command(page, panel)
+    # A later click is a new terminal, with a new key.
+    open_terminal(page)
+    assert len(keys) == 3 and keys[2] != keys[0], keys

@@ -335,3 +335,23 @@ async def test_a_users_limit_and_counts_hold_across_replicas(replicas: Replicas)
         assert (stats["activeSessions"], stats["mySessions"], stats["users"]) == (CAP, CAP, 1)
         # What runs on the replica that answered.
         assert stats["totalSessions"] in {len(sids) for sids in by_replica.values()}
+
+
+async def test_one_idempotency_key_opens_one_shell_whichever_replica_each_repeat_reaches(
+    replicas: Replicas,
+) -> None:
+    """A double click's two creates are spread over both replicas by round robin: the key's
+    lock and its kept answer are in the shared Redis, so both get the one shell."""
+    client = replicas.client
+    ann = await register(client)
+    headers = {**ann.headers, "Idempotency-Key": f"new-terminal-{os.urandom(4).hex()}"}
+
+    async def create() -> str:
+        response = await client.post(f"{TERMINALS}/create", json={}, headers=headers)
+        body = await response.json()
+        assert response.status == 201, body
+        return str(body["data"]["sessionId"])
+
+    ids = await asyncio.gather(*(create() for _ in range(6)))
+    assert len(set(ids)) == 1
+    assert [owned.key for owned, _ in await replicas.owners.held(ann.id)] == ids[:1]

@@ -3,6 +3,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
+import { idempotencyKey } from "../../api/portfolios";
 import { messageOf } from "../../api/errors";
 import { ErrorBanner } from "../../components/form";
 import { LEAVE_KEY, TerminalView, type TerminalState } from "./TerminalView";
@@ -40,6 +41,8 @@ export default function TerminalPage() {
   const [active, setActive] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  // The create being tried, and its Idempotency-Key (see create).
+  const attempt = useRef<{ intent: string; key: string } | null>(null);
   const counter = useRef(0);
   const tabRefs = useRef(new Map<string, HTMLButtonElement>());
 
@@ -66,12 +69,19 @@ export default function TerminalPage() {
     event.preventDefault();
     setBusy(true);
     setError(null);
+    const body = projectId ? { cols: 80, rows: 24, projectId } : { cols: 80, rows: 24 };
+    // One key until a create of this body succeeds: a retry after an answer that never came
+    // (a dropped connection) gets the shell the first one opened, not a second shell.
+    const intent = JSON.stringify(body);
+    if (attempt.current?.intent !== intent) attempt.current = { intent, key: idempotencyKey() };
     try {
       const { data } = await envelope(
         api().POST("/api/v1/terminal/terminals/create", {
-          body: projectId ? { cols: 80, rows: 24, projectId } : { cols: 80, rows: 24 },
+          body,
+          headers: { "Idempotency-Key": attempt.current.key },
         }),
       );
+      attempt.current = null;
       const tab: Tab = {
         sessionId: data.sessionId ?? "",
         title: titleOf(data, projects, ++counter.current),
