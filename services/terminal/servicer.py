@@ -34,6 +34,11 @@ STATES = {
 
 
 def terminal_message(session: Session | Recorded) -> terminal_pb2.Terminal:
+    state = session.state
+    if state == "exited" and session.exit_code is None:
+        # Its output has ended but its process is not reaped yet: "exited" comes with the
+        # exit code, never as "exited with 0" a moment before the real code is known.
+        state = "running"
     return terminal_pb2.Terminal(
         session_id=session.id,
         pid=session.pid,
@@ -41,7 +46,7 @@ def terminal_message(session: Session | Recorded) -> terminal_pb2.Terminal:
         rows=session.rows,
         shell=session.shell,
         project_id=session.project_id,
-        state=STATES.get(session.state, terminal_pb2.TERMINAL_STATE_UNSPECIFIED),
+        state=STATES.get(state, terminal_pb2.TERMINAL_STATE_UNSPECIFIED),
         created_at=timestamp(session.created),
         last_activity=timestamp(session.last_activity),
         user_id=session.owner,
@@ -49,7 +54,7 @@ def terminal_message(session: Session | Recorded) -> terminal_pb2.Terminal:
         exit_code=session.exit_code or 0,
         id=session.id,
         dimensions=terminal_pb2.TerminalSize(cols=session.cols, rows=session.rows),
-        exit_reason="" if session.state == "running" else session.state,
+        exit_reason="" if state == "running" else state,
     )
 
 
