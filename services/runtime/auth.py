@@ -449,13 +449,26 @@ class RemoteSessionChecker:
         return SessionState.LIVE if live else SessionState.REVOKED
 
 
+# Refusals of the token presented, not answers about its session (see _state_of).
+TOKEN_REFUSALS = frozenset({"TOKEN_EXPIRED", "TOKEN_INVALID", "TOKEN_MISSING"})
+
+
 def _state_of(error: grpc.aio.AioRpcError) -> SessionState:
-    """A refused session check's answer; any other failure is no answer (Unavailable)."""
+    """A refused session check's answer; any other failure is no answer (Unavailable).
+
+    A refusal of the token itself (expired on its way to an earlier users release, signed with
+    a key users has withdrawn) says nothing about its session: it is raised to this caller as
+    Unauthenticated with its reason, never remembered as the session's state, where it would
+    read as a logout for every other token of that session (SESSION_REVOKED, which signs the
+    web client out, and the terminal's recheck ending the shells of a user still logged in)."""
     if error.code() != grpc.StatusCode.UNAUTHENTICATED:
         raise Unavailable("cannot verify the session right now; retry shortly") from None
-    if _reason(error) == SessionExpired.reason:
+    reason = _reason(error)
+    if reason == SessionExpired.reason:
         return SessionState.EXPIRED
-    return SessionState.REVOKED  # a token no key here reads proves no session
+    if reason in TOKEN_REFUSALS:
+        raise Unauthenticated(f"access token refused ({reason})", reason=reason) from None
+    return SessionState.REVOKED
 
 
 _STATES = {

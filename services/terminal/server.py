@@ -14,6 +14,7 @@ from services.runtime.cache import Cache, create_cache, subscribe_live
 from services.runtime.cached_idempotency import CachedIdempotency
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
+from services.runtime.errors import Unauthenticated
 from services.runtime.ownership import Ownership, advertised_address
 from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
@@ -35,14 +36,20 @@ SUBSCRIBE_WAIT = 5.0
 
 def session_still_live(sessions: SessionChecker) -> Callable[[Identity], Awaitable[bool]]:
     """False once the users service says the identity's session is over: logged out (of it,
-    or everywhere) or past its own end. Asked with the identity's token, expired or not
-    (CheckSession takes it lapsed); a check that cannot be made raises, and decides nothing."""
+    or everywhere) or past its own end, or its token signed with a key users has withdrawn
+    (what that key signed is cut off). Asked with the identity's token, expired or not
+    (CheckSession takes it lapsed); a check that cannot be made raises, and decides nothing
+    (a token that expired on its way to an earlier users release, too)."""
 
     async def live(identity: Identity) -> bool:
         try:
             return await sessions.is_live(identity)
         except SessionExpired:
             return False
+        except Unauthenticated as refused:
+            if refused.reason == "TOKEN_INVALID":
+                return False
+            raise
 
     return live
 
