@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
-from services.runtime.auth import SessionChecker, SessionExpired
+from services.runtime.auth import SessionChecker, SessionExpired, SessionRevoked
 from services.runtime.cache import Cache, create_cache, subscribe_live
 from services.runtime.cached_idempotency import CachedIdempotency
 from services.runtime.config import RuntimeConfig
 from services.runtime.context import Identity
-from services.runtime.errors import Unauthenticated
+from services.runtime.errors import DomainError, Unauthenticated
 from services.runtime.ownership import Ownership, advertised_address
 from services.runtime.sandbox import Sandbox
 from services.runtime.server import ServiceParts
@@ -34,24 +34,27 @@ SERVICE = terminal_pb2.DESCRIPTOR.services_by_name["TerminalService"]
 SUBSCRIBE_WAIT = 5.0
 
 
-def session_still_live(sessions: SessionChecker) -> Callable[[Identity], Awaitable[bool]]:
-    """False once the users service says the identity's session is over: logged out (of it,
-    or everywhere) or past its own end, or its token signed with a key users has withdrawn
-    (what that key signed is cut off). Asked with the identity's token, expired or not
-    (CheckSession takes it lapsed); a check that cannot be made raises, and decides nothing
-    (a token that expired on its way to an earlier users release, too)."""
+def session_over(sessions: SessionChecker) -> Callable[[Identity], Awaitable[DomainError | None]]:
+    """None while the identity's session stands; once the users service says it is over, the
+    refusal that says how: logged out (of it, or everywhere), past its own end, or its token
+    signed with a key users has withdrawn (what that key signed is cut off). Asked with the
+    identity's token, expired or not (CheckSession takes it lapsed); a check that cannot be
+    made raises, and decides nothing (a token that expired on its way to an earlier users
+    release, too)."""
 
-    async def live(identity: Identity) -> bool:
+    async def over(identity: Identity) -> DomainError | None:
         try:
-            return await sessions.is_live(identity)
-        except SessionExpired:
-            return False
+            if await sessions.is_live(identity):
+                return None
+            return SessionRevoked("this session has ended (logged out); sign in again")
+        except SessionExpired as expired:
+            return expired
         except Unauthenticated as refused:
             if refused.reason == "TOKEN_INVALID":
-                return False
+                return refused
             raise
 
-    return live
+    return over
 
 
 def owner_still_logged_in(
@@ -62,12 +65,12 @@ def owner_still_logged_in(
     another goes on. Each is asked about with the freshest token seen of it, however long ago
     (a shell nobody touched for an hour still ends at its owner's logout). A check that cannot
     be made (users unreachable) raises, and decides nothing."""
-    live = session_still_live(sessions)
+    over = session_over(sessions)
 
     async def still_allowed(session: Session) -> bool:
         seen = logins.of(session.owner)
         for login in seen:
-            if await live(login):
+            if await over(login) is None:
                 return True
             logins.drop(login)
         return not seen  # none ever seen: nothing to decide by
@@ -150,7 +153,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         terminals,
         manager,
         settings,
-        session_live=session_still_live(sessions),
+        session_over=session_over(sessions),
         idempotency=CachedIdempotency(cache, ownership.exclusive),
     )
 

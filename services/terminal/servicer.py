@@ -14,7 +14,7 @@ from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.cached_idempotency import CachedIdempotency
 from services.runtime.context import Identity
-from services.runtime.errors import DomainError, InvalidArgument, Unauthenticated
+from services.runtime.errors import DomainError, InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.runtime.tasks import cancel_and_wait
@@ -65,7 +65,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         manager: TerminalManager,
         config: TerminalConfig,
         *,
-        session_live: Callable[[Identity], Awaitable[bool]] | None = None,
+        session_over: Callable[[Identity], Awaitable[DomainError | None]] | None = None,
         idempotency: CachedIdempotency | None = None,
     ) -> None:
         self._terminals = terminals
@@ -75,7 +75,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         self._config = config
         # Whether an attachment's own session still holds (users says so), asked every
         # TERMINAL_SESSION_RECHECK: a session logged out ends its attachments.
-        self._session_live = session_live
+        self._session_over = session_over
 
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
@@ -200,30 +200,28 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             async for reply in _merge(watcher, notices, revoked):
                 yield reply
             if revoked.done():
-                raise Unauthenticated(
-                    "this session has ended (logged out); sign in and attach again",
-                    reason="SESSION_REVOKED",
-                )
+                raise revoked.result()
             yield terminal_pb2.AttachTerminalResponse(exit=await _exit_of(session, watcher))
         finally:
             watcher.close()
             await cancel_and_wait(pump)
             await cancel_and_wait(revoked)
 
-    async def _until_revoked(self, identity: Identity) -> None:
-        """Returns once the users service says the attachment's own session is over (a
-        logout of it, or everywhere); a check that cannot be made now is made again later.
-        (The token's expiry does not end it: a browser's socket renews its token without
-        joining again, and the facade closes a socket whose token lapses.)"""
-        live = self._session_live
-        if live is None:
+    async def _until_revoked(self, identity: Identity) -> DomainError:
+        """Returns, once the users service says the attachment's own session is over (a
+        logout of it or everywhere, SESSION_REVOKED; its own end, SESSION_EXPIRED), the error
+        the attachment ends with; a check that cannot be made now is made again later. (The
+        token's expiry does not end it: a browser's socket renews its token without joining
+        again, and the facade closes a socket whose token lapses.)"""
+        over = self._session_over
+        if over is None:
             await asyncio.Event().wait()
-            return
         while True:
             await asyncio.sleep(self._manager.recheck_interval)
             with contextlib.suppress(DomainError):  # users unreachable: ask again later
-                if not await live(identity):
-                    return
+                ended = await over(identity) if over is not None else None
+                if ended is not None:
+                    return ended
 
 
 async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalExit:
@@ -238,7 +236,7 @@ async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalE
 async def _merge(
     watcher: Watcher,
     notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse],
-    until: asyncio.Task[None],
+    until: asyncio.Task[DomainError],
 ) -> AsyncIterator[terminal_pb2.AttachTerminalResponse]:
     """The session's output, with refusals of this attachment's input slipped in between,
     until the output ends (or `until` does). One pending read of each kind at a time:

@@ -11,11 +11,15 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import create_async_engine
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
@@ -23,12 +27,14 @@ from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
+from services.users.orm import sessions
 from services.users.server import build as build_users
 from services.workspace.server import build as build_workspace
 from tests.integration.test_facade_terminal import (  # noqa: F401 (fixtures)
     database_url,
     workspace_database,
 )
+from tests.rpc_errors import reason
 from tests.waiting import until
 
 PASSWORD = "correct-horse-9"
@@ -132,6 +138,44 @@ async def test_a_grpc_attachment_ends_when_its_own_session_logs_out(stubs: Stubs
         await read_until(call, "never printed")
     assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "logged out" in (ended.value.details() or "")
+
+
+async def test_a_grpc_attachment_ends_when_its_session_reaches_its_own_end(
+    stubs: Stubs, users_database: str
+) -> None:
+    """A session past its own end (REFRESH_TOKEN_TTL from its login) was not ended by anyone:
+    its attachment ends with SESSION_EXPIRED ("log in again"), not as a logout. (The owner is
+    still logged in elsewhere, so the shell itself goes on.)"""
+    users, terminals = stubs
+    signed = await users.Register(
+        users_pb2.RegisterRequest(email="bo@example.com", password=PASSWORD)
+    )
+    other = await users.Login(users_pb2.LoginRequest(email="bo@example.com", password=PASSWORD))
+    auth = (bearer(signed.tokens.access_token),)
+    created = await terminals.CreateTerminal(terminal_pb2.CreateTerminalRequest(), metadata=auth)
+    await terminals.GetTerminal(
+        terminal_pb2.GetTerminalRequest(session_id=created.terminal.session_id),
+        metadata=(bearer(other.tokens.access_token),),
+    )
+    call = terminals.AttachTerminal(metadata=auth)
+    await call.write(join(created.terminal.session_id))
+    await call.write(terminal_pb2.AttachTerminalRequest(data=b"echo before-$((40+2))\r"))
+    await read_until(call, r"before-42")
+    session_id = jwt.decode(signed.tokens.access_token, options={"verify_signature": False})["sid"]
+    engine = create_async_engine(users_database)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id)
+                .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
+    finally:
+        await engine.dispose()
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await read_until(call, "never printed")
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason(ended.value) == "SESSION_EXPIRED"
 
 
 async def test_a_bad_resize_frame_is_refused_and_input_goes_on(stubs: Stubs) -> None:
