@@ -31,7 +31,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -45,8 +45,8 @@ from services.portfolio.order_desk import Orders
 from services.portfolio.orders import Order
 from services.portfolio.records import RecordedSplit, RecordedTrade, require_portfolio_id
 from services.portfolio.repository import SplitRepository
-from services.portfolio.splits import MAX_SPLITS, SplitDraft, parse_split
-from services.portfolio.trades import BookCheck, CurrencyChanged, Settle, Trades
+from services.portfolio.splits import MAX_SPLITS, SplitDraft, SplitEffect, apply_split, parse_split
+from services.portfolio.trades import BookCheck, CurrencyChanged, Trades
 from services.runtime.clock import utc_now
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -319,12 +319,31 @@ def _split_row(
     return SplitRow(number, split) if good else None
 
 
-def book_check(rows: Sequence[Row], splits: Sequence[SplitRow] = ()) -> BookCheck:
+class SplitEffects:
+    """What the file's splits do, taken down as a check's replay applies them."""
+
+    def __init__(self, recorded: Sequence[RecordedSplit] = ()) -> None:
+        self._of = {id(r.split): r for r in recorded}
+        self.found: list[SplitEffect] = []
+
+    def apply(self, book: Book, split: Split) -> None:
+        recorded = self._of.get(id(split))
+        if recorded is None:
+            book.record(split)  # one recorded before
+        else:
+            self.found.append(apply_split(book, recorded))
+
+
+def book_check(
+    rows: Sequence[Row], splits: Sequence[SplitRow] = (), effects: SplitEffects | None = None
+) -> BookCheck:
     """A check for Trades.append that applies the rows (and the existing trades and splits they
     come before) in time order and names every row the book refuses (a sell of more than is
     held then, a withdrawal beyond cash). With split rows (given to Trades.append as they are
     here, so that `events` is the whole history), first a split row that another split of its
-    symbol and day precedes, recorded or a row, and one past MAX_SPLITS."""
+    symbol and day precedes, recorded or a row, and one past MAX_SPLITS; `effects` takes down
+    what each of them does."""
+    applied = effects or SplitEffects()
 
     def check(book: Book, events: Sequence[Event], new: Sequence[Trade]) -> None:
         row_of = {trade.sequence: row.number for trade, row in zip(new, rows, strict=True)}
@@ -332,9 +351,10 @@ def book_check(rows: Sequence[Row], splits: Sequence[SplitRow] = ()) -> BookChec
         if splits:
             _check_split_rows(splits, events, problems)
             problems.raise_if_any()
+        applied.found.clear()
         for trade in events:
             if isinstance(trade, Split):  # a split always applies (its later trades may not)
-                book.record(trade)
+                applied.apply(book, trade)
                 continue
             try:
                 book.record(trade)
@@ -385,9 +405,11 @@ def _check_split_rows(
 
 @dataclass(frozen=True)
 class Imported:
-    """What an import did: the trades recorded, or in a dry run those that would be."""
+    """What an import did: the trades and splits recorded, or in a dry run those that would
+    be (without ids), each split with what it does in the replay."""
 
     trades: list[RecordedTrade]
+    splits: list[SplitEffect]
     dry_run: bool
 
     @property
@@ -423,22 +445,26 @@ class Imports:
         text: str,
         *,
         dry_run: bool,
-        settle: Settle | None = None,
+        settle: Callable[[AsyncSession, Imported], Awaitable[None]] | None = None,
     ) -> Imported:
-        """The trades recorded (or, in a dry run, those that would be: without ids); `settle`
-        commits with them."""
+        """The trades and splits recorded (or, in a dry run, those that would be: without ids);
+        `settle` commits with them."""
         portfolio_id = require_portfolio_id(portfolio_id)
         now = self._clock()
         read = read_rows(text, now=now, max_rows=self._max_rows)
-        rows = read.trades
+        rows, split_rows = read.trades, read.splits
         await self._check_symbols(rows)
         trades = [r.trade for r in rows]
-        splits = [RecordedSplit(str(uuid.uuid4()), portfolio_id, r.split, now) for r in read.splits]
         conversions: list[TradeFx | None] = []
         currency = None
         if self._exchange is not None:
             currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
             conversions = await self._convert(rows, trades, currency)
+        splits = [
+            RecordedSplit("" if dry_run else str(uuid.uuid4()), portfolio_id, r.split, now)
+            for r in split_rows
+        ]
+        effects = SplitEffects(splits)
         changed: list[Order] = []
 
         async def settle_all(session: AsyncSession, recorded: Sequence[RecordedTrade]) -> None:
@@ -451,14 +477,14 @@ class Imports:
                     follow = self._orders.follow_splits(session, portfolio_id, symbol, every)
                     changed.extend(await follow)
             if settle is not None:
-                await settle(session, recorded)
+                await settle(session, Imported(list(recorded), list(effects.found), dry_run))
 
         try:
             _, recorded = await self._trades.append(
                 user_id,
                 portfolio_id,
                 trades,
-                check=book_check(rows, read.splits),
+                check=book_check(rows, split_rows, effects),
                 dry_run=dry_run,
                 settle=settle_all,
                 conversions=conversions,
@@ -474,7 +500,7 @@ class Imports:
             await self._hub.trades_recorded(user_id, recorded)
             if self._orders is not None:
                 await self._orders.announce(changed)
-        return Imported(recorded, dry_run)
+        return Imported(recorded, effects.found, dry_run)
 
     async def _convert(
         self, rows: Sequence[Row], trades: list[Trade], currency: str

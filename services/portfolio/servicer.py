@@ -23,7 +23,7 @@ from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
 from services.portfolio.fx_rpcs import FxRpcs
-from services.portfolio.imports import Imports
+from services.portfolio.imports import Imported, Imports
 from services.portfolio.market_data import MarketData
 from services.portfolio.messages import (
     PROTO_TO_KIND,
@@ -33,6 +33,7 @@ from services.portfolio.messages import (
     portfolio_message,
     position_message,
     quote_message,
+    split_message,
     stock_history_message,
     stock_message,
     trade_message,
@@ -212,21 +213,22 @@ class PortfolioServicer(
     ) -> portfolio_pb2.ImportTradesResponse:
         user_id = require_identity().user_id
 
-        def respond(recorded: Sequence[RecordedTrade]) -> portfolio_pb2.ImportTradesResponse:
+        def respond(done: Imported) -> portfolio_pb2.ImportTradesResponse:
             return portfolio_pb2.ImportTradesResponse(
-                imported=len(recorded), trades=[trade_message(t) for t in recorded]
+                imported=done.count,
+                trades=[trade_message(t) for t in done.trades],
+                splits=[split_message(e) for e in done.splits],
             )
 
         async def run() -> portfolio_pb2.ImportTradesResponse:
-            done = await self._cases.imports.run(
-                user_id,
-                request.portfolio_id,
-                request.csv,
-                dry_run=request.dry_run,
-                settle=self._cases.idempotency.settling(respond),
-            )
-            return portfolio_pb2.ImportTradesResponse(
-                imported=done.count, trades=[trade_message(t) for t in done.trades]
+            return respond(
+                await self._cases.imports.run(
+                    user_id,
+                    request.portfolio_id,
+                    request.csv,
+                    dry_run=request.dry_run,
+                    settle=self._cases.idempotency.settling(respond),
+                )
             )
 
         return await self._cases.idempotency.run(request, portfolio_pb2.ImportTradesResponse, run)

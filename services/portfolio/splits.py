@@ -122,17 +122,7 @@ def replay_with_splits(
     events: list[Event] = [*trades, *(r.split for r in splits)]
     for event in sorted(events, key=order_key):
         if isinstance(event, Split):
-            before, paid = book.quantity(event.symbol), len(book.cash_in_lieu)
-            book.record(event)
-            lieu = book.cash_in_lieu[paid:]
-            effects.append(
-                SplitEffect(
-                    by_event[id(event)],
-                    before,
-                    book.quantity(event.symbol),
-                    sum((c.proceeds for c in lieu), ZERO),
-                )
-            )
+            effects.append(apply_split(book, by_event[id(event)]))
             continue
         try:
             book.record(event)
@@ -142,6 +132,17 @@ def replay_with_splits(
                 f" {event.symbol} on {event.day.isoformat()} impossible: {refused.message}"
             ) from None
     return book, effects
+
+
+def apply_split(book: Book, recorded: RecordedSplit) -> SplitEffect:
+    """Apply a split to `book` (in its place in the history) and say what it did."""
+    split = recorded.split
+    before, paid = book.quantity(split.symbol), len(book.cash_in_lieu)
+    book.record(split)
+    lieu = book.cash_in_lieu[paid:]
+    return SplitEffect(
+        recorded, before, book.quantity(split.symbol), sum((c.proceeds for c in lieu), ZERO)
+    )
 
 
 class Splits:
@@ -276,6 +277,7 @@ __all__ = [
     "SplitDraft",
     "SplitEffect",
     "Splits",
+    "apply_split",
     "parse_split",
     "replay_with_splits",
 ]

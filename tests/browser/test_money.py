@@ -1,6 +1,7 @@
 """The money screens in a real browser: the dashboard's total follows a new portfolio and a trade,
 a live price arrives on screen, a double click places one order, an oversell is shown on the
-quantity field, and a CSV import names each bad row's problems beside it."""
+quantity field, a CSV import names each bad row's problems beside it, and lists the splits of
+its split rows, checked and imported."""
 
 from __future__ import annotations
 
@@ -211,3 +212,47 @@ def test_a_csv_import_names_each_bad_rows_problems_beside_it(
     expect(page.get_by_test_id("import-result")).to_have_text("3 trades imported.")
     expect(page.get_by_test_id("trade-row")).to_have_count(3)
     assert len(trades_of(system, account, portfolio_id)) == 3
+
+
+# A 1-for-3 of 100 MSFT keeps 33.33333333 shares and pays the 0.0000000033... share below 8
+# places in cash: 0.01 at 3,000,000 a share.
+CSV_WITH_A_SPLIT = (
+    "date,side,symbol,quantity,price,fees,notes\n"
+    "2024-03-15,buy,MSFT,100,410.5,0,\n"
+    "2024-04-01,split,MSFT,1:3,3000000,,\n"
+    "2024-04-02,sell,MSFT,30,1200,0,\n"
+)
+
+
+def test_a_csv_imports_split_rows_are_listed_by_the_check_and_the_import(
+    page: Page, system: System, account: Account
+) -> None:
+    portfolio_id = tracking_portfolio(system, account)
+    open_signed_in(page, account, f"/portfolios/{portfolio_id}")
+    page.get_by_test_id("import-csv").fill(CSV_WITH_A_SPLIT)
+    page.get_by_test_id("import-check").click()
+    expect(page.get_by_test_id("import-result")).to_have_text(
+        "Every row is good: 2 trades and 1 split would be imported."
+    )
+    listed = page.get_by_test_id("import-splits")
+    expect(listed.get_by_role("heading")).to_have_text("Splits that would be recorded")
+    row = listed.get_by_test_id("import-split-row")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-symbol", "MSFT")
+    expect(row.get_by_test_id("import-split-date")).to_have_text("2024-04-01")
+    expect(row.get_by_test_id("import-split-ratio")).to_have_text("1-for-3 reverse")
+    expect(row.get_by_test_id("import-split-shares")).to_have_text("100 → 33.33333333")
+    expect(row.get_by_test_id("import-split-cash")).to_have_text("$0.01 at 3,000,000.00")
+    assert trades_of(system, account, portfolio_id) == []
+    assert api(system, account, "GET", f"/api/v1/portfolios/{portfolio_id}/splits") == []
+
+    page.get_by_test_id("import-submit").click()
+    expect(page.get_by_test_id("import-result")).to_have_text("2 trades and 1 split imported.")
+    expect(listed.get_by_role("heading")).to_have_text("Splits recorded")
+    expect(row.get_by_test_id("import-split-shares")).to_have_text("100 → 33.33333333")
+    (recorded,) = api(system, account, "GET", f"/api/v1/portfolios/{portfolio_id}/splits")
+    assert (recorded["quantityAfter"], recorded["cashInLieu"]) == ("33.33333333", "0.01")
+    # The page's own Splits list shows it too, once the portfolio reloads.
+    expect(page.get_by_test_id("split-row").get_by_test_id("split-ratio")).to_have_text(
+        "1-for-3 reverse"
+    )

@@ -82,3 +82,53 @@ async def test_garbage_in_split_rows_is_a_4xx_naming_the_row(client: Client) -> 
     assert [(x["symbol"], x["date"], x["numerator"], x["denominator"]) for x in items] == [
         ("NVDA", "2024-02-01", 4, 1)
     ]
+
+
+async def test_the_import_answers_its_split_rows_in_a_dry_run_and_once_recorded(
+    client: Client,  # noqa: F811
+) -> None:
+    """The Import page's preview: `splits` beside `trades`, in lowerCamelCase, with what each
+    does to the holding (a 1-for-3 of 100 pays the 0.0000000033... share below 8 places at
+    3,000,000: 0.01)."""
+    token, _ = await register(client)
+    who = bearer(token)
+    created = await client.post("/api/v1/portfolios", json={"name": "Rows"}, headers=who)
+    portfolio_id = (await created.json())["data"]["id"]
+    text = HEADER + BUY + "2024-02-01,split,NVDA,1:3,3000000,,,\n"
+    shown = ("symbol", "date", "numerator", "denominator", "price", "quantityBefore")
+
+    async def imported(dry_run: bool, key: str = "") -> dict[str, object]:
+        body = {"portfolioId": portfolio_id, "csv": text, "dryRun": dry_run}
+        headers = {**who, "Idempotency-Key": key} if key else who
+        answer = await client.post("/api/v1/trades:import", json=body, headers=headers)
+        assert answer.status in (200, 201), await answer.text()
+        data: dict[str, object] = (await answer.json())["data"]
+        return data
+
+    checked = await imported(True)
+    assert [t["symbol"] for t in checked["trades"]] == ["NVDA"]  # type: ignore[attr-defined]
+    (would,) = checked["splits"]  # type: ignore[misc]
+    assert {k: would[k] for k in (*shown, "quantityAfter", "cashInLieu")} == {
+        "symbol": "NVDA",
+        "date": "2024-02-01",
+        "numerator": 1,
+        "denominator": 3,
+        "price": "3000000.00",
+        "quantityBefore": "10",
+        "quantityAfter": "3.33333333",
+        "cashInLieu": "0.01",
+    }
+    assert (would["id"], would["portfolioId"]) == ("", portfolio_id)
+    listed = await client.get(f"/api/v1/portfolios/{portfolio_id}/splits", headers=who)
+    assert (await listed.json())["data"] == []  # a dry run records none
+
+    done = await imported(False, key="import-1")
+    assert done["imported"] == 1
+    assert await imported(False, key="import-1") == done  # a retry gets the answer stored
+    (made,) = done["splits"]  # type: ignore[misc]
+    listed = await client.get(f"/api/v1/portfolios/{portfolio_id}/splits", headers=who)
+    found = (await listed.json())["data"]
+    (kept,) = found["splits"] if isinstance(found, dict) else found
+    assert made == kept
+    assert made["id"] and {k: made[k] for k in shown} == {k: would[k] for k in shown}
+    assert (made["quantityAfter"], made["cashInLieu"]) == ("3.33333333", "0.01")

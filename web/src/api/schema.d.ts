@@ -2074,13 +2074,7 @@ export interface components {
             /** Format: int32 */
             imported?: number;
             trades?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
-        };
-        "stockfolio.portfolio.v1.CreatePositionRequest": {
-            portfolioId: string;
-            symbol: string;
-            quantity: string;
-            price?: string;
-            fees?: string;
+            splits?: components["schemas"]["stockfolio.portfolio.v1.StockSplit"][];
         };
         "stockfolio.portfolio.v1.StockSplit": {
             id?: string;
@@ -2095,6 +2089,13 @@ export interface components {
             cashInLieu?: string;
             /** Format: date-time */
             createdAt?: string;
+        };
+        "stockfolio.portfolio.v1.CreatePositionRequest": {
+            portfolioId: string;
+            symbol: string;
+            quantity: string;
+            price?: string;
+            fees?: string;
         };
         "stockfolio.portfolio.v1.DeleteSplitResponse": Record<string, never>;
         "stockfolio.portfolio.v1.Stock": {

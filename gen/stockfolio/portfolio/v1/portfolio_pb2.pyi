@@ -1563,7 +1563,7 @@ class ImportTradesRequest(_message.Message):
     portfolio_id: _builtins.str
     csv: _builtins.str
     """The CSV text: a header row naming columns (date, side, symbol, quantity, price, fees,
-    notes), then one trade per row.
+    notes), then one trade per row (or one split: side `split`).
     """
     dry_run: _builtins.bool
     """Check every row and report, but record nothing."""
@@ -1588,18 +1588,32 @@ class ImportTradesResponse(_message.Message):
 
     IMPORTED_FIELD_NUMBER: _builtins.int
     TRADES_FIELD_NUMBER: _builtins.int
+    SPLITS_FIELD_NUMBER: _builtins.int
     imported: _builtins.int
+    """How many trades were recorded (0 in a dry run)."""
     @_builtins.property
-    def trades(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]: ...
+    def trades(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """The trades recorded, in file order (in a dry run, those that would be: without ids)."""
+
+    @_builtins.property
+    def splits(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockSplit]:
+        """The splits of the file's `split` rows recorded with them, oldest first (in a dry run,
+        those that would be: without ids), each as ListSplits would then show it: its price in
+        the portfolio's currency (converted as the trades' prices are), and what it does to the
+        holding in the replay of the whole history (quantity_before, quantity_after,
+        cash_in_lieu).
+        """
+
     def __init__(
         self,
         *,
         imported: _builtins.int = ...,
         trades: _abc.Iterable[Global___Trade] | None = ...,
+        splits: _abc.Iterable[Global___StockSplit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["imported", b"imported", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["imported", b"imported", "splits", b"splits", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

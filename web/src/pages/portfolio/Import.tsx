@@ -1,6 +1,8 @@
 /** CSV import: check first (dryRun), then import; every refused row shows its reasons beside it.
  * The API imports nothing unless every row is good, and names each bad cell `row N: column`
- * (rows counted from 1 after the header).
+ * (rows counted from 1 after the header). The splits of the file's `split` rows are listed as the
+ * API answers them, the check's (what each would do) and the import's (what each did): day,
+ * symbol, "4-for-1", shares before → after and the cash in lieu, as the Splits list shows them.
  *
  * Each send carries an Idempotency-Key, one per CSV, portfolio and check-or-import: a double
  * click or a retry after a lost answer imports once. An import done clears the CSV, so the same
@@ -11,6 +13,8 @@ import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { idempotencyKey } from "../../api/portfolios";
 import { ErrorBanner } from "../../components/form";
+import { money, price as formatPrice, quantity } from "../../format";
+import { ratioLabel, type StockSplit } from "./Splits";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
 
@@ -47,9 +51,16 @@ export function parseCsv(text: string): string[][] {
   return rows.filter((r) => r.some((c) => c.trim() !== ""));
 }
 
-type Outcome = { kind: "checked" | "imported"; count: number } | null;
+type Outcome = { kind: "checked" | "imported"; count: number; splits: StockSplit[] } | null;
 
-export function Import(props: { portfolioId: string; onImported: () => void }) {
+/** "3 trades", or "3 trades and 1 split" when the file has split rows. */
+function what(outcome: NonNullable<Outcome>): string {
+  const trades = `${outcome.count} trades`;
+  const n = outcome.splits.length;
+  return n === 0 ? trades : `${trades} and ${n} split${n === 1 ? "" : "s"}`;
+}
+
+export function Import(props: { portfolioId: string; currency: string; onImported: () => void }) {
   const [csv, setCsv] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
@@ -72,8 +83,8 @@ export function Import(props: { portfolioId: string; onImported: () => void }) {
         api().POST("/api/v1/trades:import", { body, headers: { "Idempotency-Key": attempt.current.key } }),
       );
       attempt.current = null; // answered: sending it again is a new request
-      const count = answer.data.imported ?? answer.data.trades?.length ?? 0;
-      setOutcome({ kind: dryRun ? "checked" : "imported", count });
+      const count = dryRun ? (answer.data.trades?.length ?? 0) : (answer.data.imported ?? 0);
+      setOutcome({ kind: dryRun ? "checked" : "imported", count, splits: answer.data.splits ?? [] });
       if (!dryRun) {
         setCsv("");
         props.onImported();
@@ -158,9 +169,12 @@ export function Import(props: { portfolioId: string; onImported: () => void }) {
       {outcome && (
         <p class="banner notice" role="status" data-testid="import-result">
           {outcome.kind === "checked"
-            ? `Every row is good: ${outcome.count} trades would be imported.`
-            : `${outcome.count} trades imported.`}
+            ? `Every row is good: ${what(outcome)} would be imported.`
+            : `${what(outcome)} imported.`}
         </p>
+      )}
+      {outcome && outcome.splits.length > 0 && (
+        <ImportedSplits splits={outcome.splits} currency={props.currency} checked={outcome.kind === "checked"} />
       )}
       {body.length > 0 && (
         <div class="table-wrap">
@@ -202,5 +216,52 @@ export function Import(props: { portfolioId: string; onImported: () => void }) {
         </div>
       )}
     </section>
+  );
+}
+
+/** The file's splits as the API answered them: those the check would record, or those recorded. */
+function ImportedSplits(props: { splits: StockSplit[]; currency: string; checked: boolean }) {
+  return (
+    <div data-testid="import-splits">
+      <h3 id="import-splits-title" style={{ margin: "1rem 0 0.5rem" }} data-testid="import-splits-title">
+        {props.checked ? "Splits that would be recorded" : "Splits recorded"}
+      </h3>
+      <div class="table-wrap">
+        <table class="nowrap" aria-labelledby="import-splits-title">
+          <thead>
+            <tr>
+              <th scope="col">Date</th>
+              <th scope="col">Symbol</th>
+              <th scope="col">Split</th>
+              <th scope="col" class="num">Shares</th>
+              <th scope="col" class="num">Cash in lieu</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.splits.map((s) => (
+              <tr key={`${s.symbol} ${s.date}`} data-testid="import-split-row" data-symbol={s.symbol}>
+                <td data-testid="import-split-date">{s.date}</td>
+                <th scope="row">{s.symbol}</th>
+                <td data-testid="import-split-ratio">
+                  {ratioLabel(s)}
+                  {(s.numerator ?? 0) < (s.denominator ?? 0) && <small class="muted"> reverse</small>}
+                </td>
+                <td class="num" data-testid="import-split-shares">
+                  {quantity(s.quantityBefore)} → {quantity(s.quantityAfter)}
+                </td>
+                <td class="num" data-testid="import-split-cash">
+                  {Number(s.cashInLieu ?? 0) !== 0 && (
+                    <>
+                      {money(s.cashInLieu, props.currency)}
+                      {s.price && <small class="muted"> at {formatPrice(s.price)}</small>}
+                    </>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </div>
   );
 }

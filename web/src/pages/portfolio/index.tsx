@@ -61,7 +61,7 @@ export default function PortfolioPage() {
       <Trades portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
       <div class="grid">
-        <Import portfolioId={id} onImported={portfolio.reload} />
+        <Import portfolioId={id} currency={currency} onImported={portfolio.reload} />
         <Export portfolioId={id} name={p.name ?? "portfolio"} />
       </div>
       <Settings portfolio={p} onSaved={portfolio.reload} />
