@@ -26,13 +26,20 @@ from services.portfolio.currencies import (
     pair_key,
     require_currency,
 )
-from services.portfolio.domain import Trade
+from services.portfolio.domain import Split, Trade
 from services.portfolio.exact import times
 from services.portfolio.market_data import MarketData
 from services.portfolio.repository import PriceRepository, portfolio_currency
+from services.portfolio.wire_numbers import PRICE_PLACES, rounded
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import DomainError, NotFound, ResourceExhausted, Unavailable
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ LOOKBACK = timedelta(days=14)
 PAST_RATES = 50_000
 # A day this long ago has its close published, or never will (a weekend, a holiday).
 SETTLED_AFTER = timedelta(days=7)
+# The least price a split keeps (PRICE_PLACES places).
+MIN_PRICE = Decimal(1).scaleb(-PRICE_PLACES)
 
 
 class Exchange:
@@ -197,13 +206,39 @@ class Exchange:
         if trade.side.names_symbol:
             trading = await self.currency_of(trade.symbol, currency)
             trading = require_currency(trading, "symbol")
-        today = self._clock().astimezone(UTC).date()
-        rate = ONE
-        if trading != currency:
-            day = trade.day
-            rate = (await self.rate(trading, currency, None if day >= today else day)).rate
+        rate = await self._rate_of(trading, currency, trade.day)
         fx = TradeFx(trading, rate, trade.price, trade.fees)
         if rate == ONE:
             return trade, fx
         converted = replace(trade, price=times(trade.price, rate), fees=times(trade.fees, rate))
         return converted, fx
+
+    async def split_in(self, split: Split, currency: str, *, given_in: str = "") -> Split:
+        """`split` with its cash-in-lieu price in the portfolio's `currency`, converted as a
+        trade's price is: from its stock's trading currency, or from `given_in` when given (an
+        export's `currency` column on a split row: the currency of the portfolio it came
+        from), at the rate of its day; rounded to a price's places, as CreateSplit takes one.
+        A split with no price is as it was."""
+        if split.price is None:
+            return split
+        trading = given_in or require_currency(
+            await self.currency_of(split.symbol, currency), "symbol"
+        )
+        rate = await self._rate_of(trading, currency, split.day)
+        if rate == ONE:
+            return split
+        price = rounded(times(split.price, rate), PRICE_PLACES)
+        if price <= 0:
+            raise InvalidArgument.field(
+                "price",
+                f"is {format(split.price, 'f')} {trading}, less than {MIN_PRICE:f} {currency}"
+                f" at the rate of {split.day.isoformat()}",
+            )
+        return replace(split, price=price)
+
+    async def _rate_of(self, base: str, quote: str, day: date) -> Decimal:
+        """The rate of a trade or split of `day` (today or later: the live one)."""
+        if base == quote:
+            return ONE
+        today = self._clock().astimezone(UTC).date()
+        return (await self.rate(base, quote, None if day >= today else day)).rate

@@ -10,8 +10,10 @@ positions (valued at current prices) close the export.
 CSV: the trades table (its first columns are the import's), a blank line, then the positions
 table, each with its header row. Each split is a row of the trades table in its place (before
 the trades of its day, as the book replays it): `side` split, `date` its day, `quantity` its
-ratio as N:D, `price` its cash-in-lieu price if it has one, the other columns empty; the import
-records it as CreateSplit would. Notes that a spreadsheet would run as a formula (starting
+ratio as N:D, `price` its cash-in-lieu price if it has one (in the portfolio's currency, which
+`currency` names when the stock trades in another: the import reads an unnamed price as a
+trade row's, in the stock's currency), the other columns empty; the import records it as
+CreateSplit would. Notes that a spreadsheet would run as a formula (starting
 with = + - @) are prefixed with an apostrophe. JSON: one object,
 `{"portfolio": {...}, "exportedAt": ..., "trades": [...], "positions": [...]}`, with the wire's
 lowerCamelCase names and decimal strings.
@@ -24,7 +26,7 @@ import io
 import json
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -65,7 +67,7 @@ from services.portfolio.repository import (
 )
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import DomainError, InvalidArgument
 
 CHUNK_BYTES = 64 * 1024
 SPOOL_MEMORY = 1024 * 1024
@@ -131,14 +133,16 @@ def _split_fields(split: Split) -> dict[str, Any]:
     }
 
 
-def _split_row(split: Split) -> dict[str, str]:
-    """A split as a row of the CSV's trades table (the import reads it back, imports.py)."""
+def _split_row(split: Split, currency: str) -> dict[str, str]:
+    """A split as a row of the CSV's trades table (the import reads it back, imports.py);
+    `currency`: the one its price is in, or "" for its stock's own."""
     return {c: "" for c in TRADE_COLUMNS} | {
         "date": split.day.isoformat(),
         "side": SPLIT_SIDE,
         "symbol": split.symbol,
         "quantity": f"{int(split.ratio)}:{split.of}",
         "price": "" if split.price is None else present_price(split.price),
+        "currency": "" if split.price is None else currency,
     }
 
 
@@ -154,7 +158,7 @@ class Writer(Protocol):
 
     def begin(self, portfolio: Portfolio, at: datetime) -> str: ...
     def trade(self, recorded: RecordedTrade) -> str: ...
-    def split(self, split: Split) -> str: ...
+    def split(self, split: Split, currency: str) -> str: ...
     def positions(self, positions: list[Position], splits: list[Split]) -> str: ...
 
 
@@ -174,8 +178,8 @@ class CsvWriter:
             fields["notes"] = FORMULA_MARK + fields["notes"]
         return self._line([fields[c] for c in TRADE_COLUMNS])
 
-    def split(self, split: Split) -> str:
-        fields = _split_row(split)
+    def split(self, split: Split, currency: str) -> str:
+        fields = _split_row(split, currency)
         return self._line([fields[c] for c in TRADE_COLUMNS])
 
     def positions(self, positions: list[Position], splits: list[Split]) -> str:
@@ -215,7 +219,7 @@ class JsonWriter:
         self._first = False
         return separator + json.dumps(fields)
 
-    def split(self, split: Split) -> str:
+    def split(self, split: Split, currency: str) -> str:
         return ""  # listed apart, as CreateSplit takes them (`positions`)
 
     def positions(self, positions: list[Position], splits: list[Split]) -> str:
@@ -267,21 +271,39 @@ class Exports:
                 # The portfolio's splits, applied in their place among the trades: the
                 # positions are the ones the portfolio shows.
                 every_split = (await splits_by_portfolio(session, [portfolio.id]))[portfolio.id]
+                named = await self._price_currencies(every_split, portfolio.base_currency)
                 splits = deque(every_split)
                 async for recorded in self._trades(session, portfolio.id):
                     while splits and order_key(splits[0]) < order_key(recorded.trade):
-                        spool.write(writer.split(splits[0]).encode())
-                        book.record(splits.popleft())
+                        split = splits.popleft()
+                        spool.write(writer.split(split, named.get(split.symbol, "")).encode())
+                        book.record(split)
                     book.record(recorded.trade)
                     spool.write(writer.trade(recorded).encode())
             for split in splits:
-                spool.write(writer.split(split).encode())
+                spool.write(writer.split(split, named.get(split.symbol, "")).encode())
                 book.record(split)
             prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
             spool.write(writer.positions(book.positions(prices), every_split).encode())
             spool.seek(0)
             while data := spool.read(self._chunk_bytes):
                 yield httpbody_pb2.HttpBody(content_type=writer.content_type, data=data)
+
+    async def _price_currencies(self, splits: Sequence[Split], currency: str) -> dict[str, str]:
+        """The currency to name on each priced split's row, by symbol: the portfolio's, which
+        the price is in, unless the stock trades in it too (the import reads an unnamed price
+        in the stock's currency). Named whenever the market cannot say now: never wrong."""
+        exchange = self._prices.exchange
+        if exchange is None:  # one currency for every stock and portfolio
+            return {}
+        named: dict[str, str] = {}
+        for symbol in sorted({s.symbol for s in splits if s.price is not None}):
+            try:
+                trading = await exchange.currency_of(symbol, "")
+            except DomainError:
+                trading = ""
+            named[symbol] = "" if trading == currency else currency
+        return named
 
     async def _trades(
         self, session: AsyncSession, portfolio_id: str

@@ -13,10 +13,13 @@ The format, stated once
 * A row whose `side` is `split` records a stock split as CreateSplit does (splits.py), with the
   trades: `date` its day (`2024-06-10`), `symbol`, `quantity` its ratio as two whole numbers
   `N:D` or `N/D` (`4:1` is a 4-for-1, `1:10` a 1-for-10 reverse split), `price` optional (the
-  price of a share after it, in the portfolio's currency, at which the fraction below 8 places
-  is paid in cash); `fees`, `notes` and `currency` empty. The export writes each split so.
-  A split already recorded for its symbol and day, or on another row, is a problem of its
-  `date`; so is one past the portfolio's MAX_SPLITS (of its row).
+  price of a share after it, at which the fraction below 8 places is paid in cash); `fees` and
+  `notes` empty. Its price follows the trade rows' rule: in the stock's trading currency, or in
+  the one its `currency` names (any the service knows; empty without a price), converted into
+  the portfolio's at the rate of its day (exchange.py, `split_in`). The export writes each split
+  so, naming the currency of its price when that is not the stock's own (a euro portfolio's
+  split of a dollar stock). A split already recorded for its symbol and day, or on another row,
+  is a problem of its `date`; so is one past the portfolio's MAX_SPLITS (of its row).
 * Rows are numbered from 1, the first row after the header; blank lines are skipped and not
   counted. A problem is reported as the field `row N: <column>` (or `row N` for the row as a
   whole) with what is wrong; problems that concern the file are reported on `csv`.
@@ -32,7 +35,7 @@ import io
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -88,7 +91,6 @@ _RATIO = re.compile(r"\s*([0-9]+)\s*[:/]\s*([0-9]+)\s*")
 _NOT_OF_A_SPLIT = {
     "fees": "a split has no fees",
     "notes": "a split keeps no notes",
-    "currency": "a split's price is in the portfolio's currency",
 }
 # A split's fields (splits.py) as the columns that state them.
 _SPLIT_COLUMNS = {"numerator": "quantity", "denominator": "quantity"}
@@ -106,6 +108,8 @@ class Row:
 class SplitRow:
     number: int
     split: Split
+    # The currency the row says its price is in ("": the symbol's own).
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,16 @@ def _split_row(
             " 1-for-10 reverse split)",
         )
         good = False
+    currency = values.get("currency", "").strip().upper()
+    if currency and not values.get("price", "").strip():
+        problems.add(
+            f"{name}: currency",
+            "must be empty on a split row without a price (it names the price's currency)",
+        )
+        good = False
+    elif currency and currency not in CURRENCIES:
+        problems.add(f"{name}: currency", f"must be one of {', '.join(CURRENCIES)}")
+        good = False
     draft = SplitDraft(
         symbol=values.get("symbol", ""),
         date=values["date"],
@@ -316,7 +330,7 @@ def _split_row(
         for field, description in invalid.fields:
             problems.add(f"{name}: {_SPLIT_COLUMNS.get(field, field)}", description)
         return None
-    return SplitRow(number, split) if good else None
+    return SplitRow(number, split, currency) if good else None
 
 
 class SplitEffects:
@@ -460,6 +474,7 @@ class Imports:
         if self._exchange is not None:
             currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
             conversions = await self._convert(rows, trades, currency)
+            split_rows = await self._convert_splits(split_rows, currency)
         splits = [
             RecordedSplit("" if dry_run else str(uuid.uuid4()), portfolio_id, r.split, now)
             for r in split_rows
@@ -526,6 +541,28 @@ class Imports:
         problems.raise_if_any()
         _check_currencies(rows, conversions)
         return conversions
+
+    async def _convert_splits(self, rows: Sequence[SplitRow], currency: str) -> list[SplitRow]:
+        """Each split row with its price in the portfolio's currency, as the trade rows'
+        (exchange.py, `split_in`); a row that cannot be (a symbol the market does not list
+        with no `currency` named, a day before any rate of its currency) is named."""
+        assert self._exchange is not None
+        problems = Problems()
+        converted: list[SplitRow] = []
+        for row in rows:
+            try:
+                split = await self._exchange.split_in(row.split, currency, given_in=row.currency)
+            except NotFound as missing:
+                column = "date" if missing.reason == "NO_EXCHANGE_RATE" else "symbol"
+                problems.add(f"row {row.number}: {column}", missing.message)
+                continue
+            except InvalidArgument as invalid:
+                for field, description in invalid.fields:
+                    problems.add(f"row {row.number}: {field}", description)
+                continue
+            converted.append(replace(row, split=split))
+        problems.raise_if_any()
+        return converted
 
     async def _check_symbols(self, rows: Sequence[Row]) -> None:
         problems = Problems()

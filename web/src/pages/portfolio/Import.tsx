@@ -141,7 +141,12 @@ export function Import(props: { portfolioId: string; currency: string; onImporte
               setOutcome(null);
             }}
             data-testid="import-csv"
+            aria-describedby="import-csv-hint"
           />
+          <small class="hint" id="import-csv-hint">
+            A stock split is a row too: side split, quantity its ratio (4:1, or 1:10 for a reverse split), price
+            the cash-in-lieu price in the stock's currency (optional).
+          </small>
         </div>
         <div class="row">
           <button type="button" disabled={busy || !csv.trim()} onClick={() => send(true)} data-testid="import-check">
