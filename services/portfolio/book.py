@@ -122,6 +122,29 @@ class CashInLieu:
 
 
 @dataclass(frozen=True)
+class Sale:
+    """Shares that left a holding for money, as the replay took them: a SELL (`trade_id`,
+    `sequence`), or the fraction a split paid in cash (`in_lieu`; no trade). `proceeds` is net
+    of the sale's fees; `lots` are the pieces of the oldest lots it closed (FIFO), each with its
+    cost and the time its buy opened it; `average_cost` is its cost at the running average.
+    `proceeds` less the pieces' costs (or `average_cost`) is exactly what it realized."""
+
+    symbol: str
+    at: datetime
+    quantity: Decimal
+    proceeds: Decimal
+    lots: tuple[Lot, ...]
+    average_cost: Decimal
+    trade_id: str = ""
+    sequence: int = 0
+    in_lieu: bool = False
+
+    @property
+    def day(self) -> date:
+        return self.at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True)
 class CashFlow:
     """Money crossing the portfolio's boundary: positive in, negative out.
 
@@ -287,6 +310,7 @@ class Book:
         self._fees = ZERO
         self._cash_side_fees = ZERO
         self._cash_in_lieu: list[CashInLieu] = []
+        self._sales: list[Sale] = []
         # The flows' sums, kept as they are added (a resumed book has not got the flows).
         self._deposits = ZERO
         self._outflows = ZERO  # negative: the sum of the flows out
@@ -398,6 +422,12 @@ class Book:
     def cash_in_lieu(self) -> tuple[CashInLieu, ...]:
         """The fractions of shares splits paid out in cash, in replay order."""
         return tuple(self._cash_in_lieu)
+
+    @property
+    def sales(self) -> tuple[Sale, ...]:
+        """Every sale replayed (sells and cash in lieu), in replay order; a book resumed from
+        its state has only those since (see the class docstring)."""
+        return tuple(self._sales)
 
     @property
     def dividends(self) -> Decimal:
@@ -551,7 +581,9 @@ class Book:
             if holding is None:
                 holding = _Holding(trade.symbol, Lots(trade.symbol))
                 self._holdings[trade.symbol] = holding
-            _apply_to_holding(holding, trade)
+            sale = _apply_to_holding(holding, trade)
+            if sale is not None:
+                self._sales.append(sale)
             if trade.side is _DIVIDEND:
                 self._dividends += trade.amount
 
@@ -579,11 +611,13 @@ class Book:
         dust = _minus(
             holding.quantity, rounded(holding.quantity, QUANTITY_PLACES, rounding=ROUND_DOWN)
         )
-        lieu = _pay_cash_in_lieu(holding, dust, split) if dust else None
+        paid = _pay_cash_in_lieu(holding, dust, split) if dust else None
         self._holdings[split.symbol] = holding
-        if lieu is not None:
+        if paid is not None:
+            lieu, sale = paid
             self._cash = _plus(self._cash, lieu.proceeds)
             self._cash_in_lieu.append(lieu)
+            self._sales.append(sale)
 
     def _adopt(self, other: Book) -> None:
         """Takes over everything a replay built: every attribute at once, so that state added
@@ -622,11 +656,12 @@ class Book:
         )
 
 
-def _apply_to_holding(holding: _Holding, trade: Trade) -> None:
+def _apply_to_holding(holding: _Holding, trade: Trade) -> Sale | None:
+    """Apply a share or dividend trade to its holding; a SELL gives the sale it made."""
     holding.fees += trade.fees
     if trade.side is _DIVIDEND:
         holding.dividends += trade.amount
-        return
+        return None
     holding.last_price, holding.last_price_at = trade.price, trade.executed_at
     if trade.side is _BUY:
         cost = trade.amount + trade.fees
@@ -636,11 +671,22 @@ def _apply_to_holding(holding: _Holding, trade: Trade) -> None:
         holding.quantity += trade.quantity
         holding.fifo_basis = _plus(holding.fifo_basis, cost)
         holding.average_basis = _plus(holding.average_basis, cost)
-        return
-    _sell_shares(holding, trade.quantity, trade.amount - trade.fees)
+        return None
+    proceeds = trade.amount - trade.fees
+    closed, average_cost = _sell_shares(holding, trade.quantity, proceeds)
+    return Sale(
+        trade.symbol,
+        trade.executed_at,
+        trade.quantity,
+        proceeds,
+        closed,
+        average_cost,
+        trade.id,
+        trade.sequence,
+    )
 
 
-def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> CashInLieu:
+def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> tuple[CashInLieu, Sale]:
     """Sell the `dust` a split left in `holding` (its quantity already split) as a SELL would.
 
     The price is the split's, else the last trade price (already split-adjusted). A holding
@@ -653,19 +699,22 @@ def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> CashInL
     else:
         price = holding.average_basis / holding.quantity
     proceeds = _times(dust, price)
-    fifo_cost, average_cost = _sell_shares(holding, dust, proceeds)
-    return CashInLieu(
-        split.symbol, split.effective_at, dust, price, proceeds, fifo_cost, average_cost
+    closed, average_cost = _sell_shares(holding, dust, proceeds)
+    lieu = CashInLieu(
+        split.symbol, split.effective_at, dust, price, proceeds, _lots_cost(closed), average_cost
     )
+    sale = Sale(split.symbol, split.effective_at, dust, proceeds, closed, average_cost)
+    return lieu, replace(sale, in_lieu=True)
 
 
 def _sell_shares(
     holding: _Holding, quantity: Decimal, proceeds: Decimal
-) -> tuple[Decimal, Decimal]:
+) -> tuple[tuple[Lot, ...], Decimal]:
     """Take `quantity` shares out of `holding` for `proceeds`: the oldest lots give them up
     (FIFO), the average basis its running average; the rest of `proceeds` is realized.
-    Returns the cost of the shares taken, FIFO and average."""
-    fifo_cost = _consume_lots(holding.lots, quantity)
+    Returns the pieces of lots taken (their costs sum to the FIFO cost) and the average cost."""
+    closed = _consume_lots(holding.lots, quantity)
+    fifo_cost = _lots_cost(closed)
     if quantity == holding.quantity:
         average_cost = holding.average_basis
     else:
@@ -679,17 +728,23 @@ def _sell_shares(
         # Whatever residue rounding left in the bases belongs to shares no longer held.
         holding.lots.clear()
         holding.fifo_basis = holding.average_basis = ZERO
-    return fifo_cost, average_cost
+    return closed, average_cost
 
 
-def _consume_lots(lots: Lots, quantity: Decimal) -> Decimal:
-    """Take `quantity` shares from the oldest lots; return the cost of what was taken."""
-    cost = ZERO
+def _lots_cost(lots: Iterable[Lot]) -> Decimal:
+    """The exact cost of `lots`, added oldest first (as the sale that closed them took it)."""
+    return _total(lot.cost for lot in lots)
+
+
+def _consume_lots(lots: Lots, quantity: Decimal) -> tuple[Lot, ...]:
+    """Take `quantity` shares from the oldest lots; return the pieces taken, oldest first
+    (a whole lot as it was, or the part of one: its shares and their part of its cost)."""
+    taken: list[Lot] = []
     remaining = quantity
     while remaining > 0 and lots:
         lot = lots.oldest()
         if lot.quantity <= remaining:
-            cost = _plus(cost, lot.cost)
+            taken.append(lot)
             remaining = _minus(remaining, lot.quantity)
             lots.take_oldest()
         else:
@@ -702,9 +757,9 @@ def _consume_lots(lots: Lots, quantity: Decimal) -> Decimal:
                 lot.sequence,
             )
             lots.replace_oldest(left)
-            cost = _plus(cost, part)
+            taken.append(Lot(lot.symbol, remaining, part, lot.opened_at, lot.sequence))
             remaining = ZERO
-    return cost
+    return tuple(taken)
 
 
 def _action(trade: Trade) -> str:

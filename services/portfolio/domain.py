@@ -21,6 +21,7 @@ from services.portfolio.book import (
     InsufficientCash,
     InsufficientShares,
     Position,
+    Sale,
     Totals,
     order_key,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Lot",
     "Lots",
     "Position",
+    "Sale",
     "Side",
     "Split",
     "Totals",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+from stockfolio.common.v1 import pagination_pb2
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from services.portfolio.currencies import FxRate, Valuation
@@ -25,6 +26,7 @@ from services.portfolio.domain import (
 )
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
+from services.portfolio.realized import RealizedPage, RealizedRow, RealizedTotals
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade, SplitEffect
 from services.portfolio.returns import Benchmark, Breakdown
 from services.portfolio.stocks import StockHistory
@@ -321,4 +323,46 @@ def fx_rate_message(rate: FxRate) -> portfolio_pb2.GetFxRateResponse:
         date=rate.day.isoformat(),
         source=rate.source,
         **{"from": rate.base},
+    )
+
+
+def realized_gains_message(
+    portfolio_id: str, found: RealizedPage, pagination: pagination_pb2.Pagination
+) -> portfolio_pb2.ListRealizedGainsResponse:
+    return portfolio_pb2.ListRealizedGainsResponse(
+        portfolio_id=portfolio_id,
+        cost_method=METHOD_TO_PROTO[found.report.method],
+        currency=found.currency,
+        gains=[realized_gain_message(row) for row in found.rows],
+        totals=realized_totals_message(found.report.totals),
+        pagination=pagination,
+    )
+
+
+def realized_gain_message(row: RealizedRow) -> portfolio_pb2.RealizedGain:
+    term = {None: "", True: "long", False: "short"}[row.long_term]
+    return portfolio_pb2.RealizedGain(
+        symbol=row.symbol,
+        trade_id=row.trade_id,
+        sold_on=row.sold_on.isoformat(),
+        quantity=present_quantity(row.quantity),
+        proceeds=present_money(row.proceeds),
+        cost_basis=present_money(row.cost_basis),
+        # The difference of the two figures beside it, so that they add up on screen.
+        gain=present_sum(row.proceeds, -row.cost_basis),
+        acquired_on=row.acquired_on.isoformat() if row.acquired_on else "",
+        holding_days=row.holding_days,
+        term=term,
+        cash_in_lieu=row.cash_in_lieu,
+    )
+
+
+def realized_totals_message(totals: RealizedTotals) -> portfolio_pb2.RealizedGainTotals:
+    """Exact sums, each rounded once: `total` over all time is the portfolio's realized gain."""
+    return portfolio_pb2.RealizedGainTotals(
+        short_term="" if totals.short_term is None else present_money(totals.short_term),
+        long_term="" if totals.long_term is None else present_money(totals.long_term),
+        total=present_money(totals.gain),
+        proceeds=present_money(totals.proceeds),
+        cost_basis=present_money(totals.cost_basis),
     )

@@ -25,6 +25,7 @@ from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orm import idempotency_keys
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
+from services.portfolio.realized import RealizedGains
 from services.portfolio.reports import Reports
 from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.shared_market import SharedMarket
@@ -125,6 +126,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
         splits=Splits(db, prices, hub, orders=orders),
+        realized=RealizedGains(db),
     )
     calculator = Calculator(
         db,

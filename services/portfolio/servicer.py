@@ -33,6 +33,7 @@ from services.portfolio.messages import (
     portfolio_message,
     position_message,
     quote_message,
+    realized_gains_message,
     split_message,
     stock_history_message,
     stock_message,
@@ -41,6 +42,7 @@ from services.portfolio.messages import (
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_rpcs import OrderRpcs
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
+from services.portfolio.realized import RealizedGains, period_of
 from services.portfolio.records import RecordedTrade
 from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
@@ -69,6 +71,7 @@ class UseCases:
     orders: Orders
     histories: StockHistories
     splits: Splits
+    realized: RealizedGains
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -281,6 +284,21 @@ class PortfolioServicer(
 
         return await self._cases.idempotency.run(
             request, portfolio_pb2.CreatePositionResponse, create
+        )
+
+    async def ListRealizedGains(
+        self, request: portfolio_pb2.ListRealizedGainsRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.ListRealizedGainsResponse:
+        page = page_of(request.page, request.limit)
+        found = await self._cases.realized.page(
+            require_identity().user_id,
+            request.portfolio_id,
+            period_of(getattr(request, "from"), request.to),
+            PROTO_TO_METHOD.get(request.cost_method, CostMethod.FIFO),
+            page,
+        )
+        return realized_gains_message(
+            request.portfolio_id.strip(), found, page.describe(found.total)
         )
 
     # --- market data ---------------------------------------------------------------------------

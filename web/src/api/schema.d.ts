@@ -1108,6 +1108,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/realized-gains": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List realized gains
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListRealizedGains`.
+         */
+        get: operations["PortfolioService_ListRealizedGains"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/performance": {
         parameters: {
             query?: never;
@@ -2126,6 +2146,27 @@ export interface components {
         "stockfolio.portfolio.v1.ValuePoint": {
             date?: string;
             value?: string;
+        };
+        "stockfolio.portfolio.v1.RealizedGain": {
+            symbol?: string;
+            tradeId?: string;
+            soldOn?: string;
+            quantity?: string;
+            proceeds?: string;
+            costBasis?: string;
+            gain?: string;
+            acquiredOn?: string;
+            /** Format: int32 */
+            holdingDays?: number;
+            term?: string;
+            cashInLieu?: boolean;
+        };
+        "stockfolio.portfolio.v1.RealizedGainTotals": {
+            shortTerm?: string;
+            longTerm?: string;
+            total?: string;
+            proceeds?: string;
+            costBasis?: string;
         };
         "stockfolio.portfolio.v1.GetPerformanceResponse": {
             portfolioId?: string;
@@ -4305,6 +4346,44 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.GetStockHistoryResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListRealizedGains: {
+        parameters: {
+            query?: {
+                costMethod?: components["schemas"]["stockfolio.portfolio.v1.CostMethod"];
+                from?: string;
+                limit?: number;
+                page?: number;
+                to?: string;
+            };
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: {
+                            portfolioId?: string;
+                            costMethod?: components["schemas"]["stockfolio.portfolio.v1.CostMethod"];
+                            currency?: string;
+                            gains?: components["schemas"]["stockfolio.portfolio.v1.RealizedGain"][];
+                            totals?: components["schemas"]["stockfolio.portfolio.v1.RealizedGainTotals"];
+                        };
+                        pagination: components["schemas"]["Pagination"];
                     };
                 };
             };

@@ -1386,6 +1386,177 @@ class GetStockHistoryResponse(_message.Message):
 Global___GetStockHistoryResponse: _TypeAlias = GetStockHistoryResponse  # noqa: Y015
 
 @_typing.final
+class ListRealizedGainsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    COST_METHOD_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    to: _builtins.str
+    cost_method: Global___CostMethod.ValueType
+    """Absent: FIFO."""
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        to: _builtins.str = ...,
+        cost_method: Global___CostMethod.ValueType = ...,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_method", b"cost_method", "from", b"from", "limit", b"limit", "page", b"page", "portfolio_id", b"portfolio_id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRealizedGainsRequest: _TypeAlias = ListRealizedGainsRequest  # noqa: Y015
+
+@_typing.final
+class RealizedGain(_message.Message):
+    """What one sale realized on one lot (FIFO), or on the shares it sold (average method). Money
+    in the portfolio's currency: gain = proceeds - cost_basis.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TRADE_ID_FIELD_NUMBER: _builtins.int
+    SOLD_ON_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PROCEEDS_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    GAIN_FIELD_NUMBER: _builtins.int
+    ACQUIRED_ON_FIELD_NUMBER: _builtins.int
+    HOLDING_DAYS_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    CASH_IN_LIEU_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    trade_id: _builtins.str
+    """The SELL trade; empty for the fraction of a share a split paid in cash (cash_in_lieu)."""
+    sold_on: _builtins.str
+    """The day of the sale (UTC), YYYY-MM-DD."""
+    quantity: _builtins.str
+    proceeds: _builtins.str
+    """The sale's amount net of its fees (under FIFO, the lot's share of it, by quantity)."""
+    cost_basis: _builtins.str
+    gain: _builtins.str
+    acquired_on: _builtins.str
+    """FIFO only (empty under the average method): the day the lot's buy opened it, the days
+    from then to the sale, and "short" (under 365 days) or "long".
+    """
+    holding_days: _builtins.int
+    term: _builtins.str
+    cash_in_lieu: _builtins.bool
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        trade_id: _builtins.str = ...,
+        sold_on: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        proceeds: _builtins.str = ...,
+        cost_basis: _builtins.str = ...,
+        gain: _builtins.str = ...,
+        acquired_on: _builtins.str = ...,
+        holding_days: _builtins.int | None = ...,
+        term: _builtins.str = ...,
+        cash_in_lieu: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_holding_days", b"_holding_days", "holding_days", b"holding_days"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_holding_days", b"_holding_days", "acquired_on", b"acquired_on", "cash_in_lieu", b"cash_in_lieu", "cost_basis", b"cost_basis", "gain", b"gain", "holding_days", b"holding_days", "proceeds", b"proceeds", "quantity", b"quantity", "sold_on", b"sold_on", "symbol", b"symbol", "term", b"term", "trade_id", b"trade_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__holding_days: _TypeAlias = _typing.Literal["holding_days"]  # noqa: Y015
+    _WhichOneofArgType__holding_days: _TypeAlias = _typing.Literal["_holding_days", b"_holding_days"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__holding_days) -> _WhichOneofReturnType__holding_days | None: ...
+
+Global___RealizedGain: _TypeAlias = RealizedGain  # noqa: Y015
+
+@_typing.final
+class RealizedGainTotals(_message.Message):
+    """The period's realized gains: short and long term (empty under the average method) and all."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHORT_TERM_FIELD_NUMBER: _builtins.int
+    LONG_TERM_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PROCEEDS_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    short_term: _builtins.str
+    long_term: _builtins.str
+    total: _builtins.str
+    proceeds: _builtins.str
+    cost_basis: _builtins.str
+    def __init__(
+        self,
+        *,
+        short_term: _builtins.str = ...,
+        long_term: _builtins.str = ...,
+        total: _builtins.str = ...,
+        proceeds: _builtins.str = ...,
+        cost_basis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_basis", b"cost_basis", "long_term", b"long_term", "proceeds", b"proceeds", "short_term", b"short_term", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RealizedGainTotals: _TypeAlias = RealizedGainTotals  # noqa: Y015
+
+@_typing.final
+class ListRealizedGainsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    COST_METHOD_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    GAINS_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    cost_method: Global___CostMethod.ValueType
+    currency: _builtins.str
+    """The portfolio's currency, which every money figure is in."""
+    @_builtins.property
+    def gains(self) -> _containers.RepeatedCompositeFieldContainer[Global___RealizedGain]:
+        """Oldest sale first; a sale's lots oldest first."""
+
+    @_builtins.property
+    def totals(self) -> Global___RealizedGainTotals:
+        """Of every row of the period, not only this page's."""
+
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        cost_method: Global___CostMethod.ValueType = ...,
+        currency: _builtins.str = ...,
+        gains: _abc.Iterable[Global___RealizedGain] | None = ...,
+        totals: Global___RealizedGainTotals | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_method", b"cost_method", "currency", b"currency", "gains", b"gains", "pagination", b"pagination", "portfolio_id", b"portfolio_id", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRealizedGainsResponse: _TypeAlias = ListRealizedGainsResponse  # noqa: Y015
+
+@_typing.final
 class GetPerformanceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -122,6 +122,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListRealizedGains = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListRealizedGains',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsResponse.FromString,
+                _registered_method=True)
         self.GetPerformance = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/GetPerformance',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPerformanceRequest.SerializeToString,
@@ -334,6 +339,14 @@ class PortfolioServiceServicer:
 
     def GetStockHistory(self, request, context):
         """GetStockHistory gives a stock's daily closes over a range and its change over it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRealizedGains(self, request, context):
+        """ListRealizedGains gives the lots every sale of a period closed (a tax report: Form
+        8949's rows), with their gains and the period's totals, in the portfolio's currency.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -555,6 +568,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetStockHistory,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.SerializeToString,
+            ),
+            'ListRealizedGains': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRealizedGains,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsResponse.SerializeToString,
             ),
             'GetPerformance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPerformance,
@@ -1118,6 +1136,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetStockHistory',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetStockHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRealizedGains(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListRealizedGains',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListRealizedGainsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class PortfolioServiceStub:
     GetQuote: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]
     GetStockHistory: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockHistoryRequest, _portfolio_pb2.GetStockHistoryResponse]
     """GetStockHistory gives a stock's daily closes over a range and its change over it."""
+    ListRealizedGains: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListRealizedGainsRequest, _portfolio_pb2.ListRealizedGainsResponse]
+    """ListRealizedGains gives the lots every sale of a period closed (a tax report: Form
+    8949's rows), with their gains and the period's totals, in the portfolio's currency.
+    """
     GetPerformance: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]
     ExportPortfolio: _grpc.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]
     """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
@@ -130,6 +134,10 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     GetQuote: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetQuoteRequest, _portfolio_pb2.GetQuoteResponse]  # type: ignore[assignment]
     GetStockHistory: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetStockHistoryRequest, _portfolio_pb2.GetStockHistoryResponse]  # type: ignore[assignment]
     """GetStockHistory gives a stock's daily closes over a range and its change over it."""
+    ListRealizedGains: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListRealizedGainsRequest, _portfolio_pb2.ListRealizedGainsResponse]  # type: ignore[assignment]
+    """ListRealizedGains gives the lots every sale of a period closed (a tax report: Form
+    8949's rows), with their gains and the period's totals, in the portfolio's currency.
+    """
     GetPerformance: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPerformanceRequest, _portfolio_pb2.GetPerformanceResponse]  # type: ignore[assignment]
     ExportPortfolio: _aio.UnaryStreamMultiCallable[_portfolio_pb2.ExportPortfolioRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """ExportPortfolio streams a portfolio's trades and positions as CSV or JSON, in chunks.
@@ -296,6 +304,16 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_portfolio_pb2.GetStockHistoryResponse, _abc.Awaitable[_portfolio_pb2.GetStockHistoryResponse]]:
         """GetStockHistory gives a stock's daily closes over a range and its change over it."""
+
+    @_abc_1.abstractmethod
+    def ListRealizedGains(
+        self,
+        request: _portfolio_pb2.ListRealizedGainsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListRealizedGainsResponse, _abc.Awaitable[_portfolio_pb2.ListRealizedGainsResponse]]:
+        """ListRealizedGains gives the lots every sale of a period closed (a tax report: Form
+        8949's rows), with their gains and the period's totals, in the portfolio's currency.
+        """
 
     @_abc_1.abstractmethod
     def GetPerformance(
