@@ -298,9 +298,14 @@ class Book:
     `state()` is what the book holds now, without its history; `Book.resume(state)` carries on
     from it, taking trades dated at or after the last one it includes (a back-dated one needs
     the history: `record` refuses it with `HistoryMissing`).
+
+    A book made with `sales=True` also keeps every sale it replays (`sales`: the lots each
+    closed); others do not pay for it (a realized-gains report asks, positions do not).
     """
 
-    def __init__(self, policy: CashPolicy = CashPolicy.FUND_SHORTFALL) -> None:
+    def __init__(
+        self, policy: CashPolicy = CashPolicy.FUND_SHORTFALL, *, sales: bool = False
+    ) -> None:
         self.policy = policy
         self._events: list[Event] = []
         self._holdings: dict[str, _Holding] = {}
@@ -310,7 +315,7 @@ class Book:
         self._fees = ZERO
         self._cash_side_fees = ZERO
         self._cash_in_lieu: list[CashInLieu] = []
-        self._sales: list[Sale] = []
+        self._sales: list[Sale] | None = [] if sales else None
         # The flows' sums, kept as they are added (a resumed book has not got the flows).
         self._deposits = ZERO
         self._outflows = ZERO  # negative: the sum of the flows out
@@ -370,8 +375,9 @@ class Book:
         *,
         splits: Iterable[Split] = (),
         policy: CashPolicy = CashPolicy.FUND_SHORTFALL,
+        sales: bool = False,
     ) -> Book:
-        book = cls(policy)
+        book = cls(policy, sales=sales)
         events: list[Event] = [*trades, *splits]
         for event in sorted(events, key=order_key):
             book._apply(event)
@@ -389,7 +395,9 @@ class Book:
             trades = (*trades, event)
         else:
             splits = (*splits, event)
-        self._adopt(Book.replay(trades, splits=splits, policy=self.policy))
+        self._adopt(
+            Book.replay(trades, splits=splits, policy=self.policy, sales=self._sales is not None)
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -425,9 +433,9 @@ class Book:
 
     @property
     def sales(self) -> tuple[Sale, ...]:
-        """Every sale replayed (sells and cash in lieu), in replay order; a book resumed from
-        its state has only those since (see the class docstring)."""
-        return tuple(self._sales)
+        """Every sale replayed (sells and cash in lieu), in replay order; empty unless the book
+        was made with `sales=True`."""
+        return tuple(self._sales or ())
 
     @property
     def dividends(self) -> Decimal:
@@ -581,9 +589,7 @@ class Book:
             if holding is None:
                 holding = _Holding(trade.symbol, Lots(trade.symbol))
                 self._holdings[trade.symbol] = holding
-            sale = _apply_to_holding(holding, trade)
-            if sale is not None:
-                self._sales.append(sale)
+            _apply_to_holding(holding, trade, self._sales)
             if trade.side is _DIVIDEND:
                 self._dividends += trade.amount
 
@@ -611,13 +617,24 @@ class Book:
         dust = _minus(
             holding.quantity, rounded(holding.quantity, QUANTITY_PLACES, rounding=ROUND_DOWN)
         )
-        paid = _pay_cash_in_lieu(holding, dust, split) if dust else None
+        closed: list[Lot] | None = None if self._sales is None else []
+        lieu = _pay_cash_in_lieu(holding, dust, split, closed) if dust else None
         self._holdings[split.symbol] = holding
-        if paid is not None:
-            lieu, sale = paid
+        if lieu is not None:
             self._cash = _plus(self._cash, lieu.proceeds)
             self._cash_in_lieu.append(lieu)
-            self._sales.append(sale)
+            if self._sales is not None and closed is not None:
+                self._sales.append(
+                    Sale(
+                        lieu.symbol,
+                        lieu.at,
+                        lieu.quantity,
+                        lieu.proceeds,
+                        tuple(closed),
+                        lieu.average_cost,
+                        in_lieu=True,
+                    )
+                )
 
     def _adopt(self, other: Book) -> None:
         """Takes over everything a replay built: every attribute at once, so that state added
@@ -656,12 +673,12 @@ class Book:
         )
 
 
-def _apply_to_holding(holding: _Holding, trade: Trade) -> Sale | None:
-    """Apply a share or dividend trade to its holding; a SELL gives the sale it made."""
+def _apply_to_holding(holding: _Holding, trade: Trade, sales: list[Sale] | None) -> None:
+    """Apply a share or dividend trade to its holding; a SELL is added to `sales`, if kept."""
     holding.fees += trade.fees
     if trade.side is _DIVIDEND:
         holding.dividends += trade.amount
-        return None
+        return
     holding.last_price, holding.last_price_at = trade.price, trade.executed_at
     if trade.side is _BUY:
         cost = trade.amount + trade.fees
@@ -671,22 +688,30 @@ def _apply_to_holding(holding: _Holding, trade: Trade) -> Sale | None:
         holding.quantity += trade.quantity
         holding.fifo_basis = _plus(holding.fifo_basis, cost)
         holding.average_basis = _plus(holding.average_basis, cost)
-        return None
+        return
     proceeds = trade.amount - trade.fees
-    closed, average_cost = _sell_shares(holding, trade.quantity, proceeds)
-    return Sale(
-        trade.symbol,
-        trade.executed_at,
-        trade.quantity,
-        proceeds,
-        closed,
-        average_cost,
-        trade.id,
-        trade.sequence,
+    if sales is None:
+        _sell_shares(holding, trade.quantity, proceeds)
+        return
+    closed: list[Lot] = []
+    _, average_cost = _sell_shares(holding, trade.quantity, proceeds, closed)
+    sales.append(
+        Sale(
+            trade.symbol,
+            trade.executed_at,
+            trade.quantity,
+            proceeds,
+            tuple(closed),
+            average_cost,
+            trade.id,
+            trade.sequence,
+        )
     )
 
 
-def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> tuple[CashInLieu, Sale]:
+def _pay_cash_in_lieu(
+    holding: _Holding, dust: Decimal, split: Split, closed: list[Lot] | None = None
+) -> CashInLieu:
     """Sell the `dust` a split left in `holding` (its quantity already split) as a SELL would.
 
     The price is the split's, else the last trade price (already split-adjusted). A holding
@@ -699,22 +724,20 @@ def _pay_cash_in_lieu(holding: _Holding, dust: Decimal, split: Split) -> tuple[C
     else:
         price = holding.average_basis / holding.quantity
     proceeds = _times(dust, price)
-    closed, average_cost = _sell_shares(holding, dust, proceeds)
-    lieu = CashInLieu(
-        split.symbol, split.effective_at, dust, price, proceeds, _lots_cost(closed), average_cost
+    fifo_cost, average_cost = _sell_shares(holding, dust, proceeds, closed)
+    return CashInLieu(
+        split.symbol, split.effective_at, dust, price, proceeds, fifo_cost, average_cost
     )
-    sale = Sale(split.symbol, split.effective_at, dust, proceeds, closed, average_cost)
-    return lieu, replace(sale, in_lieu=True)
 
 
 def _sell_shares(
-    holding: _Holding, quantity: Decimal, proceeds: Decimal
-) -> tuple[tuple[Lot, ...], Decimal]:
+    holding: _Holding, quantity: Decimal, proceeds: Decimal, closed: list[Lot] | None = None
+) -> tuple[Decimal, Decimal]:
     """Take `quantity` shares out of `holding` for `proceeds`: the oldest lots give them up
     (FIFO), the average basis its running average; the rest of `proceeds` is realized.
-    Returns the pieces of lots taken (their costs sum to the FIFO cost) and the average cost."""
-    closed = _consume_lots(holding.lots, quantity)
-    fifo_cost = _lots_cost(closed)
+    Returns the cost of the shares taken, FIFO and average; the pieces of lots taken are added
+    to `closed`, when given."""
+    fifo_cost = _consume_lots(holding.lots, quantity, closed)
     if quantity == holding.quantity:
         average_cost = holding.average_basis
     else:
@@ -728,25 +751,23 @@ def _sell_shares(
         # Whatever residue rounding left in the bases belongs to shares no longer held.
         holding.lots.clear()
         holding.fifo_basis = holding.average_basis = ZERO
-    return closed, average_cost
+    return fifo_cost, average_cost
 
 
-def _lots_cost(lots: Iterable[Lot]) -> Decimal:
-    """The exact cost of `lots`, added oldest first (as the sale that closed them took it)."""
-    return _total(lot.cost for lot in lots)
-
-
-def _consume_lots(lots: Lots, quantity: Decimal) -> tuple[Lot, ...]:
-    """Take `quantity` shares from the oldest lots; return the pieces taken, oldest first
-    (a whole lot as it was, or the part of one: its shares and their part of its cost)."""
-    taken: list[Lot] = []
+def _consume_lots(lots: Lots, quantity: Decimal, closed: list[Lot] | None = None) -> Decimal:
+    """Take `quantity` shares from the oldest lots; return the cost of what was taken. Each
+    piece taken (a whole lot as it was, or the part of one: its shares and their part of its
+    cost) is added to `closed`, when given."""
+    cost = ZERO
     remaining = quantity
     while remaining > 0 and lots:
         lot = lots.oldest()
         if lot.quantity <= remaining:
-            taken.append(lot)
+            cost = _plus(cost, lot.cost)
             remaining = _minus(remaining, lot.quantity)
             lots.take_oldest()
+            if closed is not None:
+                closed.append(lot)
         else:
             part = lot.cost * remaining / lot.quantity
             left = Lot(  # not dataclasses.replace: a tenth of the cost, for every partial sell
@@ -757,9 +778,11 @@ def _consume_lots(lots: Lots, quantity: Decimal) -> tuple[Lot, ...]:
                 lot.sequence,
             )
             lots.replace_oldest(left)
-            taken.append(Lot(lot.symbol, remaining, part, lot.opened_at, lot.sequence))
+            cost = _plus(cost, part)
+            if closed is not None:
+                closed.append(Lot(lot.symbol, remaining, part, lot.opened_at, lot.sequence))
             remaining = ZERO
-    return tuple(taken)
+    return cost
 
 
 def _action(trade: Trade) -> str:

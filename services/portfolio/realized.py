@@ -190,7 +190,7 @@ class RealizedGains:
 
         def report() -> RealizedReport:
             # The whole history: a stored book state keeps no sales.
-            book = Book.replay(trades, splits=splits, policy=portfolio.kind.policy)
+            book = Book.replay(trades, splits=splits, policy=portfolio.kind.policy, sales=True)
             return realized_report(book.sales, method, period)
 
         found = await asyncio.to_thread(report)  # CPU-bound over years of trades

@@ -45,7 +45,7 @@ TWO_LOTS = [
 
 
 def test_fifo_rows_are_the_lots_a_sale_closed_with_their_days_and_terms() -> None:
-    book = Book.replay(TWO_LOTS)
+    book = Book.replay(TWO_LOTS, sales=True)
     report = realized_report(book.sales, CostMethod.FIFO, Period())
     first, second = report.rows
     # Proceeds 15 * 200 - 15 = 2985, shared by quantity: 1990 and 995.
@@ -73,7 +73,7 @@ def test_fifo_rows_are_the_lots_a_sale_closed_with_their_days_and_terms() -> Non
 
 
 def test_average_rows_are_one_per_sale_without_terms() -> None:
-    book = Book.replay(TWO_LOTS)
+    book = Book.replay(TWO_LOTS, sales=True)
     report = realized_report(book.sales, CostMethod.AVERAGE, Period())
     (row,) = report.rows
     # Average cost of 20 shares for 2505: 15 of them cost 1878.75.
@@ -84,7 +84,7 @@ def test_average_rows_are_one_per_sale_without_terms() -> None:
 
 
 def test_a_period_takes_the_sales_of_its_days_both_included() -> None:
-    sales = Book.replay(TWO_LOTS).sales
+    sales = Book.replay(TWO_LOTS, sales=True).sales
     assert realized_report(sales, CostMethod.FIFO, period_of("2024-12-02", "2024-12-02")).rows
     assert not realized_report(sales, CostMethod.FIFO, period_of("2024-01-01", "2024-12-01")).rows
     assert not realized_report(sales, CostMethod.FIFO, period_of("2024-12-03", "")).rows
@@ -106,7 +106,7 @@ def test_a_split_keeps_the_lots_day_and_its_cash_in_lieu_is_a_row() -> None:
         trade(Side.SELL, "20", "110", "0", date(2024, 6, 3), 2),
     ]
     split = Split("AAPL", D(3), on(date(2024, 3, 1)), of=1)
-    book = Book.replay(trades, splits=[split])
+    book = Book.replay(trades, splits=[split], sales=True)
     (row,) = realized_report(book.sales, CostMethod.FIFO, Period()).rows
     assert (row.quantity, row.cost_basis, row.proceeds, row.acquired_on) == (
         D(20),
@@ -117,7 +117,7 @@ def test_a_split_keeps_the_lots_day_and_its_cash_in_lieu_is_a_row() -> None:
     reverse = Split("AAPL", D(1), on(date(2024, 3, 1)), price=D(900), of=3)
     odd = [trade(Side.BUY, "10", "300", "0", date(2024, 1, 2), 1)]
     (lieu,) = realized_report(
-        Book.replay(odd, splits=[reverse]).sales, CostMethod.FIFO, Period()
+        Book.replay(odd, splits=[reverse], sales=True).sales, CostMethod.FIFO, Period()
     ).rows
     assert (lieu.cash_in_lieu, lieu.trade_id, lieu.sold_on) == (True, "", date(2024, 3, 1))
 
@@ -130,14 +130,35 @@ def test_the_rows_over_all_time_add_up_exactly_to_the_realized_gain(
     trades = valid_trades(steps)
     end = trades[-1].executed_at
     splits = [] if ratio is None else [Split("AAPL", ratio, end + timedelta(days=1))]
-    held = Book.replay(trades, splits=splits).quantity("AAPL")
+    held = Book.replay(trades, splits=splits, sales=True).quantity("AAPL")
     if held:  # a sale after the split: its lots' days and costs came through it
         last = Trade(Side.SELL, "AAPL", held, D("7.5"), D(1), end + timedelta(days=400), 99)
         trades.append(last)
-    book = Book.replay(trades, splits=splits)
+    book = Book.replay(trades, splits=splits, sales=True)
     for method in CostMethod:
         report = realized_report(book.sales, method, Period())
         assert report.totals.gain == book.realized_gain(method)
         sold = sum((t.quantity for t in trades if t.side is Side.SELL), D(0))
         lieu = sum((c.quantity for c in book.cash_in_lieu), D(0))
         assert sum((r.quantity for r in report.rows), D(0)) == sold + lieu
+
+
+def test_a_book_keeps_its_sales_through_a_back_dated_record_and_only_when_asked() -> None:
+    book = Book(sales=True)
+    for made in (TWO_LOTS[1], TWO_LOTS[0], TWO_LOTS[2]):  # the first buy recorded back-dated
+        book.record(made)
+    fifo = realized_report(book.sales, CostMethod.FIFO, Period())
+    assert [r.acquired_on for r in fifo.rows] == [date(2023, 1, 10), date(2024, 9, 1)]
+    assert Book.replay(TWO_LOTS).sales == ()
+
+
+@settings(deadline=None)
+@given(share_histories, ratios)
+def test_keeping_the_sales_changes_nothing_else_in_the_book(
+    steps: list[tuple[object, ...]], ratio: Decimal
+) -> None:
+    trades = valid_trades(steps)
+    splits = [Split("AAPL", ratio, trades[-1].executed_at + timedelta(days=1))]
+    kept, plain = (Book.replay(trades, splits=splits, sales=s) for s in (True, False))
+    assert kept.state() == plain.state()
+    assert kept.cash_in_lieu == plain.cash_in_lieu
