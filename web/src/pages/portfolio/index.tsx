@@ -1,5 +1,5 @@
-/** One portfolio: its live totals, positions with live prices, performance, trades, stock
- * splits, import and export. */
+/** One portfolio: its live totals, positions with live prices, performance, trades, realized
+ * gains, stock splits, import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -13,6 +13,7 @@ import { Export } from "./Export";
 import { Import } from "./Import";
 import { PerformancePanel } from "./Performance";
 import { Positions } from "./Positions";
+import { RealizedGains } from "./RealizedGains";
 import { Settings } from "./Settings";
 import { Splits } from "./Splits";
 import { Trades } from "./Trades";
@@ -59,6 +60,7 @@ export default function PortfolioPage() {
       <Positions portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} />
+      <RealizedGains portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
       <div class="grid">
         <Import portfolioId={id} currency={currency} onImported={portfolio.reload} />

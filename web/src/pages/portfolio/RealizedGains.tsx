@@ -1,0 +1,141 @@
+/** The portfolio's realized gains in a tax year (or all time), a page at a time: every sale's
+ * closed lots (oldest lots first), with the days held and the term, and the year's totals, in the
+ * portfolio's currency. */
+
+import { useEffect, useState } from "preact/hooks";
+import { api, envelope } from "../../api/client";
+import { useApi } from "../../api/useApi";
+import { ErrorBanner } from "../../components/form";
+import { money, quantity, signed, trend } from "../../format";
+
+const PAGE_SIZE = 20;
+const YEARS_SHOWN = 10;
+const ALL = "all";
+
+/** This year (UTC) and the nine before it, newest first. */
+function years(): string[] {
+  const now = new Date().getUTCFullYear();
+  return Array.from({ length: YEARS_SHOWN }, (_, i) => String(now - i));
+}
+
+export function RealizedGains(props: { portfolioId: string; currency: string; version: string }) {
+  const [year, setYear] = useState(String(new Date().getUTCFullYear()));
+  const [page, setPage] = useState(1);
+  useEffect(() => setPage(1), [props.portfolioId, year]);
+  const period = year === ALL ? {} : { from: `${year}-01-01`, to: `${year}-12-31` };
+  const gains = useApi(
+    () =>
+      envelope(
+        api().GET("/api/v1/portfolios/{portfolio_id}/realized-gains", {
+          params: {
+            path: { portfolio_id: props.portfolioId },
+            query: { ...period, page, limit: PAGE_SIZE },
+          },
+        }),
+      ),
+    [props.portfolioId, year, page, props.version],
+  );
+  const data = gains.data?.data;
+  const rows = data?.gains ?? [];
+  const totals = data?.totals;
+  const pages = Math.max(1, gains.data?.pagination?.totalPages ?? 1);
+  const currency = data?.currency || props.currency;
+  return (
+    <section class="card" aria-labelledby="realized-title">
+      <div class="row spread">
+        <h2 id="realized-title">Realized gains</h2>
+        <label>
+          Year{" "}
+          <select
+            value={year}
+            onChange={(e) => setYear((e.target as HTMLSelectElement).value)}
+            data-testid="realized-year"
+          >
+            {years().map((y) => (
+              <option key={y} value={y}>
+                {y}
+              </option>
+            ))}
+            <option value={ALL}>All time</option>
+          </select>
+        </label>
+      </div>
+      <ErrorBanner error={gains.error} testid="realized-error" />
+      <dl class="stats" data-testid="realized-totals">
+        <div>
+          <dt>Short term</dt>
+          <dd class={trend(totals?.shortTerm)} data-testid="realized-short">
+            {signed(totals?.shortTerm ?? 0, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Long term</dt>
+          <dd class={trend(totals?.longTerm)} data-testid="realized-long">
+            {signed(totals?.longTerm ?? 0, currency)}
+          </dd>
+        </div>
+        <div>
+          <dt>Total</dt>
+          <dd class={trend(totals?.total)} data-testid="realized-total">
+            {signed(totals?.total ?? 0, currency)}
+          </dd>
+        </div>
+      </dl>
+      <div class="table-wrap">
+        <table class="nowrap" data-testid="realized-table" aria-busy={gains.loading}>
+          <thead>
+            <tr>
+              <th scope="col">Sold</th>
+              <th scope="col">Symbol</th>
+              <th scope="col" class="num">Quantity</th>
+              <th scope="col">Acquired</th>
+              <th scope="col" class="num hide-narrow">Days held</th>
+              <th scope="col">Term</th>
+              <th scope="col" class="num">Proceeds</th>
+              <th scope="col" class="num">Cost basis</th>
+              <th scope="col" class="num">Gain</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((g, i) => (
+              <tr key={`${g.tradeId}-${g.soldOn}-${i}`} data-testid="realized-row">
+                <td>{g.soldOn}</td>
+                <td>
+                  {g.symbol}
+                  {g.cashInLieu && <span class="muted"> (cash in lieu)</span>}
+                </td>
+                <td class="num">{quantity(g.quantity)}</td>
+                <td>{g.acquiredOn}</td>
+                <td class="num hide-narrow">{g.holdingDays ?? ""}</td>
+                <td>{g.term}</td>
+                <td class="num">{money(g.proceeds, currency)}</td>
+                <td class="num">{money(g.costBasis, currency)}</td>
+                <td class={`num ${trend(g.gain)}`}>{signed(g.gain ?? 0, currency)}</td>
+              </tr>
+            ))}
+            {rows.length === 0 && !gains.loading && (
+              <tr>
+                <td colSpan={9} class="muted">
+                  No sales in this period.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+      {pages > 1 && (
+        <nav class="row spread" aria-label="Realized gains pages">
+          <button type="button" disabled={page <= 1} onClick={() => setPage(page - 1)}>
+            ← Earlier
+          </button>
+          <span data-testid="realized-page">
+            Page {page} of {pages}
+          </span>
+          <button type="button" disabled={page >= pages} onClick={() => setPage(page + 1)}>
+            Later →
+          </button>
+        </nav>
+      )}
+    </section>
+  );
+}
