@@ -213,3 +213,15 @@ fired_alerts = Table(
     Column("message", Text, nullable=False),
     Index("ix_fired_alerts_user_id", "user_id", "fired_at"),
 )
+
+# A portfolio's target allocation (services.portfolio.allocations): a weight in percent per
+# symbol, kept in the order its owner gave them (`position`). The rest of 100 is the cash target.
+portfolio_targets = Table(
+    "portfolio_targets",
+    metadata,
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("weight", ExactDecimal(), nullable=False),
+    Column("position", Integer, nullable=False),
+    PrimaryKeyConstraint("portfolio_id", "symbol"),
+)

@@ -10,6 +10,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.portfolio.alert_watch import AlertWatch
 from services.portfolio.alerts import Alerts
+from services.portfolio.allocations import Allocations
 from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
 from services.portfolio.config import MarketConfig, load_portfolio_config
@@ -109,8 +110,9 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     alert_watch = AlertWatch(db, market.ticks, hub, cache, leading=lambda: market.leading)
     resources.push_async_callback(alert_watch.stop)
     await alert_watch.start()
+    portfolios = Portfolios(db, prices, hub)
     cases = UseCases(
-        portfolios=Portfolios(db, prices, hub),
+        portfolios=portfolios,
         trades=trades,
         imports=Imports(
             trades, hub, max_rows=settings.max_import_rows, exchange=exchange, orders=orders
@@ -127,6 +129,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         alerts=Alerts(db, market, alert_watch.changed),
         splits=Splits(db, prices, hub, orders=orders),
         realized=RealizedGains(db),
+        allocations=Allocations(db, portfolios, prices),
     )
     calculator = Calculator(
         db,

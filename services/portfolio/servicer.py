@@ -18,6 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.portfolio.alerts import Alerts
+from services.portfolio.allocation_rpcs import AllocationRpcs
+from services.portfolio.allocations import Allocations
 from services.portfolio.domain import CostMethod, Side
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
@@ -72,6 +74,7 @@ class UseCases:
     histories: StockHistories
     splits: Splits
     realized: RealizedGains
+    allocations: Allocations
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -100,7 +103,12 @@ M = TypeVar("M", bound=Message)
 
 
 class PortfolioServicer(
-    OrderRpcs, WatchRpcs, FxRpcs, SplitRpcs, portfolio_pb2_grpc.PortfolioServiceServicer
+    OrderRpcs,
+    WatchRpcs,
+    FxRpcs,
+    SplitRpcs,
+    AllocationRpcs,
+    portfolio_pb2_grpc.PortfolioServiceServicer,
 ):
     def __init__(self, cases: UseCases) -> None:
         self._cases = cases

@@ -1392,6 +1392,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/targets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get portfolio targets
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetPortfolioTargets`.
+         */
+        get: operations["PortfolioService_GetPortfolioTargets"];
+        /**
+         * Update portfolio targets
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.UpdatePortfolioTargets`.
+         */
+        put: operations["PortfolioService_UpdatePortfolioTargets"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/portfolios/{portfolio_id}/rebalance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get rebalance
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetRebalance`.
+         */
+        get: operations["PortfolioService_GetRebalance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -2346,6 +2390,50 @@ export interface components {
             timeInForce?: components["schemas"]["stockfolio.portfolio.v1.TimeInForce"];
             fees?: string;
             notes?: string;
+        };
+        "stockfolio.portfolio.v1.GetPortfolioTargetsResponse": {
+            portfolioId?: string;
+            targets?: components["schemas"]["stockfolio.portfolio.v1.AllocationTarget"][];
+            cashWeight?: string;
+        };
+        "stockfolio.portfolio.v1.AllocationTarget": {
+            symbol: string;
+            weight: string;
+        };
+        "stockfolio.portfolio.v1.UpdatePortfolioTargetsResponse": {
+            portfolioId?: string;
+            targets?: components["schemas"]["stockfolio.portfolio.v1.AllocationTarget"][];
+            cashWeight?: string;
+        };
+        "stockfolio.portfolio.v1.GetRebalanceResponse": {
+            portfolioId?: string;
+            currency?: string;
+            totalValue?: string;
+            cash?: string;
+            extraCash?: string;
+            cashWeight?: string;
+            targetCashWeight?: string;
+            lines?: components["schemas"]["stockfolio.portfolio.v1.RebalanceLine"][];
+            cashAfter?: string;
+            cashWeightAfter?: string;
+            fractional?: boolean;
+        };
+        "stockfolio.portfolio.v1.RebalanceLine": {
+            symbol?: string;
+            currency?: string;
+            localPrice?: string;
+            fxRate?: string;
+            price?: string;
+            quantity?: string;
+            value?: string;
+            weight?: string;
+            targetWeight?: string;
+            drift?: string;
+            side?: components["schemas"]["stockfolio.portfolio.v1.TradeSide"];
+            tradeQuantity?: string;
+            tradeValue?: string;
+            reason?: string;
+            weightAfter?: string;
         };
     };
     responses: {
@@ -4880,6 +4968,93 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.Order"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetPortfolioTargets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetPortfolioTargetsResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_UpdatePortfolioTargets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    targets?: {
+                        symbol: string;
+                        weight: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.UpdatePortfolioTargetsResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetRebalance: {
+        parameters: {
+            query?: {
+                cash?: string;
+                fractional?: boolean;
+            };
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetRebalanceResponse"];
                     };
                 };
             };

@@ -3145,3 +3145,292 @@ class BenchmarkComparison(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BenchmarkComparison: _TypeAlias = BenchmarkComparison  # noqa: Y015
+
+@_typing.final
+class AllocationTarget(_message.Message):
+    """--- target allocations and rebalancing ---------------------------------------------------------
+
+    One symbol's share of a portfolio's value that its owner aims for.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    weight: _builtins.str
+    """Percent of the portfolio's value: more than 0, at most 100, at most 4 decimal places
+    ("60", "12.5").
+    """
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        weight: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbol", b"symbol", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationTarget: _TypeAlias = AllocationTarget  # noqa: Y015
+
+@_typing.final
+class GetPortfolioTargetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPortfolioTargetsRequest: _TypeAlias = GetPortfolioTargetsRequest  # noqa: Y015
+
+@_typing.final
+class GetPortfolioTargetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    CASH_WEIGHT_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    cash_weight: _builtins.str
+    """100 less the targets' weights: the share of the value to keep in cash."""
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationTarget]:
+        """In the order they were given."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        targets: _abc.Iterable[Global___AllocationTarget] | None = ...,
+        cash_weight: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_weight", b"cash_weight", "portfolio_id", b"portfolio_id", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPortfolioTargetsResponse: _TypeAlias = GetPortfolioTargetsResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePortfolioTargetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationTarget]:
+        """At most 100, each symbol once (in any case), the weights adding up to at most 100."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        targets: _abc.Iterable[Global___AllocationTarget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePortfolioTargetsRequest: _TypeAlias = UpdatePortfolioTargetsRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePortfolioTargetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    CASH_WEIGHT_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    cash_weight: _builtins.str
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationTarget]: ...
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        targets: _abc.Iterable[Global___AllocationTarget] | None = ...,
+        cash_weight: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_weight", b"cash_weight", "portfolio_id", b"portfolio_id", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePortfolioTargetsResponse: _TypeAlias = UpdatePortfolioTargetsResponse  # noqa: Y015
+
+@_typing.final
+class GetRebalanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    cash: _builtins.str
+    """Cash to invest on top of the portfolio's own, in its currency (absent: none)."""
+    fractional: _builtins.bool
+    """Suggest fractional quantities (to 8 places) rather than whole shares."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        cash: _builtins.str = ...,
+        fractional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "fractional", b"fractional", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRebalanceRequest: _TypeAlias = GetRebalanceRequest  # noqa: Y015
+
+@_typing.final
+class RebalanceLine(_message.Message):
+    """One symbol of a rebalance: where it stands, where it should be, and the trade between.
+    Money is in the portfolio's currency; weights and drift are in percent of total_value.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LOCAL_PRICE_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    TARGET_WEIGHT_FIELD_NUMBER: _builtins.int
+    DRIFT_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    TRADE_QUANTITY_FIELD_NUMBER: _builtins.int
+    TRADE_VALUE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WEIGHT_AFTER_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    currency: _builtins.str
+    """The listing's trading currency, its price there and today's rate into the portfolio's
+    currency (empty without a current price).
+    """
+    local_price: _builtins.str
+    fx_rate: _builtins.str
+    price: _builtins.str
+    """The current price in the portfolio's currency (empty without one)."""
+    quantity: _builtins.str
+    """Shares held and their value now (a holding without a current price: at its last trade)."""
+    value: _builtins.str
+    weight: _builtins.str
+    target_weight: _builtins.str
+    """0 for a holding without a target."""
+    drift: _builtins.str
+    """weight - target_weight, in percentage points (positive: overweight)."""
+    side: Global___TradeSide.ValueType
+    """The suggested trade: buy or sell (unspecified: none, see reason)."""
+    trade_quantity: _builtins.str
+    trade_value: _builtins.str
+    reason: _builtins.str
+    """Why no trade is suggested: NO_PRICE (no current price), ON_TARGET (less than the trade
+    step away), NO_CASH (a buy the cash cannot pay for). Empty when a trade is suggested.
+    """
+    weight_after: _builtins.str
+    """The weight once the suggested trades are made."""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        local_price: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        price: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        value: _builtins.str = ...,
+        weight: _builtins.str = ...,
+        target_weight: _builtins.str = ...,
+        drift: _builtins.str = ...,
+        side: Global___TradeSide.ValueType = ...,
+        trade_quantity: _builtins.str = ...,
+        trade_value: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        weight_after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "drift", b"drift", "fx_rate", b"fx_rate", "local_price", b"local_price", "price", b"price", "quantity", b"quantity", "reason", b"reason", "side", b"side", "symbol", b"symbol", "target_weight", b"target_weight", "trade_quantity", b"trade_quantity", "trade_value", b"trade_value", "value", b"value", "weight", b"weight", "weight_after", b"weight_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebalanceLine: _TypeAlias = RebalanceLine  # noqa: Y015
+
+@_typing.final
+class GetRebalanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_VALUE_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    EXTRA_CASH_FIELD_NUMBER: _builtins.int
+    CASH_WEIGHT_FIELD_NUMBER: _builtins.int
+    TARGET_CASH_WEIGHT_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    CASH_AFTER_FIELD_NUMBER: _builtins.int
+    CASH_WEIGHT_AFTER_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    currency: _builtins.str
+    """The portfolio's currency."""
+    total_value: _builtins.str
+    """The holdings, the cash and the extra cash: what the weights are shares of."""
+    cash: _builtins.str
+    """The portfolio's cash and the extra cash given."""
+    extra_cash: _builtins.str
+    cash_weight: _builtins.str
+    target_cash_weight: _builtins.str
+    cash_after: _builtins.str
+    """Cash (and extra cash) once the suggested sells and buys are made: never negative."""
+    cash_weight_after: _builtins.str
+    fractional: _builtins.bool
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RebalanceLine]:
+        """The targets in their order, then holdings without a target by symbol."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        total_value: _builtins.str = ...,
+        cash: _builtins.str = ...,
+        extra_cash: _builtins.str = ...,
+        cash_weight: _builtins.str = ...,
+        target_cash_weight: _builtins.str = ...,
+        lines: _abc.Iterable[Global___RebalanceLine] | None = ...,
+        cash_after: _builtins.str = ...,
+        cash_weight_after: _builtins.str = ...,
+        fractional: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "cash_after", b"cash_after", "cash_weight", b"cash_weight", "cash_weight_after", b"cash_weight_after", "currency", b"currency", "extra_cash", b"extra_cash", "fractional", b"fractional", "lines", b"lines", "portfolio_id", b"portfolio_id", "target_cash_weight", b"target_cash_weight", "total_value", b"total_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRebalanceResponse: _TypeAlias = GetRebalanceResponse  # noqa: Y015

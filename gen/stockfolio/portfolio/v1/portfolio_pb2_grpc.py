@@ -227,6 +227,21 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.FromString,
                 _registered_method=True)
+        self.GetPortfolioTargets = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetPortfolioTargets',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsResponse.FromString,
+                _registered_method=True)
+        self.UpdatePortfolioTargets = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/UpdatePortfolioTargets',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsResponse.FromString,
+                _registered_method=True)
+        self.GetRebalance = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetRebalance',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -481,6 +496,30 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPortfolioTargets(self, request, context):
+        """GetPortfolioTargets gives a portfolio's target allocation: a weight per symbol, in
+        percent; the rest of 100 is the cash target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePortfolioTargets(self, request, context):
+        """UpdatePortfolioTargets replaces a portfolio's whole target allocation (an empty list
+        clears it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRebalance(self, request, context):
+        """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
+        (sells first, their proceeds paying for the buys); it records nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -673,6 +712,21 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.StreamPortfolioEvents,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.SerializeToString,
+            ),
+            'GetPortfolioTargets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPortfolioTargets,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsResponse.SerializeToString,
+            ),
+            'UpdatePortfolioTargets': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePortfolioTargets,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsResponse.SerializeToString,
+            ),
+            'GetRebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRebalance,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1703,6 +1757,87 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/StreamPortfolioEvents',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.StreamPortfolioEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPortfolioTargets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetPortfolioTargets',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioTargetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePortfolioTargets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/UpdatePortfolioTargets',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePortfolioTargetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetRebalance',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -99,6 +99,18 @@ class PortfolioServiceStub:
     """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
     naming its owner; the facade delivers each only to its owner's sockets.
     """
+    GetPortfolioTargets: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPortfolioTargetsRequest, _portfolio_pb2.GetPortfolioTargetsResponse]
+    """GetPortfolioTargets gives a portfolio's target allocation: a weight per symbol, in
+    percent; the rest of 100 is the cash target.
+    """
+    UpdatePortfolioTargets: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.UpdatePortfolioTargetsRequest, _portfolio_pb2.UpdatePortfolioTargetsResponse]
+    """UpdatePortfolioTargets replaces a portfolio's whole target allocation (an empty list
+    clears it).
+    """
+    GetRebalance: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetRebalanceRequest, _portfolio_pb2.GetRebalanceResponse]
+    """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
+    (sells first, their proceeds paying for the buys); it records nothing.
+    """
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -169,6 +181,18 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     StreamPortfolioEvents: _aio.UnaryStreamMultiCallable[_portfolio_pb2.StreamPortfolioEventsRequest, _portfolio_pb2.StreamPortfolioEventsResponse]  # type: ignore[assignment]
     """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
     naming its owner; the facade delivers each only to its owner's sockets.
+    """
+    GetPortfolioTargets: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPortfolioTargetsRequest, _portfolio_pb2.GetPortfolioTargetsResponse]  # type: ignore[assignment]
+    """GetPortfolioTargets gives a portfolio's target allocation: a weight per symbol, in
+    percent; the rest of 100 is the cash target.
+    """
+    UpdatePortfolioTargets: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.UpdatePortfolioTargetsRequest, _portfolio_pb2.UpdatePortfolioTargetsResponse]  # type: ignore[assignment]
+    """UpdatePortfolioTargets replaces a portfolio's whole target allocation (an empty list
+    clears it).
+    """
+    GetRebalance: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetRebalanceRequest, _portfolio_pb2.GetRebalanceResponse]  # type: ignore[assignment]
+    """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
+    (sells first, their proceeds paying for the buys); it records nothing.
     """
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -465,6 +489,36 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_portfolio_pb2.StreamPortfolioEventsResponse], _abc.AsyncIterator[_portfolio_pb2.StreamPortfolioEventsResponse]]:
         """StreamPortfolioEvents streams trades and portfolio revaluations of every user, each
         naming its owner; the facade delivers each only to its owner's sockets.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPortfolioTargets(
+        self,
+        request: _portfolio_pb2.GetPortfolioTargetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetPortfolioTargetsResponse, _abc.Awaitable[_portfolio_pb2.GetPortfolioTargetsResponse]]:
+        """GetPortfolioTargets gives a portfolio's target allocation: a weight per symbol, in
+        percent; the rest of 100 is the cash target.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdatePortfolioTargets(
+        self,
+        request: _portfolio_pb2.UpdatePortfolioTargetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.UpdatePortfolioTargetsResponse, _abc.Awaitable[_portfolio_pb2.UpdatePortfolioTargetsResponse]]:
+        """UpdatePortfolioTargets replaces a portfolio's whole target allocation (an empty list
+        clears it).
+        """
+
+    @_abc_1.abstractmethod
+    def GetRebalance(
+        self,
+        request: _portfolio_pb2.GetRebalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetRebalanceResponse, _abc.Awaitable[_portfolio_pb2.GetRebalanceResponse]]:
+        """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
+        (sells first, their proceeds paying for the buys); it records nothing.
         """
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
