@@ -1,5 +1,5 @@
 /** One portfolio: its live totals, positions with live prices, performance, trades, realized
- * gains, stock splits, import and export. */
+ * gains, stock splits, target allocations and rebalancing, import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -14,6 +14,7 @@ import { Import } from "./Import";
 import { PerformancePanel } from "./Performance";
 import { Positions } from "./Positions";
 import { RealizedGains } from "./RealizedGains";
+import { Rebalance } from "./Rebalance";
 import { Settings } from "./Settings";
 import { Splits } from "./Splits";
 import { Trades } from "./Trades";
@@ -59,6 +60,7 @@ export default function PortfolioPage() {
       <Totals portfolio={p} />
       <Positions portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
+      <Rebalance portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} />
       <RealizedGains portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />

@@ -1,0 +1,318 @@
+/** Target allocations and rebalancing (README: Target allocations and rebalancing): a form of
+ * target weights (percent of the portfolio's value; the rest is the cash target), saved whole,
+ * and the trades the API suggests to reach them at current prices, with extra cash to invest and
+ * whole or fractional shares. It suggests only: nothing is traded from here. */
+
+import { useEffect, useState } from "preact/hooks";
+import { api, envelope, type Schemas } from "../../api/client";
+import { ApiError } from "../../api/errors";
+import { useApi } from "../../api/useApi";
+import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { decimalProblem } from "../../decimal";
+import { money, percent, price as formatPrice, quantity } from "../../format";
+
+type Line = Schemas["stockfolio.portfolio.v1.RebalanceLine"];
+type Row = { symbol: string; weight: string };
+
+const SYMBOL = /^\^?[A-Za-z0-9][A-Za-z0-9.=-]{0,14}$/;
+const REASONS: Record<string, string> = {
+  NO_PRICE: "no current price",
+  ON_TARGET: "on target",
+  NO_CASH: "not enough cash",
+};
+
+function emptyRow(): Row {
+  return { symbol: "", weight: "" };
+}
+
+export function Rebalance(props: { portfolioId: string; currency: string; version: string }) {
+  const { portfolioId, currency } = props;
+  const targets = useApi(
+    async () =>
+      (
+        await envelope(
+          api().GET("/api/v1/portfolios/{portfolio_id}/targets", {
+            params: { path: { portfolio_id: portfolioId } },
+          }),
+        )
+      ).data,
+    [portfolioId],
+  );
+  const [saved, setSaved] = useState(0);
+  return (
+    <section class="card" aria-labelledby="rebalance-title" data-testid="rebalance">
+      <h2 id="rebalance-title">Rebalance</h2>
+      <p class="muted">
+        Target weights in percent of the portfolio's value; what is left of 100 % is kept in cash.
+        Holdings without a target are sold off. Suggestions only: nothing is traded from here.
+      </p>
+      <ErrorBanner error={targets.error} testid="targets-error" />
+      {targets.data && (
+        <TargetsForm
+          portfolioId={portfolioId}
+          initial={(targets.data.targets ?? []).map((t) => ({
+            symbol: t.symbol ?? "",
+            weight: t.weight ?? "",
+          }))}
+          onSaved={() => setSaved((n) => n + 1)}
+        />
+      )}
+      <Suggestions portfolioId={portfolioId} currency={currency} version={`${props.version}:${saved}`} />
+    </section>
+  );
+}
+
+function TargetsForm(props: { portfolioId: string; initial: Row[]; onSaved: () => void }) {
+  const [rows, setRows] = useState<Row[]>(props.initial.length ? props.initial : [emptyRow()]);
+  const [checked, setChecked] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  useEffect(() => setError(null), [rows]);
+
+  const filled = rows.filter((r) => r.symbol.trim() !== "" || r.weight.trim() !== "");
+  const rowProblem = (r: Row): { symbol?: string; weight?: string } => ({
+    symbol: SYMBOL.test(r.symbol.trim()) ? undefined : "a symbol such as AAPL",
+    weight:
+      decimalProblem(r.weight, { places: 4 }) ?? (Number(r.weight) > 100 ? "at most 100" : undefined),
+  });
+  const sum = filled.reduce((total, r) => total + (Number(r.weight) || 0), 0);
+  const sumProblem =
+    sum > 100 + 1e-9
+      ? `the weights add up to ${sum.toFixed(4).replace(/\.?0+$/, "")} %, more than 100`
+      : undefined;
+  const apiError = error instanceof ApiError ? error : null;
+  const shown = (i: number, field: "symbol" | "weight"): string | undefined =>
+    (checked && rowProblem(rows[i] as Row)[field]) ||
+    (rows[i] && filled.includes(rows[i] as Row)
+      ? apiError?.field(`targets[${filled.indexOf(rows[i] as Row)}].${field}`)
+      : undefined);
+
+  function edit(i: number, change: Partial<Row>) {
+    setRows(rows.map((r, j) => (j === i ? { ...r, ...change } : r)));
+  }
+
+  async function save(event: Event) {
+    event.preventDefault();
+    if (busy) return;
+    setChecked(true);
+    if (sumProblem || filled.some((r) => Object.values(rowProblem(r)).some(Boolean))) return;
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    try {
+      const answer = await envelope(
+        api().PUT("/api/v1/portfolios/{portfolio_id}/targets", {
+          params: { path: { portfolio_id: props.portfolioId } },
+          body: { targets: filled.map((r) => ({ symbol: r.symbol.trim(), weight: r.weight.trim() })) },
+        }),
+      );
+      const kept = (answer.data.targets ?? []).map((t) => ({
+        symbol: t.symbol ?? "",
+        weight: t.weight ?? "",
+      }));
+      setRows(kept.length ? kept : [emptyRow()]);
+      setChecked(false);
+      setNotice(`Targets saved; ${answer.data.cashWeight ?? "100"} % in cash.`);
+      props.onSaved();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <form onSubmit={save} data-testid="targets-form" noValidate>
+      <ErrorBanner error={error} testid="targets-save-error" />
+      <NoticeBanner notice={notice} testid="targets-saved" />
+      <div class="table-wrap">
+        <table class="nowrap" data-testid="targets-table">
+          <thead>
+            <tr>
+              <th scope="col">Symbol</th>
+              <th scope="col" class="num">Target %</th>
+              <th scope="col" aria-label="Actions" />
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r, i) => (
+              <tr key={i} data-testid="target-row">
+                <td>
+                  <input
+                    aria-label={`Symbol ${i + 1}`}
+                    value={r.symbol}
+                    autoComplete="off"
+                    aria-invalid={Boolean(shown(i, "symbol"))}
+                    onInput={(e) => edit(i, { symbol: e.currentTarget.value.toUpperCase() })}
+                    data-testid="target-symbol"
+                  />
+                  {shown(i, "symbol") && <small class="error"> {shown(i, "symbol")}</small>}
+                </td>
+                <td class="num">
+                  <input
+                    aria-label={`Target percent ${i + 1}`}
+                    inputMode="decimal"
+                    autoComplete="off"
+                    value={r.weight}
+                    aria-invalid={Boolean(shown(i, "weight"))}
+                    onInput={(e) => edit(i, { weight: e.currentTarget.value })}
+                    data-testid="target-weight"
+                  />
+                  {shown(i, "weight") && <small class="error"> {shown(i, "weight")}</small>}
+                </td>
+                <td>
+                  <button
+                    type="button"
+                    class="link"
+                    onClick={() => setRows(rows.filter((_, j) => j !== i))}
+                    aria-label={`Remove target ${i + 1}`}
+                    data-testid="target-remove"
+                  >
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <p class="muted" data-testid="targets-sum">
+        {sumProblem ?? `${Math.max(0, 100 - sum).toFixed(2)} % in cash`}
+      </p>
+      <div class="row">
+        <button
+          type="button"
+          disabled={rows.length >= 100}
+          onClick={() => setRows([...rows, emptyRow()])}
+          data-testid="target-add"
+        >
+          Add a target
+        </button>
+        <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="targets-save">
+          {busy ? "Saving…" : "Save targets"}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function Suggestions(props: { portfolioId: string; currency: string; version: string }) {
+  const { portfolioId, currency } = props;
+  const [extra, setExtra] = useState("");
+  const [fractional, setFractional] = useState(false);
+  const [asked, setAsked] = useState({ cash: "", fractional: false });
+  const extraProblem = decimalProblem(extra, { places: 8, zero: true, optional: true });
+  const plan = useApi(
+    async () =>
+      (
+        await envelope(
+          api().GET("/api/v1/portfolios/{portfolio_id}/rebalance", {
+            params: {
+              path: { portfolio_id: portfolioId },
+              query: { ...(asked.cash ? { cash: asked.cash } : {}), fractional: asked.fractional },
+            },
+          }),
+        )
+      ).data,
+    [portfolioId, props.version, asked.cash, asked.fractional],
+  );
+
+  function ask(event: Event) {
+    event.preventDefault();
+    if (extraProblem) return;
+    setAsked({ cash: extra.trim(), fractional });
+    if (asked.cash === extra.trim() && asked.fractional === fractional) plan.reload();
+  }
+
+  const p = plan.data;
+  const lines = p?.lines ?? [];
+  return (
+    <>
+      <h3 style={{ margin: "1.25rem 0 0.75rem" }}>Suggested trades</h3>
+      <form class="row" onSubmit={ask} data-testid="rebalance-form" noValidate>
+        <label>
+          Extra cash to invest ({currency}){" "}
+          <input
+            inputMode="decimal"
+            autoComplete="off"
+            value={extra}
+            aria-invalid={Boolean(extraProblem)}
+            onInput={(e) => setExtra(e.currentTarget.value)}
+            data-testid="rebalance-cash"
+          />
+        </label>
+        {extraProblem && <small class="error">{extraProblem}</small>}
+        <label>
+          <input
+            type="checkbox"
+            checked={fractional}
+            onChange={(e) => setFractional(e.currentTarget.checked)}
+            data-testid="rebalance-fractional"
+          />{" "}
+          Fractional shares
+        </label>
+        <button type="submit" disabled={plan.loading} data-testid="rebalance-submit">
+          Suggest
+        </button>
+      </form>
+      <ErrorBanner error={plan.error} testid="rebalance-error" />
+      <div class="table-wrap">
+        <table class="nowrap" data-testid="rebalance-table" aria-busy={plan.loading}>
+          <thead>
+            <tr>
+              <th scope="col">Symbol</th>
+              <th scope="col" class="num">Price</th>
+              <th scope="col" class="num">Value</th>
+              <th scope="col" class="num">Weight</th>
+              <th scope="col" class="num">Target</th>
+              <th scope="col" class="num">Drift</th>
+              <th scope="col">Suggestion</th>
+              <th scope="col" class="num">Weight after</th>
+            </tr>
+          </thead>
+          <tbody>
+            {lines.map((line) => (
+              <tr key={line.symbol} data-testid="rebalance-row" data-symbol={line.symbol}>
+                <th scope="row">{line.symbol}</th>
+                <td class="num">
+                  {line.price ? formatPrice(line.price) : "—"}
+                  {line.currency && line.currency !== currency && (
+                    <small class="muted"> ({formatPrice(line.localPrice)} {line.currency})</small>
+                  )}
+                </td>
+                <td class="num">{money(line.value, currency)}</td>
+                <td class="num">{percent(line.weight, false)}</td>
+                <td class="num">{percent(line.targetWeight, false)}</td>
+                <td class="num">{percent(line.drift)}</td>
+                <td data-testid="rebalance-suggestion">{suggestion(line, currency)}</td>
+                <td class="num">{percent(line.weightAfter, false)}</td>
+              </tr>
+            ))}
+            {p && (
+              <tr data-testid="rebalance-cash-row">
+                <th scope="row">Cash</th>
+                <td />
+                <td class="num">{money(Number(p.cash ?? 0) + Number(p.extraCash ?? 0), currency)}</td>
+                <td class="num">{percent(p.cashWeight, false)}</td>
+                <td class="num">{percent(p.targetCashWeight, false)}</td>
+                <td />
+                <td data-testid="rebalance-cash-after">{money(p.cashAfter, currency)} left</td>
+                <td class="num">{percent(p.cashWeightAfter, false)}</td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+/** "Buy 9 · $3,737.70", "Sell 8 · $1,516.00", or why there is no trade. */
+function suggestion(line: Line, currency: string): string {
+  if (line.side === "buy" || line.side === "sell") {
+    const verb = line.side === "buy" ? "Buy" : "Sell";
+    return `${verb} ${quantity(line.tradeQuantity)} · ${money(line.tradeValue, currency)}`;
+  }
+  return REASONS[line.reason ?? ""] ?? "—";
+}
