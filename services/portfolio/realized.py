@@ -180,7 +180,9 @@ class RealizedGains:
     ) -> RealizedPage:
         """The user's portfolio's realized gains in `period` (NotFound for another's)."""
         portfolio_id = require_portfolio_id(portfolio_id)
-        async with self._db.reading() as session:
+        # One moment's history: the trades and the splits must agree (a split recorded between
+        # two READ COMMITTED reads would be replayed over trades that never had it).
+        async with self._db.snapshot() as session:
             portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
             if portfolio is None:
                 raise portfolio_not_found(portfolio_id)
