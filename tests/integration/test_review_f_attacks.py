@@ -251,6 +251,11 @@ async def test_a_hundred_tiny_targets_and_huge_extra_cash_never_overspend(
     ]
     kept = await set_targets(s, who, p, *pairs)
     assert kept.cash_weight == "0"
+    read = await s.stub.GetPortfolioTargets(
+        pb.GetPortfolioTargetsRequest(portfolio_id=p), metadata=who
+    )
+    assert [(t.symbol, t.weight) for t in read.targets] == pairs
+    assert read.cash_weight == "0"
     for cash in ("", "999999999999.99999999", "0.00000001"):
         for fractional in (False, True):
             reply = await rebalance(s, who, p, cash=cash, fractional=fractional)
