@@ -1,13 +1,14 @@
 """`make bench`: the figures of issue 3 (foundation), each a ratio to baselines measured in the
 same run, then those of issue 4 (portfolio: trades and /ws/portfolio, bench/portfolio.py),
-then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py),
+then those of issue 6 (workspace: 20 MB transfers and a 10,000-file listing, bench/workspace.py,
+and small-file writes with what they cost the database, bench/workspace_writes.py),
 then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench/terminal.py),
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
 issue 16's order matching (bench/orders.py), alert evaluation per step (bench/alerts.py) and
 GetPerformance with currencies (bench/performance.py).
-`--only foundation|portfolio|trades|ws|workspace|terminal|assistant|replicas|orders|alerts|`
-`performance` runs one part.
+`--only foundation|portfolio|trades|ws|workspace|workspace-writes|terminal|assistant|replicas|`
+`orders|alerts|performance` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -106,6 +107,13 @@ from bench.workspace import (
     describe_workspace,
     print_workspace,
     run_workspace,
+)
+from bench.workspace_writes import (
+    WritesReport,
+    WritesSettings,
+    describe_writes,
+    print_writes,
+    run_writes,
 )
 from tests.system_harness import HOST, REPO, HarnessError, Ports, free_ports, migrate
 
@@ -343,6 +351,7 @@ PARTS = {
         "trades",
         "ws",
         "workspace",
+        "workspace-writes",
         "terminal",
         "assistant",
         "replicas",
@@ -354,7 +363,8 @@ PARTS = {
     "portfolio": ("trades", "ws"),
     "trades": ("trades",),
     "ws": ("ws",),
-    "workspace": ("workspace",),
+    "workspace": ("workspace", "workspace-writes"),
+    "workspace-writes": ("workspace-writes",),
     "terminal": ("terminal",),
     "assistant": ("assistant",),
     "replicas": ("replicas",),
@@ -370,6 +380,7 @@ class Plan:
     foundation: Settings
     portfolio: PortfolioSettings
     workspace: WorkspaceSettings
+    writes: WritesSettings
     terminal: tuple[TerminalSettings, ...]
 
 
@@ -380,8 +391,8 @@ def parse_args(argv: Sequence[str]) -> Plan:
         choices=sorted(PARTS),
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
-        " workspace (issue 6), terminal (issue 5), assistant (issue 7), replicas (issue 15),"
-        " orders, alerts or performance (issue 16)",
+        " workspace (issue 6, with workspace-writes), workspace-writes alone, terminal (issue 5),"
+        " assistant (issue 7), replicas (issue 15), orders, alerts or performance (issue 16)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -390,7 +401,9 @@ def parse_args(argv: Sequence[str]) -> Plan:
     parser.add_argument("--concurrency", type=int, default=64)
     portfolio = parser.add_argument_group("portfolio (issue 4)")
     portfolio.add_argument(
-        "--databases", default="sqlite,postgresql", help="trades on: sqlite, postgresql or both"
+        "--databases",
+        default="sqlite,postgresql",
+        help="trades and workspace writes on: sqlite, postgresql or both",
     )
     portfolio.add_argument("--trade-concurrency", type=int, default=32)
     portfolio.add_argument("--trade-duration", type=float, default=8.0, help="seconds per round")
@@ -491,7 +504,10 @@ def parse_args(argv: Sequence[str]) -> Plan:
     )
     sandboxes = ("bwrap", "off") if args.terminal_sandbox == "both" else (args.terminal_sandbox,)
     terminals = tuple(replace(terminal_settings, sandbox=s) for s in sandboxes)
-    return Plan(parts, foundation, portfolio_settings, workspace_settings, terminals)
+    writes_settings = WritesSettings(databases=databases)
+    return Plan(
+        parts, foundation, portfolio_settings, workspace_settings, writes_settings, terminals
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -511,6 +527,8 @@ def main(argv: Sequence[str]) -> int:
         print(describe_portfolio(plan.portfolio), flush=True)
     if "workspace" in plan.parts:
         print(describe_workspace(plan.workspace), flush=True)
+    if "workspace-writes" in plan.parts:
+        print(describe_writes(plan.writes), flush=True)
     if "terminal" in plan.parts:
         for terminal_settings in plan.terminal:
             print(describe_terminal(terminal_settings), flush=True)
@@ -528,6 +546,7 @@ def main(argv: Sequence[str]) -> int:
     report: Report | None = None
     portfolio: PortfolioReport | None = None
     workspace: WorkspaceReport | None = None
+    writes: WritesReport | None = None
     terminals: list[TerminalReport] = []
     assistant: AssistantReport | None = None
     replicas: ReplicaReport | None = None
@@ -542,6 +561,8 @@ def main(argv: Sequence[str]) -> int:
                 portfolio = run_portfolio(plan.portfolio)
             if "workspace" in plan.parts:
                 workspace = run_workspace(plan.workspace)
+            if "workspace-writes" in plan.parts:
+                writes = run_writes(plan.writes)
             if "terminal" in plan.parts:
                 terminals = [run_terminal(t) for t in plan.terminal]
             if "assistant" in plan.parts:
@@ -569,6 +590,8 @@ def main(argv: Sequence[str]) -> int:
         print_portfolio(portfolio)
     if workspace is not None:
         print_workspace(workspace)
+    if writes is not None:
+        print_writes(writes)
     for terminal in terminals:
         print_terminal(terminal)
     if assistant is not None:

@@ -12,7 +12,8 @@ reconcile against), and the room writes under way hold (`quota_reservations`, ea
 lease its replica renews while the write lasts: a replica that dies gives its room back once
 the lease lapses). Room is taken in one transaction that holds the folder's row (a row lock
 on PostgreSQL, the write lock on SQLite): the usage, every live reservation and the new room
-must fit together.
+must fit together. A small write costs two transactions: its room taken (the usage read in
+the same transaction), then its change counted and its room given back together.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,16 +129,33 @@ def _known(row: Any) -> Known:
     return Known(Usage(int(row.bytes), int(row.files)), row.scanned_at, int(row.seq))
 
 
+def _stale(known: Known, now: datetime, interval: float) -> bool:
+    """Whether `known` is to be measured again before a check trusts it."""
+    return known.scanned_at is None or (now - known.scanned_at).total_seconds() > interval
+
+
 class _Store:
     """The quota's shared state; each method is one transaction."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _insert(self, table: Table) -> Any:
+        """An INSERT of the database's own dialect (which can say ON CONFLICT)."""
+        module: Any = postgresql if self._db.dialect == "postgresql" else sqlite
+        return module.insert(table)
+
     async def known(self, user: str) -> Known | None:
         async with self._db.reading() as tx:
             query = select(quota_usage).where(quota_usage.c.user_id == user)
             row = (await tx.execute(query)).first()
+        return _known(row) if row is not None else None
+
+    async def _locked(self, tx: AsyncSession, user: str) -> Known | None:
+        """The folder's row, locked until the transaction ends (on SQLite the transaction holds
+        the write lock already); None if it has none."""
+        query = select(quota_usage).where(quota_usage.c.user_id == user).with_for_update()
+        row = (await tx.execute(query)).first()
         return _known(row) if row is not None else None
 
     async def _hold(self, tx: AsyncSession, user: str, default: Usage) -> Known:
@@ -146,9 +164,8 @@ class _Store:
         query = select(quota_usage).where(quota_usage.c.user_id == user).with_for_update()
         row = (await tx.execute(query)).first()
         if row is None:
-            module: Any = postgresql if self._db.dialect == "postgresql" else sqlite
             await tx.execute(
-                module.insert(quota_usage)
+                self._insert(quota_usage)
                 .values(
                     user_id=user,
                     bytes=default.bytes,
@@ -233,15 +250,24 @@ class _Store:
     ) -> None:
         """Count a completed change in the folder's usage and log it for the scans under way;
         with `release`, that reservation's room is given back at the same moment."""
-        async with self._db.transaction() as tx:
-            known = await self._hold(tx, user, Usage(0, 0))
-            usage = known.usage.plus(size, files)
-            seq = known.seq + 1
-            await tx.execute(
-                update(quota_usage)
-                .where(quota_usage.c.user_id == user)
-                .values(bytes=usage.bytes, files=usage.files, seq=seq)
+        u = quota_usage.c
+        # One statement locks the row, counts the change (never below zero, as Usage.plus)
+        # and numbers it.
+        counted = (
+            update(quota_usage)
+            .where(u.user_id == user)
+            .values(
+                bytes=case((u.bytes + size < 0, 0), else_=u.bytes + size),
+                files=case((u.files + files < 0, 0), else_=u.files + files),
+                seq=u.seq + 1,
             )
+            .returning(u.seq)
+        )
+        async with self._db.transaction() as tx:
+            seq = (await tx.execute(counted)).scalar_one_or_none()
+            if seq is None:  # no row yet: made (unscanned, from nothing), then counted
+                await self._hold(tx, user, Usage(0, 0))
+                seq = (await tx.execute(counted)).scalar_one()
             await tx.execute(
                 quota_changes.insert().values(
                     user_id=user, seq=seq, bytes=size, files=files, ended_at=now
@@ -255,17 +281,17 @@ class _Store:
     async def forget(self, user: str, now: datetime) -> None:
         """Mark the usage for a rescan, and log an empty change: a scan under way (it may have
         measured what was just deleted) is not trusted."""
+        u = quota_usage.c
         async with self._db.transaction() as tx:
-            query = select(quota_usage).where(quota_usage.c.user_id == user).with_for_update()
-            row = (await tx.execute(query)).first()
-            if row is None:
-                return
-            seq = int(row.seq) + 1
-            await tx.execute(
+            marked = (
                 update(quota_usage)
-                .where(quota_usage.c.user_id == user)
-                .values(scanned_at=None, seq=seq)
+                .where(u.user_id == user)
+                .values(scanned_at=None, seq=u.seq + 1)
+                .returning(u.seq)
             )
+            seq = (await tx.execute(marked)).scalar_one_or_none()
+            if seq is None:
+                return
             await tx.execute(
                 quota_changes.insert().values(user_id=user, seq=seq, bytes=0, files=0, ended_at=now)
             )
@@ -293,13 +319,21 @@ class _Store:
         limits: Usage,
         now: datetime,
         expires: datetime,
-    ) -> Usage:
+        fresh_for: float | None,
+    ) -> Usage | None:
         """Add `size` bytes and `files` files to what `reservation` holds if they fit beside
         the usage and every other live reservation, and up to `ahead` bytes more as far as
-        those fit; what it holds then. QuotaExceeded (nothing taken) if they do not fit."""
+        those fit; what it holds then. QuotaExceeded (nothing taken) if they do not fit.
+
+        None (nothing taken) when the folder has no usage yet, or, with `fresh_for` (a
+        reservation's first take), when its usage is marked for a rescan or older than that
+        many seconds: it is to be measured first, not here (a scan would hold the row, on
+        SQLite the whole database, for as long as it takes)."""
         r = quota_reservations
         async with self._db.transaction() as tx:
-            known = await self._hold(tx, reservation.user, reservation.read)
+            known = await self._locked(tx, reservation.user)
+            if known is None or (fresh_for is not None and _stale(known, now, fresh_for)):
+                return None
             others = (
                 await tx.execute(
                     select(
@@ -316,12 +350,11 @@ class _Store:
             refuse_beyond(usage, limits, size=size, files=files)
             extra = max(0, min(ahead, limits.bytes - usage.bytes - size))
             holds = Usage(held.bytes + size + extra, held.files + files)
+            # Made by the first take, changed by the next ones, made again if another replica
+            # pruned it meanwhile (its lease lapsed: its room was checked again in full above).
             values = {"bytes": holds.bytes, "files": holds.files, "expires_at": expires}
-            done = await tx.execute(update(r).where(r.c.id == reservation.id).values(values))
-            if not getattr(done, "rowcount", 0):
-                await tx.execute(
-                    r.insert().values(id=reservation.id, user_id=reservation.user, **values)
-                )
+            made = self._insert(r).values(id=reservation.id, user_id=reservation.user, **values)
+            await tx.execute(made.on_conflict_do_update(index_elements=[r.c.id], set_=values))
             return holds
 
     async def renew(
@@ -406,10 +439,8 @@ class Quotas:
         lock = self._locks.setdefault(folder, asyncio.Lock())
         async with lock:
             known = await self._store.known(user)
-            if not fresh and known is not None and known.scanned_at is not None:
-                age = (self._clock() - known.scanned_at).total_seconds()
-                if age <= self.interval:
-                    return known.usage
+            if not fresh and known is not None and not _stale(known, self._clock(), self.interval):
+                return known.usage
             # Read before the scan begins: a change counted by then is on disk by then.
             mark = known.seq if known is not None else 0
             began = self._clock()
@@ -430,8 +461,10 @@ class Quotas:
     ) -> Reservation:
         """`check`, counting the writes under way on every replica, and hold the room until
         the reservation is released (after the write's own `changed`): concurrent writes
-        cannot overrun. `ahead`: see `Reservation.grow`."""
-        reservation = Reservation(self, folder, await self.usage(folder))
+        cannot overrun. `ahead`: see `Reservation.grow`. The usage is read (measured first
+        if it is old) in the reservation's first take, not in a transaction of its own."""
+        self._seen.add(folder)
+        reservation = Reservation(self, folder)
         try:
             await reservation.grow(size=size, files=files, ahead=ahead)
         except BaseException:
@@ -439,21 +472,35 @@ class Quotas:
             raise
         return reservation
 
-    async def _take(self, reservation: Reservation, size: int, files: int, ahead: int) -> Usage:
-        """Take room for `reservation` if it fits beside the folder's usage (as recorded; what
-        the reservation read if there is none: a delete meanwhile marks the usage for a rescan,
-        which must not lift the quota for the rest of an upload) and every live reservation."""
-        now = self._clock()
+    async def _take(
+        self, reservation: Reservation, size: int, files: int, ahead: int, *, first: bool
+    ) -> Usage:
+        """Take room for `reservation` if it fits beside the folder's usage and every live
+        reservation. Its first take trusts the usage only if it is fresh (else it is measured,
+        then taken); the next ones take it as recorded (a delete meanwhile marks the usage for
+        a rescan, which must not lift the quota for the rest of an upload)."""
         self._live[reservation.id] = reservation
-        return await self._store.take(
-            reservation,
-            size=size,
-            files=files,
-            ahead=ahead,
-            limits=self.limits,
-            now=now,
-            expires=now + timedelta(seconds=self.lease),
-        )
+
+        async def take(fresh_for: float | None) -> Usage | None:
+            now = self._clock()
+            return await self._store.take(
+                reservation,
+                size=size,
+                files=files,
+                ahead=ahead,
+                limits=self.limits,
+                now=now,
+                expires=now + timedelta(seconds=self.lease),
+                fresh_for=fresh_for,
+            )
+
+        held = await take(self.interval if first else None)
+        if held is None:
+            await self.usage(reservation.folder)  # measured, outside the take's transaction
+            held = await take(None)
+        if held is None:
+            raise RuntimeError(f"no usage recorded for {reservation.user} after measuring it")
+        return held
 
     def refuse_beyond(self, usage: Usage, *, size: int = 0, files: int = 0) -> None:
         refuse_beyond(usage, self.limits, size=size, files=files)
@@ -560,14 +607,14 @@ class Reservation:
     """Room a write under way holds in its owner's quota, on every replica: grown as its bytes
     arrive (only growth is checked), released once the write is accounted or abandoned."""
 
-    def __init__(self, quotas: Quotas, folder: Path, read: Usage) -> None:
+    def __init__(self, quotas: Quotas, folder: Path) -> None:
         self._quotas = quotas
         self.id = str(uuid.uuid4())
+        self.folder = folder
         self.user = quotas._user(folder)
-        self.read = read
         self.held = Usage(0, 0)  # what its row holds
         self._used = Usage(0, 0)  # what the write has asked for
-        self._taken = False
+        self._row = False  # whether it may have a row (to give back)
 
     async def grow(self, *, size: int = 0, files: int = 0, ahead: bool = False) -> None:
         """Take `size` more bytes and `files` more files; QuotaExceeded if they do not fit.
@@ -577,9 +624,16 @@ class Reservation:
         used = Usage(self._used.bytes + size, self._used.files + files)
         more = Usage(max(0, used.bytes - self.held.bytes), max(0, used.files - self.held.files))
         if more.bytes or more.files:
-            self._taken = True
+            first, self._row = not self._row, True
             extra = min(max(STEP, 2 * used.bytes), self._quotas.most_ahead) if ahead else 0
-            self.held = await self._quotas._take(self, more.bytes, more.files, extra)
+            try:
+                self.held = await self._quotas._take(
+                    self, more.bytes, more.files, extra, first=first
+                )
+            except QuotaExceeded:
+                # Refused, nothing written: a first take leaves no row to give back.
+                self._row = not first
+                raise
         self._used = used
 
     async def release(self) -> None:
@@ -588,12 +642,12 @@ class Reservation:
             await self._quotas._store.drop(self.id)
 
     def settled(self) -> str | None:
-        """Marks the room given back (renewed no more); the id of its row if it has one."""
-        if not self._taken:
-            return None
-        self._taken = False
-        self.held = self._used = Usage(0, 0)
+        """Marks the room given back (renewed no more); the id of its row if it may have one."""
         self._quotas._live.pop(self.id, None)
+        self.held = self._used = Usage(0, 0)
+        if not self._row:
+            return None
+        self._row = False
         return self.id
 
 

@@ -13,11 +13,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
 from services.workspace.quota import measure
@@ -49,6 +53,76 @@ async def held_upload(
     await asyncio.wait_for(sent.wait(), 10)
     await until(lambda: staged_bytes(ws) >= size, "every byte of the held upload written")
     return task, hold
+
+
+@dataclass
+class Costs:
+    """Transactions and statements the workspace database was asked for (BEGINs not counted:
+    only SQLite's are statements)."""
+
+    transactions: int = 0
+    statements: int = 0
+
+
+@pytest.fixture
+def database_costs(workspace_database_url: str) -> Iterator[Costs]:
+    """What the workspace database (not the users one) is asked for, from now on, by any engine
+    on it: counted by SQLAlchemy's events."""
+    database = make_url(workspace_database_url).database
+    costs = Costs()
+
+    def statement(connection: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if connection.engine.url.database == database and not sql.startswith("BEGIN"):
+            costs.statements += 1
+
+    def ended(connection: Any) -> None:
+        if connection.engine.url.database == database:
+            costs.transactions += 1
+
+    hooks = (("before_cursor_execute", statement), ("commit", ended), ("rollback", ended))
+    for name, hook in hooks:
+        event.listen(Engine, name, hook)
+    try:
+        yield costs
+    finally:
+        for name, hook in hooks:
+            event.remove(Engine, name, hook)
+
+
+async def test_a_small_write_costs_the_quota_two_transactions_and_a_refused_one_one(
+    start_workspace: StartWorkspace, database_costs: Costs
+) -> None:
+    """A CreateFile of 1 KiB, its user's usage fresh: one transaction finds the project, one
+    takes the room (the usage read in it), one counts the write and gives the room back. Before:
+    the usage was read in a transaction of its own, and a refused write dropped a row it had
+    never made."""
+    async with start_workspace(**QUOTA) as ws:
+        ada = await ws.user()
+        site = await ws.project(ada, "site")
+        free = MB - measure(ws.root / ada.id).bytes
+
+        async def costs(content: str, path: str) -> tuple[int, int]:
+            before = Costs(database_costs.transactions, database_costs.statements)
+            try:
+                await ws.stub.CreateFile(
+                    W.CreateFileRequest(project=site.id, path=path, content=content),
+                    metadata=ada.metadata,
+                )
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            return (
+                database_costs.transactions - before.transactions,
+                database_costs.statements - before.statements,
+            )
+
+        # Project, then the room: its row locked, the others' room summed, its own made; then
+        # the usage counted (one UPDATE ... RETURNING), the change logged, the room deleted.
+        assert await costs("x" * 1024, "small.txt") == (3, 7)
+        assert await costs("x" * 1024, "again.txt") == (3, 7)
+        # Refused in its take: nothing to give back.
+        assert await costs("x" * free, "large.txt") == (2, 3)
+        assert (ws.root / ada.id / "site" / "small.txt").stat().st_size == 1024
+        assert not (ws.root / ada.id / "site" / "large.txt").exists()
 
 
 async def test_two_uploads_at_once_through_two_replicas_cannot_both_fit(

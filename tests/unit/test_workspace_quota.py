@@ -290,3 +290,30 @@ async def test_a_delete_during_another_replicas_scan_frees_its_room(
     await scan
     monkeypatch.setattr(quota, "measure", real)
     assert await deleter.usage(folder) == Usage(0, 0)
+
+
+async def test_a_reservation_measures_an_old_or_marked_usage_before_it_takes_room(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    """The usage is read in the reservation's own transaction; when it is older than the
+    interval, or marked for a rescan by a delete, the folder is measured first."""
+    now = [datetime(2026, 12, 7, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    quotas = make_quotas(Usage(10_000, 100), interval=60, clock=clock)
+    assert await quotas.usage(folder) == Usage(0, 0)
+    (folder / "by-the-terminal").write_bytes(b"x" * 5_000)
+    now[0] += timedelta(seconds=30)  # fresh: the usage recorded counts
+    fits = await quotas.reserve(folder, size=6_000, files=1)
+    await fits.release()
+    now[0] += timedelta(seconds=31)  # old: measured first
+    with pytest.raises(QuotaExceeded) as refused:
+        await quotas.reserve(folder, size=6_000, files=1)
+    assert refused.value.usage == Usage(5_000, 1)
+    (folder / "by-the-terminal").unlink()
+    await quotas.forget(folder)  # a delete: measured again at the next check
+    fits = await quotas.reserve(folder, size=10_000, files=1)
+    assert fits.held == Usage(10_000, 1)
+    await fits.release()
