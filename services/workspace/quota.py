@@ -379,11 +379,19 @@ class _Store:
             )
 
     async def prune(self, now: datetime) -> None:
-        """Lapsed reservations (their replicas died) and changes no scan still needs."""
+        """Lapsed reservations (their replicas died) and changes no scan still needs.
+
+        A lapsed row another transaction holds is left for the next pruning, never waited for.
+        Only a renewal and this lock several reservation rows (a take or a count locks its
+        folder's row, then its own reservation's, last), and they meet them in different
+        orders, a renewal by id, this by expiry: each could hold rows the other waits for,
+        and PostgreSQL would cancel one as deadlocked (seen when a replica's clock ran ahead
+        of another's). Waiting for nothing, this closes no circle of waits; the rows it leaves
+        hold no room meanwhile (every sum skips lapsed rows)."""
+        r = quota_reservations
         async with self._db.transaction() as tx:
-            await tx.execute(
-                delete(quota_reservations).where(quota_reservations.c.expires_at <= now)
-            )
+            lapsed = select(r.c.id).where(r.c.expires_at <= now).with_for_update(skip_locked=True)
+            await tx.execute(delete(r).where(r.c.id.in_(lapsed), r.c.expires_at <= now))
             await tx.execute(
                 delete(quota_changes).where(quota_changes.c.ended_at < now - CHANGES_KEPT)
             )
@@ -580,17 +588,22 @@ class Quotas:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
-            await self._count_pending()
-            kept = [p[3] for p in self._pending if p[3] is not None]
-            if not self._live and not kept:
-                continue
-            now = self._clock()
             try:
-                await self._store.renew(
-                    list(self._live), now, now + timedelta(seconds=self.lease), kept=kept
-                )
+                await self.renew()
             except Exception:
                 log.exception("renewing the workspace quota's reservations failed")
+
+    async def renew(self) -> None:
+        """What the lease loop does every third of a lease: count the changes whose accounting
+        failed (retried), then extend the leases of this replica's reservations."""
+        await self._count_pending()
+        kept = [p[3] for p in self._pending if p[3] is not None]
+        if not self._live and not kept:
+            return
+        now = self._clock()
+        await self._store.renew(
+            list(self._live), now, now + timedelta(seconds=self.lease), kept=kept
+        )
 
     async def _count_pending(self) -> None:
         while self._pending:

@@ -14,17 +14,19 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
-from services.workspace.quota import measure
+from services.runtime.db import Database
+from services.workspace.quota import Quotas, Usage, measure
 from services.workspace.staging import STAGING
 from tests.conftest import POSTGRES_ADMIN_URL, free_port
 from tests.integration.test_workspace_races import upload
@@ -405,3 +407,52 @@ async def test_an_upload_whose_accounting_fails_is_not_left_on_disk_uncounted(
         print(f"second upload: {code.name}")
         print(f"used {measure(folder).bytes} of {MB}")
         assert measure(folder).bytes <= MB
+
+
+async def test_lease_renewals_and_pruning_at_once_never_deadlock(
+    workspace_database_url: str, tmp_path: Path
+) -> None:
+    """One replica renews the leases of its uploads while another, whose clock runs ahead (to
+    which those leases look lapsed), prunes them: both change the same rows, and must never
+    wait for each other in a circle (PostgreSQL then cancels one with a deadlock error). The
+    rows lie in the table in one order and lapse in the other (room taken at various times),
+    among many other users' reservations, as in production: the renewal finds its rows by id,
+    the pruning by expiry."""
+    if workspace_database_url.startswith("sqlite"):
+        pytest.skip("row locks of PostgreSQL (SQLite has one writer at a time)")
+    start = datetime.now(UTC)
+    renewer_now = [start]
+    renewer_db, pruner_db = Database(workspace_database_url), Database(workspace_database_url)
+    limits = Usage(1 << 40, 1 << 30)
+    renewer = Quotas(renewer_db, limits, interval=3600, lease=60, clock=lambda: renewer_now[0])
+    pruner = Quotas(
+        pruner_db, limits, interval=3600, lease=60, clock=lambda: start + timedelta(days=1)
+    )
+    folder = tmp_path / "uploader"
+    folder.mkdir()
+    try:
+        async with renewer_db.transaction() as tx:
+            await tx.execute(
+                text(
+                    "INSERT INTO quota_reservations (id, user_id, bytes, files, expires_at)"
+                    " SELECT md5(n::text), 'other-' || (n % 500), 1, 0, '2100-01-01'"
+                    " FROM generate_series(1, 20000) AS n"
+                )
+            )
+        async with renewer_db.transaction() as tx:
+            await tx.execute(text("ANALYZE quota_reservations"))
+        failures: list[BaseException] = []
+        for _ in range(10):
+            uploads = []
+            for n in range(100):  # each later in the table, earlier to lapse
+                renewer_now[0] = start - timedelta(seconds=n)
+                uploads.append(await renewer.reserve(folder, size=1))
+            renewer_now[0] = start - timedelta(hours=1)  # every lease live, to the renewer
+            done = await asyncio.gather(renewer.renew(), pruner.prune(), return_exceptions=True)
+            failures += [d for d in done if isinstance(d, BaseException)]
+            for room in uploads:
+                room.settled()  # their rows are gone: nothing left to give back
+        assert failures == []
+    finally:
+        await renewer_db.close()
+        await pruner_db.close()
