@@ -46,8 +46,8 @@ FILES = "files"
 LEASE = 60.0
 # An upload's room is taken ahead, so that its chunks do not each cost a transaction: twice
 # what it has asked for so far (this much at first), a 64th of the byte quota at most, and
-# only what fits (a 20 MB upload takes room 4 times). What it did not use is given back when
-# it ends.
+# half the room left free at most (a 20 MB upload takes room 4 times; near the limit, more
+# often, in smaller steps). What it did not use is given back when it ends.
 STEP = 1024 * 1024
 # Changes are kept this long for the scans that began before them; a scan that took longer
 # than half of it is not trusted (changes it overlapped may be gone).
@@ -322,8 +322,9 @@ class _Store:
         fresh_for: float | None,
     ) -> Usage | None:
         """Add `size` bytes and `files` files to what `reservation` holds if they fit beside
-        the usage and every other live reservation, and up to `ahead` bytes more as far as
-        those fit; what it holds then. QuotaExceeded (nothing taken) if they do not fit.
+        the usage and every other live reservation, and up to `ahead` bytes more (half the
+        room then left at most); what it holds then. QuotaExceeded (nothing taken) if they do
+        not fit.
 
         None (nothing taken) when the folder has no usage yet, or, with `fresh_for` (a
         reservation's first take), when its usage is marked for a rescan or older than that
@@ -348,7 +349,9 @@ class _Store:
             held = reservation.held
             usage = known.usage.plus(int(others[0]) + held.bytes, int(others[1]) + held.files)
             refuse_beyond(usage, limits, size=size, files=files)
-            extra = max(0, min(ahead, limits.bytes - usage.bytes - size))
+            # Half the room left at most: the rest stays free for other writes (a small one
+            # near the limit is not refused for room this write may never use).
+            extra = max(0, min(ahead, (limits.bytes - usage.bytes - size) // 2))
             holds = Usage(held.bytes + size + extra, held.files + files)
             # Made by the first take, changed by the next ones, made again if another replica
             # pruned it meanwhile (its lease lapsed: its room was checked again in full above).

@@ -235,6 +235,39 @@ async def reached(
         )
 
 
+async def test_a_note_saved_near_the_limit_fits_beside_an_upload_under_way(
+    start_workspace: StartWorkspace,
+) -> None:
+    """20 KiB are free. A 4 KiB upload is under way through one replica (its stream still
+    open): it took room ahead, not knowing its size, but half of what was free at most. A
+    6 KiB note saved through the other replica fits beside it (before, the upload held all
+    16 KiB of its step and the note was refused), and the upload then completes."""
+    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        folder = one.root / ada.id
+        free = 20 * 1024
+        await one.stub.CreateFile(
+            W.CreateFileRequest(
+                project=site.id,
+                path="filler.txt",
+                content="f" * (MB - measure(folder).bytes - free),
+            ),
+            metadata=ada.metadata,
+        )
+        assert measure(folder).bytes == MB - free
+        first, hold = await held_upload(one, ada, site.id, "photo.bin", 4096)
+        note = await two.stub.CreateFile(
+            W.CreateFileRequest(project=site.id, path="note.txt", content="n" * 6144),
+            metadata=ada.metadata,
+        )
+        hold.set()
+        photo = await first
+
+        assert (note.file.size, photo.file.size) == (6144, 4096)
+        assert measure(folder).bytes == MB - free + 6144 + 4096
+
+
 async def test_the_room_a_replica_that_died_held_comes_back_after_its_lease(
     start_workspace: StartWorkspace,
 ) -> None:

@@ -145,8 +145,8 @@ async def test_room_taken_ahead_by_one_replica_is_counted_by_another_and_given_b
     fits = await two.reserve(folder, size=60_990)  # ahead of nothing: exactly what fits
     assert fits.held == Usage(60_990, 0)
     await fits.release()
-    await held.grow(size=61_000, ahead=True)  # only what fits is taken ahead
-    assert held.held == Usage(64_000, 1)
+    await held.grow(size=61_000, ahead=True)  # ahead, half of what is left free: 495 of 990
+    assert held.held == Usage(63_505, 1)
     await held.release()
     done = await two.reserve(folder, size=64_000)
     assert done.held == Usage(64_000, 0)
@@ -317,3 +317,26 @@ async def test_a_reservation_measures_an_old_or_marked_usage_before_it_takes_roo
     fits = await quotas.reserve(folder, size=10_000, files=1)
     assert fits.held == Usage(10_000, 1)
     await fits.release()
+
+
+async def test_an_upload_near_the_limit_leaves_half_the_free_room_to_other_writes(
+    make_quotas: MakeQuotas, folder: Path
+) -> None:
+    """1200 bytes are free. An upload under way takes room ahead (it cannot know its size):
+    half of what is free at most, so that a note saved meanwhile still fits (before, the
+    upload held all 1000 it took ahead, having used none of it, and the note was refused).
+    The upload then goes on to its end, since the two fit together; the quota is never
+    passed."""
+    one, two = (make_quotas(Usage(64_000, 100), interval=3600) for _ in range(2))
+    (folder / "old").write_bytes(b"x" * 62_800)
+    upload = await one.reserve(folder, files=1, ahead=True)
+    assert upload.held == Usage(600, 1)
+    note = await two.reserve(folder, size=500, files=1)
+    (folder / "note").write_bytes(b"n" * 500)
+    await two.changed(folder, size=500, files=1, releasing=note)
+    for _ in range(13):  # 650 bytes in chunks of 50: past what it holds, then within a step
+        await upload.grow(size=50, ahead=True)
+    (folder / "upload").write_bytes(b"u" * 650)
+    await one.changed(folder, size=650, files=1, releasing=upload)
+    assert await one.usage(folder) == Usage(63_950, 3)
+    assert quota.measure(folder) == Usage(63_950, 3)
