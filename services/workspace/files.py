@@ -42,6 +42,7 @@ from services.runtime.pagination import Page
 from services.workspace.locks import VolumeLocks
 from services.workspace.paths import (
     PathForbidden,
+    Placed,
     atomic_write,
     check_again_after_creating_parents,
     check_opened,
@@ -132,6 +133,12 @@ def blob_sha(data: bytes) -> str:
 
 def _file_sha(path: Path) -> str:
     with os.fdopen(open_regular(path), "rb") as file:
+        return _sha_of(file)
+
+
+def _descriptor_sha(fd: int) -> str:
+    """The git blob sha of the file open at `fd`, read from where the descriptor stands."""
+    with os.fdopen(os.dup(fd), "rb") as file:
         return _sha_of(file)
 
 
@@ -255,6 +262,11 @@ def _written(target: Path, path: str, sha: str) -> Written:
     return Written(path, sha, info.st_size, _when(info))
 
 
+def _placed(path: str, sha: str, placed: Placed) -> Written:
+    """A file just written, as it was written (a delete right after cannot fail the answer)."""
+    return Written(path, sha, placed.size, _when(placed.info))
+
+
 class Files:
     """File operations inside one project folder (the caller located it for its owner)."""
 
@@ -347,9 +359,13 @@ class Files:
                 await asyncio.to_thread(_make_folder, project, target)
                 return await asyncio.to_thread(_written, target, cleaned, "")
             async with self._room(project, size=len(data), files=1) as room:
-                await atomic_write(target, [data], inside=project, staging=self._staging)
+                # Its folders made again if a delete through another replica removes them
+                # meanwhile (that lock is the folder's, not this file's): this comes after it.
+                placed = await atomic_write(
+                    target, [data], inside=project, staging=self._staging, make_folders=True
+                )
                 await self._account(project, room, size=len(data), files=1)
-        return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
+        return _placed(cleaned, blob_sha(data), placed)
 
     async def update(
         self, project: Path, path: str, content: str, encoding: str, sha: str
@@ -375,9 +391,10 @@ class Files:
             if current != sha.strip().lower():
                 raise ShaMismatch(cleaned, current)
             async with self._room(project, size=len(data) - info.st_size, files=0) as room:
-                await atomic_write(target, [data], inside=project, staging=self._staging)
+                # A delete of its folder meanwhile wins (the file it changes is gone: 404).
+                placed = await atomic_write(target, [data], inside=project, staging=self._staging)
                 await self._account(project, room, size=len(data) - info.st_size, files=0)
-        return await asyncio.to_thread(_written, target, cleaned, blob_sha(data))
+        return _placed(cleaned, blob_sha(data), placed)
 
     async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
         cleaned = _clean(path)
@@ -443,15 +460,24 @@ class Files:
                     await asyncio.to_thread(check_again_after_creating_parents, project, target)
                     if await asyncio.to_thread(target.is_dir):
                         raise AlreadyExists(f"{cleaned} is a folder", reason="FILE_EXISTS")
-                    await atomic_write(target, bounded(room), inside=project, staging=self._staging)
+                    # Its folders made again if a delete removes them meanwhile, and its sha
+                    # read before the rename: a delete at once never fails it (it comes after
+                    # or before the delete, as the locks order them).
+                    placed = await atomic_write(
+                        target,
+                        bounded(room),
+                        inside=project,
+                        staging=self._staging,
+                        make_folders=True,
+                        read_back=_descriptor_sha,
+                    )
                 except BaseException:
                     # Nothing of a failed upload stays: not even the folders made for it.
                     await asyncio.to_thread(_remove_empty, created)
                     raise
-                sha = await asyncio.to_thread(_file_sha, target)
                 growth = received - (replaced or 0)
                 await self._account(project, room, size=growth, files=new_file)
-        return await asyncio.to_thread(_written, target, cleaned, sha)
+        return _placed(cleaned, placed.read_back or "", placed)
 
     async def download(self, project: Path, path: str) -> tuple[str, AsyncGenerator[bytes]]:
         """The file's content type and its bytes in chunks (opened before this returns, so a

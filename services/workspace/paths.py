@@ -13,6 +13,7 @@ import re
 import stat
 import tempfile
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -214,13 +215,29 @@ async def _each_chunk(chunks: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIt
             yield chunk
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A file `atomic_write` put in place, as it was written: what its descriptor said (size,
+    times) and what `read_back` made of it, both taken before the rename, so that a delete
+    right after it cannot fail the write's answer."""
+
+    info: os.stat_result
+    read_back: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.info.st_size
+
+
 async def atomic_write(
     path: Path,
     chunks: Iterable[bytes] | AsyncIterable[bytes],
     *,
     inside: Path | None = None,
     staging: Path | None = None,
-) -> int:
+    make_folders: bool = False,
+    read_back: Callable[[int], str] | None = None,
+) -> Placed:
     """Write `chunks` to a temporary file, fsync, then rename it over `path`.
 
     The temporary file is made in `staging`, the volume's hidden staging folder (see
@@ -230,10 +247,13 @@ async def atomic_write(
 
     With `inside`, the folder `path` lies in is checked through its open descriptor (see
     `check_opened`), and the rename goes through that descriptor: a link swapped in meanwhile
-    cannot redirect it. On any failure or cancellation the temporary file is removed and `path`
-    is untouched. Returns the number of bytes written.
+    cannot redirect it. With `make_folders` too, the folders down to `path` are made again
+    (checked the same way) if they were deleted before the rename (another replica deleted
+    them, or a shell): the write then comes after the delete instead of failing. `read_back`
+    is called on the written file's descriptor (positioned at its start) before the rename.
+    On any failure or cancellation the temporary file is removed and `path` is untouched.
     """
-    folder = await asyncio.to_thread(os.open, path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    folder = await asyncio.to_thread(_open_folder, path, inside if make_folders else None)
     try:
         if inside is not None:
             await asyncio.to_thread(check_opened, inside, folder)
@@ -241,25 +261,60 @@ async def atomic_write(
         fd, temporary = await asyncio.to_thread(
             tempfile.mkstemp, dir=where, prefix=f".{_head(path.name)}.", suffix=".tmp"
         )
-        written = 0
         try:
             try:
                 if inside is not None and where == path.parent:
                     await asyncio.to_thread(check_opened, inside, fd)
                 async for chunk in _each_chunk(chunks):
                     # In a thread: a slow disk never stalls the event loop.
-                    written += await _finishing(_write_all, fd, chunk)
+                    await _finishing(_write_all, fd, chunk)
                 await _finishing(os.fsync, fd)
+                placed = Placed(os.fstat(fd))
+                if read_back is not None:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    placed = Placed(placed.info, await _finishing(read_back, fd))
             finally:
                 os.close(fd)
-            await asyncio.to_thread(os.replace, temporary, path.name, dst_dir_fd=folder)
+            await asyncio.to_thread(
+                _rename, temporary, path, folder, inside if make_folders else None
+            )
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
     finally:
         os.close(folder)
-    return written
+    return placed
+
+
+def _open_folder(path: Path, making_inside: Path | None) -> int:
+    """`path`'s folder, opened; with `making_inside`, made first (checked inside that project
+    folder) if it is missing."""
+    try:
+        return os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        if making_inside is None:
+            raise
+    make_parents(making_inside, path)
+    return os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _rename(temporary: str, path: Path, folder: int, making_inside: Path | None) -> None:
+    """Rename `temporary` to `path` in `folder` (an open descriptor of its folder); with
+    `making_inside`, into the folder made again if it was deleted meanwhile."""
+    try:
+        os.replace(temporary, path.name, dst_dir_fd=folder)
+        return
+    except FileNotFoundError:
+        # Without staging the temporary file lay in the deleted folder: gone with it.
+        if making_inside is None or not os.path.exists(temporary):
+            raise
+    again = _open_folder(path, making_inside)
+    try:
+        check_opened(making_inside, again)
+        os.replace(temporary, path.name, dst_dir_fd=again)
+    finally:
+        os.close(again)
 
 
 def _head(name: str, max_bytes: int = 200) -> str:
@@ -304,6 +359,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "PathForbidden",
+    "Placed",
     "atomic_write",
     "check_again_after_creating_parents",
     "check_opened",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import random
 from datetime import timedelta
 
 import grpc
@@ -19,12 +20,16 @@ from stockfolio.workspace.v1 import workspace_pb2
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.idempotency import IN_FLIGHT
+from services.workspace.files import blob_sha
 from services.workspace.locks import LOCK_FOLDER, STRIPES
 from services.workspace.orm import idempotency_keys
-from tests.integration.workspace_harness import StartWorkspace, WorkspaceService
+from services.workspace.staging import STAGING
+from tests.integration.test_workspace_races import upload
+from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
 
 WRITERS = 8
 WRITES_EACH = 12
+SIZE = 200 * 1024
 
 
 async def append_line(
@@ -153,3 +158,69 @@ async def test_a_create_retried_after_its_replica_died_accepts_its_own_file(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await workspace.stub.CreateFile(other, metadata=ada.metadata)
     assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def write_file(
+    replica: WorkspaceService, who: User, project: str, path: str, *, uploading: bool
+) -> str:
+    """Upload or create `path` with SIZE zero bytes: "OK" (its answer checked), or the error."""
+    try:
+        if uploading:
+            file = (await upload(replica, who, project, path, SIZE)).file
+        else:
+            request = workspace_pb2.CreateFileRequest(
+                project=project, path=path, content="\0" * SIZE
+            )
+            file = (await replica.stub.CreateFile(request, metadata=who.metadata)).file
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code().name}: {error.details()}"
+    assert (file.size, file.sha) == (SIZE, blob_sha(b"\0" * SIZE))
+    return "OK"
+
+
+async def delete_after(
+    replica: WorkspaceService, who: User, project: str, path: str, delay: float
+) -> grpc.StatusCode:
+    await asyncio.sleep(delay)
+    try:
+        await replica.stub.DeleteFile(
+            workspace_pb2.DeleteFileRequest(project=project, path=path, recursive=True),
+            metadata=who.metadata,
+        )
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_a_write_and_a_delete_of_its_path_or_folder_at_once_both_answer_in_one_order(
+    start_workspace: StartWorkspace,
+) -> None:
+    """An upload (or a create) through one replica and a delete of the same path, or of the
+    folder it lies in, through the other, at once, many times. The write never answers 404:
+    it comes before the delete (whose lock it holds while it writes and answers) or after
+    it (its folder made again), and the end state is that order's. Before, an upload whose
+    file or folder was deleted just before its rename or its answer answered NOT_FOUND."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        folder = one.root / ada.id / "site"
+        timing = random.Random(4)
+        writes: list[str] = []
+        for round_number in range(48):
+            path = "d/photo.bin" if round_number % 2 else "photo.bin"
+            deleted = "d" if round_number % 4 == 1 else path
+            uploading = round_number % 3 != 2
+            written, removed = await asyncio.gather(
+                write_file(one, ada, site.id, path, uploading=uploading),
+                delete_after(two, ada, site.id, deleted, timing.random() * 0.05),
+            )
+            writes.append(written)
+            there = (folder / path).exists()
+            # Deleted first (nothing there yet): the write came after and its file stays.
+            assert removed in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND)
+            assert there or removed == grpc.StatusCode.OK
+            if there:
+                assert (folder / path).read_bytes() == b"\0" * SIZE
+                (folder / path).unlink()
+        assert writes == ["OK"] * 48
+        assert list((one.root / STAGING).iterdir()) == []

@@ -112,7 +112,7 @@ def on_another_file_system(volume: Path) -> Path:
 async def test_a_staging_folder_on_another_file_system_is_not_used(volume: Path) -> None:
     elsewhere = on_another_file_system(volume)
     target = volume / "alice" / "site" / "kept.txt"
-    assert await atomic_write(target, [b"new\n"], staging=elsewhere) == 4
+    assert (await atomic_write(target, [b"new\n"], staging=elsewhere)).size == 4
     assert target.read_text() == "new\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -121,8 +122,8 @@ def test_creating_parents_checks_again_for_a_symlink_that_appeared(
 
 async def test_atomic_write_replaces_the_file_with_all_chunks(root: Path) -> None:
     target = root / "docs" / "a.txt"
-    written = await atomic_write(target, [b"hello ", b"world"])
-    assert written == 11
+    placed = await atomic_write(target, [b"hello ", b"world"])
+    assert placed.size == 11
     assert target.read_bytes() == b"hello world"
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt"]
 
@@ -133,7 +134,7 @@ async def test_atomic_write_accepts_an_async_stream_of_chunks(root: Path) -> Non
             yield part
 
     target = root / "docs" / "upload.bin"
-    assert await atomic_write(target, chunks()) == 1024
+    assert (await atomic_write(target, chunks())).size == 1024
     assert target.read_bytes() == b"x" * 1000 + b"y" * 24
 
 
@@ -166,3 +167,35 @@ async def test_a_cancelled_atomic_write_leaves_nothing_behind(root: Path) -> Non
         await task
     assert not target.exists()
     assert sorted(os.listdir(target.parent)) == ["a.txt"]
+
+
+async def test_atomic_write_makes_its_folders_again_when_a_delete_removes_them_meanwhile(
+    root: Path, tmp_path: Path
+) -> None:
+    """Its folder deleted while it writes (through another replica, whose lock is the
+    folder's): with `make_folders` the write comes after the delete, and what it read back
+    of its file before the rename is the answer; without, it fails and leaves nothing."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    target = root / "new" / "deep" / "a.txt"
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first "
+        shutil.rmtree(root / "new")
+        yield b"second"
+
+    def read_back(fd: int) -> str:
+        return os.read(fd, 100).decode()
+
+    (root / "new" / "deep").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError):
+        await atomic_write(target, chunks(), inside=root, staging=staging)
+    assert not (root / "new").exists()
+    assert list(staging.iterdir()) == []
+    (root / "new" / "deep").mkdir(parents=True)
+    placed = await atomic_write(
+        target, chunks(), inside=root, staging=staging, make_folders=True, read_back=read_back
+    )
+    assert target.read_bytes() == b"first second"
+    assert (placed.size, placed.read_back) == (12, "first second")
+    assert list(staging.iterdir()) == []
