@@ -6,11 +6,14 @@ real workspace gRPC server: the users service runs as its own process, the works
 this one (so that a SQLAlchemy event listener can count what its engine does), its client too.
 First `sequential` writes one after the other (p50/p99 of each call's wall time), then
 `concurrent` writes by `concurrency` callers at once for the same user (whose quota row they
-all lock: writes/s and p50/p99). Transactions (commits and rollbacks) and statements (what
-the driver is asked to execute; on SQLite that includes our `BEGIN IMMEDIATE`) are counted on
-the workspace database's engines only, over the measured writes, and given per write; CPU
-time is this whole process's (the server, its database driver's threads and the client).
-Figures, never verdicts: the machine is shared.
+all lock: writes/s and p50/p99). Then the quota's own part alone, in this process without
+the call around it (a reservation of a new 1 KiB file, the change counted, the room given
+back, one after the other on another user's folder): what the review's cost is about.
+Transactions (commits and rollbacks) and statements (what the driver is asked to execute; on
+SQLite that includes our `BEGIN IMMEDIATE`) are counted on the workspace database's engines
+only, over the measured writes, and given per write; CPU time is this whole process's (the
+server, its database driver's threads and the client). Figures, never verdicts: the machine
+is shared.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from bench.report import RESULTS, PartReport, Row, print_rows
 from bench.system import Fleet, postgres_databases, system_environment, wait_for_http
 from services.runtime.auth import bearer
 from services.runtime.config import load_runtime_config
+from services.runtime.db import Database
 from services.runtime.server import running
+from services.workspace.quota import Quotas, Usage
 from services.workspace.server import build as build_workspace
 from tests.system_harness import Ports, migrate
 
@@ -132,6 +137,39 @@ async def _workspace(environ: dict[str, str]) -> AsyncIterator[str]:
         yield f"127.0.0.1:{service.port}"
 
 
+async def _quota_alone(
+    url: str, folder: Path, counter: Counter, settings: WritesSettings
+) -> dict[str, Any]:
+    """The quota's own part of each write, without the rest of the call: reserve the room of
+    a new file of `size` bytes, count it and give the room back, `sequential` times."""
+    db = Database(url)
+    try:
+        quotas = Quotas(db, Usage(1 << 40, 1 << 30), interval=3600)
+        timings: list[float] = []
+        transactions, statements = counter.read()
+        cpu = time.process_time()
+        for _ in range(settings.sequential):
+            started = time.perf_counter()
+            room = await quotas.reserve(folder, size=settings.size, files=1)
+            await quotas.changed(folder, size=settings.size, files=1, releasing=room)
+            await room.release()
+            timings.append((time.perf_counter() - started) * 1000)
+        cpu = time.process_time() - cpu
+    finally:
+        await db.close()
+    count = settings.sequential
+    return {
+        "writes": count,
+        "concurrency": 1,
+        "writes_per_s": round(count / (sum(timings) / 1000), 1),
+        "p50_ms": round(percentile(timings, 0.5), 2),
+        "p99_ms": round(percentile(timings, 0.99), 2),
+        "transactions_per_write": round((counter.transactions - transactions) / count, 2),
+        "statements_per_write": round((counter.statements - statements) / count, 2),
+        "cpu_ms_per_write": round(cpu * 1000 / count, 2),
+    }
+
+
 async def _measure(
     environ: dict[str, str], users_address: str, counter: Counter, settings: WritesSettings
 ) -> dict[str, Any]:
@@ -216,6 +254,10 @@ def run_writes(settings: WritesSettings) -> WritesReport:
                     _measure(environ, f"127.0.0.1:{ports.grpc['users']}", counter, settings)
                 )
                 users.check_alive()
+                (root / "quota-user").mkdir()
+                found["quota alone"] = asyncio.run(
+                    _quota_alone(config.database_url, root / "quota-user", counter, settings)
+                )
             report.facts[name] = found
     build_writes_rows(report)
     WRITES_RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -229,14 +271,17 @@ def build_writes_rows(report: WritesReport) -> None:
         for kind, figures in found.items():
             report.rows.append(
                 Row(
-                    f"CreateFile {size} B, {kind} (c{figures['concurrency']}), {DATABASES[name]}",
+                    f"its quota alone (reserve, count, release), {DATABASES[name]}"
+                    if kind == "quota alone"
+                    else f"CreateFile {size} B, {kind} (c{figures['concurrency']}),"
+                    f" {DATABASES[name]}",
                     rps=figures["writes_per_s"],
                     p50_ms=figures["p50_ms"],
                     p99_ms=figures["p99_ms"],
                     note=(
                         f"{figures['transactions_per_write']} transactions,"
                         f" {figures['statements_per_write']} statements,"
-                        f" {figures['cpu_ms_per_write']} ms CPU (server and client) a write"
+                        f" {figures['cpu_ms_per_write']} ms CPU (this process) a write"
                         f" ({figures['writes']} writes)"
                     ),
                 )
