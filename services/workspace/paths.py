@@ -289,11 +289,11 @@ async def atomic_write(
 
 def _open_folder(path: Path, making_inside: Path | None) -> int:
     """`path`'s folder, opened; with `making_inside`, made first (checked inside that project
-    folder) if it is missing."""
+    folder) if it is missing, unless the project folder itself is gone (deleted)."""
     try:
         return os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
-        if making_inside is None:
+        if making_inside is None or not os.path.lexists(making_inside):
             raise
     make_parents(making_inside, path)
     return os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -307,7 +307,11 @@ def _rename(temporary: str, path: Path, folder: int, making_inside: Path | None)
         return
     except FileNotFoundError:
         # Without staging the temporary file lay in the deleted folder: gone with it.
-        if making_inside is None or not os.path.exists(temporary):
+        if (
+            making_inside is None
+            or not os.path.exists(temporary)
+            or not os.path.lexists(making_inside)
+        ):
             raise
     again = _open_folder(path, making_inside)
     try:

@@ -199,3 +199,14 @@ async def test_atomic_write_makes_its_folders_again_when_a_delete_removes_them_m
     assert target.read_bytes() == b"first second"
     assert (placed.size, placed.read_back) == (12, "first second")
     assert list(staging.iterdir()) == []
+
+    def project_deleted() -> Iterator[bytes]:
+        yield b"first "
+        shutil.rmtree(root)
+        yield b"second"
+
+    with pytest.raises(FileNotFoundError):  # its project is gone: not made again
+        await atomic_write(
+            target, project_deleted(), inside=root, staging=staging, make_folders=True
+        )
+    assert list(staging.iterdir()) == []
