@@ -28,9 +28,6 @@ from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument
 from services.runtime.pagination import Page
 
-# Held at least this many days, a lot's gain is long-term (the request's rule: under 365, short).
-LONG_TERM_DAYS = 365
-
 
 @dataclass(frozen=True)
 class Period:
@@ -79,7 +76,20 @@ class RealizedRow:
 
     @property
     def long_term(self) -> bool | None:
-        return None if self.holding_days is None else self.holding_days >= LONG_TERM_DAYS
+        """Held more than one year, as the IRS counts it: sold after the first anniversary of
+        the buy's day (on it is still short-term; a buy on 29 February has its anniversary on
+        the 28th)."""
+        if self.acquired_on is None:
+            return None
+        return self.sold_on > anniversary(self.acquired_on)
+
+
+def anniversary(day: date) -> date:
+    """The same day a year later (29 February: the 28th when the next year has none)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day.replace(year=day.year + 1, day=28)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.domain import Book, CostMethod, Side, Split, Trade, parse_trade
-from services.portfolio.realized import Period, period_of, realized_report
+from services.portfolio.realized import Period, RealizedRow, period_of, realized_report
 from services.runtime.errors import InvalidArgument
 from tests.unit.test_portfolio_domain import ratios, share_histories, valid_trades
 
@@ -162,3 +162,34 @@ def test_keeping_the_sales_changes_nothing_else_in_the_book(
     kept, plain = (Book.replay(trades, splits=splits, sales=s) for s in (True, False))
     assert kept.state() == plain.state()
     assert kept.cash_in_lieu == plain.cash_in_lieu
+
+
+@pytest.mark.parametrize(
+    ("acquired", "sold", "term"),
+    [
+        (date(2023, 1, 10), date(2024, 1, 9), False),
+        (date(2023, 1, 10), date(2024, 1, 10), False),  # on the anniversary: one year, not more
+        (date(2023, 1, 10), date(2024, 1, 11), True),
+        (date(2023, 3, 2), date(2024, 3, 1), False),  # 365 days across a leap day
+        (date(2024, 2, 29), date(2025, 2, 28), False),  # no 29th: the 28th is the anniversary
+        (date(2024, 2, 29), date(2025, 3, 1), True),
+    ],
+)
+def test_long_term_is_held_more_than_a_year_as_the_irs_counts(
+    acquired: date, sold: date, term: bool
+) -> None:
+    """Not "365 days or more": a lot sold on its anniversary, or 365 days later across a leap
+    day, was long-term here and short-term on the broker's 1099-B."""
+    row = RealizedRow(
+        symbol="AAPL",
+        trade_id="t",
+        sold_on=sold,
+        quantity=Decimal(1),
+        proceeds=Decimal(2),
+        cost_basis=Decimal(1),
+        gain=Decimal(1),
+        cash_in_lieu=False,
+        acquired_on=acquired,
+        holding_days=(sold - acquired).days,
+    )
+    assert row.long_term is term

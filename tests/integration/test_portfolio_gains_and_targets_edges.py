@@ -156,10 +156,11 @@ async def test_period_boundaries_take_the_whole_to_day_and_from_equal_to(
     assert only.pagination.total == 1
     upto = await realized(s, who, p.id, to=day.isoformat())
     assert [g.gain for g in upto.gains] == ["10.00"]
-    # Bought 2023-03-02 at noon; sold 2024-03-01 (2024 is a leap year): 365 days -> long.
-    assert (only.gains[0].holding_days, only.gains[0].term) == (365, "long")
+    # Bought 2023-03-02; sold 2024-03-01 (2024 is a leap year), 365 days: not more than a year
+    # (the IRS's rule), short-term; sold on the anniversary, 366 days: still short-term.
+    assert (only.gains[0].holding_days, only.gains[0].term) == (365, "short")
     after = await realized(s, who, p.id, **{"from": (day + timedelta(days=1)).isoformat()})
-    assert [(g.gain, g.holding_days) for g in after.gains] == [("20.00", 366)]
+    assert [(g.gain, g.holding_days, g.term) for g in after.gains] == [("20.00", 366, "short")]
     wide = await realized(s, who, p.id, **{"from": "0001-01-01", "to": "9999-12-31"})
     assert wide.totals.total == "30.00"
 
