@@ -40,6 +40,8 @@ FRACTION = Decimal(1).scaleb(-QUANTITY_PLACES)
 NO_PRICE = "NO_PRICE"
 ON_TARGET = "ON_TARGET"
 NO_CASH = "NO_CASH"
+# No allocation is set: nothing to aim at (not "all in cash", which would sell everything).
+NO_TARGETS = "NO_TARGETS"
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,9 @@ def plan(
             target_weight=target,
         )
         lines[symbol] = line
+        if not targets:
+            lines[symbol] = _without(line, NO_TARGETS)
+            continue
         if held is None or held.price is None or held.price <= 0:
             lines[symbol] = _without(line, NO_PRICE)
             continue

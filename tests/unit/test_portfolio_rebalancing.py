@@ -13,6 +13,7 @@ from services.portfolio.domain import Side
 from services.portfolio.rebalancing import (
     NO_CASH,
     NO_PRICE,
+    NO_TARGETS,
     ON_TARGET,
     Holding,
     Target,
@@ -63,9 +64,24 @@ def test_a_buy_the_cash_cannot_pay_for_says_so() -> None:
     assert found.cash_after == D(50)
 
 
+def test_without_targets_nothing_is_suggested() -> None:
+    """With no allocation set, the whole 100 % was the cash target: the Rebalance card of a
+    portfolio whose owner had set nothing yet suggested selling every holding."""
+    held = {
+        "AAA": Holding("AAA", D(3), D(300), D(100)),
+        "BBB": Holding("BBB", D("0.5"), D(50), D(100)),
+    }
+    found = plan([], held, D(10))
+    assert [(x.symbol, x.side, x.trade_quantity, x.reason) for x in found.lines] == [
+        ("AAA", None, D(0), NO_TARGETS),
+        ("BBB", None, D(0), NO_TARGETS),
+    ]
+    assert found.cash_after == D(10)
+
+
 def test_an_unpriced_holding_keeps_its_value_and_suggests_nothing() -> None:
     held = {"AAA": Holding("AAA", D(2), D(100), None)}
-    found = plan([], held, D(100))
+    found = plan([Target("AAA", D(50))], held, D(100))
     (line,) = found.lines
     assert (line.side, line.reason, found.total_value, found.weight(line.value)) == (
         None,

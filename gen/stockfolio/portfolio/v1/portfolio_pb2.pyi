@@ -3348,7 +3348,8 @@ class RebalanceLine(_message.Message):
     trade_value: _builtins.str
     reason: _builtins.str
     """Why no trade is suggested: NO_PRICE (no current price), ON_TARGET (less than the trade
-    step away), NO_CASH (a buy the cash cannot pay for). Empty when a trade is suggested.
+    step away), NO_CASH (a buy the cash cannot pay for), NO_TARGETS (the portfolio has no
+    target allocation: nothing is suggested). Empty when a trade is suggested.
     """
     weight_after: _builtins.str
     """The weight once the suggested trades are made."""

@@ -19,6 +19,7 @@ const REASONS: Record<string, string> = {
   NO_PRICE: "no current price",
   ON_TARGET: "on target",
   NO_CASH: "not enough cash",
+  NO_TARGETS: "no targets set",
 };
 
 function emptyRow(): Row {
