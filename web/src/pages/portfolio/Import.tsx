@@ -13,8 +13,7 @@ import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { idempotencyKey } from "../../api/portfolios";
 import { ErrorBanner } from "../../components/form";
-import { money, price as formatPrice, quantity } from "../../format";
-import { ratioLabel, type StockSplit } from "./Splits";
+import { SplitCells, type StockSplit } from "./Splits";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
 
@@ -245,23 +244,7 @@ function ImportedSplits(props: { splits: StockSplit[]; currency: string; checked
           <tbody>
             {props.splits.map((s) => (
               <tr key={`${s.symbol} ${s.date}`} data-testid="import-split-row" data-symbol={s.symbol}>
-                <td data-testid="import-split-date">{s.date}</td>
-                <th scope="row">{s.symbol}</th>
-                <td data-testid="import-split-ratio">
-                  {ratioLabel(s)}
-                  {(s.numerator ?? 0) < (s.denominator ?? 0) && <small class="muted"> reverse</small>}
-                </td>
-                <td class="num" data-testid="import-split-shares">
-                  {quantity(s.quantityBefore)} → {quantity(s.quantityAfter)}
-                </td>
-                <td class="num" data-testid="import-split-cash">
-                  {Number(s.cashInLieu ?? 0) !== 0 && (
-                    <>
-                      {money(s.cashInLieu, props.currency)}
-                      {s.price && <small class="muted"> at {formatPrice(s.price)}</small>}
-                    </>
-                  )}
-                </td>
+                <SplitCells split={s} currency={props.currency} testid="import-split" />
               </tr>
             ))}
           </tbody>

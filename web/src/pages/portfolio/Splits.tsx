@@ -33,6 +33,33 @@ export function ratioLabel(split: Pick<StockSplit, "numerator" | "denominator">)
   return `${split.numerator ?? "?"}-for-${split.denominator ?? "?"}`;
 }
 
+/** A split's day, symbol, ratio, shares before → after and cash in lieu, as table cells (the
+ * splits list and the import's check show them alike); `testid` prefixes each cell's test id. */
+export function SplitCells(props: { split: StockSplit; currency: string; testid: string }) {
+  const { split: s, currency, testid } = props;
+  return (
+    <>
+      <td data-testid={`${testid}-date`}>{s.date}</td>
+      <th scope="row">{s.symbol}</th>
+      <td data-testid={`${testid}-ratio`}>
+        {ratioLabel(s)}
+        {(s.numerator ?? 0) < (s.denominator ?? 0) && <small class="muted"> reverse</small>}
+      </td>
+      <td class="num" data-testid={`${testid}-shares`}>
+        {quantity(s.quantityBefore)} → {quantity(s.quantityAfter)}
+      </td>
+      <td class="num" data-testid={`${testid}-cash`}>
+        {Number(s.cashInLieu ?? 0) !== 0 && (
+          <>
+            {money(s.cashInLieu, currency)}
+            {s.price && <small class="muted"> at {formatPrice(s.price)}</small>}
+          </>
+        )}
+      </td>
+    </>
+  );
+}
+
 /** Today in UTC, as YYYY-MM-DD: a split's day is a UTC day, and the API takes none after it. */
 function utcToday(): string {
   return new Date().toISOString().slice(0, 10);
@@ -125,23 +152,7 @@ export function Splits(props: {
           <tbody>
             {rows.map((s) => (
               <tr key={s.id} data-testid="split-row" data-split-id={s.id} data-symbol={s.symbol}>
-                <td data-testid="split-date">{s.date}</td>
-                <th scope="row">{s.symbol}</th>
-                <td data-testid="split-ratio">
-                  {ratioLabel(s)}
-                  {(s.numerator ?? 0) < (s.denominator ?? 0) && <small class="muted"> reverse</small>}
-                </td>
-                <td class="num" data-testid="split-shares">
-                  {quantity(s.quantityBefore)} → {quantity(s.quantityAfter)}
-                </td>
-                <td class="num" data-testid="split-cash">
-                  {Number(s.cashInLieu ?? 0) !== 0 && (
-                    <>
-                      {money(s.cashInLieu, currency)}
-                      {s.price && <small class="muted"> at {formatPrice(s.price)}</small>}
-                    </>
-                  )}
-                </td>
+                <SplitCells split={s} currency={currency} testid="split" />
                 <td>
                   <button
                     type="button"
