@@ -128,6 +128,10 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "without the split",
     "GET /api/v1/fx": "both codes must be ones the service has rates for; a day before any "
     "rate is known has none (404)",
+    "GET /api/v1/portfolios/{portfolio_id}/realized-gains": "from and to must be days of the "
+    "calendar (the document says YYYY-MM-DD), from not after to (a rule across fields)",
+    "PUT /api/v1/portfolios/{portfolio_id}/targets": "each weight more than 0 and all of them "
+    "adding up to at most 100, no symbol listed twice in any case (rules across items)",
 }
 
 # Limits that would throttle a fuzzer from one address and one account; raised for this run only.
