@@ -76,7 +76,8 @@ class Calculator:
         valued = 0
         after = ""
         while True:
-            async with self._db.reading() as session:
+            # One snapshot: a replay's trades and splits must agree (books.py).
+            async with self._db.snapshot() as session:
                 repository = PortfolioRepository(session)
                 batch = await repository.after(after, self._batch)
                 # The stored books (trades.py keeps one per portfolio); only a portfolio

@@ -74,7 +74,8 @@ class DividendPayer:
         paid = 0
         after = ""
         while True:
-            async with self._db.reading() as session:
+            # One snapshot: the holdings are replayed from trades and splits that agree.
+            async with self._db.snapshot() as session:
                 batch = await PortfolioRepository(session).after(after, BATCH)
                 papers = [p for p in batch if p.kind is PortfolioKind.PAPER]
                 trades = await TradeRepository(session).of_many([p.id for p in papers])

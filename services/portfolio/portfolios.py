@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portfolio.books import replayed, replayed_now, stored_books
 from services.portfolio.currencies import Valuation
 from services.portfolio.domain import (
     ONE,
@@ -18,7 +19,6 @@ from services.portfolio.domain import (
     Book,
     Position,
     Side,
-    Split,
     Totals,
     Trade,
     new_trade,
@@ -40,7 +40,6 @@ from services.portfolio.records import (
 from services.portfolio.repository import (
     PortfolioRepository,
     TradeRepository,
-    splits_by_portfolio,
 )
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
@@ -131,7 +130,8 @@ class Portfolios:
         )
         deposit = _initial_deposit(draft.initial_cash, now)
         recorded = [RecordedTrade(portfolio.id, deposit, now)] if deposit else []
-        valued = (await self._value([(portfolio, _replayed(portfolio, recorded, ()))]))[0]
+        book = Book.replay([r.trade for r in recorded], policy=portfolio.kind.policy)
+        valued = (await self._value([(portfolio, book)]))[0]
         async with self._db.transaction() as session:
             repository = PortfolioRepository(session)
             check_room(
@@ -152,13 +152,13 @@ class Portfolios:
         portfolio_id = require_portfolio_id(portfolio_id, "id")
         async with self._db.reading() as session:
             found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
-            if found is None:
-                raise portfolio_not_found(portfolio_id)
-            portfolio, stored = found
-            if stored is not None:
-                book = Book.resume(stored.state)
-            else:
-                (book,) = await _books(session, [portfolio])
+        if found is None:
+            raise portfolio_not_found(portfolio_id)
+        portfolio, stored = found
+        if stored is not None:
+            book = Book.resume(stored.state)
+        else:
+            book = (await replayed_now(self._db, [portfolio]))[portfolio.id]
         return (await self._value([(portfolio, book)]))[0]
 
     async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:
@@ -166,8 +166,9 @@ class Portfolios:
             found, total = await PortfolioRepository(session).page(
                 user_id, offset=page.offset, limit=page.limit
             )
-            books = await _books(session, found)
-        valued = await self._value(list(zip(found, books, strict=True)))
+            books = await stored_books(session, found)
+        books |= await replayed_now(self._db, [p for p in found if p.id not in books])
+        valued = await self._value([(p, books[p.id]) for p in found])
         return valued, total
 
     async def update(self, user_id: str, portfolio_id: str, changes: PortfolioChanges) -> Valued:
@@ -195,8 +196,9 @@ class Portfolios:
             portfolio.base_currency = currency or portfolio.base_currency
             portfolio.updated_at = self._clock()
             await repository.save(portfolio)
-            (book,) = await _books(session, [portfolio])
-        return (await self._value([(portfolio, book)]))[0]
+            # Under the portfolio's lock: a replay reads one history (books.py).
+            books = await stored_books(session, [portfolio]) or await replayed(session, [portfolio])
+        return (await self._value([(portfolio, books[portfolio.id])]))[0]
 
     async def delete(self, user_id: str, portfolio_id: str) -> None:
         """The portfolio and its trades."""
@@ -218,23 +220,3 @@ class Portfolios:
             prices = converted(listed)
             valued.append(Valued(portfolio, book.totals(prices), book.positions(prices), listed))
         return valued
-
-
-async def _books(session: AsyncSession, found: Sequence[Portfolio]) -> list[Book]:
-    """Each portfolio's book: the stored one (see trades.py), else a replay of its trades."""
-    stored = await PortfolioRepository(session).books([p.id for p in found])
-    missing = [p.id for p in found if p.id not in stored]
-    trades = await TradeRepository(session).of_many(missing) if missing else {}
-    splits = await splits_by_portfolio(session, missing) if missing else {}
-    return [
-        Book.resume(stored[p.id].state)
-        if p.id in stored
-        else _replayed(p, trades[p.id], splits[p.id])
-        for p in found
-    ]
-
-
-def _replayed(
-    portfolio: Portfolio, recorded: Sequence[RecordedTrade], splits: Sequence[Split]
-) -> Book:
-    return Book.replay([r.trade for r in recorded], splits=splits, policy=portfolio.kind.policy)

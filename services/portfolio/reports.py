@@ -46,7 +46,8 @@ class Reports:
         today = self._clock().astimezone(UTC).date()
         range_start(range_, today)  # a bad range is refused before any work
         benchmark = normalize_symbol(benchmark) if benchmark.strip() else ""
-        async with self._db.reading() as session:
+        # One moment's history: trades and splits that agree (books.py).
+        async with self._db.snapshot() as session:
             portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
             if portfolio is None:
                 raise portfolio_not_found(portfolio_id)

@@ -29,6 +29,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.book_states import StoredBook
+from services.portfolio.books import replayed_now
 from services.portfolio.currencies import CURRENCIES, TradeFx, Valuation, require_currency
 from services.portfolio.domain import (
     Book,
@@ -394,15 +395,12 @@ class Trades:
         """The user's portfolio and its book as stored (replayed when it has none)."""
         async with self._db.reading() as session:
             found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
-            if found is None:
-                raise portfolio_not_found(portfolio_id)
-            portfolio, stored = found
-            if stored is None:
-                trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
-                splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+        if found is None:
+            raise portfolio_not_found(portfolio_id)
+        portfolio, stored = found
         if stored is not None:
             return portfolio, Book.resume(stored.state)
-        return portfolio, Book.replay(trades, splits=splits, policy=portfolio.kind.policy)
+        return portfolio, (await replayed_now(self._db, [portfolio]))[portfolio_id]
 
     async def positions_page(
         self,
