@@ -69,9 +69,13 @@ def test_cost_methods_periods_history_and_exports(
             lambda r, p=period: "/api/v1/performance" in r.url and f"range={p}" in r.url
         ) as answered:
             page.get_by_test_id(f"range-{period}").click()
-        twr = answered.value.json()["data"]["timeWeightedReturn"]
-        expect(page.get_by_test_id("twr")).to_have_text(percent_shown(twr))
+        said = answered.value.json()["data"]
+        expect(page.get_by_test_id("twr")).to_have_text(percent_shown(said["timeWeightedReturn"]))
         expect(page.get_by_test_id("xirr-short")).to_have_count(0)  # a year or more
+        # The XIRR's cell holds its label and its value, nothing more (a year or more once
+        # printed a stray "0" under it: the days of a short range, none).
+        xirr = percent_shown(said["moneyWeightedReturn"])
+        expect(page.get_by_test_id("xirr").locator("xpath=..")).to_have_text(f"XIRR{xirr}")
 
     # Under a year, the annualized XIRR says how many days it was annualized from.
     with page.expect_response(

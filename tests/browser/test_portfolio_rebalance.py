@@ -44,6 +44,10 @@ def test_targets_saved_and_trades_suggested_on_the_page(
         row = card.locator(f'[data-testid="rebalance-row"][data-symbol="{symbol}"]')
         expect(row.get_by_test_id("rebalance-suggestion")).to_have_text("no targets set")
 
+    # A box to tick, not a text field's width and height (it was drawn 40 px square).
+    box = card.get_by_test_id("rebalance-fractional").bounding_box()
+    assert box is not None and box["width"] <= 24 and box["height"] <= 24, box
+
     card.get_by_label("Symbol 1").fill("msft")
     card.get_by_label("Target percent 1").fill("60")
     card.get_by_test_id("target-add").click()

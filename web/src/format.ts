@@ -71,3 +71,8 @@ export function change(value: string | number | undefined): string {
   const n = Number(value);
   return `${n > 0 ? "+" : ""}${price(n)}`;
 }
+
+/** "1 position", "3 positions": a count with its noun (English plurals by "s"). */
+export function counted(count: number, noun: string): string {
+  return `${count} ${count === 1 ? noun : `${noun}s`}`;
+}

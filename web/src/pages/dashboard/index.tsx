@@ -17,7 +17,7 @@ import { ValueChart, type DailyPoint } from "../../components/charts";
 import { Donut, type Slice } from "../../components/Donut";
 import { ErrorBanner, Field, Loading } from "../../components/form";
 import { RangePicker } from "../../components/RangePicker";
-import { money, ratio, signed, trend } from "../../format";
+import { counted, money, ratio, signed, trend } from "../../format";
 import { useLiveTotals } from "../../ws/liveTotals";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 
@@ -182,8 +182,9 @@ function PortfolioCard({ portfolio }: { portfolio: Portfolio }) {
           Overall {signed(t.gain, currency)}
         </span>
       </p>
-      <p class="muted">
-        {(portfolio.positions ?? []).length} positions · cash {money(portfolio.cash, currency)}
+      <p class="muted" data-testid={`portfolio-holdings-${id}`}>
+        {counted((portfolio.positions ?? []).length, "position")} · cash{" "}
+        {money(portfolio.cash, currency)}
       </p>
     </li>
   );

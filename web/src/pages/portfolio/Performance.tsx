@@ -72,7 +72,7 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
           <dd class={trend(r?.moneyWeightedReturn)} data-testid="xirr">
             {r?.moneyWeightedReturn ? ratio(r.moneyWeightedReturn, true) : "—"}
           </dd>
-          {r?.moneyWeightedReturn && shortRange(r.startDate, r.endDate) && (
+          {r?.moneyWeightedReturn && shortRange(r.startDate, r.endDate) > 0 && (
             <small class="muted" data-testid="xirr-short">
               annualized from {shortRange(r.startDate, r.endDate)} days
             </small>

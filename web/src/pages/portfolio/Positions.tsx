@@ -54,7 +54,6 @@ export function Positions(props: { portfolioId: string; currency: string; versio
               type="checkbox"
               checked={closed}
               onChange={(e) => setClosed(e.currentTarget.checked)}
-              style={{ width: "auto", minHeight: "auto" }}
               data-testid="include-closed"
             />
             Closed too
