@@ -2234,6 +2234,8 @@ export interface components {
             breakdown?: components["schemas"]["stockfolio.portfolio.v1.ReturnBreakdown"];
             benchmark?: components["schemas"]["stockfolio.portfolio.v1.BenchmarkComparison"];
             currency?: string;
+            risk?: components["schemas"]["stockfolio.portfolio.v1.RiskFigures"];
+            riskNote?: string;
         };
         "stockfolio.portfolio.v1.AllocationSlice": {
             name?: string;
@@ -2259,6 +2261,18 @@ export interface components {
             alpha?: string;
             trackingDifference?: string;
             endValue?: string;
+        };
+        "stockfolio.portfolio.v1.RiskFigures": {
+            maxDrawdown?: string;
+            drawdownPeakDate?: string;
+            drawdownTroughDate?: string;
+            drawdownRecoveryDate?: string;
+            volatility?: string;
+            sharpeRatio?: string;
+            sortinoRatio?: string;
+            riskFreeRate?: string;
+            /** Format: int32 */
+            tradingDays?: number;
         };
         "stockfolio.portfolio.v1.GetFxRateResponse": {
             from?: string;
@@ -4484,6 +4498,7 @@ export interface operations {
                 benchmark?: string;
                 portfolioId: string;
                 range?: "" | "1m" | "3m" | "6m" | "1y" | "ytd" | "all";
+                riskFreeRate?: string;
             };
             header?: never;
             path?: never;

@@ -1563,21 +1563,28 @@ class GetPerformanceRequest(_message.Message):
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     RANGE_FIELD_NUMBER: _builtins.int
     BENCHMARK_FIELD_NUMBER: _builtins.int
+    RISK_FREE_RATE_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     range: _builtins.str
     """1m, 3m, 6m, 1y, ytd, all."""
     benchmark: _builtins.str
     """A symbol to compare with ("SPY"): its return over the same days and a what-if series."""
+    risk_free_rate: _builtins.str
+    """The yearly risk-free rate the Sharpe and Sortino ratios measure excess return over, as a
+    decimal fraction ("0.04" is 4 % a year): above -1, below 1, at most 8 decimal places.
+    Empty: 0.
+    """
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
         range: _builtins.str = ...,
         benchmark: _builtins.str = ...,
+        risk_free_rate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "portfolio_id", b"portfolio_id", "range", b"range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "portfolio_id", b"portfolio_id", "range", b"range", "risk_free_rate", b"risk_free_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1608,6 +1615,8 @@ class GetPerformanceResponse(_message.Message):
     BREAKDOWN_FIELD_NUMBER: _builtins.int
     BENCHMARK_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    RISK_NOTE_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     time_weighted_return: _builtins.str
     """Returns are fractions: "0.1" is 10%. Empty when undefined."""
@@ -1630,6 +1639,10 @@ class GetPerformanceResponse(_message.Message):
     """Why money_weighted_return is empty, when it is."""
     currency: _builtins.str
     """The portfolio's currency: every money figure here is in it."""
+    risk_note: _builtins.str
+    """Why a figure of `risk` is empty, when one is (too few trading-day returns, no variation,
+    no return below the risk-free rate).
+    """
     @_builtins.property
     def allocation(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationSlice]: ...
     @_builtins.property
@@ -1641,6 +1654,10 @@ class GetPerformanceResponse(_message.Message):
     @_builtins.property
     def benchmark(self) -> Global___BenchmarkComparison:
         """Present when a benchmark was asked for."""
+
+    @_builtins.property
+    def risk(self) -> Global___RiskFigures:
+        """Maximum drawdown, volatility, and the Sharpe and Sortino ratios of the range."""
 
     def __init__(
         self,
@@ -1666,14 +1683,82 @@ class GetPerformanceResponse(_message.Message):
         breakdown: Global___ReturnBreakdown | None = ...,
         benchmark: Global___BenchmarkComparison | None = ...,
         currency: _builtins.str = ...,
+        risk: Global___RiskFigures | None = ...,
+        risk_note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "breakdown", b"breakdown"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["benchmark", b"benchmark", "breakdown", b"breakdown", "risk", b"risk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "benchmark", b"benchmark", "breakdown", b"breakdown", "currency", b"currency", "dividends", b"dividends", "end_date", b"end_date", "end_value", b"end_value", "fees", b"fees", "gain", b"gain", "inflows", b"inflows", "money_weighted_note", b"money_weighted_note", "money_weighted_return", b"money_weighted_return", "outflows", b"outflows", "portfolio_id", b"portfolio_id", "range", b"range", "realized_gain", b"realized_gain", "series", b"series", "start_date", b"start_date", "start_value", b"start_value", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "benchmark", b"benchmark", "breakdown", b"breakdown", "currency", b"currency", "dividends", b"dividends", "end_date", b"end_date", "end_value", b"end_value", "fees", b"fees", "gain", b"gain", "inflows", b"inflows", "money_weighted_note", b"money_weighted_note", "money_weighted_return", b"money_weighted_return", "outflows", b"outflows", "portfolio_id", b"portfolio_id", "range", b"range", "realized_gain", b"realized_gain", "risk", b"risk", "risk_note", b"risk_note", "series", b"series", "start_date", b"start_date", "start_value", b"start_value", "time_weighted_return", b"time_weighted_return", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPerformanceResponse: _TypeAlias = GetPerformanceResponse  # noqa: Y015
+
+@_typing.final
+class RiskFigures(_message.Message):
+    """The risk figures of a range (services/portfolio/risk.py states the conventions). Ratios are
+    fractions ("0.25" is 25 %); an empty string is a figure that is undefined (see risk_note).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_DRAWDOWN_FIELD_NUMBER: _builtins.int
+    DRAWDOWN_PEAK_DATE_FIELD_NUMBER: _builtins.int
+    DRAWDOWN_TROUGH_DATE_FIELD_NUMBER: _builtins.int
+    DRAWDOWN_RECOVERY_DATE_FIELD_NUMBER: _builtins.int
+    VOLATILITY_FIELD_NUMBER: _builtins.int
+    SHARPE_RATIO_FIELD_NUMBER: _builtins.int
+    SORTINO_RATIO_FIELD_NUMBER: _builtins.int
+    RISK_FREE_RATE_FIELD_NUMBER: _builtins.int
+    TRADING_DAYS_FIELD_NUMBER: _builtins.int
+    max_drawdown: _builtins.str
+    """The largest peak-to-trough fall of the time-weighted index (the chained daily returns:
+    deposits and withdrawals are not falls), "0" when it never fell; empty when no return
+    was measured.
+    """
+    drawdown_peak_date: _builtins.str
+    """YYYY-MM-DD: the first day the index stood at the peak the fall started from, the first
+    day of its lowest point, and the first day after that it was back at the peak (empty:
+    not recovered by the range's end). All empty when it never fell.
+    """
+    drawdown_trough_date: _builtins.str
+    drawdown_recovery_date: _builtins.str
+    volatility: _builtins.str
+    """Annualized: the sample standard deviation of the trading-day returns times sqrt(252)."""
+    sharpe_ratio: _builtins.str
+    """Annualized excess return (the mean daily return less the risk-free rate's daily
+    equivalent, times 252) over the volatility.
+    """
+    sortino_ratio: _builtins.str
+    """The same excess return over the annualized downside deviation below the risk-free rate's
+    daily equivalent.
+    """
+    risk_free_rate: _builtins.str
+    """The yearly risk-free rate used (the request's, 0 by default)."""
+    trading_days: _builtins.int
+    """How many trading-day returns the volatility and the ratios come from (weekend days
+    chained into the next weekday's).
+    """
+    def __init__(
+        self,
+        *,
+        max_drawdown: _builtins.str = ...,
+        drawdown_peak_date: _builtins.str = ...,
+        drawdown_trough_date: _builtins.str = ...,
+        drawdown_recovery_date: _builtins.str = ...,
+        volatility: _builtins.str = ...,
+        sharpe_ratio: _builtins.str = ...,
+        sortino_ratio: _builtins.str = ...,
+        risk_free_rate: _builtins.str = ...,
+        trading_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawdown_peak_date", b"drawdown_peak_date", "drawdown_recovery_date", b"drawdown_recovery_date", "drawdown_trough_date", b"drawdown_trough_date", "max_drawdown", b"max_drawdown", "risk_free_rate", b"risk_free_rate", "sharpe_ratio", b"sharpe_ratio", "sortino_ratio", b"sortino_ratio", "trading_days", b"trading_days", "volatility", b"volatility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RiskFigures: _TypeAlias = RiskFigures  # noqa: Y015
 
 @_typing.final
 class AllocationSlice(_message.Message):
