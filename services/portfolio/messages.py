@@ -4,6 +4,7 @@ domain's `present_*` rules, and the proto enums mapped to the domain's."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
 from decimal import Decimal
 
 from stockfolio.common.v1 import pagination_pb2
@@ -29,6 +30,7 @@ from services.portfolio.performance import PerformanceReport
 from services.portfolio.realized import RealizedPage, RealizedRow, RealizedTotals
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade, SplitEffect
 from services.portfolio.returns import Benchmark, Breakdown
+from services.portfolio.risk import RiskFigures
 from services.portfolio.stocks import StockHistory
 from services.runtime.timestamps import timestamp
 
@@ -253,7 +255,28 @@ def performance_message(
             portfolio_pb2.ValuePoint(date=p.day.isoformat(), value=present_money(p.value))
             for p in report.series
         ],
+        risk=risk_message(report.risk) if report.risk else None,
+        risk_note=report.risk.note if report.risk else "",
     )
+
+
+def risk_message(risk: RiskFigures) -> portfolio_pb2.RiskFigures:
+    drawdown = risk.drawdown
+    return portfolio_pb2.RiskFigures(
+        max_drawdown=present_ratio(drawdown.ratio if drawdown else None),
+        drawdown_peak_date=_iso(drawdown.peak if drawdown else None),
+        drawdown_trough_date=_iso(drawdown.trough if drawdown else None),
+        drawdown_recovery_date=_iso(drawdown.recovery if drawdown else None),
+        volatility=present_ratio(risk.volatility),
+        sharpe_ratio=present_ratio(risk.sharpe),
+        sortino_ratio=present_ratio(risk.sortino),
+        risk_free_rate=present_ratio(risk.risk_free_rate),
+        trading_days=risk.trading_days,
+    )
+
+
+def _iso(day: date | None) -> str:
+    return "" if day is None else day.isoformat()
 
 
 def _parts_summing_to(

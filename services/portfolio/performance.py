@@ -19,6 +19,8 @@ Conventions, stated once
   money-weighted return (XIRR) is annual, on an Actual/365 day count as spreadsheet XIRR is.
 * A range's baseline is the close of `range_start(...)`: its trades belong to the baseline,
   and the series' first point is that baseline.
+* The same daily returns give the range's risk figures (maximum drawdown of the chained index,
+  volatility, Sharpe and Sortino): risk.py states their conventions.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from services.portfolio.returns import (
     benchmark,
     values_at,
 )
+from services.portfolio.risk import DailyReturn, RiskFigures, risk_figures
 from services.portfolio.xirr import DatedAmount, XirrResult, xirr
 from services.runtime.errors import InvalidArgument
 
@@ -279,12 +282,24 @@ def sub_period_return(
     return (value + outflow) / base - ONE
 
 
+def daily_returns(points: Sequence[ValuePoint]) -> list[DailyReturn]:
+    """Each day's sub-period return after the baseline points[0] (None: nothing invested)."""
+    return [
+        (point.day, sub_period_return(previous.value, point.value, point.inflow, point.outflow))
+        for previous, point in pairwise(points)
+    ]
+
+
 def time_weighted_return(points: Sequence[ValuePoint]) -> Decimal | None:
     """Daily sub-period returns chained over `points`; points[0] is the baseline."""
+    return chained(daily_returns(points))
+
+
+def chained(returns: Iterable[DailyReturn]) -> Decimal | None:
+    """The growth of the returns chained, less one; None when none was measured."""
     growth = ONE
     measured = False
-    for previous, point in pairwise(points):
-        r = sub_period_return(previous.value, point.value, point.inflow, point.outflow)
+    for _, r in returns:
         if r is not None:
             growth *= ONE + r
             measured = True
@@ -415,6 +430,8 @@ class PerformanceReport:
     # The end's market value and cost basis, whose shown difference is the shown unrealized gain.
     market_value: Decimal = ZERO
     cost_basis: Decimal = ZERO
+    # Maximum drawdown, volatility, Sharpe and Sortino (risk.py), at the asked risk-free rate.
+    risk: RiskFigures | None = None
 
 
 def performance_report(
@@ -430,13 +447,15 @@ def performance_report(
     trade_rates: Mapping[Trade, Decimal] | None = None,
     benchmark_marks: tuple[str, Mapping[date, Decimal]] | None = None,
     currency: str = DEFAULT_CURRENCY,
+    risk_free_rate: Decimal = ZERO,
 ) -> PerformanceReport:
     """Everything GetPerformance answers, for trades up to the close of `today`.
 
     `history` is in the portfolio's currency (`currency`). For holdings in other currencies,
     `rates` gives each symbol's rate into it by day and `trade_rates` the rate each trade was
     converted at (both absent: one currency); they split the gain's currency part off.
-    `benchmark_marks`: a symbol and its closes in the portfolio's currency to compare with."""
+    `benchmark_marks`: a symbol and its closes in the portfolio's currency to compare with;
+    `risk_free_rate`: the yearly rate the Sharpe and Sortino ratios measure excess return over."""
     trades = list(trades)
     by_day: dict[date, list[Trade]] = {}
     for trade in trades:
@@ -474,7 +493,8 @@ def performance_report(
     market_values = {s: last.book.quantity(s) * p for s, p in last_prices.items()}
     inflows = sum((p.inflow for p in series[1:]), ZERO)
     outflows = sum((p.outflow for p in series[1:]), ZERO)
-    twr = time_weighted_return(series)
+    returns = daily_returns(series)
+    twr = chained(returns)
     compared = None
     if benchmark_marks is not None:
         symbol, marks = benchmark_marks
@@ -505,4 +525,6 @@ def performance_report(
         currency=currency,
         market_value=totals.market_value,
         cost_basis=totals.cost_basis,
+        # From the baseline when something was invested then, else from the first day it was.
+        risk=risk_figures(start if series[0].value > 0 else None, returns, risk_free_rate),
     )

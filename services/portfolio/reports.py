@@ -21,6 +21,7 @@ from services.portfolio.repository import (
     splits_by_portfolio,
 )
 from services.portfolio.returns import converted_closes
+from services.portfolio.risk import parse_risk_free_rate
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 
@@ -40,11 +41,17 @@ class Reports:
         self._exchange = exchange
 
     async def performance(
-        self, user_id: str, portfolio_id: str, range_: str, benchmark: str = ""
+        self,
+        user_id: str,
+        portfolio_id: str,
+        range_: str,
+        benchmark: str = "",
+        risk_free_rate: str = "",
     ) -> PerformanceReport:
         portfolio_id = require_portfolio_id(portfolio_id)
         today = self._clock().astimezone(UTC).date()
         range_start(range_, today)  # a bad range is refused before any work
+        yearly_rate = parse_risk_free_rate(risk_free_rate)
         benchmark = normalize_symbol(benchmark) if benchmark.strip() else ""
         # One moment's history: trades and splits that agree (books.py).
         async with self._db.snapshot() as session:
@@ -90,4 +97,5 @@ class Reports:
             trade_rates=trade_rates,
             benchmark_marks=marks,
             currency=currency,
+            risk_free_rate=yearly_rate,
         )

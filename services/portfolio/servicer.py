@@ -342,7 +342,11 @@ class PortfolioServicer(
         self, request: portfolio_pb2.GetPerformanceRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.GetPerformanceResponse:
         report = await self._cases.reports.performance(
-            require_identity().user_id, request.portfolio_id, request.range, request.benchmark
+            require_identity().user_id,
+            request.portfolio_id,
+            request.range,
+            request.benchmark,
+            request.risk_free_rate,
         )
         return performance_message(request.portfolio_id.strip(), report)
 

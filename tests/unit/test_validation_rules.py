@@ -187,6 +187,30 @@ def test_choices_are_named_and_stated() -> None:
     ]
 
 
+def test_the_risk_free_rate_is_a_yearly_fraction_the_document_states_whole() -> None:
+    # Its whole rule is the pattern (above -1, below 1, at most 8 places), so a schema-valid
+    # rate is never refused: GET /api/v1/performance needs no entry in tools/fuzz.py's
+    # ALLOWED_REJECTIONS for it.
+    params = {
+        p["name"]: p["schema"] for p in SPEC["paths"]["/api/v1/performance"]["get"]["parameters"]
+    }
+    pattern = re.compile(params["riskFreeRate"]["pattern"])
+    for good in ("", "0", "0.04", ".04", "-0.005", "+0.5", "-0.99999999", " 0.04 "):
+        assert pattern.search(good), good
+        request = portfolio_pb2.GetPerformanceRequest(portfolio_id="p", risk_free_rate=good)
+        assert violations(request) == []
+    for bad in ("1", "-1", "1.5", "4%", "0.04e0", "0.123456789", ".", "-", "abc"):
+        assert not pattern.search(bad), bad
+        request = portfolio_pb2.GetPerformanceRequest(portfolio_id="p", risk_free_rate=bad)
+        assert violations(request) == [
+            (
+                "riskFreeRate",
+                "must be a yearly rate as a fraction above -1 and below 1, with at most 8 "
+                "decimal places, such as 0.04",
+            )
+        ]
+
+
 def test_byte_limits_are_stated_in_words() -> None:
     password = SCHEMAS["stockfolio.users.v1.RegisterRequest"]["properties"]["password"]
     assert password["minLength"] == 8
