@@ -3,8 +3,10 @@ figure is checked by hand; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import statistics
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -191,3 +193,120 @@ async def test_the_figures_shown_beside_a_gain_add_up_to_it(
         Decimal(report.inflows) - Decimal(report.outflows)
     )
     assert Decimal(report.breakdown.total_gain) == Decimal(report.gain)
+
+
+def _weekdays(first: date, last: date) -> list[date]:
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [day for day in days if day.weekday() < 5]
+
+
+# A close per weekday from the first: up 10 % twice to the peak (121), down 20 % (96.80), back
+# to 121 two weekdays later, then 125 and 127.50 in turn (falls of 1.96 %, far smaller).
+def _path(count: int) -> list[Decimal]:
+    head = [Decimal(v) for v in ("100", "110", "121", "96.8", "108.9", "121")]
+    tail = [Decimal("125") if n % 2 == 0 else Decimal("127.5") for n in range(count)]
+    return (head + tail)[:count]
+
+
+@one_utc_day  # the closes run up to today: the server's day
+async def test_risk_figures_of_a_hand_checked_price_path(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    first = next(d for d in (today - timedelta(days=42 - n) for n in range(7)) if d.weekday() < 5)
+    weekdays = _weekdays(first, today)
+    closes = dict(zip(weekdays, _path(len(weekdays)), strict=True))
+    # Weekend days carry the Friday's close (stored too: the simulated market has none then).
+    every_day = {
+        first + timedelta(days=n): closes[
+            max(d for d in weekdays if d <= first + timedelta(days=n))
+        ]
+        for n in range((today - first).days + 1)
+    }
+    await store_closes(s, "KO", {d: str(c) for d, c in every_day.items()})
+    await s.trade(who, p.id, "deposit", "1000", executed_at=noon(first))
+    await s.trade(who, p.id, "buy", "10", "100", symbol="KO", executed_at=noon(first))
+
+    report = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all"), metadata=who
+    )
+    risk = report.risk
+    # The index is the price's (all of the money is in KO from the first day's close): the
+    # fall from 121 to 96.80 is 20 %, dated the weekdays of the path, recovered at 121.
+    assert (risk.max_drawdown, risk.drawdown_peak_date, risk.drawdown_trough_date) == (
+        "0.200000",
+        weekdays[2].isoformat(),
+        weekdays[3].isoformat(),
+    )
+    assert risk.drawdown_recovery_date == weekdays[5].isoformat()
+    # Trading-day returns: the first day's 0 (bought at its close), then one per weekday
+    # (weekends add none: their carried closes are chained in, changing nothing).
+    prices = [closes[d] for d in weekdays]
+    returns = [Decimal(0)] + [b / a - 1 for a, b in pairwise(prices)]
+    assert risk.trading_days == len(weekdays) >= 20
+    root_year = Decimal(252).sqrt()
+    spread = statistics.stdev(returns) * root_year
+    excess = statistics.fmean(returns) * 252  # a float: compared at 6 places below
+    assert risk.volatility == present_ratio(spread)
+    assert abs(Decimal(risk.sharpe_ratio) - Decimal(excess) / spread) < Decimal("2e-6")
+    downside = (sum(r * r for r in returns if r < 0) / len(returns)).sqrt() * root_year
+    assert abs(Decimal(risk.sortino_ratio) - Decimal(excess) / downside) < Decimal("2e-6")
+    assert (risk.risk_free_rate, report.risk_note) == ("0.000000", "")
+
+    # At 4 % a year: the excess return is 0.04 lower, the volatility the same.
+    at_four = await s.stub.GetPerformance(
+        pb.GetPerformanceRequest(portfolio_id=p.id, range="all", risk_free_rate="0.04"),
+        metadata=who,
+    )
+    assert at_four.risk.volatility == risk.volatility
+    assert at_four.risk.risk_free_rate == "0.040000"
+    expected = (Decimal(excess) - Decimal("0.04")) / spread
+    assert abs(Decimal(at_four.risk.sharpe_ratio) - expected) < Decimal("2e-6")
+    assert Decimal(at_four.risk.sortino_ratio) < Decimal(risk.sortino_ratio)
+
+
+@one_utc_day  # the closes end on today: the server's day
+async def test_too_few_days_leave_the_risk_statistics_empty_and_say_why(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+    d0, d1 = today - timedelta(days=2), today - timedelta(days=1)
+    await store_closes(s, "KO", {d0: "50", d1: "40", today: "45"})
+    await s.trade(who, p.id, "deposit", "500", executed_at=noon(d0))
+    await s.trade(who, p.id, "buy", "10", "50", symbol="KO", executed_at=noon(d0))
+
+    report = await s.stub.GetPerformance(pb.GetPerformanceRequest(portfolio_id=p.id), metadata=who)
+    risk = report.risk
+    assert (risk.volatility, risk.sharpe_ratio, risk.sortino_ratio) == ("", "", "")
+    trading = risk.trading_days
+    assert 1 <= trading <= 3  # d0, d1 and today, less the weekend days among them
+    assert report.risk_note == (
+        "volatility, Sharpe and Sortino need at least 20 trading-day returns;"
+        f" this range has {trading}"
+    )
+    # The drawdown is a fact of the series, given however short: 50 -> 40 is a 20 % fall.
+    assert (risk.max_drawdown, risk.drawdown_peak_date, risk.drawdown_trough_date) == (
+        "0.200000",
+        d0.isoformat(),
+        d1.isoformat(),
+    )
+    assert risk.drawdown_recovery_date == ""
+
+
+async def test_a_risk_free_rate_out_of_bounds_is_refused_naming_it(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    for rate in ("1", "0.04%", "-2", "0.123456789"):
+        error = await expect_error(
+            s.stub.GetPerformance(
+                pb.GetPerformanceRequest(portfolio_id=p.id, risk_free_rate=rate), metadata=who
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert [f for f, _ in violations(error)] == ["riskFreeRate"]
