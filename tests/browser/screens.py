@@ -76,11 +76,17 @@ def amount(text: str) -> Decimal:
     return Decimal(cleaned)
 
 
-def percent_shown(ratio: str) -> str:
-    """A signed ratio from the API ("0.196250" is 19.625 %) as the app writes it ("+19.63 %"):
-    JavaScript's `(Number(ratio) * 100).toFixed(2)`, which rounds the double's exact value half
-    away from zero, where Python's `format(..., ".2f")` rounds it half to even ("19.62"). A
-    return, an alpha or a change moves with the day and the ticks, so some runs meet a tie."""
+def percent_shown(ratio: str, *, signed: bool = True) -> str:
+    """A ratio from the API ("0.196250" is 19.625 %) as the app writes it ("+19.63 %", or
+    "19.63 %" unsigned): JavaScript's `(Number(ratio) * 100).toFixed(2)`, which rounds the
+    double's exact value half away from zero, where Python's `format(..., ".2f")` rounds it half
+    to even ("19.62"). A return, an alpha or a change moves with the day and the ticks, so some
+    runs meet a tie."""
     percent = float(ratio) * 100
-    fixed = Decimal(percent).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"{'+' if percent > 0 else ''}{fixed} %"
+    return f"{'+' if signed and percent > 0 else ''}{fixed_shown(percent)} %"
+
+
+def fixed_shown(value: str | float, places: int = 2) -> str:
+    """`Number(value).toFixed(places)` as the app writes a plain figure (a Sharpe ratio)."""
+    step = Decimal(1).scaleb(-places)
+    return str(Decimal(float(value)).quantize(step, rounding=ROUND_HALF_UP))

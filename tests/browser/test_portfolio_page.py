@@ -1,6 +1,7 @@
 """A portfolio's page in a real browser, against figures the API computes: FIFO and average
-cost side by side, TWR by period, the trade history a page at a time, the CSV and JSON exports,
-and the dashboard's allocation and value chart for the same portfolio."""
+cost side by side, TWR by period, the risk figures (and why they are empty for a new
+portfolio), the trade history a page at a time, the CSV and JSON exports, and the dashboard's
+allocation and value chart for the same portfolio."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import amount, api, percent_shown, sign_in
+from tests.browser.screens import amount, api, fixed_shown, percent_shown, sign_in
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -110,6 +111,52 @@ def test_cost_methods_periods_history_and_exports(
     held = {p["symbol"]: p["quantity"] for p in exported["positions"]}
     assert amount(held["AAPL"]) == 10
     assert amount(held["KO"]) == 22
+
+
+def test_the_performance_card_shows_the_risk_figures_or_why_they_are_empty(
+    page: Page, system: System, account: Account, portfolio: str
+) -> None:
+    sign_in(page, account, at=f"/portfolios/{portfolio}")
+    with page.expect_response(
+        lambda r: "/api/v1/performance" in r.url and "range=all" in r.url
+    ) as answered:
+        page.get_by_test_id("range-all").click()
+    said = answered.value.json()["data"]
+    risk = said["risk"]
+    # Held since January 2025 in a market that moves: every figure is defined.
+    assert risk["tradingDays"] >= 20 and risk["volatility"] and risk["sharpeRatio"], said
+    card = page.get_by_test_id("risk-summary")
+    expect(card.get_by_test_id("max-drawdown")).to_have_text(
+        percent_shown(risk["maxDrawdown"], signed=False)
+    )
+    recovered = risk["drawdownRecoveryDate"]
+    expect(card.get_by_test_id("drawdown-days")).to_have_text(
+        f"{risk['drawdownPeakDate']} → {risk['drawdownTroughDate']}, "
+        + (f"recovered {recovered}" if recovered else "not recovered")
+    )
+    expect(card.get_by_test_id("volatility")).to_have_text(
+        percent_shown(risk["volatility"], signed=False)
+    )
+    expect(card.get_by_test_id("sharpe")).to_have_text(fixed_shown(risk["sharpeRatio"]))
+    expect(card.get_by_test_id("sortino")).to_have_text(fixed_shown(risk["sortinoRatio"]))
+    expect(card.get_by_test_id("risk-note")).to_have_count(0)
+
+    # A portfolio with one deposit has no returns to measure: dashes, and the API's reason.
+    fresh = api(system, account, "POST", "/api/v1/portfolios", {"name": "Fresh"})
+    api(
+        system,
+        account,
+        "POST",
+        "/api/v1/trades",
+        {"portfolioId": fresh["id"], "side": "deposit", "quantity": "100"},
+    )
+    with page.expect_response(lambda r: "/api/v1/performance" in r.url) as answered:
+        page.goto(f"/portfolios/{fresh['id']}")
+    note = answered.value.json()["data"]["riskNote"]
+    assert note.startswith("volatility, Sharpe and Sortino need at least 20"), note
+    expect(card.get_by_test_id("risk-note")).to_have_text(note)
+    for figure in ("volatility", "sharpe", "sortino"):
+        expect(card.get_by_test_id(figure)).to_have_text("—")
 
 
 def test_the_dashboard_draws_the_allocation_and_the_value_over_time(

@@ -35,6 +35,12 @@ export function ratio(value: string | number | undefined, signed = false): strin
   return percent(Number(value) * 100, signed);
 }
 
+/** A plain figure such as a Sharpe ratio ("1.234567" is shown 1.23). */
+export function decimal(value: string | number | undefined, places = 2): string {
+  if (value === undefined || value === "" || !Number.isFinite(Number(value))) return "—";
+  return Number(value).toFixed(places);
+}
+
 /** A number already in percent ("0.65" is 0.65 %), signed by default (a change). */
 export function percent(value: string | number | undefined, signed = true): string {
   if (value === undefined || value === "" || !Number.isFinite(Number(value))) return "—";

@@ -19,6 +19,7 @@ export type TradeSide = Schemas["stockfolio.portfolio.v1.TradeSide"];
 export type Quote = Schemas["stockfolio.portfolio.v1.Quote"];
 export type Stock = Schemas["stockfolio.portfolio.v1.Stock"];
 export type Performance = Schemas["stockfolio.portfolio.v1.GetPerformanceResponse"];
+export type Risk = Schemas["stockfolio.portfolio.v1.RiskFigures"];
 export type Pagination = Schemas["Pagination"];
 export type Api = Client<paths>;
 

@@ -1,6 +1,7 @@
 /** Time-weighted and money-weighted returns (TWR, XIRR) over a chosen period, with the value
- * series; the period's gain in its parts (capital, dividends, currency, fees), and a benchmark
- * whose what-if series is drawn beside the portfolio's value. */
+ * series; the period's risk (maximum drawdown, volatility, Sharpe and Sortino ratios); the
+ * period's gain in its parts (capital, dividends, currency, fees), and a benchmark whose what-if
+ * series is drawn beside the portfolio's value. */
 
 import { useState } from "preact/hooks";
 import {
@@ -9,12 +10,13 @@ import {
   type Breakdown,
   performanceWithParts,
 } from "../../api/currencies";
+import type { Risk } from "../../api/client";
 import type { Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { ValueChart } from "../../components/charts";
 import { ErrorBanner } from "../../components/form";
 import { RangePicker } from "../../components/RangePicker";
-import { money, ratio, signed, trend } from "../../format";
+import { decimal, money, ratio, signed, trend } from "../../format";
 
 export function PerformancePanel(props: { portfolioId: string; currency: string; version: string }) {
   const [range, setRange] = useState<Range>("1y");
@@ -119,6 +121,7 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
           {r.startDate} to {r.endDate}: {money(r.startValue, c)} → {money(r.endValue, c)}
         </p>
       )}
+      {r?.risk && <RiskSummary risk={r.risk} note={r.riskNote} />}
       <ValueChart
         points={points}
         compare={compare}
@@ -132,6 +135,68 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
       {r?.benchmark && <BenchmarkSummary compared={r.benchmark} currency={c} />}
       {r?.breakdown && <BreakdownTable parts={r.breakdown} currency={c} />}
     </section>
+  );
+}
+
+const DRAWDOWN_TITLE =
+  "The largest peak-to-trough fall of the time-weighted index: deposits and withdrawals excluded";
+const SHARPE_TITLE = "Annualized return over the risk-free rate, per unit of volatility";
+const SORTINO_TITLE =
+  "Annualized return over the risk-free rate, per unit of downside deviation below it";
+
+/** Max drawdown (with its days), volatility, Sharpe and Sortino; the API's note when a figure is
+ * empty (too few trading days, returns that never varied). */
+function RiskSummary(props: { risk: Risk; note: string | undefined }) {
+  const k = props.risk;
+  const fell = Boolean(k.drawdownPeakDate && k.drawdownTroughDate);
+  return (
+    <div data-testid="risk-summary">
+      <dl class="stats" aria-label="Risk">
+        <div>
+          <dt>
+            <abbr title={DRAWDOWN_TITLE}>Max drawdown</abbr>
+          </dt>
+          <dd class={Number(k.maxDrawdown) > 0 ? "down" : "flat"} data-testid="max-drawdown">
+            {ratio(k.maxDrawdown)}
+          </dd>
+          {fell && (
+            <small class="muted" data-testid="drawdown-days">
+              {k.drawdownPeakDate} → {k.drawdownTroughDate},{" "}
+              {k.drawdownRecoveryDate ? `recovered ${k.drawdownRecoveryDate}` : "not recovered"}
+            </small>
+          )}
+        </div>
+        <div>
+          <dt>
+            <abbr title="Annualized standard deviation of the trading-day returns">Volatility</abbr>
+          </dt>
+          <dd data-testid="volatility">{ratio(k.volatility)}</dd>
+        </div>
+        <div>
+          <dt>
+            <abbr title={`${SHARPE_TITLE} (risk-free rate ${ratio(k.riskFreeRate)} a year)`}>
+              Sharpe
+            </abbr>
+          </dt>
+          <dd class={trend(k.sharpeRatio)} data-testid="sharpe">
+            {decimal(k.sharpeRatio)}
+          </dd>
+        </div>
+        <div>
+          <dt>
+            <abbr title={SORTINO_TITLE}>Sortino</abbr>
+          </dt>
+          <dd class={trend(k.sortinoRatio)} data-testid="sortino">
+            {decimal(k.sortinoRatio)}
+          </dd>
+        </div>
+      </dl>
+      {props.note && (
+        <p class="muted" data-testid="risk-note">
+          {props.note}
+        </p>
+      )}
+    </div>
   );
 }
 
