@@ -7,7 +7,9 @@ bounded number of examples per operation. Prints totals and exits 1 on any serve
 schema violation; a schema-valid request rejected (positive_data_acceptance) fails the run only
 on an operation outside ALLOWED_REJECTIONS.
 
-Run it with `make fuzz`, or `PYTHONPATH=.:gen .venv/bin/python tools/fuzz.py --help`.
+Run it with `make fuzz`, or `PYTHONPATH=.:gen .venv/bin/python tools/fuzz.py --help`; on some
+operations only with `--operation PortfolioService_GetPerformance` (their OpenAPI operationIds,
+the option repeated for several).
 """
 
 from __future__ import annotations
@@ -213,6 +215,8 @@ def schemathesis_command(system: System, config: Path, reports: Path, args: Opti
     ]
     for path in EXCLUDED_PATHS:
         command += ["--exclude-path", path]
+    for operation in args.operations:
+        command += ["--include-operation-id", operation]
     return command
 
 
@@ -368,6 +372,7 @@ class Options:
     max_examples: int
     report_dir: Path | None
     postgresql: bool = False
+    operations: tuple[str, ...] = ()
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -385,8 +390,22 @@ def parse_options(argv: list[str] | None = None) -> Options:
         action="store_true",
         help="every service on a fresh PostgreSQL database (127.0.0.1:5432) instead of SQLite",
     )
+    parser.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="OPERATION_ID",
+        help="only this operation (its operationId, e.g. PortfolioService_GetPerformance); "
+        "repeat for several",
+    )
     parsed = parser.parse_args(argv)
-    return Options(parsed.seed, parsed.max_examples, parsed.report_dir, parsed.postgresql)
+    return Options(
+        parsed.seed,
+        parsed.max_examples,
+        parsed.report_dir,
+        parsed.postgresql,
+        tuple(parsed.operation),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
