@@ -81,8 +81,7 @@ def weekdays_from(first: date, returns: list[Decimal]) -> list[DailyReturn]:
 def test_a_fall_and_its_recovery_are_dated() -> None:
     # Mon 100 (baseline), Tue 120, Wed 90, Thu 108, Fri 120, Sat 130.
     # Index: 1, 1.2, 0.9, 1.08, 1.2, 1.3. The fall from 1.2 (Tue) to 0.9 (Wed) is
-    # 1 - 0.9 / 1.2 = 0.25; the index is back at 1.2 on Friday. 1.08 * (120 / 108) is not 1.2 to
-    # the last of 28 digits: a price back at its old high is still a recovery.
+    # 1 - 0.9 / 1.2 = 0.25; the index is back at 1.2 on Friday.
     series = points("100", "120", "90", "108", "120", "130")
     assert shown(max_drawdown(MONDAY, daily_returns(series))) == (
         "0.250000",
@@ -90,6 +89,17 @@ def test_a_fall_and_its_recovery_are_dated() -> None:
         day(2),
         day(4),
     )
+
+
+def test_a_price_back_at_its_old_high_is_a_recovery_to_the_last_digit() -> None:
+    # 100, 90, 100, 130: 100 / 90 - 1 is 0.111...1 to 28 digits, so the index comes back to
+    # 0.9999999999999999999999999999, not 1: still back at the peak, on Wednesday.
+    series = points("100", "90", "100", "130")
+    returns = daily_returns(series)
+    fall, rise = (r for _, r in returns[:2])
+    assert fall is not None and rise is not None
+    assert (1 + fall) * (1 + rise) < 1
+    assert shown(max_drawdown(MONDAY, returns)) == ("0.100000", MONDAY, day(1), day(2))
 
 
 def test_a_fall_not_recovered_has_no_recovery_day() -> None:
