@@ -16,10 +16,9 @@ Conventions, stated once
   the range's end). Of equal falls, the first. Days are calendar days, the series' own; the
   index stands at 1 from the baseline, or, when nothing was invested then (a range that starts
   before the first trade), from the first day money was (a fall within that very day has it for
-  both its peak and its trough). Levels
-  within a ratio of LEVEL_TOLERANCE of each other count as equal: each day's return is a
-  division rounded at 28 digits, so a price back at its old high can leave the index 1e-28
-  short of it.
+  both its peak and its trough). Levels within a ratio of LEVEL_TOLERANCE of each other count
+  as equal: each day's return is a division rounded at 28 digits, so a price back at its old
+  high can leave the index 1e-28 short of it.
 * Trading-day returns: the series has a point for every calendar day, prices carried over
   weekends, so a Saturday's and a Sunday's return is nearly always 0. Counted as returns, those
   zeros would lower the volatility by about sqrt(5/7) (15 %) and the mean return with it. They
@@ -42,10 +41,12 @@ Conventions, stated once
   little): with fewer they are undefined (None) and the note says why. A deviation that rounds
   to 0 at RATIO_PLACES (as shown) leaves its ratio undefined, not a division by noise. The
   drawdown is a fact of the series, not an estimate: it is given once any return is measured.
-* Portfolio Performance (name.abuchen.portfolio.math.Risk, PerformanceIndex) computes its
-  volatility from log returns ln(1 + r), drops weekends and holidays by its trade calendar
-  rather than chaining them, and states the volatility of the whole period (scaled by sqrt(n)),
-  not a yearly figure; its drawdown is measured on the same kind of chained index as here.
+* Portfolio Performance, as its code reads (name.abuchen.portfolio.math.Risk and
+  PerformanceIndex), takes its volatility from log returns ln(1 + r), drops weekend and holiday
+  returns by its trade calendar rather than chaining them, and scales the sample deviation by
+  sqrt(n), the whole period's figure rather than a yearly one; its drawdown is taken on the
+  same kind of chained index as here. Ours is yearly (sqrt(252)), as brokers' factsheets and
+  Sharpe ratios state it, and keeps every return.
 """
 
 from __future__ import annotations
