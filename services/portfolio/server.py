@@ -19,6 +19,7 @@ from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
 from services.portfolio.imports import Imports
+from services.portfolio.income_reports import IncomeReports
 from services.portfolio.market_data import LedSource
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_desk import Orders
@@ -130,6 +131,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         splits=Splits(db, prices, hub, orders=orders),
         realized=RealizedGains(db),
         allocations=Allocations(db, portfolios, prices),
+        income=IncomeReports(db, market, exchange),
     )
     calculator = Calculator(
         db,

@@ -26,6 +26,8 @@ from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
 from services.portfolio.fx_rpcs import FxRpcs
 from services.portfolio.imports import Imported, Imports
+from services.portfolio.income_reports import IncomeReports
+from services.portfolio.income_rpcs import IncomeRpcs
 from services.portfolio.market_data import MarketData
 from services.portfolio.messages import (
     PROTO_TO_KIND,
@@ -75,6 +77,7 @@ class UseCases:
     splits: Splits
     realized: RealizedGains
     allocations: Allocations
+    income: IncomeReports
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -108,6 +111,7 @@ class PortfolioServicer(
     FxRpcs,
     SplitRpcs,
     AllocationRpcs,
+    IncomeRpcs,
     portfolio_pb2_grpc.PortfolioServiceServicer,
 ):
     def __init__(self, cases: UseCases) -> None:

@@ -194,6 +194,12 @@ class SharedMarket:
     async def fx_daily(self, base: str, quote: str, start: date, end: date) -> dict[date, Decimal]:
         return await cast(FxSource, self._source).fx_daily(base, quote, start, end)
 
+    @property
+    def announces_dividends(self) -> bool:
+        """Whether the source has a dividend calendar (the simulated market has; a provider
+        has none, and `dividend_calendar` is then empty for want of one, not of dividends)."""
+        return hasattr(self._source, "dividend_calendar")
+
     async def dividend_calendar(self, start: date, end: date) -> dict[str, dict[date, Decimal]]:
         """Every symbol's ex-dates in the range, from the source's calendar (none: empty)."""
         calendar = getattr(self._source, "dividend_calendar", None)

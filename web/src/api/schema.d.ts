@@ -1436,6 +1436,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/income": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get portfolio income
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetPortfolioIncome`.
+         */
+        get: operations["PortfolioService_GetPortfolioIncome"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -2448,6 +2468,63 @@ export interface components {
             tradeValue?: string;
             reason?: string;
             weightAfter?: string;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. INCOME_GROUPING_YEAR), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.IncomeGrouping": "unspecified" | "month" | "quarter" | "year";
+        "stockfolio.portfolio.v1.GetPortfolioIncomeResponse": {
+            portfolioId?: string;
+            currency?: string;
+            groupBy?: components["schemas"]["stockfolio.portfolio.v1.IncomeGrouping"];
+            totals?: components["schemas"]["stockfolio.portfolio.v1.IncomeAmounts"];
+            periods?: components["schemas"]["stockfolio.portfolio.v1.IncomePeriod"][];
+            symbols?: components["schemas"]["stockfolio.portfolio.v1.SymbolIncome"][];
+            trailing?: components["schemas"]["stockfolio.portfolio.v1.TrailingIncome"];
+            projected?: components["schemas"]["stockfolio.portfolio.v1.ProjectedIncome"];
+        };
+        "stockfolio.portfolio.v1.IncomeAmounts": {
+            gross?: string;
+            fees?: string;
+            net?: string;
+            /** Format: int32 */
+            count?: number;
+        };
+        "stockfolio.portfolio.v1.IncomePeriod": {
+            label?: string;
+            start?: string;
+            end?: string;
+            income?: components["schemas"]["stockfolio.portfolio.v1.IncomeAmounts"];
+        };
+        "stockfolio.portfolio.v1.SymbolIncome": {
+            symbol?: string;
+            income?: components["schemas"]["stockfolio.portfolio.v1.IncomeAmounts"];
+            share?: string;
+        };
+        "stockfolio.portfolio.v1.TrailingIncome": {
+            start?: string;
+            end?: string;
+            income?: components["schemas"]["stockfolio.portfolio.v1.IncomeAmounts"];
+            heldIncome?: string;
+            costBasis?: string;
+            yieldOnCost?: string;
+        };
+        "stockfolio.portfolio.v1.ProjectedIncome": {
+            start?: string;
+            end?: string;
+            dividends?: components["schemas"]["stockfolio.portfolio.v1.ProjectedDividend"][];
+            total?: string;
+            note?: string;
+        };
+        "stockfolio.portfolio.v1.ProjectedDividend": {
+            symbol?: string;
+            exDate?: string;
+            quantity?: string;
+            perShare?: string;
+            currency?: string;
+            fxRate?: string;
+            amount?: string;
         };
     };
     responses: {
@@ -5070,6 +5147,35 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.GetRebalanceResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetPortfolioIncome: {
+        parameters: {
+            query?: {
+                from?: string;
+                groupBy?: components["schemas"]["stockfolio.portfolio.v1.IncomeGrouping"];
+                to?: string;
+            };
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetPortfolioIncomeResponse"];
                     };
                 };
             };

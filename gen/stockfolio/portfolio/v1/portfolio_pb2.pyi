@@ -203,6 +203,26 @@ ORDER_STATUS_REJECTED: OrderStatus.ValueType  # 4
 ORDER_STATUS_EXPIRED: OrderStatus.ValueType  # 5
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
+class _IncomeGrouping:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IncomeGroupingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IncomeGrouping.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INCOME_GROUPING_UNSPECIFIED: _IncomeGrouping.ValueType  # 0
+    INCOME_GROUPING_MONTH: _IncomeGrouping.ValueType  # 1
+    INCOME_GROUPING_QUARTER: _IncomeGrouping.ValueType  # 2
+    INCOME_GROUPING_YEAR: _IncomeGrouping.ValueType  # 3
+
+class IncomeGrouping(_IncomeGrouping, metaclass=_IncomeGroupingEnumTypeWrapper):
+    """IncomeGrouping is the length of the periods income is added up over (UTC calendar periods)."""
+
+INCOME_GROUPING_UNSPECIFIED: IncomeGrouping.ValueType  # 0
+INCOME_GROUPING_MONTH: IncomeGrouping.ValueType  # 1
+INCOME_GROUPING_QUARTER: IncomeGrouping.ValueType  # 2
+INCOME_GROUPING_YEAR: IncomeGrouping.ValueType  # 3
+Global___IncomeGrouping: _TypeAlias = IncomeGrouping  # noqa: Y015
+
 @_typing.final
 class Portfolio(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -3520,3 +3540,307 @@ class GetRebalanceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRebalanceResponse: _TypeAlias = GetRebalanceResponse  # noqa: Y015
+
+@_typing.final
+class GetPortfolioIncomeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    to: _builtins.str
+    group_by: Global___IncomeGrouping.ValueType
+    """Absent: month."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        to: _builtins.str = ...,
+        group_by: Global___IncomeGrouping.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "group_by", b"group_by", "portfolio_id", b"portfolio_id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPortfolioIncomeRequest: _TypeAlias = GetPortfolioIncomeRequest  # noqa: Y015
+
+@_typing.final
+class IncomeAmounts(_message.Message):
+    """Dividends added up: gross (as recorded, in the portfolio's currency at each dividend's day's
+    rate), the fees and tax withheld on them, and net = gross - fees (of the figures shown).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROSS_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    NET_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    gross: _builtins.str
+    fees: _builtins.str
+    net: _builtins.str
+    count: _builtins.int
+    """How many dividends."""
+    def __init__(
+        self,
+        *,
+        gross: _builtins.str = ...,
+        fees: _builtins.str = ...,
+        net: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "fees", b"fees", "gross", b"gross", "net", b"net"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncomeAmounts: _TypeAlias = IncomeAmounts  # noqa: Y015
+
+@_typing.final
+class IncomePeriod(_message.Message):
+    """One period of a grouping: its first and last days (YYYY-MM-DD) and its label ("2024-03",
+    "2024-Q1", "2024").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    INCOME_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    start: _builtins.str
+    end: _builtins.str
+    @_builtins.property
+    def income(self) -> Global___IncomeAmounts: ...
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        income: Global___IncomeAmounts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["income", b"income"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "income", b"income", "label", b"label", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncomePeriod: _TypeAlias = IncomePeriod  # noqa: Y015
+
+@_typing.final
+class SymbolIncome(_message.Message):
+    """One symbol's dividends in the period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    INCOME_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    share: _builtins.str
+    """Its share of the period's gross income ("0.25" is 25 %); empty when that is 0."""
+    @_builtins.property
+    def income(self) -> Global___IncomeAmounts: ...
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        income: Global___IncomeAmounts | None = ...,
+        share: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["income", b"income"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["income", b"income", "share", b"share", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SymbolIncome: _TypeAlias = SymbolIncome  # noqa: Y015
+
+@_typing.final
+class TrailingIncome(_message.Message):
+    """The twelve months ending on `end` (`to`, else today): from the day after the same day a year
+    before.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    INCOME_FIELD_NUMBER: _builtins.int
+    HELD_INCOME_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    YIELD_ON_COST_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    end: _builtins.str
+    held_income: _builtins.str
+    """Gross income of those months from the holdings still held at the end of `end`, and their
+    cost basis then (FIFO, fees of buys included).
+    """
+    cost_basis: _builtins.str
+    yield_on_cost: _builtins.str
+    """held_income / cost_basis ("0.035" is 3.5 %); empty when the cost basis is 0."""
+    @_builtins.property
+    def income(self) -> Global___IncomeAmounts: ...
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        income: Global___IncomeAmounts | None = ...,
+        held_income: _builtins.str = ...,
+        cost_basis: _builtins.str = ...,
+        yield_on_cost: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["income", b"income"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_basis", b"cost_basis", "end", b"end", "held_income", b"held_income", "income", b"income", "start", b"start", "yield_on_cost", b"yield_on_cost"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrailingIncome: _TypeAlias = TrailingIncome  # noqa: Y015
+
+@_typing.final
+class ProjectedDividend(_message.Message):
+    """A dividend the market announces for a holding: the shares held now times the amount per
+    share, in the stock's currency, at today's rate into the portfolio's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    EX_DATE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PER_SHARE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    ex_date: _builtins.str
+    """The ex-date, YYYY-MM-DD."""
+    quantity: _builtins.str
+    per_share: _builtins.str
+    currency: _builtins.str
+    fx_rate: _builtins.str
+    amount: _builtins.str
+    """quantity x per_share x fx_rate, in the portfolio's currency."""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        ex_date: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        per_share: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        amount: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "ex_date", b"ex_date", "fx_rate", b"fx_rate", "per_share", b"per_share", "quantity", b"quantity", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectedDividend: _TypeAlias = ProjectedDividend  # noqa: Y015
+
+@_typing.final
+class ProjectedIncome(_message.Message):
+    """What the holdings are announced to pay from tomorrow to the same day next year."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    DIVIDENDS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    end: _builtins.str
+    total: _builtins.str
+    """The exact sum of the amounts, rounded once."""
+    note: _builtins.str
+    """Why the list is empty or short: the market announces no dividend calendar (nothing is
+    projected rather than guessed), or a holding's currency or rate is not known now.
+    """
+    @_builtins.property
+    def dividends(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectedDividend]:
+        """By ex-date, then symbol."""
+
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+        dividends: _abc.Iterable[Global___ProjectedDividend] | None = ...,
+        total: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dividends", b"dividends", "end", b"end", "note", b"note", "start", b"start", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectedIncome: _TypeAlias = ProjectedIncome  # noqa: Y015
+
+@_typing.final
+class GetPortfolioIncomeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    PERIODS_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    TRAILING_FIELD_NUMBER: _builtins.int
+    PROJECTED_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    currency: _builtins.str
+    """The portfolio's currency, which every money figure is in."""
+    group_by: Global___IncomeGrouping.ValueType
+    @_builtins.property
+    def totals(self) -> Global___IncomeAmounts:
+        """Every dividend of the period (`from` to `to`); over all time, gross is the portfolio's
+        dividends.
+        """
+
+    @_builtins.property
+    def periods(self) -> _containers.RepeatedCompositeFieldContainer[Global___IncomePeriod]:
+        """Oldest first, from the period of `from` (else the first dividend's) to that of `to` (else
+        the last dividend's), periods without income included.
+        """
+
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedCompositeFieldContainer[Global___SymbolIncome]:
+        """By gross income, the largest first (then by symbol)."""
+
+    @_builtins.property
+    def trailing(self) -> Global___TrailingIncome: ...
+    @_builtins.property
+    def projected(self) -> Global___ProjectedIncome: ...
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        group_by: Global___IncomeGrouping.ValueType = ...,
+        totals: Global___IncomeAmounts | None = ...,
+        periods: _abc.Iterable[Global___IncomePeriod] | None = ...,
+        symbols: _abc.Iterable[Global___SymbolIncome] | None = ...,
+        trailing: Global___TrailingIncome | None = ...,
+        projected: Global___ProjectedIncome | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["projected", b"projected", "totals", b"totals", "trailing", b"trailing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "group_by", b"group_by", "periods", b"periods", "portfolio_id", b"portfolio_id", "projected", b"projected", "symbols", b"symbols", "totals", b"totals", "trailing", b"trailing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPortfolioIncomeResponse: _TypeAlias = GetPortfolioIncomeResponse  # noqa: Y015

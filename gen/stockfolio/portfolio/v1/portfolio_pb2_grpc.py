@@ -242,6 +242,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.FromString,
                 _registered_method=True)
+        self.GetPortfolioIncome = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetPortfolioIncome',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -520,6 +525,15 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPortfolioIncome(self, request, context):
+        """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
+        symbol, its trailing twelve months' income and yield on cost, and the dividends its
+        holdings are announced to pay in the next twelve months, in the portfolio's currency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -727,6 +741,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetRebalance,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.SerializeToString,
+            ),
+            'GetPortfolioIncome': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPortfolioIncome,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1838,6 +1857,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetRebalance',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetRebalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPortfolioIncome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetPortfolioIncome',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

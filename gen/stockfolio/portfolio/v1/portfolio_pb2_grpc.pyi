@@ -111,6 +111,11 @@ class PortfolioServiceStub:
     """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
     (sells first, their proceeds paying for the buys); it records nothing.
     """
+    GetPortfolioIncome: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPortfolioIncomeRequest, _portfolio_pb2.GetPortfolioIncomeResponse]
+    """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
+    symbol, its trailing twelve months' income and yield on cost, and the dividends its
+    holdings are announced to pay in the next twelve months, in the portfolio's currency.
+    """
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -193,6 +198,11 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     GetRebalance: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetRebalanceRequest, _portfolio_pb2.GetRebalanceResponse]  # type: ignore[assignment]
     """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
     (sells first, their proceeds paying for the buys); it records nothing.
+    """
+    GetPortfolioIncome: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPortfolioIncomeRequest, _portfolio_pb2.GetPortfolioIncomeResponse]  # type: ignore[assignment]
+    """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
+    symbol, its trailing twelve months' income and yield on cost, and the dividends its
+    holdings are announced to pay in the next twelve months, in the portfolio's currency.
     """
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -519,6 +529,17 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_portfolio_pb2.GetRebalanceResponse, _abc.Awaitable[_portfolio_pb2.GetRebalanceResponse]]:
         """GetRebalance suggests the trades that bring a portfolio to its targets at current prices
         (sells first, their proceeds paying for the buys); it records nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPortfolioIncome(
+        self,
+        request: _portfolio_pb2.GetPortfolioIncomeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetPortfolioIncomeResponse, _abc.Awaitable[_portfolio_pb2.GetPortfolioIncomeResponse]]:
+        """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
+        symbol, its trailing twelve months' income and yield on cost, and the dividends its
+        holdings are announced to pay in the next twelve months, in the portfolio's currency.
         """
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,173 @@
+"""GetPortfolioIncome: a portfolio's dividend income (income.py) from its trades and splits read
+in one snapshot (books.py says why), with what its holdings are announced to pay next from the
+market's dividend calendar, at today's rates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from services.portfolio.currencies import ONE
+from services.portfolio.domain import Book, CashPolicy, Split, Trade
+from services.portfolio.exchange import Exchange
+from services.portfolio.income import (
+    Grouping,
+    IncomeReport,
+    Listing,
+    Projection,
+    Trailing,
+    check_period_count,
+    income_report,
+    next_year,
+    projected_income,
+    received,
+    trailing_income,
+)
+from services.portfolio.market_data import MarketData
+from services.portfolio.realized import Period
+from services.portfolio.records import portfolio_not_found, require_portfolio_id
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import DomainError
+
+Calendar = Callable[[date, date], Awaitable[dict[str, dict[date, Decimal]]]]
+
+NO_CALENDAR = (
+    "the market source announces no dividend calendar (Alpha Vantage gives none), so nothing"
+    " is projected"
+)
+
+
+@dataclass(frozen=True)
+class Income:
+    """A portfolio's income report, its trailing twelve months and its projection; `note` says
+    why the projection is empty or short, when it is."""
+
+    portfolio_id: str
+    currency: str
+    report: IncomeReport
+    trailing: Trailing
+    projection: Projection
+    note: str
+
+
+def dividend_calendar(market: object) -> Calendar | None:
+    """The market's dividend calendar, None when it has none: the simulated market has one, a
+    provider (Alpha Vantage) none; the shared market says which of them it wraps."""
+    calendar: Calendar | None = getattr(market, "dividend_calendar", None)
+    if calendar is None or not getattr(market, "announces_dividends", True):
+        return None
+    return calendar
+
+
+class IncomeReports:
+    def __init__(
+        self,
+        db: Database,
+        market: MarketData,
+        exchange: Exchange | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._db = db
+        self._market = market
+        self._exchange = exchange
+        self._clock = clock
+
+    async def income(
+        self, user_id: str, portfolio_id: str, period: Period, grouping: Grouping
+    ) -> Income:
+        """The user's portfolio's dividend income in `period` grouped by `grouping`, the twelve
+        months to `period.end` (else today) and the next twelve months' announced dividends
+        (NotFound for another user's portfolio)."""
+        portfolio_id = require_portfolio_id(portfolio_id)
+        if period.start and period.end:  # refused before any reading
+            check_period_count(period.start, period.end, grouping, blame="from")
+        today = self._clock().astimezone(UTC).date()
+        # One moment's history: the trades and the splits must agree (books.py).
+        async with self._db.snapshot() as session:
+            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+            if portfolio is None:
+                raise portfolio_not_found(portfolio_id)
+            recorded = await TradeRepository(session).of(portfolio_id)
+            splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+        currency = portfolio.base_currency
+        policy = portfolio.kind.policy
+        end = period.end or today
+
+        def work() -> tuple[IncomeReport, Trailing, dict[str, Decimal]]:
+            dividends = received(recorded, currency)
+            trades = [r.trade for r in recorded]
+            now = Book.replay(trades, splits=splits, policy=policy)
+            then = now if end >= today else _book_at_end_of(end, trades, splits, policy)
+            basis = {s: then.position(s).cost_basis for s in then.open_symbols()}
+            return (
+                income_report(dividends, grouping, period),
+                trailing_income(dividends, end, basis),
+                {s: now.quantity(s) for s in now.open_symbols()},
+            )
+
+        report, trailing, holdings = await asyncio.to_thread(work)  # CPU-bound over years
+        projection, note = await self._projection(holdings, currency, today)
+        return Income(portfolio_id, currency, report, trailing, projection, note)
+
+    async def _projection(
+        self, holdings: Mapping[str, Decimal], currency: str, today: date
+    ) -> tuple[Projection, str]:
+        nothing = projected_income({}, {}, {}, today)
+        calendar = dividend_calendar(self._market)
+        if calendar is None:
+            return nothing, NO_CALENDAR
+        if not holdings:
+            return nothing, ""
+        try:
+            announced = await calendar(*next_year(today))
+        except DomainError as problem:
+            return nothing, f"the market's dividend calendar cannot be read now: {problem.message}"
+        listings: dict[str, Listing] = {}
+        for symbol in sorted(holdings.keys() & announced.keys()):
+            listing = await self._listing(symbol, currency)
+            if listing is not None:
+                listings[symbol] = listing
+        projection = projected_income(holdings, announced, listings, today)
+        note = ""
+        if projection.unpriced:
+            note = (
+                f"not projected: {', '.join(projection.unpriced)}, whose currency or today's rate"
+                " the market cannot give now"
+            )
+        return projection, note
+
+    async def _listing(self, symbol: str, currency: str) -> Listing | None:
+        """`symbol`'s trading currency and today's rate into `currency`; None when the market
+        cannot say now (a guess would project dollars as yen)."""
+        if self._exchange is None:
+            return Listing(currency, ONE)
+        try:
+            trading = await self._exchange.currency_of(symbol, currency)
+            if trading == currency:
+                return Listing(trading, ONE)
+            return Listing(trading, (await self._exchange.rate(trading, currency)).rate)
+        except DomainError:
+            return None
+
+
+def _book_at_end_of(
+    day: date, trades: Sequence[Trade], splits: Sequence[Split], policy: CashPolicy
+) -> Book:
+    """The book as it stood at the end of `day` (UTC): the trades and splits before the next
+    day began (a prefix of a history that holds, so it holds too)."""
+    after = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=UTC)
+    return Book.replay(
+        [t for t in trades if t.executed_at < after],
+        splits=[s for s in splits if s.effective_at < after],
+        policy=policy,
+    )
