@@ -86,8 +86,8 @@ class IncomeReports:
         self, user_id: str, portfolio_id: str, period: Period, grouping: Grouping
     ) -> Income:
         """The user's portfolio's dividend income in `period` grouped by `grouping`, the twelve
-        months to `period.end` (else today) and the next twelve months' announced dividends
-        (NotFound for another user's portfolio)."""
+        months to `period.end` (absent or later: today) and the next twelve months' announced
+        dividends (NotFound for another user's portfolio)."""
         portfolio_id = require_portfolio_id(portfolio_id)
         if period.start and period.end:  # refused before any reading
             check_period_count(period.start, period.end, grouping, blame="from")
@@ -101,13 +101,13 @@ class IncomeReports:
             splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
         currency = portfolio.base_currency
         policy = portfolio.kind.policy
-        end = period.end or today
+        end = min(period.end or today, today)  # trailing months lie in the past
 
         def work() -> tuple[IncomeReport, Trailing, dict[str, Decimal]]:
             dividends = received(recorded, currency)
             trades = [r.trade for r in recorded]
             now = Book.replay(trades, splits=splits, policy=policy)
-            then = now if end >= today else _book_at_end_of(end, trades, splits, policy)
+            then = now if end == today else _book_at_end_of(end, trades, splits, policy)
             basis = {s: then.position(s).cost_basis for s in then.open_symbols()}
             return (
                 income_report(dividends, grouping, period),

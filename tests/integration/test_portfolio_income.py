@@ -167,6 +167,10 @@ async def test_trailing_twelve_months_yield_on_cost_and_the_announced_dividends_
     assert amounts(t.income) == ("109.40", "0.00", "109.40", 3)
     assert (t.held_income, t.cost_basis, t.yield_on_cost) == ("97.00", "5000.00", "0.019400")
 
+    # A `to` ahead of today ends them today: trailing months lie in the past.
+    ahead = await income(s, who, p.id, to=(today + timedelta(days=400)).isoformat())
+    assert ahead.trailing == reply.trailing
+
     # Ending at `to`: the twelve months before it, and the holdings as they were then (JNJ too).
     earlier = await income(s, who, p.id, to=(today - timedelta(days=60)).isoformat())
     e = earlier.trailing

@@ -3665,8 +3665,8 @@ Global___SymbolIncome: _TypeAlias = SymbolIncome  # noqa: Y015
 
 @_typing.final
 class TrailingIncome(_message.Message):
-    """The twelve months ending on `end` (`to`, else today): from the day after the same day a year
-    before.
+    """The twelve months ending on `end` (`to`, or today when it is absent or later): from the day
+    after the same day a year before.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
