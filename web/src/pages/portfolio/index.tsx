@@ -1,5 +1,5 @@
 /** One portfolio: its live totals, positions with live prices, performance, trades, realized
- * gains, stock splits, target allocations and rebalancing, import and export. */
+ * gains, dividend income, stock splits, target allocations and rebalancing, import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -11,6 +11,7 @@ import { useLiveTotals } from "../../ws/liveTotals";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 import { Export } from "./Export";
 import { Import } from "./Import";
+import { Income } from "./Income";
 import { PerformancePanel } from "./Performance";
 import { Positions } from "./Positions";
 import { RealizedGains } from "./RealizedGains";
@@ -63,6 +64,7 @@ export default function PortfolioPage() {
       <Rebalance portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} />
       <RealizedGains portfolioId={id} currency={currency} version={version} />
+      <Income portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
       <div class="grid">
         <Import portfolioId={id} currency={currency} onImported={portfolio.reload} />
