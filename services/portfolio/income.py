@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from services.portfolio.exact import plus, times
-from services.portfolio.realized import Period, anniversary
+from services.portfolio.periods import Period, anniversary
 from services.portfolio.records import RecordedTrade
 from services.portfolio.trading import Side
 from services.portfolio.wire_numbers import ZERO, ratio

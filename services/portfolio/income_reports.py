@@ -27,7 +27,7 @@ from services.portfolio.income import (
     trailing_income,
 )
 from services.portfolio.market_data import MarketData
-from services.portfolio.realized import Period
+from services.portfolio.periods import Period
 from services.portfolio.records import portfolio_not_found, require_portfolio_id
 from services.portfolio.repository import (
     PortfolioRepository,

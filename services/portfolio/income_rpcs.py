@@ -17,7 +17,7 @@ from services.portfolio.domain import (
 )
 from services.portfolio.income import Amounts, Grouping, Projection, Trailing
 from services.portfolio.income_reports import Income
-from services.portfolio.realized import period_of
+from services.portfolio.periods import period_of
 from services.runtime.interceptors import require_identity
 
 if TYPE_CHECKING:

@@ -18,6 +18,8 @@ from decimal import Decimal
 
 from services.portfolio.domain import ZERO, Book, CostMethod, Sale
 from services.portfolio.exact import minus, plus
+from services.portfolio.periods import Period, anniversary
+from services.portfolio.periods import period_of as period_of  # re-exported: its request
 from services.portfolio.records import portfolio_not_found, require_portfolio_id
 from services.portfolio.repository import (
     PortfolioRepository,
@@ -25,37 +27,7 @@ from services.portfolio.repository import (
     splits_by_portfolio,
 )
 from services.runtime.db import Database
-from services.runtime.errors import InvalidArgument
 from services.runtime.pagination import Page
-
-
-@dataclass(frozen=True)
-class Period:
-    """The days a report covers, both included; None: unbounded on that side."""
-
-    start: date | None = None
-    end: date | None = None
-
-    def __contains__(self, day: date) -> bool:
-        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
-
-
-def period_of(start: str, end: str) -> Period:
-    """The period a request names (`from`, `to`: YYYY-MM-DD or empty); InvalidArgument naming
-    the field when a day does not exist or `from` comes after `to`."""
-    period = Period(_day("from", start), _day("to", end))
-    if period.start and period.end and period.start > period.end:
-        raise InvalidArgument.field("from", "must not be after to")
-    return period
-
-
-def _day(field: str, raw: str) -> date | None:
-    if not raw.strip():
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        raise InvalidArgument.field(field, "must be a date such as 2026-12-04") from None
 
 
 @dataclass(frozen=True)
@@ -82,14 +54,6 @@ class RealizedRow:
         if self.acquired_on is None:
             return None
         return self.sold_on > anniversary(self.acquired_on)
-
-
-def anniversary(day: date) -> date:
-    """The same day a year later (29 February: the 28th when the next year has none)."""
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:
-        return day.replace(year=day.year + 1, day=28)
 
 
 @dataclass(frozen=True)

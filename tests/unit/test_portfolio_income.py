@@ -33,7 +33,7 @@ from services.portfolio.income import (
     trailing_income,
     trailing_year,
 )
-from services.portfolio.realized import Period
+from services.portfolio.periods import Period
 from services.portfolio.records import RecordedTrade
 from services.runtime.errors import InvalidArgument
 

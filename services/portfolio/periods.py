@@ -1,0 +1,46 @@
+"""The days a report covers, as its request names them (`from`, `to`: UTC days, both included),
+and the calendar rules reports share. Plain Python: no I/O, no framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from services.runtime.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class Period:
+    """The days a report covers, both included; None: unbounded on that side."""
+
+    start: date | None = None
+    end: date | None = None
+
+    def __contains__(self, day: date) -> bool:
+        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
+
+
+def period_of(start: str, end: str) -> Period:
+    """The period a request names (`from`, `to`: YYYY-MM-DD or empty); InvalidArgument naming
+    the field when a day does not exist or `from` comes after `to`."""
+    period = Period(_day("from", start), _day("to", end))
+    if period.start and period.end and period.start > period.end:
+        raise InvalidArgument.field("from", "must not be after to")
+    return period
+
+
+def _day(field: str, raw: str) -> date | None:
+    if not raw.strip():
+        return None
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidArgument.field(field, "must be a date such as 2026-12-04") from None
+
+
+def anniversary(day: date) -> date:
+    """The same day a year later (29 February: the 28th when the next year has none)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day.replace(year=day.year + 1, day=28)
