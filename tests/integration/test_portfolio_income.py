@@ -3,20 +3,38 @@ month, quarter and year with the empty periods between, fees withheld, a dividen
 into a dollar portfolio at its day's rate, by symbol; over all time the gross total is the
 portfolio's `dividends`. The trailing twelve months and yield on cost (to today, or to `to`),
 the simulated market's announced dividends projected at today's rate, none projected (with the
-reason) over Alpha Vantage, another user's portfolio a 404 and bad input named."""
+reason) over Alpha Vantage, another user's portfolio a 404 and bad input named; and the
+dividends the market leader pays a paper portfolio counted, with the calendar projected from a
+held clock."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import grpc
+import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
-from services.portfolio.income_reports import NO_CALENDAR
+from services.portfolio.dividends import DividendPayer
+from services.portfolio.domain import Side, Trade
+from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
+from services.portfolio.income import Grouping
+from services.portfolio.income_reports import NO_CALENDAR, IncomeReports
+from services.portfolio.mock_market import MockMarket
+from services.portfolio.periods import Period
+from services.portfolio.prices import Prices
+from services.portfolio.records import Portfolio, PortfolioKind
+from services.portfolio.repository import PortfolioRepository
+from services.portfolio.trades import Trades
+from services.runtime.db import Database
+from services.runtime.errors import NotFound
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
 from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.integration.test_portfolio_dividends import Events
 from tests.integration.test_portfolio_performance_service import noon
 from tests.rpc_errors import expect_error, fields
 from tests.utc_days import one_utc_day, utc_today
@@ -259,3 +277,52 @@ async def test_another_users_portfolio_is_not_found_and_bad_input_names_its_fiel
     assert (len(quarterly.periods), quarterly.periods[0].label) == (493, "1901-Q1")
     century = await income(s, who, p.id, **{"from": "1924-02-01"}, to="2024-01-31")
     assert len(century.periods) == 1200
+
+
+async def test_dividends_paid_to_a_paper_portfolio_are_its_income_and_the_calendar_projects(
+    portfolio_database_url: str,
+) -> None:
+    # The market leader's payer (dividends.py) on 16 May 2024, the day after JNJ and SHEL went
+    # ex-dividend; the report read with the same clock.
+    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
+    db = Database(portfolio_database_url)
+    market = MockMarket(seed=7, clock=lambda: now)
+    exchange = Exchange(db, market, clock=lambda: now)
+    hub = cast(EventHub, Events())
+    trades = Trades(db, market, cast(Prices, None), hub, clock=lambda: now, exchange=exchange)
+    try:
+        async with db.transaction() as session:
+            owned = Portfolio("paper", "u-1", "Paper", "", "USD", PortfolioKind.PAPER, now, now)
+            await PortfolioRepository(session).add(owned)
+        bought = datetime(2024, 5, 1, 15, tzinfo=UTC)
+        for trade in (
+            Trade(Side.DEPOSIT, "", D(20000), D(1), D(0), bought - timedelta(hours=6)),
+            Trade(Side.BUY, "JNJ", D(10), D(150), D(0), bought),
+            Trade(Side.BUY, "SHEL", D(100), D(27), D(0), bought),
+        ):
+            converted, fx = await exchange.trade_in(trade, "USD")
+            await trades.append("u-1", "paper", [converted], conversions=[fx])
+        assert await DividendPayer(db, market, trades, hub, exchange, clock=lambda: now).pay_due()
+        reports = IncomeReports(db, market, exchange, clock=lambda: now)
+
+        found = await reports.income("u-1", "paper", Period(), Grouping.MONTH)
+        shel = 100 * D("0.2707") * gbp_usd(date(2024, 5, 15))
+        assert [(p.label, p.income.gross, p.income.count) for p in found.report.periods] == [
+            ("2024-05", D("12.40") + shel, 2)
+        ]
+        assert [(s.symbol, s.income.gross) for s in found.report.symbols] == [
+            ("SHEL", shel),
+            ("JNJ", D("12.40")),
+        ]
+        # The next twelve months from 17 May 2024: each in August, November, February and May.
+        rate = gbp_usd(now.date())
+        assert [(p.ex_date, p.symbol, p.amount) for p in found.projection.dividends] == [
+            (date(y, m, 15), symbol, amount)
+            for y, m in ((2024, 8), (2024, 11), (2025, 2), (2025, 5))
+            for symbol, amount in (("JNJ", D("12.40")), ("SHEL", D("27.07") * rate))
+        ]
+        assert found.note == ""
+        with pytest.raises(NotFound):
+            await reports.income("u-2", "paper", Period(), Grouping.MONTH)
+    finally:
+        await db.close()
