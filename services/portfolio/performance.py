@@ -344,16 +344,24 @@ def allocation(
         raise ValueError("allocation needs non-negative values")
     held = sorted(((s, v) for s, v in market_values.items() if v > 0), key=lambda i: (-i[1], i[0]))
     named = [*held, (CASH, cash)]
-    total = sum((v for _, v in named), ZERO)
-    if total <= 0:
+    weights = shares([v for _, v in named], places=places)
+    if weights is None:
         return []
-    weights = [v / total for _, v in named]
-    if places is not None:
-        weights = _largest_remainder(weights, places)
     return [
         AllocationSlice(name, value, weight, is_cash=name == CASH and i == len(named) - 1)
         for i, ((name, value), weight) in enumerate(zip(named, weights, strict=True))
     ]
+
+
+def shares(values: Sequence[Decimal], *, places: int | None = RATIO_PLACES) -> list[Decimal] | None:
+    """Each of `values` (none negative) as a share of their sum, rounded to `places` by the
+    largest-remainder method so that they sum to exactly 1 (None keeps full precision); None
+    when the sum is not positive."""
+    total = sum(values, ZERO)
+    if total <= 0:
+        return None
+    weights = [v / total for v in values]
+    return weights if places is None else _largest_remainder(weights, places)
 
 
 def _largest_remainder(weights: list[Decimal], places: int) -> list[Decimal]:

@@ -207,13 +207,22 @@ class Portfolios:
             if not await PortfolioRepository(session).remove(portfolio_id, user_id):
                 raise portfolio_not_found(portfolio_id)
 
+    async def every(self, user_id: str) -> list[Valued]:
+        """All of the user's portfolios, oldest first, each read as `get` reads it (its stored
+        book, else a replay of its trades and splits: books.py) and all in one snapshot: the
+        books are of one moment of the database, whatever commits while they are read. Four
+        statements whatever the count (portfolios, books, then trades and splits of those
+        without a stored book), and one quote per symbol held."""
+        async with self._db.snapshot() as session:
+            found = await PortfolioRepository(session).every(user_id)
+            books = await stored_books(session, found)
+            books |= await replayed(session, [p for p in found if p.id not in books])
+        return await self._value([(p, books[p.id]) for p in found])
+
     async def _value(self, books: Sequence[tuple[Portfolio, Book]]) -> list[Valued]:
         """Price every open position of each book with one quote per symbol."""
         held = {s for _, book in books for s in book.open_symbols()}
-        by_currency = {
-            currency: await self._prices.listings(held, currency)
-            for currency in {p.base_currency for p, _ in books}
-        }
+        by_currency = await self._prices.listings_in(held, {p.base_currency for p, _ in books})
         valued = []
         for portfolio, book in books:
             listed = by_currency[portfolio.base_currency]

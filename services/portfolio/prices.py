@@ -70,14 +70,25 @@ class Prices:
         """Each symbol's current price in its trading currency and today's rate into
         `currency` (without an exchange, one currency: its own at 1). A client moving a value
         by live ticks, which are in the trading currency, needs both."""
+        return (await self.listings_in(symbols, [currency]))[currency]
+
+    async def listings_in(
+        self, symbols: Iterable[str], currencies: Iterable[str]
+    ) -> dict[str, dict[str, Valuation]]:
+        """`listings` into each of `currencies`, from one quote per symbol: portfolios in
+        several currencies holding the same symbol are valued at the same price."""
         local = {s: q.price for s, q in (await self.quotes(symbols)).items()}
-        if self.exchange is None:
-            return {symbol: Valuation(currency, price, ONE) for symbol, price in local.items()}
-        converted = await self.exchange.convert(local, currency)
-        return {
-            symbol: Valuation(trading, local[symbol], rate)
-            for symbol, (_, trading, rate) in converted.items()
-        }
+        found: dict[str, dict[str, Valuation]] = {}
+        for currency in sorted(set(currencies)):
+            if self.exchange is None:
+                found[currency] = {s: Valuation(currency, p, ONE) for s, p in local.items()}
+                continue
+            converted = await self.exchange.convert(local, currency)
+            found[currency] = {
+                symbol: Valuation(trading, local[symbol], rate)
+                for symbol, (_, trading, rate) in converted.items()
+            }
+        return found
 
     async def check_listed(self, symbol: str) -> None:
         """NotFound for a symbol the market does not list; a market that cannot answer now

@@ -213,6 +213,15 @@ class PortfolioRepository:
         rows, total = await fetch_page(self._session, query, offset=offset, limit=limit)
         return [_portfolio(r) for r in rows], total
 
+    async def every(self, user_id: str) -> list[Portfolio]:
+        """All of the user's portfolios, oldest first (as `page` orders them)."""
+        query = (
+            select(*_PORTFOLIO_COLUMNS)
+            .where(portfolios.c.user_id == user_id)
+            .order_by(portfolios.c.created_at, portfolios.c.id)
+        )
+        return [_portfolio(r) for r in (await self._session.execute(query)).all()]
+
     async def after(self, portfolio_id: str, limit: int) -> list[Portfolio]:
         """Every user's portfolios in id order, `limit` at a time (the calculator's walk)."""
         query = (

@@ -25,6 +25,7 @@ from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orm import idempotency_keys
+from services.portfolio.overview import Overviews
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.realized import RealizedGains
@@ -132,6 +133,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         realized=RealizedGains(db),
         allocations=Allocations(db, portfolios, prices),
         income=IncomeReports(db, market, exchange),
+        overviews=Overviews(portfolios, exchange),
     )
     calculator = Calculator(
         db,

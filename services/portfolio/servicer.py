@@ -46,6 +46,8 @@ from services.portfolio.messages import (
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_rpcs import OrderRpcs
 from services.portfolio.periods import period_of
+from services.portfolio.overview import Overviews
+from services.portfolio.overview_rpcs import OverviewRpcs
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
 from services.portfolio.realized import RealizedGains
 from services.portfolio.records import RecordedTrade
@@ -79,6 +81,7 @@ class UseCases:
     realized: RealizedGains
     allocations: Allocations
     income: IncomeReports
+    overviews: Overviews
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -113,6 +116,7 @@ class PortfolioServicer(
     SplitRpcs,
     AllocationRpcs,
     IncomeRpcs,
+    OverviewRpcs,
     portfolio_pb2_grpc.PortfolioServiceServicer,
 ):
     def __init__(self, cases: UseCases) -> None:
