@@ -6,9 +6,10 @@ then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
 issue 16's order matching (bench/orders.py), alert evaluation per step (bench/alerts.py) and
-GetPerformance with currencies (bench/performance.py).
+GetPerformance with currencies (bench/performance.py), and GetOverview of a user's 100 portfolios
+(bench/overview.py).
 `--only foundation|portfolio|trades|ws|workspace|workspace-writes|terminal|assistant|replicas|`
-`orders|alerts|performance` runs one part.
+`orders|alerts|performance|overview` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -51,6 +52,13 @@ from bench.assistant import (
 )
 from bench.measures import rss_mb
 from bench.orders import OrderReport, OrderSettings, describe_orders, print_orders, run_orders
+from bench.overview import (
+    OverviewReport,
+    OverviewSettings,
+    describe_overview,
+    print_overview,
+    run_overview,
+)
 from bench.performance import (
     PerformanceReport,
     PerformanceSettings,
@@ -358,6 +366,7 @@ PARTS = {
         "orders",
         "alerts",
         "performance",
+        "overview",
     ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
@@ -371,6 +380,7 @@ PARTS = {
     "orders": ("orders",),
     "alerts": ("alerts",),
     "performance": ("performance",),
+    "overview": ("overview",),
 }
 
 
@@ -392,7 +402,8 @@ def parse_args(argv: Sequence[str]) -> Plan:
         default="all",
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
         " workspace (issue 6, with workspace-writes), workspace-writes alone, terminal (issue 5),"
-        " assistant (issue 7), replicas (issue 15), orders, alerts or performance (issue 16)",
+        " assistant (issue 7), replicas (issue 15), orders, alerts or performance (issue 16),"
+        " overview (all of a user's portfolios)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -542,6 +553,8 @@ def main(argv: Sequence[str]) -> int:
         print(describe_alerts(AlertSettings()), flush=True)
     if "performance" in plan.parts:
         print(describe_performance(PerformanceSettings()), flush=True)
+    if "overview" in plan.parts:
+        print(describe_overview(OverviewSettings(databases=plan.writes.databases)), flush=True)
     started = time.monotonic()
     report: Report | None = None
     portfolio: PortfolioReport | None = None
@@ -553,6 +566,7 @@ def main(argv: Sequence[str]) -> int:
     orders: OrderReport | None = None
     alerts: AlertReport | None = None
     performance: PerformanceReport | None = None
+    overview: OverviewReport | None = None
     try:
         with stopping_on_signals():
             if "foundation" in plan.parts:
@@ -575,6 +589,8 @@ def main(argv: Sequence[str]) -> int:
                 alerts = run_alerts(AlertSettings())
             if "performance" in plan.parts:
                 performance = run_performance(PerformanceSettings())
+            if "overview" in plan.parts:
+                overview = run_overview(OverviewSettings(databases=plan.writes.databases))
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -604,6 +620,8 @@ def main(argv: Sequence[str]) -> int:
         print_alerts(alerts)
     if performance is not None:
         print_performance(performance)
+    if overview is not None:
+        print_overview(overview)
     path = write_results(report, portfolio.document() if portfolio is not None else None)
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
     if portfolio is not None and portfolio.failures:

@@ -516,11 +516,13 @@ class Book:
         *,
         method: CostMethod = CostMethod.FIFO,
         include_closed: bool = False,
+        lots: bool = True,
     ) -> list[Position]:
-        """Positions sorted by symbol, weighted within the portfolio's total value."""
+        """Positions sorted by symbol, weighted within the portfolio's total value; without
+        `lots`, their lots are left out (a resumed book's are decoded only when listed)."""
         total_value = self._cash + self.market_value(prices)
         return [
-            self._position(h, prices.get(h.symbol), method, total_value)
+            self._position(h, prices.get(h.symbol), method, total_value, lots=lots)
             for _, h in sorted(self._holdings.items())
             if include_closed or h.quantity > 0
         ]
@@ -651,6 +653,8 @@ class Book:
         price: Decimal | None,
         method: CostMethod,
         total_value: Decimal | None,
+        *,
+        lots: bool = True,
     ) -> Position:
         if price is None:
             price = self._price_of(holding, {})
@@ -669,7 +673,7 @@ class Book:
             dividends=holding.dividends,
             fees=holding.fees,
             weight=None if total_value is None else ratio(market_value, total_value),
-            lots=tuple(holding.lots),
+            lots=tuple(holding.lots) if lots else (),
         )
 
 

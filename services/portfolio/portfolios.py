@@ -212,20 +212,25 @@ class Portfolios:
         book, else a replay of its trades and splits: books.py) and all in one snapshot: the
         books are of one moment of the database, whatever commits while they are read. Four
         statements whatever the count (portfolios, books, then trades and splits of those
-        without a stored book), and one quote per symbol held."""
+        without a stored book), and one quote per symbol held. Positions come without their
+        lots: no figure needs them, and a stored book's are decoded only when listed."""
         async with self._db.snapshot() as session:
             found = await PortfolioRepository(session).every(user_id)
             books = await stored_books(session, found)
             books |= await replayed(session, [p for p in found if p.id not in books])
-        return await self._value([(p, books[p.id]) for p in found])
+        return await self._value([(p, books[p.id]) for p in found], lots=False)
 
-    async def _value(self, books: Sequence[tuple[Portfolio, Book]]) -> list[Valued]:
-        """Price every open position of each book with one quote per symbol."""
+    async def _value(
+        self, books: Sequence[tuple[Portfolio, Book]], *, lots: bool = True
+    ) -> list[Valued]:
+        """Price every open position of each book with one quote per symbol (without `lots`,
+        the positions' lots are left out)."""
         held = {s for _, book in books for s in book.open_symbols()}
         by_currency = await self._prices.listings_in(held, {p.base_currency for p, _ in books})
         valued = []
         for portfolio, book in books:
             listed = by_currency[portfolio.base_currency]
             prices = converted(listed)
-            valued.append(Valued(portfolio, book.totals(prices), book.positions(prices), listed))
+            positions = book.positions(prices, lots=lots)
+            valued.append(Valued(portfolio, book.totals(prices), positions, listed))
         return valued
