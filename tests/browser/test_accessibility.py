@@ -12,7 +12,16 @@ from tests.system_harness import Account, System, request
 
 pytestmark = pytest.mark.browser
 
-SCREENS = ("/", "/trade", "/portfolio", "/stocks/AAPL", "/terminal", "/workspace", "/assistant")
+SCREENS = (
+    "/",
+    "/overview",
+    "/trade",
+    "/portfolio",
+    "/stocks/AAPL",
+    "/terminal",
+    "/workspace",
+    "/assistant",
+)
 # A control's accessible name, as a screen reader finds it: its label, aria-label(ledby),
 # its own text, or a title.
 UNNAMED = """() => [...document.querySelectorAll('input, select, textarea, button, [role=tab]')]

@@ -23,6 +23,7 @@ export const ROUTES: AppRoute[] = [
   { path: "/sign-in", page: lazy(() => import("./pages/signin")), public: true },
   { path: "/sign-up", page: lazy(() => import("./pages/signup")), public: true },
   { path: "/", label: "Dashboard", page: lazy(() => import("./pages/dashboard")) },
+  { path: "/overview", label: "Overview", page: lazy(() => import("./pages/overview")) },
   { path: "/portfolios/:id", page: lazy(() => import("./pages/portfolio")) },
   { path: "/trade", label: "Trade", page: lazy(() => import("./pages/trade")) },
   { path: "/stocks/:symbol", page: lazy(() => import("./pages/stock")) },

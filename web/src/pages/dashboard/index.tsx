@@ -51,9 +51,14 @@ export default function Dashboard() {
     <>
       <div class="row spread">
         <h1>Dashboard</h1>
-        <a href="/trade" class="muted">
-          New trade →
-        </a>
+        <span class="row">
+          <a href="/overview" class="muted" data-testid="dashboard-overview-link">
+            All in one currency →
+          </a>
+          <a href="/trade" class="muted">
+            New trade →
+          </a>
+        </span>
       </div>
       <ErrorBanner error={overview.error} testid="dashboard-error" />
       {overview.data === undefined ? (
