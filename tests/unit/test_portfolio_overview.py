@@ -272,3 +272,15 @@ def test_every_figure_is_the_portfolios_shown_figures_converted_each_to_the_cent
     assert abs(allocated - found.totals.total_value) <= D("0.01") * 2 * len(found_valued)
     used = {v.portfolio.base_currency for v in found_valued} - {"USD"}
     assert [(r.base, r.quote) for r in found.rates] == [(c, "USD") for c in sorted(used)]
+
+
+def test_positions_without_their_lots_have_the_same_figures() -> None:
+    """The overview takes positions without lots (a stored book decodes them only when they are
+    listed): nothing else differs."""
+    trades = [trade(Side.BUY, "AAPL", "2", "100", "1"), trade(Side.BUY, "AAPL", "1", "130")]
+    book = Book.replay([_numbered(t, i) for i, t in enumerate(trades)])
+    resumed = Book.resume(book.state())
+    with_lots = resumed.positions({"AAPL": D(150)})
+    without = Book.resume(book.state()).positions({"AAPL": D(150)}, lots=False)
+    assert [len(p.lots) for p in with_lots] == [2]
+    assert without == [replace(p, lots=()) for p in with_lots]
