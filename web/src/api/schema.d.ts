@@ -1456,6 +1456,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get overview
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetOverview`.
+         */
+        get: operations["PortfolioService_GetOverview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -2525,6 +2545,57 @@ export interface components {
             currency?: string;
             fxRate?: string;
             amount?: string;
+        };
+        "stockfolio.portfolio.v1.GetOverviewResponse": {
+            currency?: string;
+            totals?: components["schemas"]["stockfolio.portfolio.v1.OverviewTotals"];
+            portfolios?: components["schemas"]["stockfolio.portfolio.v1.OverviewPortfolio"][];
+            holdings?: components["schemas"]["stockfolio.portfolio.v1.OverviewHolding"][];
+            allocation?: components["schemas"]["stockfolio.portfolio.v1.AllocationSlice"][];
+            rates?: components["schemas"]["stockfolio.portfolio.v1.FxRate"][];
+            /** Format: date-time */
+            asOf?: string;
+        };
+        "stockfolio.portfolio.v1.OverviewTotals": {
+            totalValue?: string;
+            cash?: string;
+            totalCost?: string;
+            totalGainLoss?: string;
+            totalGainLossPercent?: string;
+            costBasis?: string;
+            realizedGain?: string;
+            unrealizedGain?: string;
+            dividends?: string;
+            fees?: string;
+        };
+        "stockfolio.portfolio.v1.OverviewPortfolio": {
+            id?: string;
+            name?: string;
+            kind?: components["schemas"]["stockfolio.portfolio.v1.PortfolioKind"];
+            currency?: string;
+            localValue?: string;
+            fxRate?: string;
+            value?: string;
+            weight?: string;
+        };
+        "stockfolio.portfolio.v1.OverviewHolding": {
+            symbol?: string;
+            quantity?: string;
+            marketValue?: string;
+            costBasis?: string;
+            unrealizedGain?: string;
+            weight?: string;
+            /** Format: int32 */
+            portfolioCount?: number;
+            currency?: string;
+            localPrice?: string;
+        };
+        "stockfolio.portfolio.v1.FxRate": {
+            from?: string;
+            to?: string;
+            rate?: string;
+            date?: string;
+            source?: string;
         };
     };
     responses: {
@@ -5176,6 +5247,31 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.GetPortfolioIncomeResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetOverview: {
+        parameters: {
+            query?: {
+                currency?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetOverviewResponse"];
                     };
                 };
             };

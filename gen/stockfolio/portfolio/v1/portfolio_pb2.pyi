@@ -3844,3 +3844,271 @@ class GetPortfolioIncomeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPortfolioIncomeResponse: _TypeAlias = GetPortfolioIncomeResponse  # noqa: Y015
+
+@_typing.final
+class GetOverviewRequest(_message.Message):
+    """--- the overview of all portfolios ----------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """The currency the overview is shown in: USD, EUR, GBP, JPY or CHF, any case (absent: USD)."""
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOverviewRequest: _TypeAlias = GetOverviewRequest  # noqa: Y015
+
+@_typing.final
+class OverviewTotals(_message.Message):
+    """The money of every portfolio of the caller, in the overview's currency. Each figure is the
+    sum, over portfolios, of that portfolio's figure as GetPortfolio shows it (to the cent, in
+    its own currency) times its rate into the overview's currency, each product rounded to the
+    cent (half-even); a gain is the difference of the figures shown beside it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_VALUE_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    TOTAL_COST_FIELD_NUMBER: _builtins.int
+    TOTAL_GAIN_LOSS_FIELD_NUMBER: _builtins.int
+    TOTAL_GAIN_LOSS_PERCENT_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    REALIZED_GAIN_FIELD_NUMBER: _builtins.int
+    UNREALIZED_GAIN_FIELD_NUMBER: _builtins.int
+    DIVIDENDS_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    total_value: _builtins.str
+    cash: _builtins.str
+    total_cost: _builtins.str
+    """Money put in, net of money taken out."""
+    total_gain_loss: _builtins.str
+    """total_value - total_cost, as shown."""
+    total_gain_loss_percent: _builtins.str
+    """total_gain_loss / total_cost, in percent to 2 places ("" when nothing was put in)."""
+    cost_basis: _builtins.str
+    """Cost of the shares held."""
+    realized_gain: _builtins.str
+    unrealized_gain: _builtins.str
+    dividends: _builtins.str
+    fees: _builtins.str
+    def __init__(
+        self,
+        *,
+        total_value: _builtins.str = ...,
+        cash: _builtins.str = ...,
+        total_cost: _builtins.str = ...,
+        total_gain_loss: _builtins.str = ...,
+        total_gain_loss_percent: _builtins.str = ...,
+        cost_basis: _builtins.str = ...,
+        realized_gain: _builtins.str = ...,
+        unrealized_gain: _builtins.str = ...,
+        dividends: _builtins.str = ...,
+        fees: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "cost_basis", b"cost_basis", "dividends", b"dividends", "fees", b"fees", "realized_gain", b"realized_gain", "total_cost", b"total_cost", "total_gain_loss", b"total_gain_loss", "total_gain_loss_percent", b"total_gain_loss_percent", "total_value", b"total_value", "unrealized_gain", b"unrealized_gain"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverviewTotals: _TypeAlias = OverviewTotals  # noqa: Y015
+
+@_typing.final
+class OverviewPortfolio(_message.Message):
+    """One portfolio of the overview."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LOCAL_VALUE_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    kind: Global___PortfolioKind.ValueType
+    currency: _builtins.str
+    """The portfolio's own currency, its total value in it (as GetPortfolio shows it), the rate
+    into the overview's currency, and local_value x fx_rate rounded to the cent.
+    """
+    local_value: _builtins.str
+    fx_rate: _builtins.str
+    value: _builtins.str
+    weight: _builtins.str
+    """value / the overview's total_value, a fraction (0.1 is 10 %) to 6 places, rounded so
+    that the portfolios' weights add up to exactly 1; "" when the total is 0.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: Global___PortfolioKind.ValueType = ...,
+        currency: _builtins.str = ...,
+        local_value: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        value: _builtins.str = ...,
+        weight: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "fx_rate", b"fx_rate", "id", b"id", "kind", b"kind", "local_value", b"local_value", "name", b"name", "value", b"value", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverviewPortfolio: _TypeAlias = OverviewPortfolio  # noqa: Y015
+
+@_typing.final
+class OverviewHolding(_message.Message):
+    """One symbol held in one or more portfolios, in the overview's currency."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    MARKET_VALUE_FIELD_NUMBER: _builtins.int
+    COST_BASIS_FIELD_NUMBER: _builtins.int
+    UNREALIZED_GAIN_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_COUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LOCAL_PRICE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    quantity: _builtins.str
+    """Shares held across the portfolios."""
+    market_value: _builtins.str
+    """Sums over the portfolios holding it of the position's figure times the portfolio's rate,
+    each product rounded to the cent.
+    """
+    cost_basis: _builtins.str
+    unrealized_gain: _builtins.str
+    """market_value - cost_basis, as shown."""
+    weight: _builtins.str
+    """Its share of the allocation (the holdings' market values and the cash), as there."""
+    portfolio_count: _builtins.int
+    """How many of the portfolios hold it."""
+    currency: _builtins.str
+    """The listing's trading currency and its current price there (empty without a quote)."""
+    local_price: _builtins.str
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        market_value: _builtins.str = ...,
+        cost_basis: _builtins.str = ...,
+        unrealized_gain: _builtins.str = ...,
+        weight: _builtins.str = ...,
+        portfolio_count: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        local_price: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_basis", b"cost_basis", "currency", b"currency", "local_price", b"local_price", "market_value", b"market_value", "portfolio_count", b"portfolio_count", "quantity", b"quantity", "symbol", b"symbol", "unrealized_gain", b"unrealized_gain", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverviewHolding: _TypeAlias = OverviewHolding  # noqa: Y015
+
+@_typing.final
+class FxRate(_message.Message):
+    """An exchange rate as GET /api/v1/fx gives it: how many `to` one `from` buys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    rate: _builtins.str
+    date: _builtins.str
+    """The day of the close used, YYYY-MM-DD (today for a live rate)."""
+    source: _builtins.str
+    def __init__(
+        self,
+        *,
+        to: _builtins.str = ...,
+        rate: _builtins.str = ...,
+        date: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "from", b"from", "rate", b"rate", "source", b"source", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FxRate: _TypeAlias = FxRate  # noqa: Y015
+
+@_typing.final
+class GetOverviewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    PORTFOLIOS_FIELD_NUMBER: _builtins.int
+    HOLDINGS_FIELD_NUMBER: _builtins.int
+    ALLOCATION_FIELD_NUMBER: _builtins.int
+    RATES_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """The overview's currency: every money figure below but a portfolio's local_value is in it."""
+    @_builtins.property
+    def totals(self) -> Global___OverviewTotals: ...
+    @_builtins.property
+    def portfolios(self) -> _containers.RepeatedCompositeFieldContainer[Global___OverviewPortfolio]:
+        """Every portfolio of the caller, oldest first."""
+
+    @_builtins.property
+    def holdings(self) -> _containers.RepeatedCompositeFieldContainer[Global___OverviewHolding]:
+        """Every symbol held, by market_value, highest first (then by symbol)."""
+
+    @_builtins.property
+    def allocation(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllocationSlice]:
+        """The holdings' market values, highest first, and the cash (last, always listed), each
+        with its share of their sum: fractions to 6 places adding up to exactly 1. Empty when
+        there is nothing.
+        """
+
+    @_builtins.property
+    def rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___FxRate]:
+        """Each rate used, once per currency converted (none for a portfolio already in currency)."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """When the portfolios were read and valued."""
+
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        totals: Global___OverviewTotals | None = ...,
+        portfolios: _abc.Iterable[Global___OverviewPortfolio] | None = ...,
+        holdings: _abc.Iterable[Global___OverviewHolding] | None = ...,
+        allocation: _abc.Iterable[Global___AllocationSlice] | None = ...,
+        rates: _abc.Iterable[Global___FxRate] | None = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "totals", b"totals"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation", b"allocation", "as_of", b"as_of", "currency", b"currency", "holdings", b"holdings", "portfolios", b"portfolios", "rates", b"rates", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOverviewResponse: _TypeAlias = GetOverviewResponse  # noqa: Y015

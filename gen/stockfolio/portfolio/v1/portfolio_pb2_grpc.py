@@ -247,6 +247,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.FromString,
                 _registered_method=True)
+        self.GetOverview = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetOverview',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -534,6 +539,15 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOverview(self, request, context):
+        """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
+        totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
+        portfolio's figures are those GetPortfolio shows, all read in one snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -746,6 +760,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetPortfolioIncome,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.SerializeToString,
+            ),
+            'GetOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOverview,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1884,6 +1903,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetPortfolioIncome',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPortfolioIncomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetOverview',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,6 +116,11 @@ class PortfolioServiceStub:
     symbol, its trailing twelve months' income and yield on cost, and the dividends its
     holdings are announced to pay in the next twelve months, in the portfolio's currency.
     """
+    GetOverview: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetOverviewRequest, _portfolio_pb2.GetOverviewResponse]
+    """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
+    totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
+    portfolio's figures are those GetPortfolio shows, all read in one snapshot.
+    """
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -203,6 +208,11 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
     symbol, its trailing twelve months' income and yield on cost, and the dividends its
     holdings are announced to pay in the next twelve months, in the portfolio's currency.
+    """
+    GetOverview: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetOverviewRequest, _portfolio_pb2.GetOverviewResponse]  # type: ignore[assignment]
+    """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
+    totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
+    portfolio's figures are those GetPortfolio shows, all read in one snapshot.
     """
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -540,6 +550,17 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetPortfolioIncome gives the dividends a portfolio received in a period, by period and by
         symbol, its trailing twelve months' income and yield on cost, and the dividends its
         holdings are announced to pay in the next twelve months, in the portfolio's currency.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOverview(
+        self,
+        request: _portfolio_pb2.GetOverviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetOverviewResponse, _abc.Awaitable[_portfolio_pb2.GetOverviewResponse]]:
+        """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
+        totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
+        portfolio's figures are those GetPortfolio shows, all read in one snapshot.
         """
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
