@@ -45,9 +45,9 @@ from services.portfolio.messages import (
 )
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_rpcs import OrderRpcs
-from services.portfolio.periods import period_of
 from services.portfolio.overview import Overviews
 from services.portfolio.overview_rpcs import OverviewRpcs
+from services.portfolio.periods import period_of
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
 from services.portfolio.realized import RealizedGains
 from services.portfolio.records import RecordedTrade
