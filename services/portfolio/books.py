@@ -10,11 +10,12 @@ snapshot (`Database.snapshot`), or in a transaction that holds the portfolio's l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.domain import Book
-from services.portfolio.records import Portfolio
+from services.portfolio.domain import Book, Split, Trade
+from services.portfolio.records import Portfolio, RecordedTrade, portfolio_not_found
 from services.portfolio.repository import PortfolioRepository, TradeRepository, splits_by_portfolio
 from services.runtime.db import Database
 
@@ -47,3 +48,28 @@ async def stored_books(session: AsyncSession, found: Sequence[Portfolio]) -> dic
     """The books stored for those portfolios that have one (of the current format)."""
     stored = await PortfolioRepository(session).books([p.id for p in found])
     return {portfolio_id: Book.resume(book.state) for portfolio_id, book in stored.items()}
+
+
+@dataclass(frozen=True)
+class History:
+    """A portfolio's whole history as one moment saw it: its trades (ledger order) and splits."""
+
+    portfolio: Portfolio
+    recorded: list[RecordedTrade]
+    splits: list[Split]
+
+    @property
+    def trades(self) -> list[Trade]:
+        return [r.trade for r in self.recorded]
+
+
+async def history_of(db: Database, user_id: str, portfolio_id: str) -> History:
+    """The user's portfolio with its trades and splits, read in one snapshot (the reports
+    replay them); NotFound for another user's portfolio, as for one that never existed."""
+    async with db.snapshot() as session:
+        portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
+        if portfolio is None:
+            raise portfolio_not_found(portfolio_id)
+        recorded = await TradeRepository(session).of(portfolio_id)
+        splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+    return History(portfolio, recorded, splits)

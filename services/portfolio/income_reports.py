@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from services.portfolio.books import history_of
 from services.portfolio.currencies import ONE
 from services.portfolio.domain import Book, CashPolicy, Split, Trade
 from services.portfolio.exchange import Exchange
@@ -28,12 +29,7 @@ from services.portfolio.income import (
 )
 from services.portfolio.market_data import MarketData
 from services.portfolio.periods import Period
-from services.portfolio.records import portfolio_not_found, require_portfolio_id
-from services.portfolio.repository import (
-    PortfolioRepository,
-    TradeRepository,
-    splits_by_portfolio,
-)
+from services.portfolio.records import require_portfolio_id
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import DomainError
@@ -92,13 +88,8 @@ class IncomeReports:
         if period.start and period.end:  # refused before any reading
             check_period_count(period.start, period.end, grouping, blame="from")
         today = self._clock().astimezone(UTC).date()
-        # One moment's history: the trades and the splits must agree (books.py).
-        async with self._db.snapshot() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-            if portfolio is None:
-                raise portfolio_not_found(portfolio_id)
-            recorded = await TradeRepository(session).of(portfolio_id)
-            splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+        history = await history_of(self._db, user_id, portfolio_id)
+        portfolio, recorded, splits = history.portfolio, history.recorded, history.splits
         currency = portfolio.base_currency
         policy = portfolio.kind.policy
         end = min(period.end or today, today)  # trailing months lie in the past

@@ -16,16 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, date
 from decimal import Decimal
 
+from services.portfolio.books import history_of
 from services.portfolio.domain import ZERO, Book, CostMethod, Sale
 from services.portfolio.exact import minus, plus
 from services.portfolio.periods import Period, anniversary
 from services.portfolio.periods import period_of as period_of  # re-exported: its request
-from services.portfolio.records import portfolio_not_found, require_portfolio_id
-from services.portfolio.repository import (
-    PortfolioRepository,
-    TradeRepository,
-    splits_by_portfolio,
-)
+from services.portfolio.records import require_portfolio_id
 from services.runtime.db import Database
 from services.runtime.pagination import Page
 
@@ -154,15 +150,8 @@ class RealizedGains:
     ) -> RealizedPage:
         """The user's portfolio's realized gains in `period` (NotFound for another's)."""
         portfolio_id = require_portfolio_id(portfolio_id)
-        # One moment's history: the trades and the splits must agree (a split recorded between
-        # two READ COMMITTED reads would be replayed over trades that never had it).
-        async with self._db.snapshot() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-            if portfolio is None:
-                raise portfolio_not_found(portfolio_id)
-            recorded = await TradeRepository(session).of(portfolio_id)
-            splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
-        trades = [r.trade for r in recorded]
+        history = await history_of(self._db, user_id, portfolio_id)
+        portfolio, trades, splits = history.portfolio, history.trades, history.splits
 
         def report() -> RealizedReport:
             # The whole history: a stored book state keeps no sales.

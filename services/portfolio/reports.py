@@ -10,16 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from services.portfolio.books import history_of
 from services.portfolio.domain import Trade, normalize_symbol
 from services.portfolio.exchange import Exchange
 from services.portfolio.performance import PerformanceReport, performance_report, range_start
 from services.portfolio.prices import Prices
-from services.portfolio.records import portfolio_not_found, require_portfolio_id
-from services.portfolio.repository import (
-    PortfolioRepository,
-    TradeRepository,
-    splits_by_portfolio,
-)
+from services.portfolio.records import require_portfolio_id
 from services.portfolio.returns import converted_closes
 from services.portfolio.risk import parse_risk_free_rate
 from services.runtime.clock import utc_now
@@ -53,15 +49,10 @@ class Reports:
         range_start(range_, today)  # a bad range is refused before any work
         yearly_rate = parse_risk_free_rate(risk_free_rate)
         benchmark = normalize_symbol(benchmark) if benchmark.strip() else ""
-        # One moment's history: trades and splits that agree (books.py).
-        async with self._db.snapshot() as session:
-            portfolio = await PortfolioRepository(session).get(portfolio_id, user_id)
-            if portfolio is None:
-                raise portfolio_not_found(portfolio_id)
-            recorded = await TradeRepository(session).of(portfolio_id)
-            splits = (await splits_by_portfolio(session, [portfolio_id]))[portfolio_id]
+        read = await history_of(self._db, user_id, portfolio_id)
+        portfolio, recorded, splits = read.portfolio, read.recorded, read.splits
         currency = portfolio.base_currency
-        trades = [r.trade for r in recorded]
+        trades = read.trades
         inception = min((t.day for t in trades), default=None)
         start = range_start(range_, today, inception=inception)
         held = {t.symbol for t in trades if t.side.trades_shares}

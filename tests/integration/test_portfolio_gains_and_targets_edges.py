@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
@@ -292,40 +291,3 @@ async def test_bad_targets_name_their_field(portfolio_service: PortfolioService)
             rebalance(s, who, p.id, cash=cash), grpc.StatusCode.INVALID_ARGUMENT
         )
         assert fields(error) == ["cash"], cash
-
-
-async def test_a_report_reads_trades_and_splits_of_one_moment(
-    portfolio_service: PortfolioService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A back-dated buy and a reverse split commit between the report's read of the trades and
-    # its read of the splits (PostgreSQL reads committed rows statement by statement). The
-    # report must replay one moment's history, not the old trades with the new split.
-    from services.portfolio import realized as module
-
-    s = portfolio_service
-    who, p = await s.user_with_portfolio()
-    day = date(2024, 5, 1)
-    await s.trade(who, p.id, "buy", "10", "100", symbol="AAPL", executed_at=noon(day))
-    await s.trade(
-        who, p.id, "sell", "4", "110", symbol="AAPL", executed_at=noon(day + timedelta(days=4))
-    )
-    original = module.splits_by_portfolio
-    raced: list[bool] = []
-
-    async def racing(session: object, ids: list[str]) -> object:
-        if not raced:
-            raced.append(True)
-            before = day - timedelta(days=1)
-            await s.trade(who, p.id, "buy", "20", "90", symbol="AAPL", executed_at=noon(before))
-            await split(s, who, p.id, "AAPL", (day + timedelta(days=2)).isoformat(), 1, 3, "300")
-        return await original(session, ids)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(module, "splits_by_portfolio", racing)
-    first = await realized(s, who, p.id)
-    assert raced
-    # The history as it was when the report began: one sale of 4 from the lot of 10.
-    assert [(g.quantity, g.cost_basis, g.proceeds) for g in first.gains] == [
-        ("4", "400.00", "440.00")
-    ]
-    later = await realized(s, who, p.id)
-    assert later.totals.total == await realized_gain(s, who, p.id)
