@@ -7,13 +7,12 @@ import { useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
+import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, price as formatPrice, ratio } from "../../format";
 
 type Grouping = "month" | "quarter" | "year";
 type Period = Schemas["stockfolio.portfolio.v1.IncomePeriod"];
 
-const YEARS_SHOWN = 10;
-const ALL = "all";
 const GROUPINGS: { value: Grouping; label: string }[] = [
   { value: "month", label: "Month" },
   { value: "quarter", label: "Quarter" },
@@ -25,16 +24,10 @@ function today(): string {
   return new Date().toISOString().slice(0, 10);
 }
 
-/** This year (UTC) and the nine before it, newest first. */
-function years(): string[] {
-  const now = new Date().getUTCFullYear();
-  return Array.from({ length: YEARS_SHOWN }, (_, i) => String(now - i));
-}
-
 export function Income(props: { portfolioId: string; currency: string; version: string }) {
-  const [year, setYear] = useState(String(new Date().getUTCFullYear()));
+  const [year, setYear] = useState(thisYear());
   const [grouping, setGrouping] = useState<Grouping>("month");
-  const period = year === ALL ? {} : { from: `${year}-01-01`, to: `${year}-12-31` };
+  const period = yearPeriod(year);
   const income = useApi(
     () =>
       envelope(
@@ -59,21 +52,7 @@ export function Income(props: { portfolioId: string; currency: string; version: 
       <div class="row spread">
         <h2 id="income-title">Income</h2>
         <div class="row">
-          <label>
-            Period{" "}
-            <select
-              value={year}
-              onChange={(e) => setYear((e.target as HTMLSelectElement).value)}
-              data-testid="income-year"
-            >
-              {years().map((y) => (
-                <option key={y} value={y}>
-                  {y}
-                </option>
-              ))}
-              <option value={ALL}>All time</option>
-            </select>
-          </label>
+          <YearPicker label="Period" value={year} onChange={setYear} testid="income-year" />
           <label>
             By{" "}
             <select

@@ -6,23 +6,16 @@ import { useEffect, useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
+import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, signed, trend } from "../../format";
 
 const PAGE_SIZE = 20;
-const YEARS_SHOWN = 10;
-const ALL = "all";
-
-/** This year (UTC) and the nine before it, newest first. */
-function years(): string[] {
-  const now = new Date().getUTCFullYear();
-  return Array.from({ length: YEARS_SHOWN }, (_, i) => String(now - i));
-}
 
 export function RealizedGains(props: { portfolioId: string; currency: string; version: string }) {
-  const [year, setYear] = useState(String(new Date().getUTCFullYear()));
+  const [year, setYear] = useState(thisYear());
   const [page, setPage] = useState(1);
   useEffect(() => setPage(1), [props.portfolioId, year]);
-  const period = year === ALL ? {} : { from: `${year}-01-01`, to: `${year}-12-31` };
+  const period = yearPeriod(year);
   const gains = useApi(
     () =>
       envelope(
@@ -44,21 +37,7 @@ export function RealizedGains(props: { portfolioId: string; currency: string; ve
     <section class="card" aria-labelledby="realized-title">
       <div class="row spread">
         <h2 id="realized-title">Realized gains</h2>
-        <label>
-          Year{" "}
-          <select
-            value={year}
-            onChange={(e) => setYear((e.target as HTMLSelectElement).value)}
-            data-testid="realized-year"
-          >
-            {years().map((y) => (
-              <option key={y} value={y}>
-                {y}
-              </option>
-            ))}
-            <option value={ALL}>All time</option>
-          </select>
-        </label>
+        <YearPicker label="Year" value={year} onChange={setYear} testid="realized-year" />
       </div>
       <ErrorBanner error={gains.error} testid="realized-error" />
       <dl class="stats" data-testid="realized-totals">
