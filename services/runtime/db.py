@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -18,6 +21,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -78,12 +84,66 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise DisconnectionError("a pooled connection did not answer its ping") from error
 
 
+# PostgreSQL's SQLSTATEs for a database that cannot take the request now: the connection
+# refused, lost or broken (class 08), the server shutting down, crashed or still starting
+# (57P01-57P03), out of connections (53300) or of disk (53100).
+_UNREACHABLE_SQLSTATES = ("08", "53100", "53300", "57P01", "57P02", "57P03")
+# SQLite's for the same: the file cannot be opened or read or written, or its disk is full.
+_UNREACHABLE_SQLITE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
+# Two transactions in each other's way, one rolled back whole (nothing of it written):
+# PostgreSQL's serialization failure and deadlock.
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+# SQLite's write lock still held by another connection once the busy timeout has waited.
+_CONFLICT_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
 def database_unreachable(error: BaseException) -> bool:
-    """Whether `error` says the database cannot be reached now (refused, restarting, a lost
-    connection): a failure of the moment, worth a retry, not a fault of the request."""
-    if isinstance(error, (OperationalError, InterfaceError)):
+    """Whether `error` says the database cannot be reached or take the request now (refused,
+    restarting, a lost connection, no connection or disk left): a failure of the moment,
+    worth a retry, not a fault of the request.
+
+    Only those: a deadlock, a serialization failure, a statement cancelled, a broken query
+    are answers of a database that is there (`database_conflict` tells the first two)."""
+    if isinstance(error, DisconnectionError):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    driver = error.orig
+    if isinstance(driver, sqlite3.Error):
+        return getattr(driver, "sqlite_errorname", "").startswith(_UNREACHABLE_SQLITE)
+    sqlstate: str | None = getattr(driver, "sqlstate", None)
+    if sqlstate is None:
+        # No SQLSTATE: no server answered (refused, not accepting connections, lost midway);
+        # a driver's own complaint about a query is a ProgrammingError or a DataError.
+        return isinstance(error, (OperationalError, InterfaceError))
+    return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+
+
+def database_conflict(error: BaseException) -> bool:
+    """Whether `error` says the transaction lost to another one: a serialization failure or a
+    deadlock on PostgreSQL, SQLite's write lock held elsewhere past its busy timeout. Its
+    transaction was rolled back whole; run again, it can pass (see `run_in_transaction`)."""
+    if not isinstance(error, DBAPIError) or error.connection_invalidated:
+        return False
+    driver = error.orig
+    if isinstance(driver, sqlite3.Error):
+        return getattr(driver, "sqlite_errorname", "").startswith(_CONFLICT_SQLITE)
+    return getattr(driver, "sqlstate", None) in _CONFLICT_SQLSTATES
+
+
+def _worth_another_run(error: BaseException) -> bool:
+    """A conflict PostgreSQL answered at once. SQLite's busy error comes after its busy timeout
+    (30 s) has waited already: running again would hold the caller for as long again."""
+    return database_conflict(error) and not isinstance(getattr(error, "orig", None), sqlite3.Error)
+
+
+# A transaction that lost to another runs again, at most this many times in all, after a
+# pause of about 10, 20, 40 ms (each between half of it and all of it, at random, so that
+# two that met once do not meet again in step).
+CONFLICT_RUNS = 4
+CONFLICT_PAUSE = 0.01
 
 
 def is_sqlite(url: str) -> bool:
@@ -137,6 +197,29 @@ class Database:
             session = await stack.enter_async_context(self._sessions())
             await stack.enter_async_context(session.begin())
             yield session
+
+    async def run_in_transaction(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, runs: int = CONFLICT_RUNS
+    ) -> T:
+        """`work` in a transaction of its own (`transaction()`), run again from the start when
+        it loses to another transaction (`database_conflict`: rolled back whole, nothing of it
+        written), `runs` times at most, after a short pause at random; the last conflict is
+        raised (answered ABORTED: retry later). `work` must do nothing but its statements
+        (no files, no state of its caller's): it may run more than once."""
+        for run in range(1, runs + 1):
+            try:
+                async with self.transaction() as tx:
+                    return await work(tx)
+            except DBAPIError as error:
+                if run == runs or not _worth_another_run(error):
+                    raise
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                log.info(
+                    "a transaction lost to another; running it again",
+                    extra={"sqlstate": sqlstate, "run": run},
+                )
+            await asyncio.sleep(CONFLICT_PAUSE * 2 ** (run - 1) * random.uniform(0.5, 1.0))
+        raise AssertionError("not reached: the last run returns or raises")
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -33,9 +33,15 @@ from services.runtime.context import (
     current_method,
     idempotency_key,
 )
-from services.runtime.db import database_unreachable
+from services.runtime.db import database_conflict, database_unreachable
 from services.runtime.descriptors import MethodRule
-from services.runtime.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
+from services.runtime.errors import (
+    Conflict,
+    DomainError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from services.runtime.file_errors import file_error
 from services.runtime.metrics import RPC_HANDLED, RPC_SECONDS
 from services.runtime.status import internal_status, to_status
@@ -198,6 +204,17 @@ def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, 
         number = getattr(error, "errno", 0)
         log.warning("file error", extra={"reason": known.reason, "errno": number}, exc_info=error)
         return to_status(known)
+    if database_conflict(error):
+        # Lost to another transaction (a deadlock, a serialization failure), rolled back whole
+        # after its runs (Database.run_in_transaction): ABORTED (409), worth a retry; the
+        # database is there, so not UNAVAILABLE.
+        log.warning("database conflict", extra={"error": str(error).splitlines()[0]})
+        return to_status(
+            Conflict(
+                "the change met another one made at the same moment and was not made; retry it",
+                reason="TRANSACTION_CONFLICT",
+            )
+        )
     if database_unreachable(error):
         # The database is down or restarting: UNAVAILABLE (503, retried), not a 500.
         log.warning("database unreachable", extra={"error": str(error).splitlines()[0]})

@@ -4,14 +4,25 @@ SQLite, writers that queue rather than fail."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from services.runtime.db import PING_IF_IDLE, Database, is_sqlite, normalize_url
+from services.runtime.db import (
+    PING_IF_IDLE,
+    Database,
+    database_conflict,
+    database_unreachable,
+    is_sqlite,
+    normalize_url,
+)
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.waiting import until
 
@@ -236,3 +247,177 @@ async def test_a_pooled_connection_dropped_while_idle_is_replaced_and_a_busy_one
     await until(lambda: asked(sessions) == 0, "the pool's sessions ended")
     await until(lambda: asked(commits) - before >= 40, "the sessions' statistics")
     assert asked(commits) - before < 50
+
+
+async def failure_of(work: Awaitable[object]) -> BaseException:
+    """The error `work` fails with (it must fail)."""
+    try:
+        await work
+    except Exception as error:
+        return error
+    raise AssertionError("expected a failure")
+
+
+def in_circle(database: Database, first: str, second: str, both_in: asyncio.Barrier) -> Any:
+    """A transaction that adds 1 to counter `first`, then (its first run waiting until the
+    other transaction has changed its own first) to `second`: two in the other order wait for
+    each other in a circle, which PostgreSQL breaks by cancelling one (40P01)."""
+    runs: list[int] = []
+
+    async def work(session: AsyncSession) -> int:
+        runs.append(len(runs) + 1)
+        for number, name in enumerate((first, second)):
+            await session.execute(
+                text("UPDATE counters SET value = value + 1 WHERE name = :n"), {"n": name}
+            )
+            if number == 0 and len(runs) == 1:
+                await both_in.wait()
+        return len(runs)
+
+    return work
+
+
+async def test_a_transaction_that_loses_a_deadlock_runs_again_and_each_commits_once(
+    database: Database, database_url: str
+) -> None:
+    if is_sqlite(database_url):
+        pytest.skip("SQLite's writers queue at BEGIN: they never hold rows in a circle")
+    async with database.transaction() as session:
+        await session.execute(text("INSERT INTO counters VALUES ('cash', 0)"))
+    both_in = asyncio.Barrier(2)
+    runs = await asyncio.gather(
+        database.run_in_transaction(in_circle(database, "trades", "cash", both_in)),
+        database.run_in_transaction(in_circle(database, "cash", "trades", both_in)),
+    )
+    assert sorted(runs) == [1, 2]  # the one PostgreSQL cancelled ran again
+    assert (await value_of(database), await value_of(database, "cash")) == (2, 2)
+
+
+async def test_a_serialization_failure_runs_again_and_sees_the_other_commit(
+    database: Database, database_url: str
+) -> None:
+    """Two SERIALIZABLE transactions each read every counter and add a counter holding the
+    sum: each depends on what the other writes, so one fails (40001) and runs again, seeing
+    the other's row."""
+    if is_sqlite(database_url):
+        pytest.skip("SQLite's transactions never fail to serialize: they queue")
+    both_read = asyncio.Barrier(2)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    def adding(name: str) -> Any:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(text("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"))
+            total = int(await session.scalar(text("SELECT count(*) FROM counters")) or 0)
+            seen[name].append(total)
+            if len(seen[name]) == 1:
+                await both_read.wait()
+            await session.execute(
+                text("INSERT INTO counters VALUES (:n, :v)"), {"n": name, "v": total}
+            )
+
+        return work
+
+    await asyncio.gather(
+        database.run_in_transaction(adding("a")), database.run_in_transaction(adding("b"))
+    )
+    assert sorted(map(tuple, seen.values())) == [(1,), (1, 2)]
+    assert sorted([await value_of(database, "a"), await value_of(database, "b")]) == [1, 2]
+
+
+async def test_only_a_database_that_cannot_be_reached_is_unreachable(postgres_url: str) -> None:
+    """What PostgreSQL and its driver really raise: a connection refused, a database that takes
+    no connections, a connection its server ended are outages; a deadlock and a serialization
+    failure are conflicts (run again; ABORTED at last); a statement cancelled by its timeout or
+    a broken query are neither (they answer INTERNAL)."""
+    db = Database(postgres_url)
+    name = postgres_url.rsplit("/", 1)[1]
+    nowhere = Database("postgresql://postgres@127.0.0.1:1/nothing")
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE counters (name TEXT PRIMARY KEY, value INT)"))
+            await session.execute(text("INSERT INTO counters VALUES ('trades', 0), ('cash', 0)"))
+        both_in = asyncio.Barrier(2)
+        circle = await asyncio.gather(
+            db.run_in_transaction(in_circle(db, "trades", "cash", both_in), runs=1),
+            db.run_in_transaction(in_circle(db, "cash", "trades", both_in), runs=1),
+            return_exceptions=True,
+        )
+        deadlock = next(e for e in circle if isinstance(e, BaseException))
+
+        async def timed_out() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SET LOCAL statement_timeout = 50"))
+                await session.execute(text("SELECT pg_sleep(1)"))
+
+        async def broken() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT nonsense FROM nowhere"))
+
+        async def ended() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+        refused = await failure_of(nowhere.ping())
+        lost = await failure_of(ended())
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        try:
+            closed = await failure_of(db.ping())
+        finally:
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        others = [await failure_of(timed_out()), await failure_of(broken())]
+    finally:
+        await db.close()
+        await nowhere.close()
+
+    for outage in (refused, lost, closed):
+        assert database_unreachable(outage) and not database_conflict(outage), outage
+    assert database_conflict(deadlock) and not database_unreachable(deadlock), deadlock
+    for error in others:
+        assert not database_unreachable(error) and not database_conflict(error), error
+
+
+async def test_sqlite_busy_is_a_conflict_and_a_file_it_cannot_open_an_outage(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "a.db"
+    db = Database(f"sqlite:///{file}")
+    (tmp_path / "folder").mkdir()
+    unopenable = Database(f"sqlite:///{tmp_path / 'folder'}")  # a folder, not a database
+
+    async def broken() -> None:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT * FROM nowhere"))
+
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TABLE t (x INT)"))
+        holder = sqlite3.connect(file, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process's writer, holding on
+            busy = await failure_of(quick_write(file))
+        finally:
+            holder.close()
+        cannot_open = await failure_of(unopenable.ping())
+        no_table = await failure_of(broken())
+    finally:
+        await db.close()
+        await unopenable.close()
+    assert database_conflict(busy) and not database_unreachable(busy), busy
+    assert database_unreachable(cannot_open) and not database_conflict(cannot_open)
+    assert not database_unreachable(no_table) and not database_conflict(no_table)
+
+
+async def quick_write(file: Path) -> None:
+    """A write to SQLite `file` that gives up on its lock at once (no 30 s busy timeout)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{file}", connect_args={"timeout": 0})
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        await engine.dispose()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import psycopg
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.runtime.db import database_unreachable
+from services.runtime.db import database_conflict, database_unreachable
 from services.runtime.health import Health
 from services.runtime.interceptors import _status_for
 from services.runtime.tasks import cancel_and_wait
@@ -38,6 +39,32 @@ def test_other_failures_stay_internal() -> None:
     assert not database_unreachable(broken_query)
     assert _status_for(broken_query)[:2] == (grpc.StatusCode.INTERNAL, "internal error")
     assert _status_for(KeyError("x"))[0] == grpc.StatusCode.INTERNAL
+
+
+def test_a_deadlock_or_a_serialization_failure_is_aborted_not_unavailable() -> None:
+    """The database answered: another transaction won (PostgreSQL rolled this one back whole).
+    ABORTED (409, worth a retry), never UNAVAILABLE (503, "the database is unavailable"),
+    which sent clients and the quota's accounting down the outage road."""
+    for lost_to_another in (
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+    ):
+        error = OperationalError("UPDATE quota_usage", {}, lost_to_another)
+        assert database_conflict(error) and not database_unreachable(error)
+        code, message, _ = _status_for(error)
+        assert (code, message) == (
+            grpc.StatusCode.ABORTED,
+            "the change met another one made at the same moment and was not made; retry it",
+        )
+
+
+def test_a_statement_the_server_cancelled_is_no_outage() -> None:
+    cancelled = OperationalError("SELECT", {}, psycopg.errors.QueryCanceled("statement timeout"))
+    shutting_down = OperationalError("SELECT", {}, psycopg.errors.AdminShutdown("terminating"))
+    assert not database_unreachable(cancelled) and not database_conflict(cancelled)
+    assert _status_for(cancelled)[0] == grpc.StatusCode.INTERNAL
+    assert database_unreachable(shutting_down)
+    assert _status_for(shutting_down)[0] == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_a_dependency_that_is_down_is_checked_often_and_serving_resumes_soon() -> None:
