@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime.clock import Clock, utc_now
-from services.runtime.db import Database, database_unreachable
+from services.runtime.db import Database, database_conflict, database_unreachable
 from services.runtime.errors import DomainError, Kind
 from services.runtime.tasks import cancel_and_wait
 from services.workspace.orm import quota_changes, quota_reservations, quota_usage
@@ -135,7 +135,8 @@ def _stale(known: Known, now: datetime, interval: float) -> bool:
 
 
 class _Store:
-    """The quota's shared state; each method is one transaction."""
+    """The quota's shared state; each method is one transaction, run again when it loses to
+    another (a deadlock, a serialization failure: `Database.run_in_transaction`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -190,7 +191,8 @@ class _Store:
         changes added on top, erring towards refusing. A scan older than the one recorded
         (another replica's) is not taken unless `fresh`."""
         c = quota_changes.c
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> Usage:
             known = await self._hold(tx, user, measured)
             raced = (
                 await tx.execute(
@@ -245,6 +247,8 @@ class _Store:
             )
             return usage
 
+        return await self._db.run_in_transaction(work)
+
     async def add_change(
         self, user: str, size: int, files: int, now: datetime, *, release: str | None
     ) -> None:
@@ -263,7 +267,8 @@ class _Store:
             )
             .returning(u.seq)
         )
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> None:
             seq = (await tx.execute(counted)).scalar_one_or_none()
             if seq is None:  # no row yet: made (unscanned, from nothing), then counted
                 await self._hold(tx, user, Usage(0, 0))
@@ -278,11 +283,14 @@ class _Store:
                     delete(quota_reservations).where(quota_reservations.c.id == release)
                 )
 
+        await self._db.run_in_transaction(work)
+
     async def forget(self, user: str, now: datetime) -> None:
         """Mark the usage for a rescan, and log an empty change: a scan under way (it may have
         measured what was just deleted) is not trusted."""
         u = quota_usage.c
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> None:
             marked = (
                 update(quota_usage)
                 .where(u.user_id == user)
@@ -295,6 +303,8 @@ class _Store:
             await tx.execute(
                 quota_changes.insert().values(user_id=user, seq=seq, bytes=0, files=0, ended_at=now)
             )
+
+        await self._db.run_in_transaction(work)
 
     async def reserved(self, user: str, now: datetime) -> Usage:
         """The room every live reservation of the folder holds."""
@@ -331,7 +341,8 @@ class _Store:
         many seconds: it is to be measured first, not here (a scan would hold the row, on
         SQLite the whole database, for as long as it takes)."""
         r = quota_reservations
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> Usage | None:
             known = await self._locked(tx, reservation.user)
             if known is None or (fresh_for is not None and _stale(known, now, fresh_for)):
                 return None
@@ -360,6 +371,8 @@ class _Store:
             await tx.execute(made.on_conflict_do_update(index_elements=[r.c.id], set_=values))
             return holds
 
+        return await self._db.run_in_transaction(work)
+
     async def renew(
         self, ids: list[str], now: datetime, expires: datetime, *, kept: list[str] | None = None
     ) -> None:
@@ -367,7 +380,8 @@ class _Store:
         taken by another write meanwhile, so only its next `take` (which checks it all again)
         holds it again."""
         r = quota_reservations
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> None:
             await tx.execute(
                 update(r).where(r.c.id.in_(ids), r.c.expires_at > now).values(expires_at=expires)
             )
@@ -375,11 +389,15 @@ class _Store:
                 # The room of changes made but not counted yet: held until they are.
                 await tx.execute(update(r).where(r.c.id.in_(kept)).values(expires_at=expires))
 
+        await self._db.run_in_transaction(work)
+
     async def drop(self, reservation_id: str) -> None:
-        async with self._db.transaction() as tx:
+        async def work(tx: AsyncSession) -> None:
             await tx.execute(
                 delete(quota_reservations).where(quota_reservations.c.id == reservation_id)
             )
+
+        await self._db.run_in_transaction(work)
 
     async def prune(self, now: datetime) -> None:
         """Lapsed reservations (their replicas died) and changes no scan still needs.
@@ -392,12 +410,15 @@ class _Store:
         of another's). Waiting for nothing, this closes no circle of waits; the rows it leaves
         hold no room meanwhile (every sum skips lapsed rows)."""
         r = quota_reservations
-        async with self._db.transaction() as tx:
+
+        async def work(tx: AsyncSession) -> None:
             lapsed = select(r.c.id).where(r.c.expires_at <= now).with_for_update(skip_locked=True)
             await tx.execute(delete(r).where(r.c.id.in_(lapsed), r.c.expires_at <= now))
             await tx.execute(
                 delete(quota_changes).where(quota_changes.c.ended_at < now - CHANGES_KEPT)
             )
+
+        await self._db.run_in_transaction(work)
 
 
 def refuse_beyond(usage: Usage, limits: Usage, *, size: int = 0, files: int = 0) -> None:
@@ -547,11 +568,19 @@ class Quotas:
         try:
             await self._store.add_change(*change[:3], self._clock(), release=release)
         except Exception as error:
-            if not database_unreachable(error):
+            if database_unreachable(error):
+                why = "the database is unreachable"
+            elif database_conflict(error):
+                # Lost to other transactions on every run (add_change runs again at once, and
+                # the next run passes unless something holds the user's rows against it):
+                # the write is whole on disk, so ABORTED would be untrue, and its room given
+                # back uncounted would let the user past the quota.
+                why = "its count kept meeting other transactions"
+            else:
                 raise
-            # The write is made: it is counted once the database answers again (by the lease
+            # The write is made: it is counted once the database takes it (by the lease
             # loop), its room held meanwhile. Never lost, never counted twice.
-            log.warning("a workspace change is counted later: the database is unreachable")
+            log.warning("a workspace change is counted later", extra={"why": why})
             self._pending.append(change)
 
     async def forget(self, folder: Path) -> None:
