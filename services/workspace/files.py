@@ -290,8 +290,24 @@ class Files:
         # staging.py): a write cut short by kill -9 never shows in a project.
         self._staging = staging
 
-    def _writing(self, *targets: Path) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._locks.hold(*(str(target) for target in targets))
+    def _writing(
+        self, project: Path, *targets: Path
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The locks a change of `targets` holds while it checks and writes: each target's own,
+        alone, and those of the folders it lies in inside the project, shared. A move or a
+        delete of one of those folders holds that folder's alone: it waits for the writes
+        inside it under way on any replica, and they wait for it. So a write lands before
+        its folder moves (and moves with it) or after (where its path leads then), never
+        checked in one place and written in another (a write that found its file, then its
+        folder moved away, answered 404 or made the folder again beside the moved copy)."""
+        inside = Path(real_root(project))
+        folders = {
+            str(folder)
+            for target in targets
+            if inside in target.parents
+            for folder in target.parents[: target.parents.index(inside)]
+        }
+        return self._locks.hold(*(str(target) for target in targets), shared=folders)
 
     @staticmethod
     def _owner_folder(project: Path) -> Path:
@@ -347,7 +363,7 @@ class Files:
         target = await asyncio.to_thread(locate, project, path)
         data = b"" if directory else _decode_content(content, encoding)
         self._check_text_size(data)
-        async with self._writing(target):
+        async with self._writing(project, target):
             await asyncio.to_thread(check_again_after_creating_parents, project, target)
             if await asyncio.to_thread(os.path.lexists, target):
                 if resuming() and await asyncio.to_thread(_holds, target, data, directory):
@@ -380,7 +396,7 @@ class Files:
             target = await asyncio.to_thread(resolve_inside, project, cleaned)
         data = _decode_content(content, encoding)
         self._check_text_size(data)
-        async with self._writing(target):
+        async with self._writing(project, target):
             try:
                 info = await asyncio.to_thread(target.stat)
             except FileNotFoundError:
@@ -401,7 +417,7 @@ class Files:
         if not cleaned:
             raise InvalidArgument.field("path", "is required: the project itself is not a file")
         target = await asyncio.to_thread(locate, project, path)
-        async with self._writing(target):
+        async with self._writing(project, target):
             await asyncio.to_thread(_delete, project, target, cleaned, recursive)
         if self._quotas is not None:
             await self._quotas.forget(self._owner_folder(project))
@@ -422,7 +438,7 @@ class Files:
             ) from None
         if target == source or str(target).startswith(f"{source}{os.sep}"):
             raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
-        async with self._writing(source, target):  # in one order for every writer
+        async with self._writing(project, source, target):  # in one order for every writer
             return await asyncio.to_thread(_move, project, source, target, source_name, target_name)
 
     async def upload(self, project: Path, path: str, chunks: AsyncIterable[bytes]) -> Written:
@@ -448,7 +464,7 @@ class Files:
                     await room.grow(size=grown - taken, ahead=True)
                 yield chunk
 
-        async with self._writing(target):
+        async with self._writing(project, target):
             # Under the lock: an upload of the same path that ended meanwhile made the file
             # this one replaces (read before the lock, its bytes were counted twice).
             replaced = await asyncio.to_thread(_size_if_file, target)

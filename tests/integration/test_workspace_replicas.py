@@ -11,10 +11,11 @@ import fcntl
 import os
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from stockfolio.workspace.v1 import workspace_pb2
 
 from services.runtime.clock import utc_now
@@ -22,10 +23,13 @@ from services.runtime.db import Database
 from services.runtime.idempotency import IN_FLIGHT
 from services.workspace.files import blob_sha
 from services.workspace.locks import LOCK_FOLDER, STRIPES
-from services.workspace.orm import idempotency_keys
+from services.workspace.orm import idempotency_keys, quota_usage
+from services.workspace.quota import Usage, measure
 from services.workspace.staging import STAGING
+from tests.integration.test_workspace_quota_replicas import held_upload
 from tests.integration.test_workspace_races import upload
 from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
+from tests.rpc_errors import reason
 
 WRITERS = 8
 WRITES_EACH = 12
@@ -224,3 +228,183 @@ async def test_a_write_and_a_delete_of_its_path_or_folder_at_once_both_answer_in
                 (folder / path).unlink()
         assert writes == ["OK"] * 48
         assert list((one.root / STAGING).iterdir()) == []
+
+
+# The writes raced against a move of their folder: an upload replacing the folder's file, a
+# create of a new file there, an update of the folder's file (with the sha read), an upload of
+# a new file there.
+MOVE_RACERS = ("upload-over", "create", "update", "upload-new")
+OLD = b"old\n"
+
+
+async def write_in_folder(
+    replica: WorkspaceService, who: User, project: str, path: str, kind: str
+) -> str:
+    """Write SIZE zero bytes to `path` as `kind` says: "OK" (its answer checked), or the
+    error's code and reason."""
+    new = b"\0" * SIZE
+    try:
+        if kind.startswith("upload"):
+            file = (await upload(replica, who, project, path, SIZE)).file
+        elif kind == "create":
+            request = workspace_pb2.CreateFileRequest(
+                project=project, path=path, content="\0" * SIZE
+            )
+            file = (await replica.stub.CreateFile(request, metadata=who.metadata)).file
+        else:
+            changed = workspace_pb2.UpdateFileRequest(
+                project=project, path=path, content="\0" * SIZE, sha=blob_sha(OLD)
+            )
+            file = (await replica.stub.UpdateFile(changed, metadata=who.metadata)).file
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code().name} {reason(error)}"
+    assert (file.size, file.sha) == (SIZE, blob_sha(new))
+    return "OK"
+
+
+async def move_after(
+    replica: WorkspaceService, who: User, project: str, path: str, new_path: str, delay: float
+) -> str:
+    await asyncio.sleep(delay)
+    try:
+        await replica.stub.MoveFile(
+            workspace_pb2.MoveFileRequest(project=project, path=path, new_path=new_path),
+            metadata=who.metadata,
+        )
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code().name} {reason(error)}"
+    return "OK"
+
+
+async def recorded_usage(database_url: str, user: str) -> Usage:
+    """The user's usage as the replicas share it (what the next quota check starts from)."""
+    db = Database(database_url)
+    try:
+        async with db.reading() as tx:
+            row = (await tx.execute(select(quota_usage).where(quota_usage.c.user_id == user))).one()
+    finally:
+        await db.close()
+    return Usage(int(row.bytes), int(row.files))
+
+
+def one_order(kind: str, written: str, folder: Path, old: str, new: str) -> str | None:
+    """What is wrong with a round's end state, if it is no single order's: the write before
+    the move (its file under the new name, nothing left under the old one) or after it (its
+    file alone in the old folder made again; an update then finds no file: 404)."""
+    name = "new.bin" if kind in ("create", "upload-new") else "photo.bin"
+    replacing = name == "photo.bin"
+    before, after = folder / old / name, folder / new / name
+    moved = folder / new / "photo.bin"
+    if not moved.exists():
+        return "the moved folder lost its file"
+    if written != "OK":
+        if (kind, written) != ("update", "NOT_FOUND FILE_NOT_FOUND"):
+            return f"the write answered {written}"
+        if (folder / old).exists() or moved.read_bytes() != OLD:
+            return f"the update answered {written}, yet it was written"
+        return None
+    holding = [p for p in (before, after) if p.exists() and p.read_bytes() == b"\0" * SIZE]
+    if len(holding) != 1:
+        return f"the written file is in {len(holding)} places"
+    if holding == [after]:
+        if (folder / old).exists():
+            return "the write came first, yet the old folder is there"
+        return None
+    if sorted(os.listdir(folder / old)) != [name]:
+        return "the write came after the move, yet the old folder holds more than its file"
+    if replacing and kind == "update":
+        return "an update wrote a file the move had taken away"
+    if moved.read_bytes() != OLD:
+        return "the write came after the move, yet the moved file changed"
+    return None
+
+
+async def test_a_write_and_a_move_of_its_folder_at_once_leave_the_file_in_one_place(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """A write of a file in folder d<n> through one replica (an upload over its file, a create,
+    an update with the sha read, an upload of a new file) and a move of d<n> to e<n> through
+    the other, at once, many times. They come in one order: the write first (its file then
+    under e<n>, written, and no d<n> left) or the move first (the write makes d<n> again and
+    its file alone there; an update finds no file: 404 FILE_NOT_FOUND), and the quota shared
+    by the replicas counts exactly what is on disk. Before, a write that took its file's lock
+    and then opened its folder after the move answered 404 PATH_NOT_FOUND (an update), or
+    made d<n> again beside the moved copy while counting a replaced file (an upload: a file
+    uncounted, and the old bytes)."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        user_folder = one.root / ada.id
+        folder = user_folder / "site"
+        timing = random.Random(9)
+        broken: list[str] = []
+        writes: list[str] = []
+        drift = (0, 0)
+        for n in range(48):
+            kind = MOVE_RACERS[n % len(MOVE_RACERS)]
+            old, new = f"d{n}", f"e{n}"
+            await one.stub.CreateFile(
+                workspace_pb2.CreateFileRequest(
+                    project=site.id, path=f"{old}/photo.bin", content=OLD.decode()
+                ),
+                metadata=ada.metadata,
+            )
+            name = "new.bin" if kind in ("create", "upload-new") else "photo.bin"
+            written, moved = await asyncio.gather(
+                write_in_folder(one, ada, site.id, f"{old}/{name}", kind),
+                move_after(two, ada, site.id, old, new, timing.random() * 0.015),
+            )
+            written_first = (folder / new / name).exists() and written == "OK"
+            writes.append(f"{written} ({'before' if written_first else 'after'} the move)")
+            wrong = "the move answered " + moved if moved != "OK" else None
+            wrong = wrong or one_order(kind, written, folder, old, new)
+            usage, disk = await recorded_usage(workspace_database_url, ada.id), measure(user_folder)
+            # What the quota got wrong in this round alone (not what earlier rounds did).
+            off = (usage.bytes - disk.bytes - drift[0], usage.files - disk.files - drift[1])
+            if off != (0, 0):
+                wrong = wrong or f"the quota counted {off[0]} bytes and {off[1]} files amiss"
+                drift = (usage.bytes - disk.bytes, usage.files - disk.files)
+            if wrong is not None:
+                broken.append(f"round {n} ({kind}): {wrong}")
+        print("\n".join(broken) or "every round in one order")
+        print("writes:", {w: writes.count(w) for w in set(writes)})
+        assert broken == []
+        assert list((one.root / STAGING).iterdir()) == []
+
+
+async def test_a_move_of_a_folder_waits_for_an_upload_under_way_inside_it(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """An upload into d/ through one replica has sent every byte, its call still open; a move
+    of d/ to e/ through the other waits for it, then carries its file: one file, under the new
+    name, with every byte, counted once."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        user_folder = one.root / ada.id
+        folder = user_folder / "site"
+        await one.stub.CreateFile(
+            workspace_pb2.CreateFileRequest(project=site.id, path="d/notes.txt", content="hi"),
+            metadata=ada.metadata,
+        )
+        uploading, hold = await held_upload(one, ada, site.id, "d/photo.bin", SIZE)
+        move = asyncio.ensure_future(
+            two.stub.MoveFile(
+                workspace_pb2.MoveFileRequest(project=site.id, path="d", new_path="e"),
+                metadata=ada.metadata,
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not move.done()
+        assert (folder / "d").is_dir() and not (folder / "e").exists()
+        hold.set()
+        uploaded, moved = await asyncio.gather(uploading, move)
+
+        assert (uploaded.file.path, uploaded.file.size) == ("d/photo.bin", SIZE)
+        assert (moved.entry.path, moved.entry.type) == ("e", workspace_pb2.ENTRY_TYPE_DIRECTORY)
+        assert sorted(os.listdir(folder / "e")) == ["notes.txt", "photo.bin"]
+        assert (folder / "e" / "photo.bin").read_bytes() == b"\0" * SIZE
+        assert not (folder / "d").exists()
+        assert await recorded_usage(workspace_database_url, ada.id) == measure(user_folder)
