@@ -86,8 +86,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 
 # PostgreSQL's SQLSTATEs for a database that cannot take the request now: the connection
 # refused, lost or broken (class 08), the server shutting down, crashed or still starting
-# (57P01-57P03), out of connections (53300) or of disk (53100).
-_UNREACHABLE_SQLSTATES = ("08", "53100", "53300", "57P01", "57P02", "57P03")
+# (57P01-57P03), out of resources (class 53: connections, disk, memory), or a statement
+# cancelled by the operator's statement_timeout (57014: an overloaded database, worth a retry,
+# not a fault of the request: never a 500).
+_UNREACHABLE_SQLSTATES = ("08", "53", "57014", "57P01", "57P02", "57P03")
 # SQLite's for the same: the file cannot be opened or read or written, or its disk is full.
 _UNREACHABLE_SQLITE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
 # Two transactions in each other's way, one rolled back whole (nothing of it written):
@@ -99,11 +101,11 @@ _CONFLICT_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 def database_unreachable(error: BaseException) -> bool:
     """Whether `error` says the database cannot be reached or take the request now (refused,
-    restarting, a lost connection, no connection or disk left): a failure of the moment,
-    worth a retry, not a fault of the request.
+    restarting, a lost connection, no connection, disk or memory left, a statement cancelled by
+    its timeout): a failure of the moment, worth a retry, not a fault of the request.
 
-    Only those: a deadlock, a serialization failure, a statement cancelled, a broken query
-    are answers of a database that is there (`database_conflict` tells the first two)."""
+    Only those: a deadlock, a serialization failure and a broken query are answers of a
+    database that is there (`database_conflict` tells the first two)."""
     if isinstance(error, DisconnectionError):
         return True
     if not isinstance(error, DBAPIError):

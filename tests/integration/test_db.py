@@ -327,8 +327,9 @@ async def test_a_serialization_failure_runs_again_and_sees_the_other_commit(
 async def test_only_a_database_that_cannot_be_reached_is_unreachable(postgres_url: str) -> None:
     """What PostgreSQL and its driver really raise: a connection refused, a database that takes
     no connections, a connection its server ended are outages; a deadlock and a serialization
-    failure are conflicts (run again; ABORTED at last); a statement cancelled by its timeout or
-    a broken query are neither (they answer INTERNAL)."""
+    failure are conflicts (run again; ABORTED at last); a statement cancelled by the operator's
+    statement_timeout is a database too busy now (UNAVAILABLE, as an outage: never a 500); a
+    broken query is neither (it answers INTERNAL)."""
     db = Database(postgres_url)
     name = postgres_url.rsplit("/", 1)[1]
     nowhere = Database("postgresql://postgres@127.0.0.1:1/nothing")
@@ -370,12 +371,13 @@ async def test_only_a_database_that_cannot_be_reached_is_unreachable(postgres_ur
         finally:
             with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        others = [await failure_of(timed_out()), await failure_of(broken())]
+        busy = await failure_of(timed_out())
+        others = [await failure_of(broken())]
     finally:
         await db.close()
         await nowhere.close()
 
-    for outage in (refused, lost, closed):
+    for outage in (refused, lost, closed, busy):
         assert database_unreachable(outage) and not database_conflict(outage), outage
     assert database_conflict(deadlock) and not database_unreachable(deadlock), deadlock
     for error in others:
