@@ -30,8 +30,9 @@ from services.portfolio.performance import PerformanceReport
 from services.portfolio.realized import RealizedPage, RealizedRow, RealizedTotals
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade, SplitEffect
 from services.portfolio.returns import Benchmark, Breakdown
-from services.portfolio.risk import RiskFigures
+from services.portfolio.risk import RISK_FREE_RATE_PLACES, RiskFigures
 from services.portfolio.stocks import StockHistory
+from services.portfolio.wire_numbers import rounded
 from services.runtime.timestamps import timestamp
 
 SIDE_TO_PROTO = {
@@ -270,9 +271,16 @@ def risk_message(risk: RiskFigures) -> portfolio_pb2.RiskFigures:
         volatility=present_ratio(risk.volatility),
         sharpe_ratio=present_ratio(risk.sharpe),
         sortino_ratio=present_ratio(risk.sortino),
-        risk_free_rate=present_ratio(risk.risk_free_rate),
+        risk_free_rate=_rate_used(risk.risk_free_rate),
         trading_days=risk.trading_days,
     )
+
+
+def _rate_used(rate: Decimal) -> str:
+    """The risk-free rate as the ratios were worked out at: 6 places as ratios are shown, or
+    the 8 it is taken with when it has more (0.0425125 is not 0.042512)."""
+    shown = present_ratio(rate)
+    return shown if Decimal(shown) == rate else format(rounded(rate, RISK_FREE_RATE_PLACES), "f")
 
 
 def _iso(day: date | None) -> str:

@@ -297,6 +297,27 @@ async def test_too_few_days_leave_the_risk_statistics_empty_and_say_why(
     assert risk.drawdown_recovery_date == ""
 
 
+async def test_the_risk_free_rate_is_stated_as_the_ratios_used_it_to_its_last_place(
+    portfolio_service: PortfolioService,
+) -> None:
+    """Up to 8 places are taken, and the ratios are worked out at all of them: the answer
+    states that rate, not one rounded to a ratio's 6 places (0.0425125 is not 0.042512)."""
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    await s.trade(who, p.id, "deposit", "1000")
+    for given, stated in (
+        ("0.0425125", "0.04251250"),
+        ("-0.00000001", "-0.00000001"),
+        (" 0.99999999 ", "0.99999999"),
+        ("0.04", "0.040000"),
+        ("", "0.000000"),
+    ):
+        report = await s.stub.GetPerformance(
+            pb.GetPerformanceRequest(portfolio_id=p.id, risk_free_rate=given), metadata=who
+        )
+        assert report.risk.risk_free_rate == stated, given
+
+
 async def test_a_risk_free_rate_out_of_bounds_is_refused_naming_it(
     portfolio_service: PortfolioService,
 ) -> None:
