@@ -87,6 +87,24 @@ def test_the_overview_adds_up_portfolios_in_two_currencies(
     expect(euro_row.get_by_test_id("overview-portfolio-value")).to_have_text("€2,500.50")
 
 
+def test_yen_are_shown_to_the_cent_as_the_api_states_them_so_the_rows_add_up(
+    page: Page, system: System, account: Account
+) -> None:
+    """The API keeps money to the cent in every currency: two yen portfolios of ¥0.50 each are
+    ¥1.00 together, not two rows of ¥1 (Intl's whole yen) over a total of ¥1."""
+    for name in ("Tokyo", "Osaka"):
+        made = api(system, account, "POST", "/api/v1/portfolios", {"name": name, "currency": "JPY"})
+        deposit = {"portfolioId": made["id"], "side": "deposit", "quantity": "0.5"}
+        api(system, account, "POST", "/api/v1/trades", deposit)
+
+    sign_in(page, account, at="/overview?currency=JPY")
+    values = page.get_by_test_id("overview-portfolio-value")
+    expect(values).to_have_text(["¥0.50", "¥0.50"])
+    total = page.get_by_test_id("overview-total-value")
+    expect(total).to_have_text("¥1.00")
+    assert sum(amount(v) for v in values.all_inner_texts()) == amount(total.inner_text())
+
+
 def test_without_portfolios_the_overview_is_zeros_and_an_invitation(
     page: Page, account: Account
 ) -> None:

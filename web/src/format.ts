@@ -7,7 +7,14 @@ export function money(value: string | number | undefined, currency = "USD"): str
   if (value === undefined || value === "") return "—";
   let format = moneyFormats.get(currency);
   if (!format) {
-    format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    // The API states money to the cent in every currency, yen too: Intl's own 0 places for JPY
+    // would round each figure to the yen, and rows the API adds up exactly would not on screen.
+    format = new Intl.NumberFormat(undefined, {
+      style: "currency",
+      currency,
+      minimumFractionDigits: 2,
+      maximumFractionDigits: 2,
+    });
     moneyFormats.set(currency, format);
   }
   return format.format(Number(value));
