@@ -23,10 +23,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from services.portfolio.book import order_key
 from services.portfolio.exact import plus, times
 from services.portfolio.periods import Period, anniversary
 from services.portfolio.records import RecordedTrade
-from services.portfolio.trading import Side
+from services.portfolio.trading import Side, Split, Trade
 from services.portfolio.wire_numbers import ZERO, ratio
 from services.runtime.errors import InvalidArgument
 
@@ -233,14 +234,57 @@ def trailing_year(end: date) -> tuple[date, date]:
     return before + timedelta(days=1), end
 
 
+def income_as_held(
+    trades: Iterable[Trade], splits: Iterable[Split], start: date, end: date
+) -> dict[str, Decimal]:
+    """Per symbol held at the end of `end`: the dividends of `start`..`end` as the shares held
+    then would have been paid them. Each dividend's gross is scaled by the shares held at the
+    end over the shares held when it was paid (both counted in the shares of `end`: a split
+    between them scales the earlier count), so a holding sold down or bought up since it was
+    paid yields on what is held, at the rate per share it was paid. The count is the book's
+    holding, not the dividend's own quantity (a dividend may be recorded as one cash amount);
+    a dividend paid while nothing was held counts as it was paid."""
+    held: dict[str, Decimal] = {}
+    # symbol -> [gross, shares held when paid (in the shares of the latest split)]
+    paid: dict[str, list[list[Decimal]]] = {}
+    events: list[Trade | Split] = [*trades, *splits]
+    for event in sorted(events, key=order_key):
+        if event.day > end:
+            break
+        symbol = event.symbol
+        if isinstance(event, Split):
+            held[symbol] = event.scale(held.get(symbol, ZERO))
+            for entry in paid.get(symbol, ()):
+                entry[1] = event.scale(entry[1])
+        elif event.side is Side.BUY:
+            held[symbol] = plus(held.get(symbol, ZERO), event.quantity)
+        elif event.side is Side.SELL:
+            held[symbol] = held.get(symbol, ZERO) - event.quantity
+        elif event.side is Side.DIVIDEND and event.day >= start:
+            paid.setdefault(symbol, []).append([event.amount, held.get(symbol, ZERO)])
+    found: dict[str, Decimal] = {}
+    for symbol, entries in paid.items():
+        now = held.get(symbol, ZERO)
+        if now <= 0:
+            continue
+        total = ZERO
+        for gross, then in entries:
+            total = plus(total, gross if then <= 0 else gross * now / then)
+        found[symbol] = total
+    return found
+
+
 @dataclass(frozen=True)
 class Trailing:
     """The trailing twelve months' income (`income`), and yield on cost.
 
-    Yield on cost = `held_income` / `cost_basis`: the gross income of those months paid by the
-    symbols still held at the end of `end`, over the cost basis of those holdings then (FIFO,
-    the buys' fees included, in the portfolio's currency). A symbol sold off since it paid is
-    left out of both: its cost basis is gone, and its income would inflate the yield. None when
+    Yield on cost = `held_income` / `cost_basis`: the income of those months as the holdings at
+    the end of `end` would have been paid it (`income_as_held`: each dividend scaled from the
+    shares held when it was paid to those held at the end), over the cost basis of those
+    holdings then (FIFO, the buys' fees included, in the portfolio's currency): the trailing
+    dividend per share over the cost per share, summed over the holdings that paid. A symbol
+    sold off since it paid is left out of both; one sold down to a share yields on that share,
+    not on the income the whole holding was paid (which made 194 % of a 2 % yield). None when
     the cost basis is 0 (nothing that paid is held)."""
 
     start: date
@@ -255,24 +299,24 @@ class Trailing:
 
 
 def trailing_income(
-    dividends: Iterable[Received], end: date, basis: Mapping[str, Decimal]
+    dividends: Iterable[Received],
+    end: date,
+    basis: Mapping[str, Decimal],
+    as_held: Mapping[str, Decimal],
 ) -> Trailing:
     """The twelve months to `end` (`trailing_year`); `basis` is the cost basis of each symbol
-    held at the end of `end` (symbols not held: absent, or 0)."""
+    held at the end of `end` (symbols not held: absent, or 0), `as_held` the months' income of
+    each as those holdings would have been paid it (`income_as_held` over the same months)."""
     start, end = trailing_year(end)
     income = Amounts()
-    held: dict[str, Decimal] = {}
     for dividend in dividends:
         if start <= dividend.day <= end:
             income.add(dividend)
-            if basis.get(dividend.symbol, ZERO) > 0:
-                held[dividend.symbol] = plus(held.get(dividend.symbol, ZERO), dividend.gross)
-    cost = ZERO
-    for symbol in held:
-        cost = plus(cost, basis[symbol])
-    held_income = ZERO
-    for amount in held.values():
-        held_income = plus(held_income, amount)
+    cost = held_income = ZERO
+    for symbol in sorted(as_held):
+        if basis.get(symbol, ZERO) > 0:
+            cost = plus(cost, basis[symbol])
+            held_income = plus(held_income, as_held[symbol])
     return Trailing(start, end, income, held_income, cost)
 
 

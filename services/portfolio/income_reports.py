@@ -21,11 +21,13 @@ from services.portfolio.income import (
     Projection,
     Trailing,
     check_period_count,
+    income_as_held,
     income_report,
     next_year,
     projected_income,
     received,
     trailing_income,
+    trailing_year,
 )
 from services.portfolio.market_data import MarketData
 from services.portfolio.periods import Period
@@ -102,7 +104,9 @@ class IncomeReports:
             basis = {s: then.position(s).cost_basis for s in then.open_symbols()}
             return (
                 income_report(dividends, grouping, period),
-                trailing_income(dividends, end, basis),
+                trailing_income(
+                    dividends, end, basis, income_as_held(trades, splits, *trailing_year(end))
+                ),
                 {s: now.quantity(s) for s in now.open_symbols()},
             )
 

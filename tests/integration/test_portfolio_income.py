@@ -157,6 +157,39 @@ async def test_dividends_by_month_quarter_and_year_and_all_time_is_the_portfolio
 
 
 @one_utc_day
+async def test_yield_on_cost_of_a_holding_sold_down_is_on_what_is_left(
+    portfolio_service: PortfolioService,
+) -> None:
+    # 100 KO at 50 paid 0.485 a share twice, then 99 sold: the one share left cost 50 and was
+    # paid 0.97 in the twelve months, a yield of 1.94 %, as before the sale (it was answered
+    # 97.00 / 50.00 = 194 %).
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    today = utc_today()
+
+    def ago(days: int) -> object:
+        return noon(today - timedelta(days=days))
+
+    await s.trade(who, p.id, "buy", "100", "50", symbol="KO", executed_at=ago(300))
+    for days in (200, 100):
+        await s.trade(who, p.id, "dividend", "100", "0.485", symbol="KO", executed_at=ago(days))
+    before = (await income(s, who, p.id)).trailing
+    assert (before.held_income, before.cost_basis, before.yield_on_cost) == (
+        "97.00",
+        "5000.00",
+        "0.019400",
+    )
+    await s.trade(who, p.id, "sell", "99", "60", symbol="KO", executed_at=ago(50))
+    after = (await income(s, who, p.id)).trailing
+    assert amounts(after.income) == ("97.00", "0.00", "97.00", 2)  # what was received stays
+    assert (after.held_income, after.cost_basis, after.yield_on_cost) == (
+        "0.97",
+        "50.00",
+        "0.019400",
+    )
+
+
+@one_utc_day
 async def test_trailing_twelve_months_yield_on_cost_and_the_announced_dividends_projected(
     portfolio_service: PortfolioService,
 ) -> None:

@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.currencies import TradeFx
-from services.portfolio.domain import Book, Side, Trade
+from services.portfolio.domain import Book, Side, Split, Trade
 from services.portfolio.income import (
     MAX_PERIODS,
     Grouping,
     Listing,
     Received,
     check_period_count,
+    income_as_held,
     income_report,
     next_year,
     period_bounds,
@@ -225,7 +226,9 @@ def test_yield_on_cost_is_the_income_of_holdings_still_held_over_their_cost_basi
         paid("PG", date(2024, 7, 1), "9"),  # after the end
     ]
     basis = {"KO": D(2000), "SHEL": D(5400), "PG": D(900)}  # held at the end of `end`
-    trailing = trailing_income(dividends, end, basis)
+    # As held at the end (the same holdings since each was paid): what each was paid.
+    as_held = {"KO": D(50), "JNJ": D(12)}
+    trailing = trailing_income(dividends, end, basis, as_held)
     assert (trailing.start, trailing.end) == (date(2023, 7, 1), end)
     assert (trailing.income.gross, trailing.income.fees, trailing.income.count) == (
         D(62),
@@ -235,8 +238,59 @@ def test_yield_on_cost_is_the_income_of_holdings_still_held_over_their_cost_basi
     # SHEL paid nothing in the twelve months and PG paid after them: neither's cost counts.
     assert (trailing.held_income, trailing.cost_basis) == (D(50), D(2000))
     assert trailing.yield_on_cost == D("0.025")
-    nothing_held = trailing_income(dividends, end, {})
+    nothing_held = trailing_income(dividends, end, {}, as_held)
     assert (nothing_held.cost_basis, nothing_held.yield_on_cost) == (D(0), None)
+
+
+def noon_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+
+
+def ko(side: Side, day: date, quantity: str, price: str) -> Trade:
+    return Trade(side, "KO", D(quantity), D(price), D(0), noon_of(day))
+
+
+START, END = date(2023, 7, 1), date(2024, 6, 30)
+
+
+def test_income_as_held_scales_each_dividend_to_the_shares_held_at_the_end() -> None:
+    bought, paid_on = date(2023, 1, 10), [date(2023, 9, 15), date(2024, 3, 15)]
+    dividends = [ko(Side.DIVIDEND, day, "100", "0.485") for day in paid_on]
+    # Sold down to one share after both were paid: one share's worth of them, 0.97, not the
+    # 97.00 the hundred shares were paid (over one share's cost of 50 that was a 194 % yield).
+    sold_down = [ko(Side.BUY, bought, "100", "50"), *dividends]
+    sold_down.append(ko(Side.SELL, date(2024, 4, 1), "99", "60"))
+    assert income_as_held(sold_down, [], START, END) == {"KO": D("0.97")}
+    # Bought up to 200 after the first: it is counted as 200 shares would have been paid it.
+    bought_up = [ko(Side.BUY, bought, "100", "50"), dividends[0]]
+    bought_up += [ko(Side.BUY, date(2023, 12, 1), "100", "55")]
+    bought_up.append(ko(Side.DIVIDEND, paid_on[1], "200", "0.485"))
+    assert income_as_held(bought_up, [], START, END) == {"KO": D("194.00")}
+    # Recorded as one cash amount (quantity 1 at 48.50): scaled by the holding, not its quantity.
+    cash = [ko(Side.BUY, bought, "100", "50"), ko(Side.DIVIDEND, paid_on[0], "1", "48.50")]
+    assert income_as_held(cash, [], START, END) == {"KO": D("48.50")}
+    # Sold off, or paid after the end or before the start: not there.
+    gone = [*sold_down, ko(Side.SELL, date(2024, 5, 1), "1", "60")]
+    assert income_as_held(gone, [], START, END) == {}
+    outside = [ko(Side.BUY, bought, "100", "50"), ko(Side.DIVIDEND, date(2023, 6, 30), "100", "1")]
+    outside.append(ko(Side.DIVIDEND, date(2024, 7, 1), "100", "1"))
+    assert income_as_held(outside, [], START, END) == {}
+
+
+def test_income_as_held_counts_a_split_between_the_dividend_and_the_end() -> None:
+    history = [
+        ko(Side.BUY, date(2023, 1, 10), "100", "50"),
+        ko(Side.DIVIDEND, date(2023, 9, 15), "100", "0.485"),
+    ]
+    # 2-for-1 after it: 200 shares now, which are the 100 that were paid: the same 48.50.
+    two_for_one = Split("KO", D(2), noon_of(date(2024, 1, 2)))
+    assert income_as_held(history, [two_for_one], START, END) == {"KO": D("48.50")}
+    # ...and then 50 of the 200 sold: three quarters of it.
+    sold = [*history, ko(Side.SELL, date(2024, 2, 1), "50", "30")]
+    assert income_as_held(sold, [two_for_one], START, END) == {"KO": D("36.375")}
+    # A split after the end is not part of the window's holdings.
+    later = Split("KO", D(2), noon_of(date(2024, 7, 2)))
+    assert income_as_held(history, [later], START, END) == {"KO": D("48.50")}
 
 
 # --- the next twelve months --------------------------------------------------------------------
