@@ -36,7 +36,7 @@ def load_users_config(
         login=LoginPolicy(
             free_failures=env.int("LOGIN_FREE_FAILURES", 5, maximum=1000),
             remember=86400.0,
-            first_delay=1.0,
+            first_delay=float(env.int("LOGIN_FIRST_DELAY", 1, minimum=1, maximum=3600)),
             max_delay=float(env.int("LOGIN_MAX_DELAY", 900, minimum=1, maximum=86400)),
             per_address=parse_rate(
                 "LOGIN_FAILURES_PER_IP", env.str("LOGIN_FAILURES_PER_IP", "20/15minutes")
