@@ -940,6 +940,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/trades/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete trade
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.DeleteTrade`.
+         */
+        delete: operations["PortfolioService_DeleteTrade"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/trades:import": {
         parameters: {
             query?: never;
@@ -2168,6 +2188,9 @@ export interface components {
             /** Format: date-time */
             executedAt?: string;
             notes?: string;
+        };
+        "stockfolio.portfolio.v1.DeleteTradeResponse": {
+            portfolioId?: string;
         };
         "stockfolio.portfolio.v1.ImportTradesRequest": {
             portfolioId: string;
@@ -4319,6 +4342,31 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.Trade"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_DeleteTrade: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.DeleteTradeResponse"];
                     };
                 };
             };

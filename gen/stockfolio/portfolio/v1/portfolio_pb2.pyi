@@ -895,6 +895,45 @@ class CreateTradeResponse(_message.Message):
 Global___CreateTradeResponse: _TypeAlias = CreateTradeResponse  # noqa: Y015
 
 @_typing.final
+class DeleteTradeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTradeRequest: _TypeAlias = DeleteTradeRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTradeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    """The portfolio the trade was deleted from."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTradeResponse: _TypeAlias = DeleteTradeResponse  # noqa: Y015
+
+@_typing.final
 class ListPositionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -2042,6 +2081,7 @@ class StreamPortfolioEventsResponse(_message.Message):
     ALERT_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     WATCHLIST_FIELD_NUMBER: _builtins.int
+    TRADE_DELETED_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     @_builtins.property
     def trade(self) -> Global___Trade: ...
@@ -2061,6 +2101,12 @@ class StreamPortfolioEventsResponse(_message.Message):
         as they are now (the facade's own; not sent to sockets).
         """
 
+    @_builtins.property
+    def trade_deleted(self) -> Global___Trade:
+        """A trade of the user was deleted (DeleteTrade): the trade as it was (`trade_deleted` on
+        /ws/portfolio, the trade under `trade`).
+        """
+
     def __init__(
         self,
         *,
@@ -2070,12 +2116,13 @@ class StreamPortfolioEventsResponse(_message.Message):
         alert: Global___FiredAlert | None = ...,
         order: Global___Order | None = ...,
         watchlist: Global___WatchlistChange | None = ...,
+        trade_deleted: Global___Trade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "watchlist", b"watchlist"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "watchlist", b"watchlist"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "user_id", b"user_id", "watchlist", b"watchlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "user_id", b"user_id", "watchlist", b"watchlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order", "watchlist"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order", "watchlist", "trade_deleted"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -72,6 +72,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeResponse.FromString,
                 _registered_method=True)
+        self.DeleteTrade = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/DeleteTrade',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.FromString,
+                _registered_method=True)
         self.ImportTrades = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/ImportTrades',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesRequest.SerializeToString,
@@ -297,6 +302,16 @@ class PortfolioServiceServicer:
 
     def CreateTrade(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrade(self, request, context):
+        """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
+        without it, and the deletion is refused (nothing changed) when a later trade would not hold
+        without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
+        order's fill. A second delete of the same trade is a 404.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -585,6 +600,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.CreateTrade,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeResponse.SerializeToString,
+            ),
+            'DeleteTrade': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrade,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.SerializeToString,
             ),
             'ImportTrades': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportTrades,
@@ -958,6 +978,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/CreateTrade',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreateTradeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/DeleteTrade',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,12 @@ class PortfolioServiceStub:
     DeletePortfolio: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePortfolioRequest, _portfolio_pb2.DeletePortfolioResponse]
     ListTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListTradesRequest, _portfolio_pb2.ListTradesResponse]
     CreateTrade: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreateTradeRequest, _portfolio_pb2.CreateTradeResponse]
+    DeleteTrade: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteTradeRequest, _portfolio_pb2.DeleteTradeResponse]
+    """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
+    without it, and the deletion is refused (nothing changed) when a later trade would not hold
+    without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
+    order's fill. A second delete of the same trade is a 404.
+    """
     ImportTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
     its row number and nothing is imported.
@@ -136,6 +142,12 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     DeletePortfolio: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePortfolioRequest, _portfolio_pb2.DeletePortfolioResponse]  # type: ignore[assignment]
     ListTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListTradesRequest, _portfolio_pb2.ListTradesResponse]  # type: ignore[assignment]
     CreateTrade: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreateTradeRequest, _portfolio_pb2.CreateTradeResponse]  # type: ignore[assignment]
+    DeleteTrade: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeleteTradeRequest, _portfolio_pb2.DeleteTradeResponse]  # type: ignore[assignment]
+    """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
+    without it, and the deletion is refused (nothing changed) when a later trade would not hold
+    without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
+    order's fill. A second delete of the same trade is a 404.
+    """
     ImportTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]  # type: ignore[assignment]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
     its row number and nothing is imported.
@@ -268,6 +280,18 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _portfolio_pb2.CreateTradeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_portfolio_pb2.CreateTradeResponse, _abc.Awaitable[_portfolio_pb2.CreateTradeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteTrade(
+        self,
+        request: _portfolio_pb2.DeleteTradeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.DeleteTradeResponse, _abc.Awaitable[_portfolio_pb2.DeleteTradeResponse]]:
+        """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
+        without it, and the deletion is refused (nothing changed) when a later trade would not hold
+        without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
+        order's fill. A second delete of the same trade is a 404.
+        """
 
     @_abc_1.abstractmethod
     def ImportTrades(
