@@ -6,6 +6,8 @@ converted at the ex-date's rate into the portfolio's, published as the usual tra
 Once per deployment and once per dividend: the market leader runs it (with the revaluation),
 and each payout is noted in `dividend_payouts` (primary key: portfolio, symbol, ex-date) in the
 transaction that records its trade, so a second round, a second leader or a retry pays nothing.
+The note stays when its owner deletes the dividend's trade (trade_deletion.py): a dividend taken
+back is not paid again.
 Ex-dates of the last WINDOW days are looked at: a leader that was down pays them late.
 """
 

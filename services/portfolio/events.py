@@ -1,4 +1,5 @@
-"""The event hub: trades and revaluations, handed to every StreamPortfolioEvents subscriber.
+"""The event hub: trades (recorded and deleted) and revaluations, handed to every
+StreamPortfolioEvents subscriber.
 
 Publishing never waits on a subscriber: each one has a bounded queue, and an event that does
 not fit is dropped for that subscriber alone (logged once per episode of lagging).
@@ -116,6 +117,11 @@ class EventHub:
     async def trades_recorded(self, user_id: str, recorded: Sequence[RecordedTrade]) -> None:
         for one in recorded:
             await self.publish(Event(user_id=user_id, trade=trade_message(one)))
+
+    async def trade_deleted(self, user_id: str, recorded: RecordedTrade) -> None:
+        """A trade taken back (trade_deletion.py), as it was: open pages reload what it
+        changed, as they do on a `trade`."""
+        await self.publish(Event(user_id=user_id, trade_deleted=trade_message(recorded)))
 
     async def portfolio_valued(
         self, user_id: str, portfolio_id: str, totals: Totals, at: datetime

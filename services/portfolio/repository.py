@@ -301,6 +301,22 @@ class TradeRepository:
                 found[row.portfolio_id].append(_recorded(row))
         return found
 
+    async def portfolio_of(self, trade_id: str, user_id: str) -> str | None:
+        """The portfolio of the user's trade; None for another user's trade or none at all."""
+        query = (
+            select(trades.c.portfolio_id)
+            .select_from(trades.join(portfolios, portfolios.c.id == trades.c.portfolio_id))
+            .where(trades.c.id == trade_id, portfolios.c.user_id == user_id)
+        )
+        found: str | None = (await self._session.execute(query)).scalar_one_or_none()
+        return found
+
+    async def remove(self, portfolio_id: str, trade_id: str) -> None:
+        """Delete one trade; only under its portfolio's lock (trade_deletion.py)."""
+        await self._session.execute(
+            delete(trades).where(trades.c.portfolio_id == portfolio_id, trades.c.id == trade_id)
+        )
+
     async def add(self, recorded: Iterable[RecordedTrade]) -> None:
         rows = [_trade_columns(r) for r in recorded]
         for start in range(0, len(rows), _IN_BATCH):

@@ -34,6 +34,7 @@ from services.portfolio.servicer import PortfolioServicer, UseCases
 from services.portfolio.shared_market import SharedMarket
 from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories
+from services.portfolio.trade_deletion import TradeDeletion
 from services.portfolio.trades import Trades
 from services.portfolio.watchlists import Watchlists
 from services.runtime.cache import Cache, create_cache
@@ -130,6 +131,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         watchlists=Watchlists(db, market, prices, events=hub),
         alerts=Alerts(db, market, alert_watch.changed),
         splits=Splits(db, prices, hub, orders=orders),
+        deletion=TradeDeletion(db, prices, hub),
         realized=RealizedGains(db),
         allocations=Allocations(db, portfolios, prices),
         income=IncomeReports(db, market, exchange),

@@ -56,6 +56,7 @@ from services.portfolio.repository import TradeFilter
 from services.portfolio.split_rpcs import SplitRpcs
 from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories, search_stocks
+from services.portfolio.trade_deletion import TradeDeletion
 from services.portfolio.trades import Opened, TradeDraft, Trades
 from services.portfolio.watch_rpcs import WatchRpcs
 from services.portfolio.watchlists import Watchlists
@@ -78,6 +79,7 @@ class UseCases:
     orders: Orders
     histories: StockHistories
     splits: Splits
+    deletion: TradeDeletion
     realized: RealizedGains
     allocations: Allocations
     income: IncomeReports
@@ -227,6 +229,13 @@ class PortfolioServicer(
             return respond([recorded])
 
         return await self._cases.idempotency.run(request, portfolio_pb2.CreateTradeResponse, create)
+
+    async def DeleteTrade(
+        self, request: portfolio_pb2.DeleteTradeRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.DeleteTradeResponse:
+        # Idempotent by nature, with no key: a second delete of the trade is a 404.
+        gone = await self._cases.deletion.delete(require_identity().user_id, request.id)
+        return portfolio_pb2.DeleteTradeResponse(portfolio_id=gone.portfolio_id)
 
     async def ImportTrades(
         self, request: portfolio_pb2.ImportTradesRequest, context: grpc.aio.ServicerContext

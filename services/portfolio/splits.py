@@ -145,6 +145,20 @@ def apply_split(book: Book, recorded: RecordedSplit) -> SplitEffect:
     )
 
 
+async def announce_value(
+    prices: Prices, hub: EventHub, portfolio: Portfolio, book: Book, at: datetime
+) -> None:
+    """The portfolio's value with its changed history (a split, a trade deleted: its book was
+    replayed), to its owner's sockets at once (the revaluer's next round is up to a minute
+    away); a market that cannot price it now leaves that to the round."""
+    try:
+        current = await prices.current(book.open_symbols(), portfolio.base_currency)
+    except DomainError as problem:
+        log.info("book not valued", extra={"portfolioId": portfolio.id, "why": problem.reason})
+        return
+    await hub.portfolio_valued(portfolio.user_id, portfolio.id, book.totals(current), at)
+
+
 class Splits:
     def __init__(
         self,
@@ -239,18 +253,10 @@ class Splits:
         )
 
     async def _announce(self, portfolio: Portfolio, book: Book, changed: Sequence[Order]) -> None:
-        """The orders the change adjusted, and the portfolio's value with its new quantities,
-        to its owner's sockets at once (the revaluer's next round is up to a minute away); a
-        market that cannot price it now leaves that to the round."""
+        """The orders the change adjusted, and the portfolio's new value."""
         if self._orders is not None:
             await self._orders.announce(changed)
-        try:
-            prices = await self._prices.current(book.open_symbols(), portfolio.base_currency)
-        except DomainError as problem:
-            log.info("split not valued", extra={"portfolioId": portfolio.id, "why": problem.reason})
-            return
-        totals = book.totals(prices)
-        await self._hub.portfolio_valued(portfolio.user_id, portfolio.id, totals, self._clock())
+        await announce_value(self._prices, self._hub, portfolio, book, self._clock())
 
     async def _locked(
         self, session: AsyncSession, user_id: str, portfolio_id: str
@@ -277,6 +283,7 @@ __all__ = [
     "SplitDraft",
     "SplitEffect",
     "Splits",
+    "announce_value",
     "apply_split",
     "parse_split",
     "replay_with_splits",

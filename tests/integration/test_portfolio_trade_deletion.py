@@ -1,0 +1,494 @@
+"""Deleting a trade (DeleteTrade, services/portfolio/trade_deletion.py) through the real server,
+on SQLite and PostgreSQL: the book left is the one a history without the trade gives; a deletion
+a later trade would not survive is refused naming it, with nothing changed; another user's trade
+is as absent as none; an order's fill stays; two deletes of one trade, and a delete racing a
+sell of the shares it gave, never both win; a dividend the market paid and its owner deleted is
+not paid again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select, text
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from services.portfolio import book_states, orm
+from services.portfolio.book_states import StoredBook
+from services.portfolio.dividends import DividendPayer
+from services.portfolio.domain import Book
+from services.portfolio.events import EventHub
+from services.portfolio.exchange import Exchange
+from services.portfolio.mock_market import MockMarket
+from services.portfolio.prices import Prices
+from services.portfolio.records import PortfolioKind
+from services.portfolio.repository import SplitRepository, TradeRepository
+from services.portfolio.trades import Trades
+from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
+from tests.integration.test_orders_service import order, wait_for_status
+from tests.integration.test_portfolio_performance_service import noon
+from tests.integration.test_portfolio_streams import collecting
+from tests.rpc_errors import error_metadata, expect_error, reason
+from tests.utc_days import utc_today
+from tests.waiting import until
+
+
+def days_ago(n: int) -> date:
+    return utc_today() - timedelta(days=n)
+
+
+async def delete(s: PortfolioService, who: Metadata, trade_id: str) -> pb.DeleteTradeResponse:
+    reply: pb.DeleteTradeResponse = await s.stub.DeleteTrade(
+        pb.DeleteTradeRequest(id=trade_id), metadata=who
+    )
+    return reply
+
+
+async def trades_of(s: PortfolioService, who: Metadata, portfolio_id: str) -> list[pb.Trade]:
+    reply = await s.stub.ListTrades(
+        pb.ListTradesRequest(portfolio_id=portfolio_id, limit=100), metadata=who
+    )
+    return list(reply.trades)
+
+
+async def stored_book(s: PortfolioService, portfolio_id: str) -> str:
+    """The portfolios.book column as the service left it."""
+    db = s.database()
+    try:
+        async with db.reading() as session:
+            query = select(orm.portfolios.c.book).where(orm.portfolios.c.id == portfolio_id)
+            found: str = (await session.execute(query)).scalar_one()
+            return found
+    finally:
+        await db.close()
+
+
+async def replayed_book(s: PortfolioService, portfolio_id: str, kind: PortfolioKind) -> str:
+    """The book a replay of the portfolio's trades and splits as stored gives, encoded as the
+    service stores one (its last sequence: the highest of the trades)."""
+    db = s.database()
+    try:
+        async with db.reading() as session:
+            trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
+            splits = [r.split for r in await SplitRepository(session).of(portfolio_id)]
+    finally:
+        await db.close()
+    book = Book.replay(trades, splits=splits, policy=kind.policy)
+    last = max((t.sequence for t in trades), default=0)
+    return book_states.encode(StoredBook(book.state(), last))
+
+
+def summary(p: pb.Portfolio) -> tuple[str, ...]:
+    return (
+        p.total_value,
+        p.total_cost,
+        p.cash,
+        p.cost_basis,
+        p.realized_gain,
+        p.unrealized_gain,
+        p.dividends,
+        p.fees,
+    )
+
+
+Held = tuple[str, str, str, str, str, list[tuple[str, str]]]
+
+
+async def figures(
+    s: PortfolioService, who: Metadata, portfolio_id: str
+) -> tuple[tuple[str, ...], list[Held]]:
+    """What a user reads of a portfolio: its totals and its positions with their lots."""
+    got = (
+        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
+    ).portfolio
+    positions = (
+        await s.stub.ListPositions(
+            pb.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True), metadata=who
+        )
+    ).positions
+    held = [
+        (
+            p.symbol,
+            p.quantity,
+            p.cost_basis,
+            p.average_cost,
+            p.realized_gain,
+            [(lot.quantity, lot.unit_cost) for lot in p.lots],
+        )
+        for p in positions
+    ]
+    return summary(got), held
+
+
+# A tracking portfolio's history; the buy at [2] is the typo (100 shares, not 10).
+HISTORY: list[tuple[str, str, str, str, int]] = [
+    ("deposit", "", "5000", "1", 10),
+    ("buy", "AAPL", "10", "100", 9),
+    ("buy", "AAPL", "100", "105", 8),
+    ("buy", "AAPL", "5", "110", 7),
+    ("sell", "AAPL", "12", "120", 5),
+    ("dividend", "AAPL", "3", "0.5", 4),
+    ("buy", "MSFT", "2", "300", 3),
+]
+TYPO = 2
+
+
+async def recorded(
+    s: PortfolioService,
+    who: Metadata,
+    portfolio_id: str,
+    rows: list[tuple[str, str, str, str, int]],
+) -> list[pb.Trade]:
+    return [
+        await s.trade(
+            who, portfolio_id, side, quantity, price, symbol=symbol, executed_at=noon(days_ago(n))
+        )
+        for side, symbol, quantity, price, n in rows
+    ]
+
+
+async def test_deleting_a_buy_leaves_the_book_a_history_without_it_gives(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, user_id = await s.account()
+    mistaken = await s.portfolio(who, "With the typo")
+    right = await s.portfolio(who, "Without it")
+    made = await recorded(s, who, mistaken.id, HISTORY)
+    kept = await recorded(s, who, right.id, [r for i, r in enumerate(HISTORY) if i != TYPO])
+    assert await figures(s, who, mistaken.id) != await figures(s, who, right.id)
+
+    async with collecting(s) as events:
+        answer = await delete(s, who, made[TYPO].id)
+        await until(lambda: any(e.HasField("portfolio_value") for e in events), "a value")
+    assert answer.portfolio_id == mistaken.id
+    # Cash, realized gain (the sell's FIFO lots are the 10 at 100 and 2 of the 5 at 110 now),
+    # positions and lots: as if the typo had never been recorded.
+    assert await figures(s, who, mistaken.id) == await figures(s, who, right.id)
+    got, held = await figures(s, who, mistaken.id)
+    assert got[2:5] == ("4291.50", "930.00", "220.00")  # cash, cost basis, realized gain
+    assert held[0][:3] == ("AAPL", "3", "330.00")
+    assert [t.id for t in await trades_of(s, who, mistaken.id)] == [
+        t.id for i, t in reversed(list(enumerate(made))) if i != TYPO
+    ]
+    assert await stored_book(s, mistaken.id) == await replayed_book(
+        s, mistaken.id, PortfolioKind.TRACKING
+    )
+    # Its owner's sockets hear of it: the trade as it was, and the value it leaves.
+    (gone,) = [e for e in events if e.HasField("trade_deleted")]
+    assert (gone.user_id, gone.trade_deleted) == (user_id, made[TYPO])
+    (value,) = [e.portfolio_value for e in events if e.HasField("portfolio_value")]
+    assert (value.portfolio_id, value.total_value) == (mistaken.id, got[0])
+
+    # The last trade taken back, the book's last sequence goes back with it, and the next trade
+    # records as usual.
+    await delete(s, who, made[-1].id)
+    await delete(s, who, kept[-1].id)
+    assert await figures(s, who, mistaken.id) == await figures(s, who, right.id)
+    assert await stored_book(s, mistaken.id) == await replayed_book(
+        s, mistaken.id, PortfolioKind.TRACKING
+    )
+    again = await s.trade(who, mistaken.id, "buy", "1", "300", symbol="MSFT")
+    assert (await trades_of(s, who, mistaken.id))[0].id == again.id
+    assert await stored_book(s, mistaken.id) == await replayed_book(
+        s, mistaken.id, PortfolioKind.TRACKING
+    )
+
+    # Deleted is gone: a second delete is a 404, as for an id that never was.
+    twice = await expect_error(delete(s, who, made[TYPO].id), grpc.StatusCode.NOT_FOUND)
+    never = await expect_error(delete(s, who, "no-such-trade"), grpc.StatusCode.NOT_FOUND)
+    assert reason(twice) == reason(never) == "TRADE_NOT_FOUND"
+    assert twice.details() == f"trade {made[TYPO].id!r} not found"
+
+
+async def test_a_buy_a_later_sell_needs_is_refused_naming_the_sell_and_nothing_changes(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    buy, sell = await recorded(
+        s, who, p.id, [("buy", "AAPL", "10", "100", 6), ("sell", "AAPL", "10", "120", 2)]
+    )
+    book, before = await stored_book(s, p.id), await figures(s, who, p.id)
+
+    refused = await expect_error(delete(s, who, buy.id), grpc.StatusCode.FAILED_PRECONDITION)
+    assert reason(refused) == "INSUFFICIENT_SHARES"
+    assert refused.details() == (
+        f"deleting the buy of 10 AAPL on {days_ago(6).isoformat()} would leave the sell of 10"
+        f" AAPL on {days_ago(2).isoformat()} impossible: cannot sell 10 AAPL: only 0 held"
+        " (short by 10)"
+    )
+    assert error_metadata(refused)["tradeId"] == sell.id
+    assert [t.id for t in await trades_of(s, who, p.id)] == [sell.id, buy.id]
+    assert await stored_book(s, p.id) == book
+    assert await figures(s, who, p.id) == before
+
+    # The sell first, then the buy: both go, and the portfolio is empty again.
+    await delete(s, who, sell.id)
+    await delete(s, who, buy.id)
+    assert await trades_of(s, who, p.id) == []
+    got, held = await figures(s, who, p.id)
+    assert (got[2], got[4], held) == ("0.00", "0.00", [])
+
+
+async def test_a_paper_portfolios_deposit_its_later_buy_spent_is_refused_by_its_cash_rule(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who = await s.user()
+    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
+    tracking = await s.portfolio(who, "Real", kind=pb.PORTFOLIO_KIND_TRACKING)
+    rows = [("deposit", "", "1000", "1", 5), ("buy", "KO", "5", "100", 3)]
+    paper_deposit, paper_buy = await recorded(s, who, paper.id, rows)
+    tracking_deposit, _ = await recorded(s, who, tracking.id, rows)
+    book = await stored_book(s, paper.id)
+
+    refused = await expect_error(
+        delete(s, who, paper_deposit.id), grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert reason(refused) == "INSUFFICIENT_CASH"
+    assert refused.details() == (
+        f"deleting the deposit of 1000.00 on {days_ago(5).isoformat()} would leave the buy of 5"
+        f" KO on {days_ago(3).isoformat()} impossible: cannot buy 5 KO: needs 500.00 in cash,"
+        " only 0.00 available (short by 500.00)"
+    )
+    assert error_metadata(refused)["tradeId"] == paper_buy.id
+    assert len(await trades_of(s, who, paper.id)) == 2
+    assert await stored_book(s, paper.id) == book
+
+    # A tracking portfolio records what happened: the buy was paid with money brought in.
+    await delete(s, who, tracking_deposit.id)
+    got = (
+        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=tracking.id), metadata=who)
+    ).portfolio
+    assert (got.cash, got.total_cost) == ("0.00", "500.00")
+
+
+async def test_another_users_trade_is_not_found_as_one_that_never_was_and_stays(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    (trade,) = await recorded(s, who, p.id, [("buy", "KO", "3", "60", 1)])
+    book = await stored_book(s, p.id)
+    other = await s.user()
+    await s.portfolio(other)
+
+    hidden = await expect_error(delete(s, other, trade.id), grpc.StatusCode.NOT_FOUND)
+    never = await expect_error(delete(s, other, trade.id[::-1]), grpc.StatusCode.NOT_FOUND)
+    assert reason(hidden) == reason(never) == "TRADE_NOT_FOUND"
+    assert hidden.details() == (never.details() or "").replace(trade.id[::-1], trade.id)
+    assert [t.id for t in await trades_of(s, who, p.id)] == [trade.id]
+    assert await stored_book(s, p.id) == book
+
+    blank = await expect_error(delete(s, who, "  "), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "id" in (blank.details() or "")
+
+
+async def test_an_orders_fill_is_refused_and_the_order_stays_filled(
+    start_portfolio: StartPortfolio,
+) -> None:
+    async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
+        who, paper = await s.user_with_portfolio(
+            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+        )
+        quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
+        placed = (
+            await s.stub.CreateOrder(
+                order(paper.id, limit_price=str(Decimal(quote.price) * 2)), metadata=who
+            )
+        ).order
+        filled = await wait_for_status(s, who, placed.id, pb.ORDER_STATUS_FILLED)
+        assert filled.trade_id
+
+        refused = await expect_error(
+            delete(s, who, filled.trade_id), grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert reason(refused) == "TRADE_IS_ORDER_FILL"
+        assert f"is the fill of order {placed.id}" in (refused.details() or "")
+        assert filled.trade_id in [t.id for t in await trades_of(s, who, paper.id)]
+        again = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
+        assert (again.status, again.trade_id) == (pb.ORDER_STATUS_FILLED, filled.trade_id)
+
+
+@contextlib.asynccontextmanager
+async def portfolio_locked(s: PortfolioService, portfolio_id: str) -> AsyncIterator[None]:
+    """PostgreSQL: the portfolio's row held FOR UPDATE (a slow writer) until the block ends."""
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            locked = select(orm.portfolios.c.id).where(orm.portfolios.c.id == portfolio_id)
+            await session.execute(locked.with_for_update())
+            yield
+    finally:
+        await db.close()
+
+
+async def waiting_for_locks(s: PortfolioService, count: int) -> None:
+    """Until `count` sessions of the service's database wait for a lock."""
+    db = s.database()
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+
+    async def waiting() -> int:
+        async with db.reading() as session:
+            found: int = (await session.execute(query)).scalar_one()
+            return found
+
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while await waiting() < count:
+            assert asyncio.get_running_loop().time() < deadline, "no one waits for the lock"
+            await asyncio.sleep(0.02)
+    finally:
+        await db.close()
+
+
+async def outcome(call: Awaitable[Any]) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_two_deletes_of_one_trade_one_deletes_the_other_is_not_found(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    trades = await recorded(s, who, p.id, [("buy", "KO", str(n), "60", 3) for n in (1, 2, 3)])
+    # At once: SQLite's writers queue; PostgreSQL's both find the trade, then queue on the lock.
+    first = await asyncio.gather(*(outcome(delete(s, who, trades[0].id)) for _ in range(2)))
+    assert sorted(c.name for c in first) == ["NOT_FOUND", "OK"]
+    if s.database_url.startswith("postgresql"):
+        # Both past their first read before either holds the lock: the second reads again.
+        async with portfolio_locked(s, p.id):
+            calls = [asyncio.ensure_future(delete(s, who, trades[1].id)) for _ in range(2)]
+            await waiting_for_locks(s, 2)
+        second = [await outcome(c) for c in calls]
+        assert sorted(c.name for c in second) == ["NOT_FOUND", "OK"]
+    left = [t.id for t in await trades_of(s, who, p.id)]
+    assert trades[0].id not in left and trades[2].id in left
+    assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
+
+
+async def test_a_delete_and_a_sell_of_the_shares_it_gave_never_both_succeed(
+    portfolio_service: PortfolioService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio()
+    (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
+    # The sell is sent just after the delete has read the history (under the lock), and given
+    # time to commit before the delete writes: it must wait for the delete, then be refused.
+    original = TradeRepository.of
+    sell: asyncio.Future[pb.Trade] | None = None
+
+    async def of(self: TradeRepository, portfolio_id: str) -> Any:
+        nonlocal sell
+        found = await original(self, portfolio_id)
+        if sell is None and portfolio_id == p.id:
+            sell = asyncio.ensure_future(s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"))
+            await asyncio.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(TradeRepository, "of", of)
+    deleted = await outcome(delete(s, who, buy.id))
+    assert sell is not None
+    sold = await outcome(sell)
+    monkeypatch.undo()
+    assert (deleted, sold) == (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
+    assert await trades_of(s, who, p.id) == []
+
+    # And at once, either first: one of the two, never both.
+    for first_delete in (True, False):
+        (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
+        calls: list[Awaitable[Any]] = [
+            delete(s, who, buy.id),
+            s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"),
+        ]
+        if not first_delete:
+            calls.reverse()
+        results = await asyncio.gather(*(outcome(c) for c in calls))
+        assert sorted(r.name for r in results) == ["FAILED_PRECONDITION", "OK"], results
+        left = await trades_of(s, who, p.id)
+        sides = sorted(t.side for t in left)
+        assert sides in ([], [pb.TRADE_SIDE_BUY, pb.TRADE_SIDE_SELL]), sides
+        assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
+        for side in (pb.TRADE_SIDE_SELL, pb.TRADE_SIDE_BUY):  # the buy is needed until then
+            for t in left:
+                if t.side == side:
+                    await delete(s, who, t.id)
+
+
+def stamp(moment: datetime) -> Timestamp:
+    found = Timestamp()
+    found.FromDatetime(moment)
+    return found
+
+
+async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_again(
+    portfolio_service: PortfolioService,
+) -> None:
+    # JNJ goes ex-dividend on 2024-05-15 in the simulated market (seed 7), 1.24 a share.
+    s = portfolio_service
+    who = await s.user()
+    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
+    for side, symbol, quantity, price, hour in (
+        ("deposit", "", "20000", "1", 9),
+        ("buy", "JNJ", "10", "150", 15),
+    ):
+        at = stamp(datetime(2024, 5, 1, hour, tzinfo=UTC))
+        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=at)
+    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
+    db = s.database()
+    market = MockMarket(seed=7, clock=lambda: now)
+    exchange = Exchange(db, market, clock=lambda: now)
+    hub = EventHub(None)
+    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
+    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
+    try:
+        assert await payer.pay_due() == 1
+        (dividend,) = [
+            t for t in await trades_of(s, who, paper.id) if t.side == pb.TRADE_SIDE_DIVIDEND
+        ]
+        assert (dividend.symbol, dividend.amount) == ("JNJ", "12.40")
+
+        await delete(s, who, dividend.id)
+        got = (
+            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
+        ).portfolio
+        assert (got.cash, got.dividends) == ("18500.00", "0.00")
+        # The next rounds see it paid (and taken back): nothing is paid twice, silently or not.
+        assert await payer.pay_due() == 0
+        assert await payer.pay_due() == 0
+        assert [t.side for t in await trades_of(s, who, paper.id)] == [
+            pb.TRADE_SIDE_BUY,
+            pb.TRADE_SIDE_DEPOSIT,
+        ]
+        # Wanted back, it is recorded by hand, once.
+        await s.trade(
+            who,
+            paper.id,
+            "dividend",
+            "10",
+            "1.24",
+            symbol="JNJ",
+            executed_at=stamp(datetime(2024, 5, 15, tzinfo=UTC)),
+        )
+        assert await payer.pay_due() == 0
+        got = (
+            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
+        ).portfolio
+        assert (got.cash, got.dividends) == ("18512.40", "12.40")
+    finally:
+        await db.close()
