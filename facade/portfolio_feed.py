@@ -25,7 +25,9 @@ from services.runtime.tasks import cancel_all
 
 # Events remembered to recognise one arriving again from another replica.
 REMEMBERED_EVENTS = 10_000
-EVENT_KINDS = frozenset({"trade", "portfolio_value", "order", "alert", "watchlist"})
+EVENT_KINDS = frozenset(
+    {"trade", "trade_deleted", "portfolio_value", "order", "alert", "watchlist"}
+)
 
 UPSTREAMS_LIVE = Gauge(
     "stockfolio_ws_upstream_streams",
@@ -77,7 +79,10 @@ class PortfolioFeed:
         self._quote_plan = plans.plan(portfolio_pb2.Quote.DESCRIPTOR)
         service = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
         self._events = Bridge.of(
-            service, "StreamPortfolioEvents", plans, nested={"trade": "trade", "order": "order"}
+            service,
+            "StreamPortfolioEvents",
+            plans,
+            nested={"trade": "trade", "trade_deleted": "trade", "order": "order"},
         )
         # What its sockets send (facade/ws_portfolio.py): a Subscription to add or to take away.
         self.subscriptions = Bridge(
