@@ -9,6 +9,7 @@ import type {
   OrderMessage,
   PortfolioValueMessage,
   PriceMessage,
+  TradeDeletedMessage,
   TradeMessage,
 } from "./protocol";
 import { LiveSocket, type SocketStatus } from "./socket";
@@ -55,6 +56,7 @@ class PortfolioFeed {
   private readonly prices = new Keyed<PriceMessage>();
   private readonly values = new Keyed<PortfolioValueMessage>();
   private readonly trades = new Set<Listener<TradeMessage["trade"]>>();
+  private readonly deletedTrades = new Set<Listener<TradeDeletedMessage["trade"]>>();
   private readonly orders = new Set<Listener<OrderMessage["order"]>>();
   private readonly alerts = new Set<Listener<AlertMessage>>();
   private readonly statusListeners = new Set<Listener<SocketStatus>>();
@@ -93,6 +95,24 @@ class PortfolioFeed {
     this.trades.add(listener);
     this.ensureSocket();
     return () => this.trades.delete(listener);
+  }
+
+  /** Every trade of the signed-in user deleted, here or anywhere else (the trade as it was). */
+  watchDeletedTrades(listener: Listener<TradeDeletedMessage["trade"]>): () => void {
+    this.deletedTrades.add(listener);
+    this.ensureSocket();
+    return () => this.deletedTrades.delete(listener);
+  }
+
+  /** Every trade of the signed-in user recorded or deleted: what changes a portfolio's book
+   * (a page showing one reloads on either). */
+  watchTradeChanges(listener: Listener<TradeMessage["trade"]>): () => void {
+    const stopRecorded = this.watchTrades(listener);
+    const stopDeleted = this.watchDeletedTrades(listener);
+    return () => {
+      stopRecorded();
+      stopDeleted();
+    };
   }
 
   /** Every change of the signed-in user's orders (placed, filled, rejected, ...). */
@@ -171,6 +191,9 @@ class PortfolioFeed {
             break;
           case "trade":
             for (const listener of this.trades) listener(message.trade);
+            break;
+          case "trade_deleted":
+            for (const listener of this.deletedTrades) listener(message.trade);
             break;
           case "order":
             for (const listener of this.orders) listener(message.order);

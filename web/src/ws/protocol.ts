@@ -92,6 +92,12 @@ export type TradeMessage = {
   };
 };
 
+/** A trade of the user was deleted (DELETE /api/v1/trades/{id}): the trade as it was. */
+export type TradeDeletedMessage = {
+  type: "trade_deleted";
+  trade: TradeMessage["trade"];
+};
+
 /** An order of the user changed: placed, triggered, filled, rejected, cancelled or expired. */
 export type OrderMessage = {
   type: "order";
@@ -143,6 +149,7 @@ export type PortfolioServerMessage =
   | ResyncMessage
   | PortfolioValueMessage
   | TradeMessage
+  | TradeDeletedMessage
   | OrderMessage
   | AlertMessage;
 

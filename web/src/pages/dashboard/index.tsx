@@ -44,8 +44,9 @@ function rateOf(portfolio: Portfolio, display: Display): number | undefined {
 
 export default function Dashboard() {
   const overview = useApi(loadOverview, []);
-  // A trade made anywhere (this tab, another, the API) changes a portfolio: load them again.
-  useEffect(() => portfolioFeed.watchTrades(() => overview.reload()), []);
+  // A trade made or deleted anywhere (this tab, another, the API) changes a portfolio: load them
+  // again.
+  useEffect(() => portfolioFeed.watchTradeChanges(() => overview.reload()), []);
 
   return (
     <>

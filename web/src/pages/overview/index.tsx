@@ -29,8 +29,9 @@ export default function OverviewPage() {
     async () => (await envelope(api().GET("/api/v1/overview", { params: { query: { currency } } }))).data,
     [currency],
   );
-  // A trade anywhere (this tab, another, the API) changes a portfolio: load it again.
-  useEffect(() => portfolioFeed.watchTrades(() => overview.reload()), []);
+  // A trade recorded or deleted anywhere (this tab, another, the API) changes a portfolio: load
+  // it again.
+  useEffect(() => portfolioFeed.watchTradeChanges(() => overview.reload()), []);
   const data = overview.data;
   return (
     <>

@@ -28,10 +28,11 @@ export default function PortfolioPage() {
       (await envelope(api().GET("/api/v1/portfolios/{id}", { params: { path: { id } } }))).data,
     [id],
   );
-  // A trade in this portfolio (from here, another tab or the API) changes everything below.
+  // A trade recorded or deleted in this portfolio (from here, another tab or the API) changes
+  // everything below.
   useEffect(
     () =>
-      portfolioFeed.watchTrades((trade) => {
+      portfolioFeed.watchTradeChanges((trade) => {
         if (trade.portfolioId === id) portfolio.reload();
       }),
     [id],
@@ -62,7 +63,7 @@ export default function PortfolioPage() {
       <Positions portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Rebalance portfolioId={id} currency={currency} version={version} />
-      <Trades portfolioId={id} currency={currency} version={version} />
+      <Trades portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
       <RealizedGains portfolioId={id} currency={currency} version={version} />
       <Income portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />

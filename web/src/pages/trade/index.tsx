@@ -37,9 +37,9 @@ const QUANTITY_REASONS = new Set(["INSUFFICIENT_SHARES", "INSUFFICIENT_CASH"]);
 export default function TradePage() {
   const { query } = useLocation();
   const portfolios = useApi(listPortfolios, []);
-  // A trade made anywhere (this page, another tab, the API, an order filled) moves a portfolio's
-  // cash: the menu shows it as it is now.
-  useEffect(() => portfolioFeed.watchTrades(() => portfolios.reload()), []);
+  // A trade made or deleted anywhere (this page, another tab, the API, an order filled) moves a
+  // portfolio's cash: the menu shows it as it is now.
+  useEffect(() => portfolioFeed.watchTradeChanges(() => portfolios.reload()), []);
   const [portfolioId, setPortfolioId] = useState(query.portfolio ?? "");
   const [symbol, setSymbol] = useState((query.symbol ?? "").toUpperCase());
   const [side, setSide] = useState<Side>(
