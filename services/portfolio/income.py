@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from services.portfolio.book import order_key
 from services.portfolio.exact import plus, times
+from services.portfolio.performance import shares
 from services.portfolio.periods import Period, anniversary
 from services.portfolio.records import RecordedTrade
 from services.portfolio.trading import Side, Split, Trade
@@ -165,7 +166,8 @@ class PeriodIncome:
 
 @dataclass(frozen=True)
 class SymbolIncome:
-    """One symbol's dividends of the report; `share` of the report's gross (None when 0)."""
+    """One symbol's dividends of the report; `share` of the report's gross (None when 0), to
+    RATIO_PLACES, the shares of a report adding up to exactly 1."""
 
     symbol: str
     income: Amounts
@@ -211,10 +213,14 @@ def income_report(
             )
             for index in range(period_index(first, grouping), period_index(last, grouping) + 1)
         )
-    symbols = sorted(
-        (SymbolIncome(s, a, ratio(a.gross, totals.gross)) for s, a in by_symbol.items()),
-        key=lambda s: (-s.income.gross, s.symbol),
-    )
+    ranked = sorted(by_symbol.items(), key=lambda item: (-item[1].gross, item[0]))
+    # Shares as allocations are shown: to RATIO_PLACES, adding up to exactly 1 (largest
+    # remainder), so the column reads 100 % and not 99.99 %.
+    weights = shares([a.gross for _, a in ranked]) if ranked else None
+    symbols = [
+        SymbolIncome(s, a, weights[i] if weights is not None else None)
+        for i, (s, a) in enumerate(ranked)
+    ]
     return IncomeReport(grouping, totals, periods, tuple(symbols))
 
 
