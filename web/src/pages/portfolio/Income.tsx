@@ -100,7 +100,7 @@ export function Income(props: { portfolioId: string; currency: string; version: 
       </dl>
       <Bars periods={data?.periods ?? []} currency={currency} />
 
-      <h3>By symbol</h3>
+      <h3 class="subhead">By symbol</h3>
       <div class="table-wrap">
         <table class="nowrap" data-testid="income-symbols" aria-busy={income.loading}>
           <thead>
@@ -135,7 +135,7 @@ export function Income(props: { portfolioId: string; currency: string; version: 
         </table>
       </div>
 
-      <h3>Next 12 months</h3>
+      <h3 class="subhead">Next 12 months</h3>
       {projected?.note && (
         <p class="muted" data-testid="income-projected-note">
           {projected.note}

@@ -230,7 +230,7 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
   const lines = p?.lines ?? [];
   return (
     <>
-      <h3 style={{ margin: "1.25rem 0 0.75rem" }}>Suggested trades</h3>
+      <h3 class="subhead">Suggested trades</h3>
       <form class="row" onSubmit={ask} data-testid="rebalance-form" noValidate>
         <label>
           Extra cash to invest ({currency}){" "}

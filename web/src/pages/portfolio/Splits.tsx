@@ -266,7 +266,7 @@ function RecordSplit(props: {
 
   return (
     <>
-      <h3 style={{ margin: "1.25rem 0 0.75rem" }}>Record a split</h3>
+      <h3 class="subhead">Record a split</h3>
       <ErrorBanner error={error} testid="split-error" />
       <NoticeBanner notice={notice} testid="split-result" />
       <form onSubmit={submit} class="grid" data-testid="split-form" noValidate>
