@@ -531,3 +531,54 @@ async def test_a_write_and_a_rename_or_delete_of_its_project_at_once_end_in_one_
         print("writes:", {w: writes.count(w) for w in set(writes)})
         assert broken == []
         assert list((one.root / STAGING).iterdir()) == []
+
+
+async def test_a_rename_or_delete_of_a_project_waits_for_an_upload_under_way_inside_it(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """An upload into project site through one replica has sent every byte, its call still
+    open; a rename of site to web through the other waits for it, then carries its file; a
+    delete of web waits the same way for the next one, which goes with the project; and an
+    upload after that answers 404 PROJECT_NOT_FOUND, making no folder."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        user_folder = one.root / ada.id
+        uploading, hold = await held_upload(one, ada, site.id, "d/photo.bin", SIZE)
+        rename = asyncio.ensure_future(
+            two.stub.RenameProject(
+                workspace_pb2.RenameProjectRequest(id=site.id, name="web"), metadata=ada.metadata
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not rename.done()
+        assert (user_folder / "site").is_dir() and not (user_folder / "web").exists()
+        hold.set()
+        uploaded, renamed = await asyncio.gather(uploading, rename)
+        assert (uploaded.file.path, uploaded.file.size) == ("d/photo.bin", SIZE)
+        assert renamed.project.name == "web"
+        assert (user_folder / "web" / "d" / "photo.bin").read_bytes() == b"\0" * SIZE
+        assert not (user_folder / "site").exists()
+        assert await recorded_usage(workspace_database_url, ada.id) == measure(user_folder)
+
+        uploading, hold = await held_upload(one, ada, site.id, "e.bin", SIZE)
+        delete = asyncio.ensure_future(
+            two.stub.DeleteProject(
+                workspace_pb2.DeleteProjectRequest(id=site.id), metadata=ada.metadata
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not delete.done()
+        hold.set()
+        uploaded, _ = await asyncio.gather(uploading, delete)
+        assert (uploaded.file.path, uploaded.file.size) == ("e.bin", SIZE)
+        assert sorted(os.listdir(user_folder)) == []
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await upload(one, ada, site.id, "f.bin", SIZE)
+        assert (gone.value.code(), reason(gone.value)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "PROJECT_NOT_FOUND",
+        )
+        assert sorted(os.listdir(user_folder)) == []
+        assert list((one.root / STAGING).iterdir()) == []
