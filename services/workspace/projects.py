@@ -299,13 +299,14 @@ class Projects:
         located = await self.locate(user_id, key, "id")
         while True:
             async with self._places.hold(project_place(located.directory)):
-                current = await self._find(user_id, located.project.id)
+                # By `key` again: a project named by its old name is gone once renamed.
+                current = await self._find(user_id, key.strip())
                 if current is None:
                     raise project_not_found(key.strip())
-                if current.name == located.project.name:
+                if (current.id, current.name) == (located.project.id, located.project.name):
                     yield await self._located(user_id, current, wait=False)
                     return
-            located = await self.locate(user_id, located.project.id, "id")
+            located = await self.locate(user_id, key, "id")
 
     async def page(self, user_id: str, page: Page) -> tuple[list[ProjectRecord], int]:
         async with self._db.reading() as session:

@@ -582,3 +582,32 @@ async def test_a_rename_or_delete_of_a_project_waits_for_an_upload_under_way_ins
         )
         assert sorted(os.listdir(user_folder)) == []
         assert list((one.root / STAGING).iterdir()) == []
+
+
+async def test_a_rename_and_a_delete_by_the_old_name_at_once_come_in_one_order(
+    start_workspace: StartWorkspace,
+) -> None:
+    """A rename of p<n> (by id) to q<n> through one replica and a delete of "p<n>" (by name)
+    through the other, at once, many times: the delete first (the rename answers 404 and
+    nothing is left) or the rename first (the delete finds no project named p<n>: 404, and
+    q<n> stays). Never both OK: a delete of p<n> never deletes the project renamed q<n>."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        user_folder = one.root / ada.id
+        timing = random.Random(5)
+        broken: list[str] = []
+        for n in range(24):
+            project = (await one.project(ada, f"p{n}")).id
+            renamed, deleted = await asyncio.gather(
+                change_project_after(one, ada, project, f"q{n}", timing.random() * 0.01),
+                change_project_after(two, ada, f"p{n}", None, timing.random() * 0.01),
+            )
+            left = sorted(os.listdir(user_folder))
+            if (renamed, deleted, left) not in (
+                ("NOT_FOUND PROJECT_NOT_FOUND", "OK", []),
+                ("OK", "NOT_FOUND PROJECT_NOT_FOUND", [f"q{n}"]),
+            ):
+                broken.append(f"round {n}: rename {renamed}, delete {deleted}, left {left}")
+            for name in left:
+                await asyncio.to_thread(shutil.rmtree, user_folder / name)
+        assert broken == []
