@@ -32,8 +32,10 @@ from services.runtime.redis_cache import RedisCache
 # Fixtures that several folders' tests share, beside the helpers their tests import.
 pytest_plugins = (
     "tests.integration.assistant_harness",
+    "tests.integration.facade_harness",
     "tests.integration.order_harness",
     "tests.integration.portfolio_harness",
+    "tests.integration.terminal_harness",
     "tests.integration.workspace_harness",
 )
 
@@ -131,6 +133,11 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+# `pytestmark = SQLITE_ONLY`: a module's tests run once, on SQLite, where what they test does not
+# depend on the storage engine (the parameter of database_url, chosen by the module).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,7 +1,7 @@
 """Fixtures for the portfolio service's integration tests (in tests/conftest.py's
 `pytest_plugins`): a migrated portfolio database of its own beside the users one, a real users
 service for tokens, and a real portfolio server on port 0 over the simulated market, held still
-unless asked."""
+unless asked; `statements`, the SQL a test sends to it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
 from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
-from services.runtime.db import Database
+from services.runtime.db import Database, normalize_url
 from services.runtime.server import running
 from tests.conftest import facade_credentials, service_database
 
@@ -154,3 +157,27 @@ def start_portfolio(
 async def portfolio_service(start_portfolio: StartPortfolio) -> AsyncIterator[PortfolioService]:
     async with start_portfolio() as service:
         yield service
+
+
+@pytest.fixture
+def statements(portfolio_database_url: str) -> Iterator[list[str]]:
+    """Every SQL statement sent to the portfolio database from this process (the users
+    service runs here too), and "COMMIT" at each commit."""
+    sent: list[str] = []
+    database = make_url(normalize_url(portfolio_database_url)).database
+
+    def on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if conn.engine.url.database == database:
+            sent.append(" ".join(statement.split()))
+
+    def on_commit(conn: Connection) -> None:
+        if conn.engine.url.database == database:
+            sent.append("COMMIT")
+
+    event.listen(Engine, "before_cursor_execute", on_execute)
+    event.listen(Engine, "commit", on_commit)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_execute)
+        event.remove(Engine, "commit", on_commit)

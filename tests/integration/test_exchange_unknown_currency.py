@@ -20,7 +20,6 @@ from services.runtime.cache import Cache
 from services.runtime.db import Database
 from services.runtime.errors import ResourceExhausted
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
 
 D = Decimal
 NOW = datetime(2024, 1, 8, 21, 5, tzinfo=UTC)
@@ -33,7 +32,7 @@ def database_url(sqlite_url: str) -> str:
 
 async def test_a_trade_is_refused_rather_than_booked_in_a_guessed_currency(
     cache: Cache,
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     db = Database(portfolio_database_url)
     try:

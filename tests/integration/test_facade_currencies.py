@@ -9,22 +9,20 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
+
+pytestmark = SQLITE_ONLY
 
 D = Decimal
 
 
 async def test_fx_route_answers_a_rate_and_refuses_an_unknown_code(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     response = await client.get("/api/v1/fx?from=eur&to=USD", headers=bearer(token))
@@ -57,7 +55,7 @@ async def test_fx_route_answers_a_rate_and_refuses_an_unknown_code(
 
 
 async def test_performance_in_a_currency_with_breakdown_and_benchmark(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     refused = await client.post(
@@ -100,7 +98,7 @@ async def test_performance_in_a_currency_with_breakdown_and_benchmark(
 
 
 async def test_history_route_answers_closes_and_refuses_bad_input(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     response = await client.get("/api/v1/stocks/msft/history?range=3m", headers=bearer(token))

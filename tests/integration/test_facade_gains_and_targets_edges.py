@@ -4,19 +4,17 @@ rebalance routes and a garbage targets body are a 400 naming the field (or an an
 
 from __future__ import annotations
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
 
+pytestmark = SQLITE_ONLY
 
-async def test_garbage_queries_and_bodies_are_never_a_500(client: Client) -> None:  # noqa: F811
+
+async def test_garbage_queries_and_bodies_are_never_a_500(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
     created = await client.post(
@@ -71,7 +69,7 @@ async def test_garbage_queries_and_bodies_are_never_a_500(client: Client) -> Non
 
 
 async def test_the_path_names_the_portfolio_whatever_the_body_or_query_says(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     who = bearer(token)

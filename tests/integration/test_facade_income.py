@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
+    create_portfolio,
+    record_trades,
     register,
 )
 from tests.utc_days import one_utc_day, utc_today
+
+pytestmark = SQLITE_ONLY
 
 
 def quarter_of(day: date) -> tuple[str, str, str]:
@@ -28,32 +28,18 @@ def quarter_of(day: date) -> tuple[str, str, str]:
 
 
 @one_utc_day
-async def test_income_through_the_facade(client: Client) -> None:  # noqa: F811
+async def test_income_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
-    created = await client.post("/api/v1/portfolios", json={"name": "Income"}, headers=who)
-    portfolio_id = (await created.json())["data"]["id"]
+    portfolio_id = await create_portfolio(client, token, "Income")
     today = utc_today()
     bought, paid = today - timedelta(days=100), today - timedelta(days=40)
-    for side, quantity, price, fees, day in (
+    rows = (
         ("buy", "100", "50", "0", bought),
         # 15 % withheld: 7.275 of 48.50.
         ("dividend", "100", "0.485", "7.275", paid),
-    ):
-        trade = await client.post(
-            "/api/v1/trades",
-            json={
-                "portfolioId": portfolio_id,
-                "side": side,
-                "symbol": "KO",
-                "quantity": quantity,
-                "price": price,
-                "fees": fees,
-                "executedAt": f"{day.isoformat()}T15:00:00Z",
-            },
-            headers=who,
-        )
-        assert trade.status == 201, await trade.text()
+    )
+    await record_trades(client, token, portfolio_id, "KO", rows)
     route = f"/api/v1/portfolios/{portfolio_id}/income"
 
     answer = await client.get(f"{route}?groupBy=quarter", headers=who)

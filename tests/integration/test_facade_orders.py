@@ -7,18 +7,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tests.integration.socket_client import receive
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     authenticated,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
+from tests.integration.socket_client import receive
+
+pytestmark = SQLITE_ONLY
 
 
 async def new_portfolio(http: Client, token: str, **fields: str) -> str:
@@ -54,7 +52,7 @@ async def place(
     return response.status, await response.json()
 
 
-async def test_order_routes_refuse_what_they_must(client: Client) -> None:  # noqa: F811
+async def test_order_routes_refuse_what_they_must(client: Client) -> None:
     ann, _ = await register(client)
     paper = await new_portfolio(client, ann, kind="paper", initialCash="10000")
     tracking = await new_portfolio(client, ann, kind="tracking")
@@ -99,7 +97,7 @@ async def test_order_routes_refuse_what_they_must(client: Client) -> None:  # no
     assert (await response.json())["error"] == "ORDER_NOT_OPEN"
 
 
-async def test_a_fill_reaches_the_owners_socket_as_order_and_trade(client: Client) -> None:  # noqa: F811
+async def test_a_fill_reaches_the_owners_socket_as_order_and_trade(client: Client) -> None:
     ann, _ = await register(client)
     paper = await new_portfolio(client, ann, kind="paper", initialCash="100000")
     ws = await authenticated(client, ann)

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
     buy,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
 from tests.utc_days import one_utc_day
+
+pytestmark = SQLITE_ONLY
 
 D = Decimal
 
@@ -29,7 +27,7 @@ def cent(value: Decimal) -> Decimal:
 
 
 @one_utc_day
-async def test_the_overview_through_the_facade(client: Client) -> None:  # noqa: F811
+async def test_the_overview_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
     made = await client.post(
@@ -135,7 +133,7 @@ async def test_the_overview_through_the_facade(client: Client) -> None:  # noqa:
 
 
 async def test_an_unknown_currency_is_a_422_naming_it_and_no_token_a_401(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     refused = await client.get("/api/v1/overview?currency=XYZ", headers=bearer(token))

@@ -4,42 +4,28 @@ cost method or period refused naming the field, another user's portfolio a 404."
 
 from __future__ import annotations
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
+    create_portfolio,
+    record_trades,
     register,
 )
 
+pytestmark = SQLITE_ONLY
 
-async def test_realized_gains_through_the_facade(client: Client) -> None:  # noqa: F811
+
+async def test_realized_gains_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
-    created = await client.post("/api/v1/portfolios", json={"name": "Taxes"}, headers=who)
-    portfolio_id = (await created.json())["data"]["id"]
-    for side, quantity, price, fees, at in (
+    portfolio_id = await create_portfolio(client, token, "Taxes")
+    rows = (
         ("buy", "10", "100", "5", "2023-01-10"),
         ("buy", "10", "150", "0", "2024-09-01"),
         ("sell", "15", "200", "15", "2024-12-02"),
-    ):
-        trade = await client.post(
-            "/api/v1/trades",
-            json={
-                "portfolioId": portfolio_id,
-                "side": side,
-                "symbol": "AAPL",
-                "quantity": quantity,
-                "price": price,
-                "fees": fees,
-                "executedAt": f"{at}T15:00:00Z",
-            },
-            headers=who,
-        )
-        assert trade.status == 201, await trade.text()
+    )
+    await record_trades(client, token, portfolio_id, "AAPL", rows)
     route = f"/api/v1/portfolios/{portfolio_id}/realized-gains"
 
     answer = await client.get(f"{route}?from=2024-01-01&to=2024-12-31&limit=1", headers=who)

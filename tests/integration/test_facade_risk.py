@@ -12,18 +12,16 @@ from itertools import pairwise
 from services.portfolio.domain import present_ratio
 from services.portfolio.repository import PriceRepository
 from services.runtime.db import Database
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
     create_portfolio,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
 from tests.utc_days import one_utc_day, utc_today
+
+pytestmark = SQLITE_ONLY
 
 D = Decimal
 RISK_FIELDS = {
@@ -49,14 +47,14 @@ async def store_closes(url: str, symbol: str, closes: dict[date, Decimal]) -> No
         await db.close()
 
 
-async def post_trade(client: Client, token: str, **trade: str) -> None:  # noqa: F811
+async def post_trade(client: Client, token: str, **trade: str) -> None:
     response = await client.post("/api/v1/trades", json=trade, headers=bearer(token))
     assert response.status == 201, await response.text()
 
 
 @one_utc_day  # the series ends on today: the server's day
 async def test_performance_states_its_risk_figures_in_json(
-    client: Client,  # noqa: F811
+    client: Client,
     portfolio_database_url: str,
 ) -> None:
     token, _ = await register(client)
@@ -138,7 +136,7 @@ async def test_performance_states_its_risk_figures_in_json(
 
 
 async def test_a_new_portfolio_says_why_its_risk_figures_are_empty(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     token, _ = await register(client)
     portfolio_id = await create_portfolio(client, token)

@@ -3,16 +3,14 @@ never a 500; and odd but valid spellings of a split row are taken."""
 
 from __future__ import annotations
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
+
+pytestmark = SQLITE_ONLY
 
 HEADER = "date,side,symbol,quantity,price,fees,notes,currency\n"
 BUY = "2024-01-02T12:00:00Z,buy,NVDA,10,500,,,\n"
@@ -51,7 +49,7 @@ GARBAGE = [
 ]
 
 
-async def test_garbage_in_split_rows_is_a_4xx_naming_the_row(client: Client) -> None:  # noqa: F811
+async def test_garbage_in_split_rows_is_a_4xx_naming_the_row(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
     created = await client.post("/api/v1/portfolios", json={"name": "Rows"}, headers=who)
@@ -85,7 +83,7 @@ async def test_garbage_in_split_rows_is_a_4xx_naming_the_row(client: Client) -> 
 
 
 async def test_the_import_answers_its_split_rows_in_a_dry_run_and_once_recorded(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     """The Import page's preview: `splits` beside `trades`, in lowerCamelCase, with what each
     does to the holding (a 1-for-3 of 100 pays the 0.0000000033... share below 8 places at

@@ -5,37 +5,24 @@ envelope says them (422 SPLIT_CONFLICT naming the trade, 409 SPLIT_EXISTS, 422 n
 
 from __future__ import annotations
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
+    create_portfolio,
+    record_trades,
     register,
 )
 
+pytestmark = SQLITE_ONLY
 
-async def test_splits_through_the_facade(client: Client) -> None:  # noqa: F811
+
+async def test_splits_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
-    created = await client.post("/api/v1/portfolios", json={"name": "Splits"}, headers=who)
-    portfolio_id = (await created.json())["data"]["id"]
-    for side, quantity, at in (("buy", "100", "2024-03-01"), ("sell", "50", "2024-06-03")):
-        trade = await client.post(
-            "/api/v1/trades",
-            json={
-                "portfolioId": portfolio_id,
-                "side": side,
-                "symbol": "NVDA",
-                "quantity": quantity,
-                "price": "900",
-                "executedAt": f"{at}T15:00:00Z",
-            },
-            headers=who,
-        )
-        assert trade.status == 201, await trade.text()
+    portfolio_id = await create_portfolio(client, token, "Splits")
+    rows = (("buy", "100", "900", "0", "2024-03-01"), ("sell", "50", "900", "0", "2024-06-03"))
+    await record_trades(client, token, portfolio_id, "NVDA", rows)
     route = f"/api/v1/portfolios/{portfolio_id}/splits"
 
     # 1-for-10 before the sell leaves 10 shares for a sell of 50: refused, nothing written.

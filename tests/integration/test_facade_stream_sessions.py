@@ -84,9 +84,9 @@ def sse_events(body: bytes) -> list[tuple[str, Any]]:
 
 
 async def test_a_logout_ends_a_server_sent_events_watch_with_an_error_event(
-    workspace: WorkspaceService, open_facade: OpenFacade
+    workspace: WorkspaceService, open_workspace_facade: OpenFacade
 ) -> None:
-    async with open_facade(WS_SESSION_RECHECK=str(RECHECK)) as facade:
+    async with open_workspace_facade(WS_SESSION_RECHECK=str(RECHECK)) as facade:
         ada, bob = await workspace.user(), await workspace.user()
         project, bobs = await new_project(facade, ada), await new_project(facade, bob)
         watching = await watch(facade, ada, project, sse=True)
@@ -110,9 +110,9 @@ async def test_a_logout_ends_a_server_sent_events_watch_with_an_error_event(
 
 
 async def test_a_logout_ends_an_ndjson_watch_with_an_error_line(
-    workspace: WorkspaceService, open_facade: OpenFacade
+    workspace: WorkspaceService, open_workspace_facade: OpenFacade
 ) -> None:
-    async with open_facade(WS_SESSION_RECHECK=str(RECHECK)) as facade:
+    async with open_workspace_facade(WS_SESSION_RECHECK=str(RECHECK)) as facade:
         ada = await workspace.user()
         watching = await watch(facade, ada, await new_project(facade, ada), sse=False)
         assert watching.headers["Content-Type"].startswith("application/x-ndjson")
@@ -129,9 +129,9 @@ async def test_a_logout_ends_an_ndjson_watch_with_an_error_line(
 
 
 async def test_a_user_holds_at_most_the_configured_number_of_watches(
-    workspace: WorkspaceService, open_facade: OpenFacade
+    workspace: WorkspaceService, open_workspace_facade: OpenFacade
 ) -> None:
-    async with open_facade(FILE_WATCHES_PER_USER="2") as facade:
+    async with open_workspace_facade(FILE_WATCHES_PER_USER="2") as facade:
         ada, bob = await workspace.user(), await workspace.user()
         project = await new_project(facade, ada)
         first = await watch(facade, ada, project, sse=True)

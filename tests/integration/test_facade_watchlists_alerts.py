@@ -9,22 +9,17 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from tests.integration import test_facade_portfolio_streams as streams
-from tests.integration.socket_client import WAIT, receive
-from tests.integration.test_facade_portfolio_streams import (
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     authenticated,
     bearer,
     register,
     until_pong,
 )
+from tests.integration.socket_client import WAIT, receive
 
-# The facade, users and portfolio services those tests run (their fixtures, shared).
-database_url = streams.database_url
-portfolio_port = streams.portfolio_port
-portfolio = streams.portfolio
-open_facade = streams.open_facade
-client = streams.client
+pytestmark = SQLITE_ONLY
 
 ALERT_FIELDS = {
     "type",

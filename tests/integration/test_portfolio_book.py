@@ -8,7 +8,6 @@ last trade unless the locked row says otherwise."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -16,8 +15,7 @@ from typing import Any, cast
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import event, update
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio import book_states
@@ -31,7 +29,7 @@ from services.portfolio.prices import Prices
 from services.portfolio.records import Portfolio, PortfolioKind
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import TradeDraft, Trades
-from services.runtime.db import Database, normalize_url
+from services.runtime.db import Database
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 
 
@@ -207,30 +205,6 @@ async def test_portfolios_are_valued_from_the_stored_book_as_from_a_replay(
         await db.close()
     assert await seen() == from_books
     assert from_books[0].cash == "9087.00"  # 10000 - (181.50 + 1) - 800 + (70 - 0.50)
-
-
-@pytest.fixture
-def statements(portfolio_database_url: str) -> Iterator[list[str]]:
-    """Every SQL statement sent to the portfolio database from this process (the users
-    service runs here too), and "COMMIT" at each commit."""
-    sent: list[str] = []
-    database = make_url(normalize_url(portfolio_database_url)).database
-
-    def on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if conn.engine.url.database == database:
-            sent.append(" ".join(statement.split()))
-
-    def on_commit(conn: Connection) -> None:
-        if conn.engine.url.database == database:
-            sent.append("COMMIT")
-
-    event.listen(Engine, "before_cursor_execute", on_execute)
-    event.listen(Engine, "commit", on_commit)
-    try:
-        yield sent
-    finally:
-        event.remove(Engine, "before_cursor_execute", on_execute)
-        event.remove(Engine, "commit", on_commit)
 
 
 async def test_an_in_order_trade_reads_no_trades_and_writes_in_one_statement_on_postgresql(

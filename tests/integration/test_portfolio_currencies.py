@@ -14,11 +14,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
-from tests.integration.portfolio_harness import (  # noqa: F401 (fixtures)
+from tests.integration.portfolio_harness import (
     PortfolioService,
-    portfolio_database_url,
-    portfolio_service,
-    start_portfolio,
 )
 from tests.utc_days import utc_today
 
@@ -38,7 +35,7 @@ def rate(base: str, quote: str, day: date) -> Decimal:
 
 
 async def test_fx_rates_live_and_on_a_day_and_unknown_codes_refused(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who = await s.user()
@@ -61,7 +58,7 @@ async def test_fx_rates_live_and_on_a_day_and_unknown_codes_refused(
 
 
 async def test_a_portfolio_in_an_unknown_currency_is_refused(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     who = await portfolio_service.user()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -71,7 +68,7 @@ async def test_a_portfolio_in_an_unknown_currency_is_refused(
 
 
 async def test_a_foreign_listing_is_bought_at_its_days_rate_and_valued_at_todays(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     before = utc_today()
@@ -147,7 +144,7 @@ async def test_a_foreign_listing_is_bought_at_its_days_rate_and_valued_at_todays
 
 
 async def test_a_portfolio_in_euros_converts_dollar_listings(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio(currency="eur")
@@ -162,7 +159,7 @@ async def test_a_portfolio_in_euros_converts_dollar_listings(
 
 
 async def test_one_currency_has_no_currency_gain_and_refusals_are_404(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
@@ -184,7 +181,7 @@ async def test_one_currency_has_no_currency_gain_and_refusals_are_404(
 
 
 async def test_imported_rows_are_converted_as_recorded_trades_are(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio(currency="EUR")

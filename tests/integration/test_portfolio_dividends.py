@@ -21,7 +21,6 @@ from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
 
 D = Decimal
 NOW = datetime(2024, 5, 16, 12, tzinfo=UTC)  # JNJ and SHEL go ex-dividend on May 15
@@ -40,7 +39,7 @@ def at(day: date, hour: int = 15) -> datetime:
 
 
 async def test_holders_are_paid_once_in_the_stocks_currency_converted(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     db = Database(portfolio_database_url)
     market = MockMarket(seed=7, clock=lambda: NOW)

@@ -21,15 +21,11 @@ from stockfolio.users.v1 import users_pb2
 
 from services.portfolio.orm import portfolios
 from services.runtime.auth import bearer
-from tests.integration.portfolio_harness import (  # noqa: F401 (fixtures)
+from tests.integration.portfolio_harness import (
     PASSWORD,
     Metadata,
     PortfolioService,
-    portfolio_database_url,
-    portfolio_service,
-    start_portfolio,
 )
-from tests.integration.test_portfolio_book import statements  # noqa: F401 (fixture)
 from tests.rpc_errors import expect_error, fields
 from tests.utc_days import one_utc_day
 
@@ -148,7 +144,7 @@ async def assert_overview_is_the_portfolios_at_the_listed_rates(
 
 @one_utc_day
 async def test_the_overview_is_each_portfolios_figures_at_the_listed_rates(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who = await s.user()
@@ -182,7 +178,7 @@ async def test_the_overview_is_each_portfolios_figures_at_the_listed_rates(
 
 
 async def test_the_currency_is_usd_unless_asked_in_any_case_and_an_unknown_one_is_refused(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio(currency="EUR", initial_cash="100")
@@ -198,7 +194,7 @@ async def test_the_currency_is_usd_unless_asked_in_any_case_and_an_unknown_one_i
 
 
 async def test_only_the_callers_own_portfolios_an_admins_too_and_none_is_zeros(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     # The first user registered is an admin.
@@ -243,8 +239,8 @@ async def test_only_the_callers_own_portfolios_an_admins_too_and_none_is_zeros(
 
 @pytest.mark.parametrize("stored", [True, False], ids=["stored-books", "replayed"])
 async def test_the_overview_reads_a_fixed_number_of_statements_whatever_the_count(
-    portfolio_service: PortfolioService,  # noqa: F811
-    statements: list[str],  # noqa: F811
+    portfolio_service: PortfolioService,
+    statements: list[str],
     stored: bool,
 ) -> None:
     s = portfolio_service

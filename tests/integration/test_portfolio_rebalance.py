@@ -12,12 +12,9 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from tests.integration.portfolio_harness import (  # noqa: F401 (fixtures)
+from tests.integration.portfolio_harness import (
     Metadata,
     PortfolioService,
-    portfolio_database_url,
-    portfolio_service,
-    start_portfolio,
 )
 from tests.rpc_errors import violations
 
@@ -68,7 +65,7 @@ async def sixty_forty(s: PortfolioService) -> tuple[Metadata, str]:
 
 
 async def test_targets_are_replaced_whole_and_read_back_in_their_order(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
@@ -93,7 +90,7 @@ async def test_targets_are_replaced_whole_and_read_back_in_their_order(
 
 
 async def test_a_sixty_forty_target_sells_the_overweight_and_buys_with_the_proceeds(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, portfolio_id = await sixty_forty(s)
@@ -141,7 +138,7 @@ async def test_a_sixty_forty_target_sells_the_overweight_and_buys_with_the_proce
 
 
 async def test_fractional_quantities_spend_the_cash_to_the_eighth_place_and_no_further(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, portfolio_id = await sixty_forty(s)
@@ -160,7 +157,7 @@ async def test_fractional_quantities_spend_the_cash_to_the_eighth_place_and_no_f
 
 
 async def test_extra_cash_is_invested_with_the_rest(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, portfolio_id = await sixty_forty(s)
@@ -180,7 +177,7 @@ async def test_extra_cash_is_invested_with_the_rest(
 
 
 async def test_a_holding_without_a_target_is_sold_off_and_a_target_without_a_price_is_told(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
@@ -225,7 +222,7 @@ async def test_a_holding_without_a_target_is_sold_off_and_a_target_without_a_pri
 
 
 async def test_a_euro_portfolio_values_and_buys_a_dollar_listing_at_todays_rate(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio(currency="EUR")
@@ -281,7 +278,7 @@ async def test_a_euro_portfolio_values_and_buys_a_dollar_listing_at_todays_rate(
     ],
 )
 async def test_bad_targets_are_refused_naming_the_row_and_keep_the_old_ones(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
     pairs: list[tuple[str, str]],
     field: str,
     words: str,
@@ -302,7 +299,7 @@ async def test_bad_targets_are_refused_naming_the_row_and_keep_the_old_ones(
 
 
 async def test_bad_extra_cash_is_refused_naming_it(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
@@ -314,7 +311,7 @@ async def test_bad_extra_cash_is_refused_naming_it(
 
 
 async def test_another_users_portfolio_is_not_found_for_every_call(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
     owner, p = await s.user_with_portfolio()

@@ -24,7 +24,6 @@ from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
 from tests.integration.test_portfolio_dividends import Events, at
 
 D = Decimal
@@ -65,7 +64,7 @@ class World:
 
 
 @pytest.fixture
-async def world(portfolio_database_url: str) -> AsyncIterator[World]:  # noqa: F811
+async def world(portfolio_database_url: str) -> AsyncIterator[World]:
     w = World(portfolio_database_url)
     try:
         yield w

@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
+from services.portfolio.alert_index import AlertRule, Condition
+from services.portfolio.alert_watch import AlertWatch
 from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.config import load_market_config
+from services.portfolio.currencies import FxRate
+from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
+from services.portfolio.market_data import Quote, TickFanout
+from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
 from services.runtime.db import Database
 from services.runtime.local_cache import InProcessCache
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
+from tests.integration.portfolio_harness import (
+    PortfolioService,
+)
+from tests.waiting import until
 
 D = Decimal
 
@@ -50,7 +62,7 @@ async def provider(fake: FakeAlphaVantage, now: datetime) -> AsyncIterator[Alpha
 
 async def test_a_days_rate_read_the_next_day_is_its_close_not_the_intraday_rate_seen_that_day(
     fake: FakeAlphaVantage,
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     """GetPerformance (reports.py -> Exchange.rates_on(..., end=today)) during Tuesday stores
     FX_DAILY's bar of Tuesday, which is the rate *so far*. On Wednesday, Tuesday's rate (a
@@ -79,19 +91,6 @@ async def test_a_days_rate_read_the_next_day_is_its_close_not_the_intraday_rate_
 
 # --- fired alerts: marking read -----------------------------------------------------------------
 
-import uuid  # noqa: E402
-from datetime import timedelta  # noqa: E402
-
-from stockfolio.portfolio.v1 import portfolio_pb2 as pb  # noqa: E402
-
-from services.portfolio.alert_index import Condition  # noqa: E402
-from services.portfolio.watch_store import FiredAlertRepository, FiredRecord  # noqa: E402
-from tests.integration.portfolio_harness import (  # noqa: E402, F401 (fixtures)
-    PortfolioService,
-    portfolio_service,
-    start_portfolio,
-)
-
 
 async def _fired(db: Database, user_id: str, count: int) -> list[str]:
     """`count` unread firings of the user's (as the evaluator stores them)."""
@@ -116,7 +115,7 @@ async def _fired(db: Database, user_id: str, count: int) -> list[str]:
 
 
 async def test_marking_a_blank_id_read_does_not_mark_every_firing_read(
-    portfolio_service: PortfolioService,  # noqa: F811
+    portfolio_service: PortfolioService,
 ) -> None:
     """`ids` empty means "all of them"; `ids: [""]` (a client whose selection lost its id, or
     ids: [" "]) names one firing that does not exist: nothing is marked. The service drops the
@@ -137,20 +136,12 @@ async def test_marking_a_blank_id_read_does_not_mark_every_firing_read(
 
 # --- the evaluator: a firing the database could not store ---------------------------------------
 
-from sqlalchemy import text  # noqa: E402
-
-from services.portfolio.alert_index import AlertRule  # noqa: E402
-from services.portfolio.alert_watch import AlertWatch  # noqa: E402
-from services.portfolio.events import EventHub  # noqa: E402
-from services.portfolio.market_data import Quote, TickFanout  # noqa: E402
-from services.portfolio.watch_store import AlertRepository  # noqa: E402
-from tests.waiting import until  # noqa: E402
 
 T0 = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
 
 
 async def test_a_repeating_alert_whose_firing_was_not_stored_fires_at_the_next_step(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     """test_alert_watch.py: "a firing the database could not store is undone in the index, so
     the alert fires at the next step instead of being lost" -- true of a one-off alert only. A
@@ -198,8 +189,6 @@ async def test_a_repeating_alert_whose_firing_was_not_stored_fires_at_the_next_s
 
 # --- a day's rate asked before the source had that day's close ----------------------------------
 
-from services.portfolio.currencies import FxRate  # noqa: E402
-
 
 class Rates:
     """A rate source (as mock_market / alpha_vantage answer) whose daily closes the test sets."""
@@ -218,7 +207,7 @@ class Rates:
 
 
 async def test_a_days_rate_asked_before_its_close_was_published_is_not_kept_for_good(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     """Wednesday 00:05 UTC: Tuesday's close is not published yet, so Tuesday's rate is Monday's
     close (said as day=Monday: fine). Once Tuesday's close is published, Tuesday's rate is

@@ -16,14 +16,13 @@ from services.portfolio.repository import PriceRepository
 from services.portfolio.stocks import StockHistories
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
 
 D = Decimal
 NOW = datetime(2024, 5, 16, 12, tzinfo=UTC)  # a Thursday
 
 
 async def test_a_range_starts_at_its_baseline_close_and_keeps_corrected_closes(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     db = Database(portfolio_database_url)
     market = MockMarket(seed=7, clock=lambda: NOW)

@@ -30,12 +30,11 @@ from services.terminal.server import build as build_terminal
 from services.users.orm import sessions
 from services.users.server import build as build_users
 from services.workspace.server import build as build_workspace
-from tests.integration.test_facade_terminal import (  # noqa: F401 (fixtures)
-    database_url,
-    workspace_database,
-)
+from tests.conftest import SQLITE_ONLY
 from tests.rpc_errors import reason
 from tests.waiting import until
+
+pytestmark = SQLITE_ONLY
 
 PASSWORD = "correct-horse-9"
 WAIT = 15.0
@@ -45,7 +44,7 @@ WAIT = 15.0
 async def stubs(
     make_config: Callable[..., RuntimeConfig],
     users_service: RuntimeConfig,
-    workspace_database: str,  # noqa: F811
+    workspace_database: str,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[users_pb2_grpc.UsersServiceStub, terminal_pb2_grpc.TerminalServiceStub]]:
     users = users_service.addresses["users"][0]
@@ -257,7 +256,7 @@ async def users_and_terminal(
 async def test_logging_out_everywhere_ends_a_shell_whose_token_is_about_to_expire(
     make_config: Callable[..., RuntimeConfig],
     users_database: str,
-    workspace_database: str,  # noqa: F811
+    workspace_database: str,
     redis_url: str,
     tmp_path: Path,
 ) -> None:
@@ -290,7 +289,7 @@ async def test_logging_out_everywhere_ends_a_shell_whose_token_is_about_to_expir
 async def test_without_redis_a_logout_everywhere_ends_a_shell_whose_token_has_expired(
     make_config: Callable[..., RuntimeConfig],
     users_database: str,
-    workspace_database: str,  # noqa: F811
+    workspace_database: str,
     tmp_path: Path,
 ) -> None:
     """Without Redis nobody announces a logout, and the recheck is all there is: it asked with

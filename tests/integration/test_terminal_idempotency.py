@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from tests.conftest import SQLITE_ONLY
 from tests.integration.rest_client import User, call, register
-from tests.integration.test_facade_terminal import (  # noqa: F401 - fixtures
+from tests.integration.terminal_harness import (
     Client,
     System,
-    database_url,
-    start_system,
-    system,
-    workspace_database,
 )
+
+pytestmark = SQLITE_ONLY
 
 CREATE = "/api/v1/terminal/terminals/create"
 
@@ -34,7 +33,7 @@ async def shells_of(client: Client, user: User) -> list[str]:
     return sorted(t["sessionId"] for t in listed["data"])
 
 
-async def test_a_repeated_create_gets_the_first_shell(system: System) -> None:  # noqa: F811
+async def test_a_repeated_create_gets_the_first_shell(system: System) -> None:
     client = system.client
     user = await register(client)
     key = secrets.token_hex(8)
@@ -48,7 +47,7 @@ async def test_a_repeated_create_gets_the_first_shell(system: System) -> None:  
     assert await shells_of(client, user) == sorted([first["sessionId"], other["sessionId"]])
 
 
-async def test_two_creates_at_once_with_one_key_open_one_shell(system: System) -> None:  # noqa: F811
+async def test_two_creates_at_once_with_one_key_open_one_shell(system: System) -> None:
     client = system.client
     user = await register(client)
     key = secrets.token_hex(8)
@@ -58,7 +57,7 @@ async def test_two_creates_at_once_with_one_key_open_one_shell(system: System) -
     assert await shells_of(client, user) == sorted(ids)
 
 
-async def test_a_key_reused_for_another_request_is_refused(system: System) -> None:  # noqa: F811
+async def test_a_key_reused_for_another_request_is_refused(system: System) -> None:
     client = system.client
     user = await register(client)
     key = secrets.token_hex(8)
@@ -70,7 +69,7 @@ async def test_a_key_reused_for_another_request_is_refused(system: System) -> No
     assert await shells_of(client, user) == [first["sessionId"]]
 
 
-async def test_keys_are_each_user_s_own(system: System) -> None:  # noqa: F811
+async def test_keys_are_each_user_s_own(system: System) -> None:
     client = system.client
     ann, bob = await register(client), await register(client)
     key = secrets.token_hex(8)

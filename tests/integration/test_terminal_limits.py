@@ -26,30 +26,27 @@ from services.runtime.sessions import remote_sessions
 from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.server import owner_still_logged_in
-from tests.conftest import users_codec
+from tests.conftest import SQLITE_ONLY, users_codec
 from tests.integration.rest_client import PASSWORD, User, call, register
-from tests.integration.test_facade_terminal import (  # noqa: F401 - fixtures
+from tests.integration.terminal_harness import (
     WAIT,
     Client,
     Start,
     System,
     create,
-    database_url,
     gone,
     joined,
     output_until,
     receive,
-    socket,
-    start_system,
-    system,
     until_gone,
-    workspace_database,
     write,
 )
 
+pytestmark = SQLITE_ONLY
+
 
 async def test_history_output_bytes_never_starts_inside_a_character(
-    system: System,  # noqa: F811
+    system: System,
 ) -> None:
     """`?outputBytes=N` took the last N bytes of the scrollback and decoded them with
     errors='replace': when byte N-from-the-end fell inside a multi-byte character the answer
@@ -75,7 +72,7 @@ async def test_history_output_bytes_never_starts_inside_a_character(
 
 
 async def test_typing_without_a_newline_does_not_grow_the_service_without_bound(
-    system: System,  # noqa: F811
+    system: System,
 ) -> None:
     """Every write is also recorded for the history's `commands`: its characters were appended,
     one Python str per character, to the line being typed, which only a newline, ^C or ^U
@@ -111,7 +108,7 @@ async def test_typing_without_a_newline_does_not_grow_the_service_without_bound(
 
 
 async def test_input_typed_at_a_no_echo_prompt_is_not_kept_as_a_command(
-    system: System,  # noqa: F811
+    system: System,
 ) -> None:
     """The history route's `commands` were every line written to the PTY, whatever read it: a
     passphrase typed at a prompt that turned echo off (`read -s`, `gpg -c`, `ssh-keygen`,
@@ -131,7 +128,7 @@ async def test_input_typed_at_a_no_echo_prompt_is_not_kept_as_a_command(
 
 
 async def test_a_pin_typed_at_a_silent_single_key_read_is_not_kept_in_the_history(
-    system: System,  # noqa: F811
+    system: System,
 ) -> None:
     """`read -s -n 4` turns echo and canonical mode off in the shell's own process group, as
     readline does at the prompt: the PIN typed there was kept as the start of the line being
@@ -154,7 +151,7 @@ async def test_a_pin_typed_at_a_silent_single_key_read_is_not_kept_in_the_histor
 
 
 async def test_a_paste_larger_than_a_socket_message_is_refused_not_the_socket_closed(
-    system: System,  # noqa: F811
+    system: System,
 ) -> None:
     """README, /ws/terminal: a refused frame is answered with an `error` (PAYLOAD_TOO_LARGE is
     listed) and 'the socket stays open'. A paste sent as one `data` message over 64 KiB
@@ -179,7 +176,7 @@ async def test_a_paste_larger_than_a_socket_message_is_refused_not_the_socket_cl
 
 
 async def test_logging_out_one_device_does_not_end_the_shells_of_a_user_still_logged_in(
-    start_system: Start,  # noqa: F811
+    start_system: Start,
 ) -> None:
     """README: the terminal service checks every TERMINAL_SESSION_RECHECK that each session's
     owner is still logged in ('a logout everywhere ends their shells'). It asked instead
@@ -218,7 +215,7 @@ async def test_logging_out_one_device_does_not_end_the_shells_of_a_user_still_lo
 
 
 async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token_has_expired(
-    system: System,  # noqa: F811
+    system: System,
     users_service: RuntimeConfig,
     tmp_path: Path,
 ) -> None:
@@ -258,7 +255,7 @@ async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token
 
 
 async def test_a_logout_everywhere_ends_the_shell_of_a_login_whose_only_token_expired(
-    system: System,  # noqa: F811
+    system: System,
     users_service: RuntimeConfig,
     tmp_path: Path,
 ) -> None:

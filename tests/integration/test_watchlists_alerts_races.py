@@ -26,7 +26,6 @@ from services.portfolio.watchlists import MAX_WATCHLISTS, Watchlists
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import FailedPrecondition
-from tests.integration.portfolio_harness import portfolio_database_url  # noqa: F401 (fixture)
 
 USER = "user-1"
 RACERS = 8
@@ -50,7 +49,7 @@ async def _nothing(_alert_id: str) -> None:
 
 
 @pytest.fixture
-async def db(portfolio_database_url: str) -> AsyncIterator[Database]:  # noqa: F811
+async def db(portfolio_database_url: str) -> AsyncIterator[Database]:
     database = Database(portfolio_database_url)
     try:
         yield database

@@ -335,10 +335,10 @@ async def test_git_status_commit_and_log_over_rest(
 
 
 async def test_changes_made_from_a_shell_arrive_as_server_sent_events(
-    workspace: WorkspaceService, open_facade: OpenFacade
+    workspace: WorkspaceService, open_workspace_facade: OpenFacade
 ) -> None:
     # A short heartbeat: the facade notices at once that the client went away.
-    async with open_facade(STREAM_HEARTBEAT="0.05") as facade:
+    async with open_workspace_facade(STREAM_HEARTBEAT="0.05") as facade:
         await watch_over_sse(workspace, facade)
 
 

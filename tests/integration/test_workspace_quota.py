@@ -46,8 +46,8 @@ async def workspace(start_workspace: StartWorkspace) -> AsyncIterator[WorkspaceS
 
 
 @pytest.fixture
-async def facade(open_facade: OpenFacade) -> AsyncIterator[Client]:
-    async with open_facade() as client:
+async def facade(open_workspace_facade: OpenFacade) -> AsyncIterator[Client]:
+    async with open_workspace_facade() as client:
         yield client
 
 

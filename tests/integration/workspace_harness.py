@@ -163,15 +163,17 @@ OpenFacade = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture
-def open_facade(facade_in_front: FacadeInFront, workspace: WorkspaceService) -> OpenFacade:
+def open_workspace_facade(
+    facade_in_front: FacadeInFront, workspace: WorkspaceService
+) -> OpenFacade:
     """The real facade in front of the real users and workspace services."""
     addresses = {"users": workspace.users_address, "workspace": workspace.address}
     return functools.partial(facade_in_front, addresses)
 
 
 @pytest.fixture
-async def facade(open_facade: OpenFacade) -> AsyncIterator[Client]:
-    async with open_facade() as client:
+async def facade(open_workspace_facade: OpenFacade) -> AsyncIterator[Client]:
+    async with open_workspace_facade() as client:
         yield client
 
 

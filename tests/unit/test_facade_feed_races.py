@@ -13,8 +13,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2
 
 from facade.codec import Plans
+from facade.envelope import ApiError
 from facade.outbox import ClientSocket
 from facade.portfolio_feed import PortfolioFeed
+from facade.sessions import LiveSessions
 from facade.sockets import SocketUser
 from facade.ws_portfolio import PortfolioConversation, Watched
 
@@ -63,9 +65,6 @@ async def test_an_edit_made_while_the_list_is_being_read_is_not_lost() -> None:
 
 
 # --- sockets of one session: the recheck after logout ------------------------------------------
-
-from facade.envelope import ApiError  # noqa: E402
-from facade.sessions import LiveSessions  # noqa: E402
 
 
 async def test_a_socket_whose_token_expired_does_not_end_its_sessions_other_live_sockets() -> None:
