@@ -33,7 +33,7 @@ from services.portfolio.trades import Trades
 from services.runtime.db import Database
 from services.runtime.errors import NotFound
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.integration.test_portfolio_dividends import Events
 from tests.integration.test_portfolio_performance_service import noon
 from tests.rpc_errors import expect_error, fields
@@ -41,7 +41,6 @@ from tests.utc_days import one_utc_day, utc_today
 
 D = Decimal
 CENT = D("0.01")
-Metadata = tuple[tuple[str, str], ...]
 
 
 async def income(

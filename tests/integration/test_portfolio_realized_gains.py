@@ -12,14 +12,13 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
-from tests.integration.portfolio_harness import PortfolioService
+from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_splits import holding, split
 from tests.rpc_errors import expect_error, fields
 
 D = Decimal
 CENT = D("0.01")
-Metadata = tuple[tuple[str, str], ...]
 
 
 async def realized(

@@ -33,6 +33,7 @@ from tests.conftest import migrated_sqlite
 from tests.integration import socket_client
 from tests.integration.rest_client import User, call, register
 from tests.integration.socket_client import Socket
+from tests.integration.terminal_harness import output_until
 
 Client = TestClient[web.Request, web.Application]
 
@@ -149,18 +150,6 @@ async def sessions_on_both(replicas: Replicas, user: User, count: int = 4) -> di
         by_replica[owned.replica].append(sid)
     assert all(by_replica.values()), f"round robin left a replica without sessions: {by_replica}"
     return by_replica
-
-
-async def output_until(client: Client, user: User, sid: str, pattern: str) -> str:
-    deadline = time.monotonic() + WAIT
-    while True:
-        body = await call(client, "GET", f"{TERMINALS}/{sid}/history", user)
-        output: str = body["data"]["recentOutput"]
-        if re.search(pattern, output):
-            return output
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {pattern!r} in {output[-400:]!r}")
-        await asyncio.sleep(0.05)
 
 
 async def read_output(ws: Socket, pattern: str) -> str:
