@@ -1,5 +1,6 @@
-"""Alpha Vantage as a price source: GLOBAL_QUOTE, SYMBOL_SEARCH and TIME_SERIES_DAILY over one
-aiohttp session, cached, and kept inside the free tier's call budget.
+"""Alpha Vantage as a price source: GLOBAL_QUOTE, SYMBOL_SEARCH and TIME_SERIES_DAILY (and
+OVERVIEW for stock profiles) over one aiohttp session, cached, and kept inside the free tier's
+call budget.
 
 Budget: every call counts against a per-minute and a per-day window kept in the cache, so
 replicas sharing Redis share one budget. When the budget is spent, or the provider answers
@@ -38,6 +39,7 @@ from services.portfolio.market_data import (
     check_range,
     search_terms,
 )
+from services.portfolio.profiles import StockProfile, known
 from services.runtime.cache import Cache
 from services.runtime.clock import utc_now
 from services.runtime.config import ConfigError
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 SOURCE = "alphavantage"
 TIMEOUT = 10.0
 SEARCH_TTL = 24 * 3600.0
+# A company's sector or country seldom changes: one OVERVIEW call per symbol a week at most.
+PROFILE_TTL = 7 * 86400.0
 HISTORY_TTL = 12 * 3600.0
 # The copy served, marked stale, when the budget is spent.
 LAST_KNOWN_TTL = 7 * 86400.0
@@ -81,7 +85,13 @@ _PAYLOAD_KEYS = {
     "TIME_SERIES_DAILY": "Time Series (Daily)",
     "CURRENCY_EXCHANGE_RATE": "Realtime Currency Exchange Rate",
     "FX_DAILY": "Time Series FX (Daily)",
+    "OVERVIEW": "Symbol",
 }
+# Functions whose answer to an unknown symbol is an empty object `{}`.
+_EMPTY_IS_UNKNOWN = {"OVERVIEW"}
+# OVERVIEW's names where ours differ (the simulated market's).
+_ASSET_TYPES = {"Common Stock": "Stock"}
+_COUNTRIES = {"USA": "United States"}
 
 
 class _Limited(Exception):
@@ -119,6 +129,7 @@ class AlphaVantage:
         timeout: float = TIMEOUT,
         poll_every: float | None = None,
         clock: Callable[[], datetime] = utc_now,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if config.alpha_vantage_api_key is None:
             raise ConfigError("ALPHA_VANTAGE_API_KEY must be set to use Alpha Vantage")
@@ -134,6 +145,7 @@ class AlphaVantage:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._poll_every = poll_gap(config) if poll_every is None else poll_every
         self._clock = clock
+        self._wall = wall  # seconds since the epoch, as the cooldown kept in the cache is
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Task[dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -172,6 +184,18 @@ class AlphaVantage:
             if info.symbol == clean:
                 return info
         raise NotFound(f"unknown symbol {clean}", reason="UNKNOWN_SYMBOL")
+
+    async def profile(self, symbol: str) -> StockProfile:
+        """OVERVIEW's sector, industry, country and asset type, kept for a week (and served
+        stale for another when the budget is spent)."""
+        clean = normalize_symbol(symbol)
+        found, _ = await self._cached(
+            "profile", clean, PROFILE_TTL, partial(self._fetch_profile, clean)
+        )
+        if found is None:
+            raise NotFound(f"unknown symbol {clean}", reason="UNKNOWN_SYMBOL")
+        sector, industry, country, asset_type = json.loads(found)
+        return StockProfile(clean, sector, industry, country, asset_type)
 
     async def daily_history(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         """Closes of the latest 100 trading days at most (the free tier's `compact` size)."""
@@ -371,6 +395,23 @@ class AlphaVantage:
         rows = [[i.symbol, i.name, i.exchange, i.currency] for _, i in scored]
         return json.dumps(rows).encode()
 
+    async def _fetch_profile(self, symbol: str) -> bytes | None:
+        try:
+            payload = await self._call("OVERVIEW", symbol=symbol)
+        except _Rejected:
+            return None
+        if payload == {}:  # how the provider says it knows no such symbol
+            return None
+        asset_type = _named(payload.get("AssetType"))
+        country = _named(payload.get("Country"))
+        fields = [
+            _named(payload.get("Sector")),
+            _named(payload.get("Industry")),
+            _COUNTRIES.get(country, country),
+            _ASSET_TYPES.get(asset_type, asset_type),
+        ]
+        return json.dumps(fields).encode()
+
     async def _fetch_daily(self, symbol: str) -> bytes | None:
         try:
             payload = await self._call("TIME_SERIES_DAILY", symbol=symbol, outputsize="compact")
@@ -467,11 +508,11 @@ class AlphaVantage:
     async def _spend(self, function: str) -> None:
         """Count one call in every window, or raise _Limited when one is spent."""
         # Kept here as well as in the cache: with Redis down, the provider is still left alone.
-        retry_after = self._cooling_until - time.time()
+        retry_after = self._cooling_until - self._wall()
         until = await self._cache.get(COOLDOWN_KEY)
         if until is not None:
             try:
-                retry_after = max(retry_after, float(until) - time.time())
+                retry_after = max(retry_after, float(until) - self._wall())
             except ValueError:
                 retry_after = COOLDOWN
         if retry_after > 0:
@@ -502,6 +543,8 @@ class AlphaVantage:
             raise _malformed(function)
         if _PAYLOAD_KEYS[function] in payload:
             return payload
+        if payload == {} and function in _EMPTY_IS_UNKNOWN:
+            return payload
         notice = payload.get("Note") or payload.get("Information")
         if notice is not None:
             await self._cool_down(function, str(notice))
@@ -522,7 +565,7 @@ class AlphaVantage:
             "alpha vantage says its limit is reached",
             extra={"function": function, "said": self._scrub(notice)},
         )
-        self._cooling_until = time.time() + COOLDOWN
+        self._cooling_until = self._wall() + COOLDOWN
         await self._cache.set(COOLDOWN_KEY, str(self._cooling_until).encode(), COOLDOWN)
         raise _Limited(COOLDOWN)
 
@@ -547,6 +590,13 @@ class AlphaVantage:
 
 def _decimal(field: str, raw: Any) -> Decimal:
     return parse_decimal(field, str(raw), places=PROVIDER_PLACES)
+
+
+def _named(raw: Any) -> str:
+    """An OVERVIEW name as shown: its all-capitals words title-cased ("LIFE SCIENCES" is "Life
+    Sciences"; a code such as "USA" is kept); "Unknown" when absent or "None"."""
+    value = known(raw if isinstance(raw, str) else "")
+    return value.title() if value.isupper() and len(value) > 3 else value
 
 
 def _malformed(function: str) -> Unavailable:

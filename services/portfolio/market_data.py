@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Protocol, Self
 
 from services.portfolio.domain import MAX_INPUT_LENGTH
+from services.portfolio.profiles import StockProfile
 from services.runtime.doorbell import Doorbell
 from services.runtime.errors import InvalidArgument
 
@@ -71,6 +72,11 @@ class MarketData(Protocol):
         ...
 
     async def stock(self, symbol: str) -> StockInfo: ...
+
+    async def profile(self, symbol: str) -> StockProfile:
+        """The listing's sector, industry, country and asset type (any of them "Unknown"),
+        raising as `stock` does."""
+        ...
 
     async def daily_history(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         """Daily closes from `start` to `end`, both included; days without a close are absent."""

@@ -27,6 +27,7 @@ from services.portfolio.domain import (
 )
 from services.portfolio.market_data import Quote, StockInfo
 from services.portfolio.performance import PerformanceReport
+from services.portfolio.profiles import StockProfile
 from services.portfolio.realized import RealizedPage, RealizedRow, RealizedTotals
 from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade, SplitEffect
 from services.portfolio.returns import Benchmark, Breakdown
@@ -199,9 +200,22 @@ def quote_message(quote: Quote) -> portfolio_pb2.Quote:
     )
 
 
-def stock_message(info: StockInfo) -> portfolio_pb2.Stock:
+def stock_message(info: StockInfo, profile: StockProfile | None = None) -> portfolio_pb2.Stock:
+    """`profile`: GetStock's; search results and histories come without one."""
+    described = {}
+    if profile is not None:
+        described = {
+            "sector": profile.sector,
+            "industry": profile.industry,
+            "country": profile.country,
+            "asset_type": profile.asset_type,
+        }
     return portfolio_pb2.Stock(
-        symbol=info.symbol, name=info.name, exchange=info.exchange, currency=info.currency
+        symbol=info.symbol,
+        name=info.name,
+        exchange=info.exchange,
+        currency=info.currency,
+        **described,
     )
 
 

@@ -27,6 +27,8 @@ from services.portfolio.market_data import (
     check_range,
     search_terms,
 )
+from services.portfolio.mock_profiles import PROFILES
+from services.portfolio.profiles import StockProfile
 from services.runtime.clock import utc_now
 from services.runtime.errors import NotFound
 from services.runtime.tasks import cancel_and_wait
@@ -283,6 +285,12 @@ class MockMarket:
     async def stock(self, symbol: str) -> StockInfo:
         listing = self._listing(symbol)
         return StockInfo(listing.symbol, listing.name, listing.exchange, listing.currency)
+
+    async def profile(self, symbol: str) -> StockProfile:
+        """From mock_profiles.py; a listing it does not name is Unknown throughout."""
+        listing = self._listing(symbol)
+        found = PROFILES.get(listing.symbol)
+        return StockProfile(listing.symbol, *found) if found else StockProfile(listing.symbol)
 
     async def search(self, q: str, limit: int = 10) -> list[StockInfo]:
         """Exact symbol, then symbol prefix, then a word of the name, then any part of the name

@@ -18,6 +18,7 @@ from services.portfolio.dividends import DividendPayer
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
+from services.portfolio.exposure import Exposures
 from services.portfolio.imports import Imports
 from services.portfolio.income_reports import IncomeReports
 from services.portfolio.market_data import LedSource
@@ -136,6 +137,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         allocations=Allocations(db, portfolios, prices),
         income=IncomeReports(db, market, exchange),
         overviews=Overviews(portfolios, exchange),
+        exposures=Exposures(portfolios, market),
     )
     calculator = Calculator(
         db,

@@ -24,6 +24,8 @@ from services.portfolio.domain import CostMethod, Side
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
+from services.portfolio.exposure import Exposures
+from services.portfolio.exposure_rpcs import ExposureRpcs
 from services.portfolio.fx_rpcs import FxRpcs
 from services.portfolio.imports import Imported, Imports
 from services.portfolio.income_reports import IncomeReports
@@ -55,7 +57,7 @@ from services.portfolio.reports import Reports
 from services.portfolio.repository import TradeFilter
 from services.portfolio.split_rpcs import SplitRpcs
 from services.portfolio.splits import Splits
-from services.portfolio.stocks import StockHistories, search_stocks
+from services.portfolio.stocks import StockHistories, search_stocks, stock_details
 from services.portfolio.trade_deletion import TradeDeletion
 from services.portfolio.trades import Opened, TradeDraft, Trades
 from services.portfolio.watch_rpcs import WatchRpcs
@@ -84,6 +86,7 @@ class UseCases:
     allocations: Allocations
     income: IncomeReports
     overviews: Overviews
+    exposures: Exposures
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -119,6 +122,7 @@ class PortfolioServicer(
     AllocationRpcs,
     IncomeRpcs,
     OverviewRpcs,
+    ExposureRpcs,
     portfolio_pb2_grpc.PortfolioServiceServicer,
 ):
     def __init__(self, cases: UseCases) -> None:
@@ -341,8 +345,8 @@ class PortfolioServicer(
     async def GetStock(
         self, request: portfolio_pb2.GetStockRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.GetStockResponse:
-        info = await self._cases.market.stock(request.symbol)
-        return portfolio_pb2.GetStockResponse(stock=stock_message(info))
+        info, profile = await stock_details(self._cases.market, request.symbol)
+        return portfolio_pb2.GetStockResponse(stock=stock_message(info, profile))
 
     async def GetQuote(
         self, request: portfolio_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext

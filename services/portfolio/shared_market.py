@@ -49,6 +49,7 @@ from typing import Any, cast
 from services.portfolio.currencies import FxRate, FxSource
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFanout, TickStream
+from services.portfolio.profiles import StockProfile
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.errors import DomainError
 from services.runtime.lease import Lease
@@ -177,6 +178,9 @@ class SharedMarket:
 
     async def stock(self, symbol: str) -> StockInfo:
         return await self._source.stock(symbol)
+
+    async def profile(self, symbol: str) -> StockProfile:
+        return await self._source.profile(symbol)
 
     async def daily_history(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         """The source's closes, today's being the shared market's latest price."""

@@ -1,5 +1,5 @@
-"""Finding stocks: the market's matches for a search, a page at a time; a stock's daily closes
-over a range."""
+"""Finding stocks: the market's matches for a search, a page at a time; a stock with its
+profile; a stock's daily closes over a range."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from decimal import Decimal
 from services.portfolio.market_data import MarketData, StockInfo
 from services.portfolio.performance import months_before
 from services.portfolio.prices import Prices
+from services.portfolio.profiles import StockProfile, profile_or_unknown
 from services.portfolio.trading import normalize_symbol
 from services.runtime.clock import utc_now
 from services.runtime.errors import InvalidArgument
@@ -28,6 +29,13 @@ async def search_stocks(market: MarketData, q: str, page: Page) -> tuple[list[St
     """One page of the stocks matching `q`, best matches first, and how many match."""
     found = await market.search(q, MAX_SEARCH_RESULTS)
     return found[page.offset : page.offset + page.limit], len(found)
+
+
+async def stock_details(market: MarketData, symbol: str) -> tuple[StockInfo, StockProfile]:
+    """The listing (NotFound for an unknown symbol) and its profile, "Unknown" where the
+    market cannot give it now (its budget spent): the listing is still worth showing."""
+    stock = await market.stock(symbol)
+    return stock, await profile_or_unknown(market, stock.symbol)
 
 
 @dataclass(frozen=True)

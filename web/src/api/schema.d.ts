@@ -1496,6 +1496,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/exposure": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get exposure
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetExposure`.
+         */
+        get: operations["PortfolioService_GetExposure"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -2230,6 +2250,10 @@ export interface components {
             name?: string;
             exchange?: string;
             currency?: string;
+            sector?: string;
+            industry?: string;
+            country?: string;
+            assetType?: string;
         };
         "stockfolio.portfolio.v1.Quote": {
             symbol?: string;
@@ -2619,6 +2643,22 @@ export interface components {
             rate?: string;
             date?: string;
             source?: string;
+        };
+        "stockfolio.portfolio.v1.GetExposureResponse": {
+            portfolioId?: string;
+            currency?: string;
+            totalValue?: string;
+            sectors?: components["schemas"]["stockfolio.portfolio.v1.ExposureBucket"][];
+            countries?: components["schemas"]["stockfolio.portfolio.v1.ExposureBucket"][];
+            assetTypes?: components["schemas"]["stockfolio.portfolio.v1.ExposureBucket"][];
+            currencies?: components["schemas"]["stockfolio.portfolio.v1.ExposureBucket"][];
+        };
+        "stockfolio.portfolio.v1.ExposureBucket": {
+            name?: string;
+            value?: string;
+            weight?: string;
+            symbols?: string[];
+            cash?: boolean;
         };
     };
     responses: {
@@ -5320,6 +5360,31 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.GetOverviewResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetExposure: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.GetExposureResponse"];
                     };
                 };
             };

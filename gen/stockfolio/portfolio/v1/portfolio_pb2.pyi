@@ -479,10 +479,24 @@ class Stock(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     EXCHANGE_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    SECTOR_FIELD_NUMBER: _builtins.int
+    INDUSTRY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    ASSET_TYPE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     name: _builtins.str
     exchange: _builtins.str
     currency: _builtins.str
+    sector: _builtins.str
+    """The stock's profile, as GetStock gives it (empty in search results and histories):
+    "Unknown" when the market cannot say (an unknown symbol, a provider whose call budget is
+    spent). The simulated market's sectors and industries are GICS names; Alpha Vantage's
+    are its own (title-cased).
+    """
+    industry: _builtins.str
+    country: _builtins.str
+    asset_type: _builtins.str
+    """"Stock", "ETF", ..."""
     def __init__(
         self,
         *,
@@ -490,10 +504,14 @@ class Stock(_message.Message):
         name: _builtins.str = ...,
         exchange: _builtins.str = ...,
         currency: _builtins.str = ...,
+        sector: _builtins.str = ...,
+        industry: _builtins.str = ...,
+        country: _builtins.str = ...,
+        asset_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "exchange", b"exchange", "name", b"name", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_type", b"asset_type", "country", b"country", "currency", b"currency", "exchange", b"exchange", "industry", b"industry", "name", b"name", "sector", b"sector", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4159,3 +4177,121 @@ class GetOverviewResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOverviewResponse: _TypeAlias = GetOverviewResponse  # noqa: Y015
+
+@_typing.final
+class GetExposureRequest(_message.Message):
+    """--- exposure: sector, country, asset type, currency ------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExposureRequest: _TypeAlias = GetExposureRequest  # noqa: Y015
+
+@_typing.final
+class ExposureBucket(_message.Message):
+    """One bucket of a breakdown: the holdings that share a sector (a country, an asset type, a
+    currency), or the cash.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The sector, country, asset type or currency code; "Unknown" for holdings whose profile
+    the market cannot give; "Cash" for the cash.
+    """
+    value: _builtins.str
+    """The sum of its holdings' market values as GetPortfolio shows them, in the portfolio's
+    currency.
+    """
+    weight: _builtins.str
+    """value / total_value, a fraction (0.1 is 10 %) to 6 places, rounded so that a
+    breakdown's weights add up to exactly 1; "" when the total is 0.
+    """
+    cash: _builtins.bool
+    """The cash bucket (whatever its name)."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its holdings, highest value first (then by symbol); none for the cash."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        weight: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        cash: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "name", b"name", "symbols", b"symbols", "value", b"value", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExposureBucket: _TypeAlias = ExposureBucket  # noqa: Y015
+
+@_typing.final
+class GetExposureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_VALUE_FIELD_NUMBER: _builtins.int
+    SECTORS_FIELD_NUMBER: _builtins.int
+    COUNTRIES_FIELD_NUMBER: _builtins.int
+    ASSET_TYPES_FIELD_NUMBER: _builtins.int
+    CURRENCIES_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    currency: _builtins.str
+    """The portfolio's currency, which every value is in."""
+    total_value: _builtins.str
+    """The holdings' values and the cash, as shown: what each breakdown's buckets add up to."""
+    @_builtins.property
+    def sectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposureBucket]:
+        """Each breakdown lists every holding once and the cash (always) as its own bucket, highest
+        value first (then by name).
+        """
+
+    @_builtins.property
+    def countries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposureBucket]: ...
+    @_builtins.property
+    def asset_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposureBucket]: ...
+    @_builtins.property
+    def currencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExposureBucket]:
+        """By the holdings' trading currencies."""
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        total_value: _builtins.str = ...,
+        sectors: _abc.Iterable[Global___ExposureBucket] | None = ...,
+        countries: _abc.Iterable[Global___ExposureBucket] | None = ...,
+        asset_types: _abc.Iterable[Global___ExposureBucket] | None = ...,
+        currencies: _abc.Iterable[Global___ExposureBucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_types", b"asset_types", "countries", b"countries", "currencies", b"currencies", "currency", b"currency", "portfolio_id", b"portfolio_id", "sectors", b"sectors", "total_value", b"total_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExposureResponse: _TypeAlias = GetExposureResponse  # noqa: Y015

@@ -257,6 +257,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.FromString,
                 _registered_method=True)
+        self.GetExposure = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetExposure',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -563,6 +568,15 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExposure(self, request, context):
+        """GetExposure breaks a portfolio's current holdings and cash down by sector, country, asset
+        type and trading currency, in the portfolio's currency: each holding's value is its
+        position's market value as GetPortfolio shows it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -785,6 +799,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetOverview,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.SerializeToString,
+            ),
+            'GetExposure': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExposure,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1977,6 +1996,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetOverview',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExposure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetExposure',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.FromString,
             options,
             channel_credentials,
             insecure,

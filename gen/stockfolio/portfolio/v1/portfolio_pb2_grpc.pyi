@@ -127,6 +127,11 @@ class PortfolioServiceStub:
     totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
     portfolio's figures are those GetPortfolio shows, all read in one snapshot.
     """
+    GetExposure: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetExposureRequest, _portfolio_pb2.GetExposureResponse]
+    """GetExposure breaks a portfolio's current holdings and cash down by sector, country, asset
+    type and trading currency, in the portfolio's currency: each holding's value is its
+    position's market value as GetPortfolio shows it.
+    """
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -225,6 +230,11 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
     totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
     portfolio's figures are those GetPortfolio shows, all read in one snapshot.
+    """
+    GetExposure: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetExposureRequest, _portfolio_pb2.GetExposureResponse]  # type: ignore[assignment]
+    """GetExposure breaks a portfolio's current holdings and cash down by sector, country, asset
+    type and trading currency, in the portfolio's currency: each holding's value is its
+    position's market value as GetPortfolio shows it.
     """
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -585,6 +595,17 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetOverview adds up every portfolio of the caller in one currency at today's rates: the
         totals, a row per portfolio, the holdings by symbol across them, the rates used. Each
         portfolio's figures are those GetPortfolio shows, all read in one snapshot.
+        """
+
+    @_abc_1.abstractmethod
+    def GetExposure(
+        self,
+        request: _portfolio_pb2.GetExposureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetExposureResponse, _abc.Awaitable[_portfolio_pb2.GetExposureResponse]]:
+        """GetExposure breaks a portfolio's current holdings and cash down by sector, country, asset
+        type and trading currency, in the portfolio's currency: each holding's value is its
+        position's market value as GetPortfolio shows it.
         """
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
