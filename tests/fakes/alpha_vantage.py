@@ -5,6 +5,7 @@
 
 `mode` switches what every request gets: "ok" (real answers), "note" and "information" (the
 provider's limit notices), "error_message", "http_500", "slow" (answers after `slow_seconds`).
+Functions named in `limited` get the "information" notice whatever the mode.
 `requests` logs every request received, with its query parameters.
 """
 
@@ -59,6 +60,49 @@ class FakeListing:
     previous_close: str = ""
     latest_day: str = "2024-01-08"
     closes: dict[str, str] = field(default_factory=dict)
+    # OVERVIEW's company profile (sector, industry, country); None answers `{}`, as the
+    # provider does for a symbol it has no overview of (ETFs among them).
+    profile: tuple[str, str, str] | None = None
+    exchange: str = "NASDAQ"
+
+    def overview(self) -> dict[str, str]:
+        """OVERVIEW's answer, every field a string as the provider sends them ("None" where
+        it has no figure)."""
+        if self.profile is None:
+            return {}
+        sector, industry, country = self.profile
+        return {
+            "Symbol": self.symbol,
+            "AssetType": "Common Stock",
+            "Name": self.name,
+            "Description": f"{self.name} is a company.",
+            "CIK": "320193",
+            "Exchange": self.exchange,
+            "Currency": self.currency,
+            "Country": country,
+            "Sector": sector,
+            "Industry": industry,
+            "Address": "ONE APPLE PARK WAY, CUPERTINO, CA, US",
+            "OfficialSite": "https://www.example.com",
+            "FiscalYearEnd": "September",
+            "LatestQuarter": "2023-12-31",
+            "MarketCapitalization": "2887667171000",
+            "EBITDA": "125820002000",
+            "PERatio": "29.7",
+            "PEGRatio": "2.18",
+            "BookValue": "4.793",
+            "DividendPerShare": "0.95",
+            "DividendYield": "0.0052",
+            "EPS": "6.13",
+            "AnalystTargetPrice": "None",
+            "52WeekHigh": "199.62",
+            "52WeekLow": "128.12",
+            "50DayMovingAverage": "189.05",
+            "200DayMovingAverage": "181.67",
+            "SharesOutstanding": "15552800000",
+            "DividendDate": "2024-02-15",
+            "ExDividendDate": "2024-02-09",
+        }
 
     def global_quote(self) -> dict[str, str]:
         price, previous = float(self.price), float(self.previous_close)
@@ -77,14 +121,24 @@ class FakeListing:
         }
 
 
-def us_equity(symbol: str, name: str, price: str, previous_close: str) -> FakeListing:
-    return FakeListing(symbol, name, "Equity", "United States", "USD", price, previous_close)
+def us_equity(
+    symbol: str,
+    name: str,
+    price: str,
+    previous_close: str,
+    profile: tuple[str, str, str] | None = None,
+) -> FakeListing:
+    return FakeListing(
+        symbol, name, "Equity", "United States", "USD", price, previous_close, profile=profile
+    )
 
 
 def default_universe() -> dict[str, FakeListing]:
     """A handful of listings. APLE comes before AAPL on purpose: the fake answers searches in
     this order, and the client must rank by match score itself."""
-    aapl = us_equity("AAPL", "Apple Inc", "185.5600", "181.1800")
+    aapl = us_equity(
+        "AAPL", "Apple Inc", "185.5600", "181.1800", ("TECHNOLOGY", "ELECTRONIC COMPUTERS", "USA")
+    )
     aapl.closes = {
         "2024-01-02": "185.6400",
         "2024-01-03": "184.2500",
@@ -93,11 +147,35 @@ def default_universe() -> dict[str, FakeListing]:
         "2024-01-08": "185.5600",
     }
     listings = [
-        us_equity("APLE", "Apple Hospitality REIT Inc", "14.5800", "14.6100"),
+        us_equity(
+            "APLE",
+            "Apple Hospitality REIT Inc",
+            "14.5800",
+            "14.6100",
+            ("REAL ESTATE & CONSTRUCTION", "REAL ESTATE INVESTMENT TRUSTS", "USA"),
+        ),
         aapl,
-        us_equity("MSFT", "Microsoft Corporation", "374.6900", "367.7500"),
-        us_equity("IBM", "International Business Machines Corp", "161.1400", "159.1600"),
-        us_equity("TSLA", "Tesla Inc", "240.4500", "237.4900"),
+        us_equity(
+            "MSFT",
+            "Microsoft Corporation",
+            "374.6900",
+            "367.7500",
+            ("TECHNOLOGY", "SERVICES-PREPACKAGED SOFTWARE", "USA"),
+        ),
+        us_equity(
+            "IBM",
+            "International Business Machines Corp",
+            "161.1400",
+            "159.1600",
+            ("TECHNOLOGY", "COMPUTER & OFFICE EQUIPMENT", "USA"),
+        ),
+        us_equity(
+            "TSLA",
+            "Tesla Inc",
+            "240.4500",
+            "237.4900",
+            ("MANUFACTURING", "MOTOR VEHICLES & PASSENGER CAR BODIES", "USA"),
+        ),
         FakeListing("TSCO.LON", "Tesco PLC", "Equity", "United Kingdom", "GBX"),  # search only
     ]
     return {listing.symbol: listing for listing in listings}
@@ -124,6 +202,7 @@ class FakeAlphaVantage(FakeServer):
             "USDJPY": {"2024-01-04": "144.57", "2024-01-05": "144.63", "2024-01-08": "144.21"},
         }
         self.requests: list[FakeRequest] = []
+        self.limited: set[str] = set()
 
     def calls(self, function: str | None = None) -> list[FakeRequest]:
         return [r for r in self.requests if function is None or r.function == function]
@@ -145,7 +224,7 @@ class FakeAlphaVantage(FakeServer):
                 await asyncio.wait_for(self._release.wait(), self.slow_seconds)
         if self.mode == "note":
             return web.json_response({"Note": NOTE})
-        if self.mode == "information":
+        if self.mode == "information" or function in self.limited:
             return web.json_response({"Information": INFORMATION})
         if self.mode == "error_message":
             return web.json_response({"Error Message": invalid_call(function)})
@@ -166,6 +245,9 @@ class FakeAlphaVantage(FakeServer):
             )
         if function == "FX_DAILY":
             return self._fx_daily(params.get("from_symbol", ""), params.get("to_symbol", ""))
+        if function == "OVERVIEW":
+            listing = self.listings.get(params.get("symbol", "").upper())
+            return {} if listing is None else listing.overview()
         return {"Error Message": f"This API function ({function}) does not exist."}
 
     def _exchange_rate(self, base: str, quote: str) -> dict[str, Any]:
