@@ -1,5 +1,6 @@
-/** One portfolio: its live totals, positions with live prices, performance, trades, realized
- * gains, dividend income, stock splits, target allocations and rebalancing, import and export. */
+/** One portfolio: its live totals, positions with live prices, exposure (by sector, country,
+ * asset type and currency), performance, trades, realized gains, dividend income, stock splits,
+ * target allocations and rebalancing, import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -10,6 +11,7 @@ import { money, ratio, signed, trend } from "../../format";
 import { useLiveTotals } from "../../ws/liveTotals";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 import { Export } from "./Export";
+import { Exposure } from "./Exposure";
 import { Import } from "./Import";
 import { Income } from "./Income";
 import { PerformancePanel } from "./Performance";
@@ -61,6 +63,7 @@ export default function PortfolioPage() {
       <ErrorBanner error={portfolio.error} testid="portfolio-error" />
       <Totals portfolio={p} />
       <Positions portfolioId={id} currency={currency} version={version} />
+      <Exposure portfolioId={id} currency={currency} version={version} />
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Rebalance portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
