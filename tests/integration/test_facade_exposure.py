@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
 )
 
+pytestmark = SQLITE_ONLY
 
-async def test_exposure_through_the_facade(client: Client) -> None:  # noqa: F811
+
+async def test_exposure_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
     created = await client.post(
