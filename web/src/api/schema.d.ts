@@ -1516,6 +1516,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/portfolios/{portfolio_id}/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List plans
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListPlans`.
+         */
+        get: operations["PortfolioService_ListPlans"];
+        put?: never;
+        /**
+         * Create plan
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.CreatePlan`.
+         */
+        post: operations["PortfolioService_CreatePlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plans/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get plan
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.GetPlan`.
+         */
+        get: operations["PortfolioService_GetPlan"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete plan
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.DeletePlan`.
+         */
+        delete: operations["PortfolioService_DeletePlan"];
+        options?: never;
+        head?: never;
+        /**
+         * Update plan
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.UpdatePlan`.
+         */
+        patch: operations["PortfolioService_UpdatePlan"];
+        trace?: never;
+    };
+    "/api/v1/plans/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List plan runs
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.ListPlanRuns`.
+         */
+        get: operations["PortfolioService_ListPlanRuns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -2660,6 +2732,46 @@ export interface components {
             symbols?: string[];
             cash?: boolean;
         };
+        "stockfolio.portfolio.v1.Plan": {
+            id?: string;
+            portfolioId?: string;
+            symbol?: string;
+            amount?: string;
+            currency?: string;
+            every?: components["schemas"]["stockfolio.portfolio.v1.PlanFrequency"];
+            startDate?: string;
+            fractional?: boolean;
+            paused?: boolean;
+            nextRunDate?: string;
+            lastRun?: components["schemas"]["stockfolio.portfolio.v1.PlanRun"];
+            /** Format: date-time */
+            createdAt?: string;
+            /** Format: date-time */
+            updatedAt?: string;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. PLAN_FREQUENCY_MONTH), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.PlanFrequency": "unspecified" | "week" | "month";
+        "stockfolio.portfolio.v1.PlanRun": {
+            planId?: string;
+            date?: string;
+            status?: components["schemas"]["stockfolio.portfolio.v1.PlanRunStatus"];
+            tradeId?: string;
+            reason?: string;
+            message?: string;
+            quantity?: string;
+            price?: string;
+            /** Format: date-time */
+            ranAt?: string;
+        };
+        /**
+         * @description Also accepted on input: the full value name (e.g. PLAN_RUN_STATUS_SKIPPED), in any case.
+         * @enum {string}
+         */
+        "stockfolio.portfolio.v1.PlanRunStatus": "unspecified" | "done" | "skipped";
+        "stockfolio.portfolio.v1.DeletePlanResponse": Record<string, never>;
     };
     responses: {
         /** @description An error, in the envelope */
@@ -5385,6 +5497,184 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.GetExposureResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListPlans: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+            };
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Plan"][];
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_CreatePlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                portfolio_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    symbol: string;
+                    amount: string;
+                    /** @enum {string} */
+                    every: "week" | "month";
+                    startDate: string;
+                    fractional?: boolean;
+                    paused?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Plan"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_GetPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Plan"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_DeletePlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.DeletePlanResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_UpdatePlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    amount?: string;
+                    fractional?: boolean;
+                    paused?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.Plan"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_ListPlanRuns: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.PlanRun"][];
+                        pagination: components["schemas"]["Pagination"];
                     };
                 };
             };

@@ -223,6 +223,49 @@ INCOME_GROUPING_QUARTER: IncomeGrouping.ValueType  # 2
 INCOME_GROUPING_YEAR: IncomeGrouping.ValueType  # 3
 Global___IncomeGrouping: _TypeAlias = IncomeGrouping  # noqa: Y015
 
+class _PlanFrequency:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanFrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanFrequency.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_FREQUENCY_UNSPECIFIED: _PlanFrequency.ValueType  # 0
+    PLAN_FREQUENCY_WEEK: _PlanFrequency.ValueType  # 1
+    PLAN_FREQUENCY_MONTH: _PlanFrequency.ValueType  # 2
+
+class PlanFrequency(_PlanFrequency, metaclass=_PlanFrequencyEnumTypeWrapper):
+    """--- savings plans (paper portfolios) ----------------------------------------------------------
+
+    How often a plan buys: every week on the start date's weekday, or every month on the start
+    date's day of the month (the month's last day when it has fewer: Jan 31, Feb 28, Mar 31).
+    """
+
+PLAN_FREQUENCY_UNSPECIFIED: PlanFrequency.ValueType  # 0
+PLAN_FREQUENCY_WEEK: PlanFrequency.ValueType  # 1
+PLAN_FREQUENCY_MONTH: PlanFrequency.ValueType  # 2
+Global___PlanFrequency: _TypeAlias = PlanFrequency  # noqa: Y015
+
+class _PlanRunStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanRunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanRunStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_RUN_STATUS_UNSPECIFIED: _PlanRunStatus.ValueType  # 0
+    PLAN_RUN_STATUS_DONE: _PlanRunStatus.ValueType  # 1
+    """The buy was recorded: `trade_id`."""
+    PLAN_RUN_STATUS_SKIPPED: _PlanRunStatus.ValueType  # 2
+    """Nothing was bought that day: `reason` says why."""
+
+class PlanRunStatus(_PlanRunStatus, metaclass=_PlanRunStatusEnumTypeWrapper): ...
+
+PLAN_RUN_STATUS_UNSPECIFIED: PlanRunStatus.ValueType  # 0
+PLAN_RUN_STATUS_DONE: PlanRunStatus.ValueType  # 1
+"""The buy was recorded: `trade_id`."""
+PLAN_RUN_STATUS_SKIPPED: PlanRunStatus.ValueType  # 2
+"""Nothing was bought that day: `reason` says why."""
+Global___PlanRunStatus: _TypeAlias = PlanRunStatus  # noqa: Y015
+
 @_typing.final
 class Portfolio(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -4295,3 +4338,421 @@ class GetExposureResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetExposureResponse: _TypeAlias = GetExposureResponse  # noqa: Y015
+
+@_typing.final
+class Plan(_message.Message):
+    """A savings plan: a recurring buy of one symbol for a fixed sum, in a paper portfolio."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    EVERY_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_DATE_FIELD_NUMBER: _builtins.int
+    LAST_RUN_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    amount: _builtins.str
+    """The sum each run spends, in the portfolio's currency (`currency`)."""
+    currency: _builtins.str
+    every: Global___PlanFrequency.ValueType
+    start_date: _builtins.str
+    """The first run date, YYYY-MM-DD (a UTC day)."""
+    fractional: _builtins.bool
+    """Buys fractions of a share (to 8 places); false: whole shares only, the rest stays cash."""
+    paused: _builtins.bool
+    next_run_date: _builtins.str
+    """The next date it runs on, YYYY-MM-DD (empty while paused)."""
+    @_builtins.property
+    def last_run(self) -> Global___PlanRun:
+        """What its latest run date did (absent before its first)."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        every: Global___PlanFrequency.ValueType = ...,
+        start_date: _builtins.str = ...,
+        fractional: _builtins.bool = ...,
+        paused: _builtins.bool = ...,
+        next_run_date: _builtins.str = ...,
+        last_run: Global___PlanRun | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_run", b"last_run", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "currency", b"currency", "every", b"every", "fractional", b"fractional", "id", b"id", "last_run", b"last_run", "next_run_date", b"next_run_date", "paused", b"paused", "portfolio_id", b"portfolio_id", "start_date", b"start_date", "symbol", b"symbol", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
+class PlanRun(_message.Message):
+    """What a plan did on one of its run dates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TRADE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    RAN_AT_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    date: _builtins.str
+    """YYYY-MM-DD."""
+    status: Global___PlanRunStatus.ValueType
+    trade_id: _builtins.str
+    """The buy it recorded (DONE)."""
+    reason: _builtins.str
+    """Why nothing was bought (SKIPPED): INSUFFICIENT_CASH, PAUSED, BEFORE_PLAN, MISSED,
+    AMOUNT_BELOW_ONE_SHARE, or the market's refusal (SYMBOL_NOT_FOUND, ...).
+    """
+    message: _builtins.str
+    """The same in a sentence."""
+    quantity: _builtins.str
+    """The shares bought and their price in the portfolio's currency (DONE)."""
+    price: _builtins.str
+    @_builtins.property
+    def ran_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        status: Global___PlanRunStatus.ValueType = ...,
+        trade_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        quantity: _builtins.str = ...,
+        price: _builtins.str = ...,
+        ran_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ran_at", b"ran_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "message", b"message", "plan_id", b"plan_id", "price", b"price", "quantity", b"quantity", "ran_at", b"ran_at", "reason", b"reason", "status", b"status", "trade_id", b"trade_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRun: _TypeAlias = PlanRun  # noqa: Y015
+
+@_typing.final
+class ListPlansRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page", b"page", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlansRequest: _TypeAlias = ListPlansRequest  # noqa: Y015
+
+@_typing.final
+class ListPlansResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLANS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Plan]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        plans: _abc.Iterable[Global___Plan] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "plans", b"plans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlansResponse: _TypeAlias = ListPlansResponse  # noqa: Y015
+
+@_typing.final
+class CreatePlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    EVERY_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    portfolio_id: _builtins.str
+    symbol: _builtins.str
+    amount: _builtins.str
+    """In the portfolio's currency, more than zero, to the cent."""
+    every: Global___PlanFrequency.ValueType
+    start_date: _builtins.str
+    """YYYY-MM-DD, a UTC day at most a year before today or after it. A date before today does
+    not buy the days already past at today's price: they are listed as skipped (BEFORE_PLAN).
+    """
+    fractional: _builtins.bool
+    """Absent: true."""
+    paused: _builtins.bool
+    def __init__(
+        self,
+        *,
+        portfolio_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        every: Global___PlanFrequency.ValueType = ...,
+        start_date: _builtins.str = ...,
+        fractional: _builtins.bool | None = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fractional", b"_fractional", "fractional", b"fractional"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fractional", b"_fractional", "amount", b"amount", "every", b"every", "fractional", b"fractional", "paused", b"paused", "portfolio_id", b"portfolio_id", "start_date", b"start_date", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fractional: _TypeAlias = _typing.Literal["fractional"]  # noqa: Y015
+    _WhichOneofArgType__fractional: _TypeAlias = _typing.Literal["_fractional", b"_fractional"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fractional) -> _WhichOneofReturnType__fractional | None: ...
+
+Global___CreatePlanRequest: _TypeAlias = CreatePlanRequest  # noqa: Y015
+
+@_typing.final
+class CreatePlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> Global___Plan: ...
+    def __init__(
+        self,
+        *,
+        plan: Global___Plan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePlanResponse: _TypeAlias = CreatePlanResponse  # noqa: Y015
+
+@_typing.final
+class GetPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanRequest: _TypeAlias = GetPlanRequest  # noqa: Y015
+
+@_typing.final
+class GetPlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> Global___Plan: ...
+    def __init__(
+        self,
+        *,
+        plan: Global___Plan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanResponse: _TypeAlias = GetPlanResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FRACTIONAL_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    amount: _builtins.str
+    fractional: _builtins.bool
+    paused: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        amount: _builtins.str | None = ...,
+        fractional: _builtins.bool | None = ...,
+        paused: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_fractional", b"_fractional", "_paused", b"_paused", "amount", b"amount", "fractional", b"fractional", "paused", b"paused"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_fractional", b"_fractional", "_paused", b"_paused", "amount", b"amount", "fractional", b"fractional", "id", b"id", "paused", b"paused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount: _TypeAlias = _typing.Literal["amount"]  # noqa: Y015
+    _WhichOneofArgType__amount: _TypeAlias = _typing.Literal["_amount", b"_amount"]  # noqa: Y015
+    _WhichOneofReturnType__fractional: _TypeAlias = _typing.Literal["fractional"]  # noqa: Y015
+    _WhichOneofArgType__fractional: _TypeAlias = _typing.Literal["_fractional", b"_fractional"]  # noqa: Y015
+    _WhichOneofReturnType__paused: _TypeAlias = _typing.Literal["paused"]  # noqa: Y015
+    _WhichOneofArgType__paused: _TypeAlias = _typing.Literal["_paused", b"_paused"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount) -> _WhichOneofReturnType__amount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fractional) -> _WhichOneofReturnType__fractional | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paused) -> _WhichOneofReturnType__paused | None: ...
+
+Global___UpdatePlanRequest: _TypeAlias = UpdatePlanRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> Global___Plan: ...
+    def __init__(
+        self,
+        *,
+        plan: Global___Plan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePlanResponse: _TypeAlias = UpdatePlanResponse  # noqa: Y015
+
+@_typing.final
+class DeletePlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePlanRequest: _TypeAlias = DeletePlanRequest  # noqa: Y015
+
+@_typing.final
+class DeletePlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePlanResponse: _TypeAlias = DeletePlanResponse  # noqa: Y015
+
+@_typing.final
+class ListPlanRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The plan's id."""
+    page: _builtins.int
+    """The page to show, from 1 (absent: 1)."""
+    limit: _builtins.int
+    """Items per page, 1 to 100 (absent: 20)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        page: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "limit", b"limit", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlanRunsRequest: _TypeAlias = ListPlanRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListPlanRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanRun]: ...
+    @_builtins.property
+    def pagination(self) -> _pagination_pb2.Pagination: ...
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___PlanRun] | None = ...,
+        pagination: _pagination_pb2.Pagination | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPlanRunsResponse: _TypeAlias = ListPlanRunsResponse  # noqa: Y015

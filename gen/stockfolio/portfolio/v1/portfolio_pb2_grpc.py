@@ -262,6 +262,36 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.FromString,
                 _registered_method=True)
+        self.ListPlans = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListPlans',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansResponse.FromString,
+                _registered_method=True)
+        self.CreatePlan = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/CreatePlan',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanResponse.FromString,
+                _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/GetPlan',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanResponse.FromString,
+                _registered_method=True)
+        self.UpdatePlan = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/UpdatePlan',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanResponse.FromString,
+                _registered_method=True)
+        self.DeletePlan = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/DeletePlan',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanResponse.FromString,
+                _registered_method=True)
+        self.ListPlanRuns = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/ListPlanRuns',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsResponse.FromString,
+                _registered_method=True)
 
 
 class PortfolioServiceServicer:
@@ -577,6 +607,50 @@ class PortfolioServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPlans(self, request, context):
+        """ListPlans gives a paper portfolio's savings plans (recurring buys), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePlan(self, request, context):
+        """CreatePlan sets up a savings plan in a paper portfolio: a buy of `amount` of a symbol at
+        the market price every week or month from `start_date`, made by the market leader.
+        Idempotent with an Idempotency-Key. Tracking portfolios refuse it (422).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePlan(self, request, context):
+        """UpdatePlan changes a plan's amount or whole-shares rule, or pauses or resumes it; the
+        fields left out stay as they are. The schedule (symbol, every, start date) is fixed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePlan(self, request, context):
+        """DeletePlan ends a plan and forgets its runs; the trades it made stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlanRuns(self, request, context):
+        """ListPlanRuns gives what a plan did on each of its run dates, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PortfolioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -804,6 +878,36 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.GetExposure,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.SerializeToString,
+            ),
+            'ListPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlans,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansResponse.SerializeToString,
+            ),
+            'CreatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePlan,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanResponse.SerializeToString,
+            ),
+            'UpdatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePlan,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanResponse.SerializeToString,
+            ),
+            'DeletePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePlan,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanResponse.SerializeToString,
+            ),
+            'ListPlanRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlanRuns,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2023,6 +2127,168 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/GetExposure',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetExposureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListPlans',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/CreatePlan',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.CreatePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/GetPlan',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.GetPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/UpdatePlan',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdatePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/DeletePlan',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeletePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlanRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/ListPlanRuns',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ListPlanRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

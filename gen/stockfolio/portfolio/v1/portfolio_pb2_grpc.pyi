@@ -132,6 +132,22 @@ class PortfolioServiceStub:
     type and trading currency, in the portfolio's currency: each holding's value is its
     position's market value as GetPortfolio shows it.
     """
+    ListPlans: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListPlansRequest, _portfolio_pb2.ListPlansResponse]
+    """ListPlans gives a paper portfolio's savings plans (recurring buys), oldest first."""
+    CreatePlan: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePlanRequest, _portfolio_pb2.CreatePlanResponse]
+    """CreatePlan sets up a savings plan in a paper portfolio: a buy of `amount` of a symbol at
+    the market price every week or month from `start_date`, made by the market leader.
+    Idempotent with an Idempotency-Key. Tracking portfolios refuse it (422).
+    """
+    GetPlan: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.GetPlanRequest, _portfolio_pb2.GetPlanResponse]
+    UpdatePlan: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.UpdatePlanRequest, _portfolio_pb2.UpdatePlanResponse]
+    """UpdatePlan changes a plan's amount or whole-shares rule, or pauses or resumes it; the
+    fields left out stay as they are. The schedule (symbol, every, start date) is fixed.
+    """
+    DeletePlan: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePlanRequest, _portfolio_pb2.DeletePlanResponse]
+    """DeletePlan ends a plan and forgets its runs; the trades it made stay."""
+    ListPlanRuns: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ListPlanRunsRequest, _portfolio_pb2.ListPlanRunsResponse]
+    """ListPlanRuns gives what a plan did on each of its run dates, newest first."""
 
 @_typing.type_check_only
 class PortfolioServiceAsyncStub(PortfolioServiceStub):
@@ -236,6 +252,22 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     type and trading currency, in the portfolio's currency: each holding's value is its
     position's market value as GetPortfolio shows it.
     """
+    ListPlans: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListPlansRequest, _portfolio_pb2.ListPlansResponse]  # type: ignore[assignment]
+    """ListPlans gives a paper portfolio's savings plans (recurring buys), oldest first."""
+    CreatePlan: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.CreatePlanRequest, _portfolio_pb2.CreatePlanResponse]  # type: ignore[assignment]
+    """CreatePlan sets up a savings plan in a paper portfolio: a buy of `amount` of a symbol at
+    the market price every week or month from `start_date`, made by the market leader.
+    Idempotent with an Idempotency-Key. Tracking portfolios refuse it (422).
+    """
+    GetPlan: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.GetPlanRequest, _portfolio_pb2.GetPlanResponse]  # type: ignore[assignment]
+    UpdatePlan: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.UpdatePlanRequest, _portfolio_pb2.UpdatePlanResponse]  # type: ignore[assignment]
+    """UpdatePlan changes a plan's amount or whole-shares rule, or pauses or resumes it; the
+    fields left out stay as they are. The schedule (symbol, every, start date) is fixed.
+    """
+    DeletePlan: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.DeletePlanRequest, _portfolio_pb2.DeletePlanResponse]  # type: ignore[assignment]
+    """DeletePlan ends a plan and forgets its runs; the trades it made stay."""
+    ListPlanRuns: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ListPlanRunsRequest, _portfolio_pb2.ListPlanRunsResponse]  # type: ignore[assignment]
+    """ListPlanRuns gives what a plan did on each of its run dates, newest first."""
 
 class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
     """PortfolioService keeps portfolios, trades and positions, and serves market data and
@@ -607,5 +639,57 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         type and trading currency, in the portfolio's currency: each holding's value is its
         position's market value as GetPortfolio shows it.
         """
+
+    @_abc_1.abstractmethod
+    def ListPlans(
+        self,
+        request: _portfolio_pb2.ListPlansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListPlansResponse, _abc.Awaitable[_portfolio_pb2.ListPlansResponse]]:
+        """ListPlans gives a paper portfolio's savings plans (recurring buys), oldest first."""
+
+    @_abc_1.abstractmethod
+    def CreatePlan(
+        self,
+        request: _portfolio_pb2.CreatePlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.CreatePlanResponse, _abc.Awaitable[_portfolio_pb2.CreatePlanResponse]]:
+        """CreatePlan sets up a savings plan in a paper portfolio: a buy of `amount` of a symbol at
+        the market price every week or month from `start_date`, made by the market leader.
+        Idempotent with an Idempotency-Key. Tracking portfolios refuse it (422).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPlan(
+        self,
+        request: _portfolio_pb2.GetPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.GetPlanResponse, _abc.Awaitable[_portfolio_pb2.GetPlanResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdatePlan(
+        self,
+        request: _portfolio_pb2.UpdatePlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.UpdatePlanResponse, _abc.Awaitable[_portfolio_pb2.UpdatePlanResponse]]:
+        """UpdatePlan changes a plan's amount or whole-shares rule, or pauses or resumes it; the
+        fields left out stay as they are. The schedule (symbol, every, start date) is fixed.
+        """
+
+    @_abc_1.abstractmethod
+    def DeletePlan(
+        self,
+        request: _portfolio_pb2.DeletePlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.DeletePlanResponse, _abc.Awaitable[_portfolio_pb2.DeletePlanResponse]]:
+        """DeletePlan ends a plan and forgets its runs; the trades it made stay."""
+
+    @_abc_1.abstractmethod
+    def ListPlanRuns(
+        self,
+        request: _portfolio_pb2.ListPlanRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.ListPlanRunsResponse, _abc.Awaitable[_portfolio_pb2.ListPlanRunsResponse]]:
+        """ListPlanRuns gives what a plan did on each of its run dates, newest first."""
 
 def add_PortfolioServiceServicer_to_server(servicer: PortfolioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
