@@ -69,6 +69,8 @@ class PortfolioConfig:
     max_import_rows: int
     # Seconds an Idempotency-Key's first response is kept.
     idempotency_ttl: float
+    # Seconds between the savings-plan job's checks for due runs (plan_runner.py).
+    plan_interval: float = 60.0
 
 
 def load_portfolio_config(
@@ -82,4 +84,5 @@ def load_portfolio_config(
         revalue_interval=env.float("PORTFOLIO_REVALUE_INTERVAL", 60.0, minimum=0.05),
         max_import_rows=env.int("PORTFOLIO_MAX_IMPORT_ROWS", 10_000, minimum=1, maximum=1_000_000),
         idempotency_ttl=env.float("IDEMPOTENCY_TTL", DEFAULT_TTL, minimum=1.0),
+        plan_interval=env.float("PORTFOLIO_PLAN_INTERVAL", 60.0, minimum=0.05),
     )

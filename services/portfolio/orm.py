@@ -225,3 +225,41 @@ portfolio_targets = Table(
     Column("position", Integer, nullable=False),
     PrimaryKeyConstraint("portfolio_id", "symbol"),
 )
+
+# Savings plans of paper portfolios (services.portfolio.plans): a recurring buy of `amount` (in
+# the portfolio's currency) of a symbol every week or month from `start_date`.
+savings_plans = Table(
+    "savings_plans",
+    metadata,
+    id_column(),
+    owner_column(),
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("amount", ExactDecimal(), nullable=False),
+    # "week" or "month" (plans.Frequency).
+    Column("every", String(8), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("fractional", Boolean, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    created_at_column(),
+    updated_at_column(),
+    Index("ix_savings_plans_portfolio_id", "portfolio_id", "created_at"),
+)
+
+# What each run date of a plan did: one row per plan and date (the primary key), written in the
+# transaction that records the run's trade, so a date is bought once whoever tries it twice.
+savings_plan_runs = Table(
+    "savings_plan_runs",
+    metadata,
+    reference_column("plan_id", "savings_plans", ondelete="CASCADE"),
+    Column("run_date", Date, nullable=False),
+    # "done" or "skipped" (plans.RunStatus).
+    Column("status", String(8), nullable=False),
+    Column("trade_id", String(36), nullable=True),
+    Column("reason", String(64), nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),
+    Column("quantity", ExactDecimal(), nullable=True),
+    Column("price", ExactDecimal(), nullable=True),
+    Column("ran_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("plan_id", "run_date"),
+)

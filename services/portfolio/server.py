@@ -27,6 +27,8 @@ from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orm import idempotency_keys
 from services.portfolio.overview import Overviews
+from services.portfolio.plan_desk import Plans
+from services.portfolio.plan_runner import PlanRunner
 from services.portfolio.portfolios import Portfolios
 from services.portfolio.prices import Prices
 from services.portfolio.realized import RealizedGains
@@ -138,6 +140,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         income=IncomeReports(db, market, exchange),
         overviews=Overviews(portfolios, exchange),
         exposures=Exposures(portfolios, market),
+        plans=Plans(db, trades),
     )
     calculator = Calculator(
         db,
@@ -153,6 +156,17 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     matcher = OrderMatcher(cases.orders, market, hub, leading=lambda: market.leading)
     resources.push_async_callback(matcher.stop)
     matcher.start()
+    # Savings plans buy on their dates, by the market leader alone (plan_runner.py).
+    plan_runner = PlanRunner(
+        db,
+        market,
+        trades,
+        hub,
+        interval=settings.plan_interval,
+        leading=lambda: market.leading,
+    )
+    resources.push_async_callback(plan_runner.stop)
+    plan_runner.start()
     servicer = PortfolioServicer(cases)
 
     def register(server: grpc.aio.Server) -> None:

@@ -50,6 +50,8 @@ from services.portfolio.order_rpcs import OrderRpcs
 from services.portfolio.overview import Overviews
 from services.portfolio.overview_rpcs import OverviewRpcs
 from services.portfolio.periods import period_of
+from services.portfolio.plan_desk import Plans
+from services.portfolio.plan_rpcs import PlanRpcs
 from services.portfolio.portfolios import PortfolioChanges, PortfolioDraft, Portfolios, Valued
 from services.portfolio.realized import RealizedGains
 from services.portfolio.records import RecordedTrade
@@ -87,6 +89,7 @@ class UseCases:
     income: IncomeReports
     overviews: Overviews
     exposures: Exposures
+    plans: Plans
     exchange: Exchange | None = None
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
@@ -123,6 +126,7 @@ class PortfolioServicer(
     IncomeRpcs,
     OverviewRpcs,
     ExposureRpcs,
+    PlanRpcs,
     portfolio_pb2_grpc.PortfolioServiceServicer,
 ):
     def __init__(self, cases: UseCases) -> None:

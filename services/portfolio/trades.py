@@ -211,6 +211,23 @@ class Trades:
             user_id, portfolio_id, trade, source, settle, order_id=order_id
         )
 
+    async def record_sized(
+        self,
+        user_id: str,
+        portfolio_id: str,
+        trade: Trade,
+        *,
+        source: str,
+        size: Callable[[Trade], Trade],
+        settle: Settle,
+    ) -> RecordedTrade:
+        """A buy of a sum rather than of shares (a savings plan's, plan_runner.py): `size` gets
+        the trade priced in the portfolio's currency and gives it with its quantity; then it is
+        appended as `record` appends (the same lock and checks). The caller publishes it."""
+        return await self._convert_and_append(
+            user_id, portfolio_id, trade, source, settle, size=size
+        )
+
     async def _convert_and_append(
         self,
         user_id: str,
@@ -220,13 +237,16 @@ class Trades:
         settle: Settle | None,
         *,
         order_id: str = "",
+        size: Callable[[Trade], Trade] | None = None,
     ) -> RecordedTrade:
-        """`trade` converted into its portfolio's currency and appended. The currency this
-        process remembers saves a transaction of its own; a stale one (the portfolio's currency
-        changed, here or on another replica) costs a second try with the one the row holds."""
+        """`trade` converted into its portfolio's currency (and sized, given `size`) and
+        appended. The currency this process remembers saves a transaction of its own; a stale
+        one (the portfolio's currency changed, here or on another replica) costs a second try
+        with the one the row holds."""
         if self._exchange is None:
+            sized = size(trade) if size is not None else trade
             _, (recorded,) = await self.append(
-                user_id, portfolio_id, [trade], source=source, order_id=order_id, settle=settle
+                user_id, portfolio_id, [sized], source=source, order_id=order_id, settle=settle
             )
             return recorded
         currency = self._currencies.get(portfolio_id)
@@ -234,6 +254,8 @@ class Trades:
             currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
         while True:
             converted, fx = await self._exchange.trade_in(trade, currency)
+            if size is not None:
+                converted = size(converted)  # the rate's local price and fees are per share
             try:
                 _, (recorded,) = await self.append(
                     user_id,
