@@ -119,7 +119,7 @@ def start_portfolio(
 ) -> StartPortfolio:
     """`start_portfolio(**env)` runs a portfolio server; keyword arguments are environment
     variables. Prices are the simulated market's opening prices (it does not move) and the
-    calculator waits an hour, unless the test says otherwise."""
+    calculator and the savings-plan job wait an hour, unless the test says otherwise."""
 
     @contextlib.asynccontextmanager
     async def start(**environ: str) -> AsyncIterator[PortfolioService]:
@@ -128,6 +128,7 @@ def start_portfolio(
             "MOCK_SEED": "7",
             "MOCK_UPDATE_INTERVAL": "3600000",
             "PORTFOLIO_REVALUE_INTERVAL": "3600",
+            "PORTFOLIO_PLAN_INTERVAL": "3600",
             **environ,
         }
         users_address = users_service.addresses["users"][0]
