@@ -1,6 +1,6 @@
 /** One portfolio: its live totals, positions with live prices, exposure (by sector, country,
  * asset type and currency), performance, trades, realized gains, dividend income, stock splits,
- * target allocations and rebalancing, import and export. */
+ * target allocations and rebalancing, savings plans (paper portfolios), import and export. */
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
@@ -15,6 +15,7 @@ import { Exposure } from "./Exposure";
 import { Import } from "./Import";
 import { Income } from "./Income";
 import { PerformancePanel } from "./Performance";
+import { Plans } from "./Plans";
 import { Positions } from "./Positions";
 import { RealizedGains } from "./RealizedGains";
 import { Rebalance } from "./Rebalance";
@@ -67,6 +68,9 @@ export default function PortfolioPage() {
       <PerformancePanel portfolioId={id} currency={currency} version={version} />
       <Rebalance portfolioId={id} currency={currency} version={version} />
       <Trades portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />
+      {p.kind === "paper" && (
+        <Plans portfolioId={id} currency={currency} version={version} />
+      )}
       <RealizedGains portfolioId={id} currency={currency} version={version} />
       <Income portfolioId={id} currency={currency} version={version} />
       <Splits portfolioId={id} currency={currency} version={version} onChanged={portfolio.reload} />

@@ -1,0 +1,317 @@
+/** A paper portfolio's savings plans (README: Savings plans): a buy of a fixed sum of one symbol
+ * every week or month, made by the service at the market price. The list shows each plan's next
+ * date and what its latest date did; Pause/Resume and Delete act on one; Runs lists what each of
+ * its dates did (bought, or skipped and why). A form sets up a new one.
+ *
+ * Each create carries an Idempotency-Key: the same key while the same plan is retried, a new one
+ * for a new plan, so a double click never sets up two. */
+
+import { Fragment } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, envelope, type Schemas } from "../../api/client";
+import { ApiError } from "../../api/errors";
+import { idempotencyKey } from "../../api/portfolios";
+import { useApi } from "../../api/useApi";
+import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { SymbolSearch } from "../../components/SymbolSearch";
+import { decimalProblem } from "../../decimal";
+import { money, price as formatPrice, quantity } from "../../format";
+
+export type Plan = Schemas["stockfolio.portfolio.v1.Plan"];
+export type PlanRun = Schemas["stockfolio.portfolio.v1.PlanRun"];
+
+const SYMBOL = /^\^?[A-Za-z0-9][A-Za-z0-9.=-]{0,14}$/;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+function utcToday(): string {
+  return new Date().toISOString().slice(0, 10);
+}
+
+/** "bought 1.5 at 187.42", "skipped: INSUFFICIENT_CASH". */
+function runLabel(run: PlanRun | undefined): string {
+  if (!run) return "—";
+  if (run.status === "done") return `${run.date}: bought ${quantity(run.quantity)} at ${formatPrice(run.price)}`;
+  return `${run.date}: skipped (${run.reason})`;
+}
+
+export function Plans(props: { portfolioId: string; currency: string; version: string }) {
+  const { portfolioId, currency } = props;
+  const plans = useApi(
+    async () =>
+      (
+        await envelope(
+          api().GET("/api/v1/portfolios/{portfolio_id}/plans", {
+            params: { path: { portfolio_id: portfolioId }, query: { limit: 100 } },
+          }),
+        )
+      ).data,
+    [portfolioId, props.version],
+  );
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [open, setOpen] = useState<string | null>(null);
+
+  async function act(plan: Plan, what: "pause" | "resume" | "delete") {
+    const id = plan.id ?? "";
+    if (!id || busy) return;
+    if (what === "delete" && !confirm(`Delete the plan buying ${plan.symbol}? Its trades stay.`)) return;
+    setBusy(id);
+    setError(null);
+    try {
+      if (what === "delete") {
+        await api().DELETE("/api/v1/plans/{id}", { params: { path: { id } } });
+      } else {
+        await envelope(
+          api().PATCH("/api/v1/plans/{id}", {
+            params: { path: { id } },
+            body: { paused: what === "pause" },
+          }),
+        );
+      }
+      plans.reload();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  const rows = plans.data ?? [];
+  return (
+    <section class="card" aria-labelledby="plans-title" data-testid="plans">
+      <h2 id="plans-title">Savings plans</h2>
+      <p class="muted">
+        A plan buys a fixed sum of one symbol every week or month at the market price, from this
+        portfolio's cash. A date without enough cash is skipped, not bought in part.
+      </p>
+      <ErrorBanner error={plans.error} testid="plans-error" />
+      <ErrorBanner error={error} testid="plan-action-error" />
+      <div class="table-wrap">
+        <table class="nowrap" data-testid="plans-table" aria-busy={plans.loading}>
+          <thead>
+            <tr>
+              <th scope="col">Symbol</th>
+              <th scope="col" class="num">Amount</th>
+              <th scope="col">Every</th>
+              <th scope="col">Next</th>
+              <th scope="col">Last run</th>
+              <th scope="col" aria-label="Actions" />
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((p) => (
+              <Fragment key={p.id}>
+                <tr data-testid="plan-row" data-plan-id={p.id} data-symbol={p.symbol}>
+                  <th scope="row">{p.symbol}</th>
+                  <td class="num">
+                    {money(p.amount, p.currency || currency)}
+                    {!p.fractional && <small class="muted"> whole shares</small>}
+                  </td>
+                  <td>{p.every}</td>
+                  <td data-testid="plan-next">{p.paused ? <em>paused</em> : p.nextRunDate}</td>
+                  <td data-testid="plan-last">{runLabel(p.lastRun)}</td>
+                  <td class="row">
+                    <button
+                      type="button"
+                      class="link"
+                      disabled={busy !== null}
+                      onClick={() => void act(p, p.paused ? "resume" : "pause")}
+                      data-testid="plan-toggle"
+                    >
+                      {p.paused ? "Resume" : "Pause"}
+                    </button>
+                    <button
+                      type="button"
+                      class="link"
+                      onClick={() => setOpen(open === p.id ? null : (p.id ?? null))}
+                      aria-expanded={open === p.id}
+                      data-testid="plan-runs-toggle"
+                    >
+                      Runs
+                    </button>
+                    <button
+                      type="button"
+                      class="link"
+                      disabled={busy !== null}
+                      onClick={() => void act(p, "delete")}
+                      data-testid="plan-delete"
+                    >
+                      {busy === p.id ? "…" : "Delete"}
+                    </button>
+                  </td>
+                </tr>
+                {open === p.id && (
+                  <tr>
+                    <td colSpan={6}>
+                      <Runs planId={p.id ?? ""} version={props.version} />
+                    </td>
+                  </tr>
+                )}
+              </Fragment>
+            ))}
+            {rows.length === 0 && !plans.loading && (
+              <tr>
+                <td colSpan={6} class="muted" data-testid="no-plans">
+                  No savings plans.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+      <CreatePlan portfolioId={portfolioId} currency={currency} onCreated={() => plans.reload()} />
+    </section>
+  );
+}
+
+function Runs(props: { planId: string; version: string }) {
+  const runs = useApi(
+    async () =>
+      (
+        await envelope(
+          api().GET("/api/v1/plans/{id}/runs", { params: { path: { id: props.planId }, query: { limit: 12 } } }),
+        )
+      ).data,
+    [props.planId, props.version],
+  );
+  const rows = runs.data ?? [];
+  return (
+    <>
+      <ErrorBanner error={runs.error} testid="plan-runs-error" />
+      <ul class="plain" data-testid="plan-runs">
+        {rows.map((r) => (
+          <li key={r.date} data-status={r.status}>
+            {runLabel(r)}
+            {r.status === "skipped" && r.message && <small class="muted"> — {r.message}</small>}
+          </li>
+        ))}
+        {rows.length === 0 && !runs.loading && <li class="muted">No run yet.</li>}
+      </ul>
+    </>
+  );
+}
+
+function CreatePlan(props: { portfolioId: string; currency: string; onCreated: () => void }) {
+  const [symbol, setSymbol] = useState("");
+  const [amount, setAmount] = useState("");
+  const [every, setEvery] = useState<"week" | "month">("month");
+  const [start, setStart] = useState(utcToday);
+  const [whole, setWhole] = useState(false);
+  const [checked, setChecked] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const attempt = useRef<{ plan: string; key: string } | null>(null);
+
+  useEffect(() => setError(null), [props.portfolioId, symbol, amount, every, start, whole]);
+
+  const problems = {
+    symbol: SYMBOL.test(symbol) ? undefined : "choose a symbol such as AAPL",
+    amount: decimalProblem(amount, { places: 2 }),
+    startDate: DAY.test(start) ? undefined : "choose a day",
+  };
+  const apiError = error instanceof ApiError ? error : null;
+  const shown = (field: keyof typeof problems): string | undefined =>
+    (checked && problems[field]) || apiError?.field(field);
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    if (busy) return;
+    setChecked(true);
+    if (Object.values(problems).some(Boolean)) return;
+    const body = { symbol, amount: amount.trim(), every, startDate: start, fractional: !whole };
+    const plan = JSON.stringify([props.portfolioId, body]);
+    if (attempt.current?.plan !== plan) attempt.current = { plan, key: idempotencyKey() };
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    try {
+      const answer = await envelope(
+        api().POST("/api/v1/portfolios/{portfolio_id}/plans", {
+          params: { path: { portfolio_id: props.portfolioId } },
+          body,
+          headers: { "Idempotency-Key": attempt.current.key },
+        }),
+      );
+      attempt.current = null;
+      const made = answer.data;
+      setNotice(
+        `Every ${made.every}, ${money(made.amount, made.currency || props.currency)} of ${made.symbol}; ` +
+          `first buy on ${made.nextRunDate}.`,
+      );
+      setAmount("");
+      setChecked(false);
+      props.onCreated();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <>
+      <h3 class="subhead">New plan</h3>
+      <ErrorBanner error={error} testid="plan-error" />
+      <NoticeBanner notice={notice} testid="plan-result" />
+      <form onSubmit={submit} class="grid" data-testid="plan-form" noValidate>
+        <Field label="Symbol" id="plan-symbol" error={shown("symbol")}>
+          <SymbolSearch id="plan-symbol" value={symbol} onChange={setSymbol} invalid={Boolean(shown("symbol"))} />
+        </Field>
+        <Field label={`Amount (${props.currency})`} id="plan-amount" error={shown("amount")}>
+          <input
+            id="plan-amount"
+            inputMode="decimal"
+            autoComplete="off"
+            value={amount}
+            aria-invalid={Boolean(shown("amount"))}
+            onInput={(e) => setAmount(e.currentTarget.value)}
+            data-testid="plan-amount"
+          />
+        </Field>
+        <Field label="Every" id="plan-every">
+          <select
+            id="plan-every"
+            value={every}
+            onChange={(e) => setEvery(e.currentTarget.value === "week" ? "week" : "month")}
+            data-testid="plan-every"
+          >
+            <option value="month">month</option>
+            <option value="week">week</option>
+          </select>
+        </Field>
+        <Field
+          label="First buy (UTC day)"
+          id="plan-start"
+          error={shown("startDate")}
+          hint="Days already past are not bought at today's price."
+        >
+          <input
+            id="plan-start"
+            type="date"
+            value={start}
+            aria-invalid={Boolean(shown("startDate"))}
+            onInput={(e) => setStart(e.currentTarget.value)}
+            data-testid="plan-start"
+          />
+        </Field>
+        <label class="field">
+          <span>
+            <input
+              type="checkbox"
+              checked={whole}
+              onChange={(e) => setWhole(e.currentTarget.checked)}
+              data-testid="plan-whole"
+            />{" "}
+            Whole shares only (the rest stays cash)
+          </span>
+        </label>
+        <div class="field">
+          <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="plan-submit">
+            {busy ? "Saving…" : "Start plan"}
+          </button>
+        </div>
+      </form>
+    </>
+  );
+}
