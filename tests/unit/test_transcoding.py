@@ -199,6 +199,7 @@ def test_creating_rpcs_answer_201_and_the_rest_200() -> None:
         "CreateAlert",
         "CreatePosition",
         "CreateSplit",
+        "CreatePlan",
         "CreateFile",
         "CreateProject",
         "CreateBranch",
