@@ -164,8 +164,9 @@ def due_runs(plan: Plan, last_run: date | None, today: date) -> list[Due]:
         elif (today - day).days > CATCH_UP_DAYS:
             skip = Skip(
                 MISSED,
-                f"the run was not made on {day.isoformat()} (the service was not running) and"
-                f" is more than {CATCH_UP_DAYS} days late",
+                f"the run was not made on {day.isoformat()} (the service was down, or the"
+                f" market could not price {plan.symbol}) and is more than {CATCH_UP_DAYS} days"
+                " late",
             )
         else:
             due.append(Due(day))
