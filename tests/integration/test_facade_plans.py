@@ -14,20 +14,19 @@ import pytest
 from services.portfolio.server import build as build_portfolio
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
-from tests.integration.socket_client import receive
-from tests.integration.test_facade_orders import new_portfolio
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     PORTFOLIO_SETTINGS,
     Client,
     authenticated,
     bearer,
-    client,
-    database_url,
-    open_facade,
-    portfolio_port,
     register,
 )
+from tests.integration.socket_client import receive
+from tests.integration.test_facade_orders import new_portfolio
 from tests.utc_days import one_utc_day
+
+pytestmark = SQLITE_ONLY
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ async def portfolio(
     make_config: Callable[..., RuntimeConfig],
     users_service: RuntimeConfig,
     portfolio_database_url: str,
-    portfolio_port: int,  # noqa: F811 (the fixture, imported)
+    portfolio_port: int,
 ) -> AsyncIterator[str]:
     """A real portfolio service whose plan job checks every 0.1 s; yields its address."""
     config = make_config(
@@ -49,7 +48,7 @@ async def portfolio(
 
 
 @one_utc_day  # the plan starts today: its first run is due at once
-async def test_plan_routes_and_a_run_reaching_the_owners_socket(client: Client) -> None:  # noqa: F811
+async def test_plan_routes_and_a_run_reaching_the_owners_socket(client: Client) -> None:
     ann, _ = await register(client)
     paper = await new_portfolio(client, ann, kind="paper", initialCash="10000")
     tracking = await new_portfolio(client, ann, kind="tracking")
