@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ from typing import Protocol, Self
 
 from services.portfolio.domain import MAX_INPUT_LENGTH
 from services.portfolio.profiles import StockProfile
+from services.portfolio.split_calendar import SplitCalendar
 from services.runtime.doorbell import Doorbell
 from services.runtime.errors import InvalidArgument
 
@@ -94,6 +95,20 @@ class MarketData(Protocol):
 
     async def close(self) -> None:
         """Cancel background work, release connections and end every tick stream."""
+        ...
+
+
+class SplitSource(Protocol):
+    """A source with a split calendar (split_calendar.py): the simulated market's schedule,
+    Alpha Vantage's SPLITS. Found with `getattr`, as `dividend_calendar` is: a source without
+    one announces no split."""
+
+    async def split_calendar(
+        self, start: date, end: date, symbols: Collection[str] | None = None
+    ) -> SplitCalendar:
+        """Splits effective from `start` to `end` (both included) by symbol and day, of
+        `symbols` only when given; a provider, which cannot list every listing's, answers
+        for `symbols` alone (None: nothing) and leaves out a symbol it cannot ask now."""
         ...
 
 

@@ -3,6 +3,10 @@ walk, one step per tick, and a daily history generated backwards from the openin
 
 The walk depends only on the seed and the number of steps taken, never on wall-clock timing:
 the same seed gives the same sequence of prices however fast or late the ticks come.
+
+Splits: a few listings split on a schedule the seed fixes (SPLIT_PLAN), and the market prints
+prices as markets do, unadjusted: the closes before a 2-for-1 are twice those after it, and a
+walk that lives through one halves at its effective date (`scale`).
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import logging
 import math
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from services.portfolio.currencies import FxRate, SimulatedRates, rate_pair
 from services.portfolio.domain import normalize_symbol
@@ -29,6 +34,7 @@ from services.portfolio.market_data import (
 )
 from services.portfolio.mock_profiles import PROFILES
 from services.portfolio.profiles import StockProfile
+from services.portfolio.split_calendar import SplitCalendar, SplitRatio, within
 from services.runtime.clock import utc_now
 from services.runtime.errors import NotFound
 from services.runtime.tasks import cancel_and_wait
@@ -132,6 +138,56 @@ DIVIDENDS: dict[str, tuple[Decimal, tuple[int, ...]]] = {
 }
 EX_DAY = 15
 
+# Listings that split, each by its ratio once every so many years, on a weekday the seed picks:
+# the same MOCK_SEED, the same schedule on every replica and every run.
+SPLIT_PLAN: dict[str, tuple[SplitRatio, int]] = {
+    "NFLX": ((10, 1), 5),
+    "WMT": ((3, 1), 4),
+    "COST": ((2, 1), 3),
+    "INTC": ((1, 2), 6),  # a reverse split
+}
+SPLIT_EPOCH = date(2000, 1, 3)
+
+
+class SplitSchedule:
+    """Which listings split when. `seeded`: SPLIT_PLAN's cadence, its first day drawn from the
+    seed; `fixed`: exactly the days given (tests state theirs)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 42,
+        plan: Mapping[str, tuple[SplitRatio, int]] | None = None,
+        fixed: Mapping[str, Mapping[date, SplitRatio]] | None = None,
+    ) -> None:
+        self._seed = seed
+        self._plan = dict(SPLIT_PLAN if plan is None and fixed is None else plan or {})
+        self._fixed = {symbol: dict(days) for symbol, days in (fixed or {}).items()}
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset(self._plan) | frozenset(self._fixed)
+
+    def between(self, symbol: str, start: date, end: date) -> dict[date, SplitRatio]:
+        """`symbol`'s effective dates from `start` to `end`, both included, with ratios."""
+        found = {day: r for day, r in self._fixed.get(symbol, {}).items() if start <= day <= end}
+        if symbol in self._plan and start <= end:
+            ratio, years = self._plan[symbol]
+            period = round(years * 365.25)
+            phase = random.Random(f"{self._seed}:{symbol}:splits").randrange(period)
+            first = max(0, ((start - SPLIT_EPOCH).days - phase) // period - 1)
+            for k in range(first, first + (end - start).days // period + 3):
+                day = _weekday_on_or_after(SPLIT_EPOCH + timedelta(days=phase + k * period))
+                if start <= day <= end:
+                    found[day] = ratio
+        return dict(sorted(found.items()))
+
+
+def _weekday_on_or_after(day: date) -> date:
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
 
 def _cents(price: Decimal) -> int:
     return int(price.scaleb(2).to_integral_value())
@@ -152,11 +208,19 @@ class PriceWalk:
         self._rng = rng
         self.cents = _cents(open_price)
 
-    def resume(self, price: Decimal, rng: random.Random) -> None:
-        """Continue the walk from `price` with `rng` (another replica walked it this far)."""
+    def resume(self, price: Decimal, rng: random.Random, anchor: Decimal) -> None:
+        """Continue the walk from `price` with `rng` (another replica walked it this far),
+        pulled towards `anchor` (the open, split as of the price's day)."""
         self._log_price = math.log(price)
+        self._anchor = math.log(anchor)
         self.cents = _cents(price)
         self._rng = rng
+
+    def split(self, ratio: Fraction) -> None:
+        """`ratio` new shares for each old one: the price and its anchor divide by it."""
+        self._log_price -= math.log(ratio)
+        self._anchor -= math.log(ratio)
+        self.cents = max(MIN_CENTS, round(math.exp(self._log_price) * 100))
 
     def step(self) -> Decimal:
         pull = REVERSION * (self._anchor - self._log_price)
@@ -223,8 +287,12 @@ class MockMarket:
         listings: Sequence[Listing] = LISTINGS,
         history_days: int = HISTORY_DAYS,
         clock: Callable[[], datetime] = utc_now,
+        splits: SplitSchedule | None = None,
     ) -> None:
+        """`splits`: the listings' split schedule (SPLIT_PLAN's, from the seed, unless given)."""
         self._seed = seed
+        self._splits = splits if splits is not None else SplitSchedule(seed=seed)
+        self._scales: dict[tuple[str, date], Fraction] = {}
         self._interval = interval
         self._history_days = history_days
         self._clock = clock
@@ -237,6 +305,8 @@ class MockMarket:
         }
         opened = clock()
         self.opening_day = opened.date()
+        # The day up to which each walk has lived through its splits.
+        self._split_through = dict.fromkeys(self._walks, self.opening_day)
         self._quotes = {
             listing.symbol: self._quote_at(listing, listing.open_price, opened)
             for listing in listings
@@ -263,6 +333,7 @@ class MockMarket:
         changed: list[Quote] = []
         for symbol, walk in self._walks.items():
             before = walk.cents
+            self._live_through_splits(symbol, walk, now.date())
             price = walk.step()
             if walk.cents != before:
                 quote = self._quote_at(self._listings[symbol], price, now)
@@ -272,9 +343,19 @@ class MockMarket:
         self._fanout.publish(changed, seq=self.steps)
         return changed
 
+    def _live_through_splits(self, symbol: str, walk: PriceWalk, today: date) -> None:
+        through = self._split_through[symbol]
+        if through >= today:
+            return
+        for new, old in self._splits.between(symbol, through + timedelta(days=1), today).values():
+            walk.split(Fraction(new, old))
+        self._split_through[symbol] = today
+
     def _quote_at(self, listing: Listing, price: Decimal, time: datetime) -> Quote:
-        change = price - listing.open_price
-        percent = (change * 100 / listing.open_price).quantize(PERCENT_STEP)
+        # Measured from the open as of the quote's day: a split is no fall.
+        reference = self._split_price(listing, listing.open_price, time.date())
+        change = price - reference
+        percent = (change * 100 / reference).quantize(PERCENT_STEP)
         return Quote(listing.symbol, price, change, percent, time, SOURCE)
 
     # --- MarketData ----------------------------------------------------------------------------
@@ -334,6 +415,43 @@ class MockMarket:
         check_range(start, end)
         return self._rates.daily(base, quote, start, end)
 
+    async def split_calendar(
+        self, start: date, end: date, symbols: Collection[str] | None = None
+    ) -> SplitCalendar:
+        """Every listing's splits from `start` to `end` (of `symbols` only, given them)."""
+        check_range(start, end)
+        wanted = self._splits.symbols if symbols is None else self._splits.symbols & set(symbols)
+        return within({s: self._splits.between(s, start, end) for s in wanted}, start, end)
+
+    def scale(self, symbol: str, day: date) -> Fraction:
+        """What the splits make of a price at the opening day's level on `day`: 2 on the days
+        before a 2-for-1 that took effect by the opening day, 1/2 from one after it on."""
+        key = (symbol, day)
+        found = self._scales.get(key)
+        if found is None:
+            found = Fraction(1)
+            if day < self.opening_day:
+                for new, old in self._splits.between(
+                    symbol, day + timedelta(1), self.opening_day
+                ).values():
+                    found *= Fraction(new, old)
+            else:
+                for new, old in self._splits.between(
+                    symbol, self.opening_day + timedelta(1), day
+                ).values():
+                    found /= Fraction(new, old)
+            if len(self._scales) > 100_000:
+                self._scales.clear()
+            self._scales[key] = found
+        return found
+
+    def _split_price(self, listing: Listing, price: Decimal, day: date) -> Decimal:
+        scale = self.scale(listing.symbol, day)
+        if scale == 1:
+            return price
+        split = price * scale.numerator / scale.denominator
+        return _price(max(MIN_CENTS, _cents(split)))
+
     async def dividend_calendar(self, start: date, end: date) -> dict[str, dict[date, Decimal]]:
         """Every symbol's ex-dates from `start` to `end` (only those with any)."""
         found = {symbol: await self.dividends(symbol, start, end) for symbol in DIVIDENDS}
@@ -371,7 +489,11 @@ class MockMarket:
             walk = self._walks.get(quote.symbol)
             if walk is None:
                 continue
-            walk.resume(quote.price, random.Random(f"{self._seed}:{quote.symbol}:{step}"))
+            listing = self._listings[quote.symbol]
+            day = quote.time.date()
+            anchor = self._split_price(listing, listing.open_price, day)
+            walk.resume(quote.price, random.Random(f"{self._seed}:{quote.symbol}:{step}"), anchor)
+            self._split_through[quote.symbol] = day
             self._quotes[quote.symbol] = quote
             self._lived.setdefault(quote.time.date(), {})[quote.symbol] = quote.price
 
@@ -404,5 +526,7 @@ class MockMarket:
                 before=self.opening_day,
                 since=self.opening_day - timedelta(days=self._history_days),
             )
+            # The walk back is at today's level: a day before a split printed its multiple.
+            closes = {day: self._split_price(listing, c, day) for day, c in closes.items()}
             self._histories[listing.symbol] = closes
         return closes

@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -50,6 +50,7 @@ from services.portfolio.currencies import FxRate, FxSource
 from services.portfolio.domain import normalize_symbol
 from services.portfolio.market_data import LedSource, Quote, StockInfo, TickFanout, TickStream
 from services.portfolio.profiles import StockProfile
+from services.portfolio.split_calendar import SplitCalendar
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.errors import DomainError
 from services.runtime.lease import Lease
@@ -210,6 +211,16 @@ class SharedMarket:
         if calendar is None:
             return {}
         found: dict[str, dict[date, Decimal]] = await calendar(start, end)
+        return found
+
+    async def split_calendar(
+        self, start: date, end: date, symbols: Collection[str] | None = None
+    ) -> SplitCalendar:
+        """The source's splits in the range (a provider's: of `symbols` only; none: empty)."""
+        calendar = getattr(self._source, "split_calendar", None)
+        if calendar is None:
+            return {}
+        found: SplitCalendar = await calendar(start, end, symbols)
         return found
 
     async def dividends(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
