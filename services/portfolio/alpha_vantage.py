@@ -1,6 +1,6 @@
 """Alpha Vantage as a price source: GLOBAL_QUOTE, SYMBOL_SEARCH and TIME_SERIES_DAILY (and
 OVERVIEW for stock profiles) over one aiohttp session, cached, and kept inside the free tier's
-call budget.
+call budget; SPLITS for the split calendar of the symbols portfolios hold (`split_calendar`).
 
 Budget: every call counts against a per-minute and a per-day window kept in the cache, so
 replicas sharing Redis share one budget. When the budget is spent, or the provider answers
@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -40,6 +40,14 @@ from services.portfolio.market_data import (
     search_terms,
 )
 from services.portfolio.profiles import StockProfile, known
+from services.portfolio.split_calendar import (
+    SplitCalendar,
+    SplitRatio,
+    decode,
+    encode,
+    parse_splits,
+    within,
+)
 from services.runtime.cache import Cache
 from services.runtime.clock import utc_now
 from services.runtime.config import ConfigError
@@ -74,6 +82,12 @@ POLL_SHARE = 0.5
 MIN_POLL_GAP = 1.0
 # Provider numbers carry 4 places; more than this is not a number we should trust.
 PROVIDER_PLACES = 10
+# A symbol's splits are asked at most once a day (the answer is cached that long)...
+SPLITS_TTL = 86400.0
+# ...one symbol per round of the split job, least recently asked first, and within this share
+# of the day's budget: the rest answers people.
+SPLITS_PER_ROUND = 1
+SPLITS_SHARE = 0.25
 UNKNOWN = b"null"
 COOLDOWN_KEY = "av:cooldown"
 UNAVAILABLE = "MARKET_DATA_UNAVAILABLE"
@@ -86,6 +100,7 @@ _PAYLOAD_KEYS = {
     "CURRENCY_EXCHANGE_RATE": "Realtime Currency Exchange Rate",
     "FX_DAILY": "Time Series FX (Daily)",
     "OVERVIEW": "Symbol",
+    "SPLITS": "data",
 }
 # Functions whose answer to an unknown symbol is an empty object `{}`.
 _EMPTY_IS_UNKNOWN = {"OVERVIEW"}
@@ -140,6 +155,10 @@ class AlphaVantage:
         self._windows = (
             ("minute", Rate(config.alpha_vantage_per_minute, 60.0)),
             ("day", Rate(config.alpha_vantage_per_day, 86400.0)),
+        )
+        per_day = config.alpha_vantage_per_day
+        self._splits_rate = Rate(
+            max(1, math.ceil(per_day * SPLITS_SHARE)) if per_day else 0, 86400.0
         )
         self._quote_ttl = config.quote_cache_ttl
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -236,6 +255,43 @@ class AlphaVantage:
             raise NotFound(f"no exchange rate for {base}/{quote}", reason="UNKNOWN_CURRENCY")
         closes = {date.fromisoformat(day): Decimal(close) for day, close in json.loads(found)}
         return {day: close for day, close in closes.items() if start <= day <= end}
+
+    async def split_calendar(
+        self, start: date, end: date, symbols: Collection[str] | None = None
+    ) -> SplitCalendar:
+        """SPLITS of `symbols` (the provider cannot list everyone's: None asks nothing), from
+        the cache while a day old at most; of those not cached, SPLITS_PER_ROUND are asked,
+        never asked or least recently first. A symbol that cannot be asked now (the budget,
+        the provider's limit, an outage) is left out, or its last known answer is used, and
+        is asked on a later round."""
+        check_range(start, end)
+        found: SplitCalendar = {}
+        due: list[tuple[float, str]] = []
+        for symbol in sorted({normalize_symbol(s) for s in symbols or ()}):
+            fresh = await self._cache.get(f"av:splits:{symbol}")
+            if fresh is not None:
+                found[symbol] = _decode_splits(fresh)[1]
+                continue
+            last = await self._cache.get(f"av:last:splits:{symbol}")
+            asked_at, known = _decode_splits(last) if last is not None else (-math.inf, {})
+            found[symbol] = known
+            due.append((asked_at, symbol))
+        for _, symbol in sorted(due)[:SPLITS_PER_ROUND]:
+            if not (await self._budget.hit("splits", self._splits_rate)).allowed:
+                log.info("alpha vantage splits budget spent", extra={"symbol": symbol})
+                break
+            try:
+                answer, _ = await self._cached(
+                    "splits", symbol, SPLITS_TTL, partial(self._fetch_splits, symbol)
+                )
+            except DomainError as problem:
+                log.info(
+                    "alpha vantage splits not asked",
+                    extra={"symbol": symbol, "why": problem.reason},
+                )
+                continue
+            found[symbol] = _decode_splits(answer)[1] if answer is not None else {}
+        return within(found, start, end)
 
     def ticks(self, *, every: bool = False) -> TickStream:
         return self._fanout.subscribe(every=every)
@@ -466,6 +522,14 @@ class AlphaVantage:
             raise _malformed("FX_DAILY") from None
         return json.dumps(closes).encode()
 
+    async def _fetch_splits(self, symbol: str) -> bytes | None:
+        try:
+            payload = await self._call("SPLITS", symbol=symbol)
+        except _Rejected:
+            return None
+        days = parse_splits(symbol, payload["data"])
+        return json.dumps({"at": time.time(), "splits": encode(days)}).encode()
+
     # --- one call to the provider --------------------------------------------------------------
 
     async def _call(self, function: str, **params: str) -> dict[str, Any]:
@@ -602,6 +666,14 @@ def _named(raw: Any) -> str:
 def _malformed(function: str) -> Unavailable:
     log.warning("alpha vantage answered in an unexpected shape", extra={"function": function})
     return Unavailable("market data provider sent an answer it could not read", reason=UNAVAILABLE)
+
+
+def _decode_splits(raw: bytes) -> tuple[float, dict[date, SplitRatio]]:
+    """When a SPLITS answer was had, and its splits (an unknown symbol's: none)."""
+    if raw == UNKNOWN:
+        return -math.inf, {}
+    fields = json.loads(raw)
+    return float(fields["at"]), decode(fields["splits"])
 
 
 def _encode_quote(quote: Quote) -> bytes:

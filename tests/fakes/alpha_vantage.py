@@ -60,6 +60,9 @@ class FakeListing:
     previous_close: str = ""
     latest_day: str = "2024-01-08"
     closes: dict[str, str] = field(default_factory=dict)
+    # SPLITS rows as the provider sends them: (effective date, split factor), e.g.
+    # ("2020-08-31", "4.0000"); a reverse 1-for-2 is "0.5000".
+    splits: list[tuple[str, str]] = field(default_factory=list)
     # OVERVIEW's company profile (sector, industry, country); None answers `{}`, as the
     # provider does for a symbol it has no overview of (ETFs among them).
     profile: tuple[str, str, str] | None = None
@@ -243,6 +246,8 @@ class FakeAlphaVantage(FakeServer):
             return self._exchange_rate(
                 params.get("from_currency", ""), params.get("to_currency", "")
             )
+        if function == "SPLITS":
+            return self._splits(params.get("symbol", ""))
         if function == "FX_DAILY":
             return self._fx_daily(params.get("from_symbol", ""), params.get("to_symbol", ""))
         if function == "OVERVIEW":
@@ -294,6 +299,13 @@ class FakeAlphaVantage(FakeServer):
                 for day in days
             },
         }
+
+    def _splits(self, symbol: str) -> dict[str, Any]:
+        listing = self.listings.get(symbol.upper())
+        if listing is None:
+            return {"Error Message": invalid_call("SPLITS")}
+        rows = [{"effective_date": day, "split_factor": factor} for day, factor in listing.splits]
+        return {"symbol": listing.symbol, "data": rows}
 
     def _global_quote(self, symbol: str) -> dict[str, Any]:
         listing = self.listings.get(symbol.upper())
