@@ -20,6 +20,7 @@ from services.portfolio.dividends import DividendPayer
 from services.portfolio.domain import Book
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote
+from services.portfolio.market_splits import SplitApplier
 from services.portfolio.prices import Prices
 from services.portfolio.repository import (
     PortfolioRepository,
@@ -48,6 +49,7 @@ class Calculator:
         clock: Callable[[], datetime] = utc_now,
         batch: int = BATCH,
         dividends: DividendPayer | None = None,
+        splits: SplitApplier | None = None,
     ) -> None:
         self._db = db
         self._prices = prices
@@ -58,6 +60,9 @@ class Calculator:
         self._batch = batch
         # Pays the market's dividends to paper portfolios, on the leader too (dividends.py).
         self._dividends = dividends
+        # Records the market's splits in the portfolios that held the stock (market_splits.py),
+        # before the dividends: a dividend is per share as they trade on its ex-date.
+        self._splits = splits
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -130,11 +135,22 @@ class Calculator:
         converted = await exchange.convert(prices, currency)
         return {symbol: price for symbol, (price, _, _) in converted.items()}
 
+    async def _record_market_splits(self) -> None:
+        if self._splits is None:
+            return
+        try:
+            await self._splits.apply_due()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the round's revaluation and dividends still run
+            log.exception("market splits not recorded")
+
     async def _run_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
                 if self._leading():
+                    await self._record_market_splits()
                     if self._dividends is not None:
                         await self._dividends.pay_due()
                     await self.revalue_all()

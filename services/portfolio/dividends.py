@@ -98,7 +98,7 @@ class DividendPayer:
                             continue
                         if (symbol, ex_date) in held_dividends:
                             continue
-                        held = _held_before(
+                        held = held_at_start(
                             history, splits[portfolio.id], symbol, ex_date, portfolio.kind
                         )
                         if held > 0 and await self._pay(
@@ -156,7 +156,7 @@ class DividendPayer:
         return True
 
 
-def _held_before(
+def held_at_start(
     history: list[Trade], splits: list[Split], symbol: str, ex_date: date, kind: PortfolioKind
 ) -> Decimal:
     """Shares held at the start of the ex-date: a split effective that day counts (the

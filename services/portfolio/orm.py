@@ -158,6 +158,19 @@ dividend_payouts = Table(
     PrimaryKeyConstraint("portfolio_id", "symbol", "ex_date"),
 )
 
+# Market splits the market leader recorded in a portfolio (services.portfolio.market_splits):
+# one per portfolio, symbol and effective date, kept when the split is deleted, so a split is
+# recorded once whoever tries, and one its owner took back is not recorded again.
+market_split_notes = Table(
+    "market_split_notes",
+    metadata,
+    reference_column("portfolio_id", "portfolios", ondelete="CASCADE"),
+    Column("symbol", String(16), nullable=False),
+    Column("effective_date", Date, nullable=False),
+    Column("split_id", String(36), nullable=False),
+    PrimaryKeyConstraint("portfolio_id", "symbol", "effective_date"),
+)
+
 idempotency_keys = idempotency_table(metadata)
 
 # A user's named lists of symbols (services.portfolio.watchlists). `symbols` in the user's order,

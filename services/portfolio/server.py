@@ -22,6 +22,7 @@ from services.portfolio.exposure import Exposures
 from services.portfolio.imports import Imports
 from services.portfolio.income_reports import IncomeReports
 from services.portfolio.market_data import LedSource
+from services.portfolio.market_splits import SplitApplier
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
@@ -149,6 +150,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         interval=settings.revalue_interval,
         leading=lambda: market.leading,
         dividends=DividendPayer(db, market, trades, hub, exchange),
+        splits=SplitApplier(db, market, cases.splits),
     )
     resources.push_async_callback(calculator.stop)
     calculator.start()

@@ -1,0 +1,202 @@
+"""Splits from the market, recorded in every portfolio that held the stock: on each effective
+date of the market's split calendar (split_calendar.py; the simulated market's schedule, Alpha
+Vantage's SPLITS for the symbols portfolios hold), every portfolio, tracking or paper, holding
+shares of the symbol at the start of that day gets the split recorded as CreateSplit records
+one (splits.py: under its lock, its whole history replayed, cash in lieu, open orders adjusted,
+its owner's sockets told).
+
+Once per deployment and once per split: the market leader runs it (with the revaluation and
+the dividends), and each split it records is noted in `market_split_notes` (primary key:
+portfolio, symbol, effective date) in the transaction that records it, so a second round, a
+second leader or a retry records nothing more. The note stays when the owner deletes the split:
+a split taken back is not recorded again. A portfolio that has a split of that symbol on that
+day already (recorded by hand, or imported) is left as it is, and one whose history would not
+hold with the split (a later sell of more shares than a reverse split leaves) is logged and
+left too, nothing written. Effective dates of the last WINDOW days are looked at: a leader that
+was down records them late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.portfolio.dividends import held_at_start
+from services.portfolio.domain import Book, Side
+from services.portfolio.market_data import SplitSource
+from services.portfolio.orm import market_split_notes
+from services.portfolio.records import Portfolio, SplitEffect
+from services.portfolio.repository import (
+    PortfolioRepository,
+    TradeRepository,
+    splits_by_portfolio,
+)
+from services.portfolio.split_calendar import SplitCalendar, SplitRatio
+from services.portfolio.splits import SplitDraft, Splits
+from services.runtime.clock import utc_now
+from services.runtime.db import Database
+from services.runtime.errors import AlreadyExists, DomainError
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(days=7)
+BATCH = 200
+
+
+class AlreadyNoted(Exception):
+    """The split's note is taken: another round or leader recorded it first (rolls back)."""
+
+
+class SplitApplier:
+    def __init__(
+        self,
+        db: Database,
+        market: object,
+        splits: Splits,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        """`market`: a source with a `split_calendar` (market_data.SplitSource); without one,
+        nothing is ever recorded. `splits`: what records a split (the one CreateSplit uses)."""
+        self._db = db
+        self._market = market
+        self._splits = splits
+        self._clock = clock
+
+    async def apply_due(self) -> int:
+        """Record every split due in the window and not recorded yet; how many were."""
+        today = self._clock().astimezone(UTC).date()
+        if getattr(self._market, "split_calendar", None) is None:
+            return 0
+        held = await self._held_symbols()
+        if not held:
+            return 0
+        calendar = await self._calendar(today, held)
+        if not calendar:  # most days: no split in the window, nothing more to read
+            return 0
+        applied = 0
+        after = ""
+        while True:
+            # One snapshot: the holdings are replayed from trades and splits that agree.
+            async with self._db.snapshot() as session:
+                batch = await PortfolioRepository(session).after(after, BATCH)
+                ids = [p.id for p in batch]
+                trades = await TradeRepository(session).of_many(ids)
+                splits = await splits_by_portfolio(session, ids)
+                noted = await _noted(session, ids)
+            if not batch:
+                return applied
+            after = batch[-1].id
+            for portfolio in batch:
+                history = [r.trade for r in trades[portfolio.id]]
+                bought = {t.symbol for t in history if t.side is Side.BUY}
+                recorded = {(s.symbol, s.day) for s in splits[portfolio.id]}
+                for symbol in sorted(bought & calendar.keys()):
+                    for day, ratio in sorted(calendar[symbol].items()):
+                        if (portfolio.id, symbol, day) in noted or (symbol, day) in recorded:
+                            continue
+                        shares = held_at_start(
+                            history, splits[portfolio.id], symbol, day, portfolio.kind
+                        )
+                        if shares > 0 and await self._record(portfolio, symbol, day, ratio):
+                            applied += 1
+
+    async def _calendar(self, today: date, held: set[str]) -> SplitCalendar:
+        source = cast(SplitSource, self._market)
+        try:
+            found = await source.split_calendar(today - WINDOW, today, held)
+        except DomainError as problem:
+            log.info("split calendar not read", extra={"why": problem.reason})
+            return {}
+        return found
+
+    async def _held_symbols(self) -> set[str]:
+        """Symbols some portfolio holds now (what a provider is asked about), from the stored
+        books; a portfolio without one is replayed."""
+        held: set[str] = set()
+        after = ""
+        while True:
+            async with self._db.snapshot() as session:
+                repository = PortfolioRepository(session)
+                batch = await repository.after(after, BATCH)
+                stored = await repository.books([p.id for p in batch])
+                missing = [p.id for p in batch if p.id not in stored]
+                trades = await TradeRepository(session).of_many(missing) if missing else {}
+                splits = await splits_by_portfolio(session, missing) if missing else {}
+            if not batch:
+                return held
+            after = batch[-1].id
+            for portfolio in batch:
+                try:
+                    if portfolio.id in stored:
+                        book = Book.resume(stored[portfolio.id].state)
+                    else:
+                        book = Book.replay(
+                            [r.trade for r in trades[portfolio.id]],
+                            splits=splits[portfolio.id],
+                            policy=portfolio.kind.policy,
+                        )
+                except DomainError:  # the revaluation logs a history that does not replay
+                    continue
+                held.update(book.open_symbols())
+
+    async def _record(
+        self, portfolio: Portfolio, symbol: str, day: date, ratio: SplitRatio
+    ) -> bool:
+        new, old = ratio
+        draft = SplitDraft(symbol=symbol, date=day.isoformat(), numerator=new, denominator=old)
+
+        async def note(session: AsyncSession, effect: SplitEffect) -> None:
+            if not await _note(session, portfolio.id, symbol, day, effect.recorded.id):
+                raise AlreadyNoted()
+
+        where = {"portfolioId": portfolio.id, "symbol": symbol, "date": day.isoformat()}
+        try:
+            effect = await self._splits.create(portfolio.user_id, portfolio.id, draft, settle=note)
+        except AlreadyNoted:
+            return False
+        except AlreadyExists:  # recorded by hand (or by another leader) since the snapshot
+            return False
+        except DomainError as problem:
+            log.warning("market split not recorded", extra={**where, "why": problem.message})
+            return False
+        log.info(
+            "market split recorded",
+            extra={
+                **where,
+                "ratio": f"{new}:{old}",
+                "before": str(effect.quantity_before),
+                "after": str(effect.quantity_after),
+            },
+        )
+        return True
+
+
+async def _noted(session: AsyncSession, portfolio_ids: list[str]) -> set[tuple[str, str, date]]:
+    if not portfolio_ids:
+        return set()
+    query = select(market_split_notes).where(market_split_notes.c.portfolio_id.in_(portfolio_ids))
+    rows = (await session.execute(query)).all()
+    return {(r.portfolio_id, r.symbol, r.effective_date) for r in rows}
+
+
+async def _note(
+    session: AsyncSession, portfolio_id: str, symbol: str, day: date, split_id: str
+) -> bool:
+    """Note the split; False when it was noted already (by whoever got there first)."""
+    dialect = session.bind.dialect.name if session.bind else ""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = (
+        module.insert(market_split_notes)
+        .values(portfolio_id=portfolio_id, symbol=symbol, effective_date=day, split_id=split_id)
+        .on_conflict_do_nothing()
+        .returning(market_split_notes.c.split_id)
+    )
+    # RETURNING, not rowcount: asyncpg does not report a row count for this statement.
+    return (await session.execute(statement)).first() is not None
