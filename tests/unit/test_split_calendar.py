@@ -5,6 +5,7 @@ schedule fixed by its seed, with prices as markets print them (unadjusted) aroun
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -105,7 +106,7 @@ def test_the_simulated_schedule_is_fixed_by_the_seed() -> None:
     # Every split takes effect on a weekday, about every so many years.
     days = sorted(first["COST"])
     assert all(day.weekday() < 5 for symbol in first for day in first[symbol])
-    assert all(1090 <= (b - a).days <= 1100 for a, b in zip(days, days[1:], strict=False))
+    assert all(1090 <= (b - a).days <= 1100 for a, b in itertools.pairwise(days))
     # Asked for some symbols, it answers for those alone.
     market = MockMarket(seed=42, clock=lambda: NOW)
     only = asyncio.run(market.split_calendar(date(2000, 1, 1), date(2035, 12, 31), {"WMT", "KO"}))

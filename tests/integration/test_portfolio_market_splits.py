@@ -1,0 +1,394 @@
+"""The market's splits recorded in the portfolios that held the stock (services/portfolio/
+market_splits.py), on SQLite and PostgreSQL: a holding before the effective date is split once
+(shares, cost per share, cash in lieu of a fraction), tracking and paper alike, whatever how
+many rounds or appliers try, concurrently too; a later buyer, a split recorded by hand, a split
+its owner deleted and a history the split would break are left alone; through the real server,
+the owner's stream hears the new value and the split reads as one CreateSplit recorded; and
+from Alpha Vantage's SPLITS through the fake provider, polled for held symbols only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from stockfolio.portfolio.v1 import portfolio_pb2 as pb
+
+from services.portfolio import orm
+from services.portfolio.alpha_vantage import COOLDOWN_KEY, AlphaVantage
+from services.portfolio.config import load_market_config
+from services.portfolio.domain import Book, Side, Trade
+from services.portfolio.events import Event, EventHub, Subscription
+from services.portfolio.market_splits import SplitApplier
+from services.portfolio.mock_market import MockMarket, SplitSchedule
+from services.portfolio.order_desk import Orders
+from services.portfolio.prices import Prices
+from services.portfolio.records import Portfolio, PortfolioKind
+from services.portfolio.repository import (
+    PortfolioRepository,
+    SplitRepository,
+    TradeRepository,
+)
+from services.portfolio.split_calendar import SplitRatio
+from services.portfolio.splits import SplitDraft, Splits
+from services.portfolio.trades import Trades
+from services.runtime.cache import Cache, create_cache
+from services.runtime.db import Database
+from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
+from tests.integration.portfolio_harness import (  # noqa: F401 (fixture)
+    StartPortfolio,
+    portfolio_database_url,
+)
+from tests.integration.test_portfolio_performance_service import noon
+from tests.integration.test_portfolio_streams import collecting
+from tests.utc_days import one_utc_day, utc_today
+from tests.waiting import until
+
+D = Decimal
+NOW = datetime(2024, 6, 12, 12, tzinfo=UTC)
+SPLIT_DAY = date(2024, 6, 10)  # a Monday
+SCHEDULE = {"NVDA": {SPLIT_DAY: (10, 1)}, "INTC": {SPLIT_DAY: (1, 3)}}
+
+
+def at(day: date, hour: int = 15) -> datetime:
+    return datetime.combine(day, time(hour), UTC)
+
+
+@dataclass
+class Desk:
+    """The portfolio service's parts an applier works with, over one database and market."""
+
+    db: Database
+    market: object
+    trades: Trades
+    splits: Splits
+    hub: EventHub
+    clock: Callable[[], datetime]
+
+    def applier(self, market: object | None = None) -> SplitApplier:
+        return SplitApplier(self.db, market or self.market, self.splits, clock=self.clock)
+
+    async def portfolio(self, pid: str, kind: PortfolioKind, user_id: str = "u-1") -> None:
+        async with self.db.transaction() as session:
+            owned = Portfolio(pid, user_id, pid, "", "USD", kind, NOW, NOW)
+            await PortfolioRepository(session).add(owned)
+
+    async def trade(
+        self, pid: str, side: Side, symbol: str, quantity: str, price: str, day: date
+    ) -> None:
+        trade = Trade(side, symbol, D(quantity), D(price), D(0), at(day))
+        await self.trades.append("u-1", pid, [trade])
+
+    async def book(self, pid: str) -> Book:
+        async with self.db.snapshot() as session:
+            trades = [r.trade for r in await TradeRepository(session).of(pid)]
+            splits = [r.split for r in await SplitRepository(session).of(pid)]
+        return Book.replay(trades, splits=splits, policy=PortfolioKind.TRACKING.policy)
+
+    async def notes(self) -> int:
+        async with self.db.reading() as session:
+            query = select(func.count()).select_from(orm.market_split_notes)
+            return int((await session.execute(query)).scalar_one())
+
+
+@contextlib.asynccontextmanager
+async def desk(
+    url: str,
+    *,
+    schedule: dict[str, dict[date, SplitRatio]] | None = None,
+    clock: Callable[[], datetime] = lambda: NOW,
+    hub: EventHub | None = None,
+) -> AsyncIterator[Desk]:
+    db = Database(url)
+    market = MockMarket(
+        seed=7, clock=clock, splits=SplitSchedule(fixed=SCHEDULE if schedule is None else schedule)
+    )
+    hub = hub or EventHub(None)
+    prices = Prices(db, market, clock=clock)
+    trades = Trades(db, market, prices, hub, clock=clock)
+    splits = Splits(db, prices, hub, orders=Orders(db, trades, hub, clock=clock), clock=clock)
+    try:
+        yield Desk(db, market, trades, splits, hub, clock)
+    finally:
+        await db.close()
+
+
+async def take(subscription: Subscription, count: int) -> list[Event]:
+    """The next `count` events (published already: they are waiting)."""
+    return [await asyncio.wait_for(anext(subscription), 5) for _ in range(count)]
+
+
+async def test_holders_before_the_effective_date_are_split_once_and_later_buyers_not(
+    portfolio_database_url: str,  # noqa: F811
+) -> None:
+    async with desk(portfolio_database_url) as d:
+        listening = d.hub.subscribe()
+        for pid, kind in (
+            ("paper", PortfolioKind.PAPER),
+            ("tracking", PortfolioKind.TRACKING),
+            ("late", PortfolioKind.TRACKING),
+        ):
+            await d.portfolio(pid, kind)
+        await d.trade("paper", Side.DEPOSIT, "", "20000", "1", date(2024, 6, 3))
+        await d.trade("paper", Side.BUY, "NVDA", "10", "1200", date(2024, 6, 3))
+        await d.trade("tracking", Side.BUY, "NVDA", "5", "1000", date(2024, 5, 2))
+        await d.trade("tracking", Side.BUY, "NVDA", "2", "1100", date(2024, 6, 7))
+        await d.trade("tracking", Side.BUY, "INTC", "1.00000001", "90", date(2024, 6, 3))
+        # Bought on the effective date, at the split price: not a holder when it took effect.
+        await d.trade("late", Side.BUY, "NVDA", "30", "121", SPLIT_DAY)
+
+        first, second = await asyncio.gather(d.applier().apply_due(), d.applier().apply_due())
+        assert first + second == 3
+        assert await d.applier().apply_due() == 0
+        assert await d.notes() == 3
+
+        paper = await d.book("paper")
+        (lot,) = paper.lots("NVDA")
+        assert (paper.quantity("NVDA"), lot.unit_cost) == (D(100), D(120))
+        [nvda] = await d.splits.find("u-1", "paper", "NVDA")
+        assert (nvda.quantity_before, nvda.quantity_after, nvda.cash_in_lieu) == (
+            D(10),
+            D(100),
+            D(0),
+        )
+        assert (nvda.recorded.split.day, nvda.recorded.split.ratio, nvda.recorded.split.of) == (
+            SPLIT_DAY,
+            D(10),
+            1,
+        )
+
+        tracking = await d.book("tracking")
+        assert tracking.quantity("NVDA") == D(70)
+        assert [lot.unit_cost for lot in tracking.lots("NVDA")] == [D(100), D(110)]
+        intc, nvda_tracked = await d.splits.find("u-1", "tracking")
+        assert (intc.recorded.split.symbol, nvda_tracked.recorded.split.symbol) == ("INTC", "NVDA")
+        # 1.00000001 shares 1-for-3: 0.33333333 kept, the rest (0.0000000033...) paid at 270
+        # (the last trade's 90, split), as a split recorded by hand pays it.
+        assert (intc.quantity_before, intc.quantity_after) == (D("1.00000001"), D("0.33333333"))
+        assert intc.cash_in_lieu.quantize(D("0.00000001")) == D("0.00000180")
+        # A tracking portfolio's buys were paid with money brought in: its cash is the lieu.
+        assert tracking.cash.quantize(D("0.00000001")) == D("0.00000180")
+
+        late = await d.book("late")
+        assert late.quantity("NVDA") == D(30)
+        assert await d.splits.find("u-1", "late") == []
+
+        # Each recorded split told the owner the portfolio's new value, as a hand-recorded one.
+        heard = await take(listening, 3)
+        assert sorted((e.user_id, e.portfolio_value.portfolio_id) for e in heard) == [
+            ("u-1", "paper"),
+            ("u-1", "tracking"),
+            ("u-1", "tracking"),
+        ]
+
+
+async def test_a_split_recorded_by_hand_or_deleted_is_not_recorded_again(
+    portfolio_database_url: str,  # noqa: F811
+) -> None:
+    async with desk(portfolio_database_url) as d:
+        for pid in ("by-hand", "deleted"):
+            await d.portfolio(pid, PortfolioKind.TRACKING)
+            await d.trade(pid, Side.BUY, "NVDA", "4", "1000", date(2024, 6, 3))
+        hand = SplitDraft("NVDA", SPLIT_DAY.isoformat(), 10, 1)
+        mine = await d.splits.create("u-1", "by-hand", hand)
+
+        assert await d.applier().apply_due() == 1  # "deleted" only
+        assert [e.recorded.id for e in await d.splits.find("u-1", "by-hand")] == [mine.recorded.id]
+        assert (await d.book("by-hand")).quantity("NVDA") == D(40)
+
+        [market] = await d.splits.find("u-1", "deleted")
+        await d.splits.delete("u-1", "deleted", market.recorded.id)
+        assert (await d.book("deleted")).quantity("NVDA") == D(4)
+        # Deleted is deleted: neither this round nor a second applier's records it again.
+        assert await d.applier().apply_due() == 0
+        assert await asyncio.gather(d.applier().apply_due(), d.applier().apply_due()) == [0, 0]
+        assert await d.splits.find("u-1", "deleted") == []
+        assert (await d.book("deleted")).quantity("NVDA") == D(4)
+
+
+async def test_a_history_the_split_would_break_is_left_whole_and_the_others_split(
+    portfolio_database_url: str,  # noqa: F811
+) -> None:
+    async with desk(portfolio_database_url) as d:
+        for pid in ("broken", "fine"):
+            await d.portfolio(pid, PortfolioKind.TRACKING)
+            await d.trade(pid, Side.BUY, "INTC", "90", "30", date(2024, 6, 3))
+        # Sold after the 1-for-3, as if it had not happened: 60 of the 30 shares it left.
+        await d.trade("broken", Side.SELL, "INTC", "60", "31", date(2024, 6, 11))
+
+        assert await d.applier().apply_due() == 1
+        assert await d.splits.find("u-1", "broken") == []
+        assert (await d.book("broken")).quantity("INTC") == D(30)
+        assert (await d.book("fine")).quantity("INTC") == D(30)
+        assert await d.notes() == 1
+        # Tried again each round, still refused, still nothing written.
+        assert await d.applier().apply_due() == 0
+        assert await d.notes() == 1
+
+
+async def test_splits_outside_the_window_or_of_symbols_nobody_holds_are_not_recorded(
+    portfolio_database_url: str,  # noqa: F811
+) -> None:
+    old_split = {"NVDA": {date(2024, 5, 1): (2, 1)}, "TSLA": {SPLIT_DAY: (3, 1)}}
+    async with desk(portfolio_database_url, schedule=old_split) as d:
+        await d.portfolio("p", PortfolioKind.TRACKING)
+        await d.trade("p", Side.BUY, "NVDA", "4", "1000", date(2024, 4, 3))
+        await d.trade("p", Side.BUY, "TSLA", "4", "180", date(2024, 4, 3))
+        await d.trade("p", Side.SELL, "TSLA", "4", "190", date(2024, 4, 10))
+        assert await d.applier().apply_due() == 0
+        assert await d.splits.find("u-1", "p") == []
+
+
+@one_utc_day
+async def test_through_the_server_the_split_reads_as_recorded_and_the_owner_hears_it(
+    start_portfolio: StartPortfolio, redis_url: str
+) -> None:
+    """The real server (its stream fed through Redis, as another replica's leader would feed
+    it): the market's split lists, positions and deletes as one CreateSplit recorded."""
+    today = utc_today()
+    effective = today - timedelta(days=2)
+    hub = EventHub(create_cache(redis_url, prefix="sf:portfolio:"))
+    await hub.start()
+    try:
+        async with (
+            start_portfolio(REDIS_URL=redis_url) as s,
+            desk(
+                s.database_url,
+                schedule={"NFLX": {effective: (10, 1)}},
+                clock=lambda: datetime.now(UTC),
+                hub=hub,
+            ) as d,
+        ):
+            who, user_id = await s.account()
+            p = await s.portfolio(who)
+            await s.trade(
+                who, p.id, "buy", "3", "640", symbol="NFLX", executed_at=noon(today - timedelta(5))
+            )
+            async with collecting(s) as events:
+                assert await d.applier().apply_due() == 1
+                await until(lambda: any(e.HasField("portfolio_value") for e in events), "a value")
+            [heard] = [e for e in events if e.HasField("portfolio_value")]
+            assert (heard.user_id, heard.portfolio_value.portfolio_id) == (user_id, p.id)
+
+            listed = await s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=p.id), metadata=who)
+            [split] = listed.splits
+            assert (split.symbol, split.date, split.numerator, split.denominator) == (
+                "NFLX",
+                effective.isoformat(),
+                10,
+                1,
+            )
+            assert (split.quantity_before, split.quantity_after) == ("3", "30")
+            positions = await s.stub.ListPositions(
+                pb.ListPositionsRequest(portfolio_id=p.id), metadata=who
+            )
+            [held] = positions.positions
+            assert (held.quantity, held.cost_basis, held.average_cost) == (
+                "30",
+                "1920.00",
+                "64.00",
+            )
+
+            await s.stub.DeleteSplit(
+                pb.DeleteSplitRequest(portfolio_id=p.id, id=split.id), metadata=who
+            )
+            assert await d.applier().apply_due() == 0
+            listed = await s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=p.id), metadata=who)
+            assert list(listed.splits) == []
+    finally:
+        await hub.close()
+
+
+# --- from Alpha Vantage --------------------------------------------------------------------
+
+AV_NOW = datetime(2024, 1, 8, 21, 5, tzinfo=UTC)  # the fake's latest trading day
+
+
+def provider(fake: FakeAlphaVantage, cache: Cache) -> AlphaVantage:
+    config = load_market_config(
+        {
+            "USE_MOCK_PRICES": "false",
+            "ALPHA_VANTAGE_API_KEY": API_KEY,
+            "ALPHA_VANTAGE_URL": fake.url,
+        }
+    )
+    return AlphaVantage(config, cache, clock=lambda: AV_NOW)
+
+
+def splits_asked(fake: FakeAlphaVantage) -> list[str]:
+    return [r.params["symbol"] for r in fake.calls("SPLITS")]
+
+
+async def test_alpha_vantage_splits_are_asked_for_held_symbols_once_a_day_and_recorded(
+    portfolio_database_url: str,  # noqa: F811
+    cache: Cache,
+) -> None:
+    async with FakeAlphaVantage() as fake, desk(portfolio_database_url, clock=lambda: AV_NOW) as d:
+        fake.listings["AAPL"].splits = [("2024-01-05", "4.0000"), ("2020-08-31", "4.0000")]
+        fake.listings["MSFT"].splits = [("2024-01-04", "0.5000"), ("2024-01-03", "bad")]
+        fake.listings["TSLA"].splits = [("2024-01-05", "3.0000")]
+        await d.portfolio("p", PortfolioKind.TRACKING)
+        await d.trade("p", Side.BUY, "AAPL", "8", "180", date(2024, 1, 2))
+        await d.trade("p", Side.BUY, "MSFT", "6", "370", date(2024, 1, 2))
+        # TSLA was held, and is no more: its splits are not asked for.
+        await d.trade("p", Side.BUY, "TSLA", "4", "240", date(2024, 1, 2))
+        await d.trade("p", Side.SELL, "TSLA", "4", "241", date(2024, 1, 3))
+        av = provider(fake, cache)
+        try:
+            # One symbol not cached a round, in order: AAPL, then MSFT.
+            assert await d.applier(av).apply_due() == 1
+            assert splits_asked(fake) == ["AAPL"]
+            assert await d.applier(av).apply_due() == 1
+            assert splits_asked(fake) == ["AAPL", "MSFT"]
+            # Both answers are cached for the day: nothing is asked, nothing recorded again.
+            assert await d.applier(av).apply_due() == 0
+            assert splits_asked(fake) == ["AAPL", "MSFT"]
+        finally:
+            await av.close()
+        book = await d.book("p")
+        assert (book.quantity("AAPL"), book.quantity("MSFT"), book.quantity("TSLA")) == (
+            D(32),
+            D(3),
+            D(0),
+        )
+        ratios = [
+            (e.recorded.split.symbol, e.recorded.split.day, e.recorded.split.ratio)
+            for e in await d.splits.find("u-1", "p")
+        ]
+        assert ratios == [("MSFT", date(2024, 1, 4), D(1)), ("AAPL", date(2024, 1, 5), D(4))]
+        [msft] = await d.splits.find("u-1", "p", "MSFT")
+        assert msft.recorded.split.of == 2
+
+
+async def test_a_rate_limited_provider_records_nothing_and_a_later_round_records_the_split(
+    portfolio_database_url: str,  # noqa: F811
+    cache: Cache,
+) -> None:
+    async with FakeAlphaVantage() as fake, desk(portfolio_database_url, clock=lambda: AV_NOW) as d:
+        fake.listings["AAPL"].splits = [("2024-01-05", "4.0000")]
+        await d.portfolio("p", PortfolioKind.TRACKING)
+        await d.trade("p", Side.BUY, "AAPL", "8", "180", date(2024, 1, 2))
+        for limit in ("note", "information"):
+            fake.mode = limit
+            av = provider(fake, cache)
+            try:
+                assert await d.applier(av).apply_due() == 0
+            finally:
+                await av.close()
+            assert await d.splits.find("u-1", "p") == []
+            # The provider's cooldown over (a minute on): the next round asks again.
+            await cache.delete(COOLDOWN_KEY)
+        assert splits_asked(fake) == ["AAPL", "AAPL"]
+
+        fake.mode = "ok"
+        av = provider(fake, cache)
+        try:
+            assert await d.applier(av).apply_due() == 1
+        finally:
+            await av.close()
+        assert splits_asked(fake) == ["AAPL", "AAPL", "AAPL"]
+        assert (await d.book("p")).quantity("AAPL") == D(32)
