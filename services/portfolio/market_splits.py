@@ -10,10 +10,12 @@ the dividends), and each split it records is noted in `market_split_notes` (prim
 portfolio, symbol, effective date) in the transaction that records it, so a second round, a
 second leader or a retry records nothing more. The note stays when the owner deletes the split:
 a split taken back is not recorded again. A portfolio that has a split of that symbol on that
-day already (recorded by hand, or imported) is left as it is, and one whose history would not
-hold with the split (a later sell of more shares than a reverse split leaves) is logged and
-left too, nothing written. Effective dates of the last WINDOW days are looked at: a leader that
-was down records them late.
+day already (recorded by hand, or imported), or one of the same ratio within NEAR days of it
+(recorded by hand on the announcement's day, or a day off), is left as it is: a split recorded
+twice would multiply the holding twice. One whose history would not hold with the split (a
+later sell of more shares than a reverse split leaves) is logged and left too, nothing
+written, and tried again each round (its owner may correct the sell). Effective dates of the
+last WINDOW days are looked at: a leader that was down records them late.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -46,6 +49,7 @@ from services.runtime.errors import AlreadyExists, DomainError
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=7)
+NEAR = timedelta(days=7)
 BATCH = 200
 
 
@@ -68,6 +72,8 @@ class SplitApplier:
         self._market = market
         self._splits = splits
         self._clock = clock
+        # Splits a portfolio's history refused, logged once per process (tried every round).
+        self._refused: set[tuple[str, str, date]] = set()
 
     async def apply_due(self) -> int:
         """Record every split due in the window and not recorded yet; how many were."""
@@ -96,10 +102,12 @@ class SplitApplier:
             for portfolio in batch:
                 history = [r.trade for r in trades[portfolio.id]]
                 bought = {t.symbol for t in history if t.side is Side.BUY}
-                recorded = {(s.symbol, s.day) for s in splits[portfolio.id]}
+                recorded = [(s.symbol, s.day, (s.ratio, s.of)) for s in splits[portfolio.id]]
                 for symbol in sorted(bought & calendar.keys()):
                     for day, ratio in sorted(calendar[symbol].items()):
-                        if (portfolio.id, symbol, day) in noted or (symbol, day) in recorded:
+                        if (portfolio.id, symbol, day) in noted:
+                            continue
+                        if _recorded_already(recorded, symbol, day, ratio):
                             continue
                         shares = held_at_start(
                             history, splits[portfolio.id], symbol, day, portfolio.kind
@@ -164,7 +172,10 @@ class SplitApplier:
         except AlreadyExists:  # recorded by hand (or by another leader) since the snapshot
             return False
         except DomainError as problem:
-            log.warning("market split not recorded", extra={**where, "why": problem.message})
+            key = (portfolio.id, symbol, day)
+            if key not in self._refused:
+                self._refused.add(key)
+                log.warning("market split not recorded", extra={**where, "why": problem.message})
             return False
         log.info(
             "market split recorded",
@@ -176,6 +187,26 @@ class SplitApplier:
             },
         )
         return True
+
+
+def _recorded_already(
+    recorded: list[tuple[str, date, tuple[Decimal, int]]],
+    symbol: str,
+    day: date,
+    ratio: SplitRatio,
+) -> bool:
+    """A split of `symbol` on `day`, or of the same ratio within NEAR days, is recorded."""
+    new, old = ratio
+    for other, other_day, (other_new, other_old) in recorded:
+        if other != symbol:
+            continue
+        if other_day == day:
+            return True
+        # Compared as fractions: 10:1 is 10:1 however a portfolio stated it.
+        same_ratio = other_new * old == Decimal(new) * other_old
+        if same_ratio and abs(other_day - day) <= NEAR:
+            return True
+    return False
 
 
 async def _noted(session: AsyncSession, portfolio_ids: list[str]) -> set[tuple[str, str, date]]:

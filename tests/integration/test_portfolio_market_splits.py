@@ -186,19 +186,21 @@ async def test_holders_before_the_effective_date_are_split_once_and_later_buyers
         ]
 
 
-async def test_a_split_recorded_by_hand_or_deleted_is_not_recorded_again(
+async def test_a_split_recorded_by_hand_near_its_day_or_deleted_is_not_recorded_again(
     portfolio_database_url: str,  # noqa: F811
 ) -> None:
     async with desk(portfolio_database_url) as d:
-        for pid in ("by-hand", "deleted"):
+        for pid in ("by-hand", "a-day-off", "deleted"):
             await d.portfolio(pid, PortfolioKind.TRACKING)
             await d.trade(pid, Side.BUY, "NVDA", "4", "1000", date(2024, 6, 3))
-        hand = SplitDraft("NVDA", SPLIT_DAY.isoformat(), 10, 1)
-        mine = await d.splits.create("u-1", "by-hand", hand)
+        mine = await d.splits.create("u-1", "by-hand", SplitDraft("NVDA", "2024-06-10", 10, 1))
+        # Recorded by hand on the Friday before, as announced: the same split, not another.
+        early = await d.splits.create("u-1", "a-day-off", SplitDraft("NVDA", "2024-06-07", 10, 1))
 
         assert await d.applier().apply_due() == 1  # "deleted" only
-        assert [e.recorded.id for e in await d.splits.find("u-1", "by-hand")] == [mine.recorded.id]
-        assert (await d.book("by-hand")).quantity("NVDA") == D(40)
+        for pid, hand in (("by-hand", mine), ("a-day-off", early)):
+            assert [e.recorded.id for e in await d.splits.find("u-1", pid)] == [hand.recorded.id]
+            assert (await d.book(pid)).quantity("NVDA") == D(40)
 
         [market] = await d.splits.find("u-1", "deleted")
         await d.splits.delete("u-1", "deleted", market.recorded.id)
@@ -251,7 +253,8 @@ async def test_through_the_server_the_split_reads_as_recorded_and_the_owner_hear
     it): the market's split lists, positions and deletes as one CreateSplit recorded."""
     today = utc_today()
     effective = today - timedelta(days=2)
-    hub = EventHub(create_cache(redis_url, prefix="sf:portfolio:"))
+    shared = create_cache(redis_url, prefix="sf:portfolio:")
+    hub = EventHub(shared)
     await hub.start()
     try:
         async with (
@@ -301,6 +304,7 @@ async def test_through_the_server_the_split_reads_as_recorded_and_the_owner_hear
             assert list(listed.splits) == []
     finally:
         await hub.close()
+        await shared.close()
 
 
 # --- from Alpha Vantage --------------------------------------------------------------------
