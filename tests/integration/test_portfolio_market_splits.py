@@ -46,7 +46,7 @@ from tests.integration.portfolio_harness import (  # noqa: F401 (fixture)
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
 from tests.utc_days import one_utc_day, utc_today
-from tests.waiting import until
+from tests.waiting import until, until_async
 
 D = Decimal
 NOW = datetime(2024, 6, 12, 12, tzinfo=UTC)
@@ -396,3 +396,46 @@ async def test_a_rate_limited_provider_records_nothing_and_a_later_round_records
             await av.close()
         assert splits_asked(fake) == ["AAPL", "AAPL", "AAPL"]
         assert (await d.book("p")).quantity("AAPL") == D(32)
+
+
+def seed_with_a_split_since(day: date, today: date) -> tuple[int, str, date, SplitRatio]:
+    """A MOCK_SEED whose schedule has a split from `day` to `today` (one seed in about sixty
+    has one in a given week): the server's own market then announces it."""
+    for seed in range(1, 5000):
+        schedule = SplitSchedule(seed=seed)
+        for symbol in sorted(schedule.symbols):
+            for effective, ratio in schedule.between(symbol, day, today).items():
+                return seed, symbol, effective, ratio
+    raise AssertionError("no seed has a split in the range")
+
+
+@one_utc_day
+async def test_the_market_leader_records_its_markets_split_in_the_holders_portfolio(
+    start_portfolio: StartPortfolio,
+) -> None:
+    """The server as deployed: its simulated market's schedule, its revaluation job (every
+    0.2 s here) recording the split on the leader."""
+    today = utc_today()
+    seed, symbol, effective, (new, old) = seed_with_a_split_since(today - timedelta(5), today)
+    async with start_portfolio(MOCK_SEED=str(seed), PORTFOLIO_REVALUE_INTERVAL="0.2") as s:
+        who = await s.user()
+        p = await s.portfolio(who)
+        bought = noon(effective - timedelta(days=3))
+        await s.trade(who, p.id, "buy", "12", "100", symbol=symbol, executed_at=bought)
+
+        async def listed() -> list[pb.StockSplit]:
+            reply = await s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=p.id), metadata=who)
+            return list(reply.splits)
+
+        async def split_recorded() -> bool:
+            return bool(await listed())
+
+        await until_async(split_recorded, "the market's split")
+        [split] = await listed()
+        assert (split.symbol, split.date, split.numerator, split.denominator) == (
+            symbol,
+            effective.isoformat(),
+            new,
+            old,
+        )
+        assert split.quantity_after == str(12 * new // old)
