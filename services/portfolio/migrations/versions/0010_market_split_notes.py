@@ -1,7 +1,7 @@
 """Market splits recorded in portfolios, noted once per portfolio, symbol and effective date.
 
-Revision ID: 0009_market_split_notes
-Revises: 0008_portfolio_targets
+Revision ID: 0010_market_split_notes
+Revises: 0009_savings_plans
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_market_split_notes"
-down_revision: str | None = "0008_portfolio_targets"
+revision: str = "0010_market_split_notes"
+down_revision: str | None = "0009_savings_plans"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
