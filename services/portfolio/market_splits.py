@@ -14,12 +14,17 @@ day already (recorded by hand, or imported), or one of the same ratio within NEA
 (recorded by hand on the announcement's day, or a day off), is left as it is: a split recorded
 twice would multiply the holding twice. One whose history would not hold with the split (a
 later sell of more shares than a reverse split leaves) is logged and left too, nothing
-written, and tried again each round (its owner may correct the sell). Effective dates of the
-last WINDOW days are looked at: a leader that was down records them late.
+written, and tried again when its history changes. Effective dates of the last WINDOW days are
+looked at in every portfolio (a leader that was down records them late), and the whole calendar
+in a portfolio whose history changed since the last round (by its stored book), and in every
+portfolio at a leader's first round and once a day (a provider that answers a symbol's splits
+only some rounds later, within its budget, is caught up): a trade back-dated before an older
+split (an import of years of history) has the split recorded too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.portfolio import book_states
 from services.portfolio.dividends import held_at_start
 from services.portfolio.domain import Book, Side
 from services.portfolio.market_data import SplitSource
@@ -50,6 +56,10 @@ log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=7)
 NEAR = timedelta(days=7)
+# The whole calendar, for a portfolio whose history changed: older than any trade.
+HISTORY_START = date(1970, 1, 1)
+# Every portfolio is looked at in full this often.
+FULL_EVERY = timedelta(days=1)
 BATCH = 200
 
 
@@ -72,39 +82,62 @@ class SplitApplier:
         self._market = market
         self._splits = splits
         self._clock = clock
-        # Splits a portfolio's history refused, logged once per process (tried every round).
+        # Splits a portfolio's history refused, logged once per process.
         self._refused: set[tuple[str, str, date]] = set()
+        # Each portfolio's stored book as last looked at in full (a digest): one that differs,
+        # or a portfolio not seen yet, changed its history since and is looked at in full.
+        self._seen: dict[str, bytes] = {}
+        self._full_at: datetime | None = None  # when every portfolio was last looked at in full
 
     async def apply_due(self) -> int:
-        """Record every split due in the window and not recorded yet; how many were."""
-        today = self._clock().astimezone(UTC).date()
+        """Record every split due and not recorded yet; how many were."""
+        now = self._clock()
+        today = now.astimezone(UTC).date()
         if getattr(self._market, "split_calendar", None) is None:
             return 0
-        held = await self._held_symbols()
+        everyone = self._full_at is None or now - self._full_at >= FULL_EVERY
+        held, changed, seen = await self._held_symbols(everyone)
+        applied = await self._apply(today, held, changed)
+        # Only now that every change was looked at: a round that failed looks again.
+        self._seen = seen
+        if everyone:
+            self._full_at = now
+        return applied
+
+    async def _apply(self, today: date, held: set[str], changed: set[str]) -> int:
         if not held:
             return 0
-        calendar = await self._calendar(today, held)
-        if not calendar:  # most days: no split in the window, nothing more to read
-            return 0
+        recent_start = today - WINDOW
+        calendar = await self._calendar(HISTORY_START if changed else recent_start, today, held)
+        recent = {
+            symbol: found
+            for symbol, days in calendar.items()
+            if (found := {day: ratio for day, ratio in days.items() if day >= recent_start})
+        }
+        if not recent and not (changed and calendar):
+            return 0  # most rounds: no split in the window, no history changed: nothing to read
         applied = 0
         after = ""
         while True:
             # One snapshot: the holdings are replayed from trades and splits that agree.
             async with self._db.snapshot() as session:
                 batch = await PortfolioRepository(session).after(after, BATCH)
-                ids = [p.id for p in batch]
+                # Every portfolio for a split in the window; else only those that changed.
+                batch_checked = [p for p in batch if recent or p.id in changed]
+                ids = [p.id for p in batch_checked]
                 trades = await TradeRepository(session).of_many(ids)
                 splits = await splits_by_portfolio(session, ids)
                 noted = await _noted(session, ids)
             if not batch:
                 return applied
             after = batch[-1].id
-            for portfolio in batch:
+            for portfolio in batch_checked:
+                due = calendar if portfolio.id in changed else recent
                 history = [r.trade for r in trades[portfolio.id]]
                 bought = {t.symbol for t in history if t.side is Side.BUY}
                 recorded = [(s.symbol, s.day, (s.ratio, s.of)) for s in splits[portfolio.id]]
-                for symbol in sorted(bought & calendar.keys()):
-                    for day, ratio in sorted(calendar[symbol].items()):
+                for symbol in sorted(bought & due.keys()):
+                    for day, ratio in sorted(due[symbol].items()):
                         if (portfolio.id, symbol, day) in noted:
                             continue
                         if _recorded_already(recorded, symbol, day, ratio):
@@ -115,19 +148,23 @@ class SplitApplier:
                         if shares > 0 and await self._record(portfolio, symbol, day, ratio):
                             applied += 1
 
-    async def _calendar(self, today: date, held: set[str]) -> SplitCalendar:
+    async def _calendar(self, start: date, today: date, held: set[str]) -> SplitCalendar:
         source = cast(SplitSource, self._market)
         try:
-            found = await source.split_calendar(today - WINDOW, today, held)
+            found = await source.split_calendar(start, today, held)
         except DomainError as problem:
             log.info("split calendar not read", extra={"why": problem.reason})
             return {}
         return found
 
-    async def _held_symbols(self) -> set[str]:
+    async def _held_symbols(self, everyone: bool) -> tuple[set[str], set[str], dict[str, bytes]]:
         """Symbols some portfolio holds now (what a provider is asked about), from the stored
-        books; a portfolio without one is replayed."""
+        books (a portfolio without one is replayed); the portfolios whose book changed since
+        the last round (`everyone`: all; one without a stored book always counts as changed),
+        and each book's digest."""
         held: set[str] = set()
+        changed: set[str] = set()
+        seen: dict[str, bytes] = {}
         after = ""
         while True:
             async with self._db.snapshot() as session:
@@ -138,12 +175,22 @@ class SplitApplier:
                 trades = await TradeRepository(session).of_many(missing) if missing else {}
                 splits = await splits_by_portfolio(session, missing) if missing else {}
             if not batch:
-                return held
+                return held, changed, seen  # portfolios deleted since are forgotten
             after = batch[-1].id
             for portfolio in batch:
+                found = stored.get(portfolio.id)
+                if found is None:
+                    changed.add(portfolio.id)
+                else:
+                    digest = hashlib.blake2b(
+                        book_states.encode(found).encode(), digest_size=16
+                    ).digest()
+                    seen[portfolio.id] = digest
+                    if everyone or self._seen.get(portfolio.id) != digest:
+                        changed.add(portfolio.id)
                 try:
-                    if portfolio.id in stored:
-                        book = Book.resume(stored[portfolio.id].state)
+                    if found is not None:
+                        book = Book.resume(found.state)
                     else:
                         book = Book.replay(
                             [r.trade for r in trades[portfolio.id]],

@@ -13,7 +13,10 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import (
+    PortfolioService,
+    StartPortfolio,
+)
 from tests.rpc_errors import expect_error, fields
 
 D = Decimal

@@ -39,9 +39,8 @@ from services.portfolio.trades import Trades
 from services.runtime.cache import Cache, create_cache
 from services.runtime.db import Database
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import (  # noqa: F401 (fixture)
+from tests.integration.portfolio_harness import (
     StartPortfolio,
-    portfolio_database_url,
 )
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
@@ -123,7 +122,7 @@ async def take(subscription: Subscription, count: int) -> list[Event]:
 
 
 async def test_holders_before_the_effective_date_are_split_once_and_later_buyers_not(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     async with desk(portfolio_database_url) as d:
         listening = d.hub.subscribe()
@@ -187,7 +186,7 @@ async def test_holders_before_the_effective_date_are_split_once_and_later_buyers
 
 
 async def test_a_split_recorded_by_hand_near_its_day_or_deleted_is_not_recorded_again(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     async with desk(portfolio_database_url) as d:
         for pid in ("by-hand", "a-day-off", "deleted"):
@@ -213,7 +212,7 @@ async def test_a_split_recorded_by_hand_near_its_day_or_deleted_is_not_recorded_
 
 
 async def test_a_history_the_split_would_break_is_left_whole_and_the_others_split(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
 ) -> None:
     async with desk(portfolio_database_url) as d:
         for pid in ("broken", "fine"):
@@ -232,17 +231,51 @@ async def test_a_history_the_split_would_break_is_left_whole_and_the_others_spli
         assert await d.notes() == 1
 
 
-async def test_splits_outside_the_window_or_of_symbols_nobody_holds_are_not_recorded(
-    portfolio_database_url: str,  # noqa: F811
+async def test_an_older_split_is_recorded_where_held_at_the_first_round_not_where_sold_before(
+    portfolio_database_url: str,
 ) -> None:
+    """A leader's first round looks at the whole calendar: a split long past the window is
+    recorded in a portfolio that held the stock then (years of history imported before the
+    service ran), not in one that sold before it; the next round, nothing changed, reads none."""
     old_split = {"NVDA": {date(2024, 5, 1): (2, 1)}, "TSLA": {SPLIT_DAY: (3, 1)}}
     async with desk(portfolio_database_url, schedule=old_split) as d:
         await d.portfolio("p", PortfolioKind.TRACKING)
         await d.trade("p", Side.BUY, "NVDA", "4", "1000", date(2024, 4, 3))
         await d.trade("p", Side.BUY, "TSLA", "4", "180", date(2024, 4, 3))
         await d.trade("p", Side.SELL, "TSLA", "4", "190", date(2024, 4, 10))
-        assert await d.applier().apply_due() == 0
+        applier = d.applier()
+        assert await applier.apply_due() == 1
+        [nvda] = await d.splits.find("u-1", "p")
+        assert (nvda.recorded.split.symbol, nvda.quantity_before, nvda.quantity_after) == (
+            "NVDA",
+            D(4),
+            D(8),
+        )
+        assert (await d.book("p")).quantity("NVDA") == D(8)
+        assert await applier.apply_due() == 0
+        assert await d.notes() == 1
+
+
+async def test_a_trade_back_dated_before_an_older_split_gets_it_at_the_next_round(
+    portfolio_database_url: str,
+) -> None:
+    """A buy recorded today but dated before a split long past the window (an import of
+    older history) changes the portfolio's history: the next round looks at its whole calendar
+    and records the split, once."""
+    old_split = {"NVDA": {date(2024, 5, 1): (2, 1)}}
+    async with desk(portfolio_database_url, schedule=old_split) as d:
+        await d.portfolio("p", PortfolioKind.TRACKING)
+        await d.trade("p", Side.BUY, "NVDA", "3", "120", date(2024, 6, 3))  # after the split
+        applier = d.applier()
+        assert await applier.apply_due() == 0
         assert await d.splits.find("u-1", "p") == []
+        await d.trade("p", Side.BUY, "NVDA", "4", "1000", date(2024, 4, 3))  # before it
+        assert await applier.apply_due() == 1
+        [nvda] = await d.splits.find("u-1", "p")
+        assert (nvda.quantity_before, nvda.quantity_after) == (D(4), D(8))
+        assert (await d.book("p")).quantity("NVDA") == D(11)
+        assert await applier.apply_due() == 0
+        assert await d.notes() == 1
 
 
 @one_utc_day
@@ -328,7 +361,7 @@ def splits_asked(fake: FakeAlphaVantage) -> list[str]:
 
 
 async def test_alpha_vantage_splits_are_asked_for_held_symbols_once_a_day_and_recorded(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
     cache: Cache,
 ) -> None:
     async with FakeAlphaVantage() as fake, desk(portfolio_database_url, clock=lambda: AV_NOW) as d:
@@ -369,7 +402,7 @@ async def test_alpha_vantage_splits_are_asked_for_held_symbols_once_a_day_and_re
 
 
 async def test_a_rate_limited_provider_records_nothing_and_a_later_round_records_the_split(
-    portfolio_database_url: str,  # noqa: F811
+    portfolio_database_url: str,
     cache: Cache,
 ) -> None:
     async with FakeAlphaVantage() as fake, desk(portfolio_database_url, clock=lambda: AV_NOW) as d:

@@ -26,7 +26,11 @@ from services.portfolio.plans import Frequency, run_dates
 from services.portfolio.prices import Prices
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import (
+    Metadata,
+    PortfolioService,
+    StartPortfolio,
+)
 from tests.rpc_errors import expect_error, fields, reason
 from tests.utc_days import one_utc_day
 from tests.waiting import until, until_async
