@@ -26,7 +26,7 @@ from services.runtime.tasks import cancel_all
 # Events remembered to recognise one arriving again from another replica.
 REMEMBERED_EVENTS = 10_000
 EVENT_KINDS = frozenset(
-    {"trade", "trade_deleted", "portfolio_value", "order", "alert", "watchlist"}
+    {"trade", "trade_deleted", "trade_updated", "portfolio_value", "order", "alert", "watchlist"}
 )
 
 UPSTREAMS_LIVE = Gauge(
@@ -82,7 +82,12 @@ class PortfolioFeed:
             service,
             "StreamPortfolioEvents",
             plans,
-            nested={"trade": "trade", "trade_deleted": "trade", "order": "order"},
+            nested={
+                "trade": "trade",
+                "trade_deleted": "trade",
+                "trade_updated": "trade",
+                "order": "order",
+            },
         )
         # What its sockets send (facade/ws_portfolio.py): a Subscription to add or to take away.
         self.subscriptions = Bridge(

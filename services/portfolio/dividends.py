@@ -7,23 +7,26 @@ Once per deployment and once per dividend: the market leader runs it (with the r
 and each payout is noted in `dividend_payouts` (primary key: portfolio, symbol, ex-date) in the
 transaction that records its trade, so a second round, a second leader or a retry pays nothing.
 The note stays when its owner deletes the dividend's trade (trade_deletion.py): a dividend taken
-back is not paid again.
+back is not paid again. The note's trade is how a market-paid dividend is told from one a user
+recorded: when a trade deleted or edited before its ex-date changes the shares held then
+(history_rewrite.py), it is recomputed by the same two functions that paid it, `held_at_ex_date`
+and `payout`; a user's figure is never changed.
 Ex-dates of the last WINDOW days are looked at: a leader that was down pays them late.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.domain import Book, Side, Split, Trade
+from services.portfolio.domain import Book, CashPolicy, Side, Split, Trade
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.market_data import MarketData
@@ -98,8 +101,8 @@ class DividendPayer:
                             continue
                         if (symbol, ex_date) in held_dividends:
                             continue
-                        held = held_at_start(
-                            history, splits[portfolio.id], symbol, ex_date, portfolio.kind
+                        held = held_at_ex_date(
+                            history, splits[portfolio.id], symbol, ex_date, portfolio.kind.policy
                         )
                         if held > 0 and await self._pay(
                             portfolio.user_id, portfolio.id, symbol, ex_date, held, per_share
@@ -126,9 +129,7 @@ class DividendPayer:
         held: Decimal,
         per_share: Decimal,
     ) -> bool:
-        # Paid as of the start of the ex-date: holders at the close before it.
-        at = datetime.combine(ex_date, time(0, 0), tzinfo=UTC)
-        trade = Trade(Side.DIVIDEND, symbol, held, per_share, Decimal(0), at, notes="dividend")
+        trade = payout(symbol, ex_date, held, per_share)
         fx = None
         currency = None
         if self._exchange is not None:
@@ -156,8 +157,19 @@ class DividendPayer:
         return True
 
 
-def held_at_start(
-    history: list[Trade], splits: list[Split], symbol: str, ex_date: date, kind: PortfolioKind
+def payout(symbol: str, ex_date: date, held: Decimal, per_share: Decimal) -> Trade:
+    """The dividend `held` shares receive: paid as of the start of the ex-date (holders at the
+    close before it), `held` x `per_share` (in the portfolio's currency once converted)."""
+    at = datetime.combine(ex_date, time(0, 0), tzinfo=UTC)
+    return Trade(Side.DIVIDEND, symbol, held, per_share, Decimal(0), at, notes="dividend")
+
+
+def held_at_ex_date(
+    history: Sequence[Trade],
+    splits: Sequence[Split],
+    symbol: str,
+    ex_date: date,
+    policy: CashPolicy,
 ) -> Decimal:
     """Shares held at the start of the ex-date: a split effective that day counts (the
     dividend is per share as they trade that day)."""
@@ -165,9 +177,31 @@ def held_at_start(
     before = [t for t in history if t.executed_at < start]
     split = [s for s in splits if s.effective_at <= start]
     try:
-        return Book.replay(before, splits=split, policy=kind.policy).quantity(symbol)
+        return Book.replay(before, splits=split, policy=policy).quantity(symbol)
     except DomainError:
         return Decimal(0)
+
+
+async def market_paid(session: AsyncSession, portfolio_id: str) -> set[str]:
+    """The ids of the portfolio's dividend trades the payer recorded (and no one made the
+    user's own since: `make_users`)."""
+    query = select(dividend_payouts.c.trade_id).where(
+        dividend_payouts.c.portfolio_id == portfolio_id, dividend_payouts.c.trade_id != ""
+    )
+    return set((await session.execute(query)).scalars().all())
+
+
+async def make_users(session: AsyncSession, portfolio_id: str, trade_id: str) -> None:
+    """The dividend trade is the user's figure from now on (edited by hand): never recomputed.
+    Its payout stays noted, so the dividend is not paid again."""
+    await session.execute(
+        update(dividend_payouts)
+        .where(
+            dividend_payouts.c.portfolio_id == portfolio_id,
+            dividend_payouts.c.trade_id == trade_id,
+        )
+        .values(trade_id="")
+    )
 
 
 async def _paid(session: AsyncSession, portfolio_ids: list[str]) -> set[tuple[str, str, date]]:

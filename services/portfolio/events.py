@@ -1,4 +1,4 @@
-"""The event hub: trades (recorded and deleted) and revaluations, handed to every
+"""The event hub: trades (recorded, changed and deleted) and revaluations, handed to every
 StreamPortfolioEvents subscriber.
 
 Publishing never waits on a subscriber: each one has a bounded queue, and an event that does
@@ -122,6 +122,11 @@ class EventHub:
         """A trade taken back (trade_deletion.py), as it was: open pages reload what it
         changed, as they do on a `trade`."""
         await self.publish(Event(user_id=user_id, trade_deleted=trade_message(recorded)))
+
+    async def trade_updated(self, user_id: str, recorded: RecordedTrade) -> None:
+        """A trade changed in place (an edit, or a market-paid dividend recomputed when a trade
+        before its ex-date was deleted or edited: history_rewrite.py), as it is now."""
+        await self.publish(Event(user_id=user_id, trade_updated=trade_message(recorded)))
 
     async def portfolio_valued(
         self, user_id: str, portfolio_id: str, totals: Totals, at: datetime

@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio import book_states
-from services.portfolio.dividends import held_at_start
+from services.portfolio.dividends import held_at_ex_date
 from services.portfolio.domain import Book, Side
 from services.portfolio.market_data import SplitSource
 from services.portfolio.orm import market_split_notes
@@ -142,8 +142,8 @@ class SplitApplier:
                             continue
                         if _recorded_already(recorded, symbol, day, ratio):
                             continue
-                        shares = held_at_start(
-                            history, splits[portfolio.id], symbol, day, portfolio.kind
+                        shares = held_at_ex_date(
+                            history, splits[portfolio.id], symbol, day, portfolio.kind.policy
                         )
                         if shares > 0 and await self._record(portfolio, symbol, day, ratio):
                             applied += 1

@@ -317,6 +317,21 @@ class TradeRepository:
             delete(trades).where(trades.c.portfolio_id == portfolio_id, trades.c.id == trade_id)
         )
 
+    async def rewrite(self, recorded: RecordedTrade) -> None:
+        """Store a trade's new figures (its id, portfolio, sequence and order stay); only under
+        its portfolio's lock (history_rewrite.py)."""
+        row = _trade_columns(recorded)
+        for kept in ("id", "portfolio_id", "sequence", "order_id", "created_at"):
+            del row[kept]
+        await self._session.execute(
+            update(trades)
+            .where(
+                trades.c.portfolio_id == recorded.portfolio_id,
+                trades.c.id == recorded.trade.id,
+            )
+            .values(row)
+        )
+
     async def add(self, recorded: Iterable[RecordedTrade]) -> None:
         rows = [_trade_columns(r) for r in recorded]
         for start in range(0, len(rows), _IN_BATCH):

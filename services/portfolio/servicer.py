@@ -242,8 +242,12 @@ class PortfolioServicer(
         self, request: portfolio_pb2.DeleteTradeRequest, context: grpc.aio.ServicerContext
     ) -> portfolio_pb2.DeleteTradeResponse:
         # Idempotent by nature, with no key: a second delete of the trade is a 404.
-        gone = await self._cases.deletion.delete(require_identity().user_id, request.id)
-        return portfolio_pb2.DeleteTradeResponse(portfolio_id=gone.portfolio_id)
+        done = await self._cases.deletion.delete(require_identity().user_id, request.id)
+        return portfolio_pb2.DeleteTradeResponse(
+            portfolio_id=done.trade.portfolio_id,
+            adjusted_dividends=[trade_message(t) for t in done.adjusted],
+            removed_dividends=[trade_message(t) for t in done.dropped],
+        )
 
     async def ImportTrades(
         self, request: portfolio_pb2.ImportTradesRequest, context: grpc.aio.ServicerContext

@@ -61,7 +61,10 @@ async def test_deleting_trades_through_the_facade(client: Client) -> None:
     deleted = await client.delete(f"/api/v1/trades/{sold['id']}", headers=bearer(ann))
     assert deleted.status == 200, await deleted.text()
     answer = await deleted.json()
-    assert (answer["success"], answer["data"]) == (True, {"portfolioId": portfolio_id})
+    assert (answer["success"], answer["data"]) == (
+        True,
+        {"portfolioId": portfolio_id, "adjustedDividends": [], "removedDividends": []},
+    )
     assert answer["correlationId"] and answer["service"] == "portfolio"
     assert await receive(anns, "trade_deleted") == {"type": "trade_deleted", "trade": sold}
     assert all(m["type"] != "trade_deleted" for m in await until_pong(bobs))

@@ -492,3 +492,81 @@ async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_agai
         assert (got.cash, got.dividends) == ("18512.40", "12.40")
     finally:
         await db.close()
+
+
+async def test_deleting_a_buy_before_an_ex_date_recomputes_the_dividend_the_market_paid(
+    portfolio_service: PortfolioService,
+) -> None:
+    # JNJ goes ex-dividend on 2024-05-15 in the simulated market (seed 7), 1.24 a share.
+    s = portfolio_service
+    who, user_id = await s.account()
+    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
+    made = [
+        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=stamp(at))
+        for side, symbol, quantity, price, at in (
+            ("deposit", "", "20000", "1", datetime(2024, 5, 1, 9, tzinfo=UTC)),
+            ("buy", "JNJ", "10", "150", datetime(2024, 5, 1, 15, tzinfo=UTC)),
+            ("buy", "JNJ", "5", "150", datetime(2024, 5, 2, 15, tzinfo=UTC)),
+            # The user's own figure (a dividend of another broker's): never recomputed.
+            ("dividend", "JNJ", "10", "1", datetime(2024, 5, 10, tzinfo=UTC)),
+        )
+    ]
+    first_buy, typo, users = made[1], made[2], made[3]
+    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
+    db = s.database()
+    market = MockMarket(seed=7, clock=lambda: now)
+    exchange = Exchange(db, market, clock=lambda: now)
+    hub = EventHub(None)
+    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
+    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
+    try:
+        assert await payer.pay_due() == 1
+        (paid,) = [t for t in await trades_of(s, who, paper.id) if t.notes == "dividend"]
+        assert (paid.quantity, paid.price, paid.amount) == ("15", "1.24", "18.60")
+
+        async with collecting(s) as events:
+            answer = await delete(s, who, typo.id)
+            await until(lambda: any(e.HasField("portfolio_value") for e in events), "a value")
+        # Paid on the 10 shares held at the ex-date without the typo; the rest as it was.
+        left = {t.id: t for t in await trades_of(s, who, paper.id)}
+        assert (left[paid.id].quantity, left[paid.id].amount) == ("10", "12.40")
+        assert left[users.id] == users
+        (adjusted,) = answer.adjusted_dividends
+        assert (adjusted.id, adjusted.quantity, adjusted.price, adjusted.amount) == (
+            paid.id,
+            "10",
+            "1.24",
+            "12.40",
+        )
+        assert list(answer.removed_dividends) == []
+        assert left[paid.id] == adjusted
+        got = (
+            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
+        ).portfolio
+        assert (got.cash, got.dividends) == ("18522.40", "22.40")
+        assert await stored_book(s, paper.id) == await replayed_book(
+            s, paper.id, PortfolioKind.PAPER
+        )
+        kinds = [e.WhichOneof("event") for e in events]
+        assert kinds == ["trade_deleted", "trade_updated", "portfolio_value"]
+        assert (events[0].trade_deleted, events[1].trade_updated) == (typo, adjusted)
+        assert {e.user_id for e in events} == {user_id}
+        assert await payer.pay_due() == 0
+
+        # The last buy goes too: a dividend on no shares goes with it, its payout still noted.
+        answer = await delete(s, who, first_buy.id)
+        assert list(answer.adjusted_dividends) == []
+        assert list(answer.removed_dividends) == [adjusted]
+        assert sorted(t.id for t in await trades_of(s, who, paper.id)) == sorted(
+            [made[0].id, users.id]
+        )
+        assert await payer.pay_due() == 0
+        got = (
+            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
+        ).portfolio
+        assert (got.cash, got.dividends) == ("20010.00", "10.00")
+        assert await stored_book(s, paper.id) == await replayed_book(
+            s, paper.id, PortfolioKind.PAPER
+        )
+    finally:
+        await db.close()

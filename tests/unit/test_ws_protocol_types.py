@@ -104,7 +104,13 @@ def test_the_types_name_exactly_the_readme_s_messages(socket: str) -> None:
 
 def test_the_readme_tables_are_read_whole() -> None:
     """The parser finds what a reader sees (so an empty parse cannot pass as agreement)."""
-    assert readme_types("/ws/portfolio")["server"] >= {"price", "portfolio_value", "trade"}
+    assert readme_types("/ws/portfolio")["server"] >= {
+        "price",
+        "portfolio_value",
+        "trade",
+        "trade_deleted",
+        "trade_updated",
+    }
     assert readme_types("/ws/terminal")["client"] >= {"join", "data", "resize", "disconnect"}
     assert readme_types("/ws/terminal")["server"] >= {"joined", "data", "exit"}
     chat = readme_types("/ws/chat")

@@ -2283,6 +2283,8 @@ export interface components {
         };
         "stockfolio.portfolio.v1.DeleteTradeResponse": {
             portfolioId?: string;
+            adjustedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
+            removedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
         };
         "stockfolio.portfolio.v1.ImportTradesRequest": {
             portfolioId: string;

@@ -11,6 +11,7 @@ import type {
   PriceMessage,
   TradeDeletedMessage,
   TradeMessage,
+  TradeUpdatedMessage,
 } from "./protocol";
 import { LiveSocket, type SocketStatus } from "./socket";
 
@@ -57,6 +58,7 @@ class PortfolioFeed {
   private readonly values = new Keyed<PortfolioValueMessage>();
   private readonly trades = new Set<Listener<TradeMessage["trade"]>>();
   private readonly deletedTrades = new Set<Listener<TradeDeletedMessage["trade"]>>();
+  private readonly updatedTrades = new Set<Listener<TradeUpdatedMessage["trade"]>>();
   private readonly orders = new Set<Listener<OrderMessage["order"]>>();
   private readonly alerts = new Set<Listener<AlertMessage>>();
   private readonly statusListeners = new Set<Listener<SocketStatus>>();
@@ -104,14 +106,24 @@ class PortfolioFeed {
     return () => this.deletedTrades.delete(listener);
   }
 
-  /** Every trade of the signed-in user recorded or deleted: what changes a portfolio's book
-   * (a page showing one reloads on either). */
+  /** Every trade of the signed-in user changed in place, here or anywhere else: edited, or a
+   * market-paid dividend recomputed (the trade as it is now). */
+  watchUpdatedTrades(listener: Listener<TradeUpdatedMessage["trade"]>): () => void {
+    this.updatedTrades.add(listener);
+    this.ensureSocket();
+    return () => this.updatedTrades.delete(listener);
+  }
+
+  /** Every trade of the signed-in user recorded, changed or deleted: what changes a
+   * portfolio's book (a page showing one reloads on any). */
   watchTradeChanges(listener: Listener<TradeMessage["trade"]>): () => void {
     const stopRecorded = this.watchTrades(listener);
     const stopDeleted = this.watchDeletedTrades(listener);
+    const stopUpdated = this.watchUpdatedTrades(listener);
     return () => {
       stopRecorded();
       stopDeleted();
+      stopUpdated();
     };
   }
 
@@ -194,6 +206,9 @@ class PortfolioFeed {
             break;
           case "trade_deleted":
             for (const listener of this.deletedTrades) listener(message.trade);
+            break;
+          case "trade_updated":
+            for (const listener of this.updatedTrades) listener(message.trade);
             break;
           case "order":
             for (const listener of this.orders) listener(message.order);

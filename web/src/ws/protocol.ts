@@ -98,6 +98,14 @@ export type TradeDeletedMessage = {
   trade: TradeMessage["trade"];
 };
 
+/** A trade of the user changed in place: edited (PATCH /api/v1/trades/{id}), or a dividend the
+ * market paid recomputed after a trade before its ex-date was deleted or edited; the trade as it
+ * is now. */
+export type TradeUpdatedMessage = {
+  type: "trade_updated";
+  trade: TradeMessage["trade"];
+};
+
 /** An order of the user changed: placed, triggered, filled, rejected, cancelled or expired. */
 export type OrderMessage = {
   type: "order";
@@ -150,6 +158,7 @@ export type PortfolioServerMessage =
   | PortfolioValueMessage
   | TradeMessage
   | TradeDeletedMessage
+  | TradeUpdatedMessage
   | OrderMessage
   | AlertMessage;
 

@@ -979,16 +979,32 @@ class DeleteTradeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    ADJUSTED_DIVIDENDS_FIELD_NUMBER: _builtins.int
+    REMOVED_DIVIDENDS_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     """The portfolio the trade was deleted from."""
+    @_builtins.property
+    def adjusted_dividends(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """Dividends the market paid on ex-dates after the trade, recomputed from the shares held
+        then without it: as they are now.
+        """
+
+    @_builtins.property
+    def removed_dividends(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """Such dividends on no shares any more: removed (as they were). Their payout stays noted,
+        so they are not paid again.
+        """
+
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
+        adjusted_dividends: _abc.Iterable[Global___Trade] | None = ...,
+        removed_dividends: _abc.Iterable[Global___Trade] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["portfolio_id", b"portfolio_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjusted_dividends", b"adjusted_dividends", "portfolio_id", b"portfolio_id", "removed_dividends", b"removed_dividends"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2143,6 +2159,7 @@ class StreamPortfolioEventsResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     WATCHLIST_FIELD_NUMBER: _builtins.int
     TRADE_DELETED_FIELD_NUMBER: _builtins.int
+    TRADE_UPDATED_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     @_builtins.property
     def trade(self) -> Global___Trade: ...
@@ -2168,6 +2185,13 @@ class StreamPortfolioEventsResponse(_message.Message):
         /ws/portfolio, the trade under `trade`).
         """
 
+    @_builtins.property
+    def trade_updated(self) -> Global___Trade:
+        """A trade of the user changed in place: edited (UpdateTrade), or a dividend the market
+        paid recomputed because a trade before its ex-date was deleted or edited; the trade as
+        it is now (`trade_updated` on /ws/portfolio, the trade under `trade`).
+        """
+
     def __init__(
         self,
         *,
@@ -2178,12 +2202,13 @@ class StreamPortfolioEventsResponse(_message.Message):
         order: Global___Order | None = ...,
         watchlist: Global___WatchlistChange | None = ...,
         trade_deleted: Global___Trade | None = ...,
+        trade_updated: Global___Trade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "watchlist", b"watchlist"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "trade_updated", b"trade_updated", "watchlist", b"watchlist"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "user_id", b"user_id", "watchlist", b"watchlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "event", b"event", "order", b"order", "portfolio_value", b"portfolio_value", "trade", b"trade", "trade_deleted", b"trade_deleted", "trade_updated", b"trade_updated", "user_id", b"user_id", "watchlist", b"watchlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order", "watchlist", "trade_deleted"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trade", "portfolio_value", "alert", "order", "watchlist", "trade_deleted", "trade_updated"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

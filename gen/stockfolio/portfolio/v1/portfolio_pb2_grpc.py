@@ -345,7 +345,8 @@ class PortfolioServiceServicer:
         """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
         without it, and the deletion is refused (nothing changed) when a later trade would not hold
         without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
-        order's fill. A second delete of the same trade is a 404.
+        order's fill. A second delete of the same trade is a 404. Dividends the market paid on
+        later ex-dates are recomputed from the shares held then without it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

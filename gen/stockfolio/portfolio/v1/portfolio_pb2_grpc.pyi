@@ -47,7 +47,8 @@ class PortfolioServiceStub:
     """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
     without it, and the deletion is refused (nothing changed) when a later trade would not hold
     without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
-    order's fill. A second delete of the same trade is a 404.
+    order's fill. A second delete of the same trade is a 404. Dividends the market paid on
+    later ex-dates are recomputed from the shares held then without it.
     """
     ImportTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
@@ -167,7 +168,8 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
     without it, and the deletion is refused (nothing changed) when a later trade would not hold
     without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
-    order's fill. A second delete of the same trade is a 404.
+    order's fill. A second delete of the same trade is a 404. Dividends the market paid on
+    later ex-dates are recomputed from the shares held then without it.
     """
     ImportTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]  # type: ignore[assignment]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
@@ -332,7 +334,8 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         """DeleteTrade takes back a trade recorded by mistake: the portfolio's history is replayed
         without it, and the deletion is refused (nothing changed) when a later trade would not hold
         without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
-        order's fill. A second delete of the same trade is a 404.
+        order's fill. A second delete of the same trade is a 404. Dividends the market paid on
+        later ex-dates are recomputed from the shares held then without it.
         """
 
     @_abc_1.abstractmethod
