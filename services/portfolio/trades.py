@@ -16,8 +16,8 @@ with its trades (splits.py), and stores the state it ends with. Every path that 
 portfolio's trades after its creation goes through `Trades.append`, but one: a trade is deleted
 only by DeleteTrade (trade_deletion.py), which replays the history without it under the same
 lock, recomputes the market-paid dividends it moves (history_rewrite.py) and stores the state it
-ends with (deleting the portfolio deletes its state with it). An import's splits (imports.py) are recorded by `Trades.append` with its trades, after
-a replay of the whole history with both.
+ends with (deleting the portfolio deletes its state with it). An import's splits (imports.py)
+are recorded by `Trades.append` with its trades, after a replay of the whole history with both.
 """
 
 from __future__ import annotations
