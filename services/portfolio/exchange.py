@@ -52,6 +52,15 @@ SETTLED_AFTER = timedelta(days=7)
 MIN_PRICE = Decimal(1).scaleb(-PRICE_PLACES)
 
 
+def at_rate(trade: Trade, fx: TradeFx) -> Trade:
+    """`trade`, priced as `fx` says it was given (`fx.local_price`, `fx.local_fees`), with its
+    price and fees in the portfolio's currency at `fx.rate`."""
+    given = replace(trade, price=fx.local_price, fees=fx.local_fees)
+    if fx.rate == ONE:
+        return given
+    return replace(given, price=times(given.price, fx.rate), fees=times(given.fees, fx.rate))
+
+
 class Exchange:
     def __init__(
         self,
@@ -208,10 +217,7 @@ class Exchange:
             trading = require_currency(trading, "symbol")
         rate = await self._rate_of(trading, currency, trade.day)
         fx = TradeFx(trading, rate, trade.price, trade.fees)
-        if rate == ONE:
-            return trade, fx
-        converted = replace(trade, price=times(trade.price, rate), fees=times(trade.fees, rate))
-        return converted, fx
+        return at_rate(trade, fx), fx
 
     async def split_in(self, split: Split, currency: str, *, given_in: str = "") -> Split:
         """`split` with its cash-in-lieu price in the portfolio's `currency`, converted as a

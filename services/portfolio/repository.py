@@ -311,6 +311,16 @@ class TradeRepository:
         found: str | None = (await self._session.execute(query)).scalar_one_or_none()
         return found
 
+    async def find(self, trade_id: str, user_id: str) -> RecordedTrade | None:
+        """The user's trade; None for another user's trade or none at all."""
+        query = (
+            select(trades)
+            .select_from(trades.join(portfolios, portfolios.c.id == trades.c.portfolio_id))
+            .where(trades.c.id == trade_id, portfolios.c.user_id == user_id)
+        )
+        row = (await self._session.execute(query)).first()
+        return _recorded(row) if row else None
+
     async def remove(self, portfolio_id: str, trade_id: str) -> None:
         """Delete one trade; only under its portfolio's lock (trade_deletion.py)."""
         await self._session.execute(

@@ -39,6 +39,7 @@ from services.portfolio.shared_market import SharedMarket
 from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories
 from services.portfolio.trade_deletion import TradeDeletion
+from services.portfolio.trade_edits import TradeEdits
 from services.portfolio.trades import Trades
 from services.portfolio.watchlists import Watchlists
 from services.runtime.cache import Cache, create_cache
@@ -136,6 +137,7 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         alerts=Alerts(db, market, alert_watch.changed),
         splits=Splits(db, prices, hub, orders=orders),
         deletion=TradeDeletion(db, prices, hub),
+        edits=TradeEdits(db, prices, hub, exchange),
         realized=RealizedGains(db),
         allocations=Allocations(db, portfolios, prices),
         income=IncomeReports(db, market, exchange),

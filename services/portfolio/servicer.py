@@ -61,6 +61,7 @@ from services.portfolio.split_rpcs import SplitRpcs
 from services.portfolio.splits import Splits
 from services.portfolio.stocks import StockHistories, search_stocks, stock_details
 from services.portfolio.trade_deletion import TradeDeletion
+from services.portfolio.trade_edits import TradeChanges, TradeEdits
 from services.portfolio.trades import Opened, TradeDraft, Trades
 from services.portfolio.watch_rpcs import WatchRpcs
 from services.portfolio.watchlists import Watchlists
@@ -84,6 +85,7 @@ class UseCases:
     histories: StockHistories
     splits: Splits
     deletion: TradeDeletion
+    edits: TradeEdits
     realized: RealizedGains
     allocations: Allocations
     income: IncomeReports
@@ -245,6 +247,28 @@ class PortfolioServicer(
         done = await self._cases.deletion.delete(require_identity().user_id, request.id)
         return portfolio_pb2.DeleteTradeResponse(
             portfolio_id=done.trade.portfolio_id,
+            adjusted_dividends=[trade_message(t) for t in done.adjusted],
+            removed_dividends=[trade_message(t) for t in done.dropped],
+        )
+
+    async def UpdateTrade(
+        self, request: portfolio_pb2.UpdateTradeRequest, context: grpc.aio.ServicerContext
+    ) -> portfolio_pb2.UpdateTradeResponse:
+        r = request
+        changes = TradeChanges(
+            quantity=r.quantity if r.HasField("quantity") else None,
+            price=r.price if r.HasField("price") else None,
+            fees=r.fees if r.HasField("fees") else None,
+            executed_at=_when(r.executed_at, r.HasField("executed_at"), "executedAt"),
+            notes=r.notes if r.HasField("notes") else None,
+            side=_side(r.side),
+            side_given=r.HasField("side"),
+            symbol=r.symbol if r.HasField("symbol") else None,
+            portfolio_id=r.portfolio_id if r.HasField("portfolio_id") else None,
+        )
+        done = await self._cases.edits.edit(require_identity().user_id, request.id, changes)
+        return portfolio_pb2.UpdateTradeResponse(
+            trade=trade_message(done.trade),
             adjusted_dividends=[trade_message(t) for t in done.adjusted],
             removed_dividends=[trade_message(t) for t in done.dropped],
         )

@@ -13,10 +13,11 @@ at or after the last one the state includes is applied to the state alone, whate
 of trades before it; a back-dated one (before the last trade or split the state includes), or a
 portfolio without a state yet (or of an older format), replays the whole history, its splits
 with its trades (splits.py), and stores the state it ends with. Every path that writes a
-portfolio's trades after its creation goes through `Trades.append`, but one: a trade is deleted
-only by DeleteTrade (trade_deletion.py), which replays the history without it under the same
-lock, recomputes the market-paid dividends it moves (history_rewrite.py) and stores the state it
-ends with (deleting the portfolio deletes its state with it). An import's splits (imports.py)
+portfolio's trades after its creation goes through `Trades.append`, but two: a trade is deleted
+only by DeleteTrade (trade_deletion.py) and changed only by UpdateTrade (trade_edits.py), each of
+which replays the history with its change under the same lock, recomputes the market-paid
+dividends it moves (history_rewrite.py) and stores the state it ends with (deleting the
+portfolio deletes its state with it). An import's splits (imports.py)
 are recorded by `Trades.append` with its trades, after a replay of the whole history with both.
 """
 

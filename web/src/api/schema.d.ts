@@ -957,7 +957,11 @@ export interface paths {
         delete: operations["PortfolioService_DeleteTrade"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Update trade
+         * @description Needs `Authorization: Bearer <access token>`. gRPC: `stockfolio.portfolio.v1.PortfolioService.UpdateTrade`.
+         */
+        patch: operations["PortfolioService_UpdateTrade"];
         trace?: never;
     };
     "/api/v1/trades:import": {
@@ -2283,6 +2287,11 @@ export interface components {
         };
         "stockfolio.portfolio.v1.DeleteTradeResponse": {
             portfolioId?: string;
+            adjustedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
+            removedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
+        };
+        "stockfolio.portfolio.v1.UpdateTradeResponse": {
+            trade?: components["schemas"]["stockfolio.portfolio.v1.Trade"];
             adjustedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
             removedDividends?: components["schemas"]["stockfolio.portfolio.v1.Trade"][];
         };
@@ -4521,6 +4530,45 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SuccessEnvelope"] & {
                         data: components["schemas"]["stockfolio.portfolio.v1.DeleteTradeResponse"];
+                    };
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    PortfolioService_UpdateTrade: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    quantity?: string;
+                    price?: string;
+                    fees?: string;
+                    /** Format: date-time */
+                    executedAt?: string;
+                    notes?: string;
+                    side?: components["schemas"]["stockfolio.portfolio.v1.TradeSide"];
+                    symbol?: string;
+                    portfolioId?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success, in the envelope */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuccessEnvelope"] & {
+                        data: components["schemas"]["stockfolio.portfolio.v1.UpdateTradeResponse"];
                     };
                 };
             };

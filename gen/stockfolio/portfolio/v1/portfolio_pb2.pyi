@@ -1011,6 +1011,121 @@ class DeleteTradeResponse(_message.Message):
 Global___DeleteTradeResponse: _TypeAlias = DeleteTradeResponse  # noqa: Y015
 
 @_typing.final
+class UpdateTradeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    EXECUTED_AT_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    quantity: _builtins.str
+    """The new figures, as CreateTrade takes them (price and fees in the trade's currency, as
+    the trade shows them); a field absent keeps its value.
+    """
+    price: _builtins.str
+    fees: _builtins.str
+    notes: _builtins.str
+    side: Global___TradeSide.ValueType
+    """A trade's side, symbol and portfolio cannot change: given with a value other than the
+    trade's, the edit is refused (422) saying to delete the trade and record it anew.
+    """
+    symbol: _builtins.str
+    portfolio_id: _builtins.str
+    @_builtins.property
+    def executed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        quantity: _builtins.str | None = ...,
+        price: _builtins.str | None = ...,
+        fees: _builtins.str | None = ...,
+        executed_at: _timestamp_pb2.Timestamp | None = ...,
+        notes: _builtins.str | None = ...,
+        side: Global___TradeSide.ValueType | None = ...,
+        symbol: _builtins.str | None = ...,
+        portfolio_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fees", b"_fees", "_notes", b"_notes", "_portfolio_id", b"_portfolio_id", "_price", b"_price", "_quantity", b"_quantity", "_side", b"_side", "_symbol", b"_symbol", "executed_at", b"executed_at", "fees", b"fees", "notes", b"notes", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fees", b"_fees", "_notes", b"_notes", "_portfolio_id", b"_portfolio_id", "_price", b"_price", "_quantity", b"_quantity", "_side", b"_side", "_symbol", b"_symbol", "executed_at", b"executed_at", "fees", b"fees", "id", b"id", "notes", b"notes", "portfolio_id", b"portfolio_id", "price", b"price", "quantity", b"quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fees: _TypeAlias = _typing.Literal["fees"]  # noqa: Y015
+    _WhichOneofArgType__fees: _TypeAlias = _typing.Literal["_fees", b"_fees"]  # noqa: Y015
+    _WhichOneofReturnType__notes: _TypeAlias = _typing.Literal["notes"]  # noqa: Y015
+    _WhichOneofArgType__notes: _TypeAlias = _typing.Literal["_notes", b"_notes"]  # noqa: Y015
+    _WhichOneofReturnType__portfolio_id: _TypeAlias = _typing.Literal["portfolio_id"]  # noqa: Y015
+    _WhichOneofArgType__portfolio_id: _TypeAlias = _typing.Literal["_portfolio_id", b"_portfolio_id"]  # noqa: Y015
+    _WhichOneofReturnType__price: _TypeAlias = _typing.Literal["price"]  # noqa: Y015
+    _WhichOneofArgType__price: _TypeAlias = _typing.Literal["_price", b"_price"]  # noqa: Y015
+    _WhichOneofReturnType__quantity: _TypeAlias = _typing.Literal["quantity"]  # noqa: Y015
+    _WhichOneofArgType__quantity: _TypeAlias = _typing.Literal["_quantity", b"_quantity"]  # noqa: Y015
+    _WhichOneofReturnType__side: _TypeAlias = _typing.Literal["side"]  # noqa: Y015
+    _WhichOneofArgType__side: _TypeAlias = _typing.Literal["_side", b"_side"]  # noqa: Y015
+    _WhichOneofReturnType__symbol: _TypeAlias = _typing.Literal["symbol"]  # noqa: Y015
+    _WhichOneofArgType__symbol: _TypeAlias = _typing.Literal["_symbol", b"_symbol"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fees) -> _WhichOneofReturnType__fees | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__notes) -> _WhichOneofReturnType__notes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__portfolio_id) -> _WhichOneofReturnType__portfolio_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__price) -> _WhichOneofReturnType__price | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quantity) -> _WhichOneofReturnType__quantity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__side) -> _WhichOneofReturnType__side | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__symbol) -> _WhichOneofReturnType__symbol | None: ...
+
+Global___UpdateTradeRequest: _TypeAlias = UpdateTradeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTradeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRADE_FIELD_NUMBER: _builtins.int
+    ADJUSTED_DIVIDENDS_FIELD_NUMBER: _builtins.int
+    REMOVED_DIVIDENDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trade(self) -> Global___Trade:
+        """The trade as it is now."""
+
+    @_builtins.property
+    def adjusted_dividends(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """Dividends the market paid on ex-dates after the trade (before or after its edit),
+        recomputed from the shares held then: as they are now.
+        """
+
+    @_builtins.property
+    def removed_dividends(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """Such dividends on no shares any more: removed (as they were). Their payout stays noted,
+        so they are not paid again.
+        """
+
+    def __init__(
+        self,
+        *,
+        trade: Global___Trade | None = ...,
+        adjusted_dividends: _abc.Iterable[Global___Trade] | None = ...,
+        removed_dividends: _abc.Iterable[Global___Trade] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trade", b"trade"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjusted_dividends", b"adjusted_dividends", "removed_dividends", b"removed_dividends", "trade", b"trade"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTradeResponse: _TypeAlias = UpdateTradeResponse  # noqa: Y015
+
+@_typing.final
 class ListPositionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -77,6 +77,11 @@ class PortfolioServiceStub:
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.FromString,
                 _registered_method=True)
+        self.UpdateTrade = channel.unary_unary(
+                '/stockfolio.portfolio.v1.PortfolioService/UpdateTrade',
+                request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeResponse.FromString,
+                _registered_method=True)
         self.ImportTrades = channel.unary_unary(
                 '/stockfolio.portfolio.v1.PortfolioService/ImportTrades',
                 request_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.ImportTradesRequest.SerializeToString,
@@ -347,6 +352,18 @@ class PortfolioServiceServicer:
         without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
         order's fill. A second delete of the same trade is a 404. Dividends the market paid on
         later ex-dates are recomputed from the shares held then without it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTrade(self, request, context):
+        """UpdateTrade corrects a trade recorded with a wrong figure: its quantity, price, fees, time
+        or notes, only those given. Its side, symbol and portfolio stay (to change one, delete the
+        trade and record it anew). The history is replayed with the trade as edited, and the edit
+        is refused (nothing changed) when the trade or a later one would not hold, or when it is an
+        order's fill. Dividends the market paid on later ex-dates are recomputed from the shares
+        held then. The same edit twice leaves the same trade.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -694,6 +711,11 @@ def add_PortfolioServiceServicer_to_server(servicer, server):
                     servicer.DeleteTrade,
                     request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.FromString,
                     response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.SerializeToString,
+            ),
+            'UpdateTrade': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTrade,
+                    request_deserializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeRequest.FromString,
+                    response_serializer=stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeResponse.SerializeToString,
             ),
             'ImportTrades': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportTrades,
@@ -1129,6 +1151,33 @@ class PortfolioService:
             '/stockfolio.portfolio.v1.PortfolioService/DeleteTrade',
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeRequest.SerializeToString,
             stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.DeleteTradeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTrade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.portfolio.v1.PortfolioService/UpdateTrade',
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeRequest.SerializeToString,
+            stockfolio_dot_portfolio_dot_v1_dot_portfolio__pb2.UpdateTradeResponse.FromString,
             options,
             channel_credentials,
             insecure,

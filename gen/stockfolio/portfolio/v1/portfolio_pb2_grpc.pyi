@@ -50,6 +50,14 @@ class PortfolioServiceStub:
     order's fill. A second delete of the same trade is a 404. Dividends the market paid on
     later ex-dates are recomputed from the shares held then without it.
     """
+    UpdateTrade: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateTradeRequest, _portfolio_pb2.UpdateTradeResponse]
+    """UpdateTrade corrects a trade recorded with a wrong figure: its quantity, price, fees, time
+    or notes, only those given. Its side, symbol and portfolio stay (to change one, delete the
+    trade and record it anew). The history is replayed with the trade as edited, and the edit
+    is refused (nothing changed) when the trade or a later one would not hold, or when it is an
+    order's fill. Dividends the market paid on later ex-dates are recomputed from the shares
+    held then. The same edit twice leaves the same trade.
+    """
     ImportTrades: _grpc.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
     its row number and nothing is imported.
@@ -170,6 +178,14 @@ class PortfolioServiceAsyncStub(PortfolioServiceStub):
     without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
     order's fill. A second delete of the same trade is a 404. Dividends the market paid on
     later ex-dates are recomputed from the shares held then without it.
+    """
+    UpdateTrade: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.UpdateTradeRequest, _portfolio_pb2.UpdateTradeResponse]  # type: ignore[assignment]
+    """UpdateTrade corrects a trade recorded with a wrong figure: its quantity, price, fees, time
+    or notes, only those given. Its side, symbol and portfolio stay (to change one, delete the
+    trade and record it anew). The history is replayed with the trade as edited, and the edit
+    is refused (nothing changed) when the trade or a later one would not hold, or when it is an
+    order's fill. Dividends the market paid on later ex-dates are recomputed from the shares
+    held then. The same edit twice leaves the same trade.
     """
     ImportTrades: _aio.UnaryUnaryMultiCallable[_portfolio_pb2.ImportTradesRequest, _portfolio_pb2.ImportTradesResponse]  # type: ignore[assignment]
     """ImportTrades records every row of a CSV file of trades, or none: a bad row is reported by
@@ -336,6 +352,20 @@ class PortfolioServiceServicer(metaclass=_abc_1.ABCMeta):
         without it (a sell of shares only it bought, a buy only its cash paid for), or when it is an
         order's fill. A second delete of the same trade is a 404. Dividends the market paid on
         later ex-dates are recomputed from the shares held then without it.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateTrade(
+        self,
+        request: _portfolio_pb2.UpdateTradeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_portfolio_pb2.UpdateTradeResponse, _abc.Awaitable[_portfolio_pb2.UpdateTradeResponse]]:
+        """UpdateTrade corrects a trade recorded with a wrong figure: its quantity, price, fees, time
+        or notes, only those given. Its side, symbol and portfolio stay (to change one, delete the
+        trade and record it anew). The history is replayed with the trade as edited, and the edit
+        is refused (nothing changed) when the trade or a later one would not hold, or when it is an
+        order's fill. Dividends the market paid on later ex-dates are recomputed from the shares
+        held then. The same edit twice leaves the same trade.
         """
 
     @_abc_1.abstractmethod
