@@ -79,7 +79,11 @@ def test_a_trade_deleted_from_the_table_and_one_a_later_sell_needs_refused(
     ) as deleted:
         row(typo["id"]).get_by_test_id("trade-delete").click()
     assert deleted.value.status == 200, deleted.value.text()
-    assert deleted.value.json()["data"] == {"portfolioId": portfolio}
+    assert deleted.value.json()["data"] == {
+        "portfolioId": portfolio,
+        "adjustedDividends": [],
+        "removedDividends": [],
+    }
     expect(rows).to_have_count(2)
     expect(quantity).to_have_text("6")
     expect(page.get_by_test_id("portfolio-cost")).to_have_text("$1,000.00")

@@ -6,7 +6,11 @@
  * would not hold without it (INSUFFICIENT_SHARES, INSUFFICIENT_CASH: its message names that
  * trade) or when the trade is an order's fill; the refusal is shown under the row. Once one is
  * deleted, `onChanged` reloads the page's portfolio, and with it the positions, performance and
- * this list. A second delete of the same trade is a 404, so no Idempotency-Key is needed. */
+ * this list. A second delete of the same trade is a 404, so no Idempotency-Key is needed.
+ *
+ * Beside it an Edit opens a form under the row (TradeEdit.tsx) to correct the trade's figures;
+ * a refusal is shown under the row as a deletion's is, and a saved edit reloads as one does. An
+ * order's fill can be neither edited nor deleted (its order says what filled). */
 
 import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -14,6 +18,7 @@ import { api, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { dateTime, money, price, quantity } from "../../format";
+import { TradeEdit } from "./TradeEdit";
 
 const PAGE_SIZE = 20;
 const COLUMNS = 9;
@@ -41,7 +46,10 @@ export function Trades(props: {
   const [deleting, setDeleting] = useState<string | null>(null);
   // The last refusal, shown under the row it was for, and the last deletion done.
   const [refusal, setRefusal] = useState<{ id: string; error: unknown } | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<{ text: string; testid: string } | null>(null);
+  // The trade whose edit form is open under its row.
+  const [editing, setEditing] = useState<string | null>(null);
+  useEffect(() => setEditing(null), [props.portfolioId]);
   // A refusal was given against the history as it was: a change of it makes it stale.
   useEffect(() => setRefusal(null), [props.portfolioId, props.version]);
   const trades = useApi(
@@ -69,7 +77,8 @@ export function Trades(props: {
     setNotice(null);
     try {
       await api().DELETE("/api/v1/trades/{id}", { params: { path: { id } } });
-      setNotice(`Deleted the ${what}.`);
+      setNotice({ text: `Deleted the ${what}.`, testid: "trade-deleted" });
+      if (editing === id) setEditing(null);
       // The last row of a later page gone: show the page before, which still has rows.
       if (rows.length === 1 && page > 1) setPage(page - 1);
       props.onChanged();
@@ -84,7 +93,7 @@ export function Trades(props: {
     <section class="card" aria-labelledby="trades-title">
       <h2 id="trades-title">Trades</h2>
       <ErrorBanner error={trades.error} testid="trades-error" />
-      <NoticeBanner notice={notice} testid="trade-deleted" />
+      <NoticeBanner notice={notice?.text} testid={notice?.testid ?? "trade-notice"} />
       <div class="table-wrap">
         <table class="nowrap" data-testid="trades-table" aria-busy={trades.loading}>
           <thead>
@@ -116,6 +125,22 @@ export function Trades(props: {
                     <button
                       type="button"
                       class="link"
+                      disabled={Boolean(t.orderId)}
+                      title={t.orderId ? "An order's fill cannot be edited: the order says what filled." : undefined}
+                      onClick={() => {
+                        setRefusal(null);
+                        setNotice(null);
+                        setEditing(editing === t.id ? null : (t.id ?? null));
+                      }}
+                      aria-label={`Edit the ${describe(t, props.currency)}`}
+                      aria-expanded={editing === t.id}
+                      data-testid="trade-edit"
+                    >
+                      Edit
+                    </button>{" "}
+                    <button
+                      type="button"
+                      class="link"
                       disabled={deleting !== null || Boolean(t.orderId)}
                       title={t.orderId ? "An order's fill cannot be deleted: the order says it filled." : undefined}
                       onClick={() => void remove(t)}
@@ -126,6 +151,23 @@ export function Trades(props: {
                     </button>
                   </td>
                 </tr>
+                {editing === t.id && (
+                  <tr data-testid="trade-edit-row" data-trade-id={t.id}>
+                    <td colSpan={COLUMNS} class="wrap">
+                      <TradeEdit
+                        trade={t}
+                        what={describe(t, props.currency)}
+                        onCancel={() => setEditing(null)}
+                        onSaved={(now) => {
+                          setEditing(null);
+                          const what = describe(now ?? t, props.currency);
+                          setNotice({ text: `Saved the ${what}.`, testid: "trade-edited" });
+                          props.onChanged();
+                        }}
+                      />
+                    </td>
+                  </tr>
+                )}
                 {refusal !== null && refusal.id === t.id && (
                   <tr data-testid="trade-delete-refusal" data-trade-id={t.id}>
                     <td colSpan={COLUMNS} class="wrap">
