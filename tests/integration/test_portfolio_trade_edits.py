@@ -9,7 +9,7 @@ dividends the market paid after it are recomputed, and one edited by hand is the
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,8 @@ from services.portfolio.repository import TradeRepository
 from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.integration.test_orders_service import order, wait_for_status
+from tests.integration.test_portfolio_currencies import rate
+from tests.integration.test_portfolio_currencies import stamp as in_the_afternoon
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
 from tests.integration.test_portfolio_trade_deletion import (
@@ -467,3 +469,39 @@ async def test_a_market_paid_dividend_edited_by_hand_is_the_users_figure_from_th
         )
     finally:
         await db.close()
+
+
+async def test_a_foreign_trade_is_edited_in_its_own_currency_at_its_days_rate(
+    portfolio_service: PortfolioService,
+) -> None:
+    s = portfolio_service
+    who, p = await s.user_with_portfolio(currency="EUR")
+    friday, tuesday = date(2024, 3, 15), date(2024, 3, 12)
+    bought = await s.trade(
+        who, p.id, "buy", "2", "150", symbol="AAPL", executed_at=in_the_afternoon(friday)
+    )
+    assert (bought.currency, Decimal(bought.fx_rate)) == ("USD", rate("USD", "EUR", friday))
+
+    async def cost() -> Decimal:
+        got = (await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)).portfolio
+        return Decimal(got.cost_basis)
+
+    # A new price in dollars, as the trade shows it; the same day keeps the day's rate.
+    repriced = (await edit(s, who, bought.id, price="160")).trade
+    assert (repriced.currency, repriced.fx_rate, Decimal(repriced.price)) == (
+        "USD",
+        bought.fx_rate,
+        Decimal(160),
+    )
+    assert await cost() == (2 * 160 * rate("USD", "EUR", friday)).quantize(Decimal("0.01"))
+    # Moved to another day: that day's rate, as a trade recorded then.
+    moved = (await edit(s, who, bought.id, executed_at=in_the_afternoon(tuesday))).trade
+    assert (moved.currency, Decimal(moved.fx_rate), Decimal(moved.price)) == (
+        "USD",
+        rate("USD", "EUR", tuesday),
+        Decimal(160),
+    )
+    assert await cost() == (2 * 160 * rate("USD", "EUR", tuesday)).quantize(Decimal("0.01"))
+    assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
+    # The same edit again: the same trade.
+    assert (await edit(s, who, bought.id, executed_at=in_the_afternoon(tuesday))).trade == moved
