@@ -55,6 +55,16 @@ class OrderFill(FailedPrecondition):
     reason = "TRADE_IS_ORDER_FILL"
 
 
+def refuse_order_fill(recorded: RecordedTrade, verb: str) -> None:
+    """OrderFill for an order's fill (`verb`: "deleted", "edited"): its order says what
+    filled, and stays true."""
+    if recorded.order_id:
+        raise OrderFill(
+            f"{described(recorded.trade)} is the fill of order {recorded.order_id}, which says"
+            f" it filled: an order's fill cannot be {verb}"
+        )
+
+
 def described(trade: Trade) -> str:
     """How a refusal names a trade: "the sell of 10 AAPL on 2026-03-02", "the deposit of
     1000.00 on 2026-03-02", "the KO dividend of 12.40 on 2026-03-02"."""
@@ -173,11 +183,7 @@ async def lock_trade(session: AsyncSession, user_id: str, trade_id: str, verb: s
     target = next((r for r in history if r.trade.id == trade_id), None)
     if target is None:
         raise trade_not_found(trade_id)
-    if target.order_id:
-        raise OrderFill(
-            f"{described(target.trade)} is the fill of order {target.order_id}, which says it"
-            f" filled: an order's fill cannot be {verb}"
-        )
+    refuse_order_fill(target, verb)
     splits = [r.split for r in await SplitRepository(session).of(portfolio_id)]
     paid = await market_paid(session, portfolio_id)
     return Locked(portfolio, target, history, splits, paid)

@@ -44,6 +44,7 @@ from services.portfolio.history_rewrite import (
     as_recorded,
     described,
     lock_trade,
+    refuse_order_fill,
     rewritten,
     store,
     trade_not_found,
@@ -158,6 +159,7 @@ class TradeEdits:
         trade_id = trade_id.strip()
         for _ in range(ATTEMPTS):
             base, currency = await self._read(user_id, trade_id)
+            refuse_order_fill(base, "edited")  # before any rate is asked for
             _same_kind(base, changes)
             edited = await self._priced(base, _given(base, changes, self._clock()), currency)
             done = await self._write(user_id, base, currency, edited, changes)
