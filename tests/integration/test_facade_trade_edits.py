@@ -8,24 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.socket_client import receive
-from tests.integration.test_facade_portfolio_streams import (  # noqa: F401 (fixtures)
+from tests.conftest import SQLITE_ONLY
+from tests.integration.facade_harness import (
     Client,
     authenticated,
     bearer,
     buy,
-    client,
     create_portfolio,
-    database_url,
-    open_facade,
-    portfolio,
-    portfolio_port,
     register,
     until_pong,
 )
+from tests.integration.socket_client import receive
+
+pytestmark = SQLITE_ONLY
 
 
-async def test_editing_a_trade_through_the_facade(client: Client) -> None:  # noqa: F811
+async def test_editing_a_trade_through_the_facade(client: Client) -> None:
     ann, _ = await register(client)
     bob, _ = await register(client)
     portfolio_id = await create_portfolio(client, ann)
