@@ -31,6 +31,7 @@ from services.runtime.redis_cache import RedisCache
 
 # Fixtures that several folders' tests share, beside the helpers their tests import.
 pytest_plugins = (
+    "tests.integration.alpha_vantage_harness",
     "tests.integration.assistant_harness",
     "tests.integration.facade_harness",
     "tests.integration.order_harness",

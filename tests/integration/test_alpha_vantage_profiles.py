@@ -30,12 +30,6 @@ class Wall:
         return self.now
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlphaVantage]:
-    async with FakeAlphaVantage() as server:
-        yield server
-
-
 Client = Callable[[], contextlib.AbstractAsyncContextManager[AlphaVantage]]
 
 

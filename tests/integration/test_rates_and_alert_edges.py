@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
@@ -35,12 +34,6 @@ from tests.integration.portfolio_harness import (
 from tests.waiting import until
 
 D = Decimal
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlphaVantage]:
-    async with FakeAlphaVantage() as server:
-        yield server
 
 
 @contextlib.asynccontextmanager
