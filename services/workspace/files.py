@@ -39,7 +39,7 @@ from services.runtime.errors import (
 )
 from services.runtime.idempotency import resuming
 from services.runtime.pagination import Page
-from services.workspace.locks import VolumeLocks
+from services.workspace.locks import VolumeLocks, project_place
 from services.workspace.paths import (
     PathForbidden,
     Placed,
@@ -47,6 +47,7 @@ from services.workspace.paths import (
     check_again_after_creating_parents,
     check_opened,
     is_git_name,
+    open_project_folder,
     open_regular,
     opened_parent,
     real_root,
@@ -111,6 +112,21 @@ class FileTooLarge(DomainError):
 
     kind = Kind.RESOURCE_EXHAUSTED
     reason = "FILE_TOO_LARGE"
+
+
+class ProjectMoved(NotFound):
+    """The project's folder is no longer where it was located: a rename or a delete of the
+    project (through another replica) came first. The caller looks for the project again: a
+    rename's new place, or 404 PROJECT_NOT_FOUND for a delete."""
+
+    reason = "PROJECT_NOT_FOUND"
+
+
+def _check_project_there(project: Path) -> None:
+    try:
+        os.close(open_project_folder(project))
+    except FileNotFoundError:
+        raise ProjectMoved(f"project {project.name!r} was renamed or deleted meanwhile") from None
 
 
 def file_not_found(path: str) -> NotFound:
@@ -290,16 +306,25 @@ class Files:
         # staging.py): a write cut short by kill -9 never shows in a project.
         self._staging = staging
 
-    def _writing(
-        self, project: Path, *targets: Path
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    @property
+    def locks(self) -> VolumeLocks:
+        """The locks writes hold (Projects holds a project's place on them)."""
+        return self._locks
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, project: Path, *targets: Path) -> AsyncIterator[None]:
         """The locks a change of `targets` holds while it checks and writes: each target's own,
         alone, and those of the folders it lies in inside the project, shared. A move or a
         delete of one of those folders holds that folder's alone: it waits for the writes
         inside it under way on any replica, and they wait for it. So a write lands before
         its folder moves (and moves with it) or after (where its path leads then), never
         checked in one place and written in another (a write that found its file, then its
-        folder moved away, answered 404 or made the folder again beside the moved copy)."""
+        folder moved away, answered 404 or made the folder again beside the moved copy).
+
+        The project's place is shared too (`project_place`), which a rename or a delete of
+        the project holds alone, and taken in the same step as the rest (one order for every
+        holder). Once they are held the project must still be where it was located: if a
+        rename or a delete came first, ProjectMoved (the caller looks for it again)."""
         inside = Path(real_root(project))
         folders = {
             str(folder)
@@ -307,7 +332,10 @@ class Files:
             if inside in target.parents
             for folder in target.parents[: target.parents.index(inside)]
         }
-        return self._locks.hold(*(str(target) for target in targets), shared=folders)
+        folders.add(project_place(project))
+        async with self._locks.hold(*(str(target) for target in targets), shared=folders):
+            await asyncio.to_thread(_check_project_there, project)
+            yield
 
     @staticmethod
     def _owner_folder(project: Path) -> Path:

@@ -108,6 +108,14 @@ class KeyedLocks(Generic[K]):
         return len(self._held)
 
 
+def project_place(directory: Path) -> str:
+    """The key of a project's place (its folder where it lies now): every write in the project
+    shares it, a rename or a delete of the project holds it alone. Apart from the files' keys
+    (their absolute paths) and git's (`git:` and the folder), so git's writes, long as they may
+    be, never make a file write wait."""
+    return f"project:{directory}"
+
+
 # The lock files' folder, directly under the workspace root: a user id never starts with a dot.
 LOCK_FOLDER = ".locks"
 # Lock files on the shared volume: a key's file is one of this many, by its hash. Bounded (a

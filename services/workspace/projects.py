@@ -27,7 +27,7 @@ from services.runtime.db import Database
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
-from services.workspace.locks import KeyedLocks
+from services.workspace.locks import KeyedLocks, VolumeLocks, project_place
 from services.workspace.paths import atomic_write, open_project_folder, validate_name
 from services.workspace.quota import Quotas, Reservation, Usage, measure
 from services.workspace.repository import NameTaken, ProjectRecord, ProjectRepository
@@ -95,6 +95,7 @@ class Projects:
         *,
         clock: Callable[[], datetime] = utc_now,
         quotas: Quotas | None = None,
+        places: VolumeLocks | None = None,
     ) -> None:
         self._db = db
         self._root = root
@@ -103,6 +104,9 @@ class Projects:
         self._quotas = quotas
         # One home made at a time per user in this process (replicas race through the index).
         self._homes: KeyedLocks[str] = KeyedLocks()
+        # Projects' places (`project_place`), on the locks the file writes hold (Files.locks):
+        # a rename or a delete holds its project's alone, each write shares it.
+        self._places = places if places is not None else VolumeLocks(None)
 
     # --- folders ---------------------------------------------------------------------------
 
@@ -263,17 +267,46 @@ class Projects:
                 await asyncio.sleep(wait)
             raise  # a folder named home that is no project (a terminal can make one)
 
-    async def _located(self, user_id: str, record: ProjectRecord) -> Located:
+    async def _located(self, user_id: str, record: ProjectRecord, *, wait: bool = True) -> Located:
+        """The project's folder. Missing, it may be a rename or a delete through another
+        replica under way (the folder moved, the index not yet committed): with `wait`, once
+        that is done the project is looked up again, under its new name, or not found."""
         directory = self.user_root(user_id) / record.name
         try:
             # A real folder, not a link a terminal put in its place (paths.py checks every
             # path against where the folder must lie, too).
             os.close(await asyncio.to_thread(open_project_folder, directory))
         except FileNotFoundError:
-            raise NotFound(
-                f"the folder of project {record.name!r} is missing", reason="PROJECT_NOT_FOUND"
-            ) from None
-        return Located(record, directory)
+            if not wait:
+                raise NotFound(
+                    f"the folder of project {record.name!r} is missing",
+                    reason="PROJECT_NOT_FOUND",
+                ) from None
+        else:
+            return Located(record, directory)
+        async with self._places.hold(shared=[project_place(directory)]):
+            pass  # the rename or the delete that holds it is over
+        current = await self._find(user_id, record.id)
+        if current is None:
+            raise project_not_found(record.id)
+        return await self._located(user_id, current, wait=False)
+
+    @contextlib.asynccontextmanager
+    async def _alone(self, user_id: str, key: str) -> AsyncIterator[Located]:
+        """The project named by `key`, its place held alone (`project_place`): no write inside
+        it is under way on any replica, and none starts until this ends. Looked up again once
+        held: a rename or a delete through another replica may have come first."""
+        located = await self.locate(user_id, key, "id")
+        while True:
+            async with self._places.hold(project_place(located.directory)):
+                # By `key` again: a project named by its old name is gone once renamed.
+                current = await self._find(user_id, key.strip())
+                if current is None:
+                    raise project_not_found(key.strip())
+                if (current.id, current.name) == (located.project.id, located.project.name):
+                    yield await self._located(user_id, current, wait=False)
+                    return
+            located = await self.locate(user_id, key, "id")
 
     async def page(self, user_id: str, page: Page) -> tuple[list[ProjectRecord], int]:
         async with self._db.reading() as session:
@@ -283,27 +316,31 @@ class Projects:
 
     async def rename(self, user_id: str, key: str, new_name: str) -> ProjectRecord:
         new_name = clean_project_name(new_name)
-        located = await self.locate(user_id, key, "id")
-        record = located.project
-        if new_name == record.name:
-            return record
-        target = located.directory.parent / new_name
-        now = self._clock()
-        async with self._db.transaction() as session:
-            try:
-                await ProjectRepository(session).rename(record.id, new_name, now)
-            except NameTaken:
-                raise AlreadyExists(
-                    f"a project named {new_name!r} already exists", reason="PROJECT_EXISTS"
-                ) from None
-            # Inside the transaction: a folder that cannot move rolls the index back.
-            await asyncio.to_thread(_rename_no_replace, located.directory, target)
+        # Its place held alone: a write inside it through any replica lands before (and moves
+        # with it) or after (where the project is then), never in a folder made again at
+        # the old name.
+        async with self._alone(user_id, key) as located:
+            record = located.project
+            if new_name == record.name:
+                return record
+            target = located.directory.parent / new_name
+            now = self._clock()
+            async with self._db.transaction() as session:
+                try:
+                    await ProjectRepository(session).rename(record.id, new_name, now)
+                except NameTaken:
+                    raise AlreadyExists(
+                        f"a project named {new_name!r} already exists", reason="PROJECT_EXISTS"
+                    ) from None
+                # Inside the transaction: a folder that cannot move rolls the index back.
+                await asyncio.to_thread(_rename_no_replace, located.directory, target)
         return ProjectRecord(record.id, user_id, new_name, record.template, record.created_at, now)
 
     async def delete(self, user_id: str, key: str) -> None:
-        located = await self.locate(user_id, key, "id")
         trash = (await self._staging()) / f"deleted-{uuid.uuid4()}"
-        async with self._db.transaction() as session:
+        # Its place held alone: a write inside it through any replica goes with it or comes
+        # after (404), never into a folder made again at its name.
+        async with self._alone(user_id, key) as located, self._db.transaction() as session:
             await ProjectRepository(session).remove(located.project.id)
             await asyncio.to_thread(located.directory.rename, trash)
         await asyncio.to_thread(shutil.rmtree, trash, True)

@@ -64,15 +64,18 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     watchers = Watchers(settings.watch_interval)
     resources.push_async_callback(watchers.close)
     authors = ProfileAuthors(users)
+    files = Files(
+        max_text_bytes=settings.max_text_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        quotas=quotas,
+        lock_folder=settings.root / LOCK_FOLDER,
+        staging=staging,
+    )
     cases = UseCases(
-        projects=Projects(db, settings.root, git, quotas=quotas),
-        files=Files(
-            max_text_bytes=settings.max_text_bytes,
-            max_upload_bytes=settings.max_upload_bytes,
-            quotas=quotas,
-            lock_folder=settings.root / LOCK_FOLDER,
-            staging=staging,
-        ),
+        # A project's rename or delete and the writes inside it hold its place on one set of
+        # locks (services/workspace/locks.py `project_place`).
+        projects=Projects(db, settings.root, git, quotas=quotas, places=files.locks),
+        files=files,
         git=git,
         authors=authors,
         watchers=watchers,

@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import os
 import random
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -408,3 +409,205 @@ async def test_a_move_of_a_folder_waits_for_an_upload_under_way_inside_it(
         assert (folder / "e" / "photo.bin").read_bytes() == b"\0" * SIZE
         assert not (folder / "d").exists()
         assert await recorded_usage(workspace_database_url, ada.id) == measure(user_folder)
+
+
+async def write_after(
+    replica: WorkspaceService, who: User, project: str, path: str, kind: str, delay: float
+) -> str:
+    await asyncio.sleep(delay)
+    return await write_in_folder(replica, who, project, path, kind)
+
+
+async def change_project_after(
+    replica: WorkspaceService, who: User, project: str, new_name: str | None, delay: float
+) -> str:
+    """Rename the project to `new_name` (None: delete it) after `delay`: "OK", or the error."""
+    await asyncio.sleep(delay)
+    try:
+        if new_name is None:
+            await replica.stub.DeleteProject(
+                workspace_pb2.DeleteProjectRequest(id=project), metadata=who.metadata
+            )
+        else:
+            await replica.stub.RenameProject(
+                workspace_pb2.RenameProjectRequest(id=project, name=new_name),
+                metadata=who.metadata,
+            )
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code().name} {reason(error)}"
+    return "OK"
+
+
+async def marked_for_a_scan(database_url: str, user: str) -> bool:
+    """Whether the user's usage is marked to be measured at the next check (after a delete)."""
+    db = Database(database_url)
+    try:
+        async with db.reading() as tx:
+            query = select(quota_usage.c.scanned_at).where(quota_usage.c.user_id == user)
+            scanned_at = (await tx.execute(query)).scalar_one()
+    finally:
+        await db.close()
+    return scanned_at is None
+
+
+def one_project_order(
+    kind: str, written: str, user_folder: Path, old: str, new: str | None
+) -> str | None:
+    """What is wrong with a round's end state, if it is no single order's. Renamed: the write
+    lands in the project under its new name, before the rename (and moves with it) or after
+    (the project, named by id, is found where it is then), and nothing is left at the old
+    name. Deleted: the write came before (and went with the project) or after (404
+    PROJECT_NOT_FOUND), and nothing is left at the old name either way."""
+    if (user_folder / old).exists():
+        return f"a folder is left at the old name ({sorted(os.listdir(user_folder / old))})"
+    if new is None:
+        if written not in ("OK", "NOT_FOUND PROJECT_NOT_FOUND"):
+            return f"the write answered {written}"
+        return None
+    if written != "OK":
+        return f"the write answered {written}"
+    name = "new.bin" if kind in ("create", "upload-new") else "photo.bin"
+    folder = user_folder / new / "d"
+    if not (folder / name).exists() or (folder / name).read_bytes() != b"\0" * SIZE:
+        return "the written file is not in the renamed project"
+    if name == "new.bin" and (folder / "photo.bin").read_bytes() != OLD:
+        return "the renamed project's other file changed"
+    return None
+
+
+async def test_a_write_and_a_rename_or_delete_of_its_project_at_once_end_in_one_order(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """A write of a file in project p<n> (named by id) through one replica (an upload over its
+    file, a create, an update with the sha read, an upload of a new file) and a rename of
+    p<n> to q<n>, or its delete, through the other, at once, many times. They come in one
+    order: renamed, the write lands in q<n> either way (before: it moved with the project;
+    after: the project is found under its new name); deleted, the write went with it or
+    answers 404 PROJECT_NOT_FOUND. Never a folder left at p<n>, never another answer, and the
+    quota shared by the replicas counts exactly what is on disk."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        ada = await one.user()
+        user_folder = one.root / ada.id
+        timing = random.Random(11)
+        broken: list[str] = []
+        writes: list[str] = []
+        drift = (0, 0)
+        for n in range(48):
+            kind = MOVE_RACERS[(n // 2) % len(MOVE_RACERS)]
+            old, new = f"p{n}", (f"q{n}" if n % 2 == 0 else None)
+            project = (await one.project(ada, old)).id
+            await one.stub.CreateFile(
+                workspace_pb2.CreateFileRequest(
+                    project=project, path="d/photo.bin", content=OLD.decode()
+                ),
+                metadata=ada.metadata,
+            )
+            name = "new.bin" if kind in ("create", "upload-new") else "photo.bin"
+            written, changed = await asyncio.gather(
+                write_after(one, ada, project, f"d/{name}", kind, timing.random() * 0.01),
+                change_project_after(two, ada, project, new, timing.random() * 0.02),
+            )
+            writes.append(f"{written} ({'rename' if new else 'delete'})")
+            wrong = f"the {'rename' if new else 'delete'} answered {changed}"
+            wrong = wrong if changed != "OK" else None
+            wrong = wrong or one_project_order(kind, written, user_folder, old, new)
+            if (user_folder / old).exists():  # the next rounds start from a clean slate
+                await asyncio.to_thread(shutil.rmtree, user_folder / old)
+            if await marked_for_a_scan(workspace_database_url, ada.id):
+                # A delete marks the usage: the next check measures the disk (drift gone too).
+                drift = (0, 0)
+            else:
+                usage = await recorded_usage(workspace_database_url, ada.id)
+                disk = measure(user_folder)
+                # What the quota got wrong in this round alone (not what earlier rounds did).
+                off = (usage.bytes - disk.bytes - drift[0], usage.files - disk.files - drift[1])
+                if off != (0, 0):
+                    wrong = wrong or f"the quota counted {off[0]} bytes and {off[1]} files amiss"
+                    drift = (usage.bytes - disk.bytes, usage.files - disk.files)
+            if wrong is not None:
+                broken.append(f"round {n} ({kind}, {'rename' if new else 'delete'}): {wrong}")
+        print("\n".join(broken) or "every round in one order")
+        print("writes:", {w: writes.count(w) for w in set(writes)})
+        assert broken == []
+        assert list((one.root / STAGING).iterdir()) == []
+
+
+async def test_a_rename_or_delete_of_a_project_waits_for_an_upload_under_way_inside_it(
+    start_workspace: StartWorkspace, workspace_database_url: str
+) -> None:
+    """An upload into project site through one replica has sent every byte, its call still
+    open; a rename of site to web through the other waits for it, then carries its file; a
+    delete of web waits the same way for the next one, which goes with the project; and an
+    upload after that answers 404 PROJECT_NOT_FOUND, making no folder."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        user_folder = one.root / ada.id
+        uploading, hold = await held_upload(one, ada, site.id, "d/photo.bin", SIZE)
+        rename = asyncio.ensure_future(
+            two.stub.RenameProject(
+                workspace_pb2.RenameProjectRequest(id=site.id, name="web"), metadata=ada.metadata
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not rename.done()
+        assert (user_folder / "site").is_dir() and not (user_folder / "web").exists()
+        hold.set()
+        uploaded, renamed = await asyncio.gather(uploading, rename)
+        assert (uploaded.file.path, uploaded.file.size) == ("d/photo.bin", SIZE)
+        assert renamed.project.name == "web"
+        assert (user_folder / "web" / "d" / "photo.bin").read_bytes() == b"\0" * SIZE
+        assert not (user_folder / "site").exists()
+        assert await recorded_usage(workspace_database_url, ada.id) == measure(user_folder)
+
+        uploading, hold = await held_upload(one, ada, site.id, "e.bin", SIZE)
+        delete = asyncio.ensure_future(
+            two.stub.DeleteProject(
+                workspace_pb2.DeleteProjectRequest(id=site.id), metadata=ada.metadata
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not delete.done()
+        hold.set()
+        uploaded, _ = await asyncio.gather(uploading, delete)
+        assert (uploaded.file.path, uploaded.file.size) == ("e.bin", SIZE)
+        assert sorted(os.listdir(user_folder)) == []
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await upload(one, ada, site.id, "f.bin", SIZE)
+        assert (gone.value.code(), reason(gone.value)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "PROJECT_NOT_FOUND",
+        )
+        assert sorted(os.listdir(user_folder)) == []
+        assert list((one.root / STAGING).iterdir()) == []
+
+
+async def test_a_rename_and_a_delete_by_the_old_name_at_once_come_in_one_order(
+    start_workspace: StartWorkspace,
+) -> None:
+    """A rename of p<n> (by id) to q<n> through one replica and a delete of "p<n>" (by name)
+    through the other, at once, many times: the delete first (the rename answers 404 and
+    nothing is left) or the rename first (the delete finds no project named p<n>: 404, and
+    q<n> stays). Never both OK: a delete of p<n> never deletes the project renamed q<n>."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        user_folder = one.root / ada.id
+        timing = random.Random(5)
+        broken: list[str] = []
+        for n in range(24):
+            project = (await one.project(ada, f"p{n}")).id
+            renamed, deleted = await asyncio.gather(
+                change_project_after(one, ada, project, f"q{n}", timing.random() * 0.01),
+                change_project_after(two, ada, f"p{n}", None, timing.random() * 0.01),
+            )
+            left = sorted(os.listdir(user_folder))
+            if (renamed, deleted, left) not in (
+                ("NOT_FOUND PROJECT_NOT_FOUND", "OK", []),
+                ("OK", "NOT_FOUND PROJECT_NOT_FOUND", [f"q{n}"]),
+            ):
+                broken.append(f"round {n}: rename {renamed}, delete {deleted}, left {left}")
+            for name in left:
+                await asyncio.to_thread(shutil.rmtree, user_folder / name)
+        assert broken == []
