@@ -29,6 +29,9 @@ GIT_DIR = ".git"
 _ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 T = TypeVar("T")
+# How many times a project's folder is opened again when the one opened moved away before it
+# was checked (each time, another rename of the project came first).
+_FOLDER_MOVES = 3
 
 
 def _invalid(description: str) -> InvalidArgument:
@@ -132,9 +135,35 @@ def check_opened(root: Path, fd: int) -> None:
 def open_project_folder(folder: Path) -> int:
     """A project's folder opened as a place (O_PATH), refused unless it is a real folder where
     its path says: a terminal can swap it for a link, which git's sandbox would otherwise bind
-    (its target, writable) and the file routes would take for the project."""
+    (its target, writable) and the file routes would take for the project.
+
+    FileNotFoundError when no folder is there, also when the one opened moved away before it
+    was checked: a rename or a delete of the project through another replica, which the caller
+    waits for and looks the project up again (the moved folder, found at its new place or in
+    the staging area, is no path leading outside: PathForbidden would answer 400 for it)."""
+    for _ in range(_FOLDER_MOVES):
+        fd = _open_project_folder_once(folder)
+        try:
+            check_opened(folder, fd)
+        except PathForbidden:
+            moved = not _still_at(folder, fd)
+            os.close(fd)
+            if moved:
+                continue  # opened again: nothing there now (FileNotFoundError), or what is
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise Conflict(
+        f"the folder of project {folder.name!r} moved while it was checked; try again",
+        reason="PATH_CHANGED",
+    )
+
+
+def _open_project_folder_once(folder: Path) -> int:
     try:
-        fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+        return os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise
     except OSError:
@@ -142,12 +171,17 @@ def open_project_folder(folder: Path) -> int:
             f"the folder of project {folder.name!r} is not a folder (a link?): put it back",
             reason="PROJECT_FOLDER_REPLACED",
         ) from None
+
+
+def _still_at(path: Path, fd: int) -> bool:
+    """Whether `path` still names the folder open as `fd` (not moved away, nothing else put
+    in its place)."""
     try:
-        check_opened(folder, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        there = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 @contextlib.contextmanager

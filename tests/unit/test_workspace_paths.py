@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.workspace.paths import (
     atomic_write,
     check_again_after_creating_parents,
+    open_project_folder,
     resolve_inside,
 )
 
@@ -210,3 +212,78 @@ async def test_atomic_write_makes_its_folders_again_when_a_delete_removes_them_m
             target, project_deleted(), inside=root, staging=staging, make_folders=True
         )
     assert list(staging.iterdir()) == []
+
+
+def moved_once_opened(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, move: Callable[[], None]
+) -> None:
+    """The first opening of `folder` is followed at once by `move`: a rename or a delete of
+    the project through another replica landing between the opening and its check."""
+    real_open = os.open
+    pending = [move]
+
+    def opening(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        if pending and Path(path) == folder:
+            pending.pop()()
+        return fd
+
+    monkeypatch.setattr(os, "open", opening)
+
+
+def test_a_project_folder_renamed_once_opened_is_not_found_not_forbidden(
+    monkeypatch: pytest.MonkeyPatch, root: Path
+) -> None:
+    """Moved to its new name (a rename) after it was opened, before it was checked: not a path
+    leading outside (400 PATH_FORBIDDEN), but no folder there (the caller looks again)."""
+    moved_once_opened(monkeypatch, root, lambda: root.rename(root.with_name("bob")))
+    with pytest.raises(FileNotFoundError):
+        open_project_folder(root)
+    assert root.with_name("bob").is_dir() and not root.exists()
+
+
+def test_a_project_folder_deleted_once_opened_is_not_found_not_forbidden(
+    monkeypatch: pytest.MonkeyPatch, root: Path, tmp_path: Path
+) -> None:
+    """Moved to the staging area and removed (a delete) after it was opened."""
+    trash = tmp_path / "staging" / "deleted-1"
+    trash.parent.mkdir()
+
+    def delete() -> None:
+        root.rename(trash)
+        shutil.rmtree(trash)
+
+    moved_once_opened(monkeypatch, root, delete)
+    with pytest.raises(FileNotFoundError):
+        open_project_folder(root)
+
+
+def test_a_project_folder_replaced_once_opened_is_the_one_there_now(
+    monkeypatch: pytest.MonkeyPatch, root: Path
+) -> None:
+    """Renamed away after it was opened, and another project renamed to its name: the folder
+    opened is the one at the path now."""
+    other = root.with_name("other")
+    other.mkdir()
+
+    def swap() -> None:
+        root.rename(root.with_name("bob"))
+        other.rename(root)
+
+    moved_once_opened(monkeypatch, root, swap)
+    fd = open_project_folder(root)
+    try:
+        assert os.fstat(fd).st_ino == os.stat(root).st_ino
+        assert os.readlink(f"/proc/self/fd/{fd}") == str(root)
+    finally:
+        os.close(fd)
+
+
+def test_a_project_folder_swapped_for_a_link_is_refused(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(root)
+    root.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(FailedPrecondition) as caught:
+        open_project_folder(root)
+    assert caught.value.reason == "PROJECT_FOLDER_REPLACED"
