@@ -20,6 +20,7 @@ from services.workspace.files import Files
 from services.workspace.git import GitRunner
 from services.workspace.locks import LOCK_FOLDER
 from services.workspace.orm import idempotency_keys
+from services.workspace.project_writes import ProjectWrites
 from services.workspace.projects import Projects
 from services.workspace.quota import Quotas, Usage
 from services.workspace.servicer import UseCases, WorkspaceServicer
@@ -71,11 +72,13 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         lock_folder=settings.root / LOCK_FOLDER,
         staging=staging,
     )
+    # A project's rename or delete and the writes inside it hold its place on one set of
+    # locks (services/workspace/locks.py `project_place`).
+    projects = Projects(db, settings.root, git, quotas=quotas, places=files.locks)
     cases = UseCases(
-        # A project's rename or delete and the writes inside it hold its place on one set of
-        # locks (services/workspace/locks.py `project_place`).
-        projects=Projects(db, settings.root, git, quotas=quotas, places=files.locks),
+        projects=projects,
         files=files,
+        writes=ProjectWrites(projects, files, authors),
         git=git,
         authors=authors,
         watchers=watchers,

@@ -8,9 +8,8 @@ RPCs run through the idempotency store (an `Idempotency-Key` retried gets the fi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import grpc
 from google.api import httpbody_pb2
@@ -21,7 +20,7 @@ from services.runtime.idempotency import IdempotencyStore
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
 from services.workspace.authors import ProfileAuthors
-from services.workspace.files import Files, ProjectMoved
+from services.workspace.files import Files
 from services.workspace.git import GitRunner
 from services.workspace.messages import (
     branch_message,
@@ -34,23 +33,20 @@ from services.workspace.messages import (
     status_message,
     written_message,
 )
+from services.workspace.project_writes import ProjectWrites
 from services.workspace.projects import Located, Projects
 from services.workspace.quota import Quotas
 from services.workspace.versioning import Versioning
 from services.workspace.watch import Watchers
 
 DEFAULT_LOG_LIMIT = 50
-# How many times a write looks for its project again after a rename through another replica
-# moved it between the look-up and the write's locks (each time, another rename came first).
-PROJECT_MOVES = 3
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class UseCases:
     projects: Projects
     files: Files
+    writes: ProjectWrites
     git: GitRunner
     authors: ProfileAuthors
     watchers: Watchers
@@ -69,19 +65,6 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         return await self._cases.projects.locate_or_home(
             identity.user_id, key, lambda: self._cases.authors.author(identity)
         )
-
-    async def _writing_in(self, key: str, write: Callable[[Located], Awaitable[T]]) -> T:
-        """`write` in the caller's project named by `key`; located again if a rename of the
-        project through another replica came between the look-up and the write's locks (the
-        write then lands where the project is now; a delete: 404 PROJECT_NOT_FOUND)."""
-        for attempt in range(PROJECT_MOVES):
-            located = await self._project(key)
-            try:
-                return await write(located)
-            except ProjectMoved:
-                if attempt == PROJECT_MOVES - 1:
-                    raise
-        raise AssertionError("unreachable")
 
     # --- projects ------------------------------------------------------------------------------
 
@@ -168,58 +151,47 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def CreateFile(
         self, request: workspace_pb2.CreateFileRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.CreateFileResponse:
-        async def create_in(located: Located) -> workspace_pb2.CreateFileResponse:
-            written = await self._cases.files.create(
-                located.directory,
+        async def create() -> workspace_pb2.CreateFileResponse:
+            project, written = await self._cases.writes.create(
+                require_identity(),
+                request.project,
                 request.path,
                 request.content,
                 request.encoding,
                 directory=request.directory,
             )
-            return workspace_pb2.CreateFileResponse(
-                file=written_message(located.project.id, written)
-            )
-
-        async def create() -> workspace_pb2.CreateFileResponse:
-            return await self._writing_in(request.project, create_in)
+            return workspace_pb2.CreateFileResponse(file=written_message(project.id, written))
 
         return await self._cases.idempotency.run(request, workspace_pb2.CreateFileResponse, create)
 
     async def UpdateFile(
         self, request: workspace_pb2.UpdateFileRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.UpdateFileResponse:
-
-        async def update(located: Located) -> workspace_pb2.UpdateFileResponse:
-            written = await self._cases.files.update(
-                located.directory, request.path, request.content, request.encoding, request.sha
-            )
-            return workspace_pb2.UpdateFileResponse(
-                file=written_message(located.project.id, written)
-            )
-
-        return await self._writing_in(request.project, update)
+        project, written = await self._cases.writes.update(
+            require_identity(),
+            request.project,
+            request.path,
+            request.content,
+            request.encoding,
+            request.sha,
+        )
+        return workspace_pb2.UpdateFileResponse(file=written_message(project.id, written))
 
     async def DeleteFile(
         self, request: workspace_pb2.DeleteFileRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.DeleteFileResponse:
-
-        async def delete(located: Located) -> workspace_pb2.DeleteFileResponse:
-            await self._cases.files.delete(
-                located.directory, request.path, recursive=request.recursive
-            )
-            return workspace_pb2.DeleteFileResponse()
-
-        return await self._writing_in(request.project, delete)
+        await self._cases.writes.delete(
+            require_identity(), request.project, request.path, recursive=request.recursive
+        )
+        return workspace_pb2.DeleteFileResponse()
 
     async def MoveFile(
         self, request: workspace_pb2.MoveFileRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.MoveFileResponse:
-
-        async def move(located: Located) -> workspace_pb2.MoveFileResponse:
-            entry = await self._cases.files.move(located.directory, request.path, request.new_path)
-            return workspace_pb2.MoveFileResponse(entry=entry_message(entry))
-
-        return await self._writing_in(request.project, move)
+        entry = await self._cases.writes.move(
+            require_identity(), request.project, request.path, request.new_path
+        )
+        return workspace_pb2.MoveFileResponse(entry=entry_message(entry))
 
     async def UploadFile(
         self,
@@ -242,15 +214,10 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
             # CancelledError here, before anything is renamed into place.
             await context.send_initial_metadata(())
 
-        body = chunks()  # not started before the write holds its locks: a retry sends it all
-
-        async def upload(located: Located) -> workspace_pb2.UploadFileResponse:
-            written = await self._cases.files.upload(located.directory, first.path, body)
-            return workspace_pb2.UploadFileResponse(
-                file=written_message(located.project.id, written)
-            )
-
-        return await self._writing_in(first.project, upload)
+        project, written = await self._cases.writes.upload(
+            require_identity(), first.project, first.path, chunks()
+        )
+        return workspace_pb2.UploadFileResponse(file=written_message(project.id, written))
 
     async def DownloadFile(
         self, request: workspace_pb2.DownloadFileRequest, context: grpc.aio.ServicerContext
