@@ -146,8 +146,10 @@ def open_project_folder(folder: Path) -> int:
         try:
             check_opened(folder, fd)
         except PathForbidden:
-            moved = not _still_at(folder, fd)
-            os.close(fd)
+            try:
+                moved = not _still_at(folder, fd)
+            finally:
+                os.close(fd)
             if moved:
                 continue  # opened again: nothing there now (FileNotFoundError), or what is
             raise
