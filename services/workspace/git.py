@@ -292,6 +292,19 @@ class _Network:
     env: Mapping[str, str]
 
 
+async def _opened(repo: Path) -> int:
+    """The project's folder, opened (its descriptor is what the sandbox binds); a folder gone
+    (its project renamed or deleted through another replica since it was looked up) is the
+    project not found, for the caller to look up again, not an internal error."""
+    try:
+        return await asyncio.to_thread(open_project_folder, repo)
+    except FileNotFoundError:
+        raise NotFound(
+            f"project folder {repo.name!r} is gone (renamed or deleted); look it up again",
+            reason="PROJECT_NOT_FOUND",
+        ) from None
+
+
 class GitRunner:
     """Runs git for the workspace service, each call in the repository owner's sandbox; owns a
     scratch HOME (and, when it made it, a development sandbox) that `close()` removes."""
@@ -440,7 +453,7 @@ class GitRunner:
         for item in (*pins, *config, *(network.config if network else ())):
             argv += ["-c", item]
         binds = [Bind(self.home, self.home, writable=False)]
-        repository = None if cwd == self.home else await asyncio.to_thread(open_project_folder, cwd)
+        repository = None if cwd == self.home else await _opened(cwd)
         if repository is not None:
             binds.append(Bind(cwd, cwd, fd=repository))
         env = {**self._env, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from services.runtime.errors import Conflict, FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from services.runtime.sandbox import Sandbox
 from services.workspace.git import GitRunner, validate_remote_url
 from services.workspace.quota import BYTES, QuotaExceeded, Usage
@@ -459,3 +465,17 @@ async def test_a_cancelled_status_leaves_another_gits_index_lock_alone(
     assert (repo / ".git" / "index.lock").exists()
     _, err = await terminal.communicate()
     assert terminal.returncode == 0, err.decode()
+
+
+async def test_git_in_a_project_folder_gone_since_its_look_up_is_project_not_found(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    """A project renamed or deleted through another replica between its look-up and the git
+    call: the folder is not there, which is the project not found (404), not an internal
+    error (a FileNotFoundError answered 500)."""
+    repo = await new_project(git, tmp_path / "p")
+    repo.rename(tmp_path / "renamed")
+    with pytest.raises(NotFound) as raised:
+        await git.status(repo)
+    assert raised.value.reason == "PROJECT_NOT_FOUND"
+    assert "'p' is gone" in raised.value.message
