@@ -43,7 +43,6 @@ from services.portfolio.orders import (
 )
 from services.portfolio.records import (
     PORTFOLIO_NOT_FOUND,
-    PortfolioKind,
     RecordedTrade,
     portfolio_not_found,
     require_portfolio_id,
@@ -97,11 +96,7 @@ class Orders:
         await self._trades.check_tradable(order.symbol)
         async with self._db.transaction() as session:
             # Locked: two creates at once cannot both see room for the 100th open order.
-            portfolio = await PortfolioRepository(session).lock(portfolio_id, user_id)
-            if portfolio is None:
-                raise portfolio_not_found(portfolio_id)
-            if portfolio.kind is not PortfolioKind.PAPER:
-                raise needs_paper()
+            await PortfolioRepository(session).lock_paper(portfolio_id, user_id, needs_paper)
             orders = OrderRepository(session)
             if await orders.count_open(portfolio_id) >= MAX_OPEN_ORDERS:
                 raise too_many_open()

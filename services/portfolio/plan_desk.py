@@ -29,7 +29,7 @@ from services.portfolio.plans import (
     plan_not_found,
     too_many_plans,
 )
-from services.portfolio.records import PortfolioKind, portfolio_not_found, require_portfolio_id
+from services.portfolio.records import portfolio_not_found, require_portfolio_id
 from services.portfolio.repository import PortfolioRepository
 from services.portfolio.trades import Trades
 from services.runtime.clock import utc_now
@@ -79,11 +79,8 @@ class Plans:
         await self._trades.check_tradable(plan.symbol)
         async with self._db.transaction() as session:
             # Locked: two creates at once cannot both see room for the 50th plan.
-            portfolio = await PortfolioRepository(session).lock(portfolio_id, user_id)
-            if portfolio is None:
-                raise portfolio_not_found(portfolio_id)
-            if portfolio.kind is not PortfolioKind.PAPER:
-                raise needs_paper()
+            portfolios = PortfolioRepository(session)
+            portfolio = await portfolios.lock_paper(portfolio_id, user_id, needs_paper)
             plans = PlanRepository(session)
             if await plans.count(portfolio_id) >= MAX_PLANS:
                 raise too_many_plans()

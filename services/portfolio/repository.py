@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -26,6 +26,7 @@ from services.portfolio.records import (
     portfolio_not_found,
 )
 from services.runtime.db import Database
+from services.runtime.errors import DomainError
 from services.runtime.queries import fetch_page, one_writer_at_a_time
 
 # SQLite allows at most 32766 bound parameters per statement; stay far below.
@@ -155,6 +156,19 @@ class PortfolioRepository:
         query = self._owned(portfolio_id, user_id).with_for_update()
         row = (await self._session.execute(query)).first()
         return _portfolio(row) if row else None
+
+    async def lock_paper(
+        self, portfolio_id: str, user_id: str, not_paper: Callable[[], DomainError]
+    ) -> Portfolio:
+        """The user's paper portfolio, locked as `lock()` locks it: where orders and savings
+        plans are placed (portfolio_not_found for none of theirs, `not_paper()` for a tracking
+        one)."""
+        portfolio = await self.lock(portfolio_id, user_id)
+        if portfolio is None:
+            raise portfolio_not_found(portfolio_id)
+        if portfolio.kind is not PortfolioKind.PAPER:
+            raise not_paper()
+        return portfolio
 
     async def with_book(
         self, portfolio_id: str, user_id: str, *, lock: bool

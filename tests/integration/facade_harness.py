@@ -137,11 +137,13 @@ async def record_trades(
     portfolio_id: str,
     symbol: str,
     rows: Iterable[tuple[str, str, str, str, date | str]],
-) -> None:
-    """Trades of one symbol, each `(side, quantity, price, fees, day)`, made at 15:00 UTC."""
+) -> list[dict[str, Any]]:
+    """Trades of one symbol, each `(side, quantity, price, fees, day)`, made at 15:00 UTC; the
+    trades as recorded."""
+    recorded = []
     for side, quantity, price, fees, day in rows:
         at = day.isoformat() if isinstance(day, date) else day
-        await buy(
+        trade = await buy(
             client,
             token,
             portfolio_id,
@@ -152,6 +154,8 @@ async def record_trades(
             fees=fees,
             executedAt=f"{at}T15:00:00Z",
         )
+        recorded.append(trade)
+    return recorded
 
 
 async def connect(client: Client, token: str | None = None, **kwargs: Any) -> Socket:

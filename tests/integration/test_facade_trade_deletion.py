@@ -13,8 +13,8 @@ from tests.integration.facade_harness import (
     Client,
     authenticated,
     bearer,
-    buy,
     create_portfolio,
+    record_trades,
     register,
     until_pong,
 )
@@ -27,18 +27,8 @@ async def test_deleting_trades_through_the_facade(client: Client) -> None:
     ann, _ = await register(client)
     bob, _ = await register(client)
     portfolio_id = await create_portfolio(client, ann)
-    bought = await buy(
-        client, ann, portfolio_id, quantity="10", price="100", executedAt="2024-03-01T15:00:00Z"
-    )
-    sold = await buy(
-        client,
-        ann,
-        portfolio_id,
-        side="sell",
-        quantity="10",
-        price="120",
-        executedAt="2024-06-03T15:00:00Z",
-    )
+    rows = (("buy", "10", "100", "0", "2024-03-01"), ("sell", "10", "120", "0", "2024-06-03"))
+    bought, sold = await record_trades(client, ann, portfolio_id, "AAPL", rows)
     anns, bobs = await authenticated(client, ann), await authenticated(client, bob)
 
     refused = await client.delete(f"/api/v1/trades/{bought['id']}", headers=bearer(ann))
