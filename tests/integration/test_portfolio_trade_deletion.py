@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -382,52 +382,81 @@ async def test_two_deletes_of_one_trade_one_deletes_the_other_is_not_found(
     assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
 
 
+async def rewrite_with_a_sell_sent_midway(
+    s: PortfolioService,
+    who: Metadata,
+    portfolio_id: str,
+    rewrite: Callable[[str], Awaitable[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[grpc.StatusCode, grpc.StatusCode, str]:
+    """A buy of 10 AAPL rewritten (deleted, edited) while a sell of its 10 shares is sent just
+    after the rewrite has read the history (under the lock), and given time to commit before
+    the rewrite writes: the sell must wait for the rewrite. The two outcomes, and the buy's id."""
+    (buy,) = await recorded(s, who, portfolio_id, [("buy", "AAPL", "10", "100", 4)])
+    original = TradeRepository.of
+    sell: asyncio.Future[pb.Trade] | None = None
+
+    async def of(self: TradeRepository, read_id: str) -> Any:
+        nonlocal sell
+        found = await original(self, read_id)
+        if sell is None and read_id == portfolio_id:
+            sell = asyncio.ensure_future(
+                s.trade(who, portfolio_id, "sell", "10", "110", symbol="AAPL")
+            )
+            await asyncio.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(TradeRepository, "of", of)
+    rewritten = await outcome(rewrite(buy.id))
+    assert sell is not None
+    sold = await outcome(sell)
+    monkeypatch.undo()
+    return rewritten, sold, buy.id
+
+
+async def rewrite_and_sell_at_once(
+    s: PortfolioService, who: Metadata, portfolio_id: str, rewrite: Callable[[str], Awaitable[Any]]
+) -> list[list[tuple[int, str]]]:
+    """A buy of 10 AAPL rewritten and a sell of its shares sent at once, either first: one of
+    the two succeeds, never both, and the stored book is the history's. The trades each round
+    left, (side, quantity) (cleared after)."""
+    rounds = []
+    for rewrite_first in (True, False):
+        (buy,) = await recorded(s, who, portfolio_id, [("buy", "AAPL", "10", "100", 4)])
+        calls: list[Awaitable[Any]] = [
+            rewrite(buy.id),
+            s.trade(who, portfolio_id, "sell", "10", "110", symbol="AAPL"),
+        ]
+        if not rewrite_first:
+            calls.reverse()
+        results = await asyncio.gather(*(outcome(c) for c in calls))
+        assert sorted(r.name for r in results) == ["FAILED_PRECONDITION", "OK"], results
+        left = await trades_of(s, who, portfolio_id)
+        rounds.append(sorted((t.side, t.quantity) for t in left))
+        book = await replayed_book(s, portfolio_id, PortfolioKind.TRACKING)
+        assert await stored_book(s, portfolio_id) == book
+        for side in (pb.TRADE_SIDE_SELL, pb.TRADE_SIDE_BUY):  # the buy is needed until then
+            for t in left:
+                if t.side == side:
+                    await delete(s, who, t.id)
+    return rounds
+
+
 async def test_a_delete_and_a_sell_of_the_shares_it_gave_never_both_succeed(
     portfolio_service: PortfolioService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
-    # The sell is sent just after the delete has read the history (under the lock), and given
-    # time to commit before the delete writes: it must wait for the delete, then be refused.
-    original = TradeRepository.of
-    sell: asyncio.Future[pb.Trade] | None = None
 
-    async def of(self: TradeRepository, portfolio_id: str) -> Any:
-        nonlocal sell
-        found = await original(self, portfolio_id)
-        if sell is None and portfolio_id == p.id:
-            sell = asyncio.ensure_future(s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"))
-            await asyncio.sleep(0.5)
-        return found
+    def deleting(trade_id: str) -> Awaitable[Any]:
+        return delete(s, who, trade_id)
 
-    monkeypatch.setattr(TradeRepository, "of", of)
-    deleted = await outcome(delete(s, who, buy.id))
-    assert sell is not None
-    sold = await outcome(sell)
-    monkeypatch.undo()
+    deleted, sold, _ = await rewrite_with_a_sell_sent_midway(s, who, p.id, deleting, monkeypatch)
     assert (deleted, sold) == (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
     assert await trades_of(s, who, p.id) == []
 
-    # And at once, either first: one of the two, never both.
-    for first_delete in (True, False):
-        (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
-        calls: list[Awaitable[Any]] = [
-            delete(s, who, buy.id),
-            s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"),
-        ]
-        if not first_delete:
-            calls.reverse()
-        results = await asyncio.gather(*(outcome(c) for c in calls))
-        assert sorted(r.name for r in results) == ["FAILED_PRECONDITION", "OK"], results
-        left = await trades_of(s, who, p.id)
-        sides = sorted(t.side for t in left)
-        assert sides in ([], [pb.TRADE_SIDE_BUY, pb.TRADE_SIDE_SELL]), sides
-        assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
-        for side in (pb.TRADE_SIDE_SELL, pb.TRADE_SIDE_BUY):  # the buy is needed until then
-            for t in left:
-                if t.side == side:
-                    await delete(s, who, t.id)
+    for left in await rewrite_and_sell_at_once(s, who, p.id, deleting):
+        assert left in ([], [(pb.TRADE_SIDE_BUY, "10"), (pb.TRADE_SIDE_SELL, "10")]), left
 
 
 def stamp(moment: datetime) -> Timestamp:

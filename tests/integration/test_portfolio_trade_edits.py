@@ -9,6 +9,7 @@ dividends the market paid after it are recomputed, and one edited by hand is the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,6 @@ from services.portfolio.exchange import Exchange
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
-from services.portfolio.repository import TradeRepository
 from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.integration.test_orders_service import order, wait_for_status
@@ -37,10 +37,11 @@ from tests.integration.test_portfolio_trade_deletion import (
     days_ago,
     delete,
     figures,
-    outcome,
     portfolio_locked,
     recorded,
     replayed_book,
+    rewrite_and_sell_at_once,
+    rewrite_with_a_sell_sent_midway,
     stamp,
     stored_book,
     trades_of,
@@ -316,50 +317,20 @@ async def test_an_edit_and_a_sell_of_the_shares_it_takes_away_never_both_succeed
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
-    # The sell is sent just after the edit has read the history (under the lock), and given
-    # time to commit before the edit writes: it must wait for the edit, then be refused.
-    original = TradeRepository.of
-    sell: asyncio.Future[pb.Trade] | None = None
 
-    async def of(self: TradeRepository, portfolio_id: str) -> Any:
-        nonlocal sell
-        found = await original(self, portfolio_id)
-        if sell is None and portfolio_id == p.id:
-            sell = asyncio.ensure_future(s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"))
-            await asyncio.sleep(0.5)
-        return found
+    def editing(trade_id: str) -> Awaitable[Any]:
+        return edit(s, who, trade_id, quantity="5")
 
-    monkeypatch.setattr(TradeRepository, "of", of)
-    edited = await outcome(edit(s, who, buy.id, quantity="5"))
-    assert sell is not None
-    sold = await outcome(sell)
-    monkeypatch.undo()
+    edited, sold, buy_id = await rewrite_with_a_sell_sent_midway(s, who, p.id, editing, monkeypatch)
     assert (edited, sold) == (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)
     assert [t.quantity for t in await trades_of(s, who, p.id)] == ["5"]
-    await delete(s, who, buy.id)
+    await delete(s, who, buy_id)
 
-    # And at once, either first: one of the two, never both.
-    for first_edit in (True, False):
-        (buy,) = await recorded(s, who, p.id, [("buy", "AAPL", "10", "100", 4)])
-        calls = [
-            edit(s, who, buy.id, quantity="5"),
-            s.trade(who, p.id, "sell", "10", "110", symbol="AAPL"),
-        ]
-        if not first_edit:
-            calls.reverse()
-        results = await asyncio.gather(*(outcome(c) for c in calls))
-        assert sorted(r.name for r in results) == ["FAILED_PRECONDITION", "OK"], results
-        left = sorted((t.side, t.quantity) for t in await trades_of(s, who, p.id))
+    for left in await rewrite_and_sell_at_once(s, who, p.id, editing):
         assert left in (
             [(pb.TRADE_SIDE_BUY, "5")],
             [(pb.TRADE_SIDE_BUY, "10"), (pb.TRADE_SIDE_SELL, "10")],
         ), left
-        assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
-        for side in (pb.TRADE_SIDE_SELL, pb.TRADE_SIDE_BUY):  # the buy is needed until then
-            for t in await trades_of(s, who, p.id):
-                if t.side == side:
-                    await delete(s, who, t.id)
 
 
 async def test_an_edit_before_an_ex_date_recomputes_the_dividend_the_market_paid(
