@@ -134,6 +134,10 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "calendar (the document says YYYY-MM-DD), from not after to (a rule across fields)",
     "PUT /api/v1/portfolios/{portfolio_id}/targets": "each weight more than 0 and all of them "
     "adding up to at most 100, no symbol listed twice in any case (rules across items)",
+    "POST /api/v1/portfolios/{portfolio_id}/plans": "the portfolio must be a paper portfolio "
+    "of the caller (a tracking one takes no plans); startDate must be a day of the calendar "
+    "(the document says YYYY-MM-DD) within a year of today; the symbol one the market knows; "
+    "at most 50 plans per portfolio",
     "GET /api/v1/portfolios/{portfolio_id}/income": "from and to must be days of the calendar "
     "(the document says YYYY-MM-DD), from not after to, and the period with groupBy at most "
     "1,200 periods (0001-01-01 to 9999-12-31 by month is 119,988): rules across fields",

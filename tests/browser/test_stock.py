@@ -35,6 +35,10 @@ def test_a_stocks_chart_keeps_moving_with_the_prices(
     page.goto("/stocks/aapl")
 
     expect(page.get_by_test_id("stock-title")).to_have_text(f"AAPL · {stock['name']}")
+    # The profile the exposure report groups by, as GET /api/v1/stocks/AAPL gives it.
+    profile = [stock[k] for k in ("assetType", "sector", "industry", "country")]
+    assert profile[0] == "Stock" and profile[1] == "Information Technology", profile
+    expect(page.get_by_test_id("stock-profile")).to_have_text(" · ".join(profile))
     chart = page.get_by_test_id("price-chart")
     expect(chart).to_have_attribute("aria-label", "AAPL price, live")
     expect(chart.locator("canvas").first).to_be_visible()

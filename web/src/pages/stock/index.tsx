@@ -64,6 +64,11 @@ export default function StockPage() {
             {s.exchange} · {s.currency}
           </p>
         )}
+        {s?.sector && (
+          <p class="muted" data-testid="stock-profile">
+            {[s.assetType, s.sector, s.industry, s.country].filter(Boolean).join(" · ")}
+          </p>
+        )}
         <LiveChart points={points} label={`${symbol} price, live`} testid="price-chart" />
         <p class="muted">Live since you opened this page; the chart moves with every price.</p>
       </section>
