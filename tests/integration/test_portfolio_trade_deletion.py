@@ -292,29 +292,35 @@ async def test_another_users_trade_is_not_found_as_one_that_never_was_and_stays(
     assert "id" in (blank.details() or "")
 
 
+async def a_filled_order(s: PortfolioService) -> tuple[Metadata, pb.Portfolio, pb.Order]:
+    """A paper portfolio whose limit buy of KO at twice the price filled at once: its owner,
+    the portfolio, the order as filled."""
+    who, paper = await s.user_with_portfolio(
+        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
+    )
+    quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
+    placed = (
+        await s.stub.CreateOrder(
+            order(paper.id, limit_price=str(Decimal(quote.price) * 2)), metadata=who
+        )
+    ).order
+    return who, paper, await wait_for_status(s, who, placed.id, pb.ORDER_STATUS_FILLED)
+
+
 async def test_an_orders_fill_is_refused_and_the_order_stays_filled(
     start_portfolio: StartPortfolio,
 ) -> None:
     async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
-        who, paper = await s.user_with_portfolio(
-            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
-        )
-        quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
-        placed = (
-            await s.stub.CreateOrder(
-                order(paper.id, limit_price=str(Decimal(quote.price) * 2)), metadata=who
-            )
-        ).order
-        filled = await wait_for_status(s, who, placed.id, pb.ORDER_STATUS_FILLED)
+        who, paper, filled = await a_filled_order(s)
         assert filled.trade_id
 
         refused = await expect_error(
             delete(s, who, filled.trade_id), grpc.StatusCode.FAILED_PRECONDITION
         )
         assert reason(refused) == "TRADE_IS_ORDER_FILL"
-        assert f"is the fill of order {placed.id}" in (refused.details() or "")
+        assert f"is the fill of order {filled.id}" in (refused.details() or "")
         assert filled.trade_id in [t.id for t in await trades_of(s, who, paper.id)]
-        again = (await s.stub.GetOrder(pb.GetOrderRequest(id=placed.id), metadata=who)).order
+        again = (await s.stub.GetOrder(pb.GetOrderRequest(id=filled.id), metadata=who)).order
         assert (again.status, again.trade_id) == (pb.ORDER_STATUS_FILLED, filled.trade_id)
 
 

@@ -26,7 +26,6 @@ from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
 from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
-from tests.integration.test_orders_service import order, wait_for_status
 from tests.integration.test_portfolio_currencies import rate
 from tests.integration.test_portfolio_currencies import stamp as in_the_afternoon
 from tests.integration.test_portfolio_performance_service import noon
@@ -34,6 +33,7 @@ from tests.integration.test_portfolio_streams import collecting
 from tests.integration.test_portfolio_trade_deletion import (
     HISTORY,
     TYPO,
+    a_filled_order,
     days_ago,
     delete,
     figures,
@@ -258,16 +258,7 @@ async def test_an_orders_fill_is_refused_and_stays_as_filled(
     start_portfolio: StartPortfolio,
 ) -> None:
     async with start_portfolio(MOCK_UPDATE_INTERVAL="20") as s:
-        who, paper = await s.user_with_portfolio(
-            "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
-        )
-        quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
-        placed = (
-            await s.stub.CreateOrder(
-                order(paper.id, limit_price=str(Decimal(quote.price) * 2)), metadata=who
-            )
-        ).order
-        filled = await wait_for_status(s, who, placed.id, pb.ORDER_STATUS_FILLED)
+        who, paper, filled = await a_filled_order(s)
         before = {t.id: t for t in await trades_of(s, who, paper.id)}[filled.trade_id]
 
         refused = await expect_error(
@@ -275,7 +266,7 @@ async def test_an_orders_fill_is_refused_and_stays_as_filled(
         )
         assert reason(refused) == "TRADE_IS_ORDER_FILL"
         assert (refused.details() or "").endswith(
-            f"is the fill of order {placed.id}, which says it filled: an order's fill cannot be"
+            f"is the fill of order {filled.id}, which says it filled: an order's fill cannot be"
             " edited"
         )
         assert {t.id: t for t in await trades_of(s, who, paper.id)}[filled.trade_id] == before
