@@ -22,15 +22,35 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
-from enum import StrEnum
-from typing import Any
 
+from services.portfolio.book_values import (
+    BookState,
+    CashFlow,
+    CashInLieu,
+    CashPolicy,
+    CostMethod,
+    Event,
+    HistoryMissing,
+    HoldingState,
+    InsufficientCash,
+    InsufficientShares,
+    Position,
+    Sale,
+    Totals,
+    order_key,
+)
 from services.portfolio.exact import minus as _minus
 from services.portfolio.exact import plus as _plus
 from services.portfolio.exact import times as _times
+from services.portfolio.holdings import (
+    LiveHolding,
+    apply_to_holding,
+    holding_fields,
+    pay_cash_in_lieu,
+)
 from services.portfolio.lots import Lot, Lots
 from services.portfolio.trading import SHARE_SIDES, Side, Split, Trade
 from services.portfolio.wire_numbers import (
@@ -41,250 +61,11 @@ from services.portfolio.wire_numbers import (
     ratio,
     rounded,
 )
-from services.runtime.errors import FailedPrecondition, NotFound
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class InsufficientShares(FailedPrecondition):
-    """A SELL of more than is held at that moment; nothing is recorded."""
-
-    reason = "INSUFFICIENT_SHARES"
-
-    def __init__(self, symbol: str, held: Decimal, requested: Decimal) -> None:
-        self.symbol = symbol
-        self.held = held
-        self.requested = requested
-        self.shortfall = requested - held
-        super().__init__(
-            f"cannot sell {present_quantity(requested)} {symbol}: only {present_quantity(held)}"
-            f" held (short by {present_quantity(self.shortfall)})"
-        )
-
-
-class InsufficientCash(FailedPrecondition):
-    """A withdrawal (or, under REQUIRE_CASH, a buy) that needs more cash than there is."""
-
-    reason = "INSUFFICIENT_CASH"
-
-    def __init__(self, action: str, required: Decimal, available: Decimal) -> None:
-        self.action = action
-        self.required = required
-        self.available = available
-        self.shortfall = required - available
-        super().__init__(
-            f"cannot {action}: needs {present_money(required)} in cash, only"
-            f" {present_money(available)} available (short by {present_money(self.shortfall)})"
-        )
-
-
-class HistoryMissing(Exception):
-    """A back-dated event for a book resumed from its state: only a replay of the whole
-    history can place it. Not a rule the caller broke: whoever resumed the book must replay."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__(f"an event dated before the book's state needs a replay: {event!r}")
-
-
-class CostMethod(StrEnum):
-    """How the cost of sold shares is chosen: the oldest lots first, or the running average."""
-
-    FIFO = "fifo"
-    AVERAGE = "average"
-
-
-class CashPolicy(StrEnum):
-    """What a buy that cash does not cover means (see the module docstring)."""
-
-    FUND_SHORTFALL = "fund_shortfall"
-    REQUIRE_CASH = "require_cash"
-
-
-@dataclass(frozen=True)
-class CashInLieu:
-    """The fraction of a share a split left below QUANTITY_PLACES, sold for cash as a SELL
-    of `quantity` at `price` would be: `proceeds` went to cash, the shares' cost left the basis
-    (`fifo_cost` from the oldest lots, `average_cost` at the running average)."""
-
-    symbol: str
-    at: datetime
-    quantity: Decimal
-    price: Decimal
-    proceeds: Decimal
-    fifo_cost: Decimal
-    average_cost: Decimal
-
-    def cost(self, method: CostMethod) -> Decimal:
-        return self.fifo_cost if method is CostMethod.FIFO else self.average_cost
-
-    def realized_gain(self, method: CostMethod) -> Decimal:
-        return _minus(self.proceeds, self.cost(method))
-
-
-@dataclass(frozen=True)
-class Sale:
-    """Shares that left a holding for money, as the replay took them: a SELL (`trade_id`,
-    `sequence`), or the fraction a split paid in cash (`in_lieu`; no trade). `proceeds` is net
-    of the sale's fees; `lots` are the pieces of the oldest lots it closed (FIFO), each with its
-    cost and the time its buy opened it; `average_cost` is its cost at the running average.
-    `proceeds` less the pieces' costs (or `average_cost`) is exactly what it realized."""
-
-    symbol: str
-    at: datetime
-    quantity: Decimal
-    proceeds: Decimal
-    lots: tuple[Lot, ...]
-    average_cost: Decimal
-    trade_id: str = ""
-    sequence: int = 0
-    in_lieu: bool = False
-
-    @property
-    def day(self) -> date:
-        return self.at.astimezone(UTC).date()
-
-
-@dataclass(frozen=True)
-class CashFlow:
-    """Money crossing the portfolio's boundary: positive in, negative out.
-
-    Deposits and withdrawals are explicit; `implicit` marks a shortfall funded for a buy
-    under CashPolicy.FUND_SHORTFALL. Dividends, fees and trades are not flows: they are
-    the portfolio's own performance.
-    """
-
-    at: datetime
-    amount: Decimal
-    implicit: bool = False
-
-    @property
-    def day(self) -> date:
-        return self.at.astimezone(UTC).date()
-
-
-@dataclass(frozen=True)
-class Position:
-    """One symbol's holding, valued at `price`. `weight` is its share of the portfolio's total
-    value (cash included), None when unknown or the portfolio is worth nothing."""
-
-    symbol: str
-    method: CostMethod
-    quantity: Decimal
-    cost_basis: Decimal
-    average_cost: Decimal | None  # cost_basis / quantity; None when nothing is held
-    price: Decimal
-    market_value: Decimal
-    unrealized_gain: Decimal  # market_value - cost_basis
-    realized_gain: Decimal  # sum over sells of (amount - fees - cost of the shares sold)
-    dividends: Decimal
-    fees: Decimal
-    weight: Decimal | None
-    lots: tuple[Lot, ...]
-
-
-@dataclass(frozen=True)
-class Totals:
-    """The whole portfolio at given prices.
-
-    `total_cost` is the money the investor has put in, net of what was taken out (deposits +
-    funded shortfalls - withdrawals), so that `total_value - total_cost == total_gain_loss`
-    can be checked on screen. `total_return` is `total_gain_loss / total_cost`, a fraction,
-    None when total_cost is not positive. `cost_basis` is the cost of the shares still held.
-    Accounting identity: total_gain_loss == realized + unrealized + dividends - the fees of
-    cash-side trades (fees of buys and sells are already inside the gains).
-    """
-
-    cash: Decimal
-    market_value: Decimal
-    total_value: Decimal
-    cost_basis: Decimal
-    total_cost: Decimal
-    total_gain_loss: Decimal
-    total_return: Decimal | None
-    realized_gain: Decimal
-    unrealized_gain: Decimal
-    dividends: Decimal
-    fees: Decimal
-    deposits: Decimal
-    withdrawals: Decimal
-    funded: Decimal
-
-
-@dataclass
-class _Holding:
-    symbol: str
-    lots: Lots
-    quantity: Decimal = ZERO
-    fifo_basis: Decimal = ZERO
-    average_basis: Decimal = ZERO
-    realized_fifo: Decimal = ZERO
-    realized_average: Decimal = ZERO
-    dividends: Decimal = ZERO
-    fees: Decimal = ZERO
-    last_price: Decimal | None = None
-    last_price_at: datetime | None = None
-
-    def basis(self, method: CostMethod) -> Decimal:
-        return self.fifo_basis if method is CostMethod.FIFO else self.average_basis
-
-    def realized(self, method: CostMethod) -> Decimal:
-        return self.realized_fifo if method is CostMethod.FIFO else self.realized_average
-
-
-@dataclass(frozen=True)
-class HoldingState:
-    """One symbol's holding as a `BookState` keeps it (a `_Holding`, frozen)."""
-
-    symbol: str
-    lots: Lots  # never changed: a book resumed from the state takes a copy
-    quantity: Decimal
-    fifo_basis: Decimal
-    average_basis: Decimal
-    realized_fifo: Decimal
-    realized_average: Decimal
-    dividends: Decimal
-    fees: Decimal
-    last_price: Decimal | None
-    last_price_at: datetime | None
-
-
-@dataclass(frozen=True)
-class BookState:
-    """What a book needs to take its next trade without the trades before it: the open lots,
-    bases, realized gains and last prices per symbol, cash and the running totals, and the
-    replay position (`through`: the order key of the last event it includes).
-
-    The history itself (trades, splits, flows, cash in lieu) is not part of it: a book resumed
-    from a state answers positions, totals and the rules exactly as the full replay does, and
-    lists only the events recorded since. `deposits`, `withdrawals` and `funded` are the sums
-    of the flows, kept as the flows' own sums are (`withdrawals` as the sum of negative flows).
-    """
-
-    policy: CashPolicy
-    through: tuple[datetime, int, int] | None
-    cash: Decimal
-    dividends: Decimal
-    fees: Decimal
-    cash_side_fees: Decimal
-    deposits: Decimal
-    withdrawals: Decimal
-    funded: Decimal
-    holdings: tuple[HoldingState, ...]
-
-
-Event = Trade | Split
-
-
-def order_key(event: Event) -> tuple[datetime, int, int]:
-    """Replay order: time, then a split before trades at the same instant, then sequence."""
-    if isinstance(event, Split):
-        return (event.effective_at, 0, 0)
-    return (event.executed_at, 1, event.sequence)
-
+from services.runtime.errors import NotFound
 
 # The sides by module name: a member named on its class costs a descriptor call (Python 3.11),
 # and every trade replayed asks several.
-_BUY, _SELL, _DIVIDEND = Side.BUY, Side.SELL, Side.DIVIDEND
+_SELL, _DIVIDEND = Side.SELL, Side.DIVIDEND
 _DEPOSIT, _WITHDRAWAL = Side.DEPOSIT, Side.WITHDRAWAL
 
 
@@ -308,7 +89,7 @@ class Book:
     ) -> None:
         self.policy = policy
         self._events: list[Event] = []
-        self._holdings: dict[str, _Holding] = {}
+        self._holdings: dict[str, LiveHolding] = {}
         self._flows: list[CashFlow] = []
         self._cash = ZERO
         self._dividends = ZERO
@@ -337,7 +118,7 @@ class Book:
         book._outflows = -state.withdrawals
         book._funded = state.funded
         for h in state.holdings:
-            book._holdings[h.symbol] = _Holding(**_copied(h))
+            book._holdings[h.symbol] = LiveHolding(**holding_fields(h))
         return book
 
     def state(self) -> BookState:
@@ -352,7 +133,7 @@ class Book:
             withdrawals=-self._outflows,
             funded=self._funded,
             holdings=tuple(
-                HoldingState(**_copied(h))
+                HoldingState(**holding_fields(h))
                 # In the book's own order (a symbol's first trade): totals add the holdings up
                 # in that order, and a sum of 28 digits may end otherwise in another.
                 for h in self._holdings.values()
@@ -589,9 +370,9 @@ class Book:
             self._cash_side_fees += trade.fees
         if trade.symbol:
             if holding is None:
-                holding = _Holding(trade.symbol, Lots(trade.symbol))
+                holding = LiveHolding(trade.symbol, Lots(trade.symbol))
                 self._holdings[trade.symbol] = holding
-            _apply_to_holding(holding, trade, self._sales)
+            apply_to_holding(holding, trade, self._sales)
             if trade.side is _DIVIDEND:
                 self._dividends += trade.amount
 
@@ -620,7 +401,7 @@ class Book:
             holding.quantity, rounded(holding.quantity, QUANTITY_PLACES, rounding=ROUND_DOWN)
         )
         closed: list[Lot] | None = None if self._sales is None else []
-        lieu = _pay_cash_in_lieu(holding, dust, split, closed) if dust else None
+        lieu = pay_cash_in_lieu(holding, dust, split, closed) if dust else None
         self._holdings[split.symbol] = holding
         if lieu is not None:
             self._cash = _plus(self._cash, lieu.proceeds)
@@ -643,13 +424,13 @@ class Book:
         to the book later cannot be left behind."""
         vars(self).update(vars(other))
 
-    def _price_of(self, holding: _Holding, prices: Mapping[str, Decimal]) -> Decimal:
+    def _price_of(self, holding: LiveHolding, prices: Mapping[str, Decimal]) -> Decimal:
         price = prices.get(holding.symbol, holding.last_price)
         return ZERO if price is None else price
 
     def _position(
         self,
-        holding: _Holding,
+        holding: LiveHolding,
         price: Decimal | None,
         method: CostMethod,
         total_value: Decimal | None,
@@ -677,118 +458,6 @@ class Book:
         )
 
 
-def _apply_to_holding(holding: _Holding, trade: Trade, sales: list[Sale] | None) -> None:
-    """Apply a share or dividend trade to its holding; a SELL is added to `sales`, if kept."""
-    holding.fees += trade.fees
-    if trade.side is _DIVIDEND:
-        holding.dividends += trade.amount
-        return
-    holding.last_price, holding.last_price_at = trade.price, trade.executed_at
-    if trade.side is _BUY:
-        cost = trade.amount + trade.fees
-        holding.lots.append(
-            Lot(trade.symbol, trade.quantity, cost, trade.executed_at, trade.sequence)
-        )
-        holding.quantity += trade.quantity
-        holding.fifo_basis = _plus(holding.fifo_basis, cost)
-        holding.average_basis = _plus(holding.average_basis, cost)
-        return
-    proceeds = trade.amount - trade.fees
-    if sales is None:
-        _sell_shares(holding, trade.quantity, proceeds)
-        return
-    closed: list[Lot] = []
-    _, average_cost = _sell_shares(holding, trade.quantity, proceeds, closed)
-    sales.append(
-        Sale(
-            trade.symbol,
-            trade.executed_at,
-            trade.quantity,
-            proceeds,
-            tuple(closed),
-            average_cost,
-            trade.id,
-            trade.sequence,
-        )
-    )
-
-
-def _pay_cash_in_lieu(
-    holding: _Holding, dust: Decimal, split: Split, closed: list[Lot] | None = None
-) -> CashInLieu:
-    """Sell the `dust` a split left in `holding` (its quantity already split) as a SELL would.
-
-    The price is the split's, else the last trade price (already split-adjusted). A holding
-    with shares was bought at a price, so the average cost (no gain) is only a last resort.
-    """
-    if split.price is not None:
-        price = split.price
-    elif holding.last_price is not None:
-        price = holding.last_price
-    else:
-        price = holding.average_basis / holding.quantity
-    proceeds = _times(dust, price)
-    fifo_cost, average_cost = _sell_shares(holding, dust, proceeds, closed)
-    return CashInLieu(
-        split.symbol, split.effective_at, dust, price, proceeds, fifo_cost, average_cost
-    )
-
-
-def _sell_shares(
-    holding: _Holding, quantity: Decimal, proceeds: Decimal, closed: list[Lot] | None = None
-) -> tuple[Decimal, Decimal]:
-    """Take `quantity` shares out of `holding` for `proceeds`: the oldest lots give them up
-    (FIFO), the average basis its running average; the rest of `proceeds` is realized.
-    Returns the cost of the shares taken, FIFO and average; the pieces of lots taken are added
-    to `closed`, when given."""
-    fifo_cost = _consume_lots(holding.lots, quantity, closed)
-    if quantity == holding.quantity:
-        average_cost = holding.average_basis
-    else:
-        average_cost = holding.average_basis * quantity / holding.quantity
-    holding.quantity = _minus(holding.quantity, quantity)
-    holding.fifo_basis = _minus(holding.fifo_basis, fifo_cost)
-    holding.average_basis = _minus(holding.average_basis, average_cost)
-    holding.realized_fifo = _plus(holding.realized_fifo, _minus(proceeds, fifo_cost))
-    holding.realized_average = _plus(holding.realized_average, _minus(proceeds, average_cost))
-    if holding.quantity == 0:
-        # Whatever residue rounding left in the bases belongs to shares no longer held.
-        holding.lots.clear()
-        holding.fifo_basis = holding.average_basis = ZERO
-    return fifo_cost, average_cost
-
-
-def _consume_lots(lots: Lots, quantity: Decimal, closed: list[Lot] | None = None) -> Decimal:
-    """Take `quantity` shares from the oldest lots; return the cost of what was taken. Each
-    piece taken (a whole lot as it was, or the part of one: its shares and their part of its
-    cost) is added to `closed`, when given."""
-    cost = ZERO
-    remaining = quantity
-    while remaining > 0 and lots:
-        lot = lots.oldest()
-        if lot.quantity <= remaining:
-            cost = _plus(cost, lot.cost)
-            remaining = _minus(remaining, lot.quantity)
-            lots.take_oldest()
-            if closed is not None:
-                closed.append(lot)
-        else:
-            part = lot.cost * remaining / lot.quantity
-            left = Lot(  # not dataclasses.replace: a tenth of the cost, for every partial sell
-                lot.symbol,
-                _minus(lot.quantity, remaining),
-                _minus(lot.cost, part),
-                lot.opened_at,
-                lot.sequence,
-            )
-            lots.replace_oldest(left)
-            cost = _plus(cost, part)
-            if closed is not None:
-                closed.append(Lot(lot.symbol, remaining, part, lot.opened_at, lot.sequence))
-            remaining = ZERO
-    return cost
-
-
 def _action(trade: Trade) -> str:
     if trade.side is _WITHDRAWAL:
         return f"withdraw {present_money(trade.amount)}"
@@ -802,11 +471,3 @@ def _total(values: Iterable[Decimal]) -> Decimal:
     stored state holds them in another order than a replay; a 28-digit `sum` rounded
     differently in the last digit)."""
     return functools.reduce(_plus, values, ZERO)
-
-
-def _copied(holding: _Holding | HoldingState) -> dict[str, Any]:
-    """Every field of a holding, its lots copied: `_Holding` and `HoldingState` have the same
-    fields, so a field added to one and not the other fails here, not silently."""
-    values = {f.name: getattr(holding, f.name) for f in fields(HoldingState)}
-    values["lots"] = holding.lots.copy()
-    return values

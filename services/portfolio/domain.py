@@ -2,14 +2,15 @@
 
 Its rules live in three modules, each stating its own: `wire_numbers` (decimal strings in,
 bounded; rounded once on the way out), `trading` (trades and splits, and wire input checked),
-`book` (lots, positions and cash replayed from the trades). Most of the service imports them
-from here.
+`book` (lots, positions and cash replayed from the trades; what it answers and keeps in
+`book_values`, a holding's lots and sales in `holdings`). Most of the service imports them from
+here.
 """
 
 from __future__ import annotations
 
-from services.portfolio.book import (
-    Book,
+from services.portfolio.book import Book
+from services.portfolio.book_values import (
     BookState,
     CashFlow,
     CashInLieu,

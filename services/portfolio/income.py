@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from services.portfolio.book import order_key
+from services.portfolio.book_values import order_key
 from services.portfolio.exact import plus, times
 from services.portfolio.performance import shares
 from services.portfolio.periods import Period, anniversary

@@ -1,0 +1,231 @@
+"""What the book answers and keeps, as plain values: its refusals and policies, the sales, flows
+and cash in lieu it records, positions and totals, and its state without the history (the rules
+that make them: book.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from services.portfolio.exact import minus as _minus
+from services.portfolio.lots import Lot, Lots
+from services.portfolio.trading import Split, Trade
+from services.portfolio.wire_numbers import present_money, present_quantity
+from services.runtime.errors import FailedPrecondition
+
+
+class InsufficientShares(FailedPrecondition):
+    """A SELL of more than is held at that moment; nothing is recorded."""
+
+    reason = "INSUFFICIENT_SHARES"
+
+    def __init__(self, symbol: str, held: Decimal, requested: Decimal) -> None:
+        self.symbol = symbol
+        self.held = held
+        self.requested = requested
+        self.shortfall = requested - held
+        super().__init__(
+            f"cannot sell {present_quantity(requested)} {symbol}: only {present_quantity(held)}"
+            f" held (short by {present_quantity(self.shortfall)})"
+        )
+
+
+class InsufficientCash(FailedPrecondition):
+    """A withdrawal (or, under REQUIRE_CASH, a buy) that needs more cash than there is."""
+
+    reason = "INSUFFICIENT_CASH"
+
+    def __init__(self, action: str, required: Decimal, available: Decimal) -> None:
+        self.action = action
+        self.required = required
+        self.available = available
+        self.shortfall = required - available
+        super().__init__(
+            f"cannot {action}: needs {present_money(required)} in cash, only"
+            f" {present_money(available)} available (short by {present_money(self.shortfall)})"
+        )
+
+
+class HistoryMissing(Exception):
+    """A back-dated event for a book resumed from its state: only a replay of the whole
+    history can place it. Not a rule the caller broke: whoever resumed the book must replay."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__(f"an event dated before the book's state needs a replay: {event!r}")
+
+
+class CostMethod(StrEnum):
+    """How the cost of sold shares is chosen: the oldest lots first, or the running average."""
+
+    FIFO = "fifo"
+    AVERAGE = "average"
+
+
+class CashPolicy(StrEnum):
+    """What a buy that cash does not cover means (see the module docstring)."""
+
+    FUND_SHORTFALL = "fund_shortfall"
+    REQUIRE_CASH = "require_cash"
+
+
+@dataclass(frozen=True)
+class CashInLieu:
+    """The fraction of a share a split left below QUANTITY_PLACES, sold for cash as a SELL
+    of `quantity` at `price` would be: `proceeds` went to cash, the shares' cost left the basis
+    (`fifo_cost` from the oldest lots, `average_cost` at the running average)."""
+
+    symbol: str
+    at: datetime
+    quantity: Decimal
+    price: Decimal
+    proceeds: Decimal
+    fifo_cost: Decimal
+    average_cost: Decimal
+
+    def cost(self, method: CostMethod) -> Decimal:
+        return self.fifo_cost if method is CostMethod.FIFO else self.average_cost
+
+    def realized_gain(self, method: CostMethod) -> Decimal:
+        return _minus(self.proceeds, self.cost(method))
+
+
+@dataclass(frozen=True)
+class Sale:
+    """Shares that left a holding for money, as the replay took them: a SELL (`trade_id`,
+    `sequence`), or the fraction a split paid in cash (`in_lieu`; no trade). `proceeds` is net
+    of the sale's fees; `lots` are the pieces of the oldest lots it closed (FIFO), each with its
+    cost and the time its buy opened it; `average_cost` is its cost at the running average.
+    `proceeds` less the pieces' costs (or `average_cost`) is exactly what it realized."""
+
+    symbol: str
+    at: datetime
+    quantity: Decimal
+    proceeds: Decimal
+    lots: tuple[Lot, ...]
+    average_cost: Decimal
+    trade_id: str = ""
+    sequence: int = 0
+    in_lieu: bool = False
+
+    @property
+    def day(self) -> date:
+        return self.at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True)
+class CashFlow:
+    """Money crossing the portfolio's boundary: positive in, negative out.
+
+    Deposits and withdrawals are explicit; `implicit` marks a shortfall funded for a buy
+    under CashPolicy.FUND_SHORTFALL. Dividends, fees and trades are not flows: they are
+    the portfolio's own performance.
+    """
+
+    at: datetime
+    amount: Decimal
+    implicit: bool = False
+
+    @property
+    def day(self) -> date:
+        return self.at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True)
+class Position:
+    """One symbol's holding, valued at `price`. `weight` is its share of the portfolio's total
+    value (cash included), None when unknown or the portfolio is worth nothing."""
+
+    symbol: str
+    method: CostMethod
+    quantity: Decimal
+    cost_basis: Decimal
+    average_cost: Decimal | None  # cost_basis / quantity; None when nothing is held
+    price: Decimal
+    market_value: Decimal
+    unrealized_gain: Decimal  # market_value - cost_basis
+    realized_gain: Decimal  # sum over sells of (amount - fees - cost of the shares sold)
+    dividends: Decimal
+    fees: Decimal
+    weight: Decimal | None
+    lots: tuple[Lot, ...]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The whole portfolio at given prices.
+
+    `total_cost` is the money the investor has put in, net of what was taken out (deposits +
+    funded shortfalls - withdrawals), so that `total_value - total_cost == total_gain_loss`
+    can be checked on screen. `total_return` is `total_gain_loss / total_cost`, a fraction,
+    None when total_cost is not positive. `cost_basis` is the cost of the shares still held.
+    Accounting identity: total_gain_loss == realized + unrealized + dividends - the fees of
+    cash-side trades (fees of buys and sells are already inside the gains).
+    """
+
+    cash: Decimal
+    market_value: Decimal
+    total_value: Decimal
+    cost_basis: Decimal
+    total_cost: Decimal
+    total_gain_loss: Decimal
+    total_return: Decimal | None
+    realized_gain: Decimal
+    unrealized_gain: Decimal
+    dividends: Decimal
+    fees: Decimal
+    deposits: Decimal
+    withdrawals: Decimal
+    funded: Decimal
+
+
+@dataclass(frozen=True)
+class HoldingState:
+    """One symbol's holding as a `BookState` keeps it (a `holdings.LiveHolding`, frozen)."""
+
+    symbol: str
+    lots: Lots  # never changed: a book resumed from the state takes a copy
+    quantity: Decimal
+    fifo_basis: Decimal
+    average_basis: Decimal
+    realized_fifo: Decimal
+    realized_average: Decimal
+    dividends: Decimal
+    fees: Decimal
+    last_price: Decimal | None
+    last_price_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BookState:
+    """What a book needs to take its next trade without the trades before it: the open lots,
+    bases, realized gains and last prices per symbol, cash and the running totals, and the
+    replay position (`through`: the order key of the last event it includes).
+
+    The history itself (trades, splits, flows, cash in lieu) is not part of it: a book resumed
+    from a state answers positions, totals and the rules exactly as the full replay does, and
+    lists only the events recorded since. `deposits`, `withdrawals` and `funded` are the sums
+    of the flows, kept as the flows' own sums are (`withdrawals` as the sum of negative flows).
+    """
+
+    policy: CashPolicy
+    through: tuple[datetime, int, int] | None
+    cash: Decimal
+    dividends: Decimal
+    fees: Decimal
+    cash_side_fees: Decimal
+    deposits: Decimal
+    withdrawals: Decimal
+    funded: Decimal
+    holdings: tuple[HoldingState, ...]
+
+
+Event = Trade | Split
+
+
+def order_key(event: Event) -> tuple[datetime, int, int]:
+    """Replay order: time, then a split before trades at the same instant, then sequence."""
+    if isinstance(event, Split):
+        return (event.effective_at, 0, 0)
+    return (event.executed_at, 1, event.sequence)
