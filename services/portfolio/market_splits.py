@@ -43,6 +43,7 @@ from services.portfolio.orm import market_split_notes
 from services.portfolio.records import Portfolio, SplitEffect
 from services.portfolio.repository import (
     PortfolioRepository,
+    SplitRepository,
     TradeRepository,
     splits_by_portfolio,
 )
@@ -64,7 +65,8 @@ BATCH = 200
 
 
 class AlreadyNoted(Exception):
-    """The split's note is taken: another round or leader recorded it first (rolls back)."""
+    """The split is recorded already (rolls back): its note is taken by another round or
+    leader, or the owner recorded it by hand since the round's snapshot."""
 
 
 class SplitApplier:
@@ -208,6 +210,16 @@ class SplitApplier:
         draft = SplitDraft(symbol=symbol, date=day.isoformat(), numerator=new, denominator=old)
 
         async def note(session: AsyncSession, effect: SplitEffect) -> None:
+            # Under the portfolio's lock, asked again: a split of the same ratio the owner
+            # recorded a day off since the snapshot is the same split (CreateSplit refuses only
+            # the same day).
+            others = [
+                (r.split.symbol, r.split.day, (r.split.ratio, r.split.of))
+                for r in await SplitRepository(session).of(portfolio.id)
+                if r.id != effect.recorded.id
+            ]
+            if _recorded_already(others, symbol, day, ratio):
+                raise AlreadyNoted()
             if not await _note(session, portfolio.id, symbol, day, effect.recorded.id):
                 raise AlreadyNoted()
 

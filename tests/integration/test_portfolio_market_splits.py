@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
@@ -65,6 +66,7 @@ class Desk:
     market: object
     trades: Trades
     splits: Splits
+    prices: Prices
     hub: EventHub
     clock: Callable[[], datetime]
 
@@ -111,7 +113,7 @@ async def desk(
     trades = Trades(db, market, prices, hub, clock=clock)
     splits = Splits(db, prices, hub, orders=Orders(db, trades, hub, clock=clock), clock=clock)
     try:
-        yield Desk(db, market, trades, splits, hub, clock)
+        yield Desk(db, market, trades, splits, prices, hub, clock)
     finally:
         await db.close()
 
@@ -209,6 +211,32 @@ async def test_a_split_recorded_by_hand_near_its_day_or_deleted_is_not_recorded_
         assert await asyncio.gather(d.applier().apply_due(), d.applier().apply_due()) == [0, 0]
         assert await d.splits.find("u-1", "deleted") == []
         assert (await d.book("deleted")).quantity("NVDA") == D(4)
+
+
+class OwnerRecordsFirst(Splits):
+    """The owner records the announced split by hand (on the Friday before) just as the
+    applier, which read the portfolio's splits before, records the market's."""
+
+    async def create(self, user_id: str, portfolio_id: str, draft: SplitDraft, **more: Any) -> Any:
+        if draft.date == SPLIT_DAY.isoformat():
+            await super().create(user_id, portfolio_id, SplitDraft("NVDA", "2024-06-07", 10, 1))
+        return await super().create(user_id, portfolio_id, draft, **more)
+
+
+async def test_a_split_the_owner_records_a_day_off_during_the_round_is_not_recorded_twice(
+    portfolio_database_url: str,
+) -> None:
+    async with desk(portfolio_database_url) as d:
+        await d.portfolio("raced", PortfolioKind.TRACKING)
+        await d.trade("raced", Side.BUY, "NVDA", "4", "1000", date(2024, 6, 3))
+        racing = OwnerRecordsFirst(d.db, d.prices, d.hub, clock=d.clock)
+        applier = SplitApplier(d.db, d.market, racing, clock=d.clock)
+
+        assert await applier.apply_due() == 0
+        [by_hand] = await d.splits.find("u-1", "raced")
+        assert by_hand.recorded.split.day == date(2024, 6, 7)
+        assert (await d.book("raced")).quantity("NVDA") == D(40)  # split once, not 400
+        assert await d.notes() == 0
 
 
 async def test_a_history_the_split_would_break_is_left_whole_and_the_others_split(
