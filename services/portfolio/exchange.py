@@ -29,6 +29,7 @@ from services.portfolio.currencies import (
 from services.portfolio.domain import Split, Trade
 from services.portfolio.exact import times
 from services.portfolio.market_data import MarketData
+from services.portfolio.periods import optional_day
 from services.portfolio.repository import PriceRepository, portfolio_currency
 from services.portfolio.wire_numbers import PRICE_PLACES, rounded
 from services.runtime.clock import utc_now
@@ -79,6 +80,10 @@ class Exchange:
         self._past: dict[tuple[str, str, date], FxRate] = {}
 
     # --- rates -----------------------------------------------------------------------------
+
+    async def rate_asked(self, base: str, quote: str, day: str) -> FxRate:
+        """`rate`, with the day as a request states it (YYYY-MM-DD; blank: now)."""
+        return await self.rate(base, quote, optional_day("date", day))
 
     async def rate(self, base: str, quote: str, day: date | None = None) -> FxRate:
         """How many `quote` one `base` buys: live, or the close of `day` (the last before it

@@ -23,13 +23,14 @@ class Period:
 def period_of(start: str, end: str) -> Period:
     """The period a request names (`from`, `to`: YYYY-MM-DD or empty); InvalidArgument naming
     the field when a day does not exist or `from` comes after `to`."""
-    period = Period(_day("from", start), _day("to", end))
+    period = Period(optional_day("from", start), optional_day("to", end))
     if period.start and period.end and period.start > period.end:
         raise InvalidArgument.field("from", "must not be after to")
     return period
 
 
-def _day(field: str, raw: str) -> date | None:
+def optional_day(field: str, raw: str) -> date | None:
+    """The day `raw` names (YYYY-MM-DD), None when blank; InvalidArgument naming `field`."""
     if not raw.strip():
         return None
     try:

@@ -92,7 +92,7 @@ class UseCases:
     overviews: Overviews
     exposures: Exposures
     plans: Plans
-    exchange: Exchange | None = None
+    exchange: Exchange
     watchlists: Watchlists | None = None
     alerts: Alerts | None = None
 
