@@ -148,12 +148,13 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         config.addresses["workspace"], deadline=settings.workspace_deadline
     )
     resources.push_async_callback(projects.close)
-    terminals = Terminals(manager, projects, settings.root, ownership, logins)
+    terminals = Terminals(
+        manager, projects, settings.root, ownership, logins, session_over=session_over(sessions)
+    )
     servicer = TerminalServicer(
         terminals,
         manager,
         settings,
-        session_over=session_over(sessions),
         idempotency=CachedIdempotency(cache, ownership.exclusive),
     )
 

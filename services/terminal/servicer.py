@@ -1,29 +1,27 @@
 """gRPC servicer of TerminalService: request -> use case (terminals.py) -> response. Thin.
 
-AttachTerminal is the one stream: it pumps frames between the call and the session's output.
+AttachTerminal is the one stream: its frames and replies translated, the attachment itself in
+attachments.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
 from services.runtime.cached_idempotency import CachedIdempotency
-from services.runtime.context import Identity
-from services.runtime.errors import DomainError, InvalidArgument
+from services.runtime.errors import InvalidArgument
 from services.runtime.interceptors import require_identity
 from services.runtime.pagination import page_of
-from services.runtime.tasks import cancel_and_wait
 from services.runtime.timestamps import timestamp
+from services.terminal.attachments import Ended, Refused, Told
 from services.terminal.config import TerminalConfig
 from services.terminal.manager import TerminalManager
 from services.terminal.sessions import Session, output_text
 from services.terminal.terminals import REPLICA_LOST, Recorded, Terminals
-from services.terminal.watcher import Watcher
 
 STATES = {
     "running": terminal_pb2.TERMINAL_STATE_RUNNING,
@@ -65,7 +63,6 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         manager: TerminalManager,
         config: TerminalConfig,
         *,
-        session_over: Callable[[Identity], Awaitable[DomainError | None]] | None = None,
         idempotency: CachedIdempotency | None = None,
     ) -> None:
         self._terminals = terminals
@@ -73,9 +70,6 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         self._idempotency = idempotency
         self._manager = manager  # read for its limits only
         self._config = config
-        # Whether an attachment's own session still holds (users says so), asked every
-        # TERMINAL_SESSION_RECHECK: a session logged out ends its attachments.
-        self._session_over = session_over
 
     async def CreateTerminal(
         self, request: terminal_pb2.CreateTerminalRequest, context: grpc.aio.ServicerContext
@@ -180,127 +174,39 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         request_iterator: AsyncIterator[terminal_pb2.AttachTerminalRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[terminal_pb2.AttachTerminalResponse]:
-        identity = require_identity()
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("frame") != "join":
             raise InvalidArgument.field("join", "the first frame must join a session")
-        session = await self._terminals.find(identity, first.join.session_id)
-        if isinstance(session, Recorded):  # its replica is gone: say so, and end
-            yield terminal_pb2.AttachTerminalResponse(joined=terminal_message(session))
-            yield terminal_pb2.AttachTerminalResponse(
-                exit=terminal_pb2.TerminalExit(code=0, reason=REPLICA_LOST)
-            )
-            return
-        watcher = session.watch(replay=not first.join.no_replay)
-        notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse] = asyncio.Queue(maxsize=64)
-        pump = asyncio.create_task(_pump_input(session, request_iterator, notices))
-        revoked = asyncio.create_task(self._until_revoked(identity))
-        try:
-            yield terminal_pb2.AttachTerminalResponse(joined=terminal_message(session))
-            async for reply in _merge(watcher, notices, revoked):
-                yield reply
-            if revoked.done():
-                raise revoked.result()
-            yield terminal_pb2.AttachTerminalResponse(exit=await _exit_of(session, watcher))
-        finally:
-            watcher.close()
-            await cancel_and_wait(pump)
-            await cancel_and_wait(revoked)
-
-    async def _until_revoked(self, identity: Identity) -> DomainError:
-        """Returns, once the users service says the attachment's own session is over (a
-        logout of it or everywhere, SESSION_REVOKED; its own end, SESSION_EXPIRED), the error
-        the attachment ends with; a check that cannot be made now is made again later. (The
-        token's expiry does not end it: a browser's socket renews its token without joining
-        again, and the facade closes a socket whose token lapses.)"""
-        over = self._session_over
-        if over is None:
-            await asyncio.Event().wait()
-        while True:
-            await asyncio.sleep(self._manager.recheck_interval)
-            with contextlib.suppress(DomainError):  # users unreachable: ask again later
-                ended = await over(identity) if over is not None else None
-                if ended is not None:
-                    return ended
+        told = self._terminals.attach(
+            require_identity(),
+            first.join.session_id,
+            replay=not first.join.no_replay,
+            frames=request_iterator,
+            apply=_apply_frame,
+        )
+        async with contextlib.aclosing(told):
+            async for event in told:
+                yield _attach_response(event)
 
 
-async def _exit_of(session: Session, watcher: Watcher) -> terminal_pb2.TerminalExit:
-    if watcher.dropped:
-        return terminal_pb2.TerminalExit(code=0, reason="dropped")
-    if session.state == "exited":
-        code = await session.finished()  # the exit status is known once the shell is reaped
-        return terminal_pb2.TerminalExit(code=code or 0, reason="exited")
-    return terminal_pb2.TerminalExit(code=0, reason="closed")
+def _apply_frame(session: Session, request: terminal_pb2.AttachTerminalRequest) -> None:
+    kind = request.WhichOneof("frame")
+    if kind == "data":
+        session.write(request.data)
+    elif kind == "resize":
+        session.resize(request.resize.cols, request.resize.rows)
+    else:
+        raise InvalidArgument("this attachment has joined a session already")
 
 
-async def _merge(
-    watcher: Watcher,
-    notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse],
-    until: asyncio.Task[DomainError],
-) -> AsyncIterator[terminal_pb2.AttachTerminalResponse]:
-    """The session's output, with refusals of this attachment's input slipped in between,
-    until the output ends (or `until` does). One pending read of each kind at a time:
-    nothing buffers here beyond the watcher's own bound."""
-    output: asyncio.Task[bytes] | None = None
-    notice: asyncio.Task[terminal_pb2.AttachTerminalResponse] | None = None
-    try:
-        while True:
-            if output is None:
-                output = asyncio.ensure_future(anext(watcher))
-            if notice is None:
-                notice = asyncio.ensure_future(notices.get())
-            done, _ = await asyncio.wait(
-                {output, notice, until}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if until in done:
-                return
-            if notice in done:
-                yield notice.result()
-                notice = None
-            if output in done:
-                try:
-                    chunk = output.result()
-                except StopAsyncIteration:
-                    return
-                output = None
-                yield terminal_pb2.AttachTerminalResponse(data=chunk)
-    finally:
-        for task in (output, notice):
-            if task is not None:
-                task.cancel()
-
-
-async def _pump_input(
-    session: Session,
-    requests: AsyncIterator[terminal_pb2.AttachTerminalRequest],
-    notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse],
-) -> None:
-    """Keystrokes and resizes into the session; a refused frame is answered, not fatal (also
-    one the rules refuse as it is read: an out-of-range resize ended the input for good)."""
-    frames = aiter(requests)
-    while True:
-        try:
-            request = await anext(frames)
-        except StopAsyncIteration:
-            return
-        except DomainError as error:
-            _notify(notices, error)
-            continue
-        kind = request.WhichOneof("frame")
-        try:
-            if kind == "data":
-                session.write(request.data)
-            elif kind == "resize":
-                session.resize(request.resize.cols, request.resize.rows)
-            else:
-                raise InvalidArgument("this attachment has joined a session already")
-        except DomainError as error:
-            _notify(notices, error)
-
-
-def _notify(
-    notices: asyncio.Queue[terminal_pb2.AttachTerminalResponse], error: DomainError
-) -> None:
-    notice = terminal_pb2.TerminalNotice(code=error.reason, message=str(error))
-    with contextlib.suppress(asyncio.QueueFull):  # a client flooding refusals
-        notices.put_nowait(terminal_pb2.AttachTerminalResponse(error=notice))
+def _attach_response(event: Told | Recorded) -> terminal_pb2.AttachTerminalResponse:
+    if isinstance(event, bytes):
+        return terminal_pb2.AttachTerminalResponse(data=event)
+    if isinstance(event, Refused):
+        notice = terminal_pb2.TerminalNotice(code=event.error.reason, message=str(event.error))
+        return terminal_pb2.AttachTerminalResponse(error=notice)
+    if isinstance(event, Ended):
+        return terminal_pb2.AttachTerminalResponse(
+            exit=terminal_pb2.TerminalExit(code=event.code, reason=event.reason)
+        )
+    return terminal_pb2.AttachTerminalResponse(joined=terminal_message(event))

@@ -12,6 +12,9 @@ lists hold the sessions of every replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +31,15 @@ from services.runtime.errors import (
 )
 from services.runtime.ownership import Owned, Ownership
 from services.runtime.pagination import Page
+from services.terminal.attachments import (
+    Apply,
+    Ended,
+    Frame,
+    SessionOver,
+    Told,
+    attached,
+    until_revoked,
+)
 from services.terminal.logins import Logins
 from services.terminal.manager import TerminalManager
 from services.terminal.projects import ProjectDirectories
@@ -136,6 +148,8 @@ class Terminals:
         root: Path,
         ownership: Ownership,
         logins: Logins | None = None,
+        *,
+        session_over: SessionOver | None = None,
     ) -> None:
         self._manager = manager
         self._projects = projects
@@ -143,6 +157,9 @@ class Terminals:
         self._ownership = ownership
         # Every caller's login, for the logout recheck (None: nothing rechecks).
         self._logins = logins
+        # Whether an attachment's own login still holds (users says so), asked every
+        # TERMINAL_SESSION_RECHECK: a login that ends ends its attachments (None: never asked).
+        self._session_over = session_over
 
     async def create(
         self, identity: Identity, project_id: str, *, cols: int, rows: int, shell: str | None
@@ -179,6 +196,30 @@ class Terminals:
             return await self._recorded(identity, session_id)
         self._saw(identity)
         return session
+
+    async def attach(
+        self,
+        identity: Identity,
+        session_id: str,
+        *,
+        replay: bool,
+        frames: AsyncIterator[Frame],
+        apply: Apply[Frame],
+    ) -> AsyncGenerator[Told | Recorded, None]:
+        """The caller's session `session_id` attached (attachments.py); one whose replica is
+        gone is told, then ends `replica_lost`."""
+        found = await self.find(identity, session_id)
+        if isinstance(found, Recorded):
+            yield found
+            yield Ended(0, REPLICA_LOST)
+            return
+        revoked = functools.partial(
+            until_revoked, identity, self._session_over, self._manager.recheck_interval
+        )
+        told = attached(found, replay=replay, frames=frames, apply=apply, revoked=revoked)
+        async with contextlib.aclosing(told):
+            async for event in told:
+                yield event
 
     def _saw(self, identity: Identity) -> None:
         if self._logins is not None:
