@@ -22,7 +22,6 @@ the index stays full and every crossing costs its firing.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import statistics
 import tempfile
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from bench.measures import Timings, percentile
+from bench.price_walk import PriceWalk
 from services.portfolio.alert_index import AlertIndex, AlertRule, Condition
 from services.portfolio.alert_watch import AlertWatch
 from services.portfolio.events import EventHub
@@ -43,7 +44,6 @@ from services.runtime.migrations import upgrade
 GOAL_MS = 1.0
 CENT = Decimal("0.01")
 WINDOWS = (300, 900, 3600, 86400)
-STEP_SIGMA = 0.25 * math.sqrt(1 / (252 * 390))  # one trading minute at 25% a year
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,11 @@ class AlertSettings:
 @dataclass
 class AlertReport:
     settings: AlertSettings
-    per_step_ms: list[float] = field(default_factory=list)  # CPU time
-    wall_ms: list[float] = field(default_factory=list)
+    steps: Timings = field(default_factory=Timings)
     fired: int = 0
     build_seconds: float = 0.0
     rounds_p99: list[float] = field(default_factory=list)
     delivery_ms: list[float] = field(default_factory=list)
-
-    def percentile(self, p: float, *, wall: bool = False) -> float:
-        ordered = sorted(self.wall_ms if wall else self.per_step_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def describe_alerts(settings: AlertSettings) -> str:
@@ -114,8 +109,8 @@ def _alerts(
 def run_alerts(settings: AlertSettings) -> AlertReport:
     """The round with the lowest p99 (each round a new index and market, its own seed)."""
     rounds = [run_round(replace(settings, seed=settings.seed + n)) for n in range(settings.rounds)]
-    best = min(rounds, key=lambda r: r.percentile(99))
-    best.rounds_p99 = [r.percentile(99) for r in rounds]
+    best = min(rounds, key=lambda r: r.steps.cpu(0.99))
+    best.rounds_p99 = [r.steps.cpu(0.99) for r in rounds]
     with tempfile.TemporaryDirectory(prefix="stockfolio-alerts-") as folder:
         url = f"sqlite+aiosqlite:///{folder}/portfolio.db"
         upgrade("portfolio", url)
@@ -157,61 +152,53 @@ async def _deliveries(url: str, count: int) -> list[float]:
 
 def run_round(settings: AlertSettings) -> AlertReport:
     rng = random.Random(settings.seed)
-    prices = {f"S{n:02d}": Decimal(rng.randint(2000, 50000)) / 100 for n in range(settings.symbols)}
-    logs = {s: math.log(float(p)) for s, p in prices.items()}
+    walk = PriceWalk(settings.symbols, rng)
     index = AlertIndex()
     clock = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
-    index.evaluate([(s, p, clock) for s, p in prices.items()])
+    index.evaluate([(s, p, clock) for s, p in walk.prices.items()])
     report = AlertReport(settings)
     started = time.perf_counter()
-    for rule in _alerts(settings, prices, rng):
+    for rule in _alerts(settings, walk.prices, rng):
         index.put(rule, fresh=False)
     report.build_seconds = time.perf_counter() - started
     for step in range(settings.warmup_steps + settings.steps):
         clock += timedelta(seconds=1)
-        ticks = []
-        for symbol in prices:
-            logs[symbol] += STEP_SIGMA * rng.gauss()
-            price = Decimal(str(round(math.exp(logs[symbol]), 2)))
-            ticks.append((symbol, price, clock))
-        began, began_cpu = time.perf_counter(), time.thread_time()
-        fired = index.evaluate(ticks)
-        cpu, wall = time.thread_time() - began_cpu, time.perf_counter() - began
-        if step >= settings.warmup_steps:
-            report.per_step_ms.append(cpu * 1000)
-            report.wall_ms.append(wall * 1000)
+        ticks = [(symbol, price, clock) for symbol, price in walk.step().items()]
+        measured = step >= settings.warmup_steps
+        with report.steps.timing(keep=measured):
+            fired = index.evaluate(ticks)
+        if measured:
             report.fired += len(fired)
     return report
 
 
 def print_alerts(report: AlertReport) -> None:
     s = report.settings
-    p50, p99 = report.percentile(50), report.percentile(99)
+    steps = report.steps
+    p50, p99 = steps.cpu(0.5), steps.cpu(0.99)
     verdict = "PASS" if p99 < GOAL_MS else "MISS"
     print()
     print(f"alert evaluation per market step ({s.alerts:,} alerts, {s.symbols} symbols moving)")
     print(f"  index built in {report.build_seconds:.2f} s")
     print(
         f"  CPU  p50 {p50:.3f} ms   p99 {p99:.3f} ms"
-        f"   mean {statistics.fmean(report.per_step_ms):.3f} ms   over {len(report.per_step_ms)}"
-        " steps"
+        f"   mean {statistics.fmean(steps.cpu_ms):.3f} ms   over {len(steps.cpu_ms)} steps"
     )
     print(
-        f"  wall p50 {report.percentile(50, wall=True):.3f} ms"
-        f"   p99 {report.percentile(99, wall=True):.3f} ms (the machine's other load included)"
+        f"  wall p50 {steps.wall(0.5):.3f} ms"
+        f"   p99 {steps.wall(0.99):.3f} ms (the machine's other load included)"
     )
-    print(f"  fired {report.fired / len(report.per_step_ms):.1f} alerts a step on average")
+    print(f"  fired {report.fired / len(steps.cpu_ms):.1f} alerts a step on average")
     rounds = ", ".join(f"{p:.3f}" for p in report.rounds_p99)
     print(f"  p99 of each round (CPU, ms): {rounds}; the best is shown")
     print(f"  goal: < {GOAL_MS:g} ms a step (CPU, p99) ... {verdict}")
     if report.delivery_ms:
-        ordered = sorted(report.delivery_ms)
-        p50d = ordered[len(ordered) // 2]
-        p99d = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        took = report.delivery_ms
+        p50d, p99d = percentile(took, 0.5), percentile(took, 0.99)
         verdict_d = "PASS" if p99d < 1000 else "MISS"
         print(
             f"  crossing step -> alert event (evaluate, store on SQLite, publish): p50"
-            f" {p50d:.1f} ms, p99 {p99d:.1f} ms, max {ordered[-1]:.1f} ms over {len(ordered)}"
+            f" {p50d:.1f} ms, p99 {p99d:.1f} ms, max {max(took):.1f} ms over {len(took)}"
             f" alerts; goal: delivered within 1 s ... {verdict_d}"
         )
 

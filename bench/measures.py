@@ -1,12 +1,13 @@
-"""What every part of the bench measures the same way: percentiles of a list of timings, and
-the resident memory of processes sampled while something runs."""
+"""What every part of the bench measures the same way: percentiles of a list of timings, calls
+timed in wall and CPU time, and the resident memory of processes sampled while something runs."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.system_harness import HarnessError
@@ -18,6 +19,31 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not ordered:
         return 0.0
     return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
+
+
+@dataclass
+class Timings:
+    """Milliseconds of each timed call: wall time, and CPU time of the thread that made it (on
+    this shared machine wall time also holds whatever else ran meanwhile; CPU time hardly does).
+    """
+
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def timing(self, *, keep: bool = True) -> Iterator[None]:
+        """Times the block; `keep=False` for a warm-up, timed the same way but not kept."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        yield
+        if keep:
+            self.cpu_ms.append((time.thread_time() - cpu) * 1000)
+            self.wall_ms.append((time.perf_counter() - wall) * 1000)
+
+    def cpu(self, fraction: float) -> float:
+        return percentile(self.cpu_ms, fraction)
+
+    def wall(self, fraction: float) -> float:
+        return percentile(self.wall_ms, fraction)
 
 
 def _status_mb(pid: int, field: str) -> float:

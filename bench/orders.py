@@ -15,7 +15,6 @@ the portfolio locked, the book checked, the order marked FILLED in the same tran
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import statistics
 import tempfile
@@ -25,12 +24,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from bench.measures import percentile
+from bench.price_walk import PriceWalk
 from services.portfolio.domain import Side
 from services.portfolio.order_index import OrderIndex
 from services.portfolio.orders import Order, OrderStatus, OrderType, TimeInForce
 
 CENT = Decimal("0.01")
-STEP_SIGMA = 0.25 * math.sqrt(1 / (252 * 390))  # one trading minute at 25% a year
 WHEN = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
 
 
@@ -51,11 +51,6 @@ class OrderReport:
     crossed: int = 0
     build_seconds: float = 0.0
     fill_ms: list[float] = field(default_factory=list)
-
-    @staticmethod
-    def percentile(values: list[float], p: float) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def describe_orders(settings: OrderSettings) -> str:
@@ -100,8 +95,8 @@ def _order(n: int, symbol: str, price: Decimal, rng: random.Random) -> Order:
 
 def run_matching(settings: OrderSettings, report: OrderReport) -> None:
     rng = random.Random(settings.seed)
-    prices = {f"S{n:02d}": Decimal(rng.randint(2000, 50000)) / 100 for n in range(settings.symbols)}
-    logs = {s: math.log(float(p)) for s, p in prices.items()}
+    walk = PriceWalk(settings.symbols, rng)
+    prices = walk.prices
     names = list(prices)
     started = time.perf_counter()
     index = OrderIndex(
@@ -111,9 +106,7 @@ def run_matching(settings: OrderSettings, report: OrderReport) -> None:
     report.build_seconds = time.perf_counter() - started
     serial = settings.orders
     for step in range(settings.warmup_steps + settings.steps):
-        for symbol in prices:
-            logs[symbol] += STEP_SIGMA * rng.gauss()
-            prices[symbol] = Decimal(str(round(math.exp(logs[symbol]), 2)))
+        prices = walk.step()
         began = time.perf_counter()
         done: list[Order] = []
         for symbol, price in prices.items():
@@ -196,7 +189,7 @@ def run_orders(settings: OrderSettings) -> OrderReport:
 def print_orders(report: OrderReport) -> None:
     s = report.settings
     steps = report.per_step_ms
-    p50, p99 = report.percentile(steps, 50), report.percentile(steps, 99)
+    p50, p99 = percentile(steps, 0.5), percentile(steps, 0.99)
     print()
     print(f"order matching per market step ({s.orders:,} open orders, {s.symbols} symbols moving)")
     print(f"  index built in {report.build_seconds:.2f} s")
@@ -209,7 +202,7 @@ def print_orders(report: OrderReport) -> None:
         fills = report.fill_ms
         print(
             f"  one fill end to end on SQLite (trade + FILLED in one transaction): p50"
-            f" {report.percentile(fills, 50):.2f} ms   p99 {report.percentile(fills, 99):.2f} ms"
+            f" {percentile(fills, 0.5):.2f} ms   p99 {percentile(fills, 0.99):.2f} ms"
             f"   over {len(fills)} fills"
         )
 

@@ -17,7 +17,6 @@ import contextlib
 import random
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from bench.measures import Timings
 from bench.system import postgres_databases
 from services.portfolio.book_states import StoredBook
 from services.portfolio.currencies import CURRENCIES, SimulatedRates
@@ -65,8 +65,7 @@ class OverviewSettings:
 @dataclass
 class Case:
     label: str
-    wall_ms: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
+    calls: Timings = field(default_factory=Timings)
     size: int = 0
 
 
@@ -159,13 +158,12 @@ async def measure(
 ) -> None:
     case = Case(label)
     for run in range(settings.runs + 1):
-        wall, cpu = time.perf_counter(), time.thread_time()
-        found = await overviews.overview(user_id, "USD")
-        size = len(overview_message(found).SerializeToString())
-        if run == 0:  # the first warms the caches (listings' currencies, rates)
+        # The first warms the caches (listings' currencies, rates).
+        with case.calls.timing(keep=run > 0):
+            found = await overviews.overview(user_id, "USD")
+            size = len(overview_message(found).SerializeToString())
+        if run == 0:
             continue
-        case.wall_ms.append((time.perf_counter() - wall) * 1000)
-        case.cpu_ms.append((time.thread_time() - cpu) * 1000)
         case.size = size
         assert len(found.portfolios) == settings.portfolios
         report.holdings = len(found.holdings)
@@ -224,9 +222,10 @@ def print_overview(report: OverviewReport) -> None:
         f" {report.holdings} symbols held across them"
     )
     for case in report.cases:
+        wall, cpu = case.calls.wall_ms, case.calls.cpu_ms
         print(
-            f"  {case.label:<28} wall median {statistics.median(case.wall_ms):7.1f} ms"
-            f"  max {max(case.wall_ms):7.1f} ms   CPU median {statistics.median(case.cpu_ms):7.1f}"
+            f"  {case.label:<28} wall median {statistics.median(wall):7.1f} ms"
+            f"  max {max(wall):7.1f} ms   CPU median {statistics.median(cpu):7.1f}"
             f" ms   answer {case.size / 1024:.0f} KB"
         )
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from bench.measures import Timings
 from services.portfolio.domain import Book, CashPolicy, Side, Trade
 from services.portfolio.performance import performance_report
 from services.portfolio.returns import converted_closes
@@ -41,14 +41,9 @@ class PerformanceSettings:
 @dataclass
 class PerformanceReport:
     settings: PerformanceSettings
-    cpu_ms: list[float] = field(default_factory=list)
-    wall_ms: list[float] = field(default_factory=list)
+    runs: Timings = field(default_factory=Timings)
     days: int = 0
     recorded: int = 0
-
-    def percentile(self, p: float, *, wall: bool = False) -> float:
-        ordered = sorted(self.wall_ms if wall else self.cpu_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def describe_performance(settings: PerformanceSettings) -> str:
@@ -152,20 +147,18 @@ def run_performance(settings: PerformanceSettings) -> PerformanceReport:
     report.recorded = len(trades)
     by_symbol = {s: rates[c] for s, c in listed.items() if c != "USD"}
     for _ in range(settings.runs):
-        cpu, wall = time.thread_time(), time.perf_counter()
-        history = {s: converted_closes(c, by_symbol.get(s)) for s, c in local.items()}
-        marks = history.pop("SPY")
-        result = performance_report(
-            trades,
-            history,
-            range_="all",
-            today=today,
-            rates=by_symbol,
-            trade_rates=trade_rates,
-            benchmark_marks=("SPY", marks),
-        )
-        report.cpu_ms.append((time.thread_time() - cpu) * 1000)
-        report.wall_ms.append((time.perf_counter() - wall) * 1000)
+        with report.runs.timing():
+            history = {s: converted_closes(c, by_symbol.get(s)) for s, c in local.items()}
+            marks = history.pop("SPY")
+            result = performance_report(
+                trades,
+                history,
+                range_="all",
+                today=today,
+                rates=by_symbol,
+                trade_rates=trade_rates,
+                benchmark_marks=("SPY", marks),
+            )
         report.days = len(result.series)
     return report
 
@@ -177,15 +170,12 @@ def print_performance(report: PerformanceReport) -> None:
         f"  {report.recorded:,} trades recorded of {report.settings.trades:,} drawn, "
         f"{report.days:,} days, {report.settings.symbols} listings in {len(CURRENCIES)} currencies"
     )
-    p50, p99 = report.percentile(50), report.percentile(99)
+    p50, p99 = report.runs.cpu(0.5), report.runs.cpu(0.99)
     verdict = "meets" if p99 < GOAL_MS else "MISSES"
     print(
         f"  CPU  p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({verdict} the goal: p99 < {GOAL_MS:.0f} ms)"
     )
-    print(
-        f"  wall p50 {report.percentile(50, wall=True):.1f} ms"
-        f"  p99 {report.percentile(99, wall=True):.1f} ms"
-    )
+    print(f"  wall p50 {report.runs.wall(0.5):.1f} ms  p99 {report.runs.wall(0.99):.1f} ms")
 
 
 if __name__ == "__main__":
