@@ -107,17 +107,18 @@ def upload(port: int, token: str, project: str, path: str, source: Path) -> floa
     return elapsed
 
 
+def get(connection: http.client.HTTPConnection, path: str, token: str) -> http.client.HTTPResponse:
+    """GET through the facade as the token's user; the response, its body still to read."""
+    connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    return connection.getresponse()
+
+
 def download(port: int, token: str, project: str, path: str, size: int) -> float:
     """GET the file through the facade, reading it in blocks and dropping them; seconds."""
     connection = http.client.HTTPConnection(HOST, port, timeout=120)
     try:
         started = time.perf_counter()
-        connection.request(
-            "GET",
-            f"/api/v1/files:download?project={project}&path={path}",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        response = connection.getresponse()
+        response = get(connection, f"/api/v1/files:download?project={project}&path={path}", token)
         received = 0
         while block := response.read(BLOCK):
             received += len(block)
@@ -136,12 +137,7 @@ def list_first_page(port: int, token: str, project: str, requests: int) -> list[
     try:
         for _ in range(requests):
             started = time.perf_counter()
-            connection.request(
-                "GET",
-                f"/api/v1/files?project={project}&path=many",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            response = connection.getresponse()
+            response = get(connection, f"/api/v1/files?project={project}&path=many", token)
             answer = response.read()
             timings.append((time.perf_counter() - started) * 1000)
             if response.status != 200:
