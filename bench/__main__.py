@@ -29,38 +29,34 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import bcrypt
 
 from bench.alerts import (
-    AlertReport,
     AlertSettings,
     describe_alerts,
     print_alerts,
     run_alerts,
 )
 from bench.assistant import (
-    AssistantReport,
     AssistantSettings,
     describe_assistant,
     print_assistant,
     run_assistant,
 )
 from bench.measures import rss_mb
-from bench.orders import OrderReport, OrderSettings, describe_orders, print_orders, run_orders
+from bench.orders import OrderSettings, describe_orders, print_orders, run_orders
 from bench.overview import (
-    OverviewReport,
     OverviewSettings,
     describe_overview,
     print_overview,
     run_overview,
 )
 from bench.performance import (
-    PerformanceReport,
     PerformanceSettings,
     describe_performance,
     print_performance,
@@ -74,7 +70,6 @@ from bench.portfolio import (
     run_portfolio,
 )
 from bench.replicas import (
-    ReplicaReport,
     ReplicaSettings,
     describe_replicas,
     print_replicas,
@@ -110,14 +105,12 @@ from bench.terminal import (
     run_terminal,
 )
 from bench.workspace import (
-    WorkspaceReport,
     WorkspaceSettings,
     describe_workspace,
     print_workspace,
     run_workspace,
 )
 from bench.workspace_writes import (
-    WritesReport,
     WritesSettings,
     describe_writes,
     print_writes,
@@ -304,6 +297,14 @@ def measure_logins(
 
 
 # -- orchestration --------------------------------------------------------------------------
+
+
+def describe_foundation(settings: Settings) -> str:
+    return (
+        f"foundation: concurrency {settings.concurrency}, {settings.rounds} rounds of"
+        f" {settings.warmup:g} s warm-up + {settings.duration:g} s,"
+        f" BCRYPT_COST={settings.bcrypt_cost}"
+    )
 
 
 def run(settings: Settings) -> Report:
@@ -521,76 +522,132 @@ def parse_args(argv: Sequence[str]) -> Plan:
     )
 
 
+R = TypeVar("R")
+
+
+@dataclass
+class Part(Generic[R]):
+    """One part of the bench as main runs it: the line saying what it will measure, the run,
+    and its table, printed once every chosen part has run."""
+
+    description: str
+    measure: Callable[[], R]
+    show: Callable[[R], None]
+    # What failed in its run, said after the tables (the exit code is then 1); None: nothing.
+    failure: Callable[[R], str | None] = lambda _: None
+    report: R | None = None
+
+    def run(self) -> None:
+        self.report = self.measure()
+
+    def print_report(self) -> None:
+        if self.report is not None:
+            self.show(self.report)
+
+    def failed(self) -> str | None:
+        return None if self.report is None else self.failure(self.report)
+
+
+def harness_failed(failures: Iterable[tuple[str, object]]) -> str | None:
+    failed = ", ".join(what for what, _ in failures)
+    return f"the harness failed in: {failed}" if failed else None
+
+
+def print_terminals(reports: Iterable[TerminalReport]) -> None:
+    for report in reports:
+        print_terminal(report)
+
+
+def plan_parts(plan: Plan) -> tuple[Part[Report], Part[PortfolioReport], list[Part[Any]]]:
+    """The foundation and portfolio parts (results.json holds what they found), and the parts
+    `--only` chose, in the order they run."""
+    settings = plan.foundation
+    foundation = Part(describe_foundation(settings), lambda: run(settings), print_table)
+    portfolio = Part(
+        describe_portfolio(plan.portfolio),
+        lambda: run_portfolio(plan.portfolio),
+        print_portfolio,
+        lambda report: harness_failed(report.failures),
+    )
+    assistant, replicas = AssistantSettings(), ReplicaSettings()
+    orders, alerts, performance = OrderSettings(), AlertSettings(), PerformanceSettings()
+    overview = OverviewSettings(databases=plan.writes.databases)
+    every: list[tuple[tuple[str, ...], Part[Any]]] = [
+        (("foundation",), foundation),
+        (("trades", "ws"), portfolio),
+        (
+            ("workspace",),
+            Part(
+                describe_workspace(plan.workspace),
+                lambda: run_workspace(plan.workspace),
+                print_workspace,
+            ),
+        ),
+        (
+            ("workspace-writes",),
+            Part(describe_writes(plan.writes), lambda: run_writes(plan.writes), print_writes),
+        ),
+        (
+            ("terminal",),
+            Part(
+                "\n".join(describe_terminal(t) for t in plan.terminal),
+                lambda: [run_terminal(t) for t in plan.terminal],
+                print_terminals,
+                lambda reports: harness_failed(f for r in reports for f in r.failures),
+            ),
+        ),
+        (
+            ("assistant",),
+            Part(
+                describe_assistant(assistant),
+                lambda: run_assistant(assistant),
+                print_assistant,
+                lambda report: "the assistant part had failed chats" if report.failures else None,
+            ),
+        ),
+        (
+            ("replicas",),
+            Part(
+                describe_replicas(replicas),
+                lambda: run_replicas(replicas),
+                print_replicas,
+                lambda report: (
+                    "the harness failed in the replicas part" if report.failures else None
+                ),
+            ),
+        ),
+        (("orders",), Part(describe_orders(orders), lambda: run_orders(orders), print_orders)),
+        (("alerts",), Part(describe_alerts(alerts), lambda: run_alerts(alerts), print_alerts)),
+        (
+            ("performance",),
+            Part(
+                describe_performance(performance),
+                lambda: run_performance(performance),
+                print_performance,
+            ),
+        ),
+        (
+            ("overview",),
+            Part(describe_overview(overview), lambda: run_overview(overview), print_overview),
+        ),
+    ]
+    chosen = [part for names, part in every if set(names) & set(plan.parts)]
+    return foundation, portfolio, chosen
+
+
 def main(argv: Sequence[str]) -> int:
     plan = parse_args(argv)
-    settings = plan.foundation
+    foundation, portfolio, parts = plan_parts(plan)
     print(
         f"Stockfolio bench ({', '.join(plan.parts)}): {os.cpu_count()} CPUs, only {HOST} targeted"
     )
-    if "foundation" in plan.parts:
-        print(
-            f"foundation: concurrency {settings.concurrency}, {settings.rounds} rounds of"
-            f" {settings.warmup:g} s warm-up + {settings.duration:g} s,"
-            f" BCRYPT_COST={settings.bcrypt_cost}",
-            flush=True,
-        )
-    if plan.portfolio.parts:
-        print(describe_portfolio(plan.portfolio), flush=True)
-    if "workspace" in plan.parts:
-        print(describe_workspace(plan.workspace), flush=True)
-    if "workspace-writes" in plan.parts:
-        print(describe_writes(plan.writes), flush=True)
-    if "terminal" in plan.parts:
-        for terminal_settings in plan.terminal:
-            print(describe_terminal(terminal_settings), flush=True)
-    if "assistant" in plan.parts:
-        print(describe_assistant(AssistantSettings()), flush=True)
-    if "replicas" in plan.parts:
-        print(describe_replicas(ReplicaSettings()), flush=True)
-    if "orders" in plan.parts:
-        print(describe_orders(OrderSettings()), flush=True)
-    if "alerts" in plan.parts:
-        print(describe_alerts(AlertSettings()), flush=True)
-    if "performance" in plan.parts:
-        print(describe_performance(PerformanceSettings()), flush=True)
-    if "overview" in plan.parts:
-        print(describe_overview(OverviewSettings(databases=plan.writes.databases)), flush=True)
+    for part in parts:
+        print(part.description, flush=True)
     started = time.monotonic()
-    report: Report | None = None
-    portfolio: PortfolioReport | None = None
-    workspace: WorkspaceReport | None = None
-    writes: WritesReport | None = None
-    terminals: list[TerminalReport] = []
-    assistant: AssistantReport | None = None
-    replicas: ReplicaReport | None = None
-    orders: OrderReport | None = None
-    alerts: AlertReport | None = None
-    performance: PerformanceReport | None = None
-    overview: OverviewReport | None = None
     try:
         with stopping_on_signals():
-            if "foundation" in plan.parts:
-                report = run(settings)
-            if plan.portfolio.parts:
-                portfolio = run_portfolio(plan.portfolio)
-            if "workspace" in plan.parts:
-                workspace = run_workspace(plan.workspace)
-            if "workspace-writes" in plan.parts:
-                writes = run_writes(plan.writes)
-            if "terminal" in plan.parts:
-                terminals = [run_terminal(t) for t in plan.terminal]
-            if "assistant" in plan.parts:
-                assistant = run_assistant(AssistantSettings())
-            if "replicas" in plan.parts:
-                replicas = run_replicas(ReplicaSettings())
-            if "orders" in plan.parts:
-                orders = run_orders(OrderSettings())
-            if "alerts" in plan.parts:
-                alerts = run_alerts(AlertSettings())
-            if "performance" in plan.parts:
-                performance = run_performance(PerformanceSettings())
-            if "overview" in plan.parts:
-                overview = run_overview(OverviewSettings(databases=plan.writes.databases))
+            for part in parts:
+                part.run()
     except HarnessError as error:
         print(f"bench: the harness failed: {error}", file=sys.stderr)
         return 1
@@ -600,44 +657,17 @@ def main(argv: Sequence[str]) -> int:
     except SystemExit:
         print("bench: stopped by SIGTERM; every process it started was stopped", file=sys.stderr)
         raise
-    if report is not None:
-        print_table(report)
-    if portfolio is not None:
-        print_portfolio(portfolio)
-    if workspace is not None:
-        print_workspace(workspace)
-    if writes is not None:
-        print_writes(writes)
-    for terminal in terminals:
-        print_terminal(terminal)
-    if assistant is not None:
-        print_assistant(assistant)
-    if replicas is not None:
-        print_replicas(replicas)
-    if orders is not None:
-        print_orders(orders)
-    if alerts is not None:
-        print_alerts(alerts)
-    if performance is not None:
-        print_performance(performance)
-    if overview is not None:
-        print_overview(overview)
-    path = write_results(report, portfolio.document() if portfolio is not None else None)
+    for part in parts:
+        part.print_report()
+    path = write_results(
+        foundation.report, portfolio.report.document() if portfolio.report is not None else None
+    )
     print(f"results: {path.relative_to(REPO)} ({time.monotonic() - started:.0f} s in all)")
-    if portfolio is not None and portfolio.failures:
-        failed = ", ".join(what for what, _ in portfolio.failures)
-        print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
-        return 1
-    failed = ", ".join(what for t in terminals for what, _ in t.failures)
-    if failed:
-        print(f"bench: the harness failed in: {failed} (see above)", file=sys.stderr)
-        return 1
-    if assistant is not None and assistant.failures:
-        print("bench: the assistant part had failed chats (see above)", file=sys.stderr)
-        return 1
-    if replicas is not None and replicas.failures:
-        print("bench: the harness failed in the replicas part (see above)", file=sys.stderr)
-        return 1
+    for part in parts:
+        failed = part.failed()
+        if failed is not None:
+            print(f"bench: {failed} (see above)", file=sys.stderr)
+            return 1
     return 0
 
 
