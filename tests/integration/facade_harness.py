@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from aiohttp import WSMsgType, web
@@ -168,6 +168,31 @@ async def authenticated(client: Client, token: str) -> Socket:
     ws = await connect(client, token)
     assert await ws.receive_json(timeout=WAIT) == {"type": "auth_ok"}
     return ws
+
+
+class AnnsSell(NamedTuple):
+    """Ann's portfolio with her buy of 10 AAPL on 2024-03-01 and a sell of some on 2024-06-03,
+    her token and socket, and those of Bob, who owns none of it."""
+
+    ann: str
+    bob: str
+    portfolio_id: str
+    bought: dict[str, Any]
+    sold: dict[str, Any]
+    anns: Socket
+    bobs: Socket
+
+
+async def anns_sell(client: Client, sold: str) -> AnnsSell:
+    """Ann and Bob registered, Ann's buy and her sell of `sold` shares recorded, both their
+    sockets open (the caller closes them)."""
+    ann, _ = await register(client)
+    bob, _ = await register(client)
+    portfolio_id = await create_portfolio(client, ann)
+    rows = (("buy", "10", "100", "0", "2024-03-01"), ("sell", sold, "120", "0", "2024-06-03"))
+    bought, sale = await record_trades(client, ann, portfolio_id, "AAPL", rows)
+    anns, bobs = await authenticated(client, ann), await authenticated(client, bob)
+    return AnnsSell(ann, bob, portfolio_id, bought, sale, anns, bobs)
 
 
 async def until_pong(ws: Socket) -> list[dict[str, Any]]:

@@ -28,6 +28,12 @@ from tests.conftest import facade_credentials, service_database
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
+# The `from` and `to` every report over a period refuses, each with the field it names.
+BAD_PERIODS: list[tuple[dict[str, object], str]] = [
+    ({"from": "2024-12-31", "to": "2024-01-01"}, "from"),
+    ({"from": "2024-02-30"}, "from"),
+    ({"to": "31/12/2024"}, "to"),
+]
 
 
 @pytest.fixture
@@ -67,7 +73,18 @@ class PortfolioService:
         self, who: Metadata, name: str = "Main", **fields: object
     ) -> portfolio_pb2.Portfolio:
         request = portfolio_pb2.CreatePortfolioRequest(name=name, **fields)  # type: ignore[arg-type]
-        return (await self.stub.CreatePortfolio(request, metadata=who)).portfolio
+        made: portfolio_pb2.Portfolio = (
+            await self.stub.CreatePortfolio(request, metadata=who)
+        ).portfolio
+        return made
+
+    async def read(self, who: Metadata, portfolio_id: str) -> portfolio_pb2.Portfolio:
+        """The portfolio as GetPortfolio answers `who`."""
+        request = portfolio_pb2.GetPortfolioRequest(id=portfolio_id)
+        found: portfolio_pb2.Portfolio = (
+            await self.stub.GetPortfolio(request, metadata=who)
+        ).portfolio
+        return found
 
     async def user_with_portfolio(
         self, name: str = "Main", **fields: object
@@ -75,6 +92,15 @@ class PortfolioService:
         """A new user's bearer metadata and a portfolio of theirs (`fields` as in `portfolio`)."""
         who = await self.user()
         return who, await self.portfolio(who, name, **fields)
+
+    async def user_beside_a_stranger(
+        self,
+    ) -> tuple[Metadata, portfolio_pb2.Portfolio, portfolio_pb2.Portfolio]:
+        """A new user's bearer metadata and a portfolio of theirs, and another user's portfolio
+        (one they must not see)."""
+        _, theirs = await self.user_with_portfolio()
+        who, mine = await self.user_with_portfolio()
+        return who, mine, theirs
 
     async def trade(
         self,
@@ -94,7 +120,8 @@ class PortfolioService:
             price=price,
             **fields,  # type: ignore[arg-type]
         )
-        return (await self.stub.CreateTrade(request, metadata=who)).trade
+        recorded: portfolio_pb2.Trade = (await self.stub.CreateTrade(request, metadata=who)).trade
+        return recorded
 
     async def trade_count(self, who: Metadata, portfolio_id: str) -> int:
         """How many trades the portfolio holds, as ListTrades counts them."""

@@ -11,11 +11,8 @@ from typing import Any
 from tests.conftest import SQLITE_ONLY
 from tests.integration.facade_harness import (
     Client,
-    authenticated,
+    anns_sell,
     bearer,
-    create_portfolio,
-    record_trades,
-    register,
     until_pong,
 )
 from tests.integration.socket_client import receive
@@ -24,12 +21,7 @@ pytestmark = SQLITE_ONLY
 
 
 async def test_deleting_trades_through_the_facade(client: Client) -> None:
-    ann, _ = await register(client)
-    bob, _ = await register(client)
-    portfolio_id = await create_portfolio(client, ann)
-    rows = (("buy", "10", "100", "0", "2024-03-01"), ("sell", "10", "120", "0", "2024-06-03"))
-    bought, sold = await record_trades(client, ann, portfolio_id, "AAPL", rows)
-    anns, bobs = await authenticated(client, ann), await authenticated(client, bob)
+    ann, bob, portfolio_id, bought, sold, anns, bobs = await anns_sell(client, sold="10")
 
     refused = await client.delete(f"/api/v1/trades/{bought['id']}", headers=bearer(ann))
     assert refused.status == 422, await refused.text()

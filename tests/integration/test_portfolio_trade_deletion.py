@@ -8,150 +8,40 @@ not paid again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import select, text
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from services.portfolio import book_states, orm
-from services.portfolio.book_states import StoredBook
-from services.portfolio.dividends import DividendPayer
-from services.portfolio.domain import Book
-from services.portfolio.events import EventHub
-from services.portfolio.exchange import Exchange
-from services.portfolio.mock_market import MockMarket
-from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
-from services.portfolio.repository import SplitRepository, TradeRepository
-from services.portfolio.trades import Trades
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
-from tests.integration.test_orders_service import order, wait_for_status
-from tests.integration.test_portfolio_performance_service import noon
+from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
 from tests.integration.test_portfolio_streams import collecting
+from tests.integration.trade_history import (
+    HISTORY,
+    SOLD_OUT,
+    TYPO,
+    a_filled_order,
+    days_ago,
+    delete,
+    dividend_payer,
+    figures,
+    outcome,
+    paper_bought_jnj,
+    portfolio_locked,
+    recorded,
+    replayed_book,
+    rewrite_and_sell_at_once,
+    rewrite_with_a_sell_sent_midway,
+    stamp,
+    stored_book,
+    trades_of,
+    waiting_for_locks,
+)
 from tests.rpc_errors import error_metadata, expect_error, reason
-from tests.utc_days import utc_today
 from tests.waiting import until
-
-
-def days_ago(n: int) -> date:
-    return utc_today() - timedelta(days=n)
-
-
-async def delete(s: PortfolioService, who: Metadata, trade_id: str) -> pb.DeleteTradeResponse:
-    reply: pb.DeleteTradeResponse = await s.stub.DeleteTrade(
-        pb.DeleteTradeRequest(id=trade_id), metadata=who
-    )
-    return reply
-
-
-async def trades_of(s: PortfolioService, who: Metadata, portfolio_id: str) -> list[pb.Trade]:
-    reply = await s.stub.ListTrades(
-        pb.ListTradesRequest(portfolio_id=portfolio_id, limit=100), metadata=who
-    )
-    return list(reply.trades)
-
-
-async def stored_book(s: PortfolioService, portfolio_id: str) -> str:
-    """The portfolios.book column as the service left it."""
-    db = s.database()
-    try:
-        async with db.reading() as session:
-            query = select(orm.portfolios.c.book).where(orm.portfolios.c.id == portfolio_id)
-            found: str = (await session.execute(query)).scalar_one()
-            return found
-    finally:
-        await db.close()
-
-
-async def replayed_book(s: PortfolioService, portfolio_id: str, kind: PortfolioKind) -> str:
-    """The book a replay of the portfolio's trades and splits as stored gives, encoded as the
-    service stores one (its last sequence: the highest of the trades)."""
-    db = s.database()
-    try:
-        async with db.reading() as session:
-            trades = [r.trade for r in await TradeRepository(session).of(portfolio_id)]
-            splits = [r.split for r in await SplitRepository(session).of(portfolio_id)]
-    finally:
-        await db.close()
-    book = Book.replay(trades, splits=splits, policy=kind.policy)
-    last = max((t.sequence for t in trades), default=0)
-    return book_states.encode(StoredBook(book.state(), last))
-
-
-def summary(p: pb.Portfolio) -> tuple[str, ...]:
-    return (
-        p.total_value,
-        p.total_cost,
-        p.cash,
-        p.cost_basis,
-        p.realized_gain,
-        p.unrealized_gain,
-        p.dividends,
-        p.fees,
-    )
-
-
-Held = tuple[str, str, str, str, str, list[tuple[str, str]]]
-
-
-async def figures(
-    s: PortfolioService, who: Metadata, portfolio_id: str
-) -> tuple[tuple[str, ...], list[Held]]:
-    """What a user reads of a portfolio: its totals and its positions with their lots."""
-    got = (
-        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
-    ).portfolio
-    positions = (
-        await s.stub.ListPositions(
-            pb.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True), metadata=who
-        )
-    ).positions
-    held = [
-        (
-            p.symbol,
-            p.quantity,
-            p.cost_basis,
-            p.average_cost,
-            p.realized_gain,
-            [(lot.quantity, lot.unit_cost) for lot in p.lots],
-        )
-        for p in positions
-    ]
-    return summary(got), held
-
-
-# A tracking portfolio's history; the buy at [2] is the typo (100 shares, not 10).
-HISTORY: list[tuple[str, str, str, str, int]] = [
-    ("deposit", "", "5000", "1", 10),
-    ("buy", "AAPL", "10", "100", 9),
-    ("buy", "AAPL", "100", "105", 8),
-    ("buy", "AAPL", "5", "110", 7),
-    ("sell", "AAPL", "12", "120", 5),
-    ("dividend", "AAPL", "3", "0.5", 4),
-    ("buy", "MSFT", "2", "300", 3),
-]
-TYPO = 2
-
-
-async def recorded(
-    s: PortfolioService,
-    who: Metadata,
-    portfolio_id: str,
-    rows: list[tuple[str, str, str, str, int]],
-) -> list[pb.Trade]:
-    return [
-        await s.trade(
-            who, portfolio_id, side, quantity, price, symbol=symbol, executed_at=noon(days_ago(n))
-        )
-        for side, symbol, quantity, price, n in rows
-    ]
 
 
 async def test_deleting_a_buy_leaves_the_book_a_history_without_it_gives(
@@ -213,9 +103,7 @@ async def test_a_buy_a_later_sell_needs_is_refused_naming_the_sell_and_nothing_c
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    buy, sell = await recorded(
-        s, who, p.id, [("buy", "AAPL", "10", "100", 6), ("sell", "AAPL", "10", "120", 2)]
-    )
+    buy, sell = await recorded(s, who, p.id, SOLD_OUT)
     book, before = await stored_book(s, p.id), await figures(s, who, p.id)
 
     refused = await expect_error(delete(s, who, buy.id), grpc.StatusCode.FAILED_PRECONDITION)
@@ -265,9 +153,7 @@ async def test_a_paper_portfolios_deposit_its_later_buy_spent_is_refused_by_its_
 
     # A tracking portfolio records what happened: the buy was paid with money brought in.
     await delete(s, who, tracking_deposit.id)
-    got = (
-        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=tracking.id), metadata=who)
-    ).portfolio
+    got = await s.read(who, tracking.id)
     assert (got.cash, got.total_cost) == ("0.00", "500.00")
 
 
@@ -292,21 +178,6 @@ async def test_another_users_trade_is_not_found_as_one_that_never_was_and_stays(
     assert "id" in (blank.details() or "")
 
 
-async def a_filled_order(s: PortfolioService) -> tuple[Metadata, pb.Portfolio, pb.Order]:
-    """A paper portfolio whose limit buy of KO at twice the price filled at once: its owner,
-    the portfolio, the order as filled."""
-    who, paper = await s.user_with_portfolio(
-        "Paper", kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="100000"
-    )
-    quote = (await s.stub.GetQuote(pb.GetQuoteRequest(symbol="KO"), metadata=who)).quote
-    placed = (
-        await s.stub.CreateOrder(
-            order(paper.id, limit_price=str(Decimal(quote.price) * 2)), metadata=who
-        )
-    ).order
-    return who, paper, await wait_for_status(s, who, placed.id, pb.ORDER_STATUS_FILLED)
-
-
 async def test_an_orders_fill_is_refused_and_the_order_stays_filled(
     start_portfolio: StartPortfolio,
 ) -> None:
@@ -322,49 +193,6 @@ async def test_an_orders_fill_is_refused_and_the_order_stays_filled(
         assert filled.trade_id in [t.id for t in await trades_of(s, who, paper.id)]
         again = (await s.stub.GetOrder(pb.GetOrderRequest(id=filled.id), metadata=who)).order
         assert (again.status, again.trade_id) == (pb.ORDER_STATUS_FILLED, filled.trade_id)
-
-
-@contextlib.asynccontextmanager
-async def portfolio_locked(s: PortfolioService, portfolio_id: str) -> AsyncIterator[None]:
-    """PostgreSQL: the portfolio's row held FOR UPDATE (a slow writer) until the block ends."""
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            locked = select(orm.portfolios.c.id).where(orm.portfolios.c.id == portfolio_id)
-            await session.execute(locked.with_for_update())
-            yield
-    finally:
-        await db.close()
-
-
-async def waiting_for_locks(s: PortfolioService, count: int) -> None:
-    """Until `count` sessions of the service's database wait for a lock."""
-    db = s.database()
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-
-    async def waiting() -> int:
-        async with db.reading() as session:
-            found: int = (await session.execute(query)).scalar_one()
-            return found
-
-    try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while await waiting() < count:
-            assert asyncio.get_running_loop().time() < deadline, "no one waits for the lock"
-            await asyncio.sleep(0.02)
-    finally:
-        await db.close()
-
-
-async def outcome(call: Awaitable[Any]) -> grpc.StatusCode:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK
 
 
 async def test_two_deletes_of_one_trade_one_deletes_the_other_is_not_found(
@@ -388,66 +216,6 @@ async def test_two_deletes_of_one_trade_one_deletes_the_other_is_not_found(
     assert await stored_book(s, p.id) == await replayed_book(s, p.id, PortfolioKind.TRACKING)
 
 
-async def rewrite_with_a_sell_sent_midway(
-    s: PortfolioService,
-    who: Metadata,
-    portfolio_id: str,
-    rewrite: Callable[[str], Awaitable[Any]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[grpc.StatusCode, grpc.StatusCode, str]:
-    """A buy of 10 AAPL rewritten (deleted, edited) while a sell of its 10 shares is sent just
-    after the rewrite has read the history (under the lock), and given time to commit before
-    the rewrite writes: the sell must wait for the rewrite. The two outcomes, and the buy's id."""
-    (buy,) = await recorded(s, who, portfolio_id, [("buy", "AAPL", "10", "100", 4)])
-    original = TradeRepository.of
-    sell: asyncio.Future[pb.Trade] | None = None
-
-    async def of(self: TradeRepository, read_id: str) -> Any:
-        nonlocal sell
-        found = await original(self, read_id)
-        if sell is None and read_id == portfolio_id:
-            sell = asyncio.ensure_future(
-                s.trade(who, portfolio_id, "sell", "10", "110", symbol="AAPL")
-            )
-            await asyncio.sleep(0.5)
-        return found
-
-    monkeypatch.setattr(TradeRepository, "of", of)
-    rewritten = await outcome(rewrite(buy.id))
-    assert sell is not None
-    sold = await outcome(sell)
-    monkeypatch.undo()
-    return rewritten, sold, buy.id
-
-
-async def rewrite_and_sell_at_once(
-    s: PortfolioService, who: Metadata, portfolio_id: str, rewrite: Callable[[str], Awaitable[Any]]
-) -> list[list[tuple[int, str]]]:
-    """A buy of 10 AAPL rewritten and a sell of its shares sent at once, either first: one of
-    the two succeeds, never both, and the stored book is the history's. The trades each round
-    left, (side, quantity) (cleared after)."""
-    rounds = []
-    for rewrite_first in (True, False):
-        (buy,) = await recorded(s, who, portfolio_id, [("buy", "AAPL", "10", "100", 4)])
-        calls: list[Awaitable[Any]] = [
-            rewrite(buy.id),
-            s.trade(who, portfolio_id, "sell", "10", "110", symbol="AAPL"),
-        ]
-        if not rewrite_first:
-            calls.reverse()
-        results = await asyncio.gather(*(outcome(c) for c in calls))
-        assert sorted(r.name for r in results) == ["FAILED_PRECONDITION", "OK"], results
-        left = await trades_of(s, who, portfolio_id)
-        rounds.append(sorted((t.side, t.quantity) for t in left))
-        book = await replayed_book(s, portfolio_id, PortfolioKind.TRACKING)
-        assert await stored_book(s, portfolio_id) == book
-        for side in (pb.TRADE_SIDE_SELL, pb.TRADE_SIDE_BUY):  # the buy is needed until then
-            for t in left:
-                if t.side == side:
-                    await delete(s, who, t.id)
-    return rounds
-
-
 async def test_a_delete_and_a_sell_of_the_shares_it_gave_never_both_succeed(
     portfolio_service: PortfolioService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -465,33 +233,14 @@ async def test_a_delete_and_a_sell_of_the_shares_it_gave_never_both_succeed(
         assert left in ([], [(pb.TRADE_SIDE_BUY, "10"), (pb.TRADE_SIDE_SELL, "10")]), left
 
 
-def stamp(moment: datetime) -> Timestamp:
-    found = Timestamp()
-    found.FromDatetime(moment)
-    return found
-
-
 async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_again(
     portfolio_service: PortfolioService,
 ) -> None:
     # JNJ goes ex-dividend on 2024-05-15 in the simulated market (seed 7), 1.24 a share.
     s = portfolio_service
     who = await s.user()
-    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
-    for side, symbol, quantity, price, hour in (
-        ("deposit", "", "20000", "1", 9),
-        ("buy", "JNJ", "10", "150", 15),
-    ):
-        at = stamp(datetime(2024, 5, 1, hour, tzinfo=UTC))
-        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=at)
-    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
-    db = s.database()
-    market = MockMarket(seed=7, clock=lambda: now)
-    exchange = Exchange(db, market, clock=lambda: now)
-    hub = EventHub(None)
-    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
-    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
-    try:
+    paper, _ = await paper_bought_jnj(s, who, "10")
+    async with dividend_payer(s) as payer:
         assert await payer.pay_due() == 1
         (dividend,) = [
             t for t in await trades_of(s, who, paper.id) if t.side == pb.TRADE_SIDE_DIVIDEND
@@ -499,9 +248,7 @@ async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_agai
         assert (dividend.symbol, dividend.amount) == ("JNJ", "12.40")
 
         await delete(s, who, dividend.id)
-        got = (
-            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
-        ).portfolio
+        got = await s.read(who, paper.id)
         assert (got.cash, got.dividends) == ("18500.00", "0.00")
         # The next rounds see it paid (and taken back): nothing is paid twice, silently or not.
         assert await payer.pay_due() == 0
@@ -521,12 +268,8 @@ async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_agai
             executed_at=stamp(datetime(2024, 5, 15, tzinfo=UTC)),
         )
         assert await payer.pay_due() == 0
-        got = (
-            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
-        ).portfolio
+        got = await s.read(who, paper.id)
         assert (got.cash, got.dividends) == ("18512.40", "12.40")
-    finally:
-        await db.close()
 
 
 async def test_deleting_a_buy_before_an_ex_date_recomputes_the_dividend_the_market_paid(
@@ -535,26 +278,18 @@ async def test_deleting_a_buy_before_an_ex_date_recomputes_the_dividend_the_mark
     # JNJ goes ex-dividend on 2024-05-15 in the simulated market (seed 7), 1.24 a share.
     s = portfolio_service
     who, user_id = await s.account()
-    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
-    made = [
-        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=stamp(at))
-        for side, symbol, quantity, price, at in (
-            ("deposit", "", "20000", "1", datetime(2024, 5, 1, 9, tzinfo=UTC)),
-            ("buy", "JNJ", "10", "150", datetime(2024, 5, 1, 15, tzinfo=UTC)),
+    paper, made = await paper_bought_jnj(
+        s,
+        who,
+        "10",
+        [
             ("buy", "JNJ", "5", "150", datetime(2024, 5, 2, 15, tzinfo=UTC)),
             # The user's own figure (a dividend of another broker's): never recomputed.
             ("dividend", "JNJ", "10", "1", datetime(2024, 5, 10, tzinfo=UTC)),
-        )
-    ]
+        ],
+    )
     first_buy, typo, users = made[1], made[2], made[3]
-    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
-    db = s.database()
-    market = MockMarket(seed=7, clock=lambda: now)
-    exchange = Exchange(db, market, clock=lambda: now)
-    hub = EventHub(None)
-    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
-    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
-    try:
+    async with dividend_payer(s) as payer:
         assert await payer.pay_due() == 1
         (paid,) = [t for t in await trades_of(s, who, paper.id) if t.notes == "dividend"]
         assert (paid.quantity, paid.price, paid.amount) == ("15", "1.24", "18.60")
@@ -575,9 +310,7 @@ async def test_deleting_a_buy_before_an_ex_date_recomputes_the_dividend_the_mark
         )
         assert list(answer.removed_dividends) == []
         assert left[paid.id] == adjusted
-        got = (
-            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
-        ).portfolio
+        got = await s.read(who, paper.id)
         assert (got.cash, got.dividends) == ("18522.40", "22.40")
         assert await stored_book(s, paper.id) == await replayed_book(
             s, paper.id, PortfolioKind.PAPER
@@ -596,12 +329,8 @@ async def test_deleting_a_buy_before_an_ex_date_recomputes_the_dividend_the_mark
             [made[0].id, users.id]
         )
         assert await payer.pay_due() == 0
-        got = (
-            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
-        ).portfolio
+        got = await s.read(who, paper.id)
         assert (got.cash, got.dividends) == ("20010.00", "10.00")
         assert await stored_book(s, paper.id) == await replayed_book(
             s, paper.id, PortfolioKind.PAPER
         )
-    finally:
-        await db.close()

@@ -18,25 +18,22 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from services.portfolio.dividends import DividendPayer
-from services.portfolio.events import EventHub
-from services.portfolio.exchange import Exchange
-from services.portfolio.mock_market import MockMarket
-from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
-from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.integration.test_portfolio_currencies import rate
 from tests.integration.test_portfolio_currencies import stamp as in_the_afternoon
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
-from tests.integration.test_portfolio_trade_deletion import (
+from tests.integration.trade_history import (
     HISTORY,
+    SOLD_OUT,
     TYPO,
     a_filled_order,
     days_ago,
     delete,
+    dividend_payer,
     figures,
+    paper_bought_jnj,
     portfolio_locked,
     recorded,
     replayed_book,
@@ -133,9 +130,7 @@ async def test_an_edit_the_trade_or_a_later_one_would_not_survive_is_refused_nam
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    buy, sell = await recorded(
-        s, who, p.id, [("buy", "AAPL", "10", "100", 6), ("sell", "AAPL", "10", "120", 2)]
-    )
+    buy, sell = await recorded(s, who, p.id, SOLD_OUT)
     book, before = await stored_book(s, p.id), await figures(s, who, p.id)
     listed = await trades_of(s, who, p.id)
     bought_on, sold_on = days_ago(6).isoformat(), days_ago(2).isoformat()
@@ -330,22 +325,8 @@ async def test_an_edit_before_an_ex_date_recomputes_the_dividend_the_market_paid
     # JNJ goes ex-dividend on 2024-05-15 in the simulated market (seed 7), 1.24 a share.
     s = portfolio_service
     who, user_id = await s.account()
-    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
-    deposit, buy = [
-        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=stamp(at))
-        for side, symbol, quantity, price, at in (
-            ("deposit", "", "20000", "1", datetime(2024, 5, 1, 9, tzinfo=UTC)),
-            ("buy", "JNJ", "15", "150", datetime(2024, 5, 1, 15, tzinfo=UTC)),
-        )
-    ]
-    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
-    db = s.database()
-    market = MockMarket(seed=7, clock=lambda: now)
-    exchange = Exchange(db, market, clock=lambda: now)
-    hub = EventHub(None)
-    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
-    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
-    try:
+    paper, (deposit, buy) = await paper_bought_jnj(s, who, "15")
+    async with dividend_payer(s) as payer:
         assert await payer.pay_due() == 1
         (paid,) = [t for t in await trades_of(s, who, paper.id) if t.notes == "dividend"]
         assert (paid.quantity, paid.amount) == ("15", "18.60")
@@ -364,9 +345,7 @@ async def test_an_edit_before_an_ex_date_recomputes_the_dividend_the_market_paid
         ]
         assert [e.trade_updated.id for e in events[:2]] == [buy.id, paid.id]
         assert {e.user_id for e in events} == {user_id}
-        got = (
-            await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=paper.id), metadata=who)
-        ).portfolio
+        got = await s.read(who, paper.id)
         assert (got.cash, got.dividends) == ("18512.40", "12.40")
         assert await stored_book(s, paper.id) == await replayed_book(
             s, paper.id, PortfolioKind.PAPER
@@ -381,8 +360,6 @@ async def test_an_edit_before_an_ex_date_recomputes_the_dividend_the_market_paid
             s, paper.id, PortfolioKind.PAPER
         )
         assert deposit.id in {t.id for t in await trades_of(s, who, paper.id)}
-    finally:
-        await db.close()
 
 
 async def test_a_market_paid_dividend_edited_by_hand_is_the_users_figure_from_then_on(
@@ -390,24 +367,16 @@ async def test_a_market_paid_dividend_edited_by_hand_is_the_users_figure_from_th
 ) -> None:
     s = portfolio_service
     who = await s.user()
-    paper = await s.portfolio(who, "Paper", kind=pb.PORTFOLIO_KIND_PAPER)
-    made = [
-        await s.trade(who, paper.id, side, quantity, price, symbol=symbol, executed_at=stamp(at))
-        for side, symbol, quantity, price, at in (
-            ("deposit", "", "20000", "1", datetime(2024, 5, 1, 9, tzinfo=UTC)),
-            ("buy", "JNJ", "10", "150", datetime(2024, 5, 1, 15, tzinfo=UTC)),
+    paper, made = await paper_bought_jnj(
+        s,
+        who,
+        "10",
+        [
             ("buy", "JNJ", "5", "150", datetime(2024, 5, 2, 15, tzinfo=UTC)),
             ("buy", "JNJ", "2", "150", datetime(2024, 5, 3, 15, tzinfo=UTC)),
-        )
-    ]
-    now = datetime(2024, 5, 16, 12, tzinfo=UTC)
-    db = s.database()
-    market = MockMarket(seed=7, clock=lambda: now)
-    exchange = Exchange(db, market, clock=lambda: now)
-    hub = EventHub(None)
-    trades = Trades(db, market, Prices(db, market, exchange), hub, clock=lambda: now)
-    payer = DividendPayer(db, market, trades, hub, exchange, clock=lambda: now)
-    try:
+        ],
+    )
+    async with dividend_payer(s) as payer:
         assert await payer.pay_due() == 1
         (paid,) = [t for t in await trades_of(s, who, paper.id) if t.notes == "dividend"]
         assert paid.amount == "21.08"
@@ -429,8 +398,6 @@ async def test_a_market_paid_dividend_edited_by_hand_is_the_users_figure_from_th
         assert await stored_book(s, paper.id) == await replayed_book(
             s, paper.id, PortfolioKind.PAPER
         )
-    finally:
-        await db.close()
 
 
 async def test_a_foreign_trade_is_edited_in_its_own_currency_at_its_days_rate(
@@ -445,7 +412,7 @@ async def test_a_foreign_trade_is_edited_in_its_own_currency_at_its_days_rate(
     assert (bought.currency, Decimal(bought.fx_rate)) == ("USD", rate("USD", "EUR", friday))
 
     async def cost() -> Decimal:
-        got = (await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=p.id), metadata=who)).portfolio
+        got = await s.read(who, p.id)
         return Decimal(got.cost_basis)
 
     # A new price in dollars, as the trade shows it; the same day keeps the day's rate.
