@@ -15,6 +15,7 @@ from typing import cast
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
@@ -33,7 +34,12 @@ from services.portfolio.trades import Trades
 from services.runtime.db import Database
 from services.runtime.errors import NotFound
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import (
+    BAD_PERIODS,
+    Metadata,
+    PortfolioService,
+    StartPortfolio,
+)
 from tests.integration.test_portfolio_dividends import Events
 from tests.integration.test_portfolio_performance_service import noon
 from tests.rpc_errors import expect_error, fields
@@ -47,7 +53,8 @@ async def income(
     s: PortfolioService, who: Metadata, portfolio_id: str, **given: object
 ) -> pb.GetPortfolioIncomeResponse:
     request = pb.GetPortfolioIncomeRequest(portfolio_id=portfolio_id, **given)  # type: ignore[arg-type]
-    return await s.stub.GetPortfolioIncome(request, metadata=who)
+    reply: pb.GetPortfolioIncomeResponse = await s.stub.GetPortfolioIncome(request, metadata=who)
+    return reply
 
 
 def amounts(a: pb.IncomeAmounts) -> tuple[str, str, str, int]:
@@ -62,9 +69,9 @@ def gbp_usd(day: date) -> Decimal:
     return SimulatedRates(7).close("GBP", "USD", day)[1]  # the harness's MOCK_SEED
 
 
-async def dividends_figure(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
-    reply = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
-    return reply.portfolio.dividends
+def ago(days: int) -> Timestamp:
+    """Noon UTC `days` days before today."""
+    return noon(utc_today() - timedelta(days=days))
 
 
 async def test_dividends_by_month_quarter_and_year_and_all_time_is_the_portfolios_dividends(
@@ -152,7 +159,7 @@ async def test_dividends_by_month_quarter_and_year_and_all_time_is_the_portfolio
         ("2024", money(total), 3),
     ]
     assert yearly.totals.gross == money(total + 10)
-    assert yearly.totals.gross == await dividends_figure(s, who, p.id)
+    assert yearly.totals.gross == (await s.read(who, p.id)).dividends
 
 
 @one_utc_day
@@ -164,11 +171,6 @@ async def test_yield_on_cost_of_a_holding_sold_down_is_on_what_is_left(
     # 97.00 / 50.00 = 194 %).
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    today = utc_today()
-
-    def ago(days: int) -> object:
-        return noon(today - timedelta(days=days))
-
     await s.trade(who, p.id, "buy", "100", "50", symbol="KO", executed_at=ago(300))
     for days in (200, 100):
         await s.trade(who, p.id, "dividend", "100", "0.485", symbol="KO", executed_at=ago(days))
@@ -195,10 +197,6 @@ async def test_trailing_twelve_months_yield_on_cost_and_the_announced_dividends_
     s = portfolio_service
     who, p = await s.user_with_portfolio()
     today = utc_today()
-
-    def ago(days: int) -> object:
-        return noon(today - timedelta(days=days))
-
     await s.trade(who, p.id, "buy", "100", "50", symbol="KO", executed_at=ago(400))
     await s.trade(who, p.id, "buy", "10", "150", symbol="JNJ", executed_at=ago(400))
     for days in (380, 200, 30):
@@ -272,21 +270,13 @@ async def test_another_users_portfolio_is_not_found_and_bad_input_names_its_fiel
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    _, theirs = await s.user_with_portfolio()
-    who, p = await s.user_with_portfolio()
-    await expect_error(
-        s.stub.GetPortfolioIncome(
-            pb.GetPortfolioIncomeRequest(portfolio_id=theirs.id), metadata=who
-        ),
-        grpc.StatusCode.NOT_FOUND,
-    )
+    who, p, theirs = await s.user_beside_a_stranger()
+    await expect_error(income(s, who, theirs.id), grpc.StatusCode.NOT_FOUND)
     for day in (date(1901, 1, 15), date(2024, 1, 15)):
         await s.trade(who, p.id, "dividend", "10", "1", symbol="KO", executed_at=noon(day))
     month = pb.INCOME_GROUPING_MONTH
     bad: list[tuple[dict[str, object], str]] = [
-        ({"from": "2024-12-31", "to": "2024-01-01"}, "from"),
-        ({"from": "2024-02-30"}, "from"),
-        ({"to": "31/12/2024"}, "to"),
+        *BAD_PERIODS,
         ({"group_by": 9}, "groupBy"),
         # More than 1,200 periods: the bounds given, or the dividends' own span.
         ({"from": "0001-01-01", "to": "9999-12-31", "group_by": month}, "from"),
@@ -296,13 +286,7 @@ async def test_another_users_portfolio_is_not_found_and_bad_input_names_its_fiel
         ({}, "groupBy"),  # 1901-01 to 2024-01: 1,477 months
     ]
     for given, field in bad:
-        error = await expect_error(
-            s.stub.GetPortfolioIncome(
-                pb.GetPortfolioIncomeRequest(portfolio_id=p.id, **given),  # type: ignore[arg-type]
-                metadata=who,
-            ),
-            grpc.StatusCode.INVALID_ARGUMENT,
-        )
+        error = await expect_error(income(s, who, p.id, **given), grpc.StatusCode.INVALID_ARGUMENT)
         assert fields(error) == [field], given
     # By quarter the same span is 493 periods; a century of months is allowed.
     quarterly = await income(s, who, p.id, group_by=pb.INCOME_GROUPING_QUARTER)

@@ -12,7 +12,7 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
-from tests.integration.portfolio_harness import Metadata, PortfolioService
+from tests.integration.portfolio_harness import BAD_PERIODS, Metadata, PortfolioService
 from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_splits import holding, split
 from tests.rpc_errors import expect_error, fields
@@ -25,7 +25,8 @@ async def realized(
     s: PortfolioService, who: Metadata, portfolio_id: str, **fields: object
 ) -> pb.ListRealizedGainsResponse:
     request = pb.ListRealizedGainsRequest(portfolio_id=portfolio_id, **fields)  # type: ignore[arg-type]
-    return await s.stub.ListRealizedGains(request, metadata=who)
+    reply: pb.ListRealizedGainsResponse = await s.stub.ListRealizedGains(request, metadata=who)
+    return reply
 
 
 def row(gain: pb.RealizedGain) -> tuple[object, ...]:
@@ -43,9 +44,31 @@ def row(gain: pb.RealizedGain) -> tuple[object, ...]:
     )
 
 
+async def two_lots_and_a_sale(s: PortfolioService, who: Metadata, portfolio_id: str) -> pb.Trade:
+    """Back-dated, as a tracking portfolio allows: 10 AAPL bought at 100 (fees 5) on 2023-01-10
+    and 10 at 150 on 2024-09-01, and 15 sold at 200 (fees 15) on 2024-12-02; the sale."""
+    made = [
+        await s.trade(
+            who,
+            portfolio_id,
+            side,
+            quantity,
+            price,
+            symbol="AAPL",
+            fees=fees,
+            executed_at=noon(day),
+        )
+        for side, quantity, price, fees, day in (
+            ("buy", "10", "100", "5", date(2023, 1, 10)),
+            ("buy", "10", "150", "", date(2024, 9, 1)),
+            ("sell", "15", "200", "15", date(2024, 12, 2)),
+        )
+    ]
+    return made[-1]
+
+
 async def realized_gain(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
-    reply = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
-    return reply.portfolio.realized_gain
+    return (await s.read(who, portfolio_id)).realized_gain
 
 
 async def test_fifo_closes_the_oldest_lot_first_a_long_and_a_short_row_with_fees(
@@ -53,21 +76,8 @@ async def test_fifo_closes_the_oldest_lot_first_a_long_and_a_short_row_with_fees
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    # Back-dated, as a tracking portfolio allows: a lot held 692 days and one held 92.
-    await s.trade(
-        who, p.id, "buy", "10", "100", symbol="AAPL", fees="5", executed_at=noon(date(2023, 1, 10))
-    )
-    await s.trade(who, p.id, "buy", "10", "150", symbol="AAPL", executed_at=noon(date(2024, 9, 1)))
-    sold = await s.trade(
-        who,
-        p.id,
-        "sell",
-        "15",
-        "200",
-        symbol="AAPL",
-        fees="15",
-        executed_at=noon(date(2024, 12, 2)),
-    )
+    # A lot held 692 days and one held 92.
+    sold = await two_lots_and_a_sale(s, who, p.id)
 
     reply = await realized(s, who, p.id, **{"from": "2024-01-01"}, to="2024-12-31")
     # Proceeds 15 x 200 - 15 = 2985, shared by quantity: 1990 for 10 shares, 995 for 5.
@@ -110,20 +120,7 @@ async def test_the_average_method_gives_one_row_per_sale_without_terms(
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    await s.trade(
-        who, p.id, "buy", "10", "100", symbol="AAPL", fees="5", executed_at=noon(date(2023, 1, 10))
-    )
-    await s.trade(who, p.id, "buy", "10", "150", symbol="AAPL", executed_at=noon(date(2024, 9, 1)))
-    await s.trade(
-        who,
-        p.id,
-        "sell",
-        "15",
-        "200",
-        symbol="AAPL",
-        fees="15",
-        executed_at=noon(date(2024, 12, 2)),
-    )
+    await two_lots_and_a_sale(s, who, p.id)
     reply = await realized(s, who, p.id, cost_method=pb.COST_METHOD_AVERAGE)
     # 20 shares cost 2505; 15 of them 1878.75.
     assert [row(g) for g in reply.gains] == [
@@ -208,25 +205,15 @@ async def test_another_users_portfolio_is_not_found_and_bad_input_names_its_fiel
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    _, theirs = await s.user_with_portfolio()
-    who, p = await s.user_with_portfolio()
-    await expect_error(
-        s.stub.ListRealizedGains(pb.ListRealizedGainsRequest(portfolio_id=theirs.id), metadata=who),
-        grpc.StatusCode.NOT_FOUND,
-    )
+    who, p, theirs = await s.user_beside_a_stranger()
+    await expect_error(realized(s, who, theirs.id), grpc.StatusCode.NOT_FOUND)
     bad: list[tuple[dict[str, object], str]] = [
-        ({"from": "2024-12-31", "to": "2024-01-01"}, "from"),
-        ({"from": "2024-02-30"}, "from"),
-        ({"to": "31/12/2024"}, "to"),
+        *BAD_PERIODS,
         ({"cost_method": 7}, "costMethod"),
         ({"limit": 101}, "limit"),
     ]
     for given, field in bad:
         error = await expect_error(
-            s.stub.ListRealizedGains(
-                pb.ListRealizedGainsRequest(portfolio_id=p.id, **given),  # type: ignore[arg-type]
-                metadata=who,
-            ),
-            grpc.StatusCode.INVALID_ARGUMENT,
+            realized(s, who, p.id, **given), grpc.StatusCode.INVALID_ARGUMENT
         )
         assert fields(error) == [field], given
