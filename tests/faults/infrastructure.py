@@ -15,7 +15,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -292,7 +300,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 def run_on_private_stores(
-    root: Path, scenario: Callable[[Path, PrivatePostgres, PrivateRedis], Awaitable[Scenario]]
+    root: Path,
+    scenario: Callable[[Path, PrivatePostgres, PrivateRedis], Coroutine[Any, Any, Scenario]],
 ) -> Scenario:
     """Runs a fault scenario against a PostgreSQL cluster and a Redis of its own (the Redis in
     root/redis), both gone when it ends; what the scenario recorded."""
@@ -470,6 +479,23 @@ async def deployed(
         yield deployment
     finally:
         await deployment.stop()
+
+
+@contextlib.asynccontextmanager
+async def under_load(
+    root: Path,
+    replicas: Mapping[str, int],
+    postgres: PrivatePostgres,
+    redis: PrivateRedis,
+    **more: str,
+) -> AsyncIterator[tuple[Deployment, Client, Load]]:
+    """The system deployed in `root` on these stores (`settings_for` them, with `more`), a
+    client of its facade, and the Load that records what the clients saw: every fault test's
+    set-up."""
+    settings = settings_for(postgres.service_urls(), redis.url, **more)
+    load = Load()
+    async with deployed(root, replicas, settings) as system, client_of(system.url) as client:
+        yield system, client, load
 
 
 def settings_for(

@@ -16,25 +16,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
 import redis.asyncio as redis_asyncio
 
 from services.portfolio.shared_market import LEASE_KEY, STATE_KEY, Step
-from tests.faults.infrastructure import (
-    RESULTS,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    poll,
-    run_on_private_stores,
-    settings_for,
-    steady,
-)
+from tests.faults import infrastructure as infra
 from tests.faults.sockets import WatchedSocket
 
 TICK_MS = 200
@@ -57,7 +46,7 @@ class LeaderKill:
     quiet: list[float]  # per socket, its longest silence after the kill (s)
     resync_messages: list[int]  # per socket
     facade_resyncs: int
-    load: Load
+    load: infra.Load
     leader_before: str
     leader_after: str
 
@@ -68,21 +57,21 @@ def metric(text: str, name: str) -> float:
 
 
 async def stored_market(client: redis_asyncio.Redis) -> tuple[str, Step]:
-    holder = await client.get(PREFIX + LEASE_KEY)
-    raw = await client.get(PREFIX + STATE_KEY)
+    # Without decode_responses, the client answers bytes (its stubs say bytes or str).
+    holder = cast("bytes | None", await client.get(PREFIX + LEASE_KEY))
+    raw = cast("bytes | None", await client.get(PREFIX + STATE_KEY))
     assert raw is not None, "no market stored in Redis"
     return (holder or b"").decode(), Step.decode(raw)
 
 
 async def leader_kill_scenario(
-    tmp_path: Path, postgres: PrivatePostgres, redis: PrivateRedis
+    tmp_path: Path, postgres: infra.PrivatePostgres, redis: infra.PrivateRedis
 ) -> LeaderKill:
-    settings = settings_for(postgres.service_urls(), redis.url, MOCK_UPDATE_INTERVAL=str(TICK_MS))
-    load = Load()
     store = redis_asyncio.from_url(redis.url)
+    replicas = {"users": 1, "portfolio": 2}
+    fast = {"MOCK_UPDATE_INTERVAL": str(TICK_MS)}
     async with (
-        deployed(tmp_path, {"users": 1, "portfolio": 2}, settings) as system,
-        client_of(system.url) as client,
+        infra.under_load(tmp_path, replicas, postgres, redis, **fast) as (system, client, load),
         aiohttp.ClientSession() as http,
     ):
         _, token = await client.register()
@@ -109,8 +98,8 @@ async def leader_kill_scenario(
             since = time.monotonic() - 1.0
             return all(s.of_type("price", since=since) for s in sockets)
 
-        async with steady(load, [quote, quote], pause=0.05):
-            await poll(every_socket_ticking, "prices on every socket", 20)
+        async with infra.steady(load, [quote, quote], pause=0.05):
+            await infra.poll(every_socket_ticking, "prices on every socket", 20)
             await asyncio.sleep(2.0)  # a few seconds of steps under the first leader
             leader_before, before = await stored_market(store)
             pid = int(leader_before.split(":")[0].split(".")[-2])
@@ -123,7 +112,9 @@ async def leader_kill_scenario(
                 return all(s.of_type("price", since=killed_at + 0.01) for s in sockets)
 
             try:
-                resumed: float | None = await poll(resumed_everywhere, "prices after the kill", 15)
+                resumed: float | None = await infra.poll(
+                    resumed_everywhere, "prices after the kill", 15
+                )
             except AssertionError:
                 resumed = None
             await asyncio.sleep(max(0.0, AFTER - (time.monotonic() - killed_at)))
@@ -158,12 +149,12 @@ async def leader_kill_scenario(
 
 @pytest.fixture(scope="module")
 def kill(tmp_path_factory: pytest.TempPathFactory) -> LeaderKill:
-    seen: LeaderKill = run_on_private_stores(
+    seen: LeaderKill = infra.run_on_private_stores(
         tmp_path_factory.mktemp("leader-kill"), leader_kill_scenario
     )
     failed = [o for o in seen.load.outcomes if o.status != 200]
-    RESULTS.append(
-        FaultResult(
+    infra.RESULTS.append(
+        infra.FaultResult(
             fault="kill -9 the market leader (1 of 2 portfolio replicas)",
             load=(
                 f"{SOCKETS} price sockets x {len(SYMBOLS)} symbols, 2 quote readers, "

@@ -21,20 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.infrastructure import (
-    RESULTS,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    poll,
-    run_on_private_stores,
-    settings_for,
-    steady,
-)
-from tests.faults.trading import RETRIED, SYMBOL, Trader
+from tests.faults import infrastructure as infra
+from tests.faults.trading import RETRIED, SYMBOL, Trader, burst_of_trades, two_traders_warmed_up
 from tests.system_harness import HOST
 
 PRICE = "187.42"
@@ -48,7 +36,7 @@ SETTLE_WITHIN = 15.0
 
 @dataclass(frozen=True)
 class PortfolioKill:
-    load: Load
+    load: infra.Load
     killed_at: float
     exit_code: int | None
     trades_on_doomed: int  # trades the killed replica had handled when it was killed
@@ -89,25 +77,15 @@ async def trades_handled(admin_port: int) -> int:
 
 
 async def kill_under_load(
-    root: Path, cluster: PrivatePostgres, cache: PrivateRedis
+    root: Path, cluster: infra.PrivatePostgres, cache: infra.PrivateRedis
 ) -> PortfolioKill:
-    settings = settings_for(cluster.service_urls(), cache.url)
-    load = Load()
-    async with (
-        deployed(root, {"users": 1, "portfolio": 2}, settings) as system,
-        client_of(system.url) as client,
-    ):
-        traders = [await Trader.open(client, load, price=PRICE) for _ in range(2)]
-        workers = [t.read for t in traders for _ in range(2)]
-        workers += [t.trade for t in traders for _ in range(3)]
-        async with steady(load, workers):
-
-            async def warmed_up() -> bool:
-                return sum(len(t.committed) for t in traders) >= WARM_UP
-
-            await poll(warmed_up, f"{WARM_UP} trades before the kill", within=60)
+    replicas = {"users": 1, "portfolio": 2}
+    async with infra.under_load(root, replicas, cluster, cache) as (system, client, load):
+        async with two_traders_warmed_up(
+            client, load, WARM_UP, f"{WARM_UP} trades before the kill", within=60, price=PRICE
+        ) as traders:
             doomed = system.replicas["portfolio"][0]
-            burst = [asyncio.create_task(traders[i % 2].trade()) for i in range(BURST)]
+            burst = burst_of_trades(traders, BURST)
             await asyncio.sleep(0.05)  # in flight: somewhere between their claim and answer
             trades_on_doomed = await trades_handled(doomed.admin_port)
             killed_at = time.monotonic()
@@ -125,7 +103,7 @@ async def kill_under_load(
 
 @pytest.fixture(scope="module")
 def kill(tmp_path_factory: pytest.TempPathFactory) -> PortfolioKill:
-    seen = run_on_private_stores(tmp_path_factory.mktemp("portfolio-kill"), kill_under_load)
+    seen = infra.run_on_private_stores(tmp_path_factory.mktemp("portfolio-kill"), kill_under_load)
     statuses = Counter(o.status for o in seen.load.outcomes)
     after = [o for o in seen.load.outcomes if o.at > seen.killed_at]
     # 409: a key the killed replica claimed, until its lease ends; 0/5xx: the kill itself.
@@ -133,8 +111,8 @@ def kill(tmp_path_factory: pytest.TempPathFactory) -> PortfolioKill:
     confirmed = sum(len(t.committed) for t in seen.traders)
     listed = sum(len(seen.trades_of(t)) for t in seen.traders)
     failed_reads = sum(1 for o in seen.load.outcomes if o.what == "read" and o.status != 200)
-    RESULTS.append(
-        FaultResult(
+    infra.RESULTS.append(
+        infra.FaultResult(
             fault="kill -9 one of 2 portfolio replicas",
             load=(
                 "2 traders: portfolio reads, trades (POST + key, retried with it); "

@@ -17,20 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.infrastructure import (
-    RESULTS,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    poll,
-    run_on_private_stores,
-    settings_for,
-    steady,
-)
-from tests.faults.trading import SYMBOL, Trader
+from tests.faults import infrastructure as infra
+from tests.faults.trading import SYMBOL, Trader, burst_of_trades, two_traders_warmed_up
 from tests.system_harness import HOST
 
 SERVICES = ("users", "portfolio")
@@ -47,7 +35,7 @@ DOWN_STATUSES = frozenset({0, 503, 504})
 class Restart:
     """What the clients and the services showed around the restart."""
 
-    load: Load
+    load: infra.Load
     down_at: float
     back_at: float
     noticed_after: float
@@ -70,24 +58,16 @@ async def health_statuses(admin_ports: dict[str, int]) -> dict[str, int]:
     return found
 
 
-async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRedis) -> Restart:
-    settings = settings_for(cluster.service_urls(), cache.url)
-    load = Load()
-    async with (
-        deployed(root, dict.fromkeys(SERVICES, 1), settings) as system,
-        client_of(system.url) as client,
-    ):
+async def restart_under_load(
+    root: Path, cluster: infra.PrivatePostgres, cache: infra.PrivateRedis
+) -> Restart:
+    replicas = dict.fromkeys(SERVICES, 1)
+    async with infra.under_load(root, replicas, cluster, cache) as (system, client, load):
         admin_ports = {name: system.replicas[name][0].admin_port for name in SERVICES}
-        traders = [await Trader.open(client, load) for _ in range(2)]
-        workers = [t.read for t in traders for _ in range(2)]
-        workers += [t.trade for t in traders for _ in range(3)]
-        async with steady(load, workers):
-
-            async def warmed_up() -> bool:
-                return sum(len(t.committed) for t in traders) >= WARM_UP
-
-            await poll(warmed_up, f"{WARM_UP} trades before the fault", within=30)
-            burst = [asyncio.create_task(traders[i % 2].trade()) for i in range(BURST)]
+        async with two_traders_warmed_up(
+            client, load, WARM_UP, f"{WARM_UP} trades before the fault", within=30
+        ) as traders:
+            burst = burst_of_trades(traders, BURST)
             await asyncio.sleep(0.05)
             down_at = time.monotonic()
             await asyncio.to_thread(cluster.stop)
@@ -98,7 +78,9 @@ async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: Privat
                 seen_down.update(n for n, s in statuses.items() if s == 503)
                 return len(seen_down) == len(SERVICES)
 
-            noticed_after = await poll(noticed, "NOT_SERVING from every service", NOTICE_WITHIN)
+            noticed_after = await infra.poll(
+                noticed, "NOT_SERVING from every service", NOTICE_WITHIN
+            )
             await asyncio.to_thread(cluster.start)
             back_at = time.monotonic()
 
@@ -107,7 +89,7 @@ async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: Privat
                 trade = load.first_success_after(back_at, "trade")
                 return read is not None and trade is not None
 
-            await poll(serving_again, "reads and trades to succeed again", within=30)
+            await infra.poll(serving_again, "reads and trades to succeed again", within=30)
             await asyncio.sleep(AFTER)
         # The load has stopped; each worker has finished its last trade, retried until settled
         # (a key whose request died with the database is claimed again once its 10 s lease
@@ -129,11 +111,13 @@ async def restart_under_load(root: Path, cluster: PrivatePostgres, cache: Privat
 
 @pytest.fixture(scope="module")
 def restart(tmp_path_factory: pytest.TempPathFactory) -> Restart:
-    seen = run_on_private_stores(tmp_path_factory.mktemp("postgres-restart"), restart_under_load)
+    seen = infra.run_on_private_stores(
+        tmp_path_factory.mktemp("postgres-restart"), restart_under_load
+    )
     statuses = Counter(o.status for o in seen.load.outcomes)
     confirmed = sum(len(t.committed) for t in seen.traders)
-    RESULTS.append(
-        FaultResult(
+    infra.RESULTS.append(
+        infra.FaultResult(
             fault=f"PostgreSQL stopped {seen.back_at - seen.down_at:.1f} s, then started",
             load=f"4 readers, 6 idempotent traders, a burst of {BURST} trades at the stop",
             requests=len(seen.load.outcomes),

@@ -11,19 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.faults.infrastructure import (
-    Client,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    password_of,
-    poll,
-    settings_for,
-    steady,
-)
+from tests.faults import infrastructure as infra
 from tests.faults.sockets import WatchedSocket
 
 OUTAGE = float(os.environ.get("STOCKFOLIO_FAULTS_REDIS_OUTAGE", "30"))
@@ -46,7 +34,7 @@ async def relayed(sender: WatchedSocket, receiver: WatchedSocket, session_id: st
     return False
 
 
-async def chat_pair(client: Client, token: str) -> tuple[WatchedSocket, WatchedSocket, str]:
+async def chat_pair(client: infra.Client, token: str) -> tuple[WatchedSocket, WatchedSocket, str]:
     started = await client.call(
         "POST", "/api/v1/chat/message", token=token, body={"message": "hello"}
     )
@@ -59,24 +47,23 @@ async def chat_pair(client: Client, token: str) -> tuple[WatchedSocket, WatchedS
     async def joined() -> bool:
         return all(s.of_type("joined") for s in pair)
 
-    await poll(joined, "both chat sockets joined", within=10)
+    await infra.poll(joined, "both chat sockets joined", within=10)
     return pair[0], pair[1], session_id
 
 
 async def test_redis_down_for_30_s_everything_serves_and_pub_sub_comes_back(
     tmp_path: Path,
-    shared_postgres: PrivatePostgres,
-    own_redis: PrivateRedis,
-    record: list[FaultResult],
+    shared_postgres: infra.PrivatePostgres,
+    own_redis: infra.PrivateRedis,
+    record: list[infra.FaultResult],
 ) -> None:
-    settings = settings_for(
-        shared_postgres.service_urls(), own_redis.url, MOCK_UPDATE_INTERVAL=str(TICK_MS)
-    )
-    load = Load()
-    async with (
-        deployed(tmp_path, dict.fromkeys(SERVICES, 1), settings) as system,
-        client_of(system.url) as client,
-    ):
+    async with infra.under_load(
+        tmp_path,
+        dict.fromkeys(SERVICES, 1),
+        shared_postgres,
+        own_redis,
+        MOCK_UPDATE_INTERVAL=str(TICK_MS),
+    ) as (_, client, load):
         user_id, token = await client.register()
         created = await client.call(
             "POST", "/api/v1/portfolios", token=token, body={"name": "R", "initialCash": "100"}
@@ -110,7 +97,7 @@ async def test_redis_down_for_30_s_everything_serves_and_pub_sub_comes_back(
             answer = await client.call(
                 "POST",
                 "/api/v1/auth/login",
-                body={"email": email, "password": password_of(email)},
+                body={"email": email, "password": infra.password_of(email)},
                 within=10,
             )
             load.note("login", answer.status, started)
@@ -124,13 +111,13 @@ async def test_redis_down_for_30_s_everything_serves_and_pub_sub_comes_back(
             await socket.send({"type": "subscribe", "symbols": ["AAPL"]})
         sender, receiver, session_id = await chat_pair(client, token)
 
-        async with steady(load, [me, portfolio, price, login], pause=0.05):
+        async with infra.steady(load, [me, portfolio, price, login], pause=0.05):
 
             async def ticking_and_relaying() -> bool:
                 ticking = all(s.of_type("price") for s in prices)
                 return ticking and await relayed(sender, receiver, session_id)
 
-            await poll(ticking_and_relaying, "prices and the chat relay before the fault", 15)
+            await infra.poll(ticking_and_relaying, "prices and the chat relay before the fault", 15)
 
             down_at = time.monotonic()
             await asyncio.to_thread(own_redis.stop)
@@ -145,12 +132,14 @@ async def test_redis_down_for_30_s_everything_serves_and_pub_sub_comes_back(
             async def relay_back() -> bool:
                 return await relayed(sender, receiver, session_id)
 
-            relay_recovery = await poll(relay_back, "the chat relay after Redis", RELAY_WITHIN)
+            relay_recovery = await infra.poll(
+                relay_back, "the chat relay after Redis", RELAY_WITHIN
+            )
 
             async def every_socket_heard() -> bool:
                 return all(s.of_type("price", since=back_at) for s in prices)
 
-            await poll(every_socket_heard, "a price on every socket after Redis", SILENT)
+            await infra.poll(every_socket_heard, "a price on every socket after Redis", SILENT)
             await asyncio.sleep(1.0)
 
         closed = [s for s in [*prices, sender, receiver] if s.closed]
@@ -160,7 +149,7 @@ async def test_redis_down_for_30_s_everything_serves_and_pub_sub_comes_back(
     in_outage = [o for o in load.outcomes if o.at > down_at and o.at - o.elapsed < back_at]
     failed = [o for o in load.outcomes if o.status != 200]
     record.append(
-        FaultResult(
+        infra.FaultResult(
             fault=f"Redis down {back_at - down_at:.0f} s",
             load=f"4 readers (me, portfolio, price, login), {PRICE_SOCKETS} price + 2 chat sockets",
             requests=len(load.outcomes),

@@ -20,20 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.infrastructure import (
-    RESULTS,
-    Client,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    poll,
-    run_on_private_stores,
-    settings_for,
-    steady,
-)
+from tests.faults import infrastructure as infra
 
 KILLED = ("users", "workspace")
 WARM_UP = 30  # confirmed writes of each kind before the kill
@@ -51,11 +38,11 @@ class Writer:
     """One user writing: their name, over and over (a PUT, retried as is), and new files in
     their project (a POST with an Idempotency-Key, retried with the same key)."""
 
-    client: Client
+    client: infra.Client
     user_id: str
     token: str
     project: str
-    load: Load
+    load: infra.Load
     names: list[str] = field(default_factory=list)  # confirmed, in order
     files: dict[str, str] = field(default_factory=dict)  # confirmed path -> content
     unsettled: set[str] = field(default_factory=set)
@@ -126,7 +113,7 @@ class Writer:
 
 @dataclass(frozen=True)
 class Kill:
-    load: Load
+    load: infra.Load
     killed_at: float
     writers: list[Writer]
     exit_codes: dict[str, int | None]
@@ -139,7 +126,7 @@ class Kill:
         return sum(len(w.unsettled) for w in self.writers)
 
 
-async def new_writer(client: Client, load: Load) -> Writer:
+async def new_writer(client: infra.Client, load: infra.Load) -> Writer:
     user_id, token = await client.register()
     project = await client.call(
         "POST", "/api/v1/workspace/projects", token=token, body={"name": "site"}
@@ -156,24 +143,22 @@ async def new_writer(client: Client, load: Load) -> Writer:
     return Writer(client, user_id, token, project_id, load)
 
 
-async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRedis) -> Kill:
-    settings = settings_for(cluster.service_urls(), cache.url)
-    load = Load()
-    async with (
-        deployed(root, {"users": 2, "workspace": 2}, settings) as system,
-        client_of(system.url) as client,
-    ):
+async def kill_under_load(
+    root: Path, cluster: infra.PrivatePostgres, cache: infra.PrivateRedis
+) -> Kill:
+    replicas = {"users": 2, "workspace": 2}
+    async with infra.under_load(root, replicas, cluster, cache) as (system, client, load):
         writers = [await new_writer(client, load) for _ in range(2)]
         workers = [step for w in writers for step in (w.read_me, w.read_file, w.rename)]
         workers += [w.write_file for w in writers for _ in range(2)]
-        async with steady(load, workers):
+        async with infra.steady(load, workers):
 
             async def warmed_up() -> bool:
                 names = sum(len(w.names) for w in writers)
                 files = sum(len(w.files) for w in writers)
                 return min(names, files) >= WARM_UP
 
-            await poll(warmed_up, f"{WARM_UP} writes of each kind before the kill", within=60)
+            await infra.poll(warmed_up, f"{WARM_UP} writes of each kind before the kill", within=60)
             doomed = [system.replicas[name][0] for name in KILLED]
             burst = [asyncio.create_task(writers[i % 2].write_file()) for i in range(BURST)]
             burst += [asyncio.create_task(writers[i % 2].rename()) for i in range(BURST // 4)]
@@ -210,13 +195,13 @@ async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRe
 
 @pytest.fixture(scope="module")
 def kill(tmp_path_factory: pytest.TempPathFactory) -> Kill:
-    seen = run_on_private_stores(tmp_path_factory.mktemp("replica-kill"), kill_under_load)
+    seen = infra.run_on_private_stores(tmp_path_factory.mktemp("replica-kill"), kill_under_load)
     statuses = Counter(o.status for o in seen.load.outcomes)
     after = [o for o in seen.load.outcomes if o.at > seen.killed_at]
     # 409: a key left in flight by the killed replica until its lease ends, not the kill itself.
     failed = [o.at - seen.killed_at for o in after if o.status not in {200, 201, 409}]
-    RESULTS.append(
-        FaultResult(
+    infra.RESULTS.append(
+        infra.FaultResult(
             fault="kill -9 one of 2 users and one of 2 workspace replicas",
             load=(
                 "2 users: reads of me and a file, renames (PUT), new files (POST + key); "

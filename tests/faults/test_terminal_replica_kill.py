@@ -21,20 +21,7 @@ import pytest
 
 from services.runtime.ownership import Owners
 from services.runtime.redis_cache import RedisCache
-from tests.faults.infrastructure import (
-    RESULTS,
-    Client,
-    FaultResult,
-    Load,
-    PrivatePostgres,
-    PrivateRedis,
-    client_of,
-    deployed,
-    poll,
-    run_on_private_stores,
-    settings_for,
-    steady,
-)
+from tests.faults import infrastructure as infra
 from tests.faults.sockets import WatchedSocket
 
 TERMINALS = "/api/v1/terminal/terminals"
@@ -49,11 +36,11 @@ LOST_WITHIN = 6.0  # a lost session is reported so within this long after the ki
 class Terminal:
     """One session under load: written to, read, its history read, a socket attached."""
 
-    client: Client
+    client: infra.Client
     token: str
     session_id: str
     replica: str
-    load: Load
+    load: infra.Load
     socket: WatchedSocket
     ticks: int = 0
     # Answers after the kill: (monotonic time, what, status, body).
@@ -84,7 +71,7 @@ class Terminal:
 
 @dataclass(frozen=True)
 class Kill:
-    load: Load
+    load: infra.Load
     killed_at: float
     doomed: str
     survivor: str
@@ -97,30 +84,33 @@ class Kill:
         return [t for t in self.terminals if t.replica == replica]
 
 
-async def attached(client: Client, token: str, session_id: str) -> WatchedSocket:
+async def attached(client: infra.Client, token: str, session_id: str) -> WatchedSocket:
     socket = WatchedSocket(await client.socket("/ws/terminal", token))
     await socket.send({"type": "join", "sessionId": session_id})
 
     async def joined() -> bool:
         return bool(socket.of_type("joined"))
 
-    await poll(joined, f"joined {session_id}", within=30)
+    await infra.poll(joined, f"joined {session_id}", within=30)
     return socket
 
 
-async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRedis) -> Kill:
-    settings = settings_for(
-        cluster.service_urls(),
-        cache.url,
-        TERMINAL_MAX_SESSIONS_PER_USER=str(SESSIONS_PER_USER),
-        TERMINAL_CLOSE_GRACE="0.5",
-    )
-    load = Load()
+async def kill_under_load(
+    root: Path, cluster: infra.PrivatePostgres, cache: infra.PrivateRedis
+) -> Kill:
+    limits = {
+        "TERMINAL_MAX_SESSIONS_PER_USER": str(SESSIONS_PER_USER),
+        "TERMINAL_CLOSE_GRACE": "0.5",
+    }
     owners_cache = RedisCache(cache.url, prefix="sf:")
     owners = Owners(owners_cache, "terminal")
     replicas = {"users": 1, "workspace": 1, "terminal": 2}
     try:
-        async with deployed(root, replicas, settings) as system, client_of(system.url) as client:
+        async with infra.under_load(root, replicas, cluster, cache, **limits) as (
+            system,
+            client,
+            load,
+        ):
             doomed, survivor = (r.address for r in system.replicas["terminal"])
             terminals: list[Terminal] = []
             for _ in range(USERS):
@@ -146,12 +136,12 @@ async def kill_under_load(root: Path, cluster: PrivatePostgres, cache: PrivateRe
                     load.note("list", answer.status, started)
                     lists.append((answer.status, answer.body))
 
-            async with steady(load, [t.step for t in terminals] + [list_all], pause=0.05):
+            async with infra.steady(load, [t.step for t in terminals] + [list_all], pause=0.05):
 
                 async def warmed_up() -> bool:
                     return sum(1 for o in load.outcomes if o.status == 200) >= WARM_UP
 
-                await poll(warmed_up, f"{WARM_UP} answers before the kill", within=60)
+                await infra.poll(warmed_up, f"{WARM_UP} answers before the kill", within=60)
                 killed_at = time.monotonic()
                 system.replicas["terminal"][0].signal(signal.SIGKILL)
                 await asyncio.sleep(AFTER)
@@ -189,15 +179,15 @@ def socket_told_lost_at(terminal: Terminal, since: float) -> float | None:
 
 @pytest.fixture(scope="module")
 def kill(tmp_path_factory: pytest.TempPathFactory) -> Kill:
-    seen = run_on_private_stores(tmp_path_factory.mktemp("terminal-kill"), kill_under_load)
+    seen = infra.run_on_private_stores(tmp_path_factory.mktemp("terminal-kill"), kill_under_load)
     statuses = Counter(o.status for o in seen.load.outcomes)
     lost = seen.on(seen.doomed)
     reported = [lost_reported_at(t, seen.killed_at) for t in lost]
     told = [socket_told_lost_at(t, seen.killed_at) for t in lost]
     survivors = [o for o in seen.load.outcomes if o.what.endswith(seen.survivor)]
     known = [r for r in reported + told if r is not None]
-    RESULTS.append(
-        FaultResult(
+    infra.RESULTS.append(
+        infra.FaultResult(
             fault="kill -9 one of 2 terminal replicas",
             load=(
                 f"{len(seen.terminals)} sandboxed sessions of {USERS} users, each written to, "

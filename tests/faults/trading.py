@@ -5,15 +5,17 @@ that settles it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
-from tests.faults.infrastructure import Client, Load
+from tests.faults.infrastructure import Client, Load, poll, steady
 
 SYMBOL = "AAPL"
 # Answers after which the same request, with the same key, is simply sent again.
@@ -99,3 +101,26 @@ class Trader:
         return await self.client.all_pages(
             f"/api/v1/trades?portfolioId={self.portfolio_id}", self.token
         )
+
+
+@contextlib.asynccontextmanager
+async def two_traders_warmed_up(
+    client: Client, load: Load, warm_up: int, what: str, within: float, *, price: str = ""
+) -> AsyncIterator[list[Trader]]:
+    """Two traders, each read by two workers and traded by three under a steady load, once
+    `warm_up` trades are confirmed (`what` names the wait); the load stops when the block ends."""
+    traders = [await Trader.open(client, load, price=price) for _ in range(2)]
+    workers = [t.read for t in traders for _ in range(2)]
+    workers += [t.trade for t in traders for _ in range(3)]
+    async with steady(load, workers):
+
+        async def warmed_up() -> bool:
+            return sum(len(t.committed) for t in traders) >= warm_up
+
+        await poll(warmed_up, what, within=within)
+        yield traders
+
+
+def burst_of_trades(traders: list[Trader], count: int) -> list[asyncio.Task[None]]:
+    """`count` trades sent together, taken in turn by the traders."""
+    return [asyncio.create_task(traders[i % len(traders)].trade()) for i in range(count)]
