@@ -115,8 +115,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def create_portfolio(client: Client, token: str, name: str = "Main") -> str:
-    response = await client.post("/api/v1/portfolios", json={"name": name}, headers=bearer(token))
+async def create_portfolio(client: Client, token: str, name: str = "Main", **fields: str) -> str:
+    """A portfolio of the user's (`fields` as the body names them, e.g. initialCash); its id."""
+    body = {"name": name, **fields}
+    response = await client.post("/api/v1/portfolios", json=body, headers=bearer(token))
     assert response.status == 201, await response.text()
     portfolio_id: str = (await response.json())["data"]["id"]
     return portfolio_id
@@ -156,6 +158,28 @@ async def record_trades(
         )
         recorded.append(trade)
     return recorded
+
+
+async def portfolio_with_trades(
+    client: Client, name: str, symbol: str, rows: Iterable[tuple[str, str, str, str, date | str]]
+) -> tuple[str, str]:
+    """A new user's portfolio `name` with the trades of `symbol` in `rows` (as in
+    `record_trades`): the user's token and the portfolio's id."""
+    token, _ = await register(client)
+    portfolio_id = await create_portfolio(client, token, name)
+    await record_trades(client, token, portfolio_id, symbol, rows)
+    return token, portfolio_id
+
+
+async def portfolio_with_buys(
+    client: Client, token: str, name: str, cash: str, buys: Iterable[tuple[str, str, str]]
+) -> str:
+    """A portfolio of the user's given `cash`, then each `(symbol, quantity, price)` bought;
+    its id."""
+    portfolio_id = await create_portfolio(client, token, name, initialCash=cash)
+    for symbol, quantity, price in buys:
+        await buy(client, token, portfolio_id, symbol=symbol, quantity=quantity, price=price)
+    return portfolio_id
 
 
 async def connect(client: Client, token: str | None = None, **kwargs: Any) -> Socket:

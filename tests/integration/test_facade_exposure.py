@@ -7,11 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tests.conftest import SQLITE_ONLY
-from tests.integration.facade_harness import (
-    Client,
-    bearer,
-    register,
-)
+from tests.integration.facade_harness import Client, bearer, portfolio_with_buys, register
 
 pytestmark = SQLITE_ONLY
 
@@ -19,23 +15,8 @@ pytestmark = SQLITE_ONLY
 async def test_exposure_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
-    created = await client.post(
-        "/api/v1/portfolios", json={"name": "Spread", "initialCash": "1000"}, headers=who
-    )
-    portfolio_id = (await created.json())["data"]["id"]
-    for symbol, quantity in (("KO", "10"), ("SPY", "1"), ("SHEL", "4")):
-        trade = await client.post(
-            "/api/v1/trades",
-            json={
-                "portfolioId": portfolio_id,
-                "side": "buy",
-                "symbol": symbol,
-                "quantity": quantity,
-                "price": "10",
-            },
-            headers=who,
-        )
-        assert trade.status == 201, await trade.text()
+    buys = (("KO", "10", "10"), ("SPY", "1", "10"), ("SHEL", "4", "10"))
+    portfolio_id = await portfolio_with_buys(client, token, "Spread", "1000", buys)
     shown = await (await client.get(f"/api/v1/portfolios/{portfolio_id}", headers=who)).json()
     value = {p["symbol"]: p["marketValue"] for p in shown["data"]["positions"]}
     cash = shown["data"]["cash"]

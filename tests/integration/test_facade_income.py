@@ -7,13 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from tests.conftest import SQLITE_ONLY
-from tests.integration.facade_harness import (
-    Client,
-    bearer,
-    create_portfolio,
-    record_trades,
-    register,
-)
+from tests.integration.facade_harness import Client, bearer, portfolio_with_trades, register
 from tests.utc_days import one_utc_day, utc_today
 
 pytestmark = SQLITE_ONLY
@@ -29,9 +23,6 @@ def quarter_of(day: date) -> tuple[str, str, str]:
 
 @one_utc_day
 async def test_income_through_the_facade(client: Client) -> None:
-    token, _ = await register(client)
-    who = bearer(token)
-    portfolio_id = await create_portfolio(client, token, "Income")
     today = utc_today()
     bought, paid = today - timedelta(days=100), today - timedelta(days=40)
     rows = (
@@ -39,7 +30,8 @@ async def test_income_through_the_facade(client: Client) -> None:
         # 15 % withheld: 7.275 of 48.50.
         ("dividend", "100", "0.485", "7.275", paid),
     )
-    await record_trades(client, token, portfolio_id, "KO", rows)
+    token, portfolio_id = await portfolio_with_trades(client, "Income", "KO", rows)
+    who = bearer(token)
     route = f"/api/v1/portfolios/{portfolio_id}/income"
 
     answer = await client.get(f"{route}?groupBy=quarter", headers=who)

@@ -5,27 +5,19 @@ cost method or period refused naming the field, another user's portfolio a 404."
 from __future__ import annotations
 
 from tests.conftest import SQLITE_ONLY
-from tests.integration.facade_harness import (
-    Client,
-    bearer,
-    create_portfolio,
-    record_trades,
-    register,
-)
+from tests.integration.facade_harness import Client, bearer, portfolio_with_trades, register
 
 pytestmark = SQLITE_ONLY
 
 
 async def test_realized_gains_through_the_facade(client: Client) -> None:
-    token, _ = await register(client)
-    who = bearer(token)
-    portfolio_id = await create_portfolio(client, token, "Taxes")
     rows = (
         ("buy", "10", "100", "5", "2023-01-10"),
         ("buy", "10", "150", "0", "2024-09-01"),
         ("sell", "15", "200", "15", "2024-12-02"),
     )
-    await record_trades(client, token, portfolio_id, "AAPL", rows)
+    token, portfolio_id = await portfolio_with_trades(client, "Taxes", "AAPL", rows)
+    who = bearer(token)
     route = f"/api/v1/portfolios/{portfolio_id}/realized-gains"
 
     answer = await client.get(f"{route}?from=2024-01-01&to=2024-12-31&limit=1", headers=who)

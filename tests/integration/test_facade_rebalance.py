@@ -8,11 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tests.conftest import SQLITE_ONLY
-from tests.integration.facade_harness import (
-    Client,
-    bearer,
-    register,
-)
+from tests.integration.facade_harness import Client, bearer, portfolio_with_buys, register
 
 pytestmark = SQLITE_ONLY
 
@@ -22,23 +18,8 @@ D = Decimal
 async def test_targets_and_rebalance_through_the_facade(client: Client) -> None:
     token, _ = await register(client)
     who = bearer(token)
-    created = await client.post(
-        "/api/v1/portfolios", json={"name": "Balanced", "initialCash": "10000"}, headers=who
-    )
-    portfolio_id = (await created.json())["data"]["id"]
-    for symbol, quantity, price in (("AAPL", "30", "189.50"), ("MSFT", "5", "415.30")):
-        trade = await client.post(
-            "/api/v1/trades",
-            json={
-                "portfolioId": portfolio_id,
-                "side": "buy",
-                "symbol": symbol,
-                "quantity": quantity,
-                "price": price,
-            },
-            headers=who,
-        )
-        assert trade.status == 201, await trade.text()
+    buys = (("AAPL", "30", "189.50"), ("MSFT", "5", "415.30"))
+    portfolio_id = await portfolio_with_buys(client, token, "Balanced", "10000", buys)
     route = f"/api/v1/portfolios/{portfolio_id}/targets"
 
     body = {"targets": [{"symbol": "msft", "weight": "60"}, {"symbol": "AAPL", "weight": "40"}]}

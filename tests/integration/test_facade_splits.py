@@ -6,23 +6,15 @@ envelope says them (422 SPLIT_CONFLICT naming the trade, 409 SPLIT_EXISTS, 422 n
 from __future__ import annotations
 
 from tests.conftest import SQLITE_ONLY
-from tests.integration.facade_harness import (
-    Client,
-    bearer,
-    create_portfolio,
-    record_trades,
-    register,
-)
+from tests.integration.facade_harness import Client, bearer, portfolio_with_trades, register
 
 pytestmark = SQLITE_ONLY
 
 
 async def test_splits_through_the_facade(client: Client) -> None:
-    token, _ = await register(client)
-    who = bearer(token)
-    portfolio_id = await create_portfolio(client, token, "Splits")
     rows = (("buy", "100", "900", "0", "2024-03-01"), ("sell", "50", "900", "0", "2024-06-03"))
-    await record_trades(client, token, portfolio_id, "NVDA", rows)
+    token, portfolio_id = await portfolio_with_trades(client, "Splits", "NVDA", rows)
+    who = bearer(token)
     route = f"/api/v1/portfolios/{portfolio_id}/splits"
 
     # 1-for-10 before the sell leaves 10 shares for a sell of 50: refused, nothing written.
