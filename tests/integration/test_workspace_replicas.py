@@ -7,10 +7,12 @@ database, as two pods would share them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import random
 import shutil
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -288,6 +290,36 @@ async def recorded_usage(database_url: str, user: str) -> Usage:
     return Usage(int(row.bytes), int(row.files))
 
 
+@contextlib.asynccontextmanager
+async def unscanned_replicas(
+    start_workspace: StartWorkspace,
+) -> AsyncIterator[tuple[WorkspaceService, WorkspaceService]]:
+    """Two replicas whose quota scan waits an hour: the usage recorded is only what the writes
+    counted, to compare with the disk."""
+    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
+    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+        yield one, two
+
+
+async def quota_miscount(
+    database_url: str, user: str, user_folder: Path, drift: tuple[int, int]
+) -> tuple[str | None, tuple[int, int]]:
+    """What the quota got wrong in this round alone (not the `drift` earlier rounds left), if
+    anything, and the drift from now on."""
+    usage, disk = await recorded_usage(database_url, user), measure(user_folder)
+    off = (usage.bytes - disk.bytes - drift[0], usage.files - disk.files - drift[1])
+    if off == (0, 0):
+        return None, drift
+    wrong = f"the quota counted {off[0]} bytes and {off[1]} files amiss"
+    return wrong, (usage.bytes - disk.bytes, usage.files - disk.files)
+
+
+def print_rounds(broken: list[str], writes: list[str]) -> None:
+    """The rounds that broke (shown with -s), and how the writes answered."""
+    print("\n".join(broken) or "every round in one order")
+    print("writes:", {w: writes.count(w) for w in set(writes)})
+
+
 def one_order(kind: str, written: str, folder: Path, old: str, new: str) -> str | None:
     """What is wrong with a round's end state, if it is no single order's: the write before
     the move (its file under the new name, nothing left under the old one) or after it (its
@@ -332,8 +364,7 @@ async def test_a_write_and_a_move_of_its_folder_at_once_leave_the_file_in_one_pl
     and then opened its folder after the move answered 404 PATH_NOT_FOUND (an update), or
     made d<n> again beside the moved copy while counting a replaced file (an upload: a file
     uncounted, and the old bytes)."""
-    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
-    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+    async with unscanned_replicas(start_workspace) as (one, two):
         ada = await one.user()
         site = await one.project(ada, "site")
         user_folder = one.root / ada.id
@@ -360,16 +391,13 @@ async def test_a_write_and_a_move_of_its_folder_at_once_leave_the_file_in_one_pl
             writes.append(f"{written} ({'before' if written_first else 'after'} the move)")
             wrong = "the move answered " + moved if moved != "OK" else None
             wrong = wrong or one_order(kind, written, folder, old, new)
-            usage, disk = await recorded_usage(workspace_database_url, ada.id), measure(user_folder)
-            # What the quota got wrong in this round alone (not what earlier rounds did).
-            off = (usage.bytes - disk.bytes - drift[0], usage.files - disk.files - drift[1])
-            if off != (0, 0):
-                wrong = wrong or f"the quota counted {off[0]} bytes and {off[1]} files amiss"
-                drift = (usage.bytes - disk.bytes, usage.files - disk.files)
+            miscounted, drift = await quota_miscount(
+                workspace_database_url, ada.id, user_folder, drift
+            )
+            wrong = wrong or miscounted
             if wrong is not None:
                 broken.append(f"round {n} ({kind}): {wrong}")
-        print("\n".join(broken) or "every round in one order")
-        print("writes:", {w: writes.count(w) for w in set(writes)})
+        print_rounds(broken, writes)
         assert broken == []
         assert list((one.root / STAGING).iterdir()) == []
 
@@ -380,8 +408,7 @@ async def test_a_move_of_a_folder_waits_for_an_upload_under_way_inside_it(
     """An upload into d/ through one replica has sent every byte, its call still open; a move
     of d/ to e/ through the other waits for it, then carries its file: one file, under the new
     name, with every byte, counted once."""
-    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
-    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+    async with unscanned_replicas(start_workspace) as (one, two):
         ada = await one.user()
         site = await one.project(ada, "site")
         user_folder = one.root / ada.id
@@ -485,8 +512,7 @@ async def test_a_write_and_a_rename_or_delete_of_its_project_at_once_end_in_one_
     after: the project is found under its new name); deleted, the write went with it or
     answers 404 PROJECT_NOT_FOUND. Never a folder left at p<n>, never another answer, and the
     quota shared by the replicas counts exactly what is on disk."""
-    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
-    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+    async with unscanned_replicas(start_workspace) as (one, two):
         ada = await one.user()
         user_folder = one.root / ada.id
         timing = random.Random(11)
@@ -509,8 +535,9 @@ async def test_a_write_and_a_rename_or_delete_of_its_project_at_once_end_in_one_
                 change_project_after(two, ada, project, new, timing.random() * 0.02),
             )
             writes.append(f"{written} ({'rename' if new else 'delete'})")
-            wrong = f"the {'rename' if new else 'delete'} answered {changed}"
-            wrong = wrong if changed != "OK" else None
+            wrong: str | None = None
+            if changed != "OK":
+                wrong = f"the {'rename' if new else 'delete'} answered {changed}"
             wrong = wrong or one_project_order(kind, written, user_folder, old, new)
             if (user_folder / old).exists():  # the next rounds start from a clean slate
                 await asyncio.to_thread(shutil.rmtree, user_folder / old)
@@ -518,17 +545,13 @@ async def test_a_write_and_a_rename_or_delete_of_its_project_at_once_end_in_one_
                 # A delete marks the usage: the next check measures the disk (drift gone too).
                 drift = (0, 0)
             else:
-                usage = await recorded_usage(workspace_database_url, ada.id)
-                disk = measure(user_folder)
-                # What the quota got wrong in this round alone (not what earlier rounds did).
-                off = (usage.bytes - disk.bytes - drift[0], usage.files - disk.files - drift[1])
-                if off != (0, 0):
-                    wrong = wrong or f"the quota counted {off[0]} bytes and {off[1]} files amiss"
-                    drift = (usage.bytes - disk.bytes, usage.files - disk.files)
+                miscounted, drift = await quota_miscount(
+                    workspace_database_url, ada.id, user_folder, drift
+                )
+                wrong = wrong or miscounted
             if wrong is not None:
                 broken.append(f"round {n} ({kind}, {'rename' if new else 'delete'}): {wrong}")
-        print("\n".join(broken) or "every round in one order")
-        print("writes:", {w: writes.count(w) for w in set(writes)})
+        print_rounds(broken, writes)
         assert broken == []
         assert list((one.root / STAGING).iterdir()) == []
 
@@ -540,8 +563,7 @@ async def test_a_rename_or_delete_of_a_project_waits_for_an_upload_under_way_ins
     open; a rename of site to web through the other waits for it, then carries its file; a
     delete of web waits the same way for the next one, which goes with the project; and an
     upload after that answers 404 PROJECT_NOT_FOUND, making no folder."""
-    settings = {"WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
-    async with start_workspace(**settings) as one, start_workspace(**settings) as two:
+    async with unscanned_replicas(start_workspace) as (one, two):
         ada = await one.user()
         site = await one.project(ada, "site")
         user_folder = one.root / ada.id
