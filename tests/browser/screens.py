@@ -34,6 +34,25 @@ def api(system: System, account: Account, method: str, path: str, body: Any = No
     return answer.body["data"]
 
 
+def tracking_portfolio_with_buys(
+    system: System, account: Account, name: str, cash: str, buys: tuple[tuple[str, str, str], ...]
+) -> str:
+    """A tracking portfolio of `account`'s given `cash`, then each `(symbol, quantity, price)`
+    bought; its id."""
+    body = {"name": name, "kind": "tracking", "initialCash": cash}
+    portfolio = str(api(system, account, "POST", "/api/v1/portfolios", body)["id"])
+    for symbol, quantity, price in buys:
+        trade = {
+            "portfolioId": portfolio,
+            "side": "buy",
+            "symbol": symbol,
+            "quantity": quantity,
+            "price": price,
+        }
+        api(system, account, "POST", "/api/v1/trades", trade)
+    return portfolio
+
+
 def sign_in(page: Page, account: Account, *, at: str = "/") -> dict[str, Any]:
     """Opens `at` signed out (the app sends us to sign in), signs in, and lands back on `at`.
     Returns the tokens the API gave the page."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import api, sign_in
+from tests.browser.screens import sign_in, tracking_portfolio_with_buys
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -16,29 +16,10 @@ pytestmark = pytest.mark.browser
 def test_the_exposure_card_breaks_the_holdings_down_as_chosen(
     page: Page, system: System, account: Account
 ) -> None:
-    created = api(
-        system,
-        account,
-        "POST",
-        "/api/v1/portfolios",
-        {"name": "Spread", "kind": "tracking", "initialCash": "20000"},
-    )
-    portfolio = str(created["id"])
     # Values far apart, so the order holds while prices tick: cash about 14,800 dollars, SHEL
     # about 3,500, SPY about 1,100, KO about 600.
-    for symbol, quantity, price in (
-        ("KO", "10", "60"),
-        ("SPY", "2", "545"),
-        ("SHEL", "100", "27.85"),
-    ):
-        body = {
-            "portfolioId": portfolio,
-            "side": "buy",
-            "symbol": symbol,
-            "quantity": quantity,
-            "price": price,
-        }
-        api(system, account, "POST", "/api/v1/trades", body)
+    buys = (("KO", "10", "60"), ("SPY", "2", "545"), ("SHEL", "100", "27.85"))
+    portfolio = tracking_portfolio_with_buys(system, account, "Spread", "20000", buys)
     sign_in(page, account, at=f"/portfolios/{portfolio}")
     card = page.get_by_test_id("exposure")
     names = card.get_by_test_id("exposure-name")

@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import api, sign_in
+from tests.browser.screens import api, sign_in, tracking_portfolio_with_buys
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -19,23 +19,8 @@ pytestmark = pytest.mark.browser
 def test_targets_saved_and_trades_suggested_on_the_page(
     page: Page, system: System, account: Account
 ) -> None:
-    created = api(
-        system,
-        account,
-        "POST",
-        "/api/v1/portfolios",
-        {"name": "Balanced", "kind": "tracking", "initialCash": "10000"},
-    )
-    portfolio = str(created["id"])
-    for symbol, quantity, price in (("AAPL", "30", "189.50"), ("MSFT", "5", "415.30")):
-        body = {
-            "portfolioId": portfolio,
-            "side": "buy",
-            "symbol": symbol,
-            "quantity": quantity,
-            "price": price,
-        }
-        api(system, account, "POST", "/api/v1/trades", body)
+    buys = (("AAPL", "30", "189.50"), ("MSFT", "5", "415.30"))
+    portfolio = tracking_portfolio_with_buys(system, account, "Balanced", "10000", buys)
     sign_in(page, account, at=f"/portfolios/{portfolio}")
     card = page.get_by_test_id("rebalance")
     # No targets yet: nothing is suggested (not every holding sold into a 100 % cash target).
