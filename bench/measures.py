@@ -4,6 +4,7 @@ timed in wall and CPU time, and the resident memory of processes sampled while s
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,11 +15,14 @@ from tests.system_harness import HarnessError
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (0 for no values)."""
+    """Nearest-rank percentile: the value of rank ceil(fraction * n) (0 for no values). The
+    product is rounded to 9 places first, so 0.99 * 100 is rank 99, not 100 by a float's last bit
+    (and a whole product is never taken a rank up, as round(x + 0.5) took odd ones)."""
     ordered = sorted(values)
     if not ordered:
         return 0.0
-    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
+    rank = math.ceil(round(fraction * len(ordered), 9))
+    return ordered[max(0, min(len(ordered) - 1, rank - 1))]
 
 
 @dataclass
