@@ -232,6 +232,18 @@ class Assistant:
         events = self._answer(identity, session, text, model, reservation)
         return Answer(events, self._running, reservation), session
 
+    async def reply(self, identity: Identity, session_id: str, text: str, model: str) -> Done:
+        """The whole answer at once (SendMessage): started as `start` starts it, read to its
+        end (its reservation settled), its Done."""
+        answer, _ = await self.start(identity, session_id, text, model)
+        done: Done | None = None
+        async for event in answer:
+            if isinstance(event, Done):
+                done = event
+        if done is None:
+            raise AssertionError("an answer always ends with Done or an error")
+        return done
+
     async def _check_rate(self, user_id: str) -> None:
         rate = self._config.messages_rate
         decision = await self._limiter.hit(f"messages:{user_id}", rate)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 
-from services.assistant.conversation import Assistant, Done
+from services.assistant.conversation import Assistant
 from services.assistant.domain import (
     TRANSCRIPT_MESSAGES,
     Folder,
@@ -52,18 +52,15 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):
         identity = require_identity()
 
         async def send() -> assistant_pb2.SendMessageResponse:
-            answer, _ = await self._assistant.start(
+            done = await self._assistant.reply(
                 identity, request.session_id.strip(), request.message, request.model
             )
-            async for event in answer:
-                if isinstance(event, Done):
-                    return assistant_pb2.SendMessageResponse(
-                        session_id=event.session_id,
-                        message=chat_message(event.message),
-                        usage=usage_message(event.usage),
-                        messages=[chat_message(m) for m in event.messages],
-                    )
-            raise AssertionError("an answer always ends with Done or an error")
+            return assistant_pb2.SendMessageResponse(
+                session_id=done.session_id,
+                message=chat_message(done.message),
+                usage=usage_message(done.usage),
+                messages=[chat_message(m) for m in done.messages],
+            )
 
         # Settled after it returns: the answer is several transactions and a provider's call.
         return await self._idempotency.run(request, assistant_pb2.SendMessageResponse, send)
