@@ -4,7 +4,7 @@ No user value reaches git as an option; remote URLs are limited to safe transpor
 addresses (services/workspace/remotes.py); and the programs a repository's own config could
 start (hooks, fsmonitor, pager, editors, signature verifiers, credential helpers, ssh, external
 diff and textconv, filter and merge drivers, upload/receive-pack overrides, alternate-refs
-commands, submodules) are pinned off on every call. All of that is defence in depth: every git
+commands, submodules) are pinned off on every call (git_pins.py). All of that is defence in depth: every git
 process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox (see
 services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only) and,
 for push and pull, the file:// roots; it has network only for push and pull, and only after
@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -36,8 +36,19 @@ from services.runtime.errors import (
     NotFound,
 )
 from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
+from services.workspace.git_pins import DRIVER_KEYS, SAFE_CONFIG, SAFE_PACK, neutral_drivers
+from services.workspace.git_values import (
+    Branch,
+    Commit,
+    GitResult,
+    Pulled,
+    Pushed,
+    Remote,
+    Status,
+    parse_status,
+)
 from services.workspace.locks import LOCK_FOLDER, VolumeLocks
-from services.workspace.paths import open_project_folder, resolve_inside
+from services.workspace.paths import CONTROL_CHARACTERS, open_project_folder, resolve_inside
 from services.workspace.remotes import (
     DEFAULT_REMOTE,
     Checked,
@@ -46,130 +57,9 @@ from services.workspace.remotes import (
 )
 from services.workspace.remotes import validate_remote_url as _validate_remote_url
 
-# Pinned on every call, after the repository's own config (command-line config wins, except for
-# the few keys git keeps the first value of: see `_transport_options`). "false" names a program
-# that does nothing and fails: if git ever did start one of these, nothing would happen.
-_SAFE_CONFIG = (
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
-    "core.pager=cat",
-    "core.editor=false",
-    "sequence.editor=false",
-    "core.askPass=",
-    "core.sshCommand=ssh -o BatchMode=yes",
-    "core.alternateRefsCommand=true",
-    # A checkout or pull writes links as small text files: a pulled tree cannot plant a link
-    # leading out of the project (or into .git) for a later write to follow (the class of
-    # CVE-2024-32002 and CVE-2021-21300).
-    "core.symlinks=false",
-    "credential.helper=",
-    "commit.gpgSign=false",
-    "tag.gpgSign=false",
-    "push.gpgSign=false",
-    "log.showSignature=false",
-    "gpg.program=false",
-    "gpg.openpgp.program=false",
-    "gpg.x509.program=false",
-    "gpg.ssh.program=false",
-    "gpg.ssh.defaultKeyCommand=false",
-    "diff.external=",
-    "protocol.allow=never",
-    "protocol.https.allow=always",
-    "protocol.ssh.allow=always",
-    "protocol.file.allow=always",
-    "protocol.ext.allow=never",
-    "http.followRedirects=false",
-    "http.proxy=",
-    "submodule.recurse=false",
-    "fetch.recurseSubmodules=false",
-    "push.recurseSubmodules=no",
-    # A `gc --auto` (or maintenance) a commit starts runs within the call, not detached: the
-    # call's sandbox ends every process it started when it returns (sandbox.py), and a gc
-    # killed midway left its gc.pid.lock behind, which stops every later automatic gc.
-    "gc.autoDetach=false",
-    "maintenance.autoDetach=false",
-)
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Repository config that names a driver whose programs must be switched off on every call.
-_DRIVER_KEYS = (
-    r"^filter\..+\.(clean|smudge|process|required)$|^diff\..+\.(textconv|command)$"
-    r"|^merge\..+\.driver$|^remote\..+\.vcs$"
-)
-_SAFE_PACK = "git -c core.hooksPath=/dev/null -c core.fsmonitor=false"
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_LOG_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    code: str
-    original_path: str | None = None
-
-
-@dataclass(frozen=True)
-class Status:
-    branch: str | None
-    commit: str | None
-    upstream: str | None
-    ahead: int
-    behind: int
-    staged: list[FileChange] = field(default_factory=list)
-    unstaged: list[FileChange] = field(default_factory=list)
-    untracked: list[str] = field(default_factory=list)
-    conflicted: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    author_name: str
-    author_email: str
-    authored_at: datetime
-    subject: str
-
-
-@dataclass(frozen=True)
-class Branch:
-    name: str
-    current: bool
-    commit: str
-
-
-@dataclass(frozen=True)
-class Remote:
-    name: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Pushed:
-    branch: str
-    remote: str
-
-    @property
-    def summary(self) -> str:
-        return f"pushed {self.branch} to {self.remote}"
-
-
-@dataclass(frozen=True)
-class Pulled:
-    before: str | None  # HEAD's commit before the pull (None: no commit yet)
-    commit: str  # and after it ("" while there is none)
-
-    @property
-    def summary(self) -> str:
-        if self.commit == self.before:
-            return "already up to date"
-        return f"fast-forwarded to {self.commit[:12]}"
-
-
-@dataclass(frozen=True)
-class GitResult:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def _failed(command: str, result: GitResult) -> FailedPrecondition:
@@ -187,43 +77,6 @@ def _no_option(field_name: str, value: str) -> str:
 def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> str:
     """`url` if it is https://, ssh://, scp-like git@host:path or file:// inside a root."""
     return _validate_remote_url(url, allowed_file_roots).url
-
-
-def _parse_status(output: str) -> Status:
-    branch: str | None = None
-    commit: str | None = None
-    upstream: str | None = None
-    ahead = behind = 0
-    staged: list[FileChange] = []
-    unstaged: list[FileChange] = []
-    untracked: list[str] = []
-    conflicted: list[str] = []
-    entries = iter(output.split("\x00"))
-    for entry in entries:
-        if entry.startswith("# branch.oid "):
-            oid = entry.removeprefix("# branch.oid ")
-            commit = None if oid == "(initial)" else oid
-        elif entry.startswith("# branch.head "):
-            head = entry.removeprefix("# branch.head ")
-            branch = None if head == "(detached)" else head
-        elif entry.startswith("# branch.upstream "):
-            upstream = entry.removeprefix("# branch.upstream ")
-        elif entry.startswith("# branch.ab "):
-            plus, minus = entry.removeprefix("# branch.ab ").split()
-            ahead, behind = int(plus), -int(minus)
-        elif entry.startswith(("1 ", "2 ")):
-            fields = entry.split(" ", 9 if entry[0] == "2" else 8)
-            xy, path = fields[1], fields[-1]
-            original = next(entries) if entry[0] == "2" else None
-            if xy[0] != ".":
-                staged.append(FileChange(path, xy[0], original))
-            if xy[1] != ".":
-                unstaged.append(FileChange(path, xy[1], original))
-        elif entry.startswith("u "):
-            conflicted.append(entry.split(" ", 10)[-1])
-        elif entry.startswith("? "):
-            untracked.append(entry[2:])
-    return Status(branch, commit, upstream, ahead, behind, staged, unstaged, untracked, conflicted)
 
 
 # The repositories whose writer lock this task holds (GitRunner.exclusive).
@@ -253,34 +106,6 @@ def _drop_locks_since(repository: int, started: float) -> None:
                     os.unlink(name, dir_fd=git_dir)
     finally:
         os.close(git_dir)
-
-
-def _neutral_drivers(names: str) -> tuple[str, ...]:
-    """Config that switches off every driver a repository's config defines: filter, diff and
-    merge drivers run programs. A remote with a `vcs` helper is refused outright."""
-    overrides: list[str] = []
-    for key in filter(None, names.split("\x00")):
-        section, _, rest = key.partition(".")
-        driver, _, variable = rest.rpartition(".")
-        if section == "remote" and variable == "vcs":
-            raise FailedPrecondition(
-                f"the repository config gives remote {driver!r} a helper (vcs), which is not"
-                " allowed",
-                reason="GIT_UNSAFE_CONFIG",
-            )
-        if not driver or "=" in driver or _CONTROL.search(driver):
-            raise FailedPrecondition(
-                f"the repository config names a {section} driver that cannot be switched off",
-                reason="GIT_UNSAFE_CONFIG",
-            )
-        if section == "filter":
-            overrides += [f"filter.{driver}.{part}=" for part in ("clean", "smudge", "process")]
-            overrides.append(f"filter.{driver}.required=false")
-        elif section == "diff":
-            overrides += [f"diff.{driver}.textconv=false", f"diff.{driver}.command=false"]
-        else:
-            overrides.append(f"merge.{driver}.driver=false")
-    return tuple(dict.fromkeys(overrides))
 
 
 @dataclass(frozen=True)
@@ -428,9 +253,9 @@ class GitRunner:
             if args[0] not in _READS:
                 await held.enter_async_context(self.exclusive(cwd))
             drivers = await self._execute(
-                cwd, ("config", "--null", "--name-only", "--get-regexp", _DRIVER_KEYS), (), None
+                cwd, ("config", "--null", "--name-only", "--get-regexp", DRIVER_KEYS), (), None
             )
-            neutral = _neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
+            neutral = neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
             result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
         if check and result.returncode != 0:
             raise _failed(args[0], result)
@@ -449,7 +274,7 @@ class GitRunner:
         repository (writable, at its own path), the scratch HOME (read-only) and, for a
         network call, the file:// roots; it has network only for a network call."""
         argv = ["git", "--no-pager"]
-        pins = [*_SAFE_CONFIG, f"safe.directory={cwd}"]
+        pins = [*SAFE_CONFIG, f"safe.directory={cwd}"]
         for item in (*pins, *config, *(network.config if network else ())):
             argv += ["-c", item]
         binds = [Bind(self.home, self.home, writable=False)]
@@ -512,7 +337,7 @@ class GitRunner:
         result = await self.run(
             repo, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"
         )
-        return _parse_status(result.stdout)
+        return parse_status(result.stdout)
 
     async def log(self, repo: Path, *, limit: int = 50) -> list[Commit]:
         if not 1 <= limit <= MAX_LOG_LIMIT:
@@ -598,7 +423,12 @@ class GitRunner:
         if not message.strip() or "\x00" in message:
             raise InvalidArgument.field("message", "must not be empty or contain NUL bytes")
         for name, value in (("author_name", author_name), ("author_email", author_email)):
-            if not value.strip() or _CONTROL.search(value) or "<" in value or ">" in value:
+            if (
+                not value.strip()
+                or CONTROL_CHARACTERS.search(value)
+                or "<" in value
+                or ">" in value
+            ):
                 raise InvalidArgument.field(name, "must be non-empty, without control characters")
         pathspecs = [self._repo_path(repo, p) for p in paths] if paths is not None else []
         # One section: another commit of ours between this one and its undo would be undone
@@ -821,7 +651,7 @@ class GitRunner:
         """Config, options and environment that make git connect where the check said."""
         destination = checked.destination
         url, host = destination.url, destination.host
-        pack = _SAFE_PACK if destination.scheme == "file" else "git"
+        pack = SAFE_PACK if destination.scheme == "file" else "git"
         # git keeps the *first* value of remote.<name>.uploadpack/receivepack, so a value in
         # the repository's config beats any -c: the command-line options are what pin them.
         options = (
@@ -871,15 +701,4 @@ class GitRunner:
         return await self.check_branch_name(branch), self._pins(remote, checked, push=push)
 
 
-__all__ = [
-    "Branch",
-    "Commit",
-    "FileChange",
-    "GitResult",
-    "GitRunner",
-    "Pulled",
-    "Pushed",
-    "Remote",
-    "Status",
-    "validate_remote_url",
-]
+__all__ = ["GitRunner", "validate_remote_url"]

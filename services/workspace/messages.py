@@ -6,7 +6,7 @@ from stockfolio.workspace.v1 import workspace_pb2
 
 from services.runtime.timestamps import timestamp
 from services.workspace.files import Entry, EntryKind, FileContent, Written
-from services.workspace.git import Branch, Commit, Remote, Status
+from services.workspace.git_values import Branch, Commit, Remote, Status
 from services.workspace.repository import ProjectRecord
 from services.workspace.watch import Change, Event
 

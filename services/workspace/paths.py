@@ -27,7 +27,8 @@ GIT_DIR = ".git"
 
 # %2e ".", %2f "/", %5c "\", %25 "%" (double encoding): never needed in a real file name here.
 _ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters: never in a name, a path, a remote URL or a git config key we pass on.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 T = TypeVar("T")
 # How many times a project's folder is opened again when the one opened moved away before it
 # was checked (each time, another rename of the project came first).
@@ -57,7 +58,7 @@ def validate_name(name: str) -> str:
     """One path segment: a real name, not `.`/`..`, no control characters, at most 255 bytes."""
     if name in ("", ".", ".."):
         raise _invalid(f"{name!r} is not a valid name")
-    if _CONTROL.search(name):
+    if CONTROL_CHARACTERS.search(name):
         raise _invalid("names must not contain control characters")
     if "/" in name or "\\" in name:
         raise _invalid("names must not contain path separators")

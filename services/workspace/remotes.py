@@ -21,9 +21,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from services.runtime.errors import InvalidArgument
+from services.workspace.paths import CONTROL_CHARACTERS
 
 _SCP_LIKE = re.compile(r"(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+):(?P<path>.+)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
 DEFAULT_PORTS = {"https": 443, "ssh": 22}
 # The remote a push or pull naming none goes to (git's own name for the one cloned from).
@@ -54,7 +54,7 @@ def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> Destina
     """`url` if it is https://, ssh://, scp-like git@host:path or file:// inside a root."""
     if url.startswith("-"):
         raise _url_error("must not start with '-'")
-    if _CONTROL.search(url) or " " in url:
+    if CONTROL_CHARACTERS.search(url) or " " in url:
         raise _url_error("must not contain spaces or control characters")
     if "::" in url.split("/", 1)[0] or "::" in url[:10]:
         raise _url_error("transport helpers (such as ext::) are not allowed", REFUSED)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from services.runtime.context import Identity
 from services.workspace.authors import ProfileAuthors
-from services.workspace.git import Branch, GitRunner, Pulled, Pushed
+from services.workspace.git import GitRunner
+from services.workspace.git_values import Branch, Pulled, Pushed
 from services.workspace.projects import Author, Located
 from services.workspace.quota import QuotaExceeded, Quotas
 
