@@ -39,7 +39,19 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, Index, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -209,20 +221,13 @@ class IdempotencyStore:
         """Keep the claim's lease while its request runs (a failed renewal is tried again at
         the next beat: the lease is three beats long)."""
         beat = self._in_flight_timeout.total_seconds() / 3
-        t = self._table
         while True:
             await asyncio.sleep(beat)
             try:
                 async with self._db.transaction() as tx:
                     await tx.execute(
-                        update(t)
-                        .where(
-                            t.c.user_id == claim.user_id,
-                            t.c.key == claim.key,
-                            t.c.request_hash == claim.request_hash,
-                            t.c.status == IN_FLIGHT,
-                            t.c.created_at == claim.claimed_at,  # never a takeover's lease
-                        )
+                        update(self._table)
+                        .where(self._still_ours(claim))
                         .values(locked_until=self._clock() + self._in_flight_timeout)
                     )
             except Exception:
@@ -313,16 +318,9 @@ class IdempotencyStore:
     async def _mark_done(self, tx: AsyncSession, claim: _Claim, response: bytes) -> bool:
         """Store `response` for the claim, if it is still this request's (in flight, not taken
         over by a retry after its lease lapsed); whether it was."""
-        t = self._table
         result = await tx.execute(
-            update(t)
-            .where(
-                t.c.user_id == claim.user_id,
-                t.c.key == claim.key,
-                t.c.request_hash == claim.request_hash,
-                t.c.status == IN_FLIGHT,
-                t.c.created_at == claim.claimed_at,
-            )
+            update(self._table)
+            .where(self._still_ours(claim))
             .values(status=DONE, response=response, locked_until=None)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -353,18 +351,20 @@ class IdempotencyStore:
                 return
 
     async def _delete_claim(self, claim: _Claim) -> None:
-        t = self._table
         async with self._db.transaction() as tx:
-            await tx.execute(
-                delete(t).where(
-                    t.c.user_id == claim.user_id,
-                    t.c.key == claim.key,
-                    t.c.request_hash == claim.request_hash,
-                    t.c.status == IN_FLIGHT,
-                    # This request's claim only, never a later one that took it over.
-                    t.c.created_at == claim.claimed_at,
-                )
-            )
+            await tx.execute(delete(self._table).where(self._still_ours(claim)))
+
+    def _still_ours(self, claim: _Claim) -> ColumnElement[bool]:
+        """The row of `claim` while it is still this request's: in flight, and its own claim,
+        never a later one that took the key over after its lease lapsed."""
+        t = self._table
+        return and_(
+            t.c.user_id == claim.user_id,
+            t.c.key == claim.key,
+            t.c.request_hash == claim.request_hash,
+            t.c.status == IN_FLIGHT,
+            t.c.created_at == claim.claimed_at,
+        )
 
     async def _maybe_purge(self) -> None:
         if time.monotonic() - self._purged_at < PURGE_EVERY:
