@@ -50,6 +50,19 @@ async def stored_books(session: AsyncSession, found: Sequence[Portfolio]) -> dic
     return {portfolio_id: Book.resume(book.state) for portfolio_id, book in stored.items()}
 
 
+async def current_book(db: Database, user_id: str, portfolio_id: str) -> tuple[Portfolio, Book]:
+    """The user's portfolio and its book as stored (replayed when it has none); NotFound for
+    another user's portfolio, as for one that never existed."""
+    async with db.reading() as session:
+        found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
+    if found is None:
+        raise portfolio_not_found(portfolio_id)
+    portfolio, stored = found
+    if stored is not None:
+        return portfolio, Book.resume(stored.state)
+    return portfolio, (await replayed_now(db, [portfolio]))[portfolio_id]
+
+
 @dataclass(frozen=True)
 class History:
     """A portfolio's whole history as one moment saw it: its trades (ledger order) and splits."""

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.books import replayed, replayed_now, stored_books
+from services.portfolio.books import current_book, replayed, replayed_now, stored_books
 from services.portfolio.currencies import Valuation
 from services.portfolio.domain import (
     ONE,
@@ -150,15 +150,7 @@ class Portfolios:
 
     async def get(self, user_id: str, portfolio_id: str) -> Valued:
         portfolio_id = require_portfolio_id(portfolio_id, "id")
-        async with self._db.reading() as session:
-            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
-        if found is None:
-            raise portfolio_not_found(portfolio_id)
-        portfolio, stored = found
-        if stored is not None:
-            book = Book.resume(stored.state)
-        else:
-            book = (await replayed_now(self._db, [portfolio]))[portfolio.id]
+        portfolio, book = await current_book(self._db, user_id, portfolio_id)
         return (await self._value([(portfolio, book)]))[0]
 
     async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:

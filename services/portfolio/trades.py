@@ -32,7 +32,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio.book_states import StoredBook
-from services.portfolio.books import replayed_now
+from services.portfolio.books import current_book
 from services.portfolio.currencies import CURRENCIES, TradeFx, Valuation, require_currency
 from services.portfolio.domain import (
     Book,
@@ -411,21 +411,10 @@ class Trades:
         """`positions`, and the listings they are valued at: one read of the market, so that a
         position's price is its local price at its rate (two reads of a ticking market gave
         a price that was not localPrice times fxRate)."""
-        portfolio, book = await self._book(user_id, require_portfolio_id(portfolio_id))
+        portfolio, book = await current_book(self._db, user_id, require_portfolio_id(portfolio_id))
         listed = await self._prices.listings(book.open_symbols(), portfolio.base_currency)
         found = book.positions(converted(listed), method=method, include_closed=include_closed)
         return found, listed
-
-    async def _book(self, user_id: str, portfolio_id: str) -> tuple[Portfolio, Book]:
-        """The user's portfolio and its book as stored (replayed when it has none)."""
-        async with self._db.reading() as session:
-            found = await PortfolioRepository(session).with_book(portfolio_id, user_id, lock=False)
-        if found is None:
-            raise portfolio_not_found(portfolio_id)
-        portfolio, stored = found
-        if stored is not None:
-            return portfolio, Book.resume(stored.state)
-        return portfolio, (await replayed_now(self._db, [portfolio]))[portfolio_id]
 
     async def positions_page(
         self,
@@ -458,7 +447,7 @@ class Trades:
         except InvalidArgument:
             symbol = ""  # record() refuses it, naming the field as CreateTrade does
         # Every holding priced, as ListPositions does: the position's weight is of them all.
-        portfolio, before = await self._book(user_id, portfolio_id)
+        portfolio, before = await current_book(self._db, user_id, portfolio_id)
         held = {*before.open_symbols(), *([symbol] if symbol else [])}
         listed = await self._prices.listings(held, portfolio.base_currency)
         prices = converted(listed)
