@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,27 +53,19 @@ class AlreadyPaid(Exception):
     """The payout's key is taken: another round or leader paid it first (rolls back)."""
 
 
+@dataclass(frozen=True, eq=False)
 class DividendPayer:
-    def __init__(
-        self,
-        db: Database,
-        market: MarketData,
-        trades: Trades,
-        hub: EventHub,
-        exchange: Exchange | None = None,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._market = market
-        self._trades = trades
-        self._hub = hub
-        self._exchange = exchange
-        self._clock = clock
+    db: Database
+    market: MarketData
+    trades: Trades
+    hub: EventHub
+    exchange: Exchange | None = None
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def pay_due(self) -> int:
         """Pay every dividend due in the window and not paid yet; how many were paid."""
-        today = self._clock().astimezone(UTC).date()
+        today = self.clock().astimezone(UTC).date()
         calendar = await self._calendar(today)
         if not calendar:  # most days: no ex-date in the window, nothing to read
             return 0
@@ -80,7 +73,7 @@ class DividendPayer:
         after = ""
         while True:
             # One snapshot: the holdings are replayed from trades and splits that agree.
-            async with self._db.snapshot() as session:
+            async with self.db.snapshot() as session:
                 batch = await PortfolioRepository(session).after(after, BATCH)
                 papers = [p for p in batch if p.kind is PortfolioKind.PAPER]
                 trades = await TradeRepository(session).of_many([p.id for p in papers])
@@ -111,7 +104,7 @@ class DividendPayer:
 
     async def _calendar(self, today: date) -> dict[str, dict[date, Decimal]]:
         """Ex-dates of the window per symbol, from a market with a calendar (else none)."""
-        calendar = getattr(self._market, "dividend_calendar", None)
+        calendar = getattr(self.market, "dividend_calendar", None)
         if calendar is None:
             return {}
         try:
@@ -132,9 +125,9 @@ class DividendPayer:
         trade = payout(symbol, ex_date, held, per_share)
         fx = None
         currency = None
-        if self._exchange is not None:
-            currency = await self._exchange.portfolio_currency(user_id, portfolio_id)
-            trade, fx = await self._exchange.trade_in(trade, currency)
+        if self.exchange is not None:
+            currency = await self.exchange.portfolio_currency(user_id, portfolio_id)
+            trade, fx = await self.exchange.trade_in(trade, currency)
 
         async def note(session: AsyncSession, recorded: Any) -> None:
             inserted = await _note_payout(session, portfolio_id, symbol, ex_date, recorded)
@@ -142,7 +135,7 @@ class DividendPayer:
                 raise AlreadyPaid()
 
         try:
-            _, recorded = await self._trades.append(
+            _, recorded = await self.trades.append(
                 user_id, portfolio_id, [trade], settle=note, conversions=[fx], currency=currency
             )
         except AlreadyPaid:
@@ -153,7 +146,7 @@ class DividendPayer:
                 extra={"portfolioId": portfolio_id, "symbol": symbol, "why": problem.message},
             )
             return False
-        await self._hub.trades_recorded(user_id, recorded)
+        await self.hub.trades_recorded(user_id, recorded)
         return True
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -66,19 +66,13 @@ def dividend_calendar(market: object) -> Calendar | None:
     return calendar
 
 
+@dataclass(frozen=True, eq=False)
 class IncomeReports:
-    def __init__(
-        self,
-        db: Database,
-        market: MarketData,
-        exchange: Exchange | None = None,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._market = market
-        self._exchange = exchange
-        self._clock = clock
+    db: Database
+    market: MarketData
+    exchange: Exchange | None = None
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def income(
         self, user_id: str, portfolio_id: str, period: Period, grouping: Grouping
@@ -89,8 +83,8 @@ class IncomeReports:
         portfolio_id = require_portfolio_id(portfolio_id)
         if period.start and period.end:  # refused before any reading
             check_period_count(period.start, period.end, grouping, blame="from")
-        today = self._clock().astimezone(UTC).date()
-        history = await history_of(self._db, user_id, portfolio_id)
+        today = self.clock().astimezone(UTC).date()
+        history = await history_of(self.db, user_id, portfolio_id)
         portfolio, recorded, splits = history.portfolio, history.recorded, history.splits
         currency = portfolio.base_currency
         policy = portfolio.kind.policy
@@ -118,7 +112,7 @@ class IncomeReports:
         self, holdings: Mapping[str, Decimal], currency: str, today: date
     ) -> tuple[Projection, str]:
         nothing = projected_income({}, {}, {}, today)
-        calendar = dividend_calendar(self._market)
+        calendar = dividend_calendar(self.market)
         if calendar is None:
             return nothing, NO_CALENDAR
         if not holdings:
@@ -144,13 +138,13 @@ class IncomeReports:
     async def _listing(self, symbol: str, currency: str) -> Listing | None:
         """`symbol`'s trading currency and today's rate into `currency`; None when the market
         cannot say now (a guess would project dollars as yen)."""
-        if self._exchange is None:
+        if self.exchange is None:
             return Listing(currency, ONE)
         try:
-            trading = await self._exchange.currency_of(symbol, currency)
+            trading = await self.exchange.currency_of(symbol, currency)
             if trading == currency:
                 return Listing(trading, ONE)
-            return Listing(trading, (await self._exchange.rate(trading, currency)).rate)
+            return Listing(trading, (await self.exchange.rate(trading, currency)).rate)
         except DomainError:
             return None
 

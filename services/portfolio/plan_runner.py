@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -63,26 +63,17 @@ class RunCount:
     skipped: int = 0
 
 
+@dataclass(eq=False)
 class PlanRunner:
-    def __init__(
-        self,
-        db: Database,
-        market: MarketData,
-        trades: Trades,
-        hub: EventHub,
-        *,
-        interval: float,
-        leading: Callable[[], bool] = lambda: True,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._market = market
-        self._trades = trades
-        self._hub = hub
-        self._interval = interval
-        self._leading = leading
-        self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+    db: Database
+    market: MarketData
+    trades: Trades
+    hub: EventHub
+    _: KW_ONLY
+    interval: float
+    leading: Callable[[], bool] = lambda: True
+    clock: Callable[[], datetime] = utc_now
+    _task: asyncio.Task[None] | None = field(init=False, default=None)
 
     def start(self) -> None:
         if self._task is None:
@@ -94,11 +85,11 @@ class PlanRunner:
 
     async def run_due(self) -> RunCount:
         """Act on every plan's due run dates; what was done and skipped here."""
-        today = self._clock().astimezone(UTC).date()
+        today = self.clock().astimezone(UTC).date()
         count = RunCount()
         after = ""
         while True:
-            async with self._db.reading() as session:
+            async with self.db.reading() as session:
                 plans = PlanRepository(session)
                 batch = await plans.after(after, BATCH)
                 last = await plans.last_runs([p.id for p in batch])
@@ -128,7 +119,7 @@ class PlanRunner:
         if due.skip is not None:
             return await self._skip(plan, due.day, due.skip)
         try:
-            quote = await self._market.quote(plan.symbol)
+            quote = await self.market.quote(plan.symbol)
         except NotFound as missing:
             return await self._skip(plan, due.day, Skip(missing.reason, missing.message))
         except (Unavailable, ResourceExhausted) as later:
@@ -136,7 +127,7 @@ class PlanRunner:
                 "savings plan waits for a price", extra={"planId": plan.id, "why": later.reason}
             )
             return None
-        now = self._clock()
+        now = self.clock()
         trade = new_trade(
             Side.BUY,
             plan.symbol,
@@ -175,7 +166,7 @@ class PlanRunner:
             noted = run
 
         try:
-            recorded = await self._trades.record_sized(
+            recorded = await self.trades.record_sized(
                 plan.user_id,
                 plan.portfolio_id,
                 trade,
@@ -201,15 +192,15 @@ class PlanRunner:
             "savings plan bought",
             extra={"planId": plan.id, "date": due.day.isoformat(), "tradeId": noted.trade_id},
         )
-        await self._hub.trades_recorded(plan.user_id, [recorded])
+        await self.hub.trades_recorded(plan.user_id, [recorded])
         return RunStatus.DONE
 
     async def _skip(self, plan: Plan, day: date, skip: Skip) -> RunStatus | None:
         run = PlanRun(
-            plan.id, day, RunStatus.SKIPPED, self._clock(), reason=skip.reason, message=skip.message
+            plan.id, day, RunStatus.SKIPPED, self.clock(), reason=skip.reason, message=skip.message
         )
         try:
-            async with self._db.transaction() as session:
+            async with self.db.transaction() as session:
                 noted = await PlanRepository(session).note_run(run)
         except IntegrityError:
             return None  # the plan was deleted meanwhile (its key refers to nothing)
@@ -222,9 +213,9 @@ class PlanRunner:
 
     async def _run_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)
             try:
-                if self._leading():
+                if self.leading():
                     await self.run_due()
             except asyncio.CancelledError:
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,19 +94,13 @@ def _initial_deposit(raw: str, now: datetime) -> Trade | None:
 MAX_PORTFOLIOS = 100
 
 
+@dataclass(frozen=True, eq=False)
 class Portfolios:
-    def __init__(
-        self,
-        db: Database,
-        prices: Prices,
-        hub: EventHub,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._prices = prices
-        self._hub = hub
-        self._clock = clock
+    db: Database
+    prices: Prices
+    hub: EventHub
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def create(
         self,
@@ -117,7 +111,7 @@ class Portfolios:
     ) -> Valued:
         """The new portfolio, valued; `settle` commits with it, given that answer (a new
         portfolio holds cash only: its value needs no price, so it is known before)."""
-        now = self._clock()
+        now = self.clock()
         portfolio = Portfolio(
             id=str(uuid.uuid4()),
             user_id=user_id,
@@ -132,7 +126,7 @@ class Portfolios:
         recorded = [RecordedTrade(portfolio.id, deposit, now)] if deposit else []
         book = Book.replay([r.trade for r in recorded], policy=portfolio.kind.policy)
         valued = (await self._value([(portfolio, book)]))[0]
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             repository = PortfolioRepository(session)
             check_room(
                 await repository.count(user_id),
@@ -145,21 +139,21 @@ class Portfolios:
             await TradeRepository(session).add(recorded)
             if settle is not None:
                 await settle(session, valued)
-        await self._hub.trades_recorded(user_id, recorded)
+        await self.hub.trades_recorded(user_id, recorded)
         return valued
 
     async def get(self, user_id: str, portfolio_id: str) -> Valued:
         portfolio_id = require_portfolio_id(portfolio_id, "id")
-        portfolio, book = await current_book(self._db, user_id, portfolio_id)
+        portfolio, book = await current_book(self.db, user_id, portfolio_id)
         return (await self._value([(portfolio, book)]))[0]
 
     async def page(self, user_id: str, page: Page) -> tuple[list[Valued], int]:
-        async with self._db.reading() as session:
+        async with self.db.reading() as session:
             found, total = await PortfolioRepository(session).page(
                 user_id, offset=page.offset, limit=page.limit
             )
             books = await stored_books(session, found)
-        books |= await replayed_now(self._db, [p for p in found if p.id not in books])
+        books |= await replayed_now(self.db, [p for p in found if p.id not in books])
         valued = await self._value([(p, books[p.id]) for p in found])
         return valued, total
 
@@ -170,7 +164,7 @@ class Portfolios:
             clean_description(changes.description) if changes.description is not None else None
         )
         currency = clean_currency(changes.base_currency) if changes.base_currency else None
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             repository = PortfolioRepository(session)
             portfolio = await repository.lock(portfolio_id, user_id)
             if portfolio is None:
@@ -186,7 +180,7 @@ class Portfolios:
             if description is not None:
                 portfolio.description = description
             portfolio.base_currency = currency or portfolio.base_currency
-            portfolio.updated_at = self._clock()
+            portfolio.updated_at = self.clock()
             await repository.save(portfolio)
             # Under the portfolio's lock: a replay reads one history (books.py).
             books = await stored_books(session, [portfolio]) or await replayed(session, [portfolio])
@@ -195,7 +189,7 @@ class Portfolios:
     async def delete(self, user_id: str, portfolio_id: str) -> None:
         """The portfolio and its trades."""
         portfolio_id = require_portfolio_id(portfolio_id, "id")
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             if not await PortfolioRepository(session).remove(portfolio_id, user_id):
                 raise portfolio_not_found(portfolio_id)
 
@@ -206,7 +200,7 @@ class Portfolios:
         statements whatever the count (portfolios, books, then trades and splits of those
         without a stored book), and one quote per symbol held. Positions come without their
         lots: no figure needs them, and a stored book's are decoded only when listed."""
-        async with self._db.snapshot() as session:
+        async with self.db.snapshot() as session:
             found = await PortfolioRepository(session).every(user_id)
             books = await stored_books(session, found)
             books |= await replayed(session, [p for p in found if p.id not in books])
@@ -218,7 +212,7 @@ class Portfolios:
         """Price every open position of each book with one quote per symbol (without `lots`,
         the positions' lots are left out)."""
         held = {s for _, book in books for s in book.open_symbols()}
-        by_currency = await self._prices.listings_in(held, {p.base_currency for p, _ in books})
+        by_currency = await self.prices.listings_in(held, {p.base_currency for p, _ in books})
         valued = []
         for portfolio, book in books:
             listed = by_currency[portfolio.base_currency]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -35,20 +36,14 @@ def converted(listed: Mapping[str, Valuation]) -> dict[str, Decimal]:
     return {symbol: times(v.local_price, v.rate) for symbol, v in listed.items()}
 
 
+@dataclass(frozen=True, eq=False)
 class Prices:
-    def __init__(
-        self,
-        db: Database,
-        market: MarketData,
-        exchange: Exchange | None = None,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._market = market
-        # Values holdings listed in another currency at today's rate; None: one currency.
-        self.exchange = exchange
-        self._clock = clock
+    db: Database
+    market: MarketData
+    # Values holdings listed in another currency at today's rate; None: one currency.
+    exchange: Exchange | None = None
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def quotes(self, symbols: Iterable[str]) -> dict[str, Quote]:
         """The market's quote of each symbol it can price now; the others are left out (a
@@ -94,7 +89,7 @@ class Prices:
         """NotFound for a symbol the market does not list; a market that cannot answer now
         lets it pass (its closes will be missing)."""
         try:
-            await self._market.stock(symbol)
+            await self.market.stock(symbol)
         except NotFound:
             raise
         except DomainError as problem:
@@ -102,7 +97,7 @@ class Prices:
 
     async def _quote(self, symbol: str) -> Quote | None:
         try:
-            return await self._market.quote(symbol)
+            return await self.market.quote(symbol)
         except DomainError as problem:
             log.info("no quote", extra={"symbol": symbol, "why": problem.reason})
             return None
@@ -117,15 +112,15 @@ class Prices:
         wanted = sorted(set(symbols))
         first = start - LOOKBACK
         fetched = await asyncio.gather(*(self._daily(s, first, end) for s in wanted))
-        async with self._db.reading() as session:
+        async with self.db.reading() as session:
             stored = await PriceRepository(session).closes(wanted, first, end)
-        today = self._clock().astimezone(UTC).date()
+        today = self.clock().astimezone(UTC).date()
         missing = {
             symbol: {d: c for d, c in closes.items() if d < today and d not in stored[symbol]}
             for symbol, closes in zip(wanted, fetched, strict=True)
         }
         if any(missing.values()):
-            async with self._db.transaction() as session:
+            async with self.db.transaction() as session:
                 repository = PriceRepository(session)
                 for symbol, closes in missing.items():
                     await repository.add_missing(symbol, closes)
@@ -136,7 +131,7 @@ class Prices:
 
     async def _daily(self, symbol: str, start: date, end: date) -> dict[date, Decimal]:
         try:
-            return await self._market.daily_history(symbol, start, end)
+            return await self.market.daily_history(symbol, start, end)
         except DomainError as problem:
             log.info("no daily history", extra={"symbol": symbol, "why": problem.reason})
             return {}
@@ -147,7 +142,7 @@ class Prices:
         fresh = sorted((q for q in quotes if not q.stale), key=lambda q: q.symbol)
         if not fresh:
             return
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             repository = PriceRepository(session)
             for quote in fresh:
                 await repository.record(

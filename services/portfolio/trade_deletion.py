@@ -28,7 +28,7 @@ as `portfolio_value`, to its owner's sockets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 
 from services.portfolio.events import EventHub
@@ -61,25 +61,19 @@ class Deleted:
     dropped: list[RecordedTrade]
 
 
+@dataclass(frozen=True, eq=False)
 class TradeDeletion:
-    def __init__(
-        self,
-        db: Database,
-        prices: Prices,
-        hub: EventHub,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._prices = prices
-        self._hub = hub
-        self._clock = clock
+    db: Database
+    prices: Prices
+    hub: EventHub
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def delete(self, user_id: str, trade_id: str) -> Deleted:
         """Take the user's trade back. NotFound for another user's (or none), refused with
         nothing changed when the history would not hold without it."""
         trade_id = trade_id.strip()
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             locked = await lock_trade(session, user_id, trade_id, "deleted")
             gone = locked.target.trade
             left = [r.trade for r in locked.history if r.trade.id != trade_id]
@@ -91,8 +85,8 @@ class TradeDeletion:
             dropped = {t.id for t in rewrite.dropped}
             last = max((t.sequence for t in left if t.id not in dropped), default=0)
             await store(session, locked, rewrite, last)
-        await self._hub.trade_deleted(user_id, locked.target)
-        await announce(self._hub, self._prices, locked, rewrite, self._clock())
+        await self.hub.trade_deleted(user_id, locked.target)
+        await announce(self.hub, self.prices, locked, rewrite, self.clock())
         return Deleted(
             locked.target,
             as_recorded(locked, rewrite.adjusted),

@@ -30,7 +30,7 @@ commits first, and the same edit twice leaves the same trade.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import datetime
 
 from services.portfolio.currencies import TradeFx
@@ -137,21 +137,14 @@ def _given(base: RecordedTrade, changes: TradeChanges, now: datetime) -> Trade:
     return replace(edited, sequence=trade.sequence, id=trade.id)
 
 
+@dataclass(frozen=True, eq=False)
 class TradeEdits:
-    def __init__(
-        self,
-        db: Database,
-        prices: Prices,
-        hub: EventHub,
-        exchange: Exchange | None = None,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._db = db
-        self._prices = prices
-        self._hub = hub
-        self._exchange = exchange
-        self._clock = clock
+    db: Database
+    prices: Prices
+    hub: EventHub
+    exchange: Exchange | None = None
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utc_now
 
     async def edit(self, user_id: str, trade_id: str, changes: TradeChanges) -> Edited:
         """The user's trade with `changes`. NotFound for another user's (or none); refused with
@@ -161,7 +154,7 @@ class TradeEdits:
             base, currency = await self._read(user_id, trade_id)
             refuse_order_fill(base, "edited")  # before any rate is asked for
             _same_kind(base, changes)
-            edited = await self._priced(base, _given(base, changes, self._clock()), currency)
+            edited = await self._priced(base, _given(base, changes, self.clock()), currency)
             done = await self._write(user_id, base, currency, edited, changes)
             if done is not None:
                 return done
@@ -172,7 +165,7 @@ class TradeEdits:
 
     async def _read(self, user_id: str, trade_id: str) -> tuple[RecordedTrade, str]:
         """The user's trade and its portfolio's currency, as they are now."""
-        async with self._db.reading() as session:
+        async with self.db.reading() as session:
             found = await TradeRepository(session).find(trade_id, user_id)
             portfolio = None
             if found is not None:
@@ -193,10 +186,10 @@ class TradeEdits:
             price_source = ""
         if fx is None:
             return replace(base, trade=given, price_source=price_source)
-        if given.day == base.trade.day or self._exchange is None:
+        if given.day == base.trade.day or self.exchange is None:
             kept = TradeFx(fx.currency, fx.rate, given.price, given.fees)
             return replace(base, trade=at_rate(given, kept), fx=kept, price_source=price_source)
-        converted, moved = await self._exchange.trade_in(given, currency, cash_in=fx.currency)
+        converted, moved = await self.exchange.trade_in(given, currency, cash_in=fx.currency)
         return replace(base, trade=converted, fx=moved, price_source=price_source)
 
     async def _write(
@@ -210,7 +203,7 @@ class TradeEdits:
         """Rewrite the history with `edited`, or None when the trade (or its portfolio's
         currency) is no longer what `edited` was worked out from."""
         trade_id = base.trade.id
-        async with self._db.transaction() as session:
+        async with self.db.transaction() as session:
             locked = await lock_trade(session, user_id, trade_id, "edited")
             if locked.target != base or locked.portfolio.base_currency != currency:
                 return None
@@ -234,8 +227,8 @@ class TradeEdits:
             dropped = {t.id for t in rewrite.dropped}
             last = max((t.sequence for t in history if t.id not in dropped), default=0)
             await store(session, locked, rewrite, last)
-        await self._hub.trade_updated(user_id, edited)
-        await announce(self._hub, self._prices, locked, rewrite, self._clock())
+        await self.hub.trade_updated(user_id, edited)
+        await announce(self.hub, self.prices, locked, rewrite, self.clock())
         return Edited(
             edited, as_recorded(locked, rewrite.adjusted), as_recorded(locked, rewrite.dropped)
         )
