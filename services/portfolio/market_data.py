@@ -9,6 +9,7 @@ percent units, so `Decimal("1.23")` means 1.23%.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable
@@ -21,7 +22,9 @@ from services.portfolio.domain import MAX_INPUT_LENGTH
 from services.portfolio.profiles import StockProfile
 from services.portfolio.split_calendar import SplitCalendar
 from services.runtime.doorbell import Doorbell
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import DomainError, InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
 
 # A subscriber that stops reading holds at most this many pending quotes (the latest of each).
 TICK_BACKLOG = 1024
@@ -96,6 +99,17 @@ class MarketData(Protocol):
     async def close(self) -> None:
         """Cancel background work, release connections and end every tick stream."""
         ...
+
+
+async def check_listed(market: MarketData, symbol: str) -> None:
+    """NotFound for a symbol `market` does not list. A market that cannot answer now (down, or
+    out of calls) lets it pass: the caller goes on unchecked rather than fail for it."""
+    try:
+        await market.stock(symbol)
+    except NotFound:
+        raise
+    except DomainError as problem:
+        log.info("listing not checked", extra={"symbol": symbol, "why": problem.reason})
 
 
 class SplitSource(Protocol):

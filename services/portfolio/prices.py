@@ -17,12 +17,12 @@ from decimal import Decimal
 from services.portfolio.currencies import ONE, Valuation
 from services.portfolio.exact import times
 from services.portfolio.exchange import Exchange
-from services.portfolio.market_data import MarketData, Quote
+from services.portfolio.market_data import MarketData, Quote, check_listed
 from services.portfolio.records import DEFAULT_CURRENCY
 from services.portfolio.repository import PriceRepository
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import DomainError, NotFound
+from services.runtime.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,7 @@ class Prices:
     async def check_listed(self, symbol: str) -> None:
         """NotFound for a symbol the market does not list; a market that cannot answer now
         lets it pass (its closes will be missing)."""
-        try:
-            await self.market.stock(symbol)
-        except NotFound:
-            raise
-        except DomainError as problem:
-            log.info("listing not checked", extra={"symbol": symbol, "why": problem.reason})
+        await check_listed(self.market, symbol)
 
     async def _quote(self, symbol: str) -> Quote | None:
         try:

@@ -47,7 +47,7 @@ from services.portfolio.domain import (
 )
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
-from services.portfolio.market_data import MarketData
+from services.portfolio.market_data import MarketData, check_listed
 from services.portfolio.prices import Prices, converted
 from services.portfolio.records import (
     Portfolio,
@@ -66,7 +66,6 @@ from services.portfolio.repository import (
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import (
-    DomainError,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -280,12 +279,7 @@ class Trades:
     async def check_symbol(self, symbol: str) -> None:
         """NotFound for a symbol the market does not list. A market that cannot answer now
         (down, or out of calls) does not stop a trade whose price the caller gave."""
-        try:
-            await self._market.stock(symbol)
-        except NotFound:
-            raise
-        except DomainError as problem:
-            log.info("symbol not checked", extra={"symbol": symbol, "why": problem.reason})
+        await check_listed(self._market, symbol)
 
     async def check_tradable(self, symbol: str) -> None:
         """check_symbol, and that the listing's trading currency is one we convert (Alpha
