@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.runtime.errors import InvalidArgument
+from services.runtime.text_fields import trimmed_text
 
 MAX_TITLE_CHARS = 60
 MAX_FOLDER_NAME_CHARS = 100
@@ -212,12 +213,7 @@ def check_model(model: str, valid: Sequence[str]) -> None:
 
 
 def check_folder_name(name: str) -> str:
-    trimmed = name.strip()
-    if not trimmed:
-        raise InvalidArgument.field("name", "must not be empty")
-    if len(trimmed) > MAX_FOLDER_NAME_CHARS:
-        raise InvalidArgument.field("name", f"must be at most {MAX_FOLDER_NAME_CHARS} characters")
-    return trimmed
+    return trimmed_text("name", name, most=MAX_FOLDER_NAME_CHARS, if_empty="must not be empty")
 
 
 def check_title(title: str) -> str:

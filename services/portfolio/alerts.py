@@ -20,6 +20,7 @@ from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.errors import InvalidArgument, NotFound
 from services.runtime.pagination import Page
+from services.runtime.text_fields import trimmed_text
 
 MAX_ACTIVE_ALERTS = 200
 PERCENT_PLACES = 4
@@ -103,9 +104,7 @@ class Alerts:
         """The new alert; `settle` commits with it, given it (a caller's Idempotency-Key)."""
         condition, threshold, window = _threshold(draft)
         symbol = (await self._market.stock(normalize_symbol(draft.symbol))).symbol
-        note = draft.note.strip()
-        if len(note) > MAX_NOTE:
-            raise InvalidArgument.field("note", f"must be at most {MAX_NOTE} characters")
+        note = trimmed_text("note", draft.note, most=MAX_NOTE)
         if draft.cooldown_seconds < 0 or draft.cooldown_seconds > MAX_WINDOW:
             raise InvalidArgument.field("cooldownSeconds", f"must be 0 to {MAX_WINDOW}")
         rule = AlertRule(

@@ -15,6 +15,7 @@ from enum import StrEnum
 from services.portfolio.currencies import TradeFx, require_currency
 from services.portfolio.domain import CashPolicy, Split, Trade
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.runtime.text_fields import trimmed_text
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 1000
@@ -92,19 +93,11 @@ class SplitEffect:
 
 
 def clean_name(raw: str) -> str:
-    name = raw.strip()
-    if not name:
-        raise InvalidArgument.field("name", "is required")
-    if len(name) > MAX_NAME:
-        raise InvalidArgument.field("name", f"must be at most {MAX_NAME} characters")
-    return name
+    return trimmed_text("name", raw, most=MAX_NAME, if_empty="is required")
 
 
 def clean_description(raw: str) -> str:
-    description = raw.strip()
-    if len(description) > MAX_DESCRIPTION:
-        raise InvalidArgument.field("description", f"must be at most {MAX_DESCRIPTION} characters")
-    return description
+    return trimmed_text("description", raw, most=MAX_DESCRIPTION)
 
 
 def clean_currency(raw: str) -> str:
