@@ -221,22 +221,24 @@ def parse_order(draft: OrderDraft, *, user_id: str, id: str, now: datetime) -> O
     if draft.type is None:
         violations.append(("type", "must be limit, stop or stop_limit"))
     quantity = number("quantity", draft.quantity, QUANTITY_PLACES)
-    wants_limit = draft.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-    wants_stop = draft.type in (OrderType.STOP, OrderType.STOP_LIMIT)
-    limit = stop = None
     kind = draft.type.value if draft.type else ""
-    if draft.limit_price.strip():
-        if not wants_limit:
-            violations.append(("limitPrice", f"must be empty for a {kind} order"))
-        limit = number("limitPrice", draft.limit_price, PRICE_PLACES)
-    elif wants_limit:
-        violations.append(("limitPrice", f"is required for a {kind} order"))
-    if draft.stop_price.strip():
-        if not wants_stop:
-            violations.append(("stopPrice", f"must be empty for a {kind} order"))
-        stop = number("stopPrice", draft.stop_price, PRICE_PLACES)
-    elif wants_stop:
-        violations.append(("stopPrice", f"is required for a {kind} order"))
+
+    def price_if(wanted: bool, name: str, raw: str) -> Decimal | None:
+        """The price `name`, required when the order's type `wanted` it, else refused."""
+        if not raw.strip():
+            if wanted:
+                violations.append((name, f"is required for a {kind} order"))
+            return None
+        if not wanted:
+            violations.append((name, f"must be empty for a {kind} order"))
+        return number(name, raw, PRICE_PLACES)
+
+    limit = price_if(
+        draft.type in (OrderType.LIMIT, OrderType.STOP_LIMIT), "limitPrice", draft.limit_price
+    )
+    stop = price_if(
+        draft.type in (OrderType.STOP, OrderType.STOP_LIMIT), "stopPrice", draft.stop_price
+    )
     fees = Decimal(0)
     if draft.fees.strip():
         try:
