@@ -4,11 +4,11 @@ No user value reaches git as an option; remote URLs are limited to safe transpor
 addresses (services/workspace/remotes.py); and the programs a repository's own config could
 start (hooks, fsmonitor, pager, editors, signature verifiers, credential helpers, ssh, external
 diff and textconv, filter and merge drivers, upload/receive-pack overrides, alternate-refs
-commands, submodules) are pinned off on every call (git_pins.py). All of that is defence in depth: every git
-process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox (see
-services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only) and,
-for push and pull, the file:// roots; it has network only for push and pull, and only after
-the remote's host was resolved and checked.
+commands, submodules) are pinned off on every call (git_pins.py). All of that is defence in
+depth: every git process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox
+(see services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only)
+and, for push and pull, the file:// roots; it has network only for push and pull, and only
+after the remote's host was resolved and checked.
 """
 
 from __future__ import annotations
