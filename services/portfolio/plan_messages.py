@@ -53,4 +53,5 @@ def run_message(run: PlanRun) -> portfolio_pb2.PlanRun:
         quantity="" if run.quantity is None else present_quantity(run.quantity),
         price="" if run.price is None else present_price(run.price),
         ran_at=timestamp(run.ran_at),
+        trade_deleted=run.trade_deleted,
     )

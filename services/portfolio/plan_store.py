@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio.orm import portfolios, savings_plan_runs, savings_plans
+from services.portfolio.orm import portfolios, savings_plan_runs, savings_plans, trades
 from services.portfolio.plans import Frequency, Plan, PlanRun, RunStatus
 
 _WITH_CURRENCY = select(savings_plans, portfolios.c.base_currency).join(
@@ -40,7 +40,14 @@ def _plan(row: Any) -> Plan:
     )
 
 
+# A run with whether its trade is still there (a trade deleted since leaves the run as it was).
+_RUNS_WITH_TRADES = select(savings_plan_runs, trades.c.id.label("kept_trade_id")).outerjoin(
+    trades, trades.c.id == savings_plan_runs.c.trade_id
+)
+
+
 def _run(row: Any) -> PlanRun:
+    kept = getattr(row, "kept_trade_id", row.trade_id)
     return PlanRun(
         plan_id=row.plan_id,
         day=row.run_date,
@@ -51,6 +58,7 @@ def _run(row: Any) -> PlanRun:
         message=row.message,
         quantity=row.quantity,
         price=row.price,
+        trade_deleted=bool(row.trade_id) and kept is None,
     )
 
 
@@ -157,7 +165,7 @@ class PlanRepository:
             .group_by(savings_plan_runs.c.plan_id)
             .subquery()
         )
-        query = select(savings_plan_runs).join(
+        query = _RUNS_WITH_TRADES.join(
             latest,
             (latest.c.plan_id == savings_plan_runs.c.plan_id)
             & (latest.c.run_date == savings_plan_runs.c.run_date),
@@ -169,8 +177,7 @@ class PlanRepository:
         where = savings_plan_runs.c.plan_id == plan_id
         total = (await self._session.execute(select(func.count()).where(where))).scalar_one()
         query = (
-            select(savings_plan_runs)
-            .where(where)
+            _RUNS_WITH_TRADES.where(where)
             .order_by(savings_plan_runs.c.run_date.desc())
             .offset(offset)
             .limit(limit)

@@ -87,6 +87,7 @@ class PlanRun:
     message: str = ""
     quantity: Decimal | None = None
     price: Decimal | None = None
+    trade_deleted: bool = False  # its trade (DONE) was deleted since
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,18 @@ async def test_a_due_plan_buys_its_amount_once_at_the_market_price(
         shown.next_run_date
         == run_dates(start, Frequency.MONTH, start, start + timedelta(days=31))[0].isoformat()
     )
+    assert not run.trade_deleted
+
+    # Its trade deleted, the run stays what the plan did that day, and says so; the day is
+    # not bought again.
+    await s.stub.DeleteTrade(pb.DeleteTradeRequest(id=trade.id), metadata=who)
+    (after,) = await runs(s, who, plan.id)
+    assert after.trade_deleted
+    after.trade_deleted = False
+    assert after == run
+    last = (await s.stub.GetPlan(pb.GetPlanRequest(id=plan.id), metadata=who)).plan.last_run
+    assert (last.trade_id, last.trade_deleted) == (trade.id, True)
+    assert await run_once(s, created(plan)) == RunCount()
 
 
 async def test_two_jobs_at_once_buy_each_due_date_once(portfolio_service: PortfolioService) -> None:

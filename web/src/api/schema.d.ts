@@ -2776,6 +2776,7 @@ export interface components {
             price?: string;
             /** Format: date-time */
             ranAt?: string;
+            tradeDeleted?: boolean;
         };
         /**
          * @description Also accepted on input: the full value name (e.g. PLAN_RUN_STATUS_SKIPPED), in any case.

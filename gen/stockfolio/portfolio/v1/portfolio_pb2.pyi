@@ -4560,6 +4560,7 @@ class PlanRun(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     RAN_AT_FIELD_NUMBER: _builtins.int
+    TRADE_DELETED_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     date: _builtins.str
     """YYYY-MM-DD."""
@@ -4575,6 +4576,8 @@ class PlanRun(_message.Message):
     quantity: _builtins.str
     """The shares bought and their price in the portfolio's currency (DONE)."""
     price: _builtins.str
+    trade_deleted: _builtins.bool
+    """The buy it recorded (DONE) was deleted since: the run stays, as what the plan did that day."""
     @_builtins.property
     def ran_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -4589,10 +4592,11 @@ class PlanRun(_message.Message):
         quantity: _builtins.str = ...,
         price: _builtins.str = ...,
         ran_at: _timestamp_pb2.Timestamp | None = ...,
+        trade_deleted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ran_at", b"ran_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "message", b"message", "plan_id", b"plan_id", "price", b"price", "quantity", b"quantity", "ran_at", b"ran_at", "reason", b"reason", "status", b"status", "trade_id", b"trade_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "message", b"message", "plan_id", b"plan_id", "price", b"price", "quantity", b"quantity", "ran_at", b"ran_at", "reason", b"reason", "status", b"status", "trade_deleted", b"trade_deleted", "trade_id", b"trade_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
