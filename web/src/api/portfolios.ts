@@ -22,12 +22,3 @@ export async function performance(portfolioId: string, range: Range): Promise<Pe
   );
   return body.data;
 }
-
-/** A key for one submit of a creating POST: the same key on a retry of the same body, so the
- * API answers it once (README: Idempotency-Key). */
-export function idempotencyKey(): string {
-  // randomUUID exists only in secure contexts (https, localhost); getRandomValues everywhere.
-  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}

@@ -1,6 +1,6 @@
 /** Small pieces every form uses: a labelled field with its error, an error or notice banner. */
 
-import type { ComponentChildren } from "preact";
+import type { ComponentChildren, JSX } from "preact";
 import { messageOf } from "../api/errors";
 
 export function Field(props: {
@@ -21,6 +21,37 @@ export function Field(props: {
         </small>
       )}
     </div>
+  );
+}
+
+type InputAttributes = Omit<JSX.InputHTMLAttributes<HTMLInputElement>, "value" | "onInput">;
+
+/** A text box bound to a string: `onValue` gets what is typed; any other attribute passes on. */
+export function TextInput(props: InputAttributes & { value: string; onValue: (value: string) => void }) {
+  const { value, onValue, ...rest } = props;
+  return <input {...rest} value={value} onInput={(e) => onValue(e.currentTarget.value)} />;
+}
+
+/** A box for a decimal (a quantity, a price, fees), which the browser must not autocomplete;
+ * its id is its test id too, and it is marked invalid while its field shows an error. */
+export function DecimalInput(props: {
+  id: string;
+  value: string;
+  invalid?: boolean;
+  describedBy?: string | undefined;
+  onValue: (value: string) => void;
+}) {
+  return (
+    <TextInput
+      id={props.id}
+      inputMode="decimal"
+      autoComplete="off"
+      value={props.value}
+      aria-invalid={props.invalid}
+      aria-describedby={props.describedBy}
+      onValue={props.onValue}
+      data-testid={props.id}
+    />
   );
 }
 

@@ -7,15 +7,16 @@
  * currency has no rate is never added in unconverted: the summary names it apart, in its own
  * currency, and the donut and the chart leave it out. */
 
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, envelope, type Portfolio } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { CURRENCIES, ratesInto } from "../../api/currencies";
-import { idempotencyKey, listPortfolios, performance, type Range } from "../../api/portfolios";
+import { listPortfolios, performance, type Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ValueChart, type DailyPoint } from "../../components/charts";
 import { Donut, type Slice } from "../../components/Donut";
-import { ErrorBanner, Field, Loading } from "../../components/form";
+import { ErrorBanner, Field, Loading, TextInput } from "../../components/form";
 import { RangePicker } from "../../components/RangePicker";
 import { counted, money, ratio, signed, trend } from "../../format";
 import { useLiveTotals } from "../../ws/liveTotals";
@@ -262,37 +263,21 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
   const [kind, setKind] = useState<"tracking" | "paper">("paper");
   const [cash, setCash] = useState("10000");
   const [currency, setCurrency] = useState("USD");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  // The portfolio being created and its key: the same key while the same form is retried (after
-  // a lost answer), a new one once any field differs, so a changed form is never answered with
-  // the portfolio an earlier one made.
-  const attempt = useRef<{ request: string; key: string } | null>(null);
-  const inFlight = useRef(false);
+  // The key follows the whole form: a changed form is never answered with the portfolio an
+  // earlier one made.
+  const { busy, error, send } = useIdempotentPost();
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (inFlight.current) return;
     const base = { name: name.trim(), kind, currency };
     const body = kind === "paper" && cash ? { ...base, initialCash: cash.trim() } : base;
-    const request = JSON.stringify(body);
-    if (attempt.current?.request !== request) attempt.current = { request, key: idempotencyKey() };
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
-    try {
-      await envelope(
-        api().POST("/api/v1/portfolios", { body, headers: { "Idempotency-Key": attempt.current.key } }),
-      );
-      attempt.current = null; // made: the next one is a new portfolio
-      setName("");
-      onCreated();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    await send(body, {
+      post: (key) => envelope(api().POST("/api/v1/portfolios", { body, headers: { "Idempotency-Key": key } })),
+      done: () => {
+        setName("");
+        onCreated();
+      },
+    });
   }
 
   const fieldError = (field: string) => (error instanceof ApiError ? error.field(field) : undefined);
@@ -302,13 +287,7 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
       <ErrorBanner error={error} testid="create-portfolio-error" />
       <form onSubmit={submit} data-testid="create-portfolio-form" class="grid">
         <Field label="Name" id="portfolio-name" error={fieldError("name")}>
-          <input
-            id="portfolio-name"
-            required
-            maxLength={100}
-            value={name}
-            onInput={(e) => setName(e.currentTarget.value)}
-          />
+          <TextInput id="portfolio-name" required maxLength={100} value={name} onValue={setName} />
         </Field>
         <Field label="Kind" id="portfolio-kind" hint="Paper: trades spend its cash. Tracking: records real trades.">
           <select
@@ -341,12 +320,7 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
         </Field>
         {kind === "paper" && (
           <Field label="Starting cash" id="portfolio-cash" error={fieldError("initialCash")}>
-            <input
-              id="portfolio-cash"
-              inputMode="decimal"
-              value={cash}
-              onInput={(e) => setCash(e.currentTarget.value)}
-            />
+            <TextInput id="portfolio-cash" inputMode="decimal" value={cash} onValue={setCash} />
           </Field>
         )}
         <div class="field">

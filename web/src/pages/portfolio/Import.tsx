@@ -8,10 +8,10 @@
  * click or a retry after a lost answer imports once. An import done clears the CSV, so the same
  * file is not sent again by mistake. */
 
-import { useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
-import { idempotencyKey } from "../../api/portfolios";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ErrorBanner } from "../../components/form";
 import { SplitCells, type StockSplit } from "./Splits";
 
@@ -61,39 +61,23 @@ function what(outcome: NonNullable<Outcome>): string {
 
 export function Import(props: { portfolioId: string; currency: string; onImported: () => void }) {
   const [csv, setCsv] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, send } = useIdempotentPost();
   const [outcome, setOutcome] = useState<Outcome>(null);
-  // The request being sent and its key: kept while the same one is retried after a failure.
-  const attempt = useRef<{ request: string; key: string } | null>(null);
-  const inFlight = useRef(false);
 
-  async function send(dryRun: boolean) {
-    if (inFlight.current) return; // a second click while the first is on its way
+  async function submit(dryRun: boolean) {
     const body = { portfolioId: props.portfolioId, csv, dryRun };
-    const request = JSON.stringify(body);
-    if (attempt.current?.request !== request) attempt.current = { request, key: idempotencyKey() };
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
-    setOutcome(null);
-    try {
-      const answer = await envelope(
-        api().POST("/api/v1/trades:import", { body, headers: { "Idempotency-Key": attempt.current.key } }),
-      );
-      attempt.current = null; // answered: sending it again is a new request
-      const count = dryRun ? (answer.data.trades?.length ?? 0) : (answer.data.imported ?? 0);
-      setOutcome({ kind: dryRun ? "checked" : "imported", count, splits: answer.data.splits ?? [] });
-      if (!dryRun) {
-        setCsv("");
-        props.onImported();
-      }
-    } catch (failure) {
-      setError(failure); // the key stays: sending the same again retries it
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    await send(body, {
+      start: () => setOutcome(null),
+      post: (key) => envelope(api().POST("/api/v1/trades:import", { body, headers: { "Idempotency-Key": key } })),
+      done: ({ data }) => {
+        const count = dryRun ? (data.trades?.length ?? 0) : (data.imported ?? 0);
+        setOutcome({ kind: dryRun ? "checked" : "imported", count, splits: data.splits ?? [] });
+        if (!dryRun) {
+          setCsv("");
+          props.onImported();
+        }
+      },
+    });
   }
 
   async function readFile(event: Event) {
@@ -148,14 +132,14 @@ export function Import(props: { portfolioId: string; currency: string; onImporte
           </small>
         </div>
         <div class="row">
-          <button type="button" disabled={busy || !csv.trim()} onClick={() => send(true)} data-testid="import-check">
+          <button type="button" disabled={busy || !csv.trim()} onClick={() => submit(true)} data-testid="import-check">
             Check
           </button>
           <button
             type="button"
             class="primary"
             disabled={busy || !csv.trim()}
-            onClick={() => send(false)}
+            onClick={() => submit(false)}
             data-testid="import-submit"
           >
             {busy ? "Working…" : "Import"}

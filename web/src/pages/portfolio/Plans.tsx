@@ -7,12 +7,12 @@
  * for a new plan, so a double click never sets up two. */
 
 import { Fragment } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
-import { idempotencyKey } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
-import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -198,10 +198,8 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
   const [start, setStart] = useState(utcToday);
   const [whole, setWhole] = useState(false);
   const [checked, setChecked] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
-  const attempt = useRef<{ plan: string; key: string } | null>(null);
 
   useEffect(() => setError(null), [props.portfolioId, symbol, amount, every, start, whole]);
 
@@ -216,37 +214,29 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (busy) return;
     setChecked(true);
     if (Object.values(problems).some(Boolean)) return;
     const body = { symbol, amount: amount.trim(), every, startDate: start, fractional: !whole };
-    const plan = JSON.stringify([props.portfolioId, body]);
-    if (attempt.current?.plan !== plan) attempt.current = { plan, key: idempotencyKey() };
-    setBusy(true);
-    setError(null);
-    setNotice(null);
-    try {
-      const answer = await envelope(
-        api().POST("/api/v1/portfolios/{portfolio_id}/plans", {
-          params: { path: { portfolio_id: props.portfolioId } },
-          body,
-          headers: { "Idempotency-Key": attempt.current.key },
-        }),
-      );
-      attempt.current = null;
-      const made = answer.data;
-      setNotice(
-        `Every ${made.every}, ${money(made.amount, made.currency || props.currency)} of ${made.symbol}; ` +
-          `first buy on ${made.nextRunDate}.`,
-      );
-      setAmount("");
-      setChecked(false);
-      props.onCreated();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+    await send([props.portfolioId, body], {
+      start: () => setNotice(null),
+      post: (key) =>
+        envelope(
+          api().POST("/api/v1/portfolios/{portfolio_id}/plans", {
+            params: { path: { portfolio_id: props.portfolioId } },
+            body,
+            headers: { "Idempotency-Key": key },
+          }),
+        ),
+      done: ({ data: made }) => {
+        setNotice(
+          `Every ${made.every}, ${money(made.amount, made.currency || props.currency)} of ${made.symbol}; ` +
+            `first buy on ${made.nextRunDate}.`,
+        );
+        setAmount("");
+        setChecked(false);
+        props.onCreated();
+      },
+    });
   }
 
   return (
@@ -259,15 +249,7 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
           <SymbolSearch id="plan-symbol" value={symbol} onChange={setSymbol} invalid={Boolean(shown("symbol"))} />
         </Field>
         <Field label={`Amount (${props.currency})`} id="plan-amount" error={shown("amount")}>
-          <input
-            id="plan-amount"
-            inputMode="decimal"
-            autoComplete="off"
-            value={amount}
-            aria-invalid={Boolean(shown("amount"))}
-            onInput={(e) => setAmount(e.currentTarget.value)}
-            data-testid="plan-amount"
-          />
+          <DecimalInput id="plan-amount" value={amount} invalid={Boolean(shown("amount"))} onValue={setAmount} />
         </Field>
         <Field label="Every" id="plan-every">
           <select
@@ -286,12 +268,12 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
           error={shown("startDate")}
           hint="Days already past are not bought at today's price."
         >
-          <input
+          <TextInput
             id="plan-start"
             type="date"
             value={start}
             aria-invalid={Boolean(shown("startDate"))}
-            onInput={(e) => setStart(e.currentTarget.value)}
+            onValue={setStart}
             data-testid="plan-start"
           />
         </Field>

@@ -11,12 +11,12 @@
  * Each record carries an Idempotency-Key: the same key while the same split is retried (after a
  * lost answer, say), a new one for a new split, so a double click never records two. */
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
-import { idempotencyKey } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
-import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -194,12 +194,8 @@ function RecordSplit(props: {
   const [denominator, setDenominator] = useState("1");
   const [price, setPrice] = useState("");
   const [checked, setChecked] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
-  // The split being recorded and its key: kept while the same split is retried.
-  const attempt = useRef<{ split: string; key: string } | null>(null);
-  const inFlight = useRef(false);
 
   // A changed split is a new question, and a split deleted above changes the history it was
   // refused against: the last answer's error no longer applies.
@@ -225,7 +221,6 @@ function RecordSplit(props: {
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (inFlight.current) return; // a second click while the first is on its way
     setChecked(true);
     if (Object.values(problems).some(Boolean)) return;
     const body = {
@@ -235,33 +230,25 @@ function RecordSplit(props: {
       denominator: Number(denominator.trim()),
       ...(price.trim() ? { price: price.trim() } : {}),
     };
-    const split = JSON.stringify([props.portfolioId, body]);
-    if (attempt.current?.split !== split) attempt.current = { split, key: idempotencyKey() };
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
-    setNotice(null);
-    try {
-      const answer = await envelope(
-        api().POST("/api/v1/portfolios/{portfolio_id}/splits", {
-          params: { path: { portfolio_id: props.portfolioId } },
-          body,
-          headers: { "Idempotency-Key": attempt.current.key },
-        }),
-      );
-      attempt.current = null; // recorded: the next split is a new one
-      setNotice(describe(answer.data, props.currency));
-      setNumerator("");
-      setDenominator("1");
-      setPrice("");
-      setChecked(false);
-      props.onRecorded();
-    } catch (failure) {
-      setError(failure); // the key stays: submitting the same split again retries it
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    await send([props.portfolioId, body], {
+      start: () => setNotice(null),
+      post: (key) =>
+        envelope(
+          api().POST("/api/v1/portfolios/{portfolio_id}/splits", {
+            params: { path: { portfolio_id: props.portfolioId } },
+            body,
+            headers: { "Idempotency-Key": key },
+          }),
+        ),
+      done: (answer) => {
+        setNotice(describe(answer.data, props.currency));
+        setNumerator("");
+        setDenominator("1");
+        setPrice("");
+        setChecked(false);
+        props.onRecorded();
+      },
+    });
   }
 
   return (
@@ -274,13 +261,13 @@ function RecordSplit(props: {
           <SymbolSearch id="split-symbol" value={symbol} onChange={setSymbol} invalid={Boolean(shown("symbol"))} />
         </Field>
         <Field label="Date (UTC)" id="split-date" error={shown("date")} hint="The first day the shares trade split.">
-          <input
+          <TextInput
             id="split-date"
             type="date"
             max={utcToday()}
             value={day}
             aria-invalid={Boolean(shown("date"))}
-            onInput={(e) => setDay(e.currentTarget.value)}
+            onValue={setDay}
             data-testid="split-date-input"
           />
         </Field>
@@ -306,15 +293,7 @@ function RecordSplit(props: {
           error={shown("price")}
           hint="One share after the split; empty: the last trade price, split."
         >
-          <input
-            id="split-price"
-            inputMode="decimal"
-            autoComplete="off"
-            value={price}
-            aria-invalid={Boolean(shown("price"))}
-            onInput={(e) => setPrice(e.currentTarget.value)}
-            data-testid="split-price"
-          />
+          <DecimalInput id="split-price" value={price} invalid={Boolean(shown("price"))} onValue={setPrice} />
         </Field>
         <div class="field">
           <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="split-submit">
@@ -346,7 +325,7 @@ function TermInput(props: {
 }) {
   return (
     <Field label={props.label} id={props.id} error={props.error} hint={props.hint}>
-      <input
+      <TextInput
         id={props.id}
         type="number"
         inputMode="numeric"
@@ -355,7 +334,7 @@ function TermInput(props: {
         step={1}
         value={props.value}
         aria-invalid={Boolean(props.error)}
-        onInput={(e) => props.onValue(e.currentTarget.value)}
+        onValue={props.onValue}
         data-testid={props.id}
       />
     </Field>

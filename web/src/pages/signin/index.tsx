@@ -2,7 +2,7 @@
 
 import { useLocation } from "preact-iso";
 import { useState } from "preact/hooks";
-import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
 import { useAuthForm } from "../../auth/authForm";
 import { signIn } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -24,23 +24,16 @@ export default function SignIn() {
       <ErrorBanner error={error} testid="signin-error" />
       <form onSubmit={submit} data-testid="signin-form" noValidate>
         <Field label="Email" id="signin-email" error={fieldError("email")}>
-          <input
-            id="signin-email"
-            type="email"
-            autoComplete="username"
-            required
-            value={email}
-            onInput={(e) => setEmail(e.currentTarget.value)}
-          />
+          <TextInput id="signin-email" type="email" autoComplete="username" required value={email} onValue={setEmail} />
         </Field>
         <Field label="Password" id="signin-password" error={fieldError("password")}>
-          <input
+          <TextInput
             id="signin-password"
             type="password"
             autoComplete="current-password"
             required
             value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
+            onValue={setPassword}
           />
         </Field>
         <button type="submit" class="primary" disabled={busy} data-testid="signin-submit">

@@ -1,7 +1,7 @@
 /** Create an account (the API names a weak password or a taken email on its field). */
 
 import { useState } from "preact/hooks";
-import { ErrorBanner, Field } from "../../components/form";
+import { ErrorBanner, Field, TextInput } from "../../components/form";
 import { useAuthForm } from "../../auth/authForm";
 import { signUp } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -25,22 +25,10 @@ export default function SignUp() {
       <ErrorBanner error={error} testid="signup-error" />
       <form onSubmit={submit} data-testid="signup-form" noValidate>
         <Field label="Name (optional)" id="signup-name" error={fieldError("name")}>
-          <input
-            id="signup-name"
-            autoComplete="name"
-            value={name}
-            onInput={(e) => setName(e.currentTarget.value)}
-          />
+          <TextInput id="signup-name" autoComplete="name" value={name} onValue={setName} />
         </Field>
         <Field label="Email" id="signup-email" error={fieldError("email")}>
-          <input
-            id="signup-email"
-            type="email"
-            autoComplete="email"
-            required
-            value={email}
-            onInput={(e) => setEmail(e.currentTarget.value)}
-          />
+          <TextInput id="signup-email" type="email" autoComplete="email" required value={email} onValue={setEmail} />
         </Field>
         <Field
           label="Password"
@@ -48,13 +36,13 @@ export default function SignUp() {
           error={fieldError("password")}
           hint="At least 8 characters; a passphrase is best."
         >
-          <input
+          <TextInput
             id="signup-password"
             type="password"
             autoComplete="new-password"
             required
             value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
+            onValue={setPassword}
           />
         </Field>
         <button type="submit" class="primary" disabled={busy} data-testid="signup-submit">

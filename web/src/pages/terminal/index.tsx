@@ -3,8 +3,8 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { idempotencyKey } from "../../api/portfolios";
 import { messageOf } from "../../api/errors";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ErrorBanner } from "../../components/form";
 import { LEAVE_KEY, TerminalView, type TerminalState } from "./TerminalView";
 import "./terminal.css";
@@ -39,10 +39,8 @@ export default function TerminalPage() {
   const [projectId, setProjectId] = useState(HOME);
   const [tabs, setTabs] = useState<Tab[]>([]);
   const [active, setActive] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  // The create being tried, and its Idempotency-Key (see create).
-  const attempt = useRef<{ intent: string; key: string } | null>(null);
+  // A create's busy state and key; its error is the page's, whichever action failed.
+  const { busy, error, setError, send } = useIdempotentPost();
   const counter = useRef(0);
   const tabRefs = useRef(new Map<string, HTMLButtonElement>());
 
@@ -67,33 +65,22 @@ export default function TerminalPage() {
 
   const create = async (event: Event) => {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
     const body = projectId ? { cols: 80, rows: 24, projectId } : { cols: 80, rows: 24 };
     // One key until a create of this body succeeds: a retry after an answer that never came
     // (a dropped connection) gets the shell the first one opened, not a second shell.
-    const intent = JSON.stringify(body);
-    if (attempt.current?.intent !== intent) attempt.current = { intent, key: idempotencyKey() };
-    try {
-      const { data } = await envelope(
-        api().POST("/api/v1/terminal/terminals/create", {
-          body,
-          headers: { "Idempotency-Key": attempt.current.key },
-        }),
-      );
-      attempt.current = null;
-      const tab: Tab = {
-        sessionId: data.sessionId ?? "",
-        title: titleOf(data, projects, ++counter.current),
-        state: { kind: "connecting" },
-      };
-      setTabs((all) => [...all, tab]);
-      setActive(tab.sessionId);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+    await send(body, {
+      post: (key) =>
+        envelope(api().POST("/api/v1/terminal/terminals/create", { body, headers: { "Idempotency-Key": key } })),
+      done: ({ data }) => {
+        const tab: Tab = {
+          sessionId: data.sessionId ?? "",
+          title: titleOf(data, projects, ++counter.current),
+          state: { kind: "connecting" },
+        };
+        setTabs((all) => [...all, tab]);
+        setActive(tab.sessionId);
+      },
+    });
   };
 
   const close = async (sessionId: string) => {

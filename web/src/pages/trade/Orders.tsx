@@ -14,8 +14,8 @@ import {
   type OrderType,
   type TimeInForce,
 } from "../../api/orders";
-import { idempotencyKey } from "../../api/portfolios";
-import { ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner } from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
@@ -40,10 +40,8 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
   const [stop, setStop] = useState("");
   const [inForce, setInForce] = useState<TimeInForce>("day");
   const [checked, setChecked] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
-  const attempt = useRef<{ order: string; key: string } | null>(null);
   // Orders whose fill or rejection the feed told already: an order can fill at the next tick,
   // before its POST answers, and "Placed" must not then replace "Filled".
   const settled = useRef(new Set<string>());
@@ -102,7 +100,6 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (busy) return;
     setChecked(true);
     if (!portfolioId || Object.values(problems).some(Boolean)) return;
     const draft = {
@@ -115,23 +112,16 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
       ...(wantsStop ? { stopPrice: stop.trim() } : {}),
       timeInForce: inForce,
     };
-    const text = JSON.stringify(draft);
-    if (attempt.current?.order !== text) attempt.current = { order: text, key: idempotencyKey() };
-    setBusy(true);
-    setError(null);
-    setNotice(null);
-    try {
-      const placed = await placeOrder(draft, attempt.current.key);
-      attempt.current = null;
-      setOrders((shown) => upsert(shown, placed));
-      if (!placed.id || !settled.current.has(placed.id)) setNotice(`Placed: ${describe(placed)}.`);
-      setQuantity("");
-      setChecked(false);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+    await send(draft, {
+      start: () => setNotice(null),
+      post: (key) => placeOrder(draft, key),
+      done: (placed) => {
+        setOrders((shown) => upsert(shown, placed));
+        if (!placed.id || !settled.current.has(placed.id)) setNotice(`Placed: ${describe(placed)}.`);
+        setQuantity("");
+        setChecked(false);
+      },
+    });
   }
 
   async function cancel(order: Order) {
@@ -326,24 +316,4 @@ function upsert(shown: Order[], order: Order): Order[] {
     if (Date.parse(current.updatedAt) > Date.parse(order.updatedAt)) return shown;
   }
   return shown.map((o, i) => (i === at ? order : o));
-}
-
-/** A decimal text box of the order form: its id is its test id too. */
-function DecimalInput(props: {
-  id: string;
-  value: string;
-  invalid: boolean;
-  onValue: (value: string) => void;
-}) {
-  return (
-    <input
-      id={props.id}
-      inputMode="decimal"
-      autoComplete="off"
-      value={props.value}
-      aria-invalid={props.invalid}
-      onInput={(e) => props.onValue(e.currentTarget.value)}
-      data-testid={props.id}
-    />
-  );
 }

@@ -7,12 +7,13 @@
  * book converts it at its day's rate), the portfolios' cash in each one's. */
 
 import { useLocation } from "preact-iso";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Portfolio, type Trade } from "../../api/client";
 import { ApiError } from "../../api/errors";
-import { idempotencyKey, listPortfolios } from "../../api/portfolios";
+import { listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
-import { ErrorBanner, Field } from "../../components/form";
+import { useIdempotentPost } from "../../api/useIdempotentPost";
+import { DecimalInput, ErrorBanner, Field, TextInput } from "../../components/form";
 import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
@@ -50,12 +51,8 @@ export default function TradePage() {
   const [fees, setFees] = useState("");
   const [notes, setNotes] = useState("");
   const [checked, setChecked] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, setError, send } = useIdempotentPost();
   const [done, setDone] = useState<Trade | null>(null);
-  // The order being placed and its key: kept while the same order is retried.
-  const attempt = useRef<{ order: string; key: string } | null>(null);
-  const inFlight = useRef(false);
 
   useEffect(() => {
     const first = portfolios.data?.[0]?.id;
@@ -95,7 +92,6 @@ export default function TradePage() {
 
   async function submit(event: Event) {
     event.preventDefault();
-    if (inFlight.current) return; // a second click while the first is on its way
     setChecked(true);
     if (Object.values(problems).some(Boolean)) return;
     const body = {
@@ -107,27 +103,16 @@ export default function TradePage() {
       ...(fees.trim() ? { fees: fees.trim() } : {}),
       ...(notes.trim() ? { notes: notes.trim() } : {}),
     };
-    const order = JSON.stringify(body);
-    if (attempt.current?.order !== order) attempt.current = { order, key: idempotencyKey() };
-    inFlight.current = true;
-    setBusy(true);
-    setError(null);
-    setDone(null);
-    try {
-      const answer = await envelope(
-        api().POST("/api/v1/trades", { body, headers: { "Idempotency-Key": attempt.current.key } }),
-      );
-      attempt.current = null; // placed: the next order is a new one
-      setDone(answer.data);
-      portfolios.reload(); // its cash moved
-      setQuantity("");
-      setChecked(false);
-    } catch (failure) {
-      setError(failure); // the key stays: submitting the same order again retries it
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    await send(body, {
+      start: () => setDone(null),
+      post: (key) => envelope(api().POST("/api/v1/trades", { body, headers: { "Idempotency-Key": key } })),
+      done: (answer) => {
+        setDone(answer.data);
+        portfolios.reload(); // its cash moved
+        setQuantity("");
+        setChecked(false);
+      },
+    });
   }
 
   const donePortfolio = portfolios.data?.find((p) => p.id === done?.portfolioId);
@@ -187,15 +172,12 @@ export default function TradePage() {
               error={shown("quantity")}
               hint={amountHint(side, chosen, listed)}
             >
-              <input
+              <DecimalInput
                 id="trade-quantity"
-                inputMode="decimal"
-                autoComplete="off"
                 value={quantity}
-                aria-invalid={Boolean(shown("quantity"))}
-                aria-describedby={shown("quantity") ? "trade-quantity-error" : undefined}
-                onInput={(e) => setQuantity(e.currentTarget.value)}
-                data-testid="trade-quantity"
+                invalid={Boolean(shown("quantity"))}
+                describedBy={shown("quantity") ? "trade-quantity-error" : undefined}
+                onValue={setQuantity}
               />
             </Field>
             {!cash && (
@@ -205,35 +187,14 @@ export default function TradePage() {
                 error={shown("price")}
                 hint="To 6 places."
               >
-                <input
-                  id="trade-price"
-                  inputMode="decimal"
-                  autoComplete="off"
-                  value={limit}
-                  aria-invalid={Boolean(shown("price"))}
-                  onInput={(e) => setLimit(e.currentTarget.value)}
-                  data-testid="trade-price"
-                />
+                <DecimalInput id="trade-price" value={limit} invalid={Boolean(shown("price"))} onValue={setLimit} />
               </Field>
             )}
             <Field label="Fees" id="trade-fees" error={shown("fees")}>
-              <input
-                id="trade-fees"
-                inputMode="decimal"
-                autoComplete="off"
-                value={fees}
-                onInput={(e) => setFees(e.currentTarget.value)}
-                data-testid="trade-fees"
-              />
+              <DecimalInput id="trade-fees" value={fees} onValue={setFees} />
             </Field>
             <Field label="Notes" id="trade-notes" error={apiError?.field("notes")}>
-              <input
-                id="trade-notes"
-                maxLength={1000}
-                value={notes}
-                onInput={(e) => setNotes(e.currentTarget.value)}
-                data-testid="trade-notes"
-              />
+              <TextInput id="trade-notes" maxLength={1000} value={notes} onValue={setNotes} data-testid="trade-notes" />
             </Field>
             <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="trade-submit">
               {busy ? "Placing…" : SIDES.find((s) => s.side === side)?.label}
