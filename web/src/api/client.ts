@@ -125,3 +125,8 @@ export async function envelope<T>(call: Promise<{ data?: T; response: Response }
   if (data === undefined) throw new ApiError(response.status, "EMPTY", "The API sent no answer.");
   return data;
 }
+
+/** The `data` of a call's success envelope: what most screens load. */
+export async function dataOf<T>(call: Promise<{ data?: { data: T }; response: Response }>): Promise<T> {
+  return (await envelope(call)).data;
+}

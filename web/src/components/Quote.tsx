@@ -1,6 +1,6 @@
 /** A symbol's quote: the REST answer at once, then every tick from /ws/portfolio. */
 
-import { api, envelope } from "../api/client";
+import { api, dataOf } from "../api/client";
 import { useApi } from "../api/useApi";
 import { change, percent, price, trend } from "../format";
 import { usePrice } from "../ws/portfolioFeed";
@@ -9,7 +9,7 @@ export function useQuote(symbol: string) {
   const rest = useApi(
     async () =>
       symbol
-        ? (await envelope(api().GET("/api/v1/stocks/{symbol}/price", { params: { path: { symbol } } }))).data
+        ? dataOf(api().GET("/api/v1/stocks/{symbol}/price", { params: { path: { symbol } } }))
         : undefined,
     [symbol],
   );

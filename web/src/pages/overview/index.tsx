@@ -6,7 +6,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { useLocation } from "preact-iso";
-import { api, envelope, type Schemas } from "../../api/client";
+import { api, dataOf, type Schemas } from "../../api/client";
 import { CURRENCIES } from "../../api/currencies";
 import { useApi } from "../../api/useApi";
 import { Donut } from "../../components/Donut";
@@ -26,7 +26,7 @@ export default function OverviewPage() {
   const asked = (query.currency ?? "").toUpperCase();
   const currency = (CURRENCIES as readonly string[]).includes(asked) ? asked : "USD";
   const overview = useApi(
-    async () => (await envelope(api().GET("/api/v1/overview", { params: { query: { currency } } }))).data,
+    () => dataOf(api().GET("/api/v1/overview", { params: { query: { currency } } })),
     [currency],
   );
   // A trade recorded or deleted anywhere (this tab, another, the API) changes a portfolio: load

@@ -8,7 +8,7 @@
 
 import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, envelope, type Schemas } from "../../api/client";
+import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
@@ -37,14 +37,12 @@ function runLabel(run: PlanRun | undefined): string {
 export function Plans(props: { portfolioId: string; currency: string; version: string }) {
   const { portfolioId, currency } = props;
   const plans = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/portfolios/{portfolio_id}/plans", {
-            params: { path: { portfolio_id: portfolioId }, query: { limit: 100 } },
-          }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/portfolios/{portfolio_id}/plans", {
+          params: { path: { portfolio_id: portfolioId }, query: { limit: 100 } },
+        }),
+      ),
     [portfolioId, props.version],
   );
   const [busy, setBusy] = useState<string | null>(null);
@@ -166,12 +164,10 @@ export function Plans(props: { portfolioId: string; currency: string; version: s
 
 function Runs(props: { planId: string; version: string }) {
   const runs = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/plans/{id}/runs", { params: { path: { id: props.planId }, query: { limit: 12 } } }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/plans/{id}/runs", { params: { path: { id: props.planId }, query: { limit: 12 } } }),
+      ),
     [props.planId, props.version],
   );
   const rows = runs.data ?? [];

@@ -4,7 +4,7 @@
  * whole or fractional shares. It suggests only: nothing is traded from here. */
 
 import { useEffect, useState } from "preact/hooks";
-import { api, envelope, type Schemas } from "../../api/client";
+import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
@@ -29,14 +29,12 @@ function emptyRow(): Row {
 export function Rebalance(props: { portfolioId: string; currency: string; version: string }) {
   const { portfolioId, currency } = props;
   const targets = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/portfolios/{portfolio_id}/targets", {
-            params: { path: { portfolio_id: portfolioId } },
-          }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/portfolios/{portfolio_id}/targets", {
+          params: { path: { portfolio_id: portfolioId } },
+        }),
+      ),
     [portfolioId],
   );
   const [saved, setSaved] = useState(0);
@@ -205,17 +203,15 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
   const [asked, setAsked] = useState({ cash: "", fractional: false });
   const extraProblem = decimalProblem(extra, { places: 8, zero: true, optional: true });
   const plan = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/portfolios/{portfolio_id}/rebalance", {
-            params: {
-              path: { portfolio_id: portfolioId },
-              query: { ...(asked.cash ? { cash: asked.cash } : {}), fractional: asked.fractional },
-            },
-          }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/portfolios/{portfolio_id}/rebalance", {
+          params: {
+            path: { portfolio_id: portfolioId },
+            query: { ...(asked.cash ? { cash: asked.cash } : {}), fractional: asked.fractional },
+          },
+        }),
+      ),
     [portfolioId, props.version, asked.cash, asked.fractional],
   );
 

@@ -12,7 +12,7 @@
  * lost answer, say), a new one for a new split, so a double click never records two. */
 
 import { useEffect, useState } from "preact/hooks";
-import { api, envelope, type Schemas } from "../../api/client";
+import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
@@ -85,14 +85,12 @@ export function Splits(props: {
   // Quantities before and after come from the replayed history: they move with every trade, so
   // the list loads again whenever the page's portfolio does.
   const splits = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/portfolios/{portfolio_id}/splits", {
-            params: { path: { portfolio_id: portfolioId } },
-          }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/portfolios/{portfolio_id}/splits", {
+          params: { path: { portfolio_id: portfolioId } },
+        }),
+      ),
     [portfolioId, props.version],
   );
   const [deleting, setDeleting] = useState<string | null>(null);

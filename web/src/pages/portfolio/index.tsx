@@ -4,7 +4,7 @@
 
 import { useRoute } from "preact-iso";
 import { useEffect, useMemo } from "preact/hooks";
-import { api, envelope, type Portfolio } from "../../api/client";
+import { api, dataOf, type Portfolio } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner, Loading } from "../../components/form";
 import { money, ratio, signed, trend } from "../../format";
@@ -27,8 +27,7 @@ export default function PortfolioPage() {
   const { params } = useRoute();
   const id = params.id ?? "";
   const portfolio = useApi(
-    async () =>
-      (await envelope(api().GET("/api/v1/portfolios/{id}", { params: { path: { id } } }))).data,
+    () => dataOf(api().GET("/api/v1/portfolios/{id}", { params: { path: { id } } })),
     [id],
   );
   // A trade recorded or deleted in this portfolio (from here, another tab or the API) changes

@@ -3,7 +3,7 @@
 
 import { useRoute } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
-import { api, envelope } from "../../api/client";
+import { api, dataOf } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { LiveChart, type TickPoint, ValueChart } from "../../components/charts";
 import { ErrorBanner } from "../../components/form";
@@ -21,8 +21,7 @@ export default function StockPage() {
   const { params } = useRoute();
   const symbol = decodeURIComponent(params.symbol ?? "").toUpperCase();
   const stock = useApi(
-    async () =>
-      (await envelope(api().GET("/api/v1/stocks/{symbol}", { params: { path: { symbol } } }))).data,
+    () => dataOf(api().GET("/api/v1/stocks/{symbol}", { params: { path: { symbol } } })),
     [symbol],
   );
   const { quote } = useQuote(symbol);
@@ -81,14 +80,12 @@ export default function StockPage() {
 function History(props: { symbol: string }) {
   const [range, setRange] = useState<HistoryRange>("1y");
   const history = useApi(
-    async () =>
-      (
-        await envelope(
-          api().GET("/api/v1/stocks/{symbol}/history", {
-            params: { path: { symbol: props.symbol }, query: { range } },
-          }),
-        )
-      ).data,
+    () =>
+      dataOf(
+        api().GET("/api/v1/stocks/{symbol}/history", {
+          params: { path: { symbol: props.symbol }, query: { range } },
+        }),
+      ),
     [props.symbol, range],
   );
   const h = history.data;

@@ -8,7 +8,7 @@
 
 import { useLocation } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
-import { api, envelope, type Portfolio, type Trade } from "../../api/client";
+import { api, dataOf, envelope, type Portfolio, type Trade } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
@@ -69,7 +69,7 @@ export default function TradePage() {
   const listing = useApi(
     async () =>
       side === "dividend" && SYMBOL.test(symbol)
-        ? (await envelope(api().GET("/api/v1/stocks/{symbol}", { params: { path: { symbol } } }))).data
+        ? dataOf(api().GET("/api/v1/stocks/{symbol}", { params: { path: { symbol } } }))
         : undefined,
     [side, symbol],
   );
