@@ -1,7 +1,9 @@
-/** Small pieces every form uses: a labelled field with its error, an error or notice banner. */
+/** Small pieces every form uses: a labelled field with its error, its checks, bound inputs, an
+ * error or notice banner. */
 
 import type { ComponentChildren, JSX } from "preact";
-import { messageOf } from "../api/errors";
+import { useState } from "preact/hooks";
+import { ApiError, messageOf } from "../api/errors";
 
 export function Field(props: {
   label: string;
@@ -22,6 +24,26 @@ export function Field(props: {
       )}
     </div>
   );
+}
+
+/** A form's own checks (a problem per field, undefined where it is fine), shown from its first
+ * submit on, and else the reason the API's `error` gives on that field. */
+export function useFieldChecks<F extends string>(problems: Record<F, string | undefined>, error: unknown) {
+  const [checked, setChecked] = useState(false);
+  const apiError = error instanceof ApiError ? error : null;
+  return {
+    checked,
+    apiError,
+    /** What to show under `field`, if anything. */
+    shown: (field: F): string | undefined => (checked && problems[field]) || apiError?.field(field),
+    /** On submit: the problems show from now on; true when there are none. */
+    pass: (): boolean => {
+      setChecked(true);
+      return !Object.values<string | undefined>(problems).some(Boolean);
+    },
+    /** Once sent: the emptied form shows no problem until its next submit. */
+    reset: () => setChecked(false),
+  };
 }
 
 type InputAttributes = Omit<JSX.InputHTMLAttributes<HTMLInputElement>, "value" | "onInput">;

@@ -9,10 +9,9 @@
 import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
-import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -193,7 +192,6 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
   const [every, setEvery] = useState<"week" | "month">("month");
   const [start, setStart] = useState(utcToday);
   const [whole, setWhole] = useState(false);
-  const [checked, setChecked] = useState(false);
   const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
 
@@ -204,14 +202,11 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
     amount: decimalProblem(amount, { places: 2 }),
     startDate: DAY.test(start) ? undefined : "choose a day",
   };
-  const apiError = error instanceof ApiError ? error : null;
-  const shown = (field: keyof typeof problems): string | undefined =>
-    (checked && problems[field]) || apiError?.field(field);
+  const { shown, pass, reset } = useFieldChecks(problems, error);
 
   async function submit(event: Event) {
     event.preventDefault();
-    setChecked(true);
-    if (Object.values(problems).some(Boolean)) return;
+    if (!pass()) return;
     const body = { symbol, amount: amount.trim(), every, startDate: start, fractional: !whole };
     await send([props.portfolioId, body], {
       start: () => setNotice(null),
@@ -229,7 +224,7 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
             `first buy on ${made.nextRunDate}.`,
         );
         setAmount("");
-        setChecked(false);
+        reset();
         props.onCreated();
       },
     });

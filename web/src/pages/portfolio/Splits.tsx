@@ -13,10 +13,9 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
-import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -191,7 +190,6 @@ function RecordSplit(props: {
   const [numerator, setNumerator] = useState("");
   const [denominator, setDenominator] = useState("1");
   const [price, setPrice] = useState("");
-  const [checked, setChecked] = useState(false);
   const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
 
@@ -213,14 +211,11 @@ function RecordSplit(props: {
     denominator: termProblem(denominator) ?? sameTerms,
     price: decimalProblem(price, { places: 6, optional: true }),
   };
-  const apiError = error instanceof ApiError ? error : null;
-  const shown = (field: keyof typeof problems): string | undefined =>
-    (checked && problems[field]) || apiError?.field(field);
+  const { shown, pass, reset } = useFieldChecks(problems, error);
 
   async function submit(event: Event) {
     event.preventDefault();
-    setChecked(true);
-    if (Object.values(problems).some(Boolean)) return;
+    if (!pass()) return;
     const body = {
       symbol,
       date: day,
@@ -243,7 +238,7 @@ function RecordSplit(props: {
         setNumerator("");
         setDenominator("1");
         setPrice("");
-        setChecked(false);
+        reset();
         props.onRecorded();
       },
     });

@@ -7,7 +7,8 @@
 
 import { useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { ErrorBanner } from "../../components/form";
+import type { ComponentProps } from "preact";
+import { ErrorBanner, TextInput } from "../../components/form";
 
 type Trade = Schemas["stockfolio.portfolio.v1.Trade"];
 type Changes = {
@@ -63,8 +64,6 @@ export function TradeEdit(props: {
   });
   const [saving, setSaving] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const set = (field: keyof Changes) => (e: Event) =>
-    setForm({ ...form, [field]: (e.currentTarget as HTMLInputElement).value });
 
   async function save(e: Event) {
     e.preventDefault();
@@ -88,7 +87,13 @@ export function TradeEdit(props: {
     }
   }
 
-  const field = (name: keyof Changes) => `trade-edit-${name}-${id}`;
+  // Each box's id is the trade's own (several forms can be open), its test id the field's.
+  const box = (name: keyof Changes, testid: string) => ({
+    id: `trade-edit-${name}-${id}`,
+    value: form[name],
+    onValue: (value: string) => setForm({ ...form, [name]: value }),
+    "data-testid": testid,
+  });
   return (
     <form
       class="row wrap"
@@ -97,58 +102,11 @@ export function TradeEdit(props: {
       data-testid="trade-edit-form"
       data-trade-id={id}
     >
-      <label for={field("quantity")}>
-        {cash ? "Amount" : "Quantity"}
-        <input
-          id={field("quantity")}
-          inputMode="decimal"
-          value={form.quantity}
-          onInput={set("quantity")}
-          data-testid="trade-edit-quantity"
-        />
-      </label>
-      {!cash && (
-        <label for={field("price")}>
-          Price
-          <input
-            id={field("price")}
-            inputMode="decimal"
-            value={form.price}
-            onInput={set("price")}
-            data-testid="trade-edit-price"
-          />
-        </label>
-      )}
-      <label for={field("fees")}>
-        Fees
-        <input
-          id={field("fees")}
-          inputMode="decimal"
-          value={form.fees}
-          onInput={set("fees")}
-          data-testid="trade-edit-fees"
-        />
-      </label>
-      <label for={field("executedAt")}>
-        Date
-        <input
-          id={field("executedAt")}
-          type="datetime-local"
-          value={form.executedAt}
-          onInput={set("executedAt")}
-          data-testid="trade-edit-date"
-        />
-      </label>
-      <label for={field("notes")}>
-        Notes
-        <input
-          id={field("notes")}
-          maxLength={1000}
-          value={form.notes}
-          onInput={set("notes")}
-          data-testid="trade-edit-notes"
-        />
-      </label>
+      <EditBox {...box("quantity", "trade-edit-quantity")} label={cash ? "Amount" : "Quantity"} inputMode="decimal" />
+      {!cash && <EditBox {...box("price", "trade-edit-price")} label="Price" inputMode="decimal" />}
+      <EditBox {...box("fees", "trade-edit-fees")} label="Fees" inputMode="decimal" />
+      <EditBox {...box("executedAt", "trade-edit-date")} label="Date" type="datetime-local" />
+      <EditBox {...box("notes", "trade-edit-notes")} label="Notes" maxLength={1000} />
       <button type="submit" disabled={saving} data-testid="trade-edit-save">
         {saving ? "Saving…" : "Save"}
       </button>
@@ -157,5 +115,16 @@ export function TradeEdit(props: {
       </button>
       <ErrorBanner error={error} testid="trade-edit-error" />
     </form>
+  );
+}
+
+/** A box of the form with its label around it. */
+function EditBox(props: ComponentProps<typeof TextInput> & { id: string; label: string }) {
+  const { label, ...input } = props;
+  return (
+    <label for={props.id}>
+      {label}
+      <TextInput {...input} />
+    </label>
   );
 }

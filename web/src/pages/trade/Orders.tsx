@@ -15,7 +15,7 @@ import {
   type TimeInForce,
 } from "../../api/orders";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner } from "../../components/form";
+import { DecimalInput, ErrorBanner, Field, NoticeBanner, useFieldChecks } from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
@@ -39,7 +39,6 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
   const [limit, setLimit] = useState("");
   const [stop, setStop] = useState("");
   const [inForce, setInForce] = useState<TimeInForce>("day");
-  const [checked, setChecked] = useState(false);
   const { busy, error, setError, send } = useIdempotentPost();
   const [notice, setNotice] = useState<string | null>(null);
   // Orders whose fill or rejection the feed told already: an order can fill at the next tick,
@@ -94,14 +93,11 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
     limitPrice: wantsLimit ? decimalProblem(limit, { places: 6 }) : undefined,
     stopPrice: wantsStop ? decimalProblem(stop, { places: 6 }) : undefined,
   };
-  const apiError = error instanceof ApiError ? error : null;
-  const shown = (field: keyof typeof problems): string | undefined =>
-    (checked && problems[field]) || apiError?.field(field);
+  const { shown, pass, reset, apiError } = useFieldChecks(problems, error);
 
   async function submit(event: Event) {
     event.preventDefault();
-    setChecked(true);
-    if (!portfolioId || Object.values(problems).some(Boolean)) return;
+    if (!pass() || !portfolioId) return;
     const draft = {
       portfolioId,
       symbol,
@@ -119,7 +115,7 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
         setOrders((shown) => upsert(shown, placed));
         if (!placed.id || !settled.current.has(placed.id)) setNotice(`Placed: ${describe(placed)}.`);
         setQuantity("");
-        setChecked(false);
+        reset();
       },
     });
   }

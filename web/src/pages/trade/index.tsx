@@ -9,11 +9,10 @@
 import { useLocation } from "preact-iso";
 import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Portfolio, type Trade } from "../../api/client";
-import { ApiError } from "../../api/errors";
 import { listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, TextInput } from "../../components/form";
+import { DecimalInput, ErrorBanner, Field, TextInput, useFieldChecks } from "../../components/form";
 import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
@@ -50,7 +49,6 @@ export default function TradePage() {
   const [limit, setLimit] = useState("");
   const [fees, setFees] = useState("");
   const [notes, setNotes] = useState("");
-  const [checked, setChecked] = useState(false);
   const { busy, error, setError, send } = useIdempotentPost();
   const [done, setDone] = useState<Trade | null>(null);
 
@@ -81,7 +79,7 @@ export default function TradePage() {
     price: cash ? undefined : decimalProblem(limit, { places: 6, optional: true }),
     fees: decimalProblem(fees, { places: 6, zero: true, optional: true }),
   };
-  const apiError = error instanceof ApiError ? error : null;
+  const { checked, apiError, pass, reset } = useFieldChecks(problems, error);
   const shown = (field: keyof typeof problems): string | undefined => {
     if (checked && problems[field]) return problems[field];
     if (!apiError) return undefined;
@@ -92,8 +90,7 @@ export default function TradePage() {
 
   async function submit(event: Event) {
     event.preventDefault();
-    setChecked(true);
-    if (Object.values(problems).some(Boolean)) return;
+    if (!pass()) return;
     const body = {
       portfolioId,
       side,
@@ -110,7 +107,7 @@ export default function TradePage() {
         setDone(answer.data);
         portfolios.reload(); // its cash moved
         setQuantity("");
-        setChecked(false);
+        reset();
       },
     });
   }
