@@ -9,6 +9,7 @@ import { isAdmin, useSession } from "../../auth/session";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { dateTime } from "../../format";
 import "./admin.css";
+import { Pager, Table } from "../../components/Table";
 
 type ServiceHealth = Schemas["ServiceHealth"];
 type ServiceName = paths["/health/{service}"]["get"]["parameters"]["path"]["service"];
@@ -108,53 +109,47 @@ function Users({ me }: { me: User }) {
       ) : users.length === 0 ? (
         <p class="muted">No account matches “{search}”.</p>
       ) : (
-        <div class="table-wrap">
-          <table data-testid="admin-users">
-            <thead>
-              <tr>
-                <th scope="col">Email</th>
-                <th scope="col">Name</th>
-                <th scope="col">Admin</th>
-                <th scope="col" class="hide-narrow">Created</th>
-                <th scope="col" class="hide-narrow">Last sign-in</th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.map((user) => (
-                <tr key={user.id} data-testid="admin-user" data-email={user.email}>
-                  <td class="wrap">{user.email}</td>
-                  <td>{user.name}</td>
-                  <td>
-                    <input
-                      type="checkbox"
-                      class="check"
-                      aria-label={`Admin: ${user.email ?? ""}`}
-                      data-testid="admin-role"
-                      checked={pending[user.id ?? ""] ?? isAdmin(user)}
-                      disabled={pending[user.id ?? ""] !== undefined}
-                      onChange={(e) => void setAdmin(user, e.currentTarget.checked)}
-                    />
-                  </td>
-                  <td class="hide-narrow">{dateTime(user.createdAt)}</td>
-                  <td class="hide-narrow">{dateTime(user.lastLogin)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          data-testid="admin-users"
+          columns={[
+            "Email",
+            "Name",
+            "Admin",
+            { label: "Created", class: "hide-narrow" },
+            { label: "Last sign-in", class: "hide-narrow" },
+          ]}
+        >
+          {users.map((user) => (
+            <tr key={user.id} data-testid="admin-user" data-email={user.email}>
+              <td class="wrap">{user.email}</td>
+              <td>{user.name}</td>
+              <td>
+                <input
+                  type="checkbox"
+                  class="check"
+                  aria-label={`Admin: ${user.email ?? ""}`}
+                  data-testid="admin-role"
+                  checked={pending[user.id ?? ""] ?? isAdmin(user)}
+                  disabled={pending[user.id ?? ""] !== undefined}
+                  onChange={(e) => void setAdmin(user, e.currentTarget.checked)}
+                />
+              </td>
+              <td class="hide-narrow">{dateTime(user.createdAt)}</td>
+              <td class="hide-narrow">{dateTime(user.lastLogin)}</td>
+            </tr>
+          ))}
+        </Table>
       )}
       {total > 1 && (
-        <nav class="row" aria-label="Pages of users">
-          <button type="button" disabled={page <= 1} onClick={() => setPage(page - 1)}>
-            Previous
-          </button>
-          <span>
-            Page {page} of {total}
-          </span>
-          <button type="button" disabled={page >= total} onClick={() => setPage(page + 1)}>
-            Next
-          </button>
-        </nav>
+        <Pager
+          label="Pages of users"
+          class="row"
+          page={page}
+          pages={total}
+          onPage={setPage}
+          previous="Previous"
+          next="Next"
+        />
       )}
     </section>
   );
@@ -194,39 +189,35 @@ function Health() {
       </div>
       <ErrorBanner error={error} testid="health-error" />
       {services && (
-        <div class="table-wrap">
-          <table data-testid="admin-health">
-            <thead>
-              <tr>
-                <th scope="col">Service</th>
-                <th scope="col">Status</th>
-                <th scope="col" class="num">Latency</th>
-                <th scope="col">Replicas</th>
-              </tr>
-            </thead>
-            <tbody>
-              {services.map((s) => (
-                <tr key={s.name} data-testid="health-service" data-service={s.name} class={s.status === "SERVING" ? undefined : "bad"}>
-                  <th scope="row">{s.name}</th>
-                  <td>
-                    <span class={s.status === "SERVING" ? "up" : "down"}>{s.status === "SERVING" ? "Serving" : "Not serving"}</span>
-                  </td>
-                  <td class="num">{s.latencyMs !== undefined ? `${s.latencyMs.toFixed(1)} ms` : "—"}</td>
-                  <td>
-                    <ul class="replicas">
-                      {(s.addresses ?? []).map((a) => (
-                        <li key={a.address}>
-                          <code>{a.address}</code> {a.status}
-                          {a.error ? `: ${a.error}` : ""}
-                        </li>
-                      ))}
-                    </ul>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          data-testid="admin-health"
+          columns={[
+            "Service",
+            "Status",
+            { label: "Latency", class: "num" },
+            "Replicas",
+          ]}
+        >
+          {services.map((s) => (
+            <tr key={s.name} data-testid="health-service" data-service={s.name} class={s.status === "SERVING" ? undefined : "bad"}>
+              <th scope="row">{s.name}</th>
+              <td>
+                <span class={s.status === "SERVING" ? "up" : "down"}>{s.status === "SERVING" ? "Serving" : "Not serving"}</span>
+              </td>
+              <td class="num">{s.latencyMs !== undefined ? `${s.latencyMs.toFixed(1)} ms` : "—"}</td>
+              <td>
+                <ul class="replicas">
+                  {(s.addresses ?? []).map((a) => (
+                    <li key={a.address}>
+                      <code>{a.address}</code> {a.status}
+                      {a.error ? `: ${a.error}` : ""}
+                    </li>
+                  ))}
+                </ul>
+              </td>
+            </tr>
+          ))}
+        </Table>
       )}
     </section>
   );

@@ -20,6 +20,7 @@ import { setUnreadAlerts } from "../../components/AlertBell";
 import { ErrorBanner, Field, Loading } from "../../components/form";
 import { dateTime, price } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
+import { Table } from "../../components/Table";
 
 const WINDOWS = [
   { seconds: 300, label: "5 minutes" },
@@ -101,36 +102,29 @@ export default function AlertsPage() {
         {alerts.loading && !alerts.data && <Loading what="alerts" />}
         {alerts.data?.length === 0 && <p class="muted">No alerts yet.</p>}
         {alerts.data && alerts.data.length > 0 && (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Symbol</th>
-                  <th scope="col">When</th>
-                  <th scope="col">Repeats</th>
-                  <th scope="col">State</th>
-                  <th scope="col">
-                    <span class="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {alerts.data.map((alert) => (
-                  <AlertRow
-                    key={alert.id}
-                    alert={alert}
-                    onChange={(next) =>
-                      alerts.set(
-                        next
-                          ? (alerts.data ?? []).map((a) => (a.id === alert.id ? next : a))
-                          : (alerts.data ?? []).filter((a) => a.id !== alert.id),
-                      )
-                    }
-                  />
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            columns={[
+              "Symbol",
+              "When",
+              "Repeats",
+              "State",
+              { label: <span class="sr-only">Actions</span> },
+            ]}
+          >
+            {alerts.data.map((alert) => (
+              <AlertRow
+                key={alert.id}
+                alert={alert}
+                onChange={(next) =>
+                  alerts.set(
+                    next
+                      ? (alerts.data ?? []).map((a) => (a.id === alert.id ? next : a))
+                      : (alerts.data ?? []).filter((a) => a.id !== alert.id),
+                  )
+                }
+              />
+            ))}
+          </Table>
         )}
       </section>
       <section class="card" aria-label="Fired alerts">

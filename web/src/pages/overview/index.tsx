@@ -13,6 +13,7 @@ import { Donut } from "../../components/Donut";
 import { ErrorBanner, Loading } from "../../components/form";
 import { dateTime, money, percent, quantity, ratio, signed, trend } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
+import { Table } from "../../components/Table";
 
 type Overview = Schemas["stockfolio.portfolio.v1.GetOverviewResponse"];
 type Totals = Schemas["stockfolio.portfolio.v1.OverviewTotals"];
@@ -77,36 +78,33 @@ function Shown({ overview, loading }: { overview: Overview; loading: boolean }) 
         <>
           <section class="card" aria-labelledby="overview-portfolios-title">
             <h2 id="overview-portfolios-title">Portfolios</h2>
-            <div class="table-wrap">
-              <table class="nowrap" data-testid="overview-portfolios">
-                <thead>
-                  <tr>
-                    <th scope="col">Portfolio</th>
-                    <th scope="col" class="hide-narrow">Kind</th>
-                    <th scope="col" class="num">Value</th>
-                    <th scope="col" class="num hide-narrow">Rate</th>
-                    <th scope="col" class="num">In {currency}</th>
-                    <th scope="col" class="num">Weight</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {portfolios.map((p) => (
-                    <tr key={p.id} data-testid={`overview-portfolio-${p.id}`}>
-                      <td>
-                        <a href={`/portfolios/${p.id}`}>{p.name}</a>
-                      </td>
-                      <td class="hide-narrow">{p.kind}</td>
-                      <td class="num">{money(p.localValue, p.currency || "USD")}</td>
-                      <td class="num hide-narrow">{p.currency === currency ? "—" : p.fxRate}</td>
-                      <td class="num" data-testid="overview-portfolio-value">
-                        {money(p.value, currency)}
-                      </td>
-                      <td class="num">{ratio(p.weight)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <Table
+              class="nowrap"
+              data-testid="overview-portfolios"
+              columns={[
+                "Portfolio",
+                { label: "Kind", class: "hide-narrow" },
+                { label: "Value", class: "num" },
+                { label: "Rate", class: "num hide-narrow" },
+                { label: <>In {currency}</>, class: "num" },
+                { label: "Weight", class: "num" },
+              ]}
+            >
+              {portfolios.map((p) => (
+                <tr key={p.id} data-testid={`overview-portfolio-${p.id}`}>
+                  <td>
+                    <a href={`/portfolios/${p.id}`}>{p.name}</a>
+                  </td>
+                  <td class="hide-narrow">{p.kind}</td>
+                  <td class="num">{money(p.localValue, p.currency || "USD")}</td>
+                  <td class="num hide-narrow">{p.currency === currency ? "—" : p.fxRate}</td>
+                  <td class="num" data-testid="overview-portfolio-value">
+                    {money(p.value, currency)}
+                  </td>
+                  <td class="num">{ratio(p.weight)}</td>
+                </tr>
+              ))}
+            </Table>
           </section>
           <Holdings holdings={overview.holdings ?? []} currency={currency} />
           <div class="grid">
@@ -183,45 +181,36 @@ function Holdings({ holdings, currency }: { holdings: Holding[]; currency: strin
   return (
     <section class="card" aria-labelledby="overview-holdings-title">
       <h2 id="overview-holdings-title">{all || holdings.length <= TOP ? "Holdings" : "Top holdings"}</h2>
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="overview-holdings">
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Shares</th>
-              <th scope="col" class="num">Value</th>
-              <th scope="col" class="num hide-narrow">Unrealized</th>
-              <th scope="col" class="num">Weight</th>
-              <th scope="col" class="num hide-narrow">Portfolios</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((h) => (
-              <tr key={h.symbol} data-testid={`overview-holding-${h.symbol}`}>
-                <td>
-                  <a href={`/stocks/${encodeURIComponent(h.symbol ?? "")}`}>{h.symbol}</a>
-                </td>
-                <td class="num">{quantity(h.quantity)}</td>
-                <td class="num" data-testid="overview-holding-value">
-                  {money(h.marketValue, currency)}
-                </td>
-                <td class={`num hide-narrow ${trend(h.unrealizedGain)}`}>{signed(h.unrealizedGain ?? 0, currency)}</td>
-                <td class="num">{ratio(h.weight)}</td>
-                <td class="num hide-narrow" title="How many of your portfolios hold it">
-                  {h.portfolioCount}
-                </td>
-              </tr>
-            ))}
-            {holdings.length === 0 && (
-              <tr>
-                <td colSpan={6} class="muted">
-                  No holdings: cash only.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="overview-holdings"
+        empty={holdings.length === 0 && "No holdings: cash only."}
+        columns={[
+          "Symbol",
+          { label: "Shares", class: "num" },
+          { label: "Value", class: "num" },
+          { label: "Unrealized", class: "num hide-narrow" },
+          { label: "Weight", class: "num" },
+          { label: "Portfolios", class: "num hide-narrow" },
+        ]}
+      >
+        {shown.map((h) => (
+          <tr key={h.symbol} data-testid={`overview-holding-${h.symbol}`}>
+            <td>
+              <a href={`/stocks/${encodeURIComponent(h.symbol ?? "")}`}>{h.symbol}</a>
+            </td>
+            <td class="num">{quantity(h.quantity)}</td>
+            <td class="num" data-testid="overview-holding-value">
+              {money(h.marketValue, currency)}
+            </td>
+            <td class={`num hide-narrow ${trend(h.unrealizedGain)}`}>{signed(h.unrealizedGain ?? 0, currency)}</td>
+            <td class="num">{ratio(h.weight)}</td>
+            <td class="num hide-narrow" title="How many of your portfolios hold it">
+              {h.portfolioCount}
+            </td>
+          </tr>
+        ))}
+      </Table>
       {holdings.length > TOP && (
         <button type="button" class="link" data-testid="overview-holdings-all" onClick={() => setAll(!all)}>
           {all ? `Show the top ${TOP}` : `Show all ${holdings.length}`}

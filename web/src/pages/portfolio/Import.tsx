@@ -14,6 +14,7 @@ import { ApiError } from "../../api/errors";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ErrorBanner } from "../../components/form";
 import { SplitCells, type StockSplit } from "./Splits";
+import { Table } from "../../components/Table";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
 
@@ -214,26 +215,23 @@ function ImportedSplits(props: { splits: StockSplit[]; currency: string; checked
       <h3 id="import-splits-title" style={{ margin: "1rem 0 0.5rem" }} data-testid="import-splits-title">
         {props.checked ? "Splits that would be recorded" : "Splits recorded"}
       </h3>
-      <div class="table-wrap">
-        <table class="nowrap" aria-labelledby="import-splits-title">
-          <thead>
-            <tr>
-              <th scope="col">Date</th>
-              <th scope="col">Symbol</th>
-              <th scope="col">Split</th>
-              <th scope="col" class="num">Shares</th>
-              <th scope="col" class="num">Cash in lieu</th>
-            </tr>
-          </thead>
-          <tbody>
-            {props.splits.map((s) => (
-              <tr key={`${s.symbol} ${s.date}`} data-testid="import-split-row" data-symbol={s.symbol}>
-                <SplitCells split={s} currency={props.currency} testid="import-split" />
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        aria-labelledby="import-splits-title"
+        columns={[
+          "Date",
+          "Symbol",
+          "Split",
+          { label: "Shares", class: "num" },
+          { label: "Cash in lieu", class: "num" },
+        ]}
+      >
+        {props.splits.map((s) => (
+          <tr key={`${s.symbol} ${s.date}`} data-testid="import-split-row" data-symbol={s.symbol}>
+            <SplitCells split={s} currency={props.currency} testid="import-split" />
+          </tr>
+        ))}
+      </Table>
     </div>
   );
 }

@@ -9,6 +9,7 @@ import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
 import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, price as formatPrice, ratio } from "../../format";
+import { Table } from "../../components/Table";
 
 type Grouping = "month" | "quarter" | "year";
 type Period = Schemas["stockfolio.portfolio.v1.IncomePeriod"];
@@ -101,39 +102,31 @@ export function Income(props: { portfolioId: string; currency: string; version: 
       <Bars periods={data?.periods ?? []} currency={currency} />
 
       <h3 class="subhead">By symbol</h3>
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="income-symbols" aria-busy={income.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Payments</th>
-              <th scope="col" class="num">Gross</th>
-              <th scope="col" class="num hide-narrow">Withheld</th>
-              <th scope="col" class="num">Net</th>
-              <th scope="col" class="num">Share</th>
-            </tr>
-          </thead>
-          <tbody>
-            {symbols.map((s) => (
-              <tr key={s.symbol} data-testid="income-symbol">
-                <td>{s.symbol}</td>
-                <td class="num">{s.income?.count ?? 0}</td>
-                <td class="num">{money(s.income?.gross, currency)}</td>
-                <td class="num hide-narrow">{money(s.income?.fees, currency)}</td>
-                <td class="num">{money(s.income?.net, currency)}</td>
-                <td class="num">{ratio(s.share)}</td>
-              </tr>
-            ))}
-            {symbols.length === 0 && !income.loading && (
-              <tr>
-                <td colSpan={6} class="muted">
-                  No dividends in this period.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="income-symbols"
+        aria-busy={income.loading}
+        empty={symbols.length === 0 && !income.loading && "No dividends in this period."}
+        columns={[
+          "Symbol",
+          { label: "Payments", class: "num" },
+          { label: "Gross", class: "num" },
+          { label: "Withheld", class: "num hide-narrow" },
+          { label: "Net", class: "num" },
+          { label: "Share", class: "num" },
+        ]}
+      >
+        {symbols.map((s) => (
+          <tr key={s.symbol} data-testid="income-symbol">
+            <td>{s.symbol}</td>
+            <td class="num">{s.income?.count ?? 0}</td>
+            <td class="num">{money(s.income?.gross, currency)}</td>
+            <td class="num hide-narrow">{money(s.income?.fees, currency)}</td>
+            <td class="num">{money(s.income?.net, currency)}</td>
+            <td class="num">{ratio(s.share)}</td>
+          </tr>
+        ))}
+      </Table>
 
       <h3 class="subhead">Next 12 months</h3>
       {projected?.note && (
@@ -141,51 +134,45 @@ export function Income(props: { portfolioId: string; currency: string; version: 
           {projected.note}
         </p>
       )}
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="income-projected" aria-busy={income.loading}>
-          <thead>
+      <Table
+        class="nowrap"
+        data-testid="income-projected"
+        aria-busy={income.loading}
+        empty={
+          announced.length === 0 && !income.loading && !projected?.note && "No dividend announced for the holdings."
+        }
+        columns={[
+          "Ex-date",
+          "Symbol",
+          { label: "Shares", class: "num hide-narrow" },
+          { label: "Per share", class: "num" },
+          { label: "Amount", class: "num" },
+        ]}
+        foot={
+          announced.length > 0 && (
             <tr>
-              <th scope="col">Ex-date</th>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num hide-narrow">Shares</th>
-              <th scope="col" class="num">Per share</th>
-              <th scope="col" class="num">Amount</th>
+              <th scope="row" colSpan={4}>
+                Total
+              </th>
+              <td class="num" data-testid="income-projected-total">
+                {money(projected?.total, currency)}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {announced.map((d) => (
-              <tr key={`${d.symbol}-${d.exDate}`} data-testid="income-announced">
-                <td>{d.exDate}</td>
-                <td>{d.symbol}</td>
-                <td class="num hide-narrow">{quantity(d.quantity)}</td>
-                <td class="num">
-                  {formatPrice(d.perShare)} {d.currency}
-                </td>
-                <td class="num">{money(d.amount, currency)}</td>
-              </tr>
-            ))}
-            {announced.length === 0 && !income.loading && !projected?.note && (
-              <tr>
-                <td colSpan={5} class="muted">
-                  No dividend announced for the holdings.
-                </td>
-              </tr>
-            )}
-          </tbody>
-          {announced.length > 0 && (
-            <tfoot>
-              <tr>
-                <th scope="row" colSpan={4}>
-                  Total
-                </th>
-                <td class="num" data-testid="income-projected-total">
-                  {money(projected?.total, currency)}
-                </td>
-              </tr>
-            </tfoot>
-          )}
-        </table>
-      </div>
+          )
+        }
+      >
+        {announced.map((d) => (
+          <tr key={`${d.symbol}-${d.exDate}`} data-testid="income-announced">
+            <td>{d.exDate}</td>
+            <td>{d.symbol}</td>
+            <td class="num hide-narrow">{quantity(d.quantity)}</td>
+            <td class="num">
+              {formatPrice(d.perShare)} {d.currency}
+            </td>
+            <td class="num">{money(d.amount, currency)}</td>
+          </tr>
+        ))}
+      </Table>
     </section>
   );
 }

@@ -15,6 +15,7 @@ import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChec
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
+import { ACTIONS, Table } from "../../components/Table";
 
 export type Plan = Schemas["stockfolio.portfolio.v1.Plan"];
 export type PlanRun = Schemas["stockfolio.portfolio.v1.PlanRun"];
@@ -83,79 +84,72 @@ export function Plans(props: { portfolioId: string; currency: string; version: s
       </p>
       <ErrorBanner error={plans.error} testid="plans-error" />
       <ErrorBanner error={error} testid="plan-action-error" />
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="plans-table" aria-busy={plans.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Amount</th>
-              <th scope="col">Every</th>
-              <th scope="col">Next</th>
-              <th scope="col">Last run</th>
-              <th scope="col" aria-label="Actions" />
+      <Table
+        class="nowrap"
+        data-testid="plans-table"
+        aria-busy={plans.loading}
+        empty={rows.length === 0 && !plans.loading && "No savings plans."}
+        emptyTestid="no-plans"
+        columns={[
+          "Symbol",
+          { label: "Amount", class: "num" },
+          "Every",
+          "Next",
+          "Last run",
+          ACTIONS,
+        ]}
+      >
+        {rows.map((p) => (
+          <Fragment key={p.id}>
+            <tr data-testid="plan-row" data-plan-id={p.id} data-symbol={p.symbol}>
+              <th scope="row">{p.symbol}</th>
+              <td class="num">
+                {money(p.amount, p.currency || currency)}
+                {!p.fractional && <small class="muted"> whole shares</small>}
+              </td>
+              <td>{p.every}</td>
+              <td data-testid="plan-next">{p.paused ? <em>paused</em> : p.nextRunDate}</td>
+              <td data-testid="plan-last">{runLabel(p.lastRun)}</td>
+              <td class="row">
+                <button
+                  type="button"
+                  class="link"
+                  disabled={busy !== null}
+                  onClick={() => void act(p, p.paused ? "resume" : "pause")}
+                  data-testid="plan-toggle"
+                >
+                  {p.paused ? "Resume" : "Pause"}
+                </button>
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => setOpen(open === p.id ? null : (p.id ?? null))}
+                  aria-expanded={open === p.id}
+                  data-testid="plan-runs-toggle"
+                >
+                  Runs
+                </button>
+                <button
+                  type="button"
+                  class="link"
+                  disabled={busy !== null}
+                  onClick={() => void act(p, "delete")}
+                  data-testid="plan-delete"
+                >
+                  {busy === p.id ? "…" : "Delete"}
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {rows.map((p) => (
-              <Fragment key={p.id}>
-                <tr data-testid="plan-row" data-plan-id={p.id} data-symbol={p.symbol}>
-                  <th scope="row">{p.symbol}</th>
-                  <td class="num">
-                    {money(p.amount, p.currency || currency)}
-                    {!p.fractional && <small class="muted"> whole shares</small>}
-                  </td>
-                  <td>{p.every}</td>
-                  <td data-testid="plan-next">{p.paused ? <em>paused</em> : p.nextRunDate}</td>
-                  <td data-testid="plan-last">{runLabel(p.lastRun)}</td>
-                  <td class="row">
-                    <button
-                      type="button"
-                      class="link"
-                      disabled={busy !== null}
-                      onClick={() => void act(p, p.paused ? "resume" : "pause")}
-                      data-testid="plan-toggle"
-                    >
-                      {p.paused ? "Resume" : "Pause"}
-                    </button>
-                    <button
-                      type="button"
-                      class="link"
-                      onClick={() => setOpen(open === p.id ? null : (p.id ?? null))}
-                      aria-expanded={open === p.id}
-                      data-testid="plan-runs-toggle"
-                    >
-                      Runs
-                    </button>
-                    <button
-                      type="button"
-                      class="link"
-                      disabled={busy !== null}
-                      onClick={() => void act(p, "delete")}
-                      data-testid="plan-delete"
-                    >
-                      {busy === p.id ? "…" : "Delete"}
-                    </button>
-                  </td>
-                </tr>
-                {open === p.id && (
-                  <tr>
-                    <td colSpan={6}>
-                      <Runs planId={p.id ?? ""} version={props.version} />
-                    </td>
-                  </tr>
-                )}
-              </Fragment>
-            ))}
-            {rows.length === 0 && !plans.loading && (
+            {open === p.id && (
               <tr>
-                <td colSpan={6} class="muted" data-testid="no-plans">
-                  No savings plans.
+                <td colSpan={6}>
+                  <Runs planId={p.id ?? ""} version={props.version} />
                 </td>
               </tr>
             )}
-          </tbody>
-        </table>
-      </div>
+          </Fragment>
+        ))}
+      </Table>
       <CreatePlan portfolioId={portfolioId} currency={currency} onCreated={() => plans.reload()} />
     </section>
   );

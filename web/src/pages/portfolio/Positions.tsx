@@ -7,6 +7,7 @@ import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
 import { money, price as formatPrice, quantity, ratio, signed, trend } from "../../format";
 import { usePrice } from "../../ws/portfolioFeed";
+import { Table } from "../../components/Table";
 
 type CostMethod = "fifo" | "average";
 
@@ -61,34 +62,33 @@ export function Positions(props: { portfolioId: string; currency: string; versio
         </div>
       </div>
       <ErrorBanner error={positions.error} testid="positions-error" />
-      <div class="table-wrap">
-        <table data-testid="positions-table" aria-busy={positions.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Quantity</th>
-              <th scope="col" class="num hide-narrow">Avg cost</th>
-              <th scope="col" class="num">Price</th>
-              <th scope="col" class="num">Value</th>
-              <th scope="col" class="num">Unrealized</th>
-              <th scope="col" class="num hide-narrow">Realized</th>
-              <th scope="col" class="num hide-narrow">Weight</th>
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((p) => (
-              <PositionRow key={p.symbol} position={p} currency={props.currency} />
-            ))}
-            {rows.length === 0 && !positions.loading && (
-              <tr>
-                <td colSpan={8} class="muted" data-testid="no-positions">
-                  No positions yet: <a href={`/trade?portfolio=${props.portfolioId}`}>make a trade</a>.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        data-testid="positions-table"
+        aria-busy={positions.loading}
+        empty={
+          rows.length === 0 &&
+          !positions.loading && (
+            <>
+              No positions yet: <a href={`/trade?portfolio=${props.portfolioId}`}>make a trade</a>.
+            </>
+          )
+        }
+        emptyTestid="no-positions"
+        columns={[
+          "Symbol",
+          { label: "Quantity", class: "num" },
+          { label: "Avg cost", class: "num hide-narrow" },
+          { label: "Price", class: "num" },
+          { label: "Value", class: "num" },
+          { label: "Unrealized", class: "num" },
+          { label: "Realized", class: "num hide-narrow" },
+          { label: "Weight", class: "num hide-narrow" },
+        ]}
+      >
+        {rows.map((p) => (
+          <PositionRow key={p.symbol} position={p} currency={props.currency} />
+        ))}
+      </Table>
     </section>
   );
 }

@@ -8,6 +8,7 @@ import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
 import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, signed, trend } from "../../format";
+import { Pager, Table } from "../../components/Table";
 
 const PAGE_SIZE = 20;
 
@@ -60,60 +61,50 @@ export function RealizedGains(props: { portfolioId: string; currency: string; ve
           </dd>
         </div>
       </dl>
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="realized-table" aria-busy={gains.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Sold</th>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Quantity</th>
-              <th scope="col">Acquired</th>
-              <th scope="col" class="num hide-narrow">Days held</th>
-              <th scope="col">Term</th>
-              <th scope="col" class="num">Proceeds</th>
-              <th scope="col" class="num">Cost basis</th>
-              <th scope="col" class="num">Gain</th>
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((g, i) => (
-              <tr key={`${g.tradeId}-${g.soldOn}-${i}`} data-testid="realized-row">
-                <td>{g.soldOn}</td>
-                <td>
-                  {g.symbol}
-                  {g.cashInLieu && <span class="muted"> (cash in lieu)</span>}
-                </td>
-                <td class="num">{quantity(g.quantity)}</td>
-                <td>{g.acquiredOn}</td>
-                <td class="num hide-narrow">{g.holdingDays ?? ""}</td>
-                <td>{g.term}</td>
-                <td class="num">{money(g.proceeds, currency)}</td>
-                <td class="num">{money(g.costBasis, currency)}</td>
-                <td class={`num ${trend(g.gain)}`}>{signed(g.gain ?? 0, currency)}</td>
-              </tr>
-            ))}
-            {rows.length === 0 && !gains.loading && (
-              <tr>
-                <td colSpan={9} class="muted">
-                  No sales in this period.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="realized-table"
+        aria-busy={gains.loading}
+        empty={rows.length === 0 && !gains.loading && "No sales in this period."}
+        columns={[
+          "Sold",
+          "Symbol",
+          { label: "Quantity", class: "num" },
+          "Acquired",
+          { label: "Days held", class: "num hide-narrow" },
+          "Term",
+          { label: "Proceeds", class: "num" },
+          { label: "Cost basis", class: "num" },
+          { label: "Gain", class: "num" },
+        ]}
+      >
+        {rows.map((g, i) => (
+          <tr key={`${g.tradeId}-${g.soldOn}-${i}`} data-testid="realized-row">
+            <td>{g.soldOn}</td>
+            <td>
+              {g.symbol}
+              {g.cashInLieu && <span class="muted"> (cash in lieu)</span>}
+            </td>
+            <td class="num">{quantity(g.quantity)}</td>
+            <td>{g.acquiredOn}</td>
+            <td class="num hide-narrow">{g.holdingDays ?? ""}</td>
+            <td>{g.term}</td>
+            <td class="num">{money(g.proceeds, currency)}</td>
+            <td class="num">{money(g.costBasis, currency)}</td>
+            <td class={`num ${trend(g.gain)}`}>{signed(g.gain ?? 0, currency)}</td>
+          </tr>
+        ))}
+      </Table>
       {pages > 1 && (
-        <nav class="row spread" aria-label="Realized gains pages">
-          <button type="button" disabled={page <= 1} onClick={() => setPage(page - 1)}>
-            ← Earlier
-          </button>
-          <span data-testid="realized-page">
-            Page {page} of {pages}
-          </span>
-          <button type="button" disabled={page >= pages} onClick={() => setPage(page + 1)}>
-            Later →
-          </button>
-        </nav>
+        <Pager
+          label="Realized gains pages"
+          page={page}
+          pages={pages}
+          onPage={setPage}
+          previous="← Earlier"
+          next="Later →"
+          testid="realized"
+        />
       )}
     </section>
   );

@@ -10,6 +10,7 @@ import { useApi } from "../../api/useApi";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { money, percent, price as formatPrice, quantity } from "../../format";
+import { ACTIONS, Table } from "../../components/Table";
 
 type Line = Schemas["stockfolio.portfolio.v1.RebalanceLine"];
 type Row = { symbol: string; weight: string };
@@ -125,57 +126,54 @@ function TargetsForm(props: { portfolioId: string; initial: Row[]; onSaved: () =
     <form onSubmit={save} data-testid="targets-form" noValidate>
       <ErrorBanner error={error} testid="targets-save-error" />
       <NoticeBanner notice={notice} testid="targets-saved" />
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="targets-table">
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Target %</th>
-              <th scope="col" aria-label="Actions" />
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((r, i) => (
-              <tr key={i} data-testid="target-row">
-                <td>
-                  <input
-                    aria-label={`Symbol ${i + 1}`}
-                    value={r.symbol}
-                    autoComplete="off"
-                    aria-invalid={Boolean(shown(i, "symbol"))}
-                    onInput={(e) => edit(i, { symbol: e.currentTarget.value.toUpperCase() })}
-                    data-testid="target-symbol"
-                  />
-                  {shown(i, "symbol") && <small class="error"> {shown(i, "symbol")}</small>}
-                </td>
-                <td class="num">
-                  <input
-                    aria-label={`Target percent ${i + 1}`}
-                    inputMode="decimal"
-                    autoComplete="off"
-                    value={r.weight}
-                    aria-invalid={Boolean(shown(i, "weight"))}
-                    onInput={(e) => edit(i, { weight: e.currentTarget.value })}
-                    data-testid="target-weight"
-                  />
-                  {shown(i, "weight") && <small class="error"> {shown(i, "weight")}</small>}
-                </td>
-                <td>
-                  <button
-                    type="button"
-                    class="link"
-                    onClick={() => setRows(rows.filter((_, j) => j !== i))}
-                    aria-label={`Remove target ${i + 1}`}
-                    data-testid="target-remove"
-                  >
-                    Remove
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="targets-table"
+        columns={[
+          "Symbol",
+          { label: "Target %", class: "num" },
+          ACTIONS,
+        ]}
+      >
+        {rows.map((r, i) => (
+          <tr key={i} data-testid="target-row">
+            <td>
+              <input
+                aria-label={`Symbol ${i + 1}`}
+                value={r.symbol}
+                autoComplete="off"
+                aria-invalid={Boolean(shown(i, "symbol"))}
+                onInput={(e) => edit(i, { symbol: e.currentTarget.value.toUpperCase() })}
+                data-testid="target-symbol"
+              />
+              {shown(i, "symbol") && <small class="error"> {shown(i, "symbol")}</small>}
+            </td>
+            <td class="num">
+              <input
+                aria-label={`Target percent ${i + 1}`}
+                inputMode="decimal"
+                autoComplete="off"
+                value={r.weight}
+                aria-invalid={Boolean(shown(i, "weight"))}
+                onInput={(e) => edit(i, { weight: e.currentTarget.value })}
+                data-testid="target-weight"
+              />
+              {shown(i, "weight") && <small class="error"> {shown(i, "weight")}</small>}
+            </td>
+            <td>
+              <button
+                type="button"
+                class="link"
+                onClick={() => setRows(rows.filter((_, j) => j !== i))}
+                aria-label={`Remove target ${i + 1}`}
+                data-testid="target-remove"
+              >
+                Remove
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       <p class="muted" data-testid="targets-sum">
         {sumProblem ?? `${Math.max(0, 100 - sum).toFixed(2)} % in cash`}
       </p>
@@ -254,53 +252,51 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
         </button>
       </form>
       <ErrorBanner error={plan.error} testid="rebalance-error" />
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="rebalance-table" aria-busy={plan.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Price</th>
-              <th scope="col" class="num">Value</th>
-              <th scope="col" class="num">Weight</th>
-              <th scope="col" class="num">Target</th>
-              <th scope="col" class="num">Drift</th>
-              <th scope="col">Suggestion</th>
-              <th scope="col" class="num">Weight after</th>
-            </tr>
-          </thead>
-          <tbody>
-            {lines.map((line) => (
-              <tr key={line.symbol} data-testid="rebalance-row" data-symbol={line.symbol}>
-                <th scope="row">{line.symbol}</th>
-                <td class="num">
-                  {line.price ? formatPrice(line.price) : "—"}
-                  {line.currency && line.currency !== currency && (
-                    <small class="muted"> ({formatPrice(line.localPrice)} {line.currency})</small>
-                  )}
-                </td>
-                <td class="num">{money(line.value, currency)}</td>
-                <td class="num">{percent(line.weight, false)}</td>
-                <td class="num">{percent(line.targetWeight, false)}</td>
-                <td class="num">{percent(line.drift)}</td>
-                <td data-testid="rebalance-suggestion">{suggestion(line, currency)}</td>
-                <td class="num">{percent(line.weightAfter, false)}</td>
-              </tr>
-            ))}
-            {p && (
-              <tr data-testid="rebalance-cash-row">
-                <th scope="row">Cash</th>
-                <td />
-                <td class="num">{money(Number(p.cash ?? 0) + Number(p.extraCash ?? 0), currency)}</td>
-                <td class="num">{percent(p.cashWeight, false)}</td>
-                <td class="num">{percent(p.targetCashWeight, false)}</td>
-                <td />
-                <td data-testid="rebalance-cash-after">{money(p.cashAfter, currency)} left</td>
-                <td class="num">{percent(p.cashWeightAfter, false)}</td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="rebalance-table"
+        aria-busy={plan.loading}
+        columns={[
+          "Symbol",
+          { label: "Price", class: "num" },
+          { label: "Value", class: "num" },
+          { label: "Weight", class: "num" },
+          { label: "Target", class: "num" },
+          { label: "Drift", class: "num" },
+          "Suggestion",
+          { label: "Weight after", class: "num" },
+        ]}
+      >
+        {lines.map((line) => (
+          <tr key={line.symbol} data-testid="rebalance-row" data-symbol={line.symbol}>
+            <th scope="row">{line.symbol}</th>
+            <td class="num">
+              {line.price ? formatPrice(line.price) : "—"}
+              {line.currency && line.currency !== currency && (
+                <small class="muted"> ({formatPrice(line.localPrice)} {line.currency})</small>
+              )}
+            </td>
+            <td class="num">{money(line.value, currency)}</td>
+            <td class="num">{percent(line.weight, false)}</td>
+            <td class="num">{percent(line.targetWeight, false)}</td>
+            <td class="num">{percent(line.drift)}</td>
+            <td data-testid="rebalance-suggestion">{suggestion(line, currency)}</td>
+            <td class="num">{percent(line.weightAfter, false)}</td>
+          </tr>
+        ))}
+        {p && (
+          <tr data-testid="rebalance-cash-row">
+            <th scope="row">Cash</th>
+            <td />
+            <td class="num">{money(Number(p.cash ?? 0) + Number(p.extraCash ?? 0), currency)}</td>
+            <td class="num">{percent(p.cashWeight, false)}</td>
+            <td class="num">{percent(p.targetCashWeight, false)}</td>
+            <td />
+            <td data-testid="rebalance-cash-after">{money(p.cashAfter, currency)} left</td>
+            <td class="num">{percent(p.cashWeightAfter, false)}</td>
+          </tr>
+        )}
+      </Table>
     </>
   );
 }

@@ -19,6 +19,7 @@ import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChec
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
+import { ACTIONS, Table } from "../../components/Table";
 
 export type StockSplit = Schemas["stockfolio.portfolio.v1.StockSplit"];
 
@@ -134,46 +135,39 @@ export function Splits(props: {
       </p>
       <ErrorBanner error={splits.error} testid="splits-error" />
       <ErrorBanner error={deleteError} testid="split-delete-error" />
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="splits-table" aria-busy={splits.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Date</th>
-              <th scope="col">Symbol</th>
-              <th scope="col">Split</th>
-              <th scope="col" class="num">Shares</th>
-              <th scope="col" class="num">Cash in lieu</th>
-              <th scope="col" aria-label="Actions" />
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((s) => (
-              <tr key={s.id} data-testid="split-row" data-split-id={s.id} data-symbol={s.symbol}>
-                <SplitCells split={s} currency={currency} testid="split" />
-                <td>
-                  <button
-                    type="button"
-                    class="link"
-                    disabled={deleting !== null}
-                    onClick={() => void remove(s)}
-                    aria-label={`Delete the ${ratioLabel(s)} split of ${s.symbol} on ${s.date}`}
-                    data-testid="split-delete"
-                  >
-                    {deleting === s.id ? "Deleting…" : "Delete"}
-                  </button>
-                </td>
-              </tr>
-            ))}
-            {rows.length === 0 && !splits.loading && (
-              <tr>
-                <td colSpan={6} class="muted" data-testid="no-splits">
-                  No splits recorded.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        class="nowrap"
+        data-testid="splits-table"
+        aria-busy={splits.loading}
+        empty={rows.length === 0 && !splits.loading && "No splits recorded."}
+        emptyTestid="no-splits"
+        columns={[
+          "Date",
+          "Symbol",
+          "Split",
+          { label: "Shares", class: "num" },
+          { label: "Cash in lieu", class: "num" },
+          ACTIONS,
+        ]}
+      >
+        {rows.map((s) => (
+          <tr key={s.id} data-testid="split-row" data-split-id={s.id} data-symbol={s.symbol}>
+            <SplitCells split={s} currency={currency} testid="split" />
+            <td>
+              <button
+                type="button"
+                class="link"
+                disabled={deleting !== null}
+                onClick={() => void remove(s)}
+                aria-label={`Delete the ${ratioLabel(s)} split of ${s.symbol} on ${s.date}`}
+                data-testid="split-delete"
+              >
+                {deleting === s.id ? "Deleting…" : "Delete"}
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       <RecordSplit portfolioId={portfolioId} currency={currency} edits={edits} onRecorded={changed} />
     </section>
   );

@@ -19,9 +19,20 @@ import { useApi } from "../../api/useApi";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
 import { dateTime, money, price, quantity } from "../../format";
 import { TradeEdit } from "./TradeEdit";
+import { ACTIONS, Pager, Table, type Column } from "../../components/Table";
 
 const PAGE_SIZE = 20;
-const COLUMNS = 9;
+const COLUMNS: Column[] = [
+  "Date",
+  "Side",
+  "Symbol",
+  { label: "Quantity", class: "num" },
+  { label: "Price", class: "num" },
+  { label: "Fees", class: "num hide-narrow" },
+  { label: "Amount", class: "num" },
+  { label: "Notes", class: "hide-narrow" },
+  ACTIONS,
+];
 
 type Trade = Schemas["stockfolio.portfolio.v1.Trade"];
 
@@ -94,120 +105,84 @@ export function Trades(props: {
       <h2 id="trades-title">Trades</h2>
       <ErrorBanner error={trades.error} testid="trades-error" />
       <NoticeBanner notice={notice?.text} testid={notice?.testid ?? "trade-notice"} />
-      <div class="table-wrap">
-        <table class="nowrap" data-testid="trades-table" aria-busy={trades.loading}>
-          <thead>
-            <tr>
-              <th scope="col">Date</th>
-              <th scope="col">Side</th>
-              <th scope="col">Symbol</th>
-              <th scope="col" class="num">Quantity</th>
-              <th scope="col" class="num">Price</th>
-              <th scope="col" class="num hide-narrow">Fees</th>
-              <th scope="col" class="num">Amount</th>
-              <th scope="col" class="hide-narrow">Notes</th>
-              <th scope="col" aria-label="Actions" />
+      <Table
+        class="nowrap"
+        data-testid="trades-table"
+        aria-busy={trades.loading}
+        empty={rows.length === 0 && !trades.loading && "No trades yet."}
+        columns={COLUMNS}
+      >
+        {rows.map((t) => (
+          <Fragment key={t.id}>
+            <tr data-testid="trade-row" data-trade-id={t.id}>
+              <td>{dateTime(t.executedAt)}</td>
+              <td>{t.side}</td>
+              <td>{t.symbol}</td>
+              <td class="num">{quantity(t.quantity)}</td>
+              <td class="num">{price(t.price)}</td>
+              <td class="num hide-narrow">{money(t.fees, t.currency || props.currency)}</td>
+              <td class="num">{money(t.amount, t.currency || props.currency)}</td>
+              <td class="hide-narrow">{t.notes}</td>
+              <td>
+                <button
+                  type="button"
+                  class="link"
+                  disabled={Boolean(t.orderId)}
+                  title={t.orderId ? "An order's fill cannot be edited: the order says what filled." : undefined}
+                  onClick={() => {
+                    setRefusal(null);
+                    setNotice(null);
+                    setEditing(editing === t.id ? null : (t.id ?? null));
+                  }}
+                  aria-label={`Edit the ${describe(t, props.currency)}`}
+                  aria-expanded={editing === t.id}
+                  data-testid="trade-edit"
+                >
+                  Edit
+                </button>{" "}
+                <button
+                  type="button"
+                  class="link"
+                  disabled={deleting !== null || Boolean(t.orderId)}
+                  title={t.orderId ? "An order's fill cannot be deleted: the order says it filled." : undefined}
+                  onClick={() => void remove(t)}
+                  aria-label={`Delete the ${describe(t, props.currency)}`}
+                  data-testid="trade-delete"
+                >
+                  {deleting === t.id ? "Deleting…" : "Delete"}
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {rows.map((t) => (
-              <Fragment key={t.id}>
-                <tr data-testid="trade-row" data-trade-id={t.id}>
-                  <td>{dateTime(t.executedAt)}</td>
-                  <td>{t.side}</td>
-                  <td>{t.symbol}</td>
-                  <td class="num">{quantity(t.quantity)}</td>
-                  <td class="num">{price(t.price)}</td>
-                  <td class="num hide-narrow">{money(t.fees, t.currency || props.currency)}</td>
-                  <td class="num">{money(t.amount, t.currency || props.currency)}</td>
-                  <td class="hide-narrow">{t.notes}</td>
-                  <td>
-                    <button
-                      type="button"
-                      class="link"
-                      disabled={Boolean(t.orderId)}
-                      title={t.orderId ? "An order's fill cannot be edited: the order says what filled." : undefined}
-                      onClick={() => {
-                        setRefusal(null);
-                        setNotice(null);
-                        setEditing(editing === t.id ? null : (t.id ?? null));
-                      }}
-                      aria-label={`Edit the ${describe(t, props.currency)}`}
-                      aria-expanded={editing === t.id}
-                      data-testid="trade-edit"
-                    >
-                      Edit
-                    </button>{" "}
-                    <button
-                      type="button"
-                      class="link"
-                      disabled={deleting !== null || Boolean(t.orderId)}
-                      title={t.orderId ? "An order's fill cannot be deleted: the order says it filled." : undefined}
-                      onClick={() => void remove(t)}
-                      aria-label={`Delete the ${describe(t, props.currency)}`}
-                      data-testid="trade-delete"
-                    >
-                      {deleting === t.id ? "Deleting…" : "Delete"}
-                    </button>
-                  </td>
-                </tr>
-                {editing === t.id && (
-                  <tr data-testid="trade-edit-row" data-trade-id={t.id}>
-                    <td colSpan={COLUMNS} class="wrap">
-                      <TradeEdit
-                        trade={t}
-                        what={describe(t, props.currency)}
-                        onCancel={() => setEditing(null)}
-                        onSaved={(now) => {
-                          setEditing(null);
-                          const what = describe(now ?? t, props.currency);
-                          setNotice({ text: `Saved the ${what}.`, testid: "trade-edited" });
-                          props.onChanged();
-                        }}
-                      />
-                    </td>
-                  </tr>
-                )}
-                {refusal !== null && refusal.id === t.id && (
-                  <tr data-testid="trade-delete-refusal" data-trade-id={t.id}>
-                    <td colSpan={COLUMNS} class="wrap">
-                      <ErrorBanner error={refusal.error} testid="trade-delete-error" />
-                    </td>
-                  </tr>
-                )}
-              </Fragment>
-            ))}
-            {rows.length === 0 && !trades.loading && (
-              <tr>
-                <td colSpan={COLUMNS} class="muted">
-                  No trades yet.
+            {editing === t.id && (
+              <tr data-testid="trade-edit-row" data-trade-id={t.id}>
+                <td colSpan={COLUMNS.length} class="wrap">
+                  <TradeEdit
+                    trade={t}
+                    what={describe(t, props.currency)}
+                    onCancel={() => setEditing(null)}
+                    onSaved={(now) => {
+                      setEditing(null);
+                      const what = describe(now ?? t, props.currency);
+                      setNotice({ text: `Saved the ${what}.`, testid: "trade-edited" });
+                      props.onChanged();
+                    }}
+                  />
                 </td>
               </tr>
             )}
-          </tbody>
-        </table>
-      </div>
-      <nav class="row spread" aria-label="Trade pages">
-        <button
-          type="button"
-          disabled={page <= 1}
-          onClick={() => setPage(page - 1)}
-          data-testid="trades-prev"
-        >
-          ← Newer
-        </button>
-        <span data-testid="trades-page">
-          Page {page} of {pages} · {total} trades
-        </span>
-        <button
-          type="button"
-          disabled={page >= pages}
-          onClick={() => setPage(page + 1)}
-          data-testid="trades-next"
-        >
-          Older →
-        </button>
-      </nav>
+            {refusal !== null && refusal.id === t.id && (
+              <tr data-testid="trade-delete-refusal" data-trade-id={t.id}>
+                <td colSpan={COLUMNS.length} class="wrap">
+                  <ErrorBanner error={refusal.error} testid="trade-delete-error" />
+                </td>
+              </tr>
+            )}
+          </Fragment>
+        ))}
+      </Table>
+      <Pager label="Trade pages" page={page} pages={pages} onPage={setPage} previous="← Newer" next="Older →" testid="trades">
+        {` · ${total} trades`}
+      </Pager>
     </section>
   );
 }

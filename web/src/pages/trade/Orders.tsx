@@ -19,6 +19,7 @@ import { DecimalInput, ErrorBanner, Field, NoticeBanner, useFieldChecks } from "
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
+import { ACTIONS, Table } from "../../components/Table";
 
 const TYPES: { type: OrderType; label: string }[] = [
   { type: "limit", label: "Limit" },
@@ -228,55 +229,46 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
             </button>
           </form>
           <ErrorBanner error={listError} testid="orders-error" />
-          <div class="table-wrap">
-            <table class="nowrap" data-testid="orders-table">
-              <thead>
-                <tr>
-                  <th scope="col">Placed</th>
-                  <th scope="col">Order</th>
-                  <th scope="col" class="num">Quantity</th>
-                  <th scope="col" class="num">Stop</th>
-                  <th scope="col" class="num">Limit</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" class="num">Filled at</th>
-                  <th scope="col" aria-label="Actions" />
-                </tr>
-              </thead>
-              <tbody>
-                {orders.length === 0 && (
-                  <tr>
-                    <td colSpan={8} class="muted">
-                      No orders yet.
-                    </td>
-                  </tr>
-                )}
-                {orders.map((o) => (
-                  <tr key={o.id} data-testid="order-row" data-order-id={o.id} data-status={o.status}>
-                    <td>{dateTime(o.createdAt)}</td>
-                    <td>
-                      {o.side} {o.symbol} {typeLabel(o.type)} ({o.timeInForce})
-                    </td>
-                    <td class="num">{formatQuantity(o.quantity)}</td>
-                    <td class="num">{o.stopPrice ? price(o.stopPrice) : ""}</td>
-                    <td class="num">{o.limitPrice ? price(o.limitPrice) : ""}</td>
-                    <td data-testid="order-status">
-                      {o.status}
-                      {o.triggered && o.status === "open" ? " (triggered)" : ""}
-                      {o.statusReason ? `: ${o.statusReason}` : ""}
-                    </td>
-                    <td class="num">{o.filledPrice ? price(o.filledPrice) : ""}</td>
-                    <td>
-                      {o.status === "open" && (
-                        <button type="button" onClick={() => cancel(o)} data-testid="order-cancel">
-                          Cancel
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            class="nowrap"
+            data-testid="orders-table"
+            empty={orders.length === 0 && "No orders yet."}
+            columns={[
+              "Placed",
+              "Order",
+              { label: "Quantity", class: "num" },
+              { label: "Stop", class: "num" },
+              { label: "Limit", class: "num" },
+              "Status",
+              { label: "Filled at", class: "num" },
+              ACTIONS,
+            ]}
+          >
+            {orders.map((o) => (
+              <tr key={o.id} data-testid="order-row" data-order-id={o.id} data-status={o.status}>
+                <td>{dateTime(o.createdAt)}</td>
+                <td>
+                  {o.side} {o.symbol} {typeLabel(o.type)} ({o.timeInForce})
+                </td>
+                <td class="num">{formatQuantity(o.quantity)}</td>
+                <td class="num">{o.stopPrice ? price(o.stopPrice) : ""}</td>
+                <td class="num">{o.limitPrice ? price(o.limitPrice) : ""}</td>
+                <td data-testid="order-status">
+                  {o.status}
+                  {o.triggered && o.status === "open" ? " (triggered)" : ""}
+                  {o.statusReason ? `: ${o.statusReason}` : ""}
+                </td>
+                <td class="num">{o.filledPrice ? price(o.filledPrice) : ""}</td>
+                <td>
+                  {o.status === "open" && (
+                    <button type="button" onClick={() => cancel(o)} data-testid="order-cancel">
+                      Cancel
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </Table>
         </>
       )}
     </section>

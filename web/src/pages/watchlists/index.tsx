@@ -19,6 +19,7 @@ import {
 import { ErrorBanner, Field, Loading } from "../../components/form";
 import { change, percent, price, trend } from "../../format";
 import { usePrice } from "../../ws/portfolioFeed";
+import { Table } from "../../components/Table";
 
 function symbolsOf(text: string): string[] {
   return text
@@ -169,38 +170,31 @@ function WatchlistCard(props: { list: Watchlist; onChange: (list: Watchlist | nu
         </div>
       </div>
       <ErrorBanner error={error} testid="watchlist-card-error" />
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Symbol</th>
-              <th scope="col">Price</th>
-              <th scope="col">Day change</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.symbols.map((symbol, index) => (
-              <SymbolRow
-                key={symbol}
-                symbol={symbol}
-                first={quotes.get(symbol)}
-                onUp={index > 0 ? () => move(symbol, -1) : undefined}
-                onDown={index < list.symbols.length - 1 ? () => move(symbol, 1) : undefined}
-                onRemove={() =>
-                  void save((current) =>
-                    current.symbols.includes(symbol)
-                      ? { name: current.name, symbols: current.symbols.filter((s) => s !== symbol) }
-                      : null,
-                  )
-                }
-              />
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        columns={[
+          "Symbol",
+          "Price",
+          "Day change",
+          { label: <span class="sr-only">Actions</span> },
+        ]}
+      >
+        {list.symbols.map((symbol, index) => (
+          <SymbolRow
+            key={symbol}
+            symbol={symbol}
+            first={quotes.get(symbol)}
+            onUp={index > 0 ? () => move(symbol, -1) : undefined}
+            onDown={index < list.symbols.length - 1 ? () => move(symbol, 1) : undefined}
+            onRemove={() =>
+              void save((current) =>
+                current.symbols.includes(symbol)
+                  ? { name: current.name, symbols: current.symbols.filter((s) => s !== symbol) }
+                  : null,
+              )
+            }
+          />
+        ))}
+      </Table>
       <form
         class="row"
         onSubmit={async (e) => {
