@@ -54,26 +54,30 @@ export function TextInput(props: InputAttributes & { value: string; onValue: (va
   return <input {...rest} value={value} onInput={(e) => onValue(e.currentTarget.value)} />;
 }
 
-/** A box for a decimal (a quantity, a price, fees), which the browser must not autocomplete;
- * its id is its test id too, and it is marked invalid while its field shows an error. */
-export function DecimalInput(props: {
+/** A labelled box for a decimal (a quantity, a price, fees), which the browser must not
+ * autocomplete; its id is its test id too, and its error marks it invalid and describes it. */
+export function DecimalField(props: {
+  label: string;
   id: string;
+  error: string | undefined;
+  hint?: string;
   value: string;
-  invalid?: boolean;
-  describedBy?: string | undefined;
   onValue: (value: string) => void;
 }) {
+  const { label, id, error, hint } = props;
   return (
-    <TextInput
-      id={props.id}
-      inputMode="decimal"
-      autoComplete="off"
-      value={props.value}
-      aria-invalid={props.invalid}
-      aria-describedby={props.describedBy}
-      onValue={props.onValue}
-      data-testid={props.id}
-    />
+    <Field label={label} id={id} error={error} hint={hint}>
+      <TextInput
+        id={id}
+        inputMode="decimal"
+        autoComplete="off"
+        value={props.value}
+        aria-invalid={Boolean(error)}
+        aria-describedby={error ? `${id}-error` : undefined}
+        onValue={props.onValue}
+        data-testid={id}
+      />
+    </Field>
   );
 }
 

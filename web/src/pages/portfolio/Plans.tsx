@@ -11,7 +11,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
+import { DecimalField, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -233,9 +233,13 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
         <Field label="Symbol" id="plan-symbol" error={shown("symbol")}>
           <SymbolSearch id="plan-symbol" value={symbol} onChange={setSymbol} invalid={Boolean(shown("symbol"))} />
         </Field>
-        <Field label={`Amount (${props.currency})`} id="plan-amount" error={shown("amount")}>
-          <DecimalInput id="plan-amount" value={amount} invalid={Boolean(shown("amount"))} onValue={setAmount} />
-        </Field>
+        <DecimalField
+          label={`Amount (${props.currency})`}
+          id="plan-amount"
+          error={shown("amount")}
+          value={amount}
+          onValue={setAmount}
+        />
         <Field label="Every" id="plan-every">
           <select
             id="plan-every"

@@ -15,7 +15,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
+import { DecimalField, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -274,14 +274,14 @@ function RecordSplit(props: {
           error={shown("denominator")}
           onValue={setDenominator}
         />
-        <Field
+        <DecimalField
           label={`Cash-in-lieu price (${props.currency}, optional)`}
           id="split-price"
           error={shown("price")}
           hint="One share after the split; empty: the last trade price, split."
-        >
-          <DecimalInput id="split-price" value={price} invalid={Boolean(shown("price"))} onValue={setPrice} />
-        </Field>
+          value={price}
+          onValue={setPrice}
+        />
         <div class="field">
           <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="split-submit">
             {busy ? "Recording…" : "Record split"}

@@ -2,7 +2,8 @@
 
 import { useLocation } from "preact-iso";
 import { useState } from "preact/hooks";
-import { ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
+import { Field, NoticeBanner, TextInput } from "../../components/form";
+import { AuthCard } from "../../auth/AuthCard";
 import { useAuthForm } from "../../auth/authForm";
 import { signIn } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -18,31 +19,34 @@ export default function SignIn() {
   const notice = session.status === "signedOut" ? session.message : undefined;
   const fieldError = (name: string) => (error instanceof ApiError ? error.field(name) : undefined);
   return (
-    <section class="auth card" aria-labelledby="signin-title">
-      <h1 id="signin-title">Sign in to Stockfolio</h1>
-      <NoticeBanner notice={error ? undefined : notice} testid="signin-notice" />
-      <ErrorBanner error={error} testid="signin-error" />
-      <form onSubmit={submit} data-testid="signin-form" noValidate>
-        <Field label="Email" id="signin-email" error={fieldError("email")}>
-          <TextInput id="signin-email" type="email" autoComplete="username" required value={email} onValue={setEmail} />
-        </Field>
-        <Field label="Password" id="signin-password" error={fieldError("password")}>
-          <TextInput
-            id="signin-password"
-            type="password"
-            autoComplete="current-password"
-            required
-            value={password}
-            onValue={setPassword}
-          />
-        </Field>
-        <button type="submit" class="primary" disabled={busy} data-testid="signin-submit">
-          {busy ? "Signing in…" : "Sign in"}
-        </button>
-      </form>
-      <p>
-        New here? <a href="/sign-up">Create an account</a>
-      </p>
-    </section>
+    <AuthCard
+      name="signin"
+      title="Sign in to Stockfolio"
+      banner={<NoticeBanner notice={error ? undefined : notice} testid="signin-notice" />}
+      error={error}
+      busy={busy}
+      submit={submit}
+      action="Sign in"
+      acting="Signing in…"
+      footer={
+        <>
+          New here? <a href="/sign-up">Create an account</a>
+        </>
+      }
+    >
+      <Field label="Email" id="signin-email" error={fieldError("email")}>
+        <TextInput id="signin-email" type="email" autoComplete="username" required value={email} onValue={setEmail} />
+      </Field>
+      <Field label="Password" id="signin-password" error={fieldError("password")}>
+        <TextInput
+          id="signin-password"
+          type="password"
+          autoComplete="current-password"
+          required
+          value={password}
+          onValue={setPassword}
+        />
+      </Field>
+    </AuthCard>
   );
 }

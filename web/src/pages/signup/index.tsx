@@ -1,7 +1,8 @@
 /** Create an account (the API names a weak password or a taken email on its field). */
 
 import { useState } from "preact/hooks";
-import { ErrorBanner, Field, TextInput } from "../../components/form";
+import { Field, TextInput } from "../../components/form";
+import { AuthCard } from "../../auth/AuthCard";
 import { useAuthForm } from "../../auth/authForm";
 import { signUp } from "../../auth/session";
 import { ApiError } from "../../api/errors";
@@ -20,38 +21,41 @@ export default function SignUp() {
     return error.field(field);
   };
   return (
-    <section class="auth card" aria-labelledby="signup-title">
-      <h1 id="signup-title">Create your account</h1>
-      <ErrorBanner error={error} testid="signup-error" />
-      <form onSubmit={submit} data-testid="signup-form" noValidate>
-        <Field label="Name (optional)" id="signup-name" error={fieldError("name")}>
-          <TextInput id="signup-name" autoComplete="name" value={name} onValue={setName} />
-        </Field>
-        <Field label="Email" id="signup-email" error={fieldError("email")}>
-          <TextInput id="signup-email" type="email" autoComplete="email" required value={email} onValue={setEmail} />
-        </Field>
-        <Field
-          label="Password"
+    <AuthCard
+      name="signup"
+      title="Create your account"
+      error={error}
+      busy={busy}
+      submit={submit}
+      action="Create account"
+      acting="Creating…"
+      footer={
+        <>
+          Already have an account? <a href="/sign-in">Sign in</a>
+        </>
+      }
+    >
+      <Field label="Name (optional)" id="signup-name" error={fieldError("name")}>
+        <TextInput id="signup-name" autoComplete="name" value={name} onValue={setName} />
+      </Field>
+      <Field label="Email" id="signup-email" error={fieldError("email")}>
+        <TextInput id="signup-email" type="email" autoComplete="email" required value={email} onValue={setEmail} />
+      </Field>
+      <Field
+        label="Password"
+        id="signup-password"
+        error={fieldError("password")}
+        hint="At least 8 characters; a passphrase is best."
+      >
+        <TextInput
           id="signup-password"
-          error={fieldError("password")}
-          hint="At least 8 characters; a passphrase is best."
-        >
-          <TextInput
-            id="signup-password"
-            type="password"
-            autoComplete="new-password"
-            required
-            value={password}
-            onValue={setPassword}
-          />
-        </Field>
-        <button type="submit" class="primary" disabled={busy} data-testid="signup-submit">
-          {busy ? "Creating…" : "Create account"}
-        </button>
-      </form>
-      <p>
-        Already have an account? <a href="/sign-in">Sign in</a>
-      </p>
-    </section>
+          type="password"
+          autoComplete="new-password"
+          required
+          value={password}
+          onValue={setPassword}
+        />
+      </Field>
+    </AuthCard>
   );
 }

@@ -15,7 +15,7 @@ import {
   type TimeInForce,
 } from "../../api/orders";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, NoticeBanner, useFieldChecks } from "../../components/form";
+import { DecimalField, ErrorBanner, Field, NoticeBanner, useFieldChecks } from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
@@ -175,43 +175,32 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
                 </button>
               ))}
             </div>
-            <Field label="Shares" id="order-quantity" error={shown("quantity")}>
-              <DecimalInput
-                id="order-quantity"
-                value={quantity}
-                invalid={Boolean(shown("quantity"))}
-                onValue={setQuantity}
-              />
-            </Field>
+            <DecimalField
+              label="Shares"
+              id="order-quantity"
+              error={shown("quantity")}
+              value={quantity}
+              onValue={setQuantity}
+            />
             {wantsStop && (
-              <Field
+              <DecimalField
                 label="Stop price"
                 id="order-stop"
                 error={shown("stopPrice")}
                 hint={side === "buy" ? "Triggers at or above it." : "Triggers at or below it."}
-              >
-                <DecimalInput
-                  id="order-stop"
-                  value={stop}
-                  invalid={Boolean(shown("stopPrice"))}
-                  onValue={setStop}
-                />
-              </Field>
+                value={stop}
+                onValue={setStop}
+              />
             )}
             {wantsLimit && (
-              <Field
+              <DecimalField
                 label="Limit price"
                 id="order-limit"
                 error={shown("limitPrice")}
                 hint={side === "buy" ? "Fills at or below it." : "Fills at or above it."}
-              >
-                <DecimalInput
-                  id="order-limit"
-                  value={limit}
-                  invalid={Boolean(shown("limitPrice"))}
-                  onValue={setLimit}
-                />
-              </Field>
+                value={limit}
+                onValue={setLimit}
+              />
             )}
             <Field label="Good for" id="order-tif">
               <select

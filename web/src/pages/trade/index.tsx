@@ -12,7 +12,7 @@ import { api, dataOf, envelope, type Portfolio, type Trade } from "../../api/cli
 import { listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalInput, ErrorBanner, Field, TextInput, useFieldChecks } from "../../components/form";
+import { DecimalField, ErrorBanner, Field, TextInput, useFieldChecks } from "../../components/form";
 import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
@@ -163,33 +163,25 @@ export default function TradePage() {
                 ))}
               </div>
             </fieldset>
-            <Field
+            <DecimalField
               label={cash ? "Amount" : "Quantity"}
               id="trade-quantity"
               error={shown("quantity")}
               hint={amountHint(side, chosen, listed)}
-            >
-              <DecimalInput
-                id="trade-quantity"
-                value={quantity}
-                invalid={Boolean(shown("quantity"))}
-                describedBy={shown("quantity") ? "trade-quantity-error" : undefined}
-                onValue={setQuantity}
-              />
-            </Field>
+              value={quantity}
+              onValue={setQuantity}
+            />
             {!cash && (
-              <Field
+              <DecimalField
                 label="Price (empty: the market price)"
                 id="trade-price"
                 error={shown("price")}
                 hint="To 6 places."
-              >
-                <DecimalInput id="trade-price" value={limit} invalid={Boolean(shown("price"))} onValue={setLimit} />
-              </Field>
+                value={limit}
+                onValue={setLimit}
+              />
             )}
-            <Field label="Fees" id="trade-fees" error={shown("fees")}>
-              <DecimalInput id="trade-fees" value={fees} onValue={setFees} />
-            </Field>
+            <DecimalField label="Fees" id="trade-fees" error={shown("fees")} value={fees} onValue={setFees} />
             <Field label="Notes" id="trade-notes" error={apiError?.field("notes")}>
               <TextInput id="trade-notes" maxLength={1000} value={notes} onValue={setNotes} data-testid="trade-notes" />
             </Field>
