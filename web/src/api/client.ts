@@ -20,6 +20,8 @@ export type Quote = Schemas["stockfolio.portfolio.v1.Quote"];
 export type Stock = Schemas["stockfolio.portfolio.v1.Stock"];
 export type Performance = Schemas["stockfolio.portfolio.v1.GetPerformanceResponse"];
 export type Risk = Schemas["stockfolio.portfolio.v1.RiskFigures"];
+export type Breakdown = Schemas["stockfolio.portfolio.v1.ReturnBreakdown"];
+export type BenchmarkComparison = Schemas["stockfolio.portfolio.v1.BenchmarkComparison"];
 export type Pagination = Schemas["Pagination"];
 export type Api = Client<paths>;
 

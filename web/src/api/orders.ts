@@ -1,12 +1,9 @@
-/** Limit and stop orders of paper portfolios (README: Orders). The generated schema carries these
- * routes once the client is regenerated from the OpenAPI document; until then they are called
- * through the same client (its token handling and error envelope) with the narrow types below,
- * which follow portfolio.proto's Order. */
+/** Limit and stop orders of paper portfolios (README: Orders): list, place, cancel. A draft is
+ * narrower than the schema's request: the form places only these types and durations. */
 
-import type { OrderMessage } from "../ws/protocol";
-import { api, envelope } from "./client";
+import { api, dataOf, type Schemas } from "./client";
 
-export type Order = OrderMessage["order"];
+export type Order = Schemas["stockfolio.portfolio.v1.Order"];
 export type OrderType = "limit" | "stop" | "stop_limit";
 export type TimeInForce = "day" | "gtc";
 export type OrderDraft = {
@@ -20,37 +17,14 @@ export type OrderDraft = {
   timeInForce: TimeInForce;
 };
 
-type Answer<T> = Promise<{ data?: { data: T; pagination?: { totalPages?: number } }; response: Response }>;
-/** The client, seen without the schema's route list (see the module comment). */
-type Loose = {
-  GET(path: string, init?: { params?: { query?: Record<string, unknown>; path?: Record<string, string> } }): Answer<unknown>;
-  POST(
-    path: string,
-    init: { body: unknown; headers?: Record<string, string>; params?: { path?: Record<string, string> } },
-  ): Answer<unknown>;
-};
-
-function loose(): Loose {
-  return api() as unknown as Loose;
+export function listOrders(portfolioId: string): Promise<Order[]> {
+  return dataOf(api().GET("/api/v1/orders", { params: { query: { portfolioId, limit: 100 } } }));
 }
 
-export async function listOrders(portfolioId: string): Promise<Order[]> {
-  const body = await envelope(
-    loose().GET("/api/v1/orders", { params: { query: { portfolioId, limit: 100 } } }),
-  );
-  return body.data as Order[];
+export function placeOrder(draft: OrderDraft, key: string): Promise<Order> {
+  return dataOf(api().POST("/api/v1/orders", { body: draft, headers: { "Idempotency-Key": key } }));
 }
 
-export async function placeOrder(draft: OrderDraft, key: string): Promise<Order> {
-  const body = await envelope(
-    loose().POST("/api/v1/orders", { body: draft, headers: { "Idempotency-Key": key } }),
-  );
-  return body.data as Order;
-}
-
-export async function cancelOrder(id: string): Promise<Order> {
-  const body = await envelope(
-    loose().POST("/api/v1/orders/{id}:cancel", { body: {}, params: { path: { id } } }),
-  );
-  return body.data as Order;
+export function cancelOrder(id: string): Promise<Order> {
+  return dataOf(api().POST("/api/v1/orders/{id}:cancel", { body: {}, params: { path: { id } } }));
 }

@@ -1,6 +1,6 @@
 /** Calls several screens share: every portfolio of the user, a portfolio's performance. */
 
-import { api, envelope, type Performance, type Portfolio } from "./client";
+import { api, dataOf, envelope, type Performance, type Portfolio } from "./client";
 
 export const RANGES = ["1m", "3m", "6m", "1y", "ytd", "all"] as const;
 export type Range = (typeof RANGES)[number];
@@ -16,9 +16,8 @@ export async function listPortfolios(): Promise<Portfolio[]> {
   }
 }
 
-export async function performance(portfolioId: string, range: Range): Promise<Performance> {
-  const body = await envelope(
-    api().GET("/api/v1/performance", { params: { query: { portfolioId, range } } }),
-  );
-  return body.data;
+/** A portfolio's performance over `range`, compared with `benchmark` when one is named. */
+export function performance(portfolioId: string, range: Range, benchmark = ""): Promise<Performance> {
+  const query = { portfolioId, range, ...(benchmark ? { benchmark } : {}) };
+  return dataOf(api().GET("/api/v1/performance", { params: { query } }));
 }

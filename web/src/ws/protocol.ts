@@ -1,7 +1,10 @@
 /** Every WebSocket message of /ws/portfolio, /ws/terminal and /ws/chat, typed by hand from the
  * README's protocol tables ("Streams and WebSockets", "Terminals", "Assistant"): one `type`
  * literal per message. A test reads these declarations against the README's tables, so a message
- * added there without a type here (or the other way round) fails. */
+ * added there without a type here (or the other way round) fails. A message that carries a REST
+ * resource carries the generated schema's type of it. */
+
+import type { Schemas } from "../api/client";
 
 // ---- Every socket: authentication, keep-alive, errors ------------------------------------------
 
@@ -73,23 +76,9 @@ export type PortfolioValueMessage = {
 };
 export type TradeMessage = {
   type: "trade";
-  /** As REST returns it (GET /api/v1/trades). */
-  trade: {
-    id?: string;
-    portfolioId?: string;
-    symbol?: string;
-    side?: string;
-    quantity?: string;
-    price?: string;
-    fees?: string;
-    amount?: string;
-    executedAt?: string;
-    notes?: string;
-    createdAt?: string;
-    priceSource?: string;
-    /** The order this trade filled (empty for a trade recorded by hand). */
-    orderId?: string;
-  };
+  /** As REST returns it (GET /api/v1/trades), the order it filled named in `orderId` (empty
+   * for a trade recorded by hand). */
+  trade: Schemas["stockfolio.portfolio.v1.Trade"];
 };
 
 /** A trade of the user was deleted (DELETE /api/v1/trades/{id}): the trade as it was. */
@@ -110,27 +99,7 @@ export type TradeUpdatedMessage = {
 export type OrderMessage = {
   type: "order";
   /** As REST returns it (GET /api/v1/orders/{id}). */
-  order: {
-    id?: string;
-    portfolioId?: string;
-    symbol?: string;
-    side?: string;
-    type?: string;
-    quantity?: string;
-    limitPrice?: string;
-    stopPrice?: string;
-    timeInForce?: string;
-    status?: string;
-    statusReason?: string;
-    triggered?: boolean;
-    tradeId?: string;
-    filledPrice?: string;
-    createdAt?: string;
-    updatedAt?: string;
-    filledAt?: string;
-    fees?: string;
-    notes?: string;
-  };
+  order: Schemas["stockfolio.portfolio.v1.Order"];
 };
 
 /** A price alert of the user fired (as GET /api/v1/fired-alerts lists it). */

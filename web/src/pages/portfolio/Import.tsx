@@ -13,7 +13,7 @@ import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ErrorBanner } from "../../components/form";
-import { SplitCells, type StockSplit } from "./Splits";
+import { SPLIT_COLUMNS, SplitCells, type StockSplit } from "./Splits";
 import { Table } from "../../components/Table";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
@@ -218,13 +218,7 @@ function ImportedSplits(props: { splits: StockSplit[]; currency: string; checked
       <Table
         class="nowrap"
         aria-labelledby="import-splits-title"
-        columns={[
-          "Date",
-          "Symbol",
-          "Split",
-          { label: "Shares", class: "num" },
-          { label: "Cash in lieu", class: "num" },
-        ]}
+        columns={SPLIT_COLUMNS}
       >
         {props.splits.map((s) => (
           <tr key={`${s.symbol} ${s.date}`} data-testid="import-split-row" data-symbol={s.symbol}>

@@ -4,14 +4,9 @@
  * series is drawn beside the portfolio's value. */
 
 import { useState } from "preact/hooks";
-import {
-  BENCHMARKS,
-  type BenchmarkComparison,
-  type Breakdown,
-  performanceWithParts,
-} from "../../api/currencies";
-import type { Risk } from "../../api/client";
-import type { Range } from "../../api/portfolios";
+import { BENCHMARKS } from "../../api/currencies";
+import type { BenchmarkComparison, Breakdown, Risk } from "../../api/client";
+import { performance, type Range } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { ValueChart } from "../../components/charts";
 import { ErrorBanner } from "../../components/form";
@@ -22,7 +17,7 @@ export function PerformancePanel(props: { portfolioId: string; currency: string;
   const [range, setRange] = useState<Range>("1y");
   const [benchmark, setBenchmark] = useState("");
   const result = useApi(
-    () => performanceWithParts(props.portfolioId, range, benchmark),
+    () => performance(props.portfolioId, range, benchmark),
     [props.portfolioId, range, benchmark, props.version],
   );
   const r = result.data;

@@ -1,8 +1,7 @@
 /** Positions with live prices; FIFO or average cost (the API's costMethod). */
 
 import { useState } from "preact/hooks";
-import { api, envelope } from "../../api/client";
-import type { ListedPosition } from "../../api/currencies";
+import { api, envelope, type Position } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
 import { money, price as formatPrice, quantity, ratio, signed, trend } from "../../format";
@@ -12,7 +11,7 @@ import { Table } from "../../components/Table";
 type CostMethod = "fifo" | "average";
 
 async function allPositions(portfolioId: string, costMethod: CostMethod, includeClosed: boolean) {
-  const all: ListedPosition[] = [];
+  const all: Position[] = [];
   for (let page = 1; ; page += 1) {
     const body = await envelope(
       api().GET("/api/v1/positions", {
@@ -94,7 +93,7 @@ export function Positions(props: { portfolioId: string; currency: string; versio
 }
 
 /** One row: its own subscription to its symbol, so a tick redraws one row, not the table. */
-function PositionRow({ position, currency }: { position: ListedPosition; currency: string }) {
+function PositionRow({ position, currency }: { position: Position; currency: string }) {
   const symbol = (position.symbol ?? "").toUpperCase();
   const held = Number(position.quantity) !== 0;
   const tick = usePrice(held ? symbol : undefined);

@@ -19,7 +19,7 @@ import { DecimalField, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChec
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
-import { ACTIONS, Table } from "../../components/Table";
+import { ACTIONS, Table, type Column } from "../../components/Table";
 
 export type StockSplit = Schemas["stockfolio.portfolio.v1.StockSplit"];
 
@@ -32,6 +32,15 @@ const MAX_TERM = 1_000_000;
 export function ratioLabel(split: Pick<StockSplit, "numerator" | "denominator">): string {
   return `${split.numerator ?? "?"}-for-${split.denominator ?? "?"}`;
 }
+
+/** The heads of the columns SplitCells fills. */
+export const SPLIT_COLUMNS: Column[] = [
+  "Date",
+  "Symbol",
+  "Split",
+  { label: "Shares", class: "num" },
+  { label: "Cash in lieu", class: "num" },
+];
 
 /** A split's day, symbol, ratio, shares before → after and cash in lieu, as table cells (the
  * splits list and the import's check show them alike); `testid` prefixes each cell's test id. */
@@ -141,14 +150,7 @@ export function Splits(props: {
         aria-busy={splits.loading}
         empty={rows.length === 0 && !splits.loading && "No splits recorded."}
         emptyTestid="no-splits"
-        columns={[
-          "Date",
-          "Symbol",
-          "Split",
-          { label: "Shares", class: "num" },
-          { label: "Cash in lieu", class: "num" },
-          ACTIONS,
-        ]}
+        columns={[...SPLIT_COLUMNS, ACTIONS]}
       >
         {rows.map((s) => (
           <tr key={s.id} data-testid="split-row" data-split-id={s.id} data-symbol={s.symbol}>
