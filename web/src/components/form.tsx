@@ -54,6 +54,47 @@ export function TextInput(props: InputAttributes & { value: string; onValue: (va
   return <input {...rest} value={value} onInput={(e) => onValue(e.currentTarget.value)} />;
 }
 
+type SelectAttributes = Omit<JSX.SelectHTMLAttributes<HTMLSelectElement>, "value" | "onChange">;
+/** One choice of a Select: a value shown as it is, or a value and its label. */
+export type Choice<T extends string> = T | { value: T; label: string };
+
+/** A drop-down bound to a string: `onValue` gets what is chosen. Any children (a "Choose…"
+ * placeholder) come before the `choices`. */
+export function Select<T extends string>(
+  props: SelectAttributes & {
+    value: T;
+    onValue: (value: T) => void;
+    choices: readonly Choice<T>[];
+    children?: ComponentChildren;
+  },
+) {
+  const { value, onValue, choices, children, ...rest } = props;
+  return (
+    <select {...rest} value={value} onChange={(e) => onValue(e.currentTarget.value as T)}>
+      {children}
+      {choices.map((c) => {
+        const { value: v, label } = typeof c === "string" ? { value: c, label: c } : c;
+        return (
+          <option key={v} value={v}>
+            {label}
+          </option>
+        );
+      })}
+    </select>
+  );
+}
+
+/** A check box bound to a boolean: `onChecked` gets whether it is ticked. */
+export function CheckBox(
+  props: Omit<InputAttributes, "checked" | "onChange" | "type"> & {
+    checked: boolean;
+    onChecked: (checked: boolean) => void;
+  },
+) {
+  const { checked, onChecked, ...rest } = props;
+  return <input type="checkbox" {...rest} checked={checked} onChange={(e) => onChecked(e.currentTarget.checked)} />;
+}
+
 /** A labelled box for a decimal (a quantity, a price, fees), which the browser must not
  * autocomplete; its id is its test id too, and its error marks it invalid and describes it. */
 export function DecimalField(props: {

@@ -17,7 +17,7 @@ import {
   type FiredPage,
 } from "../../api/watch";
 import { setUnreadAlerts } from "../../components/AlertBell";
-import { ErrorBanner, Field, Loading } from "../../components/form";
+import { CheckBox, ErrorBanner, Field, Loading } from "../../components/form";
 import { dateTime, price } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
 import { Table } from "../../components/Table";
@@ -230,7 +230,7 @@ function NewAlert(props: { onCreated: (alert: Alert) => void }) {
         )}
         <div class="field">
           <label>
-            <input type="checkbox" id="alert-repeat" checked={repeat} onChange={(e) => setRepeat(e.currentTarget.checked)} /> Repeat
+            <CheckBox id="alert-repeat" checked={repeat} onChecked={setRepeat} /> Repeat
           </label>
         </div>
         {repeat && (

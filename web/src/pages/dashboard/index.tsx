@@ -16,7 +16,7 @@ import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ValueChart, type DailyPoint } from "../../components/charts";
 import { Donut, type Slice } from "../../components/Donut";
-import { ErrorBanner, Field, Loading, TextInput } from "../../components/form";
+import { ErrorBanner, Field, Loading, Select, TextInput, type Choice } from "../../components/form";
 import { RangePicker } from "../../components/RangePicker";
 import { counted, money, ratio, signed, trend } from "../../format";
 import { useLiveTotals } from "../../ws/liveTotals";
@@ -258,6 +258,11 @@ function ValueOverTime({ portfolios, display }: { portfolios: Portfolio[]; displ
   );
 }
 
+const KINDS: Choice<"tracking" | "paper">[] = [
+  { value: "paper", label: "Paper" },
+  { value: "tracking", label: "Tracking" },
+];
+
 function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
   const [name, setName] = useState("");
   const [kind, setKind] = useState<"tracking" | "paper">("paper");
@@ -290,14 +295,7 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
           <TextInput id="portfolio-name" required maxLength={100} value={name} onValue={setName} />
         </Field>
         <Field label="Kind" id="portfolio-kind" hint="Paper: trades spend its cash. Tracking: records real trades.">
-          <select
-            id="portfolio-kind"
-            value={kind}
-            onChange={(e) => setKind(e.currentTarget.value as "tracking" | "paper")}
-          >
-            <option value="paper">Paper</option>
-            <option value="tracking">Tracking</option>
-          </select>
+          <Select id="portfolio-kind" value={kind} onValue={setKind} choices={KINDS} />
         </Field>
         <Field
           label="Currency"
@@ -305,18 +303,13 @@ function CreatePortfolio({ onCreated }: { onCreated: () => void }) {
           hint="Values, returns and gains are kept in it; it cannot change once there are trades."
           error={fieldError("currency")}
         >
-          <select
+          <Select
             id="portfolio-currency"
             value={currency}
-            onChange={(e) => setCurrency(e.currentTarget.value)}
+            onValue={setCurrency}
+            choices={CURRENCIES}
             data-testid="create-portfolio-currency"
-          >
-            {CURRENCIES.map((code) => (
-              <option key={code} value={code}>
-                {code}
-              </option>
-            ))}
-          </select>
+          />
         </Field>
         {kind === "paper" && (
           <Field label="Starting cash" id="portfolio-cash" error={fieldError("initialCash")}>

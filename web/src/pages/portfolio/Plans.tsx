@@ -11,7 +11,16 @@ import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalField, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
+import {
+  CheckBox,
+  DecimalField,
+  ErrorBanner,
+  Field,
+  NoticeBanner,
+  Select,
+  TextInput,
+  useFieldChecks,
+} from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
@@ -241,15 +250,7 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
           onValue={setAmount}
         />
         <Field label="Every" id="plan-every">
-          <select
-            id="plan-every"
-            value={every}
-            onChange={(e) => setEvery(e.currentTarget.value === "week" ? "week" : "month")}
-            data-testid="plan-every"
-          >
-            <option value="month">month</option>
-            <option value="week">week</option>
-          </select>
+          <Select id="plan-every" value={every} onValue={setEvery} choices={["month", "week"]} data-testid="plan-every" />
         </Field>
         <Field
           label="First buy (UTC day)"
@@ -268,12 +269,7 @@ function CreatePlan(props: { portfolioId: string; currency: string; onCreated: (
         </Field>
         <label class="field">
           <span>
-            <input
-              type="checkbox"
-              checked={whole}
-              onChange={(e) => setWhole(e.currentTarget.checked)}
-              data-testid="plan-whole"
-            />{" "}
+            <CheckBox checked={whole} onChecked={setWhole} data-testid="plan-whole" />{" "}
             Whole shares only (the rest stays cash)
           </span>
         </label>

@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { api, envelope, type Position } from "../../api/client";
 import { useApi } from "../../api/useApi";
-import { ErrorBanner } from "../../components/form";
+import { CheckBox, ErrorBanner } from "../../components/form";
 import { money, price as formatPrice, quantity, ratio, signed, trend } from "../../format";
 import { usePrice } from "../../ws/portfolioFeed";
 import { Table } from "../../components/Table";
@@ -50,12 +50,7 @@ export function Positions(props: { portfolioId: string; currency: string; versio
             ))}
           </div>
           <label class="row">
-            <input
-              type="checkbox"
-              checked={closed}
-              onChange={(e) => setClosed(e.currentTarget.checked)}
-              data-testid="include-closed"
-            />
+            <CheckBox checked={closed} onChecked={setClosed} data-testid="include-closed" />
             Closed too
           </label>
         </div>

@@ -7,7 +7,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
-import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { CheckBox, ErrorBanner, NoticeBanner } from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { money, percent, price as formatPrice, quantity } from "../../format";
 import { ACTIONS, Table } from "../../components/Table";
@@ -239,12 +239,7 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
         </label>
         {extraProblem && <small class="error">{extraProblem}</small>}
         <label>
-          <input
-            type="checkbox"
-            checked={fractional}
-            onChange={(e) => setFractional(e.currentTarget.checked)}
-            data-testid="rebalance-fractional"
-          />{" "}
+          <CheckBox checked={fractional} onChecked={setFractional} data-testid="rebalance-fractional" />{" "}
           Fractional shares
         </label>
         <button type="submit" disabled={plan.loading} data-testid="rebalance-submit">

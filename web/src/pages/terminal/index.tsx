@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { messageOf } from "../../api/errors";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { ErrorBanner } from "../../components/form";
+import { ErrorBanner, Select } from "../../components/form";
 import { LEAVE_KEY, TerminalView, type TerminalState } from "./TerminalView";
 import "./terminal.css";
 
@@ -120,19 +120,15 @@ export default function TerminalPage() {
         <h1 id="terminal-title">Terminal</h1>
         <form class="row terminal-new" onSubmit={create}>
           <label for="terminal-project">Project</label>
-          <select
+          <Select
             id="terminal-project"
             data-testid="terminal-project"
             value={projectId}
-            onChange={(e) => setProjectId(e.currentTarget.value)}
+            onValue={setProjectId}
+            choices={projects.map((p) => ({ value: p.id ?? "", label: p.name ?? "" }))}
           >
             <option value={HOME}>Home folder (all projects)</option>
-            {projects.map((p) => (
-              <option key={p.id} value={p.id}>
-                {p.name}
-              </option>
-            ))}
-          </select>
+          </Select>
           <button type="submit" class="primary" disabled={busy} data-testid="terminal-new">
             {busy ? "Starting…" : "New terminal"}
           </button>

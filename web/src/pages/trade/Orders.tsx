@@ -15,7 +15,15 @@ import {
   type TimeInForce,
 } from "../../api/orders";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalField, ErrorBanner, Field, NoticeBanner, useFieldChecks } from "../../components/form";
+import {
+  DecimalField,
+  ErrorBanner,
+  Field,
+  NoticeBanner,
+  Select,
+  useFieldChecks,
+  type Choice,
+} from "../../components/form";
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
@@ -25,6 +33,10 @@ const TYPES: { type: OrderType; label: string }[] = [
   { type: "limit", label: "Limit" },
   { type: "stop", label: "Stop" },
   { type: "stop_limit", label: "Stop-limit" },
+];
+const DURATIONS: Choice<TimeInForce>[] = [
+  { value: "day", label: "The day (ends at midnight UTC)" },
+  { value: "gtc", label: "Until cancelled" },
 ];
 const SYMBOL = /^\^?[A-Za-z0-9][A-Za-z0-9.=-]{0,14}$/;
 
@@ -203,15 +215,7 @@ export function Orders(props: { portfolio: Portfolio | undefined; symbol: string
               />
             )}
             <Field label="Good for" id="order-tif">
-              <select
-                id="order-tif"
-                value={inForce}
-                onChange={(e) => setInForce(e.currentTarget.value as TimeInForce)}
-                data-testid="order-tif"
-              >
-                <option value="day">The day (ends at midnight UTC)</option>
-                <option value="gtc">Until cancelled</option>
-              </select>
+              <Select id="order-tif" value={inForce} onValue={setInForce} choices={DURATIONS} data-testid="order-tif" />
             </Field>
             <button type="submit" class="primary" disabled={busy} aria-busy={busy} data-testid="order-submit">
               {busy ? "Placing…" : "Place order"}

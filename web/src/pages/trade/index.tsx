@@ -12,7 +12,7 @@ import { api, dataOf, envelope, type Portfolio, type Trade } from "../../api/cli
 import { listPortfolios } from "../../api/portfolios";
 import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
-import { DecimalField, ErrorBanner, Field, TextInput, useFieldChecks } from "../../components/form";
+import { DecimalField, ErrorBanner, Field, Select, TextInput, useFieldChecks } from "../../components/form";
 import { QuoteLine } from "../../components/Quote";
 import { SymbolSearch } from "../../components/SymbolSearch";
 import { decimalProblem } from "../../decimal";
@@ -123,19 +123,18 @@ export default function TradePage() {
           {error !== null && !onQuantityField && <ErrorBanner error={error} testid="trade-error" />}
           <form onSubmit={submit} data-testid="trade-form" noValidate>
             <Field label="Portfolio" id="trade-portfolio" error={shown("portfolio")}>
-              <select
+              <Select
                 id="trade-portfolio"
                 value={portfolioId}
-                onChange={(e) => setPortfolioId(e.currentTarget.value)}
+                onValue={setPortfolioId}
+                choices={(portfolios.data ?? []).map((p) => ({
+                  value: p.id ?? "",
+                  label: `${p.name ?? ""} (${money(p.cash, p.currency || "USD")} cash)`,
+                }))}
                 data-testid="trade-portfolio"
               >
                 {!portfolioId && <option value="">Choose…</option>}
-                {(portfolios.data ?? []).map((p) => (
-                  <option key={p.id} value={p.id}>
-                    {p.name} ({money(p.cash, p.currency || "USD")} cash)
-                  </option>
-                ))}
-              </select>
+              </Select>
             </Field>
             {needsSymbol && (
               <Field label="Symbol" id="trade-symbol" error={shown("symbol")}>

@@ -4,7 +4,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { ErrorBanner, Field, NoticeBanner, Select, TextInput } from "../../components/form";
 
 type Status = Schemas["stockfolio.workspace.v1.GitStatusResponse"];
 type Remote = Schemas["stockfolio.workspace.v1.GitRemote"];
@@ -190,12 +190,12 @@ export function GitPanel(props: { project: string; generation: number; onChanged
       )}
       <form onSubmit={commit} class="git-commit">
         <label for="git-message-input">Commit message</label>
-        <input
+        <TextInput
           id="git-message-input"
           data-testid="git-commit-message"
           value={message}
           required
-          onInput={(e) => setMessage(e.currentTarget.value)}
+          onValue={setMessage}
           placeholder="What changed, and why"
         />
         <button type="submit" class="primary" disabled={busy !== null || !message.trim()} data-testid="git-commit">
@@ -204,33 +204,20 @@ export function GitPanel(props: { project: string; generation: number; onChanged
       </form>
       <details class="remotes">
         <summary>Branches ({state?.branches.length ?? 0})</summary>
-        <div class="field">
-          <label for="git-branch-select">Switch to</label>
-          <select
+        <Field label="Switch to" id="git-branch-select">
+          <Select
             id="git-branch-select"
             data-testid="git-branch-select"
             disabled={busy !== null}
             value={state?.branches.find((b) => b.current)?.name ?? ""}
-            onChange={(e) => void switchTo(e.currentTarget.value)}
-          >
-            {(state?.branches ?? []).map((b) => (
-              <option key={b.name} value={b.name}>
-                {b.name}
-              </option>
-            ))}
-          </select>
-        </div>
+            onValue={(name) => void switchTo(name)}
+            choices={(state?.branches ?? []).map((b) => b.name ?? "")}
+          />
+        </Field>
         <form onSubmit={createBranch}>
-          <div class="field">
-            <label for="git-branch-new">New branch (from here)</label>
-            <input
-              id="git-branch-new"
-              data-testid="git-branch-new"
-              value={newBranch}
-              required
-              onInput={(e) => setNewBranch(e.currentTarget.value)}
-            />
-          </div>
+          <Field label="New branch (from here)" id="git-branch-new">
+            <TextInput id="git-branch-new" data-testid="git-branch-new" value={newBranch} required onValue={setNewBranch} />
+          </Field>
           <button type="submit" disabled={busy !== null || !newBranch.trim()} data-testid="git-branch-create">
             Create branch
           </button>
@@ -246,20 +233,18 @@ export function GitPanel(props: { project: string; generation: number; onChanged
           ))}
         </ul>
         <form onSubmit={addRemote}>
-          <div class="field">
-            <label for="git-remote-name">Remote name</label>
-            <input id="git-remote-name" value={remoteName} required onInput={(e) => setRemoteName(e.currentTarget.value)} />
-          </div>
-          <div class="field">
-            <label for="git-remote-url">URL</label>
-            <input
+          <Field label="Remote name" id="git-remote-name">
+            <TextInput id="git-remote-name" value={remoteName} required onValue={setRemoteName} />
+          </Field>
+          <Field label="URL" id="git-remote-url">
+            <TextInput
               id="git-remote-url"
               value={remoteUrl}
               required
               placeholder="https://example.com/me/project.git"
-              onInput={(e) => setRemoteUrl(e.currentTarget.value)}
+              onValue={setRemoteUrl}
             />
-          </div>
+          </Field>
           <button type="submit" disabled={busy !== null}>
             Add remote
           </button>

@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
-import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { ErrorBanner, Field, NoticeBanner, Select, TextInput } from "../../components/form";
 import { Editor, openFile, type Opened } from "./Editor";
 import { FileTree, type Entry } from "./FileTree";
 import { GitPanel } from "./GitPanel";
@@ -222,50 +222,38 @@ export default function WorkspacePage() {
     <section class="workspace" aria-labelledby="workspace-title">
       <h1 id="workspace-title">Workspace</h1>
       <div class="ws-projects card">
-        <div class="field">
-          <label for="ws-project">Project</label>
-          <select
+        <Field label="Project" id="ws-project">
+          <Select
             id="ws-project"
             data-testid="project-select"
             value={project}
-            onChange={(e) => chooseProject(e.currentTarget.value)}
+            onValue={chooseProject}
+            choices={projects.map((p) => ({ value: p.id ?? "", label: p.name ?? "" }))}
           >
             {projects.length === 0 && <option value="">No projects yet</option>}
-            {projects.map((p) => (
-              <option key={p.id} value={p.id}>
-                {p.name}
-              </option>
-            ))}
-          </select>
-        </div>
+          </Select>
+        </Field>
         <form class="ws-create" onSubmit={createProject} data-testid="project-create">
-          <div class="field">
-            <label for="ws-new-name">New project</label>
-            <input
+          <Field label="New project" id="ws-new-name">
+            <TextInput
               id="ws-new-name"
               data-testid="project-name"
               value={newName}
               required
               maxLength={100}
               placeholder="my-project"
-              onInput={(e) => setNewName(e.currentTarget.value)}
+              onValue={setNewName}
             />
-          </div>
-          <div class="field">
-            <label for="ws-template">Template</label>
-            <select
+          </Field>
+          <Field label="Template" id="ws-template">
+            <Select
               id="ws-template"
               data-testid="project-template"
               value={template}
-              onChange={(e) => setTemplate(e.currentTarget.value as Template)}
-            >
-              {TEMPLATES.map((t) => (
-                <option key={t.value} value={t.value}>
-                  {t.label}
-                </option>
-              ))}
-            </select>
-          </div>
+              onValue={setTemplate}
+              choices={TEMPLATES}
+            />
+          </Field>
           <button type="submit" class="primary" disabled={!newName.trim()} data-testid="project-create-submit">
             Create
           </button>
