@@ -7,9 +7,9 @@ import { ApiError } from "../../api/errors";
 import type { paths } from "../../api/schema";
 import { isAdmin, useSession } from "../../auth/session";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { Pager, Table } from "../../components/Table";
 import { dateTime } from "../../format";
 import "./admin.css";
-import { Pager, Table } from "../../components/Table";
 
 type ServiceHealth = Schemas["ServiceHealth"];
 type ServiceName = paths["/health/{service}"]["get"]["parameters"]["path"]["service"];

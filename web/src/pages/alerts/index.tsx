@@ -18,9 +18,9 @@ import {
 } from "../../api/watch";
 import { setUnreadAlerts } from "../../components/AlertBell";
 import { CheckBox, ErrorBanner, Field, Loading } from "../../components/form";
+import { Table } from "../../components/Table";
 import { dateTime, price } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
-import { Table } from "../../components/Table";
 
 const WINDOWS = [
   { seconds: 300, label: "5 minutes" },

@@ -11,9 +11,9 @@ import { CURRENCIES } from "../../api/currencies";
 import { useApi } from "../../api/useApi";
 import { Donut } from "../../components/Donut";
 import { ErrorBanner, Loading } from "../../components/form";
+import { Table } from "../../components/Table";
 import { dateTime, money, percent, quantity, ratio, signed, trend } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
-import { Table } from "../../components/Table";
 
 type Overview = Schemas["stockfolio.portfolio.v1.GetOverviewResponse"];
 type Totals = Schemas["stockfolio.portfolio.v1.OverviewTotals"];

@@ -13,8 +13,8 @@ import { api, envelope } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { ErrorBanner } from "../../components/form";
-import { SPLIT_COLUMNS, SplitCells, type StockSplit } from "./Splits";
 import { Table } from "../../components/Table";
+import { SPLIT_COLUMNS, SplitCells, type StockSplit } from "./Splits";
 
 const EXAMPLE = "date,side,symbol,quantity,price,fees,notes\n2024-03-15,buy,MSFT,2,410.5,0,first buy\n";
 

@@ -7,9 +7,9 @@ import { useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
+import { Table } from "../../components/Table";
 import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, price as formatPrice, ratio } from "../../format";
-import { Table } from "../../components/Table";
 
 type Grouping = "month" | "quarter" | "year";
 type Period = Schemas["stockfolio.portfolio.v1.IncomePeriod"];

@@ -22,9 +22,9 @@ import {
   useFieldChecks,
 } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
+import { ACTIONS, Table } from "../../components/Table";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
-import { ACTIONS, Table } from "../../components/Table";
 
 export type Plan = Schemas["stockfolio.portfolio.v1.Plan"];
 export type PlanRun = Schemas["stockfolio.portfolio.v1.PlanRun"];

@@ -4,9 +4,9 @@ import { useState } from "preact/hooks";
 import { api, envelope, type Position } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { CheckBox, ErrorBanner } from "../../components/form";
+import { Table } from "../../components/Table";
 import { money, price as formatPrice, quantity, ratio, signed, trend } from "../../format";
 import { usePrice } from "../../ws/portfolioFeed";
-import { Table } from "../../components/Table";
 
 type CostMethod = "fifo" | "average";
 

@@ -6,9 +6,9 @@ import { useEffect, useState } from "preact/hooks";
 import { api, envelope } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner } from "../../components/form";
+import { Pager, Table } from "../../components/Table";
 import { thisYear, YearPicker, yearPeriod } from "../../components/YearPicker";
 import { money, quantity, signed, trend } from "../../format";
-import { Pager, Table } from "../../components/Table";
 
 const PAGE_SIZE = 20;
 

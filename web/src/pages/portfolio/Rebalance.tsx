@@ -8,9 +8,9 @@ import { api, dataOf, envelope, type Schemas } from "../../api/client";
 import { ApiError } from "../../api/errors";
 import { useApi } from "../../api/useApi";
 import { CheckBox, ErrorBanner, NoticeBanner } from "../../components/form";
+import { ACTIONS, Table } from "../../components/Table";
 import { decimalProblem } from "../../decimal";
 import { money, percent, price as formatPrice, quantity } from "../../format";
-import { ACTIONS, Table } from "../../components/Table";
 
 type Line = Schemas["stockfolio.portfolio.v1.RebalanceLine"];
 type Row = { symbol: string; weight: string };

@@ -17,9 +17,9 @@ import { useApi } from "../../api/useApi";
 import { useIdempotentPost } from "../../api/useIdempotentPost";
 import { DecimalField, ErrorBanner, Field, NoticeBanner, TextInput, useFieldChecks } from "../../components/form";
 import { SymbolSearch } from "../../components/SymbolSearch";
+import { ACTIONS, Table, type Column } from "../../components/Table";
 import { decimalProblem } from "../../decimal";
 import { money, price as formatPrice, quantity } from "../../format";
-import { ACTIONS, Table, type Column } from "../../components/Table";
 
 export type StockSplit = Schemas["stockfolio.portfolio.v1.StockSplit"];
 

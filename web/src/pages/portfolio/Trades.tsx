@@ -17,9 +17,9 @@ import { useEffect, useState } from "preact/hooks";
 import { api, envelope, type Schemas } from "../../api/client";
 import { useApi } from "../../api/useApi";
 import { ErrorBanner, NoticeBanner } from "../../components/form";
+import { ACTIONS, Pager, Table, type Column } from "../../components/Table";
 import { dateTime, money, price, quantity } from "../../format";
 import { TradeEdit } from "./TradeEdit";
-import { ACTIONS, Pager, Table, type Column } from "../../components/Table";
 
 const PAGE_SIZE = 20;
 const COLUMNS: Column[] = [

@@ -24,10 +24,10 @@ import {
   useFieldChecks,
   type Choice,
 } from "../../components/form";
+import { ACTIONS, Table } from "../../components/Table";
 import { decimalProblem } from "../../decimal";
 import { dateTime, price, quantity as formatQuantity } from "../../format";
 import { portfolioFeed } from "../../ws/portfolioFeed";
-import { ACTIONS, Table } from "../../components/Table";
 
 const TYPES: { type: OrderType; label: string }[] = [
   { type: "limit", label: "Limit" },

@@ -17,9 +17,9 @@ import {
   type Watchlist,
 } from "../../api/watch";
 import { ErrorBanner, Field, Loading } from "../../components/form";
+import { Table } from "../../components/Table";
 import { change, percent, price, trend } from "../../format";
 import { usePrice } from "../../ws/portfolioFeed";
-import { Table } from "../../components/Table";
 
 function symbolsOf(text: string): string[] {
   return text
