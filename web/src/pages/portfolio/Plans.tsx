@@ -36,10 +36,13 @@ function utcToday(): string {
   return new Date().toISOString().slice(0, 10);
 }
 
-/** "bought 1.5 at 187.42", "skipped: INSUFFICIENT_CASH". */
+/** "bought 1.5 at 187.42" (its trade deleted since, if it was), "skipped: INSUFFICIENT_CASH". */
 function runLabel(run: PlanRun | undefined): string {
   if (!run) return "—";
-  if (run.status === "done") return `${run.date}: bought ${quantity(run.quantity)} at ${formatPrice(run.price)}`;
+  if (run.status === "done") {
+    const bought = `${run.date}: bought ${quantity(run.quantity)} at ${formatPrice(run.price)}`;
+    return run.tradeDeleted ? `${bought} (trade deleted since)` : bought;
+  }
   return `${run.date}: skipped (${run.reason})`;
 }
 
