@@ -138,6 +138,15 @@ async def write(client: Client, user: User, session_id: str, data: str) -> Any:
     )
 
 
+async def at_its_prompt(client: Client) -> tuple[User, str]:
+    """A new user and a shell of theirs, once it shows its prompt (typed before, input would be
+    read by no prompt yet)."""
+    user = await register(client)
+    sid = (await create(client, user))["sessionId"]
+    await output_until(client, user, sid, r"\$ $")
+    return user, sid
+
+
 async def socket(client: Client, user: User, path: str = "/ws/terminal") -> Socket:
     return await socket_client.authenticated(client, path, user.token, WAIT)
 

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests.integration.terminal_harness import (
     Client,
     Start,
     System,
+    at_its_prompt,
     create,
     gone,
     joined,
@@ -116,9 +118,7 @@ async def test_input_typed_at_a_no_echo_prompt_is_not_kept_as_a_command(
     lived, although the shell never showed it. The terminal's own modes (tcgetattr on the
     master) now tell a password prompt from a command line."""
     client = system.client
-    ann = await register(client)
-    sid = (await create(client, ann))["sessionId"]
-    await output_until(client, ann, sid, r"\$ $")
+    ann, sid = await at_its_prompt(client)
     await write(client, ann, sid, "read -r -s -p 'passphrase: ' P; echo; echo got-${#P}\n")
     await output_until(client, ann, sid, r"passphrase: $")
     await write(client, ann, sid, "hunter2-secret\n")
@@ -134,9 +134,7 @@ async def test_a_pin_typed_at_a_silent_single_key_read_is_not_kept_in_the_histor
     readline does at the prompt: the PIN typed there was kept as the start of the line being
     typed, and GET .../history served it joined to the next command ('4321echo after-...')."""
     client = system.client
-    ann = await register(client)
-    sid = (await create(client, ann))["sessionId"]
-    await output_until(client, ann, sid, r"\$ $")
+    ann, sid = await at_its_prompt(client)
     await write(client, ann, sid, "read -r -s -n 4 -p 'PIN: ' P; echo; echo got-${#P}\r")
     await output_until(client, ann, sid, r"PIN: $")
     await write(client, ann, sid, "4321")
@@ -187,10 +185,7 @@ async def test_logging_out_one_device_does_not_end_the_shells_of_a_user_still_lo
     async with start_system(TERMINAL_SESSION_RECHECK="0.2", SESSION_CHECK_TTL="0.1") as started:
         client = started.client
         email = f"u{os.urandom(5).hex()}@example.com"
-        registered = await client.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
-        )
-        desktop = await _signed_in(registered)
+        desktop = await _registered(client, email)
         sid = (await create(client, desktop))["sessionId"]
         await asyncio.sleep(1.1)  # the laptop's token expires a second later than the desktop's
         laptop = await _signed_in(
@@ -209,9 +204,9 @@ async def test_logging_out_one_device_does_not_end_the_shells_of_a_user_still_lo
         assert not gone(pid["pid"])
         # Signed out there too: no login left, and the shell ends at a recheck.
         await _log_out(client, desktop)
-        started = time.monotonic()
+        signed_out = time.monotonic()
         await until_gone(pid["pid"], within=5.0)
-        assert time.monotonic() - started < 5.0
+        assert time.monotonic() - signed_out < 5.0
 
 
 async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token_has_expired(
@@ -227,11 +222,7 @@ async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token
     expired token is asked about too (see the next test)."""
     client = system.client
     email = f"u{os.urandom(5).hex()}@example.com"
-    phone = await _signed_in(
-        await client.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
-        )
-    )
+    phone = await _registered(client, email)
     laptop = await _signed_in(
         await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     )
@@ -239,18 +230,11 @@ async def test_a_logout_everywhere_ends_the_shells_though_an_older_login_s_token
     an_hour_ago = datetime.now(UTC) - timedelta(minutes=45)
     logins.saw(dataclasses.replace(_identity_of(phone), expires_at=an_hour_ago))
     logins.saw(_identity_of(laptop))
-    async with (
-        contextlib.AsyncExitStack() as resources,
-        TerminalManager(tmp_path, shells=("/bin/sh",), grace=0.5) as manager,
-    ):
-        still_allowed = owner_still_logged_in(
-            await remote_sessions(users_service, resources), logins
-        )
-        shell = await manager.create(phone.id, None, 80, 24, "/bin/sh")
-        assert await still_allowed(shell) is True  # logged in on the laptop: the shell stays
+    async with _a_shell_rechecked(users_service, tmp_path, logins, phone.id) as still_allowed:
+        assert await still_allowed() is True  # logged in on the laptop: the shell stays
         await call(client, "POST", "/api/v1/auth/logout", laptop, json={"allSessions": True})
         await asyncio.sleep(users_service.session_check_ttl + 0.1)  # the laptop's answer ages
-        assert await still_allowed(shell) is False
+        assert await still_allowed() is False
         assert logins.of(phone.id) == []  # neither login is asked about again
 
 
@@ -266,30 +250,19 @@ async def test_a_logout_everywhere_ends_the_shell_of_a_login_whose_only_token_ex
     shell stays while she is logged in, and ends once she has logged out everywhere."""
     client = system.client
     email = f"u{os.urandom(5).hex()}@example.com"
-    phone = await _signed_in(
-        await client.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
-        )
-    )
+    phone = await _registered(client, email)
     seen = _identity_of(phone)
     expired, expires_at = users_codec(access_ttl=-3600).issue_access(
         user_id=seen.user_id, session_id=seen.session_id, email=seen.email, roles=["user"]
     )
     logins = Logins(lambda owner: True)
     logins.saw(dataclasses.replace(seen, token=expired, expires_at=expires_at))
-    async with (
-        contextlib.AsyncExitStack() as resources,
-        TerminalManager(tmp_path, shells=("/bin/sh",), grace=0.5) as manager,
-    ):
-        still_allowed = owner_still_logged_in(
-            await remote_sessions(users_service, resources), logins
-        )
-        shell = await manager.create(phone.id, None, 80, 24, "/bin/sh")
-        assert await still_allowed(shell) is True  # logged in: the shell stays
+    async with _a_shell_rechecked(users_service, tmp_path, logins, phone.id) as still_allowed:
+        assert await still_allowed() is True  # logged in: the shell stays
         assert [login.token for login in logins.of(phone.id)] == [expired]
         await call(client, "POST", "/api/v1/auth/logout", phone, json={"allSessions": True})
         await asyncio.sleep(users_service.session_check_ttl + 0.1)  # the answer ages
-        assert await still_allowed(shell) is False
+        assert await still_allowed() is False
         assert logins.of(phone.id) == []
 
 
@@ -303,6 +276,31 @@ def _identity_of(user: User) -> Identity:
         roles=frozenset(claims.get("roles", [])),
         token=user.token,
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _a_shell_rechecked(
+    users_service: RuntimeConfig, tmp_path: Path, logins: Logins, owner: str
+) -> AsyncIterator[Callable[[], Awaitable[bool]]]:
+    """A shell of `owner`'s, in a manager of its own; yields the terminal service's recheck of
+    it (whether it stays), asking the real users service about the `logins` seen."""
+    async with (
+        contextlib.AsyncExitStack() as resources,
+        TerminalManager(tmp_path, shells=("/bin/sh",), grace=0.5) as manager,
+    ):
+        still_allowed = owner_still_logged_in(
+            await remote_sessions(users_service, resources), logins
+        )
+        shell = await manager.create(owner, None, 80, 24, "/bin/sh")
+        yield lambda: still_allowed(shell)
+
+
+async def _registered(client: Client, email: str) -> User:
+    return await _signed_in(
+        await client.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": "Ann"}
+        )
     )
 
 
