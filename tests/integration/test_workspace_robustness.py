@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -67,9 +68,10 @@ async def upload_random(workspace: WorkspaceService, user: User, project: str, s
     await workspace.stub.UploadFile(iter([chunk]), metadata=user.metadata)
 
 
-async def outcome(call: object) -> object:
+async def outcome(call: Awaitable[Any]) -> Any:
+    """The call's answer, or the gRPC error it ended with."""
     try:
-        return await call  # type: ignore[misc]
+        return await call
     except grpc.aio.AioRpcError as error:
         return error
 
@@ -121,7 +123,7 @@ async def test_a_long_unicode_name_that_is_valid_can_be_created(
             metadata=ada.metadata,
         )
     )
-    assert isinstance(created, W.CreateFileResponse), (created.code(), created.details())  # type: ignore[union-attr]
+    assert isinstance(created, W.CreateFileResponse), (created.code(), created.details())
     assert (folder / name).read_text() == "hi\n"
 
 
@@ -137,7 +139,7 @@ async def test_a_commit_message_with_a_unit_separator_does_not_break_the_log(
     log = await outcome(
         workspace.stub.GitLog(W.GitLogRequest(project=project.id), metadata=ada.metadata)
     )
-    assert isinstance(log, W.GitLogResponse), (log.code(), log.details())  # type: ignore[union-attr]
+    assert isinstance(log, W.GitLogResponse), (log.code(), log.details())
     assert len(log.commits) == 2
 
 
@@ -165,7 +167,7 @@ async def test_a_deleted_projects_bytes_are_free_again_at_once(
             metadata=ada.metadata,
         )
     )
-    assert isinstance(created, W.CreateFileResponse), (created.code(), created.details())  # type: ignore[union-attr]
+    assert isinstance(created, W.CreateFileResponse), (created.code(), created.details())
 
 
 async def test_a_commit_while_the_status_is_polled_succeeds(workspace: WorkspaceService) -> None:
@@ -179,7 +181,7 @@ async def test_a_commit_while_the_status_is_polled_succeeds(workspace: Workspace
             )
 
     pollers = [asyncio.create_task(poll()) for _ in range(3)]
-    failures = []
+    failures: list[tuple[grpc.StatusCode, str | None]] = []
     try:
         for index in range(40):
             if failures:
@@ -210,12 +212,17 @@ def _machine_busy(error: grpc.aio.AioRpcError) -> bool:
     return "fork" in details and "Resource temporarily unavailable" in details
 
 
+def _internal(result: object) -> bool:
+    """Whether a racing call's outcome was INTERNAL (what a race must never answer)."""
+    return isinstance(result, grpc.aio.AioRpcError) and result.code() == grpc.StatusCode.INTERNAL
+
+
 async def test_writes_racing_a_project_rename_never_answer_internal(
     workspace: WorkspaceService,
 ) -> None:
     ada, project, _folder = await workspace.user_with_project("demo")
     stub, m = workspace.stub, ada.metadata
-    internal = []
+    internal: list[tuple[str, int, str]] = []
     for index in range(30):
         name = f"demo{index}"
         results = await asyncio.gather(
@@ -244,10 +251,7 @@ async def test_writes_racing_a_project_rename_never_answer_internal(
             ),
         )
         for what, result in zip(("create", "rename", "upload"), results, strict=True):
-            if (
-                isinstance(result, grpc.aio.AioRpcError)
-                and result.code() == grpc.StatusCode.INTERNAL
-            ):
+            if _internal(result):
                 written = f"d/f{index}.txt" if what == "create" else f"u{index}.bin"
                 now = (
                     workspace.root
@@ -269,7 +273,7 @@ async def test_writes_racing_a_folder_delete_never_answer_internal(
 ) -> None:
     ada, project, _folder = await workspace.user_with_project("demo")
     stub, m = workspace.stub, ada.metadata
-    internal = []
+    internal: list[int] = []
     for index in range(30):
         results = await asyncio.gather(
             *(
@@ -289,12 +293,7 @@ async def test_writes_racing_a_folder_delete_never_answer_internal(
                 )
             ),
         )
-        for result in results:
-            if (
-                isinstance(result, grpc.aio.AioRpcError)
-                and result.code() == grpc.StatusCode.INTERNAL
-            ):
-                internal.append(index)
+        internal += [index for result in results if _internal(result)]
     assert internal == []
 
 
@@ -320,7 +319,7 @@ async def test_a_commit_cut_short_does_not_leave_the_repository_unable_to_commit
             W.GitCommitRequest(project=project.id, message="Small"), metadata=ada.metadata
         )
     )
-    assert isinstance(committed, W.GitCommitResponse), (committed.code(), committed.details())  # type: ignore[union-attr]
+    assert isinstance(committed, W.GitCommitResponse), (committed.code(), committed.details())
 
 
 async def test_a_user_whose_name_holds_angle_brackets_can_use_the_workspace(
@@ -328,11 +327,11 @@ async def test_a_user_whose_name_holds_angle_brackets_can_use_the_workspace(
 ) -> None:
     ada = await workspace.user(name="Ada <3 Lovelace")
     listed = await outcome(workspace.stub.ListFiles(W.ListFilesRequest(), metadata=ada.metadata))
-    assert isinstance(listed, W.ListFilesResponse), (listed.code(), listed.details())  # type: ignore[union-attr]
+    assert isinstance(listed, W.ListFilesResponse), (listed.code(), listed.details())
     created = await outcome(
         workspace.stub.CreateProject(W.CreateProjectRequest(name="demo"), metadata=ada.metadata)
     )
-    assert isinstance(created, W.CreateProjectResponse), (created.code(), created.details())  # type: ignore[union-attr]
+    assert isinstance(created, W.CreateProjectResponse), (created.code(), created.details())
     log = await workspace.stub.GitLog(
         W.GitLogRequest(project=created.project.id), metadata=ada.metadata
     )
@@ -349,7 +348,7 @@ async def test_a_folder_holding_a_file_whose_name_is_not_utf8_can_still_be_liste
     listed = await outcome(
         workspace.stub.ListFiles(W.ListFilesRequest(project=project.id), metadata=ada.metadata)
     )
-    assert isinstance(listed, W.ListFilesResponse), (listed.code(), listed.details())  # type: ignore[union-attr]
+    assert isinstance(listed, W.ListFilesResponse), (listed.code(), listed.details())
     assert "README.md" in [e.name for e in listed.entries]
 
 
@@ -362,7 +361,7 @@ async def test_a_file_replaced_by_a_folder_is_reported(workspace: WorkspaceServi
     os.remove(folder / "README.md")
     os.mkdir(folder / "README.md")
     (folder / "marker.txt").write_text("x")  # something reported for sure, to know a scan passed
-    seen = []
+    seen: list[tuple[int, str, int]] = []
     while ("marker.txt") not in [p for _, p, _ in seen]:
         event = await asyncio.wait_for(stream.read(), 10)
         seen.append((event.kind, event.path, event.type))
@@ -406,8 +405,7 @@ async def test_a_pull_refused_as_a_conflict_leaves_the_user_within_the_quota(
     quota_workspace: WorkspaceService, tmp_path: Path
 ) -> None:
     workspace = quota_workspace
-    ada, project, folder = await workspace.user_with_project("site")
-    bare = await workspace.published(ada, project)
+    ada, project, folder, bare = await workspace.user_with_published_project("site")
     pushed_from_elsewhere(bare, tmp_path, 3 * MB)
     # Ada committed something of her own meanwhile: the pull cannot fast-forward.
     (folder / "mine.txt").write_text("mine\n")
@@ -498,8 +496,7 @@ async def test_a_pull_undone_for_the_quota_keeps_the_users_own_recoverable_commi
     quota_workspace: WorkspaceService, tmp_path: Path
 ) -> None:
     workspace = quota_workspace
-    ada, project, folder = await workspace.user_with_project("site")
-    bare = await workspace.published(ada, project)
+    ada, project, folder, bare = await workspace.user_with_published_project("site")
     # Ada commits a draft, then steps back from it in her terminal: the reflog still has it.
     (folder / "draft.txt").write_text("a day of work\n")
     draft = await workspace.stub.GitCommit(
@@ -521,8 +518,7 @@ async def test_a_pull_undone_for_the_quota_keeps_every_stash(
     quota_workspace: WorkspaceService, tmp_path: Path
 ) -> None:
     workspace = quota_workspace
-    ada, project, folder = await workspace.user_with_project("site")
-    bare = await workspace.published(ada, project)
+    ada, project, folder, bare = await workspace.user_with_published_project("site")
     for text in ("first idea\n", "second idea\n"):  # stashed in her terminal
         (folder / "README.md").write_text(text)
         git(folder, "stash", "--quiet")
@@ -551,7 +547,7 @@ async def test_a_watch_of_a_project_past_the_scan_limit_reports_no_false_deletio
         W.WatchFilesRequest(project=project.id), metadata=ada.metadata
     )
     await stream.initial_metadata()
-    events = []
+    events: list[tuple[int, str]] = []
     for index in range(10):
         (folder / f"dir-{index}" / "new.txt").write_text("x")
     try:

@@ -77,7 +77,8 @@ class WorkspaceService:
             workspace_pb2.CreateProjectRequest(name=name, template=template),
             metadata=who.metadata,
         )
-        return reply.project
+        project: workspace_pb2.Project = reply.project
+        return project
 
     async def user_with_project(self, name: str) -> tuple[User, workspace_pb2.Project, Path]:
         """A new user, Ada Lovelace, with an empty project `name`, and the project's folder."""
@@ -96,6 +97,14 @@ class WorkspaceService:
             workspace_pb2.GitPushRequest(project=project.id), metadata=who.metadata
         )
         return remote
+
+    async def user_with_published_project(
+        self, name: str
+    ) -> tuple[User, workspace_pb2.Project, Path, Path]:
+        """A new user with a project `name` pushed to a new bare repository: the user, the
+        project, its folder and the bare repository."""
+        ada, project, folder = await self.user_with_project(name)
+        return ada, project, folder, await self.published(ada, project)
 
     def bare_remote(self, name: str = "origin.git") -> Path:
         """A new bare repository inside the allowed remotes folder."""
