@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Locator, Page, Response, expect
 
 from tests.system_harness import Account, System, request
+from tests.utc_days import utc_today
 
 # This machine has no network beyond the package registries: without these, Chromium keeps
 # trying to reach Google's hosts (the browser tests and bench.web both launch it so).
@@ -32,6 +35,95 @@ def api(system: System, account: Account, method: str, path: str, body: Any = No
     answer = request(method, f"{system.facade_url}{path}", body=body, token=account.access_token)
     assert answer.status < 300, answer.body
     return answer.body["data"]
+
+
+def tracking_portfolio(system: System, account: Account, name: str) -> str:
+    """A new tracking portfolio of `account`'s; its id."""
+    body = {"name": name, "kind": "tracking"}
+    return str(api(system, account, "POST", "/api/v1/portfolios", body)["id"])
+
+
+def recorded_trade(
+    system: System,
+    account: Account,
+    portfolio: str,
+    side: str,
+    symbol: str,
+    quantity: str,
+    price: str,
+    day: str,
+    *,
+    fees: str | None = None,
+) -> dict[str, Any]:
+    """`side` of `quantity` `symbol` at `price` recorded in `portfolio` at 15:00 UTC on `day`
+    (an ISO date), with `fees` where given; the trade the API answered."""
+    body = {
+        "portfolioId": portfolio,
+        "side": side,
+        "symbol": symbol,
+        "quantity": quantity,
+        "price": price,
+        "executedAt": f"{day}T15:00:00Z",
+    }
+    if fees is not None:
+        body["fees"] = fees
+    trade: dict[str, Any] = api(system, account, "POST", "/api/v1/trades", body)
+    return trade
+
+
+def tracking_portfolio_with_trades(
+    system: System,
+    account: Account,
+    name: str,
+    symbol: str,
+    trades: tuple[tuple[str, str, str, str, str], ...],
+) -> str:
+    """A tracking portfolio with each `(side, quantity, price, fees, day)` of `symbol` recorded
+    at 15:00 UTC on the day; its id."""
+    portfolio = tracking_portfolio(system, account, name)
+    for side, quantity, price, fees, day in trades:
+        recorded_trade(system, account, portfolio, side, symbol, quantity, price, day, fees=fees)
+    return portfolio
+
+
+def days_ago(days: int) -> str:
+    """The UTC day `days` before today, as an ISO date."""
+    return (utc_today() - timedelta(days=days)).isoformat()
+
+
+@dataclass(frozen=True)
+class Typos:
+    """A tracking portfolio of AAPL with a typo: a buy of 10 six days ago, a buy of 100 (10
+    meant) five days ago, a sell of 4 two days ago; the trades as the API answered them."""
+
+    portfolio: str
+    first: dict[str, Any]
+    typo: dict[str, Any]
+    sold: dict[str, Any]
+
+    SYMBOL: ClassVar[str] = "AAPL"
+
+
+def opened_with_a_typo(page: Page, system: System, account: Account) -> Typos:
+    """`Typos` made, and its page opened signed in, showing the 106 shares and $11,000.00 the
+    typo makes."""
+    portfolio = tracking_portfolio(system, account, "Typos")
+
+    def trade(side: str, quantity: str, days: int) -> dict[str, Any]:
+        return recorded_trade(
+            system, account, portfolio, side, Typos.SYMBOL, quantity, "100", days_ago(days)
+        )
+
+    typos = Typos(portfolio, trade("buy", "10", 6), trade("buy", "100", 5), trade("sell", "4", 2))
+    sign_in(page, account, at=f"/portfolios/{portfolio}")
+    expect(page.get_by_test_id(f"quantity-{Typos.SYMBOL}")).to_have_text("106")
+    expect(page.get_by_test_id("portfolio-cost")).to_have_text("$11,000.00")
+    return typos
+
+
+def trade_row(page: Page, trade_id: str) -> Locator:
+    """The Trades table's row of the trade."""
+    return page.locator(f'[data-testid="trade-row"][data-trade-id="{trade_id}"]')
 
 
 def tracking_portfolio_with_buys(

@@ -5,12 +5,10 @@ holdings over the next twelve months."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import api, sign_in
+from tests.browser.screens import days_ago, sign_in, tracking_portfolio_with_trades
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -19,27 +17,14 @@ pytestmark = pytest.mark.browser
 def test_the_income_card_groups_a_years_dividends_and_projects_the_announced_ones(
     page: Page, system: System, account: Account
 ) -> None:
-    created = api(
-        system, account, "POST", "/api/v1/portfolios", {"name": "Income", "kind": "tracking"}
-    )
-    portfolio = str(created["id"])
-    recent = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
-    for side, quantity, price, fees, day in (
+    recent = days_ago(30)
+    trades = (
         ("buy", "100", "50", "0", "2024-01-10"),
         ("dividend", "100", "0.485", "7.275", "2024-03-15"),  # 15 % withheld
         ("dividend", "100", "0.485", "0", "2024-06-14"),
         ("dividend", "100", "0.485", "0", recent),
-    ):
-        body = {
-            "portfolioId": portfolio,
-            "side": side,
-            "symbol": "KO",
-            "quantity": quantity,
-            "price": price,
-            "fees": fees,
-            "executedAt": f"{day}T15:00:00Z",
-        }
-        api(system, account, "POST", "/api/v1/trades", body)
+    )
+    portfolio = tracking_portfolio_with_trades(system, account, "Income", "KO", trades)
     sign_in(page, account, at=f"/portfolios/{portfolio}")
     card = page.get_by_test_id("income")
     # The last twelve months hold the recent dividend alone: 48.50 on a cost of 5,000.

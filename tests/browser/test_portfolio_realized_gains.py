@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import api, sign_in
+from tests.browser.screens import sign_in, tracking_portfolio_with_trades
 from tests.system_harness import Account, System
 
 pytestmark = pytest.mark.browser
@@ -15,25 +15,12 @@ pytestmark = pytest.mark.browser
 def test_the_year_selector_shows_that_years_closed_lots_and_totals(
     page: Page, system: System, account: Account
 ) -> None:
-    created = api(
-        system, account, "POST", "/api/v1/portfolios", {"name": "Taxes", "kind": "tracking"}
-    )
-    portfolio = str(created["id"])
-    for side, quantity, price, fees, day in (
+    trades = (
         ("buy", "10", "100", "5", "2023-01-10"),
         ("buy", "10", "150", "0", "2024-09-01"),
         ("sell", "15", "200", "15", "2024-12-02"),
-    ):
-        body = {
-            "portfolioId": portfolio,
-            "side": side,
-            "symbol": "AAPL",
-            "quantity": quantity,
-            "price": price,
-            "fees": fees,
-            "executedAt": f"{day}T15:00:00Z",
-        }
-        api(system, account, "POST", "/api/v1/trades", body)
+    )
+    portfolio = tracking_portfolio_with_trades(system, account, "Taxes", "AAPL", trades)
     sign_in(page, account, at=f"/portfolios/{portfolio}")
     table = page.get_by_test_id("realized-table")
     expect(table).to_contain_text("No sales in this period.")  # this year's: none

@@ -10,38 +10,28 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.screens import api, sign_in
-from tests.browser.test_portfolio_trade_deletion import SYMBOL, days_ago, trade
+from tests.browser.screens import Typos, api, days_ago, opened_with_a_typo, trade_row
 from tests.system_harness import Account, System
 from tests.utc_days import one_utc_day
 
 pytestmark = pytest.mark.browser
+
+SYMBOL = Typos.SYMBOL
 
 
 @one_utc_day  # its dates are counted back from today
 def test_a_trade_edited_from_the_table_and_a_sell_raised_past_the_shares_refused(
     page: Page, system: System, account: Account
 ) -> None:
-    created = api(
-        system, account, "POST", "/api/v1/portfolios", {"name": "Typos", "kind": "tracking"}
-    )
-    portfolio = str(created["id"])
-    trade(system, account, portfolio, "buy", "10", 6)
-    typo = trade(system, account, portfolio, "buy", "100", 5)  # 10 meant
-    sold = trade(system, account, portfolio, "sell", "4", 2)
-    sign_in(page, account, at=f"/portfolios/{portfolio}")
+    typos = opened_with_a_typo(page, system, account)
+    typo, sold = typos.typo, typos.sold
     quantity = page.get_by_test_id(f"quantity-{SYMBOL}")
-    expect(quantity).to_have_text("106")
-    expect(page.get_by_test_id("portfolio-cost")).to_have_text("$11,000.00")
-
-    def row(trade_id: str) -> Any:
-        return page.locator(f'[data-testid="trade-row"][data-trade-id="{trade_id}"]')
 
     def form(trade_id: str) -> Any:
         return page.locator(f'[data-testid="trade-edit-form"][data-trade-id="{trade_id}"]')
 
     # The typo's quantity corrected: only it changes, and the page follows.
-    row(typo["id"]).get_by_test_id("trade-edit").click()
+    trade_row(page, typo["id"]).get_by_test_id("trade-edit").click()
     expect(form(typo["id"]).get_by_test_id("trade-edit-quantity")).to_have_value("100")
     form(typo["id"]).get_by_test_id("trade-edit-quantity").fill("10")
     with page.expect_response(
@@ -56,7 +46,7 @@ def test_a_trade_edited_from_the_table_and_a_sell_raised_past_the_shares_refused
     expect(page.get_by_test_id("trade-edited")).to_contain_text(f"Saved the buy of 10 {SYMBOL}")
 
     # The sell raised past the 20 held: refused, said under its row, nothing changed.
-    row(sold["id"]).get_by_test_id("trade-edit").click()
+    trade_row(page, sold["id"]).get_by_test_id("trade-edit").click()
     form(sold["id"]).get_by_test_id("trade-edit-quantity").fill("30")
     with page.expect_response(
         lambda r: r.url.endswith(f"/api/v1/trades/{sold['id']}") and r.request.method == "PATCH"
@@ -77,4 +67,4 @@ def test_a_trade_edited_from_the_table_and_a_sell_raised_past_the_shares_refused
     # Edited elsewhere (another tab, the API): the page hears `trade_updated` and follows.
     api(system, account, "PATCH", f"/api/v1/trades/{sold['id']}", {"quantity": "6"})
     expect(quantity).to_have_text("14")
-    expect(row(sold["id"]).locator("td").nth(3)).to_have_text("6")
+    expect(trade_row(page, sold["id"]).locator("td").nth(3)).to_have_text("6")
