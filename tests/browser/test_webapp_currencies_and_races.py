@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.screens import amount, api, sign_in
+from tests.browser.screens import amount, api, sign_in, trade_row
 from tests.system_harness import Account, System
 from tests.utc_days import one_utc_day
 
 pytestmark = pytest.mark.browser
 
 EURO = "\N{EURO SIGN}"
+# A buy of 10 AAPL at $150: a dollar holding, for the euro portfolios.
+TEN_AAPL = {"side": "buy", "symbol": "AAPL", "quantity": "10", "price": "150"}
 
 
 def portfolio(system: System, account: Account, **body: Any) -> dict[str, Any]:
@@ -72,15 +74,7 @@ def test_a_euro_portfolios_live_total_converts_its_dollar_holding(
     """A EUR portfolio holding AAPL (a USD listing): ticks are in dollars, the total in euros."""
     euro = portfolio(system, account, name="Euro", kind="tracking", currency="EUR")
     trade(system, account, portfolioId=euro["id"], side="deposit", quantity="1500")
-    trade(
-        system,
-        account,
-        portfolioId=euro["id"],
-        side="buy",
-        symbol="AAPL",
-        quantity="10",
-        price="150",
-    )
+    trade(system, account, portfolioId=euro["id"], **TEN_AAPL)
     sign_in(page, account, at=f"/portfolios/{euro['id']}")
     # A tick has arrived (the positions row says so): the totals have moved with ticks too.
     expect(page.get_by_test_id("price-AAPL")).not_to_have_attribute("data-time", "")
@@ -159,19 +153,10 @@ def test_a_dollar_trade_in_a_euro_portfolio_is_not_shown_in_euros(
     """A trade keeps its price, fees and amount in the stock's currency (README, Currencies);
     the trades table prints them with the portfolio's euro sign."""
     euro = portfolio(system, account, name="Euro", kind="tracking", currency="EUR")
-    made = trade(
-        system,
-        account,
-        portfolioId=euro["id"],
-        side="buy",
-        symbol="AAPL",
-        quantity="10",
-        price="150",
-        fees="1",
-    )
+    made = trade(system, account, portfolioId=euro["id"], **TEN_AAPL, fees="1")
     assert (made["currency"], made["amount"]) == ("USD", "1500.00")
     sign_in(page, account, at=f"/portfolios/{euro['id']}")
-    row = page.locator(f'[data-testid="trade-row"][data-trade-id="{made["id"]}"]')
+    row = trade_row(page, made["id"])
     expect(row).to_be_visible()
     text = row.inner_text()
     assert f"{EURO}" not in text, text
