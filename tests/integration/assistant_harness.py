@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import grpc
@@ -20,13 +21,16 @@ from stockfolio.assistant.v1 import assistant_pb2, assistant_pb2_grpc
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.assistant.repository import Chats
 from services.assistant.server import build as build_assistant
 from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
+from services.runtime.db import Database
 from services.runtime.server import Running, running
 from tests.conftest import service_database
 from tests.fakes.anthropic import FakeAnthropic
+from tests.utc_days import midnight_of
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
@@ -51,6 +55,16 @@ async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
 def token_of(who: Metadata) -> str:
     """The access token `who`'s bearer metadata carries."""
     return who[0][1].removeprefix("Bearer ")
+
+
+async def tokens_counted_since(database_url: str, user_id: str, first: date) -> int:
+    """The tokens the user's ledger counts from the UTC day `first` on: the day the test began
+    (a user of the test's own spent nothing before; midnight may pass while it runs)."""
+    db = Database(database_url)
+    try:
+        return await Chats(db).tokens_since(user_id, midnight_of(first))
+    finally:
+        await db.close()
 
 
 @dataclass
@@ -115,7 +129,8 @@ class AssistantStack:
         reply = await self.portfolio.GetPortfolio(
             portfolio_pb2.GetPortfolioRequest(id=created.portfolio.id), metadata=who
         )
-        return reply.portfolio
+        portfolio: portfolio_pb2.Portfolio = reply.portfolio
+        return portfolio
 
 
 StartStack = Callable[..., contextlib.AbstractAsyncContextManager[AssistantStack]]

@@ -7,18 +7,15 @@ in-process one and Redis. SQLite only: the budget lives in the cache."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 
 import grpc
 import pytest
 from stockfolio.assistant.v1 import assistant_pb2
 
-from services.assistant.repository import Chats
-from services.runtime.db import Database
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import StartStack
+from tests.integration.assistant_harness import StartStack, tokens_counted_since
 from tests.rpc_errors import reason
-from tests.utc_days import midnight_of, one_utc_day, utc_today
+from tests.utc_days import one_utc_day, utc_today
 from tests.waiting import until
 
 HELD = 30.0  # the fake holds each answer this long at most (until released)
@@ -34,16 +31,6 @@ def cache_environment(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "inprocess":
         return {}
     return {"REDIS_URL": str(request.getfixturevalue("redis_url"))}
-
-
-async def tokens_stored_since(database_url: str, user_id: str, first: date) -> int:
-    """The tokens the user's ledger counts from the UTC day `first` on: the day the test began
-    (a user of the test's own spent nothing before; midnight may pass while it runs)."""
-    db = Database(database_url)
-    try:
-        return await Chats(db).tokens_since(user_id, midnight_of(first))
-    finally:
-        await db.close()
 
 
 @one_utc_day  # seven answers share one day's budget: not when it renews among them
@@ -83,11 +70,11 @@ async def test_concurrent_answers_get_exactly_the_reservations_that_fit_the_budg
         # Each answer used 25 + 2 tokens: 81 spent, the rest of their reservations refunded,
         # so another answer fits (81 + 100 <= 300); without the refunds, 300 would be held.
         assert [a.usage.input_tokens + a.usage.output_tokens for a in answered] == [27] * 3
-        assert await tokens_stored_since(stack.database_url, user_id, first) == 81
+        assert await tokens_counted_since(stack.database_url, user_id, first) == 81
         await stack.assistant.SendMessage(
             assistant_pb2.SendMessageRequest(message="again"), metadata=me
         )
-        assert await tokens_stored_since(stack.database_url, user_id, first) == 108
+        assert await tokens_counted_since(stack.database_url, user_id, first) == 108
         # Another user's budget is their own.
         other = await stack.user()
         await stack.assistant.SendMessage(
@@ -116,7 +103,7 @@ async def test_an_answer_stopped_midway_is_charged_what_it_used(
         call.cancel()
 
         async def stored() -> int:
-            return await tokens_stored_since(stack.database_url, user_id, first)
+            return await tokens_counted_since(stack.database_url, user_id, first)
 
         # 25 input tokens and 3 streamed: charged and stored with the incomplete answer.
         deadline = asyncio.get_running_loop().time() + 10

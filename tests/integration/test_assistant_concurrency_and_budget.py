@@ -37,26 +37,21 @@ from services.runtime.errors import NotFound
 from services.runtime.migrations import upgrade
 from tests.conftest import REDIS_DATABASE_URL, service_database
 from tests.fakes.anthropic import FakeAnthropic, Reply
-from tests.integration.assistant_harness import AssistantStack, Metadata, StartStack
+from tests.integration.assistant_harness import (
+    AssistantStack,
+    Metadata,
+    StartStack,
+    tokens_counted_since,
+)
 from tests.integration.conftest import FacadeInFront
 from tests.integration.socket_client import WAIT, Socket, authenticated, receive_until
 from tests.rpc_errors import expect_error, reason
-from tests.utc_days import midnight_of, one_utc_day, utc_today
+from tests.utc_days import one_utc_day, utc_today
 from tests.waiting import until
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 # The fake's answer "Short answer": 25 input tokens, 2 output.
 ANSWER_TOKENS = 27
-
-
-async def tokens_counted_since(database_url: str, user_id: str, first: date) -> int:
-    """The tokens the user's ledger counts from the UTC day `first` on: the day the test began
-    (a user of the test's own spent nothing before; midnight may pass while it runs)."""
-    db = Database(database_url)
-    try:
-        return await Chats(db).tokens_since(user_id, midnight_of(first))
-    finally:
-        await db.close()
 
 
 async def wait_for_tokens(database_url: str, user_id: str, first: date, expected: int) -> None:
@@ -355,7 +350,7 @@ def calling_get_quote_with(fake: FakeAnthropic, raw_input: str) -> None:
         if rounds > 1:
             return await original(response, reply, model)
         usage = {"input_tokens": 10, "output_tokens": 1}
-        start = {
+        start: dict[str, Any] = {
             "id": "msg_1", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
         }  # fmt: skip
@@ -378,6 +373,19 @@ def calling_get_quote_with(fake: FakeAnthropic, raw_input: str) -> None:
     fake._stream = scripted  # type: ignore[method-assign]
 
 
+async def _quote_asked(stack: AssistantStack, me: Metadata) -> tuple[str, assistant_pb2.ToolCall]:
+    """ "quote it" asked and answered to the end (its session first, `done` last): the session's
+    id and the result of the one tool call the answer made."""
+    call = stack.assistant.ChatStream(
+        assistant_pb2.ChatStreamRequest(message="quote it"), metadata=me
+    )
+    events = [event async for event in call]
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "session" and kinds[-1] == "done", kinds
+    [result] = [e.tool_result for e in events if e.HasField("tool_result")]
+    return events[0].session.session_id, result
+
+
 @SQLITE
 async def test_a_tool_input_of_400_digits_is_refused_as_input_and_the_answer_goes_on(
     assistant_stack: StartStack, fake_anthropic: FakeAnthropic
@@ -393,20 +401,14 @@ async def test_a_tool_input_of_400_digits_is_refused_as_input_and_the_answer_goe
     )
     async with assistant_stack() as stack:
         me = await stack.user()
-        call = stack.assistant.ChatStream(
-            assistant_pb2.ChatStreamRequest(message="quote it"), metadata=me
-        )
-        events = [event async for event in call]
-        kinds = [e.WhichOneof("event") for e in events]
-        assert kinds[0] == "session" and kinds[-1] == "done", kinds
-        [result] = [e.tool_result for e in events if e.HasField("tool_result")]
+        session_id, result = await _quote_asked(stack, me)
         said = json_format.MessageToDict(result.result)["error"]
         assert result.is_error and said.startswith("invalid input: the input is not valid JSON")
         assert "1000000000" in said and "not a finite number" in said
         told = fake_anthropic.requests[-1].tool_results()
         assert [(b["is_error"], json.loads(b["content"])["error"]) for b in told] == [(True, said)]
         got = await stack.assistant.GetSession(
-            assistant_pb2.GetSessionRequest(id=events[0].session.session_id), metadata=me
+            assistant_pb2.GetSessionRequest(id=session_id), metadata=me
         )
         assert [(m.role, m.content) for m in got.messages] == [
             ("user", "quote it"),
@@ -494,13 +496,14 @@ async def test_a_reply_the_socket_cannot_write_ends_the_answer_with_an_internal_
     died with no word: the socket waited for good and stayed BUSY. The answer is cancelled
     now, the socket gets an INTERNAL `error` and takes the next question."""
     import facade.bridge
+    import facade.plans
 
     def unwritable(message: Any, plan: Any) -> Any:
         if message.DESCRIPTOR.name == "ToolCall":
             raise ValueError("Fail to serialize Infinity for Value.number_value")
         return writable(message, plan)
 
-    writable = facade.bridge.message_json
+    writable = facade.plans.message_json
     monkeypatch.setattr(facade.bridge, "message_json", unwritable)
     fake_anthropic.replies.append(Reply(text="Looking.", tools=[("get_quote", {"symbol": "KO"})]))
     fake_anthropic.default = lambda body: Reply(text="Fine.")
@@ -540,16 +543,10 @@ async def test_a_tool_input_no_struct_holds_is_refused_and_the_answer_goes_on(
     fake_anthropic.default = lambda body: Reply(text="No such symbol.")
     async with assistant_stack() as stack:
         me = await stack.user()
-        call = stack.assistant.ChatStream(
-            assistant_pb2.ChatStreamRequest(message="quote it"), metadata=me
-        )
-        events = [event async for event in call]
-        kinds = [e.WhichOneof("event") for e in events]
-        assert kinds[0] == "session" and kinds[-1] == "done", kinds
-        [result] = [e.tool_result for e in events if e.HasField("tool_result")]
+        session_id, result = await _quote_asked(stack, me)
         assert result.is_error
         assert said in json_format.MessageToDict(result.result)["error"]
         got = await stack.assistant.GetSession(
-            assistant_pb2.GetSessionRequest(id=events[0].session.session_id), metadata=me
+            assistant_pb2.GetSessionRequest(id=session_id), metadata=me
         )
         assert [m.content for m in got.messages] == ["quote it", "", "No such symbol."]
