@@ -35,6 +35,20 @@ ALERT_FIELDS = {
 }
 
 
+async def edited(
+    client: Client, token: str, watchlist_id: str, name: str, symbols: list[str]
+) -> Any:
+    """The watchlist as its owner's PUT renamed it and set its symbols."""
+    path = f"/api/v1/watchlists/{watchlist_id}"
+    return (await call(client, "PUT", path, token, 200, name=name, symbols=symbols))["data"]
+
+
+async def aapl_alert(client: Client, token: str, condition: str, price: str) -> Any:
+    """A new alert of the user's on AAPL crossing `price`, as created."""
+    body = {"symbol": "AAPL", "condition": condition, "price": price}
+    return (await call(client, "POST", "/api/v1/alerts", token, 201, **body))["data"]
+
+
 async def follow_list(ws: Any, watchlist_id: str, symbols: set[str]) -> None:
     """Subscribes `ws` to a watchlist and waits for a price of each of its `symbols`."""
     await ws.send_json({"type": "subscribe", "watchlistIds": [watchlist_id]})
@@ -67,17 +81,7 @@ async def test_watchlist_routes_and_a_socket_following_a_watchlist(client: Clien
     assert [q["symbol"] for q in created["quotes"]] == ["MSFT", "KO"]
     assert {"price", "change", "changePercent"} <= created["quotes"][0].keys()
 
-    renamed = (
-        await call(
-            client,
-            "PUT",
-            f"/api/v1/watchlists/{created['id']}",
-            token,
-            200,
-            name="Mine",
-            symbols=["KO", "MSFT"],
-        )
-    )["data"]
+    renamed = await edited(client, token, created["id"], "Mine", ["KO", "MSFT"])
     assert (renamed["name"], renamed["symbols"]) == ("Mine", ["KO", "MSFT"])
     listed = await call(client, "GET", "/api/v1/watchlists", token, 200)
     assert [w["id"] for w in listed["data"]] == [created["id"]]
@@ -125,30 +129,8 @@ async def test_an_alert_just_above_the_price_arrives_on_the_socket(client: Clien
     await ws.send_json({"type": "subscribe", "symbols": ["AAPL"]})
     price = Decimal((await receive(ws, "price"))["price"])
     threshold = str(price + Decimal("0.01"))
-    alert = (
-        await call(
-            client,
-            "POST",
-            "/api/v1/alerts",
-            token,
-            201,
-            symbol="AAPL",
-            condition="ALERT_CONDITION_ABOVE",
-            price=threshold,
-        )
-    )["data"]
-    below = (
-        await call(
-            client,
-            "POST",
-            "/api/v1/alerts",
-            token,
-            201,
-            symbol="AAPL",
-            condition="ALERT_CONDITION_BELOW",
-            price=str(price - Decimal("0.01")),
-        )
-    )["data"]
+    alert = await aapl_alert(client, token, "ALERT_CONDITION_ABOVE", threshold)
+    below = await aapl_alert(client, token, "ALERT_CONDITION_BELOW", str(price - Decimal("0.01")))
     message = await receive(ws, "alert", within=WAIT * 3)
     assert set(message) == ALERT_FIELDS
     assert message["alertId"] in (alert["id"], below["id"])
@@ -183,15 +165,7 @@ async def test_a_socket_follows_its_watchlist_as_it_is_edited_and_deleted(client
     await follow_list(ws, created["id"], {"KO", "MSFT"})
 
     # Edited through REST (not on the socket): AAPL joins, MSFT leaves.
-    await call(
-        client,
-        "PUT",
-        f"/api/v1/watchlists/{created['id']}",
-        token,
-        200,
-        name="Tech",
-        symbols=["KO", "AAPL"],
-    )
+    await edited(client, token, created["id"], "Tech", ["KO", "AAPL"])
     deadline = asyncio.get_running_loop().time() + WAIT * 3
     while (await receive(ws, "price"))["symbol"] != "AAPL":
         assert asyncio.get_running_loop().time() < deadline, "AAPL was not followed"
