@@ -7,7 +7,8 @@ and DAY orders expire at the end of their UTC day (an injected clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from services.portfolio.market_data import Quote, TickFanout, TickStream
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_matcher import OrderMatcher
 from services.portfolio.orders import (
+    Order,
     OrderDraft,
     OrderStatus,
     OrderType,
@@ -196,17 +198,22 @@ async def test_day_orders_expire_at_the_end_of_their_utc_day(desk: Desk) -> None
     assert (await desk.order(gtc.id)).status is OrderStatus.FILLED
 
 
+async def ticked_after_its_day(desk: Desk, day: Order, price: str) -> Order:
+    """The DAY order `day`, once the leader's index held it (as on any step of its day) and a
+    tick at `price` came a second after its midnight UTC, the sweep not run yet."""
+    assert day.expires_at is not None
+    await desk.matcher.load()
+    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
+    await desk.step(price)
+    return await desk.order(day.id)
+
+
 async def test_a_day_order_ticked_after_its_day_expires_before_the_sweep_comes(
     desk: Desk,
 ) -> None:
     day = await desk.place(LIMIT, BUY, "1", limit_price="100")
     gtc = await desk.place(LIMIT, BUY, "1", limit_price="100", time_in_force=TimeInForce.GTC)
-    assert day.expires_at is not None
-    await desk.matcher.load()  # the leader's index holds it, as on any step of the day
-    # A second after midnight UTC, the sweep not run yet: the first tick crosses the limit.
-    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
-    await desk.step("99")
-    found = await desk.order(day.id)
+    found = await ticked_after_its_day(desk, day, "99")  # the first tick crosses the limit
     assert (found.status, found.status_reason) == (OrderStatus.EXPIRED, "DAY_ENDED")
     assert await desk.trades_of(day.id) == []
     assert (await desk.order(gtc.id)).status is OrderStatus.FILLED
@@ -267,18 +274,28 @@ class HandMarket:
         self.fanout.publish([quote])
 
 
-async def test_a_stop_crossed_by_one_step_fills_even_when_the_next_step_comes_first(
-    desk: Desk,
-) -> None:
-    # Every open order is checked against every step: two steps published while the matcher
-    # was busy (a burst of fills, a slow database) are both seen, the first crossing fills.
-    await desk.buy("10", "100")
+@contextlib.asynccontextmanager
+async def matching_by_hand(desk: Desk) -> AsyncIterator[tuple[HandMarket, OrderMatcher]]:
+    """A matcher reading every step of a market stepped by hand, its index loaded at a first
+    step to 100; stopped after."""
     market = HandMarket(desk.clock)
     matcher = OrderMatcher(desk.orders, market, desk.hub)
     matcher.start()
     try:
         market.step("100")
         await until(lambda: matcher.index is not None, "the index loaded")
+        yield market, matcher
+    finally:
+        await matcher.stop()
+
+
+async def test_a_stop_crossed_by_one_step_fills_even_when_the_next_step_comes_first(
+    desk: Desk,
+) -> None:
+    # Every open order is checked against every step: two steps published while the matcher
+    # was busy (a burst of fills, a slow database) are both seen, the first crossing fills.
+    await desk.buy("10", "100")
+    async with matching_by_hand(desk) as (market, matcher):
         stop = await desk.place(STOP, SELL, "10", stop_price="95")
         await until(lambda: matcher.index is not None and stop.id in matcher.index, "indexed")
         market.step("94")  # crosses the stop: it fills here, at 94
@@ -290,8 +307,6 @@ async def test_a_stop_crossed_by_one_step_fills_even_when_the_next_step_comes_fi
         await until_async(ended, "the stop filled")
         filled = await desk.order(stop.id)
         assert (filled.status, filled.filled_price) == (OrderStatus.FILLED, Decimal("94"))
-    finally:
-        await matcher.stop()
 
 
 async def test_a_day_stop_limit_reached_after_its_day_expires_rather_than_waiting(
@@ -300,11 +315,8 @@ async def test_a_day_stop_limit_reached_after_its_day_expires_rather_than_waitin
     # A tick after midnight expires a DAY order, never fills it or leaves it open for the
     # sweep: a stop-limit whose stop it reaches too, as a limit or a stop.
     day = await desk.place(STOP_LIMIT, BUY, "1", stop_price="105", limit_price="106")
-    assert day.expires_at is not None
-    await desk.matcher.load()
-    desk.clock.ahead = day.expires_at - utc_now() + timedelta(seconds=1)
-    await desk.step("105.5")  # reaches the stop and is within the limit
-    found = await desk.order(day.id)
+    # 105.5 reaches the stop and is within the limit.
+    found = await ticked_after_its_day(desk, day, "105.5")
     assert (found.status, found.status_reason) == (OrderStatus.EXPIRED, "DAY_ENDED")
 
 
@@ -319,46 +331,43 @@ async def test_an_order_placed_while_the_matcher_is_behind_never_fills_at_an_ear
     other = await Portfolios(desk.db, Prices(desk.db, source), desk.hub).create(
         USER, PortfolioDraft(name="Other", kind=PortfolioKind.PAPER, initial_cash="10000")
     )
-    market = HandMarket(desk.clock)
-    matcher = OrderMatcher(desk.orders, market, desk.hub)
-    matcher.start()
     try:
-        market.step("100")
-        await until(lambda: matcher.index is not None, "the index loaded")
-        busy = await desk.orders.place(
-            USER,
-            OrderDraft(
-                portfolio_id=other.portfolio.id,
-                symbol=SYMBOL,
-                side=BUY,
-                type=LIMIT,
-                quantity="1",
-                limit_price="95",
-            ),
-        )
-        await until(lambda: matcher.index is not None and busy.id in matcher.index, "indexed")
-        async with desk.db.transaction() as session:
-            # A slow database: the fill of `busy` waits on its portfolio's lock.
-            await PortfolioRepository(session).lock(other.portfolio.id, USER)
-            market.step("94")
-            await until(lambda: matcher.index is not None and busy.id not in matcher.index, "busy")
-            market.step("93")
-            market.step("97")  # the market is at 97 when the next order is placed
-            late = await desk.place(LIMIT, BUY, "1", limit_price="95")  # rests at 97
-            sentinel = await desk.place(LIMIT, SELL, "1", limit_price="96")  # no shares
-            await until(
-                lambda: matcher.index is not None and sentinel.id in matcher.index, "indexed"
+        async with matching_by_hand(desk) as (market, matcher):
+            busy = await desk.orders.place(
+                USER,
+                OrderDraft(
+                    portfolio_id=other.portfolio.id,
+                    symbol=SYMBOL,
+                    side=BUY,
+                    type=LIMIT,
+                    quantity="1",
+                    limit_price="95",
+                ),
             )
-        market.step("97.5")
+            await until(lambda: matcher.index is not None and busy.id in matcher.index, "indexed")
+            async with desk.db.transaction() as session:
+                # A slow database: the fill of `busy` waits on its portfolio's lock.
+                await PortfolioRepository(session).lock(other.portfolio.id, USER)
+                market.step("94")
+                await until(
+                    lambda: matcher.index is not None and busy.id not in matcher.index, "busy"
+                )
+                market.step("93")
+                market.step("97")  # the market is at 97 when the next order is placed
+                late = await desk.place(LIMIT, BUY, "1", limit_price="95")  # rests at 97
+                sentinel = await desk.place(LIMIT, SELL, "1", limit_price="96")  # no shares
+                await until(
+                    lambda: matcher.index is not None and sentinel.id in matcher.index, "indexed"
+                )
+            market.step("97.5")
 
-        async def caught_up() -> bool:
-            return (await desk.order(sentinel.id)).status != OrderStatus.OPEN
+            async def caught_up() -> bool:
+                return (await desk.order(sentinel.id)).status != OrderStatus.OPEN
 
-        await until_async(caught_up, "the matcher caught up")
-        found = await desk.order(late.id)
-        assert (found.status, found.filled_price) == (OrderStatus.OPEN, None)
+            await until_async(caught_up, "the matcher caught up")
+            found = await desk.order(late.id)
+            assert (found.status, found.filled_price) == (OrderStatus.OPEN, None)
     finally:
-        await matcher.stop()
         await source.close()
 
 
