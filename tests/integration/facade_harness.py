@@ -44,10 +44,17 @@ PORTFOLIO_SETTINGS = {
 
 @contextlib.asynccontextmanager
 async def portfolio_on(
-    make_config: Callable[..., RuntimeConfig], users: str, database: str, port: int
+    make_config: Callable[..., RuntimeConfig],
+    users: str,
+    database: str,
+    port: int,
+    **environment: str,
 ) -> AsyncIterator[None]:
+    """A real portfolio service on `port`; keyword arguments are environment variables beside
+    (or over) PORTFOLIO_SETTINGS."""
+    settings = {**PORTFOLIO_SETTINGS, **environment}
     config = make_config(
-        "portfolio", PORTFOLIO_DATABASE_URL=database, USERS_ADDRS=users, **PORTFOLIO_SETTINGS
+        "portfolio", PORTFOLIO_DATABASE_URL=database, USERS_ADDRS=users, **settings
     )
     async with running(config, build_portfolio, port=port, grace=0):
         yield
@@ -65,15 +72,25 @@ def portfolio_port() -> int:
 
 
 @pytest.fixture
+def portfolio_environment() -> dict[str, str]:
+    """The portfolio service's environment beside PORTFOLIO_SETTINGS: none, unless a test
+    module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
 async def portfolio(
     make_config: Callable[..., RuntimeConfig],
     users_service: RuntimeConfig,
     portfolio_database_url: str,
     portfolio_port: int,
+    portfolio_environment: dict[str, str],
 ) -> AsyncIterator[str]:
     """A real portfolio service; yields its address."""
     users = users_service.addresses["users"][0]
-    async with portfolio_on(make_config, users, portfolio_database_url, portfolio_port):
+    async with portfolio_on(
+        make_config, users, portfolio_database_url, portfolio_port, **portfolio_environment
+    ):
         yield f"127.0.0.1:{portfolio_port}"
 
 

@@ -12,19 +12,12 @@ from tests.integration.facade_harness import (
     Client,
     authenticated,
     bearer,
+    create_portfolio,
     register,
 )
 from tests.integration.socket_client import receive
 
 pytestmark = SQLITE_ONLY
-
-
-async def new_portfolio(http: Client, token: str, **fields: str) -> str:
-    body = {"name": "Paper", **fields}
-    response = await http.post("/api/v1/portfolios", json=body, headers=bearer(token))
-    assert response.status == 201, await response.text()
-    portfolio_id: str = (await response.json())["data"]["id"]
-    return portfolio_id
 
 
 async def place(
@@ -54,8 +47,8 @@ async def place(
 
 async def test_order_routes_refuse_what_they_must(client: Client) -> None:
     ann, _ = await register(client)
-    paper = await new_portfolio(client, ann, kind="paper", initialCash="10000")
-    tracking = await new_portfolio(client, ann, kind="tracking")
+    paper = await create_portfolio(client, ann, "Paper", kind="paper", initialCash="10000")
+    tracking = await create_portfolio(client, ann, "Paper", kind="tracking")
 
     status, body = await place(client, ann, tracking)
     assert status == 422, body
@@ -99,7 +92,7 @@ async def test_order_routes_refuse_what_they_must(client: Client) -> None:
 
 async def test_a_fill_reaches_the_owners_socket_as_order_and_trade(client: Client) -> None:
     ann, _ = await register(client)
-    paper = await new_portfolio(client, ann, kind="paper", initialCash="100000")
+    paper = await create_portfolio(client, ann, "Paper", kind="paper", initialCash="100000")
     ws = await authenticated(client, ann)
     quote = await client.get("/api/v1/stocks/AAPL/price", headers=bearer(ann))
     price = Decimal((await quote.json())["data"]["price"])

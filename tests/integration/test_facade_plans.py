@@ -5,53 +5,36 @@ on /ws/portfolio as a `trade` and listed as the plan's run."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from services.portfolio.server import build as build_portfolio
-from services.runtime.config import RuntimeConfig
-from services.runtime.server import running
 from tests.conftest import SQLITE_ONLY
 from tests.integration.facade_harness import (
-    PORTFOLIO_SETTINGS,
     Client,
     authenticated,
     bearer,
+    create_portfolio,
     register,
 )
 from tests.integration.socket_client import receive
-from tests.integration.test_facade_orders import new_portfolio
 from tests.utc_days import one_utc_day
 
 pytestmark = SQLITE_ONLY
 
 
 @pytest.fixture
-async def portfolio(
-    make_config: Callable[..., RuntimeConfig],
-    users_service: RuntimeConfig,
-    portfolio_database_url: str,
-    portfolio_port: int,
-) -> AsyncIterator[str]:
-    """A real portfolio service whose plan job checks every 0.1 s; yields its address."""
-    config = make_config(
-        "portfolio",
-        PORTFOLIO_DATABASE_URL=portfolio_database_url,
-        USERS_ADDRS=users_service.addresses["users"][0],
-        **{**PORTFOLIO_SETTINGS, "PORTFOLIO_PLAN_INTERVAL": "0.1"},
-    )
-    async with running(config, build_portfolio, port=portfolio_port, grace=0):
-        yield f"127.0.0.1:{portfolio_port}"
+def portfolio_environment() -> dict[str, str]:
+    """The portfolio service's plan job checks every 0.1 s."""
+    return {"PORTFOLIO_PLAN_INTERVAL": "0.1"}
 
 
 @one_utc_day  # the plan starts today: its first run is due at once
 async def test_plan_routes_and_a_run_reaching_the_owners_socket(client: Client) -> None:
     ann, _ = await register(client)
-    paper = await new_portfolio(client, ann, kind="paper", initialCash="10000")
-    tracking = await new_portfolio(client, ann, kind="tracking")
+    paper = await create_portfolio(client, ann, "Paper", kind="paper", initialCash="10000")
+    tracking = await create_portfolio(client, ann, "Paper", kind="tracking")
     today = datetime.now(UTC).date().isoformat()
     body = {"symbol": "AAPL", "amount": "250", "every": "month", "startDate": today}
 
