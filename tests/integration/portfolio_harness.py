@@ -14,11 +14,12 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.portfolio.orm import portfolios
 from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
@@ -133,6 +134,16 @@ class PortfolioService:
 
     def database(self) -> Database:
         return Database(self.database_url)
+
+    async def forget_stored_books(self) -> None:
+        """Every portfolio's stored book dropped, as data from before the stored book (or of an
+        older format): only a replay answers."""
+        db = self.database()
+        try:
+            async with db.transaction() as session:
+                await session.execute(update(portfolios).values(book=None))
+        finally:
+            await db.close()
 
 
 StartPortfolio = Callable[..., contextlib.AbstractAsyncContextManager[PortfolioService]]

@@ -162,12 +162,7 @@ async def test_a_portfolio_without_a_stored_book_builds_it_by_a_replay_the_first
     p = await s.portfolio(who, kind=pb.PORTFOLIO_KIND_PAPER, initial_cash="1000")
     await s.trade(who, p.id, "buy", "5", "60", symbol="KO")
     await s.trade(who, p.id, "sell", "2", "70", symbol="KO")
-    db = s.database()
-    try:
-        async with db.transaction() as session:  # as data from before the stored book
-            await session.execute(update(portfolios).values(book=None))
-    finally:
-        await db.close()
+    await s.forget_stored_books()  # as data from before the stored book
     await s.trade(who, p.id, "sell", "1", "65", symbol="KO")
     book = await assert_stored_book_is_the_replay(s, user_id, p.id)
     assert book.policy is CashPolicy.REQUIRE_CASH
@@ -197,12 +192,7 @@ async def test_portfolios_are_valued_from_the_stored_book_as_from_a_replay(
         return got.portfolio, list(listed.portfolios)
 
     from_books = await seen()
-    db = s.database()
-    try:
-        async with db.transaction() as session:  # only a replay can answer now
-            await session.execute(update(portfolios).values(book=None))
-    finally:
-        await db.close()
+    await s.forget_stored_books()  # only a replay can answer now
     assert await seen() == from_books
     assert from_books[0].cash == "9087.00"  # 10000 - (181.50 + 1) - 800 + (70 - 0.50)
 

@@ -15,11 +15,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import grpc
 import pytest
-from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from stockfolio.users.v1 import users_pb2
 
-from services.portfolio.orm import portfolios
 from services.runtime.auth import bearer
 from tests.integration.portfolio_harness import (
     PASSWORD,
@@ -30,8 +28,16 @@ from tests.rpc_errors import expect_error, fields
 from tests.utc_days import one_utc_day
 
 D = Decimal
-MONEY = ("total_value", "cash", "total_cost", "cost_basis", "realized_gain", "unrealized_gain")
-MONEY += ("dividends", "fees")
+MONEY: tuple[str, ...] = (
+    "total_value",
+    "cash",
+    "total_cost",
+    "cost_basis",
+    "realized_gain",
+    "unrealized_gain",
+    "dividends",
+    "fees",
+)
 
 
 def cent(value: Decimal) -> Decimal:
@@ -41,7 +47,10 @@ def cent(value: Decimal) -> Decimal:
 async def overview(
     s: PortfolioService, who: Metadata, currency: str = ""
 ) -> pb.GetOverviewResponse:
-    return await s.stub.GetOverview(pb.GetOverviewRequest(currency=currency), metadata=who)
+    reply: pb.GetOverviewResponse = await s.stub.GetOverview(
+        pb.GetOverviewRequest(currency=currency), metadata=who
+    )
+    return reply
 
 
 async def four_portfolios(s: PortfolioService, who: Metadata) -> list[str]:
@@ -167,12 +176,7 @@ async def test_the_overview_is_each_portfolios_figures_at_the_listed_rates(
 
     # A portfolio without a stored book (data from before it) is replayed, as GetPortfolio
     # replays it: the same figures.
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            await session.execute(update(portfolios).values(book=None))
-    finally:
-        await db.close()
+    await s.forget_stored_books()
     again = await assert_overview_is_the_portfolios_at_the_listed_rates(s, who, ids, "EUR")
     assert again.totals == in_euros.totals
 
@@ -251,12 +255,7 @@ async def test_the_overview_reads_a_fixed_number_of_statements_whatever_the_coun
             made = await s.portfolio(who, currency="EUR", initial_cash="10")
             await s.trade(who, made.id, "buy", "1", "60", symbol="KO")
         if not stored:
-            db = s.database()
-            try:
-                async with db.transaction() as session:
-                    await session.execute(update(portfolios).values(book=None))
-            finally:
-                await db.close()
+            await s.forget_stored_books()
         statements.clear()
         await overview(s, who)
         counts.append([x.split()[0] for x in statements if x.split()[0] == "SELECT"])

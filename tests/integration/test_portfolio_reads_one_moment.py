@@ -14,10 +14,8 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from services.portfolio.orm import portfolios
 from services.portfolio.repository import SplitRepository
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.integration.test_portfolio_performance_service import noon
@@ -54,16 +52,6 @@ def race_at_the_split_read(
 
     monkeypatch.setattr(SplitRepository, "of_many", racing)
     return raced
-
-
-async def forget_stored_books(s: PortfolioService) -> None:
-    """As data from before the stored book (or of an older format): only a replay answers."""
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            await session.execute(update(portfolios).values(book=None))
-    finally:
-        await db.close()
 
 
 def aapl(positions: Any) -> tuple[str, str]:
@@ -135,7 +123,7 @@ async def test_a_replay_reads_trades_and_splits_of_one_moment(
     who, portfolio_id = await history(s)
     before = await read(s, who, portfolio_id)
     if replayed:
-        await forget_stored_books(s)
+        await s.forget_stored_books()
     raced = race_at_the_split_read(s, who, portfolio_id, monkeypatch)
     during = await read(s, who, portfolio_id)
     assert raced == [True]
