@@ -45,6 +45,17 @@ def portfolio_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+async def portfolio_db(portfolio_database_url: str) -> AsyncIterator[Database]:
+    """The portfolio database, open for the test (the service's own use-case classes over it,
+    no server), closed after."""
+    database = Database(portfolio_database_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
 @dataclass
 class PortfolioService:
     """A running portfolio service and what a test needs to talk to it."""

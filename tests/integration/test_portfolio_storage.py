@@ -4,11 +4,9 @@ deletion takes its trades with it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
@@ -21,17 +19,8 @@ from services.runtime.db import Database
 from services.runtime.migrations import downgrade, upgrade
 
 
-@pytest.fixture
-async def db(portfolio_database_url: str) -> AsyncIterator[Database]:
-    database = Database(portfolio_database_url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-async def test_the_migration_builds_exactly_the_declared_tables(db: Database) -> None:
-    async with db.engine.connect() as connection:
+async def test_the_migration_builds_exactly_the_declared_tables(portfolio_db: Database) -> None:
+    async with portfolio_db.engine.connect() as connection:
         differences = await connection.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )
@@ -43,7 +32,7 @@ def test_the_migration_goes_down_and_up_again(portfolio_database_url: str) -> No
     upgrade("portfolio", portfolio_database_url)
 
 
-async def test_decimals_and_times_come_back_exactly(db: Database) -> None:
+async def test_decimals_and_times_come_back_exactly(portfolio_db: Database) -> None:
     created = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     portfolio = Portfolio("p-1", "u-1", "Main", "", "USD", PortfolioKind.TRACKING, created, created)
     eastern = timezone(timedelta(hours=-5))
@@ -58,12 +47,12 @@ async def test_decimals_and_times_come_back_exactly(db: Database) -> None:
         id="t-1",
         notes="exact",
     )
-    async with db.transaction() as session:
+    async with portfolio_db.transaction() as session:
         await PortfolioRepository(session).add(portfolio)
         await TradeRepository(session).add([RecordedTrade("p-1", trade, created, "mock")])
         await PriceRepository(session).record("KO", date(2026, 1, 2), Decimal("62.4000"))
         await PriceRepository(session).record("KO", date(2026, 1, 2), Decimal("62.41"))
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         (found,) = await TradeRepository(session).of("p-1")
         closes = await PriceRepository(session).closes(["KO"], date(2026, 1, 1), date(2026, 1, 3))
         got = await PortfolioRepository(session).get("p-1", "u-1")
@@ -77,14 +66,14 @@ async def test_decimals_and_times_come_back_exactly(db: Database) -> None:
     assert got == portfolio and theirs is None
 
 
-async def test_deleting_a_portfolio_deletes_its_trades(db: Database) -> None:
+async def test_deleting_a_portfolio_deletes_its_trades(portfolio_db: Database) -> None:
     now = datetime.now(UTC)
     portfolio = Portfolio("p-1", "u-1", "Main", "", "USD", PortfolioKind.PAPER, now, now)
     deposit = Trade(Side.DEPOSIT, "", Decimal(5), Decimal(1), Decimal(0), now, 1, "t-1")
-    async with db.transaction() as session:
+    async with portfolio_db.transaction() as session:
         await PortfolioRepository(session).add(portfolio)
         await TradeRepository(session).add([RecordedTrade("p-1", deposit, now)])
-    async with db.transaction() as session:
+    async with portfolio_db.transaction() as session:
         assert await PortfolioRepository(session).remove("p-1", "u-1")
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         assert (await session.execute(select(trades))).all() == []

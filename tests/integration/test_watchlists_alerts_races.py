@@ -49,15 +49,6 @@ async def _nothing(_alert_id: str) -> None:
 
 
 @pytest.fixture
-async def db(portfolio_database_url: str) -> AsyncIterator[Database]:
-    database = Database(portfolio_database_url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def market() -> AsyncIterator[MockMarket]:
     simulated = MockMarket(seed=7, interval=3600)
     try:
@@ -66,11 +57,13 @@ async def market() -> AsyncIterator[MockMarket]:
         await simulated.close()
 
 
-async def test_racing_watchlist_creates_stop_at_the_cap(db: Database, market: MockMarket) -> None:
-    lists = Watchlists(db, market, Prices(db, market))
+async def test_racing_watchlist_creates_stop_at_the_cap(
+    portfolio_db: Database, market: MockMarket
+) -> None:
+    lists = Watchlists(portfolio_db, market, Prices(portfolio_db, market))
     for i in range(MAX_WATCHLISTS - 1):
         await lists.create(USER, f"list {i}", ["AAPL"])
-    await _warm(db)
+    await _warm(portfolio_db)
     results = await asyncio.gather(
         *(lists.create(USER, f"racer {i}", ["AAPL"]) for i in range(RACERS)),
         return_exceptions=True,
@@ -78,17 +71,19 @@ async def test_racing_watchlist_creates_stop_at_the_cap(db: Database, market: Mo
     refused = [r for r in results if isinstance(r, FailedPrecondition)]
     assert {r.reason for r in refused} == {"TOO_MANY_WATCHLISTS"}
     assert len(refused) == RACERS - 1
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         assert await WatchlistRepository(session).count(USER) == MAX_WATCHLISTS
 
 
-async def test_racing_portfolio_creates_stop_at_the_cap(db: Database, market: MockMarket) -> None:
+async def test_racing_portfolio_creates_stop_at_the_cap(
+    portfolio_db: Database, market: MockMarket
+) -> None:
     # Each portfolio holds up to 100 open orders the matcher checks at every tick: without a
     # cap, one account could make every tick's work unbounded.
-    made = Portfolios(db, Prices(db, market), EventHub(None))
+    made = Portfolios(portfolio_db, Prices(portfolio_db, market), EventHub(None))
     for i in range(MAX_PORTFOLIOS - 1):
         await made.create(USER, PortfolioDraft(name=f"p{i}"))
-    await _warm(db)
+    await _warm(portfolio_db)
     results = await asyncio.gather(
         *(made.create(USER, PortfolioDraft(name=f"racer {i}")) for i in range(RACERS)),
         return_exceptions=True,
@@ -96,16 +91,16 @@ async def test_racing_portfolio_creates_stop_at_the_cap(db: Database, market: Mo
     refused = [r for r in results if isinstance(r, FailedPrecondition)]
     assert [r.reason for r in refused] == ["TOO_MANY_PORTFOLIOS"] * (RACERS - 1)
     assert "at most 100 portfolios" in refused[0].message
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         assert await PortfolioRepository(session).count(USER) == MAX_PORTFOLIOS
     other = await made.create("user-2", PortfolioDraft(name="theirs"))  # the cap is per user
     assert other.portfolio.user_id == "user-2"
 
 
 async def test_racing_alert_creates_and_resumes_stop_at_the_cap(
-    db: Database, market: MockMarket
+    portfolio_db: Database, market: MockMarket
 ) -> None:
-    alerts = Alerts(db, market, _nothing)
+    alerts = Alerts(portfolio_db, market, _nothing)
     paused = []
     for _ in range(RACERS):
         rule = await alerts.create(USER, DRAFT)
@@ -113,7 +108,7 @@ async def test_racing_alert_creates_and_resumes_stop_at_the_cap(
         paused.append(rule.id)
     for _ in range(MAX_ACTIVE_ALERTS - 2):
         await alerts.create(USER, DRAFT)
-    await _warm(db)
+    await _warm(portfolio_db)
     created = await asyncio.gather(
         *(alerts.create(USER, DRAFT) for _ in range(RACERS)), return_exceptions=True
     )
@@ -124,44 +119,44 @@ async def test_racing_alert_creates_and_resumes_stop_at_the_cap(
         *(alerts.set_active(USER, alert_id, True) for alert_id in paused), return_exceptions=True
     )
     assert sum(isinstance(r, FailedPrecondition) for r in resumed) == RACERS - 1
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         assert await AlertRepository(session).count_active(USER) == MAX_ACTIVE_ALERTS
 
 
 async def test_one_alert_resumed_twice_at_once_at_the_cap_is_active_for_both(
-    db: Database, market: MockMarket
+    portfolio_db: Database, market: MockMarket
 ) -> None:
     # A double click on "resume" with room for that one alert: the second read the alert as
     # paused before the first's resume committed, counted it, and was refused TOO_MANY_ALERTS
     # (on PostgreSQL) although the alert it asked for was active.
-    alerts = Alerts(db, market, _nothing)
+    alerts = Alerts(portfolio_db, market, _nothing)
     rule = await alerts.create(USER, DRAFT)
     await alerts.set_active(USER, rule.id, False)
     for _ in range(MAX_ACTIVE_ALERTS - 1):
         await alerts.create(USER, DRAFT)
-    await _warm(db)
+    await _warm(portfolio_db)
     resumed = await asyncio.gather(
         *(alerts.set_active(USER, rule.id, True) for _ in range(RACERS)), return_exceptions=True
     )
     assert [(r.id, r.active) for r in resumed if isinstance(r, type(rule))] == [
         (rule.id, True)
     ] * RACERS
-    async with db.reading() as session:
+    async with portfolio_db.reading() as session:
         assert await AlertRepository(session).count_active(USER) == MAX_ACTIVE_ALERTS
 
 
 async def test_a_later_edit_from_a_replica_whose_clock_is_behind_is_stamped_later(
-    db: Database, market: MockMarket
+    portfolio_db: Database, market: MockMarket
 ) -> None:
     hub = EventHub(None)
     events = hub.subscribe()
-    prices = Prices(db, market)
+    prices = Prices(portfolio_db, market)
 
     def ahead() -> datetime:
         return utc_now() + timedelta(milliseconds=50)
 
-    replica_a = Watchlists(db, market, prices, events=hub, clock=ahead)
-    replica_b = Watchlists(db, market, prices, events=hub)
+    replica_a = Watchlists(portfolio_db, market, prices, events=hub, clock=ahead)
+    replica_b = Watchlists(portfolio_db, market, prices, events=hub)
     created = await replica_a.create(USER, "Tech", ["AAPL"])
     list_id = created.record.id
     await replica_a.update(USER, list_id, "Tech", ["MSFT"])
