@@ -280,6 +280,22 @@ def migrated_sqlite(service: str, file: Path) -> str:
 
 
 @contextlib.contextmanager
+def connections_refused(name: str) -> Iterator[None]:
+    """The PostgreSQL database `name` down for the block: it takes no new connection and every
+    open one is ended; it takes connections again after, however the block ends."""
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    try:
+        yield
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+@contextlib.contextmanager
 def service_database(service: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     """A migrated database of `service`'s own, on the engine `database_url` names."""
     if database_url.startswith("sqlite"):

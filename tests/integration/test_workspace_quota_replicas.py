@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import psycopg
@@ -28,7 +28,7 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 from services.runtime.db import Database
 from services.workspace.quota import Quotas, Usage, measure
 from services.workspace.staging import STAGING
-from tests.conftest import POSTGRES_ADMIN_URL, free_port
+from tests.conftest import connections_refused, free_port
 from tests.integration.test_workspace_races import upload
 from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService, git
 from tests.rpc_errors import error_metadata, expect_error, reason
@@ -91,6 +91,24 @@ def database_costs(workspace_database_url: str) -> Iterator[Costs]:
             event.remove(Engine, name, hook)
 
 
+class TwoReplicas(NamedTuple):
+    one: WorkspaceService
+    two: WorkspaceService
+    ada: User
+    site: workspace_pb2.Project
+    folder: Path  # Ada's
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(start_workspace: StartWorkspace) -> AsyncIterator[TwoReplicas]:
+    """Two replicas with the 1 MB quota, each scanning a user's folder once an hour, and Ada's
+    project "site" made through the first."""
+    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
+        ada = await one.user()
+        site = await one.project(ada, "site")
+        yield TwoReplicas(one, two, ada, site, one.root / ada.id)
+
+
 async def test_a_small_write_costs_the_quota_two_transactions_and_a_refused_one_one(
     start_workspace: StartWorkspace, database_costs: Costs
 ) -> None:
@@ -130,10 +148,7 @@ async def test_a_small_write_costs_the_quota_two_transactions_and_a_refused_one_
 async def test_two_uploads_at_once_through_two_replicas_cannot_both_fit(
     start_workspace: StartWorkspace,
 ) -> None:
-    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
-        folder = one.root / ada.id
+    async with two_replicas(start_workspace) as (one, two, ada, site, folder):
         size = (MB - measure(folder).bytes) * 3 // 5  # one fits, two do not
         first, hold = await held_upload(one, ada, site.id, "one.bin", size)
         # The first upload holds its room, its call unfinished: the second, through the other
@@ -154,10 +169,7 @@ async def test_two_uploads_at_once_through_two_replicas_cannot_both_fit(
 async def test_an_upload_through_one_replica_counts_in_the_next_through_another(
     start_workspace: StartWorkspace,
 ) -> None:
-    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
-        folder = one.root / ada.id
+    async with two_replicas(start_workspace) as (one, two, ada, site, folder):
         # The second replica measures the user's folder now (and, by its own clock, not again
         # for an hour).
         await two.stub.CreateFile(
@@ -242,10 +254,7 @@ async def test_a_note_saved_near_the_limit_fits_beside_an_upload_under_way(
     open): it took room ahead, not knowing its size, but half of what was free at most. A
     6 KiB note saved through the other replica fits beside it (before, the upload held all
     16 KiB of its step and the note was refused), and the upload then completes."""
-    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
-        folder = one.root / ada.id
+    async with two_replicas(start_workspace) as (one, two, ada, site, folder):
         free = 20 * 1024
         await one.stub.CreateFile(
             W.CreateFileRequest(
@@ -301,7 +310,7 @@ async def test_the_room_a_replica_that_died_held_comes_back_after_its_lease(
                 async def fits() -> bool:
                     code = await create("late.txt")
                     assert code in (grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED), code
-                    return code == grpc.StatusCode.OK
+                    return code is grpc.StatusCode.OK
 
                 await until_async(fits, "the dead replica's room given back", within=30)
         assert (folder / "site" / "late.txt").stat().st_size == size
@@ -314,11 +323,8 @@ async def test_a_pull_through_one_replica_counts_an_upload_under_way_through_ano
 ) -> None:
     """An upload holds 3/5 of the free room on one replica; a pull that brings about half of
     it through the other fits alone, not beside the upload: one of them must be refused."""
-    async with start_workspace(**QUOTA) as one, start_workspace(**QUOTA) as two:
-        ada = await one.user()
-        site = await one.project(ada, "site")
+    async with two_replicas(start_workspace) as (one, two, ada, site, folder):
         bare = await one.published(ada, site)
-        folder = one.root / ada.id
         free = MB - measure(folder).bytes
         clone = tmp_path / "elsewhere"
         git(tmp_path, "clone", "--quiet", bare.as_uri(), str(clone))
@@ -354,14 +360,8 @@ async def test_a_write_while_the_database_is_down_answers_unavailable(
     async with start_workspace(**QUOTA) as ws:
         ada = await ws.user()
         site = await ws.project(ada, "site")
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
         codes: list[grpc.StatusCode] = []
-        try:
+        with connections_refused(name):
             for path in ("a.txt", "b.txt", "c.txt"):
                 try:
                     await ws.stub.CreateFile(
@@ -377,9 +377,6 @@ async def test_a_write_while_the_database_is_down_answers_unavailable(
                 codes.append(grpc.StatusCode.OK)
             except grpc.aio.AioRpcError as error:
                 codes.append(error.code())
-        finally:
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         print("codes while down:", [c.name for c in codes])
         assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
         assert not (ws.root / ada.id / "site" / "a.txt").exists()
@@ -400,22 +397,13 @@ async def test_an_upload_whose_accounting_fails_is_not_left_on_disk_uncounted(
         folder = ws.root / ada.id
         size = (MB - measure(folder).bytes) * 3 // 5  # one fits, two do not
         first, hold = await held_upload(ws, ada, site.id, "one.bin", size)
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-        try:
+        with connections_refused(name):
             hold.set()
             code = grpc.StatusCode.OK
             try:
                 await first
             except grpc.aio.AioRpcError as error:
                 code = error.code()
-        finally:
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         on_disk = (folder / "site" / "one.bin").exists()
         print(f"first upload: {code.name}, its file on disk: {on_disk}")
 
