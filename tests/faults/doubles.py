@@ -14,6 +14,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from tests.grpc_servers import on_a_free_port
+
 
 class SlowService(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, service: str, method: str, reply: Message, delay: float) -> None:
@@ -55,9 +57,5 @@ async def serving(double: SlowService) -> AsyncIterator[str]:
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", double.service_name()):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+    async with on_a_free_port(server) as address:
+        yield address

@@ -22,6 +22,7 @@ from facade.routes import routes_for_method
 from facade.transcoding import Endpoint
 from services.runtime.config import RuntimeConfig
 from tests.conftest import users_codec
+from tests.grpc_servers import on_a_free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,12 +38,8 @@ async def serving(
     """The test API's methods served by a real gRPC server on port 0; yields its address."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(api.full_name, methods),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+    async with on_a_free_port(server) as address:
+        yield address
 
 
 def transcoder_app(
