@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from facade.app import create_app
-from facade.config import load_facade_config
+from facade.config import FacadeConfig, load_facade_config
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
@@ -70,34 +70,60 @@ def start_system(
         users = users_service.addresses["users"][0]
         root = tmp_path / "workspaces"
         shared = {"USERS_ADDRS": users, "WORKSPACE_ROOT": str(root)}
-        workspace_config = make_config(
-            "workspace", WORKSPACE_DATABASE_URL=workspace_database, **shared
-        )
-        async with running(workspace_config, build_workspace, port=0, grace=0) as workspace:
-            workspace_address = f"127.0.0.1:{workspace.port}"
+        async with workspace_on(make_config, workspace_database, **shared) as workspace:
             terminal_config = make_config(
-                "terminal",
-                WORKSPACE_ADDRS=workspace_address,
-                TERMINAL_SHELLS="/bin/bash,/bin/sh",
-                TERMINAL_CLOSE_GRACE="0.5",
-                **shared,
-                **terminal_env,
+                "terminal", **terminal_settings(workspace), **shared, **terminal_env
             )
             async with running(terminal_config, build_terminal, port=0, grace=1) as terminal:
-                env = {
-                    "USERS_ADDRS": users,
-                    "PORTFOLIO_ADDRS": DEAD,
-                    "ASSISTANT_ADDRS": DEAD,
-                    "TERMINAL_ADDRS": f"127.0.0.1:{terminal.port}",
-                    "WORKSPACE_ADDRS": workspace_address,
-                    "RATE_LIMIT_API": "0",
-                    "RATE_LIMIT_AUTH": "0",
-                }
-                config = load_facade_config(env, runtime=make_config("facade", **env))
+                terminals = [f"127.0.0.1:{terminal.port}"]
+                config = facade_config(make_config, users, workspace, terminals)
                 async with TestClient(TestServer(create_app(config))) as client:
                     yield System(client, root, terminal.port)
 
     return start
+
+
+@contextlib.asynccontextmanager
+async def workspace_on(
+    make_config: Callable[..., RuntimeConfig], database: str, **shared: str
+) -> AsyncIterator[str]:
+    """A workspace service on port 0 over `database`, `shared` its environment beside the
+    terminal service's (USERS_ADDRS, WORKSPACE_ROOT, ...); yields its address."""
+    config = make_config("workspace", WORKSPACE_DATABASE_URL=database, **shared)
+    async with running(config, build_workspace, port=0, grace=0) as workspace:
+        yield f"127.0.0.1:{workspace.port}"
+
+
+def terminal_settings(workspace: str) -> dict[str, str]:
+    """The terminal service's own environment in these tests: bash or sh, a short close grace,
+    the workspace at `workspace`."""
+    return {
+        "WORKSPACE_ADDRS": workspace,
+        "TERMINAL_SHELLS": "/bin/bash,/bin/sh",
+        "TERMINAL_CLOSE_GRACE": "0.5",
+    }
+
+
+def facade_config(
+    make_config: Callable[..., RuntimeConfig],
+    users: str,
+    workspace: str,
+    terminals: list[str],
+    **environment: str,
+) -> FacadeConfig:
+    """The facade in front of users, workspace and the `terminals` (portfolio and assistant
+    unreachable, no rate limits); keyword arguments are more of its environment."""
+    env = {
+        "USERS_ADDRS": users,
+        "PORTFOLIO_ADDRS": DEAD,
+        "ASSISTANT_ADDRS": DEAD,
+        "TERMINAL_ADDRS": ",".join(terminals),
+        "WORKSPACE_ADDRS": workspace,
+        "RATE_LIMIT_API": "0",
+        "RATE_LIMIT_AUTH": "0",
+        **environment,
+    }
+    return load_facade_config(env, runtime=make_config("facade", **env))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -18,27 +17,26 @@ from pathlib import Path
 
 import pytest
 import redis
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from facade.app import create_app
-from facade.config import load_facade_config
 from services.runtime.config import RuntimeConfig
 from services.runtime.ownership import Owners
 from services.runtime.redis_cache import RedisCache
 from services.runtime.server import running
 from services.terminal.server import build as build_terminal
-from services.workspace.server import build as build_workspace
-from tests.conftest import migrated_sqlite
 from tests.integration import socket_client
 from tests.integration.rest_client import User, call, register
-from tests.integration.socket_client import Socket
-from tests.integration.terminal_harness import output_until
+from tests.integration.terminal_harness import (
+    WAIT,
+    Client,
+    facade_config,
+    output_until,
+    read_output,
+    terminal_settings,
+    workspace_on,
+)
 
-Client = TestClient[web.Request, web.Application]
-
-DEAD = "127.0.0.1:1"
-WAIT = 15.0
 # A Redis database of these tests' own (others flush theirs while running).
 REDIS_URL = os.environ.get("STOCKFOLIO_TEST_REDIS_REPLICAS", "redis://127.0.0.1:6379/12")
 TERMINALS = "/api/v1/terminal/terminals"
@@ -48,11 +46,6 @@ CAP = 4  # sessions per user, on all replicas together
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     return sqlite_url
-
-
-@pytest.fixture
-def workspace_database(tmp_path: Path) -> str:
-    return migrated_sqlite("workspace", tmp_path / "workspace.db")
 
 
 @pytest.fixture
@@ -88,21 +81,13 @@ async def replicas(
     users = users_service.addresses["users"][0]
     root = tmp_path / "workspaces"
     shared = {"USERS_ADDRS": users, "WORKSPACE_ROOT": str(root), "REDIS_URL": shared_redis}
-    workspace_config = make_config(
-        "workspace",
-        WORKSPACE_DATABASE_URL=workspace_database,
-        **shared,
-    )
     async with contextlib.AsyncExitStack() as stack:
         workspace = await stack.enter_async_context(
-            running(workspace_config, build_workspace, port=0, grace=0)
+            workspace_on(make_config, workspace_database, **shared)
         )
-        workspace_address = f"127.0.0.1:{workspace.port}"
         terminal_config = make_config(
             "terminal",
-            WORKSPACE_ADDRS=workspace_address,
-            TERMINAL_SHELLS="/bin/bash,/bin/sh",
-            TERMINAL_CLOSE_GRACE="0.5",
+            **terminal_settings(workspace),
             # Both replicas run in this one process, where the sandbox's cgroup scope is the
             # process's: a replica stopping would end the other's sandboxes too. Separate
             # processes (tests/faults/test_terminal_replica_kill.py) run them sandboxed.
@@ -118,17 +103,7 @@ async def replicas(
                 running(terminal_config, build_terminal, port=0, grace=1)
             )
             addresses.append(f"127.0.0.1:{terminal.port}")
-        env = {
-            "USERS_ADDRS": users,
-            "PORTFOLIO_ADDRS": DEAD,
-            "ASSISTANT_ADDRS": DEAD,
-            "TERMINAL_ADDRS": ",".join(addresses),
-            "WORKSPACE_ADDRS": workspace_address,
-            "REDIS_URL": shared_redis,
-            "RATE_LIMIT_API": "0",
-            "RATE_LIMIT_AUTH": "0",
-        }
-        config = load_facade_config(env, runtime=make_config("facade", **env))
+        config = facade_config(make_config, users, workspace, addresses, REDIS_URL=shared_redis)
         cache = RedisCache(shared_redis, prefix="sf:")
         stack.push_async_callback(cache.close)
         client = await stack.enter_async_context(TestClient(TestServer(create_app(config))))
@@ -150,18 +125,6 @@ async def sessions_on_both(replicas: Replicas, user: User, count: int = 4) -> di
         by_replica[owned.replica].append(sid)
     assert all(by_replica.values()), f"round robin left a replica without sessions: {by_replica}"
     return by_replica
-
-
-async def read_output(ws: Socket, pattern: str) -> str:
-    seen = ""
-    deadline = time.monotonic() + WAIT
-    while not re.search(pattern, seen):
-        message = await ws.receive_json(timeout=deadline - time.monotonic())
-        if message["type"] == "data":
-            seen += message["data"]
-        elif message["type"] in ("exit", "error"):
-            raise AssertionError(f"{message} before {pattern!r}; output {seen[-400:]!r}")
-    return seen
 
 
 async def works_over_rest(client: Client, user: User, sid: str, word: str) -> None:
