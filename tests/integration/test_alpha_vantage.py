@@ -29,6 +29,7 @@ from services.runtime.errors import (
     Unavailable,
 )
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage, Mode
+from tests.integration.alpha_vantage_harness import alpha_vantage_config
 
 D = Decimal
 NOW = datetime(2024, 1, 8, 21, 5, tzinfo=UTC)
@@ -47,14 +48,7 @@ def client(fake: FakeAlphaVantage, cache: Cache) -> Client:
     async def open_client(
         *, answer_within: float = 5.0, on: Cache | None = None, key: str = API_KEY, **environ: str
     ) -> AsyncIterator[AlphaVantage]:
-        config = load_market_config(
-            {
-                "USE_MOCK_PRICES": "false",
-                "ALPHA_VANTAGE_API_KEY": key,
-                "ALPHA_VANTAGE_URL": fake.url,
-                **environ,
-            }
-        )
+        config = alpha_vantage_config(fake.url, key=key, **environ)
         source = AlphaVantage(config, on or cache, timeout=answer_within, clock=lambda: NOW)
         try:
             yield source
@@ -386,9 +380,7 @@ async def test_a_provider_that_does_not_answer_in_time_is_unavailable(
 async def test_a_provider_that_cannot_be_reached_is_unavailable(cache: Cache) -> None:
     async with FakeAlphaVantage() as gone:
         url = gone.url
-    config = load_market_config(
-        {"USE_MOCK_PRICES": "false", "ALPHA_VANTAGE_API_KEY": API_KEY, "ALPHA_VANTAGE_URL": url}
-    )
+    config = alpha_vantage_config(url)
     source = AlphaVantage(config, cache, timeout=2)
     try:
         with pytest.raises(Unavailable, match="did not answer"):
@@ -493,13 +485,7 @@ async def test_the_factory_picks_alpha_vantage_and_never_logs_the_key(
     fake: FakeAlphaVantage, cache: Cache, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    config = load_market_config(
-        {
-            "USE_MOCK_PRICES": "false",
-            "ALPHA_VANTAGE_API_KEY": API_KEY,
-            "ALPHA_VANTAGE_URL": fake.url,
-        }
-    )
+    config = alpha_vantage_config(fake.url)
     source = create_market_data(config, cache)
     try:
         assert isinstance(source, AlphaVantage)
@@ -541,14 +527,7 @@ async def test_polling_refreshes_only_symbols_asked_for_recently_and_ticks_chang
 async def test_a_started_client_polls_in_the_background_and_close_cancels_it(
     fake: FakeAlphaVantage, cache: Cache
 ) -> None:
-    config = load_market_config(
-        {
-            "USE_MOCK_PRICES": "false",
-            "ALPHA_VANTAGE_API_KEY": API_KEY,
-            "ALPHA_VANTAGE_URL": fake.url,
-            "QUOTE_CACHE_TTL": TTL,
-        }
-    )
+    config = alpha_vantage_config(fake.url, QUOTE_CACHE_TTL=TTL)
     source = AlphaVantage(config, cache, poll_every=0.05)
     stream = source.ticks()
     await source.quote("IBM")

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from services.portfolio.alpha_vantage import PROFILE_TTL, AlphaVantage
-from services.portfolio.config import load_market_config
 from services.portfolio.profiles import UNKNOWN, StockProfile, profiles_of
 from services.runtime.cache import Cache
 from services.runtime.errors import NotFound, ResourceExhausted
-from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
+from tests.fakes.alpha_vantage import FakeAlphaVantage
+from tests.integration.alpha_vantage_harness import alpha_vantage_config
 
 AAPL = StockProfile("AAPL", "Technology", "Electronic Computers", "United States", "Stock")
 
@@ -42,13 +42,7 @@ def wall() -> Wall:
 def client(fake: FakeAlphaVantage, cache: Cache, wall: Wall) -> Client:
     @contextlib.asynccontextmanager
     async def open_client() -> AsyncIterator[AlphaVantage]:
-        config = load_market_config(
-            {
-                "USE_MOCK_PRICES": "false",
-                "ALPHA_VANTAGE_API_KEY": API_KEY,
-                "ALPHA_VANTAGE_URL": fake.url,
-            }
-        )
+        config = alpha_vantage_config(fake.url)
         source = AlphaVantage(config, cache, wall=wall)
         try:
             yield source
@@ -129,14 +123,7 @@ async def test_a_limited_overview_is_unknown_and_a_later_call_fills_it_in(
 async def test_a_spent_budget_leaves_the_profile_unknown_without_asking(
     fake: FakeAlphaVantage, cache: Cache
 ) -> None:
-    config = load_market_config(
-        {
-            "USE_MOCK_PRICES": "false",
-            "ALPHA_VANTAGE_API_KEY": API_KEY,
-            "ALPHA_VANTAGE_URL": fake.url,
-            "ALPHA_VANTAGE_PER_MINUTE": "1",
-        }
-    )
+    config = alpha_vantage_config(fake.url, ALPHA_VANTAGE_PER_MINUTE="1")
     av = AlphaVantage(config, cache)
     try:
         assert (await profiles_of(av, ["AAPL"]))["AAPL"] == AAPL
