@@ -21,7 +21,6 @@ from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
 from tests.integration.test_portfolio_streams import collecting
 from tests.integration.trade_history import (
     HISTORY,
-    SOLD_OUT,
     TYPO,
     a_filled_order,
     days_ago,
@@ -35,6 +34,7 @@ from tests.integration.trade_history import (
     replayed_book,
     rewrite_and_sell_at_once,
     rewrite_with_a_sell_sent_midway,
+    sold_out,
     stamp,
     stored_book,
     trades_of,
@@ -102,9 +102,7 @@ async def test_a_buy_a_later_sell_needs_is_refused_naming_the_sell_and_nothing_c
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who, p = await s.user_with_portfolio()
-    buy, sell = await recorded(s, who, p.id, SOLD_OUT)
-    book, before = await stored_book(s, p.id), await figures(s, who, p.id)
+    who, p, buy, sell, book, before = await sold_out(s)
 
     refused = await expect_error(delete(s, who, buy.id), grpc.StatusCode.FAILED_PRECONDITION)
     assert reason(refused) == "INSUFFICIENT_SHARES"

@@ -26,7 +26,6 @@ from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
 from tests.integration.trade_history import (
     HISTORY,
-    SOLD_OUT,
     TYPO,
     a_filled_order,
     days_ago,
@@ -39,6 +38,7 @@ from tests.integration.trade_history import (
     replayed_book,
     rewrite_and_sell_at_once,
     rewrite_with_a_sell_sent_midway,
+    sold_out,
     stamp,
     stored_book,
     trades_of,
@@ -129,9 +129,7 @@ async def test_an_edit_the_trade_or_a_later_one_would_not_survive_is_refused_nam
     portfolio_service: PortfolioService,
 ) -> None:
     s = portfolio_service
-    who, p = await s.user_with_portfolio()
-    buy, sell = await recorded(s, who, p.id, SOLD_OUT)
-    book, before = await stored_book(s, p.id), await figures(s, who, p.id)
+    who, p, buy, sell, book, before = await sold_out(s)
     listed = await trades_of(s, who, p.id)
     bought_on, sold_on = days_ago(6).isoformat(), days_ago(2).isoformat()
 

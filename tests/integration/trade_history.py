@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import pytest
@@ -136,6 +136,23 @@ SOLD_OUT: list[tuple[str, str, str, str, int]] = [
     ("buy", "AAPL", "10", "100", 6),
     ("sell", "AAPL", "10", "120", 2),
 ]
+
+
+class SoldOut(NamedTuple):
+    """A new user's portfolio holding SOLD_OUT, and what a refused change must leave as is."""
+
+    who: Metadata
+    portfolio: pb.Portfolio
+    buy: pb.Trade
+    sell: pb.Trade
+    book: str  # as stored
+    figures: tuple[tuple[str, ...], list[Held]]  # as the user reads them
+
+
+async def sold_out(s: PortfolioService) -> SoldOut:
+    who, p = await s.user_with_portfolio()
+    buy, sell = await recorded(s, who, p.id, SOLD_OUT)
+    return SoldOut(who, p, buy, sell, await stored_book(s, p.id), await figures(s, who, p.id))
 
 
 Row = tuple[str, str, str, str, int | datetime]
