@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import psycopg
@@ -22,13 +23,13 @@ from services.workspace.files import blob_sha
 from services.workspace.quota import Usage, measure
 from services.workspace.staging import STAGING
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.integration.test_workspace_quota_replicas import held_upload
 from tests.integration.workspace_harness import (
     Client,
     StartWorkspace,
     User,
     WorkspaceService,
     bearer,
+    held_upload,
 )
 from tests.rpc_errors import expect_error, reason
 from tests.waiting import until_async
@@ -100,7 +101,7 @@ class Blocker:
             found = await rows.fetchone()
         return str(found[0]) if found else None
 
-    async def deadlock(self, statement: str, call: asyncio.Future[object], times: int) -> None:
+    async def deadlock(self, statement: str, call: asyncio.Future[Any], times: int) -> None:
         """Each time the service waits for the reservation's row in `statement` (holding the
         usage row), close the circle: take the usage row, which waits until PostgreSQL
         cancels the service's transaction. At most `times` times; none once `call` is done

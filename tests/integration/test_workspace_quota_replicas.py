@@ -27,10 +27,15 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
 from services.runtime.db import Database
 from services.workspace.quota import Quotas, Usage, measure
-from services.workspace.staging import STAGING
 from tests.conftest import connections_refused, free_port
-from tests.integration.test_workspace_races import upload
-from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService, git
+from tests.integration.workspace_harness import (
+    StartWorkspace,
+    User,
+    WorkspaceService,
+    git,
+    held_upload,
+    upload,
+)
 from tests.rpc_errors import error_metadata, expect_error, reason
 from tests.waiting import until, until_async
 
@@ -38,23 +43,6 @@ W = workspace_pb2
 MB = 1024 * 1024
 QUOTA = {"WORKSPACE_QUOTA_BYTES": str(MB), "WORKSPACE_QUOTA_SCAN_INTERVAL": "3600"}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def staged_bytes(ws: WorkspaceService) -> int:
-    """Bytes of the writes under way on the volume (in its staging folder)."""
-    return sum(entry.stat().st_size for entry in (ws.root / STAGING).iterdir() if entry.is_file())
-
-
-async def held_upload(
-    ws: WorkspaceService, who: User, project: str, path: str, size: int
-) -> tuple[asyncio.Task[W.UploadFileResponse], asyncio.Event]:
-    """An upload of `size` bytes whose every byte the service has written (and so has taken
-    room for), its stream held open until the event returned is set."""
-    sent, hold = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(upload(ws, who, project, path, size, sent=sent, hold=hold))
-    await asyncio.wait_for(sent.wait(), 10)
-    await until(lambda: staged_bytes(ws) >= size, "every byte of the held upload written")
-    return task, hold
 
 
 @dataclass

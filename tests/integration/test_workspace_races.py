@@ -8,55 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
 from services.workspace.quota import Reservation, measure
-from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
+from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService, upload
 from tests.rpc_errors import error_metadata, expect_error, reason
 from tests.waiting import until
 
 W = workspace_pb2
 MB = 1024 * 1024
-CHUNK = 64 * 1024
 
 
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     return sqlite_url
-
-
-async def upload(
-    ws: WorkspaceService,
-    who: User,
-    project: str,
-    path: str,
-    size: int,
-    *,
-    sent: asyncio.Event | None = None,
-    hold: asyncio.Event | None = None,
-) -> W.UploadFileResponse:
-    """Upload `size` zero bytes; with `hold`, once every byte is sent (`sent` set) the stream
-    stays open, the call unfinished and its room held, until `hold` is set."""
-
-    async def messages() -> AsyncIterator[W.UploadFileRequest]:
-        yield W.UploadFileRequest(project=project, path=path)
-        left = size
-        while left > 0:
-            message = W.UploadFileRequest()
-            message.body.data = b"\0" * min(CHUNK, left)
-            left -= len(message.body.data)
-            yield message
-        if sent is not None:
-            sent.set()
-        if hold is not None:
-            await hold.wait()
-
-    reply: W.UploadFileResponse = await ws.stub.UploadFile(messages(), metadata=who.metadata)
-    return reply
 
 
 async def test_a_project_created_during_an_upload_counts_the_room_the_upload_holds(

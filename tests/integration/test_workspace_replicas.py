@@ -29,9 +29,13 @@ from services.workspace.locks import LOCK_FOLDER, STRIPES
 from services.workspace.orm import idempotency_keys, quota_usage
 from services.workspace.quota import Usage, measure
 from services.workspace.staging import STAGING
-from tests.integration.test_workspace_quota_replicas import held_upload
-from tests.integration.test_workspace_races import upload
-from tests.integration.workspace_harness import StartWorkspace, User, WorkspaceService
+from tests.integration.workspace_harness import (
+    StartWorkspace,
+    User,
+    WorkspaceService,
+    held_upload,
+    upload,
+)
 from tests.rpc_errors import reason
 
 WRITERS = 8

@@ -1,8 +1,9 @@
 """Fixtures for the workspace service's tests: a migrated workspace database beside the users
 one, a real users service (tokens, profiles), a real workspace server on port 0 with its root,
-a folder of bare repositories allowed as file:// remotes, and the real facade in front.
+a folder of bare repositories allowed as file:// remotes, and the real facade in front; uploads
+as tests make them, one held open once written.
 
-Test modules import the fixtures they use from here."""
+Test modules import the fixtures and helpers they use from here."""
 
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
 from services.workspace.server import build as build_workspace
+from services.workspace.staging import STAGING
 from tests.conftest import service_database
 from tests.integration.conftest import FacadeInFront
+from tests.waiting import until
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
 Client = TestClient[web.Request, web.Application]
+# The body of an upload goes in messages of this size.
+CHUNK = 64 * 1024
 
 
 @pytest.fixture
@@ -207,3 +212,52 @@ def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
 
 def bearer(who: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {who.token}"}
+
+
+async def upload(
+    ws: WorkspaceService,
+    who: User,
+    project: str,
+    path: str,
+    size: int,
+    *,
+    sent: asyncio.Event | None = None,
+    hold: asyncio.Event | None = None,
+) -> workspace_pb2.UploadFileResponse:
+    """Upload `size` zero bytes; with `hold`, once every byte is sent (`sent` set) the stream
+    stays open, the call unfinished and its room held, until `hold` is set."""
+
+    async def messages() -> AsyncIterator[workspace_pb2.UploadFileRequest]:
+        yield workspace_pb2.UploadFileRequest(project=project, path=path)
+        left = size
+        while left > 0:
+            message = workspace_pb2.UploadFileRequest()
+            message.body.data = b"\0" * min(CHUNK, left)
+            left -= len(message.body.data)
+            yield message
+        if sent is not None:
+            sent.set()
+        if hold is not None:
+            await hold.wait()
+
+    reply: workspace_pb2.UploadFileResponse = await ws.stub.UploadFile(
+        messages(), metadata=who.metadata
+    )
+    return reply
+
+
+def staged_bytes(ws: WorkspaceService) -> int:
+    """Bytes of the writes under way on the volume (in its staging folder)."""
+    return sum(entry.stat().st_size for entry in (ws.root / STAGING).iterdir() if entry.is_file())
+
+
+async def held_upload(
+    ws: WorkspaceService, who: User, project: str, path: str, size: int
+) -> tuple[asyncio.Task[workspace_pb2.UploadFileResponse], asyncio.Event]:
+    """An upload of `size` bytes whose every byte the service has written (and so has taken
+    room for), its stream held open until the event returned is set."""
+    sent, hold = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(upload(ws, who, project, path, size, sent=sent, hold=hold))
+    await asyncio.wait_for(sent.wait(), 10)
+    await until(lambda: staged_bytes(ws) >= size, "every byte of the held upload written")
+    return task, hold
