@@ -8,6 +8,9 @@ that day. Otherwise a test names every day it may have seen (`utc_today()` read 
 after), or, where the whole outcome hangs on the day (a budget renewed at midnight, a series
 ending on another day), it is `one_utc_day`: a failure when midnight UTC passed during it is a
 skip, since it says nothing about the behaviour; a failure within one day stands.
+
+Beside them, the moments of a day tests date trades at: `noon` and `stamp` (15:00) as the
+Timestamp a request carries, `at` an hour as a datetime.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import UTC, date, datetime, time
 from typing import ParamSpec, overload
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 P = ParamSpec("P")
 
@@ -30,6 +34,22 @@ def utc_today() -> date:
 def midnight_of(day: date) -> datetime:
     """The midnight UTC that begins `day`."""
     return datetime.combine(day, time(), UTC)
+
+
+def noon(day: date) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.combine(day, time(12), UTC))
+    return stamp
+
+
+def stamp(day: date) -> Timestamp:
+    made = Timestamp()
+    made.FromDatetime(datetime(day.year, day.month, day.day, 15, tzinfo=UTC))
+    return made
+
+
+def at(day: date, hour: int = 15) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
 @overload

@@ -5,29 +5,22 @@ day's rate, holdings at today's, GetPerformance's breakdown and benchmark, and t
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
 from tests.integration.portfolio_harness import (
     PortfolioService,
 )
-from tests.utc_days import utc_today
+from tests.utc_days import stamp, utc_today
 
 D = Decimal
 SEED = 7  # the harness's MOCK_SEED
 FRIDAY = date(2024, 3, 15)
-
-
-def stamp(day: date) -> Timestamp:
-    made = Timestamp()
-    made.FromDatetime(datetime(day.year, day.month, day.day, 15, tzinfo=UTC))
-    return made
 
 
 def rate(base: str, quote: str, day: date) -> Decimal:

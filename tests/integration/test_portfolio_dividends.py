@@ -21,6 +21,7 @@ from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
+from tests.utc_days import at
 
 D = Decimal
 NOW = datetime(2024, 5, 16, 12, tzinfo=UTC)  # JNJ and SHEL go ex-dividend on May 15
@@ -32,10 +33,6 @@ class Events:
 
     async def trades_recorded(self, user_id: str, recorded: list[RecordedTrade]) -> None:
         self.published.extend(recorded)
-
-
-def at(day: date, hour: int = 15) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
 async def test_holders_are_paid_once_in_the_stocks_currency_converted(

@@ -16,11 +16,11 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.orm import portfolio_targets
 from tests.integration.portfolio_harness import PortfolioService
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_realized_gains import realized, realized_gain
 from tests.integration.test_portfolio_rebalance import rebalance, set_targets
 from tests.integration.test_portfolio_splits import split
 from tests.rpc_errors import expect_error, fields
+from tests.utc_days import noon
 
 D = Decimal
 Metadata = tuple[tuple[str, str], ...]

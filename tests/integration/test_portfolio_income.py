@@ -41,9 +41,8 @@ from tests.integration.portfolio_harness import (
     StartPortfolio,
 )
 from tests.integration.test_portfolio_dividends import Events
-from tests.integration.test_portfolio_performance_service import noon
 from tests.rpc_errors import expect_error, fields
-from tests.utc_days import one_utc_day, utc_today
+from tests.utc_days import noon, one_utc_day, utc_today
 
 D = Decimal
 CENT = D("0.01")

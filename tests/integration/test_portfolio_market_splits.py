@@ -43,9 +43,8 @@ from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
 from tests.integration.portfolio_harness import (
     StartPortfolio,
 )
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
-from tests.utc_days import one_utc_day, utc_today
+from tests.utc_days import noon, one_utc_day, utc_today
 from tests.waiting import until, until_async
 
 D = Decimal

@@ -4,12 +4,11 @@ figure is checked by hand; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
@@ -19,13 +18,7 @@ from services.portfolio.performance import range_start, xirr
 from services.portfolio.repository import PriceRepository
 from tests.integration.portfolio_harness import PortfolioService
 from tests.rpc_errors import expect_error, violations
-from tests.utc_days import one_utc_day, utc_today
-
-
-def noon(day: date) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(datetime.combine(day, time(12), UTC))
-    return stamp
+from tests.utc_days import noon, one_utc_day, utc_today
 
 
 async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]) -> None:

@@ -13,9 +13,9 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
 from tests.integration.portfolio_harness import BAD_PERIODS, Metadata, PortfolioService
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_splits import holding, split
 from tests.rpc_errors import expect_error, fields
+from tests.utc_days import noon
 
 D = Decimal
 CENT = D("0.01")

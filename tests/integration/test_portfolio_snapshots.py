@@ -24,7 +24,8 @@ from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
-from tests.integration.test_portfolio_dividends import Events, at
+from tests.integration.test_portfolio_dividends import Events
+from tests.utc_days import at
 
 D = Decimal
 NOW = datetime(2024, 5, 16, 12, tzinfo=UTC)  # JNJ went ex-dividend on May 15 (1.24 a share)

@@ -14,10 +14,9 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from services.portfolio.exports import TRADE_COLUMNS
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.integration.test_portfolio_import_export import export_text, import_csv
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_splits import split, splits_of
 from tests.rpc_errors import expect_error, violations
-from tests.utc_days import utc_today
+from tests.utc_days import noon, utc_today
 
 HEADER = "date,side,symbol,quantity,price,fees,notes\n"
 

@@ -8,9 +8,9 @@ from datetime import date
 
 from tests.integration.portfolio_harness import PortfolioService
 from tests.integration.test_portfolio_import_export import import_csv
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_split_rows import HEADER, split_summary
 from tests.integration.test_portfolio_splits import split, splits_of
+from tests.utc_days import noon
 
 # A 1-for-3 of 100 GE keeps 33.33333333 shares and pays the 0.0000000033... below 8 places in
 # cash, at 3,000,000 a share: 0.01. A 10-for-1 of 10 NVDA, with no price, pays nothing. The rows

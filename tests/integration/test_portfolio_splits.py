@@ -17,10 +17,10 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from services.portfolio import orm
 from tests.integration.portfolio_harness import PortfolioService
 from tests.integration.test_portfolio_import_export import export
-from tests.integration.test_portfolio_performance_service import noon, store_closes
+from tests.integration.test_portfolio_performance_service import store_closes
 from tests.integration.test_portfolio_streams import collecting
 from tests.rpc_errors import expect_error
-from tests.utc_days import one_utc_day, utc_today
+from tests.utc_days import noon, one_utc_day, utc_today
 from tests.waiting import until
 
 Metadata = tuple[tuple[str, str], ...]

@@ -21,8 +21,6 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from services.portfolio.records import PortfolioKind
 from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
 from tests.integration.test_portfolio_currencies import rate
-from tests.integration.test_portfolio_currencies import stamp as in_the_afternoon
-from tests.integration.test_portfolio_performance_service import noon
 from tests.integration.test_portfolio_streams import collecting
 from tests.integration.trade_history import (
     HISTORY,
@@ -45,6 +43,8 @@ from tests.integration.trade_history import (
     waiting_for_locks,
 )
 from tests.rpc_errors import error_metadata, expect_error, reason
+from tests.utc_days import noon
+from tests.utc_days import stamp as in_the_afternoon
 from tests.waiting import until
 
 

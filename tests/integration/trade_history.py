@@ -31,8 +31,7 @@ from services.portfolio.repository import SplitRepository, TradeRepository
 from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.integration.test_orders_service import order, wait_for_status
-from tests.integration.test_portfolio_performance_service import noon
-from tests.utc_days import utc_today
+from tests.utc_days import noon, utc_today
 
 
 def days_ago(n: int) -> date:
