@@ -1,25 +1,34 @@
 """Fixtures for the portfolio service's integration tests (in tests/conftest.py's
 `pytest_plugins`): a migrated portfolio database of its own beside the users one, a real users
 service for tokens, and a real portfolio server on port 0 over the simulated market, held still
-unless asked; `statements`, the SQL a test sends to it."""
+unless asked; `statements`, the SQL a test sends to it. And the calls its tests share: the
+event stream collected, closes stored, CSV imported and exported, splits, realized gains,
+targets and rebalancing, orders; the simulated market's rates and a stand-in event hub."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.api import httpbody_pb2
 from sqlalchemy import event, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 
+from services.portfolio.currencies import SimulatedRates
 from services.portfolio.orm import portfolios
+from services.portfolio.records import RecordedTrade
+from services.portfolio.repository import PriceRepository
 from services.portfolio.server import build as build_portfolio
 from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
@@ -29,6 +38,8 @@ from tests.conftest import facade_credentials, service_database
 
 PASSWORD = "correct-horse-9"
 Metadata = tuple[tuple[str, str], ...]
+# The simulated market's seed (MOCK_SEED): its prices and rates are known before a test runs.
+SEED = 7
 # The `from` and `to` every report over a period refuses, each with the field it names.
 BAD_PERIODS: list[tuple[dict[str, object], str]] = [
     ({"from": "2024-12-31", "to": "2024-01-01"}, "from"),
@@ -174,7 +185,7 @@ def start_portfolio(
     async def start(**environ: str) -> AsyncIterator[PortfolioService]:
         settings = {
             "USE_MOCK_PRICES": "true",
-            "MOCK_SEED": "7",
+            "MOCK_SEED": str(SEED),
             "MOCK_UPDATE_INTERVAL": "3600000",
             "PORTFOLIO_REVALUE_INTERVAL": "3600",
             "PORTFOLIO_PLAN_INTERVAL": "3600",
@@ -231,3 +242,189 @@ def statements(portfolio_database_url: str) -> Iterator[list[str]]:
     finally:
         event.remove(Engine, "before_cursor_execute", on_execute)
         event.remove(Engine, "commit", on_commit)
+
+
+Event = portfolio_pb2.StreamPortfolioEventsResponse
+
+
+@contextlib.asynccontextmanager
+async def collecting(service: PortfolioService) -> AsyncIterator[list[Event]]:
+    """Every event the service streams, gathered in the background once the stream is open."""
+    call = service.stub.StreamPortfolioEvents(
+        portfolio_pb2.StreamPortfolioEventsRequest(), metadata=service.service_token()
+    )
+    await call.initial_metadata()  # sent once the server has subscribed
+    events: list[Event] = []
+
+    async def read() -> None:
+        async for message in call:
+            events.append(message)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield events
+    finally:
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await reader
+
+
+async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]) -> None:
+    """Writes daily closes straight into the service's price history."""
+    db = s.database()
+    try:
+        async with db.transaction() as session:
+            for day, close in closes.items():
+                await PriceRepository(session).record(symbol, day, Decimal(close))
+    finally:
+        await db.close()
+
+
+def rate(base: str, quote: str, day: date) -> Decimal:
+    return SimulatedRates(SEED).close(base, quote, day)[1]
+
+
+class Events:
+    """Stands in for the event hub: keeps every trade published to it."""
+
+    def __init__(self) -> None:
+        self.published: list[RecordedTrade] = []
+
+    async def trades_recorded(self, user_id: str, recorded: list[RecordedTrade]) -> None:
+        self.published.extend(recorded)
+
+
+async def import_csv(
+    service: PortfolioService, who: Metadata, portfolio_id: str, text: str, dry_run: bool = False
+) -> portfolio_pb2.ImportTradesResponse:
+    request = portfolio_pb2.ImportTradesRequest(
+        portfolio_id=portfolio_id, csv=text, dry_run=dry_run
+    )
+    reply: portfolio_pb2.ImportTradesResponse = await service.stub.ImportTrades(
+        request, metadata=who
+    )
+    return reply
+
+
+async def export(
+    service: PortfolioService, who: Metadata, portfolio_id: str, format_: str
+) -> list[httpbody_pb2.HttpBody]:
+    call = service.stub.ExportPortfolio(
+        portfolio_pb2.ExportPortfolioRequest(portfolio_id=portfolio_id, format=format_),
+        metadata=who,
+    )
+    return [chunk async for chunk in call]
+
+
+async def export_text(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
+    return b"".join(c.data for c in await export(s, who, portfolio_id, "csv")).decode()
+
+
+async def split(
+    s: PortfolioService,
+    who: Metadata,
+    portfolio_id: str,
+    symbol: str,
+    day: str,
+    numerator: int,
+    denominator: int,
+    price: str = "",
+) -> portfolio_pb2.StockSplit:
+    request = portfolio_pb2.CreateSplitRequest(
+        portfolio_id=portfolio_id,
+        symbol=symbol,
+        date=day,
+        numerator=numerator,
+        denominator=denominator,
+        price=price,
+    )
+    made: portfolio_pb2.StockSplit = (await s.stub.CreateSplit(request, metadata=who)).split
+    return made
+
+
+async def holding(
+    s: PortfolioService, who: Metadata, portfolio_id: str, symbol: str
+) -> portfolio_pb2.Position:
+    reply = await s.stub.ListPositions(
+        portfolio_pb2.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True),
+        metadata=who,
+    )
+    found: portfolio_pb2.Position = next(p for p in reply.positions if p.symbol == symbol)
+    return found
+
+
+async def splits_of(
+    s: PortfolioService, who: Metadata, portfolio_id: str
+) -> list[portfolio_pb2.StockSplit]:
+    reply = await s.stub.ListSplits(
+        portfolio_pb2.ListSplitsRequest(portfolio_id=portfolio_id), metadata=who
+    )
+    return list(reply.splits)
+
+
+async def realized(
+    s: PortfolioService, who: Metadata, portfolio_id: str, **fields: object
+) -> portfolio_pb2.ListRealizedGainsResponse:
+    request = portfolio_pb2.ListRealizedGainsRequest(portfolio_id=portfolio_id, **fields)  # type: ignore[arg-type]
+    reply: portfolio_pb2.ListRealizedGainsResponse = await s.stub.ListRealizedGains(
+        request, metadata=who
+    )
+    return reply
+
+
+async def realized_gain(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
+    return (await s.read(who, portfolio_id)).realized_gain
+
+
+def targets(*pairs: tuple[str, str]) -> list[portfolio_pb2.AllocationTarget]:
+    return [portfolio_pb2.AllocationTarget(symbol=s, weight=w) for s, w in pairs]
+
+
+async def set_targets(
+    s: PortfolioService, who: Metadata, portfolio_id: str, *pairs: tuple[str, str]
+) -> portfolio_pb2.UpdatePortfolioTargetsResponse:
+    request = portfolio_pb2.UpdatePortfolioTargetsRequest(
+        portfolio_id=portfolio_id, targets=targets(*pairs)
+    )
+    reply: portfolio_pb2.UpdatePortfolioTargetsResponse = await s.stub.UpdatePortfolioTargets(
+        request, metadata=who
+    )
+    return reply
+
+
+async def rebalance(
+    s: PortfolioService, who: Metadata, portfolio_id: str, **fields: object
+) -> portfolio_pb2.GetRebalanceResponse:
+    request = portfolio_pb2.GetRebalanceRequest(portfolio_id=portfolio_id, **fields)  # type: ignore[arg-type]
+    reply: portfolio_pb2.GetRebalanceResponse = await s.stub.GetRebalance(request, metadata=who)
+    return reply
+
+
+def order(portfolio_id: str, **changes: object) -> portfolio_pb2.CreateOrderRequest:
+    """Good until cancelled unless a test says otherwise: a DAY order expires at midnight UTC
+    (the leader's sweep, every 5 s, or the crossing tick), which a test may run across: 100
+    orders placed across it left room for a 101st and an expired one to cancel."""
+    fields_: dict[str, object] = {
+        "portfolio_id": portfolio_id,
+        "symbol": "KO",
+        "side": portfolio_pb2.TRADE_SIDE_BUY,
+        "type": portfolio_pb2.ORDER_TYPE_LIMIT,
+        "quantity": "10",
+        "limit_price": "50",
+        "time_in_force": portfolio_pb2.TIME_IN_FORCE_GTC,
+        **changes,
+    }
+    return portfolio_pb2.CreateOrderRequest(**fields_)  # type: ignore[arg-type]
+
+
+async def wait_for_status(
+    s: PortfolioService, who: Metadata, order_id: str, status: int, within: float = 10.0
+) -> portfolio_pb2.Order:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        reply = await s.stub.GetOrder(portfolio_pb2.GetOrderRequest(id=order_id), metadata=who)
+        found: portfolio_pb2.Order = reply.order
+        if found.status == status or loop.time() > deadline:
+            return found
+        await asyncio.sleep(0.05)

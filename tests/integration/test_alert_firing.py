@@ -10,8 +10,12 @@ from decimal import Decimal
 
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
-from tests.integration.test_portfolio_streams import collecting
+from tests.integration.portfolio_harness import (
+    Metadata,
+    PortfolioService,
+    StartPortfolio,
+    collecting,
+)
 from tests.waiting import until
 
 MOVING = {"MOCK_UPDATE_INTERVAL": "50"}

@@ -14,38 +14,10 @@ from tests.integration.portfolio_harness import (
     Metadata,
     PortfolioService,
     StartPortfolio,
+    order,
+    wait_for_status,
 )
 from tests.rpc_errors import expect_error, fields, reason
-
-
-def order(portfolio_id: str, **changes: object) -> pb.CreateOrderRequest:
-    """Good until cancelled unless a test says otherwise: a DAY order expires at midnight UTC
-    (the leader's sweep, every 5 s, or the crossing tick), which a test may run across: 100
-    orders placed across it left room for a 101st and an expired one to cancel."""
-    fields_: dict[str, object] = {
-        "portfolio_id": portfolio_id,
-        "symbol": "KO",
-        "side": pb.TRADE_SIDE_BUY,
-        "type": pb.ORDER_TYPE_LIMIT,
-        "quantity": "10",
-        "limit_price": "50",
-        "time_in_force": pb.TIME_IN_FORCE_GTC,
-        **changes,
-    }
-    return pb.CreateOrderRequest(**fields_)  # type: ignore[arg-type]
-
-
-async def wait_for_status(
-    s: PortfolioService, who: Metadata, order_id: str, status: int, within: float = 10.0
-) -> pb.Order:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        reply = await s.stub.GetOrder(pb.GetOrderRequest(id=order_id), metadata=who)
-        found: pb.Order = reply.order
-        if found.status == status or loop.time() > deadline:
-            return found
-        await asyncio.sleep(0.05)
 
 
 async def order_trades(s: PortfolioService, who: Metadata, portfolio_id: str) -> list[pb.Trade]:

@@ -12,19 +12,14 @@ import grpc
 import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
-from services.portfolio.currencies import SimulatedRates
 from tests.integration.portfolio_harness import (
     PortfolioService,
+    rate,
 )
 from tests.utc_days import stamp, utc_today
 
 D = Decimal
-SEED = 7  # the harness's MOCK_SEED
 FRIDAY = date(2024, 3, 15)
-
-
-def rate(base: str, quote: str, day: date) -> Decimal:
-    return SimulatedRates(SEED).close(base, quote, day)[1]
 
 
 async def test_fx_rates_live_and_on_a_day_and_unknown_codes_refused(

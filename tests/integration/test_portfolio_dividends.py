@@ -17,22 +17,15 @@ from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.prices import Prices
-from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
+from services.portfolio.records import Portfolio, PortfolioKind
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
+from tests.integration.portfolio_harness import Events
 from tests.utc_days import at
 
 D = Decimal
 NOW = datetime(2024, 5, 16, 12, tzinfo=UTC)  # JNJ and SHEL go ex-dividend on May 15
-
-
-class Events:
-    def __init__(self) -> None:
-        self.published: list[RecordedTrade] = []
-
-    async def trades_recorded(self, user_id: str, recorded: list[RecordedTrade]) -> None:
-        self.published.extend(recorded)
 
 
 async def test_holders_are_paid_once_in_the_stocks_currency_converted(

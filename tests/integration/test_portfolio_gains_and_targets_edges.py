@@ -15,10 +15,14 @@ from sqlalchemy import func, select
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.orm import portfolio_targets
-from tests.integration.portfolio_harness import PortfolioService
-from tests.integration.test_portfolio_realized_gains import realized, realized_gain
-from tests.integration.test_portfolio_rebalance import rebalance, set_targets
-from tests.integration.test_portfolio_splits import split
+from tests.integration.portfolio_harness import (
+    PortfolioService,
+    realized,
+    realized_gain,
+    rebalance,
+    set_targets,
+    split,
+)
 from tests.rpc_errors import expect_error, fields
 from tests.utc_days import noon
 

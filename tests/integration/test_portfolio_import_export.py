@@ -8,12 +8,18 @@ import json
 from decimal import Decimal
 
 import grpc
-from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.exports import CHUNK_BYTES, POSITION_COLUMNS
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import (
+    Metadata,
+    PortfolioService,
+    StartPortfolio,
+    export,
+    export_text,
+    import_csv,
+)
 from tests.rpc_errors import expect_error, violations
 
 GOOD = (
@@ -23,23 +29,6 @@ GOOD = (
     "2024-01-04T15:00:00Z,sell,KO,4,55,,half\n"
     "2024-01-05,dividend,KO,6,0.5,,\n"
 )
-
-
-async def import_csv(
-    service: PortfolioService, who: Metadata, portfolio_id: str, text: str, dry_run: bool = False
-) -> pb.ImportTradesResponse:
-    return await service.stub.ImportTrades(
-        pb.ImportTradesRequest(portfolio_id=portfolio_id, csv=text, dry_run=dry_run), metadata=who
-    )
-
-
-async def export(
-    service: PortfolioService, who: Metadata, portfolio_id: str, format_: str
-) -> list[httpbody_pb2.HttpBody]:
-    call = service.stub.ExportPortfolio(
-        pb.ExportPortfolioRequest(portfolio_id=portfolio_id, format=format_), metadata=who
-    )
-    return [chunk async for chunk in call]
 
 
 async def test_a_good_import_records_every_row_in_order(
@@ -283,10 +272,6 @@ async def summary(s: PortfolioService, who: Metadata, portfolio_id: str) -> tupl
         await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
     ).portfolio
     return (got.cash, got.cost_basis, got.realized_gain, got.dividends)
-
-
-async def export_text(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
-    return b"".join(c.data for c in await export(s, who, portfolio_id, "csv")).decode()
 
 
 async def test_the_csv_export_imports_back_as_downloaded_with_its_notes(

@@ -36,11 +36,11 @@ from services.runtime.errors import NotFound
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
 from tests.integration.portfolio_harness import (
     BAD_PERIODS,
+    Events,
     Metadata,
     PortfolioService,
     StartPortfolio,
 )
-from tests.integration.test_portfolio_dividends import Events
 from tests.rpc_errors import expect_error, fields
 from tests.utc_days import noon, one_utc_day, utc_today
 

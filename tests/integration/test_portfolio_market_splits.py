@@ -42,8 +42,8 @@ from services.runtime.db import Database
 from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
 from tests.integration.portfolio_harness import (
     StartPortfolio,
+    collecting,
 )
-from tests.integration.test_portfolio_streams import collecting
 from tests.utc_days import noon, one_utc_day, utc_today
 from tests.waiting import until, until_async
 
@@ -207,7 +207,10 @@ async def test_a_split_recorded_by_hand_near_its_day_or_deleted_is_not_recorded_
         assert (await d.book("deleted")).quantity("NVDA") == D(4)
         # Deleted is deleted: neither this round nor a second applier's records it again.
         assert await d.applier().apply_due() == 0
-        assert await asyncio.gather(d.applier().apply_due(), d.applier().apply_due()) == [0, 0]
+        assert list(await asyncio.gather(d.applier().apply_due(), d.applier().apply_due())) == [
+            0,
+            0,
+        ]
         assert await d.splits.find("u-1", "deleted") == []
         assert (await d.book("deleted")).quantity("NVDA") == D(4)
 

@@ -14,22 +14,12 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.domain import present_ratio
 from services.portfolio.orm import price_history
-from services.portfolio.performance import range_start, xirr
+from services.portfolio.performance import range_start
 from services.portfolio.repository import PriceRepository
-from tests.integration.portfolio_harness import PortfolioService
+from services.portfolio.xirr import xirr
+from tests.integration.portfolio_harness import PortfolioService, store_closes
 from tests.rpc_errors import expect_error, violations
 from tests.utc_days import noon, one_utc_day, utc_today
-
-
-async def store_closes(s: PortfolioService, symbol: str, closes: dict[date, str]) -> None:
-    """Writes daily closes straight into the service's price history."""
-    db = s.database()
-    try:
-        async with db.transaction() as session:
-            for day, close in closes.items():
-                await PriceRepository(session).record(symbol, day, Decimal(close))
-    finally:
-        await db.close()
 
 
 @one_utc_day  # the closes stored up to today end the series: the server's day
@@ -244,7 +234,9 @@ async def test_risk_figures_of_a_hand_checked_price_path(
     excess = statistics.fmean(returns) * 252  # a float: compared at 6 places below
     assert risk.volatility == present_ratio(spread)
     assert abs(Decimal(risk.sharpe_ratio) - Decimal(excess) / spread) < Decimal("2e-6")
-    downside = (sum(r * r for r in returns if r < 0) / len(returns)).sqrt() * root_year
+    downside = (
+        sum((r * r for r in returns if r < 0), Decimal(0)) / len(returns)
+    ).sqrt() * root_year
     assert abs(Decimal(risk.sortino_ratio) - Decimal(excess) / downside) < Decimal("2e-6")
     assert (risk.risk_free_rate, report.risk_note) == ("0.000000", "")
 

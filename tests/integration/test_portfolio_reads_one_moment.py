@@ -17,8 +17,7 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.repository import SplitRepository
-from tests.integration.portfolio_harness import Metadata, PortfolioService
-from tests.integration.test_portfolio_splits import split
+from tests.integration.portfolio_harness import Metadata, PortfolioService, split
 from tests.utc_days import noon
 
 DAY = date(2024, 5, 1)

@@ -12,21 +12,20 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.currencies import SimulatedRates
-from tests.integration.portfolio_harness import BAD_PERIODS, Metadata, PortfolioService
-from tests.integration.test_portfolio_splits import holding, split
+from tests.integration.portfolio_harness import (
+    BAD_PERIODS,
+    Metadata,
+    PortfolioService,
+    holding,
+    realized,
+    realized_gain,
+    split,
+)
 from tests.rpc_errors import expect_error, fields
 from tests.utc_days import noon
 
 D = Decimal
 CENT = D("0.01")
-
-
-async def realized(
-    s: PortfolioService, who: Metadata, portfolio_id: str, **fields: object
-) -> pb.ListRealizedGainsResponse:
-    request = pb.ListRealizedGainsRequest(portfolio_id=portfolio_id, **fields)  # type: ignore[arg-type]
-    reply: pb.ListRealizedGainsResponse = await s.stub.ListRealizedGains(request, metadata=who)
-    return reply
 
 
 def row(gain: pb.RealizedGain) -> tuple[object, ...]:
@@ -65,10 +64,6 @@ async def two_lots_and_a_sale(s: PortfolioService, who: Metadata, portfolio_id: 
         )
     ]
     return made[-1]
-
-
-async def realized_gain(s: PortfolioService, who: Metadata, portfolio_id: str) -> str:
-    return (await s.read(who, portfolio_id)).realized_gain
 
 
 async def test_fifo_closes_the_oldest_lot_first_a_long_and_a_short_row_with_fees(

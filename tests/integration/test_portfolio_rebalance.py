@@ -15,6 +15,9 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from tests.integration.portfolio_harness import (
     Metadata,
     PortfolioService,
+    rebalance,
+    set_targets,
+    targets,
 )
 from tests.rpc_errors import violations
 
@@ -27,26 +30,6 @@ EIGHT = D("0.00000001")
 
 def money(value: Decimal) -> str:
     return str(value.quantize(D("0.01"), rounding=ROUND_HALF_EVEN))
-
-
-def targets(*pairs: tuple[str, str]) -> list[pb.AllocationTarget]:
-    return [pb.AllocationTarget(symbol=s, weight=w) for s, w in pairs]
-
-
-async def set_targets(
-    s: PortfolioService, who: Metadata, portfolio_id: str, *pairs: tuple[str, str]
-) -> pb.UpdatePortfolioTargetsResponse:
-    return await s.stub.UpdatePortfolioTargets(
-        pb.UpdatePortfolioTargetsRequest(portfolio_id=portfolio_id, targets=targets(*pairs)),
-        metadata=who,
-    )
-
-
-async def rebalance(
-    s: PortfolioService, who: Metadata, portfolio_id: str, **fields: object
-) -> pb.GetRebalanceResponse:
-    request = pb.GetRebalanceRequest(portfolio_id=portfolio_id, **fields)  # type: ignore[arg-type]
-    return await s.stub.GetRebalance(request, metadata=who)
 
 
 def by_symbol(reply: pb.GetRebalanceResponse) -> dict[str, pb.RebalanceLine]:

@@ -24,7 +24,7 @@ from services.portfolio.records import Portfolio, PortfolioKind, RecordedTrade
 from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import Trades
 from services.runtime.db import Database
-from tests.integration.test_portfolio_dividends import Events
+from tests.integration.portfolio_harness import Events
 from tests.utc_days import at
 
 D = Decimal

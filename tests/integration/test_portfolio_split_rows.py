@@ -12,9 +12,14 @@ import grpc
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.exports import TRADE_COLUMNS
-from tests.integration.portfolio_harness import Metadata, PortfolioService
-from tests.integration.test_portfolio_import_export import export_text, import_csv
-from tests.integration.test_portfolio_splits import split, splits_of
+from tests.integration.portfolio_harness import (
+    Metadata,
+    PortfolioService,
+    export_text,
+    import_csv,
+    split,
+    splits_of,
+)
 from tests.rpc_errors import expect_error, violations
 from tests.utc_days import noon, utc_today
 

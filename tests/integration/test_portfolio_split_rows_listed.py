@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from tests.integration.portfolio_harness import PortfolioService
-from tests.integration.test_portfolio_import_export import import_csv
+from tests.integration.portfolio_harness import PortfolioService, import_csv, split, splits_of
 from tests.integration.test_portfolio_split_rows import HEADER, split_summary
-from tests.integration.test_portfolio_splits import split, splits_of
 from tests.utc_days import noon
 
 # A 1-for-3 of 100 GE keeps 33.33333333 shares and pays the 0.0000000033... below 8 places in

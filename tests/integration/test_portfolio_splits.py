@@ -15,50 +15,20 @@ from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio import orm
-from tests.integration.portfolio_harness import PortfolioService
-from tests.integration.test_portfolio_import_export import export
-from tests.integration.test_portfolio_performance_service import store_closes
-from tests.integration.test_portfolio_streams import collecting
+from tests.integration.portfolio_harness import (
+    PortfolioService,
+    collecting,
+    export,
+    holding,
+    split,
+    splits_of,
+    store_closes,
+)
 from tests.rpc_errors import expect_error
 from tests.utc_days import noon, one_utc_day, utc_today
 from tests.waiting import until
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-async def split(
-    s: PortfolioService,
-    who: Metadata,
-    portfolio_id: str,
-    symbol: str,
-    day: str,
-    numerator: int,
-    denominator: int,
-    price: str = "",
-) -> pb.StockSplit:
-    request = pb.CreateSplitRequest(
-        portfolio_id=portfolio_id,
-        symbol=symbol,
-        date=day,
-        numerator=numerator,
-        denominator=denominator,
-        price=price,
-    )
-    return (await s.stub.CreateSplit(request, metadata=who)).split
-
-
-async def holding(
-    s: PortfolioService, who: Metadata, portfolio_id: str, symbol: str
-) -> pb.Position:
-    reply = await s.stub.ListPositions(
-        pb.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True), metadata=who
-    )
-    return next(p for p in reply.positions if p.symbol == symbol)
-
-
-async def splits_of(s: PortfolioService, who: Metadata, portfolio_id: str) -> list[pb.StockSplit]:
-    reply = await s.stub.ListSplits(pb.ListSplitsRequest(portfolio_id=portfolio_id), metadata=who)
-    return list(reply.splits)
 
 
 @one_utc_day

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,33 +15,9 @@ from sqlalchemy import select
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.orm import price_history
-from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
+from tests.integration.portfolio_harness import PortfolioService, StartPortfolio, collecting
 from tests.utc_days import utc_today
 from tests.waiting import until
-
-Event = pb.StreamPortfolioEventsResponse
-
-
-@contextlib.asynccontextmanager
-async def collecting(service: PortfolioService) -> AsyncIterator[list[Event]]:
-    """Every event the service streams, gathered in the background once the stream is open."""
-    call = service.stub.StreamPortfolioEvents(
-        pb.StreamPortfolioEventsRequest(), metadata=service.service_token()
-    )
-    await call.initial_metadata()  # sent once the server has subscribed
-    events: list[Event] = []
-
-    async def read() -> None:
-        async for event in call:
-            events.append(event)
-
-    reader = asyncio.create_task(read())
-    try:
-        yield events
-    finally:
-        call.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await reader
 
 
 async def test_a_service_receives_each_trade_made_after_it_subscribed(

@@ -17,8 +17,7 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.records import PortfolioKind
-from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
-from tests.integration.test_portfolio_streams import collecting
+from tests.integration.portfolio_harness import PortfolioService, StartPortfolio, collecting
 from tests.integration.trade_history import (
     HISTORY,
     TYPO,

@@ -19,9 +19,13 @@ import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.records import PortfolioKind
-from tests.integration.portfolio_harness import Metadata, PortfolioService, StartPortfolio
-from tests.integration.test_portfolio_currencies import rate
-from tests.integration.test_portfolio_streams import collecting
+from tests.integration.portfolio_harness import (
+    Metadata,
+    PortfolioService,
+    StartPortfolio,
+    collecting,
+    rate,
+)
 from tests.integration.trade_history import (
     HISTORY,
     TYPO,

@@ -29,8 +29,7 @@ from services.portfolio.prices import Prices
 from services.portfolio.records import PortfolioKind
 from services.portfolio.repository import SplitRepository, TradeRepository
 from services.portfolio.trades import Trades
-from tests.integration.portfolio_harness import Metadata, PortfolioService
-from tests.integration.test_orders_service import order, wait_for_status
+from tests.integration.portfolio_harness import Metadata, PortfolioService, order, wait_for_status
 from tests.utc_days import noon, utc_today
 
 
