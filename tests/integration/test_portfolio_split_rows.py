@@ -4,8 +4,6 @@ the trades, in the same transaction and the same replay, as CreateSplit would.""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, timedelta
 
 import grpc
@@ -13,62 +11,15 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.exports import TRADE_COLUMNS
 from tests.integration.portfolio_harness import (
-    Metadata,
     PortfolioService,
     export_text,
     import_csv,
     split,
     splits_of,
 )
+from tests.integration.split_rows import HEADER, split_summary, summary, tables
 from tests.rpc_errors import expect_error, violations
 from tests.utc_days import noon, utc_today
-
-HEADER = "date,side,symbol,quantity,price,fees,notes\n"
-
-
-def tables(text: str) -> tuple[list[dict[str, str]], str]:
-    """An export's trades table as dicts, and its positions table as text."""
-    trades, positions = text.split("\r\n\r\n")
-    rows = list(csv.DictReader(io.StringIO(trades)))
-    return rows, positions
-
-
-def split_summary(found: list[pb.StockSplit]) -> list[tuple[str, ...]]:
-    return [
-        (
-            x.symbol,
-            x.date,
-            f"{x.numerator}:{x.denominator}",
-            x.price,
-            x.quantity_before,
-            x.quantity_after,
-            x.cash_in_lieu,
-        )
-        for x in found
-    ]
-
-
-async def summary(s: PortfolioService, who: Metadata, portfolio_id: str) -> tuple[object, ...]:
-    """What the portfolio holds and made: its totals and every position with its lots."""
-    got = (
-        await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
-    ).portfolio
-    listed = await s.stub.ListPositions(
-        pb.ListPositionsRequest(portfolio_id=portfolio_id, include_closed=True), metadata=who
-    )
-    positions = [
-        (
-            p.symbol,
-            p.quantity,
-            p.average_cost,
-            p.cost_basis,
-            p.realized_gain,
-            [(lot.quantity, lot.unit_cost, lot.cost) for lot in p.lots],
-        )
-        for p in listed.positions
-    ]
-    totals = (got.cash, got.cost_basis, got.realized_gain, got.total_cost, got.fees)
-    return totals, positions
 
 
 async def test_a_csv_export_with_splits_imports_into_a_new_portfolio_as_the_same_holdings(

@@ -19,7 +19,7 @@ from tests.integration.portfolio_harness import (
     split,
     splits_of,
 )
-from tests.integration.test_portfolio_split_rows import split_summary, summary, tables
+from tests.integration.split_rows import split_summary, summary, tables
 from tests.rpc_errors import expect_error, violations
 from tests.utc_days import noon
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from tests.integration.portfolio_harness import PortfolioService, import_csv, split, splits_of
-from tests.integration.test_portfolio_split_rows import HEADER, split_summary
+from tests.integration.split_rows import HEADER, split_summary
 from tests.utc_days import noon
 
 # A 1-for-3 of 100 GE keeps 33.33333333 shares and pays the 0.0000000033... below 8 places in
