@@ -17,9 +17,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 import redis
+from stockfolio.users.v1 import users_pb2_grpc
 
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, TokenCodec
 from services.runtime.cache import Cache
@@ -270,6 +272,22 @@ async def users_service(
             BCRYPT_COST="4",
             USERS_ADDRS=f"127.0.0.1:{service.port}",
         )
+
+
+@contextlib.asynccontextmanager
+async def users_server(
+    make_config: Callable[..., RuntimeConfig], url: str
+) -> AsyncIterator[users_pb2_grpc.UsersServiceStub]:
+    """A real users gRPC server over the database at `url`, on a free port; a stub to call it."""
+    from services.runtime.server import running
+    from services.users.server import build as build_users
+
+    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST="4")
+    async with (
+        running(config, build_users, port=0, grace=0) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+    ):
+        yield users_pb2_grpc.UsersServiceStub(channel)
 
 
 def migrated_sqlite(service: str, file: Path) -> str:

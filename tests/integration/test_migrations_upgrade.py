@@ -31,8 +31,7 @@ from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database, normalize_url
 from services.runtime.migrations import downgrade, upgrade
 from services.runtime.sqltypes import UtcDateTime
-from tests.conftest import POSTGRES_ADMIN_URL
-from tests.integration.test_users_emails import users_server
+from tests.conftest import POSTGRES_ADMIN_URL, users_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_HEAD = {"users": "0001", "assistant": "0001", "portfolio": "0005", "workspace": "0001"}

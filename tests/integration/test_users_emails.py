@@ -6,24 +6,22 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
-from stockfolio.users.v1 import users_pb2, users_pb2_grpc
+from stockfolio.users.v1 import users_pb2
 
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import normalize_url
 from services.runtime.migrations import upgrade
-from services.runtime.server import running
 from services.users.domain import normalize_email
-from services.users.server import build as build_users
+from tests.conftest import users_server
 
 PASSWORD = "correct-horse-9"
 COMPOSED = unicodedata.normalize("NFC", "José@Example.com")
@@ -40,18 +38,6 @@ def test_every_form_of_an_email_is_one_address_and_invisible_characters_are_refu
     for sneaky in ("a\u200bda@example.com", "ada@exa\u00admple.com", "ada@example.com\x07"):
         with pytest.raises(Exception, match="invisible or control characters"):
             normalize_email(sneaky)
-
-
-@contextlib.asynccontextmanager
-async def users_server(
-    make_config: Callable[..., RuntimeConfig], url: str
-) -> AsyncIterator[users_pb2_grpc.UsersServiceStub]:
-    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST="4")
-    async with (
-        running(config, build_users, port=0, grace=0) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
-    ):
-        yield users_pb2_grpc.UsersServiceStub(channel)
 
 
 async def test_an_email_in_another_form_is_the_same_account(
