@@ -17,7 +17,7 @@ from facade.outbox import ClientSocket
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
 from tests.faults.infrastructure import PrivateRedis
 from tests.integration.portfolio_harness import PortfolioService, StartPortfolio
-from tests.unit.test_portfolio_feed import Recorder
+from tests.recording_socket import Recorder
 from tests.waiting import until
 
 
@@ -51,7 +51,8 @@ async def test_a_follower_started_after_the_leader_serves_the_shared_price_not_i
 
             async def price(service: PortfolioService) -> str:
                 reply = await service.stub.GetQuote(pb.GetQuoteRequest(symbol="AAPL"), metadata=who)
-                return reply.quote.price
+                quoted: str = reply.quote.price
+                return quoted
 
             # Read between two of the leader's reads that agree: no step (every 8 s) fell in
             # between, so the follower's quote and its trade had one shared price to match.

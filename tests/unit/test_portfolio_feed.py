@@ -3,7 +3,6 @@ frames of a market step are flushed."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,20 +11,7 @@ from stockfolio.portfolio.v1 import portfolio_pb2
 from facade.codec import Plans
 from facade.outbox import ClientSocket
 from facade.portfolio_feed import FeedSocket, PortfolioFeed
-
-
-class Recorder:
-    """Stands in for a ClientSocket: keeps the frames it is given."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def messages(self) -> list[dict[str, Any]]:
-        # Each frame is a header (2 bytes, 4 from 126 bytes of payload: RFC 6455, 5.2) and JSON.
-        return [json.loads(frame[4 if frame[1] == 126 else 2 :]) for frame in self.frames]
+from tests.recording_socket import Recorder
 
 
 def quote(symbol: str, price: str, seconds: int) -> portfolio_pb2.Quote:

@@ -18,7 +18,7 @@ from services.portfolio.messages import quote_message
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.shared_market import STATE_KEY, SharedMarket, Step
 from services.runtime.local_cache import InProcessCache
-from tests.unit.test_portfolio_feed import Recorder
+from tests.recording_socket import Recorder
 
 T0 = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 
