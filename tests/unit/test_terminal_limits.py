@@ -24,7 +24,7 @@ from facade.ws_terminal import FRAME_BYTES, TerminalConversation, terminal_bridg
 from services.runtime.sandbox import INSIDE_HOME, Bind, Limits, Sandbox, SandboxConfig
 from services.terminal.manager import TerminalManager
 from services.terminal.sessions import MAX_LINE, Session, output_text
-from tests.unit.test_terminal_manager import read_until
+from tests.unit.terminal_output import read_until
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": str(INSIDE_HOME), "LANG": "C.UTF-8"}
 MB = 1 << 20

@@ -20,6 +20,7 @@ from services.terminal.manager import TerminalManager
 from services.terminal.sessions import Session, WriteTooLarge
 from services.terminal.watcher import DROP_NOTE, Watcher
 from tests.processes import host_processes
+from tests.unit.terminal_output import read_until
 from tests.waiting import until
 
 SH = "/bin/sh"
@@ -39,23 +40,6 @@ async def manager(tmp_path: Path) -> AsyncIterator[TerminalManager]:
         grace=1.0,
     ) as built:
         yield built
-
-
-async def read_until(watcher: Watcher, pattern: bytes) -> bytes:
-    """Output up to and including the first match of the regex `pattern`."""
-    seen = bytearray()
-
-    async def collect() -> bytes:
-        async for chunk in watcher:
-            seen.extend(chunk)
-            if re.search(pattern, seen):
-                return bytes(seen)
-        raise AssertionError(f"output ended before {pattern!r}: {bytes(seen)[-500:]!r}")
-
-    try:
-        return await asyncio.wait_for(collect(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"no {pattern!r} within {WAIT}s: {bytes(seen)[-500:]!r}") from None
 
 
 async def run(session: Session, command: str, marker: str) -> bytes:
