@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
 
 import pytest
@@ -19,7 +19,6 @@ from services.portfolio.domain import (
     InsufficientShares,
     Side,
     Split,
-    Trade,
     new_trade,
     normalize_symbol,
     parse_decimal,
@@ -31,45 +30,25 @@ from services.portfolio.domain import (
     present_ratio,
 )
 from services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from tests.unit.book_trades import (
+    DAY0,
+    NOW,
+    at,
+    buy,
+    deposit,
+    dividend,
+    mixed_histories,
+    plain,
+    prices,
+    quantities,
+    ratios,
+    sell,
+    share_histories,
+    valid_trades,
+    withdraw,
+)
 
 D = Decimal
-NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
-DAY0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
-
-
-def at(days: int) -> datetime:
-    return DAY0 + timedelta(days=days)
-
-
-def trade(
-    side: Side, symbol: str, quantity: str, price: str = "", fees: str = "", *, day: int = 0
-) -> Trade:
-    return parse_trade(side, symbol, quantity, price, fees, at(day), now=NOW, sequence=day)
-
-
-def buy(symbol: str, quantity: str, price: str, fees: str = "0", *, day: int = 0) -> Trade:
-    return trade(Side.BUY, symbol, quantity, price, fees, day=day)
-
-
-def sell(symbol: str, quantity: str, price: str, fees: str = "0", *, day: int = 0) -> Trade:
-    return trade(Side.SELL, symbol, quantity, price, fees, day=day)
-
-
-def deposit(amount: str, *, day: int = 0) -> Trade:
-    return trade(Side.DEPOSIT, "", amount, day=day)
-
-
-def withdraw(amount: str, *, day: int = 0) -> Trade:
-    return trade(Side.WITHDRAWAL, "", amount, day=day)
-
-
-def dividend(symbol: str, shares: str, per_share: str, *, day: int = 0) -> Trade:
-    return trade(Side.DIVIDEND, symbol, shares, per_share, day=day)
-
-
-def plain(value: Decimal) -> str:
-    """A decimal as the wire writes it: plain notation, never an exponent."""
-    return format(value, "f")
 
 
 def state(book: Book) -> object:
@@ -692,62 +671,6 @@ def test_a_back_dated_split_replays_to_the_same_book_as_a_split_given_up_front()
 
 # --- properties --------------------------------------------------------------------------------
 
-quantities = st.decimals(min_value=D("0.00000001"), max_value=D(10_000), places=8)
-prices = st.decimals(min_value=D("0.01"), max_value=D(5_000), places=6)
-fee_amounts = st.decimals(min_value=D(0), max_value=D(50), places=2)
-fractions = st.decimals(min_value=D("0.01"), max_value=D(1), places=2)
-buy_steps = st.tuples(st.just("buy"), quantities, prices, fee_amounts)
-sell_steps = st.tuples(st.just("sell"), fractions, prices, fee_amounts)
-cash_steps = st.tuples(st.sampled_from(["deposit", "withdraw", "dividend"]), fractions, prices)
-
-
-def valid_trades(steps: list[tuple[object, ...]]) -> list[Trade]:
-    """Turn drawn steps into trades that a book accepts: sells and withdrawals are fractions of
-    what is held at that moment."""
-    held = D(0)
-    cash = D(0)
-    trades: list[Trade] = []
-    for day, step in enumerate(steps):
-        kind = step[0]
-        made: Trade | None = None
-        if kind == "buy":
-            _, quantity, price, fees = step
-            assert isinstance(quantity, Decimal)
-            assert isinstance(price, Decimal)
-            assert isinstance(fees, Decimal)
-            made = buy("AAPL", plain(quantity), plain(price), plain(fees), day=day)
-        elif kind == "sell":
-            _, fraction, price, fees = step
-            assert isinstance(fraction, Decimal)
-            quantity = (held * fraction).quantize(D("0.00000001"), rounding=ROUND_DOWN)
-            if quantity > 0:
-                made = sell("AAPL", plain(quantity), plain(price), plain(fees), day=day)
-        else:
-            _, fraction, amount = step
-            assert isinstance(fraction, Decimal)
-            assert isinstance(amount, Decimal)
-            if kind == "deposit":
-                made = deposit(plain(amount), day=day)
-            elif kind == "dividend":
-                made = dividend("AAPL", "1", plain(amount), day=day)
-            elif (share := (cash * fraction).quantize(D("0.01"), rounding=ROUND_DOWN)) > 0:
-                made = withdraw(plain(share), day=day)
-        if made is not None:
-            trades.append(made)
-            held += made.quantity if made.side is Side.BUY else 0
-            held -= made.quantity if made.side is Side.SELL else 0
-            cash = max(D(0), cash + made.cash_change)
-    return trades
-
-
-# Every history opens with a buy, so the position exists whatever follows.
-share_histories = st.tuples(buy_steps, st.lists(st.one_of(buy_steps, sell_steps), max_size=25)).map(
-    lambda drawn: [drawn[0], *drawn[1]]
-)
-mixed_histories = st.tuples(
-    buy_steps, st.lists(st.one_of(buy_steps, sell_steps, cash_steps), max_size=25)
-).map(lambda drawn: [drawn[0], *drawn[1]])
-
 
 @settings(deadline=None)
 @given(share_histories)
@@ -814,12 +737,6 @@ def test_total_gain_is_realized_plus_unrealized_plus_dividends_less_cash_side_fe
         totals.realized_gain + totals.unrealized_gain + totals.dividends - book.cash_side_fees
     )
     assert abs(totals.total_gain_loss - by_source) < D("1e-12")
-
-
-ratios = st.one_of(
-    st.sampled_from([D("1.5"), D(2), D(3), D("0.1"), D("0.125"), D("0.35"), D("1.05")]),
-    st.decimals(min_value=D("0.0001"), max_value=D(50), places=4),
-)
 
 
 @settings(deadline=None)

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.portfolio.domain import Book, CostMethod, Side, Split, Trade, parse_trade
-from services.portfolio.realized import Period, RealizedRow, period_of, realized_report
+from services.portfolio.periods import Period
+from services.portfolio.realized import RealizedRow, period_of, realized_report
 from services.runtime.errors import InvalidArgument
-from tests.unit.test_portfolio_domain import ratios, share_histories, valid_trades
+from tests.unit.book_trades import ratios, share_histories, valid_trades
 
 D = Decimal
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
