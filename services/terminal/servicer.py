@@ -63,7 +63,7 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
         manager: TerminalManager,
         config: TerminalConfig,
         *,
-        idempotency: CachedIdempotency | None = None,
+        idempotency: CachedIdempotency,
     ) -> None:
         self._terminals = terminals
         # An `Idempotency-Key` retried (a double click on "New terminal") gets the first shell.
@@ -84,8 +84,6 @@ class TerminalServicer(terminal_pb2_grpc.TerminalServiceServicer):
             )
             return terminal_pb2.CreateTerminalResponse(terminal=terminal_message(session))
 
-        if self._idempotency is None:
-            return await create()
         return await self._idempotency.run(request, terminal_pb2.CreateTerminalResponse, create)
 
     async def ListTerminals(
