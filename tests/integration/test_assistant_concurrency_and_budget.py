@@ -108,6 +108,10 @@ def assistant_database(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+# Writes sent around the delete (the rest wait for it to be done).
+RACING = 20
+
+
 async def test_a_session_deleted_while_messages_are_written_to_it_is_not_found_for_them(
     assistant_database: str,
 ) -> None:
@@ -121,8 +125,13 @@ async def test_a_session_deleted_while_messages_are_written_to_it_is_not_found_f
         session = Session(new_id(), "u1", None, "title", "model", now, now)
         await chats.start_session(session, Message(new_id(), session.id, Role.USER, "hi", now))
 
+        deleted = asyncio.Event()
+
         async def write(n: int) -> str:
-            await asyncio.sleep(0.002 * n)
+            if n < RACING:
+                await asyncio.sleep(0.002 * n)  # around the delete: either outcome
+            else:
+                await deleted.wait()  # after it, however slow the machine: no session
             try:
                 await chats.add_message(
                     "u1", session.id, Role.ASSISTANT, f"answer {n}", usage=Usage(7, 3)
@@ -134,12 +143,13 @@ async def test_a_session_deleted_while_messages_are_written_to_it_is_not_found_f
         async def delete() -> str:
             await asyncio.sleep(0.02)
             await chats.delete_session("u1", session.id)
+            deleted.set()
             return "deleted"
 
         outcomes = await asyncio.gather(*(write(n) for n in range(30)), delete())
         assert outcomes[-1] == "deleted"
-        assert set(outcomes[:-1]) <= {"stored", "SESSION_NOT_FOUND"}
-        assert "SESSION_NOT_FOUND" in outcomes
+        assert set(outcomes[:RACING]) <= {"stored", "SESSION_NOT_FOUND"}
+        assert set(outcomes[RACING:-1]) == {"SESSION_NOT_FOUND"}
         async with db.engine.connect() as connection:
             left = (await connection.execute(text("SELECT count(*) FROM chat_messages"))).scalar()
         assert left == 0
