@@ -17,8 +17,9 @@ from services.runtime.auth import (
 )
 from services.runtime.context import Identity
 from services.runtime.db import Database
-from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
 from services.runtime.pagination import Page
+from services.runtime.ratelimit import RateLimiter
 from services.users.config import UsersConfig
 from services.users.domain import (
     EmailTaken,
@@ -70,6 +71,7 @@ class Accounts:
         hasher: PasswordHasher,
         guard: LoginGuard,
         sessions: LocalSessionChecker,
+        limiter: RateLimiter,
     ) -> None:
         self._config = config
         self._db = db
@@ -77,6 +79,7 @@ class Accounts:
         self._hasher = hasher
         self._guard = guard
         self._sessions = sessions
+        self._limiter = limiter
         # Profiles read on every GetMe are remembered as briefly as session answers are
         # (SESSION_CHECK_TTL); this replica forgets one at once when it changes it.
         self._profiles: TtlMemo[User | None] = TtlMemo(config.runtime.session_check_ttl)
@@ -197,7 +200,22 @@ class Accounts:
         return len(revoked)
 
     async def session_state(self, identity: Identity) -> SessionState:
-        """What became of the session a token (expired or not) was issued for."""
+        """What became of the session a token (expired or not) was issued for, within the
+        account's budget of checks (SESSION_CHECKS_PER_USER).
+
+        A token asks however long ago it expired, on a port that answers whoever reaches it,
+        not only the facade with its limits: without a budget, a holder of tokens could ask
+        without end. It is the account's, not the session's (logging in again would buy a fresh
+        one) nor the calling address's (one service replica asks for all its users, each with
+        that user's own token, so nothing tells it from any other caller)."""
+        rate = self._config.session_checks
+        decision = await self._limiter.hit(f"session-checks:{identity.user_id}", rate)
+        if not decision.allowed:
+            raise ResourceExhausted(
+                f"too many session checks for this account: at most {rate.limit} per"
+                f" {rate.window:g} s; retry in {max(1, round(decision.reset_after))} s",
+                retry_after=decision.reset_after,
+            )
         return await self._sessions.state(identity)
 
     async def get(self, actor: Identity, user_id: str) -> User:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.runtime.config import Env, RuntimeConfig
-from services.runtime.ratelimit import parse_rate
+from services.runtime.ratelimit import Rate, parse_rate
 from services.users.guard import LoginPolicy
 
 
@@ -20,6 +20,9 @@ class UsersConfig:
     admin_email: str | None
     # How failed logins slow down the addresses that make them (services/users/guard.py).
     login: LoginPolicy
+    # CheckSession answers per account (the token's subject) and window, over every replica
+    # when Redis is configured (why the account's: Accounts.session_state).
+    session_checks: Rate
 
 
 def load_users_config(
@@ -45,5 +48,11 @@ def load_users_config(
                 "LOGIN_FAILURES_PER_ACCOUNT",
                 env.str("LOGIN_FAILURES_PER_ACCOUNT", "20/15minutes"),
             ),
+        ),
+        # A service asks about a session at most once per SESSION_CHECK_TTL (2 s), while its
+        # token is in its last 30 s or, for the terminal's shells, past it: 600 a minute is 20
+        # (session, service replica) pairs asking all minute long, well above a user's devices.
+        session_checks=parse_rate(
+            "SESSION_CHECKS_PER_USER", env.str("SESSION_CHECKS_PER_USER", "600/minute")
         ),
     )

@@ -11,6 +11,7 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.runtime.cache import create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
+from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceParts
 from services.runtime.tokens import token_codec
 from services.users.accounts import Accounts
@@ -40,7 +41,8 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.callback(hasher.close)
     sessions = LocalSessionChecker(db, cache, ttl=config.session_check_ttl)
     guard = LoginGuard(cache, settings.login)
-    accounts = Accounts(settings, db, token_codec(config), hasher, guard, sessions)
+    limiter = RateLimiter(cache, namespace="rl")
+    accounts = Accounts(settings, db, token_codec(config), hasher, guard, sessions, limiter)
     servicer = UsersServicer(accounts)
 
     def register(server: grpc.aio.Server) -> None:
