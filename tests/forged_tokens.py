@@ -71,5 +71,5 @@ def forged_tokens(kid: str, public_pem: str) -> dict[str, str]:
             claims, SigningKey.generate().private, algorithm="EdDSA", headers={"kid": kid}
         ),
         "hs256-keyed-with-the-public-key": hmac_signed(claims, public_pem.encode(), kid=kid),
-        "alg-none": jwt.encode(claims, None, algorithm="none", headers={"kid": kid}),
+        "alg-none": jwt.encode(claims, "", algorithm="none", headers={"kid": kid}),
     }

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from facade.config import load_facade_config
 from facade.webapp.config import load_web_config

@@ -32,7 +32,7 @@ def roles_of(system: System, admin: Account, user: Account) -> list[str]:
         "GET", f"{system.facade_url}/api/v1/users/{user.user_id}", token=admin.access_token
     )
     assert answer.status == 200, answer.body
-    return answer.body["data"]["roles"]
+    return list(answer.body["data"]["roles"])
 
 
 def test_an_admin_sees_every_service_serving_and_makes_another_user_an_admin(

@@ -6,6 +6,7 @@ allocation and value chart for the same portfolio."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -13,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Response, expect
 
 from tests.browser.screens import amount, api, fixed_shown, percent_shown, sign_in
 from tests.system_harness import Account, System
@@ -27,6 +28,11 @@ LOTS = [
     ("buy", "AAPL", "10", "200", "2025-06-02T15:00:00Z"),
     ("sell", "AAPL", "10", "150", "2025-09-01T15:00:00Z"),
 ] + [("buy", "KO", "1", "60", f"2025-10-{day:02d}T15:00:00Z") for day in range(1, 23)]
+
+
+def performance_of(response: Response, *, period: str) -> bool:
+    """The performance API's answer for `period`."""
+    return "/api/v1/performance" in response.url and f"range={period}" in response.url
 
 
 @pytest.fixture
@@ -66,9 +72,7 @@ def test_cost_methods_periods_history_and_exports(
 
     # The period selector asks the API for that period and shows its TWR.
     for period in ("all", "1y"):
-        with page.expect_response(
-            lambda r, p=period: "/api/v1/performance" in r.url and f"range={p}" in r.url
-        ) as answered:
+        with page.expect_response(functools.partial(performance_of, period=period)) as answered:
             page.get_by_test_id(f"range-{period}").click()
         said = answered.value.json()["data"]
         expect(page.get_by_test_id("twr")).to_have_text(percent_shown(said["timeWeightedReturn"]))

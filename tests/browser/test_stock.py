@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -61,7 +62,7 @@ def test_a_stocks_chart_keeps_moving_with_the_prices(
 def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
     page: Page, system: System, account: Account
 ) -> None:
-    def history(range_: str) -> dict[str, object]:
+    def history(range_: str) -> dict[str, Any]:
         answer = request(
             "GET",
             f"{system.facade_url}/api/v1/stocks/MSFT/history?range={range_}",
@@ -73,7 +74,7 @@ def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
     sign_in(page, account, at="/stocks/msft")
     chart = page.get_by_test_id("history-chart")
     year = history("1y")
-    expect(chart).to_have_attribute("data-points", str(len(year["closes"])))  # type: ignore[arg-type]
+    expect(chart).to_have_attribute("data-points", str(len(year["closes"])))
     expect(chart).to_have_attribute("aria-label", "MSFT daily closes over 1y")
 
     with page.expect_response(lambda r: "/history" in r.url and "range=3m" in r.url) as shown:
@@ -83,7 +84,7 @@ def test_a_stocks_history_draws_its_closes_and_the_change_over_the_period(
     quarter = dict(shown.value.json()["data"])
     closes = quarter["closes"]
     assert closes[:-1] == history("3m")["closes"][:-1]  # the past days' stand
-    assert isinstance(closes, list) and len(closes) < len(year["closes"])  # type: ignore[arg-type]
+    assert isinstance(closes, list) and len(closes) < len(year["closes"])
     expect(chart).to_have_attribute("data-points", str(len(closes)))
     # As the API states them: the change to its own places (2 to 6), the ratio as a percentage.
     change = Decimal(str(quarter["change"]))

@@ -4,7 +4,7 @@ stale save offered as reload or overwrite, uploads and downloads, and a commit."
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests.browser.screens import api, sign_in
 from tests.system_harness import Account, System
@@ -22,7 +22,7 @@ def project(system: System, account: Account) -> str:
         "/api/v1/workspace/projects",
         {"name": "notes", "template": "notes"},
     )
-    return created["id"]
+    return str(created["id"])
 
 
 def open_readme(page: Page, account: Account) -> None:
@@ -84,7 +84,7 @@ def test_an_uploaded_file_appears_in_the_tree_and_downloads_byte_for_byte(
     sign_in(page, account, at="/workspace")
 
     page.get_by_label("Upload a file").set_input_files(
-        files=[{"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": payload}]
+        files=[FilePayload(name="blob.bin", mimeType="application/octet-stream", buffer=payload)]
     )
 
     expect(page.get_by_test_id("workspace-notice")).to_have_text("Uploaded blob.bin (1.0 MB).")

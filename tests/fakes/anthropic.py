@@ -211,7 +211,7 @@ class FakeAnthropic(FakeServer):
         output_tokens = 0
         pieces = words(reply.text)
         if pieces:
-            block = {"type": "text", "text": ""}
+            block: dict[str, Any] = {"type": "text", "text": ""}
             await response.write(
                 _event(
                     "content_block_start",

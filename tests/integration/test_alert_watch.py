@@ -6,6 +6,7 @@ reaches this one's index."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,11 @@ class Rig:
                 "u-1", unread=False, offset=0, limit=100
             )
         return [f.alert_id for f in found]
+
+
+def evaluated_past(rig: Rig, seen: int) -> bool:
+    """The watch has evaluated a batch of ticks since it had evaluated `seen`."""
+    return rig.watch.batches > seen
 
 
 @pytest.fixture
@@ -118,7 +124,7 @@ async def test_a_repeating_alert_that_fired_does_not_fire_again_for_the_same_cro
         # 102: still above, where a-r's last firing left it (not a crossing); 101.5 crosses.
         batches = rig.watch.batches
         rig.step(price, second)
-        await until(lambda seen=batches: rig.watch.batches > seen, f"step {second} evaluated")
+        await until(functools.partial(evaluated_past, rig, batches), f"step {second} evaluated")
     await until(lambda: rig.watch.fired == 2, "two firings stored")
     async with rig.db.reading() as session:
         found, _ = await FiredAlertRepository(session).page("u-1", unread=False, offset=0, limit=9)
@@ -169,7 +175,7 @@ async def test_a_restarted_replica_measures_percent_moves_from_the_prices_saved_
     for second in range(0, 3601, 300):  # an hour at 100, one price every five minutes
         batches = rig.watch.batches
         rig.step("100", second)
-        await until(lambda seen=batches: rig.watch.batches > seen, f"second {second} evaluated")
+        await until(functools.partial(evaluated_past, rig, batches), f"second {second} evaluated")
     await rig.watch.stop()  # the leader saves the recent prices as it stops
 
     # Restarted (a deploy): a new replica, the same cache and database, and an alert on a fall

@@ -4,6 +4,8 @@ rebalance routes and a garbage targets body are a 400 naming the field (or an an
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import SQLITE_ONLY
 from tests.integration.facade_harness import (
     Client,
@@ -54,7 +56,7 @@ async def test_garbage_queries_and_bodies_are_never_a_500(client: Client) -> Non
         answers[query] = (answer.status, await answer.text())
     assert {q: a for q, a in answers.items() if a[0] >= 500} == {}
     targets = f"/api/v1/portfolios/{portfolio_id}/targets"
-    for body in (
+    bodies: tuple[Any, ...] = (
         {"targets": [{"symbol": "AAPL", "weight": 50}]},
         {"targets": [{"symbol": "AAPL", "weight": None}]},
         {"targets": "AAPL"},
@@ -62,7 +64,8 @@ async def test_garbage_queries_and_bodies_are_never_a_500(client: Client) -> Non
         {"targets": [{"symbol": "AAPL", "weight": "1"}] * 1000},
         [],
         {"targets": [{"symbol": "AAPL", "weight": "1e400"}]},
-    ):
+    )
+    for body in bodies:
         answer = await client.put(targets, json=body, headers=who)
         answers[repr(body)[:60]] = (answer.status, await answer.text())
     assert {q: a for q, a in answers.items() if a[0] >= 500} == {}

@@ -111,7 +111,8 @@ async def test_performance_states_its_risk_figures_in_json(
     volatility = statistics.stdev(returns) * root_year
     excess = sum(returns, D(0)) / len(returns) * 252 - D("0.04")
     downside = (
-        sum((r - D("0.04") / 252) ** 2 for r in returns if r < D("0.04") / 252) / len(returns)
+        sum((((r - D("0.04") / 252) ** 2) for r in returns if r < D("0.04") / 252), D(0))
+        / len(returns)
     ).sqrt() * root_year
     assert risk == {
         "maxDrawdown": "0.250000",

@@ -3,6 +3,8 @@ never a 500; and odd but valid spellings of a split row are taken."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import SQLITE_ONLY
 from tests.integration.facade_harness import (
     Client,
@@ -95,17 +97,17 @@ async def test_the_import_answers_its_split_rows_in_a_dry_run_and_once_recorded(
     text = HEADER + BUY + "2024-02-01,split,NVDA,1:3,3000000,,,\n"
     shown = ("symbol", "date", "numerator", "denominator", "price", "quantityBefore")
 
-    async def imported(dry_run: bool, key: str = "") -> dict[str, object]:
+    async def imported(dry_run: bool, key: str = "") -> dict[str, Any]:
         body = {"portfolioId": portfolio_id, "csv": text, "dryRun": dry_run}
         headers = {**who, "Idempotency-Key": key} if key else who
         answer = await client.post("/api/v1/trades:import", json=body, headers=headers)
         assert answer.status in (200, 201), await answer.text()
-        data: dict[str, object] = (await answer.json())["data"]
+        data: dict[str, Any] = (await answer.json())["data"]
         return data
 
     checked = await imported(True)
-    assert [t["symbol"] for t in checked["trades"]] == ["NVDA"]  # type: ignore[attr-defined]
-    (would,) = checked["splits"]  # type: ignore[misc]
+    assert [t["symbol"] for t in checked["trades"]] == ["NVDA"]
+    (would,) = checked["splits"]
     assert {k: would[k] for k in (*shown, "quantityAfter", "cashInLieu")} == {
         "symbol": "NVDA",
         "date": "2024-02-01",
@@ -123,7 +125,7 @@ async def test_the_import_answers_its_split_rows_in_a_dry_run_and_once_recorded(
     done = await imported(False, key="import-1")
     assert done["imported"] == 1
     assert await imported(False, key="import-1") == done  # a retry gets the answer stored
-    (made,) = done["splits"]  # type: ignore[misc]
+    (made,) = done["splits"]
     listed = await client.get(f"/api/v1/portfolios/{portfolio_id}/splits", headers=who)
     found = (await listed.json())["data"]
     (kept,) = found["splits"] if isinstance(found, dict) else found

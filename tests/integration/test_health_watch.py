@@ -23,7 +23,7 @@ NAME = "stockfolio.example.v1.ExampleService"
 SLOW_PROBES = 60.0
 
 
-class CountingHealth(HealthServicer):
+class CountingHealth(HealthServicer):  # type: ignore[misc]
     """gRPC's health servicer, counting the Checks it answers."""
 
     def __init__(self) -> None:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import grpc
@@ -60,11 +61,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def execute(url: str, *statements: sa.Executable) -> list[sa.Row[object]]:
+async def execute(url: str, *statements: sa.Executable) -> list[Any]:
     engine = create_async_engine(normalize_url(url))
     try:
         async with engine.begin() as connection:
-            rows: list[sa.Row[object]] = []
+            rows: list[Any] = []
             for statement in statements:
                 result = await connection.execute(statement)
                 if result.returns_rows:
@@ -110,7 +111,7 @@ async def signs_in(stub: users_pb2_grpc.UsersServiceStub, email: str, password: 
         reply = await stub.Login(users_pb2.LoginRequest(email=email, password=password))
     except grpc.aio.AioRpcError as error:
         return f"refused {error.code().name}"
-    return reply.user.id
+    return str(reply.user.id)
 
 
 # An address the old code accepted (254 characters at most, one @, no space) whose NFKC form is
@@ -145,7 +146,7 @@ async def test_twins_keep_their_forms_and_both_owners_still_sign_in(
     await asyncio.to_thread(upgrade, "users", url, OLD_HEAD["users"])
     nfc = unicodedata.normalize("NFC", "zoë@example.com")
     nfd = unicodedata.normalize("NFD", "zoë@example.com")
-    ids = {}
+    ids: dict[str, str] = {}
     ids |= await old_users(url, {"nfc": nfc}, "password-of-nfc-1")
     ids |= await old_users(url, {"nfd": nfd}, "password-of-nfd-2")
     ids |= await old_users(url, {"plain": "ada@example.com"}, "password-of-ada-3")
@@ -171,7 +172,7 @@ async def attempt(stub: users_pb2_grpc.UsersServiceStub, email: str, password: s
             users_pb2.LoginRequest(email=email, password=password), metadata=FROM_ONE_ADDRESS
         )
     except grpc.aio.AioRpcError as error:
-        return error.code().name
+        return str(error.code().name)
     return str(reply.user.id)
 
 

@@ -28,11 +28,16 @@ US = "United States"
 
 
 async def exposure(s: PortfolioService, who: Metadata, portfolio_id: str) -> pb.GetExposureResponse:
-    return await s.stub.GetExposure(pb.GetExposureRequest(portfolio_id=portfolio_id), metadata=who)
+    reply: pb.GetExposureResponse = await s.stub.GetExposure(
+        pb.GetExposureRequest(portfolio_id=portfolio_id), metadata=who
+    )
+    return reply
 
 
 async def shown(s: PortfolioService, who: Metadata, portfolio_id: str) -> pb.Portfolio:
-    reply = await s.stub.GetPortfolio(pb.GetPortfolioRequest(id=portfolio_id), metadata=who)
+    reply: pb.GetPortfolioResponse = await s.stub.GetPortfolio(
+        pb.GetPortfolioRequest(id=portfolio_id), metadata=who
+    )
     return reply.portfolio
 
 

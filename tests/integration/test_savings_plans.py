@@ -82,7 +82,10 @@ async def paper(s: PortfolioService, cash: str = "10000") -> tuple[Metadata, pb.
 async def new_plan(
     s: PortfolioService, who: Metadata, portfolio_id: str, **changes: object
 ) -> pb.Plan:
-    return (await s.stub.CreatePlan(create(portfolio_id, **changes), metadata=who)).plan
+    reply: pb.CreatePlanResponse = await s.stub.CreatePlan(
+        create(portfolio_id, **changes), metadata=who
+    )
+    return reply.plan
 
 
 def created(plan: pb.Plan) -> datetime:

@@ -14,7 +14,7 @@ from tests.integration.conftest import Issue, Serve, SessionBook
 SERVICE = portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"]
 
 
-class MarketStub(portfolio_pb2_grpc.PortfolioServiceServicer):  # type: ignore[misc]
+class MarketStub(portfolio_pb2_grpc.PortfolioServiceServicer):
     """Answers the internal stream with one tick, so a test sees who got through."""
 
     async def StreamMarket(self, request, context):  # type: ignore[no-untyped-def]

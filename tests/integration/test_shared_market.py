@@ -158,7 +158,8 @@ async def test_a_deposed_leader_can_no_longer_publish_and_its_old_steps_are_igno
         stored = await follower._cache.get(STATE_KEY)
         # Back from its pause, the old leader's next step is refused by the store: it steps
         # down, and neither the stored market nor the follower moves.
-        await leader._publish(await leader._source.search("", limit=1) and [])
+        await leader._source.search("", limit=1)
+        await leader._publish([])
         assert not leader.leading
         assert await follower._cache.get(STATE_KEY) == stored
         # A step of the old term arriving late is fenced off.

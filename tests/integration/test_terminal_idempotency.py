@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 from tests.conftest import SQLITE_ONLY
 from tests.integration.rest_client import User, call, register
@@ -20,10 +21,12 @@ pytestmark = SQLITE_ONLY
 CREATE = "/api/v1/terminal/terminals/create"
 
 
-async def create(client: Client, user: User, key: str, expect: int = 201, **fields: object) -> dict:
+async def create(
+    client: Client, user: User, key: str, expect: int = 201, **fields: object
+) -> dict[str, Any]:
     headers = {**user.headers, "Idempotency-Key": key}
     response = await client.post(CREATE, json=fields, headers=headers)
-    body: dict = await response.json()
+    body: dict[str, Any] = await response.json()
     assert response.status == expect, body
     return body
 

@@ -353,14 +353,15 @@ async def test_an_access_token_used_past_its_sessions_end_is_refused_as_expired_
         grpc.aio.insecure_channel(f"127.0.0.1:{portfolio.port}") as channel,
     ):
         portfolios = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+        calls: tuple[Callable[[tuple[tuple[str, str], ...]], Any], ...] = (
+            lambda auth: stub.GetMe(users_pb2.GetMeRequest(), metadata=auth),
+            lambda auth: portfolios.ListPortfolios(
+                portfolio_pb2.ListPortfoliosRequest(), metadata=auth
+            ),
+        )
         # Twice each: the answer is remembered (SESSION_CHECK_TTL) as what it was.
         for _ in range(2):
-            for call in (
-                lambda auth: stub.GetMe(users_pb2.GetMeRequest(), metadata=auth),
-                lambda auth: portfolios.ListPortfolios(
-                    portfolio_pb2.ListPortfoliosRequest(), metadata=auth
-                ),
-            ):
+            for call in calls:
                 expired = await expect_error(
                     call((bearer(ended.tokens.access_token),)), grpc.StatusCode.UNAUTHENTICATED
                 )

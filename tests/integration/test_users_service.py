@@ -31,7 +31,10 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 async def register(
     stub: users_pb2_grpc.UsersServiceStub, email: str, password: str = PASSWORD, name: str = ""
 ) -> users_pb2.RegisterResponse:
-    return await stub.Register(users_pb2.RegisterRequest(email=email, password=password, name=name))
+    reply: users_pb2.RegisterResponse = await stub.Register(
+        users_pb2.RegisterRequest(email=email, password=password, name=name)
+    )
+    return reply
 
 
 async def test_first_user_is_admin_and_later_users_are_not(

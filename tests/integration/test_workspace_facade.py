@@ -60,7 +60,8 @@ async def new_project(facade: Client, who: User, name: str = "site") -> dict[str
         json={"name": name, "template": "python"},
         headers=bearer(who),
     )
-    return (await envelope(response, 201))["data"]
+    created: dict[str, Any] = (await envelope(response, 201))["data"]
+    return created
 
 
 async def user_with_a_project(workspace: WorkspaceService, facade: Client) -> tuple[User, str]:

@@ -147,7 +147,7 @@ def test_an_hs256_token_keyed_with_our_public_key_is_rejected(
 
 def test_an_unsigned_alg_none_token_is_rejected(verifier: TokenVerifier) -> None:
     token = jwt.encode(
-        access_claims(roles=["admin"]), None, algorithm="none", headers={"kid": USER_KEY.kid}
+        access_claims(roles=["admin"]), "", algorithm="none", headers={"kid": USER_KEY.kid}
     )
     assert token.endswith("."), "an alg=none token has an empty signature"
     assert reason_of(verifier, token) == "TOKEN_INVALID"
@@ -278,7 +278,7 @@ def test_bearer_token_reads_only_a_bearer_authorization(
 
 
 async def test_ttl_memo_makes_one_lookup_for_concurrent_callers_of_a_key() -> None:
-    memo = TtlMemo(ttl=60)
+    memo: TtlMemo[bool] = TtlMemo(ttl=60)
     release = asyncio.Event()
     lookups: list[str] = []
 
@@ -307,7 +307,7 @@ async def test_ttl_memo_answers_expire_after_the_ttl(monkeypatch: pytest.MonkeyP
     now = [1000.0]
     clock = SimpleNamespace(monotonic=lambda: now[0], time=time.time)
     monkeypatch.setattr("services.runtime.auth.time", clock)
-    memo = TtlMemo(ttl=0.05)
+    memo: TtlMemo[bool] = TtlMemo(ttl=0.05)
     answers = iter([True, False])
     calls = 0
 
@@ -325,7 +325,7 @@ async def test_ttl_memo_answers_expire_after_the_ttl(monkeypatch: pytest.MonkeyP
 
 
 async def test_ttl_memo_forget_drops_a_remembered_answer() -> None:
-    memo = TtlMemo(ttl=60)
+    memo: TtlMemo[bool] = TtlMemo(ttl=60)
 
     async def live() -> bool:
         return True
@@ -339,7 +339,7 @@ async def test_ttl_memo_forget_drops_a_remembered_answer() -> None:
 
 
 async def test_ttl_memo_shares_a_failed_lookup_with_its_waiters_and_remembers_nothing() -> None:
-    memo = TtlMemo(ttl=60)
+    memo: TtlMemo[bool] = TtlMemo(ttl=60)
     release = asyncio.Event()
 
     async def failing() -> bool:
@@ -361,7 +361,7 @@ async def test_ttl_memo_shares_a_failed_lookup_with_its_waiters_and_remembers_no
 
 
 async def test_ttl_memo_a_cancelled_first_caller_does_not_fail_the_others() -> None:
-    memo = TtlMemo(ttl=60)
+    memo: TtlMemo[bool] = TtlMemo(ttl=60)
     release = asyncio.Event()
     lookups = 0
 
@@ -384,7 +384,7 @@ async def test_ttl_memo_a_cancelled_first_caller_does_not_fail_the_others() -> N
 
 
 async def test_ttl_memo_forget_during_a_lookup_keeps_its_answer_from_being_remembered() -> None:
-    memo = TtlMemo(ttl=60)
+    memo: TtlMemo[bool] = TtlMemo(ttl=60)
     release = asyncio.Event()
 
     async def read_before_revocation() -> bool:

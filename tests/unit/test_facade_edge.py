@@ -26,7 +26,7 @@ def rpc_error(code: grpc.StatusCode, details: str, trailers: tuple[object, ...] 
 
 def from_domain(error: DomainError) -> ApiError:
     code, message, trailers = to_status(error)
-    return from_rpc_error(rpc_error(code, message, trailers), "portfolio")  # type: ignore[arg-type]
+    return from_rpc_error(rpc_error(code, message, trailers), "portfolio")
 
 
 # --- the status table ----------------------------------------------------------------------
@@ -52,7 +52,7 @@ def from_domain(error: DomainError) -> ApiError:
 def test_grpc_codes_map_to_http_statuses_by_the_one_table(
     code: grpc.StatusCode, status: int
 ) -> None:
-    error = from_rpc_error(rpc_error(code, "said by the service"), "users")  # type: ignore[arg-type]
+    error = from_rpc_error(rpc_error(code, "said by the service"), "users")
     assert error.status == status
     assert error.code == (code.name if status != 500 else "INTERNAL")
 
@@ -60,7 +60,7 @@ def test_grpc_codes_map_to_http_statuses_by_the_one_table(
 def test_a_500_never_carries_the_services_own_text() -> None:
     code, _, trailers = internal_status()
     error = from_rpc_error(
-        rpc_error(code, "KeyError: 'password_hash' at repository.py:42", trailers),  # type: ignore[arg-type]
+        rpc_error(code, "KeyError: 'password_hash' at repository.py:42", trailers),
         "users",
     )
     assert (error.status, error.code, error.message) == (500, "INTERNAL", "internal error")
@@ -83,21 +83,21 @@ def test_retry_info_becomes_retry_after() -> None:
 def test_an_unreachable_service_is_named_without_grpc_internals() -> None:
     raw = "failed to connect to all addresses; last error: ipv4:10.1.2.3:4160: Connection refused"
     error = from_rpc_error(
-        rpc_error(grpc.StatusCode.UNAVAILABLE, raw),  # type: ignore[arg-type]
+        rpc_error(grpc.StatusCode.UNAVAILABLE, raw),
         "portfolio",
     )
     assert error.status == 503
     assert error.message == "the portfolio service is unavailable; retry shortly"
     assert error.service == "facade"
     late = from_rpc_error(
-        rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),  # type: ignore[arg-type]
+        rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
         "assistant",
     )
     assert (late.status, late.message) == (504, "the assistant service did not answer in time")
 
 
 def test_a_cancelled_call_is_499() -> None:
-    error = from_rpc_error(rpc_error(grpc.StatusCode.CANCELLED, "x"), "users")  # type: ignore[arg-type]
+    error = from_rpc_error(rpc_error(grpc.StatusCode.CANCELLED, "x"), "users")
     assert error.status == 499
 
 

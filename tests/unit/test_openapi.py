@@ -246,7 +246,7 @@ def test_a_resize_needs_cols_and_rows_at_the_top_or_in_dimensions(spec: dict[str
     assert op["requestBody"]["required"]
     schema = _body_schema(spec, "/api/v1/terminal/terminals/{session_id}/resize", "post")
     validator = Draft202012Validator(schema)
-    bodies = [
+    bodies: list[tuple[dict[str, Any], bool]] = [
         ({}, False),
         ({"cols": 80}, False),
         ({"dimensions": {"cols": 80}}, False),

@@ -355,7 +355,7 @@ def test_a_gain_of_a_million_times_in_weeks_is_stated_as_pyxirr_states_it() -> N
     ]
     theirs = pyxirr.xirr([d for d, _ in flows], [float(a) for _, a in flows])
     ours = xirr(flows)
-    assert ours.converged and ours.rate is not None, ours
+    assert ours.converged and ours.rate is not None and theirs is not None, ours
     assert relative_npv(ours.rate, flows) <= D("1e-9")
     assert abs(float(ours.rate) / theirs - 1) < 1e-6
 

@@ -186,7 +186,6 @@ def test_without_a_writable_cgroup_only_rlimits_apply(tmp_path: Path) -> None:
         assert "--as=4294967296" in command  # the address-space bound stands in for memory
     finally:
         sandbox.close()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # --- real sandboxes ------------------------------------------------------------------------------

@@ -97,7 +97,10 @@ def test_processes_starting_together_agree_on_one_key_pair(tmp_path: Path) -> No
 def test_development_gives_every_process_the_same_users_key_made_once(tmp_path: Path) -> None:
     users = load("users", tmp_path)
     terminal = load("terminal", tmp_path)
-    facade = load("facade", tmp_path, database=False)
+    # The facade keeps no database (database=False: no URL is asked of it in production).
+    facade = load_runtime_config(
+        "facade", {"STOCKFOLIO_VAR_DIR": str(tmp_path / "var")}, database=False
+    )
     assert users.token_keys.signing is not None
     assert set(terminal.token_keys.users) == {users.token_keys.signing.kid}
     assert set(facade.token_keys.users) == {users.token_keys.signing.kid}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from google.protobuf import struct_pb2
@@ -40,8 +40,8 @@ def ruled_string_fields() -> Iterator[tuple[Descriptor, FieldDescriptor, dict[st
     for name, schema in SCHEMAS.items():
         if not name.startswith("stockfolio.") or not name.endswith("Request"):
             continue
-        message = GetMessageClass(_descriptor(name)).DESCRIPTOR
-        for fd in message.fields:
+        message = cast(Descriptor, GetMessageClass(_descriptor(name)).DESCRIPTOR)
+        for fd in cast(list[FieldDescriptor], message.fields):
             if fd.type != FieldDescriptor.TYPE_STRING or fd.is_repeated:
                 continue
             if field_rules(fd) is not None and fd.json_name in schema["properties"]:
@@ -89,7 +89,7 @@ def doc_allows(schema: dict[str, Any], value: str) -> bool:
         return False
     if "enum" in schema and value not in schema["enum"]:
         return False
-    return schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value))
+    return bool(schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)))
 
 
 def _candidates(prop: dict[str, Any]) -> st.SearchStrategy[str]:
@@ -140,14 +140,16 @@ def test_numbers_are_bounded_as_documented() -> None:
 
 
 def test_violations_name_fields_as_json_clients_spell_them() -> None:
-    request = users_pb2.UpdateUserRequest(id="u", roles=[0, 7])
+    request = users_pb2.UpdateUserRequest(
+        id="u", roles=[users_pb2.ROLE_UNSPECIFIED, users_pb2.Role.ValueType(7)]
+    )
     assert violations(request) == [
         ("roles[0]", "must not be in list [0]"),
         ("roles[1]", "must be one of the defined enum values"),
     ]
-    assert violations(portfolio_pb2.CreateTradeRequest(side=1, quantity="1")) == [
-        ("portfolioId", "is required")
-    ]
+    assert violations(
+        portfolio_pb2.CreateTradeRequest(side=portfolio_pb2.TRADE_SIDE_BUY, quantity="1")
+    ) == [("portfolioId", "is required")]
     assert json_name("total_pages") == "totalPages"
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -22,7 +22,13 @@ from services.runtime.sandbox import Sandbox
 from services.workspace.git import GitRunner, validate_remote_url
 from services.workspace.quota import BYTES, QuotaExceeded, Usage
 
-AUTHOR = {"author_name": "Alice Example", "author_email": "alice@example.com"}
+
+class Author(TypedDict):
+    author_name: str
+    author_email: str
+
+
+AUTHOR: Author = {"author_name": "Alice Example", "author_email": "alice@example.com"}
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ async def test_atomic_write_makes_its_folders_again_when_a_delete_removes_them_m
 
 
 def moved_once_opened(
-    monkeypatch: pytest.MonkeyPatch, folder: Path, move: Callable[[], None]
+    monkeypatch: pytest.MonkeyPatch, folder: Path, move: Callable[[], object]
 ) -> None:
     """The first opening of `folder` is followed at once by `move`: a rename or a delete of
     the project through another replica landing between the opening and its check."""
