@@ -276,13 +276,16 @@ async def users_service(
 
 @contextlib.asynccontextmanager
 async def users_server(
-    make_config: Callable[..., RuntimeConfig], url: str
+    make_config: Callable[..., RuntimeConfig], url: str, cost: str = "4", **environ: str
 ) -> AsyncIterator[users_pb2_grpc.UsersServiceStub]:
-    """A real users gRPC server over the database at `url`, on a free port; a stub to call it."""
+    """A real users gRPC server over the database at `url`, on a free port; a stub to call it.
+
+    `cost` is bcrypt's (4, the cheapest, unless a test needs a login's check to take as long as
+    production's); `environ` adds variables to the server's environment."""
     from services.runtime.server import running
     from services.users.server import build as build_users
 
-    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST="4")
+    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST=cost, **environ)
     async with (
         running(config, build_users, port=0, grace=0) as service,
         grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,

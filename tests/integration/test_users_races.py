@@ -10,8 +10,7 @@ saw the others still there)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -20,32 +19,15 @@ from stockfolio.users.v1 import users_pb2, users_pb2_grpc
 from services.runtime.auth import bearer
 from services.runtime.config import RuntimeConfig
 from services.runtime.migrations import upgrade
-from services.runtime.server import running
-from services.users.server import build as build_users
+from tests.conftest import users_server
 
 OLD = "correct-horse-9"
 NEW = "battery-staple-7"
 ADMINS = 6
+# bcrypt's cost in production (the users config's default): a login's check takes as long as it
+# would there, so the races below have the time they have there.
+PRODUCTION_COST = "12"
 Stub = users_pb2_grpc.UsersServiceStub
-
-
-@pytest.fixture
-def users_url(database_url: str) -> str:
-    upgrade("users", database_url)
-    return database_url
-
-
-@contextlib.asynccontextmanager
-async def users_server(
-    make_config: Callable[..., RuntimeConfig], url: str, cost: str = "12"
-) -> AsyncIterator[Stub]:
-    """Cost 12 by default, production's: a login's check takes as long as it would there."""
-    config = make_config("users", USERS_DATABASE_URL=url, BCRYPT_COST=cost)
-    async with (
-        running(config, build_users, port=0, grace=0) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
-    ):
-        yield users_pb2_grpc.UsersServiceStub(channel)
 
 
 async def login(stub: Stub, email: str, password: str) -> str | None:
@@ -60,9 +42,9 @@ async def login(stub: Stub, email: str, password: str) -> str | None:
 
 
 async def test_a_password_reset_racing_logins_with_the_old_one_leaves_none_of_them(
-    make_config: Callable[..., RuntimeConfig], users_url: str
+    make_config: Callable[..., RuntimeConfig], users_database: str
 ) -> None:
-    async with users_server(make_config, users_url) as stub:
+    async with users_server(make_config, users_database, cost=PRODUCTION_COST) as stub:
         ada = await stub.Register(users_pb2.RegisterRequest(email="ada@example.com", password=OLD))
         ned = await stub.Register(users_pb2.RegisterRequest(email="ned@example.com", password=OLD))
         # Ned's password leaked: the admin resets it while the thief tries it.
@@ -87,9 +69,9 @@ async def test_a_password_reset_racing_logins_with_the_old_one_leaves_none_of_th
 
 
 async def test_a_login_racing_a_demotion_does_not_make_an_admin_again(
-    make_config: Callable[..., RuntimeConfig], users_url: str
+    make_config: Callable[..., RuntimeConfig], users_database: str
 ) -> None:
-    async with users_server(make_config, users_url) as stub:
+    async with users_server(make_config, users_database, cost=PRODUCTION_COST) as stub:
         ada = await stub.Register(users_pb2.RegisterRequest(email="ada@example.com", password=OLD))
         bob = await stub.Register(users_pb2.RegisterRequest(email="bob@example.com", password=OLD))
         admin = (bearer(ada.tokens.access_token),)
@@ -111,9 +93,9 @@ async def test_a_login_racing_a_demotion_does_not_make_an_admin_again(
 
 @pytest.mark.parametrize("how", ["demote", "delete"])
 async def test_admins_stepping_down_at_once_leave_one_admin(
-    make_config: Callable[..., RuntimeConfig], users_url: str, how: str
+    make_config: Callable[..., RuntimeConfig], users_database: str, how: str
 ) -> None:
-    async with users_server(make_config, users_url, cost="4") as stub:
+    async with users_server(make_config, users_database) as stub:
         first = await stub.Register(users_pb2.RegisterRequest(email="a0@example.com", password=OLD))
         both = [users_pb2.ROLE_USER, users_pb2.ROLE_ADMIN]
         for n in range(1, ADMINS):
@@ -163,18 +145,7 @@ async def test_guesses_sent_at_once_from_one_address_get_only_the_free_failures(
     guess checked, as the rule allows once a wait is over."""
     await asyncio.to_thread(upgrade, "users", sqlite_url)
     cache = {"REDIS_URL": str(request.getfixturevalue("redis_url"))} if shared else {}
-    config = make_config(
-        "users",
-        USERS_DATABASE_URL=sqlite_url,
-        BCRYPT_COST="4",
-        LOGIN_FIRST_DELAY="60",
-        **cache,
-    )
-    async with (
-        running(config, build_users, port=0, grace=0) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel,
-    ):
-        stub = users_pb2_grpc.UsersServiceStub(channel)
+    async with users_server(make_config, sqlite_url, LOGIN_FIRST_DELAY="60", **cache) as stub:
         await stub.Register(users_pb2.RegisterRequest(email="gus@example.com", password=OLD))
         address = (("x-forwarded-for", "203.0.113.5"),)
 
