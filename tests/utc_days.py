@@ -10,7 +10,8 @@ ending on another day), it is `one_utc_day`: a failure when midnight UTC passed 
 skip, since it says nothing about the behaviour; a failure within one day stands.
 
 Beside them, the moments of a day tests date trades at: `noon` and `stamp` (15:00) as the
-Timestamp a request carries, `at` an hour as a datetime.
+Timestamp a request carries, `at` an hour as a datetime; and `timestamp`, any moment as that
+Timestamp.
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ def midnight_of(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+def timestamp(moment: datetime) -> Timestamp:
+    made = Timestamp()
+    made.FromDatetime(moment)
+    return made
+
+
 def noon(day: date) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(datetime.combine(day, time(12), UTC))
-    return stamp
+    return timestamp(at(day, 12))
 
 
 def stamp(day: date) -> Timestamp:
-    made = Timestamp()
-    made.FromDatetime(datetime(day.year, day.month, day.day, 15, tzinfo=UTC))
-    return made
+    return timestamp(at(day))
 
 
 def at(day: date, hour: int = 15) -> datetime:

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import update
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
@@ -31,12 +30,7 @@ from services.portfolio.repository import PortfolioRepository, TradeRepository
 from services.portfolio.trades import TradeDraft, Trades
 from services.runtime.db import Database
 from tests.integration.portfolio_harness import Metadata, PortfolioService
-
-
-def stamp(when: datetime) -> Timestamp:
-    value = Timestamp()
-    value.FromDatetime(when)
-    return value
+from tests.utc_days import timestamp
 
 
 async def stored_and_replayed(
@@ -88,7 +82,7 @@ async def test_concurrent_trades_some_back_dated_never_oversell_and_leave_the_st
     who, user_id = await s.account()
     p = await s.portfolio(who)
     start = datetime.now(UTC) - timedelta(days=30)
-    await s.trade(who, p.id, "buy", "10", "60", symbol="KO", executed_at=stamp(start))
+    await s.trade(who, p.id, "buy", "10", "60", symbol="KO", executed_at=timestamp(start))
     sells_now = [s.trade(who, p.id, "sell", "1", "61", symbol="KO") for _ in range(12)]
     # Dated before every sell above: each is checked against the shares held at its date and
     # must not leave any later sell short.
@@ -100,7 +94,7 @@ async def test_concurrent_trades_some_back_dated_never_oversell_and_leave_the_st
             "2",
             "59",
             symbol="KO",
-            executed_at=stamp(start + timedelta(days=1 + i)),
+            executed_at=timestamp(start + timedelta(days=1 + i)),
         )
         for i in range(3)
     ]
@@ -112,7 +106,7 @@ async def test_concurrent_trades_some_back_dated_never_oversell_and_leave_the_st
             "1",
             "58",
             symbol="KO",
-            executed_at=stamp(start - timedelta(days=1 + i)),
+            executed_at=timestamp(start - timedelta(days=1 + i)),
         )
         for i in range(3)
     ]

@@ -18,16 +18,11 @@ from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 from services.portfolio.events import EventHub
 from tests.integration.portfolio_harness import Metadata, PortfolioService
 from tests.rpc_errors import expect_error, violations
+from tests.utc_days import timestamp
 
 
 def keyed(who: Metadata, key: str) -> Metadata:
     return (*who, ("idempotency-key", key))
-
-
-def stamp(when: datetime) -> Timestamp:
-    value = Timestamp()
-    value.FromDatetime(when)
-    return value
 
 
 async def _hang_up_after_commit_then_retry(call: Any, request: Any, who: Metadata) -> Any:
@@ -103,11 +98,13 @@ async def test_a_trade_before_1900_is_refused_and_performance_from_1900_works(
     s = portfolio_service
     who, p = await s.user_with_portfolio()
     refused = await expect_error(
-        s.trade(who, p.id, "deposit", "100", executed_at=stamp(datetime(1, 1, 1, tzinfo=UTC))),
+        s.trade(who, p.id, "deposit", "100", executed_at=timestamp(datetime(1, 1, 1, tzinfo=UTC))),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert violations(refused) == [("executedAt", "must not be before 1900-01-01")]
-    await s.trade(who, p.id, "deposit", "100", executed_at=stamp(datetime(1900, 1, 1, tzinfo=UTC)))
+    await s.trade(
+        who, p.id, "deposit", "100", executed_at=timestamp(datetime(1900, 1, 1, tzinfo=UTC))
+    )
     for range_ in ("1m", "all"):
         report = await s.stub.GetPerformance(
             pb.GetPerformanceRequest(portfolio_id=p.id, range=range_), metadata=who

@@ -24,16 +24,14 @@ from tests.integration.portfolio_harness import (
     split,
 )
 from tests.rpc_errors import expect_error, fields
-from tests.utc_days import noon
+from tests.utc_days import noon, timestamp
 
 D = Decimal
 Metadata = tuple[tuple[str, str], ...]
 
 
 def at(day: date, clock: time) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(datetime.combine(day, clock, UTC))
-    return stamp
+    return timestamp(datetime.combine(day, clock, UTC))
 
 
 async def all_rows(

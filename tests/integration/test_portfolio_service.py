@@ -14,18 +14,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from stockfolio.portfolio.v1 import portfolio_pb2 as pb
 
 from services.portfolio.domain import present_ratio
 from tests.integration.portfolio_harness import PortfolioService
 from tests.rpc_errors import expect_error, reason, violations
-
-
-def stamp(when: datetime) -> Timestamp:
-    value = Timestamp()
-    value.FromDatetime(when)
-    return value
+from tests.utc_days import timestamp
 
 
 async def trades_of(service: PortfolioService, who: object, portfolio_id: str) -> list[pb.Trade]:
@@ -293,13 +287,19 @@ async def test_a_back_dated_sell_is_checked_against_the_shares_held_at_its_date(
     who, p = await s.user_with_portfolio()
     now = datetime.now(UTC)
     await s.trade(
-        who, p.id, "buy", "5", "60", symbol="KO", executed_at=stamp(now - timedelta(days=2))
+        who, p.id, "buy", "5", "60", symbol="KO", executed_at=timestamp(now - timedelta(days=2))
     )
-    await s.trade(who, p.id, "sell", "5", "61", symbol="KO", executed_at=stamp(now))
+    await s.trade(who, p.id, "sell", "5", "61", symbol="KO", executed_at=timestamp(now))
     # Yesterday 5 were held, but selling them then leaves today's sell short.
     error = await expect_error(
         s.trade(
-            who, p.id, "sell", "1", "61", symbol="KO", executed_at=stamp(now - timedelta(days=1))
+            who,
+            p.id,
+            "sell",
+            "1",
+            "61",
+            symbol="KO",
+            executed_at=timestamp(now - timedelta(days=1)),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
@@ -364,8 +364,8 @@ async def test_bad_trades_are_invalid_naming_each_field_as_the_client_spells_it(
 ) -> None:
     s = portfolio_service
     who, p = await s.user_with_portfolio()
-    tomorrow = stamp(datetime.now(UTC) + timedelta(days=1))
-    cases = [
+    tomorrow = timestamp(datetime.now(UTC) + timedelta(days=1))
+    cases: list[tuple[dict[str, object], list[str]]] = [
         (
             {
                 "side": "buy",
@@ -442,7 +442,7 @@ async def test_trades_are_listed_newest_first_with_filters_and_pages(
                 "1",
                 "50",
                 symbol=symbol,
-                executed_at=stamp(day + timedelta(days=i)),
+                executed_at=timestamp(day + timedelta(days=i)),
             )
         )
 
@@ -454,7 +454,7 @@ async def test_trades_are_listed_newest_first_with_filters_and_pages(
     assert await ids(portfolio_id=a.id) == [made[4].id, made[3].id, made[1].id, made[0].id]
     assert await ids(symbol="ko") == [made[4].id, made[3].id, made[2].id, made[0].id]
     assert await ids(side=pb.TRADE_SIDE_BUY, portfolio_id=a.id) == [made[1].id, made[0].id]
-    window = {"from": stamp(day + timedelta(days=1)), "to": stamp(day + timedelta(days=3))}
+    window = {"from": timestamp(day + timedelta(days=1)), "to": timestamp(day + timedelta(days=3))}
     assert await ids(**window) == [made[3].id, made[2].id, made[1].id]
     assert await ids(limit=2, page=2) == [made[2].id, made[1].id]
     paged = await s.stub.ListTrades(pb.ListTradesRequest(limit=2), metadata=who)

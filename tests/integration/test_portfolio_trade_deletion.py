@@ -34,12 +34,12 @@ from tests.integration.trade_history import (
     rewrite_and_sell_at_once,
     rewrite_with_a_sell_sent_midway,
     sold_out,
-    stamp,
     stored_book,
     trades_of,
     waiting_for_locks,
 )
 from tests.rpc_errors import error_metadata, expect_error, reason
+from tests.utc_days import timestamp
 from tests.waiting import until
 
 
@@ -262,7 +262,7 @@ async def test_a_dividend_the_market_paid_and_its_owner_deleted_is_not_paid_agai
             "10",
             "1.24",
             symbol="JNJ",
-            executed_at=stamp(datetime(2024, 5, 15, tzinfo=UTC)),
+            executed_at=timestamp(datetime(2024, 5, 15, tzinfo=UTC)),
         )
         assert await payer.pay_due() == 0
         got = await s.read(who, paper.id)

@@ -41,13 +41,12 @@ from tests.integration.trade_history import (
     rewrite_and_sell_at_once,
     rewrite_with_a_sell_sent_midway,
     sold_out,
-    stamp,
     stored_book,
     trades_of,
     waiting_for_locks,
 )
 from tests.rpc_errors import error_metadata, expect_error, reason
-from tests.utc_days import noon
+from tests.utc_days import noon, timestamp
 from tests.utc_days import stamp as in_the_afternoon
 from tests.waiting import until
 
@@ -232,7 +231,7 @@ async def test_side_symbol_and_portfolio_stay_and_bad_values_are_refused_as_crea
     ):
         bad = await expect_error(edit(s, who, buy.id, **fields), grpc.StatusCode.INVALID_ARGUMENT)
         assert field in (bad.details() or ""), (fields, bad.details())
-    future = stamp(datetime.now(UTC) + timedelta(days=2))
+    future = timestamp(datetime.now(UTC) + timedelta(days=2))
     late = await expect_error(
         edit(s, who, buy.id, executed_at=future), grpc.StatusCode.INVALID_ARGUMENT
     )
@@ -354,7 +353,9 @@ async def test_an_edit_before_an_ex_date_recomputes_the_dividend_the_market_paid
         )
 
         # Moved after the ex-date, the buy held no shares then: the dividend goes.
-        moved = await edit(s, who, buy.id, executed_at=stamp(datetime(2024, 5, 15, 10, tzinfo=UTC)))
+        moved = await edit(
+            s, who, buy.id, executed_at=timestamp(datetime(2024, 5, 15, 10, tzinfo=UTC))
+        )
         assert list(moved.removed_dividends) == [listed[paid.id]]
         assert paid.id not in {t.id for t in await trades_of(s, who, paper.id)}
         assert await payer.pay_due() == 0  # its payout is still noted

@@ -30,7 +30,7 @@ from services.portfolio.records import PortfolioKind
 from services.portfolio.repository import SplitRepository, TradeRepository
 from services.portfolio.trades import Trades
 from tests.integration.portfolio_harness import Metadata, PortfolioService, order, wait_for_status
-from tests.utc_days import noon, utc_today
+from tests.utc_days import noon, timestamp, utc_today
 
 
 def days_ago(n: int) -> date:
@@ -188,7 +188,7 @@ async def recorded(
 
 
 def executed(when: int | datetime) -> Timestamp:
-    return noon(days_ago(when)) if isinstance(when, int) else stamp(when)
+    return noon(days_ago(when)) if isinstance(when, int) else timestamp(when)
 
 
 async def a_filled_order(s: PortfolioService) -> tuple[Metadata, pb.Portfolio, pb.Order]:
@@ -307,12 +307,6 @@ async def rewrite_and_sell_at_once(
                 if t.side == side:
                     await delete(s, who, t.id)
     return rounds
-
-
-def stamp(moment: datetime) -> Timestamp:
-    found = Timestamp()
-    found.FromDatetime(moment)
-    return found
 
 
 @contextlib.asynccontextmanager
