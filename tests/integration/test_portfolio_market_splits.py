@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,17 +44,13 @@ from tests.integration.portfolio_harness import (
     StartPortfolio,
     collecting,
 )
-from tests.utc_days import noon, one_utc_day, utc_today
+from tests.utc_days import at, noon, one_utc_day, utc_today
 from tests.waiting import until, until_async
 
 D = Decimal
 NOW = datetime(2024, 6, 12, 12, tzinfo=UTC)
 SPLIT_DAY = date(2024, 6, 10)  # a Monday
 SCHEDULE = {"NVDA": {SPLIT_DAY: (10, 1)}, "INTC": {SPLIT_DAY: (1, 3)}}
-
-
-def at(day: date, hour: int = 15) -> datetime:
-    return datetime.combine(day, time(hour), UTC)
 
 
 @dataclass

@@ -4,7 +4,7 @@ totals and the same refusals - and a back-dated trade needs the history."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -23,14 +23,10 @@ from services.portfolio.domain import (
     order_key,
 )
 from services.runtime.errors import FailedPrecondition
+from tests.unit.book_trades import at
 
 D = Decimal
-DAY0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
 SYMBOLS = ("AAPL", "KO")
-
-
-def at(days: int, minutes: int = 0) -> datetime:
-    return DAY0 + timedelta(days=days, minutes=minutes)
 
 
 def stored(book: Book, last_sequence: int = 0) -> StoredBook:

@@ -30,6 +30,7 @@ from services.portfolio.performance import (
 )
 from services.portfolio.xirr import xirr, xnpv
 from services.runtime.errors import InvalidArgument
+from tests.utc_days import at
 
 D = Decimal
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -40,8 +41,7 @@ def point(day: date, value: str, inflow: str = "0", outflow: str = "0") -> Value
 
 
 def on(day: date, side: Side, symbol: str, quantity: str, price: str = "", fees: str = "") -> Trade:
-    executed_at = datetime(day.year, day.month, day.day, 15, tzinfo=UTC)
-    return parse_trade(side, symbol, quantity, price, fees, executed_at, now=NOW)
+    return parse_trade(side, symbol, quantity, price, fees, at(day), now=NOW)
 
 
 def close_to(value: Decimal | None, expected: Decimal, within: str = "1e-20") -> bool:

@@ -15,17 +15,14 @@ from services.portfolio.periods import Period
 from services.portfolio.realized import RealizedRow, period_of, realized_report
 from services.runtime.errors import InvalidArgument
 from tests.unit.book_trades import ratios, share_histories, valid_trades
+from tests.utc_days import at
 
 D = Decimal
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
-def on(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, 15, tzinfo=UTC)
-
-
 def trade(side: Side, quantity: str, price: str, fees: str, day: date, seq: int) -> Trade:
-    made = parse_trade(side, "AAPL", quantity, price, fees, on(day), now=NOW, sequence=seq)
+    made = parse_trade(side, "AAPL", quantity, price, fees, at(day), now=NOW, sequence=seq)
     return Trade(
         made.side,
         made.symbol,
@@ -106,7 +103,7 @@ def test_a_split_keeps_the_lots_day_and_its_cash_in_lieu_is_a_row() -> None:
         trade(Side.BUY, "10", "300", "0", date(2024, 1, 2), 1),
         trade(Side.SELL, "20", "110", "0", date(2024, 6, 3), 2),
     ]
-    split = Split("AAPL", D(3), on(date(2024, 3, 1)), of=1)
+    split = Split("AAPL", D(3), at(date(2024, 3, 1)), of=1)
     book = Book.replay(trades, splits=[split], sales=True)
     (row,) = realized_report(book.sales, CostMethod.FIFO, Period()).rows
     assert (row.quantity, row.cost_basis, row.proceeds, row.acquired_on) == (
@@ -115,7 +112,7 @@ def test_a_split_keeps_the_lots_day_and_its_cash_in_lieu_is_a_row() -> None:
         D(2200),
         date(2024, 1, 2),
     )
-    reverse = Split("AAPL", D(1), on(date(2024, 3, 1)), price=D(900), of=3)
+    reverse = Split("AAPL", D(1), at(date(2024, 3, 1)), price=D(900), of=3)
     odd = [trade(Side.BUY, "10", "300", "0", date(2024, 1, 2), 1)]
     (lieu,) = realized_report(
         Book.replay(odd, splits=[reverse], sales=True).sales, CostMethod.FIFO, Period()

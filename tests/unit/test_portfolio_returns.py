@@ -24,12 +24,9 @@ from services.portfolio.returns import (
     converted_closes,
 )
 from services.runtime.errors import DomainError
+from tests.utc_days import at
 
 D = Decimal
-
-
-def at(day: date, hour: int = 15) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
 def trade(side: Side, symbol: str, qty: str, price: str, fees: str, day: date, seq: int) -> Trade:

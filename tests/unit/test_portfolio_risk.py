@@ -32,6 +32,7 @@ from services.portfolio.risk import (
     volatility,
 )
 from services.runtime.errors import InvalidArgument
+from tests.utc_days import at
 
 D = Decimal
 MONDAY = date(2024, 1, 1)
@@ -396,5 +397,4 @@ def test_money_moved_in_and_out_alone_is_neither_a_drawdown_nor_volatility(
 
 
 def _on(day: date, side: Side, symbol: str, quantity: str, price: str = "") -> Trade:
-    executed_at = datetime(day.year, day.month, day.day, 15, tzinfo=UTC)
-    return parse_trade(side, symbol, quantity, price, "", executed_at, now=NOW)
+    return parse_trade(side, symbol, quantity, price, "", at(day), now=NOW)
