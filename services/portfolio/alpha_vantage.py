@@ -1,6 +1,7 @@
 """Alpha Vantage as a price source: GLOBAL_QUOTE, SYMBOL_SEARCH and TIME_SERIES_DAILY (and
 OVERVIEW for stock profiles) over one aiohttp session, cached, and kept inside the free tier's
-call budget; SPLITS for the split calendar of the symbols portfolios hold (`split_calendar`).
+call budget; SPLITS for the split calendar of the symbols portfolios hold or held
+(`split_calendar`).
 
 Budget: every call counts against a per-minute and a per-day window kept in the cache, so
 replicas sharing Redis share one budget. When the budget is spent, or the provider answers

@@ -251,6 +251,16 @@ class Book:
         """Symbols with shares held now, sorted."""
         return sorted(s for s, h in self._holdings.items() if h.quantity > 0)
 
+    def held_since(self, moment: datetime) -> list[str]:
+        """Symbols held now, or bought or sold at or after `moment`, sorted: every symbol with
+        shares at some time since (one held since and not now was sold since), and a few
+        without (bought and sold in between)."""
+        return sorted(
+            s
+            for s, h in self._holdings.items()
+            if h.quantity > 0 or (h.last_price_at is not None and h.last_price_at >= moment)
+        )
+
     def quantity(self, symbol: str) -> Decimal:
         holding = self._holdings.get(symbol)
         return holding.quantity if holding else ZERO

@@ -1,9 +1,9 @@
 """Splits from the market, recorded in every portfolio that held the stock: on each effective
 date of the market's split calendar (split_calendar.py; the simulated market's schedule, Alpha
-Vantage's SPLITS for the symbols portfolios hold), every portfolio, tracking or paper, holding
-shares of the symbol at the start of that day gets the split recorded as CreateSplit records
-one (splits.py: under its lock, its whole history replayed, cash in lieu, open orders adjusted,
-its owner's sockets told).
+Vantage's SPLITS for the symbols portfolios hold or held), every portfolio, tracking or paper,
+holding shares of the symbol at the start of that day gets the split recorded as CreateSplit
+records one (splits.py: under its lock, its whole history replayed, cash in lieu, open orders
+adjusted, its owner's sockets told), whether it still holds them or has sold them all since.
 
 Once per deployment and once per split: the market leader runs it (with the revaluation and
 the dividends), and each split it records is noted in `market_split_notes` (primary key:
@@ -20,6 +20,12 @@ in a portfolio whose history changed since the last round (by its stored book), 
 portfolio at a leader's first round and once a day (a provider that answers a symbol's splits
 only some rounds later, within its budget, is caught up): a trade back-dated before an older
 split (an import of years of history) has the split recorded too.
+
+The calendar is asked about the symbols held at some time over the days looked at: held now,
+or bought or sold since the window's start (one sold since may have split before the sale,
+and nobody may hold it now), and any symbol ever traded in a portfolio looked at in full. A
+provider answers a few symbols a round within its budget (alpha_vantage.py), so a symbol held
+only long ago is asked in the rounds that look at its portfolio in full, not in every round.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -98,7 +104,7 @@ class SplitApplier:
         if getattr(self._market, "split_calendar", None) is None:
             return 0
         everyone = self._full_at is None or now - self._full_at >= FULL_EVERY
-        held, changed, seen = await self._held_symbols(everyone)
+        held, changed, seen = await self._held_symbols(everyone, today - WINDOW)
         applied = await self._apply(today, held, changed)
         # Only now that every change was looked at: a round that failed looks again.
         self._seen = seen
@@ -159,11 +165,16 @@ class SplitApplier:
             return {}
         return found
 
-    async def _held_symbols(self, everyone: bool) -> tuple[set[str], set[str], dict[str, bytes]]:
-        """Symbols some portfolio holds now (what a provider is asked about), from the stored
-        books (a portfolio without one is replayed); the portfolios whose book changed since
+    async def _held_symbols(
+        self, everyone: bool, recent_start: date
+    ) -> tuple[set[str], set[str], dict[str, bytes]]:
+        """Symbols some portfolio held over the days it is looked at (what a provider is asked
+        about): since `recent_start`, or in all its history when it changed; from the stored
+        books (a portfolio without one is replayed). The portfolios whose book changed since
         the last round (`everyone`: all; one without a stored book always counts as changed),
         and each book's digest."""
+        recent = datetime.combine(recent_start, time(), UTC)
+        ever = datetime.combine(HISTORY_START, time(), UTC)
         held: set[str] = set()
         changed: set[str] = set()
         seen: dict[str, bytes] = {}
@@ -201,7 +212,7 @@ class SplitApplier:
                         )
                 except DomainError:  # the revaluation logs a history that does not replay
                     continue
-                held.update(book.open_symbols())
+                held.update(book.held_since(ever if portfolio.id in changed else recent))
 
     async def _record(
         self, portfolio: Portfolio, symbol: str, day: date, ratio: SplitRatio

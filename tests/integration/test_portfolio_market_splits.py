@@ -3,8 +3,10 @@ market_splits.py), on SQLite and PostgreSQL: a holding before the effective date
 (shares, cost per share, cash in lieu of a fraction), tracking and paper alike, whatever how
 many rounds or appliers try, concurrently too; a later buyer, a split recorded by hand, a split
 its owner deleted and a history the split would break are left alone; through the real server,
-the owner's stream hears the new value and the split reads as one CreateSplit recorded; and
-from Alpha Vantage's SPLITS through the fake provider, polled for held symbols only."""
+the owner's stream hears the new value and the split reads as one CreateSplit recorded; a
+portfolio that sold the stock after the split, with nobody holding it now, is split too; and
+from Alpha Vantage's SPLITS through the fake provider, polled for the symbols held in the days
+a round looks at only."""
 
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ from tests.fakes.alpha_vantage import API_KEY, FakeAlphaVantage
 from tests.integration.portfolio_harness import (
     StartPortfolio,
     collecting,
+    realized,
+    splits_of,
 )
 from tests.utc_days import at, noon, one_utc_day, utc_today
 from tests.waiting import until, until_async
@@ -397,19 +401,21 @@ async def test_alpha_vantage_splits_are_asked_for_held_symbols_once_a_day_and_re
         await d.portfolio("p", PortfolioKind.TRACKING)
         await d.trade("p", Side.BUY, "AAPL", "8", "180", date(2024, 1, 2))
         await d.trade("p", Side.BUY, "MSFT", "6", "370", date(2024, 1, 2))
-        # TSLA was held, and is no more: its splits are not asked for.
+        # TSLA was held in the window, and sold before its split: asked for, not split.
         await d.trade("p", Side.BUY, "TSLA", "4", "240", date(2024, 1, 2))
         await d.trade("p", Side.SELL, "TSLA", "4", "241", date(2024, 1, 3))
         av = provider(fake, cache)
         try:
-            # One symbol not cached a round, in order: AAPL, then MSFT.
+            # One symbol not cached a round, in order: AAPL, then MSFT, then TSLA.
             assert await d.applier(av).apply_due() == 1
             assert splits_asked(fake) == ["AAPL"]
             assert await d.applier(av).apply_due() == 1
             assert splits_asked(fake) == ["AAPL", "MSFT"]
-            # Both answers are cached for the day: nothing is asked, nothing recorded again.
             assert await d.applier(av).apply_due() == 0
-            assert splits_asked(fake) == ["AAPL", "MSFT"]
+            assert splits_asked(fake) == ["AAPL", "MSFT", "TSLA"]
+            # The answers are cached for the day: nothing is asked, nothing recorded again.
+            assert await d.applier(av).apply_due() == 0
+            assert splits_asked(fake) == ["AAPL", "MSFT", "TSLA"]
         finally:
             await av.close()
         book = await d.book("p")
@@ -457,14 +463,66 @@ async def test_a_rate_limited_provider_records_nothing_and_a_later_round_records
         assert (await d.book("p")).quantity("AAPL") == D(32)
 
 
-def seed_with_a_split_since(day: date, today: date) -> tuple[int, str, date, SplitRatio]:
+async def test_a_symbol_sold_since_its_split_is_still_asked_within_the_window_and_split(
+    portfolio_database_url: str,
+    cache: Cache,
+) -> None:
+    """Nobody holds TSLA now: "sold" held it when it split 3-for-1 and sold the 4 shares its
+    book held after. The provider is asked one symbol a round, so the first round (every
+    portfolio in full) asks AAPL (held) only; the next, with nothing changed, still asks TSLA
+    (held in the window) and the split is recorded where it was held: the sale was of split
+    shares, at a third of the cost. INTC, sold before the window in a portfolio unchanged
+    since, is left to the rounds that look at everything in full: the budget goes to the
+    window's symbols."""
+    async with FakeAlphaVantage() as fake, desk(portfolio_database_url, clock=lambda: AV_NOW) as d:
+        fake.listings["TSLA"].splits = [("2024-01-04", "3.0000")]
+        await d.portfolio("holds", PortfolioKind.TRACKING)
+        await d.trade("holds", Side.BUY, "AAPL", "8", "180", date(2024, 1, 2))
+        await d.portfolio("sold", PortfolioKind.TRACKING)
+        await d.trade("sold", Side.BUY, "TSLA", "4", "240", date(2024, 1, 2))
+        await d.trade("sold", Side.SELL, "TSLA", "4", "81", date(2024, 1, 5))
+        assert (await d.book("sold")).quantity("TSLA") == D(0)
+        await d.portfolio("long-gone", PortfolioKind.TRACKING)
+        await d.trade("long-gone", Side.BUY, "INTC", "10", "45", date(2023, 11, 1))
+        await d.trade("long-gone", Side.SELL, "INTC", "10", "44", date(2023, 12, 1))
+        av = provider(fake, cache)
+        applier = d.applier(av)
+        try:
+            assert await applier.apply_due() == 0
+            assert splits_asked(fake) == ["AAPL"]
+            assert await applier.apply_due() == 1
+            assert splits_asked(fake) == ["AAPL", "TSLA"]
+            # Both cached for the day, the split noted: nothing asked or recorded again.
+            assert await applier.apply_due() == 0
+            assert splits_asked(fake) == ["AAPL", "TSLA"]
+        finally:
+            await av.close()
+        [tsla] = await d.splits.find("u-1", "sold")
+        assert (tsla.recorded.split.day, tsla.quantity_before, tsla.quantity_after) == (
+            date(2024, 1, 4),
+            D(4),
+            D(12),
+        )
+        sold = await d.book("sold")
+        (lot,) = sold.lots("TSLA")
+        assert (sold.quantity("TSLA"), lot.unit_cost) == (D(8), D(80))
+        # 4 sold at 81 of shares that cost 80 each, not 240: a gain of 4, not a loss of 636.
+        assert sold.realized_gain() == D(4)
+        assert await d.splits.find("u-1", "holds") == []
+
+
+def seed_with_a_split_since(
+    day: date, today: date, *, forward: bool = False
+) -> tuple[int, str, date, SplitRatio]:
     """A MOCK_SEED whose schedule has a split from `day` to `today` (one seed in about sixty
-    has one in a given week): the server's own market then announces it."""
+    has one in a given week; `forward`: one that gives more shares, not a reverse split): the
+    server's own market then announces it."""
     for seed in range(1, 5000):
         schedule = SplitSchedule(seed=seed)
         for symbol in sorted(schedule.symbols):
-            for effective, ratio in schedule.between(symbol, day, today).items():
-                return seed, symbol, effective, ratio
+            for effective, (new, old) in schedule.between(symbol, day, today).items():
+                if not forward or new > old:
+                    return seed, symbol, effective, (new, old)
     raise AssertionError("no seed has a split in the range")
 
 
@@ -498,3 +556,65 @@ async def test_the_market_leader_records_its_markets_split_in_the_holders_portfo
             old,
         )
         assert split.quantity_after == str(12 * new // old)
+
+
+@one_utc_day
+async def test_the_leader_splits_a_portfolio_that_sold_the_stock_after_the_split(
+    start_portfolio: StartPortfolio,
+) -> None:
+    """Nobody holds the stock now: the portfolio bought it before the split and sold the 12
+    shares its book held after, recorded while no round ran (a leader down, trades entered
+    late). The leader that comes up records the split there all the same, and the sale reads
+    as one of split shares: its gain on the split cost, the rest of the shares still held."""
+    today = utc_today()
+    seed, symbol, effective, (new, old) = seed_with_a_split_since(
+        today - timedelta(5), today - timedelta(1), forward=True
+    )
+    split_cost = D(120) * old / new
+    sold_at = split_cost + 5
+    # Its job waits an hour (the harness's interval): no round runs while the trades are made.
+    async with start_portfolio(MOCK_SEED=str(seed)) as s:
+        who = await s.user()
+        p = await s.portfolio(who)
+        bought = noon(effective - timedelta(days=3))
+        await s.trade(who, p.id, "buy", "12", "120", symbol=symbol, executed_at=bought)
+        await s.trade(
+            who, p.id, "sell", "12", f"{sold_at:f}", symbol=symbol, executed_at=noon(effective)
+        )
+        assert (await s.read(who, p.id)).realized_gain == f"{12 * (sold_at - 120):.2f}"
+
+    async with start_portfolio(MOCK_SEED=str(seed), PORTFOLIO_REVALUE_INTERVAL="0.2") as s:
+
+        async def split_recorded() -> bool:
+            return bool(await splits_of(s, who, p.id))
+
+        await until_async(split_recorded, "the market's split in a portfolio that sold since")
+        [split] = await splits_of(s, who, p.id)
+        assert (split.symbol, split.date, split.numerator, split.denominator) == (
+            symbol,
+            effective.isoformat(),
+            new,
+            old,
+        )
+        assert (split.quantity_before, split.quantity_after) == ("12", str(12 * new // old))
+
+        positions = await s.stub.ListPositions(
+            pb.ListPositionsRequest(portfolio_id=p.id), metadata=who
+        )
+        [held] = positions.positions
+        left = 12 * new // old - 12
+        assert (held.symbol, held.quantity, held.average_cost) == (
+            symbol,
+            str(left),
+            f"{split_cost:.2f}",
+        )
+        gains = await realized(s, who, p.id)
+        [sale] = gains.gains
+        assert (sale.quantity, sale.sold_on, sale.acquired_on) == (
+            "12",
+            effective.isoformat(),
+            (effective - timedelta(days=3)).isoformat(),
+        )
+        assert (D(sale.cost_basis), D(sale.gain)) == (12 * split_cost, D(60))
+        assert D(gains.totals.total) == D(60)
+        assert (await s.read(who, p.id)).realized_gain == "60.00"

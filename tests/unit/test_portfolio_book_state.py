@@ -172,6 +172,27 @@ def test_a_trade_at_the_same_instant_as_the_last_one_comes_after_it() -> None:
     assert resumed.quantity("KO") == 6
 
 
+def test_a_resumed_book_names_the_symbols_held_since_a_moment_as_a_replay_does() -> None:
+    """Held now, or bought or sold since: what the market split job asks about (a symbol sold
+    at the moment itself was held until then)."""
+    book = Book.replay(
+        [
+            Trade(Side.BUY, "AAPL", D(10), D(100), D(0), at(0), 1),
+            Trade(Side.BUY, "MSFT", D(2), D(300), D(0), at(0), 2),
+            Trade(Side.SELL, "MSFT", D(2), D(301), D(0), at(2), 3),
+            Trade(Side.BUY, "KO", D(5), D(60), D(0), at(1), 4),
+            Trade(Side.SELL, "KO", D(5), D(61), D(0), at(5), 5),
+            Trade(Side.DIVIDEND, "KO", D(5), D("0.5"), D(0), at(8), 6),
+        ]
+    )
+    resumed = Book.resume(stored(book, 6).state)
+    for answering in (book, resumed):
+        assert answering.held_since(at(0)) == ["AAPL", "KO", "MSFT"]
+        assert answering.held_since(at(5)) == ["AAPL", "KO"]
+        # A dividend paid after the sale is not a holding.
+        assert answering.held_since(at(5, 1)) == ["AAPL"]
+
+
 def test_decimals_and_times_come_back_digit_for_digit() -> None:
     when = datetime(2024, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
     book = Book.replay(
