@@ -16,8 +16,8 @@ NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 DAY0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
 
 
-def at(days: int) -> datetime:
-    return DAY0 + timedelta(days=days)
+def at(days: int, minutes: int = 0) -> datetime:
+    return DAY0 + timedelta(days=days, minutes=minutes)
 
 
 def trade(
