@@ -6,7 +6,6 @@ route spends one per user (the verified token's subject), or per IP when anonymo
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from aiohttp import web
 
 from facade.config import FacadeConfig
 from facade.envelope import ApiError
-from services.runtime.addresses import IPNetwork, resolve_client_address
+from services.runtime.addresses import IPNetwork, address_block, resolve_client_address
 from services.runtime.auth import TokenVerifier
 from services.runtime.cache import Cache
 from services.runtime.context import client_address
@@ -48,20 +47,6 @@ def limit_headers(decision: Decision) -> dict[str, str]:
         "RateLimit-Remaining": str(decision.remaining),
         "RateLimit-Reset": str(max(0, math.ceil(decision.reset_after))),
     }
-
-
-def address_block(address: str) -> str:
-    """Whose budget an address spends: an IPv4 address its own, an IPv6 one its /64 (one host
-    or home line holds a whole /64 and could rotate through it to get a fresh budget a try)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
 
 
 class RateLimits:

@@ -1,9 +1,10 @@
 """Who the client is behind proxies: the right-most untrusted `X-Forwarded-For` hop.
 
 The facade (over HTTP) and every service (over gRPC metadata, from the facade) resolve the
-client address with this one function. Hops are read from the right, because each proxy
-appends the address it was called from: only hops added by proxies we trust are believable,
-and the first untrusted one is the client (anything left of it is whatever the client wrote).
+client address with this one function, and count a budget per address by the same block of it
+(`address_block`). Hops are read from the right, because each proxy appends the address it was
+called from: only hops added by proxies we trust are believable, and the first untrusted one is
+the client (anything left of it is whatever the client wrote).
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def grpc_peer_host(peer: str | None) -> str:
         return ""
     host = rest.rpartition(":")[0] if rest.count(":") >= 1 else rest
     return host.strip("[]")
+
+
+def address_block(address: str) -> str:
+    """Whose budget an address spends: an IPv4 address its own, an IPv6 one its /64 (one host
+    or home line holds a whole /64 and could rotate through it to get a fresh budget a try)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def is_trusted(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:

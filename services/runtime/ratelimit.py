@@ -63,5 +63,17 @@ class RateLimiter:
             return False
         return await self._cache.counter(f"{self._namespace}:{key}") >= rate.limit
 
+    async def refusal(self, key: str, rate: Rate) -> Decision | None:
+        """The refusal `key` would get, with the rest of its window, once it has no room left;
+        None while it has, without counting a hit then. For a budget spent only by what
+        succeeds (`hit` after it) and checked before the costly part: failures spend nothing."""
+        if not await self.peek(key, rate):
+            return None
+        # Past the limit already, one more hit refuses as the next would, and only it tells the
+        # rest of the window (its first hit alone set it). Should the window end between the
+        # two, this hit is the next window's first: one success counted early.
+        decision = await self.hit(key, rate)
+        return None if decision.allowed else decision
+
     async def reset(self, key: str) -> None:
         await self._cache.delete(f"{self._namespace}:{key}")

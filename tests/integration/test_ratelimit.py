@@ -61,6 +61,24 @@ async def test_peek_does_not_count_a_hit(cache: Cache) -> None:
     assert (await limiter.hit("k", rate)).allowed
 
 
+async def test_a_refusal_is_told_without_counting_while_there_is_room(cache: Cache) -> None:
+    """A budget spent by successes alone: asked before each try, counted after a success."""
+    limiter = RateLimiter(cache)
+    rate = parse_rate("LOGINS_PER_ACCOUNT", "2/minute")
+    for _ in range(5):
+        assert await limiter.refusal("u-1", rate) is None
+    assert await cache.counter("rl:u-1") == 0, "asking spent nothing"
+    for _ in range(2):
+        assert await limiter.refusal("u-1", rate) is None
+        assert (await limiter.hit("u-1", rate)).allowed
+    refused = await limiter.refusal("u-1", rate)
+    assert refused is not None
+    assert (refused.allowed, refused.limit, refused.remaining) == (False, 2, 0)
+    assert 0 < refused.reset_after <= 60.001
+    assert await limiter.refusal("u-2", rate) is None, "each key has its own window"
+    assert await limiter.refusal("u-1", parse_rate("LOGINS_PER_ACCOUNT", "0")) is None
+
+
 async def test_an_unlimited_rate_never_refuses_and_counts_nothing(cache: Cache) -> None:
     limiter = RateLimiter(cache)
     rate = parse_rate("RATE_LIMIT_API", "0")
