@@ -201,6 +201,11 @@ def system_environment(var_dir: Path, ports: Ports, bcrypt_cost: int) -> dict[st
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_API": "0",
         "RATE_LIMIT_AUTH": "0",
+        # The users service's own budgets: benchmarks register their users from one address
+        # and measure logins at full speed over a few accounts.
+        "REGISTRATIONS_PER_IP": "0",
+        "LOGINS_PER_ACCOUNT": "0",
+        "LOGINS_PER_IP": "0",
         # Benchmarks open hundreds of sockets over a few users.
         "WS_SOCKETS_PER_USER": "0",
         "BCRYPT_COST": str(bcrypt_cost),

@@ -153,6 +153,13 @@ FUZZ_LIMITS = {
     "LOGIN_FAILURES_PER_IP": "0",
     "LOGIN_FAILURES_PER_ACCOUNT": "0",
     "LOGIN_FREE_FAILURES": "1000",
+    # services/users/budgets.py: the cases register, log in and refresh from 127.0.0.1 as
+    # often as they are generated (50 examples a route), and the fuzzer's own user logs in
+    # again to renew its token.
+    "REGISTRATIONS_PER_IP": "0",
+    "LOGINS_PER_ACCOUNT": "0",
+    "LOGINS_PER_IP": "0",
+    "REFRESHES_PER_ACCOUNT": "0",
     # services/assistant/config.py: chat messages per user per window.
     "ASSISTANT_MESSAGES_RATE": "0",
 }

@@ -17,9 +17,9 @@ from services.runtime.auth import (
 )
 from services.runtime.context import Identity
 from services.runtime.db import Database
-from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
+from services.runtime.errors import InvalidArgument, NotFound, Unauthenticated
 from services.runtime.pagination import Page
-from services.runtime.ratelimit import RateLimiter
+from services.users.budgets import Budgets
 from services.users.config import UsersConfig
 from services.users.domain import (
     EmailTaken,
@@ -71,7 +71,7 @@ class Accounts:
         hasher: PasswordHasher,
         guard: LoginGuard,
         sessions: LocalSessionChecker,
-        limiter: RateLimiter,
+        budgets: Budgets,
     ) -> None:
         self._config = config
         self._db = db
@@ -79,7 +79,7 @@ class Accounts:
         self._hasher = hasher
         self._guard = guard
         self._sessions = sessions
-        self._limiter = limiter
+        self._budgets = budgets
         # Profiles read on every GetMe are remembered as briefly as session answers are
         # (SESSION_CHECK_TTL); this replica forgets one at once when it changes it.
         self._profiles: TtlMemo[User | None] = TtlMemo(config.runtime.session_check_ttl)
@@ -88,6 +88,8 @@ class Accounts:
         email = normalize_email(email)
         check_password(password, email=email)
         name = clean_name(name, email=email)
+        # Counted once the request is sound, before its hash: a taken email has cost one too.
+        await self._budgets.register(address)
         hashed = await self._hasher.hash(password)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
@@ -123,6 +125,9 @@ class Accounts:
         # Failures count against the account found, by its stored email: twins kept in two
         # forms are two accounts, and one's sign-in must not forgive failures at the other.
         email = user.email if user is not None else (normalized or kept)
+        # Refused before the password's check once successes have spent the budgets; the
+        # guard's refusals are for failures.
+        await self._budgets.check_login(user.id if user is not None else None, address)
         await self._guard.begin(email, address)
         try:
             if not await self._hasher.verify(password, user.password_hash if user else None):
@@ -132,6 +137,7 @@ class Accounts:
             await self._guard.succeeded(email, address)
         finally:
             await self._guard.end(email, address)
+        await self._budgets.logged_in(user.id, address)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
@@ -156,9 +162,11 @@ class Accounts:
             # A refresh token ends with its session at the latest, but whether that session
             # ended by itself or was revoked first (a logout) is its row's to say.
             lapsed = self._codec.read_refresh(refresh_token, lapsed=True)
+            await self._budgets.refresh(lapsed.user_id)
             async with self._db.reading() as tx:
                 ends = await SessionRepository(tx).ends_at(lapsed.session_id)
             raise (SessionRevoked() if ends is None else SessionExpired()) from None
+        await self._budgets.refresh(claims.user_id)
         now = datetime.now(UTC)
         reused = False
         async with self._db.transaction() as tx:
@@ -208,14 +216,7 @@ class Accounts:
         without end. It is the account's, not the session's (logging in again would buy a fresh
         one) nor the calling address's (one service replica asks for all its users, each with
         that user's own token, so nothing tells it from any other caller)."""
-        rate = self._config.session_checks
-        decision = await self._limiter.hit(f"session-checks:{identity.user_id}", rate)
-        if not decision.allowed:
-            raise ResourceExhausted(
-                f"too many session checks for this account: at most {rate.limit} per"
-                f" {rate.window:g} s; retry in {max(1, round(decision.reset_after))} s",
-                retry_after=decision.reset_after,
-            )
+        await self._budgets.check_session(identity.user_id)
         return await self._sessions.state(identity)
 
     async def get(self, actor: Identity, user_id: str) -> User:

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.runtime.config import Env, RuntimeConfig
-from services.runtime.ratelimit import Rate, parse_rate
+from services.runtime.ratelimit import parse_rate
+from services.users.budgets import Allowances
 from services.users.guard import LoginPolicy
 
 
@@ -20,9 +21,8 @@ class UsersConfig:
     admin_email: str | None
     # How failed logins slow down the addresses that make them (services/users/guard.py).
     login: LoginPolicy
-    # CheckSession answers per account (the token's subject) and window, over every replica
-    # when Redis is configured (why the account's: Accounts.session_state).
-    session_checks: Rate
+    # What a caller of this service's own port may spend (services/users/budgets.py).
+    allowances: Allowances
 
 
 def load_users_config(
@@ -49,10 +49,31 @@ def load_users_config(
                 env.str("LOGIN_FAILURES_PER_ACCOUNT", "20/15minutes"),
             ),
         ),
-        # A service asks about a session at most once per SESSION_CHECK_TTL (2 s), while its
-        # token is in its last 30 s or, for the terminal's shells, past it: 600 a minute is 20
-        # (session, service replica) pairs asking all minute long, well above a user's devices.
-        session_checks=parse_rate(
-            "SESSION_CHECKS_PER_USER", env.str("SESSION_CHECKS_PER_USER", "600/minute")
+        allowances=Allowances(
+            # A person registers once; a household or an office behind one address, a few times.
+            registrations_per_address=parse_rate(
+                "REGISTRATIONS_PER_IP", env.str("REGISTRATIONS_PER_IP", "20/hour")
+            ),
+            # A login a second to one account, all minute, is more than any person's devices.
+            logins_per_account=parse_rate(
+                "LOGINS_PER_ACCOUNT", env.str("LOGINS_PER_ACCOUNT", "60/minute")
+            ),
+            # As generous as the facade's own budget per address on login, register and
+            # refresh together (RATE_LIMIT_AUTH). Without it, the accounts one address held
+            # (registered over days, or elsewhere) would each log in 60 times a minute.
+            logins_per_address=parse_rate(
+                "LOGINS_PER_IP", env.str("LOGINS_PER_IP", "500/15minutes")
+            ),
+            # A session refreshes once per ACCESS_TOKEN_TTL (15 min) and at each page load.
+            refreshes_per_account=parse_rate(
+                "REFRESHES_PER_ACCOUNT", env.str("REFRESHES_PER_ACCOUNT", "60/minute")
+            ),
+            # A service asks about a session at most once per SESSION_CHECK_TTL (2 s), while
+            # its token is in its last 30 s or, for the terminal's shells, past it: 600 a minute
+            # is 20 (session, service replica) pairs asking all minute long, well above a
+            # user's devices.
+            session_checks_per_account=parse_rate(
+                "SESSION_CHECKS_PER_USER", env.str("SESSION_CHECKS_PER_USER", "600/minute")
+            ),
         ),
     )

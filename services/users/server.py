@@ -15,6 +15,7 @@ from services.runtime.ratelimit import RateLimiter
 from services.runtime.server import ServiceParts
 from services.runtime.tokens import token_codec
 from services.users.accounts import Accounts
+from services.users.budgets import Budgets
 from services.users.config import load_users_config
 from services.users.guard import LoginGuard
 from services.users.passwords import PasswordHasher
@@ -41,8 +42,8 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.callback(hasher.close)
     sessions = LocalSessionChecker(db, cache, ttl=config.session_check_ttl)
     guard = LoginGuard(cache, settings.login)
-    limiter = RateLimiter(cache, namespace="rl")
-    accounts = Accounts(settings, db, token_codec(config), hasher, guard, sessions, limiter)
+    budgets = Budgets(RateLimiter(cache, namespace="rl"), settings.allowances)
+    accounts = Accounts(settings, db, token_codec(config), hasher, guard, sessions, budgets)
     servicer = UsersServicer(accounts)
 
     def register(server: grpc.aio.Server) -> None:

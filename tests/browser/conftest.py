@@ -52,6 +52,9 @@ SETTINGS = {
     "SESSION_CHECK_TTL": "0.5",
     # A long conversation is written through the API before its page is read.
     "ASSISTANT_MESSAGES_RATE": "600/minute",
+    # Each test registers an account of its own, all from loopback: about 110 over the session,
+    # past the users service's budget per address (20 an hour).
+    "REGISTRATIONS_PER_IP": "500/hour",
 }
 
 

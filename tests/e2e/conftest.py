@@ -33,6 +33,9 @@ SETTINGS = {
     # Small sandbox limits, so the escape suite can run into them quickly.
     "SANDBOX_MAX_PROCESSES": "64",
     "SANDBOX_MEMORY_BYTES": str(256 * 1024 * 1024),
+    # Each test registers an account of its own, all from loopback: about 30 over the package,
+    # past the users service's budget per address (20 an hour).
+    "REGISTRATIONS_PER_IP": "200/hour",
 }
 
 
