@@ -50,9 +50,10 @@ def load_users_config(
             ),
         ),
         allowances=Allowances(
-            # A person registers once; a household or an office behind one address, a few times.
+            # A person registers once; a team signing up together behind one office address, a
+            # hundred times at most in an hour.
             registrations_per_address=parse_rate(
-                "REGISTRATIONS_PER_IP", env.str("REGISTRATIONS_PER_IP", "20/hour")
+                "REGISTRATIONS_PER_IP", env.str("REGISTRATIONS_PER_IP", "100/hour")
             ),
             # A login a second to one account, all minute, is more than any person's devices.
             logins_per_account=parse_rate(

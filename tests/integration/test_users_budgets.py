@@ -32,7 +32,7 @@ WRONG = "wrong-horse-9"
 ATTACKER = "203.0.113.66"
 # The defaults: REGISTRATIONS_PER_IP (an hour), LOGINS_PER_ACCOUNT and REFRESHES_PER_ACCOUNT
 # (a minute).
-REGISTRATIONS_PER_HOUR = 20
+REGISTRATIONS_PER_HOUR = 100
 LOGINS_PER_MINUTE = 60
 REFRESHES_PER_MINUTE = 60
 # Nothing listens here: the services the facade test does not need.
