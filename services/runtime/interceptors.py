@@ -53,6 +53,9 @@ log = logging.getLogger("stockfolio.rpc")
 PUBLIC = MethodRule(public=True, required_role="", idempotent=True)
 # How long a refused client stream is read on before its status goes anyway (see _drain).
 DRAIN_SECONDS = 5.0
+# A caller's deadline fires before ours, which starts when its headers arrive: a call its caller
+# ends this close to our deadline ran out of time, even if its cancel reached us first.
+DEADLINE_SLACK = 0.25
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -179,16 +182,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    """Why a handler was cancelled: its deadline passed, or the client went away."""
+    """Why a handler was cancelled: its deadline passed, or the client went away.
+
+    Both reach the handler the same way, as its task's cancellation, so the deadline tells them
+    apart: within DEADLINE_SLACK of it, the caller's own deadline fired (its cancel can arrive
+    while ours has a few milliseconds left)."""
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if remaining is not None and remaining <= DEADLINE_SLACK:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.CANCELLED
 
 
-def _ended_by_caller(context: grpc.aio.ServicerContext) -> bool:
+def _deadline_passed(context: grpc.aio.ServicerContext) -> bool:
     remaining = context.time_remaining()
-    return context.cancelled() or (remaining is not None and remaining <= 0)
+    return remaining is not None and remaining <= 0
 
 
 def _status_for(error: BaseException) -> tuple[grpc.StatusCode, str, tuple[Any, ...]]:
@@ -283,12 +290,16 @@ class _Call:
             self.code, message, trailers = _status_for(error)
             if self.requests is not None:
                 try:
-                    await _drain(self.requests)
-                finally:
-                    if _ended_by_caller(self.context):
-                        # Its deadline passed or its caller left while it was read: counted
-                        # and logged as what the caller saw.
-                        self.code = _cancelled_code(self.context)
+                    await _drain(self.requests, self.context)
+                except asyncio.CancelledError:
+                    # Its caller left or its deadline passed while it was read: counted and
+                    # logged as what the caller saw. (context.cancelled() never says so: it
+                    # reads the status this side set.)
+                    self.code = _cancelled_code(self.context)
+                    raise
+                if _deadline_passed(self.context):
+                    # Read on past it (the stream broke, the drain timed out): no one hears.
+                    self.code = grpc.StatusCode.DEADLINE_EXCEEDED
             # Counted and logged before the status leaves: a caller who has its answer finds
             # the line and the count already there.
             self._finish()
@@ -304,15 +315,23 @@ class _Call:
             self.owner.finish(self.method, self.code, self.started, self.quiet)
 
 
-async def _drain(requests: AsyncIterator[Any]) -> None:
+async def _drain(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
     """Read what the client still sends before its stream is refused. A status that reaches
     grpc's asyncio client while it is writing is replaced there by INTERNAL "Internal error from
     Core" (grpc/grpc#36066): a refused upload (a token, a project, a quota) would reach the user
-    as a 500. Bounded: a client still sending after DRAIN_SECONDS is refused anyway."""
+    as a 500. Bounded: a client still sending after DRAIN_SECONDS is refused anyway.
+
+    Raises CancelledError if the caller left or its deadline passed meanwhile."""
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in requests:
                 pass
+            # grpc ends the stream alike when the client has sent everything and when the call
+            # was cancelled under the read (its caller left, its deadline passed). The cancel
+            # comes to this task apart, from a completion grpc queued with the failed read's,
+            # and may not have come yet: one more read, answered after it, waits for it. On a
+            # live call that read ends at once.
+            await context.read()
     except Exception:  # the stream broke, or timed out: refused as it is
         return
 

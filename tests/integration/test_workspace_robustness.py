@@ -640,30 +640,77 @@ def upload_handled(code: str) -> float:
     return value or 0.0
 
 
+ENDINGS = ("NOT_FOUND", "CANCELLED", "DEADLINE_EXCEEDED")
+
+
+async def counted_once(before: dict[str, float]) -> dict[str, float]:
+    """How many more uploads each ending counts than `before`, once one more is counted: the
+    server counts a call as it ends, which the caller may hear of first."""
+    await until(
+        lambda: sum(upload_handled(code) for code in ENDINGS) > sum(before.values()), "the count"
+    )
+    return {code: upload_handled(code) - before[code] for code in ENDINGS}
+
+
+async def refused_then_stalled(call_ended: asyncio.Event) -> AsyncIterator[W.UploadFileRequest]:
+    """An upload refused at its first message (no such project) whose rest has not come when
+    its call ends: the interceptor is still reading it. Nothing is written as the call ends:
+    grpc's asyncio client turns a write that meets the end of its call into INTERNAL "Internal
+    error from Core" (grpc/grpc#36066): the client's own race, not the server's count."""
+    yield W.UploadFileRequest(project="ghost", path="a.bin", body=httpbody_pb2.HttpBody(data=b"x"))
+    await call_ended.wait()
+
+
 async def test_a_refused_upload_past_its_deadline_while_drained_is_counted_as_deadline_exceeded(
     workspace: WorkspaceService,
 ) -> None:
-    # Refused (no such project) while it still sends: the interceptor reads on before
-    # refusing, and the caller's deadline passes meanwhile. Counted as what the caller saw.
+    # Refused while it still sends: the interceptor reads on before refusing, and the caller's
+    # deadline passes meanwhile. Counted as what the caller saw.
     ada = await workspace.user()
-    before = {code: upload_handled(code) for code in ("NOT_FOUND", "DEADLINE_EXCEEDED")}
-
-    async def slow() -> AsyncIterator[W.UploadFileRequest]:
-        yield W.UploadFileRequest(
-            project="ghost", path="a.bin", body=httpbody_pb2.HttpBody(data=b"x")
-        )
-        for _ in range(40):  # a slow link: still sending when the deadline passes
-            await asyncio.sleep(0.1)
-            yield W.UploadFileRequest(body=httpbody_pb2.HttpBody(data=b"x"))
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await workspace.stub.UploadFile(slow(), metadata=ada.metadata, timeout=1.0)
+    before = {code: upload_handled(code) for code in ENDINGS}
+    call_ended = asyncio.Event()
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await workspace.stub.UploadFile(
+                refused_then_stalled(call_ended), metadata=ada.metadata, timeout=1.0
+            )
+    finally:
+        call_ended.set()
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await until(
-        lambda: (
-            upload_handled("DEADLINE_EXCEEDED") + upload_handled("NOT_FOUND") > sum(before.values())
-        ),
-        "the count",
+    assert await counted_once(before) == {"NOT_FOUND": 0, "CANCELLED": 0, "DEADLINE_EXCEEDED": 1}
+
+
+async def test_a_refused_upload_whose_caller_leaves_while_drained_is_counted_as_cancelled(
+    workspace: WorkspaceService,
+) -> None:
+    ada = await workspace.user()
+    before = {code: upload_handled(code) for code in ENDINGS}
+    call_ended = asyncio.Event()
+    call = workspace.stub.UploadFile(refused_then_stalled(call_ended), metadata=ada.metadata)
+    # Time for the refusal: the interceptor is reading on when the caller leaves. (A cancel
+    # that came before it would cancel the handler instead, counted CANCELLED all the same.)
+    await asyncio.sleep(0.5)
+    call.cancel()
+    call_ended.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await counted_once(before) == {"NOT_FOUND": 0, "CANCELLED": 1, "DEADLINE_EXCEEDED": 0}
+
+
+async def test_a_refused_upload_cut_by_its_caller_at_its_deadline_is_counted_as_deadline_exceeded(
+    workspace: WorkspaceService,
+) -> None:
+    # What the caller's own deadline does: it fires first (the server's starts when the headers
+    # arrive, a little later), and its cancel can reach the server with the server's deadline
+    # still ahead. Here the caller cancels 0.1 s early; a cancel that comes late finds the call
+    # ended by the deadline itself, counted the same.
+    ada = await workspace.user()
+    before = {code: upload_handled(code) for code in ENDINGS}
+    call_ended = asyncio.Event()
+    call = workspace.stub.UploadFile(
+        refused_then_stalled(call_ended), metadata=ada.metadata, timeout=1.0
     )
-    assert upload_handled("NOT_FOUND") == before["NOT_FOUND"]
-    assert upload_handled("DEADLINE_EXCEEDED") == before["DEADLINE_EXCEEDED"] + 1
+    await asyncio.sleep(0.9)
+    call.cancel()
+    call_ended.set()
+    assert await counted_once(before) == {"NOT_FOUND": 0, "CANCELLED": 0, "DEADLINE_EXCEEDED": 1}
