@@ -33,6 +33,7 @@ from services.runtime.context import Identity
 from services.runtime.health import DependencyCheck
 from services.runtime.logs import JsonFormatter
 from services.runtime.server import Running, ServiceParts, running
+from tests.bcrypt_calls import BcryptCalls, count_bcrypt_calls
 from tests.conftest import free_port, token_environment, users_codec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,12 @@ class SessionBook:
     async def is_live(self, identity: Identity) -> bool:
         self.asked.append(identity.session_id)
         return identity.session_id not in self.revoked
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> BcryptCalls:
+    """bcrypt's calls in this process (a users server the test runs), counted."""
+    return count_bcrypt_calls(monkeypatch)
 
 
 @pytest.fixture

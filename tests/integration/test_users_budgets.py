@@ -7,13 +7,10 @@ real users server, on SQLite and PostgreSQL; one budget over two replicas on Red
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import bcrypt
 import grpc
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from stockfolio.users.v1 import users_pb2, users_pb2_grpc
@@ -23,6 +20,7 @@ from facade.config import load_facade_config
 from services.runtime.config import DOMAIN_SERVICES, RuntimeConfig
 from services.runtime.server import running
 from services.users.server import build as build_users
+from tests.bcrypt_calls import BcryptCalls
 from tests.conftest import users_server
 from tests.rpc_errors import expect_error, reason, retry_after
 from tests.waiting import until_async
@@ -40,36 +38,6 @@ DEAD_ADDRESS = "127.0.0.1:1"
 
 Stub = users_pb2_grpc.UsersServiceStub
 Client = TestClient[web.Request, web.Application]
-
-
-class BcryptCalls:
-    """bcrypt's own hashpw and checkpw, counted as the users service (in this process, on its
-    hashing threads) calls them; they still run, and nothing of ours is replaced."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def counted(self, function: Callable[[bytes, bytes], Any]) -> Callable[[bytes, bytes], Any]:
-        def call(password: bytes, salt_or_hash: bytes) -> Any:
-            with self._lock:
-                self._count += 1
-            return function(password, salt_or_hash)
-
-        return call
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return self._count
-
-
-@pytest.fixture
-def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> BcryptCalls:
-    calls = BcryptCalls()
-    monkeypatch.setattr(bcrypt, "hashpw", calls.counted(bcrypt.hashpw))
-    monkeypatch.setattr(bcrypt, "checkpw", calls.counted(bcrypt.checkpw))
-    return calls
 
 
 def from_address(address: str) -> tuple[tuple[str, str], ...]:
