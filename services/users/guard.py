@@ -9,6 +9,9 @@ Following OWASP's guidance, nobody can lock a user out without their password:
 - failures are counted per account across addresses: past `per_account` (an account under a
   spread-out attack), failing addresses get no free failures, so their delays start at once.
 
+An address is counted by its block (`address_block`): an IPv6 host holds a whole /64 and could
+rotate through it for fresh free failures.
+
 Every refusal falls on an address that has failed itself; an address with no failures always
 reaches the password check. Logins in flight count as failures to come: an (account, address)
 has at most its free failures checked at once, and one at a time past them, so guesses sent all
@@ -24,6 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from services.runtime.addresses import address_block
 from services.runtime.cache import Cache
 from services.runtime.errors import ResourceExhausted
 from services.runtime.ratelimit import Rate
@@ -75,7 +79,7 @@ class LoginGuard:
                 f" try again in {math.ceil(wait)} s",
                 retry_after=wait,
             )
-        wait = await self._waiting(f"address:{address}", now)
+        wait = await self._waiting(_address(address), now)
         if wait > 0:
             raise TooManyAttempts(
                 f"too many failed logins from this address; try again in {math.ceil(wait)} s",
@@ -122,10 +126,10 @@ class LoginGuard:
             await self._refuse(pair, now + delay, delay)
         if not policy.per_address.unlimited:
             made, resets = await cache.incr(
-                f"guard:failures:address:{address}", policy.per_address.window
+                f"guard:failures:{_address(address)}", policy.per_address.window
             )
             if made >= policy.per_address.limit:
-                await self._refuse(f"address:{address}", now + resets, resets)
+                await self._refuse(_address(address), now + resets, resets)
 
     async def succeeded(self, email: str, address: str) -> None:
         """The right password from this address: its failures at this account are forgiven
@@ -150,4 +154,8 @@ class LoginGuard:
 
 
 def _pair(email: str, address: str) -> str:
-    return f"pair:{address}|{email}"
+    return f"pair:{address_block(address)}|{email}"
+
+
+def _address(address: str) -> str:
+    return f"address:{address_block(address)}"
