@@ -122,21 +122,18 @@ class Accounts:
             user = await repo.by_email(kept) if kept and kept != normalized else None
             if user is None and normalized is not None:
                 user = await repo.by_email(normalized)
-        # Failures count against the account found, by its stored email: twins kept in two
-        # forms are two accounts, and one's sign-in must not forgive failures at the other.
-        email = user.email if user is not None else (normalized or kept)
+        # Failures count against the account found, by its id: twins kept in two forms are two
+        # accounts, and one's sign-in must not forgive failures at the other. An email no
+        # account has is counted by itself.
+        account = user.id if user is not None else (normalized or kept)
         # Refused before the password's check once successes have spent the budgets; the
         # guard's refusals are for failures.
         await self._budgets.check_login(user.id if user is not None else None, address)
-        await self._guard.begin(email, address)
-        try:
-            if not await self._hasher.verify(password, user.password_hash if user else None):
-                await self._guard.failed(email, address)
-                raise InvalidCredentials()
-            assert user is not None
-            await self._guard.succeeded(email, address)
-        finally:
-            await self._guard.end(email, address)
+        if not await self._guarded_check(
+            account, address, password, user.password_hash if user else None
+        ):
+            raise InvalidCredentials()
+        assert user is not None  # only an account's hash can match
         await self._budgets.logged_in(user.id, address)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
@@ -239,7 +236,9 @@ class Accounts:
         async with self._db.reading() as tx:
             return await UserRepository(tx).page(offset=page.offset, limit=page.limit, q=q.strip())
 
-    async def update(self, actor: Identity, user_id: str, changes: ProfileChanges) -> User:
+    async def update(
+        self, actor: Identity, user_id: str, changes: ProfileChanges, address: str
+    ) -> User:
         check_may_change(actor.user_id, actor.is_admin, user_id, changes)
         roles = check_roles(changes.roles) if changes.roles else None
         new_hash: bytes | None = None
@@ -251,10 +250,8 @@ class Accounts:
             check_password(changes.new_password, email=current.email, field_name="newPassword")
             # An admin resetting someone else's password needs no current one; everyone else does.
             needs_current = actor.user_id == user_id or not actor.is_admin
-            if needs_current and not await self._hasher.verify(
-                changes.current_password or "", current.password_hash
-            ):
-                raise InvalidCredentials()
+            if needs_current:
+                await self._check_current_password(current, changes.current_password or "", address)
             new_hash = await self._hasher.hash(changes.new_password)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
@@ -289,6 +286,34 @@ class Accounts:
         if every_session:
             await self._sessions.all_revoked(user_id)
         return user
+
+    async def _check_current_password(self, user: User, password: str, address: str) -> None:
+        """The current password a change of `user`'s must give, checked as a login's is.
+
+        An access token is no password: whoever stole one must not get, here, the guesses the
+        guard denies them at Login, so a wrong one is a failed login (from `address`, at this
+        account) and a refused one checks nothing. Changes that gave the right one spend the
+        account's budget: each costs a check and a hash."""
+        await self._budgets.check_password_change(user.id)
+        if not await self._guarded_check(user.id, address, password, user.password_hash):
+            raise InvalidCredentials()
+        await self._budgets.current_password_matched(user.id)
+
+    async def _guarded_check(
+        self, account: str, address: str, password: str, hashed: bytes | None
+    ) -> bool:
+        """Whether `password` is the one `hashed` was made from, within the login guard: refused
+        (TooManyAttempts, with nothing checked) while `address` must wait at `account`, its
+        failure counted, its success forgiving this address's failures there."""
+        await self._guard.begin(account, address)
+        try:
+            if not await self._hasher.verify(password, hashed):
+                await self._guard.failed(account, address)
+                return False
+            await self._guard.succeeded(account, address)
+            return True
+        finally:
+            await self._guard.end(account, address)
 
     async def delete(self, actor: Identity, user_id: str) -> None:
         check_may_change(actor.user_id, actor.is_admin, user_id, ProfileChanges())

@@ -2,10 +2,12 @@
 it: the facade's limits (facade/limits.py) hold only callers that come through the facade.
 
 A registration and a successful login each cost a bcrypt hash (~250 ms of CPU at cost 12) and
-rows; a refresh, rows; a session check, a read. Each is counted with the runtime's limiter in the
-users cache (one budget over every replica on Redis, one per replica otherwise), and one past
-its budget is refused before that cost: ResourceExhausted (RATE_LIMITED), with the rest of the
-window as its retry delay. Failed logins are the login guard's (guard.py), not counted here.
+rows; a password change, two (the current password's check, the new one's hash) and the end of
+the account's other sessions; a refresh, rows; a session check, a read. Each is counted with the
+runtime's limiter in the users cache (one budget over every replica on Redis, one per replica
+otherwise), and one past its budget is refused before that cost: ResourceExhausted
+(RATE_LIMITED), with the rest of the window as its retry delay. Failed logins, and wrong current
+passwords, are the login guard's (guard.py), not counted here.
 
 Addresses are the client's as the interceptor resolved it (the facade's `x-forwarded-for`
 from a trusted proxy, else the peer), by block: an IPv6 host holds a whole /64.
@@ -31,6 +33,9 @@ class Allowances:
     logins_per_address: Rate
     # Refreshes of one account's tokens (each spends a refresh token and records the next).
     refreshes_per_account: Rate
+    # Password changes of one account that give its current password (an admin's reset of
+    # another account is not counted).
+    password_changes_per_account: Rate
     # CheckSession answers about one account's sessions.
     session_checks_per_account: Rate
 
@@ -71,6 +76,26 @@ class Budgets:
             f"logins:address:{address_block(address)}", allowances.logins_per_address
         )
         await self._limiter.hit(f"logins:account:{user_id}", allowances.logins_per_account)
+
+    async def check_password_change(self, user_id: str) -> None:
+        """Refuse a change of `user_id`'s password, before its current password is checked,
+        once changes that gave the right one have spent the account's budget.
+
+        Only those spend it, as with logins: wrong current passwords (the guard's) never keep
+        the owner from changing theirs. Not an admin's reset of another account: someone
+        holding the password could otherwise spend the budget and keep the admin from taking
+        the account back."""
+        await self._refuse_if_spent(
+            f"password-changes:{user_id}",
+            self._allowances.password_changes_per_account,
+            "password changes for this account",
+        )
+
+    async def current_password_matched(self, user_id: str) -> None:
+        """Count a password change whose current password matched (its new hash is to come)."""
+        await self._limiter.hit(
+            f"password-changes:{user_id}", self._allowances.password_changes_per_account
+        )
 
     async def refresh(self, user_id: str) -> None:
         """Count a refresh of one of `user_id`'s sessions, or refuse it. The account's, not the

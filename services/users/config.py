@@ -69,6 +69,11 @@ def load_users_config(
             refreshes_per_account=parse_rate(
                 "REFRESHES_PER_ACCOUNT", env.str("REFRESHES_PER_ACCOUNT", "60/minute")
             ),
+            # A person changes their password a few times a year; ten an hour leaves room for
+            # second thoughts. Each costs two bcrypt operations and ends the other sessions.
+            password_changes_per_account=parse_rate(
+                "PASSWORD_CHANGES_PER_ACCOUNT", env.str("PASSWORD_CHANGES_PER_ACCOUNT", "10/hour")
+            ),
             # A service asks about a session at most once per SESSION_CHECK_TTL (2 s), while
             # its token is in its last 30 s or, for the terminal's shells, past it: 600 a minute
             # is 20 (session, service replica) pairs asking all minute long, well above a

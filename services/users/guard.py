@@ -1,5 +1,7 @@
 """The brute-force guard: failed logins slow down the address that makes them, never another.
 
+A failed login is any wrong password for an account: at Login, and the current password a
+password change must give (a stolen access token does not make it a free oracle for it).
 Following OWASP's guidance, nobody can lock a user out without their password:
 
 - failures are counted per (account, address); after `free_failures` of them, each further
@@ -9,11 +11,12 @@ Following OWASP's guidance, nobody can lock a user out without their password:
 - failures are counted per account across addresses: past `per_account` (an account under a
   spread-out attack), failing addresses get no free failures, so their delays start at once.
 
-An address is counted by its block (`address_block`): an IPv6 host holds a whole /64 and could
-rotate through it for fresh free failures.
+An account is named by its id (its email may change, and with it would go its failures), an
+email no account has by the email; an address by its block (`address_block`: an IPv6 host
+holds a whole /64 and could rotate through it for fresh free failures).
 
 Every refusal falls on an address that has failed itself; an address with no failures always
-reaches the password check. Logins in flight count as failures to come: an (account, address)
+reaches the password check. Checks in flight count as failures to come: an (account, address)
 has at most its free failures checked at once, and one at a time past them, so guesses sent all
 together get no more checks than guesses sent one after another (100 sent at once were all
 checked, where the rule allows 6); the others are refused for a second. Counters and refusals
@@ -32,7 +35,7 @@ from services.runtime.cache import Cache
 from services.runtime.errors import ResourceExhausted
 from services.runtime.ratelimit import Rate
 
-# How long a login in flight is counted at most (a replica that dies mid-login lets go then).
+# How long a check in flight is counted at most (a replica that dies mid-check lets go then).
 ATTEMPT_HOLD = 10.0
 
 
@@ -69,10 +72,10 @@ class LoginGuard:
         self._cache = cache
         self._policy = policy
 
-    async def check(self, email: str, address: str) -> None:
+    async def check(self, account: str, address: str) -> None:
         """Refuse, before the password is checked, an address that must still wait."""
         now = time.time()
-        wait = await self._waiting(_pair(email, address), now)
+        wait = await self._waiting(_pair(account, address), now)
         if wait > 0:
             raise TooManyAttempts(
                 "too many failed logins for this account from this address;"
@@ -86,11 +89,11 @@ class LoginGuard:
                 retry_after=wait,
             )
 
-    async def begin(self, email: str, address: str) -> None:
-        """Count this login among those in flight for its (account, address), or refuse it
-        (also when it must wait, as `check`); once counted, the caller calls `end` however the
-        login ends."""
-        pair = _pair(email, address)
+    async def begin(self, account: str, address: str) -> None:
+        """Count this check of a password among those in flight for its (account, address),
+        or refuse it (also when it must wait, as `check`); once counted, the caller calls `end`
+        however the check ends."""
+        pair = _pair(account, address)
         failures = await self._cache.counter(f"guard:failures:{pair}")
         room = max(1, self._policy.free_failures - failures)
         key = f"guard:trying:{pair}"
@@ -103,22 +106,22 @@ class LoginGuard:
             )
         try:
             # Again, counted: a failure that ended while this one waited may have set a wait.
-            await self.check(email, address)
+            await self.check(account, address)
         except BaseException:
-            await self.end(email, address)
+            await self.end(account, address)
             raise
 
-    async def end(self, email: str, address: str) -> None:
-        await self._cache.spend(f"guard:trying:{_pair(email, address)}", -1, 0)
+    async def end(self, account: str, address: str) -> None:
+        await self._cache.spend(f"guard:trying:{_pair(account, address)}", -1, 0)
 
-    async def failed(self, email: str, address: str) -> None:
+    async def failed(self, account: str, address: str) -> None:
         policy, cache, now = self._policy, self._cache, time.time()
-        pair = _pair(email, address)
+        pair = _pair(account, address)
         failures, _ = await cache.incr(f"guard:failures:{pair}", policy.remember)
         under_attack = False
         if not policy.per_account.unlimited:
             taken, _ = await cache.incr(
-                f"guard:failures:account:{email}", policy.per_account.window
+                f"guard:failures:account:{account}", policy.per_account.window
             )
             under_attack = taken > policy.per_account.limit
         delay = policy.delay(failures, under_attack=under_attack)
@@ -131,10 +134,10 @@ class LoginGuard:
             if made >= policy.per_address.limit:
                 await self._refuse(_address(address), now + resets, resets)
 
-    async def succeeded(self, email: str, address: str) -> None:
+    async def succeeded(self, account: str, address: str) -> None:
         """The right password from this address: its failures at this account are forgiven
         (not those across accounts, nor the account's ceiling, which others filled)."""
-        pair = _pair(email, address)
+        pair = _pair(account, address)
         await self._cache.delete(f"guard:failures:{pair}")
         await self._cache.delete(f"guard:wait:{pair}")
 
@@ -153,8 +156,8 @@ class LoginGuard:
             return 0.0
 
 
-def _pair(email: str, address: str) -> str:
-    return f"pair:{address_block(address)}|{email}"
+def _pair(account: str, address: str) -> str:
+    return f"pair:{address_block(address)}|{account}"
 
 
 def _address(address: str) -> str:

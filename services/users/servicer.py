@@ -120,7 +120,9 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
                 request.current_password if request.HasField("current_password") else None
             ),
         )
-        user = await self._accounts.update(require_identity(), request.id, changes)
+        user = await self._accounts.update(
+            require_identity(), request.id, changes, client_address.get()
+        )
         return users_pb2.UpdateUserResponse(user=user_message(user))
 
     async def DeleteUser(

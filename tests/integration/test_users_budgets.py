@@ -1,8 +1,9 @@
 """An attacker on the users service's own gRPC port, past the facade's limits: registrations per
-address, successful logins per account and per address, refreshes per account, each refused
-past its budget with RESOURCE_EXHAUSTED, RATE_LIMITED and when to come back, before the bcrypt
-hash or the write it would have cost; through the real facade, 429 with Retry-After. Through the
-real users server, on SQLite and PostgreSQL; one budget over two replicas on Redis."""
+address, successful logins per account and per address, refreshes and password changes per
+account, each refused past its budget with RESOURCE_EXHAUSTED, RATE_LIMITED and when to come
+back, before the bcrypt hash or the write it would have cost; through the real facade, 429 with
+Retry-After. Through the real users server, on SQLite and PostgreSQL; one budget over two
+replicas on Redis."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ ATTACKER = "203.0.113.66"
 REGISTRATIONS_PER_HOUR = 100
 LOGINS_PER_MINUTE = 60
 REFRESHES_PER_MINUTE = 60
+# PASSWORD_CHANGES_PER_ACCOUNT's default (an hour).
+PASSWORD_CHANGES_PER_HOUR = 10
 # Nothing listens here: the services the facade test does not need.
 DEAD_ADDRESS = "127.0.0.1:1"
 
@@ -63,6 +66,18 @@ async def refresh(stub: Stub, token: str) -> users_pb2.RefreshResponse:
     reply: users_pb2.RefreshResponse = await stub.Refresh(
         users_pb2.RefreshRequest(refresh_token=token)
     )
+    return reply
+
+
+async def change_password(
+    stub: Stub, signed: users_pb2.RegisterResponse, current: str, new: str, address: str
+) -> users_pb2.UpdateUserResponse:
+    """A change of `signed`'s password with its own token, giving `current`."""
+    request = users_pb2.UpdateUserRequest(
+        id=signed.user.id, current_password=current, new_password=new
+    )
+    metadata = (*from_address(address), ("authorization", f"Bearer {signed.tokens.access_token}"))
+    reply: users_pb2.UpdateUserResponse = await stub.UpdateUser(request, metadata=metadata)
     return reply
 
 
@@ -218,6 +233,43 @@ async def test_a_refused_refresh_spends_nothing_and_its_token_works_once_the_win
             metadata=(("authorization", f"Bearer {renewed[0].tokens.access_token}"),),
         )
         assert me.user.email == "lea@example.com"
+
+
+async def test_password_changes_of_one_account_past_its_budget_are_refused_unchecked(
+    make_config: Callable[..., RuntimeConfig], users_database: str, bcrypt_calls: BcryptCalls
+) -> None:
+    """Each change checks the current password and hashes the new one. Only changes that gave
+    the right current password spend the budget, the wrong ones are the guard's; past it, the
+    right one and a wrong one are refused before either bcrypt call. An admin's reset of the
+    account is never refused: whoever spent the budget must not keep the admin from it."""
+    home = "198.51.100.1"
+    async with users_server(make_config, users_database) as stub:
+        admin = await register(stub, "ann@example.com", home)  # the first account: an admin
+        mia = await register(stub, "mia@example.com", home)
+        for _ in range(3):  # fewer than the guard's free failures
+            error = await expect_error(
+                change_password(stub, mia, WRONG, "never-set-1", home),
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
+            assert reason(error) == "INVALID_CREDENTIALS"
+        current = PASSWORD
+        for n in range(PASSWORD_CHANGES_PER_HOUR):
+            await change_password(stub, mia, current, f"changed-{n}-pass", home)
+            current = f"changed-{n}-pass"
+        before = bcrypt_calls.count
+        error = await refused(
+            change_password(stub, mia, current, "one-more-1", home),
+            "password changes for this account",
+        )
+        assert 3500 < retry_after(error) <= 3600
+        await refused(change_password(stub, mia, WRONG, "one-more-1", ATTACKER), "password changes")
+        assert bcrypt_calls.count == before, "a refused change checks and hashes nothing"
+        assert (await login(stub, "mia@example.com", home, current)).user.id == mia.user.id
+        reset = users_pb2.UpdateUserRequest(id=mia.user.id, new_password="reset-by-admin-1")
+        await stub.UpdateUser(
+            reset, metadata=(("authorization", f"Bearer {admin.tokens.access_token}"),)
+        )
+        assert (await login(stub, "mia@example.com", home, "reset-by-admin-1")).user.email
 
 
 async def test_replicas_on_redis_share_each_budget(
