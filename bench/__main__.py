@@ -6,10 +6,11 @@ then those of issue 5 (terminal: 500 shells, echo, RSS, output throughput, bench
 then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, bench/assistant.py),
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
 issue 16's order matching (bench/orders.py), alert evaluation per step (bench/alerts.py) and
-GetPerformance with currencies (bench/performance.py), and GetOverview of a user's 100 portfolios
-(bench/overview.py).
+GetPerformance with currencies (bench/performance.py), GetOverview of a user's 100 portfolios
+(bench/overview.py), and the leader's market-split round over 1,000 and 10,000 portfolios
+(bench/market_splits.py).
 `--only foundation|portfolio|trades|ws|workspace|workspace-writes|terminal|assistant|replicas|`
-`orders|alerts|performance|overview` runs one part.
+`orders|alerts|performance|overview|market-splits` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -47,6 +48,12 @@ from bench.assistant import (
     describe_assistant,
     print_assistant,
     run_assistant,
+)
+from bench.market_splits import (
+    SplitRoundSettings,
+    describe_split_rounds,
+    print_split_rounds,
+    run_split_rounds,
 )
 from bench.measures import rss_mb
 from bench.orders import OrderSettings, describe_orders, print_orders, run_orders
@@ -368,6 +375,7 @@ PARTS = {
         "alerts",
         "performance",
         "overview",
+        "market-splits",
     ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
@@ -382,6 +390,7 @@ PARTS = {
     "alerts": ("alerts",),
     "performance": ("performance",),
     "overview": ("overview",),
+    "market-splits": ("market-splits",),
 }
 
 
@@ -404,7 +413,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
         " workspace (issue 6, with workspace-writes), workspace-writes alone, terminal (issue 5),"
         " assistant (issue 7), replicas (issue 15), orders, alerts or performance (issue 16),"
-        " overview (all of a user's portfolios)",
+        " overview (all of a user's portfolios), market-splits (the leader's split round)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -572,6 +581,7 @@ def plan_parts(plan: Plan) -> tuple[Part[Report], Part[PortfolioReport], list[Pa
     assistant, replicas = AssistantSettings(), ReplicaSettings()
     orders, alerts, performance = OrderSettings(), AlertSettings(), PerformanceSettings()
     overview = OverviewSettings(databases=plan.writes.databases)
+    split_rounds = SplitRoundSettings(databases=plan.writes.databases)
     every: list[tuple[tuple[str, ...], Part[Any]]] = [
         (("foundation",), foundation),
         (("trades", "ws"), portfolio),
@@ -629,6 +639,14 @@ def plan_parts(plan: Plan) -> tuple[Part[Report], Part[PortfolioReport], list[Pa
         (
             ("overview",),
             Part(describe_overview(overview), lambda: run_overview(overview), print_overview),
+        ),
+        (
+            ("market-splits",),
+            Part(
+                describe_split_rounds(split_rounds),
+                lambda: run_split_rounds(split_rounds),
+                print_split_rounds,
+            ),
         ),
     ]
     chosen = [part for names, part in every if set(names) & set(plan.parts)]
