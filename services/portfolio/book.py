@@ -40,6 +40,7 @@ from services.portfolio.book_values import (
     Position,
     Sale,
     Totals,
+    TradedSymbols,
     order_key,
 )
 from services.portfolio.exact import minus as _minus
@@ -252,14 +253,11 @@ class Book:
         return sorted(s for s, h in self._holdings.items() if h.quantity > 0)
 
     def held_since(self, moment: datetime) -> list[str]:
-        """Symbols held now, or bought or sold at or after `moment`, sorted: every symbol with
-        shares at some time since (one held since and not now was sold since), and a few
-        without (bought and sold in between)."""
-        return sorted(
-            s
-            for s, h in self._holdings.items()
-            if h.quantity > 0 or (h.last_price_at is not None and h.last_price_at >= moment)
-        )
+        """Symbols held now, or bought or sold at or after `moment`, sorted (`TradedSymbols`)."""
+        return self.traded_symbols().since(moment)
+
+    def traded_symbols(self) -> TradedSymbols:
+        return TradedSymbols.of(self._holdings.values())
 
     def quantity(self, symbol: str) -> Decimal:
         holding = self._holdings.get(symbol)

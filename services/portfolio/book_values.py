@@ -4,10 +4,13 @@ that make them: book.py)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from services.portfolio.exact import minus as _minus
 from services.portfolio.lots import Lot, Lots
@@ -219,6 +222,45 @@ class BookState:
     withdrawals: Decimal
     funded: Decimal
     holdings: tuple[HoldingState, ...]
+
+
+class _Traded(Protocol):
+    """What `TradedSymbols` reads of a holding (a `HoldingState`, or the book's live one)."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def last_price_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TradedSymbols:
+    """A book's symbols as `Book.held_since` asks about them, without the lots and figures:
+    those held now, and when each other one last traded. Small enough to keep per portfolio
+    (the market split job keeps one from round to round instead of decoding the book again:
+    tuples and interned symbols, a few hundred bytes for a portfolio of ten)."""
+
+    held: tuple[str, ...]
+    last_traded: tuple[tuple[str, datetime], ...]  # the symbols not held now
+
+    @classmethod
+    def of(cls, holdings: Iterable[_Traded]) -> TradedSymbols:
+        held: list[str] = []
+        others: list[tuple[str, datetime]] = []
+        for holding in holdings:
+            if holding.quantity > 0:
+                held.append(sys.intern(holding.symbol))
+            elif holding.last_price_at is not None:
+                others.append((sys.intern(holding.symbol), holding.last_price_at))
+        return cls(tuple(held), tuple(others))
+
+    def since(self, moment: datetime) -> list[str]:
+        """Held now, or bought or sold at or after `moment`, sorted: every symbol with shares at
+        some time since (one held since and not now was sold since), and a few without (bought
+        and sold in between)."""
+        return sorted([*self.held, *(s for s, at in self.last_traded if at >= moment)])
 
 
 Event = Trade | Split

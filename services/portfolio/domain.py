@@ -24,6 +24,7 @@ from services.portfolio.book_values import (
     Position,
     Sale,
     Totals,
+    TradedSymbols,
     order_key,
 )
 from services.portfolio.lots import Lot, Lots
@@ -88,6 +89,7 @@ __all__ = [
     "Split",
     "Totals",
     "Trade",
+    "TradedSymbols",
     "new_trade",
     "normalize_symbol",
     "order_key",

@@ -19,7 +19,10 @@ looked at in every portfolio (a leader that was down records them late), and the
 in a portfolio whose history changed since the last round (by its stored book), and in every
 portfolio at a leader's first round and once a day (a provider that answers a symbol's splits
 only some rounds later, within its budget, is caught up): a trade back-dated before an older
-split (an import of years of history) has the split recorded too.
+split (an import of years of history) has the split recorded too. Each round reads every
+stored book and digests its text as stored; only a book whose text differs from what the last
+round read is decoded (the symbols each traded are kept from round to round on the leader):
+most rounds decode none.
 
 The calendar is asked about the symbols held at some time over the days looked at: held now,
 or bought or sold since the window's start (one sold since may have split before the sale,
@@ -33,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -43,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.portfolio import book_states
 from services.portfolio.dividends import held_at_ex_date
-from services.portfolio.domain import Book, Side
+from services.portfolio.domain import Book, Side, TradedSymbols
 from services.portfolio.market_data import SplitSource
 from services.portfolio.orm import market_split_notes
 from services.portfolio.records import Portfolio, SplitEffect
@@ -70,6 +74,14 @@ FULL_EVERY = timedelta(days=1)
 BATCH = 200
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A stored book as a round read it: a digest of its text, and the symbols it traded."""
+
+    digest: bytes
+    traded: TradedSymbols
+
+
 class AlreadyNoted(Exception):
     """The split is recorded already (rolls back): its note is taken by another round or
     leader, or the owner recorded it by hand since the round's snapshot."""
@@ -92,10 +104,14 @@ class SplitApplier:
         self._clock = clock
         # Splits a portfolio's history refused, logged once per process.
         self._refused: set[tuple[str, str, date]] = set()
-        # Each portfolio's stored book as last looked at in full (a digest): one that differs,
-        # or a portfolio not seen yet, changed its history since and is looked at in full.
-        self._seen: dict[str, bytes] = {}
+        # Each portfolio's stored book as the last round read it: a digest of its text (one
+        # that differs, or a portfolio not seen yet, changed its history since and is looked at
+        # in full), and the symbols it traded, so that a book whose text is the same is not
+        # decoded again.
+        self._seen: dict[str, _Seen] = {}
         self._full_at: datetime | None = None  # when every portfolio was last looked at in full
+        # Stored books decoded so far: one per book new or changed since the round before.
+        self.decoded = 0
 
     async def apply_due(self) -> int:
         """Record every split due and not recorded yet; how many were."""
@@ -167,23 +183,23 @@ class SplitApplier:
 
     async def _held_symbols(
         self, everyone: bool, recent_start: date
-    ) -> tuple[set[str], set[str], dict[str, bytes]]:
+    ) -> tuple[set[str], set[str], dict[str, _Seen]]:
         """Symbols some portfolio held over the days it is looked at (what a provider is asked
         about): since `recent_start`, or in all its history when it changed; from the stored
         books (a portfolio without one is replayed). The portfolios whose book changed since
         the last round (`everyone`: all; one without a stored book always counts as changed),
-        and each book's digest."""
+        and each book as read."""
         recent = datetime.combine(recent_start, time(), UTC)
         ever = datetime.combine(HISTORY_START, time(), UTC)
         held: set[str] = set()
         changed: set[str] = set()
-        seen: dict[str, bytes] = {}
+        seen: dict[str, _Seen] = {}
         after = ""
         while True:
             async with self._db.snapshot() as session:
                 repository = PortfolioRepository(session)
                 batch = await repository.after(after, BATCH)
-                stored = await repository.books([p.id for p in batch])
+                stored = self._read(await repository.book_texts([p.id for p in batch]))
                 missing = [p.id for p in batch if p.id not in stored]
                 trades = await TradeRepository(session).of_many(missing) if missing else {}
                 splits = await splits_by_portfolio(session, missing) if missing else {}
@@ -194,25 +210,37 @@ class SplitApplier:
                 found = stored.get(portfolio.id)
                 if found is None:
                     changed.add(portfolio.id)
-                else:
-                    digest = hashlib.blake2b(
-                        book_states.encode(found).encode(), digest_size=16
-                    ).digest()
-                    seen[portfolio.id] = digest
-                    if everyone or self._seen.get(portfolio.id) != digest:
-                        changed.add(portfolio.id)
-                try:
-                    if found is not None:
-                        book = Book.resume(found.state)
-                    else:
-                        book = Book.replay(
+                    try:
+                        traded = Book.replay(
                             [r.trade for r in trades[portfolio.id]],
                             splits=splits[portfolio.id],
                             policy=portfolio.kind.policy,
-                        )
-                except DomainError:  # the revaluation logs a history that does not replay
-                    continue
-                held.update(book.held_since(ever if portfolio.id in changed else recent))
+                        ).traded_symbols()
+                    except DomainError:  # the revaluation logs a history that does not replay
+                        continue
+                else:
+                    seen[portfolio.id] = found
+                    last = self._seen.get(portfolio.id)
+                    if everyone or last is None or last.digest != found.digest:
+                        changed.add(portfolio.id)
+                    traded = found.traded
+                held.update(traded.since(ever if portfolio.id in changed else recent))
+
+    def _read(self, texts: dict[str, str]) -> dict[str, _Seen]:
+        """The stored books as read (of the current format): digested as stored, and decoded
+        only when the text differs from what the last round read (most rounds: none)."""
+        found: dict[str, _Seen] = {}
+        for portfolio_id, text in texts.items():
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            last = self._seen.get(portfolio_id)
+            if last is not None and last.digest == digest:
+                found[portfolio_id] = last
+                continue
+            self.decoded += 1
+            book = book_states.decode(text)
+            if book is not None:  # else of another format: replayed
+                found[portfolio_id] = _Seen(digest, TradedSymbols.of(book.state.holdings))
+        return found
 
     async def _record(
         self, portfolio: Portfolio, symbol: str, day: date, ratio: SplitRatio

@@ -188,15 +188,22 @@ class PortfolioRepository:
     async def books(self, portfolio_ids: Sequence[str]) -> dict[str, StoredBook]:
         """The stored books of those portfolios that have one (of the current format)."""
         found: dict[str, StoredBook] = {}
+        for portfolio_id, text in (await self.book_texts(portfolio_ids)).items():
+            book = book_states.decode(text)
+            if book is not None:
+                found[portfolio_id] = book
+        return found
+
+    async def book_texts(self, portfolio_ids: Sequence[str]) -> dict[str, str]:
+        """The stored books of those portfolios that have one, as stored (book_states' text,
+        of whatever format), not decoded."""
+        found: dict[str, str] = {}
         for start in range(0, len(portfolio_ids), _IN_BATCH):
             query = select(portfolios.c.id, portfolios.c.book).where(
                 portfolios.c.id.in_(portfolio_ids[start : start + _IN_BATCH]),
                 portfolios.c.book.is_not(None),
             )
-            for row in (await self._session.execute(query)).all():
-                book = book_states.decode(row.book)
-                if book is not None:
-                    found[row.id] = book
+            found.update((row.id, row.book) for row in (await self._session.execute(query)).all())
         return found
 
     async def save_book(

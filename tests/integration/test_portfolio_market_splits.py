@@ -4,9 +4,9 @@ market_splits.py), on SQLite and PostgreSQL: a holding before the effective date
 many rounds or appliers try, concurrently too; a later buyer, a split recorded by hand, a split
 its owner deleted and a history the split would break are left alone; through the real server,
 the owner's stream hears the new value and the split reads as one CreateSplit recorded; a
-portfolio that sold the stock after the split, with nobody holding it now, is split too; and
-from Alpha Vantage's SPLITS through the fake provider, polled for the symbols held in the days
-a round looks at only."""
+portfolio that sold the stock after the split, with nobody holding it now, is split too; a
+round decodes only the books stored anew since the last; and from Alpha Vantage's SPLITS
+through the fake provider, polled for the symbols held in the days a round looks at only."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from services.portfolio.alpha_vantage import COOLDOWN_KEY, AlphaVantage
 from services.portfolio.config import load_market_config
 from services.portfolio.domain import Book, Side, Trade
 from services.portfolio.events import Event, EventHub, Subscription
-from services.portfolio.market_splits import SplitApplier
+from services.portfolio.market_splits import FULL_EVERY, SplitApplier
 from services.portfolio.mock_market import MockMarket, SplitSchedule
 from services.portfolio.order_desk import Orders
 from services.portfolio.prices import Prices
@@ -306,6 +306,32 @@ async def test_a_trade_back_dated_before_an_older_split_gets_it_at_the_next_roun
         assert (await d.book("p")).quantity("NVDA") == D(11)
         assert await applier.apply_due() == 0
         assert await d.notes() == 1
+
+
+async def test_a_round_decodes_only_the_books_stored_anew_since_the_last_round_read_them(
+    portfolio_database_url: str,
+) -> None:
+    """Every round reads every stored book, for the symbols held and to tell which portfolios
+    changed since the last; one whose stored text is as the last round read it is not decoded
+    again (its symbols are kept from then), at the once-a-day round in full too. One stored
+    anew since is decoded and its new holding is split."""
+    now = NOW
+    async with desk(portfolio_database_url, clock=lambda: now) as d:
+        for pid in ("a", "b", "c"):
+            await d.portfolio(pid, PortfolioKind.TRACKING)
+            await d.trade(pid, Side.BUY, "AAPL", "5", "190", date(2024, 6, 3))
+        applier = d.applier()
+        assert (await applier.apply_due(), applier.decoded) == (0, 3)
+        assert (await applier.apply_due(), applier.decoded) == (0, 3)
+        now += FULL_EVERY
+        assert (await applier.apply_due(), applier.decoded) == (0, 3)
+
+        await d.trade("b", Side.BUY, "NVDA", "4", "1000", date(2024, 6, 3))
+        assert (await applier.apply_due(), applier.decoded) == (1, 4)
+        assert (await d.book("b")).quantity("NVDA") == D(40)
+        # Recording the split stored b's book anew: decoded once more, then not.
+        assert (await applier.apply_due(), applier.decoded) == (0, 5)
+        assert (await applier.apply_due(), applier.decoded) == (0, 5)
 
 
 @one_utc_day

@@ -20,6 +20,7 @@ from services.portfolio.domain import (
     HistoryMissing,
     Side,
     Trade,
+    TradedSymbols,
     order_key,
 )
 from services.runtime.errors import FailedPrecondition
@@ -191,6 +192,23 @@ def test_a_resumed_book_names_the_symbols_held_since_a_moment_as_a_replay_does()
         assert answering.held_since(at(5)) == ["AAPL", "KO"]
         # A dividend paid after the sale is not a holding.
         assert answering.held_since(at(5, 1)) == ["AAPL"]
+
+
+def test_the_symbols_kept_of_a_stored_book_answer_as_the_book_does() -> None:
+    """What the market split job keeps of a stored book between rounds (TradedSymbols, from
+    the decoded state, without resuming it) answers as the book itself."""
+    book = Book.replay(
+        [
+            Trade(Side.BUY, "AAPL", D(10), D(100), D(0), at(0), 1),
+            Trade(Side.BUY, "KO", D(5), D(60), D(0), at(1), 2),
+            Trade(Side.SELL, "KO", D(5), D(61), D(0), at(5), 3),
+            Trade(Side.DIVIDEND, "KO", D(5), D("0.5"), D(0), at(8), 4),
+        ]
+    )
+    kept = TradedSymbols.of(stored(book, 4).state.holdings)
+    assert kept == TradedSymbols(held=("AAPL",), last_traded=(("KO", at(5)),))
+    for moment, held in ((at(0), ["AAPL", "KO"]), (at(5), ["AAPL", "KO"]), (at(5, 1), ["AAPL"])):
+        assert kept.since(moment) == book.held_since(moment) == held
 
 
 def test_decimals_and_times_come_back_digit_for_digit() -> None:
