@@ -3056,7 +3056,14 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description at most 1024 bytes (UTF-8) */
+                    currentPassword?: string;
+                };
+            };
+        };
         responses: {
             /** @description Success, in the envelope */
             200: {

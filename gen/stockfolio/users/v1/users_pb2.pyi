@@ -554,11 +554,14 @@ class UpdateUserRequest(_message.Message):
     id: _builtins.str
     name: _builtins.str
     email: _builtins.str
+    """A new email (normalized as at registration); changing one's own needs current_password."""
     new_password: _builtins.str
-    """A new password (rules as at registration); the current one is required unless an admin
-    changes another account.
-    """
+    """A new password (rules as at registration); one's own needs current_password."""
     current_password: _builtins.str
+    """The account's password, when the caller changes their own password or email: an access
+    token alone (a stolen one) must not take the account. A wrong one is a failed login. Not
+    needed for an admin's change of another account, nor for a name or an unchanged email.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
         """Replaces the roles (admins only). Empty leaves them unchanged."""
@@ -621,17 +624,25 @@ class DeleteUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    current_password: _builtins.str
+    """The account's password, when the caller deletes their own account (as for UpdateUser's
+    current_password); an admin deleting another account gives none.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        current_password: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "current_password", b"current_password"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_current_password", b"_current_password", "current_password", b"current_password", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__current_password: _TypeAlias = _typing.Literal["current_password"]  # noqa: Y015
+    _WhichOneofArgType__current_password: _TypeAlias = _typing.Literal["_current_password", b"_current_password"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__current_password) -> _WhichOneofReturnType__current_password | None: ...
 
 Global___DeleteUserRequest: _TypeAlias = DeleteUserRequest  # noqa: Y015
 

@@ -166,14 +166,16 @@ class UsersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateUser(self, request, context):
-        """UpdateUser changes a profile. Only admins change roles or touch other accounts.
+        """UpdateUser changes a profile. Only admins change roles or touch other accounts. Changing
+        one's own password or email needs the current password.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteUser(self, request, context):
-        """DeleteUser removes an account and revokes its sessions.
+        """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
+        the current password.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,9 +60,13 @@ class UsersServiceStub:
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
     """GetUser returns one account: the caller's own, or any for an admin."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]
-    """UpdateUser changes a profile. Only admins change roles or touch other accounts."""
+    """UpdateUser changes a profile. Only admins change roles or touch other accounts. Changing
+    one's own password or email needs the current password.
+    """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _users_pb2.DeleteUserResponse]
-    """DeleteUser removes an account and revokes its sessions."""
+    """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
+    the current password.
+    """
 
 @_typing.type_check_only
 class UsersServiceAsyncStub(UsersServiceStub):
@@ -96,9 +100,13 @@ class UsersServiceAsyncStub(UsersServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
     """GetUser returns one account: the caller's own, or any for an admin."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]  # type: ignore[assignment]
-    """UpdateUser changes a profile. Only admins change roles or touch other accounts."""
+    """UpdateUser changes a profile. Only admins change roles or touch other accounts. Changing
+    one's own password or email needs the current password.
+    """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _users_pb2.DeleteUserResponse]  # type: ignore[assignment]
-    """DeleteUser removes an account and revokes its sessions."""
+    """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
+    the current password.
+    """
 
 class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
     """UsersService owns accounts, credentials and sessions, and issues the tokens every other
@@ -189,7 +197,9 @@ class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.UpdateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.UpdateUserResponse, _abc.Awaitable[_users_pb2.UpdateUserResponse]]:
-        """UpdateUser changes a profile. Only admins change roles or touch other accounts."""
+        """UpdateUser changes a profile. Only admins change roles or touch other accounts. Changing
+        one's own password or email needs the current password.
+        """
 
     @_abc_1.abstractmethod
     def DeleteUser(
@@ -197,6 +207,8 @@ class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.DeleteUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.DeleteUserResponse, _abc.Awaitable[_users_pb2.DeleteUserResponse]]:
-        """DeleteUser removes an account and revokes its sessions."""
+        """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
+        the current password.
+        """
 
 def add_UsersServiceServicer_to_server(servicer: UsersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
