@@ -74,8 +74,10 @@ ALLOWED_REJECTIONS: Mapping[str, str] = {
     "POST /api/v1/auth/register": "the password policy beyond length (a letter and a digit, "
     "not the email; at most 72 bytes, which JSON Schema cannot count); a taken email",
     "PUT /api/v1/users/{id}": "a new password at most 72 bytes (stated in words: JSON Schema "
-    "counts characters) and the current one right; a taken email; only admins change roles",
-    "DELETE /api/v1/users/{id}": "the last admin cannot be deleted",
+    "counts characters); one's own new password or new email needs the current password, "
+    "right; a taken email; only admins change roles",
+    "DELETE /api/v1/users/{id}": "deleting one's own account needs the current password, "
+    "right; the last admin cannot be deleted",
     "POST /api/v1/chat/message": "the model must be one the provider offers now (ListModels)",
     "POST /api/v1/chat/stream": "the model must be one the provider offers now (ListModels)",
     "GET /api/v1/chat/sessions/{id}": "before, a cursor, must be the id of a message of this "

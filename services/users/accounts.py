@@ -33,7 +33,9 @@ from services.users.domain import (
     check_roles,
     clean_name,
     initial_roles,
+    must_give_current_password,
     normalize_email,
+    requested_email,
 )
 from services.users.guard import LoginGuard
 from services.users.passwords import PasswordHasher
@@ -242,29 +244,39 @@ class Accounts:
         check_may_change(actor.user_id, actor.is_admin, user_id, changes)
         roles = check_roles(changes.roles) if changes.roles else None
         new_hash: bytes | None = None
-        needs_current = False
+        checked: bytes | None = None  # the hash the current password was checked against
         revoked: list[str] = []
         async with self._db.reading() as tx:
             current = _existing(await UserRepository(tx).get(user_id), user_id)
+        new_email = requested_email(changes.email, current.email)
         if changes.new_password is not None:
             check_password(changes.new_password, email=current.email, field_name="newPassword")
-            # An admin resetting someone else's password needs no current one; everyone else does.
-            needs_current = actor.user_id == user_id or not actor.is_admin
-            if needs_current:
-                await self._check_current_password(current, changes.current_password or "", address)
+        if (changes.new_password is not None or new_email is not None) and (
+            must_give_current_password(actor.user_id, user_id)
+        ):
+            await self._check_current_password(
+                current,
+                changes.current_password,
+                address,
+                password_change=changes.new_password is not None,
+            )
+            checked = current.password_hash
+        if changes.new_password is not None:
             new_hash = await self._hasher.hash(changes.new_password)
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
             user = _existing(await repo.get(user_id, lock=True), user_id)
-            if needs_current and user.password_hash != current.password_hash:
+            if checked is not None and user.password_hash != checked:
                 # Changed while the current password was checked: the one given is current no
                 # more, as it is for a login (and as it would be for a request a moment later).
                 raise InvalidCredentials()
             if changes.name is not None:
                 user.name = clean_name(changes.name, email=user.email)
-            if changes.email is not None:
-                user.email = normalize_email(changes.email)
+            # Only a new one: an email sent back unchanged must not undo one changed meanwhile
+            # (by an admin), nor write one that no current password was asked for.
+            if new_email is not None:
+                user.email = new_email
             every_session = False
             if roles is not None and roles != user.roles:
                 if user.is_admin and "admin" not in roles and await repo.count_admins() <= 1:
@@ -287,17 +299,33 @@ class Accounts:
             await self._sessions.all_revoked(user_id)
         return user
 
-    async def _check_current_password(self, user: User, password: str, address: str) -> None:
-        """The current password a change of `user`'s must give, checked as a login's is.
+    async def _check_current_password(
+        self, user: User, password: str | None, address: str, *, password_change: bool
+    ) -> None:
+        """The current password a change that could take `user`'s account from its owner must
+        give (must_give_current_password), checked as a login's is.
 
         An access token is no password: whoever stole one must not get, here, the guesses the
         guard denies them at Login, so a wrong one is a failed login (from `address`, at this
-        account) and a refused one checks nothing. Changes that gave the right one spend the
-        account's budget: each costs a check and a hash."""
-        await self._budgets.check_password_change(user.id)
+        account) and a refused one checks nothing. A right one spends what a login does (a new
+        email, a deletion: a check each), or for a password change, which also hashes the new
+        one and ends the other sessions, the account's budget of those."""
+        if not password:
+            # Nothing was guessed: no check, and no failed login.
+            raise InvalidArgument.field(
+                "currentPassword",
+                "is required to change your own password or email, or to delete your account",
+            )
+        if password_change:
+            await self._budgets.check_password_change(user.id)
+        else:
+            await self._budgets.check_login(user.id, address)
         if not await self._guarded_check(user.id, address, password, user.password_hash):
             raise InvalidCredentials()
-        await self._budgets.current_password_matched(user.id)
+        if password_change:
+            await self._budgets.current_password_matched(user.id)
+        else:
+            await self._budgets.logged_in(user.id, address)
 
     async def _guarded_check(
         self, account: str, address: str, password: str, hashed: bytes | None
@@ -315,12 +343,24 @@ class Accounts:
         finally:
             await self._guard.end(account, address)
 
-    async def delete(self, actor: Identity, user_id: str) -> None:
+    async def delete(
+        self, actor: Identity, user_id: str, current_password: str | None, address: str
+    ) -> None:
         check_may_change(actor.user_id, actor.is_admin, user_id, ProfileChanges())
+        checked: bytes | None = None  # the hash the current password was checked against
+        if must_give_current_password(actor.user_id, user_id):
+            async with self._db.reading() as tx:
+                owner = _existing(await UserRepository(tx).get(user_id), user_id)
+            await self._check_current_password(
+                owner, current_password, address, password_change=False
+            )
+            checked = owner.password_hash
         now = datetime.now(UTC)
         async with self._db.transaction() as tx:
             repo = UserRepository(tx)
             user = _existing(await repo.get(user_id, lock=True), user_id)
+            if checked is not None and user.password_hash != checked:
+                raise InvalidCredentials()  # changed while it was checked, as in update
             if user.is_admin and await repo.count_admins() <= 1:
                 raise LastAdmin()
             revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")

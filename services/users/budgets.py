@@ -3,11 +3,12 @@ it: the facade's limits (facade/limits.py) hold only callers that come through t
 
 A registration and a successful login each cost a bcrypt hash (~250 ms of CPU at cost 12) and
 rows; a password change, two (the current password's check, the new one's hash) and the end of
-the account's other sessions; a refresh, rows; a session check, a read. Each is counted with the
-runtime's limiter in the users cache (one budget over every replica on Redis, one per replica
-otherwise), and one past its budget is refused before that cost: ResourceExhausted
-(RATE_LIMITED), with the rest of the window as its retry delay. Failed logins, and wrong current
-passwords, are the login guard's (guard.py), not counted here.
+the account's other sessions; a refresh, rows; a session check, a read. A change of one's own
+email and a deletion of one's own account check the current password as a login does, and are
+counted as logins. Each is counted with the runtime's limiter in the users cache (one budget over
+every replica on Redis, one per replica otherwise), and one past its budget is refused before
+that cost: ResourceExhausted (RATE_LIMITED), with the rest of the window as its retry delay.
+Failed logins, and wrong current passwords, are the login guard's (guard.py), not counted here.
 
 Addresses are the client's as the interceptor resolved it (the facade's `x-forwarded-for`
 from a trusted proxy, else the peer), by block: an IPv6 host holds a whole /64.
@@ -28,7 +29,8 @@ class Allowances:
 
     # Registrations from one address, whatever they end in (each hashes a password first).
     registrations_per_address: Rate
-    # Successful logins to one account, and from one address (over any accounts).
+    # Successful logins to one account, and from one address (over any accounts); with them,
+    # the right current passwords of changes of one's own email and deletions of one's account.
     logins_per_account: Rate
     logins_per_address: Rate
     # Refreshes of one account's tokens (each spends a refresh token and records the next).

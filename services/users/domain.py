@@ -143,6 +143,26 @@ def check_may_change(
         raise PermissionDenied("only admins can change roles")
 
 
+def requested_email(raw: str | None, current: str) -> str | None:
+    """The email a change of profile asks for, normalized; None when it asks for none, or for
+    the one the account has (a form sent back as it was loaded changes nothing to confirm)."""
+    if raw is None:
+        return None
+    email = normalize_email(raw)
+    return None if email == current else email
+
+
+def must_give_current_password(actor_id: str, target_id: str) -> bool:
+    """Whether a change that could take an account from its owner (a new password, a new email,
+    its deletion) must give the account's current password.
+
+    One's own always: an access token is no password, and whoever stole one would otherwise
+    lock the owner out for good (an email the owner does not know, and no reset by email; or
+    no account at all). An admin's change of another account never: taking an account back is
+    what an admin is there for."""
+    return actor_id == target_id
+
+
 def initial_roles(
     email: str, *, first_user: bool, admin_email: str | None, production: bool
 ) -> list[str]:

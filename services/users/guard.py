@@ -1,7 +1,8 @@
 """The brute-force guard: failed logins slow down the address that makes them, never another.
 
 A failed login is any wrong password for an account: at Login, and the current password a
-password change must give (a stolen access token does not make it a free oracle for it).
+change of one's own password or email, or a deletion of one's own account, must give (a stolen
+access token does not make them a free oracle for it).
 Following OWASP's guidance, nobody can lock a user out without their password:
 
 - failures are counted per (account, address); after `free_failures` of them, each further

@@ -128,5 +128,10 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.DeleteUserResponse:
-        await self._accounts.delete(require_identity(), request.id)
+        current_password = (
+            request.current_password if request.HasField("current_password") else None
+        )
+        await self._accounts.delete(
+            require_identity(), request.id, current_password, client_address.get()
+        )
         return users_pb2.DeleteUserResponse()

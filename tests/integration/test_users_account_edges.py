@@ -425,7 +425,10 @@ async def test_validate_answers_the_accounts_email_after_it_changed(stub: Stub) 
     before = await stub.ValidateToken(users_pb2.ValidateTokenRequest(), metadata=auth)
     assert (before.user_id, before.email) == (signed.user.id, "old@example.com")
     await stub.UpdateUser(
-        users_pb2.UpdateUserRequest(id=signed.user.id, email="New@Example.com"), metadata=auth
+        users_pb2.UpdateUserRequest(
+            id=signed.user.id, email="New@Example.com", current_password=PASSWORD
+        ),
+        metadata=auth,
     )
     after = await stub.ValidateToken(users_pb2.ValidateTokenRequest(), metadata=auth)
     me = await stub.GetMe(users_pb2.GetMeRequest(), metadata=auth)

@@ -1,9 +1,9 @@
 """An attacker on the users service's own gRPC port, past the facade's limits: registrations per
-address, successful logins per account and per address, refreshes and password changes per
-account, each refused past its budget with RESOURCE_EXHAUSTED, RATE_LIMITED and when to come
-back, before the bcrypt hash or the write it would have cost; through the real facade, 429 with
-Retry-After. Through the real users server, on SQLite and PostgreSQL; one budget over two
-replicas on Redis."""
+address, successful logins per account and per address (email changes and deletions that gave
+the password with them), refreshes and password changes per account, each refused past its
+budget with RESOURCE_EXHAUSTED, RATE_LIMITED and when to come back, before the bcrypt hash or
+the write it would have cost; through the real facade, 429 with Retry-After. Through the real
+users server, on SQLite and PostgreSQL; one budget over two replicas on Redis."""
 
 from __future__ import annotations
 
@@ -79,6 +79,25 @@ async def change_password(
     metadata = (*from_address(address), ("authorization", f"Bearer {signed.tokens.access_token}"))
     reply: users_pb2.UpdateUserResponse = await stub.UpdateUser(request, metadata=metadata)
     return reply
+
+
+async def change_email(
+    stub: Stub, signed: users_pb2.RegisterResponse, email: str, current: str, address: str
+) -> users_pb2.UpdateUserResponse:
+    """A change of `signed`'s email with its own token, giving `current`."""
+    request = users_pb2.UpdateUserRequest(id=signed.user.id, email=email, current_password=current)
+    metadata = (*from_address(address), ("authorization", f"Bearer {signed.tokens.access_token}"))
+    reply: users_pb2.UpdateUserResponse = await stub.UpdateUser(request, metadata=metadata)
+    return reply
+
+
+async def delete_account(
+    stub: Stub, signed: users_pb2.RegisterResponse, current: str, address: str
+) -> None:
+    """A deletion of `signed`'s account with its own token, giving `current`."""
+    request = users_pb2.DeleteUserRequest(id=signed.user.id, current_password=current)
+    metadata = (*from_address(address), ("authorization", f"Bearer {signed.tokens.access_token}"))
+    await stub.DeleteUser(request, metadata=metadata)
 
 
 async def refused(call: Awaitable[Any], what: str) -> grpc.aio.AioRpcError:
@@ -270,6 +289,33 @@ async def test_password_changes_of_one_account_past_its_budget_are_refused_unche
             reset, metadata=(("authorization", f"Bearer {admin.tokens.access_token}"),)
         )
         assert (await login(stub, "mia@example.com", home, "reset-by-admin-1")).user.email
+
+
+async def test_email_changes_and_deletions_giving_the_password_spend_the_accounts_logins(
+    make_config: Callable[..., RuntimeConfig], users_database: str, bcrypt_calls: BcryptCalls
+) -> None:
+    """A change of one's own email, or a deletion of one's own account, checks the current
+    password as a login does and counts as one: past LOGINS_PER_ACCOUNT, refused before the
+    check. An admin's change of the account checks nothing and is not refused."""
+    home = "198.51.100.1"
+    async with users_server(make_config, users_database, LOGINS_PER_ACCOUNT="3/hour") as stub:
+        admin = await register(stub, "ann@example.com", home)  # the first account: an admin
+        noa = await register(stub, "noa@example.com", home)
+        await login(stub, "noa@example.com", home)
+        for n in range(2):
+            await change_email(stub, noa, f"noa{n}@example.com", PASSWORD, home)
+        before = bcrypt_calls.count
+        error = await refused(
+            change_email(stub, noa, "noa9@example.com", PASSWORD, home), "logins to this account"
+        )
+        assert 3500 < retry_after(error) <= 3600
+        await refused(delete_account(stub, noa, PASSWORD, home), "logins to this account")
+        assert bcrypt_calls.count == before, "a refused change checks nothing"
+        moved = await stub.UpdateUser(
+            users_pb2.UpdateUserRequest(id=noa.user.id, email="noa.back@example.com"),
+            metadata=(("authorization", f"Bearer {admin.tokens.access_token}"),),
+        )
+        assert moved.user.email == "noa.back@example.com"
 
 
 async def test_replicas_on_redis_share_each_budget(

@@ -120,7 +120,8 @@ async def test_admins_stepping_down_at_once_leave_one_admin(
                     await stub.UpdateUser(request, metadata=own)
                 else:
                     await stub.DeleteUser(
-                        users_pb2.DeleteUserRequest(id=admin.user.id), metadata=own
+                        users_pb2.DeleteUserRequest(id=admin.user.id, current_password=OLD),
+                        metadata=own,
                     )
             except grpc.aio.AioRpcError as error:
                 return error.code()

@@ -338,14 +338,20 @@ async def test_updating_name_and_email_keeps_emails_unique(
     token = bearer(pat.tokens.access_token)
     updated = await stub.UpdateUser(
         users_pb2.UpdateUserRequest(
-            id=pat.user.id, name="  Pat   Smith ", email="PAT2@example.com"
+            id=pat.user.id,
+            name="  Pat   Smith ",
+            email="PAT2@example.com",
+            current_password=PASSWORD,
         ),
         metadata=token,
     )
     assert (updated.user.name, updated.user.email) == ("Pat Smith", "pat2@example.com")
     error = await expect_error(
         stub.UpdateUser(
-            users_pb2.UpdateUserRequest(id=pat.user.id, email="olga@example.com"), metadata=token
+            users_pb2.UpdateUserRequest(
+                id=pat.user.id, email="olga@example.com", current_password=PASSWORD
+            ),
+            metadata=token,
         ),
         grpc.StatusCode.ALREADY_EXISTS,
     )
@@ -358,7 +364,9 @@ async def test_deleting_an_account_ends_its_sessions(
     await register(stub, "queen@example.com")
     user = await register(stub, "rob@example.com")
     token = bearer(user.tokens.access_token)
-    await stub.DeleteUser(users_pb2.DeleteUserRequest(id=user.user.id), metadata=token)
+    await stub.DeleteUser(
+        users_pb2.DeleteUserRequest(id=user.user.id, current_password=PASSWORD), metadata=token
+    )
     await expect_error(
         stub.GetMe(users_pb2.GetMeRequest(), metadata=token), grpc.StatusCode.UNAUTHENTICATED
     )

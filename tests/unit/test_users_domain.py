@@ -16,7 +16,9 @@ from services.users.domain import (
     check_roles,
     clean_name,
     initial_roles,
+    must_give_current_password,
     normalize_email,
+    requested_email,
 )
 
 
@@ -106,6 +108,21 @@ def test_users_touch_only_their_own_account_and_only_admins_change_roles() -> No
     with pytest.raises(PermissionDenied, match="roles"):
         check_may_change("u1", False, "u1", ProfileChanges(roles=["admin"]))
     check_may_change("admin", True, "u1", ProfileChanges(roles=["admin"]))
+
+
+def test_ones_own_account_needs_the_current_password_and_an_admins_change_of_another_not() -> None:
+    assert must_give_current_password("u1", "u1")
+    assert must_give_current_password("admin", "admin")
+    assert not must_give_current_password("admin", "u1")
+
+
+def test_an_email_sent_back_as_the_account_has_it_asks_for_no_change() -> None:
+    assert requested_email(None, "ada@example.com") is None
+    assert requested_email("  ADA@Example.com ", "ada@example.com") is None
+    assert requested_email("Ada2@Example.com", "ada@example.com") == "ada2@example.com"
+    with pytest.raises(InvalidArgument) as caught:
+        requested_email("not an email", "ada@example.com")
+    assert [f for f, _ in caught.value.fields] == ["email"]
 
 
 def test_pagination_defaults_and_limits() -> None:
