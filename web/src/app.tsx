@@ -138,7 +138,15 @@ function Header({ session }: { session: Extract<Session, { status: "signedIn" }>
           title={`Live prices: ${feed}`}
           aria-label={`Live prices: ${feed}`}
         />
-        <span data-testid="user-email">{session.user.name || session.user.email}</span>
+        <a
+          href="/account"
+          class="account"
+          title="Your account"
+          aria-current={path === "/account" ? "page" : undefined}
+          data-testid="user-email"
+        >
+          {session.user.name || session.user.email}
+        </a>
         <button type="button" class="link" data-testid="sign-out" onClick={() => void signOut()}>
           Sign out
         </button>

@@ -35,6 +35,8 @@ export const ROUTES: AppRoute[] = [
   { path: "/assistant", label: "Assistant", page: lazy(() => import("./pages/assistant")) },
   { path: "/admin", label: "Admin", admin: true, page: lazy(() => import("./pages/admin")) },
   { path: "/explorer", label: "API", page: lazy(() => import("./pages/explorer")) },
+  // Reached from the user's name in the header, not the nav.
+  { path: "/account", page: lazy(() => import("./pages/account")) },
 ];
 
 export const NOT_FOUND: AnyComponent = lazy(() => import("./pages/notfound"));

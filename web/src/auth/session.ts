@@ -77,6 +77,21 @@ export async function signOut(): Promise<void> {
   publish({ status: "signedOut", message: "You are signed out." });
 }
 
+/** The signed-in user as the API answered a change of their own account (a new name or email):
+ * the header and every page show it at once. Another account's answer changes nothing here. */
+export function updateSignedInUser(user: User): void {
+  if (session.status === "signedIn" && session.user.id === user.id) publish({ status: "signedIn", user });
+}
+
+/** Signed out after this account was deleted: its sessions ended with it, so nothing is asked of
+ * the API (a logout would only be refused), and `message` says why on the sign-in page. */
+export function forgetDeletedAccount(message: string): void {
+  // The sockets' echoes of the deletion (4401, SESSION_REVOKED) must not replace `message`.
+  signingOut = true;
+  clearTokens();
+  publish({ status: "signedOut", message });
+}
+
 /** At boot: the refresh token this tab's previous page left signs the user in again. */
 export async function restoreSession(): Promise<void> {
   adoptRefreshToken();

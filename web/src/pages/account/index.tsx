@@ -1,0 +1,301 @@
+/** Your account: a new name, a new email, a new password, or the account deleted (README, "Users
+ * and authentication": PUT and DELETE /api/v1/users/{id}). All but the name need the current
+ * password, checked by the API as a login is: a wrong one is a failed login, and enough of them
+ * make it wait (429 TOO_MANY_ATTEMPTS, its message saying how long). */
+
+import { useLocation } from "preact-iso";
+import { useRef, useState } from "preact/hooks";
+import { api, envelope, type User } from "../../api/client";
+import { ApiError } from "../../api/errors";
+import { forgetDeletedAccount, updateSignedInUser, useSession } from "../../auth/session";
+import { ErrorBanner, Field, NoticeBanner, TextInput } from "../../components/form";
+
+/** Where the API's refusal of a form is shown: beside each of the form's `fields` it names (all
+ * of a field's reasons), else whole in the form's banner. A wrong current password names no
+ * field, but here it can only be the current password's; a taken email is the email's. */
+function refusal(error: unknown, fields: readonly string[]) {
+  const apiError = error instanceof ApiError ? error : null;
+  const at = (field: string): string | undefined => {
+    if (!apiError) return undefined;
+    if (field === "currentPassword" && apiError.code === "INVALID_CREDENTIALS") return apiError.message;
+    if (field === "email" && apiError.code === "EMAIL_TAKEN") return apiError.message;
+    const reasons = (apiError.details.fields ?? [])
+      .filter((f) => f.field === field)
+      .map((f) => f.description);
+    return reasons.length ? reasons.join("; ") : undefined;
+  };
+  // A reason for a field this form lacks would be lost beside no field: then the banner says all.
+  const named = apiError?.details.fields?.map((f) => f.field) ?? [];
+  const placed = fields.some((f) => at(f) !== undefined) && named.every((f) => fields.includes(f));
+  return { banner: placed ? null : error, at };
+}
+
+/** A form's send: busy (its button disabled) from the first submit until the API answers, with
+ * a second submit meanwhile (Enter pressed twice) ignored; then what it said, or why not. What
+ * was typed is the caller's state and stays as it was on a refusal. */
+function useSend(send: () => Promise<string>) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [notice, setNotice] = useState("");
+  // The state above is drawn a moment later; this knows at once.
+  const inFlight = useRef(false);
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    if (inFlight.current) return;
+    inFlight.current = true;
+    setBusy(true);
+    setError(null);
+    setNotice("");
+    try {
+      setNotice(await send());
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      inFlight.current = false;
+      setBusy(false);
+    }
+  }
+
+  return { busy, error, notice, submit };
+}
+
+type Changes = { name?: string; email?: string; newPassword?: string; currentPassword?: string };
+
+function updateMe(me: User, body: Changes) {
+  return envelope(api().PUT("/api/v1/users/{id}", { params: { path: { id: me.id ?? "" } }, body }));
+}
+
+function NameCard({ me }: { me: User }) {
+  const [name, setName] = useState(me.name ?? "");
+  const { busy, error, notice, submit } = useSend(async () => {
+    const { data } = await updateMe(me, { name: name.trim() });
+    updateSignedInUser(data);
+    setName(data.name ?? ""); // as the API keeps it: spaces collapsed, or the email's first part
+    return "Your name is saved.";
+  });
+  const { banner, at } = refusal(error, ["name"]);
+  return (
+    <section class="card" aria-labelledby="account-name-title">
+      <h2 id="account-name-title">Name</h2>
+      <ErrorBanner error={banner} testid="account-name-failed" />
+      <NoticeBanner notice={notice} testid="account-name-notice" />
+      <form onSubmit={submit} data-testid="account-name-form" noValidate>
+        <Field
+          label="Name"
+          id="account-name"
+          error={at("name")}
+          hint="Shown in the header; left empty, the first part of your email."
+        >
+          <TextInput
+            id="account-name"
+            autoComplete="name"
+            maxLength={100}
+            value={name}
+            onValue={setName}
+            data-testid="account-name"
+          />
+        </Field>
+        <button type="submit" class="primary" disabled={busy} data-testid="account-name-save">
+          {busy ? "Saving…" : "Save name"}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function EmailCard({ me }: { me: User }) {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const { busy, error, notice, submit } = useSend(async () => {
+    const before = me.email;
+    const { data } = await updateMe(me, { email: email.trim(), currentPassword: password });
+    updateSignedInUser(data);
+    setEmail("");
+    setPassword("");
+    return data.email === before
+      ? `Your email is still ${data.email ?? ""}: nothing changed.`
+      : `Your email is now ${data.email ?? ""}. Sign in with it from now on.`;
+  });
+  const { banner, at } = refusal(error, ["email", "currentPassword"]);
+  return (
+    <section class="card" aria-labelledby="account-email-title">
+      <h2 id="account-email-title">Email</h2>
+      <p>
+        You sign in with <strong data-testid="account-current-email">{me.email}</strong>.
+      </p>
+      <ErrorBanner error={banner} testid="account-email-failed" />
+      <NoticeBanner notice={notice} testid="account-email-notice" />
+      <form onSubmit={submit} data-testid="account-email-form" noValidate>
+        <Field label="New email" id="account-email" error={at("email")}>
+          <TextInput
+            id="account-email"
+            type="email"
+            autoComplete="email"
+            value={email}
+            onValue={setEmail}
+            data-testid="account-email"
+          />
+        </Field>
+        <Field label="Current password" id="account-email-password" error={at("currentPassword")}>
+          <TextInput
+            id="account-email-password"
+            type="password"
+            autoComplete="current-password"
+            value={password}
+            onValue={setPassword}
+            data-testid="account-email-password"
+          />
+        </Field>
+        <button type="submit" class="primary" disabled={busy} data-testid="account-email-save">
+          {busy ? "Changing…" : "Change email"}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function PasswordCard({ me }: { me: User }) {
+  const [newPassword, setNewPassword] = useState("");
+  const [repeated, setRepeated] = useState("");
+  const [current, setCurrent] = useState("");
+  const [mismatch, setMismatch] = useState(false);
+  const { busy, error, notice, submit } = useSend(async () => {
+    await updateMe(me, { newPassword, currentPassword: current });
+    setNewPassword("");
+    setRepeated("");
+    setCurrent("");
+    // The users service ends every session of the account but the one that asked (accounts.py,
+    // `keep`): this tab's tokens go on working, and its next renewal too.
+    return "Your password is changed. Your other sessions were signed out; this one stays signed in.";
+  });
+  const { banner, at } = refusal(error, ["newPassword", "currentPassword"]);
+
+  const send = (event: Event) => {
+    // A typo in a password nobody sees would lock its owner out: checked before anything is sent.
+    const differs = repeated !== newPassword;
+    setMismatch(differs);
+    if (differs) event.preventDefault();
+    else void submit(event);
+  };
+  return (
+    <section class="card" aria-labelledby="account-password-title">
+      <h2 id="account-password-title">Password</h2>
+      <p class="muted" data-testid="account-password-sessions">
+        Changing your password signs you out everywhere else (other browsers and devices); you
+        stay signed in here.
+      </p>
+      <ErrorBanner error={banner} testid="account-password-failed" />
+      <NoticeBanner notice={notice} testid="account-password-notice" />
+      <form onSubmit={send} data-testid="account-password-form" noValidate>
+        <Field
+          label="New password"
+          id="account-new-password"
+          error={at("newPassword")}
+          hint="At least 8 characters, with a letter and a digit."
+        >
+          <TextInput
+            id="account-new-password"
+            type="password"
+            autoComplete="new-password"
+            value={newPassword}
+            onValue={setNewPassword}
+            data-testid="account-new-password"
+          />
+        </Field>
+        <Field
+          label="New password again"
+          id="account-repeat-password"
+          error={mismatch && repeated !== newPassword ? "does not match the new password" : undefined}
+        >
+          <TextInput
+            id="account-repeat-password"
+            type="password"
+            autoComplete="new-password"
+            value={repeated}
+            onValue={setRepeated}
+            data-testid="account-repeat-password"
+          />
+        </Field>
+        <Field label="Current password" id="account-password-current" error={at("currentPassword")}>
+          <TextInput
+            id="account-password-current"
+            type="password"
+            autoComplete="current-password"
+            value={current}
+            onValue={setCurrent}
+            data-testid="account-password-current"
+          />
+        </Field>
+        <button type="submit" class="primary" disabled={busy} data-testid="account-password-save">
+          {busy ? "Changing…" : "Change password"}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function DeleteCard({ me }: { me: User }) {
+  const { route } = useLocation();
+  const [password, setPassword] = useState("");
+  const { busy, error, submit } = useSend(async () => {
+    await envelope(
+      api().DELETE("/api/v1/users/{id}", {
+        params: { path: { id: me.id ?? "" } },
+        body: { currentPassword: password },
+      }),
+    );
+    // To the sign-in page itself (not back here after a sign-in: this account is gone).
+    route("/sign-in", true);
+    forgetDeletedAccount("Your account was deleted.");
+    return "";
+  });
+  const { banner, at } = refusal(error, ["currentPassword"]);
+
+  const send = (event: Event) => {
+    event.preventDefault();
+    if (busy) return;
+    const question = "Delete your account? You can never sign in with it again, and every session of yours ends.";
+    if (!window.confirm(question)) return;
+    void submit(event);
+  };
+  return (
+    <section class="card" aria-labelledby="account-delete-title">
+      <h2 id="account-delete-title">Delete your account</h2>
+      <p class="muted">Your account goes for good: nobody can sign in with it again, and every session of yours ends.</p>
+      <ErrorBanner error={banner} testid="account-delete-failed" />
+      <form onSubmit={send} data-testid="account-delete-form" noValidate>
+        <Field label="Current password" id="account-delete-password" error={at("currentPassword")}>
+          <TextInput
+            id="account-delete-password"
+            type="password"
+            autoComplete="current-password"
+            value={password}
+            onValue={setPassword}
+            data-testid="account-delete-password"
+          />
+        </Field>
+        <button type="submit" class="danger" disabled={busy} data-testid="account-delete">
+          {busy ? "Deleting…" : "Delete my account"}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+export default function AccountPage() {
+  const session = useSession();
+  if (session.status !== "signedIn") return null;
+  const me = session.user;
+  return (
+    <section aria-labelledby="account-title">
+      <h1 id="account-title">Your account</h1>
+      <div class="grid">
+        <NameCard me={me} />
+        <EmailCard me={me} />
+        <PasswordCard me={me} />
+        <DeleteCard me={me} />
+      </div>
+    </section>
+  );
+}
