@@ -21,6 +21,7 @@ SCREENS = (
     "/terminal",
     "/workspace",
     "/assistant",
+    "/account",
 )
 # A control's accessible name, as a screen reader finds it: its label, aria-label(ledby),
 # its own text, or a title.
