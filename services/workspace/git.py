@@ -7,8 +7,9 @@ diff and textconv, filter and merge drivers, upload/receive-pack overrides, alte
 commands, submodules) are pinned off on every call (git_pins.py). All of that is defence in
 depth: every git process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox
 (see services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only)
-and, for push and pull, the file:// roots; it has network only for push and pull, and only
-after the remote's host was resolved and checked.
+and, for a push or a pull to a file:// remote, the file:// roots (writable for a push only); it
+has network only for a push or a pull to a network remote, and only after the remote's host was
+resolved and checked.
 """
 
 from __future__ import annotations
@@ -109,12 +110,15 @@ def _drop_locks_since(repository: int, started: float) -> None:
 
 
 @dataclass(frozen=True)
-class _Network:
-    """What a push or pull to one checked destination adds to the git call."""
+class _Transfer:
+    """What a push or pull to one checked destination adds to the git call: the network for a
+    remote reached over it, the file:// roots for a local one (written to by a push only)."""
 
     config: tuple[str, ...]
     options: tuple[str, ...]
     env: Mapping[str, str]
+    network: bool
+    binds: tuple[Bind, ...]
 
 
 async def _opened(repo: Path) -> int:
@@ -247,7 +251,7 @@ class GitRunner:
         config: Sequence[str] = (),
         check: bool = True,
         stdin: bytes | None = None,
-        network: _Network | None = None,
+        transfer: _Transfer | None = None,
     ) -> GitResult:
         async with contextlib.AsyncExitStack() as held:
             if args[0] not in _READS:
@@ -256,7 +260,7 @@ class GitRunner:
                 cwd, ("config", "--null", "--name-only", "--get-regexp", DRIVER_KEYS), (), None
             )
             neutral = neutral_drivers(drivers.stdout) if drivers.returncode == 0 else ()
-            result = await self._execute(cwd, args, (*neutral, *config), stdin, network=network)
+            result = await self._execute(cwd, args, (*neutral, *config), stdin, transfer=transfer)
         if check and result.returncode != 0:
             raise _failed(args[0], result)
         return result
@@ -268,27 +272,27 @@ class GitRunner:
         config: Sequence[str],
         stdin: bytes | None,
         *,
-        network: _Network | None = None,
+        transfer: _Transfer | None = None,
     ) -> GitResult:
         """The one place a git process starts: in the owner's sandbox, which sees the
-        repository (writable, at its own path), the scratch HOME (read-only) and, for a
-        network call, the file:// roots; it has network only for a network call."""
+        repository (writable, at its own path), the scratch HOME (read-only) and what a push or
+        a pull adds (`transfer`): the network, or the file:// roots."""
         argv = ["git", "--no-pager"]
         pins = [*SAFE_CONFIG, f"safe.directory={cwd}"]
-        for item in (*pins, *config, *(network.config if network else ())):
+        for item in (*pins, *config, *(transfer.config if transfer else ())):
             argv += ["-c", item]
         binds = [Bind(self.home, self.home, writable=False)]
         repository = None if cwd == self.home else await _opened(cwd)
         if repository is not None:
             binds.append(Bind(cwd, cwd, fd=repository))
         env = {**self._env, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
-        if network is not None:
-            binds += [Bind(r, r) for r in self.allowed_file_roots if r.is_dir()]
-            env.update(network.env)
+        if transfer is not None:
+            binds += transfer.binds
+            env.update(transfer.env)
         if args[0] in _READS:
             # A status polled while a commit runs must not take .git/index.lock to refresh it.
             argv.append("--no-optional-locks")
-        argv += [args[0], *(network.options if network else ()), *args[1:]]
+        argv += [args[0], *(transfer.options if transfer else ()), *args[1:]]
         started = time.time()
         try:
             done = await self.sandbox.run(
@@ -298,7 +302,7 @@ class GitRunner:
                 cwd=cwd,
                 host_cwd=cwd,
                 env=env,
-                network=network is not None,
+                network=transfer is not None and transfer.network,
                 stdin=stdin,
                 timeout=self.timeout,
             )
@@ -516,12 +520,12 @@ class GitRunner:
         and track it. A remote that has moved on is a Conflict (pull first); nothing is
         forced."""
         remote = remote or DEFAULT_REMOTE
-        branch, network = await self._network_target(repo, remote, branch, push=True)
+        branch, transfer = await self._transfer_target(repo, remote, branch, push=True)
         ref = f"refs/heads/{branch}"
         result = await self._run(
             repo, ("push", "--porcelain", "--set-upstream", "--no-recurse-submodules", "--",
                    remote, f"{ref}:{ref}"),
-            network=network, check=False,
+            transfer=transfer, check=False,
         )  # fmt: skip
         if result.returncode == 0:
             return Pushed(branch, remote)
@@ -548,17 +552,17 @@ class GitRunner:
         `accept` is awaited once the pull is done (a quota check): if it raises, the branch,
         its remote-tracking ref and the fetched objects are put back as they were."""
         remote = remote or DEFAULT_REMOTE
-        branch, network = await self._network_target(repo, remote, branch, push=False)
+        branch, transfer = await self._transfer_target(repo, remote, branch, push=False)
         # One section: the undo drops the reflog entries the pull wrote, by count.
         async with self.exclusive(repo):
-            return await self._pull(repo, remote, branch, network, accept)
+            return await self._pull(repo, remote, branch, transfer, accept)
 
     async def _pull(
         self,
         repo: Path,
         remote: str,
         branch: str,
-        network: _Network,
+        transfer: _Transfer,
         accept: Callable[[], Awaitable[None]] | None,
     ) -> Pulled:
         names = ("HEAD", f"refs/heads/{branch}", f"refs/remotes/{remote}/{branch}")
@@ -567,7 +571,7 @@ class GitRunner:
         result = await self._run(
             repo, ("pull", "--ff-only", "--no-rebase", "--quiet", "--no-recurse-submodules",
                    "--", remote, branch),
-            network=network, check=False,
+            transfer=transfer, check=False,
         )  # fmt: skip
         refused: DomainError | None = None
         if result.returncode != 0:
@@ -647,8 +651,9 @@ class GitRunner:
             )
         return urls[0]
 
-    def _pins(self, remote: str, checked: Checked, *, push: bool) -> _Network:
-        """Config, options and environment that make git connect where the check said."""
+    def _pins(self, remote: str, checked: Checked, *, push: bool) -> _Transfer:
+        """Config, options and environment that make git connect where the check said, and what
+        its sandbox is given for it."""
         destination = checked.destination
         url, host = destination.url, destination.host
         pack = SAFE_PACK if destination.scheme == "file" else "git"
@@ -684,11 +689,20 @@ class GitRunner:
                     f"ssh -o BatchMode=yes -o HostName={shlex.quote(address)}"
                     f" -o HostKeyAlias={shlex.quote(host)}"
                 )
-        return _Network(tuple(config), options, env)
+        if destination.is_network:
+            return _Transfer(tuple(config), options, env, network=True, binds=())
+        # A local remote needs no network (on the host's, loopback reaches every service).
+        # Only a push writes to it: a pull that could write there would check its tree out
+        # into the roots when the repository's config names them as its `core.worktree`, a
+        # bare repository among them whose config a later push to it would obey.
+        roots = tuple(
+            Bind(root, root, writable=push) for root in self.allowed_file_roots if root.is_dir()
+        )
+        return _Transfer(tuple(config), options, env, network=False, binds=roots)
 
-    async def _network_target(
+    async def _transfer_target(
         self, repo: Path, remote: str, branch: str | None, *, push: bool
-    ) -> tuple[str, _Network]:
+    ) -> tuple[str, _Transfer]:
         self._check_remote_name(remote)
         url = await self._effective_url(repo, remote, push=push)
         # Checked at every call: the repository's config may have changed since it was added.

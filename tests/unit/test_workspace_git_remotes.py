@@ -149,6 +149,24 @@ async def test_a_push_to_a_host_name_is_pinned_to_the_address_that_was_checked(
     assert pulled.options == ("--upload-pack=git upload-pack",)
 
 
+async def test_a_file_remote_is_reached_without_network_and_written_to_by_a_push_only(
+    git: GitRunner, tmp_path: Path
+) -> None:
+    """git on the host's network reaches every service on loopback, which a local remote never
+    needs; and a pull that could write the remotes folder would check a tree out there when
+    the repository's `core.worktree` names it (tests/integration/test_attacks_workspace.py)."""
+    remotes = tmp_path / "remotes"
+    remotes.mkdir()
+    local = Checked(Destination((remotes / "r.git").as_uri(), "file"), None)
+    pushed, pulled = (git._pins("origin", local, push=push) for push in (True, False))
+    assert (pushed.network, pulled.network) == (False, False)
+    assert [(b.source, b.target, b.writable) for b in pushed.binds] == [(remotes, remotes, True)]
+    assert [(b.source, b.target, b.writable) for b in pulled.binds] == [(remotes, remotes, False)]
+    remote = Checked(Destination("https://example.com/r.git", "https", "example.com", 443), None)
+    over_https = git._pins("origin", remote, push=False)
+    assert (over_https.network, over_https.binds) == (True, ())
+
+
 async def test_a_failing_git_commands_message_names_no_host_path(
     git: GitRunner, tmp_path: Path
 ) -> None:

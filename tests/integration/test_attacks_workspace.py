@@ -1,0 +1,104 @@
+"""A user's repository and files against the workspace service, as an attacker would go about
+it, beyond test_workspace_isolation.py (a hostile config on disk) and test_workspace_escapes.py
+(a project folder swapped for a link, moves and deletes racing a swap): what a pulled tree and
+a file:// remote can make git do, a repository pointing at another user's, watches and quota
+scans that meet a link, and creates and reads racing a swap.
+
+The real users and workspace services on port 0, git in real sandboxes. A terminal's doings
+are plain shell and git commands on the host here (the review ran them in the real sandbox).
+SQLite only: the storage engine plays no part."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from pathlib import Path
+
+import grpc
+import pytest
+from stockfolio.workspace.v1 import workspace_pb2
+
+from tests.integration.workspace_harness import WorkspaceService, git
+
+W = workspace_pb2
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+async def answered(call: Awaitable[object]) -> str:
+    """What a call answered, or the status it was refused with: an attack may be refused in
+    more than one way, and only what it reached matters."""
+    try:
+        return str(await call)
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code().name}: {error.details()}"
+
+
+def write_program(path: Path, marker: Path, port: int) -> None:
+    """A program that writes `marker` when it runs, and tries the host's loopback at `port` (a
+    service of ours)."""
+    path.write_text(
+        f"#!/bin/sh\necho ran >> {marker}\n"
+        f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'"
+        f" && echo reached-{port} >> {marker}\n"
+    )
+    path.chmod(0o755)
+
+
+def service_port(workspace: WorkspaceService) -> int:
+    return int(workspace.address.rsplit(":", 1)[1])
+
+
+# --- a file:// remote ------------------------------------------------------------------------
+
+
+async def test_a_pull_cannot_check_its_tree_out_into_the_remotes_folder(
+    workspace: WorkspaceService, tmp_path: Path
+) -> None:
+    """Ada's terminal sets her repository's `core.worktree` to the folder of file:// remotes,
+    shared by every user, then pulls a tree holding a whole bare repository whose config runs a
+    program (`core.alternateRefsCommand`); she adds it as a remote and pushes to it. The pull
+    checked the repository out there, and the push ran the program in her sandbox, which had
+    the host's network for a file:// remote: it reached the services on loopback. Now a pull
+    reads the remotes folder only, and a file:// push or pull has no network."""
+    ada, project, folder, remote = await workspace.user_with_published_project("repo")
+    roots = workspace.remotes
+    planted, marker = roots / "evil.git", roots / "ran"
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "--quiet", str(remote), str(elsewhere))
+    # A bare repository, its files as a tree: HEAD, refs, alternates (which make receive-pack
+    # run `core.alternateRefsCommand`), its config and the program that names.
+    inside = elsewhere / "evil.git"
+    (inside / "objects" / "info").mkdir(parents=True)
+    (inside / "objects" / "info" / "alternates").write_text(f"{remote / 'objects'}\n")
+    (inside / "refs" / "tags").mkdir(parents=True)
+    (inside / "refs" / "tags" / "keep").write_text("")
+    (inside / "HEAD").write_text("ref: refs/heads/main\n")
+    write_program(inside / "program.sh", marker, service_port(workspace))
+    (inside / "config").write_text(
+        f"[core]\n\tbare = true\n\talternateRefsCommand = {planted / 'program.sh'}\n"
+    )
+    git(elsewhere, "add", "--all")
+    git(elsewhere, "commit", "--quiet", "-m", "a repository inside")
+    git(elsewhere, "push", "--quiet", "origin", "main")
+    git(folder, "config", "core.worktree", str(roots))  # the terminal's doing
+
+    md = ada.metadata
+    pulled = await answered(
+        workspace.stub.GitPull(W.GitPullRequest(project=project.id, branch="main"), metadata=md)
+    )
+    assert not planted.exists(), pulled
+    await answered(
+        workspace.stub.AddRemote(
+            W.AddRemoteRequest(project=project.id, name="evil", url=planted.as_uri()), metadata=md
+        )
+    )
+    pushed = await answered(
+        workspace.stub.GitPush(
+            W.GitPushRequest(project=project.id, remote="evil", branch="main"), metadata=md
+        )
+    )
+    assert not marker.exists(), (marker.read_text(), pushed)
+    assert sorted(p.name for p in roots.iterdir()) == ["origin.git"]
