@@ -55,7 +55,12 @@ DRIVER_KEYS = (
     r"^filter\..+\.(clean|smudge|process|required)$|^diff\..+\.(textconv|command)$"
     r"|^merge\..+\.driver$|^remote\..+\.vcs$"
 )
-SAFE_PACK = "git -c core.hooksPath=/dev/null -c core.fsmonitor=false"
+# The other end of a file:// push or pull runs in the caller's sandbox, with the remote's own
+# config: its hooks and fsmonitor, and the program receive-pack runs for the refs of the
+# remote's alternates, pinned off the same way.
+SAFE_PACK = (
+    "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.alternateRefsCommand=true"
+)
 
 
 def neutral_drivers(names: str) -> tuple[str, ...]:

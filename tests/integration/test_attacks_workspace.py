@@ -102,3 +102,45 @@ async def test_a_pull_cannot_check_its_tree_out_into_the_remotes_folder(
     )
     assert not marker.exists(), (marker.read_text(), pushed)
     assert sorted(p.name for p in roots.iterdir()) == ["origin.git"]
+
+
+async def test_a_hostile_bare_remote_runs_nothing_when_pushed_to_or_pulled_from(
+    workspace: WorkspaceService, tmp_path: Path
+) -> None:
+    """A bare repository in the remotes folder whose config names programs (however it got
+    there): git's other end, receive-pack or upload-pack, runs in the pusher's or puller's
+    sandbox with that config, and the pusher's project is there, writable."""
+    ada, project, folder, remote = await workspace.user_with_published_project("repo")
+    roots = workspace.remotes
+    hostile, marker = roots / "hostile.git", roots / "ran"
+    git(tmp_path, "clone", "--quiet", "--bare", str(remote), str(hostile))
+    (hostile / "objects" / "info" / "alternates").write_text(f"{remote / 'objects'}\n")
+    program = hostile / "program.sh"
+    write_program(program, marker, service_port(workspace))
+    for key, value in (
+        ("core.alternateRefsCommand", str(program)),
+        ("core.fsmonitor", str(program)),
+        ("core.hooksPath", str(hostile / "hooks")),
+        ("uploadpack.packObjectsHook", str(program)),
+    ):
+        git(hostile, "config", key, value)
+    for hook in ("pre-receive", "update", "post-receive", "post-update", "reference-transaction"):
+        (hostile / "hooks" / hook).write_text(f"#!/bin/sh\nexec {program}\n")
+        (hostile / "hooks" / hook).chmod(0o755)
+    md = ada.metadata
+    await workspace.stub.AddRemote(
+        W.AddRemoteRequest(project=project.id, name="hostile", url=hostile.as_uri()), metadata=md
+    )
+    (folder / "more.txt").write_text("more\n")
+    await workspace.stub.GitCommit(
+        W.GitCommitRequest(project=project.id, message="more"), metadata=md
+    )
+    pushed = await answered(
+        workspace.stub.GitPush(W.GitPushRequest(project=project.id, remote="hostile"), metadata=md)
+    )
+    pulled = await answered(
+        workspace.stub.GitPull(W.GitPullRequest(project=project.id, remote="hostile"), metadata=md)
+    )
+    assert not marker.exists(), (marker.read_text(), pushed, pulled)
+    # The transfer itself worked: nothing was refused to get there.
+    assert git(hostile, "rev-parse", "main") == git(folder, "rev-parse", "HEAD"), pushed
