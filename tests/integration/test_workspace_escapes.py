@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -20,18 +18,9 @@ import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
 from tests.conftest import token_environment
-from tests.integration.workspace_harness import WorkspaceService, shell
+from tests.integration.workspace_harness import WorkspaceService, put_decoy, shell, swapping
 
 W = workspace_pb2
-# What a terminal runs to swap two names back and forth for as long as it lives.
-SWAPPER = r"""
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-AT_FDCWD, RENAME_EXCHANGE = -100, 2
-os.chdir(sys.argv[1])
-while True:
-    libc.renameat2(AT_FDCWD, b"a", AT_FDCWD, b"b", RENAME_EXCHANGE)
-"""
 
 
 @pytest.fixture
@@ -43,35 +32,6 @@ def host(path: Path | str) -> str:
     """A host path as a path relative to `/`: what a project that is a link to `/` would
     serve it as."""
     return str(Path(path).resolve().relative_to("/"))
-
-
-@contextlib.asynccontextmanager
-async def swapping(folder: Path) -> AsyncIterator[None]:
-    """`a` and `b` in `folder` swapped back and forth, as fast as a terminal can, meanwhile."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-c", SWAPPER, str(folder))
-    try:
-        yield
-    finally:
-        process.kill()
-        await process.wait()
-
-
-def put_decoy(project: Path) -> None:
-    """A decoy diary in whichever of `a` and `b` is the real folder now, written through the
-    folder's own descriptor: the swapper must not turn the test itself into the attacker."""
-    for name in ("a", "b"):
-        try:
-            folder = os.open(project / name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue  # the link, at this moment
-        try:
-            file = os.open("diary.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=folder)
-            os.write(file, b"decoy\n")
-            os.close(file)
-        except FileExistsError:
-            pass
-        finally:
-            os.close(folder)
 
 
 async def refused(call: object) -> grpc.aio.AioRpcError:

@@ -1,7 +1,7 @@
 """Fixtures for the workspace service's tests: a migrated workspace database beside the users
 one, a real users service (tokens, profiles), a real workspace server on port 0 with its root,
 a folder of bare repositories allowed as file:// remotes, and the real facade in front; uploads
-as tests make them, one held open once written.
+as tests make them, one held open once written; a terminal's loop swapping two names.
 
 Test modules import the fixtures and helpers they use from here."""
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,15 @@ Metadata = tuple[tuple[str, str], ...]
 Client = TestClient[web.Request, web.Application]
 # The body of an upload goes in messages of this size.
 CHUNK = 64 * 1024
+# What a terminal runs to swap two names back and forth for as long as it lives.
+SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+os.chdir(sys.argv[1])
+while True:
+    libc.renameat2(AT_FDCWD, b"a", AT_FDCWD, b"b", RENAME_EXCHANGE)
+"""
 
 
 @pytest.fixture
@@ -261,3 +272,32 @@ async def held_upload(
     await asyncio.wait_for(sent.wait(), 10)
     await until(lambda: staged_bytes(ws) >= size, "every byte of the held upload written")
     return task, hold
+
+
+@contextlib.asynccontextmanager
+async def swapping(folder: Path) -> AsyncIterator[None]:
+    """`a` and `b` in `folder` swapped back and forth, as fast as a terminal can, meanwhile."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", SWAPPER, str(folder))
+    try:
+        yield
+    finally:
+        process.kill()
+        await process.wait()
+
+
+def put_decoy(project: Path) -> None:
+    """A decoy diary in whichever of `a` and `b` is the real folder now, written through the
+    folder's own descriptor: the swapper must not turn the test itself into the attacker."""
+    for name in ("a", "b"):
+        try:
+            folder = os.open(project / name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # the link, at this moment
+        try:
+            file = os.open("diary.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=folder)
+            os.write(file, b"decoy\n")
+            os.close(file)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(folder)
