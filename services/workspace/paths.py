@@ -133,6 +133,37 @@ def check_opened(root: Path, fd: int) -> None:
     _check_real(root, real)
 
 
+def folder_entries(folder: str) -> list[tuple[str, os.stat_result]] | None:
+    """The names in `folder` (a real path: no link on the way) with what lstat says of each, or
+    None when no folder is there now or it is reached only through a link. A walk of a project
+    (a watch's scan, the quota's) lists each folder it saw by a path that a terminal may have
+    changed meanwhile: a folder on the way swapped for a link to `/` or to another user's folder
+    would have been listed, and walked on, where it leads."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = folder  # no /proc here: O_NOFOLLOW stands alone
+        if real != folder:
+            return None
+        entries = []
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                try:
+                    entries.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError:
+                    continue  # gone since it was listed
+        return entries
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def open_project_folder(folder: Path) -> int:
     """A project's folder opened as a place (O_PATH), refused unless it is a real folder where
     its path says: a terminal can swap it for a link, which git's sandbox would otherwise bind
@@ -404,6 +435,7 @@ __all__ = [
     "atomic_write",
     "check_again_after_creating_parents",
     "check_opened",
+    "folder_entries",
     "is_git_name",
     "make_parents",
     "open_project_folder",

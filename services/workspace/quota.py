@@ -37,6 +37,7 @@ from services.runtime.db import Database, database_conflict, database_unreachabl
 from services.runtime.errors import DomainError, Kind
 from services.runtime.tasks import cancel_and_wait
 from services.workspace.orm import quota_changes, quota_reservations, quota_usage
+from services.workspace.paths import folder_entries, real_root
 
 log = logging.getLogger(__name__)
 BYTES = "bytes"
@@ -93,21 +94,17 @@ class QuotaExceeded(DomainError):
 
 def measure(folder: Path) -> Usage:
     """Bytes of regular files and count of every non-folder entry under `folder`; links are
-    counted, never followed."""
+    counted, never followed, and a folder swapped for a link since it was seen is not walked."""
     size = files = 0
-    pending = [str(folder)]
+    pending = [real_root(folder)]
     while pending:
-        try:
-            entries = list(os.scandir(pending.pop()))
-        except OSError:
-            continue  # removed, or not readable, since it was listed
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
+        directory = pending.pop()
+        entries = folder_entries(directory)
+        if entries is None:
+            continue  # removed, not readable, or a link now, since it was listed
+        for name, info in entries:
             if stat.S_ISDIR(info.st_mode):
-                pending.append(entry.path)
+                pending.append(os.path.join(directory, name))
                 continue
             files += 1
             if stat.S_ISREG(info.st_mode):

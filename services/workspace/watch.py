@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 
 from services.workspace.files import EntryKind
-from services.workspace.paths import is_git_name, shown_name
+from services.workspace.paths import folder_entries, is_git_name, real_root, shown_name
 
 # Beyond this many entries a scan stops: a watch is for a project, not a disk.
 MAX_ENTRIES = 200_000
@@ -62,30 +62,27 @@ class Snapshot(dict[str, tuple[EntryKind, int, int]]):
 
 
 def scan(folder: Path) -> Snapshot:
-    """Every entry under `folder` but `.git` folders (at any depth), up to MAX_ENTRIES."""
+    """Every entry under `folder` but `.git` folders (at any depth), up to MAX_ENTRIES; a
+    folder reached only through a link (the project's own, swapped in a terminal) is not
+    listed."""
     found = Snapshot()
-    pending = [("", str(folder))]
+    pending = [("", real_root(folder))]
     while pending and len(found) < MAX_ENTRIES:
         base, directory = pending.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue  # removed, or not readable, since it was listed
+        entries = folder_entries(directory)
+        if entries is None:
+            continue  # removed, not readable, or a link now, since it was listed
         found.complete.add(base)
-        for entry in entries:
-            if is_git_name(entry.name):
+        for entry_name, info in entries:
+            if is_git_name(entry_name):
                 continue
-            name = shown_name(entry.name)
+            name = shown_name(entry_name)
             relative = f"{base}/{name}" if base else name
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
             if stat.S_ISLNK(info.st_mode):
                 kind = EntryKind.SYMLINK
             elif stat.S_ISDIR(info.st_mode):
                 kind = EntryKind.DIRECTORY
-                pending.append((relative, entry.path))
+                pending.append((relative, os.path.join(directory, entry_name)))
             else:
                 kind = EntryKind.FILE
             size = 0 if kind is EntryKind.DIRECTORY else info.st_size
@@ -136,10 +133,18 @@ class Watchers:
         while not self._closed.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), self._interval)
-            if self._closed.is_set() or not await asyncio.to_thread(folder.is_dir):
-                return
+            if self._closed.is_set() or not await asyncio.to_thread(_is_folder, folder):
+                return  # the project is gone, or its folder a link now
             current = await asyncio.to_thread(scan, folder)
             events = differences(previous, current, datetime.now(UTC))
             previous = current
             if events:
                 yield events
+
+
+def _is_folder(path: Path) -> bool:
+    """A folder itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -10,14 +10,25 @@ SQLite only: the storage engine plays no part."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 from stockfolio.workspace.v1 import workspace_pb2
 
-from tests.integration.workspace_harness import WorkspaceService, git
+from tests.integration.workspace_harness import (
+    StartWorkspace,
+    User,
+    WorkspaceService,
+    git,
+    shell,
+    swapping,
+)
+from tests.waiting import WAIT
 
 W = workspace_pb2
 
@@ -144,3 +155,110 @@ async def test_a_hostile_bare_remote_runs_nothing_when_pushed_to_or_pulled_from(
     assert not marker.exists(), (marker.read_text(), pushed, pulled)
     # The transfer itself worked: nothing was refused to get there.
     assert git(hostile, "rev-parse", "main") == git(folder, "rev-parse", "HEAD"), pushed
+
+
+# --- scans of a project: watches and the quota ------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """A watch being read: the path of every change it reported, in order, and its reader,
+    done once the watch has ended."""
+
+    paths: list[str]
+    reader: asyncio.Task[None]
+
+    async def until(self, done: Callable[[], bool], what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not done():
+            assert asyncio.get_running_loop().time() < deadline, (what, self.paths[-20:])
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def watched(workspace: WorkspaceService, who: User, project: str) -> AsyncIterator[Watch]:
+    call = workspace.stub.WatchFiles(W.WatchFilesRequest(project=project), metadata=who.metadata)
+    paths: list[str] = []
+
+    async def read() -> None:
+        async for change in call:
+            paths.append(change.path)
+
+    watch = Watch(paths, asyncio.create_task(read()))
+    await call.initial_metadata()  # the first scan is taken
+    try:
+        yield watch
+    finally:
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await watch.reader
+
+
+async def bobs_diary(workspace: WorkspaceService) -> tuple[User, Path]:
+    """Bob, and his project holding a diary (README.md and .gitignore from its template too)."""
+    bob, _, folder = await workspace.user_with_project("private")
+    (folder / "diary.txt").write_text("bob's secret\n")
+    return bob, folder
+
+
+async def test_a_watched_project_swapped_for_a_link_reports_nothing_outside_it(
+    workspace: WorkspaceService,
+) -> None:
+    """The watch scanned the project's path at every interval, following it: swapped for a link
+    to the workspace root (or to `/`), it reported every user's folders and files, Bob's diary
+    included, by name, size and time. Now the watch ends, as for a project deleted."""
+    eve, project, folder = await workspace.user_with_project("p")
+    await bobs_diary(workspace)
+    async with watched(workspace, eve, project.id) as watch:
+        (folder / "new.txt").write_text("new\n")
+        await watch.until(lambda: "new.txt" in watch.paths, "the watch to report new.txt")
+        await shell(folder.parent, "mv p p.real && ln -s .. p")  # the terminal's doing
+        await watch.until(watch.reader.done, "the watch to end")
+    assert watch.paths == ["new.txt"]
+
+
+async def test_a_watch_racing_a_folder_swapped_for_a_link_reports_nothing_outside(
+    workspace: WorkspaceService,
+) -> None:
+    """A folder `a` inside the project swapped back and forth with `b`, a link to Bob's project:
+    a scan that saw `a` as a folder listed what was there a moment later, Bob's files."""
+    eve, project, folder = await workspace.user_with_project("p")
+    bob, _ = await bobs_diary(workspace)
+    await shell(folder, f"mkdir a && echo decoy > a/decoy.txt && ln -s ../../{bob.id}/private b")
+    async with watched(workspace, eve, project.id) as watch, swapping(folder):
+        # Each scan that catches a swap reports `a` and `b` changing kind: 100 such reports.
+        await watch.until(lambda: len(watch.paths) >= 100, "the watch to see many swaps")
+    inside = {"a", "b", "a/decoy.txt", "b/decoy.txt"}
+    assert set(watch.paths) <= inside, sorted(set(watch.paths) - inside)
+
+
+async def test_a_quota_scan_racing_a_folder_swapped_for_a_link_counts_nothing_outside(
+    start_workspace: StartWorkspace,
+) -> None:
+    """The quota's scan walked the user's folder the same way: racing the swap, it counted
+    what lay behind the link (Bob's project here, or the host's whole `/`), refused the user's
+    own writes for it, and told how much it found (`usedBytes`)."""
+    async with start_workspace(WORKSPACE_QUOTA_BYTES=str(2 << 20)) as workspace:
+        eve, project, folder = await workspace.user_with_project("p")
+        bob, bobs = await bobs_diary(workspace)
+        (bobs / "big.bin").write_bytes(b"\0" * (3 << 20))
+        await shell(
+            folder, f"mkdir a && echo decoy > a/decoy.txt && ln -s ../../{bob.id}/private b"
+        )
+        refused: list[str] = []
+        md = eve.metadata
+        async with swapping(folder):
+            for _ in range(100):
+                # A delete makes the next write's check measure the folder again.
+                try:
+                    await workspace.stub.CreateFile(
+                        W.CreateFileRequest(project=project.id, path="n.txt", content="x"),
+                        metadata=md,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    refused.append(f"{error.code().name}: {error.details()}")
+                else:
+                    await workspace.stub.DeleteFile(
+                        W.DeleteFileRequest(project=project.id, path="n.txt"), metadata=md
+                    )
+        assert refused == [], refused[:3]
