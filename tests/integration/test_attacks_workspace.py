@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,15 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     git,
+    put_decoy,
     shell,
     swapping,
 )
 from tests.waiting import WAIT
 
 W = workspace_pb2
+# The git blob sha of "decoy\n", what an update of a decoy names as the content it replaces.
+DECOY_SHA = hashlib.sha1(b"blob 6\0decoy\n").hexdigest()  # noqa: S324 - git's own name
 
 
 @pytest.fixture
@@ -262,3 +266,168 @@ async def test_a_quota_scan_racing_a_folder_swapped_for_a_link_counts_nothing_ou
                         W.DeleteFileRequest(project=project.id, path="n.txt"), metadata=md
                     )
         assert refused == [], refused[:3]
+
+
+# --- what a pulled tree holds ------------------------------------------------------------------
+
+
+async def test_a_pulled_tree_plants_no_link_and_starts_no_submodule(
+    workspace: WorkspaceService, tmp_path: Path
+) -> None:
+    """Someone else pushes links (to `/`, to Bob's project, to `.git`) and submodules whose URL
+    is a program (`ext::`) or whose update is a command; Ada pulls, reads through the links and
+    uses every git route. Then a `.GIT/config` (crafted with mktree: git refuses to add it)."""
+    bob, bobs = await bobs_diary(workspace)
+    ada, project, folder, remote = await workspace.user_with_published_project("p")
+    marker = tmp_path / "ran"
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "--quiet", str(remote), str(elsewhere))
+    links = {"root": "/", "bobs": f"../../{bob.id}/private", "gitdir": ".git"}
+    for name, target in links.items():
+        (elsewhere / name).symlink_to(target)
+    git(tmp_path, "init", "--quiet", str(elsewhere / "sub"))
+    git(elsewhere / "sub", "commit", "--quiet", "--allow-empty", "-m", "sub")
+    (elsewhere / ".gitmodules").write_text(
+        f'[submodule "sub"]\n\tpath = sub\n\turl = ext::sh -c touch% {marker}\n'
+        f'[submodule "other"]\n\tpath = other\n\turl = {remote.as_uri()}\n'
+        f"\tupdate = !touch {marker}\n"
+    )
+    git(elsewhere, "add", "--all")
+    git(elsewhere, "commit", "--quiet", "-m", "links and submodules")
+    git(elsewhere, "push", "--quiet", "origin", "main")
+
+    md = ada.metadata
+    answers = [
+        await answered(workspace.stub.GitPull(W.GitPullRequest(project=project.id), metadata=md))
+    ]
+    assert "fast-forwarded" in answers[0], answers
+    for path in ("root/etc/passwd", "bobs/diary.txt", "gitdir/config"):
+        answers.append(
+            await answered(
+                workspace.stub.GetFile(W.GetFileRequest(project=project.id, path=path), metadata=md)
+            )
+        )
+    (folder / "changed.txt").write_text("changed\n")
+    for call in (
+        workspace.stub.GitStatus(W.GitStatusRequest(project=project.id), metadata=md),
+        workspace.stub.GitDiff(W.GitDiffRequest(project=project.id), metadata=md),
+        workspace.stub.GitCommit(W.GitCommitRequest(project=project.id, message="m"), metadata=md),
+        workspace.stub.GitPush(W.GitPushRequest(project=project.id, branch="main"), metadata=md),
+    ):
+        answers.append(await answered(call))
+    assert not marker.exists(), answers
+    assert all("bob's secret" not in a and "root:x:0" not in a for a in answers), answers
+    # The links arrived as small files holding their targets; the submodule as an empty folder.
+    assert {n: (folder / n).read_text() for n in links if not (folder / n).is_symlink()} == links
+    assert list((folder / "sub").iterdir()) == []
+
+    before = (folder / ".git" / "config").read_text()
+    # On top of what Ada pushed (git fetch, not pull: the .gitmodules stops a merge here too).
+    git(elsewhere, "-c", "fetch.recurseSubmodules=false", "fetch", "--quiet", "origin")
+    config = git(elsewhere, "hash-object", "-w", "--stdin", stdin="[core]\n\thooksPath = x\n")
+    dot_git = git(elsewhere, "mktree", stdin=f"100644 blob {config}\tconfig\n")
+    listing = git(elsewhere, "ls-tree", "origin/main")
+    tree = git(elsewhere, "mktree", stdin=f"{listing}\n040000 tree {dot_git}\t.GIT\n")
+    crafted = git(elsewhere, "commit-tree", tree, "-p", "origin/main", "-m", "a .GIT folder")
+    git(elsewhere, "push", "--quiet", "origin", f"{crafted}:refs/heads/main")
+    # Named: the branch is otherwise read from the status, which git refuses now that the
+    # pulled .gitmodules holds a command (`update = !...`).
+    refused = await answered(
+        workspace.stub.GitPull(W.GitPullRequest(project=project.id, branch="main"), metadata=md)
+    )
+    assert "invalid path '.GIT/config'" in refused, refused
+    assert (folder / ".git" / "config").read_text() == before
+    assert not (folder / ".GIT").exists()
+    assert (bobs / "diary.txt").read_text() == "bob's secret\n"
+
+
+async def test_a_repository_pointing_at_another_users_shows_nothing_of_it(
+    workspace: WorkspaceService,
+) -> None:
+    """Ada's terminal points her repository at Bob's, each way git allows: `.git` as a file
+    naming his, `core.worktree`, `objects/info/alternates` with a branch at his commit, and
+    `commondir`. Git runs in Ada's sandbox, where Bob's folder does not exist."""
+    _, bobs = await bobs_diary(workspace)
+    git(bobs, "add", "--all")
+    git(bobs, "commit", "--quiet", "-m", "bob's private commit")
+    bobs_head = git(bobs, "rev-parse", "HEAD")
+    answers: list[str] = []
+    for way in ("gitfile", "worktree", "alternates", "commondir"):
+        ada, project, folder = await workspace.user_with_project(way)
+        if way == "gitfile":
+            await shell(folder, f"rm -rf .git && echo 'gitdir: {bobs}/.git' > .git")
+        elif way == "worktree":
+            git(folder, "config", "core.worktree", str(bobs))
+        elif way == "alternates":
+            (folder / ".git" / "objects" / "info" / "alternates").write_text(
+                f"{bobs}/.git/objects\n"
+            )
+            (folder / ".git" / "refs" / "heads" / "bobs").write_text(f"{bobs_head}\n")
+        else:
+            (folder / ".git" / "commondir").write_text(f"{bobs}/.git\n")
+        md, key = ada.metadata, project.id
+        for call in (
+            workspace.stub.GitStatus(W.GitStatusRequest(project=key), metadata=md),
+            workspace.stub.GitLog(W.GitLogRequest(project=key), metadata=md),
+            workspace.stub.GitDiff(W.GitDiffRequest(project=key), metadata=md),
+            workspace.stub.ListBranches(W.ListBranchesRequest(project=key), metadata=md),
+            workspace.stub.SwitchBranch(
+                W.SwitchBranchRequest(project=key, name="bobs"), metadata=md
+            ),
+            workspace.stub.GitCommit(W.GitCommitRequest(project=key, message="m"), metadata=md),
+        ):
+            answers.append(await answered(call))
+        assert not (folder / "diary.txt").exists(), way
+    shown = "\n".join(answers)
+    assert "diary.txt" not in shown and "bob's private commit" not in shown, shown
+    assert git(bobs, "rev-parse", "HEAD") == bobs_head
+    assert git(bobs, "status", "--porcelain") == ""
+
+
+# --- writes and reads racing a swap ------------------------------------------------------------
+
+
+async def test_writes_and_reads_racing_a_folder_swapped_for_a_link_stay_in_the_project(
+    workspace: WorkspaceService,
+) -> None:
+    """test_workspace_escapes.py races moves and deletes against the swap; here creates,
+    uploads, updates and reads of `a/...` while `a` and `b` (a link to Bob's project) trade
+    places: nothing lands in Bob's project, and no read answers his diary."""
+    eve, project, folder = await workspace.user_with_project("p")
+    bob, bobs = await bobs_diary(workspace)
+    await shell(folder, f"mkdir a && ln -s ../../{bob.id}/private b")
+    before = sorted(p.name for p in bobs.iterdir())
+    md, key = eve.metadata, project.id
+    read: list[str] = []
+    async with swapping(folder):
+        for attempt in range(150):
+            put_decoy(folder)
+            for call in (
+                workspace.stub.CreateFile(
+                    W.CreateFileRequest(project=key, path=f"a/c{attempt}.txt", content="decoy\n"),
+                    metadata=md,
+                ),
+                workspace.stub.UpdateFile(
+                    W.UpdateFileRequest(
+                        project=key, path=f"a/c{attempt}.txt", content="eve", sha=DECOY_SHA
+                    ),
+                    metadata=md,
+                ),
+                workspace.stub.UploadFile(
+                    iter([W.UploadFileRequest(project=key, path=f"a/u{attempt}.txt")]),
+                    metadata=md,
+                ),
+            ):
+                await answered(call)
+            read.append(
+                await answered(
+                    workspace.stub.GetFile(
+                        W.GetFileRequest(project=key, path="a/diary.txt"), metadata=md
+                    )
+                )
+            )
+    assert sorted(p.name for p in bobs.iterdir()) == before
+    assert (bobs / "diary.txt").read_text() == "bob's secret\n"
+    assert not any("bob's secret" in answer for answer in read)
+    assert any("decoy" in answer for answer in read)  # the race was run: some reads landed
+    assert any(p.read_text() == "eve" for p in folder.glob("[ab]/c*.txt"))  # and updates
