@@ -20,6 +20,7 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 from services.runtime.channels import create_channel
 from services.runtime.context import Identity
 from services.runtime.errors import (
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -71,6 +72,13 @@ class ProjectDirectories:
                 ) from None
             if code == grpc.StatusCode.PERMISSION_DENIED:
                 raise PermissionDenied(error.details() or "not allowed") from None
+            # The project's folder as the caller left it (swapped for a link in their own
+            # shell: PROJECT_FOLDER_REPLACED): theirs to put back, not ours to retry.
+            if code == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(
+                    error.details() or "the project cannot be opened",
+                    reason=_reason(error, "FAILED_PRECONDITION"),
+                ) from None
             raise Unavailable(
                 "the workspace service could not name the project's directory; retry shortly"
             ) from None

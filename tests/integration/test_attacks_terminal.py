@@ -1,7 +1,7 @@
 """A user's shell tries what an attacker would, beyond the escape suite (tests/e2e/
 test_isolation.py): the descriptors its processes hold, the host's unix sockets (PostgreSQL's,
 one in the host's /tmp, an abstract one), every address of the host, another user's terminal and
-temporary files, privileges and the file limits.
+temporary files, privileges, the file limits, and a project folder swapped for a link.
 
 The real users, workspace and terminal services on port 0 behind the real facade, real shells in
 real sandboxes. Each attack prints what it reached and the assertions read that; where the
@@ -272,3 +272,28 @@ async def test_one_file_and_open_files_are_bounded(start_system: Start) -> None:
         assert found == ["rc=153", f"size={1 << 20}", "open=64", "raise=1"], answer
         on_host = system.root / ann.id / "big"
         assert on_host.stat().st_size == 1 << 20
+
+
+# --- where a shell starts ----------------------------------------------------------------------
+
+
+async def test_a_project_folder_swapped_for_a_link_starts_no_shell(system: System) -> None:
+    """From her own shell Ann swaps her project's folder for a link to Bob's project, or to the
+    host's root: a shell started there would have Bob's files (or the host's) as its working
+    directory. It is refused as the workspace refuses such a folder, 422 "put it back" (it was
+    a 503 "retry shortly"), and no shell starts."""
+    client = system.client
+    ann, bob = await register(client), await register(client)
+    body = {"name": "p"}
+    mine = (await call(client, "POST", "/api/v1/workspace/projects", ann, 201, json=body))["data"]
+    await call(client, "POST", "/api/v1/workspace/projects", bob, 201, json={"name": "private"})
+    sid = await shell_of(client, ann)
+    await run(client, ann, sid, "mv p p.real")
+    for target in (f"../{bob.id}/private", "/"):
+        swapped = await run(client, ann, sid, f"rm -f p && ln -s {target} p && echo SWAPPED")
+        assert "SWAPPED" in swapped, swapped
+        refused = await create(client, ann, 422, projectId=mine["id"])
+        assert refused["error"] == "PROJECT_FOLDER_REPLACED", refused
+        assert "put it back" in refused["message"]
+    listed = await call(client, "GET", "/api/v1/terminal/terminals", ann)
+    assert [t["sessionId"] for t in listed["data"]] == [sid]
