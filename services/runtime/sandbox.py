@@ -50,7 +50,9 @@ INSTALL_HINT = (
     " apt-get), or `apt-get install bubblewrap` / `dnf install bubblewrap`; TERMINAL_SANDBOX=off"
     " runs shells unsandboxed, for development only"
 )
-# The /etc files a shell and git need; nothing that names the host's users or services.
+# The /etc files a shell and git need; nothing that names the host's users or services. Of
+# /etc/ssl, the certificates and openssl's config alone: the sandbox's uid is the service's
+# outside, so a service run as root showed every shell the host's ssl/private, keys included.
 _ETC_FILES = (
     "ld.so.cache",
     "ld.so.conf",
@@ -61,7 +63,8 @@ _ETC_FILES = (
     "inputrc",
     "localtime",
     "terminfo",
-    "ssl",
+    "ssl/certs",
+    "ssl/openssl.cnf",
     "ca-certificates",
     "ca-certificates.conf",
     "mime.types",

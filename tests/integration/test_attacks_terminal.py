@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import secrets
 import socket
@@ -225,6 +226,20 @@ async def test_a_shell_reaches_neither_another_users_terminal_nor_their_temporar
     # The processes Ann sees: her own shell's, never Bob's shell.
     counts = {name: int(n) for n, name in re.findall(r"^\s*(\d+) (\S+)$", tried, re.M)}
     assert counts["bash"] == 1 and counts["bwrap"] == 1, tried
+
+
+async def test_of_the_hosts_etc_ssl_the_shell_sees_the_certificates_alone(system: System) -> None:
+    """Every file the sandbox shows that belongs to the service's uid is the sandbox user's own
+    inside (its uid maps to the service's): a service run as root (`make run` as root, these
+    CI machines) showed the host's /etc/ssl/private, and any key in it, to every shell."""
+    client = system.client
+    ann = await register(client)
+    sid = await shell_of(client, ann)
+    on_host = set(await asyncio.to_thread(os.listdir, "/etc/ssl"))
+    answer = await run(client, ann, sid, "ls -A1 /etc/ssl; ls /etc/ssl/private 2>&1 | head -1")
+    *shown, refused = answer.strip().split("\n")
+    assert shown == sorted(on_host & {"certs", "openssl.cnf"}), answer
+    assert "No such file or directory" in refused, answer
 
 
 # --- privileges and limits ---------------------------------------------------------------------
