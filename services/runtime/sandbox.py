@@ -32,13 +32,16 @@ from pathlib import Path
 from services.runtime import procfs
 from services.runtime.cgroups import JOIN_SCRIPT, Box, CgroupTree, script_arguments
 from services.runtime.config import ConfigError, Env
-from services.runtime.errors import Unavailable
+from services.runtime.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
 
 KB = 1024
 MB = 1024 * KB
 GB = 1024 * MB
+# The most a command run to completion may print on stdout, and on stderr: no gRPC message of
+# ours is larger (services/runtime/server.py), so no answer made of more could be sent anyway.
+MAX_OUTPUT = 32 * MB
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SANDBOX_USER = "stockfolio"
@@ -375,11 +378,17 @@ class Sandbox:
         stdin: bytes | None = None,
         timeout: float,  # noqa: ASYNC109 - on expiry the whole sandbox is killed, not a wait
         host_cwd: Path | None = None,
+        max_output: int = MAX_OUTPUT,
     ) -> Completed:
         """Runs a command to completion in `owner`'s sandbox; kills the whole sandbox on timeout
         or cancellation. `cwd` is inside the sandbox; `host_cwd` is used when it is off.
         Returns, or raises, once every process of the sandbox has ended: a background child
         of the command (`git gc --auto` detached) dies with it and writes nothing after.
+
+        What it prints is kept in this process's memory, outside every limit of the sandbox:
+        past `max_output` bytes on stdout or stderr the sandbox is killed and the call refused
+        (OUTPUT_TOO_LARGE), or a user's files (a diff of a file as large as the sandbox lets
+        them write) would take this process's memory, every user's service with it.
 
         A sandbox that bubblewrap could not set up for want of a process (the kernel's EAGAIN:
         a pids limit reached for a moment under load) ran nothing, so it is started again after
@@ -399,6 +408,7 @@ class Sandbox:
                 stdin=stdin,
                 timeout=timeout,
                 fds=fds,
+                max_output=max_output,
             )
             if not (self.enabled and _setup_refused(done)):
                 return done
@@ -422,6 +432,7 @@ class Sandbox:
         stdin: bytes | None,
         timeout: float,  # noqa: ASYNC109 - see run
         fds: Sequence[int],
+        max_output: int,
     ) -> Completed:
         """One sandbox's process, started and waited for; the sandbox killed if it outlives
         `timeout` or the wait is cancelled."""
@@ -441,11 +452,17 @@ class Sandbox:
                 box.remove()
             raise Unavailable(f"could not start {name}: {error.strerror}") from None
         try:
-            out, err = await asyncio.wait_for(process.communicate(stdin), timeout)
+            out, err = await asyncio.wait_for(_talk(process, stdin, max_output), timeout)
         except TimeoutError:
             await self._end(process, box)
             raise Unavailable(
                 f"{name} timed out after {timeout:g}s", reason="SANDBOX_TIMEOUT"
+            ) from None
+        except _OutputTooLarge:
+            await self._end(process, box)
+            raise FailedPrecondition(
+                f"{name} printed more than {max_output // MB} MiB; ask for less",
+                reason="OUTPUT_TOO_LARGE",
             ) from None
         except BaseException:
             await self._end(process, box)
@@ -484,6 +501,51 @@ class Sandbox:
             await process.wait()
         if box is not None:
             await asyncio.to_thread(_clear, box)
+
+
+_READ_CHUNK = 64 * KB
+
+
+class _OutputTooLarge(Exception):
+    """A command printed more than it may."""
+
+
+async def _talk(
+    process: asyncio.subprocess.Process, stdin: bytes | None, limit: int
+) -> tuple[bytes, bytes]:
+    """`communicate`, bounded: `stdin` written, stdout and stderr read until the process exits;
+    _OutputTooLarge as soon as either holds more than `limit` bytes."""
+    assert process.stdout is not None and process.stderr is not None
+    out = asyncio.ensure_future(_read_at_most(process.stdout, limit))
+    err = asyncio.ensure_future(_read_at_most(process.stderr, limit))
+    fed = asyncio.ensure_future(_feed(process, stdin))
+    try:
+        await asyncio.gather(out, err, fed)
+    finally:
+        for task in (out, err, fed):  # the others, when one failed
+            task.cancel()
+    await process.wait()
+    return out.result(), err.result()
+
+
+async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := await stream.read(_READ_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise _OutputTooLarge
+    return bytes(data)
+
+
+async def _feed(process: asyncio.subprocess.Process, data: bytes | None) -> None:
+    """Writes `data` to the process's stdin and closes it; a process that exits without reading
+    it all is no error (as `communicate` has it). Nothing without `data` (stdin is /dev/null)."""
+    if data is None or process.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        process.stdin.write(data)
+        await process.stdin.drain()
+    process.stdin.close()
 
 
 # How long a killed sandbox's processes may take to end before its close goes on without them.

@@ -268,6 +268,37 @@ async def test_a_quota_scan_racing_a_folder_swapped_for_a_link_counts_nothing_ou
         assert refused == [], refused[:3]
 
 
+# --- git's answers ---------------------------------------------------------------------------
+
+
+async def test_a_diff_larger_than_any_answer_is_refused_before_it_fills_the_services_memory(
+    workspace: WorkspaceService,
+) -> None:
+    """Git's output was read whole into the service, outside every limit of the sandbox: a
+    100 MB file changed line by line took 420 MB of the service for a 200 MB diff that gRPC then
+    refused to send (RESOURCE_EXHAUSTED); the terminal writes files of up to 1 GiB, as many as
+    the disk holds. Now git is stopped at 32 MiB, no answer being larger, and the call says so.
+    A 20 MB file here: its diff is twice that."""
+    ada, project, folder = await workspace.user_with_project("p")
+    line = b"x" * 99 + b"\n"
+    (folder / "big.txt").write_bytes(line * 200_000)
+    git(folder, "add", "big.txt")
+    git(folder, "commit", "--quiet", "-m", "big")
+    (folder / "big.txt").write_bytes(line.replace(b"x", b"y") * 200_000)
+    (folder / "small.txt").write_text("small\n")
+    git(folder, "add", "small.txt")
+    md = ada.metadata
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await workspace.stub.GitDiff(W.GitDiffRequest(project=project.id), metadata=md)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "more than 32 MiB" in (refused.value.details() or "")
+    # A diff of less is answered as before.
+    small = await workspace.stub.GitDiff(
+        W.GitDiffRequest(project=project.id, staged=True), metadata=md
+    )
+    assert "+small" in small.diff
+
+
 # --- what a pulled tree holds ------------------------------------------------------------------
 
 

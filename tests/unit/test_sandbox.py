@@ -15,9 +15,10 @@ import pytest
 
 from services.runtime.cgroups import JOIN_SCRIPT, CgroupTree, script_arguments
 from services.runtime.config import ConfigError
-from services.runtime.errors import Unavailable
+from services.runtime.errors import FailedPrecondition, Unavailable
 from services.runtime.sandbox import (
     INSIDE_HOME,
+    MAX_OUTPUT,
     Bind,
     Limits,
     Sandbox,
@@ -264,6 +265,20 @@ async def test_a_box_holds_its_process_limit_and_the_user_ceiling(
 async def test_a_box_holds_its_memory_limit(sandbox: Sandbox, home: Path) -> None:
     out = await run(sandbox, home, "python3 -c 'b = bytearray(300 << 20); print(len(b))'; echo $?")
     assert re.search(r"^137$", out, re.M) and str(300 << 20) not in out, out
+
+
+async def test_a_command_printing_past_the_output_bound_is_ended_and_refused(
+    sandbox: Sandbox, home: Path
+) -> None:
+    """What a command prints is held in the service's own memory, outside the sandbox's
+    limits: a git diff of files as large as a user may write took gigabytes of it."""
+    with pytest.raises(FailedPrecondition) as raised:
+        await run(sandbox, home, f"head -c {MAX_OUTPUT + 1} /dev/zero")
+    assert raised.value.reason == "OUTPUT_TOO_LARGE"
+    assert "32 MiB" in raised.value.message
+    with pytest.raises(FailedPrecondition):
+        await run(sandbox, home, f"head -c {MAX_OUTPUT + 1} /dev/zero >&2")
+    assert len(await run(sandbox, home, f"head -c {MAX_OUTPUT} /dev/zero")) == MAX_OUTPUT
 
 
 async def test_a_timeout_kills_everything_in_the_sandbox(sandbox: Sandbox, home: Path) -> None:
