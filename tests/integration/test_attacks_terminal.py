@@ -60,7 +60,9 @@ async def run(client: Client, user: User, sid: str, command: str) -> str:
 
 
 @contextlib.contextmanager
-def listening(family: socket.AddressFamily, address: object) -> Iterator[socket.socket]:
+def listening(
+    family: socket.AddressFamily, address: str | tuple[str, int]
+) -> Iterator[socket.socket]:
     """A listening socket of the host's, non-blocking: `accepted` tells whether anyone came."""
     server = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -339,13 +339,13 @@ async def test_a_pulled_tree_plants_no_link_and_starts_no_submodule(
             )
         )
     (folder / "changed.txt").write_text("changed\n")
-    for call in (
-        workspace.stub.GitStatus(W.GitStatusRequest(project=project.id), metadata=md),
-        workspace.stub.GitDiff(W.GitDiffRequest(project=project.id), metadata=md),
-        workspace.stub.GitCommit(W.GitCommitRequest(project=project.id, message="m"), metadata=md),
-        workspace.stub.GitPush(W.GitPushRequest(project=project.id, branch="main"), metadata=md),
-    ):
-        answers.append(await answered(call))
+    stub, key = workspace.stub, project.id
+    answers += [  # one after the other: a call starts as soon as it is made
+        await answered(stub.GitStatus(W.GitStatusRequest(project=key), metadata=md)),
+        await answered(stub.GitDiff(W.GitDiffRequest(project=key), metadata=md)),
+        await answered(stub.GitCommit(W.GitCommitRequest(project=key, message="m"), metadata=md)),
+        await answered(stub.GitPush(W.GitPushRequest(project=key, branch="main"), metadata=md)),
+    ]
     assert not marker.exists(), answers
     assert all("bob's secret" not in a and "root:x:0" not in a for a in answers), answers
     # The links arrived as small files holding their targets; the submodule as an empty folder.
@@ -397,17 +397,19 @@ async def test_a_repository_pointing_at_another_users_shows_nothing_of_it(
         else:
             (folder / ".git" / "commondir").write_text(f"{bobs}/.git\n")
         md, key = ada.metadata, project.id
-        for call in (
-            workspace.stub.GitStatus(W.GitStatusRequest(project=key), metadata=md),
-            workspace.stub.GitLog(W.GitLogRequest(project=key), metadata=md),
-            workspace.stub.GitDiff(W.GitDiffRequest(project=key), metadata=md),
-            workspace.stub.ListBranches(W.ListBranchesRequest(project=key), metadata=md),
-            workspace.stub.SwitchBranch(
-                W.SwitchBranchRequest(project=key, name="bobs"), metadata=md
+        stub = workspace.stub
+        answers += [  # one after the other: a call starts as soon as it is made
+            await answered(stub.GitStatus(W.GitStatusRequest(project=key), metadata=md)),
+            await answered(stub.GitLog(W.GitLogRequest(project=key), metadata=md)),
+            await answered(stub.GitDiff(W.GitDiffRequest(project=key), metadata=md)),
+            await answered(stub.ListBranches(W.ListBranchesRequest(project=key), metadata=md)),
+            await answered(
+                stub.SwitchBranch(W.SwitchBranchRequest(project=key, name="bobs"), metadata=md)
             ),
-            workspace.stub.GitCommit(W.GitCommitRequest(project=key, message="m"), metadata=md),
-        ):
-            answers.append(await answered(call))
+            await answered(
+                stub.GitCommit(W.GitCommitRequest(project=key, message="m"), metadata=md)
+            ),
+        ]
         assert not (folder / "diary.txt").exists(), way
     shown = "\n".join(answers)
     assert "diary.txt" not in shown and "bob's private commit" not in shown, shown
@@ -428,37 +430,28 @@ async def test_writes_and_reads_racing_a_folder_swapped_for_a_link_stay_in_the_p
     bob, bobs = await bobs_diary(workspace)
     await shell(folder, f"mkdir a && ln -s ../../{bob.id}/private b")
     before = sorted(p.name for p in bobs.iterdir())
-    md, key = eve.metadata, project.id
+    stub, md, key = workspace.stub, eve.metadata, project.id
     read: list[str] = []
+    updated = 0
     async with swapping(folder):
-        for attempt in range(150):
+        # Until some reads and updates met the real folder (the race was run), within bounds.
+        for attempt in range(600):
+            if attempt >= 100 and updated and any("decoy" in answer for answer in read):
+                break
             put_decoy(folder)
-            for call in (
-                workspace.stub.CreateFile(
-                    W.CreateFileRequest(project=key, path=f"a/c{attempt}.txt", content="decoy\n"),
-                    metadata=md,
-                ),
-                workspace.stub.UpdateFile(
-                    W.UpdateFileRequest(
-                        project=key, path=f"a/c{attempt}.txt", content="eve", sha=DECOY_SHA
-                    ),
-                    metadata=md,
-                ),
-                workspace.stub.UploadFile(
-                    iter([W.UploadFileRequest(project=key, path=f"a/u{attempt}.txt")]),
-                    metadata=md,
-                ),
-            ):
-                await answered(call)
-            read.append(
-                await answered(
-                    workspace.stub.GetFile(
-                        W.GetFileRequest(project=key, path="a/diary.txt"), metadata=md
-                    )
-                )
-            )
+            path = f"a/c{attempt}.txt"
+            create = W.CreateFileRequest(project=key, path=path, content="decoy\n")
+            await answered(stub.CreateFile(create, metadata=md))
+            update = W.UpdateFileRequest(project=key, path=path, content="eve", sha=DECOY_SHA)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stub.UpdateFile(update, metadata=md)
+                updated += 1
+            upload = W.UploadFileRequest(project=key, path=f"a/u{attempt}.txt")
+            await answered(stub.UploadFile(iter([upload]), metadata=md))
+            diary = W.GetFileRequest(project=key, path="a/diary.txt")
+            read.append(await answered(stub.GetFile(diary, metadata=md)))
     assert sorted(p.name for p in bobs.iterdir()) == before
     assert (bobs / "diary.txt").read_text() == "bob's secret\n"
     assert not any("bob's secret" in answer for answer in read)
-    assert any("decoy" in answer for answer in read)  # the race was run: some reads landed
-    assert any(p.read_text() == "eve" for p in folder.glob("[ab]/c*.txt"))  # and updates
+    assert any("decoy" in answer for answer in read)  # the race was run: reads landed,
+    assert updated > 0  # and updates
