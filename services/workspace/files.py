@@ -22,7 +22,7 @@ import mimetypes
 import os
 import shutil
 import stat
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -115,11 +115,18 @@ class FileTooLarge(DomainError):
 
 
 class ProjectMoved(NotFound):
-    """The project's folder is no longer where it was located: a rename or a delete of the
-    project (through another replica) came first. The caller looks for the project again: a
-    rename's new place, or 404 PROJECT_NOT_FOUND for a delete."""
+    """The project's folder is no longer where it was located (gone, or, as the caller's check
+    tells, another project's): a rename or a delete of the project (through another replica)
+    came first. The caller looks for the project again: a rename's new place, or 404
+    PROJECT_NOT_FOUND for a delete."""
 
     reason = "PROJECT_NOT_FOUND"
+
+
+# What a write asks once its locks are held, before it reads or changes anything: raises
+# ProjectMoved if the folder is no longer its project's. A folder is there or not; only the
+# caller, which knows the project, can tell whose it is (another renamed into its old name).
+ProjectCheck = Callable[[], Awaitable[None]]
 
 
 def _check_project_there(project: Path) -> None:
@@ -284,7 +291,8 @@ def _placed(path: str, sha: str, placed: Placed) -> Written:
 
 
 class Files:
-    """File operations inside one project folder (the caller located it for its owner)."""
+    """File operations inside one project folder (the caller located it for its owner). A
+    write's `check` (ProjectCheck) is the caller's, run once its locks are held."""
 
     def __init__(
         self,
@@ -312,7 +320,9 @@ class Files:
         return self._locks
 
     @contextlib.asynccontextmanager
-    async def _writing(self, project: Path, *targets: Path) -> AsyncIterator[None]:
+    async def _writing(
+        self, project: Path, *targets: Path, check: ProjectCheck | None
+    ) -> AsyncIterator[None]:
         """The locks a change of `targets` holds while it checks and writes: each target's own,
         alone, and those of the folders it lies in inside the project, shared. A move or a
         delete of one of those folders holds that folder's alone: it waits for the writes
@@ -323,8 +333,9 @@ class Files:
 
         The project's place is shared too (`project_place`), which a rename or a delete of
         the project holds alone, and taken in the same step as the rest (one order for every
-        holder). Once they are held the project must still be where it was located: if a
-        rename or a delete came first, ProjectMoved (the caller looks for it again)."""
+        holder). Once they are held the project must still be where it was located (its
+        folder there, and `check` passed): if a rename or a delete came first, ProjectMoved
+        (the caller looks for it again)."""
         inside = Path(real_root(project))
         folders = {
             str(folder)
@@ -335,6 +346,8 @@ class Files:
         folders.add(project_place(project))
         async with self._locks.hold(*(str(target) for target in targets), shared=folders):
             await asyncio.to_thread(_check_project_there, project)
+            if check is not None:
+                await check()
             yield
 
     @staticmethod
@@ -383,7 +396,14 @@ class Files:
             )
 
     async def create(
-        self, project: Path, path: str, content: str, encoding: str, *, directory: bool
+        self,
+        project: Path,
+        path: str,
+        content: str,
+        encoding: str,
+        *,
+        directory: bool,
+        check: ProjectCheck | None = None,
     ) -> Written:
         cleaned = _clean(path)
         if not cleaned:
@@ -391,7 +411,7 @@ class Files:
         target = await asyncio.to_thread(locate, project, path)
         data = b"" if directory else _decode_content(content, encoding)
         self._check_text_size(data)
-        async with self._writing(project, target):
+        async with self._writing(project, target, check=check):
             await asyncio.to_thread(check_again_after_creating_parents, project, target)
             if await asyncio.to_thread(os.path.lexists, target):
                 if resuming() and await asyncio.to_thread(_holds, target, data, directory):
@@ -412,7 +432,14 @@ class Files:
         return _placed(cleaned, blob_sha(data), placed)
 
     async def update(
-        self, project: Path, path: str, content: str, encoding: str, sha: str
+        self,
+        project: Path,
+        path: str,
+        content: str,
+        encoding: str,
+        sha: str,
+        *,
+        check: ProjectCheck | None = None,
     ) -> Written:
         cleaned = _clean(path)
         if not sha.strip():
@@ -424,7 +451,7 @@ class Files:
             target = await asyncio.to_thread(resolve_inside, project, cleaned)
         data = _decode_content(content, encoding)
         self._check_text_size(data)
-        async with self._writing(project, target):
+        async with self._writing(project, target, check=check):
             try:
                 info = await asyncio.to_thread(target.stat)
             except FileNotFoundError:
@@ -440,17 +467,21 @@ class Files:
                 await self._account(project, room, size=len(data) - info.st_size, files=0)
         return _placed(cleaned, blob_sha(data), placed)
 
-    async def delete(self, project: Path, path: str, *, recursive: bool) -> None:
+    async def delete(
+        self, project: Path, path: str, *, recursive: bool, check: ProjectCheck | None = None
+    ) -> None:
         cleaned = _clean(path)
         if not cleaned:
             raise InvalidArgument.field("path", "is required: the project itself is not a file")
         target = await asyncio.to_thread(locate, project, path)
-        async with self._writing(project, target):
+        async with self._writing(project, target, check=check):
             await asyncio.to_thread(_delete, project, target, cleaned, recursive)
         if self._quotas is not None:
             await self._quotas.forget(self._owner_folder(project))
 
-    async def move(self, project: Path, path: str, new_path: str) -> Entry:
+    async def move(
+        self, project: Path, path: str, new_path: str, *, check: ProjectCheck | None = None
+    ) -> Entry:
         source_name, target_name = _clean(path), _clean(new_path)
         if not source_name or not target_name:
             field = "path" if not source_name else "newPath"
@@ -466,10 +497,18 @@ class Files:
             ) from None
         if target == source or str(target).startswith(f"{source}{os.sep}"):
             raise InvalidArgument.field("newPath", "cannot be the path itself or inside it")
-        async with self._writing(project, source, target):  # in one order for every writer
+        # Both paths' locks in one step: in one order for every writer.
+        async with self._writing(project, source, target, check=check):
             return await asyncio.to_thread(_move, project, source, target, source_name, target_name)
 
-    async def upload(self, project: Path, path: str, chunks: AsyncIterable[bytes]) -> Written:
+    async def upload(
+        self,
+        project: Path,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        check: ProjectCheck | None = None,
+    ) -> Written:
         """Write a streamed file atomically; more than the limit leaves nothing written."""
         cleaned = _clean(path)
         if not cleaned:
@@ -492,7 +531,7 @@ class Files:
                     await room.grow(size=grown - taken, ahead=True)
                 yield chunk
 
-        async with self._writing(project, target):
+        async with self._writing(project, target, check=check):
             # Under the lock: an upload of the same path that ended meanwhile made the file
             # this one replaces (read before the lock, its bytes were counted twice).
             replaced = await asyncio.to_thread(_size_if_file, target)

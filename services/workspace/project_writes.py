@@ -1,21 +1,20 @@
 """File writes in a caller's project named by id or name (none: their home project): each finds
-its project, and finds it again when a rename of the project through another replica moved it
-between the look-up and the write's locks (Files raises ProjectMoved once they are held)."""
+its project, and, once the write holds its locks, checks by the project's id that the folder it
+found is still that project's. A rename through another replica may have moved it between the
+look-up and the locks (ProjectMoved): the write then follows the project by its id and lands
+where it is now; only a delete of the project answers 404 PROJECT_NOT_FOUND."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from services.runtime.context import Identity
 from services.workspace.authors import ProfileAuthors
-from services.workspace.files import Entry, Files, ProjectMoved, Written
-from services.workspace.projects import Located, Projects
+from services.workspace.files import Entry, Files, ProjectCheck, ProjectMoved, Written
+from services.workspace.projects import PROJECT_MOVES, Located, Projects, project_kept_moving
 from services.workspace.repository import ProjectRecord
-
-# How many times a write looks for its project again after a rename through another replica
-# moved it between the look-up and the write's locks (each time, another rename came first).
-PROJECT_MOVES = 3
 
 T = TypeVar("T")
 
@@ -39,8 +38,8 @@ class ProjectWrites:
         return await self._writing_in(
             identity,
             key,
-            lambda located: self._files.create(
-                located.directory, path, content, encoding, directory=directory
+            lambda folder, check: self._files.create(
+                folder, path, content, encoding, directory=directory, check=check
             ),
         )
 
@@ -50,19 +49,25 @@ class ProjectWrites:
         return await self._writing_in(
             identity,
             key,
-            lambda located: self._files.update(located.directory, path, content, encoding, sha),
+            lambda folder, check: self._files.update(
+                folder, path, content, encoding, sha, check=check
+            ),
         )
 
     async def delete(self, identity: Identity, key: str, path: str, *, recursive: bool) -> None:
         await self._writing_in(
             identity,
             key,
-            lambda located: self._files.delete(located.directory, path, recursive=recursive),
+            lambda folder, check: self._files.delete(
+                folder, path, recursive=recursive, check=check
+            ),
         )
 
     async def move(self, identity: Identity, key: str, path: str, new_path: str) -> Entry:
         _, entry = await self._writing_in(
-            identity, key, lambda located: self._files.move(located.directory, path, new_path)
+            identity,
+            key,
+            lambda folder, check: self._files.move(folder, path, new_path, check=check),
         )
         return entry
 
@@ -72,23 +77,40 @@ class ProjectWrites:
         """`chunks` is not read before the write holds its locks (where ProjectMoved is
         raised): a retry still has every byte of it."""
         return await self._writing_in(
-            identity, key, lambda located: self._files.upload(located.directory, path, chunks)
+            identity,
+            key,
+            lambda folder, check: self._files.upload(folder, path, chunks, check=check),
         )
 
     async def _writing_in(
-        self, identity: Identity, key: str, write: Callable[[Located], Awaitable[T]]
+        self,
+        identity: Identity,
+        key: str,
+        write: Callable[[Path, ProjectCheck], Awaitable[T]],
     ) -> tuple[ProjectRecord, T]:
-        """`write` in the caller's project named by `key`, and that project; located again if
-        a rename of the project through another replica came between the look-up and the
-        write's locks (the write then lands where the project is now; a delete: 404
-        PROJECT_NOT_FOUND)."""
-        for attempt in range(PROJECT_MOVES):
-            located = await self._projects.locate_or_home(
-                identity.user_id, key, lambda: self._authors.author(identity)
-            )
+        """`write` in the caller's project named by `key`, and that project. The key names
+        the project once: if a rename came between the look-up and the write's locks, the
+        project is followed by its id (not by the key again: a name may by then be another
+        project's, renamed into it), and the write lands where it is now. Renamed again each
+        time it is followed: ABORTED PATH_CHANGED (try again)."""
+        located = await self._projects.locate_or_home(
+            identity.user_id, key, lambda: self._authors.author(identity)
+        )
+        for _ in range(PROJECT_MOVES):
             try:
-                return located.project, await write(located)
+                return located.project, await write(located.directory, self._check(located))
             except ProjectMoved:
-                if attempt == PROJECT_MOVES - 1:
-                    raise
-        raise AssertionError("unreachable")
+                located = await self._projects.relocate(identity.user_id, located.project.id)
+        raise project_kept_moving(located.project.name)
+
+    def _check(self, located: Located) -> ProjectCheck:
+        """The check a write makes under its locks: the folder it was given is still its
+        project's, by the project's id."""
+
+        async def still_there() -> None:
+            if not await self._projects.still_named(located):
+                raise ProjectMoved(
+                    f"project {located.project.name!r} was renamed or deleted meanwhile"
+                )
+
+        return still_there

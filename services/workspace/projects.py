@@ -24,7 +24,7 @@ from pathlib import Path
 
 from services.runtime.clock import utc_now
 from services.runtime.db import Database
-from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from services.runtime.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from services.runtime.pagination import Page
 from services.workspace.git import GitRunner
 from services.workspace.locks import KeyedLocks, VolumeLocks, project_place
@@ -47,6 +47,9 @@ HOME = "home"
 # How long to look for a home project another replica is making: its folder is in place a
 # moment before its index entry is committed.
 _HOME_RACE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+# How many times a look-up follows a project that moves again as it is looked for (each time,
+# another rename of it came first): a project renamed on and on answers "try again", not 404.
+PROJECT_MOVES = 3
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,17 @@ def clean_project_name(name: str, field: str = "name") -> str:
 
 def project_not_found(key: str) -> NotFound:
     return NotFound(f"project {key!r} not found", reason="PROJECT_NOT_FOUND")
+
+
+def project_kept_moving(name: str) -> Conflict:
+    return Conflict(
+        f"project {name!r} was renamed again each time it was looked for; try again",
+        reason="PATH_CHANGED",
+    )
+
+
+def _folder_missing(name: str) -> NotFound:
+    return NotFound(f"the folder of project {name!r} is missing", reason="PROJECT_NOT_FOUND")
 
 
 class Projects:
@@ -219,6 +233,10 @@ class Projects:
         async with self._db.reading() as session:
             return await ProjectRepository(session).find(user_id, key)
 
+    async def _by_id(self, user_id: str, project_id: str) -> ProjectRecord | None:
+        async with self._db.reading() as session:
+            return await ProjectRepository(session).by_id(user_id, project_id)
+
     async def locate(self, user_id: str, key: str, field: str = "project") -> Located:
         """The user's project named by id or name, and its folder (which must exist)."""
         key = key.strip()
@@ -228,6 +246,24 @@ class Projects:
         if record is None:
             raise project_not_found(key)
         return await self._located(user_id, record)
+
+    async def relocate(self, user_id: str, project_id: str) -> Located:
+        """The user's project with this id where it lies now, under whatever name it has (a
+        write follows its project so when a rename moved it). 404 PROJECT_NOT_FOUND only once
+        the project is deleted."""
+        record = await self._by_id(user_id, project_id)
+        if record is None:
+            raise project_not_found(project_id)
+        return await self._located(user_id, record)
+
+    async def still_named(self, located: Located) -> bool:
+        """Whether the index still names the project as it did when it was located. Asked
+        with its place held shared (a write's locks), where no rename or delete of it can be
+        under way: the folder at that name is then the project's, and not another project's
+        renamed into its old name since (which the folder alone cannot tell)."""
+        record = located.project
+        current = await self._by_id(record.user_id, record.id)
+        return current is not None and current.name == record.name
 
     async def resolve(self, user_id: str, key: str) -> Resolved:
         """Where a project named by `key` lives, relative to the root (a caller joins it with
@@ -270,26 +306,30 @@ class Projects:
     async def _located(self, user_id: str, record: ProjectRecord, *, wait: bool = True) -> Located:
         """The project's folder. Missing, it may be a rename or a delete through another
         replica under way (the folder moved, the index not yet committed): with `wait`, once
-        that is done the project is looked up again, under its new name, or not found."""
+        that is done the project is looked up again by its id, under its new name, or not
+        found; and again if it moved on meanwhile (a second rename under way), PROJECT_MOVES
+        times at most."""
         directory = self.user_root(user_id) / record.name
-        try:
-            # A real folder, not a link a terminal put in its place (paths.py checks every
-            # path against where the folder must lie, too).
-            os.close(await asyncio.to_thread(open_project_folder, directory))
-        except FileNotFoundError:
-            if not wait:
-                raise NotFound(
-                    f"the folder of project {record.name!r} is missing",
-                    reason="PROJECT_NOT_FOUND",
-                ) from None
-        else:
+        if await _folder_there(directory):
             return Located(record, directory)
-        async with self._places.hold(shared=[project_place(directory)]):
-            pass  # the rename or the delete that holds it is over
-        current = await self._find(user_id, record.id)
-        if current is None:
-            raise project_not_found(record.id)
-        return await self._located(user_id, current, wait=False)
+        if not wait:
+            raise _folder_missing(record.name)
+        for _ in range(PROJECT_MOVES):
+            async with self._places.hold(shared=[project_place(directory)]):
+                pass  # the rename or the delete that holds it is over
+            current = await self._by_id(user_id, record.id)
+            if current is None:
+                raise project_not_found(record.id)
+            if current.name == record.name:
+                # Not renamed: unless it is back now, the folder itself is gone (a terminal
+                # can do that).
+                if await _folder_there(directory):
+                    return Located(current, directory)
+                raise _folder_missing(current.name)
+            record, directory = current, self.user_root(user_id) / current.name
+            if await _folder_there(directory):
+                return Located(record, directory)
+        raise project_kept_moving(record.name)
 
     @contextlib.asynccontextmanager
     async def _alone(self, user_id: str, key: str) -> AsyncIterator[Located]:
@@ -347,6 +387,16 @@ class Projects:
         if self._quotas is not None:
             # Its bytes are free at once (they were counted until the next scan, a minute).
             await self._quotas.forget(located.directory.parent)
+
+
+async def _folder_there(directory: Path) -> bool:
+    """Whether a real folder is at `directory`, not a link a terminal put in its place
+    (paths.py checks every path against where the folder must lie, too)."""
+    try:
+        os.close(await asyncio.to_thread(open_project_folder, directory))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _rename_no_replace(source: Path, target: Path) -> None:

@@ -71,6 +71,14 @@ class ProjectRepository:
         row = (await self._session.execute(query)).first()
         return _record(row) if row else None
 
+    async def by_id(self, user_id: str, project_id: str) -> ProjectRecord | None:
+        """The user's project with this id, whatever its name now (never one named like it)."""
+        query = (
+            select(projects).where(projects.c.user_id == user_id).where(projects.c.id == project_id)
+        )
+        row = (await self._session.execute(query)).first()
+        return _record(row) if row else None
+
     async def page(
         self, user_id: str, *, offset: int, limit: int
     ) -> tuple[list[ProjectRecord], int]:

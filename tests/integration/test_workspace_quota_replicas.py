@@ -101,6 +101,7 @@ async def test_a_small_write_costs_the_quota_two_transactions_and_a_refused_one_
     start_workspace: StartWorkspace, database_costs: Costs
 ) -> None:
     """A CreateFile of 1 KiB, its user's usage fresh: one transaction finds the project, one
+    checks by its id, under the write's locks, that it is still there (project_writes.py), one
     takes the room (the usage read in it), one counts the write and gives the room back. Before:
     the usage was read in a transaction of its own, and a refused write dropped a row it had
     never made."""
@@ -123,12 +124,13 @@ async def test_a_small_write_costs_the_quota_two_transactions_and_a_refused_one_
                 database_costs.statements - before.statements,
             )
 
-        # Project, then the room: its row locked, the others' room summed, its own made; then
-        # the usage counted (one UPDATE ... RETURNING), the change logged, the room deleted.
-        assert await costs("x" * 1024, "small.txt") == (3, 7)
-        assert await costs("x" * 1024, "again.txt") == (3, 7)
+        # Project, and again under the locks; then the room: its row locked, the others' room
+        # summed, its own made; then the usage counted (one UPDATE ... RETURNING), the change
+        # logged, the room deleted.
+        assert await costs("x" * 1024, "small.txt") == (4, 8)
+        assert await costs("x" * 1024, "again.txt") == (4, 8)
         # Refused in its take: nothing to give back.
-        assert await costs("x" * free, "large.txt") == (2, 3)
+        assert await costs("x" * free, "large.txt") == (3, 4)
         assert (ws.root / ada.id / "site" / "small.txt").stat().st_size == 1024
         assert not (ws.root / ada.id / "site" / "large.txt").exists()
 

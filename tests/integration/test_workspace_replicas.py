@@ -12,7 +12,7 @@ import fcntl
 import os
 import random
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,8 +25,8 @@ from services.runtime.clock import utc_now
 from services.runtime.db import Database
 from services.runtime.idempotency import IN_FLIGHT
 from services.workspace.files import blob_sha
-from services.workspace.locks import LOCK_FOLDER, STRIPES
-from services.workspace.orm import idempotency_keys, quota_usage
+from services.workspace.locks import LOCK_FOLDER, STRIPES, VolumeLocks, project_place
+from services.workspace.orm import idempotency_keys, projects, quota_usage
 from services.workspace.quota import Usage, measure
 from services.workspace.staging import STAGING
 from tests.integration.workspace_harness import (
@@ -37,6 +37,7 @@ from tests.integration.workspace_harness import (
     upload,
 )
 from tests.rpc_errors import reason
+from tests.waiting import until
 
 WRITERS = 8
 WRITES_EACH = 12
@@ -637,3 +638,200 @@ async def test_a_rename_and_a_delete_by_the_old_name_at_once_come_in_one_order(
             for name in left:
                 await asyncio.to_thread(shutil.rmtree, user_folder / name)
         assert broken == []
+
+
+def moved_as_the_write_comes_to_its_lock(
+    monkeypatch: pytest.MonkeyPatch, name: str, moves: Callable[[], Awaitable[None]]
+) -> None:
+    """The first write of a file called `name`, its project looked up and none of its locks
+    taken yet, waits for `moves` first: renames or deletes of projects through the other
+    replica landing while the write waits for its project's lock."""
+    real_hold = VolumeLocks.hold
+    pending = [moves]
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self: VolumeLocks, *keys: str, shared: Iterable[str] = ()
+    ) -> AsyncIterator[None]:
+        if pending and any(Path(key).name == name for key in keys):
+            await pending.pop()()
+        async with real_hold(self, *keys, shared=shared):
+            yield
+
+    monkeypatch.setattr(VolumeLocks, "hold", hold)
+
+
+async def rename(replica: WorkspaceService, who: User, project: str, name: str) -> None:
+    await replica.stub.RenameProject(
+        workspace_pb2.RenameProjectRequest(id=project, name=name), metadata=who.metadata
+    )
+
+
+@pytest.mark.parametrize("by", ["id", "name"])
+async def test_a_write_lands_in_its_project_under_its_newest_name_after_two_renames(
+    start_workspace: StartWorkspace, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """A create in project a (named by id, or by name) through one replica has looked a up;
+    while it waits for the project's lock, two renames through the other replica move a to b,
+    then to c. The write lands in c, the project it was meant for, under its newest name.
+    Before, it looked the project up again by the key it was given: by name, 404
+    PROJECT_NOT_FOUND."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        project = (await one.project(ada, "a")).id
+        user_folder = one.root / ada.id
+
+        async def renames() -> None:
+            await rename(two, ada, project, "b")
+            await rename(two, ada, project, "c")
+
+        moved_as_the_write_comes_to_its_lock(monkeypatch, "written.txt", renames)
+        created = await one.stub.CreateFile(
+            workspace_pb2.CreateFileRequest(
+                project=project if by == "id" else "a", path="written.txt", content="mine\n"
+            ),
+            metadata=ada.metadata,
+        )
+        assert (created.file.project, created.file.path) == (project, "written.txt")
+        assert (user_folder / "c" / "written.txt").read_text() == "mine\n"
+        assert sorted(os.listdir(user_folder)) == ["c"]
+
+
+@pytest.mark.parametrize("by", ["id", "name"])
+async def test_a_write_never_lands_in_a_project_renamed_into_its_projects_old_name(
+    start_workspace: StartWorkspace, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """An upload into project a (named by id, or by name) through one replica has looked a
+    up; while it waits for the project's lock, a is renamed x and project b renamed a through
+    the other replica. The upload lands in x, the project it was meant for, with every byte;
+    b, now named a, is untouched. Before, it wrote into b: a folder was there at a's old name
+    once its locks were held."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        meant = (await one.project(ada, "a")).id
+        other = (await one.project(ada, "b")).id
+        user_folder = one.root / ada.id
+
+        async def renames() -> None:
+            await rename(two, ada, meant, "x")
+            await rename(two, ada, other, "a")
+
+        moved_as_the_write_comes_to_its_lock(monkeypatch, "written.bin", renames)
+        uploaded = await upload(one, ada, meant if by == "id" else "a", "written.bin", SIZE)
+        assert (uploaded.file.project, uploaded.file.size) == (meant, SIZE)
+        assert (user_folder / "x" / "written.bin").read_bytes() == b"\0" * SIZE
+        assert not (user_folder / "a" / "written.bin").exists()
+        listed = await one.stub.ListProjects(
+            workspace_pb2.ListProjectsRequest(), metadata=ada.metadata
+        )
+        assert sorted((p.id, p.name) for p in listed.projects) == sorted(
+            [(meant, "x"), (other, "a")]
+        )
+
+
+async def test_a_write_whose_project_is_renamed_then_deleted_while_it_waits_answers_404(
+    start_workspace: StartWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create in project a through one replica has looked it up; while it waits for the
+    project's lock, a is renamed b, then deleted, through the other replica. The write answers
+    404 PROJECT_NOT_FOUND (the one case it does) and makes no folder."""
+    async with start_workspace() as one, start_workspace() as two:
+        ada = await one.user()
+        project = (await one.project(ada, "a")).id
+        user_folder = one.root / ada.id
+
+        async def rename_then_delete() -> None:
+            await rename(two, ada, project, "b")
+            await two.stub.DeleteProject(
+                workspace_pb2.DeleteProjectRequest(id=project), metadata=ada.metadata
+            )
+
+        moved_as_the_write_comes_to_its_lock(monkeypatch, "written.txt", rename_then_delete)
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await one.stub.CreateFile(
+                workspace_pb2.CreateFileRequest(project=project, path="written.txt", content="x"),
+                metadata=ada.metadata,
+            )
+        assert (gone.value.code(), reason(gone.value)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "PROJECT_NOT_FOUND",
+        )
+        assert os.listdir(user_folder) == []
+
+
+def places_waited_for(monkeypatch: pytest.MonkeyPatch, test_locks: VolumeLocks) -> list[str]:
+    """The keys the services' locks are asked to hold shared (a look-up waiting for a rename
+    of its project under way asks for the project's place), as they are asked: watched, not
+    changed. `test_locks`, the test's own, are left out."""
+    asked: list[str] = []
+    real_hold = VolumeLocks.hold
+
+    def hold(
+        self: VolumeLocks, *keys: str, shared: Iterable[str] = ()
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        shared = list(shared)
+        if self is not test_locks:
+            asked.extend(shared)
+        return real_hold(self, *keys, shared=shared)
+
+    monkeypatch.setattr(VolumeLocks, "hold", hold)
+    return asked
+
+
+async def name_in_the_index(database_url: str, project: str, name: str) -> None:
+    """A rename's index change, committed (the folder is the caller's to move)."""
+    db = Database(database_url)
+    try:
+        async with db.transaction() as tx:
+            await tx.execute(update(projects).where(projects.c.id == project).values(name=name))
+    finally:
+        await db.close()
+
+
+async def test_a_write_follows_its_project_through_two_renames_under_way_as_it_looks_it_up(
+    start_workspace: StartWorkspace, workspace_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create in project a (by id) finds a's folder missing: a rename to b is under way (the
+    folder moved, the index not yet changed), and the look-up waits for it. When it is done,
+    a rename to c is under way in turn (the index says b, the folder is at c): the look-up
+    waits for that one too, and the write lands in c. Before, it followed one rename only and
+    answered 404 PROJECT_NOT_FOUND. The renames are made here by hand, as another replica
+    makes them: the project's place held alone around the index change and the folder's
+    move."""
+    async with start_workspace() as one:
+        ada = await one.user()
+        project = (await one.project(ada, "a")).id
+        user_folder = one.root / ada.id
+        other_replica = VolumeLocks(one.root / LOCK_FOLDER)
+        waited = places_waited_for(monkeypatch, other_replica)
+        first, second = project_place(user_folder / "a"), ""
+        # A name whose place has a lock file of its own: held together with a's, a place
+        # sharing a's would wait for this very test.
+        for b in (f"b{n}" for n in range(100)):
+            second = project_place(user_folder / b)
+            if other_replica._stripe(second) != other_replica._stripe(first):
+                break
+        async with contextlib.AsyncExitStack() as renaming_to_c:
+            async with other_replica.hold(first):
+                (user_folder / "a").rename(user_folder / b)
+                create = asyncio.ensure_future(
+                    one.stub.CreateFile(
+                        workspace_pb2.CreateFileRequest(
+                            project=project, path="written.txt", content="mine\n"
+                        ),
+                        metadata=ada.metadata,
+                    )
+                )
+                await until(lambda: first in waited, "the look-up waiting for the rename to b")
+                await renaming_to_c.enter_async_context(other_replica.hold(second))
+                await name_in_the_index(workspace_database_url, project, b)
+                (user_folder / b).rename(user_folder / "c")
+            await until(
+                lambda: create.done() or second in waited,
+                "the look-up answering, or waiting for the rename to c",
+            )
+            await name_in_the_index(workspace_database_url, project, "c")
+        created = await create
+        assert (created.file.project, created.file.path) == (project, "written.txt")
+        assert (user_folder / "c" / "written.txt").read_text() == "mine\n"
+        assert sorted(os.listdir(user_folder)) == ["c"]
