@@ -3,6 +3,7 @@
  * password, checked by the API as a login is: a wrong one is a failed login, and enough of them
  * make it wait (429 TOO_MANY_ATTEMPTS, its message saying how long). */
 
+import type { ComponentChildren } from "preact";
 import { useLocation } from "preact-iso";
 import { useRef, useState } from "preact/hooks";
 import { api, envelope, type User } from "../../api/client";
@@ -31,9 +32,10 @@ function refusal(error: unknown, fields: readonly string[]) {
 }
 
 /** A form's send: busy (its button disabled) from the first submit until the API answers, with
- * a second submit meanwhile (Enter pressed twice) ignored; then what it said, or why not. What
- * was typed is the caller's state and stays as it was on a refusal. */
-function useSend(send: () => Promise<string>) {
+ * a second submit meanwhile (Enter pressed twice) ignored; then what it said, or why not, placed
+ * by `refusal` among the form's `fields`. What was typed is the caller's state and stays as it
+ * was on a refusal. */
+function useSend(fields: readonly string[], send: () => Promise<string>) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState("");
@@ -57,7 +59,65 @@ function useSend(send: () => Promise<string>) {
     }
   }
 
-  return { busy, error, notice, submit };
+  return { busy, notice, submit, ...refusal(error, fields) };
+}
+
+/** One card of the page: a titled form, the API's refusal and what it said above it, its button
+ * disabled while it is sent. Its test ids are `account-${slug}-…` (the button's, `-save` unless
+ * it names its own). */
+function Card(props: {
+  slug: string;
+  title: string;
+  intro?: ComponentChildren;
+  banner: unknown;
+  notice?: string;
+  onSubmit: (event: Event) => void;
+  busy: boolean;
+  button: { label: string; busyLabel: string; testid?: string; danger?: boolean };
+  children: ComponentChildren;
+}) {
+  const { slug, busy, button } = props;
+  return (
+    <section class="card" aria-labelledby={`account-${slug}-title`}>
+      <h2 id={`account-${slug}-title`}>{props.title}</h2>
+      {props.intro}
+      <ErrorBanner error={props.banner} testid={`account-${slug}-failed`} />
+      <NoticeBanner notice={props.notice} testid={`account-${slug}-notice`} />
+      <form onSubmit={props.onSubmit} data-testid={`account-${slug}-form`} noValidate>
+        {props.children}
+        <button
+          type="submit"
+          class={button.danger ? "danger" : "primary"}
+          disabled={busy}
+          data-testid={button.testid ?? `account-${slug}-save`}
+        >
+          {busy ? button.busyLabel : button.label}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+/** The current password the API asks for to change the email or the password, or to delete the
+ * account; its id is its test id too. */
+function CurrentPasswordField(props: {
+  id: string;
+  error: string | undefined;
+  value: string;
+  onValue: (value: string) => void;
+}) {
+  return (
+    <Field label="Current password" id={props.id} error={props.error}>
+      <TextInput
+        id={props.id}
+        type="password"
+        autoComplete="current-password"
+        value={props.value}
+        onValue={props.onValue}
+        data-testid={props.id}
+      />
+    </Field>
+  );
 }
 
 type Changes = { name?: string; email?: string; newPassword?: string; currentPassword?: string };
@@ -68,46 +128,45 @@ function updateMe(me: User, body: Changes) {
 
 function NameCard({ me }: { me: User }) {
   const [name, setName] = useState(me.name ?? "");
-  const { busy, error, notice, submit } = useSend(async () => {
+  const { busy, notice, submit, banner, at } = useSend(["name"], async () => {
     const { data } = await updateMe(me, { name: name.trim() });
     updateSignedInUser(data);
     setName(data.name ?? ""); // as the API keeps it: spaces collapsed, or the email's first part
     return "Your name is saved.";
   });
-  const { banner, at } = refusal(error, ["name"]);
   return (
-    <section class="card" aria-labelledby="account-name-title">
-      <h2 id="account-name-title">Name</h2>
-      <ErrorBanner error={banner} testid="account-name-failed" />
-      <NoticeBanner notice={notice} testid="account-name-notice" />
-      <form onSubmit={submit} data-testid="account-name-form" noValidate>
-        <Field
-          label="Name"
+    <Card
+      slug="name"
+      title="Name"
+      banner={banner}
+      notice={notice}
+      onSubmit={submit}
+      busy={busy}
+      button={{ label: "Save name", busyLabel: "Saving…" }}
+    >
+      <Field
+        label="Name"
+        id="account-name"
+        error={at("name")}
+        hint="Shown in the header; left empty, the first part of your email."
+      >
+        <TextInput
           id="account-name"
-          error={at("name")}
-          hint="Shown in the header; left empty, the first part of your email."
-        >
-          <TextInput
-            id="account-name"
-            autoComplete="name"
-            maxLength={100}
-            value={name}
-            onValue={setName}
-            data-testid="account-name"
-          />
-        </Field>
-        <button type="submit" class="primary" disabled={busy} data-testid="account-name-save">
-          {busy ? "Saving…" : "Save name"}
-        </button>
-      </form>
-    </section>
+          autoComplete="name"
+          maxLength={100}
+          value={name}
+          onValue={setName}
+          data-testid="account-name"
+        />
+      </Field>
+    </Card>
   );
 }
 
 function EmailCard({ me }: { me: User }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const { busy, error, notice, submit } = useSend(async () => {
+  const { busy, notice, submit, banner, at } = useSend(["email", "currentPassword"], async () => {
     const before = me.email;
     const { data } = await updateMe(me, { email: email.trim(), currentPassword: password });
     updateSignedInUser(data);
@@ -117,41 +176,38 @@ function EmailCard({ me }: { me: User }) {
       ? `Your email is still ${data.email ?? ""}: nothing changed.`
       : `Your email is now ${data.email ?? ""}. Sign in with it from now on.`;
   });
-  const { banner, at } = refusal(error, ["email", "currentPassword"]);
   return (
-    <section class="card" aria-labelledby="account-email-title">
-      <h2 id="account-email-title">Email</h2>
-      <p>
-        You sign in with <strong data-testid="account-current-email">{me.email}</strong>.
-      </p>
-      <ErrorBanner error={banner} testid="account-email-failed" />
-      <NoticeBanner notice={notice} testid="account-email-notice" />
-      <form onSubmit={submit} data-testid="account-email-form" noValidate>
-        <Field label="New email" id="account-email" error={at("email")}>
-          <TextInput
-            id="account-email"
-            type="email"
-            autoComplete="email"
-            value={email}
-            onValue={setEmail}
-            data-testid="account-email"
-          />
-        </Field>
-        <Field label="Current password" id="account-email-password" error={at("currentPassword")}>
-          <TextInput
-            id="account-email-password"
-            type="password"
-            autoComplete="current-password"
-            value={password}
-            onValue={setPassword}
-            data-testid="account-email-password"
-          />
-        </Field>
-        <button type="submit" class="primary" disabled={busy} data-testid="account-email-save">
-          {busy ? "Changing…" : "Change email"}
-        </button>
-      </form>
-    </section>
+    <Card
+      slug="email"
+      title="Email"
+      intro={
+        <p>
+          You sign in with <strong data-testid="account-current-email">{me.email}</strong>.
+        </p>
+      }
+      banner={banner}
+      notice={notice}
+      onSubmit={submit}
+      busy={busy}
+      button={{ label: "Change email", busyLabel: "Changing…" }}
+    >
+      <Field label="New email" id="account-email" error={at("email")}>
+        <TextInput
+          id="account-email"
+          type="email"
+          autoComplete="email"
+          value={email}
+          onValue={setEmail}
+          data-testid="account-email"
+        />
+      </Field>
+      <CurrentPasswordField
+        id="account-email-password"
+        error={at("currentPassword")}
+        value={password}
+        onValue={setPassword}
+      />
+    </Card>
   );
 }
 
@@ -160,7 +216,7 @@ function PasswordCard({ me }: { me: User }) {
   const [repeated, setRepeated] = useState("");
   const [current, setCurrent] = useState("");
   const [mismatch, setMismatch] = useState(false);
-  const { busy, error, notice, submit } = useSend(async () => {
+  const { busy, notice, submit, banner, at } = useSend(["newPassword", "currentPassword"], async () => {
     await updateMe(me, { newPassword, currentPassword: current });
     setNewPassword("");
     setRepeated("");
@@ -169,7 +225,6 @@ function PasswordCard({ me }: { me: User }) {
     // `keep`): this tab's tokens go on working, and its next renewal too.
     return "Your password is changed. Your other sessions were signed out; this one stays signed in.";
   });
-  const { banner, at } = refusal(error, ["newPassword", "currentPassword"]);
 
   const send = (event: Event) => {
     // A typo in a password nobody sees would lock its owner out: checked before anything is sent.
@@ -179,66 +234,64 @@ function PasswordCard({ me }: { me: User }) {
     else void submit(event);
   };
   return (
-    <section class="card" aria-labelledby="account-password-title">
-      <h2 id="account-password-title">Password</h2>
-      <p class="muted" data-testid="account-password-sessions">
-        Changing your password signs you out everywhere else (other browsers and devices); you
-        stay signed in here.
-      </p>
-      <ErrorBanner error={banner} testid="account-password-failed" />
-      <NoticeBanner notice={notice} testid="account-password-notice" />
-      <form onSubmit={send} data-testid="account-password-form" noValidate>
-        <Field
-          label="New password"
+    <Card
+      slug="password"
+      title="Password"
+      intro={
+        <p class="muted" data-testid="account-password-sessions">
+          Changing your password signs you out everywhere else (other browsers and devices); you
+          stay signed in here.
+        </p>
+      }
+      banner={banner}
+      notice={notice}
+      onSubmit={send}
+      busy={busy}
+      button={{ label: "Change password", busyLabel: "Changing…" }}
+    >
+      <Field
+        label="New password"
+        id="account-new-password"
+        error={at("newPassword")}
+        hint="At least 8 characters, with a letter and a digit."
+      >
+        <TextInput
           id="account-new-password"
-          error={at("newPassword")}
-          hint="At least 8 characters, with a letter and a digit."
-        >
-          <TextInput
-            id="account-new-password"
-            type="password"
-            autoComplete="new-password"
-            value={newPassword}
-            onValue={setNewPassword}
-            data-testid="account-new-password"
-          />
-        </Field>
-        <Field
-          label="New password again"
+          type="password"
+          autoComplete="new-password"
+          value={newPassword}
+          onValue={setNewPassword}
+          data-testid="account-new-password"
+        />
+      </Field>
+      <Field
+        label="New password again"
+        id="account-repeat-password"
+        error={mismatch && repeated !== newPassword ? "does not match the new password" : undefined}
+      >
+        <TextInput
           id="account-repeat-password"
-          error={mismatch && repeated !== newPassword ? "does not match the new password" : undefined}
-        >
-          <TextInput
-            id="account-repeat-password"
-            type="password"
-            autoComplete="new-password"
-            value={repeated}
-            onValue={setRepeated}
-            data-testid="account-repeat-password"
-          />
-        </Field>
-        <Field label="Current password" id="account-password-current" error={at("currentPassword")}>
-          <TextInput
-            id="account-password-current"
-            type="password"
-            autoComplete="current-password"
-            value={current}
-            onValue={setCurrent}
-            data-testid="account-password-current"
-          />
-        </Field>
-        <button type="submit" class="primary" disabled={busy} data-testid="account-password-save">
-          {busy ? "Changing…" : "Change password"}
-        </button>
-      </form>
-    </section>
+          type="password"
+          autoComplete="new-password"
+          value={repeated}
+          onValue={setRepeated}
+          data-testid="account-repeat-password"
+        />
+      </Field>
+      <CurrentPasswordField
+        id="account-password-current"
+        error={at("currentPassword")}
+        value={current}
+        onValue={setCurrent}
+      />
+    </Card>
   );
 }
 
 function DeleteCard({ me }: { me: User }) {
   const { route } = useLocation();
   const [password, setPassword] = useState("");
-  const { busy, error, submit } = useSend(async () => {
+  const { busy, submit, banner, at } = useSend(["currentPassword"], async () => {
     await envelope(
       api().DELETE("/api/v1/users/{id}", {
         params: { path: { id: me.id ?? "" } },
@@ -250,7 +303,6 @@ function DeleteCard({ me }: { me: User }) {
     forgetDeletedAccount("Your account was deleted.");
     return "";
   });
-  const { banner, at } = refusal(error, ["currentPassword"]);
 
   const send = (event: Event) => {
     event.preventDefault();
@@ -260,26 +312,26 @@ function DeleteCard({ me }: { me: User }) {
     void submit(event);
   };
   return (
-    <section class="card" aria-labelledby="account-delete-title">
-      <h2 id="account-delete-title">Delete your account</h2>
-      <p class="muted">Your account goes for good: nobody can sign in with it again, and every session of yours ends.</p>
-      <ErrorBanner error={banner} testid="account-delete-failed" />
-      <form onSubmit={send} data-testid="account-delete-form" noValidate>
-        <Field label="Current password" id="account-delete-password" error={at("currentPassword")}>
-          <TextInput
-            id="account-delete-password"
-            type="password"
-            autoComplete="current-password"
-            value={password}
-            onValue={setPassword}
-            data-testid="account-delete-password"
-          />
-        </Field>
-        <button type="submit" class="danger" disabled={busy} data-testid="account-delete">
-          {busy ? "Deleting…" : "Delete my account"}
-        </button>
-      </form>
-    </section>
+    <Card
+      slug="delete"
+      title="Delete your account"
+      intro={
+        <p class="muted">
+          Your account goes for good: nobody can sign in with it again, and every session of yours ends.
+        </p>
+      }
+      banner={banner}
+      onSubmit={send}
+      busy={busy}
+      button={{ label: "Delete my account", busyLabel: "Deleting…", testid: "account-delete", danger: true }}
+    >
+      <CurrentPasswordField
+        id="account-delete-password"
+        error={at("currentPassword")}
+        value={password}
+        onValue={setPassword}
+      />
+    </Card>
   );
 }
 
