@@ -59,6 +59,12 @@ async def run(client: Client, user: User, sid: str, command: str) -> str:
         await asyncio.sleep(0.05)
 
 
+async def run_as_a_new_user(client: Client, command: str) -> str:
+    """Registers a user, opens their first shell, and returns what `command` printed in it."""
+    user = await register(client)
+    return await run(client, user, await shell_of(client, user), command)
+
+
 @contextlib.contextmanager
 def listening(
     family: socket.AddressFamily, address: str | tuple[str, int]
@@ -103,13 +109,8 @@ async def test_the_shells_processes_hold_only_their_terminal(system: System) -> 
     """The service that starts a shell has sockets (gRPC, the database) and files open; none may
     reach the sandbox as an inherited descriptor, where `..` from it would lead out of every
     mount the sandbox has."""
-    client = system.client
-    ann = await register(client)
-    sid = await shell_of(client, ann)
-    listing = await run(
-        client,
-        ann,
-        sid,
+    listing = await run_as_a_new_user(
+        system.client,
         'for p in /proc/[0-9]*; do echo "== $(cat $p/comm)"; ls -l $p/fd 2>/dev/null; done'
         " | grep -v '^total'",
     )
@@ -148,13 +149,8 @@ async def test_no_unix_socket_of_the_host_is_reachable(system: System, tmp_path:
                 probe.connect(f"\0{name}" if target.startswith("@") else target)
         assert accepted(abstract) and accepted(named)
 
-        client = system.client
-        ann = await register(client)
-        sid = await shell_of(client, ann)
-        answer = await run(
-            client,
-            ann,
-            sid,
+        answer = await run_as_a_new_user(
+            system.client,
             f"{CONNECT_UNIX} {' '.join(sockets)};"
             " echo found: $(find / -xdev -type s 2>/dev/null | wc -l)",
         )
@@ -234,11 +230,10 @@ async def test_of_the_hosts_etc_ssl_the_shell_sees_the_certificates_alone(system
     """Every file the sandbox shows that belongs to the service's uid is the sandbox user's own
     inside (its uid maps to the service's): a service run as root (`make run` as root, these
     CI machines) showed the host's /etc/ssl/private, and any key in it, to every shell."""
-    client = system.client
-    ann = await register(client)
-    sid = await shell_of(client, ann)
     on_host = set(await asyncio.to_thread(os.listdir, "/etc/ssl"))
-    answer = await run(client, ann, sid, "ls -A1 /etc/ssl; ls /etc/ssl/private 2>&1 | head -1")
+    answer = await run_as_a_new_user(
+        system.client, "ls -A1 /etc/ssl; ls /etc/ssl/private 2>&1 | head -1"
+    )
     *shown, refused = answer.strip().split("\n")
     assert shown == sorted(on_host & {"certs", "openssl.cnf"}), answer
     assert "No such file or directory" in refused, answer
@@ -248,13 +243,8 @@ async def test_of_the_hosts_etc_ssl_the_shell_sees_the_certificates_alone(system
 
 
 async def test_the_shell_cannot_gain_privileges(system: System) -> None:
-    client = system.client
-    ann = await register(client)
-    sid = await shell_of(client, ann)
-    answer = await run(
-        client,
-        ann,
-        sid,
+    answer = await run_as_a_new_user(
+        system.client,
         "grep NoNewPrivs /proc/self/status;"
         " unshare -Ur true 2>/dev/null; echo userns=$?;"
         " mkdir -p /workspace/m; mount -t tmpfs none /workspace/m 2>/dev/null; echo mount=$?;"
