@@ -3,7 +3,7 @@
  * password, checked by the API as a login is: a wrong one is a failed login, and enough of them
  * make it wait (429 TOO_MANY_ATTEMPTS, its message saying how long). */
 
-import type { ComponentChildren } from "preact";
+import type { ComponentChildren, ComponentProps } from "preact";
 import { useLocation } from "preact-iso";
 import { useRef, useState } from "preact/hooks";
 import { api, envelope, type User } from "../../api/client";
@@ -98,26 +98,32 @@ function Card(props: {
   );
 }
 
+/** A labelled text box whose id is its test id too; any other attribute passes to the box. */
+function TextField(
+  props: ComponentProps<typeof TextInput> & {
+    label: string;
+    id: string;
+    error: string | undefined;
+    hint?: string;
+  },
+) {
+  const { label, error, hint, ...input } = props;
+  return (
+    <Field label={label} id={props.id} error={error} hint={hint}>
+      <TextInput {...input} data-testid={props.id} />
+    </Field>
+  );
+}
+
 /** The current password the API asks for to change the email or the password, or to delete the
- * account; its id is its test id too. */
+ * account. */
 function CurrentPasswordField(props: {
   id: string;
   error: string | undefined;
   value: string;
   onValue: (value: string) => void;
 }) {
-  return (
-    <Field label="Current password" id={props.id} error={props.error}>
-      <TextInput
-        id={props.id}
-        type="password"
-        autoComplete="current-password"
-        value={props.value}
-        onValue={props.onValue}
-        data-testid={props.id}
-      />
-    </Field>
-  );
+  return <TextField label="Current password" type="password" autoComplete="current-password" {...props} />;
 }
 
 type Changes = { name?: string; email?: string; newPassword?: string; currentPassword?: string };
@@ -144,21 +150,16 @@ function NameCard({ me }: { me: User }) {
       busy={busy}
       button={{ label: "Save name", busyLabel: "Saving…" }}
     >
-      <Field
+      <TextField
         label="Name"
         id="account-name"
         error={at("name")}
         hint="Shown in the header; left empty, the first part of your email."
-      >
-        <TextInput
-          id="account-name"
-          autoComplete="name"
-          maxLength={100}
-          value={name}
-          onValue={setName}
-          data-testid="account-name"
-        />
-      </Field>
+        autoComplete="name"
+        maxLength={100}
+        value={name}
+        onValue={setName}
+      />
     </Card>
   );
 }
@@ -191,16 +192,15 @@ function EmailCard({ me }: { me: User }) {
       busy={busy}
       button={{ label: "Change email", busyLabel: "Changing…" }}
     >
-      <Field label="New email" id="account-email" error={at("email")}>
-        <TextInput
-          id="account-email"
-          type="email"
-          autoComplete="email"
-          value={email}
-          onValue={setEmail}
-          data-testid="account-email"
-        />
-      </Field>
+      <TextField
+        label="New email"
+        id="account-email"
+        error={at("email")}
+        type="email"
+        autoComplete="email"
+        value={email}
+        onValue={setEmail}
+      />
       <CurrentPasswordField
         id="account-email-password"
         error={at("currentPassword")}
@@ -249,35 +249,25 @@ function PasswordCard({ me }: { me: User }) {
       busy={busy}
       button={{ label: "Change password", busyLabel: "Changing…" }}
     >
-      <Field
+      <TextField
         label="New password"
         id="account-new-password"
         error={at("newPassword")}
         hint="At least 8 characters, with a letter and a digit."
-      >
-        <TextInput
-          id="account-new-password"
-          type="password"
-          autoComplete="new-password"
-          value={newPassword}
-          onValue={setNewPassword}
-          data-testid="account-new-password"
-        />
-      </Field>
-      <Field
+        type="password"
+        autoComplete="new-password"
+        value={newPassword}
+        onValue={setNewPassword}
+      />
+      <TextField
         label="New password again"
         id="account-repeat-password"
         error={mismatch && repeated !== newPassword ? "does not match the new password" : undefined}
-      >
-        <TextInput
-          id="account-repeat-password"
-          type="password"
-          autoComplete="new-password"
-          value={repeated}
-          onValue={setRepeated}
-          data-testid="account-repeat-password"
-        />
-      </Field>
+        type="password"
+        autoComplete="new-password"
+        value={repeated}
+        onValue={setRepeated}
+      />
       <CurrentPasswordField
         id="account-password-current"
         error={at("currentPassword")}
