@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import text
 
 from services.portfolio.alert_index import AlertRule, Condition
-from services.portfolio.alert_watch import CHANNEL, AlertWatch
+from services.portfolio.alert_watch import CHANNEL, LOAD_RETRY_MAX, AlertWatch
 from services.portfolio.events import EventHub
 from services.portfolio.market_data import Quote, TickFanout
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository
 from services.runtime.db import Database
 from services.runtime.local_cache import InProcessCache
-from tests.waiting import until, until_async
+from tests.waiting import WAIT, until, until_async
 
 T0 = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
 
@@ -161,7 +161,12 @@ async def test_a_service_started_before_its_tables_exist_loads_the_alerts_once_t
         assert list(watch.index.rules()) == []
         await asyncio.to_thread(upgrade, "portfolio", url)
         await add_alert(db, "a-late", "101")
-        await until(lambda: "a-late" in watch.index, "the alerts loaded", within=15)
+        # The load is retried with a backoff that grows to LOAD_RETRY_MAX while the tables are
+        # missing: on a loaded machine the migrations take long enough for the next try to come
+        # up to that long after them (ci-1 here: past a 15 s wait).
+        await until(
+            lambda: "a-late" in watch.index, "the alerts loaded", within=LOAD_RETRY_MAX + WAIT
+        )
     finally:
         await watch.stop()
         await db.close()
