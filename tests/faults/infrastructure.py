@@ -508,6 +508,11 @@ def settings_for(
         "BCRYPT_COST": "4",
         "RATE_LIMIT_API": "1000000/minute",
         "RATE_LIMIT_AUTH": "100000/minute",
+        # The users service's own budgets: a fault's load logs one account in without pause.
+        "LOGINS_PER_ACCOUNT": "0",
+        "LOGINS_PER_IP": "0",
+        "REFRESHES_PER_ACCOUNT": "0",
+        "REGISTRATIONS_PER_IP": "0",
         "USE_MOCK_PRICES": "true",
         "LOG_LEVEL": "WARNING",
         "SHUTDOWN_GRACE": "5",
