@@ -98,8 +98,8 @@ class PortfolioFeed:
         )
         self._by_symbol: dict[str, set[ClientSocket]] = {}
         self._by_user: dict[str, set[FeedSocket]] = {}
-        # symbol -> (tick time, price, its frame): for dedup, and for new followers.
-        self._last_prices: dict[str, tuple[tuple[int, int], str, bytes]] = {}
+        # symbol -> its last `price` frame, for new followers and resyncs.
+        self._last_prices: dict[str, bytes] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self.seq = 0  # the last market step delivered
         self.term = 0  # the market leader's term at that step
@@ -120,9 +120,8 @@ class PortfolioFeed:
         for symbol in set(symbols) - socket.symbols:
             socket.symbols.add(symbol)
             self._by_symbol.setdefault(symbol, set()).add(socket.client)
-            last = self._last_prices.get(symbol)
-            if last is not None:
-                socket.client.send(last[2])
+            if (last := self._last_prices.get(symbol)) is not None:
+                socket.client.send(last)
         socket.portfolios = socket.portfolios.union(portfolios)
 
     def unfollow(
@@ -139,17 +138,8 @@ class PortfolioFeed:
     # --- upstream messages --------------------------------------------------------------------
 
     def publish_step(self, message: portfolio_pb2.StreamMarketResponse) -> None:
-        """A market step's quotes (a replica from before batching sends one per message)."""
-        if message.seq:
-            self._numbered_step(message)
-        elif message.quotes:
-            for quote in message.quotes:
-                self.publish_quote(quote)
-            self._flush()
-        elif message.HasField("quote"):
-            self.publish_quote(message.quote)
-
-    def _numbered_step(self, message: portfolio_pb2.StreamMarketResponse) -> None:
+        """A market step's quotes. Every replica serves the deployment's numbered steps (its
+        StreamMarket numbers each batch), so each step arrives once per replica."""
         restarted = message.term > self.term and message.seq <= self.seq
         if message.seq <= self.seq and not restarted:
             return  # delivered already, from another replica's stream
@@ -157,51 +147,25 @@ class PortfolioFeed:
         gap = self.seq > 0 and (restarted or message.resync or message.since_seq > self.seq)
         self.seq, self.term = message.seq, max(self.term, message.term)
         MARKET_STEP.set(self.seq)
-        if not gap:
-            for quote in message.quotes:
-                self.publish_quote(quote, numbered=True)
-            self._flush()
-            return
-        self.resyncs += 1
-        MARKET_RESYNCS.inc()
         for quote in message.quotes:
-            self.publish_quote(quote, numbered=True, send=False)
-        resync = json_frame({"type": "resync", "seq": message.seq})
-        for sockets in self._by_user.values():
-            for socket in sockets:
-                socket.client.send(resync)
-                for symbol in socket.symbols:
-                    last = self._last_prices.get(symbol)
-                    if last is not None:
-                        socket.client.send(last[2])
+            price = message_json(quote, self._quote_plan)
+            del price["source"], price["stale"]  # not in the seed's `price` message
+            frame = self._last_prices[quote.symbol] = json_frame({"type": "price", **price})
+            if not gap:
+                # Sends never wait and never change the index, so the set is walked as it is.
+                for client in self._by_symbol.get(quote.symbol, ()):
+                    client.send(frame)
+        if gap:
+            self.resyncs += 1
+            MARKET_RESYNCS.inc()
+            resync = json_frame({"type": "resync", "seq": message.seq})
+            for sockets in self._by_user.values():
+                for socket in sockets:
+                    socket.client.send(resync)
+                    for symbol in socket.symbols:
+                        if (last := self._last_prices.get(symbol)) is not None:
+                            socket.client.send(last)
         self._flush()
-
-    def publish_quote(
-        self,
-        quote: portfolio_pb2.Quote,
-        *,
-        numbered: bool = False,
-        send: bool = True,
-    ) -> None:
-        symbol = quote.symbol
-        stamp = (quote.time.seconds, quote.time.nanos)
-        last = self._last_prices.get(symbol)
-        # Unnumbered ticks (replicas before shared markets) are told apart by time and price.
-        if (
-            not numbered
-            and last is not None
-            and (stamp < last[0] or (stamp == last[0] and quote.price == last[1]))
-        ):
-            return  # this tick again (from another replica), or one older than the last sent
-        price = message_json(quote, self._quote_plan)
-        del price["source"], price["stale"]  # not in the seed's `price` message
-        frame = json_frame({"type": "price", **price})
-        self._last_prices[symbol] = (stamp, quote.price, frame)
-        if not send:
-            return
-        # Sends never wait and never change the index, so the set is walked as it is.
-        for client in self._by_symbol.get(symbol, ()):
-            client.send(frame)
 
     def publish_event(self, event: portfolio_pb2.StreamPortfolioEventsResponse) -> None:
         mine = self._by_user.get(event.user_id)

@@ -28,13 +28,23 @@ def follower(feed: PortfolioFeed, user: str, *symbols: str) -> Recorder:
     return recorder
 
 
+def numbered(seq: int, since: int, *quotes: portfolio_pb2.Quote, **flags: object) -> Any:
+    return portfolio_pb2.StreamMarketResponse(
+        quotes=quotes,
+        seq=seq,
+        since_seq=since,
+        term=int(cast(int, flags.get("term", 1))),
+        resync=bool(flags.get("resync", False)),
+    )
+
+
 def test_a_market_step_reaches_each_follower_once_and_is_flushed_once() -> None:
     flushes: list[int] = []
     feed = PortfolioFeed(Plans(), flush=lambda: flushes.append(1))
     ann = follower(feed, "ann", "AAPL", "MSFT")
     bob = follower(feed, "bob", "MSFT")
-    step = portfolio_pb2.StreamMarketResponse(
-        quotes=[quote("AAPL", "187.42", 100), quote("MSFT", "410.10", 100), quote("KO", "62", 100)]
+    step = numbered(
+        7, 6, quote("AAPL", "187.42", 100), quote("MSFT", "410.10", 100), quote("KO", "62", 100)
     )
     feed.publish_step(step)
     assert [(m["symbol"], m["price"]) for m in ann.messages()] == [
@@ -46,25 +56,6 @@ def test_a_market_step_reaches_each_follower_once_and_is_flushed_once() -> None:
     # The same step again (from another replica) is not delivered twice.
     feed.publish_step(step)
     assert len(ann.frames) == 2 and len(bob.frames) == 1
-
-
-def test_the_one_quote_form_of_older_replicas_is_still_delivered() -> None:
-    flushes: list[int] = []
-    feed = PortfolioFeed(Plans(), flush=lambda: flushes.append(1))
-    ann = follower(feed, "ann", "AAPL")
-    feed.publish_step(portfolio_pb2.StreamMarketResponse(quote=quote("AAPL", "188.00", 101)))
-    assert [m["price"] for m in ann.messages()] == ["188.00"]
-    assert flushes == []  # a single quote waits for the outbox's window as before
-
-
-def numbered(seq: int, since: int, *quotes: portfolio_pb2.Quote, **flags: object) -> Any:
-    return portfolio_pb2.StreamMarketResponse(
-        quotes=quotes,
-        seq=seq,
-        since_seq=since,
-        term=int(cast(int, flags.get("term", 1))),
-        resync=bool(flags.get("resync", False)),
-    )
 
 
 def test_numbered_steps_from_two_replicas_are_delivered_once_each() -> None:
