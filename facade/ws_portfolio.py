@@ -74,7 +74,7 @@ class PortfolioConversation:
         self._lists: dict[str, Watched] = {}  # watchlist id -> its symbols as last known
         # Lists being read now -> the newest change heard meanwhile (None: none yet): a change
         # that overtakes the read must not be lost to it.
-        self._reading: dict[str, portfolio_pb2.WatchlistChange | None] = {}
+        self._reading: dict[str, Watched | None] = {}
         feed.join(self._socket)
 
     async def receive(self, kind: str, message: dict[str, Any]) -> None:
@@ -105,39 +105,25 @@ class PortfolioConversation:
         finally:
             heard = {w: self._reading.pop(w, None) for w in ids}
         for watchlist_id, change in heard.items():
-            if change is None:
-                continue
-            changed = Watched.of(change.symbols, change.updated_at)
-            if changed.stamp < read[watchlist_id].stamp:
-                continue  # the read saw it already, and more
-            if change.deleted:
-                del read[watchlist_id]
-            else:
-                read[watchlist_id] = changed
-        return read
+            if change is not None and change.supersedes(read[watchlist_id]):
+                read[watchlist_id] = change
+        return {w: watched for w, watched in read.items() if not watched.deleted}
 
     def end(self) -> None:
         self._feed.leave(self._socket)
 
     def _list_changed(self, change: portfolio_pb2.WatchlistChange) -> None:
         """A list this socket follows was edited or deleted: follow it as it is now."""
+        changed = Watched.of(change.symbols, change.updated_at, deleted=change.deleted)
         if change.id in self._reading:
-            heard = self._reading[change.id]
-            if (
-                heard is None
-                or Watched.of(change.symbols, change.updated_at).stamp
-                >= Watched.of(heard.symbols, heard.updated_at).stamp
-            ):
-                self._reading[change.id] = change
+            if changed.supersedes(self._reading[change.id]):
+                self._reading[change.id] = changed
             return
         known = self._lists.get(change.id)
-        if known is None:
-            return
-        changed = Watched.of(change.symbols, change.updated_at)
-        if changed.stamp < known.stamp:
-            return  # an older change, arriving after a newer one
+        if known is None or not changed.supersedes(known):
+            return  # a list the socket does not follow, or an older change after a newer one
         socket = self._socket
-        if change.deleted:
+        if changed.deleted:
             del self._lists[change.id]
         elif len(self._followed(changed.symbols, without=change.id)) > MAX_SYMBOLS:
             limit = f"more symbols than a socket follows ({MAX_SYMBOLS})"
@@ -172,11 +158,17 @@ class PortfolioConversation:
 
 @dataclass(frozen=True)
 class Watched:
-    """A followed watchlist's symbols, and when it last changed (seconds, nanos)."""
+    """A watchlist's symbols (or its deletion), and when it last changed (seconds, nanos)."""
 
     symbols: set[str]
     stamp: tuple[int, int]
+    deleted: bool = False
 
     @classmethod
-    def of(cls, symbols: Iterable[str], changed: Timestamp) -> Watched:
-        return cls(set(symbols), (changed.seconds, changed.nanos))
+    def of(cls, symbols: Iterable[str], changed: Timestamp, *, deleted: bool = False) -> Watched:
+        return cls(set(symbols), (changed.seconds, changed.nanos), deleted)
+
+    def supersedes(self, known: Watched | None) -> bool:
+        """Whether this is the list as it is now rather than `known` (none yet, or as old or
+        older): the one comparison of reads and changes."""
+        return known is None or self.stamp >= known.stamp
