@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -74,8 +75,9 @@ class ChatRooms:
         self._replica = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self._rooms: dict[str, _Room] = {}
+        # Relays waiting, by origin, each origin's sent in turn by one task (in _relaying).
+        self._queued: dict[str, deque[tuple[str, dict[str, Any]]]] = {}
         self._relaying: set[asyncio.Task[None]] = set()
-        self._last_relay: dict[str, asyncio.Task[None]] = {}
 
     def member_id(self) -> str:
         return f"{self._replica}:{next(self._ids)}"
@@ -102,34 +104,28 @@ class ChatRooms:
 
     def relay_later(self, session_id: str, origin: str, message: dict[str, Any]) -> None:
         """`relay` from a path that must not wait (a socket that is gone, an answer streaming),
-        after the relays `origin` asked for before (its answer's chunks stay in order);
-        tracked until sent."""
-        previous = self._last_relay.get(origin)
-        task = asyncio.get_running_loop().create_task(
-            self._relay_after(previous, session_id, origin, message)
-        )
-        self._last_relay[origin] = task
-        self._relaying.add(task)
-        task.add_done_callback(lambda done: self._relayed(origin, done))
+        after the relays `origin` asked for before (its answer's chunks stay in order)."""
+        queue = self._queued.get(origin)
+        if queue is None:
+            queue = self._queued[origin] = deque()
+            sending = asyncio.get_running_loop().create_task(self._send_queued(origin, queue))
+            self._relaying.add(sending)
+            sending.add_done_callback(self._relaying.discard)
+        queue.append((session_id, message))
 
-    async def _relay_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        session_id: str,
-        origin: str,
-        message: dict[str, Any],
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # its outcome is its own
+    async def _send_queued(self, origin: str, queue: deque[tuple[str, dict[str, Any]]]) -> None:
+        """One origin's relays, one at a time, until none is left."""
         try:
-            await self.relay(session_id, origin, message)
-        except Exception:  # the cache is down: the others miss this one, the sender does not
-            log.warning("chat relay not sent", extra={"sessionId": session_id}, exc_info=True)
-
-    def _relayed(self, origin: str, task: asyncio.Task[None]) -> None:
-        self._relaying.discard(task)
-        if self._last_relay.get(origin) is task:
-            del self._last_relay[origin]
+            while queue:
+                session_id, message = queue.popleft()
+                try:
+                    await self.relay(session_id, origin, message)
+                except Exception:  # the cache is down: the others miss it, the sender does not
+                    log.warning(
+                        "chat relay not sent", extra={"sessionId": session_id}, exc_info=True
+                    )
+        finally:
+            del self._queued[origin]
 
     async def relay(self, session_id: str, origin: str, message: dict[str, Any]) -> None:
         """`message` to every other socket in the session, on every replica."""
