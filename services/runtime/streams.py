@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import grpc
@@ -27,19 +27,21 @@ T = TypeVar("T")
 
 async def follow_forever(
     open_stream: Callable[[asyncio.Event], AsyncGenerator[T, None]],
-    handle: Callable[[T], None],
+    handle: Callable[[T], Awaitable[None] | None],
     *,
     name: str,
     live: asyncio.Event | None = None,
     restarts: Counter | None = None,
     log_extra: Mapping[str, object] | None = None,
+    backoff_max: float = BACKOFF_MAX,
 ) -> None:
-    """Hand each message of `open_stream(live)` to `handle` until cancelled. The stream sets
-    `live` once nothing sent to it can be missed (a subscription confirmed); it is cleared
-    while the stream is down. A failure of `handle` reopens the stream too: a bug in one
-    message must not end the stream for good."""
+    """Hand each message of `open_stream(live)` to `handle` (its awaitable, if it returns one,
+    awaited before the next message) until cancelled. The stream sets `live` once
+    nothing sent to it can be missed (a subscription confirmed); it is cleared while the stream
+    is down. A failure of `handle` reopens the stream too: a bug in one message must not end
+    the stream for good. `backoff_max`: the longest wait between two tries."""
     live = live or asyncio.Event()
-    backoff = BACKOFF_FIRST
+    first = backoff = min(BACKOFF_FIRST, backoff_max)
     loop = asyncio.get_running_loop()
     waiting_until: float | None = loop.time() + STARTING_GRACE  # None once it has been live
     while True:
@@ -47,14 +49,15 @@ async def follow_forever(
         try:
             async with contextlib.aclosing(open_stream(live)) as stream:
                 async for message in stream:
-                    handle(message)
+                    if (handling := handle(message)) is not None:
+                        await handling
         except grpc.aio.AioRpcError as error:
             outcome = error.code().name
         except Exception:
             log.exception("stream failed", extra={"stream": name, **(log_extra or {})})
             outcome = "INTERNAL"
         if live.is_set():
-            backoff = BACKOFF_FIRST
+            backoff = first
             waiting_until = None
         live.clear()
         delay = backoff * random.uniform(0.5, 1.0)
@@ -72,4 +75,4 @@ async def follow_forever(
         if restarts is not None:
             restarts.inc()
         await asyncio.sleep(delay)
-        backoff = min(backoff * 2, BACKOFF_MAX)
+        backoff = min(backoff * 2, backoff_max)

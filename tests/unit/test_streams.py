@@ -61,3 +61,44 @@ async def test_a_stream_is_reopened_with_a_backoff_that_starts_over_once_it_was_
     assert all(
         ceiling / 2 - 0.001 <= d <= ceiling for d, ceiling in zip(delays, ceilings, strict=True)
     )
+
+
+async def test_an_async_handler_is_awaited_in_order_and_backoff_max_caps_the_wait(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(streams, "BACKOFF_FIRST", 0.01)
+    opened: list[int] = []
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def stream(live: asyncio.Event) -> AsyncGenerator[int, None]:
+        opened.append(1)
+        if len(opened) <= 4:
+            raise ConnectionError("the cache is away")
+        live.set()
+        for message in (1, 2):
+            yield message
+        done.set()
+        await asyncio.Event().wait()
+
+    async def handle(message: int) -> None:
+        handled.append(f"start {message}")
+        await asyncio.sleep(0.01)  # the next message waits for this one
+        handled.append(f"end {message}")
+
+    with caplog.at_level(logging.INFO, logger=streams.__name__):
+        follower = asyncio.create_task(
+            streams.follow_forever(stream, handle, name="test", backoff_max=0.02)
+        )
+        await asyncio.wait_for(done.wait(), 5)
+        follower.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follower
+
+    assert handled == ["start 1", "end 1", "start 2", "end 2"]
+    delays = [r.__dict__["retryIn"] for r in caplog.records if "retryIn" in r.__dict__]
+    ceilings = [0.01, 0.02, 0.02, 0.02]  # doubling, but never past backoff_max
+    assert all(
+        ceiling / 2 - 0.001 <= d <= ceiling for d, ceiling in zip(delays, ceilings, strict=True)
+    )
+    assert len(delays) == 4
