@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncGenerator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -54,6 +54,7 @@ from services.portfolio.split_calendar import SplitCalendar
 from services.runtime.cache import Cache, subscribe_live
 from services.runtime.errors import DomainError
 from services.runtime.lease import Lease
+from services.runtime.streams import follow_forever
 from services.runtime.tasks import cancel_all, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ LEASE = 3.0
 RENEW = LEASE / 3
 # How long `start` waits for the step subscription to be live before going on.
 SUBSCRIBE_WITHIN = 3.0
-RESUBSCRIBE_AFTER = 0.5
+RESUBSCRIBE_AFTER = 0.5  # at most, between two tries to subscribe
 # A follower tells the leader a symbol was asked for at most this often (seconds).
 INTEREST_EVERY = 60.0
 INTEREST = b"?"  # starts an interest message on the steps' channel (a step is JSON: "{")
@@ -247,8 +248,11 @@ class SharedMarket:
             # its own opening prices until each symbol moved again.
             self._source.restore(self._latest.values(), self.seq)
         loop = asyncio.get_running_loop()
+        follow = follow_forever(
+            self._steps, self._received, name="market steps", backoff_max=RESUBSCRIBE_AFTER
+        )
         self._tasks = [
-            loop.create_task(self._follow_forever(), name="market-follow"),
+            loop.create_task(follow, name="market-follow"),
             loop.create_task(self._contend_forever(), name="market-lead"),
         ]
         with contextlib.suppress(TimeoutError):
@@ -349,20 +353,15 @@ class SharedMarket:
 
     # --- following -------------------------------------------------------------------------------
 
-    async def _follow_forever(self) -> None:
-        while True:
-            live = asyncio.Event()
-            watch = asyncio.get_running_loop().create_task(self._on_live(live))
-            try:
-                async for raw in subscribe_live(self._cache, CHANNEL, live, SUBSCRIBE_WITHIN):
-                    await self._received(raw)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the store went away: resubscribe, then resync
-                log.warning("market steps interrupted", extra={"error": str(error)})
-            finally:
-                watch.cancel()
-            await asyncio.sleep(RESUBSCRIBE_AFTER)
+    async def _steps(self, live: asyncio.Event) -> AsyncGenerator[bytes, None]:
+        """The steps' channel; if the store goes away, follow_forever subscribes again, and
+        once live this replica resyncs."""
+        watch = asyncio.get_running_loop().create_task(self._on_live(live))
+        try:
+            async for raw in subscribe_live(self._cache, CHANNEL, live, SUBSCRIBE_WITHIN):
+                yield raw
+        finally:
+            watch.cancel()
 
     async def _on_live(self, live: asyncio.Event) -> None:
         """Once (re)subscribed, catch up with what was published meanwhile."""
