@@ -26,7 +26,7 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from stockfolio.portfolio.v1 import portfolio_pb2
 
@@ -37,12 +37,13 @@ from services.portfolio.watch_messages import fired_message, firing_text
 from services.portfolio.watch_store import AlertRepository, FiredAlertRepository, FiredRecord
 from services.runtime.cache import Cache
 from services.runtime.db import Database
+from services.runtime.streams import follow_forever
 from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "alerts:changed"
-RESUBSCRIBE_AFTER = 1.0
+RESUBSCRIBE_AFTER = 1.0  # at most, between two tries to subscribe
 # A service started with its database away tries to load the alerts again, backing off to this.
 LOAD_RETRY_MAX = 30.0
 PROBE = b"?"  # starts a probe message (an alert id never does)
@@ -92,11 +93,14 @@ class AlertWatch:
         # Subscribed now: no tick after the load is missed. Every step, in order: a crossing
         # that the next step undid, both read at once, still fires.
         ticks = self._open_ticks(every=True)
+        changes = follow_forever(
+            self._changes, self._on_change, name="alert changes", backoff_max=RESUBSCRIBE_AFTER
+        )
         self._tasks = [
             *tasks,
             loop.create_task(self._save_history_forever(), name="alerts-history"),
             loop.create_task(self._follow(ticks), name="alerts-ticks"),
-            loop.create_task(self._listen_forever(), name="alerts-changes"),
+            loop.create_task(changes, name="alerts-changes"),
             loop.create_task(self._store_forever(), name="alerts-store"),
         ]
         try:
@@ -249,29 +253,28 @@ class AlertWatch:
         else:
             self.index.put(rule)
 
-    async def _listen_forever(self) -> None:
-        first = True
-        while True:
-            live = asyncio.Event()
-            probe = PROBE + uuid.uuid4().hex.encode()
-            probing = asyncio.get_running_loop().create_task(self._probe(probe, live))
-            try:
-                async for message in self._cache.subscribe(CHANNEL):
-                    if message == probe:
-                        live.set()
-                        self._listening.set()
-                        if not first:
-                            await self.reload()  # notices may have been missed meanwhile
-                        first = False
-                    elif not message.startswith(PROBE):  # another replica's probe
-                        await self._refresh(message.decode(errors="replace"))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the cache went away: resubscribe, then reload
-                log.warning("alert changes interrupted", extra={"error": str(error)})
-            finally:
-                probing.cancel()
-            await asyncio.sleep(RESUBSCRIBE_AFTER)
+    async def _changes(self, live: asyncio.Event) -> AsyncGenerator[bytes, None]:
+        """The ids announced on the channel, and this subscription's own probe once it comes
+        back (live from then on); if the cache goes away, follow_forever subscribes again."""
+        probe = PROBE + uuid.uuid4().hex.encode()
+        probing = asyncio.get_running_loop().create_task(self._probe(probe, live))
+        try:
+            async for message in self._cache.subscribe(CHANNEL):
+                if message == probe:
+                    live.set()
+                    yield message
+                elif not message.startswith(PROBE):  # not another replica's probe
+                    yield message
+        finally:
+            probing.cancel()
+
+    async def _on_change(self, message: bytes) -> None:
+        if not message.startswith(PROBE):
+            await self._refresh(message.decode(errors="replace"))
+        elif self._listening.is_set():
+            await self.reload()  # subscribed again: notices may have been missed meanwhile
+        else:
+            self._listening.set()
 
     async def _probe(self, probe: bytes, live: asyncio.Event) -> None:
         """Publish the probe until it comes back: the subscription is live from then on."""

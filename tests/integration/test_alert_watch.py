@@ -145,6 +145,51 @@ async def test_a_change_announced_by_another_replica_reaches_the_index(rig: Rig)
     await until(lambda: "a-2" not in rig.watch.index, "the paused alert out of the index")
 
 
+class LosesItsSubscription(InProcessCache):
+    """A cache whose first subscription fails once it is live (a lost Redis connection); the
+    next one waits for `back` to be set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscriptions = 0
+        self.lost = asyncio.Event()
+        self.back = asyncio.Event()
+
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        self.subscriptions += 1
+        if self.subscriptions > 1:
+            await self.back.wait()
+        async for message in super().subscribe(channel):
+            yield message
+            if self.subscriptions == 1:
+                self.lost.set()
+                raise ConnectionError("connection to the cache lost")
+
+
+async def test_a_replica_whose_subscription_was_lost_subscribes_again_and_reloads(
+    rig: Rig,
+) -> None:
+    cache = LosesItsSubscription()
+    watch = AlertWatch(rig.db, rig.market.subscribe, EventHub(None), cache, leading=lambda: False)
+    try:
+        await watch.start()
+        await asyncio.wait_for(cache.lost.wait(), WAIT)
+        # Announced while this replica was not subscribed: the notice is missed.
+        await add_alert(rig.db, "a-missed", "150")
+        await cache.publish(CHANNEL, b"a-missed")
+        assert "a-missed" not in watch.index
+        cache.back.set()
+        await until(lambda: "a-missed" in watch.index, "the reload after subscribing again")
+        # And the new subscription carries the next notices.
+        async with rig.db.transaction() as session:
+            await AlertRepository(session).set_active("a-missed", "u-1", False)
+        await cache.publish(CHANNEL, b"a-missed")
+        await until(lambda: "a-missed" not in watch.index, "the paused alert out of the index")
+        assert cache.subscriptions == 2
+    finally:
+        await watch.stop()
+
+
 async def test_a_service_started_before_its_tables_exist_loads_the_alerts_once_they_do(
     tmp_path: object,
 ) -> None:
