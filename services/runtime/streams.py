@@ -44,6 +44,7 @@ async def follow_forever(
     first = backoff = min(BACKOFF_FIRST, backoff_max)
     loop = asyncio.get_running_loop()
     waiting_until: float | None = loop.time() + STARTING_GRACE  # None once it has been live
+    last_failure: str | None = None  # the last failure's type and message
     while True:
         outcome = "ended"
         try:
@@ -53,8 +54,19 @@ async def follow_forever(
                         await handling
         except grpc.aio.AioRpcError as error:
             outcome = error.code().name
-        except Exception:
-            log.exception("stream failed", extra={"stream": name, **(log_extra or {})})
+        except Exception as error:
+            # One traceback per kind of failure: a dependency that stays down (Redis for a
+            # cache subscription) fails alike on every try, several times a second at the
+            # shorter ceilings; the repeats are said in one line.
+            failure = f"{type(error).__name__}: {error}"
+            again = failure == last_failure and not live.is_set()
+            log.log(
+                logging.WARNING if again else logging.ERROR,
+                "stream failed",
+                exc_info=not again,
+                extra={"stream": name, **(log_extra or {}), "error": failure},
+            )
+            last_failure = failure
             outcome = "INTERNAL"
         if live.is_set():
             backoff = first

@@ -54,6 +54,15 @@ async def test_a_stream_is_reopened_with_a_backoff_that_starts_over_once_it_was_
         ("INFO", "stream not open yet; retrying"),
         ("WARNING", "stream closed; reopening"),
     ]
+    # A failure the same as the last, while down, is one line; the first of each kind, and one
+    # after the stream was live, carry their traceback.
+    failed = [r for r in caplog.records if r.getMessage() == "stream failed"]
+    assert [(r.levelname, r.__dict__["error"], bool(r.exc_info)) for r in failed] == [
+        ("ERROR", "ConnectionError: not there yet", True),
+        ("WARNING", "ConnectionError: not there yet", False),
+        ("WARNING", "ConnectionError: not there yet", False),
+        ("ERROR", "ValueError: a bug in the handler", True),
+    ]
     codes = [r.__dict__["code"] for r in closed]
     delays = [r.__dict__["retryIn"] for r in closed]
     assert codes == ["INTERNAL"] * 4
