@@ -26,7 +26,7 @@ from stockfolio.users.v1 import users_pb2_grpc
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, TokenCodec
 from services.runtime.cache import Cache
 from services.runtime.config import RuntimeConfig, load_runtime_config
-from services.runtime.keys import SigningKey, TokenKeys
+from services.runtime.keys import SERVICE_TOKEN_ISSUERS, SigningKey, TokenKeys
 from services.runtime.local_cache import InProcessCache
 from services.runtime.migrations import upgrade
 from services.runtime.redis_cache import RedisCache
@@ -54,9 +54,14 @@ _REDIS_DB = (15, 14, 13, 11, 10, 9, 8, 7)[_WORKER % 8]
 REDIS_DATABASE_URL = os.environ.get("STOCKFOLIO_TEST_REDIS", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 REDIS_TEST_URL = f"{REDIS_DATABASE_URL}?namespace=test-gw{_WORKER}"
 REQUIRE_SERVERS = os.environ.get("STOCKFOLIO_REQUIRE_SERVERS") == "1"
-# The users service's signing key and the facade's service-token key, one pair each per run.
+# The users service's signing key and the facade's service-token key, one pair each per run,
+# and every other service-token issuer's (the services that follow account deletions).
 TEST_USER_KEY = SigningKey.generate()
 TEST_SERVICE_KEY = SigningKey.generate()
+TEST_ISSUER_KEYS = {
+    issuer: TEST_SERVICE_KEY if issuer == "facade" else SigningKey.generate()
+    for issuer in SERVICE_TOKEN_ISSUERS
+}
 _key_files: dict[str, Path] = {}
 
 
@@ -78,16 +83,25 @@ def _private_key_file(name: str, key: SigningKey) -> Path:
 
 def token_environment(service: str) -> dict[str, str]:
     """The key variables `service` runs with in tests: every public half, and a private key only
-    for its owner (users signs users' tokens, the facade its own service tokens)."""
-    environ = {
-        "TOKEN_PUBLIC_KEYS": TEST_USER_KEY.public_pem(),
-        "FACADE_SERVICE_PUBLIC_KEYS": TEST_SERVICE_KEY.public_pem(),
-    }
+    for its owner (users signs users' tokens, each service-token issuer its own service
+    tokens)."""
+    environ = {"TOKEN_PUBLIC_KEYS": TEST_USER_KEY.public_pem()}
+    for issuer, key in TEST_ISSUER_KEYS.items():
+        environ[f"{issuer.upper()}_SERVICE_PUBLIC_KEYS"] = key.public_pem()
+        if service == issuer:
+            environ[f"{issuer.upper()}_SERVICE_KEY_FILE"] = str(
+                _private_key_file(f"{issuer}.pem", key)
+            )
     if service == "users":
         environ["TOKEN_PRIVATE_KEY_FILE"] = str(_private_key_file("users.pem", TEST_USER_KEY))
-    if service == "facade":
-        environ["FACADE_SERVICE_KEY_FILE"] = str(_private_key_file("facade.pem", TEST_SERVICE_KEY))
     return environ
+
+
+def service_credentials(issuer: str, audience: str = "users") -> ServiceCredentials:
+    """`issuer`'s service token for `audience`, as that service sends it in tests."""
+    return ServiceCredentials(
+        ServiceTokenSigner(TEST_ISSUER_KEYS[issuer], service=issuer), audience
+    )
 
 
 def users_codec(*, access_ttl: int = 900, key: SigningKey = TEST_USER_KEY) -> TokenCodec:

@@ -43,7 +43,8 @@ class RuntimeConfig:
     var_dir: Path
     database_url: str
     redis_url: str | None
-    # Public keys to check tokens with; private keys only in the users service and the facade.
+    # Public keys to check tokens with; private keys only in the users service (users' tokens) and
+    # in the service-token issuers (their own service tokens: keys.SERVICE_TOKEN_ISSUERS).
     token_keys: TokenKeys = field(repr=False)
     jwt_issuer: str
     access_token_ttl: int

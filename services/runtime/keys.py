@@ -3,9 +3,10 @@ half comes from (files and variables in production, pairs made once under var/se
 development).
 
 The users service alone holds the private key that signs users' tokens; a process that mints
-service tokens (the facade) holds a private key of its own that can sign nothing else. Every
-other process only ever reads public halves, so reading its environment or its files gives an
-attacker nothing to sign with.
+service tokens (the facade; the other domain services, for the users service's internal RPCs)
+holds a private key of its own that can sign nothing else: only service tokens naming it, which
+only the services that trust its key take, and only for RPCs declared internal. No process but
+users can sign anything that passes for a user.
 
 `python -m services.runtime.keys PATH` makes a pair: PATH (private, 0600) and PATH.pub.
 """
@@ -32,10 +33,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 # The development pair of the users service, under <var>/secrets/.
 USER_TOKEN_KEY = "token_signing_key"  # noqa: S105 - a file name, not a key
 # Processes that mint service tokens, each with its own key (`<NAME>_SERVICE_KEY_FILE`) and a
-# development pair named `<name>_service_key`.
-SERVICE_TOKEN_ISSUERS = ("facade",)
-# Processes that accept service tokens (internal RPCs live on domain services only).
-SERVICE_TOKEN_CALLEES = ("users", "assistant", "terminal", "workspace", "portfolio")
+# development pair named `<name>_service_key`, and the services that trust it (internal RPCs
+# live on domain services only; each callee holds the public keys of its callers alone, so a
+# service's key reaches no other service's internal RPCs): the facade's streams and bridges
+# reach every service; the others follow the users service's account deletions.
+SERVICE_TOKEN_ISSUERS: Mapping[str, tuple[str, ...]] = {
+    "facade": ("users", "assistant", "terminal", "workspace", "portfolio"),
+    "assistant": ("users",),
+    "terminal": ("users",),
+    "workspace": ("users",),
+    "portfolio": ("users",),
+}
 GENERATE_TIMEOUT = 60.0
 
 _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
@@ -121,7 +129,7 @@ class TokenKeys:
     services: Mapping[str, ServiceKey] = field(default_factory=dict)
     # Users' tokens: the users service only.
     signing: SigningKey | None = field(default=None, repr=False)
-    # This process's own service tokens: a service-token issuer (the facade) only.
+    # This process's own service tokens: a service-token issuer (SERVICE_TOKEN_ISSUERS) only.
     service_signing: SigningKey | None = field(default=None, repr=False)
 
 
@@ -268,7 +276,7 @@ def load_token_keys(
         users[signing.kid] = signing.public
     service_signing = None
     services: dict[str, ServiceKey] = {}
-    for issuer in SERVICE_TOKEN_ISSUERS:
+    for issuer, callees in SERVICE_TOKEN_ISSUERS.items():
         prefix = issuer.upper()
         development = f"{issuer}_service_key"
         if service == issuer:
@@ -278,7 +286,7 @@ def load_token_keys(
                 production=production,
                 development=secrets_dir / development,
             )
-        if service in SERVICE_TOKEN_CALLEES:
+        if service in callees:
             trusted = _public_keys(
                 read,
                 f"{prefix}_SERVICE_PUBLIC_KEYS",

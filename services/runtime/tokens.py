@@ -1,6 +1,7 @@
 """The token machinery a process builds from its configuration: the verifier every process
-checks tokens with, the users service's codec that issues them, and the facade's service-token
-signer. Apart from the server, so that the facade (which serves no gRPC) imports none of it."""
+checks tokens with, the users service's codec that issues them, and the service-token signer of
+each process that calls internal RPCs (the facade; the others, for the users service's). Apart
+from the server, so that the facade (which serves no gRPC) imports none of it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def token_codec(config: RuntimeConfig) -> TokenCodec:
 
 
 def service_token_signer(config: RuntimeConfig) -> ServiceTokenSigner:
-    """A service-token issuer's (the facade's) own signer, with the key only it holds."""
+    """A service-token issuer's own signer (SERVICE_TOKEN_ISSUERS), with the key only it holds."""
     key = config.token_keys.service_signing
     if key is None:
         raise ConfigError(

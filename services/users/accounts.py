@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ from services.runtime.pagination import Page
 from services.users.budgets import Budgets
 from services.users.config import UsersConfig
 from services.users.domain import (
+    AccountDeletion,
     EmailTaken,
     InvalidCredentials,
     LastAdmin,
@@ -39,8 +41,12 @@ from services.users.domain import (
 )
 from services.users.guard import LoginGuard
 from services.users.passwords import PasswordHasher
-from services.users.repository import SessionRepository, UserRepository
+from services.users.repository import DeletionRepository, SessionRepository, UserRepository
 from services.users.sessions import LocalSessionChecker
+
+# Deletions listed at once when the caller names no limit, and at most.
+DELETIONS_PAGE = 100
+DELETIONS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -300,7 +306,12 @@ class Accounts:
         return user
 
     async def _check_current_password(
-        self, user: User, password: str | None, address: str, *, password_change: bool
+        self,
+        user: User,
+        password: str | None,
+        address: str,
+        *,
+        password_change: bool,
     ) -> None:
         """The current password a change that could take `user`'s account from its owner must
         give (must_give_current_password), checked as a login's is.
@@ -365,9 +376,21 @@ class Accounts:
                 raise LastAdmin()
             revoked = await SessionRepository(tx).revoke_all(user_id, now, "account-deleted")
             await repo.remove(user_id)
+            # With the account, or not at all: what every other service erases its data by.
+            await DeletionRepository(tx).record(user_id, now)
         self._profiles.forget(user_id)
         await self._sessions.revoked(revoked)
         await self._sessions.all_revoked(user_id)
+
+    async def deletions(self, after: int, limit: int) -> tuple[Sequence[AccountDeletion], int]:
+        """The accounts deleted after the sequence number `after`, oldest first (`limit` at
+        most, 0: DELETIONS_PAGE), and the newest deletion's number."""
+        if after < 0:
+            raise InvalidArgument.field("afterSequence", "must be 0 or more")
+        async with self._db.reading() as tx:
+            repo = DeletionRepository(tx)
+            found = await repo.after(after, min(limit, DELETIONS_MAX) or DELETIONS_PAGE)
+            return found, await repo.last()
 
     async def _open_session(
         self, tx: AsyncSession, user: User, now: datetime, address: str

@@ -46,6 +46,15 @@ class User:
 
 
 @dataclass(frozen=True)
+class AccountDeletion:
+    """A deleted account's tombstone: what the other services erase the account's data by."""
+
+    user_id: str
+    sequence: int
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
 class ProfileChanges:
     name: str | None = None
     email: str | None = None

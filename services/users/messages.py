@@ -8,9 +8,9 @@ from datetime import datetime
 from stockfolio.users.v1 import users_pb2
 
 from services.runtime.auth import SessionState
-from services.runtime.timestamps import optional_timestamp
+from services.runtime.timestamps import optional_timestamp, timestamp
 from services.users.accounts import Tokens
-from services.users.domain import ADMIN, USER, User
+from services.users.domain import ADMIN, USER, AccountDeletion, User
 
 # Messages kept at most; past it the cache starts again (profiles change rarely).
 CACHED_MESSAGES = 10_000
@@ -22,6 +22,14 @@ SESSION_STATES = {
     SessionState.REVOKED: users_pb2.SESSION_STATE_REVOKED,
     SessionState.EXPIRED: users_pb2.SESSION_STATE_EXPIRED,
 }
+
+
+def deletion_message(deletion: AccountDeletion) -> users_pb2.AccountDeletion:
+    return users_pb2.AccountDeletion(
+        user_id=deletion.user_id,
+        sequence=deletion.sequence,
+        deleted_at=timestamp(deletion.deleted_at),
+    )
 
 
 def user_message(user: User) -> users_pb2.User:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -12,6 +13,7 @@ from sqlalchemy import (
 )
 
 from services.runtime.orm import id_column, reference_column, service_metadata
+from services.runtime.sqltypes import UtcDateTime
 
 metadata = service_metadata()
 
@@ -61,4 +63,16 @@ bootstrap = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", String(254), nullable=False),
+)
+
+# A tombstone per deleted account, written in the transaction that deletes it: what the other
+# services follow (ListAccountDeletions) to erase what the account owned there. `sequence` is
+# given in commit order (accounts.py: one deletion at a time takes the next number), so a
+# follower that has seen a number has seen every one below it.
+account_deletions = Table(
+    "account_deletions",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", String(64), nullable=False, unique=True),
+    Column("deleted_at", UtcDateTime(), nullable=False),
 )

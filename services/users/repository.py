@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime.queries import contains_text, fetch_page, one_writer_at_a_time
-from services.users.domain import EmailTaken, User
-from services.users.orm import bootstrap, refresh_tokens, sessions, users
+from services.users.domain import AccountDeletion, EmailTaken, User
+from services.users.orm import account_deletions, bootstrap, refresh_tokens, sessions, users
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -200,3 +200,37 @@ class SessionRepository:
             .values(used_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+class DeletionRepository:
+    """The tombstones of deleted accounts, numbered in the order their deletions commit."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record(self, user_id: str, when: datetime) -> int:
+        """The deletion of `user_id`, in the transaction that deletes the account; its number.
+
+        Deletions are numbered one at a time (the transaction holds the numbering until it
+        ends), so numbers are given in commit order: a reader that has seen one has seen every
+        lower one, which numbers drawn from a sequence would not promise (a transaction that
+        drew 5 can commit after one that drew 6)."""
+        await one_writer_at_a_time(self._session, "account-deletions")
+        last = (
+            await self._session.execute(select(func.max(account_deletions.c.sequence)))
+        ).scalar()
+        sequence = int(last or 0) + 1
+        await self._session.execute(
+            insert(account_deletions).values(sequence=sequence, user_id=user_id, deleted_at=when)
+        )
+        return sequence
+
+    async def after(self, sequence: int, limit: int) -> list[AccountDeletion]:
+        t = account_deletions.c
+        query = select(t.user_id, t.sequence, t.deleted_at).where(t.sequence > sequence)
+        rows = await self._session.execute(query.order_by(t.sequence).limit(limit))
+        return [AccountDeletion(r.user_id, int(r.sequence), r.deleted_at) for r in rows]
+
+    async def last(self) -> int:
+        found = await self._session.execute(select(func.max(account_deletions.c.sequence)))
+        return int(found.scalar() or 0)

@@ -14,6 +14,7 @@ from services.users.domain import ProfileChanges
 from services.users.messages import (
     SESSION_STATES,
     UserMessages,
+    deletion_message,
     role_messages,
     roles_of,
     tokens_message,
@@ -135,3 +136,11 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             require_identity(), request.id, current_password, client_address.get()
         )
         return users_pb2.DeleteUserResponse()
+
+    async def ListAccountDeletions(
+        self, request: users_pb2.ListAccountDeletionsRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.ListAccountDeletionsResponse:
+        found, last = await self._accounts.deletions(request.after_sequence, request.limit)
+        return users_pb2.ListAccountDeletionsResponse(
+            deletions=[deletion_message(d) for d in found], last_sequence=last
+        )

@@ -17,10 +17,15 @@ from services.runtime.keys import parse_public_keys
 from tests.forged_tokens import AUTHENTICATED_RPC, forged_tokens
 from tests.system_harness import ROUTE_OF, Account, System, child_pids, request
 
-# Whose private key each process may hold: users signs users' tokens, the facade its own
-# service tokens; nobody else holds any.
-PRIVATE_KEYS = ("token_signing_key", "facade_service_key")
-MAY_HOLD = {"users": {"token_signing_key"}, "facade": {"facade_service_key"}}
+# Whose private key each process may hold: users signs users' tokens, the facade and the other
+# services their own service tokens (theirs reach the users service's account deletions only);
+# nobody holds another's.
+SERVICE_TOKEN_SIGNERS = ("facade", "assistant", "terminal", "workspace", "portfolio")
+PRIVATE_KEYS = ("token_signing_key", *(f"{name}_service_key" for name in SERVICE_TOKEN_SIGNERS))
+MAY_HOLD = {
+    "users": {"token_signing_key"},
+    **{name: {f"{name}_service_key"} for name in SERVICE_TOKEN_SIGNERS},
+}
 SECRET_VARIABLES = ("JWT_SECRET", "TOKEN_PRIVATE_KEY_FILE", "FACADE_SERVICE_KEY_FILE")
 
 

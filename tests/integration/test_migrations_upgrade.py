@@ -393,5 +393,5 @@ def test_two_upgrades_at_once_both_succeed(url: str, tmp_path: Path) -> None:
     codes = [code for code, _ in results]
     tails = [err[-300:] for _, (_, err) in results]
     version = asyncio.run(execute(url, sa.text("SELECT version_num FROM alembic_version")))
-    assert [v[0] for v in version] == ["0002_normalized_emails"]
+    assert [v[0] for v in version] == ["0003_account_deletions"]
     assert codes == [0, 0], tails

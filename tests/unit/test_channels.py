@@ -85,6 +85,7 @@ def test_retries_cover_exactly_the_methods_safe_to_repeat() -> None:
         (users, "GetMe"),
         (users, "ListUsers"),
         (users, "GetUser"),
+        (users, "ListAccountDeletions"),
     }
     for unsafe in ("Login", "Register", "Refresh", "Logout", "UpdateUser", "DeleteUser"):
         assert (users, unsafe) not in retried

@@ -44,6 +44,8 @@ def test_each_private_key_is_mounted_in_one_pod_only() -> None:
             holders.setdefault(secret, set()).add(name)
     assert holders["stockfolio-token-signing-key"] == {"users"}
     assert holders["stockfolio-facade-service-key"] == {"facade"}
+    for service in ("assistant", "terminal", "workspace", "portfolio"):
+        assert holders[f"stockfolio-{service}-service-key"] == {service}
 
 
 def test_only_the_sandboxing_pods_get_what_bubblewrap_needs() -> None:
@@ -100,6 +102,9 @@ def test_compose_hands_keys_and_sandbox_options_to_the_right_containers() -> Non
     services = compose["services"]
     holding = {n for n, s in services.items() if "token_signing_key" in s.get("secrets", [])}
     assert holding == {"users"}
+    for owner in ("facade", "assistant", "terminal", "workspace", "portfolio"):
+        key = f"{owner}_service_key"
+        assert {n for n, s in services.items() if key in s.get("secrets", [])} == {owner}
     sandboxing = {n for n, s in services.items() if "security_opt" in s}
     assert sandboxing == SANDBOXED
     for name in SANDBOXED:

@@ -108,9 +108,33 @@ def test_development_gives_every_process_the_same_users_key_made_once(tmp_path: 
     trusted = terminal.token_keys.services[facade.token_keys.service_signing.kid]
     assert trusted.issuer == "facade"
     assert terminal.token_keys.signing is None
-    assert terminal.token_keys.service_signing is None
     assert facade.token_keys.signing is None, "the facade cannot sign a user's token"
     assert users.token_keys.service_signing is None
+
+
+def test_development_gives_each_following_service_a_service_key_only_users_trusts(
+    tmp_path: Path,
+) -> None:
+    """The services that follow account deletions sign their own service tokens, each with a
+    key of its own that the users service trusts as theirs, and no other service does: a
+    terminal's key reaches no portfolio's internal RPC."""
+    users = load("users", tmp_path)
+    issuers = {name: load(name, tmp_path) for name in ("assistant", "terminal", "workspace")}
+    portfolio = load("portfolio", tmp_path)
+    issuers["portfolio"] = portfolio
+    for name, config in issuers.items():
+        own = config.token_keys.service_signing
+        assert own is not None, name
+        assert users.token_keys.services[own.kid].issuer == name
+        assert config.token_keys.signing is None, f"{name} cannot sign a user's token"
+    kids = {
+        config.token_keys.service_signing.kid
+        for config in issuers.values()
+        if config.token_keys.service_signing
+    }
+    assert len(kids) == 4, "a key each"
+    assert not kids & set(portfolio.token_keys.services), "only the users service trusts them"
+    assert {key.issuer for key in portfolio.token_keys.services.values()} == {"facade"}
 
 
 def test_a_process_that_only_verifies_never_opens_a_private_key(tmp_path: Path) -> None:
@@ -163,6 +187,9 @@ def test_a_non_users_process_ignores_the_users_private_key_file(tmp_path: Path) 
         ("workspace", "FACADE_SERVICE_PUBLIC_KEYS"),
         ("facade", "TOKEN_PUBLIC_KEYS"),
         ("facade", "FACADE_SERVICE_KEY_FILE"),
+        ("users", "PORTFOLIO_SERVICE_PUBLIC_KEYS"),
+        ("portfolio", "PORTFOLIO_SERVICE_KEY_FILE"),
+        ("terminal", "TERMINAL_SERVICE_KEY_FILE"),
     ],
 )
 def test_production_refuses_to_start_without_its_keys_and_names_the_variable(
@@ -188,6 +215,7 @@ def test_production_reads_keys_from_files(tmp_path: Path) -> None:
         **PRODUCTION,
         TOKEN_PUBLIC_KEYS_FILE=str(public),
         FACADE_SERVICE_PUBLIC_KEYS_FILE=str(service_public),
+        PORTFOLIO_SERVICE_KEY_FILE=token_environment("portfolio")["PORTFOLIO_SERVICE_KEY_FILE"],
     )
     assert TEST_USER_KEY.kid in config.token_keys.users
     assert len(config.token_keys.users) == 2, "two keys during a rollover"

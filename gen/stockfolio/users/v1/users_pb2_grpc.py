@@ -91,6 +91,11 @@ class UsersServiceStub:
                 request_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.FromString,
                 _registered_method=True)
+        self.ListAccountDeletions = channel.unary_unary(
+                '/stockfolio.users.v1.UsersService/ListAccountDeletions',
+                request_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsRequest.SerializeToString,
+                response_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsResponse.FromString,
+                _registered_method=True)
 
 
 class UsersServiceServicer:
@@ -181,6 +186,15 @@ class UsersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccountDeletions(self, request, context):
+        """ListAccountDeletions lists the accounts deleted after a sequence number, oldest first: what
+        every other service follows to erase what a deleted account owned there. Services only (a
+        service token); never routed over REST.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +252,11 @@ def add_UsersServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.FromString,
                     response_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ListAccountDeletions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountDeletions,
+                    request_deserializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsRequest.FromString,
+                    response_serializer=stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +558,33 @@ class UsersService:
             '/stockfolio.users.v1.UsersService/DeleteUser',
             stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
             stockfolio_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountDeletions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockfolio.users.v1.UsersService/ListAccountDeletions',
+            stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsRequest.SerializeToString,
+            stockfolio_dot_users_dot_v1_dot_users__pb2.ListAccountDeletionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

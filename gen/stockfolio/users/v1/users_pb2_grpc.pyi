@@ -67,6 +67,11 @@ class UsersServiceStub:
     """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
     the current password.
     """
+    ListAccountDeletions: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListAccountDeletionsRequest, _users_pb2.ListAccountDeletionsResponse]
+    """ListAccountDeletions lists the accounts deleted after a sequence number, oldest first: what
+    every other service follows to erase what a deleted account owned there. Services only (a
+    service token); never routed over REST.
+    """
 
 @_typing.type_check_only
 class UsersServiceAsyncStub(UsersServiceStub):
@@ -106,6 +111,11 @@ class UsersServiceAsyncStub(UsersServiceStub):
     DeleteUser: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _users_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
     the current password.
+    """
+    ListAccountDeletions: _aio.UnaryUnaryMultiCallable[_users_pb2.ListAccountDeletionsRequest, _users_pb2.ListAccountDeletionsResponse]  # type: ignore[assignment]
+    """ListAccountDeletions lists the accounts deleted after a sequence number, oldest first: what
+    every other service follows to erase what a deleted account owned there. Services only (a
+    service token); never routed over REST.
     """
 
 class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -209,6 +219,17 @@ class UsersServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_users_pb2.DeleteUserResponse, _abc.Awaitable[_users_pb2.DeleteUserResponse]]:
         """DeleteUser removes an account and revokes its sessions. Deleting one's own account needs
         the current password.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccountDeletions(
+        self,
+        request: _users_pb2.ListAccountDeletionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.ListAccountDeletionsResponse, _abc.Awaitable[_users_pb2.ListAccountDeletionsResponse]]:
+        """ListAccountDeletions lists the accounts deleted after a sequence number, oldest first: what
+        every other service follows to erase what a deleted account owned there. Services only (a
+        service token); never routed over REST.
         """
 
 def add_UsersServiceServicer_to_server(servicer: UsersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
