@@ -265,6 +265,7 @@ class Accounts:
                 changes.current_password,
                 address,
                 password_change=changes.new_password is not None,
+                action="email change",
             )
             checked = current.password_hash
         if changes.new_password is not None:
@@ -312,6 +313,7 @@ class Accounts:
         address: str,
         *,
         password_change: bool,
+        action: str,
     ) -> None:
         """The current password a change that could take `user`'s account from its owner must
         give (must_give_current_password), checked as a login's is.
@@ -320,7 +322,8 @@ class Accounts:
         guard denies them at Login, so a wrong one is a failed login (from `address`, at this
         account) and a refused one checks nothing. A right one spends what a login does (a new
         email, a deletion: a check each), or for a password change, which also hashes the new
-        one and ends the other sessions, the account's budget of those."""
+        one and ends the other sessions, the account's budget of those. `action` names the
+        change (an email change, an account deletion) in a refusal of the login budget."""
         if not password:
             # Nothing was guessed: no check, and no failed login.
             raise InvalidArgument.field(
@@ -330,7 +333,7 @@ class Accounts:
         if password_change:
             await self._budgets.check_password_change(user.id)
         else:
-            await self._budgets.check_login(user.id, address)
+            await self._budgets.check_login(user.id, address, action=action)
         if not await self._guarded_check(user.id, address, password, user.password_hash):
             raise InvalidCredentials()
         if password_change:
@@ -363,7 +366,7 @@ class Accounts:
             async with self._db.reading() as tx:
                 owner = _existing(await UserRepository(tx).get(user_id), user_id)
             await self._check_current_password(
-                owner, current_password, address, password_change=False
+                owner, current_password, address, password_change=False, action="account deletion"
             )
             checked = owner.password_hash
         now = datetime.now(UTC)

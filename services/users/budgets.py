@@ -53,9 +53,11 @@ class Budgets:
         decision = await self._limiter.hit(f"registrations:{address_block(address)}", rate)
         _check(decision, rate, "registrations from this address")
 
-    async def check_login(self, user_id: str | None, address: str) -> None:
+    async def check_login(self, user_id: str | None, address: str, *, action: str = "") -> None:
         """Refuse a login, before its password is checked, when its account (None: no account
-        has the email) or its address has spent its budget of successful logins.
+        has the email) or its address has spent its budget of successful logins. `action`
+        names what is refused when it is no login but counts as one (a change of one's own
+        email, a deletion of one's own account): the refusal says so.
 
         Only successes spend them, and a success needs the password: failures from anywhere
         can never keep an account's owner out (as with the guard), nor can another's failures
@@ -65,10 +67,14 @@ class Budgets:
             f"logins:address:{address_block(address)}",
             allowances.logins_per_address,
             "logins from this address",
+            action,
         )
         if user_id is not None:
             await self._refuse_if_spent(
-                f"logins:account:{user_id}", allowances.logins_per_account, "logins to this account"
+                f"logins:account:{user_id}",
+                allowances.logins_per_account,
+                "logins to this account",
+                action,
             )
 
     async def logged_in(self, user_id: str, address: str) -> None:
@@ -113,16 +119,21 @@ class Budgets:
         decision = await self._limiter.hit(f"session-checks:{user_id}", rate)
         _check(decision, rate, "session checks for this account")
 
-    async def _refuse_if_spent(self, key: str, rate: Rate, what: str) -> None:
+    async def _refuse_if_spent(self, key: str, rate: Rate, what: str, action: str = "") -> None:
         refusal = await self._limiter.refusal(key, rate)
         if refusal is not None:
-            _check(refusal, rate, what)
+            _check(refusal, rate, what, action)
 
 
-def _check(decision: Decision, rate: Rate, what: str) -> None:
+def _check(decision: Decision, rate: Rate, what: str, action: str = "") -> None:
+    """Refuse past the budget: "too many <what>", or, for an `action` that counts as one of
+    them, "<action> refused: too many <what> (<action> counts as one)"."""
     if not decision.allowed:
+        said = f"too many {what}"
+        if action:
+            said = f"{action} refused: {said} (an {action} counts as one)"
         raise ResourceExhausted(
-            f"too many {what}: at most {rate.limit} per {rate.window:g} s;"
+            f"{said}: at most {rate.limit} per {rate.window:g} s;"
             f" retry in {max(1, round(decision.reset_after))} s",
             retry_after=decision.reset_after,
         )

@@ -309,7 +309,15 @@ async def test_email_changes_and_deletions_giving_the_password_spend_the_account
             change_email(stub, noa, "noa9@example.com", PASSWORD, home), "logins to this account"
         )
         assert 3500 < retry_after(error) <= 3600
-        await refused(delete_account(stub, noa, PASSWORD, home), "logins to this account")
+        # The refusal says what was refused: no login was tried.
+        said = error.details() or ""
+        assert said.startswith("email change refused: too many logins to this account"), said
+        assert "(an email change counts as one)" in said
+        deletion = await refused(
+            delete_account(stub, noa, PASSWORD, home), "logins to this account"
+        )
+        said = deletion.details() or ""
+        assert said.startswith("account deletion refused: too many logins to this account"), said
         assert bcrypt_calls.count == before, "a refused change checks nothing"
         moved = await stub.UpdateUser(
             users_pb2.UpdateUserRequest(id=noa.user.id, email="noa.back@example.com"),
