@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from services.runtime.account_deletions import DEFAULT_INTERVAL as DEFAULT_PURGE_INTERVAL
+from services.runtime.account_deletions import purge_interval
 from services.runtime.config import ConfigError, Env, RuntimeConfig
 from services.runtime.idempotency import DEFAULT_TTL
 
@@ -71,6 +73,8 @@ class PortfolioConfig:
     idempotency_ttl: float
     # Seconds between the savings-plan job's checks for due runs (plan_runner.py).
     plan_interval: float = 60.0
+    # Seconds between two reads of the users service's account deletions (erasure.py).
+    purge_interval: float = DEFAULT_PURGE_INTERVAL
 
 
 def load_portfolio_config(
@@ -85,4 +89,5 @@ def load_portfolio_config(
         max_import_rows=env.int("PORTFOLIO_MAX_IMPORT_ROWS", 10_000, minimum=1, maximum=1_000_000),
         idempotency_ttl=env.float("IDEMPOTENCY_TTL", DEFAULT_TTL, minimum=1.0),
         plan_interval=env.float("PORTFOLIO_PLAN_INTERVAL", 60.0, minimum=0.05),
+        purge_interval=purge_interval(env),
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.runtime.account_deletions import account_purge_cursor_table
 from services.runtime.idempotency import idempotency_table
 from services.runtime.orm import (
     created_at_column,
@@ -276,3 +277,6 @@ savings_plan_runs = Table(
     Column("ran_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("plan_id", "run_date"),
 )
+
+# How far this service has erased deleted accounts (services/runtime/account_deletions.py).
+purge_cursor = account_purge_cursor_table(metadata)

@@ -15,6 +15,7 @@ from services.portfolio.alpha_vantage import AlphaVantage
 from services.portfolio.calculator import Calculator
 from services.portfolio.config import MarketConfig, load_portfolio_config
 from services.portfolio.dividends import DividendPayer
+from services.portfolio.erasure import AccountErasure
 from services.portfolio.events import EventHub
 from services.portfolio.exchange import Exchange
 from services.portfolio.exports import Exports
@@ -26,7 +27,7 @@ from services.portfolio.market_splits import SplitApplier
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.order_desk import Orders
 from services.portfolio.order_matcher import OrderMatcher
-from services.portfolio.orm import idempotency_keys
+from services.portfolio.orm import idempotency_keys, purge_cursor
 from services.portfolio.overview import Overviews
 from services.portfolio.plan_desk import Plans
 from services.portfolio.plan_runner import PlanRunner
@@ -42,6 +43,7 @@ from services.portfolio.trade_deletion import TradeDeletion
 from services.portfolio.trade_edits import TradeEdits
 from services.portfolio.trades import Trades
 from services.portfolio.watchlists import Watchlists
+from services.runtime.account_deletions import DatabaseCursor, follow_account_deletions
 from services.runtime.cache import Cache, create_cache
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
@@ -171,6 +173,16 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     resources.push_async_callback(plan_runner.stop)
     plan_runner.start()
+    # A deleted account's portfolios, lists and alerts are erased here (one replica at a time).
+    erasure = AccountErasure(db, alert_watch.changed)
+    await follow_account_deletions(
+        config,
+        resources,
+        erasure.erase,
+        DatabaseCursor(db, purge_cursor),
+        interval=settings.purge_interval,
+        cache=cache,
+    )
     servicer = PortfolioServicer(cases)
 
     def register(server: grpc.aio.Server) -> None:
