@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.runtime.account_deletions import DEFAULT_INTERVAL as DEFAULT_PURGE_INTERVAL
+from services.runtime.account_deletions import purge_interval
 from services.runtime.config import Env, RuntimeConfig
 from services.runtime.ratelimit import Rate, parse_rate
 
@@ -47,6 +49,8 @@ class AssistantConfig:
     max_tool_rounds: int
     # Seconds a provider's model list is reused before it is asked again.
     models_ttl: float
+    # Seconds between two reads of the users service's account deletions (erasure.py).
+    purge_interval: float = DEFAULT_PURGE_INTERVAL
 
 
 def load_assistant_config(
@@ -74,4 +78,5 @@ def load_assistant_config(
         ),
         max_tool_rounds=env.int("ASSISTANT_MAX_TOOL_ROUNDS", 5, minimum=1, maximum=20),
         models_ttl=env.float("ASSISTANT_MODELS_TTL", 600.0),
+        purge_interval=purge_interval(env),
     )

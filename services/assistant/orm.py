@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
 )
 
+from services.runtime.account_deletions import account_purge_cursor_table
 from services.runtime.idempotency import idempotency_table
 from services.runtime.orm import (
     created_at_column,
@@ -92,3 +93,6 @@ token_usage = Table(
 )
 
 idempotency_keys = idempotency_table(metadata)
+
+# How far this service has erased deleted accounts (services/runtime/account_deletions.py).
+purge_cursor = account_purge_cursor_table(metadata)

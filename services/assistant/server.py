@@ -11,12 +11,14 @@ from stockfolio.portfolio.v1 import portfolio_pb2
 from services.assistant.budget import TokenBudget
 from services.assistant.config import AssistantConfig, load_assistant_config
 from services.assistant.conversation import Assistant
+from services.assistant.erasure import AccountErasure
 from services.assistant.offline import OfflineProvider
-from services.assistant.orm import idempotency_keys
+from services.assistant.orm import idempotency_keys, purge_cursor
 from services.assistant.providers import Provider
 from services.assistant.repository import Chats
 from services.assistant.servicer import AssistantServicer
 from services.assistant.tools import PortfolioTools
+from services.runtime.account_deletions import DatabaseCursor, follow_account_deletions
 from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
@@ -67,6 +69,15 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     )
     # Answers still running when the server stops keep what they streamed.
     resources.push_async_callback(assistant.drain)
+    # A deleted account's chats are erased here (one replica at a time).
+    await follow_account_deletions(
+        config,
+        resources,
+        AccountErasure(db).erase,
+        DatabaseCursor(db, purge_cursor),
+        interval=settings.purge_interval,
+        cache=cache,
+    )
     servicer = AssistantServicer(assistant, chats, IdempotencyStore(db, idempotency_keys))
 
     def register(server: grpc.aio.Server) -> None:
