@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.runtime.account_deletions import DEFAULT_INTERVAL as DEFAULT_PURGE_INTERVAL
+from services.runtime.account_deletions import purge_interval
 from services.runtime.config import ConfigError, Env, RuntimeConfig
 from services.runtime.sandbox import SandboxConfig, load_sandbox_config
 
@@ -43,6 +45,8 @@ class WorkspaceConfig:
     # Seconds a reservation (room a write under way holds) outlives its replica if that dies:
     # a live replica renews its reservations' leases every third of this.
     quota_lease: float
+    # Seconds between two reads of the users service's account deletions (erasure.py).
+    purge_interval: float = DEFAULT_PURGE_INTERVAL
 
 
 def _paths(name: str, raw: str) -> tuple[Path, ...]:
@@ -88,4 +92,5 @@ def load_workspace_config(
         quota_files=env.int("WORKSPACE_QUOTA_FILES", 100_000, minimum=10, maximum=10**9),
         quota_scan_interval=env.float("WORKSPACE_QUOTA_SCAN_INTERVAL", 60.0, minimum=0.05),
         quota_lease=env.float("WORKSPACE_QUOTA_LEASE", 60.0, minimum=1.0),
+        purge_interval=purge_interval(env),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from services.runtime.account_deletions import account_purge_cursor_table
 from services.runtime.idempotency import idempotency_table
 from services.runtime.orm import (
     created_at_column,
@@ -84,3 +85,6 @@ quota_reservations = Table(
     Index("ix_quota_reservations_user_id", "user_id"),
     Index("ix_quota_reservations_expires_at", "expires_at"),
 )
+
+# How far this service has erased deleted accounts (services/runtime/account_deletions.py).
+purge_cursor = account_purge_cursor_table(metadata)

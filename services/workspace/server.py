@@ -7,6 +7,8 @@ import contextlib
 import grpc
 from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 
+from services.runtime.account_deletions import DatabaseCursor, follow_account_deletions
+from services.runtime.cache import create_cache
 from services.runtime.channels import create_channel
 from services.runtime.config import RuntimeConfig
 from services.runtime.db import Database
@@ -16,10 +18,11 @@ from services.runtime.server import ServiceParts
 from services.runtime.sessions import USERS_SERVICE, remote_sessions
 from services.workspace.authors import ProfileAuthors
 from services.workspace.config import load_workspace_config
+from services.workspace.erasure import AccountErasure
 from services.workspace.files import Files
 from services.workspace.git import GitRunner
 from services.workspace.locks import LOCK_FOLDER
-from services.workspace.orm import idempotency_keys
+from services.workspace.orm import idempotency_keys, purge_cursor
 from services.workspace.project_writes import ProjectWrites
 from services.workspace.projects import Projects
 from services.workspace.quota import Quotas, Usage
@@ -85,6 +88,18 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
         idempotency=IdempotencyStore(db, idempotency_keys),
         quotas=quotas,
         versioning=Versioning(git, authors, quotas),
+    )
+    # A deleted account's projects, their folders and its quota state are erased here (one
+    # replica at a time where the cache is shared).
+    cache = create_cache(config.redis_url, prefix="sf:workspace:")
+    resources.push_async_callback(cache.close)
+    await follow_account_deletions(
+        config,
+        resources,
+        AccountErasure(db, settings.root).erase,
+        DatabaseCursor(db, purge_cursor),
+        interval=settings.purge_interval,
+        cache=cache,
     )
     servicer = WorkspaceServicer(cases)
 
