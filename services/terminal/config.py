@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.runtime.account_deletions import DEFAULT_INTERVAL as DEFAULT_PURGE_INTERVAL
+from services.runtime.account_deletions import purge_interval
 from services.runtime.config import ConfigError, Env, RuntimeConfig
 from services.runtime.sandbox import SandboxConfig, load_sandbox_config
 
@@ -39,6 +41,9 @@ class TerminalConfig:
     sandbox: SandboxConfig
     # Seconds between checks that each session's owner is still logged in somewhere.
     session_recheck: float
+    # Seconds between two reads of the users service's account deletions: a deleted account's
+    # shells end within about this long (Terminals.erase_owner).
+    purge_interval: float = DEFAULT_PURGE_INTERVAL
 
 
 def _shells(raw: str) -> tuple[str, ...]:
@@ -79,4 +84,5 @@ def load_terminal_config(
         workspace_deadline=env.float("TERMINAL_WORKSPACE_DEADLINE", 5.0, minimum=0.1),
         sandbox=load_sandbox_config(runtime.environ, production=runtime.production),
         session_recheck=env.float("TERMINAL_SESSION_RECHECK", 10.0, minimum=0.05),
+        purge_interval=purge_interval(env),
     )

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 from stockfolio.terminal.v1 import terminal_pb2, terminal_pb2_grpc
 
+from services.runtime.account_deletions import MemoryCursor, follow_account_deletions
 from services.runtime.auth import SessionChecker, SessionExpired, SessionRevoked
 from services.runtime.cache import Cache, create_cache, subscribe_live
 from services.runtime.cached_idempotency import CachedIdempotency
@@ -150,6 +151,15 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     resources.push_async_callback(projects.close)
     terminals = Terminals(
         manager, projects, settings.root, ownership, logins, session_over=session_over(sessions)
+    )
+    # A deleted account's shells end on every replica (each owns its own), from a cursor of
+    # the process's: a replica that starts holds no shell of anyone's yet.
+    await follow_account_deletions(
+        config,
+        resources,
+        terminals.erase_owner,
+        MemoryCursor(),
+        interval=settings.purge_interval,
     )
     servicer = TerminalServicer(
         terminals,

@@ -260,6 +260,18 @@ class Terminals:
         if owned is not None:
             await self._ownership.release(owned)
 
+    async def erase_owner(self, user_id: str) -> None:
+        """A deleted account: its shells here end (their sandboxes, process groups and cgroups
+        with them) and its ended ones go with their scrollback, as a close ends them; the
+        logins seen of it are forgotten, and the records of its sessions on replicas that are
+        gone are dropped (each replica ends its own). Idempotent."""
+        await self._manager.close_owner(user_id)
+        if self._logins is not None:
+            self._logins.forget_owner(user_id)
+        for owned, lost in await self._ownership.held(user_id):
+            if lost:
+                await self._ownership.release(owned)
+
     async def write(self, identity: Identity, session_id: str, data: bytes) -> int:
         (await self.running(identity, session_id)).write(data)
         return len(data)
