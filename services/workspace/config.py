@@ -28,7 +28,8 @@ class WorkspaceConfig:
     max_text_bytes: int
     # Seconds a git command may run (network operations included) before it is killed.
     git_timeout: float
-    # Folders whose repositories may be remotes as file:// URLs; none by default.
+    # Folders whose repositories may be remotes as file:// URLs; none by default. A user uses
+    # <root>/<user id>/ only, and <root>/shared/ to pull from (services/workspace/remotes.py).
     git_file_roots: tuple[Path, ...]
     # Seconds between two scans of a watched project.
     watch_interval: float

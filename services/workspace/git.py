@@ -7,9 +7,10 @@ diff and textconv, filter and merge drivers, upload/receive-pack overrides, alte
 commands, submodules) are pinned off on every call (git_pins.py). All of that is defence in
 depth: every git process starts through `GitRunner._execute`, in the owner's bubblewrap sandbox
 (see services/runtime/sandbox.py), which sees only the repository, the scratch HOME (read-only)
-and, for a push or a pull to a file:// remote, the file:// roots (writable for a push only); it
-has network only for a push or a pull to a network remote, and only after the remote's host was
-resolved and checked.
+and, for a push or a pull to a file:// remote, the one folder of the file:// roots it lies in:
+the owner's own (writable for a push only), or the shared one (read-only); it has network only
+for a push or a pull to a network remote, and only after the remote's host was resolved and
+checked.
 """
 
 from __future__ import annotations
@@ -53,11 +54,16 @@ from services.workspace.paths import CONTROL_CHARACTERS, open_project_folder, re
 from services.workspace.remotes import (
     DEFAULT_REMOTE,
     Checked,
+    Destination,
     check_destination,
     is_address_literal,
+    open_area,
 )
 from services.workspace.remotes import validate_remote_url as _validate_remote_url
 
+# Whose sandbox (and folder of the file:// roots) a git call outside every user's folder runs
+# as: a project being built in the staging area, a name check, tools and tests with no root.
+SERVICE_OWNER = "workspace"
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_LOG_LIMIT = 1000
@@ -75,9 +81,10 @@ def _no_option(field_name: str, value: str) -> str:
     return value
 
 
-def validate_remote_url(url: str, allowed_file_roots: Sequence[Path]) -> str:
-    """`url` if it is https://, ssh://, scp-like git@host:path or file:// inside a root."""
-    return _validate_remote_url(url, allowed_file_roots).url
+def validate_remote_url(url: str, allowed_file_roots: Sequence[Path], *, owner: str) -> str:
+    """`url` if it is https://, ssh://, scp-like git@host:path or file:// inside `owner`'s
+    folder of a root (see services/workspace/remotes.py)."""
+    return _validate_remote_url(url, allowed_file_roots, owner=owner).url
 
 
 # The repositories whose writer lock this task holds (GitRunner.exclusive).
@@ -112,7 +119,8 @@ def _drop_locks_since(repository: int, started: float) -> None:
 @dataclass(frozen=True)
 class _Transfer:
     """What a push or pull to one checked destination adds to the git call: the network for a
-    remote reached over it, the file:// roots for a local one (written to by a push only)."""
+    remote reached over it, the folder of the file:// roots a local one lies in (written to by
+    a push only; opened and bound by its descriptor when the git process starts)."""
 
     config: tuple[str, ...]
     options: tuple[str, ...]
@@ -132,6 +140,19 @@ async def _opened(repo: Path) -> int:
             f"project folder {repo.name!r} is gone (renamed or deleted); look it up again",
             reason="PROJECT_NOT_FOUND",
         ) from None
+
+
+async def _areas_opened(binds: Sequence[Bind], opened: list[int]) -> list[Bind]:
+    """`binds` of folders of the file:// roots, each opened (`open_area`, its descriptor added
+    to `opened` for the caller to close) and bound by its descriptor: a link swapped in after
+    the URL's check is not followed. A folder missing is left out."""
+    found = []
+    for bind in binds:
+        fd = await asyncio.to_thread(open_area, bind.source)
+        if fd is not None:
+            opened.append(fd)
+            found.append(Bind(bind.source, bind.target, writable=bind.writable, fd=fd))
+    return found
 
 
 class GitRunner:
@@ -215,7 +236,7 @@ class GitRunner:
             relative = Path(os.path.relpath(cwd, self.workspace_root)).parts
             if relative and relative[0] not in ("..", ".") and not relative[0].startswith("."):
                 return relative[0]
-        return "workspace"
+        return SERVICE_OWNER
 
     def scrub(self, text: str, repo: Path) -> str:
         """`text` (git's stderr) with no host path left: the repository becomes `<project>`,
@@ -283,11 +304,17 @@ class GitRunner:
             argv += ["-c", item]
         binds = [Bind(self.home, self.home, writable=False)]
         repository = None if cwd == self.home else await _opened(cwd)
+        areas: list[int] = []
         if repository is not None:
             binds.append(Bind(cwd, cwd, fd=repository))
         env = {**self._env, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
         if transfer is not None:
-            binds += transfer.binds
+            try:
+                binds += await _areas_opened(transfer.binds, areas)
+            except BaseException:
+                for fd in (*areas, *([repository] if repository is not None else [])):
+                    os.close(fd)
+                raise
             env.update(transfer.env)
         if args[0] in _READS:
             # A status polled while a commit runs must not take .git/index.lock to refresh it.
@@ -318,6 +345,8 @@ class GitRunner:
         finally:
             if repository is not None:
                 os.close(repository)
+            for fd in areas:
+                os.close(fd)
         stderr = self.scrub(done.stderr.decode(errors="replace"), cwd)
         return GitResult(done.returncode, done.stdout.decode(errors="replace"), stderr)
 
@@ -499,11 +528,17 @@ class GitRunner:
         await self.run(repo, "gc", "--quiet", "--prune=now")
 
     async def add_remote(self, repo: Path, name: str, url: str) -> None:
+        """Add a remote. A file:// one lies in the owner's folder of the roots, or in the
+        shared one, which serves pulls only (a push to it is refused then)."""
         self._check_remote_name(name)
-        await check_destination(
-            _validate_remote_url(url, self.allowed_file_roots), self.allowed_hosts
-        )
+        await check_destination(await self._destination(repo, url, push=False), self.allowed_hosts)
         await self.run(repo, "remote", "add", "--", name, url)
+
+    async def _destination(self, repo: Path, url: str, *, push: bool) -> Destination:
+        """`url` checked for the owner of `repo` (its file:// paths looked at, in a thread)."""
+        return await asyncio.to_thread(
+            _validate_remote_url, url, self.allowed_file_roots, owner=self._owner(repo), push=push
+        )
 
     async def remotes(self, repo: Path) -> list[Remote]:
         result = await self.run(repo, "remote", "-v")
@@ -691,22 +726,25 @@ class GitRunner:
                 )
         if destination.is_network:
             return _Transfer(tuple(config), options, env, network=True, binds=())
-        # A local remote needs no network (on the host's, loopback reaches every service).
-        # Only a push writes to it: a pull that could write there would check its tree out
-        # into the roots when the repository's config names them as its `core.worktree`, a
-        # bare repository among them whose config a later push to it would obey.
-        roots = tuple(
-            Bind(root, root, writable=push) for root in self.allowed_file_roots if root.is_dir()
-        )
-        return _Transfer(tuple(config), options, env, network=False, binds=roots)
+        # A local remote needs no network (on the host's, loopback reaches every service),
+        # and sees only the folder of the roots it lies in: the owner's (or the shared one),
+        # never another user's, whatever a repository there points at (`commondir`,
+        # alternates, a link swapped in since the check). Only a push writes to it: a pull
+        # that could write there would check its tree out into that folder when the
+        # repository's config names it as its `core.worktree`, a bare repository among them
+        # whose config a later push to it would obey.
+        area = destination.area
+        binds = (Bind(area, area, writable=push),) if area is not None else ()
+        return _Transfer(tuple(config), options, env, network=False, binds=binds)
 
     async def _transfer_target(
         self, repo: Path, remote: str, branch: str | None, *, push: bool
     ) -> tuple[str, _Transfer]:
         self._check_remote_name(remote)
         url = await self._effective_url(repo, remote, push=push)
-        # Checked at every call: the repository's config may have changed since it was added.
-        destination = _validate_remote_url(url, self.allowed_file_roots)
+        # Checked at every call: the repository's config may have changed since it was added
+        # (or the URL was stored before the rule it breaks).
+        destination = await self._destination(repo, url, push=push)
         checked = await check_destination(destination, self.allowed_hosts)
         if branch is None:
             branch = (await self.status(repo)).branch
@@ -715,4 +753,4 @@ class GitRunner:
         return await self.check_branch_name(branch), self._pins(remote, checked, push=push)
 
 
-__all__ = ["GitRunner", "validate_remote_url"]
+__all__ = ["SERVICE_OWNER", "GitRunner", "validate_remote_url"]

@@ -72,14 +72,15 @@ def service_port(workspace: WorkspaceService) -> int:
 async def test_a_pull_cannot_check_its_tree_out_into_the_remotes_folder(
     workspace: WorkspaceService, tmp_path: Path
 ) -> None:
-    """Ada's terminal sets her repository's `core.worktree` to the folder of file:// remotes,
-    shared by every user, then pulls a tree holding a whole bare repository whose config runs a
-    program (`core.alternateRefsCommand`); she adds it as a remote and pushes to it. The pull
+    """Ada's terminal sets her repository's `core.worktree` to her folder of file:// remotes
+    (once, the whole folder of remotes, shared by every user), then pulls a tree holding a
+    whole bare repository whose config runs a program (`core.alternateRefsCommand`); she adds
+    it as a remote and pushes to it. The pull
     checked the repository out there, and the push ran the program in her sandbox, which had
     the host's network for a file:// remote: it reached the services on loopback. Now a pull
     reads the remotes folder only, and a file:// push or pull has no network."""
     ada, project, folder, remote = await workspace.user_with_published_project("repo")
-    roots = workspace.remotes
+    roots = workspace.remotes / ada.id
     planted, marker = roots / "evil.git", roots / "ran"
     elsewhere = tmp_path / "elsewhere"
     git(tmp_path, "clone", "--quiet", str(remote), str(elsewhere))
@@ -126,7 +127,7 @@ async def test_a_hostile_bare_remote_runs_nothing_when_pushed_to_or_pulled_from(
     there): git's other end, receive-pack or upload-pack, runs in the pusher's or puller's
     sandbox with that config, and the pusher's project is there, writable."""
     ada, project, folder, remote = await workspace.user_with_published_project("repo")
-    roots = workspace.remotes
+    roots = workspace.remotes / ada.id
     hostile, marker = roots / "hostile.git", roots / "ran"
     git(tmp_path, "clone", "--quiet", "--bare", str(remote), str(hostile))
     (hostile / "objects" / "info" / "alternates").write_text(f"{remote / 'objects'}\n")

@@ -173,7 +173,7 @@ async def test_push_clone_elsewhere_commit_there_and_pull_it_back(
     workspace: WorkspaceService, tmp_path: Path
 ) -> None:
     ada, project, folder = await workspace.user_with_project("repo")
-    bare = workspace.bare_remote()
+    bare = workspace.bare_remote(ada)
     added = await workspace.stub.AddRemote(
         W.AddRemoteRequest(project=project.id, name="origin", url=bare.as_uri()),
         metadata=ada.metadata,

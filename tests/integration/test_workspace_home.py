@@ -138,7 +138,7 @@ async def test_git_without_a_project_works_on_home(workspace: WorkspaceService) 
     branches = await workspace.stub.ListBranches(W.ListBranchesRequest(), metadata=ada.metadata)
     assert sorted(b.name for b in branches.branches) == ["draft", "main"]
 
-    remote = workspace.bare_remote("home.git")
+    remote = workspace.bare_remote(ada, "home.git")
     await workspace.stub.AddRemote(
         W.AddRemoteRequest(name="origin", url=remote.as_uri()), metadata=ada.metadata
     )

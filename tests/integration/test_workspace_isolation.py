@@ -136,7 +136,7 @@ async def every_git_route(workspace: WorkspaceService, who: User, project: str) 
     """Call every git route once; the routes refused are named (a refusal is fine: running
     anything is not)."""
     stub, md = workspace.stub, who.metadata
-    backup = workspace.bare_remote("backup.git")
+    backup = workspace.bare_remote(who, "backup.git")
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "status": lambda: stub.GitStatus(W.GitStatusRequest(project=project), metadata=md),
         "log": lambda: stub.GitLog(W.GitLogRequest(project=project), metadata=md),

@@ -28,6 +28,7 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
+from services.workspace.remotes import SHARED
 from services.workspace.server import build as build_workspace
 from services.workspace.staging import STAGING
 from tests.conftest import service_database
@@ -103,8 +104,8 @@ class WorkspaceService:
         return ada, project, self.root / ada.id / name
 
     async def published(self, who: User, project: workspace_pb2.Project) -> Path:
-        """A new bare repository, added to `project` as origin and pushed to."""
-        remote = self.bare_remote()
+        """A new bare repository of `who`'s, added to `project` as origin and pushed to."""
+        remote = self.bare_remote(who)
         await self.stub.AddRemote(
             workspace_pb2.AddRemoteRequest(project=project.id, name="origin", url=remote.as_uri()),
             metadata=who.metadata,
@@ -122,9 +123,11 @@ class WorkspaceService:
         ada, project, folder = await self.user_with_project(name)
         return ada, project, folder, await self.published(ada, project)
 
-    def bare_remote(self, name: str = "origin.git") -> Path:
-        """A new bare repository inside the allowed remotes folder."""
-        path = self.remotes / name
+    def bare_remote(self, owner: User | None, name: str = "origin.git") -> Path:
+        """A new bare repository in `owner`'s folder of the file:// remotes, the one folder
+        there they may use (None: in the shared folder, which every user may pull from)."""
+        path = self.remotes / (owner.id if owner is not None else SHARED) / name
+        path.parent.mkdir(exist_ok=True)
         subprocess.run(
             ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(path)], check=True
         )

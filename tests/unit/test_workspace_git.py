@@ -19,7 +19,7 @@ from services.runtime.errors import (
     Unavailable,
 )
 from services.runtime.sandbox import Sandbox
-from services.workspace.git import GitRunner, validate_remote_url
+from services.workspace.git import SERVICE_OWNER, GitRunner, validate_remote_url
 from services.workspace.quota import BYTES, QuotaExceeded, Usage
 
 
@@ -42,7 +42,7 @@ async def git(tmp_path: Path) -> AsyncIterator[GitRunner]:
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
-    remote = tmp_path / "remotes" / "project.git"
+    remote = tmp_path / "remotes" / SERVICE_OWNER / "project.git"
     remote.mkdir(parents=True)
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(remote)])
     return remote
@@ -212,7 +212,7 @@ async def test_pull_of_a_diverged_history_is_refused_and_changes_nothing(
 )
 def test_unsafe_remote_urls_are_refused(url: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        validate_remote_url(url, [tmp_path])
+        validate_remote_url(url, [tmp_path], owner="ada")
     assert [name for name, _ in caught.value.fields] == ["url"]
 
 
@@ -225,9 +225,9 @@ def test_unsafe_remote_urls_are_refused(url: str, tmp_path: Path) -> None:
     ],
 )
 def test_safe_remote_urls_are_accepted(url: str, tmp_path: Path) -> None:
-    assert validate_remote_url(url, [tmp_path]) == url
-    inside = (tmp_path / "r.git").as_uri()
-    assert validate_remote_url(inside, [tmp_path]) == inside
+    assert validate_remote_url(url, [tmp_path], owner="ada") == url
+    inside = (tmp_path / "ada" / "r.git").as_uri()
+    assert validate_remote_url(inside, [tmp_path], owner="ada") == inside
 
 
 async def test_remotes_are_added_and_listed_and_bad_values_refused(

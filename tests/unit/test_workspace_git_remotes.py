@@ -62,14 +62,15 @@ async def test_remotes_on_loopback_private_link_local_or_multicast_addresses_are
     url: str,
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await check_destination(validate_remote_url(url, []), frozenset())
+        await check_destination(validate_remote_url(url, [], owner="ada"), frozenset())
     assert (caught.value.reason, caught.value.fields[0][0]) == ("REMOTE_NOT_ALLOWED", "url")
     assert "not allowed for remotes" in caught.value.message
 
 
 async def test_an_allowlisted_host_may_resolve_to_a_private_address() -> None:
     checked = await check_destination(
-        validate_remote_url("https://LocalHost:8443/repo.git", []), frozenset({"localhost"})
+        validate_remote_url("https://LocalHost:8443/repo.git", [], owner="ada"),
+        frozenset({"localhost"}),
     )
     assert (checked.destination.host, checked.destination.port, checked.address) == (
         "localhost",
@@ -79,7 +80,9 @@ async def test_an_allowlisted_host_may_resolve_to_a_private_address() -> None:
 
 
 async def test_a_public_address_is_kept_as_the_address_to_connect_to() -> None:
-    checked = await check_destination(validate_remote_url("https://1.1.1.1/r.git", []), ())
+    checked = await check_destination(
+        validate_remote_url("https://1.1.1.1/r.git", [], owner="ada"), ()
+    )
     assert checked.address == "1.1.1.1"
 
 
@@ -123,7 +126,9 @@ async def test_a_host_with_any_private_address_is_refused(
 
     monkeypatch.setattr(loop, "getaddrinfo", resolve)
     with pytest.raises(InvalidArgument, match=r"10\.1\.2\.3"):
-        await check_destination(validate_remote_url("https://rebind.example/r.git", []), ())
+        await check_destination(
+            validate_remote_url("https://rebind.example/r.git", [], owner="ada"), ()
+        )
 
 
 async def test_a_push_to_a_host_name_is_pinned_to_the_address_that_was_checked(
@@ -154,14 +159,17 @@ async def test_a_file_remote_is_reached_without_network_and_written_to_by_a_push
 ) -> None:
     """git on the host's network reaches every service on loopback, which a local remote never
     needs; and a pull that could write the remotes folder would check a tree out there when
-    the repository's `core.worktree` names it (tests/integration/test_attacks_workspace.py)."""
-    remotes = tmp_path / "remotes"
-    remotes.mkdir()
-    local = Checked(Destination((remotes / "r.git").as_uri(), "file"), None)
+    the repository's `core.worktree` names it (tests/integration/test_attacks_workspace.py).
+    Its sandbox sees the owner's folder of the roots only, not the roots: another user's
+    repositories are not there to follow a `commondir` or a link into."""
+    ada = tmp_path / "remotes" / "ada"
+    ada.mkdir(parents=True)
+    url = (ada / "r.git").as_uri()
+    local = Checked(validate_remote_url(url, [tmp_path / "remotes"], owner="ada"), None)
     pushed, pulled = (git._pins("origin", local, push=push) for push in (True, False))
     assert (pushed.network, pulled.network) == (False, False)
-    assert [(b.source, b.target, b.writable) for b in pushed.binds] == [(remotes, remotes, True)]
-    assert [(b.source, b.target, b.writable) for b in pulled.binds] == [(remotes, remotes, False)]
+    assert [(b.source, b.target, b.writable) for b in pushed.binds] == [(ada, ada, True)]
+    assert [(b.source, b.target, b.writable) for b in pulled.binds] == [(ada, ada, False)]
     remote = Checked(Destination("https://example.com/r.git", "https", "example.com", 443), None)
     over_https = git._pins("origin", remote, push=False)
     assert (over_https.network, over_https.binds) == (True, ())
@@ -172,14 +180,14 @@ async def test_a_failing_git_commands_message_names_no_host_path(
 ) -> None:
     repo = tmp_path / "root" / "ada" / "p"
     await git.init(repo)
-    remotes = tmp_path / "remotes"
-    remotes.mkdir()
+    remotes = tmp_path / "remotes" / "ada"
+    remotes.mkdir(parents=True)
     await git.add_remote(repo, "origin", (remotes / "missing.git").as_uri())
     with pytest.raises(FailedPrecondition) as caught:
         await git.pull(repo, branch="main")
     message = caught.value.message
     assert str(tmp_path) not in message
-    assert "<remotes>/missing.git" in message
+    assert "<remotes>/ada/missing.git" in message
     with pytest.raises(FailedPrecondition) as caught:
         await git.run(repo, "show", "HEAD:nothing.txt")
     assert str(tmp_path) not in caught.value.message
@@ -226,7 +234,7 @@ def test_a_host_name_holding_a_shells_characters_is_refused(url: str) -> None:
     # The host reaches GIT_SSH_COMMAND, which git runs through `sh -c`: a name resolving to a
     # public address would have run commands in git's sandbox, which has the network.
     with pytest.raises(InvalidArgument, match="characters no host name holds") as refused:
-        validate_remote_url(url, [])
+        validate_remote_url(url, [], owner="ada")
     assert refused.value.fields[0][0] == "url"
 
 
@@ -240,7 +248,10 @@ def test_the_ssh_command_quotes_what_it_is_given() -> None:
     assert command == (
         "ssh -o BatchMode=yes -o HostName=93.184.216.34 -o HostKeyAlias='a;touch pwned'"
     )
-    assert validate_remote_url("ssh://git@[2606:4700::1111]/r.git", []).host == "2606:4700::1111"
+    assert (
+        validate_remote_url("ssh://git@[2606:4700::1111]/r.git", [], owner="ada").host
+        == "2606:4700::1111"
+    )
 
 
 @pytest.mark.parametrize(
@@ -256,7 +267,7 @@ def test_a_remote_the_service_allows_passes_the_request_rule_too(url: str) -> No
     # AddRemote's proto rule, which every request passes first, refused a '_' in an https or
     # ssh host, an IPv6 address and a five-digit port, with a reason that named none of them:
     # adding a remote and pushing to one followed different rules.
-    assert validate_remote_url(url, []).host is not None
+    assert validate_remote_url(url, [], owner="ada").host is not None
     request = workspace_pb2.AddRemoteRequest(project="p", name="origin", url=url)
     assert violations(request) == []
     # and the rule still refuses what it is there for
@@ -273,5 +284,81 @@ def test_a_bracketed_host_that_is_no_address_is_a_bad_url(url: str) -> None:
     # The request rule lets a bracketed host through to the service, whose URL parser raised
     # on one that is no IPv6 address: a 500 (found by the fuzzer).
     with pytest.raises(InvalidArgument, match="not a valid address") as refused:
-        validate_remote_url(url, [])
+        validate_remote_url(url, [], owner="ada")
     assert refused.value.fields[0][0] == "url"
+
+
+@pytest.fixture
+def file_roots(tmp_path: Path) -> Path:
+    """A root of file:// remotes: Ada's folder and Bob's, each with a bare repository, and the
+    shared folder with one."""
+    roots = tmp_path / "remotes"
+    for folder in ("ada", "bob", "shared"):
+        (roots / folder / "r.git").mkdir(parents=True)
+    return roots
+
+
+@pytest.mark.parametrize(
+    ("path", "push"),
+    [("ada/r.git", True), ("ada/r.git", False), ("ada/team/r.git", True), ("shared/r.git", False)],
+)
+def test_a_file_remote_is_ada_s_own_or_shared_to_pull_from(
+    file_roots: Path, path: str, push: bool
+) -> None:
+    url = (file_roots / path).as_uri()
+    found = validate_remote_url(url, [file_roots], owner="ada", push=push)
+    area = path.split("/")[0]
+    assert (found.url, found.area, found.shared) == (url, file_roots / area, area == "shared")
+
+
+@pytest.mark.parametrize(
+    ("path", "push", "said"),
+    [
+        ("bob/r.git", False, "another user's"),
+        ("bob/r.git", True, "another user's"),
+        ("shared/r.git", True, "read-only"),
+        ("ada/../bob/r.git", True, "'..'"),
+        ("ada/%2e%2e/bob/r.git", True, "'..'"),
+        ("ada/./r.git", True, "'.'"),
+        ("ada", True, "must name a repository inside"),
+        ("", True, "must lie in"),
+    ],
+)
+def test_a_file_remote_outside_ada_s_folder_is_refused_naming_hers(
+    file_roots: Path, path: str, push: bool, said: str
+) -> None:
+    url = f"{file_roots.as_uri()}/{path}"
+    with pytest.raises(InvalidArgument) as refused:
+        validate_remote_url(url, [file_roots], owner="ada", push=push)
+    assert (refused.value.reason, refused.value.fields[0][0]) == ("REMOTE_NOT_ALLOWED", "url")
+    assert said in refused.value.message
+    assert f"{(file_roots / 'ada').as_uri()}/" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("planted", "url_path"),
+    [
+        ("link", "ada/mine.git"),  # ada/mine.git -> ../bob/r.git
+        ("link", "ada/mine"),  # git tries mine.git too when mine is missing
+        ("folder link", "ada/team/r.git"),  # ada/team -> ../bob
+        ("gitdir file", "ada/mine.git"),  # a file saying "gitdir: <bob's>"
+        ("dot git file", "ada/mine.git"),  # a folder whose .git is such a file
+    ],
+)
+def test_a_link_or_a_gitdir_file_in_ada_s_folder_is_not_followed(
+    file_roots: Path, planted: str, url_path: str
+) -> None:
+    ada, bobs = file_roots / "ada", file_roots / "bob" / "r.git"
+    if planted == "link":
+        (ada / "mine.git").symlink_to("../bob/r.git")
+    elif planted == "folder link":
+        (ada / "team").symlink_to("../bob")
+    elif planted == "gitdir file":
+        (ada / "mine.git").write_text(f"gitdir: {bobs}\n")
+    else:
+        (ada / "mine.git").mkdir()
+        (ada / "mine.git" / ".git").write_text(f"gitdir: {bobs}\n")
+    with pytest.raises(InvalidArgument) as refused:
+        validate_remote_url(f"{file_roots.as_uri()}/{url_path}", [file_roots], owner="ada")
+    assert refused.value.reason == "REMOTE_NOT_ALLOWED"
+    assert "link" in refused.value.message or "gitdir" in refused.value.message
