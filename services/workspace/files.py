@@ -129,7 +129,8 @@ class ProjectMoved(NotFound):
 ProjectCheck = Callable[[], Awaitable[None]]
 
 
-def _check_project_there(project: Path) -> None:
+def check_project_there(project: Path) -> None:
+    """ProjectMoved unless the project's folder is there (a real folder, not a link)."""
     try:
         os.close(open_project_folder(project))
     except FileNotFoundError:
@@ -345,7 +346,7 @@ class Files:
         }
         folders.add(project_place(project))
         async with self._locks.hold(*(str(target) for target in targets), shared=folders):
-            await asyncio.to_thread(_check_project_there, project)
+            await asyncio.to_thread(check_project_there, project)
             if check is not None:
                 await check()
             yield

@@ -38,6 +38,7 @@ from services.runtime.errors import (
     NotFound,
 )
 from services.runtime.sandbox import Bind, Sandbox, SandboxConfig
+from services.workspace.files import ProjectCheck, check_project_there
 from services.workspace.git_pins import DRIVER_KEYS, SAFE_CONFIG, SAFE_PACK, neutral_drivers
 from services.workspace.git_values import (
     Branch,
@@ -49,7 +50,7 @@ from services.workspace.git_values import (
     Status,
     parse_status,
 )
-from services.workspace.locks import LOCK_FOLDER, VolumeLocks
+from services.workspace.locks import LOCK_FOLDER, VolumeLocks, project_place
 from services.workspace.paths import CONTROL_CHARACTERS, open_project_folder, resolve_inside
 from services.workspace.remotes import (
     DEFAULT_REMOTE,
@@ -187,16 +188,30 @@ class GitRunner:
         self._writers = VolumeLocks(lock_folder)
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, repo: Path) -> AsyncIterator[None]:
+    async def exclusive(
+        self, repo: Path, *, check: ProjectCheck | None = None
+    ) -> AsyncIterator[None]:
         """The repository's writer lock for a sequence of git commands that must not be split
         by another of ours, on any replica (a commit and its undo, relative to HEAD); the
-        commands inside take it again freely (it is held by this task's context)."""
+        commands inside take it again freely (it is held by this task's context).
+
+        Its project's place is shared with it (`project_place`), as a file write shares it:
+        a rename or a delete of the project waits for the sequence, never moves the folder
+        between two of its commands, and the sequence waits for them. With `check` (the
+        caller's, as a file write's: the folder is still its project's), once the locks are
+        held the folder must be there and `check` pass, else ProjectMoved: a rename or a
+        delete came first, and the caller follows the project to where it is now
+        (ProjectWrites) and runs the whole sequence there."""
         held = _EXCLUSIVE.get()
         if repo in held:
             yield
             return
-        # Keyed apart from the files' locks (absolute paths) on the same lock files.
-        async with self._writers.hold(f"git:{repo}"):
+        # Keyed apart from the files' locks (absolute paths) on the same lock files; both in
+        # one step (one order for every holder: a stripe both keys share is taken once).
+        async with self._writers.hold(f"git:{repo}", shared=[project_place(repo)]):
+            if check is not None:
+                await asyncio.to_thread(check_project_there, repo)
+                await check()
             token = _EXCLUSIVE.set(held | {repo})
             try:
                 yield

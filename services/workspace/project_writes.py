@@ -1,8 +1,9 @@
-"""File writes in a caller's project named by id or name (none: their home project): each finds
-its project, and, once the write holds its locks, checks by the project's id that the folder it
-found is still that project's. A rename through another replica may have moved it between the
-look-up and the locks (ProjectMoved): the write then follows the project by its id and lands
-where it is now; only a delete of the project answers 404 PROJECT_NOT_FOUND."""
+"""Writes in a caller's project named by id or name (none: their home project), its files' here
+and its git's through Versioning (`writing_in`): each finds its project, and, once the write
+holds its locks, checks by the project's id that the folder it found is still that project's. A
+rename through another replica may have moved it between the look-up and the locks
+(ProjectMoved): the write then follows the project by its id and lands where it is now; only a
+delete of the project answers 404 PROJECT_NOT_FOUND."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class ProjectWrites:
         *,
         directory: bool,
     ) -> tuple[ProjectRecord, Written]:
-        return await self._writing_in(
+        return await self.writing_in(
             identity,
             key,
             lambda folder, check: self._files.create(
@@ -46,7 +47,7 @@ class ProjectWrites:
     async def update(
         self, identity: Identity, key: str, path: str, content: str, encoding: str, sha: str
     ) -> tuple[ProjectRecord, Written]:
-        return await self._writing_in(
+        return await self.writing_in(
             identity,
             key,
             lambda folder, check: self._files.update(
@@ -55,7 +56,7 @@ class ProjectWrites:
         )
 
     async def delete(self, identity: Identity, key: str, path: str, *, recursive: bool) -> None:
-        await self._writing_in(
+        await self.writing_in(
             identity,
             key,
             lambda folder, check: self._files.delete(
@@ -64,7 +65,7 @@ class ProjectWrites:
         )
 
     async def move(self, identity: Identity, key: str, path: str, new_path: str) -> Entry:
-        _, entry = await self._writing_in(
+        _, entry = await self.writing_in(
             identity,
             key,
             lambda folder, check: self._files.move(folder, path, new_path, check=check),
@@ -76,23 +77,25 @@ class ProjectWrites:
     ) -> tuple[ProjectRecord, Written]:
         """`chunks` is not read before the write holds its locks (where ProjectMoved is
         raised): a retry still has every byte of it."""
-        return await self._writing_in(
+        return await self.writing_in(
             identity,
             key,
             lambda folder, check: self._files.upload(folder, path, chunks, check=check),
         )
 
-    async def _writing_in(
+    async def writing_in(
         self,
         identity: Identity,
         key: str,
         write: Callable[[Path, ProjectCheck], Awaitable[T]],
     ) -> tuple[ProjectRecord, T]:
-        """`write` in the caller's project named by `key`, and that project. The key names
-        the project once: if a rename came between the look-up and the write's locks, the
-        project is followed by its id (not by the key again: a name may by then be another
-        project's, renamed into it), and the write lands where it is now. Renamed again each
-        time it is followed: ABORTED PATH_CHANGED (try again)."""
+        """`write` in the caller's project named by `key`, and that project. `write` gets the
+        project's folder and the check to make once it holds its locks (ProjectMoved if the
+        folder is no longer the project's); it must have changed nothing before then. The key
+        names the project once: if a rename came between the look-up and the write's locks,
+        the project is followed by its id (not by the key again: a name may by then be another
+        project's, renamed into it), and the write runs again where it is now. Renamed again
+        each time it is followed: ABORTED PATH_CHANGED (try again)."""
         located = await self._projects.locate_or_home(
             identity.user_id, key, lambda: self._authors.author(identity)
         )

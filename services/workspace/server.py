@@ -78,16 +78,17 @@ async def build(config: RuntimeConfig, resources: contextlib.AsyncExitStack) -> 
     # A project's rename or delete and the writes inside it hold its place on one set of
     # locks (services/workspace/locks.py `project_place`).
     projects = Projects(db, settings.root, git, quotas=quotas, places=files.locks)
+    writes = ProjectWrites(projects, files, authors)
     cases = UseCases(
         projects=projects,
         files=files,
-        writes=ProjectWrites(projects, files, authors),
+        writes=writes,
         git=git,
         authors=authors,
         watchers=watchers,
         idempotency=IdempotencyStore(db, idempotency_keys),
         quotas=quotas,
-        versioning=Versioning(git, authors, quotas),
+        versioning=Versioning(git, authors, quotas, writes),
     )
     # A deleted account's projects, their folders and its quota state are erased here (one
     # replica at a time where the cache is shared).

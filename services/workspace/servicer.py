@@ -281,8 +281,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         self, request: workspace_pb2.CreateBranchRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.CreateBranchResponse:
         async def create() -> workspace_pb2.CreateBranchResponse:
-            located = await self._project(request.project)
-            branch = await self._cases.versioning.create_branch(located, request.name)
+            branch = await self._cases.versioning.create_branch(
+                require_identity(), request.project, request.name
+            )
             return workspace_pb2.CreateBranchResponse(branch=branch_message(branch))
 
         return await self._cases.idempotency.run(
@@ -292,8 +293,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def SwitchBranch(
         self, request: workspace_pb2.SwitchBranchRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.SwitchBranchResponse:
-        located = await self._project(request.project)
-        branch = await self._cases.versioning.switch_branch(located, request.name)
+        branch = await self._cases.versioning.switch_branch(
+            require_identity(), request.project, request.name
+        )
         return workspace_pb2.SwitchBranchResponse(branch=branch_message(branch))
 
     async def ListRemotes(
@@ -306,8 +308,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def AddRemote(
         self, request: workspace_pb2.AddRemoteRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.AddRemoteResponse:
-        located = await self._project(request.project)
-        await self._cases.git.add_remote(located.directory, request.name, request.url)
+        await self._cases.versioning.add_remote(
+            require_identity(), request.project, request.name, request.url
+        )
         return workspace_pb2.AddRemoteResponse(
             remote=workspace_pb2.GitRemote(name=request.name, url=request.url)
         )
@@ -315,10 +318,8 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def GitCommit(
         self, request: workspace_pb2.GitCommitRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.GitCommitResponse:
-        identity = require_identity()
-        located = await self._project(request.project)
         committed = await self._cases.versioning.commit(
-            identity, located, request.message, request.paths
+            require_identity(), request.project, request.message, request.paths
         )
         return workspace_pb2.GitCommitResponse(
             commit=committed.sha,
@@ -329,8 +330,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def GitPush(
         self, request: workspace_pb2.GitPushRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.GitPushResponse:
-        located = await self._project(request.project)
-        pushed = await self._cases.versioning.push(located, request.remote, request.branch)
+        pushed = await self._cases.versioning.push(
+            require_identity(), request.project, request.remote, request.branch
+        )
         return workspace_pb2.GitPushResponse(
             summary=pushed.summary, branch=pushed.branch, remote=pushed.remote
         )
@@ -338,6 +340,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     async def GitPull(
         self, request: workspace_pb2.GitPullRequest, context: grpc.aio.ServicerContext
     ) -> workspace_pb2.GitPullResponse:
-        located = await self._project(request.project)
-        pulled = await self._cases.versioning.pull(located, request.remote, request.branch)
+        pulled = await self._cases.versioning.pull(
+            require_identity(), request.project, request.remote, request.branch
+        )
         return workspace_pb2.GitPullResponse(summary=pulled.summary, commit=pulled.commit)

@@ -34,6 +34,8 @@ from tests.integration.workspace_harness import (
     User,
     WorkspaceService,
     held_upload,
+    moved_as_a_lock_is_asked,
+    rename,
     upload,
 )
 from tests.rpc_errors import reason
@@ -646,25 +648,7 @@ def moved_as_the_write_comes_to_its_lock(
     """The first write of a file called `name`, its project looked up and none of its locks
     taken yet, waits for `moves` first: renames or deletes of projects through the other
     replica landing while the write waits for its project's lock."""
-    real_hold = VolumeLocks.hold
-    pending = [moves]
-
-    @contextlib.asynccontextmanager
-    async def hold(
-        self: VolumeLocks, *keys: str, shared: Iterable[str] = ()
-    ) -> AsyncIterator[None]:
-        if pending and any(Path(key).name == name for key in keys):
-            await pending.pop()()
-        async with real_hold(self, *keys, shared=shared):
-            yield
-
-    monkeypatch.setattr(VolumeLocks, "hold", hold)
-
-
-async def rename(replica: WorkspaceService, who: User, project: str, name: str) -> None:
-    await replica.stub.RenameProject(
-        workspace_pb2.RenameProjectRequest(id=project, name=name), metadata=who.metadata
-    )
+    moved_as_a_lock_is_asked(monkeypatch, lambda key: Path(key).name == name, moves)
 
 
 @pytest.mark.parametrize("by", ["id", "name"])

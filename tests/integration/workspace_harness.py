@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from stockfolio.workspace.v1 import workspace_pb2, workspace_pb2_grpc
 from services.runtime.auth import bearer as authorization
 from services.runtime.config import RuntimeConfig
 from services.runtime.server import running
+from services.workspace.locks import VolumeLocks
 from services.workspace.remotes import SHARED
 from services.workspace.server import build as build_workspace
 from services.workspace.staging import STAGING
@@ -304,3 +305,32 @@ def put_decoy(project: Path) -> None:
             pass
         finally:
             os.close(folder)
+
+
+def moved_as_a_lock_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+    matches: Callable[[str], bool],
+    moves: Callable[[], Awaitable[None]],
+) -> None:
+    """The first holder of the volume's locks asking for a key that `matches` (alone), its
+    project looked up and none of its locks taken yet, waits for `moves` first: renames or
+    deletes of projects through the other replica landing while it waits for its locks."""
+    real_hold = VolumeLocks.hold
+    pending = [moves]
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self: VolumeLocks, *keys: str, shared: Iterable[str] = ()
+    ) -> AsyncIterator[None]:
+        if pending and any(matches(key) for key in keys):
+            await pending.pop()()
+        async with real_hold(self, *keys, shared=shared):
+            yield
+
+    monkeypatch.setattr(VolumeLocks, "hold", hold)
+
+
+async def rename(replica: WorkspaceService, who: User, project: str, name: str) -> None:
+    await replica.stub.RenameProject(
+        workspace_pb2.RenameProjectRequest(id=project, name=name), metadata=who.metadata
+    )
