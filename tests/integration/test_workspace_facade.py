@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import json
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.runtime.interceptors import DRAIN_SECONDS
 from tests.integration.workspace_harness import (
     Client,
     OpenFacade,
@@ -428,3 +430,37 @@ async def test_a_large_upload_refused_at_once_gets_the_services_answer(
     stranger = {"Authorization": "Bearer not-a-token"}
     refused = await call(facade, "POST", path, ada, 401, data=io.BytesIO(body), headers=stranger)
     assert refused["error"] == "TOKEN_INVALID"
+
+
+async def test_a_refused_upload_still_arriving_after_the_drain_bound_gets_the_services_answer(
+    workspace: WorkspaceService, facade: Client
+) -> None:
+    # Refused at its first message (no such project) while the rest arrives slowly, for longer
+    # than DRAIN_SECONDS: the service read on for DRAIN_SECONDS in all, then refused as the
+    # facade still wrote, and grpc's asyncio client turned that now and then into "Internal
+    # error from Core" (grpc/grpc#36066): a 500 (1 in 36 such uploads, 12 at once). Now it reads
+    # while the body keeps coming, and answers once the body has ended: never mid-write.
+    ada = await workspace.user()
+    path = "/api/v1/files:upload?project=ghost&path=a.bin"
+    lasting = DRAIN_SECONDS + 2
+
+    async def refused() -> tuple[int, str, float, float]:
+        ended: list[float] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            until_ = loop.time() + lasting
+            while loop.time() < until_:
+                yield b"\0" * (16 * 1024)
+                await asyncio.sleep(0.007)  # about 2.5 MB a second: under the upload limit
+            ended.append(loop.time())
+
+        response = await facade.post(path, data=body(), headers=bearer(ada))
+        answered = asyncio.get_running_loop().time()
+        envelope_: dict[str, Any] = await response.json()
+        return response.status, envelope_["error"], answered, ended[0] if ended else math.inf
+
+    answers = await asyncio.gather(*(refused() for _ in range(4)))
+    assert [(status, error) for status, error, _, _ in answers] == [(404, "PROJECT_NOT_FOUND")] * 4
+    # Answered after the whole body was sent, not at DRAIN_SECONDS.
+    assert all(answered >= ended for _, _, answered, ended in answers), answers
