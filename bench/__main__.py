@@ -7,10 +7,10 @@ then those of issue 7 (assistant: first chunk of 200 streamed /ws/chat answers, 
 then those of issue 15 (1 and 2 replicas of users and portfolio, bench/replicas.py), then
 issue 16's order matching (bench/orders.py), alert evaluation per step (bench/alerts.py) and
 GetPerformance with currencies (bench/performance.py), GetOverview of a user's 100 portfolios
-(bench/overview.py), and the leader's market-split round over 1,000 and 10,000 portfolios
-(bench/market_splits.py).
+(bench/overview.py), and the leader's market-split round and revaluation round over 1,000 and
+10,000 portfolios (bench/market_splits.py, bench/revaluation.py).
 `--only foundation|portfolio|trades|ws|workspace|workspace-writes|terminal|assistant|replicas|`
-`orders|alerts|performance|overview|market-splits` runs one part.
+`orders|alerts|performance|overview|market-splits|revaluation` runs one part.
 
 Foundation order: start the system as `make run` does (five services and the facade, each its
 own process, temporary var/ folder, limits off), read each process's idle RSS, start the
@@ -90,6 +90,12 @@ from bench.report import (
     build_rows,
     print_table,
     write_results,
+)
+from bench.revaluation import (
+    RevaluationSettings,
+    describe_revaluation,
+    print_revaluation,
+    run_revaluation,
 )
 from bench.runs import register_user, run_load, with_cpu
 from bench.system import (
@@ -376,6 +382,7 @@ PARTS = {
         "performance",
         "overview",
         "market-splits",
+        "revaluation",
     ),
     "foundation": ("foundation",),
     "portfolio": ("trades", "ws"),
@@ -391,6 +398,7 @@ PARTS = {
     "performance": ("performance",),
     "overview": ("overview",),
     "market-splits": ("market-splits",),
+    "revaluation": ("revaluation",),
 }
 
 
@@ -413,7 +421,8 @@ def parse_args(argv: Sequence[str]) -> Plan:
         help="foundation (issue 3), portfolio (issue 4: trades and ws), trades or ws alone,"
         " workspace (issue 6, with workspace-writes), workspace-writes alone, terminal (issue 5),"
         " assistant (issue 7), replicas (issue 15), orders, alerts or performance (issue 16),"
-        " overview (all of a user's portfolios), market-splits (the leader's split round)",
+        " overview (all of a user's portfolios), market-splits (the leader's split round),"
+        " revaluation (the leader's revaluation round)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
@@ -582,6 +591,7 @@ def plan_parts(plan: Plan) -> tuple[Part[Report], Part[PortfolioReport], list[Pa
     orders, alerts, performance = OrderSettings(), AlertSettings(), PerformanceSettings()
     overview = OverviewSettings(databases=plan.writes.databases)
     split_rounds = SplitRoundSettings(databases=plan.writes.databases)
+    revaluation = RevaluationSettings(databases=plan.writes.databases)
     every: list[tuple[tuple[str, ...], Part[Any]]] = [
         (("foundation",), foundation),
         (("trades", "ws"), portfolio),
@@ -646,6 +656,14 @@ def plan_parts(plan: Plan) -> tuple[Part[Report], Part[PortfolioReport], list[Pa
                 describe_split_rounds(split_rounds),
                 lambda: run_split_rounds(split_rounds),
                 print_split_rounds,
+            ),
+        ),
+        (
+            ("revaluation",),
+            Part(
+                describe_revaluation(revaluation),
+                lambda: run_revaluation(revaluation),
+                print_revaluation,
             ),
         ),
     ]
