@@ -20,13 +20,13 @@ the basis, the difference is realized, the proceeds are cash. A holding that is 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 from services.portfolio.book_values import (
+    BookFigures,
     BookState,
     CashFlow,
     CashInLieu,
@@ -41,11 +41,13 @@ from services.portfolio.book_values import (
     Sale,
     Totals,
     TradedSymbols,
+    market_value,
     order_key,
+    price_of,
 )
 from services.portfolio.exact import minus as _minus
 from services.portfolio.exact import plus as _plus
-from services.portfolio.exact import times as _times
+from services.portfolio.exact import total as _total
 from services.portfolio.holdings import (
     LiveHolding,
     apply_to_holding,
@@ -279,11 +281,7 @@ class Book:
 
     def market_value(self, prices: Mapping[str, Decimal]) -> Decimal:
         """Shares held at `prices`; a symbol without a price is valued at its last trade."""
-        return _total(
-            _times(h.quantity, self._price_of(h, prices))
-            for h in self._holdings.values()
-            if h.quantity
-        )
+        return market_value(self._holdings.values(), prices)
 
     def position(
         self,
@@ -319,27 +317,19 @@ class Book:
     def totals(
         self, prices: Mapping[str, Decimal], *, method: CostMethod = CostMethod.FIFO
     ) -> Totals:
-        market_value = self.market_value(prices)
-        cost_basis = _total(h.basis(method) for h in self._holdings.values())
-        deposits, withdrawals, funded = self.deposits, self.withdrawals, self.funded
-        total_value = self._cash + market_value
-        total_cost = deposits + funded - withdrawals
-        gain = total_value - total_cost
-        return Totals(
+        return self.figures(method).totals(prices)
+
+    def figures(self, method: CostMethod = CostMethod.FIFO) -> BookFigures:
+        """What `totals` reads of the book (`BookFigures.of_state` gives the same of its state)."""
+        return BookFigures.of(
+            self._holdings.values(),
             cash=self._cash,
-            market_value=market_value,
-            total_value=total_value,
-            cost_basis=cost_basis,
-            total_cost=total_cost,
-            total_gain_loss=gain,
-            total_return=ratio(gain, total_cost),
-            realized_gain=self.realized_gain(method),
-            unrealized_gain=market_value - cost_basis,
             dividends=self._dividends,
             fees=self._fees,
-            deposits=deposits,
-            withdrawals=withdrawals,
-            funded=funded,
+            deposits=self.deposits,
+            withdrawals=self.withdrawals,
+            funded=self.funded,
+            method=method,
         )
 
     # -- applying ----------------------------------------------------------------------------
@@ -432,10 +422,6 @@ class Book:
         to the book later cannot be left behind."""
         vars(self).update(vars(other))
 
-    def _price_of(self, holding: LiveHolding, prices: Mapping[str, Decimal]) -> Decimal:
-        price = prices.get(holding.symbol, holding.last_price)
-        return ZERO if price is None else price
-
     def _position(
         self,
         holding: LiveHolding,
@@ -446,7 +432,7 @@ class Book:
         lots: bool = True,
     ) -> Position:
         if price is None:
-            price = self._price_of(holding, {})
+            price = price_of(holding, {})
         basis = holding.basis(method)
         market_value = holding.quantity * price
         return Position(
@@ -472,10 +458,3 @@ def _action(trade: Trade) -> str:
     if trade.side.trades_shares:
         return f"{trade.side.value} {present_quantity(trade.quantity)} {trade.symbol}"
     return f"record a {trade.side.value} of {present_money(trade.amount)}"
-
-
-def _total(values: Iterable[Decimal]) -> Decimal:
-    """An exact sum: the same whatever order the holdings come in (a book resumed from its
-    stored state holds them in another order than a replay; a 28-digit `sum` rounded
-    differently in the last digit)."""
-    return functools.reduce(_plus, values, ZERO)

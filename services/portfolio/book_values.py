@@ -5,17 +5,19 @@ that make them: book.py)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from services.portfolio.exact import minus as _minus
+from services.portfolio.exact import times as _times
+from services.portfolio.exact import total as _total
 from services.portfolio.lots import Lot, Lots
 from services.portfolio.trading import Split, Trade
-from services.portfolio.wire_numbers import present_money, present_quantity
+from services.portfolio.wire_numbers import ZERO, present_money, present_quantity, ratio
 from services.runtime.errors import FailedPrecondition
 
 
@@ -261,6 +263,141 @@ class TradedSymbols:
         some time since (one held since and not now was sold since), and a few without (bought
         and sold in between)."""
         return sorted([*self.held, *(s for s, at in self.last_traded if at >= moment)])
+
+
+class _Priced(Protocol):
+    """What a holding's market value reads of it."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def last_price(self) -> Decimal | None: ...
+
+
+class _Valued(_Priced, Protocol):
+    """What `BookFigures` reads of a holding (a `HoldingState`, or the book's live one)."""
+
+    @property
+    def fifo_basis(self) -> Decimal: ...
+    @property
+    def average_basis(self) -> Decimal: ...
+    @property
+    def realized_fifo(self) -> Decimal: ...
+    @property
+    def realized_average(self) -> Decimal: ...
+
+
+def price_of(holding: _Priced, prices: Mapping[str, Decimal]) -> Decimal:
+    """The holding's price at `prices`; a symbol without one at its last trade (else zero)."""
+    price = prices.get(holding.symbol, holding.last_price)
+    return ZERO if price is None else price
+
+
+def market_value(holdings: Iterable[_Priced], prices: Mapping[str, Decimal]) -> Decimal:
+    """Shares held at `prices` (`price_of`), summed exactly."""
+    return _total(_times(h.quantity, price_of(h, prices)) for h in holdings if h.quantity)
+
+
+class HeldShares(NamedTuple):
+    """A holding with shares, as its market value reads it (a tuple: the collector leaves it
+    alone once it holds only numbers and a string)."""
+
+    symbol: str
+    quantity: Decimal
+    last_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class BookFigures:
+    """What a book's `totals` at some prices reads of it under one cost method, without the
+    lots: the book-wide sums, the held shares, and the cost basis and realized gain of every
+    holding already summed (they do not depend on prices). `Book.totals` answers through it, so
+    the figures kept of a stored state (the revaluation keeps one per portfolio from round to
+    round instead of decoding the book again) give the very same totals as the book."""
+
+    cash: Decimal
+    dividends: Decimal
+    fees: Decimal
+    deposits: Decimal
+    withdrawals: Decimal
+    funded: Decimal
+    cost_basis: Decimal
+    realized_gain: Decimal
+    held: tuple[HeldShares, ...]  # in the book's order
+
+    @classmethod
+    def of(
+        cls,
+        holdings: Iterable[_Valued],
+        *,
+        cash: Decimal,
+        dividends: Decimal,
+        fees: Decimal,
+        deposits: Decimal,
+        withdrawals: Decimal,
+        funded: Decimal,
+        method: CostMethod = CostMethod.FIFO,
+    ) -> BookFigures:
+        every = tuple(holdings)
+        fifo = method is CostMethod.FIFO
+        return cls(
+            cash=cash,
+            dividends=dividends,
+            fees=fees,
+            deposits=deposits,
+            withdrawals=withdrawals,
+            funded=funded,
+            cost_basis=_total(h.fifo_basis if fifo else h.average_basis for h in every),
+            realized_gain=_total(h.realized_fifo if fifo else h.realized_average for h in every),
+            held=tuple(
+                HeldShares(sys.intern(h.symbol), h.quantity, h.last_price)
+                for h in every
+                if h.quantity
+            ),
+        )
+
+    @classmethod
+    def of_state(cls, state: BookState, method: CostMethod = CostMethod.FIFO) -> BookFigures:
+        """The figures of a stored state, without resuming a book from it."""
+        return cls.of(
+            state.holdings,
+            cash=state.cash,
+            dividends=state.dividends,
+            fees=state.fees,
+            deposits=state.deposits,
+            withdrawals=state.withdrawals,
+            funded=state.funded,
+            method=method,
+        )
+
+    def open_symbols(self) -> list[str]:
+        """Symbols with shares held, sorted (as `Book.open_symbols`)."""
+        return sorted(h.symbol for h in self.held if h.quantity > 0)
+
+    def totals(self, prices: Mapping[str, Decimal]) -> Totals:
+        value = market_value(self.held, prices)
+        deposits, withdrawals, funded = self.deposits, self.withdrawals, self.funded
+        total_value = self.cash + value
+        total_cost = deposits + funded - withdrawals
+        gain = total_value - total_cost
+        return Totals(
+            cash=self.cash,
+            market_value=value,
+            total_value=total_value,
+            cost_basis=self.cost_basis,
+            total_cost=total_cost,
+            total_gain_loss=gain,
+            total_return=ratio(gain, total_cost),
+            realized_gain=self.realized_gain,
+            unrealized_gain=value - self.cost_basis,
+            dividends=self.dividends,
+            fees=self.fees,
+            deposits=deposits,
+            withdrawals=withdrawals,
+            funded=funded,
+        )
 
 
 Event = Trade | Split

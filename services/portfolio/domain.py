@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from services.portfolio.book import Book
 from services.portfolio.book_values import (
+    BookFigures,
     BookState,
     CashFlow,
     CashInLieu,
@@ -71,6 +72,7 @@ __all__ = [
     "RATIO_PLACES",
     "ZERO",
     "Book",
+    "BookFigures",
     "BookState",
     "CashFlow",
     "CashInLieu",
