@@ -33,10 +33,8 @@ only long ago is asked in the rounds that look at its portfolio in full, not in 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -45,7 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.portfolio import book_states
+from services.portfolio.decoded_books import BookRound, DecodedBooks
 from services.portfolio.dividends import held_at_ex_date
 from services.portfolio.domain import Book, Side, TradedSymbols
 from services.portfolio.market_data import SplitSource
@@ -74,14 +72,6 @@ FULL_EVERY = timedelta(days=1)
 BATCH = 200
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """A stored book as a round read it: a digest of its text, and the symbols it traded."""
-
-    digest: bytes
-    traded: TradedSymbols
-
-
 class AlreadyNoted(Exception):
     """The split is recorded already (rolls back): its note is taken by another round or
     leader, or the owner recorded it by hand since the round's snapshot."""
@@ -104,14 +94,17 @@ class SplitApplier:
         self._clock = clock
         # Splits a portfolio's history refused, logged once per process.
         self._refused: set[tuple[str, str, date]] = set()
-        # Each portfolio's stored book as the last round read it: a digest of its text (one
-        # that differs, or a portfolio not seen yet, changed its history since and is looked at
-        # in full), and the symbols it traded, so that a book whose text is the same is not
-        # decoded again.
-        self._seen: dict[str, _Seen] = {}
+        # The symbols each stored book traded, by the digest of its text as the last round
+        # read it (decoded_books.py): a book whose text differs, or a portfolio not read yet,
+        # changed its history since and is looked at in full; one whose text is the same is
+        # not decoded again.
+        self._books = DecodedBooks(lambda book: TradedSymbols.of(book.state.holdings))
         self._full_at: datetime | None = None  # when every portfolio was last looked at in full
-        # Stored books decoded so far: one per book new or changed since the round before.
-        self.decoded = 0
+
+    @property
+    def decoded(self) -> int:
+        """Stored books decoded so far: one per book new or changed since the round before."""
+        return self._books.decoded
 
     async def apply_due(self) -> int:
         """Record every split due and not recorded yet; how many were."""
@@ -120,10 +113,11 @@ class SplitApplier:
         if getattr(self._market, "split_calendar", None) is None:
             return 0
         everyone = self._full_at is None or now - self._full_at >= FULL_EVERY
-        held, changed, seen = await self._held_symbols(everyone, today - WINDOW)
+        books = self._books.round()
+        held, changed = await self._held_symbols(books, everyone, today - WINDOW)
         applied = await self._apply(today, held, changed)
         # Only now that every change was looked at: a round that failed looks again.
-        self._seen = seen
+        books.finish()
         if everyone:
             self._full_at = now
         return applied
@@ -182,33 +176,32 @@ class SplitApplier:
         return found
 
     async def _held_symbols(
-        self, everyone: bool, recent_start: date
-    ) -> tuple[set[str], set[str], dict[str, _Seen]]:
+        self, books: BookRound[TradedSymbols], everyone: bool, recent_start: date
+    ) -> tuple[set[str], set[str]]:
         """Symbols some portfolio held over the days it is looked at (what a provider is asked
         about): since `recent_start`, or in all its history when it changed; from the stored
-        books (a portfolio without one is replayed). The portfolios whose book changed since
-        the last round (`everyone`: all; one without a stored book always counts as changed),
-        and each book as read."""
+        books, read in `books` (a portfolio without one is replayed). And the portfolios whose
+        book changed since the last round (`everyone`: all; one without a stored book always
+        counts as changed)."""
         recent = datetime.combine(recent_start, time(), UTC)
         ever = datetime.combine(HISTORY_START, time(), UTC)
         held: set[str] = set()
         changed: set[str] = set()
-        seen: dict[str, _Seen] = {}
         after = ""
         while True:
             async with self._db.snapshot() as session:
                 repository = PortfolioRepository(session)
                 batch = await repository.after(after, BATCH)
-                stored = self._read(await repository.book_texts([p.id for p in batch]))
+                stored = books.read(await repository.book_texts([p.id for p in batch]))
                 missing = [p.id for p in batch if p.id not in stored]
                 trades = await TradeRepository(session).of_many(missing) if missing else {}
                 splits = await splits_by_portfolio(session, missing) if missing else {}
             if not batch:
-                return held, changed, seen  # portfolios deleted since are forgotten
+                return held, changed
             after = batch[-1].id
             for portfolio in batch:
-                found = stored.get(portfolio.id)
-                if found is None:
+                traded = stored.get(portfolio.id)
+                if traded is None:
                     changed.add(portfolio.id)
                     try:
                         traded = Book.replay(
@@ -218,29 +211,9 @@ class SplitApplier:
                         ).traded_symbols()
                     except DomainError:  # the revaluation logs a history that does not replay
                         continue
-                else:
-                    seen[portfolio.id] = found
-                    last = self._seen.get(portfolio.id)
-                    if everyone or last is None or last.digest != found.digest:
-                        changed.add(portfolio.id)
-                    traded = found.traded
+                elif everyone or portfolio.id in books.changed:
+                    changed.add(portfolio.id)
                 held.update(traded.since(ever if portfolio.id in changed else recent))
-
-    def _read(self, texts: dict[str, str]) -> dict[str, _Seen]:
-        """The stored books as read (of the current format): digested as stored, and decoded
-        only when the text differs from what the last round read (most rounds: none)."""
-        found: dict[str, _Seen] = {}
-        for portfolio_id, text in texts.items():
-            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-            last = self._seen.get(portfolio_id)
-            if last is not None and last.digest == digest:
-                found[portfolio_id] = last
-                continue
-            self.decoded += 1
-            book = book_states.decode(text)
-            if book is not None:  # else of another format: replayed
-                found[portfolio_id] = _Seen(digest, TradedSymbols.of(book.state.holdings))
-        return found
 
     async def _record(
         self, portfolio: Portfolio, symbol: str, day: date, ratio: SplitRatio
