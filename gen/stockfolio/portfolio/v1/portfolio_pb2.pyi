@@ -3635,21 +3635,38 @@ class GetRebalanceRequest(_message.Message):
     PORTFOLIO_ID_FIELD_NUMBER: _builtins.int
     CASH_FIELD_NUMBER: _builtins.int
     FRACTIONAL_FIELD_NUMBER: _builtins.int
+    FEE_PER_TRADE_FIELD_NUMBER: _builtins.int
+    FEE_PERCENT_FIELD_NUMBER: _builtins.int
+    MIN_TRADE_VALUE_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     cash: _builtins.str
     """Cash to invest on top of the portfolio's own, in its currency (absent: none)."""
     fractional: _builtins.bool
     """Suggest fractional quantities (to 8 places) rather than whole shares."""
+    fee_per_trade: _builtins.str
+    """Trading costs, in the portfolio's currency (absent: 0). Each suggested trade pays
+    fee_per_trade plus fee_percent of its value: a sell brings its value less its fee, a buy
+    costs its value and its fee, and the buys are cut to what the cash pays for, fees included.
+    """
+    fee_percent: _builtins.str
+    """Percent of each trade's value, 0 or more and less than 100, at most 4 decimal places."""
+    min_trade_value: _builtins.str
+    """A trade worth less than this is not suggested (reason BELOW_MINIMUM); its money stays in
+    cash (absent: 0).
+    """
     def __init__(
         self,
         *,
         portfolio_id: _builtins.str = ...,
         cash: _builtins.str = ...,
         fractional: _builtins.bool = ...,
+        fee_per_trade: _builtins.str = ...,
+        fee_percent: _builtins.str = ...,
+        min_trade_value: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "fractional", b"fractional", "portfolio_id", b"portfolio_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "fee_per_trade", b"fee_per_trade", "fee_percent", b"fee_percent", "fractional", b"fractional", "min_trade_value", b"min_trade_value", "portfolio_id", b"portfolio_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3678,6 +3695,7 @@ class RebalanceLine(_message.Message):
     TRADE_VALUE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     WEIGHT_AFTER_FIELD_NUMBER: _builtins.int
+    FEE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     currency: _builtins.str
     """The listing's trading currency, its price there and today's rate into the portfolio's
@@ -3702,10 +3720,14 @@ class RebalanceLine(_message.Message):
     reason: _builtins.str
     """Why no trade is suggested: NO_PRICE (no current price), ON_TARGET (less than the trade
     step away), NO_CASH (a buy the cash cannot pay for), NO_TARGETS (the portfolio has no
-    target allocation: nothing is suggested). Empty when a trade is suggested.
+    target allocation: nothing is suggested), BELOW_MINIMUM (the trade would be worth less than
+    min_trade_value), FEE_EXCEEDS_VALUE (its fee would be as much as the trade is worth).
+    Empty when a trade is suggested.
     """
     weight_after: _builtins.str
-    """The weight once the suggested trades are made."""
+    """The weight once the suggested trades are made and their fees paid (of total_value_after)."""
+    fee: _builtins.str
+    """The suggested trade's fee (empty without a trade)."""
     def __init__(
         self,
         *,
@@ -3724,10 +3746,11 @@ class RebalanceLine(_message.Message):
         trade_value: _builtins.str = ...,
         reason: _builtins.str = ...,
         weight_after: _builtins.str = ...,
+        fee: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "drift", b"drift", "fx_rate", b"fx_rate", "local_price", b"local_price", "price", b"price", "quantity", b"quantity", "reason", b"reason", "side", b"side", "symbol", b"symbol", "target_weight", b"target_weight", "trade_quantity", b"trade_quantity", "trade_value", b"trade_value", "value", b"value", "weight", b"weight", "weight_after", b"weight_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "drift", b"drift", "fee", b"fee", "fx_rate", b"fx_rate", "local_price", b"local_price", "price", b"price", "quantity", b"quantity", "reason", b"reason", "side", b"side", "symbol", b"symbol", "target_weight", b"target_weight", "trade_quantity", b"trade_quantity", "trade_value", b"trade_value", "value", b"value", "weight", b"weight", "weight_after", b"weight_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3748,6 +3771,11 @@ class GetRebalanceResponse(_message.Message):
     CASH_AFTER_FIELD_NUMBER: _builtins.int
     CASH_WEIGHT_AFTER_FIELD_NUMBER: _builtins.int
     FRACTIONAL_FIELD_NUMBER: _builtins.int
+    TOTAL_FEES_FIELD_NUMBER: _builtins.int
+    TOTAL_VALUE_AFTER_FIELD_NUMBER: _builtins.int
+    FEE_PER_TRADE_FIELD_NUMBER: _builtins.int
+    FEE_PERCENT_FIELD_NUMBER: _builtins.int
+    MIN_TRADE_VALUE_FIELD_NUMBER: _builtins.int
     portfolio_id: _builtins.str
     currency: _builtins.str
     """The portfolio's currency."""
@@ -3759,9 +3787,19 @@ class GetRebalanceResponse(_message.Message):
     cash_weight: _builtins.str
     target_cash_weight: _builtins.str
     cash_after: _builtins.str
-    """Cash (and extra cash) once the suggested sells and buys are made: never negative."""
+    """Cash (and extra cash) once the suggested sells and buys are made and their fees paid:
+    never negative.
+    """
     cash_weight_after: _builtins.str
     fractional: _builtins.bool
+    total_fees: _builtins.str
+    """The fees of the suggested trades, added up."""
+    total_value_after: _builtins.str
+    """total_value less total_fees: what the weights after are shares of."""
+    fee_per_trade: _builtins.str
+    """The trading costs the plan was made with (0 when not given)."""
+    fee_percent: _builtins.str
+    min_trade_value: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___RebalanceLine]:
         """The targets in their order, then holdings without a target by symbol."""
@@ -3780,10 +3818,15 @@ class GetRebalanceResponse(_message.Message):
         cash_after: _builtins.str = ...,
         cash_weight_after: _builtins.str = ...,
         fractional: _builtins.bool = ...,
+        total_fees: _builtins.str = ...,
+        total_value_after: _builtins.str = ...,
+        fee_per_trade: _builtins.str = ...,
+        fee_percent: _builtins.str = ...,
+        min_trade_value: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "cash_after", b"cash_after", "cash_weight", b"cash_weight", "cash_weight_after", b"cash_weight_after", "currency", b"currency", "extra_cash", b"extra_cash", "fractional", b"fractional", "lines", b"lines", "portfolio_id", b"portfolio_id", "target_cash_weight", b"target_cash_weight", "total_value", b"total_value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "cash_after", b"cash_after", "cash_weight", b"cash_weight", "cash_weight_after", b"cash_weight_after", "currency", b"currency", "extra_cash", b"extra_cash", "fee_per_trade", b"fee_per_trade", "fee_percent", b"fee_percent", "fractional", b"fractional", "lines", b"lines", "min_trade_value", b"min_trade_value", "portfolio_id", b"portfolio_id", "target_cash_weight", b"target_cash_weight", "total_fees", b"total_fees", "total_value", b"total_value", "total_value_after", b"total_value_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
