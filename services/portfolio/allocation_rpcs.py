@@ -60,6 +60,9 @@ class AllocationRpcs:
             request.portfolio_id,
             cash=request.cash,
             fractional=request.fractional,
+            fee_per_trade=request.fee_per_trade,
+            fee_percent=request.fee_percent,
+            min_trade_value=request.min_trade_value,
         )
         return rebalance_message(suggested)
 
@@ -101,6 +104,7 @@ def _line_message(line: Line, suggested: Rebalance) -> portfolio_pb2.RebalanceLi
             "side": SIDE_TO_PROTO[line.side],
             "trade_quantity": present_quantity(line.trade_quantity),
             "trade_value": present_money(line.trade_value),
+            "fee": present_money(line.fee),
         }
     return portfolio_pb2.RebalanceLine(
         **fields,  # type: ignore[arg-type]
@@ -114,7 +118,7 @@ def _line_message(line: Line, suggested: Rebalance) -> portfolio_pb2.RebalanceLi
         if weight is not None
         else "",
         reason=line.reason,
-        weight_after=_percent(plan.weight(line.value_after)),
+        weight_after=_percent(plan.weight_after(line.value_after)),
     )
 
 
@@ -131,6 +135,11 @@ def rebalance_message(suggested: Rebalance) -> portfolio_pb2.GetRebalanceRespons
         target_cash_weight=_weight(plan.cash_target),
         lines=[_line_message(line, suggested) for line in plan.lines],
         cash_after=present_money(plan.cash_after),
-        cash_weight_after=_percent(plan.weight(plan.cash_after)),
+        cash_weight_after=_percent(plan.weight_after(plan.cash_after)),
         fractional=plan.fractional,
+        total_fees=present_sum(*(line.fee for line in plan.lines if line.side is not None)),
+        total_value_after=present_money(plan.total_value_after),
+        fee_per_trade=present_price(plan.costs.per_trade),
+        fee_percent=_weight(plan.costs.percent),
+        min_trade_value=present_price(plan.costs.minimum),
     )

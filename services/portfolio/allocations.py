@@ -16,6 +16,7 @@ from services.portfolio.rebalancing import (
     Plan,
     Target,
     clean_targets,
+    parse_costs,
     parse_extra_cash,
     plan,
 )
@@ -68,10 +69,19 @@ class Allocations:
         return Targets(portfolio_id, targets)
 
     async def rebalance(
-        self, user_id: str, portfolio_id: str, *, cash: str = "", fractional: bool = False
+        self,
+        user_id: str,
+        portfolio_id: str,
+        *,
+        cash: str = "",
+        fractional: bool = False,
+        fee_per_trade: str = "",
+        fee_percent: str = "",
+        min_trade_value: str = "",
     ) -> Rebalance:
         portfolio_id = require_portfolio_id(portfolio_id)
         extra = parse_extra_cash(cash)
+        costs = parse_costs(fee_per_trade, fee_percent, min_trade_value)
         targets = (await self.targets(user_id, portfolio_id)).targets
         valued = await self._portfolios.get(user_id, portfolio_id)
         currency = valued.portfolio.base_currency
@@ -86,6 +96,11 @@ class Allocations:
         # A target not held yet is a holding of nothing, at its price.
         holdings.update({s: Holding(s, ZERO, ZERO, prices.get(s)) for s in missing})
         suggested = plan(
-            targets, holdings, valued.totals.cash, extra_cash=extra, fractional=fractional
+            targets,
+            holdings,
+            valued.totals.cash,
+            extra_cash=extra,
+            fractional=fractional,
+            costs=costs,
         )
         return Rebalance(portfolio_id, currency, suggested, listed)

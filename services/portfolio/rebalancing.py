@@ -6,6 +6,11 @@ what is over its target first and spends the proceeds, the cash and any extra ca
 under it. Quantities are rounded down (whole shares, or 8 places), so no suggested trade goes
 past its target; when the cash cannot pay for every buy, each buy is cut by the same factor, so
 the buys never cost more than the cash there is.
+
+Trading costs (`Costs`, all 0 unless given) enter in three places: each trade pays a flat fee and
+a percent of its value (a sell brings its value less its fee, a buy costs its value and its fee);
+the common factor leaves room for the fees of the buys it keeps; and a trade worth less than the
+minimum, or no more than its own fee, is not suggested, its money left in cash.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from decimal import ROUND_DOWN, Context, Decimal
 from functools import reduce
 
 from services.portfolio.domain import (
+    PRICE_PLACES,
     QUANTITY_PLACES,
     ZERO,
     Side,
@@ -42,6 +48,12 @@ ON_TARGET = "ON_TARGET"
 NO_CASH = "NO_CASH"
 # No allocation is set: nothing to aim at (not "all in cash", which would sell everything).
 NO_TARGETS = "NO_TARGETS"
+# Worth less than the minimum trade value given.
+BELOW_MINIMUM = "BELOW_MINIMUM"
+# Its fee would take all it is worth: a sell that brings nothing, a buy that is mostly fee.
+FEE_EXCEEDS_VALUE = "FEE_EXCEEDS_VALUE"
+
+FEE_PERCENT_PLACES = 4
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,28 @@ class Holding:
 
 
 @dataclass(frozen=True)
+class Costs:
+    """What trading costs, in the portfolio's currency: per trade, a flat fee and a percent of
+    its value; and the smallest trade worth placing."""
+
+    per_trade: Decimal = ZERO
+    percent: Decimal = ZERO  # 0 <= percent < 100
+    minimum: Decimal = ZERO
+
+    def fee(self, value: Decimal) -> Decimal:
+        return plus(self.per_trade, times(times(value, self.percent), PERCENT))
+
+    def refuses(self, value: Decimal) -> str:
+        """Why a trade worth `value` is not worth placing ("" when it is)."""
+        if value < self.minimum:
+            return BELOW_MINIMUM
+        fee = self.fee(value)
+        if fee and fee >= value:
+            return FEE_EXCEEDS_VALUE
+        return ""
+
+
+@dataclass(frozen=True)
 class Line:
     symbol: str
     price: Decimal | None
@@ -70,6 +104,7 @@ class Line:
     side: Side | None = None
     trade_quantity: Decimal = ZERO
     trade_value: Decimal = ZERO
+    fee: Decimal = ZERO
     reason: str = ""
 
     @property
@@ -87,6 +122,7 @@ class Plan:
     cash_target: Decimal  # percent
     lines: tuple[Line, ...]
     fractional: bool
+    costs: Costs = Costs()
 
     @property
     def cash_after(self) -> Decimal:
@@ -95,11 +131,25 @@ class Plan:
             for line in self.lines
             if line.side is not None
         )
-        return _sum([self.cash, self.extra_cash, moved])
+        return minus(_sum([self.cash, self.extra_cash, moved]), self.total_fees)
+
+    @property
+    def total_fees(self) -> Decimal:
+        return _sum(line.fee for line in self.lines)
+
+    @property
+    def total_value_after(self) -> Decimal:
+        """What the portfolio is worth once the trades are made: the fees are gone."""
+        return minus(self.total_value, self.total_fees)
 
     def weight(self, value: Decimal) -> Decimal | None:
         """`value` in percent of the total value; None when the portfolio is worth nothing."""
         return value * HUNDRED / self.total_value if self.total_value > 0 else None
+
+    def weight_after(self, value: Decimal) -> Decimal | None:
+        """`value` in percent of the value after the trades and their fees."""
+        after = self.total_value_after
+        return value * HUNDRED / after if after > 0 else None
 
 
 def clean_targets(raw: Sequence[tuple[str, str]]) -> tuple[Target, ...]:
@@ -148,6 +198,27 @@ def parse_extra_cash(raw: str) -> Decimal:
     return extra
 
 
+def parse_costs(per_trade: str = "", percent: str = "", minimum: str = "") -> Costs:
+    """The request's trading costs (each absent: 0); InvalidArgument names the field."""
+    fee_percent = _parse_amount("feePercent", percent, FEE_PERCENT_PLACES)
+    if fee_percent >= HUNDRED:
+        raise InvalidArgument.field("feePercent", "must be less than 100")
+    return Costs(
+        per_trade=_parse_amount("feePerTrade", per_trade, PRICE_PLACES),
+        percent=fee_percent,
+        minimum=_parse_amount("minTradeValue", minimum, PRICE_PLACES),
+    )
+
+
+def _parse_amount(field: str, raw: str, places: int) -> Decimal:
+    if not raw.strip():
+        return ZERO
+    amount = parse_decimal(field, raw, places=places)
+    if amount < 0:
+        raise InvalidArgument.field(field, "must not be negative")
+    return amount
+
+
 def _sum(values: Iterable[Decimal]) -> Decimal:
     return reduce(plus, values, ZERO)
 
@@ -164,6 +235,7 @@ def plan(
     *,
     extra_cash: Decimal = ZERO,
     fractional: bool = False,
+    costs: Costs = Costs(),
 ) -> Plan:
     """The trades that bring `holdings` nearest their targets without passing them."""
     step = FRACTION if fractional else WHOLE
@@ -195,25 +267,31 @@ def plan(
             wanted[symbol] = gap
         elif target == 0:
             # Sold off whole, fractions of a share included.
-            lines[symbol] = _trade(line, Side.SELL, line.quantity, held.price)
+            lines[symbol] = _placed(line, Side.SELL, line.quantity, held.price, costs)
         else:
             shares = min(_shares(-gap, held.price, step), line.quantity)
             lines[symbol] = (
-                _trade(line, Side.SELL, shares, held.price) if shares else _without(line, ON_TARGET)
+                _placed(line, Side.SELL, shares, held.price, costs)
+                if shares
+                else _without(line, ON_TARGET)
             )
-    proceeds = _sum(x.trade_value for x in lines.values() if x.side is Side.SELL)
+    proceeds = _sum(minus(x.trade_value, x.fee) for x in lines.values() if x.side is Side.SELL)
     budget = max(_sum([cash, extra_cash, proceeds]), ZERO)
-    needed = _sum(wanted.values())
-    factor = Decimal(1) if needed <= budget else _DOWN.divide(budget, needed)
+    prices = {s: _priced(lines[s]) for s in wanted}
+    factor = _buy_factor(wanted, prices, budget, costs, step)
     for symbol, gap in wanted.items():
-        line = lines[symbol]
-        assert line.price is not None  # only priced lines want money
-        shares = _shares(_DOWN.multiply(gap, factor), line.price, step)
-        if shares:
-            lines[symbol] = _trade(line, Side.BUY, shares, line.price)
+        line, price = lines[symbol], prices[symbol]
+        shares = _shares(_DOWN.multiply(gap, factor), price, step)
+        value = times(shares, price)
+        if shares and not costs.refuses(value):
+            lines[symbol] = _trade(line, Side.BUY, shares, price, costs)
+            continue
+        full = _shares(gap, price, step)
+        if not full:
+            lines[symbol] = _without(line, ON_TARGET)
         else:
-            short = _shares(gap, line.price, step) > 0
-            lines[symbol] = _without(line, NO_CASH if short else ON_TARGET)
+            # Not worth placing even with cash enough for all of it, or the cash was short.
+            lines[symbol] = _without(line, costs.refuses(times(full, price)) or NO_CASH)
     return Plan(
         cash=cash,
         extra_cash=extra_cash,
@@ -221,11 +299,70 @@ def plan(
         cash_target=cash_weight(targets),
         lines=tuple(lines[s] for s in order),
         fractional=fractional,
+        costs=costs,
     )
 
 
-def _trade(line: Line, side: Side, shares: Decimal, price: Decimal) -> Line:
-    return replace(line, side=side, trade_quantity=shares, trade_value=times(shares, price))
+def _buy_factor(
+    wanted: Mapping[str, Decimal],
+    prices: Mapping[str, Decimal],
+    budget: Decimal,
+    costs: Costs,
+    step: Decimal,
+) -> Decimal:
+    """The one factor every buy's gap is cut by, so that the buys placed and their fees cost
+    no more than `budget`.
+
+    Cutting each gap g by k costs at most g·k·(1 + percent) plus the flat fee per buy placed.
+    Room is left for the flat fees of `room` buys: the fewest for which no more than `room`
+    buys are placed at the factor it leaves (more room, a smaller factor, fewer buys placed:
+    the first such count is the largest factor that pays for itself). Without a flat fee the
+    count does not matter, and the factor is the one the plan had before fees.
+    """
+    needed = _sum(wanted.values())
+    if not wanted:
+        return Decimal(1)
+    spend = times(needed, plus(Decimal(1), times(costs.percent, PERCENT)))
+
+    def factor_with_room(room: int) -> Decimal:
+        free = minus(budget, times(costs.per_trade, Decimal(room)))
+        if free <= 0:
+            return ZERO
+        return Decimal(1) if spend <= free else _DOWN.divide(free, spend)
+
+    if not costs.per_trade:
+        return factor_with_room(0)
+    for room in range(len(wanted) + 1):
+        factor = factor_with_room(room)
+        placed = sum(
+            1
+            for symbol, gap in wanted.items()
+            if _worth_placing(_DOWN.multiply(gap, factor), prices[symbol], step, costs)
+        )
+        if placed <= room:
+            return factor
+    return ZERO  # not reached: with room for every buy, no more than every buy is placed
+
+
+def _worth_placing(amount: Decimal, price: Decimal, step: Decimal, costs: Costs) -> bool:
+    shares = _shares(amount, price, step)
+    return bool(shares) and not costs.refuses(times(shares, price))
+
+
+def _priced(line: Line) -> Decimal:
+    assert line.price is not None  # only priced lines want money
+    return line.price
+
+
+def _placed(line: Line, side: Side, shares: Decimal, price: Decimal, costs: Costs) -> Line:
+    """A sell, unless it is not worth placing."""
+    refused = costs.refuses(times(shares, price))
+    return _without(line, refused) if refused else _trade(line, side, shares, price, costs)
+
+
+def _trade(line: Line, side: Side, shares: Decimal, price: Decimal, costs: Costs) -> Line:
+    value = times(shares, price)
+    return replace(line, side=side, trade_quantity=shares, trade_value=value, fee=costs.fee(value))
 
 
 def _without(line: Line, reason: str) -> Line:

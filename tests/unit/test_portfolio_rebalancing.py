@@ -1,5 +1,6 @@
 """The rebalancing rules (services/portfolio/rebalancing.py), without I/O: targets checked and
-named by row, and the plan's promises held for any holdings, prices, cash and targets."""
+named by row, and the plan's promises held for any holdings, prices, cash and targets; with
+trading costs, the README's example worked by hand with fees and a minimum trade value."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from hypothesis import strategies as st
 
 from services.portfolio.domain import Side
 from services.portfolio.rebalancing import (
+    BELOW_MINIMUM,
+    FEE_EXCEEDS_VALUE,
     NO_CASH,
     NO_PRICE,
     NO_TARGETS,
     ON_TARGET,
+    Costs,
     Holding,
     Target,
     clean_targets,
+    parse_costs,
     plan,
 )
 from services.runtime.errors import InvalidArgument
@@ -137,3 +142,185 @@ def test_a_plan_never_spends_cash_it_lacks_nor_trades_past_a_target(
         else:
             assert line.value_after <= goal + D("1e-20")
     assert {line.symbol for line in found.lines} == {*held, *weights}
+
+
+# --- trading costs -----------------------------------------------------------------------------
+
+SIXTY_FORTY = [Target("MSFT", D(60)), Target("AAPL", D(40))]
+
+
+def sixty_forty_held() -> dict[str, Holding]:
+    """The README's example: 10,000 deposited, 30 AAPL at 189.50 (5,685.00) and 5 MSFT at
+    415.30 (2,076.50), 2,238.50 in cash."""
+    return {
+        "AAPL": Holding("AAPL", D(30), D("5685.00"), D("189.50")),
+        "MSFT": Holding("MSFT", D(5), D("2076.50"), D("415.30")),
+    }
+
+
+def test_fees_come_out_of_the_sells_proceeds_and_the_buys_cash() -> None:
+    found = plan(SIXTY_FORTY, sixty_forty_held(), D("2238.50"), costs=Costs(D(5), D("0.1")))
+    msft, aapl = found.lines
+    # AAPL: 1,685 over its 4,000: 8 shares (1,516.00) as without fees; its fee is
+    # 5 + 0.1 % of 1,516.00 = 6.516, so it brings 1,509.484. 2,238.50 + 1,509.484 = 3,747.984
+    # to spend.
+    assert (aapl.side, aapl.trade_quantity, aapl.trade_value, aapl.fee) == (
+        Side.SELL,
+        D(8),
+        D("1516.00"),
+        D("6.516"),
+    )
+    # MSFT wants 3,923.50, which would cost 3,923.50 x 1.001 = 3,927.4235 with its percent fee.
+    # Room left for one flat fee: (3,747.984 - 5) / 3,927.4235 of the gap is 3,739.2447..., or
+    # 9.0037 shares: 9 (3,737.70), fee 5 + 3.7377 = 8.7377, 3,746.4377 in all.
+    assert (msft.side, msft.trade_quantity, msft.trade_value, msft.fee) == (
+        Side.BUY,
+        D(9),
+        D("3737.70"),
+        D("8.7377"),
+    )
+    # 3,747.984 - 3,746.4377 = 1.5463 left (16.80 without fees); 15.2537 of fees; the
+    # portfolio is worth 10,000 - 15.2537 = 9,984.7463 afterwards.
+    assert (found.cash_after, found.total_fees, found.total_value_after) == (
+        D("1.5463"),
+        D("15.2537"),
+        D("9984.7463"),
+    )
+    # Weights after are of 9,984.7463: MSFT 5,814.20 is 58.2308 %, AAPL 22 x 189.50 = 4,169.00
+    # is 41.7537 %, the cash 0.0155 %; they add up to 100.
+    assert round(found.weight_after(msft.value_after) or 0, 4) == D("58.2308")
+    assert round(found.weight_after(aapl.value_after) or 0, 4) == D("41.7537")
+    shares = [found.weight_after(x.value_after) or 0 for x in found.lines]
+    assert abs(sum(shares, found.weight_after(found.cash_after) or 0) - 100) < D("1e-20")
+
+
+def test_a_trade_worth_less_than_the_minimum_is_not_suggested_and_its_money_stays() -> None:
+    costs = Costs(D(5), D("0.1"), minimum=D(1600))
+    found = plan(SIXTY_FORTY, sixty_forty_held(), D("2238.50"), costs=costs)
+    msft, aapl = found.lines
+    # The AAPL sell, 1,516.00, is under 1,600: not suggested; only the 2,238.50 in cash pays for
+    # MSFT. With room for one flat fee: (2,238.50 - 5) / 1.001 = 2,231.2687... or 5.37 shares:
+    # 5 (2,076.50, above 1,600), fee 5 + 2.0765 = 7.0765.
+    assert (aapl.side, aapl.trade_quantity, aapl.fee, aapl.reason) == (
+        None,
+        D(0),
+        D(0),
+        BELOW_MINIMUM,
+    )
+    assert (msft.side, msft.trade_quantity, msft.trade_value, msft.fee) == (
+        Side.BUY,
+        D(5),
+        D("2076.50"),
+        D("7.0765"),
+    )
+    # 2,238.50 - 2,076.50 - 7.0765 = 154.9235 left; worth 10,000 - 7.0765 = 9,992.9235 after.
+    assert (found.cash_after, found.total_fees, found.total_value_after) == (
+        D("154.9235"),
+        D("7.0765"),
+        D("9992.9235"),
+    )
+    # AAPL unsold: 5,685 / 9,992.9235 = 56.8903 %; MSFT 4,153.00 is 41.5594 %.
+    assert round(found.weight_after(aapl.value_after) or 0, 4) == D("56.8903")
+    assert round(found.weight_after(msft.value_after) or 0, 4) == D("41.5594")
+
+
+def test_a_buy_under_the_minimum_even_with_cash_for_all_of_it_says_below_minimum() -> None:
+    held = {
+        "AAA": Holding("AAA", D(0), D(0), D(10)),
+        "BBB": Holding("BBB", D(0), D(0), D(10)),
+    }
+    found = plan(
+        [Target("AAA", D(90)), Target("BBB", D(5))],
+        held,
+        D(1000),
+        costs=Costs(minimum=D(100)),
+    )
+    aaa, bbb = found.lines
+    # 1,000 in cash: AAA wants 900 (90 shares); BBB wants 50, under the 100 minimum.
+    assert (aaa.side, aaa.trade_quantity, bbb.side, bbb.reason) == (
+        Side.BUY,
+        D(90),
+        None,
+        BELOW_MINIMUM,
+    )
+    assert (found.cash_after, found.total_fees) == (D(100), D(0))
+
+
+def test_the_cut_leaves_room_for_the_flat_fee_of_every_buy_it_keeps() -> None:
+    held = {s: Holding(s, D(0), D(0), D(1)) for s in ("AAA", "BBB", "CCC")}
+    targets = [Target("AAA", D(50)), Target("BBB", D(30)), Target("CCC", D(20))]
+    found = plan(targets, held, D(100), costs=Costs(per_trade=D(10)))
+    # 100 in cash, all of it wanted (50 + 30 + 20) and a fee of 10 a trade. Room for one, two
+    # fees: 90 or 80 left, cuts of 0.9 (45, 27, 18) or 0.8 (40, 24, 16) still place all three.
+    # Room for three: 70 left, a cut of 0.7: 35, 21 and 14 shares, 70 + 3 x 10 = 100 spent.
+    assert [(x.side, x.trade_quantity, x.fee) for x in found.lines] == [
+        (Side.BUY, D(35), D(10)),
+        (Side.BUY, D(21), D(10)),
+        (Side.BUY, D(14), D(10)),
+    ]
+    assert (found.cash_after, found.total_fees) == (D(0), D(30))
+
+
+def test_a_trade_its_fee_would_eat_is_not_suggested() -> None:
+    held = {
+        "AAA": Holding("AAA", D(10), D(1000), D(100)),
+        "DUST": Holding("DUST", D("0.03"), D(3), D(100)),
+    }
+    found = plan([Target("AAA", D(99))], held, D(0), costs=Costs(per_trade=D(5)))
+    aaa, dust = found.lines
+    # DUST, no target, would be sold off whole: 3.00 for a 5.00 fee brings less than nothing,
+    # so it stays, and cash (0) never goes negative. AAA is 1,000 of 1,003 against 992.97:
+    # 7.03 over, less than a share.
+    assert (dust.side, dust.reason, aaa.reason) == (None, FEE_EXCEEDS_VALUE, ON_TARGET)
+    assert (found.cash_after, found.total_fees) == (D(0), D(0))
+
+
+def test_costs_are_read_from_the_request_and_bad_ones_named() -> None:
+    assert parse_costs("", "", "") == Costs()
+    assert parse_costs(" 4.95 ", "0.25", "100") == Costs(D("4.95"), D("0.25"), D(100))
+    for raw, field in [
+        (("-1", "", ""), "feePerTrade"),
+        (("abc", "", ""), "feePerTrade"),
+        (("0.0000001", "", ""), "feePerTrade"),
+        (("", "100", ""), "feePercent"),
+        (("", "-0.1", ""), "feePercent"),
+        (("", "0.00001", ""), "feePercent"),
+        (("", "1e1", ""), "feePercent"),
+        (("", "", "-5"), "minTradeValue"),
+        (("", "", "NaN"), "minTradeValue"),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            parse_costs(*raw)
+        assert [f for f, _ in refused.value.fields] == [field], raw
+
+
+costs = st.builds(
+    Costs,
+    st.decimals(D(0), D(50), places=2),
+    st.decimals(D(0), D("99.9999"), places=4),
+    st.decimals(D(0), D(5000), places=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(portfolios(), st.booleans(), costs)
+def test_with_costs_the_cash_never_goes_negative_and_every_trade_is_worth_placing(
+    case: tuple[list[Target], dict[str, Holding], Decimal, Decimal], fractional: bool, fees: Costs
+) -> None:
+    targets, held, cash, extra = case
+    found = plan(targets, held, cash, extra_cash=extra, fractional=fractional, costs=fees)
+    assert found.cash_after >= 0
+    assert found.total_value_after == found.total_value - found.total_fees
+    weights = {t.symbol: t.weight for t in targets}
+    for line in found.lines:
+        if line.side is None:
+            assert line.fee == 0
+            continue
+        assert line.trade_value >= fees.minimum
+        assert line.fee == fees.per_trade + line.trade_value * fees.percent / 100
+        assert line.fee < line.trade_value or line.fee == 0
+        goal = found.total_value * weights.get(line.symbol, D(0)) / 100
+        if line.side is Side.SELL:
+            assert line.value_after >= goal - D("1e-20")
+        else:
+            assert line.value_after <= goal + D("1e-20")
