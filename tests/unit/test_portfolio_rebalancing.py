@@ -20,6 +20,7 @@ from services.portfolio.rebalancing import (
     ON_TARGET,
     Costs,
     Holding,
+    Plan,
     Target,
     clean_targets,
     parse_costs,
@@ -158,6 +159,12 @@ def sixty_forty_held() -> dict[str, Holding]:
     }
 
 
+def weight_after(found: Plan, value: Decimal) -> Decimal:
+    weight = found.weight_after(value)
+    assert weight is not None
+    return weight
+
+
 def test_fees_come_out_of_the_sells_proceeds_and_the_buys_cash() -> None:
     found = plan(SIXTY_FORTY, sixty_forty_held(), D("2238.50"), costs=Costs(D(5), D("0.1")))
     msft, aapl = found.lines
@@ -188,10 +195,10 @@ def test_fees_come_out_of_the_sells_proceeds_and_the_buys_cash() -> None:
     )
     # Weights after are of 9,984.7463: MSFT 5,814.20 is 58.2308 %, AAPL 22 x 189.50 = 4,169.00
     # is 41.7537 %, the cash 0.0155 %; they add up to 100.
-    assert round(found.weight_after(msft.value_after) or 0, 4) == D("58.2308")
-    assert round(found.weight_after(aapl.value_after) or 0, 4) == D("41.7537")
-    shares = [found.weight_after(x.value_after) or 0 for x in found.lines]
-    assert abs(sum(shares, found.weight_after(found.cash_after) or 0) - 100) < D("1e-20")
+    assert round(weight_after(found, msft.value_after), 4) == D("58.2308")
+    assert round(weight_after(found, aapl.value_after), 4) == D("41.7537")
+    shares = [weight_after(found, x.value_after) for x in found.lines]
+    assert abs(sum(shares, weight_after(found, found.cash_after)) - 100) < D("1e-20")
 
 
 def test_a_trade_worth_less_than_the_minimum_is_not_suggested_and_its_money_stays() -> None:
@@ -220,8 +227,8 @@ def test_a_trade_worth_less_than_the_minimum_is_not_suggested_and_its_money_stay
         D("9992.9235"),
     )
     # AAPL unsold: 5,685 / 9,992.9235 = 56.8903 %; MSFT 4,153.00 is 41.5594 %.
-    assert round(found.weight_after(aapl.value_after) or 0, 4) == D("56.8903")
-    assert round(found.weight_after(msft.value_after) or 0, 4) == D("41.5594")
+    assert round(weight_after(found, aapl.value_after), 4) == D("56.8903")
+    assert round(weight_after(found, msft.value_after), 4) == D("41.5594")
 
 
 def test_a_buy_under_the_minimum_even_with_cash_for_all_of_it_says_below_minimum() -> None:
