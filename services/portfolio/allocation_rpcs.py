@@ -137,7 +137,7 @@ def rebalance_message(suggested: Rebalance) -> portfolio_pb2.GetRebalanceRespons
         cash_after=present_money(plan.cash_after),
         cash_weight_after=_percent(plan.weight_after(plan.cash_after)),
         fractional=plan.fractional,
-        total_fees=present_sum(*(line.fee for line in plan.lines if line.side is not None)),
+        total_fees=present_money(plan.total_fees),
         total_value_after=present_money(plan.total_value_after),
         fee_per_trade=present_price(plan.costs.per_trade),
         fee_percent=_weight(plan.costs.percent),

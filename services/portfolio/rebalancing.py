@@ -8,7 +8,8 @@ past its target; when the cash cannot pay for every buy, each buy is cut by the 
 the buys never cost more than the cash there is.
 
 Trading costs (`Costs`, all 0 unless given) enter in three places: each trade pays a flat fee and
-a percent of its value (a sell brings its value less its fee, a buy costs its value and its fee);
+a percent of its value, to the cent as a broker charges it (a sell brings its value less its fee,
+a buy costs its value and its fee);
 the common factor leaves room for the fees of the buys it keeps; and a trade worth less than the
 minimum, or no more than its own fee, is not suggested, its money left in cash.
 """
@@ -21,6 +22,7 @@ from decimal import ROUND_DOWN, Context, Decimal
 from functools import reduce
 
 from services.portfolio.domain import (
+    MONEY_PLACES,
     PRICE_PLACES,
     QUANTITY_PLACES,
     ZERO,
@@ -29,6 +31,7 @@ from services.portfolio.domain import (
     parse_decimal,
 )
 from services.portfolio.exact import minus, plus, times
+from services.portfolio.wire_numbers import rounded
 from services.runtime.errors import InvalidArgument
 
 HUNDRED = Decimal(100)
@@ -54,6 +57,8 @@ BELOW_MINIMUM = "BELOW_MINIMUM"
 FEE_EXCEEDS_VALUE = "FEE_EXCEEDS_VALUE"
 
 FEE_PERCENT_PLACES = 4
+# The most rounding a fee to the cent (half-even) adds to it.
+_HALF_CENT = Decimal("0.005")
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,16 @@ class Costs:
     minimum: Decimal = ZERO
 
     def fee(self, value: Decimal) -> Decimal:
-        return plus(self.per_trade, times(times(value, self.percent), PERCENT))
+        """The fee of a trade worth `value`, to the cent: fees shown add up to the total."""
+        return rounded(
+            plus(self.per_trade, times(times(value, self.percent), PERCENT)), MONEY_PLACES
+        )
+
+    @property
+    def flat_bound(self) -> Decimal:
+        """The most a buy's fee can be above its percent of the buy: the flat fee, and what
+        rounding the percent's share to the cent may add."""
+        return plus(self.per_trade, _HALF_CENT if self.percent else ZERO)
 
     def refuses(self, value: Decimal) -> str:
         """Why a trade worth `value` is not worth placing ("" when it is)."""
@@ -313,8 +327,8 @@ def _buy_factor(
     """The one factor every buy's gap is cut by, so that the buys placed and their fees cost
     no more than `budget`.
 
-    Cutting each gap g by k costs at most g·k·(1 + percent) plus the flat fee per buy placed.
-    Room is left for the flat fees of `room` buys: the fewest for which no more than `room`
+    Cutting each gap g by k costs at most g·k·(1 + percent) plus `flat_bound` per buy placed.
+    Room is left for that much of `room` buys: the fewest for which no more than `room`
     buys are placed at the factor it leaves (more room, a smaller factor, fewer buys placed:
     the first such count is the largest factor that pays for itself). Without a flat fee the
     count does not matter, and the factor is the one the plan had before fees.
@@ -325,12 +339,12 @@ def _buy_factor(
     spend = times(needed, plus(Decimal(1), times(costs.percent, PERCENT)))
 
     def factor_with_room(room: int) -> Decimal:
-        free = minus(budget, times(costs.per_trade, Decimal(room)))
+        free = minus(budget, times(costs.flat_bound, Decimal(room)))
         if free <= 0:
             return ZERO
         return Decimal(1) if spend <= free else _DOWN.divide(free, spend)
 
-    if not costs.per_trade:
+    if not costs.flat_bound:
         return factor_with_room(0)
     for room in range(len(wanted) + 1):
         factor = factor_with_room(room)

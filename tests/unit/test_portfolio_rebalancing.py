@@ -169,34 +169,36 @@ def test_fees_come_out_of_the_sells_proceeds_and_the_buys_cash() -> None:
     found = plan(SIXTY_FORTY, sixty_forty_held(), D("2238.50"), costs=Costs(D(5), D("0.1")))
     msft, aapl = found.lines
     # AAPL: 1,685 over its 4,000: 8 shares (1,516.00) as without fees; its fee is
-    # 5 + 0.1 % of 1,516.00 = 6.516, so it brings 1,509.484. 2,238.50 + 1,509.484 = 3,747.984
-    # to spend.
+    # 5 + 0.1 % of 1,516.00 = 6.516, 6.52 to the cent, so it brings 1,509.48.
+    # 2,238.50 + 1,509.48 = 3,747.98 to spend.
     assert (aapl.side, aapl.trade_quantity, aapl.trade_value, aapl.fee) == (
         Side.SELL,
         D(8),
         D("1516.00"),
-        D("6.516"),
+        D("6.52"),
     )
     # MSFT wants 3,923.50, which would cost 3,923.50 x 1.001 = 3,927.4235 with its percent fee.
-    # Room left for one flat fee: (3,747.984 - 5) / 3,927.4235 of the gap is 3,739.2447..., or
-    # 9.0037 shares: 9 (3,737.70), fee 5 + 3.7377 = 8.7377, 3,746.4377 in all.
+    # Leaving room for one flat fee (5, and half a cent the rounding may add):
+    # 3,747.98 - 5.005 = 3,742.975, which pays for 3,742.975 / 1.001 = 3,739.2358 of MSFT,
+    # 9.0037 shares: 9 (3,737.70), fee 5 + 3.7377 = 8.74, 3,746.44 in all.
     assert (msft.side, msft.trade_quantity, msft.trade_value, msft.fee) == (
         Side.BUY,
         D(9),
         D("3737.70"),
-        D("8.7377"),
+        D("8.74"),
     )
-    # 3,747.984 - 3,746.4377 = 1.5463 left (16.80 without fees); 15.2537 of fees; the
-    # portfolio is worth 10,000 - 15.2537 = 9,984.7463 afterwards.
+    # 3,747.98 - 3,746.44 = 1.54 left (16.80 without fees); 6.52 + 8.74 = 15.26 of fees; the
+    # portfolio is worth 10,000 - 15.26 = 9,984.74 afterwards.
     assert (found.cash_after, found.total_fees, found.total_value_after) == (
-        D("1.5463"),
-        D("15.2537"),
-        D("9984.7463"),
+        D("1.54"),
+        D("15.26"),
+        D("9984.74"),
     )
-    # Weights after are of 9,984.7463: MSFT 5,814.20 is 58.2308 %, AAPL 22 x 189.50 = 4,169.00
-    # is 41.7537 %, the cash 0.0155 %; they add up to 100.
-    assert round(weight_after(found, msft.value_after), 4) == D("58.2308")
+    # Weights after are of 9,984.74: MSFT 2,076.50 + 3,737.70 = 5,814.20 is 58.2309 %, AAPL
+    # 22 x 189.50 = 4,169.00 is 41.7537 %, the cash 0.0154 %; they add up to 100.
+    assert round(weight_after(found, msft.value_after), 4) == D("58.2309")
     assert round(weight_after(found, aapl.value_after), 4) == D("41.7537")
+    assert round(weight_after(found, found.cash_after), 4) == D("0.0154")
     shares = [weight_after(found, x.value_after) for x in found.lines]
     assert abs(sum(shares, weight_after(found, found.cash_after)) - 100) < D("1e-20")
 
@@ -206,8 +208,8 @@ def test_a_trade_worth_less_than_the_minimum_is_not_suggested_and_its_money_stay
     found = plan(SIXTY_FORTY, sixty_forty_held(), D("2238.50"), costs=costs)
     msft, aapl = found.lines
     # The AAPL sell, 1,516.00, is under 1,600: not suggested; only the 2,238.50 in cash pays for
-    # MSFT. With room for one flat fee: (2,238.50 - 5) / 1.001 = 2,231.2687... or 5.37 shares:
-    # 5 (2,076.50, above 1,600), fee 5 + 2.0765 = 7.0765.
+    # MSFT. With room for one flat fee: (2,238.50 - 5.005) / 1.001 = 2,231.2637... or 5.37
+    # shares: 5 (2,076.50, above 1,600), fee 5 + 2.0765 = 7.08 to the cent.
     assert (aapl.side, aapl.trade_quantity, aapl.fee, aapl.reason) == (
         None,
         D(0),
@@ -218,17 +220,18 @@ def test_a_trade_worth_less_than_the_minimum_is_not_suggested_and_its_money_stay
         Side.BUY,
         D(5),
         D("2076.50"),
-        D("7.0765"),
+        D("7.08"),
     )
-    # 2,238.50 - 2,076.50 - 7.0765 = 154.9235 left; worth 10,000 - 7.0765 = 9,992.9235 after.
+    # 2,238.50 - 2,076.50 - 7.08 = 154.92 left; worth 10,000 - 7.08 = 9,992.92 after.
     assert (found.cash_after, found.total_fees, found.total_value_after) == (
-        D("154.9235"),
-        D("7.0765"),
-        D("9992.9235"),
+        D("154.92"),
+        D("7.08"),
+        D("9992.92"),
     )
-    # AAPL unsold: 5,685 / 9,992.9235 = 56.8903 %; MSFT 4,153.00 is 41.5594 %.
+    # AAPL unsold: 5,685 / 9,992.92 = 56.8903 %; MSFT 4,153.00 is 41.5594 %; cash 1.5503 %.
     assert round(weight_after(found, aapl.value_after), 4) == D("56.8903")
     assert round(weight_after(found, msft.value_after), 4) == D("41.5594")
+    assert round(weight_after(found, found.cash_after), 4) == D("1.5503")
 
 
 def test_a_buy_under_the_minimum_even_with_cash_for_all_of_it_says_below_minimum() -> None:
@@ -324,7 +327,8 @@ def test_with_costs_the_cash_never_goes_negative_and_every_trade_is_worth_placin
             assert line.fee == 0
             continue
         assert line.trade_value >= fees.minimum
-        assert line.fee == fees.per_trade + line.trade_value * fees.percent / 100
+        exact = fees.per_trade + line.trade_value * fees.percent / 100
+        assert line.fee == exact.quantize(D("0.01"))  # half-even, the context's rounding
         assert line.fee < line.trade_value or line.fee == 0
         goal = found.total_value * weights.get(line.symbol, D(0)) / 100
         if line.side is Side.SELL:
