@@ -2601,6 +2601,11 @@ export interface components {
             cashAfter?: string;
             cashWeightAfter?: string;
             fractional?: boolean;
+            totalFees?: string;
+            totalValueAfter?: string;
+            feePerTrade?: string;
+            feePercent?: string;
+            minTradeValue?: string;
         };
         "stockfolio.portfolio.v1.RebalanceLine": {
             symbol?: string;
@@ -2618,6 +2623,7 @@ export interface components {
             tradeValue?: string;
             reason?: string;
             weightAfter?: string;
+            fee?: string;
         };
         /**
          * @description Also accepted on input: the full value name (e.g. INCOME_GROUPING_YEAR), in any case.
@@ -5458,7 +5464,10 @@ export interface operations {
         parameters: {
             query?: {
                 cash?: string;
+                feePerTrade?: string;
+                feePercent?: string;
                 fractional?: boolean;
+                minTradeValue?: string;
             };
             header?: never;
             path: {
