@@ -1,7 +1,9 @@
 /** Target allocations and rebalancing (README: Target allocations and rebalancing): a form of
  * target weights (percent of the portfolio's value; the rest is the cash target), saved whole,
- * and the trades the API suggests to reach them at current prices, with extra cash to invest and
- * whole or fractional shares. It suggests only: nothing is traded from here. */
+ * and the trades the API suggests to reach them at current prices, with extra cash to invest,
+ * whole or fractional shares, and trading costs (a fee per trade, a percent of each trade, a
+ * minimum trade value): each line's fee and the total are shown. It suggests only: nothing is
+ * traded from here. */
 
 import { useEffect, useState } from "preact/hooks";
 import { api, dataOf, envelope, type Schemas } from "../../api/client";
@@ -21,7 +23,33 @@ const REASONS: Record<string, string> = {
   ON_TARGET: "on target",
   NO_CASH: "not enough cash",
   NO_TARGETS: "no targets set",
+  BELOW_MINIMUM: "below the minimum trade",
+  FEE_EXCEEDS_VALUE: "the fee exceeds its value",
 };
+
+/** What the suggestion is asked with: the form's fields as sent (empty: not given). */
+type Asked = {
+  cash: string;
+  fractional: boolean;
+  feePerTrade: string;
+  feePercent: string;
+  minTradeValue: string;
+};
+
+const NOTHING_ASKED: Asked = {
+  cash: "",
+  fractional: false,
+  feePerTrade: "",
+  feePercent: "",
+  minTradeValue: "",
+};
+
+function feePercentProblem(text: string): string | undefined {
+  return (
+    decimalProblem(text, { places: 4, zero: true, optional: true }) ??
+    (Number(text) >= 100 ? "must be less than 100" : undefined)
+  );
+}
 
 function emptyRow(): Row {
   return { symbol: "", weight: "" };
@@ -198,26 +226,54 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
   const { portfolioId, currency } = props;
   const [extra, setExtra] = useState("");
   const [fractional, setFractional] = useState(false);
-  const [asked, setAsked] = useState({ cash: "", fractional: false });
+  const [feePerTrade, setFeePerTrade] = useState("");
+  const [feePercent, setFeePercent] = useState("");
+  const [minTradeValue, setMinTradeValue] = useState("");
+  const [asked, setAsked] = useState<Asked>(NOTHING_ASKED);
   const extraProblem = decimalProblem(extra, { places: 8, zero: true, optional: true });
+  const feeProblem = decimalProblem(feePerTrade, { places: 6, zero: true, optional: true });
+  const percentProblem = feePercentProblem(feePercent);
+  const minimumProblem = decimalProblem(minTradeValue, { places: 6, zero: true, optional: true });
   const plan = useApi(
     () =>
       dataOf(
         api().GET("/api/v1/portfolios/{portfolio_id}/rebalance", {
           params: {
             path: { portfolio_id: portfolioId },
-            query: { ...(asked.cash ? { cash: asked.cash } : {}), fractional: asked.fractional },
+            query: {
+              ...(asked.cash ? { cash: asked.cash } : {}),
+              fractional: asked.fractional,
+              ...(asked.feePerTrade ? { feePerTrade: asked.feePerTrade } : {}),
+              ...(asked.feePercent ? { feePercent: asked.feePercent } : {}),
+              ...(asked.minTradeValue ? { minTradeValue: asked.minTradeValue } : {}),
+            },
           },
         }),
       ),
-    [portfolioId, props.version, asked.cash, asked.fractional],
+    [
+      portfolioId,
+      props.version,
+      asked.cash,
+      asked.fractional,
+      asked.feePerTrade,
+      asked.feePercent,
+      asked.minTradeValue,
+    ],
   );
+  const apiError = plan.error instanceof ApiError ? plan.error : null;
 
   function ask(event: Event) {
     event.preventDefault();
-    if (extraProblem) return;
-    setAsked({ cash: extra.trim(), fractional });
-    if (asked.cash === extra.trim() && asked.fractional === fractional) plan.reload();
+    if (extraProblem || feeProblem || percentProblem || minimumProblem) return;
+    const next: Asked = {
+      cash: extra.trim(),
+      fractional,
+      feePerTrade: feePerTrade.trim(),
+      feePercent: feePercent.trim(),
+      minTradeValue: minTradeValue.trim(),
+    };
+    setAsked(next);
+    if ((Object.keys(next) as (keyof Asked)[]).every((k) => asked[k] === next[k])) plan.reload();
   }
 
   const p = plan.data;
@@ -239,6 +295,51 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
         </label>
         {extraProblem && <small class="error">{extraProblem}</small>}
         <label>
+          Fee per trade ({currency}){" "}
+          <input
+            inputMode="decimal"
+            autoComplete="off"
+            size={6}
+            value={feePerTrade}
+            aria-invalid={Boolean(feeProblem ?? apiError?.field("feePerTrade"))}
+            onInput={(e) => setFeePerTrade(e.currentTarget.value)}
+            data-testid="rebalance-fee-per-trade"
+          />
+        </label>
+        {(feeProblem ?? apiError?.field("feePerTrade")) && (
+          <small class="error">{feeProblem ?? apiError?.field("feePerTrade")}</small>
+        )}
+        <label>
+          Fee % of each trade{" "}
+          <input
+            inputMode="decimal"
+            autoComplete="off"
+            size={5}
+            value={feePercent}
+            aria-invalid={Boolean(percentProblem ?? apiError?.field("feePercent"))}
+            onInput={(e) => setFeePercent(e.currentTarget.value)}
+            data-testid="rebalance-fee-percent"
+          />
+        </label>
+        {(percentProblem ?? apiError?.field("feePercent")) && (
+          <small class="error">{percentProblem ?? apiError?.field("feePercent")}</small>
+        )}
+        <label>
+          Minimum trade ({currency}){" "}
+          <input
+            inputMode="decimal"
+            autoComplete="off"
+            size={8}
+            value={minTradeValue}
+            aria-invalid={Boolean(minimumProblem ?? apiError?.field("minTradeValue"))}
+            onInput={(e) => setMinTradeValue(e.currentTarget.value)}
+            data-testid="rebalance-min-trade"
+          />
+        </label>
+        {(minimumProblem ?? apiError?.field("minTradeValue")) && (
+          <small class="error">{minimumProblem ?? apiError?.field("minTradeValue")}</small>
+        )}
+        <label>
           <CheckBox checked={fractional} onChecked={setFractional} data-testid="rebalance-fractional" />{" "}
           Fractional shares
         </label>
@@ -259,6 +360,7 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
           { label: "Target", class: "num" },
           { label: "Drift", class: "num" },
           "Suggestion",
+          { label: "Fee", class: "num" },
           { label: "Weight after", class: "num" },
         ]}
       >
@@ -276,6 +378,9 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
             <td class="num">{percent(line.targetWeight, false)}</td>
             <td class="num">{percent(line.drift)}</td>
             <td data-testid="rebalance-suggestion">{suggestion(line, currency)}</td>
+            <td class="num" data-testid="rebalance-fee">
+              {line.fee ? money(line.fee, currency) : "—"}
+            </td>
             <td class="num">{percent(line.weightAfter, false)}</td>
           </tr>
         ))}
@@ -288,10 +393,18 @@ function Suggestions(props: { portfolioId: string; currency: string; version: st
             <td class="num">{percent(p.targetCashWeight, false)}</td>
             <td />
             <td data-testid="rebalance-cash-after">{money(p.cashAfter, currency)} left</td>
+            <td />
             <td class="num">{percent(p.cashWeightAfter, false)}</td>
           </tr>
         )}
       </Table>
+      {p && (
+        <p class="muted" data-testid="rebalance-fees">
+          Fees in all: <span data-testid="rebalance-total-fees">{money(p.totalFees, currency)}</span>;
+          worth <span data-testid="rebalance-value-after">{money(p.totalValueAfter, currency)}</span>{" "}
+          once the trades are made (the weights after are of that).
+        </p>
+      )}
     </>
   );
 }
