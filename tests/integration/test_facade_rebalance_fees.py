@@ -140,3 +140,21 @@ async def test_bad_costs_are_a_422_naming_the_field(client: Client, query: str, 
     said = await answer.json()
     assert (said["success"], said["error"]) == (False, "VALIDATION_ERROR")
     assert [f["field"] for f in said["details"]["fields"]] == [field]
+
+
+async def test_extreme_costs_are_answered_never_a_500(client: Client) -> None:
+    """The fuzzer's portfolio ids are random (404 before any cost is used): the extremes the
+    rules allow, on a portfolio with holdings and targets."""
+    who, portfolio_id = await sixty_forty(client)
+    for query in (
+        "feePerTrade=999999999999.999999&feePercent=99.9999&minTradeValue=999999999999.999999",
+        "feePercent=99.9999&fractional=true&cash=999999999999.99999999",
+        "feePerTrade=0.000001&feePercent=0.0001&minTradeValue=0.000001&fractional=true",
+        "feePerTrade=+0&feePercent=%2000.5000%20&minTradeValue=.5",
+    ):
+        data = await suggested(client, who, portfolio_id, query)
+        assert data["cashAfter"][0] != "-", (query, data["cashAfter"])
+    # A flat fee larger than everything: nothing is worth placing, nothing is spent.
+    data = await suggested(client, who, portfolio_id, "feePerTrade=999999999999")
+    assert [x["reason"] for x in data["lines"]] == ["FEE_EXCEEDS_VALUE", "FEE_EXCEEDS_VALUE"]
+    assert (data["cashAfter"], data["totalFees"]) == ("2238.50", "0.00")
