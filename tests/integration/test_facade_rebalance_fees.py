@@ -12,6 +12,11 @@ import pytest
 
 from tests.integration.facade_harness import Client, bearer, portfolio_with_buys, register
 
+MONEY_RULE = (
+    "must be a number, zero or more, with at most 12 digits before the point and 6 after it"
+)
+PERCENT_RULE = "must be a percentage, zero or more and less than 100, with at most 4 decimal places"
+
 
 @pytest.fixture
 def portfolio_environment() -> dict[str, str]:
@@ -140,6 +145,9 @@ async def test_bad_costs_are_a_422_naming_the_field(client: Client, query: str, 
     said = await answer.json()
     assert (said["success"], said["error"]) == (False, "VALIDATION_ERROR")
     assert [f["field"] for f in said["details"]["fields"]] == [field]
+    # The rule stated, not "is not a parameter of this route".
+    rule = PERCENT_RULE if field == "feePercent" else MONEY_RULE
+    assert [f["description"] for f in said["details"]["fields"]] == [rule]
 
 
 async def test_extreme_costs_are_answered_never_a_500(client: Client) -> None:
