@@ -59,6 +59,7 @@ FEE_EXCEEDS_VALUE = "FEE_EXCEEDS_VALUE"
 FEE_PERCENT_PLACES = 4
 # The most rounding a fee to the cent (half-even) adds to it.
 _HALF_CENT = Decimal("0.005")
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ class Costs:
     @property
     def flat_bound(self) -> Decimal:
         """The most a buy's fee can be above its percent of the buy: the flat fee, and what
-        rounding the percent's share to the cent may add."""
-        return plus(self.per_trade, _HALF_CENT if self.percent else ZERO)
+        rounding to the cent may add (nothing when the fee is a whole number of cents)."""
+        whole_cents = not self.percent and self.per_trade % _CENT == 0
+        return plus(self.per_trade, ZERO if whole_cents else _HALF_CENT)
 
     def refuses(self, value: Decimal) -> str:
         """Why a trade worth `value` is not worth placing ("" when it is)."""

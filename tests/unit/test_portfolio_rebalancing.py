@@ -271,6 +271,23 @@ def test_the_cut_leaves_room_for_the_flat_fee_of_every_buy_it_keeps() -> None:
     assert (found.cash_after, found.total_fees) == (D(0), D(30))
 
 
+def test_a_flat_fee_with_parts_of_a_cent_is_reserved_as_charged() -> None:
+    held = {"AAA": Holding("AAA", D(0), D(0), D(1))}
+    found = plan(
+        [Target("AAA", D(100))], held, D(12), fractional=True, costs=Costs(per_trade=D("4.995"))
+    )
+    # A fee of 4.995 is charged as 5.00 (to the cent, half-even). Reserving only 4.995 would
+    # leave 7.005 for 7.005 shares: 7.005 + 5.00 = 12.005, more than the 12 there is.
+    # Reserving 5.00: the cut is 7 / 12 = 0.58333..., rounded down, so 12 x it is a hair under
+    # 7: 6.99999999 shares, and 6.99999999 + 5.00 leaves 0.00000001.
+    (line,) = found.lines
+    assert (line.trade_quantity, line.fee, found.cash_after) == (
+        D("6.99999999"),
+        D("5.00"),
+        D("0.00000001"),
+    )
+
+
 def test_a_trade_its_fee_would_eat_is_not_suggested() -> None:
     held = {
         "AAA": Holding("AAA", D(10), D(1000), D(100)),
@@ -306,7 +323,7 @@ def test_costs_are_read_from_the_request_and_bad_ones_named() -> None:
 
 costs = st.builds(
     Costs,
-    st.decimals(D(0), D(50), places=2),
+    st.decimals(D(0), D(50), places=6),
     st.decimals(D(0), D("99.9999"), places=4),
     st.decimals(D(0), D(5000), places=2),
 )
