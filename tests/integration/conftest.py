@@ -263,6 +263,9 @@ def spawn(tmp_path: Path) -> Spawn:
                 if service.process.returncode is None or not taken or attempt == 2:
                     await _killed(service.process)
                     raise
+            except BaseException:  # cancelled while it started (another one failed beside it)
+                await _killed(service.process)
+                raise
         try:
             yield service
         finally:

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import pytest
 from stockfolio.portfolio.v1 import portfolio_pb2, portfolio_pb2_grpc
 
 from services.runtime.auth import ServiceCredentials, ServiceTokenSigner, bearer
@@ -54,11 +53,14 @@ async def test_every_service_refuses_a_token_not_signed_by_the_users_key(
         user_id="u-1", session_id="s-1", email="u@example.com", roles=["user", "admin"]
     )
     async with contextlib.AsyncExitStack() as stack:
-        # The shells' sandbox is not what this test is about; bubblewrap may be absent.
+        # The shells' sandbox is not what this test is about; bubblewrap may be absent. The
+        # five start at once (one after another, their start-ups were most of this test).
         started = [spawn(name, TERMINAL_SANDBOX="off") for name in DOMAIN_SERVICES]
-        processes: list[ServiceProcess] = [
-            await stack.enter_async_context(service) for service in started
-        ]
+        async with asyncio.TaskGroup() as group:
+            starting = [
+                group.create_task(stack.enter_async_context(service)) for service in started
+            ]
+        processes: list[ServiceProcess] = [task.result() for task in starting]
         for process in processes:
             method = AUTHENTICATED_RPC[process.name]
             for kind, token in forged.items():
@@ -90,20 +92,23 @@ async def market_code(address: str, credentials: ServiceCredentials) -> grpc.Sta
     return grpc.StatusCode.OK
 
 
-@pytest.mark.parametrize(
-    ("audience", "facades_key", "expected"),
-    [
-        ("portfolio", True, grpc.StatusCode.OK),
-        ("workspace", True, grpc.StatusCode.UNAUTHENTICATED),
-        ("portfolio", False, grpc.StatusCode.UNAUTHENTICATED),
-    ],
-    ids=["the-facades-key-for-portfolio", "for-another-callee", "another-key"],
-)
+# (audience, signed with the facade's key): what the market stream answers. One portfolio
+# process answers all three (each a stream of its own, cancelled before the next).
+MARKET_CASES = {
+    ("portfolio", True): grpc.StatusCode.OK,
+    ("workspace", True): grpc.StatusCode.UNAUTHENTICATED,
+    ("portfolio", False): grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
 async def test_the_market_stream_takes_the_facades_service_token_for_portfolio_only(
-    spawn: Spawn, tmp_path: Path, audience: str, facades_key: bool, expected: grpc.StatusCode
+    spawn: Spawn, tmp_path: Path
 ) -> None:
-    key = TEST_SERVICE_KEY if facades_key else SigningKey.generate()
-    credentials = ServiceCredentials(ServiceTokenSigner(key, service="facade"), audience)
     await asyncio.to_thread(migrate, tmp_path / "var")
     async with spawn("portfolio", USE_MOCK_PRICES="true") as portfolio:
-        assert await market_code(portfolio.address, credentials) == expected
+        answered: dict[tuple[str, bool], grpc.StatusCode] = {}
+        for audience, facades_key in MARKET_CASES:
+            key = TEST_SERVICE_KEY if facades_key else SigningKey.generate()
+            credentials = ServiceCredentials(ServiceTokenSigner(key, service="facade"), audience)
+            answered[audience, facades_key] = await market_code(portfolio.address, credentials)
+    assert answered == MARKET_CASES
