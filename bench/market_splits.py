@@ -21,10 +21,11 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -259,29 +260,55 @@ async def run_size(
         await db.close()
 
 
-def run_split_rounds(settings: SplitRoundSettings) -> SplitRoundReport:
+def each_database_and_size(
+    databases: tuple[str, ...],
+    sizes: tuple[int, ...],
+    run: Callable[[str, str, int], Coroutine[Any, Any, None]],
+) -> None:
+    """`run(url, database name, size)` on a freshly migrated portfolio database for each pair
+    (the leader's round parts: market splits, revaluation)."""
     freeze_startup_objects()  # as the service does once started
-    report = SplitRoundReport(settings)
-    for name in settings.databases:
-        for size in settings.sizes:
+    for name in databases:
+        for size in sizes:
             with database_url(name) as url:
                 upgrade("portfolio", url)  # runs its own event loop
-                asyncio.run(run_size(url, name, size, settings, report))
-    return report
+                asyncio.run(run(url, name, size))
 
 
-def print_split_rounds(report: SplitRoundReport) -> None:
+def print_round_cases(
+    title: str, book_sizes: dict[int, float], runs: int, cases: list[Case]
+) -> None:
+    """A leader's round part's table: each case's medians of wall, CPU and loop-held time."""
     print()
-    print("Market-split round on the leader (in-process: SplitApplier.apply_due, no split due)")
-    sizes = ", ".join(f"{n:,}: {b:,.0f} B" for n, b in report.book_bytes.items())
-    print(f"  stored book, mean size ({sizes}); medians of {report.settings.runs} runs")
+    print(title)
+    sizes = ", ".join(f"{n:,}: {b:,.0f} B" for n, b in book_sizes.items())
+    print(f"  stored book, mean size ({sizes}); medians of {runs} runs")
     print(f"  {'case':<36} {'wall ms':>9} {'CPU ms':>9} {'loop held ms':>13} {'(max)':>7}")
-    for case in report.cases:
+    for case in cases:
         wall, cpu = case.calls.wall_ms, case.calls.cpu_ms
         print(
             f"  {case.label:<36} {statistics.median(wall):9.1f} {statistics.median(cpu):9.1f}"
             f" {statistics.median(case.held_ms):13.1f} {max(case.held_ms):7.1f}"
         )
+
+
+def run_split_rounds(settings: SplitRoundSettings) -> SplitRoundReport:
+    report = SplitRoundReport(settings)
+
+    async def run(url: str, name: str, size: int) -> None:
+        await run_size(url, name, size, settings, report)
+
+    each_database_and_size(settings.databases, settings.sizes, run)
+    return report
+
+
+def print_split_rounds(report: SplitRoundReport) -> None:
+    print_round_cases(
+        "Market-split round on the leader (in-process: SplitApplier.apply_due, no split due)",
+        report.book_bytes,
+        report.settings.runs,
+        report.cases,
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ a calculator holds after a round, less what it holds once dropped.
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import statistics
 import tracemalloc
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,17 +29,16 @@ from bench.market_splits import (
     SplitRoundSettings,
     book_bytes,
     change_some,
+    each_database_and_size,
     lag_sampler,
     load,
+    print_round_cases,
 )
-from bench.overview import database_url
 from services.portfolio.calculator import Calculator
 from services.portfolio.events import EventHub
 from services.portfolio.mock_market import MockMarket
 from services.portfolio.prices import Prices
-from services.runtime.collector import freeze_startup_objects
 from services.runtime.db import Database
-from services.runtime.migrations import upgrade
 
 
 @dataclass(frozen=True)
@@ -137,28 +134,22 @@ async def run_size(
 
 
 def run_revaluation(settings: RevaluationSettings) -> RevaluationReport:
-    freeze_startup_objects()  # as the service does once started
     report = RevaluationReport(settings)
-    for name in settings.databases:
-        for size in settings.sizes:
-            with database_url(name) as url:
-                upgrade("portfolio", url)  # runs its own event loop
-                asyncio.run(run_size(url, name, size, settings, report))
+
+    async def run(url: str, name: str, size: int) -> None:
+        await run_size(url, name, size, settings, report)
+
+    each_database_and_size(settings.databases, settings.sizes, run)
     return report
 
 
 def print_revaluation(report: RevaluationReport) -> None:
-    print()
-    print("Revaluation round on the leader (in-process: Calculator.revalue_all)")
-    sizes = ", ".join(f"{n:,}: {b:,.0f} B" for n, b in report.book_bytes.items())
-    print(f"  stored book, mean size ({sizes}); medians of {report.settings.runs} runs")
-    print(f"  {'case':<36} {'wall ms':>9} {'CPU ms':>9} {'loop held ms':>13} {'(max)':>7}")
-    for case in report.cases:
-        wall, cpu = case.calls.wall_ms, case.calls.cpu_ms
-        print(
-            f"  {case.label:<36} {statistics.median(wall):9.1f} {statistics.median(cpu):9.1f}"
-            f" {statistics.median(case.held_ms):13.1f} {max(case.held_ms):7.1f}"
-        )
+    print_round_cases(
+        "Revaluation round on the leader (in-process: Calculator.revalue_all)",
+        report.book_bytes,
+        report.settings.runs,
+        report.cases,
+    )
     kept = ", ".join(
         f"{n:,}: {b / 2**20:,.1f} MB ({b / n:,.0f} B a portfolio)"
         for n, b in report.kept_bytes.items()
