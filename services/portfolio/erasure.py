@@ -21,8 +21,9 @@ from services.portfolio.orm import (
 from services.runtime.db import Database
 
 # Every other table holding a user's rows by their owner column (alerts go first, their ids
-# kept), children before their parents: the database cascades from portfolios too (trades,
-# splits, dividends, targets, plan runs), but nothing here counts on it.
+# kept), children before their parents. The rows without an owner column (trades, splits,
+# dividends, targets, plan runs) go with their portfolio by the database's cascade (SQLite's
+# foreign keys are on: runtime/db.py); the test counts them on both databases.
 _OWNED = (orders, savings_plans, portfolios, watchlists, fired_alerts, idempotency_keys)
 
 
